@@ -1,0 +1,38 @@
+"""tapegrad.kernels: compiled kernels behind a registry (arrays in, arrays out).
+
+Each family is a subpackage (``conv``, ``pool``, ...) holding one module per variant:
+``reference.py`` (NumPy), ``<algorithm>_numba.py`` and ``<algorithm>_cy.pyx``. The
+family's ``__init__`` registers its variants; nothing is imported or compiled until used.
+"""
+
+from . import conv, pool  # noqa: F401  (registration side effects)
+from .registry import (
+    autotune,
+    autotune_enabled,
+    clear_tuning,
+    get,
+    ops,
+    resolve,
+    resolved_name,
+    selected,
+    unavailable,
+    use,
+    variants,
+)
+from .threads import get_num_threads, set_num_threads
+
+__all__ = [
+    "autotune",
+    "autotune_enabled",
+    "clear_tuning",
+    "get",
+    "get_num_threads",
+    "ops",
+    "resolve",
+    "resolved_name",
+    "selected",
+    "set_num_threads",
+    "unavailable",
+    "use",
+    "variants",
+]

@@ -1,0 +1,89 @@
+"""The im2col algorithm, shared by its Numba and Cython variants.
+
+Forward: unfold x into columns ``cols[(c, i, j), (n, oh, ow)]`` (one row per filter tap
+and input channel, one column per output pixel of the whole batch), then one GEMM per
+group through NumPy's BLAS: ``y2[o, (n, oh, ow)] = w2[o, (c, i, j)] @ cols``.
+Backward: ``gw = gy2 @ cols.T`` and ``gcols = w2.T @ gy2``, folded back by col2im.
+
+A backend supplies ``im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)`` and
+``col2im(cols, gx, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)``; both write into the
+preallocated output they are given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .reference import _out_size
+
+_MAX_COLS_BYTES = 8 * 2**30  # refuse a column buffer larger than this, before allocating
+
+
+def _cols_buffer(x: np.ndarray, kh: int, kw: int, ho: int, wo: int) -> np.ndarray:
+    n, c = x.shape[:2]
+    rows, width = c * kh * kw, n * ho * wo
+    nbytes = rows * width * x.itemsize
+    if nbytes > _MAX_COLS_BYTES:
+        raise MemoryError(
+            f"conv2d (im2col): the column buffer would need {nbytes / 2**30:.1f} GiB "
+            f"({rows} x {width} {x.dtype}); use a smaller batch or a direct-* variant"
+        )
+    return np.empty((rows, width), dtype=x.dtype)
+
+
+def forward(im2col: Callable, x, w, b, stride, padding, dilation, groups):
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    ho = _out_size(h, kh, stride[0], padding[0], dilation[0])
+    wo = _out_size(wd, kw, stride[1], padding[1], dilation[1])
+    cols = _cols_buffer(x, kh, kw, ho, wo)
+    im2col(x, cols, kh, kw, *stride, *padding, *dilation, ho, wo)
+    y2 = _grouped_gemm(w.reshape(o, -1), cols, groups)
+    y = np.empty((n, o, ho, wo), dtype=x.dtype)
+    src = y2.reshape(o, n, ho, wo).transpose(1, 0, 2, 3)
+    if b is not None:
+        np.add(src, b.reshape(1, o, 1, 1), out=y)
+    else:
+        np.copyto(y, src)
+    return y
+
+
+def _grouped_gemm(w2: np.ndarray, cols: np.ndarray, groups: int) -> np.ndarray:
+    if groups == 1:
+        return np.matmul(w2, cols)
+    o, k = w2.shape
+    og = o // groups
+    out = np.empty((o, cols.shape[1]), dtype=cols.dtype)
+    for g in range(groups):
+        np.matmul(w2[g * og : (g + 1) * og], cols[g * k : (g + 1) * k], out=out[g * og : (g + 1) * og])
+    return out
+
+
+def backward(im2col: Callable, col2im: Callable, gy, x, w, stride, padding, dilation, groups,
+             need_x, need_w):
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    ho, wo = gy.shape[2:]
+    og, k = o // groups, cg * kh * kw
+    gy2 = np.ascontiguousarray(gy.transpose(1, 0, 2, 3)).reshape(o, -1)
+    w2 = w.reshape(o, -1)
+    gx = gw = None
+    if need_w:
+        cols = _cols_buffer(x, kh, kw, ho, wo)
+        im2col(x, cols, kh, kw, *stride, *padding, *dilation, ho, wo)
+        gw2 = np.empty_like(w2)
+        for g in range(groups):
+            rows = slice(g * og, (g + 1) * og)
+            np.matmul(gy2[rows], cols[g * k : (g + 1) * k].T, out=gw2[rows])
+        gw = gw2.reshape(w.shape)
+        del cols
+    if need_x:
+        gcols = _cols_buffer(x, kh, kw, ho, wo)
+        for g in range(groups):
+            rows = slice(g * og, (g + 1) * og)
+            np.matmul(w2[rows].T, gy2[rows], out=gcols[g * k : (g + 1) * k])
+        gx = np.empty_like(x)
+        col2im(gcols, gx, kh, kw, *stride, *padding, *dilation, ho, wo)
+    return gx, gw

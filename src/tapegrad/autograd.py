@@ -1,0 +1,251 @@
+"""The tape: every op run under grad appends a record; ``backward`` replays it in reverse.
+
+A record (:class:`Node`) holds the op's :class:`Function`, its context (saved arrays)
+and its inputs. Records are numbered in the order they were made -- their position on
+the tape -- and ``backward`` runs the records that lead to the output in descending
+order of that number. The tape keeps no global list: a record lives as long as the
+tensors that came out of it, so a graph that is no longer referenced is freed.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .tensor import Tensor
+
+_state = threading.local()
+_counter = itertools.count()
+
+
+def is_grad_enabled() -> bool:
+    return getattr(_state, "grad", True)
+
+
+def _set_grad(flag: bool) -> bool:
+    old = is_grad_enabled()
+    _state.grad = flag
+    return old
+
+
+class _GradMode:
+    """Context manager and decorator that switches recording off (or on)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._prev: list[bool] = []
+
+    def __enter__(self) -> None:
+        self._prev.append(_set_grad(self.enabled))
+
+    def __exit__(self, *exc: object) -> None:
+        _set_grad(self._prev.pop())
+
+    def __call__(self, fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with _GradMode(self.enabled):
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+
+def no_grad() -> _GradMode:
+    """Nothing is recorded inside: ``with no_grad():`` or ``@no_grad()``."""
+    return _GradMode(False)
+
+
+def enable_grad() -> _GradMode:
+    return _GradMode(True)
+
+
+# --- anomaly detection -------------------------------------------------------------
+
+
+def _anomaly_on() -> bool:
+    return getattr(_state, "anomaly", False)
+
+
+@contextmanager
+def detect_anomaly() -> Iterator[None]:
+    """Raise at the first op whose forward or backward makes a NaN or Inf."""
+    old = _anomaly_on()
+    _state.anomaly = True
+    try:
+        yield
+    finally:
+        _state.anomaly = old
+
+
+class AnomalyError(RuntimeError):
+    pass
+
+
+def _check_finite(arr: Any, what: str, node: Node | None, fn_name: str) -> None:
+    if isinstance(arr, np.ndarray) and arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = "NaN" if np.isnan(arr).any() else "Inf"
+        where = f" (tape record #{node.seq}, recorded at {node.where})" if node else ""
+        raise AnomalyError(f"{fn_name}: {what} produced {bad}{where}")
+
+
+# --- Function and its context ---------------------------------------------------------
+
+
+class Context:
+    """What a Function's forward leaves for its backward."""
+
+    __slots__ = ("saved", "needs_input_grad", "__dict__")
+
+    def __init__(self, needs_input_grad: tuple[bool, ...]) -> None:
+        self.saved: tuple | None = ()
+        self.needs_input_grad = needs_input_grad
+
+    def save_for_backward(self, *arrays: Any) -> None:
+        self.saved = arrays
+
+    @property
+    def saved_arrays(self) -> tuple:
+        if self.saved is None:
+            raise RuntimeError(
+                "backward through the graph a second time: its saved buffers were freed "
+                "by the first backward(); pass retain_graph=True to the first call"
+            )
+        return self.saved
+
+
+class Node:
+    """One record on the tape."""
+
+    __slots__ = ("fn", "ctx", "inputs", "seq", "where", "freed", "__weakref__")
+
+    def __init__(self, fn: type[Function], ctx: Context, inputs: list[Tensor | None]) -> None:
+        self.fn = fn
+        self.ctx = ctx
+        self.inputs = inputs
+        self.seq = next(_counter)
+        self.where = _caller() if _anomaly_on() else ""
+        self.freed = False
+
+    def free(self) -> None:
+        self.ctx.saved = None
+        self.ctx.__dict__.clear()
+        self.freed = True
+
+
+def _caller() -> str:
+    for frame in reversed(traceback.extract_stack()[:-3]):
+        if "tapegrad" not in frame.filename.replace("\\", "/").split("/")[-2:][0]:
+            return f"{frame.filename}:{frame.lineno}"
+    return "?"
+
+
+class Function:
+    """An op: ``forward(ctx, *arrays, **kw) -> array`` and ``backward(ctx, grad) -> grads``.
+
+    ``forward`` receives NumPy arrays where the caller passed Tensors; ``backward`` returns
+    one gradient (or None) per positional argument of ``forward``. ``ctx.needs_input_grad``
+    says which are wanted, so a backward can skip work.
+    """
+
+    @staticmethod
+    def forward(ctx: Context, *args: Any, **kwargs: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx: Context, grad: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
+        from .tensor import Tensor
+
+        tensors = [a if isinstance(a, Tensor) else None for a in args]
+        raw = [a.data if isinstance(a, Tensor) else a for a in args]
+        record = is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+        needs = tuple(t is not None and t.requires_grad for t in tensors) if record else ()
+        ctx = Context(needs)
+        out = cls.forward(ctx, *raw, **kwargs)
+        if _anomaly_on():
+            _check_finite(out, "forward", None, cls.__name__)
+        result = Tensor._from_op(out)
+        if record:
+            result.requires_grad = True
+            result._node = Node(cls, ctx, [t if t is not None and t.requires_grad else None
+                                           for t in tensors])
+        return result
+
+
+# --- backward --------------------------------------------------------------------------
+
+
+def _reachable(root: Node) -> list[Node]:
+    seen: dict[int, Node] = {}
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen[id(node)] = node
+        for t in node.inputs:
+            if t is not None and t._node is not None:
+                stack.append(t._node)
+    return sorted(seen.values(), key=lambda n: n.seq, reverse=True)
+
+
+def backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
+    """Replay the tape from ``root`` in reverse, accumulating into leaf ``.grad``."""
+    if root._node is None:
+        _accumulate_leaf(root, grad)
+        return
+    grads: dict[int, np.ndarray] = {id(root._node): grad}
+    for node in _reachable(root._node):
+        g = grads.pop(id(node), None)
+        if g is None:
+            continue
+        if node.freed:
+            node.ctx.saved_arrays  # noqa: B018  (raises the RuntimeError)
+        in_grads = node.fn.backward(node.ctx, g)
+        if not isinstance(in_grads, tuple):
+            in_grads = (in_grads,)
+        if _anomaly_on():
+            for ig in in_grads:
+                _check_finite(ig, "backward", node, node.fn.__name__)
+        for t, ig in zip(node.inputs, in_grads):
+            if t is None or ig is None:
+                continue
+            ig = _unbroadcast(np.asarray(ig, dtype=t.data.dtype), t.data.shape)
+            if t._node is None:
+                _accumulate_leaf(t, ig)
+            else:
+                key = id(t._node)
+                grads[key] = grads[key] + ig if key in grads else ig
+        if not retain_graph:
+            node.free()
+
+
+def _accumulate_leaf(t: Tensor, g: np.ndarray) -> None:
+    if t._grad is None:
+        t._grad = np.array(g, dtype=t.data.dtype, copy=True)
+    else:
+        t._grad = t._grad + g
+
+
+def _unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum ``g`` over the axes NumPy broadcasting added or stretched to reach its shape."""
+    if g.shape == shape:
+        return g
+    extra = g.ndim - len(shape)
+    if extra > 0:
+        g = g.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, (gs, s) in enumerate(zip(g.shape, shape)) if s == 1 and gs != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(shape)

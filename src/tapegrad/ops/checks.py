@@ -1,0 +1,60 @@
+"""Argument checks shared by the ops: run before any kernel, fail with a clear message.
+
+Every message starts with the public function's name, then names the argument and
+the offending value or shapes.
+"""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import numpy as np
+
+FLOATS = (np.float32, np.float64)
+
+
+def fail(fn: str, msg: str, exc: type[Exception] = ValueError) -> NoReturn:
+    raise exc(f"{fn}: {msg}")
+
+
+def check_float(fn: str, **arrays: np.ndarray | None) -> None:
+    """Each given array must be float32 or float64, and all of one dtype."""
+    dtypes = {}
+    for name, a in arrays.items():
+        if a is None:
+            continue
+        if a.dtype not in FLOATS:
+            fail(fn, f"{name} must be float32 or float64, got {a.dtype} (shape {a.shape})",
+                 TypeError)
+        dtypes[name] = a.dtype
+    if len(set(dtypes.values())) > 1:
+        listing = ", ".join(f"{k} {v}" for k, v in dtypes.items())
+        fail(fn, f"arguments must share one dtype, got {listing}", TypeError)
+
+
+def check_ndim(fn: str, name: str, a: np.ndarray, ndims: tuple[int, ...], layout: str) -> None:
+    if a.ndim not in ndims:
+        want = " or ".join(f"{d}-D" for d in ndims)
+        fail(fn, f"{name} must be {want} {layout}, got shape {a.shape}")
+
+
+def int_tuple(fn: str, name: str, v, n: int, minimum: int) -> tuple[int, ...]:
+    """An int or a length-``n`` sequence of ints, each >= ``minimum``."""
+    vals = (v,) * n if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else v
+    try:
+        vals = tuple(vals)
+    except TypeError:
+        fail(fn, f"{name} must be an int or a tuple of {n} ints, got {v!r}", TypeError)
+    if len(vals) != n or not all(
+        isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in vals
+    ):
+        fail(fn, f"{name} must be an int or a tuple of {n} ints, got {v!r}", TypeError)
+    if any(x < minimum for x in vals):
+        rule = "positive" if minimum == 1 else "non-negative"
+        fail(fn, f"{name} must be {rule}, got {v!r}")
+    return tuple(int(x) for x in vals)
+
+
+def contiguous(a: np.ndarray | None) -> np.ndarray | None:
+    """C-contiguous copy only when needed (kernels index raw memory)."""
+    return None if a is None else np.ascontiguousarray(a)

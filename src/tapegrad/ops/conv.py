@@ -1,0 +1,86 @@
+"""Convolution ops: ``conv2d`` and ``conv1d`` (as conv2d over a height of 1).
+
+Arguments follow PyTorch: NCHW input, weight (C_out, C_in/groups, kH, kW),
+cross-correlation, int or pair stride/padding/dilation, ``padding="same"|"valid"``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import tapegrad.kernels as K
+
+from ..autograd import Context, Function
+from .checks import check_float, check_ndim, contiguous, fail, int_tuple
+
+
+def conv_args(fn: str, x, w, b, stride, padding, dilation, groups, nd: int = 2):
+    """Validate conv arguments; returns (stride, padding, dilation, groups, pad_extra).
+
+    ``padding`` comes back symmetric per axis; ``pad_extra`` holds the extra trailing
+    pixel 'same' needs for even effective kernel sizes (PyTorch pads that on the right).
+    """
+    layout = "(N, C, H, W)" if nd == 2 else "(N, C, L)"
+    check_float(fn, input=x, weight=w, bias=b)
+    check_ndim(fn, "input", x, (nd + 2,), layout)
+    check_ndim(fn, "weight", w, (nd + 2,), "(C_out, C_in/groups, *kernel)")
+    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
+        fail(fn, f"groups must be a positive int, got {groups!r}")
+    stride = int_tuple(fn, "stride", stride, nd, 1)
+    dilation = int_tuple(fn, "dilation", dilation, nd, 1)
+    c, o = x.shape[1], w.shape[0]
+    if c % groups or o % groups:
+        fail(fn, f"groups={groups} must divide both input channels ({c}) and output "
+             f"channels ({o}); input {x.shape}, weight {w.shape}")
+    if w.shape[1] * groups != c:
+        fail(fn, f"weight expects {w.shape[1] * groups} input channels "
+             f"({w.shape[1]} per group x {groups} groups) but input has {c}: "
+             f"input {x.shape}, weight {w.shape}")
+    if b is not None and b.shape != (o,):
+        fail(fn, f"bias must have shape ({o},), got {b.shape}")
+    kernel = w.shape[2:]
+    extra = (0,) * nd
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = (0,) * nd
+        elif padding == "same":
+            if any(s != 1 for s in stride):
+                fail(fn, f"padding='same' needs stride 1, got stride {stride}")
+            total = [d * (k - 1) for d, k in zip(dilation, kernel)]
+            padding = tuple(t // 2 for t in total)
+            extra = tuple(t - 2 * (t // 2) for t in total)
+        else:
+            fail(fn, f"padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
+    else:
+        padding = int_tuple(fn, "padding", padding, nd, 0)
+    spatial = x.shape[2:]
+    for ax, (n, k, s, p, d, e) in enumerate(zip(spatial, kernel, stride, padding, dilation,
+                                                extra)):
+        eff = d * (k - 1) + 1
+        if n + 2 * p + e < eff:
+            fail(fn, f"kernel size {tuple(kernel)} (dilated to {eff} along axis {ax}) is "
+                 f"larger than the padded input: input {x.shape}, padding {padding}")
+    return stride, padding, dilation, int(groups), extra
+
+
+class Conv2d(Function):
+    @staticmethod
+    def forward(ctx: Context, x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
+                groups=1):
+        x, w, b = contiguous(x), contiguous(w), contiguous(b)
+        sig = ("conv2d", x.shape, w.shape, stride, padding, dilation, groups, x.dtype.str)
+        mod = K.resolve("conv2d", sig,
+                        lambda m: m.forward(x, w, b, stride, padding, dilation, groups))
+        ctx.save_for_backward(x, w)
+        ctx.args = (stride, padding, dilation, groups)
+        ctx.mod = mod
+        return mod.forward(x, w, b, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx: Context, gy):
+        x, w = ctx.saved_arrays
+        need = ctx.needs_input_grad + (False,) * 3
+        gy = np.ascontiguousarray(gy)
+        gx, gw = ctx.mod.backward(gy, x, w, *ctx.args, need[0], need[1])
+        gb = gy.sum(axis=(0, 2, 3)) if need[2] else None
+        return gx, gw, gb

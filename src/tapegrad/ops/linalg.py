@@ -1,0 +1,74 @@
+"""Matrix products: ``matmul`` (NumPy semantics, batched) and the fused ``linear``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd import Context, Function
+from .checks import check_float, fail
+
+
+class MatMul(Function):
+    @staticmethod
+    def forward(ctx: Context, a, b):
+        if a.ndim == 0 or b.ndim == 0:
+            raise ValueError("matmul: both operands need at least 1 dimension")
+        ctx.save_for_backward(a, b)
+        return np.matmul(a, b)
+
+    @staticmethod
+    def backward(ctx: Context, g):
+        a, b = ctx.saved_arrays
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        g2 = g
+        if a.ndim == 1:
+            g2 = np.expand_dims(g2, -2)
+        if b.ndim == 1:
+            g2 = np.expand_dims(g2, -1)
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            ga = np.matmul(g2, np.swapaxes(b2, -1, -2))
+            ga = ga.reshape(ga.shape[:-2] + (-1,)) if a.ndim == 1 else ga
+            ga = _sum_to(ga, a.shape)
+        if ctx.needs_input_grad[1]:
+            gb = np.matmul(np.swapaxes(a2, -1, -2), g2)
+            gb = gb[..., 0] if b.ndim == 1 else gb
+            gb = _sum_to(gb, b.shape)
+        return ga, gb
+
+
+def _sum_to(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    while g.ndim > len(shape):
+        g = g.sum(axis=0)
+    return g.reshape(shape)
+
+
+class Linear(Function):
+    """y = x @ w.T + b for x (..., in), w (out, in), b (out,)."""
+
+    @staticmethod
+    def forward(ctx: Context, x, w, b=None):
+        check_float("linear", x=x, weight=w)
+        if w.ndim != 2:
+            fail("linear", f"weight must be 2-D (out_features, in_features), got shape {w.shape}")
+        if x.ndim < 1 or x.shape[-1] != w.shape[1]:
+            fail("linear", f"input's last dimension must equal weight's in_features: "
+                 f"input {x.shape}, weight {w.shape}")
+        if b is not None and b.shape != (w.shape[0],):
+            fail("linear", f"bias must have shape ({w.shape[0]},), got {b.shape}")
+        ctx.save_for_backward(x, w)
+        y = x @ w.T
+        if b is not None:
+            y += b
+        return y
+
+    @staticmethod
+    def backward(ctx: Context, g):
+        x, w = ctx.saved_arrays
+        need = ctx.needs_input_grad
+        gx = g @ w if need[0] else None
+        g2 = g.reshape(-1, g.shape[-1])
+        gw = g2.T @ x.reshape(-1, x.shape[-1]) if need[1] else None
+        gb = g2.sum(axis=0) if len(need) > 2 and need[2] else None
+        return gx, gw, gb

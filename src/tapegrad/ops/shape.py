@@ -1,0 +1,67 @@
+"""Shape ops: views on the data whose backward routes the gradient back."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd import Context, Function
+
+
+class Reshape(Function):
+    @staticmethod
+    def forward(ctx: Context, a, shape):
+        ctx.shape = a.shape
+        return a.reshape(shape)
+
+    @staticmethod
+    def backward(ctx: Context, g):
+        return g.reshape(ctx.shape)
+
+
+class Permute(Function):
+    @staticmethod
+    def forward(ctx: Context, a, dims):
+        ctx.inv = tuple(np.argsort(dims))
+        return np.transpose(a, dims)
+
+    @staticmethod
+    def backward(ctx: Context, g):
+        return np.transpose(g, ctx.inv)
+
+
+class GetItem(Function):
+    @staticmethod
+    def forward(ctx: Context, a, index):
+        ctx.shape, ctx.dtype, ctx.index = a.shape, a.dtype, index
+        return np.asarray(a[index])
+
+    @staticmethod
+    def backward(ctx: Context, g):
+        out = np.zeros(ctx.shape, dtype=g.dtype)
+        np.add.at(out, ctx.index, g)
+        return out
+
+
+class Pad(Function):
+    """Constant padding; ``pads`` is a ((before, after), ...) pair per axis."""
+
+    @staticmethod
+    def forward(ctx: Context, a, pads, value=0.0):
+        ctx.slices = tuple(slice(b, b + n) for (b, _), n in zip(pads, a.shape))
+        return np.pad(a, pads, constant_values=value)
+
+    @staticmethod
+    def backward(ctx: Context, g):
+        return np.ascontiguousarray(g[ctx.slices])
+
+
+class Concat(Function):
+    @staticmethod
+    def forward(ctx: Context, *arrays, axis=0):
+        ctx.axis = axis
+        ctx.bounds = np.cumsum([a.shape[axis] for a in arrays])[:-1]
+        return np.concatenate(arrays, axis=axis)
+
+    @staticmethod
+    def backward(ctx: Context, g):
+        return tuple(np.split(g, ctx.bounds, axis=ctx.axis))

@@ -1,0 +1,319 @@
+"""Tensor: a NumPy array plus what autograd needs (``requires_grad``, ``grad``, its record)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import autograd
+from .ops import activation, elementwise as ew, reduce, shape
+
+_FLOATS = (np.float32, np.float64)
+
+
+def _as_array(data: Any, dtype: Any = None) -> np.ndarray:
+    if isinstance(data, Tensor):
+        data = data.data
+    if dtype is not None:
+        return np.array(data, dtype=dtype)
+    arr = np.array(data)
+    if arr.dtype.kind == "f":
+        # Python floats and lists give float32; an ndarray keeps float32/float64
+        if not isinstance(data, np.ndarray) or arr.dtype not in _FLOATS:
+            arr = arr.astype(np.float32)
+    elif arr.dtype.kind in "iu":
+        arr = arr.astype(np.int64, copy=False)
+    return arr
+
+
+class Tensor:
+    """An n-dimensional array that records the ops applied to it when it requires grad."""
+
+    __array_priority__ = 100  # ndarray (op) Tensor defers to Tensor's reflected operators
+
+    def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None) -> None:
+        self.data: np.ndarray = _as_array(data, dtype)
+        if requires_grad and self.data.dtype.kind != "f":
+            raise TypeError(f"Tensor: only floating tensors can require grad, "
+                            f"got dtype {self.data.dtype}")
+        self.requires_grad = requires_grad
+        self._grad: np.ndarray | None = None
+        self._node: autograd.Node | None = None
+        self.name: str | None = None
+
+    @classmethod
+    def _from_op(cls, arr: np.ndarray) -> Tensor:
+        t = cls.__new__(cls)
+        t.data = arr if isinstance(arr, np.ndarray) else np.asarray(arr)
+        t.requires_grad = False
+        t._grad = None
+        t._node = None
+        t.name = None
+        return t
+
+    # --- attributes ---------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    @property
+    def T(self) -> Tensor:
+        return self.permute(*reversed(range(self.ndim)))
+
+    @property
+    def grad(self) -> Tensor | None:
+        return None if self._grad is None else Tensor._from_op(self._grad)
+
+    @grad.setter
+    def grad(self, value: Any) -> None:
+        self._grad = None if value is None else _as_array(value, self.data.dtype)
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._node is None
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def item(self) -> float | int:
+        if self.data.size != 1:
+            raise ValueError(f"item: tensor has {self.data.size} elements, not 1")
+        return self.data.reshape(()).item()
+
+    def detach(self) -> Tensor:
+        return Tensor._from_op(self.data)
+
+    def clone(self) -> Tensor:
+        return ew.Mul.apply(self, 1) if self.requires_grad else Tensor._from_op(self.data.copy())
+
+    def float(self) -> Tensor:
+        return self.astype(np.float32)
+
+    def double(self) -> Tensor:
+        return self.astype(np.float64)
+
+    def astype(self, dtype: Any) -> Tensor:
+        return Tensor(self.data.astype(dtype), requires_grad=False)
+
+    def requires_grad_(self, flag: bool = True) -> Tensor:
+        self.requires_grad = flag
+        return self
+
+    def zero_(self) -> Tensor:
+        self.data[...] = 0
+        return self
+
+    def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
+        """Replay the tape in reverse from this tensor into every leaf's ``grad``."""
+        if not self.requires_grad:
+            raise RuntimeError("backward: tensor does not require grad and has no record")
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(f"backward: grad can be omitted only for a scalar, "
+                                   f"this tensor has shape {self.shape}")
+            g = np.ones_like(self.data)
+        else:
+            g = _as_array(grad, self.data.dtype)
+            if g.shape != self.shape:
+                raise ValueError(f"backward: grad has shape {g.shape}, tensor {self.shape}")
+        autograd.backward(self, g, retain_graph=retain_graph)
+
+    def __repr__(self) -> str:
+        body = np.array2string(self.data, precision=4, separator=", ", threshold=20)
+        extra = ", requires_grad=True" if self.requires_grad else ""
+        dt = "" if self.dtype == np.float32 else f", dtype={self.dtype}"
+        return f"tensor({body}{dt}{extra})"
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self.data if dtype is None else self.data.astype(dtype)
+
+    # --- arithmetic ---------------------------------------------------------------------
+    def __add__(self, o: Any) -> Tensor:
+        return ew.Add.apply(self, _wrap(o, self))
+
+    def __radd__(self, o: Any) -> Tensor:
+        return ew.Add.apply(_wrap(o, self), self)
+
+    def __sub__(self, o: Any) -> Tensor:
+        return ew.Sub.apply(self, _wrap(o, self))
+
+    def __rsub__(self, o: Any) -> Tensor:
+        return ew.Sub.apply(_wrap(o, self), self)
+
+    def __mul__(self, o: Any) -> Tensor:
+        return ew.Mul.apply(self, _wrap(o, self))
+
+    def __rmul__(self, o: Any) -> Tensor:
+        return ew.Mul.apply(_wrap(o, self), self)
+
+    def __truediv__(self, o: Any) -> Tensor:
+        return ew.Div.apply(self, _wrap(o, self))
+
+    def __rtruediv__(self, o: Any) -> Tensor:
+        return ew.Div.apply(_wrap(o, self), self)
+
+    def __pow__(self, o: Any) -> Tensor:
+        return ew.Pow.apply(self, _wrap(o, self))
+
+    def __rpow__(self, o: Any) -> Tensor:
+        return ew.Pow.apply(_wrap(o, self), self)
+
+    def __matmul__(self, o: Any) -> Tensor:
+        from .ops.linalg import MatMul
+
+        return MatMul.apply(self, _wrap(o, self))
+
+    def __rmatmul__(self, o: Any) -> Tensor:
+        from .ops.linalg import MatMul
+
+        return MatMul.apply(_wrap(o, self), self)
+
+    def __neg__(self) -> Tensor:
+        return ew.Neg.apply(self)
+
+    # comparisons give plain (non-differentiable) boolean tensors
+    def __eq__(self, o: Any) -> Tensor:  # type: ignore[override]
+        return Tensor(self.data == _raw(o))
+
+    def __ne__(self, o: Any) -> Tensor:  # type: ignore[override]
+        return Tensor(self.data != _raw(o))
+
+    def __lt__(self, o: Any) -> Tensor:
+        return Tensor(self.data < _raw(o))
+
+    def __le__(self, o: Any) -> Tensor:
+        return Tensor(self.data <= _raw(o))
+
+    def __gt__(self, o: Any) -> Tensor:
+        return Tensor(self.data > _raw(o))
+
+    def __ge__(self, o: Any) -> Tensor:
+        return Tensor(self.data >= _raw(o))
+
+    __hash__ = object.__hash__
+
+    # --- elementwise functions ----------------------------------------------------------
+    def exp(self) -> Tensor:
+        return ew.Exp.apply(self)
+
+    def log(self) -> Tensor:
+        return ew.Log.apply(self)
+
+    def tanh(self) -> Tensor:
+        return ew.Tanh.apply(self)
+
+    def sigmoid(self) -> Tensor:
+        return ew.Sigmoid.apply(self)
+
+    def relu(self) -> Tensor:
+        return ew.ReLU.apply(self)
+
+    def abs(self) -> Tensor:
+        return ew.Abs.apply(self)
+
+    def sqrt(self) -> Tensor:
+        return ew.Sqrt.apply(self)
+
+    def softmax(self, axis: int = -1) -> Tensor:
+        return activation.Softmax.apply(self, axis=axis)
+
+    def log_softmax(self, axis: int = -1) -> Tensor:
+        return activation.LogSoftmax.apply(self, axis=axis)
+
+    # --- reductions ---------------------------------------------------------------------
+    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return reduce.Sum.apply(self, axis=axis, keepdims=keepdims)
+
+    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return reduce.Mean.apply(self, axis=axis, keepdims=keepdims)
+
+    def max(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return reduce.Max.apply(self, axis=axis, keepdims=keepdims)
+
+    def var(self, axis: Any = None, keepdims: bool = False, unbiased: bool = False) -> Tensor:
+        mu = self.mean(axis=axis, keepdims=True)
+        sq = ((self - mu) ** 2).sum(axis=axis, keepdims=keepdims)
+        n = self.size // max(sq.size, 1)
+        return sq / (n - 1 if unbiased else n)
+
+    def argmax(self, axis: int | None = None) -> Tensor:
+        return Tensor(np.argmax(self.data, axis=axis))
+
+    # --- shape --------------------------------------------------------------------------
+    def reshape(self, *shape: Any) -> Tensor:
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return shape_op_reshape(self, shape)
+
+    view = reshape
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        nd = max(self.ndim, 1)
+        s, e = start_dim % nd, end_dim % nd
+        new = self.shape[:s] + (int(np.prod(self.shape[s : e + 1])),) + self.shape[e + 1 :]
+        return shape_op_reshape(self, new)
+
+    def permute(self, *dims: Any) -> Tensor:
+        if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+            dims = tuple(dims[0])
+        if sorted(d % self.ndim for d in dims) != list(range(self.ndim)):
+            raise ValueError(f"permute: dims {dims} are not a permutation for shape {self.shape}")
+        return shape.Permute.apply(self, tuple(d % self.ndim for d in dims))
+
+    def transpose(self, dim0: int = -2, dim1: int = -1) -> Tensor:
+        dims = list(range(self.ndim))
+        dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
+        return shape.Permute.apply(self, tuple(dims))
+
+    def squeeze(self, axis: int | None = None) -> Tensor:
+        if axis is None:
+            new = tuple(s for s in self.shape if s != 1)
+        else:
+            if self.shape[axis] != 1:
+                return self
+            new = self.shape[: axis % self.ndim] + self.shape[axis % self.ndim + 1 :]
+        return shape_op_reshape(self, new)
+
+    def unsqueeze(self, axis: int) -> Tensor:
+        a = axis if axis >= 0 else self.ndim + 1 + axis
+        return shape_op_reshape(self, self.shape[:a] + (1,) + self.shape[a:])
+
+    def __getitem__(self, index: Any) -> Tensor:
+        if isinstance(index, Tensor):
+            index = index.data
+        elif isinstance(index, tuple):
+            index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        return shape.GetItem.apply(self, index)
+
+
+def shape_op_reshape(t: Tensor, new_shape: tuple) -> Tensor:
+    return shape.Reshape.apply(t, tuple(new_shape))
+
+
+def _raw(o: Any) -> Any:
+    return o.data if isinstance(o, Tensor) else o
+
+
+def _wrap(o: Any, like: Tensor) -> Any:
+    """Python numbers and arrays join ``like``'s dtype instead of promoting it."""
+    if isinstance(o, Tensor):
+        return o
+    if isinstance(o, (int, float, bool, np.number)):
+        return np.asarray(o, dtype=like.dtype if like.dtype.kind == "f" else None)
+    return np.asarray(o)
