@@ -20,9 +20,7 @@ HERE = Path(__file__).parent
 
 def _packages() -> list[str]:
     pkgs = find_packages("src")
-    pkgs += ["tapegrad.kernels"] + [
-        "tapegrad.kernels." + p for p in find_packages("kernels")
-    ]
+    pkgs += ["tapegrad.kernels"] + ["tapegrad.kernels." + p for p in find_packages("kernels")]
     return pkgs
 
 

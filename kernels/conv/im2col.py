@@ -57,12 +57,15 @@ def _grouped_gemm(w2: np.ndarray, cols: np.ndarray, groups: int) -> np.ndarray:
     og = o // groups
     out = np.empty((o, cols.shape[1]), dtype=cols.dtype)
     for g in range(groups):
-        np.matmul(w2[g * og : (g + 1) * og], cols[g * k : (g + 1) * k], out=out[g * og : (g + 1) * og])
+        np.matmul(
+            w2[g * og : (g + 1) * og], cols[g * k : (g + 1) * k], out=out[g * og : (g + 1) * og]
+        )
     return out
 
 
-def backward(im2col: Callable, col2im: Callable, gy, x, w, stride, padding, dilation, groups,
-             need_x, need_w):
+def backward(
+    im2col: Callable, col2im: Callable, gy, x, w, stride, padding, dilation, groups, need_x, need_w
+):
     n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
     ho, wo = gy.shape[2:]

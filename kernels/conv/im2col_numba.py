@@ -61,5 +61,6 @@ def forward(x, w, b, stride, padding, dilation, groups):
 
 
 def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
-    return _alg.backward(im2col, col2im, gy, x, w, stride, padding, dilation, groups,
-                         need_x, need_w)
+    return _alg.backward(
+        im2col, col2im, gy, x, w, stride, padding, dilation, groups, need_x, need_w
+    )

@@ -1,8 +1,8 @@
 """tapegrad: a CPU deep-learning framework with tape-based autograd and compiled kernels.
 
-    import tapegrad as tg
-    x = tg.randn(2, 3, requires_grad=True)
-    (x * x).sum().backward()
+import tapegrad as tg
+x = tg.randn(2, 3, requires_grad=True)
+(x * x).sum().backward()
 """
 
 from __future__ import annotations
@@ -34,8 +34,19 @@ def __getattr__(name: str):
     # heavier submodules load on first use so ``import tapegrad`` stays fast
     import importlib
 
-    if name in ("nn", "optim", "data", "zoo", "checkpoint", "viz", "bench", "train",
-                "schedulers", "distributed", "experiments"):
+    if name in (
+        "nn",
+        "optim",
+        "data",
+        "zoo",
+        "checkpoint",
+        "viz",
+        "bench",
+        "train",
+        "schedulers",
+        "distributed",
+        "experiments",
+    ):
         return importlib.import_module(f".{name}", __name__)
     if name in ("save", "load"):
         return getattr(importlib.import_module(".checkpoint", __name__), name)

@@ -178,8 +178,9 @@ class Function:
         result = Tensor._from_op(out)
         if record:
             result.requires_grad = True
-            result._node = Node(cls, ctx, [t if t is not None and t.requires_grad else None
-                                           for t in tensors])
+            result._node = Node(
+                cls, ctx, [t if t is not None and t.requires_grad else None for t in tensors]
+            )
         return result
 
 

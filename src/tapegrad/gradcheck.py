@@ -13,8 +13,14 @@ class GradcheckError(AssertionError):
     pass
 
 
-def gradcheck(fn: Callable[..., Tensor], inputs: Sequence[Tensor], eps: float = 1e-6,
-              atol: float = 1e-5, rtol: float = 1e-3, seed: int = 0) -> bool:
+def gradcheck(
+    fn: Callable[..., Tensor],
+    inputs: Sequence[Tensor],
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    seed: int = 0,
+) -> bool:
     """Compare ``fn``'s analytic gradients with central differences.
 
     Every input that requires grad must be float64. The output is contracted with a fixed

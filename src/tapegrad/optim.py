@@ -34,8 +34,10 @@ class Optimizer:
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         if len(sd["state"]) != len(self.params):
-            raise ValueError(f"{type(self).__name__}.load_state_dict: state for "
-                             f"{len(sd['state'])} parameters, optimizer has {len(self.params)}")
+            raise ValueError(
+                f"{type(self).__name__}.load_state_dict: state for "
+                f"{len(sd['state'])} parameters, optimizer has {len(self.params)}"
+            )
         self.lr = sd["lr"]
         self.step_count = int(sd["step_count"])
         self.state = [{k: np.array(v) for k, v in s.items()} for s in sd["state"]]
@@ -53,12 +55,20 @@ class Optimizer:
 class SGD(Optimizer):
     """w -= lr * v with v = momentum * v + (g + wd * w) (Nesterov: step along g + momentum*v)."""
 
-    def __init__(self, params: Iterable[Tensor], lr: float, momentum: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False, dampening: float = 0.0
-                 ) -> None:
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+        dampening: float = 0.0,
+    ) -> None:
         if lr < 0 or momentum < 0 or weight_decay < 0:
-            raise ValueError(f"SGD: lr, momentum and weight_decay must be non-negative, got "
-                             f"lr={lr}, momentum={momentum}, weight_decay={weight_decay}")
+            raise ValueError(
+                f"SGD: lr, momentum and weight_decay must be non-negative, got "
+                f"lr={lr}, momentum={momentum}, weight_decay={weight_decay}"
+            )
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("SGD: nesterov needs momentum > 0 and dampening 0")
         super().__init__(params, {"lr": lr})
@@ -81,13 +91,24 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    def __init__(self, params: Iterable[Tensor], lr: float = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, decoupled: bool = False) -> None:
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        decoupled: bool = False,
+    ) -> None:
         if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
             raise ValueError(f"{type(self).__name__}: betas must lie in [0, 1), got {betas}")
         super().__init__(params, {"lr": lr})
-        self.betas, self.eps, self.weight_decay, self.decoupled = betas, eps, weight_decay, decoupled
+        self.betas, self.eps, self.weight_decay, self.decoupled = (
+            betas,
+            eps,
+            weight_decay,
+            decoupled,
+        )
 
     def _update(self, w, g, st):
         b1, b2 = self.betas
@@ -112,15 +133,27 @@ class Adam(Optimizer):
 class AdamW(Adam):
     """Adam with decoupled weight decay (default 0.01, as PyTorch)."""
 
-    def __init__(self, params: Iterable[Tensor], lr: float = 1e-3,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.01) -> None:
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.01,
+    ) -> None:
         super().__init__(params, lr, betas, eps, weight_decay, decoupled=True)
 
 
 class RMSprop(Optimizer):
-    def __init__(self, params: Iterable[Tensor], lr: float = 1e-2, alpha: float = 0.99,
-                 eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0) -> None:
+    def __init__(
+        self,
+        params: Iterable[Tensor],
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+    ) -> None:
         super().__init__(params, {"lr": lr})
         self.alpha, self.eps, self.weight_decay, self.momentum = alpha, eps, weight_decay, momentum
 

@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 
 from . import autograd
-from .ops import activation, elementwise as ew, reduce, shape
+from .ops import activation, reduce, shape
+from .ops import elementwise as ew
 
 _FLOATS = (np.float32, np.float64)
 
@@ -35,8 +36,9 @@ class Tensor:
     def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None) -> None:
         self.data: np.ndarray = _as_array(data, dtype)
         if requires_grad and self.data.dtype.kind != "f":
-            raise TypeError(f"Tensor: only floating tensors can require grad, "
-                            f"got dtype {self.data.dtype}")
+            raise TypeError(
+                f"Tensor: only floating tensors can require grad, got dtype {self.data.dtype}"
+            )
         self.requires_grad = requires_grad
         self._grad: np.ndarray | None = None
         self._node: autograd.Node | None = None
@@ -122,8 +124,10 @@ class Tensor:
             raise RuntimeError("backward: tensor does not require grad and has no record")
         if grad is None:
             if self.data.size != 1:
-                raise RuntimeError(f"backward: grad can be omitted only for a scalar, "
-                                   f"this tensor has shape {self.shape}")
+                raise RuntimeError(
+                    f"backward: grad can be omitted only for a scalar, "
+                    f"this tensor has shape {self.shape}"
+                )
             g = np.ones_like(self.data)
         else:
             g = _as_array(grad, self.data.dtype)

@@ -1,8 +1,14 @@
-"""Neural-network layers (``tapegrad.nn``) and their functional forms (``nn.functional``)."""
+"""Neural-network layers (``tapegrad.nn``) and their functional forms (``nn.functional``).
+
+One module per layer family: ``conv``, ``pooling``, ``linear``, ``activation`` ...
+"""
 
 from . import functional, init
-from .layers import Conv1d, Conv2d, Flatten, Identity, Linear, MaxPool2d, ReLU, Sigmoid, Tanh
+from .activation import Flatten, Identity, ReLU, Sigmoid, Tanh
+from .conv import Conv1d, Conv2d
+from .linear import Linear
 from .module import Module, Parameter, Sequential
+from .pooling import MaxPool2d
 
 __all__ = [
     "Conv1d",

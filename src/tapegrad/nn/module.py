@@ -110,16 +110,19 @@ class Module:
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
         if strict and (missing or unexpected):
-            raise KeyError(f"{cls}.load_state_dict: missing keys {missing}, "
-                           f"unexpected keys {unexpected}")
+            raise KeyError(
+                f"{cls}.load_state_dict: missing keys {missing}, unexpected keys {unexpected}"
+            )
         for k, t in own.items():
             if k not in state:
                 continue
             v = state[k]
             arr = np.asarray(v.data if isinstance(v, Tensor) else v)
             if arr.shape != t.shape:
-                raise ValueError(f"{cls}.load_state_dict: tensor {k!r} has shape {arr.shape} "
-                                 f"in the state dict but {t.shape} in the model")
+                raise ValueError(
+                    f"{cls}.load_state_dict: tensor {k!r} has shape {arr.shape} "
+                    f"in the state dict but {t.shape} in the model"
+                )
             t.data[...] = arr.astype(t.dtype, copy=False)
 
     def _state_tensors(self) -> Iterator[tuple[str, Tensor]]:

@@ -24,8 +24,9 @@ def check_float(fn: str, **arrays: np.ndarray | None) -> None:
         if a is None:
             continue
         if a.dtype not in FLOATS:
-            fail(fn, f"{name} must be float32 or float64, got {a.dtype} (shape {a.shape})",
-                 TypeError)
+            fail(
+                fn, f"{name} must be float32 or float64, got {a.dtype} (shape {a.shape})", TypeError
+            )
         dtypes[name] = a.dtype
     if len(set(dtypes.values())) > 1:
         listing = ", ".join(f"{k} {v}" for k, v in dtypes.items())

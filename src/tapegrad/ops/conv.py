@@ -30,12 +30,18 @@ def conv_args(fn: str, x, w, b, stride, padding, dilation, groups, nd: int = 2):
     dilation = int_tuple(fn, "dilation", dilation, nd, 1)
     c, o = x.shape[1], w.shape[0]
     if c % groups or o % groups:
-        fail(fn, f"groups={groups} must divide both input channels ({c}) and output "
-             f"channels ({o}); input {x.shape}, weight {w.shape}")
+        fail(
+            fn,
+            f"groups={groups} must divide both input channels ({c}) and output "
+            f"channels ({o}); input {x.shape}, weight {w.shape}",
+        )
     if w.shape[1] * groups != c:
-        fail(fn, f"weight expects {w.shape[1] * groups} input channels "
-             f"({w.shape[1]} per group x {groups} groups) but input has {c}: "
-             f"input {x.shape}, weight {w.shape}")
+        fail(
+            fn,
+            f"weight expects {w.shape[1] * groups} input channels "
+            f"({w.shape[1]} per group x {groups} groups) but input has {c}: "
+            f"input {x.shape}, weight {w.shape}",
+        )
     if b is not None and b.shape != (o,):
         fail(fn, f"bias must have shape ({o},), got {b.shape}")
     kernel = w.shape[2:]
@@ -54,23 +60,27 @@ def conv_args(fn: str, x, w, b, stride, padding, dilation, groups, nd: int = 2):
     else:
         padding = int_tuple(fn, "padding", padding, nd, 0)
     spatial = x.shape[2:]
-    for ax, (n, k, s, p, d, e) in enumerate(zip(spatial, kernel, stride, padding, dilation,
-                                                extra)):
+    for ax, (n, k, p, d, e) in enumerate(zip(spatial, kernel, padding, dilation, extra)):
         eff = d * (k - 1) + 1
         if n + 2 * p + e < eff:
-            fail(fn, f"kernel size {tuple(kernel)} (dilated to {eff} along axis {ax}) is "
-                 f"larger than the padded input: input {x.shape}, padding {padding}")
+            fail(
+                fn,
+                f"kernel size {tuple(kernel)} (dilated to {eff} along axis {ax}) is "
+                f"larger than the padded input: input {x.shape}, padding {padding}",
+            )
     return stride, padding, dilation, int(groups), extra
 
 
 class Conv2d(Function):
     @staticmethod
-    def forward(ctx: Context, x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1),
-                groups=1):
+    def forward(
+        ctx: Context, x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1
+    ):
         x, w, b = contiguous(x), contiguous(w), contiguous(b)
         sig = ("conv2d", x.shape, w.shape, stride, padding, dilation, groups, x.dtype.str)
-        mod = K.resolve("conv2d", sig,
-                        lambda m: m.forward(x, w, b, stride, padding, dilation, groups))
+        mod = K.resolve(
+            "conv2d", sig, lambda m: m.forward(x, w, b, stride, padding, dilation, groups)
+        )
         ctx.save_for_backward(x, w)
         ctx.args = (stride, padding, dilation, groups)
         ctx.mod = mod

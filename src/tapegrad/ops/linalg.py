@@ -53,8 +53,11 @@ class Linear(Function):
         if w.ndim != 2:
             fail("linear", f"weight must be 2-D (out_features, in_features), got shape {w.shape}")
         if x.ndim < 1 or x.shape[-1] != w.shape[1]:
-            fail("linear", f"input's last dimension must equal weight's in_features: "
-                 f"input {x.shape}, weight {w.shape}")
+            fail(
+                "linear",
+                f"input's last dimension must equal weight's in_features: "
+                f"input {x.shape}, weight {w.shape}",
+            )
         if b is not None and b.shape != (w.shape[0],):
             fail("linear", f"bias must have shape ({w.shape[0]},), got {b.shape}")
         ctx.save_for_backward(x, w)

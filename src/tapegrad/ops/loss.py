@@ -15,20 +15,27 @@ def _check_targets(fn: str, logits: np.ndarray, target: np.ndarray, ignore_index
     if target.dtype.kind not in "iu":
         fail(fn, f"target must hold integer class indices, got dtype {target.dtype}", TypeError)
     if target.shape != (logits.shape[0],):
-        fail(fn, f"target must have shape ({logits.shape[0]},) for input {logits.shape}, "
-             f"got {target.shape}")
+        fail(
+            fn,
+            f"target must have shape ({logits.shape[0]},) for input {logits.shape}, "
+            f"got {target.shape}",
+        )
     valid = target[target != ignore_index]
     if valid.size and (valid.min() < 0 or valid.max() >= logits.shape[1]):
-        fail(fn, f"target values must lie in [0, {logits.shape[1] - 1}], got range "
-             f"[{valid.min()}, {valid.max()}]")
+        fail(
+            fn,
+            f"target values must lie in [0, {logits.shape[1] - 1}], got range "
+            f"[{valid.min()}, {valid.max()}]",
+        )
 
 
 class CrossEntropy(Function):
     """Mean (or sum/none) of -log softmax(x)[target], with label smoothing and ignore_index."""
 
     @staticmethod
-    def forward(ctx: Context, logits, target, reduction="mean", label_smoothing=0.0,
-                ignore_index=-100):
+    def forward(
+        ctx: Context, logits, target, reduction="mean", label_smoothing=0.0, ignore_index=-100
+    ):
         fn = "cross_entropy"
         check_float(fn, input=logits)
         _check_targets(fn, logits, target, ignore_index)

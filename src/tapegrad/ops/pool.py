@@ -28,11 +28,16 @@ def pool_args(fn: str, x, kernel_size, stride, padding, dilation, ceil_mode):
     dilation = int_tuple(fn, "dilation", dilation, 2, 1)
     if any(p > k // 2 for p, k in zip(padding, kernel)):
         fail(fn, f"padding {padding} must be at most half the kernel size {kernel}")
-    out = tuple(pool_out_size(n, k, s, p, d, ceil_mode)
-                for n, k, s, p, d in zip(x.shape[2:], kernel, stride, padding, dilation))
+    out = tuple(
+        pool_out_size(n, k, s, p, d, ceil_mode)
+        for n, k, s, p, d in zip(x.shape[2:], kernel, stride, padding, dilation)
+    )
     if min(out) < 1:
-        fail(fn, f"output size would be {out} for input {x.shape}, kernel {kernel}, "
-             f"stride {stride}, padding {padding}, dilation {dilation}")
+        fail(
+            fn,
+            f"output size would be {out} for input {x.shape}, kernel {kernel}, "
+            f"stride {stride}, padding {padding}, dilation {dilation}",
+        )
     return kernel, stride, padding, dilation, out
 
 
@@ -41,8 +46,9 @@ class MaxPool2d(Function):
     def forward(ctx: Context, x, kernel, stride, padding, dilation, out_hw):
         x = contiguous(x)
         sig = ("max_pool2d", x.shape, kernel, stride, padding, dilation, x.dtype.str)
-        mod = K.resolve("max_pool2d", sig,
-                        lambda m: m.forward(x, kernel, stride, padding, dilation, out_hw))
+        mod = K.resolve(
+            "max_pool2d", sig, lambda m: m.forward(x, kernel, stride, padding, dilation, out_hw)
+        )
         y, idx = mod.forward(x, kernel, stride, padding, dilation, out_hw)
         ctx.save_for_backward(idx)
         ctx.mod, ctx.x_shape = mod, x.shape

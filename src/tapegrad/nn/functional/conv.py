@@ -1,0 +1,55 @@
+"""Convolutions: conv1d, conv2d."""
+
+from __future__ import annotations
+
+from ...ops.conv import Conv2d, conv_args
+from ...ops.shape import Pad
+from ...tensor import Tensor
+from ._common import IntOrPair, _opt, _raw, _t
+
+
+def conv2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntOrPair = 1,
+    padding: IntOrPair | str = 0,
+    dilation: IntOrPair = 1,
+    groups: int = 1,
+) -> Tensor:
+    """2-D cross-correlation. input (N, C, H, W), weight (O, C/groups, kH, kW) -> (N, O, Ho, Wo)."""
+    x, w, b = _t(input, "conv2d"), _t(weight, "conv2d", "weight"), _opt(bias, "conv2d", "bias")
+    stride, padding, dilation, groups, extra = conv_args(
+        "conv2d", x.data, w.data, _raw(b), stride, padding, dilation, groups
+    )
+    if any(extra):
+        x = Pad.apply(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
+    return Conv2d.apply(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+
+def conv1d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: int = 1,
+    padding: int | str = 0,
+    dilation: int = 1,
+    groups: int = 1,
+) -> Tensor:
+    """1-D cross-correlation. input (N, C, L), weight (O, C/groups, k) -> (N, O, Lo)."""
+    x, w, b = _t(input, "conv1d"), _t(weight, "conv1d", "weight"), _opt(bias, "conv1d", "bias")
+    stride, padding, dilation, groups, extra = conv_args(
+        "conv1d", x.data, w.data, _raw(b), stride, padding, dilation, groups, nd=1
+    )
+    if extra[0]:
+        x = Pad.apply(x, ((0, 0), (0, 0), (0, extra[0])))
+    y = Conv2d.apply(
+        x.unsqueeze(2),
+        w.unsqueeze(2),
+        b,
+        stride=(1, stride[0]),
+        padding=(0, padding[0]),
+        dilation=(1, dilation[0]),
+        groups=groups,
+    )
+    return y.squeeze(2)
