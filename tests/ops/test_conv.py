@@ -1,0 +1,193 @@
+"""conv2d / conv1d ops: gradcheck, the PyTorch oracle, the worked examples, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tapegrad as tg
+import tapegrad.kernels as K
+import tapegrad.nn.functional as F
+
+CONV_VARIANTS = K.variants("conv2d")
+
+
+def _t(a, grad=True):
+    return tg.Tensor(np.asarray(a), requires_grad=grad)
+
+
+def _rand(*shape, seed=0, dtype=np.float64):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+# --- worked examples --------------------------------------------------------------------
+
+
+def test_seed_conv1d_example():
+    """The homework's length-3 filter [2, -1, 3] over [1, 4, 0, -2, 3] gives [-2, 2, 11]."""
+    x = tg.Tensor(np.array([[[1.0, 4, 0, -2, 3]]]))
+    w = tg.Tensor(np.array([[[2.0, -1, 3]]]))
+    y = F.conv1d(x, w)
+    np.testing.assert_allclose(y.data.ravel(), [-2, 2, 11])
+
+
+def test_seed_parameter_counts():
+    """3x3 conv 3 -> 4 channels: 108 weights; depthwise-separable: 27 + 12 = 39."""
+    full = tg.nn.Conv2d(3, 4, 3, bias=False)
+    dw = tg.nn.Conv2d(3, 3, 3, groups=3, bias=False)
+    pw = tg.nn.Conv2d(3, 4, 1, bias=False)
+    assert full.weight.data.size == 108
+    assert dw.weight.data.size + pw.weight.data.size == 39
+
+
+# --- gradcheck per variant ---------------------------------------------------------------
+
+GRAD_CASES = [
+    # (x shape, w shape, stride, padding, dilation, groups)
+    ((2, 2, 5, 4), (3, 2, 2, 3), 1, 1, 1, 1),
+    ((1, 4, 6, 5), (4, 2, 3, 2), (2, 1), (0, 2), (1, 2), 2),
+]
+
+
+@pytest.mark.parametrize("variant", CONV_VARIANTS)
+@pytest.mark.parametrize("case", GRAD_CASES)
+def test_conv2d_gradcheck(variant, case):
+    xs, ws, stride, padding, dilation, groups = case
+    x, w, b = _t(_rand(*xs)), _t(_rand(*ws, seed=1)), _t(_rand(ws[0], seed=2))
+    with K.use(conv2d=variant):
+        assert tg.gradcheck(
+            lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation, groups), [x, w, b]
+        )
+
+
+def test_conv1d_gradcheck():
+    x, w, b = _t(_rand(2, 2, 7)), _t(_rand(4, 1, 3, seed=1)), _t(_rand(4, seed=2))
+    assert tg.gradcheck(lambda x, w, b: F.conv1d(x, w, b, 2, 1, 2, 2), [x, w, b])
+
+
+def test_same_padding_even_kernel_gradcheck():
+    x, w = _t(_rand(1, 2, 5, 4)), _t(_rand(2, 2, 2, 4, seed=1))
+    assert tg.gradcheck(lambda x, w: F.conv2d(x, w, padding="same"), [x, w])
+
+
+# --- PyTorch oracle ---------------------------------------------------------------------
+
+TORCH_CASES = [
+    ((2, 3, 8, 7), (4, 3, 3, 3), 1, 1, 1, 1),
+    ((3, 4, 9, 6), (6, 2, 2, 3), (2, 3), (2, 0), (2, 1), 2),
+    ((1, 4, 7, 7), (8, 1, 3, 3), 2, 1, 1, 4),
+    ((2, 3, 5, 5), (3, 1, 3, 1), 1, (1, 0), 1, 3),
+    ((2, 2, 6, 6), (2, 2, 3, 3), 1, "same", 2, 1),
+    ((2, 2, 6, 5), (3, 2, 2, 2), 1, "same", 1, 1),
+    ((2, 2, 6, 5), (3, 2, 2, 2), 1, "valid", 1, 1),
+]
+
+
+def _torch_conv(torch, fn, xs, ws, *args, dtype=np.float64):
+    x, w, b = _rand(*xs, dtype=dtype), _rand(*ws, seed=1, dtype=dtype), _rand(ws[0], seed=2)
+    b = b.astype(dtype)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = getattr(torch.nn.functional, fn)(tx, tw, tb, *args)
+    gy = _rand(*ty.shape, seed=3, dtype=dtype)
+    ty.backward(torch.tensor(gy))
+    gx, gw, gb = _t(x), _t(w), _t(b)
+    y = getattr(F, fn)(gx, gw, gb, *args)
+    y.backward(gy)
+    return (y.data, gx.grad.data, gw.grad.data, gb.grad.data), (
+        ty.detach().numpy(),
+        tx.grad.numpy(),
+        tw.grad.numpy(),
+        tb.grad.numpy(),
+    )
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("variant", CONV_VARIANTS)
+@pytest.mark.parametrize("case", TORCH_CASES)
+def test_conv2d_matches_torch(variant, case):
+    torch = pytest.importorskip("torch")
+    with K.use(conv2d=variant):
+        ours, theirs = _torch_conv(torch, "conv2d", *case)
+    for a, b in zip(ours, theirs):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.torch
+def test_conv2d_matches_torch_float32():
+    torch = pytest.importorskip("torch")
+    ours, theirs = _torch_conv(torch, "conv2d", (2, 8, 10, 10), (16, 8, 3, 3), 1, 1, 1, 1,
+                               dtype=np.float32)
+    for a, b in zip(ours, theirs):
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize(
+    "case",
+    [
+        ((2, 3, 11), (4, 3, 3), 1, 0, 1, 1),
+        ((2, 4, 12), (6, 2, 4), 3, 2, 2, 2),
+        ((1, 2, 9), (2, 2, 4), 1, "same", 1, 1),
+        ((2, 4, 10), (4, 1, 3), 2, 1, 1, 4),
+    ],
+)
+def test_conv1d_matches_torch(case):
+    torch = pytest.importorskip("torch")
+    ours, theirs = _torch_conv(torch, "conv1d", *case)
+    for a, b in zip(ours, theirs):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_no_bias_no_weight_grad():
+    x = _t(_rand(1, 2, 4, 4))
+    w = _t(_rand(3, 2, 3, 3), grad=False)
+    y = F.conv2d(x, w, padding=1)
+    y.sum().backward()
+    assert x.grad is not None and w.grad is None
+    assert y.shape == (1, 3, 4, 4)
+
+
+# --- bad input --------------------------------------------------------------------------
+
+
+def _x(*s, dtype=np.float64):
+    return tg.Tensor(np.zeros(s, dtype=dtype))
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, exc, words",
+    [
+        ((_x(1, 3, 5, 5), _x(4, 2, 3, 3)), {}, ValueError, ["conv2d", "input", "(1, 3, 5, 5)"]),
+        ((_x(3, 5, 5), _x(4, 3, 3, 3)), {}, ValueError, ["conv2d", "input", "4-D"]),
+        ((_x(1, 3, 5, 5), _x(4, 3, 3)), {}, ValueError, ["conv2d", "weight"]),
+        ((_x(1, 3, 5, 5), _x(4, 3, 3, 3)), {"stride": 0}, ValueError, ["conv2d", "stride"]),
+        ((_x(1, 3, 5, 5), _x(4, 3, 3, 3)), {"padding": -1}, ValueError, ["conv2d", "padding"]),
+        ((_x(1, 3, 5, 5), _x(4, 3, 3, 3)), {"dilation": 0}, ValueError, ["conv2d", "dilation"]),
+        ((_x(1, 3, 2, 5), _x(4, 3, 3, 3)), {}, ValueError, ["conv2d", "kernel", "(1, 3, 2, 5)"]),
+        ((_x(1, 3, 5, 5), _x(4, 3, 3, 3)), {"dilation": 3}, ValueError, ["conv2d", "dilated"]),
+        ((_x(1, 4, 5, 5), _x(3, 2, 3, 3)), {"groups": 2}, ValueError, ["conv2d", "groups"]),
+        ((_x(1, 3, 5, 5), _x(4, 1, 3, 3)), {"groups": 0}, ValueError, ["conv2d", "groups"]),
+        ((_x(1, 3, 5, 5), _x(4, 3, 3, 3)), {"padding": "full"}, ValueError, ["padding"]),
+        ((_x(1, 3, 5, 5), _x(4, 3, 3, 3)), {"stride": 2, "padding": "same"}, ValueError,
+         ["same", "stride"]),
+        ((_x(1, 3, 5, 5, dtype=np.int64), _x(4, 3, 3, 3, dtype=np.int64)), {}, TypeError,
+         ["conv2d", "float32"]),
+        ((_x(1, 3, 5, 5, dtype=np.float32), _x(4, 3, 3, 3)), {}, TypeError, ["conv2d", "dtype"]),
+        ((_x(1, 3, 5, 5), _x(4, 3, 3, 3), _x(3)), {}, ValueError, ["conv2d", "bias"]),
+    ],
+)
+def test_conv2d_bad_input(args, kwargs, exc, words):
+    with pytest.raises(exc) as info:
+        F.conv2d(*args, **kwargs)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_conv1d_bad_input():
+    with pytest.raises(ValueError, match="conv1d.*input.*3-D"):
+        F.conv1d(_x(1, 3, 5, 5), _x(4, 3, 3))
+    with pytest.raises(ValueError, match="conv1d.*kernel"):
+        F.conv1d(_x(1, 3, 2), _x(4, 3, 3))
