@@ -12,17 +12,33 @@ Selection, highest priority first:
   1. ``with tapegrad.kernels.use(conv2d="im2col-cython"):`` (innermost block wins)
   2. ``TAPEGRAD_KERNELS="conv2d=im2col-numba,max_pool2d=reference"``
   3. ``auto``
+
+How ``auto`` picks, per call signature (the op's shapes, dtype and arguments):
+  - with :func:`autotune` on (or ``TAPEGRAD_AUTOTUNE=1``): the winner timed for this
+    signature, remembered for the process and in a disk cache
+    (``$XDG_CACHE_HOME/tapegrad`` or ``~/.cache/tapegrad``; one file per CPU model and
+    numpy/numba/Cython versions, so a new machine or compiler re-times). The disk cache is
+    off with :func:`disk_cache(False) <disk_cache>` or ``TAPEGRAD_AUTOTUNE_CACHE=0``;
+    :func:`clear_autotune_cache` deletes it.
+  - otherwise the shape rule: the generated rules (``auto_rules.json`` next to this file,
+    written by ``python -m tapegrad bench --write-rules``; ``TAPEGRAD_AUTO_RULES`` names
+    another file) when they know the op, then the family's hand-written rule (:func:`set_rule`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
+import math
 import os
+import platform
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 
 AUTO = "auto"
@@ -176,13 +192,15 @@ def autotune_enabled() -> bool:
 
 
 def clear_tuning() -> None:
-    """Forget the winners autotune measured in this process."""
+    """Forget the winners autotune measured in this process (the disk cache stays)."""
     _tuned.clear()
 
 
 def _auto_candidates(op: str, signature: tuple) -> list[str]:
     entry = _op(op)
+    learned = _learned_rule(op, signature)
     names = entry.rule(signature) if entry.rule else []
+    names = [*learned, *(n for n in names if n not in learned)]
     fallback = [n for n in variants(op) if n != "reference"] + ["reference"]
     ordered = [n for n in names if n in entry.variants] + [n for n in fallback if n not in names]
     return [n for n in ordered if entry.variants[n].available()]
@@ -197,15 +215,24 @@ def resolve(
 
     ``trial`` runs the op once with a given module; autotune uses it to time candidates.
     """
+    for log in _recorders():
+        log.append((op, signature))
     name = selected(op)
     if name != AUTO:
         return get(op, name)
     if _autotune["on"] and trial is not None:
         key = (op, signature)
         if key not in _tuned:
-            _tuned[key] = _time_candidates(op, signature, trial)
+            cached = _disk_lookup(op, signature)
+            if cached is None:
+                cached = _time_candidates(op, signature, trial)
+                _disk_store(op, signature, cached)
+            _tuned[key] = cached
         return get(op, _tuned[key])
     return get(op, _auto_candidates(op, signature)[0])
+
+
+_TRIAL_REPEATS = 5
 
 
 def _time_candidates(op: str, signature: tuple, trial: Callable[[ModuleType], object]) -> str:
@@ -216,14 +243,228 @@ def _time_candidates(op: str, signature: tuple, trial: Callable[[ModuleType], ob
         mod = get(op, name)
         trial(mod)  # warm-up, includes any JIT compilation
         times = []
-        for _ in range(3):
+        for _ in range(_TRIAL_REPEATS):
             t0 = time.perf_counter()
             trial(mod)
             times.append(time.perf_counter() - t0)
-        t = sorted(times)[1]
+            if times[0] > 3 * best_t:
+                break  # clearly slower: one sample is enough to drop it
+        t = sorted(times)[len(times) // 2]  # median: robust to a noisy neighbour on the cores
         if t < best_t:
             best, best_t = name, t
     return best
+
+
+# --- recording the signatures ops resolve (bench uses it to learn shapes) ----------------
+
+
+def _recorders() -> list[list[tuple[str, Hashable]]]:
+    if not hasattr(_local, "recorders"):
+        _local.recorders = []
+    return _local.recorders
+
+
+@contextmanager
+def record() -> Iterator[list[tuple[str, Hashable]]]:
+    """Collect ``(op, signature)`` of every kernel call resolved inside the block.
+
+    ``with record() as calls: model(x)`` lists the kernel calls a forward pass makes;
+    ``bench`` uses it for the zoo presets and to key the generated rules.
+    """
+    log: list[tuple[str, Hashable]] = []
+    _recorders().append(log)
+    try:
+        yield log
+    finally:
+        stack = _recorders()
+        # by identity: two logs with the same calls compare equal
+        stack[:] = [r for r in stack if r is not log]
+
+
+# --- the autotune disk cache ---------------------------------------------------------------
+
+_disk = {"on": os.environ.get("TAPEGRAD_AUTOTUNE_CACHE", "1") not in ("0", "", "off", "no")}
+_disk_state: dict[str, object] = {"path": None, "winners": None}
+
+
+def cache_dir() -> Path:
+    """The user's cache directory for tapegrad: ``$XDG_CACHE_HOME/tapegrad`` or
+    ``~/.cache/tapegrad`` (read from the environment at every call)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "tapegrad"
+
+
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux, else ``platform``)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _version(dist: str) -> str:
+    try:
+        from importlib.metadata import version
+
+        return version(dist)
+    except Exception:  # not installed, or no metadata: still a valid key
+        return "none"
+
+
+def machine_key() -> dict[str, str]:
+    """What a cached winner depends on: CPU model, core count and compiler/library versions."""
+    return {
+        "cpu": cpu_model(),
+        "cores": str(os.cpu_count() or 1),
+        "numpy": _version("numpy"),
+        "numba": _version("numba"),
+        "cython": _version("Cython"),
+        "python": platform.python_version(),
+    }
+
+
+def autotune_cache_path() -> Path:
+    """The disk-cache file for this machine key (it need not exist yet)."""
+    key = json.dumps(machine_key(), sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return cache_dir() / f"autotune-{digest}.json"
+
+
+def disk_cache(enabled: bool = True) -> None:
+    """Switch the autotune disk cache on or off (``bench --no-cache`` switches it off)."""
+    _disk["on"] = bool(enabled)
+
+
+def disk_cache_enabled() -> bool:
+    return _disk["on"]
+
+
+def _sig_key(op: str, signature: Hashable) -> str:
+    return f"{op}|{signature!r}"
+
+
+def _disk_winners() -> dict[str, str]:
+    path = autotune_cache_path()
+    if _disk_state["path"] != path or _disk_state["winners"] is None:
+        winners: dict[str, str] = {}
+        try:
+            data = json.loads(path.read_text())
+            if data.get("key") == machine_key():
+                winners = {str(k): str(v) for k, v in data.get("winners", {}).items()}
+        except (OSError, ValueError, AttributeError):
+            pass  # no cache yet, or a damaged one: re-time and rewrite
+        _disk_state.update(path=path, winners=winners)
+    return _disk_state["winners"]  # type: ignore[return-value]
+
+
+def _disk_lookup(op: str, signature: Hashable) -> str | None:
+    if not _disk["on"]:
+        return None
+    name = _disk_winners().get(_sig_key(op, signature))
+    entry = _OPS.get(op)
+    if name is None or entry is None or name not in entry.variants:
+        return None
+    return name if entry.variants[name].available() else None
+
+
+def _disk_store(op: str, signature: Hashable, name: str) -> None:
+    if not _disk["on"]:
+        return
+    mine = dict(_disk_winners())
+    _disk_state["path"] = None  # re-read before merging: another process may have written
+    winners = {**_disk_winners(), **mine, _sig_key(op, signature): name}
+    path = autotune_cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"key": machine_key(), "winners": winners}, indent=1))
+        os.replace(tmp, path)  # atomic: a reader never sees half a file
+    except OSError:
+        pass  # a read-only home must not break autotune: the process cache still works
+    _disk_state.update(path=path, winners=winners)
+
+
+def clear_autotune_cache() -> list[Path]:
+    """Delete every autotune cache file and forget this process's winners.
+
+    Returns the files removed.
+    """
+    _tuned.clear()
+    _disk_state.update(path=None, winners=None)
+    removed = []
+    for path in cache_dir().glob("autotune-*.json"):
+        try:
+            path.unlink()
+            removed.append(path)
+        except OSError:
+            pass
+    return removed
+
+
+# --- generated shape rules (written by ``bench --write-rules``) ----------------------------
+
+_RULES_FILE = Path(__file__).with_name("auto_rules.json")
+_rules_state: dict[str, object] = {"path": None, "mtime": None, "rules": {}}
+
+
+def rules_path() -> Path:
+    """The generated-rules file ``auto`` consults (``TAPEGRAD_AUTO_RULES`` overrides it)."""
+    env = os.environ.get("TAPEGRAD_AUTO_RULES")
+    return Path(env) if env else _RULES_FILE
+
+
+def _rules() -> dict:
+    path = rules_path()
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        _rules_state.update(path=path, mtime=None, rules={})
+        return {}
+    if _rules_state["path"] != path or _rules_state["mtime"] != mtime:
+        try:
+            rules = json.loads(path.read_text()).get("ops", {})
+        except (OSError, ValueError, AttributeError):
+            rules = {}
+        _rules_state.update(path=path, mtime=mtime, rules=rules)
+    return _rules_state["rules"]  # type: ignore[return-value]
+
+
+def signature_size(signature: Hashable) -> float:
+    """log2 of the element count of the arrays in a signature: the rules' distance measure.
+
+    Signatures are tuples whose tuple-of-int members are array shapes (input, weight).
+    """
+    total = 0
+    if isinstance(signature, tuple):
+        for item in signature:
+            if isinstance(item, tuple) and item and all(isinstance(d, int) for d in item):
+                total += math.prod(item)
+    return math.log2(total) if total > 0 else 0.0
+
+
+def _learned_rule(op: str, signature: Hashable) -> list[str]:
+    """Preferred variants from the generated rules: the winner of this exact signature if it
+    was benchmarked, else of the benchmarked case nearest in size, then the overall order."""
+    rule = _rules().get(op)
+    if not isinstance(rule, dict):
+        return []
+    order = list(rule.get("order", []))
+    cases = rule.get("cases", [])
+    key = repr(signature)
+    best: str | None = None
+    for case in cases:
+        if case.get("signature") == key:
+            best = case.get("winner")
+            break
+    if best is None and cases:
+        size = signature_size(signature)
+        near = min(cases, key=lambda c: abs(float(c.get("size", 0.0)) - size))
+        best = near.get("winner")
+    return [best, *(n for n in order if n != best)] if best else order
 
 
 def resolved_name(op: str, signature: Hashable = ()) -> str:
@@ -233,4 +474,8 @@ def resolved_name(op: str, signature: Hashable = ()) -> str:
         return name
     if (op, signature) in _tuned:
         return _tuned[(op, signature)]
+    if _autotune["on"]:
+        cached = _disk_lookup(op, signature)
+        if cached is not None:
+            return cached
     return _auto_candidates(op, signature)[0]
