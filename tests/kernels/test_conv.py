@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tapegrad.kernels as K
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import tapegrad.kernels as K
 from tapegrad.kernels.conv.reference import _out_size
 
 VARIANTS = [v for v in K.variants("conv2d") if v != "reference"]
@@ -96,8 +95,6 @@ def test_reference_against_direct_sum():
                     for c in range(2):
                         for i in range(3):
                             for j in range(2):
-                                s += (
-                                    xp[n, g * 2 + c, oh * 2 + i, ow + 2 * j] * w[o, c, i, j]
-                                )
+                                s += xp[n, g * 2 + c, oh * 2 + i, ow + 2 * j] * w[o, c, i, j]
                     want[n, o, oh, ow] = s
     np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tapegrad.kernels as K
 
 import tapegrad as tg
-import tapegrad.kernels as K
 import tapegrad.nn.functional as F
 
 CONV_VARIANTS = K.variants("conv2d")
@@ -116,8 +116,9 @@ def test_conv2d_matches_torch(variant, case):
 @pytest.mark.torch
 def test_conv2d_matches_torch_float32():
     torch = pytest.importorskip("torch")
-    ours, theirs = _torch_conv(torch, "conv2d", (2, 8, 10, 10), (16, 8, 3, 3), 1, 1, 1, 1,
-                               dtype=np.float32)
+    ours, theirs = _torch_conv(
+        torch, "conv2d", (2, 8, 10, 10), (16, 8, 3, 3), 1, 1, 1, 1, dtype=np.float32
+    )
     for a, b in zip(ours, theirs):
         assert a.dtype == np.float32
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
@@ -171,10 +172,18 @@ def _x(*s, dtype=np.float64):
         ((_x(1, 4, 5, 5), _x(3, 2, 3, 3)), {"groups": 2}, ValueError, ["conv2d", "groups"]),
         ((_x(1, 3, 5, 5), _x(4, 1, 3, 3)), {"groups": 0}, ValueError, ["conv2d", "groups"]),
         ((_x(1, 3, 5, 5), _x(4, 3, 3, 3)), {"padding": "full"}, ValueError, ["padding"]),
-        ((_x(1, 3, 5, 5), _x(4, 3, 3, 3)), {"stride": 2, "padding": "same"}, ValueError,
-         ["same", "stride"]),
-        ((_x(1, 3, 5, 5, dtype=np.int64), _x(4, 3, 3, 3, dtype=np.int64)), {}, TypeError,
-         ["conv2d", "float32"]),
+        (
+            (_x(1, 3, 5, 5), _x(4, 3, 3, 3)),
+            {"stride": 2, "padding": "same"},
+            ValueError,
+            ["same", "stride"],
+        ),
+        (
+            (_x(1, 3, 5, 5, dtype=np.int64), _x(4, 3, 3, 3, dtype=np.int64)),
+            {},
+            TypeError,
+            ["conv2d", "float32"],
+        ),
         ((_x(1, 3, 5, 5, dtype=np.float32), _x(4, 3, 3, 3)), {}, TypeError, ["conv2d", "dtype"]),
         ((_x(1, 3, 5, 5), _x(4, 3, 3, 3), _x(3)), {}, ValueError, ["conv2d", "bias"]),
     ],
