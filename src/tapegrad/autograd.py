@@ -92,7 +92,11 @@ class AnomalyError(RuntimeError):
 def _check_finite(arr: Any, what: str, node: Node | None, fn_name: str) -> None:
     if isinstance(arr, np.ndarray) and arr.dtype.kind == "f" and not np.isfinite(arr).all():
         bad = "NaN" if np.isnan(arr).any() else "Inf"
-        where = f" (tape record #{node.seq}, recorded at {node.where})" if node else ""
+        if node is not None:
+            where = f" (tape record #{node.seq}, recorded at {node.where})"
+        else:
+            # the op's record was not made yet: report the position it would have taken
+            where = f" (tape position #{next(_counter)}, called at {_caller()})"
         raise AnomalyError(f"{fn_name}: {what} produced {bad}{where}")
 
 
@@ -141,8 +145,14 @@ class Node:
 
 
 def _caller() -> str:
-    for frame in reversed(traceback.extract_stack()[:-3]):
-        if "tapegrad" not in frame.filename.replace("\\", "/").split("/")[-2:][0]:
+    """File and line of the innermost frame outside tapegrad (the user's call)."""
+    import os
+
+    from . import kernels
+
+    own = tuple(os.path.dirname(os.path.abspath(f)) + os.sep for f in (__file__, kernels.__file__))
+    for frame in reversed(traceback.extract_stack()):
+        if not os.path.abspath(frame.filename).startswith(own):
             return f"{frame.filename}:{frame.lineno}"
     return "?"
 

@@ -269,7 +269,15 @@ class Tensor:
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
         nd = max(self.ndim, 1)
+        for name, d in (("start_dim", start_dim), ("end_dim", end_dim)):
+            if not -nd <= d < nd:
+                raise ValueError(f"flatten: {name}={d} is out of range for shape {self.shape}")
         s, e = start_dim % nd, end_dim % nd
+        if s > e:
+            raise ValueError(
+                f"flatten: start_dim={start_dim} comes after end_dim={end_dim} "
+                f"for shape {self.shape}"
+            )
         new = self.shape[:s] + (int(np.prod(self.shape[s : e + 1])),) + self.shape[e + 1 :]
         return shape_op_reshape(self, new)
 
@@ -307,7 +315,13 @@ class Tensor:
 
 
 def shape_op_reshape(t: Tensor, new_shape: tuple) -> Tensor:
-    return shape.Reshape.apply(t, tuple(new_shape))
+    try:
+        return shape.Reshape.apply(t, tuple(new_shape))
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(
+            f"reshape: cannot reshape a tensor of shape {t.shape} ({t.size} elements) "
+            f"into {tuple(new_shape)}"
+        ) from None
 
 
 def _raw(o: Any) -> Any:

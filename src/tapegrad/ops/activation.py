@@ -5,6 +5,19 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Context, Function
+from .checks import check_float, fail
+
+
+def _check(fn: str, a: np.ndarray, axis) -> int:
+    """Float input and an int axis in range; returns the axis made non-negative."""
+    check_float(fn, input=a)
+    if a.ndim == 0:
+        fail(fn, "input must have at least 1 dimension, got a 0-d array")
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+        fail(fn, f"dim must be an int, got {axis!r}", TypeError)
+    if not -a.ndim <= axis < a.ndim:
+        fail(fn, f"dim {axis} is out of range for input of shape {a.shape}")
+    return int(axis) % a.ndim
 
 
 def _log_softmax(a: np.ndarray, axis: int) -> np.ndarray:
@@ -15,6 +28,7 @@ def _log_softmax(a: np.ndarray, axis: int) -> np.ndarray:
 class Softmax(Function):
     @staticmethod
     def forward(ctx: Context, a, axis=-1):
+        axis = _check("softmax", a, axis)
         out = np.exp(_log_softmax(a, axis))
         ctx.save_for_backward(out)
         ctx.axis = axis
@@ -29,6 +43,7 @@ class Softmax(Function):
 class LogSoftmax(Function):
     @staticmethod
     def forward(ctx: Context, a, axis=-1):
+        axis = _check("log_softmax", a, axis)
         out = _log_softmax(a, axis)
         ctx.save_for_backward(out)
         ctx.axis = axis

@@ -7,10 +7,21 @@ import numpy as np
 from ..autograd import Context, Function
 
 
+def _binary(name: str, ufunc: np.ufunc, a, b) -> np.ndarray:
+    """``ufunc(a, b)``; a broadcasting failure names the op and both shapes."""
+    try:
+        return ufunc(a, b)
+    except ValueError:
+        raise ValueError(
+            f"{name}: operands could not be broadcast together: shapes {np.shape(a)} "
+            f"and {np.shape(b)}"
+        ) from None
+
+
 class Add(Function):
     @staticmethod
     def forward(ctx: Context, a, b):
-        return np.add(a, b)
+        return _binary("add", np.add, a, b)
 
     @staticmethod
     def backward(ctx: Context, g):
@@ -20,7 +31,7 @@ class Add(Function):
 class Sub(Function):
     @staticmethod
     def forward(ctx: Context, a, b):
-        return np.subtract(a, b)
+        return _binary("subtract", np.subtract, a, b)
 
     @staticmethod
     def backward(ctx: Context, g):
@@ -31,7 +42,7 @@ class Mul(Function):
     @staticmethod
     def forward(ctx: Context, a, b):
         ctx.save_for_backward(a, b)
-        return np.multiply(a, b)
+        return _binary("multiply", np.multiply, a, b)
 
     @staticmethod
     def backward(ctx: Context, g):
@@ -45,7 +56,7 @@ class Div(Function):
     @staticmethod
     def forward(ctx: Context, a, b):
         ctx.save_for_backward(a, b)
-        return np.divide(a, b)
+        return _binary("divide", np.divide, a, b)
 
     @staticmethod
     def backward(ctx: Context, g):
@@ -58,7 +69,7 @@ class Div(Function):
 class Pow(Function):
     @staticmethod
     def forward(ctx: Context, a, b):
-        out = np.power(a, b)
+        out = _binary("pow", np.power, a, b)
         ctx.save_for_backward(a, b, out)
         return out
 
@@ -179,7 +190,7 @@ class Maximum(Function):
 
     @staticmethod
     def forward(ctx: Context, a, b):
-        mask = a >= b
+        mask = _binary("maximum", np.greater_equal, a, b)
         ctx.save_for_backward(mask)
         return np.where(mask, a, b)
 

@@ -12,9 +12,20 @@ class MatMul(Function):
     @staticmethod
     def forward(ctx: Context, a, b):
         if a.ndim == 0 or b.ndim == 0:
-            raise ValueError("matmul: both operands need at least 1 dimension")
+            raise ValueError(
+                f"matmul: both operands need at least 1 dimension, got shapes {a.shape} "
+                f"and {b.shape}"
+            )
+        try:
+            out = np.matmul(a, b)
+        except ValueError:
+            raise ValueError(
+                f"matmul: shapes {a.shape} and {b.shape} do not align (inner dimensions "
+                f"{a.shape[-1]} and {b.shape[-2] if b.ndim > 1 else b.shape[0]}, batch "
+                f"dimensions must broadcast)"
+            ) from None
         ctx.save_for_backward(a, b)
-        return np.matmul(a, b)
+        return out
 
     @staticmethod
     def backward(ctx: Context, g):
@@ -49,7 +60,7 @@ class Linear(Function):
 
     @staticmethod
     def forward(ctx: Context, x, w, b=None):
-        check_float("linear", x=x, weight=w)
+        check_float("linear", input=x, weight=w, bias=b)
         if w.ndim != 2:
             fail("linear", f"weight must be 2-D (out_features, in_features), got shape {w.shape}")
         if x.ndim < 1 or x.shape[-1] != w.shape[1]:

@@ -79,6 +79,8 @@ class MSELoss(Function):
         check_float("mse_loss", input=a, target=b)
         if a.shape != b.shape:
             fail("mse_loss", f"input and target shapes differ: {a.shape} vs {b.shape}")
+        if reduction not in ("mean", "sum", "none"):
+            fail("mse_loss", f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
         diff = a - b
         ctx.save_for_backward(diff)
         ctx.reduction = reduction
