@@ -56,6 +56,16 @@ def int_tuple(fn: str, name: str, v, n: int, minimum: int) -> tuple[int, ...]:
     return tuple(int(x) for x in vals)
 
 
+def positive_int(fn: str, name: str, v, minimum: int = 1) -> int:
+    """A layer's size argument: an int (not bool) >= ``minimum``."""
+    if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+        fail(fn, f"{name} must be an int, got {v!r}", TypeError)
+    if v < minimum:
+        rule = "positive" if minimum == 1 else f">= {minimum}"
+        fail(fn, f"{name} must be {rule}, got {v!r}")
+    return int(v)
+
+
 def contiguous(a: np.ndarray | None) -> np.ndarray | None:
     """C-contiguous copy only when needed (kernels index raw memory)."""
     return None if a is None else np.ascontiguousarray(a)
