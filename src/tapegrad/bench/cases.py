@@ -1,0 +1,763 @@
+"""The case table: for each op, how to build inputs for a shape, what the work is, how to
+call it (tapegrad through the registry, and PyTorch's equivalent).
+
+A case is an op name plus a parameter dict (``N``, ``C``, ``H``, ``W``, kernel, ...). Each
+:class:`OpSpec` knows, for its op:
+
+- ``build(p, rng, dtype)``: the input arrays (name -> ndarray) and which of them get gradients;
+- ``call(T, p)``: the tapegrad call on Tensors (``tapegrad.nn.functional``), run inside
+  ``tapegrad.kernels.use(op=variant)`` by the runner;
+- ``torch_call(T, p)``: the same computation in PyTorch;
+- ``flops(p, direction)`` and ``bytes(p, direction)``: the exact FLOP count (convolutions:
+  multiply and add counted separately, bias adds included) and the bytes that must move
+  (each input read once, each output written once: the memory-bound lower bound);
+- ``from_signature(sig)``: the parameters back from the signature the op resolves with
+  (``tapegrad.kernels.record``), which is how the zoo presets learn a model's layer shapes.
+
+An op's cases are listed only when the op is registered (``tapegrad.kernels.ops()``), so
+the table can name ops before their kernels land.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DIRECTIONS = ("forward", "backward", "both")
+F32 = 4  # bytes per float32 element
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, (int, np.integer)) else (int(v[0]), int(v[1]))
+
+
+def _prod(*xs: int) -> int:
+    return int(math.prod(xs))
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark case: an op and its shape parameters (hashable, JSON-able)."""
+
+    op: str
+    params: tuple[tuple[str, Any], ...]
+
+    @classmethod
+    def make(cls, op: str, **params: Any) -> Case:
+        frozen = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+        return cls(op, tuple(sorted(frozen.items())))
+
+    @property
+    def p(self) -> dict[str, Any]:
+        return dict(self.params)
+
+    @property
+    def spec(self) -> OpSpec:
+        return SPECS[self.op]
+
+    @property
+    def label(self) -> str:
+        return self.spec.label(self.p)
+
+    def to_json(self) -> dict[str, Any]:
+        params = {k: list(v) if isinstance(v, tuple) else v for k, v in self.params}
+        return {"op": self.op, **params}
+
+
+@dataclass
+class OpSpec:
+    """How to benchmark one registry op (see the module docstring)."""
+
+    op: str
+    kind: str  # "flops" (rate in GFLOP/s vs the GEMM peak) or "bytes" (GB/s vs copy bandwidth)
+    label: Callable[[dict], str]
+    build: Callable[[dict, np.random.Generator, Any], tuple[dict[str, np.ndarray], tuple[str, ...]]]
+    call: Callable[[dict, dict], Any]
+    torch_call: Callable[[dict, dict], Any]
+    flops: Callable[[dict, str], int]
+    bytes: Callable[[dict, str], int]
+    standard: list[dict] = field(default_factory=list)
+    from_signature: Callable[[tuple], dict | None] = lambda sig: None
+    directions: Callable[[dict], tuple[str, ...]] = lambda p: DIRECTIONS
+    seeded: bool = False  # the op draws random numbers: seed before each checked run
+    quick_scale: int = 8  # --quick divides the batch size of the standard cases by this
+
+    def cases(self, preset: str = "standard") -> list[Case]:
+        out = []
+        for p in self.standard:
+            q = dict(p)
+            if preset == "quick":
+                q["N"] = max(1, q["N"] // self.quick_scale)
+            out.append(Case.make(self.op, **q))
+        return out
+
+
+# --- convolutions ----------------------------------------------------------------------
+
+
+def _conv_out(n: int, k: int, s: int, p: int, d: int) -> int:
+    return (n + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _conv_dims(p: dict) -> tuple[int, ...]:
+    kh, kw = _pair(p["k"])
+    sh, sw = _pair(p.get("stride", 1))
+    ph, pw = _pair(p.get("padding", 0))
+    dh, dw = _pair(p.get("dilation", 1))
+    ho = _conv_out(p["H"], kh, sh, ph, dh)
+    wo = _conv_out(p["W"], kw, sw, pw, dw)
+    return kh, kw, ho, wo
+
+
+def _conv_label(p: dict) -> str:
+    kh, kw, _, _ = _conv_dims(p)
+    g = p.get("groups", 1)
+    s = f"N{p['N']} {p['C']}>{p['O']} {p['H']}x{p['W']} k{kh}x{kw}"
+    s += f" s{_pair(p.get('stride', 1))[0]} p{_pair(p.get('padding', 0))[0]}"
+    return s + (f" g{g}" if g != 1 else "")
+
+
+def _conv_build(p: dict, rng: np.random.Generator, dtype: Any):
+    kh, kw, _, _ = _conv_dims(p)
+    g = p.get("groups", 1)
+    fan_in = p["C"] // g * kh * kw
+    arrays = {
+        "x": rng.standard_normal((p["N"], p["C"], p["H"], p["W"])).astype(dtype),
+        "w": (rng.standard_normal((p["O"], p["C"] // g, kh, kw)) / math.sqrt(fan_in)).astype(dtype),
+    }
+    if p.get("bias", True):
+        arrays["b"] = rng.standard_normal(p["O"]).astype(dtype)
+    return arrays, tuple(arrays)
+
+
+def _conv_kwargs(p: dict) -> dict:
+    return {
+        "stride": _pair(p.get("stride", 1)),
+        "padding": _pair(p.get("padding", 0)),
+        "dilation": _pair(p.get("dilation", 1)),
+        "groups": p.get("groups", 1),
+    }
+
+
+def _conv_call(T: dict, p: dict):
+    import tapegrad.nn.functional as F
+
+    return F.conv2d(T["x"], T["w"], T.get("b"), **_conv_kwargs(p))
+
+
+def _conv_torch(T: dict, p: dict):
+    import torch.nn.functional as tF
+
+    return tF.conv2d(T["x"], T["w"], T.get("b"), **_conv_kwargs(p))
+
+
+def _conv_flops(p: dict, direction: str) -> int:
+    kh, kw, ho, wo = _conv_dims(p)
+    g = p.get("groups", 1)
+    outs = _prod(p["N"], p["O"], ho, wo)
+    macs = outs * (p["C"] // g) * kh * kw
+    bias = outs if p.get("bias", True) else 0
+    fwd = 2 * macs + bias
+    bwd = 2 * macs + 2 * macs + bias  # grad of input, grad of weight, grad of bias
+    return {"forward": fwd, "backward": bwd, "both": fwd + bwd}[direction]
+
+
+def _conv_bytes(p: dict, direction: str) -> int:
+    kh, kw, ho, wo = _conv_dims(p)
+    g = p.get("groups", 1)
+    x = _prod(p["N"], p["C"], p["H"], p["W"])
+    w = _prod(p["O"], p["C"] // g, kh, kw)
+    b = p["O"] if p.get("bias", True) else 0
+    y = _prod(p["N"], p["O"], ho, wo)
+    fwd = x + w + b + y
+    bwd = y + x + w + x + w + b  # read gy, x, w; write gx, gw, gb
+    return F32 * {"forward": fwd, "backward": bwd, "both": fwd + bwd}[direction]
+
+
+def _conv_from_sig(sig: tuple) -> dict | None:
+    # ("conv2d", x.shape, w.shape, stride, padding, dilation, groups, dtype)
+    _, xs, ws, stride, padding, dilation, groups = sig[:7]
+    n, c, h, w = xs
+    return {
+        "N": n, "C": c, "H": h, "W": w, "O": ws[0], "k": (ws[2], ws[3]),
+        "stride": tuple(stride), "padding": tuple(padding), "dilation": tuple(dilation),
+        "groups": groups,
+    }  # fmt: skip
+
+
+# depthwise: groups == C, channel multiplier M = O / C
+
+
+def _dw_label(p: dict) -> str:
+    m = p["O"] // p["C"]
+    kh, kw, _, _ = _conv_dims(p)
+    s = f"N{p['N']} {p['C']}ch {p['H']}x{p['W']} k{kh}x{kw}"
+    s += f" s{_pair(p.get('stride', 1))[0]} p{_pair(p.get('padding', 0))[0]}"
+    return s + (f" x{m}" if m != 1 else "")
+
+
+def _dw_from_sig(sig: tuple) -> dict | None:
+    p = _conv_from_sig(sig)
+    if p is None:
+        return None
+    p["groups"] = p["C"]
+    return p
+
+
+# transposed convolution: x (N, C, H, W), w (C, O/groups, kH, kW)
+
+
+def _convt_dims(p: dict) -> tuple[int, ...]:
+    kh, kw = _pair(p["k"])
+    sh, sw = _pair(p.get("stride", 1))
+    ph, pw = _pair(p.get("padding", 0))
+    oh, ow = _pair(p.get("output_padding", 0))
+    dh, dw = _pair(p.get("dilation", 1))
+    ho = (p["H"] - 1) * sh - 2 * ph + dh * (kh - 1) + oh + 1
+    wo = (p["W"] - 1) * sw - 2 * pw + dw * (kw - 1) + ow + 1
+    return kh, kw, ho, wo
+
+
+def _convt_label(p: dict) -> str:
+    kh, kw, ho, wo = _convt_dims(p)
+    s = f"N{p['N']} {p['C']}>{p['O']} {p['H']}x{p['W']}>{ho}x{wo} k{kh}x{kw}"
+    return s + f" s{_pair(p.get('stride', 1))[0]} p{_pair(p.get('padding', 0))[0]}"
+
+
+def _convt_build(p: dict, rng: np.random.Generator, dtype: Any):
+    kh, kw, _, _ = _convt_dims(p)
+    g = p.get("groups", 1)
+    arrays = {
+        "x": rng.standard_normal((p["N"], p["C"], p["H"], p["W"])).astype(dtype),
+        "w": (rng.standard_normal((p["C"], p["O"] // g, kh, kw)) / math.sqrt(p["C"])).astype(dtype),
+    }
+    if p.get("bias", True):
+        arrays["b"] = rng.standard_normal(p["O"]).astype(dtype)
+    return arrays, tuple(arrays)
+
+
+def _convt_kwargs(p: dict) -> dict:
+    return {
+        "stride": _pair(p.get("stride", 1)),
+        "padding": _pair(p.get("padding", 0)),
+        "output_padding": _pair(p.get("output_padding", 0)),
+        "groups": p.get("groups", 1),
+        "dilation": _pair(p.get("dilation", 1)),
+    }
+
+
+def _convt_call(T: dict, p: dict):
+    import tapegrad.nn.functional as F
+
+    return F.conv_transpose2d(T["x"], T["w"], T.get("b"), **_convt_kwargs(p))
+
+
+def _convt_torch(T: dict, p: dict):
+    import torch.nn.functional as tF
+
+    return tF.conv_transpose2d(T["x"], T["w"], T.get("b"), **_convt_kwargs(p))
+
+
+def _convt_flops(p: dict, direction: str) -> int:
+    kh, kw, ho, wo = _convt_dims(p)
+    g = p.get("groups", 1)
+    macs = _prod(p["N"], p["C"], p["H"], p["W"], p["O"] // g, kh, kw)
+    bias = _prod(p["N"], p["O"], ho, wo) if p.get("bias", True) else 0
+    fwd = 2 * macs + bias
+    bwd = 4 * macs + bias
+    return {"forward": fwd, "backward": bwd, "both": fwd + bwd}[direction]
+
+
+def _convt_bytes(p: dict, direction: str) -> int:
+    kh, kw, ho, wo = _convt_dims(p)
+    g = p.get("groups", 1)
+    x = _prod(p["N"], p["C"], p["H"], p["W"])
+    w = _prod(p["C"], p["O"] // g, kh, kw)
+    b = p["O"] if p.get("bias", True) else 0
+    y = _prod(p["N"], p["O"], ho, wo)
+    fwd = x + w + b + y
+    bwd = y + x + w + x + w + b
+    return F32 * {"forward": fwd, "backward": bwd, "both": fwd + bwd}[direction]
+
+
+def _convt_from_sig(sig: tuple) -> dict | None:
+    # ("conv_transpose2d", x.shape, w.shape, stride, padding, output_padding, dilation, groups, ..)
+    _, xs, ws, stride, padding, out_pad, dilation, groups = sig[:8]
+    n, c, h, w = xs
+    return {
+        "N": n, "C": c, "H": h, "W": w, "O": ws[1] * groups, "k": (ws[2], ws[3]),
+        "stride": tuple(stride), "padding": tuple(padding), "output_padding": tuple(out_pad),
+        "dilation": tuple(dilation), "groups": groups,
+    }  # fmt: skip
+
+
+# --- pooling -----------------------------------------------------------------------------
+
+
+def _pool_dims(p: dict) -> tuple[int, int]:
+    kh, kw = _pair(p["k"])
+    sh, sw = _pair(p.get("stride", p["k"]))
+    ph, pw = _pair(p.get("padding", 0))
+    return _conv_out(p["H"], kh, sh, ph, 1), _conv_out(p["W"], kw, sw, pw, 1)
+
+
+def _pool_label(p: dict) -> str:
+    kh, kw = _pair(p["k"])
+    return f"N{p['N']} {p['C']}ch {p['H']}x{p['W']} k{kh}x{kw} s{_pair(p.get('stride', p['k']))[0]}"
+
+
+def _x_build(p: dict, rng: np.random.Generator, dtype: Any):
+    x = rng.standard_normal((p["N"], p["C"], p["H"], p["W"])).astype(dtype)
+    return {"x": x}, ("x",)
+
+
+def _pool_kwargs(p: dict) -> dict:
+    return {
+        "kernel_size": _pair(p["k"]),
+        "stride": _pair(p.get("stride", p["k"])),
+        "padding": _pair(p.get("padding", 0)),
+    }
+
+
+def _maxpool_call(T: dict, p: dict):
+    import tapegrad.nn.functional as F
+
+    return F.max_pool2d(T["x"], **_pool_kwargs(p))
+
+
+def _maxpool_torch(T: dict, p: dict):
+    import torch.nn.functional as tF
+
+    return tF.max_pool2d(T["x"], **_pool_kwargs(p))
+
+
+def _pool_flops(p: dict, direction: str) -> int:
+    kh, kw = _pair(p["k"])
+    ho, wo = _pool_dims(p)
+    outs = _prod(p["N"], p["C"], ho, wo)
+    fwd, bwd = outs * kh * kw, outs
+    return {"forward": fwd, "backward": bwd, "both": fwd + bwd}[direction]
+
+
+def _maxpool_bytes(p: dict, direction: str) -> int:
+    ho, wo = _pool_dims(p)
+    x = F32 * _prod(p["N"], p["C"], p["H"], p["W"])
+    y = F32 * _prod(p["N"], p["C"], ho, wo)
+    idx = 4 * _prod(p["N"], p["C"], ho, wo)  # int32 argmax, saved for the backward
+    fwd, bwd = x + y + idx, y + idx + x  # backward: read gy and idx, write gx
+    return {"forward": fwd, "backward": bwd, "both": fwd + bwd}[direction]
+
+
+def _maxpool_from_sig(sig: tuple) -> dict | None:
+    # ("max_pool2d", x.shape, kernel, stride, padding, dilation, dtype)
+    _, xs, kernel, stride, padding = sig[:5]
+    n, c, h, w = xs
+    return {"N": n, "C": c, "H": h, "W": w, "k": tuple(kernel), "stride": tuple(stride),
+            "padding": tuple(padding)}  # fmt: skip
+
+
+def _avgpool_call(T: dict, p: dict):
+    import tapegrad.nn.functional as F
+
+    return F.avg_pool2d(T["x"], **_pool_kwargs(p))
+
+
+def _avgpool_torch(T: dict, p: dict):
+    import torch.nn.functional as tF
+
+    return tF.avg_pool2d(T["x"], **_pool_kwargs(p))
+
+
+def _avgpool_bytes(p: dict, direction: str) -> int:
+    ho, wo = _pool_dims(p)
+    x = F32 * _prod(p["N"], p["C"], p["H"], p["W"])
+    y = F32 * _prod(p["N"], p["C"], ho, wo)
+    return {"forward": x + y, "backward": y + x, "both": 2 * (x + y)}[direction]
+
+
+def _avgpool_from_sig(sig: tuple) -> dict | None:
+    _, xs, kernel, stride, padding = sig[:5]
+    n, c, h, w = xs
+    return {"N": n, "C": c, "H": h, "W": w, "k": tuple(kernel), "stride": tuple(stride),
+            "padding": tuple(padding)}  # fmt: skip
+
+
+def _gap_label(p: dict) -> str:
+    return f"N{p['N']} {p['C']}ch {p['H']}x{p['W']} > 1x1"
+
+
+def _gap_call(T: dict, p: dict):
+    import tapegrad.nn.functional as F
+
+    return F.adaptive_avg_pool2d(T["x"], 1)
+
+
+def _gap_torch(T: dict, p: dict):
+    import torch.nn.functional as tF
+
+    return tF.adaptive_avg_pool2d(T["x"], 1)
+
+
+def _elems(p: dict) -> int:
+    return _prod(p["N"], p["C"], p["H"], p["W"])
+
+
+def _gap_flops(p: dict, direction: str) -> int:
+    n = _elems(p)
+    return {"forward": n, "backward": n, "both": 2 * n}[direction]
+
+
+def _gap_bytes(p: dict, direction: str) -> int:
+    x, y = F32 * _elems(p), F32 * p["N"] * p["C"]
+    return {"forward": x + y, "backward": y + x, "both": 2 * (x + y)}[direction]
+
+
+def _x_from_sig(sig: tuple) -> dict | None:
+    xs = next(s for s in sig if isinstance(s, tuple) and len(s) == 4)
+    n, c, h, w = xs
+    return {"N": n, "C": c, "H": h, "W": w}
+
+
+# --- normalisation and dropout -----------------------------------------------------------
+
+
+def _nchw_label(p: dict) -> str:
+    s = f"N{p['N']} C{p['C']} {p['H']}x{p['W']}"
+    if "mode" in p:
+        s += f" {p['mode']}"
+    if "groups" in p:
+        s += f" G{p['groups']}"
+    if "p" in p:
+        s += f" p{p['p']}"
+    return s
+
+
+def _norm_build(p: dict, rng: np.random.Generator, dtype: Any):
+    c = p["C"]
+    arrays = {
+        "x": rng.standard_normal((p["N"], c, p["H"], p["W"])).astype(dtype),
+        "weight": (1 + 0.1 * rng.standard_normal(c)).astype(dtype),
+        "bias": (0.1 * rng.standard_normal(c)).astype(dtype),
+    }
+    return arrays, ("x", "weight", "bias")
+
+
+def _bn_build(p: dict, rng: np.random.Generator, dtype: Any):
+    arrays, grads = _norm_build(p, rng, dtype)
+    arrays["running_mean"] = np.zeros(p["C"], dtype=dtype)
+    arrays["running_var"] = np.ones(p["C"], dtype=dtype)
+    return arrays, grads
+
+
+def _bn_call(T: dict, p: dict):
+    import tapegrad.nn.functional as F
+
+    # running statistics are plain arrays, as in PyTorch's buffers
+    rm, rv = T["running_mean"].data, T["running_var"].data
+    training = p.get("mode", "train") == "train"
+    return F.batch_norm(T["x"], rm, rv, T["weight"], T["bias"], training=training)
+
+
+def _bn_torch(T: dict, p: dict):
+    import torch.nn.functional as tF
+
+    training = p.get("mode", "train") == "train"
+    rm, rv = T["running_mean"].detach(), T["running_var"].detach()
+    return tF.batch_norm(T["x"], rm, rv, T["weight"], T["bias"], training=training)
+
+
+def _norm_flops(p: dict, direction: str) -> int:
+    n = _elems(p)
+    # train forward: sum, sum of squares (2 each), normalise and scale-shift (4) per element;
+    # eval forward: one fused multiply-add; backward: two reductions and one fused pass
+    fwd = 2 * n if p.get("mode") == "eval" else 8 * n
+    bwd = 8 * n
+    return {"forward": fwd, "backward": bwd, "both": fwd + bwd}[direction]
+
+
+def _norm_bytes(p: dict, direction: str) -> int:
+    n = F32 * _elems(p)
+    fwd, bwd = 2 * n, 3 * n  # read x write y; read gy and x, write gx
+    return {"forward": fwd, "backward": bwd, "both": fwd + bwd}[direction]
+
+
+def _bn_directions(p: dict) -> tuple[str, ...]:
+    return ("forward",) if p.get("mode") == "eval" else DIRECTIONS
+
+
+def _bn_from_sig(sig: tuple) -> dict | None:
+    p = _x_from_sig(sig)
+    if p is not None:
+        p["mode"] = "train" if any(s is True or s == "train" for s in sig) else "eval"
+    return p
+
+
+def _ln_call(T: dict, p: dict):
+    import tapegrad.nn.functional as F
+
+    shape = (p["C"], p["H"], p["W"])
+    return F.layer_norm(T["x"], shape, T["weight"], T["bias"])
+
+
+def _ln_torch(T: dict, p: dict):
+    import torch.nn.functional as tF
+
+    shape = (p["C"], p["H"], p["W"])
+    return tF.layer_norm(T["x"], shape, T["weight"], T["bias"])
+
+
+def _ln_build(p: dict, rng: np.random.Generator, dtype: Any):
+    shape = (p["C"], p["H"], p["W"])
+    arrays = {
+        "x": rng.standard_normal((p["N"], *shape)).astype(dtype),
+        "weight": (1 + 0.1 * rng.standard_normal(shape)).astype(dtype),
+        "bias": (0.1 * rng.standard_normal(shape)).astype(dtype),
+    }
+    return arrays, ("x", "weight", "bias")
+
+
+def _ln_bytes(p: dict, direction: str) -> int:
+    n = F32 * _elems(p)
+    affine = F32 * _prod(p["C"], p["H"], p["W"])  # weight and bias of the normalised shape
+    fwd = 2 * n + 2 * affine
+    bwd = 3 * n + 4 * affine
+    return {"forward": fwd, "backward": bwd, "both": fwd + bwd}[direction]
+
+
+def _gn_call(T: dict, p: dict):
+    import tapegrad.nn.functional as F
+
+    return F.group_norm(T["x"], p["groups"], T["weight"], T["bias"])
+
+
+def _gn_torch(T: dict, p: dict):
+    import torch.nn.functional as tF
+
+    return tF.group_norm(T["x"], p["groups"], T["weight"], T["bias"])
+
+
+def _dropout_call(T: dict, p: dict):
+    import tapegrad.nn.functional as F
+
+    return F.dropout(T["x"], p["p"], training=True)
+
+
+def _dropout_torch(T: dict, p: dict):
+    import torch.nn.functional as tF
+
+    return tF.dropout(T["x"], p["p"], training=True)
+
+
+def _dropout_flops(p: dict, direction: str) -> int:
+    n = _elems(p)
+    return {"forward": n, "backward": n, "both": 2 * n}[direction]
+
+
+def _dropout_bytes(p: dict, direction: str) -> int:
+    n = _elems(p)
+    # float32 in and out, plus a one-byte keep mask written forward and read backward
+    fwd, bwd = 2 * F32 * n + n, 2 * F32 * n + n
+    return {"forward": fwd, "backward": bwd, "both": fwd + bwd}[direction]
+
+
+def _dropout_from_sig(sig: tuple) -> dict | None:
+    p = _x_from_sig(sig)
+    probs = [s for s in sig if isinstance(s, float) and 0 <= s <= 1]
+    if p is not None:
+        p["p"] = probs[0] if probs else 0.5
+    return p
+
+
+# --- the table ---------------------------------------------------------------------------
+
+_NCHW = {"N": 64, "C": 64, "H": 32, "W": 32}
+
+SPECS: dict[str, OpSpec] = {
+    s.op: s
+    for s in [
+        OpSpec(
+            "conv2d", "flops", _conv_label, _conv_build, _conv_call, _conv_torch,
+            _conv_flops, _conv_bytes,
+            standard=[{"N": 32, "C": 64, "O": 64, "H": 32, "W": 32, "k": 3, "padding": 1}],
+            from_signature=_conv_from_sig,
+        ),
+        OpSpec(
+            "depthwise_conv2d", "bytes", _dw_label, _conv_build, _conv_call, _conv_torch,
+            _conv_flops, _conv_bytes,
+            standard=[{"N": 32, "C": 128, "O": 128, "H": 32, "W": 32, "k": 3, "padding": 1,
+                       "groups": 128}],
+            from_signature=_dw_from_sig,
+        ),
+        OpSpec(
+            "conv_transpose2d", "flops", _convt_label, _convt_build, _convt_call, _convt_torch,
+            _convt_flops, _convt_bytes,
+            standard=[{"N": 32, "C": 64, "O": 32, "H": 16, "W": 16, "k": 4, "stride": 2,
+                       "padding": 1}],
+            from_signature=_convt_from_sig,
+        ),
+        OpSpec(
+            "max_pool2d", "bytes", _pool_label, _x_build, _maxpool_call, _maxpool_torch,
+            _pool_flops, _maxpool_bytes,
+            standard=[{"N": 64, "C": 64, "H": 32, "W": 32, "k": 2}],
+            from_signature=_maxpool_from_sig,
+        ),
+        OpSpec(
+            "avg_pool2d", "bytes", _pool_label, _x_build, _avgpool_call, _avgpool_torch,
+            _pool_flops, _avgpool_bytes,
+            standard=[{"N": 64, "C": 64, "H": 32, "W": 32, "k": 2}],
+            from_signature=_avgpool_from_sig,
+        ),
+        OpSpec(
+            "adaptive_avg_pool2d", "bytes", _gap_label, _x_build, _gap_call, _gap_torch,
+            _gap_flops, _gap_bytes,
+            standard=[{"N": 64, "C": 64, "H": 8, "W": 8}],
+            from_signature=_x_from_sig,
+        ),
+        OpSpec(
+            "batch_norm", "bytes", _nchw_label, _bn_build, _bn_call, _bn_torch,
+            _norm_flops, _norm_bytes,
+            standard=[{**_NCHW, "mode": "train"}, {**_NCHW, "mode": "eval"}],
+            from_signature=_bn_from_sig, directions=_bn_directions,
+        ),
+        OpSpec(
+            "layer_norm", "bytes", _nchw_label, _ln_build, _ln_call, _ln_torch,
+            _norm_flops, _ln_bytes,
+            standard=[dict(_NCHW)],
+            from_signature=_x_from_sig,
+        ),
+        OpSpec(
+            "group_norm", "bytes", _nchw_label, _norm_build, _gn_call, _gn_torch,
+            _norm_flops, _norm_bytes,
+            standard=[{**_NCHW, "groups": 8}],
+            from_signature=_x_from_sig,
+        ),
+        OpSpec(
+            "dropout", "bytes", _nchw_label, _x_build, _dropout_call, _dropout_torch,
+            _dropout_flops, _dropout_bytes,
+            standard=[{**_NCHW, "p": 0.5}],
+            from_signature=_dropout_from_sig, seeded=True,
+        ),
+    ]
+}  # fmt: skip
+
+# short names accepted by ``--ops``
+ALIASES = {
+    "conv": "conv2d",
+    "depthwise": "depthwise_conv2d",
+    "conv_transpose": "conv_transpose2d",
+    "convt": "conv_transpose2d",
+    "max_pool": "max_pool2d",
+    "maxpool": "max_pool2d",
+    "avg_pool": "avg_pool2d",
+    "avgpool": "avg_pool2d",
+    "adaptive_avg_pool": "adaptive_avg_pool2d",
+    "gap": "adaptive_avg_pool2d",
+    "bn": "batch_norm",
+    "batchnorm": "batch_norm",
+    "ln": "layer_norm",
+    "layernorm": "layer_norm",
+    "gn": "group_norm",
+    "groupnorm": "group_norm",
+}
+
+
+def registered_ops() -> list[str]:
+    """Ops that have both kernels in the registry and an entry in the case table."""
+    import tapegrad.kernels as K
+
+    return [op for op in SPECS if op in K.ops()]
+
+
+def resolve_ops(names: list[str] | None) -> list[str]:
+    """Canonical op names for ``--ops``; ValueError lists the valid names."""
+    valid = registered_ops()
+    if not names:
+        return valid
+    out = []
+    for raw in names:
+        op = ALIASES.get(raw, raw)
+        if op not in valid:
+            raise ValueError(
+                f"bench: unknown or unregistered op {raw!r}; valid: {', '.join(valid)}"
+            )
+        if op not in out:
+            out.append(op)
+    return out
+
+
+def preset_cases(preset: str, ops: list[str]) -> list[Case]:
+    """Cases of a named preset: ``standard``, ``quick`` or ``zoo:NAME``."""
+    if preset in ("standard", "quick"):
+        return [c for op in ops for c in SPECS[op].cases(preset)]
+    if preset.startswith("zoo:"):
+        return zoo_cases(preset[4:], ops)
+    raise ValueError(f"bench: unknown preset {preset!r}; valid: standard, quick, zoo:NAME")
+
+
+def cases_from_signatures(calls: list[tuple[str, Any]], ops: list[str]) -> list[Case]:
+    """Cases for recorded ``(op, signature)`` calls, in order, duplicates dropped."""
+    out: list[Case] = []
+    for op, sig in calls:
+        if op not in ops or op not in SPECS:
+            continue
+        try:
+            p = SPECS[op].from_signature(sig)
+        except (TypeError, ValueError, IndexError, StopIteration):
+            p = None  # a signature layout this table does not know: skip the layer
+        if p is None:
+            continue
+        case = Case.make(op, **p)
+        if case not in out:
+            out.append(case)
+    return out
+
+
+def zoo_cases(name: str, ops: list[str], batch: int = 64) -> list[Case]:
+    """The layer shapes of zoo model ``name`` at its default input, batch ``batch``.
+
+    The model runs one forward pass under ``tapegrad.kernels.record()``; every kernel
+    call it makes becomes a case.
+    """
+    import inspect
+
+    import tapegrad as tg
+    import tapegrad.kernels as K
+    from tapegrad import zoo
+
+    names = zoo.available() if hasattr(zoo, "available") else sorted(zoo.MODELS)
+    if name not in names:
+        raise ValueError(f"bench: unknown zoo model {name!r}; valid: {', '.join(names)}")
+    builder = zoo.MODELS[name]
+    params = inspect.signature(builder).parameters
+    c_in = params["in_channels"].default if "in_channels" in params else 1
+    side = getattr(zoo, "DEFAULT_INPUT", {}).get(name, 28)
+    if isinstance(side, tuple):  # (channels, side)
+        c_in, side = side
+    model = zoo.get_model(name)
+    x = tg.Tensor(np.zeros((batch, c_in, side, side), dtype=np.float32))
+    with K.record() as calls, tg.no_grad():
+        model(x)
+    return cases_from_signatures(calls, ops)
+
+
+def file_cases(path: str | Path, ops: list[str]) -> list[Case]:
+    """Cases from a JSON file: a list of ``{"op": ..., <params>}`` objects."""
+    data = json.loads(Path(path).read_text())
+    if isinstance(data, dict):
+        data = data.get("cases", [])
+    out = []
+    for i, item in enumerate(data):
+        if not isinstance(item, dict) or "op" not in item:
+            raise ValueError(f"bench: {path}: entry {i} must be an object with an 'op' key")
+        op = ALIASES.get(item["op"], item["op"])
+        if op not in SPECS:
+            raise ValueError(f"bench: {path}: entry {i}: unknown op {item['op']!r}")
+        if op in ops:
+            out.append(Case.make(op, **{k: v for k, v in item.items() if k != "op"}))
+    return out
