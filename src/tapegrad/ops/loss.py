@@ -49,7 +49,8 @@ class CrossEntropy(Function):
         safe_t = np.where(keep, target, 0)
         nll = -logp[np.arange(n), safe_t]
         if label_smoothing:
-            nll = (1 - label_smoothing) * nll - label_smoothing * logp.mean(axis=1)
+            # mean of logp as a sum of logp / C: no overflow when logits span float32's range
+            nll = (1 - label_smoothing) * nll - label_smoothing * (logp / c).sum(axis=1)
         nll = np.where(keep, nll, 0).astype(logits.dtype)
         count = max(int(keep.sum()), 1) if reduction == "mean" else 1
         ctx.save_for_backward(logp, safe_t, keep)
