@@ -1,0 +1,306 @@
+"""The kernel registry: listing, selection (use, env), errors, autotune and its disk cache,
+generated shape rules, and recording of resolved signatures."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import types
+
+import numpy as np
+import pytest
+
+import tapegrad as tg
+import tapegrad.kernels as K
+import tapegrad.nn.functional as F
+from tapegrad.kernels import registry as R
+
+FAKE = "fake_op_for_tests"
+
+
+@pytest.fixture
+def clean(monkeypatch, tmp_path):
+    """A private cache dir, autotune off, no generated rules, fake ops removed after."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("TAPEGRAD_AUTO_RULES", str(tmp_path / "no_rules.json"))
+    monkeypatch.delenv("TAPEGRAD_KERNELS", raising=False)
+    K.autotune(False)
+    K.disk_cache(True)
+    K.clear_tuning()
+    R._disk_state.update(path=None, winners=None)
+    yield tmp_path
+    K.autotune(False)
+    K.disk_cache(True)
+    K.clear_tuning()
+    R._disk_state.update(path=None, winners=None)
+    R._OPS.pop(FAKE, None)
+    for name in list(sys.modules):
+        if name.startswith("_tg_fake_"):
+            del sys.modules[name]
+
+
+def _fake_module(name: str, delay: float, calls: list[str]) -> str:
+    mod = types.ModuleType(name)
+
+    def run() -> None:
+        calls.append(name)
+        if delay:
+            time.sleep(delay)
+
+    mod.run = run
+    sys.modules[name] = mod
+    return name
+
+
+def _fake_op(calls: list[str], slow_first: bool = True) -> None:
+    """``FAKE`` with a slow and a fast variant and a hand rule preferring the slow one."""
+    R.register(FAKE, "reference", _fake_module("_tg_fake_ref", 0.0, calls))
+    R.register(FAKE, "slow-numba", _fake_module("_tg_fake_slow", 0.004, calls))
+    R.register(FAKE, "fast-numba", _fake_module("_tg_fake_fast", 0.0, calls))
+    R.set_rule(FAKE, lambda sig: ["slow-numba", "fast-numba"] if slow_first else ["fast-numba"])
+
+
+def _trial(mod) -> None:
+    mod.run()
+
+
+# --- listing and selection ------------------------------------------------------------
+
+
+def test_variants_lists_reference_first_and_registered_names(clean):
+    names = K.variants("conv2d")
+    assert names[0] == "reference"
+    assert set(names) <= set(K.variants("conv2d", include_unavailable=True))
+    assert "im2col-numba" in names
+    assert "conv2d" in K.ops() and "max_pool2d" in K.ops()
+
+
+def test_use_nests_and_restores(clean):
+    assert K.selected("conv2d") == "auto"
+    with K.use(conv2d="reference"):
+        assert K.selected("conv2d") == "reference"
+        with K.use(conv2d="im2col-numba", max_pool2d="direct-numba"):
+            assert K.selected("conv2d") == "im2col-numba"
+            assert K.selected("max_pool2d") == "direct-numba"
+        assert K.selected("conv2d") == "reference"
+        assert K.selected("max_pool2d") == "auto"
+    assert K.selected("conv2d") == "auto"
+
+
+def test_use_selects_the_module_that_runs(clean):
+    x = tg.Tensor(np.random.default_rng(0).standard_normal((1, 2, 5, 5)).astype(np.float32))
+    w = tg.Tensor(np.ones((3, 2, 3, 3), dtype=np.float32))
+    with K.use(conv2d="reference"), K.record() as calls:
+        F.conv2d(x, w)
+        (op, sig), *_ = calls
+        assert op == "conv2d"
+        assert K.resolve("conv2d", sig) is K.get("conv2d", "reference")
+    assert K.resolve("conv2d", sig) is K.get("conv2d", K.resolved_name("conv2d", sig))
+    assert K.resolved_name("conv2d", sig) != "reference"  # auto prefers a compiled variant
+
+
+def test_env_selection_and_use_overrides_it(clean, monkeypatch):
+    monkeypatch.setenv("TAPEGRAD_KERNELS", "conv2d=reference, max_pool2d=direct-numba")
+    assert K.selected("conv2d") == "reference"
+    assert K.selected("max_pool2d") == "direct-numba"
+    with K.use(conv2d="im2col-numba"):
+        assert K.selected("conv2d") == "im2col-numba"
+    monkeypatch.setenv("TAPEGRAD_KERNELS", "")
+    assert K.selected("conv2d") == "auto"
+
+
+@pytest.mark.parametrize("env", ["conv2d=nope", "conv2d", "no_such_op=reference"])
+def test_env_bad_entries_raise(clean, monkeypatch, env):
+    monkeypatch.setenv("TAPEGRAD_KERNELS", env)
+    with pytest.raises(ValueError, match="conv2d|no_such_op"):
+        K.selected("conv2d")
+
+
+def test_unknown_variant_lists_valid_names(clean):
+    with pytest.raises(ValueError) as exc:
+        with K.use(conv2d="im2col-fortran"):
+            pass
+    msg = str(exc.value)
+    assert "im2col-fortran" in msg
+    for name in ["auto", *K.variants("conv2d")]:
+        assert name in msg
+
+
+def test_unknown_op_lists_ops(clean):
+    with pytest.raises(ValueError) as exc:
+        K.variants("conv9d")
+    assert "conv9d" in str(exc.value) and "conv2d" in str(exc.value)
+    with pytest.raises(ValueError):
+        with K.use(conv9d="reference"):
+            pass
+
+
+def test_unavailable_variant_is_reported_with_reason(clean):
+    calls: list[str] = []
+    R.register(FAKE, "reference", _fake_module("_tg_fake_ref", 0.0, calls))
+    R.register(FAKE, "direct-cython", "tapegrad.kernels._no_such_extension_cy")
+    assert K.variants(FAKE) == ["reference"]
+    assert "direct-cython" in K.variants(FAKE, include_unavailable=True)
+    reason = K.unavailable(FAKE)["direct-cython"]
+    assert "ModuleNotFoundError" in reason and "_no_such_extension_cy" in reason
+    with pytest.raises(RuntimeError, match="unavailable.*_no_such_extension_cy"):
+        K.get(FAKE, "direct-cython")
+    # auto never picks it
+    assert K.resolved_name(FAKE, ("s",)) == "reference"
+
+
+# --- autotune: memory and disk cache ----------------------------------------------------
+
+
+def test_autotune_picks_the_fastest_and_remembers(clean):
+    calls: list[str] = []
+    _fake_op(calls)
+    sig = ("fake", (4, 4))
+    assert K.resolved_name(FAKE, sig) == "slow-numba"  # the hand rule without autotune
+    K.autotune(True)
+    assert K.resolve(FAKE, sig, _trial).__name__ == "_tg_fake_fast"
+    timed = len(calls)
+    assert timed >= 4 and "_tg_fake_ref" not in calls  # reference is never a candidate
+    assert K.resolve(FAKE, sig, _trial).__name__ == "_tg_fake_fast"
+    assert len(calls) == timed  # remembered for the process: no second timing
+    assert K.resolved_name(FAKE, sig) == "fast-numba"
+    # a new signature is timed again
+    K.resolve(FAKE, ("fake", (8, 8)), _trial)
+    assert len(calls) > timed
+
+
+def test_autotune_disk_cache_survives_the_process_cache(clean):
+    calls: list[str] = []
+    _fake_op(calls)
+    sig = ("fake", (2, 3))
+    K.autotune(True)
+    K.resolve(FAKE, sig, _trial)
+    path = K.autotune_cache_path()
+    assert path.parent == clean / "cache" / "tapegrad" and path.exists()
+    data = json.loads(path.read_text())
+    assert data["key"] == R.machine_key()
+    assert data["winners"] == {f"{FAKE}|{sig!r}": "fast-numba"}
+
+    K.clear_tuning()  # a new process: memory empty, disk cache warm
+    R._disk_state.update(path=None, winners=None)
+    calls.clear()
+    assert K.resolve(FAKE, sig, _trial).__name__ == "_tg_fake_fast"
+    assert calls == []  # read from disk, nothing timed
+
+    removed = K.clear_autotune_cache()
+    assert removed == [path] and not path.exists()
+    K.resolve(FAKE, sig, _trial)
+    assert calls  # timed again after clearing
+
+
+def test_autotune_cache_is_keyed_by_machine(clean, monkeypatch):
+    calls: list[str] = []
+    _fake_op(calls)
+    K.autotune(True)
+    K.resolve(FAKE, ("k",), _trial)
+    first = K.autotune_cache_path()
+    key = {**R.machine_key(), "numba": "0.0.0-other"}
+    monkeypatch.setattr(R, "machine_key", lambda: key)
+    assert K.autotune_cache_path() != first
+    K.clear_tuning()
+    calls.clear()
+    K.resolve(FAKE, ("k",), _trial)
+    assert calls  # another numba version: the old winners do not apply
+    assert K.autotune_cache_path().exists() and first.exists()
+
+
+def test_no_cache_neither_reads_nor_writes(clean):
+    calls: list[str] = []
+    _fake_op(calls)
+    K.autotune(True)
+    K.disk_cache(False)
+    K.resolve(FAKE, ("n",), _trial)
+    assert not K.autotune_cache_path().exists()
+    assert not K.disk_cache_enabled()
+
+
+def test_stale_disk_winner_is_ignored(clean):
+    calls: list[str] = []
+    _fake_op(calls)
+    path = K.autotune_cache_path()
+    path.parent.mkdir(parents=True)
+    winners = {f"{FAKE}|{('s',)!r}": "removed-variant"}
+    path.write_text(json.dumps({"key": R.machine_key(), "winners": winners}))
+    K.autotune(True)
+    assert K.resolve(FAKE, ("s",), _trial).__name__ == "_tg_fake_fast"
+    assert calls
+
+
+def test_autotune_through_a_real_op(clean):
+    x = tg.Tensor(np.random.default_rng(1).standard_normal((2, 3, 6, 6)).astype(np.float32))
+    w = tg.Tensor(np.random.default_rng(2).standard_normal((4, 3, 3, 3)).astype(np.float32))
+    with K.use(conv2d="reference"):
+        want = F.conv2d(x, w, padding=1).numpy()
+    K.autotune(True)
+    with K.record() as calls:
+        got = F.conv2d(x, w, padding=1).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    sig = calls[0][1]
+    assert K.resolved_name("conv2d", sig) in K.variants("conv2d")
+    assert K.resolved_name("conv2d", sig) != "reference"
+    assert K.autotune_cache_path().exists()
+
+
+# --- generated shape rules --------------------------------------------------------------
+
+
+def test_generated_rules_exact_and_nearest(clean, monkeypatch):
+    calls: list[str] = []
+    _fake_op(calls)
+    small, large = ("fake", (2, 2)), ("fake", (64, 64))
+    rules = {
+        "ops": {
+            FAKE: {
+                "order": ["slow-numba", "fast-numba"],
+                "cases": [
+                    {"signature": repr(small), "size": R.signature_size(small),
+                     "winner": "fast-numba"},
+                    {"signature": repr(large), "size": R.signature_size(large),
+                     "winner": "slow-numba"},
+                ],
+            }
+        }
+    }  # fmt: skip
+    path = clean / "rules.json"
+    path.write_text(json.dumps(rules))
+    monkeypatch.setenv("TAPEGRAD_AUTO_RULES", str(path))
+    assert K.resolved_name(FAKE, small) == "fast-numba"
+    assert K.resolved_name(FAKE, large) == "slow-numba"
+    assert K.resolved_name(FAKE, ("fake", (3, 3))) == "fast-numba"  # nearest: small
+    assert K.resolved_name(FAKE, ("fake", (50, 60))) == "slow-numba"  # nearest: large
+    monkeypatch.setenv("TAPEGRAD_AUTO_RULES", str(clean / "absent.json"))
+    assert K.resolved_name(FAKE, small) == "slow-numba"  # back to the hand rule
+
+
+def test_rules_naming_unknown_variants_fall_back(clean, monkeypatch):
+    calls: list[str] = []
+    _fake_op(calls)
+    path = clean / "rules.json"
+    path.write_text(json.dumps({"ops": {FAKE: {"order": ["gone"], "cases": []}}}))
+    monkeypatch.setenv("TAPEGRAD_AUTO_RULES", str(path))
+    assert K.resolved_name(FAKE, ("x",)) == "slow-numba"
+    path.write_text("{not json")
+    assert K.resolved_name(FAKE, ("x",)) == "slow-numba"
+
+
+def test_signature_size():
+    assert R.signature_size(("op", (2, 3), (4,), 7, "<f4")) == pytest.approx(np.log2(10))
+    assert R.signature_size(()) == 0.0
+
+
+def test_record_collects_nested(clean):
+    calls: list[str] = []
+    _fake_op(calls)
+    with K.record() as outer:
+        K.resolve(FAKE, ("a",))
+        with K.record() as inner:
+            K.resolve(FAKE, ("b",))
+    K.resolve(FAKE, ("c",))
+    assert outer == [(FAKE, ("a",)), (FAKE, ("b",))]
+    assert inner == [(FAKE, ("b",))]
