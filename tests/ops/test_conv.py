@@ -200,3 +200,65 @@ def test_conv1d_bad_input():
         F.conv1d(_x(1, 3, 5, 5), _x(4, 3, 3))
     with pytest.raises(ValueError, match="conv1d.*kernel"):
         F.conv1d(_x(1, 3, 2), _x(4, 3, 3))
+
+
+# --- depthwise ----------------------------------------------------------------------------
+
+DW_VARIANTS = K.variants("depthwise_conv2d")
+
+
+@pytest.mark.parametrize("variant", DW_VARIANTS)
+@pytest.mark.parametrize(
+    "case",
+    [
+        ((2, 3, 5, 4), (3, 1, 3, 2), 1, 1, 1),
+        ((1, 2, 6, 5), (6, 1, 2, 3), (2, 1), (1, 2), (1, 2)),  # channel multiplier 3
+    ],
+)
+def test_depthwise_gradcheck(variant, case):
+    xs, ws, stride, padding, dilation = case
+    x, w, b = _t(_rand(*xs)), _t(_rand(*ws, seed=1)), _t(_rand(ws[0], seed=2))
+    with K.use(depthwise_conv2d=variant):
+        assert tg.gradcheck(
+            lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation, xs[1]), [x, w, b]
+        )
+
+
+@pytest.mark.parametrize(
+    "c, o, groups, op",
+    [
+        (4, 4, 4, "depthwise_conv2d"),
+        (4, 8, 4, "depthwise_conv2d"),
+        (4, 4, 2, "conv2d"),
+        (4, 4, 1, "conv2d"),
+    ],
+)
+def test_conv2d_routes_depthwise(c, o, groups, op):
+    """groups == C_in goes to the dedicated depthwise kernels, never the grouped GEMM."""
+    x = _t(_rand(1, c, 5, 5))
+    w = _t(_rand(o, c // groups, 3, 3))
+    with K.record() as calls:
+        y = F.conv2d(x, w, padding=1, groups=groups)
+        y.sum().backward()
+    assert [name for name, _ in calls] == [op]
+    with K.record() as calls:
+        F.conv1d(tg.Tensor(_rand(1, c, 7)), tg.Tensor(_rand(o, c // groups, 3)), groups=groups)
+    assert [name for name, _ in calls] == [op]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("variant", DW_VARIANTS)
+@pytest.mark.parametrize(
+    "case",
+    [
+        ((2, 4, 9, 8), (4, 1, 3, 3), 1, 1, 1, 4),
+        ((2, 3, 9, 8), (6, 1, 3, 2), (2, 3), (2, 1), (2, 1), 3),
+        ((1, 5, 7, 7), (5, 1, 5, 5), 1, "same", 1, 5),
+    ],
+)
+def test_depthwise_matches_torch(variant, case):
+    torch = pytest.importorskip("torch")
+    with K.use(depthwise_conv2d=variant):
+        ours, theirs = _torch_conv(torch, "conv2d", *case)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)

@@ -1,5 +1,8 @@
 """Convolution ops: ``conv2d`` and ``conv1d`` (as conv2d over a height of 1).
 
+Depthwise calls (``groups == C_in``, ``C_out`` a multiple of ``C_in``) run as their own op,
+``depthwise_conv2d``, with dedicated memory-bound kernels: :func:`conv2d_function` picks.
+
 Arguments follow PyTorch: NCHW input, weight (C_out, C_in/groups, kH, kW),
 cross-correlation, int or pair stride/padding/dilation, ``padding="same"|"valid"``.
 """
@@ -94,3 +97,35 @@ class Conv2d(Function):
         gx, gw = ctx.mod.backward(gy, x, w, *ctx.args, need[0], need[1])
         gb = gy.sum(axis=(0, 2, 3)) if need[2] else None
         return gx, gw, gb
+
+
+class DepthwiseConv2d(Function):
+    """conv2d with ``groups == C_in``: weight (C_in*M, 1, kH, kW), channel multiplier M >= 1."""
+
+    @staticmethod
+    def forward(
+        ctx: Context, x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1
+    ):
+        x, w, b = contiguous(x), contiguous(w), contiguous(b)
+        sig = ("depthwise_conv2d", x.shape, w.shape, stride, padding, dilation, x.dtype.str)
+        mod = K.resolve(
+            "depthwise_conv2d",
+            sig,
+            lambda m: m.forward(x, w, b, stride, padding, dilation, groups),
+        )
+        ctx.save_for_backward(x, w)
+        ctx.args = (stride, padding, dilation, groups)
+        ctx.mod = mod
+        return mod.forward(x, w, b, stride, padding, dilation, groups)
+
+    backward = Conv2d.backward
+
+
+def is_depthwise(c_in: int, c_out: int, groups: int) -> bool:
+    """True when a conv with these channels and groups is depthwise (multiplier >= 1)."""
+    return groups == c_in and groups > 1 and c_out % c_in == 0
+
+
+def conv2d_function(x_shape: tuple, w_shape: tuple, groups: int) -> type[Function]:
+    """The Function that runs a validated conv2d call: depthwise kernels or general conv2d."""
+    return DepthwiseConv2d if is_depthwise(x_shape[1], w_shape[0], groups) else Conv2d

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...ops.conv import Conv2d, conv_args
+from ...ops.conv import conv2d_function, conv_args
 from ...ops.shape import Pad
 from ...tensor import Tensor
 from ._common import IntOrPair, _opt, _raw, _t
@@ -24,7 +24,8 @@ def conv2d(
     )
     if any(extra):
         x = Pad.apply(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
-    return Conv2d.apply(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    fn = conv2d_function(x.shape, w.shape, groups)
+    return fn.apply(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
 
 def conv1d(
@@ -43,7 +44,8 @@ def conv1d(
     )
     if extra[0]:
         x = Pad.apply(x, ((0, 0), (0, 0), (0, extra[0])))
-    y = Conv2d.apply(
+    fn = conv2d_function(x.shape, w.shape, groups)
+    y = fn.apply(
         x.unsqueeze(2),
         w.unsqueeze(2),
         b,

@@ -1,0 +1,28 @@
+"""Depthwise convolution kernels (``groups == C_in``, channel multiplier M = C_out / C_in >= 1).
+
+Depthwise convolution does k*k multiply-adds per output element and is memory bound: a
+per-group GEMM (im2col with C_in tiny GEMMs) wastes its time in overhead, so it has its
+own direct kernels that stream each input plane once per output channel.
+
+Variant interface (every module registered for ``depthwise_conv2d``), the ``conv2d``
+interface with ``groups == C``::
+
+    forward(x, w, b, stride, padding, dilation, groups) -> y
+        x (N, C, H, W), w (C*M, 1, kH, kW), b (C*M,) or None; output channel o reads
+        input channel o // M (PyTorch's grouping).
+    backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w) -> (gx, gw)
+"""
+
+from ..registry import register, set_rule
+
+_P = __name__
+register("depthwise_conv2d", "reference", f"{_P}.reference")
+register("depthwise_conv2d", "direct-numba", f"{_P}.direct_numba")
+register("depthwise_conv2d", "direct-cython", f"{_P}.direct_cy")
+
+
+def _depthwise_rule(sig: tuple) -> list[str]:
+    return ["direct-cython", "direct-numba"]
+
+
+set_rule("depthwise_conv2d", _depthwise_rule)

@@ -1,0 +1,50 @@
+"""Every depthwise_conv2d variant agrees with ``reference`` (and the reference with conv2d's)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tapegrad.kernels as K
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+VARIANTS = K.variants("depthwise_conv2d")
+
+
+@st.composite
+def dw_case(draw):
+    n, c, m = draw(st.integers(1, 4)), draw(st.integers(1, 4)), draw(st.integers(1, 3))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    h = draw(st.integers(max(1, dilation[0] * (kh - 1) + 1 - 2 * padding[0]), 10))
+    w = draw(st.integers(max(1, dilation[1] * (kw - 1) + 1 - 2 * padding[1]), 10))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    bias = draw(st.booleans())
+    return n, c, m, h, w, kh, kw, stride, padding, dilation, dtype, bias
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@settings(max_examples=25, deadline=None)
+@given(case=dw_case())
+def test_depthwise_variant_matches_conv2d_reference(variant, case):
+    n, c, m, h, w, kh, kw, stride, padding, dilation, dtype, bias = case
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((c * m, 1, kh, kw)).astype(dtype)
+    b = rng.standard_normal(c * m).astype(dtype) if bias else None
+    args = (stride, padding, dilation, c)
+    ref = K.get("conv2d", "reference")  # the general grouped conv: an independent oracle
+    mod = K.get("depthwise_conv2d", variant)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    y = mod.forward(x, wt, b, *args)
+    y_r = ref.forward(x, wt, b, *args)
+    assert y.dtype == dtype and y.shape == y_r.shape
+    np.testing.assert_allclose(y, y_r, **tol)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    gx, gw = mod.backward(gy, x, wt, *args, True, True)
+    gx_r, gw_r = ref.backward(gy, x, wt, *args, True, True)
+    np.testing.assert_allclose(gx, gx_r, **tol)
+    np.testing.assert_allclose(gw, gw_r, **tol)
+    assert mod.backward(gy, x, wt, *args, False, True)[0] is None
