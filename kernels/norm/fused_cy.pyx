@@ -1,0 +1,234 @@
+"""Fused normalisation kernels with Cython + OpenMP: the same loops as ``fused_numba``."""
+
+import numpy as np
+
+from cython.parallel cimport prange
+from libc.math cimport sqrt
+
+ctypedef fused real:
+    float
+    double
+
+cdef int _CHUNKS = 8  # row chunks in row_backward, as in fused_numba
+
+
+cdef inline void _bn_train_channel(real[:, :, ::1] x, double[::1] w, double[::1] b,
+                                   double eps, bint normvar, real[:, :, ::1] y,
+                                   double[::1] mean, double[::1] invstd, double[::1] var,
+                                   Py_ssize_t ch) noexcept nogil:
+    cdef Py_ssize_t n = x.shape[0], s = x.shape[2], i, j
+    cdef double m = n * s, k = x[0, ch, 0], s1 = 0, s2 = 0, d, md, v, mu, inv
+    cdef real a, o
+    for i in range(n):
+        for j in range(s):
+            d = x[i, ch, j] - k
+            s1 += d
+            s2 += d * d
+    md = s1 / m
+    v = s2 / m - md * md
+    if v < 0:
+        v = 0
+    mu = k + md
+    inv = 1.0 / sqrt(v + eps) if normvar else 1.0
+    mean[ch] = mu
+    var[ch] = v
+    invstd[ch] = inv
+    a = <real>(w[ch] * inv)
+    o = <real>(b[ch] - mu * w[ch] * inv)
+    for i in range(n):
+        for j in range(s):
+            y[i, ch, j] = x[i, ch, j] * a + o
+
+
+def _bn_train(real[:, :, ::1] x, double[::1] w, double[::1] b, double eps, bint normvar,
+              real[:, :, ::1] y, double[::1] mean, double[::1] invstd, double[::1] var):
+    cdef Py_ssize_t ch
+    with nogil:
+        for ch in prange(x.shape[1], schedule="static"):
+            _bn_train_channel(x, w, b, eps, normvar, y, mean, invstd, var, ch)
+
+
+def _bn_eval(real[:, :, ::1] x, real[::1] sc, real[::1] sh, real[:, :, ::1] y):
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], s = x.shape[2], nc, i, ch, j
+    cdef real a, o
+    with nogil:
+        for nc in prange(n * c, schedule="static"):
+            i = nc // c
+            ch = nc % c
+            a = sc[ch]
+            o = sh[ch]
+            for j in range(s):
+                y[i, ch, j] = x[i, ch, j] * a + o
+
+
+cdef inline void _bn_backward_channel(real[:, :, ::1] gy, real[:, :, ::1] x,
+                                      double[::1] mean, double[::1] invstd, double[::1] w,
+                                      bint normvar, real[:, :, ::1] gx, double[::1] gw,
+                                      double[::1] gb, Py_ssize_t ch) noexcept nogil:
+    cdef Py_ssize_t n = x.shape[0], s = x.shape[2], i, j
+    cdef double m = n * s, mu = mean[ch], inv = invstd[ch], sg = 0, sgx = 0, g, a, c1
+    cdef real af, cf, of
+    for i in range(n):
+        for j in range(s):
+            g = gy[i, ch, j]
+            sg += g
+            sgx += g * (x[i, ch, j] - mu)
+    gb[ch] = sg
+    gw[ch] = sgx * inv
+    # gx = a*gy - c1*x + c0, the closed form with xhat = (x - mu) * inv expanded
+    a = w[ch] * inv
+    c1 = a * sgx * inv * inv / m if normvar else 0.0
+    af = <real>a
+    cf = <real>c1
+    of = <real>(c1 * mu - a * sg / m)
+    for i in range(n):
+        for j in range(s):
+            gx[i, ch, j] = af * gy[i, ch, j] - cf * x[i, ch, j] + of
+
+
+def _bn_backward(real[:, :, ::1] gy, real[:, :, ::1] x, double[::1] mean,
+                 double[::1] invstd, double[::1] w, bint normvar, real[:, :, ::1] gx,
+                 double[::1] gw, double[::1] gb):
+    cdef Py_ssize_t ch
+    with nogil:
+        for ch in prange(x.shape[1], schedule="static"):
+            _bn_backward_channel(gy, x, mean, invstd, w, normvar, gx, gw, gb, ch)
+
+
+cdef inline void _row_forward_row(real[:, ::1] x, real[:, ::1] w, real[:, ::1] b,
+                                  bint affine, double eps, real[:, ::1] y,
+                                  double[::1] mean, double[::1] invstd,
+                                  Py_ssize_t i) noexcept nogil:
+    cdef Py_ssize_t k = x.shape[1], p = w.shape[0], q, j
+    cdef double sft = x[i, 0], s1 = 0, s2 = 0, d, md, v, mu, inv
+    cdef real a, o
+    for j in range(k):
+        d = x[i, j] - sft
+        s1 += d
+        s2 += d * d
+    md = s1 / k
+    v = s2 / k - md * md
+    if v < 0:
+        v = 0
+    mu = sft + md
+    inv = 1.0 / sqrt(v + eps)
+    mean[i] = mu
+    invstd[i] = inv
+    a = <real>inv
+    o = <real>(-mu * inv)
+    if affine:
+        q = i % p
+        for j in range(k):
+            y[i, j] = (x[i, j] * a + o) * w[q, j] + b[q, j]
+    else:
+        for j in range(k):
+            y[i, j] = x[i, j] * a + o
+
+
+def _row_forward(real[:, ::1] x, real[:, ::1] w, real[:, ::1] b, bint affine, double eps,
+                 real[:, ::1] y, double[::1] mean, double[::1] invstd):
+    cdef Py_ssize_t i
+    with nogil:
+        for i in prange(x.shape[0], schedule="static"):
+            _row_forward_row(x, w, b, affine, eps, y, mean, invstd, i)
+
+
+cdef inline void _row_backward_chunk(real[:, ::1] gy, real[:, ::1] x, double[::1] mean,
+                                     double[::1] invstd, real[:, ::1] w, bint affine,
+                                     bint need, real[:, ::1] gx, real[:, :, ::1] gwp,
+                                     real[:, :, ::1] gbp, Py_ssize_t ci) noexcept nogil:
+    cdef Py_ssize_t r = x.shape[0], k = x.shape[1], p = w.shape[0], nch = gwp.shape[0]
+    cdef Py_ssize_t lo = ci * r // nch, hi = (ci + 1) * r // nch, i, j, q
+    cdef double sg, sgx
+    cdef real a, o, xh, g, mg, mgx
+    for i in range(lo, hi):
+        q = i % p
+        a = <real>invstd[i]
+        o = <real>(-mean[i] * invstd[i])
+        sg = 0
+        sgx = 0
+        if affine:
+            for j in range(k):
+                xh = x[i, j] * a + o
+                g = gy[i, j] * w[q, j]
+                sg += g
+                sgx += g * xh
+                if need:
+                    gwp[ci, q, j] += gy[i, j] * xh
+                    gbp[ci, q, j] += gy[i, j]
+        else:
+            for j in range(k):
+                xh = x[i, j] * a + o
+                g = gy[i, j]
+                sg += g
+                sgx += g * xh
+        mg = <real>(sg / k)
+        mgx = <real>(sgx / k)
+        if affine:
+            for j in range(k):
+                xh = x[i, j] * a + o
+                gx[i, j] = a * (gy[i, j] * w[q, j] - mg - xh * mgx)
+        else:
+            for j in range(k):
+                xh = x[i, j] * a + o
+                gx[i, j] = a * (gy[i, j] - mg - xh * mgx)
+
+
+def _row_backward(real[:, ::1] gy, real[:, ::1] x, double[::1] mean, double[::1] invstd,
+                  real[:, ::1] w, bint affine, bint need, real[:, ::1] gx,
+                  real[:, :, ::1] gwp, real[:, :, ::1] gbp):
+    cdef Py_ssize_t ci
+    with nogil:
+        for ci in prange(gwp.shape[0], schedule="static"):
+            _row_backward_chunk(gy, x, mean, invstd, w, affine, need, gx, gwp, gbp, ci)
+
+
+def bn_forward_train(x, w, b, eps, normalize_variance):
+    c = x.shape[1]
+    y = np.empty_like(x)
+    mean, invstd, var = np.empty(c), np.empty(c), np.empty(c)
+    _bn_train(x, w, b, eps, normalize_variance, y, mean, invstd, var)
+    return y, mean, invstd, var
+
+
+def bn_forward_eval(x, scale, shift):
+    y = np.empty_like(x)
+    _bn_eval(x, scale.astype(x.dtype), shift.astype(x.dtype), y)
+    return y
+
+
+def bn_backward(gy, x, mean, invstd, w, normalize_variance):
+    c = x.shape[1]
+    gx = np.empty_like(x)
+    gw, gb = np.empty(c), np.empty(c)
+    _bn_backward(gy, x, mean, invstd, w, normalize_variance, gx, gw, gb)
+    return gx, gw, gb
+
+
+def _affine(w, b, dtype):
+    if w is None:
+        return np.ones((1, 1), dtype), np.zeros((1, 1), dtype), False
+    return w, b, True
+
+
+def row_forward(x, w, b, eps):
+    r = x.shape[0]
+    w_, b_, affine = _affine(w, b, x.dtype)
+    y = np.empty_like(x)
+    mean, invstd = np.empty(r), np.empty(r)
+    _row_forward(x, w_, b_, affine, eps, y, mean, invstd)
+    return y, mean, invstd
+
+
+def row_backward(gy, x, mean, invstd, w, need_affine):
+    r, k = x.shape
+    w_, _, affine = _affine(w, w, x.dtype)
+    need = affine and bool(need_affine)
+    nch = min(r, _CHUNKS) if need else max(1, min(r, _CHUNKS))
+    shape = (nch, w_.shape[0], k) if need else (nch, 1, 1)
+    gwp, gbp = np.zeros(shape, x.dtype), np.zeros(shape, x.dtype)
+    gx = np.empty_like(x)
+    _row_backward(gy, x, mean, invstd, w_, affine, need, gx, gwp, gbp)
+    if not need:
+        return gx, None, None
+    return gx, gwp.sum(axis=0, dtype=np.float64), gbp.sum(axis=0, dtype=np.float64)

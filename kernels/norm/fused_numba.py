@@ -1,0 +1,223 @@
+"""Fused normalisation kernels in Numba.
+
+Batch norm: one prange iteration per channel does the whole channel (statistics pass,
+then the elementwise pass while the channel is still in cache). Row norm: one iteration
+per row; the backward walks fixed chunks of rows so the affine gradients need one
+partial sum per chunk, not one per row.
+
+``fastmath`` is limited to reassociation (and FMA contraction) so the float64 reduction
+loops vectorise; the order of a float64 sum changes only in the last bits, and no NaN/Inf
+assumptions are made.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+_FM = {"reassoc", "contract", "nsz"}
+_CHUNKS = 8  # row chunks in row_backward (fixed: results do not depend on thread count)
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def _bn_train(x, w, b, eps, normvar, y, mean, invstd, var, sc, sh):
+    n, c, s = x.shape
+    m = n * s
+    for ch in prange(c):
+        k = np.float64(x[0, ch, 0])
+        s1 = 0.0
+        s2 = 0.0
+        for i in range(n):
+            for j in range(s):
+                d = np.float64(x[i, ch, j]) - k
+                s1 += d
+                s2 += d * d
+        md = s1 / m
+        v = max(s2 / m - md * md, 0.0)
+        mu = k + md
+        inv = 1.0 / np.sqrt(v + eps) if normvar else 1.0
+        mean[ch] = mu
+        var[ch] = v
+        invstd[ch] = inv
+        sc[ch] = w[ch] * inv  # stored in x's dtype: the elementwise pass runs in it
+        sh[ch] = b[ch] - mu * w[ch] * inv
+        a = sc[ch]
+        o = sh[ch]
+        for i in range(n):
+            for j in range(s):
+                y[i, ch, j] = x[i, ch, j] * a + o
+
+
+@njit(parallel=True, cache=True)
+def _bn_eval(x, sc, sh, y):
+    n, c, s = x.shape
+    for nc in prange(n * c):  # planes, not channels: eval has no per-channel reduction
+        i = nc // c
+        ch = nc % c
+        a = sc[ch]
+        o = sh[ch]
+        for j in range(s):
+            y[i, ch, j] = x[i, ch, j] * a + o
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def _bn_backward(gy, x, mean, invstd, w, normvar, gx, gw, gb, coef):
+    n, c, s = x.shape
+    m = n * s
+    for ch in prange(c):
+        mu = mean[ch]
+        inv = invstd[ch]
+        sg = 0.0
+        sgx = 0.0
+        for i in range(n):
+            for j in range(s):
+                g = np.float64(gy[i, ch, j])
+                sg += g
+                sgx += g * (np.float64(x[i, ch, j]) - mu)
+        gb[ch] = sg
+        gw[ch] = sgx * inv
+        # gx = a*gy - c1*x + c0, the closed form with xhat = (x - mu) * inv expanded
+        a = w[ch] * inv
+        c1 = a * sgx * inv * inv / m if normvar else 0.0
+        coef[ch, 0] = a
+        coef[ch, 1] = c1
+        coef[ch, 2] = c1 * mu - a * sg / m
+        af = coef[ch, 0]
+        cf = coef[ch, 1]
+        of = coef[ch, 2]
+        for i in range(n):
+            for j in range(s):
+                gx[i, ch, j] = af * gy[i, ch, j] - cf * x[i, ch, j] + of
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def _row_forward(x, w, b, affine, eps, y, mean, invstd, rs):
+    r, k = x.shape
+    p = w.shape[0]
+    for i in prange(r):
+        sft = np.float64(x[i, 0])
+        s1 = 0.0
+        s2 = 0.0
+        for j in range(k):
+            d = np.float64(x[i, j]) - sft
+            s1 += d
+            s2 += d * d
+        md = s1 / k
+        v = max(s2 / k - md * md, 0.0)
+        mu = sft + md
+        inv = 1.0 / np.sqrt(v + eps)
+        mean[i] = mu
+        invstd[i] = inv
+        rs[i, 0] = inv
+        rs[i, 1] = -mu * inv
+        a = rs[i, 0]
+        o = rs[i, 1]
+        if affine:
+            q = i % p
+            for j in range(k):
+                y[i, j] = (x[i, j] * a + o) * w[q, j] + b[q, j]
+        else:
+            for j in range(k):
+                y[i, j] = x[i, j] * a + o
+
+
+@njit(parallel=True, cache=True, fastmath=_FM)
+def _row_backward(gy, x, mean, invstd, w, affine, need, gx, gwp, gbp, rs):
+    r, k = x.shape
+    p = w.shape[0]
+    nch = gwp.shape[0]
+    for ci in prange(nch):
+        lo = ci * r // nch
+        hi = (ci + 1) * r // nch
+        for i in range(lo, hi):
+            q = i % p
+            mu = mean[i]
+            inv = invstd[i]
+            rs[i, 0] = inv
+            rs[i, 1] = -mu * inv
+            a = rs[i, 0]
+            o = rs[i, 1]
+            sg = 0.0
+            sgx = 0.0
+            if affine:
+                for j in range(k):
+                    xh = x[i, j] * a + o
+                    g = gy[i, j] * w[q, j]
+                    sg += g
+                    sgx += g * xh
+                    if need:
+                        gwp[ci, q, j] += gy[i, j] * xh
+                        gbp[ci, q, j] += gy[i, j]
+            else:
+                for j in range(k):
+                    xh = x[i, j] * a + o
+                    g = gy[i, j]
+                    sg += g
+                    sgx += g * xh
+            rs[i, 2] = sg / k
+            rs[i, 3] = sgx / k
+            mg = rs[i, 2]
+            mgx = rs[i, 3]
+            if affine:
+                for j in range(k):
+                    xh = x[i, j] * a + o
+                    gx[i, j] = a * (gy[i, j] * w[q, j] - mg - xh * mgx)
+            else:
+                for j in range(k):
+                    xh = x[i, j] * a + o
+                    gx[i, j] = a * (gy[i, j] - mg - xh * mgx)
+
+
+def bn_forward_train(x, w, b, eps, normalize_variance):
+    c = x.shape[1]
+    y = np.empty_like(x)
+    mean, invstd, var = np.empty(c), np.empty(c), np.empty(c)
+    sc, sh = np.empty(c, x.dtype), np.empty(c, x.dtype)
+    _bn_train(x, w, b, float(eps), bool(normalize_variance), y, mean, invstd, var, sc, sh)
+    return y, mean, invstd, var
+
+
+def bn_forward_eval(x, scale, shift):
+    y = np.empty_like(x)
+    _bn_eval(x, scale.astype(x.dtype), shift.astype(x.dtype), y)
+    return y
+
+
+def bn_backward(gy, x, mean, invstd, w, normalize_variance):
+    c = x.shape[1]
+    gx = np.empty_like(x)
+    gw, gb = np.empty(c), np.empty(c)
+    coef = np.empty((c, 3), x.dtype)
+    _bn_backward(gy, x, mean, invstd, w, bool(normalize_variance), gx, gw, gb, coef)
+    return gx, gw, gb
+
+
+def _affine(w, b, dtype):
+    if w is None:
+        return np.ones((1, 1), dtype), np.zeros((1, 1), dtype), False
+    return w, b, True
+
+
+def row_forward(x, w, b, eps):
+    r = x.shape[0]
+    w_, b_, affine = _affine(w, b, x.dtype)
+    y = np.empty_like(x)
+    mean, invstd = np.empty(r), np.empty(r)
+    rs = np.empty((r, 2), x.dtype)
+    _row_forward(x, w_, b_, affine, float(eps), y, mean, invstd, rs)
+    return y, mean, invstd
+
+
+def row_backward(gy, x, mean, invstd, w, need_affine):
+    r, k = x.shape
+    w_, _, affine = _affine(w, w, x.dtype)
+    need = affine and bool(need_affine)
+    nch = min(r, _CHUNKS) if need else 1
+    shape = (nch, w_.shape[0], k) if need else (1, 1, 1)
+    gwp, gbp = np.zeros(shape, x.dtype), np.zeros(shape, x.dtype)
+    gx = np.empty_like(x)
+    rs = np.empty((r, 4), x.dtype)
+    _row_backward(gy, x, mean, invstd, w_, affine, need, gx, gwp, gbp, rs)
+    if not need:
+        return gx, None, None
+    return gx, gwp.sum(axis=0, dtype=np.float64), gbp.sum(axis=0, dtype=np.float64)

@@ -1,0 +1,66 @@
+"""NumPy reference normalisation: textbook formulas over the statistics axes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def bn_forward_train(x, w, b, eps, normalize_variance):
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=(0, 2))
+    var = x64.var(axis=(0, 2))
+    invstd = 1.0 / np.sqrt(var + eps) if normalize_variance else np.ones_like(var)
+    xhat = (x64 - mean[None, :, None]) * invstd[None, :, None]
+    y = xhat * w[None, :, None] + b[None, :, None]
+    return y.astype(x.dtype), mean, invstd, var
+
+
+def bn_forward_eval(x, scale, shift):
+    return (x * scale[None, :, None] + shift[None, :, None]).astype(x.dtype)
+
+
+def bn_backward(gy, x, mean, invstd, w, normalize_variance):
+    m = x.shape[0] * x.shape[2]
+    g = gy.astype(np.float64)
+    xhat = (x.astype(np.float64) - mean[None, :, None]) * invstd[None, :, None]
+    gb = g.sum(axis=(0, 2))
+    gw = (g * xhat).sum(axis=(0, 2))
+    if normalize_variance:
+        gx = (w * invstd)[None, :, None] * (
+            g - gb[None, :, None] / m - xhat * gw[None, :, None] / m
+        )
+    else:
+        gx = w[None, :, None] * (g - gb[None, :, None] / m)
+    return gx.astype(gy.dtype), gw, gb
+
+
+def row_forward(x, w, b, eps):
+    x64 = x.astype(np.float64)
+    mean = x64.mean(axis=1)
+    invstd = 1.0 / np.sqrt(x64.var(axis=1) + eps)
+    y = (x64 - mean[:, None]) * invstd[:, None]
+    if w is not None:
+        p = w.shape[0]
+        idx = np.arange(x.shape[0]) % p
+        y = y * w[idx] + b[idx]
+    return y.astype(x.dtype), mean, invstd
+
+
+def row_backward(gy, x, mean, invstd, w, need_affine):
+    r, k = x.shape
+    g = gy.astype(np.float64)
+    xhat = (x.astype(np.float64) - mean[:, None]) * invstd[:, None]
+    gw = gb = None
+    if w is not None:
+        p = w.shape[0]
+        idx = np.arange(r) % p
+        if need_affine:
+            gw = np.zeros((p, k))
+            gb = np.zeros((p, k))
+            np.add.at(gw, idx, g * xhat)
+            np.add.at(gb, idx, g)
+        g = g * w[idx]
+    gx = invstd[:, None] * (
+        g - g.mean(axis=1, keepdims=True) - xhat * (g * xhat).mean(axis=1, keepdims=True)
+    )
+    return gx.astype(gy.dtype), gw, gb
