@@ -1,0 +1,520 @@
+"""Data-parallel training over MPI (``mpi4py``): one process ("rank") per model replica.
+
+Every rank holds a full copy of the model, trains on its own shard of each global batch,
+and before each optimizer step the gradients are averaged across ranks so all replicas
+take the same step and stay identical::
+
+    from tapegrad import distributed as dist
+
+    rank, world = dist.init()                        # MPI_Init; threads per rank; abort on error
+    model = dist.DataParallel(zoo.lenet5())          # broadcast rank 0's weights to everyone
+    opt = optim.SGD(model.parameters(), lr=0.05)
+    sampler = dist.DistributedSampler(len(train_set), seed=0)
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)                     # new shuffle, disjoint shard per rank
+        loader = DataLoader(sampler.subset(train_set), batch_size=global_batch // world)
+        for x, y in loader:
+            opt.zero_grad()
+            F.cross_entropy(model(tg.tensor(x)), tg.tensor(y)).backward()
+            model.sync_gradients()                   # one bucketed Allreduce, then divide
+            opt.step()
+        dist.save_checkpoint(model.state_dict(), "ckpt.safetensors")   # rank 0 writes
+
+    mpirun -n 2 python train.py
+
+Batch-norm running statistics (and any other floating buffer) are kept **local to each
+rank** by default: each replica normalises with its own shard's statistics, as PyTorch's
+``DistributedDataParallel`` without ``SyncBatchNorm``. ``DataParallel(..., sync_buffers=True)``
+averages them across ranks on every step (inside the same Allreduce as the gradients);
+``model.sync_buffers()`` does it once, e.g. before evaluating or saving.
+
+``mpi4py`` is imported only when a function here needs MPI: ``import tapegrad.distributed``
+and the sampler work without it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .nn.module import Module, Parameter
+from .tensor import Tensor
+
+_INSTALL_HINT = (
+    "tapegrad.distributed needs mpi4py and an MPI library: "
+    "`pip install tapegrad[mpi]` (installs mpi4py) and, on Debian/Ubuntu, "
+    "`apt-get install openmpi-bin libopenmpi-dev` (Open MPI's mpirun and headers)"
+)
+
+# process-wide state set by init(); ``comm`` stays None until MPI is initialised
+_state: dict[str, Any] = {"comm": None, "rank": 0, "world_size": 1, "hook": None}
+
+
+class DistInfo(NamedTuple):
+    """What :func:`init` returns: this process's rank and the number of ranks."""
+
+    rank: int
+    world_size: int
+
+
+def _mpi() -> Any:
+    """The ``mpi4py.MPI`` module, or an ImportError saying what to install."""
+    try:
+        from mpi4py import MPI
+    except (ImportError, OSError, RuntimeError) as exc:  # OSError: libmpi.so not found
+        raise ImportError(f"{_INSTALL_HINT} ({type(exc).__name__}: {exc})") from exc
+    return MPI
+
+
+def init(comm: Any = None, num_threads: int | None = None, abort_on_error: bool = True) -> DistInfo:
+    """Initialise MPI (through mpi4py) and return ``DistInfo(rank, world_size)``.
+
+    ``comm``: the communicator to train over (default ``MPI.COMM_WORLD``).
+    ``num_threads``: kernel threads per rank. Default: ``TAPEGRAD_NUM_THREADS`` if set,
+    otherwise the node's cores divided by the ranks on that node (so two ranks on a
+    2-core machine get one thread each, one rank per node gets every core).
+    ``abort_on_error``: an uncaught exception on any rank prints its traceback and calls
+    ``MPI_Abort`` so the whole job exits non-zero instead of the other ranks waiting
+    forever inside a collective (only installed when there is more than one rank).
+    Calling ``init`` again returns the same values.
+    """
+    if _state["comm"] is not None:
+        return DistInfo(_state["rank"], _state["world_size"])
+    MPI = _mpi()
+    comm = MPI.COMM_WORLD if comm is None else comm
+    rank, size = comm.Get_rank(), comm.Get_size()
+    _state.update(comm=comm, rank=rank, world_size=size)
+    if num_threads is None and not os.environ.get("TAPEGRAD_NUM_THREADS"):
+        local = comm.Split_type(MPI.COMM_TYPE_SHARED)
+        per_node = local.Get_size()
+        local.Free()
+        num_threads = max(1, (os.cpu_count() or 1) // per_node)
+    if num_threads is not None:
+        from .kernels import set_num_threads
+
+        set_num_threads(int(num_threads))
+    if abort_on_error and size > 1:
+        _install_abort_hook(comm)
+    return DistInfo(rank, size)
+
+
+def _install_abort_hook(comm: Any) -> None:
+    previous = sys.excepthook
+
+    def hook(exc_type: Any, exc: BaseException, tb: Any) -> None:
+        # print first: MPI_Abort kills this process and the job, the traceback is all the
+        # user gets; the rank prefix says which process failed
+        sys.stderr.write(f"tapegrad.distributed: rank {comm.Get_rank()} raised an error\n")
+        previous(exc_type, exc, tb)
+        sys.stderr.flush()
+        sys.stdout.flush()
+        comm.Abort(1)
+
+    _state["hook"] = hook
+    sys.excepthook = hook
+
+
+def is_initialized() -> bool:
+    return _state["comm"] is not None
+
+
+def get_rank() -> int:
+    """This process's rank (0 when :func:`init` has not been called)."""
+    return int(_state["rank"])
+
+
+def get_world_size() -> int:
+    """The number of ranks (1 when :func:`init` has not been called)."""
+    return int(_state["world_size"])
+
+
+def is_main_process() -> bool:
+    """True on rank 0 (and in a run without MPI): the rank that logs and writes files."""
+    return get_rank() == 0
+
+
+def _comm(comm: Any = None) -> Any:
+    if comm is not None:
+        return comm
+    if _state["comm"] is None:
+        init()
+    return _state["comm"]
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (no-op without MPI)."""
+    if _state["comm"] is not None and get_world_size() > 1:
+        _state["comm"].Barrier()
+
+
+def all_reduce_mean(value: float | np.ndarray) -> float | np.ndarray:
+    """The mean of a scalar or array over ranks (e.g. a loss to log). Every rank must call."""
+    if _state["comm"] is None or get_world_size() == 1:
+        return value
+    MPI = _mpi()
+    arr = np.array(value, dtype=np.float64)
+    out = np.empty_like(arr)
+    _state["comm"].Allreduce(arr, out, op=MPI.SUM)
+    out /= get_world_size()
+    return float(out) if np.ndim(value) == 0 else out
+
+
+def broadcast_object(obj: Any, root: int = 0) -> Any:
+    """Rank ``root``'s Python object on every rank (pickled; for small things)."""
+    if _state["comm"] is None or get_world_size() == 1:
+        return obj
+    return _state["comm"].bcast(obj, root=root)
+
+
+# --- rank-0-only output ------------------------------------------------------------------
+
+
+def rank_zero_only(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator: run ``fn`` on rank 0 only; other ranks get None without calling it."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs) if is_main_process() else None
+
+    return wrapper
+
+
+@rank_zero_only
+def print0(*args: Any, **kwargs: Any) -> None:
+    """``print`` on rank 0 only (flushed, so lines arrive while mpirun is running)."""
+    kwargs.setdefault("flush", True)
+    print(*args, **kwargs)
+
+
+def save_checkpoint(obj: Any, path: str | os.PathLike, **kwargs: Any) -> None:
+    """``tapegrad.save(obj, path, **kwargs)`` on rank 0, then a barrier.
+
+    Every rank must call it (after it returns the file exists for all of them); replicas are
+    identical, so rank 0's copy is the model. The file loads in a single-process run with
+    ``tapegrad.load``.
+    """
+    if is_main_process():
+        from .checkpoint import save
+
+        save(obj, path, **kwargs)
+    barrier()
+
+
+# --- sampling --------------------------------------------------------------------------
+
+
+class DistributedSampler:
+    """Each rank's share of every epoch: indices into a dataset of ``len(dataset)`` items.
+
+    Every epoch the index order is a permutation drawn from ``(seed, epoch)`` (the same on
+    all ranks), and rank ``r`` takes positions ``r, r + world, r + 2*world, ...`` of it, so
+    the shards of one epoch are disjoint and together cover the dataset. Call
+    :meth:`set_epoch` at the start of each epoch to reshuffle.
+
+    When ``len(dataset)`` is not a multiple of the world size, ``drop_last=False`` (default)
+    repeats the first few indices of the permutation so every rank gets
+    ``ceil(n / world)`` items (equal step counts keep the per-step Allreduce in lockstep);
+    ``drop_last=True`` drops the last ``n % world`` of them instead (strictly disjoint).
+
+    ``dataset``: a length or anything with ``len()``. ``num_replicas``/``rank`` default to
+    the values from :func:`init` (1 and 0 without MPI).
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        n = dataset if isinstance(dataset, (int, np.integer)) else len(dataset)
+        world = get_world_size() if num_replicas is None else num_replicas
+        r = get_rank() if rank is None else rank
+        if not isinstance(world, (int, np.integer)) or world < 1:
+            raise ValueError(f"DistributedSampler: num_replicas must be >= 1, got {world!r}")
+        if not isinstance(r, (int, np.integer)) or not 0 <= r < world:
+            raise ValueError(
+                f"DistributedSampler: rank must lie in [0, {world - 1}] for num_replicas="
+                f"{world}, got {r!r}"
+            )
+        if n < 0 or (drop_last and n < world) or n == 0:
+            raise ValueError(
+                f"DistributedSampler: dataset of {n} items is too small for {world} ranks "
+                f"(drop_last={drop_last})"
+            )
+        self.n, self.num_replicas, self.rank = int(n), int(world), int(r)
+        self.shuffle, self.seed, self.drop_last = shuffle, int(seed), drop_last
+        self.epoch = 0
+        self.num_samples = self.n // world if drop_last else -(-self.n // world)
+        self.total_size = self.num_samples * world
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose permutation :meth:`indices` returns."""
+        self.epoch = int(epoch)
+
+    def indices(self) -> np.ndarray:
+        """This rank's indices for the current epoch, shape (num_samples,), int64."""
+        if self.shuffle:
+            order = np.random.default_rng((self.seed, self.epoch)).permutation(self.n)
+        else:
+            order = np.arange(self.n)
+        # np.resize repeats from the start: the padding case (and a no-op otherwise)
+        order = np.resize(order, self.total_size)
+        return order[self.rank : self.total_size : self.num_replicas].astype(np.int64)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices().tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def subset(self, dataset: Any) -> _Shard:
+        """``dataset`` seen through this sampler: item ``i`` is ``dataset[indices()[i]]``.
+
+        The view follows :meth:`set_epoch`; hand it to an unshuffled DataLoader.
+        """
+        return _Shard(dataset, self)
+
+
+class _Shard:
+    """A rank's view of a dataset; indices are looked up per epoch from the sampler."""
+
+    def __init__(self, dataset: Any, sampler: DistributedSampler) -> None:
+        if len(dataset) != sampler.n:
+            raise ValueError(
+                f"DistributedSampler.subset: dataset has {len(dataset)} items, "
+                f"the sampler was built for {sampler.n}"
+            )
+        self.dataset, self.sampler = dataset, sampler
+        self.transform = getattr(dataset, "transform", None)
+        self._cache: tuple[int, np.ndarray] | None = None
+
+    def _indices(self) -> np.ndarray:
+        if self._cache is None or self._cache[0] != self.sampler.epoch:
+            self._cache = (self.sampler.epoch, self.sampler.indices())
+        return self._cache[1]
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __getitem__(self, idx: Any) -> Any:
+        return self.dataset[self._indices()[idx]]
+
+
+# --- gradient averaging --------------------------------------------------------------------
+
+
+class _Bucket:
+    """One flat contiguous buffer: gradient slices first, then (optionally) buffer slices."""
+
+    def __init__(self, dtype: np.dtype) -> None:
+        self.dtype = dtype
+        self.grads: list[tuple[Parameter, int, int]] = []
+        self.buffers: list[tuple[Tensor, int, int]] = []
+        self.size = 0
+        self.flat = np.empty(0, dtype=dtype)
+
+    def add(self, t: Tensor, kind: str) -> None:
+        (self.grads if kind == "grad" else self.buffers).append((t, self.size, t.data.size))
+        self.size += t.data.size
+
+    def nbytes(self) -> int:
+        return self.size * np.dtype(self.dtype).itemsize
+
+
+class DataParallel(Module):
+    """Wrap a model for data-parallel training: identical replicas, averaged gradients.
+
+    ``module``: the model (the same architecture on every rank).
+    ``bucket_cap_mb``: gradients are packed into flat contiguous buffers of at most this
+    size (one per dtype at least) and each buffer is averaged with a single ``Allreduce``;
+    the default 25 MB puts small and medium CNNs in one buffer, i.e. one Allreduce per step.
+    ``broadcast_parameters``: copy rank 0's parameters and buffers to every rank now, so
+    replicas start identical whatever their local random initialisation.
+    ``sync_buffers``: average floating buffers (batch-norm running mean/var) across ranks
+    in every :meth:`sync_gradients` call. Default False: each rank keeps its own statistics.
+    ``comm``: communicator (default: the one from :func:`init`, initialising MPI if needed).
+
+    Call :meth:`sync_gradients` after ``backward()`` and before ``optimizer.step()``, or
+    call :meth:`hook_optimizer` once to have ``optimizer.step()`` do it. Parameters, buffers
+    and ``state_dict`` keys are the wrapped model's own (no ``module.`` prefix), so a state
+    dict saved from a DataParallel loads into the bare model.
+
+    Timing: ``allreduce_seconds`` (cumulative), ``last_allreduce_seconds``,
+    ``allreduce_calls`` and ``steps`` count the collective work.
+    """
+
+    def __init__(
+        self,
+        module: Module,
+        bucket_cap_mb: float = 25.0,
+        broadcast_parameters: bool = True,
+        sync_buffers: bool = False,
+        comm: Any = None,
+    ) -> None:
+        if not isinstance(module, Module):
+            raise TypeError(f"DataParallel: module must be a tapegrad.nn.Module, got {module!r}")
+        if not bucket_cap_mb > 0:
+            raise ValueError(f"DataParallel: bucket_cap_mb must be positive, got {bucket_cap_mb}")
+        super().__init__()
+        self.module = module
+        self.comm = _comm(comm)
+        self.world_size = self.comm.Get_size()
+        self.sync_buffers_every_step = sync_buffers
+        self._check_same_model()
+        if broadcast_parameters:
+            self.broadcast_state(root=0)
+        params = [p for p in module.parameters() if p.requires_grad]
+        bufs = self._float_buffers() if sync_buffers else []
+        self.buckets = _make_buckets(params, bufs, int(bucket_cap_mb * 2**20))
+        self.allreduce_seconds = 0.0
+        self.last_allreduce_seconds = 0.0
+        self.allreduce_calls = 0
+        self.steps = 0
+
+    # the wrapper is transparent: traversal (parameters, buffers, state_dict, train/eval)
+    # goes straight to the wrapped model, so names carry no "module." prefix
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        yield from self.module.named_modules(prefix)
+
+    def train(self, mode: bool = True) -> DataParallel:
+        self.module.train(mode)
+        object.__setattr__(self, "training", mode)
+        return self
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.module(*args, **kwargs)
+
+    def extra_repr(self) -> str:
+        sizes = ", ".join(f"{b.nbytes() / 2**20:.2f} MB" for b in self.buckets)
+        return f"world_size={self.world_size}, buckets=[{sizes}]"
+
+    def _float_buffers(self) -> list[Tensor]:
+        return [b for _, b in self.module.named_buffers() if b.data.dtype.kind == "f"]
+
+    def _check_same_model(self) -> None:
+        # a mismatch would make the flat buffers differ in length and the Allreduce
+        # mix unrelated numbers (or hang), so compare the layouts first
+        layout = [(k, t.shape, str(t.dtype)) for k, t in self.module._state_tensors()]
+        layouts = self.comm.allgather(layout)
+        for r, other in enumerate(layouts):
+            if other != layout:
+                raise ValueError(
+                    f"DataParallel: rank {self.comm.Get_rank()} and rank {r} hold different "
+                    f"models; parameters/buffers (name, shape, dtype) differ: "
+                    f"{_first_difference(layout, other)}"
+                )
+
+    def broadcast_state(self, root: int = 0) -> None:
+        """Copy rank ``root``'s parameters and buffers into every rank's model (in place)."""
+        groups: dict[str, list[Tensor]] = {}
+        for _, t in self.module._state_tensors():
+            groups.setdefault(t.data.dtype.str, []).append(t)
+        for tensors in groups.values():
+            flat = np.concatenate([t.data.reshape(-1) for t in tensors])
+            self.comm.Bcast(flat, root=root)
+            off = 0
+            for t in tensors:
+                t.data[...] = flat[off : off + t.data.size].reshape(t.shape)
+                off += t.data.size
+
+    def sync_gradients(self) -> None:
+        """Average every parameter's ``grad`` over ranks: pack, one Allreduce per bucket, unpack.
+
+        A parameter without a gradient on some rank counts as a zero gradient there; after
+        the call every trainable parameter has the averaged gradient on every rank.
+        """
+        MPI = _mpi()
+        inv = 1.0 / self.world_size
+        for b in self.buckets:
+            if b.flat.size != b.size:
+                b.flat = np.empty(b.size, dtype=b.dtype)
+            for p, off, n in b.grads:
+                g = p._grad
+                if g is None:
+                    b.flat[off : off + n] = 0
+                else:
+                    b.flat[off : off + n] = g.reshape(-1)
+            for t, off, n in b.buffers:
+                b.flat[off : off + n] = t.data.reshape(-1)
+        t0 = time.perf_counter()
+        for b in self.buckets:
+            self.comm.Allreduce(MPI.IN_PLACE, b.flat, op=MPI.SUM)
+        dt = time.perf_counter() - t0
+        for b in self.buckets:
+            b.flat *= b.dtype.type(inv)
+            for p, off, n in b.grads:
+                # the grad becomes a view of the bucket: no copy; the next pack
+                # reads it before overwriting the same memory
+                p._grad = b.flat[off : off + n].reshape(p.shape)
+            for t, off, n in b.buffers:
+                t.data[...] = b.flat[off : off + n].reshape(t.shape)
+        self.allreduce_calls += len(self.buckets)
+        self.last_allreduce_seconds = dt
+        self.allreduce_seconds += dt
+        self.steps += 1
+
+    def sync_buffers(self) -> None:
+        """Average floating buffers (batch-norm running stats) across ranks once, in place.
+
+        The running variance becomes the mean of the ranks' variances (the spread between
+        the ranks' means is not added): close to, not equal to, the global statistic.
+        """
+        MPI = _mpi()
+        groups: dict[str, list[Tensor]] = {}
+        for t in self._float_buffers():
+            groups.setdefault(t.data.dtype.str, []).append(t)
+        for tensors in groups.values():
+            flat = np.concatenate([t.data.reshape(-1) for t in tensors])
+            self.comm.Allreduce(MPI.IN_PLACE, flat, op=MPI.SUM)
+            flat /= self.world_size
+            off = 0
+            for t in tensors:
+                t.data[...] = flat[off : off + t.data.size].reshape(t.shape)
+                off += t.data.size
+
+    def hook_optimizer(self, optimizer: Any) -> Any:
+        """Make ``optimizer.step()`` call :meth:`sync_gradients` first; returns the optimizer."""
+        step = optimizer.step
+
+        @functools.wraps(step)
+        def synced_step(*args: Any, **kwargs: Any) -> Any:
+            self.sync_gradients()
+            return step(*args, **kwargs)
+
+        optimizer.step = synced_step
+        return optimizer
+
+
+def _make_buckets(params: list[Parameter], buffers: list[Tensor], cap_bytes: int) -> list[_Bucket]:
+    """Pack tensors into per-dtype buckets, starting a new one when ``cap_bytes`` is passed."""
+    open_: dict[str, _Bucket] = {}
+    done: list[_Bucket] = []
+    for kind, tensors in (("grad", params), ("buffer", buffers)):
+        for t in tensors:
+            key = t.data.dtype.str
+            b = open_.get(key)
+            if b is None or (b.size and b.nbytes() + t.data.nbytes > cap_bytes):
+                if b is not None:
+                    done.append(b)
+                b = open_[key] = _Bucket(t.data.dtype)
+            b.add(t, kind)
+    done.extend(open_.values())
+    for b in done:
+        b.flat = np.empty(b.size, dtype=b.dtype)
+    return done
+
+
+def _first_difference(a: list, b: list) -> str:
+    for x, y in zip(a, b):
+        if x != y:
+            return f"{x} vs {y}"
+    return f"{len(a)} vs {len(b)} entries"
