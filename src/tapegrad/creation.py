@@ -15,6 +15,9 @@ def manual_seed(seed: int) -> None:
     """Seed tapegrad's generator (initialisation, ``randn``/``rand``, dropout, shuffling)."""
     _rng["gen"] = np.random.default_rng(seed)
     _rng["seed"] = int(seed)
+    from .ops.dropout import reset_rng  # the dropout stream: seed and call counter
+
+    reset_rng(seed)
 
 
 def generator() -> np.random.Generator:

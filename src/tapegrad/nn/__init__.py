@@ -6,11 +6,20 @@ One module per layer family: ``conv``, ``pooling``, ``linear``, ``activation`` .
 from . import functional, init
 from .activation import Flatten, Identity, ReLU, Sigmoid, Tanh
 from .conv import Conv1d, Conv2d
+from .dropout import Dropout, Dropout2d, GaussianDropout
 from .linear import Linear
 from .module import Module, Parameter, Sequential
+from .norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 from .pooling import MaxPool2d
 
 __all__ = [
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Dropout",
+    "Dropout2d",
+    "GaussianDropout",
+    "GroupNorm",
+    "LayerNorm",
     "Conv1d",
     "Conv2d",
     "Flatten",

@@ -6,11 +6,19 @@ any kernel runs, then applies the op's Function so the call is recorded on the t
 
 from .activation import log_softmax, relu, sigmoid, softmax, tanh
 from .conv import conv1d, conv2d
+from .dropout import dropout, dropout2d, gaussian_dropout
 from .linear import linear
 from .loss import cross_entropy, mse_loss
+from .norm import batch_norm, group_norm, layer_norm
 from .pool import max_pool2d
 
 __all__ = [
+    "batch_norm",
+    "dropout",
+    "dropout2d",
+    "gaussian_dropout",
+    "group_norm",
+    "layer_norm",
     "conv1d",
     "conv2d",
     "cross_entropy",

@@ -1,0 +1,52 @@
+"""Dropout: dropout, dropout2d, gaussian_dropout (identity when not training).
+
+Masks come from a counter-based generator: ``tapegrad.manual_seed(s)`` makes every
+later call's mask reproducible, whatever the thread count or kernel backend.
+"""
+
+from __future__ import annotations
+
+from ...ops.checks import check_float, fail
+from ...ops.dropout import Dropout, Dropout2d, GaussianDropout, check_p, check_sigma
+from ...tensor import Tensor
+from ._common import _t
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, scale: bool = True) -> Tensor:
+    """Zero each element of input (any shape) with probability p -> same shape.
+
+    ``scale=True`` (PyTorch's inverted dropout) multiplies kept elements by 1/(1-p) so
+    the expectation is unchanged and inference needs no change. ``scale=False`` keeps
+    them as they are (the seed's problem 4: at inference multiply weights by 1-p).
+    p=1 gives zeros; p outside [0, 1] is a ValueError.
+    """
+    x = _t(input, "dropout")
+    p = check_p("dropout", p)
+    check_float("dropout", input=x.data)
+    if not training or p == 0.0:
+        return x
+    return Dropout.apply(x, p=p, scale=bool(scale))
+
+
+def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, scale: bool = True) -> Tensor:
+    """Spatial dropout: zero whole channels. input (N, C, H, W) or (C, H, W) -> same shape;
+    each (H, W) plane is kept (times 1/(1-p) when ``scale``) or zeroed with probability p."""
+    x = _t(input, "dropout2d")
+    p = check_p("dropout2d", p)
+    check_float("dropout2d", input=x.data)
+    if x.ndim not in (3, 4):
+        fail("dropout2d", f"input must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {x.shape}")
+    if not training or p == 0.0:
+        return x
+    return Dropout2d.apply(x, p=p, scale=bool(scale))
+
+
+def gaussian_dropout(input: Tensor, sigma: float = 0.5, training: bool = True) -> Tensor:
+    """Multiplicative Gaussian noise: input * R with R ~ N(1, sigma^2) per element (the
+    seed's problem 8); the expectation is unchanged, so eval is the identity."""
+    x = _t(input, "gaussian_dropout")
+    sigma = check_sigma("gaussian_dropout", sigma)
+    check_float("gaussian_dropout", input=x.data)
+    if not training or sigma == 0.0:
+        return x
+    return GaussianDropout.apply(x, sigma=sigma)

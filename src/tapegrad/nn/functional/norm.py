@@ -1,0 +1,85 @@
+"""Normalisation: batch_norm, layer_norm, group_norm (PyTorch signatures)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ...ops.norm import (
+    BatchNorm,
+    GroupNorm,
+    LayerNorm,
+    batch_norm_args,
+    group_norm_args,
+    layer_norm_args,
+)
+from ...tensor import Tensor
+from ._common import _opt, _raw, _t
+
+
+def batch_norm(
+    input: Tensor,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    normalize_variance: bool = True,
+) -> Tensor:
+    """Batch normalisation of input (N, C, *) per channel over (N, *) -> same shape.
+
+    Training normalises with the batch statistics (biased variance) and, when running
+    stats are given, updates them in place: ``r = (1 - momentum) * r + momentum * batch``
+    with the unbiased variance. Eval normalises with the running statistics.
+    ``normalize_variance=False`` only subtracts the mean (no division by the std).
+    weight, bias, running_mean, running_var: (C,).
+    """
+    fn = "batch_norm"
+    x, w, b = _t(input, fn), _opt(weight, fn, "weight"), _opt(bias, fn, "bias")
+    rm, rv = _opt(running_mean, fn, "running_mean"), _opt(running_var, fn, "running_var")
+    eps = batch_norm_args(fn, x.data, _raw(rm), _raw(rv), _raw(w), _raw(b), training, momentum, eps)
+    return BatchNorm.apply(
+        x,
+        w,
+        b,
+        running_mean=_raw(rm),
+        running_var=_raw(rv),
+        training=bool(training),
+        momentum=float(momentum),
+        eps=eps,
+        normalize_variance=bool(normalize_variance),
+    )
+
+
+def layer_norm(
+    input: Tensor,
+    normalized_shape: int | Sequence[int],
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Layer normalisation over the trailing ``normalized_shape`` axes of input (*, *S).
+
+    Each sample's slice of shape S is normalised by its own mean and biased variance,
+    then scaled by weight and shifted by bias (both of shape S) elementwise.
+    """
+    fn = "layer_norm"
+    x, w, b = _t(input, fn), _opt(weight, fn, "weight"), _opt(bias, fn, "bias")
+    shape, eps = layer_norm_args(fn, x.data, normalized_shape, _raw(w), _raw(b), eps)
+    return LayerNorm.apply(x, w, b, normalized_shape=shape, eps=eps)
+
+
+def group_norm(
+    input: Tensor,
+    num_groups: int,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Group normalisation of input (N, C, *): statistics per sample over each group of
+    C / num_groups channels (and all of *); weight, bias (C,) per channel."""
+    fn = "group_norm"
+    x, w, b = _t(input, fn), _opt(weight, fn, "weight"), _opt(bias, fn, "bias")
+    groups, eps = group_norm_args(fn, x.data, num_groups, _raw(w), _raw(b), eps)
+    return GroupNorm.apply(x, w, b, num_groups=groups, eps=eps)

@@ -1,0 +1,136 @@
+"""Dropout ops and the counter-based generator state they draw from.
+
+Each call takes the next ``step`` of the dropout stream; element ``i`` of its mask is a
+function of (seed, step, i) only (Philox-4x32-10, ``tapegrad.kernels.rng``), so
+``tapegrad.manual_seed`` reproduces masks bit for bit on any thread count and backend.
+Bernoulli masks are kept as uint8 for the backward; Gaussian noise is regenerated from
+(seed, step) in the backward instead of being stored.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+
+import tapegrad.kernels as K
+
+from ..autograd import Context, Function
+from .checks import check_float, contiguous, fail
+
+_lock = threading.Lock()
+_state = {"seed": 0, "step": 0}
+
+
+def reset_rng(seed: int) -> None:
+    """Set the dropout stream's seed and restart its call counter (``manual_seed`` does)."""
+    with _lock:
+        _state["seed"] = int(seed)
+        _state["step"] = 0
+
+
+def rng_state() -> tuple[int, int]:
+    """(seed, step) the next dropout call will use."""
+    with _lock:
+        return _state["seed"], _state["step"]
+
+
+def next_key() -> tuple[int, int]:
+    """Take one step of the stream: the (seed, step) for one dropout call."""
+    with _lock:
+        key = (_state["seed"], _state["step"])
+        _state["step"] += 1
+        return key
+
+
+def check_p(fn: str, p) -> float:
+    if not isinstance(p, (int, float, np.floating)) or isinstance(p, bool):
+        fail(fn, f"p must be a float in [0, 1], got {p!r}", TypeError)
+    if not 0.0 <= p <= 1.0:
+        fail(fn, f"p must be in [0, 1], got {p!r}")
+    return float(p)
+
+
+def check_sigma(fn: str, sigma) -> float:
+    if not isinstance(sigma, (int, float, np.floating)) or isinstance(sigma, bool):
+        fail(fn, f"sigma must be a non-negative float, got {sigma!r}", TypeError)
+    if not sigma >= 0.0 or math.isinf(sigma):
+        fail(fn, f"sigma must be a finite non-negative float, got {sigma!r}")
+    return float(sigma)
+
+
+def keep_scale(p: float, scale: bool) -> float:
+    """The factor on kept elements: 1/(1-p) (inverted dropout), 1 unscaled, 0 when p=1."""
+    if p >= 1.0:
+        return 0.0
+    return 1.0 / (1.0 - p) if scale else 1.0
+
+
+class Dropout(Function):
+    """``apply(x, p=, scale=)``: zero each element with probability p; kept ones times
+    ``keep_scale(p, scale)``. Saves the uint8 keep-mask."""
+
+    @staticmethod
+    def forward(ctx: Context, x, p=0.5, scale=True):
+        fn = "dropout"
+        check_float(fn, input=x)
+        x = contiguous(x)
+        seed, step = next_key()
+        f = keep_scale(p, scale)
+        mod = K.resolve(fn, (fn, x.shape, x.dtype.str))
+        y, keep = mod.forward(x, seed, step, p, f)
+        ctx.save_for_backward(keep)
+        ctx.mod, ctx.f = mod, f
+        return y
+
+    @staticmethod
+    def backward(ctx: Context, gy):
+        (keep,) = ctx.saved_arrays
+        return ctx.mod.backward(np.ascontiguousarray(gy), keep, ctx.f)
+
+
+class Dropout2d(Function):
+    """``apply(x, p=, scale=)``: x (..., H, W); each (H, W) plane (a channel of one sample)
+    is kept or zeroed whole. Saves one uint8 per plane."""
+
+    @staticmethod
+    def forward(ctx: Context, x, p=0.5, scale=True):
+        fn = "dropout2d"
+        check_float(fn, input=x)
+        s = x.shape[-2] * x.shape[-1]
+        planes = x.size // s if s else 0
+        x2 = contiguous(x).reshape(planes, s)
+        seed, step = next_key()
+        f = keep_scale(p, scale)
+        mod = K.resolve(fn, (fn, x2.shape, x.dtype.str))
+        y, keep = mod.channel_forward(x2, seed, step, p, f)
+        ctx.save_for_backward(keep)
+        ctx.mod, ctx.f, ctx.shape = mod, f, x.shape
+        return y.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx: Context, gy):
+        (keep,) = ctx.saved_arrays
+        gy2 = np.ascontiguousarray(gy).reshape(keep.shape[0], -1)
+        return ctx.mod.channel_backward(gy2, keep, ctx.f).reshape(ctx.shape)
+
+
+class GaussianDropout(Function):
+    """``apply(x, sigma=)``: y = x * R with R ~ N(1, sigma^2) per element (seed problem 8).
+    The backward regenerates R from the call's (seed, step)."""
+
+    @staticmethod
+    def forward(ctx: Context, x, sigma=0.5):
+        fn = "gaussian_dropout"
+        check_float(fn, input=x)
+        x = contiguous(x)
+        seed, step = next_key()
+        mod = K.resolve(fn, (fn, x.shape, x.dtype.str))
+        ctx.mod, ctx.key, ctx.sigma = mod, (seed, step), sigma
+        return mod.gaussian_forward(x, seed, step, sigma)
+
+    @staticmethod
+    def backward(ctx: Context, gy):
+        seed, step = ctx.key
+        return ctx.mod.gaussian_backward(np.ascontiguousarray(gy), seed, step, ctx.sigma)

@@ -1,0 +1,256 @@
+"""Normalisation ops: batch norm (per channel), layer norm (per sample over trailing
+axes) and group norm (per sample and channel group), PyTorch semantics.
+
+Batch norm in training normalises with the biased batch variance and updates the running
+variance with the unbiased one; its backward is the closed form (seed problem 6(b)) in
+one fused kernel pass per channel. ``normalize_variance=False`` only subtracts the mean
+(seed problem 2(b)): its input gradient is ``w * (gy - mean(gy))``, exactly zero for a
+batch of one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+import tapegrad.kernels as K
+
+from ..autograd import Context, Function
+from .checks import check_float, contiguous, fail
+
+# --- argument checks -------------------------------------------------------------------
+
+
+def _check_eps(fn: str, eps) -> float:
+    if not isinstance(eps, (int, float, np.floating)) or isinstance(eps, bool) or eps < 0:
+        fail(fn, f"eps must be a non-negative float, got {eps!r}")
+    return float(eps)
+
+
+def _check_vec(fn: str, name: str, a: np.ndarray | None, c: int, x_shape) -> None:
+    if a is not None and a.shape != (c,):
+        fail(fn, f"{name} must have shape ({c},) for input {x_shape}, got {a.shape}")
+
+
+def batch_norm_args(
+    fn: str, x, running_mean, running_var, weight, bias, training, momentum, eps
+) -> float:
+    """Validate batch-norm arguments on raw arrays; returns eps as a float."""
+    check_float(fn, input=x, weight=weight, bias=bias)
+    if x.ndim < 2:
+        fail(fn, f"input must be at least 2-D (N, C, *), got shape {x.shape}")
+    c = x.shape[1]
+    for name, a in (("running_mean", running_mean), ("running_var", running_var)):
+        if a is not None and a.dtype not in (np.float32, np.float64):
+            fail(fn, f"{name} must be float32 or float64, got {a.dtype}", TypeError)
+        _check_vec(fn, name, a, c, x.shape)
+    _check_vec(fn, "weight", weight, c, x.shape)
+    _check_vec(fn, "bias", bias, c, x.shape)
+    if (running_mean is None) != (running_var is None):
+        fail(fn, "running_mean and running_var must both be given or both be None")
+    if not training and running_mean is None:
+        fail(fn, "eval mode (training=False) needs running_mean and running_var")
+    if (
+        not isinstance(momentum, (int, float, np.floating))
+        or isinstance(momentum, bool)
+        or not 0 <= momentum <= 1
+    ):
+        fail(fn, f"momentum must be a float in [0, 1], got {momentum!r}")
+    return _check_eps(fn, eps)
+
+
+def layer_norm_args(fn: str, x, normalized_shape, weight, bias, eps) -> tuple[tuple, float]:
+    check_float(fn, input=x, weight=weight, bias=bias)
+    if isinstance(normalized_shape, (int, np.integer)) and not isinstance(normalized_shape, bool):
+        normalized_shape = (int(normalized_shape),)
+    try:
+        shape = tuple(int(s) for s in normalized_shape)
+    except (TypeError, ValueError):
+        fail(fn, f"normalized_shape must be an int or a tuple of ints, got {normalized_shape!r}")
+    if not shape or x.shape[x.ndim - len(shape) :] != shape or len(shape) > x.ndim:
+        fail(
+            fn,
+            f"normalized_shape {shape} must match the trailing dimensions of input {x.shape}",
+        )
+    for name, a in (("weight", weight), ("bias", bias)):
+        if a is not None and a.shape != shape:
+            fail(fn, f"{name} must have shape {shape} (normalized_shape), got {a.shape}")
+    return shape, _check_eps(fn, eps)
+
+
+def group_norm_args(fn: str, x, num_groups, weight, bias, eps) -> tuple[int, float]:
+    check_float(fn, input=x, weight=weight, bias=bias)
+    if x.ndim < 2:
+        fail(fn, f"input must be at least 2-D (N, C, *), got shape {x.shape}")
+    if not isinstance(num_groups, (int, np.integer)) or isinstance(num_groups, bool):
+        fail(fn, f"num_groups must be an int, got {num_groups!r}", TypeError)
+    c = x.shape[1]
+    if num_groups < 1 or c % num_groups:
+        fail(fn, f"num_groups={num_groups} must be positive and divide the channels of {x.shape}")
+    _check_vec(fn, "weight", weight, c, x.shape)
+    _check_vec(fn, "bias", bias, c, x.shape)
+    return int(num_groups), _check_eps(fn, eps)
+
+
+# --- batch norm ----------------------------------------------------------------------------
+
+
+def _resolve(op: str, sig: tuple, trial):
+    return K.resolve(op, (op, *sig), trial)
+
+
+class BatchNorm(Function):
+    """``apply(x, weight, bias, running_mean=, running_var=, training=, momentum=, eps=,
+    normalize_variance=)``; x (N, C, *), weight/bias (C,) or None; running stats are
+    arrays updated in place (training) or used (eval)."""
+
+    @staticmethod
+    def forward(
+        ctx: Context,
+        x,
+        weight=None,
+        bias=None,
+        running_mean=None,
+        running_var=None,
+        training=True,
+        momentum=0.1,
+        eps=1e-5,
+        normalize_variance=True,
+    ):
+        n, c = x.shape[:2]
+        s = math.prod(x.shape[2:])
+        x3 = contiguous(x).reshape(n, c, s)
+        w = np.ones(c) if weight is None else weight.astype(np.float64)
+        b = np.zeros(c) if bias is None else bias.astype(np.float64)
+        m = n * s
+        if training:
+            if normalize_variance and m < 2:
+                fail(
+                    "batch_norm",
+                    f"training needs more than one value per channel, got input {x.shape}",
+                )
+            sig = (x3.shape, x3.dtype.str, bool(normalize_variance))
+            mod = _resolve(
+                "batch_norm", sig, lambda md: md.bn_forward_train(x3, w, b, eps, normalize_variance)
+            )
+            y, mean, invstd, var = mod.bn_forward_train(x3, w, b, eps, normalize_variance)
+            if running_mean is not None:
+                unbiased = var * (m / (m - 1)) if m > 1 else var
+                running_mean *= 1 - momentum
+                running_mean += (momentum * mean).astype(running_mean.dtype)
+                running_var *= 1 - momentum
+                running_var += (momentum * unbiased).astype(running_var.dtype)
+        else:
+            mean = running_mean.astype(np.float64)
+            if normalize_variance:
+                invstd = 1.0 / np.sqrt(running_var.astype(np.float64) + eps)
+            else:
+                invstd = np.ones(c)
+            scale, shift = w * invstd, b - mean * w * invstd
+            sig = (x3.shape, x3.dtype.str)
+            mod = _resolve("batch_norm", sig, lambda md: md.bn_forward_eval(x3, scale, shift))
+            y = mod.bn_forward_eval(x3, scale, shift)
+        ctx.save_for_backward(x3, mean, invstd, w)
+        ctx.mod, ctx.training, ctx.normvar = mod, training, normalize_variance
+        ctx.shape, ctx.wdtype = x.shape, (None if weight is None else weight.dtype)
+        return y.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx: Context, gy):
+        x3, mean, invstd, w = ctx.saved_arrays
+        gy3 = np.ascontiguousarray(gy).reshape(x3.shape)
+        if ctx.training:
+            gx, gw, gb = ctx.mod.bn_backward(gy3, x3, mean, invstd, w, ctx.normvar)
+        else:
+            # eval: an affine map with constant statistics
+            gx = ctx.mod.bn_forward_eval(gy3, w * invstd, np.zeros_like(w))
+            g = gy3.astype(np.float64)
+            gb = g.sum(axis=(0, 2))
+            xhat = (x3 - mean[None, :, None]) * invstd[None, :, None]
+            gw = (g * xhat).sum(axis=(0, 2))
+        need = ctx.needs_input_grad + (False,) * 3
+        wd = ctx.wdtype
+        return (
+            gx.reshape(ctx.shape) if need[0] else None,
+            gw.astype(wd) if need[1] else None,
+            gb.astype(wd) if need[2] else None,
+        )
+
+
+# --- layer norm and group norm (row kernels) ---------------------------------------------
+
+
+class LayerNorm(Function):
+    """``apply(x, weight, bias, normalized_shape=, eps=)``: statistics over the trailing
+    ``normalized_shape`` axes; weight/bias of that shape (elementwise affine) or None."""
+
+    @staticmethod
+    def forward(ctx: Context, x, weight=None, bias=None, normalized_shape=(), eps=1e-5):
+        k = math.prod(normalized_shape)
+        x2 = contiguous(x).reshape(-1, k)
+        w = None if weight is None else contiguous(weight).reshape(1, k)
+        b = None
+        if w is not None:
+            b = np.zeros_like(w) if bias is None else contiguous(bias).reshape(1, k)
+        sig = (x2.shape, x2.dtype.str, w is not None)
+        mod = _resolve("layer_norm", sig, lambda md: md.row_forward(x2, w, b, eps))
+        y, mean, invstd = mod.row_forward(x2, w, b, eps)
+        ctx.save_for_backward(x2, mean, invstd, w)
+        ctx.mod, ctx.shape, ctx.nshape = mod, x.shape, tuple(normalized_shape)
+        return y.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx: Context, gy):
+        x2, mean, invstd, w = ctx.saved_arrays
+        need = ctx.needs_input_grad + (False,) * 3
+        gy2 = np.ascontiguousarray(gy).reshape(x2.shape)
+        gx, gw, gb = ctx.mod.row_backward(gy2, x2, mean, invstd, w, need[1] or need[2])
+        dt = x2.dtype
+        return (
+            gx.reshape(ctx.shape) if need[0] else None,
+            gw.reshape(ctx.nshape).astype(dt) if need[1] else None,
+            gb.reshape(ctx.nshape).astype(dt) if need[2] else None,
+        )
+
+
+class GroupNorm(Function):
+    """``apply(x, weight, bias, num_groups=, eps=)``: x (N, C, *), statistics per sample
+    over each group of C/num_groups channels; weight/bias (C,) per channel or None."""
+
+    @staticmethod
+    def forward(ctx: Context, x, weight=None, bias=None, num_groups=1, eps=1e-5):
+        n, c = x.shape[:2]
+        s = math.prod(x.shape[2:])
+        g, cg = num_groups, c // num_groups
+        x2 = contiguous(x).reshape(n * g, cg * s)
+        w = b = None
+        if weight is not None:
+            # per-channel affine expanded over the group's row: row r uses row r % groups
+            w = np.repeat(weight.reshape(g, cg), s, axis=1)
+            bb = np.zeros_like(weight) if bias is None else bias
+            b = np.repeat(bb.reshape(g, cg), s, axis=1)
+        sig = (x2.shape, x2.dtype.str, g, w is not None)
+        mod = _resolve("group_norm", sig, lambda md: md.row_forward(x2, w, b, eps))
+        y, mean, invstd = mod.row_forward(x2, w, b, eps)
+        ctx.save_for_backward(x2, mean, invstd, w)
+        ctx.mod, ctx.shape, ctx.gcs = mod, x.shape, (g, cg, s)
+        return y.reshape(x.shape)
+
+    @staticmethod
+    def backward(ctx: Context, gy):
+        x2, mean, invstd, w = ctx.saved_arrays
+        need = ctx.needs_input_grad + (False,) * 3
+        gy2 = np.ascontiguousarray(gy).reshape(x2.shape)
+        gx, gw, gb = ctx.mod.row_backward(gy2, x2, mean, invstd, w, need[1] or need[2])
+        g, cg, s = ctx.gcs
+        dt = x2.dtype
+
+        def per_channel(a):
+            return a.reshape(g, cg, s).sum(axis=2).reshape(g * cg).astype(dt)
+
+        return (
+            gx.reshape(ctx.shape) if need[0] else None,
+            per_channel(gw) if need[1] else None,
+            per_channel(gb) if need[2] else None,
+        )
