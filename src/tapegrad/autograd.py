@@ -139,8 +139,11 @@ class Node:
         self.freed = False
 
     def free(self) -> None:
+        # drop the saved arrays and the input tensors: a spent record must not keep the
+        # activations alive while the loss it led to is still referenced
         self.ctx.saved = None
         self.ctx.__dict__.clear()
+        self.inputs = [None] * len(self.inputs)
         self.freed = True
 
 
