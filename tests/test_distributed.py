@@ -282,6 +282,11 @@ def test_buffers_local_by_default_synchronised_on_request(mpi_run):
     np.testing.assert_allclose(info["synced_buffer"], expect, rtol=1e-6)
     np.testing.assert_allclose(info1["synced_buffer"], expect, rtol=1e-6)
     np.testing.assert_allclose(info["synced_once"], expect, rtol=1e-6)
+    # real BatchNorm2d: local running stats differ, synchronised ones agree on both ranks
+    for key in ("mean", "var"):
+        assert info["bn_syncFalse"][key] != info1["bn_syncFalse"][key]
+        np.testing.assert_array_equal(info["bn_syncTrue"][key], info1["bn_syncTrue"][key])
+    assert info["bn_syncTrue"]["tracked"] == info1["bn_syncTrue"]["tracked"] == 2
 
 
 @needs_mpi
@@ -316,6 +321,67 @@ def test_mismatched_models_are_refused(tmp_path):
     res = mpirun(2, [sys.executable, str(HERE), "mismatch", str(tmp_path)], timeout=120)
     assert res.returncode != 0
     assert "hold different models" in res.stdout + res.stderr
+
+
+def test_cli_loader_shards_are_the_sampler_shards():
+    # `tapegrad train --distributed` shards through DataLoader(rank=, world_size=): the
+    # indices must be exactly DistributedSampler(drop_last=True)'s for the same seed/epoch
+    n = 23
+    ds = tg.data.TensorDataset(np.arange(n)[:, None], np.arange(n))
+    for epoch in (0, 2):
+        for r in range(3):
+            loader = tg.data.DataLoader(ds, 4, shuffle=True, seed=5, rank=r, world_size=3)
+            loader.set_epoch(epoch)
+            got = np.concatenate([yb for _, yb in loader])
+            s = DistributedSampler(n, num_replicas=3, rank=r, seed=5, drop_last=True)
+            s.set_epoch(epoch)
+            np.testing.assert_array_equal(got, s.indices())
+
+
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+CLI_ARGS = ["train", "lenet5", "--limit-train", "128", "--limit-test", "64", "--epochs", "1"]
+CLI_ARGS += ["--batch-size", "32", "--seed", "3", "--no-progress"]
+
+
+@needs_mpi
+@pytest.mark.skipif(not FASHION.is_dir(), reason="Fashion-MNIST not installed")
+def test_cli_train_distributed_matches_one_process(tmp_path):
+    _require_mpi4py()
+    res = mpirun(
+        2,
+        [sys.executable, "-m", "tapegrad", *CLI_ARGS, "--distributed"]
+        + ["--out", str(tmp_path / "dist")],
+    )
+    assert res.returncode == 0, f"stdout:\n{res.stdout}\nstderr:\n{res.stderr}"
+    assert res.stdout.count("epoch 1:") == 1  # rank 0 alone logs
+    rows = (tmp_path / "dist" / "metrics.jsonl").read_text().splitlines()
+    assert len(rows) == 1  # and alone writes the run directory
+    cfg = json.loads((tmp_path / "dist" / "config.json").read_text())
+    assert cfg["batch_size"] == 16 and cfg["extra"]["global_batch_size"] == 32
+
+    # the same run in one process, with the same global batch; nothing MPI is imported
+    code = (
+        "import sys\n"
+        "from tapegrad.cli import main\n"
+        f"rc = main({[*CLI_ARGS, '--out', str(tmp_path / 'single')]!r})\n"
+        "assert 'mpi4py' not in sys.modules, 'mpi4py imported without --distributed'\n"
+        "sys.exit(rc)\n"
+    )
+    single = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=mpi_env(), timeout=300
+    )
+    assert single.returncode == 0, single.stderr
+
+    dist_ckpt = tg.load(tmp_path / "dist" / "last.safetensors")
+    one_ckpt = tg.load(tmp_path / "single" / "last.safetensors")
+    model = zoo.lenet5()
+    model.load_state_dict(dist_ckpt["model"])  # rank 0's checkpoint, loaded in one process
+    tg.manual_seed(3)
+    init = zoo.lenet5().state_dict()
+    got, want = model.state_dict(), one_ckpt["model"]
+    assert max(float(np.abs(got[k] - init[k]).max()) for k in init) > 1e-3
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-4, atol=2e-5, err_msg=k)
 
 
 # --- worker side (runs under mpirun) -----------------------------------------------------
@@ -370,6 +436,22 @@ def _worker_train(out: Path) -> None:
     dp(tg.tensor(feats))
     dp.sync_buffers()
     info["synced_once"] = dp.module.running_mean.data.tolist()
+
+    images = np.random.default_rng(10 + rank).standard_normal((4, 1, 6, 6)).astype(np.float32)
+    for sync in (False, True):
+        tg.manual_seed(0)
+        net = tg.nn.Sequential(tg.nn.Conv2d(1, 3, 3), tg.nn.BatchNorm2d(3))
+        dp = dist.DataParallel(net, sync_buffers=sync)
+        for _ in range(2):
+            dp.zero_grad()
+            (dp(tg.tensor(images)) ** 2).mean().backward()
+            dp.sync_gradients()
+        bn = net[1]
+        info[f"bn_sync{sync}"] = {
+            "mean": bn.running_mean.data.tolist(),
+            "var": bn.running_var.data.tolist(),
+            "tracked": int(bn.num_batches_tracked.data),
+        }
 
     (out / f"info_rank{rank}.json").write_text(json.dumps(info))
     dist.print0("rank0-log: done")

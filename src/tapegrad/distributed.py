@@ -432,31 +432,7 @@ class DataParallel(Module):
         A parameter without a gradient on some rank counts as a zero gradient there; after
         the call every trainable parameter has the averaged gradient on every rank.
         """
-        MPI = _mpi()
-        inv = 1.0 / self.world_size
-        for b in self.buckets:
-            if b.flat.size != b.size:
-                b.flat = np.empty(b.size, dtype=b.dtype)
-            for p, off, n in b.grads:
-                g = p._grad
-                if g is None:
-                    b.flat[off : off + n] = 0
-                else:
-                    b.flat[off : off + n] = g.reshape(-1)
-            for t, off, n in b.buffers:
-                b.flat[off : off + n] = t.data.reshape(-1)
-        t0 = time.perf_counter()
-        for b in self.buckets:
-            self.comm.Allreduce(MPI.IN_PLACE, b.flat, op=MPI.SUM)
-        dt = time.perf_counter() - t0
-        for b in self.buckets:
-            b.flat *= b.dtype.type(inv)
-            for p, off, n in b.grads:
-                # the grad becomes a view of the bucket: no copy; the next pack
-                # reads it before overwriting the same memory
-                p._grad = b.flat[off : off + n].reshape(p.shape)
-            for t, off, n in b.buffers:
-                t.data[...] = b.flat[off : off + n].reshape(t.shape)
+        dt = _allreduce_mean(self.comm, self.buckets)
         self.allreduce_calls += len(self.buckets)
         self.last_allreduce_seconds = dt
         self.allreduce_seconds += dt
@@ -492,6 +468,102 @@ class DataParallel(Module):
 
         optimizer.step = synced_step
         return optimizer
+
+
+# --- `tapegrad train --distributed` ---------------------------------------------------
+
+
+class GradientHook:
+    """``hook(params)``: average the given parameters' gradients across ranks.
+
+    For training loops that own the model and call a hook after ``backward()`` (the
+    ``grad_hook`` of :class:`tapegrad.train.Trainer`). The first call packs ``params`` into
+    buckets and copies rank 0's parameter values to every rank; each call then does one
+    Allreduce per bucket, like :meth:`DataParallel.sync_gradients`.
+    """
+
+    def __init__(self, comm: Any = None, bucket_cap_mb: float = 25.0) -> None:
+        self.comm = _comm(comm)
+        self.cap = int(bucket_cap_mb * 2**20)
+        self.buckets: list[_Bucket] | None = None
+        self.last_allreduce_seconds = 0.0
+        self.allreduce_seconds = 0.0
+
+    def __call__(self, params: list[Any]) -> None:
+        if self.buckets is None:
+            params = [p for p in params if p.requires_grad]
+            for p in params:
+                self.comm.Bcast(p.data, root=0)
+            self.buckets = _make_buckets(params, [], self.cap)
+        dt = _allreduce_mean(self.comm, self.buckets)
+        self.last_allreduce_seconds = dt
+        self.allreduce_seconds += dt
+
+
+def trainer_options(cfg: Any = None) -> dict[str, Any]:
+    """Keyword arguments that make :class:`tapegrad.train.Trainer` data-parallel.
+
+    Initialises MPI (:func:`init`; ``cfg.threads`` threads per rank if given) and returns
+    ``rank``, ``world_size``, ``is_main`` (rank 0 alone logs, writes metrics, checkpoints
+    and plots) and ``grad_hook``. With the run's ``TrainConfig`` it also builds the model
+    from ``cfg.seed`` and wraps it in :class:`DataParallel` (rank 0's weights broadcast,
+    batch-norm statistics local per rank), and turns ``cfg.batch_size`` -- the global
+    batch -- into the per-rank batch ``batch_size // world_size`` (the global batch is
+    kept in ``cfg.extra["global_batch_size"]``). Each rank's epoch shard is the
+    DataLoader's ``rank``/``world_size`` split, the same indices as
+    ``DistributedSampler(n, drop_last=True)`` with the run's seed.
+    """
+    rank, world = init(num_threads=getattr(cfg, "threads", None) or None)
+    opts: dict[str, Any] = {"rank": rank, "world_size": world, "is_main": rank == 0}
+    if cfg is None:
+        opts["grad_hook"] = GradientHook()
+        return opts
+    from . import creation, zoo
+
+    global_batch = int(cfg.batch_size)
+    if global_batch % world:
+        raise ValueError(
+            f"tapegrad train --distributed: --batch-size {global_batch} is the global batch "
+            f"and must be a multiple of the {world} ranks"
+        )
+    cfg.batch_size = global_batch // world
+    cfg.extra.update(global_batch_size=global_batch, world_size=world)
+    creation.manual_seed(cfg.seed)
+    model = DataParallel(zoo.get_model(cfg.model))
+    opts["model"] = model
+    opts["grad_hook"] = lambda params: model.sync_gradients()
+    return opts
+
+
+def _allreduce_mean(comm: Any, buckets: list[_Bucket]) -> float:
+    """Pack grads (and buffers) into the buckets, Allreduce each, divide, unpack.
+
+    Returns the seconds spent inside the Allreduce calls (waiting for slower ranks included).
+    """
+    MPI = _mpi()
+    inv = 1.0 / comm.Get_size()
+    for b in buckets:
+        for p, off, n in b.grads:
+            g = p._grad
+            if g is None:
+                b.flat[off : off + n] = 0
+            else:
+                b.flat[off : off + n] = g.reshape(-1)
+        for t, off, n in b.buffers:
+            b.flat[off : off + n] = t.data.reshape(-1)
+    t0 = time.perf_counter()
+    for b in buckets:
+        comm.Allreduce(MPI.IN_PLACE, b.flat, op=MPI.SUM)
+    dt = time.perf_counter() - t0
+    for b in buckets:
+        b.flat *= b.dtype.type(inv)
+        for p, off, n in b.grads:
+            # the grad becomes a view of the bucket: no copy; the next pack reads
+            # it before overwriting the same memory
+            p._grad = b.flat[off : off + n].reshape(p.shape)
+        for t, off, n in b.buffers:
+            t.data[...] = b.flat[off : off + n].reshape(t.shape)
+    return dt
 
 
 def _make_buckets(params: list[Parameter], buffers: list[Tensor], cap_bytes: int) -> list[_Bucket]:
