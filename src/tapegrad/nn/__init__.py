@@ -5,7 +5,7 @@ One module per layer family: ``conv``, ``pooling``, ``linear``, ``activation`` .
 
 from . import functional, init
 from .activation import Flatten, Identity, ReLU, Sigmoid, Tanh
-from .conv import Conv1d, Conv2d
+from .conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
 from .dropout import Dropout, Dropout2d, GaussianDropout
 from .linear import Linear
 from .module import Module, Parameter, Sequential
@@ -22,6 +22,8 @@ __all__ = [
     "LayerNorm",
     "Conv1d",
     "Conv2d",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
     "Flatten",
     "Identity",
     "Linear",

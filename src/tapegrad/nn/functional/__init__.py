@@ -5,7 +5,7 @@ any kernel runs, then applies the op's Function so the call is recorded on the t
 """
 
 from .activation import log_softmax, relu, sigmoid, softmax, tanh
-from .conv import conv1d, conv2d
+from .conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d
 from .dropout import dropout, dropout2d, gaussian_dropout
 from .linear import linear
 from .loss import cross_entropy, mse_loss
@@ -21,6 +21,8 @@ __all__ = [
     "layer_norm",
     "conv1d",
     "conv2d",
+    "conv_transpose1d",
+    "conv_transpose2d",
     "cross_entropy",
     "linear",
     "log_softmax",

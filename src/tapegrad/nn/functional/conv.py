@@ -1,8 +1,9 @@
-"""Convolutions: conv1d, conv2d."""
+"""Convolutions: conv1d, conv2d, conv_transpose1d, conv_transpose2d."""
 
 from __future__ import annotations
 
 from ...ops.conv import conv2d_function, conv_args
+from ...ops.conv_transpose import ConvTranspose2d, conv_transpose_args
 from ...ops.shape import Pad
 from ...tensor import Tensor
 from ._common import IntOrPair, _opt, _raw, _t
@@ -53,5 +54,49 @@ def conv1d(
         padding=(0, padding[0]),
         dilation=(1, dilation[0]),
         groups=groups,
+    )
+    return y.squeeze(2)
+
+
+def conv_transpose2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    output_padding: IntOrPair = 0,
+    groups: int = 1,
+    dilation: IntOrPair = 1,
+) -> Tensor:
+    """2-D transposed convolution. input (N, C_in, H, W), weight (C_in, C_out/groups, kH, kW)
+    -> (N, C_out, Ho, Wo), Ho = (H-1)*stride - 2*padding + dilation*(kH-1) + output_padding + 1.
+    """
+    fn = "conv_transpose2d"
+    x, w, b = _t(input, fn), _t(weight, fn, "weight"), _opt(bias, fn, "bias")
+    args = conv_transpose_args(
+        fn, x.data, w.data, _raw(b), stride, padding, output_padding, groups, dilation
+    )
+    return ConvTranspose2d.apply(x, w, b, *args)
+
+
+def conv_transpose1d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: int = 1,
+    padding: int = 0,
+    output_padding: int = 0,
+    groups: int = 1,
+    dilation: int = 1,
+) -> Tensor:
+    """1-D transposed convolution. input (N, C_in, L), weight (C_in, C_out/groups, k)
+    -> (N, C_out, Lo), Lo = (L-1)*stride - 2*padding + dilation*(k-1) + output_padding + 1."""
+    fn = "conv_transpose1d"
+    x, w, b = _t(input, fn), _t(weight, fn, "weight"), _opt(bias, fn, "bias")
+    s, p, op, d, groups = conv_transpose_args(
+        fn, x.data, w.data, _raw(b), stride, padding, output_padding, groups, dilation, nd=1
+    )
+    y = ConvTranspose2d.apply(
+        x.unsqueeze(2), w.unsqueeze(2), b, (1, s[0]), (0, p[0]), (0, op[0]), (1, d[0]), groups
     )
     return y.squeeze(2)

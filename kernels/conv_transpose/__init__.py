@@ -1,0 +1,34 @@
+"""Transposed convolution kernels (2-D; conv_transpose1d runs over a height of 1).
+
+Transposed convolution is the adjoint of convolution: every input pixel scatters its
+value times the filter into the output, the filter 'dragged' by the stride. Its forward
+is conv2d's input gradient, its input gradient is a conv2d forward.
+
+Variant interface (every module registered for ``conv_transpose2d``)::
+
+    forward(x, w, b, stride, padding, output_padding, dilation, groups) -> y
+        x (N, C_in, H, W), w (C_in, C_out/groups, kH, kW), b (C_out,) or None, all
+        C-contiguous and of one float dtype; the other arguments (h, w) int pairs.
+        y (N, C_out, Ho, Wo), Ho = (H-1)*sh - 2*ph + dh*(kH-1) + oph + 1.
+    backward(gy, x, w, stride, padding, output_padding, dilation, groups, need_x, need_w)
+        -> (gx, gw), None where not needed; the op sums gy for the bias gradient.
+
+Variants: ``reference`` (NumPy, per tap), ``col2im-*`` (one GEMM per group to columns,
+then the conv family's col2im scatter-adds them), ``direct-*`` (the scatter written out).
+"""
+
+from ..registry import register, set_rule
+
+_P = __name__
+register("conv_transpose2d", "reference", f"{_P}.reference")
+register("conv_transpose2d", "col2im-numba", f"{_P}.col2im_numba")
+register("conv_transpose2d", "col2im-cython", f"{_P}.col2im_cy")
+register("conv_transpose2d", "direct-numba", f"{_P}.direct_numba")
+register("conv_transpose2d", "direct-cython", f"{_P}.direct_cy")
+
+
+def _conv_transpose2d_rule(sig: tuple) -> list[str]:
+    return ["col2im-cython", "col2im-numba"]
+
+
+set_rule("conv_transpose2d", _conv_transpose2d_rule)

@@ -1,0 +1,80 @@
+"""The col2im algorithm for transposed convolution, shared by its Numba and Cython variants.
+
+Forward: one GEMM per group, ``cols[(o, i, j), (n, h, w)] = w2[c, (o, i, j)].T @ x2[c, (n, h, w)]``
+(every input pixel's weighted filter, as a column), then ``col2im`` scatter-adds the
+columns into the output: exactly conv2d's input-gradient fold, with the transposed
+convolution's output in the role of the convolution's input.
+Backward: ``cols = im2col(gy)``, then ``gx2 = w2 @ cols`` and ``gw2 = x2 @ cols.T``.
+
+The backends supply the conv family's ``im2col`` and ``col2im`` (see ``conv/im2col.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..conv.im2col import _cols_buffer
+from .reference import out_size
+
+
+def _x2(x: np.ndarray) -> np.ndarray:
+    n, c, h, w = x.shape
+    return np.ascontiguousarray(x.reshape(n, c, h * w).transpose(1, 0, 2)).reshape(c, -1)
+
+
+def forward(col2im: Callable, x, w, b, stride, padding, output_padding, dilation, groups):
+    n, c, h, wd = x.shape
+    _, og, kh, kw = w.shape
+    cg, k = c // groups, og * kh * kw
+    o = og * groups
+    ho = out_size(h, kh, stride[0], padding[0], output_padding[0], dilation[0])
+    wo = out_size(wd, kw, stride[1], padding[1], output_padding[1], dilation[1])
+    y = np.empty((n, o, ho, wo), dtype=x.dtype)
+    cols = _cols_buffer(y, kh, kw, h, wd)  # (o*kh*kw, n*h*w)
+    x2 = _x2(x)
+    w2 = w.reshape(c, k)
+    for g in range(groups):
+        rows = slice(g * cg, (g + 1) * cg)
+        np.matmul(w2[rows].T, x2[rows], out=cols[g * k : (g + 1) * k])
+    col2im(cols, y, kh, kw, *stride, *padding, *dilation, h, wd)
+    if b is not None:
+        y += b.reshape(1, o, 1, 1)
+    return y
+
+
+def backward(
+    im2col: Callable,
+    gy,
+    x,
+    w,
+    stride,
+    padding,
+    output_padding,
+    dilation,
+    groups,
+    need_x,
+    need_w,
+):
+    n, c, h, wd = x.shape
+    _, og, kh, kw = w.shape
+    cg, k = c // groups, og * kh * kw
+    cols = _cols_buffer(gy, kh, kw, h, wd)
+    im2col(gy, cols, kh, kw, *stride, *padding, *dilation, h, wd)
+    w2 = w.reshape(c, k)
+    gx = gw = None
+    if need_x:
+        gx2 = np.empty((c, n * h * wd), dtype=x.dtype)
+        for g in range(groups):
+            rows = slice(g * cg, (g + 1) * cg)
+            np.matmul(w2[rows], cols[g * k : (g + 1) * k], out=gx2[rows])
+        gx = np.ascontiguousarray(gx2.reshape(c, n, h, wd).transpose(1, 0, 2, 3))
+    if need_w:
+        x2 = _x2(x)
+        gw2 = np.empty_like(w2)
+        for g in range(groups):
+            rows = slice(g * cg, (g + 1) * cg)
+            np.matmul(x2[rows], cols[g * k : (g + 1) * k].T, out=gw2[rows])
+        gw = gw2.reshape(w.shape)
+    return gx, gw

@@ -1,0 +1,95 @@
+"""Transposed convolution ops: ``conv_transpose2d`` and ``conv_transpose1d`` (height 1).
+
+PyTorch's semantics: input (N, C_in, H, W), weight (C_in, C_out/groups, kH, kW),
+output (N, C_out, Ho, Wo) with Ho = (H-1)*stride - 2*padding + dilation*(kH-1)
++ output_padding + 1. ``output_padding`` must be smaller than stride or dilation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import tapegrad.kernels as K
+
+from ..autograd import Context, Function
+from .checks import check_float, check_ndim, contiguous, fail, int_tuple
+
+
+def conv_transpose_args(
+    fn: str, x, w, b, stride, padding, output_padding, groups, dilation, nd: int = 2
+):
+    """Validate transposed-conv arguments; returns (stride, padding, output_padding,
+    dilation, groups) as int tuples / int."""
+    layout = "(N, C_in, H, W)" if nd == 2 else "(N, C_in, L)"
+    check_float(fn, input=x, weight=w, bias=b)
+    check_ndim(fn, "input", x, (nd + 2,), layout)
+    check_ndim(fn, "weight", w, (nd + 2,), "(C_in, C_out/groups, *kernel)")
+    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
+        fail(fn, f"groups must be a positive int, got {groups!r}")
+    stride = int_tuple(fn, "stride", stride, nd, 1)
+    padding = int_tuple(fn, "padding", padding, nd, 0)
+    output_padding = int_tuple(fn, "output_padding", output_padding, nd, 0)
+    dilation = int_tuple(fn, "dilation", dilation, nd, 1)
+    c = x.shape[1]
+    if w.shape[0] != c:
+        fail(
+            fn,
+            f"weight's first dimension ({w.shape[0]}) must equal the input channels ({c}): "
+            f"input {x.shape}, weight {w.shape}",
+        )
+    if c % groups:
+        fail(fn, f"groups={groups} must divide the input channels ({c}): input {x.shape}")
+    o = w.shape[1] * groups
+    if b is not None and b.shape != (o,):
+        fail(fn, f"bias must have shape ({o},), got {b.shape}")
+    for op, s, d in zip(output_padding, stride, dilation):
+        if op >= s and op >= d:
+            fail(
+                fn,
+                f"output_padding {output_padding} must be smaller than stride {stride} "
+                f"or dilation {dilation}",
+            )
+    out = tuple(
+        (n - 1) * s - 2 * p + d * (k - 1) + op + 1
+        for n, s, p, d, k, op in zip(
+            x.shape[2:], stride, padding, dilation, w.shape[2:], output_padding
+        )
+    )
+    if min(out) < 1:
+        fail(
+            fn,
+            f"output size would be {out}: input {x.shape}, weight {w.shape}, stride "
+            f"{stride}, padding {padding}, output_padding {output_padding}, dilation {dilation}",
+        )
+    return stride, padding, output_padding, dilation, int(groups)
+
+
+class ConvTranspose2d(Function):
+    @staticmethod
+    def forward(
+        ctx: Context,
+        x,
+        w,
+        b=None,
+        stride=(1, 1),
+        padding=(0, 0),
+        output_padding=(0, 0),
+        dilation=(1, 1),
+        groups=1,
+    ):
+        x, w, b = contiguous(x), contiguous(w), contiguous(b)
+        args = (stride, padding, output_padding, dilation, groups)
+        sig = ("conv_transpose2d", x.shape, w.shape, *args, x.dtype.str)
+        mod = K.resolve("conv_transpose2d", sig, lambda m: m.forward(x, w, b, *args))
+        ctx.save_for_backward(x, w)
+        ctx.args, ctx.mod = args, mod
+        return mod.forward(x, w, b, *args)
+
+    @staticmethod
+    def backward(ctx: Context, gy):
+        x, w = ctx.saved_arrays
+        need = ctx.needs_input_grad + (False,) * 3
+        gy = np.ascontiguousarray(gy)
+        gx, gw = ctx.mod.backward(gy, x, w, *ctx.args, need[0], need[1])
+        gb = gy.sum(axis=(0, 2, 3)) if need[2] else None
+        return gx, gw, gb
