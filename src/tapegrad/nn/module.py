@@ -113,6 +113,8 @@ class Module:
             raise KeyError(
                 f"{cls}.load_state_dict: missing keys {missing}, unexpected keys {unexpected}"
             )
+        # check every shape before copying anything: a mismatch leaves the model untouched
+        arrays = {}
         for k, t in own.items():
             if k not in state:
                 continue
@@ -123,7 +125,9 @@ class Module:
                     f"{cls}.load_state_dict: tensor {k!r} has shape {arr.shape} "
                     f"in the state dict but {t.shape} in the model"
                 )
-            t.data[...] = arr.astype(t.dtype, copy=False)
+            arrays[k] = arr
+        for k, arr in arrays.items():
+            own[k].data[...] = arr.astype(own[k].dtype, copy=False)
 
     def _state_tensors(self) -> Iterator[tuple[str, Tensor]]:
         for mname, m in self.named_modules():
