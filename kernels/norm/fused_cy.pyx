@@ -18,7 +18,7 @@ cdef inline void _bn_train_channel(real[:, :, ::1] x, double[::1] w, double[::1]
                                    Py_ssize_t ch) noexcept nogil:
     cdef Py_ssize_t n = x.shape[0], s = x.shape[2], i, j
     cdef double m = n * s, k = x[0, ch, 0], s1 = 0, s2 = 0, d, md, v, mu, inv
-    cdef real a, o
+    cdef real a, o, mf
     for i in range(n):
         for j in range(s):
             d = x[i, ch, j] - k
@@ -33,11 +33,13 @@ cdef inline void _bn_train_channel(real[:, :, ::1] x, double[::1] w, double[::1]
     mean[ch] = mu
     var[ch] = v
     invstd[ch] = inv
+    # centred on the dtype-rounded mean mf: x - mf is exact, the rounding goes in o
+    mf = <real>mu
     a = <real>(w[ch] * inv)
-    o = <real>(b[ch] - mu * w[ch] * inv)
+    o = <real>(b[ch] - (mu - mf) * w[ch] * inv)
     for i in range(n):
         for j in range(s):
-            y[i, ch, j] = x[i, ch, j] * a + o
+            y[i, ch, j] = (x[i, ch, j] - mf) * a + o
 
 
 def _bn_train(real[:, :, ::1] x, double[::1] w, double[::1] b, double eps, bint normvar,
@@ -67,7 +69,7 @@ cdef inline void _bn_backward_channel(real[:, :, ::1] gy, real[:, :, ::1] x,
                                       double[::1] gb, Py_ssize_t ch) noexcept nogil:
     cdef Py_ssize_t n = x.shape[0], s = x.shape[2], i, j
     cdef double m = n * s, mu = mean[ch], inv = invstd[ch], sg = 0, sgx = 0, g, a, c1
-    cdef real af, cf, of
+    cdef real af, cf, of, mf
     for i in range(n):
         for j in range(s):
             g = gy[i, ch, j]
@@ -75,15 +77,17 @@ cdef inline void _bn_backward_channel(real[:, :, ::1] gy, real[:, :, ::1] x,
             sgx += g * (x[i, ch, j] - mu)
     gb[ch] = sg
     gw[ch] = sgx * inv
-    # gx = a*gy - c1*x + c0, the closed form with xhat = (x - mu) * inv expanded
+    # gx = a*gy - c1*(x - mf) + c0: the closed form with xhat = (x - mu) * inv
+    # expanded, centred on the dtype-rounded mean mf as in the forward
     a = w[ch] * inv
     c1 = a * sgx * inv * inv / m if normvar else 0.0
+    mf = <real>mu
     af = <real>a
     cf = <real>c1
-    of = <real>(c1 * mu - a * sg / m)
+    of = <real>(c1 * (mu - mf) - a * sg / m)
     for i in range(n):
         for j in range(s):
-            gx[i, ch, j] = af * gy[i, ch, j] - cf * x[i, ch, j] + of
+            gx[i, ch, j] = af * gy[i, ch, j] - cf * (x[i, ch, j] - mf) + of
 
 
 def _bn_backward(real[:, :, ::1] gy, real[:, :, ::1] x, double[::1] mean,
@@ -101,7 +105,7 @@ cdef inline void _row_forward_row(real[:, ::1] x, real[:, ::1] w, real[:, ::1] b
                                   Py_ssize_t i) noexcept nogil:
     cdef Py_ssize_t k = x.shape[1], p = w.shape[0], q, j
     cdef double sft = x[i, 0], s1 = 0, s2 = 0, d, md, v, mu, inv
-    cdef real a, o
+    cdef real a, o, mf
     for j in range(k):
         d = x[i, j] - sft
         s1 += d
@@ -114,15 +118,16 @@ cdef inline void _row_forward_row(real[:, ::1] x, real[:, ::1] w, real[:, ::1] b
     inv = 1.0 / sqrt(v + eps)
     mean[i] = mu
     invstd[i] = inv
+    mf = <real>mu  # centre on the dtype-rounded mean (see _bn_train_channel)
     a = <real>inv
-    o = <real>(-mu * inv)
+    o = <real>(-(mu - mf) * inv)
     if affine:
         q = i % p
         for j in range(k):
-            y[i, j] = (x[i, j] * a + o) * w[q, j] + b[q, j]
+            y[i, j] = ((x[i, j] - mf) * a + o) * w[q, j] + b[q, j]
     else:
         for j in range(k):
-            y[i, j] = x[i, j] * a + o
+            y[i, j] = (x[i, j] - mf) * a + o
 
 
 def _row_forward(real[:, ::1] x, real[:, ::1] w, real[:, ::1] b, bint affine, double eps,
@@ -140,16 +145,17 @@ cdef inline void _row_backward_chunk(real[:, ::1] gy, real[:, ::1] x, double[::1
     cdef Py_ssize_t r = x.shape[0], k = x.shape[1], p = w.shape[0], nch = gwp.shape[0]
     cdef Py_ssize_t lo = ci * r // nch, hi = (ci + 1) * r // nch, i, j, q
     cdef double sg, sgx
-    cdef real a, o, xh, g, mg, mgx
+    cdef real a, o, xh, g, mg, mgx, mf
     for i in range(lo, hi):
         q = i % p
+        mf = <real>mean[i]
         a = <real>invstd[i]
-        o = <real>(-mean[i] * invstd[i])
+        o = <real>(-(mean[i] - mf) * invstd[i])
         sg = 0
         sgx = 0
         if affine:
             for j in range(k):
-                xh = x[i, j] * a + o
+                xh = (x[i, j] - mf) * a + o
                 g = gy[i, j] * w[q, j]
                 sg += g
                 sgx += g * xh
@@ -158,7 +164,7 @@ cdef inline void _row_backward_chunk(real[:, ::1] gy, real[:, ::1] x, double[::1
                     gbp[ci, q, j] += gy[i, j]
         else:
             for j in range(k):
-                xh = x[i, j] * a + o
+                xh = (x[i, j] - mf) * a + o
                 g = gy[i, j]
                 sg += g
                 sgx += g * xh
@@ -166,11 +172,11 @@ cdef inline void _row_backward_chunk(real[:, ::1] gy, real[:, ::1] x, double[::1
         mgx = <real>(sgx / k)
         if affine:
             for j in range(k):
-                xh = x[i, j] * a + o
+                xh = (x[i, j] - mf) * a + o
                 gx[i, j] = a * (gy[i, j] * w[q, j] - mg - xh * mgx)
         else:
             for j in range(k):
-                xh = x[i, j] * a + o
+                xh = (x[i, j] - mf) * a + o
                 gx[i, j] = a * (gy[i, j] - mg - xh * mgx)
 
 

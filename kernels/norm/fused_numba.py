@@ -20,7 +20,7 @@ _CHUNKS = 8  # row chunks in row_backward (fixed: results do not depend on threa
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
-def _bn_train(x, w, b, eps, normvar, y, mean, invstd, var, sc, sh):
+def _bn_train(x, w, b, eps, normvar, y, mean, invstd, var, sc):
     n, c, s = x.shape
     m = n * s
     for ch in prange(c):
@@ -39,13 +39,18 @@ def _bn_train(x, w, b, eps, normvar, y, mean, invstd, var, sc, sh):
         mean[ch] = mu
         var[ch] = v
         invstd[ch] = inv
-        sc[ch] = w[ch] * inv  # stored in x's dtype: the elementwise pass runs in it
-        sh[ch] = b[ch] - mu * w[ch] * inv
-        a = sc[ch]
-        o = sh[ch]
+        # the elementwise pass runs in x's dtype (scalars stored in sc); it centres on the
+        # mean rounded to that dtype, mf, so x - mf is exact (Sterbenz) and a large mean
+        # does not cancel digits; the rounding of mf goes into the shift
+        sc[ch, 0] = mu
+        mf = sc[ch, 0]
+        sc[ch, 1] = w[ch] * inv
+        sc[ch, 2] = b[ch] - (mu - mf) * w[ch] * inv
+        a = sc[ch, 1]
+        o = sc[ch, 2]
         for i in range(n):
             for j in range(s):
-                y[i, ch, j] = x[i, ch, j] * a + o
+                y[i, ch, j] = (x[i, ch, j] - mf) * a + o
 
 
 @njit(parallel=True, cache=True)
@@ -76,18 +81,21 @@ def _bn_backward(gy, x, mean, invstd, w, normvar, gx, gw, gb, coef):
                 sgx += g * (np.float64(x[i, ch, j]) - mu)
         gb[ch] = sg
         gw[ch] = sgx * inv
-        # gx = a*gy - c1*x + c0, the closed form with xhat = (x - mu) * inv expanded
+        # gx = a*gy - c1*(x - mf) + c0: the closed form with xhat = (x - mu) * inv
+        # expanded, centred on the dtype-rounded mean mf as in the forward
         a = w[ch] * inv
         c1 = a * sgx * inv * inv / m if normvar else 0.0
+        coef[ch, 3] = mu
+        mf = coef[ch, 3]
         coef[ch, 0] = a
         coef[ch, 1] = c1
-        coef[ch, 2] = c1 * mu - a * sg / m
+        coef[ch, 2] = c1 * (mu - mf) - a * sg / m
         af = coef[ch, 0]
         cf = coef[ch, 1]
         of = coef[ch, 2]
         for i in range(n):
             for j in range(s):
-                gx[i, ch, j] = af * gy[i, ch, j] - cf * x[i, ch, j] + of
+                gx[i, ch, j] = af * gy[i, ch, j] - cf * (x[i, ch, j] - mf) + of
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
@@ -108,17 +116,19 @@ def _row_forward(x, w, b, affine, eps, y, mean, invstd, rs):
         inv = 1.0 / np.sqrt(v + eps)
         mean[i] = mu
         invstd[i] = inv
+        rs[i, 2] = mu  # centre on the dtype-rounded mean (see _bn_train)
+        mf = rs[i, 2]
         rs[i, 0] = inv
-        rs[i, 1] = -mu * inv
+        rs[i, 1] = -(mu - mf) * inv
         a = rs[i, 0]
         o = rs[i, 1]
         if affine:
             q = i % p
             for j in range(k):
-                y[i, j] = (x[i, j] * a + o) * w[q, j] + b[q, j]
+                y[i, j] = ((x[i, j] - mf) * a + o) * w[q, j] + b[q, j]
         else:
             for j in range(k):
-                y[i, j] = x[i, j] * a + o
+                y[i, j] = (x[i, j] - mf) * a + o
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
@@ -133,15 +143,17 @@ def _row_backward(gy, x, mean, invstd, w, affine, need, gx, gwp, gbp, rs):
             q = i % p
             mu = mean[i]
             inv = invstd[i]
+            rs[i, 4] = mu
+            mf = rs[i, 4]
             rs[i, 0] = inv
-            rs[i, 1] = -mu * inv
+            rs[i, 1] = -(mu - mf) * inv
             a = rs[i, 0]
             o = rs[i, 1]
             sg = 0.0
             sgx = 0.0
             if affine:
                 for j in range(k):
-                    xh = x[i, j] * a + o
+                    xh = (x[i, j] - mf) * a + o
                     g = gy[i, j] * w[q, j]
                     sg += g
                     sgx += g * xh
@@ -150,7 +162,7 @@ def _row_backward(gy, x, mean, invstd, w, affine, need, gx, gwp, gbp, rs):
                         gbp[ci, q, j] += gy[i, j]
             else:
                 for j in range(k):
-                    xh = x[i, j] * a + o
+                    xh = (x[i, j] - mf) * a + o
                     g = gy[i, j]
                     sg += g
                     sgx += g * xh
@@ -160,11 +172,11 @@ def _row_backward(gy, x, mean, invstd, w, affine, need, gx, gwp, gbp, rs):
             mgx = rs[i, 3]
             if affine:
                 for j in range(k):
-                    xh = x[i, j] * a + o
+                    xh = (x[i, j] - mf) * a + o
                     gx[i, j] = a * (gy[i, j] * w[q, j] - mg - xh * mgx)
             else:
                 for j in range(k):
-                    xh = x[i, j] * a + o
+                    xh = (x[i, j] - mf) * a + o
                     gx[i, j] = a * (gy[i, j] - mg - xh * mgx)
 
 
@@ -172,8 +184,8 @@ def bn_forward_train(x, w, b, eps, normalize_variance):
     c = x.shape[1]
     y = np.empty_like(x)
     mean, invstd, var = np.empty(c), np.empty(c), np.empty(c)
-    sc, sh = np.empty(c, x.dtype), np.empty(c, x.dtype)
-    _bn_train(x, w, b, float(eps), bool(normalize_variance), y, mean, invstd, var, sc, sh)
+    sc = np.empty((c, 3), x.dtype)
+    _bn_train(x, w, b, float(eps), bool(normalize_variance), y, mean, invstd, var, sc)
     return y, mean, invstd, var
 
 
@@ -187,7 +199,7 @@ def bn_backward(gy, x, mean, invstd, w, normalize_variance):
     c = x.shape[1]
     gx = np.empty_like(x)
     gw, gb = np.empty(c), np.empty(c)
-    coef = np.empty((c, 3), x.dtype)
+    coef = np.empty((c, 4), x.dtype)
     _bn_backward(gy, x, mean, invstd, w, bool(normalize_variance), gx, gw, gb, coef)
     return gx, gw, gb
 
@@ -203,7 +215,7 @@ def row_forward(x, w, b, eps):
     w_, b_, affine = _affine(w, b, x.dtype)
     y = np.empty_like(x)
     mean, invstd = np.empty(r), np.empty(r)
-    rs = np.empty((r, 2), x.dtype)
+    rs = np.empty((r, 3), x.dtype)
     _row_forward(x, w_, b_, affine, float(eps), y, mean, invstd, rs)
     return y, mean, invstd
 
@@ -216,7 +228,7 @@ def row_backward(gy, x, mean, invstd, w, need_affine):
     shape = (nch, w_.shape[0], k) if need else (1, 1, 1)
     gwp, gbp = np.zeros(shape, x.dtype), np.zeros(shape, x.dtype)
     gx = np.empty_like(x)
-    rs = np.empty((r, 4), x.dtype)
+    rs = np.empty((r, 5), x.dtype)
     _row_backward(gy, x, mean, invstd, w_, affine, need, gx, gwp, gbp, rs)
     if not need:
         return gx, None, None

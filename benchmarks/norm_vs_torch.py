@@ -1,0 +1,240 @@
+"""Normalisation and dropout against PyTorch, side by side (N=64, C=64, 32x32, float32).
+
+    python benchmarks/norm_vs_torch.py [--threads 2] [--repeats 30] [--no-jit]
+
+Prints, per case, the median time after warm-up of each tapegrad variant and of PyTorch
+(both on the same thread count, in the same run), the ratio to PyTorch (lower is
+better), the bytes the case has to move divided by the time (GB/s) and how far that is
+from the machine's copy bandwidth (``np.copyto`` of the same array size, measured in the
+same run; "x copy" = copy GB/s / case GB/s, 1.0 = as fast as a copy). A last table gives
+the first-call (JIT compile) time of every Numba kernel, measured in a fresh process with
+an empty Numba cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+SHAPE = (64, 64, 32, 32)
+MB = SHAPE[0] * SHAPE[1] * SHAPE[2] * SHAPE[3] * 4  # bytes of one float32 array
+
+# bytes each case must move at least (arrays read + written, float32, uint8 mask)
+CASES = {
+    "batch_norm train fwd+bwd": (5 * MB, 0.5),  # fwd: x -> y; bwd: gy, x -> gx
+    "batch_norm eval fwd": (2 * MB, 0.5),  # x -> y
+    "dropout fwd+bwd": (MB * 18 // 4, 0.1),  # x -> y, mask; gy, mask -> gx
+    "layer_norm (C,H,W) fwd+bwd": (5 * MB, 0.7),
+}
+
+
+def median_time(fn, repeats: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def copy_bandwidth(repeats: int) -> float:
+    src = np.random.default_rng(0).random(MB // 4, dtype=np.float32)
+    dst = np.empty_like(src)
+    t = median_time(lambda: np.copyto(dst, src), repeats)
+    return 2 * MB / t / 1e9
+
+
+def tapegrad_cases(threads: int):
+    import tapegrad as tg
+    import tapegrad.kernels as K
+    import tapegrad.nn.functional as F
+
+    tg.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    x = tg.Tensor(rng.standard_normal(SHAPE, dtype=np.float32), requires_grad=True)
+    g = rng.standard_normal(SHAPE, dtype=np.float32)
+    c = SHAPE[1]
+    w = tg.Tensor(np.ones(c, np.float32), requires_grad=True)
+    b = tg.Tensor(np.zeros(c, np.float32), requires_grad=True)
+    rm, rv = tg.Tensor(np.zeros(c, np.float32)), tg.Tensor(np.ones(c, np.float32))
+    lw = tg.Tensor(np.ones(SHAPE[1:], np.float32), requires_grad=True)
+    lb = tg.Tensor(np.zeros(SHAPE[1:], np.float32), requires_grad=True)
+
+    def bn_train():
+        F.batch_norm(x, rm, rv, w, b, training=True).backward(g)
+
+    def bn_eval():
+        with tg.no_grad():
+            F.batch_norm(x, rm, rv, w, b, training=False)
+
+    def drop():
+        F.dropout(x, 0.5).backward(g)
+
+    def ln():
+        F.layer_norm(x, SHAPE[1:], lw, lb).backward(g)
+
+    fns = {
+        "batch_norm train fwd+bwd": ("batch_norm", bn_train),
+        "batch_norm eval fwd": ("batch_norm", bn_eval),
+        "dropout fwd+bwd": ("dropout", drop),
+        "layer_norm (C,H,W) fwd+bwd": ("layer_norm", ln),
+    }
+    out = {}
+    for case, (op, fn) in fns.items():
+        for v in K.variants(op):
+            if v == "reference":
+                continue
+
+            def run(fn=fn, op=op, v=v):
+                with K.use(**{op: v}):
+                    fn()
+                x.grad = w.grad = b.grad = lw.grad = lb.grad = None
+
+            out[(case, v)] = run
+    return out
+
+
+def torch_cases(threads: int):
+    import torch
+
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    x = torch.tensor(rng.standard_normal(SHAPE, dtype=np.float32), requires_grad=True)
+    g = torch.tensor(rng.standard_normal(SHAPE, dtype=np.float32))
+    c = SHAPE[1]
+    w = torch.ones(c, requires_grad=True)
+    b = torch.zeros(c, requires_grad=True)
+    rm, rv = torch.zeros(c), torch.ones(c)
+    lw = torch.ones(SHAPE[1:], requires_grad=True)
+    lb = torch.zeros(SHAPE[1:], requires_grad=True)
+    tf = torch.nn.functional
+
+    def clear():
+        x.grad = w.grad = b.grad = lw.grad = lb.grad = None
+
+    def bn_train():
+        tf.batch_norm(x, rm, rv, w, b, training=True).backward(g)
+        clear()
+
+    def bn_eval():
+        with torch.no_grad():
+            tf.batch_norm(x, rm, rv, w, b, training=False)
+
+    def drop():
+        tf.dropout(x, 0.5, True).backward(g)
+        clear()
+
+    def ln():
+        tf.layer_norm(x, SHAPE[1:], lw, lb).backward(g)
+        clear()
+
+    return {
+        "batch_norm train fwd+bwd": bn_train,
+        "batch_norm eval fwd": bn_eval,
+        "dropout fwd+bwd": drop,
+        "layer_norm (C,H,W) fwd+bwd": ln,
+    }
+
+
+_JIT_SNIPPET = r"""
+import json, time, numpy as np
+import tapegrad as tg, tapegrad.kernels as K
+tg.set_num_threads(%(threads)d)
+rng = np.random.default_rng(0)
+x = rng.standard_normal((8, 4, 6, 6), dtype=np.float32)
+w, b = np.ones(4), np.zeros(4)
+out = {}
+def t(name, fn):
+    t0 = time.perf_counter(); fn(); out[name] = time.perf_counter() - t0
+N = K.get("batch_norm", "fused-numba")
+x3 = x.reshape(8, 4, 36)
+t("bn_forward_train", lambda: N.bn_forward_train(x3, w, b, 1e-5, True))
+y, m, s, v = N.bn_forward_train(x3, w, b, 1e-5, True)
+t("bn_backward", lambda: N.bn_backward(x3, x3, m, s, w, True))
+t("bn_forward_eval", lambda: N.bn_forward_eval(x3, w, b))
+x2 = x.reshape(8, -1)
+lw = np.ones((1, x2.shape[1]), np.float32)
+t("row_forward", lambda: N.row_forward(x2, lw, lw, 1e-5))
+y, m, s = N.row_forward(x2, lw, lw, 1e-5)
+t("row_backward", lambda: N.row_backward(x2, x2, m, s, lw, True))
+D = K.get("dropout", "philox-numba")
+t("dropout forward", lambda: D.forward(x, 0, 0, 0.5, 2.0))
+y, keep = D.forward(x, 0, 0, 0.5, 2.0)
+t("dropout backward", lambda: D.backward(x, keep, 2.0))
+t("dropout2d forward", lambda: D.channel_forward(x.reshape(32, 36), 0, 0, 0.5, 2.0))
+t("gaussian forward", lambda: D.gaussian_forward(x, 0, 0, 0.5))
+print(json.dumps(out))
+"""
+
+
+def jit_times(threads: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        res = subprocess.run(
+            [sys.executable, "-c", _JIT_SNIPPET % {"threads": threads}],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--no-jit", action="store_true", help="skip the cold-JIT table")
+    args = ap.parse_args()
+
+    tg_cases = tapegrad_cases(args.threads)
+    try:
+        th_cases = torch_cases(args.threads)
+    except ImportError:
+        th_cases = {}
+    copy_gbs = copy_bandwidth(args.repeats)
+    print(
+        f"shape {SHAPE} float32, {args.threads} threads each; medians of {args.repeats} "
+        f"after warm-up; np.copyto of {MB / 1e6:.1f} MB: {copy_gbs:.1f} GB/s"
+    )
+    print()
+    hdr = f"| case | impl | ms | ratio to torch | target | GB/s | x copy |"
+    print(hdr)
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for case, (nbytes, target) in CASES.items():
+        t_torch = median_time(th_cases[case], args.repeats) if case in th_cases else None
+        rows = [(v, fn) for (c, v), fn in tg_cases.items() if c == case]
+        for v, fn in rows:
+            t = median_time(fn, args.repeats)
+            gbs = nbytes / t / 1e9
+            ratio = f"{t / t_torch:.2f}" if t_torch else "-"
+            print(
+                f"| {case} | {v} | {t * 1e3:.2f} | {ratio} | <= {target} | {gbs:.1f} | "
+                f"{copy_gbs / gbs:.2f} |"
+            )
+        if t_torch:
+            gbs = nbytes / t_torch / 1e9
+            print(
+                f"| {case} | torch | {t_torch * 1e3:.2f} | 1.00 | | {gbs:.1f} | "
+                f"{copy_gbs / gbs:.2f} |"
+            )
+    if not args.no_jit:
+        print()
+        print("Numba first call, empty cache (compile time), small inputs:")
+        print("| kernel | s |")
+        print("| --- | ---: |")
+        for k, v in jit_times(args.threads).items():
+            print(f"| {k} | {v:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

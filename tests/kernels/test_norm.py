@@ -1,0 +1,100 @@
+"""Every normalisation variant agrees with ``reference`` (NumPy formulas) over random
+shapes: batch-norm train/eval/backward and the row kernels of layer and group norm."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tapegrad.kernels as K
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+COMPILED = [v for v in K.variants("batch_norm") if v != "reference"]
+dtypes = st.sampled_from([np.float32, np.float64])
+
+
+def _tol(dtype):
+    return dict(rtol=2e-4, atol=2e-4) if dtype == np.float32 else dict(rtol=1e-9, atol=1e-9)
+
+
+def _close(a, b, dtype):
+    if a is None or b is None:
+        assert a is None and b is None
+        return
+    np.testing.assert_allclose(a, b, **_tol(dtype))
+
+
+@pytest.mark.parametrize("variant", COMPILED)
+@settings(max_examples=20, deadline=None)
+@given(
+    n=st.integers(1, 6),
+    c=st.integers(1, 5),
+    s=st.integers(1, 20),
+    dtype=dtypes,
+    normvar=st.booleans(),
+    offset=st.sampled_from([0.0, 3.0, 1000.0]),
+)
+def test_batch_norm_matches_reference(variant, n, c, s, dtype, normvar, offset):
+    if normvar and n * s < 2:
+        n = 2
+    rng = np.random.default_rng(n * 100 + c * 10 + s)
+    x = (rng.standard_normal((n, c, s)) + offset).astype(dtype)
+    w, b = rng.standard_normal(c), rng.standard_normal(c)
+    gy = rng.standard_normal(x.shape).astype(dtype)
+    ref, mod = K.get("batch_norm", "reference"), K.get("batch_norm", variant)
+    out_r = ref.bn_forward_train(x, w, b, 1e-5, normvar)
+    out = mod.bn_forward_train(x, w, b, 1e-5, normvar)
+    assert out[0].dtype == dtype
+    for a, r in zip(out, out_r):
+        _close(a, r, dtype)
+    back_r = ref.bn_backward(gy, x, out_r[1], out_r[2], w, normvar)
+    back = mod.bn_backward(gy, x, out[1], out[2], w, normvar)
+    # gx is a difference of O(1) terms: scale the tolerance with the input's spread
+    np.testing.assert_allclose(back[0], back_r[0], **_tol(dtype))
+    for a, r in zip(back[1:], back_r[1:]):
+        _close(a, r, dtype)
+    sc, sh = rng.standard_normal(c), rng.standard_normal(c)
+    _close(mod.bn_forward_eval(x, sc, sh), ref.bn_forward_eval(x, sc, sh), dtype)
+
+
+@pytest.mark.parametrize("variant", COMPILED)
+@settings(max_examples=20, deadline=None)
+@given(
+    rows=st.integers(1, 12),
+    k=st.integers(2, 40),
+    p=st.sampled_from([None, 1, 2, 3]),
+    dtype=dtypes,
+    need=st.booleans(),
+)
+def test_row_norm_matches_reference(variant, rows, k, p, dtype, need):
+    if p is not None:
+        rows = max(p, rows - rows % p)  # group norm: whole samples of p groups
+    rng = np.random.default_rng(rows * 50 + k)
+    x = (rng.standard_normal((rows, k)) * 3 + 2).astype(dtype)
+    w = None if p is None else rng.standard_normal((p, k)).astype(dtype)
+    b = None if p is None else rng.standard_normal((p, k)).astype(dtype)
+    gy = rng.standard_normal(x.shape).astype(dtype)
+    ref, mod = K.get("layer_norm", "reference"), K.get("layer_norm", variant)
+    out_r, out = ref.row_forward(x, w, b, 1e-5), mod.row_forward(x, w, b, 1e-5)
+    for a, r in zip(out, out_r):
+        _close(a, r, dtype)
+    back_r = ref.row_backward(gy, x, out_r[1], out_r[2], w, need)
+    back = mod.row_backward(gy, x, out[1], out[2], w, need)
+    _close(back[0], back_r[0], dtype)
+    if need and w is not None:
+        _close(back[1], back_r[1], dtype)
+        _close(back[2], back_r[2], dtype)
+
+
+@pytest.mark.parametrize("variant", K.variants("batch_norm"))
+def test_statistics_survive_a_large_mean(variant):
+    # shifted float64 accumulation: var of 1e4 + N(0, 1) data stays accurate in float32
+    rng = np.random.default_rng(0)
+    x = (1e4 + rng.standard_normal((64, 3, 100))).astype(np.float32)
+    mod = K.get("batch_norm", variant)
+    _, mean, _, var = mod.bn_forward_train(x, np.ones(3), np.zeros(3), 1e-5, True)
+    x64 = x.astype(np.float64)
+    np.testing.assert_allclose(var, x64.var(axis=(0, 2)), rtol=1e-6)
+    np.testing.assert_allclose(mean, x64.mean(axis=(0, 2)), rtol=1e-12)
+    _, m2, s2 = mod.row_forward(x.reshape(64, -1), None, None, 0.0)
+    np.testing.assert_allclose(1 / s2**2, x64.reshape(64, -1).var(axis=1), rtol=1e-6)
