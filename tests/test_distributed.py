@@ -221,7 +221,7 @@ def single_process():
 
 
 @needs_mpi
-@pytest.mark.parametrize("bucketing", ["one_bucket", "small_buckets"])
+@pytest.mark.parametrize("bucketing", ["one_bucket", "small_buckets", "grad_hook"])
 def test_two_ranks_match_one_process_on_the_concatenated_batch(mpi_run, single_process, bucketing):
     out, _ = mpi_run
     info = json.loads((out / "info_rank0.json").read_text())
@@ -423,6 +423,16 @@ def _worker_train(out: Path) -> None:
             path = out / "ckpt.safetensors"
             dist.save_checkpoint({"model": dp.state_dict(), "step": dp.steps}, path)
             info["ckpt_exists_after_save"] = path.exists()
+
+    # the Trainer-style hook: called with the parameter list after backward
+    tg.manual_seed(INIT_SEED + rank)
+    model = zoo.lenet5()
+    params = list(model.parameters())
+    hook = dist.GradientHook(params)  # broadcasts rank 0's init now
+    opt = optim.SGD(params, lr=LR, momentum=MOMENTUM)
+    losses = train_steps(model, opt, xs, ys, sync=lambda: hook(params))
+    np.savez(out / f"grad_hook_rank{rank}.npz", **model.state_dict())
+    info["grad_hook_losses"] = [dist.all_reduce_mean(v) for v in losses]
 
     feats = np.random.default_rng(rank).standard_normal((4, 3)).astype(np.float32)
     target = tg.zeros(4, 1)

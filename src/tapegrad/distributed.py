@@ -477,24 +477,34 @@ class GradientHook:
     """``hook(params)``: average the given parameters' gradients across ranks.
 
     For training loops that own the model and call a hook after ``backward()`` (the
-    ``grad_hook`` of :class:`tapegrad.train.Trainer`). The first call packs ``params`` into
-    buckets and copies rank 0's parameter values to every rank; each call then does one
+    ``grad_hook`` of :class:`tapegrad.train.Trainer`). ``params`` given here are broadcast
+    from rank 0 at once, so replicas start equal; without them the first call packs the
+    parameters it receives and broadcasts them then -- after the first backward, so the
+    replicas must already start equal (the same seed on every rank). Each call does one
     Allreduce per bucket, like :meth:`DataParallel.sync_gradients`.
     """
 
-    def __init__(self, comm: Any = None, bucket_cap_mb: float = 25.0) -> None:
+    def __init__(
+        self, params: list[Any] | None = None, comm: Any = None, bucket_cap_mb: float = 25.0
+    ) -> None:
         self.comm = _comm(comm)
         self.cap = int(bucket_cap_mb * 2**20)
         self.buckets: list[_Bucket] | None = None
         self.last_allreduce_seconds = 0.0
         self.allreduce_seconds = 0.0
+        if params is not None:
+            self._setup(list(params))
+
+    def _setup(self, params: list[Any]) -> None:
+        params = [p for p in params if p.requires_grad]
+        for p in params:
+            self.comm.Bcast(p.data, root=0)
+        self.buckets = _make_buckets(params, [], self.cap)
 
     def __call__(self, params: list[Any]) -> None:
         if self.buckets is None:
-            params = [p for p in params if p.requires_grad]
-            for p in params:
-                self.comm.Bcast(p.data, root=0)
-            self.buckets = _make_buckets(params, [], self.cap)
+            self._setup(list(params))
+        assert self.buckets is not None
         dt = _allreduce_mean(self.comm, self.buckets)
         self.last_allreduce_seconds = dt
         self.allreduce_seconds += dt
