@@ -1,0 +1,421 @@
+"""Training and evaluation loops behind ``tapegrad train`` / ``tapegrad eval``.
+
+:class:`Trainer` owns one model, optimizer, scheduler and the data loaders. Its per-batch
+work is split so that data-parallel training can hook in without touching the loop:
+
+- :meth:`Trainer.train_step` runs forward, loss, backward, then ``grad_hook(params)``
+  (e.g. an all-reduce of the gradients; ``None`` on one process), then the optimizer
+  step and the per-batch scheduler step;
+- ``is_main`` switches progress bars, ``metrics.jsonl``, checkpoints and plots off on all
+  but rank 0; ``DataLoader(rank=, world_size=)`` shards each epoch's batches.
+
+Every epoch ends with a test evaluation (under ``no_grad``), one ``metrics.jsonl``
+line, a checkpoint (``RUN_DIR/last.safetensors`` + ``epoch{N}.safetensors``) and the PNG
+curves. ``--resume CKPT`` restores model, optimizer, scheduler, the epoch counter and the
+random generator, so a resumed run ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import checkpoint, creation, data, lr_scheduler, optim, zoo
+from .autograd import no_grad
+from .kernels import set_num_threads
+from .nn import functional as F
+from .nn.module import Module
+from .tensor import Tensor
+
+# Fashion-MNIST / MNIST / CIFAR-10 channel statistics of the [0, 1] training pixels
+_NORMALISE = {
+    "fashion-mnist": ((0.2860,), (0.3530,)),
+    "mnist": ((0.1307,), (0.3081,)),
+    "digits": ((0.3,), (0.4,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+}
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; saved into each checkpoint and ``config.json``."""
+
+    model: str = "lenet5"
+    data: str = "fashion-mnist"
+    data_dir: str | None = None
+    epochs: int = 1
+    batch_size: int = 64
+    lr: float | None = None
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    scheduler: str = "none"
+    warmup: int = 0
+    threads: int | None = None
+    seed: int = 0
+    out: str | None = None
+    augment: bool = False
+    limit_train: int | None = None
+    limit_test: int | None = None
+    eval_batch_size: int = 500
+    progress: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
+
+
+def build_optimizer(cfg: TrainConfig, params: Sequence[Any]) -> optim.Optimizer:
+    lr = cfg.lr if cfg.lr is not None else DEFAULT_LR[cfg.optimizer]
+    if cfg.optimizer == "sgd":
+        return optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay or 0.01)
+    if cfg.optimizer == "rmsprop":
+        return optim.RMSprop(params, lr=lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+    raise ValueError(
+        f"train: unknown optimizer {cfg.optimizer!r}; choose from {sorted(DEFAULT_LR)}"
+    )
+
+
+SCHEDULERS = ("none", "step", "cosine", "onecycle")
+
+
+def build_scheduler(
+    cfg: TrainConfig, opt: optim.Optimizer, steps_per_epoch: int
+) -> lr_scheduler.LRScheduler | None:
+    """A per-batch schedule over the whole run (``--warmup N`` batches in front of it)."""
+    total = max(cfg.epochs * steps_per_epoch, 2)
+    sched: lr_scheduler.LRScheduler | None
+    if cfg.scheduler == "none":
+        sched = None
+    elif cfg.scheduler == "step":
+        # divide by 10 after each third of the run
+        sched = lr_scheduler.StepLR(opt, step_size=max(total // 3, 1), gamma=0.1)
+    elif cfg.scheduler == "cosine":
+        sched = lr_scheduler.CosineAnnealingLR(opt, T_max=max(total - cfg.warmup, 1))
+    elif cfg.scheduler == "onecycle":
+        sched = lr_scheduler.OneCycleLR(opt, max_lr=opt.lr, total_steps=total)
+    else:
+        raise ValueError(f"train: unknown scheduler {cfg.scheduler!r}; choose from {SCHEDULERS}")
+    if cfg.warmup:
+        sched = lr_scheduler.LinearWarmup(opt, cfg.warmup, after=sched)
+    return sched
+
+
+def model_input_size(model_name: str) -> int:
+    return zoo.DEFAULT_INPUT.get(model_name, 28)
+
+
+def prepare_arrays(
+    cfg: TrainConfig, split: str, normalise: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Load a split, cut it to the limit, pad/resize to the model's input, normalise.
+
+    Done once on the whole array (one pass, no per-batch cost); the loaders then hand
+    out views or one gather per batch.
+    """
+    x, y = data.load_dataset(cfg.data, split, cfg.data_dir)
+    limit = cfg.limit_train if split == "train" else cfg.limit_test
+    if limit is not None:
+        x, y = x[:limit], y[:limit]
+    side = model_input_size(cfg.model)
+    if x.shape[-1] < side:
+        x = data.Pad((side - x.shape[-1]) // 2)(x)
+    elif x.shape[-1] > side:
+        x = data.resize_bilinear(x, side)
+    if normalise:
+        mean, std = _NORMALISE[cfg.data]
+        if len(mean) != x.shape[1]:
+            mean, std = mean[:1] * x.shape[1], std[:1] * x.shape[1]
+        x = data.Normalize(mean, std)(x)
+    return np.ascontiguousarray(x, dtype=np.float32), y
+
+
+def is_reconstruction(model: Module) -> bool:
+    return getattr(model, "task", "classification") == "reconstruction"
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    accuracy: float | None
+    images: int
+    seconds: float
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else float("nan")
+
+
+def evaluate(
+    model: Module, loader: data.DataLoader, reconstruction: bool = False
+) -> tuple[float, float | None]:
+    """Mean loss and accuracy (None for reconstruction) over a loader, without recording."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct, seen = 0.0, 0, 0
+    with no_grad():
+        for xb, yb in loader:
+            x = Tensor._from_op(xb)
+            out = model(x)
+            n = xb.shape[0]
+            if reconstruction:
+                total_loss += float(F.mse_loss(out, x).item()) * n
+            else:
+                total_loss += float(F.cross_entropy(out, yb).item()) * n
+                correct += int((out.data.argmax(axis=1) == yb).sum())
+            seen += n
+    model.train(was_training)
+    seen = max(seen, 1)
+    return total_loss / seen, None if reconstruction else correct / seen
+
+
+class Trainer:
+    """One training run: model + optimizer + scheduler + loaders + run directory."""
+
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        model: Module | None = None,
+        train_loader: data.DataLoader | None = None,
+        test_loader: data.DataLoader | None = None,
+        grad_hook: Callable[[list[Any]], None] | None = None,
+        is_main: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        if cfg.threads:
+            set_num_threads(cfg.threads)
+        creation.manual_seed(cfg.seed)
+        self.model = model if model is not None else zoo.get_model(cfg.model)
+        self.reconstruction = is_reconstruction(self.model)
+        if train_loader is None or test_loader is None:
+            norm = not self.reconstruction
+            xtr, ytr = prepare_arrays(cfg, "train", norm)
+            xte, yte = prepare_arrays(cfg, "test", norm)
+            transform = None
+            if cfg.augment:
+                side = xtr.shape[-1]
+                steps: list[Any] = [data.RandomCrop(side, padding=2)]
+                if cfg.data == "cifar10":
+                    steps.append(data.RandomHorizontalFlip())
+                transform = data.Compose(steps)
+            train_loader = train_loader or data.DataLoader(
+                data.TensorDataset(xtr, ytr, transform=transform),
+                cfg.batch_size,
+                shuffle=True,
+                seed=cfg.seed,
+                rank=rank,
+                world_size=world_size,
+            )
+            test_loader = test_loader or data.DataLoader(
+                data.TensorDataset(xte, yte), cfg.eval_batch_size
+            )
+        self.train_loader, self.test_loader = train_loader, test_loader
+        self.params = list(self.model.parameters())
+        self.optimizer = build_optimizer(cfg, self.params)
+        self.scheduler = build_scheduler(cfg, self.optimizer, len(self.train_loader))
+        self.grad_hook = grad_hook
+        self.is_main = is_main
+        self.epoch = 0  # epochs completed
+        self.history: list[dict[str, Any]] = []
+        self.out = Path(cfg.out) if cfg.out else None
+        self.log = log or (lambda msg: print(msg, flush=True))
+
+    # --- one batch --------------------------------------------------------------------
+    def loss_of(self, xb: np.ndarray, yb: np.ndarray) -> tuple[Tensor, Tensor]:
+        x = Tensor._from_op(xb)  # the batch array is used as is: no copy
+        out = self.model(x)
+        loss = F.mse_loss(out, x) if self.reconstruction else F.cross_entropy(out, yb)
+        return loss, out
+
+    def train_step(self, xb: np.ndarray, yb: np.ndarray) -> tuple[float, int]:
+        """Forward, backward, ``grad_hook``, optimizer and scheduler step.
+
+        Returns (loss, number of correct predictions; 0 for reconstruction).
+        """
+        self.optimizer.zero_grad()
+        loss, out = self.loss_of(xb, yb)
+        loss.backward()
+        if self.grad_hook is not None:
+            self.grad_hook(self.params)  # after backward, before the update
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        correct = 0 if self.reconstruction else int((out.data.argmax(axis=1) == yb).sum())
+        return float(loss.item()), correct
+
+    # --- one epoch --------------------------------------------------------------------
+    def train_epoch(self) -> EpochStats:
+        from tqdm import tqdm
+
+        self.model.train()
+        self.train_loader.set_epoch(self.epoch)
+        total_loss, correct, seen = 0.0, 0, 0
+        t0 = time.perf_counter()
+        bar = tqdm(
+            self.train_loader,
+            total=len(self.train_loader),
+            desc=f"epoch {self.epoch + 1}/{self.cfg.epochs}",
+            unit="batch",
+            disable=not (self.is_main and self.cfg.progress),
+            leave=True,
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
+        for i, (xb, yb) in enumerate(bar):
+            loss, c = self.train_step(xb, yb)
+            n = xb.shape[0]
+            total_loss += loss * n
+            correct += c
+            seen += n
+            if i % 10 == 0 or i == len(self.train_loader) - 1:
+                rate = seen / max(time.perf_counter() - t0, 1e-9)
+                post = {"loss": f"{total_loss / seen:.4f}"}
+                if not self.reconstruction:
+                    post["acc"] = f"{correct / seen:.3f}"
+                post["img/s"] = f"{rate:.0f}"
+                bar.set_postfix(post, refresh=False)
+        bar.close()
+        dt = time.perf_counter() - t0
+        seen = max(seen, 1)
+        return EpochStats(
+            total_loss / seen, None if self.reconstruction else correct / seen, seen, dt
+        )
+
+    def fit(self) -> list[dict[str, Any]]:
+        """Train the remaining epochs; return the metrics of every epoch of the run."""
+        if self.out is not None and self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(json.dumps(asdict(self.cfg), indent=2) + "\n")
+        while self.epoch < self.cfg.epochs:
+            stats = self.train_epoch()
+            test_loss, test_acc = evaluate(self.model, self.test_loader, self.reconstruction)
+            self.epoch += 1
+            row = {
+                "epoch": self.epoch,
+                "train_loss": stats.loss,
+                "train_accuracy": stats.accuracy,
+                "test_loss": test_loss,
+                "test_accuracy": test_acc,
+                "lr": self.optimizer.lr,
+                "images_per_s": stats.images_per_s,
+                "epoch_seconds": stats.seconds,
+            }
+            self.history.append(row)
+            if self.is_main:
+                if self.reconstruction:
+                    self.log(
+                        f"epoch {self.epoch}: train MSE {stats.loss:.5f}, test MSE "
+                        f"{test_loss:.5f}, {stats.images_per_s:.0f} images/s"
+                    )
+                else:
+                    self.log(
+                        f"epoch {self.epoch}: train loss {stats.loss:.4f}, test loss "
+                        f"{test_loss:.4f}, test accuracy {100 * test_acc:.2f}%, "
+                        f"{stats.images_per_s:.0f} images/s"
+                    )
+                if self.out is not None:
+                    self._write_epoch(row)
+        return self.history
+
+    # --- run directory ----------------------------------------------------------------
+    def _write_epoch(self, row: dict[str, Any]) -> None:
+        assert self.out is not None
+        with open(self.out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+        state = self.state_dict()
+        checkpoint.save(state, self.out / "last.safetensors")
+        checkpoint.save(state, self.out / f"epoch{self.epoch}.safetensors")
+        plot_curves(read_metrics(self.out / "metrics.jsonl"), self.out / "curves.png", self.log)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": dict(self.model.state_dict()),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "epoch": self.epoch,
+            "rng": {"tapegrad": creation.generator().bit_generator.state},
+            "config": asdict(self.cfg),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = int(state["epoch"])
+        rng = state.get("rng", {}).get("tapegrad")
+        if rng is not None:
+            creation.generator().bit_generator.state = rng
+
+    def resume(self, path: str | os.PathLike) -> None:
+        state = checkpoint.load(path)
+        if not isinstance(state, dict) or "model" not in state or "epoch" not in state:
+            raise ValueError(
+                f"train: {path} is not a training checkpoint (no 'model'/'epoch' entries)"
+            )
+        self.load_state_dict(state)
+        if self.out is not None and (self.out / "metrics.jsonl").exists():
+            # keep the lines of the epochs the checkpoint covers, drop any later ones
+            rows = [r for r in read_metrics(self.out / "metrics.jsonl") if r["epoch"] <= self.epoch]
+            self.history = rows
+            (self.out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+_notice_shown = False
+
+
+def plot_curves(
+    rows: list[dict[str, Any]], path: str | os.PathLike, log: Callable[[str], None] = print
+) -> bool:
+    """Loss (train, test) and test accuracy per epoch as a PNG; False without matplotlib."""
+    global _notice_shown
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        if not _notice_shown:
+            log("matplotlib is not installed: no curves PNG (pip install tapegrad[plot])")
+            _notice_shown = True
+        return False
+    epochs = [r["epoch"] for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    ax1.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train")
+    ax1.plot(epochs, [r["test_loss"] for r in rows], "s-", label="test")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("loss")
+    ax1.legend()
+    if rows and rows[0].get("test_accuracy") is not None:
+        ax2.plot(epochs, [100 * r["train_accuracy"] for r in rows], "o-", label="train")
+        ax2.plot(epochs, [100 * r["test_accuracy"] for r in rows], "s-", label="test")
+        ax2.set_ylabel("accuracy (%)")
+        ax2.legend()
+    else:
+        ax2.plot(epochs, [r["images_per_s"] for r in rows], "o-")
+        ax2.set_ylabel("images/s")
+    ax2.set_xlabel("epoch")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
