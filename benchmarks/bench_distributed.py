@@ -116,7 +116,8 @@ def launch(ranks: int, args: argparse.Namespace) -> dict:
         OPENBLAS_NUM_THREADS="1",
         MKL_NUM_THREADS="1",
     )
-    cmd = ["mpirun", "-n", str(ranks), "--oversubscribe", "--bind-to", "none", sys.executable]
+    cmd = ["mpirun", "-n", str(ranks), "--oversubscribe", "--bind-to", "none"]
+    cmd += args.mpirun_args.split() + [sys.executable]
     cmd += [str(HERE), "--worker", "--global-batch", str(args.global_batch)]
     cmd += ["--steps", str(args.steps), "--warmup", str(args.warmup)]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
@@ -132,6 +133,11 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     p.add_argument("--repeat", type=int, default=1, help="runs per rank count (median)")
+    p.add_argument(
+        "--mpirun-args",
+        default="",
+        help="extra mpirun options, e.g. '--mca mpi_yield_when_idle 1' on a busy machine",
+    )
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
