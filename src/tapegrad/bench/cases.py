@@ -418,10 +418,16 @@ def _gap_bytes(p: dict, direction: str) -> int:
     return {"forward": x + y, "backward": y + x, "both": 2 * (x + y)}[direction]
 
 
-def _x_from_sig(sig: tuple) -> dict | None:
-    xs = next(s for s in sig if isinstance(s, tuple) and len(s) == 4)
-    n, c, h, w = xs
+def _shape_params(shape: tuple) -> dict:
+    """(N, C, H, W) parameters for an input shape of rank 2 to 4 (missing axes are 1)."""
+    n, c, *rest = shape
+    h, w = ((*rest, 1, 1)[:2]) if len(rest) < 2 else rest[-2:]
     return {"N": n, "C": c, "H": h, "W": w}
+
+
+def _x_from_sig(sig: tuple) -> dict | None:
+    xs = next(s for s in sig if isinstance(s, tuple) and 2 <= len(s) <= 4)
+    return _shape_params(xs)
 
 
 # --- normalisation and dropout -----------------------------------------------------------
@@ -492,10 +498,25 @@ def _bn_directions(p: dict) -> tuple[str, ...]:
 
 
 def _bn_from_sig(sig: tuple) -> dict | None:
-    p = _x_from_sig(sig)
-    if p is not None:
-        p["mode"] = "train" if any(s is True or s == "train" for s in sig) else "eval"
-    return p
+    # ("batch_norm", (N, C, H*W), dtype, normalize_variance) in training,
+    # ("batch_norm", (N, C, H*W), dtype) in eval
+    _, (n, c, hw) = sig[:2]
+    side = math.isqrt(hw)
+    h, w = (side, side) if side * side == hw else (hw, 1)
+    return {"N": n, "C": c, "H": h, "W": w, "mode": "train" if len(sig) >= 4 else "eval"}
+
+
+def _rows_from_sig(sig: tuple) -> dict | None:
+    # ("layer_norm", (rows, k), ...): the kernel sees rows of k values; (N=rows, C=1, H=k)
+    # gives the same kernel call
+    _, (rows, k) = sig[:2]
+    return {"N": rows, "C": 1, "H": k, "W": 1}
+
+
+def _gn_from_sig(sig: tuple) -> dict | None:
+    # ("group_norm", (N * groups, C/groups * H*W), dtype, groups, affine)
+    _, (rows, k), _dt, g = sig[:4]
+    return {"N": rows // g, "C": g, "H": k, "W": 1, "groups": g}
 
 
 def _ln_call(T: dict, p: dict):
@@ -567,11 +588,60 @@ def _dropout_bytes(p: dict, direction: str) -> int:
 
 
 def _dropout_from_sig(sig: tuple) -> dict | None:
-    p = _x_from_sig(sig)
-    probs = [s for s in sig if isinstance(s, float) and 0 <= s <= 1]
-    if p is not None:
-        p["p"] = probs[0] if probs else 0.5
-    return p
+    # ("dropout", x.shape, dtype): the drop probability is not part of it
+    return {**_x_from_sig(sig), "p": 0.5}
+
+
+def _dropout2d_from_sig(sig: tuple) -> dict | None:
+    # ("dropout2d", (N * C, H * W), dtype): one row per plane; (N=rows, C=1, H=H*W) gives
+    # the same kernel call
+    _, (rows, hw) = sig[:2]
+    return {"N": rows, "C": 1, "H": hw, "W": 1, "p": 0.5}
+
+
+def _dropout2d_call(T: dict, p: dict):
+    import tapegrad.nn.functional as F
+
+    return F.dropout2d(T["x"], p["p"], training=True)
+
+
+def _dropout2d_torch(T: dict, p: dict):
+    import torch.nn.functional as tF
+
+    return tF.dropout2d(T["x"], p["p"], training=True)
+
+
+def _dropout2d_bytes(p: dict, direction: str) -> int:
+    n = _elems(p)
+    mask = p["N"] * p["C"]  # one keep flag per (image, channel) plane
+    fwd, bwd = 2 * F32 * n + mask, 2 * F32 * n + mask
+    return {"forward": fwd, "backward": bwd, "both": fwd + bwd}[direction]
+
+
+def _gauss_label(p: dict) -> str:
+    return f"N{p['N']} C{p['C']} {p['H']}x{p['W']} sigma{p['sigma']}"
+
+
+def _gauss_call(T: dict, p: dict):
+    import tapegrad.nn.functional as F
+
+    return F.gaussian_dropout(T["x"], p["sigma"], training=True)
+
+
+def _gauss_torch(T: dict, p: dict):
+    import torch
+
+    # PyTorch has no Gaussian dropout op: the same computation, x * N(1, sigma^2)
+    return T["x"] * (1 + p["sigma"] * torch.randn_like(T["x"]))
+
+
+def _gauss_bytes(p: dict, direction: str) -> int:
+    n = F32 * _elems(p)  # the noise is regenerated from the counter, never stored
+    return {"forward": 2 * n, "backward": 2 * n, "both": 4 * n}[direction]
+
+
+def _gauss_from_sig(sig: tuple) -> dict | None:
+    return {**_x_from_sig(sig), "sigma": 0.5}
 
 
 # --- the table ---------------------------------------------------------------------------
@@ -629,19 +699,31 @@ SPECS: dict[str, OpSpec] = {
             "layer_norm", "bytes", _nchw_label, _ln_build, _ln_call, _ln_torch,
             _norm_flops, _ln_bytes,
             standard=[dict(_NCHW)],
-            from_signature=_x_from_sig,
+            from_signature=_rows_from_sig,
         ),
         OpSpec(
             "group_norm", "bytes", _nchw_label, _norm_build, _gn_call, _gn_torch,
             _norm_flops, _norm_bytes,
             standard=[{**_NCHW, "groups": 8}],
-            from_signature=_x_from_sig,
+            from_signature=_gn_from_sig,
         ),
         OpSpec(
             "dropout", "bytes", _nchw_label, _x_build, _dropout_call, _dropout_torch,
             _dropout_flops, _dropout_bytes,
             standard=[{**_NCHW, "p": 0.5}],
             from_signature=_dropout_from_sig, seeded=True,
+        ),
+        OpSpec(
+            "dropout2d", "bytes", _nchw_label, _x_build, _dropout2d_call, _dropout2d_torch,
+            _dropout_flops, _dropout2d_bytes,
+            standard=[{**_NCHW, "p": 0.5}],
+            from_signature=_dropout2d_from_sig, seeded=True,
+        ),
+        OpSpec(
+            "gaussian_dropout", "bytes", _gauss_label, _x_build, _gauss_call, _gauss_torch,
+            _dropout_flops, _gauss_bytes,
+            standard=[{**_NCHW, "sigma": 0.5}],
+            from_signature=_gauss_from_sig, seeded=True,
         ),
     ]
 }  # fmt: skip
