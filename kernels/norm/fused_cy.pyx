@@ -69,7 +69,7 @@ cdef inline void _bn_backward_channel(real[:, :, ::1] gy, real[:, :, ::1] x,
                                       double[::1] gb, Py_ssize_t ch) noexcept nogil:
     cdef Py_ssize_t n = x.shape[0], s = x.shape[2], i, j
     cdef double m = n * s, mu = mean[ch], inv = invstd[ch], sg = 0, sgx = 0, g, a, c1
-    cdef real af, cf, of, mf
+    cdef real af, cf, of, mf, mg
     for i in range(n):
         for j in range(s):
             g = gy[i, ch, j]
@@ -77,17 +77,20 @@ cdef inline void _bn_backward_channel(real[:, :, ::1] gy, real[:, :, ::1] x,
             sgx += g * (x[i, ch, j] - mu)
     gb[ch] = sg
     gw[ch] = sgx * inv
-    # gx = a*gy - c1*(x - mf) + c0: the closed form with xhat = (x - mu) * inv
-    # expanded, centred on the dtype-rounded mean mf as in the forward
+    # gx = a*(gy - mean(gy)) - c1*(x - mf) + c0: the closed form with
+    # xhat = (x - mu) * inv expanded, centred on the dtype-rounded mean mf as in the
+    # forward (c0 = c1*(mu - mf) is that rounding). gy - mean(gy) comes first so a
+    # batch of one gives exactly zero without variance normalisation.
     a = w[ch] * inv
     c1 = a * sgx * inv * inv / m if normvar else 0.0
     mf = <real>mu
+    mg = <real>(sg / m)
     af = <real>a
     cf = <real>c1
-    of = <real>(c1 * (mu - mf) - a * sg / m)
+    of = <real>(c1 * (mu - mf))
     for i in range(n):
         for j in range(s):
-            gx[i, ch, j] = af * gy[i, ch, j] - cf * (x[i, ch, j] - mf) + of
+            gx[i, ch, j] = af * (gy[i, ch, j] - mg) - cf * (x[i, ch, j] - mf) + of
 
 
 def _bn_backward(real[:, :, ::1] gy, real[:, :, ::1] x, double[::1] mean,

@@ -81,21 +81,25 @@ def _bn_backward(gy, x, mean, invstd, w, normvar, gx, gw, gb, coef):
                 sgx += g * (np.float64(x[i, ch, j]) - mu)
         gb[ch] = sg
         gw[ch] = sgx * inv
-        # gx = a*gy - c1*(x - mf) + c0: the closed form with xhat = (x - mu) * inv
-        # expanded, centred on the dtype-rounded mean mf as in the forward
+        # gx = a*(gy - mean(gy)) - c1*(x - mf) + c0: the closed form with
+        # xhat = (x - mu) * inv expanded, centred on the dtype-rounded mean mf as in the
+        # forward (c0 = c1*(mu - mf) is that rounding). gy - mean(gy) comes first so a
+        # batch of one gives exactly zero without variance normalisation.
         a = w[ch] * inv
         c1 = a * sgx * inv * inv / m if normvar else 0.0
         coef[ch, 3] = mu
         mf = coef[ch, 3]
+        coef[ch, 4] = sg / m
+        mg = coef[ch, 4]
         coef[ch, 0] = a
         coef[ch, 1] = c1
-        coef[ch, 2] = c1 * (mu - mf) - a * sg / m
+        coef[ch, 2] = c1 * (mu - mf)
         af = coef[ch, 0]
         cf = coef[ch, 1]
         of = coef[ch, 2]
         for i in range(n):
             for j in range(s):
-                gx[i, ch, j] = af * gy[i, ch, j] - cf * (x[i, ch, j] - mf) + of
+                gx[i, ch, j] = af * (gy[i, ch, j] - mg) - cf * (x[i, ch, j] - mf) + of
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
@@ -199,7 +203,7 @@ def bn_backward(gy, x, mean, invstd, w, normalize_variance):
     c = x.shape[1]
     gx = np.empty_like(x)
     gw, gb = np.empty(c), np.empty(c)
-    coef = np.empty((c, 4), x.dtype)
+    coef = np.empty((c, 5), x.dtype)
     _bn_backward(gy, x, mean, invstd, w, bool(normalize_variance), gx, gw, gb, coef)
     return gx, gw, gb
 
