@@ -19,6 +19,8 @@ _P = __name__
 register("conv2d", "reference", f"{_P}.reference")
 register("conv2d", "im2col-numba", f"{_P}.im2col_numba")
 register("conv2d", "im2col-cython", f"{_P}.im2col_cy")
+register("conv2d", "direct-numba", f"{_P}.direct_numba")
+register("conv2d", "direct-cython", f"{_P}.direct_cy")
 
 
 def _conv2d_rule(sig: tuple) -> list[str]:

@@ -44,8 +44,19 @@ def _forward(x, w, b, y, has_bias, groups, sh, sw, ph, pw, dh, dw):
                         off = j * dw - pw
                         lo, hi = _col_range(off, sw, wo, wd)
                         wv = w[ic, ocl, i, j]
-                        for iw in range(lo, hi):
-                            yrow[iw * sw + off] += wv * xrow[iw]
+                        if hi > lo:
+                            # zero-based views: indices provably >= 0, so Numba drops the
+                            # negative-index wraparound and LLVM vectorises the stride-1 loop
+                            if sw == 1:
+                                xrow_ = xrow[lo:hi]
+                                yrow_ = yrow[lo + off : hi + off]
+                                for k in range(hi - lo):
+                                    yrow_[k] += wv * xrow_[k]
+                            else:
+                                xrow_ = xrow[lo:hi]
+                                yrow_ = yrow[lo * sw + off : (hi - 1) * sw + off + 1 : sw]
+                                for k in range(hi - lo):
+                                    yrow_[k] += wv * xrow_[k]
 
 
 @njit(parallel=True, cache=True)
@@ -74,8 +85,19 @@ def _backward_x(gy, w, gx, groups, sh, sw, ph, pw, dh, dw):
                         off = j * dw - pw
                         lo, hi = _col_range(off, sw, wo, wd)
                         wv = w[ic, ocl, i, j]
-                        for iw in range(lo, hi):
-                            gxrow[iw] += wv * gyrow[iw * sw + off]
+                        if hi > lo:
+                            # zero-based views: indices provably >= 0, so Numba drops the
+                            # negative-index wraparound and LLVM vectorises the stride-1 loop
+                            if sw == 1:
+                                gxrow_ = gxrow[lo:hi]
+                                gyrow_ = gyrow[lo + off : hi + off]
+                                for k in range(hi - lo):
+                                    gxrow_[k] += wv * gyrow_[k]
+                            else:
+                                gxrow_ = gxrow[lo:hi]
+                                gyrow_ = gyrow[lo * sw + off : (hi - 1) * sw + off + 1 : sw]
+                                for k in range(hi - lo):
+                                    gxrow_[k] += wv * gyrow_[k]
 
 
 @njit(parallel=True, cache=True)
@@ -103,8 +125,21 @@ def _backward_w(gy, x, gw, groups, sh, sw, ph, pw, dh, dw):
                             off = j * dw - pw
                             lo, hi = _col_range(off, sw, wo, wd)
                             a = acc[ocl, i, j]
-                            for iw in range(lo, hi):
-                                a[iw] += xrow[iw] * gyrow[iw * sw + off]
+                            if hi > lo:
+                                # zero-based views: indices provably >= 0, so Numba drops the
+                                # negative-index wraparound and LLVM vectorises the stride-1 loop
+                                if sw == 1:
+                                    a_ = a[lo:hi]
+                                    xrow_ = xrow[lo:hi]
+                                    gyrow_ = gyrow[lo + off : hi + off]
+                                    for k in range(hi - lo):
+                                        a_[k] += xrow_[k] * gyrow_[k]
+                                else:
+                                    a_ = a[lo:hi]
+                                    xrow_ = xrow[lo:hi]
+                                    gyrow_ = gyrow[lo * sw + off : (hi - 1) * sw + off + 1 : sw]
+                                    for k in range(hi - lo):
+                                        a_[k] += xrow_[k] * gyrow_[k]
         for ocl in range(og):
             for i in range(kh):
                 for j in range(kw):

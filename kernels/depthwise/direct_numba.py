@@ -46,8 +46,19 @@ def _forward(x, w, b, y, has_bias, sh, sw, ph, pw, dh, dw):
                     off = j * dw - pw
                     lo, hi = _col_range(off, sw, wd, wo)
                     wv = w[oc, 0, i, j]
-                    for ow in range(lo, hi):  # interior: no checks
-                        yrow[ow] += wv * xrow[ow * sw + off]
+                    if hi > lo:
+                        # zero-based views: indices provably >= 0, so Numba drops the
+                        # negative-index wraparound and LLVM vectorises the stride-1 loop
+                        if sw == 1:
+                            yrow_ = yrow[lo:hi]
+                            xrow_ = xrow[lo + off : hi + off]
+                            for k in range(hi - lo):
+                                yrow_[k] += wv * xrow_[k]
+                        else:
+                            yrow_ = yrow[lo:hi]
+                            xrow_ = xrow[lo * sw + off : (hi - 1) * sw + off + 1 : sw]
+                            for k in range(hi - lo):
+                                yrow_[k] += wv * xrow_[k]
 
 
 @njit(parallel=True, cache=True)
@@ -75,8 +86,19 @@ def _backward_x(gy, w, gx, sh, sw, ph, pw, dh, dw):
                         off = j * dw - pw
                         lo, hi = _col_range(off, sw, wd, wo)
                         wv = w[oc, 0, i, j]
-                        for ow in range(lo, hi):
-                            gxrow[ow * sw + off] += wv * gyrow[ow]
+                        if hi > lo:
+                            # zero-based views: indices provably >= 0, so Numba drops the
+                            # negative-index wraparound and LLVM vectorises the stride-1 loop
+                            if sw == 1:
+                                gyrow_ = gyrow[lo:hi]
+                                gxrow_ = gxrow[lo + off : hi + off]
+                                for k in range(hi - lo):
+                                    gxrow_[k] += wv * gyrow_[k]
+                            else:
+                                gyrow_ = gyrow[lo:hi]
+                                gxrow_ = gxrow[lo * sw + off : (hi - 1) * sw + off + 1 : sw]
+                                for k in range(hi - lo):
+                                    gxrow_[k] += wv * gyrow_[k]
 
 
 @njit(parallel=True, cache=True)
@@ -102,8 +124,21 @@ def _backward_w(gy, x, gw, sh, sw, ph, pw, dh, dw):
                         off = j * dw - pw
                         lo, hi = _col_range(off, sw, wd, wo)
                         a = acc[i, j]
-                        for ow in range(lo, hi):
-                            a[ow] += gyrow[ow] * xrow[ow * sw + off]
+                        if hi > lo:
+                            # zero-based views: indices provably >= 0, so Numba drops the
+                            # negative-index wraparound and LLVM vectorises the stride-1 loop
+                            if sw == 1:
+                                a_ = a[lo:hi]
+                                gyrow_ = gyrow[lo:hi]
+                                xrow_ = xrow[lo + off : hi + off]
+                                for k in range(hi - lo):
+                                    a_[k] += gyrow_[k] * xrow_[k]
+                            else:
+                                a_ = a[lo:hi]
+                                gyrow_ = gyrow[lo:hi]
+                                xrow_ = xrow[lo * sw + off : (hi - 1) * sw + off + 1 : sw]
+                                for k in range(hi - lo):
+                                    a_[k] += gyrow_[k] * xrow_[k]
         for i in range(kh):
             for j in range(kw):
                 s = 0.0
