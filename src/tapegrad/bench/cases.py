@@ -823,8 +823,13 @@ def zoo_cases(name: str, ops: list[str], batch: int = 64) -> list[Case]:
         c_in, side = side
     model = zoo.get_model(name)
     x = tg.Tensor(np.zeros((batch, c_in, side, side), dtype=np.float32))
-    with K.record() as calls, tg.no_grad():
-        model(x)
+    tuning = K.autotune_enabled()
+    K.autotune(False)  # only the shapes are wanted here: no tuning on zeros
+    try:
+        with K.record() as calls, tg.no_grad():
+            model(x)
+    finally:
+        K.autotune(tuning)
     return cases_from_signatures(calls, ops)
 
 
