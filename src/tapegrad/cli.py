@@ -38,7 +38,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="zoo model name (see `tapegrad info --list`)")
     _add_data_args(p)
     p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--batch-size", type=int, default=64, help="batch (with --distributed: global, split)"
+    )
     p.add_argument("--lr", type=float, default=None, help="learning rate (default per optimizer)")
     p.add_argument("--optimizer", default="sgd", choices=sorted(DEFAULT_LR))
     p.add_argument("--momentum", type=float, default=0.9)
@@ -99,19 +101,19 @@ def _run_delegated(command: str, module: str, rest: list[str]) -> int:
     return int(mod.main(p.parse_args(rest)) or 0)
 
 
-def _distributed_options() -> dict[str, Any]:
-    """Trainer keyword arguments from ``tapegrad.distributed.trainer_options()``.
+def _distributed_options(cfg: Any) -> dict[str, Any]:
+    """Trainer keyword arguments from ``tapegrad.distributed.trainer_options(cfg)``.
 
     The contract: it returns ``grad_hook`` (called with the parameter list after backward,
-    before the optimizer step), ``is_main``, ``rank`` and ``world_size``.
+    before the optimizer step), ``is_main``, ``rank``, ``world_size`` and ``model`` (the
+    DataParallel-wrapped model), and turns ``cfg.batch_size`` (the global batch) into the
+    per-rank batch.
     """
     try:
         dist = importlib.import_module("tapegrad.distributed")
-    except ImportError as e:
-        raise SystemExit(
-            f"tapegrad train: --distributed needs tapegrad.distributed ({e})"
-        ) from None
-    return dict(dist.trainer_options())
+        return dict(dist.trainer_options(cfg))
+    except ImportError as e:  # no mpi4py / MPI library: the message says what to install
+        raise SystemExit(f"tapegrad train: --distributed: {e}") from None
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -144,7 +146,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         limit_test=args.limit_test,
         progress=not args.no_progress,
     )
-    kwargs = _distributed_options() if args.distributed else {}
+    kwargs = _distributed_options(cfg) if args.distributed else {}
     from .data import DatasetNotFoundError
 
     try:

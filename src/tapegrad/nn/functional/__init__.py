@@ -10,9 +10,11 @@ from .dropout import dropout, dropout2d, gaussian_dropout
 from .linear import linear
 from .loss import cross_entropy, mse_loss
 from .norm import batch_norm, group_norm, layer_norm
-from .pool import max_pool2d
+from .pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 
 __all__ = [
+    "adaptive_avg_pool2d",
+    "avg_pool2d",
     "batch_norm",
     "dropout",
     "dropout2d",
