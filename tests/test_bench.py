@@ -412,3 +412,27 @@ def test_every_registered_op_round_trips_its_signature(op):
     assert spec.bytes(q, "forward") == spec.bytes(p, "forward") or op == "layer_norm"
     rows = runner.run_case(case, runner.variants_for(op, None)[:1], MACHINE, _opts())
     assert rows and all(r.get("agree") for r in rows), rows
+
+
+@pytest.mark.parametrize("no_cache", [False, True])
+def test_cli_autotune_disk_cache(tmp_path, capsys, no_cache):
+    shapes = tmp_path / "shapes.json"
+    shapes.write_text(json.dumps([{"op": "max_pool2d", "N": 1, "C": 2, "H": 4, "W": 4, "k": 2}]))
+    argv = [
+        "--ops",
+        "max_pool2d",
+        "--shapes",
+        str(shapes),
+        "--repeat",
+        "1",
+        "--quick",
+        "--variants",
+        "auto",
+        "--autotune",
+        "--directions",
+        "forward",
+        "--no-progress",
+    ]
+    assert bench_run(argv + (["--no-cache"] if no_cache else [])) == 0
+    assert "auto (direct-" in capsys.readouterr().out  # the table names auto's choice
+    assert K.autotune_cache_path().exists() is not no_cache

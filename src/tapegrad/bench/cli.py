@@ -131,7 +131,19 @@ def _collect_cases(args: argparse.Namespace, ops: list[str]):
 
 def main(args: argparse.Namespace) -> int:
     """Run bench with parsed ``args``; returns the process exit code (1 if a variant
-    disagreed with reference, 2 for bad arguments)."""
+    disagreed with reference, 2 for bad arguments). Autotune and disk-cache switches
+    set by the options are restored on return."""
+    import tapegrad.kernels as K
+
+    saved = (K.autotune_enabled(), K.disk_cache_enabled())
+    try:
+        return _main(args)
+    finally:
+        K.autotune(saved[0])
+        K.disk_cache(saved[1])
+
+
+def _main(args: argparse.Namespace) -> int:
     import tapegrad
     import tapegrad.kernels as K
 
@@ -173,8 +185,14 @@ def main(args: argparse.Namespace) -> int:
     tapegrad.set_num_threads(threads)
     with_torch = args.compare == "torch"
     if with_torch:
-        import torch
-
+        try:
+            import torch
+        except ImportError:
+            print(
+                "error: bench: --compare torch needs PyTorch (pip install tapegrad[torch])",
+                file=sys.stderr,
+            )
+            return 2
         torch.set_num_threads(threads)
     if args.no_cache:
         K.disk_cache(False)
