@@ -118,12 +118,19 @@ def test_import_does_not_load_mpi4py_and_missing_mpi4py_names_the_fix():
         "    print(e)\n"
         "else:\n"
         "    raise SystemExit('init() without mpi4py did not raise')\n"
+        "from tapegrad.cli import main\n"
+        "try:\n"
+        "    main(['train', 'lenet5', '--distributed'])\n"
+        "except SystemExit as e:\n"
+        "    print('CLI:', e)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     ).stdout
     assert "pip install tapegrad[mpi]" in out
     assert "apt-get install openmpi-bin libopenmpi-dev" in out
+    cli_line = next(line for line in out.splitlines() if line.startswith("CLI:"))
+    assert "--distributed" in cli_line and "pip install tapegrad[mpi]" in cli_line
 
 
 # --- MPI runs ----------------------------------------------------------------------------
