@@ -172,7 +172,8 @@ def plot(path: str | Path, results: list[dict], machine: dict) -> None:
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(15, 6), gridspec_kw={"width_ratios": [1, 1.4]})
 
     variants = sorted({r["variant"] for r in ok})
-    colors = {v: plt.cm.tab10(i % 10) for i, v in enumerate([*variants, "torch"])}
+    colors = {v: plt.cm.tab20(i % 20) for i, v in enumerate(variants)}
+    colors["torch"] = (0.0, 0.0, 0.0, 1.0)
     markers = {"forward": "o", "backward": "s", "both": "^"}
     xs = [r["intensity"] for r in ok] or [1.0]
     lo, hi = min(xs) / 3, max(max(xs) * 3, 2 * peak / bw)
@@ -220,19 +221,21 @@ def plot(path: str | Path, results: list[dict], machine: dict) -> None:
         handles.append(
             plt.Line2D([], [], color=colors["torch"], marker="o", ls="", markerfacecolor="none")
         )
-    ax.legend(
-        handles,
-        [*variants, *(["torch"] if len(handles) > len(variants) else [])],
-        fontsize=8,
-        loc="lower right",
-    )
+    labels = [*variants, *(["torch"] if len(handles) > len(variants) else [])]
+    ax.legend(handles, labels, fontsize=7, ncol=2, loc="lower right")
 
-    # bars: fraction of the op's limit, one group per (op, case, direction)
+    # bars: fraction of the op's limit, one group per (op, case) in one direction:
+    # forward + backward where it was timed, else forward
+    dirs: dict[tuple, set] = {}
+    for r in ok:
+        dirs.setdefault((r["op"], r["case"]), set()).add(r["direction"])
     groups: dict[tuple, dict[str, float]] = {}
     for r in ok:
-        if r.get("fraction") is None:
+        have = dirs[(r["op"], r["case"])]
+        shown = "both" if "both" in have else "forward" if "forward" in have else "backward"
+        if r.get("fraction") is None or r["direction"] != shown:
             continue
-        g = groups.setdefault((r["op"], r["case"], r["direction"]), {})
+        g = groups.setdefault((r["op"], r["case"], shown), {})
         g[r["variant"]] = 100 * r["fraction"]
         if r.get("torch_s"):
             limit = peak if r["kind"] == "flops" else bw
@@ -245,13 +248,13 @@ def plot(path: str | Path, results: list[dict], machine: dict) -> None:
         bx.bar(xs_, [g.get(v, 0.0) for g in groups.values()], width, label=v, color=colors[v])
     bx.set_xticks(range(len(groups)))
     bx.set_xticklabels(
-        [f"{op} {d}\n{case}" for op, case, d in groups], rotation=60, ha="right", fontsize=6
+        [f"{op} ({d})\n{case}" for op, case, d in groups], rotation=60, ha="right", fontsize=6
     )
     bx.set_yscale("log")  # memory-bound ops sit orders of magnitude below the GEMM-bound ones
-    bx.set_ylabel("% of measured limit (GEMM for convolutions, copy for memory-bound ops)")
-    bx.set_title("attained fraction of the machine's limit per variant")
-    bx.legend(fontsize=8)
-    fig.suptitle(machine_line(machine), fontsize=8)
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    bx.set_ylabel("% of measured limit (GEMM or copy)")
+    bx.set_title("attained fraction of the machine's limit per variant (forward + backward)")
+    bx.legend(fontsize=7, ncol=2)
+    fig.suptitle(machine_line(machine).replace("; ", "\n", 1), fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
     fig.savefig(path, dpi=110)
     plt.close(fig)
