@@ -8,6 +8,20 @@
         -inf. idx (N, C, Ho, Wo) int32: the flat index ih*W + iw of each maximum (the
         first one in scan order on ties).
     backward(gy, idx, x_shape) -> gx     scatter-add of gy at idx
+
+``avg_pool2d`` variant interface::
+
+    forward(x, kernel, stride, padding, out_hw, count_include_pad) -> y
+        the window sum divided by PyTorch's divisor: with count_include_pad the window
+        clipped to the padded input, else the count of input pixels in it.
+    backward(gy, x_shape, kernel, stride, padding, count_include_pad) -> gx
+
+``adaptive_avg_pool2d`` variant interface::
+
+    forward(x, out_hw) -> y     window rows floor(i*H/Ho) .. ceil((i+1)*H/Ho), columns alike
+    backward(gy, x_shape) -> gx
+
+Every pooling kernel parallelises over (image, channel) planes: memory bound, no GEMM.
 """
 
 from ..registry import register, set_rule
@@ -17,3 +31,13 @@ register("max_pool2d", "reference", f"{_P}.max_reference")
 register("max_pool2d", "direct-numba", f"{_P}.max_numba")
 register("max_pool2d", "direct-cython", f"{_P}.max_cy")
 set_rule("max_pool2d", lambda sig: ["direct-cython", "direct-numba"])
+
+register("avg_pool2d", "reference", f"{_P}.avg_reference")
+register("avg_pool2d", "direct-numba", f"{_P}.avg_numba")
+register("avg_pool2d", "direct-cython", f"{_P}.avg_cy")
+set_rule("avg_pool2d", lambda sig: ["direct-cython", "direct-numba"])
+
+register("adaptive_avg_pool2d", "reference", f"{_P}.adaptive_reference")
+register("adaptive_avg_pool2d", "direct-numba", f"{_P}.adaptive_numba")
+register("adaptive_avg_pool2d", "direct-cython", f"{_P}.adaptive_cy")
+set_rule("adaptive_avg_pool2d", lambda sig: ["direct-cython", "direct-numba"])

@@ -48,3 +48,56 @@ def test_max_pool2d_variant_matches_reference(variant, case):
     np.testing.assert_allclose(
         mod.backward(gy, i, x.shape), ref.backward(gy, i_r, x.shape), rtol=1e-6, atol=1e-6
     )
+
+
+@pytest.mark.parametrize("variant", [v for v in K.variants("avg_pool2d") if v != "reference"])
+@settings(max_examples=30, deadline=None)
+@given(case=pool_case(), cip=st.booleans(), ceil=st.booleans())
+def test_avg_pool2d_variant_matches_reference(variant, case, cip, ceil):
+    shape, kernel, stride, padding, _, _, dtype = case
+    out = tuple(
+        pool_out_size(n, k, s, p, 1, ceil) for n, k, s, p in zip(shape[2:], kernel, stride, padding)
+    )
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(dtype)
+    ref, mod = K.get("avg_pool2d", "reference"), K.get("avg_pool2d", variant)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    y = mod.forward(x, kernel, stride, padding, out, cip)
+    assert y.dtype == dtype
+    np.testing.assert_allclose(y, ref.forward(x, kernel, stride, padding, out, cip), **tol)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    np.testing.assert_allclose(
+        mod.backward(gy, x.shape, kernel, stride, padding, cip),
+        ref.backward(gy, x.shape, kernel, stride, padding, cip),
+        **tol,
+    )
+
+
+@pytest.mark.parametrize(
+    "variant", [v for v in K.variants("adaptive_avg_pool2d") if v != "reference"]
+)
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(1, 3),
+    c=st.integers(1, 3),
+    h=st.integers(1, 9),
+    w=st.integers(1, 9),
+    ho=st.integers(1, 6),
+    wo=st.integers(1, 6),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
+def test_adaptive_avg_pool2d_variant_matches_reference(variant, n, c, h, w, ho, wo, dtype):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    ref, mod = K.get("adaptive_avg_pool2d", "reference"), K.get("adaptive_avg_pool2d", variant)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    y = mod.forward(x, (ho, wo))
+    np.testing.assert_allclose(y, ref.forward(x, (ho, wo)), **tol)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    np.testing.assert_allclose(mod.backward(gy, x.shape), ref.backward(gy, x.shape), **tol)
+
+
+def test_adaptive_reference_global_is_mean():
+    x = np.random.default_rng(0).standard_normal((2, 3, 5, 7))
+    y = K.get("adaptive_avg_pool2d", "reference").forward(x, (1, 1))
+    np.testing.assert_allclose(y[:, :, 0, 0], x.mean(axis=(2, 3)), rtol=1e-12)

@@ -1,5 +1,7 @@
-"""Pooling ops (PyTorch semantics: padding counts as -inf for max, ceil_mode windows
-must start inside the input or left padding)."""
+"""Pooling ops: max_pool2d, avg_pool2d, adaptive_avg_pool2d (PyTorch semantics: padding
+counts as -inf for max; ceil_mode windows must start inside the input or left padding;
+avg divides by the window clipped to the padded input with count_include_pad, else by
+the number of input pixels in it)."""
 
 from __future__ import annotations
 
@@ -58,3 +60,51 @@ class MaxPool2d(Function):
     def backward(ctx: Context, gy):
         (idx,) = ctx.saved_arrays
         return ctx.mod.backward(np.ascontiguousarray(gy), idx, ctx.x_shape)
+
+
+class AvgPool2d(Function):
+    @staticmethod
+    def forward(ctx: Context, x, kernel, stride, padding, out_hw, count_include_pad):
+        x = contiguous(x)
+        args = (kernel, stride, padding)
+        sig = ("avg_pool2d", x.shape, *args, out_hw, count_include_pad, x.dtype.str)
+        mod = K.resolve("avg_pool2d", sig, lambda m: m.forward(x, *args, out_hw, count_include_pad))
+        ctx.mod, ctx.x_shape, ctx.args = mod, x.shape, (*args, count_include_pad)
+        return mod.forward(x, *args, out_hw, count_include_pad)
+
+    @staticmethod
+    def backward(ctx: Context, gy):
+        return ctx.mod.backward(np.ascontiguousarray(gy), ctx.x_shape, *ctx.args)
+
+
+def adaptive_out_size(fn: str, x, output_size) -> tuple[int, int]:
+    """PyTorch's output_size: an int, or a pair whose None entries keep the input size."""
+    check_float(fn, input=x)
+    check_ndim(fn, "input", x, (4,), "(N, C, H, W)")
+    if output_size is None or isinstance(output_size, (int, np.integer)):
+        output_size = (output_size, output_size)
+    try:
+        pair = tuple(output_size)
+    except TypeError:
+        fail(fn, f"output_size must be an int or a pair, got {output_size!r}", TypeError)
+    if len(pair) != 2:
+        fail(fn, f"output_size must be an int or a pair, got {output_size!r}", TypeError)
+    out = tuple(int(n) if o is None else o for o, n in zip(pair, x.shape[2:]))
+    int_tuple(fn, "output_size", out, 2, 1)
+    if min(x.shape[2:]) < 1:
+        fail(fn, f"input must have a non-empty spatial size, got {x.shape}")
+    return out
+
+
+class AdaptiveAvgPool2d(Function):
+    @staticmethod
+    def forward(ctx: Context, x, out_hw):
+        x = contiguous(x)
+        sig = ("adaptive_avg_pool2d", x.shape, out_hw, x.dtype.str)
+        mod = K.resolve("adaptive_avg_pool2d", sig, lambda m: m.forward(x, out_hw))
+        ctx.mod, ctx.x_shape = mod, x.shape
+        return mod.forward(x, out_hw)
+
+    @staticmethod
+    def backward(ctx: Context, gy):
+        return ctx.mod.backward(np.ascontiguousarray(gy), ctx.x_shape)
