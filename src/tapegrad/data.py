@@ -143,7 +143,9 @@ def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     try:
         d = _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except pickle.UnpicklingError as e:
-        raise ValueError(f"{e} (file {path})") from None
+        if str(e).startswith("read_cifar_batch:"):  # a refusal from _CifarUnpickler
+            raise ValueError(f"{e} (file {path})") from None
+        raise ValueError(f"read_cifar_batch: {path} is not a readable CIFAR batch ({e})") from None
     except Exception as e:  # truncated or not a pickle at all
         raise ValueError(f"read_cifar_batch: {path} is not a readable CIFAR batch ({e})") from None
     if not isinstance(d, dict):

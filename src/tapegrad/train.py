@@ -348,7 +348,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "epoch": self.epoch,
-            "rng": {"tapegrad": creation.generator().bit_generator.state},
+            "rng": _rng_state(),
             "config": asdict(self.cfg),
         }
 
@@ -358,9 +358,7 @@ class Trainer:
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.epoch = int(state["epoch"])
-        rng = state.get("rng", {}).get("tapegrad")
-        if rng is not None:
-            creation.generator().bit_generator.state = rng
+        _set_rng_state(state.get("rng") or {})
 
     def resume(self, path: str | os.PathLike) -> None:
         state = checkpoint.load(path)
@@ -374,6 +372,30 @@ class Trainer:
             rows = [r for r in read_metrics(self.out / "metrics.jsonl") if r["epoch"] <= self.epoch]
             self.history = rows
             (self.out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _rng_state() -> dict[str, Any]:
+    """tapegrad's NumPy generator and the dropout stream's (seed, step)."""
+    state: dict[str, Any] = {"tapegrad": creation.generator().bit_generator.state}
+    try:
+        from .ops import dropout as _dropout
+
+        state["dropout"] = list(_dropout.rng_state())
+    except ImportError:  # pragma: no cover - dropout family absent
+        pass
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    if state.get("tapegrad") is not None:
+        creation.generator().bit_generator.state = state["tapegrad"]
+    if state.get("dropout") is not None:
+        from .ops import dropout as _dropout
+
+        seed, step = (int(v) for v in state["dropout"])
+        _dropout.reset_rng(seed)
+        with _dropout._lock:
+            _dropout._state["step"] = step  # continue the stream where the run stopped
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:

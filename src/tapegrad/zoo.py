@@ -51,11 +51,234 @@ def lenet5(in_channels: int = 1, num_classes: int = 10, input_size: int = 28) ->
     return LeNet5(in_channels, num_classes, input_size)
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"lenet5": lenet5}
+class GlobalAvgPool(nn.Module):
+    """(N, C, H, W) -> (N, C): the mean over H and W (``AdaptiveAvgPool2d(1)`` + flatten)."""
 
-# the input each model is trained on by default: (channels, side); the data pipeline pads
-# 28x28 images to 32x32 for the models that want a power-of-two side
-DEFAULT_INPUT: dict[str, int] = {"lenet5": 28}
+    def forward(self, x):
+        return x.mean(axis=(2, 3))
+
+
+def _conv_bn_relu(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1):
+    """Conv (no bias: BN's shift replaces it) + BatchNorm2d + ReLU, as three Sequential items."""
+    return [
+        nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(),
+    ]
+
+
+class VGGSmall(nn.Module):
+    """[conv-BN-ReLU x2, max-pool, dropout] x2, then FC 256 - dropout 0.5 - FC num_classes.
+
+    Channels ``width`` then ``2 * width``; input (N, in_channels, S, S) with S divisible by 4
+    (32 for Fashion-MNIST padded to 32x32). Keys ``features.{0,1,3,4,8,9,11,12}.*``,
+    ``classifier.{1,4}.*``, the same as the ``torch.nn`` network written the same way.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        input_size: int = 32,
+        width: int = 32,
+        dropout: float = 0.25,
+    ) -> None:
+        super().__init__()
+        if input_size % 4:
+            raise ValueError(f"vgg_small: input_size must be divisible by 4, got {input_size}")
+        w1, w2 = width, 2 * width
+        self.features = nn.Sequential(
+            *_conv_bn_relu(in_channels, w1),
+            *_conv_bn_relu(w1, w1),
+            nn.MaxPool2d(2),
+            nn.Dropout(dropout),
+            *_conv_bn_relu(w1, w2),
+            *_conv_bn_relu(w2, w2),
+            nn.MaxPool2d(2),
+            nn.Dropout(dropout),
+        )
+        side = input_size // 4
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(w2 * side * side, 256),
+            nn.ReLU(),
+            nn.Dropout(0.5),
+            nn.Linear(256, num_classes),
+        )
+
+    def forward(self, x):
+        return self.classifier(self.features(x))
+
+
+class DepthwiseSeparable(nn.Module):
+    """Depthwise 3x3 (groups=C) + BN + ReLU, then pointwise 1x1 + BN + ReLU."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        self.depthwise = nn.Sequential(*_conv_bn_relu(cin, cin, 3, stride, groups=cin))
+        self.pointwise = nn.Sequential(*_conv_bn_relu(cin, cout, 1))
+
+    def forward(self, x):
+        return self.pointwise(self.depthwise(x))
+
+
+class MobileNetSmall(nn.Module):
+    """3x3 stem, depthwise-separable blocks (stride 2 to downsample), global average pool.
+
+    Input (N, in_channels, S, S); channels 32 -> 64 -> 128 -> 128 -> 256 with strides
+    1, 2, 1, 2, 2 after a stride-1 stem of 32 channels; output (N, num_classes).
+    """
+
+    CONFIG = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 2))
+
+    def __init__(
+        self, in_channels: int = 1, num_classes: int = 10, input_size: int = 32, width: int = 32
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [*_conv_bn_relu(in_channels, width)]
+        c = width
+        for cout, stride in self.CONFIG:
+            cout = cout * width // 32
+            layers.append(DepthwiseSeparable(c, cout, stride))
+            c = cout
+        self.features = nn.Sequential(*layers)
+        self.pool = GlobalAvgPool()
+        self.classifier = nn.Linear(c, num_classes)
+        self.input_size = input_size
+
+    def forward(self, x):
+        return self.classifier(self.pool(self.features(x)))
+
+
+class PreActBlock(nn.Module):
+    """BN-ReLU-conv3x3(stride)-BN-ReLU-conv3x3, plus the input (a 1x1 conv when shapes change).
+
+    As in He et al.'s pre-activation ResNet, the shortcut branches off after the first
+    BN-ReLU when it needs a projection.
+    """
+
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.relu = nn.ReLU()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+        else:
+            self.shortcut = None
+
+    def forward(self, x):
+        out = self.relu(self.bn1(x))
+        skip = self.shortcut(out) if self.shortcut is not None else x
+        out = self.conv1(out)
+        out = self.conv2(self.relu(self.bn2(out)))
+        return out + skip
+
+
+class ResNet8(nn.Module):
+    """Pre-activation ResNet-8: 3x3 stem, three stages of one block each (widths w, 2w, 4w;
+    strides 1, 2, 2), BN-ReLU, global average pool, linear. Input (N, C, S, S)."""
+
+    def __init__(
+        self, in_channels: int = 1, num_classes: int = 10, input_size: int = 32, width: int = 16
+    ) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1, bias=False)
+        self.layer1 = PreActBlock(width, width, 1)
+        self.layer2 = PreActBlock(width, 2 * width, 2)
+        self.layer3 = PreActBlock(2 * width, 4 * width, 2)
+        self.bn = nn.BatchNorm2d(4 * width)
+        self.relu = nn.ReLU()
+        self.pool = GlobalAvgPool()
+        self.fc = nn.Linear(4 * width, num_classes)
+        self.input_size = input_size
+
+    def forward(self, x):
+        x = self.layer3(self.layer2(self.layer1(self.conv1(x))))
+        return self.fc(self.pool(self.relu(self.bn(x))))
+
+
+class ConvAutoencoder(nn.Module):
+    """Strided-conv encoder, ConvTranspose2d decoder; output in [0, 1] (sigmoid).
+
+    (N, C, S, S) -> (N, C, S, S) with S divisible by 4: 28 -> 14 -> 7 (32 channels)
+    -> 14 -> 28. Trained with the MSE against its input (``task = "reconstruction"``).
+    """
+
+    task = "reconstruction"
+
+    def __init__(
+        self, in_channels: int = 1, num_classes: int = 10, input_size: int = 28, width: int = 16
+    ) -> None:
+        super().__init__()
+        if input_size % 4:
+            raise ValueError(
+                f"conv_autoencoder: input_size must be divisible by 4, got {input_size}"
+            )
+        self.encoder = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1),
+            nn.ReLU(),
+        )
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose2d(2 * width, width, 3, stride=2, padding=1, output_padding=1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(width, in_channels, 3, stride=2, padding=1, output_padding=1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x):
+        return self.decoder(self.encoder(x))
+
+
+def vgg_small(
+    in_channels: int = 1, num_classes: int = 10, input_size: int = 32, width: int = 32
+) -> VGGSmall:
+    """VGG-style CNN with batch norm and dropout (the seed's problem 6 network)."""
+    return VGGSmall(in_channels, num_classes, input_size, width)
+
+
+def mobilenet_small(
+    in_channels: int = 1, num_classes: int = 10, input_size: int = 32, width: int = 32
+) -> MobileNetSmall:
+    """Depthwise-separable CNN (the seed's problem 3)."""
+    return MobileNetSmall(in_channels, num_classes, input_size, width)
+
+
+def resnet8(
+    in_channels: int = 1, num_classes: int = 10, input_size: int = 32, width: int = 16
+) -> ResNet8:
+    """Pre-activation residual network with three stages."""
+    return ResNet8(in_channels, num_classes, input_size, width)
+
+
+def conv_autoencoder(
+    in_channels: int = 1, num_classes: int = 10, input_size: int = 28, width: int = 16
+) -> ConvAutoencoder:
+    """Strided-conv encoder + transposed-conv decoder; ``num_classes`` is ignored."""
+    return ConvAutoencoder(in_channels, num_classes, input_size, width)
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "lenet5": lenet5,
+    "vgg_small": vgg_small,
+    "mobilenet_small": mobilenet_small,
+    "resnet8": resnet8,
+    "conv_autoencoder": conv_autoencoder,
+}
+
+# the side each model is trained at by default; 28x28 datasets are zero-padded to 32x32
+# for the models that want it
+DEFAULT_INPUT: dict[str, int] = {
+    "lenet5": 28,
+    "vgg_small": 32,
+    "mobilenet_small": 32,
+    "resnet8": 32,
+    "conv_autoencoder": 28,
+}
 
 
 def get_model(name: str, **kwargs) -> nn.Module:

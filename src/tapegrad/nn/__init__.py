@@ -8,6 +8,7 @@ from .activation import Flatten, Identity, ReLU, Sigmoid, Tanh
 from .conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
 from .dropout import Dropout, Dropout2d, GaussianDropout
 from .linear import Linear
+from .loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss
 from .module import Module, Parameter, Sequential
 from .norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
@@ -15,6 +16,10 @@ from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 __all__ = [
     "AdaptiveAvgPool2d",
     "AvgPool2d",
+    "BCEWithLogitsLoss",
+    "CrossEntropyLoss",
+    "MSELoss",
+    "NLLLoss",
     "BatchNorm1d",
     "BatchNorm2d",
     "Dropout",

@@ -96,3 +96,82 @@ class MSELoss(Function):
         scale = 2 / diff.size if ctx.reduction == "mean" else 2
         gr = diff * (g if ctx.reduction == "none" else g * scale)
         return gr, -gr
+
+
+def _check_reduction(fn: str, reduction: str) -> None:
+    if reduction not in ("mean", "sum", "none"):
+        fail(fn, f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+class NLLLoss(Function):
+    """-input[n, target[n]] of log-probabilities (N, C), mean over non-ignored rows."""
+
+    @staticmethod
+    def forward(ctx: Context, logp, target, reduction="mean", ignore_index=-100):
+        fn = "nll_loss"
+        check_float(fn, input=logp)
+        _check_targets(fn, logp, target, ignore_index)
+        _check_reduction(fn, reduction)
+        n = logp.shape[0]
+        keep = target != ignore_index
+        safe_t = np.where(keep, target, 0)
+        picked = np.where(keep, -logp[np.arange(n), safe_t], 0).astype(logp.dtype)
+        count = max(int(keep.sum()), 1) if reduction == "mean" else 1
+        ctx.save_for_backward(safe_t, keep)
+        ctx.shape, ctx.dtype, ctx.reduction, ctx.count = logp.shape, logp.dtype, reduction, count
+        if reduction == "none":
+            return picked
+        return np.asarray(picked.sum() / count, dtype=logp.dtype)
+
+    @staticmethod
+    def backward(ctx: Context, g):
+        t, keep = ctx.saved_arrays
+        n = ctx.shape[0]
+        grad = np.zeros(ctx.shape, dtype=ctx.dtype)
+        scale = g if ctx.reduction == "none" else np.full(n, g / ctx.count)
+        grad[np.arange(n), t] = np.where(keep, -scale, 0)
+        return grad, None
+
+
+class BCEWithLogits(Function):
+    """Binary cross-entropy of logits x against targets y in [0, 1], stable for any x:
+
+    loss = max(x, 0) - x*y + log(1 + exp(-|x|)); with ``pos_weight`` p the positive term
+    is weighted: (1 - y) x + (1 + (p - 1) y) softplus(-x).
+    """
+
+    @staticmethod
+    def forward(ctx: Context, x, y, pos_weight=None, reduction="mean"):
+        fn = "binary_cross_entropy_with_logits"
+        check_float(fn, input=x, target=y)
+        _check_reduction(fn, reduction)
+        if x.shape != y.shape:
+            fail(fn, f"input and target shapes differ: {x.shape} vs {y.shape}")
+        sp_neg = np.logaddexp(0, -x)  # softplus(-x) = log(1 + exp(-x)), stable
+        if pos_weight is None:
+            loss = (1 - y) * x + sp_neg
+            lw = None
+        else:
+            pw = np.asarray(pos_weight, dtype=x.dtype)
+            lw = 1 + (pw - 1) * y
+            loss = (1 - y) * x + lw * sp_neg
+        ctx.save_for_backward(x, y, sp_neg, lw)
+        ctx.reduction, ctx.pos_weight = reduction, pos_weight
+        if reduction == "none":
+            return loss.astype(x.dtype, copy=False)
+        total = loss.mean() if reduction == "mean" else loss.sum()
+        return np.asarray(total, dtype=x.dtype)
+
+    @staticmethod
+    def backward(ctx: Context, g):
+        x, y, sp_neg, lw = ctx.saved_arrays
+        sig_neg = np.exp(-sp_neg - x)  # sigmoid(-x) = exp(-softplus(x)); softplus(x) = sp_neg+x
+        if lw is None:
+            gx = (1 - y) - sig_neg
+            gy = -x
+        else:
+            pw = np.asarray(ctx.pos_weight, dtype=x.dtype)
+            gx = (1 - y) - lw * sig_neg
+            gy = -x + (pw - 1) * sp_neg
+        scale = g if ctx.reduction == "none" else (g / x.size if ctx.reduction == "mean" else g)
+        return (gx * scale).astype(x.dtype, copy=False), (gy * scale).astype(x.dtype, copy=False)

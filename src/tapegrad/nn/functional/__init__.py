@@ -8,7 +8,7 @@ from .activation import log_softmax, relu, sigmoid, softmax, tanh
 from .conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d
 from .dropout import dropout, dropout2d, gaussian_dropout
 from .linear import linear
-from .loss import cross_entropy, mse_loss
+from .loss import binary_cross_entropy_with_logits, cross_entropy, mse_loss, nll_loss
 from .norm import batch_norm, group_norm, layer_norm
 from .pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 
@@ -30,6 +30,8 @@ __all__ = [
     "log_softmax",
     "max_pool2d",
     "mse_loss",
+    "nll_loss",
+    "binary_cross_entropy_with_logits",
     "relu",
     "sigmoid",
     "softmax",

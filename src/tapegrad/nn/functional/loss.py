@@ -31,3 +31,33 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     return _loss.MSELoss.apply(
         _t(input, "mse_loss"), _t(target, "mse_loss", "target"), reduction=reduction
     )
+
+
+def nll_loss(
+    input: Tensor,
+    target: Tensor | np.ndarray,
+    reduction: str = "mean",
+    ignore_index: int = -100,
+) -> Tensor:
+    """Negative log-likelihood of log-probabilities (N, C) at int class indices (N,)."""
+    target = target.data if isinstance(target, Tensor) else np.asarray(target)
+    return _loss.NLLLoss.apply(
+        _t(input, "nll_loss"), target, reduction=reduction, ignore_index=ignore_index
+    )
+
+
+def binary_cross_entropy_with_logits(
+    input: Tensor,
+    target: Tensor | np.ndarray,
+    reduction: str = "mean",
+    pos_weight: Tensor | np.ndarray | None = None,
+) -> Tensor:
+    """Sigmoid + binary cross-entropy in one stable op; input and target of one shape.
+
+    ``pos_weight`` (broadcast against the last axis, as in PyTorch) weights positives.
+    """
+    if pos_weight is not None:
+        pos_weight = pos_weight.data if isinstance(pos_weight, Tensor) else np.asarray(pos_weight)
+    x = _t(input, "binary_cross_entropy_with_logits")
+    y = target if isinstance(target, Tensor) else Tensor(np.asarray(target, dtype=x.dtype))
+    return _loss.BCEWithLogits.apply(x, y, pos_weight=pos_weight, reduction=reduction)
