@@ -313,6 +313,7 @@ def run_case(
                 "direction": d,
                 **st,
                 "repeats": opt.repeat,
+                "samples_s": times[(variant, d)],  # in round order: pairs across variants
                 "jit_s": max(0.0, row0["first_s"] - steady),
                 "flops": flops,
                 "bytes": nbytes,
