@@ -153,6 +153,16 @@ class BCEWithLogits(Function):
             lw = None
         else:
             pw = np.asarray(pos_weight, dtype=x.dtype)
+            try:
+                fits = np.broadcast_shapes(pw.shape, x.shape) == x.shape
+            except ValueError:
+                fits = False
+            if not fits:
+                fail(
+                    fn,
+                    f"pos_weight of shape {pw.shape} does not broadcast against input "
+                    f"{x.shape} (it weights the last axis: shape ({x.shape[-1]},) or 1)",
+                )
             lw = 1 + (pw - 1) * y
             loss = (1 - y) * x + lw * sp_neg
         ctx.save_for_backward(x, y, sp_neg, lw)
