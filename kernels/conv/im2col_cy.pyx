@@ -13,35 +13,67 @@ ctypedef fused real:
     double
 
 
+# Output columns ow with 0 <= ow*s + off < w: [lo, hi). Value-returning functions so the
+# prange loops see lo/hi assigned and keep them thread-private.
+cdef inline Py_ssize_t _lo(Py_ssize_t off, Py_ssize_t s, Py_ssize_t wo) noexcept nogil:
+    cdef Py_ssize_t a = 0
+    if off < 0:
+        a = (-off + s - 1) // s
+    return a if a < wo else wo
+
+
+cdef inline Py_ssize_t _hi(Py_ssize_t off, Py_ssize_t s, Py_ssize_t w, Py_ssize_t wo,
+                           Py_ssize_t lo) noexcept nogil:
+    cdef Py_ssize_t z = 0
+    if w - off > 0:
+        z = (w - off + s - 1) // s
+    if z > wo:
+        z = wo
+    return z if z > lo else lo
+
+
 def im2col(real[:, :, :, ::1] x, real[:, ::1] cols, int kh, int kw, int sh, int sw,
            int ph, int pw, int dh, int dw, int ho, int wo):
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
-    cdef Py_ssize_t plane = ho * wo, row, ch, i, j, b, oh, ow, ih, iw, col
+    cdef Py_ssize_t plane = ho * wo, row, ch, i, j, b, oh, k, ih, off, lo, hi
+    cdef real* dst
+    cdef real* src
     with nogil:
         for row in prange(c * kh * kw, schedule="static"):
             ch = row // (kh * kw)
             i = (row // kw) % kh
             j = row % kw
+            off = j * dw - pw
+            # columns reading inside the image: one range per tap, no per-pixel branch
+            lo = _lo(off, sw, wo)
+            hi = _hi(off, sw, w, wo, lo)
             for b in range(n):
                 for oh in range(ho):
                     ih = oh * sh - ph + i * dh
-                    col = b * plane + oh * wo
+                    dst = &cols[row, b * plane + oh * wo]
                     if ih < 0 or ih >= h:
-                        for ow in range(wo):
-                            cols[row, col + ow] = 0
+                        for k in range(wo):
+                            dst[k] = 0
                         continue
-                    for ow in range(wo):
-                        iw = ow * sw - pw + j * dw
-                        if iw >= 0 and iw < w:
-                            cols[row, col + ow] = x[b, ch, ih, iw]
-                        else:
-                            cols[row, col + ow] = 0
+                    for k in range(lo):
+                        dst[k] = 0
+                    for k in range(hi, wo):
+                        dst[k] = 0
+                    src = &x[b, ch, ih, 0]
+                    if sw == 1:
+                        for k in range(lo, hi):
+                            dst[k] = src[k + off]
+                    else:
+                        for k in range(lo, hi):
+                            dst[k] = src[k * sw + off]
 
 
 def col2im(real[:, ::1] cols, real[:, :, :, ::1] gx, int kh, int kw, int sh, int sw,
            int ph, int pw, int dh, int dw, int ho, int wo):
     cdef Py_ssize_t n = gx.shape[0], c = gx.shape[1], h = gx.shape[2], w = gx.shape[3]
-    cdef Py_ssize_t plane = ho * wo, bc, b, ch, i, j, oh, ow, ih, iw, row, col
+    cdef Py_ssize_t plane = ho * wo, bc, b, ch, i, j, oh, k, ih, iw, row, off, lo, hi
+    cdef real* dst
+    cdef real* src
     with nogil:
         for bc in prange(n * c, schedule="static"):
             b = bc // c
@@ -52,15 +84,21 @@ def col2im(real[:, ::1] cols, real[:, :, :, ::1] gx, int kh, int kw, int sh, int
             for i in range(kh):
                 for j in range(kw):
                     row = (ch * kh + i) * kw + j
+                    off = j * dw - pw
+                    lo = _lo(off, sw, wo)
+                    hi = _hi(off, sw, w, wo, lo)
                     for oh in range(ho):
                         ih = oh * sh - ph + i * dh
                         if ih < 0 or ih >= h:
                             continue
-                        col = b * plane + oh * wo
-                        for ow in range(wo):
-                            iw = ow * sw - pw + j * dw
-                            if iw >= 0 and iw < w:
-                                gx[b, ch, ih, iw] += cols[row, col + ow]
+                        src = &cols[row, b * plane + oh * wo]
+                        dst = &gx[b, ch, ih, 0]
+                        if sw == 1:
+                            for k in range(lo, hi):
+                                dst[k + off] += src[k]
+                        else:
+                            for k in range(lo, hi):
+                                dst[k * sw + off] += src[k]
 
 
 def forward(x, w, b, stride, padding, dilation, groups):

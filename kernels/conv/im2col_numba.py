@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from numba import njit, prange
 
+from ..depthwise.direct_numba import _col_range
 from . import im2col as _alg
 
 
@@ -15,21 +16,32 @@ def im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
         ch = row // (kh * kw)
         i = (row // kw) % kh
         j = row % kw
+        off = j * dw - pw
+        # columns reading inside the image: one range per tap, so the copy loop has no
+        # per-pixel branch; the border columns outside it are zero padding
+        lo, hi = _col_range(off, sw, w, wo)
+        crow = cols[row]
         for b in range(n):
-            base = b * plane
             for oh in range(ho):
                 ih = oh * sh - ph + i * dh
-                col = base + oh * wo
+                dst = crow[b * plane + oh * wo : b * plane + (oh + 1) * wo]
                 if ih < 0 or ih >= h:
-                    for ow in range(wo):
-                        cols[row, col + ow] = 0
+                    for k in range(wo):
+                        dst[k] = 0
                     continue
-                for ow in range(wo):
-                    iw = ow * sw - pw + j * dw
-                    if 0 <= iw < w:
-                        cols[row, col + ow] = x[b, ch, ih, iw]
+                for k in range(lo):
+                    dst[k] = 0
+                for k in range(hi, wo):
+                    dst[k] = 0
+                if hi > lo:
+                    xrow = x[b, ch, ih]
+                    d = dst[lo:hi]
+                    if sw == 1:
+                        src = xrow[lo + off : hi + off]
                     else:
-                        cols[row, col + ow] = 0
+                        src = xrow[lo * sw + off : (hi - 1) * sw + off + 1 : sw]
+                    for k in range(hi - lo):  # zero-based views: no wraparound checks
+                        d[k] = src[k]
 
 
 @njit(parallel=True, cache=True)
@@ -45,15 +57,22 @@ def col2im(cols, gx, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
         for i in range(kh):
             for j in range(kw):
                 row = (ch * kh + i) * kw + j
+                off = j * dw - pw
+                lo, hi = _col_range(off, sw, w, wo)
+                if hi <= lo:
+                    continue
                 for oh in range(ho):
                     ih = oh * sh - ph + i * dh
                     if ih < 0 or ih >= h:
                         continue
                     col = b * plane + oh * wo
-                    for ow in range(wo):
-                        iw = ow * sw - pw + j * dw
-                        if 0 <= iw < w:
-                            gx[b, ch, ih, iw] += cols[row, col + ow]
+                    src = cols[row, col + lo : col + hi]
+                    if sw == 1:
+                        dst = gx[b, ch, ih, lo + off : hi + off]
+                    else:
+                        dst = gx[b, ch, ih, lo * sw + off : (hi - 1) * sw + off + 1 : sw]
+                    for k in range(hi - lo):
+                        dst[k] += src[k]
 
 
 def forward(x, w, b, stride, padding, dilation, groups):
