@@ -25,4 +25,5 @@ for _op in ("dropout", "dropout2d", "gaussian_dropout"):
     register(_op, "reference", f"{_P}.reference")
     register(_op, "philox-numba", f"{_P}.philox_numba")
     register(_op, "philox-cython", f"{_P}.philox_cy")
-    set_rule(_op, lambda sig: ["philox-cython", "philox-numba"])
+    # Numba first: it compiles for the host CPU (AVX-512 where present), measured faster
+    set_rule(_op, lambda sig: ["philox-numba", "philox-cython"])

@@ -1,4 +1,8 @@
-"""Dropout with Cython + OpenMP: the same loops (and Philox streams) as ``philox_numba``."""
+"""Dropout with Cython + OpenMP: the same streams and arithmetic as ``philox_numba``.
+
+Each prange iteration is one Philox group (256 elements): its words are generated into a
+stack buffer (vectorised over the 64 lanes), then applied in a second vectorised loop.
+"""
 
 import numpy as np
 
@@ -14,43 +18,48 @@ ctypedef fused real:
     double
 
 
-cdef inline void _forward_block(real* x, real* y, unsigned char* keep, Py_ssize_t n,
-                                Py_ssize_t b, uint32_t s0, uint32_t s1, uint32_t k0,
+cdef inline void _forward_group(real* x, real* y, unsigned char* keep, Py_ssize_t n,
+                                Py_ssize_t g, uint32_t s0, uint32_t s1, uint32_t k0,
                                 uint32_t k1, uint64_t thr, real scale) noexcept nogil:
-    # one Philox block (four elements); the word buffer is private to the calling thread
-    cdef uint32_t r[4]
-    cdef Py_ssize_t j, i = 4 * b, m = n - 4 * b
-    cdef bint k
-    philox4x32(b, s0, s1, k0, k1, r)
-    if m > 4:
-        m = 4
-    for j in range(m):
-        k = r[j] >= thr
-        keep[i + j] = k
-        y[i + j] = x[i + j] * scale if k else 0
+    cdef uint32_t bits[GROUP]
+    cdef Py_ssize_t base = g * GROUP, m = n - g * GROUP
+    if m > GROUP:
+        m = GROUP
+    philox_group(g, s0, s1, k0, k1, bits)
+    if real is float:
+        tg_keep_apply_f32(bits, thr, x + base, y + base, keep + base, m, scale)
+    else:
+        tg_keep_apply_f64(bits, thr, x + base, y + base, keep + base, m, scale)
 
 
 def _forward(real[::1] x, real[::1] y, unsigned char[::1] keep, uint32_t s0, uint32_t s1,
              uint32_t k0, uint32_t k1, uint64_t thr, real scale):
-    cdef Py_ssize_t n = x.shape[0], b
+    cdef Py_ssize_t n = x.shape[0], g
     if n == 0:
         return
     with nogil:
-        for b in prange((n + 3) // 4, schedule="static"):
-            _forward_block(&x[0], &y[0], &keep[0], n, b, s0, s1, k0, k1, thr, scale)
+        for g in prange((n + GROUP - 1) // GROUP, schedule="static"):
+            _forward_group(&x[0], &y[0], &keep[0], n, g, s0, s1, k0, k1, thr, scale)
+
+
+cdef inline void _backward_block(real* gy, unsigned char* keep, real* gx, Py_ssize_t lo,
+                                 Py_ssize_t hi, real scale) noexcept nogil:
+    if real is float:
+        tg_mask_mul_f32(gy + lo, keep + lo, gx + lo, hi - lo, scale)
+    else:
+        tg_mask_mul_f64(gy + lo, keep + lo, gx + lo, hi - lo, scale)
 
 
 def _backward(real[::1] gy, unsigned char[::1] keep, real[::1] gx, real scale):
-    cdef Py_ssize_t n = gy.shape[0], b, i, nb = (n + 1023) // 1024, hi
+    cdef Py_ssize_t n = gy.shape[0], b, nb = (n + 4095) // 4096, hi
     if n == 0:
         return
     with nogil:
         for b in prange(nb, schedule="static"):
-            hi = b * 1024 + 1024
+            hi = b * 4096 + 4096
             if hi > n:
                 hi = n
-            for i in range(b * 1024, hi):
-                gx[i] = gy[i] * scale if keep[i] else 0
+            _backward_block(&gy[0], &keep[0], &gx[0], b * 4096, hi, scale)
 
 
 def _channel(real[:, ::1] x, unsigned char[::1] keep, real[:, ::1] y, real scale):
@@ -58,33 +67,32 @@ def _channel(real[:, ::1] x, unsigned char[::1] keep, real[:, ::1] y, real scale
     cdef real f
     with nogil:
         for r in prange(p, schedule="static"):
-            f = scale if keep[r] else 0
+            f = scale * keep[r]
             for j in range(s):
                 y[r, j] = x[r, j] * f
 
 
-cdef inline void _gauss_block(real* x, real* y, Py_ssize_t n, Py_ssize_t b, uint32_t s0,
+cdef inline void _gauss_group(real* x, real* y, Py_ssize_t n, Py_ssize_t g, uint32_t s0,
                               uint32_t s1, uint32_t k0, uint32_t k1,
                               double sigma) noexcept nogil:
-    cdef uint32_t r[4]
-    cdef double z[4]
-    cdef Py_ssize_t j, i = 4 * b
-    philox4x32(b, s0, s1, k0, k1, r)
-    box_muller(r[0], r[1], z)
-    box_muller(r[2], r[3], z + 2)
-    for j in range(4):
-        if i + j < n:
-            y[i + j] = <real>(x[i + j] * (1.0 + sigma * z[j]))
+    cdef uint32_t bits[GROUP]
+    cdef double z[GROUP]
+    cdef Py_ssize_t i, base = g * GROUP, m = n - g * GROUP
+    if m > GROUP:
+        m = GROUP
+    normal_group(g, s0, s1, k0, k1, bits, z)
+    for i in range(m):
+        y[base + i] = <real>(x[base + i] * (1.0 + sigma * z[i]))
 
 
 def _gauss(real[::1] x, real[::1] y, uint32_t s0, uint32_t s1, uint32_t k0, uint32_t k1,
            double sigma):
-    cdef Py_ssize_t n = x.shape[0], b
+    cdef Py_ssize_t n = x.shape[0], g
     if n == 0:
         return
     with nogil:
-        for b in prange((n + 3) // 4, schedule="static"):
-            _gauss_block(&x[0], &y[0], n, b, s0, s1, k0, k1, sigma)
+        for g in prange((n + GROUP - 1) // GROUP, schedule="static"):
+            _gauss_group(&x[0], &y[0], n, g, s0, s1, k0, k1, sigma)
 
 
 def forward(x, seed, step, p, scale):

@@ -9,43 +9,52 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ..rng import threshold
-from ..rng.philox_numba import box_muller, philox, words
+from ..rng import GROUP, LANES, threshold
+from ..rng.philox_numba import box_muller, local, philox, words
 
 
 @njit(parallel=True, cache=True)
 def _forward(x, y, keep, s0, s1, k0, k1, thr, scale):
     n = x.size
-    nfull = n // 4
-    for b in prange(nfull):
-        r0, r1, r2, r3 = philox(np.uint64(b), s0, s1, k0, k1)
-        i = 4 * b
-        m0, m1, m2, m3 = r0 >= thr, r1 >= thr, r2 >= thr, r3 >= thr
-        keep[i] = m0
-        keep[i + 1] = m1
-        keep[i + 2] = m2
-        keep[i + 3] = m3
-        y[i] = x[i] * scale if m0 else 0
-        y[i + 1] = x[i + 1] * scale if m1 else 0
-        y[i + 2] = x[i + 2] * scale if m2 else 0
-        y[i + 3] = x[i + 3] * scale if m3 else 0
-    if nfull * 4 < n:
-        r0, r1, r2, r3 = philox(np.uint64(nfull), s0, s1, k0, k1)
-        rs = (r0, r1, r2, r3)
-        for j in range(n - nfull * 4):
-            i = nfull * 4 + j
-            m = rs[j] >= thr
-            keep[i] = m
-            y[i] = x[i] * scale if m else 0
+    full = n // GROUP
+    for g in prange(full):  # whole groups: branch-free lanes, vectorised (see rng.local)
+        a0, a1, b0, b1, t = local(s0), local(s1), local(k0), local(k1), local(thr)
+        lo = g * GROUP
+        xs, ys, ks = x[lo : lo + GROUP], y[lo : lo + GROUP], keep[lo : lo + GROUP]
+        for j in range(LANES):
+            r0, r1, r2, r3 = philox(np.uint64(g * LANES + j), a0, a1, b0, b1)
+            m0, m1, m2, m3 = r0 >= t, r1 >= t, r2 >= t, r3 >= t
+            ks[j] = m0
+            ks[LANES + j] = m1
+            ks[2 * LANES + j] = m2
+            ks[3 * LANES + j] = m3
+            # multiply (not select), as PyTorch does: a dropped NaN stays NaN
+            ys[j] = xs[j] * (scale * m0)
+            ys[LANES + j] = xs[LANES + j] * (scale * m1)
+            ys[2 * LANES + j] = xs[2 * LANES + j] * (scale * m2)
+            ys[3 * LANES + j] = xs[3 * LANES + j] * (scale * m3)
+    base = full * GROUP
+    if base < n:  # the last, partial group
+        for j in range(LANES):
+            r0, r1, r2, r3 = philox(np.uint64(full * LANES + j), s0, s1, k0, k1)
+            rs = (r0, r1, r2, r3)
+            for w in range(4):
+                i = base + w * LANES + j
+                if i < n:
+                    m = rs[w] >= thr
+                    keep[i] = m
+                    y[i] = x[i] * (scale * m)
 
 
 @njit(parallel=True, cache=True)
 def _backward(gy, keep, gx, scale):
     n = gy.size
-    nb = (n + 1023) // 1024
-    for b in prange(nb):  # blocks of 1024 so the inner loop vectorises
-        for i in range(b * 1024, min(n, b * 1024 + 1024)):
-            gx[i] = gy[i] * scale if keep[i] else 0
+    for b in prange((n + 4095) // 4096):  # blocks of 4096: views keep the loop vectorised
+        lo = b * 4096
+        hi = min(n, lo + 4096)
+        g, k, o = gy[lo:hi], keep[lo:hi], gx[lo:hi]
+        for i in range(hi - lo):
+            o[i] = g[i] * (scale * k[i])
 
 
 @njit(parallel=True, cache=True)
@@ -60,14 +69,17 @@ def _channel(x, keep, y, scale):
 @njit(parallel=True, cache=True)
 def _gauss(x, y, s0, s1, k0, k1, sigma):
     n = x.size
-    for b in prange((n + 3) // 4):
-        r0, r1, r2, r3 = philox(np.uint64(b), s0, s1, k0, k1)
-        z0, z1 = box_muller(r0, r1)
-        z2, z3 = box_muller(r2, r3)
-        zs = (z0, z1, z2, z3)
-        i = 4 * b
-        for j in range(min(4, n - i)):
-            y[i + j] = x[i + j] * (1.0 + sigma * zs[j])
+    for g in prange((n + GROUP - 1) // GROUP):
+        base = g * GROUP
+        for j in range(LANES):
+            r0, r1, r2, r3 = philox(np.uint64(g * LANES + j), s0, s1, k0, k1)
+            z0, z1 = box_muller(r0, r1)
+            z2, z3 = box_muller(r2, r3)
+            zs = (z0, z1, z2, z3)
+            for w in range(4):
+                i = base + w * LANES + j
+                if i < n:
+                    y[i] = x[i] * (1.0 + sigma * zs[w])
 
 
 def forward(x, seed, step, p, scale):

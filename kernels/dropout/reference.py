@@ -7,24 +7,27 @@ import numpy as np
 from ..rng import philox_reference as rng
 
 
+def _factor(keep, scale, dtype):
+    # kept: scale, dropped: 0; multiplied in (as PyTorch does), so a dropped NaN stays NaN
+    return keep.astype(dtype) * dtype.type(scale)
+
+
 def forward(x, seed, step, p, scale):
     keep = rng.bernoulli_keep(seed, step, x.size, p).reshape(x.shape)
-    y = np.where(keep.astype(bool), x * x.dtype.type(scale), x.dtype.type(0))
-    return y, keep
+    return x * _factor(keep, scale, x.dtype), keep
 
 
 def backward(gy, keep, scale):
-    return np.where(keep.astype(bool), gy * gy.dtype.type(scale), gy.dtype.type(0))
+    return gy * _factor(keep, scale, gy.dtype)
 
 
 def channel_forward(x, seed, step, p, scale):
     keep = rng.bernoulli_keep(seed, step, x.shape[0], p)
-    y = np.where(keep.astype(bool)[:, None], x * x.dtype.type(scale), x.dtype.type(0))
-    return y, keep
+    return x * _factor(keep, scale, x.dtype)[:, None], keep
 
 
 def channel_backward(gy, keep, scale):
-    return np.where(keep.astype(bool)[:, None], gy * gy.dtype.type(scale), gy.dtype.type(0))
+    return gy * _factor(keep, scale, gy.dtype)[:, None]
 
 
 def gaussian_forward(x, seed, step, sigma):

@@ -1,10 +1,13 @@
 """Counter-based random numbers: Philox-4x32-10 (Salmon et al., SC'11).
 
-A stream is addressed by ``(seed, step)``; its element ``i`` is word ``i % 4`` of the
-Philox block whose counter is ``(i // 4 low, i // 4 high, step low, step high)`` under the
-key ``(seed low, seed high)``. Every value therefore depends only on (seed, step, index):
-not on thread count, chunking or backend, and a backward pass can regenerate a forward's
-randomness instead of storing it.
+A stream is addressed by ``(seed, step)``. Its elements come in groups of 256: element
+``i`` has group ``g = i // 256``, word ``w = (i % 256) // 64`` and lane ``j = i % 64``, and
+is word ``w`` of the Philox block ``b = 64 g + j``, whose counter is ``(b low, b high,
+step low, step high)`` under the key ``(seed low, seed high)``. Every value therefore
+depends only on (seed, step, index): not on thread count, chunking or backend, and a
+backward pass can regenerate a forward's randomness instead of storing it. (The lane
+layout lets the compilers run 64 consecutive blocks side by side in SIMD registers and
+store each word to a contiguous run.)
 
 Variant interface (op ``philox``)::
 
@@ -27,9 +30,11 @@ _P = __name__
 register("philox", "reference", f"{_P}.philox_reference")
 register("philox", "philox4x32-numba", f"{_P}.philox_numba")
 register("philox", "philox4x32-cython", f"{_P}.philox_cy")
-set_rule("philox", lambda sig: ["philox4x32-cython", "philox4x32-numba"])
+set_rule("philox", lambda sig: ["philox4x32-numba", "philox4x32-cython"])
 
 MASK32 = 0xFFFFFFFF
+LANES = 64  # blocks side by side in one group
+GROUP = 4 * LANES  # elements per group
 
 
 def key_words(seed: int, step: int) -> tuple[int, int, int, int]:

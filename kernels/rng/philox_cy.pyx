@@ -3,74 +3,53 @@
 import numpy as np
 
 from cython.parallel cimport prange
+from libc.string cimport memcpy
 
 from tapegrad.kernels.rng import key_words, threshold
 
 include "philox.pxi"
 
 
-# One block per call: the word buffers live on the calling thread's stack (a C array
+# One group per call: the scratch buffers live on the calling thread's stack (a C array
 # declared in the function that runs prange would be shared between the threads).
-cdef inline void _bits_block(uint32_t* out, Py_ssize_t n, Py_ssize_t b, uint32_t s0,
+cdef inline void _bits_group(uint32_t* out, Py_ssize_t n, Py_ssize_t g, uint32_t s0,
                              uint32_t s1, uint32_t k0, uint32_t k1) noexcept nogil:
-    cdef uint32_t r[4]
-    cdef Py_ssize_t j, i = 4 * b
-    philox4x32(b, s0, s1, k0, k1, r)
-    for j in range(4):
-        if i + j < n:
-            out[i + j] = r[j]
+    cdef uint32_t buf[GROUP]
+    cdef Py_ssize_t base = g * GROUP, m = n - g * GROUP
+    if m >= GROUP:
+        philox_group(g, s0, s1, k0, k1, out + base)
+    else:
+        philox_group(g, s0, s1, k0, k1, buf)
+        memcpy(out + base, buf, m * sizeof(uint32_t))
 
 
-cdef inline void _normal_block(double* out, Py_ssize_t n, Py_ssize_t b, uint32_t s0,
+cdef inline void _normal_group(double* out, Py_ssize_t n, Py_ssize_t g, uint32_t s0,
                                uint32_t s1, uint32_t k0, uint32_t k1) noexcept nogil:
-    cdef uint32_t r[4]
-    cdef double z[4]
-    cdef Py_ssize_t j, i = 4 * b
-    philox4x32(b, s0, s1, k0, k1, r)
-    box_muller(r[0], r[1], z)
-    box_muller(r[2], r[3], z + 2)
-    for j in range(4):
-        if i + j < n:
-            out[i + j] = z[j]
-
-
-cdef inline void _keep_block(unsigned char* out, Py_ssize_t n, Py_ssize_t b, uint32_t s0,
-                             uint32_t s1, uint32_t k0, uint32_t k1,
-                             uint64_t thr) noexcept nogil:
-    cdef uint32_t r[4]
-    cdef Py_ssize_t j, i = 4 * b
-    philox4x32(b, s0, s1, k0, k1, r)
-    for j in range(4):
-        if i + j < n:
-            out[i + j] = r[j] >= thr
+    cdef uint32_t bits[GROUP]
+    cdef double z[GROUP]
+    cdef Py_ssize_t base = g * GROUP, m = n - g * GROUP
+    normal_group(g, s0, s1, k0, k1, bits, z)
+    if m > GROUP:
+        m = GROUP
+    memcpy(out + base, z, m * sizeof(double))
 
 
 def _bits(uint32_t[::1] out, uint32_t s0, uint32_t s1, uint32_t k0, uint32_t k1):
-    cdef Py_ssize_t n = out.shape[0], b
+    cdef Py_ssize_t n = out.shape[0], g
     if n == 0:
         return
     with nogil:
-        for b in prange((n + 3) // 4, schedule="static"):
-            _bits_block(&out[0], n, b, s0, s1, k0, k1)
+        for g in prange((n + GROUP - 1) // GROUP, schedule="static"):
+            _bits_group(&out[0], n, g, s0, s1, k0, k1)
 
 
 def _normal(double[::1] out, uint32_t s0, uint32_t s1, uint32_t k0, uint32_t k1):
-    cdef Py_ssize_t n = out.shape[0], b
+    cdef Py_ssize_t n = out.shape[0], g
     if n == 0:
         return
     with nogil:
-        for b in prange((n + 3) // 4, schedule="static"):
-            _normal_block(&out[0], n, b, s0, s1, k0, k1)
-
-
-def _keep(unsigned char[::1] out, uint32_t s0, uint32_t s1, uint32_t k0, uint32_t k1,
-          uint64_t thr):
-    cdef Py_ssize_t n = out.shape[0], b
-    if n == 0:
-        return
-    with nogil:
-        for b in prange((n + 3) // 4, schedule="static"):
-            _keep_block(&out[0], n, b, s0, s1, k0, k1, thr)
+        for g in prange((n + GROUP - 1) // GROUP, schedule="static"):
+            _normal_group(&out[0], n, g, s0, s1, k0, k1)
 
 
 def words(seed, step):
@@ -85,9 +64,8 @@ def random_bits(seed, step, n):
 
 
 def bernoulli_keep(seed, step, n, p):
-    out = np.empty(n, dtype=np.uint8)
-    _keep(out, *words(seed, step), threshold(p))
-    return out
+    bits = random_bits(seed, step, n)
+    return (bits.astype(np.uint64) >= np.uint64(threshold(p))).astype(np.uint8)
 
 
 def normal(seed, step, n):

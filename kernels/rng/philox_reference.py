@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import key_words, threshold
+from . import GROUP, LANES, key_words, threshold
 
 M0, M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)
 W0, W1 = 0x9E3779B9, 0xBB67AE85
@@ -29,12 +29,17 @@ def philox_blocks(c0, c1, c2, c3, k0: int, k1: int) -> np.ndarray:
     return np.stack([c0, c1, c2, c3])
 
 
-def random_bits(seed: int, step: int, n: int) -> np.ndarray:
+def _words(seed: int, step: int, n: int) -> np.ndarray:
+    """(groups, 4, LANES) words: [g, w, j] is word w of block g * LANES + j."""
     k0, k1, s0, s1 = key_words(seed, step)
-    nb = (n + 3) // 4
-    blk = np.arange(nb, dtype=np.uint64)
-    out = philox_blocks(blk & LO, blk >> S32, np.full(nb, s0), np.full(nb, s1), k0, k1)
-    return out.T.reshape(-1)[:n].astype(np.uint32)
+    ng = (n + GROUP - 1) // GROUP
+    blk = np.arange(ng * LANES, dtype=np.uint64)
+    out = philox_blocks(blk & LO, blk >> S32, np.full(blk.size, s0), np.full(blk.size, s1), k0, k1)
+    return out.reshape(4, ng, LANES).transpose(1, 0, 2)
+
+
+def random_bits(seed: int, step: int, n: int) -> np.ndarray:
+    return _words(seed, step, n).reshape(-1)[:n].astype(np.uint32)
 
 
 def bernoulli_keep(seed: int, step: int, n: int, p: float) -> np.ndarray:
@@ -43,12 +48,11 @@ def bernoulli_keep(seed: int, step: int, n: int, p: float) -> np.ndarray:
 
 
 def normal(seed: int, step: int, n: int) -> np.ndarray:
-    m = (n + 3) // 4 * 4
-    bits = random_bits(seed, step, m).astype(np.float64).reshape(-1, 2)
-    u = (bits + 0.5) * (1.0 / 4294967296.0)
-    r = np.sqrt(-2.0 * np.log(u[:, 0]))
-    theta = 2.0 * np.pi * u[:, 1]
-    out = np.empty(m)
-    out[0::2] = r * np.cos(theta)
-    out[1::2] = r * np.sin(theta)
-    return out[:n]
+    u = (_words(seed, step, n).astype(np.float64) + 0.5) * (1.0 / 4294967296.0)
+    out = np.empty(u.shape)
+    for a, b in ((0, 1), (2, 3)):  # Box-Muller on the word pairs of each block
+        r = np.sqrt(-2.0 * np.log(u[:, a]))
+        theta = 2.0 * np.pi * u[:, b]
+        out[:, a] = r * np.cos(theta)
+        out[:, b] = r * np.sin(theta)
+    return out.reshape(-1)[:n]

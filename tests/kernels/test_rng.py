@@ -37,26 +37,31 @@ def test_reference_known_answers(ctr, key, expected):
 
 def test_numba_block_function_known_answers():
     pytest.importorskip("numba")
+    from numba import njit
     from tapegrad.kernels.rng.philox_numba import philox
 
+    block = njit(lambda blk, s0, s1, k0, k1: philox(blk, s0, s1, k0, k1))
     for ctr, key, expected in KAT:
         blk = np.uint64(ctr[0] | (ctr[1] << 32))
         words = [np.uint64(v) for v in (ctr[2], ctr[3], *key)]
-        assert tuple(int(v) for v in philox.py_func(blk, *words)) == expected
+        assert tuple(int(v) for v in block(blk, *words)) == expected
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_stream_layout_known_answer(variant):
-    # seed 0, step 0: element i is word i % 4 of block i // 4; block 0 is the zero KAT
-    bits = K.get("philox", variant).random_bits(0, 0, 6)
-    assert [int(b) for b in bits[:4]] == list(KAT[0][2])
+    # seed 0, step 0: element 64 w + j is word w of block j; block 0 is the zero KAT
+    bits = K.get("philox", variant).random_bits(0, 0, 300)
+    assert [int(bits[64 * w]) for w in range(4)] == list(KAT[0][2])
+    # the second group starts at block 64
+    ref = philox_reference.philox_blocks([64, 65], [0, 0], [0, 0], [0, 0], 0, 0)
+    assert [int(bits[256]), int(bits[257])] == [int(v) for v in ref[0]]
     # seed and step of all ones: block 0 has counter (0, 0, ff.., ff..), key (ff.., ff..)
     full = (1 << 64) - 1
     ref = philox_reference.philox_blocks(
         [0], [0], [0xFFFFFFFF], [0xFFFFFFFF], *key_words(full, 0)[:2]
     )
-    bits = K.get("philox", variant).random_bits(full, full, 4)
-    assert [int(b) for b in bits] == [int(v) for v in ref[:, 0]]
+    bits = K.get("philox", variant).random_bits(full, full, 256)
+    assert [int(bits[64 * w]) for w in range(4)] == [int(v) for v in ref[:, 0]]
 
 
 @pytest.mark.parametrize("variant", COMPILED)
