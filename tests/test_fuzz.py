@@ -1,0 +1,534 @@
+"""Property-based fuzzing of every public op over random shapes and arguments.
+
+Each strategy draws shapes and arguments from ranges that deliberately run past the
+valid ones (zero or negative strides, groups that do not divide, kernels larger than
+the input, probabilities outside [0, 1] ...). For every drawn call:
+
+* if the ``reference`` variant rejects it, the error is a ValueError/TypeError whose
+  message starts with the public function's name, and every other variant raises the
+  very same error (arguments are checked before any kernel runs);
+* otherwise every registered variant's forward output, input gradients (and in-place
+  side effects such as running statistics) agree with ``reference`` to dtype tolerance.
+
+Ops without kernel variants (linear, activations, losses) are compared with PyTorch.
+
+Two profiles: ``short`` (the default run, ~25 examples per op, derandomised) and ``long``
+(``-m slow``, 400 examples per op, random). ``TAPEGRAD_FUZZ_EXAMPLES`` overrides the
+long profile's count.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tapegrad as tg
+import tapegrad.nn.functional as F
+
+PROFILES = {
+    "short": dict(max_examples=25, derandomize=True),
+    "long": dict(max_examples=int(os.environ.get("TAPEGRAD_FUZZ_EXAMPLES", "400"))),
+}
+PROFILE_PARAMS = [
+    pytest.param("short", id="short"),
+    pytest.param("long", id="long", marks=pytest.mark.slow),
+]
+EXAMPLES: Counter = Counter()  # (op, profile, outcome) -> examples run; printed at the end
+
+TOL = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-9, atol=1e-11)}
+
+
+def _run_profile(profile: str, strategy, prop: Callable) -> None:
+    cfg = PROFILES[profile]
+    settings(
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+        **cfg,
+    )(given(strategy)(prop))()
+
+
+def _leaves(arrays: list[np.ndarray | None]) -> list[tg.Tensor | None]:
+    return [None if a is None else tg.tensor(a.copy(), requires_grad=True) for a in arrays]
+
+
+def _run(fn, arrays, choice: dict[str, str], seed: int | None, state: list | None):
+    """Forward + backward under one kernel choice; returns output, grads, side state."""
+    ts = _leaves(arrays)
+    st_copy = None if state is None else [None if s is None else s.copy() for s in state]
+    if seed is not None:
+        tg.manual_seed(seed)
+    with tg.kernels.use(**choice):
+        y = fn(*ts, state=st_copy)
+        proj = np.random.default_rng(99).standard_normal(y.shape).astype(y.dtype)
+        if any(t is not None for t in ts):
+            y.backward(proj)
+    grads = [None if t is None or t.grad is None else t.grad.data for t in ts]
+    return y.data, grads, st_copy
+
+
+def _close(a, b, dtype, what: str, mult: float = 1.0) -> None:
+    if a is None or b is None:
+        assert a is None and b is None, what
+        return
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.shape == b.shape and a.dtype == b.dtype, (what, a.shape, b.shape, a.dtype, b.dtype)
+    scale = mult * max(1.0, float(np.max(np.abs(b), initial=0.0)))
+    tol = TOL[dtype]
+    np.testing.assert_allclose(a, b, rtol=tol["rtol"], atol=tol["atol"] * scale, err_msg=what)
+
+
+def check_variants(
+    ops: list[str],
+    public: str,
+    fn: Callable,
+    arrays: list,
+    dtype,
+    profile: str,
+    seed: int | None = None,
+    state: list | None = None,
+    grad_mult: float = 1.0,
+) -> None:
+    """Reference first; then every other variant of each kernel op in ``ops``.
+
+    ``grad_mult`` widens the gradient tolerance where the op amplifies rounding (a norm
+    over groups of one element multiplies it by 1/sqrt(eps)).
+    """
+    ref_choice = {op: "reference" for op in ops}
+    try:
+        ref = _run(fn, arrays, ref_choice, seed, state)
+        ref_err = None
+    except (ValueError, TypeError) as e:
+        ref_err = e
+    EXAMPLES[(public, profile, "rejected" if ref_err else "accepted")] += 1
+    if ref_err is not None:
+        assert str(ref_err).startswith(public), f"error does not name {public}: {ref_err}"
+    for op in ops:
+        for v in tg.kernels.variants(op):
+            if v == "reference":
+                continue
+            choice = {**ref_choice, op: v}
+            if ref_err is not None:
+                with pytest.raises(type(ref_err)) as info:
+                    _run(fn, arrays, choice, seed, state)
+                assert str(info.value) == str(ref_err)
+                continue
+            y, grads, st_out = _run(fn, arrays, choice, seed, state)
+            _close(y, ref[0], dtype, f"{public} {v} output")
+            for i, (g, rg) in enumerate(zip(grads, ref[1])):
+                _close(g, rg, dtype, f"{public} {v} grad {i}", grad_mult)
+            for i, (s, rs) in enumerate(zip(st_out or [], ref[2] or [])):
+                _close(s, rs, dtype, f"{public} {v} state {i}")
+
+
+# --- strategies --------------------------------------------------------------------------
+
+dtypes = st.sampled_from([np.float32, np.float64])
+
+
+def _arr(rng: np.random.Generator, shape, dtype) -> np.ndarray:
+    return rng.standard_normal(shape).astype(dtype)
+
+
+@st.composite
+def conv_cases(draw, nd: int, transpose: bool):
+    """Arguments for conv{1,2}d / conv_transpose{1,2}d, valid or slightly not."""
+    dtype = draw(dtypes)
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    n = draw(st.integers(1, 2))
+    groups = draw(st.integers(0, 3))
+    g = max(groups, 1)
+    cin = g * draw(st.integers(1, 2)) if draw(st.booleans()) else draw(st.integers(1, 4))
+    cout = g * draw(st.integers(1, 2)) if draw(st.booleans()) else draw(st.integers(1, 4))
+    spatial = tuple(draw(st.integers(1, 8)) for _ in range(nd))
+    kernel = tuple(draw(st.integers(1, 4)) for _ in range(nd))
+    ints = st.integers(-1, 3)
+    stride = draw(st.one_of(st.integers(0, 3), st.tuples(*[ints] * nd)))
+    dilation = draw(st.one_of(st.integers(0, 3), st.tuples(*[st.integers(1, 2)] * nd)))
+    padding = draw(st.one_of(st.integers(-1, 3), st.tuples(*[st.integers(0, 2)] * nd)))
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    if transpose:
+        kw["output_padding"] = draw(st.integers(-1, 2))
+        wshape = (cin, cout // g if cout % g == 0 else cout, *kernel)
+        out_ch = wshape[1] * g
+    else:
+        if draw(st.booleans()) and not transpose:
+            kw["padding"] = draw(st.sampled_from(["same", "valid"]))
+        per_group = cin // g if cin % g == 0 else cin
+        wshape = (cout, per_group + draw(st.sampled_from([0, 0, 0, 1])), *kernel)
+        out_ch = cout
+    x = _arr(rng, (n, cin, *spatial), dtype)
+    w = _arr(rng, wshape, dtype)
+    b = _arr(rng, (out_ch + draw(st.sampled_from([0, 0, 0, 1])),), dtype)
+    if not draw(st.booleans()):
+        b = None
+    return dtype, [x, w, b], kw
+
+
+@pytest.mark.parametrize("profile", PROFILE_PARAMS)
+@pytest.mark.parametrize("nd", [1, 2])
+def test_fuzz_conv(profile, nd):
+    public = f"conv{nd}d"
+    f = getattr(F, public)
+
+    def prop(case):
+        dtype, arrays, kw = case
+        check_variants(
+            ["conv2d", "depthwise_conv2d"],
+            public,
+            lambda x, w, b, state: f(x, w, b, **kw),
+            arrays,
+            dtype,
+            profile,
+        )
+
+    _run_profile(profile, conv_cases(nd, False), prop)
+
+
+@pytest.mark.parametrize("profile", PROFILE_PARAMS)
+@pytest.mark.parametrize("nd", [1, 2])
+def test_fuzz_conv_transpose(profile, nd):
+    public = f"conv_transpose{nd}d"
+    f = getattr(F, public)
+
+    def prop(case):
+        dtype, arrays, kw = case
+        check_variants(
+            ["conv_transpose2d"],
+            public,
+            lambda x, w, b, state: f(x, w, b, **kw),
+            arrays,
+            dtype,
+            profile,
+        )
+
+    _run_profile(profile, conv_cases(nd, True), prop)
+
+
+@st.composite
+def depthwise_cases(draw):
+    """groups == in_channels: the depthwise kernels (every variant) get most draws."""
+    dtype = draw(dtypes)
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    c = draw(st.integers(1, 4))
+    mult = draw(st.integers(1, 2))
+    k = (draw(st.integers(1, 4)), draw(st.integers(1, 4)))
+    x = _arr(
+        rng, (draw(st.integers(1, 2)), c, draw(st.integers(1, 8)), draw(st.integers(1, 8))), dtype
+    )
+    w = _arr(rng, (c * mult, 1, *k), dtype)
+    b = _arr(rng, (c * mult,), dtype) if draw(st.booleans()) else None
+    kw = dict(
+        stride=draw(st.integers(1, 3)),
+        padding=draw(st.integers(0, 2)),
+        dilation=draw(st.integers(1, 2)),
+        groups=c,
+    )
+    return dtype, [x, w, b], kw
+
+
+@pytest.mark.parametrize("profile", PROFILE_PARAMS)
+def test_fuzz_depthwise(profile):
+    def prop(case):
+        dtype, arrays, kw = case
+        check_variants(
+            ["depthwise_conv2d", "conv2d"],
+            "conv2d",
+            lambda x, w, b, state: F.conv2d(x, w, b, **kw),
+            arrays,
+            dtype,
+            profile,
+        )
+
+    _run_profile(profile, depthwise_cases(), prop)
+
+
+@st.composite
+def pool_cases(draw):
+    dtype = draw(dtypes)
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    x = _arr(
+        rng,
+        (
+            draw(st.integers(1, 2)),
+            draw(st.integers(1, 3)),
+            draw(st.integers(1, 9)),
+            draw(st.integers(1, 9)),
+        ),
+        dtype,
+    )
+    kw = dict(
+        kernel_size=draw(
+            st.one_of(st.integers(0, 4), st.tuples(st.integers(1, 4), st.integers(1, 4)))
+        ),
+        stride=draw(st.one_of(st.none(), st.integers(0, 3))),
+        padding=draw(st.integers(-1, 2)),
+        dilation=draw(st.integers(0, 2)),
+        ceil_mode=draw(st.booleans()),
+    )
+    return dtype, [x], kw
+
+
+@pytest.mark.parametrize("profile", PROFILE_PARAMS)
+def test_fuzz_max_pool2d(profile):
+    def prop(case):
+        dtype, arrays, kw = case
+        check_variants(
+            ["max_pool2d"],
+            "max_pool2d",
+            lambda x, state: F.max_pool2d(x, **kw),
+            arrays,
+            dtype,
+            profile,
+        )
+
+    _run_profile(profile, pool_cases(), prop)
+
+
+@st.composite
+def batch_norm_cases(draw):
+    dtype = draw(dtypes)
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    c = draw(st.integers(1, 4))
+    spatial = tuple(draw(st.lists(st.integers(1, 4), max_size=2)))
+    x = _arr(rng, (draw(st.integers(1, 3)), c, *spatial), dtype) * draw(
+        st.sampled_from([1.0, 100.0])
+    ) + draw(st.sampled_from([0.0, 50.0]))
+    wc = c + draw(st.sampled_from([0, 0, 0, 1]))
+    w = _arr(rng, (wc,), dtype) if draw(st.booleans()) else None
+    b = _arr(rng, (c,), dtype) if draw(st.booleans()) else None
+    stats = draw(st.booleans())
+    state = [_arr(rng, (c,), dtype), np.abs(_arr(rng, (c,), dtype)) + 0.5] if stats else None
+    kw = dict(
+        training=draw(st.booleans()),
+        momentum=draw(st.sampled_from([0.0, 0.1, 1.0, 1.5])),
+        eps=draw(st.sampled_from([1e-5, 1e-3, -1.0])),
+        normalize_variance=draw(st.booleans()),
+    )
+    return dtype, [x.astype(dtype), w, b], kw, state
+
+
+@pytest.mark.parametrize("profile", PROFILE_PARAMS)
+def test_fuzz_batch_norm(profile):
+    def prop(case):
+        dtype, arrays, kw, state = case
+
+        def fn(x, w, b, state):
+            rm, rv = (None, None) if state is None else state
+            return F.batch_norm(x, rm, rv, w, b, **kw)
+
+        check_variants(["batch_norm"], "batch_norm", fn, arrays, dtype, profile, state=state)
+
+    _run_profile(profile, batch_norm_cases(), prop)
+
+
+@st.composite
+def row_norm_cases(draw, group: bool):
+    dtype = draw(dtypes)
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    if group:
+        c = draw(st.integers(1, 6))
+        shape = (draw(st.integers(1, 3)), c, *draw(st.lists(st.integers(1, 4), max_size=2)))
+        groups = draw(st.integers(0, 4))
+        pshape = (c + draw(st.sampled_from([0, 0, 0, 1])),)
+        arg = groups
+    else:
+        shape = tuple(draw(st.lists(st.integers(1, 5), min_size=1, max_size=4)))
+        k = draw(st.integers(0, len(shape)))
+        norm = shape[len(shape) - k :] if k else (draw(st.integers(1, 5)),)
+        if draw(st.integers(0, 5)) == 0:
+            norm = tuple(s + 1 for s in norm)
+        pshape = norm
+        arg = norm if len(norm) != 1 or draw(st.booleans()) else norm[0]
+    x = _arr(rng, shape, dtype) * draw(st.sampled_from([1.0, 1e3]))
+    w = _arr(rng, pshape, dtype) if draw(st.booleans()) else None
+    b = _arr(rng, pshape, dtype) if draw(st.booleans()) and w is not None else None
+    eps = draw(st.sampled_from([1e-5, 1e-2, -1.0]))
+    return dtype, [x.astype(dtype), w, b], arg, eps
+
+
+@pytest.mark.parametrize("profile", PROFILE_PARAMS)
+@pytest.mark.parametrize("which", ["layer_norm", "group_norm"])
+def test_fuzz_row_norms(profile, which):
+    f = getattr(F, which)
+
+    def prop(case):
+        dtype, arrays, arg, eps = case
+        x = arrays[0]
+        if which == "group_norm":
+            size = x.size // max(x.shape[0] * max(arg, 1), 1)
+        else:
+            size = int(np.prod(arg))
+        check_variants(
+            [which],
+            which,
+            lambda x, w, b, state: f(x, arg, w, b, eps=eps),
+            arrays,
+            dtype,
+            profile,
+            grad_mult=1 / np.sqrt(eps) if size <= 1 and eps > 0 else 1.0,
+        )
+
+    _run_profile(profile, row_norm_cases(which == "group_norm"), prop)
+
+
+@st.composite
+def dropout_cases(draw, which: str):
+    dtype = draw(dtypes)
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    lo = 2 if which == "dropout2d" else 0
+    shape = tuple(draw(st.lists(st.integers(1, 6), min_size=lo, max_size=5)))
+    x = _arr(rng, shape, dtype)
+    if which == "gaussian_dropout":
+        kw = dict(sigma=draw(st.sampled_from([0.0, 0.3, 1.0, -0.5, float("nan")])))
+    else:
+        kw = dict(
+            p=draw(st.sampled_from([0.0, 0.2, 0.5, 0.9, 1.0, -0.1, 1.5])),
+            scale=draw(st.booleans()),
+        )
+    kw["training"] = draw(st.booleans())
+    return dtype, [x], kw, draw(st.integers(0, 2**31 - 1))
+
+
+@pytest.mark.parametrize("profile", PROFILE_PARAMS)
+@pytest.mark.parametrize("which", ["dropout", "dropout2d", "gaussian_dropout"])
+def test_fuzz_dropout(profile, which):
+    f = getattr(F, which)
+
+    def prop(case):
+        dtype, arrays, kw, seed = case
+        check_variants(
+            [which],
+            which,
+            lambda x, state: f(x, **kw),
+            arrays,
+            dtype,
+            profile,
+            seed=seed,
+        )
+
+    _run_profile(profile, dropout_cases(which), prop)
+
+
+# --- ops without kernel variants: PyTorch as the second opinion ------------------------------
+
+
+PLAIN_OPS = [
+    "linear",
+    "softmax",
+    "log_softmax",
+    "cross_entropy",
+    "mse_loss",
+    "relu",
+    "sigmoid",
+    "tanh",
+]
+
+
+@st.composite
+def plain_cases(draw):
+    dtype = draw(dtypes)
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    which = draw(
+        st.sampled_from(
+            [
+                "linear",
+                "softmax",
+                "log_softmax",
+                "cross_entropy",
+                "mse_loss",
+                "relu",
+                "sigmoid",
+                "tanh",
+            ]
+        )
+    )
+    shape = tuple(draw(st.lists(st.integers(1, 5), min_size=1, max_size=4)))
+    scale = draw(st.sampled_from([1.0, 30.0, 1e4]))
+    x = (_arr(rng, shape, dtype) * scale).astype(dtype)
+    kw: dict = {}
+    other = None
+    if which == "linear":
+        out = draw(st.integers(1, 4))
+        other = _arr(rng, (out, shape[-1] + draw(st.sampled_from([0, 0, 0, 1]))), dtype)
+    elif which in ("softmax", "log_softmax"):
+        kw["dim"] = draw(st.integers(-len(shape) - 1, len(shape)))
+    elif which == "cross_entropy":
+        x = x.reshape(shape[0], -1) if draw(st.integers(0, 6)) else x
+        c = x.shape[-1] if x.ndim == 2 else 3
+        other = rng.integers(0, c + draw(st.sampled_from([0, 0, 0, 1])), x.shape[0])
+        kw = dict(
+            reduction=draw(st.sampled_from(["mean", "sum", "none", "avg"])),
+            label_smoothing=draw(st.sampled_from([0.0, 0.1, 1.0, 1.2])),
+        )
+    elif which == "mse_loss":
+        other = _arr(rng, shape if draw(st.integers(0, 6)) else shape[::-1] + (2,), dtype)
+        kw = dict(reduction=draw(st.sampled_from(["mean", "sum", "none"])))
+    return dtype, which, x, other, kw
+
+
+def _torch_apply(torch, which, x, other, kw):
+    tf = torch.nn.functional
+    if which == "linear":
+        return tf.linear(x, other)
+    if which == "cross_entropy":
+        return tf.cross_entropy(x, other, **kw)
+    if which == "mse_loss":
+        return tf.mse_loss(x, other, **kw)
+    if which in ("softmax", "log_softmax"):
+        return getattr(tf, which)(x, **kw)
+    return getattr(torch, which)(x)
+
+
+@pytest.mark.parametrize("profile", PROFILE_PARAMS)
+def test_fuzz_plain_ops_against_torch(profile):
+    torch = pytest.importorskip("torch")
+
+    def prop(case):
+        dtype, which, x, other, kw = case
+        f = getattr(F, which)
+        tx = tg.tensor(x.copy(), requires_grad=True)
+        o_is_float = other is not None and other.dtype.kind == "f"
+        to = tg.tensor(other.copy(), requires_grad=True) if o_is_float else other
+        try:
+            y = f(tx, to, **kw) if other is not None else f(tx, **kw)
+        except (ValueError, TypeError) as e:
+            EXAMPLES[(which, profile, "rejected")] += 1
+            assert str(e).startswith(which), e
+            # PyTorch rejects it too (a different message, but an error)
+            with pytest.raises((ValueError, TypeError, RuntimeError, IndexError)):
+                ox = torch.tensor(x)
+                oo = None if other is None else torch.tensor(other)
+                _torch_apply(torch, which, ox, oo, kw)
+            return
+        EXAMPLES[(which, profile, "accepted")] += 1
+        proj = np.random.default_rng(3).standard_normal(y.shape).astype(dtype)
+        y.backward(proj)
+        ox = torch.tensor(x, requires_grad=True)
+        oo = None if other is None else torch.tensor(other, requires_grad=o_is_float)
+        ty = _torch_apply(torch, which, ox, oo, kw)
+        ty.backward(torch.tensor(proj))
+        _close(y.data, ty.detach().numpy(), dtype, f"{which} output")
+        _close(tx.grad.data, ox.grad.numpy(), dtype, f"{which} grad")
+        if o_is_float:
+            _close(to.grad.data, oo.grad.numpy(), dtype, f"{which} grad other")
+
+    _run_profile(profile, plain_cases(), prop)
+
+
+def test_zz_report_example_counts(capsys):
+    """Prints how many fuzz examples ran in this session (the report quotes them)."""
+    total = sum(EXAMPLES.values())
+    with capsys.disabled():
+        for key in sorted(EXAMPLES):
+            print("fuzz", *key, EXAMPLES[key])
+        print("fuzz total", total)
+    if total:  # ran after the fuzz tests (default file order)
+        assert any(k[2] == "rejected" for k in EXAMPLES), "no rejected combination was drawn"
+        assert any(k[2] == "accepted" for k in EXAMPLES), "no accepted combination was drawn"
