@@ -272,6 +272,8 @@ def test_machine_info_measures_both_ceilings():
     for key in ("cpu", "cores", "threads", "versions", "gemm_gflops", "copy_gbps"):
         assert key in info
     assert info["versions"]["numpy"] == np.__version__
+    small = machine.copy_gbps_at(64 * 1024)
+    assert small > 0 and machine.copy_gbps_at(64 * 1024) == small  # memoised per size
 
 
 def _row(variant: str, median: float, direction: str = "both", **kw) -> dict:

@@ -211,6 +211,7 @@ def _main(args: argparse.Namespace) -> int:
         compare_torch=with_torch,
         check=not args.no_check,
         progress=not args.no_progress,
+        copy_at=machine.copy_gbps_at,
     )
     results = runner.run(cases, variants, mach, opt)
     elapsed = time.perf_counter() - t0

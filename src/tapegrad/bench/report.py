@@ -60,7 +60,7 @@ def format_table(results: list[dict], machine: dict) -> str:
         "IQR",
         "JIT s",
         "rate",
-        "of peak",
+        "of limit",
         "check",
     ]
     if with_torch:
@@ -238,7 +238,7 @@ def plot(path: str | Path, results: list[dict], machine: dict) -> None:
         g = groups.setdefault((r["op"], r["case"], shown), {})
         g[r["variant"]] = 100 * r["fraction"]
         if r.get("torch_s"):
-            limit = peak if r["kind"] == "flops" else bw
+            limit = r.get("limit") or (peak if r["kind"] == "flops" else bw)
             unit = r["flops"] if r["kind"] == "flops" else r["bytes"]
             g["torch"] = 100 * unit / r["torch_s"] / 1e9 / limit
     names = [v for v in [*variants, "torch"] if any(v in g for g in groups.values())]

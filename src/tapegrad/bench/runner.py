@@ -44,6 +44,8 @@ class Options:
     seed: int = 0
     progress: bool = True
     rtol: float = 1e-3  # max |variant - reference| relative to max |reference|
+    # bytes -> GB/s of a copy that size (machine.copy_gbps_at); None: the DRAM figure
+    copy_at: Callable[[int], float] | None = None
 
 
 def variants_for(op: str, wanted: list[str] | None, autotune: bool = False) -> list[str]:
@@ -208,6 +210,7 @@ def run_case(
     import tapegrad.kernels as K
 
     spec, p = case.spec, case.p
+    copy_at = opt.copy_at
     rng = np.random.default_rng(opt.seed)
     arrays, grad_names = spec.build(p, rng, opt.dtype)
     directions = tuple(d for d in opt.directions if d in spec.directions(p))
@@ -307,7 +310,10 @@ def run_case(
             if spec.kind == "flops":
                 rate, unit, limit = gflops, "GFLOP/s", machine.get("gemm_gflops")
             else:
-                rate, unit, limit = gbps, "GB/s", machine.get("copy_gbps")
+                # the copy of as many bytes as the case's largest array pass: same caches
+                limit = copy_at(spec.bytes(p, "forward") // 2) if copy_at else None
+                rate, unit = gbps, "GB/s"
+                limit = limit or machine.get("copy_gbps")
             row = {
                 **row0,
                 "direction": d,
@@ -322,6 +328,7 @@ def run_case(
                 "gbps": gbps,
                 "rate": rate,
                 "unit": unit,
+                "limit": limit,
                 "fraction": rate / limit if limit else None,
                 "agree": None if max_err is None else bool(max_err <= opt.rtol),
             }
