@@ -161,6 +161,8 @@ def mpi_env() -> dict[str, str]:
         OMP_NUM_THREADS="1",
         OPENBLAS_NUM_THREADS="1",
         MKL_NUM_THREADS="1",
+        # a waiting rank yields its core instead of spinning: CI machines are shared
+        OMPI_MCA_mpi_yield_when_idle="1",
     )
     return env
 
@@ -218,12 +220,19 @@ def mpi_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def single_process():
     """The reference: one process, 20 steps on the concatenated batch (rank 0's init)."""
-    tg.manual_seed(INIT_SEED)
-    model = zoo.lenet5()
-    init = model.state_dict()
-    opt = optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-    x, y = fixed_batch()
-    losses = train_steps(model, opt, x, y)
+    # one thread, like each rank: on a busy 2-core machine a second BLAS/OpenMP thread
+    # slows these small shapes down many times over
+    threads = tg.get_num_threads()
+    tg.set_num_threads(1)
+    try:
+        tg.manual_seed(INIT_SEED)
+        model = zoo.lenet5()
+        init = model.state_dict()
+        opt = optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+        x, y = fixed_batch()
+        losses = train_steps(model, opt, x, y)
+    finally:
+        tg.set_num_threads(threads)
     return init, model.state_dict(), losses
 
 
