@@ -32,13 +32,17 @@ import tapegrad as tg
 import tapegrad.nn.functional as F
 
 PROFILES = {
-    "short": dict(max_examples=25, derandomize=True),
+    "short": dict(
+        max_examples=int(os.environ.get("TAPEGRAD_FUZZ_SHORT_EXAMPLES", "25")), derandomize=True
+    ),
     "long": dict(max_examples=int(os.environ.get("TAPEGRAD_FUZZ_EXAMPLES", "400"))),
 }
 PROFILE_PARAMS = [
     pytest.param("short", id="short"),
     pytest.param("long", id="long", marks=pytest.mark.slow),
 ]
+# only variants of this backend besides reference ("cython" in the bounds-checked build run)
+BACKEND = os.environ.get("TAPEGRAD_FUZZ_BACKEND", "")
 EXAMPLES: Counter = Counter()  # (op, profile, outcome) -> examples run; printed at the end
 
 TOL = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-9, atol=1e-11)}
@@ -111,7 +115,7 @@ def check_variants(
         assert str(ref_err).startswith(public), f"error does not name {public}: {ref_err}"
     for op in ops:
         for v in tg.kernels.variants(op):
-            if v == "reference":
+            if v == "reference" or (BACKEND and not v.endswith("-" + BACKEND)):
                 continue
             choice = {**ref_choice, op: v}
             if ref_err is not None:
@@ -292,6 +296,106 @@ def test_fuzz_max_pool2d(profile):
 
 
 @st.composite
+def avg_pool_cases(draw):
+    dtype = draw(dtypes)
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    nchw = [draw(st.integers(1, 2)), draw(st.integers(1, 3))]
+    nchw += [draw(st.integers(1, 9)), draw(st.integers(1, 9))]
+    x = _arr(rng, tuple(nchw), dtype)
+    pair = st.tuples(st.integers(1, 4), st.integers(1, 4))
+    kw = dict(
+        kernel_size=draw(st.one_of(st.integers(0, 4), pair)),
+        stride=draw(st.one_of(st.none(), st.integers(0, 3))),
+        padding=draw(st.integers(-1, 2)),
+        ceil_mode=draw(st.booleans()),
+        count_include_pad=draw(st.booleans()),
+    )
+    return dtype, [x], kw
+
+
+@pytest.mark.parametrize("profile", PROFILE_PARAMS)
+def test_fuzz_avg_pool2d(profile):
+    def prop(case):
+        dtype, arrays, kw = case
+        check_variants(
+            ["avg_pool2d"],
+            "avg_pool2d",
+            lambda x, state: F.avg_pool2d(x, **kw),
+            arrays,
+            dtype,
+            profile,
+        )
+
+    _run_profile(profile, avg_pool_cases(), prop)
+
+
+@st.composite
+def adaptive_cases(draw):
+    dtype = draw(dtypes)
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    x = _arr(
+        rng,
+        (
+            draw(st.integers(1, 2)),
+            draw(st.integers(1, 3)),
+            *draw(st.tuples(st.integers(1, 9), st.integers(1, 9))),
+        ),
+        dtype,
+    )
+    size = draw(
+        st.one_of(
+            st.integers(-1, 10),
+            st.tuples(st.integers(0, 10), st.integers(1, 10)),
+            st.tuples(st.none(), st.integers(1, 4)),
+        )
+    )
+    return dtype, [x], size
+
+
+@pytest.mark.parametrize("profile", PROFILE_PARAMS)
+def test_fuzz_adaptive_avg_pool2d(profile):
+    def prop(case):
+        dtype, arrays, size = case
+        check_variants(
+            ["adaptive_avg_pool2d"],
+            "adaptive_avg_pool2d",
+            lambda x, state: F.adaptive_avg_pool2d(x, size),
+            arrays,
+            dtype,
+            profile,
+        )
+
+    _run_profile(profile, adaptive_cases(), prop)
+
+
+@pytest.mark.parametrize("profile", PROFILE_PARAMS)
+def test_fuzz_philox_streams(profile):
+    """The raw generator: every variant gives the reference's bits, masks and normals."""
+    cases = st.tuples(
+        st.integers(0, 2**64 - 1),
+        st.integers(0, 2**64 - 1),
+        st.integers(0, 1100),
+        st.sampled_from([0.0, 2.0**-32, 0.1, 0.5, 0.9999, 1.0]),
+    )
+
+    def prop(case):
+        seed, step, n, p = case
+        ref = tg.kernels.get("philox", "reference")
+        want = (ref.random_bits(seed, step, n), ref.bernoulli_keep(seed, step, n, p))
+        want_n = ref.normal(seed, step, n)
+        EXAMPLES[("philox", profile, "accepted")] += 1
+        for v in tg.kernels.variants("philox"):
+            if v == "reference" or (BACKEND and not v.endswith("-" + BACKEND)):
+                continue
+            mod = tg.kernels.get("philox", v)
+            np.testing.assert_array_equal(mod.random_bits(seed, step, n), want[0], err_msg=v)
+            np.testing.assert_array_equal(mod.bernoulli_keep(seed, step, n, p), want[1], err_msg=v)
+            np.testing.assert_allclose(mod.normal(seed, step, n), want_n, rtol=1e-12, atol=1e-12)
+
+    _run_profile(profile, cases, prop)
+
+
+@st.composite
 def batch_norm_cases(draw):
     dtype = draw(dtypes)
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
@@ -425,6 +529,8 @@ PLAIN_OPS = [
     "log_softmax",
     "cross_entropy",
     "mse_loss",
+    "nll_loss",
+    "binary_cross_entropy_with_logits",
     "relu",
     "sigmoid",
     "tanh",
@@ -467,6 +573,17 @@ def plain_cases(draw):
             reduction=draw(st.sampled_from(["mean", "sum", "none", "avg"])),
             label_smoothing=draw(st.sampled_from([0.0, 0.1, 1.0, 1.2])),
         )
+    elif which == "nll_loss":
+        x = x.reshape(shape[0], -1) if draw(st.integers(0, 6)) else x
+        c = x.shape[-1] if x.ndim == 2 else 3
+        other = rng.integers(0, c + draw(st.sampled_from([0, 0, 0, 1])), x.shape[0])
+        kw = dict(reduction=draw(st.sampled_from(["mean", "sum", "none", "avg"])))
+    elif which == "binary_cross_entropy_with_logits":
+        other = rng.random(shape if draw(st.integers(0, 6)) else shape[::-1] + (2,)).astype(dtype)
+        kw = dict(reduction=draw(st.sampled_from(["mean", "sum", "none"])))
+        if draw(st.booleans()):
+            kw["pos_weight"] = rng.random(shape[-1:] if draw(st.integers(0, 4)) else (7,)) + 0.5
+            kw["pos_weight"] = kw["pos_weight"].astype(dtype)
     elif which == "mse_loss":
         other = _arr(rng, shape if draw(st.integers(0, 6)) else shape[::-1] + (2,), dtype)
         kw = dict(reduction=draw(st.sampled_from(["mean", "sum", "none"])))
@@ -481,6 +598,13 @@ def _torch_apply(torch, which, x, other, kw):
         return tf.cross_entropy(x, other, **kw)
     if which == "mse_loss":
         return tf.mse_loss(x, other, **kw)
+    if which == "nll_loss":
+        return tf.nll_loss(x, other, **kw)
+    if which == "binary_cross_entropy_with_logits":
+        kw = dict(kw)
+        if "pos_weight" in kw:
+            kw["pos_weight"] = torch.tensor(kw["pos_weight"])
+        return tf.binary_cross_entropy_with_logits(x, other, **kw)
     if which in ("softmax", "log_softmax"):
         return getattr(tf, which)(x, **kw)
     return getattr(torch, which)(x)
