@@ -167,7 +167,9 @@ def mpi_env() -> dict[str, str]:
     return env
 
 
-def mpirun(n: int, args: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
+def mpirun(
+    n: int, args: list[str], timeout: float = 240, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """``mpirun -n n <args>``; on timeout the whole process group is killed and the test fails."""
     cmd = ["mpirun", "-n", str(n), "--oversubscribe", "--bind-to", "none", *args]
     proc = subprocess.Popen(
@@ -175,7 +177,7 @@ def mpirun(n: int, args: list[str], timeout: float = 240) -> subprocess.Complete
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=mpi_env(),
+        env=mpi_env() if env is None else env,
         start_new_session=True,  # own process group: a hang is cleaned up completely
     )
     try:
@@ -334,9 +336,13 @@ def test_a_failing_rank_ends_the_job_with_its_error(tmp_path):
 @needs_mpi
 def test_mismatched_models_are_refused(tmp_path):
     _require_mpi4py()
-    res = mpirun(2, [sys.executable, str(HERE), "mismatch", str(tmp_path)], timeout=120)
+    env = mpi_env()
+    del env["TAPEGRAD_NUM_THREADS"]  # init() picks the threads: cores / ranks on the node
+    res = mpirun(2, [sys.executable, str(HERE), "mismatch", str(tmp_path)], 120, env)
     assert res.returncode != 0
     assert "hold different models" in res.stdout + res.stderr
+    expect = max(1, (os.cpu_count() or 1) // 2)
+    assert res.stdout.count(f"kernel threads: {expect}") == 2, res.stdout
 
 
 def test_cli_loader_shards_are_the_sampler_shards():
@@ -500,6 +506,7 @@ def _worker_mismatch(out: Path) -> None:
     from tapegrad import distributed as dist
 
     rank, _ = dist.init()
+    print(f"kernel threads: {tg.get_num_threads()}", flush=True)
     dist.DataParallel(zoo.lenet5(num_classes=10 + rank))
 
 
