@@ -141,7 +141,7 @@ def test_separable_params(tmp_path):
 # --- 4 / 8 dropout-tikhonov ----------------------------------------------------------------
 
 
-def test_dropout_tikhonov(tmp_path):
+def test_dropout_tikhonov(tmp_path, one_thread):
     r = experiments.run("dropout-tikhonov", mc_samples=8000, train_steps=3000)
     assert r.n_masks == 2**12
     assert r.exact_expectation == pytest.approx(r.exact_closed_form, rel=1e-12)
