@@ -45,7 +45,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", default="sgd", choices=sorted(DEFAULT_LR))
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--scheduler", default="none", choices=SCHEDULERS)
+    p.add_argument(
+        "--scheduler", default="onecycle", choices=SCHEDULERS, help="per-batch LR schedule"
+    )
     p.add_argument("--warmup", type=int, default=0, help="linear warm-up over N batches")
     p.add_argument("--augment", action="store_true", help="random crop (+ flip on CIFAR-10)")
     p.add_argument("--seed", type=int, default=0)

@@ -144,9 +144,11 @@ class OneCycleLR(LRScheduler):
         return self.max_lr, self.min_lr, self.base_momentum, self.max_momentum, pct
 
     def get_lr(self) -> float:
-        if self.last_epoch >= self.total_steps:
+        # like PyTorch, the step after the last one (last_epoch == total_steps) is allowed so
+        # a loop can call step() after every batch
+        if self.last_epoch > self.total_steps:
             raise ValueError(
-                f"OneCycleLR: stepped {self.last_epoch + 1} times, total_steps is "
+                f"OneCycleLR: stepped {self.last_epoch} times, total_steps is "
                 f"{self.total_steps}"
             )
         lr0, lr1, m0, m1, pct = self._phase()

@@ -15,6 +15,10 @@ class Optimizer:
         self.params = list(params)
         if not self.params:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        if not defaults["lr"] >= 0:
+            raise ValueError(
+                f"{type(self).__name__}: lr must be non-negative, got {defaults['lr']}"
+            )
         self.defaults = dict(defaults)
         self.lr = defaults["lr"]
         self.state: list[dict[str, np.ndarray]] = [{} for _ in self.params]

@@ -57,7 +57,7 @@ class TrainConfig:
     optimizer: str = "sgd"
     momentum: float = 0.9
     weight_decay: float = 0.0
-    scheduler: str = "none"
+    scheduler: str = "onecycle"
     warmup: int = 0
     threads: int | None = None
     seed: int = 0
@@ -70,7 +70,8 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-DEFAULT_LR = {"sgd": 0.05, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
+# with the default one-cycle schedule these are the peak rates
+DEFAULT_LR = {"sgd": 0.1, "adam": 2e-3, "adamw": 2e-3, "rmsprop": 1e-3}
 
 
 def build_optimizer(cfg: TrainConfig, params: Sequence[Any]) -> optim.Optimizer:

@@ -296,7 +296,7 @@ def available() -> list[str]:
 
 
 def _flops(module: nn.Module, out_shape: tuple[int, ...]) -> int:
-    """Floating-point operations per image (2 per multiply-add) of conv and linear layers."""
+    """FLOPs per image (2 per multiply-add) of conv, transposed-conv and linear layers."""
     name = type(module).__name__
     out_elems = int(np.prod(out_shape[1:]))
     w = getattr(module, "weight", None)
@@ -309,9 +309,7 @@ def _flops(module: nn.Module, out_shape: tuple[int, ...]) -> int:
         return 2 * in_elems * int(np.prod(w.shape[1:]))
     if name == "Linear" and w is not None:
         return 2 * int(np.prod(out_shape[1:-1] or (1,))) * w.shape[0] * w.shape[1]
-    if name.startswith("BatchNorm"):
-        return 2 * out_elems
-    return 0
+    return 0  # element-wise layers (ReLU, BN, pooling) are not counted, as in torch's counter
 
 
 def summary(model: nn.Module, input_shape: tuple[int, ...], name: str | None = None) -> str:

@@ -1,0 +1,206 @@
+"""The training loop and the command line, on small slices (fake IDX files or the real set)."""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tapegrad as tg
+from tapegrad import cli, nn, train
+from tapegrad.data import DataLoader, TensorDataset
+
+from .test_data import make_fake_mnist
+
+FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+@pytest.fixture(scope="module")
+def fake_dir(tmp_path_factory):
+    """A learnable fake Fashion-MNIST: the label is drawn as a bright block's position."""
+    d = tmp_path_factory.mktemp("fm")
+    make_fake_mnist(d, n_train=4, n_test=4)  # the files' layout; contents replaced below
+    from .test_data import write_idx
+
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 320), ("t10k", 160)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        imgs = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        for i, c in enumerate(labels):
+            r, col = divmod(int(c), 5)
+            imgs[i, 4 + 10 * r : 12 + 10 * r, 2 + 5 * col : 6 + 5 * col] = 250
+        write_idx(d / f"{prefix}-images-idx3-ubyte.gz", imgs, compress=True)
+        write_idx(d / f"{prefix}-labels-idx1-ubyte.gz", labels, compress=True)
+    return d
+
+
+def _train_args(fake_dir, out, *extra):
+    return [
+        "train", "lenet5", "--data", "fashion-mnist", "--data-dir", str(fake_dir),
+        "--batch-size", "32", "--threads", "1", "--out", str(out), *extra,
+    ]  # fmt: skip
+
+
+def test_cli_module_trains_writes_run_dir(fake_dir, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "tapegrad", *_train_args(fake_dir, out, "--epochs", "2")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "img/s" in proc.stderr and "loss=" in proc.stderr and "acc=" in proc.stderr
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    acc = rows[-1]["test_accuracy"]
+    assert f"test accuracy: {100 * acc:.2f}%" in proc.stdout
+    assert acc > 0.5  # the blocks are easy: a broken loop stays near 0.1
+    for name in ("last.safetensors", "epoch1.safetensors", "epoch2.safetensors", "config.json"):
+        assert (out / name).is_file(), name
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(not os.path.isdir(FASHION), reason="dataset-fashion-mnist not installed")
+def test_cli_on_a_slice_of_real_fashion_mnist(tmp_path, capsys):
+    args = ["train", "lenet5", "--epochs", "1", "--limit-train", "1920", "--limit-test", "300"]
+    assert cli.main([*args, "--threads", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    acc = float(out.split("test accuracy: ")[1].split("%")[0])
+    assert acc > 35.0  # 30 batches of real data already beat chance (10%) by far
+
+
+def test_resume_gives_the_same_final_weights(fake_dir, tmp_path, capsys):
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert cli.main(_train_args(fake_dir, full, "--epochs", "3", "--augment", "--no-progress")) == 0
+    assert cli.main(_train_args(fake_dir, part, "--epochs", "3", "--augment", "--no-progress")) == 0
+    # pretend the second run died after epoch 1: resume from that checkpoint
+    ck = part / "epoch1.safetensors"
+    argv = _train_args(fake_dir, part, "--epochs", "3", "--augment", "--no-progress")
+    assert cli.main([*argv, "--resume", str(ck)]) == 0
+    assert "resumed from" in capsys.readouterr().out
+    a, b = tg.load(full / "last.safetensors"), tg.load(part / "last.safetensors")
+    assert a["epoch"] == b["epoch"] == 3
+    for k in a["model"]:
+        np.testing.assert_array_equal(a["model"][k], b["model"][k], err_msg=k)
+    rows = (part / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["epoch"] for r in rows] == [1, 2, 3]
+
+
+class _DropNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 4, 3, stride=2), nn.ReLU(), nn.Dropout(0.3), nn.Flatten(),
+            nn.Linear(4 * 13 * 13, 10),
+        )  # fmt: skip
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def _loaders(seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.random((96, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, 96)
+    return {
+        "train_loader": DataLoader(TensorDataset(x, y), 16, shuffle=True, seed=1),
+        "test_loader": DataLoader(TensorDataset(x[:32], y[:32]), 32),
+    }
+
+
+def test_trainer_resume_restores_dropout_stream_and_hooks(tmp_path):
+    cfg = train.TrainConfig(epochs=3, progress=False, out=str(tmp_path / "a"), threads=1)
+    calls = []
+    tg.manual_seed(0)
+    ref = train.Trainer(cfg, model=_DropNet(), **_loaders(), grad_hook=calls.append, log=str)
+    ref.fit()
+    assert len(calls) == 3 * 6 and calls[0] is ref.params  # once per batch, after backward
+
+    cfg_b = train.TrainConfig(epochs=3, progress=False, out=str(tmp_path / "b"), threads=1)
+    tg.manual_seed(0)
+    first = train.Trainer(cfg_b, model=_DropNet(), **_loaders(), log=str)
+    first.cfg.epochs = 1
+    first.fit()
+    tg.manual_seed(123)  # a fresh process: different generator state until resume
+    again = train.Trainer(cfg_b, model=_DropNet(), **_loaders(), log=str)
+    again.cfg.epochs = 3
+    again.resume(tmp_path / "b" / "epoch1.safetensors")
+    again.fit()
+    for (k, a), b in zip(ref.model.state_dict().items(), again.model.state_dict().values()):
+        np.testing.assert_array_equal(a, b, err_msg=k)
+
+
+def test_non_main_rank_writes_nothing(tmp_path):
+    cfg = train.TrainConfig(epochs=1, progress=False, out=str(tmp_path / "r1"), threads=1)
+    lines = []
+    t = train.Trainer(cfg, model=_DropNet(), **_loaders(), is_main=False, log=lines.append)
+    t.fit()
+    assert not (tmp_path / "r1").exists() and lines == []
+
+
+def test_eval_and_info_commands(fake_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(_train_args(fake_dir, out, "--epochs", "1", "--no-progress")) == 0
+    acc = json.loads((out / "metrics.jsonl").read_text())["test_accuracy"]
+    capsys.readouterr()
+    argv = ["eval", str(out / "last.safetensors"), "--data-dir", str(fake_dir), "--threads", "1"]
+    assert cli.main(argv) == 0
+    assert f"accuracy {100 * acc:.2f}%" in capsys.readouterr().out
+    assert cli.main(["info", "lenet5"]) == 0
+    text = capsys.readouterr().out
+    assert "total parameters: 61,706" in text and "FLOPs per image" in text
+    assert cli.main(["info", "--list"]) == 0
+    assert "vgg_small" in capsys.readouterr().out.split()
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
+    argv = ["train", "lenet5", "--data-dir", str(tmp_path / "none"), "--no-progress"]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err
+    assert str(tmp_path / "none") in err and "sudo apt-get install dataset-fashion-mnist" in err
+    assert cli.main(["train", "alexnet"]) == 2
+    assert "unknown model 'alexnet'" in capsys.readouterr().err
+
+
+def test_broken_delegate_cannot_break_train(monkeypatch, fake_dir, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "tapegrad.bench.cli", None)  # import raises ImportError
+    assert cli.main(["bench", "--quick"]) == 2
+    assert "tapegrad.bench.cli is not available" in capsys.readouterr().err
+    argv = _train_args(fake_dir, tmp_path / "r", "--epochs", "1", "--no-progress")
+    assert cli.main(argv) == 0
+
+
+def test_delegate_receives_its_arguments(monkeypatch, capsys):
+    import types
+
+    seen = {}
+    fake = types.ModuleType("tapegrad.experiments.cli")
+    fake.add_arguments = lambda p: p.add_argument("name")
+    fake.main = lambda args: seen.setdefault("name", args.name) and 0
+    monkeypatch.setitem(sys.modules, "tapegrad.experiments.cli", fake)
+    assert cli.main(["experiment", "dropout-regression"]) == 0
+    assert seen == {"name": "dropout-regression"}
+
+
+def test_curves_without_matplotlib_print_one_notice(monkeypatch, tmp_path):
+    real_import = builtins.__import__
+
+    def no_mpl(name, *a, **k):
+        if name.startswith("matplotlib"):
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_mpl)
+    monkeypatch.setattr(train, "_notice_shown", False)
+    rows = [{"epoch": 1, "train_loss": 1.0, "test_loss": 1.0, "test_accuracy": 0.5}]
+    lines = []
+    assert train.plot_curves(rows, tmp_path / "c.png", lines.append) is False
+    assert train.plot_curves(rows, tmp_path / "c.png", lines.append) is False
+    assert len(lines) == 1 and "matplotlib is not installed" in lines[0]
+    assert not (tmp_path / "c.png").exists()
