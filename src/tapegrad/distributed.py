@@ -140,11 +140,10 @@ def is_main_process() -> bool:
 
 
 def _comm(comm: Any = None) -> Any:
-    if comm is not None:
-        return comm
+    # first use initialises (so get_rank/is_main_process agree with the communicator)
     if _state["comm"] is None:
-        init()
-    return _state["comm"]
+        init(comm)
+    return _state["comm"] if comm is None else comm
 
 
 def barrier() -> None:
