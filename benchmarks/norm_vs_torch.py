@@ -54,8 +54,9 @@ def copy_bandwidth(repeats: int) -> float:
 
 
 def tapegrad_cases(threads: int):
-    import tapegrad as tg
     import tapegrad.kernels as K
+
+    import tapegrad as tg
     import tapegrad.nn.functional as F
 
     tg.set_num_threads(threads)
@@ -207,7 +208,7 @@ def main() -> None:
         f"after warm-up; np.copyto of {MB / 1e6:.1f} MB: {copy_gbs:.1f} GB/s"
     )
     print()
-    hdr = f"| case | impl | ms | ratio to torch | target | GB/s | x copy |"
+    hdr = "| case | impl | ms | ratio to torch | target | GB/s | x copy |"
     print(hdr)
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for case, (nbytes, target) in CASES.items():
