@@ -150,7 +150,11 @@ def compare(a: dict, b: dict) -> str:
             ]
         )
     headers = ["op", "case", "variant", "dir", "A ms", "B ms", "B/A", ""]
-    out = _table(headers, rows, {4, 5, 6})
+    out = ""
+    for name, doc in (("A", a), ("B", b)):
+        if doc.get("machine"):
+            out += f"{name}: {machine_line(doc['machine'])}\n"
+    out += _table(headers, rows, {4, 5, 6})
     if logs:
         gmean = math.exp(sum(logs) / len(logs))
         out += f"\n{len(rows)} matched cases; geometric mean B/A = {gmean:.3f}"
