@@ -148,8 +148,7 @@ class OneCycleLR(LRScheduler):
         # a loop can call step() after every batch
         if self.last_epoch > self.total_steps:
             raise ValueError(
-                f"OneCycleLR: stepped {self.last_epoch} times, total_steps is "
-                f"{self.total_steps}"
+                f"OneCycleLR: stepped {self.last_epoch} times, total_steps is {self.total_steps}"
             )
         lr0, lr1, m0, m1, pct = self._phase()
         if self.cycle_momentum:
