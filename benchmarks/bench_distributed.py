@@ -15,6 +15,10 @@ The script launches itself under ``mpirun -n R`` for each R (one kernel thread p
   used in the README's scaling estimate.
 
 Medians after warm-up steps (the first step's Numba compilation is reported separately).
+Ranks yield while waiting in MPI (``tapegrad.distributed`` sets Open MPI's
+``mpi_yield_when_idle`` unless ``OMPI_MCA_mpi_yield_when_idle`` is already set): on a busy
+machine busy-polling ranks make the Allreduce tens of milliseconds; compare with
+``OMPI_MCA_mpi_yield_when_idle=0 python benchmarks/bench_distributed.py``.
 """
 
 from __future__ import annotations
