@@ -204,3 +204,17 @@ def test_curves_without_matplotlib_print_one_notice(monkeypatch, tmp_path):
     assert train.plot_curves(rows, tmp_path / "c.png", lines.append) is False
     assert len(lines) == 1 and "matplotlib is not installed" in lines[0]
     assert not (tmp_path / "c.png").exists()
+
+
+def test_console_script_is_declared_and_runs():
+    from importlib.metadata import entry_points
+
+    (ep,) = [e for e in entry_points(group="console_scripts") if e.name == "tapegrad"]
+    assert ep.value == "tapegrad.cli:main" and ep.load() is cli.main
+    import shutil
+
+    exe = shutil.which("tapegrad")
+    assert exe is not None, "the tapegrad script is not on PATH: reinstall the package"
+    proc = subprocess.run([exe, "info", "lenet5"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "total parameters: 61,706" in proc.stdout
