@@ -503,7 +503,9 @@ class GradientHook:
     def _setup(self, params: list[Any]) -> None:
         params = [p for p in params if p.requires_grad]
         for p in params:
-            self.comm.Bcast(p.data, root=0)
+            buf = np.ascontiguousarray(p.data)  # MPI needs contiguous memory
+            self.comm.Bcast(buf, root=0)
+            p.data[...] = buf
         self.buckets = _make_buckets(params, [], self.cap)
 
     def __call__(self, params: list[Any]) -> None:
