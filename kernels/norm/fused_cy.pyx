@@ -9,7 +9,7 @@ ctypedef fused real:
     float
     double
 
-cdef int _CHUNKS = 8  # row chunks in row_backward, as in fused_numba
+cdef int _CHUNKS = 4  # row chunks in row_backward, as in fused_numba
 
 
 cdef inline void _bn_train_channel(real[:, :, ::1] x, double[::1] w, double[::1] b,
@@ -156,15 +156,21 @@ cdef inline void _row_backward_chunk(real[:, ::1] gy, real[:, ::1] x, double[::1
         o = <real>(-(mean[i] - mf) * invstd[i])
         sg = 0
         sgx = 0
-        if affine:
+        # specialised loops: a flag test inside would keep the compiler from vectorising
+        if affine and need:
             for j in range(k):
                 xh = (x[i, j] - mf) * a + o
                 g = gy[i, j] * w[q, j]
                 sg += g
                 sgx += g * xh
-                if need:
-                    gwp[ci, q, j] += gy[i, j] * xh
-                    gbp[ci, q, j] += gy[i, j]
+                gwp[ci, q, j] += gy[i, j] * xh
+                gbp[ci, q, j] += gy[i, j]
+        elif affine:
+            for j in range(k):
+                xh = (x[i, j] - mf) * a + o
+                g = gy[i, j] * w[q, j]
+                sg += g
+                sgx += g * xh
         else:
             for j in range(k):
                 xh = (x[i, j] - mf) * a + o
@@ -233,7 +239,7 @@ def row_backward(gy, x, mean, invstd, w, need_affine):
     r, k = x.shape
     w_, _, affine = _affine(w, w, x.dtype)
     need = affine and bool(need_affine)
-    nch = min(r, _CHUNKS) if need else max(1, min(r, _CHUNKS))
+    nch = max(1, min(r, _CHUNKS))
     shape = (nch, w_.shape[0], k) if need else (nch, 1, 1)
     gwp, gbp = np.zeros(shape, x.dtype), np.zeros(shape, x.dtype)
     gx = np.empty_like(x)

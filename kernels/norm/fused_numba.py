@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit, prange
 
 _FM = {"reassoc", "contract", "nsz"}
-_CHUNKS = 8  # row chunks in row_backward (fixed: results do not depend on thread count)
+_CHUNKS = 4  # row chunks in row_backward (fixed: results do not depend on thread count)
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
@@ -155,15 +155,22 @@ def _row_backward(gy, x, mean, invstd, w, affine, need, gx, gwp, gbp, rs):
             o = rs[i, 1]
             sg = 0.0
             sgx = 0.0
-            if affine:
+            # three specialised loops: a flag test inside would keep LLVM from vectorising
+            if affine and need:
+                gw_, gb_ = gwp[ci, q], gbp[ci, q]
                 for j in range(k):
                     xh = (x[i, j] - mf) * a + o
                     g = gy[i, j] * w[q, j]
                     sg += g
                     sgx += g * xh
-                    if need:
-                        gwp[ci, q, j] += gy[i, j] * xh
-                        gbp[ci, q, j] += gy[i, j]
+                    gw_[j] += gy[i, j] * xh
+                    gb_[j] += gy[i, j]
+            elif affine:
+                for j in range(k):
+                    xh = (x[i, j] - mf) * a + o
+                    g = gy[i, j] * w[q, j]
+                    sg += g
+                    sgx += g * xh
             else:
                 for j in range(k):
                     xh = (x[i, j] - mf) * a + o
@@ -228,8 +235,8 @@ def row_backward(gy, x, mean, invstd, w, need_affine):
     r, k = x.shape
     w_, _, affine = _affine(w, w, x.dtype)
     need = affine and bool(need_affine)
-    nch = min(r, _CHUNKS) if need else 1
-    shape = (nch, w_.shape[0], k) if need else (1, 1, 1)
+    nch = max(1, min(r, _CHUNKS))
+    shape = (nch, w_.shape[0], k) if need else (nch, 1, 1)
     gwp, gbp = np.zeros(shape, x.dtype), np.zeros(shape, x.dtype)
     gx = np.empty_like(x)
     rs = np.empty((r, 5), x.dtype)
