@@ -218,3 +218,16 @@ def test_console_script_is_declared_and_runs():
     proc = subprocess.run([exe, "info", "lenet5"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "total parameters: 61,706" in proc.stdout
+
+
+def test_reconstruction_task_is_seen_through_a_wrapper():
+    from tapegrad import zoo
+
+    class Wrapper(nn.Module):
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+    assert train.is_reconstruction(zoo.conv_autoencoder(width=2))
+    assert train.is_reconstruction(Wrapper(zoo.conv_autoencoder(width=2)))
+    assert not train.is_reconstruction(Wrapper(zoo.lenet5()))

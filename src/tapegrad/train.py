@@ -144,7 +144,10 @@ def prepare_arrays(
 
 
 def is_reconstruction(model: Module) -> bool:
-    return getattr(model, "task", "classification") == "reconstruction"
+    """True for models trained to reproduce their input (``task = "reconstruction"``)."""
+    inner = getattr(model, "module", None)  # a data-parallel wrapper keeps the model here
+    task = getattr(model, "task", None) or getattr(inner, "task", "classification")
+    return task == "reconstruction"
 
 
 @dataclass
