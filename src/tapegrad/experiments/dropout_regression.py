@@ -239,8 +239,8 @@ def plot(r: Result, path) -> None:
         (r.sgd_large, "SGD, dropout"),
         (r.adam_dropout, "Adam, dropout"),
     ):
-        a.plot(run.weights[:, 0], run.weights[:, 1], lw=1, label=label)
-        a.plot(*run.weights[-1], "o")
+        (line,) = a.plot(run.weights[:, 0], run.weights[:, 1], lw=1, label=label)
+        a.plot(*run.weights[-1], "o", color=line.get_color())
     a.set(
         xlabel="w1", ylabel="w2", xlim=(-0.1, 1.3), ylim=(-0.5, 11.5), title="(h) paths from w = 0"
     )

@@ -60,6 +60,9 @@ class Result:
     closed_gauss: np.ndarray
     choice_errors: dict[tuple[str, str], float]  # (A, B) -> mean |MC - formula| / SE
     best_choice: tuple[str, str]
+    # dense curves for the plot: t, closed forms, plain least squares, runner-up choice
+    curves: dict[str, np.ndarray]
+    runner_up: str
 
 
 def _problem(rng: np.random.Generator, n: int, d: int) -> tuple[np.ndarray, np.ndarray]:
@@ -143,6 +146,21 @@ def run(seed: int = 0, mc_samples: int = 20000, train_steps: int = 4000) -> Resu
         pred = np.array([expected_loss(X, y, t * w0, a, b) for t in ts])
         errors[(an, bn)] = float(np.mean(np.abs(gmc - pred) / gse))
     best = min(errors, key=errors.get)
+    runner_up = sorted(errors, key=errors.get)[1]
+    fine = np.linspace(ts[0], ts[-1], 101)
+    curves = {
+        "t": fine,
+        "dropout": np.array([expected_loss(X, y, t * w0, p, p * (1 - p)) for t in fine]),
+        "gauss": np.array([expected_loss(X, y, t * w0, MU, SIGMA**2) for t in fine]),
+        "plain": np.array([expected_loss(X, y, t * w0, 1.0, 0.0) for t in fine]),
+        "runner_up": np.array(
+            [
+                expected_loss(X, y, t * w0, a_choices[runner_up[0]], b_choices[runner_up[1]])
+                for t in fine
+            ]
+        ),
+    }
+    curves_label = f"(A) = {runner_up[0]}, (B) = {runner_up[1]}"
 
     # 3) minimizers: dropout objective, its rescaling, the Tikhonov problem
     gamma2 = (X * X).sum(axis=0)
@@ -185,6 +203,8 @@ def run(seed: int = 0, mc_samples: int = 20000, train_steps: int = 4000) -> Resu
         closed_gauss=np.array(gclosed),
         choice_errors=errors,
         best_choice=best,
+        curves=curves,
+        runner_up=curves_label,
     )
 
 
@@ -220,25 +240,32 @@ def report(r: Result) -> str:
 
 
 def plot(r: Result, path) -> None:
-    fig, ax = figure(1, 2, (10, 3.8))
-    for a, mc, se, closed, title in (
+    fig, ax = figure(1, 2, (11, 4))
+    c = r.curves
+    panels = (
         (
             ax[0, 0],
             r.mc_dropout,
             r.mc_dropout_se,
-            r.closed_dropout,
+            c["dropout"],
             f"Bernoulli dropout, p = {r.p}",
+            "||y - pXw||^2 + p(1-p)||Gamma w||^2",
         ),
         (
             ax[0, 1],
             r.mc_gauss,
             r.mc_gauss_se,
-            r.closed_gauss,
-            f"Gaussian noise, mu = {r.mu}, sigma^2 = {r.sigma**2}",
+            c["gauss"],
+            f"Gaussian noise, mu = {r.mu}, sigma^2 = {r.sigma**2:g}",
+            "||y - mu Xw||^2 + sigma^2 ||Gamma w||^2",
         ),
-    ):
-        a.errorbar(r.ts, mc, yerr=2 * se, fmt="o", label="Monte Carlo (+-2 SE)")
-        a.plot(r.ts, closed, "-", label="closed form")
+    )
+    for a, mc, se, closed, title, formula in panels:
+        a.plot(c["t"], closed, "-", color="C1", label=formula)
+        a.plot(c["t"], c["plain"], ":", color="0.4", label="||y - Xw||^2 (no noise)")
+        a.errorbar(r.ts, mc, yerr=2 * se, fmt="o", color="C0", label="Monte Carlo (+-2 SE)")
         a.set(xlabel="t  (w = t * w_ols)", ylabel="expected loss", title=title)
-        a.legend()
+    ax[0, 1].plot(c["t"], c["runner_up"], "--", color="C3", lw=1, label=r.runner_up)
+    for a in ax[0]:
+        a.legend(fontsize=8)
     save(fig, path)

@@ -35,7 +35,7 @@ class Result:
     path: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))  # filter per step
 
 
-def run(seed: int = 0, steps: int = 200, lr: float = 0.05) -> Result:
+def run(seed: int = 0, steps: int = 120, lr: float = 0.05) -> Result:
     x = t64(SIGNAL).reshape(1, 1, 5)
     # Column j of the system matrix = conv1d(x, e_j): convolution is linear in the filter.
     cols = [F.conv1d(x, t64(np.eye(3)[j]).reshape(1, 1, 3)).data.ravel() for j in range(3)]

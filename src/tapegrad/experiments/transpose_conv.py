@@ -91,7 +91,9 @@ def plot(r: Result, path) -> None:
     for a, (title, m) in zip(ax[0], panels):
         a.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim)
         for (i, j), v in np.ndenumerate(m):
-            a.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=13)
+            # white digits on the dark (large-magnitude) cells
+            color = "white" if abs(v) > 0.6 * lim else "black"
+            a.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=13, color=color)
         a.set_title(title)
         a.set_xticks([])
         a.set_yticks([])
