@@ -125,3 +125,13 @@ def test_render_png_and_svg(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     svg = g.render(tmp_path / "g.svg").read_text()
     assert "<svg" in svg and "Mul" in svg and "(2, 3)" in svg
+
+
+def test_graph_after_backward_raises_unless_the_graph_was_retained():
+    x = _t((3,), "x")
+    y = (x * 2.0).sum()
+    y.backward(retain_graph=True)
+    assert len(graph(y).ops()) == 2
+    y.backward()
+    with pytest.raises(ValueError, match=r"graph: the tape .* was freed by backward\(\)"):
+        graph(y)

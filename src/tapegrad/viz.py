@@ -9,15 +9,18 @@ are the tensors and the ops that made them, with edges in the direction the data
 
     x = tg.randn(4, 3, requires_grad=True); x.name = "X"
     mu = x.mean(axis=0); mu.name = "mu"
-    g = graph((x - mu).sum())
+    z = x - mu; z.name = "Z"
+    g = graph(z.sum())
     print(g.to_dot())          # Graphviz DOT text, no dependency
     g.render("graph.svg")      # needs Graphviz's `dot` program
-    g.named_edges()            # {("X", "mu"), ("X", "output"), ("mu", "output")} ...
+    g.named_edges()            # {("X", "mu"), ("X", "Z"), ("mu", "Z")}
 
 Only what the tape records appears: tensors that do not require grad (constants such as
 ``eps``) are not recorded as inputs and so are not drawn. Tensors are labelled with
 ``tensor.name`` when set (or a name passed in ``names=``), otherwise by their role
-(``leaf`` / ``output``); every tensor label carries its shape and dtype.
+(``leaf`` / ``output``); every tensor label carries its shape and dtype. Draw the graph
+before ``backward()``: backward frees the records it has used (unless
+``retain_graph=True``), and ``graph`` then raises rather than draw a truncated tape.
 """
 
 from __future__ import annotations
@@ -242,6 +245,12 @@ def graph(tensor: Tensor, names: Mapping[str, Tensor] | Iterable[tuple[str, Tens
         node = t._node
         if node is None:
             continue
+        if getattr(node, "freed", False):
+            # backward() drops a spent record's inputs: the graph would be cut short
+            raise ValueError(
+                f"graph: the tape behind this tensor (op {node.fn.__name__}) was freed by "
+                "backward(); call graph() before backward(), or pass retain_graph=True"
+            )
         op_key = okeys.get(id(node))
         if op_key is None:
             op_key = okeys[id(node)] = f"op{len(okeys)}"
