@@ -231,3 +231,25 @@ def test_reconstruction_task_is_seen_through_a_wrapper():
     assert train.is_reconstruction(zoo.conv_autoencoder(width=2))
     assert train.is_reconstruction(Wrapper(zoo.conv_autoencoder(width=2)))
     assert not train.is_reconstruction(Wrapper(zoo.lenet5()))
+
+
+def test_cifar10_trains_models_built_for_three_channels(tmp_path, capsys):
+    from tapegrad.data import write_cifar_batch
+
+    rng = np.random.default_rng(0)
+    for name, n in (("data_batch_1", 64), ("test_batch", 32)):
+        imgs = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+        write_cifar_batch(tmp_path / name, imgs, rng.integers(0, 10, n))
+    out = tmp_path / "run"
+    argv = [
+        "train", "lenet5", "--data", "cifar10", "--data-dir", str(tmp_path), "--epochs", "1",
+        "--batch-size", "16", "--threads", "1", "--no-progress", "--augment", "--out", str(out),
+    ]  # fmt: skip
+    assert cli.main(argv) == 0
+    state = tg.load(out / "last.safetensors")
+    assert state["model"]["features.0.weight"].shape == (6, 3, 5, 5)
+    assert state["model"]["classifier.0.weight"].shape == (120, 16 * 6 * 6)  # built for 32x32
+    capsys.readouterr()
+    argv = ["eval", str(out / "last.safetensors"), "--data", "cifar10", "--data-dir", str(tmp_path)]
+    assert cli.main(argv) == 0
+    assert "lenet5 on cifar10 test (32 images)" in capsys.readouterr().out

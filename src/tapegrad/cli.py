@@ -174,7 +174,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from . import checkpoint, zoo
     from .data import DataLoader, DatasetNotFoundError, TensorDataset
     from .kernels import set_num_threads
-    from .train import TrainConfig, evaluate, is_reconstruction, prepare_arrays
+    from .train import TrainConfig, evaluate, model_kwargs, prepare_arrays
 
     if args.threads:
         set_num_threads(args.threads)
@@ -188,16 +188,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    model = zoo.get_model(name)
-    model.load_state_dict(weights)
     cfg = TrainConfig(model=name, data=args.data, data_dir=args.data_dir)
     cfg.limit_test = args.limit_test
-    recon = is_reconstruction(model)
+    recon = zoo.task_of(name) == "reconstruction"
     try:
         x, y = prepare_arrays(cfg, "test", normalise=not recon)
     except DatasetNotFoundError as e:
         print(f"tapegrad eval: {e}", file=sys.stderr)
         return 1
+    kwargs = (saved_cfg.get("extra") or {}).get("model_kwargs") or model_kwargs(x)
+    model = zoo.get_model(name, **kwargs)
+    model.load_state_dict(weights)
     loss, acc = evaluate(model, DataLoader(TensorDataset(x, y), args.batch_size), recon)
     if acc is None:
         print(f"{name} on {args.data} test ({len(y)} images): MSE {loss:.5f}")

@@ -114,8 +114,15 @@ def build_scheduler(
     return sched
 
 
-def model_input_size(model_name: str) -> int:
-    return zoo.DEFAULT_INPUT.get(model_name, 28)
+def model_input_size(model_name: str, data_side: int = 0) -> int:
+    """The side the model is built for: its default, or the data's side when larger
+    (CIFAR-10's 32x32 images train LeNet-5 built for 32 rather than being shrunk)."""
+    return max(zoo.DEFAULT_INPUT.get(model_name, 28), data_side)
+
+
+def model_kwargs(x: np.ndarray) -> dict[str, int]:
+    """Builder arguments matching prepared images x (N, C, S, S)."""
+    return {"in_channels": int(x.shape[1]), "input_size": int(x.shape[-1])}
 
 
 def prepare_arrays(
@@ -130,7 +137,7 @@ def prepare_arrays(
     limit = cfg.limit_train if split == "train" else cfg.limit_test
     if limit is not None:
         x, y = x[:limit], y[:limit]
-    side = model_input_size(cfg.model)
+    side = model_input_size(cfg.model, x.shape[-1])
     if x.shape[-1] < side:
         x = data.Pad((side - x.shape[-1]) // 2)(x)
     elif x.shape[-1] > side:
@@ -204,12 +211,17 @@ class Trainer:
         if cfg.threads:
             set_num_threads(cfg.threads)
         creation.manual_seed(cfg.seed)
-        self.model = model if model is not None else zoo.get_model(cfg.model)
-        self.reconstruction = is_reconstruction(self.model)
         if train_loader is None or test_loader is None:
-            norm = not self.reconstruction
-            xtr, ytr = prepare_arrays(cfg, "train", norm)
-            xte, yte = prepare_arrays(cfg, "test", norm)
+            recon = (
+                is_reconstruction(model)
+                if model is not None
+                else (zoo.task_of(cfg.model) == "reconstruction")
+            )
+            xtr, ytr = prepare_arrays(cfg, "train", not recon)
+            xte, yte = prepare_arrays(cfg, "test", not recon)
+            if model is None:
+                # channels and side follow the data; kept in the config for `tapegrad eval`
+                cfg.extra["model_kwargs"] = model_kwargs(xtr)
             transform = None
             if cfg.augment:
                 side = xtr.shape[-1]
@@ -229,6 +241,11 @@ class Trainer:
                 data.TensorDataset(xte, yte), cfg.eval_batch_size
             )
         self.train_loader, self.test_loader = train_loader, test_loader
+        if model is None:
+            creation.manual_seed(cfg.seed)  # initialisation independent of the data loading
+            model = zoo.get_model(cfg.model, **cfg.extra.get("model_kwargs", {}))
+        self.model = model
+        self.reconstruction = is_reconstruction(self.model)
         self.params = list(self.model.parameters())
         self.optimizer = build_optimizer(cfg, self.params)
         self.scheduler = build_scheduler(cfg, self.optimizer, len(self.train_loader))

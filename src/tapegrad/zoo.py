@@ -281,6 +281,12 @@ DEFAULT_INPUT: dict[str, int] = {
 }
 
 
+def task_of(name: str) -> str:
+    """``"reconstruction"`` for autoencoders (MSE against the input), else ``"classification"``."""
+    model_cls = {"conv_autoencoder": ConvAutoencoder}.get(name)
+    return getattr(model_cls, "task", "classification")
+
+
 def get_model(name: str, **kwargs) -> nn.Module:
     """Build a zoo model by name; unknown names raise a ValueError listing the valid ones."""
     if name not in MODELS:
