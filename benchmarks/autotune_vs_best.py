@@ -16,7 +16,10 @@ variants: it separates a wrong choice from the noise of timing one kernel twice.
     python benchmarks/autotune_vs_best.py                  # all zoo models, 2 threads
     python benchmarks/autotune_vs_best.py --models lenet5 --repeat 5 --json out.json
 
-Exit status 1 if a forward ratio exceeds the tolerance.
+A second column, ``min``, compares best-of samples instead (auto's fastest sample over
+the fastest sample of any single variant): other processes on a shared machine only add
+time, so on a loaded machine it is the steadier of the two. Exit status 1 if the paired
+median forward ratio exceeds the tolerance anywhere.
 """
 
 from __future__ import annotations
@@ -60,9 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     opt = runner.Options(repeat=args.repeat, directions=("forward", "both"), progress=False)
     rows_out = []
     worst = {"forward": 0.0, "both": 0.0}
+    worst_min = {"forward": 0.0, "both": 0.0}
     header = (
         f"{'model':16} {'op':16} {'case':34} {'dir':8} {'best variant':14} "
-        f"{'best ms':>9} {'auto ->':14} {'auto ms':>9} {'ratio':>6} {'pick':>6} {'tune s':>7}"
+        f"{'best ms':>9} {'auto ->':14} {'auto ms':>9} {'ratio':>6} {'min':>6} {'pick':>6} "
+        f"{'tune s':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -83,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
                 # per-round ratios cancels load that drifts over the run
                 pairs = zip(auto["samples_s"], by[best]["samples_s"])
                 ratio = statistics.median(a / b for a, b in pairs)
+                # best-of: other processes only ever add time, so each kernel's fastest
+                # sample is its least noisy cost (timeit's argument)
+                fastest = min(min(by[v]["samples_s"]) for v in singles if v in by)
+                ratio_min = min(auto["samples_s"]) / fastest
+                worst_min[d] = max(worst_min[d], ratio_min)
                 # the variant auto resolved to, timed as itself: auto/best minus the noise
                 # of timing the same kernel twice
                 pick = by[auto["chosen"]]["median_s"] / by[best]["median_s"]
@@ -91,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"{model:16} {case.op:16} {case.label:34} {d:8} {best:14} "
                     f"{1e3 * by[best]['median_s']:9.2f} {auto['chosen']:14} "
-                    f"{1e3 * auto['median_s']:9.2f} {ratio:6.2f} {pick:6.2f} "
+                    f"{1e3 * auto['median_s']:9.2f} {ratio:6.2f} {ratio_min:6.2f} {pick:6.2f} "
                     f"{auto['jit_s']:7.2f}{flag}"
                 )
                 rows_out.append(
@@ -105,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
                         "auto_choice": auto["chosen"],
                         "auto_s": auto["median_s"],
                         "ratio": ratio,
+                        "min_ratio": ratio_min,
                         "pick_ratio": pick,
+                        "samples_s": {v: r["samples_s"] for v, r in by.items()},
                         "times_s": {v: r["median_s"] for v, r in by.items()},
                         "agree": all(r.get("agree") is not False for r in by.values()),
                     }
@@ -113,14 +125,19 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.flush()
     elapsed = time.perf_counter() - t0
     ok = worst["forward"] <= args.tolerance
+    ok_min = worst_min["forward"] <= args.tolerance
     print(
-        f"\nworst auto/best: forward {worst['forward']:.3f}, forward+backward {worst['both']:.3f} "
-        f"over {len(rows_out) // 2} cases in {elapsed:.0f} s -> "
-        f"{'PASS' if ok else 'FAIL'} (forward tolerance {args.tolerance})"
+        f"\n{len(rows_out) // 2} cases in {elapsed:.0f} s; worst auto/best:\n"
+        f"  paired median: forward {worst['forward']:.3f} -> {'PASS' if ok else 'FAIL'}, "
+        f"forward+backward {worst['both']:.3f}\n"
+        f"  best-of:       forward {worst_min['forward']:.3f} -> "
+        f"{'PASS' if ok_min else 'FAIL'}, forward+backward {worst_min['both']:.3f}\n"
+        f"  (tolerance {args.tolerance}; autotune tunes the forward call)"
     )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": mach, "rows": rows_out, "worst": worst}, f, indent=1)
+            doc = {"machine": mach, "rows": rows_out, "worst": worst, "worst_min": worst_min}
+            json.dump(doc, f, indent=1)
     return 0 if ok else 1
 
 
