@@ -116,6 +116,8 @@ def test_bn_gradient(tmp_path):
     np.testing.assert_allclose(r.jac_off[1:], -r.gamma / n[1:], rtol=1e-12)
     # tends to gamma * dL/dy_1 = gamma as n grows
     assert abs(r.grad_x1[-1] - r.limit[-1]) < 0.1 < abs(r.grad_x1[1] - r.limit[1])
+    text = experiments.report("bn-gradient", r)
+    assert "\n1   " in text and "+0.000000" in text
     experiments.plot("bn-gradient", r, tmp_path / "b.png")
     assert _png(tmp_path / "b.png")
 
@@ -134,6 +136,8 @@ def test_separable_params(tmp_path):
     assert r.macs["standard"] == pixels * 4 * 27
     assert r.macs["separable"] == pixels * (3 * 9 + 4 * 3)
     assert r.flops["standard"] == 2 * r.macs["standard"]
+    text = experiments.report("separable-params", r)
+    assert "weights: 108 vs 39" in text and "with biases 112 vs 43" in text
     experiments.plot("separable-params", r, tmp_path / "s.png")
     assert _png(tmp_path / "s.png")
 
@@ -153,6 +157,7 @@ def test_dropout_tikhonov(tmp_path, one_thread):
     zg = (r.mc_gauss - r.closed_gauss) / r.mc_gauss_se
     assert np.abs(zg).max() < 4.5
     assert r.best_choice == ("mu", "sigma^2")
+    assert "answer: (A) = mu, (B) = sigma^2" in experiments.report("dropout-tikhonov", r)
     experiments.plot("dropout-tikhonov", r, tmp_path / "d.png")
     assert _png(tmp_path / "d.png")
 
@@ -213,6 +218,8 @@ def test_transpose_conv(tmp_path):
         np.testing.assert_array_equal(term, expected)
     np.testing.assert_array_equal(r.terms_sum, r.output)
     assert r.symbolic_1d == ["ax", "ay", "az + bx", "by", "bz + cx", "cy", "cz"]
+    text = experiments.report("transpose-conv", r)
+    assert "  [  -1    3   -2]\n  [   3   -3    1]\n  [   0    3    1]" in text
     experiments.plot("transpose-conv", r, tmp_path / "t.png")
     assert _png(tmp_path / "t.png")
 
@@ -250,6 +257,9 @@ def test_dropout_regression(tmp_path, one_thread):
     w = r.adam_no_dropout.weights[-1]
     assert abs(w[0] - w[1]) < 0.02 and abs(10 * w[0] + w[1] - 11) < 0.01
     np.testing.assert_allclose(r.adam_dropout.final, r.dropout_ls, atol=0.1)
+    text = experiments.report("dropout-regression", r)
+    assert "= [1.0891, 0.1089]" in text and "w = [0.3667, 3.6667]" in text
+    assert "x = [[20, 2], [20, 0], [0, 2], [0, 0]]" in text
     experiments.plot("dropout-regression", r, tmp_path / "r.png")
     assert _png(tmp_path / "r.png")
 
@@ -277,6 +287,7 @@ def test_dropout_cheating(tmp_path, one_thread):
     assert drop.follows_cheat < none.follows_cheat
     assert drop.cheat_weight > 2 * drop.pixel_weight
     assert drop.follows_cheat > 0.1  # chance of following a wrong class by luck is ~0.1x0.1
+    assert "with dropout (higher)" in experiments.report("dropout-cheating", r)
     experiments.plot("dropout-cheating", r, tmp_path / "c.png")
     assert _png(tmp_path / "c.png")
 
@@ -301,6 +312,8 @@ def test_bn_distribution(tmp_path):
     ):
         assert after == pytest.approx(before, abs=1e-3)
         assert after == pytest.approx(expected, abs=0.01)
+    text = experiments.report("bn-distribution", r)
+    assert "after   3.000     1.000  1.000" in text
     experiments.plot("bn-distribution", r, tmp_path / "n.png")
     assert _png(tmp_path / "n.png")
 
@@ -314,6 +327,7 @@ def test_dropout_overfit_short(tmp_path, one_thread):
     assert len(none.train_acc) == len(drop.val_acc) == 15
     assert none.val > 0.6 and drop.val > 0.6  # well above chance (0.1)
     assert drop.gap < none.gap
+    assert "with dropout (smaller)" in experiments.report("dropout-overfit", r)
     experiments.plot("dropout-overfit", r, tmp_path / "o.png")
     assert _png(tmp_path / "o.png")
 

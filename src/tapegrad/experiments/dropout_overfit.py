@@ -127,7 +127,9 @@ def report(r: Result) -> str:
             table(["epoch"] + [f"{k}: train / val" for k in r.curves], per_epoch),
             "last three epochs:",
             table(["model", "train acc", "val acc", "gap"], rows),
-            f"dropout shrinks the train-validation gap {a.gap:.3f} -> {b.gap:.3f}",
+            f"train-validation gap {a.gap:.3f} -> {b.gap:.3f} with dropout "
+            f"({'smaller' if b.gap < a.gap else 'not smaller'}); validation accuracy "
+            f"{a.val:.3f} -> {b.val:.3f} ({'higher' if b.val > a.val else 'not higher'})",
         ]
     )
 
