@@ -427,6 +427,10 @@ def rules_path() -> Path:
 
 def _rules() -> dict:
     path = rules_path()
+    now = time.monotonic()
+    if _rules_state["path"] == path and now - _rules_state.get("checked", -1e9) < 1.0:
+        return _rules_state["rules"]  # type: ignore[return-value]  # one stat per second
+    _rules_state["checked"] = now
     try:
         mtime = path.stat().st_mtime
     except OSError:
@@ -439,6 +443,11 @@ def _rules() -> dict:
             rules = {}
         _rules_state.update(path=path, mtime=mtime, rules=rules)
     return _rules_state["rules"]  # type: ignore[return-value]
+
+
+def reload_rules() -> None:
+    """Re-read the generated rules on the next call (``bench --write-rules`` calls it)."""
+    _rules_state.update(path=None, mtime=None, rules={}, checked=-1e9)
 
 
 def signature_size(signature: Hashable) -> float:

@@ -78,4 +78,5 @@ def write_rules(doc: dict, path: str | Path | None = None) -> Path:
     tmp = target.with_suffix(".tmp")
     tmp.write_text(json.dumps(new, indent=1) + "\n")
     tmp.replace(target)
+    K.registry.reload_rules()  # this process's auto follows the new rules at once
     return target
