@@ -362,3 +362,76 @@ def test_kill_at_random_points_of_repeated_saves(ckpt, delay):
     assert step >= 1
     # every tensor comes from the same save: no mixing of old and new bytes
     assert (state["w"] == step).all() and (state["b"] == step).all()
+
+
+# --- --resume after a real kill -9 ------------------------------------------------------------
+
+
+def _write_idx(path: Path, arr: np.ndarray) -> None:
+    arr = np.asarray(arr, dtype=np.uint8)
+    head = struct.pack(">BBBB", 0, 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    path.write_bytes(head + arr.tobytes())
+
+
+def _fake_fashion(d: Path) -> Path:
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", 320), ("t10k", 64)):
+        labels = rng.integers(0, 10, n)
+        imgs = rng.integers(0, 80, (n, 28, 28))
+        for i, c in enumerate(labels):  # a learnable bright block per class
+            imgs[i, 2 * c : 2 * c + 6, 4:20] = 250
+        _write_idx(d / f"{prefix}-images-idx3-ubyte", imgs)
+        _write_idx(d / f"{prefix}-labels-idx1-ubyte", labels)
+    return d
+
+
+def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path):
+    """A training process killed with SIGKILL mid-run, resumed in a new process from its
+    last checkpoint, ends with exactly the weights of a run that was never interrupted."""
+    data = _fake_fashion(tmp_path / "data")
+
+    def cmd(out: Path, *extra: str) -> list[str]:
+        return [
+            sys.executable, "-m", "tapegrad", "train", "lenet5", "--data", "fashion-mnist",
+            "--data-dir", str(data), "--epochs", "4", "--batch-size", "32", "--threads", "1",
+            "--augment", "--seed", "5", "--no-progress", "--no-plot", "--out", str(out), *extra,
+        ]  # fmt: skip
+
+    env = {**os.environ, "TAPEGRAD_NUM_THREADS": "1"}
+    full = tmp_path / "full"
+    done = subprocess.run(cmd(full), capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    part = tmp_path / "part"
+    proc = subprocess.Popen(cmd(part), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 300
+    while not (part / "epoch1.safetensors").exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    _kill(proc)  # somewhere in epoch 2 (or while writing its checkpoint)
+    assert not (part / "epoch4.safetensors").exists()
+    interrupted_at = tg.load(part / "last.safetensors")["epoch"]
+    assert interrupted_at in (1, 2, 3)
+
+    resumed = subprocess.run(
+        cmd(part, "--resume", str(part / "last.safetensors")),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from {part / 'last.safetensors'} after epoch {interrupted_at}" in (
+        resumed.stdout
+    )
+    a, b = tg.load(full / "last.safetensors"), tg.load(part / "last.safetensors")
+    assert a["epoch"] == b["epoch"] == 4
+    for k in a["model"]:
+        np.testing.assert_array_equal(a["model"][k], b["model"][k], err_msg=k)
+    for k, v in enumerate(a["optimizer"]["state"]):
+        for name in v:
+            np.testing.assert_array_equal(v[name], b["optimizer"]["state"][k][name])
+    rows = [json.loads(r)["epoch"] for r in (part / "metrics.jsonl").read_text().splitlines()]
+    assert rows == [1, 2, 3, 4]
