@@ -229,3 +229,46 @@ def test_sigmoid_and_tanh_saturate_without_overflow(dtype):
             y = fn(x)
             y.sum().backward()
         assert np.isfinite(y.data).all() and np.isfinite(x.grad.data).all()
+
+
+NORM_ROWS = {
+    "1e4": np.array([1e4, -1e4, 5e3, 0.0]),
+    "offset 1e4": 1e4 + np.array([0.5, -0.5, 0.25, 0.0]),  # large mean, small spread
+    "offset -3e4": -3e4 + np.array([2.0, -1.0, 0.0, 1.0]),
+    "max": np.full(4, F32.max),
+    "max and -max": np.array([F32.max, -F32.max, 0.0, 1.0]),
+    "tiny": np.array([F32.tiny, 0.0, -F32.tiny, F32.smallest_subnormal]),
+    "constant": np.full(4, 7.0),
+}
+
+
+def _norm_reference(rows: np.ndarray, eps: float) -> np.ndarray:
+    """(x - mean) / sqrt(var + eps) per row, in float64 from the float32 values."""
+    r = rows.astype(np.float64)
+    mu = r.mean(axis=-1, keepdims=True)
+    return (r - mu) / np.sqrt(((r - mu) ** 2).mean(axis=-1, keepdims=True) + eps)
+
+
+@pytest.mark.parametrize("case", list(NORM_ROWS))
+@pytest.mark.parametrize("op", ["batch_norm", "layer_norm", "group_norm"])
+def test_norms_stay_finite_and_accurate(op, case):
+    row = NORM_ROWS[case].astype(np.float32)
+    rows = np.stack([row, row[::-1], row * 0.5]).astype(np.float32)  # (3, 4)
+    want = _norm_reference(rows, 1e-5)
+    for v in tg.kernels.variants(op):
+        with tg.kernels.use(**{op: v}), tg.detect_anomaly():
+            if op == "layer_norm":
+                x = tg.tensor(rows.copy(), requires_grad=True)
+                y = F.layer_norm(x, 4)
+                got = y.data
+            elif op == "group_norm":  # one group of 4 channels per sample
+                x = tg.tensor(rows.reshape(3, 4, 1).copy(), requires_grad=True)
+                y = F.group_norm(x, 1)
+                got = y.data.reshape(3, 4)
+            else:  # channels = the 3 rows, statistics over the 4 samples
+                x = tg.tensor(rows.T.copy(), requires_grad=True)
+                y = F.batch_norm(x, None, None, training=True)
+                got = y.data.T
+            y.backward(np.cos(np.arange(y.size, dtype=np.float32)).reshape(y.shape))
+        assert np.isfinite(got).all() and np.isfinite(x.grad.data).all(), (op, v, case)
+        np.testing.assert_allclose(got, want, atol=2e-3, err_msg=f"{op} {v} {case}")
