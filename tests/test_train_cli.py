@@ -77,12 +77,12 @@ def test_cli_on_a_slice_of_real_fashion_mnist(tmp_path, capsys):
 
 def test_resume_gives_the_same_final_weights(fake_dir, tmp_path, capsys):
     full, part = tmp_path / "full", tmp_path / "part"
-    assert cli.main(_train_args(fake_dir, full, "--epochs", "3", "--augment", "--no-progress")) == 0
-    assert cli.main(_train_args(fake_dir, part, "--epochs", "3", "--augment", "--no-progress")) == 0
+    opts = ("--epochs", "3", "--augment", "--no-progress", "--no-plot", "--limit-train", "128")
+    assert cli.main(_train_args(fake_dir, full, *opts)) == 0
+    assert cli.main(_train_args(fake_dir, part, *opts)) == 0
     # pretend the second run died after epoch 1: resume from that checkpoint
     ck = part / "epoch1.safetensors"
-    argv = _train_args(fake_dir, part, "--epochs", "3", "--augment", "--no-progress")
-    assert cli.main([*argv, "--resume", str(ck)]) == 0
+    assert cli.main([*_train_args(fake_dir, part, *opts), "--resume", str(ck)]) == 0
     assert "resumed from" in capsys.readouterr().out
     a, b = tg.load(full / "last.safetensors"), tg.load(part / "last.safetensors")
     assert a["epoch"] == b["epoch"] == 3
@@ -115,14 +115,14 @@ def _loaders(seed=0):
 
 
 def test_trainer_resume_restores_dropout_stream_and_hooks(tmp_path):
-    cfg = train.TrainConfig(epochs=3, progress=False, out=str(tmp_path / "a"), threads=1)
+    cfg = train.TrainConfig(epochs=3, progress=False, plot=False, out=str(tmp_path / "a"))
     calls = []
     tg.manual_seed(0)
     ref = train.Trainer(cfg, model=_DropNet(), **_loaders(), grad_hook=calls.append, log=str)
     ref.fit()
     assert len(calls) == 3 * 6 and calls[0] is ref.params  # once per batch, after backward
 
-    cfg_b = train.TrainConfig(epochs=3, progress=False, out=str(tmp_path / "b"), threads=1)
+    cfg_b = train.TrainConfig(epochs=3, progress=False, plot=False, out=str(tmp_path / "b"))
     tg.manual_seed(0)
     first = train.Trainer(cfg_b, model=_DropNet(), **_loaders(), log=str)
     first.cfg.epochs = 1
@@ -146,7 +146,7 @@ def test_non_main_rank_writes_nothing(tmp_path):
 
 def test_eval_and_info_commands(fake_dir, tmp_path, capsys):
     out = tmp_path / "run"
-    assert cli.main(_train_args(fake_dir, out, "--epochs", "1", "--no-progress")) == 0
+    assert cli.main(_train_args(fake_dir, out, "--epochs", "1", "--no-progress", "--no-plot")) == 0
     acc = json.loads((out / "metrics.jsonl").read_text())["test_accuracy"]
     capsys.readouterr()
     argv = ["eval", str(out / "last.safetensors"), "--data-dir", str(fake_dir), "--threads", "1"]
@@ -172,7 +172,7 @@ def test_broken_delegate_cannot_break_train(monkeypatch, fake_dir, tmp_path, cap
     monkeypatch.setitem(sys.modules, "tapegrad.bench.cli", None)  # import raises ImportError
     assert cli.main(["bench", "--quick"]) == 2
     assert "tapegrad.bench.cli is not available" in capsys.readouterr().err
-    argv = _train_args(fake_dir, tmp_path / "r", "--epochs", "1", "--no-progress")
+    argv = _train_args(fake_dir, tmp_path / "r", "--epochs", "1", "--no-progress", "--no-plot")
     assert cli.main(argv) == 0
 
 
@@ -243,7 +243,8 @@ def test_cifar10_trains_models_built_for_three_channels(tmp_path, capsys):
     out = tmp_path / "run"
     argv = [
         "train", "lenet5", "--data", "cifar10", "--data-dir", str(tmp_path), "--epochs", "1",
-        "--batch-size", "16", "--threads", "1", "--no-progress", "--augment", "--out", str(out),
+        "--batch-size", "16", "--threads", "1", "--no-progress", "--augment", "--no-plot",
+        "--out", str(out),
     ]  # fmt: skip
     assert cli.main(argv) == 0
     state = tg.load(out / "last.safetensors")

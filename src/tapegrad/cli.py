@@ -55,6 +55,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", default=None, metavar="CKPT", help="continue from a checkpoint")
     p.add_argument("--limit-train", type=int, default=None, help="use the first N images")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-plot", action="store_true", help="no curves.png in the run directory")
     p.add_argument(
         "--distributed",
         action="store_true",
@@ -147,6 +148,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         limit_train=args.limit_train,
         limit_test=args.limit_test,
         progress=not args.no_progress,
+        plot=not args.no_plot,
     )
     kwargs = _distributed_options(cfg) if args.distributed else {}
     from .data import DatasetNotFoundError

@@ -108,9 +108,15 @@ def _find_idx(directory: Path, stem: str, name: str) -> Path:
 
 
 def load_idx_dataset(
-    name: str = "fashion-mnist", split: str = "train", data_dir: str | os.PathLike | None = None
+    name: str = "fashion-mnist",
+    split: str = "train",
+    data_dir: str | os.PathLike | None = None,
+    limit: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """MNIST-format images (N, 1, 28, 28) float32 in [0, 1] and labels (N,) int64."""
+    """MNIST-format images (N, 1, 28, 28) float32 in [0, 1] and labels (N,) int64.
+
+    ``limit`` keeps the first N images (cut before the float conversion).
+    """
     if split not in _IDX_NAMES:
         raise ValueError(f"load_idx_dataset: split must be 'train' or 'test', got {split!r}")
     directory = Path(data_dir) if data_dir is not None else DEFAULT_DIRS[name]
@@ -124,6 +130,7 @@ def load_idx_dataset(
             f"load_idx_dataset: {name} {split} images {images.shape} and labels "
             f"{labels.shape} do not pair up"
         )
+    images, labels = images[:limit], labels[:limit]
     x = images.astype(np.float32)[:, None]
     x *= 1.0 / 255.0
     return x, labels.astype(np.int64)
@@ -315,15 +322,21 @@ DATASETS = ("fashion-mnist", "mnist", "cifar10", "digits")
 
 
 def load_dataset(
-    name: str, split: str = "train", data_dir: str | os.PathLike | None = None
+    name: str,
+    split: str = "train",
+    data_dir: str | os.PathLike | None = None,
+    limit: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Arrays (images NCHW float32 in [0, 1], labels int64) of a named dataset split."""
+    """Arrays (images NCHW float32 in [0, 1], labels int64) of a named dataset split;
+    ``limit`` keeps the first N."""
     if name in ("fashion-mnist", "mnist"):
-        return load_idx_dataset(name, split, data_dir)
+        return load_idx_dataset(name, split, data_dir, limit)
     if name == "cifar10":
-        return load_cifar10(split, data_dir)
+        x, y = load_cifar10(split, data_dir)
+        return x[:limit], y[:limit]
     if name == "digits":
-        return load_digits(split)
+        x, y = load_digits(split)
+        return x[:limit], y[:limit]
     raise ValueError(f"load_dataset: unknown dataset {name!r}; choose from {list(DATASETS)}")
 
 

@@ -67,6 +67,7 @@ class TrainConfig:
     limit_test: int | None = None
     eval_batch_size: int = 500
     progress: bool = True
+    plot: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -133,10 +134,8 @@ def prepare_arrays(
     Done once on the whole array (one pass, no per-batch cost); the loaders then hand
     out views or one gather per batch.
     """
-    x, y = data.load_dataset(cfg.data, split, cfg.data_dir)
     limit = cfg.limit_train if split == "train" else cfg.limit_test
-    if limit is not None:
-        x, y = x[:limit], y[:limit]
+    x, y = data.load_dataset(cfg.data, split, cfg.data_dir, limit)
     side = model_input_size(cfg.model, x.shape[-1])
     if x.shape[-1] < side:
         x = data.Pad((side - x.shape[-1]) // 2)(x)
@@ -146,7 +145,9 @@ def prepare_arrays(
         mean, std = _NORMALISE[cfg.data]
         if len(mean) != x.shape[1]:
             mean, std = mean[:1] * x.shape[1], std[:1] * x.shape[1]
-        x = data.Normalize(mean, std)(x)
+        # in place: x is this function's own float32 array (no 180 MB temporaries)
+        x -= np.asarray(mean, np.float32).reshape(1, -1, 1, 1)
+        x /= np.asarray(std, np.float32).reshape(1, -1, 1, 1)
     return np.ascontiguousarray(x, dtype=np.float32), y
 
 
@@ -361,7 +362,9 @@ class Trainer:
         state = self.state_dict()
         checkpoint.save(state, self.out / "last.safetensors")
         checkpoint.save(state, self.out / f"epoch{self.epoch}.safetensors")
-        plot_curves(read_metrics(self.out / "metrics.jsonl"), self.out / "curves.png", self.log)
+        if self.cfg.plot:
+            rows = read_metrics(self.out / "metrics.jsonl")
+            plot_curves(rows, self.out / "curves.png", self.log)
 
     def state_dict(self) -> dict[str, Any]:
         return {
