@@ -105,6 +105,48 @@ def tapegrad_cases(threads: int):
     return out
 
 
+def kernel_cases():
+    """The same cases on the kernels alone (arrays in, arrays out: no tape, no checks)."""
+    import tapegrad.kernels as K
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(SHAPE, dtype=np.float32)
+    g = rng.standard_normal(SHAPE, dtype=np.float32)
+    n, c = SHAPE[:2]
+    x3, g3 = x.reshape(n, c, -1), g.reshape(n, c, -1)
+    x2, g2 = x.reshape(n, -1), g.reshape(n, -1)
+    w, b = np.ones(c), np.zeros(c)
+    lw = np.ones((1, x2.shape[1]), np.float32)
+    out = {}
+    for v in K.variants("batch_norm"):
+        if v == "reference":
+            continue
+        m = K.get("batch_norm", v)
+
+        def bn_train(m=m):
+            _, mean, inv, _ = m.bn_forward_train(x3, w, b, 1e-5, True)
+            m.bn_backward(g3, x3, mean, inv, w, True)
+
+        def ln(m=m):
+            _, mean, inv = m.row_forward(x2, lw, lw, 1e-5)
+            m.row_backward(g2, x2, mean, inv, lw, True)
+
+        out[("batch_norm train fwd+bwd", v)] = bn_train
+        out[("batch_norm eval fwd", v)] = lambda m=m: m.bn_forward_eval(x3, w, b)
+        out[("layer_norm (C,H,W) fwd+bwd", v)] = ln
+    for v in K.variants("dropout"):
+        if v == "reference":
+            continue
+        m = K.get("dropout", v)
+
+        def drop(m=m):
+            _, keep = m.forward(x, 1, 2, 0.5, 2.0)
+            m.backward(g, keep, 2.0)
+
+        out[("dropout fwd+bwd", v)] = drop
+    return out
+
+
 def torch_cases(threads: int):
     import torch
 
@@ -215,8 +257,11 @@ def main() -> None:
         "| GB/s | x copy |"
     )
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    torch_t = {}
     for case, (nbytes, target) in CASES.items():
         tt = times(th_cases[case], args.repeats) if case in th_cases else None
+        if tt:
+            torch_t[case] = tt[0]
         rows = [(v, fn) for (c, v), fn in tg_cases.items() if c == case]
         for v, fn in rows + ([("torch", None)] if tt else []):
             t, tmin = tt if fn is None else times(fn, args.repeats)
@@ -228,6 +273,19 @@ def main() -> None:
                 f"| {case} | {v} | {t * 1e3:.2f} | {tmin * 1e3:.2f} | {ratio} | {ratio_min} "
                 f"| {goal} | {gbs:.1f} | {copy_gbs / gbs:.2f} |"
             )
+    print()
+    print("Kernels alone (no tape, no argument checks, no gradient accumulation), same run:")
+    print()
+    print("| case | kernel | ms (median) | ms (min) | ratio to torch op | GB/s | x copy |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for (case, v), fn in kernel_cases().items():
+        t, tmin = times(fn, args.repeats)
+        gbs = CASES[case][0] / t / 1e9
+        ratio = f"{t / torch_t[case]:.2f}" if case in torch_t else "-"
+        print(
+            f"| {case} | {v} | {t * 1e3:.2f} | {tmin * 1e3:.2f} | {ratio} | {gbs:.1f} "
+            f"| {copy_gbs / gbs:.2f} |"
+        )
     if not args.no_jit:
         print()
         print("Numba first call, empty cache (compile time), small inputs:")
