@@ -270,3 +270,21 @@ def test_summary_flops_match_torch_counter(name):
         theirs(torch.zeros((1, *shape[1:])))
     text = zoo.summary(zoo.get_model(name, **kwargs), shape[1:])
     assert f"FLOPs per image (forward): {counter.get_total_flops():,} " in text
+
+
+@pytest.mark.torch
+def test_weights_exported_with_safetensors_torch_load_here(tmp_path):
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    theirs = _torch_models(torch, "lenet5").eval()
+    save_file(theirs.state_dict(), str(tmp_path / "lenet.safetensors"))
+    ours = zoo.lenet5().eval()
+    ours.load_state_dict(tg.load(tmp_path / "lenet.safetensors"))
+    x = np.random.default_rng(2).random((3, 1, 28, 28)).astype(np.float32)
+    with tg.no_grad():
+        got = ours(tg.Tensor(x)).numpy()
+    with torch.no_grad():
+        want = theirs(torch.tensor(x)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
