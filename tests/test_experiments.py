@@ -72,6 +72,8 @@ def test_cli_list_unknown_and_missing_name(capsys):
     assert _run_cli(["no-such-thing"]) == 2
     assert "unknown experiment 'no-such-thing'" in capsys.readouterr().err
     assert _run_cli([]) == 2
+    assert _run_cli(["bn-graph", "--threads", "0"]) == 2
+    assert "--threads must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_module_entry_point_runs_an_experiment_and_plots(tmp_path):

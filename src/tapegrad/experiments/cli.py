@@ -1,4 +1,5 @@
-"""The ``experiment`` command: ``tapegrad experiment NAME [--plot OUT.png] [--seed N]``.
+"""The ``experiment`` command: ``tapegrad experiment NAME [--plot OUT.png] [--seed N]
+[--threads N]``.
 
 ``add_arguments(parser)`` adds the command's arguments to a parser (the main CLI passes
 its ``experiment`` sub-parser); ``main(args)`` runs it and returns the exit status.
@@ -27,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=int, default=0, help="random seed (default 0: the numbers in the tests)"
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for kernels and BLAS (default: $TAPEGRAD_NUM_THREADS or all cores)",
+    )
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
 
 
@@ -45,6 +52,15 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from ..kernels import get_num_threads, set_num_threads
+
+    # set every pool (BLAS, OpenMP, Numba) now, so TAPEGRAD_NUM_THREADS or --threads
+    # also holds for BLAS calls made before the first kernel runs
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        print(f"tapegrad experiment: --threads must be >= 1, got {threads}", file=sys.stderr)
+        return 2
+    set_num_threads(threads or get_num_threads())
     mod = exp.load()
     start = time.perf_counter()
     result = mod.run(seed=args.seed)
