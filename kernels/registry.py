@@ -87,12 +87,14 @@ _env_cache: dict[str, str] | None = None
 
 def register(op: str, variant: str, module_path: str) -> None:
     """Register ``module_path`` as ``variant`` of ``op`` (imported lazily)."""
+    _auto_memo.clear()
     entry = _OPS.setdefault(op, _Op(op))
     entry.variants[variant] = _Variant(variant, module_path)
 
 
 def set_rule(op: str, rule: Callable[[tuple], list[str]]) -> None:
     """Set the shape rule ``auto`` uses for ``op``: signature -> preferred variant names."""
+    _auto_memo.clear()
     _OPS.setdefault(op, _Op(op)).rule = rule
 
 
@@ -229,7 +231,20 @@ def resolve(
                 _disk_store(op, signature, cached)
             _tuned[key] = cached
         return get(op, _tuned[key])
-    return get(op, _auto_candidates(op, signature)[0])
+    return get(op, _auto_pick(op, signature))
+
+
+# auto's rule pick per (op, signature): the rule runs once per shape, not once per call
+_auto_memo: dict[tuple, str] = {}
+
+
+def _auto_pick(op: str, signature: Hashable) -> str:
+    _rules()  # notices a changed rules file (and clears the memo) at most once a second
+    key = (op, signature)
+    name = _auto_memo.get(key)
+    if name is None:
+        name = _auto_memo[key] = _auto_candidates(op, signature)[0]
+    return name
 
 
 _TRIAL_MIN, _TRIAL_MAX = 5, 25  # timed trials per candidate
@@ -434,6 +449,8 @@ def _rules() -> dict:
     try:
         mtime = path.stat().st_mtime
     except OSError:
+        if _rules_state["mtime"] is not None or _rules_state["path"] != path:
+            _auto_memo.clear()
         _rules_state.update(path=path, mtime=None, rules={})
         return {}
     if _rules_state["path"] != path or _rules_state["mtime"] != mtime:
@@ -442,12 +459,14 @@ def _rules() -> dict:
         except (OSError, ValueError, AttributeError):
             rules = {}
         _rules_state.update(path=path, mtime=mtime, rules=rules)
+        _auto_memo.clear()
     return _rules_state["rules"]  # type: ignore[return-value]
 
 
 def reload_rules() -> None:
     """Re-read the generated rules on the next call (``bench --write-rules`` calls it)."""
     _rules_state.update(path=None, mtime=None, rules={}, checked=-1e9)
+    _auto_memo.clear()
 
 
 def signature_size(signature: Hashable) -> float:
@@ -495,4 +514,4 @@ def resolved_name(op: str, signature: Hashable = ()) -> str:
         cached = _disk_lookup(op, signature)
         if cached is not None:
             return cached
-    return _auto_candidates(op, signature)[0]
+    return _auto_pick(op, signature)
