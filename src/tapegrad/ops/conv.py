@@ -118,7 +118,7 @@ class DepthwiseConv2d(Function):
         ctx.mod = mod
         return mod.forward(x, w, b, stride, padding, dilation, groups)
 
-    backward = Conv2d.backward
+    backward = staticmethod(Conv2d.backward)  # same kernel interface, same gradients
 
 
 def is_depthwise(c_in: int, c_out: int, groups: int) -> bool:
