@@ -102,7 +102,9 @@ def test_filter_recovery(tmp_path, capsys, one_thread):
     np.testing.assert_allclose(r.trained_output, [-2, 2, 11], atol=1e-4)
     assert r.losses[-1] < 1e-8 < r.losses[0]
     assert _run_cli(["filter-recovery", "--plot", str(tmp_path / "a.png")]) == 0
-    assert "[2.0000, -1.0000, 3.0000]" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "filter by solving the system:  [2.0000, -1.0000, 3.0000]" in out
+    assert "Conv1d after 120 SGD steps:    [2.0000, -1.0000, 3.0000]" in out
     assert _png(tmp_path / "a.png")
 
 

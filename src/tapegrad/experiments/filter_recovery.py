@@ -69,17 +69,23 @@ def run(seed: int = 0, steps: int = 120, lr: float = 0.05) -> Result:
 
 
 def report(r: Result) -> str:
+    rows = [
+        ("filter by solving the system:", fmt_vec(r.solved)),
+        ("Conv1d random start:", fmt_vec(r.initial)),
+        (
+            f"Conv1d after {len(r.losses)} SGD steps:",
+            f"{fmt_vec(r.trained)}  (final MSE {r.losses[-1]:.2e})",
+        ),
+        ("its output on the signal:", fmt_vec(r.trained_output)),
+        ("homework answer:", fmt_vec(SEED_FILTER, 0)),
+    ]
+    width = max(len(k) for k, _ in rows) + 1
     return "\n".join(
         [
             f"signal {fmt_vec(SIGNAL, 0)} -> output {fmt_vec(OUTPUT, 0)} (no padding, stride 1)",
             "linear system (row i: the signal values the filter meets at output i):",
             fmt_mat(r.system),
-            f"filter by solving the system:     {fmt_vec(r.solved)}",
-            f"Conv1d random start:              {fmt_vec(r.initial)}",
-            f"Conv1d after {len(r.losses)} SGD steps:        {fmt_vec(r.trained)}"
-            f"  (final MSE {r.losses[-1]:.2e})",
-            f"its output on the signal:         {fmt_vec(r.trained_output)}",
-            f"homework answer:                  {fmt_vec(SEED_FILTER, 0)}",
+            *(f"{k:<{width}} {v}" for k, v in rows),
         ]
     )
 
