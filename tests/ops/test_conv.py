@@ -262,3 +262,42 @@ def test_depthwise_matches_torch(variant, case):
         ours, theirs = _torch_conv(torch, "conv2d", *case)
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
+# --- auto rule and autotune ----------------------------------------------------------------
+
+
+def test_auto_rule_small_direct_large_im2col():
+    """The shape rule sends small convs to the direct kernels and large ones to im2col."""
+    small = ("conv2d", (2, 3, 8, 8), (4, 3, 3, 3), (1, 1), (1, 1), (1, 1), 1, "<f4")
+    large = ("conv2d", (32, 64, 32, 32), (64, 64, 3, 3), (1, 1), (1, 1), (1, 1), 1, "<f4")
+    assert K.resolved_name("conv2d", small).startswith("direct-")
+    assert K.resolved_name("conv2d", large).startswith("im2col-")
+
+
+@pytest.mark.parametrize(
+    "wshape, call",
+    [
+        ((4, 4, 3, 3), lambda x, w: F.conv2d(x, w, padding=1)),
+        ((8, 1, 3, 3), lambda x, w: F.conv2d(x, w, padding=1, groups=4)),
+        ((4, 4, 3, 3), lambda x, w: F.conv_transpose2d(x, w, stride=2, padding=1)),
+    ],
+)
+def test_autotune_picks_a_variant_and_agrees(wshape, call):
+    x = tg.Tensor(_rand(2, 4, 6, 6))
+    w = tg.Tensor(_rand(*wshape, seed=1))
+    with K.use(conv2d="reference", depthwise_conv2d="reference", conv_transpose2d="reference"):
+        want = call(x, w).data
+    was_on, disk_on = K.autotune_enabled(), K.disk_cache_enabled()
+    K.autotune(True)
+    K.disk_cache(False)
+    try:
+        with K.record() as calls:
+            got = call(x, w).data
+        (op, sig), *_ = calls
+        assert K.resolved_name(op, sig) in K.variants(op)
+    finally:
+        K.autotune(was_on)
+        K.disk_cache(disk_on)
+        K.clear_tuning()
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
