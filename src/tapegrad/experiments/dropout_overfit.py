@@ -141,6 +141,6 @@ def plot(r: Result, path) -> None:
         a.plot(epochs, c.train_acc, "o-", label="train")
         a.plot(epochs, c.val_acc, "s-", label="validation")
         a.fill_between(epochs, c.val_acc, c.train_acc, alpha=0.15)
-        a.set(xlabel="epoch", ylabel="accuracy", title=f"{key}: gap {c.gap:.3f}", ylim=(0.4, 1.02))
+        a.set(xlabel="epoch", ylabel="accuracy", title=f"{key}: gap {c.gap:.3f}", ylim=(0.0, 1.02))
         a.legend()
     save(fig, path)
