@@ -129,7 +129,7 @@ class Graph:
         """Graphviz DOT text: tensors as boxes (named ones filled), ops as ellipses."""
         lines = ["digraph tape {", f"  rankdir={rankdir};"]
         if title:
-            lines.append(f'  label="{_esc(title)}"; labelloc=t; fontsize=16;')
+            lines.append(f'  label="{_esc(title)}"; labelloc=t; fontsize=16; fontname="Helvetica";')
         lines.append('  node [fontname="Helvetica", fontsize=11];')
         lines.append('  edge [color="#444444"];')
         for n in self.nodes.values():
