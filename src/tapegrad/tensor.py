@@ -19,6 +19,11 @@ def _as_array(data: Any, dtype: Any = None) -> np.ndarray:
     if dtype is not None:
         return np.array(data, dtype=dtype)
     arr = np.array(data)
+    if arr.dtype.kind in "OUSVMm":
+        raise TypeError(
+            f"Tensor: data must be numeric (bool, int or float), got {arr.dtype} "
+            f"from {type(data).__name__}"
+        )
     if arr.dtype.kind == "f":
         # Python floats and lists give float32; an ndarray keeps float32/float64
         if not isinstance(data, np.ndarray) or arr.dtype not in _FLOATS:

@@ -33,7 +33,10 @@ class GetItem(Function):
     @staticmethod
     def forward(ctx: Context, a, index):
         ctx.shape, ctx.dtype, ctx.index = a.shape, a.dtype, index
-        return np.asarray(a[index])
+        try:
+            return np.asarray(a[index])
+        except IndexError as e:
+            raise IndexError(f"getitem: {e} (tensor of shape {a.shape})") from None
 
     @staticmethod
     def backward(ctx: Context, g):
