@@ -256,23 +256,27 @@ def _time_candidates(op: str, signature: tuple, trial: Callable[[ModuleType], ob
     if not names:
         return "reference"
     mods = {n: get(op, n) for n in names}
-    first = {}
-    for n, mod in mods.items():
+    for mod in mods.values():
         trial(mod)  # warm-up, includes any JIT compilation
-        t0 = time.perf_counter()
-        trial(mod)
-        first[n] = time.perf_counter() - t0
-    fastest = min(first.values())
-    # a candidate 3x slower than the fastest on its first timing is out: no noise explains it
-    alive = [n for n in names if first[n] <= 3 * fastest]
-    rounds = int(min(_TRIAL_MAX, max(_TRIAL_MIN, _TRIAL_BUDGET_S / max(fastest, 1e-9))))
-    times: dict[str, list[float]] = {n: [first[n]] for n in alive}
-    # round-robin: a burst of load from another process falls on every candidate alike
-    for _ in range(rounds - 1):
+    times: dict[str, list[float]] = {n: [] for n in names}
+
+    def one_round(alive: list[str]) -> None:
+        # round-robin: a burst of load from another process falls on every candidate alike
         for n in alive:
             t0 = time.perf_counter()
             trial(mods[n])
             times[n].append(time.perf_counter() - t0)
+
+    alive = list(names)
+    for _ in range(3):
+        one_round(alive)
+    fastest = min(min(ts) for ts in times.values())
+    # 3x slower than the fastest at its best of three: no amount of noise explains that
+    # (one sample could: a preemption alone costs milliseconds)
+    alive = [n for n in names if min(times[n]) <= 3 * fastest]
+    rounds = int(min(_TRIAL_MAX, max(_TRIAL_MIN, _TRIAL_BUDGET_S / max(fastest, 1e-9))))
+    for _ in range(rounds - 3):
+        one_round(alive)
     # the best of each candidate's samples: load from other processes only ever adds time,
     # so the minimum is the least noisy estimate of what a kernel itself costs
     return min(alive, key=lambda n: min(times[n]))
