@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
+from . import threads as _threads
+
 AUTO = "auto"
 
 
@@ -217,6 +219,7 @@ def resolve(
 
     ``trial`` runs the op once with a given module; autotune uses it to time candidates.
     """
+    _threads.ensure_applied()
     for log in _recorders():
         log.append((op, signature))
     name = selected(op)

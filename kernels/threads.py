@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import os
 
-_state: dict[str, object] = {"n": None, "blas": None}
+_state: dict[str, object] = {"n": None, "blas": None, "applied": False}
 
 
 def _default() -> int:
     env = os.environ.get("TAPEGRAD_NUM_THREADS")
-    return int(env) if env else (os.cpu_count() or 1)
+    if env:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def get_num_threads() -> int:
@@ -30,8 +35,16 @@ def set_num_threads(n: int) -> None:
     apply()
 
 
+def ensure_applied() -> None:
+    """Apply the thread count once, before the first kernel runs (honours
+    ``TAPEGRAD_NUM_THREADS`` without an explicit ``set_num_threads`` call)."""
+    if not _state["applied"]:
+        apply()
+
+
 def apply() -> None:
-    """Push the current count to every pool that is loaded (called before kernels run)."""
+    """Push the current count to every pool (Numba, OpenMP, BLAS)."""
+    _state["applied"] = True
     n = get_num_threads()
     from threadpoolctl import threadpool_limits
 

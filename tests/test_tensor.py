@@ -83,3 +83,20 @@ def test_set_num_threads_validates():
 
 def test_repr_mentions_grad():
     assert "requires_grad=True" in repr(tg.ones(2, requires_grad=True))
+
+
+def test_env_thread_count_reaches_every_pool_before_the_first_kernel():
+    import subprocess
+    import sys
+
+    code = (
+        "import tapegrad as tg, tapegrad.nn.functional as F, numba\n"
+        "from threadpoolctl import threadpool_info\n"
+        "F.conv2d(tg.randn(1, 1, 5, 5), tg.randn(1, 1, 3, 3))\n"
+        "print(sorted({i['num_threads'] for i in threadpool_info()}), numba.get_num_threads())"
+    )
+    env = {**__import__("os").environ, "TAPEGRAD_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.split() == ["[1]", "1"]
