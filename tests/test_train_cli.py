@@ -125,11 +125,9 @@ def test_trainer_resume_restores_dropout_stream_and_hooks(tmp_path):
     cfg_b = train.TrainConfig(epochs=3, progress=False, plot=False, out=str(tmp_path / "b"))
     tg.manual_seed(0)
     first = train.Trainer(cfg_b, model=_DropNet(), **_loaders(), log=str)
-    first.cfg.epochs = 1
-    first.fit()
+    first.fit(stop_after=1)  # the session ends after epoch 1
     tg.manual_seed(123)  # a fresh process: different generator state until resume
     again = train.Trainer(cfg_b, model=_DropNet(), **_loaders(), log=str)
-    again.cfg.epochs = 3
     again.resume(tmp_path / "b" / "epoch1.safetensors")
     again.fit()
     for (k, a), b in zip(ref.model.state_dict().items(), again.model.state_dict().values()):
@@ -254,3 +252,16 @@ def test_cifar10_trains_models_built_for_three_channels(tmp_path, capsys):
     argv = ["eval", str(out / "last.safetensors"), "--data", "cifar10", "--data-dir", str(tmp_path)]
     assert cli.main(argv) == 0
     assert "lenet5 on cifar10 test (32 images)" in capsys.readouterr().out
+
+
+def test_resume_into_a_longer_run_follows_the_new_schedule(fake_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    opts = ("--no-progress", "--no-plot")
+    assert cli.main(_train_args(fake_dir, out, "--epochs", "1", *opts)) == 0
+    # the 1-epoch one-cycle schedule has ended; a 3-epoch run continues on its own schedule
+    ck = out / "epoch1.safetensors"
+    assert cli.main([*_train_args(fake_dir, out, "--epochs", "3", *opts), "--resume", str(ck)]) == 0
+    assert "following this run's onecycle schedule from epoch 1" in capsys.readouterr().out
+    rows = [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert rows[1]["lr"] > rows[0]["lr"]  # mid-cycle of the 3-epoch schedule, not its end

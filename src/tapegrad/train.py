@@ -318,12 +318,17 @@ class Trainer:
             total_loss / seen, None if self.reconstruction else correct / seen, seen, dt
         )
 
-    def fit(self) -> list[dict[str, Any]]:
-        """Train the remaining epochs; return the metrics of every epoch of the run."""
+    def fit(self, stop_after: int | None = None) -> list[dict[str, Any]]:
+        """Train the remaining epochs; return the metrics of every epoch of the run.
+
+        ``stop_after`` ends the call once that many epochs are complete (a time-boxed
+        session); a later ``resume`` + ``fit()`` continues the same run.
+        """
         if self.out is not None and self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.json").write_text(json.dumps(asdict(self.cfg), indent=2) + "\n")
-        while self.epoch < self.cfg.epochs:
+        last = self.cfg.epochs if stop_after is None else min(stop_after, self.cfg.epochs)
+        while self.epoch < last:
             stats = self.train_epoch()
             test_loss, test_acc = evaluate(self.model, self.test_loader, self.reconstruction)
             self.epoch += 1
@@ -379,9 +384,26 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state.get("scheduler") is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
         self.epoch = int(state["epoch"])
+        saved = state.get("config") or {}
+        same_schedule = all(
+            saved.get(k, getattr(self.cfg, k)) == getattr(self.cfg, k)
+            for k in ("epochs", "scheduler", "warmup", "batch_size")
+        )
+        if self.scheduler is not None:
+            if same_schedule and state.get("scheduler") is not None:
+                self.scheduler.load_state_dict(state["scheduler"])
+            else:
+                # a longer (or otherwise different) run: this run's schedule, positioned
+                # at the resumed epoch, instead of the old run's (which may have ended)
+                if self.is_main:
+                    self.log(
+                        f"resume: checkpoint from a run with epochs={saved.get('epochs')}, "
+                        f"scheduler={saved.get('scheduler')}; following this run's "
+                        f"{self.cfg.scheduler} schedule from epoch {self.epoch}"
+                    )
+                for _ in range(self.epoch * len(self.train_loader)):
+                    self.scheduler.step()
         _set_rng_state(state.get("rng") or {})
 
     def resume(self, path: str | os.PathLike) -> None:
