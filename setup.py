@@ -64,6 +64,6 @@ def _extensions() -> list:
 setup(
     packages=_packages(),
     package_dir={"": "src", "tapegrad.kernels": "kernels"},
-    package_data={"tapegrad.kernels": ["**/*.pyx"]},
+    package_data={"tapegrad.kernels": ["**/*.pyx", "*.json"]},
     ext_modules=_extensions(),
 )
