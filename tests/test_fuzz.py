@@ -35,7 +35,10 @@ PROFILES = {
     "short": dict(
         max_examples=int(os.environ.get("TAPEGRAD_FUZZ_SHORT_EXAMPLES", "20")), derandomize=True
     ),
-    "long": dict(max_examples=int(os.environ.get("TAPEGRAD_FUZZ_EXAMPLES", "400"))),
+    # random (not derandomised): every long run explores new examples
+    "long": dict(
+        max_examples=int(os.environ.get("TAPEGRAD_FUZZ_EXAMPLES", "400")), derandomize=False
+    ),
 }
 PROFILE_PARAMS = [
     pytest.param("short", id="short"),
