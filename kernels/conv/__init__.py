@@ -24,11 +24,13 @@ register("conv2d", "direct-cython", f"{_P}.direct_cy")
 
 
 # Below this many multiply-adds per call the direct kernels win (no column buffer, no
-# BLAS call; measured on 2 cores: 3->16 ch 32x32 N=32 (14M) and 32->32 ch 16x16 N=4 (9M)
-# ran 2-3x faster direct, 64->128 ch 8x8 stride 2 N=32 (38M) and the 64->64 ch 32x32
-# N=32 benchmark layer (1.2G) ran faster through im2col + one GEMM). Cython first for
-# small calls: its OpenMP regions start faster than Numba's thread pool.
-_DIRECT_MACS = 20_000_000
+# BLAS call, ~5 us per call less overhead). Above it im2col + one GEMM wins by far:
+# measured at 1 thread (the only clean reading on a shared machine), im2col-cython ran
+# LeNet-5's conv layers (1->6 ch 28x28 5x5 N=64, 7.5M MACs; 6->16 ch 14x14 N=64, 15M)
+# 2.5-15x faster forward and 6-15x faster backward than direct-cython, and 3->16 ch
+# 32x32 N=32 (14M) 4x / 7x; direct only won calls of a few 10k MACs (1->4 ch 8x8:
+# 6 us vs 11 us). Cython before Numba: 1.3-2x faster on every shape measured.
+_DIRECT_MACS = 100_000
 
 
 def _conv2d_rule(sig: tuple) -> list[str]:
@@ -40,10 +42,10 @@ def _conv2d_rule(sig: tuple) -> list[str]:
         wo = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
         macs = n * o * ho * wo * cg * kh * kw
     except (TypeError, ValueError):
-        return ["im2col-numba", "im2col-cython"]
+        return ["im2col-cython", "im2col-numba"]
     if macs < _DIRECT_MACS:
-        return ["direct-cython", "direct-numba", "im2col-numba", "im2col-cython"]
-    return ["im2col-numba", "im2col-cython"]
+        return ["direct-cython", "direct-numba", "im2col-cython", "im2col-numba"]
+    return ["im2col-cython", "im2col-numba"]
 
 
 set_rule("conv2d", _conv2d_rule)
