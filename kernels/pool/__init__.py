@@ -47,11 +47,24 @@ def _pool_rule(sig: tuple) -> list[str]:
     return ["direct-cython", "direct-numba"]
 
 
+def _max_pool_rule(sig: tuple) -> list[str]:
+    # Windows fully inside the input have an unrolled 2x2 / branch-free Cython path: at 1
+    # thread 0.38 ms vs Numba's 4.1 ms forward on 32x64x32x32 (2x2 stride 2), 0.06 vs
+    # 0.56 ms on LeNet's 64x6x28x28; the general (padded) windows keep the size rule.
+    try:
+        kernel, stride, padding = sig[2], sig[3], sig[4]
+        if tuple(padding) == (0, 0) and tuple(kernel) == (2, 2) and tuple(stride) == (2, 2):
+            return ["direct-cython", "direct-numba"]
+    except (TypeError, ValueError, IndexError):
+        pass
+    return _pool_rule(sig)
+
+
 _P = __name__
 register("max_pool2d", "reference", f"{_P}.max_reference")
 register("max_pool2d", "direct-numba", f"{_P}.max_numba")
 register("max_pool2d", "direct-cython", f"{_P}.max_cy")
-set_rule("max_pool2d", _pool_rule)
+set_rule("max_pool2d", _max_pool_rule)
 
 register("avg_pool2d", "reference", f"{_P}.avg_reference")
 register("avg_pool2d", "direct-numba", f"{_P}.avg_numba")

@@ -50,6 +50,27 @@ def test_max_pool2d_variant_matches_reference(variant, case):
     )
 
 
+@pytest.mark.parametrize("variant", [v for v in K.variants("max_pool2d") if v != "reference"])
+@pytest.mark.parametrize("window", [((2, 2), (2, 2)), ((3, 2), (1, 2)), ((2, 3), (2, 1))])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool2d_ties_pick_first_in_scan_order(variant, window, dtype):
+    # windows fully inside the input take the unrolled / unchecked paths; with values
+    # drawn from {0, 1, 2} most windows tie and the index must still be the first maximum
+    kernel, stride = window
+    shape = (2, 3, 7, 8)
+    out = tuple(pool_out_size(s, k, t, 0, 1, False) for s, k, t in zip(shape[2:], kernel, stride))
+    x = np.random.default_rng(1).integers(0, 3, shape).astype(dtype)
+    ref, mod = K.get("max_pool2d", "reference"), K.get("max_pool2d", variant)
+    y_r, i_r = ref.forward(x, kernel, stride, (0, 0), (1, 1), out)
+    y, i = mod.forward(x, kernel, stride, (0, 0), (1, 1), out)
+    np.testing.assert_array_equal(y, y_r)
+    np.testing.assert_array_equal(i, i_r)
+    gy = np.random.default_rng(2).standard_normal(y.shape).astype(dtype)
+    np.testing.assert_allclose(
+        mod.backward(gy, i, x.shape), ref.backward(gy, i_r, x.shape), rtol=1e-6, atol=1e-6
+    )
+
+
 @pytest.mark.parametrize("variant", [v for v in K.variants("avg_pool2d") if v != "reference"])
 @settings(max_examples=30, deadline=None)
 @given(case=pool_case(), cip=st.booleans(), ceil=st.booleans())
