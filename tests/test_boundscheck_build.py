@@ -104,6 +104,10 @@ def checked_lib() -> Path:
     dest = Path(tempfile.gettempdir()) / f"tapegrad-checked-{_key()}"
     if not dest.exists():
         _build(dest)
+        # drop the builds of older kernel sources (one cache entry per source state)
+        for old in dest.parent.glob("tapegrad-checked-*"):
+            if old != dest and len(old.name) == len(dest.name):
+                shutil.rmtree(old, ignore_errors=True)
     return dest
 
 
