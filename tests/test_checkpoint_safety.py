@@ -75,6 +75,15 @@ def test_round_trip_is_exact(ckpt):
     _assert_equal_state(tg.load(ckpt), _state())
 
 
+def test_files_without_checksums_still_load(tmp_path):
+    """A plain safetensors file (no tapegrad metadata) loads as a flat dict."""
+    from safetensors.numpy import save_file
+
+    p = tmp_path / "plain.safetensors"
+    save_file({"w": np.arange(6.0).reshape(2, 3)}, str(p))
+    np.testing.assert_array_equal(tg.load(p)["w"], np.arange(6.0).reshape(2, 3))
+
+
 # --- truncated files --------------------------------------------------------------------
 
 
@@ -167,6 +176,20 @@ def test_damaged_tree_metadata(ckpt, tmp_path):
     bad.write_bytes(struct.pack("<Q", len(body)) + body + raw[8 + n :])
     with pytest.raises(CheckpointError, match="metadata is damaged"):
         tg.load(bad)
+
+
+def test_corrupted_tensor_bytes_are_detected_and_named(ckpt, tmp_path):
+    """Flipped bits in the data section: a checksum mismatch names the tensor."""
+    raw = bytearray(ckpt.read_bytes())
+    n, header = _header(bytes(raw))
+    name = "model/features.3.weight"
+    lo, hi = header[name]["data_offsets"]
+    raw[8 + n + (lo + hi) // 2] ^= 0x40
+    bad = tmp_path / "bitflip.safetensors"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError) as info:
+        tg.load(bad)
+    assert repr(name) in str(info.value) and "checksum" in str(info.value)
 
 
 # --- foreign files: nothing is ever executed ----------------------------------------------

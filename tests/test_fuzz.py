@@ -530,7 +530,7 @@ def row_norm_cases(draw, group: bool):
             )
     x = _arr(rng, shape, dtype) * draw(st.sampled_from([1.0, 1e3]))
     w = _arr(rng, pshape, dtype) if draw(st.booleans()) or bad == "weight" else None
-    b = _arr(rng, pshape, dtype) if draw(st.booleans()) and w is not None else None
+    b = _arr(rng, pshape, dtype) if draw(st.booleans()) else None
     eps = draw(st.sampled_from([1e-5, 1e-2])) if bad != "eps" else -1.0
     return dtype, [x.astype(dtype), w, b], arg, eps
 

@@ -42,14 +42,6 @@ def row(fn: str, arg: str, call: Callable[[], object], exc: type = ValueError, *
     ROWS.append((fn, arg, exc, call, words))
 
 
-# rows whose fix is scheduled in the layer's own module (moved into ROWS once it lands)
-PENDING: list[Row] = []
-
-
-def pending(fn: str, arg: str, call: Callable[[], object], exc: type = ValueError, *words: str):
-    PENDING.append((fn, arg, exc, call, words))
-
-
 # --- activations -----------------------------------------------------------------------
 for _name in ("relu", "sigmoid", "tanh", "softmax", "log_softmax"):
     _f = getattr(F, _name)
@@ -262,10 +254,12 @@ row("layer_norm", "input", lambda: F.layer_norm("x", 3), TypeError, "str")
 row("layer_norm", "normalized_shape", lambda: F.layer_norm(x4, (7,)), ValueError, "(7,)")
 row("layer_norm", "normalized_shape", lambda: F.layer_norm(x4, -8), ValueError, "-8")
 row("layer_norm", "normalized_shape", lambda: F.layer_norm(x2, (2, 2, 3)), ValueError)
-pending("layer_norm", "normalized_shape", lambda: F.layer_norm(x4, 8.0), TypeError, "8.0")
+row("layer_norm", "normalized_shape", lambda: F.layer_norm(x4, 8.0), TypeError, "8.0")
 row("layer_norm", "weight", lambda: F.layer_norm(x4, 8, weight=_r(7)), ValueError, "(7,)")
 row("layer_norm", "bias", lambda: F.layer_norm(x4, 8, bias=_r(7)), ValueError, "(7,)")
 row("layer_norm", "eps", lambda: F.layer_norm(x4, 8, eps=-1.0), ValueError, "-1")
+row("layer_norm", "normalized_shape", lambda: F.layer_norm(x4, "8"), TypeError, "'8'")
+row("layer_norm", "normalized_shape", lambda: F.layer_norm(x4, (8, 0)), ValueError, "(8, 0)")
 row("layer_norm", "input", lambda: F.layer_norm(tg.tensor([[1, 2]]), 2), TypeError, "int64")
 row("group_norm", "input", lambda: F.group_norm(None, 1), TypeError, "NoneType")
 row("group_norm", "num_groups", lambda: F.group_norm(x4, 2), ValueError, "2", "(2, 3, 8, 8)")
@@ -297,11 +291,11 @@ row("linear", "weight", lambda: nn.Linear(4, 2)(x2), ValueError, "(2, 3)", "(2, 
 for _cls, _k in (("Conv2d", 3), ("Conv1d", 3)):
     _C = getattr(nn, _cls)
     row(_cls, "groups", lambda C=_C: C(3, 4, 3, groups=2), ValueError, "groups=2")
-    pending(_cls, "groups", lambda C=_C: C(4, 4, 3, groups=0), ValueError, "0")
-    pending(_cls, "in_channels", lambda C=_C: C(-3, 4, 3), ValueError, "-3")
-    pending(_cls, "out_channels", lambda C=_C: C(3, 0, 3), ValueError, "0")
-    pending(_cls, "kernel_size", lambda C=_C: C(3, 4, 0), ValueError, "0")
-    pending(_cls, "in_channels", lambda C=_C: C(3.0, 4, 3), TypeError, "3.0")
+    row(_cls, "groups", lambda C=_C: C(4, 4, 3, groups=0), ValueError, "0")
+    row(_cls, "in_channels", lambda C=_C: C(-3, 4, 3), ValueError, "-3")
+    row(_cls, "out_channels", lambda C=_C: C(3, 0, 3), ValueError, "0")
+    row(_cls, "kernel_size", lambda C=_C: C(3, 4, 0), ValueError, "0")
+    row(_cls, "in_channels", lambda C=_C: C(3.0, 4, 3), TypeError, "3.0")
 row("conv2d", "input", lambda: nn.Conv2d(2, 4, 3)(x4), ValueError, "(2, 3, 8, 8)")
 row("conv1d", "input", lambda: nn.Conv1d(3, 4, 3)(x4), ValueError, "(2, 3, 8, 8)")
 row("max_pool2d", "kernel_size", lambda: nn.MaxPool2d(0)(x4), ValueError, "0")
@@ -316,23 +310,23 @@ row("flatten", "start_dim", lambda: nn.Flatten(3, 1)(x4), ValueError, "end_dim")
 for _cls in ("ConvTranspose2d", "ConvTranspose1d"):
     _C = getattr(nn, _cls)
     row(_cls, "groups", lambda C=_C: C(3, 4, 3, groups=2), ValueError, "groups=2")
-    pending(_cls, "in_channels", lambda C=_C: C(-3, 4, 3), ValueError, "-3")
-    pending(_cls, "kernel_size", lambda C=_C: C(3, 4, 0), ValueError, "0")
+    row(_cls, "in_channels", lambda C=_C: C(-3, 4, 3), ValueError, "-3")
+    row(_cls, "kernel_size", lambda C=_C: C(3, 4, 0), ValueError, "0")
 row("conv_transpose2d", "weight", lambda: nn.ConvTranspose2d(2, 4, 3)(x4), ValueError, "(2, 4")
 for _cls in ("BatchNorm1d", "BatchNorm2d"):
     _C = getattr(nn, _cls)
     row(_cls, "num_features", lambda C=_C: C(0), ValueError, "0")
     row(_cls, "num_features", lambda C=_C: C(2.5), ValueError, "2.5")
     row(_cls, "momentum", lambda C=_C: C(3, momentum=-1), ValueError, "-1")
-    pending(_cls, "eps", lambda C=_C: C(3, eps=-1.0), ValueError, "-1")
+    row(_cls, "eps", lambda C=_C: C(3, eps=-1.0), ValueError, "-1")
 row("BatchNorm2d", "channels", lambda: nn.BatchNorm2d(4)(x4), ValueError, "(2, 3, 8, 8)")
 row("BatchNorm2d", "input", lambda: nn.BatchNorm2d(3)(x2), ValueError, "(2, 3)")
 row("BatchNorm1d", "input", lambda: nn.BatchNorm1d(3)(x4), ValueError, "(2, 3, 8, 8)")
 row("GroupNorm", "num_groups", lambda: nn.GroupNorm(2, 3), ValueError, "num_channels=3")
 row("GroupNorm", "num_groups", lambda: nn.GroupNorm(0, 3), ValueError, "0")
 row("group_norm", "weight", lambda: nn.GroupNorm(1, 4)(x4), ValueError, "(4,)")
-pending("LayerNorm", "normalized_shape", lambda: nn.LayerNorm(-3), ValueError, "-3")
-pending("LayerNorm", "normalized_shape", lambda: nn.LayerNorm("8"), TypeError, "'8'")
+row("LayerNorm", "normalized_shape", lambda: nn.LayerNorm(-3), ValueError, "-3")
+row("LayerNorm", "normalized_shape", lambda: nn.LayerNorm("8"), TypeError, "'8'")
 row("layer_norm", "normalized_shape", lambda: nn.LayerNorm(5)(x4), ValueError, "(5,)")
 row("Dropout", "p", lambda: nn.Dropout(1.5), ValueError, "1.5")
 row("Dropout2d", "p", lambda: nn.Dropout2d(-1), ValueError, "-1")

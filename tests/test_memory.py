@@ -239,3 +239,17 @@ def test_im2col_limit_is_checked_in_backward_too(monkeypatch):
         monkeypatch.setattr(alg, "_MAX_COLS_BYTES", 64)
         with pytest.raises(MemoryError, match=r"column buffer would need"):
             y.sum().backward()
+
+
+@pytest.mark.parametrize("variant", ["col2im-numba", "col2im-cython"])
+def test_huge_col2im_buffer_of_conv_transpose_is_refused(variant):
+    # x is 8 MiB; the columns would be (32 * 32 * 32) x (256 * 256) float64 = 16 GiB
+    x = tg.tensor(np.zeros((1, 16, 256, 256)))
+    w = tg.tensor(np.zeros((16, 32, 32, 32)))
+    before = rss_bytes()
+    with tg.kernels.use(conv_transpose2d=variant), pytest.raises(MemoryError) as info:
+        F.conv_transpose2d(x, w)
+    msg = str(info.value)
+    assert msg.startswith("conv_transpose2d"), msg
+    assert "16.0 GiB" in msg and "32768 x 65536" in msg, msg
+    assert rss_bytes() - before < 256 * 2**20

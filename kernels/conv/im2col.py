@@ -49,13 +49,15 @@ def clear_workspace() -> None:
     _ws.bufs = {}
 
 
-def _cols_buffer(x: np.ndarray, kh: int, kw: int, ho: int, wo: int) -> np.ndarray:
+def _cols_buffer(
+    x: np.ndarray, kh: int, kw: int, ho: int, wo: int, fn: str = "conv2d (im2col)"
+) -> np.ndarray:
     n, c = x.shape[:2]
     rows, width = c * kh * kw, n * ho * wo
     nbytes = rows * width * x.itemsize
     if nbytes > _MAX_COLS_BYTES:
         raise MemoryError(
-            f"conv2d (im2col): the column buffer would need {nbytes / 2**30:.1f} GiB "
+            f"{fn}: the column buffer would need {nbytes / 2**30:.1f} GiB "
             f"({rows} x {width} {x.dtype}); use a smaller batch or a direct-* variant"
         )
     return workspace("cols", (rows, width), x.dtype)

@@ -32,7 +32,7 @@ def forward(col2im: Callable, x, w, b, stride, padding, output_padding, dilation
     ho = out_size(h, kh, stride[0], padding[0], output_padding[0], dilation[0])
     wo = out_size(wd, kw, stride[1], padding[1], output_padding[1], dilation[1])
     y = np.empty((n, o, ho, wo), dtype=x.dtype)
-    cols = _cols_buffer(y, kh, kw, h, wd)  # (o*kh*kw, n*h*w)
+    cols = _cols_buffer(y, kh, kw, h, wd, "conv_transpose2d (col2im)")  # (o*kh*kw, n*h*w)
     x2 = _x2(x)
     w2 = w.reshape(c, k)
     for g in range(groups):
@@ -60,7 +60,7 @@ def backward(
     n, c, h, wd = x.shape
     _, og, kh, kw = w.shape
     cg, k = c // groups, og * kh * kw
-    cols = _cols_buffer(gy, kh, kw, h, wd)
+    cols = _cols_buffer(gy, kh, kw, h, wd, "conv_transpose2d (col2im)")
     im2col(gy, cols, kh, kw, *stride, *padding, *dilation, h, wd)
     w2 = w.reshape(c, k)
     gx = gw = None

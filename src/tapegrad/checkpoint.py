@@ -20,6 +20,7 @@ import json
 import os
 import struct
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,8 @@ def save(state: Any, path: str | os.PathLike, metadata: dict[str, str] | None = 
     tree = _flatten(state, "", tensors)
     meta = dict(metadata or {})
     meta.update({"format": _FORMAT, "version": _VERSION, "tapegrad.tree": json.dumps(tree)})
+    # a checksum per tensor: flipped bits in the data section are caught and named on load
+    meta["tapegrad.crc32"] = json.dumps({k: zlib.crc32(v.tobytes()) for k, v in tensors.items()})
     blob = _st_save(tensors, metadata=meta)
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
@@ -187,6 +190,27 @@ def _read_header(path: Path, raw: bytes) -> tuple[dict[str, Any], dict[str, str]
     return header, metadata, start
 
 
+def _verify_checksums(path: Path, raw: bytes, header: dict, metadata: dict, start: int) -> None:
+    """Compare each tensor's bytes with the CRC-32 recorded by :func:`save` (if any)."""
+    text = metadata.get("tapegrad.crc32")
+    if text is None:
+        return  # written elsewhere, or by an older tapegrad: nothing to compare
+    try:
+        sums = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"tapegrad.load: {path}: checksum table is damaged ({e})") from None
+    view = memoryview(raw)
+    for name, e in header.items():
+        if name not in sums:
+            raise CheckpointError(f"tapegrad.load: {path}: tensor {name!r} has no checksum")
+        lo, hi = e["data_offsets"]
+        if zlib.crc32(view[start + lo : start + hi]) != sums[name]:
+            raise CheckpointError(
+                f"tapegrad.load: {path}: tensor {name!r} fails its checksum: its "
+                f"{hi - lo} data bytes are corrupted"
+            )
+
+
 def load(path: str | os.PathLike) -> Any:
     """Read a checkpoint written by :func:`save` and return the nested state.
 
@@ -200,7 +224,8 @@ def load(path: str | os.PathLike) -> Any:
     if not path.is_file():
         raise FileNotFoundError(f"tapegrad.load: no checkpoint at {path}")
     raw = path.read_bytes()
-    _, metadata, _ = _read_header(path, raw)
+    header, metadata, start = _read_header(path, raw)
+    _verify_checksums(path, raw, header, metadata, start)
     try:
         tensors = _st_load(raw)
     except SafetensorError as e:

@@ -3,6 +3,7 @@ parameter names, shapes and default initialisation)."""
 
 from __future__ import annotations
 
+from ..ops.checks import int_tuple, positive_int
 from . import functional as F
 from .init import bias_uniform, fan_in, kaiming_uniform
 from .module import Module, Parameter
@@ -25,6 +26,10 @@ class Conv2d(Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
+        in_channels = positive_int("Conv2d", "in_channels", in_channels)
+        out_channels = positive_int("Conv2d", "out_channels", out_channels)
+        groups = positive_int("Conv2d", "groups", groups)
+        int_tuple("Conv2d", "kernel_size", kernel_size, 2, 1)
         if in_channels % groups or out_channels % groups:
             raise ValueError(
                 f"Conv2d: groups={groups} must divide in_channels={in_channels} "
@@ -62,6 +67,10 @@ class Conv1d(Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
+        in_channels = positive_int("Conv1d", "in_channels", in_channels)
+        out_channels = positive_int("Conv1d", "out_channels", out_channels)
+        groups = positive_int("Conv1d", "groups", groups)
+        int_tuple("Conv1d", "kernel_size", kernel_size, 1, 1)
         if in_channels % groups or out_channels % groups:
             raise ValueError(
                 f"Conv1d: groups={groups} must divide in_channels={in_channels} "
@@ -96,6 +105,10 @@ class ConvTranspose2d(Module):
         dilation=1,
     ) -> None:
         super().__init__()
+        in_channels = positive_int("ConvTranspose2d", "in_channels", in_channels)
+        out_channels = positive_int("ConvTranspose2d", "out_channels", out_channels)
+        groups = positive_int("ConvTranspose2d", "groups", groups)
+        int_tuple("ConvTranspose2d", "kernel_size", kernel_size, 2, 1)
         if in_channels % groups or out_channels % groups:
             raise ValueError(
                 f"ConvTranspose2d: groups={groups} must divide in_channels={in_channels} "
@@ -145,6 +158,10 @@ class ConvTranspose1d(Module):
         dilation=1,
     ) -> None:
         super().__init__()
+        in_channels = positive_int("ConvTranspose1d", "in_channels", in_channels)
+        out_channels = positive_int("ConvTranspose1d", "out_channels", out_channels)
+        groups = positive_int("ConvTranspose1d", "groups", groups)
+        int_tuple("ConvTranspose1d", "kernel_size", kernel_size, 1, 1)
         if in_channels % groups or out_channels % groups:
             raise ValueError(
                 f"ConvTranspose1d: groups={groups} must divide in_channels={in_channels} "

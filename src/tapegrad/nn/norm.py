@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..ops.norm import _check_eps, _normalized_shape
 from ..tensor import Tensor
 from . import functional as F
 from .module import Module, Parameter
@@ -34,6 +35,7 @@ class _BatchNorm(Module):
             raise ValueError(f"{name}: num_features must be a positive int, got {num_features!r}")
         if momentum is not None and not 0 <= momentum <= 1:
             raise ValueError(f"{name}: momentum must be in [0, 1] or None, got {momentum!r}")
+        _check_eps(name, eps)
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         self.normalize_variance = normalize_variance
@@ -114,8 +116,7 @@ class LayerNorm(Module):
         bias: bool = True,
     ) -> None:
         super().__init__()
-        shape = (normalized_shape,) if isinstance(normalized_shape, int) else normalized_shape
-        self.normalized_shape = tuple(int(s) for s in shape)
+        self.normalized_shape = _normalized_shape("LayerNorm", normalized_shape)
         self.eps, self.elementwise_affine = eps, elementwise_affine
         self.weight = (
             Parameter(np.ones(self.normalized_shape, np.float32)) if elementwise_affine else None

@@ -60,14 +60,32 @@ def batch_norm_args(
     return _check_eps(fn, eps)
 
 
+def _normalized_shape(fn: str, normalized_shape) -> tuple[int, ...]:
+    """An int or a sequence of ints (not str, float or bool), each positive."""
+    v = normalized_shape
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        v = (v,)
+    if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__"):
+        fail(
+            fn,
+            f"normalized_shape must be an int or a tuple of ints, got {normalized_shape!r}",
+            TypeError,
+        )
+    v = tuple(v)
+    if not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in v):
+        fail(
+            fn,
+            f"normalized_shape must be an int or a tuple of ints, got {normalized_shape!r}",
+            TypeError,
+        )
+    if any(s < 1 for s in v):
+        fail(fn, f"normalized_shape must hold positive sizes, got {normalized_shape!r}")
+    return tuple(int(s) for s in v)
+
+
 def layer_norm_args(fn: str, x, normalized_shape, weight, bias, eps) -> tuple[tuple, float]:
     check_float(fn, input=x, weight=weight, bias=bias)
-    if isinstance(normalized_shape, (int, np.integer)) and not isinstance(normalized_shape, bool):
-        normalized_shape = (int(normalized_shape),)
-    try:
-        shape = tuple(int(s) for s in normalized_shape)
-    except (TypeError, ValueError):
-        fail(fn, f"normalized_shape must be an int or a tuple of ints, got {normalized_shape!r}")
+    shape = _normalized_shape(fn, normalized_shape)
     if not shape or x.shape[x.ndim - len(shape) :] != shape or len(shape) > x.ndim:
         fail(
             fn,
@@ -190,6 +208,8 @@ class LayerNorm(Function):
         k = math.prod(normalized_shape)
         x2 = contiguous(x).reshape(-1, k)
         w = None if weight is None else contiguous(weight).reshape(1, k)
+        if w is None and bias is not None:
+            w = np.ones((1, k), dtype=x2.dtype)  # a bias alone: unit scale, so it is applied
         b = None
         if w is not None:
             b = np.zeros_like(w) if bias is None else contiguous(bias).reshape(1, k)
@@ -225,6 +245,8 @@ class GroupNorm(Function):
         g, cg = num_groups, c // num_groups
         x2 = contiguous(x).reshape(n * g, cg * s)
         w = b = None
+        if weight is None and bias is not None:
+            weight = np.ones(c, dtype=x.dtype)  # a bias alone: unit scale, so it is applied
         if weight is not None:
             # per-channel affine expanded over the group's row: row r uses row r % groups
             w = np.repeat(weight.reshape(g, cg), s, axis=1)
