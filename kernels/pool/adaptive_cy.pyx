@@ -2,7 +2,20 @@
 
 import numpy as np
 
+cimport openmp
 from cython.parallel cimport prange
+
+
+# Below this many elements of work the loop runs on the calling thread only (as in
+# max_cy / im2col_cy): a sub-millisecond loop gains little from a second thread, and on a
+# loaded machine every parallel region waits for a descheduled team member.
+cdef enum:
+    _GRAIN = 1 << 21
+
+
+cdef inline int _team(Py_ssize_t work) noexcept nogil:
+    return 1 if work < _GRAIN else openmp.omp_get_max_threads()
+
 
 ctypedef fused real:
     float
@@ -12,10 +25,12 @@ ctypedef fused real:
 def _forward(real[:, :, :, ::1] x, real[:, :, :, ::1] y):
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3]
+    cdef int nt = 0
     cdef Py_ssize_t bc, b, ch, oh, ow, ih, iw, h0, h1, w0, w1
     cdef double s
+    nt = _team(n * c * (h * w + ho * wo))
     with nogil:
-        for bc in prange(n * c, schedule="static"):
+        for bc in prange(n * c, schedule="static", num_threads=nt):
             b = bc // c
             ch = bc % c
             for oh in range(ho):
@@ -34,10 +49,12 @@ def _forward(real[:, :, :, ::1] x, real[:, :, :, ::1] y):
 def _backward(real[:, :, :, ::1] gy, real[:, :, :, ::1] gx):
     cdef Py_ssize_t n = gx.shape[0], c = gx.shape[1], h = gx.shape[2], w = gx.shape[3]
     cdef Py_ssize_t ho = gy.shape[2], wo = gy.shape[3]
+    cdef int nt = 0
     cdef Py_ssize_t bc, b, ch, oh, ow, ih, iw, h0, h1, w0, w1
     cdef real g
+    nt = _team(n * c * (h * w + ho * wo))
     with nogil:
-        for bc in prange(n * c, schedule="static"):
+        for bc in prange(n * c, schedule="static", num_threads=nt):
             b = bc // c
             ch = bc % c
             for ih in range(h):
