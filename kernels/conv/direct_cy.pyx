@@ -7,8 +7,21 @@ runs through raw row pointers with no branches, so the C compiler vectorises it.
 
 import numpy as np
 
+cimport openmp
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport calloc, free
+
+
+# Below this many multiply-adds a call runs on the calling thread only: auto sends only
+# calls under 100k MACs here, far too little work to amortise waking an OpenMP team
+# (on a loaded machine each parallel region can wait a scheduler slice for a member).
+cdef enum:
+    _GRAIN = 1 << 21
+
+
+cdef inline int _team(Py_ssize_t work) noexcept nogil:
+    return 1 if work < _GRAIN else openmp.omp_get_max_threads()
+
 
 ctypedef fused real:
     float
@@ -47,8 +60,9 @@ def _forward(real[:, :, :, ::1] x, real[:, :, :, ::1] w, real[::1] b, real[:, :,
     cdef real bias, wv
     cdef real* yrow
     cdef real* xrow
+    cdef int nt = _team(n * o * ho * wo * cg * kh * kw)
     with nogil:
-        for t in prange(n * groups * nblk, schedule="static"):
+        for t in prange(n * groups * nblk, schedule="static", num_threads=nt):
             bi = t // (groups * nblk)
             g = (t // nblk) % groups
             o0 = g * og + (t % nblk) * _OB
@@ -93,8 +107,9 @@ def _backward_x(real[:, :, :, ::1] gy, real[:, :, :, ::1] w, real[:, :, :, ::1] 
     cdef real wv
     cdef real* gyrow
     cdef real* gxrow
+    cdef int nt = _team(n * o * ho * wo * cg * kh * kw)
     with nogil:
-        for t in prange(n * groups * nblk, schedule="static"):
+        for t in prange(n * groups * nblk, schedule="static", num_threads=nt):
             bi = t // (groups * nblk)
             g = (t // nblk) % groups
             c0 = (t % nblk) * _OB
@@ -139,7 +154,8 @@ def _backward_w(real[:, :, :, ::1] gy, real[:, :, :, ::1] x, real[:, :, :, ::1] 
     cdef real* gyrow
     cdef real* xrow
     cdef real s
-    with nogil, parallel():
+    cdef int nt = _team(n * o * ho * wo * cg * kh * kw)
+    with nogil, parallel(num_threads=nt):
         # elementwise accumulators per (channel, tap, column), summed at the end
         acc = <real*>calloc(cg * kh * kw * wo + 1, sizeof(real))
         for oc in prange(o, schedule="static"):
