@@ -7,8 +7,21 @@ vectorises it (stride 1). Rows and columns outside read padding only and are ski
 
 import numpy as np
 
+cimport openmp
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport calloc, free
+
+
+# Below this many multiply-adds a call runs on the calling thread only (as in the conv2d
+# and pooling kernels): a sub-millisecond loop gains little from a second thread, and
+# on a loaded machine each parallel region can wait a scheduler slice for a member.
+cdef enum:
+    _GRAIN = 1 << 21
+
+
+cdef inline int _team(Py_ssize_t work) noexcept nogil:
+    return 1 if work < _GRAIN else openmp.omp_get_max_threads()
+
 
 ctypedef fused real:
     float
@@ -44,8 +57,9 @@ def _forward(real[:, :, :, ::1] x, real[:, :, :, ::1] w, real[::1] b, real[:, :,
     cdef real bias, wv
     cdef real* yrow
     cdef real* xrow
+    cdef int nt = _team(n * o * ho * wo * kh * kw)
     with nogil:
-        for p in prange(n * o, schedule="static"):
+        for p in prange(n * o, schedule="static", num_threads=nt):
             bi = p // o
             oc = p % o
             ic = oc // m
@@ -81,8 +95,9 @@ def _backward_x(real[:, :, :, ::1] gy, real[:, :, :, ::1] w, real[:, :, :, ::1] 
     cdef real wv
     cdef real* gyrow
     cdef real* gxrow
+    cdef int nt = _team(n * o * ho * wo * kh * kw)
     with nogil:
-        for p in prange(n * c, schedule="static"):
+        for p in prange(n * c, schedule="static", num_threads=nt):
             bi = p // c
             ic = p % c
             for ih in range(h):
@@ -121,7 +136,8 @@ def _backward_w(real[:, :, :, ::1] gy, real[:, :, :, ::1] x, real[:, :, :, ::1] 
     cdef real* gyrow
     cdef real* xrow
     cdef real s
-    with nogil, parallel():
+    cdef int nt = _team(n * o * ho * wo * kh * kw)
+    with nogil, parallel(num_threads=nt):
         # elementwise accumulators per tap and column, summed at the end: the inner
         # loop vectorises without reassociating a reduction
         acc = <real*>calloc(kh * kw * wo + 1, sizeof(real))
