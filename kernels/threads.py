@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import os
 
+# Idle OpenMP threads (Cython kernels, Numba's omp layer) sleep instead of spinning: on a
+# 2-core machine a spinning pool steals the cores BLAS and the other pool need next, and on
+# a shared machine it made small training steps 10-100x slower. Must be set before libgomp
+# loads; a user's explicit setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 _state: dict[str, object] = {"n": None, "blas": None, "applied": False}
 
 

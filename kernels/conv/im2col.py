@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..blas import matmul
 from .reference import _out_size
 
 _MAX_COLS_BYTES = 8 * 2**30  # refuse a column buffer larger than this, before allocating
@@ -84,13 +85,11 @@ def forward(im2col: Callable, x, w, b, stride, padding, dilation, groups):
 
 def _grouped_gemm(w2: np.ndarray, cols: np.ndarray, groups: int, out: np.ndarray) -> np.ndarray:
     if groups == 1:
-        return np.matmul(w2, cols, out=out)
+        return matmul(w2, cols, out=out)
     o, k = w2.shape
     og = o // groups
     for g in range(groups):
-        np.matmul(
-            w2[g * og : (g + 1) * og], cols[g * k : (g + 1) * k], out=out[g * og : (g + 1) * og]
-        )
+        matmul(w2[g * og : (g + 1) * og], cols[g * k : (g + 1) * k], out=out[g * og : (g + 1) * og])
     return out
 
 
@@ -114,13 +113,13 @@ def backward(
             rows = slice(g * og, (g + 1) * og)
             # computed transposed, cols @ gy2.T: with the long (n, oh, ow) contraction as
             # the first operand's rows OpenBLAS runs ~6x faster than gy2 @ cols.T here
-            gw2[rows] = np.matmul(cols[g * k : (g + 1) * k], gy2[rows].T).T
+            gw2[rows] = matmul(cols[g * k : (g + 1) * k], gy2[rows].T).T
         gw = gw2.reshape(w.shape)
     if need_x:
         gcols = _cols_buffer(x, kh, kw, ho, wo)
         for g in range(groups):
             rows = slice(g * og, (g + 1) * og)
-            np.matmul(w2[rows].T, gy2[rows], out=gcols[g * k : (g + 1) * k])
+            matmul(w2[rows].T, gy2[rows], out=gcols[g * k : (g + 1) * k])
         gx = np.empty_like(x)
         col2im(gcols, gx, kh, kw, *stride, *padding, *dilation, ho, wo)
     return gx, gw

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..blas import matmul
 from ..conv.im2col import _cols_buffer
 from .reference import out_size
 
@@ -37,7 +38,7 @@ def forward(col2im: Callable, x, w, b, stride, padding, output_padding, dilation
     w2 = w.reshape(c, k)
     for g in range(groups):
         rows = slice(g * cg, (g + 1) * cg)
-        np.matmul(w2[rows].T, x2[rows], out=cols[g * k : (g + 1) * k])
+        matmul(w2[rows].T, x2[rows], out=cols[g * k : (g + 1) * k])
     col2im(cols, y, kh, kw, *stride, *padding, *dilation, h, wd)
     if b is not None:
         y += b.reshape(1, o, 1, 1)
@@ -68,7 +69,7 @@ def backward(
         gx2 = np.empty((c, n * h * wd), dtype=x.dtype)
         for g in range(groups):
             rows = slice(g * cg, (g + 1) * cg)
-            np.matmul(w2[rows], cols[g * k : (g + 1) * k], out=gx2[rows])
+            matmul(w2[rows], cols[g * k : (g + 1) * k], out=gx2[rows])
         gx = np.ascontiguousarray(gx2.reshape(c, n, h, wd).transpose(1, 0, 2, 3))
     if need_w:
         x2 = _x2(x)
@@ -77,6 +78,6 @@ def backward(
             rows = slice(g * cg, (g + 1) * cg)
             # transposed (cols @ x2.T): much faster in OpenBLAS than x2 @ cols.T for a
             # long contraction axis, see conv/im2col.py
-            gw2[rows] = np.matmul(cols[g * k : (g + 1) * k], x2[rows].T).T
+            gw2[rows] = matmul(cols[g * k : (g + 1) * k], x2[rows].T).T
         gw = gw2.reshape(w.shape)
     return gx, gw

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tapegrad.kernels.blas import matmul
+
 from ..autograd import Context, Function
 from .checks import check_float, fail
 
@@ -17,7 +19,7 @@ class MatMul(Function):
                 f"and {b.shape}"
             )
         try:
-            out = np.matmul(a, b)
+            out = matmul(a, b)
         except ValueError:
             raise ValueError(
                 f"matmul: shapes {a.shape} and {b.shape} do not align (inner dimensions "
@@ -39,11 +41,11 @@ class MatMul(Function):
             g2 = np.expand_dims(g2, -1)
         ga = gb = None
         if ctx.needs_input_grad[0]:
-            ga = np.matmul(g2, np.swapaxes(b2, -1, -2))
+            ga = matmul(g2, np.swapaxes(b2, -1, -2))
             ga = ga.reshape(ga.shape[:-2] + (-1,)) if a.ndim == 1 else ga
             ga = _sum_to(ga, a.shape)
         if ctx.needs_input_grad[1]:
-            gb = np.matmul(np.swapaxes(a2, -1, -2), g2)
+            gb = matmul(np.swapaxes(a2, -1, -2), g2)
             gb = gb[..., 0] if b.ndim == 1 else gb
             gb = _sum_to(gb, b.shape)
         return ga, gb
@@ -72,7 +74,7 @@ class Linear(Function):
         if b is not None and b.shape != (w.shape[0],):
             fail("linear", f"bias must have shape ({w.shape[0]},), got {b.shape}")
         ctx.save_for_backward(x, w)
-        y = x @ w.T
+        y = matmul(x, w.T)
         if b is not None:
             y += b
         return y
@@ -81,8 +83,8 @@ class Linear(Function):
     def backward(ctx: Context, g):
         x, w = ctx.saved_arrays
         need = ctx.needs_input_grad
-        gx = g @ w if need[0] else None
+        gx = matmul(g, w) if need[0] else None
         g2 = g.reshape(-1, g.shape[-1])
-        gw = g2.T @ x.reshape(-1, x.shape[-1]) if need[1] else None
+        gw = matmul(g2.T, x.reshape(-1, x.shape[-1])) if need[1] else None
         gb = g2.sum(axis=0) if len(need) > 2 and need[2] else None
         return gx, gw, gb
