@@ -45,9 +45,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # an empty autotune cache: the winners are timed in this run, not read from disk
     os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="tapegrad-autotune-")
-    import tapegrad.kernels as K
-
     import tapegrad as tg
+    import tapegrad.kernels as K
     from tapegrad import zoo
     from tapegrad.bench import cases as C
     from tapegrad.bench import machine, runner

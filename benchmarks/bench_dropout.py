@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tapegrad.kernels as K
 
 import tapegrad as tg
+import tapegrad.kernels as K
 import tapegrad.nn.functional as F
 
 SHAPE = (64, 64, 32, 32)

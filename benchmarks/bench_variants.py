@@ -11,8 +11,8 @@ the roofline and agreement checks, come from ``python -m tapegrad bench``.
 from __future__ import annotations
 
 import pytest
-import tapegrad.kernels as K
 
+import tapegrad.kernels as K
 from tapegrad.bench import cases as C
 
 

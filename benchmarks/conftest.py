@@ -42,7 +42,6 @@ def kernel_bench(benchmark) -> Callable:
     ``tapegrad.bench.cases.Case``) in ``variant`` (or ``"torch"``) and ``direction``
     (forward, backward, both) after one warm-up call; the benchmark group is the case."""
     import tapegrad.kernels as K
-
     from tapegrad.bench.runner import _Harness
 
     def run(case, variant: str, direction: str) -> None:

@@ -25,9 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import tapegrad.kernels as K
 
 import tapegrad as tg
+import tapegrad.kernels as K
 import tapegrad.nn.functional as F
 
 

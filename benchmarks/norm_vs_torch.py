@@ -55,9 +55,8 @@ def copy_bandwidth(repeats: int) -> float:
 
 
 def tapegrad_cases(threads: int):
-    import tapegrad.kernels as K
-
     import tapegrad as tg
+    import tapegrad.kernels as K
     import tapegrad.nn.functional as F
 
     tg.set_num_threads(threads)

@@ -12,14 +12,14 @@ import types
 
 import numpy as np
 import pytest
-import tapegrad.kernels as K
-from tapegrad.kernels import registry as R
 
 import tapegrad as tg
+import tapegrad.kernels as K
 import tapegrad.nn.functional as F
 from tapegrad.bench import cases as C
 from tapegrad.bench import machine, report, rules, runner
 from tapegrad.bench.cli import run as bench_run
+from tapegrad.kernels import registry as R
 
 MACHINE = {"cpu": "test", "cores": 2, "threads": 1, "gemm_gflops": 10.0, "copy_gbps": 5.0,
            "gemm_n": 64, "versions": {}}  # fmt: skip

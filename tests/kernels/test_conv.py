@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tapegrad.kernels as K
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import tapegrad.kernels as K
 from tapegrad.kernels.conv.reference import _out_size
 
 VARIANTS = [v for v in K.variants("conv2d") if v != "reference"]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tapegrad.kernels as K
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import tapegrad.kernels as K
 
 VARIANTS = K.variants("depthwise_conv2d")
 

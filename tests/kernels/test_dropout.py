@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tapegrad.kernels as K
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tapegrad as tg
+import tapegrad.kernels as K
 
 COMPILED = [v for v in K.variants("dropout") if v != "reference"]
 

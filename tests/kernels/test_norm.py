@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tapegrad.kernels as K
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import tapegrad.kernels as K
 
 COMPILED = [v for v in K.variants("batch_norm") if v != "reference"]
 dtypes = st.sampled_from([np.float32, np.float64])

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tapegrad.kernels as K
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import tapegrad.kernels as K
 from tapegrad.ops.pool import pool_out_size
 
 

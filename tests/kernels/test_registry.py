@@ -10,11 +10,11 @@ import types
 
 import numpy as np
 import pytest
-import tapegrad.kernels as K
-from tapegrad.kernels import registry as R
 
 import tapegrad as tg
+import tapegrad.kernels as K
 import tapegrad.nn.functional as F
+from tapegrad.kernels import registry as R
 
 FAKE = "fake_op_for_tests"
 

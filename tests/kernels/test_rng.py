@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tapegrad.kernels as K
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import tapegrad.kernels as K
 from tapegrad.kernels.rng import key_words, philox_reference, threshold
 
 VARIANTS = K.variants("philox")
@@ -38,6 +39,7 @@ def test_reference_known_answers(ctr, key, expected):
 def test_numba_block_function_known_answers():
     pytest.importorskip("numba")
     from numba import njit
+
     from tapegrad.kernels.rng.philox_numba import philox
 
     block = njit(lambda blk, s0, s1, k0, k1: philox(blk, s0, s1, k0, k1))

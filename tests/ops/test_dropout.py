@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tapegrad.kernels as K
 
 import tapegrad as tg
+import tapegrad.kernels as K
 import tapegrad.nn as nn
 import tapegrad.nn.functional as F
 from tapegrad.ops.dropout import rng_state
