@@ -6,8 +6,19 @@ inside the output form one range ``[lo, hi)``, walked through raw row pointers.
 
 import numpy as np
 
+cimport openmp
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport calloc, free
+
+# Below this many multiply-adds a call runs on the calling thread only (as kernels/conv does):
+# too little work to amortise waking an OpenMP team on a loaded machine.
+cdef enum:
+    _GRAIN = 1 << 21
+
+
+cdef inline int _team(Py_ssize_t work) noexcept nogil:
+    return 1 if work < _GRAIN else openmp.omp_get_max_threads()
+
 
 ctypedef fused real:
     float
@@ -42,8 +53,9 @@ def _forward(real[:, :, :, ::1] x, real[:, :, :, ::1] w, real[::1] b, real[:, :,
     cdef real bias, wv
     cdef real* yrow
     cdef real* xrow
+    cdef int nt = _team(n * c * h * wd * og * kh * kw)
     with nogil:
-        for p in prange(n * o, schedule="static"):
+        for p in prange(n * o, schedule="static", num_threads=nt):
             bi = p // o
             oc = p % o
             g = oc // og
@@ -79,8 +91,9 @@ def _backward_x(real[:, :, :, ::1] gy, real[:, :, :, ::1] w, real[:, :, :, ::1] 
     cdef real wv
     cdef real* gxrow
     cdef real* gyrow
+    cdef int nt = _team(n * c * h * wd * og * kh * kw)
     with nogil:
-        for p in prange(n * c, schedule="static"):
+        for p in prange(n * c, schedule="static", num_threads=nt):
             bi = p // c
             ic = p % c
             g = ic // cg
@@ -116,7 +129,8 @@ def _backward_w(real[:, :, :, ::1] gy, real[:, :, :, ::1] x, real[:, :, :, ::1] 
     cdef real* xrow
     cdef real* gyrow
     cdef real s
-    with nogil, parallel():
+    cdef int nt = _team(n * c * h * wd * og * kh * kw)
+    with nogil, parallel(num_threads=nt):
         # elementwise accumulators, summed at the end (no reassociated reduction)
         acc = <real*>calloc(og * kh * kw * wd + 1, sizeof(real))
         for ic in prange(c, schedule="static"):
