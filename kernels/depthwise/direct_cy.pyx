@@ -48,24 +48,84 @@ cdef inline Py_ssize_t _hi(Py_ssize_t off, Py_ssize_t s, Py_ssize_t w, Py_ssize_
     return z if z > lo else lo
 
 
+cdef inline real _edge(const real* xp, const real* wp, Py_ssize_t h, Py_ssize_t wd,
+                       Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t ih0, Py_ssize_t iw0,
+                       Py_ssize_t dh, Py_ssize_t dw) noexcept nogil:
+    """Sum of the taps of one output pixel, checking each input pixel (border pixels)."""
+    cdef Py_ssize_t i, j, ih, iw
+    cdef real s = 0
+    for i in range(kh):
+        ih = ih0 + i * dh
+        if ih < 0 or ih >= h:
+            continue
+        for j in range(kw):
+            iw = iw0 + j * dw
+            if 0 <= iw < wd:
+                s = s + wp[i * kw + j] * xp[ih * wd + iw]
+    return s
+
+
 def _forward(real[:, :, :, ::1] x, real[:, :, :, ::1] w, real[::1] b, real[:, :, :, ::1] y,
              bint has_bias, int sh, int sw, int ph, int pw, int dh, int dw):
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3]
     cdef Py_ssize_t o = w.shape[0], kh = w.shape[2], kw = w.shape[3]
     cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3], m = o // c
-    cdef Py_ssize_t p, bi, oc, ic, oh, ow, i, j, ih, off, lo, hi
-    cdef real bias, wv
+    cdef Py_ssize_t p, bi, oc, ic, oh, ow, i, j, ih, off, lo, hi, flo, fhi
+    cdef real bias, wv, w0, w1, w2, w3, w4, w5, w6, w7, w8
     cdef real* yrow
-    cdef real* xrow
+    cdef const real* xrow
+    cdef const real* x0
+    cdef const real* x1
+    cdef const real* x2
+    cdef const real* xp
+    cdef const real* wp
     cdef int nt = _team(n * o * ho * wo * kh * kw)
+    # 3x3 kernels at stride 1 (the common depthwise layer): output rows whose three input
+    # rows lie inside the image take one fused pass over the columns [flo, fhi) where all
+    # nine taps read inside the image, one store per output pixel and no per-tap loop
+    # overhead (rows are short: per-tap loops spent most of their time in setup). The few
+    # border pixels sum their taps with checks; other rows and shapes take the tap loops.
+    cdef bint fuse = kh == 3 and kw == 3 and sh == 1 and sw == 1
+    flo = _lo(-pw, 1, wo)
+    fhi = _hi(2 * dw - pw, 1, wd, wo, flo)
     with nogil:
         for p in prange(n * o, schedule="static", num_threads=nt):
             bi = p // o
             oc = p % o
             ic = oc // m
             bias = b[oc] if has_bias else 0
+            xp = &x[bi, ic, 0, 0]
+            wp = &w[oc, 0, 0, 0]
             for oh in range(ho):
                 yrow = &y[bi, oc, oh, 0]
+                ih = oh - ph
+                if fuse and ih >= 0 and ih + 2 * dh < h:
+                    x0 = xp + ih * wd
+                    x1 = x0 + dh * wd
+                    x2 = x1 + dh * wd
+                    w0 = wp[0]
+                    w1 = wp[1]
+                    w2 = wp[2]
+                    w3 = wp[3]
+                    w4 = wp[4]
+                    w5 = wp[5]
+                    w6 = wp[6]
+                    w7 = wp[7]
+                    w8 = wp[8]
+                    # x0/x1/x2 shifted so that column ow reads ow, ow + dw, ow + 2*dw
+                    x0 = x0 - pw
+                    x1 = x1 - pw
+                    x2 = x2 - pw
+                    for ow in range(flo, fhi):
+                        yrow[ow] = bias + (
+                            (w0 * x0[ow] + w1 * x0[ow + dw] + w2 * x0[ow + 2 * dw])
+                            + (w3 * x1[ow] + w4 * x1[ow + dw] + w5 * x1[ow + 2 * dw])
+                            + (w6 * x2[ow] + w7 * x2[ow + dw] + w8 * x2[ow + 2 * dw]))
+                    for ow in range(flo):
+                        yrow[ow] = bias + _edge(xp, wp, h, wd, 3, 3, ih, ow - pw, dh, dw)
+                    for ow in range(fhi, wo):
+                        yrow[ow] = bias + _edge(xp, wp, h, wd, 3, 3, ih, ow - pw, dh, dw)
+                    continue
                 for ow in range(wo):
                     yrow[ow] = bias
                 for i in range(kh):
@@ -135,8 +195,15 @@ def _backward_w(real[:, :, :, ::1] gy, real[:, :, :, ::1] x, real[:, :, :, ::1] 
     cdef real* a
     cdef real* gyrow
     cdef real* xrow
-    cdef real s
+    cdef real s, g
+    cdef const real* x0
+    cdef const real* x1
+    cdef const real* x2
+    cdef Py_ssize_t elo, ehi
     cdef int nt = _team(n * o * ho * wo * kh * kw)
+    cdef bint fuse = kh == 3 and kw == 3 and sh == 1 and sw == 1
+    cdef Py_ssize_t flo = _lo(-pw, 1, wo)
+    cdef Py_ssize_t fhi = _hi(2 * dw - pw, 1, wd, wo, flo)
     with nogil, parallel(num_threads=nt):
         # elementwise accumulators per tap and column, summed at the end: the inner
         # loop vectorises without reassociating a reduction
@@ -148,6 +215,30 @@ def _backward_w(real[:, :, :, ::1] gy, real[:, :, :, ::1] x, real[:, :, :, ::1] 
             for bi in range(n):
                 for oh in range(ho):
                     gyrow = &gy[bi, oc, oh, 0]
+                    ih = oh - ph
+                    if fuse and ih >= 0 and ih + 2 * dh < h:
+                        # as in _forward: the nine taps of an inside row in one pass over
+                        # [flo, fhi); tap (i, j) reads x row ih + i*dh at column
+                        # ow + j*dw - pw; the border columns take the tap loops below
+                        x0 = &x[bi, ic, ih, 0] - pw
+                        x1 = x0 + dh * wd
+                        x2 = x1 + dh * wd
+                        for ow in range(flo, fhi):
+                            g = gyrow[ow]
+                            acc[ow] += g * x0[ow]
+                            acc[wo + ow] += g * x0[ow + dw]
+                            acc[2 * wo + ow] += g * x0[ow + 2 * dw]
+                            acc[3 * wo + ow] += g * x1[ow]
+                            acc[4 * wo + ow] += g * x1[ow + dw]
+                            acc[5 * wo + ow] += g * x1[ow + 2 * dw]
+                            acc[6 * wo + ow] += g * x2[ow]
+                            acc[7 * wo + ow] += g * x2[ow + dw]
+                            acc[8 * wo + ow] += g * x2[ow + 2 * dw]
+                        elo = flo
+                        ehi = fhi
+                    else:
+                        elo = 0
+                        ehi = 0
                     for i in range(kh):
                         ih = oh * sh - ph + i * dh
                         if ih < 0 or ih >= h:
@@ -158,7 +249,10 @@ def _backward_w(real[:, :, :, ::1] gy, real[:, :, :, ::1] x, real[:, :, :, ::1] 
                             lo = _lo(off, sw, wo)
                             hi = _hi(off, sw, wd, wo, lo)
                             a = acc + (i * kw + j) * wo
-                            for ow in range(lo, hi):
+                            # columns [elo, ehi) were done by the fused pass
+                            for ow in range(lo, hi if hi < elo else elo):
+                                a[ow] += gyrow[ow] * xrow[ow * sw + off]
+                            for ow in range(lo if lo > ehi else ehi, hi):
                                 a[ow] += gyrow[ow] * xrow[ow * sw + off]
             for i in range(kh):
                 for j in range(kw):
@@ -185,7 +279,17 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
     gx = gw = None
     if need_x:
         gx = np.empty_like(x)
-        _backward_x(gy, w, gx, *stride, *padding, *dilation)
+        (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+        kh, kw = w.shape[2], w.shape[3]
+        qh, qw = dh * (kh - 1) - ph, dw * (kw - 1) - pw
+        if sh == sw == 1 and w.shape[0] == x.shape[1] and qh >= 0 and qw >= 0:
+            # stride 1, one output channel per input channel: the input gradient is the
+            # forward convolution of gy with the flipped kernel and padding
+            # dilation*(k-1) - padding, so it takes the fused forward loops
+            wf = np.ascontiguousarray(w[:, :, ::-1, ::-1])
+            _forward(gy, wf, np.zeros(1, dtype=gy.dtype), gx, False, 1, 1, qh, qw, dh, dw)
+        else:
+            _backward_x(gy, w, gx, *stride, *padding, *dilation)
     if need_w:
         gw = np.empty_like(w)
         _backward_w(gy, x, gw, *stride, *padding, *dilation)
