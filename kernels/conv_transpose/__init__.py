@@ -27,9 +27,11 @@ register("conv_transpose2d", "direct-numba", f"{_P}.direct_numba")
 register("conv_transpose2d", "direct-cython", f"{_P}.direct_cy")
 
 
-# Small calls run direct (no column buffer, no BLAS call); large ones through one GEMM
-# and col2im. Measured on 2 cores: 16->8 ch 8x8 N=8 (1M multiply-adds) ran 2x faster
-# direct; the 64->32 ch 16x16 -> 32x32 N=32 benchmark layer (268M) 7x faster col2im.
+# Small calls go to col2im-cython (one single-threaded BLAS call and im2col on the calling
+# thread below their grains), large ones to col2im-numba. Medians on 2 loaded cores, ms fwd /
+# bwd, col2im-cython vs direct-cython: N=8 16->8 ch 8x8 (1M multiply-adds) 0.04 / 0.06 vs
+# 0.38 / 0.98; conv_autoencoder's decoder, N=64 32->16 7x7 (14M) 10 / 18 vs 22 / 48 and
+# 16->1 14x14 (1.8M) 0.15 / 1.7 vs 1.9 / 7.0; a 4-channel 4x4 call ties (0.01 / 0.02).
 _DIRECT_MACS = 20_000_000
 
 
@@ -41,7 +43,7 @@ def _conv_transpose2d_rule(sig: tuple) -> list[str]:
     except (TypeError, ValueError, IndexError):
         return ["col2im-numba", "col2im-cython"]
     if macs < _DIRECT_MACS:
-        return ["direct-cython", "direct-numba", "col2im-numba", "col2im-cython"]
+        return ["col2im-cython", "col2im-numba", "direct-cython", "direct-numba"]
     return ["col2im-numba", "col2im-cython"]
 
 
