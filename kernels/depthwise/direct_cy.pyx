@@ -185,6 +185,19 @@ def _backward_x(real[:, :, :, ::1] gy, real[:, :, :, ::1] w, real[:, :, :, ::1] 
                                     gxrow[ow * sw + off] += wv * gyrow[ow]
 
 
+cdef inline void _edge_w(real* acc, const real* xp, real g, Py_ssize_t wd, Py_ssize_t wo,
+                         Py_ssize_t ow, Py_ssize_t iw0, Py_ssize_t dh,
+                         Py_ssize_t dw) noexcept nogil:
+    """Border column ow of an inside row (3x3, stride 1): add g * x to each tap's
+    accumulator whose input column iw0 + j*dw is inside; xp is input row 0 of the tap."""
+    cdef Py_ssize_t i, j, iw
+    for i in range(3):
+        for j in range(3):
+            iw = iw0 + j * dw
+            if 0 <= iw < wd:
+                acc[(i * 3 + j) * wo + ow] += g * xp[i * dh * wd + iw]
+
+
 def _backward_w(real[:, :, :, ::1] gy, real[:, :, :, ::1] x, real[:, :, :, ::1] gw,
                 int sh, int sw, int ph, int pw, int dh, int dw):
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3]
@@ -199,7 +212,6 @@ def _backward_w(real[:, :, :, ::1] gy, real[:, :, :, ::1] x, real[:, :, :, ::1] 
     cdef const real* x0
     cdef const real* x1
     cdef const real* x2
-    cdef Py_ssize_t elo, ehi
     cdef int nt = _team(n * o * ho * wo * kh * kw)
     cdef bint fuse = kh == 3 and kw == 3 and sh == 1 and sw == 1
     cdef Py_ssize_t flo = _lo(-pw, 1, wo)
@@ -219,26 +231,25 @@ def _backward_w(real[:, :, :, ::1] gy, real[:, :, :, ::1] x, real[:, :, :, ::1] 
                     if fuse and ih >= 0 and ih + 2 * dh < h:
                         # as in _forward: the nine taps of an inside row in one pass over
                         # [flo, fhi); tap (i, j) reads x row ih + i*dh at column
-                        # ow + j*dw - pw; the border columns take the tap loops below
+                        # ow + j*dw - pw; border columns check each tap (_edge_w)
                         x0 = &x[bi, ic, ih, 0] - pw
                         x1 = x0 + dh * wd
                         x2 = x1 + dh * wd
-                        for ow in range(flo, fhi):
-                            g = gyrow[ow]
-                            acc[ow] += g * x0[ow]
-                            acc[wo + ow] += g * x0[ow + dw]
-                            acc[2 * wo + ow] += g * x0[ow + 2 * dw]
-                            acc[3 * wo + ow] += g * x1[ow]
-                            acc[4 * wo + ow] += g * x1[ow + dw]
-                            acc[5 * wo + ow] += g * x1[ow + 2 * dw]
-                            acc[6 * wo + ow] += g * x2[ow]
-                            acc[7 * wo + ow] += g * x2[ow + dw]
-                            acc[8 * wo + ow] += g * x2[ow + 2 * dw]
-                        elo = flo
-                        ehi = fhi
-                    else:
-                        elo = 0
-                        ehi = 0
+                        for i in range(3):
+                            # one loop per kernel row: three accumulator streams each, few
+                            # enough pointers for the compiler's runtime alias checks
+                            a = acc + 3 * i * wo
+                            xrow = x0 + i * dh * wd
+                            for ow in range(flo, fhi):
+                                g = gyrow[ow]
+                                a[ow] += g * xrow[ow]
+                                a[wo + ow] += g * xrow[ow + dw]
+                                a[2 * wo + ow] += g * xrow[ow + 2 * dw]
+                        for ow in range(flo):
+                            _edge_w(acc, x0 + pw, gyrow[ow], wd, wo, ow, ow - pw, dh, dw)
+                        for ow in range(fhi, wo):
+                            _edge_w(acc, x0 + pw, gyrow[ow], wd, wo, ow, ow - pw, dh, dw)
+                        continue
                     for i in range(kh):
                         ih = oh * sh - ph + i * dh
                         if ih < 0 or ih >= h:
@@ -249,10 +260,7 @@ def _backward_w(real[:, :, :, ::1] gy, real[:, :, :, ::1] x, real[:, :, :, ::1] 
                             lo = _lo(off, sw, wo)
                             hi = _hi(off, sw, wd, wo, lo)
                             a = acc + (i * kw + j) * wo
-                            # columns [elo, ehi) were done by the fused pass
-                            for ow in range(lo, hi if hi < elo else elo):
-                                a[ow] += gyrow[ow] * xrow[ow * sw + off]
-                            for ow in range(lo if lo > ehi else ehi, hi):
+                            for ow in range(lo, hi):
                                 a[ow] += gyrow[ow] * xrow[ow * sw + off]
             for i in range(kh):
                 for j in range(kw):
