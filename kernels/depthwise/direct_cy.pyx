@@ -208,7 +208,7 @@ def _backward_w(real[:, :, :, ::1] gy, real[:, :, :, ::1] x, real[:, :, :, ::1] 
     cdef real* a
     cdef real* gyrow
     cdef real* xrow
-    cdef real s, g
+    cdef real s
     cdef const real* x0
     cdef const real* x1
     cdef const real* x2
@@ -235,16 +235,13 @@ def _backward_w(real[:, :, :, ::1] gy, real[:, :, :, ::1] x, real[:, :, :, ::1] 
                         x0 = &x[bi, ic, ih, 0] - pw
                         x1 = x0 + dh * wd
                         x2 = x1 + dh * wd
-                        for i in range(3):
-                            # one loop per kernel row: three accumulator streams each, few
-                            # enough pointers for the compiler's runtime alias checks
-                            a = acc + 3 * i * wo
-                            xrow = x0 + i * dh * wd
+                        for t in range(9):
+                            # one loop per tap: one accumulator stream, so the compiler's
+                            # runtime alias check passes and the loop runs vectorised
+                            a = acc + t * wo
+                            xrow = x0 + (t // 3) * dh * wd + (t % 3) * dw
                             for ow in range(flo, fhi):
-                                g = gyrow[ow]
-                                a[ow] += g * xrow[ow]
-                                a[wo + ow] += g * xrow[ow + dw]
-                                a[2 * wo + ow] += g * xrow[ow + 2 * dw]
+                                a[ow] += gyrow[ow] * xrow[ow]
                         for ow in range(flo):
                             _edge_w(acc, x0 + pw, gyrow[ow], wd, wo, ow, ow - pw, dh, dw)
                         for ow in range(fhi, wo):
