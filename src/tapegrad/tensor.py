@@ -135,7 +135,20 @@ class Tensor:
                 )
             g = np.ones_like(self.data)
         else:
-            g = _as_array(grad, self.data.dtype)
+            raw = grad.data if isinstance(grad, Tensor) else grad
+            flags = getattr(raw, "flags", None)
+            if (
+                type(raw) is np.ndarray
+                and raw.dtype == self.data.dtype
+                and flags.c_contiguous
+                and flags.writeable
+            ):
+                # used as is, not copied: backward functions only read their incoming
+                # gradient, and a leaf that would keep this array copies it (it has outside
+                # references, see autograd._sole_owner)
+                g = raw
+            else:
+                g = _as_array(grad, self.data.dtype)
             if g.shape != self.shape:
                 raise ValueError(f"backward: grad has shape {g.shape}, tensor {self.shape}")
         autograd.backward(self, g, retain_graph=retain_graph)
