@@ -49,3 +49,29 @@ def test_depthwise_variant_matches_conv2d_reference(variant, case):
     np.testing.assert_allclose(gx, gx_r, **tol)
     np.testing.assert_allclose(gw, gw_r, **tol)
     assert mod.backward(gy, x, wt, *args, False, True)[0] is None
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("padding", [0, 1, 2])
+@pytest.mark.parametrize("dilation", [1, 2])
+@pytest.mark.parametrize("m", [1, 2])
+def test_depthwise_3x3_stride1_rows(variant, padding, dilation, m):
+    """The 3x3 stride-1 case (fused inner rows, flipped-filter input gradient) on planes
+    wide enough to have interior rows and columns as well as borders."""
+    rng = np.random.default_rng(padding * 10 + dilation * 3 + m)
+    n, c, h, w = 2, 3, 9, 13
+    for dtype in (np.float32, np.float64):
+        x = rng.standard_normal((n, c, h, w)).astype(dtype)
+        wt = rng.standard_normal((c * m, 1, 3, 3)).astype(dtype)
+        b = rng.standard_normal(c * m).astype(dtype)
+        args = ((1, 1), (padding, padding), (dilation, dilation), c)
+        ref = K.get("conv2d", "reference")
+        mod = K.get("depthwise_conv2d", variant)
+        tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+        y = mod.forward(x, wt, b, *args)
+        np.testing.assert_allclose(y, ref.forward(x, wt, b, *args), **tol)
+        gy = rng.standard_normal(y.shape).astype(dtype)
+        for got, want in zip(
+            mod.backward(gy, x, wt, *args, True, True), ref.backward(gy, x, wt, *args, True, True)
+        ):
+            np.testing.assert_allclose(got, want, **tol)
