@@ -265,3 +265,18 @@ def test_resume_into_a_longer_run_follows_the_new_schedule(fake_dir, tmp_path, c
     rows = [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert rows[1]["lr"] > rows[0]["lr"]  # mid-cycle of the 3-epoch schedule, not its end
+
+
+def test_wrap_model_receives_the_model_built_for_the_data(tmp_path):
+    # the distributed run wraps the model this way: it must be built from the data (3 channels)
+    from tapegrad.data import write_cifar_batch
+
+    rng = np.random.default_rng(1)
+    for name, n in (("data_batch_1", 32), ("test_batch", 16)):
+        imgs = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+        write_cifar_batch(tmp_path / name, imgs, rng.integers(0, 10, n))
+    cfg = train.TrainConfig(model="lenet5", data="cifar10", data_dir=str(tmp_path), threads=1)
+    seen = []
+    trainer = train.Trainer(cfg, wrap_model=lambda m: seen.append(m) or m)
+    assert trainer.model is seen[0]
+    assert seen[0].features[0].weight.shape == (6, 3, 5, 5)

@@ -535,7 +535,6 @@ def trainer_options(cfg: Any = None) -> dict[str, Any]:
     if cfg is None:
         opts["grad_hook"] = GradientHook()
         return opts
-    from . import creation, zoo
 
     global_batch = int(cfg.batch_size)
     if global_batch % world:
@@ -545,10 +544,15 @@ def trainer_options(cfg: Any = None) -> dict[str, Any]:
         )
     cfg.batch_size = global_batch // world
     cfg.extra.update(global_batch_size=global_batch, world_size=world)
-    creation.manual_seed(cfg.seed)
-    model = DataParallel(zoo.get_model(cfg.model))
-    opts["model"] = model
-    opts["grad_hook"] = lambda params: model.sync_gradients()
+    wrapped: list[DataParallel] = []
+
+    def wrap(model: Any) -> DataParallel:
+        # the Trainer builds the model from the data's channels and size, then wraps it
+        wrapped.append(DataParallel(model))
+        return wrapped[0]
+
+    opts["wrap_model"] = wrap
+    opts["grad_hook"] = lambda params: wrapped[0].sync_gradients()
     return opts
 
 

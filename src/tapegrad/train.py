@@ -207,6 +207,7 @@ class Trainer:
         rank: int = 0,
         world_size: int = 1,
         log: Callable[[str], None] | None = None,
+        wrap_model: Callable[[Module], Module] | None = None,
     ) -> None:
         self.cfg = cfg
         if cfg.threads:
@@ -245,6 +246,8 @@ class Trainer:
         if model is None:
             creation.manual_seed(cfg.seed)  # initialisation independent of the data loading
             model = zoo.get_model(cfg.model, **cfg.extra.get("model_kwargs", {}))
+        if wrap_model is not None:  # e.g. distributed.DataParallel, around the built model
+            model = wrap_model(model)
         self.model = model
         self.reconstruction = is_reconstruction(self.model)
         self.params = list(self.model.parameters())
