@@ -100,3 +100,14 @@ def test_env_thread_count_reaches_every_pool_before_the_first_kernel():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
     assert out.stdout.split() == ["[1]", "1"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["nn", "optim", "data", "zoo", "checkpoint", "viz", "bench", "train", "lr_scheduler",
+     "distributed", "experiments", "save", "load"],
+)  # fmt: skip
+def test_submodules_load_on_attribute_access(name):
+    assert getattr(tg, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'schedulers'"):
+        tg.schedulers  # noqa: B018

@@ -43,7 +43,8 @@ def __getattr__(name: str):
         "viz",
         "bench",
         "train",
-        "schedulers",
+        "lr_scheduler",
+        "zoo_torch",
         "distributed",
         "experiments",
     ):
