@@ -9,6 +9,9 @@ cross-correlation, int or pair stride/padding/dilation, ``padding="same"|"valid"
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from types import ModuleType
+
 import numpy as np
 
 import tapegrad.kernels as K
@@ -74,6 +77,20 @@ def conv_args(fn: str, x, w, b, stride, padding, dilation, groups, nd: int = 2):
     return stride, padding, dilation, int(groups), extra
 
 
+def conv_trial(ctx: Context, x, w, b, args: tuple) -> Callable[[ModuleType], object]:
+    """What autotune times for a conv-family call: the forward, and the backward as well
+    when this call is recorded for one (training), since that is what the step will run."""
+    need = ctx.needs_input_grad[:2] + (False, False)
+    if not (need[0] or need[1]):
+        return lambda m: m.forward(x, w, b, *args)
+
+    def forward_backward(m: ModuleType) -> None:
+        y = m.forward(x, w, b, *args)
+        m.backward(y, x, w, *args, need[0], need[1])  # y stands in for the output gradient
+
+    return forward_backward
+
+
 class Conv2d(Function):
     @staticmethod
     def forward(
@@ -81,9 +98,8 @@ class Conv2d(Function):
     ):
         x, w, b = contiguous(x), contiguous(w), contiguous(b)
         sig = ("conv2d", x.shape, w.shape, stride, padding, dilation, groups, x.dtype.str)
-        mod = K.resolve(
-            "conv2d", sig, lambda m: m.forward(x, w, b, stride, padding, dilation, groups)
-        )
+        args = (stride, padding, dilation, groups)
+        mod = K.resolve("conv2d", sig, conv_trial(ctx, x, w, b, args))
         ctx.save_for_backward(x, w)
         ctx.args = (stride, padding, dilation, groups)
         ctx.mod = mod
@@ -108,11 +124,8 @@ class DepthwiseConv2d(Function):
     ):
         x, w, b = contiguous(x), contiguous(w), contiguous(b)
         sig = ("depthwise_conv2d", x.shape, w.shape, stride, padding, dilation, x.dtype.str)
-        mod = K.resolve(
-            "depthwise_conv2d",
-            sig,
-            lambda m: m.forward(x, w, b, stride, padding, dilation, groups),
-        )
+        args = (stride, padding, dilation, groups)
+        mod = K.resolve("depthwise_conv2d", sig, conv_trial(ctx, x, w, b, args))
         ctx.save_for_backward(x, w)
         ctx.args = (stride, padding, dilation, groups)
         ctx.mod = mod

@@ -13,6 +13,7 @@ import tapegrad.kernels as K
 
 from ..autograd import Context, Function
 from .checks import check_float, check_ndim, contiguous, fail, int_tuple
+from .conv import conv_trial
 
 
 def conv_transpose_args(
@@ -80,7 +81,7 @@ class ConvTranspose2d(Function):
         x, w, b = contiguous(x), contiguous(w), contiguous(b)
         args = (stride, padding, output_padding, dilation, groups)
         sig = ("conv_transpose2d", x.shape, w.shape, *args, x.dtype.str)
-        mod = K.resolve("conv_transpose2d", sig, lambda m: m.forward(x, w, b, *args))
+        mod = K.resolve("conv_transpose2d", sig, conv_trial(ctx, x, w, b, args))
         ctx.save_for_backward(x, w)
         ctx.args, ctx.mod = args, mod
         return mod.forward(x, w, b, *args)
