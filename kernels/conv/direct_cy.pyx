@@ -12,42 +12,11 @@ from cython.parallel cimport parallel, prange
 from libc.stdlib cimport calloc, free
 
 
-# Below this many multiply-adds a call runs on the calling thread only: auto sends only
-# calls under 100k MACs here, far too little work to amortise waking an OpenMP team
-# (on a loaded machine each parallel region can wait a scheduler slice for a member).
-cdef enum:
-    _GRAIN = 1 << 21
+include "_direct.pxi"
 
-
-cdef inline int _team(Py_ssize_t work) noexcept nogil:
-    return 1 if work < _GRAIN else openmp.omp_get_max_threads()
-
-
-ctypedef fused real:
-    float
-    double
 
 cdef enum:
     _OB = 8  # output channels per task
-
-
-# Output columns ow with 0 <= ow*s + off < w: [lo, hi). Value-returning functions so the
-# prange loops see lo/hi assigned and keep them thread-private.
-cdef inline Py_ssize_t _lo(Py_ssize_t off, Py_ssize_t s, Py_ssize_t wo) noexcept nogil:
-    cdef Py_ssize_t a = 0
-    if off < 0:
-        a = (-off + s - 1) // s
-    return a if a < wo else wo
-
-
-cdef inline Py_ssize_t _hi(Py_ssize_t off, Py_ssize_t s, Py_ssize_t w, Py_ssize_t wo,
-                           Py_ssize_t lo) noexcept nogil:
-    cdef Py_ssize_t z = 0
-    if w - off > 0:
-        z = (w - off + s - 1) // s
-    if z > wo:
-        z = wo
-    return z if z > lo else lo
 
 
 def _forward(real[:, :, :, ::1] x, real[:, :, :, ::1] w, real[::1] b, real[:, :, :, ::1] y,

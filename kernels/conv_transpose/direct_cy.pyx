@@ -10,38 +10,7 @@ cimport openmp
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport calloc, free
 
-# Below this many multiply-adds a call runs on the calling thread only (as kernels/conv does):
-# too little work to amortise waking an OpenMP team on a loaded machine.
-cdef enum:
-    _GRAIN = 1 << 21
-
-
-cdef inline int _team(Py_ssize_t work) noexcept nogil:
-    return 1 if work < _GRAIN else openmp.omp_get_max_threads()
-
-
-ctypedef fused real:
-    float
-    double
-
-
-# Columns iw with 0 <= iw*s + off < w (w the target width), capped at n: [lo, hi). Two
-# value-returning functions so prange makes lo/hi thread-private.
-cdef inline Py_ssize_t _lo(Py_ssize_t off, Py_ssize_t s, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t a = 0
-    if off < 0:
-        a = (-off + s - 1) // s
-    return a if a < n else n
-
-
-cdef inline Py_ssize_t _hi(Py_ssize_t off, Py_ssize_t s, Py_ssize_t w, Py_ssize_t n,
-                           Py_ssize_t lo) noexcept nogil:
-    cdef Py_ssize_t z = 0
-    if w - off > 0:
-        z = (w - off + s - 1) // s
-    if z > n:
-        z = n
-    return z if z > lo else lo
+include "../conv/_direct.pxi"
 
 
 def _forward(real[:, :, :, ::1] x, real[:, :, :, ::1] w, real[::1] b, real[:, :, :, ::1] y,

@@ -12,40 +12,7 @@ from cython.parallel cimport parallel, prange
 from libc.stdlib cimport calloc, free
 
 
-# Below this many multiply-adds a call runs on the calling thread only (as in the conv2d
-# and pooling kernels): a sub-millisecond loop gains little from a second thread, and
-# on a loaded machine each parallel region can wait a scheduler slice for a member.
-cdef enum:
-    _GRAIN = 1 << 21
-
-
-cdef inline int _team(Py_ssize_t work) noexcept nogil:
-    return 1 if work < _GRAIN else openmp.omp_get_max_threads()
-
-
-ctypedef fused real:
-    float
-    double
-
-
-# Output columns ow with 0 <= ow*s + off < w form [lo, hi). Two functions returning values
-# (not one writing through pointers) so the prange loops see lo/hi assigned and make them
-# thread-private.
-cdef inline Py_ssize_t _lo(Py_ssize_t off, Py_ssize_t s, Py_ssize_t wo) noexcept nogil:
-    cdef Py_ssize_t a = 0
-    if off < 0:
-        a = (-off + s - 1) // s
-    return a if a < wo else wo
-
-
-cdef inline Py_ssize_t _hi(Py_ssize_t off, Py_ssize_t s, Py_ssize_t w, Py_ssize_t wo,
-                           Py_ssize_t lo) noexcept nogil:
-    cdef Py_ssize_t z = 0
-    if w - off > 0:
-        z = (w - off + s - 1) // s
-    if z > wo:
-        z = wo
-    return z if z > lo else lo
+include "../conv/_direct.pxi"
 
 
 cdef inline real _edge(const real* xp, const real* wp, Py_ssize_t h, Py_ssize_t wd,
