@@ -9,9 +9,13 @@ Then for each variant:
    Numba compiles or loads its cache and where autotune times its candidates), outputs
    compared with the reference: a fast wrong kernel shows as wrong, not as fast;
 2. per direction (``forward``, ``backward``, ``both``): one more untimed warm-up, then
-   ``repeat`` timed calls, taken round-robin over the variants and PyTorch so that load
-   from other processes falls on all of them alike. ``backward`` times ``y.backward(gy)``
-   alone: its forward runs untimed before each sample.
+   ``repeat`` timed samples, taken round-robin over the variants and PyTorch so that load
+   from other processes falls on all of them alike. Each round starts one variant later
+   than the last, so every variant follows every other equally often: a slow kernel
+   evicts the caches its successor then refills, and a fixed order would bill that to the
+   same successor every round. A sample is one call, or with ``burst > 1`` the median of
+   that many back-to-back calls (steadier for sub-millisecond kernels). ``backward`` times
+   ``y.backward(gy)`` alone: its forward runs untimed before each sample.
 
 ``jit_s`` = ``first_s`` minus the steady forward + backward time: the one-off cost, never
 mixed into the medians.
@@ -44,6 +48,7 @@ class Options:
     seed: int = 0
     progress: bool = True
     rtol: float = 1e-3  # max |variant - reference| relative to max |reference|
+    burst: int = 1  # calls per sample; a sample is their median
     # bytes -> GB/s of a copy that size (machine.copy_gbps_at); None: the DRAM figure
     copy_at: Callable[[int], float] | None = None
 
@@ -240,8 +245,11 @@ def run_case(
     }
     entries: list[tuple[str, _Harness, dict]] = []  # (variant, harness, row)
     results = []
+    # one harness (the same input and leaf arrays) for every variant: separate copies
+    # per variant made the variant whose arrays happened to sit better in memory up to
+    # 10% faster on sub-millisecond memory-bound cases, whatever its kernel
+    h = _Harness(case, arrays, grad_names, gy)
     for variant in variants:
-        h = _Harness(case, arrays, grad_names, gy)
         row0 = {**base, "variant": variant}
         try:
             with K.use(**{case.op: variant}):
@@ -276,17 +284,20 @@ def run_case(
     errors: dict[str, str] = {}
     for d in directions:
         gc.collect()
-        for _ in range(opt.repeat):
-            for variant, h, _row in entries:
+        for r in range(opt.repeat):
+            k = r % len(entries) if entries else 0
+            for variant, h, _row in entries[k:] + entries[:k]:
                 if variant in errors:
                     continue
                 try:
                     with K.use(**{case.op: variant}):
-                        times.setdefault((variant, d), []).extend(h.timings(d, 1, warm=False))
+                        burst = h.timings(d, opt.burst, warm=False)
+                        times.setdefault((variant, d), []).append(float(np.median(burst)))
                 except Exception as exc:
                     errors[variant] = f"{type(exc).__name__}: {exc}"
             if th is not None:
-                times.setdefault(("torch", d), []).extend(th.timings(d, 1, warm=False))
+                burst = th.timings(d, opt.burst, warm=False)
+                times.setdefault(("torch", d), []).append(float(np.median(burst)))
     if th is not None:
         tick("torch")
 
