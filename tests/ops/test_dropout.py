@@ -155,6 +155,36 @@ def test_reproducible_masks_across_seeds_threads_and_backends():
         np.testing.assert_array_equal(d, compiled[0])
 
 
+def test_autotune_trials_draw_no_random_numbers(monkeypatch, tmp_path):
+    """Autotune times the dropout kernels on the call's own key: the masks and the
+    generator's counter come out as without autotune."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    x = _x(8, 16, 9, 7)
+
+    def run() -> tuple:
+        tg.manual_seed(5)
+        a = F.dropout(tg.Tensor(x), 0.5).data
+        c = F.dropout2d(tg.Tensor(x), 0.5).data
+        d = F.gaussian_dropout(tg.Tensor(x), 0.3).data
+        return a, c, d, rng_state()
+
+    want = run()
+    K.clear_tuning()
+    K.autotune(True)
+    try:
+        with K.record() as calls:
+            got = run()
+        timed = [op for op, sig in calls if (op, sig) in K.registry._tuned]
+    finally:
+        K.autotune(False)
+        K.clear_tuning()
+    assert timed == ["dropout", "dropout2d", "gaussian_dropout"]  # each one was tuned
+    assert got[3] == want[3] == (5, 3)
+    for g, w in zip(got[:2], want[:2]):
+        np.testing.assert_array_equal(g, w)
+    np.testing.assert_allclose(got[2], want[2], rtol=1e-6)
+
+
 def test_manual_seed_resets_the_counter():
     tg.manual_seed(9)
     assert rng_state() == (9, 0)

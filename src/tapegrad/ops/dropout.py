@@ -78,7 +78,8 @@ class Dropout(Function):
         x = contiguous(x)
         seed, step = next_key()
         f = keep_scale(p, scale)
-        mod = K.resolve(fn, (fn, x.shape, x.dtype.str))
+        # kernels are pure functions of (seed, step): autotune's trials draw no numbers
+        mod = K.resolve(fn, (fn, x.shape, x.dtype.str), lambda m: m.forward(x, seed, step, p, f))
         y, keep = mod.forward(x, seed, step, p, f)
         ctx.save_for_backward(keep)
         ctx.mod, ctx.f = mod, f
@@ -103,7 +104,8 @@ class Dropout2d(Function):
         x2 = contiguous(x).reshape(planes, s)
         seed, step = next_key()
         f = keep_scale(p, scale)
-        mod = K.resolve(fn, (fn, x2.shape, x.dtype.str))
+        sig = (fn, x2.shape, x.dtype.str)
+        mod = K.resolve(fn, sig, lambda m: m.channel_forward(x2, seed, step, p, f))
         y, keep = mod.channel_forward(x2, seed, step, p, f)
         ctx.save_for_backward(keep)
         ctx.mod, ctx.f, ctx.shape = mod, f, x.shape
@@ -126,7 +128,8 @@ class GaussianDropout(Function):
         check_float(fn, input=x)
         x = contiguous(x)
         seed, step = next_key()
-        mod = K.resolve(fn, (fn, x.shape, x.dtype.str))
+        sig = (fn, x.shape, x.dtype.str)
+        mod = K.resolve(fn, sig, lambda m: m.gaussian_forward(x, seed, step, sigma))
         ctx.mod, ctx.key, ctx.sigma = mod, (seed, step), sigma
         return mod.gaussian_forward(x, seed, step, sigma)
 
