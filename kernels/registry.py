@@ -473,31 +473,35 @@ def rules_path() -> Path:
 
 
 def _rules() -> dict:
-    path = rules_path()
+    env = os.environ.get("TAPEGRAD_AUTO_RULES")
     now = time.monotonic()
-    if _rules_state["path"] == path and now - _rules_state.get("checked", -1e9) < 1.0:
-        return _rules_state["rules"]  # type: ignore[return-value]  # one stat per second
-    _rules_state["checked"] = now
+    state = _rules_state
+    # runs on every auto call without autotune: the variable's string, not a Path, and one
+    # stat a second
+    if state.get("env", 0) == env and now - state.get("checked", -1e9) < 1.0:
+        return state["rules"]  # type: ignore[return-value]
+    path = Path(env) if env else _RULES_FILE
+    state.update(checked=now, env=env)
     try:
         mtime = path.stat().st_mtime
     except OSError:
-        if _rules_state["mtime"] is not None or _rules_state["path"] != path:
+        if state["mtime"] is not None or state["path"] != path:
             _auto_memo.clear()
-        _rules_state.update(path=path, mtime=None, rules={})
+        state.update(path=path, mtime=None, rules={})
         return {}
-    if _rules_state["path"] != path or _rules_state["mtime"] != mtime:
+    if state["path"] != path or state["mtime"] != mtime:
         try:
             rules = json.loads(path.read_text()).get("ops", {})
         except (OSError, ValueError, AttributeError):
             rules = {}
-        _rules_state.update(path=path, mtime=mtime, rules=rules)
+        state.update(path=path, mtime=mtime, rules=rules)
         _auto_memo.clear()
-    return _rules_state["rules"]  # type: ignore[return-value]
+    return state["rules"]  # type: ignore[return-value]
 
 
 def reload_rules() -> None:
     """Re-read the generated rules on the next call (``bench --write-rules`` calls it)."""
-    _rules_state.update(path=None, mtime=None, rules={}, checked=-1e9)
+    _rules_state.update(path=None, mtime=None, rules={}, checked=-1e9, env=0)
     _auto_memo.clear()
 
 
