@@ -5,7 +5,7 @@ Each family is a subpackage (``conv``, ``pool``, ...) holding one module per var
 family's ``__init__`` registers its variants; nothing is imported or compiled until used.
 """
 
-from . import conv, conv_transpose, depthwise, dropout, norm, pool, rng  # noqa: F401  (registration side effects)
+from . import activation, conv, conv_transpose, depthwise, dropout, norm, pool, rng  # noqa: F401  (registration side effects)
 from .registry import (
     autotune,
     autotune_cache_path,

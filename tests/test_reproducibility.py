@@ -124,6 +124,7 @@ def _op_cases() -> dict[str, callable]:
     x, w = t(4, 6, 12, 12), t(8, 6, 3, 3)
     wd = t(12, 1, 3, 3)
     wt = t(6, 4, 3, 3)
+    xr = t(4, 6, 64, 64)  # past the relu kernels' serial threshold: the threaded path
     rm, rv = np.zeros(6, np.float32), np.ones(6, np.float32)
     return {
         "conv2d": lambda: F.conv2d(x, w, padding=1, stride=2),
@@ -138,7 +139,8 @@ def _op_cases() -> dict[str, callable]:
         "dropout": lambda: F.dropout(x, 0.4),
         "dropout2d": lambda: F.dropout2d(x, 0.4),
         "gaussian_dropout": lambda: F.gaussian_dropout(x, 0.4),
-    }, [x, w, wd, wt]
+        "relu": lambda: F.relu(xr),
+    }, [x, w, wd, wt, xr]
 
 
 def _run_op(op: str, variant: str, threads: int):

@@ -244,7 +244,7 @@ class Tensor:
         return ew.Sigmoid.apply(self)
 
     def relu(self) -> Tensor:
-        return ew.ReLU.apply(self)
+        return activation.ReLU.apply(self)
 
     def abs(self) -> Tensor:
         return ew.Abs.apply(self)

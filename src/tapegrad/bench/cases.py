@@ -430,6 +430,33 @@ def _x_from_sig(sig: tuple) -> dict | None:
     return _shape_params(xs)
 
 
+# --- activations ---------------------------------------------------------------------------
+
+
+def _relu_call(T: dict, p: dict):
+    import tapegrad.nn.functional as F
+
+    return F.relu(T["x"])
+
+
+def _relu_torch(T: dict, p: dict):
+    import torch
+
+    return torch.relu(T["x"])
+
+
+def _relu_flops(p: dict, direction: str) -> int:
+    n = _elems(p)
+    return {"forward": n, "backward": n, "both": 2 * n}[direction]
+
+
+def _relu_bytes(p: dict, direction: str) -> int:
+    n = _elems(p)
+    # forward: x in, y out, a one-byte mask out; backward: g and the mask in, gx out
+    fwd, bwd = 2 * F32 * n + n, 2 * F32 * n + n
+    return {"forward": fwd, "backward": bwd, "both": fwd + bwd}[direction]
+
+
 # --- normalisation and dropout -----------------------------------------------------------
 
 
@@ -706,6 +733,12 @@ SPECS: dict[str, OpSpec] = {
             _norm_flops, _norm_bytes,
             standard=[{**_NCHW, "groups": 8}],
             from_signature=_gn_from_sig,
+        ),
+        OpSpec(
+            "relu", "bytes", _nchw_label, _x_build, _relu_call, _relu_torch,
+            _relu_flops, _relu_bytes,
+            standard=[dict(_NCHW)],
+            from_signature=_x_from_sig,
         ),
         OpSpec(
             "dropout", "bytes", _nchw_label, _x_build, _dropout_call, _dropout_torch,

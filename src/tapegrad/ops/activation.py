@@ -1,11 +1,42 @@
-"""softmax and log_softmax along an axis, stable for large inputs (max subtracted)."""
+"""Activations: ReLU (kernel family ``relu``), softmax and log_softmax along an axis
+(stable for large inputs: the max is subtracted)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+import tapegrad.kernels as K
+
 from ..autograd import Context, Function
 from .checks import check_float, fail
+
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class ReLU(Function):
+    """y = x where x > 0, else +0.0 (NaN in, 0 out); saves a one-byte mask. float32/float64
+    run the ``relu`` kernels (one fused pass each way); other dtypes plain NumPy."""
+
+    @staticmethod
+    def forward(ctx: Context, a):
+        if a.dtype not in _KERNEL_DTYPES:
+            mask = a > 0
+            ctx.mod = None
+            ctx.save_for_backward(mask)
+            return np.where(mask, a, a.dtype.type(0))
+        a = np.ascontiguousarray(a)
+        mod = K.resolve("relu", ("relu", a.shape, a.dtype.str), lambda m: m.relu_forward(a))
+        y, mask = mod.relu_forward(a)
+        ctx.mod = mod
+        ctx.save_for_backward(mask)
+        return y
+
+    @staticmethod
+    def backward(ctx: Context, g):
+        (mask,) = ctx.saved_arrays
+        if ctx.mod is None or g.dtype not in _KERNEL_DTYPES:
+            return np.where(mask.view(bool) if mask.dtype == np.uint8 else mask, g, 0)
+        return ctx.mod.relu_backward(np.ascontiguousarray(g), mask)
 
 
 def _check(fn: str, a: np.ndarray, axis) -> int:

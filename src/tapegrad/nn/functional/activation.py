@@ -9,7 +9,7 @@ from ._common import _t
 
 
 def relu(input: Tensor) -> Tensor:
-    return ew.ReLU.apply(_t(input, "relu"))
+    return activation.ReLU.apply(_t(input, "relu"))
 
 
 def sigmoid(input: Tensor) -> Tensor:

@@ -1,0 +1,91 @@
+"""ReLU with Cython + OpenMP: the same passes as ``fused_numba``, blocks over threads.
+
+Arrays below ``SERIAL`` elements stay on the calling thread (waking the team costs more
+than the pass).
+"""
+
+import numpy as np
+
+from cython.parallel cimport prange
+from libc.stdint cimport uint32_t, uint64_t
+
+ctypedef fused real:
+    float
+    double
+
+cdef enum:
+    BLOCK = 4096  # elements per prange iteration
+    SERIAL = 65536  # below this many elements: the calling thread alone
+
+
+cdef inline void _fwd_block(real* x, real* y, unsigned char* mask, Py_ssize_t lo,
+                            Py_ssize_t hi) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef real v
+    for i in range(lo, hi):
+        v = x[i]
+        mask[i] = v > 0
+        y[i] = v if v > 0 else 0  # a select: NaN and -0.0 become +0.0
+
+
+cdef inline void _bwd_block(real* g, unsigned char* mask, real* gx, Py_ssize_t lo,
+                            Py_ssize_t hi) noexcept nogil:
+    # the gradient's bits ANDed with all-ones / all-zeros: branch-free (a ternary here
+    # compiled to a branch that a random mask mispredicts half the time: 15x slower), and
+    # unlike g * mask it gives +0.0 for a NaN or inf gradient where the mask is 0
+    cdef Py_ssize_t i
+    cdef uint32_t* g32
+    cdef uint32_t* o32
+    cdef uint64_t* g64
+    cdef uint64_t* o64
+    if real is float:
+        g32, o32 = <uint32_t*>g, <uint32_t*>gx
+        for i in range(lo, hi):
+            o32[i] = g32[i] & (0u - <uint32_t>mask[i])
+    else:
+        g64, o64 = <uint64_t*>g, <uint64_t*>gx
+        for i in range(lo, hi):
+            o64[i] = g64[i] & (0u - <uint64_t>mask[i])
+
+
+def _forward(real[::1] x, real[::1] y, unsigned char[::1] mask):
+    cdef Py_ssize_t n = x.shape[0], b, nb = (n + BLOCK - 1) // BLOCK, hi
+    if n == 0:
+        return
+    with nogil:
+        if n < SERIAL:
+            _fwd_block(&x[0], &y[0], &mask[0], 0, n)
+        else:
+            for b in prange(nb, schedule="static"):
+                hi = b * BLOCK + BLOCK
+                if hi > n:
+                    hi = n
+                _fwd_block(&x[0], &y[0], &mask[0], b * BLOCK, hi)
+
+
+def _backward(real[::1] g, unsigned char[::1] mask, real[::1] gx):
+    cdef Py_ssize_t n = g.shape[0], b, nb = (n + BLOCK - 1) // BLOCK, hi
+    if n == 0:
+        return
+    with nogil:
+        if n < SERIAL:
+            _bwd_block(&g[0], &mask[0], &gx[0], 0, n)
+        else:
+            for b in prange(nb, schedule="static"):
+                hi = b * BLOCK + BLOCK
+                if hi > n:
+                    hi = n
+                _bwd_block(&g[0], &mask[0], &gx[0], b * BLOCK, hi)
+
+
+def relu_forward(x):
+    y = np.empty_like(x)
+    mask = np.empty(x.shape, np.uint8)
+    _forward(x.reshape(-1), y.reshape(-1), mask.reshape(-1))
+    return y, mask
+
+
+def relu_backward(g, mask):
+    gx = np.empty_like(g)
+    _backward(g.reshape(-1), mask.reshape(-1), gx.reshape(-1))
+    return gx

@@ -1,0 +1,67 @@
+"""ReLU with Numba: the mask and the output in one pass, in blocks split over threads.
+
+Arrays below ``SERIAL`` elements stay on the calling thread: waking the pool costs more
+than the pass (a LeNet-size activation is 0.1-0.3 ms of work).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+BLOCK = 4096  # elements per prange iteration: views of this size keep the loop vectorised
+SERIAL = 1 << 16
+
+
+@njit(cache=True, inline="always")
+def _fwd_block(x, y, mask):
+    for i in range(x.size):
+        v = x[i]
+        m = v > 0
+        mask[i] = m
+        y[i] = v if m else 0  # a select, not a multiply: NaN and -0.0 become +0.0
+
+
+@njit(cache=True, inline="always")
+def _bwd_block(g, mask, gx):
+    for i in range(g.size):
+        gx[i] = g[i] if mask[i] else 0
+
+
+@njit(parallel=True, cache=True)
+def _forward(x, y, mask):
+    n = x.size
+    if n < SERIAL:
+        _fwd_block(x, y, mask)
+        return
+    for b in prange((n + BLOCK - 1) // BLOCK):
+        lo = b * BLOCK
+        hi = min(n, lo + BLOCK)
+        _fwd_block(x[lo:hi], y[lo:hi], mask[lo:hi])
+
+
+@njit(parallel=True, cache=True)
+def _backward(g, mask, gx):
+    n = g.size
+    if n < SERIAL:
+        _bwd_block(g, mask, gx)
+        return
+    for b in prange((n + BLOCK - 1) // BLOCK):
+        lo = b * BLOCK
+        hi = min(n, lo + BLOCK)
+        _bwd_block(g[lo:hi], mask[lo:hi], gx[lo:hi])
+
+
+def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y = np.empty_like(x)
+    mask = np.empty(x.shape, np.uint8)
+    if x.size:
+        _forward(x.reshape(-1), y.reshape(-1), mask.reshape(-1))
+    return y, mask
+
+
+def relu_backward(g: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    gx = np.empty_like(g)
+    if g.size:
+        _backward(g.reshape(-1), mask.reshape(-1), gx.reshape(-1))
+    return gx
