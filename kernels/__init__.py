@@ -6,6 +6,7 @@ family's ``__init__`` registers its variants; nothing is imported or compiled un
 """
 
 from . import activation, conv, conv_transpose, depthwise, dropout, norm, pool, rng  # noqa: F401  (registration side effects)
+from .memory import retain_freed_memory
 from .registry import (
     autotune,
     autotune_cache_path,
@@ -42,6 +43,7 @@ __all__ = [
     "record",
     "resolve",
     "resolved_name",
+    "retain_freed_memory",
     "selected",
     "set_num_threads",
     "unavailable",

@@ -43,7 +43,8 @@ def set_num_threads(n: int) -> None:
 
 def ensure_applied() -> None:
     """Apply the thread count once, before the first kernel runs (honours
-    ``TAPEGRAD_NUM_THREADS`` without an explicit ``set_num_threads`` call)."""
+    ``TAPEGRAD_NUM_THREADS`` without an explicit ``set_num_threads`` call), and the
+    allocator setting of :mod:`.memory`."""
     if not _state["applied"]:
         apply()
 
@@ -51,6 +52,9 @@ def ensure_applied() -> None:
 def apply() -> None:
     """Push the current count to every pool (Numba, OpenMP, BLAS)."""
     _state["applied"] = True
+    from . import memory
+
+    memory.ensure_applied()
     n = get_num_threads()
     from threadpoolctl import threadpool_limits
 

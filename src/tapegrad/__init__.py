@@ -21,7 +21,7 @@ from .creation import (
     zeros_like,
 )
 from .gradcheck import GradcheckError, gradcheck
-from .kernels import get_num_threads, set_num_threads
+from .kernels import get_num_threads, retain_freed_memory, set_num_threads
 from .tensor import Tensor
 
 __version__ = "0.1.0"
@@ -72,6 +72,7 @@ __all__ = [
     "ones_like",
     "rand",
     "randn",
+    "retain_freed_memory",
     "set_num_threads",
     "tensor",
     "zeros",
