@@ -6,6 +6,7 @@ than the pass).
 
 import numpy as np
 
+cimport openmp
 from cython.parallel cimport prange
 from libc.stdint cimport uint32_t, uint64_t
 
@@ -48,44 +49,34 @@ cdef inline void _bwd_block(real* g, unsigned char* mask, real* gx, Py_ssize_t l
             o64[i] = g64[i] & (0u - <uint64_t>mask[i])
 
 
-def _forward(real[::1] x, real[::1] y, unsigned char[::1] mask):
-    cdef Py_ssize_t n = x.shape[0], b, nb = (n + BLOCK - 1) // BLOCK, hi
+def _apply(real[::1] src, unsigned char[::1] mask, real[::1] dst, bint forward):
+    """forward: src x, mask and dst y written; backward: src g, mask read, dst gx."""
+    cdef Py_ssize_t n = src.shape[0], b, nb = (n + BLOCK - 1) // BLOCK, lo, hi
+    cdef int nt = openmp.omp_get_max_threads()
     if n == 0:
         return
+    if n < SERIAL:
+        nb, nt = 1, 1
     with nogil:
-        if n < SERIAL:
-            _fwd_block(&x[0], &y[0], &mask[0], 0, n)
-        else:
-            for b in prange(nb, schedule="static"):
-                hi = b * BLOCK + BLOCK
-                if hi > n:
-                    hi = n
-                _fwd_block(&x[0], &y[0], &mask[0], b * BLOCK, hi)
-
-
-def _backward(real[::1] g, unsigned char[::1] mask, real[::1] gx):
-    cdef Py_ssize_t n = g.shape[0], b, nb = (n + BLOCK - 1) // BLOCK, hi
-    if n == 0:
-        return
-    with nogil:
-        if n < SERIAL:
-            _bwd_block(&g[0], &mask[0], &gx[0], 0, n)
-        else:
-            for b in prange(nb, schedule="static"):
-                hi = b * BLOCK + BLOCK
-                if hi > n:
-                    hi = n
-                _bwd_block(&g[0], &mask[0], &gx[0], b * BLOCK, hi)
+        for b in prange(nb, schedule="static", num_threads=nt):
+            lo = b * BLOCK if nb > 1 else 0
+            hi = lo + BLOCK if nb > 1 else n
+            if hi > n:
+                hi = n
+            if forward:
+                _fwd_block(&src[0], &dst[0], &mask[0], lo, hi)
+            else:
+                _bwd_block(&src[0], &mask[0], &dst[0], lo, hi)
 
 
 def relu_forward(x):
     y = np.empty_like(x)
     mask = np.empty(x.shape, np.uint8)
-    _forward(x.reshape(-1), y.reshape(-1), mask.reshape(-1))
+    _apply(x.reshape(-1), mask.reshape(-1), y.reshape(-1), True)
     return y, mask
 
 
 def relu_backward(g, mask):
     gx = np.empty_like(g)
-    _backward(g.reshape(-1), mask.reshape(-1), gx.reshape(-1))
+    _apply(g.reshape(-1), mask.reshape(-1), gx.reshape(-1), False)
     return gx

@@ -29,39 +29,34 @@ def _bwd_block(g, mask, gx):
 
 
 @njit(parallel=True, cache=True)
-def _forward(x, y, mask):
-    n = x.size
-    if n < SERIAL:
-        _fwd_block(x, y, mask)
+def _apply(src, mask, dst, forward):
+    """forward: src x, mask and dst y written; backward: src g, mask read, dst gx."""
+    n = src.size
+    if n < SERIAL:  # before any prange: a parallel region is entered even for one block
+        if forward:
+            _fwd_block(src, dst, mask)
+        else:
+            _bwd_block(src, mask, dst)
         return
     for b in prange((n + BLOCK - 1) // BLOCK):
         lo = b * BLOCK
         hi = min(n, lo + BLOCK)
-        _fwd_block(x[lo:hi], y[lo:hi], mask[lo:hi])
-
-
-@njit(parallel=True, cache=True)
-def _backward(g, mask, gx):
-    n = g.size
-    if n < SERIAL:
-        _bwd_block(g, mask, gx)
-        return
-    for b in prange((n + BLOCK - 1) // BLOCK):
-        lo = b * BLOCK
-        hi = min(n, lo + BLOCK)
-        _bwd_block(g[lo:hi], mask[lo:hi], gx[lo:hi])
+        if forward:
+            _fwd_block(src[lo:hi], dst[lo:hi], mask[lo:hi])
+        else:
+            _bwd_block(src[lo:hi], mask[lo:hi], dst[lo:hi])
 
 
 def relu_forward(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     y = np.empty_like(x)
     mask = np.empty(x.shape, np.uint8)
     if x.size:
-        _forward(x.reshape(-1), y.reshape(-1), mask.reshape(-1))
+        _apply(x.reshape(-1), mask.reshape(-1), y.reshape(-1), True)
     return y, mask
 
 
 def relu_backward(g: np.ndarray, mask: np.ndarray) -> np.ndarray:
     gx = np.empty_like(g)
     if g.size:
-        _backward(g.reshape(-1), mask.reshape(-1), gx.reshape(-1))
+        _apply(g.reshape(-1), mask.reshape(-1), gx.reshape(-1), False)
     return gx

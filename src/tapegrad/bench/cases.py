@@ -445,18 +445,6 @@ def _relu_torch(T: dict, p: dict):
     return torch.relu(T["x"])
 
 
-def _relu_flops(p: dict, direction: str) -> int:
-    n = _elems(p)
-    return {"forward": n, "backward": n, "both": 2 * n}[direction]
-
-
-def _relu_bytes(p: dict, direction: str) -> int:
-    n = _elems(p)
-    # forward: x in, y out, a one-byte mask out; backward: g and the mask in, gx out
-    fwd, bwd = 2 * F32 * n + n, 2 * F32 * n + n
-    return {"forward": fwd, "backward": bwd, "both": fwd + bwd}[direction]
-
-
 # --- normalisation and dropout -----------------------------------------------------------
 
 
@@ -602,14 +590,15 @@ def _dropout_torch(T: dict, p: dict):
     return tF.dropout(T["x"], p["p"], training=True)
 
 
-def _dropout_flops(p: dict, direction: str) -> int:
+def _mask_flops(p: dict, direction: str) -> int:
     n = _elems(p)
     return {"forward": n, "backward": n, "both": 2 * n}[direction]
 
 
-def _dropout_bytes(p: dict, direction: str) -> int:
+def _mask_bytes(p: dict, direction: str) -> int:
+    """dropout and relu: float32 in and out each way, plus a one-byte mask written
+    forward and read backward."""
     n = _elems(p)
-    # float32 in and out, plus a one-byte keep mask written forward and read backward
     fwd, bwd = 2 * F32 * n + n, 2 * F32 * n + n
     return {"forward": fwd, "backward": bwd, "both": fwd + bwd}[direction]
 
@@ -736,25 +725,25 @@ SPECS: dict[str, OpSpec] = {
         ),
         OpSpec(
             "relu", "bytes", _nchw_label, _x_build, _relu_call, _relu_torch,
-            _relu_flops, _relu_bytes,
+            _mask_flops, _mask_bytes,
             standard=[dict(_NCHW)],
             from_signature=_x_from_sig,
         ),
         OpSpec(
             "dropout", "bytes", _nchw_label, _x_build, _dropout_call, _dropout_torch,
-            _dropout_flops, _dropout_bytes,
+            _mask_flops, _mask_bytes,
             standard=[{**_NCHW, "p": 0.5}],
             from_signature=_dropout_from_sig, seeded=True,
         ),
         OpSpec(
             "dropout2d", "bytes", _nchw_label, _x_build, _dropout2d_call, _dropout2d_torch,
-            _dropout_flops, _dropout2d_bytes,
+            _mask_flops, _dropout2d_bytes,
             standard=[{**_NCHW, "p": 0.5}],
             from_signature=_dropout2d_from_sig, seeded=True,
         ),
         OpSpec(
             "gaussian_dropout", "bytes", _gauss_label, _x_build, _gauss_call, _gauss_torch,
-            _dropout_flops, _gauss_bytes,
+            _mask_flops, _gauss_bytes,
             standard=[{**_NCHW, "sigma": 0.5}],
             from_signature=_gauss_from_sig, seeded=True,
         ),
