@@ -9,6 +9,7 @@ import os
 import pickle
 import re
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -369,6 +370,15 @@ def test_kill_after_write_before_rename_keeps_the_old_checkpoint(ckpt):
     _assert_equal_state(tg.load(ckpt), _state())
     leftovers = [p.name for p in ckpt.parent.iterdir() if p.name.endswith(".tmp")]
     assert leftovers, "the killed save should have left only its temp file behind"
+    # the next save of that file removes what the killed one left; a live writer's temp
+    # file (this process's parent stands in for one) and other files stay
+    live = ckpt.parent / f".{ckpt.name}.{socket.gethostname()}.{os.getppid()}.abc.tmp"
+    live.write_bytes(b"in progress")
+    other = ckpt.parent / f".other.safetensors.{socket.gethostname()}.{proc.pid}.abc.tmp"
+    other.write_bytes(b"another file's")
+    tg.save(_state(), ckpt)
+    left = sorted(p.name for p in ckpt.parent.iterdir() if p.name.endswith(".tmp"))
+    assert left == sorted([live.name, other.name])
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.05, 0.2, 0.45])

@@ -10,14 +10,17 @@ metadata (``tapegrad.tree``), with each array replaced by a reference to its ten
 The file is a plain safetensors file: ``safetensors.numpy.load_file`` and PyTorch users
 read it directly. Writing goes to a temporary file in the same directory, is fsynced, then
 renamed over the target (``os.replace``), so a crash never leaves a half-written
-checkpoint. Loading never unpickles: the header is validated first (sizes, offsets,
-dtypes) so a truncated or corrupted file gives an error that names the tensor and why.
+checkpoint. The temp file is named ``.NAME.HOST.PID.*.tmp``; a save removes the ones
+left by killed saves of the same file on this host (their process no longer exists).
+Loading never unpickles: the header is validated first (sizes, offsets, dtypes) so a
+truncated or corrupted file gives an error that names the tensor and why.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import struct
 import tempfile
 import zlib
@@ -106,6 +109,29 @@ def _unflatten(node: Any, tensors: dict[str, np.ndarray], path: Path) -> Any:
     return node
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _remove_stale_temps(directory: Path, name: str) -> None:
+    """Delete temp files of earlier saves of ``name`` whose process on this host is gone
+    (a save killed mid-write); a live writer's file, or another host's, is left alone."""
+    host = socket.gethostname()
+    for tmp in directory.glob(f".{name}.{host}.*.tmp"):
+        pid = tmp.name[len(f".{name}.{host}.") :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            try:
+                tmp.unlink()
+            except OSError:
+                pass  # removed by a concurrent save, or not ours to remove
+
+
 def save(state: Any, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
     """Write ``state`` to ``path`` (safetensors) atomically: temp file, fsync, rename."""
     from safetensors.numpy import save as _st_save
@@ -120,7 +146,9 @@ def save(state: Any, path: str | os.PathLike, metadata: dict[str, str] | None = 
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    _remove_stale_temps(directory, path.name)
+    prefix = f".{path.name}.{socket.gethostname()}.{os.getpid()}."
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
