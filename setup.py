@@ -64,6 +64,6 @@ def _extensions() -> list:
 setup(
     packages=_packages(),
     package_dir={"": "src", "tapegrad.kernels": "kernels"},
-    package_data={"tapegrad.kernels": ["**/*.pyx", "**/*.pxi", "*.json"]},
+    package_data={"tapegrad.kernels": ["*.pxi", "**/*.pyx", "**/*.pxi", "*.json"]},
     ext_modules=_extensions(),
 )

@@ -1,9 +1,11 @@
-# Helpers shared by the direct Cython kernels (conv, depthwise, conv_transpose), included
-# textually: each .pyx cimports openmp before including this file.
+# Helpers shared by the Cython kernels (convolutions, pooling), included textually:
+# each .pyx cimports openmp before including this file.
 
-# Below this many multiply-adds a call runs on the calling thread only: a sub-millisecond
-# loop gains little from a second thread, and on a loaded machine each parallel region can
-# wait a scheduler slice for a member of the OpenMP team.
+# Below this much work (multiply-adds or elements) a call runs on the calling thread only,
+# like PyTorch's grain size: a sub-millisecond loop gains little from a second thread, and
+# on a loaded machine each parallel region can wait a scheduler slice for a member of the
+# OpenMP team (LeNet-5 at 2 threads on a busy 2-core box: 226 ms per step with the team,
+# 65 ms with these kernels serial).
 cdef enum:
     _GRAIN = 1 << 21
 

@@ -12,7 +12,7 @@ from cython.parallel cimport parallel, prange
 from libc.stdlib cimport calloc, free
 
 
-include "_direct.pxi"
+include "../_common.pxi"
 
 
 cdef enum:

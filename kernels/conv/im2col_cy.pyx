@@ -10,41 +10,7 @@ from cython.parallel cimport prange
 from . import im2col as _alg
 
 
-# Below this many elements of work a kernel runs on the calling thread only (like
-# PyTorch's grain size): a sub-millisecond loop gains little from a second thread, and
-# on a loaded machine every parallel region waits for a descheduled team member. LeNet-5
-# at 2 threads on a busy 2-core box: 226 ms per step with the OpenMP team, 65 ms with
-# these kernels serial (BLAS still threaded), 10 ms all serial.
-cdef enum:
-    _GRAIN = 1 << 21
-
-
-cdef inline int _team(Py_ssize_t work) noexcept nogil:
-    return 1 if work < _GRAIN else openmp.omp_get_max_threads()
-
-
-ctypedef fused real:
-    float
-    double
-
-
-# Output columns ow with 0 <= ow*s + off < w: [lo, hi). Value-returning functions so the
-# prange loops see lo/hi assigned and keep them thread-private.
-cdef inline Py_ssize_t _lo(Py_ssize_t off, Py_ssize_t s, Py_ssize_t wo) noexcept nogil:
-    cdef Py_ssize_t a = 0
-    if off < 0:
-        a = (-off + s - 1) // s
-    return a if a < wo else wo
-
-
-cdef inline Py_ssize_t _hi(Py_ssize_t off, Py_ssize_t s, Py_ssize_t w, Py_ssize_t wo,
-                           Py_ssize_t lo) noexcept nogil:
-    cdef Py_ssize_t z = 0
-    if w - off > 0:
-        z = (w - off + s - 1) // s
-    if z > wo:
-        z = wo
-    return z if z > lo else lo
+include "../_common.pxi"
 
 
 def im2col(real[:, :, :, ::1] x, real[:, ::1] cols, int kh, int kw, int sh, int sw,

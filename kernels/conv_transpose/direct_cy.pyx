@@ -10,7 +10,7 @@ cimport openmp
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport calloc, free
 
-include "../conv/_direct.pxi"
+include "../_common.pxi"
 
 
 def _forward(real[:, :, :, ::1] x, real[:, :, :, ::1] w, real[::1] b, real[:, :, :, ::1] y,

@@ -12,7 +12,7 @@ from cython.parallel cimport parallel, prange
 from libc.stdlib cimport calloc, free
 
 
-include "../conv/_direct.pxi"
+include "../_common.pxi"
 
 
 cdef inline real _edge(const real* xp, const real* wp, Py_ssize_t h, Py_ssize_t wd,
@@ -174,7 +174,7 @@ def _backward_w(real[:, :, :, ::1] gy, real[:, :, :, ::1] x, real[:, :, :, ::1] 
     cdef real* acc = NULL
     cdef real* a
     cdef real* gyrow
-    cdef real* xrow
+    cdef const real* xrow
     cdef real s
     cdef const real* x0
     cdef const real* x1

@@ -6,20 +6,7 @@ cimport openmp
 from cython.parallel cimport prange
 
 
-# Below this many elements of work the loop runs on the calling thread only (as in
-# max_cy / im2col_cy): a sub-millisecond loop gains little from a second thread, and on a
-# loaded machine every parallel region waits for a descheduled team member.
-cdef enum:
-    _GRAIN = 1 << 21
-
-
-cdef inline int _team(Py_ssize_t work) noexcept nogil:
-    return 1 if work < _GRAIN else openmp.omp_get_max_threads()
-
-
-ctypedef fused real:
-    float
-    double
+include "../_common.pxi"
 
 
 def _forward(real[:, :, :, ::1] x, real[:, :, :, ::1] y):

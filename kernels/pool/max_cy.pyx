@@ -8,21 +8,7 @@ from libc.math cimport INFINITY
 from libc.string cimport memset
 
 
-# Below this many elements of work a kernel runs on the calling thread only (like
-# PyTorch's grain size): a sub-millisecond loop gains little from a second thread, and
-# on a loaded machine every parallel region waits for a descheduled team member. LeNet-5
-# at 2 threads on a busy 2-core box: 226 ms per step with the OpenMP team, 65 ms with
-# these kernels serial (BLAS still threaded), 10 ms all serial.
-cdef enum:
-    _GRAIN = 1 << 21
-
-
-cdef inline int _team(Py_ssize_t work) noexcept nogil:
-    return 1 if work < _GRAIN else openmp.omp_get_max_threads()
-
-ctypedef fused real:
-    float
-    double
+include "../_common.pxi"
 
 
 def _forward(real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[:, :, :, ::1] idx,
