@@ -75,6 +75,45 @@ def test_conv2d_variant_matches_reference(variant, case):
     np.testing.assert_allclose(gx1, gx_r, **_tol(dtype))
 
 
+IM2COL = [v for v in VARIANTS if v.startswith("im2col")]
+
+
+@pytest.mark.parametrize("variant", IM2COL)
+@settings(max_examples=20, deadline=None)
+@given(case=conv_case(), chunk=st.integers(1, 4), need=st.sampled_from(["both", "x", "w"]))
+def test_im2col_batch_chunks_match_reference(variant, case, chunk, need):
+    """The chunked paths (columns for a few images at a time, the forward one image at a
+    time) forced on small shapes: chunk boundaries, a partial last chunk, groups, strides,
+    and each gradient asked alone."""
+    from tapegrad.kernels.conv import im2col as alg
+
+    stride, padding, dilation, groups, dtype = case[7], case[8], case[9], case[10], case[12]
+    x, w, b = _arrays(case)
+    ref, mod = K.get("conv2d", "reference"), K.get("conv2d", variant)
+    n, c, h, wd = x.shape
+    kh, kw = w.shape[2:]
+    ho = _out_size(h, kh, stride[0], padding[0], dilation[0])
+    wo = _out_size(wd, kw, stride[1], padding[1], dilation[1])
+    saved = alg._CHUNK_ABOVE, alg._CHUNK_BYTES, alg._FORWARD_CHUNK_IMAGE
+    try:
+        alg._CHUNK_ABOVE, alg._FORWARD_CHUNK_IMAGE = 0, 0
+        alg._CHUNK_BYTES = chunk * c * kh * kw * ho * wo * x.itemsize  # `chunk` images each
+        y = mod.forward(x, w, b, stride, padding, dilation, groups)
+        y_ref = ref.forward(x, w, b, stride, padding, dilation, groups)
+        np.testing.assert_allclose(y, y_ref, **_tol(dtype))
+        gy = np.random.default_rng(2).standard_normal(y.shape).astype(dtype)
+        nx, nw = need in ("both", "x"), need in ("both", "w")
+        gx, gw = mod.backward(gy, x, w, stride, padding, dilation, groups, nx, nw)
+    finally:
+        alg._CHUNK_ABOVE, alg._CHUNK_BYTES, alg._FORWARD_CHUNK_IMAGE = saved
+    gx_r, gw_r = ref.backward(gy, x, w, stride, padding, dilation, groups, True, True)
+    assert (gx is None) != nx and (gw is None) != nw
+    if nx:
+        np.testing.assert_allclose(gx, gx_r, **_tol(dtype))
+    if nw:
+        np.testing.assert_allclose(gw, gw_r, **_tol(dtype))
+
+
 def test_reference_against_direct_sum():
     """The reference itself against the definition, written as plain loops."""
     rng = np.random.default_rng(3)
