@@ -114,6 +114,32 @@ def test_im2col_batch_chunks_match_reference(variant, case, chunk, need):
         np.testing.assert_allclose(gw, gw_r, **_tol(dtype))
 
 
+@pytest.mark.parametrize("variant", IM2COL)
+@pytest.mark.parametrize("pixels", [(1, 1), (4, 4), (8, 8), (9, 7)])  # both sides of 64
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_im2col_pointwise_path_matches_reference(variant, pixels, dtype):
+    """1x1, stride 1, no padding: a GEMM per image, no unfold (with a dilation, which a 1x1
+    kernel ignores, and with a bias); a strided or padded 1x1 takes the general path."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 5, *pixels)).astype(dtype)
+    w = rng.standard_normal((6, 5, 1, 1)).astype(dtype)
+    b = rng.standard_normal(6).astype(dtype)
+    ref, mod = K.get("conv2d", "reference"), K.get("conv2d", variant)
+    cases = [((1, 1), (0, 0), (1, 1)), ((1, 1), (0, 0), (2, 3)), ((2, 1), (0, 0), (1, 1))]
+    for stride, padding, dilation in [*cases, ((1, 1), (1, 0), (1, 1))]:
+        args = (stride, padding, dilation, 1)
+        y = mod.forward(x, w, b, *args)
+        np.testing.assert_allclose(y, ref.forward(x, w, b, *args), **_tol(dtype))
+        gy = rng.standard_normal(y.shape).astype(dtype)
+        got, want = (
+            mod.backward(gy, x, w, *args, True, True),
+            ref.backward(gy, x, w, *args, True, True),
+        )
+        for g, r in zip(got, want):
+            assert g.dtype == dtype
+            np.testing.assert_allclose(g, r, **_tol(dtype))
+
+
 def test_reference_against_direct_sum():
     """The reference itself against the definition, written as plain loops."""
     rng = np.random.default_rng(3)
