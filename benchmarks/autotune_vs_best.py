@@ -84,11 +84,13 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             first = runner.run_case(case, [*singles, "auto"], mach, scan)
             tune_s = next(r["first_s"] for r in first if r["variant"] == "auto")
-            chosen = next(r["chosen"] for r in first if r["variant"] == "auto")
+            # autotune keeps inference (forward) and training (forward + backward) winners
+            # apart: auto's pick per direction
+            chosen_by = {r["direction"]: r["chosen"] for r in first if r["variant"] == "auto"}
             agree = all(r.get("agree") is not False for r in first)
             # phase 2: auto against every single within 15% of the fastest in phase 1 (and
             # against the one auto resolved to), many paired samples
-            contenders = {chosen}
+            contenders = {chosen_by[d] for d in DIRS if d in chosen_by}
             fastest = {}
             for d in DIRS:
                 by = {r["variant"]: r["median_s"] for r in first if r.get("direction") == d}
@@ -107,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                 pairs = zip(auto["samples_s"], by[best]["samples_s"])
                 ratio = statistics.median(a / b for a, b in pairs)
                 # the variant auto resolved to, timed as itself: a wrong pick, not dispatch
+                chosen = chosen_by[d]
                 pick = by[chosen]["median_s"] / by[best]["median_s"]
                 worst[d] = max(worst[d], ratio)
                 flag = "" if ratio <= args.tolerance else "  <-- over"

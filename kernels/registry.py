@@ -214,10 +214,15 @@ def resolve(
     op: str,
     signature: Hashable = (),
     trial: Callable[[ModuleType], object] | None = None,
+    *,
+    training: bool = False,
 ) -> ModuleType:
     """The module to run ``op`` with, for a call whose shapes give ``signature``.
 
     ``trial`` runs the op once with a given module; autotune uses it to time candidates.
+    ``training``: the call is recorded for a backward and ``trial`` runs the backward too;
+    autotune keeps its winners for training and inference calls apart, since the fastest
+    forward is not always the fastest forward + backward.
     """
     _threads.ensure_applied()
     for log in _recorders():
@@ -226,15 +231,19 @@ def resolve(
     if name != AUTO:
         return get(op, name)
     if _autotune["on"] and trial is not None:
-        key = (op, signature)
+        key = _tune_key(op, signature, training)
         if key not in _tuned:
-            cached = _disk_lookup(op, signature)
+            cached = _disk_lookup(*key)
             if cached is None:
                 cached = _time_candidates(op, signature, trial)
-                _disk_store(op, signature, cached)
+                _disk_store(*key, cached)
             _tuned[key] = cached
         return get(op, _tuned[key])
     return get(op, _auto_pick(op, signature))
+
+
+def _tune_key(op: str, signature: Hashable, training: bool) -> tuple[str, Hashable]:
+    return (op, (signature, "training") if training else signature)
 
 
 # auto's rule pick per (op, signature): the rule runs once per shape, not once per call
@@ -539,15 +548,16 @@ def _learned_rule(op: str, signature: Hashable) -> list[str]:
     return [best, *(n for n in order if n != best)] if best else order
 
 
-def resolved_name(op: str, signature: Hashable = ()) -> str:
+def resolved_name(op: str, signature: Hashable = (), *, training: bool = False) -> str:
     """The variant name ``resolve`` would pick now (without running autotune)."""
     name = selected(op)
     if name != AUTO:
         return name
-    if (op, signature) in _tuned:
-        return _tuned[(op, signature)]
+    key = _tune_key(op, signature, training)
+    if key in _tuned:
+        return _tuned[key]
     if _autotune["on"]:
-        cached = _disk_lookup(op, signature)
+        cached = _disk_lookup(*key)
         if cached is not None:
             return cached
     return _auto_pick(op, signature)

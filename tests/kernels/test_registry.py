@@ -192,6 +192,44 @@ def test_autotune_judges_by_the_typical_time_not_the_luckiest(clean):
     assert len(lucky_calls) >= 1 + R._TRIAL_MIN  # 1.5x apart: both stay in the running
 
 
+def test_autotune_keeps_training_and_inference_winners_apart(clean):
+    """A variant can win the forward and lose forward + backward: the op says which one a
+    call runs (``training``) and each kind is timed and cached under its own key."""
+    calls: list[str] = []
+    _fake_op(calls)  # slow-numba sleeps 4 ms a call, fast-numba not at all
+    sig = ("fake", (5, 5))
+
+    def backward_heavy(mod) -> None:  # the backward of "fast" costs 8 ms, of "slow" nothing
+        mod.run()
+        if mod.__name__ == "_tg_fake_fast":
+            time.sleep(0.008)
+
+    K.autotune(True)
+    assert K.resolve(FAKE, sig, _trial).__name__ == "_tg_fake_fast"
+    assert K.resolve(FAKE, sig, backward_heavy, training=True).__name__ == "_tg_fake_slow"
+    assert K.resolved_name(FAKE, sig) == "fast-numba"
+    assert K.resolved_name(FAKE, sig, training=True) == "slow-numba"
+    K.clear_tuning()  # from the disk cache, each under its own key
+    assert K.resolved_name(FAKE, sig) == "fast-numba"
+    assert K.resolved_name(FAKE, sig, training=True) == "slow-numba"
+
+
+def test_ops_tune_training_calls_on_forward_and_backward(clean):
+    """A conv2d call recorded for a backward hands autotune a trial that runs the backward
+    too, and its winner is cached as a training winner; a no-grad call as an inference one."""
+    K.autotune(True)
+    x = tg.randn(2, 3, 8, 8, requires_grad=True)
+    w = tg.randn(4, 3, 3, 3, requires_grad=True)
+    with K.record() as calls:
+        F.conv2d(x, w, padding=1).sum().backward()
+    (sig,) = [s for op, s in calls if op == "conv2d"]
+    assert R._tune_key("conv2d", sig, True) in R._tuned
+    assert R._tune_key("conv2d", sig, False) not in R._tuned
+    with tg.no_grad():
+        F.conv2d(x, w, padding=1)
+    assert R._tune_key("conv2d", sig, False) in R._tuned
+
+
 def test_autotune_disk_cache_survives_the_process_cache(clean):
     calls: list[str] = []
     _fake_op(calls)

@@ -266,7 +266,11 @@ def run_case(
                 for d in directions:  # warm-up of each direction's own code path
                     h.timings(d, 0)
             max_err = max(errs) if errs else None
-            chosen = K.resolved_name(case.op, sig) if variant == AUTO else variant
+            # what auto ran for the checked call (a training call when a backward follows)
+            training = any(d != "forward" for d in directions)
+            chosen = variant
+            if variant == AUTO:
+                chosen = K.resolved_name(case.op, sig, training=training)
             entries.append(
                 (variant, h, {**row0, "chosen": chosen, "first_s": first, "max_err": max_err})
             )
@@ -328,6 +332,13 @@ def run_case(
             row = {
                 **row0,
                 "direction": d,
+                # auto's pick for this direction: autotune tunes inference (forward) and
+                # training (forward + backward) calls apart
+                "chosen": (
+                    K.resolved_name(case.op, sig, training=d != "forward")
+                    if variant == AUTO
+                    else variant
+                ),
                 **st,
                 "repeats": opt.repeat,
                 "samples_s": times[(variant, d)],  # in round order: pairs across variants

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-import tapegrad.kernels as K
-
 from ..autograd import Context, Function
+from . import tuning
 from .checks import check_float, fail
 
 _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -25,7 +24,13 @@ class ReLU(Function):
             ctx.save_for_backward(mask)
             return np.where(mask, a, a.dtype.type(0))
         a = np.ascontiguousarray(a)
-        mod = K.resolve("relu", ("relu", a.shape, a.dtype.str), lambda m: m.relu_forward(a))
+        mod = tuning.resolve(
+            ctx,
+            "relu",
+            ("relu", a.shape, a.dtype.str),
+            lambda m: m.relu_forward(a),
+            lambda m, out: m.relu_backward(*out),
+        )
         y, mask = mod.relu_forward(a)
         ctx.mod = mod
         ctx.save_for_backward(mask)

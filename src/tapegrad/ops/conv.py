@@ -10,13 +10,11 @@ cross-correlation, int or pair stride/padding/dilation, ``padding="same"|"valid"
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import ModuleType
 
 import numpy as np
 
-import tapegrad.kernels as K
-
 from ..autograd import Context, Function
+from . import tuning
 from .checks import check_float, check_ndim, contiguous, fail, int_tuple
 
 
@@ -77,18 +75,14 @@ def conv_args(fn: str, x, w, b, stride, padding, dilation, groups, nd: int = 2):
     return stride, padding, dilation, int(groups), extra
 
 
-def conv_trial(ctx: Context, x, w, b, args: tuple) -> Callable[[ModuleType], object]:
-    """What autotune times for a conv-family call: the forward, and the backward as well
-    when this call is recorded for one (training), since that is what the step will run."""
+def conv_calls(ctx: Context, x, w, b, args: tuple) -> tuple[Callable, Callable]:
+    """The forward and backward kernel calls autotune times for a conv-family call
+    (see :mod:`.tuning`): module -> output, and (module, output) -> gradients."""
     need = ctx.needs_input_grad[:2] + (False, False)
-    if not (need[0] or need[1]):
-        return lambda m: m.forward(x, w, b, *args)
-
-    def forward_backward(m: ModuleType) -> None:
-        y = m.forward(x, w, b, *args)
-        m.backward(y, x, w, *args, need[0], need[1])  # y stands in for the output gradient
-
-    return forward_backward
+    return (
+        lambda m: m.forward(x, w, b, *args),
+        lambda m, y: m.backward(y, x, w, *args, need[0], need[1]),
+    )
 
 
 class Conv2d(Function):
@@ -99,7 +93,7 @@ class Conv2d(Function):
         x, w, b = contiguous(x), contiguous(w), contiguous(b)
         sig = ("conv2d", x.shape, w.shape, stride, padding, dilation, groups, x.dtype.str)
         args = (stride, padding, dilation, groups)
-        mod = K.resolve("conv2d", sig, conv_trial(ctx, x, w, b, args))
+        mod = tuning.resolve(ctx, "conv2d", sig, *conv_calls(ctx, x, w, b, args))
         ctx.save_for_backward(x, w)
         ctx.args = (stride, padding, dilation, groups)
         ctx.mod = mod
@@ -125,7 +119,7 @@ class DepthwiseConv2d(Function):
         x, w, b = contiguous(x), contiguous(w), contiguous(b)
         sig = ("depthwise_conv2d", x.shape, w.shape, stride, padding, dilation, x.dtype.str)
         args = (stride, padding, dilation, groups)
-        mod = K.resolve("depthwise_conv2d", sig, conv_trial(ctx, x, w, b, args))
+        mod = tuning.resolve(ctx, "depthwise_conv2d", sig, *conv_calls(ctx, x, w, b, args))
         ctx.save_for_backward(x, w)
         ctx.args = (stride, padding, dilation, groups)
         ctx.mod = mod

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-import tapegrad.kernels as K
-
 from ..autograd import Context, Function
+from . import tuning
 from .checks import check_float, check_ndim, contiguous, fail, int_tuple
-from .conv import conv_trial
+from .conv import conv_calls
 
 
 def conv_transpose_args(
@@ -81,7 +80,7 @@ class ConvTranspose2d(Function):
         x, w, b = contiguous(x), contiguous(w), contiguous(b)
         args = (stride, padding, output_padding, dilation, groups)
         sig = ("conv_transpose2d", x.shape, w.shape, *args, x.dtype.str)
-        mod = K.resolve("conv_transpose2d", sig, conv_trial(ctx, x, w, b, args))
+        mod = tuning.resolve(ctx, "conv_transpose2d", sig, *conv_calls(ctx, x, w, b, args))
         ctx.save_for_backward(x, w)
         ctx.args, ctx.mod = args, mod
         return mod.forward(x, w, b, *args)

@@ -14,9 +14,8 @@ import threading
 
 import numpy as np
 
-import tapegrad.kernels as K
-
 from ..autograd import Context, Function
+from . import tuning
 from .checks import check_float, contiguous, fail
 
 _lock = threading.Lock()
@@ -79,7 +78,13 @@ class Dropout(Function):
         seed, step = next_key()
         f = keep_scale(p, scale)
         # kernels are pure functions of (seed, step): autotune's trials draw no numbers
-        mod = K.resolve(fn, (fn, x.shape, x.dtype.str), lambda m: m.forward(x, seed, step, p, f))
+        mod = tuning.resolve(
+            ctx,
+            fn,
+            (fn, x.shape, x.dtype.str),
+            lambda m: m.forward(x, seed, step, p, f),
+            lambda m, out: m.backward(out[0], out[1], f),
+        )
         y, keep = mod.forward(x, seed, step, p, f)
         ctx.save_for_backward(keep)
         ctx.mod, ctx.f = mod, f
@@ -105,7 +110,13 @@ class Dropout2d(Function):
         seed, step = next_key()
         f = keep_scale(p, scale)
         sig = (fn, x2.shape, x.dtype.str)
-        mod = K.resolve(fn, sig, lambda m: m.channel_forward(x2, seed, step, p, f))
+        mod = tuning.resolve(
+            ctx,
+            fn,
+            sig,
+            lambda m: m.channel_forward(x2, seed, step, p, f),
+            lambda m, out: m.channel_backward(out[0], out[1], f),
+        )
         y, keep = mod.channel_forward(x2, seed, step, p, f)
         ctx.save_for_backward(keep)
         ctx.mod, ctx.f, ctx.shape = mod, f, x.shape
@@ -129,7 +140,13 @@ class GaussianDropout(Function):
         x = contiguous(x)
         seed, step = next_key()
         sig = (fn, x.shape, x.dtype.str)
-        mod = K.resolve(fn, sig, lambda m: m.gaussian_forward(x, seed, step, sigma))
+        mod = tuning.resolve(
+            ctx,
+            fn,
+            sig,
+            lambda m: m.gaussian_forward(x, seed, step, sigma),
+            lambda m, y: m.gaussian_backward(y, seed, step, sigma),
+        )
         ctx.mod, ctx.key, ctx.sigma = mod, (seed, step), sigma
         return mod.gaussian_forward(x, seed, step, sigma)
 

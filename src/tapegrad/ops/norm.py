@@ -14,9 +14,8 @@ import math
 
 import numpy as np
 
-import tapegrad.kernels as K
-
 from ..autograd import Context, Function
+from . import tuning
 from .checks import check_float, contiguous, fail
 
 # --- argument checks -------------------------------------------------------------------
@@ -114,8 +113,8 @@ def group_norm_args(fn: str, x, num_groups, weight, bias, eps) -> tuple[int, flo
 # --- batch norm ----------------------------------------------------------------------------
 
 
-def _resolve(op: str, sig: tuple, trial):
-    return K.resolve(op, (op, *sig), trial)
+def _resolve(ctx: Context, op: str, sig: tuple, forward, backward=None):
+    return tuning.resolve(ctx, op, (op, *sig), forward, backward)
 
 
 class BatchNorm(Function):
@@ -150,7 +149,11 @@ class BatchNorm(Function):
                 )
             sig = (x3.shape, x3.dtype.str, bool(normalize_variance))
             mod = _resolve(
-                "batch_norm", sig, lambda md: md.bn_forward_train(x3, w, b, eps, normalize_variance)
+                ctx,
+                "batch_norm",
+                sig,
+                lambda md: md.bn_forward_train(x3, w, b, eps, normalize_variance),
+                lambda md, out: md.bn_backward(out[0], x3, out[1], out[2], w, normalize_variance),
             )
             y, mean, invstd, var = mod.bn_forward_train(x3, w, b, eps, normalize_variance)
             if running_mean is not None:
@@ -167,7 +170,7 @@ class BatchNorm(Function):
                 invstd = np.ones(c)
             scale, shift = w * invstd, b - mean * w * invstd
             sig = (x3.shape, x3.dtype.str)
-            mod = _resolve("batch_norm", sig, lambda md: md.bn_forward_eval(x3, scale, shift))
+            mod = _resolve(ctx, "batch_norm", sig, lambda md: md.bn_forward_eval(x3, scale, shift))
             y = mod.bn_forward_eval(x3, scale, shift)
         ctx.save_for_backward(x3, mean, invstd, w)
         ctx.mod, ctx.training, ctx.normvar = mod, training, normalize_variance
@@ -214,7 +217,14 @@ class LayerNorm(Function):
         if w is not None:
             b = np.zeros_like(w) if bias is None else contiguous(bias).reshape(1, k)
         sig = (x2.shape, x2.dtype.str, w is not None)
-        mod = _resolve("layer_norm", sig, lambda md: md.row_forward(x2, w, b, eps))
+        need_affine = any(ctx.needs_input_grad[1:3])
+        mod = _resolve(
+            ctx,
+            "layer_norm",
+            sig,
+            lambda md: md.row_forward(x2, w, b, eps),
+            lambda md, out: md.row_backward(out[0], x2, out[1], out[2], w, need_affine),
+        )
         y, mean, invstd = mod.row_forward(x2, w, b, eps)
         ctx.save_for_backward(x2, mean, invstd, w)
         ctx.mod, ctx.shape, ctx.nshape = mod, x.shape, tuple(normalized_shape)
@@ -253,7 +263,14 @@ class GroupNorm(Function):
             bb = np.zeros_like(weight) if bias is None else bias
             b = np.repeat(bb.reshape(g, cg), s, axis=1)
         sig = (x2.shape, x2.dtype.str, g, w is not None)
-        mod = _resolve("group_norm", sig, lambda md: md.row_forward(x2, w, b, eps))
+        need_affine = any(ctx.needs_input_grad[1:3])
+        mod = _resolve(
+            ctx,
+            "group_norm",
+            sig,
+            lambda md: md.row_forward(x2, w, b, eps),
+            lambda md, out: md.row_backward(out[0], x2, out[1], out[2], w, need_affine),
+        )
         y, mean, invstd = mod.row_forward(x2, w, b, eps)
         ctx.save_for_backward(x2, mean, invstd, w)
         ctx.mod, ctx.shape, ctx.gcs = mod, x.shape, (g, cg, s)

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-import tapegrad.kernels as K
-
 from ..autograd import Context, Function
+from . import tuning
 from .checks import check_float, check_ndim, contiguous, fail, int_tuple
 
 
@@ -48,8 +47,12 @@ class MaxPool2d(Function):
     def forward(ctx: Context, x, kernel, stride, padding, dilation, out_hw):
         x = contiguous(x)
         sig = ("max_pool2d", x.shape, kernel, stride, padding, dilation, x.dtype.str)
-        mod = K.resolve(
-            "max_pool2d", sig, lambda m: m.forward(x, kernel, stride, padding, dilation, out_hw)
+        mod = tuning.resolve(
+            ctx,
+            "max_pool2d",
+            sig,
+            lambda m: m.forward(x, kernel, stride, padding, dilation, out_hw),
+            lambda m, out: m.backward(out[0], out[1], x.shape),
         )
         y, idx = mod.forward(x, kernel, stride, padding, dilation, out_hw)
         ctx.save_for_backward(idx)
@@ -68,7 +71,13 @@ class AvgPool2d(Function):
         x = contiguous(x)
         args = (kernel, stride, padding)
         sig = ("avg_pool2d", x.shape, *args, out_hw, count_include_pad, x.dtype.str)
-        mod = K.resolve("avg_pool2d", sig, lambda m: m.forward(x, *args, out_hw, count_include_pad))
+        mod = tuning.resolve(
+            ctx,
+            "avg_pool2d",
+            sig,
+            lambda m: m.forward(x, *args, out_hw, count_include_pad),
+            lambda m, y: m.backward(y, x.shape, *args, count_include_pad),
+        )
         ctx.mod, ctx.x_shape, ctx.args = mod, x.shape, (*args, count_include_pad)
         return mod.forward(x, *args, out_hw, count_include_pad)
 
@@ -101,7 +110,13 @@ class AdaptiveAvgPool2d(Function):
     def forward(ctx: Context, x, out_hw):
         x = contiguous(x)
         sig = ("adaptive_avg_pool2d", x.shape, out_hw, x.dtype.str)
-        mod = K.resolve("adaptive_avg_pool2d", sig, lambda m: m.forward(x, out_hw))
+        mod = tuning.resolve(
+            ctx,
+            "adaptive_avg_pool2d",
+            sig,
+            lambda m: m.forward(x, out_hw),
+            lambda m, y: m.backward(y, x.shape),
+        )
         ctx.mod, ctx.x_shape = mod, x.shape
         return mod.forward(x, out_hw)
 
