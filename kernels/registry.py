@@ -261,7 +261,7 @@ def _auto_pick(op: str, signature: Hashable) -> str:
 
 _TRIAL_MIN, _TRIAL_MAX = 15, 41  # timed rounds over the surviving candidates
 _TRIAL_BUDGET_S = 0.1  # short kernels get more rounds, up to about this much per candidate
-_TRIAL_PRUNE = 2.0  # after 3 rounds, drop candidates this much slower than the fastest
+_TRIAL_PRUNE = 3.0  # after 3 rounds, drop candidates whose best is this much slower (below)
 _TRIAL_CLOSE = 1.05  # a closer race than this gets _TRIAL_EXTRA times the rounds
 _TRIAL_EXTRA = 3
 
@@ -303,10 +303,14 @@ def _time_candidates(op: str, signature: tuple, trial: Callable[[ModuleType], ob
         return sorted(out)
 
     rounds(names, 3)
-    lead = scores(names)
-    # a median of 2x the round's fastest already: not a contender (the kernels that lose
-    # by that much lose by 10-100x, and long trials of them would dominate the tuning)
-    alive = [n for r, n in lead if r <= _TRIAL_PRUNE]
+    # a best of three already 3x the typical time of the fastest: not a contender (the
+    # kernels that lose by that much lose by 10-100x, and long trials of them would
+    # dominate the tuning). A candidate's best, not its median, for this cut: a first call
+    # that grows a workspace or wakes a thread team is slow once or twice, and a median of
+    # three dropped the eventual winner; the others' typical (median) time, so one lucky
+    # sample cannot drop everyone else.
+    typical = min(sorted(times[n])[1] for n in names)
+    alive = [n for n in names if min(times[n]) <= _TRIAL_PRUNE * typical]
     if len(alive) == 1:
         return alive[0]
     fastest = min(min(times[n]) for n in alive)

@@ -192,6 +192,27 @@ def test_autotune_judges_by_the_typical_time_not_the_luckiest(clean):
     assert len(lucky_calls) >= 1 + R._TRIAL_MIN  # 1.5x apart: both stay in the running
 
 
+def test_autotune_keeps_a_candidate_whose_first_calls_were_slow(clean):
+    """A kernel slow on its first timed calls (a workspace growing, a thread team waking)
+    stays in the running and wins when it is the fastest afterwards."""
+    steady = types.ModuleType("_tg_fake_steady2")
+    steady.run = lambda: time.sleep(0.002)
+    hiccup = types.ModuleType("_tg_fake_hiccup")
+    hiccup_calls = []
+
+    def hiccup_run() -> None:
+        hiccup_calls.append(1)
+        time.sleep(0.012 if len(hiccup_calls) in (2, 3) else 0.0005)  # call 1: warm-up
+
+    hiccup.run = hiccup_run
+    sys.modules.update({"_tg_fake_steady2": steady, "_tg_fake_hiccup": hiccup})
+    R.register(FAKE, "reference", _fake_module("_tg_fake_ref", 0.0, []))
+    R.register(FAKE, "steady-numba", "_tg_fake_steady2")
+    R.register(FAKE, "hiccup-numba", "_tg_fake_hiccup")
+    K.autotune(True)
+    assert K.resolve(FAKE, ("fake", (3, 3)), _trial).__name__ == "_tg_fake_hiccup"
+
+
 def test_autotune_keeps_training_and_inference_winners_apart(clean):
     """A variant can win the forward and lose forward + backward: the op says which one a
     call runs (``training``) and each kind is timed and cached under its own key."""
