@@ -232,13 +232,14 @@ def resolve(
         return get(op, name)
     if _autotune["on"] and trial is not None:
         key = _tune_key(op, signature, training)
-        if key not in _tuned:
-            cached = _disk_lookup(*key)
-            if cached is None:
-                cached = _time_candidates(op, signature, trial)
-                _disk_store(*key, cached)
-            _tuned[key] = cached
-        return get(op, _tuned[key])
+        name = _tuned.get(key)  # one hash of the signature per call: this runs every call
+        if name is None:
+            name = _disk_lookup(*key)
+            if name is None:
+                name = _time_candidates(op, signature, trial)
+                _disk_store(*key, name)
+            _tuned[key] = name
+        return _OPS[op].variants[name].load()
     return get(op, _auto_pick(op, signature))
 
 
