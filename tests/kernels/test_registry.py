@@ -7,6 +7,7 @@ import json
 import sys
 import time
 import types
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -170,20 +171,27 @@ def test_autotune_picks_the_fastest_and_remembers(clean):
     assert len(calls) > timed
 
 
+def _scheduled_module(name: str, delay: Callable[[int], float]) -> list[int]:
+    """A fake variant module whose n-th ``run()`` (from 1) sleeps ``delay(n)`` seconds;
+    returns the list its calls are counted in."""
+    mod = types.ModuleType(name)
+    calls: list[int] = []
+
+    def run() -> None:
+        calls.append(1)
+        time.sleep(delay(len(calls)))
+
+    mod.run = run
+    sys.modules[name] = mod
+    return calls
+
+
 def test_autotune_judges_by_the_typical_time_not_the_luckiest(clean):
     """A variant that was fast once and slow otherwise loses to a steady one: on a shared
     machine the best single sample is luck, the median is what a training step pays."""
-    steady = types.ModuleType("_tg_fake_steady")
-    steady.run = lambda: time.sleep(0.002)
-    lucky = types.ModuleType("_tg_fake_lucky")
-    lucky_calls = []
-
-    def lucky_run() -> None:
-        lucky_calls.append(1)
-        time.sleep(0.0 if len(lucky_calls) == 2 else 0.003)  # call 1 is the warm-up
-
-    lucky.run = lucky_run
-    sys.modules.update({"_tg_fake_steady": steady, "_tg_fake_lucky": lucky})
+    _scheduled_module("_tg_fake_steady", lambda call: 0.002)
+    # call 1 is the warm-up; the first timed call is fast, every other one slow
+    lucky_calls = _scheduled_module("_tg_fake_lucky", lambda call: 0.0 if call == 2 else 0.003)
     R.register(FAKE, "reference", _fake_module("_tg_fake_ref", 0.0, []))
     R.register(FAKE, "lucky-numba", "_tg_fake_lucky")
     R.register(FAKE, "steady-numba", "_tg_fake_steady")
@@ -195,17 +203,9 @@ def test_autotune_judges_by_the_typical_time_not_the_luckiest(clean):
 def test_autotune_keeps_a_candidate_whose_first_calls_were_slow(clean):
     """A kernel slow on its first timed calls (a workspace growing, a thread team waking)
     stays in the running and wins when it is the fastest afterwards."""
-    steady = types.ModuleType("_tg_fake_steady2")
-    steady.run = lambda: time.sleep(0.002)
-    hiccup = types.ModuleType("_tg_fake_hiccup")
-    hiccup_calls = []
-
-    def hiccup_run() -> None:
-        hiccup_calls.append(1)
-        time.sleep(0.012 if len(hiccup_calls) in (2, 3) else 0.0005)  # call 1: warm-up
-
-    hiccup.run = hiccup_run
-    sys.modules.update({"_tg_fake_steady2": steady, "_tg_fake_hiccup": hiccup})
+    _scheduled_module("_tg_fake_steady2", lambda call: 0.002)
+    # call 1 is the warm-up; the first two timed calls are slow, then it is the fastest
+    _scheduled_module("_tg_fake_hiccup", lambda call: 0.012 if call in (2, 3) else 0.0005)
     R.register(FAKE, "reference", _fake_module("_tg_fake_ref", 0.0, []))
     R.register(FAKE, "steady-numba", "_tg_fake_steady2")
     R.register(FAKE, "hiccup-numba", "_tg_fake_hiccup")

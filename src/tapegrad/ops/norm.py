@@ -117,6 +117,18 @@ def _resolve(ctx: Context, op: str, sig: tuple, forward, backward=None):
     return tuning.resolve(ctx, op, (op, *sig), forward, backward)
 
 
+def _resolve_rows(ctx: Context, op: str, sig: tuple, x2, w, b, eps: float):
+    """The row-norm kernel (layer norm, group norm) for this call."""
+    need_affine = any(ctx.needs_input_grad[1:3])
+    return _resolve(
+        ctx,
+        op,
+        sig,
+        lambda md: md.row_forward(x2, w, b, eps),
+        lambda md, out: md.row_backward(out[0], x2, out[1], out[2], w, need_affine),
+    )
+
+
 class BatchNorm(Function):
     """``apply(x, weight, bias, running_mean=, running_var=, training=, momentum=, eps=,
     normalize_variance=)``; x (N, C, *), weight/bias (C,) or None; running stats are
@@ -217,14 +229,7 @@ class LayerNorm(Function):
         if w is not None:
             b = np.zeros_like(w) if bias is None else contiguous(bias).reshape(1, k)
         sig = (x2.shape, x2.dtype.str, w is not None)
-        need_affine = any(ctx.needs_input_grad[1:3])
-        mod = _resolve(
-            ctx,
-            "layer_norm",
-            sig,
-            lambda md: md.row_forward(x2, w, b, eps),
-            lambda md, out: md.row_backward(out[0], x2, out[1], out[2], w, need_affine),
-        )
+        mod = _resolve_rows(ctx, "layer_norm", sig, x2, w, b, eps)
         y, mean, invstd = mod.row_forward(x2, w, b, eps)
         ctx.save_for_backward(x2, mean, invstd, w)
         ctx.mod, ctx.shape, ctx.nshape = mod, x.shape, tuple(normalized_shape)
@@ -263,14 +268,7 @@ class GroupNorm(Function):
             bb = np.zeros_like(weight) if bias is None else bias
             b = np.repeat(bb.reshape(g, cg), s, axis=1)
         sig = (x2.shape, x2.dtype.str, g, w is not None)
-        need_affine = any(ctx.needs_input_grad[1:3])
-        mod = _resolve(
-            ctx,
-            "group_norm",
-            sig,
-            lambda md: md.row_forward(x2, w, b, eps),
-            lambda md, out: md.row_backward(out[0], x2, out[1], out[2], w, need_affine),
-        )
+        mod = _resolve_rows(ctx, "group_norm", sig, x2, w, b, eps)
         y, mean, invstd = mod.row_forward(x2, w, b, eps)
         ctx.save_for_backward(x2, mean, invstd, w)
         ctx.mod, ctx.shape, ctx.gcs = mod, x.shape, (g, cg, s)
