@@ -59,8 +59,10 @@ class _ConvNd(Module):
         )
 
 
-class Conv2d(_ConvNd):
-    """2-D convolution; weight (out_channels, in_channels/groups, kH, kW)."""
+class _Conv(_ConvNd):
+    """Conv1d / Conv2d: PyTorch's constructor; ``_fn`` is the functional op."""
+
+    _fn = staticmethod(F.conv2d)
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  dilation=1, groups: int = 1, bias: bool = True) -> None:  # fmt: skip
@@ -69,60 +71,48 @@ class Conv2d(_ConvNd):
         )
 
     def forward(self, x):
-        return F.conv2d(
+        return self._fn(
             x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
         )
 
 
-class Conv1d(_ConvNd):
+class _ConvTranspose(_ConvNd):
+    """ConvTranspose1d / ConvTranspose2d: PyTorch's constructor (output_padding before
+    groups, dilation last); ``_fn`` is the functional op."""
+
+    transposed = True
+    _fn = staticmethod(F.conv_transpose2d)
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 output_padding=0, groups: int = 1, bias: bool = True,
+                 dilation=1) -> None:  # fmt: skip
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+            output_padding,
+        )  # fmt: skip
+
+    def forward(self, x):
+        return self._fn(x, self.weight, self.bias, self.stride, self.padding,
+                        self.output_padding, self.groups, self.dilation)  # fmt: skip
+
+
+class Conv2d(_Conv):
+    """2-D convolution; weight (out_channels, in_channels/groups, kH, kW)."""
+
+
+class Conv1d(_Conv):
     """1-D convolution; weight (out_channels, in_channels/groups, k)."""
 
     nd = 1
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, groups: int = 1, bias: bool = True) -> None:  # fmt: skip
-        super().__init__(
-            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias
-        )
-
-    def forward(self, x):
-        return F.conv1d(
-            x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
-        )
+    _fn = staticmethod(F.conv1d)
 
 
-class ConvTranspose2d(_ConvNd):
+class ConvTranspose2d(_ConvTranspose):
     """2-D transposed convolution; weight (in_channels, out_channels/groups, kH, kW)."""
 
-    transposed = True
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 output_padding=0, groups: int = 1, bias: bool = True,
-                 dilation=1) -> None:  # fmt: skip
-        super().__init__(
-            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-            output_padding,
-        )  # fmt: skip
-
-    def forward(self, x):
-        return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding,
-                                  self.output_padding, self.groups, self.dilation)  # fmt: skip
-
-
-class ConvTranspose1d(_ConvNd):
+class ConvTranspose1d(_ConvTranspose):
     """1-D transposed convolution; weight (in_channels, out_channels/groups, k)."""
 
     nd = 1
-    transposed = True
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 output_padding=0, groups: int = 1, bias: bool = True,
-                 dilation=1) -> None:  # fmt: skip
-        super().__init__(
-            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-            output_padding,
-        )  # fmt: skip
-
-    def forward(self, x):
-        return F.conv_transpose1d(x, self.weight, self.bias, self.stride, self.padding,
-                                  self.output_padding, self.groups, self.dilation)  # fmt: skip
+    _fn = staticmethod(F.conv_transpose1d)
