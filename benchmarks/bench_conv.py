@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _grid import case_params
 
 import tapegrad as tg
 import tapegrad.kernels as K
@@ -59,16 +60,7 @@ CASES = [
 ]
 
 
-def _params():
-    out = []
-    for case in CASES:
-        for direction in ("forward", "both"):
-            for v in [*(n for n in K.variants(case[0]) if n != "reference"), "torch"]:
-                out.append(pytest.param(case, v, direction, id=f"{case[1]}-{direction}-{v}"))
-    return out
-
-
-@pytest.mark.parametrize("case, variant, direction", _params())
+@pytest.mark.parametrize("case, variant, direction", case_params(CASES))
 def test_conv(benchmark, case, variant, direction):
     op, label, xs, ws, fn, args = case
     rng = np.random.default_rng(0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _grid import compared
 
 import tapegrad as tg
 import tapegrad.kernels as K
@@ -19,11 +20,7 @@ CASES = ["dropout", "dropout2d", "gaussian_dropout"]
 
 
 def _params():
-    return [
-        pytest.param(case, v, id=f"{case}-{v}")
-        for case in CASES
-        for v in [*(n for n in K.variants(case) if n != "reference"), "torch"]
-    ]
+    return [pytest.param(case, v, id=f"{case}-{v}") for case in CASES for v in compared(case)]
 
 
 def _tapegrad_fn(case: str, variant: str):

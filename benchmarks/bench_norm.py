@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _grid import compared
 
 import tapegrad as tg
 import tapegrad.kernels as K
@@ -25,11 +26,7 @@ def _op(case: str) -> str:
 
 
 def _params():
-    return [
-        pytest.param(case, v, id=f"{case}-{v}")
-        for case in CASES
-        for v in [*(n for n in K.variants(_op(case)) if n != "reference"), "torch"]
-    ]
+    return [pytest.param(case, v, id=f"{case}-{v}") for case in CASES for v in compared(_op(case))]
 
 
 def _tapegrad_fn(case: str, variant: str):

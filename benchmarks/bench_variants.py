@@ -11,8 +11,8 @@ the roofline and agreement checks, come from ``python -m tapegrad bench``.
 from __future__ import annotations
 
 import pytest
+from _grid import compared
 
-import tapegrad.kernels as K
 from tapegrad.bench import cases as C
 
 
@@ -21,7 +21,7 @@ def _params():
     for op in C.registered_ops():
         for case in C.SPECS[op].cases("standard"):
             for d in C.SPECS[op].directions(case.p):
-                for v in [*(n for n in K.variants(op) if n != "reference"), "torch"]:
+                for v in compared(op):
                     out.append(pytest.param(case, v, d, id=f"{op}-{case.label}-{d}-{v}"))
     return out
 
