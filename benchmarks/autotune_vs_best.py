@@ -86,7 +86,11 @@ def main(argv: list[str] | None = None) -> int:
             tune_s = next(r["first_s"] for r in first if r["variant"] == "auto")
             # autotune keeps inference (forward) and training (forward + backward) winners
             # apart: auto's pick per direction
-            chosen_by = {r["direction"]: r["chosen"] for r in first if r["variant"] == "auto"}
+            chosen_by = {
+                r["direction"]: r["chosen"]
+                for r in first
+                if r["variant"] == "auto" and r.get("direction") in DIRS
+            }
             agree = all(r.get("agree") is not False for r in first)
             # phase 2: auto against every single within 15% of the fastest in phase 1 (and
             # against the one auto resolved to), many paired samples

@@ -494,7 +494,10 @@ _rules_state: dict[str, object] = {"path": None, "mtime": None, "rules": {}}
 
 def rules_path() -> Path:
     """The generated-rules file ``auto`` consults (``TAPEGRAD_AUTO_RULES`` overrides it)."""
-    env = os.environ.get("TAPEGRAD_AUTO_RULES")
+    return _rules_file(os.environ.get("TAPEGRAD_AUTO_RULES"))
+
+
+def _rules_file(env: str | None) -> Path:
     return Path(env) if env else _RULES_FILE
 
 
@@ -506,7 +509,7 @@ def _rules() -> dict:
     # stat a second
     if state.get("env", 0) == env and now - state.get("checked", -1e9) < 1.0:
         return state["rules"]  # type: ignore[return-value]
-    path = Path(env) if env else _RULES_FILE
+    path = _rules_file(env)
     state.update(checked=now, env=env)
     try:
         mtime = path.stat().st_mtime

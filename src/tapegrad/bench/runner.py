@@ -266,14 +266,9 @@ def run_case(
                 for d in directions:  # warm-up of each direction's own code path
                     h.timings(d, 0)
             max_err = max(errs) if errs else None
-            # what auto ran for the checked call (a training call when a backward follows)
-            training = any(d != "forward" for d in directions)
-            chosen = variant
-            if variant == AUTO:
-                chosen = K.resolved_name(case.op, sig, training=training)
-            entries.append(
-                (variant, h, {**row0, "chosen": chosen, "first_s": first, "max_err": max_err})
-            )
+            # "chosen" is set per direction below: auto's pick differs for inference and
+            # training calls
+            entries.append((variant, h, {**row0, "first_s": first, "max_err": max_err}))
         except Exception as exc:  # a variant that cannot run this case: report, go on
             results.append({**row0, "direction": "-", "error": f"{type(exc).__name__}: {exc}"})
             tick(variant)

@@ -40,7 +40,7 @@ class ReLU(Function):
     def backward(ctx: Context, g):
         (mask,) = ctx.saved_arrays
         if ctx.mod is None or g.dtype not in _KERNEL_DTYPES:
-            return np.where(mask.view(bool) if mask.dtype == np.uint8 else mask, g, 0)
+            return np.where(mask.view(bool), g, 0)  # bool or uint8: one byte each
         return ctx.mod.relu_backward(np.ascontiguousarray(g), mask)
 
 
