@@ -16,7 +16,8 @@ from tapegrad.kernels import memory
 
 pytestmark = pytest.mark.skipif(memory._mallopt() is None, reason="the C library has no mallopt")
 
-# minor page faults per LeNet-5 training step (batch 64), after three warm-up steps
+# minor page faults per LeNet-5 training step (batch 64): the median of five steps
+# after three warm-up steps
 PROBE = """
 import json, resource, sys
 import numpy as np
@@ -33,13 +34,16 @@ if sys.argv[1] == "train":
     m = zoo.get_model("lenet5")
     opt = optim.SGD(m.parameters(), lr=0.01)
     x, y = tg.randn(64, 1, 28, 28), tg.tensor(np.arange(64) % 10)
+    per_step = []
     for i in range(8):
-        if i == 3:
-            before = faults()
+        before = faults()
         opt.zero_grad()
         F.cross_entropy(m(x), y).backward()
         opt.step()
-    out.update(faults=(faults() - before) / 5, on=tg.kernels.memory.retaining())
+        per_step.append(faults() - before)
+    # the median of steps 4-8: reallocation faults on every step, while a one-off event
+    # (a thread started late under load, its stack faulted in: ~300 pages) is not it
+    out.update(faults=sorted(per_step[3:])[2], on=tg.kernels.memory.retaining())
 print(json.dumps(out))
 """
 
@@ -58,8 +62,11 @@ def test_training_steps_reuse_freed_pages():
     on = _probe("train")
     assert on["import"] is None  # import alone sets nothing
     assert on["on"] is True and on["faults"] < 50
-    off = _probe("train", retain="0")  # glibc's own policy: this step faults ~1000 times
-    assert off["on"] is False and off["faults"] > 4 * max(on["faults"], 50)
+    # opted out, tapegrad never calls mallopt. glibc's own adaptive policy then faults on
+    # this step or not depending on allocation history and load (0 to ~1,000 faults
+    # measured), so the count is not asserted.
+    off = _probe("train", retain="0")
+    assert off["on"] is False
 
 
 def test_retain_switch_reports_success():
