@@ -19,10 +19,12 @@ truncated or corrupted file gives an error that names the tensor and why.
 from __future__ import annotations
 
 import json
+import math
 import os
+import secrets
 import socket
+import stat
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,14 @@ _DTYPE_SIZES = {
     "F64": 8,
 }
 _MAX_HEADER = 100 * 1024 * 1024
+# what each node of the ``tapegrad.tree`` structure holds
+_NODE_TYPES: dict[str, type | tuple[type, ...]] = {
+    "__tensor__": str,
+    "__dict__": dict,
+    "__list__": list,
+    "__tuple__": list,
+}
+_LAST = "last.safetensors"
 
 
 class CheckpointError(ValueError):
@@ -63,7 +73,8 @@ def _flatten(obj: Any, path: str, tensors: dict[str, np.ndarray]) -> Any:
         if obj.dtype.kind not in "biuf":
             raise TypeError(f"tapegrad.save: {path or '<root>'} has unsupported dtype {obj.dtype}")
         name = path or "tensor"
-        tensors[name] = np.ascontiguousarray(obj)
+        # np.require, not np.ascontiguousarray: the latter turns a 0-d array into shape (1,)
+        tensors[name] = np.require(obj, requirements="C")
         return {"__tensor__": name}
     if isinstance(obj, np.generic):
         return obj.item()
@@ -90,23 +101,30 @@ def _flatten(obj: Any, path: str, tensors: dict[str, np.ndarray]) -> Any:
 
 
 def _unflatten(node: Any, tensors: dict[str, np.ndarray], path: Path) -> Any:
-    if isinstance(node, dict):
-        if "__tensor__" in node:
-            name = node["__tensor__"]
-            if name not in tensors:
-                raise CheckpointError(
-                    f"tapegrad.load: {path}: metadata refers to tensor {name!r}, "
-                    "which the file does not hold"
-                )
-            return tensors[name]
-        if "__dict__" in node:
-            return {k: _unflatten(v, tensors, path) for k, v in node["__dict__"].items()}
-        if "__list__" in node:
-            return [_unflatten(v, tensors, path) for v in node["__list__"]]
-        if "__tuple__" in node:
-            return tuple(_unflatten(v, tensors, path) for v in node["__tuple__"])
-        raise CheckpointError(f"tapegrad.load: {path}: malformed metadata node {sorted(node)}")
-    return node
+    """Rebuild the structure :func:`_flatten` described, refusing any other shape of node."""
+    if isinstance(node, list):
+        raise CheckpointError(
+            f"tapegrad.load: {path}: metadata field 'tapegrad.tree' holds a bare list"
+        )
+    if not isinstance(node, dict):
+        return node
+    (kind, value), *rest = node.items() if node else [(None, None)]
+    if rest or not isinstance(value, _NODE_TYPES.get(kind, ())):
+        raise CheckpointError(
+            f"tapegrad.load: {path}: metadata field 'tapegrad.tree' has a malformed node "
+            f"with keys {sorted(map(str, node))[:4]}"
+        )
+    if kind == "__tensor__":
+        if value not in tensors:
+            raise CheckpointError(
+                f"tapegrad.load: {path}: metadata refers to tensor {value!r}, "
+                "which the file does not hold"
+            )
+        return tensors[value]
+    if kind == "__dict__":
+        return {k: _unflatten(v, tensors, path) for k, v in value.items()}
+    items = [_unflatten(v, tensors, path) for v in value]
+    return items if kind == "__list__" else tuple(items)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -132,6 +150,22 @@ def _remove_stale_temps(directory: Path, name: str) -> None:
                 pass  # removed by a concurrent save, or not ours to remove
 
 
+def _create_temp(directory: Path, prefix: str) -> tuple[int, str]:
+    """Create a new temp file ``PREFIX<random>.tmp`` with mode 0666 minus the umask.
+
+    ``tempfile.mkstemp`` would make it 0600, and the rename keeps that mode: checkpoints
+    get the permissions any new file of the user gets (0644 under umask 022).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = str(directory / f"{prefix}{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"tapegrad.save: no free temp file name in {directory}")
+
+
 def save(state: Any, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
     """Write ``state`` to ``path`` (safetensors) atomically: temp file, fsync, rename."""
     from safetensors.numpy import save as _st_save
@@ -148,7 +182,7 @@ def save(state: Any, path: str | os.PathLike, metadata: dict[str, str] | None = 
     directory.mkdir(parents=True, exist_ok=True)
     _remove_stale_temps(directory, path.name)
     prefix = f".{path.name}.{socket.gethostname()}.{os.getpid()}."
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
+    fd, tmp = _create_temp(directory, prefix)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
@@ -172,6 +206,95 @@ def save(state: Any, path: str | os.PathLike, metadata: dict[str, str] | None = 
         os.close(dfd)
 
 
+def _json(path: Path, text: bytes | str, what: str) -> Any:
+    """``json.loads`` whose every failure (bad bytes, syntax, nesting too deep for the
+    parser) is a :class:`CheckpointError` naming the file and ``what`` was parsed."""
+    try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        return json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        if what == "header":
+            raise CheckpointError(
+                f"tapegrad.load: {path} is not a safetensors file (header is not JSON: {e})"
+            ) from None
+        raise CheckpointError(
+            f"tapegrad.load: {path}: tapegrad metadata is damaged ({what} is not JSON: {e})"
+        ) from None
+    except RecursionError:
+        raise CheckpointError(
+            f"tapegrad.load: {path}: {what} is nested too deeply to be a checkpoint"
+        ) from None
+
+
+def _kind(value: Any) -> str:
+    """A JSON value's type as a reader of the header would name it."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    names = {dict: "an object", list: "a list", str: "a string", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _is_count(value: Any) -> bool:
+    """A JSON non-negative integer (``true`` is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_entry(path: Path, name: str, e: Any, payload: int) -> None:
+    """One tensor's header entry: field types first, then sizes against the data section."""
+    where = f"tapegrad.load: {path}: tensor {name!r}"
+    if not isinstance(e, dict) or not {"dtype", "shape", "data_offsets"} <= set(e):
+        raise CheckpointError(
+            f"{where} has a malformed entry (needs an object with dtype, shape, data_offsets)"
+        )
+    dt, shape, offsets = e["dtype"], e["shape"], e["data_offsets"]
+    if not isinstance(dt, str):
+        raise CheckpointError(f"{where}: field 'dtype' is {_kind(dt)}, not a dtype name")
+    if dt not in _DTYPE_SIZES:
+        raise CheckpointError(f"{where} has dtype {dt}, which NumPy cannot hold")
+    if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
+        raise CheckpointError(
+            f"{where}: field 'shape' is {shape!r:.80}, not a list of non-negative integers"
+        )
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_count(o) for o in offsets):
+        raise CheckpointError(
+            f"{where}: field 'data_offsets' is {offsets!r:.80}, not a list of two "
+            "non-negative integers"
+        )
+    lo, hi = offsets
+    need = math.prod(shape) * _DTYPE_SIZES[dt]  # Python ints: a dimension of 2**70 is no trap
+    if hi - lo != need:
+        raise CheckpointError(
+            f"{where} spans {hi - lo} bytes but shape {shape} of {dt} needs {need} "
+            "(corrupted header)"
+        )
+    if hi > payload:
+        raise CheckpointError(
+            f"{where} needs bytes {lo}..{hi} of the data section but the file holds "
+            f"{payload} (truncated file)"
+        )
+
+
+def _check_metadata(path: Path, metadata: Any) -> dict[str, str]:
+    """``__metadata__`` is absent, null or an object of strings (the safetensors format)."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise CheckpointError(
+            f"tapegrad.load: {path}: header field '__metadata__' is {_kind(metadata)}, "
+            "not an object of strings"
+        )
+    for k, v in metadata.items():
+        if not isinstance(v, str):
+            raise CheckpointError(
+                f"tapegrad.load: {path}: header field '__metadata__' entry {k!r} is "
+                f"{_kind(v)}, not a string"
+            )
+    return metadata
+
+
 def _read_header(path: Path, raw: bytes) -> tuple[dict[str, Any], dict[str, str], int]:
     """Validate the safetensors header against the file; return (entries, metadata, start)."""
     if len(raw) < 8:
@@ -184,37 +307,14 @@ def _read_header(path: Path, raw: bytes) -> tuple[dict[str, Any], dict[str, str]
             f"tapegrad.load: {path} is not a safetensors file or is truncated "
             f"(header claims {n} bytes, file has {len(raw)})"
         )
-    try:
-        header = json.loads(raw[8 : 8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(
-            f"tapegrad.load: {path} is not a safetensors file (header is not JSON: {e})"
-        ) from None
+    header = _json(path, raw[8 : 8 + n], "header")
     if not isinstance(header, dict):
         raise CheckpointError(f"tapegrad.load: {path} has a header that is not a JSON object")
-    metadata = header.pop("__metadata__", None) or {}
+    metadata = _check_metadata(path, header.pop("__metadata__", None))
     start = 8 + n
     payload = len(raw) - start
     for name, e in header.items():
-        if not isinstance(e, dict) or not {"dtype", "shape", "data_offsets"} <= set(e):
-            raise CheckpointError(f"tapegrad.load: {path}: tensor {name!r} has a malformed entry")
-        dt = e["dtype"]
-        if dt not in _DTYPE_SIZES:
-            raise CheckpointError(
-                f"tapegrad.load: {path}: tensor {name!r} has dtype {dt}, which NumPy cannot hold"
-            )
-        lo, hi = e["data_offsets"]
-        need = int(np.prod(e["shape"], dtype=np.int64)) * _DTYPE_SIZES[dt]
-        if hi - lo != need or lo < 0:
-            raise CheckpointError(
-                f"tapegrad.load: {path}: tensor {name!r} spans {hi - lo} bytes but shape "
-                f"{e['shape']} of {dt} needs {need} (corrupted header)"
-            )
-        if hi > payload:
-            raise CheckpointError(
-                f"tapegrad.load: {path}: tensor {name!r} needs bytes {lo}..{hi} of the data "
-                f"section but the file holds {payload} (truncated file)"
-            )
+        _check_entry(path, name, e, payload)
     return header, metadata, start
 
 
@@ -223,10 +323,12 @@ def _verify_checksums(path: Path, raw: bytes, header: dict, metadata: dict, star
     text = metadata.get("tapegrad.crc32")
     if text is None:
         return  # written elsewhere, or by an older tapegrad: nothing to compare
-    try:
-        sums = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"tapegrad.load: {path}: checksum table is damaged ({e})") from None
+    sums = _json(path, text, "metadata field 'tapegrad.crc32'")
+    if not isinstance(sums, dict):
+        raise CheckpointError(
+            f"tapegrad.load: {path}: metadata field 'tapegrad.crc32' is {_kind(sums)}, "
+            "not an object"
+        )
     view = memoryview(raw)
     for name, e in header.items():
         if name not in sums:
@@ -239,6 +341,38 @@ def _verify_checksums(path: Path, raw: bytes, header: dict, metadata: dict, star
             )
 
 
+def _check_readable_file(path: Path) -> None:
+    """A regular file (after symlinks), or an error that says what ``path`` is instead."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise FileNotFoundError(
+                f"tapegrad.load: no checkpoint at {path} (a symlink to the missing "
+                f"{os.readlink(path)})"
+            ) from None
+        raise FileNotFoundError(f"tapegrad.load: no checkpoint at {path}") from None
+    if stat.S_ISDIR(st.st_mode):
+        hint = " (a run directory: its last.safetensors?)" if (path / _LAST).is_file() else ""
+        raise IsADirectoryError(
+            f"tapegrad.load: {path} is a directory, not a checkpoint file{hint}"
+        )
+    if not stat.S_ISREG(st.st_mode):
+        kind = (
+            "a character device"
+            if stat.S_ISCHR(st.st_mode)
+            else "a block device"
+            if stat.S_ISBLK(st.st_mode)
+            else "a pipe"
+            if stat.S_ISFIFO(st.st_mode)
+            else "a socket"
+            if stat.S_ISSOCK(st.st_mode)
+            else "not a regular file"
+        )
+        target = f" (via symlink to {os.path.realpath(path)})" if path.is_symlink() else ""
+        raise CheckpointError(f"tapegrad.load: {path} is {kind}{target}, not a checkpoint file")
+
+
 def load(path: str | os.PathLike) -> Any:
     """Read a checkpoint written by :func:`save` and return the nested state.
 
@@ -249,8 +383,7 @@ def load(path: str | os.PathLike) -> Any:
     from safetensors.numpy import load as _st_load
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"tapegrad.load: no checkpoint at {path}")
+    _check_readable_file(path)
     raw = path.read_bytes()
     header, metadata, start = _read_header(path, raw)
     _verify_checksums(path, raw, header, metadata, start)
@@ -260,18 +393,31 @@ def load(path: str | os.PathLike) -> Any:
         raise CheckpointError(f"tapegrad.load: {path}: {e}") from None
     if metadata.get("format") != _FORMAT:
         return tensors
-    try:
-        tree = json.loads(metadata["tapegrad.tree"])
-    except (KeyError, json.JSONDecodeError) as e:
+    if "tapegrad.tree" not in metadata:
         raise CheckpointError(
-            f"tapegrad.load: {path}: tapegrad metadata is damaged ({type(e).__name__}: {e})"
+            f"tapegrad.load: {path}: tapegrad metadata is damaged (no 'tapegrad.tree' field)"
+        )
+    tree = _json(path, metadata["tapegrad.tree"], "metadata field 'tapegrad.tree'")
+    try:
+        return _unflatten(tree, tensors, path)
+    except RecursionError:
+        raise CheckpointError(
+            f"tapegrad.load: {path}: metadata field 'tapegrad.tree' is nested too deeply"
         ) from None
-    return _unflatten(tree, tensors, path)
 
 
 def metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The file's ``__metadata__`` strings (format, version, the structure tree)."""
+    """The file's ``__metadata__`` strings (format, version, the structure tree).
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError
+        No file at ``path``, or a directory.
+    CheckpointError
+        Not a regular file, or a header that is not safetensors.
+    """
     path = Path(path)
+    _check_readable_file(path)
     with open(path, "rb") as f:
         head = f.read(8)
         if len(head) < 8:
@@ -282,7 +428,7 @@ def metadata(path: str | os.PathLike) -> dict[str, str]:
         raw = head + f.read(n)
     if len(raw) < 8 + n:
         raise CheckpointError(f"tapegrad.load: {path} is truncated inside its header")
-    try:
-        return json.loads(raw[8:].decode("utf-8")).get("__metadata__", {}) or {}
-    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
-        raise CheckpointError(f"tapegrad.load: {path}: header is not JSON ({e})") from None
+    header = _json(path, raw[8:], "header")
+    if not isinstance(header, dict):
+        raise CheckpointError(f"tapegrad.load: {path} has a header that is not a JSON object")
+    return _check_metadata(path, header.get("__metadata__"))
