@@ -47,6 +47,8 @@ def __getattr__(name: str):
         "zoo_torch",
         "distributed",
         "experiments",
+        "onnx",
+        "inference",
     ):
         return importlib.import_module(f".{name}", __name__)
     if name in ("save", "load"):

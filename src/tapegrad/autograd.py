@@ -68,6 +68,22 @@ def enable_grad() -> _GradMode:
     return _GradMode(True)
 
 
+@contextmanager
+def trace_ops(callback: Callable[..., None]) -> Iterator[None]:
+    """Call ``callback(fn, args, kwargs, result)`` after every op's forward in this thread.
+
+    ``fn`` is the :class:`Function` class, ``args`` and ``kwargs`` what ``apply`` was given
+    (Tensors, arrays and options), ``result`` the output Tensor (with its tape record when
+    one was made). ONNX export reads the ops of one forward this way.
+    """
+    old = getattr(_state, "tracer", None)
+    _state.tracer = callback
+    try:
+        yield
+    finally:
+        _state.tracer = old
+
+
 # --- anomaly detection -------------------------------------------------------------
 
 
@@ -195,6 +211,9 @@ class Function:
             result._node = Node(
                 cls, ctx, [t if t is not None and t.requires_grad else None for t in tensors]
             )
+        tracer = getattr(_state, "tracer", None)
+        if tracer is not None:
+            tracer(cls, args, kwargs, result)
         return result
 
 

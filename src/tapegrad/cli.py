@@ -16,6 +16,7 @@ from typing import Any
 _DELEGATED = {
     "bench": ("tapegrad.bench.cli", "kernel and model benchmarks"),
     "experiment": ("tapegrad.experiments.cli", "reproducible experiments"),
+    "export": ("tapegrad.onnx_cli", "write a trained model as an ONNX file"),
 }
 
 
