@@ -84,11 +84,13 @@ def test_training_state_round_trip_restores_optimizer(tmp_path):
     opt2 = optim.SGD(model2.parameters(), lr=0.5, momentum=0.9)
     model2.load_state_dict(state["model"])
     opt2.load_state_dict(state["optimizer"])
-    assert opt2.lr == 0.1 and opt2.step_count == 1
+    assert opt2.lr == 0.1 and opt2.param_groups[0]["momentum"] == 0.9
     for (k, a), b in zip(model.state_dict().items(), model2.state_dict().values()):
         np.testing.assert_array_equal(a, b, err_msg=k)
-    for s1, s2 in zip(opt.state, opt2.state):
-        np.testing.assert_array_equal(s1["momentum_buffer"], s2["momentum_buffer"])
+    for p1, p2 in zip(model.parameters(), model2.parameters()):
+        np.testing.assert_array_equal(
+            opt.state[p1]["momentum_buffer"], opt2.state[p2]["momentum_buffer"]
+        )
 
 
 def test_save_replaces_atomically_and_leaves_no_temp_files(tmp_path):
@@ -106,7 +108,18 @@ def test_save_replaces_atomically_and_leaves_no_temp_files(tmp_path):
 
 def test_bad_keys_are_refused(tmp_path):
     with pytest.raises(TypeError, match="key 1 under <root> is not a str"):
-        tg.save({1: np.zeros(1)}, tmp_path / "x")
+        tg.save({1: np.zeros(1), "a": 2}, tmp_path / "x")
+    with pytest.raises(TypeError, match=r"key 1\.5 under <root> is not a str"):
+        tg.save({1.5: np.zeros(1)}, tmp_path / "x")
+
+
+def test_int_keys_round_trip(tmp_path):
+    state = {"state": {0: {"step": 3, "buf": np.ones(2)}, 7: {}}, "names": {"0": 1}}
+    tg.save(state, tmp_path / "x")
+    got = tg.load(tmp_path / "x")
+    assert list(got["state"]) == [0, 7] and got["state"][0]["step"] == 3
+    np.testing.assert_array_equal(got["state"][0]["buf"], np.ones(2))
+    assert got["names"] == {"0": 1}
     with pytest.raises(ValueError, match="holds '/'"):
         tg.save({"a/b": np.zeros(1)}, tmp_path / "x")
 

@@ -463,7 +463,8 @@ def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path):
     assert a["epoch"] == b["epoch"] == 4
     for k in a["model"]:
         np.testing.assert_array_equal(a["model"][k], b["model"][k], err_msg=k)
-    for k, v in enumerate(a["optimizer"]["state"]):
+    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+    for k, v in a["optimizer"]["state"].items():
         for name in v:
             np.testing.assert_array_equal(v[name], b["optimizer"]["state"][k][name])
     rows = [json.loads(r)["epoch"] for r in (part / "metrics.jsonl").read_text().splitlines()]

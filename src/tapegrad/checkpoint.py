@@ -54,6 +54,7 @@ _MAX_HEADER = 100 * 1024 * 1024
 _NODE_TYPES: dict[str, type | tuple[type, ...]] = {
     "__tensor__": str,
     "__dict__": dict,
+    "__intdict__": dict,
     "__list__": list,
     "__tuple__": list,
 }
@@ -79,10 +80,17 @@ def _flatten(obj: Any, path: str, tensors: dict[str, np.ndarray]) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, dict):
+        if obj and all(isinstance(k, int) and not isinstance(k, bool) for k in obj):
+            # integer keys (an optimizer's state by parameter index) round-trip as ints
+            inner = _flatten({str(k): v for k, v in obj.items()}, path, tensors)
+            return {"__intdict__": inner["__dict__"]}
         out = {}
         for k, v in obj.items():
             if not isinstance(k, str):
-                raise TypeError(f"tapegrad.save: key {k!r} under {path or '<root>'} is not a str")
+                raise TypeError(
+                    f"tapegrad.save: key {k!r} under {path or '<root>'} is not a str "
+                    "(a dict's keys are all str or all int)"
+                )
             if _SEP in k:
                 raise ValueError(f"tapegrad.save: key {k!r} under {path or '<root>'} holds '/'")
             out[k] = _flatten(v, f"{path}{_SEP}{k}" if path else k, tensors)
@@ -123,6 +131,13 @@ def _unflatten(node: Any, tensors: dict[str, np.ndarray], path: Path) -> Any:
         return tensors[value]
     if kind == "__dict__":
         return {k: _unflatten(v, tensors, path) for k, v in value.items()}
+    if kind == "__intdict__":
+        if not all(k.lstrip("-").isdigit() for k in value):
+            raise CheckpointError(
+                f"tapegrad.load: {path}: metadata field 'tapegrad.tree' has a non-integer key "
+                "in an integer-keyed dict"
+            )
+        return {int(k): _unflatten(v, tensors, path) for k, v in value.items()}
     items = [_unflatten(v, tensors, path) for v in value]
     return items if kind == "__list__" else tuple(items)
 

@@ -3,7 +3,7 @@
 One module per layer family: ``conv``, ``pooling``, ``linear``, ``activation`` ...
 """
 
-from . import functional, init
+from . import functional, init, utils
 from .activation import Flatten, Identity, ReLU, Sigmoid, Tanh
 from .conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
 from .dropout import Dropout, Dropout2d, GaussianDropout
@@ -43,4 +43,5 @@ __all__ = [
     "Tanh",
     "functional",
     "init",
+    "utils",
 ]
