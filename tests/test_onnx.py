@@ -163,3 +163,21 @@ def test_cli_export_errors_without_traceback(tmp_path):
     _, run = _write_checkpoint(tmp_path)
     code = cli.main(["export", str(run), "--onnx", str(tmp_path / "m.onnx"), "--opset", "9"])
     assert code == 1 and not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("name", zoo.available())
+def test_folded_export_has_no_foldable_batch_norm_and_agrees(name, tmp_path):
+    model, sample = zoo_case(name)
+    rng = np.random.default_rng(4)
+    plain = tg_onnx.export(model, np.zeros((1, *sample), np.float32), None)
+    folded = tg_onnx.export(
+        model, np.zeros((1, *sample), np.float32), tmp_path / "f.onnx", fold=True
+    )
+    n_bn = [sum(n.op_type == "BatchNormalization" for n in p.graph.node) for p in (plain, folded)]
+    # the pre-activation ResNet's norms follow an addition or the input: those stay
+    expected = {"resnet8": 4}.get(name, 0)
+    assert n_bn[1] == expected and (n_bn[0] > 0) == (name not in ("lenet5", "conv_autoencoder"))
+    sess = _session(tmp_path / "f.onnx")
+    for n in (1, 7):
+        x = rng.standard_normal((n, *sample)).astype(np.float32)
+        assert rel_err(sess.run(None, {"input": x})[0], eval_forward(model, x)) < TOL

@@ -1,18 +1,35 @@
-"""Inference: models rebuilt from checkpoints for deployment.
+"""Inference: fast eval forwards and models rebuilt from checkpoints.
 
-``load_model(path)`` rebuilds the zoo model a ``tapegrad train`` run saved (a run
-directory or one of its ``.safetensors`` checkpoints) with its weights, in eval mode.
+``optimize(model)`` returns an :class:`InferenceModel`: one eval forward is traced per
+input shape, batch norms are folded into the conv or linear layer before them, conv +
+bias + ReLU run as one step writing a buffer allocated once, dropout is gone, and no tape
+is recorded. ``load_model(path)`` rebuilds the zoo model a ``tapegrad train`` run saved
+(a run directory or one of its ``.safetensors`` checkpoints) with its weights, in eval
+mode.
 """
 
 from __future__ import annotations
 
+import copy
 import os
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import checkpoint, zoo
+import numpy as np
+from numba import njit, prange
 
-__all__ = ["load_model"]
+from . import checkpoint, zoo
+from .autograd import Context, no_grad
+from .kernels.blas import matmul
+from .onnx import Record, trace
+from .ops import activation, conv, linalg, norm, shape
+from .ops import elementwise as ew
+from .tensor import Tensor
+
+__all__ = ["InferenceModel", "build_plan", "fold_batch_norm", "load_model", "optimize"]
 
 
 def load_model(path: str | os.PathLike, model: str | None = None) -> tuple[Any, dict[str, Any]]:
@@ -78,3 +95,582 @@ def load_model(path: str | os.PathLike, model: str | None = None) -> tuple[Any, 
         "checkpoint": str(p),
     }
     return net, info
+
+
+# --- graph rewrites on a traced forward ------------------------------------------------------
+
+
+def _consumers(records: list[Record], outputs: list[Tensor]) -> dict[int, int]:
+    count: dict[int, int] = {}
+    for r in records:
+        for t in r.inputs():
+            count[id(t)] = count.get(id(t), 0) + 1
+    for t in outputs:
+        count[id(t)] = count.get(id(t), 0) + 1
+    return count
+
+
+def _bn_affine(r: Record) -> tuple[np.ndarray, np.ndarray]:
+    """Eval batch norm as y = x * scale + shift per channel (float64)."""
+    p = r.params
+    c = p["x"].shape[1]
+    w = np.ones(c) if p["weight"] is None else p["weight"].data.astype(np.float64)
+    b = np.zeros(c) if p["bias"] is None else p["bias"].data.astype(np.float64)
+    mean = np.asarray(p["running_mean"], np.float64)
+    if p["normalize_variance"]:
+        invstd = 1.0 / np.sqrt(np.asarray(p["running_var"], np.float64) + float(p["eps"]))
+    else:
+        invstd = np.ones(c)
+    scale = w * invstd
+    return scale, b - mean * scale
+
+
+def _with_params(r: Record, out: Tensor, **new: Any) -> Record:
+    params = dict(r.params) | new
+    kwargs = dict(r.kwargs or {})
+    names = list(params)
+    args = list(r.args)
+    for k, v in new.items():
+        i = names.index(k)
+        if i < len(args):
+            args[i] = v
+        else:
+            kwargs[k] = v
+    return replace(r, params=params, out=out, args=tuple(args), kwargs=kwargs)
+
+
+_FOLDABLE = (conv.Conv2d, conv.DepthwiseConv2d, linalg.Linear)
+
+
+def fold_batch_norm(records: list[Record], outputs: list[Tensor]) -> list[Record]:
+    """Records with every eval batch norm folded into the conv or linear record before it.
+
+    A batch norm folds when its input is the output of a ``conv2d`` (any groups) or of a
+    ``linear`` on (N, F) input, used by nothing else: the weight is scaled per output
+    channel and the bias becomes ``b * scale + shift`` (computed in float64). The folded
+    record takes over the batch norm's output tensor, so later records are unchanged.
+    """
+    uses = _consumers(records, outputs)
+    producer = {id(r.out): i for i, r in enumerate(records)}
+    out = list(records)
+    drop: set[int] = set()
+    for i, r in enumerate(records):
+        if r.fn is not norm.BatchNorm or r.params["training"]:
+            continue
+        x = r.params["x"]
+        j = producer.get(id(x))
+        if j is None or uses.get(id(x), 0) != 1 or out[j].fn not in _FOLDABLE:
+            continue
+        src = out[j]
+        if src.fn is linalg.Linear and x.ndim != 2:
+            continue
+        w, b = src.params["w"], src.params["b"]
+        scale, shift = _bn_affine(r)
+        shape = (-1,) + (1,) * (w.ndim - 1)
+        w2 = Tensor((w.data.astype(np.float64) * scale.reshape(shape)).astype(w.dtype))
+        b0 = np.zeros(len(scale)) if b is None else b.data.astype(np.float64)
+        b2 = Tensor((b0 * scale + shift).astype(w.dtype))
+        w2.name, b2.name = "folded_weight", "folded_bias"
+        out[j] = _with_params(src, r.out, w=w2, b=b2)
+        drop.add(i)
+    return [r for i, r in enumerate(out) if i not in drop]
+
+
+# --- fused kernels (a pass over a conv's or linear's output) --------------------------------
+
+# Below this many elements an epilogue runs on the calling thread: a parallel region's
+# start-up costs more than the pass over a small layer's output.
+_PARALLEL_ELEMS = 1 << 16
+
+
+@njit(cache=True)
+def _bias_act(y, b, relu):  # pragma: no cover - compiled
+    n, c, p = y.shape
+    for i in range(n * c):
+        bi, ch = i // c, i % c
+        bv = b[ch]
+        row = y[bi, ch]
+        for k in range(p):
+            v = row[k] + bv
+            row[k] = v if v > 0 or not relu else 0.0
+
+
+@njit(parallel=True, cache=True)
+def _bias_act_par(y, b, relu):  # pragma: no cover - compiled
+    n, c, p = y.shape
+    for i in prange(n * c):
+        bi, ch = i // c, i % c
+        bv = b[ch]
+        row = y[bi, ch]
+        for k in range(p):
+            v = row[k] + bv
+            row[k] = v if v > 0 or not relu else 0.0
+
+
+@njit(cache=True)
+def _gather_bias_act(src, b, relu, y):  # pragma: no cover - compiled
+    # src (C, N, P) -> y (N, C, P) with bias and ReLU: the GEMM's layout transposed in
+    # the same pass
+    c, n, p = src.shape
+    for i in range(n * c):
+        bi, ch = i // c, i % c
+        bv = b[ch]
+        s, row = src[ch, bi], y[bi, ch]
+        for k in range(p):
+            v = s[k] + bv
+            row[k] = v if v > 0 or not relu else 0.0
+
+
+@njit(parallel=True, cache=True)
+def _gather_bias_act_par(src, b, relu, y):  # pragma: no cover - compiled
+    c, n, p = src.shape
+    for i in prange(n * c):
+        bi, ch = i // c, i % c
+        bv = b[ch]
+        s, row = src[ch, bi], y[bi, ch]
+        for k in range(p):
+            v = s[k] + bv
+            row[k] = v if v > 0 or not relu else 0.0
+
+
+@njit(cache=True)
+def _affine_act(x, scale, shift, relu, y):  # pragma: no cover - compiled
+    n, c, p = x.shape
+    for i in range(n * c):
+        bi, ch = i // c, i % c
+        a, s = scale[ch], shift[ch]
+        src, row = x[bi, ch], y[bi, ch]
+        for k in range(p):
+            v = src[k] * a + s
+            row[k] = v if v > 0 or not relu else 0.0
+
+
+@njit(parallel=True, cache=True)
+def _affine_act_par(x, scale, shift, relu, y):  # pragma: no cover - compiled
+    n, c, p = x.shape
+    for i in prange(n * c):
+        bi, ch = i // c, i % c
+        a, s = scale[ch], shift[ch]
+        src, row = x[bi, ch], y[bi, ch]
+        for k in range(p):
+            v = src[k] * a + s
+            row[k] = v if v > 0 or not relu else 0.0
+
+
+def _pick(serial: Callable, parallel: Callable, size: int) -> Callable:
+    return parallel if size >= _PARALLEL_ELEMS else serial
+
+
+def _im2col() -> Callable:
+    try:
+        from .kernels.conv import im2col_cy
+
+        return im2col_cy.im2col
+    except ImportError:  # Cython kernels not built
+        from .kernels.conv import im2col_numba
+
+        return im2col_numba.im2col
+
+
+def _depthwise() -> Callable:
+    try:
+        from .kernels.depthwise import direct_cy
+
+        return direct_cy._forward
+    except ImportError:
+        from .kernels.depthwise import direct_numba
+
+        return direct_numba._forward
+
+
+# --- the plan: one forward's steps over preallocated buffers ---------------------------------
+
+_ALIASING = (shape.Reshape, shape.Permute, shape.GetItem)
+
+
+class _Plan:
+    """The steps of one input shape: each reads and writes slots of ``vals``."""
+
+    def __init__(self) -> None:
+        self.steps: list[Callable[[list], None]] = []
+        self.vals: list[Any] = []
+        self.inputs: list[int] = []
+        self.outputs: list[int] = []
+        self.kinds: list[str] = []
+
+    def slot(self, value: Any = None) -> int:
+        self.vals.append(value)
+        return len(self.vals) - 1
+
+    def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        vals = self.vals
+        for s, a in zip(self.inputs, arrays):
+            vals[s] = a
+        for step in self.steps:
+            step(vals)
+        return [np.array(vals[s], copy=True) for s in self.outputs]
+
+
+def _conv_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool) -> Callable:
+    p = r.params
+    x, w = p["x"], np.ascontiguousarray(p["w"].data)
+    b = p["b"].data if p["b"] is not None else np.zeros(w.shape[0], w.dtype)
+    b = np.ascontiguousarray(b, dtype=x.dtype)
+    stride, padding, dilation, groups = p["stride"], p["padding"], p["dilation"], p["groups"]
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    y = np.empty(r.out.shape, x.dtype)
+    ho, wo = y.shape[2:]
+    npix = ho * wo
+    plan.vals[ys] = y
+    y3 = y.reshape(n, o, npix)
+    epi = _pick(_bias_act, _bias_act_par, y.size)
+    if r.fn is conv.DepthwiseConv2d:
+        kernel = _depthwise()
+        args = (*stride, *padding, *dilation)
+
+        zeros = np.zeros_like(b)
+
+        def step(vals: list) -> None:
+            kernel(np.ascontiguousarray(vals[xs]), w, b, y, True, *args)
+            if relu:
+                epi(y3, zeros, True)
+
+        plan.kinds.append("depthwise conv" + (" + relu" if relu else ""))
+        return step
+    w2 = w.reshape(o, cg * kh * kw)
+    if kh == kw == 1 and tuple(stride) == (1, 1) and not any(padding) and groups == 1:
+
+        def step(vals: list) -> None:
+            matmul(w2, np.ascontiguousarray(vals[xs]).reshape(n, c, h * wd), out=y3)
+            epi(y3, b, relu)
+
+        plan.kinds.append("pointwise conv + bias" + (" + relu" if relu else ""))
+        return step
+    im2col = _im2col()
+    cols = np.empty((c * kh * kw, n * npix), x.dtype)
+    og, k = o // groups, cg * kh * kw
+    geom = (kh, kw, *stride, *padding, *dilation, ho, wo)
+
+    def gemm(out2: np.ndarray) -> None:
+        for g in range(groups):
+            matmul(
+                w2[g * og : (g + 1) * og],
+                cols[g * k : (g + 1) * k],
+                out=out2[g * og : (g + 1) * og],
+            )
+
+    if n == 1:
+        y2 = y.reshape(o, npix)
+
+        def step(vals: list) -> None:
+            im2col(np.ascontiguousarray(vals[xs]), cols, *geom)
+            gemm(y2)
+            epi(y3, b, relu)
+
+    else:
+        tmp = np.empty((o, n * npix), x.dtype)
+        tmp3 = tmp.reshape(o, n, npix)
+        gather = _pick(_gather_bias_act, _gather_bias_act_par, y.size)
+
+        def step(vals: list) -> None:
+            im2col(np.ascontiguousarray(vals[xs]), cols, *geom)
+            gemm(tmp)
+            gather(tmp3, b, relu, y3)
+
+    plan.kinds.append("conv + bias" + (" + relu" if relu else ""))
+    return step
+
+
+def _linear_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool) -> Callable:
+    p = r.params
+    x, w = p["x"], p["w"].data
+    wt = np.ascontiguousarray(w.T)
+    b = None if p["b"] is None else p["b"].data
+    y = np.empty(r.out.shape, x.dtype)
+    plan.vals[ys] = y
+
+    def step(vals: list) -> None:
+        matmul(vals[xs], wt, out=y)
+        if b is not None:
+            np.add(y, b, out=y)
+        if relu:
+            np.maximum(y, 0, out=y)
+
+    plan.kinds.append("linear" + (" + relu" if relu else ""))
+    return step
+
+
+def _bn_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool, inplace: bool) -> Callable:
+    x = r.params["x"]
+    scale, shift = (a.astype(x.dtype) for a in _bn_affine(r))
+    n, c = x.shape[:2]
+    pix = int(np.prod(x.shape[2:], dtype=np.int64))
+    y = None if inplace else np.empty(x.shape, x.dtype)
+    plan.vals[ys] = y
+    kernel = _pick(_affine_act, _affine_act_par, x.size)
+
+    def step(vals: list) -> None:
+        src = np.ascontiguousarray(vals[xs])
+        dst = src if y is None else y
+        kernel(src.reshape(n, c, pix), scale, shift, relu, dst.reshape(n, c, pix))
+        vals[ys] = dst
+
+    plan.kinds.append("batch norm" + (" + relu" if relu else ""))
+    return step
+
+
+def _relu_step(plan: _Plan, xs: int, ys: int, shape_: tuple, dtype: Any, inplace: bool) -> Callable:
+    y = None if inplace else np.empty(shape_, dtype)
+
+    def step(vals: list) -> None:
+        src = vals[xs]
+        dst = src if y is None else y
+        np.maximum(src, 0, out=dst)
+        vals[ys] = dst
+
+    plan.kinds.append("relu")
+    return step
+
+
+def _add_step(plan: _Plan, r: Record, a: Any, b: Any, ys: int, relu: bool) -> Callable:
+    y = np.empty(r.out.shape, r.out.dtype)
+    plan.vals[ys] = y
+    ga, gb = a, b
+
+    def step(vals: list) -> None:
+        np.add(ga(vals), gb(vals), out=y)
+        if relu:
+            np.maximum(y, 0, out=y)
+
+    plan.kinds.append("add" + (" + relu" if relu else ""))
+    return step
+
+
+def _generic_step(plan: _Plan, r: Record, getter: Callable, ys: int) -> Callable:
+    fn = r.fn
+    args = [getter(a) for a in r.args]
+    kwargs = {k: getter(v) for k, v in (r.kwargs or {}).items()}
+
+    def step(vals: list) -> None:
+        vals[ys] = fn.forward(
+            Context(()), *[a(vals) for a in args], **{k: v(vals) for k, v in kwargs.items()}
+        )
+
+    plan.kinds.append(fn.__name__)
+    return step
+
+
+def _getter(slots: dict[int, int]) -> Callable[[Any], Callable[[list], Any]]:
+    """``getter(v)``: a function of the slot list giving v's value at run time (a slot for
+    traced tensors, the array for constants, v itself for options)."""
+
+    def getter(v: Any) -> Callable[[list], Any]:
+        if isinstance(v, Tensor):
+            if id(v) in slots:
+                s = slots[id(v)]
+                return lambda vals: vals[s]
+            data = v.data
+            return lambda vals: data
+        if isinstance(v, (tuple, list)) and any(isinstance(t, Tensor) for t in v):
+            parts = [getter(t) for t in v]
+            kind = type(v)
+            return lambda vals: kind(g(vals) for g in parts)
+        return lambda vals: v
+
+    return getter
+
+
+def build_plan(records: list[Record], inputs: list[Tensor], outputs: list[Tensor]) -> _Plan:
+    """The steps of a traced (and folded) forward, each writing a buffer of its own.
+
+    Conv and linear steps take a following ReLU (when they are its only input); batch
+    norms that remain run as one affine pass (with a following ReLU); ReLU and batch norm
+    overwrite their input when nothing else reads it. Every other op runs its Function's
+    forward, with no tape.
+    """
+    plan = _Plan()
+    slots: dict[int, int] = {}
+    for t in inputs:
+        slots[id(t)] = plan.slot()
+        plan.inputs.append(slots[id(t)])
+    uses = _consumers(records, outputs)
+    producer = {id(r.out): r for r in records}
+    graph_inputs = {id(t) for t in inputs}
+
+    def owned(t: Tensor) -> bool:
+        """Only this step reads t, and t is a buffer of the plan's own (not an input,
+        a constant or a view of another value)."""
+        r = producer.get(id(t))
+        return (
+            uses.get(id(t), 0) == 1
+            and id(t) not in graph_inputs
+            and r is not None
+            and r.fn not in _ALIASING
+        )
+
+    getter = _getter(slots)
+
+    fused_relu: set[int] = set()  # indices of ReLU records folded into their producer
+    index = {id(r.out): i for i, r in enumerate(records)}
+    for i, r in enumerate(records):
+        if i in fused_relu:
+            continue
+        ys = plan.slot()
+        # a ReLU reading only this step's output rides along
+        nxt = records[i + 1] if i + 1 < len(records) else None
+        relu = (
+            nxt is not None
+            and nxt.fn is activation.ReLU
+            and nxt.params["a"] is r.out
+            and uses.get(id(r.out), 0) == 1
+            and r.out.dtype.kind == "f"
+        )
+        out_tensor = nxt.out if relu else r.out
+        x = r.params.get("x", r.params.get("a"))
+        if r.fn in (conv.Conv2d, conv.DepthwiseConv2d) and id(x) in slots:
+            step = _conv_step(plan, r, slots[id(x)], ys, relu)
+        elif r.fn is linalg.Linear and x.ndim == 2 and id(x) in slots:
+            step = _linear_step(plan, r, slots[id(x)], ys, relu)
+        elif r.fn is norm.BatchNorm and not r.params["training"] and id(x) in slots:
+            step = _bn_step(plan, r, slots[id(x)], ys, relu, owned(x))
+        elif r.fn is activation.ReLU and id(x) in slots and x.dtype.kind == "f":
+            step = _relu_step(plan, slots[id(x)], ys, r.out.shape, r.out.dtype, owned(x))
+            relu, out_tensor = False, r.out
+        elif (
+            r.fn is ew.Add
+            and isinstance(r.params["b"], Tensor)
+            and r.out.shape == np.broadcast_shapes(x.shape, r.params["b"].shape)
+        ):
+            step = _add_step(plan, r, getter(x), getter(r.params["b"]), ys, relu)
+        else:
+            step = _generic_step(plan, r, getter, ys)
+            relu, out_tensor = False, r.out
+        if relu:
+            fused_relu.add(index[id(nxt.out)])
+        plan.steps.append(step)
+        slots[id(out_tensor)] = ys
+        if out_tensor is not r.out:
+            slots[id(r.out)] = ys
+    for t in outputs:
+        if id(t) not in slots:
+            data = t.data
+            s = plan.slot(data)
+            slots[id(t)] = s
+        plan.outputs.append(slots[id(t)])
+    return plan
+
+
+class InferenceModel:
+    """A model compiled for inference by :func:`optimize`: call it like the model.
+
+    The first call with a new input shape and dtype traces one eval forward of (a copy of)
+    the model, folds batch norms, fuses ReLUs and builds the plan; later calls with that
+    shape run the plan: no tape, no autograd records, each step writing a buffer allocated
+    once. Results are fresh arrays (the buffers are reused by the next call). Weights are
+    those of the model when :func:`optimize` was called. One instance is not meant to be
+    called from two threads at once (the buffers are shared).
+    """
+
+    def __init__(self, model: Any, fold: bool = True, fuse: bool = True) -> None:
+        self.model = copy.deepcopy(model)
+        self.model.eval()
+        self.fold, self.fuse = fold, fuse
+        self._plans: OrderedDict[tuple, _Plan] = OrderedDict()
+        self.max_plans = 8
+
+    def trace(self, *inputs: Any) -> tuple[list[Record], list[Tensor], list[Tensor]]:
+        """The (folded) records of one eval forward on ``inputs``, the input tensors and
+        the output tensors."""
+        tensors = [Tensor(np.asarray(x.data if isinstance(x, Tensor) else x)) for x in inputs]
+        with no_grad():
+            records, out = trace(self.model, tensors)
+        outs = list(out) if isinstance(out, (tuple, list)) else [out]
+        if not all(isinstance(o, Tensor) for o in outs):
+            raise TypeError(
+                f"InferenceModel: the model must return a Tensor or a tuple of Tensors, got "
+                f"{type(out).__name__}"
+            )
+        if self.fold:
+            records = fold_batch_norm(records, outs)
+        return records, tensors, outs
+
+    def plan(self, *inputs: Any) -> _Plan:
+        """The plan for inputs of these shapes and dtypes (built on first use)."""
+        key = tuple((np.shape(_raw(x)), np.asarray(_raw(x)).dtype.str) for x in inputs)
+        found = self._plans.get(key)
+        if found is not None:
+            self._plans.move_to_end(key)
+            return found
+        records, tensors, outs = self.trace(*inputs)
+        if self.fuse:
+            built = build_plan(records, tensors, outs)
+        else:
+            built = _Plan()
+            built.inputs = [built.slot() for _ in tensors]
+            slots = {id(t): s for t, s in zip(tensors, built.inputs)}
+
+            getter = _getter(slots)
+
+            for r in records:
+                ys = built.slot()
+                built.steps.append(_generic_step(built, r, getter, ys))
+                slots[id(r.out)] = ys
+            built.outputs = [slots.get(id(t), built.slot(t.data)) for t in outs]
+        self._plans[key] = built
+        while len(self._plans) > self.max_plans:
+            self._plans.popitem(last=False)
+        return built
+
+    def __call__(self, *inputs: Any) -> Any:
+        """Forward: Tensors or arrays in, Tensor(s) out (no tape is recorded)."""
+        if not inputs:
+            raise TypeError("InferenceModel: call with the model's input(s)")
+        arrays = []
+        for i, x in enumerate(inputs):
+            a = _raw(x)
+            if not isinstance(a, np.ndarray) or a.dtype.kind != "f":
+                raise TypeError(
+                    f"InferenceModel: input {i} must be a float Tensor or ndarray, got "
+                    f"{type(x).__name__} of dtype {getattr(a, 'dtype', None)}"
+                )
+            arrays.append(a)
+        outs = self.plan(*arrays).run(arrays)
+        res = [Tensor._from_op(o) for o in outs]
+        return res[0] if len(res) == 1 else tuple(res)
+
+    def describe(self, *inputs: Any) -> list[str]:
+        """The plan's steps for these inputs, one line each (``conv + bias + relu``, ...)."""
+        return list(self.plan(*inputs).kinds)
+
+
+def _raw(x: Any) -> Any:
+    return x.data if isinstance(x, Tensor) else x
+
+
+def optimize(model: Any, fold: bool = True, fuse: bool = True) -> InferenceModel:
+    """An inference version of ``model``: batch norm folded, ReLUs fused, no tape.
+
+    Parameters
+    ----------
+    model : Module
+        The trained model (it is copied; the original is left as it is, and later
+        changes to its weights do not reach the copy).
+    fold : bool
+        Fold each eval batch norm into the conv2d (any groups) or linear layer before it.
+    fuse : bool
+        Run conv + bias + ReLU (and linear + bias + ReLU, batch norm + ReLU) as one step
+        writing a preallocated buffer; False runs each op's forward as it is (no tape).
+
+    Returns
+    -------
+    InferenceModel
+        Call it like the model: input (N, ...) float Tensor or ndarray -> Tensor, equal to
+        ``model.eval()``'s forward within float rounding. Dropout is the identity.
+
+    Raises
+    ------
+    TypeError
+        A call with non-float input, or a model returning something other than Tensors.
+    """
+    return InferenceModel(model, fold=fold, fuse=fuse)

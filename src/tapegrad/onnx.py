@@ -50,6 +50,8 @@ class Record:
     out: Tensor
     where: str
     index: int
+    args: tuple = ()
+    kwargs: dict[str, Any] | None = None
 
     def inputs(self) -> list[Tensor]:
         found: list[Tensor] = []
@@ -140,7 +142,7 @@ class _Builder:
             if key in self.value_names:
                 return self.value_names[key]
             if key not in self._const_ids:
-                hint = self.param_names.get(key, "const")
+                hint = self.param_names.get(key) or obj.name or "const"
                 self._const_ids[key] = self.const(obj.data, hint)
             return self._const_ids[key]
         return self.const(obj)
@@ -513,7 +515,7 @@ def trace(model: Any, inputs: Sequence[Tensor]) -> tuple[list[Record], Any]:
             params = _bind(fn, args, kwargs)
         except TypeError:  # a forward with an unusual signature: keep the positions
             params = {f"arg{i}": a for i, a in enumerate(args)} | dict(kwargs)
-        records.append(Record(fn, params, result, where, len(records)))
+        records.append(Record(fn, params, result, where, len(records), args, dict(kwargs)))
 
     try:
         with trace_ops(on_op):
@@ -552,6 +554,7 @@ def export(
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
     dynamic_batch: bool = True,
+    fold: bool = False,
 ) -> Any:
     """Write ``model`` as an ONNX file, traced from one eval-mode forward.
 
@@ -571,6 +574,9 @@ def export(
     dynamic_batch : bool
         Make axis 0 of the inputs, and of every value computed from it, the symbolic
         ``batch`` dimension. False keeps the example's batch size fixed.
+    fold : bool
+        Export the graph :func:`tapegrad.inference.optimize` runs: batch norm folded into
+        the convolution or linear layer before it (one Conv or Gemm node instead of two).
 
     Returns
     -------
@@ -638,6 +644,10 @@ def export(
     if len(set(in_names) | set(out_names)) != len(in_names) + len(out_names):
         raise ValueError(f"onnx.export: names repeat: inputs {in_names}, outputs {out_names}")
 
+    if fold:
+        from .inference import fold_batch_norm
+
+        records = fold_batch_norm(records, outs)
     param_names: dict[int, str] = {}
     if hasattr(model, "named_parameters"):
         param_names.update({id(p): n for n, p in model.named_parameters()})

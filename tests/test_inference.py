@@ -1,0 +1,119 @@
+"""tapegrad.inference.optimize: folded batch norms, fused conv + bias + ReLU, no tape;
+outputs equal to the model's eval forward."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tapegrad as tg
+from tapegrad import inference, nn, zoo
+from tapegrad.nn import functional as F
+
+from ._deploy import LAYER_CASES, Fn, eval_forward, perturb, rel_err, zoo_case
+
+TOL = 1e-5
+
+
+@pytest.mark.parametrize("name", zoo.available())
+@pytest.mark.parametrize("fuse", [True, False])
+def test_zoo_models_match_eval_forward(name, fuse):
+    model, sample = zoo_case(name)
+    opt = inference.optimize(model, fuse=fuse)
+    rng = np.random.default_rng(5)
+    for n in (1, 7, 1):  # back to a shape seen before: its plan is reused
+        x = rng.standard_normal((n, *sample)).astype(np.float32)
+        y = opt(tg.Tensor(x))
+        assert isinstance(y, tg.Tensor) and not y.requires_grad and y._node is None
+        assert rel_err(y.data, eval_forward(model, x)) < TOL
+
+
+@pytest.mark.parametrize("case", LAYER_CASES, ids=[c[0] for c in LAYER_CASES])
+def test_each_layer_matches_eval_forward(case):
+    _, build, sample = case
+    tg.manual_seed(3)
+    model = perturb(build())
+    opt = inference.optimize(model)
+    x = np.random.default_rng(2).standard_normal((3, *sample)).astype(np.float32)
+    assert rel_err(opt(x).data, eval_forward(model, x)) < TOL
+
+
+def test_batch_norm_folded_relu_fused_dropout_gone():
+    model, sample = zoo_case("vgg_small")
+    steps = inference.optimize(model).describe(np.zeros((2, *sample), np.float32))
+    assert not any("batch norm" in s or "Dropout" in s for s in steps)
+    assert steps.count("conv + bias + relu") == 4 and "linear + relu" in steps
+    steps = inference.optimize(model, fold=False).describe(np.zeros((2, *sample), np.float32))
+    assert steps.count("batch norm + relu") == 4
+    mobile, sample = zoo_case("mobilenet_small")
+    steps = inference.optimize(mobile).describe(np.zeros((1, *sample), np.float32))
+    assert "depthwise conv + relu" in steps and "pointwise conv + bias + relu" in steps
+
+
+def test_fold_arithmetic_on_conv_and_linear():
+    tg.manual_seed(0)
+    model = perturb(
+        nn.Sequential(
+            nn.Conv2d(2, 3, 3, bias=True),
+            nn.BatchNorm2d(3),
+            nn.Flatten(),
+            nn.Linear(12, 4),
+            nn.BatchNorm1d(4),
+        )  # fmt: skip
+    )
+    x = np.random.default_rng(0).standard_normal((5, 2, 4, 4)).astype(np.float32)
+    opt = inference.optimize(model)
+    records, tensors, outs = opt.trace(x)
+    assert [r.fn.__name__ for r in records] == ["Conv2d", "Reshape", "Linear"]
+    assert rel_err(opt(x).data, eval_forward(model, x)) < TOL
+
+
+def test_bn_shared_input_or_after_residual_is_not_folded():
+    tg.manual_seed(1)
+    conv, bn = nn.Conv2d(2, 2, 1), nn.BatchNorm2d(2)
+    model = perturb(Fn(lambda m, x: m.m1(m.m0(x)) + m.m0(x) * 0 + m.m0(x), conv, bn))
+    x = np.random.default_rng(0).standard_normal((2, 2, 3, 3)).astype(np.float32)
+    assert rel_err(inference.optimize(model)(x).data, eval_forward(model, x)) < TOL
+    shared = perturb(Fn(lambda m, x: (lambda y: m.m1(y) + y)(m.m0(x)), conv, bn))
+    records, _, _ = inference.optimize(shared).trace(x)
+    assert "BatchNorm" in [r.fn.__name__ for r in records]  # the conv output is read twice
+    assert rel_err(inference.optimize(shared)(x).data, eval_forward(shared, x)) < TOL
+
+
+def test_results_are_not_overwritten_and_model_is_untouched():
+    model, sample = zoo_case("resnet8")
+    model.train()
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    opt = inference.optimize(model)
+    assert model.training
+    rng = np.random.default_rng(0)
+    x1, x2 = (rng.standard_normal((2, *sample)).astype(np.float32) for _ in range(2))
+    y1 = opt(x1).data.copy()
+    y1_view = opt(x1).data
+    opt(x2)
+    assert np.array_equal(y1, y1_view)
+    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
+    for p in model.parameters():
+        p.data[...] = 0  # later changes to the original do not reach the copy
+    assert np.array_equal(opt(x1).data, y1)
+    x1[...] = 0
+    assert not np.array_equal(opt(x1).data, y1)
+
+
+def test_bad_input():
+    opt = inference.optimize(nn.Linear(3, 2))
+    with pytest.raises(TypeError, match="InferenceModel: input 0 must be a float"):
+        opt(np.zeros((1, 3), np.int64))
+    with pytest.raises(TypeError, match="InferenceModel"):
+        opt()
+    with pytest.raises(ValueError, match="linear"):
+        opt(np.zeros((1, 4), np.float32))
+
+
+def test_functional_ops_run_without_tape():
+    model = Fn(lambda m, x: F.softmax(x * 2.0 + 1.0, dim=1).log() - x.mean(axis=1, keepdims=True))
+    x = np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)
+    ref = eval_forward(model, x)
+    xt = tg.Tensor(x, requires_grad=True)
+    y = inference.optimize(model)(xt)
+    assert y._node is None and rel_err(y.data, ref) < TOL
