@@ -62,64 +62,104 @@ class Tensor:
     # --- attributes ---------------------------------------------------------------------
     @property
     def shape(self) -> tuple[int, ...]:
+        """The shape, a tuple of ints (as ``numpy.ndarray.shape``)."""
         return self.data.shape
 
     @property
     def dtype(self) -> np.dtype:
+        """The NumPy dtype: float32 (the default for floats), float64, int64 or bool."""
         return self.data.dtype
 
     @property
     def ndim(self) -> int:
+        """The number of dimensions."""
         return self.data.ndim
 
     @property
     def size(self) -> int:
+        """The number of elements (an int, as ``numpy.ndarray.size``)."""
         return self.data.size
 
     @property
     def T(self) -> Tensor:
+        """The tensor with its dimensions reversed (a recorded ``permute``)."""
         return self.permute(*reversed(range(self.ndim)))
 
     @property
     def grad(self) -> Tensor | None:
+        """The gradient accumulated by ``backward()``, a Tensor of this tensor's shape and dtype,
+        or None before any backward (and after ``zero_grad``). Assigning an array-like or None
+        sets or clears it.
+        """
         return None if self._grad is None else Tensor._from_op(self._grad)
 
     @grad.setter
     def grad(self, value: Any) -> None:
+        """Set (converted to this tensor's dtype) or clear (None) the accumulated gradient."""
         self._grad = None if value is None else _as_array(value, self.data.dtype)
 
     @property
     def is_leaf(self) -> bool:
+        """True if no recorded op made this tensor (created by the user, or under ``no_grad``)."""
         return self._node is None
 
     def numpy(self) -> np.ndarray:
+        """The underlying NumPy array (no copy: writing to it changes the tensor).
+
+        Returns
+        -------
+        numpy.ndarray
+            The data, of this tensor's shape and dtype.
+        """
         return self.data
 
     def item(self) -> float | int:
+        """The value of a one-element tensor as a Python number.
+
+        Raises
+        ------
+        ValueError
+            If the tensor has more or fewer than one element.
+        """
         if self.data.size != 1:
             raise ValueError(f"item: tensor has {self.data.size} elements, not 1")
         return self.data.reshape(()).item()
 
     def detach(self) -> Tensor:
+        """A tensor sharing this one's data, cut from the tape (``requires_grad=False``)."""
         return Tensor._from_op(self.data)
 
     def clone(self) -> Tensor:
+        """A copy of the data; recorded (gradients flow back to this tensor) when it
+        requires grad."""
         return ew.Mul.apply(self, 1) if self.requires_grad else Tensor._from_op(self.data.copy())
 
     def float(self) -> Tensor:
+        """A float32 copy, not recorded (``requires_grad=False``)."""
         return self.astype(np.float32)
 
     def double(self) -> Tensor:
+        """A float64 copy, not recorded (``requires_grad=False``); what ``gradcheck`` needs."""
         return self.astype(np.float64)
 
     def astype(self, dtype: Any) -> Tensor:
+        """A copy converted to ``dtype`` (any NumPy dtype), not recorded
+        (``requires_grad=False``)."""
         return Tensor(self.data.astype(dtype), requires_grad=False)
 
     def requires_grad_(self, flag: bool = True) -> Tensor:
+        """Set ``requires_grad`` in place and return this tensor.
+
+        Parameters
+        ----------
+        flag : bool, default True
+            Whether ops on this tensor are recorded for ``backward``.
+        """
         self.requires_grad = flag
         return self
 
     def zero_(self) -> Tensor:
+        """Fill the data with zeros in place (not recorded) and return this tensor."""
         self.data[...] = 0
         return self
 
@@ -232,53 +272,130 @@ class Tensor:
 
     # --- elementwise functions ----------------------------------------------------------
     def exp(self) -> Tensor:
+        """Elementwise ``e**x``, recorded; same shape and dtype."""
         return ew.Exp.apply(self)
 
     def log(self) -> Tensor:
+        """Elementwise natural logarithm, recorded; same shape and dtype (``-inf`` at 0,
+        NaN below)."""
         return ew.Log.apply(self)
 
     def tanh(self) -> Tensor:
+        """Elementwise hyperbolic tangent, recorded; same shape and dtype."""
         return ew.Tanh.apply(self)
 
     def sigmoid(self) -> Tensor:
+        """Elementwise ``1 / (1 + exp(-x))``, recorded; same shape and dtype."""
         return ew.Sigmoid.apply(self)
 
     def relu(self) -> Tensor:
+        """Elementwise ``max(x, 0)`` through the ``relu`` kernel variants, recorded; same
+        shape and dtype."""
         return activation.ReLU.apply(self)
 
     def abs(self) -> Tensor:
+        """Elementwise absolute value, recorded (gradient ``sign(x)``, 0 at 0)."""
         return ew.Abs.apply(self)
 
     def sqrt(self) -> Tensor:
+        """Elementwise square root, recorded; same shape and dtype."""
         return ew.Sqrt.apply(self)
 
     def softmax(self, axis: int = -1) -> Tensor:
+        """Softmax along ``axis``, recorded: ``exp(x) / exp(x).sum(axis)``, computed stably.
+
+        Parameters
+        ----------
+        axis : int, default -1
+            The dimension that sums to 1.
+        """
         return activation.Softmax.apply(self, axis=axis)
 
     def log_softmax(self, axis: int = -1) -> Tensor:
+        """Log of the softmax along ``axis``, recorded; stabler than ``softmax().log()``.
+
+        Parameters
+        ----------
+        axis : int, default -1
+            The dimension normalised over.
+        """
         return activation.LogSoftmax.apply(self, axis=axis)
 
     # --- reductions ---------------------------------------------------------------------
     def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        """Sum over ``axis`` (all elements when None), recorded.
+
+        Parameters
+        ----------
+        axis : int, tuple of int or None, default None
+            The dimensions to reduce.
+        keepdims : bool, default False
+            Keep reduced dimensions with size 1.
+        """
         return reduce.Sum.apply(self, axis=axis, keepdims=keepdims)
 
     def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        """Mean over ``axis`` (all elements when None), recorded.
+
+        Parameters
+        ----------
+        axis : int, tuple of int or None, default None
+            The dimensions to reduce.
+        keepdims : bool, default False
+            Keep reduced dimensions with size 1.
+        """
         return reduce.Mean.apply(self, axis=axis, keepdims=keepdims)
 
     def max(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        """Maximum over ``axis`` (all elements when None), recorded; the gradient goes to the
+        maximal elements (split evenly between ties).
+
+        Parameters
+        ----------
+        axis : int, tuple of int or None, default None
+            The dimensions to reduce.
+        keepdims : bool, default False
+            Keep reduced dimensions with size 1.
+        """
         return reduce.Max.apply(self, axis=axis, keepdims=keepdims)
 
     def var(self, axis: Any = None, keepdims: bool = False, unbiased: bool = False) -> Tensor:
+        """Variance over ``axis`` (all elements when None), built from recorded ops.
+
+        Parameters
+        ----------
+        axis : int, tuple of int or None, default None
+            The dimensions to reduce.
+        keepdims : bool, default False
+            Keep reduced dimensions with size 1.
+        unbiased : bool, default False
+            Divide by ``n - 1`` instead of ``n``.
+        """
         mu = self.mean(axis=axis, keepdims=True)
         sq = ((self - mu) ** 2).sum(axis=axis, keepdims=keepdims)
         n = self.size // max(sq.size, 1)
         return sq / (n - 1 if unbiased else n)
 
     def argmax(self, axis: int | None = None) -> Tensor:
+        """Indices of the maxima along ``axis`` (of the flattened tensor when None), int64, not
+        recorded.
+        """
         return Tensor(np.argmax(self.data, axis=axis))
 
     # --- shape --------------------------------------------------------------------------
     def reshape(self, *shape: Any) -> Tensor:
+        """The same elements in a new shape, recorded; ``view`` is the same method.
+
+        Parameters
+        ----------
+        *shape : int, or one tuple/list of ints
+            The new shape; one entry may be -1 (inferred).
+
+        Raises
+        ------
+        ValueError
+            If the element counts differ, naming both shapes.
+        """
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
         return shape_op_reshape(self, shape)
@@ -286,6 +403,18 @@ class Tensor:
     view = reshape
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        """Merge dimensions ``start_dim`` to ``end_dim`` (inclusive) into one, recorded.
+
+        Parameters
+        ----------
+        start_dim : int, default 0
+        end_dim : int, default -1
+
+        Raises
+        ------
+        ValueError
+            If a dimension is out of range or ``start_dim`` comes after ``end_dim``.
+        """
         nd = max(self.ndim, 1)
         for name, d in (("start_dim", start_dim), ("end_dim", end_dim)):
             if not -nd <= d < nd:
@@ -300,6 +429,18 @@ class Tensor:
         return shape_op_reshape(self, new)
 
     def permute(self, *dims: Any) -> Tensor:
+        """Reorder the dimensions, recorded: ``x.permute(0, 2, 3, 1)`` turns NCHW into NHWC.
+
+        Parameters
+        ----------
+        *dims : int, or one tuple/list of ints
+            A permutation of ``range(ndim)`` (negative indices allowed).
+
+        Raises
+        ------
+        ValueError
+            If ``dims`` is not a permutation of the tensor's dimensions.
+        """
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
             dims = tuple(dims[0])
         if sorted(d % self.ndim for d in dims) != list(range(self.ndim)):
@@ -307,11 +448,15 @@ class Tensor:
         return shape.Permute.apply(self, tuple(d % self.ndim for d in dims))
 
     def transpose(self, dim0: int = -2, dim1: int = -1) -> Tensor:
+        """Swap dimensions ``dim0`` and ``dim1`` (default: the last two), recorded."""
         dims = list(range(self.ndim))
         dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
         return shape.Permute.apply(self, tuple(dims))
 
     def squeeze(self, axis: int | None = None) -> Tensor:
+        """Remove dimensions of size 1 (all of them, or only ``axis`` when given and of size 1),
+        recorded.
+        """
         if axis is None:
             new = tuple(s for s in self.shape if s != 1)
         else:
@@ -321,6 +466,7 @@ class Tensor:
         return shape_op_reshape(self, new)
 
     def unsqueeze(self, axis: int) -> Tensor:
+        """Insert a dimension of size 1 at ``axis`` (negative counts from the end), recorded."""
         a = axis if axis >= 0 else self.ndim + 1 + axis
         return shape_op_reshape(self, self.shape[:a] + (1,) + self.shape[a:])
 
@@ -333,6 +479,13 @@ class Tensor:
 
 
 def shape_op_reshape(t: Tensor, new_shape: tuple) -> Tensor:
+    """Reshape ``t`` to ``new_shape`` (recorded); errors name both shapes.
+
+    Raises
+    ------
+    ValueError, TypeError
+        If ``t`` cannot take ``new_shape``.
+    """
     try:
         return shape.Reshape.apply(t, tuple(new_shape))
     except (ValueError, TypeError) as exc:

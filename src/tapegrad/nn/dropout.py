@@ -15,9 +15,11 @@ class Dropout(Module):
         self.p, self.scale = check_p("Dropout", p), scale
 
     def forward(self, x):
+        """In training mode, drop elements of ``x`` (any shape); in eval mode return ``x``."""
         return F.dropout(x, self.p, self.training, self.scale)
 
     def extra_repr(self) -> str:
+        """The drop probability (and ``scale=False``), as shown in the repr."""
         return f"p={self.p}" + ("" if self.scale else ", scale=False")
 
 
@@ -29,9 +31,12 @@ class Dropout2d(Module):
         self.p, self.scale = check_p("Dropout2d", p), scale
 
     def forward(self, x):
+        """In training mode, drop whole channels of ``x`` (N, C, H, W); in eval mode return
+        ``x``."""
         return F.dropout2d(x, self.p, self.training, self.scale)
 
     def extra_repr(self) -> str:
+        """The drop probability, as shown in the repr."""
         return f"p={self.p}"
 
 
@@ -43,7 +48,9 @@ class GaussianDropout(Module):
         self.sigma = check_sigma("GaussianDropout", sigma)
 
     def forward(self, x):
+        """In training mode, multiply ``x`` by N(1, sigma^2) noise; in eval mode return ``x``."""
         return F.gaussian_dropout(x, self.sigma, self.training)
 
     def extra_repr(self) -> str:
+        """The noise's standard deviation, as shown in the repr."""
         return f"sigma={self.sigma}"

@@ -22,6 +22,7 @@ class CrossEntropyLoss(Module):
         )
 
     def forward(self, input: Any, target: Any):
+        """The loss of logits ``input`` (N, C) against class indices ``target`` (N,) int64."""
         return F.cross_entropy(
             input,
             target,
@@ -39,6 +40,7 @@ class NLLLoss(Module):
         self.reduction, self.ignore_index = reduction, ignore_index
 
     def forward(self, input: Any, target: Any):
+        """The loss of log-probabilities ``input`` (N, C) against class indices ``target`` (N,)."""
         return F.nll_loss(input, target, reduction=self.reduction, ignore_index=self.ignore_index)
 
 
@@ -50,6 +52,7 @@ class MSELoss(Module):
         self.reduction = reduction
 
     def forward(self, input: Any, target: Any):
+        """The squared error of ``input`` and ``target`` (same shape); ValueError otherwise."""
         return F.mse_loss(input, target, reduction=self.reduction)
 
 
@@ -61,6 +64,7 @@ class BCEWithLogitsLoss(Module):
         self.reduction, self.pos_weight = reduction, pos_weight
 
     def forward(self, input: Any, target: Any):
+        """The loss of logits ``input`` against targets in [0, 1] of the same shape."""
         return F.binary_cross_entropy_with_logits(
             input, target, reduction=self.reduction, pos_weight=self.pos_weight
         )

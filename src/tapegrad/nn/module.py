@@ -23,6 +23,26 @@ class Parameter(Tensor):
 
 
 class Module:
+    """Base class of layers and models: parameters, buffers and submodules by reflection.
+
+    Assigning a :class:`Parameter` or a ``Module`` to an attribute registers it (call
+    ``super().__init__()`` first); :meth:`register_buffer` registers state that is saved but
+    not trained. :meth:`state_dict` keys are dotted attribute paths, the same as PyTorch's
+    for the same network. Subclasses define :meth:`forward`; calling the module calls it.
+
+    Examples
+    --------
+    >>> import tapegrad.nn as nn
+    >>> class MLP(nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.fc1, self.fc2 = nn.Linear(4, 8), nn.Linear(8, 2)
+    ...     def forward(self, x):
+    ...         return self.fc2(self.fc1(x).relu())
+    >>> [k for k in MLP().state_dict()]
+    ['fc1.weight', 'fc1.bias', 'fc2.weight', 'fc2.bias']
+    """
+
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
@@ -50,18 +70,30 @@ class Module:
 
     # --- traversal ----------------------------------------------------------------------
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """Yield ``(dotted name, module)`` for this module (name ``prefix``) and every submodule,
+        depth first in registration order.
+        """
         yield prefix, self
         for name, m in self._modules.items():
             yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
 
     def modules(self) -> Iterator[Module]:
+        """Yield this module and every submodule, depth first."""
         for _, m in self.named_modules():
             yield m
 
     def children(self) -> Iterator[Module]:
+        """Yield the direct submodules in registration order."""
         yield from self._modules.values()
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """Yield ``(dotted name, Parameter)`` for every parameter, each shared one once.
+
+        Parameters
+        ----------
+        prefix : str, default ""
+            Prepended (with a dot) to every name.
+        """
         seen: set[int] = set()
         for mname, m in self.named_modules(prefix):
             for pname, p in m._parameters.items():
@@ -70,10 +102,12 @@ class Module:
                     yield (f"{mname}.{pname}" if mname else pname), p
 
     def parameters(self) -> Iterator[Parameter]:
+        """Yield every parameter once (what an optimiser takes)."""
         for _, p in self.named_parameters():
             yield p
 
     def named_buffers(self) -> Iterator[tuple[str, Tensor]]:
+        """Yield ``(dotted name, Tensor)`` for every registered buffer that is not None."""
         for mname, m in self.named_modules():
             for bname, b in m._buffers.items():
                 if b is not None:
@@ -81,14 +115,21 @@ class Module:
 
     # --- modes --------------------------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
+        """Set training mode (``mode=True``) or evaluation mode on this module and every submodule.
+
+        Training mode matters to batch norm (batch statistics and running-average updates) and
+        dropout (active). Returns this module.
+        """
         for m in self.modules():
             object.__setattr__(m, "training", mode)
         return self
 
     def eval(self) -> Module:
+        """Evaluation mode: ``train(False)``. Returns this module."""
         return self.train(False)
 
     def zero_grad(self) -> None:
+        """Clear the gradient of every parameter (set ``grad`` to None)."""
         for p in self.parameters():
             p.grad = None
 
@@ -138,12 +179,20 @@ class Module:
 
     # --- calling ------------------------------------------------------------------------
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The computation; subclasses override it. ``module(x)`` calls it.
+
+        Raises
+        ------
+        NotImplementedError
+            If the subclass does not define it.
+        """
         raise NotImplementedError(f"{type(self).__name__}.forward is not defined")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
 
     def extra_repr(self) -> str:
+        """Text shown inside the parentheses of the module's repr; layers override it."""
         return ""
 
     def __repr__(self) -> str:
@@ -155,6 +204,12 @@ class Module:
 
 
 class Sequential(Module):
+    """Layers applied in order: ``Sequential(nn.Conv2d(1, 6, 5), nn.ReLU())``.
+
+    The layers are registered as submodules named ``"0"``, ``"1"``, ...; the object supports
+    ``len``, indexing and iteration over them.
+    """
+
     def __init__(self, *layers: Module) -> None:
         super().__init__()
         for i, layer in enumerate(layers):
@@ -170,6 +225,7 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def forward(self, x: Any) -> Any:
+        """Pass ``x`` through each layer in turn and return the last output."""
         for layer in self._modules.values():
             x = layer(x)
         return x

@@ -128,9 +128,11 @@ class LayerNorm(Module):
         )
 
     def forward(self, x):
+        """Normalise ``x`` (..., *normalized_shape) over its trailing dimensions."""
         return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
+        """The normalised shape, eps and affine flag, as shown in the repr."""
         return (
             f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
         )
@@ -157,7 +159,9 @@ class GroupNorm(Module):
         self.bias = Parameter(np.zeros(num_channels, np.float32)) if affine else None
 
     def forward(self, x):
+        """Normalise ``x`` (N, C, ...) per sample over groups of channels."""
         return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
+        """Groups, channels, eps and affine flag, as shown in the repr."""
         return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"

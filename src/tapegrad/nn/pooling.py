@@ -7,6 +7,22 @@ from .module import Module
 
 
 class MaxPool2d(Module):
+    """2-D max pooling over (N, C, H, W) input (:func:`tapegrad.nn.functional.max_pool2d`).
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+        The window.
+    stride : int or (int, int), optional
+        Default: ``kernel_size``.
+    padding : int or (int, int), default 0
+        Implicit ``-inf`` padding on each side; at most half the window.
+    dilation : int or (int, int), default 1
+        Spacing between window elements.
+    ceil_mode : bool, default False
+        Round the output size up instead of down.
+    """
+
     def __init__(
         self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False
     ) -> None:
@@ -15,15 +31,33 @@ class MaxPool2d(Module):
         self.dilation, self.ceil_mode = dilation, ceil_mode
 
     def forward(self, x):
+        """Pool ``x`` (N, C, H, W) to (N, C, Ho, Wo); ValueError on a bad shape."""
         return F.max_pool2d(
             x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
         )
 
     def extra_repr(self) -> str:
+        """The window and stride, as shown in the repr."""
         return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}"
 
 
 class AvgPool2d(Module):
+    """2-D average pooling over (N, C, H, W) input (:func:`tapegrad.nn.functional.avg_pool2d`).
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+        The window.
+    stride : int or (int, int), optional
+        Default: ``kernel_size``.
+    padding : int or (int, int), default 0
+        Zero padding on each side; at most half the window.
+    ceil_mode : bool, default False
+        Round the output size up instead of down.
+    count_include_pad : bool, default True
+        Count padded zeros in the divisor.
+    """
+
     def __init__(
         self,
         kernel_size,
@@ -37,21 +71,34 @@ class AvgPool2d(Module):
         self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
 
     def forward(self, x):
+        """Pool ``x`` (N, C, H, W) to (N, C, Ho, Wo); ValueError on a bad shape."""
         return F.avg_pool2d(
             x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad
         )
 
     def extra_repr(self) -> str:
+        """The window and stride, as shown in the repr."""
         return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}"
 
 
 class AdaptiveAvgPool2d(Module):
+    """Average pooling to a fixed output size, whatever the input's
+    (:func:`tapegrad.nn.functional.adaptive_avg_pool2d`).
+
+    Parameters
+    ----------
+    output_size : int or (int, int)
+        (Ho, Wo) of the output; ``1`` is global average pooling.
+    """
+
     def __init__(self, output_size) -> None:
         super().__init__()
         self.output_size = output_size
 
     def forward(self, x):
+        """Pool ``x`` (N, C, H, W) to (N, C, Ho, Wo)."""
         return F.adaptive_avg_pool2d(x, self.output_size)
 
     def extra_repr(self) -> str:
+        """The output size, as shown in the repr."""
         return f"output_size={self.output_size}"

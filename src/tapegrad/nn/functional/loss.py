@@ -28,6 +28,27 @@ def cross_entropy(
 
 
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    """Squared error ``(input - target) ** 2``, averaged (``"mean"``), summed (``"sum"``) or
+    elementwise (``"none"``).
+
+    Parameters
+    ----------
+    input, target : Tensor or ndarray
+        The same shape, float32 or float64.
+    reduction : {"mean", "sum", "none"}, default "mean"
+
+    Returns
+    -------
+    Tensor
+        A scalar, or the input's shape with ``reduction="none"``.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ (both are named) or ``reduction`` is unknown.
+    TypeError
+        If an argument is not a Tensor or ndarray.
+    """
     return _loss.MSELoss.apply(
         _t(input, "mse_loss"), _t(target, "mse_loss", "target"), reduction=reduction
     )
