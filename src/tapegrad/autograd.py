@@ -28,6 +28,7 @@ _counter = itertools.count()
 
 
 def is_grad_enabled() -> bool:
+    """Whether ops are recorded in this thread now (False inside ``no_grad()``)."""
     return getattr(_state, "grad", True)
 
 
@@ -65,6 +66,9 @@ def no_grad() -> _GradMode:
 
 
 def enable_grad() -> _GradMode:
+    """Recording on inside, even within ``no_grad()``: ``with enable_grad():`` or
+    ``@enable_grad()``.
+    """
     return _GradMode(True)
 
 
@@ -103,6 +107,10 @@ def detect_anomaly() -> Iterator[None]:
 
 
 class AnomalyError(RuntimeError):
+    """Raised inside :func:`detect_anomaly` by the first op whose forward or backward makes a
+    NaN or Inf.
+    """
+
     pass
 
 
@@ -130,10 +138,19 @@ class Context:
         self.needs_input_grad = needs_input_grad
 
     def save_for_backward(self, *arrays: Any) -> None:
+        """Keep arrays for the backward (read them back with :attr:`saved_arrays`)."""
         self.saved = arrays
 
     @property
     def saved_arrays(self) -> tuple:
+        """The arrays given to :meth:`save_for_backward`, in order.
+
+        Raises
+        ------
+        RuntimeError
+            If a previous ``backward()`` freed them (backward through the graph a second time
+            without ``retain_graph=True``).
+        """
         if self.saved is None:
             raise RuntimeError(
                 "backward through the graph a second time: its saved buffers were freed "
@@ -158,6 +175,7 @@ class Node:
     def free(self) -> None:
         # drop the saved arrays and the input tensors: a spent record must not keep the
         # activations alive while the loss it led to is still referenced
+        """Drop the saved arrays and input references of a spent record."""
         self.ctx.saved = None
         self.ctx.__dict__.clear()
         self.inputs = [None] * len(self.inputs)
@@ -187,14 +205,33 @@ class Function:
 
     @staticmethod
     def forward(ctx: Context, *args: Any, **kwargs: Any) -> np.ndarray:
+        """Compute the op on NumPy arrays (where the caller passed Tensors) and return an array.
+
+        Subclasses implement it as a ``@staticmethod``; ``ctx`` is the :class:`Context` shared
+        with :meth:`backward`.
+        """
         raise NotImplementedError
 
     @staticmethod
     def backward(ctx: Context, grad: np.ndarray) -> Any:
+        """Given the gradient of the output (an array of its shape), return one gradient (or None)
+        per positional argument of :meth:`forward`, each of that argument's shape.
+
+        Subclasses implement it as a ``@staticmethod``; ``ctx.needs_input_grad`` says which
+        gradients are wanted.
+        """
         raise NotImplementedError
 
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
+        """Run the op: forward on the arrays, and a record on the tape when grad is enabled and
+        some Tensor argument requires grad.
+
+        Returns
+        -------
+        Tensor
+            The output; it requires grad exactly when a record was made.
+        """
         from .tensor import Tensor
 
         tensors = [a if isinstance(a, Tensor) else None for a in args]

@@ -21,10 +21,14 @@ def manual_seed(seed: int) -> None:
 
 
 def generator() -> np.random.Generator:
+    """The NumPy generator behind ``randn``, ``rand`` and weight initialisation (reseeded by
+    :func:`manual_seed`).
+    """
     return _rng["gen"]
 
 
 def initial_seed() -> int:
+    """The seed last passed to :func:`manual_seed` (0 at import)."""
     return _rng["seed"]
 
 
@@ -35,36 +39,98 @@ def _shape(shape: tuple) -> tuple[int, ...]:
 
 
 def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
+    """A new leaf tensor holding a copy of ``data``.
+
+    Parameters
+    ----------
+    data : array-like or Tensor
+        Numbers, nested lists or an ndarray (bool, int or float).
+    requires_grad : bool, default False
+        Record ops on it for ``backward`` (floating dtypes only).
+    dtype : numpy dtype, optional
+        Default: Python floats and lists of them give float32, an ndarray keeps float32 or
+        float64, integers give int64.
+
+    Raises
+    ------
+    TypeError
+        If ``data`` is not numeric, or ``requires_grad`` is asked of a non-floating dtype.
+    """
     return Tensor(data, requires_grad=requires_grad, dtype=dtype)
 
 
 def zeros(*shape: Any, dtype: Any = np.float32, requires_grad: bool = False) -> Tensor:
+    """A tensor of zeros: ``zeros(2, 3)`` or ``zeros((2, 3))``.
+
+    Parameters
+    ----------
+    *shape : int, or one tuple/list of ints
+    dtype : numpy dtype, default float32
+    requires_grad : bool, default False
+    """
     return Tensor(np.zeros(_shape(shape), dtype=dtype), requires_grad=requires_grad)
 
 
 def ones(*shape: Any, dtype: Any = np.float32, requires_grad: bool = False) -> Tensor:
+    """A tensor of ones: ``ones(2, 3)`` or ``ones((2, 3))``.
+
+    Parameters
+    ----------
+    *shape : int, or one tuple/list of ints
+    dtype : numpy dtype, default float32
+    requires_grad : bool, default False
+    """
     return Tensor(np.ones(_shape(shape), dtype=dtype), requires_grad=requires_grad)
 
 
 def zeros_like(t: Tensor, requires_grad: bool = False) -> Tensor:
+    """Zeros with the shape and dtype of ``t``."""
     return Tensor(np.zeros_like(t.data), requires_grad=requires_grad)
 
 
 def ones_like(t: Tensor, requires_grad: bool = False) -> Tensor:
+    """Ones with the shape and dtype of ``t``."""
     return Tensor(np.ones_like(t.data), requires_grad=requires_grad)
 
 
 def randn(*shape: Any, dtype: Any = np.float32, requires_grad: bool = False) -> Tensor:
+    """Standard normal samples from tapegrad's generator (seeded by :func:`manual_seed`).
+
+    Parameters
+    ----------
+    *shape : int, or one tuple/list of ints
+    dtype : numpy dtype, default float32
+    requires_grad : bool, default False
+    """
     data = _rng["gen"].standard_normal(_shape(shape)).astype(dtype)
     return Tensor(data, requires_grad=requires_grad)
 
 
 def rand(*shape: Any, dtype: Any = np.float32, requires_grad: bool = False) -> Tensor:
+    """Uniform samples in [0, 1) from tapegrad's generator (seeded by :func:`manual_seed`).
+
+    Parameters
+    ----------
+    *shape : int, or one tuple/list of ints
+    dtype : numpy dtype, default float32
+    requires_grad : bool, default False
+    """
     data = _rng["gen"].random(_shape(shape)).astype(dtype)
     return Tensor(data, requires_grad=requires_grad)
 
 
 def arange(start: float, stop: float | None = None, step: float = 1, dtype: Any = None) -> Tensor:
+    """Evenly spaced values in [start, stop) (``arange(n)`` is 0 .. n-1), as ``numpy.arange``.
+
+    Parameters
+    ----------
+    start : number
+        The first value, or the end when ``stop`` is None.
+    stop : number, optional
+    step : number, default 1
+    dtype : numpy dtype, optional
+        Default: int64 for integer arguments, float64 for floats (NumPy's rule).
+    """
     if stop is None:
         start, stop = 0, start
     return Tensor(np.arange(start, stop, step, dtype=dtype))

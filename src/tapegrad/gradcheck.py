@@ -10,6 +10,8 @@ from .tensor import Tensor
 
 
 class GradcheckError(AssertionError):
+    """Raised by :func:`gradcheck` when an analytic gradient disagrees with central differences."""
+
     pass
 
 

@@ -54,6 +54,7 @@ class Record:
     kwargs: dict[str, Any] | None = None
 
     def inputs(self) -> list[Tensor]:
+        """The Tensor arguments of the op, in argument order (tensors inside lists included)."""
         found: list[Tensor] = []
         for v in self.params.values():
             if isinstance(v, Tensor):
@@ -63,6 +64,7 @@ class Record:
         return found
 
     def describe(self) -> str:
+        """``module.Function (op #i) in file:line``: how errors name this op."""
         return f"{self.fn.__module__}.{self.fn.__name__} (op #{self.index}) in {self.where}"
 
 

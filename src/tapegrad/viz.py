@@ -68,9 +68,11 @@ class Graph:
 
     # --- queries ---------------------------------------------------------------------------
     def tensors(self) -> list[GraphNode]:
+        """The tensor nodes, in data-flow order."""
         return [n for n in self.nodes.values() if n.kind == "tensor"]
 
     def ops(self) -> list[GraphNode]:
+        """The op nodes, in data-flow order."""
         return [n for n in self.nodes.values() if n.kind == "op"]
 
     def node(self, name: str) -> GraphNode:

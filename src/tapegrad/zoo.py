@@ -43,6 +43,7 @@ class LeNet5(nn.Module):
         )
 
     def forward(self, x):
+        """Logits (N, num_classes) of images ``x`` (N, in_channels, input_size, input_size)."""
         return self.classifier(self.flatten(self.features(x)))
 
 
@@ -55,6 +56,7 @@ class GlobalAvgPool(nn.Module):
     """(N, C, H, W) -> (N, C): the mean over H and W (``AdaptiveAvgPool2d(1)`` + flatten)."""
 
     def forward(self, x):
+        """The mean of ``x`` (N, C, H, W) over H and W: (N, C)."""
         return x.mean(axis=(2, 3))
 
 
@@ -107,6 +109,7 @@ class VGGSmall(nn.Module):
         )
 
     def forward(self, x):
+        """Logits (N, num_classes) of images ``x`` (N, in_channels, H, W)."""
         return self.classifier(self.features(x))
 
 
@@ -119,6 +122,7 @@ class DepthwiseSeparable(nn.Module):
         self.pointwise = nn.Sequential(*_conv_bn_relu(cin, cout, 1))
 
     def forward(self, x):
+        """Depthwise then pointwise convolution of ``x`` (N, C_in, H, W), each with BN and ReLU."""
         return self.pointwise(self.depthwise(x))
 
 
@@ -147,6 +151,7 @@ class MobileNetSmall(nn.Module):
         self.input_size = input_size
 
     def forward(self, x):
+        """Logits (N, num_classes) of images ``x`` (N, in_channels, H, W)."""
         return self.classifier(self.pool(self.features(x)))
 
 
@@ -170,6 +175,9 @@ class PreActBlock(nn.Module):
             self.shortcut = None
 
     def forward(self, x):
+        """``x`` plus the residual branch (BN-ReLU-conv twice); a 1x1 shortcut when the shape
+        changes.
+        """
         out = self.relu(self.bn1(x))
         skip = self.shortcut(out) if self.shortcut is not None else x
         out = self.conv1(out)
@@ -196,6 +204,7 @@ class ResNet8(nn.Module):
         self.input_size = input_size
 
     def forward(self, x):
+        """Logits (N, num_classes) of images ``x`` (N, in_channels, H, W)."""
         x = self.layer3(self.layer2(self.layer1(self.conv1(x))))
         return self.fc(self.pool(self.relu(self.bn(x))))
 
@@ -231,6 +240,7 @@ class ConvAutoencoder(nn.Module):
         )
 
     def forward(self, x):
+        """The reconstruction of ``x`` (N, in_channels, H, W), same shape, in [0, 1]."""
         return self.decoder(self.encoder(x))
 
 
@@ -295,6 +305,7 @@ def get_model(name: str, **kwargs) -> nn.Module:
 
 
 def available() -> list[str]:
+    """The names of the zoo models, sorted (what :func:`get_model` accepts)."""
     return sorted(MODELS)
 
 

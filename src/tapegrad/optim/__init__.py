@@ -140,6 +140,7 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value: float) -> None:
+        """Set every group's learning rate."""
         for g in self.param_groups:
             g["lr"] = value
 

@@ -201,6 +201,14 @@ class OneCycleLR(LRScheduler):
     def get_lr(self) -> list[float]:
         # like PyTorch, the step after the last one (last_epoch == total_steps) is allowed so
         # a loop can call step() after every batch
+        """The learning rate of every group at the current step (momentum, or Adam's beta1, is
+        cycled in opposite phase when ``cycle_momentum``).
+
+        Raises
+        ------
+        ValueError
+            If stepped more than ``total_steps`` times.
+        """
         if self.last_epoch > self.total_steps:
             raise ValueError(
                 f"OneCycleLR: stepped {self.last_epoch} times, total_steps is {self.total_steps}"
@@ -240,6 +248,7 @@ class LinearWarmup(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def step(self) -> None:
+        """Advance one step: the warm-up ramp, then the ``after`` scheduler's own steps."""
         self.last_epoch += 1
         if self.last_epoch > self.warmup_steps and self._after is not None:
             self._after.step()
@@ -254,12 +263,16 @@ class LinearWarmup(LRScheduler):
         return base_lr * factor
 
     def state_dict(self) -> dict[str, Any]:
+        """The scheduler's state, with the ``after`` scheduler's under ``after``."""
         sd = super().state_dict()
         if self._after is not None:
             sd["after"] = self._after.state_dict()
         return sd
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` (the ``after`` scheduler's too) and set the rates it
+        implies.
+        """
         state = dict(state)
         after = state.pop("after", None)
         self.__dict__.update(state)
@@ -335,6 +348,7 @@ class LambdaLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
+        """``base_lr * lr_lambda(step)`` for every group."""
         return [b * f(self.last_epoch) for b, f in zip(self.base_lrs, self._lr_lambdas)]
 
 
@@ -420,7 +434,9 @@ class ReduceLROnPlateau(LRScheduler):
             self.num_bad_epochs = 0
 
     def get_lr(self) -> list[float]:
+        """The current learning rates (this scheduler changes them only in :meth:`step`)."""
         return self.get_last_lr()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` (best metric, counters, rates)."""
         self.__dict__.update(state)

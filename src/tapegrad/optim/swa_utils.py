@@ -95,6 +95,7 @@ class AveragedModel(Module):
         self.avg_fn, self.multi_avg_fn, self.use_buffers = avg_fn, multi_avg_fn, use_buffers
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the averaged copy of the model on the arguments."""
         return self.module(*args, **kwargs)
 
     def _tensors(self, model: Module) -> list[Tensor]:
