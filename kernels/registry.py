@@ -192,6 +192,7 @@ def autotune(enabled: bool = True) -> None:
 
 
 def autotune_enabled() -> bool:
+    """Whether ``auto`` times candidates per signature (:func:`autotune`, ``TAPEGRAD_AUTOTUNE``)."""
     return _autotune["on"]
 
 
@@ -421,6 +422,7 @@ def disk_cache(enabled: bool = True) -> None:
 
 
 def disk_cache_enabled() -> bool:
+    """Whether autotune winners are read from and written to the disk cache."""
     return _disk["on"]
 
 

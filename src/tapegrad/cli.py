@@ -65,6 +65,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``tapegrad`` argument parser: ``train``, ``eval``, ``info`` and the delegated
+    commands.
+    """
     parser = argparse.ArgumentParser(
         prog="tapegrad", description="Train and inspect small CNNs with tapegrad."
     )
@@ -121,6 +124,7 @@ def _distributed_options(cfg: Any) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """``tapegrad train``: build the run from the arguments and train; returns the exit status."""
     from . import zoo
     from .train import TrainConfig, Trainer
 
@@ -174,6 +178,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    """``tapegrad eval``: a checkpoint's test loss and accuracy (or MSE); returns the exit
+    status.
+    """
     from . import checkpoint, zoo
     from .data import DataLoader, DatasetNotFoundError, TensorDataset
     from .kernels import set_num_threads
@@ -214,6 +221,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    """``tapegrad info``: a zoo model's layer table (or the model list); returns the exit status."""
     from . import zoo
 
     if args.list or args.model is None:
@@ -238,6 +246,10 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line on ``argv`` (default: ``sys.argv[1:]``) and return the exit status:
+    0 on success, 1 when the dataset is missing, 2 for an unknown model; malformed options
+    exit through argparse with status 2.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in _DELEGATED:
         # parsed by the delegate itself so its own --help and options work

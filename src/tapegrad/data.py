@@ -402,6 +402,9 @@ class DataLoader:
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Set the epoch whose shuffled order the next iteration uses (as after ``epoch``
+        passes).
+        """
         self.epoch = int(epoch)
 
     def _num_samples(self) -> int:
@@ -434,6 +437,11 @@ class DataLoader:
 
 
 class Compose:
+    """Apply batched transforms in order: ``Compose([Pad(2), RandomCrop(28)])``.
+
+    Each transform takes ``(x, rng)`` with ``x`` an (N, C, H, W) array and returns an array.
+    """
+
     def __init__(self, transforms: Sequence[Callable]) -> None:
         self.transforms = list(transforms)
 

@@ -127,6 +127,7 @@ def _install_abort_hook(comm: Any) -> None:
 
 
 def is_initialized() -> bool:
+    """Whether :func:`init` has run in this process."""
     return _state["comm"] is not None
 
 
@@ -388,17 +389,21 @@ class DataParallel(Module):
     # the wrapper is transparent: traversal (parameters, buffers, state_dict, train/eval)
     # goes straight to the wrapped model, so names carry no "module." prefix
     def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """The wrapped model's modules, with its own names (no ``module.`` prefix)."""
         yield from self.module.named_modules(prefix)
 
     def train(self, mode: bool = True) -> DataParallel:
+        """Set the wrapped model's training mode (``mode=True``) or eval mode; returns self."""
         self.module.train(mode)
         object.__setattr__(self, "training", mode)
         return self
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the wrapped model on the arguments (this rank's share of the batch)."""
         return self.module(*args, **kwargs)
 
     def extra_repr(self) -> str:
+        """The world size and the gradient buckets' sizes, as shown in the repr."""
         sizes = ", ".join(f"{b.nbytes() / 2**20:.2f} MB" for b in self.buckets)
         return f"world_size={self.world_size}, buckets=[{sizes}]"
 

@@ -76,6 +76,14 @@ DEFAULT_LR = {"sgd": 0.1, "adam": 2e-3, "adamw": 2e-3, "rmsprop": 1e-3}
 
 
 def build_optimizer(cfg: TrainConfig, params: Sequence[Any]) -> optim.Optimizer:
+    """The optimiser ``cfg.optimizer`` names over ``params``, with ``cfg.lr`` (default: the
+    optimiser's entry in ``DEFAULT_LR``), momentum and weight decay.
+
+    Raises
+    ------
+    ValueError
+        If ``cfg.optimizer`` is not one of sgd, adam, adamw, rmsprop.
+    """
     lr = cfg.lr if cfg.lr is not None else DEFAULT_LR[cfg.optimizer]
     if cfg.optimizer == "sgd":
         return optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -160,6 +168,10 @@ def is_reconstruction(model: Module) -> bool:
 
 @dataclass
 class EpochStats:
+    """One training epoch's mean loss, accuracy (None for reconstruction), image count and
+    seconds.
+    """
+
     loss: float
     accuracy: float | None
     images: int
@@ -167,6 +179,7 @@ class EpochStats:
 
     @property
     def images_per_s(self) -> float:
+        """Training throughput of the epoch (NaN if it took no measurable time)."""
         return self.images / self.seconds if self.seconds > 0 else float("nan")
 
 
@@ -262,6 +275,7 @@ class Trainer:
 
     # --- one batch --------------------------------------------------------------------
     def loss_of(self, xb: np.ndarray, yb: np.ndarray) -> tuple[Tensor, Tensor]:
+        """The loss and the model's output for one batch (images ``xb``, labels ``yb``)."""
         x = Tensor._from_op(xb)  # the batch array is used as is: no copy
         out = self.model(x)
         loss = F.mse_loss(out, x) if self.reconstruction else F.cross_entropy(out, yb)
@@ -285,6 +299,7 @@ class Trainer:
 
     # --- one epoch --------------------------------------------------------------------
     def train_epoch(self) -> EpochStats:
+        """Train one epoch over the training loader (with a progress bar unless disabled)."""
         from tqdm import tqdm
 
         self.model.train()
@@ -375,6 +390,7 @@ class Trainer:
             plot_curves(rows, self.out / "curves.png", self.log)
 
     def state_dict(self) -> dict[str, Any]:
+        """Everything a resume needs: model, optimiser, scheduler, epoch, RNG state, config."""
         return {
             "model": dict(self.model.state_dict()),
             "optimizer": self.optimizer.state_dict(),
@@ -385,6 +401,9 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict`. A checkpoint from a run with another schedule (more
+        epochs, say) follows this run's schedule from the resumed epoch instead.
+        """
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch = int(state["epoch"])
@@ -410,6 +429,14 @@ class Trainer:
         _set_rng_state(state.get("rng") or {})
 
     def resume(self, path: str | os.PathLike) -> None:
+        """Load the training checkpoint at ``path`` and continue from its epoch; the run
+        directory's ``metrics.jsonl`` keeps only the epochs the checkpoint covers.
+
+        Raises
+        ------
+        ValueError
+            If the file is not a training checkpoint (no ``model``/``epoch`` entries).
+        """
         state = checkpoint.load(path)
         if not isinstance(state, dict) or "model" not in state or "epoch" not in state:
             raise ValueError(
@@ -448,6 +475,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The rows of a ``metrics.jsonl`` file (one dict per epoch)."""
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
 
