@@ -49,8 +49,11 @@ def __getattr__(name: str):
         "experiments",
         "onnx",
         "inference",
+        "interop",
     ):
         return importlib.import_module(f".{name}", __name__)
+    if name in ("from_dlpack", "from_torch"):
+        return getattr(importlib.import_module(".interop", __name__), name)
     if name in ("save", "load"):
         return getattr(importlib.import_module(".checkpoint", __name__), name)
     raise AttributeError(f"module 'tapegrad' has no attribute {name!r}")

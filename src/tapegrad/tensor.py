@@ -205,6 +205,16 @@ class Tensor:
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         return self.data if dtype is None else self.data.astype(dtype)
 
+    def __dlpack__(self, **kwargs: Any) -> Any:
+        """A DLPack capsule of this tensor's array (no copy): ``torch.from_dlpack(t)`` and
+        ``np.from_dlpack(t)`` share its memory. Keywords (``stream``, ``max_version``,
+        ``dl_device``, ``copy``) are NumPy's; the tape does not follow the data across."""
+        return self.data.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        """``(1, 0)``: DLPack's CPU device."""
+        return self.data.__dlpack_device__()
+
     # --- arithmetic ---------------------------------------------------------------------
     def __add__(self, o: Any) -> Tensor:
         return ew.Add.apply(self, _wrap(o, self))
