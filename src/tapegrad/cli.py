@@ -17,6 +17,7 @@ _DELEGATED = {
     "bench": ("tapegrad.bench.cli", "kernel and model benchmarks"),
     "experiment": ("tapegrad.experiments.cli", "reproducible experiments"),
     "export": ("tapegrad.onnx_cli", "write a trained model as an ONNX file"),
+    "predict": ("tapegrad.predict", "top-k classes of PNG/JPEG images"),
 }
 
 
