@@ -262,3 +262,163 @@ def test_loader_applies_transform_reproducibly():
     assert not np.array_equal(
         np.concatenate([t[0] for t in a]), x[np.concatenate([t[1] for t in a])]
     )
+
+
+# --- files that cost far more than their size, and malformed CIFAR batches ---------------
+
+
+def _shared_list_bomb(depth: int) -> bytes:
+    """Pickle opcodes for a list nested ``depth`` deep whose two entries are the same
+    memoised list: 2**depth zeros when expanded, about 8 bytes per level in the file."""
+    ops = b"K\x00q\x000"  # BININT1 0, BINPUT 0, POP
+    for i in range(depth):
+        # MARK, BINGET i, BINGET i, LIST, BINPUT i + 1, POP
+        ops += b"(h" + bytes([i]) + b"h" + bytes([i]) + b"lq" + bytes([i + 1]) + b"0"
+    return ops + b"h" + bytes([depth])  # BINGET depth: the outermost list
+
+
+def _cifar_pickle(data_ops: bytes, label_ops: bytes = b"]K\x00a") -> bytes:
+    """A protocol-3 pickle of {b"data": <data_ops>, b"labels": <label_ops>}."""
+    return b"\x80\x03}(C\x04data" + data_ops + b"C\x06labels" + label_ops + b"u."
+
+
+def _cheaply(fn, *args):
+    """Run fn(*args); return (exception raised, seconds, peak traced bytes)."""
+    import time
+    import tracemalloc
+
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        fn(*args)
+    except Exception as e:  # noqa: BLE001 - returned for the caller to check
+        err = e
+    else:
+        err = None
+    dt = time.perf_counter() - t0
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return err, dt, peak
+
+
+@pytest.mark.parametrize("where", ["data", "labels", "row", "key", "shape"])
+def test_cifar_shared_reference_bombs_are_refused_cheaply(tmp_path, where):
+    # 20 levels: a million elements if expanded, which the reader used to build in ~10 s
+    # (a 32-level file of 300 bytes is 4 billion); refused now before anything is built
+    bomb = _shared_list_bomb(20)
+    if where == "data":
+        raw = _cifar_pickle(bomb)
+    elif where == "labels":
+        raw = _cifar_pickle(b"C\x00", bomb)
+    elif where == "row":  # one row of the right count whose element is the bomb
+        raw = _cifar_pickle(b"]" + bomb + b"a")
+    elif where == "key":  # a tuple dict key is hashed through everything it shares
+        tup = bomb.replace(b"lq", b"tq")
+        raw = b"\x80\x03}(" + tup + b"K\x00u."
+    else:  # an ndarray whose shape is the bomb
+        tup = bomb.replace(b"lq", b"tq")
+        raw = (
+            b"\x80\x02cnumpy.core.multiarray\n_reconstruct\nq\xf0cnumpy\nndarray\nq\xf1"
+            b"K\x00\x85C\x01b\x87R(K\x01" + tup + b"cnumpy\ndtype\nX\x02\x00\x00\x00u1"
+            b"\x89\x88\x87R\x89C\x00tb."
+        )
+    assert len(raw) < 400
+    p = tmp_path / "data_batch_1"
+    p.write_bytes(raw)
+    err, dt, peak = _cheaply(data.read_cifar_batch, p)
+    assert isinstance(err, ValueError), err
+    assert str(p) in str(err)
+    assert dt < 2.0, f"{dt:.1f} s to refuse a {len(raw)}-byte file"
+    assert peak < 4 * 2**20, f"{peak / 2**20:.0f} MiB to refuse a {len(raw)}-byte file"
+
+
+def _gzip_zero_bomb(path, header: bytes, zeros: int) -> None:
+    comp = __import__("zlib").compressobj(9, 8, 31)  # wbits 31: a gzip stream
+    with open(path, "wb") as f:
+        f.write(comp.compress(header))
+        chunk = bytes(2**20)
+        for _ in range(zeros // len(chunk)):
+            f.write(comp.compress(chunk))
+        f.write(comp.flush())
+
+
+def test_gzip_idx_that_inflates_past_its_header_is_refused_cheaply(tmp_path):
+    # the header says 4 bytes; the stream inflates to 64 MiB of zeros (from ~64 KiB)
+    p = tmp_path / "train-labels-idx1-ubyte.gz"
+    _gzip_zero_bomb(p, struct.pack(">BBBBI", 0, 0, 8, 1, 4), 64 * 2**20)
+    assert p.stat().st_size < 200_000
+    err, dt, peak = _cheaply(data.read_idx, p)
+    assert isinstance(err, ValueError) and str(p) in str(err), err
+    assert "more than 4 payload bytes" in str(err)
+    assert peak < 8 * 2**20, f"{peak / 2**20:.0f} MiB to refuse a {p.stat().st_size}-byte file"
+    assert dt < 2.0
+
+
+def test_idx_header_announcing_too_much_is_refused_before_reading(tmp_path):
+    # a 3-D header of 2**32 - 1 per side: refused on the header alone, gzipped or raw
+    header = struct.pack(">BBBB3I", 0, 0, 8, 3, *(3 * [2**32 - 1]))
+    p = tmp_path / "big.gz"
+    _gzip_zero_bomb(p, header, 2**20)
+    err, dt, peak = _cheaply(data.read_idx, p)
+    assert isinstance(err, ValueError) and "over the budget" in str(err), err
+    assert str(p) in str(err) and peak < 4 * 2**20
+    raw = tmp_path / "big"
+    raw.write_bytes(header + bytes(100))
+    with pytest.raises(ValueError, match=r"holds 100 payload bytes, its header"):
+        data.read_idx(raw)
+    # the budget is a parameter: a legitimately well-compressed file can be allowed
+    q = tmp_path / "zeros.gz"
+    _gzip_zero_bomb(q, struct.pack(">BBBBI", 0, 0, 8, 1, 2**21), 2 * 2**20)
+    with pytest.raises(ValueError, match="over the budget of 1000"):
+        data.read_idx(q, max_bytes=1000)
+    assert data.read_idx(q).shape == (2**21,)
+
+
+def _cifar_file(tmp_path, data_, labels, name="data_batch_1"):
+    p = tmp_path / name
+    with open(p, "wb") as f:
+        pickle.dump({b"data": data_, b"labels": labels}, f, protocol=2)
+    return p
+
+
+@pytest.mark.parametrize(
+    "data_, labels, match",
+    [
+        (np.zeros((2, 3072), np.uint8), [0, -1], r"labels must lie in \[0, 9\], found -1"),
+        (np.zeros((2, 3072), np.uint8), [0, 1000], r"labels must lie in \[0, 9\], found 1000"),
+        (np.zeros((4, 3072), np.uint8), [[0], [1], [2], [3]], "flat list of ints"),
+        (np.zeros((4, 3072), np.uint8), np.zeros((4, 1), np.int64), r"1-D.*\(4, 1\)"),
+        (np.zeros((1, 3072), np.uint8), np.array([12]), r"labels must lie in \[0, 9\], found 12"),
+        (np.full((1, 3072), 10**6, np.int64), [0], r"\[0, 255\], found 1000000"),
+        (np.full((1, 3072), -1, np.int64), [0], r"\[0, 255\], found -1"),
+        ([[300] * 3072], [0], r"\[0, 255\], found 300"),
+        ([[0.5] * 3072], [0], "ints in \\[0, 255\\], 'data' holds a float"),
+        ([[0] * 3071], [0], "row 0 must hold 3072"),
+        ("pixels", [0], "'data' must be a uint8 array"),
+        (np.zeros((2, 1536), np.uint8), [0], r"shape \(2, 1536\)"),
+    ],
+)
+def test_cifar_batches_are_validated_naming_the_file(tmp_path, data_, labels, match):
+    p = _cifar_file(tmp_path, data_, labels)
+    with pytest.raises(ValueError, match=match) as e:
+        data.read_cifar_batch(p)
+    assert str(p) in str(e.value)
+
+
+def test_cifar_batches_in_every_accepted_form(tmp_path):
+    imgs = _cifar_images(2, 3)
+    flat = imgs.reshape(2, 3072)
+    forms = {
+        "uint8": flat,
+        "int64": flat.astype(np.int64),
+        "flat_array": flat.reshape(-1),
+        "bytes": flat.tobytes(),
+        "rows": flat.tolist(),
+        "flat_list": flat.reshape(-1).tolist(),
+        "row_bytes": [r.tobytes() for r in flat],
+    }
+    for name, d in forms.items():
+        for labels in ([3, 9], np.array([3, 9], np.int64)):
+            x, y = data.read_cifar_batch(_cifar_file(tmp_path, d, labels, name))
+            np.testing.assert_array_equal(np.rint(x * 255).astype(np.uint8), imgs, err_msg=name)
+            assert y.dtype == np.int64 and y.tolist() == [3, 9]

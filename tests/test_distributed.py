@@ -406,6 +406,69 @@ def test_cli_train_distributed_matches_one_process(tmp_path):
         np.testing.assert_allclose(got[k], want[k], rtol=1e-4, atol=2e-5, err_msg=k)
 
 
+def _fake_mnist(directory: Path, n: int = 32) -> None:
+    """Four small MNIST-format IDX files (random pixels and labels) in ``directory``."""
+    import struct
+
+    rng = np.random.default_rng(0)
+    directory.mkdir(parents=True, exist_ok=True)
+    for prefix in ("train", "t10k"):
+        for kind, arr in (
+            ("images-idx3", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)),
+            ("labels-idx1", rng.integers(0, 10, n).astype(np.uint8)),
+        ):
+            head = struct.pack(f">BBBB{arr.ndim}I", 0, 0, 8, arr.ndim, *arr.shape)
+            (directory / f"{prefix}-{kind}-ubyte").write_bytes(head + arr.tobytes())
+
+
+def _cli_job(tmp_path: Path, mode: str) -> subprocess.CompletedProcess:
+    """``mpirun -n 2`` of a CLI training run whose ranks are started differently (``mode``);
+    it must end, non-zero, well before the hang timeout."""
+    _require_mpi4py()
+    _fake_mnist(tmp_path / "mnist")
+    return mpirun(2, [sys.executable, str(HERE), mode, str(tmp_path)], timeout=150)
+
+
+@needs_mpi
+def test_a_rank_missing_its_data_ends_the_cli_job_with_its_message(tmp_path):
+    # rank 1 is given a --data-dir that does not exist: it used to print its line and
+    # return 1 while rank 0 waited in a collective until killed
+    res = _cli_job(tmp_path, "cli_missing_data")
+    both = res.stdout + res.stderr
+    assert res.returncode != 0, both
+    assert f"not found in {tmp_path / 'nowhere'}" in both, both
+    assert "tapegrad: rank 1: tapegrad train: stopped with exit status 1" in both, both
+    assert "epoch 1:" not in both  # rank 0 did not train on alone
+
+
+@needs_mpi
+def test_ranks_started_with_different_epochs_are_refused_naming_the_field(tmp_path):
+    res = _cli_job(tmp_path, "cli_epochs_differ")
+    both = res.stdout + res.stderr
+    assert res.returncode != 0, both
+    assert "ranks were started with different configurations" in both, both
+    assert "epochs is 1 on rank 0, 2 on rank 1" in both, both
+    assert "batch_size" not in both.split("different configurations")[1].splitlines()[0]
+    assert "epoch 1:" not in both
+
+
+def test_config_fingerprint_names_what_a_replica_must_agree_on(tmp_path):
+    _fake_mnist(tmp_path / "mnist")
+    cfg = tg.train.TrainConfig(
+        model="lenet5", data="mnist", data_dir=str(tmp_path / "mnist"), limit_train=24
+    )
+    seen = []
+    trainer = tg.train.Trainer(cfg, check_config=seen.append)
+    assert seen == [trainer.fingerprint()]
+    fp = seen[0]
+    assert fp["train_samples"] == 24 and fp["test_samples"] == 32
+    for key in ("model", "epochs", "batch_size", "seed", "optimizer", "lr", "data"):
+        assert fp[key] == getattr(cfg, key), key
+    # the global batch of a data-parallel run, not the per-rank share
+    cfg.extra["global_batch_size"] = 128
+    assert trainer.fingerprint()["batch_size"] == 128
+
+
 # --- worker side (runs under mpirun) -----------------------------------------------------
 
 
@@ -510,6 +573,22 @@ def _worker_mismatch(out: Path) -> None:
     dist.DataParallel(zoo.lenet5(num_classes=10 + rank))
 
 
+def _worker_cli(out: Path, mode: str) -> None:
+    from tapegrad.cli import main
+
+    rank = int(os.environ.get("OMPI_COMM_WORLD_RANK", "0"))
+    data_dir = out / ("nowhere" if mode == "cli_missing_data" and rank == 1 else "mnist")
+    epochs = 1 + rank if mode == "cli_epochs_differ" else 1
+    args = ["train", "lenet5", "--data", "mnist", "--data-dir", str(data_dir)]
+    args += ["--epochs", str(epochs), "--batch-size", "8", "--limit-train", "16"]
+    args += ["--limit-test", "8", "--no-progress", "--no-plot", "--distributed"]
+    sys.exit(main(args))
+
+
 if __name__ == "__main__":
     mode, outdir = sys.argv[1], Path(sys.argv[2])
-    {"train": _worker_train, "fail": _worker_fail, "mismatch": _worker_mismatch}[mode](outdir)
+    if mode.startswith("cli_"):
+        _worker_cli(outdir, mode)
+    else:
+        workers = {"train": _worker_train, "fail": _worker_fail, "mismatch": _worker_mismatch}
+        workers[mode](outdir)

@@ -127,7 +127,7 @@ def _distributed_options(cfg: Any) -> dict[str, Any]:
 def cmd_train(args: argparse.Namespace) -> int:
     """``tapegrad train``: build the run from the arguments and train; returns the exit status."""
     from . import zoo
-    from .train import TrainConfig, Trainer
+    from .train import TrainConfig
 
     if args.model not in zoo.MODELS:
         print(
@@ -156,8 +156,29 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         plot=not args.no_plot,
     )
-    kwargs = _distributed_options(cfg) if args.distributed else {}
+    if not args.distributed:
+        return _run_train(args, cfg, {})
+    kwargs = _distributed_options(cfg)
+    from . import distributed as dist
+
+    # a rank that stops must end the whole job: the others may be waiting for it in a
+    # collective they can never leave (MPI_Abort prints this rank's reason and ends all)
+    try:
+        rc = _run_train(args, cfg, kwargs)
+    except Exception as e:
+        if not isinstance(e, dist.ConfigMismatchError):  # that one's message says it all
+            import traceback
+
+            traceback.print_exc()
+        dist.abort(f"tapegrad train: {type(e).__name__}: {e}")
+    if rc:
+        dist.abort(f"tapegrad train: stopped with exit status {rc}", rc)
+    return rc
+
+
+def _run_train(args: argparse.Namespace, cfg: Any, kwargs: dict[str, Any]) -> int:
     from .data import DatasetNotFoundError
+    from .train import Trainer
 
     try:
         trainer = Trainer(cfg, **kwargs)

@@ -35,11 +35,12 @@ and the sampler work without it.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, NamedTuple, NoReturn
 
 import numpy as np
 
@@ -124,6 +125,66 @@ def _install_abort_hook(comm: Any) -> None:
 
     _state["hook"] = hook
     sys.excepthook = hook
+
+
+def abort(message: str, code: int = 1) -> NoReturn:
+    """End the whole job from this rank, with ``message`` on stderr.
+
+    Prints ``tapegrad: rank R: message``, flushes both streams and calls ``MPI_Abort``,
+    which ends every rank of the job at once (the others may be waiting in a collective
+    this rank will never join). In a run without MPI, or with one rank, it raises
+    ``SystemExit(code)`` after printing instead.
+
+    Parameters
+    ----------
+    message : str
+        One line saying what went wrong on this rank.
+    code : int
+        The exit status the job ends with (non-zero).
+    """
+    sys.stderr.write(f"tapegrad: rank {get_rank()}: {message}\n")
+    sys.stderr.flush()
+    sys.stdout.flush()
+    if _state["comm"] is not None and get_world_size() > 1:
+        _state["comm"].Abort(int(code) or 1)
+    raise SystemExit(int(code) or 1)
+
+
+class ConfigMismatchError(ValueError):
+    """Ranks of one job were started with different run configurations."""
+
+
+def check_same_config(config: Mapping[str, Any]) -> None:
+    """Raise on every rank unless all ranks hold the same ``config`` (one allgather).
+
+    ``config`` maps names to plain values (numbers, strings, None, tuples of them): the
+    things every replica must agree on for the collectives to line up, such as the model,
+    epochs, batch size, dataset length and seed. Ranks that disagree would otherwise take
+    different numbers of steps and wait for each other forever.
+
+    Raises
+    ------
+    ConfigMismatchError
+        On every rank, naming each field that differs and its value on each rank.
+    """
+    if _state["comm"] is None or get_world_size() == 1:
+        return
+    mine = {str(k): repr(v) for k, v in sorted(config.items())}
+    digest = hashlib.sha256(repr(sorted(mine.items())).encode()).hexdigest()
+    everyone = _state["comm"].allgather((digest, mine))
+    if all(d == digest for d, _ in everyone):
+        return
+    keys = sorted(set().union(*(m for _, m in everyone)))
+    diffs = []
+    for k in keys:
+        values = [m.get(k, "<missing>") for _, m in everyone]
+        if len(set(values)) > 1:
+            per_rank = ", ".join(f"{v} on rank {r}" for r, v in enumerate(values))
+            diffs.append(f"{k} is {per_rank}")
+    raise ConfigMismatchError(
+        "tapegrad.distributed: the ranks were started with different configurations: "
+        + "; ".join(diffs)
+    )
 
 
 def is_initialized() -> bool:
@@ -533,7 +594,10 @@ def trainer_options(cfg: Any = None) -> dict[str, Any]:
     batch -- into the per-rank batch ``batch_size // world_size`` (the global batch is
     kept in ``cfg.extra["global_batch_size"]``). Each rank's epoch shard is the
     DataLoader's ``rank``/``world_size`` split, the same indices as
-    ``DistributedSampler(n, drop_last=True)`` with the run's seed.
+    ``DistributedSampler(n, drop_last=True)`` with the run's seed. ``check_config`` is
+    :func:`check_same_config`: the Trainer hands it the run's fingerprint (model, epochs,
+    global batch, dataset lengths, seed, ...) once the data is loaded, so ranks started
+    differently stop at once with the difference named instead of waiting on each other.
     """
     rank, world = init(num_threads=getattr(cfg, "threads", None) or None)
     opts: dict[str, Any] = {"rank": rank, "world_size": world, "is_main": rank == 0}
@@ -557,6 +621,7 @@ def trainer_options(cfg: Any = None) -> dict[str, Any]:
         return wrapped[0]
 
     opts["wrap_model"] = wrap
+    opts["check_config"] = check_same_config
     opts["grad_hook"] = lambda params: wrapped[0].sync_gradients()
     return opts
 

@@ -221,6 +221,7 @@ class Trainer:
         world_size: int = 1,
         log: Callable[[str], None] | None = None,
         wrap_model: Callable[[Module], Module] | None = None,
+        check_config: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.cfg = cfg
         if cfg.threads:
@@ -256,6 +257,8 @@ class Trainer:
                 data.TensorDataset(xte, yte), cfg.eval_batch_size
             )
         self.train_loader, self.test_loader = train_loader, test_loader
+        if check_config is not None:  # e.g. every rank of a data-parallel job must agree
+            check_config(self.fingerprint())
         if model is None:
             creation.manual_seed(cfg.seed)  # initialisation independent of the data loading
             model = zoo.get_model(cfg.model, **cfg.extra.get("model_kwargs", {}))
@@ -272,6 +275,18 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.out = Path(cfg.out) if cfg.out else None
         self.log = log or (lambda msg: print(msg, flush=True))
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What every replica of a data-parallel run must agree on: model, schedule,
+        (global) batch size, optimiser, seed and the lengths of the data sets."""
+        cfg = self.cfg
+        fields = ("model", "data", "epochs", "lr", "optimizer", "momentum", "weight_decay")
+        fields += ("scheduler", "warmup", "seed", "augment")
+        fp: dict[str, Any] = {k: getattr(cfg, k) for k in fields}
+        fp["batch_size"] = cfg.extra.get("global_batch_size", cfg.batch_size)
+        fp["train_samples"] = len(self.train_loader.dataset)
+        fp["test_samples"] = len(self.test_loader.dataset)
+        return fp
 
     # --- one batch --------------------------------------------------------------------
     def loss_of(self, xb: np.ndarray, yb: np.ndarray) -> tuple[Tensor, Tensor]:
