@@ -1,7 +1,10 @@
 """Eval-mode latency (batch 1) and throughput (batch 64) of every zoo model, four runners.
 
 Runners: ``tapegrad`` (the model's eval forward under ``no_grad``), ``tapegrad-opt``
-(:func:`tapegrad.inference.optimize`), ``torch`` (the ``zoo_torch`` twin with the same
+(:func:`tapegrad.inference.optimize`), ``tapegrad-nofuse`` and ``tapegrad-fold``
+(``optimize(model, fold=False, fuse=False)``: the traced ops replayed with no tape, and the
+same with batch norm folded; not in the default set: ``--runners`` to see what folding
+and fusion each buy), ``torch`` (the ``zoo_torch`` twin with the same
 weights, ``torch.inference_mode()``) and ``onnxruntime`` (the file ``tapegrad.onnx.export``
 writes, CPU provider, default graph optimisations). Every measurement runs in its own
 process with the same thread count for every runner (``--threads``, default 2:
@@ -49,10 +52,11 @@ def _worker(args: argparse.Namespace) -> None:
         model = zoo.get_model(name, in_channels=1, input_size=side)
         model.load_state_dict(tg.load(args.weights))
         model.eval()
-        if runner == "tapegrad-opt":
+        if runner in ("tapegrad-opt", "tapegrad-nofuse", "tapegrad-fold"):
             from tapegrad.inference import optimize
 
-            fwd = optimize(model)
+            fold = runner != "tapegrad-nofuse"
+            fwd = optimize(model, fold=fold, fuse=runner == "tapegrad-opt")
         else:
 
             def fwd(x):

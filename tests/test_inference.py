@@ -47,7 +47,7 @@ def test_batch_norm_folded_relu_fused_dropout_gone():
     assert steps.count("batch norm + relu") == 4
     mobile, sample = zoo_case("mobilenet_small")
     steps = inference.optimize(mobile).describe(np.zeros((1, *sample), np.float32))
-    assert "depthwise conv + relu" in steps and "pointwise conv + bias + relu" in steps
+    assert "depthwise conv + bias + relu" in steps and "pointwise conv + bias + relu" in steps
 
 
 def test_fold_arithmetic_on_conv_and_linear():
@@ -117,3 +117,23 @@ def test_functional_ops_run_without_tape():
     xt = tg.Tensor(x, requires_grad=True)
     y = inference.optimize(model)(xt)
     assert y._node is None and rel_err(y.data, ref) < TOL
+
+
+def test_large_layers_take_the_parallel_kernels_and_agree():
+    tg.manual_seed(4)
+    model = perturb(
+        nn.Sequential(
+            nn.Conv2d(8, 16, 3, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Conv2d(16, 16, 3, padding=1, groups=16),
+            nn.ReLU(),
+            nn.Conv2d(16, 16, 3, stride=2, groups=4),
+            nn.ReLU(),
+        )  # fmt: skip
+    )
+    x = np.random.default_rng(0).standard_normal((6, 8, 48, 48)).astype(np.float32)
+    opt = inference.optimize(model)
+    assert rel_err(opt(x).data, eval_forward(model, x)) < TOL
+    small = x[:1, :, :12, :12]
+    assert rel_err(opt(small).data, eval_forward(model, small)) < TOL

@@ -23,7 +23,7 @@ from numba import njit, prange
 
 from . import checkpoint, zoo
 from .autograd import Context, no_grad
-from .kernels.blas import matmul
+from .kernels.blas import SMALL_MACS, matmul
 from .onnx import Record, trace
 from .ops import activation, conv, linalg, norm, shape
 from .ops import elementwise as ew
@@ -257,6 +257,62 @@ def _affine_act_par(x, scale, shift, relu, y):  # pragma: no cover - compiled
             row[k] = v if v > 0 or not relu else 0.0
 
 
+@njit(cache=True)
+def _im2col_serial(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):  # pragma: no cover
+    # the unfold of a small layer on the calling thread (no parallel region to start)
+    n, c, h, w = x.shape
+    plane = ho * wo
+    for row in range(c * kh * kw):
+        ch = row // (kh * kw)
+        i = (row // kw) % kh
+        j = row % kw
+        for bi in range(n):
+            for oh in range(ho):
+                ih = oh * sh - ph + i * dh
+                base = bi * plane + oh * wo
+                if ih < 0 or ih >= h:
+                    for k in range(wo):
+                        cols[row, base + k] = 0.0
+                    continue
+                for ow in range(wo):
+                    iw = ow * sw - pw + j * dw
+                    cols[row, base + ow] = x[bi, ch, ih, iw] if 0 <= iw < w else 0.0
+
+
+@njit(cache=True)
+def _depthwise_serial(x, w, b, y, relu, sh, sw, ph, pw, dh, dw):  # pragma: no cover
+    # depthwise conv + bias (+ ReLU) of a small layer on the calling thread; each output
+    # sums its taps in the order of the library's direct kernels (bias, then row by row)
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    ho, wo = y.shape[2], y.shape[3]
+    m = o // c
+    for p in range(n * o):
+        bi = p // o
+        oc = p % o
+        ic = oc // m
+        for oh in range(ho):
+            row = y[bi, oc, oh]
+            for ow in range(wo):
+                row[ow] = b[oc]
+            for i in range(kh):
+                ih = oh * sh - ph + i * dh
+                if ih < 0 or ih >= h:
+                    continue
+                xrow = x[bi, ic, ih]
+                for j in range(kw):
+                    wv = w[oc, 0, i, j]
+                    off = j * dw - pw
+                    for ow in range(wo):
+                        iw = ow * sw + off
+                        if 0 <= iw < wd:
+                            row[ow] += wv * xrow[iw]
+            if relu:
+                for ow in range(wo):
+                    v = row[ow]
+                    row[ow] = v if v > 0 else 0.0
+
+
 def _pick(serial: Callable, parallel: Callable, size: int) -> Callable:
     return parallel if size >= _PARALLEL_ELEMS else serial
 
@@ -324,10 +380,20 @@ def _conv_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool) -> Callable
     npix = ho * wo
     plan.vals[ys] = y
     y3 = y.reshape(n, o, npix)
-    epi = _pick(_bias_act, _bias_act_par, y.size)
+    # a layer below SMALL_MACS multiply-adds runs on the calling thread: starting a parallel
+    # region costs more than it saves there, and far more when the machine is busy
+    small = n * o * npix * cg * kh * kw < SMALL_MACS
+    epi = _bias_act if small else _pick(_bias_act, _bias_act_par, y.size)
+    args = (*stride, *padding, *dilation)
+    if r.fn is conv.DepthwiseConv2d and small:
+
+        def step(vals: list) -> None:
+            _depthwise_serial(np.ascontiguousarray(vals[xs]), w, b, y, relu, *args)
+
+        plan.kinds.append("depthwise conv + bias" + (" + relu" if relu else ""))
+        return step
     if r.fn is conv.DepthwiseConv2d:
         kernel = _depthwise()
-        args = (*stride, *padding, *dilation)
 
         zeros = np.zeros_like(b)
 
@@ -336,7 +402,7 @@ def _conv_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool) -> Callable
             if relu:
                 epi(y3, zeros, True)
 
-        plan.kinds.append("depthwise conv" + (" + relu" if relu else ""))
+        plan.kinds.append("depthwise conv + bias" + (" + relu" if relu else ""))
         return step
     w2 = w.reshape(o, cg * kh * kw)
     if kh == kw == 1 and tuple(stride) == (1, 1) and not any(padding) and groups == 1:
@@ -347,7 +413,7 @@ def _conv_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool) -> Callable
 
         plan.kinds.append("pointwise conv + bias" + (" + relu" if relu else ""))
         return step
-    im2col = _im2col()
+    im2col = _im2col_serial if small else _im2col()
     cols = np.empty((c * kh * kw, n * npix), x.dtype)
     og, k = o // groups, cg * kh * kw
     geom = (kh, kw, *stride, *padding, *dilation, ho, wo)
@@ -371,7 +437,9 @@ def _conv_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool) -> Callable
     else:
         tmp = np.empty((o, n * npix), x.dtype)
         tmp3 = tmp.reshape(o, n, npix)
-        gather = _pick(_gather_bias_act, _gather_bias_act_par, y.size)
+        gather = (
+            _gather_bias_act if small else _pick(_gather_bias_act, _gather_bias_act_par, y.size)
+        )
 
         def step(vals: list) -> None:
             im2col(np.ascontiguousarray(vals[xs]), cols, *geom)

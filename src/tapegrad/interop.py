@@ -96,6 +96,7 @@ class Softmax(nn.Module):
         self.dim = dim
 
     def forward(self, x):
+        """Softmax of x along ``dim``."""
         return F.softmax(x, dim=self.dim)
 
 
@@ -103,6 +104,7 @@ class LogSoftmax(Softmax):
     """``torch.nn.LogSoftmax(dim)``'s counterpart."""
 
     def forward(self, x):
+        """Log-softmax of x along ``dim``."""
         return F.log_softmax(x, dim=self.dim)
 
 
@@ -307,6 +309,7 @@ class TracedModule(nn.Module):
         object.__setattr__(self, "_source", source)
 
     def forward(self, *inputs: Any) -> Any:
+        """Replay the traced graph on ``inputs`` (the torch module's forward arguments)."""
         env: dict[str, Any] = {}
         it = iter(inputs)
 
@@ -333,6 +336,7 @@ class TracedModule(nn.Module):
         return None
 
     def extra_repr(self) -> str:
+        """The torch class the forward was traced from."""
         return f"traced from {self._source}"
 
 
