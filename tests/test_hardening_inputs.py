@@ -6,8 +6,9 @@ bad call, the exception type it must raise and the words its message must contai
 that is the point). ``test_every_public_op_has_rows`` fails when a new op or layer is
 exported without rows here.
 
-The second half checks that non-contiguous, negative-stride and Fortran-ordered arrays
-give exactly the results (forward and gradients) of their C-contiguous copies.
+The second half checks that non-contiguous, negative-stride, Fortran-ordered and
+read-only arrays (a memory-mapped dataset) give exactly the results (forward and
+gradients) of their C-contiguous copies, in every kernel variant.
 """
 
 from __future__ import annotations
@@ -429,17 +430,20 @@ def test_errors_come_before_any_kernel(monkeypatch):
 
 
 def _layouts(a: np.ndarray) -> dict[str, np.ndarray]:
-    """The same values in four memory layouts."""
+    """The same values in five memory layouts (one of them read-only)."""
     big = np.zeros(tuple(2 * s for s in a.shape), dtype=a.dtype)
     big[tuple(slice(None, None, 2) for _ in a.shape)] = a
     strided = big[tuple(slice(None, None, 2) for _ in a.shape)]
     flipped = np.ascontiguousarray(a[tuple(slice(None, None, -1) for _ in a.shape)])
     negative = flipped[tuple(slice(None, None, -1) for _ in a.shape)]
+    readonly = np.array(a, order="C")
+    readonly.flags.writeable = False
     out = {
         "contiguous": np.ascontiguousarray(a),
         "strided": strided,
         "negative": negative,
         "fortran": np.asfortranarray(a),
+        "readonly": readonly,
     }
     assert not out["strided"].flags.c_contiguous or a.size <= 1
     assert any(s < 0 for s in out["negative"].strides) or a.size <= 1
@@ -513,6 +517,7 @@ LAYOUT_CASES += [
     ("bce", lambda x, y: F.binary_cross_entropy_with_logits(x, y), [(3, 5), (3, 5)]),
 ]
 KERNEL_OF = {
+    "relu": "relu",
     "conv2d": "conv2d",
     "conv1d": "conv2d",
     "depthwise": "depthwise_conv2d",
@@ -555,13 +560,15 @@ def test_layouts_give_the_same_results(name, fn, shapes, one_thread):
     for dtype in (np.float32, np.float64):
         for variant in variants:
             results = {}
-            for layout in ("contiguous", "strided", "negative", "fortran"):
+            for layout in ("contiguous", "strided", "negative", "fortran", "readonly"):
                 arrays = [_layouts(a.astype(dtype))[layout] for a in base]
                 ts = [_leaf(a) for a in arrays]
                 ctx = tg.kernels.use(**{kernel_op: variant}) if variant else _nullctx()
                 with ctx:
                     y = fn(*ts)
                     proj = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
+                    # the read-only layout feeds the backward a read-only gradient too
+                    proj.flags.writeable = layout != "readonly"
                     y.backward(proj)
                 results[layout] = (y.data.copy(), [t.grad.data.copy() for t in ts])
             ref_y, ref_g = results["contiguous"]
@@ -627,3 +634,34 @@ def test_layout_inputs_are_not_modified():
     F.max_pool2d(tg.tensor(x), 2)
     np.testing.assert_array_equal(x, before[0])
     np.testing.assert_array_equal(w, before[1])
+
+
+@pytest.mark.parametrize("variant", ["auto", "cython"])
+def test_evaluate_on_a_memory_mapped_dataset(tmp_path, variant):
+    """train.evaluate over np.load(..., mmap_mode="r") batches: read-only views reach the
+    kernels (under auto, and with every op forced to its Cython variants)."""
+    from tapegrad import data, train, zoo
+
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((6, 1, 28, 28)).astype(np.float32)
+    labels = np.arange(6) % 10
+    np.save(tmp_path / "x.npy", images)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    assert not mapped.flags.writeable
+    loader = data.DataLoader(data.TensorDataset(mapped, labels), batch_size=4)
+    tg.manual_seed(0)
+    model = zoo.get_model("lenet5")
+    choices = {}
+    if variant == "cython":
+        for op in tg.kernels.ops():
+            cy = [v for v in tg.kernels.variants(op) if v.endswith("-cython")]
+            if cy:
+                choices[op] = cy[0]
+        if not choices:
+            pytest.skip("the Cython kernels are not built here")
+    with tg.kernels.use(**choices):
+        got = train.evaluate(model, loader)
+    copied = data.DataLoader(data.TensorDataset(images.copy(), labels), batch_size=4)
+    with tg.kernels.use(**choices):
+        want = train.evaluate(model, copied)
+    assert got == want

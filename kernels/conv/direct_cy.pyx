@@ -19,8 +19,8 @@ cdef enum:
     _OB = 8  # output channels per task
 
 
-def _forward(real[:, :, :, ::1] x, real[:, :, :, ::1] w, real[::1] b, real[:, :, :, ::1] y,
-             bint has_bias, int groups, int sh, int sw, int ph, int pw, int dh, int dw):
+def _forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const real[::1] b, real[:, :,
+             :, ::1] y, bint has_bias, int groups, int sh, int sw, int ph, int pw, int dh, int dw):
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3]
     cdef Py_ssize_t o = w.shape[0], cg = w.shape[1], kh = w.shape[2], kw = w.shape[3]
     cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3], og = o // groups
@@ -28,7 +28,7 @@ def _forward(real[:, :, :, ::1] x, real[:, :, :, ::1] w, real[::1] b, real[:, :,
     cdef Py_ssize_t t, bi, g, o0, o1, oc, oh, ow, cl, ic, i, j, ih, off, lo, hi
     cdef real bias, wv
     cdef real* yrow
-    cdef real* xrow
+    cdef const real* xrow
     cdef int nt = _team(n * o * ho * wo * cg * kh * kw)
     with nogil:
         for t in prange(n * groups * nblk, schedule="static", num_threads=nt):
@@ -66,7 +66,7 @@ def _forward(real[:, :, :, ::1] x, real[:, :, :, ::1] w, real[::1] b, real[:, :,
                                         yrow[ow] += wv * xrow[ow * sw + off]
 
 
-def _backward_x(real[:, :, :, ::1] gy, real[:, :, :, ::1] w, real[:, :, :, ::1] gx,
+def _backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w, real[:, :, :, ::1] gx,
                 int groups, int sh, int sw, int ph, int pw, int dh, int dw):
     cdef Py_ssize_t n = gx.shape[0], c = gx.shape[1], h = gx.shape[2], wd = gx.shape[3]
     cdef Py_ssize_t o = w.shape[0], cg = w.shape[1], kh = w.shape[2], kw = w.shape[3]
@@ -74,7 +74,7 @@ def _backward_x(real[:, :, :, ::1] gy, real[:, :, :, ::1] w, real[:, :, :, ::1] 
     cdef Py_ssize_t nblk = (cg + _OB - 1) // _OB
     cdef Py_ssize_t t, bi, g, c0, c1, cl, ih, iw, ol, oc, oh, ow, i, j, off, lo, hi
     cdef real wv
-    cdef real* gyrow
+    cdef const real* gyrow
     cdef real* gxrow
     cdef int nt = _team(n * o * ho * wo * cg * kh * kw)
     with nogil:
@@ -112,7 +112,7 @@ def _backward_x(real[:, :, :, ::1] gy, real[:, :, :, ::1] w, real[:, :, :, ::1] 
                                         gxrow[ow * sw + off] += wv * gyrow[ow]
 
 
-def _backward_w(real[:, :, :, ::1] gy, real[:, :, :, ::1] x, real[:, :, :, ::1] gw,
+def _backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, real[:, :, :, ::1] gw,
                 int groups, int sh, int sw, int ph, int pw, int dh, int dw):
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3]
     cdef Py_ssize_t o = gw.shape[0], cg = gw.shape[1], kh = gw.shape[2], kw = gw.shape[3]
@@ -120,8 +120,8 @@ def _backward_w(real[:, :, :, ::1] gy, real[:, :, :, ::1] x, real[:, :, :, ::1] 
     cdef Py_ssize_t oc, g, bi, oh, ow, cl, i, j, ih, off, lo, hi, t
     cdef real* acc = NULL
     cdef real* a
-    cdef real* gyrow
-    cdef real* xrow
+    cdef const real* gyrow
+    cdef const real* xrow
     cdef real s
     cdef int nt = _team(n * o * ho * wo * cg * kh * kw)
     with nogil, parallel(num_threads=nt):

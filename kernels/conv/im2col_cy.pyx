@@ -13,13 +13,13 @@ from . import im2col as _alg
 include "../_common.pxi"
 
 
-def im2col(real[:, :, :, ::1] x, real[:, ::1] cols, int kh, int kw, int sh, int sw,
+def im2col(const real[:, :, :, ::1] x, real[:, ::1] cols, int kh, int kw, int sh, int sw,
            int ph, int pw, int dh, int dw, int ho, int wo):
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef int nt
     cdef Py_ssize_t plane = ho * wo, row, ch, i, j, b, oh, k, ih, off, lo, hi
     cdef real* dst
-    cdef real* src
+    cdef const real* src
     nt = _team(c * kh * kw * n * plane)
     with nogil:
         for row in prange(c * kh * kw, schedule="static", num_threads=nt):
@@ -51,13 +51,13 @@ def im2col(real[:, :, :, ::1] x, real[:, ::1] cols, int kh, int kw, int sh, int 
                             dst[k] = src[k * sw + off]
 
 
-def col2im(real[:, ::1] cols, real[:, :, :, ::1] gx, int kh, int kw, int sh, int sw,
+def col2im(const real[:, ::1] cols, real[:, :, :, ::1] gx, int kh, int kw, int sh, int sw,
            int ph, int pw, int dh, int dw, int ho, int wo):
     cdef Py_ssize_t n = gx.shape[0], c = gx.shape[1], h = gx.shape[2], w = gx.shape[3]
     cdef int nt
     cdef Py_ssize_t plane = ho * wo, bc, b, ch, i, j, oh, k, ih, iw, row, off, lo, hi
     cdef real* dst
-    cdef real* src
+    cdef const real* src
     nt = _team(c * kh * kw * n * plane)
     with nogil:
         for bc in prange(n * c, schedule="static", num_threads=nt):

@@ -13,15 +13,15 @@ from libc.stdlib cimport calloc, free
 include "../_common.pxi"
 
 
-def _forward(real[:, :, :, ::1] x, real[:, :, :, ::1] w, real[::1] b, real[:, :, :, ::1] y,
-             bint has_bias, int groups, int sh, int sw, int ph, int pw, int dh, int dw):
+def _forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const real[::1] b, real[:, :,
+             :, ::1] y, bint has_bias, int groups, int sh, int sw, int ph, int pw, int dh, int dw):
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3]
     cdef Py_ssize_t og = w.shape[1], kh = w.shape[2], kw = w.shape[3]
     cdef Py_ssize_t o = y.shape[1], ho = y.shape[2], wo = y.shape[3], cg = c // groups
     cdef Py_ssize_t p, bi, oc, g, ocl, cl, ic, ih, iw, oh, ow, i, j, off, lo, hi
     cdef real bias, wv
     cdef real* yrow
-    cdef real* xrow
+    cdef const real* xrow
     cdef int nt = _team(n * c * h * wd * og * kh * kw)
     with nogil:
         for p in prange(n * o, schedule="static", num_threads=nt):
@@ -51,7 +51,7 @@ def _forward(real[:, :, :, ::1] x, real[:, :, :, ::1] w, real[::1] b, real[:, :,
                                 yrow[iw * sw + off] += wv * xrow[iw]
 
 
-def _backward_x(real[:, :, :, ::1] gy, real[:, :, :, ::1] w, real[:, :, :, ::1] gx,
+def _backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w, real[:, :, :, ::1] gx,
                 int groups, int sh, int sw, int ph, int pw, int dh, int dw):
     cdef Py_ssize_t n = gx.shape[0], c = gx.shape[1], h = gx.shape[2], wd = gx.shape[3]
     cdef Py_ssize_t og = w.shape[1], kh = w.shape[2], kw = w.shape[3]
@@ -59,7 +59,7 @@ def _backward_x(real[:, :, :, ::1] gy, real[:, :, :, ::1] w, real[:, :, :, ::1] 
     cdef Py_ssize_t p, bi, ic, g, ocl, oc, ih, iw, oh, i, j, off, lo, hi
     cdef real wv
     cdef real* gxrow
-    cdef real* gyrow
+    cdef const real* gyrow
     cdef int nt = _team(n * c * h * wd * og * kh * kw)
     with nogil:
         for p in prange(n * c, schedule="static", num_threads=nt):
@@ -87,7 +87,7 @@ def _backward_x(real[:, :, :, ::1] gy, real[:, :, :, ::1] w, real[:, :, :, ::1] 
                                 gxrow[iw] += wv * gyrow[iw * sw + off]
 
 
-def _backward_w(real[:, :, :, ::1] gy, real[:, :, :, ::1] x, real[:, :, :, ::1] gw,
+def _backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, real[:, :, :, ::1] gw,
                 int groups, int sh, int sw, int ph, int pw, int dh, int dw):
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3]
     cdef Py_ssize_t og = gw.shape[1], kh = gw.shape[2], kw = gw.shape[3]
@@ -95,8 +95,8 @@ def _backward_w(real[:, :, :, ::1] gy, real[:, :, :, ::1] x, real[:, :, :, ::1] 
     cdef Py_ssize_t ic, g, bi, ocl, oc, ih, iw, oh, i, j, off, lo, hi, t
     cdef real* acc = NULL
     cdef real* a
-    cdef real* xrow
-    cdef real* gyrow
+    cdef const real* xrow
+    cdef const real* gyrow
     cdef real s
     cdef int nt = _team(n * c * h * wd * og * kh * kw)
     with nogil, parallel(num_threads=nt):

@@ -32,8 +32,8 @@ cdef inline real _edge(const real* xp, const real* wp, Py_ssize_t h, Py_ssize_t 
     return s
 
 
-def _forward(real[:, :, :, ::1] x, real[:, :, :, ::1] w, real[::1] b, real[:, :, :, ::1] y,
-             bint has_bias, int sh, int sw, int ph, int pw, int dh, int dw):
+def _forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const real[::1] b, real[:, :,
+             :, ::1] y, bint has_bias, int sh, int sw, int ph, int pw, int dh, int dw):
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3]
     cdef Py_ssize_t o = w.shape[0], kh = w.shape[2], kw = w.shape[3]
     cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3], m = o // c
@@ -113,14 +113,14 @@ def _forward(real[:, :, :, ::1] x, real[:, :, :, ::1] w, real[::1] b, real[:, :,
                                 yrow[ow] += wv * xrow[ow * sw + off]
 
 
-def _backward_x(real[:, :, :, ::1] gy, real[:, :, :, ::1] w, real[:, :, :, ::1] gx,
+def _backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w, real[:, :, :, ::1] gx,
                 int sh, int sw, int ph, int pw, int dh, int dw):
     cdef Py_ssize_t n = gx.shape[0], c = gx.shape[1], h = gx.shape[2], wd = gx.shape[3]
     cdef Py_ssize_t o = w.shape[0], kh = w.shape[2], kw = w.shape[3]
     cdef Py_ssize_t ho = gy.shape[2], wo = gy.shape[3], m = o // c
     cdef Py_ssize_t p, bi, ic, mm, oc, oh, ow, i, j, ih, iw, off, lo, hi
     cdef real wv
-    cdef real* gyrow
+    cdef const real* gyrow
     cdef real* gxrow
     cdef int nt = _team(n * o * ho * wo * kh * kw)
     with nogil:
@@ -165,7 +165,7 @@ cdef inline void _edge_w(real* acc, const real* xp, real g, Py_ssize_t wd, Py_ss
                 acc[(i * 3 + j) * wo + ow] += g * xp[i * dh * wd + iw]
 
 
-def _backward_w(real[:, :, :, ::1] gy, real[:, :, :, ::1] x, real[:, :, :, ::1] gw,
+def _backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, real[:, :, :, ::1] gw,
                 int sh, int sw, int ph, int pw, int dh, int dw):
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3]
     cdef Py_ssize_t o = gw.shape[0], kh = gw.shape[2], kw = gw.shape[3]
@@ -173,7 +173,7 @@ def _backward_w(real[:, :, :, ::1] gy, real[:, :, :, ::1] x, real[:, :, :, ::1] 
     cdef Py_ssize_t oc, ic, bi, oh, ow, i, j, ih, off, lo, hi, t
     cdef real* acc = NULL
     cdef real* a
-    cdef real* gyrow
+    cdef const real* gyrow
     cdef const real* xrow
     cdef real s
     cdef const real* x0

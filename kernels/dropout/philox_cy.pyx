@@ -18,7 +18,7 @@ ctypedef fused real:
     double
 
 
-cdef inline void _forward_group(real* x, real* y, unsigned char* keep, Py_ssize_t n,
+cdef inline void _forward_group(const real* x, real* y, unsigned char* keep, Py_ssize_t n,
                                 Py_ssize_t g, uint32_t s0, uint32_t s1, uint32_t k0,
                                 uint32_t k1, uint64_t thr, real scale) noexcept nogil:
     cdef uint32_t bits[GROUP]
@@ -32,7 +32,7 @@ cdef inline void _forward_group(real* x, real* y, unsigned char* keep, Py_ssize_
         tg_keep_apply_f64(bits, thr, x + base, y + base, keep + base, m, scale)
 
 
-def _forward(real[::1] x, real[::1] y, unsigned char[::1] keep, uint32_t s0, uint32_t s1,
+def _forward(const real[::1] x, real[::1] y, unsigned char[::1] keep, uint32_t s0, uint32_t s1,
              uint32_t k0, uint32_t k1, uint64_t thr, real scale):
     cdef Py_ssize_t n = x.shape[0], g
     if n == 0:
@@ -42,7 +42,7 @@ def _forward(real[::1] x, real[::1] y, unsigned char[::1] keep, uint32_t s0, uin
             _forward_group(&x[0], &y[0], &keep[0], n, g, s0, s1, k0, k1, thr, scale)
 
 
-cdef inline void _backward_block(real* gy, unsigned char* keep, real* gx, Py_ssize_t lo,
+cdef inline void _backward_block(const real* gy, const unsigned char* keep, real* gx, Py_ssize_t lo,
                                  Py_ssize_t hi, real scale) noexcept nogil:
     if real is float:
         tg_mask_mul_f32(gy + lo, keep + lo, gx + lo, hi - lo, scale)
@@ -50,7 +50,7 @@ cdef inline void _backward_block(real* gy, unsigned char* keep, real* gx, Py_ssi
         tg_mask_mul_f64(gy + lo, keep + lo, gx + lo, hi - lo, scale)
 
 
-def _backward(real[::1] gy, unsigned char[::1] keep, real[::1] gx, real scale):
+def _backward(const real[::1] gy, const unsigned char[::1] keep, real[::1] gx, real scale):
     cdef Py_ssize_t n = gy.shape[0], b, nb = (n + 4095) // 4096, hi
     if n == 0:
         return
@@ -62,7 +62,7 @@ def _backward(real[::1] gy, unsigned char[::1] keep, real[::1] gx, real scale):
             _backward_block(&gy[0], &keep[0], &gx[0], b * 4096, hi, scale)
 
 
-def _channel(real[:, ::1] x, unsigned char[::1] keep, real[:, ::1] y, real scale):
+def _channel(const real[:, ::1] x, const unsigned char[::1] keep, real[:, ::1] y, real scale):
     cdef Py_ssize_t p = x.shape[0], s = x.shape[1], r, j
     cdef real f
     with nogil:
@@ -72,7 +72,7 @@ def _channel(real[:, ::1] x, unsigned char[::1] keep, real[:, ::1] y, real scale
                 y[r, j] = x[r, j] * f
 
 
-cdef inline void _gauss_group(real* x, real* y, Py_ssize_t n, Py_ssize_t g, uint32_t s0,
+cdef inline void _gauss_group(const real* x, real* y, Py_ssize_t n, Py_ssize_t g, uint32_t s0,
                               uint32_t s1, uint32_t k0, uint32_t k1,
                               double sigma) noexcept nogil:
     cdef uint32_t bits[GROUP]
@@ -85,7 +85,7 @@ cdef inline void _gauss_group(real* x, real* y, Py_ssize_t n, Py_ssize_t g, uint
         y[base + i] = <real>(x[base + i] * (1.0 + sigma * z[i]))
 
 
-def _gauss(real[::1] x, real[::1] y, uint32_t s0, uint32_t s1, uint32_t k0, uint32_t k1,
+def _gauss(const real[::1] x, real[::1] y, uint32_t s0, uint32_t s1, uint32_t k0, uint32_t k1,
            double sigma):
     cdef Py_ssize_t n = x.shape[0], g
     if n == 0:

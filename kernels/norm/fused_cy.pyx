@@ -98,7 +98,7 @@ cdef extern from *:
                      double* sgx) noexcept nogil
 
 
-cdef inline void _shifted(real* x, Py_ssize_t n, double k, double* s1,
+cdef inline void _shifted(const real* x, Py_ssize_t n, double k, double* s1,
                           double* s2) noexcept nogil:
     if real is float:
         tgn_shifted_f32(x, n, k, s1, s2)
@@ -106,7 +106,7 @@ cdef inline void _shifted(real* x, Py_ssize_t n, double k, double* s1,
         tgn_shifted_f64(x, n, k, s1, s2)
 
 
-cdef inline void _dot(real* g, real* x, Py_ssize_t n, double mu, double* sg,
+cdef inline void _dot(const real* g, const real* x, Py_ssize_t n, double mu, double* sg,
                       double* sgx) noexcept nogil:
     if real is float:
         tgn_dot_f32(g, x, n, mu, sg, sgx)
@@ -116,8 +116,8 @@ cdef inline void _dot(real* g, real* x, Py_ssize_t n, double mu, double* sg,
 cdef int _CHUNKS = 4  # row chunks in row_backward, as in fused_numba
 
 
-cdef inline void _bn_train_channel(real[:, :, ::1] x, double[::1] w, double[::1] b,
-                                   double eps, bint normvar, real[:, :, ::1] y,
+cdef inline void _bn_train_channel(const real[:, :, ::1] x, const double[::1] w,
+                                   const double[::1] b, double eps, bint normvar, real[:, :, ::1] y,
                                    double[::1] mean, double[::1] invstd, double[::1] var,
                                    Py_ssize_t ch) noexcept nogil:
     cdef Py_ssize_t n = x.shape[0], s = x.shape[2], i, j
@@ -143,15 +143,16 @@ cdef inline void _bn_train_channel(real[:, :, ::1] x, double[::1] w, double[::1]
             y[i, ch, j] = (x[i, ch, j] - mf) * a + o
 
 
-def _bn_train(real[:, :, ::1] x, double[::1] w, double[::1] b, double eps, bint normvar,
-              real[:, :, ::1] y, double[::1] mean, double[::1] invstd, double[::1] var):
+def _bn_train(const real[:, :, ::1] x, const double[::1] w, const double[::1] b, double eps,
+              bint normvar, real[:, :, ::1] y, double[::1] mean, double[::1] invstd,
+              double[::1] var):
     cdef Py_ssize_t ch
     with nogil:
         for ch in prange(x.shape[1], schedule="static"):
             _bn_train_channel(x, w, b, eps, normvar, y, mean, invstd, var, ch)
 
 
-def _bn_eval(real[:, :, ::1] x, real[::1] sc, real[::1] sh, real[:, :, ::1] y):
+def _bn_eval(const real[:, :, ::1] x, const real[::1] sc, const real[::1] sh, real[:, :, ::1] y):
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], s = x.shape[2], nc, i, ch, j
     cdef real a, o
     with nogil:
@@ -164,10 +165,10 @@ def _bn_eval(real[:, :, ::1] x, real[::1] sc, real[::1] sh, real[:, :, ::1] y):
                 y[i, ch, j] = x[i, ch, j] * a + o
 
 
-cdef inline void _bn_backward_channel(real[:, :, ::1] gy, real[:, :, ::1] x,
-                                      double[::1] mean, double[::1] invstd, double[::1] w,
-                                      bint normvar, real[:, :, ::1] gx, double[::1] gw,
-                                      double[::1] gb, Py_ssize_t ch) noexcept nogil:
+cdef inline void _bn_backward_channel(const real[:, :, ::1] gy, const real[:, :, ::1] x,
+                                      const double[::1] mean, const double[::1] invstd,
+                                      const double[::1] w, bint normvar, real[:, :, ::1] gx,
+                                      double[::1] gw, double[::1] gb, Py_ssize_t ch) noexcept nogil:
     cdef Py_ssize_t n = x.shape[0], s = x.shape[2], i, j
     cdef double m = n * s, mu = mean[ch], inv = invstd[ch], sg = 0, sgx = 0, g, a, c1
     cdef real af, cf, of, mf, mg
@@ -191,8 +192,8 @@ cdef inline void _bn_backward_channel(real[:, :, ::1] gy, real[:, :, ::1] x,
             gx[i, ch, j] = af * (gy[i, ch, j] - mg) - cf * (x[i, ch, j] - mf) + of
 
 
-def _bn_backward(real[:, :, ::1] gy, real[:, :, ::1] x, double[::1] mean,
-                 double[::1] invstd, double[::1] w, bint normvar, real[:, :, ::1] gx,
+def _bn_backward(const real[:, :, ::1] gy, const real[:, :, ::1] x, const double[::1] mean,
+                 const double[::1] invstd, const double[::1] w, bint normvar, real[:, :, ::1] gx,
                  double[::1] gw, double[::1] gb):
     cdef Py_ssize_t ch
     with nogil:
@@ -200,7 +201,7 @@ def _bn_backward(real[:, :, ::1] gy, real[:, :, ::1] x, double[::1] mean,
             _bn_backward_channel(gy, x, mean, invstd, w, normvar, gx, gw, gb, ch)
 
 
-cdef inline void _row_forward_row(real[:, ::1] x, real[:, ::1] w, real[:, ::1] b,
+cdef inline void _row_forward_row(const real[:, ::1] x, const real[:, ::1] w, const real[:, ::1] b,
                                   bint affine, double eps, real[:, ::1] y,
                                   double[::1] mean, double[::1] invstd,
                                   Py_ssize_t i) noexcept nogil:
@@ -228,18 +229,18 @@ cdef inline void _row_forward_row(real[:, ::1] x, real[:, ::1] w, real[:, ::1] b
             y[i, j] = (x[i, j] - mf) * a + o
 
 
-def _row_forward(real[:, ::1] x, real[:, ::1] w, real[:, ::1] b, bint affine, double eps,
-                 real[:, ::1] y, double[::1] mean, double[::1] invstd):
+def _row_forward(const real[:, ::1] x, const real[:, ::1] w, const real[:, ::1] b, bint affine,
+                 double eps, real[:, ::1] y, double[::1] mean, double[::1] invstd):
     cdef Py_ssize_t i
     with nogil:
         for i in prange(x.shape[0], schedule="static"):
             _row_forward_row(x, w, b, affine, eps, y, mean, invstd, i)
 
 
-cdef inline void _row_backward_chunk(real[:, ::1] gy, real[:, ::1] x, double[::1] mean,
-                                     double[::1] invstd, real[:, ::1] w, bint affine,
-                                     bint need, real[:, ::1] gx, real[:, :, ::1] gwp,
-                                     real[:, :, ::1] gbp, Py_ssize_t ci) noexcept nogil:
+cdef inline void _row_backward_chunk(const real[:, ::1] gy, const real[:, ::1] x,
+                                     const double[::1] mean, const double[::1] invstd, const real[:,
+                                     ::1] w, bint affine, bint need, real[:, ::1] gx, real[:, :,
+                                     ::1] gwp, real[:, :, ::1] gbp, Py_ssize_t ci) noexcept nogil:
     cdef Py_ssize_t r = x.shape[0], k = x.shape[1], p = w.shape[0], nch = gwp.shape[0]
     cdef Py_ssize_t lo = ci * r // nch, hi = (ci + 1) * r // nch, i, j, q
     cdef double sg, sgx
@@ -284,9 +285,9 @@ cdef inline void _row_backward_chunk(real[:, ::1] gy, real[:, ::1] x, double[::1
                 gx[i, j] = a * (gy[i, j] - mg - xh * mgx)
 
 
-def _row_backward(real[:, ::1] gy, real[:, ::1] x, double[::1] mean, double[::1] invstd,
-                  real[:, ::1] w, bint affine, bint need, real[:, ::1] gx,
-                  real[:, :, ::1] gwp, real[:, :, ::1] gbp):
+def _row_backward(const real[:, ::1] gy, const real[:, ::1] x, const double[::1] mean,
+                  const double[::1] invstd, const real[:, ::1] w, bint affine, bint need, real[:,
+                  ::1] gx, real[:, :, ::1] gwp, real[:, :, ::1] gbp):
     cdef Py_ssize_t ci
     with nogil:
         for ci in prange(gwp.shape[0], schedule="static"):

@@ -191,7 +191,16 @@ def _row_backward(gy, x, mean, invstd, w, affine, need, gx, gwp, gbp, rs):
                     gx[i, j] = a * (gy[i, j] - mg - xh * mgx)
 
 
+def _writeable(*arrays):
+    """The arrays, read-only ones copied. Numba compiles a separate specialisation for a
+    read-only array, and with reassociation allowed its sums may round differently: a
+    copy keeps results bit-identical whether or not the input (say a memory-mapped
+    dataset) is writeable."""
+    return [a if a is None or a.flags.writeable else a.copy() for a in arrays]
+
+
 def bn_forward_train(x, w, b, eps, normalize_variance):
+    x, w, b = _writeable(x, w, b)
     c = x.shape[1]
     y = np.empty_like(x)
     mean, invstd, var = np.empty(c), np.empty(c), np.empty(c)
@@ -201,12 +210,14 @@ def bn_forward_train(x, w, b, eps, normalize_variance):
 
 
 def bn_forward_eval(x, scale, shift):
+    (x,) = _writeable(x)
     y = np.empty_like(x)
     _bn_eval(x, scale.astype(x.dtype), shift.astype(x.dtype), y)
     return y
 
 
 def bn_backward(gy, x, mean, invstd, w, normalize_variance):
+    gy, x, mean, invstd, w = _writeable(gy, x, mean, invstd, w)
     c = x.shape[1]
     gx = np.empty_like(x)
     gw, gb = np.empty(c), np.empty(c)
@@ -222,6 +233,7 @@ def _affine(w, b, dtype):
 
 
 def row_forward(x, w, b, eps):
+    x, w, b = _writeable(x, w, b)
     r = x.shape[0]
     w_, b_, affine = _affine(w, b, x.dtype)
     y = np.empty_like(x)
@@ -232,6 +244,7 @@ def row_forward(x, w, b, eps):
 
 
 def row_backward(gy, x, mean, invstd, w, need_affine):
+    gy, x, mean, invstd, w = _writeable(gy, x, mean, invstd, w)
     r, k = x.shape
     w_, _, affine = _affine(w, w, x.dtype)
     need = affine and bool(need_affine)

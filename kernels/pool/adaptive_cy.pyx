@@ -9,7 +9,7 @@ from cython.parallel cimport prange
 include "../_common.pxi"
 
 
-def _forward(real[:, :, :, ::1] x, real[:, :, :, ::1] y):
+def _forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] y):
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3]
     cdef int nt = 0
@@ -33,7 +33,7 @@ def _forward(real[:, :, :, ::1] x, real[:, :, :, ::1] y):
                     y[b, ch, oh, ow] = <real>(s / ((h1 - h0) * (w1 - w0)))
 
 
-def _backward(real[:, :, :, ::1] gy, real[:, :, :, ::1] gx):
+def _backward(const real[:, :, :, ::1] gy, real[:, :, :, ::1] gx):
     cdef Py_ssize_t n = gx.shape[0], c = gx.shape[1], h = gx.shape[2], w = gx.shape[3]
     cdef Py_ssize_t ho = gy.shape[2], wo = gy.shape[3]
     cdef int nt = 0

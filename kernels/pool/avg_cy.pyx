@@ -18,7 +18,7 @@ cdef inline Py_ssize_t _end(Py_ssize_t start, Py_ssize_t k, Py_ssize_t n,
     return start + k if start + k < n + p else n + p
 
 
-def _forward(real[:, :, :, ::1] x, real[:, :, :, ::1] y, int kh, int kw, int sh, int sw,
+def _forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, int kh, int kw, int sh, int sw,
              int ph, int pw, bint cip):
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3]
@@ -48,7 +48,7 @@ def _forward(real[:, :, :, ::1] x, real[:, :, :, ::1] y, int kh, int kw, int sh,
                     y[b, ch, oh, ow] = <real>(s / div)
 
 
-def _backward(real[:, :, :, ::1] gy, real[:, :, :, ::1] gx, int kh, int kw, int sh, int sw,
+def _backward(const real[:, :, :, ::1] gy, real[:, :, :, ::1] gx, int kh, int kw, int sh, int sw,
               int ph, int pw, bint cip):
     cdef Py_ssize_t n = gx.shape[0], c = gx.shape[1], h = gx.shape[2], w = gx.shape[3]
     cdef Py_ssize_t ho = gy.shape[2], wo = gy.shape[3]

@@ -11,7 +11,7 @@ from libc.string cimport memset
 include "../_common.pxi"
 
 
-def _forward(real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[:, :, :, ::1] idx,
+def _forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[:, :, :, ::1] idx,
              int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw):
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef int nt
@@ -59,7 +59,7 @@ def _forward(real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[:, :, :, ::1] idx,
 # Every window inside the input (no padding, no ceil-mode overhang): no bounds checks, the
 # first tap seeds the maximum, later taps replace it only when strictly greater - the same
 # argmax (first in scan order on ties, a leading NaN kept) as the general loop above.
-cdef void _forward_inside(real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[:, :, :, ::1] idx,
+cdef void _forward_inside(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[:, :, :, ::1] idx,
                           int kh, int kw, int sh, int sw, int dh, int dw) noexcept:
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef int nt
@@ -67,7 +67,7 @@ cdef void _forward_inside(real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[:, :, 
     cdef Py_ssize_t bc, oh, ow, i, j, p
     cdef real best, v
     cdef int arg
-    cdef real* xp
+    cdef const real* xp
     cdef real* yp
     cdef int* ip
     nt = _team(n * c * ho * wo * kh * kw)
@@ -92,7 +92,7 @@ cdef void _forward_inside(real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[:, :, 
 
 
 # The common 2x2 stride-2 window, fully unrolled (LeNet, VGG).
-cdef void _forward_2x2(real[:, :, :, ::1] x, real[:, :, :, ::1] y,
+cdef void _forward_2x2(const real[:, :, :, ::1] x, real[:, :, :, ::1] y,
                        int[:, :, :, ::1] idx) noexcept:
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef int nt
@@ -100,7 +100,7 @@ cdef void _forward_2x2(real[:, :, :, ::1] x, real[:, :, :, ::1] y,
     cdef Py_ssize_t bc, oh, ow, p
     cdef real best
     cdef int arg
-    cdef real* xp
+    cdef const real* xp
     cdef real* yp
     cdef int* ip
     nt = _team(n * c * ho * wo * 4)
@@ -131,15 +131,15 @@ cdef inline bint _same4(Py_ssize_t* a, Py_ssize_t* b) noexcept:
     return a[0] == b[0] and a[1] == b[1] and a[2] == b[2] and a[3] == b[3]
 
 
-def _backward(real[:, :, :, ::1] gy, int[:, :, :, ::1] idx, real[:, :, :, ::1] gx):
+def _backward(const real[:, :, :, ::1] gy, const int[:, :, :, ::1] idx, real[:, :, :, ::1] gx):
     cdef Py_ssize_t n = gx.shape[0], c = gx.shape[1], h = gx.shape[2], w = gx.shape[3]
     cdef int nt
     cdef Py_ssize_t ho = gy.shape[2], wo = gy.shape[3]
     cdef Py_ssize_t bc, b, ch, oh, ow, ih, iw, k, hw = h * w
     cdef int a
     cdef real* gxp
-    cdef real* gyp
-    cdef int* ip
+    cdef const real* gyp
+    cdef const int* ip
     if _same4(gy.shape, idx.shape) and gy.shape[0] == n and gy.shape[1] == c:
         if n * c == 0 or hw == 0:
             return
