@@ -422,3 +422,37 @@ def test_cifar_batches_in_every_accepted_form(tmp_path):
             x, y = data.read_cifar_batch(_cifar_file(tmp_path, d, labels, name))
             np.testing.assert_array_equal(np.rint(x * 255).astype(np.uint8), imgs, err_msg=name)
             assert y.dtype == np.int64 and y.tolist() == [3, 9]
+
+
+def test_public_names_import_from_the_packages_as_before():
+    # the names of the single-module tapegrad.data and tapegrad.distributed, still there
+    from tapegrad import data as d
+    from tapegrad import distributed as dist
+
+    old_data = "read_idx load_idx_dataset read_cifar_batch load_cifar10 write_cifar_batch"
+    old_data += " load_digits resize_bilinear load_dataset DATASETS DATA_ROOT DEFAULT_DIRS"
+    old_data += " DatasetNotFoundError TensorDataset DataLoader Compose Pad RandomCrop"
+    old_data += " RandomHorizontalFlip Normalize"
+    old_dist = "DistInfo init is_initialized get_rank get_world_size is_main_process barrier"
+    old_dist += " all_reduce_mean broadcast_object rank_zero_only print0 save_checkpoint"
+    old_dist += " DistributedSampler DataParallel GradientHook trainer_options"
+    for mod, names in ((d, old_data), (dist, old_dist)):
+        for name in names.split():
+            assert hasattr(mod, name), f"{mod.__name__}.{name}"
+        for name in mod.__all__:
+            obj = getattr(mod, name)
+            assert getattr(obj, "__doc__", None) or not callable(obj), name
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_shard_indices_pad_or_drop_the_remainder(drop_last):
+    order = np.array([5, 3, 0, 4, 1, 2, 6])
+    shards = [data.shard_indices(order, r, 3, drop_last) for r in range(3)]
+    if drop_last:
+        assert [s.tolist() for s in shards] == [[5, 4], [3, 1], [0, 2]]
+    else:  # padded from the start of the order: 6 items of 7 + 2 repeated
+        assert [s.tolist() for s in shards] == [[5, 4, 6], [3, 1, 5], [0, 2, 3]]
+    assert all(s.dtype == np.int64 for s in shards)
+    perm = data.epoch_order(10, seed=1, epoch=2)
+    np.testing.assert_array_equal(np.sort(perm), np.arange(10))
+    np.testing.assert_array_equal(perm, data.epoch_order(10, seed=1, epoch=2))

@@ -1,11 +1,7 @@
-"""Datasets, loaders and augmentation: IDX (MNIST, Fashion-MNIST), CIFAR-10, digits.
+"""File formats: IDX (MNIST, Fashion-MNIST) and CIFAR-10's python batches.
 
-Nothing is ever downloaded: a dataset that is not on disk is an error naming the
-directory looked in and how to get the files.
-
-Images come out as float32 NCHW arrays scaled to [0, 1]; labels as int64. A
-:class:`DataLoader` yields ``(images, labels)`` NumPy batches that the training loop wraps
-in Tensors without copying.
+Readers judge a file on its header and on a running size budget before building anything
+large, and every error names the file. Arrays only: nothing here imports the framework.
 """
 
 from __future__ import annotations
@@ -17,13 +13,11 @@ import os
 import pickle
 import struct
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-# --- IDX ---------------------------------------------------------------------------
 
 # the IDX type byte -> big-endian dtype of the payload
 _IDX_TYPES = {
@@ -137,74 +131,7 @@ def _read_idx_stream(
     return arr.astype(dtype.newbyteorder("="))
 
 
-# --- datasets ----------------------------------------------------------------------
-
-DATA_ROOT = Path("/usr/share/datasets")
-DEFAULT_DIRS = {
-    "fashion-mnist": DATA_ROOT / "fashion-mnist",
-    "mnist": DATA_ROOT / "mnist",
-    "cifar10": DATA_ROOT / "cifar10",
-}
-_HOW_TO_GET = {
-    "fashion-mnist": "install it with `sudo apt-get install dataset-fashion-mnist`, or pass "
-    "--data-dir pointing at a directory holding the four IDX files",
-    "mnist": "put the four MNIST IDX files (train-images-idx3-ubyte[.gz], ...) there, "
-    "or pass --data-dir pointing at a directory that holds them",
-    "cifar10": "unpack the CIFAR-10 python version (cifar-10-python.tar.gz, holding "
-    "data_batch_1..5 and test_batch) there, or pass --data-dir pointing at it",
-}
-_IDX_NAMES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """A dataset's files are not where we looked; the message says how to get them."""
-
-
-def _missing(name: str, directory: Path, what: str) -> DatasetNotFoundError:
-    return DatasetNotFoundError(
-        f"{name}: {what} not found in {directory}; {_HOW_TO_GET.get(name, '')}"
-    )
-
-
-def _find_idx(directory: Path, stem: str, name: str) -> Path:
-    for cand in (stem + ".gz", stem, stem.replace("-idx", ".idx") + ".gz"):
-        p = directory / cand
-        if p.is_file():
-            return p
-    raise _missing(name, directory, f"{stem}[.gz]")
-
-
-def load_idx_dataset(
-    name: str = "fashion-mnist",
-    split: str = "train",
-    data_dir: str | os.PathLike | None = None,
-    limit: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """MNIST-format images (N, 1, 28, 28) float32 in [0, 1] and labels (N,) int64.
-
-    ``limit`` keeps the first N images (cut before the float conversion).
-    """
-    if split not in _IDX_NAMES:
-        raise ValueError(f"load_idx_dataset: split must be 'train' or 'test', got {split!r}")
-    directory = Path(data_dir) if data_dir is not None else DEFAULT_DIRS[name]
-    if not directory.is_dir():
-        raise _missing(name, directory, "the directory")
-    img_stem, lbl_stem = _IDX_NAMES[split]
-    images = read_idx(_find_idx(directory, img_stem, name))
-    labels = read_idx(_find_idx(directory, lbl_stem, name))
-    if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
-        raise ValueError(
-            f"load_idx_dataset: {name} {split} images {images.shape} and labels "
-            f"{labels.shape} do not pair up"
-        )
-    images, labels = images[:limit], labels[:limit]
-    x = images.astype(np.float32)[:, None]
-    x *= 1.0 / 255.0
-    return x, labels.astype(np.int64)
-
+# --- CIFAR-10 python batches ---------------------------------------------------------
 
 CIFAR_CLASSES = 10
 _CIFAR_PIXELS = 3 * 32 * 32
@@ -484,25 +411,6 @@ class _CifarUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
             ) from None
 
 
-def load_cifar10(
-    split: str = "train", data_dir: str | os.PathLike | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """CIFAR-10 from the python batches: images (N, 3, 32, 32) float32, labels (N,) int64."""
-    directory = Path(data_dir) if data_dir is not None else DEFAULT_DIRS["cifar10"]
-    if (directory / "cifar-10-batches-py").is_dir():
-        directory = directory / "cifar-10-batches-py"
-    names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
-    if split not in ("train", "test"):
-        raise ValueError(f"load_cifar10: split must be 'train' or 'test', got {split!r}")
-    if not directory.is_dir():
-        raise _missing("cifar10", directory, "the directory")
-    present = [directory / n for n in names if (directory / n).is_file()]
-    if not present:
-        raise _missing("cifar10", directory, " / ".join(names))
-    parts = [read_cifar_batch(p) for p in present]
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-
 def write_cifar_batch(path: str | os.PathLike, images: np.ndarray, labels: Sequence[int]) -> None:
     """Write a batch in CIFAR-10's python format (a pickled dict, ``data`` uint8 (N, 3072))."""
     images = np.asarray(images)
@@ -519,247 +427,3 @@ def write_cifar_batch(path: str | os.PathLike, images: np.ndarray, labels: Seque
     }
     with open(path, "wb") as f:
         pickle.dump(d, f, protocol=2)
-
-
-def load_digits(split: str = "train", size: int = 28) -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's 8x8 digits upsampled to ``size`` x ``size`` (bilinear), in [0, 1].
-
-    The offline fallback for a quick try: 1,797 images, the first 80% train, the rest test.
-    """
-    try:
-        from sklearn.datasets import load_digits as _sk_digits
-    except ImportError:
-        raise DatasetNotFoundError(
-            "digits: scikit-learn is not installed; `pip install scikit-learn` "
-            "(or `pip install tapegrad[digits]`)"
-        ) from None
-    d = _sk_digits()
-    x = (d.images.astype(np.float32) / 16.0)[:, None]
-    x = resize_bilinear(x, size)
-    y = d.target.astype(np.int64)
-    cut = int(0.8 * len(y))
-    return (x[:cut], y[:cut]) if split == "train" else (x[cut:], y[cut:])
-
-
-def resize_bilinear(x: np.ndarray, size: int) -> np.ndarray:
-    """(N, C, h, w) -> (N, C, size, size), bilinear with aligned corners at pixel centres."""
-    n, c, h, w = x.shape
-
-    def weights(src: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        pos = (np.arange(size) + 0.5) * src / size - 0.5
-        pos = np.clip(pos, 0, src - 1)
-        lo = np.floor(pos).astype(np.int64)
-        hi = np.minimum(lo + 1, src - 1)
-        return lo, hi, (pos - lo).astype(np.float32)
-
-    ylo, yhi, wy = weights(h)
-    xlo, xhi, wx = weights(w)
-    rows = x[:, :, ylo] * (1 - wy)[:, None] + x[:, :, yhi] * wy[:, None]
-    out = rows[..., xlo] * (1 - wx) + rows[..., xhi] * wx
-    return np.ascontiguousarray(out, dtype=np.float32)
-
-
-DATASETS = ("fashion-mnist", "mnist", "cifar10", "digits")
-
-
-def load_dataset(
-    name: str,
-    split: str = "train",
-    data_dir: str | os.PathLike | None = None,
-    limit: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Arrays (images NCHW float32 in [0, 1], labels int64) of a named dataset split;
-    ``limit`` keeps the first N."""
-    if name in ("fashion-mnist", "mnist"):
-        return load_idx_dataset(name, split, data_dir, limit)
-    if name == "cifar10":
-        x, y = load_cifar10(split, data_dir)
-        return x[:limit], y[:limit]
-    if name == "digits":
-        x, y = load_digits(split)
-        return x[:limit], y[:limit]
-    raise ValueError(f"load_dataset: unknown dataset {name!r}; choose from {list(DATASETS)}")
-
-
-# --- datasets and loading ----------------------------------------------------------
-
-
-class TensorDataset:
-    """Indexable pairs of arrays sharing the first dimension (like torch's TensorDataset).
-
-    ``transform`` (optional) maps a batch of images (N, C, H, W) to a batch, applied by the
-    DataLoader per batch with its own generator so augmentation is reproducible.
-    """
-
-    def __init__(self, *arrays: Any, transform: Callable | None = None) -> None:
-        if not arrays:
-            raise ValueError("TensorDataset: needs at least one array")
-        self.arrays = [np.asarray(getattr(a, "data", a)) for a in arrays]
-        n = self.arrays[0].shape[0]
-        for i, a in enumerate(self.arrays):
-            if a.shape[0] != n:
-                raise ValueError(
-                    f"TensorDataset: array {i} has {a.shape[0]} rows, array 0 has {n} "
-                    f"(shapes {[x.shape for x in self.arrays]})"
-                )
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return self.arrays[0].shape[0]
-
-    def __getitem__(self, idx: Any) -> tuple[np.ndarray, ...]:
-        return tuple(a[idx] for a in self.arrays)
-
-
-class DataLoader:
-    """Batches of a :class:`TensorDataset` as NumPy arrays, optionally shuffled by seed.
-
-    Each epoch's order comes from ``seed`` and the epoch number (``set_epoch``), so a
-    resumed run sees the same batches as an uninterrupted one. ``drop_last`` drops the
-    final short batch. With ``world_size > 1`` each rank takes every ``world_size``-th
-    sample of the epoch's order from offset ``rank`` (all ranks get the same count), as
-    data-parallel training needs.
-    """
-
-    def __init__(
-        self,
-        dataset: TensorDataset,
-        batch_size: int = 64,
-        shuffle: bool = False,
-        seed: int = 0,
-        drop_last: bool = False,
-        rank: int = 0,
-        world_size: int = 1,
-    ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"DataLoader: batch_size must be >= 1, got {batch_size}")
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(
-                f"DataLoader: need 0 <= rank < world_size, got rank={rank}, world_size={world_size}"
-            )
-        self.dataset, self.batch_size = dataset, int(batch_size)
-        self.shuffle, self.seed, self.drop_last = shuffle, int(seed), drop_last
-        self.rank, self.world_size = int(rank), int(world_size)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Set the epoch whose shuffled order the next iteration uses (as after ``epoch``
-        passes).
-        """
-        self.epoch = int(epoch)
-
-    def _num_samples(self) -> int:
-        return len(self.dataset) // self.world_size
-
-    def __len__(self) -> int:
-        n = self._num_samples()
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __iter__(self) -> Iterator[tuple[np.ndarray, ...]]:
-        n = self._num_samples()
-        rng = np.random.default_rng((self.seed, self.epoch))
-        order = rng.permutation(len(self.dataset)) if self.shuffle else None
-        if self.world_size > 1:
-            base = order if order is not None else np.arange(len(self.dataset))
-            order = base[self.rank :: self.world_size][:n]
-        transform = getattr(self.dataset, "transform", None)
-        self.epoch += 1
-        for b in range(len(self)):
-            lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, n)
-            # a contiguous slice is a view (no copy); shuffled batches gather once
-            idx = slice(lo, hi) if order is None else order[lo:hi]
-            batch = list(self.dataset[idx])
-            if transform is not None:
-                batch[0] = transform(batch[0], rng)
-            yield tuple(batch)
-
-
-# --- transforms (batched: (N, C, H, W) arrays in, arrays out) -----------------------
-
-
-class Compose:
-    """Apply batched transforms in order: ``Compose([Pad(2), RandomCrop(28)])``.
-
-    Each transform takes ``(x, rng)`` with ``x`` an (N, C, H, W) array and returns an array.
-    """
-
-    def __init__(self, transforms: Sequence[Callable]) -> None:
-        self.transforms = list(transforms)
-
-    def __call__(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
-        for t in self.transforms:
-            x = t(x, rng)
-        return x
-
-
-class Pad:
-    """Zero-pad H and W by ``padding`` on every side (28x28 -> 32x32 with padding=2)."""
-
-    def __init__(self, padding: int) -> None:
-        if padding < 0:
-            raise ValueError(f"Pad: padding must be >= 0, got {padding}")
-        self.padding = int(padding)
-
-    def __call__(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
-        p = self.padding
-        return np.pad(x, ((0, 0), (0, 0), (p, p), (p, p))) if p else x
-
-
-class RandomCrop:
-    """Pad by ``padding`` (zeros), then crop a random ``size`` window per image."""
-
-    def __init__(self, size: int, padding: int = 0) -> None:
-        if size < 1 or padding < 0:
-            raise ValueError(f"RandomCrop: need size >= 1, padding >= 0; got {size}, {padding}")
-        self.size, self.padding = int(size), int(padding)
-
-    def __call__(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
-        rng = rng if rng is not None else np.random.default_rng()
-        xp = Pad(self.padding)(x)
-        n, _, h, w = xp.shape
-        s = self.size
-        if s > h or s > w:
-            raise ValueError(f"RandomCrop: crop {s} larger than padded image {(h, w)}")
-        ys = rng.integers(0, h - s + 1, size=n)
-        xs = rng.integers(0, w - s + 1, size=n)
-        # one gather through index arrays instead of a Python loop over images
-        rows = ys[:, None] + np.arange(s)[None, :]  # (N, s)
-        cols = xs[:, None] + np.arange(s)[None, :]
-        ni = np.arange(n)[:, None, None, None]
-        ci = np.arange(xp.shape[1])[None, :, None, None]
-        return xp[ni, ci, rows[:, None, :, None], cols[:, None, None, :]]
-
-
-class RandomHorizontalFlip:
-    """Mirror each image left-right with probability ``p``."""
-
-    def __init__(self, p: float = 0.5) -> None:
-        if not 0 <= p <= 1:
-            raise ValueError(f"RandomHorizontalFlip: p must lie in [0, 1], got {p}")
-        self.p = p
-
-    def __call__(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
-        rng = rng if rng is not None else np.random.default_rng()
-        flip = rng.random(x.shape[0]) < self.p
-        if not flip.any():
-            return x
-        out = x.copy()
-        out[flip] = x[flip][..., ::-1]
-        return out
-
-
-class Normalize:
-    """(x - mean[c]) / std[c] per channel."""
-
-    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        self.mean = np.asarray(mean, dtype=np.float32).reshape(1, -1, 1, 1)
-        self.std = np.asarray(std, dtype=np.float32).reshape(1, -1, 1, 1)
-        if np.any(self.std <= 0):
-            raise ValueError(f"Normalize: std must be positive, got {list(std)}")
-
-    def __call__(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
-        if x.shape[1] != self.mean.shape[1] and self.mean.shape[1] != 1:
-            raise ValueError(
-                f"Normalize: {self.mean.shape[1]} channel statistics for input {x.shape}"
-            )
-        return ((x - self.mean) / self.std).astype(np.float32, copy=False)
