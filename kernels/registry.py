@@ -76,8 +76,8 @@ class _Variant:
 class _Op:
     name: str
     variants: dict[str, _Variant] = field(default_factory=dict)
-    # auto rule: (signature) -> ordered candidate names; first available wins
-    rule: Callable[[tuple], list[str]] | None = None
+    # auto rule: (call record) -> ordered candidate names; first available wins
+    rule: Callable[[Hashable], list[str]] | None = None
 
 
 _OPS: dict[str, _Op] = {}
@@ -94,8 +94,11 @@ def register(op: str, variant: str, module_path: str) -> None:
     entry.variants[variant] = _Variant(variant, module_path)
 
 
-def set_rule(op: str, rule: Callable[[tuple], list[str]]) -> None:
-    """Set the shape rule ``auto`` uses for ``op``: signature -> preferred variant names."""
+def set_rule(op: str, rule: Callable[[Hashable], list[str]]) -> None:
+    """Set the shape rule ``auto`` uses for ``op``: call record -> preferred variant names.
+
+    The rule reads the op's record (:mod:`tapegrad.kernels.calls`) by field name.
+    """
     _auto_memo.clear()
     _OPS.setdefault(op, _Op(op)).rule = rule
 
@@ -426,8 +429,16 @@ def disk_cache_enabled() -> bool:
     return _disk["on"]
 
 
+def signature_key(signature: Hashable) -> str:
+    """The text key of a call signature: a declared op's record gives its versioned
+    :meth:`~tapegrad.kernels.calls.KernelCall.key` (``conv2d/v1(x_shape=..., ...)``), any
+    other hashable its ``repr``."""
+    key = getattr(signature, "key", None)
+    return key() if callable(key) else repr(signature)
+
+
 def _sig_key(op: str, signature: Hashable) -> str:
-    return f"{op}|{signature!r}"
+    return f"{op}|{signature_key(signature)}"
 
 
 def _disk_winners() -> dict[str, str]:
@@ -539,8 +550,12 @@ def reload_rules() -> None:
 def signature_size(signature: Hashable) -> float:
     """log2 of the element count of the arrays in a signature: the rules' distance measure.
 
-    Signatures are tuples whose tuple-of-int members are array shapes (input, weight).
+    A declared op's record counts its ``*_shape`` fields; a plain tuple its tuple-of-int
+    members.
     """
+    size = getattr(signature, "size", None)
+    if callable(size):
+        return float(size())
     total = 0
     if isinstance(signature, tuple):
         for item in signature:
@@ -557,7 +572,7 @@ def _learned_rule(op: str, signature: Hashable) -> list[str]:
         return []
     order = list(rule.get("order", []))
     cases = rule.get("cases", [])
-    key = repr(signature)
+    key = signature_key(signature)
     best: str | None = None
     for case in cases:
         if case.get("signature") == key:

@@ -150,10 +150,10 @@ def test_pool_case_from_signature_round_trips():
 
 
 def test_unknown_signatures_are_skipped():
-    calls = [
-        ("conv2d", ("garbage",)),
-        ("max_pool2d", ("max_pool2d", (1, 1, 4, 4), (2, 2), (2, 2), (0, 0), (1, 1), "<f4")),
-    ]
+    from tapegrad.kernels.pool import MaxPool2dCall
+
+    pool = MaxPool2dCall((1, 1, 4, 4), (2, 2), (2, 2), (0, 0), (1, 1), (2, 2), "<f4")
+    calls = [("conv2d", ("garbage",)), ("max_pool2d", pool)]
     got = C.cases_from_signatures(calls, ["conv2d", "max_pool2d"])
     assert [c.op for c in got] == ["max_pool2d"]
 
@@ -206,7 +206,7 @@ def test_run_case_rows_per_variant_and_direction():
         assert r["flops"] == C.SPECS["conv2d"].flops(TINY_CONV.p, r["direction"])
         assert r["rate"] == pytest.approx(r["flops"] / r["median_s"] / 1e9)
         assert r["fraction"] == pytest.approx(r["rate"] / MACHINE["gemm_gflops"])
-        assert r["signature"].startswith("('conv2d', (2, 3, 6, 5)")
+        assert r["signature"].startswith("conv2d/v1(x_shape=(2, 3, 6, 5), w_shape=")
     pool = runner.run_case(TINY_POOL, ["direct-numba"], MACHINE, _opts(directions=("forward",)))
     assert [(r["direction"], r["unit"]) for r in pool] == [("forward", "GB/s")]
     assert pool[0]["fraction"] == pytest.approx(pool[0]["gbps"] / MACHINE["copy_gbps"])

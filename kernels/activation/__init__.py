@@ -7,12 +7,49 @@ Variant interface (``x``/``g`` C-contiguous float32/float64 of any shape, valida
                                      y = x where mask, +0.0 elsewhere (NaN and -0.0 too)
     relu_backward(g, mask) -> gx     gx = g where mask, +0.0 elsewhere (even for NaN/inf g,
                                      as PyTorch's threshold_backward)
+
+The call record is :class:`ReluCall`.
 """
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, ClassVar
+
+from ..calls import KernelCall, nchw, pair
 from ..registry import register, set_rule
+
+
+@dataclass(frozen=True)
+class ReluCall(KernelCall):
+    """A relu call: the input's shape and dtype."""
+
+    op: ClassVar[str] = "relu"
+    functional: ClassVar[str] = "relu"
+    x_shape: tuple[int, ...]
+    dtype: str
+
+    @classmethod
+    def of(cls, x) -> ReluCall:
+        return cls(pair(x.shape), x.dtype.str)
+
+    def forward(self, mod: ModuleType, x: Any) -> Any:
+        """(y, mask)"""
+        return mod.relu_forward(x)
+
+    def backward(self, mod: ModuleType, g: Any, mask: Any) -> Any:
+        return mod.relu_backward(g, mask)
+
+    def backward_trial(self, mod, out, inputs, needs):
+        return self.backward(mod, *out)
+
+    def bench_params(self) -> dict[str, Any] | None:
+        return nchw(self.x_shape) if 2 <= len(self.x_shape) <= 4 else None
+
 
 _P = __name__
 register("relu", "reference", f"{_P}.reference")
 register("relu", "fused-numba", f"{_P}.fused_numba")
 register("relu", "fused-cython", f"{_P}.fused_cy")
-set_rule("relu", lambda sig: ["fused-numba", "fused-cython"])
+set_rule("relu", lambda call: ["fused-numba", "fused-cython"])

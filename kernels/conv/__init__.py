@@ -11,9 +11,85 @@ Variant interface (every module registered for ``conv2d``)::
         over (N, Ho, Wo) and is computed by the op.
 
 Arguments arrive validated by ``tapegrad.ops.conv``: kernels do no checking.
+
+The call record, :class:`Conv2dCall`, holds the shapes and arguments by name and makes
+the two kernel calls above (the op and autotune's trials both go through it).
 """
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, ClassVar
+
+from ..calls import KernelCall, pair
 from ..registry import register, set_rule
+
+
+class ConvLikeCall(KernelCall):
+    """The kernel calls shared by the conv, depthwise and transposed-conv records: the
+    arguments after the arrays are ``self.args()`` in the interface's order."""
+
+    def args(self) -> tuple:
+        raise NotImplementedError
+
+    def forward(self, mod: ModuleType, x: Any, w: Any, b: Any) -> Any:
+        return mod.forward(x, w, b, *self.args())
+
+    def backward(self, mod: ModuleType, gy: Any, x: Any, w: Any, need_x: bool, need_w: bool):
+        """(gx, gw), None where not needed."""
+        return mod.backward(gy, x, w, *self.args(), need_x, need_w)
+
+    def backward_trial(self, mod, out, inputs, needs):
+        x, w = inputs[0], inputs[1]
+        return self.backward(mod, out, x, w, bool(needs[0]), bool(needs[1]))
+
+
+@dataclass(frozen=True)
+class Conv2dCall(ConvLikeCall):
+    """A conv2d call: input and weight shapes, the (h, w) argument pairs, groups, dtype."""
+
+    op: ClassVar[str] = "conv2d"
+    functional: ClassVar[str] = "conv2d"
+    x_shape: tuple[int, ...]
+    w_shape: tuple[int, ...]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+    dtype: str
+
+    @classmethod
+    def of(cls, x, w, stride, padding, dilation, groups) -> Conv2dCall:
+        return cls(
+            pair(x.shape), pair(w.shape), pair(stride), pair(padding), pair(dilation),
+            int(groups), x.dtype.str,
+        )  # fmt: skip
+
+    def args(self) -> tuple:
+        return (self.stride, self.padding, self.dilation, self.groups)
+
+    def out_hw(self) -> tuple[int, int]:
+        kh, kw = self.w_shape[2:]
+        h, w = self.x_shape[2:]
+        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
+        return (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (
+            w + 2 * pw - dw * (kw - 1) - 1
+        ) // sw + 1
+
+    def macs(self) -> int:
+        n, o = self.x_shape[0], self.w_shape[0]
+        ho, wo = self.out_hw()
+        return n * o * ho * wo * self.w_shape[1] * self.w_shape[2] * self.w_shape[3]
+
+    def bench_params(self) -> dict[str, Any]:
+        n, c, h, w = self.x_shape
+        return {
+            "N": n, "C": c, "H": h, "W": w, "O": self.w_shape[0],
+            "k": (self.w_shape[2], self.w_shape[3]), "stride": self.stride,
+            "padding": self.padding, "dilation": self.dilation, "groups": self.groups,
+        }  # fmt: skip
+
 
 _P = __name__
 register("conv2d", "reference", f"{_P}.reference")
@@ -33,15 +109,10 @@ register("conv2d", "direct-cython", f"{_P}.direct_cy")
 _DIRECT_MACS = 100_000
 
 
-def _conv2d_rule(sig: tuple) -> list[str]:
+def _conv2d_rule(call: Conv2dCall) -> list[str]:
     try:
-        _, xs, ws, stride, padding, dilation = sig[:6]
-        n, _, h, w = xs
-        o, cg, kh, kw = ws
-        ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-        wo = (w + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-        macs = n * o * ho * wo * cg * kh * kw
-    except (TypeError, ValueError):
+        macs = call.macs()
+    except (AttributeError, TypeError, ValueError):
         return ["im2col-cython", "im2col-numba"]
     if macs < _DIRECT_MACS:
         return ["direct-cython", "direct-numba", "im2col-cython", "im2col-numba"]

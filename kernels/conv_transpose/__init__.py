@@ -15,9 +15,60 @@ Variant interface (every module registered for ``conv_transpose2d``)::
 
 Variants: ``reference`` (NumPy, per tap), ``col2im-*`` (one GEMM per group to columns,
 then the conv family's col2im scatter-adds them), ``direct-*`` (the scatter written out).
+
+The call record is :class:`ConvTranspose2dCall` (the conv family's kernel calls, with
+``output_padding`` among the arguments).
 """
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..calls import pair
+from ..conv import ConvLikeCall
 from ..registry import register, set_rule
+
+
+@dataclass(frozen=True)
+class ConvTranspose2dCall(ConvLikeCall):
+    """A conv_transpose2d call: shapes, the (h, w) argument pairs, groups, dtype."""
+
+    op: ClassVar[str] = "conv_transpose2d"
+    functional: ClassVar[str] = "conv_transpose2d"
+    x_shape: tuple[int, ...]
+    w_shape: tuple[int, ...]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    output_padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int
+    dtype: str
+
+    @classmethod
+    def of(cls, x, w, stride, padding, output_padding, dilation, groups) -> ConvTranspose2dCall:
+        return cls(
+            pair(x.shape), pair(w.shape), pair(stride), pair(padding), pair(output_padding),
+            pair(dilation), int(groups), x.dtype.str,
+        )  # fmt: skip
+
+    def args(self) -> tuple:
+        return (self.stride, self.padding, self.output_padding, self.dilation, self.groups)
+
+    def macs(self) -> int:
+        n, c, h, w = self.x_shape
+        _, og, kh, kw = self.w_shape
+        return n * c * h * w * og * kh * kw
+
+    def bench_params(self) -> dict[str, Any]:
+        n, c, h, w = self.x_shape
+        return {
+            "N": n, "C": c, "H": h, "W": w, "O": self.w_shape[1] * self.groups,
+            "k": (self.w_shape[2], self.w_shape[3]), "stride": self.stride,
+            "padding": self.padding, "output_padding": self.output_padding,
+            "dilation": self.dilation, "groups": self.groups,
+        }  # fmt: skip
+
 
 _P = __name__
 register("conv_transpose2d", "reference", f"{_P}.reference")
@@ -35,12 +86,10 @@ register("conv_transpose2d", "direct-cython", f"{_P}.direct_cy")
 _DIRECT_MACS = 20_000_000
 
 
-def _conv_transpose2d_rule(sig: tuple) -> list[str]:
+def _conv_transpose2d_rule(call: ConvTranspose2dCall) -> list[str]:
     try:
-        n, c, h, w = sig[1]
-        _, og, kh, kw = sig[2]
-        macs = n * c * h * w * og * kh * kw
-    except (TypeError, ValueError, IndexError):
+        macs = call.macs()
+    except (AttributeError, TypeError, ValueError):
         return ["col2im-numba", "col2im-cython"]
     if macs < _DIRECT_MACS:
         return ["col2im-cython", "col2im-numba", "direct-cython", "direct-numba"]

@@ -11,9 +11,26 @@ interface with ``groups == C``::
         x (N, C, H, W), w (C*M, 1, kH, kW), b (C*M,) or None; output channel o reads
         input channel o // M (PyTorch's grouping).
     backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w) -> (gx, gw)
+
+The call record is :class:`DepthwiseConv2dCall`: conv2d's record (and kernel calls) under
+this op's name.
 """
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..conv import Conv2dCall
 from ..registry import register, set_rule
+
+
+@dataclass(frozen=True)
+class DepthwiseConv2dCall(Conv2dCall):
+    """A depthwise conv2d call (``groups == C_in``): conv2d's fields and kernel calls."""
+
+    op: ClassVar[str] = "depthwise_conv2d"
+
 
 _P = __name__
 register("depthwise_conv2d", "reference", f"{_P}.reference")
@@ -21,7 +38,7 @@ register("depthwise_conv2d", "direct-numba", f"{_P}.direct_numba")
 register("depthwise_conv2d", "direct-cython", f"{_P}.direct_cy")
 
 
-def _depthwise_rule(sig: tuple) -> list[str]:
+def _depthwise_rule(call: DepthwiseConv2dCall) -> list[str]:
     return ["direct-cython", "direct-numba"]
 
 

@@ -16,9 +16,104 @@ Variant interface (arrays C-contiguous float32/float64, validated by ``tapegrad.
     channel_backward(gy, keep, scale) -> gx        gy (P, S), keep (P,)
     gaussian_forward(x, seed, step, sigma) -> y    y = x * (1 + sigma * z), z = rng normal(i)
     gaussian_backward(gy, seed, step, sigma) -> gx same factor, regenerated (nothing stored)
+
+The call records: :class:`DropoutCall`, :class:`Dropout2dCall`, :class:`GaussianDropoutCall`
+(the shapes and dtype only: the probability and the random key are inputs, and trials
+draw no numbers since kernels are pure functions of (seed, step)).
 """
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, ClassVar
+
+from ..calls import KernelCall, nchw, pair
 from ..registry import register, set_rule
+
+
+@dataclass(frozen=True)
+class DropoutCall(KernelCall):
+    """A dropout call: the input's shape and dtype."""
+
+    op: ClassVar[str] = "dropout"
+    functional: ClassVar[str] = "dropout"
+    x_shape: tuple[int, ...]
+    dtype: str
+
+    @classmethod
+    def of(cls, x) -> DropoutCall:
+        return cls(pair(x.shape), x.dtype.str)
+
+    def forward(self, mod: ModuleType, x, seed, step, p, scale) -> Any:
+        """(y, keep)"""
+        return mod.forward(x, seed, step, p, scale)
+
+    def backward(self, mod: ModuleType, gy, keep, scale) -> Any:
+        return mod.backward(gy, keep, scale)
+
+    def backward_trial(self, mod, out, inputs, needs):
+        return self.backward(mod, out[0], out[1], inputs[4])
+
+    def bench_params(self) -> dict[str, Any] | None:
+        # the drop probability is not part of the call's key
+        return {**nchw(self.x_shape), "p": 0.5} if 2 <= len(self.x_shape) <= 4 else None
+
+
+@dataclass(frozen=True)
+class Dropout2dCall(KernelCall):
+    """A dropout2d call: x seen as (planes, H*W), dtype."""
+
+    op: ClassVar[str] = "dropout2d"
+    functional: ClassVar[str] = "dropout2d"
+    x_shape: tuple[int, int]
+    dtype: str
+
+    @classmethod
+    def of(cls, x2) -> Dropout2dCall:
+        return cls(pair(x2.shape), x2.dtype.str)
+
+    def forward(self, mod: ModuleType, x2, seed, step, p, scale) -> Any:
+        """(y, keep)"""
+        return mod.channel_forward(x2, seed, step, p, scale)
+
+    def backward(self, mod: ModuleType, gy2, keep, scale) -> Any:
+        return mod.channel_backward(gy2, keep, scale)
+
+    def backward_trial(self, mod, out, inputs, needs):
+        return self.backward(mod, out[0], out[1], inputs[4])
+
+    def bench_params(self) -> dict[str, Any]:
+        # one row per plane; (N=rows, C=1, H=H*W) gives the same kernel call
+        rows, hw = self.x_shape
+        return {"N": rows, "C": 1, "H": hw, "W": 1, "p": 0.5}
+
+
+@dataclass(frozen=True)
+class GaussianDropoutCall(KernelCall):
+    """A gaussian_dropout call: the input's shape and dtype."""
+
+    op: ClassVar[str] = "gaussian_dropout"
+    functional: ClassVar[str] = "gaussian_dropout"
+    x_shape: tuple[int, ...]
+    dtype: str
+
+    @classmethod
+    def of(cls, x) -> GaussianDropoutCall:
+        return cls(pair(x.shape), x.dtype.str)
+
+    def forward(self, mod: ModuleType, x, seed, step, sigma) -> Any:
+        return mod.gaussian_forward(x, seed, step, sigma)
+
+    def backward(self, mod: ModuleType, gy, seed, step, sigma) -> Any:
+        return mod.gaussian_backward(gy, seed, step, sigma)
+
+    def backward_trial(self, mod, out, inputs, needs):
+        return self.backward(mod, out, *inputs[1:])
+
+    def bench_params(self) -> dict[str, Any] | None:
+        return {**nchw(self.x_shape), "sigma": 0.5} if 2 <= len(self.x_shape) <= 4 else None
+
 
 _P = __name__
 for _op in ("dropout", "dropout2d", "gaussian_dropout"):
@@ -26,4 +121,4 @@ for _op in ("dropout", "dropout2d", "gaussian_dropout"):
     register(_op, "philox-numba", f"{_P}.philox_numba")
     register(_op, "philox-cython", f"{_P}.philox_cy")
     # Numba first: it compiles for the host CPU (AVX-512 where present), measured faster
-    set_rule(_op, lambda sig: ["philox-numba", "philox-cython"])
+    set_rule(_op, lambda call: ["philox-numba", "philox-cython"])

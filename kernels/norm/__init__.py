@@ -20,13 +20,139 @@ Variant interface (float32/float64, C-contiguous, validated by ``tapegrad.ops.no
         r % P (layer norm P = 1; group norm P = groups, weights expanded over the group).
     row_backward(gy, x, mean, invstd, w, need_affine) -> (gx, gw, gb)
         gw, gb (P, K) float64 sums over the rows sharing an affine row (None unless asked).
+
+The call records: :class:`BatchNormTrainCall`, :class:`BatchNormEvalCall` (op
+``batch_norm``), :class:`LayerNormCall`, :class:`GroupNormCall`.
 """
 
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, ClassVar
+
+from ..calls import KernelCall, pair
 from ..registry import register, set_rule
+
+
+@dataclass(frozen=True)
+class BatchNormTrainCall(KernelCall):
+    """A training-mode batch_norm call: x seen as (N, C, S), dtype, variance normalised."""
+
+    op: ClassVar[str] = "batch_norm"
+    functional: ClassVar[str] = "batch_norm"
+    training: ClassVar[bool] = True
+    x_shape: tuple[int, int, int]
+    dtype: str
+    normalize_variance: bool
+
+    @classmethod
+    def of(cls, x3, normalize_variance) -> BatchNormTrainCall:
+        return cls(pair(x3.shape), x3.dtype.str, bool(normalize_variance))
+
+    def forward(self, mod: ModuleType, x3: Any, w: Any, b: Any, eps: float) -> Any:
+        """(y, mean, invstd, var)"""
+        return mod.bn_forward_train(x3, w, b, eps, self.normalize_variance)
+
+    def backward(self, mod: ModuleType, gy, x3, mean, invstd, w) -> Any:
+        """(gx, gw, gb)"""
+        return mod.bn_backward(gy, x3, mean, invstd, w, self.normalize_variance)
+
+    def backward_trial(self, mod, out, inputs, needs):
+        return self.backward(mod, out[0], inputs[0], out[1], out[2], inputs[1])
+
+    def bench_params(self) -> dict[str, Any]:
+        return {**_nchw_of_ncs(self.x_shape), "mode": "train"}
+
+
+@dataclass(frozen=True)
+class BatchNormEvalCall(KernelCall):
+    """An eval-mode batch_norm call (an affine map per channel): x as (N, C, S), dtype."""
+
+    op: ClassVar[str] = "batch_norm"
+    training: ClassVar[bool] = False
+    x_shape: tuple[int, int, int]
+    dtype: str
+
+    @classmethod
+    def of(cls, x3) -> BatchNormEvalCall:
+        return cls(pair(x3.shape), x3.dtype.str)
+
+    def forward(self, mod: ModuleType, x3: Any, scale: Any, shift: Any) -> Any:
+        return mod.bn_forward_eval(x3, scale, shift)
+
+    def bench_params(self) -> dict[str, Any]:
+        return {**_nchw_of_ncs(self.x_shape), "mode": "eval"}
+
+
+def _nchw_of_ncs(shape: tuple[int, int, int]) -> dict[str, int]:
+    n, c, hw = shape
+    side = math.isqrt(hw)
+    h, w = (side, side) if side * side == hw else (hw, 1)
+    return {"N": n, "C": c, "H": h, "W": w}
+
+
+class RowNormCall(KernelCall):
+    """The row-norm kernel calls shared by layer norm and group norm (x seen as (R, K))."""
+
+    def forward(self, mod: ModuleType, x2: Any, w: Any, b: Any, eps: float) -> Any:
+        """(y, mean, invstd)"""
+        return mod.row_forward(x2, w, b, eps)
+
+    def backward(self, mod: ModuleType, gy, x2, mean, invstd, w, need_affine: bool) -> Any:
+        """(gx, gw, gb)"""
+        return mod.row_backward(gy, x2, mean, invstd, w, need_affine)
+
+    def backward_trial(self, mod, out, inputs, needs):
+        x2, w = inputs[0], inputs[1]
+        return self.backward(mod, out[0], x2, out[1], out[2], w, any(needs[1:3]))
+
+
+@dataclass(frozen=True)
+class LayerNormCall(RowNormCall):
+    """A layer_norm call: x as (rows, K) with K the normalised size, dtype, affine."""
+
+    op: ClassVar[str] = "layer_norm"
+    functional: ClassVar[str] = "layer_norm"
+    x_shape: tuple[int, int]
+    dtype: str
+    affine: bool
+
+    @classmethod
+    def of(cls, x2, affine) -> LayerNormCall:
+        return cls(pair(x2.shape), x2.dtype.str, bool(affine))
+
+    def bench_params(self) -> dict[str, Any]:
+        # the kernel sees rows of K values; (N=rows, C=1, H=K) gives the same kernel call
+        rows, k = self.x_shape
+        return {"N": rows, "C": 1, "H": k, "W": 1}
+
+
+@dataclass(frozen=True)
+class GroupNormCall(RowNormCall):
+    """A group_norm call: x as (N * groups, C/groups * S), dtype, groups, affine."""
+
+    op: ClassVar[str] = "group_norm"
+    functional: ClassVar[str] = "group_norm"
+    x_shape: tuple[int, int]
+    dtype: str
+    groups: int
+    affine: bool
+
+    @classmethod
+    def of(cls, x2, groups, affine) -> GroupNormCall:
+        return cls(pair(x2.shape), x2.dtype.str, int(groups), bool(affine))
+
+    def bench_params(self) -> dict[str, Any]:
+        rows, k = self.x_shape
+        g = self.groups
+        return {"N": rows // g, "C": g, "H": k, "W": 1, "groups": g}
+
 
 _P = __name__
 for _op in ("batch_norm", "layer_norm", "group_norm"):
     register(_op, "reference", f"{_P}.reference")
     register(_op, "fused-numba", f"{_P}.fused_numba")
     register(_op, "fused-cython", f"{_P}.fused_cy")
-    set_rule(_op, lambda sig: ["fused-numba", "fused-cython"])
+    set_rule(_op, lambda call: ["fused-numba", "fused-cython"])

@@ -22,9 +22,126 @@
     backward(gy, x_shape) -> gx
 
 Every pooling kernel parallelises over (image, channel) planes: memory bound, no GEMM.
+
+The call records: :class:`MaxPool2dCall`, :class:`AvgPool2dCall`,
+:class:`AdaptiveAvgPool2dCall`.
 """
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, ClassVar
+
+from ..calls import KernelCall, pair
 from ..registry import register, set_rule
+
+
+@dataclass(frozen=True)
+class MaxPool2dCall(KernelCall):
+    """A max_pool2d call: input shape, the (h, w) pairs, the output size, dtype."""
+
+    op: ClassVar[str] = "max_pool2d"
+    functional: ClassVar[str] = "max_pool2d"
+    x_shape: tuple[int, ...]
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    out_hw: tuple[int, int]
+    dtype: str
+
+    @classmethod
+    def of(cls, x, kernel, stride, padding, dilation, out_hw) -> MaxPool2dCall:
+        return cls(
+            pair(x.shape), pair(kernel), pair(stride), pair(padding), pair(dilation),
+            pair(out_hw), x.dtype.str,
+        )  # fmt: skip
+
+    def forward(self, mod: ModuleType, x: Any) -> Any:
+        """(y, idx)"""
+        return mod.forward(x, self.kernel, self.stride, self.padding, self.dilation, self.out_hw)
+
+    def backward(self, mod: ModuleType, gy: Any, idx: Any) -> Any:
+        return mod.backward(gy, idx, self.x_shape)
+
+    def backward_trial(self, mod, out, inputs, needs):
+        return self.backward(mod, out[0], out[1])
+
+    def bench_params(self) -> dict[str, Any]:
+        n, c, h, w = self.x_shape
+        return {"N": n, "C": c, "H": h, "W": w, "k": self.kernel, "stride": self.stride,
+                "padding": self.padding}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AvgPool2dCall(KernelCall):
+    """An avg_pool2d call: input shape, the (h, w) pairs, the output size, the divisor
+    choice, dtype."""
+
+    op: ClassVar[str] = "avg_pool2d"
+    functional: ClassVar[str] = "avg_pool2d"
+    x_shape: tuple[int, ...]
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    out_hw: tuple[int, int]
+    count_include_pad: bool
+    dtype: str
+
+    @classmethod
+    def of(cls, x, kernel, stride, padding, out_hw, count_include_pad) -> AvgPool2dCall:
+        return cls(
+            pair(x.shape), pair(kernel), pair(stride), pair(padding), pair(out_hw),
+            bool(count_include_pad), x.dtype.str,
+        )  # fmt: skip
+
+    def forward(self, mod: ModuleType, x: Any) -> Any:
+        return mod.forward(
+            x, self.kernel, self.stride, self.padding, self.out_hw, self.count_include_pad
+        )
+
+    def backward(self, mod: ModuleType, gy: Any) -> Any:
+        return mod.backward(
+            gy, self.x_shape, self.kernel, self.stride, self.padding, self.count_include_pad
+        )
+
+    def backward_trial(self, mod, out, inputs, needs):
+        return self.backward(mod, out)
+
+    def bench_params(self) -> dict[str, Any]:
+        n, c, h, w = self.x_shape
+        return {"N": n, "C": c, "H": h, "W": w, "k": self.kernel, "stride": self.stride,
+                "padding": self.padding}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AdaptiveAvgPool2dCall(KernelCall):
+    """An adaptive_avg_pool2d call: input shape, output size, dtype."""
+
+    op: ClassVar[str] = "adaptive_avg_pool2d"
+    functional: ClassVar[str] = "adaptive_avg_pool2d"
+    x_shape: tuple[int, ...]
+    out_hw: tuple[int, int]
+    dtype: str
+
+    @classmethod
+    def of(cls, x, out_hw) -> AdaptiveAvgPool2dCall:
+        return cls(pair(x.shape), pair(out_hw), x.dtype.str)
+
+    def forward(self, mod: ModuleType, x: Any) -> Any:
+        return mod.forward(x, self.out_hw)
+
+    def backward(self, mod: ModuleType, gy: Any) -> Any:
+        return mod.backward(gy, self.x_shape)
+
+    def backward_trial(self, mod, out, inputs, needs):
+        return self.backward(mod, out)
+
+    def bench_params(self) -> dict[str, Any]:
+        n, c, h, w = self.x_shape
+        return {"N": n, "C": c, "H": h, "W": w}
+
 
 # Measured on 2 cores (benchmarks/bench_pool.py): on inputs of a few million elements the
 # Numba kernels ran max_pool2d 1.2-2x and avg_pool2d up to 1.1x faster than the Cython
@@ -33,31 +150,30 @@ from ..registry import register, set_rule
 _LARGE = 1_000_000
 
 
-def _size(sig: tuple) -> int:
+def _size(call: KernelCall) -> int:
     try:
-        n, c, h, w = sig[1]
+        n, c, h, w = call.x_shape
         return n * c * h * w
-    except (TypeError, ValueError, IndexError):
+    except (AttributeError, TypeError, ValueError):
         return 0
 
 
-def _pool_rule(sig: tuple) -> list[str]:
-    if _size(sig) >= _LARGE:
+def _pool_rule(call: KernelCall) -> list[str]:
+    if _size(call) >= _LARGE:
         return ["direct-numba", "direct-cython"]
     return ["direct-cython", "direct-numba"]
 
 
-def _max_pool_rule(sig: tuple) -> list[str]:
+def _max_pool_rule(call: MaxPool2dCall) -> list[str]:
     # Windows fully inside the input have an unrolled 2x2 / branch-free Cython path: at 1
     # thread 0.38 ms vs Numba's 4.1 ms forward on 32x64x32x32 (2x2 stride 2), 0.06 vs
     # 0.56 ms on LeNet's 64x6x28x28; the general (padded) windows keep the size rule.
     try:
-        kernel, stride, padding = sig[2], sig[3], sig[4]
-        if tuple(padding) == (0, 0) and tuple(kernel) == (2, 2) and tuple(stride) == (2, 2):
+        if call.padding == (0, 0) and call.kernel == (2, 2) and call.stride == (2, 2):
             return ["direct-cython", "direct-numba"]
-    except (TypeError, ValueError, IndexError):
+    except AttributeError:
         pass
-    return _pool_rule(sig)
+    return _pool_rule(call)
 
 
 _P = __name__

@@ -11,8 +11,9 @@ A case is an op name plus a parameter dict (``N``, ``C``, ``H``, ``W``, kernel, 
 - ``flops(p, direction)`` and ``bytes(p, direction)``: the exact FLOP count (convolutions:
   multiply and add counted separately, bias adds included) and the bytes that must move
   (each input read once, each output written once: the memory-bound lower bound);
-- ``from_signature(sig)``: the parameters back from the signature the op resolves with
-  (``tapegrad.kernels.record``), which is how the zoo presets learn a model's layer shapes.
+- ``from_signature(call)``: the parameters of a recorded call (``tapegrad.kernels.record``
+  gives the op's call record; its ``bench_params()`` reads it by field name), which is how
+  the zoo presets learn a model's layer shapes.
 
 An op's cases are listed only when the op is registered (``tapegrad.kernels.ops()``), so
 the table can name ops before their kernels land.
@@ -83,7 +84,8 @@ class OpSpec:
     flops: Callable[[dict, str], int]
     bytes: Callable[[dict, str], int]
     standard: list[dict] = field(default_factory=list)
-    from_signature: Callable[[tuple], dict | None] = lambda sig: None
+    # the case parameters of a recorded call: its record's own (see tapegrad.kernels.calls)
+    from_signature: Callable[[Any], dict | None] = lambda call: call.bench_params()
     directions: Callable[[dict], tuple[str, ...]] = lambda p: DIRECTIONS
     seeded: bool = False  # the op draws random numbers: seed before each checked run
     quick_scale: int = 8  # --quick divides the batch size of the standard cases by this
@@ -180,17 +182,6 @@ def _conv_bytes(p: dict, direction: str) -> int:
     return F32 * {"forward": fwd, "backward": bwd, "both": fwd + bwd}[direction]
 
 
-def _conv_from_sig(sig: tuple) -> dict | None:
-    # ("conv2d", x.shape, w.shape, stride, padding, dilation, groups, dtype)
-    _, xs, ws, stride, padding, dilation, groups = sig[:7]
-    n, c, h, w = xs
-    return {
-        "N": n, "C": c, "H": h, "W": w, "O": ws[0], "k": (ws[2], ws[3]),
-        "stride": tuple(stride), "padding": tuple(padding), "dilation": tuple(dilation),
-        "groups": groups,
-    }  # fmt: skip
-
-
 # depthwise: groups == C, channel multiplier M = O / C
 
 
@@ -200,14 +191,6 @@ def _dw_label(p: dict) -> str:
     s = f"N{p['N']} {p['C']}ch {p['H']}x{p['W']} k{kh}x{kw}"
     s += f" s{_pair(p.get('stride', 1))[0]} p{_pair(p.get('padding', 0))[0]}"
     return s + (f" x{m}" if m != 1 else "")
-
-
-def _dw_from_sig(sig: tuple) -> dict | None:
-    p = _conv_from_sig(sig)
-    if p is None:
-        return None
-    p["groups"] = p["C"]
-    return p
 
 
 # transposed convolution: x (N, C, H, W), w (C, O/groups, kH, kW)
@@ -286,17 +269,6 @@ def _convt_bytes(p: dict, direction: str) -> int:
     return F32 * {"forward": fwd, "backward": bwd, "both": fwd + bwd}[direction]
 
 
-def _convt_from_sig(sig: tuple) -> dict | None:
-    # ("conv_transpose2d", x.shape, w.shape, stride, padding, output_padding, dilation, groups, ..)
-    _, xs, ws, stride, padding, out_pad, dilation, groups = sig[:8]
-    n, c, h, w = xs
-    return {
-        "N": n, "C": c, "H": h, "W": w, "O": ws[1] * groups, "k": (ws[2], ws[3]),
-        "stride": tuple(stride), "padding": tuple(padding), "output_padding": tuple(out_pad),
-        "dilation": tuple(dilation), "groups": groups,
-    }  # fmt: skip
-
-
 # --- pooling -----------------------------------------------------------------------------
 
 
@@ -354,14 +326,6 @@ def _maxpool_bytes(p: dict, direction: str) -> int:
     return {"forward": fwd, "backward": bwd, "both": fwd + bwd}[direction]
 
 
-def _maxpool_from_sig(sig: tuple) -> dict | None:
-    # ("max_pool2d", x.shape, kernel, stride, padding, dilation, dtype)
-    _, xs, kernel, stride, padding = sig[:5]
-    n, c, h, w = xs
-    return {"N": n, "C": c, "H": h, "W": w, "k": tuple(kernel), "stride": tuple(stride),
-            "padding": tuple(padding)}  # fmt: skip
-
-
 def _avgpool_call(T: dict, p: dict):
     import tapegrad.nn.functional as F
 
@@ -379,13 +343,6 @@ def _avgpool_bytes(p: dict, direction: str) -> int:
     x = F32 * _prod(p["N"], p["C"], p["H"], p["W"])
     y = F32 * _prod(p["N"], p["C"], ho, wo)
     return {"forward": x + y, "backward": y + x, "both": 2 * (x + y)}[direction]
-
-
-def _avgpool_from_sig(sig: tuple) -> dict | None:
-    _, xs, kernel, stride, padding = sig[:5]
-    n, c, h, w = xs
-    return {"N": n, "C": c, "H": h, "W": w, "k": tuple(kernel), "stride": tuple(stride),
-            "padding": tuple(padding)}  # fmt: skip
 
 
 def _gap_label(p: dict) -> str:
@@ -416,18 +373,6 @@ def _gap_flops(p: dict, direction: str) -> int:
 def _gap_bytes(p: dict, direction: str) -> int:
     x, y = F32 * _elems(p), F32 * p["N"] * p["C"]
     return {"forward": x + y, "backward": y + x, "both": 2 * (x + y)}[direction]
-
-
-def _shape_params(shape: tuple) -> dict:
-    """(N, C, H, W) parameters for an input shape of rank 2 to 4 (missing axes are 1)."""
-    n, c, *rest = shape
-    h, w = ((*rest, 1, 1)[:2]) if len(rest) < 2 else rest[-2:]
-    return {"N": n, "C": c, "H": h, "W": w}
-
-
-def _x_from_sig(sig: tuple) -> dict | None:
-    xs = next(s for s in sig if isinstance(s, tuple) and 2 <= len(s) <= 4)
-    return _shape_params(xs)
 
 
 # --- activations ---------------------------------------------------------------------------
@@ -512,28 +457,6 @@ def _bn_directions(p: dict) -> tuple[str, ...]:
     return ("forward",) if p.get("mode") == "eval" else DIRECTIONS
 
 
-def _bn_from_sig(sig: tuple) -> dict | None:
-    # ("batch_norm", (N, C, H*W), dtype, normalize_variance) in training,
-    # ("batch_norm", (N, C, H*W), dtype) in eval
-    _, (n, c, hw) = sig[:2]
-    side = math.isqrt(hw)
-    h, w = (side, side) if side * side == hw else (hw, 1)
-    return {"N": n, "C": c, "H": h, "W": w, "mode": "train" if len(sig) >= 4 else "eval"}
-
-
-def _rows_from_sig(sig: tuple) -> dict | None:
-    # ("layer_norm", (rows, k), ...): the kernel sees rows of k values; (N=rows, C=1, H=k)
-    # gives the same kernel call
-    _, (rows, k) = sig[:2]
-    return {"N": rows, "C": 1, "H": k, "W": 1}
-
-
-def _gn_from_sig(sig: tuple) -> dict | None:
-    # ("group_norm", (N * groups, C/groups * H*W), dtype, groups, affine)
-    _, (rows, k), _dt, g = sig[:4]
-    return {"N": rows // g, "C": g, "H": k, "W": 1, "groups": g}
-
-
 def _ln_call(T: dict, p: dict):
     import tapegrad.nn.functional as F
 
@@ -603,18 +526,6 @@ def _mask_bytes(p: dict, direction: str) -> int:
     return {"forward": fwd, "backward": bwd, "both": fwd + bwd}[direction]
 
 
-def _dropout_from_sig(sig: tuple) -> dict | None:
-    # ("dropout", x.shape, dtype): the drop probability is not part of it
-    return {**_x_from_sig(sig), "p": 0.5}
-
-
-def _dropout2d_from_sig(sig: tuple) -> dict | None:
-    # ("dropout2d", (N * C, H * W), dtype): one row per plane; (N=rows, C=1, H=H*W) gives
-    # the same kernel call
-    _, (rows, hw) = sig[:2]
-    return {"N": rows, "C": 1, "H": hw, "W": 1, "p": 0.5}
-
-
 def _dropout2d_call(T: dict, p: dict):
     import tapegrad.nn.functional as F
 
@@ -656,10 +567,6 @@ def _gauss_bytes(p: dict, direction: str) -> int:
     return {"forward": 2 * n, "backward": 2 * n, "both": 4 * n}[direction]
 
 
-def _gauss_from_sig(sig: tuple) -> dict | None:
-    return {**_x_from_sig(sig), "sigma": 0.5}
-
-
 # --- the table ---------------------------------------------------------------------------
 
 _NCHW = {"N": 64, "C": 64, "H": 32, "W": 32}
@@ -671,81 +578,69 @@ SPECS: dict[str, OpSpec] = {
             "conv2d", "flops", _conv_label, _conv_build, _conv_call, _conv_torch,
             _conv_flops, _conv_bytes,
             standard=[{"N": 32, "C": 64, "O": 64, "H": 32, "W": 32, "k": 3, "padding": 1}],
-            from_signature=_conv_from_sig,
         ),
         OpSpec(
             "depthwise_conv2d", "bytes", _dw_label, _conv_build, _conv_call, _conv_torch,
             _conv_flops, _conv_bytes,
             standard=[{"N": 32, "C": 128, "O": 128, "H": 32, "W": 32, "k": 3, "padding": 1,
                        "groups": 128}],
-            from_signature=_dw_from_sig,
         ),
         OpSpec(
             "conv_transpose2d", "flops", _convt_label, _convt_build, _convt_call, _convt_torch,
             _convt_flops, _convt_bytes,
             standard=[{"N": 32, "C": 64, "O": 32, "H": 16, "W": 16, "k": 4, "stride": 2,
                        "padding": 1}],
-            from_signature=_convt_from_sig,
         ),
         OpSpec(
             "max_pool2d", "bytes", _pool_label, _x_build, _maxpool_call, _maxpool_torch,
             _pool_flops, _maxpool_bytes,
             standard=[{"N": 64, "C": 64, "H": 32, "W": 32, "k": 2}],
-            from_signature=_maxpool_from_sig,
         ),
         OpSpec(
             "avg_pool2d", "bytes", _pool_label, _x_build, _avgpool_call, _avgpool_torch,
             _pool_flops, _avgpool_bytes,
             standard=[{"N": 64, "C": 64, "H": 32, "W": 32, "k": 2}],
-            from_signature=_avgpool_from_sig,
         ),
         OpSpec(
             "adaptive_avg_pool2d", "bytes", _gap_label, _x_build, _gap_call, _gap_torch,
             _gap_flops, _gap_bytes,
             standard=[{"N": 64, "C": 64, "H": 8, "W": 8}],
-            from_signature=_x_from_sig,
         ),
         OpSpec(
             "batch_norm", "bytes", _nchw_label, _bn_build, _bn_call, _bn_torch,
             _norm_flops, _norm_bytes,
             standard=[{**_NCHW, "mode": "train"}, {**_NCHW, "mode": "eval"}],
-            from_signature=_bn_from_sig, directions=_bn_directions,
+            directions=_bn_directions,
         ),
         OpSpec(
             "layer_norm", "bytes", _nchw_label, _ln_build, _ln_call, _ln_torch,
             _norm_flops, _ln_bytes,
             standard=[dict(_NCHW)],
-            from_signature=_rows_from_sig,
         ),
         OpSpec(
             "group_norm", "bytes", _nchw_label, _norm_build, _gn_call, _gn_torch,
             _norm_flops, _norm_bytes,
             standard=[{**_NCHW, "groups": 8}],
-            from_signature=_gn_from_sig,
         ),
         OpSpec(
             "relu", "bytes", _nchw_label, _x_build, _relu_call, _relu_torch,
             _mask_flops, _mask_bytes,
             standard=[dict(_NCHW)],
-            from_signature=_x_from_sig,
         ),
         OpSpec(
             "dropout", "bytes", _nchw_label, _x_build, _dropout_call, _dropout_torch,
             _mask_flops, _mask_bytes,
-            standard=[{**_NCHW, "p": 0.5}],
-            from_signature=_dropout_from_sig, seeded=True,
+            standard=[{**_NCHW, "p": 0.5}], seeded=True,
         ),
         OpSpec(
             "dropout2d", "bytes", _nchw_label, _x_build, _dropout2d_call, _dropout2d_torch,
             _mask_flops, _dropout2d_bytes,
-            standard=[{**_NCHW, "p": 0.5}],
-            from_signature=_dropout2d_from_sig, seeded=True,
+            standard=[{**_NCHW, "p": 0.5}], seeded=True,
         ),
         OpSpec(
             "gaussian_dropout", "bytes", _gauss_label, _x_build, _gauss_call, _gauss_torch,
             _mask_flops, _gauss_bytes,
-            standard=[{**_NCHW, "sigma": 0.5}],
-            from_signature=_gauss_from_sig, seeded=True,
+            standard=[{**_NCHW, "sigma": 0.5}], seeded=True,
         ),
     ]
 }  # fmt: skip
@@ -812,8 +707,8 @@ def cases_from_signatures(calls: list[tuple[str, Any]], ops: list[str]) -> list[
             continue
         try:
             p = SPECS[op].from_signature(sig)
-        except (TypeError, ValueError, IndexError, StopIteration):
-            p = None  # a signature layout this table does not know: skip the layer
+        except (AttributeError, TypeError, ValueError, IndexError):
+            p = None  # not a declared op's record (a plain tuple): skip the layer
         if p is None:
             continue
         case = Case.make(op, **p)

@@ -239,7 +239,7 @@ def run_case(
         "op": case.op,
         "case": case.label,
         "params": case.to_json(),
-        "signature": None if sig is None else repr(sig),
+        "signature": None if sig is None else K.registry.signature_key(sig),
         "size": None if sig is None else K.registry.signature_size(sig),
         "kind": spec.kind,
     }

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tapegrad.kernels.activation import ReluCall
+
 from ..autograd import Context, Function
 from . import tuning
 from .checks import check_float, fail
@@ -24,15 +26,10 @@ class ReLU(Function):
             ctx.save_for_backward(mask)
             return np.where(mask, a, a.dtype.type(0))
         a = np.ascontiguousarray(a)
-        mod = tuning.resolve(
-            ctx,
-            "relu",
-            ("relu", a.shape, a.dtype.str),
-            lambda m: m.relu_forward(a),
-            lambda m, out: m.relu_backward(*out),
-        )
-        y, mask = mod.relu_forward(a)
-        ctx.mod = mod
+        call = ReluCall.of(a)
+        mod = tuning.resolve(ctx, call, a)
+        y, mask = call.forward(mod, a)
+        ctx.mod, ctx.call = mod, call
         ctx.save_for_backward(mask)
         return y
 
@@ -41,7 +38,7 @@ class ReLU(Function):
         (mask,) = ctx.saved_arrays
         if ctx.mod is None or g.dtype not in _KERNEL_DTYPES:
             return np.where(mask.view(bool), g, 0)  # bool or uint8: one byte each
-        return ctx.mod.relu_backward(np.ascontiguousarray(g), mask)
+        return ctx.call.backward(ctx.mod, np.ascontiguousarray(g), mask)
 
 
 def _check(fn: str, a: np.ndarray, axis) -> int:

@@ -9,9 +9,10 @@ cross-correlation, int or pair stride/padding/dilation, ``padding="same"|"valid"
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
+
+from tapegrad.kernels.conv import Conv2dCall, ConvLikeCall
+from tapegrad.kernels.depthwise import DepthwiseConv2dCall
 
 from ..autograd import Context, Function
 from . import tuning
@@ -75,57 +76,47 @@ def conv_args(fn: str, x, w, b, stride, padding, dilation, groups, nd: int = 2):
     return stride, padding, dilation, int(groups), extra
 
 
-def conv_calls(ctx: Context, x, w, b, args: tuple) -> tuple[Callable, Callable]:
-    """The forward and backward kernel calls autotune times for a conv-family call
-    (see :mod:`.tuning`): module -> output, and (module, output) -> gradients."""
-    need = ctx.needs_input_grad[:2] + (False, False)
-    return (
-        lambda m: m.forward(x, w, b, *args),
-        lambda m, y: m.backward(y, x, w, *args, need[0], need[1]),
-    )
+class ConvFunction(Function):
+    """The shared body of the conv-family Functions: a subclass builds its call record
+    (:meth:`call`); forward and backward run the record's kernel calls."""
 
-
-class Conv2d(Function):
     @staticmethod
-    def forward(
-        ctx: Context, x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1
-    ):
+    def call(x, w, *args) -> ConvLikeCall:
+        raise NotImplementedError
+
+    @classmethod
+    def forward(cls, ctx: Context, x, w, b=None, *args, **kwargs):
         x, w, b = contiguous(x), contiguous(w), contiguous(b)
-        sig = ("conv2d", x.shape, w.shape, stride, padding, dilation, groups, x.dtype.str)
-        args = (stride, padding, dilation, groups)
-        mod = tuning.resolve(ctx, "conv2d", sig, *conv_calls(ctx, x, w, b, args))
+        call = cls.call(x, w, *args, **kwargs)
+        mod = tuning.resolve(ctx, call, x, w, b)
         ctx.save_for_backward(x, w)
-        ctx.args = (stride, padding, dilation, groups)
-        ctx.mod = mod
-        return mod.forward(x, w, b, stride, padding, dilation, groups)
+        ctx.call, ctx.mod = call, mod
+        return call.forward(mod, x, w, b)
 
     @staticmethod
     def backward(ctx: Context, gy):
         x, w = ctx.saved_arrays
         need = ctx.needs_input_grad + (False,) * 3
         gy = np.ascontiguousarray(gy)
-        gx, gw = ctx.mod.backward(gy, x, w, *ctx.args, need[0], need[1])
+        gx, gw = ctx.call.backward(ctx.mod, gy, x, w, need[0], need[1])
         gb = gy.sum(axis=(0, 2, 3)) if need[2] else None
         return gx, gw, gb
 
 
-class DepthwiseConv2d(Function):
+class Conv2d(ConvFunction):
+    """``apply(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1)``."""
+
+    @staticmethod
+    def call(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1) -> Conv2dCall:
+        return Conv2dCall.of(x, w, stride, padding, dilation, groups)
+
+
+class DepthwiseConv2d(ConvFunction):
     """conv2d with ``groups == C_in``: weight (C_in*M, 1, kH, kW), channel multiplier M >= 1."""
 
     @staticmethod
-    def forward(
-        ctx: Context, x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1
-    ):
-        x, w, b = contiguous(x), contiguous(w), contiguous(b)
-        sig = ("depthwise_conv2d", x.shape, w.shape, stride, padding, dilation, x.dtype.str)
-        args = (stride, padding, dilation, groups)
-        mod = tuning.resolve(ctx, "depthwise_conv2d", sig, *conv_calls(ctx, x, w, b, args))
-        ctx.save_for_backward(x, w)
-        ctx.args = (stride, padding, dilation, groups)
-        ctx.mod = mod
-        return mod.forward(x, w, b, stride, padding, dilation, groups)
-
-    backward = staticmethod(Conv2d.backward)  # same kernel interface, same gradients
+    def call(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1) -> Conv2dCall:
+        return DepthwiseConv2dCall.of(x, w, stride, padding, dilation, groups)
 
 
 def is_depthwise(c_in: int, c_out: int, groups: int) -> bool:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autograd import Context, Function
-from . import tuning
-from .checks import check_float, check_ndim, contiguous, fail, int_tuple
-from .conv import conv_calls
+from tapegrad.kernels.conv_transpose import ConvTranspose2dCall
+
+from .checks import check_float, check_ndim, fail, int_tuple
+from .conv import ConvFunction
 
 
 def conv_transpose_args(
@@ -64,32 +64,12 @@ def conv_transpose_args(
     return stride, padding, output_padding, dilation, int(groups)
 
 
-class ConvTranspose2d(Function):
-    @staticmethod
-    def forward(
-        ctx: Context,
-        x,
-        w,
-        b=None,
-        stride=(1, 1),
-        padding=(0, 0),
-        output_padding=(0, 0),
-        dilation=(1, 1),
-        groups=1,
-    ):
-        x, w, b = contiguous(x), contiguous(w), contiguous(b)
-        args = (stride, padding, output_padding, dilation, groups)
-        sig = ("conv_transpose2d", x.shape, w.shape, *args, x.dtype.str)
-        mod = tuning.resolve(ctx, "conv_transpose2d", sig, *conv_calls(ctx, x, w, b, args))
-        ctx.save_for_backward(x, w)
-        ctx.args, ctx.mod = args, mod
-        return mod.forward(x, w, b, *args)
+class ConvTranspose2d(ConvFunction):
+    """``apply(x, w, b=None, stride=(1, 1), padding=(0, 0), output_padding=(0, 0),
+    dilation=(1, 1), groups=1)``; forward and backward are the conv family's."""
 
     @staticmethod
-    def backward(ctx: Context, gy):
-        x, w = ctx.saved_arrays
-        need = ctx.needs_input_grad + (False,) * 3
-        gy = np.ascontiguousarray(gy)
-        gx, gw = ctx.mod.backward(gy, x, w, *ctx.args, need[0], need[1])
-        gb = gy.sum(axis=(0, 2, 3)) if need[2] else None
-        return gx, gw, gb
+    def call(
+        x, w, stride=(1, 1), padding=(0, 0), output_padding=(0, 0), dilation=(1, 1), groups=1
+    ) -> ConvTranspose2dCall:
+        return ConvTranspose2dCall.of(x, w, stride, padding, output_padding, dilation, groups)

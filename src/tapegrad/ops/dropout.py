@@ -14,6 +14,8 @@ import threading
 
 import numpy as np
 
+from tapegrad.kernels.dropout import Dropout2dCall, DropoutCall, GaussianDropoutCall
+
 from ..autograd import Context, Function
 from . import tuning
 from .checks import check_float, contiguous, fail
@@ -78,22 +80,17 @@ class Dropout(Function):
         seed, step = next_key()
         f = keep_scale(p, scale)
         # kernels are pure functions of (seed, step): autotune's trials draw no numbers
-        mod = tuning.resolve(
-            ctx,
-            fn,
-            (fn, x.shape, x.dtype.str),
-            lambda m: m.forward(x, seed, step, p, f),
-            lambda m, out: m.backward(out[0], out[1], f),
-        )
-        y, keep = mod.forward(x, seed, step, p, f)
+        call = DropoutCall.of(x)
+        mod = tuning.resolve(ctx, call, x, seed, step, p, f)
+        y, keep = call.forward(mod, x, seed, step, p, f)
         ctx.save_for_backward(keep)
-        ctx.mod, ctx.f = mod, f
+        ctx.mod, ctx.call, ctx.f = mod, call, f
         return y
 
     @staticmethod
     def backward(ctx: Context, gy):
         (keep,) = ctx.saved_arrays
-        return ctx.mod.backward(np.ascontiguousarray(gy), keep, ctx.f)
+        return ctx.call.backward(ctx.mod, np.ascontiguousarray(gy), keep, ctx.f)
 
 
 class Dropout2d(Function):
@@ -109,24 +106,18 @@ class Dropout2d(Function):
         x2 = contiguous(x).reshape(planes, s)
         seed, step = next_key()
         f = keep_scale(p, scale)
-        sig = (fn, x2.shape, x.dtype.str)
-        mod = tuning.resolve(
-            ctx,
-            fn,
-            sig,
-            lambda m: m.channel_forward(x2, seed, step, p, f),
-            lambda m, out: m.channel_backward(out[0], out[1], f),
-        )
-        y, keep = mod.channel_forward(x2, seed, step, p, f)
+        call = Dropout2dCall.of(x2)
+        mod = tuning.resolve(ctx, call, x2, seed, step, p, f)
+        y, keep = call.forward(mod, x2, seed, step, p, f)
         ctx.save_for_backward(keep)
-        ctx.mod, ctx.f, ctx.shape = mod, f, x.shape
+        ctx.mod, ctx.call, ctx.f, ctx.shape = mod, call, f, x.shape
         return y.reshape(x.shape)
 
     @staticmethod
     def backward(ctx: Context, gy):
         (keep,) = ctx.saved_arrays
         gy2 = np.ascontiguousarray(gy).reshape(keep.shape[0], -1)
-        return ctx.mod.channel_backward(gy2, keep, ctx.f).reshape(ctx.shape)
+        return ctx.call.backward(ctx.mod, gy2, keep, ctx.f).reshape(ctx.shape)
 
 
 class GaussianDropout(Function):
@@ -139,18 +130,12 @@ class GaussianDropout(Function):
         check_float(fn, input=x)
         x = contiguous(x)
         seed, step = next_key()
-        sig = (fn, x.shape, x.dtype.str)
-        mod = tuning.resolve(
-            ctx,
-            fn,
-            sig,
-            lambda m: m.gaussian_forward(x, seed, step, sigma),
-            lambda m, y: m.gaussian_backward(y, seed, step, sigma),
-        )
-        ctx.mod, ctx.key, ctx.sigma = mod, (seed, step), sigma
-        return mod.gaussian_forward(x, seed, step, sigma)
+        call = GaussianDropoutCall.of(x)
+        mod = tuning.resolve(ctx, call, x, seed, step, sigma)
+        ctx.mod, ctx.call, ctx.key, ctx.sigma = mod, call, (seed, step), sigma
+        return call.forward(mod, x, seed, step, sigma)
 
     @staticmethod
     def backward(ctx: Context, gy):
         seed, step = ctx.key
-        return ctx.mod.gaussian_backward(np.ascontiguousarray(gy), seed, step, ctx.sigma)
+        return ctx.call.backward(ctx.mod, np.ascontiguousarray(gy), seed, step, ctx.sigma)

@@ -14,6 +14,13 @@ import math
 
 import numpy as np
 
+from tapegrad.kernels.norm import (
+    BatchNormEvalCall,
+    BatchNormTrainCall,
+    GroupNormCall,
+    LayerNormCall,
+)
+
 from ..autograd import Context, Function
 from . import tuning
 from .checks import check_float, contiguous, fail
@@ -113,22 +120,6 @@ def group_norm_args(fn: str, x, num_groups, weight, bias, eps) -> tuple[int, flo
 # --- batch norm ----------------------------------------------------------------------------
 
 
-def _resolve(ctx: Context, op: str, sig: tuple, forward, backward=None):
-    return tuning.resolve(ctx, op, (op, *sig), forward, backward)
-
-
-def _resolve_rows(ctx: Context, op: str, sig: tuple, x2, w, b, eps: float):
-    """The row-norm kernel (layer norm, group norm) for this call."""
-    need_affine = any(ctx.needs_input_grad[1:3])
-    return _resolve(
-        ctx,
-        op,
-        sig,
-        lambda md: md.row_forward(x2, w, b, eps),
-        lambda md, out: md.row_backward(out[0], x2, out[1], out[2], w, need_affine),
-    )
-
-
 class BatchNorm(Function):
     """``apply(x, weight, bias, running_mean=, running_var=, training=, momentum=, eps=,
     normalize_variance=)``; x (N, C, *), weight/bias (C,) or None; running stats are
@@ -159,15 +150,9 @@ class BatchNorm(Function):
                     "batch_norm",
                     f"training needs more than one value per channel, got input {x.shape}",
                 )
-            sig = (x3.shape, x3.dtype.str, bool(normalize_variance))
-            mod = _resolve(
-                ctx,
-                "batch_norm",
-                sig,
-                lambda md: md.bn_forward_train(x3, w, b, eps, normalize_variance),
-                lambda md, out: md.bn_backward(out[0], x3, out[1], out[2], w, normalize_variance),
-            )
-            y, mean, invstd, var = mod.bn_forward_train(x3, w, b, eps, normalize_variance)
+            call = BatchNormTrainCall.of(x3, normalize_variance)
+            mod = tuning.resolve(ctx, call, x3, w, b, eps)
+            y, mean, invstd, var = call.forward(mod, x3, w, b, eps)
             if running_mean is not None:
                 unbiased = var * (m / (m - 1)) if m > 1 else var
                 running_mean *= 1 - momentum
@@ -181,11 +166,11 @@ class BatchNorm(Function):
             else:
                 invstd = np.ones(c)
             scale, shift = w * invstd, b - mean * w * invstd
-            sig = (x3.shape, x3.dtype.str)
-            mod = _resolve(ctx, "batch_norm", sig, lambda md: md.bn_forward_eval(x3, scale, shift))
-            y = mod.bn_forward_eval(x3, scale, shift)
+            call = BatchNormEvalCall.of(x3)
+            mod = tuning.resolve(ctx, call, x3, scale, shift)
+            y = call.forward(mod, x3, scale, shift)
         ctx.save_for_backward(x3, mean, invstd, w)
-        ctx.mod, ctx.training, ctx.normvar = mod, training, normalize_variance
+        ctx.mod, ctx.call, ctx.training = mod, call, training
         ctx.shape, ctx.wdtype = x.shape, (None if weight is None else weight.dtype)
         return y.reshape(x.shape)
 
@@ -194,10 +179,10 @@ class BatchNorm(Function):
         x3, mean, invstd, w = ctx.saved_arrays
         gy3 = np.ascontiguousarray(gy).reshape(x3.shape)
         if ctx.training:
-            gx, gw, gb = ctx.mod.bn_backward(gy3, x3, mean, invstd, w, ctx.normvar)
+            gx, gw, gb = ctx.call.backward(ctx.mod, gy3, x3, mean, invstd, w)
         else:
             # eval: an affine map with constant statistics
-            gx = ctx.mod.bn_forward_eval(gy3, w * invstd, np.zeros_like(w))
+            gx = ctx.call.forward(ctx.mod, gy3, w * invstd, np.zeros_like(w))
             g = gy3.astype(np.float64)
             gb = g.sum(axis=(0, 2))
             xhat = (x3 - mean[None, :, None]) * invstd[None, :, None]
@@ -228,11 +213,11 @@ class LayerNorm(Function):
         b = None
         if w is not None:
             b = np.zeros_like(w) if bias is None else contiguous(bias).reshape(1, k)
-        sig = (x2.shape, x2.dtype.str, w is not None)
-        mod = _resolve_rows(ctx, "layer_norm", sig, x2, w, b, eps)
-        y, mean, invstd = mod.row_forward(x2, w, b, eps)
+        call = LayerNormCall.of(x2, w is not None)
+        mod = tuning.resolve(ctx, call, x2, w, b, eps)
+        y, mean, invstd = call.forward(mod, x2, w, b, eps)
         ctx.save_for_backward(x2, mean, invstd, w)
-        ctx.mod, ctx.shape, ctx.nshape = mod, x.shape, tuple(normalized_shape)
+        ctx.mod, ctx.call, ctx.shape, ctx.nshape = mod, call, x.shape, tuple(normalized_shape)
         return y.reshape(x.shape)
 
     @staticmethod
@@ -240,7 +225,7 @@ class LayerNorm(Function):
         x2, mean, invstd, w = ctx.saved_arrays
         need = ctx.needs_input_grad + (False,) * 3
         gy2 = np.ascontiguousarray(gy).reshape(x2.shape)
-        gx, gw, gb = ctx.mod.row_backward(gy2, x2, mean, invstd, w, need[1] or need[2])
+        gx, gw, gb = ctx.call.backward(ctx.mod, gy2, x2, mean, invstd, w, need[1] or need[2])
         dt = x2.dtype
         return (
             gx.reshape(ctx.shape) if need[0] else None,
@@ -267,11 +252,11 @@ class GroupNorm(Function):
             w = np.repeat(weight.reshape(g, cg), s, axis=1)
             bb = np.zeros_like(weight) if bias is None else bias
             b = np.repeat(bb.reshape(g, cg), s, axis=1)
-        sig = (x2.shape, x2.dtype.str, g, w is not None)
-        mod = _resolve_rows(ctx, "group_norm", sig, x2, w, b, eps)
-        y, mean, invstd = mod.row_forward(x2, w, b, eps)
+        call = GroupNormCall.of(x2, g, w is not None)
+        mod = tuning.resolve(ctx, call, x2, w, b, eps)
+        y, mean, invstd = call.forward(mod, x2, w, b, eps)
         ctx.save_for_backward(x2, mean, invstd, w)
-        ctx.mod, ctx.shape, ctx.gcs = mod, x.shape, (g, cg, s)
+        ctx.mod, ctx.call, ctx.shape, ctx.gcs = mod, call, x.shape, (g, cg, s)
         return y.reshape(x.shape)
 
     @staticmethod
@@ -279,7 +264,7 @@ class GroupNorm(Function):
         x2, mean, invstd, w = ctx.saved_arrays
         need = ctx.needs_input_grad + (False,) * 3
         gy2 = np.ascontiguousarray(gy).reshape(x2.shape)
-        gx, gw, gb = ctx.mod.row_backward(gy2, x2, mean, invstd, w, need[1] or need[2])
+        gx, gw, gb = ctx.call.backward(ctx.mod, gy2, x2, mean, invstd, w, need[1] or need[2])
         g, cg, s = ctx.gcs
         dt = x2.dtype
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tapegrad.kernels.pool import AdaptiveAvgPool2dCall, AvgPool2dCall, MaxPool2dCall
+
 from ..autograd import Context, Function
 from . import tuning
 from .checks import check_float, check_ndim, contiguous, fail, int_tuple
@@ -46,44 +48,31 @@ class MaxPool2d(Function):
     @staticmethod
     def forward(ctx: Context, x, kernel, stride, padding, dilation, out_hw):
         x = contiguous(x)
-        sig = ("max_pool2d", x.shape, kernel, stride, padding, dilation, x.dtype.str)
-        mod = tuning.resolve(
-            ctx,
-            "max_pool2d",
-            sig,
-            lambda m: m.forward(x, kernel, stride, padding, dilation, out_hw),
-            lambda m, out: m.backward(out[0], out[1], x.shape),
-        )
-        y, idx = mod.forward(x, kernel, stride, padding, dilation, out_hw)
+        call = MaxPool2dCall.of(x, kernel, stride, padding, dilation, out_hw)
+        mod = tuning.resolve(ctx, call, x)
+        y, idx = call.forward(mod, x)
         ctx.save_for_backward(idx)
-        ctx.mod, ctx.x_shape = mod, x.shape
+        ctx.mod, ctx.call = mod, call
         return y
 
     @staticmethod
     def backward(ctx: Context, gy):
         (idx,) = ctx.saved_arrays
-        return ctx.mod.backward(np.ascontiguousarray(gy), idx, ctx.x_shape)
+        return ctx.call.backward(ctx.mod, np.ascontiguousarray(gy), idx)
 
 
 class AvgPool2d(Function):
     @staticmethod
     def forward(ctx: Context, x, kernel, stride, padding, out_hw, count_include_pad):
         x = contiguous(x)
-        args = (kernel, stride, padding)
-        sig = ("avg_pool2d", x.shape, *args, out_hw, count_include_pad, x.dtype.str)
-        mod = tuning.resolve(
-            ctx,
-            "avg_pool2d",
-            sig,
-            lambda m: m.forward(x, *args, out_hw, count_include_pad),
-            lambda m, y: m.backward(y, x.shape, *args, count_include_pad),
-        )
-        ctx.mod, ctx.x_shape, ctx.args = mod, x.shape, (*args, count_include_pad)
-        return mod.forward(x, *args, out_hw, count_include_pad)
+        call = AvgPool2dCall.of(x, kernel, stride, padding, out_hw, count_include_pad)
+        mod = tuning.resolve(ctx, call, x)
+        ctx.mod, ctx.call = mod, call
+        return call.forward(mod, x)
 
     @staticmethod
     def backward(ctx: Context, gy):
-        return ctx.mod.backward(np.ascontiguousarray(gy), ctx.x_shape, *ctx.args)
+        return ctx.call.backward(ctx.mod, np.ascontiguousarray(gy))
 
 
 def adaptive_out_size(fn: str, x, output_size) -> tuple[int, int]:
@@ -109,17 +98,11 @@ class AdaptiveAvgPool2d(Function):
     @staticmethod
     def forward(ctx: Context, x, out_hw):
         x = contiguous(x)
-        sig = ("adaptive_avg_pool2d", x.shape, out_hw, x.dtype.str)
-        mod = tuning.resolve(
-            ctx,
-            "adaptive_avg_pool2d",
-            sig,
-            lambda m: m.forward(x, out_hw),
-            lambda m, y: m.backward(y, x.shape),
-        )
-        ctx.mod, ctx.x_shape = mod, x.shape
-        return mod.forward(x, out_hw)
+        call = AdaptiveAvgPool2dCall.of(x, out_hw)
+        mod = tuning.resolve(ctx, call, x)
+        ctx.mod, ctx.call = mod, call
+        return call.forward(mod, x)
 
     @staticmethod
     def backward(ctx: Context, gy):
-        return ctx.mod.backward(np.ascontiguousarray(gy), ctx.x_shape)
+        return ctx.call.backward(ctx.mod, np.ascontiguousarray(gy))

@@ -1,4 +1,9 @@
-"""What autotune times for a kernel op's call: :func:`resolve` wraps ``K.resolve``.
+"""The variant module for a kernel op's call: :func:`resolve` wraps ``K.resolve``.
+
+An op builds its call record (``Conv2dCall.of(x, w, ...)``, declared with the family's
+kernels) and passes it with the call's input arrays. Autotune times the record's own
+kernel calls (:meth:`~tapegrad.kernels.calls.KernelCall.trial`), the ones the op then runs
+for real.
 
 A call recorded for a backward (training) is tuned on its forward and its backward, as
 a training step runs them; an inference call on its forward alone. The two are kept
@@ -9,30 +14,18 @@ layer measured 0.9x / 1.3x).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
 from types import ModuleType
 from typing import Any
 
 import tapegrad.kernels as K
+from tapegrad.kernels.calls import KernelCall
 
 from ..autograd import Context
 
 
-def resolve(
-    ctx: Context,
-    op: str,
-    signature: Hashable,
-    forward: Callable[[ModuleType], Any],
-    backward: Callable[[ModuleType, Any], object] | None = None,
-) -> ModuleType:
-    """The variant module for this call. ``forward(m)`` runs the forward kernel with module
-    ``m``; ``backward(m, out)`` its backward, with ``out`` what ``forward`` returned (the
-    output stands in for the output gradient: timing does not depend on the values)."""
-    training = backward is not None and any(ctx.needs_input_grad)
-    trial = forward
-    if training:
-
-        def trial(m: ModuleType) -> None:
-            backward(m, forward(m))
-
-    return K.resolve(op, signature, trial, training=training)
+def resolve(ctx: Context, call: KernelCall, *inputs: Any) -> ModuleType:
+    """The variant module for ``call`` with input arrays ``inputs`` (as ``call.forward``
+    takes them)."""
+    training = call.has_backward() and any(ctx.needs_input_grad)
+    trial = call.trial(inputs, ctx.needs_input_grad, training)
+    return K.resolve(call.op, call, trial, training=training)
