@@ -77,17 +77,14 @@ def conv_args(fn: str, x, w, b, stride, padding, dilation, groups, nd: int = 2):
 
 
 class ConvFunction(Function):
-    """The shared body of the conv-family Functions: a subclass builds its call record
-    (:meth:`call`); forward and backward run the record's kernel calls."""
+    """The shared body of the conv-family Functions: a subclass's ``forward`` names its
+    arguments and calls :meth:`run` with its call record class; forward and backward
+    run the record's kernel calls."""
 
     @staticmethod
-    def call(x, w, *args) -> ConvLikeCall:
-        raise NotImplementedError
-
-    @classmethod
-    def forward(cls, ctx: Context, x, w, b=None, *args, **kwargs):
+    def run(ctx: Context, record: type[ConvLikeCall], x, w, b, *args):
         x, w, b = contiguous(x), contiguous(w), contiguous(b)
-        call = cls.call(x, w, *args, **kwargs)
+        call = record.of(x, w, *args)
         mod = tuning.resolve(ctx, call, x, w, b)
         ctx.save_for_backward(x, w)
         ctx.call, ctx.mod = call, mod
@@ -104,19 +101,22 @@ class ConvFunction(Function):
 
 
 class Conv2d(ConvFunction):
-    """``apply(x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1)``."""
-
     @staticmethod
-    def call(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1) -> Conv2dCall:
-        return Conv2dCall.of(x, w, stride, padding, dilation, groups)
+    def forward(
+        ctx: Context, x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1
+    ):
+        return ConvFunction.run(ctx, Conv2dCall, x, w, b, stride, padding, dilation, groups)
 
 
 class DepthwiseConv2d(ConvFunction):
     """conv2d with ``groups == C_in``: weight (C_in*M, 1, kH, kW), channel multiplier M >= 1."""
 
     @staticmethod
-    def call(x, w, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1) -> Conv2dCall:
-        return DepthwiseConv2dCall.of(x, w, stride, padding, dilation, groups)
+    def forward(
+        ctx: Context, x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1
+    ):
+        args = (stride, padding, dilation, groups)
+        return ConvFunction.run(ctx, DepthwiseConv2dCall, x, w, b, *args)
 
 
 def is_depthwise(c_in: int, c_out: int, groups: int) -> bool:

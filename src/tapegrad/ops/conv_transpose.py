@@ -11,6 +11,7 @@ import numpy as np
 
 from tapegrad.kernels.conv_transpose import ConvTranspose2dCall
 
+from ..autograd import Context
 from .checks import check_float, check_ndim, fail, int_tuple
 from .conv import ConvFunction
 
@@ -65,11 +66,19 @@ def conv_transpose_args(
 
 
 class ConvTranspose2d(ConvFunction):
-    """``apply(x, w, b=None, stride=(1, 1), padding=(0, 0), output_padding=(0, 0),
-    dilation=(1, 1), groups=1)``; forward and backward are the conv family's."""
+    """Forward and backward are the conv family's, with this op's call record."""
 
     @staticmethod
-    def call(
-        x, w, stride=(1, 1), padding=(0, 0), output_padding=(0, 0), dilation=(1, 1), groups=1
-    ) -> ConvTranspose2dCall:
-        return ConvTranspose2dCall.of(x, w, stride, padding, output_padding, dilation, groups)
+    def forward(
+        ctx: Context,
+        x,
+        w,
+        b=None,
+        stride=(1, 1),
+        padding=(0, 0),
+        output_padding=(0, 0),
+        dilation=(1, 1),
+        groups=1,
+    ):
+        args = (stride, padding, output_padding, dilation, groups)
+        return ConvFunction.run(ctx, ConvTranspose2dCall, x, w, b, *args)
