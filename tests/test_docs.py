@@ -99,3 +99,13 @@ def test_cli_reference_is_generated_from_every_parser():
     sub = next(a for a in cli.build_parser()._actions if hasattr(a, "choices") and a.choices)
     for name in sub.choices:  # a new subcommand appears without editing the page
         assert f"## `tapegrad {name}`" in text
+
+
+def test_sphinx_roles_render_as_code():
+    spec = importlib.util.spec_from_file_location(
+        "sphinx_roles", ROOT / "docs" / "hooks" / "sphinx_roles.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    text = "see :func:`tapegrad.gradcheck`, :class:`~tapegrad.nn.Module` and :meth:`step`"
+    assert mod.plain(text) == "see `tapegrad.gradcheck`, `Module` and `step`"
