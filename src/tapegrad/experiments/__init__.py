@@ -37,6 +37,9 @@ class Experiment:
     module: str
 
     def load(self) -> ModuleType:
+        """Import and return the experiment's module (it defines ``run``, ``report`` and
+        ``plot``).
+        """
         return importlib.import_module(f"{__name__}.{self.module}")
 
 

@@ -28,6 +28,7 @@ def figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (6.0, 4.0
 
 
 def save(fig: Any, path: str | Path) -> None:
+    """Write ``fig`` to ``path`` as a PNG (110 dpi)."""
     fig.savefig(str(path), dpi=110)
 
 
@@ -44,6 +45,7 @@ def fmt_vec(v: Any, digits: int = 4) -> str:
 
 
 def fmt_mat(m: Any, digits: int = 0, width: int = 4) -> str:
+    """A matrix as the homework prints it: one bracketed row per line."""
     arr = np.asarray(m, dtype=float)
     return "\n".join("  [" + " ".join(f"{x:{width}.{digits}f}" for x in row) + "]" for row in arr)
 

@@ -29,6 +29,8 @@ COV_2D = np.array([[2.25, 0.9], [0.9, 0.64]])  # std 1.5 and 0.8, correlation 0.
 
 @dataclass
 class Result:
+    """What ``bn-distribution`` (homework problem 9) computes: the numbers it prints and plots."""
+
     x1: np.ndarray
     y1: np.ndarray
     stats_1d: dict[str, float]
@@ -62,6 +64,9 @@ def _inside(z: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> tuple[float, fl
 
 
 def run(seed: int = 0, n: int = 100_000) -> Result:
+    """Run ``bn-distribution`` (problem 9) with the given seed and options; returns its
+    :class:`Result`.
+    """
     rng = np.random.default_rng(seed)
     x1 = rng.normal(MEAN_1D, np.sqrt(VAR_1D), (n, 1))
     y1 = _bn(x1, GAMMA_1D, BETA_1D)
@@ -91,6 +96,7 @@ def run(seed: int = 0, n: int = 100_000) -> Result:
 
 
 def report(r: Result) -> str:
+    """The text ``tapegrad experiment bn-distribution`` prints for a :class:`Result`."""
     s = r.stats_1d
     rows = [
         [
@@ -133,6 +139,7 @@ def _ellipse(mean: np.ndarray, cov: np.ndarray, k: float) -> np.ndarray:
 
 
 def plot(r: Result, path) -> None:
+    """Draw a :class:`Result` of ``bn-distribution`` to the PNG file ``path``."""
     fig, ax = figure(1, 2, (12, 4.6))
     a = ax[0, 0]
     a.hist(r.x1, bins=120, density=True, alpha=0.6, label="before: mean 1.5, var 0.16")

@@ -24,6 +24,8 @@ SIZES = (1, 2, 4, 8, 16, 64, 256, 1024, 4096)
 
 @dataclass
 class Result:
+    """What ``bn-gradient`` (homework problem 2(b)) computes: the numbers it prints and plots."""
+
     gamma: float
     sizes: list[int]
     grad_x1: list[float]  # dL/dx_1 from the tape
@@ -39,6 +41,9 @@ def mean_only_bn(x, gamma, beta):
 
 
 def run(seed: int = 0, sizes: tuple[int, ...] = SIZES) -> Result:
+    """Run ``bn-gradient`` (problem 2(b)) with the given seed and options; returns its
+    :class:`Result`.
+    """
     rng = np.random.default_rng(seed)
     out = Result(GAMMA, list(sizes), [], [], [], [], [])
     for n in sizes:
@@ -66,6 +71,7 @@ def run(seed: int = 0, sizes: tuple[int, ...] = SIZES) -> Result:
 
 
 def report(r: Result) -> str:
+    """The text ``tapegrad experiment bn-gradient`` prints for a :class:`Result`."""
     rows = []
     for i, n in enumerate(r.sizes):
         off = "-" if np.isnan(r.jac_off[i]) else f"{r.jac_off[i]:+.6f}"
@@ -102,6 +108,7 @@ def report(r: Result) -> str:
 
 
 def plot(r: Result, path) -> None:
+    """Draw a :class:`Result` of ``bn-gradient`` to the PNG file ``path``."""
     fig, ax = figure(1, 2, (10, 3.8))
     n = np.asarray(r.sizes)
     ax[0, 0].semilogx(n, r.grad_x1, "o-", label="dL/dx_1 (tape)")

@@ -40,6 +40,8 @@ HOMEWORK_EDGES = {
 
 @dataclass
 class Result:
+    """What ``bn-graph`` (homework problem 6(a)) computes: the numbers it prints and plots."""
+
     tape: Graph  # every recorded op
     named: Graph  # contracted to the named tensors
     edges: set[tuple[str, str]]
@@ -71,6 +73,9 @@ def _functional_diff(X, gamma, beta, Y) -> float | None:
 
 
 def run(seed: int = 0, n: int = 8, d: int = 3) -> Result:
+    """Run ``bn-graph`` (problem 6(a)) with the given seed and options; returns its
+    :class:`Result`.
+    """
     rng = np.random.default_rng(seed)
     X = t64(rng.normal(2.0, 3.0, (n, d)), requires_grad=True)
     gamma = t64(rng.uniform(0.5, 1.5, d), requires_grad=True)
@@ -92,6 +97,7 @@ def run(seed: int = 0, n: int = 8, d: int = 3) -> Result:
 
 
 def report(r: Result) -> str:
+    """The text ``tapegrad experiment bn-graph`` prints for a :class:`Result`."""
     order = ["X", "mu", "sigma^2", "gamma", "beta", "Z", "Y"]
     edges = sorted(r.edges, key=lambda e: (order.index(e[0]), order.index(e[1])))
     missing, extra = HOMEWORK_EDGES - r.edges, r.edges - HOMEWORK_EDGES

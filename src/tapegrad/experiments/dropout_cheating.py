@@ -32,6 +32,10 @@ CHEAT = 5.0  # value of the cheating feature: strong enough to win over the pixe
 
 @dataclass
 class Model:
+    """One trained softmax regression (with or without dropout): accuracies and weights on
+    the cheating feature.
+    """
+
     dropout: float
     train_acc: float
     test_acc_clean: float
@@ -44,6 +48,10 @@ class Model:
 
 @dataclass
 class Result:
+    """What ``dropout-cheating`` (homework problem 5(i)) computes: the numbers it prints and
+    plots.
+    """
+
     n_train: int
     n_test: int
     models: dict[str, Model]
@@ -66,6 +74,9 @@ def _accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
 def train_model(
     rate: float, xtr: np.ndarray, ytr: np.ndarray, epochs: int, seed: int, batch: int = 64
 ) -> tuple[nn.Module, list[float]]:
+    """Softmax regression on ``xtr`` (N, features), dropout ``rate`` on its input, SGD;
+    returns the model and its losses.
+    """
     manual_seed(seed)
     layers = [nn.Dropout(rate)] if rate > 0 else []
     model = nn.Sequential(*layers, nn.Linear(xtr.shape[1], 10))
@@ -86,6 +97,9 @@ def train_model(
 
 
 def run(seed: int = 0, per_class_train: int = 300, per_class_test: int = 200, epochs: int = 8):
+    """Run ``dropout-cheating`` (problem 5(i)) with the given seed and options; returns its
+    :class:`Result`.
+    """
     xtr_img, ytr = _data.subset("train", per_class_train, seed)
     xte_img, yte = _data.subset("test", per_class_test, seed)
     rng = np.random.default_rng(seed + 1)
@@ -115,6 +129,7 @@ def run(seed: int = 0, per_class_train: int = 300, per_class_test: int = 200, ep
 
 
 def report(r: Result) -> str:
+    """The text ``tapegrad experiment dropout-cheating`` prints for a :class:`Result`."""
     rows = [
         [
             k,
@@ -153,6 +168,7 @@ def report(r: Result) -> str:
 
 
 def plot(r: Result, path) -> None:
+    """Draw a :class:`Result` of ``dropout-cheating`` to the PNG file ``path``."""
     fig, ax = figure(2, 3, (12, 7))
     items = list(r.models.items())
     for row, (key, m) in enumerate(items):

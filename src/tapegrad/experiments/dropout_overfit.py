@@ -24,6 +24,8 @@ RATE = 0.5
 
 @dataclass
 class Curve:
+    """One training run's per-epoch train and validation accuracy and losses."""
+
     dropout: float
     train_acc: list[float]
     val_acc: list[float]
@@ -36,11 +38,16 @@ class Curve:
 
     @property
     def val(self) -> float:
+        """Validation accuracy averaged over the last three epochs."""
         return float(np.mean(self.val_acc[-3:]))
 
 
 @dataclass
 class Result:
+    """What ``dropout-overfit`` (homework problem 6(c)) computes: the numbers it prints and
+    plots.
+    """
+
     n_train: int
     n_val: int
     epochs: int
@@ -80,6 +87,7 @@ def _accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray, batch: int = 500) 
 def train_curve(
     rate, xtr, ytr, xva, yva, epochs: int, seed: int, batch: int = 20, lr: float = 3e-3
 ) -> Curve:
+    """Train the small CNN with dropout ``rate`` (Adam) and record a :class:`Curve` per epoch."""
     manual_seed(seed)
     model = small_cnn(rate)
     opt = optim.Adam(model.parameters(), lr=lr)
@@ -101,6 +109,9 @@ def train_curve(
 
 
 def run(seed: int = 0, per_class_train: int = 30, per_class_val: int = 50, epochs: int = 40):
+    """Run ``dropout-overfit`` (problem 6(c)) with the given seed and options; returns its
+    :class:`Result`.
+    """
     xtr, ytr = _data.subset("train", per_class_train, seed)
     # validation images come from the training file too, disjoint from the training ones
     xva, yva = _data.subset("train", per_class_val, seed, skip=per_class_train)
@@ -112,6 +123,7 @@ def run(seed: int = 0, per_class_train: int = 30, per_class_val: int = 50, epoch
 
 
 def report(r: Result) -> str:
+    """The text ``tapegrad experiment dropout-overfit`` prints for a :class:`Result`."""
     rows = []
     for key, c in r.curves.items():
         rows.append([key, f"{np.mean(c.train_acc[-3:]):.3f}", f"{c.val:.3f}", f"{c.gap:.3f}"])
@@ -135,6 +147,7 @@ def report(r: Result) -> str:
 
 
 def plot(r: Result, path) -> None:
+    """Draw a :class:`Result` of ``dropout-overfit`` to the PNG file ``path``."""
     fig, ax = figure(1, 2, (11, 4))
     epochs = np.arange(1, r.epochs + 1)
     for a, (key, c) in zip(ax[0], r.curves.items()):

@@ -49,12 +49,19 @@ class Run:
     @property
     def final(self) -> np.ndarray:
         # mean over the last tenth of the steps: the estimate SGD noise allows
+        """The weights averaged over the last tenth of the steps (what SGD noise allows to
+        estimate).
+        """
         k = max(len(self.weights) // 10, 1)
         return self.weights[-k:].mean(axis=0)
 
 
 @dataclass
 class Result:
+    """What ``dropout-regression`` (homework problem 5(a)-(h)) computes: the numbers it
+    prints and plots.
+    """
+
     ols: np.ndarray
     gd: Run
     masked_x: np.ndarray
@@ -127,6 +134,9 @@ def run(
     large_batch: int = 256,
     gd_sweep: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75),
 ) -> Result:
+    """Run ``dropout-regression`` (problem 5(a)-(h)) with the given seed and options; returns
+    its :class:`Result`.
+    """
     ols = np.linalg.pinv(X) @ Y[0]
     gd = train(0.0, 1, steps, seed=seed)
 
@@ -169,6 +179,7 @@ def _spikiness(losses: np.ndarray) -> float:
 
 
 def report(r: Result) -> str:
+    """The text ``tapegrad experiment dropout-regression`` prints for a :class:`Result`."""
     d1, dl = r.sgd_batch1, r.sgd_large
     sweep_rows = []
     for rate, w in zip(r.sweep_rates, r.sweep_closed):
@@ -211,6 +222,7 @@ def report(r: Result) -> str:
 
 
 def plot(r: Result, path) -> None:
+    """Draw a :class:`Result` of ``dropout-regression`` to the PNG file ``path``."""
     fig, ax = figure(2, 2, (11, 8))
     a = ax[0, 0]
     a.semilogy(r.sgd_batch1.losses + 1e-3, lw=0.6, label="batch 1")

@@ -35,6 +35,10 @@ MU, SIGMA = 0.8, 0.5
 
 @dataclass
 class Result:
+    """What ``dropout-tikhonov`` (homework problem 4, 8) computes: the numbers it prints and
+    plots.
+    """
+
     p: float
     # exact enumeration on a small problem (n_small x d_small)
     small_shape: tuple[int, int]
@@ -89,6 +93,9 @@ def _copies(X: np.ndarray, m: int):
 
 
 def run(seed: int = 0, mc_samples: int = 20000, train_steps: int = 4000) -> Result:
+    """Run ``dropout-tikhonov`` (problem 4, 8) with the given seed and options; returns its
+    :class:`Result`.
+    """
     rng = np.random.default_rng(seed)
     manual_seed(seed)  # the dropout masks come from tapegrad's dropout stream
     p = P_KEEP
@@ -209,6 +216,7 @@ def run(seed: int = 0, mc_samples: int = 20000, train_steps: int = 4000) -> Resu
 
 
 def report(r: Result) -> str:
+    """The text ``tapegrad experiment dropout-tikhonov`` prints for a :class:`Result`."""
     rows = [
         [f"{t:+.2f}", f"{m:.3f} +- {s:.3f}", f"{c:.3f}", f"{(m - c) / s:+.2f}"]
         for t, m, s, c in zip(r.ts, r.mc_dropout, r.mc_dropout_se, r.closed_dropout)
@@ -240,6 +248,7 @@ def report(r: Result) -> str:
 
 
 def plot(r: Result, path) -> None:
+    """Draw a :class:`Result` of ``dropout-tikhonov`` to the PNG file ``path``."""
     fig, ax = figure(1, 2, (11, 4))
     c = r.curves
     panels = (

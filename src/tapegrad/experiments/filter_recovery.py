@@ -26,6 +26,10 @@ SEED_FILTER = [2.0, -1.0, 3.0]
 
 @dataclass
 class Result:
+    """What ``filter-recovery`` (homework problem 1(b)) computes: the numbers it prints and
+    plots.
+    """
+
     system: np.ndarray  # (3, 3): row i holds the signal values that meet the filter at output i
     solved: np.ndarray  # (3,) the filter from the linear system
     initial: np.ndarray  # (3,) the Conv1d's random starting filter
@@ -36,6 +40,9 @@ class Result:
 
 
 def run(seed: int = 0, steps: int = 120, lr: float = 0.05) -> Result:
+    """Run ``filter-recovery`` (problem 1(b)) with the given seed and options; returns its
+    :class:`Result`.
+    """
     x = t64(SIGNAL).reshape(1, 1, 5)
     # Column j of the system matrix = conv1d(x, e_j): convolution is linear in the filter.
     cols = [F.conv1d(x, t64(np.eye(3)[j]).reshape(1, 1, 3)).data.ravel() for j in range(3)]
@@ -69,6 +76,7 @@ def run(seed: int = 0, steps: int = 120, lr: float = 0.05) -> Result:
 
 
 def report(r: Result) -> str:
+    """The text ``tapegrad experiment filter-recovery`` prints for a :class:`Result`."""
     rows = [
         ("filter by solving the system:", fmt_vec(r.solved)),
         ("Conv1d random start:", fmt_vec(r.initial)),
@@ -91,6 +99,7 @@ def report(r: Result) -> str:
 
 
 def plot(r: Result, path) -> None:
+    """Draw a :class:`Result` of ``filter-recovery`` to the PNG file ``path``."""
     fig, ax = figure(1, 2, (10, 3.8))
     ax[0, 0].semilogy(np.maximum(r.losses, 1e-16))
     ax[0, 0].set(xlabel="SGD step", ylabel="MSE", title="Conv1d training loss")

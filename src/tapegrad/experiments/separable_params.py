@@ -22,6 +22,8 @@ C_IN, C_OUT, K, SIZE = 3, 4, 3, 224
 
 @dataclass
 class Result:
+    """What ``separable-params`` (homework problem 3) computes: the numbers it prints and plots."""
+
     params: dict[str, int]  # weights only / with biases, per design
     flops: dict[str, int]  # multiply-adds x 2 on one 224x224 image, weights only
     macs: dict[str, int]
@@ -40,6 +42,9 @@ def _macs(conv: nn.Conv2d, out: Tensor) -> int:
 
 
 def run(seed: int = 0) -> Result:
+    """Run ``separable-params`` (problem 3) with the given seed and options; returns its
+    :class:`Result`.
+    """
     manual_seed(seed)
     standard = nn.Conv2d(C_IN, C_OUT, K, padding=1)
     # biases on the pointwise layer only: everything is linear, so one bias per output
@@ -81,6 +86,7 @@ def run(seed: int = 0) -> Result:
 
 
 def report(r: Result) -> str:
+    """The text ``tapegrad experiment separable-params`` prints for a :class:`Result`."""
     p, f = r.params, r.flops
     rows = [
         ["Conv2d(3, 4, 3)", p["standard"], p["standard+bias"], f"{f['standard']:,}"],
@@ -109,6 +115,7 @@ def report(r: Result) -> str:
 
 
 def plot(r: Result, path) -> None:
+    """Draw a :class:`Result` of ``separable-params`` to the PNG file ``path``."""
     fig, ax = figure(1, 2, (9, 3.6))
     labels = ["standard", "separable"]
     colors = ["C0", "C1"]

@@ -26,6 +26,8 @@ EXPECTED = [[-1.0, 3.0, -2.0], [3.0, -3.0, 1.0], [0.0, 3.0, 1.0]]
 
 @dataclass
 class Result:
+    """What ``transpose-conv`` (homework problem 1(c)) computes: the numbers it prints and plots."""
+
     output: np.ndarray  # (3, 3)
     terms: list[tuple[tuple[int, int], float, np.ndarray]]  # (position, input value, term)
     terms_sum: np.ndarray
@@ -42,6 +44,9 @@ def _ct2d(x: np.ndarray, w: np.ndarray, stride: int | tuple[int, int] = 1) -> np
 
 
 def run(seed: int = 0) -> Result:
+    """Run ``transpose-conv`` (problem 1(c)) with the given seed and options; returns its
+    :class:`Result`.
+    """
     x, w = np.asarray(INPUT), np.asarray(FILTER)
     out = _ct2d(x, w)
     terms = []
@@ -66,6 +71,7 @@ def run(seed: int = 0) -> Result:
 
 
 def report(r: Result) -> str:
+    """The text ``tapegrad experiment transpose-conv`` prints for a :class:`Result`."""
     lines = [
         "input [[-1, 2], [3, 1]], filter [[1, -1], [0, 1]], stride 1, pad 0",
         "conv_transpose2d output:",
@@ -84,6 +90,7 @@ def report(r: Result) -> str:
 
 
 def plot(r: Result, path) -> None:
+    """Draw a :class:`Result` of ``transpose-conv`` to the PNG file ``path``."""
     fig, ax = figure(1, 5, (15, 3.4))
     panels = [(f"{v:+.0f} x filter at {pos}", t) for pos, v, t in r.terms]
     panels.append(("sum = conv_transpose2d", r.output))
