@@ -95,11 +95,21 @@ class KernelCall:
     # --- the kernel calls ------------------------------------------------------------
 
     def forward(self, mod: ModuleType, *inputs: Any) -> Any:
+        """The forward kernel call with variant module ``mod``; subclasses write it.
+
+        Raises
+        ------
+        NotImplementedError
+            If the subclass declares no forward kernel call.
+        """
         raise NotImplementedError(f"{type(self).__name__} declares no forward kernel call")
 
     def backward_trial(
         self, mod: ModuleType, out: Any, inputs: Sequence[Any], needs: Sequence[bool]
     ) -> Any:
+        """The backward kernel call as autotune times it; ``NotImplemented`` (this default)
+        when the op has no backward kernel.
+        """
         return NotImplemented
 
     def trial(

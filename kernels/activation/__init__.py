@@ -32,6 +32,9 @@ class ReluCall(KernelCall):
 
     @classmethod
     def of(cls, x) -> ReluCall:
+        """The record of a call on these arrays and arguments (shapes and dtype read from the
+        arrays).
+        """
         return cls(pair(x.shape), x.dtype.str)
 
     def forward(self, mod: ModuleType, x: Any) -> Any:
@@ -39,12 +42,17 @@ class ReluCall(KernelCall):
         return mod.relu_forward(x)
 
     def backward(self, mod: ModuleType, g: Any, mask: Any) -> Any:
+        """The backward kernel call with variant module ``mod`` (the family's interface)."""
         return mod.relu_backward(g, mask)
 
     def backward_trial(self, mod, out, inputs, needs):
+        """The backward kernel call as autotune times it, on the forward's output (see
+        ``KernelCall``).
+        """
         return self.backward(mod, *out)
 
     def bench_params(self) -> dict[str, Any] | None:
+        """The ``bench`` case parameters of this call (None when it is not a bench case)."""
         return nchw(self.x_shape) if 2 <= len(self.x_shape) <= 4 else None
 
 

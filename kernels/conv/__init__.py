@@ -31,9 +31,11 @@ class ConvLikeCall(KernelCall):
     arguments after the arrays are ``self.args()`` in the interface's order."""
 
     def args(self) -> tuple:
+        """The arguments after the arrays, in the variant interface's order."""
         raise NotImplementedError
 
     def forward(self, mod: ModuleType, x: Any, w: Any, b: Any) -> Any:
+        """The forward kernel call with variant module ``mod`` (the family's interface)."""
         return mod.forward(x, w, b, *self.args())
 
     def backward(self, mod: ModuleType, gy: Any, x: Any, w: Any, need_x: bool, need_w: bool):
@@ -41,6 +43,9 @@ class ConvLikeCall(KernelCall):
         return mod.backward(gy, x, w, *self.args(), need_x, need_w)
 
     def backward_trial(self, mod, out, inputs, needs):
+        """The backward kernel call as autotune times it, on the forward's output (see
+        ``KernelCall``).
+        """
         x, w = inputs[0], inputs[1]
         return self.backward(mod, out, x, w, bool(needs[0]), bool(needs[1]))
 
@@ -61,15 +66,20 @@ class Conv2dCall(ConvLikeCall):
 
     @classmethod
     def of(cls, x, w, stride, padding, dilation, groups) -> Conv2dCall:
+        """The record of a call on these arrays and arguments (shapes and dtype read from the
+        arrays).
+        """
         return cls(
             pair(x.shape), pair(w.shape), pair(stride), pair(padding), pair(dilation),
             int(groups), x.dtype.str,
         )  # fmt: skip
 
     def args(self) -> tuple:
+        """The arguments after the arrays, in the variant interface's order."""
         return (self.stride, self.padding, self.dilation, self.groups)
 
     def out_hw(self) -> tuple[int, int]:
+        """The output's (height, width)."""
         kh, kw = self.w_shape[2:]
         h, w = self.x_shape[2:]
         (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
@@ -78,11 +88,13 @@ class Conv2dCall(ConvLikeCall):
         ) // sw + 1
 
     def macs(self) -> int:
+        """Multiply-adds of the forward call (twice this is its FLOP count)."""
         n, o = self.x_shape[0], self.w_shape[0]
         ho, wo = self.out_hw()
         return n * o * ho * wo * self.w_shape[1] * self.w_shape[2] * self.w_shape[3]
 
     def bench_params(self) -> dict[str, Any]:
+        """The ``bench`` case parameters of this call (None when it is not a bench case)."""
         n, c, h, w = self.x_shape
         return {
             "N": n, "C": c, "H": h, "W": w, "O": self.w_shape[0],

@@ -47,20 +47,26 @@ class ConvTranspose2dCall(ConvLikeCall):
 
     @classmethod
     def of(cls, x, w, stride, padding, output_padding, dilation, groups) -> ConvTranspose2dCall:
+        """The record of a call on these arrays and arguments (shapes and dtype read from the
+        arrays).
+        """
         return cls(
             pair(x.shape), pair(w.shape), pair(stride), pair(padding), pair(output_padding),
             pair(dilation), int(groups), x.dtype.str,
         )  # fmt: skip
 
     def args(self) -> tuple:
+        """The arguments after the arrays, in the variant interface's order."""
         return (self.stride, self.padding, self.output_padding, self.dilation, self.groups)
 
     def macs(self) -> int:
+        """Multiply-adds of the forward call (twice this is its FLOP count)."""
         n, c, h, w = self.x_shape
         _, og, kh, kw = self.w_shape
         return n * c * h * w * og * kh * kw
 
     def bench_params(self) -> dict[str, Any]:
+        """The ``bench`` case parameters of this call (None when it is not a bench case)."""
         n, c, h, w = self.x_shape
         return {
             "N": n, "C": c, "H": h, "W": w, "O": self.w_shape[1] * self.groups,

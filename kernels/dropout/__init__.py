@@ -43,6 +43,9 @@ class DropoutCall(KernelCall):
 
     @classmethod
     def of(cls, x) -> DropoutCall:
+        """The record of a call on these arrays and arguments (shapes and dtype read from the
+        arrays).
+        """
         return cls(pair(x.shape), x.dtype.str)
 
     def forward(self, mod: ModuleType, x, seed, step, p, scale) -> Any:
@@ -50,13 +53,18 @@ class DropoutCall(KernelCall):
         return mod.forward(x, seed, step, p, scale)
 
     def backward(self, mod: ModuleType, gy, keep, scale) -> Any:
+        """The backward kernel call with variant module ``mod`` (the family's interface)."""
         return mod.backward(gy, keep, scale)
 
     def backward_trial(self, mod, out, inputs, needs):
+        """The backward kernel call as autotune times it, on the forward's output (see
+        ``KernelCall``).
+        """
         return self.backward(mod, out[0], out[1], inputs[4])
 
     def bench_params(self) -> dict[str, Any] | None:
         # the drop probability is not part of the call's key
+        """The ``bench`` case parameters of this call (None when it is not a bench case)."""
         return {**nchw(self.x_shape), "p": 0.5} if 2 <= len(self.x_shape) <= 4 else None
 
 
@@ -71,6 +79,9 @@ class Dropout2dCall(KernelCall):
 
     @classmethod
     def of(cls, x2) -> Dropout2dCall:
+        """The record of a call on these arrays and arguments (shapes and dtype read from the
+        arrays).
+        """
         return cls(pair(x2.shape), x2.dtype.str)
 
     def forward(self, mod: ModuleType, x2, seed, step, p, scale) -> Any:
@@ -78,13 +89,18 @@ class Dropout2dCall(KernelCall):
         return mod.channel_forward(x2, seed, step, p, scale)
 
     def backward(self, mod: ModuleType, gy2, keep, scale) -> Any:
+        """The backward kernel call with variant module ``mod`` (the family's interface)."""
         return mod.channel_backward(gy2, keep, scale)
 
     def backward_trial(self, mod, out, inputs, needs):
+        """The backward kernel call as autotune times it, on the forward's output (see
+        ``KernelCall``).
+        """
         return self.backward(mod, out[0], out[1], inputs[4])
 
     def bench_params(self) -> dict[str, Any]:
         # one row per plane; (N=rows, C=1, H=H*W) gives the same kernel call
+        """The ``bench`` case parameters of this call (None when it is not a bench case)."""
         rows, hw = self.x_shape
         return {"N": rows, "C": 1, "H": hw, "W": 1, "p": 0.5}
 
@@ -100,18 +116,27 @@ class GaussianDropoutCall(KernelCall):
 
     @classmethod
     def of(cls, x) -> GaussianDropoutCall:
+        """The record of a call on these arrays and arguments (shapes and dtype read from the
+        arrays).
+        """
         return cls(pair(x.shape), x.dtype.str)
 
     def forward(self, mod: ModuleType, x, seed, step, sigma) -> Any:
+        """The forward kernel call with variant module ``mod`` (the family's interface)."""
         return mod.gaussian_forward(x, seed, step, sigma)
 
     def backward(self, mod: ModuleType, gy, seed, step, sigma) -> Any:
+        """The backward kernel call with variant module ``mod`` (the family's interface)."""
         return mod.gaussian_backward(gy, seed, step, sigma)
 
     def backward_trial(self, mod, out, inputs, needs):
+        """The backward kernel call as autotune times it, on the forward's output (see
+        ``KernelCall``).
+        """
         return self.backward(mod, out, *inputs[1:])
 
     def bench_params(self) -> dict[str, Any] | None:
+        """The ``bench`` case parameters of this call (None when it is not a bench case)."""
         return {**nchw(self.x_shape), "sigma": 0.5} if 2 <= len(self.x_shape) <= 4 else None
 
 

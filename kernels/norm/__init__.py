@@ -49,6 +49,9 @@ class BatchNormTrainCall(KernelCall):
 
     @classmethod
     def of(cls, x3, normalize_variance) -> BatchNormTrainCall:
+        """The record of a call on these arrays and arguments (shapes and dtype read from the
+        arrays).
+        """
         return cls(pair(x3.shape), x3.dtype.str, bool(normalize_variance))
 
     def forward(self, mod: ModuleType, x3: Any, w: Any, b: Any, eps: float) -> Any:
@@ -60,9 +63,13 @@ class BatchNormTrainCall(KernelCall):
         return mod.bn_backward(gy, x3, mean, invstd, w, self.normalize_variance)
 
     def backward_trial(self, mod, out, inputs, needs):
+        """The backward kernel call as autotune times it, on the forward's output (see
+        ``KernelCall``).
+        """
         return self.backward(mod, out[0], inputs[0], out[1], out[2], inputs[1])
 
     def bench_params(self) -> dict[str, Any]:
+        """The ``bench`` case parameters of this call (None when it is not a bench case)."""
         return {**_nchw_of_ncs(self.x_shape), "mode": "train"}
 
 
@@ -77,12 +84,17 @@ class BatchNormEvalCall(KernelCall):
 
     @classmethod
     def of(cls, x3) -> BatchNormEvalCall:
+        """The record of a call on these arrays and arguments (shapes and dtype read from the
+        arrays).
+        """
         return cls(pair(x3.shape), x3.dtype.str)
 
     def forward(self, mod: ModuleType, x3: Any, scale: Any, shift: Any) -> Any:
+        """The forward kernel call with variant module ``mod`` (the family's interface)."""
         return mod.bn_forward_eval(x3, scale, shift)
 
     def bench_params(self) -> dict[str, Any]:
+        """The ``bench`` case parameters of this call (None when it is not a bench case)."""
         return {**_nchw_of_ncs(self.x_shape), "mode": "eval"}
 
 
@@ -105,6 +117,9 @@ class RowNormCall(KernelCall):
         return mod.row_backward(gy, x2, mean, invstd, w, need_affine)
 
     def backward_trial(self, mod, out, inputs, needs):
+        """The backward kernel call as autotune times it, on the forward's output (see
+        ``KernelCall``).
+        """
         x2, w = inputs[0], inputs[1]
         return self.backward(mod, out[0], x2, out[1], out[2], w, any(needs[1:3]))
 
@@ -121,10 +136,14 @@ class LayerNormCall(RowNormCall):
 
     @classmethod
     def of(cls, x2, affine) -> LayerNormCall:
+        """The record of a call on these arrays and arguments (shapes and dtype read from the
+        arrays).
+        """
         return cls(pair(x2.shape), x2.dtype.str, bool(affine))
 
     def bench_params(self) -> dict[str, Any]:
         # the kernel sees rows of K values; (N=rows, C=1, H=K) gives the same kernel call
+        """The ``bench`` case parameters of this call (None when it is not a bench case)."""
         rows, k = self.x_shape
         return {"N": rows, "C": 1, "H": k, "W": 1}
 
@@ -142,9 +161,13 @@ class GroupNormCall(RowNormCall):
 
     @classmethod
     def of(cls, x2, groups, affine) -> GroupNormCall:
+        """The record of a call on these arrays and arguments (shapes and dtype read from the
+        arrays).
+        """
         return cls(pair(x2.shape), x2.dtype.str, int(groups), bool(affine))
 
     def bench_params(self) -> dict[str, Any]:
+        """The ``bench`` case parameters of this call (None when it is not a bench case)."""
         rows, k = self.x_shape
         g = self.groups
         return {"N": rows // g, "C": g, "H": k, "W": 1, "groups": g}

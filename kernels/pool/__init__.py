@@ -53,6 +53,9 @@ class MaxPool2dCall(KernelCall):
 
     @classmethod
     def of(cls, x, kernel, stride, padding, dilation, out_hw) -> MaxPool2dCall:
+        """The record of a call on these arrays and arguments (shapes and dtype read from the
+        arrays).
+        """
         return cls(
             pair(x.shape), pair(kernel), pair(stride), pair(padding), pair(dilation),
             pair(out_hw), x.dtype.str,
@@ -63,12 +66,17 @@ class MaxPool2dCall(KernelCall):
         return mod.forward(x, self.kernel, self.stride, self.padding, self.dilation, self.out_hw)
 
     def backward(self, mod: ModuleType, gy: Any, idx: Any) -> Any:
+        """The backward kernel call with variant module ``mod`` (the family's interface)."""
         return mod.backward(gy, idx, self.x_shape)
 
     def backward_trial(self, mod, out, inputs, needs):
+        """The backward kernel call as autotune times it, on the forward's output (see
+        ``KernelCall``).
+        """
         return self.backward(mod, out[0], out[1])
 
     def bench_params(self) -> dict[str, Any]:
+        """The ``bench`` case parameters of this call (None when it is not a bench case)."""
         n, c, h, w = self.x_shape
         return {"N": n, "C": c, "H": h, "W": w, "k": self.kernel, "stride": self.stride,
                 "padding": self.padding}  # fmt: skip
@@ -91,25 +99,34 @@ class AvgPool2dCall(KernelCall):
 
     @classmethod
     def of(cls, x, kernel, stride, padding, out_hw, count_include_pad) -> AvgPool2dCall:
+        """The record of a call on these arrays and arguments (shapes and dtype read from the
+        arrays).
+        """
         return cls(
             pair(x.shape), pair(kernel), pair(stride), pair(padding), pair(out_hw),
             bool(count_include_pad), x.dtype.str,
         )  # fmt: skip
 
     def forward(self, mod: ModuleType, x: Any) -> Any:
+        """The forward kernel call with variant module ``mod`` (the family's interface)."""
         return mod.forward(
             x, self.kernel, self.stride, self.padding, self.out_hw, self.count_include_pad
         )
 
     def backward(self, mod: ModuleType, gy: Any) -> Any:
+        """The backward kernel call with variant module ``mod`` (the family's interface)."""
         return mod.backward(
             gy, self.x_shape, self.kernel, self.stride, self.padding, self.count_include_pad
         )
 
     def backward_trial(self, mod, out, inputs, needs):
+        """The backward kernel call as autotune times it, on the forward's output (see
+        ``KernelCall``).
+        """
         return self.backward(mod, out)
 
     def bench_params(self) -> dict[str, Any]:
+        """The ``bench`` case parameters of this call (None when it is not a bench case)."""
         n, c, h, w = self.x_shape
         return {"N": n, "C": c, "H": h, "W": w, "k": self.kernel, "stride": self.stride,
                 "padding": self.padding}  # fmt: skip
@@ -127,18 +144,27 @@ class AdaptiveAvgPool2dCall(KernelCall):
 
     @classmethod
     def of(cls, x, out_hw) -> AdaptiveAvgPool2dCall:
+        """The record of a call on these arrays and arguments (shapes and dtype read from the
+        arrays).
+        """
         return cls(pair(x.shape), pair(out_hw), x.dtype.str)
 
     def forward(self, mod: ModuleType, x: Any) -> Any:
+        """The forward kernel call with variant module ``mod`` (the family's interface)."""
         return mod.forward(x, self.out_hw)
 
     def backward(self, mod: ModuleType, gy: Any) -> Any:
+        """The backward kernel call with variant module ``mod`` (the family's interface)."""
         return mod.backward(gy, self.x_shape)
 
     def backward_trial(self, mod, out, inputs, needs):
+        """The backward kernel call as autotune times it, on the forward's output (see
+        ``KernelCall``).
+        """
         return self.backward(mod, out)
 
     def bench_params(self) -> dict[str, Any]:
+        """The ``bench`` case parameters of this call (None when it is not a bench case)."""
         n, c, h, w = self.x_shape
         return {"N": n, "C": c, "H": h, "W": w}
 
