@@ -137,3 +137,28 @@ def test_large_layers_take_the_parallel_kernels_and_agree():
     assert rel_err(opt(x).data, eval_forward(model, x)) < TOL
     small = x[:1, :, :12, :12]
     assert rel_err(opt(small).data, eval_forward(model, small)) < TOL
+
+
+def test_load_model_from_bare_state_dict_and_errors(tmp_path):
+    tg.manual_seed(0)
+    model = perturb(zoo.get_model("vgg_small", in_channels=3, num_classes=7, width=4))
+    bare = tmp_path / "bare.safetensors"
+    tg.save(dict(model.state_dict()), bare)
+    with pytest.raises(ValueError, match="does not say which zoo model"):
+        inference.load_model(bare)
+    with pytest.raises(ValueError, match="does not fit vgg_small"):
+        inference.load_model(bare, model="vgg_small")  # width 4 is not the default 32
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        inference.load_model(bare, model="nope")
+    with pytest.raises(FileNotFoundError, match="no last.safetensors"):
+        inference.load_model(tmp_path)
+    tg.save({"model": {}, "config": {"model": "lenet5"}}, tmp_path / "empty.safetensors")
+    with pytest.raises(ValueError, match="no layer weights"):
+        inference.load_model(tmp_path / "empty.safetensors")
+    lenet = perturb(zoo.get_model("lenet5", in_channels=3, num_classes=4))
+    tg.save(dict(lenet.state_dict()), tmp_path / "lenet.safetensors")
+    got, info = inference.load_model(tmp_path / "lenet.safetensors", model="lenet5")
+    assert (info["in_channels"], info["num_classes"], info["input_size"]) == (3, 4, 28)
+    assert not got.training
+    x = np.random.default_rng(0).standard_normal((2, 3, 28, 28)).astype(np.float32)
+    assert np.array_equal(eval_forward(got, x), eval_forward(lenet, x))

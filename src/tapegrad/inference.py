@@ -76,10 +76,11 @@ def load_model(path: str | os.PathLike, model: str | None = None) -> tuple[Any, 
     kwargs = dict((cfg.get("extra") or {}).get("model_kwargs") or {})
     head = [k for k in weights if k.endswith(".weight")]
     if "num_classes" not in kwargs and zoo.task_of(name) == "classification" and head:
-        kwargs["num_classes"] = int(weights[head[-1]].shape[0])
+        kwargs["num_classes"] = int(np.shape(weights[head[-1]])[0])
+    if not head:
+        raise ValueError(f"load_model: {p} holds no layer weights (keys {sorted(weights)[:5]})")
     if "in_channels" not in kwargs:
-        first = next(k for k in weights if k.endswith(".weight"))
-        kwargs["in_channels"] = int(weights[first].shape[1])
+        kwargs["in_channels"] = int(np.shape(weights[head[0]])[1])
     net = zoo.get_model(name, **kwargs)
     try:
         net.load_state_dict(weights)
