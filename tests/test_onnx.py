@@ -181,3 +181,20 @@ def test_folded_export_has_no_foldable_batch_norm_and_agrees(name, tmp_path):
     for n in (1, 7):
         x = rng.standard_normal((n, *sample)).astype(np.float32)
         assert rel_err(sess.run(None, {"input": x})[0], eval_forward(model, x)) < TOL
+
+
+def test_cli_export_folded(tmp_path):
+    from tapegrad import cli
+
+    model = perturb(zoo.get_model("vgg_small", width=4))
+    state = {
+        "model": dict(model.state_dict()),
+        "config": {"model": "vgg_small", "extra": {"model_kwargs": {"width": 4}}},
+    }
+    tg.save(state, tmp_path / "c.safetensors")
+    out = tmp_path / "f.onnx"
+    assert cli.main(["export", str(tmp_path / "c.safetensors"), "--onnx", str(out), "--fold"]) == 0
+    proto = onnx.load(str(out))
+    assert not any(n.op_type == "BatchNormalization" for n in proto.graph.node)
+    x = np.random.default_rng(2).standard_normal((3, 1, 32, 32)).astype(np.float32)
+    assert rel_err(_session(out).run(None, {"input": x})[0], eval_forward(model, x)) < TOL

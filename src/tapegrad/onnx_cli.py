@@ -17,6 +17,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--static-batch", action="store_true", help="fix the batch size at 1 (default: dynamic)"
     )
+    p.add_argument(
+        "--fold",
+        action="store_true",
+        help="fold batch norm into the conv/linear layer before it (the optimized graph)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -34,7 +39,12 @@ def main(args: argparse.Namespace) -> int:
     x = np.zeros((1, info["in_channels"], side, side), np.float32)
     try:
         tg_onnx.export(
-            model, x, args.onnx, opset_version=args.opset, dynamic_batch=not args.static_batch
+            model,
+            x,
+            args.onnx,
+            opset_version=args.opset,
+            dynamic_batch=not args.static_batch,
+            fold=args.fold,
         )
     except ImportError as e:
         print(f"tapegrad export: {e}", file=sys.stderr)
