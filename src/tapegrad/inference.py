@@ -23,7 +23,8 @@ from numba import njit, prange
 
 from . import checkpoint, zoo
 from .autograd import Context, no_grad
-from .kernels.blas import SMALL_MACS, matmul
+from .kernels import blas, threads
+from .kernels.blas import matmul
 from .onnx import Record, trace
 from .ops import activation, conv, linalg, norm, shape
 from .ops import elementwise as ew
@@ -314,6 +315,29 @@ def _depthwise_serial(x, w, b, y, relu, sh, sw, ph, pw, dh, dw):  # pragma: no c
                     row[ow] = v if v > 0 else 0.0
 
 
+# A conv or linear step below this many multiply-adds runs on the calling thread: its
+# unfold, its GEMM on one BLAS thread and its epilogue. Every layer of the zoo at batch 1 is
+# below it (the largest has 9.4M), so batch-1 inference starts no parallel region, whose
+# wait for a second, descheduled thread dominates small layers on a busy machine; at
+# batch 64 each layer is far above it and runs on every thread.
+SERIAL_MACS = 16_000_000
+
+
+def _serial_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``np.matmul(a, b, out=out)`` on one BLAS thread."""
+    n = threads.get_num_threads()
+    if n == 1:
+        return np.matmul(a, b, out=out)
+    setters = blas._blas_setters()
+    for s in setters:
+        s(1)
+    try:
+        return np.matmul(a, b, out=out)
+    finally:
+        for s in setters:
+            s(n)
+
+
 def _pick(serial: Callable, parallel: Callable, size: int) -> Callable:
     return parallel if size >= _PARALLEL_ELEMS else serial
 
@@ -381,9 +405,8 @@ def _conv_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool) -> Callable
     npix = ho * wo
     plan.vals[ys] = y
     y3 = y.reshape(n, o, npix)
-    # a layer below SMALL_MACS multiply-adds runs on the calling thread: starting a parallel
-    # region costs more than it saves there, and far more when the machine is busy
-    small = n * o * npix * cg * kh * kw < SMALL_MACS
+    small = n * o * npix * cg * kh * kw < SERIAL_MACS  # see SERIAL_MACS
+    mm = _serial_matmul if small else matmul
     epi = _bias_act if small else _pick(_bias_act, _bias_act_par, y.size)
     args = (*stride, *padding, *dilation)
     if r.fn is conv.DepthwiseConv2d and small:
@@ -409,7 +432,7 @@ def _conv_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool) -> Callable
     if kh == kw == 1 and tuple(stride) == (1, 1) and not any(padding) and groups == 1:
 
         def step(vals: list) -> None:
-            matmul(w2, np.ascontiguousarray(vals[xs]).reshape(n, c, h * wd), out=y3)
+            mm(w2, np.ascontiguousarray(vals[xs]).reshape(n, c, h * wd), out=y3)
             epi(y3, b, relu)
 
         plan.kinds.append("pointwise conv + bias" + (" + relu" if relu else ""))
@@ -421,7 +444,7 @@ def _conv_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool) -> Callable
 
     def gemm(out2: np.ndarray) -> None:
         for g in range(groups):
-            matmul(
+            mm(
                 w2[g * og : (g + 1) * og],
                 cols[g * k : (g + 1) * k],
                 out=out2[g * og : (g + 1) * og],
@@ -459,8 +482,10 @@ def _linear_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool) -> Callab
     y = np.empty(r.out.shape, x.dtype)
     plan.vals[ys] = y
 
+    mm = _serial_matmul if x.size * wt.shape[1] < SERIAL_MACS else matmul
+
     def step(vals: list) -> None:
-        matmul(vals[xs], wt, out=y)
+        mm(vals[xs], wt, out=y)
         if b is not None:
             np.add(y, b, out=y)
         if relu:
