@@ -18,7 +18,38 @@ def conv2d(
     dilation: IntOrPair = 1,
     groups: int = 1,
 ) -> Tensor:
-    """2-D cross-correlation. input (N, C, H, W), weight (O, C/groups, kH, kW) -> (N, O, Ho, Wo)."""
+    """2-D cross-correlation. input (N, C, H, W), weight (O, C/groups, kH, kW) -> (N, O, Ho, Wo).
+
+    Parameters
+    ----------
+    input : Tensor
+        (N, C, H, W), float32 or float64.
+    weight : Tensor
+        (O, C / groups, kH, kW), the input's dtype.
+    bias : Tensor, optional
+        (O,).
+    stride : int or (int, int), default 1
+    padding : int, (int, int), "same" or "valid", default 0
+        Zero padding on each side; ``"same"`` keeps H and W (stride 1 only).
+    dilation : int or (int, int), default 1
+    groups : int, default 1
+        ``groups == C`` runs the depthwise kernels.
+
+    Returns
+    -------
+    Tensor
+        (N, O, Ho, Wo) with Ho = (H + 2 * padding - dilation * (kH - 1) - 1) // stride + 1.
+
+    Raises
+    ------
+    TypeError
+        If an argument is not a Tensor or ndarray, the input is not float32/float64, or the
+        arguments' dtypes differ.
+    ValueError
+        If a shape does not fit (wrong rank, channels not matching ``weight``, ``groups`` not
+        dividing them, a bias of the wrong length, a kernel larger than the padded input) or
+        an argument is out of range; the message names the argument and the shapes.
+    """
     x, w, b = _t(input, "conv2d"), _t(weight, "conv2d", "weight"), _opt(bias, "conv2d", "bias")
     stride, padding, dilation, groups, extra = conv_args(
         "conv2d", x.data, w.data, _raw(b), stride, padding, dilation, groups
@@ -38,7 +69,37 @@ def conv1d(
     dilation: int = 1,
     groups: int = 1,
 ) -> Tensor:
-    """1-D cross-correlation. input (N, C, L), weight (O, C/groups, k) -> (N, O, Lo)."""
+    """1-D cross-correlation. input (N, C, L), weight (O, C/groups, k) -> (N, O, Lo).
+
+    Parameters
+    ----------
+    input : Tensor
+        (N, C, L), float32 or float64.
+    weight : Tensor
+        (O, C / groups, k), the input's dtype.
+    bias : Tensor, optional
+        (O,).
+    stride : int, default 1
+    padding : int, "same" or "valid", default 0
+        ``"same"`` keeps L (stride 1 only).
+    dilation : int, default 1
+    groups : int, default 1
+
+    Returns
+    -------
+    Tensor
+        (N, O, Lo), computed as a conv2d over a height of 1.
+
+    Raises
+    ------
+    TypeError
+        If an argument is not a Tensor or ndarray, the input is not float32/float64, or the
+        arguments' dtypes differ.
+    ValueError
+        If a shape does not fit (wrong rank, channels not matching ``weight``, ``groups`` not
+        dividing them, a bias of the wrong length, a kernel larger than the padded input) or
+        an argument is out of range; the message names the argument and the shapes.
+    """
     x, w, b = _t(input, "conv1d"), _t(weight, "conv1d", "weight"), _opt(bias, "conv1d", "bias")
     stride, padding, dilation, groups, extra = conv_args(
         "conv1d", x.data, w.data, _raw(b), stride, padding, dilation, groups, nd=1
@@ -70,6 +131,37 @@ def conv_transpose2d(
 ) -> Tensor:
     """2-D transposed convolution. input (N, C_in, H, W), weight (C_in, C_out/groups, kH, kW)
     -> (N, C_out, Ho, Wo), Ho = (H-1)*stride - 2*padding + dilation*(kH-1) + output_padding + 1.
+
+    Parameters
+    ----------
+    input : Tensor
+        (N, C_in, H, W), float32 or float64.
+    weight : Tensor
+        (C_in, C_out / groups, kH, kW), the input's dtype (PyTorch's layout).
+    bias : Tensor, optional
+        (C_out,).
+    stride : int or (int, int), default 1
+    padding : int or (int, int), default 0
+        Removed from each side of the full output.
+    output_padding : int or (int, int), default 0
+        Added to one side of the output; smaller than stride or dilation.
+    dilation : int or (int, int), default 1
+    groups : int, default 1
+
+    Returns
+    -------
+    Tensor
+        (N, C_out, Ho, Wo).
+
+    Raises
+    ------
+    TypeError
+        If an argument is not a Tensor or ndarray, the input is not float32/float64, or the
+        arguments' dtypes differ.
+    ValueError
+        If a shape does not fit (wrong rank, channels not matching ``weight``, ``groups`` not
+        dividing them, a bias of the wrong length, a kernel larger than the padded input) or
+        an argument is out of range; the message names the argument and the shapes.
     """
     fn = "conv_transpose2d"
     x, w, b = _t(input, fn), _t(weight, fn, "weight"), _opt(bias, fn, "bias")
@@ -90,7 +182,37 @@ def conv_transpose1d(
     dilation: int = 1,
 ) -> Tensor:
     """1-D transposed convolution. input (N, C_in, L), weight (C_in, C_out/groups, k)
-    -> (N, C_out, Lo), Lo = (L-1)*stride - 2*padding + dilation*(k-1) + output_padding + 1."""
+    -> (N, C_out, Lo), Lo = (L-1)*stride - 2*padding + dilation*(k-1) + output_padding + 1.
+
+    Parameters
+    ----------
+    input : Tensor
+        (N, C_in, L), float32 or float64.
+    weight : Tensor
+        (C_in, C_out / groups, k).
+    bias : Tensor, optional
+        (C_out,).
+    stride : int, default 1
+    padding : int, default 0
+    output_padding : int, default 0
+    groups : int, default 1
+    dilation : int, default 1
+
+    Returns
+    -------
+    Tensor
+        (N, C_out, Lo), computed as a conv_transpose2d over a height of 1.
+
+    Raises
+    ------
+    TypeError
+        If an argument is not a Tensor or ndarray, the input is not float32/float64, or the
+        arguments' dtypes differ.
+    ValueError
+        If a shape does not fit (wrong rank, channels not matching ``weight``, ``groups`` not
+        dividing them, a bias of the wrong length, a kernel larger than the padded input) or
+        an argument is out of range; the message names the argument and the shapes.
+    """
     fn = "conv_transpose1d"
     x, w, b = _t(input, fn), _t(weight, fn, "weight"), _opt(bias, fn, "bias")
     s, p, op, d, groups = conv_transpose_args(

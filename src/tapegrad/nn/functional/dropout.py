@@ -19,6 +19,27 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, scale: bool = 
     the expectation is unchanged and inference needs no change. ``scale=False`` keeps
     them as they are (the seed's problem 4: at inference multiply weights by 1-p).
     p=1 gives zeros; p outside [0, 1] is a ValueError.
+
+    Parameters
+    ----------
+    input : Tensor
+        Any shape, float32 or float64.
+    p : float, default 0.5
+        Probability of zeroing an element.
+    training : bool, default True
+        False returns ``input`` unchanged.
+    scale : bool, default True
+
+    Returns
+    -------
+    Tensor
+        The input's shape and dtype. Masks come from tapegrad's counter-based generator
+        (seeded by ``tapegrad.manual_seed``): the same for every kernel variant and thread count.
+
+    Raises
+    ------
+    ValueError
+        If ``p`` is outside [0, 1].
     """
     x = _t(input, "dropout")
     p = check_p("dropout", p)
@@ -30,7 +51,21 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, scale: bool = 
 
 def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, scale: bool = True) -> Tensor:
     """Spatial dropout: zero whole channels. input (N, C, H, W) or (C, H, W) -> same shape;
-    each (H, W) plane is kept (times 1/(1-p) when ``scale``) or zeroed with probability p."""
+    each (H, W) plane is kept (times 1/(1-p) when ``scale``) or zeroed with probability p.
+
+    Parameters
+    ----------
+    input : Tensor
+        (N, C, H, W) or (C, H, W), float32 or float64.
+    p : float, default 0.5
+    training : bool, default True
+    scale : bool, default True
+
+    Raises
+    ------
+    ValueError
+        If ``p`` is outside [0, 1] or ``input`` is not 3-D or 4-D.
+    """
     x = _t(input, "dropout2d")
     p = check_p("dropout2d", p)
     check_float("dropout2d", input=x.data)
@@ -43,7 +78,22 @@ def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, scale: bool 
 
 def gaussian_dropout(input: Tensor, sigma: float = 0.5, training: bool = True) -> Tensor:
     """Multiplicative Gaussian noise: input * R with R ~ N(1, sigma^2) per element (the
-    seed's problem 8); the expectation is unchanged, so eval is the identity."""
+    seed's problem 8); the expectation is unchanged, so eval is the identity.
+
+    Parameters
+    ----------
+    input : Tensor
+        Any shape, float32 or float64.
+    sigma : float, default 0.5
+        Standard deviation of the noise.
+    training : bool, default True
+        False returns ``input`` unchanged.
+
+    Raises
+    ------
+    ValueError
+        If ``sigma`` is negative or not finite.
+    """
     x = _t(input, "gaussian_dropout")
     sigma = check_sigma("gaussian_dropout", sigma)
     check_float("gaussian_dropout", input=x.data)

@@ -34,6 +34,33 @@ def batch_norm(
     with the unbiased variance. Eval normalises with the running statistics.
     ``normalize_variance=False`` only subtracts the mean (no division by the std).
     weight, bias, running_mean, running_var: (C,).
+
+    Parameters
+    ----------
+    input : Tensor
+        (N, C, *), float32 or float64; at least 2-D.
+    running_mean, running_var : Tensor or None
+        (C,); updated in place in training mode, required in eval mode.
+    weight, bias : Tensor, optional
+        (C,) scale and shift.
+    training : bool, default False
+    momentum : float, default 0.1
+    eps : float, default 1e-5
+        Added to the variance before the square root.
+    normalize_variance : bool, default True
+
+    Returns
+    -------
+    Tensor
+        The input's shape and dtype.
+
+    Raises
+    ------
+    TypeError
+        If ``input`` is not a float32/float64 Tensor or ndarray.
+    ValueError
+        If ``input`` is less than 2-D, a (C,) argument has another shape, eval mode lacks the
+        running statistics, or training gets one value per channel.
     """
     fn = "batch_norm"
     x, w, b = _t(input, fn), _opt(weight, fn, "weight"), _opt(bias, fn, "bias")
@@ -63,6 +90,27 @@ def layer_norm(
 
     Each sample's slice of shape S is normalised by its own mean and biased variance,
     then scaled by weight and shifted by bias (both of shape S) elementwise.
+
+    Parameters
+    ----------
+    input : Tensor
+        (*, *S), float32 or float64.
+    normalized_shape : int or sequence of int
+        S, the trailing dimensions to normalise over.
+    weight, bias : Tensor, optional
+        Shape S.
+    eps : float, default 1e-5
+
+    Returns
+    -------
+    Tensor
+        The input's shape and dtype.
+
+    Raises
+    ------
+    ValueError
+        If ``normalized_shape`` does not match the input's trailing dimensions, or
+        ``weight``/``bias`` are not of shape S.
     """
     fn = "layer_norm"
     x, w, b = _t(input, fn), _opt(weight, fn, "weight"), _opt(bias, fn, "bias")
@@ -78,7 +126,29 @@ def group_norm(
     eps: float = 1e-5,
 ) -> Tensor:
     """Group normalisation of input (N, C, *): statistics per sample over each group of
-    C / num_groups channels (and all of *); weight, bias (C,) per channel."""
+    C / num_groups channels (and all of *); weight, bias (C,) per channel.
+
+    Parameters
+    ----------
+    input : Tensor
+        (N, C, *), float32 or float64.
+    num_groups : int
+        Must divide C.
+    weight, bias : Tensor, optional
+        (C,).
+    eps : float, default 1e-5
+
+    Returns
+    -------
+    Tensor
+        The input's shape and dtype.
+
+    Raises
+    ------
+    ValueError
+        If ``num_groups`` is not positive or does not divide C, or ``weight``/``bias`` are not
+        (C,).
+    """
     fn = "group_norm"
     x, w, b = _t(input, fn), _opt(weight, fn, "weight"), _opt(bias, fn, "bias")
     groups, eps = group_norm_args(fn, x.data, num_groups, _raw(w), _raw(b), eps)
