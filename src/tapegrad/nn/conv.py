@@ -97,22 +97,129 @@ class _ConvTranspose(_ConvNd):
 
 
 class Conv2d(_Conv):
-    """2-D convolution; weight (out_channels, in_channels/groups, kH, kW)."""
+    """2-D convolution; weight (out_channels, in_channels/groups, kH, kW).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Both positive and divisible by ``groups``.
+    kernel_size : int or (int, int)
+    stride : int or (int, int), default 1
+    padding : int, (int, int), "same" or "valid", default 0
+    dilation : int or (int, int), default 1
+    groups : int, default 1
+    bias : bool, default True
+
+    Attributes
+    ----------
+    weight : Parameter
+        (out_channels, in_channels / groups, kH, kW), float32, Kaiming-uniform initialised
+        as in PyTorch.
+    bias : Parameter or None
+        (out_channels,).
+
+    Raises
+    ------
+    ValueError
+        If a channel count or ``groups`` is not positive, or ``groups`` does not divide both
+        channel counts. ``forward`` takes (N, C, H, W) and raises as
+        :func:`tapegrad.nn.functional.conv2d`.
+    """
 
 
 class Conv1d(_Conv):
-    """1-D convolution; weight (out_channels, in_channels/groups, k)."""
+    """1-D convolution; weight (out_channels, in_channels/groups, k).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Both positive and divisible by ``groups``.
+    kernel_size : int or (int,)
+    stride : int or (int,), default 1
+    padding : int, (int,), "same" or "valid", default 0
+    dilation : int or (int,), default 1
+    groups : int, default 1
+    bias : bool, default True
+
+    Attributes
+    ----------
+    weight : Parameter
+        (out_channels, in_channels / groups, k), float32, Kaiming-uniform initialised as in PyTorch.
+    bias : Parameter or None
+        (out_channels,).
+
+    Raises
+    ------
+    ValueError
+        If a channel count or ``groups`` is not positive, or ``groups`` does not divide both
+        channel counts. ``forward`` takes (N, C, L) and raises as
+        :func:`tapegrad.nn.functional.conv1d`.
+    """
 
     nd = 1
     _fn = staticmethod(F.conv1d)
 
 
 class ConvTranspose2d(_ConvTranspose):
-    """2-D transposed convolution; weight (in_channels, out_channels/groups, kH, kW)."""
+    """2-D transposed convolution; weight (in_channels, out_channels/groups, kH, kW).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Both positive and divisible by ``groups``.
+    kernel_size : int or (int, int)
+    stride : int or (int, int), default 1
+    padding : int or (int, int), default 0
+    output_padding : int or (int, int), default 0
+    groups : int, default 1
+    bias : bool, default True
+    dilation : int or (int, int), default 1
+
+    Attributes
+    ----------
+    weight : Parameter
+        (in_channels, out_channels / groups, kH, kW), float32, initialised as in PyTorch.
+    bias : Parameter or None
+        (out_channels,).
+
+    Raises
+    ------
+    ValueError
+        If a channel count or ``groups`` is not positive, or ``groups`` does not divide both
+        channel counts. ``forward`` takes (N, C, H, W) and raises as
+        :func:`tapegrad.nn.functional.conv_transpose2d`.
+    """
 
 
 class ConvTranspose1d(_ConvTranspose):
-    """1-D transposed convolution; weight (in_channels, out_channels/groups, k)."""
+    """1-D transposed convolution; weight (in_channels, out_channels/groups, k).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Both positive and divisible by ``groups``.
+    kernel_size : int or (int,)
+    stride : int or (int,), default 1
+    padding : int or (int,), default 0
+    output_padding : int or (int,), default 0
+    groups : int, default 1
+    bias : bool, default True
+    dilation : int or (int,), default 1
+
+    Attributes
+    ----------
+    weight : Parameter
+        (in_channels, out_channels / groups, k), float32, initialised as in PyTorch.
+    bias : Parameter or None
+        (out_channels,).
+
+    Raises
+    ------
+    ValueError
+        If a channel count or ``groups`` is not positive, or ``groups`` does not divide both
+        channel counts. ``forward`` takes (N, C, L) and raises as
+        :func:`tapegrad.nn.functional.conv_transpose1d`.
+    """
 
     nd = 1
     _fn = staticmethod(F.conv_transpose1d)

@@ -92,21 +92,80 @@ class _BatchNorm(Module):
 
 
 class BatchNorm1d(_BatchNorm):
-    """Batch norm over (N, C) or (N, C, L) input, statistics per channel."""
+    """Batch norm over (N, C) or (N, C, L) input, statistics per channel.
+
+    Parameters
+    ----------
+    num_features : int
+        C, the channel count (positive).
+    eps : float, default 1e-5
+    momentum : float or None, default 0.1
+        Weight of the batch statistics in the running averages; None keeps a cumulative
+        average.
+    affine : bool, default True
+        Learn ``weight`` (ones) and ``bias`` (zeros) of shape (C,).
+    track_running_stats : bool, default True
+        Keep ``running_mean``, ``running_var`` and ``num_batches_tracked`` buffers (used in
+        eval mode); without them eval mode uses batch statistics.
+    normalize_variance : bool, default True
+        False only subtracts the mean.
+
+    Raises
+    ------
+    ValueError
+        On a bad argument; ``forward`` raises on input that is not (N, C) or (N, C, L) or
+        has another channel
+        count.
+    """
 
     _ndims = (2, 3)
     _layout = "(N, C) or (N, C, L)"
 
 
 class BatchNorm2d(_BatchNorm):
-    """Spatial batch norm over (N, C, H, W) input, statistics per channel over (N, H, W)."""
+    """Spatial batch norm over (N, C, H, W) input, statistics per channel over (N, H, W).
+
+    Parameters
+    ----------
+    num_features : int
+        C, the channel count (positive).
+    eps : float, default 1e-5
+    momentum : float or None, default 0.1
+        Weight of the batch statistics in the running averages; None keeps a cumulative
+        average.
+    affine : bool, default True
+        Learn ``weight`` (ones) and ``bias`` (zeros) of shape (C,).
+    track_running_stats : bool, default True
+        Keep ``running_mean``, ``running_var`` and ``num_batches_tracked`` buffers (used in
+        eval mode); without them eval mode uses batch statistics.
+    normalize_variance : bool, default True
+        False only subtracts the mean.
+
+    Raises
+    ------
+    ValueError
+        On a bad argument; ``forward`` raises on input that is not (N, C, H, W) or has
+        another channel
+        count.
+    """
 
     _ndims = (4,)
     _layout = "(N, C, H, W)"
 
 
 class LayerNorm(Module):
-    """Normalises the trailing ``normalized_shape`` axes of each sample."""
+    """Normalises the trailing ``normalized_shape`` axes of each sample.
+
+    Parameters
+    ----------
+    normalized_shape : int or sequence of int
+        S, the trailing dimensions normalised over.
+    eps : float, default 1e-5
+    elementwise_affine : bool, default True
+        Learn ``weight`` (ones) of shape S.
+    bias : bool, default True
+        With ``elementwise_affine``, also learn ``bias`` (zeros) of shape S.
+    """
 
     def __init__(
         self,
@@ -139,7 +198,22 @@ class LayerNorm(Module):
 
 
 class GroupNorm(Module):
-    """Normalises each sample over groups of num_channels / num_groups channels."""
+    """Normalises each sample over groups of num_channels / num_groups channels.
+
+    Parameters
+    ----------
+    num_groups : int
+        Must divide ``num_channels``.
+    num_channels : int
+    eps : float, default 1e-5
+    affine : bool, default True
+        Learn ``weight`` (ones) and ``bias`` (zeros) of shape (C,).
+
+    Raises
+    ------
+    ValueError
+        If ``num_groups`` does not divide ``num_channels``.
+    """
 
     def __init__(
         self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True
