@@ -51,22 +51,27 @@ class Case:
 
     @classmethod
     def make(cls, op: str, **params: Any) -> Case:
+        """A case of ``op`` from keyword parameters (lists become tuples, keys sorted)."""
         frozen = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
         return cls(op, tuple(sorted(frozen.items())))
 
     @property
     def p(self) -> dict[str, Any]:
+        """The parameters as a dict."""
         return dict(self.params)
 
     @property
     def spec(self) -> OpSpec:
+        """The :class:`OpSpec` of this case's op."""
         return SPECS[self.op]
 
     @property
     def label(self) -> str:
+        """The case's column text in the table (``N4 64>64 32x32 k3x3 s1 p1``)."""
         return self.spec.label(self.p)
 
     def to_json(self) -> dict[str, Any]:
+        """The case as a JSON-able dict: ``op`` plus its parameters."""
         params = {k: list(v) if isinstance(v, tuple) else v for k, v in self.params}
         return {"op": self.op, **params}
 
@@ -91,6 +96,7 @@ class OpSpec:
     quick_scale: int = 8  # --quick divides the batch size of the standard cases by this
 
     def cases(self, preset: str = "standard") -> list[Case]:
+        """The op's standard cases; ``preset="quick"`` divides their batch by ``quick_scale``."""
         out = []
         for p in self.standard:
             q = dict(p)

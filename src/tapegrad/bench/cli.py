@@ -258,6 +258,7 @@ def _main(args: argparse.Namespace) -> int:
 
 
 def build_parser(prog: str = "python -m tapegrad.bench") -> argparse.ArgumentParser:
+    """The ``bench`` argument parser on its own (``python -m tapegrad.bench``)."""
     parser = argparse.ArgumentParser(
         prog=prog,
         description=__doc__.split("\n")[0],

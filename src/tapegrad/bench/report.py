@@ -38,6 +38,7 @@ def _table(headers: list[str], rows: list[list[str]], right: set[int]) -> str:
 
 
 def machine_line(machine: dict) -> str:
+    """The table's first line: CPU, cores, threads, the measured limits, library versions."""
     v = machine.get("versions", {})
     return (
         f"{machine.get('cpu')} ({machine.get('cores')} cores), {machine.get('threads')} threads; "
@@ -101,6 +102,7 @@ def format_table(results: list[dict], machine: dict) -> str:
 
 
 def write_json(path: str | Path, results: list[dict], machine: dict, config: dict) -> None:
+    """Write a run (machine, config, results) to ``path`` as JSON."""
     doc = {"schema": SCHEMA, "machine": machine, "config": config, "results": results}
     Path(path).write_text(json.dumps(doc, indent=1, default=_jsonable))
 
@@ -114,6 +116,13 @@ def _jsonable(o: Any) -> Any:
 
 
 def read_json(path: str | Path) -> dict:
+    """A JSON file written by :func:`write_json`.
+
+    Raises
+    ------
+    ValueError
+        If the file has no ``results``.
+    """
     doc = json.loads(Path(path).read_text())
     if not isinstance(doc, dict) or "results" not in doc:
         raise ValueError(f"bench: {path} is not a bench JSON file (no 'results')")

@@ -40,6 +40,10 @@ AUTO = "auto"
 
 @dataclass
 class Options:
+    """How a bench run times and checks: repeats, directions, PyTorch comparison, reference
+    check, dtype, seed.
+    """
+
     repeat: int = 5
     directions: tuple[str, ...] = DIRECTIONS
     compare_torch: bool = False
