@@ -8,12 +8,42 @@ from .activation import Flatten, Identity, ReLU, Sigmoid, Tanh
 from .conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
 from .dropout import Dropout, Dropout2d, GaussianDropout
 from .linear import Linear
-from .loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, NLLLoss
-from .module import Module, Parameter, Sequential
-from .norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
-from .pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from .loss import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    KLDivLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
+from .module import Module, ModuleDict, ModuleList, Parameter, Sequential
+from .norm import BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm2d, LayerNorm
+from .pooling import (
+    AdaptiveAvgPool2d,
+    AdaptiveMaxPool2d,
+    AvgPool1d,
+    AvgPool2d,
+    MaxPool1d,
+    MaxPool2d,
+)
+from .sparse import Embedding
 
 __all__ = [
+    "AdaptiveMaxPool2d",
+    "AvgPool1d",
+    "BCELoss",
+    "Embedding",
+    "HuberLoss",
+    "InstanceNorm2d",
+    "KLDivLoss",
+    "L1Loss",
+    "MaxPool1d",
+    "ModuleDict",
+    "ModuleList",
+    "SmoothL1Loss",
     "AdaptiveAvgPool2d",
     "AvgPool2d",
     "BCEWithLogitsLoss",

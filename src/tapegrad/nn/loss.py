@@ -1,4 +1,4 @@
-"""Loss modules: CrossEntropyLoss, NLLLoss, MSELoss, BCEWithLogitsLoss (PyTorch's names)."""
+"""Loss modules with PyTorch's names and arguments."""
 
 from __future__ import annotations
 
@@ -12,9 +12,20 @@ class CrossEntropyLoss(Module):
     """``F.cross_entropy`` of logits (N, C) against class indices (N,)."""
 
     def __init__(
-        self, reduction: str = "mean", label_smoothing: float = 0.0, ignore_index: int = -100
+        self,
+        weight: Any = None,
+        *,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
+        if isinstance(weight, str):
+            raise TypeError(
+                "CrossEntropyLoss: the first argument is weight (as in PyTorch); pass "
+                f"reduction={weight!r} by keyword"
+            )
+        self.weight = weight
         self.reduction, self.label_smoothing, self.ignore_index = (
             reduction,
             label_smoothing,
@@ -29,19 +40,33 @@ class CrossEntropyLoss(Module):
             reduction=self.reduction,
             label_smoothing=self.label_smoothing,
             ignore_index=self.ignore_index,
+            weight=self.weight,
         )
 
 
 class NLLLoss(Module):
     """``F.nll_loss`` of log-probabilities (N, C) against class indices (N,)."""
 
-    def __init__(self, reduction: str = "mean", ignore_index: int = -100) -> None:
+    def __init__(
+        self, weight: Any = None, *, ignore_index: int = -100, reduction: str = "mean"
+    ) -> None:
         super().__init__()
-        self.reduction, self.ignore_index = reduction, ignore_index
+        if isinstance(weight, str):
+            raise TypeError(
+                "NLLLoss: the first argument is weight (as in PyTorch); pass "
+                f"reduction={weight!r} by keyword"
+            )
+        self.weight, self.reduction, self.ignore_index = weight, reduction, ignore_index
 
     def forward(self, input: Any, target: Any):
         """The loss of log-probabilities ``input`` (N, C) against class indices ``target`` (N,)."""
-        return F.nll_loss(input, target, reduction=self.reduction, ignore_index=self.ignore_index)
+        return F.nll_loss(
+            input,
+            target,
+            reduction=self.reduction,
+            ignore_index=self.ignore_index,
+            weight=self.weight,
+        )
 
 
 class MSELoss(Module):
@@ -68,3 +93,58 @@ class BCEWithLogitsLoss(Module):
         return F.binary_cross_entropy_with_logits(
             input, target, reduction=self.reduction, pos_weight=self.pos_weight
         )
+
+
+class L1Loss(Module):
+    """``F.l1_loss``: mean absolute error."""
+
+    def __init__(self, reduction: str = "mean") -> None:
+        super().__init__()
+        self.reduction = reduction
+
+    def forward(self, input: Any, target: Any):
+        return F.l1_loss(input, target, reduction=self.reduction)
+
+
+class SmoothL1Loss(Module):
+    """``F.smooth_l1_loss``: quadratic below ``beta``, linear above."""
+
+    def __init__(self, reduction: str = "mean", beta: float = 1.0) -> None:
+        super().__init__()
+        self.reduction, self.beta = reduction, beta
+
+    def forward(self, input: Any, target: Any):
+        return F.smooth_l1_loss(input, target, reduction=self.reduction, beta=self.beta)
+
+
+class HuberLoss(Module):
+    """``F.huber_loss``: quadratic up to ``delta``, linear (slope ``delta``) above."""
+
+    def __init__(self, reduction: str = "mean", delta: float = 1.0) -> None:
+        super().__init__()
+        self.reduction, self.delta = reduction, delta
+
+    def forward(self, input: Any, target: Any):
+        return F.huber_loss(input, target, reduction=self.reduction, delta=self.delta)
+
+
+class BCELoss(Module):
+    """``F.binary_cross_entropy`` of probabilities; ``weight`` rescales each element."""
+
+    def __init__(self, weight: Any = None, *, reduction: str = "mean") -> None:
+        super().__init__()
+        self.weight, self.reduction = weight, reduction
+
+    def forward(self, input: Any, target: Any):
+        return F.binary_cross_entropy(input, target, weight=self.weight, reduction=self.reduction)
+
+
+class KLDivLoss(Module):
+    """``F.kl_div`` with log-probability input (``reduction='batchmean'`` for true KL)."""
+
+    def __init__(self, reduction: str = "mean", log_target: bool = False) -> None:
+        super().__init__()
+        self.reduction, self.log_target = reduction, log_target
+
+    def forward(self, input: Any, target: Any):
+        return F.kl_div(input, target, reduction=self.reduction, log_target=self.log_target)

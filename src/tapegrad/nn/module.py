@@ -7,7 +7,7 @@ beside parameters, so weights exported from ``torch.nn`` load here unchanged.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -68,50 +68,155 @@ class Module:
     def __setstate__(self, state: dict) -> None:  # pragma: no cover - copy support
         self.__dict__.update(state)
 
+    def register_parameter(self, name: str, param: Parameter | None) -> None:
+        """Register ``param`` (or None) under ``name``, as ``setattr`` does for a Parameter."""
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(
+                f"{type(self).__name__}.register_parameter: {name!r} must be a Parameter or "
+                f"None, got {type(param).__name__}"
+            )
+        self._parameters[name] = param
+        object.__setattr__(self, name, param)
+
+    def add_module(self, name: str, module: Module | None) -> None:
+        """Register ``module`` as a submodule under ``name`` (state-dict prefix ``name.``)."""
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(
+                f"{type(self).__name__}.add_module: {name!r} must be a Module, "
+                f"got {type(module).__name__}"
+            )
+        if not isinstance(name, str) or not name or "." in name:
+            raise ValueError(
+                f"{type(self).__name__}.add_module: name must be a non-empty str without "
+                f"'.', got {name!r}"
+            )
+        self._modules[name] = module
+        object.__setattr__(self, name, module)
+
     # --- traversal ----------------------------------------------------------------------
-    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
-        """Yield ``(dotted name, module)`` for this module (name ``prefix``) and every submodule,
-        depth first in registration order.
+    def named_modules(
+        self, memo: set[int] | None = None, prefix: str = "", remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Module]]:
+        """``(dotted name, module)`` for this module and every submodule, depth first.
+
+        A module reachable twice is listed once unless ``remove_duplicate=False``.
         """
+        if isinstance(memo, str):  # the older call named_modules(prefix)
+            memo, prefix = None, memo
+        if memo is None:
+            memo = set()
+        if remove_duplicate:
+            if id(self) in memo:
+                return
+            memo.add(id(self))
         yield prefix, self
         for name, m in self._modules.items():
-            yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
+            if m is None:
+                continue
+            sub = f"{prefix}.{name}" if prefix else name
+            yield from m.named_modules(memo, sub, remove_duplicate)
 
     def modules(self) -> Iterator[Module]:
-        """Yield this module and every submodule, depth first."""
+        """This module and every submodule (each once)."""
         for _, m in self.named_modules():
             yield m
 
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        """``(name, module)`` for the direct submodules."""
+        for name, m in self._modules.items():
+            if m is not None:
+                yield name, m
+
     def children(self) -> Iterator[Module]:
-        """Yield the direct submodules in registration order."""
-        yield from self._modules.values()
+        """The direct submodules."""
+        for _, m in self.named_children():
+            yield m
 
-    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        """Yield ``(dotted name, Parameter)`` for every parameter, each shared one once.
+    def apply(self, fn: Any) -> Module:
+        """Call ``fn(module)`` on every submodule (children first) and on this one; return self.
 
-        Parameters
-        ----------
-        prefix : str, default ""
-            Prepended (with a dot) to every name.
+        The usual use is initialisation: ``model.apply(init_weights)``.
         """
+        if not callable(fn):
+            raise TypeError(f"{type(self).__name__}.apply: fn must be callable, got {fn!r}")
+        for m in self.children():
+            m.apply(fn)
+        fn(self)
+        return self
+
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True
+    ) -> Iterator[tuple[str, Parameter]]:
+        """``(dotted name, parameter)`` for every parameter (each once)."""
         seen: set[int] = set()
-        for mname, m in self.named_modules(prefix):
+        mods = self.named_modules(None, prefix) if recurse else iter([(prefix, self)])
+        for mname, m in mods:
             for pname, p in m._parameters.items():
                 if p is not None and id(p) not in seen:
                     seen.add(id(p))
                     yield (f"{mname}.{pname}" if mname else pname), p
 
-    def parameters(self) -> Iterator[Parameter]:
-        """Yield every parameter once (what an optimiser takes)."""
-        for _, p in self.named_parameters():
+    def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
+        """Every parameter (each once), in registration order."""
+        for _, p in self.named_parameters(recurse=recurse):
             yield p
 
-    def named_buffers(self) -> Iterator[tuple[str, Tensor]]:
-        """Yield ``(dotted name, Tensor)`` for every registered buffer that is not None."""
-        for mname, m in self.named_modules():
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, Tensor]]:
+        """``(dotted name, buffer)`` for every buffer (running statistics and the like)."""
+        for mname, m in self.named_modules(None, prefix):
             for bname, b in m._buffers.items():
                 if b is not None:
                     yield (f"{mname}.{bname}" if mname else bname), b
+
+    def buffers(self) -> Iterator[Tensor]:
+        """Every buffer."""
+        for _, b in self.named_buffers():
+            yield b
+
+    # --- dtype, device and grad flags -------------------------------------------------------
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Set ``requires_grad`` on every parameter (freeze with ``False``); return self."""
+        for p in self.parameters():
+            p.requires_grad = bool(requires_grad)
+        return self
+
+    def _cast(self, dtype: Any) -> Module:
+        dt = np.dtype(dtype)
+        if dt.kind != "f":
+            raise TypeError(
+                f"{type(self).__name__}.to: only floating dtypes, got {dt} "
+                "(parameters and floating buffers are cast)"
+            )
+        for t in [*self.parameters(), *self.buffers()]:
+            if t.dtype.kind == "f" and t.dtype != dt:
+                t.data = t.data.astype(dt)
+                if t._grad is not None:
+                    t._grad = t._grad.astype(dt)
+        return self
+
+    def to(self, *args: Any, **kwargs: Any) -> Module:
+        """``to(dtype)``, ``to(device)``, ``to(device, dtype)`` or ``to(tensor)``, in place.
+
+        Floating parameters and buffers (and their gradients) are cast to ``dtype``; integer
+        buffers are left alone. tapegrad runs on the CPU: ``"cpu"`` is a no-op, any other
+        device a ValueError. Returns self.
+        """
+        from ..device import _parse_to
+
+        dtype = _parse_to(f"{type(self).__name__}.to", args, kwargs)
+        return self if dtype is None else self._cast(dtype)
+
+    def float(self) -> Module:
+        """Cast floating parameters and buffers to float32; return self."""
+        return self._cast(np.float32)
+
+    def double(self) -> Module:
+        """Cast floating parameters and buffers to float64; return self."""
+        return self._cast(np.float64)
+
+    def cpu(self) -> Module:
+        """A no-op (tapegrad runs on the CPU); returns self."""
+        return self
 
     # --- modes --------------------------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
@@ -137,7 +242,7 @@ class Module:
     def state_dict(self) -> OrderedDict[str, np.ndarray]:
         """Parameters and buffers by dotted name, in registration order (arrays, copied)."""
         out: OrderedDict[str, np.ndarray] = OrderedDict()
-        for mname, m in self.named_modules():
+        for mname, m in self.named_modules(remove_duplicate=False):
             for store in (m._parameters, m._buffers):
                 for k, v in store.items():
                     if v is not None:
@@ -171,7 +276,7 @@ class Module:
             own[k].data[...] = arr.astype(own[k].dtype, copy=False)
 
     def _state_tensors(self) -> Iterator[tuple[str, Tensor]]:
-        for mname, m in self.named_modules():
+        for mname, m in self.named_modules(remove_duplicate=False):
             for store in (m._parameters, m._buffers):
                 for k, v in store.items():
                     if v is not None:
@@ -229,3 +334,152 @@ class Sequential(Module):
         for layer in self._modules.values():
             x = layer(x)
         return x
+
+
+class ModuleList(Module):
+    """A list of submodules, registered under ``"0"``, ``"1"``, ... (PyTorch's keys).
+
+    Supports indexing (negative indices and slices), ``len``, iteration, ``append``,
+    ``extend``, ``insert`` and ``del``. It has no ``forward``: call its items.
+    """
+
+    def __init__(self, modules: Iterable[Module] | None = None) -> None:
+        super().__init__()
+        if modules is not None:
+            self.extend(modules)
+
+    def _index(self, i: int) -> int:
+        if not isinstance(i, (int, np.integer)):
+            raise TypeError(f"ModuleList: indices must be int or slice, got {type(i).__name__}")
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(f"ModuleList: index {i} is out of range for {n} modules")
+        return int(i) % n
+
+    def __getitem__(self, i: Any) -> Any:
+        mods = list(self._modules.values())
+        if isinstance(i, slice):
+            return ModuleList(mods[i])
+        return mods[self._index(i)]
+
+    def __setitem__(self, i: int, module: Module) -> None:
+        self.add_module(str(self._index(i)), module)
+
+    def __delitem__(self, i: Any) -> None:
+        mods = list(self._modules.values())
+        if isinstance(i, slice):
+            del mods[i]
+        else:
+            del mods[self._index(i)]
+        self._renumber(mods)
+
+    def _renumber(self, mods: list[Module]) -> None:
+        for k in list(self._modules):
+            self._modules.pop(k)
+            object.__delattr__(self, k)
+        for j, m in enumerate(mods):
+            self.add_module(str(j), m)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(list(self._modules.values()))
+
+    def __iadd__(self, modules: Iterable[Module]) -> ModuleList:
+        return self.extend(modules)
+
+    def append(self, module: Module) -> ModuleList:
+        """Add ``module`` at the end; return self."""
+        self.add_module(str(len(self)), module)
+        return self
+
+    def extend(self, modules: Iterable[Module]) -> ModuleList:
+        """Append every module of ``modules``; return self."""
+        if isinstance(modules, Module) and not isinstance(modules, ModuleList):
+            raise TypeError("ModuleList.extend: give an iterable of Modules, got one Module")
+        for m in modules:
+            self.append(m)
+        return self
+
+    def insert(self, index: int, module: Module) -> None:
+        """Insert ``module`` before ``index``."""
+        mods = list(self._modules.values())
+        mods.insert(index, module)
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList.insert: expected a Module, got {type(module).__name__}")
+        self._renumber(mods)
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("ModuleList has no forward: iterate over it and call its items")
+
+
+class ModuleDict(Module):
+    """An ordered dict of submodules, registered under their keys (PyTorch's keys).
+
+    Supports ``d[key]``, ``d[key] = m``, ``del d[key]``, ``in``, ``len``, iteration over
+    keys, ``keys()``, ``values()``, ``items()``, ``update()``, ``pop()`` and ``clear()``.
+    """
+
+    def __init__(self, modules: Any = None) -> None:
+        super().__init__()
+        if modules is not None:
+            self.update(modules)
+
+    def __getitem__(self, key: str) -> Module:
+        if key not in self._modules:
+            raise KeyError(f"ModuleDict: no module {key!r}; keys are {list(self._modules)}")
+        return self._modules[key]
+
+    def __setitem__(self, key: str, module: Module) -> None:
+        self.add_module(key, module)
+
+    def __delitem__(self, key: str) -> None:
+        self[key]  # noqa: B018  (the KeyError names the keys)
+        del self._modules[key]
+        object.__delattr__(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._modules
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._modules))
+
+    def keys(self) -> list[str]:
+        """The keys, in insertion order."""
+        return list(self._modules)
+
+    def values(self) -> list[Module]:
+        """The modules, in insertion order."""
+        return list(self._modules.values())
+
+    def items(self) -> list[tuple[str, Module]]:
+        """``(key, module)`` pairs, in insertion order."""
+        return list(self._modules.items())
+
+    def update(self, modules: Any) -> None:
+        """Add (or replace) modules from a mapping or an iterable of ``(key, module)``."""
+        pairs = modules.items() if hasattr(modules, "items") else modules
+        for pair in pairs:
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise TypeError(
+                    f"ModuleDict.update: expected (key, module) pairs, got {type(pair).__name__}"
+                )
+            self[pair[0]] = pair[1]
+
+    def pop(self, key: str) -> Module:
+        """Remove ``key`` and return its module."""
+        m = self[key]
+        del self[key]
+        return m
+
+    def clear(self) -> None:
+        """Remove every module."""
+        for k in list(self._modules):
+            del self[k]
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError("ModuleDict has no forward: look modules up and call them")

@@ -239,3 +239,71 @@ class GroupNorm(Module):
     def extra_repr(self) -> str:
         """Groups, channels, eps and affine flag, as shown in the repr."""
         return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+
+
+class InstanceNorm2d(Module):
+    """Instance norm over (N, C, H, W) (or unbatched (C, H, W)): statistics per sample and
+    channel. PyTorch's defaults: ``affine=False``, ``track_running_stats=False``; with
+    running statistics, eval mode normalises by them."""
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        affine: bool = False,
+        track_running_stats: bool = False,
+    ) -> None:
+        super().__init__()
+        if not isinstance(num_features, int) or num_features < 1:
+            raise ValueError(
+                f"InstanceNorm2d: num_features must be a positive int, got {num_features!r}"
+            )
+        _check_eps("InstanceNorm2d", eps)
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        c = num_features
+        self.weight = Parameter(np.ones(c, np.float32)) if affine else None
+        self.bias = Parameter(np.zeros(c, np.float32)) if affine else None
+        if track_running_stats:
+            self.register_buffer("running_mean", Tensor(np.zeros(c, np.float32)))
+            self.register_buffer("running_var", Tensor(np.ones(c, np.float32)))
+            self.register_buffer("num_batches_tracked", Tensor(np.array(0, dtype=np.int64)))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+
+    def forward(self, x):
+        if x.ndim not in (3, 4):
+            raise ValueError(
+                f"InstanceNorm2d: expected (N, C, H, W) or (C, H, W) input, got shape {x.shape}"
+            )
+        unbatched = x.ndim == 3
+        if unbatched:
+            x = x.unsqueeze(0)
+        if x.shape[1] != self.num_features:
+            raise ValueError(
+                f"InstanceNorm2d: expected {self.num_features} channels (dim 1), got input "
+                f"{x.shape}"
+            )
+        use_input = self.training or not self.track_running_stats
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked.data[...] += 1
+        y = F.instance_norm(
+            x,
+            self.running_mean,
+            self.running_var,
+            self.weight,
+            self.bias,
+            use_input_stats=use_input,
+            momentum=self.momentum,
+            eps=self.eps,
+        )
+        return y.squeeze(0) if unbatched else y
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+            f"affine={self.affine}, track_running_stats={self.track_running_stats}"
+        )

@@ -29,12 +29,30 @@ def _check_targets(fn: str, logits: np.ndarray, target: np.ndarray, ignore_index
         )
 
 
+def _check_weight(fn: str, weight, c: int, dtype) -> np.ndarray | None:
+    if weight is None:
+        return None
+    w = np.asarray(weight)
+    if w.dtype.kind not in "fiu":
+        fail(fn, f"weight must be numeric, got dtype {w.dtype}", TypeError)
+    if w.shape != (c,):
+        fail(fn, f"weight must have shape ({c},) (one per class), got {w.shape}")
+    return w.astype(dtype, copy=False)
+
+
 class CrossEntropy(Function):
-    """Mean (or sum/none) of -log softmax(x)[target], with label smoothing and ignore_index."""
+    """Mean (or sum/none) of -log softmax(x)[target], with class weights, label smoothing
+    and ignore_index (PyTorch's formulas: a weighted mean divides by the targets' weights)."""
 
     @staticmethod
     def forward(
-        ctx: Context, logits, target, reduction="mean", label_smoothing=0.0, ignore_index=-100
+        ctx: Context,
+        logits,
+        target,
+        reduction="mean",
+        label_smoothing=0.0,
+        ignore_index=-100,
+        weight=None,
     ):
         fn = "cross_entropy"
         check_float(fn, input=logits)
@@ -44,31 +62,52 @@ class CrossEntropy(Function):
         if reduction not in ("mean", "sum", "none"):
             fail(fn, f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
         n, c = logits.shape
+        w = _check_weight(fn, weight, c, logits.dtype)
         logp = _log_softmax(logits, axis=1)
         keep = target != ignore_index
         safe_t = np.where(keep, target, 0)
         nll = -logp[np.arange(n), safe_t]
+        wt = None
+        if w is not None:
+            wt = np.where(keep, w[safe_t], 0)
+            nll = nll * wt
         if label_smoothing:
             # mean of logp as a sum of logp / C: no overflow when logits span float32's range
-            nll = (1 - label_smoothing) * nll - label_smoothing * (logp / c).sum(axis=1)
+            smooth = (logp / c).sum(axis=1) if w is None else (logp * (w / c)).sum(axis=1)
+            nll = (1 - label_smoothing) * nll - label_smoothing * smooth
         nll = np.where(keep, nll, 0).astype(logits.dtype)
-        count = max(int(keep.sum()), 1) if reduction == "mean" else 1
-        ctx.save_for_backward(logp, safe_t, keep)
+        if reduction != "mean":
+            count = 1
+        elif wt is not None:
+            count = float(wt.sum())
+        else:
+            count = max(int(keep.sum()), 1)
+        ctx.save_for_backward(logp, safe_t, keep, w, wt)
         ctx.reduction, ctx.count, ctx.smooth = reduction, count, label_smoothing
         if reduction == "none":
             return nll
-        return np.asarray(nll.sum() / count, dtype=logits.dtype)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.asarray(nll.sum() / count, dtype=logits.dtype)
 
     @staticmethod
     def backward(ctx: Context, g):
-        logp, t, keep = ctx.saved_arrays
+        logp, t, keep, w, wt = ctx.saved_arrays
         n, c = logp.shape
         grad = np.exp(logp)
         s = ctx.smooth
-        grad[np.arange(n), t] -= 1 - s
-        if s:
-            grad -= s / c
-        scale = g[:, None] if ctx.reduction == "none" else g / ctx.count
+        rows = np.arange(n)
+        if w is None:
+            grad[rows, t] -= 1 - s
+            if s:
+                grad -= s / c
+        else:
+            p = grad
+            grad = (1 - s) * wt[:, None] * p
+            grad[rows, t] -= (1 - s) * wt
+            if s:
+                grad += (s / c) * (p * w.sum() - w)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scale = g[:, None] if ctx.reduction == "none" else g / ctx.count
         grad *= scale
         grad[~keep] = 0
         return grad.astype(logp.dtype, copy=False), None
@@ -104,32 +143,42 @@ def _check_reduction(fn: str, reduction: str) -> None:
 
 
 class NLLLoss(Function):
-    """-input[n, target[n]] of log-probabilities (N, C), mean over non-ignored rows."""
+    """-weight[target] * input[n, target[n]] of log-probabilities (N, C); the mean divides
+    by the summed weights of the non-ignored rows."""
 
     @staticmethod
-    def forward(ctx: Context, logp, target, reduction="mean", ignore_index=-100):
+    def forward(ctx: Context, logp, target, reduction="mean", ignore_index=-100, weight=None):
         fn = "nll_loss"
         check_float(fn, input=logp)
         _check_targets(fn, logp, target, ignore_index)
         _check_reduction(fn, reduction)
         n = logp.shape[0]
+        w = _check_weight(fn, weight, logp.shape[1], logp.dtype)
         keep = target != ignore_index
         safe_t = np.where(keep, target, 0)
-        picked = np.where(keep, -logp[np.arange(n), safe_t], 0).astype(logp.dtype)
-        count = max(int(keep.sum()), 1) if reduction == "mean" else 1
-        ctx.save_for_backward(safe_t, keep)
+        wt = keep.astype(logp.dtype) if w is None else np.where(keep, w[safe_t], 0)
+        picked = (-logp[np.arange(n), safe_t] * wt).astype(logp.dtype)
+        if reduction != "mean":
+            count = 1
+        elif w is not None:
+            count = float(wt.sum())
+        else:
+            count = max(int(keep.sum()), 1)
+        ctx.save_for_backward(safe_t, wt)
         ctx.shape, ctx.dtype, ctx.reduction, ctx.count = logp.shape, logp.dtype, reduction, count
         if reduction == "none":
             return picked
-        return np.asarray(picked.sum() / count, dtype=logp.dtype)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.asarray(picked.sum() / count, dtype=logp.dtype)
 
     @staticmethod
     def backward(ctx: Context, g):
-        t, keep = ctx.saved_arrays
+        t, wt = ctx.saved_arrays
         n = ctx.shape[0]
         grad = np.zeros(ctx.shape, dtype=ctx.dtype)
-        scale = g if ctx.reduction == "none" else np.full(n, g / ctx.count)
-        grad[np.arange(n), t] = np.where(keep, -scale, 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scale = g if ctx.reduction == "none" else np.full(n, g / ctx.count)
+        grad[np.arange(n), t] = -scale * wt
         return grad, None
 
 
@@ -185,3 +234,142 @@ class BCEWithLogits(Function):
             gy = -x + (pw - 1) * sp_neg
         scale = g if ctx.reduction == "none" else (g / x.size if ctx.reduction == "mean" else g)
         return (gx * scale).astype(x.dtype, copy=False), (gy * scale).astype(x.dtype, copy=False)
+
+
+def _same_shape(fn: str, a: np.ndarray, b: np.ndarray) -> None:
+    check_float(fn, input=a, target=b)
+    if a.shape != b.shape:
+        fail(fn, f"input and target shapes differ: {a.shape} vs {b.shape}")
+
+
+def _reduce(loss: np.ndarray, reduction: str, dtype) -> np.ndarray:
+    if reduction == "none":
+        return loss.astype(dtype, copy=False)
+    return np.asarray(loss.mean() if reduction == "mean" else loss.sum(), dtype=dtype)
+
+
+def _scale(g, reduction: str, size: int):
+    return g if reduction == "none" else (g / size if reduction == "mean" else g)
+
+
+class PiecewiseLoss(Function):
+    """L1, smooth L1 and Huber losses of ``d = input - target``:
+
+    ``l1``: |d|; ``smooth_l1``: 0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta
+    (beta 0 is L1); ``huber``: 0.5 d^2 where |d| <= delta, else delta (|d| - 0.5 delta).
+    """
+
+    @staticmethod
+    def forward(ctx: Context, a, b, kind="l1", reduction="mean", beta=1.0):
+        fn = {"l1": "l1_loss", "smooth_l1": "smooth_l1_loss", "huber": "huber_loss"}[kind]
+        _same_shape(fn, a, b)
+        _check_reduction(fn, reduction)
+        d = a - b
+        ad = np.abs(d)
+        if kind == "l1" or (kind == "smooth_l1" and beta == 0):
+            loss, quad = ad, None
+        elif kind == "smooth_l1":
+            quad = ad < beta
+            loss = np.where(quad, 0.5 * d * d / (beta if beta else 1), ad - 0.5 * beta)
+        else:
+            quad = ad <= beta
+            loss = np.where(quad, 0.5 * d * d, beta * (ad - 0.5 * beta))
+        ctx.save_for_backward(d, quad)
+        ctx.kind, ctx.reduction, ctx.beta = kind, reduction, beta
+        return _reduce(loss, reduction, a.dtype)
+
+    @staticmethod
+    def backward(ctx: Context, g):
+        d, quad = ctx.saved_arrays
+        sign = np.sign(d)
+        if quad is None:
+            gd = sign
+        elif ctx.kind == "smooth_l1":
+            gd = np.where(quad, d / ctx.beta, sign)
+        else:
+            gd = np.where(quad, d, ctx.beta * sign)
+        gd = (gd * _scale(g, ctx.reduction, d.size)).astype(d.dtype, copy=False)
+        return gd, -gd
+
+
+class BCELoss(Function):
+    """-w (y log p + (1 - y) log(1 - p)) of probabilities p; each log clamped at -100, as
+    PyTorch does, so p = 0 or 1 gives a finite loss."""
+
+    @staticmethod
+    def forward(ctx: Context, p, y, weight=None, reduction="mean"):
+        fn = "binary_cross_entropy"
+        _same_shape(fn, p, y)
+        _check_reduction(fn, reduction)
+        if p.size and (np.nanmin(p) < 0 or np.nanmax(p) > 1):
+            fail(fn, f"input must hold probabilities in [0, 1], got range [{p.min()}, {p.max()}]")
+        w = None
+        if weight is not None:
+            w = np.asarray(weight, dtype=p.dtype)
+            try:
+                fits = np.broadcast_shapes(w.shape, p.shape) == p.shape
+            except ValueError:
+                fits = False
+            if not fits:
+                fail(fn, f"weight of shape {w.shape} does not broadcast against input {p.shape}")
+        with np.errstate(divide="ignore"):
+            logp = np.maximum(np.log(p), -100)
+            log1mp = np.maximum(np.log1p(-p), -100)
+        loss = -(y * logp + (1 - y) * log1mp)
+        if w is not None:
+            loss = loss * w
+        ctx.save_for_backward(p, y, w, logp, log1mp)
+        ctx.reduction = reduction
+        return _reduce(loss, reduction, p.dtype)
+
+    @staticmethod
+    def backward(ctx: Context, g):
+        p, y, w, logp, log1mp = ctx.saved_arrays
+        eps = 1e-12  # PyTorch's clamp of p (1 - p) in the gradient's denominator
+        gp = (p - y) / np.maximum(p * (1 - p), eps)
+        gy = log1mp - logp
+        if w is not None:
+            gp, gy = gp * w, gy * w
+        sc = _scale(g, ctx.reduction, p.size)
+        return (gp * sc).astype(p.dtype, copy=False), (gy * sc).astype(p.dtype, copy=False)
+
+
+class KLDiv(Function):
+    """Pointwise KL divergence of log-probabilities ``input`` from ``target``:
+    ``target * (log target - input)`` (0 where target is 0), or with ``log_target``
+    ``exp(target) * (target - input)``. ``batchmean`` divides the sum by the batch size."""
+
+    @staticmethod
+    def forward(ctx: Context, x, t, reduction="mean", log_target=False):
+        fn = "kl_div"
+        _same_shape(fn, x, t)
+        if reduction not in ("mean", "sum", "none", "batchmean"):
+            fail(fn, f"reduction must be 'mean', 'batchmean', 'sum' or 'none', got {reduction!r}")
+        if log_target:
+            et = np.exp(t)
+            loss = et * (t - x)
+        else:
+            tlogt = np.where(t > 0, t * np.log(np.where(t > 0, t, 1)), 0)
+            loss = tlogt - t * x
+        ctx.save_for_backward(x, t)
+        ctx.reduction, ctx.log_target = reduction, log_target
+        if reduction == "batchmean":
+            n = x.shape[0] if x.ndim else 1
+            return np.asarray(loss.sum() / n, dtype=x.dtype)
+        return _reduce(loss, reduction, x.dtype)
+
+    @staticmethod
+    def backward(ctx: Context, g):
+        x, t = ctx.saved_arrays
+        if ctx.reduction == "batchmean":
+            sc = g / (x.shape[0] if x.ndim else 1)
+        else:
+            sc = _scale(g, ctx.reduction, x.size)
+        if ctx.log_target:
+            et = np.exp(t)
+            gx, gt = -et, et * (t - x) + et
+        else:
+            gx = -t
+            with np.errstate(divide="ignore", invalid="ignore"):
+                gt = np.where(t > 0, np.log(np.where(t > 0, t, 1)) + 1 - x, 0)
+        return (gx * sc).astype(x.dtype, copy=False), (gt * sc).astype(x.dtype, copy=False)

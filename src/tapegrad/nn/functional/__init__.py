@@ -8,11 +8,39 @@ from .activation import log_softmax, relu, sigmoid, softmax, tanh
 from .conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d
 from .dropout import dropout, dropout2d, gaussian_dropout
 from .linear import linear
-from .loss import binary_cross_entropy_with_logits, cross_entropy, mse_loss, nll_loss
-from .norm import batch_norm, group_norm, layer_norm
-from .pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
+from .loss import (
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    huber_loss,
+    kl_div,
+    l1_loss,
+    mse_loss,
+    nll_loss,
+    smooth_l1_loss,
+)
+from .norm import batch_norm, group_norm, instance_norm, layer_norm
+from .pool import (
+    adaptive_avg_pool2d,
+    adaptive_max_pool2d,
+    avg_pool1d,
+    avg_pool2d,
+    max_pool1d,
+    max_pool2d,
+)
+from .sparse import embedding
 
 __all__ = [
+    "adaptive_max_pool2d",
+    "avg_pool1d",
+    "binary_cross_entropy",
+    "embedding",
+    "huber_loss",
+    "instance_norm",
+    "kl_div",
+    "l1_loss",
+    "max_pool1d",
+    "smooth_l1_loss",
     "adaptive_avg_pool2d",
     "avg_pool2d",
     "batch_norm",

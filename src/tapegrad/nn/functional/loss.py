@@ -1,4 +1,5 @@
-"""Losses: cross_entropy, mse_loss."""
+"""Losses: cross_entropy, nll_loss, mse_loss, l1_loss, smooth_l1_loss, huber_loss,
+binary_cross_entropy(_with_logits), kl_div."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ def cross_entropy(
     reduction: str = "mean",
     label_smoothing: float = 0.0,
     ignore_index: int = -100,
+    weight: Tensor | np.ndarray | None = None,
 ) -> Tensor:
     """Log-softmax + NLL of logits (N, C) against int class indices (N,).
 
@@ -29,7 +31,11 @@ def cross_entropy(
     label_smoothing : float, default 0.0
         In [0, 1]: the target puts this much mass uniformly over the classes.
     ignore_index : int, default -100
+    weight : Tensor or ndarray, optional
+        (C,) class weights; the mean then divides by the summed weights of the targets.
         Targets with this value add nothing (and are not counted by ``"mean"``).
+    weight : Tensor or ndarray, optional
+        (C,) class weights; the mean then divides by the summed weights of the targets.
 
     Returns
     -------
@@ -51,7 +57,12 @@ def cross_entropy(
         reduction=reduction,
         label_smoothing=label_smoothing,
         ignore_index=ignore_index,
+        weight=_raw_or_none(weight),
     )
+
+
+def _raw_or_none(w):
+    return None if w is None else (w.data if isinstance(w, Tensor) else np.asarray(w))
 
 
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
@@ -86,6 +97,7 @@ def nll_loss(
     target: Tensor | np.ndarray,
     reduction: str = "mean",
     ignore_index: int = -100,
+    weight: Tensor | np.ndarray | None = None,
 ) -> Tensor:
     """Negative log-likelihood of log-probabilities (N, C) at int class indices (N,).
 
@@ -98,6 +110,8 @@ def nll_loss(
     reduction : {"mean", "sum", "none"}, default "mean"
         ``"mean"`` averages over the targets that count, ``"none"`` returns one loss per sample.
     ignore_index : int, default -100
+    weight : Tensor or ndarray, optional
+        (C,) class weights; the mean then divides by the summed weights of the targets.
 
     Returns
     -------
@@ -113,7 +127,11 @@ def nll_loss(
     """
     target = target.data if isinstance(target, Tensor) else np.asarray(target)
     return _loss.NLLLoss.apply(
-        _t(input, "nll_loss"), target, reduction=reduction, ignore_index=ignore_index
+        _t(input, "nll_loss"),
+        target,
+        reduction=reduction,
+        ignore_index=ignore_index,
+        weight=_raw_or_none(weight),
     )
 
 
@@ -152,3 +170,62 @@ def binary_cross_entropy_with_logits(
     x = _t(input, "binary_cross_entropy_with_logits")
     y = target if isinstance(target, Tensor) else Tensor(np.asarray(target, dtype=x.dtype))
     return _loss.BCEWithLogits.apply(x, y, pos_weight=pos_weight, reduction=reduction)
+
+
+def _pair(fn: str, input, target) -> tuple[Tensor, Tensor]:
+    x = _t(input, fn)
+    y = target if isinstance(target, Tensor) else Tensor(np.asarray(target, dtype=x.dtype))
+    return x, y
+
+
+def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    """Mean (or summed, or elementwise) absolute difference of two same-shaped tensors."""
+    x, y = _pair("l1_loss", input, target)
+    return _loss.PiecewiseLoss.apply(x, y, kind="l1", reduction=reduction)
+
+
+def smooth_l1_loss(
+    input: Tensor, target: Tensor, reduction: str = "mean", beta: float = 1.0
+) -> Tensor:
+    """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (d = input - target)."""
+    if not beta >= 0:
+        raise ValueError(f"smooth_l1_loss: beta must be non-negative, got {beta}")
+    x, y = _pair("smooth_l1_loss", input, target)
+    return _loss.PiecewiseLoss.apply(x, y, kind="smooth_l1", reduction=reduction, beta=beta)
+
+
+def huber_loss(
+    input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0
+) -> Tensor:
+    """0.5 d^2 where |d| <= delta, else delta (|d| - 0.5 delta) (d = input - target)."""
+    if not delta > 0:
+        raise ValueError(f"huber_loss: delta must be positive, got {delta}")
+    x, y = _pair("huber_loss", input, target)
+    return _loss.PiecewiseLoss.apply(x, y, kind="huber", reduction=reduction, beta=delta)
+
+
+def binary_cross_entropy(
+    input: Tensor,
+    target: Tensor | np.ndarray,
+    weight: Tensor | np.ndarray | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """Binary cross-entropy of probabilities ``input`` in [0, 1] against ``target``.
+
+    Each log is clamped at -100 as in PyTorch; ``weight`` broadcasts against the input.
+    Prefer ``binary_cross_entropy_with_logits`` on logits: it is stable for any input.
+    """
+    x, y = _pair("binary_cross_entropy", input, target)
+    return _loss.BCELoss.apply(x, y, weight=_raw_or_none(weight), reduction=reduction)
+
+
+def kl_div(
+    input: Tensor, target: Tensor, reduction: str = "mean", log_target: bool = False
+) -> Tensor:
+    """KL divergence with ``input`` as log-probabilities: ``target (log target - input)``.
+
+    ``reduction='batchmean'`` (the mathematically right mean) divides the sum by the batch
+    size; ``'mean'`` divides by the number of elements, as PyTorch does.
+    """
+    x, y = _pair("kl_div", input, target)
+    return _loss.KLDiv.apply(x, y, reduction=reduction, log_target=log_target)

@@ -1,8 +1,10 @@
-"""Normalisation: batch_norm, layer_norm, group_norm (PyTorch signatures)."""
+"""Normalisation: batch_norm, layer_norm, group_norm, instance_norm (PyTorch signatures)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+import numpy as np
 
 from ...ops.norm import (
     BatchNorm,
@@ -153,3 +155,62 @@ def group_norm(
     x, w, b = _t(input, fn), _opt(weight, fn, "weight"), _opt(bias, fn, "bias")
     groups, eps = group_norm_args(fn, x.data, num_groups, _raw(w), _raw(b), eps)
     return GroupNorm.apply(x, w, b, num_groups=groups, eps=eps)
+
+
+def instance_norm(
+    input: Tensor,
+    running_mean: Tensor | None = None,
+    running_var: Tensor | None = None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    use_input_stats: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Instance normalisation of input (N, C, *): statistics per sample and channel.
+
+    With ``use_input_stats`` (training) each (sample, channel) slice is normalised by its
+    own mean and biased variance, and ``running_mean``/``running_var`` (C,), if given, move
+    towards the batch average of those statistics (the variance unbiased), as PyTorch does.
+    Otherwise the running statistics normalise. ``weight``, ``bias`` (C,) scale and shift.
+    """
+    fn = "instance_norm"
+    x = _t(input, fn)
+    if x.ndim < 3:
+        raise ValueError(
+            f"instance_norm: input must be (N, C, *) with a spatial axis, got {x.shape}"
+        )
+    c = x.shape[1]
+    for name, t in (
+        ("running_mean", running_mean),
+        ("running_var", running_var),
+        ("weight", weight),
+        ("bias", bias),
+    ):
+        if t is not None and tuple(t.shape) != (c,):
+            raise ValueError(f"instance_norm: {name} must have shape ({c},), got {tuple(t.shape)}")
+    if not eps > 0:
+        raise ValueError(f"instance_norm: eps must be positive, got {eps}")
+    shape = (1, c) + (1,) * (x.ndim - 2)
+    if use_input_stats:
+        y = group_norm(x, c, None, None, eps)
+        if running_mean is not None and running_var is not None:
+            axes = tuple(range(2, x.ndim))
+            m = int(np.prod(x.shape[2:]))
+            mean = x.data.mean(axis=axes)
+            var = x.data.var(axis=axes) * (m / max(m - 1, 1))
+            running_mean.data[...] = (1 - momentum) * running_mean.data + momentum * mean.mean(0)
+            running_var.data[...] = (1 - momentum) * running_var.data + momentum * var.mean(0)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError(
+                "instance_norm: use_input_stats=False needs running_mean and running_var"
+            )
+        rm = running_mean.data.reshape(shape).astype(x.dtype)
+        rv = running_var.data.reshape(shape).astype(x.dtype)
+        y = (x - rm) * (1 / np.sqrt(rv + eps)).astype(x.dtype)
+    if weight is not None:
+        y = y * _t(weight, fn, "weight").reshape(shape)
+    if bias is not None:
+        y = y + _t(bias, fn, "bias").reshape(shape)
+    return y

@@ -1,6 +1,11 @@
-"""Pooling: max_pool2d, avg_pool2d, adaptive_avg_pool2d."""
+"""Pooling: max_pool2d, avg_pool2d, adaptive_avg_pool2d, adaptive_max_pool2d, max_pool1d,
+avg_pool1d."""
 
 from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
 
 from ...ops.pool import (
     AdaptiveAvgPool2d,
@@ -125,3 +130,83 @@ def adaptive_avg_pool2d(input: Tensor, output_size: int | tuple | None) -> Tenso
     x = _t(input, "adaptive_avg_pool2d")
     out = adaptive_out_size("adaptive_avg_pool2d", x.data, output_size)
     return AdaptiveAvgPool2d.apply(x, out)
+
+
+def adaptive_max_pool2d(
+    input: Tensor, output_size: int | tuple | None, return_indices: bool = False
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Max over PyTorch's adaptive windows: input (N, C, H, W) -> (N, C, Ho, Wo).
+
+    Window ``i`` of an axis of size n spans ``[floor(i n / Ho), ceil((i + 1) n / Ho))``.
+    With ``return_indices`` also the flat index (into H * W) of each maximum, int64.
+    """
+    from ...ops.nn_extra import AdaptiveMaxPool2d as _AMP
+
+    x = _t(input, "adaptive_max_pool2d")
+    out = adaptive_out_size("adaptive_max_pool2d", x.data, output_size)
+    y = _AMP.apply(x, out)
+    if return_indices:
+        return y, Tensor(_indices(x, out))
+    return y
+
+
+def _indices(x: Tensor, out: tuple[int, int]) -> np.ndarray:
+    from ...autograd import Context
+    from ...ops.nn_extra import AdaptiveMaxPool2d as _AMP
+
+    ctx = Context((False,))
+    _AMP.forward(ctx, x.data, out)
+    return ctx.saved_arrays[0]
+
+
+def _as_2d(fn: str, x: Tensor) -> tuple[Tensor, bool]:
+    if x.ndim not in (2, 3):
+        raise ValueError(f"{fn}: input must be 2-D (C, L) or 3-D (N, C, L), got shape {x.shape}")
+    unbatched = x.ndim == 2
+    return (x.unsqueeze(0) if unbatched else x).unsqueeze(2), unbatched
+
+
+def _one(fn: str, name: str, v: Any, minimum: int) -> int:
+    if isinstance(v, (tuple, list)) and len(v) == 1:
+        v = v[0]
+    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < minimum:
+        raise (TypeError if not isinstance(v, (int, np.integer)) else ValueError)(
+            f"{fn}: {name} must be an int >= {minimum}, got {v!r}"
+        )
+    return int(v)
+
+
+def max_pool1d(
+    input: Tensor,
+    kernel_size: int,
+    stride: int | None = None,
+    padding: int = 0,
+    dilation: int = 1,
+    ceil_mode: bool = False,
+) -> Tensor:
+    """Max over sliding windows of the last axis: (N, C, L) -> (N, C, Lo) (or (C, L))."""
+    fn = "max_pool1d"
+    x, unbatched = _as_2d(fn, _t(input, fn))
+    k = _one(fn, "kernel_size", kernel_size, 1)
+    s = k if stride is None else _one(fn, "stride", stride, 1)
+    p, d = _one(fn, "padding", padding, 0), _one(fn, "dilation", dilation, 1)
+    y = max_pool2d(x, (1, k), (1, s), (0, p), (1, d), ceil_mode).squeeze(2)
+    return y.squeeze(0) if unbatched else y
+
+
+def avg_pool1d(
+    input: Tensor,
+    kernel_size: int,
+    stride: int | None = None,
+    padding: int = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+) -> Tensor:
+    """Mean over sliding windows of the last axis: (N, C, L) -> (N, C, Lo) (or (C, L))."""
+    fn = "avg_pool1d"
+    x, unbatched = _as_2d(fn, _t(input, fn))
+    k = _one(fn, "kernel_size", kernel_size, 1)
+    s = k if stride is None else _one(fn, "stride", stride, 1)
+    p = _one(fn, "padding", padding, 0)
+    y = avg_pool2d(x, (1, k), (1, s), (0, p), ceil_mode, count_include_pad).squeeze(2)
+    return y.squeeze(0) if unbatched else y
