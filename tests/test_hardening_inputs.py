@@ -336,6 +336,29 @@ row("GaussianDropout", "sigma", lambda: nn.GaussianDropout(-1), ValueError, "-1"
 row("avg_pool2d", "kernel_size", lambda: nn.AvgPool2d(0)(x4), ValueError, "0")
 row("adaptive_avg_pool2d", "output_size", lambda: nn.AdaptiveAvgPool2d(0)(x4), ValueError, "0")
 
+# --- layers, pooling, losses with PyTorch's names (second batch) ---------------------------
+row("adaptive_max_pool2d", "input", lambda: F.adaptive_max_pool2d(x2, 2), ValueError, "(2, 3)")
+row("adaptive_max_pool2d", "output_size", lambda: nn.AdaptiveMaxPool2d(0)(x4), ValueError, "0")
+row("max_pool1d", "input", lambda: F.max_pool1d(x4, 2), ValueError, "(2, 3, 8, 8)")
+row("max_pool1d", "kernel_size", lambda: nn.MaxPool1d(0)(x3), ValueError, "0")
+row("avg_pool1d", "stride", lambda: nn.AvgPool1d(2, stride=2.5)(x3), TypeError, "2.5")
+row("instance_norm", "weight", lambda: F.instance_norm(x4, weight=_r(2)), ValueError, "(2,)")
+row("InstanceNorm2d", "channels", lambda: nn.InstanceNorm2d(4)(x4), ValueError, "(2, 3, 8, 8)")
+row("InstanceNorm2d", "num_features", lambda: nn.InstanceNorm2d(0), ValueError, "0")
+row("embedding", "input", lambda: F.embedding(np.array([5]), _r(4, 2)), IndexError, "[5, 5]")
+row("embedding", "input", lambda: nn.Embedding(4, 2)(np.array([0.5])), TypeError, "float64")
+row("Embedding", "padding_idx", lambda: nn.Embedding(4, 2, padding_idx=4), ValueError, "4")
+row("l1_loss", "shapes", lambda: nn.L1Loss()(x2, _r(3, 2)), ValueError, "(3, 2)")
+row("smooth_l1_loss", "beta", lambda: nn.SmoothL1Loss(beta=-1.0)(x2, x2), ValueError, "-1")
+row("huber_loss", "delta", lambda: nn.HuberLoss(delta=0.0)(x2, x2), ValueError, "0")
+row("huber_loss", "reduction", lambda: F.huber_loss(x2, x2, reduction="avg"), ValueError, "avg")
+row("binary_cross_entropy", "input", lambda: nn.BCELoss()(x2 * 9, x2), ValueError, "[0, 1]")
+row("kl_div", "reduction", lambda: nn.KLDivLoss(reduction="x")(x2, x2), ValueError, "'x'")
+row("cross_entropy", "weight", lambda: F.cross_entropy(x2, tgt, weight=[1.0]), ValueError, "(1,)")
+row("nll_loss", "weight", lambda: nn.NLLLoss(np.ones((3, 1)))(x2, tgt), ValueError, "(3, 1)")
+row("ModuleList", "index", lambda: nn.ModuleList()[0], IndexError, "0")
+row("ModuleDict", "key", lambda: nn.ModuleDict()["a"], KeyError, "'a'")
+
 # --- Tensor methods and the core ops behind operators ------------------------------------
 row("reshape", "shape", lambda: x2.reshape(4, 4), ValueError, "(2, 3)", "(4, 4)")
 row("add", "shapes", lambda: x2 + _r(4), ValueError, "(2, 3)", "(4,)")
@@ -403,6 +426,8 @@ def test_every_public_op_has_rows():
         "MSELoss": "mse_loss",
         "NLLLoss": "nll_loss",
         "BCEWithLogitsLoss": "binary_cross_entropy_with_logits",
+        "BCELoss": "binary_cross_entropy",
+        "KLDivLoss": "kl_div",
     }
     missing = [
         n

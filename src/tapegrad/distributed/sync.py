@@ -203,9 +203,11 @@ class DataParallel(Module):
 
     # the wrapper is transparent: traversal (parameters, buffers, state_dict, train/eval)
     # goes straight to the wrapped model, so names carry no "module." prefix
-    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+    def named_modules(
+        self, memo: Any = None, prefix: str = "", remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Module]]:
         """The wrapped model's modules, with its own names (no ``module.`` prefix)."""
-        yield from self.module.named_modules(prefix)
+        yield from self.module.named_modules(memo, prefix, remove_duplicate)
 
     def train(self, mode: bool = True) -> DataParallel:
         """Set the wrapped model's training mode (``mode=True``) or eval mode; returns self."""

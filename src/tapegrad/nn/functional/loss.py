@@ -31,8 +31,6 @@ def cross_entropy(
     label_smoothing : float, default 0.0
         In [0, 1]: the target puts this much mass uniformly over the classes.
     ignore_index : int, default -100
-    weight : Tensor or ndarray, optional
-        (C,) class weights; the mean then divides by the summed weights of the targets.
         Targets with this value add nothing (and are not counted by ``"mean"``).
     weight : Tensor or ndarray, optional
         (C,) class weights; the mean then divides by the summed weights of the targets.
