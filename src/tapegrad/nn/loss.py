@@ -103,6 +103,7 @@ class L1Loss(Module):
         self.reduction = reduction
 
     def forward(self, input: Any, target: Any):
+        """The loss of ``input`` against ``target`` (same shapes), reduced as configured."""
         return F.l1_loss(input, target, reduction=self.reduction)
 
 
@@ -114,6 +115,7 @@ class SmoothL1Loss(Module):
         self.reduction, self.beta = reduction, beta
 
     def forward(self, input: Any, target: Any):
+        """The loss of ``input`` against ``target`` (same shapes), reduced as configured."""
         return F.smooth_l1_loss(input, target, reduction=self.reduction, beta=self.beta)
 
 
@@ -125,6 +127,7 @@ class HuberLoss(Module):
         self.reduction, self.delta = reduction, delta
 
     def forward(self, input: Any, target: Any):
+        """The loss of ``input`` against ``target`` (same shapes), reduced as configured."""
         return F.huber_loss(input, target, reduction=self.reduction, delta=self.delta)
 
 
@@ -136,6 +139,7 @@ class BCELoss(Module):
         self.weight, self.reduction = weight, reduction
 
     def forward(self, input: Any, target: Any):
+        """The loss of ``input`` against ``target`` (same shapes), reduced as configured."""
         return F.binary_cross_entropy(input, target, weight=self.weight, reduction=self.reduction)
 
 
@@ -147,4 +151,5 @@ class KLDivLoss(Module):
         self.reduction, self.log_target = reduction, log_target
 
     def forward(self, input: Any, target: Any):
+        """The loss of ``input`` against ``target`` (same shapes), reduced as configured."""
         return F.kl_div(input, target, reduction=self.reduction, log_target=self.log_target)

@@ -411,6 +411,7 @@ class ModuleList(Module):
         self._renumber(mods)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Not defined for a container: call its items."""
         raise NotImplementedError("ModuleList has no forward: iterate over it and call its items")
 
 
@@ -482,4 +483,5 @@ class ModuleDict(Module):
             del self[k]
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Not defined for a container: call its items."""
         raise NotImplementedError("ModuleDict has no forward: look modules up and call them")

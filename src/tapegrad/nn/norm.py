@@ -58,6 +58,7 @@ class _BatchNorm(Module):
             self.num_batches_tracked.data[...] = 0
 
     def forward(self, x):
+        """Normalise ``x`` per sample and channel."""
         name = type(self).__name__
         if x.ndim not in self._ndims:
             raise ValueError(f"{name}: expected {self._layout} input, got shape {x.shape}")
@@ -85,6 +86,7 @@ class _BatchNorm(Module):
         )
 
     def extra_repr(self) -> str:
+        """Text shown inside the parentheses of the module's repr."""
         return (
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
             f"affine={self.affine}, track_running_stats={self.track_running_stats}"
@@ -275,6 +277,7 @@ class InstanceNorm2d(Module):
             self.register_buffer("num_batches_tracked", None)
 
     def forward(self, x):
+        """Normalise ``x`` per sample and channel."""
         if x.ndim not in (3, 4):
             raise ValueError(
                 f"InstanceNorm2d: expected (N, C, H, W) or (C, H, W) input, got shape {x.shape}"
@@ -303,6 +306,7 @@ class InstanceNorm2d(Module):
         return y.squeeze(0) if unbatched else y
 
     def extra_repr(self) -> str:
+        """Text shown inside the parentheses of the module's repr."""
         return (
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
             f"affine={self.affine}, track_running_stats={self.track_running_stats}"

@@ -112,9 +112,11 @@ class AdaptiveMaxPool2d(Module):
         self.output_size, self.return_indices = output_size, return_indices
 
     def forward(self, x):
+        """Pool ``x``; see the functional form for shapes."""
         return F.adaptive_max_pool2d(x, self.output_size, self.return_indices)
 
     def extra_repr(self) -> str:
+        """Text shown inside the parentheses of the module's repr."""
         return f"output_size={self.output_size}"
 
 
@@ -129,11 +131,13 @@ class MaxPool1d(Module):
         self.dilation, self.ceil_mode = dilation, ceil_mode
 
     def forward(self, x):
+        """Pool ``x``; see the functional form for shapes."""
         return F.max_pool1d(
             x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
         )
 
     def extra_repr(self) -> str:
+        """Text shown inside the parentheses of the module's repr."""
         return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}"
 
 
@@ -153,9 +157,11 @@ class AvgPool1d(Module):
         self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
 
     def forward(self, x):
+        """Pool ``x``; see the functional form for shapes."""
         return F.avg_pool1d(
             x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad
         )
 
     def extra_repr(self) -> str:
+        """Text shown inside the parentheses of the module's repr."""
         return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}"

@@ -67,8 +67,10 @@ class Embedding(Module):
         )
 
     def forward(self, input: Any):
+        """Look up the rows of ``weight`` at integer ``input``: ``input.shape + (dim,)``."""
         return F.embedding(input, self.weight, self.padding_idx)
 
     def extra_repr(self) -> str:
+        """Text shown inside the parentheses of the module's repr."""
         pad = "" if self.padding_idx is None else f", padding_idx={self.padding_idx}"
         return f"{self.num_embeddings}, {self.embedding_dim}{pad}"
