@@ -19,6 +19,10 @@ def _binary(name: str, ufunc: np.ufunc, a, b) -> np.ndarray:
 
 
 class Add(Function):
+    """``a + b`` with NumPy broadcasting; the gradient ``g`` goes to both (the tape sums it
+    back to each shape).
+    """
+
     @staticmethod
     def forward(ctx: Context, a, b):
         return _binary("add", np.add, a, b)
@@ -29,6 +33,8 @@ class Add(Function):
 
 
 class Sub(Function):
+    """``a - b`` with broadcasting; gradients ``g`` and ``-g``."""
+
     @staticmethod
     def forward(ctx: Context, a, b):
         return _binary("subtract", np.subtract, a, b)
@@ -39,6 +45,8 @@ class Sub(Function):
 
 
 class Mul(Function):
+    """``a * b`` with broadcasting; gradients ``g * b`` and ``g * a`` (each only when needed)."""
+
     @staticmethod
     def forward(ctx: Context, a, b):
         ctx.save_for_backward(a, b)
@@ -53,6 +61,8 @@ class Mul(Function):
 
 
 class Div(Function):
+    """``a / b`` with broadcasting; gradients ``g / b`` and ``-g * a / b**2``."""
+
     @staticmethod
     def forward(ctx: Context, a, b):
         ctx.save_for_backward(a, b)
@@ -67,6 +77,10 @@ class Div(Function):
 
 
 class Pow(Function):
+    """``a ** b`` with broadcasting; the exponent's gradient ``g * a**b * log(a)`` is 0 where
+    ``a <= 0``.
+    """
+
     @staticmethod
     def forward(ctx: Context, a, b):
         out = _binary("pow", np.power, a, b)
@@ -85,6 +99,8 @@ class Pow(Function):
 
 
 class Neg(Function):
+    """``-a``; gradient ``-g``."""
+
     @staticmethod
     def forward(ctx: Context, a):
         return np.negative(a)
@@ -95,6 +111,8 @@ class Neg(Function):
 
 
 class Exp(Function):
+    """``exp(a)``; gradient ``g * exp(a)`` (the saved output)."""
+
     @staticmethod
     def forward(ctx: Context, a):
         out = np.exp(a)
@@ -108,6 +126,8 @@ class Exp(Function):
 
 
 class Log(Function):
+    """``log(a)``; gradient ``g / a``."""
+
     @staticmethod
     def forward(ctx: Context, a):
         ctx.save_for_backward(a)
@@ -120,6 +140,8 @@ class Log(Function):
 
 
 class Tanh(Function):
+    """``tanh(a)``; gradient ``g * (1 - tanh(a)**2)``."""
+
     @staticmethod
     def forward(ctx: Context, a):
         out = np.tanh(a)
@@ -133,6 +155,8 @@ class Tanh(Function):
 
 
 class Sigmoid(Function):
+    """``1 / (1 + exp(-a))`` without overflow; gradient ``g * s * (1 - s)``."""
+
     @staticmethod
     def forward(ctx: Context, a):
         # exp of a non-positive number only: no overflow for large |a|
@@ -148,6 +172,8 @@ class Sigmoid(Function):
 
 
 class Abs(Function):
+    """``|a|``; gradient ``g * sign(a)`` (0 at 0)."""
+
     @staticmethod
     def forward(ctx: Context, a):
         ctx.save_for_backward(a)
@@ -160,6 +186,8 @@ class Abs(Function):
 
 
 class Sqrt(Function):
+    """``sqrt(a)``; gradient ``g / (2 sqrt(a))``."""
+
     @staticmethod
     def forward(ctx: Context, a):
         out = np.sqrt(a)

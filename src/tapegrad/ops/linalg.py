@@ -11,6 +11,10 @@ from .checks import check_float, fail
 
 
 class MatMul(Function):
+    """``a @ b`` with NumPy's rules (1-D operands, broadcast batch dimensions) through BLAS;
+    errors name both shapes.
+    """
+
     @staticmethod
     def forward(ctx: Context, a, b):
         if a.ndim == 0 or b.ndim == 0:

@@ -114,6 +114,10 @@ class CrossEntropy(Function):
 
 
 class MSELoss(Function):
+    """Squared error of same-shaped arrays, reduced by ``reduction``; gradients ``2 (a - b)
+    g`` and its negative (divided by the count for the mean).
+    """
+
     @staticmethod
     def forward(ctx: Context, a, b, reduction="mean"):
         check_float("mse_loss", input=a, target=b)

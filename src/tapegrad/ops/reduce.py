@@ -26,6 +26,10 @@ def _expand(g: np.ndarray, shape: tuple[int, ...], axes: tuple[int, ...], keepdi
 
 
 class Sum(Function):
+    """Sum over ``axis`` (all when None), optionally keeping dimensions; the gradient is
+    ``g`` broadcast back.
+    """
+
     @staticmethod
     def forward(ctx: Context, a, axis=None, keepdims=False):
         ctx.shape, ctx.axes, ctx.keepdims = a.shape, _axes(axis, a.ndim), keepdims
@@ -37,6 +41,8 @@ class Sum(Function):
 
 
 class Mean(Function):
+    """Mean over ``axis`` (all when None); the gradient is ``g / count`` broadcast back."""
+
     @staticmethod
     def forward(ctx: Context, a, axis=None, keepdims=False):
         ctx.shape, ctx.axes, ctx.keepdims = a.shape, _axes(axis, a.ndim), keepdims

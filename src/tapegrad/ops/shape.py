@@ -8,6 +8,8 @@ from ..autograd import Context, Function
 
 
 class Reshape(Function):
+    """The same elements in a new shape; the gradient is reshaped back."""
+
     @staticmethod
     def forward(ctx: Context, a, shape):
         ctx.shape = a.shape
@@ -19,6 +21,8 @@ class Reshape(Function):
 
 
 class Permute(Function):
+    """Dimensions reordered by ``dims``; the gradient goes through the inverse permutation."""
+
     @staticmethod
     def forward(ctx: Context, a, dims):
         ctx.inv = tuple(np.argsort(dims))
@@ -30,6 +34,10 @@ class Permute(Function):
 
 
 class GetItem(Function):
+    """NumPy indexing (basic and advanced); the gradient is scattered back with ``np.add.at``
+    semantics.
+    """
+
     @staticmethod
     def forward(ctx: Context, a, index):
         ctx.shape, ctx.dtype, ctx.index = a.shape, a.dtype, index
@@ -59,6 +67,8 @@ class Pad(Function):
 
 
 class Concat(Function):
+    """Arrays joined along ``axis``; the gradient is split back at the same bounds."""
+
     @staticmethod
     def forward(ctx: Context, *arrays, axis=0):
         ctx.axis = axis
