@@ -109,3 +109,18 @@ def test_sphinx_roles_render_as_code():
     spec.loader.exec_module(mod)
     text = "see :func:`tapegrad.gradcheck`, :class:`~tapegrad.nn.Module` and :meth:`step`"
     assert mod.plain(text) == "see `tapegrad.gradcheck`, `Module` and `step`"
+
+
+def test_every_public_module_has_an_api_page():
+    # a module added to nn, nn.functional or optim shows up in the API reference
+    pages = "".join(p.read_text() for p in (ROOT / "docs" / "api").glob("*.md"))
+    src = ROOT / "src" / "tapegrad"
+    missing = []
+    for pkg in ("nn", "nn/functional", "optim"):
+        for f in sorted((src / pkg).glob("*.py")):
+            if f.name.startswith("_"):
+                continue
+            name = "tapegrad." + str(f.relative_to(src).with_suffix("")).replace("/", ".")
+            if f"::: {name}\n" not in pages:
+                missing.append(name)
+    assert not missing, f"no `::: module` line in docs/api/ for {missing}"
