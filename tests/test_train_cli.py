@@ -280,3 +280,46 @@ def test_wrap_model_receives_the_model_built_for_the_data(tmp_path):
     trainer = train.Trainer(cfg, wrap_model=lambda m: seen.append(m) or m)
     assert trainer.model is seen[0]
     assert seen[0].features[0].weight.shape == (6, 3, 5, 5)
+
+
+def test_trainer_is_composed_of_its_pieces(fake_dir):
+    def config(**kw):
+        return train.TrainConfig(
+            data_dir=str(fake_dir), limit_train=64, limit_test=32, threads=1, **kw
+        )
+
+    trainer = train.Trainer(config(augment=True))
+    # the same steps run by hand, in the Trainer's order, build the same run
+    cfg = config(augment=True)
+    train.apply_threads(cfg)
+    train.seed_run(cfg)
+    tr, te = train.build_loaders(cfg)
+    cfg.extra["model_kwargs"] = train.model_kwargs(tr.dataset.arrays[0])
+    model = train.build_model(cfg)
+    assert cfg.extra == trainer.cfg.extra == {"model_kwargs": {"in_channels": 1, "input_size": 28}}
+    for (k, a), b in zip(trainer.model.state_dict().items(), model.state_dict().values()):
+        np.testing.assert_array_equal(a, b, err_msg=k)
+    for mine, theirs in ((tr, trainer.train_loader), (te, trainer.test_loader)):
+        (xa, ya), (xb, yb) = next(iter(mine)), next(iter(theirs))  # augmented alike
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    assert len(tr) == 1 and len(te) == 1  # 64 images in one batch of 64; 32 test images
+    assert isinstance(tr.dataset.transform, tg.data.Compose) and te.dataset.transform is None
+    assert train.build_augmentation(config(), 28) is None
+    flips = train.build_augmentation(config(augment=True, data="cifar10"), 28).transforms
+    assert [type(t).__name__ for t in flips] == ["RandomCrop", "RandomHorizontalFlip"]
+    # a loader given to the Trainer is used as given, even an empty one
+    empty = DataLoader(TensorDataset(np.zeros((0, 1, 28, 28), np.float32), np.zeros(0)), 8)
+    assert train.Trainer(config(), train_loader=empty).train_loader is empty
+
+
+def test_dropout_stream_position_is_set_through_its_public_function():
+    from tapegrad.ops import dropout
+
+    dropout.set_rng_state(7, 41)
+    assert dropout.rng_state() == (7, 41)
+    assert dropout.next_key() == (7, 41) and dropout.rng_state() == (7, 42)
+    with pytest.raises(ValueError, match="set_rng_state: step must be >= 0"):
+        dropout.set_rng_state(7, -1)
+    tg.manual_seed(0)
+    assert dropout.rng_state() == (0, 0)

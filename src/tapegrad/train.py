@@ -206,8 +206,59 @@ def evaluate(
     return total_loss / seen, None if reconstruction else correct / seen
 
 
+def apply_threads(cfg: TrainConfig) -> None:
+    """Set the kernel and BLAS thread count to ``cfg.threads`` (if given)."""
+    if cfg.threads:
+        set_num_threads(cfg.threads)
+
+
+def seed_run(cfg: TrainConfig) -> None:
+    """Seed tapegrad's generator and the dropout stream from ``cfg.seed``."""
+    creation.manual_seed(cfg.seed)
+
+
+def build_augmentation(cfg: TrainConfig, side: int) -> data.Compose | None:
+    """The training transform for ``--augment``: a random crop of ``side`` after padding
+    by 2 (and a horizontal flip on CIFAR-10); None without ``cfg.augment``."""
+    if not cfg.augment:
+        return None
+    steps: list[Any] = [data.RandomCrop(side, padding=2)]
+    if cfg.data == "cifar10":
+        steps.append(data.RandomHorizontalFlip())
+    return data.Compose(steps)
+
+
+def build_loaders(
+    cfg: TrainConfig, rank: int = 0, world_size: int = 1, normalise: bool = True
+) -> tuple[data.DataLoader, data.DataLoader]:
+    """The run's train loader (shuffled by ``cfg.seed``, augmented, this rank's shard) and
+    test loader (in order, ``cfg.eval_batch_size``), over :func:`prepare_arrays`."""
+    xtr, ytr = prepare_arrays(cfg, "train", normalise)
+    xte, yte = prepare_arrays(cfg, "test", normalise)
+    train_set = data.TensorDataset(xtr, ytr, transform=build_augmentation(cfg, xtr.shape[-1]))
+    train = data.DataLoader(
+        train_set, cfg.batch_size, shuffle=True, seed=cfg.seed, rank=rank, world_size=world_size
+    )
+    test = data.DataLoader(data.TensorDataset(xte, yte), cfg.eval_batch_size)
+    return train, test
+
+
+def build_model(cfg: TrainConfig) -> Module:
+    """The zoo model ``cfg.model``, initialised from ``cfg.seed`` (whatever ran before), with
+    the channels and side recorded in ``cfg.extra["model_kwargs"]``."""
+    creation.manual_seed(cfg.seed)
+    return zoo.get_model(cfg.model, **cfg.extra.get("model_kwargs", {}))
+
+
 class Trainer:
-    """One training run: model + optimizer + scheduler + loaders + run directory."""
+    """One training run: model + optimizer + scheduler + loaders + run directory.
+
+    Composed of small steps, each a function of this module that can be used alone:
+    :func:`apply_threads`, :func:`seed_run`, :func:`build_loaders` (with
+    :func:`build_augmentation`), ``check_config`` (data-parallel runs: every rank agrees),
+    :func:`build_model`, ``wrap_model`` (e.g. ``DataParallel``), :func:`build_optimizer`
+    and :func:`build_scheduler`. A ``model`` or loaders given here replace the built ones.
+    """
 
     def __init__(
         self,
@@ -224,44 +275,24 @@ class Trainer:
         check_config: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.cfg = cfg
-        if cfg.threads:
-            set_num_threads(cfg.threads)
-        creation.manual_seed(cfg.seed)
+        apply_threads(cfg)
+        seed_run(cfg)
         if train_loader is None or test_loader is None:
             recon = (
                 is_reconstruction(model)
                 if model is not None
-                else (zoo.task_of(cfg.model) == "reconstruction")
+                else zoo.task_of(cfg.model) == "reconstruction"
             )
-            xtr, ytr = prepare_arrays(cfg, "train", not recon)
-            xte, yte = prepare_arrays(cfg, "test", not recon)
+            built_train, built_test = build_loaders(cfg, rank, world_size, normalise=not recon)
             if model is None:
                 # channels and side follow the data; kept in the config for `tapegrad eval`
-                cfg.extra["model_kwargs"] = model_kwargs(xtr)
-            transform = None
-            if cfg.augment:
-                side = xtr.shape[-1]
-                steps: list[Any] = [data.RandomCrop(side, padding=2)]
-                if cfg.data == "cifar10":
-                    steps.append(data.RandomHorizontalFlip())
-                transform = data.Compose(steps)
-            train_loader = train_loader or data.DataLoader(
-                data.TensorDataset(xtr, ytr, transform=transform),
-                cfg.batch_size,
-                shuffle=True,
-                seed=cfg.seed,
-                rank=rank,
-                world_size=world_size,
-            )
-            test_loader = test_loader or data.DataLoader(
-                data.TensorDataset(xte, yte), cfg.eval_batch_size
-            )
+                cfg.extra["model_kwargs"] = model_kwargs(built_train.dataset.arrays[0])
+            train_loader = built_train if train_loader is None else train_loader
+            test_loader = built_test if test_loader is None else test_loader
         self.train_loader, self.test_loader = train_loader, test_loader
         if check_config is not None:  # e.g. every rank of a data-parallel job must agree
             check_config(self.fingerprint())
-        if model is None:
-            creation.manual_seed(cfg.seed)  # initialisation independent of the data loading
-            model = zoo.get_model(cfg.model, **cfg.extra.get("model_kwargs", {}))
+        model = build_model(cfg) if model is None else model
         if wrap_model is not None:  # e.g. distributed.DataParallel, around the built model
             model = wrap_model(model)
         self.model = model
@@ -484,9 +515,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         from .ops import dropout as _dropout
 
         seed, step = (int(v) for v in state["dropout"])
-        _dropout.reset_rng(seed)
-        with _dropout._lock:
-            _dropout._state["step"] = step  # continue the stream where the run stopped
+        _dropout.set_rng_state(seed, step)  # continue the stream where the run stopped
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -37,6 +37,16 @@ def rng_state() -> tuple[int, int]:
         return _state["seed"], _state["step"]
 
 
+def set_rng_state(seed: int, step: int) -> None:
+    """Put the dropout stream at ``(seed, step)``, as :func:`rng_state` returned it (a
+    resumed run continues the stream where the interrupted one stopped)."""
+    if int(step) < 0:
+        raise ValueError(f"set_rng_state: step must be >= 0, got {step}")
+    with _lock:
+        _state["seed"] = int(seed)
+        _state["step"] = int(step)
+
+
 def next_key() -> tuple[int, int]:
     """Take one step of the stream: the (seed, step) for one dropout call."""
     with _lock:
