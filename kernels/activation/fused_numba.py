@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .. import _numba_cache  # noqa: F401  (compiled cache: the user's cache folder)
+
 BLOCK = 4096  # elements per prange iteration: views of this size keep the loop vectorised
 SERIAL = 1 << 16
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .. import _numba_cache  # noqa: F401  (compiled cache: the user's cache folder)
 from ..depthwise.direct_numba import _col_range
 from .reference import _out_size
 

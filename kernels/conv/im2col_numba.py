@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from numba import njit, prange
 
+from .. import _numba_cache  # noqa: F401  (compiled cache: the user's cache folder)
 from ..depthwise.direct_numba import _col_range
 from . import im2col as _alg
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .. import _numba_cache  # noqa: F401  (compiled cache: the user's cache folder)
+
 
 @njit(cache=True, inline="always")
 def _col_range(off, s, w, wo):

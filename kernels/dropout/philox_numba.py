@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .. import _numba_cache  # noqa: F401  (compiled cache: the user's cache folder)
 from ..rng import GROUP, LANES, threshold
 from ..rng.philox_numba import box_muller, local, philox, words
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .. import _numba_cache  # noqa: F401  (compiled cache: the user's cache folder)
+
 _FM = {"reassoc", "contract", "nsz"}
 _CHUNKS = 4  # row chunks in row_backward (fixed: results do not depend on thread count)
 

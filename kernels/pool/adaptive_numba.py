@@ -7,6 +7,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .. import _numba_cache  # noqa: F401  (compiled cache: the user's cache folder)
+
 
 @njit(parallel=True, cache=True)
 def _forward(x, y):

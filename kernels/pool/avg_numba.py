@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .. import _numba_cache  # noqa: F401  (compiled cache: the user's cache folder)
+
 
 @njit(cache=True, inline="always")
 def _window(o, s, p, k, n, count_include_pad):

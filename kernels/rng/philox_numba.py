@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .. import _numba_cache  # noqa: F401  (compiled cache: the user's cache folder)
 from . import GROUP, LANES, key_words, threshold
 
 _M0 = np.uint64(0xD2511F53)
