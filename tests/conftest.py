@@ -1,4 +1,5 @@
-"""Shared test settings: a hypothesis profile sized for 2 cores, seeded generators."""
+"""Shared test settings: a hypothesis profile sized for 2 cores, seeded generators, and
+``--tables`` for the tables some tests can print (a default run prints nothing)."""
 
 from __future__ import annotations
 
@@ -24,3 +25,25 @@ settings.load_profile(os.environ.get("TAPEGRAD_HYPOTHESIS_PROFILE", "default"))
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--tables",
+        action="store_true",
+        default=False,
+        help="print the fuzz example counts and the determinism table (quiet without it)",
+    )
+
+
+@pytest.fixture
+def report(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture):
+    """``report(*lines)`` prints lines to the terminal under ``--tables``, else nothing."""
+
+    def emit(*lines: str) -> None:
+        if request.config.getoption("--tables"):
+            with capsys.disabled():
+                for line in lines:
+                    print(line)
+
+    return emit

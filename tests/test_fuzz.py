@@ -713,13 +713,16 @@ def test_fuzz_plain_ops_against_torch(profile):
 
 
 @pytest.mark.parametrize("profile", PROFILE_PARAMS)
-def test_zz_report_example_counts(capsys, profile):
-    """Prints how many fuzz examples ran in this session (the report quotes them)."""
+def test_zz_report_example_counts(report, profile):
+    """How many fuzz examples ran in this session (printed with ``pytest --tables``)."""
     total = sum(v for k, v in EXAMPLES.items() if k[1] == profile)
-    with capsys.disabled():
-        for key in sorted(k for k in EXAMPLES if k[1] == profile):
-            print("fuzz", *key, EXAMPLES[key])
-        print("fuzz total", profile, total)
+    report(
+        *(
+            " ".join(map(str, ("fuzz", *key, EXAMPLES[key])))
+            for key in sorted(k for k in EXAMPLES if k[1] == profile)
+        ),
+        f"fuzz total {profile} {total}",
+    )
     if total:  # ran after the fuzz tests (default file order)
         mine = [k for k in EXAMPLES if k[1] == profile]
         assert any(k[2] == "rejected" for k in mine), "no rejected combination was drawn"

@@ -153,8 +153,9 @@ def _run_op(op: str, variant: str, threads: int):
     return [y.data] + [t.grad.data for t in leaves if t.grad is not None]
 
 
-def test_determinism_table(capsys):
-    """Per variant: same-threads repeat bit-identical (asserted); 1 vs 2 threads measured."""
+def test_determinism_table(report):
+    """Per variant: same-threads repeat bit-identical (asserted); 1 vs 2 threads measured
+    (the table is printed with ``pytest --tables``)."""
     rows = []
     cases = _op_cases()[0]
     missing = [op for op in tg.kernels.ops() if op not in cases and op != "philox"]
@@ -170,12 +171,13 @@ def test_determinism_table(capsys):
             for p, q in zip(a1, a2):
                 np.testing.assert_allclose(p, q, rtol=1e-4, atol=1e-5, err_msg=f"{op}/{v}")
             rows.append((op, v, same, diff))
-    with capsys.disabled():
-        print("\n| op | variant | same threads | 1 vs 2 threads | max abs diff |")
-        print("|---|---|---|---|---|")
-        for op, v, same, diff in rows:
-            print(
-                f"| {op} | {v} | bit-identical | {'bit-identical' if same else 'float32 tol'} "
-                f"| {diff:.2e} |"
-            )
+    report(
+        "\n| op | variant | same threads | 1 vs 2 threads | max abs diff |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {op} | {v} | bit-identical | {'bit-identical' if same else 'float32 tol'} "
+            f"| {diff:.2e} |"
+            for op, v, same, diff in rows
+        ),
+    )
     assert rows

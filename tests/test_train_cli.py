@@ -69,7 +69,7 @@ def test_cli_module_trains_writes_run_dir(fake_dir, tmp_path):
 @pytest.mark.skipif(not os.path.isdir(FASHION), reason="dataset-fashion-mnist not installed")
 def test_cli_on_a_slice_of_real_fashion_mnist(tmp_path, capsys):
     args = ["train", "lenet5", "--epochs", "1", "--limit-train", "1920", "--limit-test", "300"]
-    assert cli.main([*args, "--threads", "1", "--no-progress"]) == 0
+    assert cli.main([*args, "--threads", "1", "--no-progress", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     acc = float(out.split("test accuracy: ")[1].split("%")[0])
     assert acc > 35.0  # 30 batches of real data already beat chance (10%) by far
@@ -158,7 +158,7 @@ def test_eval_and_info_commands(fake_dir, tmp_path, capsys):
 
 
 def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
-    argv = ["train", "lenet5", "--data-dir", str(tmp_path / "none"), "--no-progress"]
+    argv = ["train", "lenet5", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path)]
     assert cli.main(argv) == 1
     err = capsys.readouterr().err
     assert str(tmp_path / "none") in err and "sudo apt-get install dataset-fashion-mnist" in err

@@ -3,15 +3,78 @@
 ``bench`` and ``experiment`` live in ``tapegrad.bench.cli`` and ``tapegrad.experiments.cli``
 (each exposes ``add_arguments(parser)`` and ``main(args) -> int``); they are imported only
 when their subcommand runs, so a missing or broken one cannot break ``train``.
+
+Errors: every error is one line on stderr naming the argument (or environment variable)
+at fault. Exit status 2 for usage errors -- a bad option value, a path that does not
+exist or is of the wrong kind, an unknown model or kernel variant -- found before any work
+starts; 1 for errors while running (a corrupt checkpoint, one that does not fit the
+model, a missing dataset, a failed write). ``--debug`` anywhere on the command line, or
+``TAPEGRAD_DEBUG=1``, shows the Python traceback instead.
+
+``train`` without ``--out`` writes to ``runs/MODEL`` (``runs/MODEL-2``, ... when that holds
+an earlier run; the folder of the resumed checkpoint with ``--resume``), printed at the
+start and the end; ``eval RUN_DIR`` evaluates ``RUN_DIR/last.safetensors``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import math
+import os
 import sys
+import traceback
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+LAST = "last.safetensors"
+
+
+class CLIError(Exception):
+    """An error the command line reports in one line; ``code`` is the exit status."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class UsageError(CLIError):
+    """A bad argument, option value or environment variable (exit status 2)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 2)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block) raised as :class:`UsageError`."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _number(kind: type, low: float, strict: bool, what: str) -> Any:
+    """An argparse ``type`` accepting finite ``kind`` values above (or from) ``low``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        bad = not math.isfinite(value) or (value <= low if strict else value < low)
+        if bad:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
+
+
+POSITIVE_INT = _number(int, 0, True, "a positive integer")
+NONNEG_INT = _number(int, 0, False, "a non-negative integer")
+POSITIVE_FLOAT = _number(float, 0.0, True, "a positive finite number")
+NONNEG_FLOAT = _number(float, 0.0, False, "a non-negative finite number")
 
 _DELEGATED = {
     "bench": ("tapegrad.bench.cli", "kernel and model benchmarks"),
@@ -21,17 +84,26 @@ _DELEGATED = {
 }
 
 
-def _add_data_args(p: argparse.ArgumentParser) -> None:
+def _add_data_args(p: argparse.ArgumentParser, data_default: str | None = "fashion-mnist") -> None:
     from .data import DATASETS
 
-    p.add_argument("--data", default="fashion-mnist", choices=DATASETS, help="dataset")
+    p.add_argument(
+        "--data",
+        default=data_default,
+        choices=DATASETS,
+        help="dataset" + ("" if data_default else " (default: the checkpoint's, or fashion-mnist)"),
+    )
     p.add_argument(
         "--data-dir",
         default=None,
         help="directory holding the dataset files (default: /usr/share/datasets/<name>)",
     )
-    p.add_argument("--threads", type=int, default=None, help="threads for kernels and BLAS")
-    p.add_argument("--limit-test", type=int, default=None, help="use the first N test images")
+    p.add_argument(
+        "--threads", type=POSITIVE_INT, default=None, help="threads for kernels and BLAS"
+    )
+    p.add_argument(
+        "--limit-test", type=POSITIVE_INT, default=None, help="use the first N test images"
+    )
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
@@ -39,23 +111,38 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("model", help="zoo model name (see `tapegrad info --list`)")
     _add_data_args(p)
-    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--epochs", type=POSITIVE_INT, default=1)
     p.add_argument(
-        "--batch-size", type=int, default=64, help="batch (with --distributed: global, split)"
+        "--batch-size",
+        type=POSITIVE_INT,
+        default=64,
+        help="batch (with --distributed: global, split)",
     )
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default per optimizer)")
+    p.add_argument(
+        "--lr", type=POSITIVE_FLOAT, default=None, help="learning rate (default per optimizer)"
+    )
     p.add_argument("--optimizer", default="sgd", choices=sorted(DEFAULT_LR))
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--momentum", type=NONNEG_FLOAT, default=0.9)
+    p.add_argument("--weight-decay", type=NONNEG_FLOAT, default=0.0)
     p.add_argument(
         "--scheduler", default="onecycle", choices=SCHEDULERS, help="per-batch LR schedule"
     )
-    p.add_argument("--warmup", type=int, default=0, help="linear warm-up over N batches")
+    p.add_argument("--warmup", type=NONNEG_INT, default=0, help="linear warm-up over N batches")
     p.add_argument("--augment", action="store_true", help="random crop (+ flip on CIFAR-10)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="run directory: checkpoints, metrics, curves")
-    p.add_argument("--resume", default=None, metavar="CKPT", help="continue from a checkpoint")
-    p.add_argument("--limit-train", type=int, default=None, help="use the first N images")
+    p.add_argument("--seed", type=NONNEG_INT, default=0)
+    p.add_argument(
+        "--out",
+        default=None,
+        help="run directory: checkpoints, metrics, curves (default: runs/MODEL, or runs/MODEL-N "
+        "when that holds an earlier run)",
+    )
+    p.add_argument(
+        "--resume",
+        default=None,
+        metavar="CKPT",
+        help="continue from a checkpoint (a run directory: its last.safetensors)",
+    )
+    p.add_argument("--limit-train", type=POSITIVE_INT, default=None, help="use the first N images")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-plot", action="store_true", help="no curves.png in the run directory")
     p.add_argument(
@@ -69,8 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``tapegrad`` argument parser: ``train``, ``eval``, ``info`` and the delegated
     commands.
     """
-    parser = argparse.ArgumentParser(
-        prog="tapegrad", description="Train and inspect small CNNs with tapegrad."
+    parser = _Parser(prog="tapegrad", description="Train and inspect small CNNs with tapegrad.")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show Python tracebacks of errors (anywhere on the line; or TAPEGRAD_DEBUG=1)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -79,17 +169,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_args(p)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on a test set")
-    p.add_argument("checkpoint", help="a .safetensors checkpoint written by `tapegrad train`")
-    _add_data_args(p)
+    p.add_argument(
+        "checkpoint",
+        help="a .safetensors checkpoint written by `tapegrad train`, or a run directory "
+        "(its last.safetensors)",
+    )
+    _add_data_args(p, data_default=None)
     p.add_argument("--model", default=None, help="zoo model (default: from the checkpoint)")
-    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=500)
 
     p = sub.add_parser("info", help="layer summary of a zoo model")
     p.add_argument("model", nargs="?", default=None)
     p.add_argument("--list", action="store_true", help="list the zoo models")
-    p.add_argument("--in-channels", type=int, default=None)
-    p.add_argument("--input-size", type=int, default=None)
-    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--in-channels", type=POSITIVE_INT, default=None)
+    p.add_argument("--input-size", type=POSITIVE_INT, default=None)
+    p.add_argument("--num-classes", type=POSITIVE_INT, default=10)
 
     for name, (module, help_text) in _DELEGATED.items():
         p = sub.add_parser(name, help=help_text, add_help=False)
@@ -104,7 +198,7 @@ def _run_delegated(command: str, module: str, rest: list[str]) -> int:
     except ImportError as e:
         print(f"tapegrad {command}: {module} is not available ({e})", file=sys.stderr)
         return 2
-    p = argparse.ArgumentParser(prog=f"tapegrad {command}")
+    p = _Parser(prog=f"tapegrad {command}")
     mod.add_arguments(p)
     return int(mod.main(p.parse_args(rest)) or 0)
 
@@ -124,17 +218,92 @@ def _distributed_options(cfg: Any) -> dict[str, Any]:
         raise SystemExit(f"tapegrad train: --distributed: {e}") from None
 
 
+def _checkpoint_arg(command: str, arg: str, value: str) -> Path:
+    """The checkpoint file an argument names: the file itself, or a run directory's
+    ``last.safetensors``; a :class:`UsageError` naming the argument otherwise."""
+    path = Path(value)
+    where = f"tapegrad {command}: {arg} {value}"
+    if path.is_dir():
+        if not (path / LAST).is_file():
+            raise UsageError(f"{where}: is a directory without a {LAST}")
+        return path / LAST
+    if not path.exists():
+        raise UsageError(f"{where}: no such file")
+    if not path.is_file():
+        raise UsageError(f"{where}: not a regular file")
+    return path
+
+
+def _load_checkpoint(command: str, arg: str, path: Path) -> Any:
+    from . import checkpoint
+
+    try:
+        return checkpoint.load(path)
+    except (OSError, ValueError) as e:  # CheckpointError is a ValueError
+        reason = _one_line(e).removeprefix("tapegrad.load: ")
+        reason = reason.removeprefix(f"{path}: ").removeprefix(f"{path} ")
+        raise CLIError(f"tapegrad {command}: {arg} {path}: {reason}") from e
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e.args[0] if isinstance(e, KeyError) and e.args else e).split())
+    return text or type(e).__name__
+
+
+def _run_of(directory: Path) -> str | None:
+    """The model a run directory's ``config.json`` names (None if it has none)."""
+    try:
+        return json.loads((directory / "config.json").read_text()).get("model")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _run_dir(out: str | None, model: str, resume: Path | None) -> Path:
+    """``--out`` checked (a directory, or creatable and writable), or the default:
+    the resumed checkpoint's run directory, else the first of ``runs/MODEL``,
+    ``runs/MODEL-2``, ... that does not exist or is empty (claimed by creating it)."""
+    if out is not None:
+        path = Path(out)
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"tapegrad train: --out {out}: is a file, not a directory")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CLIError(
+                f"tapegrad train: --out {out}: cannot create the run directory ({e.strerror or e})"
+            ) from None
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise CLIError(f"tapegrad train: --out {out}: the run directory is not writable")
+        return path
+    if resume is not None and _run_of(resume.parent) == model:
+        return resume.parent
+    runs = Path("runs")
+    for i in range(1, 10_000):
+        path = runs / (model if i == 1 else f"{model}-{i}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            if path.is_dir() and not any(path.iterdir()):
+                return path
+        except OSError as e:
+            raise CLIError(
+                f"tapegrad train: cannot create the run directory {path} ({e.strerror or e}); "
+                "choose one with --out"
+            ) from None
+    raise CLIError(f"tapegrad train: {runs}/ holds too many runs of {model}; pass --out")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """``tapegrad train``: build the run from the arguments and train; returns the exit status."""
     from . import zoo
     from .train import TrainConfig
 
     if args.model not in zoo.MODELS:
-        print(
-            f"tapegrad train: unknown model {args.model!r}; choose from {zoo.available()}",
-            file=sys.stderr,
+        raise UsageError(
+            f"tapegrad train: unknown model {args.model!r}; choose from {zoo.available()}"
         )
-        return 2
+    resume = _checkpoint_arg("train", "--resume", args.resume) if args.resume else None
     cfg = TrainConfig(
         model=args.model,
         data=args.data,
@@ -156,39 +325,62 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         plot=not args.no_plot,
     )
+    kwargs = _distributed_options(cfg) if args.distributed else {}
     if not args.distributed:
-        return _run_train(args, cfg, {})
-    kwargs = _distributed_options(cfg)
+        return _train_in_run_dir(args, cfg, kwargs, resume)
     from . import distributed as dist
 
     # a rank that stops must end the whole job: the others may be waiting for it in a
     # collective they can never leave (MPI_Abort prints this rank's reason and ends all)
     try:
-        rc = _run_train(args, cfg, kwargs)
+        rc = _train_in_run_dir(args, cfg, kwargs, resume)
     except Exception as e:
-        if not isinstance(e, dist.ConfigMismatchError):  # that one's message says it all
-            import traceback
-
+        if _DEBUG:
             traceback.print_exc()
-        dist.abort(f"tapegrad train: {type(e).__name__}: {e}")
+        if isinstance(e, (CLIError, dist.ConfigMismatchError)):  # their message says it all
+            dist.abort(_one_line(e), e.code if isinstance(e, CLIError) else 1)
+        dist.abort(f"tapegrad train: {type(e).__name__}: {_one_line(e)}")
     if rc:
         dist.abort(f"tapegrad train: stopped with exit status {rc}", rc)
     return rc
 
 
-def _run_train(args: argparse.Namespace, cfg: Any, kwargs: dict[str, Any]) -> int:
+def _train_in_run_dir(
+    args: argparse.Namespace, cfg: Any, kwargs: dict[str, Any], resume: Path | None
+) -> int:
+    """Pick (and print) the run directory on the main rank, then train in it."""
+    is_main = kwargs.get("is_main", True)
+    out = _run_dir(args.out, args.model, resume) if is_main or args.out else None
+    cfg.out = str(out) if out is not None else None
+    if is_main:
+        print(f"run directory: {out}", flush=True)
+    try:
+        return _train(cfg, kwargs, resume, out)
+    finally:
+        if out is not None and args.out is None:
+            try:
+                out.rmdir()  # only if the run failed before writing anything
+            except OSError:
+                pass
+
+
+def _train(cfg: Any, kwargs: dict[str, Any], resume: Path | None, out: Path | None) -> int:
     from .data import DatasetNotFoundError
     from .train import Trainer
 
     try:
         trainer = Trainer(cfg, **kwargs)
     except DatasetNotFoundError as e:
-        print(f"tapegrad train: {e}", file=sys.stderr)
-        return 1
-    if args.resume:
-        trainer.resume(args.resume)
+        raise CLIError(f"tapegrad train: {_one_line(e)}") from e
+    if resume is not None:
+        try:
+            trainer.resume(resume)
+        except (OSError, KeyError, ValueError, TypeError) as e:
+            reason = _one_line(e).removeprefix("tapegrad.load: ")
+            reason = reason.removeprefix(f"{resume}: ").removeprefix(f"{resume} ")
+            raise CLIError(f"tapegrad train: --resume {resume}: {reason}") from e
         if trainer.is_main:
-            print(f"resumed from {args.resume} after epoch {trainer.epoch}", flush=True)
+            print(f"resumed from {resume} after epoch {trainer.epoch}", flush=True)
     history = trainer.fit()
     if trainer.is_main and history:
         last = history[-1]
@@ -196,6 +388,8 @@ def _run_train(args: argparse.Namespace, cfg: Any, kwargs: dict[str, Any]) -> in
             print(f"test accuracy: {100 * last['test_accuracy']:.2f}%")
         else:
             print(f"test MSE: {last['test_loss']:.5f}")
+    if trainer.is_main and out is not None:
+        print(f"run directory: {out} (last checkpoint: {out / LAST})", flush=True)
     return 0
 
 
@@ -203,40 +397,54 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """``tapegrad eval``: a checkpoint's test loss and accuracy (or MSE); returns the exit
     status.
     """
-    from . import checkpoint, zoo
+    from . import zoo
     from .data import DataLoader, DatasetNotFoundError, TensorDataset
     from .kernels import set_num_threads
     from .train import TrainConfig, evaluate, model_kwargs, prepare_arrays
 
+    if args.model is not None and args.model not in zoo.MODELS:
+        raise UsageError(
+            f"tapegrad eval: --model {args.model!r} is not a zoo model; choose from "
+            f"{zoo.available()}"
+        )
+    path = _checkpoint_arg("eval", "checkpoint", args.checkpoint)
     if args.threads:
         set_num_threads(args.threads)
-    state = checkpoint.load(args.checkpoint)
+    state = _load_checkpoint("eval", "checkpoint", path)
     weights = state.get("model", state) if isinstance(state, dict) else state
     saved_cfg = state.get("config", {}) if isinstance(state, dict) else {}
+    saved_cfg = saved_cfg if isinstance(saved_cfg, dict) else {}
+    if not isinstance(weights, dict):
+        raise CLIError(f"tapegrad eval: checkpoint {path}: holds no state dict of a model")
     name = args.model or saved_cfg.get("model")
     if name is None:
-        print(
-            f"tapegrad eval: {args.checkpoint} does not say which model it holds; pass --model",
-            file=sys.stderr,
+        raise UsageError(
+            f"tapegrad eval: checkpoint {path} does not say which model it holds; pass --model"
         )
-        return 2
-    cfg = TrainConfig(model=name, data=args.data, data_dir=args.data_dir)
+    if name not in zoo.MODELS:
+        raise CLIError(f"tapegrad eval: checkpoint {path} holds an unknown model {name!r}")
+    data_name = args.data or saved_cfg.get("data") or "fashion-mnist"
+    cfg = TrainConfig(model=name, data=data_name, data_dir=args.data_dir)
     cfg.limit_test = args.limit_test
     recon = zoo.task_of(name) == "reconstruction"
     try:
         x, y = prepare_arrays(cfg, "test", normalise=not recon)
     except DatasetNotFoundError as e:
-        print(f"tapegrad eval: {e}", file=sys.stderr)
-        return 1
+        raise CLIError(f"tapegrad eval: {_one_line(e)}") from e
     kwargs = (saved_cfg.get("extra") or {}).get("model_kwargs") or model_kwargs(x)
     model = zoo.get_model(name, **kwargs)
-    model.load_state_dict(weights)
+    try:
+        model.load_state_dict(weights)
+    except (KeyError, ValueError, TypeError) as e:
+        raise CLIError(
+            f"tapegrad eval: checkpoint {path} does not fit {name}: {_one_line(e)}"
+        ) from e
     loss, acc = evaluate(model, DataLoader(TensorDataset(x, y), args.batch_size), recon)
     if acc is None:
-        print(f"{name} on {args.data} test ({len(y)} images): MSE {loss:.5f}")
+        print(f"{name} on {data_name} test ({len(y)} images): MSE {loss:.5f}")
     else:
         print(
-            f"{name} on {args.data} test ({len(y)} images): loss {loss:.4f}, "
+            f"{name} on {data_name} test ({len(y)} images): loss {loss:.4f}, "
             f"accuracy {100 * acc:.2f}%"
         )
     return 0
@@ -250,35 +458,98 @@ def cmd_info(args: argparse.Namespace) -> int:
         print("\n".join(zoo.available()))
         return 0
     if args.model not in zoo.MODELS:
-        print(
-            f"tapegrad info: unknown model {args.model!r}; choose from {zoo.available()}",
-            file=sys.stderr,
+        raise UsageError(
+            f"tapegrad info: unknown model {args.model!r}; choose from {zoo.available()}"
         )
-        return 2
     kwargs: dict[str, Any] = {"num_classes": args.num_classes}
     if args.in_channels is not None:
         kwargs["in_channels"] = args.in_channels
     if args.input_size is not None:
         kwargs["input_size"] = args.input_size
-    model = zoo.get_model(args.model, **kwargs)
     c = kwargs.get("in_channels", 1)
     side = kwargs.get("input_size", zoo.DEFAULT_INPUT.get(args.model, 28))
-    print(zoo.summary(model, (c, side, side), name=args.model))
+    try:
+        model = zoo.get_model(args.model, **kwargs)
+        table = zoo.summary(model, (c, side, side), name=args.model)
+    except (ValueError, TypeError) as e:
+        given = " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in kwargs.items() if k != "num_classes"
+        )
+        raise UsageError(
+            f"tapegrad info: {args.model} cannot be built with {given or 'these options'}: "
+            f"{_one_line(e)}"
+        ) from e
+    print(table)
     return 0
+
+
+def _check_environment() -> None:
+    """The environment variables tapegrad reads, checked before any work starts."""
+    threads = os.environ.get("TAPEGRAD_NUM_THREADS")
+    if threads:
+        try:
+            ok = int(threads) > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise UsageError(
+                f"tapegrad: TAPEGRAD_NUM_THREADS={threads!r} is not a positive integer"
+            )
+    kernels = os.environ.get("TAPEGRAD_KERNELS")
+    if kernels:
+        from .kernels import registry
+
+        try:
+            registry._env_choices()
+        except (ValueError, RuntimeError) as e:
+            raise UsageError(f"tapegrad: TAPEGRAD_KERNELS={kernels!r}: {_one_line(e)}") from None
+
+
+_DEBUG = False  # set by main(): --debug or TAPEGRAD_DEBUG
+
+
+def _debug_wanted(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("TAPEGRAD_DEBUG", "") not in ("", "0")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line on ``argv`` (default: ``sys.argv[1:]``) and return the exit status:
-    0 on success, 1 when the dataset is missing, 2 for an unknown model; malformed options
-    exit through argparse with status 2.
+    0 on success, 2 for a usage error (bad argument, option value or environment variable),
+    1 for an error while running; each error is one line on stderr (``--debug`` or
+    ``TAPEGRAD_DEBUG=1`` adds the traceback).
     """
+    global _DEBUG
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in _DELEGATED:
-        # parsed by the delegate itself so its own --help and options work
-        return _run_delegated(argv[0], _DELEGATED[argv[0]][0], argv[1:])
-    args = build_parser().parse_args(argv)
-    handlers = {"train": cmd_train, "eval": cmd_eval, "info": cmd_info}
-    return handlers[args.command](args)
+    debug = _DEBUG = _debug_wanted(argv)
+    argv = [a for a in argv if a != "--debug"]
+    command = argv[0] if argv and not argv[0].startswith("-") else ""
+    try:
+        _check_environment()
+        if command in _DELEGATED:
+            # parsed by the delegate itself so its own --help and options work
+            return _run_delegated(command, _DELEGATED[command][0], argv[1:])
+        args = build_parser().parse_args(argv)
+        handlers = {"train": cmd_train, "eval": cmd_eval, "info": cmd_info}
+        return handlers[args.command](args)
+    except CLIError as e:
+        if debug:
+            traceback.print_exc()
+        print(_one_line(e), file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
+        print(
+            f"tapegrad {command}: interrupted" if command else "tapegrad: interrupted",
+            file=sys.stderr,
+        )
+        return 130
+    except Exception as e:  # anything else: one line, the traceback only on request
+        if debug:
+            traceback.print_exc()
+        prefix = f"tapegrad {command}:" if command else "tapegrad:"
+        print(f"{prefix} {type(e).__name__}: {_one_line(e)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
