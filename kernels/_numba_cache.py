@@ -2,10 +2,12 @@
 
 Numba's default (``cache=True``) writes ``__pycache__/*.nbi, *.nbc`` next to the source,
 i.e. inside the installed package. Those folders outlive ``pip uninstall`` and then shadow
-a later (editable) install of tapegrad as a namespace package. So every ``*_numba``
-module imports this one before defining its kernels, which installs (once) a cache
-locator that Numba asks first for each ``cache=True`` function. It answers only for
-source files inside this package and puts their cache under::
+a later (editable) install of tapegrad as a namespace package. So every module of
+tapegrad that compiles with ``cache=True`` imports this one before defining its
+functions, which installs (once) a cache locator that Numba asks first for each
+``cache=True`` function. It answers only for source files inside tapegrad (the
+``tapegrad`` and ``tapegrad.kernels`` folders, apart in a source checkout) and puts their
+cache under::
 
     $XDG_CACHE_HOME/tapegrad/numba/<family>_<hash>/   (default ~/.cache/tapegrad/numba/...)
 
@@ -19,11 +21,18 @@ tapegrad too. No environment variable or process-wide Numba setting is changed.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from numba.core import caching as _caching
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+# tapegrad.kernels' folder and tapegrad's (the parent package is imported before this one)
+_PACKAGE_DIRS = tuple(
+    {
+        os.path.dirname(os.path.abspath(__file__)),
+        os.path.dirname(os.path.abspath(sys.modules["tapegrad"].__file__ or "")),
+    }
+)
 
 
 def cache_root() -> Path:
@@ -34,11 +43,11 @@ def cache_root() -> Path:
 
 def _inside_package(py_file: str) -> bool:
     path = os.path.abspath(py_file)
-    return os.path.commonpath([path, _PACKAGE_DIR]) == _PACKAGE_DIR
+    return any(os.path.commonpath([path, d]) == d for d in _PACKAGE_DIRS)
 
 
 class TapegradCacheLocator(_caching._SourceFileBackedLocatorMixin, _caching._CacheLocator):
-    """Numba cache locator for tapegrad's kernel sources: the per-user cache folder.
+    """Numba cache locator for tapegrad's sources: the per-user cache folder.
 
     Freshness is judged as for Numba's own source-file locators (the source file's
     contents), and functions are told apart by their first line number.
@@ -54,7 +63,7 @@ class TapegradCacheLocator(_caching._SourceFileBackedLocatorMixin, _caching._Cac
 
     @classmethod
     def from_function(cls, py_func, py_file: str):
-        """This locator for a function defined in tapegrad's kernels, else None."""
+        """This locator for a function defined in tapegrad, else None."""
         from numba.core import config
 
         if config.CACHE_DIR or not os.path.exists(py_file) or not _inside_package(py_file):

@@ -23,7 +23,11 @@ from numba import njit, prange
 
 from . import checkpoint, zoo
 from .autograd import Context, no_grad
-from .kernels import blas, threads
+from .kernels import (
+    _numba_cache,  # noqa: F401  (compiled cache: the user's cache folder)
+    blas,
+    threads,
+)
 from .kernels.blas import matmul
 from .onnx import Record, trace
 from .ops import activation, conv, linalg, norm, shape

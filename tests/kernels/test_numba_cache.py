@@ -11,9 +11,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import tapegrad
 import tapegrad.kernels as K
 
 PACKAGE = Path(K.__file__).parent
+SOURCES = sorted({PACKAGE, Path(tapegrad.__file__).parent})  # apart in a source checkout
 
 
 def _cache_files(root: Path) -> dict[Path, int]:
@@ -39,7 +41,7 @@ def _run(code: str, env_extra: dict[str, str], cwd: Path) -> None:
 
 
 def test_kernel_cache_goes_to_the_user_cache_folder(tmp_path):
-    before = _cache_files(PACKAGE)
+    before = {k: v for root in SOURCES for k, v in _cache_files(root).items()}
     _run(
         """
         import numpy as np
@@ -54,7 +56,7 @@ def test_kernel_cache_goes_to_the_user_cache_folder(tmp_path):
         {"XDG_CACHE_HOME": str(tmp_path / "xdg")},
         tmp_path,
     )
-    after = _cache_files(PACKAGE)
+    after = {k: v for root in SOURCES for k, v in _cache_files(root).items()}
     assert after == before, sorted(str(p) for p in set(after.items()) - set(before.items()))
     written = _cache_files(tmp_path / "xdg" / "tapegrad" / "numba")
     for module in ("fused_numba.", "max_numba."):
@@ -81,7 +83,9 @@ def test_other_numba_code_keeps_numba_s_own_cache_location(tmp_path):
 
 
 def test_every_cached_numba_module_installs_the_locator_first():
-    for path in sorted(PACKAGE.rglob("*.py")):
+    paths = {p for root in SOURCES for p in root.rglob("*.py")}
+    assert any(p.name == "inference.py" for p in paths)  # outside the kernels folder
+    for path in sorted(paths):
         tree = ast.parse(path.read_text())
         uses_cache = any(
             isinstance(node, ast.keyword)
@@ -99,3 +103,18 @@ def test_every_cached_numba_module_installs_the_locator_first():
             if isinstance(n, ast.ImportFrom) and any(a.name == "_numba_cache" for a in n.names)
         ]
         assert imports and imports[0] < first_def, f"{path} compiles with cache=True first"
+
+
+def test_locator_claims_tapegrad_sources_only():
+    import numpy as np
+
+    from tapegrad import inference
+    from tapegrad.kernels import _numba_cache
+    from tapegrad.kernels.conv import direct_numba
+
+    assert _numba_cache._inside_package(inference.__file__)
+    assert _numba_cache._inside_package(direct_numba.__file__)
+    assert not _numba_cache._inside_package(np.__file__)
+    assert (
+        _numba_cache.TapegradCacheLocator in _numba_cache._cache_impl_classes()[0]._locator_classes
+    )
