@@ -3,8 +3,9 @@
 Variant interface (``x``/``g`` C-contiguous float32/float64 of any shape, validated by
 ``tapegrad.ops.elementwise``)::
 
-    relu_forward(x) -> (y, mask)     mask uint8 of x's shape, 1 where x > 0 (NaN: 0);
-                                     y = x where mask, +0.0 elsewhere (NaN and -0.0 too)
+    relu_forward(x) -> (y, mask)     y = +0.0 where x < 0, else x (NaN and -0.0 kept, as
+                                     PyTorch); mask uint8 of x's shape, 1 where not x <= 0
+                                     (x > 0 or NaN: where PyTorch's gradient flows)
     relu_backward(g, mask) -> gx     gx = g where mask, +0.0 elsewhere (even for NaN/inf g,
                                      as PyTorch's threshold_backward)
 

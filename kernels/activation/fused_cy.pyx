@@ -25,8 +25,10 @@ cdef inline void _fwd_block(const real* x, real* y, unsigned char* mask, Py_ssiz
     cdef real v
     for i in range(lo, hi):
         v = x[i]
-        mask[i] = v > 0
-        y[i] = v if v > 0 else 0  # a select: NaN and -0.0 become +0.0
+        # PyTorch's semantics: y = x unless x < 0 (NaN and -0.0 pass through), and the
+        # gradient flows unless y <= 0 (it flows through NaN, not through -0.0)
+        mask[i] = not (v <= 0)
+        y[i] = 0 if v < 0 else v
 
 
 cdef inline void _bwd_block(const real* g, const unsigned char* mask, real* gx, Py_ssize_t lo,

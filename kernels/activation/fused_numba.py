@@ -19,9 +19,12 @@ SERIAL = 1 << 16
 def _fwd_block(x, y, mask):
     for i in range(x.size):
         v = x[i]
-        m = v > 0
-        mask[i] = m
-        y[i] = v if m else 0  # a select, not a multiply: NaN and -0.0 become +0.0
+        # PyTorch's semantics: y = x unless x < 0 (NaN and -0.0 pass through), and the
+        # gradient flows unless y <= 0 (it flows through NaN, not through -0.0)
+        # a zero of x's dtype: with an int 0 the float32 select went through float64 and
+        # came back as +0.0 for -0.0 on the serial path
+        mask[i] = not (v <= 0)
+        y[i] = x.dtype.type(0) if v < 0 else v
 
 
 @njit(cache=True, inline="always")

@@ -6,6 +6,8 @@ inside the output form one range ``[lo, hi)``, walked through raw row pointers.
 
 import numpy as np
 
+from .reference import cropped_nonfinite
+
 cimport openmp
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport calloc, free
@@ -153,4 +155,5 @@ def backward(gy, x, w, stride, padding, output_padding, dilation, groups, need_x
     if need_w:
         gw = np.empty_like(w)
         _backward_w(gy, x, gw, groups, *stride, *padding, *dilation)
+        cropped_nonfinite(gw, x, stride, padding, gy.shape[2:], dilation, groups)
     return gx, gw

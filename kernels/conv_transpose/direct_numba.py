@@ -14,7 +14,7 @@ from numba import njit, prange
 
 from .. import _numba_cache  # noqa: F401  (compiled cache: the user's cache folder)
 from ..depthwise.direct_numba import _col_range
-from .reference import out_size
+from .reference import cropped_nonfinite, out_size
 
 
 @njit(parallel=True, cache=True)
@@ -169,4 +169,5 @@ def backward(gy, x, w, stride, padding, output_padding, dilation, groups, need_x
     if need_w:
         gw = np.empty_like(w)
         _backward_w(gy, x, gw, groups, *stride, *padding, *dilation)
+        cropped_nonfinite(gw, x, stride, padding, gy.shape[2:], dilation, groups)
     return gx, gw

@@ -68,3 +68,27 @@ def backward(gy, x, w, stride, padding, output_padding, dilation, groups, need_x
                 if need_w:
                     gw[cs, :, i, j] = np.einsum("nchw,nohw->co", x[:, cs], patch)
     return gx, gw
+
+
+def cropped_nonfinite(gw, x, stride, padding, out_hw, dilation, groups) -> None:
+    """Give ``gw`` the NaN that PyTorch's weight gradient has where a NaN or Inf input
+    pixel's tap lands in the cropped border of the output.
+
+    PyTorch (and :func:`backward` here) multiply such a pixel by the zero gradient of the
+    cropped border: ``inf * 0 = NaN`` in ``gw[c, :, i, j]``. The direct kernels skip the
+    cropped taps, so they call this after their weight gradient; it costs one
+    ``isfinite`` pass when the input is finite.
+    """
+    if np.isfinite(x).all():
+        return
+    c, og, kh, kw = gw.shape
+    bad = ~np.isfinite(x).all(axis=0)  # (C, H, W): a non-finite value in some image
+    h, w = bad.shape[1:]
+    for i in range(kh):
+        oh = np.arange(h) * stride[0] - padding[0] + i * dilation[0]
+        rows = (oh < 0) | (oh >= out_hw[0])
+        for j in range(kw):
+            ow = np.arange(w) * stride[1] - padding[1] + j * dilation[1]
+            cropped = rows[:, None] | ((ow < 0) | (ow >= out_hw[1]))[None, :]
+            hit = (bad & cropped).any(axis=(1, 2))  # (C,)
+            gw[hit, :, i, j] = np.nan

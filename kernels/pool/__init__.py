@@ -6,7 +6,8 @@
         x (N, C, H, W) C-contiguous; kernel/stride/padding/dilation (h, w) pairs; out_hw
         (Ho, Wo) computed by the op (ceil_mode is the op's business). Padding counts as
         -inf. idx (N, C, Ho, Wo) int32: the flat index ih*W + iw of each maximum (the
-        first one in scan order on ties).
+        first one in scan order on ties); as in PyTorch a NaN in the window is the
+        maximum (the last NaN in scan order), and an all -inf window gives its first pixel.
     backward(gy, idx, x_shape) -> gx     scatter-add of gy at idx
 
 ``avg_pool2d`` variant interface::

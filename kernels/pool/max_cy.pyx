@@ -49,7 +49,7 @@ def _forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[:, :, :, ::1]
                             if iw < 0 or iw >= w:
                                 continue
                             v = x[b, ch, ih, iw]
-                            if v > best or arg < 0:
+                            if v > best or v != v or arg < 0:
                                 best = v
                                 arg = <int>(ih * w + iw)
                     y[b, ch, oh, ow] = best
@@ -57,8 +57,9 @@ def _forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[:, :, :, ::1]
 
 
 # Every window inside the input (no padding, no ceil-mode overhang): no bounds checks, the
-# first tap seeds the maximum, later taps replace it only when strictly greater - the same
-# argmax (first in scan order on ties, a leading NaN kept) as the general loop above.
+# first tap seeds the maximum, later taps replace it when strictly greater or NaN - the same
+# argmax as the general loop above (first in scan order on ties; a NaN propagates, its
+# index the last NaN in scan order, as in PyTorch).
 cdef void _forward_inside(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[:, :, :, ::1] idx,
                           int kh, int kw, int sh, int sw, int dh, int dw) noexcept:
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
@@ -84,7 +85,7 @@ cdef void _forward_inside(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[
                     for i in range(kh):
                         for j in range(kw):
                             v = xp[p + i * dh * w + j * dw]
-                            if v > best:
+                            if v > best or v != v:
                                 best = v
                                 arg = <int>(p + i * dh * w + j * dw)
                     yp[oh * wo + ow] = best
@@ -114,13 +115,13 @@ cdef void _forward_2x2(const real[:, :, :, ::1] x, real[:, :, :, ::1] y,
                     p = 2 * oh * w + 2 * ow
                     best = xp[p]
                     arg = <int>p
-                    if xp[p + 1] > best:
+                    if xp[p + 1] > best or xp[p + 1] != xp[p + 1]:
                         best = xp[p + 1]
                         arg = <int>(p + 1)
-                    if xp[p + w] > best:
+                    if xp[p + w] > best or xp[p + w] != xp[p + w]:
                         best = xp[p + w]
                         arg = <int>(p + w)
-                    if xp[p + w + 1] > best:
+                    if xp[p + w + 1] > best or xp[p + w + 1] != xp[p + w + 1]:
                         best = xp[p + w + 1]
                         arg = <int>(p + w + 1)
                     yp[oh * wo + ow] = best

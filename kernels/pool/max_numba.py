@@ -28,7 +28,7 @@ def _forward(x, y, idx, kh, kw, sh, sw, ph, pw, dh, dw):
                         if iw < 0 or iw >= w:
                             continue
                         v = x[b, ch, ih, iw]
-                        if v > best or arg < 0:
+                        if v > best or v != v or arg < 0:  # NaN propagates
                             best = v
                             arg = ih * w + iw
                 y[b, ch, oh, ow] = best

@@ -1,4 +1,7 @@
-"""NumPy reference max pooling: loops over the window taps, keeps the running maximum."""
+"""NumPy reference max pooling: loops over the window taps, keeps the running maximum.
+
+As PyTorch: the first maximum in scan order on ties, a window's NaN propagates (its index
+the last NaN in scan order), and a window of -inf points at its first pixel."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ def forward(x, kernel, stride, padding, dilation, out_hw):
             valid = (ih >= 0) & (ih < h) & (iw >= 0) & (iw < w)
             vals = x[:, :, np.clip(ih, 0, h - 1), np.clip(iw, 0, w - 1)]
             vals = np.where(valid, vals, -np.inf)
-            better = vals > best
+            better = (vals > best) | np.isnan(vals) | (valid & (idx < 0))
             best = np.where(better, vals, best)
             idx = np.where(better, (ih * w + iw).astype(np.int32), idx)
     return best.astype(x.dtype), idx

@@ -15,16 +15,17 @@ _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class ReLU(Function):
-    """y = x where x > 0, else +0.0 (NaN in, 0 out); saves a one-byte mask. float32/float64
-    run the ``relu`` kernels (one fused pass each way); other dtypes plain NumPy."""
+    """y = +0.0 where x < 0, else x (NaN and -0.0 pass, as in PyTorch); the gradient flows
+    where not y <= 0, so through NaN too. Saves a one-byte mask. float32/float64 run the
+    ``relu`` kernels (one fused pass each way); other dtypes plain NumPy."""
 
     @staticmethod
     def forward(ctx: Context, a):
         if a.dtype not in _KERNEL_DTYPES:
-            mask = a > 0
+            mask = ~(a <= 0)
             ctx.mod = None
             ctx.save_for_backward(mask)
-            return np.where(mask, a, a.dtype.type(0))
+            return np.where(a < 0, a.dtype.type(0), a)
         a = np.ascontiguousarray(a)
         call = ReluCall.of(a)
         mod = tuning.resolve(ctx, call, a)
