@@ -6,7 +6,8 @@ family's ``__init__`` registers its variants; nothing is imported or compiled un
 """
 
 from . import activation, conv, conv_transpose, depthwise, dropout, norm, pool, rng  # noqa: F401  (registration side effects)
-from .memory import retain_freed_memory
+from .conv.im2col import clear_workspace
+from .memory import available_bytes, retain_freed_memory
 from .registry import (
     autotune,
     autotune_cache_path,
@@ -32,9 +33,11 @@ __all__ = [
     "autotune",
     "autotune_cache_path",
     "autotune_enabled",
+    "available_bytes",
     "cache_dir",
     "clear_autotune_cache",
     "clear_tuning",
+    "clear_workspace",
     "disk_cache",
     "disk_cache_enabled",
     "get",

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .. import memory
 from ..blas import matmul
 from .reference import _out_size
 
@@ -46,8 +47,23 @@ def workspace(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
 
 
 def clear_workspace() -> None:
-    """Free this thread's scratch buffers."""
+    """Free this thread's scratch buffers and give the heap's free pages back to the system.
+
+    The column and GEMM buffers only grow, so one large batch keeps its buffers for the
+    rest of the process; this drops them, then asks glibc to return free heap pages
+    (``malloc_trim``), which also undoes what :func:`retain_freed_memory` kept.
+    """
     _ws.bufs = {}
+    memory.trim()
+
+
+def _growth(name: str, shape: tuple[int, ...], dtype) -> int:
+    """Bytes :func:`workspace` would newly allocate for this request (0 when it fits)."""
+    store = getattr(_ws, "bufs", None) or {}
+    buf = store.get((name, np.dtype(dtype).str))
+    need = int(np.prod(shape))
+    have = 0 if buf is None else buf.size
+    return 0 if need <= have else need * np.dtype(dtype).itemsize
 
 
 def _check_cols(x: np.ndarray, kh: int, kw: int, ho: int, wo: int, fn: str) -> tuple[int, int]:
@@ -122,8 +138,30 @@ def forward(im2col: Callable, x, w, b, stride, padding, dilation, groups):
     o, cg, kh, kw = w.shape
     ho = _out_size(h, kh, stride[0], padding[0], dilation[0])
     wo = _out_size(wd, kw, stride[1], padding[1], dilation[1])
-    w2 = w.reshape(o, -1)
+    w2 = w.reshape(o, cg * kh * kw)
+    rows, out_bytes = c * kh * kw, n * o * ho * wo * x.itemsize
+    single = _images_per_chunk(n, rows * ho * wo * x.itemsize, True) == 1
+    if _pointwise(w, stride, padding, groups) or out_bytes == 0:
+        memory.check_fits("conv2d (im2col)", {"output": out_bytes})
+    else:
+        per_image = {
+            "column buffer": _growth("cols", (rows, ho * wo), x.dtype),
+            "output": out_bytes,
+        }
+        batch = {
+            "column buffer": _growth("cols", (rows, n * ho * wo), x.dtype),
+            "GEMM workspace": _growth("gemm", (o, n * ho * wo), x.dtype),
+            "output": out_bytes,
+        }
+        # the whole batch's columns and GEMM, or when they do not fit one image at a time
+        # (its GEMM writes straight into the output)
+        if not single and not memory.fits(batch):
+            single = True
+        memory.check_fits("conv2d (im2col)", per_image if single else batch)
     y = np.empty((n, o, ho, wo), dtype=x.dtype)
+    if y.size == 0 or w2.size == 0:  # an empty batch or output, or nothing to sum: PyTorch's
+        y[...] = 0 if b is None else b.reshape(1, o, 1, 1)  # empty result or the bias
+        return y
     if _pointwise(w, stride, padding, groups):
         # a 1x1 conv's columns are the image itself: y[i] = w2 @ x[i], no unfold, no copy
         matmul(w2, x.reshape(n, c, h * wd), out=y.reshape(n, o, h * wd))
@@ -131,7 +169,7 @@ def forward(im2col: Callable, x, w, b, stride, padding, dilation, groups):
             y += b.reshape(1, o, 1, 1)
         return y
     _check_cols(x, kh, kw, ho, wo, "conv2d (im2col)")
-    if _images_per_chunk(n, c * kh * kw * ho * wo * x.itemsize, True) == 1:
+    if single:
         for i in range(n):  # one image: its GEMM writes straight into y[i], no transpose
             cols = workspace("cols", (c * kh * kw, ho * wo), x.dtype)
             im2col(x[i : i + 1], cols, kh, kw, *stride, *padding, *dilation, ho, wo)
@@ -160,6 +198,25 @@ def _grouped_gemm(w2: np.ndarray, cols: np.ndarray, groups: int, out: np.ndarray
     return out
 
 
+def _fit_chunk(nb: int, x, w, rows: int, o: int, p: int, need_x: bool, need_w: bool) -> int:
+    """Images per backward chunk: ``nb``, or one at a time when the chunk's buffers and
+    the gradients would not fit in memory (MemoryError when one image does not fit)."""
+
+    def buffers(m: int) -> dict[str, int]:
+        return {
+            "column buffer": _growth("cols", (rows, m * p), x.dtype) if need_w else 0,
+            "column gradient": _growth("gcols", (rows, m * p), x.dtype) if need_x else 0,
+            "GEMM workspace": _growth("gemm", (o, m * p), x.dtype) if m > 1 else 0,
+            "input gradient": x.nbytes if need_x else 0,
+            "weight gradient": 2 * w.nbytes if need_w else 0,
+        }
+
+    if nb > 1 and not memory.fits(buffers(nb)):
+        nb = 1
+    memory.check_fits("conv2d (im2col) backward", buffers(nb))
+    return nb
+
+
 def backward(
     im2col: Callable, col2im: Callable, gy, x, w, stride, padding, dilation, groups, need_x, need_w
 ):
@@ -168,11 +225,14 @@ def backward(
     ho, wo = gy.shape[2:]
     og, k = o // groups, cg * kh * kw
     rows, p = c * kh * kw, ho * wo
+    if x.size == 0 or w.size == 0 or gy.size == 0:  # nothing flows: zero gradients
+        return (np.zeros_like(x) if need_x else None), (np.zeros_like(w) if need_w else None)
     if _pointwise(w, stride, padding, groups):
         return _pointwise_backward(gy, x, w, need_x, need_w)
     _check_cols(x, kh, kw, ho, wo, "conv2d (im2col)")
     nb = _images_per_chunk(n, rows * p * x.itemsize, False)
-    w2 = w.reshape(o, -1)
+    nb = _fit_chunk(nb, x, w, rows, o, p, need_x, need_w)
+    w2 = w.reshape(o, cg * kh * kw)
     gx = np.empty_like(x) if need_x else None
     # gw accumulated transposed, (k, og) per group: cols @ gy2.T keeps the long (n, oh, ow)
     # contraction as the first operand's rows, where OpenBLAS runs ~6x faster than

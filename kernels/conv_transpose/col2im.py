@@ -15,14 +15,15 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .. import memory
 from ..blas import matmul
-from ..conv.im2col import _cols_buffer
+from ..conv.im2col import _cols_buffer, _growth
 from .reference import out_size
 
 
 def _x2(x: np.ndarray) -> np.ndarray:
     n, c, h, w = x.shape
-    return np.ascontiguousarray(x.reshape(n, c, h * w).transpose(1, 0, 2)).reshape(c, -1)
+    return np.ascontiguousarray(x.reshape(n, c, h * w).transpose(1, 0, 2)).reshape(c, n * h * w)
 
 
 def forward(col2im: Callable, x, w, b, stride, padding, output_padding, dilation, groups):
@@ -32,7 +33,15 @@ def forward(col2im: Callable, x, w, b, stride, padding, output_padding, dilation
     o = og * groups
     ho = out_size(h, kh, stride[0], padding[0], output_padding[0], dilation[0])
     wo = out_size(wd, kw, stride[1], padding[1], output_padding[1], dilation[1])
+    out_bytes = n * o * ho * wo * x.itemsize
+    buffers = {"output": out_bytes, "input columns": x.nbytes}
+    if out_bytes and x.size:
+        buffers["column buffer"] = _growth("cols", (o * kh * kw, n * h * wd), x.dtype)
+    memory.check_fits("conv_transpose2d (col2im)", buffers)
     y = np.empty((n, o, ho, wo), dtype=x.dtype)
+    if y.size == 0 or x.size == 0:  # PyTorch's empty result, or the bias alone
+        y[...] = 0 if b is None else b.reshape(1, o, 1, 1)
+        return y
     cols = _cols_buffer(y, kh, kw, h, wd, "conv_transpose2d (col2im)")  # (o*kh*kw, n*h*w)
     x2 = _x2(x)
     w2 = w.reshape(c, k)
@@ -61,6 +70,17 @@ def backward(
     n, c, h, wd = x.shape
     _, og, kh, kw = w.shape
     cg, k = c // groups, og * kh * kw
+    if x.size == 0 or w.size == 0 or gy.size == 0:  # nothing flows: zero gradients
+        return (np.zeros_like(x) if need_x else None), (np.zeros_like(w) if need_w else None)
+    memory.check_fits(
+        "conv_transpose2d (col2im) backward",
+        {
+            "column buffer": _growth("cols", (og * groups * kh * kw, n * h * wd), gy.dtype),
+            "input gradient": 2 * x.nbytes if need_x else 0,
+            "weight gradient": 2 * w.nbytes if need_w else 0,
+            "input columns": x.nbytes if need_w else 0,
+        },
+    )
     cols = _cols_buffer(gy, kh, kw, h, wd, "conv_transpose2d (col2im)")
     im2col(gy, cols, kh, kw, *stride, *padding, *dilation, h, wd)
     w2 = w.reshape(c, k)

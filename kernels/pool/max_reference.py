@@ -31,8 +31,8 @@ def forward(x, kernel, stride, padding, dilation, out_hw):
 def backward(gy, idx, x_shape):
     n, c, h, w = x_shape
     gx = np.zeros((n * c, h * w), dtype=gy.dtype)
-    flat = idx.reshape(n * c, -1)
+    flat = idx.reshape(n * c, idx.shape[2] * idx.shape[3])  # -1 fails on an empty batch
     rows = np.repeat(np.arange(n * c), flat.shape[1]).reshape(flat.shape)
     ok = flat >= 0
-    np.add.at(gx, (rows[ok], flat[ok]), gy.reshape(n * c, -1)[ok])
+    np.add.at(gx, (rows[ok], flat[ok]), gy.reshape(flat.shape)[ok])
     return gx.reshape(x_shape)

@@ -39,8 +39,11 @@ def check_ndim(fn: str, name: str, a: np.ndarray, ndims: tuple[int, ...], layout
         fail(fn, f"{name} must be {want} {layout}, got shape {a.shape}")
 
 
+INT_MAX = 2**31 - 1  # the compiled kernels take sizes, strides and paddings as C ints
+
+
 def int_tuple(fn: str, name: str, v, n: int, minimum: int) -> tuple[int, ...]:
-    """An int or a length-``n`` sequence of ints, each >= ``minimum``."""
+    """An int or a length-``n`` sequence of ints, each >= ``minimum`` and <= ``INT_MAX``."""
     vals = (v,) * n if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else v
     try:
         vals = tuple(vals)
@@ -53,6 +56,8 @@ def int_tuple(fn: str, name: str, v, n: int, minimum: int) -> tuple[int, ...]:
     if any(x < minimum for x in vals):
         rule = "positive" if minimum == 1 else "non-negative"
         fail(fn, f"{name} must be {rule}, got {v!r}")
+    if any(x > INT_MAX for x in vals):
+        fail(fn, f"{name} must be at most {INT_MAX}, got {v!r}")
     return tuple(int(x) for x in vals)
 
 

@@ -126,7 +126,7 @@ class Dropout2d(Function):
     @staticmethod
     def backward(ctx: Context, gy):
         (keep,) = ctx.saved_arrays
-        gy2 = np.ascontiguousarray(gy).reshape(keep.shape[0], -1)
+        gy2 = np.ascontiguousarray(gy).reshape(keep.shape[0], gy.size // max(keep.shape[0], 1))
         return ctx.call.backward(ctx.mod, gy2, keep, ctx.f).reshape(ctx.shape)
 
 

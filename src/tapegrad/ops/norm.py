@@ -145,15 +145,18 @@ class BatchNorm(Function):
         b = np.zeros(c) if bias is None else bias.astype(np.float64)
         m = n * s
         if training:
-            if normalize_variance and m < 2:
+            if normalize_variance and m == 1:
                 fail(
                     "batch_norm",
                     f"training needs more than one value per channel, got input {x.shape}",
                 )
             call = BatchNormTrainCall.of(x3, normalize_variance)
             mod = tuning.resolve(ctx, call, x3, w, b, eps)
-            y, mean, invstd, var = call.forward(mod, x3, w, b, eps)
-            if running_mean is not None:
+            if m == 0:  # an empty batch: PyTorch's empty result, running statistics kept
+                y, mean, invstd, var = np.empty_like(x3), np.zeros(c), np.ones(c), np.zeros(c)
+            else:
+                y, mean, invstd, var = call.forward(mod, x3, w, b, eps)
+            if running_mean is not None and m > 0:
                 unbiased = var * (m / (m - 1)) if m > 1 else var
                 running_mean *= 1 - momentum
                 running_mean += (momentum * mean).astype(running_mean.dtype)
