@@ -59,6 +59,7 @@ class TapegradCacheLocator(_caching._SourceFileBackedLocatorMixin, _caching._Cac
         self._cache_path = str(cache_root() / self.get_suitable_cache_subpath(py_file))
 
     def get_cache_path(self) -> str:
+        """The folder this function's compiled code is cached in."""
         return self._cache_path
 
     @classmethod
