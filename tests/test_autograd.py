@@ -131,6 +131,7 @@ def test_gradcheck_requires_float64(rng):
         tg.gradcheck(lambda t: t * 2, [x])
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered in log:RuntimeWarning")
 def test_detect_anomaly_names_the_op(rng):
     x = tg.tensor([-1.0, 1.0], requires_grad=True)
     with tg.detect_anomaly(), pytest.raises(tg.AnomalyError, match="Log"):
