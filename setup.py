@@ -4,18 +4,67 @@ Every ``kernels/**/*.pyx`` becomes an optional extension ``tapegrad.kernels.<fam
 A failed compile is a warning, not an error: ``import tapegrad`` still works and the
 Cython variants report themselves unavailable (``tapegrad.kernels.variants``).
 
+The extensions link a private copy of GCC's OpenMP runtime, ``kernels/_omp/libtg-omp.so``
+(libgomp with its soname renamed), so their thread team is tapegrad's own whichever other
+library started an OpenMP runtime first (PyTorch ships its own libgomp; if it is loaded
+first, a plain ``-lgomp`` would bind tapegrad's kernels to it and to its thread policy).
+Where no libgomp can be copied the extensions link the system one as before.
+
 Environment:
   TAPEGRAD_CYTHON_BOUNDSCHECK=1   build with boundscheck/wraparound on (used by the tests)
   TAPEGRAD_NO_CYTHON=1            skip the extensions altogether
+  TAPEGRAD_SHARED_OPENMP=1        link the system libgomp instead of a private copy
 """
 
 import os
+import shutil
+import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 from setuptools import find_packages, setup
+from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).parent
+OMP_DIR = HERE / "kernels" / "_omp"
+OMP_NAME = "libtg-omp.so"  # as long as "libgomp.so.1", so the soname is patched in place
+
+
+def _private_openmp() -> Path | None:
+    """Copy the compiler's libgomp to kernels/_omp/ under its own soname; None if we cannot."""
+    if sys.platform != "linux" or os.environ.get("TAPEGRAD_SHARED_OPENMP") == "1":
+        return None
+    cc = (sysconfig.get_config_var("CC") or "gcc").split()[0]
+    try:
+        found = subprocess.run(
+            [cc, "-print-file-name=libgomp.so.1"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        data = Path(found).read_bytes()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    old, new = b"\0libgomp.so.1\0", b"\0" + OMP_NAME.encode() + b"\0"
+    if data[:4] != b"\x7fELF" or data.count(old) != 1:
+        return None
+    OMP_DIR.mkdir(exist_ok=True)
+    out = OMP_DIR / OMP_NAME
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(data.replace(old, new))
+    tmp.chmod(0o755)
+    os.replace(tmp, out)
+    return out
+
+
+class _BuildExt(build_ext):
+    """Also place the private OpenMP runtime beside the built extensions."""
+
+    def run(self):
+        super().run()
+        src = OMP_DIR / OMP_NAME
+        if src.exists() and not self.inplace:
+            dest = Path(self.build_lib) / "tapegrad" / "kernels" / "_omp"
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / OMP_NAME)
 
 
 def _packages() -> list[str]:
@@ -36,17 +85,22 @@ def _extensions() -> list:
         return []
     checked = os.environ.get("TAPEGRAD_CYTHON_BOUNDSCHECK") == "1"
     openmp = [] if sys.platform == "darwin" else ["-fopenmp"]
+    private = _private_openmp() if openmp else None
     exts = []
     for pyx in sorted((HERE / "kernels").rglob("*.pyx")):
         rel = pyx.relative_to(HERE / "kernels").with_suffix("")
         name = "tapegrad.kernels." + ".".join(rel.parts)
+        link = openmp
+        if private is not None:  # -fopenmp would add -lgomp: link the copy by name instead
+            up = "/".join([".."] * (len(rel.parts) - 1)) or "."
+            link = ["-pthread", f"-L{OMP_DIR}", f"-l:{OMP_NAME}", f"-Wl,-rpath,$ORIGIN/{up}/_omp"]
         exts.append(
             Extension(
                 name,
                 [str(pyx.relative_to(HERE))],
                 include_dirs=[np.get_include()],
                 extra_compile_args=["-O3", *openmp],
-                extra_link_args=openmp,
+                extra_link_args=link,
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
                 optional=True,
             )
@@ -66,4 +120,5 @@ setup(
     package_dir={"": "src", "tapegrad.kernels": "kernels"},
     package_data={"tapegrad.kernels": ["*.pxi", "**/*.pyx", "**/*.pxi", "*.json"]},
     ext_modules=_extensions(),
+    cmdclass={"build_ext": _BuildExt},
 )

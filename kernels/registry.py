@@ -57,7 +57,10 @@ class _Variant:
     def load(self) -> ModuleType:
         if self._module is None and self._error is None:
             try:
-                self._module = importlib.import_module(self.module_path)
+                if self.module_path.endswith("_cy"):  # Cython: bind to tapegrad's OpenMP
+                    self._module = _threads.import_extension(self.module_path)
+                else:
+                    self._module = importlib.import_module(self.module_path)
             except ImportError as exc:
                 self._error = f"{type(exc).__name__}: {exc}"
         if self._module is None:

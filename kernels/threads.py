@@ -2,29 +2,143 @@
 
 On a 2-core machine, BLAS, Numba and OpenMP each starting their own threads
 oversubscribe the cores; this module keeps them at one number.
+
+Thread policy, without touching what other libraries in the process depend on:
+
+- The Cython kernels run on tapegrad's own copy of the OpenMP runtime
+  (``_omp/libtg-omp.so``, see setup.py), loaded before the first Cython kernel with idle
+  threads that sleep (``OMP_WAIT_POLICY=PASSIVE`` in force only while it loads, unless the
+  user set that variable). A spinning OpenMP team steals the cores that the BLAS threads
+  and the other pool need next. Other libraries' OpenMP runtimes (PyTorch's, the
+  system's) keep their own policy, and importing PyTorch first no longer hands tapegrad's
+  kernels PyTorch's spinning team.
+- Numba's parallel kernels use Numba's ``workqueue`` threading layer (sleeping workers)
+  unless the user chose a layer (``NUMBA_THREADING_LAYER``) or Numba already started one:
+  its ``omp`` layer would join whichever libgomp came first, spinning or not.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
+import time
+from pathlib import Path
 
-# Idle OpenMP threads (Cython kernels, Numba's omp layer) sleep instead of spinning: on a
-# 2-core machine a spinning pool steals the cores BLAS and the other pool need next, and on
-# a shared machine it made small training steps 10-100x slower. Must be set before libgomp
-# loads; a user's explicit setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+OMP_LIB = Path(__file__).parent / "_omp" / "libtg-omp.so"
 
-_state: dict[str, object] = {"n": None, "blas": None, "applied": False}
+_state: dict[str, object] = {"n": None, "blas": None, "applied": False, "omp": None}
+
+
+def load_openmp() -> bool:
+    """Load tapegrad's private OpenMP runtime once, before any Cython kernel.
+
+    Its idle threads sleep (``PASSIVE``) unless ``OMP_WAIT_POLICY`` is set in the
+    environment; the variable is set only while the runtime initialises and removed
+    after, so no other library sees it. Returns True if the private runtime is in use
+    (False for a build linked against the system libgomp).
+    """
+    if _state["omp"] is None:
+        _state["omp"] = False
+        if OMP_LIB.exists() and sys.platform == "linux":
+            own = "OMP_WAIT_POLICY" in os.environ
+            if not own:
+                os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+            try:
+                ctypes.CDLL(str(OMP_LIB), mode=os.RTLD_LOCAL)
+                _state["omp"] = True
+            except OSError:
+                pass
+            finally:
+                if not own:
+                    del os.environ["OMP_WAIT_POLICY"]
+    return bool(_state["omp"])
+
+
+def import_extension(module_path: str):
+    """Import a Cython kernel module so that it binds to tapegrad's OpenMP runtime.
+
+    The extension resolves OpenMP's symbols in its own dependencies first
+    (``RTLD_DEEPBIND``), so a libgomp that another library loaded globally (PyTorch loads
+    its own with ``RTLD_GLOBAL``) does not capture it.
+    """
+    import importlib
+
+    if not load_openmp() or not hasattr(os, "RTLD_DEEPBIND"):
+        return importlib.import_module(module_path)
+    flags = sys.getdlopenflags()
+    sys.setdlopenflags(flags | os.RTLD_DEEPBIND)
+    try:
+        return importlib.import_module(module_path)
+    finally:
+        sys.setdlopenflags(flags)
+
+
+def _numba_layer() -> None:
+    """Prefer Numba's sleeping ``workqueue`` layer unless the user or Numba chose already."""
+    try:
+        import numba
+        from numba.np.ufunc import parallel
+    except ImportError:
+        return
+    if os.environ.get("NUMBA_THREADING_LAYER") or getattr(parallel, "_is_initialized", False):
+        return
+    if numba.config.THREADING_LAYER == "default":
+        numba.config.THREADING_LAYER = "workqueue"
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_threads(cores: int | None = None, load: float | None = None) -> int:
+    """The thread count used when neither ``set_num_threads`` nor ``TAPEGRAD_NUM_THREADS``
+    gave one: the cores this process may run on, less those other processes keep busy
+    (:func:`busy_cores`, rounded), and at least 1. Decided once, at the first kernel.
+
+    Every parallel region waits for its slowest thread; a thread that shares its core
+    with another busy process is descheduled for whole time slices, so on a busy machine
+    one thread is faster than two. ``cores`` and ``load`` default to this machine's.
+    """
+    cores = _cores() if cores is None else cores
+    if load is None:
+        load = busy_cores()
+    return max(1, min(cores, cores - int(load + 0.5)))
+
+
+def busy_cores(window: float = 0.03) -> float:
+    """How many cores other processes keep busy now: ``/proc/stat`` sampled over
+    ``window`` seconds while this thread sleeps; the 1-minute load average where there is
+    no ``/proc/stat``; 0.0 if neither can be read."""
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+        return sum(v), v[3] + v[4]  # all, idle + iowait
+
+    try:
+        t0, i0 = sample()
+        time.sleep(window)
+        t1, i1 = sample()
+        ncpu = os.cpu_count() or 1
+        return ncpu * (1.0 - (i1 - i0) / (t1 - t0)) if t1 > t0 else 0.0
+    except (OSError, ValueError):
+        try:
+            return os.getloadavg()[0]
+        except (AttributeError, OSError):
+            return 0.0
 
 
 def _default() -> int:
     env = os.environ.get("TAPEGRAD_NUM_THREADS")
     if env:
         return int(env)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    if _state.get("default") is None:  # decided once per process
+        _state["default"] = default_threads()
+    return int(_state["default"])
 
 
 def get_num_threads() -> int:
@@ -59,6 +173,7 @@ def apply() -> None:
     from threadpoolctl import threadpool_limits
 
     _state["blas"] = threadpool_limits(limits=n, user_api="blas")
+    _numba_layer()
     try:
         import numba
 
@@ -66,8 +181,7 @@ def apply() -> None:
     except ImportError:
         pass
     try:
-        from .parallel import set_omp_threads
-
-        set_omp_threads(n)
+        set_omp_threads = import_extension("tapegrad.kernels.parallel").set_omp_threads
     except ImportError:
-        pass
+        return
+    set_omp_threads(n)

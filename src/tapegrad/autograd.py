@@ -195,6 +195,11 @@ def _caller() -> str:
     return "?"
 
 
+# tapegrad.profiler's recorder while a profile() block runs (else None): it times each
+# op's forward and backward
+_profile_hook: list[Any] = [None]
+
+
 class Function:
     """An op: ``forward(ctx, *arrays, **kw) -> array`` and ``backward(ctx, grad) -> grads``.
 
@@ -239,7 +244,12 @@ class Function:
         record = is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
         needs = tuple(t is not None and t.requires_grad for t in tensors) if record else ()
         ctx = Context(needs)
-        out = cls.forward(ctx, *raw, **kwargs)
+        hook = _profile_hook[0]
+        out = (
+            cls.forward(ctx, *raw, **kwargs)
+            if hook is None
+            else hook.forward(cls, ctx, raw, kwargs)
+        )
         if _anomaly_on():
             _check_finite(out, "forward", None, cls.__name__)
         result = Tensor._from_op(out)
@@ -283,7 +293,8 @@ def backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None
             continue
         if node.freed:
             node.ctx.saved_arrays  # noqa: B018  (raises the RuntimeError)
-        in_grads = node.fn.backward(node.ctx, g)
+        hook = _profile_hook[0]
+        in_grads = node.fn.backward(node.ctx, g) if hook is None else hook.backward(node, g)
         if not isinstance(in_grads, tuple):
             in_grads = (in_grads,)
         if _anomaly_on():

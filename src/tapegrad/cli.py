@@ -81,6 +81,7 @@ _DELEGATED = {
     "experiment": ("tapegrad.experiments.cli", "reproducible experiments"),
     "export": ("tapegrad.onnx_cli", "write a trained model as an ONNX file"),
     "predict": ("tapegrad.predict", "top-k classes of PNG/JPEG images"),
+    "profile": ("tapegrad.profiler", "per-op times of one training step"),
 }
 
 

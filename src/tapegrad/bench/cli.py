@@ -185,15 +185,14 @@ def _main(args: argparse.Namespace) -> int:
     tapegrad.set_num_threads(threads)
     with_torch = args.compare == "torch"
     if with_torch:
-        try:
-            import torch
-        except ImportError:
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:  # PyTorch runs in its own process
             print(
                 "error: bench: --compare torch needs PyTorch (pip install tapegrad[torch])",
                 file=sys.stderr,
             )
             return 2
-        torch.set_num_threads(threads)
     if args.no_cache:
         K.disk_cache(False)
     if args.autotune:
@@ -213,7 +212,17 @@ def _main(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         copy_at=machine.copy_gbps_at,
     )
-    results = runner.run(cases, variants, mach, opt)
+    if with_torch:
+        from .torch_side import TorchProcess
+
+        with TorchProcess(threads) as proc:
+            side = proc.info()
+            mach["torch_threads"] = side["threads"]
+            mach["torch_blas"] = side["blas"]
+            opt.torch_proc = proc
+            results = runner.run(cases, variants, mach, opt)
+    else:
+        results = runner.run(cases, variants, mach, opt)
     elapsed = time.perf_counter() - t0
     print(report.format_table(results, mach))
     print(

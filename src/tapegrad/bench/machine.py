@@ -81,8 +81,22 @@ def _version(name: str) -> str | None:
         return None
 
 
+def _blas() -> list[dict[str, Any]]:
+    from threadpoolctl import threadpool_info
+
+    return [
+        {k: d.get(k) for k in ("internal_api", "architecture", "num_threads")}
+        for d in threadpool_info()
+        if d.get("user_api") == "blas"
+    ]
+
+
 def info(threads: int, *, quick: bool = False, with_torch: bool = False) -> dict[str, Any]:
-    """CPU model, cores, thread counts, library versions and the two measured ceilings."""
+    """CPU model, cores, thread counts, library versions, the BLAS kernels that run
+    (threadpoolctl's ``internal_api``/``architecture``) and the two measured ceilings.
+
+    PyTorch's side (``torch_threads``, ``torch_blas``) is filled in by the caller from
+    PyTorch's own process; ``with_torch`` is kept for callers that pass it."""
     import tapegrad
     import tapegrad.kernels as K
 
@@ -106,10 +120,7 @@ def info(threads: int, *, quick: bool = False, with_torch: bool = False) -> dict
         out["numba_threads"] = numba.get_num_threads()
     except ImportError:
         pass
-    if with_torch:
-        import torch
-
-        out["torch_threads"] = torch.get_num_threads()
+    out["blas"] = _blas()
     n = 1024 if quick else 2048
     out["gemm_gflops"] = gemm_gflops(n, 3)
     out["gemm_n"] = n

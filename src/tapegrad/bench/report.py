@@ -46,7 +46,18 @@ def machine_line(machine: dict) -> str:
         f"{machine.get('gemm_n')}^2), copy {machine.get('copy_gbps', 0):.1f} GB/s "
         f"(np.copyto); numpy {v.get('numpy')}, numba {v.get('numba')}, cython {v.get('cython')}"
         + (f", torch {v.get('torch')}" if machine.get("torch_threads") else "")
+        + _blas_note(machine)
     )
+
+
+def _blas_note(machine: dict) -> str:
+    def kinds(libs: list[dict] | None) -> str:
+        return "/".join(sorted({f"{b['internal_api']} {b['architecture']}" for b in libs or []}))
+
+    note = f"; BLAS {kinds(machine['blas'])}" if machine.get("blas") else ""
+    if machine.get("torch_blas"):
+        note += f" (PyTorch's process: {kinds(machine['torch_blas'])})"
+    return note
 
 
 def format_table(results: list[dict], machine: dict) -> str:

@@ -10,12 +10,14 @@ Then for each variant:
    compared with the reference: a fast wrong kernel shows as wrong, not as fast;
 2. per direction (``forward``, ``backward``, ``both``): one more untimed warm-up, then
    ``repeat`` timed samples, taken round-robin over the variants and PyTorch so that load
-   from other processes falls on all of them alike. Each round starts one variant later
-   than the last, so every variant follows every other equally often: a slow kernel
-   evicts the caches its successor then refills, and a fixed order would bill that to the
-   same successor every round. A sample is one call, or with ``burst > 1`` the median of
-   that many back-to-back calls (steadier for sub-millisecond kernels). ``backward`` times
-   ``y.backward(gy)`` alone: its forward runs untimed before each sample.
+   from other processes falls on all of them alike. PyTorch runs in a process of its own
+   at its own defaults (``torch_side``), with tapegrad's thread count. Each round starts
+   one variant later than the last, so every variant follows every other equally often:
+   a slow kernel evicts the caches its successor then refills, and a fixed order would
+   bill that to the same successor every round. A sample is one call, or with
+   ``burst > 1`` the median of that many back-to-back calls (steadier for
+   sub-millisecond kernels). ``backward`` times ``y.backward(gy)`` alone: its forward
+   runs untimed before each sample.
 
 ``jit_s`` = ``first_s`` minus the steady forward + backward time: the one-off cost, never
 mixed into the medians.
@@ -55,6 +57,8 @@ class Options:
     burst: int = 1  # calls per sample; a sample is their median
     # bytes -> GB/s of a copy that size (machine.copy_gbps_at); None: the DRAM figure
     copy_at: Callable[[int], float] | None = None
+    # PyTorch's process (torch_side.TorchProcess) when compare_torch; run() starts one
+    torch_proc: Any = None
 
 
 def variants_for(op: str, wanted: list[str] | None, autotune: bool = False) -> list[str]:
@@ -276,8 +280,15 @@ def run_case(
         except Exception as exc:  # a variant that cannot run this case: report, go on
             results.append({**row0, "direction": "-", "error": f"{type(exc).__name__}: {exc}"})
             tick(variant)
-    th = _Harness(case, arrays, grad_names, gy, torch_mode=True) if opt.compare_torch else None
-    if th is not None:
+    th = None
+    own_proc = None
+    if opt.compare_torch:  # PyTorch times the same inputs in its own process
+        from .torch_side import TorchProcess
+
+        th = opt.torch_proc
+        if th is None:
+            th = own_proc = TorchProcess(machine.get("threads") or 1)
+        th.setup(case, opt.seed, opt.dtype, want_y.shape)
         for d in directions:
             th.timings(d, 0)
 
@@ -303,6 +314,8 @@ def run_case(
                 times.setdefault(("torch", d), []).append(float(np.median(burst)))
     if th is not None:
         tick("torch")
+    if own_proc is not None:
+        own_proc.close()
 
     for variant, _h, row0 in entries:
         if variant in errors:
@@ -368,6 +381,13 @@ def run(
     """Time every case with its op's variants; a tqdm bar on stderr while it runs."""
     from tqdm import tqdm
 
+    if opt.compare_torch and opt.torch_proc is None:
+        from dataclasses import replace
+
+        from .torch_side import TorchProcess
+
+        with TorchProcess(machine.get("threads") or 1) as proc:
+            return run(cases, variants, machine, replace(opt, torch_proc=proc))
     total = sum(len(variants[c.op]) + (1 if opt.compare_torch else 0) for c in cases)
     bar = tqdm(
         total=total,

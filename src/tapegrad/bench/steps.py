@@ -1,0 +1,226 @@
+"""Training-step timing, one framework per process, as a user would measure it.
+
+``python -m tapegrad.bench.steps --side {tapegrad,torch} --model NAME`` runs one zoo model
+(or its ``torch.nn`` twin) for a few warm-up steps and then times ``--steps`` training
+steps (forward, loss, backward, SGD with momentum; batch 64 of random images), and prints
+one JSON line: the step times, the thread count and the BLAS library that ran
+(threadpoolctl's ``internal_api`` and ``architecture``). Each framework runs at its own
+defaults except the thread count (``--threads``), so nothing one framework sets up changes
+the other. :func:`run_rounds` starts these processes alternately and collects them;
+``benchmarks/train_vs_torch.py`` and ``benchmarks/import_order.py`` print the tables.
+
+``--torch-first`` (tapegrad side): import PyTorch and run one PyTorch op before importing
+tapegrad, as a notebook that uses both does. ``--backend numba`` / ``cython`` forces every
+op to that backend's variant instead of ``auto``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+#: environment variables that pin OpenBLAS to one kernel family on some machines; the
+#: benchmark processes run without them unless asked (``keep_pin``), as on a user's machine
+PIN_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+_WIDTH = {"vgg_small": 32, "mobilenet_small": 32, "resnet8": 16, "conv_autoencoder": 16}
+
+
+def _blas() -> list[dict[str, Any]]:
+    from threadpoolctl import threadpool_info
+
+    return [
+        {k: d.get(k) for k in ("internal_api", "architecture", "num_threads", "version")}
+        for d in threadpool_info()
+        if d.get("user_api") == "blas"
+    ]
+
+
+def _force_backend(backend: str) -> None:
+    import tapegrad.kernels as K
+
+    choices = {}
+    for op in K.ops():
+        names = [v for v in K.variants(op) if v.endswith("-" + backend)]
+        names.sort(key=lambda v: not v.startswith(("im2col", "col2im")))
+        if names:
+            choices[op] = names[0]
+    os.environ["TAPEGRAD_KERNELS"] = ",".join(f"{k}={v}" for k, v in choices.items())
+
+
+def _time(step, warmup: int, steps: int) -> tuple[float, list[float]]:
+    t0 = time.perf_counter()
+    step()
+    first = time.perf_counter() - t0
+    for _ in range(warmup):
+        step()
+    out = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        out.append(time.perf_counter() - t0)
+    return first, out
+
+
+def tapegrad_steps(
+    model: str,
+    *,
+    threads: int,
+    batch: int = 64,
+    warmup: int = 3,
+    steps: int = 20,
+    torch_first: bool = False,
+    backend: str = "auto",
+) -> dict[str, Any]:
+    """Time ``steps`` tapegrad training steps of zoo ``model`` in this process."""
+    if torch_first:
+        import torch
+
+        torch.set_num_threads(threads)
+        a = torch.randn(64, 3, 16, 16)
+        torch.nn.functional.conv2d(a, torch.randn(8, 3, 3, 3)).sum()
+    import numpy as np
+
+    import tapegrad as tg
+    import tapegrad.nn.functional as F
+    from tapegrad import optim, zoo
+
+    if backend != "auto":
+        _force_backend(backend)
+    tg.set_num_threads(threads)
+    side = zoo.DEFAULT_INPUT[model]
+    tg.manual_seed(0)
+    net = zoo.get_model(model)
+    rng = np.random.default_rng(0)
+    x = tg.Tensor(rng.random((batch, 1, side, side)).astype(np.float32))
+    y = rng.integers(0, 10, batch)
+    recon = model == "conv_autoencoder"
+    opt = optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    net.train()
+
+    def step():
+        opt.zero_grad()
+        out = net(x)
+        loss = F.mse_loss(out, x) if recon else F.cross_entropy(out, y)
+        loss.backward()
+        opt.step()
+
+    first, ts = _time(step, warmup, steps)
+    return {"side": "tapegrad", "first_s": first, "steps_s": ts, "threads": threads}
+
+
+def torch_steps(
+    model: str, *, threads: int, batch: int = 64, warmup: int = 3, steps: int = 20
+) -> dict[str, Any]:
+    """Time ``steps`` PyTorch training steps of zoo ``model``'s ``torch.nn`` twin."""
+    import numpy as np
+    import torch
+
+    from tapegrad import zoo
+    from tapegrad.zoo_torch import torch_model
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    side = zoo.DEFAULT_INPUT[model]
+    kwargs: dict[str, Any] = {"input_size": side}
+    if model in _WIDTH:
+        kwargs["width"] = _WIDTH[model]
+    net = torch_model(model, **kwargs)
+    rng = np.random.default_rng(0)
+    x = torch.tensor(rng.random((batch, 1, side, side)).astype(np.float32))
+    y = torch.tensor(rng.integers(0, 10, batch))
+    recon = model == "conv_autoencoder"
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    net.train()
+    fn = torch.nn.functional
+
+    def step():
+        opt.zero_grad()
+        out = net(x)
+        loss = fn.mse_loss(out, x) if recon else fn.cross_entropy(out, y)
+        loss.backward()
+        opt.step()
+
+    first, ts = _time(step, warmup, steps)
+    return {"side": "torch", "first_s": first, "steps_s": ts, "threads": threads}
+
+
+def worker_env(*, keep_pin: bool = False) -> dict[str, str]:
+    """The environment of a benchmark process: this one's, less the OpenBLAS pin."""
+    env = dict(os.environ)
+    if not keep_pin:
+        for k in PIN_VARS:
+            env.pop(k, None)
+    return env
+
+
+def run_one(
+    side: str,
+    model: str,
+    *,
+    threads: int,
+    batch: int = 64,
+    warmup: int = 3,
+    steps: int = 20,
+    torch_first: bool = False,
+    backend: str = "auto",
+    keep_pin: bool = False,
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run one worker process and return its JSON result (with ``median_s`` added)."""
+    cmd = [sys.executable, "-m", "tapegrad.bench.steps", "--side", side, "--model", model]
+    cmd += ["--threads", str(threads), "--batch", str(batch)]
+    cmd += ["--warmup", str(warmup), "--steps", str(steps), "--backend", backend]
+    if torch_first:
+        cmd.append("--torch-first")
+    env = worker_env(keep_pin=keep_pin)
+    env.update(extra_env or {})
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"benchmark worker {' '.join(cmd)} failed:\n{out.stderr}")
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res["median_s"] = statistics.median(res["steps_s"])
+    return res
+
+
+def summarize(medians: list[float]) -> dict[str, float]:
+    """Median of the per-round medians and their spread (max - min) relative to it."""
+    m = statistics.median(medians)
+    return {"median_ms": 1e3 * m, "spread": (max(medians) - min(medians)) / m, "n": len(medians)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--side", choices=["tapegrad", "torch"], required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--threads", type=int, required=True)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--torch-first", action="store_true")
+    ap.add_argument("--backend", choices=["auto", "numba", "cython"], default="auto")
+    a = ap.parse_args(argv)
+    if a.side == "torch":
+        res = torch_steps(a.model, threads=a.threads, batch=a.batch, warmup=a.warmup, steps=a.steps)
+    else:
+        res = tapegrad_steps(
+            a.model,
+            threads=a.threads,
+            batch=a.batch,
+            warmup=a.warmup,
+            steps=a.steps,
+            torch_first=a.torch_first,
+            backend=a.backend,
+        )
+    res["blas"] = _blas()
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,309 @@
+"""Where a training step's time goes: each op's forward and backward, and Python between them.
+
+    import tapegrad as tg
+    from tapegrad.profiler import profile
+
+    with profile() as prof:
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+    print(prof.table())
+
+While the block runs, every op (each ``tapegrad.Function`` call) is timed in its forward
+and in its backward, with the kernel variant it ran (what ``auto`` chose, or what
+``kernels.use`` forced). The table lists the ops in tape order: forward ms, backward ms,
+their share of the block's wall time and the variant. Below it: the sum over ops, the
+wall time, and the rest, "Python between kernels" (optimizer, tensor bookkeeping, the
+tape walk, argument checks). ``dispatch`` is the time inside ``Function.apply`` around the
+forward (building the tape node, the output Tensor), per op on average.
+
+From the command line, ``python -m tapegrad profile MODEL`` profiles one training step
+of a zoo model (batch 64, SGD with momentum, after warm-up steps); ``--compare torch`` adds
+PyTorch's own profiler view (``torch.profiler``) of the same network, run in a process of
+its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import autograd
+
+
+@dataclass
+class OpRecord:
+    """One op of the profiled block: its name, output shape, variant(s), times (seconds)."""
+
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    variant: str
+    forward_s: float
+    apply_s: float = 0.0  # the whole Function.apply call, forward included
+    backward_s: float = 0.0
+    hook_s: float = 0.0  # the profiler's own work around the forward (left out of the totals)
+
+
+@dataclass
+class Profile:
+    """Per-op timings of one ``profile()`` block; :meth:`table` formats them."""
+
+    ops: list[OpRecord] = field(default_factory=list)
+    wall_s: float = 0.0
+    _by_ctx: dict[int, OpRecord] = field(default_factory=dict)
+
+    # --- hooks called by autograd ---------------------------------------------------------
+    def forward(self, cls: type, ctx: Any, raw: list, kwargs: dict) -> Any:
+        import tapegrad.kernels as K
+
+        h0 = time.perf_counter()
+        with K.record() as calls:
+            t0 = time.perf_counter()
+            out = cls.forward(ctx, *raw, **kwargs)
+            dt = time.perf_counter() - t0
+        training = bool(ctx.needs_input_grad) and any(ctx.needs_input_grad)
+        names = [K.resolved_name(op, sig, training=training) for op, sig in calls]
+        variant = ",".join(dict.fromkeys(f"{op}:{n}" for (op, _), n in zip(calls, names)))
+        rec = OpRecord(len(self.ops), cls.__name__, tuple(getattr(out, "shape", ())), variant, dt)
+        self.ops.append(rec)
+        self._by_ctx[id(ctx)] = rec
+        rec.hook_s = time.perf_counter() - h0 - dt  # the profiler's own bookkeeping
+        return out
+
+    def backward(self, node: Any, g: Any) -> Any:
+        t0 = time.perf_counter()
+        out = node.fn.backward(node.ctx, g)
+        dt = time.perf_counter() - t0
+        rec = self._by_ctx.get(id(node.ctx))
+        if rec is None:  # an op recorded before the block started
+            rec = OpRecord(len(self.ops), node.fn.__name__, (), "", 0.0)
+            self.ops.append(rec)
+            self._by_ctx[id(node.ctx)] = rec
+        rec.backward_s += dt
+        return out
+
+    # --- results --------------------------------------------------------------------------
+    @property
+    def kernel_s(self) -> float:
+        """Seconds inside op forwards and backwards."""
+        return sum(r.forward_s + r.backward_s for r in self.ops)
+
+    @property
+    def overhead_s(self) -> float:
+        """Seconds the profiler itself spent (variant look-ups, records)."""
+        return sum(r.hook_s for r in self.ops)
+
+    @property
+    def python_s(self) -> float:
+        """Seconds of the block outside any op's forward or backward (and the profiler)."""
+        return max(0.0, self.wall_s - self.kernel_s - self.overhead_s)
+
+    def table(self, top: int | None = None) -> str:
+        """The per-op table (tape order; ``top``: only the slowest ``top`` ops) and totals."""
+        wall = max(self.wall_s - self.overhead_s, 1e-12)
+        rows = self.ops
+        if top is not None:
+            keep = set(
+                id(r)
+                for r in sorted(rows, key=lambda r: r.forward_s + r.backward_s, reverse=True)[:top]
+            )
+            rows = [r for r in rows if id(r) in keep]
+        head = (
+            f"{'#':>3}  {'op':<22} {'output':<18} {'fwd ms':>8} {'bwd ms':>8} {'share':>6}  variant"
+        )
+        lines = [head, "-" * len(head)]
+        for r in rows:
+            share = (r.forward_s + r.backward_s) / wall
+            shape = "x".join(map(str, r.shape)) or "-"
+            lines.append(
+                f"{r.index:>3}  {r.name[:22]:<22} {shape[:18]:<18} {1e3 * r.forward_s:8.3f} "
+                f"{1e3 * r.backward_s:8.3f} {share:6.1%}  {r.variant or '-'}"
+            )
+        fwd = sum(r.forward_s for r in self.ops)
+        bwd = sum(r.backward_s for r in self.ops)
+        n = max(1, len(self.ops))
+        dispatch = sum(max(0.0, r.apply_s - r.forward_s - r.hook_s) for r in self.ops) / n
+        lines += [
+            "",
+            f"ops: {len(self.ops)}; forward {1e3 * fwd:.2f} ms, backward {1e3 * bwd:.2f} ms "
+            f"({self.kernel_s / wall:.0%} of the block)",
+            f"Python between kernels: {1e3 * self.python_s:.2f} ms ({self.python_s / wall:.0%}); "
+            f"dispatch around each forward: {1e6 * dispatch:.1f} us per op",
+            f"wall time of the block: {1e3 * self.wall_s:.2f} ms, of which the profiler's own "
+            f"bookkeeping {1e3 * self.overhead_s:.2f} ms (left out above)",
+        ]
+        return "\n".join(lines)
+
+
+class _Hook:
+    """Adapter installed in autograd: times forwards/backwards into a Profile."""
+
+    def __init__(self, prof: Profile) -> None:
+        self.prof = prof
+
+    def forward(self, cls: type, ctx: Any, raw: list, kwargs: dict) -> Any:
+        return self.prof.forward(cls, ctx, raw, kwargs)
+
+    def backward(self, node: Any, g: Any) -> Any:
+        return self.prof.backward(node, g)
+
+
+@contextmanager
+def profile() -> Iterator[Profile]:
+    """Time every op run inside the block (forward and backward) and the block's wall time.
+
+    Yields a :class:`Profile`; print ``prof.table()`` after the block. Blocks do not nest.
+
+    Raises
+    ------
+    RuntimeError
+        If another ``profile()`` block is already running.
+    """
+    if autograd._profile_hook[0] is not None:
+        raise RuntimeError("profile: a profile() block is already running")
+    prof = Profile()
+    orig_apply = autograd.Function.apply.__func__  # type: ignore[attr-defined]
+
+    def timed_apply(cls, *args, **kwargs):
+        n = len(prof.ops)
+        t0 = time.perf_counter()
+        out = orig_apply(cls, *args, **kwargs)
+        if len(prof.ops) > n:
+            rec = prof.ops[n]
+            rec.apply_s = time.perf_counter() - t0
+        return out
+
+    autograd._profile_hook[0] = _Hook(prof)
+    autograd.Function.apply = classmethod(timed_apply)  # type: ignore[method-assign]
+    t0 = time.perf_counter()
+    try:
+        yield prof
+    finally:
+        prof.wall_s = time.perf_counter() - t0
+        autograd.Function.apply = classmethod(orig_apply)  # type: ignore[method-assign]
+        autograd._profile_hook[0] = None
+
+
+# --- command line ---------------------------------------------------------------------------
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``tapegrad profile``."""
+    p.add_argument("model", help="a zoo model (tapegrad info --list)")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--threads", type=int, default=None, help="default: tapegrad's default")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first (JIT, caches)")
+    p.add_argument("--top", type=int, default=None, help="show only the slowest N ops")
+    p.add_argument("--compare", choices=["torch"], default=None)
+
+
+def _step_fn(name: str, batch: int):
+    import numpy as np
+
+    import tapegrad as tg
+    import tapegrad.nn.functional as F
+    from tapegrad import optim, zoo
+
+    side = zoo.DEFAULT_INPUT[name]
+    tg.manual_seed(0)
+    net = zoo.get_model(name)
+    rng = np.random.default_rng(0)
+    x = tg.Tensor(rng.random((batch, 1, side, side)).astype(np.float32))
+    y = rng.integers(0, 10, batch)
+    recon = zoo.task_of(name) == "reconstruction"
+    opt = optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    net.train()
+
+    def step() -> None:
+        opt.zero_grad()
+        out = net(x)
+        loss = F.mse_loss(out, x) if recon else F.cross_entropy(out, y)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+_TORCH_CODE = """
+import sys, time
+import numpy as np, torch
+from tapegrad import zoo
+from tapegrad.bench.steps import _WIDTH
+from tapegrad.zoo_torch import torch_model
+name, batch, threads, warmup = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+torch.set_num_threads(threads)
+side = zoo.DEFAULT_INPUT[name]
+kw = {"input_size": side, **({"width": _WIDTH[name]} if name in _WIDTH else {})}
+net = torch_model(name, **kw)
+rng = np.random.default_rng(0)
+x = torch.tensor(rng.random((batch, 1, side, side)).astype(np.float32))
+y = torch.tensor(rng.integers(0, 10, batch))
+recon = name == "conv_autoencoder"
+opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+fn = torch.nn.functional
+def step():
+    opt.zero_grad()
+    out = net(x)
+    loss = fn.mse_loss(out, x) if recon else fn.cross_entropy(out, y)
+    loss.backward()
+    opt.step()
+for _ in range(warmup):
+    step()
+with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+    t0 = time.perf_counter()
+    step()
+    wall = time.perf_counter() - t0
+print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25))
+print(f"PyTorch step under its profiler: {1e3 * wall:.2f} ms ({threads} threads)")
+"""
+
+
+def main(args: argparse.Namespace) -> int:
+    """``tapegrad profile``: one training step's per-op table (and PyTorch's with
+    ``--compare torch``). Returns the exit status."""
+    import tapegrad as tg
+    from tapegrad import zoo
+
+    if args.model not in zoo.MODELS:
+        print(
+            f"tapegrad profile: unknown model {args.model!r}; choose from {zoo.available()}",
+            file=sys.stderr,
+        )
+        return 2
+    if args.batch < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
+        print(
+            "tapegrad profile: --batch and --threads must be >= 1, --warmup >= 0", file=sys.stderr
+        )
+        return 2
+    if args.threads:
+        tg.set_num_threads(args.threads)
+    step = _step_fn(args.model, args.batch)
+    for _ in range(args.warmup):
+        step()
+    with profile() as prof:
+        step()
+    threads = tg.get_num_threads()
+    print(f"tapegrad {args.model}, batch {args.batch}, {threads} threads: one training step")
+    print(prof.table(args.top))
+    if args.compare == "torch":
+        print(f"\nPyTorch {args.model} (its own process, {threads} threads):", flush=True)
+        code = _TORCH_CODE
+        argv = [args.model, str(args.batch), str(threads), str(max(1, args.warmup))]
+        res = subprocess.run([sys.executable, "-c", code, *argv], check=False)
+        if res.returncode != 0:
+            print("tapegrad profile: the PyTorch run failed (is torch installed?)", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    parser = argparse.ArgumentParser(prog="tapegrad profile")
+    add_arguments(parser)
+    sys.exit(main(parser.parse_args()))

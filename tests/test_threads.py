@@ -1,0 +1,92 @@
+"""Thread policy: tapegrad's pools stay its own whichever library starts OpenMP first, no
+process-wide variable is left changed, and the default thread count follows the load."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tapegrad.kernels import threads
+
+
+def _run(code: str, **env: str) -> list[str]:
+    full = {**os.environ, **env}
+    for k in ("OMP_WAIT_POLICY", "NUMBA_THREADING_LAYER"):
+        if k not in env:
+            full.pop(k, None)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=full, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout.split()
+
+
+def test_default_threads_leaves_out_the_cores_others_keep_busy():
+    assert threads.default_threads(2, 0.0) == 2
+    assert threads.default_threads(2, 0.4) == 2
+    assert threads.default_threads(2, 1.0) == 1
+    assert threads.default_threads(2, 12.0) == 1
+    assert threads.default_threads(16, 4.2) == 12
+    assert threads.default_threads(1, 0.0) == 1
+
+
+def test_busy_cores_is_a_core_count():
+    busy = threads.busy_cores(0.01)
+    assert 0.0 <= busy <= (os.cpu_count() or 1) + 1e-9
+
+
+def test_env_thread_count_wins_over_the_load_default():
+    code = "import tapegrad as tg; print(tg.get_num_threads())"
+    assert _run(code, TAPEGRAD_NUM_THREADS="3") == ["3"]
+
+
+KERNELS = (
+    "import numpy as np, tapegrad as tg, tapegrad.nn.functional as F, tapegrad.kernels as K\n"
+    "tg.set_num_threads(2)\n"
+    "x = tg.randn(2, 3, 8, 8)\n"
+    "with K.use(conv2d='im2col-cython', relu='fused-cython'):\n"
+    "    F.relu(F.conv2d(x, tg.randn(4, 3, 3, 3)))\n"
+    "with K.use(conv2d='im2col-numba', relu='fused-numba'):\n"
+    "    F.relu(F.conv2d(x, tg.randn(4, 3, 3, 3)))\n"
+)
+
+
+def test_no_process_wide_variable_is_left_set():
+    code = KERNELS + "import os; print(os.environ.get('OMP_WAIT_POLICY', '-'))"
+    assert _run(code) == ["-"]
+    assert _run(code, OMP_WAIT_POLICY="ACTIVE") == ["ACTIVE"]
+
+
+def test_numba_uses_the_sleeping_workqueue_layer_unless_the_user_chose():
+    code = KERNELS + "import numba; print(numba.threading_layer())"
+    assert _run(code) == ["workqueue"]
+    assert _run(code, NUMBA_THREADING_LAYER="omp") == ["omp"]
+
+
+@pytest.mark.skipif(not threads.OMP_LIB.exists(), reason="built against the system libgomp")
+def test_cython_kernels_run_on_tapegrad_s_own_openmp_runtime():
+    code = KERNELS + (
+        "from tapegrad.kernels.parallel import get_omp_threads\n"
+        "maps = open('/proc/self/maps').read()\n"
+        "print(get_omp_threads(), 'libtg-omp.so' in maps)"
+    )
+    assert _run(code) == ["2", "True"]
+
+
+@pytest.mark.torch
+@pytest.mark.skipif(not threads.OMP_LIB.exists(), reason="built against the system libgomp")
+def test_torch_first_keeps_both_thread_teams_apart():
+    # PyTorch loads its own libgomp globally; before, tapegrad's Cython kernels bound to it
+    # (one team, PyTorch's spin policy, one thread count for both frameworks)
+    code = (
+        "import torch\n"
+        "torch.set_num_threads(1)\n"
+        "torch.ones(64, 64) @ torch.ones(64, 64)\n"
+        + KERNELS
+        + "from tapegrad.kernels.parallel import get_omp_threads\n"
+        "print(torch.get_num_threads(), get_omp_threads())"
+    )
+    assert _run(code) == ["1", "2"]
