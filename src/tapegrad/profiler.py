@@ -61,6 +61,7 @@ class Profile:
 
     # --- hooks called by autograd ---------------------------------------------------------
     def forward(self, cls: type, ctx: Any, raw: list, kwargs: dict) -> Any:
+        """Run and time ``cls.forward`` (autograd calls this inside a ``profile()`` block)."""
         import tapegrad.kernels as K
 
         h0 = time.perf_counter()
@@ -78,6 +79,7 @@ class Profile:
         return out
 
     def backward(self, node: Any, g: Any) -> Any:
+        """Run and time one tape node's backward (autograd calls this in the block)."""
         t0 = time.perf_counter()
         out = node.fn.backward(node.ctx, g)
         dt = time.perf_counter() - t0
