@@ -196,6 +196,7 @@ def summarize(medians: list[float]) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Worker entry point: time one side's steps and print them as one JSON line."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--side", choices=["tapegrad", "torch"], required=True)
     ap.add_argument("--model", required=True)
