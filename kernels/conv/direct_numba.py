@@ -18,6 +18,7 @@ from numba import njit, prange
 
 from .. import _numba_cache  # noqa: F401  (compiled cache: the user's cache folder)
 from ..depthwise.direct_numba import _col_range
+from ..memory import check_fits
 from .reference import _out_size
 
 _OB = 8  # output channels per task: one input row load feeds _OB output rows
@@ -165,13 +166,19 @@ def forward(x, w, b, stride, padding, dilation, groups):
     o, _, kh, kw = w.shape
     ho = _out_size(h, kh, stride[0], padding[0], dilation[0])
     wo = _out_size(wd, kw, stride[1], padding[1], dilation[1])
-    y = np.empty((n, o, ho, wo), dtype=x.dtype)
+    shape = (n, o, ho, wo)
+    check_fits("conv2d (direct)", {"output": int(np.prod(shape)) * x.itemsize})
+    y = np.empty(shape, dtype=x.dtype)
     bb = b if b is not None else np.zeros(1, dtype=x.dtype)
     _forward(x, w, bb, y, b is not None, groups, *stride, *padding, *dilation)
     return y
 
 
 def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
+    check_fits(
+        "conv2d (direct) backward",
+        {"input gradient": x.nbytes if need_x else 0, "weight gradient": w.nbytes if need_w else 0},
+    )
     gx = gw = None
     if need_x:
         gx = np.empty_like(x)

@@ -6,6 +6,8 @@ inside the output form one range ``[lo, hi)``, walked through raw row pointers.
 
 import numpy as np
 
+from ..memory import check_fits
+
 from .reference import cropped_nonfinite
 
 cimport openmp
@@ -141,13 +143,19 @@ def forward(x, w, b, stride, padding, output_padding, dilation, groups):
     _, og, kh, kw = w.shape
     ho = (h - 1) * stride[0] - 2 * padding[0] + dilation[0] * (kh - 1) + output_padding[0] + 1
     wo = (wd - 1) * stride[1] - 2 * padding[1] + dilation[1] * (kw - 1) + output_padding[1] + 1
-    y = np.empty((n, og * groups, ho, wo), dtype=x.dtype)
+    shape = (n, og * groups, ho, wo)
+    check_fits("conv_transpose2d (direct)", {"output": int(np.prod(shape)) * x.itemsize})
+    y = np.empty(shape, dtype=x.dtype)
     bb = b if b is not None else np.zeros(1, dtype=x.dtype)
     _forward(x, w, bb, y, b is not None, groups, *stride, *padding, *dilation)
     return y
 
 
 def backward(gy, x, w, stride, padding, output_padding, dilation, groups, need_x, need_w):
+    check_fits(
+        "conv_transpose2d (direct) backward",
+        {"input gradient": x.nbytes if need_x else 0, "weight gradient": w.nbytes if need_w else 0},
+    )
     gx = gw = None
     if need_x:
         gx = np.empty_like(x)

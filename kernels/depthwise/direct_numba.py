@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 from .. import _numba_cache  # noqa: F401  (compiled cache: the user's cache folder)
+from ..memory import check_fits
 
 
 @njit(cache=True, inline="always")
@@ -154,13 +155,19 @@ def forward(x, w, b, stride, padding, dilation, groups):
     o, _, kh, kw = w.shape
     ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
     wo = (wd + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    y = np.empty((n, o, ho, wo), dtype=x.dtype)
+    shape = (n, o, ho, wo)
+    check_fits("depthwise_conv2d (direct)", {"output": int(np.prod(shape)) * x.itemsize})
+    y = np.empty(shape, dtype=x.dtype)
     bb = b if b is not None else np.zeros(1, dtype=x.dtype)
     _forward(x, w, bb, y, b is not None, *stride, *padding, *dilation)
     return y
 
 
 def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
+    check_fits(
+        "depthwise_conv2d (direct) backward",
+        {"input gradient": x.nbytes if need_x else 0, "weight gradient": w.nbytes if need_w else 0},
+    )
     gx = gw = None
     if need_x:
         gx = np.empty_like(x)

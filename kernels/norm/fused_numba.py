@@ -202,6 +202,8 @@ def _writeable(*arrays):
 
 
 def bn_forward_train(x, w, b, eps, normalize_variance):
+    if x.shape[0] * x.shape[2] == 0:  # an empty batch: no statistics to take
+        return np.empty_like(x), np.zeros(x.shape[1]), np.ones(x.shape[1]), np.zeros(x.shape[1])
     x, w, b = _writeable(x, w, b)
     c = x.shape[1]
     y = np.empty_like(x)
@@ -235,6 +237,8 @@ def _affine(w, b, dtype):
 
 
 def row_forward(x, w, b, eps):
+    if x.shape[1] == 0:  # empty rows: no statistics to take
+        return np.empty_like(x), np.zeros(x.shape[0]), np.ones(x.shape[0])
     x, w, b = _writeable(x, w, b)
     r = x.shape[0]
     w_, b_, affine = _affine(w, b, x.dtype)

@@ -158,3 +158,28 @@ def test_clear_workspace_gives_memory_back():
     held = _rss()
     alg.clear_workspace()
     assert held - _rss() > 24 * 2**20, (held, _rss())
+
+
+def _w(*shape):
+    return tg.tensor(np.ones(shape, np.float32))
+
+
+# (op, input shape, call): each output is 256 KiB
+_DIRECT = [
+    ("conv2d", (4, 1, 16, 16), lambda x: F.conv2d(x, _w(64, 1, 3, 3), padding=1)),
+    ("depthwise_conv2d", (4, 2, 16, 16), lambda x: F.conv2d(x, _w(64, 1, 3, 3), groups=2)),
+    ("conv_transpose2d", (4, 1, 14, 14), lambda x: F.conv_transpose2d(x, _w(1, 64, 3, 3))),
+]
+
+
+@pytest.mark.parametrize("op,shape,call", _DIRECT, ids=[d[0] for d in _DIRECT])
+def test_direct_variants_refuse_an_output_that_cannot_fit(limit, op, shape, call):
+    x = tg.tensor(np.ones(shape, np.float32))
+    limit["bytes"] = 16 << 10
+    variants = [v for v in tg.kernels.variants(op) if v.startswith("direct")]
+    assert variants, op
+    for variant in variants:
+        with tg.kernels.use(**{op: variant}), pytest.raises(MemoryError) as info:
+            call(x)
+        msg = str(info.value)
+        assert msg.startswith(f"{op} (direct): needs") and "output" in msg, msg
