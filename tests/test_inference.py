@@ -162,3 +162,33 @@ def test_load_model_from_bare_state_dict_and_errors(tmp_path):
     assert not got.training
     x = np.random.default_rng(0).standard_normal((2, 3, 28, 28)).astype(np.float32)
     assert np.array_equal(eval_forward(got, x), eval_forward(lenet, x))
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 6, 6), (6, 8, 48, 48)], ids=["serial", "parallel"])
+def test_fused_relu_keeps_nan_and_negative_zero_like_the_eval_forward(shape):
+    c = shape[1]
+    model = nn.Sequential(
+        nn.Conv2d(c, c, 1, bias=True),
+        nn.BatchNorm2d(c),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(c * shape[2] * shape[3], 3),
+        nn.ReLU(),
+    )
+    model.eval()
+    with tg.no_grad():
+        model[0].weight.data[...] = np.eye(c, dtype=np.float32).reshape(c, c, 1, 1)
+        model[0].bias.data[...] = 0.0
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    x[0, 0, 0, 0] = np.nan
+    x[0, 0, 0, 1] = -0.0
+    ref = eval_forward(model, x)
+    for fold in (True, False):
+        y = inference.optimize(model, fold=fold)(x).data
+        assert np.array_equal(np.isnan(y), np.isnan(ref)) and np.isnan(y).any()
+    conv = nn.Sequential(nn.Conv2d(c, c, 1, bias=False), nn.ReLU())
+    with tg.no_grad():
+        conv[0].weight.data[...] = np.eye(c, dtype=np.float32).reshape(c, c, 1, 1)
+    y = inference.optimize(conv)(x).data
+    ref = eval_forward(conv, x)
+    assert np.isnan(y[0, 0, 0, 0]) and np.signbit(y[0, 0, 0, 1]) == np.signbit(ref[0, 0, 0, 1])

@@ -198,7 +198,7 @@ def _bias_act(y, b, relu):  # pragma: no cover - compiled
         row = y[bi, ch]
         for k in range(p):
             v = row[k] + bv
-            row[k] = v if v > 0 or not relu else 0.0
+            row[k] = 0.0 if relu and v < 0 else v  # NaN and -0.0 pass, as in F.relu
 
 
 @njit(parallel=True, cache=True)
@@ -210,7 +210,7 @@ def _bias_act_par(y, b, relu):  # pragma: no cover - compiled
         row = y[bi, ch]
         for k in range(p):
             v = row[k] + bv
-            row[k] = v if v > 0 or not relu else 0.0
+            row[k] = 0.0 if relu and v < 0 else v  # NaN and -0.0 pass, as in F.relu
 
 
 @njit(cache=True)
@@ -224,7 +224,7 @@ def _gather_bias_act(src, b, relu, y):  # pragma: no cover - compiled
         s, row = src[ch, bi], y[bi, ch]
         for k in range(p):
             v = s[k] + bv
-            row[k] = v if v > 0 or not relu else 0.0
+            row[k] = 0.0 if relu and v < 0 else v  # NaN and -0.0 pass, as in F.relu
 
 
 @njit(parallel=True, cache=True)
@@ -236,7 +236,7 @@ def _gather_bias_act_par(src, b, relu, y):  # pragma: no cover - compiled
         s, row = src[ch, bi], y[bi, ch]
         for k in range(p):
             v = s[k] + bv
-            row[k] = v if v > 0 or not relu else 0.0
+            row[k] = 0.0 if relu and v < 0 else v  # NaN and -0.0 pass, as in F.relu
 
 
 @njit(cache=True)
@@ -248,7 +248,7 @@ def _affine_act(x, scale, shift, relu, y):  # pragma: no cover - compiled
         src, row = x[bi, ch], y[bi, ch]
         for k in range(p):
             v = src[k] * a + s
-            row[k] = v if v > 0 or not relu else 0.0
+            row[k] = 0.0 if relu and v < 0 else v  # NaN and -0.0 pass, as in F.relu
 
 
 @njit(parallel=True, cache=True)
@@ -260,7 +260,7 @@ def _affine_act_par(x, scale, shift, relu, y):  # pragma: no cover - compiled
         src, row = x[bi, ch], y[bi, ch]
         for k in range(p):
             v = src[k] * a + s
-            row[k] = v if v > 0 or not relu else 0.0
+            row[k] = 0.0 if relu and v < 0 else v  # NaN and -0.0 pass, as in F.relu
 
 
 @njit(cache=True)
