@@ -49,6 +49,9 @@ class KernelCall:
     ``functional``
         the name of the ``tapegrad.nn.functional`` (and ``torch.nn.functional``) function
         that runs the op, for tables that call it by name (``bench``, the fuzz tests).
+    ``kernel_functions``
+        the functions every variant module of the op provides (the family's documented
+        interface); ``tapegrad.kernels.register`` checks a user's variant for them.
 
     Methods a subclass writes once:
 
@@ -66,6 +69,7 @@ class KernelCall:
     op: ClassVar[str] = ""
     version: ClassVar[int] = 1
     functional: ClassVar[str] = ""
+    kernel_functions: ClassVar[tuple[str, ...]] = ("forward", "backward")
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)

@@ -26,6 +26,7 @@ from ..registry import register, set_rule
 class ReluCall(KernelCall):
     """A relu call: the input's shape and dtype."""
 
+    kernel_functions: ClassVar[tuple[str, ...]] = ("relu_forward", "relu_backward")
     op: ClassVar[str] = "relu"
     functional: ClassVar[str] = "relu"
     x_shape: tuple[int, ...]

@@ -72,6 +72,7 @@ class DropoutCall(KernelCall):
 class Dropout2dCall(KernelCall):
     """A dropout2d call: x seen as (planes, H*W), dtype."""
 
+    kernel_functions: ClassVar[tuple[str, ...]] = ("channel_forward", "channel_backward")
     op: ClassVar[str] = "dropout2d"
     functional: ClassVar[str] = "dropout2d"
     x_shape: tuple[int, int]
@@ -109,6 +110,7 @@ class Dropout2dCall(KernelCall):
 class GaussianDropoutCall(KernelCall):
     """A gaussian_dropout call: the input's shape and dtype."""
 
+    kernel_functions: ClassVar[tuple[str, ...]] = ("gaussian_forward", "gaussian_backward")
     op: ClassVar[str] = "gaussian_dropout"
     functional: ClassVar[str] = "gaussian_dropout"
     x_shape: tuple[int, ...]

@@ -35,11 +35,18 @@ from typing import Any, ClassVar
 from ..calls import KernelCall, pair
 from ..registry import register, set_rule
 
+_BN_FUNCTIONS = ("bn_forward_train", "bn_forward_eval", "bn_backward")
+
 
 @dataclass(frozen=True)
 class BatchNormTrainCall(KernelCall):
     """A training-mode batch_norm call: x seen as (N, C, S), dtype, variance normalised."""
 
+    kernel_functions: ClassVar[tuple[str, ...]] = (
+        "bn_forward_train",
+        "bn_forward_eval",
+        "bn_backward",
+    )
     op: ClassVar[str] = "batch_norm"
     functional: ClassVar[str] = "batch_norm"
     training: ClassVar[bool] = True
@@ -77,6 +84,11 @@ class BatchNormTrainCall(KernelCall):
 class BatchNormEvalCall(KernelCall):
     """An eval-mode batch_norm call (an affine map per channel): x as (N, C, S), dtype."""
 
+    kernel_functions: ClassVar[tuple[str, ...]] = (
+        "bn_forward_train",
+        "bn_forward_eval",
+        "bn_backward",
+    )
     op: ClassVar[str] = "batch_norm"
     training: ClassVar[bool] = False
     x_shape: tuple[int, int, int]
@@ -107,6 +119,8 @@ def _nchw_of_ncs(shape: tuple[int, int, int]) -> dict[str, int]:
 
 class RowNormCall(KernelCall):
     """The row-norm kernel calls shared by layer norm and group norm (x seen as (R, K))."""
+
+    kernel_functions: ClassVar[tuple[str, ...]] = ("row_forward", "row_backward")
 
     def forward(self, mod: ModuleType, x2: Any, w: Any, b: Any, eps: float) -> Any:
         """(y, mean, invstd)"""

@@ -16,6 +16,8 @@ import tapegrad as tg
 import tapegrad.kernels as K
 import tapegrad.nn.functional as F
 from tapegrad.kernels import registry as R
+from tapegrad.kernels import store as S
+from tapegrad.kernels import tune as T
 
 FAKE = "fake_op_for_tests"
 
@@ -29,12 +31,12 @@ def clean(monkeypatch, tmp_path):
     K.autotune(False)
     K.disk_cache(True)
     K.clear_tuning()
-    R._disk_state.update(path=None, winners=None)
+    S.forget()
     yield tmp_path
     K.autotune(False)
     K.disk_cache(True)
     K.clear_tuning()
-    R._disk_state.update(path=None, winners=None)
+    S.forget()
     R._OPS.pop(FAKE, None)
     for name in list(sys.modules):
         if name.startswith("_tg_fake_"):
@@ -197,7 +199,7 @@ def test_autotune_judges_by_the_typical_time_not_the_luckiest(clean):
     R.register(FAKE, "steady-numba", "_tg_fake_steady")
     K.autotune(True)
     assert K.resolve(FAKE, ("fake", (2, 2)), _trial).__name__ == "_tg_fake_steady"
-    assert len(lucky_calls) >= 1 + R._TRIAL_MIN  # 1.5x apart: both stay in the running
+    assert len(lucky_calls) >= 1 + T._TRIAL_MIN  # 1.5x apart: both stay in the running
 
 
 def test_autotune_keeps_a_candidate_whose_first_calls_were_slow(clean):
@@ -264,7 +266,7 @@ def test_autotune_disk_cache_survives_the_process_cache(clean):
     assert data["winners"] == {f"{FAKE}|{sig!r}": "fast-numba"}
 
     K.clear_tuning()  # a new process: memory empty, disk cache warm
-    R._disk_state.update(path=None, winners=None)
+    S.forget()
     calls.clear()
     assert K.resolve(FAKE, sig, _trial).__name__ == "_tg_fake_fast"
     assert calls == []  # read from disk, nothing timed
@@ -282,7 +284,7 @@ def test_autotune_cache_is_keyed_by_machine(clean, monkeypatch):
     K.resolve(FAKE, ("k",), _trial)
     first = K.autotune_cache_path()
     key = {**R.machine_key(), "numba": "0.0.0-other"}
-    monkeypatch.setattr(R, "machine_key", lambda: key)
+    monkeypatch.setattr(S, "machine_key", lambda: key)
     assert K.autotune_cache_path() != first
     K.clear_tuning()
     calls.clear()

@@ -7,6 +7,7 @@ Examples::
     python -m tapegrad bench --shapes zoo:lenet5 --autotune --variants auto,im2col-numba
     python -m tapegrad bench --compare-json old.json new.json
     python -m tapegrad bench --rules-from run.json          # regenerate auto's shape rules
+    python -m tapegrad bench --plugin my_variants.py --ops conv2d --variants mine,im2col-cython
 """
 
 from __future__ import annotations
@@ -24,6 +25,28 @@ def _names(values: list[str] | None) -> list[str] | None:
     return [n.strip() for v in values for n in v.split(",") if n.strip()]
 
 
+def load_plugin_file(path: str) -> None:
+    """Run the Python file ``path`` (it registers variants with
+    ``tapegrad.kernels.register``). ValueError names the file when it is missing or fails."""
+    import importlib.util
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise ValueError(f"bench: --plugin {path}: no such file")
+    name = f"tapegrad_plugin_{file.stem}"
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"bench: --plugin {path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        raise ValueError(f"bench: --plugin {path} failed: {type(exc).__name__}: {exc}") from exc
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add bench's options to ``parser`` (used by ``tapegrad.cli`` and ``tapegrad.bench``)."""
     parser.add_argument(
@@ -38,6 +61,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="variants to time (default: every available one but reference; "
         "'auto' times the registry's choice)",
+    )
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="FILE.py",
+        help="a Python file that registers kernel variants with tapegrad.kernels.register "
+        "(repeatable); its variants are checked and timed beside the built-in ones",
     )
     parser.add_argument(
         "--shapes",
@@ -164,6 +195,8 @@ def _main(args: argparse.Namespace) -> int:
             print(f"wrote auto's shape rules to {path}")
             return 0
 
+        for path in args.plugin:
+            load_plugin_file(path)
         ops = C.resolve_ops(_names(args.ops))
         wanted = _names(args.variants)
         runner.check_variant_names(ops, wanted)

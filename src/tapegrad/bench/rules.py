@@ -4,7 +4,8 @@ For each op: the winner of every benchmarked case (fastest median of ``both``, e
 ``forward``; only variants that agreed with ``reference``), keyed by the op's call
 signature and its size (log2 of the element count), and an overall order of the variants
 (most wins first, then the geometric mean of the time relative to each case's winner).
-``tapegrad.kernels`` reads the file (``kernels/auto_rules.json``): an exact signature
+``tapegrad.kernels`` reads the file (``tapegrad.kernels.rules_path()``, in the user's cache
+folder, one per machine key): an exact signature
 match takes that case's winner, any other call the winner of the case nearest in size.
 """
 
@@ -75,6 +76,7 @@ def write_rules(doc: dict, path: str | Path | None = None) -> Path:
         new["ops"] = {**old.get("ops", {}), **new["ops"]}
     except (OSError, ValueError, AttributeError):
         pass
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")
     tmp.write_text(json.dumps(new, indent=1) + "\n")
     tmp.replace(target)

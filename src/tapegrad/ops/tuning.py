@@ -22,10 +22,16 @@ from tapegrad.kernels.calls import KernelCall
 
 from ..autograd import Context
 
+_ready = [False]
+
 
 def resolve(ctx: Context, call: KernelCall, *inputs: Any) -> ModuleType:
     """The variant module for ``call`` with input arrays ``inputs`` (as ``call.forward``
-    takes them)."""
+    takes them). The first call applies the kernels' process settings
+    (:func:`tapegrad.kernels.init`) before any kernel runs."""
+    if not _ready[0]:
+        K.init()
+        _ready[0] = True
     training = call.has_backward() and any(ctx.needs_input_grad)
     trial = call.trial(inputs, ctx.needs_input_grad, training)
     return K.resolve(call.op, call, trial, training=training)
