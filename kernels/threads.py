@@ -12,9 +12,11 @@ Thread policy, without touching what other libraries in the process depend on:
   and the other pool need next. Other libraries' OpenMP runtimes (PyTorch's, the
   system's) keep their own policy, and importing PyTorch first no longer hands tapegrad's
   kernels PyTorch's spinning team.
-- Numba's parallel kernels use Numba's ``workqueue`` threading layer (sleeping workers)
-  unless the user chose a layer (``NUMBA_THREADING_LAYER``) or Numba already started one:
-  its ``omp`` layer would join whichever libgomp came first, spinning or not.
+- Numba's parallel kernels run on the threading layer Numba itself picks. The layer is one
+  per process and other Numba code depends on it, so tapegrad leaves it alone: its
+  ``workqueue`` layer would let idle workers sleep, but it aborts the whole process when two
+  Python threads launch parallel kernels at once. Choose a layer with
+  ``NUMBA_THREADING_LAYER`` if you need one.
 """
 
 from __future__ import annotations
@@ -72,19 +74,6 @@ def import_extension(module_path: str):
         return importlib.import_module(module_path)
     finally:
         sys.setdlopenflags(flags)
-
-
-def _numba_layer() -> None:
-    """Prefer Numba's sleeping ``workqueue`` layer unless the user or Numba chose already."""
-    try:
-        import numba
-        from numba.np.ufunc import parallel
-    except ImportError:
-        return
-    if os.environ.get("NUMBA_THREADING_LAYER") or getattr(parallel, "_is_initialized", False):
-        return
-    if numba.config.THREADING_LAYER == "default":
-        numba.config.THREADING_LAYER = "workqueue"
 
 
 def _cores() -> int:
@@ -173,7 +162,6 @@ def apply() -> None:
     from threadpoolctl import threadpool_limits
 
     _state["blas"] = threadpool_limits(limits=n, user_api="blas")
-    _numba_layer()
     try:
         import numba
 

@@ -60,10 +60,29 @@ def test_no_process_wide_variable_is_left_set():
     assert _run(code, OMP_WAIT_POLICY="ACTIVE") == ["ACTIVE"]
 
 
-def test_numba_uses_the_sleeping_workqueue_layer_unless_the_user_chose():
-    code = KERNELS + "import numba; print(numba.threading_layer())"
-    assert _run(code) == ["workqueue"]
+def test_numba_threading_layer_is_left_to_numba_and_the_user():
+    code = KERNELS + "import numba; print(numba.config.THREADING_LAYER)"
+    assert _run(code) == ["default"]
     assert _run(code, NUMBA_THREADING_LAYER="omp") == ["omp"]
+
+
+def test_numba_kernels_called_from_several_threads_at_once_complete():
+    # a layer that is not threadsafe (workqueue) aborts the process here
+    code = (
+        "import threading, tapegrad as tg, tapegrad.nn.functional as F, tapegrad.kernels as K\n"
+        "tg.set_num_threads(2)\n"
+        "x, w = tg.randn(4, 4, 16, 16), tg.randn(8, 4, 3, 3)\n"
+        "def run():\n"
+        "    with K.use(conv2d='direct-numba', relu='fused-numba'):\n"
+        "        for _ in range(10):\n"
+        "            F.relu(F.conv2d(x, w, padding=1))\n"
+        "run()\n"
+        "ts = [threading.Thread(target=run) for _ in range(4)]\n"
+        "[t.start() for t in ts]\n"
+        "[t.join() for t in ts]\n"
+        "print('done')\n"
+    )
+    assert _run(code) == ["done"]
 
 
 @pytest.mark.skipif(not threads.OMP_LIB.exists(), reason="built against the system libgomp")
