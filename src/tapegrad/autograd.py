@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator
@@ -297,18 +296,22 @@ def backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None
         in_grads = node.fn.backward(node.ctx, g) if hook is None else hook.backward(node, g)
         if not isinstance(in_grads, tuple):
             in_grads = (in_grads,)
+        owned = [isinstance(ig, Fresh) for ig in in_grads]
+        in_grads = [ig.array if isinstance(ig, Fresh) else ig for ig in in_grads]
         if _anomaly_on():
             for ig in in_grads:
                 _check_finite(ig, "backward", node, node.fn.__name__)
-        in_grads = list(in_grads)
         for i, t in enumerate(node.inputs[: len(in_grads)]):
-            ig, in_grads[i] = in_grads[i], None  # drop the list's reference: see _sole_owner
+            ig = in_grads[i]
             if t is None or ig is None:
                 continue
-            ig = _unbroadcast(np.asarray(ig, dtype=t.data.dtype), t.data.shape)
+            made = np.asarray(ig, dtype=t.data.dtype)
+            made = _unbroadcast(made, t.data.shape)
+            # a dtype conversion or a sum over broadcast axes made a new array: ours too
+            own = owned[i] or (made is not ig and not np.may_share_memory(made, ig))
+            ig = made
             if t._node is None:
-                owned = _sole_owner(ig)  # own statement: ig on the call stack adds a reference
-                _accumulate_leaf(t, ig, owned=owned)
+                _accumulate_leaf(t, ig, owned=own)
             else:
                 key = id(t._node)
                 grads[key] = grads[key] + ig if key in grads else ig
@@ -316,49 +319,31 @@ def backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None
             node.free()
 
 
-def _refs(ig: np.ndarray) -> tuple[int, int]:
-    """References to ``ig`` and, when ``ig`` is a view, to its base (-1 if none)."""
-    base = ig.base
-    return sys.getrefcount(ig), -1 if base is None else sys.getrefcount(base)
+class Fresh:
+    """A gradient a backward has just allocated and holds nowhere else, so the tape may
+    hand it to a leaf's ``.grad`` without a copy: ``return Fresh(gw)`` (or ``fresh(gw)``).
+
+    Ownership is stated by the code that made the array, never guessed: an unmarked
+    gradient (the incoming ``grad`` passed through, a saved array, one array returned for
+    two inputs) is copied before a leaf keeps it.
+    """
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
 
 
-def _probe_via(ig: np.ndarray) -> tuple[int, int]:
-    return _refs(ig)  # the same call depth as _sole_owner's
-
-
-def _probe_refs() -> tuple[int, int]:
-    # a fresh gradient held as backward() holds one (a local), viewed as ops return it
-    ig = np.empty(2).reshape(1, 2)
-    return _probe_via(ig)
-
-
-# References a fresh gradient (and the base of a fresh view) has when backward() asks
-# _sole_owner about it: interpreter-dependent, so measured the same way, not assumed.
-_SOLE_REFS = _probe_refs()
-
-
-def _plain_base(ig: np.ndarray) -> bool:
-    # no local for the base here: it would count as one more reference in _refs
-    return ig.base is None or (isinstance(ig.base, np.ndarray) and ig.base.base is None)
-
-
-def _sole_owner(ig: np.ndarray) -> bool:
-    """True when nothing but the caller's local holds ``ig`` (and, for a reshaped view,
-    nothing but ``ig`` holds its base): a gradient a backward just allocated, which a leaf
-    may keep without a copy. A gradient passed through from elsewhere (the incoming grad, a
-    saved array, one array handed to two inputs, a view of a live array) has more references
-    and is copied."""
-    if not (ig.flags.writeable and ig.flags.c_contiguous):
-        return False
-    if not _plain_base(ig):
-        return False
-    refs, base_refs = _refs(ig)
-    return refs <= _SOLE_REFS[0] and base_refs <= _SOLE_REFS[1]
+def fresh(array: np.ndarray | None) -> Fresh | None:
+    """Mark ``array`` as a fresh gradient (see :class:`Fresh`); None stays None."""
+    return None if array is None else Fresh(array)
 
 
 def _accumulate_leaf(t: Tensor, g: np.ndarray, owned: bool = False) -> None:
+    """Add ``g`` to leaf ``t``'s gradient; a first gradient is kept as is only when the
+    backward that made it said it owns it (:class:`Fresh`), else copied."""
     if t._grad is None:
-        if owned and g.dtype == t.data.dtype:
+        if owned and g.dtype == t.data.dtype and g.flags.writeable:
             t._grad = g  # a fresh array only this tape held: no copy needed
         else:
             t._grad = np.array(g, dtype=t.data.dtype, copy=True)

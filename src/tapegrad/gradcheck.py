@@ -45,7 +45,7 @@ def gradcheck(
     for i, t in enumerate(inputs):
         if not (isinstance(t, Tensor) and t.requires_grad):
             continue
-        analytic = np.zeros_like(t.data) if t._grad is None else t._grad
+        analytic = np.zeros_like(t.data) if t.grad_data is None else t.grad_data
         numeric = np.zeros_like(t.data)
         flat = t.data.reshape(-1)
         for k in range(flat.size):

@@ -99,6 +99,29 @@ class Tensor:
         self._grad = None if value is None else _as_array(value, self.data.dtype)
 
     @property
+    def grad_data(self) -> np.ndarray | None:
+        """The accumulated gradient as the NumPy array itself (no copy, no Tensor), or None:
+        the accessor for optimisers, gradient clipping and data-parallel code.
+
+        Assigning stores an ndarray of this tensor's shape and dtype as it is (no copy: the
+        caller hands it over), or None to clear. A ValueError names a wrong shape, a
+        TypeError a wrong type or dtype.
+        """
+        return self._grad
+
+    @grad_data.setter
+    def grad_data(self, value: np.ndarray | None) -> None:
+        if value is not None:
+            if not isinstance(value, np.ndarray) or value.dtype != self.data.dtype:
+                got = value.dtype if isinstance(value, np.ndarray) else type(value).__name__
+                raise TypeError(
+                    f"grad_data: expected an ndarray of dtype {self.data.dtype}, got {got}"
+                )
+            if value.shape != self.data.shape:
+                raise ValueError(f"grad_data: expected shape {self.data.shape}, got {value.shape}")
+        self._grad = value
+
+    @property
     def is_leaf(self) -> bool:
         """True if no recorded op made this tensor (created by the user, or under ``no_grad``)."""
         return self._node is None

@@ -302,7 +302,7 @@ def _allreduce_mean(comm: Any, buckets: list[_Bucket]) -> float:
     inv = 1.0 / comm.Get_size()
     for b in buckets:
         for p, off, n in b.grads:
-            g = p._grad
+            g = p.grad_data
             if g is None:
                 b.flat[off : off + n] = 0
             else:
@@ -318,7 +318,7 @@ def _allreduce_mean(comm: Any, buckets: list[_Bucket]) -> float:
         for p, off, n in b.grads:
             # the grad becomes a view of the bucket: no copy; the next pack reads
             # it before overwriting the same memory
-            p._grad = b.flat[off : off + n].reshape(p.shape)
+            p.grad_data = b.flat[off : off + n].reshape(p.shape)
         for t, off, n in b.buffers:
             t.data[...] = b.flat[off : off + n].reshape(t.shape)
     return dt

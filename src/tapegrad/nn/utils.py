@@ -17,7 +17,7 @@ def _with_grads(fn: str, parameters: Tensor | Iterable[Tensor]) -> list[Tensor]:
     for i, p in enumerate(params):
         if not isinstance(p, Tensor):
             raise TypeError(f"{fn}: parameter {i} is a {type(p).__name__}, not a Tensor")
-    return [p for p in params if p._grad is not None]
+    return [p for p in params if p.grad_data is not None]
 
 
 def clip_grad_norm_(
@@ -55,13 +55,14 @@ def clip_grad_norm_(
         raise ValueError(f"{fn}: norm_type must be positive (or inf), got {norm_type}")
     if not params:
         return Tensor(np.array(0.0, np.float32))
-    dtype = np.result_type(*[p._grad.dtype for p in params])
+    dtype = np.result_type(*[p.grad_data.dtype for p in params])
     if math.isinf(norm_type):
-        norms = [np.abs(p._grad).max(initial=0.0) for p in params]
+        norms = [np.abs(p.grad_data).max(initial=0.0) for p in params]
         total = np.asarray(max(norms), dtype)
     else:
         norms = [
-            np.linalg.norm(p._grad.ravel(), ord=norm_type) if p._grad.size else 0.0 for p in params
+            np.linalg.norm(p.grad_data.ravel(), ord=norm_type) if p.grad_data.size else 0.0
+            for p in params
         ]
         total = np.asarray(np.linalg.norm(np.asarray(norms, np.float64), ord=norm_type), dtype)
     if error_if_nonfinite and not np.isfinite(total):
@@ -71,7 +72,7 @@ def clip_grad_norm_(
         )
     coef = min(max_norm / (float(total) + 1e-6), 1.0)
     for p in params:
-        p._grad = p._grad * p._grad.dtype.type(coef)
+        p.grad_data = p.grad_data * p.grad_data.dtype.type(coef)
     return Tensor(total)
 
 
@@ -90,4 +91,4 @@ def clip_grad_value_(
     if not clip_value >= 0:
         raise ValueError(f"{fn}: clip_value must be non-negative, got {clip_value}")
     for p in _with_grads(fn, parameters):
-        p._grad = np.clip(p._grad, -clip_value, clip_value)
+        p.grad_data = np.clip(p.grad_data, -clip_value, clip_value)

@@ -14,7 +14,7 @@ import numpy as np
 from tapegrad.kernels.conv import Conv2dCall, ConvLikeCall
 from tapegrad.kernels.depthwise import DepthwiseConv2dCall
 
-from ..autograd import Context, Function
+from ..autograd import Context, Function, fresh
 from . import tuning
 from .checks import check_float, check_ndim, contiguous, fail, int_tuple
 
@@ -97,7 +97,8 @@ class ConvFunction(Function):
         gy = np.ascontiguousarray(gy)
         gx, gw = ctx.call.backward(ctx.mod, gy, x, w, need[0], need[1])
         gb = gy.sum(axis=(0, 2, 3)) if need[2] else None
-        return gx, gw, gb
+        # the weight kernels allocate gw and the sum makes gb: a leaf may keep them as they are
+        return gx, fresh(gw), fresh(gb)
 
 
 class Conv2d(ConvFunction):

@@ -6,7 +6,7 @@ import numpy as np
 
 from tapegrad.kernels.blas import matmul
 
-from ..autograd import Context, Function
+from ..autograd import Context, Function, fresh
 from .checks import check_float, fail
 
 
@@ -91,4 +91,4 @@ class Linear(Function):
         g2 = g.reshape(-1, g.shape[-1])
         gw = matmul(g2.T, x.reshape(-1, x.shape[-1])) if need[1] else None
         gb = g2.sum(axis=0) if len(need) > 2 and need[2] else None
-        return gx, gw, gb
+        return fresh(gx), fresh(gw), fresh(gb)  # each made here

@@ -21,7 +21,7 @@ from tapegrad.kernels.norm import (
     LayerNormCall,
 )
 
-from ..autograd import Context, Function
+from ..autograd import Context, Function, fresh
 from . import tuning
 from .checks import check_float, contiguous, fail
 
@@ -194,8 +194,8 @@ class BatchNorm(Function):
         wd = ctx.wdtype
         return (
             gx.reshape(ctx.shape) if need[0] else None,
-            gw.astype(wd) if need[1] else None,
-            gb.astype(wd) if need[2] else None,
+            fresh(gw.astype(wd)) if need[1] else None,  # astype copies: ours alone
+            fresh(gb.astype(wd)) if need[2] else None,
         )
 
 
@@ -232,8 +232,8 @@ class LayerNorm(Function):
         dt = x2.dtype
         return (
             gx.reshape(ctx.shape) if need[0] else None,
-            gw.reshape(ctx.nshape).astype(dt) if need[1] else None,
-            gb.reshape(ctx.nshape).astype(dt) if need[2] else None,
+            fresh(gw.reshape(ctx.nshape).astype(dt)) if need[1] else None,
+            fresh(gb.reshape(ctx.nshape).astype(dt)) if need[2] else None,
         )
 
 
@@ -276,6 +276,6 @@ class GroupNorm(Function):
 
         return (
             gx.reshape(ctx.shape) if need[0] else None,
-            per_channel(gw) if need[1] else None,
-            per_channel(gb) if need[2] else None,
+            fresh(per_channel(gw)) if need[1] else None,
+            fresh(per_channel(gb)) if need[2] else None,
         )

@@ -148,10 +148,10 @@ class Optimizer:
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear every parameter's gradient (``None``, or zeros with ``set_to_none=False``)."""
         for p in self.params:
-            if set_to_none or p._grad is None:
-                p.grad = None
+            if set_to_none or p.grad_data is None:
+                p.grad_data = None
             else:
-                p._grad = np.zeros_like(p.data)
+                p.grad_data = np.zeros_like(p.data)
 
     def step(self, closure: Any = None) -> Any:
         """One update of every parameter that has a gradient; returns ``closure()`` if given."""
@@ -164,7 +164,7 @@ class Optimizer:
         self.step_count += 1
         for group in self.param_groups:
             for p in group["params"]:
-                g = p._grad
+                g = p.grad_data
                 if g is None:
                     continue
                 if group.get("maximize", False):
