@@ -357,6 +357,9 @@ row("kl_div", "reduction", lambda: nn.KLDivLoss(reduction="x")(x2, x2), ValueErr
 row("cross_entropy", "weight", lambda: F.cross_entropy(x2, tgt, weight=[1.0]), ValueError, "(1,)")
 row("nll_loss", "weight", lambda: nn.NLLLoss(np.ones((3, 1)))(x2, tgt), ValueError, "(3, 1)")
 row("ModuleList", "index", lambda: nn.ModuleList()[0], IndexError, "0")
+row("pad", "padding", lambda: F.pad(x4, (1, 1, 1)), ValueError, "(1, 1, 1)")
+row("pad", "mode", lambda: F.pad(x4, (1, 1), mode="wrap"), ValueError, "'wrap'")
+row("pad", "padding", lambda: F.pad(x4, (9, 0), mode="reflect"), ValueError, "9")
 row("ModuleDict", "key", lambda: nn.ModuleDict()["a"], KeyError, "'a'")
 
 # --- Tensor methods and the core ops behind operators ------------------------------------

@@ -161,7 +161,7 @@ class Context:
 class Node:
     """One record on the tape."""
 
-    __slots__ = ("fn", "ctx", "inputs", "seq", "where", "freed", "__weakref__")
+    __slots__ = ("fn", "ctx", "inputs", "seq", "where", "freed", "versions", "__weakref__")
 
     def __init__(self, fn: type[Function], ctx: Context, inputs: list[Tensor | None]) -> None:
         self.fn = fn
@@ -170,6 +170,7 @@ class Node:
         self.seq = next(_counter)
         self.where = _caller() if _anomaly_on() else ""
         self.freed = False
+        self.versions: tuple = ()
 
     def free(self) -> None:
         # drop the saved arrays and the input tensors: a spent record must not keep the
@@ -257,6 +258,7 @@ class Function:
             result._node = Node(
                 cls, ctx, [t if t is not None and t.requires_grad else None for t in tensors]
             )
+            result._node.versions = _saved_versions(ctx)
         tracer = getattr(_state, "tracer", None)
         if tracer is not None:
             tracer(cls, args, kwargs, result)
@@ -292,6 +294,8 @@ def backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None
             continue
         if node.freed:
             node.ctx.saved_arrays  # noqa: B018  (raises the RuntimeError)
+        if node.versions:
+            _check_versions(node)
         hook = _profile_hook[0]
         in_grads = node.fn.backward(node.ctx, g) if hook is None else hook.backward(node, g)
         if not isinstance(in_grads, tuple):
@@ -362,3 +366,46 @@ def _unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if axes:
         g = g.sum(axis=axes, keepdims=True)
     return g.reshape(shape)
+
+
+# --- version counters: in-place changes of arrays saved for backward ----------------------
+# Counted per memory block (the root of a view chain); an op records the counts of the
+# arrays it saved, and backward compares them before using the saved arrays.
+_VERSIONS: dict[int, int] = {}
+
+
+def _root(a: np.ndarray) -> np.ndarray:
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def bump_version(arr: np.ndarray) -> None:
+    """Record an in-place change of ``arr``'s memory (Tensor's in-place methods call it)."""
+    key = id(_root(arr))
+    _VERSIONS[key] = _VERSIONS.get(key, 0) + 1
+
+
+def version(arr: np.ndarray) -> int:
+    """How many in-place changes ``arr``'s memory has seen."""
+    return _VERSIONS.get(id(_root(arr)), 0)
+
+
+def _saved_versions(ctx: Context) -> tuple:
+    out = []
+    for i, a in enumerate(ctx.saved or ()):
+        if isinstance(a, np.ndarray):
+            key = id(_root(a))
+            out.append((i, key, _VERSIONS.get(key, 0)))
+    return tuple(out)
+
+
+def _check_versions(node: Node) -> None:
+    for i, key, v in node.versions:
+        now = _VERSIONS.get(key, 0)
+        if now != v:
+            raise RuntimeError(
+                f"backward: a tensor saved by {node.fn.__name__} (record {node.seq} on the "
+                f"tape, saved input {i}) was modified in place after it was saved (version "
+                f"{v}, now {now}); compute it out of place, or clone it before the change"
+            )

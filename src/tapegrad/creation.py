@@ -120,7 +120,7 @@ def rand(*shape: Any, dtype: Any = np.float32, requires_grad: bool = False) -> T
 
 
 def arange(start: float, stop: float | None = None, step: float = 1, dtype: Any = None) -> Tensor:
-    """Evenly spaced values in [start, stop) (``arange(n)`` is 0 .. n-1), as ``numpy.arange``.
+    """Evenly spaced values in [start, stop) (``arange(n)`` is 0 .. n-1), as ``torch.arange``.
 
     Parameters
     ----------
@@ -129,8 +129,10 @@ def arange(start: float, stop: float | None = None, step: float = 1, dtype: Any 
     stop : number, optional
     step : number, default 1
     dtype : numpy dtype, optional
-        Default: int64 for integer arguments, float64 for floats (NumPy's rule).
+        Default: int64 for integer arguments, float32 for floats (PyTorch's rule).
     """
     if stop is None:
         start, stop = 0, start
+    if dtype is None and any(isinstance(v, (float, np.floating)) for v in (start, stop, step)):
+        dtype = np.float32  # PyTorch's default floating dtype
     return Tensor(np.arange(start, stop, step, dtype=dtype))

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from . import autograd
+from ._torch_methods import TensorSize, TorchMethods
 from .ops import activation, reduce, shape
 from .ops import elementwise as ew
 
@@ -33,7 +34,7 @@ def _as_array(data: Any, dtype: Any = None) -> np.ndarray:
     return arr
 
 
-class Tensor:
+class Tensor(TorchMethods):
     """An n-dimensional array that records the ops applied to it when it requires grad."""
 
     __array_priority__ = 100  # ndarray (op) Tensor defers to Tensor's reflected operators
@@ -76,9 +77,10 @@ class Tensor:
         return self.data.ndim
 
     @property
-    def size(self) -> int:
-        """The number of elements (an int, as ``numpy.ndarray.size``)."""
-        return self.data.size
+    def size(self) -> TensorSize:
+        """The number of elements, an int as NumPy's ``.size``; it can also be called as in
+        PyTorch: ``size()`` is the shape tuple, ``size(dim)`` one extent."""
+        return TensorSize(self.data.shape)
 
     @property
     def T(self) -> Tensor:
@@ -157,19 +159,6 @@ class Tensor:
         requires grad."""
         return ew.Mul.apply(self, 1) if self.requires_grad else Tensor._from_op(self.data.copy())
 
-    def float(self) -> Tensor:
-        """A float32 copy, not recorded (``requires_grad=False``)."""
-        return self.astype(np.float32)
-
-    def double(self) -> Tensor:
-        """A float64 copy, not recorded (``requires_grad=False``); what ``gradcheck`` needs."""
-        return self.astype(np.float64)
-
-    def astype(self, dtype: Any) -> Tensor:
-        """A copy converted to ``dtype`` (any NumPy dtype), not recorded
-        (``requires_grad=False``)."""
-        return Tensor(self.data.astype(dtype), requires_grad=False)
-
     def requires_grad_(self, flag: bool = True) -> Tensor:
         """Set ``requires_grad`` in place and return this tensor.
 
@@ -179,11 +168,6 @@ class Tensor:
             Whether ops on this tensor are recorded for ``backward``.
         """
         self.requires_grad = flag
-        return self
-
-    def zero_(self) -> Tensor:
-        """Fill the data with zeros in place (not recorded) and return this tensor."""
-        self.data[...] = 0
         return self
 
     def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
@@ -334,7 +318,7 @@ class Tensor:
         """Elementwise square root, recorded; same shape and dtype."""
         return ew.Sqrt.apply(self)
 
-    def softmax(self, axis: int = -1) -> Tensor:
+    def softmax(self, axis: int = -1, *, dim: int | None = None) -> Tensor:
         """Softmax along ``axis``, recorded: ``exp(x) / exp(x).sum(axis)``, computed stably.
 
         Parameters
@@ -342,9 +326,9 @@ class Tensor:
         axis : int, default -1
             The dimension that sums to 1.
         """
-        return activation.Softmax.apply(self, axis=axis)
+        return activation.Softmax.apply(self, axis=axis if dim is None else dim)
 
-    def log_softmax(self, axis: int = -1) -> Tensor:
+    def log_softmax(self, axis: int = -1, *, dim: int | None = None) -> Tensor:
         """Log of the softmax along ``axis``, recorded; stabler than ``softmax().log()``.
 
         Parameters
@@ -352,10 +336,12 @@ class Tensor:
         axis : int, default -1
             The dimension normalised over.
         """
-        return activation.LogSoftmax.apply(self, axis=axis)
+        return activation.LogSoftmax.apply(self, axis=axis if dim is None else dim)
 
     # --- reductions ---------------------------------------------------------------------
-    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+    def sum(
+        self, axis: Any = None, keepdims: bool = False, *, dim: Any = None, keepdim: Any = None
+    ) -> Tensor:
         """Sum over ``axis`` (all elements when None), recorded.
 
         Parameters
@@ -365,9 +351,12 @@ class Tensor:
         keepdims : bool, default False
             Keep reduced dimensions with size 1.
         """
+        axis, keepdims = _torch_axis(axis, keepdims, dim, keepdim)
         return reduce.Sum.apply(self, axis=axis, keepdims=keepdims)
 
-    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+    def mean(
+        self, axis: Any = None, keepdims: bool = False, *, dim: Any = None, keepdim: Any = None
+    ) -> Tensor:
         """Mean over ``axis`` (all elements when None), recorded.
 
         Parameters
@@ -377,20 +366,22 @@ class Tensor:
         keepdims : bool, default False
             Keep reduced dimensions with size 1.
         """
+        axis, keepdims = _torch_axis(axis, keepdims, dim, keepdim)
         return reduce.Mean.apply(self, axis=axis, keepdims=keepdims)
 
-    def max(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        """Maximum over ``axis`` (all elements when None), recorded; the gradient goes to the
-        maximal elements (split evenly between ties).
-
-        Parameters
-        ----------
-        axis : int, tuple of int or None, default None
-            The dimensions to reduce.
-        keepdims : bool, default False
-            Keep reduced dimensions with size 1.
+    def max(
+        self, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: Any = None
+    ) -> Any:
+        """``max()`` over all elements, or PyTorch's ``max(dim, keepdim=False)`` giving
+        ``(values, indices)`` (the gradient goes to the first maximum); with NumPy's
+        ``axis``/``keepdims`` keywords a tensor of maxima over ``axis``, the gradient split
+        evenly between ties.
         """
-        return reduce.Max.apply(self, axis=axis, keepdims=keepdims)
+        if dim is None or axis is not None or keepdims is not None:
+            ax = axis if axis is not None else dim
+            keep = bool(keepdims) if keepdims is not None else bool(keepdim)
+            return reduce.Max.apply(self, axis=ax, keepdims=keep)
+        return self._reduce_arg("max", dim, keepdim)
 
     def var(self, axis: Any = None, keepdims: bool = False, unbiased: bool = False) -> Tensor:
         """Variance over ``axis`` (all elements when None), built from recorded ops.
@@ -409,11 +400,10 @@ class Tensor:
         n = self.size // max(sq.size, 1)
         return sq / (n - 1 if unbiased else n)
 
-    def argmax(self, axis: int | None = None) -> Tensor:
-        """Indices of the maxima along ``axis`` (of the flattened tensor when None), int64, not
-        recorded.
-        """
-        return Tensor(np.argmax(self.data, axis=axis))
+    def argmax(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None) -> Tensor:
+        """Index (int64, not recorded) of the first maximum along ``dim`` (``axis``), or of
+        the flattened tensor when None; ``keepdim`` keeps the reduced dimension."""
+        return self._arg("argmax", dim if axis is None else axis, keepdim)
 
     # --- shape --------------------------------------------------------------------------
     def reshape(self, *shape: Any) -> Tensor:
@@ -539,3 +529,12 @@ def _wrap(o: Any, like: Tensor) -> Any:
     if isinstance(o, (int, float, bool, np.number)):
         return np.asarray(o, dtype=like.dtype if like.dtype.kind == "f" else None)
     return np.asarray(o)
+
+
+def _torch_axis(axis: Any, keepdims: bool, dim: Any, keepdim: Any) -> tuple[Any, bool]:
+    """PyTorch's ``dim``/``keepdim`` keywords beside NumPy's ``axis``/``keepdims``."""
+    if dim is not None:
+        if axis is not None:
+            raise TypeError("reduction: give axis or dim, not both")
+        axis = dim
+    return axis, bool(keepdims if keepdim is None else keepdim)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..autograd import bump_version
 from ..tensor import Tensor
 
 __all__ = [
@@ -171,6 +172,7 @@ class Optimizer:
                     g = -g
                 st = self.state.setdefault(p, {})
                 self._update(p.data, g, st, group)
+                bump_version(p.data)  # a graph that saved this parameter is now stale
         return loss
 
     def _update(

@@ -20,6 +20,7 @@ from .loss import (
     smooth_l1_loss,
 )
 from .norm import batch_norm, group_norm, instance_norm, layer_norm
+from .padding import pad
 from .pool import (
     adaptive_avg_pool2d,
     adaptive_max_pool2d,
@@ -31,6 +32,7 @@ from .pool import (
 from .sparse import embedding
 
 __all__ = [
+    "pad",
     "adaptive_max_pool2d",
     "avg_pool1d",
     "binary_cross_entropy",
