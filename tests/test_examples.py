@@ -43,6 +43,7 @@ def test_every_example_is_tested():
         "custom_cnn_fashion_mnist.py",
         "custom_function_gradcheck.py",
         "custom_variant.py",
+        "mnist.py",
         "mpi_training.py",
     }
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
@@ -101,3 +102,18 @@ def test_mpi_training_on_two_ranks(tmp_path):
     epoch_lines = [line for line in out.stdout.splitlines() if line.startswith("epoch 1:")]
     assert len(epoch_lines) == 1 and "2 rank(s)" in epoch_lines[0], out.stdout  # rank 0 only
     assert (tmp_path / "run" / "last.safetensors").is_file()
+
+
+def test_pytorch_mnist_example_runs_and_learns(tmp_path):
+    """PyTorch's own MNIST example with tapegrad's imports, on a few hundred images."""
+    data = "fashion-mnist" if Path("/usr/share/datasets/fashion-mnist").is_dir() else "digits"
+    out = _run(
+        [sys.executable, str(EXAMPLES / "mnist.py"), "--quick", "--data", data, "--save-model"],
+        tmp_path,
+        timeout=600,
+    )
+    assert "Train Epoch: 1 [0/600 (0%)]" in out.stdout
+    m = re.search(r"Test set: Average loss: ([\d.]+), Accuracy: (\d+)/300", out.stdout)
+    assert m, out.stdout
+    assert int(m.group(2)) > 75, out.stdout  # chance is 30 of 300
+    assert (tmp_path / "mnist_cnn.safetensors").is_file()

@@ -1,0 +1,5 @@
+"""``tapegrad.utils``: PyTorch-style utilities (:mod:`tapegrad.utils.data`)."""
+
+from . import data
+
+__all__ = ["data"]
