@@ -57,19 +57,22 @@ def test_manual_seed_reproduces():
     np.testing.assert_array_equal(a, tg.randn(5).numpy())
 
 
-def test_import_is_fast_and_compiles_nothing():
+def test_import_compiles_nothing_and_loads_no_heavy_library():
+    # what import costs is shown by `python -X importtime`, not timed here: a busy machine
+    # would make a time bound flaky. What must hold is structural: no compiler, no kernel
+    # module, no optional extra is loaded by `import tapegrad`.
     import subprocess
     import sys
 
+    heavy = ["numba", "llvmlite", "torch", "matplotlib", "scipy", "onnx", "onnxruntime", "PIL"]
     code = (
-        "import time, sys; t = time.perf_counter(); import tapegrad; "
-        "print(time.perf_counter() - t); "
-        "print('numba' in sys.modules)"
+        "import sys, tapegrad; "
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(heavy)!r})); "
+        "print(sorted(m for m in sys.modules if m.startswith('tapegrad.kernels.') "
+        "and m.rsplit('.', 1)[1].endswith(('_numba', '_cy'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    seconds, numba_loaded = out.stdout.split()
-    assert float(seconds) < 1.0
-    assert numba_loaded == "False"
+    assert out.stdout.split("\n")[:2] == ["[]", "[]"]
 
 
 def test_set_num_threads_validates():
