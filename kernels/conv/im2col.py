@@ -120,11 +120,19 @@ def _pointwise_backward(gy, x, w, need_x: bool, need_w: bool):
     n, c, h, wd = x.shape
     o, p = w.shape[0], h * wd
     w2, gy3, x3 = w.reshape(o, c), gy.reshape(n, o, p), x.reshape(n, c, p)
-    gx = matmul(w2.T, gy3).reshape(x.shape) if need_x else None
+    gx = None
+    if need_x:
+        gx = np.empty_like(x)
+        gx3, wt = gx.reshape(n, c, p), w2.T
+        for i in range(n):  # one 2-D GEMM per image (see forward)
+            matmul(wt, gy3[i], out=gx3[i])
     gw = None
     if need_w:
         if p >= _POINTWISE_BATCHED_MIN_PIXELS:
-            gw = matmul(gy3, x3.transpose(0, 2, 1)).sum(axis=0)
+            gw = np.zeros((o, c), dtype=gy.dtype)
+            part = np.empty((o, c), dtype=gy.dtype)
+            for i in range(n):
+                gw += matmul(gy3[i], x3[i].T, out=part)
         else:
             gy_t = np.ascontiguousarray(gy3.transpose(1, 0, 2)).reshape(o, n * p)
             x_t = np.ascontiguousarray(x3.transpose(1, 0, 2)).reshape(c, n * p)
@@ -163,8 +171,12 @@ def forward(im2col: Callable, x, w, b, stride, padding, dilation, groups):
         y[...] = 0 if b is None else b.reshape(1, o, 1, 1)  # empty result or the bias
         return y
     if _pointwise(w, stride, padding, groups):
-        # a 1x1 conv's columns are the image itself: y[i] = w2 @ x[i], no unfold, no copy
-        matmul(w2, x.reshape(n, c, h * wd), out=y.reshape(n, o, h * wd))
+        # a 1x1 conv's columns are the image itself: y[i] = w2 @ x[i], no unfold, no copy;
+        # one 2-D GEMM per image (benchmarks/pointwise_gemm.py: a stacked matmul over the
+        # batch ran slower on 4 of mobilenet_small's 5 pointwise layers, forward + backward)
+        x3, y3 = x.reshape(n, c, h * wd), y.reshape(n, o, h * wd)
+        for i in range(n):
+            matmul(w2, x3[i], out=y3[i])
         if b is not None:
             y += b.reshape(1, o, 1, 1)
         return y
