@@ -21,7 +21,9 @@ points lose about a decimal digit more), and its transforms are a few additions 
 Backward: the input gradient of a 3x3 stride-1 convolution with padding ``p <= 2`` is
 itself one, of the output gradient with the flipped, transposed weights and padding
 ``2 - p``, and runs through the same Winograd forward; the weight gradient (and the input
-gradient for padding above 2) runs through ``im2col-numba``.
+gradient for padding above 2) runs through ``im2col-numba``. Calls whose arrays hold a NaN
+or an infinity run ``im2col-numba`` too, so non-finite values land where a direct
+convolution puts them.
 """
 
 from __future__ import annotations
@@ -228,15 +230,24 @@ def _winograd(x, w, b, ph: int, pw: int) -> np.ndarray:
     return y
 
 
+def _finite(*arrays) -> bool:
+    """Whether the arrays hold only finite values (a sum that overflows also says no).
+
+    Winograd's transforms mix the four outputs of a tile, so a NaN or an infinity would
+    spread to neighbours a direct convolution leaves finite; such calls run im2col.
+    """
+    return all(bool(np.isfinite(a.sum())) for a in arrays)
+
+
 def forward(x, w, b, stride, padding, dilation, groups):
-    if not applies(w.shape, stride, dilation, groups):
+    if not applies(w.shape, stride, dilation, groups) or not _finite(x, w):
         return _fallback.forward(x, w, b, stride, padding, dilation, groups)
     return _winograd(x, w, b, int(padding[0]), int(padding[1]))
 
 
 def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
     ph, pw = (int(p) for p in padding)
-    if not applies(w.shape, stride, dilation, groups) or ph > 2 or pw > 2:
+    if not applies(w.shape, stride, dilation, groups) or ph > 2 or pw > 2 or not _finite(gy, w):
         return _fallback.backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w)
     gx = gw = None
     if need_x:

@@ -175,3 +175,18 @@ def test_winograd_not_applicable(variant, w_shape, stride, dilation, groups):
     )
     call = Conv2dCall.of(x, w, s, (1, 1), d, groups)
     assert not any(n.startswith("winograd") for n in _conv2d_rule(call))
+
+
+@pytest.mark.parametrize("variant", WINOGRAD)
+def test_winograd_nonfinite_stays_local(variant):
+    """A NaN or an infinity reaches the outputs a direct convolution gives it, not the
+    rest of its Winograd tile."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1, 2, 8, 8))
+    w = rng.standard_normal((3, 2, 3, 3))
+    x[0, 1, 0, 0], x[0, 0, 5, 6] = np.nan, np.inf
+    args = ((1, 1), (0, 0), (1, 1), 1)
+    y = K.get("conv2d", variant).forward(x, w, None, *args)
+    want = K.get("conv2d", "reference").forward(x, w, None, *args)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
+    np.testing.assert_allclose(y, want, rtol=1e-10, atol=1e-10, equal_nan=True)
