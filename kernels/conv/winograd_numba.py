@@ -20,8 +20,9 @@ points lose about a decimal digit more), and its transforms are a few additions 
 
 Backward: the input gradient of a 3x3 stride-1 convolution with padding ``p <= 2`` is
 itself one, of the output gradient with the flipped, transposed weights and padding
-``2 - p``, and runs through the same Winograd forward; the weight gradient (and the input
-gradient for padding above 2) runs through ``im2col-numba``. Calls whose arrays hold a NaN
+``2 - p``, and runs through the same Winograd forward; the weight gradient runs through
+``im2col-cython`` (``im2col-numba`` when the Cython kernels are not built), and the input
+gradient for padding above 2 through ``im2col-numba``. Calls whose arrays hold a NaN
 or an infinity run ``im2col-numba`` too, so non-finite values land where a direct
 convolution puts them.
 """
@@ -230,6 +231,17 @@ def _winograd(x, w, b, ph: int, pw: int) -> np.ndarray:
     return y
 
 
+def _weight_gradient_variant():
+    """The im2col variant the weight gradient runs: Cython's when it is built (several
+    times faster than Numba's on the 3x3 layers measured), else Numba's."""
+    from ..registry import get
+
+    try:
+        return get("conv2d", "im2col-cython")
+    except (RuntimeError, ValueError):
+        return _fallback
+
+
 def _finite(*arrays) -> bool:
     """Whether the arrays hold only finite values (a sum that overflows also says no).
 
@@ -257,5 +269,7 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
             wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
             gx = _winograd(np.ascontiguousarray(gy), wf, None, 2 - ph, 2 - pw)
     if need_w:
-        gw = _fallback.backward(gy, x, w, stride, padding, dilation, groups, False, True)[1]
+        gw = _weight_gradient_variant().backward(
+            gy, x, w, stride, padding, dilation, groups, False, True
+        )[1]
     return gx, gw

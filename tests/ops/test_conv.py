@@ -268,16 +268,17 @@ def test_depthwise_matches_torch(variant, case):
 
 
 def test_auto_rule_small_direct_large_im2col():
-    """The shape rule sends small convs to the direct kernels, large 3x3 stride-1 ones to
-    Winograd and other large ones to im2col."""
-    from tapegrad.kernels.conv import Conv2dCall
+    """The shape rule sends small convs to the direct kernels and large ones to im2col;
+    Winograd comes before im2col-numba for 3x3 stride-1 calls only."""
+    from tapegrad.kernels.conv import Conv2dCall, _conv2d_rule
 
     small = Conv2dCall((2, 3, 8, 8), (4, 3, 3, 3), (1, 1), (1, 1), (1, 1), 1, "<f4")
     large = Conv2dCall((32, 64, 32, 32), (64, 64, 3, 3), (1, 1), (1, 1), (1, 1), 1, "<f4")
     strided = Conv2dCall((32, 64, 32, 32), (64, 64, 3, 3), (2, 2), (1, 1), (1, 1), 1, "<f4")
     assert K.resolved_name("conv2d", small).startswith("direct-")
-    assert K.resolved_name("conv2d", large).startswith("winograd-")
-    assert K.resolved_name("conv2d", strided).startswith("im2col-")
+    assert K.resolved_name("conv2d", large).startswith("im2col-")
+    assert _conv2d_rule(large).index("winograd-numba") < _conv2d_rule(large).index("im2col-numba")
+    assert "winograd-numba" not in _conv2d_rule(strided)
 
 
 @pytest.mark.parametrize(
