@@ -135,7 +135,9 @@ def _winograd_applies(call: Conv2dCall) -> bool:
 # 3x3 stride-1 calls: Winograd after im2col-cython and before im2col-numba. Each in its own
 # process, 2 threads, 64->64 ch 32x32 N=32 float32: forward im2col-cython 65 ms,
 # winograd-numba 32 ms, im2col-numba 288 ms; forward + backward 84 / 201 / 692 ms (Winograd's
-# backward is slower than im2col-cython's, so it does not lead until that is fixed).
+# backward is slower than im2col-cython's, so it does not lead until that is fixed). A later
+# run on the same busy machine gave forward im2col-cython 25 ms, winograd-numba 45 ms: the
+# forward comparison is not settled either.
 def _conv2d_rule(call: Conv2dCall) -> list[str]:
     try:
         macs = call.macs()
