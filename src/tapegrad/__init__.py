@@ -8,7 +8,17 @@ x = tg.randn(2, 3, requires_grad=True)
 from __future__ import annotations
 
 from . import kernels
-from .autograd import AnomalyError, Function, detect_anomaly, enable_grad, is_grad_enabled, no_grad
+from .autograd import (
+    AnomalyError,
+    Function,
+    detect_anomaly,
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    is_inference_mode_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 from .creation import (
     arange,
     manual_seed,
@@ -122,6 +132,9 @@ __all__ = [
     "gradcheck",
     "index_select",
     "is_grad_enabled",
+    "is_inference_mode_enabled",
+    "inference_mode",
+    "set_grad_enabled",
     "kernels",
     "linspace",
     "manual_seed",

@@ -13,6 +13,7 @@ import functools
 import itertools
 import threading
 import traceback
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -27,12 +28,18 @@ _counter = itertools.count()
 
 
 def is_grad_enabled() -> bool:
-    """Whether ops are recorded in this thread now (False inside ``no_grad()``)."""
-    return getattr(_state, "grad", True)
+    """Whether ops are recorded in this thread now (False inside ``no_grad()`` and
+    ``inference_mode()``)."""
+    return bool(getattr(_state, "grad", True))
 
 
-def _set_grad(flag: bool) -> bool:
-    old = is_grad_enabled()
+def is_inference_mode_enabled() -> bool:
+    """Whether this thread is inside ``inference_mode()`` now."""
+    return getattr(_state, "grad", True) is None
+
+
+def _set_grad(flag: bool) -> Any:
+    old = getattr(_state, "grad", True)
     _state.grad = flag
     return old
 
@@ -57,6 +64,88 @@ class _GradMode:
                 return fn(*args, **kwargs)
 
         return wrapper
+
+
+class set_grad_enabled(_GradMode):
+    """Switch recording on or off, as PyTorch's ``set_grad_enabled``.
+
+    Called as a function (``set_grad_enabled(False)``) it sets the mode for this thread at
+    once; used as ``with set_grad_enabled(mode):`` the previous mode comes back on exit;
+    ``@set_grad_enabled(mode)`` runs the decorated function in that mode.
+
+    Parameters
+    ----------
+    mode : bool
+        True records ops (the default state), False records nothing.
+
+    Raises
+    ------
+    TypeError
+        If ``mode`` is not a bool.
+    """
+
+    def __init__(self, mode: bool) -> None:
+        if not isinstance(mode, (bool, np.bool_)):
+            raise TypeError(f"set_grad_enabled: mode must be a bool, got {type(mode).__name__}")
+        super().__init__(bool(mode))
+        self._prev.append(_set_grad(self.enabled))  # takes effect now, as a function call
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc: object) -> None:
+        if self._prev:
+            _set_grad(self._prev.pop())
+
+    def __call__(self, fn: Callable) -> Callable:
+        # as a decorator: undo the switch made at construction, switch inside calls only
+        if self._prev:
+            _set_grad(self._prev.pop())
+        return super().__call__(fn)
+
+
+class _InferenceMode(_GradMode):
+    """Context manager and decorator of :func:`inference_mode`."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._prev: list = []
+
+    def __enter__(self) -> None:
+        old = getattr(_state, "grad", True)
+        self._prev.append(old)
+        if self.enabled:
+            _state.grad = None  # None: off, and op outputs are marked as inference tensors
+        elif old is None:
+            _state.grad = True
+
+    def __exit__(self, *exc: object) -> None:
+        _state.grad = self._prev.pop()
+
+    def __call__(self, fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with _InferenceMode(self.enabled):
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+
+def inference_mode(mode: bool = True) -> _InferenceMode:
+    """No tape inside, as ``no_grad``, and op outputs made inside are *inference tensors*:
+    ``with inference_mode():`` or ``@inference_mode()``.
+
+    Semantics (simpler than PyTorch's): an inference tensor (``t.is_inference()`` is True)
+    never requires grad; ``t.requires_grad_()`` on it raises a RuntimeError. Used in a
+    recorded op later, it is a constant (as a detached tensor): no gradient flows into it.
+    ``inference_mode(False)`` inside it switches recording back on.
+
+    Parameters
+    ----------
+    mode : bool, default True
+        False makes the block an ordinary (recording) one.
+    """
+    return _InferenceMode(bool(mode))
 
 
 def no_grad() -> _GradMode:
@@ -241,7 +330,8 @@ class Function:
 
         tensors = [a if isinstance(a, Tensor) else None for a in args]
         raw = [a.data if isinstance(a, Tensor) else a for a in args]
-        record = is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+        mode = getattr(_state, "grad", True)  # True, False, or None in inference_mode
+        record = mode and any(t is not None and t.requires_grad for t in tensors)
         needs = tuple(t is not None and t.requires_grad for t in tensors) if record else ()
         ctx = Context(needs)
         hook = _profile_hook[0]
@@ -259,6 +349,8 @@ class Function:
                 cls, ctx, [t if t is not None and t.requires_grad else None for t in tensors]
             )
             result._node.versions = _saved_versions(ctx)
+        elif mode is None:
+            result._inference = True
         tracer = getattr(_state, "tracer", None)
         if tracer is not None:
             tracer(cls, args, kwargs, result)
@@ -282,8 +374,17 @@ def _reachable(root: Node) -> list[Node]:
     return sorted(seen.values(), key=lambda n: n.seq, reverse=True)
 
 
-def backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
-    """Replay the tape from ``root`` in reverse, accumulating into leaf ``.grad``."""
+def backward(
+    root: Tensor, grad: np.ndarray, retain_graph: bool = False, create_graph: bool = False
+) -> None:
+    """Replay the tape from ``root`` in reverse, accumulating into leaf ``.grad``.
+
+    With ``create_graph`` the backward itself is recorded (see :func:`grad`), and the
+    leaves' ``.grad`` are Tensors with a record, so they can be differentiated again.
+    """
+    if create_graph:
+        _run([root], [grad], retain_graph, True, None)
+        return
     if root._node is None:
         _accumulate_leaf(root, grad)
         return
@@ -292,6 +393,8 @@ def backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None
         g = grads.pop(id(node), None)
         if g is None:
             continue
+        if _HOOKS[0] and node in _node_hooks:
+            g = _run_node_hooks(node, g, False)
         if node.freed:
             node.ctx.saved_arrays  # noqa: B018  (raises the RuntimeError)
         if node.versions:
@@ -346,6 +449,11 @@ def fresh(array: np.ndarray | None) -> Fresh | None:
 def _accumulate_leaf(t: Tensor, g: np.ndarray, owned: bool = False) -> None:
     """Add ``g`` to leaf ``t``'s gradient; a first gradient is kept as is only when the
     backward that made it said it owns it (:class:`Fresh`), else copied."""
+    hooks = t.__dict__.get("_hooks")
+    if hooks:
+        g2 = _call_hooks(hooks, g, False)
+        if g2 is not g:
+            g, owned = g2, False
     if t._grad is None:
         if owned and g.dtype == t.data.dtype and g.flags.writeable:
             t._grad = g  # a fresh array only this tape held: no copy needed
@@ -409,3 +517,459 @@ def _check_versions(node: Node) -> None:
                 f"tape, saved input {i}) was modified in place after it was saved (version "
                 f"{v}, now {now}); compute it out of place, or clone it before the change"
             )
+
+
+# --- hooks on tensors --------------------------------------------------------------------
+# Hooks of non-leaf tensors live on their records (looked up only once any was registered,
+# so a backward without hooks pays one list read per record); a leaf's live on the tensor.
+_node_hooks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_HOOKS = [False]
+_hook_ids = itertools.count()
+
+
+class RemovableHandle:
+    """What ``register_hook`` (and a module's ``register_*_hook``) return: ``remove()``
+    unregisters the hook; removing twice is harmless. Also a context manager that removes
+    the hook on exit."""
+
+    def __init__(self, store: dict, key: int) -> None:
+        self._store = weakref.ref(store) if _weakrefable(store) else (lambda: store)
+        self.id = key
+
+    def remove(self) -> None:
+        """Unregister the hook (nothing happens if it is already gone)."""
+        store = self._store()
+        if store is not None:
+            store.pop(self.id, None)
+
+    def __enter__(self) -> RemovableHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+class _HookDict(dict):
+    """An ordered dict of hooks that a weak reference can point at."""
+
+    __slots__ = ("retain", "__weakref__")
+
+
+def _weakrefable(obj: object) -> bool:
+    try:
+        weakref.ref(obj)
+    except TypeError:
+        return False
+    return True
+
+
+def _tensor_hooks(t: Tensor) -> _HookDict:
+    """The hook store of ``t``: on the tensor for a leaf, on its record otherwise."""
+    if t._node is None:
+        hooks = t.__dict__.get("_hooks")
+        if hooks is None:
+            hooks = t.__dict__["_hooks"] = _HookDict()
+            hooks.retain = None
+        return hooks
+    hooks = _node_hooks.get(t._node)
+    if hooks is None:
+        hooks = _node_hooks[t._node] = _HookDict()
+        hooks.retain = None
+        _HOOKS[0] = True
+    return hooks
+
+
+def register_hook(t: Tensor, fn: Callable) -> RemovableHandle:
+    """Register ``fn(grad) -> Tensor | None`` on ``t`` (see ``Tensor.register_hook``)."""
+    if not callable(fn):
+        raise TypeError(f"register_hook: hook must be callable, got {type(fn).__name__}")
+    if not t.requires_grad:
+        raise RuntimeError(
+            "register_hook: cannot register a hook on a tensor that does not require grad"
+        )
+    hooks = _tensor_hooks(t)
+    key = next(_hook_ids)
+    hooks[key] = fn
+    return RemovableHandle(hooks, key)
+
+
+def retain_grad(t: Tensor) -> None:
+    """Keep the gradient of non-leaf ``t`` in its ``.grad`` (see ``Tensor.retain_grad``)."""
+    if not t.requires_grad:
+        raise RuntimeError(
+            "retain_grad: cannot retain the grad of a tensor that does not require grad"
+        )
+    if t._node is None:
+        return  # a leaf keeps its gradient anyway
+    hooks = _tensor_hooks(t)
+    hooks.retain = weakref.ref(t)
+    t._retains_grad = True
+
+
+def _as_hook_value(v: Any, like: Any, graph: bool) -> Any:
+    from .tensor import Tensor
+
+    if graph:
+        return v if isinstance(v, Tensor) else Tensor._from_op(np.asarray(v, dtype=like.dtype))
+    arr = v.data if isinstance(v, Tensor) else np.asarray(v, dtype=like.dtype)
+    if arr.shape != like.shape:
+        raise RuntimeError(
+            f"hook: the gradient a hook returned has shape {arr.shape}, expected {like.shape}"
+        )
+    return arr
+
+
+def _call_hooks(hooks: _HookDict, g: Any, graph: bool) -> Any:
+    """Run the hooks in registration order; each may return a replacement gradient."""
+    from .tensor import Tensor
+
+    for fn in list(hooks.values()):
+        arg = g if graph else Tensor._from_op(g)
+        r = fn(arg)
+        if r is not None:
+            g = _as_hook_value(r, g, graph)
+    return g
+
+
+def _run_node_hooks(node: Node, g: Any, graph: bool) -> Any:
+    """Hooks of the tensor ``node`` made, then its retained gradient (after the hooks)."""
+    hooks = _node_hooks.get(node)
+    if hooks is None:
+        return g
+    if hooks:
+        g = _call_hooks(hooks, g, graph)
+    ref = hooks.retain
+    t = ref() if ref is not None else None
+    if t is not None:
+        data = g.data if graph else g
+        t._grad = np.array(data, copy=True) if t._grad is None else t._grad + data
+        if graph:
+            t._grad_t = g if t.__dict__.get("_grad_t") is None else t._grad_t + g
+            t._grad = t._grad_t.data
+    return g
+
+
+# --- the general engine: several roots, captured inputs, recorded backward -------------------
+
+
+class DoubleBackwardError(RuntimeError):
+    """Raised when ``create_graph=True`` meets an op whose backward is not recorded (it has
+    no ``backward_graph``); the message names the op."""
+
+    pass
+
+
+def _no_double_backward(node: Node) -> DoubleBackwardError:
+    return DoubleBackwardError(
+        f"{node.fn.__name__}: this op has no double backward: its backward cannot be "
+        f"recorded, so create_graph=True (higher-order gradients, gradient penalties, "
+        f"Hessian-vector products) cannot go through it (tape record #{node.seq}); "
+        f"see CONTRIBUTING.md, 'Double backward'"
+    )
+
+
+def _unbroadcast_t(g: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """:func:`_unbroadcast` with recorded ops."""
+    if g.shape == shape:
+        return g
+    extra = g.ndim - len(shape)
+    if extra > 0:
+        g = g.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, (gs, s) in enumerate(zip(g.shape, shape)) if s == 1 and gs != 1)
+    if axes:
+        g = g.sum(axis=axes, keepdims=True)
+    return g.reshape(shape) if g.shape != shape else g
+
+
+def _reachable_many(roots: list[Node]) -> list[Node]:
+    seen: dict[int, Node] = {}
+    stack = list(roots)
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen[id(node)] = node
+        for t in node.inputs:
+            if t is not None and t._node is not None:
+                stack.append(t._node)
+    return sorted(seen.values(), key=lambda n: n.seq, reverse=True)
+
+
+def _run(
+    roots: list[Tensor],
+    seeds: list[Any],
+    retain_graph: bool,
+    create_graph: bool,
+    inputs: list[Tensor] | None,
+) -> list[Any] | None:
+    """Backward from several roots. ``inputs`` None: accumulate into the leaves' ``.grad``.
+    Otherwise return the gradient reaching each of ``inputs`` (None where none does) and
+    leave every ``.grad`` alone; only the records between the roots and the inputs run.
+    With ``create_graph`` gradients are Tensors and each record's ``backward_graph`` runs
+    with recording on."""
+    from .tensor import Tensor
+
+    graph = create_graph
+    if graph:
+        seeds = [s if isinstance(s, Tensor) else Tensor._from_op(s) for s in seeds]
+    leaf_at: dict[int, list[int]] = {}
+    node_at: dict[int, list[int]] = {}
+    if inputs is not None:
+        for i, t in enumerate(inputs):
+            (leaf_at if t._node is None else node_at).setdefault(
+                id(t) if t._node is None else id(t._node), []
+            ).append(i)
+    captured: list[Any] = [None] * (len(inputs) if inputs is not None else 0)
+
+    def take(where: list[int], g: Any) -> None:
+        for i in where:
+            captured[i] = g if captured[i] is None else captured[i] + g
+
+    def to_leaf(t: Tensor, g: Any) -> None:
+        if inputs is None:
+            if graph:
+                _accumulate_leaf_graph(t, g)
+            else:
+                _accumulate_leaf(t, g)
+        elif id(t) in leaf_at:
+            hooks = t.__dict__.get("_hooks")
+            take(leaf_at[id(t)], _call_hooks(hooks, g, graph) if hooks else g)
+
+    grads: dict[int, Any] = {}
+    root_nodes = []
+    for r, s in zip(roots, seeds):
+        if r._node is None:
+            to_leaf(r, s)
+        else:
+            key = id(r._node)
+            grads[key] = grads[key] + s if key in grads else s
+            root_nodes.append(r._node)
+    nodes = _reachable_many(root_nodes)
+    needed: set[int] | None = None
+    if inputs is not None:
+        needed = set()
+        for node in reversed(nodes):  # inputs before the records that use them
+            if node.freed:
+                needed.add(id(node))  # reaching it raises the "second time" error
+                continue
+            for t in node.inputs:
+                if t is None:
+                    continue
+                if t._node is None:
+                    hit = id(t) in leaf_at
+                else:
+                    hit = id(t._node) in node_at or id(t._node) in needed
+                if hit:
+                    needed.add(id(node))
+                    break
+    enabled = enable_grad() if graph else no_grad()
+    for node in nodes:
+        g = grads.pop(id(node), None)
+        if g is None:
+            continue
+        if _HOOKS[0] and node in _node_hooks:
+            g = _run_node_hooks(node, g, graph)
+        if id(node) in node_at:
+            take(node_at[id(node)], g)
+        if needed is not None and id(node) not in needed:
+            continue
+        if node.freed:
+            node.ctx.saved_arrays  # noqa: B018  (raises the RuntimeError)
+        if node.versions:
+            _check_versions(node)
+        if graph:
+            bg = getattr(node.fn, "backward_graph", None)
+            if bg is None:
+                raise _no_double_backward(node)
+            with enabled:
+                in_grads = bg(node.ctx, g, node.inputs)
+        else:
+            with enabled:
+                in_grads = node.fn.backward(node.ctx, g)
+        if not isinstance(in_grads, tuple):
+            in_grads = (in_grads,)
+        for i, t in enumerate(node.inputs[: len(in_grads)]):
+            ig = in_grads[i]
+            if t is None or ig is None:
+                continue
+            if isinstance(ig, Fresh):
+                ig = ig.array
+            if graph:
+                if not isinstance(ig, Tensor):
+                    ig = Tensor._from_op(np.asarray(ig))
+                with enabled:
+                    if ig.dtype != t.data.dtype:
+                        from .ops.tensor_ops import Cast
+
+                        ig = Cast.apply(ig, dtype=t.data.dtype)
+                    ig = _unbroadcast_t(ig, t.data.shape)
+            else:
+                if _anomaly_on():
+                    _check_finite(ig, "backward", node, node.fn.__name__)
+                ig = _unbroadcast(np.asarray(ig, dtype=t.data.dtype), t.data.shape)
+            if t._node is None:
+                to_leaf(t, ig)
+            else:
+                key = id(t._node)
+                if key in grads:
+                    if graph:
+                        with enabled:
+                            grads[key] = grads[key] + ig
+                    else:
+                        grads[key] = grads[key] + ig
+                else:
+                    grads[key] = ig
+        if not retain_graph:
+            node.free()
+    return captured if inputs is not None else None
+
+
+def _accumulate_leaf_graph(t: Tensor, g: Tensor, run_hooks: bool = True) -> None:
+    """Leaf accumulation under ``create_graph``: ``.grad`` becomes a Tensor with a record."""
+    hooks = t.__dict__.get("_hooks") if run_hooks else None
+    if hooks:
+        g = _call_hooks(hooks, g, True)
+    old = t.__dict__.get("_grad_t")
+    if t._grad is not None:
+        if old is None or old.data is not t._grad:
+            from .tensor import Tensor
+
+            old = Tensor._from_op(t._grad)
+        with enable_grad():
+            g = old + g
+    elif g.dtype != t.data.dtype:
+        from .ops.tensor_ops import Cast
+
+        with enable_grad():
+            g = Cast.apply(g, dtype=t.data.dtype)
+    t._grad_t = g
+    t._grad = g.data
+
+
+def _seq_of(x: Any, what: str) -> list:
+    from .tensor import Tensor
+
+    if isinstance(x, Tensor):
+        return [x]
+    if isinstance(x, (list, tuple)):
+        return list(x)
+    raise TypeError(
+        f"grad: {what} must be a Tensor or a sequence of Tensors, got {type(x).__name__}"
+    )
+
+
+def grad(
+    outputs: Any,
+    inputs: Any,
+    grad_outputs: Any = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    allow_unused: bool | None = None,
+    materialize_grads: bool = False,
+) -> tuple[Tensor | None, ...]:
+    """The gradients of ``outputs`` with respect to ``inputs``, as PyTorch's
+    ``torch.autograd.grad``; no ``.grad`` of any tensor changes.
+
+    Parameters
+    ----------
+    outputs : Tensor or sequence of Tensor
+        What is differentiated; each must require grad.
+    inputs : Tensor or sequence of Tensor
+        With respect to what (leaves or intermediate tensors); each must require grad.
+    grad_outputs : Tensor, array or sequence of them (None entries allowed), optional
+        The vector of the vector-Jacobian product, one per output, of its shape; None
+        stands for ones and is allowed only for one-element outputs.
+    retain_graph : bool, optional
+        Keep the tape's saved arrays for another backward; defaults to ``create_graph``.
+    create_graph : bool, default False
+        Record the backward itself, so the returned gradients can be differentiated again
+        (gradient penalties, Hessian-vector products). Each op on the way needs a double
+        backward; one without raises :class:`DoubleBackwardError` naming it.
+    allow_unused : bool, default False
+        An input the outputs do not depend on gets None instead of an error.
+    materialize_grads : bool, default False
+        Zeros instead of None for unused inputs (implies ``allow_unused``).
+
+    Returns
+    -------
+    tuple of Tensor or None
+        One gradient per input, of its shape and dtype.
+
+    Raises
+    ------
+    RuntimeError
+        If an output or input does not require grad, an input was not used (without
+        ``allow_unused``), or a non-scalar output has no ``grad_outputs`` entry.
+    ValueError
+        If a ``grad_outputs`` entry's shape differs from its output's.
+    """
+    from .tensor import Tensor
+
+    outs = _seq_of(outputs, "outputs")
+    ins = _seq_of(inputs, "inputs")
+    if allow_unused is None:
+        allow_unused = materialize_grads
+    if not ins:
+        raise RuntimeError("grad: inputs must hold at least one Tensor")
+    for i, t in enumerate(outs):
+        if not isinstance(t, Tensor) or not t.requires_grad:
+            raise RuntimeError(
+                f"grad: element {i} of outputs does not require grad and has no record"
+            )
+    for i, t in enumerate(ins):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"grad: element {i} of inputs is a {type(t).__name__}, not a Tensor")
+        if not t.requires_grad:
+            raise RuntimeError(f"grad: element {i} of inputs does not require grad")
+    if grad_outputs is None:
+        gos: list = [None] * len(outs)
+    else:
+        gos = (
+            _seq_of(grad_outputs, "grad_outputs")
+            if not isinstance(grad_outputs, np.ndarray)
+            else [grad_outputs]
+        )
+        if len(gos) != len(outs):
+            raise ValueError(f"grad: grad_outputs has {len(gos)} entries for {len(outs)} outputs")
+    seeds = []
+    for i, (o, go) in enumerate(zip(outs, gos)):
+        if go is None:
+            if o.data.size != 1:
+                raise RuntimeError(
+                    f"grad: grad can be implicitly created only for one-element outputs; "
+                    f"output {i} has shape {o.shape}: give its grad_outputs entry"
+                )
+            seeds.append(np.ones_like(o.data))
+            continue
+        if isinstance(go, Tensor):
+            if go.shape != o.shape:
+                raise ValueError(f"grad: grad_outputs[{i}] has shape {go.shape}, output {o.shape}")
+            seeds.append(go if create_graph else go.data.astype(o.data.dtype, copy=False))
+        else:
+            arr = np.asarray(go, dtype=o.data.dtype)
+            if arr.shape != o.shape:
+                raise ValueError(f"grad: grad_outputs[{i}] has shape {arr.shape}, output {o.shape}")
+            seeds.append(arr)
+    retain = create_graph if retain_graph is None else retain_graph
+    got = _run(outs, seeds, bool(retain), bool(create_graph), ins)
+    result: list[Tensor | None] = []
+    for i, (t, g) in enumerate(zip(ins, got)):
+        if g is None:
+            if not allow_unused:
+                raise RuntimeError(
+                    f"grad: element {i} of inputs (shape {t.shape}) was not used in the graph "
+                    f"of the outputs; pass allow_unused=True if this is expected"
+                )
+            result.append(Tensor._from_op(np.zeros_like(t.data)) if materialize_grads else None)
+        elif isinstance(g, Tensor):
+            result.append(g)
+        else:
+            result.append(Tensor._from_op(np.array(g, dtype=t.data.dtype, copy=True)))
+    return tuple(result)
+
+
+def gradgradcheck(*args: Any, **kwargs: Any) -> bool:
+    """Second-order gradient check; see :func:`tapegrad.gradcheck.gradgradcheck`."""
+    from .gradcheck import gradgradcheck as ggc
+
+    return ggc(*args, **kwargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -93,7 +94,23 @@ class Tensor(TorchMethods):
         or None before any backward (and after ``zero_grad``). Assigning an array-like or None
         sets or clears it.
         """
-        return None if self._grad is None else Tensor._from_op(self._grad)
+        if self._node is not None and not self.__dict__.get("_retains_grad"):
+            warnings.warn(
+                "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. "
+                "Its .grad attribute won't be populated during backward(). If you indeed want "
+                "the .grad field to be populated for a non-leaf Tensor, use .retain_grad() on "
+                "the non-leaf Tensor. If you access the non-leaf Tensor by mistake, make sure "
+                "you access the leaf Tensor instead.",
+                UserWarning,
+                stacklevel=2,
+            )
+        g = self._grad
+        if g is None:
+            return None
+        gt = self.__dict__.get("_grad_t")
+        if gt is not None and gt.data is g:
+            return gt  # made under create_graph=True: it has a record
+        return Tensor._from_op(g)
 
     @grad.setter
     def grad(self, value: Any) -> None:
@@ -122,6 +139,51 @@ class Tensor(TorchMethods):
             if value.shape != self.data.shape:
                 raise ValueError(f"grad_data: expected shape {self.data.shape}, got {value.shape}")
         self._grad = value
+
+    @property
+    def retains_grad(self) -> bool:
+        """True for a non-leaf tensor after :meth:`retain_grad` (its ``.grad`` is kept)."""
+        return self._node is not None and bool(self.__dict__.get("_retains_grad"))
+
+    def retain_grad(self) -> None:
+        """Keep this non-leaf tensor's gradient in ``.grad`` during ``backward()`` (a leaf
+        keeps it anyway). It is the gradient after this tensor's hooks ran.
+
+        Raises
+        ------
+        RuntimeError
+            If the tensor does not require grad.
+        """
+        autograd.retain_grad(self)
+
+    def register_hook(self, hook: Any) -> autograd.RemovableHandle:
+        """Call ``hook(grad)`` with this tensor's gradient whenever one is computed
+        (``backward()``, ``autograd.grad``); a returned Tensor replaces the gradient (None
+        keeps it). Hooks run in registration order; for a leaf before the gradient is added
+        to ``.grad``.
+
+        Parameters
+        ----------
+        hook : callable
+            ``hook(grad: Tensor) -> Tensor | None``; ``grad`` has this tensor's shape.
+
+        Returns
+        -------
+        RemovableHandle
+            ``handle.remove()`` unregisters the hook.
+
+        Raises
+        ------
+        RuntimeError
+            If the tensor does not require grad.
+        TypeError
+            If ``hook`` is not callable.
+        """
+        return autograd.register_hook(self, hook)
+
+    def is_inference(self) -> bool:
+        """True for a tensor an op made inside ``tapegrad.inference_mode()``."""
+        return bool(self.__dict__.get("_inference"))
 
     @property
     def is_leaf(self) -> bool:
@@ -167,11 +229,43 @@ class Tensor(TorchMethods):
         flag : bool, default True
             Whether ops on this tensor are recorded for ``backward``.
         """
+        if flag and self.__dict__.get("_inference"):
+            raise RuntimeError(
+                "requires_grad_: an inference tensor (made inside inference_mode()) cannot "
+                "require grad; clone it outside inference_mode first"
+            )
         self.requires_grad = flag
         return self
 
-    def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
-        """Replay the tape in reverse from this tensor into every leaf's ``grad``."""
+    def backward(
+        self,
+        grad: Any = None,
+        retain_graph: bool | None = None,
+        create_graph: bool = False,
+        inputs: Any = None,
+    ) -> None:
+        """Replay the tape in reverse from this tensor into every leaf's ``grad``.
+
+        Parameters
+        ----------
+        grad : Tensor or array, optional
+            The gradient of this tensor (its shape); omitted only for one element (ones).
+        retain_graph : bool, optional
+            Keep the saved arrays for another backward; defaults to ``create_graph``.
+        create_graph : bool, default False
+            Record the backward, so the leaves' ``.grad`` can be differentiated again.
+        inputs : Tensor or sequence of Tensor, optional
+            Accumulate only into these tensors' ``.grad`` (leaves, or non-leaves, which
+            then retain their gradient).
+
+        Raises
+        ------
+        RuntimeError
+            If this tensor does not require grad, or ``grad`` is omitted for a tensor of
+            more than one element.
+        """
+        if retain_graph is None:
+            retain_graph = create_graph
         if not self.requires_grad:
             raise RuntimeError("backward: tensor does not require grad and has no record")
         if grad is None:
@@ -198,7 +292,31 @@ class Tensor(TorchMethods):
                 g = _as_array(grad, self.data.dtype)
             if g.shape != self.shape:
                 raise ValueError(f"backward: grad has shape {g.shape}, tensor {self.shape}")
-        autograd.backward(self, g, retain_graph=retain_graph)
+        if inputs is not None:
+            if create_graph and isinstance(grad, Tensor):
+                g = grad
+            ins = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+            got = autograd.grad(
+                self,
+                ins,
+                grad_outputs=[g],
+                retain_graph=retain_graph,
+                create_graph=create_graph,
+                allow_unused=True,
+            )
+            for t, gi in zip(ins, got):
+                if gi is None:
+                    continue
+                if create_graph:
+                    autograd._accumulate_leaf_graph(t, gi, run_hooks=False)
+                else:
+                    t._grad = gi.data if t._grad is None else t._grad + gi.data
+                    if t._node is not None:
+                        t._retains_grad = True
+            return
+        if create_graph and isinstance(grad, Tensor):
+            g = grad  # a recorded seed: its own graph joins the recorded backward
+        autograd.backward(self, g, retain_graph=bool(retain_graph), create_graph=create_graph)
 
     def __repr__(self) -> str:
         body = np.array2string(self.data, precision=4, separator=", ", threshold=20)

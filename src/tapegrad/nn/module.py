@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import autograd
 from ..tensor import Tensor
 
 
@@ -294,7 +295,77 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__}.forward is not defined")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.forward(*args, **kwargs)
+        hooks = self.__dict__.get("_module_hooks")
+        if hooks is None:
+            return self.forward(*args, **kwargs)
+        return _call_with_hooks(self, hooks, args, kwargs)
+
+    def _hook_store(self, kind: str) -> Any:
+        hooks = self.__dict__.get("_module_hooks")
+        if hooks is None:
+            hooks = {k: autograd._HookDict() for k in ("pre", "fwd", "bwd")}
+            object.__setattr__(self, "_module_hooks", hooks)
+        return hooks[kind]
+
+    def _add_hook(self, kind: str, hook: Any, fn: str) -> autograd.RemovableHandle:
+        if not callable(hook):
+            raise TypeError(f"{fn}: hook must be callable, got {type(hook).__name__}")
+        store = self._hook_store(kind)
+        key = next(autograd._hook_ids)
+        store[key] = hook
+        return autograd.RemovableHandle(store, key)
+
+    def register_forward_pre_hook(self, hook: Any) -> autograd.RemovableHandle:
+        """Call ``hook(module, args)`` before every forward; a returned value replaces the
+        positional arguments (a tuple, or one value that becomes a 1-tuple).
+
+        Returns
+        -------
+        RemovableHandle
+            ``handle.remove()`` unregisters the hook.
+
+        Raises
+        ------
+        TypeError
+            If ``hook`` is not callable.
+        """
+        return self._add_hook("pre", hook, "register_forward_pre_hook")
+
+    def register_forward_hook(self, hook: Any) -> autograd.RemovableHandle:
+        """Call ``hook(module, args, output)`` after every forward; a returned value
+        replaces the output.
+
+        Returns
+        -------
+        RemovableHandle
+            ``handle.remove()`` unregisters the hook.
+
+        Raises
+        ------
+        TypeError
+            If ``hook`` is not callable.
+        """
+        return self._add_hook("fwd", hook, "register_forward_hook")
+
+    def register_full_backward_hook(self, hook: Any) -> autograd.RemovableHandle:
+        """Call ``hook(module, grad_input, grad_output)`` when the gradients with respect to
+        the module's inputs have been computed, as PyTorch's: ``grad_input`` holds one entry
+        per positional Tensor argument (None where no gradient flows), ``grad_output`` one
+        per Tensor output. A returned tuple replaces ``grad_input`` (supported for modules
+        with one input that requires grad). Hooks are set up on calls made while grad is
+        enabled.
+
+        Returns
+        -------
+        RemovableHandle
+            ``handle.remove()`` unregisters the hook.
+
+        Raises
+        ------
+        TypeError
+            If ``hook`` is not callable.
+        """
+        return self._add_hook("bwd", hook, "register_full_backward_hook")
 
     def extra_repr(self) -> str:
         """Text shown inside the parentheses of the module's repr; layers override it."""
@@ -485,3 +556,133 @@ class ModuleDict(Module):
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """Not defined for a container: call its items."""
         raise NotImplementedError("ModuleDict has no forward: look modules up and call them")
+
+
+# --- module hooks ------------------------------------------------------------------------
+
+
+def _call_with_hooks(module: Module, hooks: dict, args: tuple, kwargs: dict) -> Any:
+    """``module(*args, **kwargs)`` with its forward-pre, forward and full backward hooks."""
+    for h in list(hooks["pre"].values()):
+        r = h(module, args)
+        if r is not None:
+            args = r if isinstance(r, tuple) else (r,)
+    state = None
+    if hooks["bwd"] and autograd.is_grad_enabled():
+        state = _BackwardHookState(module, hooks["bwd"])
+        args = state.wrap_inputs(args)
+    out = module.forward(*args, **kwargs)
+    for h in list(hooks["fwd"].values()):
+        r = h(module, args, out)
+        if r is not None:
+            out = r
+    if state is not None:
+        out = state.wrap_outputs(out)
+    return out
+
+
+class _BackwardHookState:
+    """One call's full backward hook bookkeeping: identity records on the Tensor inputs and
+    outputs collect ``grad_output`` and ``grad_input``; the input record made first (run
+    last by backward) calls the hooks."""
+
+    def __init__(self, module: Module, hooks: dict) -> None:
+        self.module, self.hooks = module, hooks
+        self.n_in = 0
+        self.wrapped: list[int] = []
+        self.grad_in: list[Any] = []
+        self.grad_out: list[Any] = []
+        self.out_wrapped: list[int] = []
+
+    def wrap_inputs(self, args: tuple) -> tuple:
+        out = []
+        for a in args:
+            if isinstance(a, Tensor):
+                slot = self.n_in
+                self.n_in += 1
+                if a.requires_grad:
+                    self.wrapped.append(slot)
+                    a = _HookIdentity.apply(a, state=self, slot=slot, side="in")
+            out.append(a)
+        self.grad_in = [None] * self.n_in
+        return tuple(out)
+
+    def wrap_outputs(self, out: Any) -> Any:
+        single = isinstance(out, Tensor)
+        items = [out] if single else (list(out) if isinstance(out, (tuple, list)) else None)
+        if items is None:
+            return out
+        tensors = [i for i, t in enumerate(items) if isinstance(t, Tensor)]
+        self.grad_out = [None] * len(tensors)
+        for j, i in enumerate(tensors):
+            if items[i].requires_grad:
+                self.out_wrapped.append(j)
+                items[i] = _HookIdentity.apply(items[i], state=self, slot=j, side="out")
+        if single:
+            return items[0]
+        return type(out)(items) if isinstance(out, tuple) else items
+
+    def arrived(self, side: str, slot: int, g: Any) -> Any:
+        if side == "out":
+            self.grad_out[slot] = g
+            if self.wrapped or slot != min(self.out_wrapped):
+                return g
+            self.fire()  # no input takes a gradient: call the hooks once the outputs are in
+            return g
+        self.grad_in[slot] = g
+        if slot != self.wrapped[0]:
+            return g
+        new = self.fire()
+        if new is not None:
+            return new[slot]
+        return g
+
+    def fire(self) -> tuple | None:
+        replaced = None
+        for h in list(self.hooks.values()):
+            gin = tuple(_as_tensor(g) for g in (replaced or self.grad_in))
+            r = h(self.module, gin, tuple(_as_tensor(g) for g in self.grad_out))
+            if r is None:
+                continue
+            r = tuple(r) if isinstance(r, (tuple, list)) else (r,)
+            if len(r) != self.n_in:
+                raise RuntimeError(
+                    f"{type(self.module).__name__} full backward hook returned {len(r)} "
+                    f"gradients for {self.n_in} inputs"
+                )
+            if len(self.wrapped) > 1:
+                raise RuntimeError(
+                    f"{type(self.module).__name__} full backward hook: replacing grad_input "
+                    f"is supported for modules with one input that requires grad, this call "
+                    f"had {len(self.wrapped)}"
+                )
+            replaced = list(r)
+        if replaced is None:
+            return None
+        return tuple(
+            None if g is None else (g.data if isinstance(g, Tensor) else g) for g in replaced
+        )
+
+
+def _as_tensor(g: Any) -> Any:
+    if g is None or isinstance(g, Tensor):
+        return g
+    return Tensor._from_op(g)
+
+
+class _HookIdentity(autograd.Function):
+    """Identity whose backward hands the gradient to a :class:`_BackwardHookState`."""
+
+    @staticmethod
+    def forward(ctx: autograd.Context, x: Any, state: Any = None, slot: int = 0, side: str = "in"):
+        ctx.state, ctx.slot, ctx.side = state, slot, side
+        return x
+
+    @staticmethod
+    def backward(ctx: autograd.Context, g: Any) -> Any:
+        return ctx.state.arrived(ctx.side, ctx.slot, g)
+
+    @staticmethod
+    def backward_graph(ctx: autograd.Context, g: Any, inputs: list) -> Any:
+        r = ctx.state.arrived(ctx.side, ctx.slot, g)
+        return r
