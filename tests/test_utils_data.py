@@ -54,8 +54,6 @@ def test_per_item_dataset_with_default_and_custom_collate():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="DataLoader: num_workers=2 is not supported"):
-        DataLoader(Squares(), num_workers=2)
     with pytest.raises(ValueError, match="DataLoader: batch_size must be a positive int"):
         DataLoader(Squares(), batch_size=0)
     with pytest.raises(TypeError, match="DataLoader: dataset must define __getitem__"):

@@ -1,14 +1,54 @@
-"""Batched transforms: (N, C, H, W) arrays in, arrays out, with an optional generator.
+"""Transforms: batched (N, C, H, W) arrays in, arrays out, with an optional generator; the
+per-item ones also take a single (C, H, W) image.
 
-Random transforms take the DataLoader's per-epoch generator, so augmentation is
-reproducible from the seed.
+Random transforms take the generator they are given (the :class:`DataLoader` of
+:mod:`tapegrad.data` passes its per-epoch one); without one they draw from
+:func:`sample_generator`, which :class:`tapegrad.utils.data.DataLoader` derives for every
+item from ``(seed, epoch, index)``, so augmentation is reproducible from the seed whatever
+the number of worker processes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
+
+_SAMPLE_RNG: contextvars.ContextVar[np.random.Generator | None] = contextvars.ContextVar(
+    "tapegrad_sample_rng", default=None
+)
+
+
+def sample_generator() -> np.random.Generator:
+    """The generator random transforms draw from when they are not given one.
+
+    Inside :class:`tapegrad.utils.data.DataLoader` (in the calling process or a worker) it
+    is the current item's generator, seeded from ``(seed, epoch, index)``; elsewhere it is
+    tapegrad's generator (:func:`tapegrad.manual_seed`).
+
+    Returns
+    -------
+    numpy.random.Generator
+    """
+    rng = _SAMPLE_RNG.get()
+    if rng is not None:
+        return rng
+    from ..creation import generator
+
+    return generator()
+
+
+@contextlib.contextmanager
+def sample_generator_scope(rng: np.random.Generator) -> Iterator[np.random.Generator]:
+    """Make ``rng`` the :func:`sample_generator` inside the ``with`` block (the loader
+    wraps each ``dataset[i]`` in one)."""
+    token = _SAMPLE_RNG.set(rng)
+    try:
+        yield rng
+    finally:
+        _SAMPLE_RNG.reset(token)
 
 
 def resize_bilinear(x: np.ndarray, size: int) -> np.ndarray:
