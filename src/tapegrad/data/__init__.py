@@ -13,7 +13,11 @@ The package has four modules, each importable on its own; every name is also her
 - :mod:`tapegrad.data.datasets`: named datasets found on disk, :func:`load_dataset`;
 - :mod:`tapegrad.data.loader`: :class:`TensorDataset`, :class:`DataLoader`, and
   :func:`shard_indices`, the per-rank share of an epoch that data-parallel training uses;
-- :mod:`tapegrad.data.transforms`: batched transforms and :func:`resize_bilinear`.
+- :mod:`tapegrad.data.transforms`: transforms of batches and of single images
+  (torchvision's ``Resize``, ``CenterCrop``, ``RandomResizedCrop``, ``RandomRotation``,
+  ``ColorJitter``, ``RandomErasing``, ``ToTensor``...), and :func:`resize_bilinear`;
+- :mod:`tapegrad.data.functional`: the image functions behind them;
+- :mod:`tapegrad.data.folder`: :class:`ImageFolder` over class folders of image files.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from .datasets import (
     load_digits,
     load_idx_dataset,
 )
+from .folder import IMG_EXTENSIONS, ImageFolder, pil_loader
 from .formats import (
     CIFAR_CLASSES,
     IDX_GZIP_RATIO,
@@ -38,12 +43,21 @@ from .formats import (
 )
 from .loader import DataLoader, TensorDataset, epoch_order, shard_indices
 from .transforms import (
+    CenterCrop,
+    ColorJitter,
     Compose,
+    Grayscale,
     Normalize,
     Pad,
     RandomCrop,
+    RandomErasing,
     RandomHorizontalFlip,
+    RandomResizedCrop,
+    RandomRotation,
+    Resize,
+    ToTensor,
     resize_bilinear,
+    sample_generator,
 )
 
 __all__ = [
@@ -53,13 +67,23 @@ __all__ = [
     "DEFAULT_DIRS",
     "IDX_GZIP_RATIO",
     "IDX_MIN_BUDGET",
+    "IMG_EXTENSIONS",
+    "CenterCrop",
+    "ColorJitter",
     "Compose",
+    "Grayscale",
+    "ImageFolder",
     "DataLoader",
     "DatasetNotFoundError",
     "Normalize",
     "Pad",
     "RandomCrop",
+    "RandomErasing",
     "RandomHorizontalFlip",
+    "RandomResizedCrop",
+    "RandomRotation",
+    "Resize",
+    "ToTensor",
     "TensorDataset",
     "epoch_order",
     "load_cifar10",
@@ -69,6 +93,8 @@ __all__ = [
     "read_cifar_batch",
     "read_idx",
     "resize_bilinear",
+    "pil_loader",
+    "sample_generator",
     "shard_indices",
     "write_cifar_batch",
 ]
