@@ -668,6 +668,18 @@ def _no_double_backward(node: Node) -> DoubleBackwardError:
     )
 
 
+def _graph_rule(fn: type[Function]) -> Callable | None:
+    """``fn.backward_graph``, unless ``fn`` (or a class between) overrides ``backward``
+    below the class that defined the rule: an inherited rule would not match its backward."""
+    for cls in fn.__mro__:
+        d = cls.__dict__
+        if "backward_graph" in d:
+            return fn.backward_graph  # type: ignore[attr-defined]
+        if "backward" in d:
+            return None
+    return None
+
+
 def _unbroadcast_t(g: Tensor, shape: tuple[int, ...]) -> Tensor:
     """:func:`_unbroadcast` with recorded ops."""
     if g.shape == shape:
@@ -778,7 +790,7 @@ def _run(
         if node.versions:
             _check_versions(node)
         if graph:
-            bg = getattr(node.fn, "backward_graph", None)
+            bg = _graph_rule(node.fn)
             if bg is None:
                 raise _no_double_backward(node)
             with enabled:
@@ -973,3 +985,58 @@ def gradgradcheck(*args: Any, **kwargs: Any) -> bool:
     from .gradcheck import gradgradcheck as ggc
 
     return ggc(*args, **kwargs)
+
+
+# --- helpers for double backward rules -------------------------------------------------------
+
+
+def graph_input(inputs: list, i: int, saved: Any) -> Any:
+    """For a ``backward_graph``: input ``i`` as the Tensor on the tape when it requires grad
+    (so the recorded backward depends on it), else the saved array (a constant)."""
+    t = inputs[i] if i < len(inputs) else None
+    return saved if t is None else t
+
+
+class _LinearMap(Function):
+    """``fwd(fctx, v)`` as an op, for a backward that is linear in the gradient with
+    constants from the op's context ``fctx``; its own backward is ``tr`` (the transposed
+    map), so the pair is differentiable to any order."""
+
+    @staticmethod
+    def forward(ctx: Context, v: Any, fwd: Any = None, tr: Any = None, fctx: Any = None) -> Any:
+        ctx.fwd, ctx.tr, ctx.fctx = fwd, tr, fctx
+        return _first(fwd(fctx, v))
+
+    @staticmethod
+    def backward(ctx: Context, gg: Any) -> Any:
+        return _first(ctx.tr(ctx.fctx, gg))
+
+    @staticmethod
+    def backward_graph(ctx: Context, gg: Any, inputs: list) -> Any:
+        return _LinearMap.apply(gg, fwd=ctx.tr, tr=ctx.fwd, fctx=ctx.fctx)
+
+
+def _first(r: Any) -> Any:
+    if isinstance(r, tuple):
+        r = r[0]
+    return r.array if isinstance(r, Fresh) else r
+
+
+def linear_backward_graph(backward: Callable, transpose: Callable | None = None) -> staticmethod:
+    """The ``backward_graph`` of an op with one differentiable input whose backward is
+    linear in the gradient and reads only constants from ``ctx`` (masks, indices, shapes):
+    shape ops, pooling, ReLU, dropout. ``transpose(ctx, v)`` applies the transposed map
+    (for such ops: the op's forward map on ``v``); None when the backward is its own
+    transpose (a mask or a permutation that is its own inverse).
+
+    Use in the class body, after ``backward``:
+    ``backward_graph = linear_backward_graph(backward, _transpose)``.
+    """
+    fwd = backward.__func__ if isinstance(backward, staticmethod) else backward
+    tr = fwd if transpose is None else transpose
+    tr = tr.__func__ if isinstance(tr, staticmethod) else tr
+
+    def backward_graph(ctx: Context, g: Any, inputs: list) -> Any:
+        return _LinearMap.apply(g, fwd=fwd, tr=tr, fctx=ctx)
+
+    return staticmethod(backward_graph)

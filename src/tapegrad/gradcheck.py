@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -69,3 +70,74 @@ def gradcheck(
                 f"{t.size} elements out of tolerance"
             )
     return True
+
+
+def gradgradcheck(
+    fn: Callable[..., Tensor],
+    inputs: Sequence[Tensor],
+    grad_outputs: Sequence[Any] | None = None,
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    seed: int = 0,
+) -> bool:
+    """Check second-order gradients: :func:`gradcheck` of the recorded first-order
+    gradient (``autograd.grad(..., create_graph=True)``) against central differences.
+
+    The first-order gradient is taken of ``fn(*inputs)`` contracted with ``grad_outputs``
+    (a fixed random tensor per output when None, itself a differentiated input, as in
+    PyTorch); the resulting gradients with respect to every input that requires grad are
+    contracted with another random tensor and checked by :func:`gradcheck`. Every input that
+    requires grad must be float64.
+
+    Returns
+    -------
+    bool
+        True.
+
+    Raises
+    ------
+    GradcheckError
+        Naming the input, the worst element and its relative error.
+    TypeError
+        If an input that requires grad is not float64.
+    tapegrad.autograd.DoubleBackwardError
+        If an op on the way has no double backward (the message names it).
+    """
+    from . import autograd
+
+    for i, t in enumerate(inputs):
+        if isinstance(t, Tensor) and t.requires_grad and t.dtype != np.float64:
+            raise TypeError(f"gradgradcheck: input {i} must be float64, got {t.dtype}")
+    diff = [t for t in inputs if isinstance(t, Tensor) and t.requires_grad]
+    out = fn(*inputs)
+    outs = list(out) if isinstance(out, (tuple, list)) else [out]
+    rng = np.random.default_rng(seed + 1)
+    if grad_outputs is None:
+        gos = [Tensor(rng.standard_normal(o.shape), requires_grad=True) for o in outs]
+    else:
+        gos = [
+            g if isinstance(g, Tensor) else Tensor(np.asarray(g, dtype=np.float64))
+            for g in grad_outputs
+        ]
+    n = len(inputs)
+
+    def first_order(*args: Tensor) -> Tensor:
+        xs, gs = list(args[:n]), list(args[n:])
+        o = fn(*xs)
+        os_ = list(o) if isinstance(o, (tuple, list)) else [o]
+        wrt = [t for t in xs if isinstance(t, Tensor) and t.requires_grad]
+        grads = autograd.grad(os_, wrt, grad_outputs=gs, create_graph=True, allow_unused=True)
+        parts = [g.reshape(-1) for g in grads if g is not None]
+        if not parts:
+            raise GradcheckError("gradgradcheck: no input received a gradient")
+        return parts[0] if len(parts) == 1 else _cat(parts)
+
+    del diff
+    return gradcheck(first_order, [*inputs, *gos], eps=eps, atol=atol, rtol=rtol, seed=seed)
+
+
+def _cat(parts: list[Tensor]) -> Tensor:
+    from .ops.shape import Concat
+
+    return Concat.apply(*parts, axis=0)

@@ -7,7 +7,7 @@ import numpy as np
 
 from tapegrad.kernels.activation import ReluCall
 
-from ..autograd import Context, Function
+from ..autograd import Context, Function, linear_backward_graph
 from . import tuning
 from .checks import check_float, fail
 
@@ -41,6 +41,8 @@ class ReLU(Function):
             return np.where(mask.view(bool), g, 0)  # bool or uint8: one byte each
         return ctx.call.backward(ctx.mod, np.ascontiguousarray(g), mask)
 
+    backward_graph = linear_backward_graph(backward)  # a mask: its own transpose
+
 
 def _check(fn: str, a: np.ndarray, axis) -> int:
     """Float input and an int axis in range; returns the axis made non-negative."""
@@ -73,6 +75,11 @@ class Softmax(Function):
         (out,) = ctx.saved_arrays
         return out * (g - (g * out).sum(axis=ctx.axis, keepdims=True))
 
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        out = Softmax.apply(inputs[0], axis=ctx.axis)
+        return out * (g - (g * out).sum(axis=ctx.axis, keepdims=True))
+
 
 class LogSoftmax(Function):
     @staticmethod
@@ -87,3 +94,8 @@ class LogSoftmax(Function):
     def backward(ctx: Context, g):
         (out,) = ctx.saved_arrays
         return g - np.exp(out) * g.sum(axis=ctx.axis, keepdims=True)
+
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        out = LogSoftmax.apply(inputs[0], axis=ctx.axis)
+        return g - out.exp() * g.sum(axis=ctx.axis, keepdims=True)

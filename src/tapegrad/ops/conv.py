@@ -14,7 +14,7 @@ import numpy as np
 from tapegrad.kernels.conv import Conv2dCall, ConvLikeCall
 from tapegrad.kernels.depthwise import DepthwiseConv2dCall
 
-from ..autograd import Context, Function, fresh
+from ..autograd import Context, Function, fresh, graph_input
 from . import tuning
 from .checks import check_float, check_ndim, contiguous, fail, int_tuple
 
@@ -99,6 +99,105 @@ class ConvFunction(Function):
         gb = gy.sum(axis=(0, 2, 3)) if need[2] else None
         # the weight kernels allocate gw and the sum makes gb: a leaf may keep them as they are
         return gx, fresh(gw), fresh(gb)
+
+    @staticmethod
+    def backward_graph(ctx: Context, gy, inputs):
+        """The backward as recorded ops: the input gradient and the weight gradient are
+        the call's own backward kernels wrapped as ops (:class:`ConvGradInput`,
+        :class:`ConvGradWeight`), whose gradients are again the call's kernels; so every
+        variant of conv2d, depthwise and transposed conv differentiates to any order."""
+        x, w = ctx.saved_arrays
+        need = ctx.needs_input_grad + (False,) * 3
+        gx = gw = gb = None
+        if need[0]:
+            gx = ConvGradInput.apply(gy, graph_input(inputs, 1, w), x=x, call=ctx.call, mod=ctx.mod)
+        if need[1]:
+            gw = ConvGradWeight.apply(
+                gy, graph_input(inputs, 0, x), w=w, call=ctx.call, mod=ctx.mod
+            )
+        if need[2]:
+            gb = gy.sum(axis=(0, 2, 3))
+        return gx, gw, gb
+
+
+class ConvCallForward(ConvFunction):
+    """A conv-family call's forward without bias, on a call record already made (the
+    gradient-of-gradient ops run it)."""
+
+    @staticmethod
+    def forward(ctx: Context, x, w, call=None, mod=None):
+        x, w = contiguous(x), contiguous(w)
+        ctx.save_for_backward(x, w)
+        ctx.call, ctx.mod = call, mod
+        return call.forward(mod, x, w, None)
+
+
+class ConvGradInput(Function):
+    """``gx = B_x(gy, w)``, the input gradient of a conv-family call as an op; linear in
+    ``gy`` and in ``w``: its gradients are the call's forward (for ``gy``) and the call's
+    weight gradient (for ``w``)."""
+
+    @staticmethod
+    def forward(ctx: Context, gy, w, x=None, call=None, mod=None):
+        gy, w = contiguous(gy), contiguous(w)
+        ctx.save_for_backward(gy, w)
+        ctx.x, ctx.call, ctx.mod = x, call, mod
+        return call.backward(mod, gy, x, w, True, False)[0]
+
+    @staticmethod
+    def backward(ctx: Context, ggx):
+        gy, w = ctx.saved_arrays
+        ggx = np.ascontiguousarray(ggx)
+        need = ctx.needs_input_grad
+        ggy = ctx.call.forward(ctx.mod, ggx, w, None) if need[0] else None
+        gw = ctx.call.backward(ctx.mod, gy, ggx, w, False, True)[1] if need[1] else None
+        return ggy, gw
+
+    @staticmethod
+    def backward_graph(ctx: Context, ggx, inputs):
+        gy, w = ctx.saved_arrays
+        need = ctx.needs_input_grad
+        call, mod = ctx.call, ctx.mod
+        ggy = gw = None
+        if need[0]:
+            ggy = ConvCallForward.apply(ggx, graph_input(inputs, 1, w), call=call, mod=mod)
+        if need[1]:
+            gw = ConvGradWeight.apply(graph_input(inputs, 0, gy), ggx, w=w, call=call, mod=mod)
+        return ggy, gw
+
+
+class ConvGradWeight(Function):
+    """``gw = B_w(gy, x)``, the weight gradient of a conv-family call as an op; linear in
+    ``gy`` and in ``x``: its gradients are the call's forward (for ``gy``) and the call's
+    input gradient (for ``x``)."""
+
+    @staticmethod
+    def forward(ctx: Context, gy, x, w=None, call=None, mod=None):
+        gy, x = contiguous(gy), contiguous(x)
+        ctx.save_for_backward(gy, x)
+        ctx.w, ctx.call, ctx.mod = w, call, mod
+        return call.backward(mod, gy, x, w, False, True)[1]
+
+    @staticmethod
+    def backward(ctx: Context, ggw):
+        gy, x = ctx.saved_arrays
+        ggw = np.ascontiguousarray(ggw)
+        need = ctx.needs_input_grad
+        ggy = ctx.call.forward(ctx.mod, x, ggw, None) if need[0] else None
+        gx = ctx.call.backward(ctx.mod, gy, x, ggw, True, False)[0] if need[1] else None
+        return ggy, gx
+
+    @staticmethod
+    def backward_graph(ctx: Context, ggw, inputs):
+        gy, x = ctx.saved_arrays
+        need = ctx.needs_input_grad
+        call, mod = ctx.call, ctx.mod
+        ggy = gx = None
+        if need[0]:
+            ggy = ConvCallForward.apply(graph_input(inputs, 1, x), ggw, call=call, mod=mod)
+        if need[1]:
+            gx = ConvGradInput.apply(graph_input(inputs, 0, gy), ggw, x=x, call=call, mod=mod)
+        return ggy, gx
 
 
 class Conv2d(ConvFunction):

@@ -16,7 +16,7 @@ import numpy as np
 
 from tapegrad.kernels.dropout import Dropout2dCall, DropoutCall, GaussianDropoutCall
 
-from ..autograd import Context, Function
+from ..autograd import Context, Function, linear_backward_graph
 from . import tuning
 from .checks import check_float, contiguous, fail
 
@@ -102,6 +102,8 @@ class Dropout(Function):
         (keep,) = ctx.saved_arrays
         return ctx.call.backward(ctx.mod, np.ascontiguousarray(gy), keep, ctx.f)
 
+    backward_graph = linear_backward_graph(backward)  # a mask times a scale: its own transpose
+
 
 class Dropout2d(Function):
     """``apply(x, p=, scale=)``: x (..., H, W); each (H, W) plane (a channel of one sample)
@@ -129,6 +131,8 @@ class Dropout2d(Function):
         gy2 = np.ascontiguousarray(gy).reshape(keep.shape[0], gy.size // max(keep.shape[0], 1))
         return ctx.call.backward(ctx.mod, gy2, keep, ctx.f).reshape(ctx.shape)
 
+    backward_graph = linear_backward_graph(backward)  # a mask times a scale: its own transpose
+
 
 class GaussianDropout(Function):
     """``apply(x, sigma=)``: y = x * R with R ~ N(1, sigma^2) per element (seed problem 8).
@@ -149,3 +153,5 @@ class GaussianDropout(Function):
     def backward(ctx: Context, gy):
         seed, step = ctx.key
         return ctx.call.backward(ctx.mod, np.ascontiguousarray(gy), seed, step, ctx.sigma)
+
+    backward_graph = linear_backward_graph(backward)  # a mask times a scale: its own transpose

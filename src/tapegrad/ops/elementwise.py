@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autograd import Context, Function
+from ..autograd import Context, Function, graph_input
 
 
 def _binary(name: str, ufunc: np.ufunc, a, b) -> np.ndarray:
@@ -31,6 +31,10 @@ class Add(Function):
     def backward(ctx: Context, g):
         return g, g
 
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        return g, g
+
 
 class Sub(Function):
     """``a - b`` with broadcasting; gradients ``g`` and ``-g``."""
@@ -41,6 +45,10 @@ class Sub(Function):
 
     @staticmethod
     def backward(ctx: Context, g):
+        return g, -g
+
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
         return g, -g
 
 
@@ -59,6 +67,14 @@ class Mul(Function):
         gb = g * a if ctx.needs_input_grad[1] else None
         return ga, gb
 
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        a, b = ctx.saved_arrays
+        need = ctx.needs_input_grad
+        ga = g * graph_input(inputs, 1, b) if need[0] else None
+        gb = g * graph_input(inputs, 0, a) if need[1] else None
+        return ga, gb
+
 
 class Div(Function):
     """``a / b`` with broadcasting; gradients ``g / b`` and ``-g * a / b**2``."""
@@ -73,6 +89,15 @@ class Div(Function):
         a, b = ctx.saved_arrays
         ga = g / b if ctx.needs_input_grad[0] else None
         gb = -g * a / (b * b) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        a, b = ctx.saved_arrays
+        a, b = graph_input(inputs, 0, a), graph_input(inputs, 1, b)
+        need = ctx.needs_input_grad
+        ga = g / b if need[0] else None
+        gb = -g * a / (b * b) if need[1] else None
         return ga, gb
 
 
@@ -97,6 +122,22 @@ class Pow(Function):
                 gb = g * out * np.where(a > 0, np.log(np.where(a > 0, a, 1)), 0)
         return ga, gb
 
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        a0, b0, _ = ctx.saved_arrays
+        a, b = graph_input(inputs, 0, a0), graph_input(inputs, 1, b0)
+        need = ctx.needs_input_grad
+        ga = g * b * a ** (b - 1) if need[0] else None
+        gb = None
+        if len(need) > 1 and need[1]:
+            pos = a0 > 0
+            if isinstance(a, np.ndarray):
+                log_a = np.log(np.where(pos, a0, 1))
+            else:
+                log_a = Where.apply(pos, a, np.ones((), dtype=a0.dtype)).log()
+            gb = g * a**b * log_a * pos
+        return ga, gb
+
 
 class Neg(Function):
     """``-a``; gradient ``-g``."""
@@ -107,6 +148,10 @@ class Neg(Function):
 
     @staticmethod
     def backward(ctx: Context, g):
+        return -g
+
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
         return -g
 
 
@@ -124,6 +169,10 @@ class Exp(Function):
         (out,) = ctx.saved_arrays
         return g * out
 
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        return g * Exp.apply(inputs[0])
+
 
 class Log(Function):
     """``log(a)``; gradient ``g / a``."""
@@ -137,6 +186,10 @@ class Log(Function):
     def backward(ctx: Context, g):
         (a,) = ctx.saved_arrays
         return g / a
+
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        return g / inputs[0]
 
 
 class Tanh(Function):
@@ -152,6 +205,11 @@ class Tanh(Function):
     def backward(ctx: Context, g):
         (out,) = ctx.saved_arrays
         return g * (1 - out * out)
+
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        t = Tanh.apply(inputs[0])
+        return g * (1 - t * t)
 
 
 class Sigmoid(Function):
@@ -170,6 +228,11 @@ class Sigmoid(Function):
         (out,) = ctx.saved_arrays
         return g * out * (1 - out)
 
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        s = Sigmoid.apply(inputs[0])
+        return g * s * (1 - s)
+
 
 class Abs(Function):
     """``|a|``; gradient ``g * sign(a)`` (0 at 0)."""
@@ -181,6 +244,11 @@ class Abs(Function):
 
     @staticmethod
     def backward(ctx: Context, g):
+        (a,) = ctx.saved_arrays
+        return g * np.sign(a)
+
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
         (a,) = ctx.saved_arrays
         return g * np.sign(a)
 
@@ -199,6 +267,10 @@ class Sqrt(Function):
         (out,) = ctx.saved_arrays
         return g / (2 * out)
 
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        return g / (2 * Sqrt.apply(inputs[0]))
+
 
 class Maximum(Function):
     """Elementwise max; ties send the gradient to the first argument."""
@@ -214,3 +286,12 @@ class Maximum(Function):
         (mask,) = ctx.saved_arrays
         zero = g.dtype.type(0)
         return np.where(mask, g, zero), np.where(mask, zero, g)
+
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        (mask,) = ctx.saved_arrays
+        zero = np.zeros((), dtype=g.dtype)
+        return Where.apply(mask, g, zero), Where.apply(mask, zero, g)
+
+
+from .tensor_ops import Where  # noqa: E402

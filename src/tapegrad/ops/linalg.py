@@ -6,7 +6,7 @@ import numpy as np
 
 from tapegrad.kernels.blas import matmul
 
-from ..autograd import Context, Function, fresh
+from ..autograd import Context, Function, fresh, graph_input
 from .checks import check_float, fail
 
 
@@ -54,6 +54,31 @@ class MatMul(Function):
             gb = _sum_to(gb, b.shape)
         return ga, gb
 
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        a0, b0 = ctx.saved_arrays
+        a, b = graph_input(inputs, 0, a0), graph_input(inputs, 1, b0)
+        a2 = a.reshape((1,) + a0.shape) if a0.ndim == 1 else a
+        b2 = b.reshape(b0.shape + (1,)) if b0.ndim == 1 else b
+        g2 = g
+        if a0.ndim == 1:
+            g2 = g2.unsqueeze(-2)
+        if b0.ndim == 1:
+            g2 = g2.unsqueeze(-1)
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            ga = g2 @ _mT(b2)
+            ga = ga.reshape(ga.shape[:-2] + (-1,)) if a0.ndim == 1 else ga
+        if ctx.needs_input_grad[1]:
+            gb = _mT(a2) @ g2
+            gb = gb.reshape(gb.shape[:-1]) if b0.ndim == 1 else gb
+        return ga, gb  # the tape sums broadcast batch dimensions back
+
+
+def _mT(x):
+    """Swap the last two axes of an array or a Tensor (recorded)."""
+    return np.swapaxes(x, -1, -2) if isinstance(x, np.ndarray) else x.transpose(-1, -2)
+
 
 def _sum_to(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     while g.ndim > len(shape):
@@ -92,3 +117,14 @@ class Linear(Function):
         gw = matmul(g2.T, x.reshape(-1, x.shape[-1])) if need[1] else None
         gb = g2.sum(axis=0) if len(need) > 2 and need[2] else None
         return fresh(gx), fresh(gw), fresh(gb)  # each made here
+
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        x0, w0 = ctx.saved_arrays
+        x, w = graph_input(inputs, 0, x0), graph_input(inputs, 1, w0)
+        need = ctx.needs_input_grad
+        gx = g @ w if need[0] else None
+        g2 = g.reshape(-1, g.shape[-1])
+        gw = _mT(g2) @ x.reshape(-1, x0.shape[-1]) if need[1] else None
+        gb = g2.sum(axis=0) if len(need) > 2 and need[2] else None
+        return gx, gw, gb

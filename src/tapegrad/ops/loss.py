@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..autograd import Context, Function
-from .activation import _log_softmax
+from .activation import Softmax, _log_softmax
 from .checks import check_float, fail
 
 
@@ -112,6 +112,25 @@ class CrossEntropy(Function):
         grad[~keep] = 0
         return grad.astype(logp.dtype, copy=False), None
 
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        logp, t, keep, w, wt = ctx.saved_arrays
+        n, c = logp.shape
+        s = ctx.smooth
+        onehot = np.zeros((n, c), dtype=logp.dtype)
+        onehot[np.arange(n), t] = 1
+        if w is None:
+            coef = np.ones((n, 1), dtype=logp.dtype)
+            const = (1 - s) * onehot + s / c
+        else:
+            coef = ((1 - s) * wt + (s / c) * w.sum())[:, None]
+            const = (1 - s) * wt[:, None] * onehot + (s / c) * w[None, :]
+        coef = (coef * keep[:, None]).astype(logp.dtype)
+        const = (const * keep[:, None]).astype(logp.dtype)
+        p = Softmax.apply(inputs[0], axis=1)
+        scale = g.reshape(n, 1) if ctx.reduction == "none" else g / ctx.count
+        return (p * coef - const) * scale, None
+
 
 class MSELoss(Function):
     """Squared error of same-shaped arrays, reduced by ``reduction``; gradients ``2 (a - b)
@@ -139,6 +158,21 @@ class MSELoss(Function):
         scale = 2 / diff.size if ctx.reduction == "mean" else 2
         gr = diff * (g * scale)  # d/dx (x - y)^2 = 2 (x - y), elementwise for 'none' too
         return gr, -gr
+
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        (diff,) = ctx.saved_arrays
+        need = ctx.needs_input_grad + (False,)
+        a, b = inputs[0], inputs[1] if len(inputs) > 1 else None
+        if a is None:
+            d = (diff + b.data) - b  # the input is a constant: diff + target
+        elif b is None:
+            d = a - (a.data - diff)  # the target is a constant
+        else:
+            d = a - b
+        scale = 2 / diff.size if ctx.reduction == "mean" else 2
+        gr = d * (g * scale)
+        return (gr if need[0] else None), (-gr if need[1] else None)
 
 
 def _check_reduction(fn: str, reduction: str) -> None:
@@ -184,6 +218,15 @@ class NLLLoss(Function):
             scale = g if ctx.reduction == "none" else np.full(n, g / ctx.count)
         grad[np.arange(n), t] = -scale * wt
         return grad, None
+
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        t, wt = ctx.saved_arrays
+        n = ctx.shape[0]
+        m = np.zeros(ctx.shape, dtype=ctx.dtype)
+        m[np.arange(n), t] = -wt
+        scale = g.reshape(n, 1) if ctx.reduction == "none" else g / ctx.count
+        return scale * m, None
 
 
 class BCEWithLogits(Function):

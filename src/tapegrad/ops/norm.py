@@ -175,6 +175,7 @@ class BatchNorm(Function):
         ctx.save_for_backward(x3, mean, invstd, w)
         ctx.mod, ctx.call, ctx.training = mod, call, training
         ctx.shape, ctx.wdtype = x.shape, (None if weight is None else weight.dtype)
+        ctx.eps, ctx.nv = eps, normalize_variance
         return y.reshape(x.shape)
 
     @staticmethod
@@ -196,6 +197,47 @@ class BatchNorm(Function):
             gx.reshape(ctx.shape) if need[0] else None,
             fresh(gw.astype(wd)) if need[1] else None,  # astype copies: ours alone
             fresh(gb.astype(wd)) if need[2] else None,
+        )
+
+    @staticmethod
+    def backward_graph(ctx: Context, gy, inputs):
+        """The backward as recorded ops: in training the batch statistics are recomputed
+        from the input Tensor, so their dependence on it is differentiated too."""
+        x3, mean, invstd, w = ctx.saved_arrays
+        need = ctx.needs_input_grad + (False,) * 3
+        n, c, s = x3.shape
+        dt = x3.dtype
+        xt = inputs[0].reshape(n, c, s) if inputs[0] is not None else x3
+        wt = inputs[1] if len(inputs) > 1 and inputs[1] is not None else w.astype(dt)
+        wt = wt.reshape(1, c, 1)
+        g3 = gy.reshape(n, c, s)
+        axes = (0, 2)
+        if ctx.training:
+            m = n * s
+            xc = xt - xt.mean(axis=axes, keepdims=True)
+            if ctx.nv:
+                inv = ((xc * xc).mean(axis=axes, keepdims=True) + ctx.eps) ** -0.5
+                xhat = xc * inv
+            else:
+                inv, xhat = 1.0, xc
+            gsum = g3.sum(axis=axes, keepdims=True)
+            gxh = (g3 * xhat).sum(axis=axes, keepdims=True)
+            gx = None
+            if need[0]:
+                if ctx.nv:
+                    gx = (wt * inv / m) * (g3 * m - gsum - xhat * gxh)
+                else:
+                    gx = wt * (g3 - gsum / m)
+        else:
+            inv = invstd.astype(dt).reshape(1, c, 1)
+            xhat = (xt - mean.astype(dt).reshape(1, c, 1)) * inv
+            gsum = g3.sum(axis=axes, keepdims=True)
+            gxh = (g3 * xhat).sum(axis=axes, keepdims=True)
+            gx = g3 * (wt * inv) if need[0] else None
+        return (
+            gx.reshape(ctx.shape) if gx is not None else None,
+            gxh.reshape(c) if need[1] else None,
+            gsum.reshape(c) if need[2] else None,
         )
 
 

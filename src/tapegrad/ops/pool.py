@@ -9,7 +9,7 @@ import numpy as np
 
 from tapegrad.kernels.pool import AdaptiveAvgPool2dCall, AvgPool2dCall, MaxPool2dCall
 
-from ..autograd import Context, Function
+from ..autograd import Context, Function, linear_backward_graph
 from . import tuning
 from .checks import check_float, check_ndim, contiguous, fail, int_tuple
 
@@ -60,6 +60,19 @@ class MaxPool2d(Function):
         (idx,) = ctx.saved_arrays
         return ctx.call.backward(ctx.mod, np.ascontiguousarray(gy), idx)
 
+    @staticmethod
+    def _transpose(ctx: Context, v):
+        """Gather ``v`` (the input's shape) at each window's argmax: the forward with the
+        recorded indices."""
+        (idx,) = ctx.saved_arrays
+        n, c, h, w = v.shape
+        flat = idx.reshape(n * c, -1)
+        out = np.take_along_axis(np.asarray(v).reshape(n * c, h * w), np.maximum(flat, 0), axis=1)
+        out[flat < 0] = 0
+        return out.reshape(idx.shape)
+
+    backward_graph = linear_backward_graph(backward, _transpose)
+
 
 class AvgPool2d(Function):
     @staticmethod
@@ -73,6 +86,12 @@ class AvgPool2d(Function):
     @staticmethod
     def backward(ctx: Context, gy):
         return ctx.call.backward(ctx.mod, np.ascontiguousarray(gy))
+
+    @staticmethod
+    def _transpose(ctx: Context, v):
+        return ctx.call.forward(ctx.mod, np.ascontiguousarray(v))
+
+    backward_graph = linear_backward_graph(backward, _transpose)
 
 
 def adaptive_out_size(fn: str, x, output_size) -> tuple[int, int]:
@@ -106,3 +125,9 @@ class AdaptiveAvgPool2d(Function):
     @staticmethod
     def backward(ctx: Context, gy):
         return ctx.call.backward(ctx.mod, np.ascontiguousarray(gy))
+
+    @staticmethod
+    def _transpose(ctx: Context, v):
+        return ctx.call.forward(ctx.mod, np.ascontiguousarray(v))
+
+    backward_graph = linear_backward_graph(backward, _transpose)

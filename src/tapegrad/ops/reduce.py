@@ -25,6 +25,16 @@ def _expand(g: np.ndarray, shape: tuple[int, ...], axes: tuple[int, ...], keepdi
     return np.broadcast_to(g, shape)
 
 
+def _expand_graph(g, ctx: Context):
+    """The gradient Tensor of a reduction reshaped to keep the reduced axes (size 1)."""
+    if ctx.keepdims or not ctx.axes:
+        return g
+    shape = list(g.shape)
+    for a in ctx.axes:
+        shape.insert(a, 1)
+    return g.reshape(tuple(shape))
+
+
 class Sum(Function):
     """Sum over ``axis`` (all when None), optionally keeping dimensions; the gradient is
     ``g`` broadcast back.
@@ -39,6 +49,10 @@ class Sum(Function):
     def backward(ctx: Context, g):
         return _expand(g, ctx.shape, ctx.axes, ctx.keepdims).copy()
 
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        return _expand_graph(g, ctx) + np.zeros(ctx.shape, dtype=g.dtype)
+
 
 class Mean(Function):
     """Mean over ``axis`` (all when None); the gradient is ``g / count`` broadcast back."""
@@ -52,6 +66,10 @@ class Mean(Function):
     @staticmethod
     def backward(ctx: Context, g):
         return _expand(g / ctx.count, ctx.shape, ctx.axes, ctx.keepdims).copy()
+
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        return _expand_graph(g / ctx.count, ctx) + np.zeros(ctx.shape, dtype=g.dtype)
 
 
 class Max(Function):
@@ -73,3 +91,9 @@ class Max(Function):
             g = np.expand_dims(g, ctx.axes)
         count = mask.sum(axis=ctx.axes, keepdims=True)
         return (mask * (g / count)).astype(g.dtype, copy=False)
+
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        (mask,) = ctx.saved_arrays
+        count = mask.sum(axis=ctx.axes, keepdims=True)
+        return _expand_graph(g, ctx) * (mask / count).astype(g.dtype, copy=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autograd import Context, Function
+from ..autograd import Context, Function, linear_backward_graph
 
 
 class Reshape(Function):
@@ -19,6 +19,10 @@ class Reshape(Function):
     def backward(ctx: Context, g):
         return g.reshape(ctx.shape)
 
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        return Reshape.apply(g, ctx.shape)
+
 
 class Permute(Function):
     """Dimensions reordered by ``dims``; the gradient goes through the inverse permutation."""
@@ -31,6 +35,10 @@ class Permute(Function):
     @staticmethod
     def backward(ctx: Context, g):
         return np.transpose(g, ctx.inv)
+
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        return Permute.apply(g, ctx.inv)
 
 
 class GetItem(Function):
@@ -52,6 +60,12 @@ class GetItem(Function):
         np.add.at(out, ctx.index, g)
         return out
 
+    @staticmethod
+    def _transpose(ctx: Context, v):
+        return np.asarray(v[ctx.index])
+
+    backward_graph = linear_backward_graph(backward, _transpose)
+
 
 class Pad(Function):
     """Constant padding; ``pads`` is a ((before, after), ...) pair per axis."""
@@ -64,6 +78,10 @@ class Pad(Function):
     @staticmethod
     def backward(ctx: Context, g):
         return np.ascontiguousarray(g[ctx.slices])
+
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        return GetItem.apply(g, ctx.slices)
 
 
 class Concat(Function):
@@ -78,3 +96,9 @@ class Concat(Function):
     @staticmethod
     def backward(ctx: Context, g):
         return tuple(np.split(g, ctx.bounds, axis=ctx.axis))
+
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        edges = [0, *(int(b) for b in ctx.bounds), g.shape[ctx.axis]]
+        lead = (slice(None),) * (ctx.axis % g.ndim)
+        return tuple(GetItem.apply(g, lead + (slice(lo, hi),)) for lo, hi in zip(edges, edges[1:]))

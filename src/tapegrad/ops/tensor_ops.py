@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autograd import Context, Function
+from ..autograd import Context, Function, linear_backward_graph
 from .checks import fail
 
 
@@ -30,6 +30,11 @@ class Stack(Function):
     def backward(ctx: Context, g):
         return tuple(np.moveaxis(g, ctx.axis, 0))
 
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        lead = (slice(None),) * (ctx.axis % g.ndim)
+        return tuple(g[lead + (i,)] for i in range(g.shape[ctx.axis]))
+
 
 class Where(Function):
     """``a`` where ``cond`` else ``b`` (broadcast); each side gets the gradient where chosen."""
@@ -51,6 +56,12 @@ class Where(Function):
         (cond,) = ctx.saved_arrays
         zero = g.dtype.type(0)
         return None, np.where(cond, g, zero), np.where(cond, zero, g)
+
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        (cond,) = ctx.saved_arrays
+        zero = np.zeros((), dtype=g.dtype)
+        return None, Where.apply(cond, g, zero), Where.apply(cond, zero, g)
 
 
 class Clamp(Function):
@@ -76,6 +87,8 @@ class Clamp(Function):
         (keep,) = ctx.saved_arrays
         return np.where(keep, g, g.dtype.type(0))
 
+    backward_graph = linear_backward_graph(backward)  # a mask: its own transpose
+
 
 class MinMax(Function):
     """Elementwise maximum (``op="max"``) or minimum; ties split the gradient evenly, and a
@@ -100,6 +113,14 @@ class MinMax(Function):
         ga = np.where(first, g, np.where(tie, half, 0)).astype(g.dtype, copy=False)
         gb = np.where(first | tie, np.where(tie, half, 0), g).astype(g.dtype, copy=False)
         return ga, gb
+
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        first, tie = ctx.saved_arrays
+        dt = g.dtype
+        wa = np.where(first, 1, np.where(tie, 0.5, 0)).astype(dt)
+        wb = np.where(first | tie, np.where(tie, 0.5, 0), 1).astype(dt)
+        return g * wa, g * wb
 
 
 class ReduceArg(Function):
@@ -135,6 +156,14 @@ class ReduceArg(Function):
         np.put_along_axis(out, idx, g, axis=ctx.axis)
         return out
 
+    @staticmethod
+    def _transpose(ctx: Context, v):
+        (idx,) = ctx.saved_arrays
+        vals = np.take_along_axis(np.asarray(v), idx, axis=ctx.axis)
+        return vals if ctx.keepdim else np.squeeze(vals, ctx.axis)
+
+    backward_graph = linear_backward_graph(backward, _transpose)
+
 
 class Flip(Function):
     @staticmethod
@@ -145,6 +174,8 @@ class Flip(Function):
     @staticmethod
     def backward(ctx: Context, g):
         return np.flip(g, ctx.dims).copy()
+
+    backward_graph = linear_backward_graph(backward)  # a flip is its own transpose
 
 
 class Roll(Function):
@@ -157,6 +188,12 @@ class Roll(Function):
     def backward(ctx: Context, g):
         neg = tuple(-s for s in ctx.shifts) if isinstance(ctx.shifts, tuple) else -ctx.shifts
         return np.roll(g, neg, ctx.dims)
+
+    @staticmethod
+    def _transpose(ctx: Context, v):
+        return np.roll(v, ctx.shifts, ctx.dims)
+
+    backward_graph = linear_backward_graph(backward, _transpose)
 
 
 def check_index(fn: str, x: np.ndarray, dim: int, index: np.ndarray, same_rank: bool) -> None:
@@ -196,6 +233,13 @@ class Gather(Function):
         sub = out[ctx.sl]
         _scatter_add_into(sub, ctx.dim, index, g)
         return out, None
+
+    @staticmethod
+    def _transpose(ctx: Context, v):
+        (index,) = ctx.saved_arrays
+        return np.take_along_axis(np.asarray(v)[ctx.sl], index, axis=ctx.dim)
+
+    backward_graph = linear_backward_graph(backward, _transpose)
 
 
 def _scatter_add_into(out: np.ndarray, dim: int, index: np.ndarray, src: np.ndarray) -> None:
@@ -250,6 +294,13 @@ class IndexSelect(Function):
         np.add.at(moved, index, np.moveaxis(g, ctx.dim, 0))
         return out, None
 
+    @staticmethod
+    def _transpose(ctx: Context, v):
+        (index,) = ctx.saved_arrays
+        return np.take(v, index, axis=ctx.dim)
+
+    backward_graph = linear_backward_graph(backward, _transpose)
+
 
 class Expand(Function):
     @staticmethod
@@ -260,6 +311,10 @@ class Expand(Function):
     @staticmethod
     def backward(ctx: Context, g):
         return g  # the tape sums broadcast axes back to the input's shape
+
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        return g
 
 
 class Repeat(Function):
@@ -279,6 +334,12 @@ class Repeat(Function):
         g = g.reshape(inter).sum(axis=tuple(range(0, len(inter), 2)))
         return g.reshape(ctx.in_shape)
 
+    @staticmethod
+    def _transpose(ctx: Context, v):
+        return np.tile(np.asarray(v).reshape(ctx.shape), ctx.reps)
+
+    backward_graph = linear_backward_graph(backward, _transpose)
+
 
 class PadMode(Function):
     """``np.pad`` with ``reflect`` / ``edge`` (replicate) / ``wrap`` (circular); the backward
@@ -296,6 +357,12 @@ class PadMode(Function):
         np.add.at(out, src.reshape(-1), g.reshape(-1))
         return out.reshape(ctx.shape)
 
+    @staticmethod
+    def _transpose(ctx: Context, v):
+        return np.pad(v, ctx.pads, mode=ctx.mode)
+
+    backward_graph = linear_backward_graph(backward, _transpose)
+
 
 class Cast(Function):
     """A float-to-float cast; the gradient is cast back to the input's dtype."""
@@ -308,6 +375,10 @@ class Cast(Function):
     @staticmethod
     def backward(ctx: Context, g):
         return g.astype(ctx.in_dtype)
+
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        return Cast.apply(g, dtype=ctx.in_dtype)
 
 
 class SetItem(Function):
