@@ -114,6 +114,61 @@ def test_im2col_batch_chunks_match_reference(variant, case, chunk, need):
         np.testing.assert_allclose(gw, gw_r, **_tol(dtype))
 
 
+def _threaded_module():
+    from tapegrad.kernels import cblas
+
+    try:
+        mod = K.get("conv2d", "im2col-cython")
+    except RuntimeError:
+        pytest.skip("the Cython kernels are not built")
+
+    if cblas.gemm_addresses() is None:
+        pytest.skip("NumPy's BLAS is not an ILP64 OpenBLAS: no threaded im2col drivers")
+    return mod
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    case=conv_case(),
+    team=st.integers(1, 3),
+    need=st.sampled_from(["both", "x", "w"]),
+)
+def test_im2col_threaded_drivers_match_reference(case, team, need):
+    """im2col-cython's threaded drivers (each thread unfolds, multiplies and folds whole
+    images with its own buffers and BLAS calls) forced on every shape: groups, strides,
+    dilations, padding, batch 1, a team of 1 to 3 threads whatever the batch, each gradient
+    asked alone."""
+    mod = _threaded_module()
+    stride, padding, dilation, groups, dtype = case[7], case[8], case[9], case[10], case[12]
+    x, w, b = _arrays(case)
+    if w.shape[2:] == (1, 1):
+        w = np.ascontiguousarray(np.repeat(np.repeat(w, 2, axis=2), 2, axis=3))
+        if x.shape[2] + 2 * padding[0] < dilation[0] + 1 or x.shape[3] + 2 * padding[1] < (
+            dilation[1] + 1
+        ):
+            return
+    ref = K.get("conv2d", "reference")
+    saved = mod._THREADS_MIN_PLANE, mod._team_size
+    try:
+        mod._THREADS_MIN_PLANE, mod._team_size = 0, lambda macs: team
+        y = mod.forward(x, w, b, stride, padding, dilation, groups)
+        assert mod._threaded(x, w, stride, padding, *y.shape[2:]) is not None
+        gy = np.random.default_rng(2).standard_normal(y.shape).astype(dtype)
+        nx, nw = need in ("both", "x"), need in ("both", "w")
+        gx, gw = mod.backward(gy, x, w, stride, padding, dilation, groups, nx, nw)
+    finally:
+        mod._THREADS_MIN_PLANE, mod._team_size = saved
+    np.testing.assert_allclose(y, ref.forward(x, w, b, stride, padding, dilation, groups),
+                               **_tol(dtype))  # fmt: skip
+    gx_r, gw_r = ref.backward(gy, x, w, stride, padding, dilation, groups, True, True)
+    assert (gx is None) != nx and (gw is None) != nw
+    if nx:
+        np.testing.assert_allclose(gx, gx_r, **_tol(dtype))
+    if nw:
+        assert gw.dtype == dtype and gw.shape == w.shape
+        np.testing.assert_allclose(gw, gw_r, **_tol(dtype))
+
+
 @pytest.mark.parametrize("variant", IM2COL)
 @pytest.mark.parametrize("pixels", [(1, 1), (4, 4), (8, 8), (9, 7)])  # both sides of 64
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
