@@ -1,0 +1,300 @@
+"""tapegrad's convolution targets against PyTorch, each framework in its own process.
+
+Every case of the convolution targets table (float32, 2 threads each): one process per
+framework runs every case (warm-up, then ``--repeats`` timed calls, median), and the
+processes alternate over ``--rounds`` rounds (tapegrad first in even rounds, PyTorch first
+in odd ones); the table gives the median of the rounds' medians, their spread (min-max),
+tapegrad's median over PyTorch's, the variant ``auto`` picked, and the share of the
+machine's limit: GFLOP/s over a large float32 ``np.matmul``'s rate for convolutions
+(direct-convolution FLOPs, 2 per multiply-add), the bytes moved over ``np.copyto``'s rate
+for depthwise ones (both measured in their own process). OpenBLAS's core-type pins
+(``OPENBLAS_CORETYPE``, ``OPENBLAS_L2_SIZE``) are removed from both frameworks'
+environments. The Winograd variants' float32 error against the float64 reference is
+printed after the table.
+
+    python benchmarks/conv_targets.py [--rounds 3] [--repeats 7] [--out FILE.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    fn: str  # conv2d | conv_transpose2d
+    x: tuple[int, int, int, int]
+    w: tuple[int, int, int, int]
+    stride: int
+    padding: int
+    groups: int
+    backward: bool
+    target: float
+    kind: str  # gemm | copy
+
+
+CASES = [
+    Case("conv2d 3x3 N=32 64->64 32x32 pad 1: fwd", "conv2d", (32, 64, 32, 32), (64, 64, 3, 3),
+         1, 1, 1, False, 0.8, "gemm"),
+    Case("conv2d 3x3 N=32 64->64 32x32 pad 1: fwd+bwd", "conv2d", (32, 64, 32, 32),
+         (64, 64, 3, 3), 1, 1, 1, True, 0.8, "gemm"),
+    Case("conv2d 3x3 N=64 16->16 32x32 pad 1: fwd+bwd", "conv2d", (64, 16, 32, 32),
+         (16, 16, 3, 3), 1, 1, 1, True, 0.8, "gemm"),
+    Case("conv2d 5x5 s2 N=16 32->48 28x28 pad 2: fwd+bwd", "conv2d", (16, 32, 28, 28),
+         (48, 32, 5, 5), 2, 2, 1, True, 1.0, "gemm"),
+    Case("conv2d 1x1 N=32 64->128 16x16: fwd+bwd", "conv2d", (32, 64, 16, 16),
+         (128, 64, 1, 1), 1, 0, 1, True, 1.0, "gemm"),
+    Case("depthwise 3x3 N=32 128ch 32x32 pad 1: fwd", "conv2d", (32, 128, 32, 32),
+         (128, 1, 3, 3), 1, 1, 128, False, 0.5, "copy"),
+    Case("depthwise 3x3 N=32 128ch 32x32 pad 1: fwd+bwd", "conv2d", (32, 128, 32, 32),
+         (128, 1, 3, 3), 1, 1, 128, True, 0.6, "copy"),
+    Case("depthwise 3x3 s2 N=32 256ch 16x16 pad 1: fwd+bwd", "conv2d", (32, 256, 16, 16),
+         (256, 1, 3, 3), 2, 1, 256, True, 0.7, "copy"),
+    Case("conv_transpose2d 4x4 s2 p1 N=32 64->32 16->32: fwd+bwd", "conv_transpose2d",
+         (32, 64, 16, 16), (64, 32, 4, 4), 2, 1, 1, True, 0.9, "gemm"),
+]  # fmt: skip
+
+
+def _out_shape(c: Case) -> tuple[int, int, int, int]:
+    n, _, h, w = c.x
+    k = c.w[2]
+    if c.fn == "conv_transpose2d":
+        o = c.w[1] * c.groups
+        return n, o, (h - 1) * c.stride - 2 * c.padding + k, (w - 1) * c.stride - 2 * c.padding + k
+    o = c.w[0]
+    return n, o, (h + 2 * c.padding - k) // c.stride + 1, (w + 2 * c.padding - k) // c.stride + 1
+
+
+def flops(c: Case) -> float:
+    """Direct-convolution FLOPs of the case (forward, or forward + both gradients)."""
+    n, cin = c.x[:2]
+    k2 = c.w[2] * c.w[3]
+    if c.fn == "conv_transpose2d":
+        macs = n * cin * c.x[2] * c.x[3] * c.w[1] * k2
+    else:
+        _, o, ho, wo = _out_shape(c)
+        macs = n * o * ho * wo * (cin // c.groups) * k2
+    return 2.0 * macs * (3 if c.backward else 1)
+
+
+def bytes_moved(c: Case) -> float:
+    """Bytes a depthwise case must read and write: x and y forward; gy, x read and gx
+    written backward (float32)."""
+    xb = 4 * float(np.prod(c.x))
+    yb = 4 * float(np.prod(_out_shape(c)))
+    return xb + yb + ((yb + 2 * xb) if c.backward else 0)
+
+
+def _arrays(c: Case):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(c.x).astype(np.float32)
+    w = (rng.standard_normal(c.w) * 0.05).astype(np.float32)
+    ob = c.w[1] * c.groups if c.fn == "conv_transpose2d" else c.w[0]
+    b = rng.standard_normal(ob).astype(np.float32)
+    gy = np.random.default_rng(1).standard_normal(_out_shape(c)).astype(np.float32)
+    return x, w, b, gy
+
+
+def _median_time(fn, repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def _worker_tapegrad(repeats: int) -> dict:
+    import tapegrad as tg
+    import tapegrad.kernels as K
+    import tapegrad.nn.functional as F
+
+    tg.set_num_threads(2)
+    out = {}
+    for c in CASES:
+        x, w, b, gy = _arrays(c)
+        tx, tw, tb = (tg.Tensor(a, requires_grad=c.backward) for a in (x, w, b))
+        fn = getattr(F, c.fn)
+        kw = {"stride": c.stride, "padding": c.padding, "groups": c.groups}
+
+        def run(fn=fn, tx=tx, tw=tw, tb=tb, kw=kw, gy=gy, c=c):
+            y = fn(tx, tw, tb, **kw)
+            if c.backward:
+                tx.grad = tw.grad = tb.grad = None
+                y.backward(gy)
+
+        with K.record() as calls:
+            run()
+        picked = sorted({K.resolved_name(op, sig) for op, sig in calls})
+        out[c.name] = {"ms": 1e3 * _median_time(run, repeats), "variant": ", ".join(picked)}
+    return out
+
+
+def _worker_torch(repeats: int) -> dict:
+    import torch
+
+    torch.set_num_threads(2)
+    out = {}
+    for c in CASES:
+        x, w, b, gy = (torch.tensor(a) for a in _arrays(c))
+        for t in (x, w, b):
+            t.requires_grad_(c.backward)
+        fn = getattr(torch.nn.functional, c.fn)
+        kw = {"stride": c.stride, "padding": c.padding, "groups": c.groups}
+
+        def run(fn=fn, x=x, w=w, b=b, kw=kw, gy=gy, c=c):
+            if c.backward:
+                x.grad = w.grad = b.grad = None
+                fn(x, w, b, **kw).backward(gy)
+            else:
+                with torch.no_grad():
+                    fn(x, w, b, **kw)
+
+        out[c.name] = {"ms": 1e3 * _median_time(run, repeats)}
+    return out
+
+
+def _worker_limits() -> dict:
+    """float32 np.matmul GFLOP/s (2048^3, 2 threads) and np.copyto GB/s (64 MB, read +
+    write counted)."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((2048, 2048)).astype(np.float32)
+    with threadpool_limits(2, user_api="blas"):
+        t = _median_time(lambda: a @ a, 7)
+    src = rng.standard_normal(16 << 20).astype(np.float32)
+    dst = np.empty_like(src)
+    tc = _median_time(lambda: np.copyto(dst, src), 9)
+    return {"gemm_gflops": 2 * 2048**3 / t / 1e9, "copy_gbs": 2 * src.nbytes / tc / 1e9}
+
+
+def _winograd_accuracy() -> list[str]:
+    """Each Winograd variant's float32 error against the float64 reference, over the
+    output's scale (its standard deviation), unit-variance inputs."""
+    import tapegrad.kernels as K
+
+    lines = []
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 64, 32, 32))
+    w = rng.standard_normal((64, 64, 3, 3)) / np.sqrt(64 * 9)
+    ref = K.get("conv2d", "reference")
+    y64 = ref.forward(x, w, None, (1, 1), (1, 1), (1, 1), 1)
+    gy = rng.standard_normal(y64.shape)
+    gx64, _ = ref.backward(gy, x, w, (1, 1), (1, 1), (1, 1), 1, True, False)
+    for v in [v for v in K.variants("conv2d") if v.startswith("winograd")]:
+        try:
+            mod = K.get("conv2d", v)
+        except RuntimeError:
+            continue
+        x32, w32, gy32 = (a.astype(np.float32) for a in (x, w, gy))
+        y = mod.forward(x32, w32, None, (1, 1), (1, 1), (1, 1), 1)
+        gx, _ = mod.backward(gy32, x32, w32, (1, 1), (1, 1), (1, 1), 1, True, False)
+        e_y = float(np.abs(y - y64).max() / y64.std())
+        e_gx = float(np.abs(gx - gx64).max() / gx64.std())
+        lines.append(f"  {v:16} forward {e_y:.2e}   input gradient {e_gx:.2e}")
+    return lines
+
+
+def _spawn(role: str, repeats: int) -> dict:
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+    }
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", role, "--repeats", str(repeats)]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--out", default="")
+    ap.add_argument("--worker", choices=["tapegrad", "torch", "limits", "accuracy"])
+    args = ap.parse_args()
+    if args.worker:
+        if args.worker == "tapegrad":
+            res = _worker_tapegrad(args.repeats)
+        elif args.worker == "torch":
+            res = _worker_torch(args.repeats)
+        elif args.worker == "limits":
+            res = _worker_limits()
+        else:
+            res = {"lines": _winograd_accuracy()}
+        print(json.dumps(res))
+        return
+
+    up = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    lines = [f"uptime at start: {up}", ""]
+    limits = _spawn("limits", 0)
+    ours: dict[str, list[float]] = {c.name: [] for c in CASES}
+    theirs: dict[str, list[float]] = {c.name: [] for c in CASES}
+    picked: dict[str, str] = {}
+    for r in range(args.rounds):
+        order = ["tapegrad", "torch"] if r % 2 == 0 else ["torch", "tapegrad"]
+        for role in order:
+            res = _spawn(role, args.repeats)
+            for name, v in res.items():
+                (ours if role == "tapegrad" else theirs)[name].append(v["ms"])
+                if "variant" in v:
+                    picked[name] = v["variant"]
+    limits_end = _spawn("limits", 0)
+    gemm = (limits["gemm_gflops"] + limits_end["gemm_gflops"]) / 2
+    copy = (limits["copy_gbs"] + limits_end["copy_gbs"]) / 2
+    lines.append(
+        f"float32 np.matmul 2048^3, 2 threads: {limits['gemm_gflops']:.0f} / "
+        f"{limits_end['gemm_gflops']:.0f} GFLOP/s (start / end); np.copyto: "
+        f"{limits['copy_gbs']:.1f} / {limits_end['copy_gbs']:.1f} GB/s"
+    )
+    lines.append(
+        f"{args.rounds} rounds x {args.repeats} calls, each framework in its own process,"
+        " 2 threads, float32"
+    )
+    lines.append("")
+    lines.append(
+        "| case | tapegrad ms (spread) | PyTorch ms (spread) | ratio | target | auto picked "
+        "| share of limit |"
+    )
+    lines.append("| --- | ---: | ---: | ---: | --- | --- | ---: |")
+    for c in CASES:
+        a, b = ours[c.name], theirs[c.name]
+        ma, mb = float(np.median(a)), float(np.median(b))
+        ratio = ma / mb
+        if c.kind == "gemm":
+            share = (
+                f"{flops(c) / ma / 1e6:.0f} GFLOP/s = {100 * flops(c) / ma / 1e6 / gemm:.0f}% GEMM"
+            )
+        else:
+            rate = bytes_moved(c) / ma / 1e6
+            share = f"{rate:.1f} GB/s = {100 * rate / copy:.0f}% copy"
+        ok = "ok" if ratio <= c.target else "miss"
+        lines.append(
+            f"| {c.name} | {ma:.2f} ({min(a):.1f}-{max(a):.1f}) | {mb:.2f} ({min(b):.1f}-"
+            f"{max(b):.1f}) | {ratio:.2f} | <= {c.target} {ok} | {picked.get(c.name, '')} "
+            f"| {share} |"
+        )
+    lines.append("")
+    lines.append("Winograd float32 max error / output std vs the float64 reference:")
+    lines += _spawn("accuracy", 0)["lines"]
+    up = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    lines.append(f"\nuptime at end: {up}")
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
