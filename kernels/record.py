@@ -10,11 +10,17 @@ import threading
 from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 
-_local = threading.local()
+
+class _Local(threading.local):
+    # a class-level default: read on every resolved call, found without a missing attribute
+    recorders: list[list[tuple[str, Hashable]]] | None = None
+
+
+_local = _Local()
 
 
 def _recorders() -> list[list[tuple[str, Hashable]]]:
-    if not hasattr(_local, "recorders"):
+    if _local.recorders is None:
         _local.recorders = []
     return _local.recorders
 

@@ -98,7 +98,15 @@ class _Op:
 
 
 _OPS: dict[str, _Op] = {}
-_local = threading.local()
+
+
+class _Local(threading.local):
+    # a class-level default: reading it in a thread that never entered use() finds it
+    # without the cost of a missing attribute
+    stack: list[dict[str, str]] | None = None
+
+
+_local = _Local()
 _autotune = {"on": os.environ.get("TAPEGRAD_AUTOTUNE", "") not in ("", "0")}
 _tuned: dict[tuple, str] = {}
 _env_cache: dict[str, str] | None = None
@@ -245,7 +253,7 @@ def _env_choices() -> dict[str, str]:
 
 
 def _stack() -> list[dict[str, str]]:
-    if not hasattr(_local, "stack"):
+    if _local.stack is None:
         _local.stack = []
     return _local.stack
 
@@ -321,10 +329,13 @@ def resolve(
     autotune keeps its winners for training and inference calls apart, since the fastest
     forward is not always the fastest forward + backward.
     """
-    _record.note(op, signature)
-    name = selected(op)
-    if name != AUTO:
-        return get(op, name)
+    if _record._local.recorders:
+        _record.note(op, signature)
+    # the common case, kept to a few dict lookups: no use() block, no TAPEGRAD_KERNELS
+    if _local.stack or os.environ.get("TAPEGRAD_KERNELS"):
+        name = selected(op)
+        if name != AUTO:
+            return get(op, name)
     if _autotune["on"] and trial is not None:
         key = _tune_key(op, signature, training)
         name = _tuned.get(key)  # one hash of the signature per call: this runs every call
@@ -336,7 +347,7 @@ def resolve(
                 _store.store(*key, name)
             _tuned[key] = name
         return _OPS[op].variants[name].load()
-    return get(op, _auto_pick(op, signature))
+    return _OPS[op].variants[_auto_pick(op, signature)].load()  # a name auto found usable
 
 
 def _tune_key(op: str, signature: Hashable, training: bool) -> tuple[str, Hashable]:

@@ -23,7 +23,16 @@ import numpy as np
 if TYPE_CHECKING:
     from .tensor import Tensor
 
-_state = threading.local()
+
+class _State(threading.local):
+    # class-level defaults: every op reads these, and a thread that never set one finds
+    # it here instead of paying for a missing attribute
+    grad: bool | None = True
+    anomaly = False
+    tracer: Callable[..., None] | None = None
+
+
+_state = _State()
 _counter = itertools.count()
 
 

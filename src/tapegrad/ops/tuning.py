@@ -32,6 +32,8 @@ def resolve(ctx: Context, call: KernelCall, *inputs: Any) -> ModuleType:
     if not _ready[0]:
         K.init()
         _ready[0] = True
-    training = call.has_backward() and any(ctx.needs_input_grad)
-    trial = call.trial(inputs, ctx.needs_input_grad, training)
+    needs = ctx.needs_input_grad
+    training = True in needs and call.has_backward()
+    # the trial closure is only for autotune's timing: not built on the common path
+    trial = call.trial(inputs, needs, training) if K.autotune_enabled() else None
     return K.resolve(call.op, call, trial, training=training)
