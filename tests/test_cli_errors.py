@@ -91,14 +91,17 @@ def _weights(path: Path) -> dict:
 def test_every_zoo_model_evaluates_and_resumes_from_its_checkpoint(
     data_dir, tmp_path, model, capsys
 ):
+    # two batches of 16 per epoch; the run stops after 3 steps, one batch into epoch 2
     part = tmp_path / "part"
-    assert cli.main(_train(data_dir, model, "--epochs", "2", "--out", str(part))) == 0
-    assert cli.main(["eval", str(part / "epoch1.safetensors"), "--data-dir", str(data_dir)]) == 0
-    assert f"{model} on fashion-mnist test" in capsys.readouterr().out
+    quick = ("--limit-train", "32", "--batch-size", "16", "--limit-test", "16")
+    args = _train(data_dir, model, *quick, "--epochs", "2", "--max-steps", "3", "--out", str(part))
+    assert cli.main(args) == 0
+    ev = ["eval", str(part / "epoch1.safetensors"), "--data-dir", str(data_dir), "--limit-test"]
+    assert cli.main([*ev, "16"]) == 0
+    assert f"{model} on fashion-mnist test (16 images)" in capsys.readouterr().out
     # resume from epoch 1 into the same folder: ends where the uninterrupted run ended
     full = _weights(part / "last.safetensors")
-    resumed = _train(data_dir, model, "--epochs", "2", "--out", str(part))
-    assert cli.main([*resumed, "--resume", str(part / "epoch1.safetensors")]) == 0
+    assert cli.main([*args, "--resume", str(part / "epoch1.safetensors")]) == 0
     assert "resumed from" in capsys.readouterr().out
     again = _weights(part / "last.safetensors")
     assert full.keys() == again.keys()
@@ -106,7 +109,7 @@ def test_every_zoo_model_evaluates_and_resumes_from_its_checkpoint(
         assert full[k].shape == again[k].shape and full[k].dtype == again[k].dtype, k
         np.testing.assert_array_equal(full[k], again[k], err_msg=k)
     rows = [json.loads(x) for x in (part / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [1, 2]
+    assert [(r["epoch"], r["step"]) for r in rows] == [(1, 2), (2, 3)]
 
 
 def test_resume_of_a_run_folder_continues_in_that_folder(data_dir, tmp_path, monkeypatch, capsys):
@@ -140,6 +143,17 @@ USAGE = {
     "warmup_negative": (["train", "lenet5", "--warmup", "-5"], "--warmup"),
     "seed_negative": (["train", "lenet5", "--seed", "-1"], "--seed"),
     "unknown_model": (["train", "lenet6"], "lenet6"),
+    "max_steps_zero": (["train", "lenet5", "--max-steps", "0"], "--max-steps"),
+    "max_steps_negative": (["train", "lenet5", "--max-steps", "-5"], "--max-steps"),
+    "max_steps_text": (["train", "lenet5", "--max-steps", "ten"], "--max-steps"),
+    "early_stop_zero": (["train", "lenet5", "--early-stop", "0"], "--early-stop"),
+    "early_stop_negative": (["train", "lenet5", "--early-stop", "-2"], "--early-stop"),
+    "unknown_monitor": (["train", "lenet5", "--monitor", "val_f1"], "--monitor"),
+    "monitor_accuracy_of_autoencoder": (
+        ["train", "conv_autoencoder", "--monitor", "val_acc"],
+        "--monitor val_acc",
+    ),
+    "confusion_not_a_picture": (["eval", "x.safetensors", "--confusion", "cm.csv"], "--confusion"),
     "unknown_optimizer": (["train", "lenet5", "--optimizer", "lbfgs"], "--optimizer"),
     "unknown_data": (["train", "lenet5", "--data", "imagenet"], "--data"),
     "unknown_option": (["train", "lenet5", "--epoch-count", "2"], "--epoch-count"),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import math
 import os
@@ -144,6 +145,34 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
         help="continue from a checkpoint (a run directory: its last.safetensors)",
     )
     p.add_argument("--limit-train", type=POSITIVE_INT, default=None, help="use the first N images")
+    p.add_argument(
+        "--max-steps",
+        type=POSITIVE_INT,
+        default=None,
+        metavar="N",
+        help="stop after N optimiser steps (evaluated and checkpointed, even mid-epoch); the "
+        "learning-rate schedule spans them",
+    )
+    p.add_argument(
+        "--early-stop",
+        type=POSITIVE_INT,
+        default=None,
+        metavar="PATIENCE",
+        help="stop when --monitor has not improved for PATIENCE epochs",
+    )
+    p.add_argument(
+        "--monitor",
+        default="val_loss",
+        choices=("val_loss", "val_acc"),
+        help="metric of --early-stop and of best.safetensors (test-split loss: lower is "
+        "better; accuracy: higher is better)",
+    )
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard event files into the run directory (needs the "
+        "tensorboard extra: tensorboardX)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-plot", action="store_true", help="no curves.png in the run directory")
     p.add_argument(
@@ -178,6 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p, data_default=None)
     p.add_argument("--model", default=None, help="zoo model (default: from the checkpoint)")
     p.add_argument("--batch-size", type=POSITIVE_INT, default=500)
+    p.add_argument(
+        "--confusion",
+        default=None,
+        metavar="PNG",
+        help="write the confusion matrix as a picture (.png, .svg or .pdf; needs the plot "
+        "extra: matplotlib) and as CSV beside it (same name, .csv)",
+    )
 
     p = sub.add_parser("info", help="layer summary of a zoo model")
     p.add_argument("model", nargs="?", default=None)
@@ -304,6 +340,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError(
             f"tapegrad train: unknown model {args.model!r}; choose from {zoo.available()}"
         )
+    if args.monitor == "val_acc" and zoo.task_of(args.model) == "reconstruction":
+        raise UsageError(
+            f"tapegrad train: --monitor val_acc: {args.model} reconstructs its input and has "
+            "no accuracy; use --monitor val_loss"
+        )
+    if args.tensorboard and importlib.util.find_spec("tensorboardX") is None:
+        from .callbacks import TENSORBOARD_HINT
+
+        raise UsageError(
+            f"tapegrad train: --tensorboard needs tensorboardX, which is not installed: "
+            f"{TENSORBOARD_HINT}"
+        )
     resume = _checkpoint_arg("train", "--resume", args.resume) if args.resume else None
     cfg = TrainConfig(
         model=args.model,
@@ -325,6 +373,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         limit_test=args.limit_test,
         progress=not args.no_progress,
         plot=not args.no_plot,
+        max_steps=args.max_steps,
+        early_stop=args.early_stop,
+        monitor=args.monitor,
+        tensorboard=args.tensorboard,
     )
     kwargs = _distributed_options(cfg) if args.distributed else {}
     if not args.distributed:
@@ -366,6 +418,7 @@ def _train_in_run_dir(
 
 
 def _train(cfg: Any, kwargs: dict[str, Any], resume: Path | None, out: Path | None) -> int:
+    from .callbacks import BEST, BestCheckpoint
     from .data import DatasetNotFoundError
     from .train import Trainer
 
@@ -381,7 +434,9 @@ def _train(cfg: Any, kwargs: dict[str, Any], resume: Path | None, out: Path | No
             reason = reason.removeprefix(f"{resume}: ").removeprefix(f"{resume} ")
             raise CLIError(f"tapegrad train: --resume {resume}: {reason}") from e
         if trainer.is_main:
-            print(f"resumed from {resume} after epoch {trainer.epoch}", flush=True)
+            mid = trainer.step - trainer.epoch * len(trainer.train_loader)
+            at = f" and {mid} steps of epoch {trainer.epoch + 1}" if mid > 0 else ""
+            print(f"resumed from {resume} after epoch {trainer.epoch}{at}", flush=True)
     history = trainer.fit()
     if trainer.is_main and history:
         last = history[-1]
@@ -390,6 +445,11 @@ def _train(cfg: Any, kwargs: dict[str, Any], resume: Path | None, out: Path | No
         else:
             print(f"test MSE: {last['test_loss']:.5f}")
     if trainer.is_main and out is not None:
+        best = next((c for c in trainer.callbacks if isinstance(c, BestCheckpoint)), None)
+        if best is not None and best.tracker.best is not None and (out / BEST).is_file():
+            t = best.tracker
+            where = f"epoch {t.best_epoch}, step {t.best_step}"
+            print(f"best {t.monitor}: {t.best:.4f} ({where}): {out / BEST}")
         print(f"run directory: {out} (last checkpoint: {out / LAST})", flush=True)
     return 0
 
@@ -401,13 +461,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from . import zoo
     from .data import DataLoader, DatasetNotFoundError, TensorDataset
     from .kernels import set_num_threads
-    from .train import TrainConfig, evaluate, model_kwargs, prepare_arrays
+    from .train import (
+        TrainConfig,
+        confusion_matrix,
+        evaluate,
+        model_kwargs,
+        plot_confusion,
+        prepare_arrays,
+        write_confusion_csv,
+    )
 
     if args.model is not None and args.model not in zoo.MODELS:
         raise UsageError(
             f"tapegrad eval: --model {args.model!r} is not a zoo model; choose from "
             f"{zoo.available()}"
         )
+    confusion = _confusion_arg(args.confusion) if args.confusion is not None else None
     path = _checkpoint_arg("eval", "checkpoint", args.checkpoint)
     if args.threads:
         set_num_threads(args.threads)
@@ -428,6 +497,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg = TrainConfig(model=name, data=data_name, data_dir=args.data_dir)
     cfg.limit_test = args.limit_test
     recon = zoo.task_of(name) == "reconstruction"
+    if recon and confusion is not None:
+        raise UsageError(
+            f"tapegrad eval: --confusion: {name} reconstructs its input; it has no classes"
+        )
     try:
         x, y = prepare_arrays(cfg, "test", normalise=not recon)
     except DatasetNotFoundError as e:
@@ -440,15 +513,77 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise CLIError(
             f"tapegrad eval: checkpoint {path} does not fit {name}: {_one_line(e)}"
         ) from e
-    loss, acc = evaluate(model, DataLoader(TensorDataset(x, y), args.batch_size), recon)
-    if acc is None:
+    loader = DataLoader(TensorDataset(x, y), args.batch_size)
+    if recon:
+        loss, _ = evaluate(model, loader, recon)
         print(f"{name} on {data_name} test ({len(y)} images): MSE {loss:.5f}")
-    else:
-        print(
-            f"{name} on {data_name} test ({len(y)} images): loss {loss:.4f}, "
-            f"accuracy {100 * acc:.2f}%"
-        )
+        return 0
+    try:
+        loss, cm = confusion_matrix(model, loader)
+    except ValueError as e:
+        raise CLIError(f"tapegrad eval: {data_name} test set: {_one_line(e)}") from e
+    acc = int(cm.trace()) / max(int(cm.sum()), 1)
+    print(
+        f"{name} on {data_name} test ({len(y)} images): loss {loss:.4f}, accuracy {100 * acc:.2f}%"
+    )
+    names = class_names(data_name, cm.shape[0])
+    print(_per_class_table(cm, names))
+    if confusion is not None:
+        csv_path = confusion.with_suffix(".csv")
+        try:
+            confusion.parent.mkdir(parents=True, exist_ok=True)
+            write_confusion_csv(cm, names, csv_path)
+            plot_confusion(cm, names, confusion, f"{name} on {data_name} test")
+        except OSError as e:
+            raise CLIError(
+                f"tapegrad eval: --confusion {confusion}: cannot write ({e.strerror or e})"
+            ) from e
+        print(f"confusion matrix: {confusion} (counts: {csv_path})")
     return 0
+
+
+def class_names(data_name: str, num_classes: int) -> list[str]:
+    """The class names of a dataset (Fashion-MNIST's and CIFAR-10's words, digits for
+    MNIST), or the class numbers when the dataset has none or another class count."""
+    from .predict import CLASS_NAMES
+
+    names = CLASS_NAMES.get(data_name)
+    if names is None or len(names) != num_classes:
+        return [str(i) for i in range(num_classes)]
+    return list(names)
+
+
+def _per_class_table(cm: Any, names: list[str]) -> str:
+    """Per-class accuracy: class number, name, images, correct, accuracy."""
+    from .train import per_class_accuracy
+
+    acc = per_class_accuracy(cm)
+    width = max(len("class"), *(len(n) for n in names))
+    lines = [f"{'':>3} {'class':<{width}} {'images':>7} {'correct':>8} {'accuracy':>9}"]
+    for i, name in enumerate(names):
+        a = "-" if acc[i] != acc[i] else f"{100 * acc[i]:.2f}%"  # NaN: no images
+        lines.append(f"{i:>3} {name:<{width}} {cm[i].sum():>7} {cm[i, i]:>8} {a:>9}")
+    return "\n".join(lines)
+
+
+_PICTURE_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def _confusion_arg(value: str) -> Path:
+    """``eval --confusion``'s picture path, checked before any work: a picture suffix,
+    not a directory, matplotlib installed."""
+    path = Path(value)
+    where = f"tapegrad eval: --confusion {value}"
+    if path.suffix.lower() not in _PICTURE_SUFFIXES:
+        raise UsageError(f"{where}: the picture must end in {', '.join(_PICTURE_SUFFIXES)}")
+    if path.is_dir():
+        raise UsageError(f"{where}: is a directory")
+    if importlib.util.find_spec("matplotlib") is None:
+        raise UsageError(
+            f"{where}: the picture needs matplotlib, which is not installed: "
+            "pip install 'tapegrad[plot]'"
+        )
+    return path
 
 
 def cmd_info(args: argparse.Namespace) -> int:

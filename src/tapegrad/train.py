@@ -11,8 +11,12 @@ work is split so that data-parallel training can hook in without touching the lo
 
 Every epoch ends with a test evaluation (under ``no_grad``), one ``metrics.jsonl``
 line, a checkpoint (``RUN_DIR/last.safetensors`` + ``epoch{N}.safetensors``) and the PNG
-curves. ``--resume CKPT`` restores model, optimizer, scheduler, the epoch counter and the
-random generator, so a resumed run ends with the same weights as an uninterrupted one.
+curves; the callbacks (:mod:`tapegrad.callbacks`) add ``metrics.csv``, ``best.safetensors``,
+early stopping and TensorBoard event files. ``cfg.max_steps`` ends the run after that many
+optimiser steps (evaluated and checkpointed, even mid-epoch). ``--resume CKPT`` restores
+model, optimizer, scheduler, the epoch and step counters, the callbacks' state and the
+random generator, so a resumed run ends with the same weights as an uninterrupted one
+(from a mid-epoch checkpoint too: the epoch's batches already trained are skipped).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from . import callbacks as cb
 from . import checkpoint, creation, data, lr_scheduler, optim, zoo
 from .autograd import no_grad
 from .kernels import set_num_threads
@@ -46,7 +51,14 @@ _NORMALISE = {
 
 @dataclass
 class TrainConfig:
-    """Everything a run depends on; saved into each checkpoint and ``config.json``."""
+    """Everything a run depends on; saved into each checkpoint and ``config.json``.
+
+    ``max_steps`` ends the run after that many optimiser steps (the learning-rate
+    schedule then spans them instead of ``epochs``); ``early_stop`` is the patience in
+    epochs of :class:`~tapegrad.callbacks.EarlyStopping` on ``monitor`` (``val_loss``,
+    ``val_acc``), which also picks ``best.safetensors``; ``tensorboard`` adds
+    :class:`~tapegrad.callbacks.TensorBoardLogger` (see :func:`default_callbacks`).
+    """
 
     model: str = "lenet5"
     data: str = "fashion-mnist"
@@ -68,6 +80,10 @@ class TrainConfig:
     eval_batch_size: int = 500
     progress: bool = True
     plot: bool = True
+    max_steps: int | None = None
+    early_stop: int | None = None
+    monitor: str = "val_loss"
+    tensorboard: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -104,8 +120,12 @@ SCHEDULERS = ("none", "step", "cosine", "onecycle")
 def build_scheduler(
     cfg: TrainConfig, opt: optim.Optimizer, steps_per_epoch: int
 ) -> lr_scheduler.LRScheduler | None:
-    """A per-batch schedule over the whole run (``--warmup N`` batches in front of it)."""
-    total = max(cfg.epochs * steps_per_epoch, 2)
+    """A per-batch schedule over the whole run (``--warmup N`` batches in front of it):
+    ``cfg.epochs`` epochs, or ``cfg.max_steps`` steps when that comes first."""
+    total = cfg.epochs * steps_per_epoch
+    if cfg.max_steps is not None:
+        total = min(total, cfg.max_steps)
+    total = max(total, 2)
     sched: lr_scheduler.LRScheduler | None
     if cfg.scheduler == "none":
         sched = None
@@ -169,13 +189,14 @@ def is_reconstruction(model: Module) -> bool:
 @dataclass
 class EpochStats:
     """One training epoch's mean loss, accuracy (None for reconstruction), image count and
-    seconds.
+    seconds; ``complete`` is False when ``max_steps`` cut the epoch short.
     """
 
     loss: float
     accuracy: float | None
     images: int
     seconds: float
+    complete: bool = True
 
     @property
     def images_per_s(self) -> float:
@@ -204,6 +225,115 @@ def evaluate(
     model.train(was_training)
     seen = max(seen, 1)
     return total_loss / seen, None if reconstruction else correct / seen
+
+
+def confusion_matrix(
+    model: Module, loader: data.DataLoader, num_classes: int | None = None
+) -> tuple[float, np.ndarray]:
+    """Mean cross-entropy loss and the confusion matrix of a classifier over a loader.
+
+    Parameters
+    ----------
+    model : Module
+        A classifier: logits of shape (N, C).
+    loader : DataLoader
+        Batches of images and integer labels.
+    num_classes : int, optional
+        Rows and columns of the matrix; default the model's number of outputs.
+
+    Returns
+    -------
+    (float, numpy.ndarray)
+        The loss, and an int64 (C, C) matrix whose entry ``[t, p]`` counts the images of
+        true class ``t`` predicted as ``p`` (rows: true class; the diagonal is correct).
+
+    Raises
+    ------
+    ValueError
+        A label outside ``[0, num_classes)``.
+    """
+    was_training = model.training
+    model.eval()
+    total_loss, seen = 0.0, 0
+    cm: np.ndarray | None = None
+    with no_grad():
+        for xb, yb in loader:
+            out = model(Tensor._from_op(xb))
+            c = num_classes or int(out.shape[1])
+            cm = np.zeros((c, c), np.int64) if cm is None else cm
+            y = np.asarray(yb, np.int64)
+            if y.size and (y.min() < 0 or y.max() >= c):
+                raise ValueError(
+                    f"confusion_matrix: labels must lie in [0, {c - 1}], found "
+                    f"{int(y[(y < 0) | (y >= c)][0])}"
+                )
+            total_loss += float(F.cross_entropy(out, yb).item()) * xb.shape[0]
+            np.add.at(cm, (y, out.data.argmax(axis=1)), 1)
+            seen += xb.shape[0]
+    model.train(was_training)
+    if cm is None:
+        cm = np.zeros((num_classes or 0,) * 2, np.int64)
+    return total_loss / max(seen, 1), cm
+
+
+def per_class_accuracy(cm: np.ndarray) -> np.ndarray:
+    """Each class's accuracy (recall) from a confusion matrix: diagonal / row sum, float64
+    (C,); NaN for a class without images."""
+    cm = np.asarray(cm)
+    totals = cm.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(totals > 0, np.diag(cm) / np.maximum(totals, 1), np.nan)
+
+
+def write_confusion_csv(cm: np.ndarray, names: Sequence[str], path: str | os.PathLike) -> None:
+    """A confusion matrix as CSV: a header of predicted class names, then one row per true
+    class (its name, then the counts)."""
+    import csv
+
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["true \\ predicted", *names])
+        for name, row in zip(names, np.asarray(cm)):
+            w.writerow([name, *(int(v) for v in row)])
+
+
+def plot_confusion(
+    cm: np.ndarray, names: Sequence[str], path: str | os.PathLike, title: str = ""
+) -> None:
+    """Draw a confusion matrix (rows: true class, columns: predicted; colour: the share of
+    the row, text: the count) and save it (PNG, SVG or PDF by the suffix).
+
+    Raises
+    ------
+    ImportError
+        matplotlib is not installed (the ``plot`` extra).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(cm)
+    c = cm.shape[0]
+    share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    side = max(4.0, 0.6 * c + 2.0)
+    fig, ax = plt.subplots(figsize=(side + 1.0, side))
+    im = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    ax.set_xticks(range(c), labels=list(names), rotation=45, ha="right")
+    ax.set_yticks(range(c), labels=list(names))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for t in range(c):
+        for p in range(c):
+            if cm[t, p]:
+                colour = "white" if share[t, p] > 0.5 else "black"
+                ax.text(p, t, str(cm[t, p]), ha="center", va="center", color=colour, fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def apply_threads(cfg: TrainConfig) -> None:
@@ -243,6 +373,27 @@ def build_loaders(
     return train, test
 
 
+def default_callbacks(cfg: TrainConfig) -> list[cb.Callback]:
+    """The callbacks ``tapegrad train`` runs with: :class:`~tapegrad.callbacks.CSVLogger`,
+    :class:`~tapegrad.callbacks.BestCheckpoint` on ``cfg.monitor``,
+    :class:`~tapegrad.callbacks.EarlyStopping` with patience ``cfg.early_stop`` (if set) and
+    :class:`~tapegrad.callbacks.TensorBoardLogger` (if ``cfg.tensorboard``).
+
+    Raises
+    ------
+    ValueError
+        An unknown ``cfg.monitor``, a patience below 1.
+    ImportError
+        ``cfg.tensorboard`` without tensorboardX installed (the message names the extra).
+    """
+    out: list[cb.Callback] = [cb.CSVLogger(), cb.BestCheckpoint(cfg.monitor)]
+    if cfg.early_stop is not None:
+        out.append(cb.EarlyStopping(cfg.monitor, patience=cfg.early_stop))
+    if cfg.tensorboard:
+        out.append(cb.TensorBoardLogger())
+    return out
+
+
 def build_model(cfg: TrainConfig) -> Module:
     """The zoo model ``cfg.model``, initialised from ``cfg.seed`` (whatever ran before), with
     the channels and side recorded in ``cfg.extra["model_kwargs"]``."""
@@ -257,7 +408,8 @@ class Trainer:
     :func:`apply_threads`, :func:`seed_run`, :func:`build_loaders` (with
     :func:`build_augmentation`), ``check_config`` (data-parallel runs: every rank agrees),
     :func:`build_model`, ``wrap_model`` (e.g. ``DataParallel``), :func:`build_optimizer`
-    and :func:`build_scheduler`. A ``model`` or loaders given here replace the built ones.
+    and :func:`build_scheduler`. A ``model`` or loaders given here replace the built ones;
+    ``callbacks`` (default: :func:`default_callbacks`) replace the default ones.
     """
 
     def __init__(
@@ -273,8 +425,15 @@ class Trainer:
         log: Callable[[str], None] | None = None,
         wrap_model: Callable[[Module], Module] | None = None,
         check_config: Callable[[dict[str, Any]], None] | None = None,
+        callbacks: Sequence[cb.Callback] | None = None,
     ) -> None:
         self.cfg = cfg
+        if cfg.max_steps is not None and cfg.max_steps < 1:
+            raise ValueError(f"Trainer: max_steps must be >= 1, got {cfg.max_steps}")
+        self.callbacks = list(default_callbacks(cfg) if callbacks is None else callbacks)
+        keys = [c.key() for c in self.callbacks]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"Trainer: two callbacks share a name: {keys}")
         apply_threads(cfg)
         seed_run(cfg)
         if train_loader is None or test_loader is None:
@@ -303,6 +462,10 @@ class Trainer:
         self.grad_hook = grad_hook
         self.is_main = is_main
         self.epoch = 0  # epochs completed
+        self.step = 0  # optimiser steps taken
+        self._skip = 0  # batches of the current epoch already trained (a mid-epoch resume)
+        self.should_stop = False  # set by a callback (early stopping) to end fit()
+        self.stop_reason = ""
         self.history: list[dict[str, Any]] = []
         self.out = Path(cfg.out) if cfg.out else None
         self.log = log or (lambda msg: print(msg, flush=True))
@@ -312,7 +475,7 @@ class Trainer:
         (global) batch size, optimiser, seed and the lengths of the data sets."""
         cfg = self.cfg
         fields = ("model", "data", "epochs", "lr", "optimizer", "momentum", "weight_decay")
-        fields += ("scheduler", "warmup", "seed", "augment")
+        fields += ("scheduler", "warmup", "seed", "augment", "max_steps")
         fp: dict[str, Any] = {k: getattr(cfg, k) for k in fields}
         fp["batch_size"] = cfg.extra.get("global_batch_size", cfg.batch_size)
         fp["train_samples"] = len(self.train_loader.dataset)
@@ -338,6 +501,7 @@ class Trainer:
         if self.grad_hook is not None:
             self.grad_hook(self.params)  # after backward, before the update
         self.optimizer.step()
+        self.step += 1
         if self.scheduler is not None:
             self.scheduler.step()
         correct = 0 if self.reconstruction else int((out.data.argmax(axis=1) == yb).sum())
@@ -345,12 +509,18 @@ class Trainer:
 
     # --- one epoch --------------------------------------------------------------------
     def train_epoch(self) -> EpochStats:
-        """Train one epoch over the training loader (with a progress bar unless disabled)."""
+        """Train one epoch over the training loader (with a progress bar unless disabled).
+
+        Stops early once ``cfg.max_steps`` optimiser steps are taken (``complete`` False);
+        after a mid-epoch resume, the batches already trained are drawn and skipped.
+        """
         from tqdm import tqdm
 
         self.model.train()
         self.train_loader.set_epoch(self.epoch)
         total_loss, correct, seen = 0.0, 0, 0
+        skip, self._skip = self._skip, 0
+        max_steps, complete = self.cfg.max_steps, True
         t0 = time.perf_counter()
         bar = tqdm(
             self.train_loader,
@@ -363,7 +533,14 @@ class Trainer:
             file=sys.stderr,
         )
         for i, (xb, yb) in enumerate(bar):
+            if i < skip:  # drawn (augmentation replays the same way) but trained already
+                continue
+            if max_steps is not None and self.step >= max_steps:
+                complete = False
+                break
             loss, c = self.train_step(xb, yb)
+            for callback in self.callbacks:
+                callback.on_train_batch_end(self, loss)
             n = xb.shape[0]
             total_loss += loss * n
             correct += c
@@ -379,49 +556,77 @@ class Trainer:
         dt = time.perf_counter() - t0
         seen = max(seen, 1)
         return EpochStats(
-            total_loss / seen, None if self.reconstruction else correct / seen, seen, dt
+            total_loss / seen, None if self.reconstruction else correct / seen, seen, dt, complete
         )
 
     def fit(self, stop_after: int | None = None) -> list[dict[str, Any]]:
-        """Train the remaining epochs; return the metrics of every epoch of the run.
+        """Train the remaining epochs; return the metrics of every evaluation of the run.
 
         ``stop_after`` ends the call once that many epochs are complete (a time-boxed
-        session); a later ``resume`` + ``fit()`` continues the same run.
+        session); a later ``resume`` + ``fit()`` continues the same run. The run also ends
+        after ``cfg.max_steps`` optimiser steps (the cut epoch is evaluated, its row has
+        ``partial`` True, and ``last.safetensors`` is written) or when a callback sets
+        ``should_stop`` (early stopping); ``stop_reason`` then says why.
         """
         if self.out is not None and self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.json").write_text(json.dumps(asdict(self.cfg), indent=2) + "\n")
         last = self.cfg.epochs if stop_after is None else min(stop_after, self.cfg.epochs)
-        while self.epoch < last:
-            stats = self.train_epoch()
-            test_loss, test_acc = evaluate(self.model, self.test_loader, self.reconstruction)
-            self.epoch += 1
-            row = {
-                "epoch": self.epoch,
-                "train_loss": stats.loss,
-                "train_accuracy": stats.accuracy,
-                "test_loss": test_loss,
-                "test_accuracy": test_acc,
-                "lr": self.optimizer.lr,
-                "images_per_s": stats.images_per_s,
-                "epoch_seconds": stats.seconds,
-            }
-            self.history.append(row)
-            if self.is_main:
-                if self.reconstruction:
-                    self.log(
-                        f"epoch {self.epoch}: train MSE {stats.loss:.5f}, test MSE "
-                        f"{test_loss:.5f}, {stats.images_per_s:.0f} images/s"
-                    )
-                else:
-                    self.log(
-                        f"epoch {self.epoch}: train loss {stats.loss:.4f}, test loss "
-                        f"{test_loss:.4f}, test accuracy {100 * test_acc:.2f}%, "
-                        f"{stats.images_per_s:.0f} images/s"
-                    )
-                if self.out is not None:
-                    self._write_epoch(row)
+        try:
+            for callback in self.callbacks:
+                callback.on_fit_start(self)
+            while self.epoch < last and not self._done():
+                self._run_epoch()
+        finally:
+            for callback in self.callbacks:
+                callback.on_fit_end(self)
+        if self.stop_reason and self.is_main:
+            self.log(self.stop_reason)
         return self.history
+
+    def _done(self) -> bool:
+        """True once the run must end: a callback stopped it, or ``max_steps`` is reached."""
+        max_steps = self.cfg.max_steps
+        if max_steps is not None and self.step >= max_steps and not self.stop_reason:
+            self.stop_reason = f"stopped after {self.step} optimiser steps (max_steps)"
+        return self.should_stop or (max_steps is not None and self.step >= max_steps)
+
+    def _run_epoch(self) -> None:
+        """Train (the rest of) an epoch, evaluate, then log, call back and checkpoint."""
+        stats = self.train_epoch()
+        test_loss, test_acc = evaluate(self.model, self.test_loader, self.reconstruction)
+        if stats.complete:
+            self.epoch += 1
+        row = {
+            "epoch": self.epoch if stats.complete else self.epoch + 1,
+            "step": self.step,
+            "train_loss": stats.loss,
+            "train_accuracy": stats.accuracy,
+            "test_loss": test_loss,
+            "test_accuracy": test_acc,
+            "lr": self.optimizer.lr,
+            "images_per_s": stats.images_per_s,
+            "epoch_seconds": stats.seconds,
+            "partial": not stats.complete,
+        }
+        self.history.append(row)
+        if self.is_main:
+            where = f"epoch {row['epoch']}" + ("" if stats.complete else f" (step {self.step})")
+            if self.reconstruction:
+                self.log(
+                    f"{where}: train MSE {stats.loss:.5f}, test MSE "
+                    f"{test_loss:.5f}, {stats.images_per_s:.0f} images/s"
+                )
+            else:
+                self.log(
+                    f"{where}: train loss {stats.loss:.4f}, test loss "
+                    f"{test_loss:.4f}, test accuracy {100 * test_acc:.2f}%, "
+                    f"{stats.images_per_s:.0f} images/s"
+                )
+        for callback in self.callbacks:
+            callback.on_epoch_end(self, row)
+        if self.is_main and self.out is not None:
+            self._write_epoch(row)
 
     # --- run directory ----------------------------------------------------------------
     def _write_epoch(self, row: dict[str, Any]) -> None:
@@ -429,34 +634,51 @@ class Trainer:
         with open(self.out / "metrics.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
         state = self.state_dict()
-        checkpoint.save(state, self.out / "last.safetensors")
-        checkpoint.save(state, self.out / f"epoch{self.epoch}.safetensors")
+        meta = {cb.STEP_KEY: str(self.step)}
+        checkpoint.save(state, self.out / "last.safetensors", metadata=meta)
+        if not row["partial"]:
+            checkpoint.save(state, self.out / f"epoch{self.epoch}.safetensors", metadata=meta)
+        for callback in self.callbacks:
+            callback.on_checkpoint(self, state)
         if self.cfg.plot:
             rows = read_metrics(self.out / "metrics.jsonl")
             plot_curves(rows, self.out / "curves.png", self.log)
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything a resume needs: model, optimiser, scheduler, epoch, RNG state, config."""
+        """Everything a resume needs: model, optimiser, scheduler, epoch and step counters,
+        the callbacks' state (by name), RNG state, config."""
         return {
             "model": dict(self.model.state_dict()),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "epoch": self.epoch,
+            "step": self.step,
+            "callbacks": {c.key(): c.state_dict() for c in self.callbacks},
             "rng": _rng_state(),
             "config": asdict(self.cfg),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a :meth:`state_dict`. A checkpoint from a run with another schedule (more
-        epochs, say) follows this run's schedule from the resumed epoch instead.
+        epochs, another ``max_steps``, say) follows this run's schedule from the resumed
+        step instead. A checkpoint taken mid-epoch (``max_steps``) continues that epoch
+        after the batches it had trained.
         """
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch = int(state["epoch"])
+        per_epoch = len(self.train_loader)
+        self.step = int(state.get("step", self.epoch * per_epoch))
+        into_epoch = self.step - self.epoch * per_epoch
+        self._skip = into_epoch if 0 < into_epoch < per_epoch else 0
+        saved_callbacks = state.get("callbacks") or {}
+        for callback in self.callbacks:
+            if callback.key() in saved_callbacks:
+                callback.load_state_dict(saved_callbacks[callback.key()])
         saved = state.get("config") or {}
         same_schedule = all(
             saved.get(k, getattr(self.cfg, k)) == getattr(self.cfg, k)
-            for k in ("epochs", "scheduler", "warmup", "batch_size")
+            for k in ("epochs", "scheduler", "warmup", "batch_size", "max_steps")
         )
         if self.scheduler is not None:
             if same_schedule and state.get("scheduler") is not None:
@@ -470,7 +692,7 @@ class Trainer:
                         f"scheduler={saved.get('scheduler')}; following this run's "
                         f"{self.cfg.scheduler} schedule from epoch {self.epoch}"
                     )
-                for _ in range(self.epoch * len(self.train_loader)):
+                for _ in range(self.step):
                     self.scheduler.step()
         _set_rng_state(state.get("rng") or {})
 
@@ -490,10 +712,16 @@ class Trainer:
             )
         self.load_state_dict(state)
         if self.out is not None and (self.out / "metrics.jsonl").exists():
-            # keep the lines of the epochs the checkpoint covers, drop any later ones
-            rows = [r for r in read_metrics(self.out / "metrics.jsonl") if r["epoch"] <= self.epoch]
+            # keep the lines of the steps the checkpoint covers, drop any later ones
+            rows = [r for r in read_metrics(self.out / "metrics.jsonl") if self._covers(r)]
             self.history = rows
             (self.out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def _covers(self, row: dict[str, Any]) -> bool:
+        """True if a metrics row comes from before the resumed point."""
+        if "step" in row:
+            return int(row["step"]) <= self.step
+        return int(row["epoch"]) <= self.epoch
 
 
 def _rng_state() -> dict[str, Any]:
