@@ -14,6 +14,7 @@ those medians ((max - min) / median), the median wait per step and the wait's sh
 total step time. Run under the benchmark lock and note ``uptime``:
 
     flock /work/wt/bench.lock python benchmarks/dataloader_workers.py [--model lenet5]
+        [--workers 0,2] [--threads N]
 """
 
 from __future__ import annotations
@@ -76,7 +77,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--threads", type=int, help="tapegrad's kernel threads (default: its own)")
     args = ap.parse_args()
+    if args.threads:
+        tg.set_num_threads(args.threads)
     side = zoo.DEFAULT_INPUT[args.model]
     n = args.batch * (args.steps + args.warmup)
     x, y = load_dataset("fashion-mnist", "train", limit=n)
