@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autograd import Context, Function
+from ..autograd import Context, Function, graph_input
 from .activation import Softmax, _log_softmax
 from .checks import check_float, fail
+from .elementwise import Sigmoid
+from .tensor_ops import Where
 
 
 def _check_targets(fn: str, logits: np.ndarray, target: np.ndarray, ignore_index: int) -> None:
@@ -282,6 +284,26 @@ class BCEWithLogits(Function):
         scale = g if ctx.reduction == "none" else (g / x.size if ctx.reduction == "mean" else g)
         return (gx * scale).astype(x.dtype, copy=False), (gy * scale).astype(x.dtype, copy=False)
 
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        x, y, sp_neg, lw = ctx.saved_arrays
+        need = ctx.needs_input_grad + (False,)
+        xt = graph_input(inputs, 0, x)
+        yt = graph_input(inputs, 1, y)
+        if isinstance(xt, np.ndarray):
+            sig_neg, softplus_neg = np.exp(-sp_neg - x), sp_neg
+        else:
+            sig_neg = Sigmoid.apply(-xt)
+            softplus_neg = (-xt).relu() + ((-xt.abs()).exp() + 1).log()  # stable log(1 + e^-x)
+        if lw is None:
+            gx, gy = (1 - yt) - sig_neg, -xt
+        else:
+            pw = np.asarray(ctx.pos_weight, dtype=x.dtype)
+            gx = (1 - yt) - (1 + (pw - 1) * yt) * sig_neg
+            gy = -xt + (pw - 1) * softplus_neg
+        scale = g if ctx.reduction == "none" else (g / x.size if ctx.reduction == "mean" else g)
+        return (gx * scale if need[0] else None), (gy * scale if need[1] else None)
+
 
 def _same_shape(fn: str, a: np.ndarray, b: np.ndarray) -> None:
     check_float(fn, input=a, target=b)
@@ -297,6 +319,17 @@ def _reduce(loss: np.ndarray, reduction: str, dtype) -> np.ndarray:
 
 def _scale(g, reduction: str, size: int):
     return g if reduction == "none" else (g / size if reduction == "mean" else g)
+
+
+def _pair_graph(inputs, a_minus_b):
+    """``a - b`` recorded from the inputs that require grad, the other side a constant
+    recovered from the saved difference."""
+    a, b = inputs[0], inputs[1] if len(inputs) > 1 else None
+    if a is None:
+        return (a_minus_b + b.data) - b
+    if b is None:
+        return a - (a.data - a_minus_b)
+    return a - b
 
 
 class PiecewiseLoss(Function):
@@ -337,6 +370,20 @@ class PiecewiseLoss(Function):
             gd = np.where(quad, d, ctx.beta * sign)
         gd = (gd * _scale(g, ctx.reduction, d.size)).astype(d.dtype, copy=False)
         return gd, -gd
+
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        d, quad = ctx.saved_arrays
+        sign = np.sign(d)
+        if quad is None:
+            gd = sign * _scale(g, ctx.reduction, d.size)
+        else:
+            dt = _pair_graph(inputs, d)
+            inner = dt / ctx.beta if ctx.kind == "smooth_l1" else dt
+            outer = sign if ctx.kind == "smooth_l1" else ctx.beta * sign
+            gd = Where.apply(quad, inner, outer.astype(d.dtype)) * _scale(g, ctx.reduction, d.size)
+        need = ctx.needs_input_grad + (False,)
+        return (gd if need[0] else None), (-gd if need[1] else None)
 
 
 class BCELoss(Function):
@@ -380,6 +427,24 @@ class BCELoss(Function):
         sc = _scale(g, ctx.reduction, p.size)
         return (gp * sc).astype(p.dtype, copy=False), (gy * sc).astype(p.dtype, copy=False)
 
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        p, y, w, logp, log1mp = ctx.saved_arrays
+        need = ctx.needs_input_grad + (False,)
+        pt, yt = graph_input(inputs, 0, p), graph_input(inputs, 1, y)
+        gp = gy = None
+        if need[0]:
+            gp = (pt - yt) / (pt * (1 - pt)).clamp(min=1e-12)
+        if need[1]:
+            if isinstance(pt, np.ndarray):
+                gy = log1mp - logp
+            else:
+                gy = (1 - pt).log().clamp(min=-100) - pt.log().clamp(min=-100)
+        scale = _scale(g, ctx.reduction, p.size)
+        if w is not None:
+            scale = scale * w
+        return (gp * scale if gp is not None else None), (gy * scale if gy is not None else None)
+
 
 class KLDiv(Function):
     """Pointwise KL divergence of log-probabilities ``input`` from ``target``:
@@ -420,3 +485,25 @@ class KLDiv(Function):
             with np.errstate(divide="ignore", invalid="ignore"):
                 gt = np.where(t > 0, np.log(np.where(t > 0, t, 1)) + 1 - x, 0)
         return (gx * sc).astype(x.dtype, copy=False), (gt * sc).astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        x, t = ctx.saved_arrays
+        need = ctx.needs_input_grad + (False,)
+        xt, tt = graph_input(inputs, 0, x), graph_input(inputs, 1, t)
+        if ctx.reduction == "batchmean":
+            sc = g / (x.shape[0] if x.ndim else 1)
+        else:
+            sc = _scale(g, ctx.reduction, x.size)
+        gx = gt = None
+        if ctx.log_target:
+            et = tt.exp() if not isinstance(tt, np.ndarray) else np.exp(t)
+            gx = -et * sc if need[0] else None
+            gt = (et * (tt - xt) + et) * sc if need[1] else None
+        else:
+            gx = -tt * sc if need[0] else None
+            if need[1]:
+                pos = t > 0
+                log_t = Where.apply(pos, tt, np.ones((), dtype=t.dtype)).log()
+                gt = (log_t + 1 - xt) * pos * sc
+        return gx, gt

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autograd import Context, Function
+from ..autograd import Context, Function, linear_backward_graph
 from .checks import check_float, fail
 
 
@@ -46,6 +46,16 @@ class Embedding(Function):
         if ctx.padding_idx is not None:
             gw[ctx.padding_idx] = 0
         return gw, None
+
+    @staticmethod
+    def _transpose(ctx: Context, v):
+        (idx,) = ctx.saved_arrays
+        v = np.array(v)
+        if ctx.padding_idx is not None:
+            v[ctx.padding_idx] = 0
+        return v[idx]
+
+    backward_graph = linear_backward_graph(backward, _transpose)
 
 
 def _bounds(n_in: int, n_out: int) -> list[tuple[int, int]]:
@@ -88,3 +98,12 @@ class AdaptiveMaxPool2d(Function):
             g.reshape(n, c, -1),
         )
         return gx.reshape(ctx.x_shape)
+
+    @staticmethod
+    def _transpose(ctx: Context, v):
+        (idx,) = ctx.saved_arrays
+        n, c = idx.shape[:2]
+        flat = np.asarray(v).reshape(n, c, -1)
+        return np.take_along_axis(flat, idx.reshape(n, c, -1), axis=2).reshape(idx.shape)
+
+    backward_graph = linear_backward_graph(backward, _transpose)

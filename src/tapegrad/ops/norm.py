@@ -244,6 +244,24 @@ class BatchNorm(Function):
 # --- layer norm and group norm (row kernels) ---------------------------------------------
 
 
+def _norm_graph(xt, gt, wt, axes, eps, need_x):
+    """Recorded gradients of ``y = xhat * w (+ b)`` with ``xhat`` normalised over ``axes``
+    (statistics recomputed from ``xt``, so their dependence on it is differentiated):
+    (gx or None, sum of g * xhat, sum of g), the sums kept over ``axes``."""
+    xc = xt - xt.mean(axis=axes, keepdims=True)
+    inv = ((xc * xc).mean(axis=axes, keepdims=True) + eps) ** -0.5
+    xhat = xc * inv
+    gx = None
+    if need_x:
+        gxh = gt if wt is None else gt * wt
+        gx = inv * (
+            gxh
+            - gxh.mean(axis=axes, keepdims=True)
+            - xhat * (gxh * xhat).mean(axis=axes, keepdims=True)
+        )
+    return gx, gt * xhat
+
+
 class LayerNorm(Function):
     """``apply(x, weight, bias, normalized_shape=, eps=)``: statistics over the trailing
     ``normalized_shape`` axes; weight/bias of that shape (elementwise affine) or None."""
@@ -263,6 +281,7 @@ class LayerNorm(Function):
         y, mean, invstd = call.forward(mod, x2, w, b, eps)
         ctx.save_for_backward(x2, mean, invstd, w)
         ctx.mod, ctx.call, ctx.shape, ctx.nshape = mod, call, x.shape, tuple(normalized_shape)
+        ctx.eps = eps
         return y.reshape(x.shape)
 
     @staticmethod
@@ -276,6 +295,22 @@ class LayerNorm(Function):
             gx.reshape(ctx.shape) if need[0] else None,
             fresh(gw.reshape(ctx.nshape).astype(dt)) if need[1] else None,
             fresh(gb.reshape(ctx.nshape).astype(dt)) if need[2] else None,
+        )
+
+    @staticmethod
+    def backward_graph(ctx: Context, gy, inputs):
+        x2, _, _, w = ctx.saved_arrays
+        need = ctx.needs_input_grad + (False,) * 3
+        rows, k = x2.shape
+        xt = inputs[0].reshape(rows, k) if inputs[0] is not None else x2
+        wt = inputs[1] if len(inputs) > 1 and inputs[1] is not None else w
+        wt = None if wt is None else wt.reshape(1, k)
+        g2 = gy.reshape(rows, k)
+        gx, gxhat = _norm_graph(xt, g2, wt, (1,), ctx.eps, need[0])
+        return (
+            gx.reshape(ctx.shape) if gx is not None else None,
+            gxhat.sum(axis=0).reshape(ctx.nshape) if need[1] else None,
+            g2.sum(axis=0).reshape(ctx.nshape) if need[2] else None,
         )
 
 
@@ -302,6 +337,7 @@ class GroupNorm(Function):
         y, mean, invstd = call.forward(mod, x2, w, b, eps)
         ctx.save_for_backward(x2, mean, invstd, w)
         ctx.mod, ctx.call, ctx.shape, ctx.gcs = mod, call, x.shape, (g, cg, s)
+        ctx.eps = eps
         return y.reshape(x.shape)
 
     @staticmethod
@@ -320,4 +356,24 @@ class GroupNorm(Function):
             gx.reshape(ctx.shape) if need[0] else None,
             fresh(per_channel(gw)) if need[1] else None,
             fresh(per_channel(gb)) if need[2] else None,
+        )
+
+    @staticmethod
+    def backward_graph(ctx: Context, gy, inputs):
+        x2, _, _, w = ctx.saved_arrays
+        need = ctx.needs_input_grad + (False,) * 3
+        g, cg, s = ctx.gcs
+        n = x2.shape[0] // g
+        shape4 = (n, g, cg, s)
+        xt = (inputs[0] if inputs[0] is not None else x2).reshape(shape4)
+        wt = inputs[1] if len(inputs) > 1 and inputs[1] is not None else None
+        if wt is None and w is not None:
+            wt = w.reshape(g, cg, s)[:, :, :1]  # the per-channel weight (constant)
+        wt = None if wt is None else wt.reshape(1, g, cg, 1)
+        g4 = gy.reshape(shape4)
+        gx, gxhat = _norm_graph(xt, g4, wt, (2, 3), ctx.eps, need[0])
+        return (
+            gx.reshape(ctx.shape) if gx is not None else None,
+            gxhat.sum(axis=(0, 3)).reshape(g * cg) if need[1] else None,
+            g4.sum(axis=(0, 3)).reshape(g * cg) if need[2] else None,
         )

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..autograd import Context, Function, linear_backward_graph
 from .checks import fail
+from .shape import Pad
 
 
 def norm_dim(fn: str, dim, ndim: int, name: str = "dim") -> int:
@@ -274,6 +275,17 @@ class ScatterAdd(Function):
         gsrc[sl] = np.take_along_axis(g, index, axis=ctx.dim) if index.size else 0
         return g, None, gsrc
 
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        (index,) = ctx.saved_arrays
+        gsrc = None
+        if len(ctx.needs_input_grad) > 2 and ctx.needs_input_grad[2]:
+            gsrc = Gather.apply(g, index, dim=ctx.dim)
+            if gsrc.shape != ctx.src_shape:  # src larger than index: zeros beyond it
+                pads = tuple((0, s - i) for s, i in zip(ctx.src_shape, index.shape))
+                gsrc = Pad.apply(gsrc, pads)
+        return g, None, gsrc
+
 
 class IndexSelect(Function):
     @staticmethod
@@ -403,3 +415,9 @@ class SetItem(Function):
         gx[ctx.index] = 0
         gv = g[ctx.index]
         return gx, np.asarray(gv)
+
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        keep = np.ones(g.shape, dtype=g.dtype)
+        keep[ctx.index] = 0
+        return g * keep, g[ctx.index]
