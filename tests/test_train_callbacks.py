@@ -308,6 +308,24 @@ def test_tensorboard_batch_loss_every_n_steps(tmp_path):
         callbacks.TensorBoardLogger(tmp_path, log_every=0)
 
 
+def test_tensorboard_after_a_resume_purges_the_steps_after_it(tmp_path):
+    pytest.importorskip("tensorboardX", reason="the tensorboard extra is not installed")
+    from tensorboardX.proto import event_pb2
+
+    logger = callbacks.TensorBoardLogger(tmp_path)
+    logger.on_fit_start(_fake_trainer(tmp_path, step=3))  # resumed at step 3
+    logger.on_fit_end(None)
+    (path,) = tmp_path.glob("events.out.tfevents.*")
+    raw, pos, starts = path.read_bytes(), 0, []
+    while pos < len(raw):
+        (n,) = struct.unpack("<Q", raw[pos : pos + 8])
+        event = event_pb2.Event.FromString(raw[pos + 12 : pos + 12 + n])
+        pos += 12 + n + 4
+        if event.session_log.status == event_pb2.SessionLog.START:
+            starts.append(event.step)
+    assert starts == [4]  # the evaluation logged at step 3 stays
+
+
 def test_missing_tensorboardx_names_the_extra(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "tensorboardX", None)  # import raises ImportError
     code = cli.main(["train", "lenet5", "--tensorboard", "--out", str(tmp_path / "r")])

@@ -422,8 +422,9 @@ class TensorBoardLogger(Callback):
     After each evaluation: ``loss/train``, ``loss/test``, ``accuracy/train``,
     ``accuracy/test``, ``lr``, ``images_per_s`` and ``epoch``; every ``log_every``
     optimiser steps: ``loss/train_batch``. The x axis is the optimiser step. A resumed
-    run marks its first step as a restart, so TensorBoard drops the earlier events from
-    that step on (those of the run that was cut short).
+    run marks the step after the resumed one as a restart (a ``SessionLog.START`` event),
+    so TensorBoard drops the earlier files' events from that step on (those of the run
+    that was cut short).
 
     Parameters
     ----------
@@ -457,7 +458,8 @@ class TensorBoardLogger(Callback):
             return
         from tensorboardX import SummaryWriter
 
-        purge = trainer.step if trainer.step > 0 else None
+        # resumed: TensorBoard drops the earlier files' events after the resumed step
+        purge = trainer.step + 1 if trainer.step > 0 else None
         self.writer = SummaryWriter(logdir=str(logdir), purge_step=purge)
 
     def on_train_batch_end(self, trainer: Trainer, loss: float) -> None:
