@@ -175,6 +175,7 @@ def test_worker_argument_errors():
         DataLoader(Noisy(), num_workers=1, prefetch_factor=0)
     with pytest.raises(ValueError, match="DataLoader: timeout must be >= 0"):
         DataLoader(Noisy(), timeout=-1)
+    assert len(list(DataLoader(Noisy(), batch_size=4, shuffle=True, seed=-3))) == 3
 
 
 def test_spawned_workers_give_the_same_batches():

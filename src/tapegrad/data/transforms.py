@@ -198,13 +198,13 @@ class _Transform:
 
     def __call__(self, img: Any, rng: np.random.Generator | None = None) -> Any:
         if not self.random:
-            return self.apply(img)
+            return self._apply(img)
         rng = rng if rng is not None else sample_generator()
         if not F._is_pil(img) and np.ndim(F._as_array(img)) == 4:
-            return np.stack([self.apply(xi, rng) for xi in np.asarray(img)])
-        return self.apply(img, rng)
+            return np.stack([self._apply(xi, rng) for xi in np.asarray(img)])
+        return self._apply(img, rng)
 
-    def apply(self, img: Any, rng: np.random.Generator | None = None) -> Any:
+    def _apply(self, img: Any, rng: np.random.Generator | None = None) -> Any:
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -221,7 +221,7 @@ class ToTensor(_Transform):
     scaled to [0, 1] (torchvision's ``ToTensor``, giving a NumPy array:
     :func:`tapegrad.utils.data.default_collate` stacks them into a Tensor)."""
 
-    def apply(self, img: Any, rng: np.random.Generator | None = None) -> np.ndarray:
+    def _apply(self, img: Any, rng: np.random.Generator | None = None) -> np.ndarray:
         return F.to_tensor(img)
 
 
@@ -235,7 +235,7 @@ class Grayscale(_Transform):
             )
         self.num_output_channels = num_output_channels
 
-    def apply(self, img: Any, rng: np.random.Generator | None = None) -> Any:
+    def _apply(self, img: Any, rng: np.random.Generator | None = None) -> Any:
         return F.rgb_to_grayscale(img, self.num_output_channels)
 
 
@@ -262,7 +262,7 @@ class Resize(_Transform):
         self.size, self.max_size, self.antialias = size, max_size, bool(antialias)
         self.interpolation = _interp(interpolation, "Resize")
 
-    def apply(self, img: Any, rng: np.random.Generator | None = None) -> Any:
+    def _apply(self, img: Any, rng: np.random.Generator | None = None) -> Any:
         return F.resize(img, self.size, self.interpolation, self.max_size, self.antialias)
 
 
@@ -272,7 +272,7 @@ class CenterCrop(_Transform):
     def __init__(self, size: int | Sequence[int]) -> None:
         self.size = F._pair(size, "CenterCrop")
 
-    def apply(self, img: Any, rng: np.random.Generator | None = None) -> Any:
+    def _apply(self, img: Any, rng: np.random.Generator | None = None) -> Any:
         return F.center_crop(img, self.size)
 
 
@@ -341,7 +341,7 @@ class RandomResizedCrop(_Transform):
             w, h = width, height
         return (height - h) // 2, (width - w) // 2, h, w
 
-    def apply(self, img: Any, rng: np.random.Generator | None = None) -> Any:
+    def _apply(self, img: Any, rng: np.random.Generator | None = None) -> Any:
         i, j, h, w = self.get_params(img, self.scale, self.ratio, rng)
         return F.resized_crop(img, i, j, h, w, self.size, self.interpolation, self.antialias)
 
@@ -383,7 +383,7 @@ class RandomRotation(_Transform):
         self.interpolation = _interp(interpolation, "RandomRotation")
         self.expand, self.center, self.fill = bool(expand), center, fill
 
-    def apply(self, img: Any, rng: np.random.Generator | None = None) -> Any:
+    def _apply(self, img: Any, rng: np.random.Generator | None = None) -> Any:
         angle = float(rng.uniform(self.degrees[0], self.degrees[1]))
         return F.rotate(img, angle, self.interpolation, self.expand, self.center, self.fill)
 
@@ -426,7 +426,7 @@ class ColorJitter(_Transform):
         self.saturation = _jitter_range(saturation, "saturation", 1.0, (0, inf))
         self.hue = _jitter_range(hue, "hue", 0.0, (-0.5, 0.5), clip_first_on_zero=False)
 
-    def apply(self, img: Any, rng: np.random.Generator | None = None) -> Any:
+    def _apply(self, img: Any, rng: np.random.Generator | None = None) -> Any:
         order = rng.permutation(4)
         ranges = (self.brightness, self.contrast, self.saturation, self.hue)
         factors = [None if r is None else float(rng.uniform(r[0], r[1])) for r in ranges]
@@ -496,7 +496,7 @@ class RandomErasing(_Transform):
             return i, j, h, w, v
         return None
 
-    def apply(self, img: Any, rng: np.random.Generator | None = None) -> Any:
+    def _apply(self, img: Any, rng: np.random.Generator | None = None) -> Any:
         x = F._as_array(img)
         if x.ndim != 3:
             raise ValueError(f"RandomErasing: expected a (C, H, W) array, got shape {x.shape}")

@@ -187,7 +187,8 @@ class DataLoader:
             from ..creation import generator
 
             seed = int(generator().integers(2**62))
-        self.seed, self.epoch = int(seed), 0
+        # any int, as PyTorch; generators are seeded with non-negative integers
+        self.seed, self.epoch = int(seed) % 2**64, 0
         self._pool: WorkerPool | None = None
 
     def set_epoch(self, epoch: int) -> None:
