@@ -16,7 +16,7 @@ import traceback
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -304,7 +304,21 @@ class Function:
     ``forward`` receives NumPy arrays where the caller passed Tensors; ``backward`` returns
     one gradient (or None) per positional argument of ``forward``. ``ctx.needs_input_grad``
     says which are wanted, so a backward can skip work.
+
+    An op that takes arguments a caller can get wrong declares ``check``, a staticmethod
+    that :meth:`apply` runs on the arrays and options before ``forward``, whoever calls it
+    (``tapegrad.nn.functional``, a Tensor method or ``SomeFunction.apply`` directly): the
+    one place the op's arguments are validated (as Chainer's ``check_type_forward``). It
+    takes the arguments ``apply`` was given (arrays where Tensors were passed), raises
+    ``ValueError``/``TypeError`` naming the function, the argument and the shapes, and
+    returns the tuple of positional arguments ``forward`` runs with (arguments
+    normalised: ``stride=2`` -> ``(2, 2)``, derived sizes added). The Tensor arguments keep
+    their positions, so the gradients ``backward`` returns line up with them.
     """
+
+    #: ``check(*arrays_and_options, **options) -> tuple``: see the class docstring; None
+    #: for an op whose forward accepts whatever NumPy accepts.
+    check: ClassVar[Callable[..., tuple] | None] = None
 
     @staticmethod
     def forward(ctx: Context, *args: Any, **kwargs: Any) -> np.ndarray:
@@ -342,6 +356,10 @@ class Function:
         mode = getattr(_state, "grad", True)  # True, False, or None in inference_mode
         record = mode and any(t is not None and t.requires_grad for t in tensors)
         needs = tuple(t is not None and t.requires_grad for t in tensors) if record else ()
+        check = cls.check
+        if check is not None:
+            raw = check(*raw, **kwargs)
+            kwargs = _NO_KWARGS
         ctx = Context(needs)
         hook = _profile_hook[0]
         out = (
@@ -362,8 +380,14 @@ class Function:
             result._inference = True
         tracer = getattr(_state, "tracer", None)
         if tracer is not None:
+            if check is not None:  # the arguments forward ran with, Tensors in their places
+                args = tuple(t if t is not None else a for t, a in zip(tensors, raw))
+                args += tuple(raw[len(tensors) :])
             tracer(cls, args, kwargs, result)
         return result
+
+
+_NO_KWARGS: dict[str, Any] = {}
 
 
 # --- backward --------------------------------------------------------------------------

@@ -17,7 +17,14 @@ _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 class ReLU(Function):
     """y = +0.0 where x < 0, else x (NaN and -0.0 pass, as in PyTorch); the gradient flows
     where not y <= 0, so through NaN too. Saves a one-byte mask. float32/float64 run the
-    ``relu`` kernels (one fused pass each way); other dtypes plain NumPy."""
+    ``relu`` kernels (one fused pass each way); other real dtypes plain NumPy."""
+
+    @staticmethod
+    def check(a) -> tuple:
+        """A real-valued array (bool, int or float); returns forward's arguments."""
+        if a.dtype.kind not in "biuf":
+            fail("relu", f"input must be real-valued, got {a.dtype} (shape {a.shape})", TypeError)
+        return (a,)
 
     @staticmethod
     def forward(ctx: Context, a):
@@ -62,9 +69,15 @@ def _log_softmax(a: np.ndarray, axis: int) -> np.ndarray:
 
 
 class Softmax(Function):
+    """``apply(a, axis=-1)``: softmax along ``axis``."""
+
+    @staticmethod
+    def check(a, axis=-1) -> tuple:
+        """Float input, an int axis in range; returns forward's arguments."""
+        return a, _check("softmax", a, axis)
+
     @staticmethod
     def forward(ctx: Context, a, axis=-1):
-        axis = _check("softmax", a, axis)
         out = np.exp(_log_softmax(a, axis))
         ctx.save_for_backward(out)
         ctx.axis = axis
@@ -82,9 +95,15 @@ class Softmax(Function):
 
 
 class LogSoftmax(Function):
+    """``apply(a, axis=-1)``: log-softmax along ``axis``."""
+
+    @staticmethod
+    def check(a, axis=-1) -> tuple:
+        """Float input, an int axis in range; returns forward's arguments."""
+        return a, _check("log_softmax", a, axis)
+
     @staticmethod
     def forward(ctx: Context, a, axis=-1):
-        axis = _check("log_softmax", a, axis)
         out = _log_softmax(a, axis)
         ctx.save_for_backward(out)
         ctx.axis = axis

@@ -200,7 +200,29 @@ class ConvGradWeight(Function):
         return ggy, gx
 
 
+def _check_conv2d(fn: str, x, w, b, stride, padding, dilation, groups) -> tuple:
+    stride, padding, dilation, groups, extra = conv_args(
+        fn, x, w, b, stride, padding, dilation, groups
+    )
+    if any(extra):
+        fail(
+            fn,
+            f"padding='same' with kernel {w.shape[2:]} and dilation {dilation} pads one more "
+            "pixel at the end than at the start: call tapegrad.nn.functional.conv2d, which "
+            "adds that pixel before the op",
+        )
+    return x, w, b, stride, padding, dilation, groups
+
+
 class Conv2d(ConvFunction):
+    """``apply(x, w, b=None, stride=1, padding=0, dilation=1, groups=1)``: conv2d's
+    arguments as in ``tapegrad.nn.functional.conv2d``, checked by :meth:`check`."""
+
+    @staticmethod
+    def check(x, w, b=None, stride=1, padding=0, dilation=1, groups=1) -> tuple:
+        """Validate a conv2d call (see ``conv_args``); returns forward's arguments."""
+        return _check_conv2d("conv2d", x, w, b, stride, padding, dilation, groups)
+
     @staticmethod
     def forward(
         ctx: Context, x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1
@@ -209,7 +231,21 @@ class Conv2d(ConvFunction):
 
 
 class DepthwiseConv2d(ConvFunction):
-    """conv2d with ``groups == C_in``: weight (C_in*M, 1, kH, kW), channel multiplier M >= 1."""
+    """conv2d with ``groups == C_in``: weight (C_in*M, 1, kH, kW), channel multiplier M >= 1.
+
+    ``apply`` takes conv2d's arguments; :meth:`check` also requires a depthwise call."""
+
+    @staticmethod
+    def check(x, w, b=None, stride=1, padding=0, dilation=1, groups=1) -> tuple:
+        """Validate a depthwise conv2d call; returns forward's arguments."""
+        args = _check_conv2d("conv2d", x, w, b, stride, padding, dilation, groups)
+        if not is_depthwise(x.shape[1], w.shape[0], args[-1]):
+            fail(
+                "conv2d",
+                f"depthwise kernels need groups == input channels > 1 and output channels a "
+                f"multiple of them; got groups={groups}, input {x.shape}, weight {w.shape}",
+            )
+        return args
 
     @staticmethod
     def forward(
@@ -224,6 +260,14 @@ def is_depthwise(c_in: int, c_out: int, groups: int) -> bool:
     return groups == c_in and groups > 1 and c_out % c_in == 0
 
 
-def conv2d_function(x_shape: tuple, w_shape: tuple, groups: int) -> type[Function]:
-    """The Function that runs a validated conv2d call: depthwise kernels or general conv2d."""
-    return DepthwiseConv2d if is_depthwise(x_shape[1], w_shape[0], groups) else Conv2d
+def conv2d_function(x_shape: tuple, w_shape: tuple, groups) -> type[Function]:
+    """The Function that runs a conv2d call: depthwise kernels or general conv2d (whose
+    ``check`` reports a call that fits neither)."""
+    if (
+        len(x_shape) > 1
+        and len(w_shape) > 0
+        and isinstance(groups, (int, np.integer))
+        and is_depthwise(x_shape[1], w_shape[0], groups)
+    ):
+        return DepthwiseConv2d
+    return Conv2d

@@ -66,7 +66,18 @@ def conv_transpose_args(
 
 
 class ConvTranspose2d(ConvFunction):
-    """Forward and backward are the conv family's, with this op's call record."""
+    """``apply(x, w, b=None, stride=1, padding=0, output_padding=0, dilation=1, groups=1)``
+    (note: dilation before groups, unlike ``conv_transpose2d``); forward and backward are
+    the conv family's, with this op's call record."""
+
+    @staticmethod
+    def check(x, w, b=None, stride=1, padding=0, output_padding=0, dilation=1, groups=1) -> tuple:
+        """Validate a transposed-conv call (``conv_transpose_args``); returns forward's
+        arguments."""
+        args = conv_transpose_args(
+            "conv_transpose2d", x, w, b, stride, padding, output_padding, groups, dilation
+        )
+        return (x, w, b, *args)
 
     @staticmethod
     def forward(

@@ -83,9 +83,14 @@ class Dropout(Function):
     ``keep_scale(p, scale)``. Saves the uint8 keep-mask."""
 
     @staticmethod
+    def check(x, p=0.5, scale=True) -> tuple:
+        """Float input, p in [0, 1]; returns forward's arguments."""
+        p = check_p("dropout", p)
+        check_float("dropout", input=x)
+        return x, p, bool(scale)
+
+    @staticmethod
     def forward(ctx: Context, x, p=0.5, scale=True):
-        fn = "dropout"
-        check_float(fn, input=x)
         x = contiguous(x)
         seed, step = next_key()
         f = keep_scale(p, scale)
@@ -110,9 +115,17 @@ class Dropout2d(Function):
     is kept or zeroed whole. Saves one uint8 per plane."""
 
     @staticmethod
-    def forward(ctx: Context, x, p=0.5, scale=True):
+    def check(x, p=0.5, scale=True) -> tuple:
+        """Float input (N, C, H, W) or (C, H, W), p in [0, 1]; returns forward's arguments."""
         fn = "dropout2d"
+        p = check_p(fn, p)
         check_float(fn, input=x)
+        if x.ndim not in (3, 4):
+            fail(fn, f"input must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {x.shape}")
+        return x, p, bool(scale)
+
+    @staticmethod
+    def forward(ctx: Context, x, p=0.5, scale=True):
         s = x.shape[-2] * x.shape[-1]
         planes = x.size // s if s else 0
         x2 = contiguous(x).reshape(planes, s)
@@ -139,9 +152,14 @@ class GaussianDropout(Function):
     The backward regenerates R from the call's (seed, step)."""
 
     @staticmethod
+    def check(x, sigma=0.5) -> tuple:
+        """Float input, sigma finite and >= 0; returns forward's arguments."""
+        sigma = check_sigma("gaussian_dropout", sigma)
+        check_float("gaussian_dropout", input=x)
+        return x, sigma
+
+    @staticmethod
     def forward(ctx: Context, x, sigma=0.5):
-        fn = "gaussian_dropout"
-        check_float(fn, input=x)
         x = contiguous(x)
         seed, step = next_key()
         call = GaussianDropoutCall.of(x)

@@ -7,6 +7,7 @@ import numpy as np
 
 from ..autograd import Context, Function, linear_backward_graph
 from .checks import check_float, fail
+from .pool import adaptive_out_size
 
 
 def check_indices(fn: str, idx: np.ndarray, n: int, name: str = "input") -> None:
@@ -28,12 +29,17 @@ class Embedding(Function):
     """
 
     @staticmethod
-    def forward(ctx: Context, weight, indices, padding_idx=None):
+    def check(weight, indices, padding_idx=None) -> tuple:
+        """Float 2-D weight, integer indices in range; returns forward's arguments."""
         fn = "embedding"
         check_float(fn, weight=weight)
         if weight.ndim != 2:
             fail(fn, f"weight must be 2-D (num_embeddings, embedding_dim), got {weight.shape}")
         check_indices(fn, indices, weight.shape[0])
+        return weight, indices, padding_idx
+
+    @staticmethod
+    def forward(ctx: Context, weight, indices, padding_idx=None):
         ctx.save_for_backward(indices)
         ctx.shape, ctx.padding_idx = weight.shape, padding_idx
         return weight[indices]
@@ -64,7 +70,13 @@ def _bounds(n_in: int, n_out: int) -> list[tuple[int, int]]:
 
 
 class AdaptiveMaxPool2d(Function):
-    """Max over PyTorch's adaptive windows; the gradient goes to the first maximum."""
+    """``apply(x, output_size)``: max over PyTorch's adaptive windows; the gradient goes to
+    the first maximum."""
+
+    @staticmethod
+    def check(x, output_size) -> tuple:
+        """Validate an adaptive_max_pool2d call; returns forward's arguments."""
+        return x, adaptive_out_size("adaptive_max_pool2d", x, output_size)
 
     @staticmethod
     def forward(ctx: Context, x, out_hw):

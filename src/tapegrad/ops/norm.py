@@ -123,7 +123,31 @@ def group_norm_args(fn: str, x, num_groups, weight, bias, eps) -> tuple[int, flo
 class BatchNorm(Function):
     """``apply(x, weight, bias, running_mean=, running_var=, training=, momentum=, eps=,
     normalize_variance=)``; x (N, C, *), weight/bias (C,) or None; running stats are
-    arrays updated in place (training) or used (eval)."""
+    arrays updated in place (training) or used (eval). Checked by :meth:`check`."""
+
+    @staticmethod
+    def check(
+        x,
+        weight=None,
+        bias=None,
+        running_mean=None,
+        running_var=None,
+        training=True,
+        momentum=0.1,
+        eps=1e-5,
+        normalize_variance=True,
+    ) -> tuple:
+        """Validate a batch_norm call (``batch_norm_args``); returns forward's arguments."""
+        fn = "batch_norm"
+        rm, rv = running_mean, running_var
+        eps = batch_norm_args(fn, x, rm, rv, weight, bias, training, momentum, eps)
+        training, normalize_variance = bool(training), bool(normalize_variance)
+        if training and normalize_variance and x.shape[0] * math.prod(x.shape[2:]) == 1:
+            fail(fn, f"training needs more than one value per channel, got input {x.shape}")
+        return (
+            x, weight, bias, running_mean, running_var, training, float(momentum), eps,
+            normalize_variance,
+        )  # fmt: skip
 
     @staticmethod
     def forward(
@@ -145,11 +169,6 @@ class BatchNorm(Function):
         b = np.zeros(c) if bias is None else bias.astype(np.float64)
         m = n * s
         if training:
-            if normalize_variance and m == 1:
-                fail(
-                    "batch_norm",
-                    f"training needs more than one value per channel, got input {x.shape}",
-                )
             call = BatchNormTrainCall.of(x3, normalize_variance)
             mod = tuning.resolve(ctx, call, x3, w, b, eps)
             if m == 0:  # an empty batch: PyTorch's empty result, running statistics kept
@@ -267,6 +286,12 @@ class LayerNorm(Function):
     ``normalized_shape`` axes; weight/bias of that shape (elementwise affine) or None."""
 
     @staticmethod
+    def check(x, weight=None, bias=None, normalized_shape=(), eps=1e-5) -> tuple:
+        """Validate a layer_norm call (``layer_norm_args``); returns forward's arguments."""
+        shape, eps = layer_norm_args("layer_norm", x, normalized_shape, weight, bias, eps)
+        return x, weight, bias, shape, eps
+
+    @staticmethod
     def forward(ctx: Context, x, weight=None, bias=None, normalized_shape=(), eps=1e-5):
         k = math.prod(normalized_shape)
         x2 = contiguous(x).reshape(-1, k)
@@ -317,6 +342,12 @@ class LayerNorm(Function):
 class GroupNorm(Function):
     """``apply(x, weight, bias, num_groups=, eps=)``: x (N, C, *), statistics per sample
     over each group of C/num_groups channels; weight/bias (C,) per channel or None."""
+
+    @staticmethod
+    def check(x, weight=None, bias=None, num_groups=1, eps=1e-5) -> tuple:
+        """Validate a group_norm call (``group_norm_args``); returns forward's arguments."""
+        groups, eps = group_norm_args("group_norm", x, num_groups, weight, bias, eps)
+        return x, weight, bias, groups, eps
 
     @staticmethod
     def forward(ctx: Context, x, weight=None, bias=None, num_groups=1, eps=1e-5):

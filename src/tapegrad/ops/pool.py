@@ -45,6 +45,15 @@ def pool_args(fn: str, x, kernel_size, stride, padding, dilation, ceil_mode):
 
 
 class MaxPool2d(Function):
+    """``apply(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False)``, as
+    ``max_pool2d``; forward runs with the checked sizes and the output size."""
+
+    @staticmethod
+    def check(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False) -> tuple:
+        """Validate a max_pool2d call (``pool_args``); returns forward's arguments."""
+        args = pool_args("max_pool2d", x, kernel_size, stride, padding, dilation, ceil_mode)
+        return (x, *args)
+
     @staticmethod
     def forward(ctx: Context, x, kernel, stride, padding, dilation, out_hw):
         x = contiguous(x)
@@ -75,6 +84,19 @@ class MaxPool2d(Function):
 
 
 class AvgPool2d(Function):
+    """``apply(x, kernel_size, stride=None, padding=0, ceil_mode=False,
+    count_include_pad=True)``, as ``avg_pool2d``."""
+
+    @staticmethod
+    def check(
+        x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True
+    ) -> tuple:
+        """Validate an avg_pool2d call (``pool_args``); returns forward's arguments."""
+        kernel, stride, padding, _, out = pool_args(
+            "avg_pool2d", x, kernel_size, stride, padding, 1, ceil_mode
+        )
+        return x, kernel, stride, padding, out, bool(count_include_pad)
+
     @staticmethod
     def forward(ctx: Context, x, kernel, stride, padding, out_hw, count_include_pad):
         x = contiguous(x)
@@ -114,6 +136,13 @@ def adaptive_out_size(fn: str, x, output_size) -> tuple[int, int]:
 
 
 class AdaptiveAvgPool2d(Function):
+    """``apply(x, output_size)``, as ``adaptive_avg_pool2d``."""
+
+    @staticmethod
+    def check(x, output_size) -> tuple:
+        """Validate an adaptive_avg_pool2d call; returns forward's arguments."""
+        return x, adaptive_out_size("adaptive_avg_pool2d", x, output_size)
+
     @staticmethod
     def forward(ctx: Context, x, out_hw):
         x = contiguous(x)

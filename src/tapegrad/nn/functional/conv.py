@@ -51,13 +51,17 @@ def conv2d(
         an argument is out of range; the message names the argument and the shapes.
     """
     x, w, b = _t(input, "conv2d"), _t(weight, "conv2d", "weight"), _opt(bias, "conv2d", "bias")
-    stride, padding, dilation, groups, extra = conv_args(
-        "conv2d", x.data, w.data, _raw(b), stride, padding, dilation, groups
-    )
-    if any(extra):
-        x = Pad.apply(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
+    if isinstance(padding, str):
+        # "same" may pad one pixel more at the end than at the start: that pixel is added
+        # here, the op pads symmetrically
+        stride, padding, dilation, groups, extra = conv_args(
+            "conv2d", x.data, w.data, _raw(b), stride, padding, dilation, groups
+        )
+        if any(extra):
+            x = Pad.apply(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
+    # the Function's check validates the call (tapegrad.ops.conv.Conv2d.check)
     fn = conv2d_function(x.shape, w.shape, groups)
-    return fn.apply(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    return fn.apply(x, w, b, stride, padding, dilation, groups)
 
 
 def conv1d(
@@ -165,10 +169,8 @@ def conv_transpose2d(
     """
     fn = "conv_transpose2d"
     x, w, b = _t(input, fn), _t(weight, fn, "weight"), _opt(bias, fn, "bias")
-    args = conv_transpose_args(
-        fn, x.data, w.data, _raw(b), stride, padding, output_padding, groups, dilation
-    )
-    return ConvTranspose2d.apply(x, w, b, *args)
+    # validated by tapegrad.ops.conv_transpose.ConvTranspose2d.check
+    return ConvTranspose2d.apply(x, w, b, stride, padding, output_padding, dilation, groups)
 
 
 def conv_transpose1d(

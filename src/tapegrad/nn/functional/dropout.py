@@ -6,8 +6,7 @@ later call's mask reproducible, whatever the thread count or kernel backend.
 
 from __future__ import annotations
 
-from ...ops.checks import check_float, fail
-from ...ops.dropout import Dropout, Dropout2d, GaussianDropout, check_p, check_sigma
+from ...ops.dropout import Dropout, Dropout2d, GaussianDropout
 from ...tensor import Tensor
 from ._common import _t
 
@@ -42,11 +41,10 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, scale: bool = 
         If ``p`` is outside [0, 1].
     """
     x = _t(input, "dropout")
-    p = check_p("dropout", p)
-    check_float("dropout", input=x.data)
     if not training or p == 0.0:
+        Dropout.check(x.data, p, scale)  # the op's own check: bad arguments fail in eval too
         return x
-    return Dropout.apply(x, p=p, scale=bool(scale))
+    return Dropout.apply(x, p, scale)
 
 
 def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, scale: bool = True) -> Tensor:
@@ -67,13 +65,10 @@ def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, scale: bool 
         If ``p`` is outside [0, 1] or ``input`` is not 3-D or 4-D.
     """
     x = _t(input, "dropout2d")
-    p = check_p("dropout2d", p)
-    check_float("dropout2d", input=x.data)
-    if x.ndim not in (3, 4):
-        fail("dropout2d", f"input must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape {x.shape}")
     if not training or p == 0.0:
+        Dropout2d.check(x.data, p, scale)
         return x
-    return Dropout2d.apply(x, p=p, scale=bool(scale))
+    return Dropout2d.apply(x, p, scale)
 
 
 def gaussian_dropout(input: Tensor, sigma: float = 0.5, training: bool = True) -> Tensor:
@@ -95,8 +90,7 @@ def gaussian_dropout(input: Tensor, sigma: float = 0.5, training: bool = True) -
         If ``sigma`` is negative or not finite.
     """
     x = _t(input, "gaussian_dropout")
-    sigma = check_sigma("gaussian_dropout", sigma)
-    check_float("gaussian_dropout", input=x.data)
     if not training or sigma == 0.0:
+        GaussianDropout.check(x.data, sigma)
         return x
-    return GaussianDropout.apply(x, sigma=sigma)
+    return GaussianDropout.apply(x, sigma)

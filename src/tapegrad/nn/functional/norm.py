@@ -10,9 +10,6 @@ from ...ops.norm import (
     BatchNorm,
     GroupNorm,
     LayerNorm,
-    batch_norm_args,
-    group_norm_args,
-    layer_norm_args,
 )
 from ...tensor import Tensor
 from ._common import _opt, _raw, _t
@@ -67,17 +64,17 @@ def batch_norm(
     fn = "batch_norm"
     x, w, b = _t(input, fn), _opt(weight, fn, "weight"), _opt(bias, fn, "bias")
     rm, rv = _opt(running_mean, fn, "running_mean"), _opt(running_var, fn, "running_var")
-    eps = batch_norm_args(fn, x.data, _raw(rm), _raw(rv), _raw(w), _raw(b), training, momentum, eps)
+    # validated by tapegrad.ops.norm.BatchNorm.check
     return BatchNorm.apply(
         x,
         w,
         b,
         running_mean=_raw(rm),
         running_var=_raw(rv),
-        training=bool(training),
-        momentum=float(momentum),
+        training=training,
+        momentum=momentum,
         eps=eps,
-        normalize_variance=bool(normalize_variance),
+        normalize_variance=normalize_variance,
     )
 
 
@@ -116,8 +113,7 @@ def layer_norm(
     """
     fn = "layer_norm"
     x, w, b = _t(input, fn), _opt(weight, fn, "weight"), _opt(bias, fn, "bias")
-    shape, eps = layer_norm_args(fn, x.data, normalized_shape, _raw(w), _raw(b), eps)
-    return LayerNorm.apply(x, w, b, normalized_shape=shape, eps=eps)
+    return LayerNorm.apply(x, w, b, normalized_shape, eps)  # validated by LayerNorm.check
 
 
 def group_norm(
@@ -153,8 +149,7 @@ def group_norm(
     """
     fn = "group_norm"
     x, w, b = _t(input, fn), _opt(weight, fn, "weight"), _opt(bias, fn, "bias")
-    groups, eps = group_norm_args(fn, x.data, num_groups, _raw(w), _raw(b), eps)
-    return GroupNorm.apply(x, w, b, num_groups=groups, eps=eps)
+    return GroupNorm.apply(x, w, b, num_groups, eps)  # validated by GroupNorm.check
 
 
 def instance_norm(

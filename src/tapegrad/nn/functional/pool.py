@@ -7,13 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ...ops.pool import (
-    AdaptiveAvgPool2d,
-    AvgPool2d,
-    MaxPool2d,
-    adaptive_out_size,
-    pool_args,
-)
+from ...ops.pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from ...tensor import Tensor
 from ._common import IntOrPair, _t
 
@@ -54,11 +48,10 @@ def max_pool2d(
         If ``input`` is not 4-D, a window or stride is not positive, the padding exceeds half
         the window, or the output would be empty; the message names the sizes.
     """
-    x = _t(input, "max_pool2d")
-    kernel, stride, padding, dilation, out = pool_args(
-        "max_pool2d", x.data, kernel_size, stride, padding, dilation, ceil_mode
+    # validated by tapegrad.ops.pool.MaxPool2d.check
+    return MaxPool2d.apply(
+        _t(input, "max_pool2d"), kernel_size, stride, padding, dilation, ceil_mode
     )
-    return MaxPool2d.apply(x, kernel, stride, padding, dilation, out)
 
 
 def avg_pool2d(
@@ -98,10 +91,7 @@ def avg_pool2d(
         the window, or the output would be empty; the message names the sizes.
     """
     x = _t(input, "avg_pool2d")
-    kernel, stride, padding, _, out = pool_args(
-        "avg_pool2d", x.data, kernel_size, stride, padding, 1, ceil_mode
-    )
-    return AvgPool2d.apply(x, kernel, stride, padding, out, bool(count_include_pad))
+    return AvgPool2d.apply(x, kernel_size, stride, padding, ceil_mode, count_include_pad)
 
 
 def adaptive_avg_pool2d(input: Tensor, output_size: int | tuple | None) -> Tensor:
@@ -127,9 +117,7 @@ def adaptive_avg_pool2d(input: Tensor, output_size: int | tuple | None) -> Tenso
     ValueError
         If ``input`` is not 4-D or an output size is not positive.
     """
-    x = _t(input, "adaptive_avg_pool2d")
-    out = adaptive_out_size("adaptive_avg_pool2d", x.data, output_size)
-    return AdaptiveAvgPool2d.apply(x, out)
+    return AdaptiveAvgPool2d.apply(_t(input, "adaptive_avg_pool2d"), output_size)
 
 
 def adaptive_max_pool2d(
@@ -143,10 +131,9 @@ def adaptive_max_pool2d(
     from ...ops.nn_extra import AdaptiveMaxPool2d as _AMP
 
     x = _t(input, "adaptive_max_pool2d")
-    out = adaptive_out_size("adaptive_max_pool2d", x.data, output_size)
-    y = _AMP.apply(x, out)
+    y = _AMP.apply(x, output_size)  # validated by AdaptiveMaxPool2d.check
     if return_indices:
-        return y, Tensor(_indices(x, out))
+        return y, Tensor(_indices(x, y.shape[2:]))
     return y
 
 
