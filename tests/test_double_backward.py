@@ -280,6 +280,15 @@ def test_missing_double_backward_names_the_op():
     np.testing.assert_array_equal(g.numpy(), 1.0)
 
 
+def test_create_graph_grads_do_not_share_arrays():
+    rng = _rng()
+    a, b = T(rng, 3), T(rng, 3)
+    (a + b).sum().backward(create_graph=True)
+    assert not np.shares_memory(a.grad_data, b.grad_data)
+    a.grad_data *= 2
+    np.testing.assert_array_equal(b.grad.numpy(), 1.0)
+
+
 def test_backward_create_graph_leaves_a_differentiable_grad():
     x = T(_rng(), 3)
     (x**3).sum().backward(create_graph=True)

@@ -677,7 +677,8 @@ def _run_node_hooks(node: Node, g: Any, graph: bool) -> Any:
         data = g.data if graph else g
         t._grad = np.array(data, copy=True) if t._grad is None else t._grad + data
         if graph:
-            t._grad_t = g if t.__dict__.get("_grad_t") is None else t._grad_t + g
+            with enable_grad():
+                t._grad_t = _own(g) if t.__dict__.get("_grad_t") is None else t._grad_t + g
             t._grad = t._grad_t.data
     return g
 
@@ -887,8 +888,18 @@ def _accumulate_leaf_graph(t: Tensor, g: Tensor, run_hooks: bool = True) -> None
 
         with enable_grad():
             g = Cast.apply(g, dtype=t.data.dtype)
+    else:
+        g = _own(g)
     t._grad_t = g
     t._grad = g.data
+
+
+def _own(g: Tensor) -> Tensor:
+    """A recorded copy of ``g``: a gradient kept in ``.grad`` must not share its array with
+    another tensor's (the same array reaches both inputs of an add, and optimisers and
+    clipping change ``.grad`` in place)."""
+    with enable_grad():
+        return g.clone()
 
 
 def _seq_of(x: Any, what: str) -> list:
@@ -1037,11 +1048,13 @@ class _LinearMap(Function):
 
     @staticmethod
     def forward(ctx: Context, v: Any, fwd: Any = None, tr: Any = None, fctx: Any = None) -> Any:
+        fctx.saved_arrays  # noqa: B018  (raises if the op's record was freed)
         ctx.fwd, ctx.tr, ctx.fctx = fwd, tr, fctx
         return _first(fwd(fctx, v))
 
     @staticmethod
     def backward(ctx: Context, gg: Any) -> Any:
+        ctx.fctx.saved_arrays  # noqa: B018  (raises if the op's record was freed)
         return _first(ctx.tr(ctx.fctx, gg))
 
     @staticmethod
