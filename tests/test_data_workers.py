@@ -82,7 +82,17 @@ def test_persistent_workers_are_reused_and_stopped_with_the_loader():
     for r, a in zip(runs, ref):
         np.testing.assert_array_equal(np.concatenate([b[0].numpy() for b in r]), a)
     assert _alive(pids[0])
-    del dl
+    first = iter(dl)
+    second = iter(dl)  # takes the workers over
+    with pytest.raises(RuntimeError, match="a newer iteration of this loader started"):
+        next(first)
+    replay = DataLoader(Noisy(), batch_size=3, shuffle=True, seed=5)
+    replay.set_epoch(3)  # epochs 0 and 1 above, 2 for `first`
+    np.testing.assert_array_equal(
+        np.concatenate([b[0].numpy() for b in second]),
+        np.concatenate([b[0].numpy() for b in replay]),
+    )
+    del dl, first, second
     assert not _alive(pids[0])
 
 

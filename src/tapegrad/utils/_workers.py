@@ -339,6 +339,12 @@ class _PoolIterator:
         if self.received == len(self.batches):
             self._finish()
             raise StopIteration
+        if self.pool.generation != self.gen:
+            self.done = True  # the workers now serve the newer iteration: leave them be
+            raise RuntimeError(
+                "DataLoader: a newer iteration of this loader started; persistent workers "
+                "serve one iteration at a time"
+            )
         try:
             payload, error = self._wait()
             self.received += 1
