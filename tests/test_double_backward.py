@@ -245,6 +245,26 @@ def test_gradgradcheck_fails_on_a_wrong_rule():
         gradgradcheck(BadSquare.apply, [x])
 
 
+def test_composite_rule_of_a_fused_op():
+    from tapegrad.autograd import composite_backward_graph
+
+    class FusedSoftplus(Function):  # a fused first-order kernel, a composed recorded rule
+        @staticmethod
+        def forward(ctx, a):
+            ctx.save_for_backward(a)
+            return np.logaddexp(0, a)
+
+        @staticmethod
+        def backward(ctx, g):
+            (a,) = ctx.saved_arrays
+            return g / (1 + np.exp(-a))
+
+        backward_graph = composite_backward_graph(lambda ctx, ins: (ins[0].exp() + 1).log())
+
+    rng = _rng()
+    assert gradgradcheck(lambda a: FusedSoftplus.apply(a * a), [T(rng, 3, 2)])
+
+
 def test_missing_double_backward_names_the_op():
     class Cube(Function):
         @staticmethod

@@ -1086,3 +1086,24 @@ def linear_backward_graph(backward: Callable, transpose: Callable | None = None)
         return _LinearMap.apply(g, fwd=fwd, tr=tr, fctx=ctx)
 
     return staticmethod(backward_graph)
+
+
+def composite_backward_graph(graph: Callable) -> staticmethod:
+    """The ``backward_graph`` of an op that can also be written with recorded tapegrad ops
+    (an activation whose kernel fuses ``exp``, ``tanh``, ``where`` ...): ``graph(ctx,
+    inputs)`` recomputes the op's output from ``inputs`` (Tensors where they require grad,
+    else None: take those from ``ctx``, see :func:`graph_input`), and the recorded backward
+    is the vector-Jacobian product through that composition, so it differentiates to any
+    order. The first-order backward stays the op's own (one fused kernel pass).
+
+    Use in the class body: ``backward_graph = composite_backward_graph(_graph)``.
+    """
+
+    def backward_graph(ctx: Context, g: Any, inputs: list) -> Any:
+        wrt = [t for t in inputs if t is not None]
+        with enable_grad():
+            out = graph(ctx, inputs)
+        got = iter(grad(out, wrt, grad_outputs=g, create_graph=True, allow_unused=True))
+        return tuple(None if t is None else next(got) for t in inputs)
+
+    return staticmethod(backward_graph)
