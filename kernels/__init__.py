@@ -24,7 +24,9 @@ visible. ``setup.py`` maps it into the package (``package_dir={"tapegrad.kernels
 "kernels"}``), so it is imported as ``tapegrad.kernels`` and nothing imports it by path.
 """
 
-from . import activation, conv, conv_transpose, depthwise, dropout, norm, pool, rng  # noqa: F401  (registration side effects)
+import importlib as _importlib
+import pkgutil as _pkgutil
+
 from .calls import KernelCall, declarations, declared
 from .conv.im2col import clear_workspace
 from .memory import available_bytes, retain_freed_memory
@@ -53,6 +55,13 @@ from .store import (
     rules_path,
 )
 from .threads import get_num_threads, set_num_threads
+
+# every subpackage is a kernel family: importing it registers its variants and declares its
+# call records (cheap: a family's __init__ imports no kernel module). A new family needs no
+# line here.
+for _family in _pkgutil.iter_modules(__path__):
+    if _family.ispkg:
+        _importlib.import_module(f"{__name__}.{_family.name}")
 
 
 def init() -> None:

@@ -603,6 +603,42 @@ def test_fuzz_dropout(profile, which):
     _run_profile(profile, dropout_cases(which), prop)
 
 
+# --- declared elementwise kernel ops: cases derived from each op's call record -------------
+
+# every record a kernel family declares with elementwise=True (kernels/<family>/__init__.py);
+# its fuzz_arguments() lists valid and invalid keyword sets, so a new family needs no line here
+ELEMENTWISE = sorted(
+    op
+    for op, r in tg.kernels.declarations().items()
+    if r.__dict__.get("op") and getattr(r, "elementwise", False)
+)
+
+
+@st.composite
+def elementwise_cases(draw, op: str):
+    rec = tg.kernels.declared(op)
+    dtype = draw(dtypes)
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    shape = tuple(draw(st.lists(st.integers(0, 6), max_size=5)))
+    x = _arr(rng, shape, dtype) * draw(st.sampled_from([1.0, 4.0, 300.0]))
+    if x.size and draw(st.booleans()):
+        x.reshape(-1)[0] = draw(st.sampled_from([np.nan, np.inf, -np.inf, -0.0]))
+    return dtype, [x.astype(dtype)], draw(st.sampled_from(rec.fuzz_arguments()))
+
+
+@pytest.mark.parametrize("profile", PROFILE_PARAMS)
+@pytest.mark.parametrize("op", ELEMENTWISE)
+def test_fuzz_declared_elementwise(profile, op):
+    f = getattr(F, tg.kernels.declared(op).functional)
+
+    def prop(case):
+        dtype, arrays, kw = case
+        with np.errstate(all="ignore"):
+            check_variants([op], f.__name__, lambda x, state: f(x, **kw), arrays, dtype, profile)
+
+    _run_profile(profile, elementwise_cases(op), prop)
+
+
 # --- ops without kernel variants: PyTorch as the second opinion ------------------------------
 
 

@@ -57,6 +57,17 @@ for _name in ("softmax", "log_softmax"):
     row(_name, "input", lambda f=_f: f(tg.tensor([[1, 2], [3, 4]])), TypeError, "int64")
     row(_name, "input", lambda f=_f: f(tg.tensor(3.0)), ValueError, "0-d")
 
+# declared elementwise kernel ops (kernels/<family>/__init__.py records with elementwise=True):
+# rows derived from each record's declaration, so a new family needs no line here
+ELEMENTWISE = {op: r for op, r in tg.kernels.declarations().items() if r.__dict__.get("op") and
+               getattr(r, "elementwise", False)}  # fmt: skip
+for _rec in ELEMENTWISE.values():
+    _f = getattr(F, _rec.functional)
+    row(_rec.functional, "input", lambda f=_f: f([1.0, 2.0]), TypeError, "list")
+    row(_rec.functional, "input", lambda f=_f: f(tg.tensor([1, 2])), TypeError, "int64")
+    for _arg, _value, _exc, _words in _rec.bad_arguments():
+        row(_rec.functional, _arg, lambda f=_f, k={_arg: _value}: f(x2, **k), _exc, *_words)
+
 # --- linear ----------------------------------------------------------------------------
 row("linear", "input", lambda: F.linear([[1.0]], _r(3, 3)), TypeError, "list")
 row("linear", "weight", lambda: F.linear(x2, np.ones(3).tolist()), TypeError)
@@ -544,7 +555,11 @@ LAYOUT_CASES += [
     ("nll_loss", lambda x: F.nll_loss(x, np.array([0, 3, 1])), [(3, 5)]),
     ("bce", lambda x, y: F.binary_cross_entropy_with_logits(x, y), [(3, 5), (3, 5)]),
 ]
+LAYOUT_CASES += [  # the declared elementwise ops, by their functional names
+    (r.functional, getattr(F, r.functional), [(3, 4, 2)]) for r in ELEMENTWISE.values()
+]
 KERNEL_OF = {
+    **{r.functional: op for op, r in ELEMENTWISE.items()},
     "relu": "relu",
     "conv2d": "conv2d",
     "conv1d": "conv2d",

@@ -140,6 +140,12 @@ def _op_cases() -> dict[str, callable]:
         "dropout2d": lambda: F.dropout2d(x, 0.4),
         "gaussian_dropout": lambda: F.gaussian_dropout(x, 0.4),
         "relu": lambda: F.relu(xr),
+        # declared elementwise ops (records with elementwise=True): derived, on the threaded path
+        **{
+            op: (lambda name=r.functional: getattr(F, name)(xr))
+            for op, r in tg.kernels.declarations().items()
+            if r.__dict__.get("op") and getattr(r, "elementwise", False)
+        },
     }, [x, w, wd, wt, xr]
 
 

@@ -170,6 +170,28 @@ CASES = {
 }
 
 
+def _elementwise_cases() -> dict:
+    """One case per Function of a declared elementwise op (its ``record`` is marked
+    ``elementwise``): an int64 input, which the record's check refuses. A new family of such
+    ops needs no line here."""
+    out = {}
+    ints = tg.Tensor(np.ones((2, 4), np.int64))
+    for fn in _op_functions():
+        rec = getattr(fn, "record", None)
+        if rec is None or not getattr(rec, "elementwise", False) or not rec.__dict__.get("op"):
+            continue
+        f = getattr(F, rec.functional)
+        out[fn] = (
+            TypeError,
+            f"{rec.functional}: input must be float32 or float64, got int64 (shape (2, 4))",
+            {
+                f"F.{rec.functional}": lambda f=f: f(ints),
+                "apply": lambda fn=fn: fn.apply(ints),
+            },
+        )
+    return out
+
+
 def _op_functions() -> list[type[Function]]:
     """Every Function class defined in a module of tapegrad.ops."""
     found = []
@@ -184,6 +206,9 @@ def _op_functions() -> list[type[Function]]:
             ):
                 found.append(obj)
     return found
+
+
+CASES.update(_elementwise_cases())
 
 
 def _kernel_backed(fn: type[Function]) -> bool:

@@ -651,6 +651,65 @@ SPECS: dict[str, OpSpec] = {
     ]
 }  # fmt: skip
 
+
+# --- declared elementwise ops: one spec each, derived from the op's call record ------------
+# (a record with ``elementwise = True``, kernels/<family>/__init__.py): input x (N, C, H, W),
+# the call ``F.<functional>(x, **arguments)`` and PyTorch's function of the same name, one
+# read and one write each way plus the input read again by the backward. A new family of
+# such ops needs no line here.
+
+_SHAPE_KEYS = ("N", "C", "H", "W")
+
+
+def _args(p: dict) -> dict:
+    return {k: v for k, v in p.items() if k not in _SHAPE_KEYS}
+
+
+def _elementwise_label(p: dict) -> str:
+    extra = "".join(f" {k}={v}" for k, v in sorted(_args(p).items()))
+    return f"N{p['N']} C{p['C']} {p['H']}x{p['W']}{extra}"
+
+
+def _elementwise_call(name: str) -> Callable[[dict, dict], Any]:
+    def call(T: dict, p: dict):
+        import tapegrad.nn.functional as F
+
+        return getattr(F, name)(T["x"], **_args(p))
+
+    return call
+
+
+def _elementwise_torch(name: str) -> Callable[[dict, dict], Any]:
+    def call(T: dict, p: dict):
+        import torch.nn.functional as tF
+
+        return getattr(tF, name)(T["x"], **_args(p))
+
+    return call
+
+
+def _elementwise_bytes(p: dict, direction: str) -> int:
+    """x read and y written forward; g and x read and gx written backward."""
+    n = F32 * _elems(p)
+    return {"forward": 2 * n, "backward": 3 * n, "both": 5 * n}[direction]
+
+
+def _declared_specs() -> list[OpSpec]:
+    import tapegrad.kernels as K
+
+    return [
+        OpSpec(
+            op, "bytes", _elementwise_label, _x_build, _elementwise_call(rec.functional),
+            _elementwise_torch(rec.functional), _mask_flops, _elementwise_bytes,
+            standard=[dict(_NCHW)],
+        )
+        for op, rec in sorted(K.declarations().items())
+        if getattr(rec, "elementwise", False) and op not in SPECS
+    ]  # fmt: skip
+
+
+SPECS.update((s.op, s) for s in _declared_specs())
+
 # short names accepted by ``--ops``
 ALIASES = {
     "conv": "conv2d",
