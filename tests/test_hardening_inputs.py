@@ -67,6 +67,9 @@ for _rec in ELEMENTWISE.values():
     row(_rec.functional, "input", lambda f=_f: f(tg.tensor([1, 2])), TypeError, "int64")
     for _arg, _value, _exc, _words in _rec.bad_arguments():
         row(_rec.functional, _arg, lambda f=_f, k={_arg: _value}: f(x2, **k), _exc, *_words)
+row("prelu", "weight", lambda: F.prelu(x2, np.ones(2, np.float32)), ValueError, "(2, 3)")
+row("prelu", "weight", lambda: F.prelu(x2, np.ones(3)), TypeError, "float64")
+row("PReLU", "num_parameters", lambda: nn.PReLU(0), ValueError, "0")
 
 # --- linear ----------------------------------------------------------------------------
 row("linear", "input", lambda: F.linear([[1.0]], _r(3, 3)), TypeError, "list")

@@ -4,7 +4,24 @@ One module per layer family: ``conv``, ``pooling``, ``linear``, ``activation`` .
 """
 
 from . import functional, init, utils
-from .activation import Flatten, Identity, ReLU, Sigmoid, Tanh
+from .activation import (
+    ELU,
+    GELU,
+    Flatten,
+    Hardsigmoid,
+    Hardswish,
+    Identity,
+    LeakyReLU,
+    LogSoftmax,
+    Mish,
+    PReLU,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Softplus,
+    Tanh,
+)
 from .conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
 from .dropout import Dropout, Dropout2d, GaussianDropout
 from .linear import Linear
@@ -71,6 +88,17 @@ __all__ = [
     "Sequential",
     "Sigmoid",
     "Tanh",
+    "ELU",
+    "GELU",
+    "Hardsigmoid",
+    "Hardswish",
+    "LeakyReLU",
+    "LogSoftmax",
+    "Mish",
+    "PReLU",
+    "SiLU",
+    "Softmax",
+    "Softplus",
     "functional",
     "init",
     "utils",

@@ -1,13 +1,25 @@
-"""Activations: ReLU (kernel family ``relu``), softmax and log_softmax along an axis
-(stable for large inputs: the max is subtracted)."""
+"""Activations: ReLU (kernel family ``relu``), the pointwise family (LeakyReLU, ELU, GELU,
+SiLU, Hardswish, Hardsigmoid, Softplus, Mish: kernel family ``pointwise``), softmax and
+log_softmax along an axis (stable for large inputs: the max is subtracted)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from tapegrad.kernels.activation import ReluCall
+from tapegrad.kernels.pointwise import (
+    EluCall,
+    GeluCall,
+    HardsigmoidCall,
+    HardswishCall,
+    LeakyReluCall,
+    MishCall,
+    PointwiseCall,
+    SiluCall,
+    SoftplusCall,
+)
 
-from ..autograd import Context, Function, linear_backward_graph
+from ..autograd import Context, Function, fresh, linear_backward_graph
 from . import tuning
 from .checks import check_float, fail
 
@@ -118,3 +130,137 @@ class LogSoftmax(Function):
     def backward_graph(ctx: Context, g, inputs):
         out = LogSoftmax.apply(inputs[0], axis=ctx.axis)
         return g - out.exp() * g.sum(axis=ctx.axis, keepdims=True)
+
+
+# --- the pointwise family (kernels/pointwise): one declared record per activation ---------
+
+
+class _Pointwise:
+    """The shared part of the ``pointwise`` family's Functions (a mixin: each op is
+    ``class GELU(_Pointwise, Function)`` with its declared call record as ``record``).
+
+    ``check`` is the record's own validation (:meth:`PointwiseCall.of`), so ``F.*``, the
+    layers and ``apply`` share it; ``forward`` writes y in one pass; ``backward`` reads g and
+    the saved input in one pass, ``gx = g * f'(x)`` (``kernels/pointwise/reference.py``'s
+    ``derivative`` is each activation's f')."""
+
+    record: type[PointwiseCall] = PointwiseCall
+
+    @classmethod
+    def check(cls, a, **kwargs) -> tuple:
+        """A float32/float64 input and the activation's arguments (``inplace`` accepted
+        where PyTorch's function takes it); returns ``(a, call)``, forward's arguments."""
+        return a, cls.record.of(a, **kwargs)
+
+    @staticmethod
+    def forward(ctx: Context, a, call: PointwiseCall):
+        a = np.ascontiguousarray(a)
+        mod = tuning.resolve(ctx, call, a)
+        ctx.mod, ctx.call = mod, call
+        ctx.save_for_backward(a)
+        return call.forward(mod, a)
+
+    @staticmethod
+    def backward(ctx: Context, g):
+        (a,) = ctx.saved_arrays
+        return fresh(ctx.call.backward(ctx.mod, np.ascontiguousarray(g, dtype=a.dtype), a))
+
+
+class LeakyReLU(_Pointwise, Function):
+    """``x if x > 0 else negative_slope * x``; gradient ``1`` or ``negative_slope``."""
+
+    record = LeakyReluCall
+
+
+class ELU(_Pointwise, Function):
+    """``x if x > 0 else alpha * (exp(x) - 1)``; gradient ``1`` or ``alpha * exp(x)``."""
+
+    record = EluCall
+
+
+class GELU(_Pointwise, Function):
+    """``x * Phi(x)`` (``approximate="none"``) or PyTorch's tanh approximation."""
+
+    record = GeluCall
+
+
+class SiLU(_Pointwise, Function):
+    """``x * sigmoid(x)``; gradient ``s * (1 + x * (1 - s))``."""
+
+    record = SiluCall
+
+
+class Hardswish(_Pointwise, Function):
+    """``x * clamp(x + 3, 0, 6) / 6``; gradient 0 at and below -3, 1 from 3 on."""
+
+    record = HardswishCall
+
+
+class Hardsigmoid(_Pointwise, Function):
+    """``clamp(x + 3, 0, 6) / 6``; gradient 1/6 strictly between -3 and 3, else 0."""
+
+    record = HardsigmoidCall
+
+
+class Softplus(_Pointwise, Function):
+    """``log(1 + exp(beta * x)) / beta``, ``x`` where ``beta * x > threshold``."""
+
+    record = SoftplusCall
+
+
+class Mish(_Pointwise, Function):
+    """``x * tanh(softplus(x))``."""
+
+    record = MishCall
+
+
+def _prelu_weight(a: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The weight shaped to broadcast over ``a``'s channel dimension (dimension 1)."""
+    check_float("prelu", input=a, weight=w)
+    if w.ndim > 1:
+        fail("prelu", f"weight must be 0-D or 1-D, got shape {w.shape}")
+    if w.size == 1:
+        return w.reshape((1,) * a.ndim)
+    channels = a.shape[1] if a.ndim >= 2 else 1
+    if w.size != channels:
+        fail(
+            "prelu",
+            f"weight has {w.size} elements but input of shape {a.shape} has {channels} "
+            "channels (dimension 1); give 1 or that many",
+        )
+    return w.reshape((1, w.size) + (1,) * (a.ndim - 2))
+
+
+class PReLU(Function):
+    """``x if x > 0 else weight * x`` with one learnable slope per channel (dimension 1)
+    or one for all. Plain NumPy (no kernel variants). Gradients: input ``g`` or
+    ``g * weight``; weight ``sum(g * x)`` over the elements where ``not x > 0``."""
+
+    @staticmethod
+    def check(a, w) -> tuple:
+        """Float input and weight of one dtype, the weight 1 or C elements; returns
+        ``(a, w)``."""
+        _prelu_weight(a, w)
+        return a, w
+
+    @staticmethod
+    def forward(ctx: Context, a, w):
+        wb = _prelu_weight(a, w)
+        ctx.save_for_backward(a, w)
+        return np.where(a > 0, a, wb * a).astype(a.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx: Context, g):
+        a, w = ctx.saved_arrays
+        wb = _prelu_weight(a, w)
+        pos = a > 0
+        gx = np.where(pos, g, g * wb).astype(a.dtype, copy=False)
+        gw = None
+        if ctx.needs_input_grad[1]:
+            contrib = np.where(pos, 0, g * a)
+            if w.size == 1:
+                gw = np.asarray(contrib.sum(), a.dtype).reshape(w.shape)
+            else:
+                axes = tuple(i for i in range(a.ndim) if i != 1)
+                gw = contrib.sum(axis=axes).astype(a.dtype).reshape(w.shape)
+        return fresh(gx), fresh(gw)

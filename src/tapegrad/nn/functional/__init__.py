@@ -4,7 +4,22 @@ One module per op family; each function checks its arguments on the raw arrays b
 any kernel runs, then applies the op's Function so the call is recorded on the tape.
 """
 
-from .activation import log_softmax, relu, sigmoid, softmax, tanh
+from .activation import (
+    elu,
+    gelu,
+    hardsigmoid,
+    hardswish,
+    leaky_relu,
+    log_softmax,
+    mish,
+    prelu,
+    relu,
+    sigmoid,
+    silu,
+    softmax,
+    softplus,
+    tanh,
+)
 from .conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d
 from .dropout import dropout, dropout2d, gaussian_dropout
 from .linear import linear
@@ -66,4 +81,13 @@ __all__ = [
     "sigmoid",
     "softmax",
     "tanh",
+    "elu",
+    "gelu",
+    "hardsigmoid",
+    "hardswish",
+    "leaky_relu",
+    "mish",
+    "prelu",
+    "silu",
+    "softplus",
 ]
