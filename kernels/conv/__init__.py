@@ -110,6 +110,7 @@ register("conv2d", "im2col-cython", f"{_P}.im2col_cy")
 register("conv2d", "direct-numba", f"{_P}.direct_numba")
 register("conv2d", "direct-cython", f"{_P}.direct_cy")
 register("conv2d", "winograd-numba", f"{_P}.winograd_numba")
+register("conv2d", "winograd-cython", f"{_P}.winograd_cy")
 
 
 # Below this many multiply-adds per call the direct kernels win (no column buffer, no
@@ -132,22 +133,40 @@ def _winograd_applies(call: Conv2dCall) -> bool:
     )
 
 
-# 3x3 stride-1 calls: Winograd after im2col-cython and before im2col-numba. Each in its own
-# process, 2 threads, 64->64 ch 32x32 N=32 float32: forward im2col-cython 65 ms,
-# winograd-numba 32 ms, im2col-numba 288 ms; forward + backward 84 / 201 / 692 ms (Winograd's
-# backward is slower than im2col-cython's, so it does not lead until that is fixed). A later
-# run on the same busy machine gave forward im2col-cython 25 ms, winograd-numba 45 ms: the
-# forward comparison is not settled either.
+# 3x3 stride-1 calls with at least 16 channels in and out and 16x16 output pixels:
+# winograd-cython first (each thread transforms, multiplies and folds its own blocks of
+# tiles). On a loaded 2-core machine, 2 threads, float32, forward / forward + both gradients
+# against im2col-cython in the same process: 64->64 ch 32x32 N=32 100 / 364 ms against
+# 157 / 468 ms, 16->16 ch 32x32 N=64 33 / 104 against 47 / 113 (benchmarks/results/). On
+# smaller images (8x8, 32->64 ch) or fewer channels (8, or 3 in with the input gradient)
+# its transforms cost more than the multiplications saved, and im2col-cython leads.
+# winograd-numba (transforms, GEMMs and fold as three parallel steps per block) comes
+# after im2col-cython.
+_WINOGRAD_MIN_CHANNELS = 16
+_WINOGRAD_MIN_PIXELS = 256
+
+
+def _winograd_leads(call: Conv2dCall) -> bool:
+    ho, wo = call.out_hw()
+    return (
+        min(call.x_shape[1], call.w_shape[0]) >= _WINOGRAD_MIN_CHANNELS
+        and ho * wo >= _WINOGRAD_MIN_PIXELS
+    )
+
+
 def _conv2d_rule(call: Conv2dCall) -> list[str]:
     try:
         macs = call.macs()
         winograd = _winograd_applies(call)
+        leads = winograd and _winograd_leads(call)
     except (AttributeError, TypeError, ValueError):
         return ["im2col-cython", "im2col-numba"]
     if macs < _DIRECT_MACS:
         return ["direct-cython", "direct-numba", "im2col-cython", "im2col-numba"]
+    if leads:
+        return ["winograd-cython", "im2col-cython", "winograd-numba", "im2col-numba"]
     if winograd:
-        return ["im2col-cython", "winograd-numba", "im2col-numba"]
+        return ["im2col-cython", "winograd-cython", "winograd-numba", "im2col-numba"]
     return ["im2col-cython", "im2col-numba"]
 
 

@@ -269,16 +269,26 @@ def test_depthwise_matches_torch(variant, case):
 
 def test_auto_rule_small_direct_large_im2col():
     """The shape rule sends small convs to the direct kernels and large ones to im2col;
-    Winograd comes before im2col-numba for 3x3 stride-1 calls only."""
+    Winograd comes before im2col-numba for 3x3 stride-1 calls only, and winograd-cython
+    leads for those with 16 channels or more on 16x16 outputs or larger."""
     from tapegrad.kernels.conv import Conv2dCall, _conv2d_rule
 
     small = Conv2dCall((2, 3, 8, 8), (4, 3, 3, 3), (1, 1), (1, 1), (1, 1), 1, "<f4")
     large = Conv2dCall((32, 64, 32, 32), (64, 64, 3, 3), (1, 1), (1, 1), (1, 1), 1, "<f4")
     strided = Conv2dCall((32, 64, 32, 32), (64, 64, 3, 3), (2, 2), (1, 1), (1, 1), 1, "<f4")
     assert K.resolved_name("conv2d", small).startswith("direct-")
-    assert K.resolved_name("conv2d", large).startswith("im2col-")
+    narrow = Conv2dCall((32, 8, 32, 32), (8, 8, 3, 3), (1, 1), (1, 1), (1, 1), 1, "<f4")
+    small_image = Conv2dCall((16, 32, 8, 8), (64, 32, 3, 3), (1, 1), (1, 1), (1, 1), 1, "<f4")
+    assert K.resolved_name("conv2d", large) in ("winograd-cython", "winograd-numba")
+    assert _conv2d_rule(large)[0] == "winograd-cython"
     assert _conv2d_rule(large).index("winograd-numba") < _conv2d_rule(large).index("im2col-numba")
+    for call in (narrow, small_image, strided):
+        assert K.resolved_name("conv2d", call).startswith("im2col-")
+    assert _conv2d_rule(narrow).index("im2col-cython") < _conv2d_rule(narrow).index(
+        "winograd-cython"
+    )
     assert "winograd-numba" not in _conv2d_rule(strided)
+    assert "winograd-cython" not in _conv2d_rule(strided)
 
 
 @pytest.mark.parametrize(
