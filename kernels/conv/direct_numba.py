@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit, prange
 
 from .. import _numba_cache  # noqa: F401  (compiled cache: the user's cache folder)
-from ..depthwise.direct_numba import _col_range
+from .._direct_numba import col_range, gather_axpy, gather_mul_acc, scatter_axpy, tap_index
 from ..memory import check_fits
 from .reference import _out_size
 
@@ -45,29 +45,17 @@ def _forward(x, w, b, y, has_bias, groups, sh, sw, ph, pw, dh, dw):
             for cl in range(cg):
                 ic = g * cg + cl
                 for i in range(kh):
-                    ih = oh * sh - ph + i * dh
-                    if ih < 0 or ih >= h:
+                    ih = tap_index(oh, sh, ph, i, dh, h)
+                    if ih < 0:
                         continue
                     xrow = x[bi, ic, ih]
                     for j in range(kw):
                         off = j * dw - pw
-                        lo, hi = _col_range(off, sw, wd, wo)
+                        lo, hi = col_range(off, sw, wd, wo)
                         for oc in range(o0, o1):
                             wv = w[oc, cl, i, j]
                             yrow = y[bi, oc, oh]
-                            if hi > lo:
-                                # zero-based views: indices provably >= 0, so Numba drops the
-                                # negative-index wraparound and LLVM vectorises the stride-1 loop
-                                if sw == 1:
-                                    yrow_ = yrow[lo:hi]
-                                    xrow_ = xrow[lo + off : hi + off]
-                                    for k in range(hi - lo):
-                                        yrow_[k] += wv * xrow_[k]
-                                else:
-                                    yrow_ = yrow[lo:hi]
-                                    xrow_ = xrow[lo * sw + off : (hi - 1) * sw + off + 1 : sw]
-                                    for k in range(hi - lo):
-                                        yrow_[k] += wv * xrow_[k]
+                            gather_axpy(yrow, xrow, wv, lo, hi, off, sw)
 
 
 @njit(parallel=True, cache=True)
@@ -91,28 +79,16 @@ def _backward_x(gy, w, gx, groups, sh, sw, ph, pw, dh, dw):
             for oh in range(ho):
                 gyrow = gy[bi, oc, oh]
                 for i in range(kh):
-                    ih = oh * sh - ph + i * dh
-                    if ih < 0 or ih >= h:
+                    ih = tap_index(oh, sh, ph, i, dh, h)
+                    if ih < 0:
                         continue
                     for j in range(kw):
                         off = j * dw - pw
-                        lo, hi = _col_range(off, sw, wd, wo)
+                        lo, hi = col_range(off, sw, wd, wo)
                         for cl in range(c0, c1):
                             wv = w[oc, cl, i, j]
                             gxrow = gx[bi, g * cg + cl, ih]
-                            if hi > lo:
-                                # zero-based views: indices provably >= 0, so Numba drops the
-                                # negative-index wraparound and LLVM vectorises the stride-1 loop
-                                if sw == 1:
-                                    gyrow_ = gyrow[lo:hi]
-                                    gxrow_ = gxrow[lo + off : hi + off]
-                                    for k in range(hi - lo):
-                                        gxrow_[k] += wv * gyrow_[k]
-                                else:
-                                    gyrow_ = gyrow[lo:hi]
-                                    gxrow_ = gxrow[lo * sw + off : (hi - 1) * sw + off + 1 : sw]
-                                    for k in range(hi - lo):
-                                        gxrow_[k] += wv * gyrow_[k]
+                            scatter_axpy(gxrow, gyrow, wv, lo, hi, off, sw)
 
 
 @njit(parallel=True, cache=True)
@@ -129,29 +105,15 @@ def _backward_w(gy, x, gw, groups, sh, sw, ph, pw, dh, dw):
                 gyrow = gy[bi, oc, oh]
                 for cl in range(cg):
                     for i in range(kh):
-                        ih = oh * sh - ph + i * dh
-                        if ih < 0 or ih >= h:
+                        ih = tap_index(oh, sh, ph, i, dh, h)
+                        if ih < 0:
                             continue
                         xrow = x[bi, g * cg + cl, ih]
                         for j in range(kw):
                             off = j * dw - pw
-                            lo, hi = _col_range(off, sw, wd, wo)
+                            lo, hi = col_range(off, sw, wd, wo)
                             a = acc[cl, i, j]
-                            if hi > lo:
-                                # zero-based views: indices provably >= 0, so Numba drops the
-                                # negative-index wraparound and LLVM vectorises the stride-1 loop
-                                if sw == 1:
-                                    a_ = a[lo:hi]
-                                    gyrow_ = gyrow[lo:hi]
-                                    xrow_ = xrow[lo + off : hi + off]
-                                    for k in range(hi - lo):
-                                        a_[k] += gyrow_[k] * xrow_[k]
-                                else:
-                                    a_ = a[lo:hi]
-                                    gyrow_ = gyrow[lo:hi]
-                                    xrow_ = xrow[lo * sw + off : (hi - 1) * sw + off + 1 : sw]
-                                    for k in range(hi - lo):
-                                        a_[k] += gyrow_[k] * xrow_[k]
+                            gather_mul_acc(a, gyrow, xrow, lo, hi, off, sw)
         for cl in range(cg):
             for i in range(kh):
                 for j in range(kw):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from numba import njit, prange
 
 from .. import _numba_cache  # noqa: F401  (compiled cache: the user's cache folder)
-from ..depthwise.direct_numba import _col_range
+from .._direct_numba import col_range
 from . import im2col as _alg
 
 
@@ -20,7 +20,7 @@ def im2col(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
         off = j * dw - pw
         # columns reading inside the image: one range per tap, so the copy loop has no
         # per-pixel branch; the border columns outside it are zero padding
-        lo, hi = _col_range(off, sw, w, wo)
+        lo, hi = col_range(off, sw, w, wo)
         crow = cols[row]
         for b in range(n):
             for oh in range(ho):
@@ -59,7 +59,7 @@ def col2im(cols, gx, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):
             for j in range(kw):
                 row = (ch * kh + i) * kw + j
                 off = j * dw - pw
-                lo, hi = _col_range(off, sw, w, wo)
+                lo, hi = col_range(off, sw, w, wo)
                 if hi <= lo:
                     continue
                 for oh in range(ho):

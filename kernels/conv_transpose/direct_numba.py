@@ -13,7 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 from .. import _numba_cache  # noqa: F401  (compiled cache: the user's cache folder)
-from ..depthwise.direct_numba import _col_range
+from .._direct_numba import col_range, gather_axpy, gather_mul_acc, scatter_axpy, tap_index
 from ..memory import check_fits
 from .reference import cropped_nonfinite, out_size
 
@@ -38,27 +38,15 @@ def _forward(x, w, b, y, has_bias, groups, sh, sw, ph, pw, dh, dw):
             for ih in range(h):
                 xrow = x[bi, ic, ih]
                 for i in range(kh):
-                    oh = ih * sh - ph + i * dh
-                    if oh < 0 or oh >= ho:
+                    oh = tap_index(ih, sh, ph, i, dh, ho)
+                    if oh < 0:
                         continue
                     yrow = y[bi, oc, oh]
                     for j in range(kw):
                         off = j * dw - pw
-                        lo, hi = _col_range(off, sw, wo, wd)
+                        lo, hi = col_range(off, sw, wo, wd)
                         wv = w[ic, ocl, i, j]
-                        if hi > lo:
-                            # zero-based views: indices provably >= 0, so Numba drops the
-                            # negative-index wraparound and LLVM vectorises the stride-1 loop
-                            if sw == 1:
-                                xrow_ = xrow[lo:hi]
-                                yrow_ = yrow[lo + off : hi + off]
-                                for k in range(hi - lo):
-                                    yrow_[k] += wv * xrow_[k]
-                            else:
-                                xrow_ = xrow[lo:hi]
-                                yrow_ = yrow[lo * sw + off : (hi - 1) * sw + off + 1 : sw]
-                                for k in range(hi - lo):
-                                    yrow_[k] += wv * xrow_[k]
+                        scatter_axpy(yrow, xrow, wv, lo, hi, off, sw)
 
 
 @njit(parallel=True, cache=True)
@@ -79,27 +67,15 @@ def _backward_x(gy, w, gx, groups, sh, sw, ph, pw, dh, dw):
             for ih in range(h):
                 gxrow = gx[bi, ic, ih]
                 for i in range(kh):
-                    oh = ih * sh - ph + i * dh
-                    if oh < 0 or oh >= ho:
+                    oh = tap_index(ih, sh, ph, i, dh, ho)
+                    if oh < 0:
                         continue
                     gyrow = gy[bi, oc, oh]
                     for j in range(kw):
                         off = j * dw - pw
-                        lo, hi = _col_range(off, sw, wo, wd)
+                        lo, hi = col_range(off, sw, wo, wd)
                         wv = w[ic, ocl, i, j]
-                        if hi > lo:
-                            # zero-based views: indices provably >= 0, so Numba drops the
-                            # negative-index wraparound and LLVM vectorises the stride-1 loop
-                            if sw == 1:
-                                gxrow_ = gxrow[lo:hi]
-                                gyrow_ = gyrow[lo + off : hi + off]
-                                for k in range(hi - lo):
-                                    gxrow_[k] += wv * gyrow_[k]
-                            else:
-                                gxrow_ = gxrow[lo:hi]
-                                gyrow_ = gyrow[lo * sw + off : (hi - 1) * sw + off + 1 : sw]
-                                for k in range(hi - lo):
-                                    gxrow_[k] += wv * gyrow_[k]
+                        gather_axpy(gxrow, gyrow, wv, lo, hi, off, sw)
 
 
 @njit(parallel=True, cache=True)
@@ -119,29 +95,15 @@ def _backward_w(gy, x, gw, groups, sh, sw, ph, pw, dh, dw):
                 for ih in range(h):
                     xrow = x[bi, ic, ih]
                     for i in range(kh):
-                        oh = ih * sh - ph + i * dh
-                        if oh < 0 or oh >= ho:
+                        oh = tap_index(ih, sh, ph, i, dh, ho)
+                        if oh < 0:
                             continue
                         gyrow = gy[bi, oc, oh]
                         for j in range(kw):
                             off = j * dw - pw
-                            lo, hi = _col_range(off, sw, wo, wd)
+                            lo, hi = col_range(off, sw, wo, wd)
                             a = acc[ocl, i, j]
-                            if hi > lo:
-                                # zero-based views: indices provably >= 0, so Numba drops the
-                                # negative-index wraparound and LLVM vectorises the stride-1 loop
-                                if sw == 1:
-                                    a_ = a[lo:hi]
-                                    xrow_ = xrow[lo:hi]
-                                    gyrow_ = gyrow[lo + off : hi + off]
-                                    for k in range(hi - lo):
-                                        a_[k] += xrow_[k] * gyrow_[k]
-                                else:
-                                    a_ = a[lo:hi]
-                                    xrow_ = xrow[lo:hi]
-                                    gyrow_ = gyrow[lo * sw + off : (hi - 1) * sw + off + 1 : sw]
-                                    for k in range(hi - lo):
-                                        a_[k] += xrow_[k] * gyrow_[k]
+                            gather_mul_acc(a, xrow, gyrow, lo, hi, off, sw)
         for ocl in range(og):
             for i in range(kh):
                 for j in range(kw):

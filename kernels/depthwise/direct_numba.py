@@ -14,15 +14,9 @@ import numpy as np
 from numba import njit, prange
 
 from .. import _numba_cache  # noqa: F401  (compiled cache: the user's cache folder)
+from .._direct_numba import col_range, gather_axpy, gather_mul_acc, scatter_axpy, tap_index
+from ..conv.reference import _out_size
 from ..memory import check_fits
-
-
-@njit(cache=True, inline="always")
-def _col_range(off, s, w, wo):
-    """Output columns ow with 0 <= ow*s + off < w, as [lo, hi)."""
-    lo = 0 if off >= 0 else (-off + s - 1) // s
-    hi = 0 if w - off <= 0 else (w - off + s - 1) // s
-    return min(lo, wo), max(min(hi, wo), min(lo, wo))
 
 
 @njit(parallel=True, cache=True)
@@ -41,27 +35,15 @@ def _forward(x, w, b, y, has_bias, sh, sw, ph, pw, dh, dw):
             for ow in range(wo):
                 yrow[ow] = bias
             for i in range(kh):
-                ih = oh * sh - ph + i * dh
-                if ih < 0 or ih >= h:
+                ih = tap_index(oh, sh, ph, i, dh, h)
+                if ih < 0:
                     continue  # border row: the whole tap row reads padding
                 xrow = x[bi, ic, ih]
                 for j in range(kw):
                     off = j * dw - pw
-                    lo, hi = _col_range(off, sw, wd, wo)
+                    lo, hi = col_range(off, sw, wd, wo)
                     wv = w[oc, 0, i, j]
-                    if hi > lo:
-                        # zero-based views: indices provably >= 0, so Numba drops the
-                        # negative-index wraparound and LLVM vectorises the stride-1 loop
-                        if sw == 1:
-                            yrow_ = yrow[lo:hi]
-                            xrow_ = xrow[lo + off : hi + off]
-                            for k in range(hi - lo):
-                                yrow_[k] += wv * xrow_[k]
-                        else:
-                            yrow_ = yrow[lo:hi]
-                            xrow_ = xrow[lo * sw + off : (hi - 1) * sw + off + 1 : sw]
-                            for k in range(hi - lo):
-                                yrow_[k] += wv * xrow_[k]
+                    gather_axpy(yrow, xrow, wv, lo, hi, off, sw)
 
 
 @njit(parallel=True, cache=True)
@@ -81,27 +63,15 @@ def _backward_x(gy, w, gx, sh, sw, ph, pw, dh, dw):
             for oh in range(ho):
                 gyrow = gy[bi, oc, oh]
                 for i in range(kh):
-                    ih = oh * sh - ph + i * dh
-                    if ih < 0 or ih >= h:
+                    ih = tap_index(oh, sh, ph, i, dh, h)
+                    if ih < 0:
                         continue
                     gxrow = gx[bi, ic, ih]
                     for j in range(kw):
                         off = j * dw - pw
-                        lo, hi = _col_range(off, sw, wd, wo)
+                        lo, hi = col_range(off, sw, wd, wo)
                         wv = w[oc, 0, i, j]
-                        if hi > lo:
-                            # zero-based views: indices provably >= 0, so Numba drops the
-                            # negative-index wraparound and LLVM vectorises the stride-1 loop
-                            if sw == 1:
-                                gyrow_ = gyrow[lo:hi]
-                                gxrow_ = gxrow[lo + off : hi + off]
-                                for k in range(hi - lo):
-                                    gxrow_[k] += wv * gyrow_[k]
-                            else:
-                                gyrow_ = gyrow[lo:hi]
-                                gxrow_ = gxrow[lo * sw + off : (hi - 1) * sw + off + 1 : sw]
-                                for k in range(hi - lo):
-                                    gxrow_[k] += wv * gyrow_[k]
+                        scatter_axpy(gxrow, gyrow, wv, lo, hi, off, sw)
 
 
 @njit(parallel=True, cache=True)
@@ -119,29 +89,15 @@ def _backward_w(gy, x, gw, sh, sw, ph, pw, dh, dw):
             for oh in range(ho):
                 gyrow = gy[bi, oc, oh]
                 for i in range(kh):
-                    ih = oh * sh - ph + i * dh
-                    if ih < 0 or ih >= h:
+                    ih = tap_index(oh, sh, ph, i, dh, h)
+                    if ih < 0:
                         continue
                     xrow = x[bi, ic, ih]
                     for j in range(kw):
                         off = j * dw - pw
-                        lo, hi = _col_range(off, sw, wd, wo)
+                        lo, hi = col_range(off, sw, wd, wo)
                         a = acc[i, j]
-                        if hi > lo:
-                            # zero-based views: indices provably >= 0, so Numba drops the
-                            # negative-index wraparound and LLVM vectorises the stride-1 loop
-                            if sw == 1:
-                                a_ = a[lo:hi]
-                                gyrow_ = gyrow[lo:hi]
-                                xrow_ = xrow[lo + off : hi + off]
-                                for k in range(hi - lo):
-                                    a_[k] += gyrow_[k] * xrow_[k]
-                            else:
-                                a_ = a[lo:hi]
-                                gyrow_ = gyrow[lo:hi]
-                                xrow_ = xrow[lo * sw + off : (hi - 1) * sw + off + 1 : sw]
-                                for k in range(hi - lo):
-                                    a_[k] += gyrow_[k] * xrow_[k]
+                        gather_mul_acc(a, gyrow, xrow, lo, hi, off, sw)
         for i in range(kh):
             for j in range(kw):
                 s = 0.0
@@ -153,8 +109,8 @@ def _backward_w(gy, x, gw, sh, sw, ph, pw, dh, dw):
 def forward(x, w, b, stride, padding, dilation, groups):
     n, c, h, wd = x.shape
     o, _, kh, kw = w.shape
-    ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    wo = (wd + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    ho = _out_size(h, kh, stride[0], padding[0], dilation[0])
+    wo = _out_size(wd, kw, stride[1], padding[1], dilation[1])
     shape = (n, o, ho, wo)
     check_fits("depthwise_conv2d (direct)", {"output": int(np.prod(shape)) * x.itemsize})
     y = np.empty(shape, dtype=x.dtype)
