@@ -5,6 +5,12 @@ and its inputs. Records are numbered in the order they were made -- their positi
 the tape -- and ``backward`` runs the records that lead to the output in descending
 order of that number. The tape keeps no global list: a record lives as long as the
 tensors that came out of it, so a graph that is no longer referenced is freed.
+
+Imports: this module sits below ``tapegrad.ops`` (each op subclasses :class:`Function`)
+and ``tapegrad.tensor`` (whose methods call the ops), and imports neither at import time.
+The one link upward is the tape's output: :meth:`Function.apply` wraps each op's result in
+a Tensor, whose class it looks up once (:func:`_tensor_class`); the gradient functions
+below import what they need (Tensor, the ``Cast`` op) inside the function.
 """
 
 from __future__ import annotations
@@ -349,8 +355,7 @@ class Function:
         Tensor
             The output; it requires grad exactly when a record was made.
         """
-        from .tensor import Tensor
-
+        Tensor = _TENSOR[0] or _tensor_class()
         tensors = [a if isinstance(a, Tensor) else None for a in args]
         raw = [a.data if isinstance(a, Tensor) else a for a in args]
         mode = getattr(_state, "grad", True)  # True, False, or None in inference_mode
@@ -388,6 +393,16 @@ class Function:
 
 
 _NO_KWARGS: dict[str, Any] = {}
+_TENSOR: list[Any] = [None]
+
+
+def _tensor_class() -> type[Tensor]:
+    """tapegrad.tensor.Tensor, imported on the first op (tensor.py imports the ops, which
+    import this module, so it cannot be imported at the top)."""
+    from .tensor import Tensor
+
+    _TENSOR[0] = Tensor
+    return Tensor
 
 
 # --- backward --------------------------------------------------------------------------
