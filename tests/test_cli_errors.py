@@ -114,7 +114,7 @@ def test_every_zoo_model_evaluates_and_resumes_from_its_checkpoint(
 
 def test_resume_of_a_run_folder_continues_in_that_folder(data_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    one_batch = ("--batch-size", "64")  # one step per epoch: the folders are what is tested
+    one_batch = ("--limit-train", "32")  # one step per epoch: the folders are what is tested
     assert cli.main(_train(data_dir, "vgg_small", *one_batch)) == 0
     capsys.readouterr()
     args = _train(data_dir, "vgg_small", *one_batch, "--epochs", "2", "--resume", "runs/vgg_small")
