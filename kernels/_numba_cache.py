@@ -11,6 +11,9 @@ cache under::
 
     $XDG_CACHE_HOME/tapegrad/numba/<family>_<hash>/   (default ~/.cache/tapegrad/numba/...)
 
+(``TAPEGRAD_NUMBA_CACHE_DIR``, when set, replaces ``$XDG_CACHE_HOME/tapegrad/numba``: for a
+read-only home, or to share one compiled cache between runs that keep other caches apart)
+
 where ``<family>`` is the source's folder (``conv``, ``pool``, ...) and ``<hash>`` the SHA-1
 of its absolute path, so that two installations (a venv's and a source checkout) never
 overwrite each other's entries. Functions outside
@@ -36,7 +39,12 @@ _PACKAGE_DIRS = tuple(
 
 
 def cache_root() -> Path:
-    """``$XDG_CACHE_HOME/tapegrad/numba`` (or ``~/.cache/tapegrad/numba``), read at every call."""
+    """``$TAPEGRAD_NUMBA_CACHE_DIR``, else ``$XDG_CACHE_HOME/tapegrad/numba`` (or
+    ``~/.cache/tapegrad/numba``); read at every call.
+    """
+    own = os.environ.get("TAPEGRAD_NUMBA_CACHE_DIR")
+    if own:
+        return Path(own)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "tapegrad" / "numba"
 

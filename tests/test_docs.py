@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tapegrad.kernels._numba_cache import cache_root as numba_cache_root
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted((ROOT / "docs").rglob("*.md")) + [ROOT / "README.md"]
 FENCE = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.M | re.S)
@@ -60,7 +62,13 @@ def test_the_collector_finds_the_code_blocks():
 
 @pytest.mark.parametrize("page", PAGES_WITH_CODE, ids=_page_id)
 def test_page_code_blocks_run(page: Path, tmp_path: Path):
-    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"), MPLBACKEND="Agg")
+    # a fresh cache folder, but this session's compiled kernels (no recompiling per page)
+    env = dict(
+        os.environ,
+        XDG_CACHE_HOME=str(tmp_path / "cache"),
+        TAPEGRAD_NUMBA_CACHE_DIR=str(numba_cache_root()),
+        MPLBACKEND="Agg",
+    )
     payload = json.dumps([_page_id(page), python_blocks(page)])
     proc = subprocess.run(
         [sys.executable, "-c", _RUNNER],

@@ -12,13 +12,21 @@ from pathlib import Path
 
 import pytest
 
+from tapegrad.kernels._numba_cache import cache_root as numba_cache_root
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def _run(
     cmd: list[str], cwd: Path, timeout: float = 300, **extra_env: str
 ) -> subprocess.CompletedProcess:
-    env = dict(os.environ, XDG_CACHE_HOME=str(cwd / "cache"), **extra_env)
+    # a fresh cache folder, but this session's compiled kernels (no recompiling per script)
+    env = dict(
+        os.environ,
+        XDG_CACHE_HOME=str(cwd / "cache"),
+        TAPEGRAD_NUMBA_CACHE_DIR=str(numba_cache_root()),
+        **extra_env,
+    )
     proc = subprocess.Popen(
         cmd,
         cwd=cwd,

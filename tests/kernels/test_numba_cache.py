@@ -27,7 +27,11 @@ def _cache_files(root: Path) -> dict[Path, int]:
 
 
 def _run(code: str, env_extra: dict[str, str], cwd: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CACHE")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("NUMBA_CACHE") and k != "TAPEGRAD_NUMBA_CACHE_DIR"
+    }
     env.update(env_extra)
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
@@ -62,6 +66,27 @@ def test_kernel_cache_goes_to_the_user_cache_folder(tmp_path):
     for module in ("fused_numba.", "max_numba."):
         assert any(p.name.startswith(module) for p in written), sorted(p.name for p in written)
     assert any(p.suffix == ".nbi" for p in written) and any(p.suffix == ".nbc" for p in written)
+
+
+def test_tapegrad_numba_cache_dir_replaces_the_xdg_folder(tmp_path):
+    _run(
+        """
+        import tapegrad as tg
+        import tapegrad.kernels as K
+        import tapegrad.nn.functional as F
+
+        with K.use(relu="fused-numba"):
+            F.relu(tg.randn(2, 3, requires_grad=True)).sum().backward()
+        """,
+        {
+            "XDG_CACHE_HOME": str(tmp_path / "xdg"),
+            "TAPEGRAD_NUMBA_CACHE_DIR": str(tmp_path / "own"),
+        },
+        tmp_path,
+    )
+    written = _cache_files(tmp_path / "own")
+    assert any(p.name.startswith("fused_numba.") and p.suffix == ".nbc" for p in written), written
+    assert not _cache_files(tmp_path / "xdg" / "tapegrad" / "numba")
 
 
 def test_other_numba_code_keeps_numba_s_own_cache_location(tmp_path):
