@@ -16,29 +16,26 @@ from . import functional as F
 from .module import Module, Parameter
 
 
-class _BatchNorm(Module):
-    _ndims: tuple[int, ...] = ()
-    _layout = ""
+class _NormBase(Module):
+    """What batch and instance norm share (PyTorch's ``_NormBase``): the constructor's
+    checks, ``weight``/``bias``, the running-statistics buffers, the channel check of the
+    input and the repr."""
 
     def __init__(
         self,
         num_features: int,
-        eps: float = 1e-5,
-        momentum: float | None = 0.1,
-        affine: bool = True,
-        track_running_stats: bool = True,
-        normalize_variance: bool = True,
+        eps: float,
+        momentum: float | None,
+        affine: bool,
+        track_running_stats: bool,
     ) -> None:
         super().__init__()
         name = type(self).__name__
         if not isinstance(num_features, int) or num_features < 1:
             raise ValueError(f"{name}: num_features must be a positive int, got {num_features!r}")
-        if momentum is not None and not 0 <= momentum <= 1:
-            raise ValueError(f"{name}: momentum must be in [0, 1] or None, got {momentum!r}")
         _check_eps(name, eps)
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
-        self.normalize_variance = normalize_variance
         c = num_features
         self.weight = Parameter(np.ones(c, np.float32)) if affine else None
         self.bias = Parameter(np.zeros(c, np.float32)) if affine else None
@@ -52,20 +49,53 @@ class _BatchNorm(Module):
             self.register_buffer("num_batches_tracked", None)
 
     def reset_running_stats(self) -> None:
+        """Running mean 0, running variance 1, no batches counted (with tracked stats)."""
         if self.track_running_stats:
             self.running_mean.data[...] = 0
             self.running_var.data[...] = 1
             self.num_batches_tracked.data[...] = 0
 
-    def forward(self, x):
-        """Normalise ``x`` per sample and channel."""
-        name = type(self).__name__
-        if x.ndim not in self._ndims:
-            raise ValueError(f"{name}: expected {self._layout} input, got shape {x.shape}")
+    def _check_channels(self, x) -> None:
         if x.shape[1] != self.num_features:
             raise ValueError(
-                f"{name}: expected {self.num_features} channels (dim 1), got input {x.shape}"
+                f"{type(self).__name__}: expected {self.num_features} channels (dim 1), got "
+                f"input {x.shape}"
             )
+
+    def extra_repr(self) -> str:
+        """Text shown inside the parentheses of the module's repr."""
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+            f"affine={self.affine}, track_running_stats={self.track_running_stats}"
+        )
+
+
+class _BatchNorm(_NormBase):
+    _ndims: tuple[int, ...] = ()
+    _layout = ""
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        normalize_variance: bool = True,
+    ) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats)
+        if momentum is not None and not 0 <= momentum <= 1:
+            raise ValueError(
+                f"{type(self).__name__}: momentum must be in [0, 1] or None, got {momentum!r}"
+            )
+        self.normalize_variance = normalize_variance
+
+    def forward(self, x):
+        """Normalise ``x`` per sample and channel."""
+        if x.ndim not in self._ndims:
+            name = type(self).__name__
+            raise ValueError(f"{name}: expected {self._layout} input, got shape {x.shape}")
+        self._check_channels(x)
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.data[...] += 1
@@ -83,13 +113,6 @@ class _BatchNorm(Module):
             momentum=factor,
             eps=self.eps,
             normalize_variance=self.normalize_variance,
-        )
-
-    def extra_repr(self) -> str:
-        """Text shown inside the parentheses of the module's repr."""
-        return (
-            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-            f"affine={self.affine}, track_running_stats={self.track_running_stats}"
         )
 
 
@@ -243,7 +266,7 @@ class GroupNorm(Module):
         return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
 
 
-class InstanceNorm2d(Module):
+class InstanceNorm2d(_NormBase):
     """Instance norm over (N, C, H, W) (or unbatched (C, H, W)): statistics per sample and
     channel. PyTorch's defaults: ``affine=False``, ``track_running_stats=False``; with
     running statistics, eval mode normalises by them."""
@@ -256,25 +279,7 @@ class InstanceNorm2d(Module):
         affine: bool = False,
         track_running_stats: bool = False,
     ) -> None:
-        super().__init__()
-        if not isinstance(num_features, int) or num_features < 1:
-            raise ValueError(
-                f"InstanceNorm2d: num_features must be a positive int, got {num_features!r}"
-            )
-        _check_eps("InstanceNorm2d", eps)
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        self.affine, self.track_running_stats = affine, track_running_stats
-        c = num_features
-        self.weight = Parameter(np.ones(c, np.float32)) if affine else None
-        self.bias = Parameter(np.zeros(c, np.float32)) if affine else None
-        if track_running_stats:
-            self.register_buffer("running_mean", Tensor(np.zeros(c, np.float32)))
-            self.register_buffer("running_var", Tensor(np.ones(c, np.float32)))
-            self.register_buffer("num_batches_tracked", Tensor(np.array(0, dtype=np.int64)))
-        else:
-            self.register_buffer("running_mean", None)
-            self.register_buffer("running_var", None)
-            self.register_buffer("num_batches_tracked", None)
+        super().__init__(num_features, eps, momentum, affine, track_running_stats)
 
     def forward(self, x):
         """Normalise ``x`` per sample and channel."""
@@ -285,11 +290,7 @@ class InstanceNorm2d(Module):
         unbatched = x.ndim == 3
         if unbatched:
             x = x.unsqueeze(0)
-        if x.shape[1] != self.num_features:
-            raise ValueError(
-                f"InstanceNorm2d: expected {self.num_features} channels (dim 1), got input "
-                f"{x.shape}"
-            )
+        self._check_channels(x)
         use_input = self.training or not self.track_running_stats
         if self.training and self.track_running_stats:
             self.num_batches_tracked.data[...] += 1
@@ -304,10 +305,3 @@ class InstanceNorm2d(Module):
             eps=self.eps,
         )
         return y.squeeze(0) if unbatched else y
-
-    def extra_repr(self) -> str:
-        """Text shown inside the parentheses of the module's repr."""
-        return (
-            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-            f"affine={self.affine}, track_running_stats={self.track_running_stats}"
-        )

@@ -6,7 +6,60 @@ from . import functional as F
 from .module import Module
 
 
-class MaxPool2d(Module):
+class _MaxPoolNd(Module):
+    """Max pooling layer: keeps PyTorch's arguments and calls ``_fn`` (the functional form,
+    which checks them) in ``forward``."""
+
+    _fn = staticmethod(F.max_pool2d)
+
+    def __init__(
+        self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False
+    ) -> None:
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.dilation, self.ceil_mode = dilation, ceil_mode
+
+    def forward(self, x):
+        """Pool ``x`` ((N, C, H, W) for 2-D, (N, C, L) for 1-D); ValueError on a bad shape."""
+        return self._fn(
+            x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
+        )
+
+    def extra_repr(self) -> str:
+        """The window and stride, as shown in the repr."""
+        return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}"
+
+
+class _AvgPoolNd(Module):
+    """Average pooling layer: keeps PyTorch's arguments and calls ``_fn`` (the functional
+    form, which checks them) in ``forward``."""
+
+    _fn = staticmethod(F.avg_pool2d)
+
+    def __init__(
+        self,
+        kernel_size,
+        stride=None,
+        padding=0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+    ) -> None:
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
+
+    def forward(self, x):
+        """Pool ``x`` ((N, C, H, W) for 2-D, (N, C, L) for 1-D); ValueError on a bad shape."""
+        return self._fn(
+            x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad
+        )
+
+    def extra_repr(self) -> str:
+        """The window and stride, as shown in the repr."""
+        return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}"
+
+
+class MaxPool2d(_MaxPoolNd):
     """2-D max pooling over (N, C, H, W) input (:func:`tapegrad.nn.functional.max_pool2d`).
 
     Parameters
@@ -23,25 +76,8 @@ class MaxPool2d(Module):
         Round the output size up instead of down.
     """
 
-    def __init__(
-        self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False
-    ) -> None:
-        super().__init__()
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self.dilation, self.ceil_mode = dilation, ceil_mode
 
-    def forward(self, x):
-        """Pool ``x`` (N, C, H, W) to (N, C, Ho, Wo); ValueError on a bad shape."""
-        return F.max_pool2d(
-            x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
-        )
-
-    def extra_repr(self) -> str:
-        """The window and stride, as shown in the repr."""
-        return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}"
-
-
-class AvgPool2d(Module):
+class AvgPool2d(_AvgPoolNd):
     """2-D average pooling over (N, C, H, W) input (:func:`tapegrad.nn.functional.avg_pool2d`).
 
     Parameters
@@ -57,28 +93,6 @@ class AvgPool2d(Module):
     count_include_pad : bool, default True
         Count padded zeros in the divisor.
     """
-
-    def __init__(
-        self,
-        kernel_size,
-        stride=None,
-        padding=0,
-        ceil_mode: bool = False,
-        count_include_pad: bool = True,
-    ) -> None:
-        super().__init__()
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
-
-    def forward(self, x):
-        """Pool ``x`` (N, C, H, W) to (N, C, Ho, Wo); ValueError on a bad shape."""
-        return F.avg_pool2d(
-            x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad
-        )
-
-    def extra_repr(self) -> str:
-        """The window and stride, as shown in the repr."""
-        return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}"
 
 
 class AdaptiveAvgPool2d(Module):
@@ -120,48 +134,13 @@ class AdaptiveMaxPool2d(Module):
         return f"output_size={self.output_size}"
 
 
-class MaxPool1d(Module):
-    """``F.max_pool1d`` over (N, C, L) input."""
+class MaxPool1d(_MaxPoolNd):
+    """``F.max_pool1d`` over (N, C, L) input; arguments as :class:`MaxPool2d`'s, ints."""
 
-    def __init__(
-        self, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False
-    ) -> None:
-        super().__init__()
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self.dilation, self.ceil_mode = dilation, ceil_mode
-
-    def forward(self, x):
-        """Pool ``x``; see the functional form for shapes."""
-        return F.max_pool1d(
-            x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
-        )
-
-    def extra_repr(self) -> str:
-        """Text shown inside the parentheses of the module's repr."""
-        return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}"
+    _fn = staticmethod(F.max_pool1d)
 
 
-class AvgPool1d(Module):
-    """``F.avg_pool1d`` over (N, C, L) input."""
+class AvgPool1d(_AvgPoolNd):
+    """``F.avg_pool1d`` over (N, C, L) input; arguments as :class:`AvgPool2d`'s, ints."""
 
-    def __init__(
-        self,
-        kernel_size,
-        stride=None,
-        padding=0,
-        ceil_mode: bool = False,
-        count_include_pad: bool = True,
-    ) -> None:
-        super().__init__()
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
-
-    def forward(self, x):
-        """Pool ``x``; see the functional form for shapes."""
-        return F.avg_pool1d(
-            x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad
-        )
-
-    def extra_repr(self) -> str:
-        """Text shown inside the parentheses of the module's repr."""
-        return f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}"
+    _fn = staticmethod(F.avg_pool1d)

@@ -170,14 +170,30 @@ class Optimizer:
                     continue
                 if group.get("maximize", False):
                     g = -g
+                w = p.data
                 st = self.state.setdefault(p, {})
-                self._update(p.data, g, st, group)
+                if not st:  # the parameter's first step: its buffers
+                    if self._counts_steps:
+                        st["step"] = 0
+                    st.update(self._init_state(w, group))
+                if self._counts_steps:
+                    st["step"] += 1
+                wd = group.get("weight_decay", 0)
+                if wd and not self.decoupled:
+                    g = g + wd * w  # L2 penalty: its gradient joins the loss's
+                self._update(w, g, st, group)
                 bump_version(p.data)  # a graph that saved this parameter is now stale
         return loss
+
+    def _init_state(self, w: np.ndarray, group: dict[str, Any]) -> dict[str, Any]:
+        """The buffers of a parameter at its first step (``"step"`` is the loop's)."""
+        return {}
 
     def _update(
         self, w: np.ndarray, g: np.ndarray, st: dict[str, Any], group: dict[str, Any]
     ) -> None:
+        """Update ``w`` in place from gradient ``g`` (maximize and L2 weight decay already
+        applied; ``st["step"]`` already counts this step) and the buffers in ``st``."""
         raise NotImplementedError
 
     # --- state ----------------------------------------------------------------------------
@@ -285,11 +301,8 @@ class Optimizer:
             groups.append(hyper)
         return {"state": state, "param_groups": groups, "step_count": step}
 
-    _counts_steps = True
-
-
-def _decayed(g: np.ndarray, w: np.ndarray, wd: float) -> np.ndarray:
-    return g + wd * w if wd else g
+    _counts_steps = True  # a "step" entry in each parameter's state
+    decoupled = False  # weight decay shrinks the weights (AdamW) instead of adding to g
 
 
 class SGD(Optimizer):
@@ -331,7 +344,6 @@ class SGD(Optimizer):
         super().__init__(params, defaults)
 
     def _update(self, w, g, st, group):
-        g = _decayed(g, w, group["weight_decay"])
         momentum = group["momentum"]
         if momentum:
             if "momentum_buffer" not in st:
@@ -379,20 +391,18 @@ class Adam(Optimizer):
         )
         super().__init__(params, defaults)
 
+    def _init_state(self, w, group):
+        """Zero first and second moments (and their running maximum with ``amsgrad``)."""
+        st = {"exp_avg": np.zeros_like(w), "exp_avg_sq": np.zeros_like(w)}
+        if group["amsgrad"]:
+            st["max_exp_avg_sq"] = np.zeros_like(w)
+        return st
+
     def _update(self, w, g, st, group):
         b1, b2 = group["betas"]
         lr, wd = group["lr"], group["weight_decay"]
         if wd and self.decoupled:
             w *= 1 - lr * wd
-        elif wd:
-            g = g + wd * w
-        if "exp_avg" not in st:
-            st["step"] = 0
-            st["exp_avg"] = np.zeros_like(w)
-            st["exp_avg_sq"] = np.zeros_like(w)
-            if group["amsgrad"]:
-                st["max_exp_avg_sq"] = np.zeros_like(w)
-        st["step"] += 1
         t = st["step"]
         m, v = st["exp_avg"], st["exp_avg_sq"]
         m *= b1
@@ -459,13 +469,12 @@ class RMSprop(Optimizer):
         )
         super().__init__(params, defaults)
 
+    def _init_state(self, w, group):
+        """A zero running average of squared gradients."""
+        return {"square_avg": np.zeros_like(w)}
+
     def _update(self, w, g, st, group):
-        g = _decayed(g, w, group["weight_decay"])
         alpha = group["alpha"]
-        if "square_avg" not in st:
-            st["step"] = 0
-            st["square_avg"] = np.zeros_like(w)
-        st["step"] += 1
         sq = st["square_avg"]
         sq *= alpha
         sq += (1 - alpha) * g * g
@@ -518,12 +527,11 @@ class Adagrad(Optimizer):
         )
         super().__init__(params, defaults)
 
+    def _init_state(self, w, group):
+        """The sum of squared gradients, from ``initial_accumulator_value``."""
+        return {"sum": np.full_like(w, group["initial_accumulator_value"])}
+
     def _update(self, w, g, st, group):
-        if "sum" not in st:
-            st["step"] = 0
-            st["sum"] = np.full_like(w, group["initial_accumulator_value"])
-        st["step"] += 1
-        g = _decayed(g, w, group["weight_decay"])
         clr = group["lr"] / (1 + (st["step"] - 1) * group["lr_decay"])
         acc = st["sum"]
         acc += g * g
@@ -554,13 +562,11 @@ class Adadelta(Optimizer):
         defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)
         super().__init__(params, defaults)
 
+    def _init_state(self, w, group):
+        """Zero running averages of squared gradients and squared updates."""
+        return {"square_avg": np.zeros_like(w), "acc_delta": np.zeros_like(w)}
+
     def _update(self, w, g, st, group):
-        if "square_avg" not in st:
-            st["step"] = 0
-            st["square_avg"] = np.zeros_like(w)
-            st["acc_delta"] = np.zeros_like(w)
-        st["step"] += 1
-        g = _decayed(g, w, group["weight_decay"])
         rho, eps = group["rho"], group["eps"]
         sq, acc = st["square_avg"], st["acc_delta"]
         sq *= rho
