@@ -268,3 +268,12 @@ def test_traceback_only_with_debug(tmp_path):
     for proc in (_cli(["eval", str(bad), "--debug"]), _cli(["eval", str(bad)], TAPEGRAD_DEBUG="1")):
         assert proc.returncode == 1 and "Traceback" in proc.stderr, proc.stderr
         assert proc.stderr.strip().splitlines()[-1] == plain.stderr.strip()
+
+
+def test_module_entry_point_runs_only_as_the_main_module(monkeypatch, capsys):
+    # a spawned worker imports the parent's main module again as __mp_main__
+    import runpy
+
+    monkeypatch.setattr(sys, "argv", ["tapegrad"])
+    runpy.run_module("tapegrad.__main__", run_name="__mp_main__")
+    assert capsys.readouterr().out == ""
