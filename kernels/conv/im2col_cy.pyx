@@ -244,6 +244,9 @@ def forward(x, w, b, stride, padding, dilation, groups):
     gemm = _threaded(x, w, stride, padding, ho, wo) if groups == 1 or c % groups == 0 else None
     if gemm is None or ho <= 0 or wo <= 0:
         return _alg.forward(im2col, x, w, b, stride, padding, dilation, groups)
+    # the batch-wide column limit holds here too (a call refused by one driver is refused
+    # by both), though these buffers are per thread
+    _alg._check_cols(x, kh, kw, ho, wo, "conv2d (im2col)")
     nt = _team_size(n * o * ho * wo * cg * kh * kw)
     rows = c * kh * kw
     _alg.memory.check_fits("conv2d (im2col)", {
@@ -267,6 +270,7 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
     if gemm is None or not (need_x or need_w):
         return _alg.backward(im2col, col2im, gy, x, w, stride, padding, dilation, groups,
                              need_x, need_w)
+    _alg._check_cols(x, kh, kw, ho, wo, "conv2d (im2col)")
     nt = _team_size(n * o * ho * wo * cg * kh * kw)
     rows, og, k = c * kh * kw, o // groups, cg * kh * kw
     _alg.memory.check_fits("conv2d (im2col) backward", {

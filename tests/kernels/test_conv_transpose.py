@@ -98,3 +98,43 @@ def test_seed_transpose_example():
     for v in K.variants("conv_transpose2d"):
         y = K.get("conv_transpose2d", v).forward(x, w, None, (1, 1), (0, 0), (0, 0), (1, 1), 1)
         np.testing.assert_allclose(y[0, 0], want, err_msg=v)
+
+
+@settings(max_examples=20, deadline=None)
+@given(case=ct_case(), team=st.integers(1, 3), need=st.sampled_from(["both", "x", "w"]))
+def test_col2im_cython_threaded_drivers_match_reference(case, team, need):
+    """col2im-cython on im2col-cython's threaded drivers (each thread whole images, its own
+    buffers and BLAS calls) forced on every shape, a team of 1 to 3 threads, each gradient
+    asked alone."""
+    from tapegrad.kernels import cblas
+
+    try:
+        mod = K.get("conv_transpose2d", "col2im-cython")
+    except RuntimeError:
+        pytest.skip("the Cython kernels are not built")
+    if cblas.gemm_addresses() is None:
+        pytest.skip("NumPy's BLAS is not an ILP64 OpenBLAS: no threaded drivers")
+    x, w, b, args = _arrays(case)
+    if w.shape[2:] == (1, 1) and args[0] == (1, 1) and args[1] == (0, 0):
+        w = np.ascontiguousarray(np.repeat(w, 2, axis=3))  # 1x1 stride 1: a GEMM, not these
+    dtype = x.dtype
+    conv = mod._conv
+    saved = conv._THREADS_MIN_PLANE, conv._team_size
+    try:
+        conv._THREADS_MIN_PLANE, conv._team_size = 0, lambda macs: team
+        assert mod._plan(x, w, *args[:4])[0] is not None
+        y = mod.forward(x, w, b, *args)
+        gy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
+        nx, nw = need in ("both", "x"), need in ("both", "w")
+        gx, gw = mod.backward(gy, x, w, *args, nx, nw)
+    finally:
+        conv._THREADS_MIN_PLANE, conv._team_size = saved
+    ref = K.get("conv_transpose2d", "reference")
+    np.testing.assert_allclose(y, ref.forward(x, w, b, *args), **_tol(dtype))
+    gx_r, gw_r = ref.backward(gy, x, w, *args, True, True)
+    assert (gx is None) != nx and (gw is None) != nw
+    if nx:
+        np.testing.assert_allclose(gx, gx_r, **_tol(dtype))
+    if nw:
+        assert gw.shape == w.shape and gw.dtype == dtype
+        np.testing.assert_allclose(gw, gw_r, **_tol(dtype))
