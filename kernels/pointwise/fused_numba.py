@@ -107,11 +107,52 @@ def _df(kind, g, v, a, b):
 
 @njit(cache=True)
 def _block(kind, src, x, dst, a, b, forward):
-    if forward:
-        for i in range(src.size):
+    """One block. The piecewise-linear kinds get a loop of their own written with selects
+    (both sides computed, no branch on the value's sign), which the compiler vectorises;
+    the others call the element functions (their libm calls do not vectorise)."""
+    n = src.size
+    if kind == KIND_LEAKY_RELU:
+        if forward:
+            for i in range(n):
+                v = np.float64(src[i])
+                t = v * a  # computed on both sides: a select, not a branch
+                dst[i] = v if v > 0.0 else t
+        else:
+            for i in range(n):
+                g = np.float64(src[i])
+                r = g * a
+                dst[i] = g if x[i] > 0 else r
+    elif kind == KIND_HARDSWISH:
+        if forward:
+            for i in range(n):
+                v = np.float64(src[i])
+                t = v + 3.0
+                t = 0.0 if t < 0.0 else t  # NaN passes both clamps
+                t = 6.0 if t > 6.0 else t
+                dst[i] = v * t / 6.0
+        else:
+            for i in range(n):
+                g, v = np.float64(src[i]), np.float64(x[i])
+                r = g * (v / 3.0 + 0.5)
+                r = g if v >= 3.0 else r
+                dst[i] = 0.0 if v <= -3.0 else r
+    elif kind == KIND_HARDSIGMOID:
+        if forward:
+            for i in range(n):
+                t = np.float64(src[i]) + 3.0
+                t = 0.0 if t < 0.0 else t
+                t = 6.0 if t > 6.0 else t
+                dst[i] = t / 6.0
+        else:
+            for i in range(n):
+                v = np.float64(x[i])
+                r = np.float64(src[i]) * (1.0 / 6.0)
+                dst[i] = r if (v > -3.0) & (v < 3.0) else 0.0
+    elif forward:
+        for i in range(n):
             dst[i] = _f(kind, np.float64(src[i]), a, b)
     else:
-        for i in range(src.size):
+        for i in range(n):
             dst[i] = _df(kind, np.float64(src[i]), np.float64(x[i]), a, b)
 
 
