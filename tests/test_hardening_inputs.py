@@ -218,6 +218,19 @@ for _fn in ("avg_pool2d",):
     row(_fn, "padding", lambda f=_f: f(x4, 2, padding=2), ValueError, "(2, 2)")
     row(_fn, "padding", lambda f=_f: f(x4, 2, padding=-1), ValueError, "-1")
     row(_fn, "output size", lambda f=_f: f(x4, 9), ValueError, "(2, 3, 8, 8)")
+row("interpolate", "input", lambda: F.interpolate([1.0], 2), TypeError, "list")
+row("interpolate", "input", lambda: F.interpolate(x2, 2), ValueError, "(2, 3)")
+row("interpolate", "input", lambda: F.interpolate(x3, 4, mode="bilinear"), ValueError, "(2, 3, 8)")
+row("interpolate", "size", lambda: F.interpolate(x4, (4, 0)), ValueError, "(4, 0)")
+row("interpolate", "size", lambda: F.interpolate(x4, (1, 2, 3)), TypeError, "(1, 2, 3)")
+row("interpolate", "scale_factor", lambda: F.interpolate(x4, scale_factor=0.0), ValueError)
+row("interpolate", "scale_factor", lambda: F.interpolate(x4, scale_factor=0.01), ValueError)
+row("interpolate", "mode", lambda: F.interpolate(x4, 4, mode="area"), ValueError, "'area'")
+row("interpolate", "align_corners", lambda: F.interpolate(x4, 4, align_corners=True), ValueError)
+row("interpolate", "size", lambda: F.interpolate(x4, 4, 2.0), ValueError, "only one")
+row("upsample", "scale_factor", lambda: F.upsample(x4, scale_factor=-2), ValueError, "-2")
+row("upsample", "size", lambda: F.upsample(x4), ValueError, "either size")
+row("interpolate", "size", lambda: nn.Upsample()(x4), ValueError, "either size")
 row("adaptive_avg_pool2d", "input", lambda: F.adaptive_avg_pool2d([1.0], 2), TypeError, "list")
 row("adaptive_avg_pool2d", "input", lambda: F.adaptive_avg_pool2d(x2, 2), ValueError, "(2, 3)")
 row("adaptive_avg_pool2d", "output_size", lambda: F.adaptive_avg_pool2d(x4, 0), ValueError, "0")
@@ -511,6 +524,8 @@ LAYOUT_CASES = [
     ("conv1d", lambda x, w, b: F.conv1d(x, w, b, padding=1), [(2, 3, 9), (5, 3, 3), (5,)]),
     ("max_pool2d", lambda x: F.max_pool2d(x, 3, 2, 1), [(2, 3, 7, 8)]),
     ("max_pool2d-ceil", lambda x: F.max_pool2d(x, 2, ceil_mode=True), [(1, 2, 5, 5)]),
+    ("upsample2d", lambda x: F.interpolate(x, scale_factor=2), [(2, 3, 4, 5)]),
+    ("upsample2d-bilinear", lambda x: F.interpolate(x, (7, 3), mode="bilinear"), [(2, 3, 4, 5)]),
     ("linear", lambda x, w, b: F.linear(x, w, b), [(5, 4), (3, 4), (3,)]),
     ("linear-3d", lambda x, w: F.linear(x, w), [(2, 5, 4), (3, 4)]),
     ("relu", F.relu, [(3, 4, 2)]),
@@ -564,6 +579,7 @@ LAYOUT_CASES += [  # the declared elementwise ops, by their functional names
 KERNEL_OF = {
     **{r.functional: op for op, r in ELEMENTWISE.items()},
     "relu": "relu",
+    "upsample2d": "upsample2d",
     "conv2d": "conv2d",
     "conv1d": "conv2d",
     "depthwise": "depthwise_conv2d",

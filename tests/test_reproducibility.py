@@ -146,6 +146,7 @@ def _op_cases() -> dict[str, callable]:
             for op, r in tg.kernels.declarations().items()
             if r.__dict__.get("op") and getattr(r, "elementwise", False)
         },
+        "upsample2d": lambda: F.interpolate(xr, scale_factor=1.5, mode="bilinear"),
     }, [x, w, wd, wt, xr]
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .autograd import trace_ops
-from .ops import activation, conv, conv_transpose, linalg, norm, pool, reduce, shape
+from .ops import activation, conv, conv_transpose, linalg, norm, pool, reduce, shape, upsample
 from .ops import elementwise as ew
 from .ops.pool import pool_out_size
 from .tensor import Tensor
@@ -283,6 +283,29 @@ def _adaptive_avg_pool(g: _Builder, r: Record) -> tuple[str, int | None]:
         )
     k = [h // oh, w // ow]
     return g.add("AveragePool", [g.value(x)], kernel_shape=k, strides=k), g.axis_of(x)
+
+
+@register(upsample.Upsample)
+def _upsample(g: _Builder, r: Record) -> tuple[str, int | None]:
+    """Resize: nearest as ``asymmetric`` + ``floor`` (source ``floor(i * s)``), bilinear as
+    ``align_corners`` or ``half_pixel``; the given scale factors when the op used them,
+    else the output size (its batch and channel axes read from the input's shape)."""
+    p = r.params
+    x, scales = p["x"], p["scales"]
+    if p["mode"] == "nearest":
+        attrs = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric"}
+        attrs["nearest_mode"] = "floor"
+    else:
+        ctm = "align_corners" if p["align_corners"] else "half_pixel"
+        attrs = {"mode": "linear", "coordinate_transformation_mode": ctm}
+    spatial = list(r.out.shape[2:])
+    if scales is not None:
+        sc = [1.0, 1.0, *scales][-x.ndim :]  # 3-D input: the op added H = 1
+        factors = g.const(np.asarray(sc, np.float32), "scales", np.float32)
+        return g.add("Resize", [g.value(x), "", factors], **attrs), g.axis_of(x)
+    head = g.add("Slice", [g.add("Shape", [g.value(x)]), g.ints([0]), g.ints([2])])
+    sizes = g.add("Concat", [head, g.ints(spatial, "sizes")], axis=0)
+    return g.add("Resize", [g.value(x), "", "", sizes], **attrs), g.axis_of(x)
 
 
 def _channel_shape(x: Tensor) -> tuple[int, ...]:

@@ -399,6 +399,43 @@ def _relu_torch(T: dict, p: dict):
 # --- normalisation and dropout -----------------------------------------------------------
 
 
+# --- upsampling ----------------------------------------------------------------------------
+
+
+def _up_label(p: dict) -> str:
+    corners = " corners" if p.get("align_corners") else ""
+    return f"N{p['N']} C{p['C']} {p['H']}x{p['W']} > {p['Ho']}x{p['Wo']} {p['mode']}{corners}"
+
+
+def _up_kwargs(p: dict) -> dict:
+    ac = bool(p.get("align_corners")) if p["mode"] == "bilinear" else None
+    return {"size": (p["Ho"], p["Wo"]), "mode": p["mode"], "align_corners": ac}
+
+
+def _up_call(T: dict, p: dict):
+    import tapegrad.nn.functional as F
+
+    return F.interpolate(T["x"], **_up_kwargs(p))
+
+
+def _up_torch(T: dict, p: dict):
+    import torch.nn.functional as tF
+
+    return tF.interpolate(T["x"], **_up_kwargs(p))
+
+
+def _up_flops(p: dict, direction: str) -> int:
+    """Bilinear: 6 multiply-adds per output each way (weights and four taps); nearest: 0,
+    counted as 1 per output so the rate column stays defined."""
+    n = p["N"] * p["C"] * p["Ho"] * p["Wo"] * (6 if p["mode"] == "bilinear" else 1)
+    return {"forward": n, "backward": n, "both": 2 * n}[direction]
+
+
+def _up_bytes(p: dict, direction: str) -> int:
+    x, y = F32 * _elems(p), F32 * p["N"] * p["C"] * p["Ho"] * p["Wo"]
+    return {"forward": x + y, "backward": y + x, "both": 2 * (x + y)}[direction]
+
+
 def _nchw_label(p: dict) -> str:
     s = f"N{p['N']} C{p['C']} {p['H']}x{p['W']}"
     if "mode" in p:
@@ -634,6 +671,14 @@ SPECS: dict[str, OpSpec] = {
             standard=[dict(_NCHW)],
         ),
         OpSpec(
+            "upsample2d", "bytes", _up_label, _x_build, _up_call, _up_torch,
+            _up_flops, _up_bytes,
+            standard=[
+                {"N": 64, "C": 32, "H": 16, "W": 16, "Ho": 32, "Wo": 32, "mode": "nearest"},
+                {"N": 64, "C": 32, "H": 16, "W": 16, "Ho": 32, "Wo": 32, "mode": "bilinear"},
+            ],
+        ),
+        OpSpec(
             "dropout", "bytes", _nchw_label, _x_build, _dropout_call, _dropout_torch,
             _mask_flops, _mask_bytes,
             standard=[{**_NCHW, "p": 0.5}], seeded=True,
@@ -728,6 +773,8 @@ ALIASES = {
     "layernorm": "layer_norm",
     "gn": "group_norm",
     "groupnorm": "group_norm",
+    "upsample": "upsample2d",
+    "interpolate": "upsample2d",
 }
 
 

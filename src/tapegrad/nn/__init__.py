@@ -47,8 +47,10 @@ from .pooling import (
     MaxPool2d,
 )
 from .sparse import Embedding
+from .upsample import Upsample
 
 __all__ = [
+    "Upsample",
     "AdaptiveMaxPool2d",
     "AvgPool1d",
     "BCELoss",

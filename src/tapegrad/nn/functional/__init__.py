@@ -45,8 +45,11 @@ from .pool import (
     max_pool2d,
 )
 from .sparse import embedding
+from .upsample import interpolate, upsample
 
 __all__ = [
+    "interpolate",
+    "upsample",
     "pad",
     "adaptive_max_pool2d",
     "avg_pool1d",
