@@ -68,6 +68,46 @@ def test_fold_arithmetic_on_conv_and_linear():
     assert rel_err(opt(x).data, eval_forward(model, x)) < TOL
 
 
+FOLD_CASES = [
+    ("conv1d", lambda: nn.Sequential(nn.Conv1d(3, 4, 3, padding=1), nn.BatchNorm1d(4), nn.ReLU()),
+     (3, 9), ["Reshape", "Reshape", "Conv2d", "Reshape", "ReLU"]),
+    ("conv1d_nobias_groups", lambda: nn.Sequential(nn.Conv1d(4, 6, 3, groups=2, bias=False),
+     nn.BatchNorm1d(6)), (4, 8), ["Reshape", "Reshape", "Conv2d", "Reshape"]),
+    ("conv_transpose2d_groups", lambda: nn.Sequential(
+        nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, groups=2), nn.BatchNorm2d(6)),
+     (4, 5, 5), ["ConvTranspose2d"]),
+    ("conv_transpose2d_nobias", lambda: nn.Sequential(
+        nn.ConvTranspose2d(3, 5, 2, stride=2, bias=False), nn.BatchNorm2d(5), nn.ReLU()),
+     (3, 4, 4), ["ConvTranspose2d", "ReLU"]),
+    ("conv_transpose1d", lambda: nn.Sequential(nn.ConvTranspose1d(3, 4, 4, stride=2),
+     nn.BatchNorm1d(4)), (3, 6), None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name,build,sample,kinds", FOLD_CASES, ids=[c[0] for c in FOLD_CASES])
+def test_batch_norm_folds_after_conv1d_and_conv_transpose(name, build, sample, kinds):
+    tg.manual_seed(1)
+    model = perturb(build())
+    x = np.random.default_rng(5).standard_normal((3, *sample)).astype(np.float32)
+    opt = model.fuse()
+    assert model.training  # fuse() works on a copy in eval mode; the model is left as it is
+    records, _, _ = opt.trace(x)
+    assert not any(r.fn.__name__ == "BatchNorm" for r in records)
+    if kinds is not None:
+        assert [r.fn.__name__ for r in records] == kinds
+    for fused in (opt, model.fuse(fuse=False)):
+        assert rel_err(fused(x).data, eval_forward(model, x)) < TOL
+
+
+def test_fuse_is_optimize():
+    model, sample = zoo_case("lenet5")
+    x = np.random.default_rng(0).standard_normal((2, *sample)).astype(np.float32)
+    fused = model.fuse()
+    assert isinstance(fused, inference.InferenceModel)
+    assert fused.describe(x) == inference.optimize(model).describe(x)
+    np.testing.assert_array_equal(fused(x).data, inference.optimize(model)(x).data)
+
+
 def test_bn_shared_input_or_after_residual_is_not_folded():
     tg.manual_seed(1)
     conv, bn = nn.Conv2d(2, 2, 1), nn.BatchNorm2d(2)

@@ -183,6 +183,32 @@ def test_folded_export_has_no_foldable_batch_norm_and_agrees(name, tmp_path):
         assert rel_err(sess.run(None, {"input": x})[0], eval_forward(model, x)) < TOL
 
 
+@pytest.mark.parametrize(
+    "build,sample",
+    [
+        (lambda: nn.Sequential(nn.Conv1d(3, 4, 3), nn.BatchNorm1d(4), nn.ReLU()), (3, 9)),
+        (
+            lambda: nn.Sequential(
+                nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, groups=2), nn.BatchNorm2d(6)
+            ),
+            (4, 5, 5),
+        ),
+    ],
+    ids=["conv1d", "conv_transpose2d"],
+)
+def test_folded_export_after_conv1d_and_conv_transpose(build, sample, tmp_path):
+    tg.manual_seed(2)
+    model = perturb(build())
+    proto = tg_onnx.export(
+        model, np.zeros((1, *sample), np.float32), tmp_path / "f.onnx", fold=True
+    )
+    onnx.checker.check_model(proto, full_check=True)
+    assert not any(n.op_type == "BatchNormalization" for n in proto.graph.node)
+    x = np.random.default_rng(3).standard_normal((7, *sample)).astype(np.float32)
+    got = _session(tmp_path / "f.onnx").run(None, {"input": x})[0]
+    assert rel_err(got, eval_forward(model, x)) < TOL
+
+
 def test_cli_export_folded(tmp_path):
     from tapegrad import cli
 

@@ -30,7 +30,7 @@ from .kernels import (
 )
 from .kernels.blas import matmul
 from .onnx import Record, trace
-from .ops import activation, conv, linalg, norm, shape
+from .ops import activation, conv, conv_transpose, linalg, norm, shape
 from .ops import elementwise as ew
 from .tensor import Tensor
 
@@ -145,16 +145,42 @@ def _with_params(r: Record, out: Tensor, **new: Any) -> Record:
     return replace(r, params=params, out=out, args=tuple(args), kwargs=kwargs)
 
 
-_FOLDABLE = (conv.Conv2d, conv.DepthwiseConv2d, linalg.Linear)
+_FOLDABLE = (conv.Conv2d, conv.DepthwiseConv2d, conv_transpose.ConvTranspose2d, linalg.Linear)
+
+
+def _folded_weight(src: Record, scale: np.ndarray) -> np.ndarray:
+    """The weight of ``src`` with each output channel scaled (float64)."""
+    w = src.params["w"].data.astype(np.float64)
+    if src.fn is conv_transpose.ConvTranspose2d:
+        # (C_in, C_out / groups, kh, kw): output channel g * C_out/groups + j is column j
+        # of the rows of group g
+        g = int(src.params["groups"])
+        cin, og = w.shape[:2]
+        s = scale.reshape(g, 1, og, *(1,) * (w.ndim - 2))
+        return (w.reshape(g, cin // g, og, *w.shape[2:]) * s).reshape(w.shape)
+    return w * scale.reshape((-1,) + (1,) * (w.ndim - 1))
+
+
+def _channel_view(r: Record | None, x: Tensor) -> bool:
+    """``r`` is a reshape that only adds or drops unit axes after the channel axis (how
+    Conv1d and ConvTranspose1d run their 2-D ops): (N, C, 1, L) <-> (N, C, L)."""
+    if r is None or r.fn is not shape.Reshape:
+        return False
+    a = r.params["a"]
+    return a.shape[:2] == x.shape[:2] and [d for d in a.shape[2:] if d != 1] == [
+        d for d in x.shape[2:] if d != 1
+    ]
 
 
 def fold_batch_norm(records: list[Record], outputs: list[Tensor]) -> list[Record]:
     """Records with every eval batch norm folded into the conv or linear record before it.
 
-    A batch norm folds when its input is the output of a ``conv2d`` (any groups) or of a
-    ``linear`` on (N, F) input, used by nothing else: the weight is scaled per output
-    channel and the bias becomes ``b * scale + shift`` (computed in float64). The folded
-    record takes over the batch norm's output tensor, so later records are unchanged.
+    A batch norm folds when its input is the output of a ``conv2d`` (any groups), a
+    ``conv_transpose2d`` (any groups) or a ``linear`` on (N, F) input, used by nothing
+    else; or the (N, C, L) view of such a conv's (N, C, 1, L) output (``Conv1d`` and
+    ``ConvTranspose1d``), used once. The weight is scaled per output channel and the bias
+    becomes ``b * scale + shift`` (computed in float64). The folded record (or the view
+    after it) takes over the batch norm's output tensor, so later records are unchanged.
     """
     uses = _consumers(records, outputs)
     producer = {id(r.out): i for i, r in enumerate(records)}
@@ -165,19 +191,29 @@ def fold_batch_norm(records: list[Record], outputs: list[Tensor]) -> list[Record
             continue
         x = r.params["x"]
         j = producer.get(id(x))
-        if j is None or uses.get(id(x), 0) != 1 or out[j].fn not in _FOLDABLE:
+        if j is None or uses.get(id(x), 0) != 1:
             continue
+        view = None
+        if _channel_view(out[j], x):
+            a = out[j].params["a"]
+            k = producer.get(id(a))
+            if k is None or uses.get(id(a), 0) != 1:
+                continue
+            view, j = j, k
         src = out[j]
-        if src.fn is linalg.Linear and x.ndim != 2:
+        if src.fn not in _FOLDABLE or (src.fn is linalg.Linear and src.params["x"].ndim != 2):
             continue
         w, b = src.params["w"], src.params["b"]
         scale, shift = _bn_affine(r)
-        shape = (-1,) + (1,) * (w.ndim - 1)
-        w2 = Tensor((w.data.astype(np.float64) * scale.reshape(shape)).astype(w.dtype))
+        w2 = Tensor(_folded_weight(src, scale).astype(w.dtype))
         b0 = np.zeros(len(scale)) if b is None else b.data.astype(np.float64)
         b2 = Tensor((b0 * scale + shift).astype(w.dtype))
         w2.name, b2.name = "folded_weight", "folded_bias"
-        out[j] = _with_params(src, r.out, w=w2, b=b2)
+        if view is None:
+            out[j] = _with_params(src, r.out, w=w2, b=b2)
+        else:
+            out[j] = _with_params(src, src.out, w=w2, b=b2)
+            out[view] = replace(out[view], out=r.out)
         drop.add(i)
     return [r for i, r in enumerate(out) if i not in drop]
 

@@ -234,6 +234,25 @@ class Module:
         """Evaluation mode: ``train(False)``. Returns this module."""
         return self.train(False)
 
+    def fuse(self, fold: bool = True, fuse: bool = True) -> Any:
+        """The optimised inference version of this model: ``tapegrad.inference.optimize(self,
+        fold, fuse)``.
+
+        Batch norms are folded into the conv (``Conv1d``, ``Conv2d``, ``ConvTranspose1d``,
+        ``ConvTranspose2d``, depthwise) or ``Linear`` layer before them, conv + bias + ReLU
+        run as one step, dropout is gone, and no tape is recorded. The model is copied (in
+        eval mode); this module is left as it is.
+
+        Returns
+        -------
+        tapegrad.inference.InferenceModel
+            Call it like the model: (N, ...) float input -> Tensor, equal to the eval
+            forward within float rounding.
+        """
+        from ..inference import optimize
+
+        return optimize(self, fold=fold, fuse=fuse)
+
     def zero_grad(self) -> None:
         """Clear the gradient of every parameter (set ``grad`` to None)."""
         for p in self.parameters():
