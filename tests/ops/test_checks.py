@@ -20,7 +20,7 @@ import tapegrad.kernels as K
 import tapegrad.nn.functional as F
 import tapegrad.ops
 from tapegrad.autograd import Function
-from tapegrad.ops import activation, conv, conv_transpose, dropout, nn_extra, norm, pool
+from tapegrad.ops import activation, conv, conv_transpose, dropout, nn_extra, norm, pool, upsample
 
 
 def _t(*shape, dtype=np.float32):
@@ -73,6 +73,14 @@ CASES = {
         {
             "F.avg_pool2d": lambda: F.avg_pool2d(x3, 2),
             "apply": lambda: pool.AvgPool2d.apply(x3, 2),
+        },
+    ),
+    upsample.Upsample: (
+        ValueError,
+        "interpolate: either size or scale_factor should be given",
+        {
+            "F.interpolate": lambda: F.interpolate(x4),
+            "apply": lambda: upsample.Upsample.apply(x4),
         },
     ),
     pool.AdaptiveAvgPool2d: (

@@ -118,8 +118,25 @@ def interpolate_args(
 
 
 class Upsample(Function):
-    """``F.interpolate`` after its checks: x (N, C, H, W) or (N, C, W) -> the output size
-    ``out_hw`` ((1, Wo) for 3-D input), nearest or bilinear."""
+    """``apply(x, size=None, scale_factor=None, mode="nearest", align_corners=None,
+    recompute_scale_factor=None)``, as ``F.interpolate``: x (N, C, H, W) or (N, C, W) ->
+    the output size (a 3-D input runs as (N, C, 1, W)), nearest or bilinear."""
+
+    @staticmethod
+    def check(
+        x,
+        size=None,
+        scale_factor=None,
+        mode="nearest",
+        align_corners=None,
+        recompute_scale_factor=None,
+        fn="interpolate",
+    ) -> tuple:
+        """Validate an interpolate call (``interpolate_args``; errors start with ``fn``);
+        returns forward's arguments."""
+        args = interpolate_args(x, size, scale_factor, mode, align_corners,
+                                recompute_scale_factor, fn)  # fmt: skip
+        return (x, *args)
 
     @staticmethod
     def forward(ctx: Context, x, out_hw, mode="nearest", align_corners=False, scales=None):

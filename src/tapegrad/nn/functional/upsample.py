@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...ops.upsample import Upsample, interpolate_args
+from ...ops.upsample import Upsample
 from ...tensor import Tensor
 from ._common import _t
 
@@ -55,14 +55,8 @@ def interpolate(
         and ``scale_factor``, ``align_corners`` with ``nearest``, ``recompute_scale_factor``
         with ``size``, or a size / scale factor that is not positive.
     """
-    return _interpolate("interpolate", input, size, scale_factor, mode, align_corners,
-                        recompute_scale_factor)  # fmt: skip
-
-
-def _interpolate(fn: str, input: Any, *args: Any) -> Tensor:
-    x = _t(input, fn)
-    out, mode, ac, scales = interpolate_args(x.data, *args, fn=fn)
-    return Upsample.apply(x, out, mode, ac, scales)
+    x = _t(input, "interpolate")
+    return Upsample.apply(x, size, scale_factor, mode, align_corners, recompute_scale_factor)
 
 
 def upsample(
@@ -74,4 +68,5 @@ def upsample(
 ) -> Tensor:
     """``interpolate`` under its older name (``torch.nn.functional.upsample``); same
     arguments, shapes and errors."""
-    return _interpolate("upsample", input, size, scale_factor, mode, align_corners, None)
+    x = _t(input, "upsample")
+    return Upsample.apply(x, size, scale_factor, mode, align_corners, None, "upsample")
