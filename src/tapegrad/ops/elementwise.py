@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..autograd import Context, Function, graph_input
@@ -270,6 +272,30 @@ class Sqrt(Function):
     @staticmethod
     def backward_graph(ctx: Context, g, inputs):
         return g / (2 * Sqrt.apply(inputs[0]))
+
+
+class Erf(Function):
+    """The error function ``erf(a)`` (float64 inside, the input's dtype out); gradient
+    ``g * 2/sqrt(pi) * exp(-a**2)``. GELU's recorded backward uses it."""
+
+    @staticmethod
+    def forward(ctx: Context, a):
+        ctx.save_for_backward(a)
+        return _erf(np.asarray(a, np.float64)).astype(a.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx: Context, g):
+        (a,) = ctx.saved_arrays
+        return g * (_TWO_OVER_SQRT_PI * np.exp(-a * a)).astype(a.dtype, copy=False)
+
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        a = inputs[0]
+        return g * (-a * a).exp() * _TWO_OVER_SQRT_PI
+
+
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+_erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
 class Maximum(Function):
