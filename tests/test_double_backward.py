@@ -433,3 +433,29 @@ def test_gradient_penalty_matches_torch():
 def test_hessian_vector_product_matches_torch():
     pytest.importorskip("torch")
     assert hvp_error() < 1e-9
+
+
+ACTIVATIONS = [
+    ("leaky_relu", lambda a: F.leaky_relu(a * a - 1, 0.1) * a),
+    ("elu", lambda a: F.elu(a, 0.7) * a),
+    ("gelu", lambda a: F.gelu(a) + F.gelu(a * 0.5, approximate="tanh")),
+    ("silu-mish", lambda a: F.silu(a) * F.mish(a)),
+    ("hardswish-hardsigmoid", lambda a: (F.hardswish(a) + F.hardsigmoid(a)) * a),
+    ("softplus", lambda a: F.softplus(a, beta=2, threshold=3)),
+]
+
+
+@pytest.mark.parametrize("name,fn", ACTIVATIONS, ids=[a[0] for a in ACTIVATIONS])
+def test_gradgradcheck_activation_family(name, fn):
+    rng = _rng()
+    a = tg.tensor(rng.standard_normal((3, 4)) * 1.5, requires_grad=True, dtype=np.float64)
+    assert gradgradcheck(fn, [a])
+
+
+def test_gradgradcheck_prelu_and_erf():
+    from tapegrad.ops.elementwise import Erf
+
+    rng = _rng()
+    a, w = T(rng, 2, 3, 2), T(rng, 3)
+    assert gradgradcheck(lambda a, w: F.prelu(a * a - 1, w) * a, [a, w])
+    assert gradgradcheck(lambda a: Erf.apply(a * a), [T(rng, 5)])

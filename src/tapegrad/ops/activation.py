@@ -4,6 +4,8 @@ log_softmax along an axis (stable for large inputs: the max is subtracted)."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from tapegrad.kernels.activation import ReluCall
@@ -19,7 +21,14 @@ from tapegrad.kernels.pointwise import (
     SoftplusCall,
 )
 
-from ..autograd import Context, Function, fresh, linear_backward_graph
+from ..autograd import (
+    Context,
+    Function,
+    composite_backward_graph,
+    fresh,
+    graph_input,
+    linear_backward_graph,
+)
 from . import tuning
 from .checks import check_float, fail
 
@@ -135,6 +144,34 @@ class LogSoftmax(Function):
 # --- the pointwise family (kernels/pointwise): one declared record per activation ---------
 
 
+def _where_pos(x, a, b):
+    """``a`` where ``x > 0`` else ``b``, recorded (the mask read from ``x``'s values)."""
+    from .tensor_ops import Where
+
+    data = x if isinstance(x, np.ndarray) else x.data
+    return Where.apply(data > 0, a, b)
+
+
+def _stable_softplus(x):
+    """``log(1 + exp(x))`` with recorded ops, without overflow."""
+    return x.relu() + ((-x.abs()).exp() + 1).log()
+
+
+def _gelu_graph(ctx: Context, inputs):
+    x = inputs[0]
+    if ctx.call.approximate == "tanh":
+        beta, kappa = math.sqrt(2.0 / math.pi), 0.044715
+        return x * 0.5 * (((x + x * x * x * kappa) * beta).tanh() + 1)
+    from .elementwise import Erf
+
+    return x * 0.5 * (Erf.apply(x * math.sqrt(0.5)) + 1)
+
+
+def _softplus_graph(ctx: Context, inputs):
+    x, beta, thr = inputs[0], ctx.call.beta, ctx.call.threshold
+    return _where_pos(x * beta - thr, x, _stable_softplus(x * beta) / beta)
+
+
 class _Pointwise:
     """The shared part of the ``pointwise`` family's Functions (a mixin: each op is
     ``class GELU(_Pointwise, Function)`` with its declared call record as ``record``).
@@ -171,11 +208,19 @@ class LeakyReLU(_Pointwise, Function):
 
     record = LeakyReluCall
 
+    backward_graph = composite_backward_graph(
+        lambda ctx, ins: _where_pos(ins[0], ins[0], ins[0] * ctx.call.negative_slope)
+    )
+
 
 class ELU(_Pointwise, Function):
     """``x if x > 0 else alpha * (exp(x) - 1)``; gradient ``1`` or ``alpha * exp(x)``."""
 
     record = EluCall
+
+    backward_graph = composite_backward_graph(
+        lambda ctx, ins: _where_pos(ins[0], ins[0], (ins[0].exp() - 1) * ctx.call.alpha)
+    )
 
 
 class GELU(_Pointwise, Function):
@@ -183,11 +228,15 @@ class GELU(_Pointwise, Function):
 
     record = GeluCall
 
+    backward_graph = composite_backward_graph(_gelu_graph)
+
 
 class SiLU(_Pointwise, Function):
     """``x * sigmoid(x)``; gradient ``s * (1 + x * (1 - s))``."""
 
     record = SiluCall
+
+    backward_graph = composite_backward_graph(lambda ctx, ins: ins[0] * ins[0].sigmoid())
 
 
 class Hardswish(_Pointwise, Function):
@@ -195,11 +244,17 @@ class Hardswish(_Pointwise, Function):
 
     record = HardswishCall
 
+    backward_graph = composite_backward_graph(
+        lambda ctx, ins: ins[0] * (ins[0] + 3).clamp(0, 6) / 6
+    )
+
 
 class Hardsigmoid(_Pointwise, Function):
     """``clamp(x + 3, 0, 6) / 6``; gradient 1/6 strictly between -3 and 3, else 0."""
 
     record = HardsigmoidCall
+
+    backward_graph = composite_backward_graph(lambda ctx, ins: (ins[0] + 3).clamp(0, 6) / 6)
 
 
 class Softplus(_Pointwise, Function):
@@ -207,11 +262,17 @@ class Softplus(_Pointwise, Function):
 
     record = SoftplusCall
 
+    backward_graph = composite_backward_graph(_softplus_graph)
+
 
 class Mish(_Pointwise, Function):
     """``x * tanh(softplus(x))``."""
 
     record = MishCall
+
+    backward_graph = composite_backward_graph(
+        lambda ctx, ins: ins[0] * _stable_softplus(ins[0]).tanh()
+    )
 
 
 def _prelu_weight(a: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -264,3 +325,13 @@ class PReLU(Function):
                 axes = tuple(i for i in range(a.ndim) if i != 1)
                 gw = contrib.sum(axis=axes).astype(a.dtype).reshape(w.shape)
         return fresh(gx), fresh(gw)
+
+    @staticmethod
+    def _graph(ctx: Context, inputs):
+        a, w = ctx.saved_arrays
+        x = graph_input(inputs, 0, a)
+        wt = graph_input(inputs, 1, w)
+        wb = wt.reshape(_prelu_weight(a, w).shape)
+        return _where_pos(x, x, wb * x)
+
+    backward_graph = composite_backward_graph(_graph)
