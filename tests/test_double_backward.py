@@ -459,3 +459,14 @@ def test_gradgradcheck_prelu_and_erf():
     a, w = T(rng, 2, 3, 2), T(rng, 3)
     assert gradgradcheck(lambda a, w: F.prelu(a * a - 1, w) * a, [a, w])
     assert gradgradcheck(lambda a: Erf.apply(a * a), [T(rng, 5)])
+
+
+def test_gradgradcheck_interpolate():
+    rng = _rng()
+    x = T(rng, 1, 2, 3, 3)
+    for kw in (
+        dict(scale_factor=2, mode="nearest"),
+        dict(size=(4, 5), mode="bilinear", align_corners=True),
+        dict(scale_factor=2, mode="bilinear", align_corners=False),
+    ):
+        assert gradgradcheck(lambda a, kw=kw: F.interpolate(a * a, **kw), [x])
