@@ -2,7 +2,8 @@
 
 The inputs are so small that the kernels do almost nothing; what is left is tapegrad's own
 per-call work (argument checks, the call record, variant selection, the tape record).
-Prints a Markdown table of the median microseconds per call (and the spread of the rounds).
+Prints a Markdown table of the median microseconds per call (and the spread of the rounds),
+and of each op's ``check`` alone (the validation every entry runs).
 
     python benchmarks/dispatch_overhead.py [--rounds 7] [--calls 2000] [--out FILE]
 """
@@ -51,6 +52,25 @@ def cases() -> dict[str, Callable[[], object]]:
     }
 
 
+def checks() -> dict[str, Callable[[], object]]:
+    """Name -> the op's ``check`` alone on the same tiny inputs (what validation costs)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 2, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((2, 2, 3, 3)).astype(np.float32)
+    v = rng.standard_normal((4, 8)).astype(np.float32)
+    g, b = np.ones(2, np.float32), np.zeros(2, np.float32)
+    rm, rv = np.zeros(2, np.float32), np.ones(2, np.float32)
+    return {
+        "Conv2d.check": lambda: conv.Conv2d.check(x, w, None, 1, 1),
+        "MaxPool2d.check": lambda: pool.MaxPool2d.check(x, 2),
+        "BatchNorm.check (eval)": lambda: norm.BatchNorm.check(x, g, b, rm, rv, False),
+        "LayerNorm.check": lambda: norm.LayerNorm.check(v, None, None, (8,)),
+        "Dropout.check": lambda: dropout.Dropout.check(v, 0.5),
+        "ReLU.check": lambda: activation.ReLU.check(v),
+        "Softmax.check": lambda: activation.Softmax.check(v, 1),
+    }
+
+
 def main() -> None:
     """Time every case and print (and optionally write) the table."""
     ap = argparse.ArgumentParser(description=__doc__)
@@ -58,7 +78,7 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
-    table = cases()
+    table = cases() | checks()
     for f in table.values():  # compile and warm
         for _ in range(50):
             f()

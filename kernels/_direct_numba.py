@@ -10,6 +10,10 @@ bounds tests. Along that range they do one of three row updates, written here on
 - :func:`scatter_axpy`  ``dst[lo*s+off : ... : s] += wv * src[lo:hi]`` (conv input gradient)
 - :func:`gather_mul_acc` ``acc[lo:hi] += g[lo:hi] * src[lo*s+off : ... : s]`` (weight gradient)
 
+and :func:`fill_plane` / :func:`row_sum` set a plane and sum a weight-gradient row. The
+Python side of the three (allocate, check the memory budget, call the kernel) is
+:func:`run_forward` and :func:`run_backward`.
+
 Each takes zero-based views (indices provably >= 0, so Numba drops the negative-index
 wraparound) and a stride-1 branch with contiguous slices, so LLVM vectorises the inner
 loop; no fastmath (every loop is elementwise). The helpers are ``inline="always"``: Numba
@@ -20,9 +24,11 @@ this one, clear the compiled cache (``~/.cache/tapegrad/numba``) or touch the ke
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 from . import _numba_cache  # noqa: F401  (compiled cache: the user's cache folder)
+from .memory import check_fits
 
 
 @njit(cache=True, inline="always")
@@ -91,3 +97,47 @@ def gather_mul_acc(acc, g, src, lo, hi, off, s):
             xs = src[lo * s + off : (hi - 1) * s + off + 1 : s]
             for k in range(hi - lo):
                 a[k] += gg[k] * xs[k]
+
+
+@njit(cache=True, inline="always")
+def fill_plane(plane, v):
+    """``plane[:, :] = v`` for a 2-D view (the task's own output or gradient plane)."""
+    for r in range(plane.shape[0]):
+        for k in range(plane.shape[1]):
+            plane[r, k] = v
+
+
+@njit(cache=True, inline="always")
+def row_sum(a):
+    """The sum of a 1-D row, accumulated in float64 in index order."""
+    s = 0.0
+    for k in range(a.shape[0]):
+        s += a[k]
+    return s
+
+
+def run_forward(name: str, kernel, x, w, b, shape: tuple, args: tuple) -> np.ndarray:
+    """Allocate the output of ``shape`` (within the memory budget) and run
+    ``kernel(x, w, bias, y, has_bias, *args)``."""
+    check_fits(f"{name} (direct)", {"output": int(np.prod(shape)) * x.itemsize})
+    y = np.empty(shape, dtype=x.dtype)
+    bb = b if b is not None else np.zeros(1, dtype=x.dtype)
+    kernel(x, w, bb, y, b is not None, *args)
+    return y
+
+
+def run_backward(name: str, backward_x, backward_w, gy, x, w, need_x, need_w, args: tuple):
+    """(gx, gw), each allocated and computed only when needed (None otherwise):
+    ``backward_x(gy, w, gx, *args)`` and ``backward_w(gy, x, gw, *args)``."""
+    check_fits(
+        f"{name} (direct) backward",
+        {"input gradient": x.nbytes if need_x else 0, "weight gradient": w.nbytes if need_w else 0},
+    )
+    gx = gw = None
+    if need_x:
+        gx = np.empty_like(x)
+        backward_x(gy, w, gx, *args)
+    if need_w:
+        gw = np.empty_like(w)
+        backward_w(gy, x, gw, *args)
+    return gx, gw

@@ -17,8 +17,17 @@ import numpy as np
 from numba import njit, prange
 
 from .. import _numba_cache  # noqa: F401  (compiled cache: the user's cache folder)
-from .._direct_numba import col_range, gather_axpy, gather_mul_acc, scatter_axpy, tap_index
-from ..memory import check_fits
+from .._direct_numba import (
+    col_range,
+    fill_plane,
+    gather_axpy,
+    gather_mul_acc,
+    row_sum,
+    run_backward,
+    run_forward,
+    scatter_axpy,
+    tap_index,
+)
 from .reference import _out_size
 
 _OB = 8  # output channels per task: one input row load feeds _OB output rows
@@ -37,10 +46,7 @@ def _forward(x, w, b, y, has_bias, groups, sh, sw, ph, pw, dh, dw):
         o0 = g * og + (t % nblk) * _OB
         o1 = min(o0 + _OB, (g + 1) * og)
         for oc in range(o0, o1):
-            bias = b[oc] if has_bias else 0.0
-            for oh in range(ho):
-                for ow in range(wo):
-                    y[bi, oc, oh, ow] = bias
+            fill_plane(y[bi, oc], b[oc] if has_bias else 0.0)
         for oh in range(ho):
             for cl in range(cg):
                 ic = g * cg + cl
@@ -71,9 +77,7 @@ def _backward_x(gy, w, gx, groups, sh, sw, ph, pw, dh, dw):
         c0 = (t % nblk) * _OB
         c1 = min(c0 + _OB, cg)
         for cl in range(c0, c1):
-            for ih in range(h):
-                for iw in range(wd):
-                    gx[bi, g * cg + cl, ih, iw] = 0
+            fill_plane(gx[bi, g * cg + cl], 0)
         for ol in range(og):
             oc = g * og + ol
             for oh in range(ho):
@@ -117,10 +121,7 @@ def _backward_w(gy, x, gw, groups, sh, sw, ph, pw, dh, dw):
         for cl in range(cg):
             for i in range(kh):
                 for j in range(kw):
-                    s = 0.0
-                    for ow in range(wo):
-                        s += acc[cl, i, j, ow]
-                    gw[oc, cl, i, j] = s
+                    gw[oc, cl, i, j] = row_sum(acc[cl, i, j])
 
 
 def forward(x, w, b, stride, padding, dilation, groups):
@@ -128,24 +129,10 @@ def forward(x, w, b, stride, padding, dilation, groups):
     o, _, kh, kw = w.shape
     ho = _out_size(h, kh, stride[0], padding[0], dilation[0])
     wo = _out_size(wd, kw, stride[1], padding[1], dilation[1])
-    shape = (n, o, ho, wo)
-    check_fits("conv2d (direct)", {"output": int(np.prod(shape)) * x.itemsize})
-    y = np.empty(shape, dtype=x.dtype)
-    bb = b if b is not None else np.zeros(1, dtype=x.dtype)
-    _forward(x, w, bb, y, b is not None, groups, *stride, *padding, *dilation)
-    return y
+    args = (groups, *stride, *padding, *dilation)
+    return run_forward("conv2d", _forward, x, w, b, (n, o, ho, wo), args)
 
 
 def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
-    check_fits(
-        "conv2d (direct) backward",
-        {"input gradient": x.nbytes if need_x else 0, "weight gradient": w.nbytes if need_w else 0},
-    )
-    gx = gw = None
-    if need_x:
-        gx = np.empty_like(x)
-        _backward_x(gy, w, gx, groups, *stride, *padding, *dilation)
-    if need_w:
-        gw = np.empty_like(w)
-        _backward_w(gy, x, gw, groups, *stride, *padding, *dilation)
-    return gx, gw
+    args = (groups, *stride, *padding, *dilation)
+    return run_backward("conv2d", _backward_x, _backward_w, gy, x, w, need_x, need_w, args)

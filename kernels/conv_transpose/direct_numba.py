@@ -13,8 +13,17 @@ import numpy as np
 from numba import njit, prange
 
 from .. import _numba_cache  # noqa: F401  (compiled cache: the user's cache folder)
-from .._direct_numba import col_range, gather_axpy, gather_mul_acc, scatter_axpy, tap_index
-from ..memory import check_fits
+from .._direct_numba import (
+    col_range,
+    fill_plane,
+    gather_axpy,
+    gather_mul_acc,
+    row_sum,
+    run_backward,
+    run_forward,
+    scatter_axpy,
+    tap_index,
+)
 from .reference import cropped_nonfinite, out_size
 
 
@@ -29,10 +38,7 @@ def _forward(x, w, b, y, has_bias, groups, sh, sw, ph, pw, dh, dw):
         oc = p % o
         g = oc // og
         ocl = oc % og
-        bias = b[oc] if has_bias else 0.0
-        for oh in range(ho):
-            for ow in range(wo):
-                y[bi, oc, oh, ow] = bias
+        fill_plane(y[bi, oc], b[oc] if has_bias else 0.0)
         for cl in range(cg):
             ic = g * cg + cl
             for ih in range(h):
@@ -59,9 +65,7 @@ def _backward_x(gy, w, gx, groups, sh, sw, ph, pw, dh, dw):
         bi = p // c
         ic = p % c
         g = ic // cg
-        for ih in range(h):
-            for iw in range(wd):
-                gx[bi, ic, ih, iw] = 0
+        fill_plane(gx[bi, ic], 0)
         for ocl in range(og):
             oc = g * og + ocl
             for ih in range(h):
@@ -107,10 +111,7 @@ def _backward_w(gy, x, gw, groups, sh, sw, ph, pw, dh, dw):
         for ocl in range(og):
             for i in range(kh):
                 for j in range(kw):
-                    s = 0.0
-                    for iw in range(wd):
-                        s += acc[ocl, i, j, iw]
-                    gw[ic, ocl, i, j] = s
+                    gw[ic, ocl, i, j] = row_sum(acc[ocl, i, j])
 
 
 def forward(x, w, b, stride, padding, output_padding, dilation, groups):
@@ -118,25 +119,15 @@ def forward(x, w, b, stride, padding, output_padding, dilation, groups):
     _, og, kh, kw = w.shape
     ho = out_size(h, kh, stride[0], padding[0], output_padding[0], dilation[0])
     wo = out_size(wd, kw, stride[1], padding[1], output_padding[1], dilation[1])
-    shape = (n, og * groups, ho, wo)
-    check_fits("conv_transpose2d (direct)", {"output": int(np.prod(shape)) * x.itemsize})
-    y = np.empty(shape, dtype=x.dtype)
-    bb = b if b is not None else np.zeros(1, dtype=x.dtype)
-    _forward(x, w, bb, y, b is not None, groups, *stride, *padding, *dilation)
-    return y
+    args = (groups, *stride, *padding, *dilation)
+    return run_forward("conv_transpose2d", _forward, x, w, b, (n, og * groups, ho, wo), args)
 
 
 def backward(gy, x, w, stride, padding, output_padding, dilation, groups, need_x, need_w):
-    check_fits(
-        "conv_transpose2d (direct) backward",
-        {"input gradient": x.nbytes if need_x else 0, "weight gradient": w.nbytes if need_w else 0},
+    args = (groups, *stride, *padding, *dilation)
+    gx, gw = run_backward(
+        "conv_transpose2d", _backward_x, _backward_w, gy, x, w, need_x, need_w, args
     )
-    gx = gw = None
-    if need_x:
-        gx = np.empty_like(x)
-        _backward_x(gy, w, gx, groups, *stride, *padding, *dilation)
     if need_w:
-        gw = np.empty_like(w)
-        _backward_w(gy, x, gw, groups, *stride, *padding, *dilation)
         cropped_nonfinite(gw, x, stride, padding, gy.shape[2:], dilation, groups)
     return gx, gw

@@ -14,9 +14,18 @@ import numpy as np
 from numba import njit, prange
 
 from .. import _numba_cache  # noqa: F401  (compiled cache: the user's cache folder)
-from .._direct_numba import col_range, gather_axpy, gather_mul_acc, scatter_axpy, tap_index
+from .._direct_numba import (
+    col_range,
+    fill_plane,
+    gather_axpy,
+    gather_mul_acc,
+    row_sum,
+    run_backward,
+    run_forward,
+    scatter_axpy,
+    tap_index,
+)
 from ..conv.reference import _out_size
-from ..memory import check_fits
 
 
 @njit(parallel=True, cache=True)
@@ -55,9 +64,7 @@ def _backward_x(gy, w, gx, sh, sw, ph, pw, dh, dw):
     for p in prange(n * c):  # each input plane is written by one task only
         bi = p // c
         ic = p % c
-        for ih in range(h):
-            for iw in range(wd):
-                gx[bi, ic, ih, iw] = 0
+        fill_plane(gx[bi, ic], 0)
         for mm in range(m):
             oc = ic * m + mm
             for oh in range(ho):
@@ -100,10 +107,7 @@ def _backward_w(gy, x, gw, sh, sw, ph, pw, dh, dw):
                         gather_mul_acc(a, gyrow, xrow, lo, hi, off, sw)
         for i in range(kh):
             for j in range(kw):
-                s = 0.0
-                for ow in range(wo):
-                    s += acc[i, j, ow]
-                gw[oc, 0, i, j] = s
+                gw[oc, 0, i, j] = row_sum(acc[i, j])
 
 
 def forward(x, w, b, stride, padding, dilation, groups):
@@ -111,24 +115,12 @@ def forward(x, w, b, stride, padding, dilation, groups):
     o, _, kh, kw = w.shape
     ho = _out_size(h, kh, stride[0], padding[0], dilation[0])
     wo = _out_size(wd, kw, stride[1], padding[1], dilation[1])
-    shape = (n, o, ho, wo)
-    check_fits("depthwise_conv2d (direct)", {"output": int(np.prod(shape)) * x.itemsize})
-    y = np.empty(shape, dtype=x.dtype)
-    bb = b if b is not None else np.zeros(1, dtype=x.dtype)
-    _forward(x, w, bb, y, b is not None, *stride, *padding, *dilation)
-    return y
+    args = (*stride, *padding, *dilation)
+    return run_forward("depthwise_conv2d", _forward, x, w, b, (n, o, ho, wo), args)
 
 
 def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
-    check_fits(
-        "depthwise_conv2d (direct) backward",
-        {"input gradient": x.nbytes if need_x else 0, "weight gradient": w.nbytes if need_w else 0},
+    args = (*stride, *padding, *dilation)
+    return run_backward(
+        "depthwise_conv2d", _backward_x, _backward_w, gy, x, w, need_x, need_w, args
     )
-    gx = gw = None
-    if need_x:
-        gx = np.empty_like(x)
-        _backward_x(gy, w, gx, *stride, *padding, *dilation)
-    if need_w:
-        gw = np.empty_like(w)
-        _backward_w(gy, x, gw, *stride, *padding, *dilation)
-    return gx, gw
