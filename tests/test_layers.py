@@ -40,6 +40,7 @@ UPWARD = {
     ("tapegrad.autograd", "tapegrad.tensor"): "the tape wraps op outputs in Tensors",
     ("tapegrad.autograd", "tapegrad.ops.tensor_ops"): "a gradient cast to its leaf's dtype",
     ("tapegrad.autograd", "tapegrad.gradcheck"): "autograd.gradgradcheck re-exports it",
+    ("tapegrad.nn.module", "tapegrad.inference"): "Module.fuse() is inference.optimize(self)",
 }
 
 
