@@ -28,9 +28,9 @@ def test_profile_times_each_op_forward_and_backward_with_its_variant():
         loss = F.cross_entropy(net(x), np.array([0, 2]))
         loss.backward()
     names = [r.name for r in prof.ops]
-    assert names[0] == "Conv2d" and "ReLU" in names
+    assert names[0] == "Conv2dReLU"  # Sequential runs Conv2d + ReLU as one fused op
     conv = prof.ops[0]
-    assert conv.variant == "conv2d:im2col-numba"
+    assert conv.variant == "conv2d:im2col-numba,bias_relu:fused-numba"
     assert conv.shape == (2, 4, 4, 4)
     assert conv.forward_s > 0 and conv.backward_s > 0
     assert 0 < prof.kernel_s <= prof.wall_s

@@ -121,7 +121,7 @@ def _op_cases() -> dict[str, callable]:
     def t(*shape):
         return tg.tensor(rng.standard_normal(shape).astype(np.float32), requires_grad=True)
 
-    x, w = t(4, 6, 12, 12), t(8, 6, 3, 3)
+    x, w, b = t(4, 6, 12, 12), t(8, 6, 3, 3), t(8)
     wd = t(12, 1, 3, 3)
     wt = t(6, 4, 3, 3)
     xr = t(4, 6, 64, 64)  # past the relu kernels' serial threshold: the threaded path
@@ -147,7 +147,9 @@ def _op_cases() -> dict[str, callable]:
             if r.__dict__.get("op") and getattr(r, "elementwise", False)
         },
         "upsample2d": lambda: F.interpolate(xr, scale_factor=1.5, mode="bilinear"),
-    }, [x, w, wd, wt, xr]
+        "bias_relu": lambda: F.conv2d_relu(xr, w, b, padding=1),
+        "add_relu": lambda: F.add_relu(xr, xr * 0.5),
+    }, [x, w, wd, wt, xr, b]
 
 
 def _run_op(op: str, variant: str, threads: int):

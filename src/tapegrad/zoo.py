@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 
 from . import nn
+from .nn.module import relu_after
 
 
 class LeNet5(nn.Module):
@@ -178,10 +179,10 @@ class PreActBlock(nn.Module):
         """``x`` plus the residual branch (BN-ReLU-conv twice); a 1x1 shortcut when the shape
         changes.
         """
-        out = self.relu(self.bn1(x))
+        out = relu_after(self.bn1, self.relu, x)  # BN and ReLU as one fused op
         skip = self.shortcut(out) if self.shortcut is not None else x
         out = self.conv1(out)
-        out = self.conv2(self.relu(self.bn2(out)))
+        out = self.conv2(relu_after(self.bn2, self.relu, out))
         return out + skip
 
 
@@ -206,7 +207,7 @@ class ResNet8(nn.Module):
     def forward(self, x):
         """Logits (N, num_classes) of images ``x`` (N, in_channels, H, W)."""
         x = self.layer3(self.layer2(self.layer1(self.conv1(x))))
-        return self.fc(self.pool(self.relu(self.bn(x))))
+        return self.fc(self.pool(relu_after(self.bn, self.relu, x)))
 
 
 class ConvAutoencoder(nn.Module):

@@ -126,6 +126,13 @@ class Conv2d(_Conv):
         :func:`tapegrad.nn.functional.conv2d`.
     """
 
+    def forward_relu(self, x):
+        """``relu(self(x))`` as one fused op (:func:`tapegrad.nn.functional.conv2d_relu`);
+        :class:`tapegrad.nn.Sequential` calls it where a ReLU layer follows this one."""
+        return F.conv2d_relu(
+            x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
+        )
+
 
 class Conv1d(_Conv):
     """1-D convolution; weight (out_channels, in_channels/groups, k).

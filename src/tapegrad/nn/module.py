@@ -420,10 +420,59 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def forward(self, x: Any) -> Any:
-        """Pass ``x`` through each layer in turn and return the last output."""
-        for layer in self._modules.values():
-            x = layer(x)
+        """Pass ``x`` through each layer in turn and return the last output.
+
+        A ``Conv2d`` or ``BatchNorm`` layer followed by a ``ReLU`` layer runs as one fused
+        op (its ``forward_relu``: the same values and gradients, one pass and one tape
+        record fewer), unless either layer has hooks or an op tracer (ONNX export,
+        ``inference.optimize``) is reading the ops.
+        """
+        layers = tuple(self._modules.values())
+        n = len(layers)
+        fuse = n > 1 and autograd._state.tracer is None
+        i = 0
+        while i < n:
+            layer = layers[i]
+            if fuse and i + 1 < n and _fuses_with_relu(layer, layers[i + 1]):
+                x = layer.forward_relu(x)
+                i += 2
+            else:
+                x = layer(x)
+                i += 1
         return x
+
+
+def _plain(m: Module) -> bool:
+    """No hooks, and no ``forward`` replaced on the instance (as tools that wrap it do)."""
+    d = m.__dict__
+    hooks = d.get("_module_hooks")
+    return "forward" not in d and (hooks is None or not any(hooks.values()))
+
+
+_FUSABLE: list[Any] = []
+
+
+def _fuses_with_relu(layer: Module, nxt: Module) -> bool:
+    """``layer`` then ``nxt`` can run as ``layer.forward_relu``: exactly a fusable layer
+    class (not a subclass with its own forward) and exactly ReLU, neither with hooks or a
+    ``forward`` replaced on the instance."""
+    if not _FUSABLE:
+        from .activation import ReLU
+        from .conv import Conv2d
+        from .norm import BatchNorm1d, BatchNorm2d
+
+        _FUSABLE[:] = [(Conv2d, BatchNorm1d, BatchNorm2d), ReLU]
+    return type(nxt) is _FUSABLE[1] and type(layer) in _FUSABLE[0] and _plain(layer) and _plain(nxt)
+
+
+def relu_after(layer: Module, relu: Module, x: Any) -> Any:
+    """``relu(layer(x))``, as one fused op (``layer.forward_relu``) when ``layer`` is a
+    ``Conv2d`` or ``BatchNorm`` layer and ``relu`` a ``ReLU`` layer, neither with hooks,
+    and no op tracer is reading the ops; else the two calls. Models that call their layers
+    by hand (residual blocks) use it as ``Sequential`` does."""
+    if autograd._state.tracer is None and _fuses_with_relu(layer, relu):
+        return layer.forward_relu(x)
+    return relu(layer(x))
 
 
 class ModuleList(Module):

@@ -92,6 +92,14 @@ class _BatchNorm(_NormBase):
 
     def forward(self, x):
         """Normalise ``x`` per sample and channel."""
+        return self._normalize(x, F.batch_norm)
+
+    def forward_relu(self, x):
+        """``relu(self(x))`` as one fused op (:func:`tapegrad.nn.functional.batch_norm_relu`);
+        :class:`tapegrad.nn.Sequential` calls it where a ReLU layer follows this one."""
+        return self._normalize(x, F.batch_norm_relu)
+
+    def _normalize(self, x, fn):
         if x.ndim not in self._ndims:
             name = type(self).__name__
             raise ValueError(f"{name}: expected {self._layout} input, got shape {x.shape}")
@@ -103,7 +111,7 @@ class _BatchNorm(_NormBase):
                 factor = 1.0 / float(self.num_batches_tracked.data)
         use_batch = self.training or self.running_mean is None
         track = not self.training or self.track_running_stats
-        return F.batch_norm(
+        return fn(
             x,
             self.running_mean if track else None,
             self.running_var if track else None,

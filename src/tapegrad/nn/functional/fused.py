@@ -1,0 +1,132 @@
+"""Fused activations: a ReLU in the same op (and memory pass) as the layer before it.
+
+Each function returns what the composition it names returns, values and gradients alike
+(``relu(conv2d(...))``, ``relu(batch_norm(...))``, ``relu(input + other)``), with one op
+on the tape instead of two. :class:`tapegrad.nn.Sequential` runs them by itself where a
+``Conv2d`` or ``BatchNorm`` layer is followed by a ``ReLU`` layer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...ops.checks import check_float, fail
+from ...ops.conv import conv2d_function, conv_args
+from ...ops.fused import AddReLU, BatchNormReLU, conv_relu_function
+from ...ops.norm import batch_norm_args
+from ...ops.shape import Pad
+from ...tensor import Tensor
+from ._common import IntOrPair, _opt, _raw, _t
+
+
+def conv2d_relu(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntOrPair = 1,
+    padding: IntOrPair | str = 0,
+    dilation: IntOrPair = 1,
+    groups: int = 1,
+) -> Tensor:
+    """``relu(conv2d(input, weight, bias, ...))`` as one op: the convolution (any conv2d
+    variant, depthwise included) without its bias, then bias and ReLU in one in-place pass;
+    the backward masks the gradient and sums the bias gradient in one pass.
+
+    Parameters and shapes are :func:`tapegrad.nn.functional.conv2d`'s.
+
+    Returns
+    -------
+    Tensor
+        (N, O, Ho, Wo), the input's dtype.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`tapegrad.nn.functional.conv2d`, naming ``conv2d_relu``.
+    """
+    fn = "conv2d_relu"
+    x, w, b = _t(input, fn), _t(weight, fn, "weight"), _opt(bias, fn, "bias")
+    stride, padding, dilation, groups, extra = conv_args(
+        fn, x.data, w.data, _raw(b), stride, padding, dilation, groups
+    )
+    if any(extra):
+        x = Pad.apply(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
+    op = conv_relu_function(conv2d_function(x.shape, w.shape, groups))
+    return op.apply(x, w, b, stride, padding, dilation, groups)
+
+
+def batch_norm_relu(
+    input: Tensor,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    normalize_variance: bool = True,
+) -> Tensor:
+    """``relu(batch_norm(input, ...))`` as one op: batch norm's kernels and running-statistics
+    update, then the ReLU in place on its output; the backward masks the gradient before
+    batch norm's backward.
+
+    Parameters are :func:`tapegrad.nn.functional.batch_norm`'s.
+
+    Returns
+    -------
+    Tensor
+        The input's shape and dtype.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`tapegrad.nn.functional.batch_norm`, naming ``batch_norm_relu``.
+    """
+    fn = "batch_norm_relu"
+    x, w, b = _t(input, fn), _opt(weight, fn, "weight"), _opt(bias, fn, "bias")
+    rm, rv = _opt(running_mean, fn, "running_mean"), _opt(running_var, fn, "running_var")
+    eps = batch_norm_args(fn, x.data, _raw(rm), _raw(rv), _raw(w), _raw(b), training, momentum, eps)
+    return BatchNormReLU.apply(
+        x,
+        w,
+        b,
+        running_mean=_raw(rm),
+        running_var=_raw(rv),
+        training=bool(training),
+        momentum=float(momentum),
+        eps=eps,
+        normalize_variance=bool(normalize_variance),
+    )
+
+
+def add_relu(input: Tensor, other: Tensor) -> Tensor:
+    """``relu(input + other)`` as one op (a residual block's sum and activation): one pass
+    writes the output and the ReLU's mask when both have one shape and dtype, NumPy's
+    broadcasting otherwise.
+
+    Parameters
+    ----------
+    input, other : Tensor or ndarray
+        float32 or float64, broadcastable shapes.
+
+    Returns
+    -------
+    Tensor
+        The broadcast shape.
+
+    Raises
+    ------
+    TypeError
+        If an argument is not a Tensor or ndarray, or not float32/float64, or the dtypes
+        differ.
+    ValueError
+        If the shapes do not broadcast; the message names both.
+    """
+    fn = "add_relu"
+    a, b = _t(input, fn), _t(other, fn, "other")
+    check_float(fn, input=a.data, other=b.data)
+    try:
+        np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        fail(fn, f"input {a.shape} and other {b.shape} do not broadcast")
+    return AddReLU.apply(a, b)

@@ -1,0 +1,178 @@
+"""Fused ops: a ReLU run in the same pass as the op before it (kernel family ``fused``).
+
+- :class:`Conv2dReLU` / :class:`DepthwiseConv2dReLU`: the convolution without its bias,
+  then one pass that adds the bias and applies the ReLU in place (and writes the ReLU's
+  mask); the backward masks the output gradient and sums the bias gradient in one pass,
+  then runs the convolution's backward kernels.
+- :class:`BatchNormReLU`: batch norm, then the ReLU in place on its fresh output; the
+  backward masks the gradient before batch norm's backward.
+- :class:`AddReLU`: ``relu(a + b)`` in one pass (a residual block's sum).
+
+Each computes exactly what the unfused composition computes (the same kernels, the same
+PyTorch ReLU semantics: NaN and -0.0 pass, the gradient flows through NaN) with one op on
+the tape, one memory pass and one activation array fewer. ``backward_graph`` composes the
+mask with the unfused op's rule, so higher-order gradients go through them too.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tapegrad.kernels.conv import Conv2dCall
+from tapegrad.kernels.depthwise import DepthwiseConv2dCall
+from tapegrad.kernels.fused import AddReluCall, BiasReluCall
+
+from ..autograd import Context, Function, fresh, linear_backward_graph
+from . import tuning
+from .checks import contiguous
+from .conv import Conv2d, ConvFunction, DepthwiseConv2d
+from .norm import BatchNorm
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _relu_epilogue(ctx: Context, y: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+    """relu(y + b[c]) in place on the fresh output ``y``; the mask kept in ``ctx``."""
+    b = contiguous(b)
+    call = BiasReluCall.of(y, b)
+    mod = tuning.resolve(ctx, call, y, b)
+    ctx.relu_mask = call.forward(mod, y, b)
+    ctx.relu_call, ctx.relu_mod = call, mod
+    return y
+
+
+def _unmask(ctx: Context, g: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The output gradient through the ReLU, and its per-channel sum when there is a bias."""
+    return ctx.relu_call.backward(ctx.relu_mod, np.ascontiguousarray(g), ctx.relu_mask)
+
+
+def _mask_map(ctx: Context, v: np.ndarray) -> np.ndarray:
+    """``v`` through the ReLU's mask: linear, its own transpose (for ``backward_graph``)."""
+    return ctx.relu_call.backward(ctx.relu_mod, np.ascontiguousarray(v), ctx.relu_mask)[0]
+
+
+_masked_graph = linear_backward_graph(_mask_map).__func__
+
+
+class _ConvReLU(ConvFunction):
+    """The shared body of the fused convolutions (subclasses set ``record``)."""
+
+    record = Conv2dCall
+
+    @classmethod
+    def _forward(cls, ctx: Context, x, w, b, stride, padding, dilation, groups):
+        y = ConvFunction.run(ctx, cls.record, x, w, None, stride, padding, dilation, groups)
+        return _relu_epilogue(ctx, y, b)
+
+    @staticmethod
+    def backward(ctx: Context, gy):
+        """Mask (and bias sum) in one pass, then the convolution's backward kernels."""
+        x, w = ctx.saved_arrays
+        need = ctx.needs_input_grad + (False,) * 3
+        g, gb = _unmask(ctx, gy)
+        gx, gw = ctx.call.backward(ctx.mod, g, x, w, need[0], need[1])
+        return gx, fresh(gw), (fresh(gb) if need[2] else None)
+
+    @staticmethod
+    def backward_graph(ctx: Context, gy, inputs):
+        """The mask as a recorded linear map, then the convolution's recorded rule."""
+        return ConvFunction.backward_graph(ctx, _masked_graph(ctx, gy, inputs), inputs)
+
+
+class Conv2dReLU(_ConvReLU, Conv2d):
+    """``relu(conv2d(x, w, b, ...))`` as one op: conv2d's arguments and kernels."""
+
+    record = Conv2dCall
+
+    @staticmethod
+    def forward(
+        ctx: Context, x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1
+    ):
+        """The convolution (any conv2d variant), then bias + ReLU in one in-place pass."""
+        return Conv2dReLU._forward(ctx, x, w, b, stride, padding, dilation, groups)
+
+    backward = _ConvReLU.backward
+    backward_graph = _ConvReLU.backward_graph
+
+
+class DepthwiseConv2dReLU(_ConvReLU, DepthwiseConv2d):
+    """``relu(conv2d(x, w, b, groups=C))`` for depthwise calls, as one op."""
+
+    record = DepthwiseConv2dCall
+
+    @staticmethod
+    def forward(
+        ctx: Context, x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1
+    ):
+        """The depthwise convolution, then bias + ReLU in one in-place pass."""
+        return DepthwiseConv2dReLU._forward(ctx, x, w, b, stride, padding, dilation, groups)
+
+    backward = _ConvReLU.backward
+    backward_graph = _ConvReLU.backward_graph
+
+
+def conv_relu_function(conv_fn: type[Function]) -> type[Function]:
+    """The fused Function for a conv2d Function (:func:`tapegrad.ops.conv.conv2d_function`)."""
+    return DepthwiseConv2dReLU if issubclass(conv_fn, DepthwiseConv2d) else Conv2dReLU
+
+
+class BatchNormReLU(BatchNorm):
+    """``relu(batch_norm(...))`` as one op: batch norm's arguments, kernels and running
+    statistics, then the ReLU in place on its output."""
+
+    @staticmethod
+    def forward(ctx: Context, x, *args, **kwargs):
+        """Batch norm (training or eval), then the ReLU in one in-place pass."""
+        return _relu_epilogue(ctx, BatchNorm.forward(ctx, x, *args, **kwargs), None)
+
+    @staticmethod
+    def backward(ctx: Context, gy):
+        """The mask, then batch norm's backward."""
+        return BatchNorm.backward(ctx, _unmask(ctx, gy)[0])
+
+    @staticmethod
+    def backward_graph(ctx: Context, gy, inputs):
+        """The mask as a recorded linear map, then batch norm's recorded rule."""
+        return BatchNorm.backward_graph(ctx, _masked_graph(ctx, gy, inputs), inputs)
+
+
+class AddReLU(Function):
+    """``relu(a + b)``: one pass for operands of one shape and float dtype (NumPy's
+    broadcasting and type promotion otherwise, with the same result)."""
+
+    @staticmethod
+    def forward(ctx: Context, a, b):
+        """The sum and the ReLU (output and mask) in one pass."""
+        a, b = np.asarray(a), np.asarray(b)
+        if a.shape == b.shape and a.dtype == b.dtype and a.dtype in _FLOATS:
+            a, b = contiguous(a), contiguous(b)
+            call = AddReluCall.of(a)
+            mod = tuning.resolve(ctx, call, a, b)
+            y, mask = call.forward(mod, a, b)
+            ctx.relu_call, ctx.relu_mod, ctx.relu_mask = call, mod, mask
+            return y
+        y = np.add(a, b)
+        ctx.relu_call = None
+        ctx.relu_mask = ~(y <= 0)
+        return np.where(y < 0, y.dtype.type(0), y)
+
+    @staticmethod
+    def _mask(ctx: Context, g):
+        if ctx.relu_call is None:
+            return np.where(ctx.relu_mask, g, g.dtype.type(0))
+        return ctx.relu_call.backward(ctx.relu_mod, np.ascontiguousarray(g), ctx.relu_mask)
+
+    @staticmethod
+    def backward(ctx: Context, g):
+        """The masked gradient for both operands (the tape sums broadcast axes)."""
+        gm = AddReLU._mask(ctx, g)
+        return gm, gm
+
+    @staticmethod
+    def backward_graph(ctx: Context, g, inputs):
+        """The mask as a recorded linear map, for both operands."""
+        gm = _add_graph(ctx, g, inputs)
+        return gm, gm
+
+
+_add_graph = linear_backward_graph(AddReLU._mask).__func__
