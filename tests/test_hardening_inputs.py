@@ -151,7 +151,7 @@ row("nll_loss", "target", lambda: nn.NLLLoss()(x2, np.array([0, 9])), ValueError
 row(_bn, "shapes", lambda: nn.BCEWithLogitsLoss()(x2, _r(3, 2)), ValueError, "(3, 2)")
 
 # --- convolutions ----------------------------------------------------------------------
-for _fn, _x, _w in (("conv2d", x4, w4), ("conv1d", x3, w3)):
+for _fn, _x, _w in (("conv2d", x4, w4), ("conv1d", x3, w3), ("conv2d_relu", x4, w4)):
     _f = getattr(F, _fn)
     row(_fn, "input", lambda f=_f, w=_w: f(np.ones(3).tolist(), w), TypeError, "list")
     row(_fn, "weight", lambda f=_f, x=_x: f(x, "w"), TypeError, "str")
@@ -278,6 +278,17 @@ row("batch_norm", "eps", lambda: F.batch_norm(x4, rm, rv, eps=-1.0), ValueError,
 row("batch_norm", "momentum", lambda: F.batch_norm(x4, rm, rv, training=True, momentum=2.0))
 row("batch_norm", "training", lambda: F.batch_norm(_r(1, 3), rm, rv, training=True), ValueError)
 row("batch_norm", "running_mean", lambda: F.batch_norm(x4, None, None, training=False))
+row("batch_norm_relu", "input", lambda: F.batch_norm_relu(_r(3), rm, rv), ValueError, "(3,)")
+row("batch_norm_relu", "weight", lambda: F.batch_norm_relu(x4, rm, rv, _r(2)), ValueError, "(2,)")
+row("add_relu", "other", lambda: F.add_relu(x4, "y"), TypeError, "str")
+row("add_relu", "shapes", lambda: F.add_relu(x4, _r(5)), ValueError, "(2, 3, 8, 8)", "(5,)")
+row(
+    "add_relu",
+    "other",
+    lambda: F.add_relu(x4, tg.tensor(np.ones((2, 3, 8, 8)))),
+    TypeError,
+    "float64",
+)
 row("layer_norm", "input", lambda: F.layer_norm("x", 3), TypeError, "str")
 row("layer_norm", "normalized_shape", lambda: F.layer_norm(x4, (7,)), ValueError, "(7,)")
 row("layer_norm", "normalized_shape", lambda: F.layer_norm(x4, -8), ValueError, "-8")
