@@ -20,7 +20,17 @@ import tapegrad.kernels as K
 import tapegrad.nn.functional as F
 import tapegrad.ops
 from tapegrad.autograd import Function
-from tapegrad.ops import activation, conv, conv_transpose, dropout, nn_extra, norm, pool, upsample
+from tapegrad.ops import (
+    activation,
+    conv,
+    conv_transpose,
+    dropout,
+    fused,
+    nn_extra,
+    norm,
+    pool,
+    upsample,
+)
 
 
 def _t(*shape, dtype=np.float32):
@@ -217,6 +227,44 @@ def _op_functions() -> list[type[Function]]:
 
 
 CASES.update(_elementwise_cases())
+CASES.update(
+    {
+        fused.Conv2dReLU: (
+            ValueError,
+            "conv2d_relu: weight expects 2 input channels",
+            {
+                "F.conv2d_relu": lambda: F.conv2d_relu(x4, _t(4, 2, 3, 3)),
+                "apply": lambda: fused.Conv2dReLU.apply(x4, _t(4, 2, 3, 3)),
+            },
+        ),
+        fused.DepthwiseConv2dReLU: (
+            ValueError,
+            "conv2d_relu: bias must have shape (3,)",
+            {
+                "F.conv2d_relu": lambda: F.conv2d_relu(x4, _t(3, 1, 3, 3), _t(2), groups=3),
+                "apply": lambda: fused.DepthwiseConv2dReLU.apply(
+                    x4, _t(3, 1, 3, 3), _t(2), groups=3
+                ),
+            },
+        ),
+        fused.BatchNormReLU: (
+            ValueError,
+            "batch_norm_relu: weight must have shape (3,)",
+            {
+                "F.batch_norm_relu": lambda: F.batch_norm_relu(x4, rm, rv, _t(2), training=True),
+                "apply": lambda: fused.BatchNormReLU.apply(x4, _t(2), None, rm, rv, True),
+            },
+        ),
+        fused.AddReLU: (
+            ValueError,
+            "add_relu: input (1, 3, 5, 5) and other (2,) do not broadcast",
+            {
+                "F.add_relu": lambda: F.add_relu(x4, _t(2)),
+                "apply": lambda: fused.AddReLU.apply(x4, _t(2)),
+            },
+        ),
+    }
+)
 
 
 def _kernel_backed(fn: type[Function]) -> bool:

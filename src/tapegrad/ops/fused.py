@@ -24,7 +24,7 @@ from tapegrad.kernels.fused import AddReluCall, BiasReluCall
 
 from ..autograd import Context, Function, fresh, linear_backward_graph
 from . import tuning
-from .checks import contiguous
+from .checks import check_float, contiguous, fail
 from .conv import Conv2d, ConvFunction, DepthwiseConv2d
 from .norm import BatchNorm
 
@@ -52,6 +52,22 @@ def _mask_map(ctx: Context, v: np.ndarray) -> np.ndarray:
 
 
 _masked_graph = linear_backward_graph(_mask_map).__func__
+
+
+def _renamed(check, old: str, new: str):
+    """The unfused op's ``check``, its messages naming the fused function instead."""
+
+    def run(*args, **kwargs) -> tuple:
+        try:
+            return check(*args, **kwargs)
+        except (TypeError, ValueError) as e:
+            msg = str(e)
+            if msg.startswith(old + ":"):
+                raise type(e)(new + msg[len(old) :]) from None
+            raise
+
+    run.__doc__ = f"Validate a {new} call as {old}'s check does; returns forward's arguments."
+    return staticmethod(run)
 
 
 class _ConvReLU(ConvFunction):
@@ -83,6 +99,7 @@ class Conv2dReLU(_ConvReLU, Conv2d):
     """``relu(conv2d(x, w, b, ...))`` as one op: conv2d's arguments and kernels."""
 
     record = Conv2dCall
+    check = _renamed(Conv2d.check, "conv2d", "conv2d_relu")
 
     @staticmethod
     def forward(
@@ -99,6 +116,7 @@ class DepthwiseConv2dReLU(_ConvReLU, DepthwiseConv2d):
     """``relu(conv2d(x, w, b, groups=C))`` for depthwise calls, as one op."""
 
     record = DepthwiseConv2dCall
+    check = _renamed(DepthwiseConv2d.check, "conv2d", "conv2d_relu")
 
     @staticmethod
     def forward(
@@ -120,6 +138,8 @@ class BatchNormReLU(BatchNorm):
     """``relu(batch_norm(...))`` as one op: batch norm's arguments, kernels and running
     statistics, then the ReLU in place on its output."""
 
+    check = _renamed(BatchNorm.check, "batch_norm", "batch_norm_relu")
+
     @staticmethod
     def forward(ctx: Context, x, *args, **kwargs):
         """Batch norm (training or eval), then the ReLU in one in-place pass."""
@@ -139,6 +159,20 @@ class BatchNormReLU(BatchNorm):
 class AddReLU(Function):
     """``relu(a + b)``: one pass for operands of one shape and float dtype (NumPy's
     broadcasting and type promotion otherwise, with the same result)."""
+
+    @staticmethod
+    def check(a, b) -> tuple:
+        """Float operands of one dtype and broadcastable shapes; returns forward's arguments."""
+        fn = "add_relu"
+        for name, v in (("input", a), ("other", b)):
+            if not isinstance(v, np.ndarray):
+                fail(fn, f"{name} must be a Tensor, got {type(v).__name__}", TypeError)
+        check_float(fn, input=a, other=b)
+        try:
+            np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            fail(fn, f"input {a.shape} and other {b.shape} do not broadcast")
+        return a, b
 
     @staticmethod
     def forward(ctx: Context, a, b):

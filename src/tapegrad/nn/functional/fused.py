@@ -8,12 +8,8 @@ on the tape instead of two. :class:`tapegrad.nn.Sequential` runs them by itself 
 
 from __future__ import annotations
 
-import numpy as np
-
-from ...ops.checks import check_float, fail
 from ...ops.conv import conv2d_function, conv_args
 from ...ops.fused import AddReLU, BatchNormReLU, conv_relu_function
-from ...ops.norm import batch_norm_args
 from ...ops.shape import Pad
 from ...tensor import Tensor
 from ._common import IntOrPair, _opt, _raw, _t
@@ -46,11 +42,14 @@ def conv2d_relu(
     """
     fn = "conv2d_relu"
     x, w, b = _t(input, fn), _t(weight, fn, "weight"), _opt(bias, fn, "bias")
-    stride, padding, dilation, groups, extra = conv_args(
-        fn, x.data, w.data, _raw(b), stride, padding, dilation, groups
-    )
-    if any(extra):
-        x = Pad.apply(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
+    if isinstance(padding, str):
+        # "same" may pad one pixel more at the end than at the start: added here, as conv2d
+        stride, padding, dilation, groups, extra = conv_args(
+            fn, x.data, w.data, _raw(b), stride, padding, dilation, groups
+        )
+        if any(extra):
+            x = Pad.apply(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
+    # validated by the Function's check (tapegrad.ops.fused.Conv2dReLU.check)
     op = conv_relu_function(conv2d_function(x.shape, w.shape, groups))
     return op.apply(x, w, b, stride, padding, dilation, groups)
 
@@ -85,17 +84,17 @@ def batch_norm_relu(
     fn = "batch_norm_relu"
     x, w, b = _t(input, fn), _opt(weight, fn, "weight"), _opt(bias, fn, "bias")
     rm, rv = _opt(running_mean, fn, "running_mean"), _opt(running_var, fn, "running_var")
-    eps = batch_norm_args(fn, x.data, _raw(rm), _raw(rv), _raw(w), _raw(b), training, momentum, eps)
+    # validated by tapegrad.ops.fused.BatchNormReLU.check
     return BatchNormReLU.apply(
         x,
         w,
         b,
         running_mean=_raw(rm),
         running_var=_raw(rv),
-        training=bool(training),
-        momentum=float(momentum),
+        training=training,
+        momentum=momentum,
         eps=eps,
-        normalize_variance=bool(normalize_variance),
+        normalize_variance=normalize_variance,
     )
 
 
@@ -123,10 +122,5 @@ def add_relu(input: Tensor, other: Tensor) -> Tensor:
         If the shapes do not broadcast; the message names both.
     """
     fn = "add_relu"
-    a, b = _t(input, fn), _t(other, fn, "other")
-    check_float(fn, input=a.data, other=b.data)
-    try:
-        np.broadcast_shapes(a.shape, b.shape)
-    except ValueError:
-        fail(fn, f"input {a.shape} and other {b.shape} do not broadcast")
-    return AddReLU.apply(a, b)
+    # validated by tapegrad.ops.fused.AddReLU.check
+    return AddReLU.apply(_t(input, fn), _t(other, fn, "other"))
