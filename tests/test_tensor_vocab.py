@@ -363,6 +363,29 @@ def test_inplace_on_the_tape_matches_torch():
     np.testing.assert_allclose(vv.grad.numpy(), tv.grad.numpy(), rtol=1e-12)
 
 
+def test_inplace_after_a_recorded_use_keeps_that_use_s_gradient():
+    # ops recorded before an in-place update took the old value: their gradients still
+    # reach the graph behind it (PyTorch allows this when the old value was not saved)
+    torch = _torch()
+    a = _x(3, 4)
+    w, tw = tg.Tensor(a.copy(), requires_grad=True), torch.tensor(a.copy(), requires_grad=True)
+
+    def run(lib, w):
+        h = w * 2
+        u = (h * 3.0).tanh()
+        s = h.sum(1)
+        h.add_(1.0)
+        h[0] = 0.5
+        h.mul_(2.0)
+        return (u * h).sum() + (s * s).sum()
+
+    y, ty = run(tg, w), run(torch, tw)
+    y.backward()
+    ty.backward()
+    np.testing.assert_allclose(y.item(), ty.item(), rtol=1e-12)
+    np.testing.assert_allclose(w.grad.numpy(), tw.grad.numpy(), rtol=1e-12)
+
+
 def test_inplace_on_a_leaf_that_requires_grad_is_refused():
     w = tg.Tensor(np.ones(3), requires_grad=True)
     with pytest.raises(RuntimeError, match="add_: a leaf tensor that requires grad"):

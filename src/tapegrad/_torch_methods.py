@@ -380,6 +380,18 @@ class TorchMethods:
         return t
 
     def _rebind(self, out: Tensor) -> Tensor:
+        # records that already took this tensor as an input keep its value before the
+        # update: they get a shadow holding the old data and record
+        shadow = None
+        for ref in self.__dict__.pop("_consumers", ()):
+            node = ref()
+            if node is None or node.freed:
+                continue
+            for i, t in enumerate(node.inputs):
+                if t is self:
+                    if shadow is None:
+                        shadow = self._shadow()
+                    node.inputs[i] = shadow
         self.data, self._node = out.data, out._node
         self.requires_grad = out.requires_grad
         autograd.bump_version(self.data)

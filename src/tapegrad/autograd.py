@@ -377,10 +377,18 @@ class Function:
         result = Tensor._from_op(out)
         if record:
             result.requires_grad = True
-            result._node = Node(
+            node = result._node = Node(
                 cls, ctx, [t if t is not None and t.requires_grad else None for t in tensors]
             )
-            result._node.versions = _saved_versions(ctx)
+            node.versions = _saved_versions(ctx)
+            for t in node.inputs:
+                if t is not None and t._node is not None:
+                    # an in-place op on t later rebinds it: this record must keep its value
+                    cons = t.__dict__.get("_consumers")
+                    if cons is None:
+                        t._consumers = [weakref.ref(node)]
+                    else:
+                        cons.append(weakref.ref(node))
         elif mode is None:
             result._inference = True
         tracer = getattr(_state, "tracer", None)
