@@ -11,7 +11,7 @@ from ..memory import check_fits
 
 cimport openmp
 from cython.parallel cimport parallel, prange
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, free, malloc
 
 
 include "../_common.pxi"
@@ -238,6 +238,250 @@ def _backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, real[:,
         free(acc)
 
 
+# ---------------------------------------------------------------------------------------
+# Phase planes (dilation 1, any stride and kernel size). Each (image, channel) plane is
+# padded and split once into sh*sw phase planes P[a, b][u, v] = xpad[u*sh + a, v*sw + b]
+# (zeros where xpad is padding), each (Hq, Wq) with one slack row. Tap (i, j) of output
+# pixel (oh, ow) reads P[i % sh, j % sw][oh + i // sh, ow + j // sw]: over the flat index
+# t = oh*Wq + ow every tap is a contiguous, unit-stride stream at a fixed offset, for
+# stride 2 as for stride 1, with no border tests; the inner loops run along t (whole
+# planes, not short rows) and vectorise. The output is computed with row pitch Wq (the
+# columns past wo are discarded). The weight gradient runs the same streams against the
+# output gradient laid out with pitch Wq (zeros past wo); the input gradient splits its
+# planes by output phase: phase (a, b) of the padded input gradient is a small stride-1
+# correlation of the output gradient with the taps i = a + sh*i', j = b + sw*j' (the
+# transposed convolution as sh*sw sub-pixel convolutions, no scatter).
+
+cdef inline Py_ssize_t _cdiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return (a + b - 1) // b
+
+
+cdef inline void _split(const real* xp, real* P, Py_ssize_t h, Py_ssize_t wd, Py_ssize_t ph,
+                        Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t Hq,
+                        Py_ssize_t Wq) noexcept nogil:
+    """Write the image part of every phase plane (the padding part stays zero)."""
+    cdef Py_ssize_t a, bb, u, v, u0, u1, v0, v1
+    cdef real* q
+    cdef const real* xr
+    for a in range(sh):
+        u0 = _cdiv(ph - a, sh) if ph > a else 0
+        u1 = _cdiv(h + ph - a, sh)
+        for bb in range(sw):
+            v0 = _cdiv(pw - bb, sw) if pw > bb else 0
+            v1 = _cdiv(wd + pw - bb, sw)
+            q = P + (a * sw + bb) * Hq * Wq
+            for u in range(u0, u1):
+                xr = xp + (u * sh + a - ph) * wd + (bb - pw)
+                if sw == 1:
+                    for v in range(v0, v1):
+                        q[u * Wq + v] = xr[v]
+                else:
+                    for v in range(v0, v1):
+                        q[u * Wq + v] = xr[v * sw]
+
+
+cdef inline void _taps_row(real* acc, const real* P, const real* wr, Py_ssize_t kw,
+                           Py_ssize_t sw, Py_ssize_t plane, Py_ssize_t L, bint init,
+                           real bias) noexcept nogil:
+    """acc[t] (= bias if init, else +=) sum_j wr[j] * P_b(j)[t + j // sw] for one tap row;
+    P is the row's first phase plane (b = 0), at its row offset."""
+    cdef Py_ssize_t t, j
+    cdef const real* s0
+    cdef const real* s1
+    cdef const real* s2
+    cdef const real* s3
+    cdef const real* s4
+    cdef real w0, w1, w2, w3, w4
+    if kw == 3 or kw == 5:
+        s0 = P
+        s1 = P + (1 % sw) * plane + 1 // sw
+        s2 = P + (2 % sw) * plane + 2 // sw
+        w0 = wr[0]
+        w1 = wr[1]
+        w2 = wr[2]
+        if kw == 3:
+            if init:
+                for t in range(L):
+                    acc[t] = bias + (w0 * s0[t] + w1 * s1[t] + w2 * s2[t])
+            else:
+                for t in range(L):
+                    acc[t] = acc[t] + (w0 * s0[t] + w1 * s1[t] + w2 * s2[t])
+            return
+        s3 = P + (3 % sw) * plane + 3 // sw
+        s4 = P + (4 % sw) * plane + 4 // sw
+        w3 = wr[3]
+        w4 = wr[4]
+        if init:
+            for t in range(L):
+                acc[t] = bias + (w0 * s0[t] + w1 * s1[t] + w2 * s2[t] + w3 * s3[t] + w4 * s4[t])
+        else:
+            for t in range(L):
+                acc[t] = acc[t] + (w0 * s0[t] + w1 * s1[t] + w2 * s2[t] + w3 * s3[t]
+                                   + w4 * s4[t])
+        return
+    if init:
+        for t in range(L):
+            acc[t] = bias
+    for j in range(kw):
+        s0 = P + (j % sw) * plane + j // sw
+        w0 = wr[j]
+        for t in range(L):
+            acc[t] = acc[t] + w0 * s0[t]
+
+
+def _phase_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const real[::1] b,
+                   real[:, :, :, ::1] y, bint has_bias, int sh, int sw, int ph, int pw):
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3]
+    cdef Py_ssize_t o = w.shape[0], kh = w.shape[2], kw = w.shape[3]
+    cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3], m = o // c
+    cdef Py_ssize_t Hq = _cdiv(h + 2 * ph, sh) + 1, Wq = _cdiv(wd + 2 * pw, sw)
+    cdef Py_ssize_t plane = Hq * Wq, L = ho * Wq
+    cdef Py_ssize_t p, bi, oc, ic, i, oh, ow
+    cdef Py_ssize_t* last = NULL
+    cdef real* P = NULL
+    cdef real* acc = NULL
+    cdef real* yp
+    cdef real bias
+    cdef int nt = _team(n * o * ho * wo * kh * kw)
+    with nogil, parallel(num_threads=nt):
+        P = <real*>calloc(sh * sw * plane + 1, sizeof(real))
+        acc = <real*>malloc((L + 1) * sizeof(real))
+        last = <Py_ssize_t*>malloc(sizeof(Py_ssize_t))
+        last[0] = -1  # the plane split in P (kept across this thread's tasks: M > 1)
+        for p in prange(n * o, schedule="static"):
+            bi = p // o
+            oc = p % o
+            ic = oc // m
+            if bi * c + ic != last[0]:
+                _split(&x[bi, ic, 0, 0], P, h, wd, ph, pw, sh, sw, Hq, Wq)
+                last[0] = bi * c + ic
+            bias = b[oc] if has_bias else 0
+            for i in range(kh):
+                _taps_row(acc, P + ((i % sh) * sw) * plane + (i // sh) * Wq, &w[oc, 0, i, 0],
+                          kw, sw, plane, L, i == 0, bias)
+            yp = &y[bi, oc, 0, 0]
+            for oh in range(ho):
+                for ow in range(wo):
+                    yp[oh * wo + ow] = acc[oh * Wq + ow]
+        free(P)
+        free(acc)
+        free(last)
+
+
+def _phase_backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
+                      real[:, :, :, ::1] gw, int sh, int sw, int ph, int pw):
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3]
+    cdef Py_ssize_t o = gw.shape[0], kh = gw.shape[2], kw = gw.shape[3]
+    cdef Py_ssize_t ho = gy.shape[2], wo = gy.shape[3], m = o // c
+    cdef Py_ssize_t Hq = _cdiv(h + 2 * ph, sh) + 1, Wq = _cdiv(wd + 2 * pw, sw)
+    cdef Py_ssize_t plane = Hq * Wq, L = ho * Wq
+    cdef Py_ssize_t oc, ic, bi, i, j, t, oh, ow
+    cdef real* P = NULL
+    cdef real* G = NULL
+    cdef real* acc = NULL
+    cdef real* a
+    cdef const real* src
+    cdef const real* gp
+    cdef real s
+    cdef int nt = _team(n * o * ho * wo * kh * kw)
+    with nogil, parallel(num_threads=nt):
+        # per tap, elementwise accumulators along t summed at the end (no reassociated
+        # reduction in the inner loop); each thread owns whole output channels
+        P = <real*>calloc(sh * sw * plane + 1, sizeof(real))
+        G = <real*>calloc(L + 1, sizeof(real))
+        acc = <real*>malloc((kh * kw * L + 1) * sizeof(real))
+        for oc in prange(o, schedule="static"):
+            ic = oc // m
+            for t in range(kh * kw * L):
+                acc[t] = 0
+            for bi in range(n):
+                _split(&x[bi, ic, 0, 0], P, h, wd, ph, pw, sh, sw, Hq, Wq)
+                gp = &gy[bi, oc, 0, 0]
+                for oh in range(ho):
+                    for ow in range(wo):
+                        G[oh * Wq + ow] = gp[oh * wo + ow]
+                for i in range(kh):
+                    for j in range(kw):
+                        a = acc + (i * kw + j) * L
+                        src = P + ((i % sh) * sw + j % sw) * plane + (i // sh) * Wq + j // sw
+                        for t in range(L):
+                            a[t] = a[t] + G[t] * src[t]
+            for i in range(kh * kw):
+                s = 0
+                a = acc + i * L
+                for t in range(L):
+                    s = s + a[t]
+                gw[oc, 0, i // kw, i % kw] = s
+        free(P)
+        free(G)
+        free(acc)
+
+
+def _phase_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
+                      real[:, :, :, ::1] gx, int sh, int sw, int ph, int pw):
+    cdef Py_ssize_t n = gx.shape[0], c = gx.shape[1], h = gx.shape[2], wd = gx.shape[3]
+    cdef Py_ssize_t o = w.shape[0], kh = w.shape[2], kw = w.shape[3]
+    cdef Py_ssize_t ho = gy.shape[2], wo = gy.shape[3], m = o // c
+    cdef Py_ssize_t qh = (kh - 1) // sh, qw = (kw - 1) // sw
+    cdef Py_ssize_t U = _cdiv(h + 2 * ph, sh), V = _cdiv(wd + 2 * pw, sw)
+    cdef Py_ssize_t Wg = V + qw, L = U * Wg
+    cdef Py_ssize_t p, bi, ic, mm, oc, a, bb, i, j, t, u, v, u0, u1, v0, v1, oh, ow
+    cdef real* G = NULL
+    cdef real* Q = NULL
+    cdef real* gxp
+    cdef real* g
+    cdef const real* src
+    cdef const real* gp
+    cdef real wv
+    cdef bint first
+    cdef int nt = _team(n * o * ho * wo * kh * kw)
+    with nogil, parallel(num_threads=nt):
+        # one slack row: the columns past V of the last row read past the plane
+        G = <real*>calloc(m * (U + qh) * Wg + Wg + 1, sizeof(real))
+        Q = <real*>malloc((L + 1) * sizeof(real))
+        for p in prange(n * c, schedule="static"):
+            bi = p // c
+            ic = p % c
+            for mm in range(m):  # each output gradient plane, padded by (qh, qw) top-left
+                g = G + mm * (U + qh) * Wg
+                gp = &gy[bi, ic * m + mm, 0, 0]
+                for oh in range(ho):
+                    for ow in range(wo):
+                        g[(oh + qh) * Wg + ow + qw] = gp[oh * wo + ow]
+            gxp = &gx[bi, ic, 0, 0]
+            for a in range(sh):
+                u0 = _cdiv(ph - a, sh) if ph > a else 0
+                u1 = _cdiv(h + ph - a, sh)
+                for bb in range(sw):
+                    v0 = _cdiv(pw - bb, sw) if pw > bb else 0
+                    v1 = _cdiv(wd + pw - bb, sw)
+                    if u1 <= u0 or v1 <= v0:
+                        continue
+                    first = True
+                    for mm in range(m):
+                        oc = ic * m + mm
+                        for i in range(_cdiv(kh - a, sh)):  # taps a + sh*i, bb + sw*j
+                            for j in range(_cdiv(kw - bb, sw)):
+                                wv = w[oc, 0, a + sh * i, bb + sw * j]
+                                src = G + mm * (U + qh) * Wg + (qh - i) * Wg + qw - j
+                                if first:
+                                    for t in range(L):
+                                        Q[t] = wv * src[t]
+                                    first = False
+                                else:
+                                    for t in range(L):
+                                        Q[t] = Q[t] + wv * src[t]
+                    if first:  # no tap lands on this phase (stride > kernel)
+                        for t in range(L):
+                            Q[t] = 0
+                    for u in range(u0, u1):
+                        g = gxp + (u * sh + a - ph) * wd + bb - pw
+                        for v in range(v0, v1):
+                            g[v * sw] = Q[u * Wg + v]
+        free(G)
+        free(Q)
+
+
 def forward(x, w, b, stride, padding, dilation, groups):
     n, c, h, wd = x.shape
     o, _, kh, kw = w.shape
@@ -247,7 +491,10 @@ def forward(x, w, b, stride, padding, dilation, groups):
     check_fits("depthwise_conv2d (direct)", {"output": int(np.prod(shape)) * x.itemsize})
     y = np.empty(shape, dtype=x.dtype)
     bb = b if b is not None else np.zeros(1, dtype=x.dtype)
-    _forward(x, w, bb, y, b is not None, *stride, *padding, *dilation)
+    if dilation == (1, 1):
+        _phase_forward(x, w, bb, y, b is not None, *stride, *padding)
+    else:
+        _forward(x, w, bb, y, b is not None, *stride, *padding, *dilation)
     return y
 
 
@@ -257,20 +504,25 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
         {"input gradient": x.nbytes if need_x else 0, "weight gradient": w.nbytes if need_w else 0},
     )
     gx = gw = None
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    phase = dh == dw == 1
     if need_x:
         gx = np.empty_like(x)
-        (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
         kh, kw = w.shape[2], w.shape[3]
         qh, qw = dh * (kh - 1) - ph, dw * (kw - 1) - pw
-        if sh == sw == 1 and w.shape[0] == x.shape[1] and qh >= 0 and qw >= 0:
+        if phase and sh == sw == 1 and w.shape[0] == x.shape[1] and qh >= 0 and qw >= 0:
             # stride 1, one output channel per input channel: the input gradient is the
-            # forward convolution of gy with the flipped kernel and padding
-            # dilation*(k-1) - padding, so it takes the fused forward loops
+            # forward convolution of gy with the flipped kernel and padding k - 1 - padding
             wf = np.ascontiguousarray(w[:, :, ::-1, ::-1])
-            _forward(gy, wf, np.zeros(1, dtype=gy.dtype), gx, False, 1, 1, qh, qw, dh, dw)
+            _phase_forward(gy, wf, np.zeros(1, dtype=gy.dtype), gx, False, 1, 1, qh, qw)
+        elif phase:
+            _phase_backward_x(gy, w, gx, sh, sw, ph, pw)
         else:
             _backward_x(gy, w, gx, *stride, *padding, *dilation)
     if need_w:
         gw = np.empty_like(w)
-        _backward_w(gy, x, gw, *stride, *padding, *dilation)
+        if phase:
+            _phase_backward_w(gy, x, gw, sh, sw, ph, pw)
+        else:
+            _backward_w(gy, x, gw, *stride, *padding, *dilation)
     return gx, gw

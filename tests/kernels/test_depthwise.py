@@ -75,3 +75,36 @@ def test_depthwise_3x3_stride1_rows(variant, padding, dilation, m):
             mod.backward(gy, x, wt, *args, True, True), ref.backward(gy, x, wt, *args, True, True)
         ):
             np.testing.assert_allclose(got, want, **tol)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("stride", [(1, 1), (2, 2), (2, 1), (1, 3)])
+@pytest.mark.parametrize("m", [1, 2])
+def test_depthwise_phase_planes(variant, k, stride, m):
+    """Dilation-1 calls (phase planes: padded, split by stride phase, taps as unit-stride
+    streams; the input gradient as one small convolution per phase) on odd planes, batch 1
+    and 2, 5 channels, every padding from 0 to 2."""
+    rng = np.random.default_rng(k * 100 + stride[0] * 10 + stride[1] + m)
+    ref = K.get("conv2d", "reference")
+    mod = K.get("depthwise_conv2d", variant)
+    for n, c, h, w, padding, dtype in [
+        (1, 5, 11, 9, (0, 2), np.float32),
+        (2, 5, 13, 17, (1, 1), np.float64),
+        (1, 3, 7, 6, (2, 0), np.float64),
+    ]:
+        x = rng.standard_normal((n, c, h, w)).astype(dtype)
+        wt = rng.standard_normal((c * m, 1, k, k)).astype(dtype)
+        b = rng.standard_normal(c * m).astype(dtype)
+        args = (stride, padding, (1, 1), c)
+        tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+        y = mod.forward(x, wt, b, *args)
+        np.testing.assert_allclose(y, ref.forward(x, wt, b, *args), **tol)
+        gy = rng.standard_normal(y.shape).astype(dtype)
+        want = ref.backward(gy, x, wt, *args, True, True)
+        for need in ((True, True), (True, False), (False, True)):
+            got = mod.backward(gy, x, wt, *args, *need)
+            for g, r, asked in zip(got, want, need):
+                assert (g is None) != asked
+                if asked:
+                    np.testing.assert_allclose(g, r, **tol)

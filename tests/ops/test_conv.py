@@ -213,6 +213,7 @@ DW_VARIANTS = K.variants("depthwise_conv2d")
     [
         ((2, 3, 5, 4), (3, 1, 3, 2), 1, 1, 1),
         ((1, 2, 6, 5), (6, 1, 2, 3), (2, 1), (1, 2), (1, 2)),  # channel multiplier 3
+        ((1, 3, 7, 6), (3, 1, 5, 5), 2, 2, 1),  # 5x5 stride 2 (phase planes)
     ],
 )
 def test_depthwise_gradcheck(variant, case):
@@ -254,6 +255,8 @@ def test_conv2d_routes_depthwise(c, o, groups, op):
         ((2, 4, 9, 8), (4, 1, 3, 3), 1, 1, 1, 4),
         ((2, 3, 9, 8), (6, 1, 3, 2), (2, 3), (2, 1), (2, 1), 3),
         ((1, 5, 7, 7), (5, 1, 5, 5), 1, "same", 1, 5),
+        ((2, 5, 11, 9), (5, 1, 3, 3), 2, 1, 1, 5),
+        ((1, 3, 9, 10), (6, 1, 5, 5), 2, 2, 1, 3),
     ],
 )
 def test_depthwise_matches_torch(variant, case):
