@@ -3,8 +3,9 @@
 Runners: ``tapegrad`` (the model's eval forward under ``no_grad``), ``tapegrad-opt``
 (:func:`tapegrad.inference.optimize`), ``tapegrad-nofuse`` and ``tapegrad-fold``
 (``optimize(model, fold=False, fuse=False)``: the traced ops replayed with no tape, and the
-same with batch norm folded; not in the default set: ``--runners`` to see what folding
-and fusion each buy), ``torch`` (the ``zoo_torch`` twin with the same
+same with batch norm folded; ``tapegrad-serial``: ``tapegrad-opt`` with every step on the
+calling thread (``serial_macs`` huge); not in the default set: ``--runners`` to see what
+folding, fusion and threads each buy), ``torch`` (the ``zoo_torch`` twin with the same
 weights, ``torch.inference_mode()``) and ``onnxruntime`` (the file ``tapegrad.onnx.export``
 writes, CPU provider, default graph optimisations). Every measurement runs in its own
 process with the same thread count for every runner (``--threads``, default 2:
@@ -52,11 +53,13 @@ def _worker(args: argparse.Namespace) -> None:
         model = zoo.get_model(name, in_channels=1, input_size=side)
         model.load_state_dict(tg.load(args.weights))
         model.eval()
-        if runner in ("tapegrad-opt", "tapegrad-nofuse", "tapegrad-fold"):
+        if runner in ("tapegrad-opt", "tapegrad-nofuse", "tapegrad-fold", "tapegrad-serial"):
             from tapegrad.inference import optimize
 
             fold = runner != "tapegrad-nofuse"
-            fwd = optimize(model, fold=fold, fuse=runner == "tapegrad-opt")
+            fuse = runner in ("tapegrad-opt", "tapegrad-serial")
+            serial = 2**62 if runner == "tapegrad-serial" else None
+            fwd = optimize(model, fold=fold, fuse=fuse, serial_macs=serial)
         else:
 
             def fwd(x):

@@ -99,6 +99,15 @@ def test_batch_norm_folds_after_conv1d_and_conv_transpose(name, build, sample, k
         assert rel_err(fused(x).data, eval_forward(model, x)) < TOL
 
 
+@pytest.mark.parametrize("serial_macs", [0, 10**12])
+def test_threaded_and_serial_steps_agree(serial_macs):
+    model, sample = zoo_case("vgg_small")
+    x = np.random.default_rng(1).standard_normal((1, *sample)).astype(np.float32)
+    opt = model.fuse(serial_macs=serial_macs)
+    assert opt.plan(x).serial_macs == serial_macs
+    assert rel_err(opt(x).data, eval_forward(model, x)) < TOL
+
+
 def test_fuse_is_optimize():
     model, sample = zoo_case("lenet5")
     x = np.random.default_rng(0).standard_normal((2, *sample)).astype(np.float32)

@@ -356,11 +356,13 @@ def _depthwise_serial(x, w, b, y, relu, sh, sw, ph, pw, dh, dw):  # pragma: no c
 
 
 # A conv or linear step below this many multiply-adds runs on the calling thread: its
-# unfold, its GEMM on one BLAS thread and its epilogue. Every layer of the zoo at batch 1 is
-# below it (the largest has 9.4M), so batch-1 inference starts no parallel region, whose
-# wait for a second, descheduled thread dominates small layers on a busy machine; at
-# batch 64 each layer is far above it and runs on every thread.
-SERIAL_MACS = 16_000_000
+# unfold, its GEMM on one BLAS thread and its epilogue. Small layers gain nothing from a
+# parallel region (its start and its wait for a second thread cost more than the work);
+# larger ones (VGG-small's 32- and 64-channel 3x3 convs at batch 1, every conv layer at
+# batch 64) split their unfold and GEMM over every thread. On a machine busy with other
+# work a parallel region waits for a descheduled thread: ``optimize(serial_macs=...)``
+# with a large value keeps the whole forward on one thread there.
+SERIAL_MACS = 4_000_000
 
 
 def _serial_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -412,7 +414,8 @@ _ALIASING = (shape.Reshape, shape.Permute, shape.GetItem)
 class _Plan:
     """The steps of one input shape: each reads and writes slots of ``vals``."""
 
-    def __init__(self) -> None:
+    def __init__(self, serial_macs: int | None = None) -> None:
+        self.serial_macs = SERIAL_MACS if serial_macs is None else int(serial_macs)
         self.steps: list[Callable[[list], None]] = []
         self.vals: list[Any] = []
         self.inputs: list[int] = []
@@ -445,7 +448,7 @@ def _conv_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool) -> Callable
     npix = ho * wo
     plan.vals[ys] = y
     y3 = y.reshape(n, o, npix)
-    small = n * o * npix * cg * kh * kw < SERIAL_MACS  # see SERIAL_MACS
+    small = n * o * npix * cg * kh * kw < plan.serial_macs  # see SERIAL_MACS
     mm = _serial_matmul if small else matmul
     epi = _bias_act if small else _pick(_bias_act, _bias_act_par, y.size)
     args = (*stride, *padding, *dilation)
@@ -524,7 +527,7 @@ def _linear_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool) -> Callab
     y = np.empty(r.out.shape, x.dtype)
     plan.vals[ys] = y
 
-    mm = _serial_matmul if x.size * wt.shape[1] < SERIAL_MACS else matmul
+    mm = _serial_matmul if x.size * wt.shape[1] < plan.serial_macs else matmul
 
     def step(vals: list) -> None:
         mm(vals[xs], wt, out=y)
@@ -617,15 +620,21 @@ def _getter(slots: dict[int, int]) -> Callable[[Any], Callable[[list], Any]]:
     return getter
 
 
-def build_plan(records: list[Record], inputs: list[Tensor], outputs: list[Tensor]) -> _Plan:
+def build_plan(
+    records: list[Record],
+    inputs: list[Tensor],
+    outputs: list[Tensor],
+    serial_macs: int | None = None,
+) -> _Plan:
     """The steps of a traced (and folded) forward, each writing a buffer of its own.
 
     Conv and linear steps take a following ReLU (when they are its only input); batch
     norms that remain run as one affine pass (with a following ReLU); ReLU and batch norm
     overwrite their input when nothing else reads it. Every other op runs its Function's
-    forward, with no tape.
+    forward, with no tape. Conv and linear steps below ``serial_macs`` multiply-adds (default
+    :data:`SERIAL_MACS`) run on the calling thread.
     """
-    plan = _Plan()
+    plan = _Plan(serial_macs)
     slots: dict[int, int] = {}
     for t in inputs:
         slots[id(t)] = plan.slot()
@@ -708,10 +717,13 @@ class InferenceModel:
     called from two threads at once (the buffers are shared).
     """
 
-    def __init__(self, model: Any, fold: bool = True, fuse: bool = True) -> None:
+    def __init__(
+        self, model: Any, fold: bool = True, fuse: bool = True, serial_macs: int | None = None
+    ) -> None:
         self.model = copy.deepcopy(model)
         self.model.eval()
         self.fold, self.fuse = fold, fuse
+        self.serial_macs = serial_macs
         self._plans: OrderedDict[tuple, _Plan] = OrderedDict()
         self.max_plans = 8
 
@@ -740,7 +752,7 @@ class InferenceModel:
             return found
         records, tensors, outs = self.trace(*inputs)
         if self.fuse:
-            built = build_plan(records, tensors, outs)
+            built = build_plan(records, tensors, outs, self.serial_macs)
         else:
             built = _Plan()
             built.inputs = [built.slot() for _ in tensors]
@@ -784,7 +796,9 @@ def _raw(x: Any) -> Any:
     return x.data if isinstance(x, Tensor) else x
 
 
-def optimize(model: Any, fold: bool = True, fuse: bool = True) -> InferenceModel:
+def optimize(
+    model: Any, fold: bool = True, fuse: bool = True, serial_macs: int | None = None
+) -> InferenceModel:
     """An inference version of ``model``: batch norm folded, ReLUs fused, no tape.
 
     Parameters
@@ -798,6 +812,12 @@ def optimize(model: Any, fold: bool = True, fuse: bool = True) -> InferenceModel
         Run conv + bias + ReLU (and linear + bias + ReLU, batch norm + ReLU) as one step
         writing a preallocated buffer; False runs each op's forward as it is (no tape).
 
+    serial_macs : int, optional
+        Conv and linear steps with fewer multiply-adds than this run on the calling thread
+        (unfold, one-thread GEMM, epilogue); larger ones use every thread. Default
+        :data:`SERIAL_MACS`. 0 puts every such step on the threads; a huge value keeps a
+        whole forward on one thread (steadier on a machine busy with other work).
+
     Returns
     -------
     InferenceModel
@@ -809,4 +829,4 @@ def optimize(model: Any, fold: bool = True, fuse: bool = True) -> InferenceModel
     TypeError
         A call with non-float input, or a model returning something other than Tensors.
     """
-    return InferenceModel(model, fold=fold, fuse=fuse)
+    return InferenceModel(model, fold=fold, fuse=fuse, serial_macs=serial_macs)

@@ -234,9 +234,9 @@ class Module:
         """Evaluation mode: ``train(False)``. Returns this module."""
         return self.train(False)
 
-    def fuse(self, fold: bool = True, fuse: bool = True) -> Any:
+    def fuse(self, fold: bool = True, fuse: bool = True, serial_macs: int | None = None) -> Any:
         """The optimised inference version of this model: ``tapegrad.inference.optimize(self,
-        fold, fuse)``.
+        fold, fuse, serial_macs)``.
 
         Batch norms are folded into the conv (``Conv1d``, ``Conv2d``, ``ConvTranspose1d``,
         ``ConvTranspose2d``, depthwise) or ``Linear`` layer before them, conv + bias + ReLU
@@ -251,7 +251,7 @@ class Module:
         """
         from ..inference import optimize
 
-        return optimize(self, fold=fold, fuse=fuse)
+        return optimize(self, fold=fold, fuse=fuse, serial_macs=serial_macs)
 
     def zero_grad(self) -> None:
         """Clear the gradient of every parameter (set ``grad`` to None)."""
