@@ -4,7 +4,8 @@ Notebooks and comparisons often ``import torch`` before ``import tapegrad``. For
 model and kernel backend (``auto``, every op on its Numba variant, every op on its Cython
 variant), rounds alternate a process that imports only tapegrad with one that imports
 PyTorch and runs one PyTorch op first (``tapegrad.bench.steps --torch-first``); each
-process reports its median step. Printed: the median over rounds and spread of both, and
+process reports its median step (one process per order and round times every model in
+turn). Printed: the median over rounds and spread of both, and
 their ratio (torch first / tapegrad alone; 1.0 means the order does not matter). The
 processes run without the OpenBLAS pin, as ``train_vs_torch.py`` does.
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from tapegrad.bench.steps import run_one, summarize
+from tapegrad.bench.steps import run_models, summarize
 
 MODELS = "lenet5,vgg_small,mobilenet_small,resnet8,conv_autoencoder"
 
@@ -37,17 +38,20 @@ def main() -> None:
     print()
     print("| model | kernels | tapegrad alone ms | spread | torch first ms | spread | ratio |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
-    for model in args.models.split(","):
-        for backend in args.backends.split(","):
-            med: dict[bool, list[float]] = {False: [], True: []}
-            for r in range(args.rounds):
-                for first in (r % 2 == 1, r % 2 == 0):
-                    res = run_one(
-                        "tapegrad", model, threads=args.threads, warmup=args.warmup,
-                        steps=args.steps, torch_first=first, backend=backend,
-                    )  # fmt: skip
-                    med[first].append(res["median_s"])
-            a, b = summarize(med[False]), summarize(med[True])
+    models = args.models.split(",")
+    for backend in args.backends.split(","):
+        # per round, one process per order times every model in turn
+        med = {m: {False: [], True: []} for m in models}
+        for r in range(args.rounds):
+            for first in (r % 2 == 1, r % 2 == 0):
+                got = run_models(
+                    "tapegrad", models, threads=args.threads, warmup=args.warmup,
+                    steps=args.steps, torch_first=first, backend=backend,
+                )  # fmt: skip
+                for m in models:
+                    med[m][first].append(got[m]["median_s"])
+        for model in models:
+            a, b = summarize(med[model][False]), summarize(med[model][True])
             print(
                 f"| {model} | {backend} | {a['median_ms']:.1f} | {a['spread']:.0%} | "
                 f"{b['median_ms']:.1f} | {b['spread']:.0%} | "

@@ -14,6 +14,7 @@ them to pin OpenBLAS to one kernel family), as on a user's machine; ``--keep-pin
 them. Print ``uptime`` beside the table: on a shared machine the load moves every number.
 
     python benchmarks/train_vs_torch.py [--models lenet5,resnet8] [--threads 1,2] [--rounds 5]
+        [--one-process]   (per round, one process per framework runs every model in turn)
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from tapegrad.bench.steps import run_one, summarize
+from tapegrad.bench.steps import run_models, run_one, summarize
 
 MODELS = "lenet5,vgg_small,mobilenet_small,resnet8,conv_autoencoder"
 TARGET = 0.8  # tapegrad step time / PyTorch step time
@@ -41,6 +42,11 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--keep-pin", action="store_true", help="keep OPENBLAS_CORETYPE/L2_SIZE")
+    ap.add_argument(
+        "--one-process",
+        action="store_true",
+        help="per round, one process per framework times every model in turn",
+    )
     args = ap.parse_args()
     print(
         f"batch {args.batch}; {args.rounds} alternated rounds of one process per framework; "
@@ -53,17 +59,33 @@ def main() -> None:
         "| target | BLAS (tapegrad; PyTorch) |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+    models = args.models.split(",")
     for threads in [int(t) for t in args.threads.split(",")]:
-        for model in args.models.split(","):
+        pooled: dict[str, dict[str, list[dict]]] = {}
+        if args.one_process:  # every model in one process per framework and round
+            pooled = {m: {"tapegrad": [], "torch": []} for m in models}
+            for r in range(args.rounds):
+                order = ["tapegrad", "torch"] if r % 2 == 0 else ["torch", "tapegrad"]
+                for side in order:
+                    got = run_models(
+                        side, models, threads=threads, batch=args.batch, warmup=args.warmup,
+                        steps=args.steps, keep_pin=args.keep_pin,
+                    )  # fmt: skip
+                    for m in models:
+                        pooled[m][side].append(got[m])
+        for model in models:
             med: dict[str, list[float]] = {"tapegrad": [], "torch": []}
             blas: dict[str, str] = {}
             for r in range(args.rounds):
                 order = ["tapegrad", "torch"] if r % 2 == 0 else ["torch", "tapegrad"]
                 for side in order:
-                    res = run_one(
-                        side, model, threads=threads, batch=args.batch, warmup=args.warmup,
-                        steps=args.steps, keep_pin=args.keep_pin,
-                    )  # fmt: skip
+                    if pooled:
+                        res = pooled[model][side][r]
+                    else:
+                        res = run_one(
+                            side, model, threads=threads, batch=args.batch, warmup=args.warmup,
+                            steps=args.steps, keep_pin=args.keep_pin,
+                        )  # fmt: skip
                     med[side].append(res["median_s"])
                     blas[side] = _blas(res)
             a, b = summarize(med["tapegrad"]), summarize(med["torch"])

@@ -189,6 +189,39 @@ def run_one(
     return res
 
 
+def run_models(
+    side: str,
+    models: list[str],
+    *,
+    threads: int,
+    batch: int = 64,
+    warmup: int = 3,
+    steps: int = 20,
+    torch_first: bool = False,
+    backend: str = "auto",
+    keep_pin: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Like :func:`run_one`, but one worker process times every model in ``models`` in turn
+    (each with its own warm-up); returns model -> result (with ``median_s``)."""
+    cmd = [sys.executable, "-m", "tapegrad.bench.steps", "--side", side]
+    cmd += ["--model", ",".join(models), "--threads", str(threads), "--batch", str(batch)]
+    cmd += ["--warmup", str(warmup), "--steps", str(steps), "--backend", backend]
+    if torch_first:
+        cmd.append("--torch-first")
+    out = subprocess.run(
+        cmd, env=worker_env(keep_pin=keep_pin), capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"benchmark worker {' '.join(cmd)} failed:\n{out.stderr}")
+    results = {}
+    for line in out.stdout.strip().splitlines():
+        if line.startswith("{"):
+            res = json.loads(line)
+            res["median_s"] = statistics.median(res["steps_s"])
+            results[res["model"]] = res
+    return results
+
+
 def summarize(medians: list[float]) -> dict[str, float]:
     """Median of the per-round medians and their spread (max - min) relative to it."""
     m = statistics.median(medians)
@@ -199,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     """Worker entry point: time one side's steps and print them as one JSON line."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--side", choices=["tapegrad", "torch"], required=True)
-    ap.add_argument("--model", required=True)
+    ap.add_argument("--model", required=True, help="a zoo model, or several comma-separated")
     ap.add_argument("--threads", type=int, required=True)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--warmup", type=int, default=3)
@@ -207,20 +240,24 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--torch-first", action="store_true")
     ap.add_argument("--backend", choices=["auto", "numba", "cython"], default="auto")
     a = ap.parse_args(argv)
-    if a.side == "torch":
-        res = torch_steps(a.model, threads=a.threads, batch=a.batch, warmup=a.warmup, steps=a.steps)
-    else:
-        res = tapegrad_steps(
-            a.model,
-            threads=a.threads,
-            batch=a.batch,
-            warmup=a.warmup,
-            steps=a.steps,
-            torch_first=a.torch_first,
-            backend=a.backend,
-        )
-    res["blas"] = _blas()
-    print(json.dumps(res))
+    for model in a.model.split(","):  # several models: one JSON line each, in turn
+        if a.side == "torch":
+            res = torch_steps(
+                model, threads=a.threads, batch=a.batch, warmup=a.warmup, steps=a.steps
+            )
+        else:
+            res = tapegrad_steps(
+                model,
+                threads=a.threads,
+                batch=a.batch,
+                warmup=a.warmup,
+                steps=a.steps,
+                torch_first=a.torch_first and model == a.model.split(",")[0],
+                backend=a.backend,
+            )
+        res["model"] = model
+        res["blas"] = _blas()
+        print(json.dumps(res), flush=True)
 
 
 if __name__ == "__main__":
