@@ -44,6 +44,16 @@ INT_MAX = 2**31 - 1  # the compiled kernels take sizes, strides and paddings as 
 
 def int_tuple(fn: str, name: str, v, n: int, minimum: int) -> tuple[int, ...]:
     """An int or a length-``n`` sequence of ints, each >= ``minimum`` and <= ``INT_MAX``."""
+    # the common calls (a plain int, a tuple of plain ints in range) return at once: this
+    # runs several times on every conv and pooling call
+    if type(v) is int and minimum <= v <= INT_MAX:
+        return (v,) * n
+    if type(v) is tuple and len(v) == n:
+        for x in v:
+            if type(x) is not int or not minimum <= x <= INT_MAX:
+                break
+        else:
+            return v
     vals = (v,) * n if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else v
     try:
         vals = tuple(vals)
