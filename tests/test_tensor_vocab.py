@@ -460,3 +460,15 @@ def test_device_and_cuda_for_cpu_scripts():
         tg.device("cuda")
     with pytest.raises(ValueError, match="tapegrad.device: tapegrad runs on the CPU only"):
         tg.device("mps")
+
+
+@pytest.mark.parametrize("name", ["zeros_like", "ones_like", "full_like"])
+def test_like_constructors_take_a_dtype(name):
+    torch = _torch()
+    a = _x(2, 3).astype(np.float32)
+    extra = (2.5,) if name == "full_like" else ()
+    for dtype, tdtype in ((None, None), (tg.float64, torch.float64), (np.int64, torch.int64)):
+        got = getattr(tg, name)(tg.Tensor(a), *extra, dtype=dtype)
+        want = getattr(torch, name)(torch.tensor(a), *extra, dtype=tdtype)
+        assert got.dtype == want.numpy().dtype
+        np.testing.assert_array_equal(got.numpy(), want.numpy())

@@ -83,14 +83,16 @@ def ones(*shape: Any, dtype: Any = np.float32, requires_grad: bool = False) -> T
     return Tensor(np.ones(_shape(shape), dtype=dtype), requires_grad=requires_grad)
 
 
-def zeros_like(t: Tensor, requires_grad: bool = False) -> Tensor:
-    """Zeros with the shape and dtype of ``t``."""
-    return Tensor(np.zeros_like(t.data), requires_grad=requires_grad)
+def zeros_like(t: Tensor, requires_grad: bool = False, *, dtype: Any = None) -> Tensor:
+    """Zeros with the shape of ``t`` and its dtype (or ``dtype`` when given)."""
+    a = t.data if isinstance(t, Tensor) else np.asarray(t)
+    return Tensor(np.zeros_like(a, dtype=dtype), requires_grad=requires_grad)
 
 
-def ones_like(t: Tensor, requires_grad: bool = False) -> Tensor:
-    """Ones with the shape and dtype of ``t``."""
-    return Tensor(np.ones_like(t.data), requires_grad=requires_grad)
+def ones_like(t: Tensor, requires_grad: bool = False, *, dtype: Any = None) -> Tensor:
+    """Ones with the shape of ``t`` and its dtype (or ``dtype`` when given)."""
+    a = t.data if isinstance(t, Tensor) else np.asarray(t)
+    return Tensor(np.ones_like(a, dtype=dtype), requires_grad=requires_grad)
 
 
 def randn(*shape: Any, dtype: Any = np.float32, requires_grad: bool = False) -> Tensor:

@@ -306,3 +306,36 @@ def test_loss_bad_arguments():
         F.cross_entropy(a, np.array([0, 1]), weight=np.ones(2))
     with pytest.raises(TypeError, match="CrossEntropyLoss: the first argument is weight"):
         nn.CrossEntropyLoss("sum")
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_and_dropout_accept_pytorch_s_inplace_argument(dtype):
+    torch = pytest.importorskip("torch")
+    a = _x(2, 3, 4).astype(dtype)
+    x = tg.Tensor(a.copy(), requires_grad=True)
+    y = nn.ReLU(True)(x) + F.relu(x, inplace=True) + nn.ReLU(inplace=False)(x)
+    y.sum().backward()
+    t = torch.tensor(a.copy(), requires_grad=True)
+    ty = torch.nn.ReLU(False)(t) * 3
+    ty.sum().backward()
+    np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(x.grad.numpy(), t.grad.numpy(), rtol=1e-6)
+    np.testing.assert_array_equal(a, x.numpy())  # the input is left as it was
+    d = nn.Dropout(0.5, inplace=True).eval()
+    assert d(x) is x and F.dropout(x, 0.3, False, inplace=True) is x
+    assert nn.Dropout2d(p=0.2, inplace=False).inplace is False
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: nn.ReLU("yes"),
+        lambda: F.relu(tg.zeros(2), inplace=1),
+        lambda: nn.Dropout(0.5, inplace=None),
+        lambda: F.dropout2d(tg.zeros(1, 2, 2, 2), inplace="no"),
+    ],
+)
+def test_inplace_argument_must_be_a_bool(make):
+    with pytest.raises(TypeError, match="inplace must be a bool"):
+        make()

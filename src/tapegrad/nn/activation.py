@@ -16,12 +16,30 @@ from tapegrad.kernels.pointwise import (
 )
 
 from . import functional as F
+from .functional._common import check_inplace
 from .module import Module, Parameter
 
 
 class ReLU(Module):
     """``max(x, 0)`` elementwise (:func:`tapegrad.nn.functional.relu`); any shape, same shape
-    out."""
+    out.
+
+    Parameters
+    ----------
+    inplace : bool, default False
+        Accepted for PyTorch compatibility (``nn.ReLU(inplace=True)``); the output is always
+        a new tensor.
+
+    Raises
+    ------
+    TypeError
+        If ``inplace`` is not a bool.
+    """
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        check_inplace("ReLU", inplace)
+        self.inplace = inplace
 
     def forward(self, x):
         """Apply ReLU to ``x`` (any shape, float32 or float64)."""

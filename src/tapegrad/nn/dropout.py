@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from ..ops.dropout import check_p, check_sigma
 from . import functional as F
+from .functional._common import check_inplace
 from .module import Module
 
 
 class Dropout(Module):
     """Zeroes elements with probability p; kept ones scaled by 1/(1-p) unless scale=False."""
 
-    def __init__(self, p: float = 0.5, scale: bool = True) -> None:
+    def __init__(self, p: float = 0.5, scale: bool = True, *, inplace: bool = False) -> None:
         super().__init__()
-        self.p, self.scale = check_p("Dropout", p), scale
+        check_inplace("Dropout", inplace)  # PyTorch compatibility: a new tensor
+        self.p, self.scale, self.inplace = check_p("Dropout", p), scale, inplace
 
     def forward(self, x):
         """In training mode, drop elements of ``x`` (any shape); in eval mode return ``x``."""
@@ -26,9 +28,10 @@ class Dropout(Module):
 class Dropout2d(Module):
     """Zeroes whole channels of (N, C, H, W) input with probability p."""
 
-    def __init__(self, p: float = 0.5, scale: bool = True) -> None:
+    def __init__(self, p: float = 0.5, scale: bool = True, *, inplace: bool = False) -> None:
         super().__init__()
-        self.p, self.scale = check_p("Dropout2d", p), scale
+        check_inplace("Dropout2d", inplace)  # PyTorch compatibility: a new tensor
+        self.p, self.scale, self.inplace = check_p("Dropout2d", p), scale, inplace
 
     def forward(self, x):
         """In training mode, drop whole channels of ``x`` (N, C, H, W); in eval mode return

@@ -25,3 +25,9 @@ def _opt(x: Any, fn: str, name: str) -> Tensor | None:
 
 def _raw(t: Tensor | None) -> np.ndarray | None:
     return None if t is None else t.data
+
+
+def check_inplace(fn: str, inplace: Any) -> None:
+    """``inplace`` (accepted for PyTorch compatibility) must be a bool: TypeError otherwise."""
+    if not isinstance(inplace, (bool, np.bool_)):
+        raise TypeError(f"{fn}: inplace must be a bool, got {inplace!r}")

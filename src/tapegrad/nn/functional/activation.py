@@ -6,10 +6,10 @@ from __future__ import annotations
 from ...ops import activation
 from ...ops import elementwise as ew
 from ...tensor import Tensor
-from ._common import _t
+from ._common import _t, check_inplace
 
 
-def relu(input: Tensor) -> Tensor:
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
     """``max(x, 0)`` elementwise, through the ``relu`` kernel variants (one pass writes the
     output and a one-byte mask; the backward is one pass over the mask).
 
@@ -17,6 +17,8 @@ def relu(input: Tensor) -> Tensor:
     ----------
     input : Tensor or ndarray
         Any shape, float32 or float64.
+    inplace : bool, default False
+        Accepted for PyTorch compatibility; the output is always a new tensor.
 
     Returns
     -------
@@ -26,8 +28,9 @@ def relu(input: Tensor) -> Tensor:
     Raises
     ------
     TypeError
-        If ``input`` is not a Tensor or ndarray.
+        If ``input`` is not a Tensor or ndarray, or ``inplace`` not a bool.
     """
+    check_inplace("relu", inplace)
     return activation.ReLU.apply(_t(input, "relu"))
 
 

@@ -8,10 +8,17 @@ from __future__ import annotations
 
 from ...ops.dropout import Dropout, Dropout2d, GaussianDropout
 from ...tensor import Tensor
-from ._common import _t
+from ._common import _t, check_inplace
 
 
-def dropout(input: Tensor, p: float = 0.5, training: bool = True, scale: bool = True) -> Tensor:
+def dropout(
+    input: Tensor,
+    p: float = 0.5,
+    training: bool = True,
+    scale: bool = True,
+    *,
+    inplace: bool = False,
+) -> Tensor:
     """Zero each element of input (any shape) with probability p -> same shape.
 
     ``scale=True`` (PyTorch's inverted dropout) multiplies kept elements by 1/(1-p) so
@@ -28,6 +35,8 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, scale: bool = 
     training : bool, default True
         False returns ``input`` unchanged.
     scale : bool, default True
+    inplace : bool, default False
+        Keyword only; accepted for PyTorch compatibility, the output is always a new tensor.
 
     Returns
     -------
@@ -39,15 +48,25 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, scale: bool = 
     ------
     ValueError
         If ``p`` is outside [0, 1].
+    TypeError
+        If ``inplace`` is not a bool.
     """
     x = _t(input, "dropout")
+    check_inplace("dropout", inplace)
     if not training or p == 0.0:
         Dropout.check(x.data, p, scale)  # the op's own check: bad arguments fail in eval too
         return x
     return Dropout.apply(x, p, scale)
 
 
-def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, scale: bool = True) -> Tensor:
+def dropout2d(
+    input: Tensor,
+    p: float = 0.5,
+    training: bool = True,
+    scale: bool = True,
+    *,
+    inplace: bool = False,
+) -> Tensor:
     """Spatial dropout: zero whole channels. input (N, C, H, W) or (C, H, W) -> same shape;
     each (H, W) plane is kept (times 1/(1-p) when ``scale``) or zeroed with probability p.
 
@@ -58,13 +77,18 @@ def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, scale: bool 
     p : float, default 0.5
     training : bool, default True
     scale : bool, default True
+    inplace : bool, default False
+        Keyword only; accepted for PyTorch compatibility, the output is always a new tensor.
 
     Raises
     ------
     ValueError
         If ``p`` is outside [0, 1] or ``input`` is not 3-D or 4-D.
+    TypeError
+        If ``inplace`` is not a bool.
     """
     x = _t(input, "dropout2d")
+    check_inplace("dropout2d", inplace)
     if not training or p == 0.0:
         Dropout2d.check(x.data, p, scale)
         return x
