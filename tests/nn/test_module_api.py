@@ -216,3 +216,19 @@ def test_init_bad_arguments():
         nn.init.zeros_([1.0])
     with pytest.raises(ValueError, match="orthogonal_: needs at least 2 dimensions"):
         nn.init.orthogonal_(tg.zeros(3))
+
+
+def test_sequential_slice_and_module_zero_grad_follow_pytorch():
+    torch = pytest.importorskip("torch")
+    layers = [nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)]
+    m = nn.Sequential(*layers)
+    tm = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    s, ts = m[1:], tm[1:]
+    assert isinstance(s, nn.Sequential) and list(s.state_dict()) == list(ts.state_dict())
+    assert s[0] is layers[1] and s[1] is layers[2] and len(m[:0]) == 0
+    x = tg.ones(2, 3)
+    m(x).sum().backward()
+    m.zero_grad(set_to_none=False)
+    assert all(p.grad is not None and not p.grad.numpy().any() for p in m.parameters())
+    m.zero_grad()
+    assert all(p.grad is None for p in m.parameters())

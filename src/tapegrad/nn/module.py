@@ -253,10 +253,14 @@ class Module:
 
         return optimize(self, fold=fold, fuse=fuse, serial_macs=serial_macs)
 
-    def zero_grad(self) -> None:
-        """Clear the gradient of every parameter (set ``grad`` to None)."""
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear the gradient of every parameter: ``grad`` becomes None, or (with
+        ``set_to_none=False``) zeros where there was a gradient, as PyTorch's."""
         for p in self.parameters():
-            p.grad = None
+            if set_to_none or p.grad_data is None:
+                p.grad_data = None
+            else:
+                p.grad_data = np.zeros_like(p.data)
 
     # --- state --------------------------------------------------------------------------
     def state_dict(self) -> OrderedDict[str, np.ndarray]:
@@ -402,7 +406,8 @@ class Sequential(Module):
     """Layers applied in order: ``Sequential(nn.Conv2d(1, 6, 5), nn.ReLU())``.
 
     The layers are registered as submodules named ``"0"``, ``"1"``, ...; the object supports
-    ``len``, indexing and iteration over them.
+    ``len``, indexing (a slice is a ``Sequential`` of those layers, their names kept) and
+    iteration over them.
     """
 
     def __init__(self, *layers: Module) -> None:
@@ -410,7 +415,12 @@ class Sequential(Module):
         for i, layer in enumerate(layers):
             setattr(self, str(i), layer)
 
-    def __getitem__(self, i: int) -> Module:
+    def __getitem__(self, i: int | slice) -> Module:
+        if isinstance(i, slice):  # PyTorch: a Sequential of those layers, names kept
+            out = Sequential()
+            for name, layer in list(self._modules.items())[i]:
+                setattr(out, name, layer)
+            return out
         return list(self._modules.values())[i]
 
     def __len__(self) -> int:
