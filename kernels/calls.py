@@ -141,7 +141,7 @@ class KernelCall:
 
 def pair(v: Any) -> tuple[int, ...]:
     """A tuple of Python ints (records hold hashable, canonical values)."""
-    return tuple(int(i) for i in v)
+    return tuple(map(int, v))  # map: no generator frame on every op's call record
 
 
 def nchw(shape: Sequence[int]) -> dict[str, int]:
