@@ -12,7 +12,10 @@ for depthwise ones (both measured in their own process). OpenBLAS's core-type pi
 environments. The Winograd variants' float32 error against the float64 reference is
 printed after the table.
 
-    python benchmarks/conv_targets.py [--rounds 3] [--repeats 7] [--out FILE.md]
+    python benchmarks/conv_targets.py [--rounds 3] [--repeats 7] [--only TEXT] [--out FILE.md]
+
+``--only`` keeps the cases whose name contains TEXT (e.g. ``depthwise``); repeat it to keep
+several kinds.
 """
 
 from __future__ import annotations
@@ -115,14 +118,19 @@ def _median_time(fn, repeats: int, warmup: int = 2) -> float:
     return float(np.median(ts))
 
 
-def _worker_tapegrad(repeats: int) -> dict:
+def _selected(only: list[str]) -> list[Case]:
+    """The cases whose name contains one of ``only`` (every case when it is empty)."""
+    return [c for c in CASES if not only or any(t in c.name for t in only)]
+
+
+def _worker_tapegrad(repeats: int, cases: list[Case]) -> dict:
     import tapegrad as tg
     import tapegrad.kernels as K
     import tapegrad.nn.functional as F
 
     tg.set_num_threads(2)
     out = {}
-    for c in CASES:
+    for c in cases:
         x, w, b, gy = _arrays(c)
         tx, tw, tb = (tg.Tensor(a, requires_grad=c.backward) for a in (x, w, b))
         fn = getattr(F, c.fn)
@@ -141,12 +149,12 @@ def _worker_tapegrad(repeats: int) -> dict:
     return out
 
 
-def _worker_torch(repeats: int) -> dict:
+def _worker_torch(repeats: int, cases: list[Case]) -> dict:
     import torch
 
     torch.set_num_threads(2)
     out = {}
-    for c in CASES:
+    for c in cases:
         x, w, b, gy = (torch.tensor(a) for a in _arrays(c))
         for t in (x, w, b):
             t.requires_grad_(c.backward)
@@ -207,11 +215,13 @@ def _winograd_accuracy() -> list[str]:
     return lines
 
 
-def _spawn(role: str, repeats: int) -> dict:
+def _spawn(role: str, repeats: int, only: list[str] | None = None) -> dict:
     env = {
         k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
     }
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", role, "--repeats", str(repeats)]
+    for t in only or []:
+        cmd += ["--only", t]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
     return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -221,13 +231,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--out", default="")
+    ap.add_argument("--only", action="append", default=[], help="cases whose name has this")
     ap.add_argument("--worker", choices=["tapegrad", "torch", "limits", "accuracy"])
     args = ap.parse_args()
     if args.worker:
         if args.worker == "tapegrad":
-            res = _worker_tapegrad(args.repeats)
+            res = _worker_tapegrad(args.repeats, _selected(args.only))
         elif args.worker == "torch":
-            res = _worker_torch(args.repeats)
+            res = _worker_torch(args.repeats, _selected(args.only))
         elif args.worker == "limits":
             res = _worker_limits()
         else:
@@ -238,13 +249,14 @@ def main() -> None:
     up = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     lines = [f"uptime at start: {up}", ""]
     limits = _spawn("limits", 0)
-    ours: dict[str, list[float]] = {c.name: [] for c in CASES}
-    theirs: dict[str, list[float]] = {c.name: [] for c in CASES}
+    cases = _selected(args.only)
+    ours: dict[str, list[float]] = {c.name: [] for c in cases}
+    theirs: dict[str, list[float]] = {c.name: [] for c in cases}
     picked: dict[str, str] = {}
     for r in range(args.rounds):
         order = ["tapegrad", "torch"] if r % 2 == 0 else ["torch", "tapegrad"]
         for role in order:
-            res = _spawn(role, args.repeats)
+            res = _spawn(role, args.repeats, args.only)
             for name, v in res.items():
                 (ours if role == "tapegrad" else theirs)[name].append(v["ms"])
                 if "variant" in v:
@@ -267,7 +279,7 @@ def main() -> None:
         "| share of limit |"
     )
     lines.append("| --- | ---: | ---: | ---: | --- | --- | ---: |")
-    for c in CASES:
+    for c in cases:
         a, b = ours[c.name], theirs[c.name]
         ma, mb = float(np.median(a)), float(np.median(b))
         ratio = ma / mb
@@ -285,8 +297,9 @@ def main() -> None:
             f"| {share} |"
         )
     lines.append("")
-    lines.append("Winograd float32 max error / output std vs the float64 reference:")
-    lines += _spawn("accuracy", 0)["lines"]
+    if any(c.kind == "gemm" and c.fn == "conv2d" for c in cases):
+        lines.append("Winograd float32 max error / output std vs the float64 reference:")
+        lines += _spawn("accuracy", 0)["lines"]
     up = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     lines.append(f"\nuptime at end: {up}")
     text = "\n".join(lines)
