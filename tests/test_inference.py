@@ -108,6 +108,18 @@ def test_threaded_and_serial_steps_agree(serial_macs):
     assert rel_err(opt(x).data, eval_forward(model, x)) < TOL
 
 
+def test_default_plan_is_the_faster_of_threaded_and_serial():
+    model, sample = zoo_case("vgg_small")
+    x = np.random.default_rng(2).standard_normal((1, *sample)).astype(np.float32)
+    opt = model.fuse()
+    assert opt.plan(x).serial_macs in (inference.SERIAL_MACS, inference.ALL_SERIAL)
+    assert rel_err(opt(x).data, eval_forward(model, x)) < TOL
+    # a plan with every step serial has nothing to race
+    small = np.zeros((1, 1, 28, 28), np.float32)
+    lenet = zoo.get_model("lenet5").fuse()
+    assert not lenet.plan(small).threaded and lenet.plan(small).serial_macs == inference.SERIAL_MACS
+
+
 def test_fuse_is_optimize():
     model, sample = zoo_case("lenet5")
     x = np.random.default_rng(0).standard_normal((2, *sample)).astype(np.float32)

@@ -416,6 +416,7 @@ class _Plan:
 
     def __init__(self, serial_macs: int | None = None) -> None:
         self.serial_macs = SERIAL_MACS if serial_macs is None else int(serial_macs)
+        self.threaded = False  # some step runs on every thread
         self.steps: list[Callable[[list], None]] = []
         self.vals: list[Any] = []
         self.inputs: list[int] = []
@@ -449,6 +450,7 @@ def _conv_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool) -> Callable
     plan.vals[ys] = y
     y3 = y.reshape(n, o, npix)
     small = n * o * npix * cg * kh * kw < plan.serial_macs  # see SERIAL_MACS
+    plan.threaded |= not small
     mm = _serial_matmul if small else matmul
     epi = _bias_act if small else _pick(_bias_act, _bias_act_par, y.size)
     args = (*stride, *padding, *dilation)
@@ -482,7 +484,10 @@ def _conv_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool) -> Callable
 
         plan.kinds.append("pointwise conv + bias" + (" + relu" if relu else ""))
         return step
-    im2col = _im2col_serial if small else _im2col()
+    # one image: the unfold stays on the calling thread and only the GEMM is threaded (in
+    # BLAS), so a single thread pool is awake during the step; with a threaded unfold the
+    # OpenMP team still spins while the BLAS threads need the cores
+    im2col = _im2col_serial if small or n == 1 else _im2col()
     cols = np.empty((c * kh * kw, n * npix), x.dtype)
     og, k = o // groups, cg * kh * kw
     geom = (kh, kw, *stride, *padding, *dilation, ho, wo)
@@ -528,6 +533,7 @@ def _linear_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool) -> Callab
     plan.vals[ys] = y
 
     mm = _serial_matmul if x.size * wt.shape[1] < plan.serial_macs else matmul
+    plan.threaded |= mm is matmul
 
     def step(vals: list) -> None:
         mm(vals[xs], wt, out=y)
@@ -753,6 +759,9 @@ class InferenceModel:
         records, tensors, outs = self.trace(*inputs)
         if self.fuse:
             built = build_plan(records, tensors, outs, self.serial_macs)
+            if self.serial_macs is None and built.threaded:
+                serial = build_plan(records, tensors, outs, ALL_SERIAL)
+                built = _race(built, serial, [np.asarray(_raw(x)) for x in inputs])
         else:
             built = _Plan()
             built.inputs = [built.slot() for _ in tensors]
@@ -792,6 +801,25 @@ class InferenceModel:
         return list(self.plan(*inputs).kinds)
 
 
+# serial_macs that keeps every step on the calling thread
+ALL_SERIAL = 2**62
+
+
+def _race(a: _Plan, b: _Plan, arrays: list[np.ndarray], rounds: int = 7) -> _Plan:
+    """The faster of two plans of one forward on these inputs: alternated runs, medians."""
+    import time
+
+    for p in (a, b):
+        p.run(arrays)
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(rounds):
+        for p, t in zip((a, b), times):
+            t0 = time.perf_counter()
+            p.run(arrays)
+            t.append(time.perf_counter() - t0)
+    return a if float(np.median(times[0])) <= float(np.median(times[1])) else b
+
+
 def _raw(x: Any) -> Any:
     return x.data if isinstance(x, Tensor) else x
 
@@ -814,9 +842,12 @@ def optimize(
 
     serial_macs : int, optional
         Conv and linear steps with fewer multiply-adds than this run on the calling thread
-        (unfold, one-thread GEMM, epilogue); larger ones use every thread. Default
-        :data:`SERIAL_MACS`. 0 puts every such step on the threads; a huge value keeps a
-        whole forward on one thread (steadier on a machine busy with other work).
+        (unfold, one-thread GEMM, epilogue); larger ones use every thread. 0 puts every
+        such step on the threads; a huge value keeps a whole forward on one thread. None
+        (the default): :data:`SERIAL_MACS`, and when that leaves some step on the threads,
+        the first call with a new input shape also builds the all-serial plan, times both
+        (alternated runs) and keeps the faster: on a machine busy with other work a
+        parallel region waits for a descheduled thread, and the serial plan wins there.
 
     Returns
     -------
