@@ -120,6 +120,15 @@ def test_default_plan_is_the_faster_of_threaded_and_serial():
     assert not lenet.plan(small).threaded and lenet.plan(small).serial_macs == inference.SERIAL_MACS
 
 
+def test_long_threaded_forward_is_kept_without_a_race(monkeypatch):
+    monkeypatch.setattr(inference, "RACE_SECONDS", 0.0)
+    model, sample = zoo_case("vgg_small")
+    x = np.random.default_rng(3).standard_normal((1, *sample)).astype(np.float32)
+    opt = model.fuse()
+    assert opt.plan(x).threaded and opt.plan(x).serial_macs == inference.SERIAL_MACS
+    assert rel_err(opt(x).data, eval_forward(model, x)) < TOL
+
+
 def test_fuse_is_optimize():
     model, sample = zoo_case("lenet5")
     x = np.random.default_rng(0).standard_normal((2, *sample)).astype(np.float32)

@@ -803,14 +803,22 @@ class InferenceModel:
 
 # serial_macs that keeps every step on the calling thread
 ALL_SERIAL = 2**62
+# a threaded plan whose forward takes longer than this is kept without racing the serial one
+RACE_SECONDS = 0.02
 
 
 def _race(a: _Plan, b: _Plan, arrays: list[np.ndarray], rounds: int = 7) -> _Plan:
-    """The faster of two plans of one forward on these inputs: alternated runs, medians."""
+    """The faster of two plans of one forward on these inputs: alternated runs, medians.
+    A threaded plan ``a`` slower than ``RACE_SECONDS`` per run is kept without a race
+    (large work: the threads win, and the race would cost seconds)."""
     import time
 
-    for p in (a, b):
-        p.run(arrays)
+    a.run(arrays)
+    t0 = time.perf_counter()
+    a.run(arrays)
+    if time.perf_counter() - t0 > RACE_SECONDS:
+        return a
+    b.run(arrays)
     times: tuple[list[float], list[float]] = ([], [])
     for _ in range(rounds):
         for p, t in zip((a, b), times):
