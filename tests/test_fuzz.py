@@ -429,6 +429,60 @@ def test_fuzz_adaptive_avg_pool2d(profile):
     _run_profile(profile, adaptive_cases(), prop)
 
 
+@st.composite
+def upsample_cases(draw):
+    dtype = draw(dtypes)
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    x = _arr(
+        rng,
+        (
+            draw(st.integers(1, 2)),
+            draw(st.integers(1, 3)),
+            *draw(st.tuples(st.integers(1, 7), st.integers(1, 7))),
+        ),
+        dtype,
+    )
+    mode = draw(st.sampled_from(["nearest", "bilinear"]))
+    kw: dict = {"mode": mode}
+    if mode == "bilinear":
+        kw["align_corners"] = draw(st.sampled_from([None, False, True]))
+    if draw(st.booleans()):
+        kw["size"] = draw(st.one_of(st.integers(1, 12), st.tuples(*[st.integers(1, 12)] * 2)))
+    else:
+        factor = st.floats(0.3, 3.0).map(lambda f: round(f, 2))
+        kw["scale_factor"] = draw(st.one_of(factor, st.tuples(factor, factor)))
+        kw["recompute_scale_factor"] = draw(st.sampled_from([None, False, True]))
+    bad = _breaking(draw, ["size", "scale_factor", "mode", "align_corners"])
+    if bad:
+        kw[bad] = draw(
+            {
+                "size": st.sampled_from([0, (2, 0), (1, 2, 3), 2.5]),
+                "scale_factor": st.sampled_from([0.0, -1.0, 0.01, "2"]),
+                "mode": st.sampled_from(["area", "bicubic", None]),
+                "align_corners": st.sampled_from([True, 1]),
+            }[bad]
+        )
+        if bad == "align_corners":
+            kw["mode"] = draw(st.sampled_from(["nearest", "bilinear"]))
+    return dtype, [x], kw
+
+
+@pytest.mark.parametrize("profile", PROFILE_PARAMS)
+def test_fuzz_upsample2d(profile):
+    def prop(case):
+        dtype, arrays, kw = case
+        check_variants(
+            ["upsample2d"],
+            "interpolate",
+            lambda x, state: F.interpolate(x, **kw),
+            arrays,
+            dtype,
+            profile,
+        )
+
+    _run_profile(profile, upsample_cases(), prop)
+
+
 @pytest.mark.parametrize("profile", PROFILE_PARAMS)
 def test_fuzz_philox_streams(profile):
     """The raw generator: every variant gives the reference's bits, masks and normals."""
