@@ -54,9 +54,10 @@ def _forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const real[
     # nine taps read inside the image, one store per output pixel and no per-tap loop
     # overhead (rows are short: per-tap loops spent most of their time in setup). The few
     # border pixels sum their taps with checks; other rows and shapes take the tap loops.
-    cdef bint fuse = kh == 3 and kw == 3 and sh == 1 and sw == 1
-    flo = _lo(-pw, 1, wo)
-    fhi = _hi(2 * dw - pw, 1, wd, wo, flo)
+    # Stride 2 takes the same fused pass (its loads two columns apart).
+    cdef bint fuse = kh == 3 and kw == 3 and (sh == 1 or sh == 2) and (sw == 1 or sw == 2)
+    flo = _lo(-pw, sw, wo)
+    fhi = _hi(2 * dw - pw, sw, wd, wo, flo)
     with nogil:
         for p in prange(n * o, schedule="static", num_threads=nt):
             bi = p // o
@@ -67,7 +68,7 @@ def _forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const real[
             wp = &w[oc, 0, 0, 0]
             for oh in range(ho):
                 yrow = &y[bi, oc, oh, 0]
-                ih = oh - ph
+                ih = oh * sh - ph
                 if fuse and ih >= 0 and ih + 2 * dh < h:
                     x0 = xp + ih * wd
                     x1 = x0 + dh * wd
@@ -85,15 +86,25 @@ def _forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const real[
                     x0 = x0 - pw
                     x1 = x1 - pw
                     x2 = x2 - pw
-                    for ow in range(flo, fhi):
-                        yrow[ow] = bias + (
-                            (w0 * x0[ow] + w1 * x0[ow + dw] + w2 * x0[ow + 2 * dw])
-                            + (w3 * x1[ow] + w4 * x1[ow + dw] + w5 * x1[ow + 2 * dw])
-                            + (w6 * x2[ow] + w7 * x2[ow + dw] + w8 * x2[ow + 2 * dw]))
+                    if sw == 1:
+                        for ow in range(flo, fhi):
+                            yrow[ow] = bias + (
+                                (w0 * x0[ow] + w1 * x0[ow + dw] + w2 * x0[ow + 2 * dw])
+                                + (w3 * x1[ow] + w4 * x1[ow + dw] + w5 * x1[ow + 2 * dw])
+                                + (w6 * x2[ow] + w7 * x2[ow + dw] + w8 * x2[ow + 2 * dw]))
+                    else:
+                        for ow in range(flo, fhi):
+                            yrow[ow] = bias + (
+                                (w0 * x0[2 * ow] + w1 * x0[2 * ow + dw]
+                                 + w2 * x0[2 * ow + 2 * dw])
+                                + (w3 * x1[2 * ow] + w4 * x1[2 * ow + dw]
+                                   + w5 * x1[2 * ow + 2 * dw])
+                                + (w6 * x2[2 * ow] + w7 * x2[2 * ow + dw]
+                                   + w8 * x2[2 * ow + 2 * dw]))
                     for ow in range(flo):
-                        yrow[ow] = bias + _edge(xp, wp, h, wd, 3, 3, ih, ow - pw, dh, dw)
+                        yrow[ow] = bias + _edge(xp, wp, h, wd, 3, 3, ih, ow * sw - pw, dh, dw)
                     for ow in range(fhi, wo):
-                        yrow[ow] = bias + _edge(xp, wp, h, wd, 3, 3, ih, ow - pw, dh, dw)
+                        yrow[ow] = bias + _edge(xp, wp, h, wd, 3, 3, ih, ow * sw - pw, dh, dw)
                     continue
                 for ow in range(wo):
                     yrow[ow] = bias
@@ -157,7 +168,7 @@ def _backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w, real[:,
 cdef inline void _edge_w(real* acc, const real* xp, real g, Py_ssize_t wd, Py_ssize_t wo,
                          Py_ssize_t ow, Py_ssize_t iw0, Py_ssize_t dh,
                          Py_ssize_t dw) noexcept nogil:
-    """Border column ow of an inside row (3x3, stride 1): add g * x to each tap's
+    """Border column ow of an inside row (3x3, stride 1 or 2): add g * x to each tap's
     accumulator whose input column iw0 + j*dw is inside; xp is input row 0 of the tap."""
     cdef Py_ssize_t i, j, iw
     for i in range(3):
@@ -182,9 +193,9 @@ def _backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, real[:,
     cdef const real* x1
     cdef const real* x2
     cdef int nt = _team(n * o * ho * wo * kh * kw)
-    cdef bint fuse = kh == 3 and kw == 3 and sh == 1 and sw == 1
-    cdef Py_ssize_t flo = _lo(-pw, 1, wo)
-    cdef Py_ssize_t fhi = _hi(2 * dw - pw, 1, wd, wo, flo)
+    cdef bint fuse = kh == 3 and kw == 3 and (sh == 1 or sh == 2) and (sw == 1 or sw == 2)
+    cdef Py_ssize_t flo = _lo(-pw, sw, wo)
+    cdef Py_ssize_t fhi = _hi(2 * dw - pw, sw, wd, wo, flo)
     with nogil, parallel(num_threads=nt):
         # elementwise accumulators per tap and column, summed at the end: the inner
         # loop vectorises without reassociating a reduction
@@ -196,7 +207,7 @@ def _backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, real[:,
             for bi in range(n):
                 for oh in range(ho):
                     gyrow = &gy[bi, oc, oh, 0]
-                    ih = oh - ph
+                    ih = oh * sh - ph
                     if fuse and ih >= 0 and ih + 2 * dh < h:
                         # as in _forward: the nine taps of an inside row in one pass over
                         # [flo, fhi); tap (i, j) reads x row ih + i*dh at column
@@ -209,12 +220,16 @@ def _backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, real[:,
                             # runtime alias check passes and the loop runs vectorised
                             a = acc + t * wo
                             xrow = x0 + (t // 3) * dh * wd + (t % 3) * dw
-                            for ow in range(flo, fhi):
-                                a[ow] += gyrow[ow] * xrow[ow]
+                            if sw == 1:
+                                for ow in range(flo, fhi):
+                                    a[ow] += gyrow[ow] * xrow[ow]
+                            else:
+                                for ow in range(flo, fhi):
+                                    a[ow] += gyrow[ow] * xrow[2 * ow]
                         for ow in range(flo):
-                            _edge_w(acc, x0 + pw, gyrow[ow], wd, wo, ow, ow - pw, dh, dw)
+                            _edge_w(acc, x0 + pw, gyrow[ow], wd, wo, ow, ow * sw - pw, dh, dw)
                         for ow in range(fhi, wo):
-                            _edge_w(acc, x0 + pw, gyrow[ow], wd, wo, ow, ow - pw, dh, dw)
+                            _edge_w(acc, x0 + pw, gyrow[ow], wd, wo, ow, ow * sw - pw, dh, dw)
                         continue
                     for i in range(kh):
                         ih = oh * sh - ph + i * dh

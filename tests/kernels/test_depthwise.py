@@ -55,16 +55,17 @@ def test_depthwise_variant_matches_conv2d_reference(variant, case):
 @pytest.mark.parametrize("padding", [0, 1, 2])
 @pytest.mark.parametrize("dilation", [1, 2])
 @pytest.mark.parametrize("m", [1, 2])
-def test_depthwise_3x3_stride1_rows(variant, padding, dilation, m):
-    """The 3x3 stride-1 case (fused inner rows, flipped-filter input gradient) on planes
-    wide enough to have interior rows and columns as well as borders."""
+@pytest.mark.parametrize("stride", [(1, 1), (2, 2), (2, 1), (1, 2)])
+def test_depthwise_3x3_fused_rows(variant, padding, dilation, m, stride):
+    """The 3x3 stride-1 and stride-2 cases (fused inner rows; stride 1's flipped-filter input
+    gradient) on odd planes wide enough to have interior rows and columns and borders."""
     rng = np.random.default_rng(padding * 10 + dilation * 3 + m)
     n, c, h, w = 2, 3, 9, 13
     for dtype in (np.float32, np.float64):
         x = rng.standard_normal((n, c, h, w)).astype(dtype)
         wt = rng.standard_normal((c * m, 1, 3, 3)).astype(dtype)
         b = rng.standard_normal(c * m).astype(dtype)
-        args = ((1, 1), (padding, padding), (dilation, dilation), c)
+        args = (stride, (padding, padding), (dilation, dilation), c)
         ref = K.get("conv2d", "reference")
         mod = K.get("depthwise_conv2d", variant)
         tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
