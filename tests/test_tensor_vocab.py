@@ -472,3 +472,18 @@ def test_like_constructors_take_a_dtype(name):
         want = getattr(torch, name)(torch.tensor(a), *extra, dtype=tdtype)
         assert got.dtype == want.numpy().dtype
         np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+
+def test_python_scalar_conversions_follow_pytorch():
+    torch = _torch()
+    for v in (2.5, -3.7, 0.0):
+        t, tt = tg.tensor([[v]]), torch.tensor([[v]])
+        assert float(t) == float(tt) and int(t) == int(tt) and bool(t) == bool(tt)
+    assert bool(tg.tensor([1])) and not bool(tg.tensor(False))
+    for bad in (tg.tensor([0.0, 0.0]), tg.zeros(0)):
+        with pytest.raises(ValueError, match=r"bool: .*ambiguous"):
+            bool(bad)
+        with pytest.raises(ValueError, match="float: only a one-element tensor"):
+            float(bad)
+    with pytest.raises(ValueError, match="int: only a one-element tensor"):
+        int(tg.ones(2, 2))

@@ -327,6 +327,32 @@ class Tensor(TorchMethods):
     def __len__(self) -> int:
         return len(self.data)
 
+    def _python_scalar(self, fn: str) -> Any:
+        if self.data.size != 1:
+            raise ValueError(
+                f"{fn}: only a one-element tensor converts to a Python scalar, got shape "
+                f"{self.data.shape}"
+            )
+        return self.data.reshape(()).item()
+
+    def __float__(self) -> float:
+        """``float(t)`` of a one-element tensor (ValueError otherwise), as PyTorch."""
+        return float(self._python_scalar("float"))
+
+    def __int__(self) -> int:
+        """``int(t)`` of a one-element tensor (truncated; ValueError otherwise), as PyTorch."""
+        return int(self._python_scalar("int"))
+
+    def __bool__(self) -> bool:
+        """``bool(t)`` (``if t:``) of a one-element tensor; more elements are ambiguous: a
+        ValueError, as PyTorch (not the truth of ``len(t)``)."""
+        if self.data.size != 1:
+            raise ValueError(
+                f"bool: the truth value of a tensor of shape {self.data.shape} is ambiguous; "
+                "use .any() or .all()"
+            )
+        return bool(self.data.reshape(()).item())
+
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         return self.data if dtype is None else self.data.astype(dtype)
 
