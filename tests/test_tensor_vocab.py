@@ -5,6 +5,7 @@ size()/numel() decision, creation functions, bad arguments."""
 from __future__ import annotations
 
 import inspect
+import pickle
 import re
 
 import numpy as np
@@ -380,6 +381,9 @@ def test_inplace_after_a_recorded_use_keeps_that_use_s_gradient():
         return (u * h).sum() + (s * s).sum()
 
     y, ty = run(tg, w), run(torch, tw)
+    h = w * 2
+    _ = h * 3.0
+    assert pickle.loads(pickle.dumps(h)).numpy().tolist() == h.numpy().tolist()
     y.backward()
     ty.backward()
     np.testing.assert_allclose(y.item(), ty.item(), rtol=1e-12)

@@ -327,6 +327,12 @@ class Tensor(TorchMethods):
     def __len__(self) -> int:
         return len(self.data)
 
+    def __getstate__(self) -> dict:
+        # the weak references to the records that used this tensor stay in this process
+        state = self.__dict__.copy()
+        state.pop("_consumers", None)
+        return state
+
     def _python_scalar(self, fn: str) -> Any:
         if self.data.size != 1:
             raise ValueError(
