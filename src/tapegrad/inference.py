@@ -29,6 +29,8 @@ from .kernels import (
     threads,
 )
 from .kernels.blas import matmul
+from .kernels.conv import Conv2dCall
+from .kernels.registry import resolve as resolve_variant
 from .onnx import Record, trace
 from .ops import activation, conv, conv_transpose, linalg, norm, shape
 from .ops import elementwise as ew
@@ -472,6 +474,21 @@ def _conv_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool) -> Callable
                 epi(y3, zeros, True)
 
         plan.kinds.append("depthwise conv + bias" + (" + relu" if relu else ""))
+        return step
+    if n > 1 and not small and r.fn is conv.Conv2d:
+        # a batch: the conv2d variant auto picks (its threaded drivers give each thread
+        # whole images and one-thread GEMMs), then ReLU in place on the calling thread
+        call = Conv2dCall.of(x, w, stride, padding, dilation, groups)
+        variant = resolve_variant(call.op, call, None, training=False)
+        zeros = np.zeros_like(b)
+
+        def step(vals: list) -> None:
+            out = call.forward(variant, np.ascontiguousarray(vals[xs]), w, b)
+            if relu:
+                _bias_act(out.reshape(n, o, npix), zeros, True)
+            vals[ys] = out
+
+        plan.kinds.append("conv + bias" + (" + relu" if relu else ""))
         return step
     w2 = w.reshape(o, cg * kh * kw)
     if kh == kw == 1 and tuple(stride) == (1, 1) and not any(padding) and groups == 1:
