@@ -383,31 +383,43 @@ def _phase_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const
         free(last)
 
 
+cdef enum:
+    _LANES = 16  # weight-gradient partial sums per tap (two AVX2 / one AVX-512 vector)
+
+
 def _phase_backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                       real[:, :, :, ::1] gw, int sh, int sw, int ph, int pw):
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3]
     cdef Py_ssize_t o = gw.shape[0], kh = gw.shape[2], kw = gw.shape[3]
     cdef Py_ssize_t ho = gy.shape[2], wo = gy.shape[3], m = o // c
     cdef Py_ssize_t Hq = _cdiv(h + 2 * ph, sh) + 1, Wq = _cdiv(wd + 2 * pw, sw)
-    cdef Py_ssize_t plane = Hq * Wq, L = ho * Wq
-    cdef Py_ssize_t oc, ic, bi, i, j, t, oh, ow
+    cdef Py_ssize_t plane = Hq * Wq, L = ho * Wq, nb = L // _LANES, kk = kh * kw
+    cdef Py_ssize_t oc, ic, bi, i, ii, jj, t, t0, blk, l, oh, ow
     cdef real* P = NULL
     cdef real* G = NULL
     cdef real* acc = NULL
+    cdef Py_ssize_t* offs = NULL
     cdef real* a
     cdef const real* src
     cdef const real* gp
+    cdef const real* g
     cdef real s
     cdef int nt = _team(n * o * ho * wo * kh * kw)
     with nogil, parallel(num_threads=nt):
-        # per tap, elementwise accumulators along t summed at the end (no reassociated
-        # reduction in the inner loop); each thread owns whole output channels
+        # per tap, _LANES elementwise partial sums: block t0 of the flat index adds
+        # G[t0 + l] * tap[t0 + l] to lane l (the inner loop vectorises without reassociating
+        # a reduction, and the partial sums stay in L1), the lanes summed at the end; each
+        # thread owns whole output channels (no atomics)
         P = <real*>calloc(sh * sw * plane + 1, sizeof(real))
         G = <real*>calloc(L + 1, sizeof(real))
-        acc = <real*>malloc((kh * kw * L + 1) * sizeof(real))
+        acc = <real*>malloc((kk * _LANES + 1) * sizeof(real))
+        offs = <Py_ssize_t*>malloc((kk + 1) * sizeof(Py_ssize_t))
+        for ii in range(kh):
+            for jj in range(kw):
+                offs[ii * kw + jj] = ((ii % sh) * sw + jj % sw) * plane + (ii // sh) * Wq + jj // sw
         for oc in prange(o, schedule="static"):
             ic = oc // m
-            for t in range(kh * kw * L):
+            for t in range(kk * _LANES):
                 acc[t] = 0
             for bi in range(n):
                 _split(&x[bi, ic, 0, 0], P, h, wd, ph, pw, sh, sw, Hq, Wq)
@@ -415,21 +427,27 @@ def _phase_backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                 for oh in range(ho):
                     for ow in range(wo):
                         G[oh * Wq + ow] = gp[oh * wo + ow]
-                for i in range(kh):
-                    for j in range(kw):
-                        a = acc + (i * kw + j) * L
-                        src = P + ((i % sh) * sw + j % sw) * plane + (i // sh) * Wq + j // sw
-                        for t in range(L):
-                            a[t] = a[t] + G[t] * src[t]
-            for i in range(kh * kw):
+                for blk in range(nb):
+                    t0 = blk * _LANES
+                    g = G + t0
+                    for i in range(kk):
+                        a = acc + i * _LANES
+                        src = P + offs[i] + t0
+                        for l in range(_LANES):
+                            a[l] = a[l] + g[l] * src[l]
+                for t in range(nb * _LANES, L):
+                    for i in range(kk):
+                        acc[i * _LANES + t - nb * _LANES] += G[t] * P[offs[i] + t]
+            for i in range(kk):
                 s = 0
-                a = acc + i * L
-                for t in range(L):
-                    s = s + a[t]
+                a = acc + i * _LANES
+                for l in range(_LANES):
+                    s = s + a[l]
                 gw[oc, 0, i // kw, i % kw] = s
         free(P)
         free(G)
         free(acc)
+        free(offs)
 
 
 def _phase_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,

@@ -186,6 +186,9 @@ def _phase_forward(x, w, b, y, has_bias, sh, sw, ph, pw):
                     yr[ow] = acc[oh * wq + ow]
 
 
+_LANES = 16  # weight-gradient partial sums per tap (as direct_cy.pyx)
+
+
 @njit(parallel=True, cache=True)
 def _phase_backward_w(gy, x, gw, sh, sw, ph, pw):
     n, c, h, wd = x.shape
@@ -194,30 +197,41 @@ def _phase_backward_w(gy, x, gw, sh, sw, ph, pw):
     m = o // c
     hq, wq = _cdiv(h + 2 * ph, sh) + 1, _cdiv(wd + 2 * pw, sw)
     L = ho * wq
+    nb = L // _LANES
+    kk = kh * kw
+    offs = np.empty(kk, dtype=np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            offs[i * kw + j] = ((i % sh) * sw + j % sw) * hq * wq + (i // sh) * wq + j // sw
     nch = min(_CHUNKS, o)
     for ch in prange(nch):  # whole output channels per chunk: no shared sums
-        P = np.zeros((sh * sw, hq, wq), dtype=x.dtype)
-        Pf = P.reshape(sh * sw, hq * wq)
+        P = np.zeros(sh * sw * hq * wq, dtype=x.dtype)
+        P3 = P.reshape(sh * sw, hq, wq)
         G = np.zeros(L, dtype=x.dtype)
-        acc = np.empty((kh * kw, L), dtype=x.dtype)
+        acc = np.empty((kk, _LANES), dtype=x.dtype)
         for oc in range(ch * o // nch, (ch + 1) * o // nch):
             ic = oc // m
             acc[:] = 0
             for bi in range(n):
-                _split(x[bi, ic], P, ph, pw, sh, sw)
+                _split(x[bi, ic], P3, ph, pw, sh, sw)
                 gp = gy[bi, oc]
                 for oh in range(ho):
                     for ow in range(wo):
                         G[oh * wq + ow] = gp[oh, ow]
-                for i in range(kh):
-                    for j in range(kw):
-                        # elementwise accumulators along t, summed at the end (no
-                        # reassociated reduction in the inner loop)
-                        a = acc[i * kw + j]
-                        off = (i // sh) * wq + j // sw
-                        src = Pf[(i % sh) * sw + j % sw, off : off + L]
-                        for t in range(L):
-                            a[t] += G[t] * src[t]
+                # per tap, _LANES elementwise partial sums (lane l takes t = t0 + l): the
+                # inner loop vectorises without reassociating a reduction, and the partial
+                # sums stay in cache; summed at the end
+                for blk in range(nb):
+                    t0 = blk * _LANES
+                    g = G[t0 : t0 + _LANES]
+                    for i in range(kk):
+                        a = acc[i]
+                        src = P[offs[i] + t0 : offs[i] + t0 + _LANES]
+                        for lane in range(_LANES):
+                            a[lane] += g[lane] * src[lane]
+                for t in range(nb * _LANES, L):
+                    for i in range(kk):
+                        acc[i, t - nb * _LANES] += G[t] * P[offs[i] + t]
             for i in range(kh):
                 for j in range(kw):
                     gw[oc, 0, i, j] = row_sum(acc[i * kw + j])
