@@ -820,21 +820,26 @@ class InferenceModel:
 
 # serial_macs that keeps every step on the calling thread
 ALL_SERIAL = 2**62
-# a threaded plan whose forward takes longer than this is kept without racing the serial one
+# a threaded plan whose forward takes longer than this is compared with the serial one on
+# a single timed run each (instead of alternated rounds)
 RACE_SECONDS = 0.02
 
 
 def _race(a: _Plan, b: _Plan, arrays: list[np.ndarray], rounds: int = 7) -> _Plan:
     """The faster of two plans of one forward on these inputs: alternated runs, medians.
-    A threaded plan ``a`` slower than ``RACE_SECONDS`` per run is kept without a race
-    (large work: the threads win, and the race would cost seconds)."""
+    When ``a`` takes longer than ``RACE_SECONDS`` per run, one timed run of each decides
+    (a longer race would cost seconds)."""
     import time
 
-    a.run(arrays)
-    t0 = time.perf_counter()
-    a.run(arrays)
-    if time.perf_counter() - t0 > RACE_SECONDS:
-        return a
+    def timed(p: _Plan) -> float:
+        p.run(arrays)
+        t0 = time.perf_counter()
+        p.run(arrays)
+        return time.perf_counter() - t0
+
+    ta = timed(a)
+    if ta > RACE_SECONDS:
+        return a if ta <= timed(b) else b
     b.run(arrays)
     times: tuple[list[float], list[float]] = ([], [])
     for _ in range(rounds):
