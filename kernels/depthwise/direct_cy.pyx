@@ -554,7 +554,10 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
             _backward_x(gy, w, gx, *stride, *padding, *dilation)
     if need_w:
         gw = np.empty_like(w)
-        if phase:
+        # the phase planes' weight gradient multiplies the zero gradient of each row's
+        # padding columns by image values: a NaN or an infinity in x would reach every tap,
+        # so such calls take the direct loops
+        if phase and np.isfinite(x).all():
             _phase_backward_w(gy, x, gw, sh, sw, ph, pw)
         else:
             _backward_w(gy, x, gw, *stride, *padding, *dilation)

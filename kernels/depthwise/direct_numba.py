@@ -297,8 +297,15 @@ def forward(x, w, b, stride, padding, dilation, groups):
 
 
 def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
-    if tuple(dilation) == (1, 1):
-        kx, kw_, args = _phase_backward_x, _phase_backward_w, (*stride, *padding)
-    else:
-        kx, kw_, args = _backward_x, _backward_w, (*stride, *padding, *dilation)
-    return run_backward("depthwise_conv2d", kx, kw_, gy, x, w, need_x, need_w, args)
+    name, general = "depthwise_conv2d", (*stride, *padding, *dilation)
+    if tuple(dilation) != (1, 1):
+        return run_backward(name, _backward_x, _backward_w, gy, x, w, need_x, need_w, general)
+    phase = (*stride, *padding)
+    if need_w and not np.isfinite(x).all():
+        # the phase planes' weight gradient multiplies the zero gradient of each row's
+        # padding columns by image values: a NaN or an infinity in x would reach every tap,
+        # so such calls take the direct loops for the weight gradient
+        gx, _ = run_backward(name, _phase_backward_x, None, gy, x, w, need_x, False, phase)
+        _, gw = run_backward(name, None, _backward_w, gy, x, w, False, True, general)
+        return gx, gw
+    return run_backward(name, _phase_backward_x, _phase_backward_w, gy, x, w, need_x, need_w, phase)
