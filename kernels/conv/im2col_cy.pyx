@@ -202,7 +202,9 @@ def backward_threads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
     cdef real* cb
     cdef real* gc
     with nogil:
-        for b in prange(n, schedule="dynamic", chunksize=1, num_threads=nt):
+        # static: each thread sums the same images in the same order on every call, so the
+        # weight gradient (the per-thread parts summed in thread order) is repeatable
+        for b in prange(n, schedule="static", num_threads=nt):
             tid = openmp.omp_get_thread_num()
             if need_w:
                 cb = &cols[tid, 0, 0]

@@ -219,3 +219,22 @@ def test_reference_against_direct_sum():
                                 s += xp[n, g * 2 + c, oh * 2 + i, ow + 2 * j] * w[o, c, i, j]
                     want[n, o, oh, ow] = s
     np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
+
+
+def test_im2col_threaded_weight_gradient_is_repeatable():
+    """Each thread sums a fixed set of images in a fixed order: a call repeated gives the same
+    weight gradient bit for bit, whichever thread finishes first."""
+    mod = _threaded_module()
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((8, 6, 16, 16)).astype(np.float32)
+    w = rng.standard_normal((8, 6, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((8, 8, 16, 16)).astype(np.float32)
+    saved = mod._team_size
+    try:
+        mod._team_size = lambda macs: 2
+        first = mod.backward(gy, x, w, (1, 1), (1, 1), (1, 1), 1, False, True)[1]
+        for _ in range(20):
+            again = mod.backward(gy, x, w, (1, 1), (1, 1), (1, 1), 1, False, True)[1]
+            np.testing.assert_array_equal(again, first)
+    finally:
+        mod._team_size = saved
