@@ -13,6 +13,7 @@ from ...ops.fused import AddReLU, BatchNormReLU, conv_relu_function
 from ...ops.shape import Pad
 from ...tensor import Tensor
 from ._common import IntOrPair, _opt, _raw, _t
+from .norm import _apply_batch_norm
 
 
 def conv2d_relu(
@@ -81,21 +82,11 @@ def batch_norm_relu(
     TypeError, ValueError
         As :func:`tapegrad.nn.functional.batch_norm`, naming ``batch_norm_relu``.
     """
-    fn = "batch_norm_relu"
-    x, w, b = _t(input, fn), _opt(weight, fn, "weight"), _opt(bias, fn, "bias")
-    rm, rv = _opt(running_mean, fn, "running_mean"), _opt(running_var, fn, "running_var")
     # validated by tapegrad.ops.fused.BatchNormReLU.check
-    return BatchNormReLU.apply(
-        x,
-        w,
-        b,
-        running_mean=_raw(rm),
-        running_var=_raw(rv),
-        training=training,
-        momentum=momentum,
-        eps=eps,
-        normalize_variance=normalize_variance,
-    )
+    return _apply_batch_norm(
+        BatchNormReLU, "batch_norm_relu", input, running_mean, running_var, weight, bias,
+        training, momentum, eps, normalize_variance,
+    )  # fmt: skip
 
 
 def add_relu(input: Tensor, other: Tensor) -> Tensor:

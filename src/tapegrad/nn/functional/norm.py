@@ -61,11 +61,22 @@ def batch_norm(
         If ``input`` is less than 2-D, a (C,) argument has another shape, eval mode lacks the
         running statistics, or training gets one value per channel.
     """
-    fn = "batch_norm"
+    # validated by tapegrad.ops.norm.BatchNorm.check
+    return _apply_batch_norm(
+        BatchNorm, "batch_norm", input, running_mean, running_var, weight, bias,
+        training, momentum, eps, normalize_variance,
+    )  # fmt: skip
+
+
+def _apply_batch_norm(
+    function, fn, input, running_mean, running_var, weight, bias, training, momentum, eps,
+    normalize_variance,
+) -> Tensor:  # fmt: skip
+    """``function.apply`` on batch norm's functional arguments, converted (``fn`` names the
+    public function in conversion errors); shared by ``batch_norm`` and ``batch_norm_relu``."""
     x, w, b = _t(input, fn), _opt(weight, fn, "weight"), _opt(bias, fn, "bias")
     rm, rv = _opt(running_mean, fn, "running_mean"), _opt(running_var, fn, "running_var")
-    # validated by tapegrad.ops.norm.BatchNorm.check
-    return BatchNorm.apply(
+    return function.apply(
         x,
         w,
         b,
