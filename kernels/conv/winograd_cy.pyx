@@ -11,8 +11,12 @@ other between the three steps.
 Calls it does not apply to (not 3x3, stride, dilation or groups other than 1), calls with a
 NaN or an infinity, and builds whose NumPy BLAS is not an ILP64 OpenBLAS run
 ``im2col-cython``; the input gradient is the same Winograd forward on the output gradient
-(flipped, transposed weights, padding ``2 - p``, for ``p <= 2``), the weight gradient is
-``im2col-cython``'s.
+(flipped, transposed weights, padding ``2 - p``, for ``p <= 2``). The weight gradient is
+Winograd too (F(3x3, 2x2), the transpose of the forward's algorithm): with ``M = U * V`` per
+tile, ``dU[k] = sum over tiles of (A gy_tile A^T)[k] * V[k]``, 16 GEMMs
+``dU[k] += GM[k] @ V[k]^T`` over each block of tiles (each thread sums its blocks into its
+own ``dU``, the parts are added in thread order), then ``gw = G^T dU G``: 16 multiplications
+per tile and channel pair instead of 36.
 """
 
 cimport openmp
@@ -182,6 +186,106 @@ cdef void _output_block(const real* m, real* y, const real* bias, bint has_bias,
         t += seg
 
 
+cdef void _grad_block(const real* gy, real* gm, Py_ssize_t o, Py_ssize_t ho, Py_ssize_t wo,
+                      Py_ssize_t t0, Py_ssize_t cnt, Py_ssize_t block, Py_ssize_t th,
+                      Py_ssize_t tw) noexcept nogil:
+    # gm[k, oc, t] = (A g A^T)[k // 4, k % 4] for the 2x2 output-gradient tile g of tile
+    # t0 + t (zero outside the output), A = [[1,0],[1,1],[1,-1],[0,-1]]: the transpose of
+    # ``_output_block``, a tile row segment at a time
+    cdef Py_ssize_t per_image = th * tw, oc, t, tile, img, rem, tr, tc, seg, j, jfull, r0
+    cdef Py_ssize_t os = o * block + _PAD
+    cdef real* mp
+    cdef const real* y0
+    cdef const real* y1
+    cdef real g00, g01, g10, g11, a0, a1, b0, b1, c0, c1, d0, d1
+    cdef bint two_rows
+    t = 0
+    while t < cnt:
+        tile = t0 + t
+        img = tile // per_image
+        rem = tile - img * per_image
+        tr = rem // tw
+        tc = rem - tr * tw
+        seg = tw - tc
+        if seg > cnt - t:
+            seg = cnt - t
+        r0 = 2 * tr
+        two_rows = r0 + 1 < ho
+        jfull = wo // 2
+        for oc in range(o):
+            mp = gm + oc * block + t - tc
+            y0 = gy + ((img * o + oc) * ho + r0) * wo
+            y1 = y0 + wo
+            for j in range(tc, tc + seg):
+                g00 = y0[2 * j]
+                g01 = y0[2 * j + 1] if j < jfull else 0
+                g10 = 0
+                g11 = 0
+                if two_rows:
+                    g10 = y1[2 * j]
+                    g11 = y1[2 * j + 1] if j < jfull else 0
+                # rows of A g: g0, g0 + g1, g0 - g1, -g1
+                a0 = g00
+                a1 = g01
+                b0 = g00 + g10
+                b1 = g01 + g11
+                c0 = g00 - g10
+                c1 = g01 - g11
+                d0 = -g10
+                d1 = -g11
+                # columns: (p, q) -> (p, p + q, p - q, -q)
+                mp[j] = a0
+                mp[os + j] = a0 + a1
+                mp[2 * os + j] = a0 - a1
+                mp[3 * os + j] = -a1
+                mp[4 * os + j] = b0
+                mp[5 * os + j] = b0 + b1
+                mp[6 * os + j] = b0 - b1
+                mp[7 * os + j] = -b1
+                mp[8 * os + j] = c0
+                mp[9 * os + j] = c0 + c1
+                mp[10 * os + j] = c0 - c1
+                mp[11 * os + j] = -c1
+                mp[12 * os + j] = d0
+                mp[13 * os + j] = d0 + d1
+                mp[14 * os + j] = d0 - d1
+                mp[15 * os + j] = -d1
+        t += seg
+
+
+def weight_grad_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
+                        real[:, :, :, ::1] du, real[:, ::1] vbuf, real[:, ::1] mbuf,
+                        real[:, ::1] rowbuf, int ph, int pw, Py_ssize_t block, size_t gemm,
+                        int nt):
+    """du[thread, k] += sum over the thread's tiles of GM[k] @ V[k]^T: each thread takes
+    whole blocks of ``block`` tiles (static schedule: the same blocks and order every call,
+    so the summed parts are repeatable), transforms the input tiles into ``vbuf[thread]``
+    and the output-gradient tiles into ``mbuf[thread]``, and multiplies."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
+    cdef Py_ssize_t th = (ho + 1) // 2, tw = (wo + 1) // 2
+    cdef Py_ssize_t tiles = n * th * tw, nblocks = (tiles + block - 1) // block
+    cdef Py_ssize_t blk, t0, cnt, k
+    cdef int tid
+    cdef real* v
+    cdef real* m
+    with nogil:
+        for blk in prange(nblocks, schedule="static", num_threads=nt):
+            tid = openmp.omp_get_thread_num()
+            t0 = blk * block
+            cnt = tiles - t0
+            if cnt > block:
+                cnt = block
+            v = &vbuf[tid, 0]
+            m = &mbuf[tid, 0]
+            _input_block(&x[0, 0, 0, 0], v, &rowbuf[tid, 0], c, h, w, t0, cnt, block, th, tw,
+                         ph, pw)
+            _grad_block(&gy[0, 0, 0, 0], m, o, ho, wo, t0, cnt, block, th, tw)
+            for k in range(16):
+                _gemm(gemm, False, True, o, c, cnt, m + k * (o * block + _PAD), block,
+                      v + k * (c * block + _PAD), block, 1, &du[tid, k, 0, 0], c)
+
+
 def winograd_threads(const real[:, :, :, ::1] x, const real[:, :, ::1] u, const real[::1] bias,
                      bint has_bias, real[:, :, :, ::1] y, real[:, ::1] vbuf, real[:, ::1] mbuf,
                      real[:, ::1] rowbuf, int ph, int pw, Py_ssize_t block, size_t gemm, int nt):
@@ -223,6 +327,38 @@ def _weight_transform(w):
     g = _G.astype(w.dtype)
     u = np.einsum("ia,ocab,jb->ijoc", g, w, g, optimize=True)
     return np.ascontiguousarray(u.reshape(16, w.shape[0], w.shape[1]))
+
+
+# Below this many input channels the weight gradient runs im2col-cython's (a 3-channel
+# first layer's 16 GEMMs have 3 columns each; benchmarks/results/winograd-profile.md).
+_WGRAD_MIN_CHANNELS = 8
+
+
+def _weight_gradient(gy, x, w, int ph, int pw, gemm):
+    """gw of a 3x3 stride-1 call by Winograd F(3x3, 2x2) (see the module docstring)."""
+    n, c, h, wd = x.shape
+    o = w.shape[0]
+    ho, wo = gy.shape[2:]
+    th, tw = (ho + 1) // 2, (wo + 1) // 2
+    tiles = n * th * tw
+    block = int(max(8, min(tiles, _BLOCK_BYTES // (16 * (c + o) * x.itemsize))))
+    nt = _team_size(4 * tiles * c * o)
+    nt = max(1, min(nt, (tiles + block - 1) // block))
+    memory.check_fits("conv2d (winograd) backward", {
+        "tile buffers": nt * 16 * (c + o) * block * x.itemsize,
+        "weight gradient parts": nt * 16 * o * c * x.itemsize,
+    })
+    du = np.zeros((nt, 16, o, c), dtype=x.dtype)
+    vbuf = workspace("winograd-v-t", (nt, 16 * (c * block + _PAD)), x.dtype)
+    mbuf = workspace("winograd-m-t", (nt, 16 * (o * block + _PAD)), x.dtype)
+    rowbuf = workspace("winograd-rows-t", (nt, 4 * (2 * tw + 2)), x.dtype)
+    with cblas.single_threaded():
+        weight_grad_threads(np.ascontiguousarray(x), np.ascontiguousarray(gy), du, vbuf, mbuf,
+                            rowbuf, ph, pw, block, gemm, nt)
+    dus = du.sum(axis=0) if nt > 1 else du[0]
+    g = _G.astype(x.dtype)
+    gw = np.einsum("ia,ijoc,jb->ocab", g, dus.reshape(4, 4, o, c), g, optimize=True)
+    return np.ascontiguousarray(gw, dtype=w.dtype)
 
 
 def _team_size(work):
@@ -272,16 +408,25 @@ def forward(x, w, b, stride, padding, dilation, groups):
 def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
     ph, pw = (int(p) for p in padding)
     gemm = cblas.gemm_address(x.dtype)
-    if (gemm is None or not applies(w.shape, stride, dilation, groups) or ph > 2 or pw > 2
-            or not _finite(gy, w)):
+    if gemm is None or not applies(w.shape, stride, dilation, groups) or not _finite(gy, w):
         return _fallback.backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w)
     gx = gw = None
+    empty = x.size == 0 or w.size == 0 or gy.size == 0
     if need_x:
-        if x.size == 0 or w.size == 0 or gy.size == 0:
+        if empty:
             gx = np.zeros_like(x)
+        elif ph > 2 or pw > 2:
+            gx = _fallback.backward(gy, x, w, stride, padding, dilation, groups, True, False)[0]
         else:
             wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
             gx = _winograd(np.ascontiguousarray(gy), wf, None, 2 - ph, 2 - pw, gemm)
     if need_w:
-        gw = _fallback.backward(gy, x, w, stride, padding, dilation, groups, False, True)[1]
+        if empty:
+            gw = np.zeros_like(w)
+        elif x.shape[1] < _WGRAD_MIN_CHANNELS or not _finite(x):
+            # few input channels: the 16 GEMMs are too thin to pay for the transforms; a NaN
+            # or an infinity in x: im2col puts it in the taps a direct sum gives it
+            gw = _fallback.backward(gy, x, w, stride, padding, dilation, groups, False, True)[1]
+        else:
+            gw = _weight_gradient(gy, x, w, ph, pw, gemm)
     return gx, gw

@@ -18,6 +18,16 @@ WINOGRAD = [v for v in K.variants("conv2d") if v.startswith("winograd")]
 pytestmark = pytest.mark.skipif(not WINOGRAD, reason="no Winograd variant builds here")
 
 
+@pytest.fixture(autouse=True)
+def _winograd_weight_gradient_for_every_channel_count(monkeypatch):
+    """The tests' small channel counts take the Winograd weight gradient too (the variants
+    hand calls with few input channels to im2col's)."""
+    for v in WINOGRAD:
+        mod = K.get("conv2d", v)
+        if hasattr(mod, "_WGRAD_MIN_CHANNELS"):
+            monkeypatch.setattr(mod, "_WGRAD_MIN_CHANNELS", 1)
+
+
 @st.composite
 def winograd_case(draw):
     """A 3x3 stride-1 call: odd and even sizes, padding 0..2 per side, batch 1..3, channel
@@ -152,6 +162,10 @@ def test_winograd_float32_error_held(variant, c):
     gx = mod.backward(gy.astype(np.float32), x.astype(np.float32), w.astype(np.float32),
                       *args, True, False)[0]  # fmt: skip
     assert np.max(np.abs(gx - gx_want)) / np.sqrt(np.mean(gx_want**2)) <= WINOGRAD_F32_ERROR
+    gw_want = K.get("conv2d", "reference").backward(gy, x, w, *args, False, True)[1]
+    gw = mod.backward(gy.astype(np.float32), x.astype(np.float32), w.astype(np.float32),
+                      *args, False, True)[1]  # fmt: skip
+    assert np.max(np.abs(gw - gw_want)) / np.sqrt(np.mean(gw_want**2)) <= WINOGRAD_F32_ERROR
 
 
 @pytest.mark.parametrize("variant", WINOGRAD)
@@ -189,3 +203,18 @@ def test_winograd_nonfinite_stays_local(variant):
     want = K.get("conv2d", "reference").forward(x, w, None, *args)
     np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
     np.testing.assert_allclose(y, want, rtol=1e-10, atol=1e-10, equal_nan=True)
+
+
+@pytest.mark.parametrize("variant", WINOGRAD)
+def test_winograd_weight_gradient_nonfinite_input(variant):
+    """A NaN or an infinity in x reaches the weight-gradient taps a direct sum gives it."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 3, 7, 6))
+    w = rng.standard_normal((4, 3, 3, 3))
+    x[1, 2, 0, 0], x[0, 1, 4, 3] = np.nan, np.inf
+    args = ((1, 1), (1, 1), (1, 1), 1)
+    gy = rng.standard_normal((2, 4, 7, 6))
+    gw = K.get("conv2d", variant).backward(gy, x, w, *args, False, True)[1]
+    want = K.get("conv2d", "reference").backward(gy, x, w, *args, False, True)[1]
+    np.testing.assert_array_equal(np.isnan(gw), np.isnan(want))
+    np.testing.assert_allclose(gw, want, rtol=1e-10, atol=1e-10, equal_nan=True)
