@@ -267,3 +267,81 @@ def test_fused_relu_keeps_nan_and_negative_zero_like_the_eval_forward(shape):
     y = inference.optimize(conv)(x).data
     ref = eval_forward(conv, x)
     assert np.isnan(y[0, 0, 0, 0]) and np.signbit(y[0, 0, 0, 1]) == np.signbit(ref[0, 0, 0, 1])
+
+
+CT_CASES = [
+    # (id, layer, sample, batch)
+    (
+        "s2_k3_op1",
+        lambda: nn.ConvTranspose2d(5, 3, 3, stride=2, padding=1, output_padding=1),
+        (5, 4, 5),
+        1,
+    ),
+    ("s3_k4_p2", lambda: nn.ConvTranspose2d(3, 4, 4, stride=3, padding=2), (3, 5, 4), 1),
+    ("s1_dil2_nobias", lambda: nn.ConvTranspose2d(3, 2, 3, dilation=2, bias=False), (3, 4, 3), 1),
+    ("batch_s2_k4", lambda: nn.ConvTranspose2d(4, 3, 4, stride=2, padding=1), (4, 5, 5), 3),
+    ("groups", lambda: nn.ConvTranspose2d(4, 6, 3, stride=2, groups=2), (4, 3, 4), 1),
+]
+
+
+@pytest.mark.parametrize("case", CT_CASES, ids=[c[0] for c in CT_CASES])
+@pytest.mark.parametrize("act", ["relu", "sigmoid", "none"])
+def test_conv_transpose_step_with_its_activation_matches_eval_forward(case, act):
+    _, build, sample, n = case
+    tg.manual_seed(4)
+    tail = {"relu": [nn.ReLU()], "sigmoid": [nn.Sigmoid()], "none": []}[act]
+    model = nn.Sequential(build(), *tail)
+    x = 3 * np.random.default_rng(6).standard_normal((n, *sample)).astype(np.float32)
+    x[0, 0, 0, 0] = np.nan
+    x[-1, -1, -1, -1] = 1e4  # sigmoid saturates to exactly 0 and 1 without overflow
+    ref = eval_forward(model, x)
+    opt = inference.optimize(model)
+    steps = opt.describe(x)
+    assert steps == ["conv_transpose + bias" + ("" if act == "none" else f" + {act}")]
+    y = opt(x).data
+    assert np.array_equal(np.isnan(y), np.isnan(ref)) and np.isnan(y).any()
+    ok = ~np.isnan(ref)
+    assert rel_err(y[ok], ref[ok]) < TOL
+
+
+def test_conv_autoencoder_runs_fused_transposed_convolutions():
+    model, sample = zoo_case("conv_autoencoder")
+    steps = inference.optimize(model).describe(np.zeros((1, *sample), np.float32))
+    assert steps == [
+        "conv + bias + relu",
+        "conv + bias + relu",
+        "conv_transpose + bias + relu",
+        "conv_transpose + bias + sigmoid",
+    ]
+
+
+def test_relu_steps_keep_negative_zero_like_f_relu():
+    # a ReLU of its own (on the graph's input), after an add, after a linear and after a
+    # batch's conv on the threads: an exact -0.0 stays -0.0 (as in F.relu), NaN stays NaN
+    lin = nn.Linear(3, 3, bias=False)
+    conv = nn.Conv2d(3, 3, 3, padding=1, bias=False)
+    with tg.no_grad():
+        lin.weight.data[...] = np.eye(3, dtype=np.float32)
+    model = Fn(
+        lambda m, x: (
+            F.relu(m.m0(x.flatten(1)[:, :3])),
+            F.relu(x + x),
+            F.relu(m.m1(x)),
+            F.relu(x),
+        ),
+        lin,
+        conv,
+    )
+    model.eval()
+    x = -np.random.default_rng(3).uniform(0.5, 1.0, (4, 3, 6, 6)).astype(np.float32)
+    x[:, :, 0, :2] = -0.0
+    x[1, 2, 3, 3] = np.nan
+    with tg.no_grad():
+        ref = [t.data for t in model(tg.Tensor(x))]
+    assert np.signbit(ref[1]).any() and np.signbit(ref[3]).any()
+    for serial_macs in (0, None):
+        opt = inference.optimize(model, serial_macs=serial_macs)
+        assert "relu" in opt.describe(x) and "add + relu" in opt.describe(x)
+        for y, r in zip(opt(x), ref):
+            assert np.array_equal(np.signbit(y.data), np.signbit(r))
+            assert np.array_equal(np.isnan(y.data), np.isnan(r))

@@ -55,9 +55,24 @@ def _bn_train(x, w, b, eps, normvar, y, mean, invstd, var, sc):
                 y[i, ch, j] = (x[i, ch, j] - mf) * a + o
 
 
+# Eval batch norms below this many elements stay on the calling thread: a parallel
+# region's start and its wait for a second (possibly descheduled) thread cost far more
+# than one pass over a batch-1 layer's output.
+_EVAL_SERIAL = 1 << 16
+
+
 @njit(parallel=True, cache=True)
 def _bn_eval(x, sc, sh, y):
     n, c, s = x.shape
+    if n * c * s < _EVAL_SERIAL:
+        for nc in range(n * c):
+            i = nc // c
+            ch = nc % c
+            a = sc[ch]
+            o = sh[ch]
+            for j in range(s):
+                y[i, ch, j] = x[i, ch, j] * a + o
+        return
     for nc in prange(n * c):  # planes, not channels: eval has no per-channel reduction
         i = nc // c
         ch = nc % c

@@ -30,6 +30,7 @@ from .kernels import (
 )
 from .kernels.blas import matmul
 from .kernels.conv import Conv2dCall
+from .kernels.conv_transpose import ConvTranspose2dCall
 from .kernels.registry import resolve as resolve_variant
 from .onnx import Record, trace
 from .ops import activation, conv, conv_transpose, linalg, norm, shape
@@ -302,6 +303,62 @@ def _affine_act_par(x, scale, shift, relu, y):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
+def _act_into(src, dst, act):  # pragma: no cover - compiled
+    # dst = act(src) over flat arrays (dst may be src): 1 ReLU, 2 sigmoid
+    for k in range(src.size):
+        v = src[k]
+        if act == 1:
+            dst[k] = 0.0 if v < 0 else v  # NaN and -0.0 pass, as in F.relu
+        elif act == 2:
+            e = np.exp(-abs(v))  # of a non-positive number only: no overflow
+            dst[k] = 1.0 / (1.0 + e) if v >= 0 else e / (1.0 + e)
+        else:
+            dst[k] = v
+
+
+def _relu_into(src: np.ndarray, dst: np.ndarray) -> None:
+    """dst = relu(src) over flat arrays (dst may be src); -0.0 and NaN pass as in F.relu."""
+    if src.dtype in (np.float32, np.float64):
+        _act_into(src, dst, 1)
+    else:
+        if dst is not src:
+            np.copyto(dst, src)
+        np.copyto(dst, 0, where=src < 0)
+
+
+@njit(cache=True)
+def _fold_bias_act(cols, b, y, h, w, kh, kw, sh, sw, ph, pw, dh, dw, act):  # pragma: no cover
+    # transposed convolution's fold: cols (O*kh*kw, N*H*W) = w.reshape(C, -1).T @ x as
+    # (C, N*H*W); y (N, O, Ho, Wo) = bias + each tap's column added at its output pixels,
+    # then the activation (0 none, 1 ReLU, 2 sigmoid), one output plane at a time
+    n, o, ho, wo = y.shape
+    plane = h * w
+    for p in range(n * o):
+        bi, oc = p // o, p % o
+        yp = y[bi, oc]
+        bv = b[oc]
+        for r in range(ho):
+            for q in range(wo):
+                yp[r, q] = bv
+        for i in range(kh):
+            for j in range(kw):
+                src = cols[(oc * kh + i) * kw + j, bi * plane : (bi + 1) * plane]
+                off = j * dw - pw  # output column of input column iw: iw * sw + off
+                lo = max(0, -((off) // sw))  # first iw with iw * sw + off >= 0
+                hi = min(w, (wo - 1 - off) // sw + 1)  # past the last inside
+                for ih in range(h):
+                    oy = ih * sh - ph + i * dh
+                    if oy < 0 or oy >= ho:
+                        continue
+                    row = yp[oy]
+                    for iw in range(lo, hi):
+                        row[iw * sw + off] += src[ih * w + iw]
+        if act != 0:
+            flat = yp.reshape(ho * wo)
+            _act_into(flat, flat, act)
+
+
+@njit(cache=True)
 def _im2col_serial(x, cols, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo):  # pragma: no cover
     # the unfold of a small layer on the calling thread (no parallel region to start)
     n, c, h, w = x.shape
@@ -411,6 +468,8 @@ def _depthwise() -> Callable:
 # --- the plan: one forward's steps over preallocated buffers ---------------------------------
 
 _ALIASING = (shape.Reshape, shape.Permute, shape.GetItem)
+# the activation a step runs on its output: 0 none, 1 ReLU, 2 sigmoid
+_ACT_NAMES = ("", " + relu", " + sigmoid")
 
 
 class _Plan:
@@ -465,13 +524,12 @@ def _conv_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool) -> Callable
         return step
     if r.fn is conv.DepthwiseConv2d:
         kernel = _depthwise()
-
-        zeros = np.zeros_like(b)
+        flat = y.reshape(-1)
 
         def step(vals: list) -> None:
             kernel(np.ascontiguousarray(vals[xs]), w, b, y, True, *args)
             if relu:
-                epi(y3, zeros, True)
+                _relu_into(flat, flat)
 
         plan.kinds.append("depthwise conv + bias" + (" + relu" if relu else ""))
         return step
@@ -480,12 +538,12 @@ def _conv_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool) -> Callable
         # whole images and one-thread GEMMs), then ReLU in place on the calling thread
         call = Conv2dCall.of(x, w, stride, padding, dilation, groups)
         variant = resolve_variant(call.op, call, None, training=False)
-        zeros = np.zeros_like(b)
 
         def step(vals: list) -> None:
             out = call.forward(variant, np.ascontiguousarray(vals[xs]), w, b)
-            if relu:
-                _bias_act(out.reshape(n, o, npix), zeros, True)
+            if relu:  # in place; an exact -0.0 stays -0.0, as in F.relu
+                flat = out.reshape(-1)
+                _relu_into(flat, flat)
             vals[ys] = out
 
         plan.kinds.append("conv + bias" + (" + relu" if relu else ""))
@@ -541,6 +599,53 @@ def _conv_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool) -> Callable
     return step
 
 
+def _conv_transpose_step(plan: _Plan, r: Record, xs: int, ys: int, act: int) -> Callable:
+    p = r.params
+    x, w = p["x"], np.ascontiguousarray(p["w"].data)
+    c, og, kh, kw = w.shape
+    groups = int(p["groups"])
+    o = og * groups
+    b = p["b"].data if p["b"] is not None else np.zeros(o, w.dtype)
+    b = np.ascontiguousarray(b, dtype=x.dtype)
+    stride, padding = p["stride"], p["padding"]
+    output_padding, dilation = p["output_padding"], p["dilation"]
+    n, _, h, wd = x.shape
+    macs = n * c * h * wd * og * kh * kw
+    small = macs < plan.serial_macs
+    plan.kinds.append("conv_transpose + bias" + _ACT_NAMES[act])
+    if n == 1 and groups == 1 and int(np.prod(r.out.shape)):
+        y = np.empty(r.out.shape, x.dtype)
+        plan.vals[ys] = y
+        # one image: one GEMM to the taps' columns, then the fold with bias and
+        # activation in one pass over the output (a small call's fold costs less than
+        # the phases' several GEMMs)
+        plan.threaded |= not small
+        mm = _serial_matmul if small else matmul
+        w2t = np.ascontiguousarray(w.reshape(c, og * kh * kw).T)
+        cols = np.empty((og * kh * kw, h * wd), x.dtype)
+        geom = (h, wd, kh, kw, *stride, *padding, *dilation)
+
+        def step(vals: list) -> None:
+            mm(w2t, np.ascontiguousarray(vals[xs]).reshape(c, h * wd), out=cols)
+            _fold_bias_act(cols, b, y, *geom, act)
+
+        return step
+    # a batch (or groups): the variant auto picks, then the activation in place
+    plan.threaded |= not small
+    call = ConvTranspose2dCall.of(x, w, stride, padding, output_padding, dilation, groups)
+    variant = resolve_variant(call.op, call, None, training=False)
+    bias = None if p["b"] is None else b
+
+    def step(vals: list) -> None:
+        out = call.forward(variant, np.ascontiguousarray(vals[xs]), w, bias)
+        if act:
+            flat = out.reshape(-1)
+            _act_into(flat, flat, act)
+        vals[ys] = out
+
+    return step
+
+
 def _linear_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool) -> Callable:
     p = r.params
     x, w = p["x"], p["w"].data
@@ -551,13 +656,14 @@ def _linear_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool) -> Callab
 
     mm = _serial_matmul if x.size * wt.shape[1] < plan.serial_macs else matmul
     plan.threaded |= mm is matmul
+    flat = y.reshape(-1)
 
     def step(vals: list) -> None:
         mm(vals[xs], wt, out=y)
         if b is not None:
             np.add(y, b, out=y)
         if relu:
-            np.maximum(y, 0, out=y)
+            _relu_into(flat, flat)
 
     plan.kinds.append("linear" + (" + relu" if relu else ""))
     return step
@@ -586,9 +692,9 @@ def _relu_step(plan: _Plan, xs: int, ys: int, shape_: tuple, dtype: Any, inplace
     y = None if inplace else np.empty(shape_, dtype)
 
     def step(vals: list) -> None:
-        src = vals[xs]
+        src = np.ascontiguousarray(vals[xs])  # in place: on a copy of a strided view
         dst = src if y is None else y
-        np.maximum(src, 0, out=dst)
+        _relu_into(src.reshape(-1), dst.reshape(-1))
         vals[ys] = dst
 
     plan.kinds.append("relu")
@@ -600,10 +706,12 @@ def _add_step(plan: _Plan, r: Record, a: Any, b: Any, ys: int, relu: bool) -> Ca
     plan.vals[ys] = y
     ga, gb = a, b
 
+    flat = y.reshape(-1)
+
     def step(vals: list) -> None:
         np.add(ga(vals), gb(vals), out=y)
         if relu:
-            np.maximum(y, 0, out=y)
+            _relu_into(flat, flat)
 
     plan.kinds.append("add" + (" + relu" if relu else ""))
     return step
@@ -687,17 +795,27 @@ def build_plan(
         ys = plan.slot()
         # a ReLU reading only this step's output rides along
         nxt = records[i + 1] if i + 1 < len(records) else None
-        relu = (
+        follows = (
             nxt is not None
-            and nxt.fn is activation.ReLU
-            and nxt.params["a"] is r.out
+            and nxt.params.get("a") is r.out
             and uses.get(id(r.out), 0) == 1
             and r.out.dtype.kind == "f"
         )
-        out_tensor = nxt.out if relu else r.out
+        relu = follows and nxt.fn is activation.ReLU
+        sigmoid = follows and nxt.fn is ew.Sigmoid and r.fn is conv_transpose.ConvTranspose2d
+        out_tensor = nxt.out if relu or sigmoid else r.out
         x = r.params.get("x", r.params.get("a"))
         if r.fn in (conv.Conv2d, conv.DepthwiseConv2d) and id(x) in slots:
             step = _conv_step(plan, r, slots[id(x)], ys, relu)
+        elif (
+            r.fn is conv_transpose.ConvTranspose2d
+            and id(x) in slots
+            and x.ndim == 4
+            and x.dtype.kind == "f"
+        ):
+            act = 1 if relu else 2 if sigmoid else 0
+            step = _conv_transpose_step(plan, r, slots[id(x)], ys, act)
+            relu = relu or sigmoid
         elif r.fn is linalg.Linear and x.ndim == 2 and id(x) in slots:
             step = _linear_step(plan, r, slots[id(x)], ys, relu)
         elif r.fn is norm.BatchNorm and not r.params["training"] and id(x) in slots:
