@@ -12,9 +12,134 @@ from ..memory import check_fits
 cimport openmp
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy
 
 
 include "../_common.pxi"
+
+
+# The phase planes' inner loops in C (below): GCC vector types of 64 bytes (16 floats or
+# 8 doubles; one AVX-512 register, two AVX2 or four SSE ones) and, on x86-64 Linux with GCC,
+# function clones for x86-64-v4 (AVX-512), x86-64-v3 (AVX2, FMA) and baseline x86-64 picked
+# by CPU features at load time (a portable build that still runs at the machine's vector
+# width). Every sum has a fixed order: an
+# output pixel adds its taps in tap order; a weight-gradient tap keeps one partial sum per
+# lane (the flat index modulo the lane count), summed in lane order at the end; so a call
+# repeats bit for bit on one machine. The clones differ only in FMA contraction.
+cdef extern from *:
+    """
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+    #define TG_DW_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+    #else
+    #define TG_DW_CLONES
+    #endif
+    /* out[t] = bias + sum_i w[i] * src[offs[i] + t] for t in [0, L): taps in order. */
+    #define TG_DW_LINCOMB(T, S, V)                                                      \
+    typedef T tg_dw_v##S __attribute__((vector_size(64)));                              \
+    typedef T tg_dw_u##S __attribute__((vector_size(64), aligned(sizeof(T)), may_alias)); \
+    TG_DW_CLONES static void tg_dw_lincomb_##S(const T* src, const Py_ssize_t* offs,     \
+            const T* w, Py_ssize_t nt, Py_ssize_t L, T bias, T* out) {                   \
+        Py_ssize_t t = 0, i;                                                            \
+        for (; t + V <= L; t += V) {                                                     \
+            tg_dw_v##S a = {0};                                                         \
+            a += bias;                                                                  \
+            for (i = 0; i < nt; i++)                                                    \
+                a += w[i] * *(const tg_dw_u##S*)(src + offs[i] + t);                    \
+            *(tg_dw_u##S*)(out + t) = a;                                                \
+        }                                                                               \
+        for (; t < L; t++) {                                                            \
+            T a = bias;                                                                 \
+            for (i = 0; i < nt; i++) a += w[i] * src[offs[i] + t];                      \
+            out[t] = a;                                                                 \
+        }                                                                               \
+    }                                                                                   \
+    /* acc[i*V + l] += sum of g[t] * P[offs[i] + t] over t = l (mod V), t in [0, L):     \
+       three taps per pass over g (their partial sums stay in registers). */            \
+    TG_DW_CLONES static void tg_dw_dots_##S(const T* g, const T* P,                      \
+            const Py_ssize_t* offs, Py_ssize_t kk, Py_ssize_t L, T* acc) {               \
+        Py_ssize_t i = 0, t, nb = L / V * V;                                            \
+        for (; i + 3 <= kk; i += 3) {                                                   \
+            const T* p0 = P + offs[i];                                                  \
+            const T* p1 = P + offs[i + 1];                                              \
+            const T* p2 = P + offs[i + 2];                                              \
+            tg_dw_v##S a0 = *(tg_dw_u##S*)(acc + i * V);                                \
+            tg_dw_v##S a1 = *(tg_dw_u##S*)(acc + (i + 1) * V);                          \
+            tg_dw_v##S a2 = *(tg_dw_u##S*)(acc + (i + 2) * V);                          \
+            for (t = 0; t < nb; t += V) {                                               \
+                tg_dw_v##S gv = *(const tg_dw_u##S*)(g + t);                            \
+                a0 += gv * *(const tg_dw_u##S*)(p0 + t);                                \
+                a1 += gv * *(const tg_dw_u##S*)(p1 + t);                                \
+                a2 += gv * *(const tg_dw_u##S*)(p2 + t);                                \
+            }                                                                           \
+            *(tg_dw_u##S*)(acc + i * V) = a0;                                           \
+            *(tg_dw_u##S*)(acc + (i + 1) * V) = a1;                                     \
+            *(tg_dw_u##S*)(acc + (i + 2) * V) = a2;                                     \
+            for (t = nb; t < L; t++) {                                                  \
+                acc[i * V + t - nb] += g[t] * p0[t];                                    \
+                acc[(i + 1) * V + t - nb] += g[t] * p1[t];                              \
+                acc[(i + 2) * V + t - nb] += g[t] * p2[t];                              \
+            }                                                                           \
+        }                                                                               \
+        for (; i < kk; i++) {                                                           \
+            const T* p0 = P + offs[i];                                                  \
+            tg_dw_v##S a0 = *(tg_dw_u##S*)(acc + i * V);                                \
+            for (t = 0; t < nb; t += V)                                                 \
+                a0 += *(const tg_dw_u##S*)(g + t) * *(const tg_dw_u##S*)(p0 + t);       \
+            *(tg_dw_u##S*)(acc + i * V) = a0;                                           \
+            for (t = nb; t < L; t++) acc[i * V + t - nb] += g[t] * p0[t];               \
+        }                                                                               \
+    }
+    /* dst[v] = src[v * s] for v in [0, n) (a stride-s row of a phase plane) */
+    #define TG_DW_GATHER(T, S)                                                          \
+    TG_DW_CLONES static void tg_dw_gather_##S(T* dst, const T* src, Py_ssize_t n,      \
+                                              Py_ssize_t s) {                         \
+        Py_ssize_t v;                                                                   \
+        if (s == 2) { for (v = 0; v < n; v++) dst[v] = src[2 * v]; }                    \
+        else { for (v = 0; v < n; v++) dst[v] = src[v * s]; }                           \
+    }
+    TG_DW_LINCOMB(float, f, 16)
+    TG_DW_LINCOMB(double, d, 8)
+    TG_DW_GATHER(float, f)
+    TG_DW_GATHER(double, d)
+    """
+    void tg_dw_lincomb_f(const float* src, const Py_ssize_t* offs, const float* w,
+                         Py_ssize_t nt, Py_ssize_t L, float bias, float* out) noexcept nogil
+    void tg_dw_lincomb_d(const double* src, const Py_ssize_t* offs, const double* w,
+                         Py_ssize_t nt, Py_ssize_t L, double bias, double* out) noexcept nogil
+    void tg_dw_dots_f(const float* g, const float* P, const Py_ssize_t* offs, Py_ssize_t kk,
+                      Py_ssize_t L, float* acc) noexcept nogil
+    void tg_dw_dots_d(const double* g, const double* P, const Py_ssize_t* offs, Py_ssize_t kk,
+                      Py_ssize_t L, double* acc) noexcept nogil
+    void tg_dw_gather_f(float* dst, const float* src, Py_ssize_t n, Py_ssize_t s) noexcept nogil
+    void tg_dw_gather_d(double* dst, const double* src, Py_ssize_t n, Py_ssize_t s) noexcept nogil
+
+
+cdef inline void _row(real* dst, const real* src, Py_ssize_t n, Py_ssize_t s) noexcept nogil:
+    """dst[v] = src[v * s] for v < n: memcpy for s == 1."""
+    if n <= 0:
+        return
+    if s == 1:
+        memcpy(dst, src, n * sizeof(real))
+    elif real is float:
+        tg_dw_gather_f(dst, src, n, s)
+    else:
+        tg_dw_gather_d(dst, src, n, s)
+
+
+cdef inline void _lincomb(const real* src, const Py_ssize_t* offs, const real* w, Py_ssize_t nt,
+                          Py_ssize_t L, real bias, real* out) noexcept nogil:
+    if real is float:
+        tg_dw_lincomb_f(src, offs, w, nt, L, bias, out)
+    else:
+        tg_dw_lincomb_d(src, offs, w, nt, L, bias, out)
+
+
+cdef inline void _dots(const real* g, const real* P, const Py_ssize_t* offs, Py_ssize_t kk,
+                       Py_ssize_t L, real* acc) noexcept nogil:
+    if real is float:
+        tg_dw_dots_f(g, P, offs, kk, L, acc)
+    else:
+        tg_dw_dots_d(g, P, offs, kk, L, acc)
 
 
 cdef inline real _edge(const real* xp, const real* wp, Py_ssize_t h, Py_ssize_t wd,
@@ -287,61 +412,7 @@ cdef inline void _split(const real* xp, real* P, Py_ssize_t h, Py_ssize_t wd, Py
             q = P + (a * sw + bb) * Hq * Wq
             for u in range(u0, u1):
                 xr = xp + (u * sh + a - ph) * wd + (bb - pw)
-                if sw == 1:
-                    for v in range(v0, v1):
-                        q[u * Wq + v] = xr[v]
-                else:
-                    for v in range(v0, v1):
-                        q[u * Wq + v] = xr[v * sw]
-
-
-cdef inline void _taps_row(real* acc, const real* P, const real* wr, Py_ssize_t kw,
-                           Py_ssize_t sw, Py_ssize_t plane, Py_ssize_t L, bint init,
-                           real bias) noexcept nogil:
-    """acc[t] (= bias if init, else +=) sum_j wr[j] * P_b(j)[t + j // sw] for one tap row;
-    P is the row's first phase plane (b = 0), at its row offset."""
-    cdef Py_ssize_t t, j
-    cdef const real* s0
-    cdef const real* s1
-    cdef const real* s2
-    cdef const real* s3
-    cdef const real* s4
-    cdef real w0, w1, w2, w3, w4
-    if kw == 3 or kw == 5:
-        s0 = P
-        s1 = P + (1 % sw) * plane + 1 // sw
-        s2 = P + (2 % sw) * plane + 2 // sw
-        w0 = wr[0]
-        w1 = wr[1]
-        w2 = wr[2]
-        if kw == 3:
-            if init:
-                for t in range(L):
-                    acc[t] = bias + (w0 * s0[t] + w1 * s1[t] + w2 * s2[t])
-            else:
-                for t in range(L):
-                    acc[t] = acc[t] + (w0 * s0[t] + w1 * s1[t] + w2 * s2[t])
-            return
-        s3 = P + (3 % sw) * plane + 3 // sw
-        s4 = P + (4 % sw) * plane + 4 // sw
-        w3 = wr[3]
-        w4 = wr[4]
-        if init:
-            for t in range(L):
-                acc[t] = bias + (w0 * s0[t] + w1 * s1[t] + w2 * s2[t] + w3 * s3[t] + w4 * s4[t])
-        else:
-            for t in range(L):
-                acc[t] = acc[t] + (w0 * s0[t] + w1 * s1[t] + w2 * s2[t] + w3 * s3[t]
-                                   + w4 * s4[t])
-        return
-    if init:
-        for t in range(L):
-            acc[t] = bias
-    for j in range(kw):
-        s0 = P + (j % sw) * plane + j // sw
-        w0 = wr[j]
-        for t in range(L):
-            acc[t] = acc[t] + w0 * s0[t]
+                _row(q + u * Wq + v0, xr + v0 * sw, v1 - v0, sw)
 
 
 def _phase_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const real[::1] b,
@@ -350,9 +421,10 @@ def _phase_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const
     cdef Py_ssize_t o = w.shape[0], kh = w.shape[2], kw = w.shape[3]
     cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3], m = o // c
     cdef Py_ssize_t Hq = _cdiv(h + 2 * ph, sh) + 1, Wq = _cdiv(wd + 2 * pw, sw)
-    cdef Py_ssize_t plane = Hq * Wq, L = ho * Wq
-    cdef Py_ssize_t p, bi, oc, ic, i, oh, ow
+    cdef Py_ssize_t plane = Hq * Wq, L = ho * Wq, kk = kh * kw
+    cdef Py_ssize_t p, bi, oc, ic, ii, jj, oh, ow
     cdef Py_ssize_t* last = NULL
+    cdef Py_ssize_t* offs = NULL
     cdef real* P = NULL
     cdef real* acc = NULL
     cdef real* yp
@@ -362,7 +434,11 @@ def _phase_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const
         P = <real*>calloc(sh * sw * plane + 1, sizeof(real))
         acc = <real*>malloc((L + 1) * sizeof(real))
         last = <Py_ssize_t*>malloc(sizeof(Py_ssize_t))
+        offs = <Py_ssize_t*>malloc((kk + 1) * sizeof(Py_ssize_t))
         last[0] = -1  # the plane split in P (kept across this thread's tasks: M > 1)
+        for ii in range(kh):  # tap (ii, jj): its phase plane and its offset in it
+            for jj in range(kw):
+                offs[ii * kw + jj] = ((ii % sh) * sw + jj % sw) * plane + (ii // sh) * Wq + jj // sw
         for p in prange(n * o, schedule="static"):
             bi = p // o
             oc = p % o
@@ -371,20 +447,21 @@ def _phase_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const
                 _split(&x[bi, ic, 0, 0], P, h, wd, ph, pw, sh, sw, Hq, Wq)
                 last[0] = bi * c + ic
             bias = b[oc] if has_bias else 0
-            for i in range(kh):
-                _taps_row(acc, P + ((i % sh) * sw) * plane + (i // sh) * Wq, &w[oc, 0, i, 0],
-                          kw, sw, plane, L, i == 0, bias)
             yp = &y[bi, oc, 0, 0]
+            if Wq == wo:  # no discarded columns: straight into the output plane
+                _lincomb(P, offs, &w[oc, 0, 0, 0], kk, L, bias, yp)
+                continue
+            _lincomb(P, offs, &w[oc, 0, 0, 0], kk, L, bias, acc)
             for oh in range(ho):
-                for ow in range(wo):
-                    yp[oh * wo + ow] = acc[oh * Wq + ow]
+                memcpy(yp + oh * wo, acc + oh * Wq, wo * sizeof(real))
         free(P)
         free(acc)
         free(last)
+        free(offs)
 
 
 cdef enum:
-    _LANES = 16  # weight-gradient partial sums per tap (two AVX2 / one AVX-512 vector)
+    _LANES = 16  # weight-gradient partial sums per tap: 64 bytes of floats (8 of doubles)
 
 
 def _phase_backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
@@ -393,23 +470,21 @@ def _phase_backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
     cdef Py_ssize_t o = gw.shape[0], kh = gw.shape[2], kw = gw.shape[3]
     cdef Py_ssize_t ho = gy.shape[2], wo = gy.shape[3], m = o // c
     cdef Py_ssize_t Hq = _cdiv(h + 2 * ph, sh) + 1, Wq = _cdiv(wd + 2 * pw, sw)
-    cdef Py_ssize_t plane = Hq * Wq, L = ho * Wq, nb = L // _LANES, kk = kh * kw
-    cdef Py_ssize_t oc, ic, bi, i, ii, jj, t, t0, blk, l, oh, ow
+    cdef Py_ssize_t plane = Hq * Wq, L = ho * Wq, kk = kh * kw
+    cdef Py_ssize_t lanes = _LANES if real is float else _LANES // 2
+    cdef Py_ssize_t oc, ic, bi, i, ii, jj, t, l, oh, ow
     cdef real* P = NULL
     cdef real* G = NULL
     cdef real* acc = NULL
     cdef Py_ssize_t* offs = NULL
     cdef real* a
-    cdef const real* src
     cdef const real* gp
-    cdef const real* g
     cdef real s
     cdef int nt = _team(n * o * ho * wo * kh * kw)
     with nogil, parallel(num_threads=nt):
-        # per tap, _LANES elementwise partial sums: block t0 of the flat index adds
-        # G[t0 + l] * tap[t0 + l] to lane l (the inner loop vectorises without reassociating
-        # a reduction, and the partial sums stay in L1), the lanes summed at the end; each
-        # thread owns whole output channels (no atomics)
+        # per tap, one partial sum per vector lane (_dots: the flat index t adds to lane
+        # t mod lanes; no reassociation inside a lane), the lanes summed in order at the
+        # end; each thread owns whole output channels (no atomics)
         P = <real*>calloc(sh * sw * plane + 1, sizeof(real))
         G = <real*>calloc(L + 1, sizeof(real))
         acc = <real*>malloc((kk * _LANES + 1) * sizeof(real))
@@ -419,29 +494,21 @@ def _phase_backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                 offs[ii * kw + jj] = ((ii % sh) * sw + jj % sw) * plane + (ii // sh) * Wq + jj // sw
         for oc in prange(o, schedule="static"):
             ic = oc // m
-            for t in range(kk * _LANES):
+            for t in range(kk * lanes):
                 acc[t] = 0
             for bi in range(n):
                 _split(&x[bi, ic, 0, 0], P, h, wd, ph, pw, sh, sw, Hq, Wq)
                 gp = &gy[bi, oc, 0, 0]
+                if Wq == wo:
+                    _dots(gp, P, offs, kk, L, acc)
+                    continue
                 for oh in range(ho):
-                    for ow in range(wo):
-                        G[oh * Wq + ow] = gp[oh * wo + ow]
-                for blk in range(nb):
-                    t0 = blk * _LANES
-                    g = G + t0
-                    for i in range(kk):
-                        a = acc + i * _LANES
-                        src = P + offs[i] + t0
-                        for l in range(_LANES):
-                            a[l] = a[l] + g[l] * src[l]
-                for t in range(nb * _LANES, L):
-                    for i in range(kk):
-                        acc[i * _LANES + t - nb * _LANES] += G[t] * P[offs[i] + t]
+                    memcpy(G + oh * Wq, gp + oh * wo, wo * sizeof(real))
+                _dots(G, P, offs, kk, L, acc)
             for i in range(kk):
                 s = 0
-                a = acc + i * _LANES
-                for l in range(_LANES):
+                a = acc + i * lanes
+                for l in range(lanes):
                     s = s + a[l]
                 gw[oc, 0, i // kw, i % kw] = s
         free(P)
@@ -461,17 +528,18 @@ def _phase_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
     cdef Py_ssize_t p, bi, ic, mm, oc, a, bb, i, j, t, u, v, u0, u1, v0, v1, oh, ow
     cdef real* G = NULL
     cdef real* Q = NULL
+    cdef real* wts = NULL
+    cdef Py_ssize_t* offs = NULL
     cdef real* gxp
     cdef real* g
-    cdef const real* src
     cdef const real* gp
-    cdef real wv
-    cdef bint first
     cdef int nt = _team(n * o * ho * wo * kh * kw)
     with nogil, parallel(num_threads=nt):
         # one slack row: the columns past V of the last row read past the plane
         G = <real*>calloc(m * (U + qh) * Wg + Wg + 1, sizeof(real))
         Q = <real*>malloc((L + 1) * sizeof(real))
+        wts = <real*>malloc((m * kh * kw + 1) * sizeof(real))
+        offs = <Py_ssize_t*>malloc((m * kh * kw + 1) * sizeof(Py_ssize_t))
         for p in prange(n * c, schedule="static"):
             bi = p // c
             ic = p % c
@@ -479,8 +547,7 @@ def _phase_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
                 g = G + mm * (U + qh) * Wg
                 gp = &gy[bi, ic * m + mm, 0, 0]
                 for oh in range(ho):
-                    for ow in range(wo):
-                        g[(oh + qh) * Wg + ow + qw] = gp[oh * wo + ow]
+                    memcpy(g + (oh + qh) * Wg + qw, gp + oh * wo, wo * sizeof(real))
             gxp = &gx[bi, ic, 0, 0]
             for a in range(sh):
                 u0 = _cdiv(ph - a, sh) if ph > a else 0
@@ -490,29 +557,26 @@ def _phase_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
                     v1 = _cdiv(wd + pw - bb, sw)
                     if u1 <= u0 or v1 <= v0:
                         continue
-                    first = True
+                    t = 0  # the taps landing on this phase (none: stride > kernel)
                     for mm in range(m):
                         oc = ic * m + mm
                         for i in range(_cdiv(kh - a, sh)):  # taps a + sh*i, bb + sw*j
                             for j in range(_cdiv(kw - bb, sw)):
-                                wv = w[oc, 0, a + sh * i, bb + sw * j]
-                                src = G + mm * (U + qh) * Wg + (qh - i) * Wg + qw - j
-                                if first:
-                                    for t in range(L):
-                                        Q[t] = wv * src[t]
-                                    first = False
-                                else:
-                                    for t in range(L):
-                                        Q[t] = Q[t] + wv * src[t]
-                    if first:  # no tap lands on this phase (stride > kernel)
-                        for t in range(L):
-                            Q[t] = 0
+                                wts[t] = w[oc, 0, a + sh * i, bb + sw * j]
+                                offs[t] = mm * (U + qh) * Wg + (qh - i) * Wg + qw - j
+                                t = t + 1
+                    _lincomb(G, offs, wts, t, L, 0, Q)
                     for u in range(u0, u1):
                         g = gxp + (u * sh + a - ph) * wd + bb - pw
-                        for v in range(v0, v1):
-                            g[v * sw] = Q[u * Wg + v]
+                        if sw == 1:
+                            memcpy(g + v0, Q + u * Wg + v0, (v1 - v0) * sizeof(real))
+                        else:
+                            for v in range(v0, v1):
+                                g[v * sw] = Q[u * Wg + v]
         free(G)
         free(Q)
+        free(wts)
+        free(offs)
 
 
 def forward(x, w, b, stride, padding, dilation, groups):
@@ -555,10 +619,11 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
     if need_w:
         gw = np.empty_like(w)
         # the phase planes' weight gradient multiplies the zero gradient of each row's
-        # padding columns by image values: a NaN or an infinity in x would reach every tap,
-        # so such calls take the direct loops
-        if phase and np.isfinite(x).all():
+        # padding columns by image values: a NaN or an infinity in x reaches every tap.
+        # Those products only add non-finite values, so a finite result is exact; a
+        # non-finite one is recomputed with the direct loops (no pass over x to check it)
+        if phase:
             _phase_backward_w(gy, x, gw, sh, sw, ph, pw)
-        else:
+        if not phase or not np.isfinite(gw).all():
             _backward_w(gy, x, gw, *stride, *padding, *dilation)
     return gx, gw

@@ -301,11 +301,13 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
     if tuple(dilation) != (1, 1):
         return run_backward(name, _backward_x, _backward_w, gy, x, w, need_x, need_w, general)
     phase = (*stride, *padding)
-    if need_w and not np.isfinite(x).all():
+    gx, gw = run_backward(
+        name, _phase_backward_x, _phase_backward_w, gy, x, w, need_x, need_w, phase
+    )
+    if need_w and not np.isfinite(gw).all():
         # the phase planes' weight gradient multiplies the zero gradient of each row's
-        # padding columns by image values: a NaN or an infinity in x would reach every tap,
-        # so such calls take the direct loops for the weight gradient
-        gx, _ = run_backward(name, _phase_backward_x, None, gy, x, w, need_x, False, phase)
+        # padding columns by image values: a NaN or an infinity in x reaches every tap.
+        # Those products only add non-finite values, so a finite result is exact; a
+        # non-finite one is recomputed with the direct loops (no pass over x to check it)
         _, gw = run_backward(name, None, _backward_w, gy, x, w, False, True, general)
-        return gx, gw
-    return run_backward(name, _phase_backward_x, _phase_backward_w, gy, x, w, need_x, need_w, phase)
+    return gx, gw

@@ -109,3 +109,30 @@ def test_depthwise_phase_planes(variant, k, stride, m):
                 assert (g is None) != asked
                 if asked:
                     np.testing.assert_allclose(g, r, **tol)
+
+
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if v != "reference"])
+@pytest.mark.parametrize("k, stride, padding", [(5, 1, 2), (3, 2, 1), (2, 2, 0)])
+def test_depthwise_wide_planes_repeat_and_match_float64(variant, k, stride, padding):
+    """Planes wider than the vector width (whole vectors and a tail per plane; kernel 2
+    stride 2 has no discarded columns), 37 channels: float32 against the float64
+    reference, and a second call repeats the first bit for bit (fixed-order sums)."""
+    rng = np.random.default_rng(k * 10 + stride)
+    x = rng.standard_normal((3, 37, 26, 29))
+    wt = rng.standard_normal((37, 1, k, k)) / k
+    b = rng.standard_normal(37)
+    args = ((stride, stride), (padding, padding), (1, 1), 37)
+    ref = K.get("conv2d", "reference")
+    mod = K.get("depthwise_conv2d", variant)
+    y64 = ref.forward(x, wt, b, *args)
+    gy = rng.standard_normal(y64.shape)
+    want = (y64, *ref.backward(gy, x, wt, *args, True, True))
+    x32, w32, b32, gy32 = (a.astype(np.float32) for a in (x, wt, b, gy))
+    runs = [
+        (mod.forward(x32, w32, b32, *args), *mod.backward(gy32, x32, w32, *args, True, True))
+        for _ in range(2)
+    ]
+    for got, again, ref64 in zip(*runs, want):
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, again)
+        np.testing.assert_allclose(got, ref64, rtol=1e-4, atol=1e-4 * np.abs(ref64).max())
