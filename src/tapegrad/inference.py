@@ -454,6 +454,20 @@ def _im2col() -> Callable:
         return im2col_numba.im2col
 
 
+# the Cython unfold runs on the calling thread below this many column elements (its
+# OpenMP grain, kernels/_common.pxi)
+_CY_SERIAL_UNFOLD = 1 << 21
+
+
+def _im2col_cython() -> Callable | None:
+    try:
+        from .kernels.conv import im2col_cy
+
+        return im2col_cy.im2col
+    except ImportError:  # Cython kernels not built
+        return None
+
+
 def _depthwise() -> Callable:
     try:
         from .kernels.depthwise import direct_cy
@@ -563,6 +577,8 @@ def _conv_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool) -> Callable
     # BLAS), so a single thread pool is awake during the step; with a threaded unfold the
     # OpenMP team still spins while the BLAS threads need the cores
     im2col = _im2col_serial if small or n == 1 else _im2col()
+    if im2col is _im2col_serial and c * kh * kw * n * npix < _CY_SERIAL_UNFOLD:
+        im2col = _im2col_cython() or im2col  # serial below its grain, row copies
     cols = np.empty((c * kh * kw, n * npix), x.dtype)
     og, k = o // groups, cg * kh * kw
     geom = (kh, kw, *stride, *padding, *dilation, ho, wo)
