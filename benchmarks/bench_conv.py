@@ -1,11 +1,11 @@
 """pytest-benchmark suite for the convolution family: every variant of conv2d,
-depthwise_conv2d and conv_transpose2d, forward and forward+backward, next to PyTorch.
+depthwise_conv2d and conv_transpose2d, forward and forward+backward.
 
     pytest benchmarks/bench_conv.py --benchmark-only
     pytest benchmarks/bench_conv.py --benchmark-only -k depthwise --benchmark-columns=median
 
 Each benchmark group is one case and direction, so pytest-benchmark's table lines up the
-variants of that case. Kernels and torch run on 2 threads (benchmarks/conftest.py); one
+variants of that case. Kernels run on 2 threads (benchmarks/conftest.py); one
 warm-up call (JIT compilation, workspace allocation) precedes the timed rounds.
 """
 
@@ -69,22 +69,6 @@ def test_conv(benchmark, case, variant, direction):
     backward = direction == "both"
     benchmark.group = f"{op} {label} {direction}"
     benchmark.name = variant
-    if variant == "torch":
-        torch = pytest.importorskip("torch")
-        tx, tw = (torch.tensor(a, requires_grad=backward) for a in (x, w))
-        tf = getattr(torch.nn.functional, fn)
-
-        def run():
-            if backward:
-                tx.grad = tw.grad = None
-                tf(tx, tw, None, *args).sum().backward()
-            else:
-                with torch.no_grad():
-                    tf(tx, tw, None, *args)
-
-        run()
-        benchmark.pedantic(run, rounds=7, warmup_rounds=1)
-        return
     gx, gw = tg.Tensor(x, requires_grad=backward), tg.Tensor(w, requires_grad=backward)
     ff = getattr(F, fn)
     gy = None

@@ -1,4 +1,4 @@
-"""Dropout kernels (forward + backward), every variant against PyTorch (pytest-benchmark).
+"""Dropout kernels (forward + backward), every variant side by side (pytest-benchmark).
 
     pytest benchmarks/bench_dropout.py --benchmark-only
 
@@ -41,31 +41,9 @@ def _tapegrad_fn(case: str, variant: str):
     return run
 
 
-def _torch_fn(case: str):
-    torch = pytest.importorskip("torch")
-    rng = np.random.default_rng(0)
-    x = torch.tensor(rng.standard_normal(SHAPE, dtype=np.float32), requires_grad=True)
-    g = torch.tensor(rng.standard_normal(SHAPE, dtype=np.float32))
-
-    def gaussian(x):  # PyTorch has no Gaussian dropout: x * (1 + sigma * N(0, 1))
-        return x * (1 + 0.5 * torch.randn_like(x))
-
-    fn = {
-        "dropout": lambda: torch.nn.functional.dropout(x, 0.5),
-        "dropout2d": lambda: torch.nn.functional.dropout2d(x, 0.5),
-        "gaussian_dropout": lambda: gaussian(x),
-    }[case]
-
-    def run():
-        fn().backward(g)
-        x.grad = None
-
-    return run
-
-
 @pytest.mark.parametrize("case, variant", _params())
 def test_dropout(benchmark, case, variant):
-    fn = _torch_fn(case) if variant == "torch" else _tapegrad_fn(case, variant)
+    fn = _tapegrad_fn(case, variant)
     benchmark.group = f"{case} {SHAPE} float32 fwd+bwd"
     fn()  # warm-up: JIT compilation is not timed
     benchmark.pedantic(fn, rounds=20, warmup_rounds=2)

@@ -1,10 +1,10 @@
-"""Normalisation kernels, every variant against PyTorch (pytest-benchmark).
+"""Normalisation kernels, every variant side by side (pytest-benchmark).
 
     pytest benchmarks/bench_norm.py --benchmark-only
 
 One group per case (N=64, C=64, 32x32 float32; 2 threads via benchmarks/conftest.py), so
-the table lines up the variants of a case. ``norm_vs_torch.py`` prints the same cases as
-ratios with GB/s.
+the table lines up the variants of a case. ``norm_vs_torch.py`` compares the same cases with
+PyTorch, each framework in its own process, as ratios with GB/s.
 """
 
 from __future__ import annotations
@@ -57,36 +57,9 @@ def _tapegrad_fn(case: str, variant: str):
     return run
 
 
-def _torch_fn(case: str):
-    torch = pytest.importorskip("torch")
-    tf = torch.nn.functional
-    rng = np.random.default_rng(0)
-    x = torch.tensor(rng.standard_normal(SHAPE, dtype=np.float32), requires_grad=True)
-    g = torch.tensor(rng.standard_normal(SHAPE, dtype=np.float32))
-    c = SHAPE[1]
-    w, b = torch.ones(c, requires_grad=True), torch.zeros(c, requires_grad=True)
-    rm, rv = torch.zeros(c), torch.ones(c)
-    lw = torch.ones(SHAPE[1:], requires_grad=True)
-    lb = torch.zeros(SHAPE[1:], requires_grad=True)
-
-    def run():
-        if case == "batch_norm-train":
-            tf.batch_norm(x, rm, rv, w, b, training=True).backward(g)
-        elif case == "batch_norm-eval":
-            with torch.no_grad():
-                tf.batch_norm(x, rm, rv, w, b)
-        elif case == "layer_norm":
-            tf.layer_norm(x, SHAPE[1:], lw, lb).backward(g)
-        else:
-            tf.group_norm(x, 8, w, b).backward(g)
-        x.grad = w.grad = b.grad = lw.grad = lb.grad = None
-
-    return run
-
-
 @pytest.mark.parametrize("case, variant", _params())
 def test_norm(benchmark, case, variant):
-    fn = _torch_fn(case) if variant == "torch" else _tapegrad_fn(case, variant)
+    fn = _tapegrad_fn(case, variant)
     benchmark.group = f"{case} {SHAPE} float32 (fwd+bwd unless eval)"
     fn()  # warm-up: JIT compilation is not timed
     benchmark.pedantic(fn, rounds=20, warmup_rounds=2)

@@ -1,5 +1,5 @@
 """pytest-benchmark suite for pooling: every variant of max_pool2d, avg_pool2d and
-adaptive_avg_pool2d, forward and forward+backward, next to PyTorch.
+adaptive_avg_pool2d, forward and forward+backward.
 
     pytest benchmarks/bench_pool.py --benchmark-only
 
@@ -34,22 +34,6 @@ def test_pool(benchmark, case, variant, direction):
     backward = direction == "both"
     benchmark.group = f"{op} {label} {direction}"
     benchmark.name = variant
-    if variant == "torch":
-        torch = pytest.importorskip("torch")
-        tx = torch.tensor(x, requires_grad=backward)
-        tf = getattr(torch.nn.functional, op)
-
-        def run():
-            if backward:
-                tx.grad = None
-                tf(tx, *args).sum().backward()
-            else:
-                with torch.no_grad():
-                    tf(tx, *args)
-
-        run()
-        benchmark.pedantic(run, rounds=7, warmup_rounds=1)
-        return
     gx = tg.Tensor(x, requires_grad=backward)
     ff = getattr(F, op)
     gy = None

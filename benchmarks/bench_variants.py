@@ -1,4 +1,4 @@
-"""Every registered op's standard cases in every variant and direction, against PyTorch.
+"""Every registered op's standard cases in every variant and direction.
 
     pytest benchmarks/bench_variants.py --benchmark-only
     pytest benchmarks/bench_variants.py --benchmark-only -k conv2d --benchmark-compare
@@ -28,6 +28,4 @@ def _params():
 
 @pytest.mark.parametrize("case, variant, direction", _params())
 def test_variant(kernel_bench, case, variant, direction):
-    if variant == "torch":
-        pytest.importorskip("torch")
     kernel_bench(case, variant, direction)

@@ -24,22 +24,16 @@ def pytest_collect_file(file_path, parent):
 
 @pytest.fixture(scope="session", autouse=True)
 def _two_threads():
-    """Kernels and torch on 2 threads, as every comparison in the project quotes them."""
+    """Kernels on 2 threads, as every comparison in the project quotes them."""
     import tapegrad
 
     tapegrad.set_num_threads(2)
-    try:
-        import torch
-
-        torch.set_num_threads(2)
-    except ImportError:
-        pass
 
 
 @pytest.fixture
 def kernel_bench(benchmark) -> Callable:
     """``kernel_bench(case, variant, direction)``: time ``case`` (a
-    ``tapegrad.bench.cases.Case``) in ``variant`` (or ``"torch"``) and ``direction``
+    ``tapegrad.bench.cases.Case``) in ``variant`` and ``direction``
     (forward, backward, both) after one warm-up call; the benchmark group is the case."""
     import tapegrad.kernels as K
     from tapegrad.bench.runner import _Harness
@@ -51,17 +45,12 @@ def kernel_bench(benchmark) -> Callable:
         with K.use(**{case.op: "reference"}):
             shape = probe.forward().shape
         gy = rng.standard_normal(shape).astype(np.float32)
-        h = _Harness(case, arrays, grads, gy, torch_mode=variant == "torch")
+        h = _Harness(case, arrays, grads, gy)
         benchmark.group = f"{case.op} {case.label} {direction}"
         benchmark.name = variant
         benchmark.extra_info.update(
             flops=case.spec.flops(case.p, direction), bytes=case.spec.bytes(case.p, direction)
         )
-        if variant == "torch":
-            fn, setup = _calls(h, direction)
-            h.timings(direction, 0)
-            benchmark.pedantic(fn, setup=setup, rounds=10, warmup_rounds=0)
-            return
         with K.use(**{case.op: variant}):
             h.timings(direction, 0)  # warm-up: JIT compile or cache load, never timed
             fn, setup = _calls(h, direction)

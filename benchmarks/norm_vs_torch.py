@@ -1,14 +1,20 @@
-"""Normalisation and dropout against PyTorch, side by side (N=64, C=64, 32x32, float32).
+"""Normalisation and dropout against PyTorch (N=64, C=64, 32x32, float32), each framework
+in its own process.
 
-    python benchmarks/norm_vs_torch.py [--threads 2] [--repeats 30] [--no-jit]
+    python benchmarks/norm_vs_torch.py [--threads 2] [--rounds 5] [--repeats 30] [--no-jit]
 
-Prints, per case, the median time after warm-up of each tapegrad variant and of PyTorch
-(both on the same thread count, in the same run), the ratio to PyTorch (lower is
-better), the bytes the case has to move divided by the time (GB/s) and how far that is
-from the machine's copy bandwidth (``np.copyto`` of the same array size, measured in the
-same run; "x copy" = copy GB/s / case GB/s, 1.0 = as fast as a copy). A last table gives
-the first-call (JIT compile) time of every Numba kernel, measured in a fresh process with
-an empty Numba cache.
+One process per framework runs every case (warm-up, then ``--repeats`` timed calls,
+median); the processes alternate over ``--rounds`` rounds (tapegrad first in even rounds,
+PyTorch first in odd ones), each at its own defaults except the thread count. Per case the
+table gives the median of the rounds' medians of each tapegrad variant and of PyTorch, the
+spread of the round medians (min-max), the ratio to PyTorch (lower is better), the bytes
+the case has to move divided by the time (GB/s) and how far that is from the machine's
+copy bandwidth (``np.copyto`` of the same array size, measured in its own process; "x
+copy" = copy GB/s / case GB/s, 1.0 = as fast as a copy). A second table times the kernels
+alone (tapegrad's process, no tape and no checks); a last one gives the first-call (JIT
+compile) time of every Numba kernel in a fresh process with an empty Numba cache.
+OpenBLAS's core-type pins (``OPENBLAS_CORETYPE``, ``OPENBLAS_L2_SIZE``) are removed from
+every worker's environment, as on a user's machine.
 """
 
 from __future__ import annotations
@@ -232,58 +238,98 @@ def jit_times(threads: int) -> dict[str, float]:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def _worker(role: str, threads: int, repeats: int) -> dict:
+    """Run one side's cases in this process: {case or "case|variant": median ms}."""
+    if role == "copy":
+        return {"copy_gbs": copy_bandwidth(repeats)}
+    if role == "torch":
+        fns = {(case, "torch"): fn for case, fn in torch_cases(threads).items()}
+    elif role == "kernels":
+        import tapegrad as tg
+
+        tg.set_num_threads(threads)
+        fns = {(case, f"{v} (kernel)"): fn for (case, v), fn in kernel_cases().items()}
+    else:
+        fns = tapegrad_cases(threads)
+    return {f"{case}|{v}": 1e3 * times(fn, repeats)[0] for (case, v), fn in fns.items()}
+
+
+def _spawn(role: str, threads: int, repeats: int) -> dict:
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+    }
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", role]
+    cmd += ["--threads", str(threads), "--repeats", str(repeats)]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--no-jit", action="store_true", help="skip the cold-JIT table")
+    ap.add_argument("--worker", choices=["tapegrad", "torch", "kernels", "copy"])
     args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(_worker(args.worker, args.threads, args.repeats)))
+        return
 
-    tg_cases = tapegrad_cases(args.threads)
-    try:
-        th_cases = torch_cases(args.threads)
-    except ImportError:
-        th_cases = {}
-    copy_gbs = copy_bandwidth(args.repeats)
+    import importlib.util
+
+    roles = ["tapegrad", "kernels"]
+    if importlib.util.find_spec("torch") is not None:
+        roles.append("torch")
+    runs: dict[str, list[float]] = {}
+    copies = [_spawn("copy", args.threads, args.repeats)["copy_gbs"]]
+    for r in range(args.rounds):
+        for role in roles if r % 2 == 0 else roles[::-1]:
+            for key, ms in _spawn(role, args.threads, args.repeats).items():
+                runs.setdefault(key, []).append(ms)
+    copies.append(_spawn("copy", args.threads, args.repeats)["copy_gbs"])
+    copy_gbs = float(np.mean(copies))
     print(
-        f"shape {SHAPE} float32, {args.threads} threads each; medians of {args.repeats} "
-        f"after warm-up; np.copyto of {MB / 1e6:.1f} MB: {copy_gbs:.1f} GB/s; "
-        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        f"shape {SHAPE} float32, {args.threads} threads each, each framework in its own "
+        f"process; {args.rounds} alternated rounds of {args.repeats} calls after warm-up; "
+        f"np.copyto of {MB / 1e6:.1f} MB: {copies[0]:.1f} / {copies[1]:.1f} GB/s (start / "
+        f"end); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     )
     print()
+    med = {k: float(np.median(v)) for k, v in runs.items()}
+    torch_ms = {k.split("|")[0]: v for k, v in med.items() if k.endswith("|torch")}
     print(
-        "| case | impl | ms (median) | ms (min) | ratio to torch | ratio of mins | target "
-        "| GB/s | x copy |"
+        "| case | impl | ms (median) | spread of rounds | ratio to torch | target | GB/s | x copy |"
     )
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    torch_t = {}
+    print("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: |")
+    kernel_keys = {k for k in runs if k.endswith(" (kernel)")}
     for case, (nbytes, target) in CASES.items():
-        tt = times(th_cases[case], args.repeats) if case in th_cases else None
-        if tt:
-            torch_t[case] = tt[0]
-        rows = [(v, fn) for (c, v), fn in tg_cases.items() if c == case]
-        for v, fn in rows + ([("torch", None)] if tt else []):
-            t, tmin = tt if fn is None else times(fn, args.repeats)
-            gbs = nbytes / t / 1e9
-            ratio = f"{t / tt[0]:.2f}" if tt else "-"
-            ratio_min = f"{tmin / tt[1]:.2f}" if tt else "-"
-            goal = "" if fn is None else f"<= {target}"
+        keys = [k for k in runs if k.split("|")[0] == case and k not in kernel_keys]
+        keys.sort(key=lambda k: k.endswith("|torch"))
+        for key in keys:
+            v = key.split("|")[1]
+            t = med[key]
+            gbs = nbytes / t / 1e6
+            ratio = f"{t / torch_ms[case]:.2f}" if case in torch_ms else "-"
+            goal = "" if v == "torch" else f"<= {target}"
             print(
-                f"| {case} | {v} | {t * 1e3:.2f} | {tmin * 1e3:.2f} | {ratio} | {ratio_min} "
-                f"| {goal} | {gbs:.1f} | {copy_gbs / gbs:.2f} |"
+                f"| {case} | {v} | {t:.2f} | {min(runs[key]):.2f}-{max(runs[key]):.2f} | "
+                f"{ratio} | {goal} | {gbs:.1f} | {copy_gbs / gbs:.2f} |"
             )
     print()
-    print("Kernels alone (no tape, no argument checks, no gradient accumulation), same run:")
+    print("Kernels alone (no tape, no argument checks, no gradient accumulation):")
     print()
-    print("| case | kernel | ms (median) | ms (min) | ratio to torch op | GB/s | x copy |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
-    for (case, v), fn in kernel_cases().items():
-        t, tmin = times(fn, args.repeats)
-        gbs = CASES[case][0] / t / 1e9
-        ratio = f"{t / torch_t[case]:.2f}" if case in torch_t else "-"
+    print("| case | kernel | ms (median) | spread of rounds | ratio to torch op | GB/s | x copy |")
+    print("| --- | --- | ---: | --- | ---: | ---: | ---: |")
+    for key in sorted(kernel_keys):
+        case, v = key.split("|")
+        v = v.removesuffix(" (kernel)")
+        t = med[key]
+        gbs = CASES[case][0] / t / 1e6
+        ratio = f"{t / torch_ms[case]:.2f}" if case in torch_ms else "-"
         print(
-            f"| {case} | {v} | {t * 1e3:.2f} | {tmin * 1e3:.2f} | {ratio} | {gbs:.1f} "
-            f"| {copy_gbs / gbs:.2f} |"
+            f"| {case} | {v} | {t:.2f} | {min(runs[key]):.2f}-{max(runs[key]):.2f} | {ratio} "
+            f"| {gbs:.1f} | {copy_gbs / gbs:.2f} |"
         )
     if not args.no_jit:
         print()
