@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any, ClassVar
 
+from .examples import BenchCase, Example
+
 _DECLARED: dict[str, type[KernelCall]] = {}
 
 
@@ -52,6 +54,9 @@ class KernelCall:
     ``kernel_functions``
         the functions every variant module of the op provides (the family's documented
         interface); ``tapegrad.kernels.register`` checks a user's variant for them.
+    ``examples``, ``determinism``, ``bench``
+        the op's example calls and its ``bench`` case (:mod:`.examples`): the fuzz,
+        hardening, determinism and bench tables derive the op's rows from them.
 
     Methods a subclass writes once:
 
@@ -70,6 +75,9 @@ class KernelCall:
     version: ClassVar[int] = 1
     functional: ClassVar[str] = ""
     kernel_functions: ClassVar[tuple[str, ...]] = ("forward", "backward")
+    examples: ClassVar[tuple[Example, ...]] = ()
+    determinism: ClassVar[Example | None] = None
+    bench: ClassVar[BenchCase | None] = None
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)

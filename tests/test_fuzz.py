@@ -51,8 +51,10 @@ EXAMPLES: Counter = Counter()  # (op, profile, outcome) -> examples run; printed
 TOL = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-9, atol=1e-11)}
 
 
-def _run_profile(profile: str, strategy, prop: Callable) -> None:
-    cfg = PROFILES[profile]
+def _run_profile(profile: str, strategy, prop: Callable, most: int | None = None) -> None:
+    cfg = dict(PROFILES[profile])
+    if most is not None and profile == "short":
+        cfg["max_examples"] = min(cfg["max_examples"], most)
     settings(
         deadline=None,
         suppress_health_check=list(HealthCheck),
@@ -135,6 +137,10 @@ def check_variants(
             for i, (s, rs) in enumerate(zip(st_out or [], ref[2] or [])):
                 _close(s, rs, dtype, f"{public} {v} state {i}")
 
+
+# the convolution families, whose records declare no examples yet: fuzzed by the strategies
+# of test_fuzz_conv, test_fuzz_depthwise and test_fuzz_conv_transpose below
+CONV_FAMILIES = ("conv2d", "depthwise_conv2d", "conv_transpose2d")
 
 # --- strategies --------------------------------------------------------------------------
 
@@ -691,6 +697,66 @@ def test_fuzz_declared_elementwise(profile, op):
             check_variants([op], f.__name__, lambda x, state: f(x, **kw), arrays, dtype, profile)
 
     _run_profile(profile, elementwise_cases(op), prop)
+
+
+# --- every kernel op: the example calls its record declares (kernels/examples.py) ---------
+
+# each record's examples over random data in both dtypes through every variant; the ops with
+# a strategy above get more, a new family gets these without a line here
+DECLARED = sorted(op for op, r in tg.kernels.declarations().items() if r.examples)
+
+
+@st.composite
+def example_cases(draw, op: str):
+    rec = tg.kernels.declared(op)
+    example = draw(st.sampled_from(rec.examples))
+    dtype = draw(dtypes)
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    scale = draw(st.sampled_from([1.0, 30.0]))
+    return example, dtype, [(_arr(rng, s, dtype) * scale).astype(dtype) for s in example.shapes]
+
+
+@pytest.mark.parametrize("profile", PROFILE_PARAMS)
+@pytest.mark.parametrize("op", DECLARED)
+def test_fuzz_declared_examples(profile, op):
+    public = tg.kernels.declared(op).functional
+
+    def prop(case):
+        example, dtype, arrays = case
+        check_variants(
+            [op],
+            public,
+            lambda *ts, state: example.call(F, *ts),
+            arrays,
+            dtype,
+            profile,
+            seed=example.seed,
+        )
+
+    _run_profile(profile, example_cases(op), prop, most=6)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize(
+    "op", [op for op in DECLARED if any(e.torch for e in tg.kernels.declared(op).examples)]
+)
+def test_declared_examples_agree_with_torch(op):
+    """The same call through torch.nn.functional (the record's functional name) gives the
+    same output and input gradients, in float64."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    for example in [e for e in tg.kernels.declared(op).examples if e.torch]:
+        arrays = [rng.standard_normal(s) for s in example.shapes]
+        ts = _leaves(arrays)
+        y = example.call(F, *ts)
+        proj = rng.standard_normal(y.shape)
+        y.backward(proj)
+        tts = [torch.tensor(a, requires_grad=True) for a in arrays]
+        ty = example.call(torch.nn.functional, *tts)
+        ty.backward(torch.tensor(proj))
+        _close(y.data, ty.detach().numpy(), np.float64, f"{op} {example.name} output")
+        for i, (t, tt) in enumerate(zip(ts, tts)):
+            _close(t.grad.data, tt.grad.numpy(), np.float64, f"{op} {example.name} grad {i}")
 
 
 # --- ops without kernel variants: PyTorch as the second opinion ------------------------------

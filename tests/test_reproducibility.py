@@ -12,6 +12,7 @@ import tapegrad as tg
 import tapegrad.nn as nn
 import tapegrad.nn.functional as F
 from tapegrad import optim, zoo
+from tapegrad.kernels.examples import Example
 
 
 @pytest.fixture(autouse=True)
@@ -115,49 +116,42 @@ def test_backends_agree_with_reference_after_training():
 # --- per-variant determinism table ------------------------------------------------------------
 
 
-def _op_cases() -> dict[str, callable]:
+def _op_cases() -> dict[str, tuple[callable, list]]:
+    """op -> (the call, its leaf tensors). The convolution families' calls are written here;
+    every other kernel op's comes from its call record's ``determinism`` example (or its
+    first example; kernels/examples.py), so a new family needs no line here."""
     rng = np.random.default_rng(0)
 
     def t(*shape):
         return tg.tensor(rng.standard_normal(shape).astype(np.float32), requires_grad=True)
 
-    x, w, b = t(4, 6, 12, 12), t(8, 6, 3, 3), t(8)
-    wd = t(12, 1, 3, 3)
-    wt = t(6, 4, 3, 3)
-    xr = t(4, 6, 64, 64)  # past the relu kernels' serial threshold: the threaded path
-    rm, rv = np.zeros(6, np.float32), np.ones(6, np.float32)
-    return {
-        "conv2d": lambda: F.conv2d(x, w, padding=1, stride=2),
-        "depthwise_conv2d": lambda: F.conv2d(x, wd, padding=1, groups=6),
-        "conv_transpose2d": lambda: F.conv_transpose2d(x, wt, stride=2, padding=1),
-        "max_pool2d": lambda: F.max_pool2d(x, 3, 2, 1),
-        "avg_pool2d": lambda: F.avg_pool2d(x, 3, 2, 1),
-        "adaptive_avg_pool2d": lambda: F.adaptive_avg_pool2d(x, (5, 3)),
-        "batch_norm": lambda: F.batch_norm(x, rm.copy(), rv.copy(), training=True),
-        "layer_norm": lambda: F.layer_norm(x, (12, 12)),
-        "group_norm": lambda: F.group_norm(x, 3),
-        "dropout": lambda: F.dropout(x, 0.4),
-        "dropout2d": lambda: F.dropout2d(x, 0.4),
-        "gaussian_dropout": lambda: F.gaussian_dropout(x, 0.4),
-        "relu": lambda: F.relu(xr),
-        # declared elementwise ops (records with elementwise=True): derived, on the threaded path
-        **{
-            op: (lambda name=r.functional: getattr(F, name)(xr))
-            for op, r in tg.kernels.declarations().items()
-            if r.__dict__.get("op") and getattr(r, "elementwise", False)
-        },
-        "upsample2d": lambda: F.interpolate(xr, scale_factor=1.5, mode="bilinear"),
-        "bias_relu": lambda: F.conv2d_relu(xr, w, b, padding=1),
-        "add_relu": lambda: F.add_relu(xr, xr * 0.5),
-    }, [x, w, wd, wt, xr, b]
+    x, w, wd, wt = t(4, 6, 12, 12), t(8, 6, 3, 3), t(12, 1, 3, 3), t(6, 4, 3, 3)
+    cases = {
+        "conv2d": (lambda: F.conv2d(x, w, padding=1, stride=2), [x, w]),
+        "depthwise_conv2d": (lambda: F.conv2d(x, wd, padding=1, groups=6), [x, wd]),
+        "conv_transpose2d": (lambda: F.conv_transpose2d(x, wt, stride=2, padding=1), [x, wt]),
+    }
+    for op, rec in tg.kernels.declarations().items():
+        if op in cases:
+            continue
+        if getattr(rec, "elementwise", False):  # past the serial threshold: threaded path
+            example = Example(
+                lambda F, x, name=rec.functional: getattr(F, name)(x), ((4, 6, 64, 64),)
+            )
+        else:
+            example = rec.determinism or (rec.examples[0] if rec.examples else None)
+        if example is not None:
+            leaves = [t(*shape) for shape in example.shapes]
+            cases[op] = (lambda e=example, ts=leaves: e.call(F, *ts), leaves)
+    return cases
 
 
 def _run_op(op: str, variant: str, threads: int):
-    cases, leaves = _op_cases()
+    fn, leaves = _op_cases()[op]
     tg.set_num_threads(threads)
     tg.manual_seed(0)
     with tg.kernels.use(**{op: variant}):
-        y = cases[op]()
+        y = fn()
         y.backward(np.cos(np.arange(y.size, dtype=np.float32)).reshape(y.shape))
     return [y.data] + [t.grad.data for t in leaves if t.grad is not None]
 
@@ -166,7 +160,7 @@ def test_determinism_table(report):
     """Per variant: same-threads repeat bit-identical (asserted); 1 vs 2 threads measured
     (the table is printed with ``pytest --tables``)."""
     rows = []
-    cases = _op_cases()[0]
+    cases = _op_cases()
     missing = [op for op in tg.kernels.ops() if op not in cases and op != "philox"]
     assert not missing, f"kernel ops without a determinism row: {missing}"
     for op in cases:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, ClassVar
 
+from .. import examples as ex
 from ..calls import KernelCall, nchw, pair
 from ..registry import register, set_rule
 
@@ -149,3 +150,66 @@ for _op in ("dropout", "dropout2d", "gaussian_dropout"):
     register(_op, "philox-cython", f"{_P}.philox_cy")
     # Numba first: it compiles for the host CPU (AVX-512 where present), measured faster
     set_rule(_op, lambda call: ["philox-numba", "philox-cython"])
+
+
+# --- example calls and bench cases (kernels/examples.py) ---------------------------------
+
+
+def _mask_bytes(p: dict, direction: str) -> int:
+    """float32 in and out each way, plus a one-byte mask written forward, read backward."""
+    n = ex.elems(p)
+    return ex.per_direction(2 * ex.F32 * n + n, 2 * ex.F32 * n + n, direction)
+
+
+def _plane_mask_bytes(p: dict, direction: str) -> int:
+    n = ex.elems(p)
+    mask = p["N"] * p["C"]  # one keep flag per (image, channel) plane
+    return ex.per_direction(2 * ex.F32 * n + mask, 2 * ex.F32 * n + mask, direction)
+
+
+def _gauss_bytes(p: dict, direction: str) -> int:
+    n = ex.F32 * ex.elems(p)  # the noise is regenerated from the counter, never stored
+    return ex.per_direction(2 * n, 2 * n, direction)
+
+
+def _gauss_torch(tF: Any, T: dict, p: dict):
+    # PyTorch has no Gaussian dropout op: the same computation, x * N(1, sigma^2)
+    x = T["x"]
+    return x * (1 + p["sigma"] * x.new_empty(x.shape).normal_())
+
+
+_NCHW = {"N": 64, "C": 64, "H": 32, "W": 32}
+
+# PyTorch draws other random numbers: no oracle beyond reference for the examples
+DropoutCall.examples = (
+    ex.Example(lambda F, x: F.dropout(x, 0.4), ((3, 4, 5),), seed=11, torch=False),
+)
+DropoutCall.determinism = ex.Example(lambda F, x: F.dropout(x, 0.4), ((4, 6, 12, 12),), seed=0)
+DropoutCall.bench = ex.BenchCase(
+    "bytes", ({**_NCHW, "p": 0.5},), ex.nchw_label, ex.x_input,
+    lambda F, T, p: F.dropout(T["x"], p["p"], training=True), ex.one_per_element, _mask_bytes,
+    seeded=True,
+)  # fmt: skip
+
+Dropout2dCall.examples = (
+    ex.Example(lambda F, x: F.dropout2d(x, 0.4), ((3, 4, 5, 2),), seed=11, torch=False),
+)
+Dropout2dCall.determinism = ex.Example(lambda F, x: F.dropout2d(x, 0.4), ((4, 6, 12, 12),), seed=0)
+Dropout2dCall.bench = ex.BenchCase(
+    "bytes", ({**_NCHW, "p": 0.5},), ex.nchw_label, ex.x_input,
+    lambda F, T, p: F.dropout2d(T["x"], p["p"], training=True), ex.one_per_element,
+    _plane_mask_bytes, seeded=True,
+)  # fmt: skip
+
+GaussianDropoutCall.examples = (
+    ex.Example(lambda F, x: F.gaussian_dropout(x, 0.4), ((3, 4, 5),), seed=11, torch=False),
+)
+GaussianDropoutCall.determinism = ex.Example(
+    lambda F, x: F.gaussian_dropout(x, 0.4), ((4, 6, 12, 12),), seed=0
+)
+GaussianDropoutCall.bench = ex.BenchCase(
+    "bytes", ({**_NCHW, "sigma": 0.5},),
+    lambda p: f"N{p['N']} C{p['C']} {p['H']}x{p['W']} sigma{p['sigma']}", ex.x_input,
+    lambda F, T, p: F.gaussian_dropout(T["x"], p["sigma"], training=True), ex.one_per_element,
+    _gauss_bytes, torch_call=_gauss_torch, seeded=True,
+)  # fmt: skip

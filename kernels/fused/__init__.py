@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, ClassVar
 
+from .. import examples as ex
 from ..calls import KernelCall, nchw, pair
 from ..registry import register, set_rule
 
@@ -113,3 +114,69 @@ for _op in ("bias_relu", "add_relu"):
     register(_op, "reference", f"{_P}.reference")
     register(_op, "fused-numba", f"{_P}.epilogue_numba")
     set_rule(_op, lambda call: ["fused-numba"])
+
+
+# --- example calls and bench cases (kernels/examples.py) ---------------------------------
+# PyTorch has no fused functions of these names: reference is the examples' oracle, and
+# bench compares with the unfused computation.
+
+
+def _conv1x1_build(p: dict, rng: Any, dtype: Any):
+    c = p["C"]
+    arrays = {
+        "x": rng.standard_normal((p["N"], c, p["H"], p["W"])).astype(dtype),
+        "w": (rng.standard_normal((c, c, 1, 1)) / c**0.5).astype(dtype),
+        "b": rng.standard_normal(c).astype(dtype),
+    }
+    return arrays, tuple(arrays)
+
+
+def _add_build(p: dict, rng: Any, dtype: Any):
+    shape = (p["N"], p["C"], p["H"], p["W"])
+    arrays = {k: rng.standard_normal(shape).astype(dtype) for k in ("a", "b")}
+    return arrays, ("a", "b")
+
+
+def _epilogue_bytes(p: dict, direction: str) -> int:
+    """The epilogue's own traffic: y read and written and a one-byte mask written forward;
+    g and the mask read and the gradient written backward."""
+    n = ex.elems(p)
+    return ex.per_direction(2 * ex.F32 * n + n, 2 * ex.F32 * n + n, direction)
+
+
+def _add_bytes(p: dict, direction: str) -> int:
+    n = ex.elems(p)
+    return ex.per_direction(3 * ex.F32 * n + n, 2 * ex.F32 * n + n, direction)
+
+
+_NCHW = {"N": 64, "C": 64, "H": 32, "W": 32}
+
+BiasReluCall.examples = (
+    ex.Example(
+        lambda F, x, w, b: F.conv2d_relu(x, w, b, padding=1),
+        ((2, 3, 6, 5), (4, 3, 3, 3), (4,)),
+        torch=False,
+    ),
+)
+BiasReluCall.determinism = ex.Example(
+    lambda F, x, w, b: F.conv2d_relu(x, w, b, padding=1),
+    ((4, 6, 64, 64), (8, 6, 3, 3), (8,)),
+    torch=False,
+)
+BiasReluCall.bench = ex.BenchCase(
+    "bytes", (dict(_NCHW),), lambda p: ex.nchw_label(p) + " after 1x1 conv", _conv1x1_build,
+    lambda F, T, p: F.conv2d_relu(T["x"], T["w"], T["b"]), ex.one_per_element, _epilogue_bytes,
+    torch_call=lambda tF, T, p: tF.relu(tF.conv2d(T["x"], T["w"], T["b"])),
+)  # fmt: skip
+
+AddReluCall.examples = (
+    ex.Example(lambda F, a, b: F.add_relu(a, b), ((3, 4, 5), (3, 4, 5)), torch=False),
+)
+AddReluCall.determinism = ex.Example(
+    lambda F, a, b: F.add_relu(a, b), ((4, 6, 64, 64), (4, 6, 64, 64)), torch=False
+)
+AddReluCall.bench = ex.BenchCase(
+    "bytes", (dict(_NCHW),), ex.nchw_label, _add_build,
+    lambda F, T, p: F.add_relu(T["a"], T["b"]), ex.one_per_element, _add_bytes,
+    torch_call=lambda tF, T, p: tF.relu(T["a"] + T["b"]),
+)  # fmt: skip

@@ -32,6 +32,9 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, ClassVar
 
+import numpy as np
+
+from .. import examples as ex
 from ..calls import KernelCall, pair
 from ..registry import register, set_rule
 
@@ -193,3 +196,97 @@ for _op in ("batch_norm", "layer_norm", "group_norm"):
     register(_op, "fused-numba", f"{_P}.fused_numba")
     register(_op, "fused-cython", f"{_P}.fused_cy")
     set_rule(_op, lambda call: ["fused-numba", "fused-cython"])
+
+
+# --- example calls and bench cases (kernels/examples.py) ---------------------------------
+
+
+def _affine_build(p: dict, rng: Any, dtype: Any):
+    c = p["C"]
+    arrays = {
+        "x": rng.standard_normal((p["N"], c, p["H"], p["W"])).astype(dtype),
+        "weight": (1 + 0.1 * rng.standard_normal(c)).astype(dtype),
+        "bias": (0.1 * rng.standard_normal(c)).astype(dtype),
+    }
+    return arrays, ("x", "weight", "bias")
+
+
+def _bn_build(p: dict, rng: Any, dtype: Any):
+    arrays, grads = _affine_build(p, rng, dtype)
+    arrays["running_mean"] = np.zeros(p["C"], dtype=dtype)
+    arrays["running_var"] = np.ones(p["C"], dtype=dtype)
+    return arrays, grads
+
+
+def _bn_call(F: Any, T: dict, p: dict):
+    # running statistics are plain arrays (tapegrad) or tensors without a gradient (PyTorch)
+    rm, rv = T["running_mean"].data, T["running_var"].data
+    training = p.get("mode", "train") == "train"
+    return F.batch_norm(T["x"], rm, rv, T["weight"], T["bias"], training=training)
+
+
+def _norm_flops(p: dict, direction: str) -> int:
+    n = ex.elems(p)
+    # train forward: sum, sum of squares (2 each), normalise and scale-shift (4) per element;
+    # eval forward: one fused multiply-add; backward: two reductions and one fused pass
+    return ex.per_direction(2 * n if p.get("mode") == "eval" else 8 * n, 8 * n, direction)
+
+
+def _norm_bytes(p: dict, direction: str) -> int:
+    n = ex.F32 * ex.elems(p)
+    return ex.per_direction(2 * n, 3 * n, direction)  # read x write y; read gy, x, write gx
+
+
+def _ln_build(p: dict, rng: Any, dtype: Any):
+    shape = (p["C"], p["H"], p["W"])
+    arrays = {
+        "x": rng.standard_normal((p["N"], *shape)).astype(dtype),
+        "weight": (1 + 0.1 * rng.standard_normal(shape)).astype(dtype),
+        "bias": (0.1 * rng.standard_normal(shape)).astype(dtype),
+    }
+    return arrays, ("x", "weight", "bias")
+
+
+def _ln_bytes(p: dict, direction: str) -> int:
+    n = ex.F32 * ex.elems(p)
+    affine = ex.F32 * ex.prod(p["C"], p["H"], p["W"])  # weight and bias of the normalised shape
+    return ex.per_direction(2 * n + 2 * affine, 3 * n + 4 * affine, direction)
+
+
+_NCHW = {"N": 64, "C": 64, "H": 32, "W": 32}
+
+BatchNormTrainCall.examples = (
+    ex.Example(
+        lambda F, x, w, b: F.batch_norm(x, None, None, w, b, training=True),
+        ((4, 3, 3, 5), (3,), (3,)),
+    ),
+)
+BatchNormTrainCall.determinism = ex.Example(
+    lambda F, x: F.batch_norm(x, None, None, training=True), ((4, 6, 12, 12),)
+)
+BatchNormTrainCall.bench = ex.BenchCase(
+    "bytes", ({**_NCHW, "mode": "train"}, {**_NCHW, "mode": "eval"}), ex.nchw_label,
+    _bn_build, _bn_call, _norm_flops, _norm_bytes,
+    directions=lambda p: ("forward",) if p.get("mode") == "eval" else ex.DIRECTIONS,
+    aliases=("bn", "batchnorm"),
+)  # fmt: skip
+
+LayerNormCall.examples = (
+    ex.Example(lambda F, x, w, b: F.layer_norm(x, (4, 5), w, b), ((3, 2, 4, 5), (4, 5), (4, 5))),
+)
+LayerNormCall.determinism = ex.Example(lambda F, x: F.layer_norm(x, (12, 12)), ((4, 6, 12, 12),))
+LayerNormCall.bench = ex.BenchCase(
+    "bytes", (dict(_NCHW),), ex.nchw_label, _ln_build,
+    lambda F, T, p: F.layer_norm(T["x"], (p["C"], p["H"], p["W"]), T["weight"], T["bias"]),
+    _norm_flops, _ln_bytes, aliases=("ln", "layernorm"),
+)  # fmt: skip
+
+GroupNormCall.examples = (
+    ex.Example(lambda F, x, w, b: F.group_norm(x, 2, w, b), ((3, 4, 3, 5), (4,), (4,))),
+)
+GroupNormCall.determinism = ex.Example(lambda F, x: F.group_norm(x, 3), ((4, 6, 12, 12),))
+GroupNormCall.bench = ex.BenchCase(
+    "bytes", ({**_NCHW, "groups": 8},), ex.nchw_label, _affine_build,
+    lambda F, T, p: F.group_norm(T["x"], p["groups"], T["weight"], T["bias"]),
+    _norm_flops, _norm_bytes, aliases=("gn", "groupnorm"),
+)  # fmt: skip

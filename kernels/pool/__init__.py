@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, ClassVar
 
+from .. import examples as ex
 from ..calls import KernelCall, pair
 from ..registry import register, set_rule
 
@@ -218,3 +219,95 @@ register("adaptive_avg_pool2d", "reference", f"{_P}.adaptive_reference")
 register("adaptive_avg_pool2d", "direct-numba", f"{_P}.adaptive_numba")
 register("adaptive_avg_pool2d", "direct-cython", f"{_P}.adaptive_cy")
 set_rule("adaptive_avg_pool2d", lambda sig: ["direct-cython", "direct-numba"])
+
+
+# --- example calls and bench cases (kernels/examples.py) ---------------------------------
+
+
+def _pool_dims(p: dict) -> tuple[int, int]:
+    kh, kw = _pair2(p["k"])
+    sh, sw = _pair2(p.get("stride", p["k"]))
+    ph, pw = _pair2(p.get("padding", 0))
+    return (p["H"] + 2 * ph - kh) // sh + 1, (p["W"] + 2 * pw - kw) // sw + 1
+
+
+def _pair2(v: Any) -> tuple[int, int]:
+    return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _pool_label(p: dict) -> str:
+    kh, kw = _pair2(p["k"])
+    s = _pair2(p.get("stride", p["k"]))[0]
+    return f"N{p['N']} {p['C']}ch {p['H']}x{p['W']} k{kh}x{kw} s{s}"
+
+
+def _pool_kwargs(p: dict) -> dict:
+    return {
+        "kernel_size": _pair2(p["k"]),
+        "stride": _pair2(p.get("stride", p["k"])),
+        "padding": _pair2(p.get("padding", 0)),
+    }
+
+
+def _pool_flops(p: dict, direction: str) -> int:
+    kh, kw = _pair2(p["k"])
+    ho, wo = _pool_dims(p)
+    outs = ex.prod(p["N"], p["C"], ho, wo)
+    return ex.per_direction(outs * kh * kw, outs, direction)
+
+
+def _max_bytes(p: dict, direction: str) -> int:
+    ho, wo = _pool_dims(p)
+    x = ex.F32 * ex.elems(p)
+    y = ex.F32 * ex.prod(p["N"], p["C"], ho, wo)
+    idx = 4 * ex.prod(p["N"], p["C"], ho, wo)  # int32 argmax, saved for the backward
+    return ex.per_direction(x + y + idx, y + idx + x, direction)  # backward: gy, idx -> gx
+
+
+def _avg_bytes(p: dict, direction: str) -> int:
+    ho, wo = _pool_dims(p)
+    x = ex.F32 * ex.elems(p)
+    y = ex.F32 * ex.prod(p["N"], p["C"], ho, wo)
+    return ex.per_direction(x + y, y + x, direction)
+
+
+def _gap_bytes(p: dict, direction: str) -> int:
+    x, y = ex.F32 * ex.elems(p), ex.F32 * p["N"] * p["C"]
+    return ex.per_direction(x + y, y + x, direction)
+
+
+_NCHW = {"N": 64, "C": 64, "H": 32, "W": 32}
+
+MaxPool2dCall.examples = (
+    ex.Example(lambda F, x: F.max_pool2d(x, 3, 2, 1), ((2, 3, 7, 8),)),
+    ex.Example(lambda F, x: F.max_pool2d(x, 2, ceil_mode=True), ((1, 2, 5, 5),), "ceil"),
+)
+MaxPool2dCall.determinism = ex.Example(lambda F, x: F.max_pool2d(x, 3, 2, 1), ((4, 6, 12, 12),))
+MaxPool2dCall.bench = ex.BenchCase(
+    "bytes", ({**_NCHW, "k": 2},), _pool_label, ex.x_input,
+    lambda F, T, p: F.max_pool2d(T["x"], **_pool_kwargs(p)), _pool_flops, _max_bytes,
+    aliases=("max_pool", "maxpool"),
+)  # fmt: skip
+
+AvgPool2dCall.examples = (
+    ex.Example(lambda F, x: F.avg_pool2d(x, 3, 2, 1, count_include_pad=False), ((2, 3, 7, 8),)),
+)
+AvgPool2dCall.determinism = ex.Example(lambda F, x: F.avg_pool2d(x, 3, 2, 1), ((4, 6, 12, 12),))
+AvgPool2dCall.bench = ex.BenchCase(
+    "bytes", ({**_NCHW, "k": 2},), _pool_label, ex.x_input,
+    lambda F, T, p: F.avg_pool2d(T["x"], **_pool_kwargs(p)), _pool_flops, _avg_bytes,
+    aliases=("avg_pool", "avgpool"),
+)  # fmt: skip
+
+AdaptiveAvgPool2dCall.examples = (
+    ex.Example(lambda F, x: F.adaptive_avg_pool2d(x, (3, 2)), ((2, 3, 7, 5),)),
+)
+AdaptiveAvgPool2dCall.determinism = ex.Example(
+    lambda F, x: F.adaptive_avg_pool2d(x, (5, 3)), ((4, 6, 12, 12),)
+)
+AdaptiveAvgPool2dCall.bench = ex.BenchCase(
+    "bytes", ({"N": 64, "C": 64, "H": 8, "W": 8},),
+    lambda p: f"N{p['N']} {p['C']}ch {p['H']}x{p['W']} > 1x1", ex.x_input,
+    lambda F, T, p: F.adaptive_avg_pool2d(T["x"], 1), ex.one_per_element, _gap_bytes,
+    aliases=("adaptive_avg_pool", "gap"),
+)  # fmt: skip

@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .. import examples as ex
 from ..calls import KernelCall, nchw, pair
 from ..registry import register, set_rule
 
@@ -171,3 +172,44 @@ register("upsample2d", "reference", f"{_P}.reference")
 register("upsample2d", "direct-numba", f"{_P}.direct_numba")
 register("upsample2d", "direct-cython", f"{_P}.direct_cy")
 set_rule("upsample2d", lambda call: ["direct-numba", "direct-cython"])
+
+
+# --- example calls and bench cases (kernels/examples.py) ---------------------------------
+
+
+def _up_label(p: dict) -> str:
+    corners = " corners" if p.get("align_corners") else ""
+    return f"N{p['N']} C{p['C']} {p['H']}x{p['W']} > {p['Ho']}x{p['Wo']} {p['mode']}{corners}"
+
+
+def _up_call(F: Any, T: dict, p: dict) -> Any:
+    ac = bool(p.get("align_corners")) if p["mode"] == "bilinear" else None
+    return F.interpolate(T["x"], size=(p["Ho"], p["Wo"]), mode=p["mode"], align_corners=ac)
+
+
+def _up_flops(p: dict, direction: str) -> int:
+    """Bilinear: 6 multiply-adds per output each way (weights and four taps); nearest: 0,
+    counted as 1 per output so the rate column stays defined."""
+    n = p["N"] * p["C"] * p["Ho"] * p["Wo"] * (6 if p["mode"] == "bilinear" else 1)
+    return ex.per_direction(n, n, direction)
+
+
+def _up_bytes(p: dict, direction: str) -> int:
+    x, y = ex.F32 * ex.elems(p), ex.F32 * p["N"] * p["C"] * p["Ho"] * p["Wo"]
+    return ex.per_direction(x + y, y + x, direction)
+
+
+_UP = {"N": 64, "C": 32, "H": 16, "W": 16, "Ho": 32, "Wo": 32}
+
+UpsampleCall.examples = (
+    ex.Example(lambda F, x: F.interpolate(x, scale_factor=2), ((2, 3, 4, 5),)),
+    ex.Example(lambda F, x: F.interpolate(x, (7, 3), mode="bilinear"), ((2, 3, 4, 5),), "bilinear"),
+)
+# past the kernels' serial threshold: the threaded path
+UpsampleCall.determinism = ex.Example(
+    lambda F, x: F.interpolate(x, scale_factor=1.5, mode="bilinear"), ((4, 6, 64, 64),)
+)
+UpsampleCall.bench = ex.BenchCase(
+    "bytes", ({**_UP, "mode": "nearest"}, {**_UP, "mode": "bilinear"}), _up_label, ex.x_input,
+    _up_call, _up_flops, _up_bytes, aliases=("upsample", "interpolate"),
+)  # fmt: skip
