@@ -41,6 +41,154 @@ _BLOCK_BYTES = 1 << 20
 cdef enum:
     _PAD = 48
 
+# The tile-row loops in C: ``omp simd`` lets the compiler run them in vector registers (the
+# 16 matrices are written as 16 unit-stride streams, the input rows are read from their
+# even / odd column split), which a Cython loop over raw pointers does not get. One
+# definition per dtype (suffix f: float, d: double).
+cdef extern from *:
+    """
+    #include <stddef.h>
+    #define TG_WINO_TILES(T, S) \
+    /* v[k * cs + j] = (B^T d B)[k / 4, k % 4] of the tile whose padded 4x4 input is column \
+       pairs j, j + 1 of the rows' even (e) and odd (o) column splits: row i's even columns \
+       at r + 2 i L, its odd ones at r + (2 i + 1) L */ \
+    static void tg_wino_in_##S(const T* r, ptrdiff_t L, T* v, ptrdiff_t cs, ptrdiff_t j0, \
+                               ptrdiff_t j1) { \
+        const T *e0 = r, *o0 = r + L, *e1 = r + 2 * L, *o1 = r + 3 * L; \
+        const T *e2 = r + 4 * L, *o2 = r + 5 * L, *e3 = r + 6 * L, *o3 = r + 7 * L; \
+        _Pragma("omp simd") \
+        for (ptrdiff_t j = j0; j < j1; j++) { \
+            T a0 = e0[j] - e2[j], a1 = o0[j] - o2[j], a2 = e0[j + 1] - e2[j + 1]; \
+            T a3 = o0[j + 1] - o2[j + 1]; \
+            T b0 = e1[j] + e2[j], b1 = o1[j] + o2[j], b2 = e1[j + 1] + e2[j + 1]; \
+            T b3 = o1[j + 1] + o2[j + 1]; \
+            T c0 = e2[j] - e1[j], c1 = o2[j] - o1[j], c2 = e2[j + 1] - e1[j + 1]; \
+            T c3 = o2[j + 1] - o1[j + 1]; \
+            T d0 = e1[j] - e3[j], d1 = o1[j] - o3[j], d2 = e1[j + 1] - e3[j + 1]; \
+            T d3 = o1[j + 1] - o3[j + 1]; \
+            v[j] = a0 - a2; v[cs + j] = a1 + a2; v[2 * cs + j] = a2 - a1; \
+            v[3 * cs + j] = a1 - a3; \
+            v[4 * cs + j] = b0 - b2; v[5 * cs + j] = b1 + b2; v[6 * cs + j] = b2 - b1; \
+            v[7 * cs + j] = b1 - b3; \
+            v[8 * cs + j] = c0 - c2; v[9 * cs + j] = c1 + c2; v[10 * cs + j] = c2 - c1; \
+            v[11 * cs + j] = c1 - c3; \
+            v[12 * cs + j] = d0 - d2; v[13 * cs + j] = d1 + d2; v[14 * cs + j] = d2 - d1; \
+            v[15 * cs + j] = d1 - d3; \
+        } \
+    } \
+    /* e[q] = xr[2 q - p], o[q] = xr[2 q + 1 - p] for q in [q0, q1), zero outside [0, w) */ \
+    static void tg_wino_split_##S(const T* xr, ptrdiff_t w, ptrdiff_t p, T* e, T* o, \
+                                  ptrdiff_t q0, ptrdiff_t q1) { \
+        ptrdiff_t lo = (p + 1) / 2, hi = (w + p) / 2; /* 2q - p >= 0, 2q + 1 - p < w */ \
+        if (lo < q0) lo = q0; \
+        if (hi > q1) hi = q1; \
+        if (hi < lo) hi = lo; \
+        for (ptrdiff_t q = q0; q < lo && q < q1; q++) { \
+            ptrdiff_t s = 2 * q - p; \
+            e[q] = (s >= 0 && s < w) ? xr[s] : (T)0; \
+            o[q] = (s + 1 >= 0 && s + 1 < w) ? xr[s + 1] : (T)0; \
+        } \
+        const T* xs = xr - p; \
+        _Pragma("omp simd") \
+        for (ptrdiff_t q = lo; q < hi; q++) { \
+            e[q] = xs[2 * q]; \
+            o[q] = xs[2 * q + 1]; \
+        } \
+        for (ptrdiff_t q = hi > lo ? hi : lo; q < q1; q++) { \
+            ptrdiff_t s = 2 * q - p; \
+            e[q] = (s >= 0 && s < w) ? xr[s] : (T)0; \
+            o[q] = (s + 1 >= 0 && s + 1 < w) ? xr[s + 1] : (T)0; \
+        } \
+    } \
+    /* m[k * os + j] = (A g A^T)[k / 4, k % 4], g the 2x2 tile at columns 2j, 2j + 1 of \
+       rows y0 and y1, A = [[1,0],[1,1],[1,-1],[0,-1]] */ \
+    static void tg_wino_grad_##S(const T* y0, const T* y1, T* m, ptrdiff_t os, ptrdiff_t j0, \
+                                 ptrdiff_t j1) { \
+        _Pragma("omp simd") \
+        for (ptrdiff_t j = j0; j < j1; j++) { \
+            T g00 = y0[2 * j], g01 = y0[2 * j + 1], g10 = y1[2 * j], g11 = y1[2 * j + 1]; \
+            T b0 = g00 + g10, b1 = g01 + g11, c0 = g00 - g10, c1 = g01 - g11; \
+            m[j] = g00; m[os + j] = g00 + g01; m[2 * os + j] = g00 - g01; \
+            m[3 * os + j] = -g01; \
+            m[4 * os + j] = b0; m[5 * os + j] = b0 + b1; m[6 * os + j] = b0 - b1; \
+            m[7 * os + j] = -b1; \
+            m[8 * os + j] = c0; m[9 * os + j] = c0 + c1; m[10 * os + j] = c0 - c1; \
+            m[11 * os + j] = -c1; \
+            m[12 * os + j] = -g10; m[13 * os + j] = -g10 - g11; m[14 * os + j] = g11 - g10; \
+            m[15 * os + j] = g11; \
+        } \
+    } \
+    /* columns 2j, 2j + 1 of rows y0, y1 = A^T M A + bias, A^T = [[1,1,1,0],[0,1,-1,-1]] */ \
+    static void tg_wino_out_##S(const T* m, ptrdiff_t os, T* y0, T* y1, T bias, ptrdiff_t j0, \
+                                ptrdiff_t j1) { \
+        _Pragma("omp simd") \
+        for (ptrdiff_t j = j0; j < j1; j++) { \
+            T q0 = m[j] + m[4 * os + j] + m[8 * os + j]; \
+            T q1 = m[os + j] + m[5 * os + j] + m[9 * os + j]; \
+            T q2 = m[2 * os + j] + m[6 * os + j] + m[10 * os + j]; \
+            T q3 = m[3 * os + j] + m[7 * os + j] + m[11 * os + j]; \
+            T r0 = m[4 * os + j] - m[8 * os + j] - m[12 * os + j]; \
+            T r1 = m[5 * os + j] - m[9 * os + j] - m[13 * os + j]; \
+            T r2 = m[6 * os + j] - m[10 * os + j] - m[14 * os + j]; \
+            T r3 = m[7 * os + j] - m[11 * os + j] - m[15 * os + j]; \
+            y0[2 * j] = q0 + q1 + q2 + bias; \
+            y0[2 * j + 1] = q1 - q2 - q3 + bias; \
+            y1[2 * j] = r0 + r1 + r2 + bias; \
+            y1[2 * j + 1] = r1 - r2 - r3 + bias; \
+        } \
+    }
+    TG_WINO_TILES(float, f)
+    TG_WINO_TILES(double, d)
+    """
+    void tg_wino_in_f(const float* r, Py_ssize_t L, float* v, Py_ssize_t cs, Py_ssize_t j0,
+                      Py_ssize_t j1) nogil
+    void tg_wino_in_d(const double* r, Py_ssize_t L, double* v, Py_ssize_t cs, Py_ssize_t j0,
+                      Py_ssize_t j1) nogil
+    void tg_wino_split_f(const float* xr, Py_ssize_t w, Py_ssize_t p, float* e, float* o,
+                         Py_ssize_t q0, Py_ssize_t q1) nogil
+    void tg_wino_split_d(const double* xr, Py_ssize_t w, Py_ssize_t p, double* e, double* o,
+                         Py_ssize_t q0, Py_ssize_t q1) nogil
+    void tg_wino_grad_f(const float* y0, const float* y1, float* m, Py_ssize_t os,
+                        Py_ssize_t j0, Py_ssize_t j1) nogil
+    void tg_wino_grad_d(const double* y0, const double* y1, double* m, Py_ssize_t os,
+                        Py_ssize_t j0, Py_ssize_t j1) nogil
+    void tg_wino_out_f(const float* m, Py_ssize_t os, float* y0, float* y1, float bias,
+                       Py_ssize_t j0, Py_ssize_t j1) nogil
+    void tg_wino_out_d(const double* m, Py_ssize_t os, double* y0, double* y1, double bias,
+                       Py_ssize_t j0, Py_ssize_t j1) nogil
+
+
+cdef inline void _tiles_in(const real* r, Py_ssize_t L, real* v, Py_ssize_t cs, Py_ssize_t j0,
+                           Py_ssize_t j1) noexcept nogil:
+    if real is float:
+        tg_wino_in_f(r, L, v, cs, j0, j1)
+    else:
+        tg_wino_in_d(r, L, v, cs, j0, j1)
+
+
+cdef inline void _split(const real* xr, Py_ssize_t w, Py_ssize_t p, real* e, real* o,
+                        Py_ssize_t q0, Py_ssize_t q1) noexcept nogil:
+    if real is float:
+        tg_wino_split_f(xr, w, p, e, o, q0, q1)
+    else:
+        tg_wino_split_d(xr, w, p, e, o, q0, q1)
+
+
+cdef inline void _tiles_grad(const real* y0, const real* y1, real* m, Py_ssize_t os,
+                             Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
+    if real is float:
+        tg_wino_grad_f(y0, y1, m, os, j0, j1)
+    else:
+        tg_wino_grad_d(y0, y1, m, os, j0, j1)
+
+
+cdef inline void _tiles_out(const real* m, Py_ssize_t os, real* y0, real* y1, real bias,
+                            Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
+    if real is float:
+        tg_wino_out_f(m, os, y0, y1, bias, j0, j1)
+    else:
+        tg_wino_out_d(m, os, y0, y1, bias, j0, j1)
+
 
 def applies(w_shape, stride, dilation, groups) -> bool:
     """Whether a call is one Winograd F(2x2, 3x3) runs: a 3x3 kernel, stride 1, dilation 1,
@@ -59,18 +207,13 @@ cdef void _input_block(const real* x, real* v, real* rows, Py_ssize_t c, Py_ssiz
                        Py_ssize_t pw) noexcept nogil:
     # v[k, ch, t] = (B^T d B)[k // 4, k % 4] for tile t0 + t,
     # B^T = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]]. The block's tiles run along tile
-    # rows: for each row segment and channel the four input rows it reads are copied, zero
-    # padded, into ``rows`` (4 x (2 tw + 2)), and one branch-free loop transforms the tiles.
-    cdef Py_ssize_t per_image = th * tw, ch, t, tile, img, rem, tr, tc, seg, jj, i, q
-    cdef Py_ssize_t r0, r, s0, qlo, qhi, wp = 2 * tw + 2, cs = c * block + _PAD
-    cdef const real* xr
-    cdef const real* p0
-    cdef const real* p1
-    cdef const real* p2
-    cdef const real* p3
-    cdef real* vp
-    cdef real* rp
-    cdef real a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33
+    # rows: for each row segment and channel the four input rows it reads are split, zero
+    # padded, into their even and odd columns (``rows``: 8 rows of tw + 1), and one vector
+    # loop transforms the segment's tiles.
+    cdef Py_ssize_t per_image = th * tw, ch, t, tile, img, rem, tr, tc, seg, i, q
+    cdef Py_ssize_t r0, r, lw = tw + 1, cs = c * block + _PAD
+    cdef real* e
+    cdef real* od
     t = 0
     while t < cnt:
         tile = t0 + t
@@ -82,72 +225,34 @@ cdef void _input_block(const real* x, real* v, real* rows, Py_ssize_t c, Py_ssiz
         if seg > cnt - t:
             seg = cnt - t
         r0 = 2 * tr - ph
-        qlo = 2 * tc  # padded columns [qlo, qhi) the segment reads
-        qhi = 2 * (tc + seg) + 2
-        p0 = rows
-        p1 = rows + wp
-        p2 = rows + 2 * wp
-        p3 = rows + 3 * wp
         for ch in range(c):
             for i in range(4):
-                rp = rows + i * wp
+                e = rows + 2 * i * lw
+                od = e + lw
                 r = r0 + i
                 if r < 0 or r >= h:
-                    for q in range(qlo, qhi):
-                        rp[q] = 0
-                    continue
-                xr = x + ((img * c + ch) * h + r) * w - pw  # xr[q] is padded column q
-                for q in range(qlo, qhi):
-                    rp[q] = xr[q] if 0 <= q - pw < w else 0
-            vp = v + ch * block + t - tc
-            for jj in range(tc, tc + seg):
-                s0 = 2 * jj
-                a00 = p0[s0] - p2[s0]
-                a01 = p0[s0 + 1] - p2[s0 + 1]
-                a02 = p0[s0 + 2] - p2[s0 + 2]
-                a03 = p0[s0 + 3] - p2[s0 + 3]
-                a10 = p1[s0] + p2[s0]
-                a11 = p1[s0 + 1] + p2[s0 + 1]
-                a12 = p1[s0 + 2] + p2[s0 + 2]
-                a13 = p1[s0 + 3] + p2[s0 + 3]
-                a20 = p2[s0] - p1[s0]
-                a21 = p2[s0 + 1] - p1[s0 + 1]
-                a22 = p2[s0 + 2] - p1[s0 + 2]
-                a23 = p2[s0 + 3] - p1[s0 + 3]
-                a30 = p1[s0] - p3[s0]
-                a31 = p1[s0 + 1] - p3[s0 + 1]
-                a32 = p1[s0 + 2] - p3[s0 + 2]
-                a33 = p1[s0 + 3] - p3[s0 + 3]
-                vp[jj] = a00 - a02
-                vp[cs + jj] = a01 + a02
-                vp[2 * cs + jj] = a02 - a01
-                vp[3 * cs + jj] = a01 - a03
-                vp[4 * cs + jj] = a10 - a12
-                vp[5 * cs + jj] = a11 + a12
-                vp[6 * cs + jj] = a12 - a11
-                vp[7 * cs + jj] = a11 - a13
-                vp[8 * cs + jj] = a20 - a22
-                vp[9 * cs + jj] = a21 + a22
-                vp[10 * cs + jj] = a22 - a21
-                vp[11 * cs + jj] = a21 - a23
-                vp[12 * cs + jj] = a30 - a32
-                vp[13 * cs + jj] = a31 + a32
-                vp[14 * cs + jj] = a32 - a31
-                vp[15 * cs + jj] = a31 - a33
+                    for q in range(tc, tc + seg + 1):
+                        e[q] = 0
+                        od[q] = 0
+                else:
+                    _split(x + ((img * c + ch) * h + r) * w, w, pw, e, od, tc, tc + seg + 1)
+            _tiles_in(rows, lw, v + ch * block + t - tc, cs, tc, tc + seg)
         t += seg
 
 
 cdef void _output_block(const real* m, real* y, const real* bias, bint has_bias,
-                        Py_ssize_t o, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t t0,
-                        Py_ssize_t cnt, Py_ssize_t block, Py_ssize_t th,
+                        real* scratch, Py_ssize_t o, Py_ssize_t ho, Py_ssize_t wo,
+                        Py_ssize_t t0, Py_ssize_t cnt, Py_ssize_t block, Py_ssize_t th,
                         Py_ssize_t tw) noexcept nogil:
-    # y tile = A^T M A, A^T = [[1,1,1,0],[0,1,-1,-1]], a tile row segment at a time
-    cdef Py_ssize_t per_image = th * tw, oc, t, tile, img, rem, tr, tc, seg, j, jfull, r0
+    # y tile = A^T M A, A^T = [[1,1,1,0],[0,1,-1,-1]], a tile row segment at a time; a tile
+    # row's second output row, when it is past the output, goes to ``scratch`` (2 tw)
+    cdef Py_ssize_t per_image = th * tw, oc, t, tile, img, rem, tr, tc, seg, jfull, jend, r0
     cdef Py_ssize_t os = o * block + _PAD
     cdef const real* mp
     cdef real* y0
     cdef real* y1
-    cdef real bv, q0, q1, q2, q3, r_0, r_1, r_2, r_3
+    cdef real bv
+    cdef real last[4]
     cdef bint two_rows
     t = 0
     while t < cnt:
@@ -162,43 +267,38 @@ cdef void _output_block(const real* m, real* y, const real* bias, bint has_bias,
         r0 = 2 * tr
         two_rows = r0 + 1 < ho
         jfull = wo // 2  # tile columns with both output columns inside
+        jend = tc + seg if tc + seg < jfull else jfull
         for oc in range(o):
             bv = bias[oc] if has_bias else 0
             mp = m + oc * block + t - tc
             y0 = y + ((img * o + oc) * ho + r0) * wo
-            y1 = y0 + wo
-            for j in range(tc, tc + seg):
-                q0 = mp[j] + mp[4 * os + j] + mp[8 * os + j]
-                q1 = mp[os + j] + mp[5 * os + j] + mp[9 * os + j]
-                q2 = mp[2 * os + j] + mp[6 * os + j] + mp[10 * os + j]
-                q3 = mp[3 * os + j] + mp[7 * os + j] + mp[11 * os + j]
-                y0[2 * j] = q0 + q1 + q2 + bv
-                if j < jfull:
-                    y0[2 * j + 1] = q1 - q2 - q3 + bv
+            y1 = y0 + wo if two_rows else scratch
+            if jend > tc:
+                _tiles_out(mp, os, y0, y1, bv, tc, jend)
+            if tc + seg > jfull:  # an odd width's last tile column: one output column
+                _tiles_out(mp + jfull, os, &last[0], &last[2], bv, 0, 1)
+                y0[2 * jfull] = last[0]
                 if two_rows:
-                    r_0 = mp[4 * os + j] - mp[8 * os + j] - mp[12 * os + j]
-                    r_1 = mp[5 * os + j] - mp[9 * os + j] - mp[13 * os + j]
-                    r_2 = mp[6 * os + j] - mp[10 * os + j] - mp[14 * os + j]
-                    r_3 = mp[7 * os + j] - mp[11 * os + j] - mp[15 * os + j]
-                    y1[2 * j] = r_0 + r_1 + r_2 + bv
-                    if j < jfull:
-                        y1[2 * j + 1] = r_1 - r_2 - r_3 + bv
+                    y0[wo + 2 * jfull] = last[2]
         t += seg
 
 
-cdef void _grad_block(const real* gy, real* gm, Py_ssize_t o, Py_ssize_t ho, Py_ssize_t wo,
-                      Py_ssize_t t0, Py_ssize_t cnt, Py_ssize_t block, Py_ssize_t th,
-                      Py_ssize_t tw) noexcept nogil:
+cdef void _grad_block(const real* gy, real* gm, real* zeros, Py_ssize_t o, Py_ssize_t ho,
+                      Py_ssize_t wo, Py_ssize_t t0, Py_ssize_t cnt, Py_ssize_t block,
+                      Py_ssize_t th, Py_ssize_t tw) noexcept nogil:
     # gm[k, oc, t] = (A g A^T)[k // 4, k % 4] for the 2x2 output-gradient tile g of tile
     # t0 + t (zero outside the output), A = [[1,0],[1,1],[1,-1],[0,-1]]: the transpose of
-    # ``_output_block``, a tile row segment at a time
-    cdef Py_ssize_t per_image = th * tw, oc, t, tile, img, rem, tr, tc, seg, j, jfull, r0
-    cdef Py_ssize_t os = o * block + _PAD
+    # ``_output_block``, a tile row segment at a time (``zeros``: 2 tw, the row past the
+    # output of an odd height)
+    cdef Py_ssize_t per_image = th * tw, oc, t, tile, img, rem, tr, tc, seg, jfull, jend, r0
+    cdef Py_ssize_t os = o * block + _PAD, q
     cdef real* mp
     cdef const real* y0
     cdef const real* y1
-    cdef real g00, g01, g10, g11, a0, a1, b0, b1, c0, c1, d0, d1
+    cdef real last[4]
     cdef bint two_rows
+    for q in range(2 * tw):
+        zeros[q] = 0
     t = 0
     while t < cnt:
         tile = t0 + t
@@ -212,44 +312,19 @@ cdef void _grad_block(const real* gy, real* gm, Py_ssize_t o, Py_ssize_t ho, Py_
         r0 = 2 * tr
         two_rows = r0 + 1 < ho
         jfull = wo // 2
+        jend = tc + seg if tc + seg < jfull else jfull
         for oc in range(o):
             mp = gm + oc * block + t - tc
             y0 = gy + ((img * o + oc) * ho + r0) * wo
-            y1 = y0 + wo
-            for j in range(tc, tc + seg):
-                g00 = y0[2 * j]
-                g01 = y0[2 * j + 1] if j < jfull else 0
-                g10 = 0
-                g11 = 0
-                if two_rows:
-                    g10 = y1[2 * j]
-                    g11 = y1[2 * j + 1] if j < jfull else 0
-                # rows of A g: g0, g0 + g1, g0 - g1, -g1
-                a0 = g00
-                a1 = g01
-                b0 = g00 + g10
-                b1 = g01 + g11
-                c0 = g00 - g10
-                c1 = g01 - g11
-                d0 = -g10
-                d1 = -g11
-                # columns: (p, q) -> (p, p + q, p - q, -q)
-                mp[j] = a0
-                mp[os + j] = a0 + a1
-                mp[2 * os + j] = a0 - a1
-                mp[3 * os + j] = -a1
-                mp[4 * os + j] = b0
-                mp[5 * os + j] = b0 + b1
-                mp[6 * os + j] = b0 - b1
-                mp[7 * os + j] = -b1
-                mp[8 * os + j] = c0
-                mp[9 * os + j] = c0 + c1
-                mp[10 * os + j] = c0 - c1
-                mp[11 * os + j] = -c1
-                mp[12 * os + j] = d0
-                mp[13 * os + j] = d0 + d1
-                mp[14 * os + j] = d0 - d1
-                mp[15 * os + j] = -d1
+            y1 = y0 + wo if two_rows else zeros
+            if jend > tc:
+                _tiles_grad(y0, y1, mp, os, tc, jend)
+            if tc + seg > jfull:  # an odd width's last tile column
+                last[0] = y0[2 * jfull]
+                last[1] = 0
+                last[2] = y1[2 * jfull]
+                last[3] = 0
+                _tiles_grad(&last[0], &last[2], mp + jfull, os, 0, 1)
         t += seg
 
 
@@ -280,7 +355,8 @@ def weight_grad_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
             m = &mbuf[tid, 0]
             _input_block(&x[0, 0, 0, 0], v, &rowbuf[tid, 0], c, h, w, t0, cnt, block, th, tw,
                          ph, pw)
-            _grad_block(&gy[0, 0, 0, 0], m, o, ho, wo, t0, cnt, block, th, tw)
+            _grad_block(&gy[0, 0, 0, 0], m, &rowbuf[tid, 8 * (tw + 1)], o, ho, wo, t0, cnt,
+                        block, th, tw)
             for k in range(16):
                 _gemm(gemm, False, True, o, c, cnt, m + k * (o * block + _PAD), block,
                       v + k * (c * block + _PAD), block, 1, &du[tid, k, 0, 0], c)
@@ -315,8 +391,8 @@ def winograd_threads(const real[:, :, :, ::1] x, const real[:, :, ::1] u, const 
             for k in range(16):
                 _gemm(gemm, False, False, o, cnt, c, &u[k, 0, 0], c, v + k * (c * block + _PAD),
                       block, 0, m + k * (o * block + _PAD), block)
-            _output_block(m, &y[0, 0, 0, 0], &bias[0], has_bias, o, ho, wo, t0, cnt, block,
-                          th, tw)
+            _output_block(m, &y[0, 0, 0, 0], &bias[0], has_bias, &rowbuf[tid, 0], o, ho, wo,
+                          t0, cnt, block, th, tw)
 
 
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
@@ -351,7 +427,7 @@ def _weight_gradient(gy, x, w, int ph, int pw, gemm):
     du = np.zeros((nt, 16, o, c), dtype=x.dtype)
     vbuf = workspace("winograd-v-t", (nt, 16 * (c * block + _PAD)), x.dtype)
     mbuf = workspace("winograd-m-t", (nt, 16 * (o * block + _PAD)), x.dtype)
-    rowbuf = workspace("winograd-rows-t", (nt, 4 * (2 * tw + 2)), x.dtype)
+    rowbuf = workspace("winograd-rows-t", (nt, 8 * (tw + 1) + 2 * tw), x.dtype)
     with cblas.single_threaded():
         weight_grad_threads(np.ascontiguousarray(x), np.ascontiguousarray(gy), du, vbuf, mbuf,
                             rowbuf, ph, pw, block, gemm, nt)
@@ -385,7 +461,7 @@ def _winograd(x, w, b, int ph, int pw, gemm):
     u = _weight_transform(w)
     vbuf = workspace("winograd-v-t", (nt, 16 * (c * block + _PAD)), x.dtype)
     mbuf = workspace("winograd-m-t", (nt, 16 * (o * block + _PAD)), x.dtype)
-    rowbuf = workspace("winograd-rows-t", (nt, 4 * (2 * tw + 2)), x.dtype)
+    rowbuf = workspace("winograd-rows-t", (nt, 8 * (tw + 1) + 2 * tw), x.dtype)
     bias = b if b is not None else np.zeros(1, dtype=x.dtype)
     with cblas.single_threaded():
         winograd_threads(np.ascontiguousarray(x), u, bias, b is not None, y, vbuf, mbuf, rowbuf,
