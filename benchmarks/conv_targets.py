@@ -200,7 +200,7 @@ def _winograd_accuracy() -> list[str]:
     ref = K.get("conv2d", "reference")
     y64 = ref.forward(x, w, None, (1, 1), (1, 1), (1, 1), 1)
     gy = rng.standard_normal(y64.shape)
-    gx64, _ = ref.backward(gy, x, w, (1, 1), (1, 1), (1, 1), 1, True, False)
+    gx64, gw64 = ref.backward(gy, x, w, (1, 1), (1, 1), (1, 1), 1, True, True)
     for v in [v for v in K.variants("conv2d") if v.startswith("winograd")]:
         try:
             mod = K.get("conv2d", v)
@@ -208,10 +208,13 @@ def _winograd_accuracy() -> list[str]:
             continue
         x32, w32, gy32 = (a.astype(np.float32) for a in (x, w, gy))
         y = mod.forward(x32, w32, None, (1, 1), (1, 1), (1, 1), 1)
-        gx, _ = mod.backward(gy32, x32, w32, (1, 1), (1, 1), (1, 1), 1, True, False)
+        gx, gw = mod.backward(gy32, x32, w32, (1, 1), (1, 1), (1, 1), 1, True, True)
         e_y = float(np.abs(y - y64).max() / y64.std())
         e_gx = float(np.abs(gx - gx64).max() / gx64.std())
-        lines.append(f"  {v:16} forward {e_y:.2e}   input gradient {e_gx:.2e}")
+        e_gw = float(np.abs(gw - gw64).max() / gw64.std())
+        lines.append(
+            f"  {v:16} forward {e_y:.2e}   input gradient {e_gx:.2e}   weight gradient {e_gw:.2e}"
+        )
     return lines
 
 
