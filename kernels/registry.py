@@ -19,7 +19,10 @@ How ``auto`` picks, per call (the op's call record, :mod:`.calls`):
     (:mod:`.store`: the user's cache folder, one file per machine key).
   - otherwise the shape rule: the generated rules in the store (written by
     ``python -m tapegrad bench --write-rules``) when they know the op, then the family's
-    hand-written rule (:func:`set_rule`).
+    hand-written rule (:func:`set_rule`). At more than one thread the rule's order passes
+    through :func:`one_team_order`: a Cython variant goes before its Numba twin, so one
+    process keeps one thread team (tapegrad's own OpenMP team, whose idle threads sleep)
+    instead of two.
 
 This module is selection only. Timing lives in :mod:`.tune`, the tuned results in
 :mod:`.store`, call recording in :mod:`.record`; resolving a call changes no process-wide
@@ -305,6 +308,30 @@ def clear_autotune_cache() -> list:
     return _clear_store()
 
 
+def one_team_order(names: list[str]) -> list[str]:
+    """``names`` with each ``<algorithm>-cython`` variant moved just before its
+    ``<algorithm>-numba`` twin when the Numba one came first; other names keep their order.
+
+    ``auto``'s order at more than one thread. The Cython variants run on tapegrad's own
+    OpenMP team, whose idle threads sleep; Numba's parallel variants run on Numba's
+    threading layer (by default on the system's OpenMP runtime, whose idle threads spin
+    for a while after each parallel loop). Two teams on the same cores take turns spinning
+    while the other works, and a step that uses both at 2 threads ran several times slower
+    than at 1 (benchmarks/results/threads-policy.md). At one thread the family's own order
+    stands.
+    """
+    out: list[str] = []
+    for name in names:
+        if name in out:
+            continue
+        if name.endswith("-numba"):
+            twin = name[: -len("numba")] + "cython"
+            if twin in names and twin not in out:
+                out.append(twin)
+        out.append(name)
+    return out
+
+
 def _auto_candidates(op: str, signature: Hashable) -> list[str]:
     entry = _op(op)
     learned = _store.learned_order(op, signature)
@@ -312,6 +339,8 @@ def _auto_candidates(op: str, signature: Hashable) -> list[str]:
     names = [*learned, *(n for n in names if n not in learned)]
     fallback = [n for n in variants(op) if n != "reference"] + ["reference"]
     ordered = [n for n in names if n in entry.variants] + [n for n in fallback if n not in names]
+    if _threads.get_num_threads() > 1:
+        ordered = one_team_order(ordered)
     return [n for n in ordered if entry.variants[n].available()]
 
 
@@ -363,7 +392,8 @@ def _stored(op: str, signature: Hashable) -> str | None:
     return name if entry.variants[name].available() else None
 
 
-# auto's rule pick per (op, signature): the rule runs once per shape, not once per call
+# auto's rule pick per (op, signature, more than one thread): the rule runs once per shape
+# and thread policy, not once per call
 _auto_memo: dict[tuple, str] = {}
 _memo_generation = [-1]
 
@@ -374,7 +404,7 @@ def _auto_pick(op: str, signature: Hashable) -> str:
     if generation != _memo_generation[0]:
         _auto_memo.clear()
         _memo_generation[0] = generation
-    key = (op, signature)
+    key = (op, signature, _threads.get_num_threads() > 1)
     name = _auto_memo.get(key)
     if name is None:
         name = _auto_memo[key] = _auto_candidates(op, signature)[0]

@@ -109,3 +109,51 @@ def test_torch_first_keeps_both_thread_teams_apart():
         "print(torch.get_num_threads(), get_omp_threads())"
     )
     assert _run(code) == ["1", "2"]
+
+
+def test_one_team_order_puts_each_cython_variant_before_its_numba_twin():
+    from tapegrad.kernels.registry import one_team_order
+
+    assert one_team_order(["fused-numba", "fused-cython"]) == ["fused-cython", "fused-numba"]
+    assert one_team_order(["direct-numba", "im2col-cython", "direct-cython", "reference"]) == [
+        "direct-cython",
+        "direct-numba",
+        "im2col-cython",
+        "reference",
+    ]
+    # no twin: the Numba variant keeps its place; a Cython-first order is left alone
+    assert one_team_order(["philox-numba", "reference"]) == ["philox-numba", "reference"]
+    assert one_team_order(["im2col-cython", "im2col-numba"]) == ["im2col-cython", "im2col-numba"]
+
+
+def test_auto_step_at_two_threads_uses_one_thread_team(monkeypatch):
+    """A LeNet-5 training step under ``auto`` at 2 threads resolves no Numba variant (its
+    kernels run on tapegrad's own OpenMP team only); at 1 thread the families' own order
+    stands (the Numba epilogue)."""
+    import numpy as np
+
+    import tapegrad as tg
+    import tapegrad.kernels as K
+    import tapegrad.nn.functional as F
+    from tapegrad import zoo
+    from tapegrad.kernels import registry as R
+
+    if "fused-cython" not in K.variants("bias_relu"):  # a build without Cython kernels
+        pytest.skip("no Cython kernels in this build")
+    monkeypatch.delenv("TAPEGRAD_KERNELS", raising=False)
+    before = tg.get_num_threads()
+    try:
+        tg.set_num_threads(2)
+        net = zoo.get_model("lenet5")
+        x = tg.Tensor(np.random.default_rng(0).random((2, 1, 28, 28), dtype=np.float32))
+        with K.record() as calls:
+            F.cross_entropy(net(x), np.array([1, 2])).backward()
+        ops = {op for op, _ in calls}
+        assert {"conv2d", "bias_relu", "max_pool2d"} <= ops
+        picked = {(op, R.resolved_name(op, sig, training=True)) for op, sig in calls}
+        assert not [p for p in picked if p[1].endswith("-numba")], picked
+        tg.set_num_threads(1)
+        bias_relu = [sig for op, sig in calls if op == "bias_relu"][0]
+        assert R.resolved_name("bias_relu", bias_relu, training=True) == "fused-numba"
+    finally:
+        tg.set_num_threads(before)

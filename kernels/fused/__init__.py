@@ -113,7 +113,8 @@ _P = __name__
 for _op in ("bias_relu", "add_relu"):
     register(_op, "reference", f"{_P}.reference")
     register(_op, "fused-numba", f"{_P}.epilogue_numba")
-    set_rule(_op, lambda call: ["fused-numba"])
+    register(_op, "fused-cython", f"{_P}.epilogue_cy")
+    set_rule(_op, lambda call: ["fused-numba", "fused-cython"])
 
 
 # --- example calls and bench cases (kernels/examples.py) ---------------------------------
