@@ -77,7 +77,23 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--out", default=None)
+    ap.add_argument(
+        "--checks",
+        action="store_true",
+        help="only the checks, each the best of 15 x 2000 calls in process CPU time (steady "
+        "on a loaded machine); one line, for alternating runs against another checkout",
+    )
     a = ap.parse_args()
+    if a.checks:
+        import timeit
+
+        best = {}
+        for name, f in checks().items():
+            timer = timeit.Timer(f, timer=time.process_time)
+            timer.timeit(200)
+            best[name] = min(timer.repeat(number=2000, repeat=15)) / 2000 * 1e6
+        print(" ".join(f"{k.replace(' ', '_')}={v:.2f}" for k, v in best.items()))
+        return
     table = cases() | checks()
     for f in table.values():  # compile and warm
         for _ in range(50):

@@ -29,7 +29,9 @@ def conv_args(fn: str, x, w, b, stride, padding, dilation, groups, nd: int = 2):
     check_float(fn, input=x, weight=w, bias=b)
     check_ndim(fn, "input", x, (nd + 2,), layout)
     check_ndim(fn, "weight", w, (nd + 2,), "(C_out, C_in/groups, *kernel)")
-    if not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1:
+    if not (type(groups) is int and groups >= 1) and (
+        not isinstance(groups, (int, np.integer)) or isinstance(groups, bool) or groups < 1
+    ):
         fail(fn, f"groups must be a positive int, got {groups!r}")
     stride = int_tuple(fn, "stride", stride, nd, 1)
     dilation = int_tuple(fn, "dilation", dilation, nd, 1)
@@ -65,9 +67,9 @@ def conv_args(fn: str, x, w, b, stride, padding, dilation, groups, nd: int = 2):
     else:
         padding = int_tuple(fn, "padding", padding, nd, 0)
     spatial = x.shape[2:]
-    for ax, (n, k, p, d, e) in enumerate(zip(spatial, kernel, padding, dilation, extra)):
-        eff = d * (k - 1) + 1
-        if n + 2 * p + e < eff:
+    for ax in range(nd):
+        eff = dilation[ax] * (kernel[ax] - 1) + 1
+        if spatial[ax] + 2 * padding[ax] + extra[ax] < eff:
             fail(
                 fn,
                 f"kernel size {tuple(kernel)} (dilated to {eff} along axis {ax}) is "

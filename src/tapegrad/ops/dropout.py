@@ -56,6 +56,8 @@ def next_key() -> tuple[int, int]:
 
 
 def check_p(fn: str, p) -> float:
+    if type(p) is float and 0.0 <= p <= 1.0:  # the common call
+        return p
     if not isinstance(p, (int, float, np.floating)) or isinstance(p, bool):
         fail(fn, f"p must be a float in [0, 1], got {p!r}", TypeError)
     if not 0.0 <= p <= 1.0:

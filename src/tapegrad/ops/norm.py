@@ -23,12 +23,14 @@ from tapegrad.kernels.norm import (
 
 from ..autograd import Context, Function, fresh
 from . import tuning
-from .checks import check_float, contiguous, fail
+from .checks import check_float, contiguous, fail, is_float
 
 # --- argument checks -------------------------------------------------------------------
 
 
 def _check_eps(fn: str, eps) -> float:
+    if type(eps) is float and eps >= 0:  # the common call
+        return eps
     if not isinstance(eps, (int, float, np.floating)) or isinstance(eps, bool) or eps < 0:
         fail(fn, f"eps must be a non-negative float, got {eps!r}")
     return float(eps)
@@ -48,7 +50,7 @@ def batch_norm_args(
         fail(fn, f"input must be at least 2-D (N, C, *), got shape {x.shape}")
     c = x.shape[1]
     for name, a in (("running_mean", running_mean), ("running_var", running_var)):
-        if a is not None and a.dtype not in (np.float32, np.float64):
+        if a is not None and not is_float(a):
             fail(fn, f"{name} must be float32 or float64, got {a.dtype}", TypeError)
         _check_vec(fn, name, a, c, x.shape)
     _check_vec(fn, "weight", weight, c, x.shape)
@@ -57,7 +59,7 @@ def batch_norm_args(
         fail(fn, "running_mean and running_var must both be given or both be None")
     if not training and running_mean is None:
         fail(fn, "eval mode (training=False) needs running_mean and running_var")
-    if (
+    if not (type(momentum) is float and 0 <= momentum <= 1) and (
         not isinstance(momentum, (int, float, np.floating))
         or isinstance(momentum, bool)
         or not 0 <= momentum <= 1
@@ -66,9 +68,18 @@ def batch_norm_args(
     return _check_eps(fn, eps)
 
 
+def _positive_ints(v: tuple) -> bool:
+    for s in v:
+        if type(s) is not int or s < 1:
+            return False
+    return True
+
+
 def _normalized_shape(fn: str, normalized_shape) -> tuple[int, ...]:
     """An int or a sequence of ints (not str, float or bool), each positive."""
     v = normalized_shape
+    if type(v) is tuple and _positive_ints(v):  # the common call
+        return v
     if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
         v = (v,)
     if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__"):

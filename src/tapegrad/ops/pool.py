@@ -29,13 +29,15 @@ def pool_args(fn: str, x, kernel_size, stride, padding, dilation, ceil_mode):
     stride = kernel if stride is None else int_tuple(fn, "stride", stride, 2, 1)
     padding = int_tuple(fn, "padding", padding, 2, 0)
     dilation = int_tuple(fn, "dilation", dilation, 2, 1)
-    if any(p > k // 2 for p, k in zip(padding, kernel)):
+    (kh, kw), (ph, pw) = kernel, padding
+    if ph > kh // 2 or pw > kw // 2:
         fail(fn, f"padding {padding} must be at most half the kernel size {kernel}")
-    out = tuple(
-        pool_out_size(n, k, s, p, d, ceil_mode)
-        for n, k, s, p, d in zip(x.shape[2:], kernel, stride, padding, dilation)
+    h, w = x.shape[2:]
+    out = (
+        pool_out_size(h, kh, stride[0], ph, dilation[0], ceil_mode),
+        pool_out_size(w, kw, stride[1], pw, dilation[1], ceil_mode),
     )
-    if min(out) < 1:
+    if out[0] < 1 or out[1] < 1:
         fail(
             fn,
             f"output size would be {out} for input {x.shape}, kernel {kernel}, "
