@@ -14,6 +14,8 @@ Environment:
   TAPEGRAD_CYTHON_BOUNDSCHECK=1   build with boundscheck/wraparound on (used by the tests)
   TAPEGRAD_NO_CYTHON=1            skip the extensions altogether
   TAPEGRAD_SHARED_OPENMP=1        link the system libgomp instead of a private copy
+  TAPEGRAD_PORTABLE_BUILD=1       compile for the compiler's default target instead of
+                                  ``-march=native`` (for binaries copied to other machines)
 """
 
 import os
@@ -67,6 +69,24 @@ class _BuildExt(build_ext):
             shutil.copy2(src, dest / OMP_NAME)
 
 
+def _arch_flags(cc: str) -> list[str]:
+    """``-march=native`` (the build machine's vector units: AVX2 / AVX-512 and FMA) unless
+    TAPEGRAD_PORTABLE_BUILD=1 or the compiler refuses the flag."""
+    if os.environ.get("TAPEGRAD_PORTABLE_BUILD") == "1":
+        return []
+    try:
+        probe = subprocess.run(
+            [cc, "-march=native", "-x", "c", "-c", "-o", os.devnull, "-"],
+            input="int main(void) { return 0; }\n",
+            capture_output=True,
+            text=True,
+        )
+        ok = probe.returncode == 0
+    except OSError:
+        ok = False
+    return ["-march=native"] if ok else []
+
+
 def _packages() -> list[str]:
     pkgs = find_packages("src")
     pkgs += ["tapegrad.kernels"] + ["tapegrad.kernels." + p for p in find_packages("kernels")]
@@ -86,6 +106,7 @@ def _extensions() -> list:
     checked = os.environ.get("TAPEGRAD_CYTHON_BOUNDSCHECK") == "1"
     openmp = [] if sys.platform == "darwin" else ["-fopenmp"]
     private = _private_openmp() if openmp else None
+    arch = _arch_flags((sysconfig.get_config_var("CC") or "gcc").split()[0])
     exts = []
     for pyx in sorted((HERE / "kernels").rglob("*.pyx")):
         rel = pyx.relative_to(HERE / "kernels").with_suffix("")
@@ -99,7 +120,7 @@ def _extensions() -> list:
                 name,
                 [str(pyx.relative_to(HERE))],
                 include_dirs=[np.get_include()],
-                extra_compile_args=["-O3", *openmp],
+                extra_compile_args=["-O3", *arch, *openmp],
                 extra_link_args=link,
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
                 optional=True,

@@ -111,6 +111,7 @@ register("conv2d", "direct-numba", f"{_P}.direct_numba")
 register("conv2d", "direct-cython", f"{_P}.direct_cy")
 register("conv2d", "winograd-numba", f"{_P}.winograd_numba")
 register("conv2d", "winograd-cython", f"{_P}.winograd_cy")
+register("conv2d", "pointwise-cython", f"{_P}.pointwise_cy")
 
 
 # Below this many multiply-adds per call the direct kernels win (no column buffer, no
@@ -154,15 +155,25 @@ def _winograd_leads(call: Conv2dCall) -> bool:
     )
 
 
+# 1x1 kernels without padding, one group, any stride: pointwise-cython first (each thread
+# multiplies whole images as they lie, gathering the sampled pixels when strided), ahead of
+# im2col-cython's one multithreaded GEMM per image (benchmarks/results/conv-targets.md).
+def _pointwise_applies(call: Conv2dCall) -> bool:
+    return tuple(call.w_shape[2:]) == (1, 1) and not any(call.padding) and call.groups == 1
+
+
 def _conv2d_rule(call: Conv2dCall) -> list[str]:
     try:
         macs = call.macs()
         winograd = _winograd_applies(call)
         leads = winograd and _winograd_leads(call)
+        pointwise = _pointwise_applies(call)
     except (AttributeError, TypeError, ValueError):
         return ["im2col-cython", "im2col-numba"]
     if macs < _DIRECT_MACS:
         return ["direct-cython", "direct-numba", "im2col-cython", "im2col-numba"]
+    if pointwise:
+        return ["pointwise-cython", "im2col-cython", "im2col-numba"]
     if leads:
         return ["winograd-cython", "im2col-cython", "winograd-numba", "im2col-numba"]
     if winograd:

@@ -1,0 +1,171 @@
+"""The pointwise-cython conv2d variant (1x1 kernels, no padding, one group, any stride:
+one GEMM per image on the data as it lies): against ``reference`` and PyTorch on random
+shapes, gradcheck in float64, a repeatable weight gradient, the calls it delegates, and
+``auto``'s rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tapegrad as tg
+import tapegrad.kernels as K
+import tapegrad.nn.functional as F
+from tapegrad.kernels.conv import Conv2dCall, _conv2d_rule
+
+NAME = "pointwise-cython"
+pytestmark = pytest.mark.skipif(NAME not in K.variants("conv2d"), reason="not built here")
+
+
+def _module():
+    from tapegrad.kernels import cblas
+
+    if cblas.gemm_addresses() is None:
+        pytest.skip("NumPy's BLAS is not an ILP64 OpenBLAS: pointwise-cython delegates")
+    return K.get("conv2d", NAME)
+
+
+@st.composite
+def pointwise_case(draw):
+    """A 1x1 call without padding: odd sizes, strides 1..3, batch 1..4, channel counts that
+    are not multiples of a SIMD width."""
+    n = draw(st.integers(1, 4))
+    c, o = draw(st.integers(1, 11)), draw(st.integers(1, 11))
+    h, w = draw(st.integers(1, 11)), draw(st.integers(1, 11))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    bias = draw(st.booleans())
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    return n, c, o, h, w, stride, bias, dtype
+
+
+def _arrays(case, seed=0):
+    n, c, o, h, w, _, bias, dtype = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((o, c, 1, 1)).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype) if bias else None
+    return x, wt, b
+
+
+def _tol(dtype):
+    return dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+
+
+@settings(max_examples=25, deadline=None)
+@given(case=pointwise_case(), team=st.integers(1, 3), need=st.sampled_from(["both", "x", "w"]))
+def test_pointwise_matches_reference(case, team, need):
+    """Forward and each gradient alone or both, with a team of 1 to 3 threads whatever the
+    batch (threads without an image leave their weight-gradient part at zero)."""
+    mod = _module()
+    stride, dtype = case[5], case[7]
+    x, w, b = _arrays(case)
+    args = (stride, (0, 0), (1, 1), 1)
+    ref = K.get("conv2d", "reference")
+    saved = mod._team_size
+    try:
+        mod._team_size = lambda macs: team
+        y = mod.forward(x, w, b, *args)
+        gy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
+        nx, nw = need in ("both", "x"), need in ("both", "w")
+        gx, gw = mod.backward(gy, x, w, *args, nx, nw)
+    finally:
+        mod._team_size = saved
+    y_ref = ref.forward(x, w, b, *args)
+    assert y.shape == y_ref.shape and y.dtype == dtype
+    np.testing.assert_allclose(y, y_ref, **_tol(dtype))
+    gx_r, gw_r = ref.backward(gy, x, w, *args, True, True)
+    assert (gx is None) != nx and (gw is None) != nw
+    if nx:
+        assert gx.dtype == dtype
+        np.testing.assert_allclose(gx, gx_r, **_tol(dtype))
+    if nw:
+        assert gw.dtype == dtype and gw.shape == w.shape
+        np.testing.assert_allclose(gw, gw_r, **_tol(dtype))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_pointwise_gradcheck(stride):
+    _module()
+    rng = np.random.default_rng(2)
+    x = tg.Tensor(rng.standard_normal((2, 3, 5, 4)), requires_grad=True)
+    w = tg.Tensor(rng.standard_normal((4, 3, 1, 1)), requires_grad=True)
+    b = tg.Tensor(rng.standard_normal(4), requires_grad=True)
+    with K.use(conv2d=NAME):
+        assert tg.gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride), [x, w, b])
+
+
+@pytest.mark.torch
+@settings(max_examples=10, deadline=None)
+@given(case=pointwise_case())
+def test_pointwise_matches_torch(case):
+    torch = pytest.importorskip("torch")
+    _module()
+    stride = case[5]
+    x, w, b = (None if a is None else a.astype(np.float64) for a in _arrays(case, seed=3))
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    tb = None if b is None else torch.tensor(b)
+    ty = torch.nn.functional.conv2d(tx, tw, tb, stride)
+    gy = np.random.default_rng(4).standard_normal(tuple(ty.shape))
+    ty.backward(torch.tensor(gy))
+    gx, gw = tg.Tensor(x, requires_grad=True), tg.Tensor(w, requires_grad=True)
+    with K.use(conv2d=NAME):
+        y = F.conv2d(gx, gw, None if b is None else tg.Tensor(b), stride)
+        y.backward(gy)
+    np.testing.assert_allclose(y.data, ty.detach().numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(gx.grad.data, tx.grad.numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(gw.grad.data, tw.grad.numpy(), rtol=1e-9, atol=1e-9)
+
+
+def test_pointwise_weight_gradient_is_repeatable():
+    """Two threads, each summing its own images (static schedule), parts added in thread
+    order: the same bits on every call."""
+    mod = _module()
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((7, 13, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((9, 13, 1, 1)).astype(np.float32)
+    gy = rng.standard_normal((7, 9, 3, 3)).astype(np.float32)
+    args = ((2, 2), (0, 0), (1, 1), 1)
+    saved = mod._team_size
+    try:
+        mod._team_size = lambda macs: 2
+        first = mod.backward(gy, x, w, *args, False, True)[1]
+        for _ in range(10):
+            np.testing.assert_array_equal(mod.backward(gy, x, w, *args, False, True)[1], first)
+    finally:
+        mod._team_size = saved
+
+
+@pytest.mark.parametrize(
+    "w_shape, padding, groups",
+    [((4, 2, 1, 1), (1, 0), 1), ((4, 1, 1, 1), (0, 0), 2), ((4, 2, 3, 3), (0, 0), 1)],
+)
+def test_pointwise_not_applicable(w_shape, padding, groups):
+    """Padded, grouped or larger kernels: the right answer (through im2col-cython), and
+    ``auto``'s rule does not list pointwise-cython for them."""
+    mod = _module()
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 2, 7, 6))
+    w = rng.standard_normal(w_shape)
+    args = ((1, 1), padding, (1, 1), groups)
+    ref = K.get("conv2d", "reference")
+    y = mod.forward(x, w, None, *args)
+    np.testing.assert_allclose(y, ref.forward(x, w, None, *args), rtol=1e-10, atol=1e-10)
+    gy = rng.standard_normal(y.shape)
+    for g, r in zip(mod.backward(gy, x, w, *args, True, True),
+                    ref.backward(gy, x, w, *args, True, True)):  # fmt: skip
+        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10)
+    big = Conv2dCall((32, 64, 16, 16), (w_shape[0] * 16, *w_shape[1:]), (1, 1), padding,
+                     (1, 1), groups, "<f4")  # fmt: skip
+    assert NAME not in _conv2d_rule(big)
+
+
+def test_auto_rule_puts_pointwise_first_for_1x1():
+    """1x1, no padding, one group, stride 1 or 2 above the direct kernels' size: first."""
+    for stride in [(1, 1), (2, 2)]:
+        call = Conv2dCall((32, 64, 16, 16), (128, 64, 1, 1), stride, (0, 0), (1, 1), 1, "<f4")
+        assert _conv2d_rule(call)[0] == NAME
+        assert K.resolved_name("conv2d", call) == NAME
+    tiny = Conv2dCall((1, 2, 4, 4), (3, 2, 1, 1), (1, 1), (0, 0), (1, 1), 1, "<f4")
+    assert _conv2d_rule(tiny)[0].startswith("direct-")
