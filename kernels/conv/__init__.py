@@ -112,6 +112,7 @@ register("conv2d", "direct-cython", f"{_P}.direct_cy")
 register("conv2d", "winograd-numba", f"{_P}.winograd_numba")
 register("conv2d", "winograd-cython", f"{_P}.winograd_cy")
 register("conv2d", "pointwise-cython", f"{_P}.pointwise_cy")
+register("conv2d", "blocked-cython", f"{_P}.blocked_cy")
 
 
 # Below this many multiply-adds per call the direct kernels win (no column buffer, no
@@ -157,9 +158,31 @@ def _winograd_leads(call: Conv2dCall) -> bool:
 
 # 1x1 kernels without padding, one group, any stride: pointwise-cython first (each thread
 # multiplies whole images as they lie, gathering the sampled pixels when strided), ahead of
-# im2col-cython's one multithreaded GEMM per image (benchmarks/results/conv-targets.md).
+# im2col-cython's one multithreaded GEMM per image (benchmarks/results/conv-small-channels.md).
 def _pointwise_applies(call: Conv2dCall) -> bool:
     return tuple(call.w_shape[2:]) == (1, 1) and not any(call.padding) and call.groups == 1
+
+
+# Stride-1 calls (one group, dilation 1) with a short reduction (input channels x kernel
+# taps at most 160) into 8 or more output channels: blocked-cython first (direct
+# convolution with 8 output channels x 16 columns of accumulators in vector registers, no
+# column buffer), ahead of Winograd and im2col, whose transforms, unfold and small GEMMs
+# cost more than the arithmetic at these sizes (resnet8's 16-channel layers, lenet5's
+# 6->16; benchmarks/results/conv-small-channels.md). Strided calls and wider reductions ran
+# level with im2col-cython or behind it; below 8 output channels most accumulators idle.
+_BLOCKED_MAX_REDUCTION = 160
+_BLOCKED_MIN_OUT = 8
+
+
+def _blocked_leads(call: Conv2dCall) -> bool:
+    c, kh, kw = call.w_shape[1:]
+    return (
+        call.groups == 1
+        and call.stride == (1, 1)
+        and call.dilation == (1, 1)
+        and c * kh * kw <= _BLOCKED_MAX_REDUCTION
+        and call.w_shape[0] >= _BLOCKED_MIN_OUT
+    )
 
 
 def _conv2d_rule(call: Conv2dCall) -> list[str]:
@@ -168,12 +191,18 @@ def _conv2d_rule(call: Conv2dCall) -> list[str]:
         winograd = _winograd_applies(call)
         leads = winograd and _winograd_leads(call)
         pointwise = _pointwise_applies(call)
+        blocked = _blocked_leads(call)
     except (AttributeError, TypeError, ValueError):
         return ["im2col-cython", "im2col-numba"]
     if macs < _DIRECT_MACS:
         return ["direct-cython", "direct-numba", "im2col-cython", "im2col-numba"]
     if pointwise:
         return ["pointwise-cython", "im2col-cython", "im2col-numba"]
+    if blocked and winograd:
+        return ["blocked-cython", "winograd-cython", "im2col-cython", "winograd-numba",
+                "im2col-numba"]  # fmt: skip
+    if blocked:
+        return ["blocked-cython", "im2col-cython", "im2col-numba"]
     if leads:
         return ["winograd-cython", "im2col-cython", "winograd-numba", "im2col-numba"]
     if winograd:
