@@ -96,7 +96,8 @@ def team_split(
     Fits: ``a`` (M, K) and ``b`` (K, N), or stacks (B, M, K) and (B, K, N), of one dtype,
     float32 or float64, each matrix with unit stride along its rows or its columns
     (C-ordered or transposed views); ``out`` None or C-contiguous of the result's shape and
-    dtype. Each thread runs NumPy's BLAS on one thread over its block of rows or columns.
+    dtype, not overlapping ``a`` or ``b``. Each thread runs NumPy's BLAS on one thread over
+    its block of rows or columns.
     """
     if a.dtype != b.dtype or a.dtype not in (np.float32, np.float64) or a.ndim != b.ndim:
         return None
@@ -116,6 +117,8 @@ def team_split(
         return None
     if 0 in shape or a.shape[-1] == 0:
         return None
+    if out is not None and (np.may_share_memory(out, a) or np.may_share_memory(out, b)):
+        return None  # the blocks would read what other blocks already wrote
     fn = cblas.gemm_address(a.dtype)
     mod = _team_gemm() if fn is not None else None
     if mod is None:

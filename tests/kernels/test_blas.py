@@ -69,6 +69,16 @@ def test_team_split_declines_what_it_cannot_split(rng):
     assert blas.team_split(a[::2, ::2], a[::2, ::2].T, None, 2) is None  # no unit stride
     bad_out = np.empty((6, 6), order="F")
     assert blas.team_split(a, a.T, bad_out, 2) is None
+    sq = rng.standard_normal((8, 8))
+    assert blas.team_split(sq, sq, sq, 2) is None  # out overlaps an operand
+    before = tg.get_num_threads()
+    try:
+        tg.set_num_threads(2)
+        sq = rng.standard_normal((300, 300))
+        want = sq @ sq
+        np.testing.assert_allclose(blas.matmul(sq, sq, out=sq), want, rtol=1e-12, atol=1e-10)
+    finally:
+        tg.set_num_threads(before)
 
 
 def test_large_products_run_on_the_team_and_small_ones_do_not(rng, monkeypatch):
