@@ -43,6 +43,7 @@ class Case:
     backward: bool
     target: float
     kind: str  # gemm | copy
+    output_padding: int = 0  # conv_transpose2d only
 
 
 CASES = [
@@ -74,6 +75,10 @@ CASES = [
          (256, 1, 3, 3), 2, 1, 256, True, 0.7, "copy"),
     Case("conv_transpose2d 4x4 s2 p1 N=32 64->32 16->32: fwd+bwd", "conv_transpose2d",
          (32, 64, 16, 16), (64, 32, 4, 4), 2, 1, 1, True, 0.9, "gemm"),
+    Case("conv_transpose2d 4x4 s2 p1 N=32 64->32 16->32: fwd", "conv_transpose2d",
+         (32, 64, 16, 16), (64, 32, 4, 4), 2, 1, 1, False, 0.9, "gemm"),
+    Case("conv_transpose2d 3x3 s2 p1 op1 N=64 32->16 7->14 (autoencoder): fwd+bwd",
+         "conv_transpose2d", (64, 32, 7, 7), (32, 16, 3, 3), 2, 1, 1, True, 1.0, "gemm", 1),
 ]  # fmt: skip
 
 
@@ -82,7 +87,8 @@ def _out_shape(c: Case) -> tuple[int, int, int, int]:
     k = c.w[2]
     if c.fn == "conv_transpose2d":
         o = c.w[1] * c.groups
-        return n, o, (h - 1) * c.stride - 2 * c.padding + k, (w - 1) * c.stride - 2 * c.padding + k
+        ho = (h - 1) * c.stride - 2 * c.padding + k + c.output_padding
+        return n, o, ho, (w - 1) * c.stride - 2 * c.padding + k + c.output_padding
     o = c.w[0]
     return n, o, (h + 2 * c.padding - k) // c.stride + 1, (w + 2 * c.padding - k) // c.stride + 1
 
@@ -145,6 +151,8 @@ def _worker_tapegrad(repeats: int, cases: list[Case]) -> dict:
         tx, tw, tb = (tg.Tensor(a, requires_grad=c.backward) for a in (x, w, b))
         fn = getattr(F, c.fn)
         kw = {"stride": c.stride, "padding": c.padding, "groups": c.groups}
+        if c.output_padding:
+            kw["output_padding"] = c.output_padding
 
         def run(fn=fn, tx=tx, tw=tw, tb=tb, kw=kw, gy=gy, c=c):
             y = fn(tx, tw, tb, **kw)
@@ -170,6 +178,8 @@ def _worker_torch(repeats: int, cases: list[Case]) -> dict:
             t.requires_grad_(c.backward)
         fn = getattr(torch.nn.functional, c.fn)
         kw = {"stride": c.stride, "padding": c.padding, "groups": c.groups}
+        if c.output_padding:
+            kw["output_padding"] = c.output_padding
 
         def run(fn=fn, x=x, w=w, b=b, kw=kw, gy=gy, c=c):
             if c.backward:

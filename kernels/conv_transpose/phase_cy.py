@@ -1,0 +1,148 @@
+"""Transposed convolution by output phases (sub-pixel decomposition), see ``_phase_cy.pyx``.
+
+Forward: each output phase (for stride 2, the four interleaved grids of even/odd rows and
+columns) is a small stride-1 convolution with the filter taps that land on it; per image
+and phase one unfold, one GEMM and one pass writing the phase's pixels with their bias,
+so no output pixel is accumulated from a scattered column matrix. Backward: one unfold of
+the output gradient per image feeds both the input gradient's and the weight gradient's
+GEMM. Threads take (image, phase) tasks (forward) or whole images (backward), each
+running one-thread GEMMs through NumPy's cblas (``kernels/cblas.py``).
+
+Groups other than 1, dtypes other than float32/float64, empty calls and builds whose
+NumPy BLAS cannot be called from threads run ``col2im-cython`` instead.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .. import cblas, memory, threads
+from ..conv.im2col import _growth, workspace
+from . import col2im_cy
+from ._phase_cy import backward_shared, forward_phases
+from .reference import out_size
+
+# below this many multiply-adds a call runs on the calling thread
+_GRAIN = 1 << 21
+
+
+def _team(macs: int) -> int:
+    return 1 if macs < _GRAIN else threads.get_num_threads()
+
+
+def _supported(x, w, groups) -> bool:
+    return (
+        groups == 1
+        and x.dtype in (np.float32, np.float64)
+        and x.size > 0
+        and w.size > 0
+        and cblas.gemm_address(x.dtype) is not None
+    )
+
+
+def phases(w, stride, padding, dilation, hw, out_hw):
+    """``w``'s taps as (O, C) matrices and the phase tables of :func:`geometry`."""
+    c, o, kh, kw = w.shape
+    wt = np.ascontiguousarray(w.transpose(2, 3, 1, 0)).reshape(kh * kw, o, c)
+    return (wt, *geometry(w.shape, tuple(stride), tuple(padding), tuple(dilation),
+                          tuple(hw), tuple(out_hw)))  # fmt: skip
+
+
+@functools.lru_cache(maxsize=256)
+def geometry(w_shape, stride, padding, dilation, hw, out_hw):
+    """The output phases of a transposed convolution with weights ``w`` (C, O, kh, kw) on
+    (H, W) = ``hw`` inputs giving (Ho, Wo) = ``out_hw`` outputs.
+
+    Returns ``(geo, taps, pad)`` (read-only, cached per shape):
+    ``geo[p] = (ry, rx, first, count, qh, qw)`` for phase p = ry*sw + rx (first output row
+    and column, its taps ``taps[first:first + count]``, output grid qh x qw);
+    ``taps[t] = (i*kw + j, dy, dx)``: output pixel (ry + sh*a, rx + sw*b) takes input
+    (a + dy, b + dx) through tap (i, j); ``pad = (pt, pl, hp, wp)``: the padded image
+    (pt rows above and pl columns left of the input, hp x wp) in which every tap's
+    input window of qh rows and wp columns stays inside (plus one spare row).
+    """
+    c, o, kh, kw = w_shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    (h, wd), (ho, wo) = hw, out_hw
+
+    def taps_of(r, s, p, d, k):
+        return [(i, (r + p - i * d) // s) for i in range(k) if (r + p - i * d) % s == 0]
+
+    geo = np.zeros((sh * sw, 6), np.intp)
+    rows = []
+    for ry in range(sh):
+        ty = taps_of(ry, sh, ph, dh, kh)
+        qh = max(0, -(-(ho - ry) // sh))
+        for rx in range(sw):
+            tx = taps_of(rx, sw, pw, dw, kw)
+            qw = max(0, -(-(wo - rx) // sw))
+            geo[ry * sw + rx] = (ry, rx, len(rows), len(ty) * len(tx), qh, qw)
+            rows += [(i * kw + j, dy, dx, qh, qw) for i, dy in ty for j, dx in tx]
+    t = np.array(rows, np.intp).reshape(-1, 5)
+    pt = max(0, -int(t[:, 1].min())) if len(t) else 0
+    pl = max(0, -int(t[:, 2].min())) if len(t) else 0
+    hp = max([pt + h] + [dy + pt + qh for _, dy, _, qh, _ in rows])
+    wp = max([pl + wd] + [dx + pl + qw for _, _, dx, _, qw in rows])
+    taps = np.ascontiguousarray(t[:, :3]) if len(t) else np.zeros((1, 3), np.intp)
+    geo.flags.writeable = taps.flags.writeable = False
+    return geo, taps, (pt, pl, hp, wp)
+
+
+def forward(x, w, b, stride, padding, output_padding, dilation, groups):
+    if not _supported(x, w, groups):
+        return col2im_cy.forward(x, w, b, stride, padding, output_padding, dilation, groups)
+    n, c, h, wd = x.shape
+    _, o, kh, kw = w.shape
+    ho = out_size(h, kh, stride[0], padding[0], output_padding[0], dilation[0])
+    wo = out_size(wd, kw, stride[1], padding[1], output_padding[1], dilation[1])
+    if ho <= 0 or wo <= 0:
+        return col2im_cy.forward(x, w, b, stride, padding, output_padding, dilation, groups)
+    wt, geo, taps, (pt, pl, hp, wp) = phases(w, stride, padding, dilation, (h, wd), (ho, wo))
+    nt = _team(n * c * h * wd * o * kh * kw)
+    pad = c * hp * wp + wp
+    zsize = o * int(geo[:, 4].max()) * wp
+    memory.check_fits("conv_transpose2d (phase)", {
+        "output": n * o * ho * wo * x.itemsize,
+        "padded images": nt * pad * x.itemsize,
+        "phase outputs": nt * zsize * x.itemsize,
+    })  # fmt: skip
+    y = np.empty((n, o, ho, wo), x.dtype)
+    xpad = workspace("phase-x", (nt, pad), x.dtype)
+    zbuf = workspace("phase-z", (nt, max(1, zsize)), x.dtype)
+    held = np.full(nt, -1, np.intp)
+    bias = np.zeros(1, x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
+    with cblas.single_threaded():
+        forward_phases(np.ascontiguousarray(x), wt, geo, taps, bias, b is not None, y, xpad,
+                       zbuf, held, stride[0], stride[1], pt, pl, hp, wp,
+                       cblas.gemm_address(x.dtype), nt)  # fmt: skip
+    return y
+
+
+def backward(gy, x, w, stride, padding, output_padding, dilation, groups, need_x, need_w):
+    if not _supported(x, w, groups) or gy.size == 0 or not (need_x or need_w):
+        return col2im_cy.backward(
+            gy, x, w, stride, padding, output_padding, dilation, groups, need_x, need_w
+        )
+    n, c, h, wd = x.shape
+    _, o, kh, kw = w.shape
+    rows = o * kh * kw
+    nt = _team(n * c * h * wd * o * kh * kw)
+    memory.check_fits("conv_transpose2d (phase) backward", {
+        "column buffers": _growth("cols-t", (nt, rows, h * wd), x.dtype),
+        "input gradient": x.nbytes if need_x else 0,
+        "weight gradient": (nt + 1) * w.nbytes if need_w else 0,
+    })  # fmt: skip
+    gy = np.ascontiguousarray(gy)
+    cols = workspace("cols-t", (nt, rows, h * wd), x.dtype)
+    gx = np.empty_like(x) if need_x else np.empty((1, 1, 1, 1), x.dtype)
+    parts = np.zeros((nt, c, rows), x.dtype) if need_w else np.empty((1, 1, 1), x.dtype)
+    with cblas.single_threaded():
+        backward_shared(gy, np.ascontiguousarray(x), w.reshape(c, rows), gx, parts, cols,
+                        need_x, need_w, kh, kw, *stride, *padding, *dilation,
+                        cblas.gemm_address(x.dtype), nt)  # fmt: skip
+    gw = None
+    if need_w:
+        gw = (parts.sum(axis=0) if nt > 1 else parts[0]).reshape(w.shape)
+    return (gx if need_x else None), gw

@@ -1,0 +1,162 @@
+"""phase-cython transposed convolution (per output phase a stride-1 convolution with the
+taps landing on it): against ``reference`` and PyTorch on random shapes, gradcheck in
+float64, NaN/inf, threads, and where ``auto`` picks it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tapegrad as tg
+import tapegrad.kernels as K
+from tapegrad.nn import functional as F
+
+PHASE = "phase-cython" in K.variants("conv_transpose2d")
+pytestmark = pytest.mark.skipif(not PHASE, reason="the Cython kernels are not built")
+
+
+@st.composite
+def phase_case(draw):
+    n = draw(st.integers(1, 3))
+    c, o = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    kh = draw(st.sampled_from([3, 4, 3, 4, 1, 2]))
+    kw = draw(st.sampled_from([kh, kh, 1, 2, 3, 4]))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.sampled_from([1, 1, 2])), draw(st.sampled_from([1, 1, 2])))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    outpad = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(stride, dilation))
+    h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+    out = [
+        (m - 1) * s - 2 * p + d * (k - 1) + op + 1
+        for m, s, p, d, k, op in zip((h, w), stride, padding, dilation, (kh, kw), outpad)
+    ]
+    if min(out) < 1:
+        padding = (0, 0)
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    return n, c, o, h, w, kh, kw, stride, padding, outpad, dilation, dtype, draw(st.booleans())
+
+
+def _arrays(case, seed=0):
+    n, c, o, h, w, kh, kw, stride, padding, outpad, dilation, dtype, bias = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((c, o, kh, kw)).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype) if bias else None
+    return x, wt, b, (stride, padding, outpad, dilation, 1)
+
+
+def _tol(dtype):
+    return dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+
+
+@settings(max_examples=25, deadline=None)
+@given(case=phase_case(), team=st.integers(1, 3), need=st.sampled_from(["both", "x", "w"]))
+def test_phase_matches_reference(case, team, need):
+    mod, ref = K.get("conv_transpose2d", "phase-cython"), K.get("conv_transpose2d", "reference")
+    x, w, b, args = _arrays(case)
+    saved = mod._team
+    mod._team = lambda macs: team  # 1 to 3 threads on every shape
+    try:
+        y = mod.forward(x, w, b, *args)
+        gy = np.random.default_rng(1).standard_normal(y.shape).astype(x.dtype)
+        nx, nw = need in ("both", "x"), need in ("both", "w")
+        gx, gw = mod.backward(gy, x, w, *args, nx, nw)
+    finally:
+        mod._team = saved
+    want = ref.forward(x, w, b, *args)
+    assert y.shape == want.shape and y.dtype == x.dtype
+    np.testing.assert_allclose(y, want, **_tol(x.dtype))
+    gx_r, gw_r = ref.backward(gy, x, w, *args, True, True)
+    assert (gx is None) != nx and (gw is None) != nw
+    if nx:
+        np.testing.assert_allclose(gx, gx_r, **_tol(x.dtype))
+    if nw:
+        assert gw.shape == w.shape and gw.dtype == w.dtype
+        np.testing.assert_allclose(gw, gw_r, **_tol(x.dtype))
+
+
+@pytest.mark.parametrize(
+    "kh,kw,stride,padding,dilation",
+    [(3, 3, 2, 1, 1), (4, 4, 2, 1, 1), (3, 2, 3, 2, 1), (3, 3, 2, 0, 2), (5, 4, 4, 1, 1)],
+)
+def test_phases_cover_every_tap_once(kh, kw, stride, padding, dilation):
+    from tapegrad.kernels.conv_transpose import phase_cy
+
+    s, p, d = (stride,) * 2, (padding,) * 2, (dilation,) * 2
+    geo, taps, _ = phase_cy.geometry((2, 3, kh, kw), s, p, d, (5, 6), (11, 12))
+    assert len(geo) == stride * stride and geo[:, 3].sum() == kh * kw
+    assert sorted(taps[:, 0]) == list(range(kh * kw))
+
+
+@pytest.mark.parametrize(
+    "k,stride,padding,outpad", [(3, 2, 1, 1), (4, 2, 1, 0), (3, 3, 0, 2), (4, 1, 2, 0)]
+)
+def test_phase_gradcheck(k, stride, padding, outpad):
+    rng = np.random.default_rng(2)
+    x = tg.Tensor(rng.standard_normal((1, 2, 3, 4)), requires_grad=True)
+    w = tg.Tensor(rng.standard_normal((2, 3, k, k)), requires_grad=True)
+    b = tg.Tensor(rng.standard_normal(3), requires_grad=True)
+    with K.use(conv_transpose2d="phase-cython"):
+        assert tg.gradcheck(
+            lambda x, w, b: F.conv_transpose2d(x, w, b, stride, padding, outpad), [x, w, b]
+        )
+
+
+@pytest.mark.torch
+@settings(max_examples=6, deadline=None)
+@given(case=phase_case())
+def test_phase_matches_torch(case):
+    torch = pytest.importorskip("torch")
+    x, w, b, (stride, padding, outpad, dilation, _) = _arrays(case, seed=3)
+    x, w = x.astype(np.float64), w.astype(np.float64)
+    b = None if b is None else b.astype(np.float64)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    tb = None if b is None else torch.tensor(b)
+    ty = torch.nn.functional.conv_transpose2d(tx, tw, tb, stride, padding, outpad, 1, dilation)
+    gy = np.random.default_rng(4).standard_normal(tuple(ty.shape))
+    ty.backward(torch.tensor(gy))
+    gx, gw = tg.Tensor(x, requires_grad=True), tg.Tensor(w, requires_grad=True)
+    with K.use(conv_transpose2d="phase-cython"):
+        y = F.conv_transpose2d(
+            gx, gw, None if b is None else tg.Tensor(b), stride, padding, outpad, 1, dilation
+        )
+        y.backward(gy)
+    np.testing.assert_allclose(y.data, ty.detach().numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(gx.grad.data, tx.grad.numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(gw.grad.data, tw.grad.numpy(), rtol=1e-9, atol=1e-9)
+
+
+def test_phase_nonfinite_input_like_reference():
+    """A NaN or an infinity in x reaches the outputs and weight-gradient taps the
+    reference gives it (including the taps of a cropped border: inf * 0 = NaN)."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 3, 5, 6))
+    w = rng.standard_normal((3, 4, 4, 4))
+    x[0, 1, 0, 0], x[1, 2, 3, 5] = np.nan, np.inf
+    args = ((2, 2), (1, 1), (0, 0), (1, 1), 1)
+    mod, ref = K.get("conv_transpose2d", "phase-cython"), K.get("conv_transpose2d", "reference")
+    y, want = mod.forward(x, w, None, *args), ref.forward(x, w, None, *args)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
+    np.testing.assert_allclose(y, want, rtol=1e-10, atol=1e-10, equal_nan=True)
+    gy = rng.standard_normal(y.shape)
+    got, exp = mod.backward(gy, x, w, *args, True, True), ref.backward(gy, x, w, *args, True, True)
+    for g, r in zip(got, exp):
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(r))
+        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10, equal_nan=True)
+
+
+def test_auto_picks_phase_for_the_larger_calls():
+    from tapegrad.kernels.conv_transpose import ConvTranspose2dCall, _conv_transpose2d_rule
+
+    def first(x_shape, w_shape):
+        x, w = np.empty(x_shape, np.float32), np.empty(w_shape, np.float32)
+        return _conv_transpose2d_rule(
+            ConvTranspose2dCall.of(x, w, (2, 2), (1, 1), (1, 1), (1, 1), 1)
+        )[0]
+
+    assert first((32, 64, 16, 16), (64, 32, 4, 4)) == "phase-cython"
+    assert first((64, 32, 7, 7), (32, 16, 3, 3)) == "phase-cython"
+    assert first((64, 16, 14, 14), (16, 1, 3, 3)) == "col2im-cython"  # one output channel
+    assert first((1, 4, 5, 5), (4, 8, 3, 3)) == "col2im-cython"  # small
