@@ -17,6 +17,11 @@ Thread policy, without touching what other libraries in the process depend on:
   ``workqueue`` layer would let idle workers sleep, but it aborts the whole process when two
   Python threads launch parallel kernels at once. Choose a layer with
   ``NUMBA_THREADING_LAYER`` if you need one.
+- One team at a time: at more than one thread ``auto`` runs each op's Cython variant before
+  its Numba twin (:func:`tapegrad.kernels.registry.one_team_order`), so a step does not
+  start Numba's team, and large GEMMs run on tapegrad's team with NumPy's BLAS held at one
+  thread for the call (:mod:`tapegrad.kernels.blas`), so OpenBLAS's workers, which spin
+  after each threaded call, stay asleep.
 """
 
 from __future__ import annotations
