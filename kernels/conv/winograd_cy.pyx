@@ -1,4 +1,5 @@
-"""Winograd F(2x2, 3x3) convolution for 3x3 stride-1 calls, Cython + OpenMP, fused per thread.
+"""Winograd F(2x2, 3x3) and F(4x4, 3x3) convolution for 3x3 stride-1 calls, Cython + OpenMP,
+fused per thread.
 
 The algorithm is ``winograd_numba``'s (see its docstring for the transforms and why
 F(2x2, 3x3)): each 2x2 output tile is ``A^T [(G g G^T) * (B^T d B)] A``, the 16 products
@@ -17,6 +18,15 @@ tile, ``dU[k] = sum over tiles of (A gy_tile A^T)[k] * V[k]``, 16 GEMMs
 ``dU[k] += GM[k] @ V[k]^T`` over each block of tiles (each thread sums its blocks into its
 own ``dU``, the parts are added in thread order), then ``gw = G^T dU G``: 16 multiplications
 per tile and channel pair instead of 36.
+
+F(4x4, 3x3) (6x6 input tiles, 36 GEMMs per block, Lavin and Gray's matrices) runs the forward
+and input gradient of calls with outputs at least ``_F4_MIN_SIDE`` pixels high and wide and at
+least ``_F4_MIN_CHANNELS`` channels in and out: 2.25 multiplications per output instead of
+4. Chosen there by speed (the 3x3 64->64 layer at 32x32: forward about 0.8 of F(2x2)'s time;
+on 8x8 and 16x16 outputs and few channels its larger tiles waste more padding and its
+transforms cost more than the GEMM time saved) and allowed by accuracy: its float32 error is
+about 3e-5 of the output's scale at 64 channels (1.6e-6 for F(2x2)), within the 1e-4 the
+tests hold. Smaller calls and the weight gradient keep F(2x2, 3x3).
 """
 
 cimport openmp
@@ -395,6 +405,264 @@ def winograd_threads(const real[:, :, :, ::1] x, const real[:, :, ::1] u, const 
                           t0, cnt, block, th, tw)
 
 
+
+# F(4x4, 3x3): 6x6 input tiles at a stride of 4, B^T, G, A^T of Lavin and Gray (points 0,
+# +-1, +-2, infinity). The same pieces as above, with each input row split into its four
+# column phases.
+cdef extern from *:
+    """
+    #define TG_BT6(o0, o1, o2, o3, o4, o5, d0, d1, d2, d3, d4, d5) do { \
+        o0 = 4 * d0 - 5 * d2 + d4; \
+        o1 = d3 + d4 - 4 * (d1 + d2); \
+        o2 = d4 - d3 + 4 * (d1 - d2); \
+        o3 = d4 - d2 + 2 * (d3 - d1); \
+        o4 = d4 - d2 + 2 * (d1 - d3); \
+        o5 = 4 * d1 - 5 * d3 + d5; \
+    } while (0)
+    #define TG_AT6(o0, o1, o2, o3, m0, m1, m2, m3, m4, m5) do { \
+        o0 = m0 + m1 + m2 + m3 + m4; \
+        o1 = m1 - m2 + 2 * (m3 - m4); \
+        o2 = m1 + m2 + 4 * (m3 + m4); \
+        o3 = m1 - m2 + 8 * (m3 - m4) + m5; \
+    } while (0)
+    #define TG_WINO4_TILES(T, S) \
+    /* v[k * cs + j] = (B^T d B)[k / 6, k % 6] of tile j: input row i's column phase f at \
+       r + (4 i + f) L; the tile's six columns are phases 0-3 of j and 0-1 of j + 1. Rows \
+       first (B^T d, per phase, into t: row a's phase f at t + (4 a + f) L), then columns. */ \
+    static void tg_w4_in_##S(const T* r, T* t, ptrdiff_t L, T* v, ptrdiff_t cs, ptrdiff_t j0, \
+                             ptrdiff_t j1) { \
+        for (int f = 0; f < 4; f++) { \
+            const T *d0 = r + f * L, *d1 = d0 + 4 * L, *d2 = d0 + 8 * L, *d3 = d0 + 12 * L; \
+            const T *d4 = d0 + 16 * L, *d5 = d0 + 20 * L; \
+            T *o0 = t + f * L, *o1 = o0 + 4 * L, *o2 = o0 + 8 * L, *o3 = o0 + 12 * L; \
+            T *o4 = o0 + 16 * L, *o5 = o0 + 20 * L; \
+            ptrdiff_t q1 = f < 2 ? j1 + 1 : j1; \
+            _Pragma("omp simd") \
+            for (ptrdiff_t q = j0; q < q1; q++) \
+                TG_BT6(o0[q], o1[q], o2[q], o3[q], o4[q], o5[q], \
+                       d0[q], d1[q], d2[q], d3[q], d4[q], d5[q]); \
+        } \
+        for (int a = 0; a < 6; a++) { \
+            const T *p0 = t + 4 * a * L, *p1 = p0 + L, *p2 = p0 + 2 * L, *p3 = p0 + 3 * L; \
+            T* w = v + 6 * a * cs; \
+            _Pragma("omp simd") \
+            for (ptrdiff_t j = j0; j < j1; j++) \
+                TG_BT6(w[j], w[cs + j], w[2 * cs + j], w[3 * cs + j], w[4 * cs + j], \
+                       w[5 * cs + j], p0[j], p1[j], p2[j], p3[j], p0[j + 1], p1[j + 1]); \
+        } \
+    } \
+    /* f-th column phase: e_f[q] = xr[4 q + f - p] for q in [q0, q1), zero outside [0, w); \
+       phase f at e + f L */ \
+    static void tg_w4_split_##S(const T* xr, ptrdiff_t w, ptrdiff_t p, T* e, ptrdiff_t L, \
+                                ptrdiff_t q0, ptrdiff_t q1) { \
+        ptrdiff_t lo = (p + 3) / 4, hi = (w + p) / 4; /* 4q - p >= 0, 4q + 3 - p < w */ \
+        if (lo < q0) lo = q0; \
+        if (hi > q1) hi = q1; \
+        if (hi < lo) hi = lo; \
+        T *e0 = e, *e1 = e + L, *e2 = e + 2 * L, *e3 = e + 3 * L; \
+        for (ptrdiff_t q = q0; q < q1; q++) { \
+            if (q == lo) { q = hi; if (q >= q1) break; } \
+            for (int f = 0; f < 4; f++) { \
+                ptrdiff_t s = 4 * q + f - p; \
+                e[f * L + q] = (s >= 0 && s < w) ? xr[s] : (T)0; \
+            } \
+        } \
+        const T* xs = xr - p; \
+        _Pragma("omp simd") \
+        for (ptrdiff_t q = lo; q < hi; q++) { \
+            e0[q] = xs[4 * q]; \
+            e1[q] = xs[4 * q + 1]; \
+            e2[q] = xs[4 * q + 2]; \
+            e3[q] = xs[4 * q + 3]; \
+        } \
+    } \
+    /* columns 4j .. 4j + 3 of rows y[0..3] = A^T M A + bias: A^T M per column b of the \
+       tiles into t (row a, column b at t + (6 a + b) L), then A^T M A a row at a time */ \
+    static void tg_w4_out_##S(const T* m, ptrdiff_t os, T* t, ptrdiff_t L, T* y0, T* y1, \
+                              T* y2, T* y3, T bias, ptrdiff_t j0, ptrdiff_t j1) { \
+        for (int b = 0; b < 6; b++) { \
+            const T *m0 = m + b * os, *m1 = m0 + 6 * os, *m2 = m0 + 12 * os; \
+            const T *m3 = m0 + 18 * os, *m4 = m0 + 24 * os, *m5 = m0 + 30 * os; \
+            T *o0 = t + b * L, *o1 = o0 + 6 * L, *o2 = o0 + 12 * L, *o3 = o0 + 18 * L; \
+            _Pragma("omp simd") \
+            for (ptrdiff_t j = j0; j < j1; j++) \
+                TG_AT6(o0[j], o1[j], o2[j], o3[j], m0[j], m1[j], m2[j], m3[j], m4[j], m5[j]); \
+        } \
+        T* ys[4] = {y0, y1, y2, y3}; \
+        for (int a = 0; a < 4; a++) { \
+            const T *p0 = t + 6 * a * L, *p1 = p0 + L, *p2 = p0 + 2 * L, *p3 = p0 + 3 * L; \
+            const T *p4 = p0 + 4 * L, *p5 = p0 + 5 * L; \
+            T* y = ys[a]; \
+            _Pragma("omp simd") \
+            for (ptrdiff_t j = j0; j < j1; j++) { \
+                T c0, c1, c2, c3; \
+                TG_AT6(c0, c1, c2, c3, p0[j], p1[j], p2[j], p3[j], p4[j], p5[j]); \
+                y[4 * j] = c0 + bias; \
+                y[4 * j + 1] = c1 + bias; \
+                y[4 * j + 2] = c2 + bias; \
+                y[4 * j + 3] = c3 + bias; \
+            } \
+        } \
+    }
+    TG_WINO4_TILES(float, f)
+    TG_WINO4_TILES(double, d)
+    """
+    void tg_w4_in_f(const float* r, float* t, Py_ssize_t L, float* v, Py_ssize_t cs,
+                    Py_ssize_t j0, Py_ssize_t j1) nogil
+    void tg_w4_in_d(const double* r, double* t, Py_ssize_t L, double* v, Py_ssize_t cs,
+                    Py_ssize_t j0, Py_ssize_t j1) nogil
+    void tg_w4_split_f(const float* xr, Py_ssize_t w, Py_ssize_t p, float* e, Py_ssize_t L,
+                       Py_ssize_t q0, Py_ssize_t q1) nogil
+    void tg_w4_split_d(const double* xr, Py_ssize_t w, Py_ssize_t p, double* e, Py_ssize_t L,
+                       Py_ssize_t q0, Py_ssize_t q1) nogil
+    void tg_w4_out_f(const float* m, Py_ssize_t os, float* t, Py_ssize_t L, float* y0,
+                     float* y1, float* y2, float* y3, float bias, Py_ssize_t j0,
+                     Py_ssize_t j1) nogil
+    void tg_w4_out_d(const double* m, Py_ssize_t os, double* t, Py_ssize_t L, double* y0,
+                     double* y1, double* y2, double* y3, double bias, Py_ssize_t j0,
+                     Py_ssize_t j1) nogil
+
+
+cdef void _input_block4(const real* x, real* v, real* rows, Py_ssize_t c, Py_ssize_t h,
+                        Py_ssize_t w, Py_ssize_t t0, Py_ssize_t cnt, Py_ssize_t block,
+                        Py_ssize_t th, Py_ssize_t tw, Py_ssize_t ph,
+                        Py_ssize_t pw) noexcept nogil:
+    # v[k, ch, t] = (B^T d B)[k // 6, k % 6] for tile t0 + t: a tile row segment and channel
+    # at a time, its six input rows split into four column phases (``rows``: 24 rows of
+    # tw + 1, then 24 more for B^T d)
+    cdef Py_ssize_t per_image = th * tw, ch, t, tile, img, rem, tr, tc, seg, i, f, q
+    cdef Py_ssize_t r0, r, lw = tw + 1, cs = c * block + _PAD
+    cdef real* e
+    t = 0
+    while t < cnt:
+        tile = t0 + t
+        img = tile // per_image
+        rem = tile - img * per_image
+        tr = rem // tw
+        tc = rem - tr * tw
+        seg = tw - tc
+        if seg > cnt - t:
+            seg = cnt - t
+        r0 = 4 * tr - ph
+        for ch in range(c):
+            for i in range(6):
+                e = rows + 4 * i * lw
+                r = r0 + i
+                if r < 0 or r >= h:
+                    for f in range(4):
+                        for q in range(tc, tc + seg + 1):
+                            e[f * lw + q] = 0
+                else:
+                    if real is float:
+                        tg_w4_split_f(x + ((img * c + ch) * h + r) * w, w, pw, e, lw, tc,
+                                      tc + seg + 1)
+                    else:
+                        tg_w4_split_d(x + ((img * c + ch) * h + r) * w, w, pw, e, lw, tc,
+                                      tc + seg + 1)
+            if real is float:
+                tg_w4_in_f(rows, rows + 24 * lw, lw, v + ch * block + t - tc, cs, tc, tc + seg)
+            else:
+                tg_w4_in_d(rows, rows + 24 * lw, lw, v + ch * block + t - tc, cs, tc, tc + seg)
+        t += seg
+
+
+cdef void _output_block4(const real* m, real* y, const real* bias, bint has_bias,
+                         real* scratch, Py_ssize_t o, Py_ssize_t ho, Py_ssize_t wo,
+                         Py_ssize_t t0, Py_ssize_t cnt, Py_ssize_t block, Py_ssize_t th,
+                         Py_ssize_t tw) noexcept nogil:
+    # y tile = A^T M A (4x4); rows past the output go to ``scratch`` (4 tw), a width not a
+    # multiple of 4's last tile column through ``last``; ``scratch + 4 tw`` holds A^T M
+    # (24 rows of tw + 1)
+    cdef Py_ssize_t per_image = th * tw, oc, t, tile, img, rem, tr, tc, seg, jfull, jend, r0
+    cdef Py_ssize_t os = o * block + _PAD, i, k, nrows, lw = tw + 1
+    cdef real* tmp = scratch + 4 * tw
+    cdef const real* mp
+    cdef real* yr[4]
+    cdef real* y0
+    cdef real bv
+    cdef real last[16]
+    t = 0
+    while t < cnt:
+        tile = t0 + t
+        img = tile // per_image
+        rem = tile - img * per_image
+        tr = rem // tw
+        tc = rem - tr * tw
+        seg = tw - tc
+        if seg > cnt - t:
+            seg = cnt - t
+        r0 = 4 * tr
+        nrows = ho - r0 if ho - r0 < 4 else 4
+        jfull = wo // 4
+        jend = tc + seg if tc + seg < jfull else jfull
+        for oc in range(o):
+            bv = bias[oc] if has_bias else 0
+            mp = m + oc * block + t - tc
+            y0 = y + ((img * o + oc) * ho + r0) * wo
+            for i in range(4):
+                yr[i] = y0 + i * wo if i < nrows else scratch
+            if jend > tc:
+                if real is float:
+                    tg_w4_out_f(mp, os, tmp, lw, yr[0], yr[1], yr[2], yr[3], bv, tc, jend)
+                else:
+                    tg_w4_out_d(mp, os, tmp, lw, yr[0], yr[1], yr[2], yr[3], bv, tc, jend)
+            if tc + seg > jfull:  # a width not a multiple of 4: the last tile column
+                if real is float:
+                    tg_w4_out_f(mp + jfull, os, tmp, lw, &last[0], &last[4], &last[8],
+                                &last[12], bv, 0, 1)
+                else:
+                    tg_w4_out_d(mp + jfull, os, tmp, lw, &last[0], &last[4], &last[8],
+                                &last[12], bv, 0, 1)
+                for i in range(nrows):
+                    for k in range(wo - 4 * jfull):
+                        y0[i * wo + 4 * jfull + k] = last[4 * i + k]
+        t += seg
+
+
+def winograd4_threads(const real[:, :, :, ::1] x, const real[:, :, ::1] u,
+                      const real[::1] bias, bint has_bias, real[:, :, :, ::1] y,
+                      real[:, ::1] vbuf, real[:, ::1] mbuf, real[:, ::1] rowbuf, int ph, int pw,
+                      Py_ssize_t block, size_t gemm, int nt):
+    """y = Winograd F(4x4, 3x3) of x with transformed weights ``u`` (36, O, C): as
+    ``winograd_threads``, with 36 matrices per block."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t o = y.shape[1], ho = y.shape[2], wo = y.shape[3]
+    cdef Py_ssize_t th = (ho + 3) // 4, tw = (wo + 3) // 4
+    cdef Py_ssize_t tiles = n * th * tw, nblocks = (tiles + block - 1) // block
+    cdef Py_ssize_t blk, t0, cnt, k
+    cdef int tid
+    cdef real* v
+    cdef real* m
+    with nogil:
+        for blk in prange(nblocks, schedule="dynamic", chunksize=1, num_threads=nt):
+            tid = openmp.omp_get_thread_num()
+            t0 = blk * block
+            cnt = tiles - t0
+            if cnt > block:
+                cnt = block
+            v = &vbuf[tid, 0]
+            m = &mbuf[tid, 0]
+            _input_block4(&x[0, 0, 0, 0], v, &rowbuf[tid, 0], c, h, w, t0, cnt, block, th,
+                          tw, ph, pw)
+            for k in range(36):
+                _gemm(gemm, False, False, o, cnt, c, &u[k, 0, 0], c, v + k * (c * block + _PAD),
+                      block, 0, m + k * (o * block + _PAD), block)
+            _output_block4(m, &y[0, 0, 0, 0], &bias[0], has_bias, &rowbuf[tid, 0], o, ho, wo,
+                           t0, cnt, block, th, tw)
+
+
+_G4 = np.array([
+    [6.0, 0.0, 0.0], [-4.0, -4.0, -4.0], [-4.0, 4.0, -4.0],
+    [1.0, 2.0, 4.0], [1.0, -2.0, 4.0], [0.0, 0.0, 24.0],
+]) / 24.0
+
+
+def _weight_transform4(w):
+    """u[6 i + j, o, c] = (G w[o, c] G^T)[i, j], G of F(4x4, 3x3), computed in float64."""
+    u = np.einsum("ia,ocab,jb->ijoc", _G4, w.astype(np.float64), _G4, optimize=True)
+    return np.ascontiguousarray(u.reshape(36, w.shape[0], w.shape[1]), dtype=w.dtype)
+
+
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 
 
@@ -441,6 +709,16 @@ def _team_size(work):
     return 1 if work < _GRAIN else threads.get_num_threads()
 
 
+# F(4x4, 3x3) runs calls whose output is at least this many pixels high and wide, with at
+# least this many input and output channels; smaller ones F(2x2, 3x3)
+_F4_MIN_SIDE = 24
+_F4_MIN_CHANNELS = 48
+
+
+def _uses_f4(c, o, ho, wo) -> bool:
+    return min(ho, wo) >= _F4_MIN_SIDE and min(c, o) >= _F4_MIN_CHANNELS
+
+
 def _winograd(x, w, b, int ph, int pw, gemm):
     n, c, h, wd = x.shape
     o = w.shape[0]
@@ -449,23 +727,27 @@ def _winograd(x, w, b, int ph, int pw, gemm):
     if y.size == 0 or c == 0:
         y[...] = 0 if b is None else b.reshape(1, o, 1, 1)
         return y
-    th, tw = (ho + 1) // 2, (wo + 1) // 2
+    f4 = _uses_f4(c, o, ho, wo)
+    m, k = (4, 36) if f4 else (2, 16)  # output tile side, matrices per block
+    th, tw = (ho + m - 1) // m, (wo + m - 1) // m
     tiles = n * th * tw
-    block = int(max(8, min(tiles, _BLOCK_BYTES // (16 * (c + o) * x.itemsize))))
+    block = int(max(8, min(tiles, _BLOCK_BYTES // (k * (c + o) * x.itemsize))))
     nt = _team_size(4 * tiles * c * o)
     nt = max(1, min(nt, (tiles + block - 1) // block))
     memory.check_fits("conv2d (winograd)", {
-        "tile buffers": nt * 16 * (c + o) * block * x.itemsize,
+        "tile buffers": nt * k * (c + o) * block * x.itemsize,
         "output": y.nbytes,
     })
-    u = _weight_transform(w)
-    vbuf = workspace("winograd-v-t", (nt, 16 * (c * block + _PAD)), x.dtype)
-    mbuf = workspace("winograd-m-t", (nt, 16 * (o * block + _PAD)), x.dtype)
-    rowbuf = workspace("winograd-rows-t", (nt, 8 * (tw + 1) + 2 * tw), x.dtype)
+    u = _weight_transform4(w) if f4 else _weight_transform(w)
+    vbuf = workspace("winograd-v-t", (nt, k * (c * block + _PAD)), x.dtype)
+    mbuf = workspace("winograd-m-t", (nt, k * (o * block + _PAD)), x.dtype)
+    rows = 48 * (tw + 1) + 4 * tw if f4 else 8 * (tw + 1) + 2 * tw
+    rowbuf = workspace("winograd-rows-t", (nt, rows), x.dtype)
     bias = b if b is not None else np.zeros(1, dtype=x.dtype)
+    run = winograd4_threads if f4 else winograd_threads
     with cblas.single_threaded():
-        winograd_threads(np.ascontiguousarray(x), u, bias, b is not None, y, vbuf, mbuf, rowbuf,
-                         ph, pw, block, gemm, nt)
+        run(np.ascontiguousarray(x), u, bias, b is not None, y, vbuf, mbuf, rowbuf, ph, pw,
+            block, gemm, nt)
     return y
 
 
