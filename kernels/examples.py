@@ -146,6 +146,13 @@ def one_pass_bytes(p: dict, direction: str) -> int:
     return per_direction(2 * n, 3 * n, direction)
 
 
+def mask_bytes(p: dict, direction: str) -> int:
+    """float32 in and out each way, plus a one-byte mask written forward and read backward
+    (ReLU, dropout)."""
+    n = elems(p)
+    return per_direction(2 * F32 * n + n, 2 * F32 * n + n, direction)
+
+
 def one_per_element(p: dict, direction: str) -> int:
     """One operation per element each way."""
     n = elems(p)

@@ -362,38 +362,6 @@ def pool_cases(draw, avg: bool = False):
     return dtype, [x], kw
 
 
-@pytest.mark.parametrize("profile", PROFILE_PARAMS)
-def test_fuzz_max_pool2d(profile):
-    def prop(case):
-        dtype, arrays, kw = case
-        check_variants(
-            ["max_pool2d"],
-            "max_pool2d",
-            lambda x, state: F.max_pool2d(x, **kw),
-            arrays,
-            dtype,
-            profile,
-        )
-
-    _run_profile(profile, pool_cases(), prop)
-
-
-@pytest.mark.parametrize("profile", PROFILE_PARAMS)
-def test_fuzz_avg_pool2d(profile):
-    def prop(case):
-        dtype, arrays, kw = case
-        check_variants(
-            ["avg_pool2d"],
-            "avg_pool2d",
-            lambda x, state: F.avg_pool2d(x, **kw),
-            arrays,
-            dtype,
-            profile,
-        )
-
-    _run_profile(profile, pool_cases(avg=True), prop)
-
-
 @st.composite
 def adaptive_cases(draw):
     dtype = draw(dtypes)
@@ -416,23 +384,7 @@ def adaptive_cases(draw):
     )
     if _breaking(draw, ["size"]):
         size = draw(st.sampled_from([0, -1, (0, 2), (1, 2, 3), 2.5, "2"]))
-    return dtype, [x], size
-
-
-@pytest.mark.parametrize("profile", PROFILE_PARAMS)
-def test_fuzz_adaptive_avg_pool2d(profile):
-    def prop(case):
-        dtype, arrays, size = case
-        check_variants(
-            ["adaptive_avg_pool2d"],
-            "adaptive_avg_pool2d",
-            lambda x, state: F.adaptive_avg_pool2d(x, size),
-            arrays,
-            dtype,
-            profile,
-        )
-
-    _run_profile(profile, adaptive_cases(), prop)
+    return dtype, [x], {"output_size": size}
 
 
 @st.composite
@@ -473,20 +425,25 @@ def upsample_cases(draw):
     return dtype, [x], kw
 
 
+# the one-input kernel ops with a strategy of their own: (kernel op, public function, cases)
+ONE_INPUT = [
+    ("max_pool2d", "max_pool2d", pool_cases),
+    ("avg_pool2d", "avg_pool2d", lambda: pool_cases(avg=True)),
+    ("adaptive_avg_pool2d", "adaptive_avg_pool2d", adaptive_cases),
+    ("upsample2d", "interpolate", upsample_cases),
+]
+
+
 @pytest.mark.parametrize("profile", PROFILE_PARAMS)
-def test_fuzz_upsample2d(profile):
+@pytest.mark.parametrize("op,public,cases", ONE_INPUT, ids=[c[0] for c in ONE_INPUT])
+def test_fuzz_one_input_op(profile, op, public, cases):
+    f = getattr(F, public)
+
     def prop(case):
         dtype, arrays, kw = case
-        check_variants(
-            ["upsample2d"],
-            "interpolate",
-            lambda x, state: F.interpolate(x, **kw),
-            arrays,
-            dtype,
-            profile,
-        )
+        check_variants([op], public, lambda x, state: f(x, **kw), arrays, dtype, profile)
 
-    _run_profile(profile, upsample_cases(), prop)
+    _run_profile(profile, cases(), prop)
 
 
 @pytest.mark.parametrize("profile", PROFILE_PARAMS)

@@ -69,16 +69,10 @@ set_rule("relu", lambda call: ["fused-numba", "fused-cython"])
 # --- example calls and bench cases (kernels/examples.py) ---------------------------------
 
 
-def _mask_bytes(p: dict, direction: str) -> int:
-    """float32 in and out each way, plus a one-byte mask written forward, read backward."""
-    n = ex.elems(p)
-    return ex.per_direction(2 * ex.F32 * n + n, 2 * ex.F32 * n + n, direction)
-
-
 ReluCall.examples = (ex.Example(lambda F, x: F.relu(x), ((3, 4, 2),)),)
 # past the kernels' serial threshold: the threaded path
 ReluCall.determinism = ex.Example(lambda F, x: F.relu(x), ((4, 6, 64, 64),))
 ReluCall.bench = ex.BenchCase(
     "bytes", ({"N": 64, "C": 64, "H": 32, "W": 32},), ex.nchw_label, ex.x_input,
-    lambda F, T, p: F.relu(T["x"]), ex.one_per_element, _mask_bytes,
+    lambda F, T, p: F.relu(T["x"]), ex.one_per_element, ex.mask_bytes,
 )  # fmt: skip

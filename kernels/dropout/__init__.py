@@ -155,12 +155,6 @@ for _op in ("dropout", "dropout2d", "gaussian_dropout"):
 # --- example calls and bench cases (kernels/examples.py) ---------------------------------
 
 
-def _mask_bytes(p: dict, direction: str) -> int:
-    """float32 in and out each way, plus a one-byte mask written forward, read backward."""
-    n = ex.elems(p)
-    return ex.per_direction(2 * ex.F32 * n + n, 2 * ex.F32 * n + n, direction)
-
-
 def _plane_mask_bytes(p: dict, direction: str) -> int:
     n = ex.elems(p)
     mask = p["N"] * p["C"]  # one keep flag per (image, channel) plane
@@ -187,7 +181,7 @@ DropoutCall.examples = (
 DropoutCall.determinism = ex.Example(lambda F, x: F.dropout(x, 0.4), ((4, 6, 12, 12),), seed=0)
 DropoutCall.bench = ex.BenchCase(
     "bytes", ({**_NCHW, "p": 0.5},), ex.nchw_label, ex.x_input,
-    lambda F, T, p: F.dropout(T["x"], p["p"], training=True), ex.one_per_element, _mask_bytes,
+    lambda F, T, p: F.dropout(T["x"], p["p"], training=True), ex.one_per_element, ex.mask_bytes,
     seeded=True,
 )  # fmt: skip
 

@@ -256,19 +256,22 @@ def _pool_flops(p: dict, direction: str) -> int:
     return ex.per_direction(outs * kh * kw, outs, direction)
 
 
-def _max_bytes(p: dict, direction: str) -> int:
-    ho, wo = _pool_dims(p)
-    x = ex.F32 * ex.elems(p)
-    y = ex.F32 * ex.prod(p["N"], p["C"], ho, wo)
-    idx = 4 * ex.prod(p["N"], p["C"], ho, wo)  # int32 argmax, saved for the backward
-    return ex.per_direction(x + y + idx, y + idx + x, direction)  # backward: gy, idx -> gx
+def _window_bench(name: str, index_bytes: int, aliases: tuple[str, ...]) -> ex.BenchCase:
+    """The bench case of a windowed pool: x read and y written each way (max pooling also
+    writes its int32 argmax forward and reads it backward: ``index_bytes`` per output)."""
 
+    def nbytes(p: dict, direction: str) -> int:
+        ho, wo = _pool_dims(p)
+        moved = ex.F32 * ex.elems(p) + (ex.F32 + index_bytes) * ex.prod(p["N"], p["C"], ho, wo)
+        return ex.per_direction(moved, moved, direction)
 
-def _avg_bytes(p: dict, direction: str) -> int:
-    ho, wo = _pool_dims(p)
-    x = ex.F32 * ex.elems(p)
-    y = ex.F32 * ex.prod(p["N"], p["C"], ho, wo)
-    return ex.per_direction(x + y, y + x, direction)
+    def call(F: Any, T: dict, p: dict) -> Any:
+        return getattr(F, name)(T["x"], **_pool_kwargs(p))
+
+    return ex.BenchCase(
+        "bytes", ({**_NCHW, "k": 2},), _pool_label, ex.x_input, call, _pool_flops, nbytes,
+        aliases=aliases,
+    )  # fmt: skip
 
 
 def _gap_bytes(p: dict, direction: str) -> int:
@@ -283,21 +286,13 @@ MaxPool2dCall.examples = (
     ex.Example(lambda F, x: F.max_pool2d(x, 2, ceil_mode=True), ((1, 2, 5, 5),), "ceil"),
 )
 MaxPool2dCall.determinism = ex.Example(lambda F, x: F.max_pool2d(x, 3, 2, 1), ((4, 6, 12, 12),))
-MaxPool2dCall.bench = ex.BenchCase(
-    "bytes", ({**_NCHW, "k": 2},), _pool_label, ex.x_input,
-    lambda F, T, p: F.max_pool2d(T["x"], **_pool_kwargs(p)), _pool_flops, _max_bytes,
-    aliases=("max_pool", "maxpool"),
-)  # fmt: skip
+MaxPool2dCall.bench = _window_bench("max_pool2d", 4, ("max_pool", "maxpool"))
 
 AvgPool2dCall.examples = (
     ex.Example(lambda F, x: F.avg_pool2d(x, 3, 2, 1, count_include_pad=False), ((2, 3, 7, 8),)),
 )
 AvgPool2dCall.determinism = ex.Example(lambda F, x: F.avg_pool2d(x, 3, 2, 1), ((4, 6, 12, 12),))
-AvgPool2dCall.bench = ex.BenchCase(
-    "bytes", ({**_NCHW, "k": 2},), _pool_label, ex.x_input,
-    lambda F, T, p: F.avg_pool2d(T["x"], **_pool_kwargs(p)), _pool_flops, _avg_bytes,
-    aliases=("avg_pool", "avgpool"),
-)  # fmt: skip
+AvgPool2dCall.bench = _window_bench("avg_pool2d", 0, ("avg_pool", "avgpool"))
 
 AdaptiveAvgPool2dCall.examples = (
     ex.Example(lambda F, x: F.adaptive_avg_pool2d(x, (3, 2)), ((2, 3, 7, 5),)),

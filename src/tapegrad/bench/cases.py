@@ -155,18 +155,6 @@ def _conv_kwargs(p: dict) -> dict:
     }
 
 
-def _conv_call(T: dict, p: dict):
-    import tapegrad.nn.functional as F
-
-    return F.conv2d(T["x"], T["w"], T.get("b"), **_conv_kwargs(p))
-
-
-def _conv_torch(T: dict, p: dict):
-    import torch.nn.functional as tF
-
-    return tF.conv2d(T["x"], T["w"], T.get("b"), **_conv_kwargs(p))
-
-
 def _conv_flops(p: dict, direction: str) -> int:
     kh, kw, ho, wo = _conv_dims(p)
     g = p.get("groups", 1)
@@ -243,16 +231,13 @@ def _convt_kwargs(p: dict) -> dict:
     }
 
 
-def _convt_call(T: dict, p: dict):
-    import tapegrad.nn.functional as F
+def _weighted(name: str, kwargs: Callable[[dict], dict]) -> Callable[[Any, dict, dict], Any]:
+    """``F.<name>(x, w, b, **kwargs(p))`` through functional module ``F`` (either framework)."""
 
-    return F.conv_transpose2d(T["x"], T["w"], T.get("b"), **_convt_kwargs(p))
+    def call(F: Any, T: dict, p: dict):
+        return getattr(F, name)(T["x"], T["w"], T.get("b"), **kwargs(p))
 
-
-def _convt_torch(T: dict, p: dict):
-    import torch.nn.functional as tF
-
-    return tF.conv_transpose2d(T["x"], T["w"], T.get("b"), **_convt_kwargs(p))
+    return call
 
 
 def _convt_flops(p: dict, direction: str) -> int:
@@ -280,41 +265,33 @@ def _convt_bytes(p: dict, direction: str) -> int:
 # --- the table ---------------------------------------------------------------------------
 # Every op whose call record declares ``bench`` (a kernels.examples.BenchCase, in its
 # family's ``kernels/<family>/__init__.py``) gets its spec from there; a new family needs
-# no line here. The three convolution families below still keep their case here, until
-# their records declare it.
+# no line here. The three convolution families still declare their case below, in the
+# same form, until their records do.
 
 _NCHW = {"N": 64, "C": 64, "H": 32, "W": 32}
 
-SPECS: dict[str, OpSpec] = {
-    s.op: s
-    for s in [
-        OpSpec(
-            "conv2d", "flops", _conv_label, _conv_build, _conv_call, _conv_torch,
-            _conv_flops, _conv_bytes,
-            standard=[{"N": 32, "C": 64, "O": 64, "H": 32, "W": 32, "k": 3, "padding": 1}],
-        ),
-        OpSpec(
-            "depthwise_conv2d", "bytes", _dw_label, _conv_build, _conv_call, _conv_torch,
-            _conv_flops, _conv_bytes,
-            standard=[{"N": 32, "C": 128, "O": 128, "H": 32, "W": 32, "k": 3, "padding": 1,
-                       "groups": 128}],
-        ),
-        OpSpec(
-            "conv_transpose2d", "flops", _convt_label, _convt_build, _convt_call, _convt_torch,
-            _convt_flops, _convt_bytes,
-            standard=[{"N": 32, "C": 64, "O": 32, "H": 16, "W": 16, "k": 4, "stride": 2,
-                       "padding": 1}],
-        ),
-    ]
+_CONV = _weighted("conv2d", _conv_kwargs)
+_CONVT = _weighted("conv_transpose2d", _convt_kwargs)
+_BENCH = {
+    "conv2d": ex.BenchCase(
+        "flops", ({"N": 32, "C": 64, "O": 64, "H": 32, "W": 32, "k": 3, "padding": 1},),
+        _conv_label, _conv_build, _CONV, _conv_flops, _conv_bytes, aliases=("conv",),
+    ),
+    "depthwise_conv2d": ex.BenchCase(
+        "bytes", ({"N": 32, "C": 128, "O": 128, "H": 32, "W": 32, "k": 3, "padding": 1,
+                   "groups": 128},),
+        _dw_label, _conv_build, _CONV, _conv_flops, _conv_bytes, aliases=("depthwise",),
+    ),
+    "conv_transpose2d": ex.BenchCase(
+        "flops", ({"N": 32, "C": 64, "O": 32, "H": 16, "W": 16, "k": 4, "stride": 2,
+                   "padding": 1},),
+        _convt_label, _convt_build, _CONVT, _convt_flops, _convt_bytes,
+        aliases=("conv_transpose", "convt"),
+    ),
 }  # fmt: skip
 
-# short names accepted by ``--ops`` (the declared ops' own come from their records)
-ALIASES = {
-    "conv": "conv2d",
-    "depthwise": "depthwise_conv2d",
-    "conv_transpose": "conv_transpose2d",
-    "convt": "conv_transpose2d",
-}
+# short names accepted by ``--ops``, from the bench cases
+ALIASES: dict[str, str] = {}
 
 
 def _record_call(bench: Any) -> Callable[[dict, dict], Any]:
@@ -354,18 +331,19 @@ def spec_of_record(op: str, bench: Any) -> OpSpec:
     )
 
 
-def _record_specs() -> list[OpSpec]:
+def _record_specs() -> dict[str, OpSpec]:
     import tapegrad.kernels as K
 
-    out = []
+    benches = {**_BENCH}
     for op, rec in K.declarations().items():
-        if rec.bench is not None and op not in SPECS:
-            out.append(spec_of_record(op, rec.bench))
-            ALIASES.update((alias, op) for alias in rec.bench.aliases)
-    return out
+        if rec.bench is not None:
+            benches.setdefault(op, rec.bench)
+    for op, bench in benches.items():
+        ALIASES.update((alias, op) for alias in bench.aliases)
+    return {op: spec_of_record(op, bench) for op, bench in benches.items()}
 
 
-SPECS.update((s.op, s) for s in _record_specs())
+SPECS: dict[str, OpSpec] = _record_specs()
 
 
 # --- declared elementwise ops: one spec each, derived from the op's call record ------------

@@ -137,30 +137,9 @@ class Conv2d(_Conv):
 class Conv1d(_Conv):
     """1-D convolution; weight (out_channels, in_channels/groups, k).
 
-    Parameters
-    ----------
-    in_channels, out_channels : int
-        Both positive and divisible by ``groups``.
-    kernel_size : int or (int,)
-    stride : int or (int,), default 1
-    padding : int, (int,), "same" or "valid", default 0
-    dilation : int or (int,), default 1
-    groups : int, default 1
-    bias : bool, default True
-
-    Attributes
-    ----------
-    weight : Parameter
-        (out_channels, in_channels / groups, k), float32, Kaiming-uniform initialised as in PyTorch.
-    bias : Parameter or None
-        (out_channels,).
-
-    Raises
-    ------
-    ValueError
-        If a channel count or ``groups`` is not positive, or ``groups`` does not divide both
-        channel counts. ``forward`` takes (N, C, L) and raises as
-        :func:`tapegrad.nn.functional.conv1d`.
+    Parameters, attributes and errors as :class:`Conv2d`'s, with one int (or a 1-tuple)
+    for each size, a weight of shape (out_channels, in_channels / groups, k), and
+    ``forward`` taking (N, C, L) and raising as :func:`tapegrad.nn.functional.conv1d`.
     """
 
     nd = 1
@@ -201,31 +180,10 @@ class ConvTranspose2d(_ConvTranspose):
 class ConvTranspose1d(_ConvTranspose):
     """1-D transposed convolution; weight (in_channels, out_channels/groups, k).
 
-    Parameters
-    ----------
-    in_channels, out_channels : int
-        Both positive and divisible by ``groups``.
-    kernel_size : int or (int,)
-    stride : int or (int,), default 1
-    padding : int or (int,), default 0
-    output_padding : int or (int,), default 0
-    groups : int, default 1
-    bias : bool, default True
-    dilation : int or (int,), default 1
-
-    Attributes
-    ----------
-    weight : Parameter
-        (in_channels, out_channels / groups, k), float32, initialised as in PyTorch.
-    bias : Parameter or None
-        (out_channels,).
-
-    Raises
-    ------
-    ValueError
-        If a channel count or ``groups`` is not positive, or ``groups`` does not divide both
-        channel counts. ``forward`` takes (N, C, L) and raises as
-        :func:`tapegrad.nn.functional.conv_transpose1d`.
+    Parameters, attributes and errors as :class:`ConvTranspose2d`'s, with one int (or a
+    1-tuple) for each size, a weight of shape (in_channels, out_channels / groups, k), and
+    ``forward`` taking (N, C, L) and raising as
+    :func:`tapegrad.nn.functional.conv_transpose1d`.
     """
 
     nd = 1

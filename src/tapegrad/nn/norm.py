@@ -127,28 +127,8 @@ class _BatchNorm(_NormBase):
 class BatchNorm1d(_BatchNorm):
     """Batch norm over (N, C) or (N, C, L) input, statistics per channel.
 
-    Parameters
-    ----------
-    num_features : int
-        C, the channel count (positive).
-    eps : float, default 1e-5
-    momentum : float or None, default 0.1
-        Weight of the batch statistics in the running averages; None keeps a cumulative
-        average.
-    affine : bool, default True
-        Learn ``weight`` (ones) and ``bias`` (zeros) of shape (C,).
-    track_running_stats : bool, default True
-        Keep ``running_mean``, ``running_var`` and ``num_batches_tracked`` buffers (used in
-        eval mode); without them eval mode uses batch statistics.
-    normalize_variance : bool, default True
-        False only subtracts the mean.
-
-    Raises
-    ------
-    ValueError
-        On a bad argument; ``forward`` raises on input that is not (N, C) or (N, C, L) or
-        has another channel
-        count.
+    Parameters, attributes and errors as :class:`BatchNorm2d`'s; ``forward`` raises on
+    input that is not (N, C) or (N, C, L) or has another channel count.
     """
 
     _ndims = (2, 3)
@@ -178,8 +158,7 @@ class BatchNorm2d(_BatchNorm):
     ------
     ValueError
         On a bad argument; ``forward`` raises on input that is not (N, C, H, W) or has
-        another channel
-        count.
+        another channel count.
     """
 
     _ndims = (4,)

@@ -9,6 +9,8 @@ cross-correlation, int or pair stride/padding/dilation, ``padding="same"|"valid"
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from tapegrad.kernels.conv import Conv2dCall, ConvLikeCall
@@ -112,10 +114,12 @@ class ConvFunction(Function):
         need = ctx.needs_input_grad + (False,) * 3
         gx = gw = gb = None
         if need[0]:
-            gx = ConvGradInput.apply(gy, graph_input(inputs, 1, w), x=x, call=ctx.call, mod=ctx.mod)
+            gx = ConvGradInput.apply(
+                gy, graph_input(inputs, 1, w), fixed=x, call=ctx.call, mod=ctx.mod
+            )
         if need[1]:
             gw = ConvGradWeight.apply(
-                gy, graph_input(inputs, 0, x), w=w, call=ctx.call, mod=ctx.mod
+                gy, graph_input(inputs, 0, x), fixed=w, call=ctx.call, mod=ctx.mod
             )
         if need[2]:
             gb = gy.sum(axis=(0, 2, 3))
@@ -134,72 +138,71 @@ class ConvCallForward(ConvFunction):
         return call.forward(mod, x, w, None)
 
 
-class ConvGradInput(Function):
-    """``gx = B_x(gy, w)``, the input gradient of a conv-family call as an op; linear in
-    ``gy`` and in ``w``: its gradients are the call's forward (for ``gy``) and the call's
-    weight gradient (for ``w``)."""
+class ConvLinearMap(Function):
+    """One of the two linear maps of a conv-family call's backward, as an op:
+    ``apply(gy, operand, fixed=, call=, mod=)``. Its ``side`` says which: the input gradient
+    ``gx = B_x(gy, w)`` (:class:`ConvGradInput`: operand ``w``, fixed ``x``) or the weight
+    gradient ``gw = B_w(gy, x)`` (:class:`ConvGradWeight`: operand ``x``, fixed ``w``). It
+    is linear in ``gy`` and in the operand: its gradients are the call's forward (for
+    ``gy``) and the other side's map (for the operand)."""
 
-    @staticmethod
-    def forward(ctx: Context, gy, w, x=None, call=None, mod=None):
-        gy, w = contiguous(gy), contiguous(w)
-        ctx.save_for_backward(gy, w)
-        ctx.x, ctx.call, ctx.mod = x, call, mod
-        return call.backward(mod, gy, x, w, True, False)[0]
+    side: ClassVar[int] = 0  # 0: the input gradient; 1: the weight gradient
+    other: ClassVar[type[ConvLinearMap]]
 
-    @staticmethod
-    def backward(ctx: Context, ggx):
-        gy, w = ctx.saved_arrays
-        ggx = np.ascontiguousarray(ggx)
+    @classmethod
+    def _xw(cls, fixed, operand) -> tuple:
+        """(x, w) of a kernel call: ``fixed`` in this side's place, ``operand`` in the other."""
+        return (fixed, operand) if cls.side == 0 else (operand, fixed)
+
+    @classmethod
+    def forward(cls, ctx: Context, gy, operand, fixed=None, call=None, mod=None):
+        gy, operand = contiguous(gy), contiguous(operand)
+        ctx.save_for_backward(gy, operand)
+        ctx.call, ctx.mod = call, mod
+        return call.backward(mod, gy, *cls._xw(fixed, operand), cls.side == 0, cls.side == 1)[
+            cls.side
+        ]
+
+    @classmethod
+    def backward(cls, ctx: Context, gg):
+        gy, operand = ctx.saved_arrays
+        gg = np.ascontiguousarray(gg)
         need = ctx.needs_input_grad
-        ggy = ctx.call.forward(ctx.mod, ggx, w, None) if need[0] else None
-        gw = ctx.call.backward(ctx.mod, gy, ggx, w, False, True)[1] if need[1] else None
-        return ggy, gw
+        x, w = cls._xw(gg, operand)
+        ggy = ctx.call.forward(ctx.mod, x, w, None) if need[0] else None
+        other = cls.other.side
+        g = ctx.call.backward(ctx.mod, gy, x, w, other == 0, other == 1)[other] if need[1] else None
+        return ggy, g
 
-    @staticmethod
-    def backward_graph(ctx: Context, ggx, inputs):
-        gy, w = ctx.saved_arrays
-        need = ctx.needs_input_grad
-        call, mod = ctx.call, ctx.mod
-        ggy = gw = None
-        if need[0]:
-            ggy = ConvCallForward.apply(ggx, graph_input(inputs, 1, w), call=call, mod=mod)
-        if need[1]:
-            gw = ConvGradWeight.apply(graph_input(inputs, 0, gy), ggx, w=w, call=call, mod=mod)
-        return ggy, gw
-
-
-class ConvGradWeight(Function):
-    """``gw = B_w(gy, x)``, the weight gradient of a conv-family call as an op; linear in
-    ``gy`` and in ``x``: its gradients are the call's forward (for ``gy``) and the call's
-    input gradient (for ``x``)."""
-
-    @staticmethod
-    def forward(ctx: Context, gy, x, w=None, call=None, mod=None):
-        gy, x = contiguous(gy), contiguous(x)
-        ctx.save_for_backward(gy, x)
-        ctx.w, ctx.call, ctx.mod = w, call, mod
-        return call.backward(mod, gy, x, w, False, True)[1]
-
-    @staticmethod
-    def backward(ctx: Context, ggw):
-        gy, x = ctx.saved_arrays
-        ggw = np.ascontiguousarray(ggw)
-        need = ctx.needs_input_grad
-        ggy = ctx.call.forward(ctx.mod, x, ggw, None) if need[0] else None
-        gx = ctx.call.backward(ctx.mod, gy, x, ggw, True, False)[0] if need[1] else None
-        return ggy, gx
-
-    @staticmethod
-    def backward_graph(ctx: Context, ggw, inputs):
-        gy, x = ctx.saved_arrays
+    @classmethod
+    def backward_graph(cls, ctx: Context, gg, inputs):
+        gy, operand = ctx.saved_arrays
         need = ctx.needs_input_grad
         call, mod = ctx.call, ctx.mod
-        ggy = gx = None
+        ggy = g = None
         if need[0]:
-            ggy = ConvCallForward.apply(graph_input(inputs, 1, x), ggw, call=call, mod=mod)
+            x, w = cls._xw(gg, graph_input(inputs, 1, operand))
+            ggy = ConvCallForward.apply(x, w, call=call, mod=mod)
         if need[1]:
-            gx = ConvGradInput.apply(graph_input(inputs, 0, gy), ggw, x=x, call=call, mod=mod)
-        return ggy, gx
+            g = cls.other.apply(graph_input(inputs, 0, gy), gg, fixed=operand, call=call, mod=mod)
+        return ggy, g
+
+
+class ConvGradInput(ConvLinearMap):
+    """``gx = B_x(gy, w)``, the input gradient of a conv-family call as an op
+    (``apply(gy, w, fixed=x, call=, mod=)``; see :class:`ConvLinearMap`)."""
+
+    side = 0
+
+
+class ConvGradWeight(ConvLinearMap):
+    """``gw = B_w(gy, x)``, the weight gradient of a conv-family call as an op
+    (``apply(gy, x, fixed=w, call=, mod=)``; see :class:`ConvLinearMap`)."""
+
+    side = 1
+
+
+ConvGradInput.other, ConvGradWeight.other = ConvGradWeight, ConvGradInput
 
 
 def _check_conv2d(fn: str, x, w, b, stride, padding, dilation, groups) -> tuple:

@@ -292,6 +292,29 @@ def _norm_graph(xt, gt, wt, axes, eps, need_x):
     return gx, gt * xhat
 
 
+class _RowNorm:
+    """The shared body of layer norm and group norm: the rows of ``x2`` (the input seen as
+    (rows, K)) normalised by the record's row kernels."""
+
+    @staticmethod
+    def run(ctx: Context, call, x2, w, b, eps: float, shape: tuple):
+        """Resolve and run the forward kernel; the output in the input's ``shape``."""
+        mod = tuning.resolve(ctx, call, x2, w, b, eps)
+        y, mean, invstd = call.forward(mod, x2, w, b, eps)
+        ctx.save_for_backward(x2, mean, invstd, w)
+        ctx.mod, ctx.call, ctx.shape, ctx.eps = mod, call, shape, eps
+        return y.reshape(shape)
+
+    @staticmethod
+    def grads(ctx: Context, gy) -> tuple:
+        """(needs, gx in the input's shape or None, row gw, row gb) from the backward kernel."""
+        x2, mean, invstd, w = ctx.saved_arrays
+        need = ctx.needs_input_grad + (False,) * 3
+        gy2 = np.ascontiguousarray(gy).reshape(x2.shape)
+        gx, gw, gb = ctx.call.backward(ctx.mod, gy2, x2, mean, invstd, w, need[1] or need[2])
+        return need, (gx.reshape(ctx.shape) if need[0] else None), gw, gb
+
+
 class LayerNorm(Function):
     """``apply(x, weight, bias, normalized_shape=, eps=)``: statistics over the trailing
     ``normalized_shape`` axes; weight/bias of that shape (elementwise affine) or None."""
@@ -312,23 +335,15 @@ class LayerNorm(Function):
         b = None
         if w is not None:
             b = np.zeros_like(w) if bias is None else contiguous(bias).reshape(1, k)
-        call = LayerNormCall.of(x2, w is not None)
-        mod = tuning.resolve(ctx, call, x2, w, b, eps)
-        y, mean, invstd = call.forward(mod, x2, w, b, eps)
-        ctx.save_for_backward(x2, mean, invstd, w)
-        ctx.mod, ctx.call, ctx.shape, ctx.nshape = mod, call, x.shape, tuple(normalized_shape)
-        ctx.eps = eps
-        return y.reshape(x.shape)
+        ctx.nshape = tuple(normalized_shape)
+        return _RowNorm.run(ctx, LayerNormCall.of(x2, w is not None), x2, w, b, eps, x.shape)
 
     @staticmethod
     def backward(ctx: Context, gy):
-        x2, mean, invstd, w = ctx.saved_arrays
-        need = ctx.needs_input_grad + (False,) * 3
-        gy2 = np.ascontiguousarray(gy).reshape(x2.shape)
-        gx, gw, gb = ctx.call.backward(ctx.mod, gy2, x2, mean, invstd, w, need[1] or need[2])
-        dt = x2.dtype
+        need, gx, gw, gb = _RowNorm.grads(ctx, gy)
+        dt = ctx.saved_arrays[0].dtype
         return (
-            gx.reshape(ctx.shape) if need[0] else None,
+            gx,
             fresh(gw.reshape(ctx.nshape).astype(dt)) if need[1] else None,
             fresh(gb.reshape(ctx.nshape).astype(dt)) if need[2] else None,
         )
@@ -374,28 +389,20 @@ class GroupNorm(Function):
             w = np.repeat(weight.reshape(g, cg), s, axis=1)
             bb = np.zeros_like(weight) if bias is None else bias
             b = np.repeat(bb.reshape(g, cg), s, axis=1)
-        call = GroupNormCall.of(x2, g, w is not None)
-        mod = tuning.resolve(ctx, call, x2, w, b, eps)
-        y, mean, invstd = call.forward(mod, x2, w, b, eps)
-        ctx.save_for_backward(x2, mean, invstd, w)
-        ctx.mod, ctx.call, ctx.shape, ctx.gcs = mod, call, x.shape, (g, cg, s)
-        ctx.eps = eps
-        return y.reshape(x.shape)
+        ctx.gcs = (g, cg, s)
+        return _RowNorm.run(ctx, GroupNormCall.of(x2, g, w is not None), x2, w, b, eps, x.shape)
 
     @staticmethod
     def backward(ctx: Context, gy):
-        x2, mean, invstd, w = ctx.saved_arrays
-        need = ctx.needs_input_grad + (False,) * 3
-        gy2 = np.ascontiguousarray(gy).reshape(x2.shape)
-        gx, gw, gb = ctx.call.backward(ctx.mod, gy2, x2, mean, invstd, w, need[1] or need[2])
+        need, gx, gw, gb = _RowNorm.grads(ctx, gy)
         g, cg, s = ctx.gcs
-        dt = x2.dtype
+        dt = ctx.saved_arrays[0].dtype
 
         def per_channel(a):
             return a.reshape(g, cg, s).sum(axis=2).reshape(g * cg).astype(dt)
 
         return (
-            gx.reshape(ctx.shape) if need[0] else None,
+            gx,
             fresh(per_channel(gw)) if need[1] else None,
             fresh(per_channel(gb)) if need[2] else None,
         )

@@ -85,7 +85,28 @@ class MaxPool2d(Function):
     backward_graph = linear_backward_graph(backward, _transpose)
 
 
-class AvgPool2d(Function):
+class _AveragePool(Function):
+    """The shared body of the averaging pools: a linear map of the input, whose backward
+    is the record's backward kernel and whose transpose is its forward."""
+
+    @staticmethod
+    def run(ctx: Context, call, x):
+        mod = tuning.resolve(ctx, call, x)
+        ctx.mod, ctx.call = mod, call
+        return call.forward(mod, x)
+
+    @staticmethod
+    def backward(ctx: Context, gy):
+        return ctx.call.backward(ctx.mod, np.ascontiguousarray(gy))
+
+    @staticmethod
+    def _transpose(ctx: Context, v):
+        return ctx.call.forward(ctx.mod, np.ascontiguousarray(v))
+
+    backward_graph = linear_backward_graph(backward, _transpose)
+
+
+class AvgPool2d(_AveragePool):
     """``apply(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     count_include_pad=True)``, as ``avg_pool2d``."""
 
@@ -103,19 +124,7 @@ class AvgPool2d(Function):
     def forward(ctx: Context, x, kernel, stride, padding, out_hw, count_include_pad):
         x = contiguous(x)
         call = AvgPool2dCall.of(x, kernel, stride, padding, out_hw, count_include_pad)
-        mod = tuning.resolve(ctx, call, x)
-        ctx.mod, ctx.call = mod, call
-        return call.forward(mod, x)
-
-    @staticmethod
-    def backward(ctx: Context, gy):
-        return ctx.call.backward(ctx.mod, np.ascontiguousarray(gy))
-
-    @staticmethod
-    def _transpose(ctx: Context, v):
-        return ctx.call.forward(ctx.mod, np.ascontiguousarray(v))
-
-    backward_graph = linear_backward_graph(backward, _transpose)
+        return _AveragePool.run(ctx, call, x)
 
 
 def adaptive_out_size(fn: str, x, output_size) -> tuple[int, int]:
@@ -137,7 +146,7 @@ def adaptive_out_size(fn: str, x, output_size) -> tuple[int, int]:
     return out
 
 
-class AdaptiveAvgPool2d(Function):
+class AdaptiveAvgPool2d(_AveragePool):
     """``apply(x, output_size)``, as ``adaptive_avg_pool2d``."""
 
     @staticmethod
@@ -148,17 +157,4 @@ class AdaptiveAvgPool2d(Function):
     @staticmethod
     def forward(ctx: Context, x, out_hw):
         x = contiguous(x)
-        call = AdaptiveAvgPool2dCall.of(x, out_hw)
-        mod = tuning.resolve(ctx, call, x)
-        ctx.mod, ctx.call = mod, call
-        return call.forward(mod, x)
-
-    @staticmethod
-    def backward(ctx: Context, gy):
-        return ctx.call.backward(ctx.mod, np.ascontiguousarray(gy))
-
-    @staticmethod
-    def _transpose(ctx: Context, v):
-        return ctx.call.forward(ctx.mod, np.ascontiguousarray(v))
-
-    backward_graph = linear_backward_graph(backward, _transpose)
+        return _AveragePool.run(ctx, AdaptiveAvgPool2dCall.of(x, out_hw), x)
