@@ -7,9 +7,10 @@ in odd ones); the table gives the median of the rounds' medians, their spread (m
 tapegrad's median over PyTorch's, the variant ``auto`` picked, and the share of the
 machine's limit: GFLOP/s over a large float32 ``np.matmul``'s rate for convolutions
 (direct-convolution FLOPs, 2 per multiply-add), the bytes moved over ``np.copyto``'s rate
-for depthwise ones (both measured in their own process). OpenBLAS's core-type pins
-(``OPENBLAS_CORETYPE``, ``OPENBLAS_L2_SIZE``) are removed from both frameworks'
-environments. The Winograd variants' float32 error against the float64 reference is
+for depthwise ones (both measured in their own process), and for depthwise cases each
+kernel pass timed alone against the copy time of the bytes it reads and writes. OpenBLAS's
+core-type pins (``OPENBLAS_CORETYPE``, ``OPENBLAS_L2_SIZE``) are removed from both
+frameworks' environments. The Winograd variants' float32 error against the float64 reference is
 printed after the table.
 
     python benchmarks/conv_targets.py [--rounds 3] [--repeats 7] [--only TEXT] [--out FILE.md]
@@ -73,6 +74,21 @@ CASES = [
          (128, 1, 3, 3), 1, 1, 128, True, 0.6, "copy"),
     Case("depthwise 3x3 s2 N=32 256ch 16x16 pad 1: fwd+bwd", "conv2d", (32, 256, 16, 16),
          (256, 1, 3, 3), 2, 1, 256, True, 0.7, "copy"),
+    Case("depthwise 5x5 N=32 128ch 32x32 pad 2: fwd+bwd", "conv2d", (32, 128, 32, 32),
+         (128, 1, 5, 5), 1, 2, 128, True, 0.6, "copy"),
+    Case("depthwise 5x5 s2 N=32 256ch 16x16 pad 2: fwd+bwd", "conv2d", (32, 256, 16, 16),
+         (256, 1, 5, 5), 2, 2, 256, True, 0.7, "copy"),
+    # mobilenet_small's depthwise layers (width 32, 32x32 input, batch 64)
+    Case("depthwise mobilenet_small dw1 3x3 N=64 32ch 32x32: fwd+bwd", "conv2d",
+         (64, 32, 32, 32), (32, 1, 3, 3), 1, 1, 32, True, 0.6, "copy"),
+    Case("depthwise mobilenet_small dw2 3x3 s2 N=64 64ch 32x32: fwd+bwd", "conv2d",
+         (64, 64, 32, 32), (64, 1, 3, 3), 2, 1, 64, True, 0.7, "copy"),
+    Case("depthwise mobilenet_small dw3 3x3 N=64 128ch 16x16: fwd+bwd", "conv2d",
+         (64, 128, 16, 16), (128, 1, 3, 3), 1, 1, 128, True, 0.6, "copy"),
+    Case("depthwise mobilenet_small dw4 3x3 s2 N=64 128ch 16x16: fwd+bwd", "conv2d",
+         (64, 128, 16, 16), (128, 1, 3, 3), 2, 1, 128, True, 0.7, "copy"),
+    Case("depthwise mobilenet_small dw5 3x3 s2 N=64 256ch 8x8: fwd+bwd", "conv2d",
+         (64, 256, 8, 8), (256, 1, 3, 3), 2, 1, 256, True, 0.7, "copy"),
     Case("conv_transpose2d 4x4 s2 p1 N=32 64->32 16->32: fwd+bwd", "conv_transpose2d",
          (32, 64, 16, 16), (64, 32, 4, 4), 2, 1, 1, True, 0.9, "gemm"),
     Case("conv_transpose2d 4x4 s2 p1 N=32 64->32 16->32: fwd", "conv_transpose2d",
@@ -111,6 +127,14 @@ def bytes_moved(c: Case) -> float:
     xb = 4 * float(np.prod(c.x))
     yb = 4 * float(np.prod(_out_shape(c)))
     return xb + yb + ((yb + 2 * xb) if c.backward else 0)
+
+
+def pass_bytes(c: Case) -> dict[str, float]:
+    """Bytes each depthwise kernel pass reads and writes (float32): forward x and y; input
+    gradient gy and gx; weight gradient gy and x."""
+    xb = 4 * float(np.prod(c.x))
+    yb = 4 * float(np.prod(_out_shape(c)))
+    return {"forward": xb + yb, "input gradient": yb + xb, "weight gradient": yb + xb}
 
 
 def _arrays(c: Case):
@@ -164,6 +188,38 @@ def _worker_tapegrad(repeats: int, cases: list[Case]) -> dict:
             run()
         picked = sorted({K.resolved_name(op, sig) for op, sig in calls})
         out[c.name] = {"ms": 1e3 * _median_time(run, repeats), "variant": ", ".join(picked)}
+    return out
+
+
+def _worker_passes(repeats: int, cases: list[Case]) -> dict:
+    """tapegrad's depthwise kernel passes one at a time (the variant ``auto`` picks, called
+    directly): forward, input gradient alone, weight gradient alone."""
+    import tapegrad as tg
+    import tapegrad.kernels as K
+    from tapegrad.kernels.depthwise import DepthwiseConv2dCall
+
+    tg.set_num_threads(2)
+    out = {}
+    for c in cases:
+        if c.kind != "copy":
+            continue
+        x, w, b, gy = _arrays(c)
+        s, p = (c.stride, c.stride), (c.padding, c.padding)
+        sig = DepthwiseConv2dCall(c.x, c.w, s, p, (1, 1), c.groups, "<f4")
+        name = K.resolved_name("depthwise_conv2d", sig)
+        mod = K.get("depthwise_conv2d", name)
+        a = (s, p, (1, 1), c.groups)
+        runs = {
+            "forward": lambda mod=mod, x=x, w=w, b=b, a=a: mod.forward(x, w, b, *a),
+            "input gradient": lambda mod=mod, gy=gy, x=x, w=w, a=a: mod.backward(
+                gy, x, w, *a, True, False
+            ),
+            "weight gradient": lambda mod=mod, gy=gy, x=x, w=w, a=a: mod.backward(
+                gy, x, w, *a, False, True
+            ),
+        }
+        out[c.name] = {k: 1e3 * _median_time(f, repeats) for k, f in runs.items()}
+        out[c.name]["variant"] = name
     return out
 
 
@@ -255,13 +311,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--out", default="")
     ap.add_argument("--only", action="append", default=[], help="cases whose name has this")
-    ap.add_argument("--worker", choices=["tapegrad", "torch", "limits", "accuracy"])
+    ap.add_argument("--worker", choices=["tapegrad", "torch", "limits", "accuracy", "passes"])
     args = ap.parse_args()
     if args.worker:
         if args.worker == "tapegrad":
             res = _worker_tapegrad(args.repeats, _selected(args.only))
         elif args.worker == "torch":
             res = _worker_torch(args.repeats, _selected(args.only))
+        elif args.worker == "passes":
+            res = _worker_passes(args.repeats, _selected(args.only))
         elif args.worker == "limits":
             res = _worker_limits()
         else:
@@ -312,7 +370,10 @@ def main() -> None:
             )
         else:
             rate = bytes_moved(c) / ma / 1e6
-            share = f"{rate:.1f} GB/s = {100 * rate / copy:.0f}% copy"
+            share = (
+                f"{rate:.1f} GB/s = {100 * rate / copy:.0f}% copy "
+                f"({ma / (bytes_moved(c) / copy / 1e6):.1f}x copy time)"
+            )
         ok = "ok" if ratio <= c.target else "miss"
         lines.append(
             f"| {c.name} | {ma:.2f} ({min(a):.1f}-{max(a):.1f}) | {mb:.2f} ({min(b):.1f}-"
@@ -320,6 +381,23 @@ def main() -> None:
             f"| {share} |"
         )
     lines.append("")
+    if any(c.kind == "copy" for c in cases):
+        passes = _spawn("passes", args.repeats, args.only)
+        lines.append(
+            "tapegrad's depthwise kernel passes alone (2 threads, median of "
+            f"{args.repeats}): ms and multiple of the copy time of the bytes each pass reads "
+            f"and writes at {copy:.1f} GB/s (goal: 2x or less)"
+        )
+        lines.append("")
+        lines.append("| case | variant | forward | input gradient | weight gradient |")
+        lines.append("| --- | --- | ---: | ---: | ---: |")
+        for c in cases:
+            if c.name not in passes:
+                continue
+            r, nb = passes[c.name], pass_bytes(c)
+            cells = [f"{r[k]:.2f} ({r[k] / (nb[k] / copy / 1e6):.1f}x)" for k in nb]
+            lines.append(f"| {c.name} | {r['variant']} | " + " | ".join(cells) + " |")
+        lines.append("")
     if any(c.kind == "gemm" and c.fn == "conv2d" for c in cases):
         lines.append("Winograd float32 max error / output std vs the float64 reference:")
         lines += _spawn("accuracy", 0)["lines"]
