@@ -12,7 +12,6 @@ from ..memory import check_fits
 cimport openmp
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport calloc, free, malloc
-from libc.string cimport memcpy
 
 
 include "../_common.pxi"
@@ -28,6 +27,7 @@ include "../_common.pxi"
 # repeats bit for bit on one machine. The clones differ only in FMA contraction.
 cdef extern from *:
     """
+    #include <string.h>
     #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
     #define TG_DW_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
     #else
@@ -89,18 +89,135 @@ cdef extern from *:
             for (t = nb; t < L; t++) acc[i * V + t - nb] += g[t] * p0[t];               \
         }                                                                               \
     }
-    /* dst[v] = src[v * s] for v in [0, n) (a stride-s row of a phase plane) */
-    #define TG_DW_GATHER(T, S)                                                          \
-    TG_DW_CLONES static void tg_dw_gather_##S(T* dst, const T* src, Py_ssize_t n,      \
-                                              Py_ssize_t s) {                         \
-        Py_ssize_t v;                                                                   \
-        if (s == 2) { for (v = 0; v < n; v++) dst[v] = src[2 * v]; }                    \
-        else { for (v = 0; v < n; v++) dst[v] = src[v * s]; }                           \
+    /* dst[v] = src[v] for v < n: inline vector copies (rows are short: a memcpy call
+       per row costs more than the copy) */
+    #define TG_DW_COPY(T, S, V)                                                         \
+    static inline void tg_dw_copy_##S(T* dst, const T* src, Py_ssize_t n) {             \
+        Py_ssize_t v = 0;                                                               \
+        for (; v + V <= n; v += V)                                                       \
+            *(tg_dw_u##S*)(dst + v) = *(const tg_dw_u##S*)(src + v);                    \
+        for (; v < n; v++) dst[v] = src[v];                                             \
+    }
+    /* The image part of every phase plane of one padded plane (the padding stays zero):
+       P[a, b][u, v] = x[u*sh + a - ph, v*sw + b - pw], each plane (Hq, Wq). */
+    #define TG_DW_SPLIT(T, S)                                                           \
+    TG_DW_CLONES static void tg_dw_split_##S(const T* xp, T* P, Py_ssize_t h,           \
+            Py_ssize_t wd, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw,   \
+            Py_ssize_t Hq, Py_ssize_t Wq) {                                             \
+        Py_ssize_t a, b, u, v, u0, u1, v0, v1, n;                                       \
+        for (a = 0; a < sh; a++) {                                                      \
+            u0 = ph > a ? (ph - a + sh - 1) / sh : 0;                                   \
+            u1 = (h + ph - a + sh - 1) / sh;                                            \
+            for (b = 0; b < sw; b++) {                                                  \
+                v0 = pw > b ? (pw - b + sw - 1) / sw : 0;                               \
+                v1 = (wd + pw - b + sw - 1) / sw;                                       \
+                n = v1 - v0;                                                            \
+                if (n <= 0) continue;                                                   \
+                T* q = P + (a * sw + b) * Hq * Wq + v0;                                 \
+                const T* xr = xp + (a - ph) * wd + v0 * sw + b - pw;                    \
+                for (u = u0; u < u1; u++) {                                             \
+                    const T* src = xr + u * sh * wd;                                    \
+                    T* dst = q + u * Wq;                                                \
+                    if (sw == 1) tg_dw_copy_##S(dst, src, n);                           \
+                    else if (sw == 2) for (v = 0; v < n; v++) dst[v] = src[2 * v];      \
+                    else for (v = 0; v < n; v++) dst[v] = src[v * sw];                  \
+                }                                                                       \
+            }                                                                           \
+        }                                                                               \
+    }
+    /* The forward of one plane for kernel K x K, stride ST x ST: y = bias +
+       sum_ij w[i*K + j] * P[tap(i, j) + t], tap (i, j) at phase plane (i % ST, j % ST),
+       offset (i / ST) * Wq + j / ST; taps in the order of tg_dw_lincomb (i, then j), so
+       the same sums, unrolled (weights in registers, constant load offsets).
+       tg_dw_band writes the output plane (ho, wo) directly, R rows at a time: a phase row
+       loaded once serves every output row whose taps read it; the last band and the last
+       vector of a row are shifted back to end at the plane's edge (the outputs they
+       repeat get the same values). It needs ho >= R and wo >= V and returns 0 otherwise;
+       tg_dw_conv then computes the flat index t over rows of pitch Wq (the columns past
+       wo are discarded by the caller). */
+    #define TG_DW_CONV(T, S, V, K, ST, R)                                               \
+    TG_DW_CLONES static int tg_dw_band##K##ST##_##S(const T* P, Py_ssize_t plane,        \
+            Py_ssize_t Wq, const T* w, Py_ssize_t ho, Py_ssize_t wo, T bias, T* y) {     \
+        const T* r[ST][ST];                                                             \
+        T wk[K * K];                                                                    \
+        Py_ssize_t rb, r0, c, cc, i, j, a, q, o;                                        \
+        if (ho < R || wo < V) return 0;                                                 \
+        for (i = 0; i < ST; i++)                                                        \
+            for (j = 0; j < ST; j++) r[i][j] = P + (i * ST + j) * plane;                \
+        for (i = 0; i < K * K; i++) wk[i] = w[i];                                       \
+        for (rb = 0; rb < ho; rb += R) {                                                \
+            r0 = rb + R <= ho ? rb : ho - R;                                            \
+            for (c = 0; c < wo; c += V) {                                               \
+                cc = c + V <= wo ? c : wo - V;                                          \
+                const Py_ssize_t ti0 = r0 * Wq + cc;                                    \
+                tg_dw_v##S acc[R];                                                      \
+                _Pragma("GCC unroll 8")                                                 \
+                for (o = 0; o < R; o++) { acc[o] = (tg_dw_v##S){0}; acc[o] += bias; }   \
+                _Pragma("GCC unroll 16")                                                \
+                for (q = 0; q < R + (K - 1) / ST; q++) {                                \
+                    _Pragma("GCC unroll 4")                                             \
+                    for (a = 0; a < ST; a++) {                                          \
+                        _Pragma("GCC unroll 8")                                         \
+                        for (j = 0; j < K; j++) {                                       \
+                            tg_dw_v##S v = *(const tg_dw_u##S*)(                        \
+                                r[a][j % ST] + q * Wq + j / ST + ti0);                  \
+                            _Pragma("GCC unroll 8")                                     \
+                            for (o = 0; o < R; o++) {                                   \
+                                Py_ssize_t ti = (q - o) * ST + a;                       \
+                                if (q >= o && ti < K) acc[o] += wk[ti * K + j] * v;     \
+                            }                                                           \
+                        }                                                               \
+                    }                                                                   \
+                }                                                                       \
+                _Pragma("GCC unroll 8")                                                 \
+                for (o = 0; o < R; o++)                                                 \
+                    *(tg_dw_u##S*)(y + (r0 + o) * wo + cc) = acc[o];                    \
+            }                                                                           \
+        }                                                                               \
+        return 1;                                                                       \
+    }                                                                                   \
+    TG_DW_CLONES static void tg_dw_conv##K##ST##_##S(const T* P, Py_ssize_t plane,       \
+            Py_ssize_t Wq, const T* w, Py_ssize_t L, T bias, T* out) {                   \
+        const T* r[ST][ST];                                                             \
+        T wk[K * K];                                                                    \
+        Py_ssize_t t, i, j;                                                             \
+        for (i = 0; i < ST; i++)                                                        \
+            for (j = 0; j < ST; j++) r[i][j] = P + (i * ST + j) * plane;                \
+        for (i = 0; i < K * K; i++) wk[i] = w[i];                                       \
+        for (t = 0; t + V <= L; t += V) {                                                \
+            tg_dw_v##S a1 = {0};                                                        \
+            a1 += bias;                                                                 \
+            _Pragma("GCC unroll 8")                                                     \
+            for (i = 0; i < K; i++) {                                                   \
+                _Pragma("GCC unroll 8")                                                 \
+                for (j = 0; j < K; j++)                                                 \
+                    a1 += wk[i * K + j] * *(const tg_dw_u##S*)(                         \
+                        r[i % ST][j % ST] + (i / ST) * Wq + j / ST + t);                \
+            }                                                                           \
+            *(tg_dw_u##S*)(out + t) = a1;                                               \
+        }                                                                               \
+        for (; t < L; t++) {                                                            \
+            T a1 = bias;                                                                \
+            for (i = 0; i < K; i++)                                                     \
+                for (j = 0; j < K; j++)                                                 \
+                    a1 += wk[i * K + j] * r[i % ST][j % ST][(i / ST) * Wq + j / ST + t]; \
+            out[t] = a1;                                                                \
+        }                                                                               \
     }
     TG_DW_LINCOMB(float, f, 16)
     TG_DW_LINCOMB(double, d, 8)
-    TG_DW_GATHER(float, f)
-    TG_DW_GATHER(double, d)
+    TG_DW_COPY(float, f, 16)
+    TG_DW_COPY(double, d, 8)
+    TG_DW_SPLIT(float, f)
+    TG_DW_SPLIT(double, d)
+    TG_DW_CONV(float, f, 16, 3, 1, 4)
+    TG_DW_CONV(float, f, 16, 3, 2, 4)
+    TG_DW_CONV(float, f, 16, 5, 1, 3)
+    TG_DW_CONV(float, f, 16, 5, 2, 3)
+    TG_DW_CONV(double, d, 8, 3, 1, 4)
+    TG_DW_CONV(double, d, 8, 3, 2, 4)
+    TG_DW_CONV(double, d, 8, 5, 1, 3)
+    TG_DW_CONV(double, d, 8, 5, 2, 3)
     """
     void tg_dw_lincomb_f(const float* src, const Py_ssize_t* offs, const float* w,
                          Py_ssize_t nt, Py_ssize_t L, float bias, float* out) noexcept nogil
@@ -110,20 +227,53 @@ cdef extern from *:
                       Py_ssize_t L, float* acc) noexcept nogil
     void tg_dw_dots_d(const double* g, const double* P, const Py_ssize_t* offs, Py_ssize_t kk,
                       Py_ssize_t L, double* acc) noexcept nogil
-    void tg_dw_gather_f(float* dst, const float* src, Py_ssize_t n, Py_ssize_t s) noexcept nogil
-    void tg_dw_gather_d(double* dst, const double* src, Py_ssize_t n, Py_ssize_t s) noexcept nogil
+    void tg_dw_copy_f(float* dst, const float* src, Py_ssize_t n) noexcept nogil
+    void tg_dw_copy_d(double* dst, const double* src, Py_ssize_t n) noexcept nogil
+    void tg_dw_split_f(const float* xp, float* P, Py_ssize_t h, Py_ssize_t wd, Py_ssize_t ph,
+                       Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t Hq,
+                       Py_ssize_t Wq) noexcept nogil
+    void tg_dw_split_d(const double* xp, double* P, Py_ssize_t h, Py_ssize_t wd, Py_ssize_t ph,
+                       Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t Hq,
+                       Py_ssize_t Wq) noexcept nogil
+    void tg_dw_conv31_f(const float* P, Py_ssize_t plane, Py_ssize_t Wq,
+                          const float* w, Py_ssize_t L, float bias, float* out) noexcept nogil
+    int tg_dw_band31_f(const float* P, Py_ssize_t plane, Py_ssize_t Wq, const float* w,
+                          Py_ssize_t ho, Py_ssize_t wo, float bias, float* y) noexcept nogil
+    void tg_dw_conv31_d(const double* P, Py_ssize_t plane, Py_ssize_t Wq,
+                          const double* w, Py_ssize_t L, double bias, double* out) noexcept nogil
+    int tg_dw_band31_d(const double* P, Py_ssize_t plane, Py_ssize_t Wq, const double* w,
+                          Py_ssize_t ho, Py_ssize_t wo, double bias, double* y) noexcept nogil
+    void tg_dw_conv32_f(const float* P, Py_ssize_t plane, Py_ssize_t Wq,
+                          const float* w, Py_ssize_t L, float bias, float* out) noexcept nogil
+    int tg_dw_band32_f(const float* P, Py_ssize_t plane, Py_ssize_t Wq, const float* w,
+                          Py_ssize_t ho, Py_ssize_t wo, float bias, float* y) noexcept nogil
+    void tg_dw_conv32_d(const double* P, Py_ssize_t plane, Py_ssize_t Wq,
+                          const double* w, Py_ssize_t L, double bias, double* out) noexcept nogil
+    int tg_dw_band32_d(const double* P, Py_ssize_t plane, Py_ssize_t Wq, const double* w,
+                          Py_ssize_t ho, Py_ssize_t wo, double bias, double* y) noexcept nogil
+    void tg_dw_conv51_f(const float* P, Py_ssize_t plane, Py_ssize_t Wq,
+                          const float* w, Py_ssize_t L, float bias, float* out) noexcept nogil
+    int tg_dw_band51_f(const float* P, Py_ssize_t plane, Py_ssize_t Wq, const float* w,
+                          Py_ssize_t ho, Py_ssize_t wo, float bias, float* y) noexcept nogil
+    void tg_dw_conv51_d(const double* P, Py_ssize_t plane, Py_ssize_t Wq,
+                          const double* w, Py_ssize_t L, double bias, double* out) noexcept nogil
+    int tg_dw_band51_d(const double* P, Py_ssize_t plane, Py_ssize_t Wq, const double* w,
+                          Py_ssize_t ho, Py_ssize_t wo, double bias, double* y) noexcept nogil
+    void tg_dw_conv52_f(const float* P, Py_ssize_t plane, Py_ssize_t Wq,
+                          const float* w, Py_ssize_t L, float bias, float* out) noexcept nogil
+    int tg_dw_band52_f(const float* P, Py_ssize_t plane, Py_ssize_t Wq, const float* w,
+                          Py_ssize_t ho, Py_ssize_t wo, float bias, float* y) noexcept nogil
+    void tg_dw_conv52_d(const double* P, Py_ssize_t plane, Py_ssize_t Wq,
+                          const double* w, Py_ssize_t L, double bias, double* out) noexcept nogil
+    int tg_dw_band52_d(const double* P, Py_ssize_t plane, Py_ssize_t Wq, const double* w,
+                          Py_ssize_t ho, Py_ssize_t wo, double bias, double* y) noexcept nogil
 
 
-cdef inline void _row(real* dst, const real* src, Py_ssize_t n, Py_ssize_t s) noexcept nogil:
-    """dst[v] = src[v * s] for v < n: memcpy for s == 1."""
-    if n <= 0:
-        return
-    if s == 1:
-        memcpy(dst, src, n * sizeof(real))
-    elif real is float:
-        tg_dw_gather_f(dst, src, n, s)
+cdef inline void _copy(real* dst, const real* src, Py_ssize_t n) noexcept nogil:
+    if real is float:
+        tg_dw_copy_f(dst, src, n)
     else:
-        tg_dw_gather_d(dst, src, n, s)
+        tg_dw_copy_d(dst, src, n)
 
 
 cdef inline void _lincomb(const real* src, const Py_ssize_t* offs, const real* w, Py_ssize_t nt,
@@ -132,6 +282,63 @@ cdef inline void _lincomb(const real* src, const Py_ssize_t* offs, const real* w
         tg_dw_lincomb_f(src, offs, w, nt, L, bias, out)
     else:
         tg_dw_lincomb_d(src, offs, w, nt, L, bias, out)
+
+
+cdef inline bint _band(const real* P, Py_ssize_t plane, Py_ssize_t Wq, Py_ssize_t sh,
+                       Py_ssize_t sw, Py_ssize_t kh, Py_ssize_t kw, const real* w, Py_ssize_t ho,
+                       Py_ssize_t wo, real bias, real* y) noexcept nogil:
+    """The forward of one plane straight into the output plane y (3x3 and 5x5 at stride 1
+    or 2 on planes at least one vector wide); False when it does not apply."""
+    cdef int key = (kh * 10 + sw) if kh == kw and sh == sw else 0
+    if real is float:
+        if key == 31:
+            return tg_dw_band31_f(P, plane, Wq, w, ho, wo, bias, y)
+        if key == 32:
+            return tg_dw_band32_f(P, plane, Wq, w, ho, wo, bias, y)
+        if key == 51:
+            return tg_dw_band51_f(P, plane, Wq, w, ho, wo, bias, y)
+        if key == 52:
+            return tg_dw_band52_f(P, plane, Wq, w, ho, wo, bias, y)
+    else:
+        if key == 31:
+            return tg_dw_band31_d(P, plane, Wq, w, ho, wo, bias, y)
+        if key == 32:
+            return tg_dw_band32_d(P, plane, Wq, w, ho, wo, bias, y)
+        if key == 51:
+            return tg_dw_band51_d(P, plane, Wq, w, ho, wo, bias, y)
+        if key == 52:
+            return tg_dw_band52_d(P, plane, Wq, w, ho, wo, bias, y)
+    return False
+
+
+cdef inline void _conv(const real* P, Py_ssize_t plane, Py_ssize_t Wq, Py_ssize_t sh,
+                       Py_ssize_t sw, Py_ssize_t kh, Py_ssize_t kw, const Py_ssize_t* offs,
+                       const real* w, Py_ssize_t L, real bias, real* out) noexcept nogil:
+    """The forward of one plane from its phase planes P: the unrolled kernels for 3x3 and
+    5x5 at stride 1 or 2 (the same along both axes), the tap list (offs) for the others."""
+    cdef int key = (kh * 10 + sw) if kh == kw and sh == sw else 0
+    if real is float:
+        if key == 31:
+            tg_dw_conv31_f(P, plane, Wq, w, L, bias, out)
+        elif key == 32:
+            tg_dw_conv32_f(P, plane, Wq, w, L, bias, out)
+        elif key == 51:
+            tg_dw_conv51_f(P, plane, Wq, w, L, bias, out)
+        elif key == 52:
+            tg_dw_conv52_f(P, plane, Wq, w, L, bias, out)
+        else:
+            tg_dw_lincomb_f(P, offs, w, kh * kw, L, bias, out)
+    else:
+        if key == 31:
+            tg_dw_conv31_d(P, plane, Wq, w, L, bias, out)
+        elif key == 32:
+            tg_dw_conv32_d(P, plane, Wq, w, L, bias, out)
+        elif key == 51:
+            tg_dw_conv51_d(P, plane, Wq, w, L, bias, out)
+        elif key == 52:
+            tg_dw_conv52_d(P, plane, Wq, w, L, bias, out)
+        else:
+            tg_dw_lincomb_d(P, offs, w, kh * kw, L, bias, out)
 
 
 cdef inline void _dots(const real* g, const real* P, const Py_ssize_t* offs, Py_ssize_t kk,
@@ -400,19 +607,10 @@ cdef inline void _split(const real* xp, real* P, Py_ssize_t h, Py_ssize_t wd, Py
                         Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t Hq,
                         Py_ssize_t Wq) noexcept nogil:
     """Write the image part of every phase plane (the padding part stays zero)."""
-    cdef Py_ssize_t a, bb, u, v, u0, u1, v0, v1
-    cdef real* q
-    cdef const real* xr
-    for a in range(sh):
-        u0 = _cdiv(ph - a, sh) if ph > a else 0
-        u1 = _cdiv(h + ph - a, sh)
-        for bb in range(sw):
-            v0 = _cdiv(pw - bb, sw) if pw > bb else 0
-            v1 = _cdiv(wd + pw - bb, sw)
-            q = P + (a * sw + bb) * Hq * Wq
-            for u in range(u0, u1):
-                xr = xp + (u * sh + a - ph) * wd + (bb - pw)
-                _row(q + u * Wq + v0, xr + v0 * sw, v1 - v0, sw)
+    if real is float:
+        tg_dw_split_f(xp, P, h, wd, ph, pw, sh, sw, Hq, Wq)
+    else:
+        tg_dw_split_d(xp, P, h, wd, ph, pw, sh, sw, Hq, Wq)
 
 
 def _phase_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const real[::1] b,
@@ -448,12 +646,14 @@ def _phase_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const
                 last[0] = bi * c + ic
             bias = b[oc] if has_bias else 0
             yp = &y[bi, oc, 0, 0]
-            if Wq == wo:  # no discarded columns: straight into the output plane
-                _lincomb(P, offs, &w[oc, 0, 0, 0], kk, L, bias, yp)
+            if _band(P, plane, Wq, sh, sw, kh, kw, &w[oc, 0, 0, 0], ho, wo, bias, yp):
                 continue
-            _lincomb(P, offs, &w[oc, 0, 0, 0], kk, L, bias, acc)
+            if Wq == wo:  # no discarded columns: straight into the output plane
+                _conv(P, plane, Wq, sh, sw, kh, kw, offs, &w[oc, 0, 0, 0], L, bias, yp)
+                continue
+            _conv(P, plane, Wq, sh, sw, kh, kw, offs, &w[oc, 0, 0, 0], L, bias, acc)
             for oh in range(ho):
-                memcpy(yp + oh * wo, acc + oh * Wq, wo * sizeof(real))
+                _copy(yp + oh * wo, acc + oh * Wq, wo)
         free(P)
         free(acc)
         free(last)
@@ -503,7 +703,7 @@ def _phase_backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                     _dots(gp, P, offs, kk, L, acc)
                     continue
                 for oh in range(ho):
-                    memcpy(G + oh * Wq, gp + oh * wo, wo * sizeof(real))
+                    _copy(G + oh * Wq, gp + oh * wo, wo)
                 _dots(G, P, offs, kk, L, acc)
             for i in range(kk):
                 s = 0
@@ -547,7 +747,7 @@ def _phase_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
                 g = G + mm * (U + qh) * Wg
                 gp = &gy[bi, ic * m + mm, 0, 0]
                 for oh in range(ho):
-                    memcpy(g + (oh + qh) * Wg + qw, gp + oh * wo, wo * sizeof(real))
+                    _copy(g + (oh + qh) * Wg + qw, gp + oh * wo, wo)
             gxp = &gx[bi, ic, 0, 0]
             for a in range(sh):
                 u0 = _cdiv(ph - a, sh) if ph > a else 0
@@ -569,7 +769,7 @@ def _phase_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
                     for u in range(u0, u1):
                         g = gxp + (u * sh + a - ph) * wd + bb - pw
                         if sw == 1:
-                            memcpy(g + v0, Q + u * Wg + v0, (v1 - v0) * sizeof(real))
+                            _copy(g + v0, Q + u * Wg + v0, v1 - v0)
                         else:
                             for v in range(v0, v1):
                                 g[v * sw] = Q[u * Wg + v]
