@@ -270,7 +270,7 @@ CASES.update(
 def _kernel_backed(fn: type[Function]) -> bool:
     """A Function whose forward selects a kernel variant (the ops a user calls; the
     gradient-of-gradient ops run the variant their forward call already chose)."""
-    if fn.forward is Function.forward:  # a shared base, not an op
+    if fn.forward is Function.forward or fn.__name__.startswith("_"):  # a shared base
         return False
     src = inspect.getsource(fn.forward)
     return "tuning.resolve" in src or ".run(ctx" in src  # directly or through a shared body

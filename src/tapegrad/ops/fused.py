@@ -76,7 +76,11 @@ class _ConvReLU(ConvFunction):
     record = Conv2dCall
 
     @classmethod
-    def _forward(cls, ctx: Context, x, w, b, stride, padding, dilation, groups):
+    def forward(
+        cls, ctx: Context, x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1
+    ):
+        """The convolution (any variant of the record's op), then bias + ReLU in one in-place
+        pass."""
         y = ConvFunction.run(ctx, cls.record, x, w, None, stride, padding, dilation, groups)
         return _relu_epilogue(ctx, y, b)
 
@@ -101,13 +105,6 @@ class Conv2dReLU(_ConvReLU, Conv2d):
     record = Conv2dCall
     check = _renamed(Conv2d.check, "conv2d", "conv2d_relu")
 
-    @staticmethod
-    def forward(
-        ctx: Context, x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1
-    ):
-        """The convolution (any conv2d variant), then bias + ReLU in one in-place pass."""
-        return Conv2dReLU._forward(ctx, x, w, b, stride, padding, dilation, groups)
-
     backward = _ConvReLU.backward
     backward_graph = _ConvReLU.backward_graph
 
@@ -117,13 +114,6 @@ class DepthwiseConv2dReLU(_ConvReLU, DepthwiseConv2d):
 
     record = DepthwiseConv2dCall
     check = _renamed(DepthwiseConv2d.check, "conv2d", "conv2d_relu")
-
-    @staticmethod
-    def forward(
-        ctx: Context, x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1
-    ):
-        """The depthwise convolution, then bias + ReLU in one in-place pass."""
-        return DepthwiseConv2dReLU._forward(ctx, x, w, b, stride, padding, dilation, groups)
 
     backward = _ConvReLU.backward
     backward_graph = _ConvReLU.backward_graph
