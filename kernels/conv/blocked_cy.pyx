@@ -9,9 +9,9 @@ of ``_OB`` output channels by ``_VW`` output columns: ``_OB * _VW`` accumulators
 C compiler keeps in vector registers while it runs over (input channel, kh, kw), one
 vector load of the input and ``_OB`` broadcast weights per tap.
 
-The input gradient of a stride-1 call is the same convolution of the output gradient
-with the flipped, transposed filters; strided input gradients and the weight gradient go
-to ``im2col-cython`` (its threaded drivers), as do dilated and grouped calls.
+The input gradient of a stride-1 call with 8 or more input channels is the same
+convolution of the output gradient with the flipped, transposed filters; other input
+gradients and the weight gradient go to ``im2col-cython`` (its threaded drivers), as do dilated and grouped calls.
 
 Bounds and wraparound checks are set by the build (setup.py), not here.
 """
@@ -206,8 +206,10 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
     kh, kw = w.shape[2:]
     ph, pw = int(padding[0]), int(padding[1])
     gx = gw = None
+    # the input gradient's output channels are x's: with fewer than a tile's 8 most of the
+    # accumulators would idle, and im2col-cython's GEMM does better
     direct_x = (need_x and tuple(stride) == (1, 1) and ph <= kh - 1 and pw <= kw - 1
-                and gy.dtype == x.dtype
+                and x.shape[1] >= _OB and gy.dtype == x.dtype
                 and _direct(gy, w, stride, padding, dilation, groups, *x.shape[2:]))
     if need_x and direct_x:
         wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))

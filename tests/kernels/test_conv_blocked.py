@@ -83,8 +83,8 @@ def test_blocked_many_tiles():
     two threads; stride 1 and 2."""
     mod = K.get("conv2d", NAME)
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((3, 6, 19, 37))
-    w = rng.standard_normal((21, 6, 3, 5))
+    x = rng.standard_normal((3, 9, 19, 37))
+    w = rng.standard_normal((21, 9, 3, 5))
     b = rng.standard_normal(21)
     ref = K.get("conv2d", "reference")
     saved = mod._team_size
