@@ -123,13 +123,11 @@ for _op in ("bias_relu", "add_relu"):
 
 
 def _conv1x1_build(p: dict, rng: Any, dtype: Any):
+    arrays, _ = ex.x_input(p, rng, dtype)
     c = p["C"]
-    arrays = {
-        "x": rng.standard_normal((p["N"], c, p["H"], p["W"])).astype(dtype),
-        "w": (rng.standard_normal((c, c, 1, 1)) / c**0.5).astype(dtype),
-        "b": rng.standard_normal(c).astype(dtype),
-    }
-    return arrays, tuple(arrays)
+    arrays["w"] = (rng.standard_normal((c, c, 1, 1)) / c**0.5).astype(dtype)
+    arrays["b"] = rng.standard_normal(c).astype(dtype)
+    return arrays, ("x", "w", "b")
 
 
 def _add_build(p: dict, rng: Any, dtype: Any):

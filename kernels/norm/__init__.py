@@ -202,12 +202,9 @@ for _op in ("batch_norm", "layer_norm", "group_norm"):
 
 
 def _affine_build(p: dict, rng: Any, dtype: Any):
-    c = p["C"]
-    arrays = {
-        "x": rng.standard_normal((p["N"], c, p["H"], p["W"])).astype(dtype),
-        "weight": (1 + 0.1 * rng.standard_normal(c)).astype(dtype),
-        "bias": (0.1 * rng.standard_normal(c)).astype(dtype),
-    }
+    arrays, _ = ex.x_input(p, rng, dtype)
+    arrays["weight"] = (1 + 0.1 * rng.standard_normal(p["C"])).astype(dtype)
+    arrays["bias"] = (0.1 * rng.standard_normal(p["C"])).astype(dtype)
     return arrays, ("x", "weight", "bias")
 
 
