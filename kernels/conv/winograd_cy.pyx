@@ -86,29 +86,35 @@ cdef extern from *:
             v[15 * cs + j] = d1 - d3; \
         } \
     } \
-    /* e[q] = xr[2 q - p], o[q] = xr[2 q + 1 - p] for q in [q0, q1), zero outside [0, w) */ \
-    static void tg_wino_split_##S(const T* xr, ptrdiff_t w, ptrdiff_t p, T* e, T* o, \
+    /* e[q] = xr[2 q - p], o[q] = xr[2 q + 1 - p] for q in [q0, q1), zero outside [0, w); \
+       returns the sum of 0 * every value read: NaN when one is a NaN or an infinity */ \
+    static T tg_wino_split_##S(const T* xr, ptrdiff_t w, ptrdiff_t p, T* e, T* o, \
                                   ptrdiff_t q0, ptrdiff_t q1) { \
         ptrdiff_t lo = (p + 1) / 2, hi = (w + p) / 2; /* 2q - p >= 0, 2q + 1 - p < w */ \
         if (lo < q0) lo = q0; \
         if (hi > q1) hi = q1; \
         if (hi < lo) hi = lo; \
+        T acc = 0; \
         for (ptrdiff_t q = q0; q < lo && q < q1; q++) { \
             ptrdiff_t s = 2 * q - p; \
             e[q] = (s >= 0 && s < w) ? xr[s] : (T)0; \
             o[q] = (s + 1 >= 0 && s + 1 < w) ? xr[s + 1] : (T)0; \
+            acc += 0 * (e[q] + o[q]); \
         } \
         const T* xs = xr - p; \
-        _Pragma("omp simd") \
+        _Pragma("omp simd reduction(+:acc)") \
         for (ptrdiff_t q = lo; q < hi; q++) { \
             e[q] = xs[2 * q]; \
             o[q] = xs[2 * q + 1]; \
+            acc += 0 * (e[q] + o[q]); \
         } \
         for (ptrdiff_t q = hi > lo ? hi : lo; q < q1; q++) { \
             ptrdiff_t s = 2 * q - p; \
             e[q] = (s >= 0 && s < w) ? xr[s] : (T)0; \
             o[q] = (s + 1 >= 0 && s + 1 < w) ? xr[s + 1] : (T)0; \
+            acc += 0 * (e[q] + o[q]); \
         } \
+        return acc; \
     } \
     /* m[k * os + j] = (A g A^T)[k / 4, k % 4], g the 2x2 tile at columns 2j, 2j + 1 of \
        rows y0 and y1, A = [[1,0],[1,1],[1,-1],[0,-1]] */ \
@@ -154,9 +160,9 @@ cdef extern from *:
                       Py_ssize_t j1) nogil
     void tg_wino_in_d(const double* r, Py_ssize_t L, double* v, Py_ssize_t cs, Py_ssize_t j0,
                       Py_ssize_t j1) nogil
-    void tg_wino_split_f(const float* xr, Py_ssize_t w, Py_ssize_t p, float* e, float* o,
+    float tg_wino_split_f(const float* xr, Py_ssize_t w, Py_ssize_t p, float* e, float* o,
                          Py_ssize_t q0, Py_ssize_t q1) nogil
-    void tg_wino_split_d(const double* xr, Py_ssize_t w, Py_ssize_t p, double* e, double* o,
+    double tg_wino_split_d(const double* xr, Py_ssize_t w, Py_ssize_t p, double* e, double* o,
                          Py_ssize_t q0, Py_ssize_t q1) nogil
     void tg_wino_grad_f(const float* y0, const float* y1, float* m, Py_ssize_t os,
                         Py_ssize_t j0, Py_ssize_t j1) nogil
@@ -176,12 +182,12 @@ cdef inline void _tiles_in(const real* r, Py_ssize_t L, real* v, Py_ssize_t cs, 
         tg_wino_in_d(r, L, v, cs, j0, j1)
 
 
-cdef inline void _split(const real* xr, Py_ssize_t w, Py_ssize_t p, real* e, real* o,
+cdef inline real _split(const real* xr, Py_ssize_t w, Py_ssize_t p, real* e, real* o,
                         Py_ssize_t q0, Py_ssize_t q1) noexcept nogil:
     if real is float:
-        tg_wino_split_f(xr, w, p, e, o, q0, q1)
+        return tg_wino_split_f(xr, w, p, e, o, q0, q1)
     else:
-        tg_wino_split_d(xr, w, p, e, o, q0, q1)
+        return tg_wino_split_d(xr, w, p, e, o, q0, q1)
 
 
 cdef inline void _tiles_grad(const real* y0, const real* y1, real* m, Py_ssize_t os,
@@ -211,7 +217,7 @@ def applies(w_shape, stride, dilation, groups) -> bool:
     )
 
 
-cdef void _input_block(const real* x, real* v, real* rows, Py_ssize_t c, Py_ssize_t h,
+cdef real _input_block(const real* x, real* v, real* rows, Py_ssize_t c, Py_ssize_t h,
                        Py_ssize_t w, Py_ssize_t t0, Py_ssize_t cnt, Py_ssize_t block,
                        Py_ssize_t th, Py_ssize_t tw, Py_ssize_t ph,
                        Py_ssize_t pw) noexcept nogil:
@@ -219,11 +225,13 @@ cdef void _input_block(const real* x, real* v, real* rows, Py_ssize_t c, Py_ssiz
     # B^T = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]]. The block's tiles run along tile
     # rows: for each row segment and channel the four input rows it reads are split, zero
     # padded, into their even and odd columns (``rows``: 8 rows of tw + 1), and one vector
-    # loop transforms the segment's tiles.
+    # loop transforms the segment's tiles. Returns 0 * the sum of the values of x read: NaN
+    # when one of them is a NaN or an infinity.
     cdef Py_ssize_t per_image = th * tw, ch, t, tile, img, rem, tr, tc, seg, i, q
     cdef Py_ssize_t r0, r, lw = tw + 1, cs = c * block + _PAD
     cdef real* e
     cdef real* od
+    cdef real acc = 0
     t = 0
     while t < cnt:
         tile = t0 + t
@@ -245,9 +253,11 @@ cdef void _input_block(const real* x, real* v, real* rows, Py_ssize_t c, Py_ssiz
                         e[q] = 0
                         od[q] = 0
                 else:
-                    _split(x + ((img * c + ch) * h + r) * w, w, pw, e, od, tc, tc + seg + 1)
+                    acc += _split(x + ((img * c + ch) * h + r) * w, w, pw, e, od, tc,
+                                  tc + seg + 1)
             _tiles_in(rows, lw, v + ch * block + t - tc, cs, tc, tc + seg)
         t += seg
+    return acc
 
 
 cdef void _output_block(const real* m, real* y, const real* bias, bint has_bias,
@@ -374,11 +384,13 @@ def weight_grad_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
 
 def winograd_threads(const real[:, :, :, ::1] x, const real[:, :, ::1] u, const real[::1] bias,
                      bint has_bias, real[:, :, :, ::1] y, real[:, ::1] vbuf, real[:, ::1] mbuf,
-                     real[:, ::1] rowbuf, int ph, int pw, Py_ssize_t block, size_t gemm, int nt):
+                     real[:, ::1] rowbuf, real[::1] flags, int ph, int pw, Py_ssize_t block,
+                     size_t gemm, int nt):
     """y = Winograd F(2x2, 3x3) of x with transformed weights ``u`` (16, O, C): each thread
     transforms, multiplies and folds whole blocks of ``block`` tiles in its own
     ``vbuf[thread]`` (16 matrices of (C, block), ``_PAD`` elements apart) and
-    ``mbuf[thread]`` (16 of (O, block))."""
+    ``mbuf[thread]`` (16 of (O, block)), and adds 0 * the values of x it reads to
+    ``flags[thread]`` (NaN when x holds a NaN or an infinity)."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = y.shape[1], ho = y.shape[2], wo = y.shape[3]
     cdef Py_ssize_t th = (ho + 1) // 2, tw = (wo + 1) // 2
@@ -396,8 +408,8 @@ def winograd_threads(const real[:, :, :, ::1] x, const real[:, :, ::1] u, const 
                 cnt = block
             v = &vbuf[tid, 0]
             m = &mbuf[tid, 0]
-            _input_block(&x[0, 0, 0, 0], v, &rowbuf[tid, 0], c, h, w, t0, cnt, block, th, tw,
-                         ph, pw)
+            flags[tid] += _input_block(&x[0, 0, 0, 0], v, &rowbuf[tid, 0], c, h, w, t0, cnt,
+                                       block, th, tw, ph, pw)
             for k in range(16):
                 _gemm(gemm, False, False, o, cnt, c, &u[k, 0, 0], c, v + k * (c * block + _PAD),
                       block, 0, m + k * (o * block + _PAD), block)
@@ -452,29 +464,33 @@ cdef extern from *:
         } \
     } \
     /* f-th column phase: e_f[q] = xr[4 q + f - p] for q in [q0, q1), zero outside [0, w); \
-       phase f at e + f L */ \
-    static void tg_w4_split_##S(const T* xr, ptrdiff_t w, ptrdiff_t p, T* e, ptrdiff_t L, \
+       phase f at e + f L; returns 0 * the sum of the values read (NaN for a NaN or inf) */ \
+    static T tg_w4_split_##S(const T* xr, ptrdiff_t w, ptrdiff_t p, T* e, ptrdiff_t L, \
                                 ptrdiff_t q0, ptrdiff_t q1) { \
         ptrdiff_t lo = (p + 3) / 4, hi = (w + p) / 4; /* 4q - p >= 0, 4q + 3 - p < w */ \
         if (lo < q0) lo = q0; \
         if (hi > q1) hi = q1; \
         if (hi < lo) hi = lo; \
         T *e0 = e, *e1 = e + L, *e2 = e + 2 * L, *e3 = e + 3 * L; \
+        T acc = 0; \
         for (ptrdiff_t q = q0; q < q1; q++) { \
             if (q == lo) { q = hi; if (q >= q1) break; } \
             for (int f = 0; f < 4; f++) { \
                 ptrdiff_t s = 4 * q + f - p; \
                 e[f * L + q] = (s >= 0 && s < w) ? xr[s] : (T)0; \
+                acc += 0 * e[f * L + q]; \
             } \
         } \
         const T* xs = xr - p; \
-        _Pragma("omp simd") \
+        _Pragma("omp simd reduction(+:acc)") \
         for (ptrdiff_t q = lo; q < hi; q++) { \
             e0[q] = xs[4 * q]; \
             e1[q] = xs[4 * q + 1]; \
             e2[q] = xs[4 * q + 2]; \
             e3[q] = xs[4 * q + 3]; \
+            acc += 0 * (e0[q] + e1[q] + e2[q] + e3[q]); \
         } \
+        return acc; \
     } \
     /* columns 4j .. 4j + 3 of rows y[0..3] = A^T M A + bias: A^T M per column b of the \
        tiles into t (row a, column b at t + (6 a + b) L), then A^T M A a row at a time */ \
@@ -511,9 +527,9 @@ cdef extern from *:
                     Py_ssize_t j0, Py_ssize_t j1) nogil
     void tg_w4_in_d(const double* r, double* t, Py_ssize_t L, double* v, Py_ssize_t cs,
                     Py_ssize_t j0, Py_ssize_t j1) nogil
-    void tg_w4_split_f(const float* xr, Py_ssize_t w, Py_ssize_t p, float* e, Py_ssize_t L,
+    float tg_w4_split_f(const float* xr, Py_ssize_t w, Py_ssize_t p, float* e, Py_ssize_t L,
                        Py_ssize_t q0, Py_ssize_t q1) nogil
-    void tg_w4_split_d(const double* xr, Py_ssize_t w, Py_ssize_t p, double* e, Py_ssize_t L,
+    double tg_w4_split_d(const double* xr, Py_ssize_t w, Py_ssize_t p, double* e, Py_ssize_t L,
                        Py_ssize_t q0, Py_ssize_t q1) nogil
     void tg_w4_out_f(const float* m, Py_ssize_t os, float* t, Py_ssize_t L, float* y0,
                      float* y1, float* y2, float* y3, float bias, Py_ssize_t j0,
@@ -523,7 +539,7 @@ cdef extern from *:
                      Py_ssize_t j1) nogil
 
 
-cdef void _input_block4(const real* x, real* v, real* rows, Py_ssize_t c, Py_ssize_t h,
+cdef real _input_block4(const real* x, real* v, real* rows, Py_ssize_t c, Py_ssize_t h,
                         Py_ssize_t w, Py_ssize_t t0, Py_ssize_t cnt, Py_ssize_t block,
                         Py_ssize_t th, Py_ssize_t tw, Py_ssize_t ph,
                         Py_ssize_t pw) noexcept nogil:
@@ -533,6 +549,7 @@ cdef void _input_block4(const real* x, real* v, real* rows, Py_ssize_t c, Py_ssi
     cdef Py_ssize_t per_image = th * tw, ch, t, tile, img, rem, tr, tc, seg, i, f, q
     cdef Py_ssize_t r0, r, lw = tw + 1, cs = c * block + _PAD
     cdef real* e
+    cdef real acc = 0
     t = 0
     while t < cnt:
         tile = t0 + t
@@ -554,16 +571,17 @@ cdef void _input_block4(const real* x, real* v, real* rows, Py_ssize_t c, Py_ssi
                             e[f * lw + q] = 0
                 else:
                     if real is float:
-                        tg_w4_split_f(x + ((img * c + ch) * h + r) * w, w, pw, e, lw, tc,
-                                      tc + seg + 1)
+                        acc += tg_w4_split_f(x + ((img * c + ch) * h + r) * w, w, pw, e, lw,
+                                             tc, tc + seg + 1)
                     else:
-                        tg_w4_split_d(x + ((img * c + ch) * h + r) * w, w, pw, e, lw, tc,
-                                      tc + seg + 1)
+                        acc += tg_w4_split_d(x + ((img * c + ch) * h + r) * w, w, pw, e, lw,
+                                             tc, tc + seg + 1)
             if real is float:
                 tg_w4_in_f(rows, rows + 24 * lw, lw, v + ch * block + t - tc, cs, tc, tc + seg)
             else:
                 tg_w4_in_d(rows, rows + 24 * lw, lw, v + ch * block + t - tc, cs, tc, tc + seg)
         t += seg
+    return acc
 
 
 cdef void _output_block4(const real* m, real* y, const real* bias, bint has_bias,
@@ -621,8 +639,8 @@ cdef void _output_block4(const real* m, real* y, const real* bias, bint has_bias
 
 def winograd4_threads(const real[:, :, :, ::1] x, const real[:, :, ::1] u,
                       const real[::1] bias, bint has_bias, real[:, :, :, ::1] y,
-                      real[:, ::1] vbuf, real[:, ::1] mbuf, real[:, ::1] rowbuf, int ph, int pw,
-                      Py_ssize_t block, size_t gemm, int nt):
+                      real[:, ::1] vbuf, real[:, ::1] mbuf, real[:, ::1] rowbuf,
+                      real[::1] flags, int ph, int pw, Py_ssize_t block, size_t gemm, int nt):
     """y = Winograd F(4x4, 3x3) of x with transformed weights ``u`` (36, O, C): as
     ``winograd_threads``, with 36 matrices per block."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
@@ -642,8 +660,8 @@ def winograd4_threads(const real[:, :, :, ::1] x, const real[:, :, ::1] u,
                 cnt = block
             v = &vbuf[tid, 0]
             m = &mbuf[tid, 0]
-            _input_block4(&x[0, 0, 0, 0], v, &rowbuf[tid, 0], c, h, w, t0, cnt, block, th,
-                          tw, ph, pw)
+            flags[tid] += _input_block4(&x[0, 0, 0, 0], v, &rowbuf[tid, 0], c, h, w, t0, cnt,
+                                        block, th, tw, ph, pw)
             for k in range(36):
                 _gemm(gemm, False, False, o, cnt, c, &u[k, 0, 0], c, v + k * (c * block + _PAD),
                       block, 0, m + k * (o * block + _PAD), block)
@@ -701,7 +719,8 @@ def _weight_gradient(gy, x, w, int ph, int pw, gemm):
                             rowbuf, ph, pw, block, gemm, nt)
     dus = du.sum(axis=0) if nt > 1 else du[0]
     g = _G.astype(x.dtype)
-    gw = np.einsum("ia,ijoc,jb->ocab", g, dus.reshape(4, 4, o, c), g, optimize=True)
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite: the caller's fallback
+        gw = np.einsum("ia,ijoc,jb->ocab", g, dus.reshape(4, 4, o, c), g, optimize=True)
     return np.ascontiguousarray(gw, dtype=w.dtype)
 
 
@@ -720,6 +739,8 @@ def _uses_f4(c, o, ho, wo) -> bool:
 
 
 def _winograd(x, w, b, int ph, int pw, gemm):
+    """y of a 3x3 stride-1 call by Winograd, or None when x holds a NaN or an infinity (found
+    while the tiles are read: Winograd would spread it over its tiles)."""
     n, c, h, wd = x.shape
     o = w.shape[0]
     ho, wo = _out_size(h, 3, 1, ph, 1), _out_size(wd, 3, 1, pw, 1)
@@ -744,11 +765,12 @@ def _winograd(x, w, b, int ph, int pw, gemm):
     rows = 48 * (tw + 1) + 4 * tw if f4 else 8 * (tw + 1) + 2 * tw
     rowbuf = workspace("winograd-rows-t", (nt, rows), x.dtype)
     bias = b if b is not None else np.zeros(1, dtype=x.dtype)
+    flags = np.zeros(nt, dtype=x.dtype)
     run = winograd4_threads if f4 else winograd_threads
     with cblas.single_threaded():
-        run(np.ascontiguousarray(x), u, bias, b is not None, y, vbuf, mbuf, rowbuf, ph, pw,
-            block, gemm, nt)
-    return y
+        run(np.ascontiguousarray(x), u, bias, b is not None, y, vbuf, mbuf, rowbuf, flags, ph,
+            pw, block, gemm, nt)
+    return y if np.isfinite(flags.sum()) else None
 
 
 def _finite(*arrays) -> bool:
@@ -758,33 +780,41 @@ def _finite(*arrays) -> bool:
 
 def forward(x, w, b, stride, padding, dilation, groups):
     gemm = cblas.gemm_address(x.dtype)
-    if gemm is None or not applies(w.shape, stride, dilation, groups) or not _finite(x, w):
+    if gemm is None or not applies(w.shape, stride, dilation, groups) or not _finite(w):
         return _fallback.forward(x, w, b, stride, padding, dilation, groups)
-    return _winograd(x, w, b, int(padding[0]), int(padding[1]), gemm)
+    y = _winograd(x, w, b, int(padding[0]), int(padding[1]), gemm)
+    if y is None:  # a NaN or an infinity in x: im2col puts it where a direct sum does
+        return _fallback.forward(x, w, b, stride, padding, dilation, groups)
+    return y
 
 
 def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
     ph, pw = (int(p) for p in padding)
     gemm = cblas.gemm_address(x.dtype)
-    if gemm is None or not applies(w.shape, stride, dilation, groups) or not _finite(gy, w):
+    if gemm is None or not applies(w.shape, stride, dilation, groups) or not _finite(w):
         return _fallback.backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w)
     gx = gw = None
     empty = x.size == 0 or w.size == 0 or gy.size == 0
     if need_x:
         if empty:
             gx = np.zeros_like(x)
-        elif ph > 2 or pw > 2:
-            gx = _fallback.backward(gy, x, w, stride, padding, dilation, groups, True, False)[0]
         else:
-            wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-            gx = _winograd(np.ascontiguousarray(gy), wf, None, 2 - ph, 2 - pw, gemm)
+            if ph <= 2 and pw <= 2:
+                wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+                gx = _winograd(np.ascontiguousarray(gy), wf, None, 2 - ph, 2 - pw, gemm)
+            if gx is None:  # padding above 2, or a NaN or an infinity in gy
+                gx = _fallback.backward(gy, x, w, stride, padding, dilation, groups, True,
+                                        False)[0]
     if need_w:
         if empty:
             gw = np.zeros_like(w)
-        elif x.shape[1] < _WGRAD_MIN_CHANNELS or not _finite(x):
-            # few input channels: the 16 GEMMs are too thin to pay for the transforms; a NaN
-            # or an infinity in x: im2col puts it in the taps a direct sum gives it
-            gw = _fallback.backward(gy, x, w, stride, padding, dilation, groups, False, True)[1]
         else:
-            gw = _weight_gradient(gy, x, w, ph, pw, gemm)
+            if x.shape[1] >= _WGRAD_MIN_CHANNELS:
+                gw = _weight_gradient(gy, x, w, ph, pw, gemm)
+            # few input channels: the 16 GEMMs are too thin to pay for the transforms; a NaN
+            # or an infinity in x or gy (every one reaches a Winograd weight gradient): im2col
+            # puts it in the taps a direct sum gives it
+            if gw is None or not _finite(gw):
+                gw = _fallback.backward(gy, x, w, stride, padding, dilation, groups, False,
+                                        True)[1]
     return gx, gw

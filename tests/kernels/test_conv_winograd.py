@@ -224,6 +224,12 @@ def test_winograd_nonfinite_stays_local(variant):
     want = K.get("conv2d", "reference").forward(x, w, None, *args)
     np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
     np.testing.assert_allclose(y, want, rtol=1e-10, atol=1e-10, equal_nan=True)
+    gy = rng.standard_normal(want.shape)
+    gy[0, 2, 3, 4], gy[0, 0, 0, 5] = np.nan, -np.inf
+    gx = K.get("conv2d", _name(variant)).backward(gy, x, w, *args, True, False)[0]
+    gx_want = K.get("conv2d", "reference").backward(gy, x, w, *args, True, False)[0]
+    np.testing.assert_array_equal(np.isnan(gx), np.isnan(gx_want))
+    np.testing.assert_allclose(gx, gx_want, rtol=1e-10, atol=1e-10, equal_nan=True)
 
 
 @pytest.mark.parametrize("variant", WINOGRAD)
