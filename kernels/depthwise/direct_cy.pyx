@@ -204,6 +204,62 @@ cdef extern from *:
             out[t] = a1;                                                                \
         }                                                                               \
     }
+    /* The weight gradient of one plane for kernel K x K, stride ST x ST, straight from
+       the output gradient plane gy (ho, wo), wo >= V (returns 0 otherwise): each tap keeps
+       one partial sum per vector lane (accm, 64 bytes per tap), lane l adding gy * P at the
+       l-th column of each column block, in a fixed order (the last block of a row is
+       shifted back to end at the edge and its repeated lanes multiplied by zero). The K*K
+       partial-sum vectors stay in registers over the plane; RR output rows at a time
+       share each phase-row load. */
+    #define TG_DW_WBODY(T, S, V, K, ST, RR)                                             \
+        for (c = 0; c < wo; c += V) {                                                   \
+            cc = c + V <= wo ? c : wo - V;                                              \
+            tg_dw_v##S mask = {0};                                                      \
+            mask += (T)1;                                                               \
+            if (cc != c)                                                                \
+                for (l = 0; l < c - cc; l++) mask[l] = 0;                               \
+            tg_dw_v##S g[RR];                                                           \
+            _Pragma("GCC unroll 8")                                                     \
+            for (o = 0; o < RR; o++)                                                    \
+                g[o] = mask * *(const tg_dw_u##S*)(gy + (rb + o) * wo + cc);            \
+            _Pragma("GCC unroll 16")                                                    \
+            for (q = 0; q < RR + (K - 1) / ST; q++) {                                   \
+                _Pragma("GCC unroll 4")                                                 \
+                for (a = 0; a < ST; a++) {                                              \
+                    _Pragma("GCC unroll 8")                                             \
+                    for (j = 0; j < K; j++) {                                           \
+                        tg_dw_v##S v = *(const tg_dw_u##S*)(                            \
+                            r[a][j % ST] + (rb + q) * Wq + j / ST + cc);                \
+                        _Pragma("GCC unroll 8")                                         \
+                        for (o = 0; o < RR; o++) {                                      \
+                            Py_ssize_t ti = (q - o) * ST + a;                           \
+                            if (q >= o && ti < K) acc[ti * K + j] += g[o] * v;          \
+                        }                                                               \
+                    }                                                                   \
+                }                                                                       \
+            }                                                                           \
+        }
+    #define TG_DW_WGRAD(T, S, V, K, ST, R)                                              \
+    TG_DW_CLONES static int tg_dw_wband##K##ST##_##S(const T* gy, const T* P,           \
+            Py_ssize_t plane, Py_ssize_t Wq, Py_ssize_t ho, Py_ssize_t wo, T* accm) {   \
+        const T* r[ST][ST];                                                             \
+        tg_dw_v##S acc[K * K];                                                          \
+        Py_ssize_t rb, c, cc, i, j, a, q, o, l;                                         \
+        if (wo < V) return 0;                                                           \
+        for (i = 0; i < ST; i++)                                                        \
+            for (j = 0; j < ST; j++) r[i][j] = P + (i * ST + j) * plane;                \
+        _Pragma("GCC unroll 32")                                                        \
+        for (i = 0; i < K * K; i++) acc[i] = *(const tg_dw_u##S*)(accm + i * 64 / sizeof(T)); \
+        for (rb = 0; rb + R <= ho; rb += R) {                                           \
+            TG_DW_WBODY(T, S, V, K, ST, R)                                              \
+        }                                                                               \
+        for (; rb < ho; rb++) {                                                         \
+            TG_DW_WBODY(T, S, V, K, ST, 1)                                              \
+        }                                                                               \
+        _Pragma("GCC unroll 32")                                                        \
+        for (i = 0; i < K * K; i++) *(tg_dw_u##S*)(accm + i * 64 / sizeof(T)) = acc[i]; \
+        return 1;                                                                       \
+    }
     TG_DW_LINCOMB(float, f, 16)
     TG_DW_LINCOMB(double, d, 8)
     TG_DW_COPY(float, f, 16)
@@ -218,6 +274,25 @@ cdef extern from *:
     TG_DW_CONV(double, d, 8, 3, 2, 4)
     TG_DW_CONV(double, d, 8, 5, 1, 3)
     TG_DW_CONV(double, d, 8, 5, 2, 3)
+    /* half-width (32-byte) vectors for float planes 8 to 15 outputs wide */
+    typedef float tg_dw_vh __attribute__((vector_size(32)));
+    typedef float tg_dw_uh __attribute__((vector_size(32), aligned(4), may_alias));
+    TG_DW_CONV(float, h, 8, 3, 1, 4)
+    TG_DW_CONV(float, h, 8, 3, 2, 4)
+    TG_DW_CONV(float, h, 8, 5, 1, 3)
+    TG_DW_CONV(float, h, 8, 5, 2, 3)
+    TG_DW_WGRAD(float, h, 8, 3, 1, 2)
+    TG_DW_WGRAD(float, h, 8, 3, 2, 2)
+    TG_DW_WGRAD(float, h, 8, 5, 1, 1)
+    TG_DW_WGRAD(float, h, 8, 5, 2, 1)
+    TG_DW_WGRAD(float, f, 16, 3, 1, 2)
+    TG_DW_WGRAD(float, f, 16, 3, 2, 2)
+    TG_DW_WGRAD(float, f, 16, 5, 1, 1)
+    TG_DW_WGRAD(float, f, 16, 5, 2, 1)
+    TG_DW_WGRAD(double, d, 8, 3, 1, 2)
+    TG_DW_WGRAD(double, d, 8, 3, 2, 2)
+    TG_DW_WGRAD(double, d, 8, 5, 1, 1)
+    TG_DW_WGRAD(double, d, 8, 5, 2, 1)
     """
     void tg_dw_lincomb_f(const float* src, const Py_ssize_t* offs, const float* w,
                          Py_ssize_t nt, Py_ssize_t L, float bias, float* out) noexcept nogil
@@ -227,6 +302,38 @@ cdef extern from *:
                       Py_ssize_t L, float* acc) noexcept nogil
     void tg_dw_dots_d(const double* g, const double* P, const Py_ssize_t* offs, Py_ssize_t kk,
                       Py_ssize_t L, double* acc) noexcept nogil
+    int tg_dw_wband31_f(const float* gy, const float* P, Py_ssize_t plane, Py_ssize_t Wq,
+                           Py_ssize_t ho, Py_ssize_t wo, float* acc) noexcept nogil
+    int tg_dw_wband31_d(const double* gy, const double* P, Py_ssize_t plane, Py_ssize_t Wq,
+                           Py_ssize_t ho, Py_ssize_t wo, double* acc) noexcept nogil
+    int tg_dw_wband32_f(const float* gy, const float* P, Py_ssize_t plane, Py_ssize_t Wq,
+                           Py_ssize_t ho, Py_ssize_t wo, float* acc) noexcept nogil
+    int tg_dw_wband32_d(const double* gy, const double* P, Py_ssize_t plane, Py_ssize_t Wq,
+                           Py_ssize_t ho, Py_ssize_t wo, double* acc) noexcept nogil
+    int tg_dw_wband51_f(const float* gy, const float* P, Py_ssize_t plane, Py_ssize_t Wq,
+                           Py_ssize_t ho, Py_ssize_t wo, float* acc) noexcept nogil
+    int tg_dw_wband51_d(const double* gy, const double* P, Py_ssize_t plane, Py_ssize_t Wq,
+                           Py_ssize_t ho, Py_ssize_t wo, double* acc) noexcept nogil
+    int tg_dw_wband52_f(const float* gy, const float* P, Py_ssize_t plane, Py_ssize_t Wq,
+                           Py_ssize_t ho, Py_ssize_t wo, float* acc) noexcept nogil
+    int tg_dw_wband52_d(const double* gy, const double* P, Py_ssize_t plane, Py_ssize_t Wq,
+                           Py_ssize_t ho, Py_ssize_t wo, double* acc) noexcept nogil
+    int tg_dw_wband31_h(const float* gy, const float* P, Py_ssize_t plane, Py_ssize_t Wq,
+                           Py_ssize_t ho, Py_ssize_t wo, float* acc) noexcept nogil
+    int tg_dw_band31_h(const float* P, Py_ssize_t plane, Py_ssize_t Wq, const float* w,
+                          Py_ssize_t ho, Py_ssize_t wo, float bias, float* y) noexcept nogil
+    int tg_dw_wband32_h(const float* gy, const float* P, Py_ssize_t plane, Py_ssize_t Wq,
+                           Py_ssize_t ho, Py_ssize_t wo, float* acc) noexcept nogil
+    int tg_dw_band32_h(const float* P, Py_ssize_t plane, Py_ssize_t Wq, const float* w,
+                          Py_ssize_t ho, Py_ssize_t wo, float bias, float* y) noexcept nogil
+    int tg_dw_wband51_h(const float* gy, const float* P, Py_ssize_t plane, Py_ssize_t Wq,
+                           Py_ssize_t ho, Py_ssize_t wo, float* acc) noexcept nogil
+    int tg_dw_band51_h(const float* P, Py_ssize_t plane, Py_ssize_t Wq, const float* w,
+                          Py_ssize_t ho, Py_ssize_t wo, float bias, float* y) noexcept nogil
+    int tg_dw_wband52_h(const float* gy, const float* P, Py_ssize_t plane, Py_ssize_t Wq,
+                           Py_ssize_t ho, Py_ssize_t wo, float* acc) noexcept nogil
+    int tg_dw_band52_h(const float* P, Py_ssize_t plane, Py_ssize_t Wq, const float* w,
+                          Py_ssize_t ho, Py_ssize_t wo, float bias, float* y) noexcept nogil
     void tg_dw_copy_f(float* dst, const float* src, Py_ssize_t n) noexcept nogil
     void tg_dw_copy_d(double* dst, const double* src, Py_ssize_t n) noexcept nogil
     void tg_dw_split_f(const float* xp, float* P, Py_ssize_t h, Py_ssize_t wd, Py_ssize_t ph,
@@ -288,17 +395,22 @@ cdef inline bint _band(const real* P, Py_ssize_t plane, Py_ssize_t Wq, Py_ssize_
                        Py_ssize_t sw, Py_ssize_t kh, Py_ssize_t kw, const real* w, Py_ssize_t ho,
                        Py_ssize_t wo, real bias, real* y) noexcept nogil:
     """The forward of one plane straight into the output plane y (3x3 and 5x5 at stride 1
-    or 2 on planes at least one vector wide); False when it does not apply."""
+    or 2, output rows at least one vector wide: 16 floats, or 8 with half-width vectors, or
+    8 doubles); False when it does not apply."""
     cdef int key = (kh * 10 + sw) if kh == kw and sh == sw else 0
     if real is float:
         if key == 31:
-            return tg_dw_band31_f(P, plane, Wq, w, ho, wo, bias, y)
+            return (tg_dw_band31_f(P, plane, Wq, w, ho, wo, bias, y)
+                    or tg_dw_band31_h(P, plane, Wq, w, ho, wo, bias, y))
         if key == 32:
-            return tg_dw_band32_f(P, plane, Wq, w, ho, wo, bias, y)
+            return (tg_dw_band32_f(P, plane, Wq, w, ho, wo, bias, y)
+                    or tg_dw_band32_h(P, plane, Wq, w, ho, wo, bias, y))
         if key == 51:
-            return tg_dw_band51_f(P, plane, Wq, w, ho, wo, bias, y)
+            return (tg_dw_band51_f(P, plane, Wq, w, ho, wo, bias, y)
+                    or tg_dw_band51_h(P, plane, Wq, w, ho, wo, bias, y))
         if key == 52:
-            return tg_dw_band52_f(P, plane, Wq, w, ho, wo, bias, y)
+            return (tg_dw_band52_f(P, plane, Wq, w, ho, wo, bias, y)
+                    or tg_dw_band52_h(P, plane, Wq, w, ho, wo, bias, y))
     else:
         if key == 31:
             return tg_dw_band31_d(P, plane, Wq, w, ho, wo, bias, y)
@@ -339,6 +451,37 @@ cdef inline void _conv(const real* P, Py_ssize_t plane, Py_ssize_t Wq, Py_ssize_
             tg_dw_conv52_d(P, plane, Wq, w, L, bias, out)
         else:
             tg_dw_lincomb_d(P, offs, w, kh * kw, L, bias, out)
+
+
+cdef inline bint _wband(const real* gy, const real* P, Py_ssize_t plane, Py_ssize_t Wq,
+                        Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t kh, Py_ssize_t kw,
+                        Py_ssize_t ho, Py_ssize_t wo, real* acc) noexcept nogil:
+    """The weight gradient of one plane straight from the output gradient (3x3 and 5x5 at
+    stride 1 or 2, output planes at least one vector wide); False when it does not apply."""
+    cdef int key = (kh * 10 + sw) if kh == kw and sh == sw else 0
+    if real is float:
+        if key == 31:
+            return (tg_dw_wband31_f(gy, P, plane, Wq, ho, wo, acc)
+                    or tg_dw_wband31_h(gy, P, plane, Wq, ho, wo, acc))
+        if key == 32:
+            return (tg_dw_wband32_f(gy, P, plane, Wq, ho, wo, acc)
+                    or tg_dw_wband32_h(gy, P, plane, Wq, ho, wo, acc))
+        if key == 51:
+            return (tg_dw_wband51_f(gy, P, plane, Wq, ho, wo, acc)
+                    or tg_dw_wband51_h(gy, P, plane, Wq, ho, wo, acc))
+        if key == 52:
+            return (tg_dw_wband52_f(gy, P, plane, Wq, ho, wo, acc)
+                    or tg_dw_wband52_h(gy, P, plane, Wq, ho, wo, acc))
+    else:
+        if key == 31:
+            return tg_dw_wband31_d(gy, P, plane, Wq, ho, wo, acc)
+        if key == 32:
+            return tg_dw_wband32_d(gy, P, plane, Wq, ho, wo, acc)
+        if key == 51:
+            return tg_dw_wband51_d(gy, P, plane, Wq, ho, wo, acc)
+        if key == 52:
+            return tg_dw_wband52_d(gy, P, plane, Wq, ho, wo, acc)
+    return False
 
 
 cdef inline void _dots(const real* g, const real* P, const Py_ssize_t* offs, Py_ssize_t kk,
@@ -699,6 +842,8 @@ def _phase_backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
             for bi in range(n):
                 _split(&x[bi, ic, 0, 0], P, h, wd, ph, pw, sh, sw, Hq, Wq)
                 gp = &gy[bi, oc, 0, 0]
+                if _wband(gp, P, plane, Wq, sh, sw, kh, kw, ho, wo, acc):
+                    continue
                 if Wq == wo:
                     _dots(gp, P, offs, kk, L, acc)
                     continue
