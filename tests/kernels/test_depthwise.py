@@ -112,15 +112,19 @@ def test_depthwise_phase_planes(variant, k, stride, m):
 
 
 @pytest.mark.parametrize("variant", [v for v in VARIANTS if v != "reference"])
-@pytest.mark.parametrize("k, stride, padding", [(5, 1, 2), (3, 2, 1), (5, 2, 2), (2, 2, 0)])
-def test_depthwise_wide_planes_repeat_and_match_float64(variant, k, stride, padding):
+@pytest.mark.parametrize(
+    "k, stride, padding, width",
+    [(5, 1, 2, 35), (3, 2, 1, 35), (5, 2, 2, 35), (2, 2, 0, 35), (3, 2, 1, 19), (5, 2, 2, 21)],
+)
+def test_depthwise_wide_planes_repeat_and_match_float64(variant, k, stride, padding, width):
     """Output planes wider than a float32 vector, with widths and heights that are not
     multiples of the vector width or of the rows computed together (the last band and the
     last vector of a row overlap the previous ones; kernel 2 stride 2 has no discarded
-    columns), 37 channels: float32 against the float64 reference, and a second call
+    columns; widths 19 and 21 give stride-2 outputs 10 and 11 wide, half a float32 vector
+    and more), 37 channels: float32 against the float64 reference, and a second call
     repeats the first bit for bit (fixed-order sums)."""
     rng = np.random.default_rng(k * 10 + stride)
-    x = rng.standard_normal((3, 37, 26, 35))
+    x = rng.standard_normal((3, 37, 26, width))
     wt = rng.standard_normal((37, 1, k, k)) / k
     b = rng.standard_normal(37)
     args = ((stride, stride), (padding, padding), (1, 1), 37)
