@@ -9,7 +9,6 @@ import numpy as np
 
 cimport openmp
 from cython.parallel cimport prange
-from libc.stdint cimport uint32_t, uint64_t
 
 ctypedef fused real:
     float
@@ -18,6 +17,8 @@ ctypedef fused real:
 cdef enum:
     BLOCK = 4096  # elements per prange iteration of the flat passes
     SERIAL = 65536  # below this many elements: the calling thread alone
+
+include "../_flat.pxi"
 
 
 cdef inline int _threads(Py_ssize_t n) noexcept nogil:
@@ -49,25 +50,6 @@ def _bias_relu(real[:, :, ::1] y3, const real[::1] b, unsigned char[:, :, ::1] m
             _relu_row(&y3[i, j, 0], &mask3[i, j, 0], b[j if has_bias else 0], has_bias, s)
 
 
-cdef inline void _mask_block(const real* g, const unsigned char* mask, real* gx,
-                             Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
-    # the gradient's bits ANDed with all-ones / all-zeros: branch-free, and +0.0 for a NaN
-    # or inf gradient where the mask is 0
-    cdef Py_ssize_t t
-    cdef const uint32_t* g32
-    cdef uint32_t* o32
-    cdef const uint64_t* g64
-    cdef uint64_t* o64
-    if real is float:
-        g32, o32 = <const uint32_t*>g, <uint32_t*>gx
-        for t in range(lo, hi):
-            o32[t] = g32[t] & (0u - <uint32_t>mask[t])
-    else:
-        g64, o64 = <const uint64_t*>g, <uint64_t*>gx
-        for t in range(lo, hi):
-            o64[t] = g64[t] & (0u - <uint64_t>mask[t])
-
-
 def _masked_flat(const real[::1] g, const unsigned char[::1] mask, real[::1] gx):
     cdef Py_ssize_t n = g.shape[0], blk, lo, hi
     cdef Py_ssize_t nb = (n + BLOCK - 1) // BLOCK
@@ -80,7 +62,7 @@ def _masked_flat(const real[::1] g, const unsigned char[::1] mask, real[::1] gx)
             hi = lo + BLOCK
             if hi > n:
                 hi = n
-            _mask_block(&g[0], &mask[0], &gx[0], lo, hi)
+            _masked_block(&g[0], &mask[0], &gx[0], lo, hi)
 
 
 cdef inline void _add_relu_block(const real* a, const real* b, real* y, unsigned char* mask,

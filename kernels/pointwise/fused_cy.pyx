@@ -21,6 +21,8 @@ cdef enum:
     BLOCK = 4096  # elements per prange iteration
     SERIAL = 32768  # below this many elements: the calling thread alone
 
+include "../_flat.pxi"
+
 # the family's kind codes (kernels/pointwise/__init__.py)
 cdef enum:
     LEAKY_RELU = 0
@@ -162,13 +164,6 @@ cdef inline void _bwd_block(int kind, const real* g, const real* x, real* gx, do
     else:
         for i in range(lo, hi):
             gx[i] = <real>_df(kind, g[i], x[i], a, b)
-
-
-cdef inline (Py_ssize_t, int) _blocks(Py_ssize_t n) noexcept:
-    """(blocks, threads): one block on the calling thread below SERIAL elements."""
-    if n < SERIAL:
-        return 1, 1
-    return (n + BLOCK - 1) // BLOCK, openmp.omp_get_max_threads()
 
 
 def _forward(int kind, const real[::1] x, real[::1] y, double a, double b):
