@@ -163,15 +163,17 @@ def _pointwise_applies(call: Conv2dCall) -> bool:
     return tuple(call.w_shape[2:]) == (1, 1) and not any(call.padding) and call.groups == 1
 
 
-# Stride-1 calls (one group, dilation 1) with a short reduction (input channels x kernel
-# taps at most 160) into 8 or more output channels: blocked-cython first (direct
-# convolution with 8 output channels x 16 columns of accumulators in vector registers, no
-# column buffer), ahead of Winograd and im2col, whose transforms, unfold and small GEMMs
-# cost more than the arithmetic at these sizes (resnet8's 16-channel layers, lenet5's
-# 6->16; benchmarks/results/conv-small-channels.md). Strided calls and wider reductions ran
-# level with im2col-cython or behind it; below 8 output channels most accumulators idle.
+# Stride-1 calls (one group, dilation 1) with a short reduction (4 or more input channels,
+# input channels x kernel taps at most 160) into 8 or more output channels: blocked-cython
+# first (direct convolution with 8 output channels x 16 columns of accumulators in vector
+# registers, no column buffer), ahead of Winograd and im2col, whose transforms, unfold and
+# small GEMMs cost more than the arithmetic at these sizes (resnet8's 16-channel layers,
+# lenet5's 6->16; benchmarks/results/conv-small-channels.md). Strided calls and wider
+# reductions ran level with im2col-cython or behind it; below 8 output channels most
+# accumulators idle.
 _BLOCKED_MAX_REDUCTION = 160
 _BLOCKED_MIN_OUT = 8
+_BLOCKED_MIN_IN = 4  # one input channel (resnet8's first layer): im2col-cython ran ahead
 
 
 def _blocked_leads(call: Conv2dCall) -> bool:
@@ -182,6 +184,7 @@ def _blocked_leads(call: Conv2dCall) -> bool:
         and call.dilation == (1, 1)
         and c * kh * kw <= _BLOCKED_MAX_REDUCTION
         and call.w_shape[0] >= _BLOCKED_MIN_OUT
+        and c >= _BLOCKED_MIN_IN
     )
 
 

@@ -11,7 +11,8 @@ vector load of the input and ``_OB`` broadcast weights per tap.
 
 The input gradient of a stride-1 call with 8 or more input channels is the same
 convolution of the output gradient with the flipped, transposed filters; other input
-gradients and the weight gradient go to ``im2col-cython`` (its threaded drivers), as do dilated and grouped calls.
+gradients go to ``im2col-cython``, the weight gradient to ``winograd-cython`` for 3x3
+stride-1 calls and to ``im2col-cython`` otherwise (its threaded drivers), as do dilated and grouped calls.
 
 Bounds and wraparound checks are set by the build (setup.py), not here.
 """
@@ -23,6 +24,7 @@ import numpy as np
 
 from .. import memory, threads
 from . import im2col_cy as _fallback
+from . import winograd_cy as _winograd
 from .im2col import workspace
 
 
@@ -214,9 +216,11 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
     if need_x and direct_x:
         wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
         gx = _conv(np.ascontiguousarray(gy), wf, None, 1, kh - 1 - ph, kw - 1 - pw)
-    if (need_x and not direct_x) or need_w:
-        fx, gw = _fallback.backward(gy, x, w, stride, padding, dilation, groups,
-                                    need_x and not direct_x, need_w)
-        if not direct_x:
-            gx = fx
+    if need_x and not direct_x:
+        gx = _fallback.backward(gy, x, w, stride, padding, dilation, groups, True, False)[0]
+    if need_w:
+        # 3x3 stride-1 calls: winograd-cython's weight gradient (it keeps im2col's where
+        # Winograd does not pay); others: im2col-cython's GEMM
+        wgrad = _winograd if _winograd.applies(w.shape, stride, dilation, groups) else _fallback
+        gw = wgrad.backward(gy, x, w, stride, padding, dilation, groups, False, True)[1]
     return gx, gw

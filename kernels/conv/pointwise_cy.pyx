@@ -4,7 +4,8 @@ compiled with Cython + OpenMP.
 A 1x1 convolution of one image is ``y[b] = w2 @ x[b]`` with ``w2`` (O, C) and ``x[b]``
 (C, H*W): no unfold. Each OpenMP thread takes whole images (static schedule) and calls
 NumPy's own ``cblas_?gemm`` on one BLAS thread, so the images' GEMMs run side by side
-instead of one small multithreaded GEMM after another. With a stride the thread first
+instead of one small multithreaded GEMM after another (the forward hands out images
+dynamically, the backward statically: see below). With a stride the thread first
 gathers its image's sampled pixels (C, Ho*Wo) into its own buffer.
 
 Backward, per image: ``gx[b] = w2.T @ gy[b]`` (scattered back to the sampled pixels when
@@ -74,7 +75,9 @@ def forward_threads(const real[:, :, :, ::1] x, const real[:, ::1] w2, const rea
     cdef const real* src
     cdef real* yp
     with nogil:
-        for b in prange(n, schedule="static", num_threads=nt):
+        # dynamic: no sum crosses images, and a thread that loses its core to another
+        # process leaves its remaining images to the others
+        for b in prange(n, schedule="dynamic", chunksize=1, num_threads=nt):
             tid = openmp.omp_get_thread_num()
             src = &x[b, 0, 0, 0]
             if strided:
