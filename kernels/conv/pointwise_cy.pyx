@@ -9,9 +9,9 @@ dynamically, the backward statically: see below). With a stride the thread first
 gathers its image's sampled pixels (C, Ho*Wo) into its own buffer.
 
 Backward, per image: ``gx[b] = w2.T @ gy[b]`` (scattered back to the sampled pixels when
-strided) and ``gw_parts[thread] += x[b] @ gy[b].T`` (the weight gradient transposed); the
-parts are summed in thread order after the loop, so the weight gradient is the same on
-every call. Calls of any other shape go to ``im2col-cython``.
+strided) and ``gw_parts[thread] += gy[b] @ x[b].T``; the parts are summed in thread
+order after the loop, so the weight gradient is the same on every call. Calls of any
+other shape go to ``im2col-cython``.
 
 Bounds and wraparound checks are set by the build (setup.py), not here.
 """
@@ -96,7 +96,7 @@ def backward_threads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                      const real[:, ::1] w2, real[:, :, :, ::1] gx, real[:, :, ::1] parts,
                      real[:, ::1] buf, bint need_x, bint need_w, int sh, int sw, size_t gemm,
                      int nt):
-    """gx[b] = scatter(w2.T @ gy[b]); parts[thread] += x[b][:, ::sh, ::sw] @ gy[b].T."""
+    """gx[b] = scatter(w2.T @ gy[b]); parts[thread] += gy[b] @ x[b][:, ::sh, ::sw].T."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
     cdef Py_ssize_t p = ho * wo, b
@@ -112,8 +112,8 @@ def backward_threads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                 if strided:
                     _gather(src, &buf[tid, 0], c, h, w, sh, sw, ho, wo)
                     src = &buf[tid, 0]
-                _gemm(gemm, False, True, c, o, p, src, p, &gy[b, 0, 0, 0], p, 1,
-                      &parts[tid, 0, 0], o)
+                _gemm(gemm, False, True, o, c, p, &gy[b, 0, 0, 0], p, src, p, 1,
+                      &parts[tid, 0, 0], c)
             if need_x:
                 if strided:
                     _gemm(gemm, True, False, c, p, o, &w2[0, 0], c, &gy[b, 0, 0, 0], p, 0,
@@ -181,7 +181,7 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
     })
     gy = np.ascontiguousarray(gy)
     gx = np.empty_like(x) if need_x else np.empty((1, 1, 1, 1), dtype=x.dtype)
-    parts = (np.zeros((nt, c, o), dtype=x.dtype) if need_w
+    parts = (np.zeros((nt, o, c), dtype=x.dtype) if need_w
              else np.empty((1, 1, 1), dtype=x.dtype))
     buf = (workspace("pointwise-t", (nt, c * ho * wo), x.dtype) if strided
            else np.empty((1, 1), dtype=x.dtype))
@@ -190,8 +190,8 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
                          nt)
     gw = None
     if need_w:
-        gw_t = parts[0]
+        gw2 = parts[0]
         for t in range(1, nt):  # thread order: the same sum on every call
-            gw_t = gw_t + parts[t]
-        gw = np.ascontiguousarray(gw_t.T).reshape(w.shape)
+            gw2 = gw2 + parts[t]
+        gw = gw2.reshape(w.shape)
     return (gx if need_x else None), gw
