@@ -13,6 +13,7 @@ import tapegrad as tg
 import tapegrad.kernels as K
 import tapegrad.nn.functional as F
 from tapegrad.kernels.activation import fused_numba
+from tests._sizes import examples
 
 VARIANTS = K.variants("relu")
 COMPILED = [v for v in VARIANTS if v != "reference"]
@@ -35,7 +36,7 @@ def _same_bits(a: np.ndarray, b: np.ndarray) -> None:
 
 
 @pytest.mark.parametrize("variant", COMPILED)
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(
     shape=shapes,
     dtype=st.sampled_from([np.float32, np.float64]),

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import tapegrad.kernels as K
 from tapegrad.kernels.conv.reference import _out_size
+from tests._sizes import examples
 
 VARIANTS = [v for v in K.variants("conv2d") if v != "reference"]
 
@@ -52,7 +53,7 @@ def _tol(dtype):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(case=conv_case())
 def test_conv2d_variant_matches_reference(variant, case):
     stride, padding, dilation, groups, dtype = case[7], case[8], case[9], case[10], case[12]
@@ -79,7 +80,7 @@ IM2COL = [v for v in VARIANTS if v.startswith("im2col")]
 
 
 @pytest.mark.parametrize("variant", IM2COL)
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(12), deadline=None)
 @given(case=conv_case(), chunk=st.integers(1, 4), need=st.sampled_from(["both", "x", "w"]))
 def test_im2col_batch_chunks_match_reference(variant, case, chunk, need):
     """The chunked paths (columns for a few images at a time, the forward one image at a
@@ -127,7 +128,7 @@ def _threaded_module():
     return mod
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(12), deadline=None)
 @given(
     case=conv_case(),
     team=st.integers(1, 3),

@@ -13,6 +13,7 @@ import tapegrad as tg
 import tapegrad.kernels as K
 import tapegrad.nn.functional as F
 from tapegrad.kernels.conv import Conv2dCall, _conv2d_rule
+from tests._sizes import examples
 
 NAME = "blocked-cython"
 pytestmark = pytest.mark.skipif(NAME not in K.variants("conv2d"), reason="not built here")
@@ -47,7 +48,7 @@ def _tol(dtype):
     return dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(case=blocked_case(), team=st.integers(1, 3), need=st.sampled_from(["both", "x", "w"]))
 def test_blocked_matches_reference(case, team, need):
     """Forward and each gradient alone or both, with a team of 1 to 3 threads whatever the
@@ -113,7 +114,7 @@ def test_blocked_gradcheck(stride, padding):
 
 
 @pytest.mark.torch
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=examples(10), deadline=None)
 @given(case=blocked_case())
 def test_blocked_matches_torch(case):
     torch = pytest.importorskip("torch")

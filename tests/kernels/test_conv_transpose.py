@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tapegrad.kernels as K
+from tests._sizes import examples
 
 VARIANTS = [v for v in K.variants("conv_transpose2d") if v != "reference"]
 
@@ -54,7 +55,7 @@ def _tol(dtype):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(case=ct_case())
 def test_conv_transpose2d_variant_matches_reference(variant, case):
     x, w, b, args = _arrays(case)
@@ -72,7 +73,7 @@ def test_conv_transpose2d_variant_matches_reference(variant, case):
     assert mod.backward(gy, x, w, *args, True, False)[1] is None
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(case=ct_case())
 def test_reference_is_conv2d_adjoint(case):
     """<conv_transpose(x), z> == <x, conv2d(z)> with the same weight, stride, padding."""
@@ -100,7 +101,7 @@ def test_seed_transpose_example():
         np.testing.assert_allclose(y[0, 0], want, err_msg=v)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(12), deadline=None)
 @given(case=ct_case(), team=st.integers(1, 3), need=st.sampled_from(["both", "x", "w"]))
 def test_col2im_cython_threaded_drivers_match_reference(case, team, need):
     """col2im-cython on im2col-cython's threaded drivers (each thread whole images, its own

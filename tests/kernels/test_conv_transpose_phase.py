@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import tapegrad as tg
 import tapegrad.kernels as K
 from tapegrad.nn import functional as F
+from tests._sizes import examples
 
 PHASE = "phase-cython" in K.variants("conv_transpose2d")
 pytestmark = pytest.mark.skipif(not PHASE, reason="the Cython kernels are not built")
@@ -51,7 +52,7 @@ def _tol(dtype):
     return dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(case=phase_case(), team=st.integers(1, 3), need=st.sampled_from(["both", "x", "w"]))
 def test_phase_matches_reference(case, team, need):
     mod, ref = K.get("conv_transpose2d", "phase-cython"), K.get("conv_transpose2d", "reference")
@@ -105,7 +106,7 @@ def test_phase_gradcheck(k, stride, padding, outpad):
 
 
 @pytest.mark.torch
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=examples(6), deadline=None)
 @given(case=phase_case())
 def test_phase_matches_torch(case):
     torch = pytest.importorskip("torch")

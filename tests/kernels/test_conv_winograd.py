@@ -13,6 +13,7 @@ import tapegrad as tg
 import tapegrad.kernels as K
 import tapegrad.nn.functional as F
 from tapegrad.kernels.conv import Conv2dCall, _conv2d_rule
+from tests._sizes import examples
 
 VARIANTS = [v for v in K.variants("conv2d") if v.startswith("winograd")]
 # "<variant>/f4": the variant with F(4x4, 3x3) tiles for every call (winograd-cython picks
@@ -72,7 +73,7 @@ def _tol(dtype):
 
 
 @pytest.mark.parametrize("variant", WINOGRAD)
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(case=winograd_case(), need=st.sampled_from(["both", "x", "w"]))
 def test_winograd_matches_reference(variant, case, need):
     padding, dtype = case[5], case[7]
@@ -133,7 +134,7 @@ def test_winograd_gradcheck(variant, padding):
 
 @pytest.mark.torch
 @pytest.mark.parametrize("variant", WINOGRAD)
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=examples(10), deadline=None)
 @given(case=winograd_case())
 def test_winograd_matches_torch(variant, case):
     torch = pytest.importorskip("torch")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tapegrad.kernels as K
+from tests._sizes import covering, examples
 
 VARIANTS = K.variants("depthwise_conv2d")
 
@@ -27,7 +30,7 @@ def dw_case(draw):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(case=dw_case())
 def test_depthwise_variant_matches_conv2d_reference(variant, case):
     n, c, m, h, w, kh, kw, stride, padding, dilation, dtype, bias = case
@@ -51,11 +54,17 @@ def test_depthwise_variant_matches_conv2d_reference(variant, case):
     assert mod.backward(gy, x, wt, *args, False, True)[0] is None
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("padding", [0, 1, 2])
-@pytest.mark.parametrize("dilation", [1, 2])
-@pytest.mark.parametrize("m", [1, 2])
-@pytest.mark.parametrize("stride", [(1, 1), (2, 2), (2, 1), (1, 2)])
+# default run: every stride x padding at dilation 1 and one multiplier, then dilation 2 and
+# multiplier 2 at padding 1, stride 2; the whole grid under -m slow
+FUSED_ROWS = covering(
+    itertools.product(VARIANTS, [0, 1, 2], [1, 2], [1, 2], [(1, 1), (2, 2), (2, 1), (1, 2)]),
+    lambda v, padding, dilation, m, stride: (
+        (dilation, m) == (1, 1) or (padding, stride) == (1, (2, 2))
+    ),
+)
+
+
+@pytest.mark.parametrize("variant,padding,dilation,m,stride", FUSED_ROWS)
 def test_depthwise_3x3_fused_rows(variant, padding, dilation, m, stride):
     """The 3x3 stride-1 and stride-2 cases (fused inner rows; stride 1's flipped-filter input
     gradient) on odd planes wide enough to have interior rows and columns and borders."""
@@ -78,10 +87,15 @@ def test_depthwise_3x3_fused_rows(variant, padding, dilation, m, stride):
             np.testing.assert_allclose(got, want, **tol)
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-@pytest.mark.parametrize("k", [3, 5])
-@pytest.mark.parametrize("stride", [(1, 1), (2, 2), (2, 1), (1, 3)])
-@pytest.mark.parametrize("m", [1, 2])
+# default run: every stride for 3x3 kernels and one multiplier, 5x5 with multiplier 2 at two
+# strides; the whole grid under -m slow
+PHASE_PLANES = covering(
+    itertools.product(VARIANTS, [3, 5], [(1, 1), (2, 2), (2, 1), (1, 3)], [1, 2]),
+    lambda v, k, stride, m: (k, m) == (3, 1) or (k == 5 and m == 2 and stride[0] == 2),
+)
+
+
+@pytest.mark.parametrize("variant,k,stride,m", PHASE_PLANES)
 def test_depthwise_phase_planes(variant, k, stride, m):
     """Dilation-1 calls (phase planes: padded, split by stride phase, taps as unit-stride
     streams; the input gradient as one small convolution per phase) on odd planes, batch 1

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import tapegrad as tg
 import tapegrad.kernels as K
+from tests._sizes import examples
 
 COMPILED = [v for v in K.variants("dropout") if v != "reference"]
 
@@ -18,7 +19,7 @@ dtypes = st.sampled_from([np.float32, np.float64])
 
 
 @pytest.mark.parametrize("variant", COMPILED)
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(12), deadline=None)
 @given(
     shape=shapes,
     dtype=dtypes,
@@ -42,7 +43,7 @@ def test_dropout_matches_reference(variant, shape, dtype, p, scale, seed, step):
 
 
 @pytest.mark.parametrize("variant", COMPILED)
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(10), deadline=None)
 @given(planes=st.integers(1, 40), s=st.integers(1, 30), dtype=dtypes, p=st.floats(0, 1))
 def test_channel_dropout_matches_reference(variant, planes, s, dtype, p):
     x = np.random.default_rng(1).standard_normal((planes, s)).astype(dtype)
@@ -55,7 +56,7 @@ def test_channel_dropout_matches_reference(variant, planes, s, dtype, p):
 
 
 @pytest.mark.parametrize("variant", COMPILED)
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(10), deadline=None)
 @given(shape=shapes, dtype=dtypes, sigma=st.floats(0, 3))
 def test_gaussian_matches_reference(variant, shape, dtype, sigma):
     x = np.random.default_rng(2).standard_normal(shape).astype(dtype)

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tapegrad.kernels as K
+from tests._sizes import examples
 
 COMPILED = [v for v in K.variants("batch_norm") if v != "reference"]
 dtypes = st.sampled_from([np.float32, np.float64])
@@ -26,7 +27,7 @@ def _close(a, b, dtype):
 
 
 @pytest.mark.parametrize("variant", COMPILED)
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(12), deadline=None)
 @given(
     n=st.integers(1, 6),
     c=st.integers(1, 5),
@@ -59,7 +60,7 @@ def test_batch_norm_matches_reference(variant, n, c, s, dtype, normvar, offset):
 
 
 @pytest.mark.parametrize("variant", COMPILED)
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(12), deadline=None)
 @given(
     rows=st.integers(1, 12),
     k=st.integers(2, 40),

@@ -13,6 +13,7 @@ import tapegrad as tg
 import tapegrad.kernels as K
 from tapegrad.kernels.pointwise import RECORDS, GeluCall, LeakyReluCall, reference
 from tapegrad.kernels.pointwise import fused_numba as numba_variant
+from tests._sizes import examples
 
 SPECIAL = [np.nan, np.inf, -np.inf, -0.0, 0.0, 1e-40, -3.0, 3.0, 25.0, -800.0]
 # (record, keyword arguments): every activation, GELU both ways, non-default parameters
@@ -44,7 +45,7 @@ def _agree(a: np.ndarray, b: np.ndarray, dtype, what: str) -> None:
 
 
 @pytest.mark.parametrize("variant", COMPILED)
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=examples(12), deadline=None)
 @given(
     case=st.sampled_from(range(len(CALLS))),
     shape=shapes,

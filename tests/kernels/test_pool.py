@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import tapegrad.kernels as K
 from tapegrad.ops.pool import pool_out_size
+from tests._sizes import examples
 
 
 @st.composite
@@ -32,7 +33,7 @@ def pool_case(draw):
 
 
 @pytest.mark.parametrize("variant", [v for v in K.variants("max_pool2d") if v != "reference"])
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(case=pool_case())
 def test_max_pool2d_variant_matches_reference(variant, case):
     shape, kernel, stride, padding, dilation, out, dtype = case
@@ -72,7 +73,7 @@ def test_max_pool2d_ties_pick_first_in_scan_order(variant, window, dtype):
 
 
 @pytest.mark.parametrize("variant", [v for v in K.variants("avg_pool2d") if v != "reference"])
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(case=pool_case(), cip=st.booleans(), ceil=st.booleans())
 def test_avg_pool2d_variant_matches_reference(variant, case, cip, ceil):
     shape, kernel, stride, padding, _, _, dtype = case
@@ -97,7 +98,7 @@ def test_avg_pool2d_variant_matches_reference(variant, case, cip, ceil):
 @pytest.mark.parametrize(
     "variant", [v for v in K.variants("adaptive_avg_pool2d") if v != "reference"]
 )
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(
     n=st.integers(1, 3),
     c=st.integers(1, 3),

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import tapegrad.kernels as K
 from tapegrad.kernels.rng import key_words, philox_reference, threshold
+from tests._sizes import examples
 
 VARIANTS = K.variants("philox")
 COMPILED = [v for v in VARIANTS if v != "reference"]
@@ -67,7 +68,7 @@ def test_stream_layout_known_answer(variant):
 
 
 @pytest.mark.parametrize("variant", COMPILED)
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(12), deadline=None)
 @given(
     seed=st.integers(0, 2**64 - 1),
     step=st.integers(0, 2**64 - 1),

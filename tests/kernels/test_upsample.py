@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 import tapegrad as tg
 import tapegrad.kernels as K
 from tapegrad.kernels.upsample import UpsampleCall, direct_numba
+from tests._sizes import examples
 
 VARIANTS = K.variants("upsample2d")
 COMPILED = [v for v in VARIANTS if v != "reference"]
@@ -30,7 +31,7 @@ def _check(variant, x, out_hw, mode, ac, scales, gy_seed=0):
 
 
 @pytest.mark.parametrize("variant", COMPILED)
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(12), deadline=None)
 @given(
     n=st.integers(0, 2),
     c=st.integers(1, 3),

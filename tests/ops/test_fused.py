@@ -18,6 +18,7 @@ from tapegrad.gradcheck import gradcheck, gradgradcheck
 from tapegrad.kernels.fused import reference as R
 from tapegrad.ops import fused
 from tapegrad.profiler import profile
+from tests._sizes import examples
 
 COMPILED = [v for v in K.variants("bias_relu") if v != "reference"]
 SPECIAL = [np.nan, np.inf, -np.inf, -0.0, 0.0]
@@ -42,7 +43,7 @@ def _data(rng, shape, dtype):
 
 
 @pytest.mark.parametrize("variant", COMPILED)
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(12), deadline=None)
 @given(
     shape=st.lists(st.integers(1, 7), min_size=2, max_size=4).map(tuple),
     dtype=st.sampled_from([np.float32, np.float64]),
