@@ -150,7 +150,9 @@ def test_early_break_and_ctrl_c_stop_the_workers():
     del it
     assert not _alive(pids)
 
-    it = iter(DataLoader(Noisy(n=8, sleep=0.3), batch_size=1, num_workers=2))
+    # 8 items of 1 s on 2 workers: the loader is still waiting when Ctrl-C comes at 0.1 s,
+    # even when a busy machine starts the timer thread late
+    it = iter(DataLoader(Noisy(n=8, sleep=1.0), batch_size=1, num_workers=2))
     pids = [p.pid for p in it.pool.procs]
     timer = threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
