@@ -677,8 +677,9 @@ _G4 = np.array([
 
 def _weight_transform4(w):
     """u[6 i + j, o, c] = (G w[o, c] G^T)[i, j], G of F(4x4, 3x3), computed in float64."""
-    u = np.einsum("ia,ocab,jb->ijoc", _G4, w.astype(np.float64), _G4, optimize=True)
-    return np.ascontiguousarray(u.reshape(36, w.shape[0], w.shape[1]), dtype=w.dtype)
+    u = np.matmul(np.matmul(_G4, w.astype(np.float64)), _G4.T)  # (O, C, 6, 6), batched GEMMs
+    u = np.ascontiguousarray(u.transpose(2, 3, 0, 1), dtype=w.dtype)
+    return u.reshape(36, w.shape[0], w.shape[1])
 
 
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
