@@ -4,6 +4,15 @@ Depthwise convolution does k*k multiply-adds per output element and is memory bo
 per-group GEMM (im2col with C_in tiny GEMMs) wastes its time in overhead, so it has its
 own direct kernels that stream each input plane once per output channel.
 
+``direct-cython`` (first in ``auto``) pads and splits each (image, channel) plane by stride
+phase in cache, so every tap is a unit-stride stream. Its inner loops are 64-byte vector
+code built for AVX-512, AVX2 + FMA and baseline x86-64 and picked by the CPU at load time;
+3x3 and 5x5 filters at stride 1 or 2 have unrolled kernels (weights in registers, several
+output rows per phase-row load) for the forward, the stride-1 input gradient (the forward
+with flipped filters) and the weight gradient (per-tap lane sums in registers). All sums
+run in a fixed order: a call repeats bit for bit on one machine. ``benchmarks/conv_targets.py``
+times each pass against the copy time of the bytes it moves.
+
 Variant interface (every module registered for ``depthwise_conv2d``), the ``conv2d``
 interface with ``groups == C``::
 

@@ -873,6 +873,7 @@ def _phase_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
     cdef Py_ssize_t p, bi, ic, mm, oc, a, bb, i, j, t, u, v, u0, u1, v0, v1, oh, ow
     cdef real* G = NULL
     cdef real* Q = NULL
+    cdef real* X = NULL
     cdef real* wts = NULL
     cdef Py_ssize_t* offs = NULL
     cdef real* gxp
@@ -883,6 +884,7 @@ def _phase_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
         # one slack row: the columns past V of the last row read past the plane
         G = <real*>calloc(m * (U + qh) * Wg + Wg + 1, sizeof(real))
         Q = <real*>malloc((L + 1) * sizeof(real))
+        X = <real*>malloc((h * wd + 1) * sizeof(real))
         wts = <real*>malloc((m * kh * kw + 1) * sizeof(real))
         offs = <Py_ssize_t*>malloc((m * kh * kw + 1) * sizeof(Py_ssize_t))
         for p in prange(n * c, schedule="static"):
@@ -893,7 +895,8 @@ def _phase_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
                 gp = &gy[bi, ic * m + mm, 0, 0]
                 for oh in range(ho):
                     _copy(g + (oh + qh) * Wg + qw, gp + oh * wo, wo)
-            gxp = &gx[bi, ic, 0, 0]
+            # the phases interleave in X (cache-resident), then one contiguous copy to gx
+            gxp = X if sw > 1 else &gx[bi, ic, 0, 0]
             for a in range(sh):
                 u0 = _cdiv(ph - a, sh) if ph > a else 0
                 u1 = _cdiv(h + ph - a, sh)
@@ -918,8 +921,11 @@ def _phase_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
                         else:
                             for v in range(v0, v1):
                                 g[v * sw] = Q[u * Wg + v]
+            if sw > 1:
+                _copy(&gx[bi, ic, 0, 0], X, h * wd)
         free(G)
         free(Q)
+        free(X)
         free(wts)
         free(offs)
 
