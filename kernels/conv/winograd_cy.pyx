@@ -687,9 +687,16 @@ _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.
 
 def _weight_transform(w):
     """u[4 i + j, o, c] = (G w[o, c] G^T)[i, j], computed in the weights' dtype."""
-    g = _G.astype(w.dtype)
-    u = np.einsum("ia,ocab,jb->ijoc", g, w, g, optimize=True)
-    return np.ascontiguousarray(u.reshape(16, w.shape[0], w.shape[1]))
+    o, c = w.shape[:2]
+    r = np.empty((3, 4, o, c), dtype=w.dtype)  # r[b, i] = (G w)[i, b]
+    for b in range(3):
+        w0, w1, w2 = w[:, :, 0, b], w[:, :, 1, b], w[:, :, 2, b]
+        s, h = 0.5 * (w0 + w2), 0.5 * w1
+        r[b, 0], r[b, 1], r[b, 2], r[b, 3] = w0, s + h, s - h, w2
+    u = np.empty((4, 4, o, c), dtype=w.dtype)  # u[i, j] = (G w G^T)[i, j]
+    s, h = 0.5 * (r[0] + r[2]), 0.5 * r[1]
+    u[:, 0], u[:, 1], u[:, 2], u[:, 3] = r[0], s + h, s - h, r[2]
+    return u.reshape(16, o, c)
 
 
 # Below this many input channels the weight gradient runs im2col-cython's (a 3-channel
