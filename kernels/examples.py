@@ -130,8 +130,16 @@ def elems(p: dict) -> int:
 
 
 def nchw_label(p: dict) -> str:
-    """``N64 C64 32x32``."""
-    return f"N{p['N']} C{p['C']} {p['H']}x{p['W']}"
+    """``N64 C64 32x32``, then the case's ``mode``, ``groups`` (``G8``) and ``p`` (``p0.5``)
+    when it has them."""
+    s = f"N{p['N']} C{p['C']} {p['H']}x{p['W']}"
+    if "mode" in p:
+        s += f" {p['mode']}"
+    if "groups" in p:
+        s += f" G{p['groups']}"
+    if "p" in p:
+        s += f" p{p['p']}"
+    return s
 
 
 def x_input(p: dict, rng: np.random.Generator, dtype: Any):
