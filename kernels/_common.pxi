@@ -4,8 +4,8 @@
 # Below this much work (multiply-adds or elements) a call runs on the calling thread only,
 # like PyTorch's grain size: a sub-millisecond loop gains little from a second thread, and
 # on a loaded machine each parallel region can wait a scheduler slice for a member of the
-# OpenMP team (LeNet-5 at 2 threads on a busy 2-core box: 226 ms per step with the team,
-# 65 ms with these kernels serial).
+# OpenMP team (LeNet-5's step at 2 threads on a busy 2-core machine ran several times
+# faster with these kernels serial; benchmarks/results/threads-policy.md).
 cdef enum:
     _GRAIN = 1 << 21
 

@@ -1,8 +1,9 @@
 """GEMMs through NumPy's BLAS with the thread count scaled to the work.
 
 Waking a second thread for a small product costs more than it saves, and on a machine
-shared with other processes the wait for a descheduled worker turned 0.2 ms products into
-5-7 ms ones. Products below ``SMALL_MACS`` multiply-adds run on one BLAS thread.
+shared with other processes the wait for a descheduled worker made small products many
+times slower (benchmarks/results/threads-policy.md). Products below ``SMALL_MACS``
+multiply-adds run on one BLAS thread.
 
 Larger ones, at more than one thread, are split into blocks of rows or columns run on
 tapegrad's own OpenMP team, each thread calling NumPy's BLAS single-threaded on its block

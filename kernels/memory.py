@@ -3,11 +3,10 @@
 Every op allocates its outputs, and a training step frees and reallocates the same sizes
 over and over. glibc serves blocks above 128 KB (a threshold that grows dynamically up
 to 32 MB) with a fresh ``mmap`` and returns them on free, so each new activation or
-gradient costs one page fault per 4 KB on first write: ~2 ms per 8 MB array, 10-30% of a
-small CNN's step. With the thresholds raised, freed blocks stay in the heap and the next
-step reuses them without faults; peak memory is the same (measured: LeNet-5 step 5.8 ->
-4.2 ms, MobileNet-small 148 -> 125 ms, peak RSS within 0.5%), but the heap no longer
-shrinks back after a peak.
+gradient costs one page fault per 4 KB on first write, a sizeable share of a small CNN's
+step. With the thresholds raised, freed blocks stay in the heap and the next step reuses
+them without faults; peak memory is the same (measured for LeNet-5 and MobileNet-small:
+faster steps, peak RSS unchanged), but the heap no longer shrinks back after a peak.
 
 Applied before the first kernel runs (never at import); ``TAPEGRAD_RETAIN_MEMORY=0``
 leaves glibc as it is. A no-op where the C library has no ``mallopt`` (musl, macOS,

@@ -74,8 +74,8 @@ def time_candidates(
     lead = scores(alive)
     # the final: the candidates within 25% of the leader, on fresh samples among themselves
     # alone. A slow candidate between them evicts the caches and lets the thread team fall
-    # asleep, and it does so unevenly: next to direct convolutions at 2-6 ms, im2col-cython
-    # measured 0.85 ms to im2col-numba's 0.73, against 0.53 and 0.90 without them.
+    # asleep, and it does so unevenly: next to much slower direct convolutions the order of
+    # im2col-cython and im2col-numba came out reversed against a final among themselves.
     finalists = [n for r, n in lead if r <= _TRIAL_FINAL * lead[0][0]]
     if len(finalists) == 1:
         return finalists[0]

@@ -116,12 +116,11 @@ register("conv2d", "blocked-cython", f"{_P}.blocked_cy")
 
 
 # Below this many multiply-adds per call the direct kernels win (no column buffer, no
-# BLAS call, ~5 us per call less overhead). Above it im2col + one GEMM wins by far:
-# measured at 1 thread (the only clean reading on a shared machine), im2col-cython ran
-# LeNet-5's conv layers (1->6 ch 28x28 5x5 N=64, 7.5M MACs; 6->16 ch 14x14 N=64, 15M)
-# 2.5-15x faster forward and 6-15x faster backward than direct-cython, and 3->16 ch
-# 32x32 N=32 (14M) 4x / 7x; direct only won calls of a few 10k MACs (1->4 ch 8x8:
-# 6 us vs 11 us). Cython before Numba: 1.3-2x faster on every shape measured.
+# BLAS call, less fixed cost per call). Above it im2col + one GEMM wins by far: measured
+# at 1 thread, im2col-cython ran LeNet-5's conv layers (1->6 ch 28x28 5x5 N=64, 7.5M MACs;
+# 6->16 ch 14x14 N=64, 15M) and 3->16 ch 32x32 N=32 (14M) several times faster than
+# direct-cython forward and backward; direct only won calls of a few 10k MACs (1->4 ch
+# 8x8). Cython before Numba: faster on every shape measured.
 _DIRECT_MACS = 100_000
 
 
@@ -137,9 +136,8 @@ def _winograd_applies(call: Conv2dCall) -> bool:
 
 # 3x3 stride-1 calls with at least 16 channels in and out and 16x16 output pixels:
 # winograd-cython first (each thread transforms, multiplies and folds its own blocks of
-# tiles). On a loaded 2-core machine, 2 threads, float32, forward / forward + both gradients
-# against im2col-cython in the same process: 64->64 ch 32x32 N=32 100 / 364 ms against
-# 157 / 468 ms, 16->16 ch 32x32 N=64 33 / 104 against 47 / 113 (benchmarks/results/). On
+# tiles), ahead of im2col-cython at these sizes forward and with both gradients
+# (benchmarks/results/conv-targets.md, winograd-profile.md). On
 # smaller images (8x8, 32->64 ch) or fewer channels (8, or 3 in with the input gradient)
 # its transforms cost more than the multiplications saved, and im2col-cython leads.
 # winograd-numba (transforms, GEMMs and fold as three parallel steps per block) comes

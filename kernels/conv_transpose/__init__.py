@@ -90,12 +90,10 @@ register("conv_transpose2d", "phase-cython", f"{_P}.phase_cy")
 
 # Small calls go to col2im-cython (one single-threaded BLAS call and im2col on the calling
 # thread below their grains), and so do large ones: its threads each take whole images
-# (GEMM and fold per image, see col2im_cy.py); N=32 64->32 ch 16->32 4x4 stride 2, forward +
-# backward, 2 threads on a loaded machine: 190 ms against col2im-numba's 219. Medians on 2
-# loaded cores, ms fwd /
-# bwd, col2im-cython vs direct-cython: N=8 16->8 ch 8x8 (1M multiply-adds) 0.04 / 0.06 vs
-# 0.38 / 0.98; conv_autoencoder's decoder, N=64 32->16 7x7 (14M) 10 / 18 vs 22 / 48 and
-# 16->1 14x14 (1.8M) 0.15 / 1.7 vs 1.9 / 7.0; a 4-channel 4x4 call ties (0.01 / 0.02).
+# (GEMM and fold per image, see col2im_cy.py), ahead of col2im-numba. direct-cython ran
+# behind col2im-cython forward and backward from 1M multiply-adds (N=8 16->8 ch 8x8) up to
+# conv_autoencoder's decoder layers, and tied only on calls of a few channels
+# (benchmarks/results/conv-targets.md).
 _DIRECT_MACS = 20_000_000
 
 

@@ -37,9 +37,9 @@ def _mpi() -> Any:
     """The ``mpi4py.MPI`` module, or an ImportError saying what to install."""
     # Open MPI busy-polls while a rank waits in a collective; on a node shared with other
     # work (or with more ranks than free cores) the spinning rank holds the core its peer
-    # needs and a 0.03 ms Allreduce takes 40+ ms. Yielding costs next to nothing on an idle
-    # core. Read at MPI_Init (the import below); OMPI_MCA_mpi_yield_when_idle=0 restores
-    # busy polling.
+    # needs, and a tiny Allreduce takes a thousand times longer. Yielding costs next to
+    # nothing on an idle core. Read at MPI_Init (the import below);
+    # OMPI_MCA_mpi_yield_when_idle=0 restores busy polling.
     os.environ.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")
     try:
         from mpi4py import MPI
