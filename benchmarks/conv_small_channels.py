@@ -17,10 +17,10 @@ Same-process ratios between tapegrad's own variants: the comparison with PyTorch
 from __future__ import annotations
 
 import argparse
-import subprocess
 import time
 
 import numpy as np
+from _report import finish, uptime
 
 # name: (x shape, w shape, stride, padding)
 LAYERS = {
@@ -80,8 +80,7 @@ def main() -> None:
     from tapegrad.kernels.conv import Conv2dCall
 
     tg.set_num_threads(args.threads)
-    up = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    lines = [f"uptime at start: {up}", ""]
+    lines = [f"uptime at start: {uptime()}", ""]
     lines.append(
         f"float32, {args.threads} threads, one process; {_STAT.__name__} over {args.rounds} "
         f"rounds of the {_STAT.__name__} of {args.repeats} calls; ratio = time / best of "
@@ -115,13 +114,7 @@ def main() -> None:
                 f"| {name} | {tag} | {f:.2f} | {gx:.2f} | {gw:.2f} | {f + gx + gw:.2f} "
                 f"| {(f + gx + gw) / best_before:.2f} |"
             )
-    up = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    lines.append(f"\nuptime at end: {up}")
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    finish(lines, args.out)
 
 
 if __name__ == "__main__":

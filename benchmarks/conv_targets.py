@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from _report import finish, uptime
 
 
 @dataclass(frozen=True)
@@ -327,8 +328,7 @@ def main() -> None:
         print(json.dumps(res))
         return
 
-    up = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    lines = [f"uptime at start: {up}", ""]
+    lines = [f"uptime at start: {uptime()}", ""]
     limits = _spawn("limits", 0)
     cases = _selected(args.only)
     ours: dict[str, list[float]] = {c.name: [] for c in cases}
@@ -401,13 +401,7 @@ def main() -> None:
     if any(c.kind == "gemm" and c.fn == "conv2d" for c in cases):
         lines.append("Winograd float32 max error / output std vs the float64 reference:")
         lines += _spawn("accuracy", 0)["lines"]
-    up = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    lines.append(f"\nuptime at end: {up}")
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    finish(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ import subprocess
 import sys
 import tempfile
 
+from _report import finish, uptime
+
 MODELS = ["lenet5", "resnet8", "vgg_small", "mobilenet_small", "conv_autoencoder"]
 VARIANTS = ["auto", "im2col-cython"]
 
@@ -77,8 +79,7 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--out", default="")
     args = ap.parse_args()
-    up = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    lines = [f"uptime at start: {up}", ""]
+    lines = [f"uptime at start: {uptime()}", ""]
     body, gemm = [], []
     for name in [m for m in args.models.split(",") if m]:
         data = run_model(name, args.threads, args.repeat)
@@ -96,13 +97,7 @@ def main() -> None:
     )
     lines.append("| --- | --- | --- | ---: | ---: | ---: | ---: |")
     lines += body
-    up = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    lines.append(f"\nuptime at end: {up}")
-    text = "\n".join(lines)
-    print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text + "\n")
+    finish(lines, args.out)
 
 
 if __name__ == "__main__":
