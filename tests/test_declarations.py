@@ -25,7 +25,7 @@ NOT_TENSOR_OPS = {
 
 
 def _fuzzed() -> set[str]:
-    return {*test_fuzz.DECLARED, *test_fuzz.ELEMENTWISE, *test_fuzz.CONV_FAMILIES}
+    return {*test_fuzz.DECLARED, *test_fuzz.ELEMENTWISE}
 
 
 def _layout_rows() -> set[str]:

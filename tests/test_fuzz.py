@@ -138,10 +138,6 @@ def check_variants(
                 _close(s, rs, dtype, f"{public} {v} state {i}")
 
 
-# the convolution families, whose records declare no examples yet: fuzzed by the strategies
-# of test_fuzz_conv, test_fuzz_depthwise and test_fuzz_conv_transpose below
-CONV_FAMILIES = ("conv2d", "depthwise_conv2d", "conv_transpose2d")
-
 # --- strategies --------------------------------------------------------------------------
 
 dtypes = st.sampled_from([np.float32, np.float64])

@@ -516,23 +516,7 @@ def _layouts(a: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def _conv_same(x, w, b):
-    return F.conv2d(x, w, b, stride=1, padding="same")
-
-
 LAYOUT_CASES = [
-    (
-        "conv2d",
-        lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1),
-        [(2, 3, 7, 6), (4, 3, 3, 2), (4,)],
-    ),
-    ("conv2d-same", _conv_same, [(1, 2, 5, 5), (3, 2, 2, 3), (3,)]),
-    (
-        "conv2d-groups",
-        lambda x, w: F.conv2d(x, w, groups=2, dilation=2),
-        [(2, 4, 7, 7), (6, 2, 2, 2)],
-    ),
-    ("conv1d", lambda x, w, b: F.conv1d(x, w, b, padding=1), [(2, 3, 9), (5, 3, 3), (5,)]),
     ("linear", lambda x, w, b: F.linear(x, w, b), [(5, 4), (3, 4), (3,)]),
     ("linear-3d", lambda x, w: F.linear(x, w), [(2, 5, 4), (3, 4)]),
     ("tanh", F.tanh, [(3, 4)]),
@@ -557,27 +541,13 @@ def _seeded(example, F):
 
 
 LAYOUT_CASES += [
-    ("depthwise", lambda x, w: F.conv2d(x, w, padding=1, groups=3), [(2, 3, 6, 7), (6, 1, 3, 3)]),
-    (
-        "conv_transpose2d",
-        lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1),
-        [(2, 3, 5, 4), (3, 2, 3, 3), (2,)],
-    ),
-    ("conv_transpose1d", lambda x, w: F.conv_transpose1d(x, w, stride=2), [(2, 3, 7), (3, 4, 3)]),
     ("nll_loss", lambda x: F.nll_loss(x, np.array([0, 3, 1])), [(3, 5)]),
     ("bce", lambda x, y: F.binary_cross_entropy_with_logits(x, y), [(3, 5), (3, 5)]),
 ]
 LAYOUT_CASES += [  # the declared elementwise ops, by their functional names
     (r.functional, getattr(F, r.functional), [(3, 4, 2)]) for r in ELEMENTWISE.values()
 ]
-KERNEL_OF = {
-    **{r.functional: op for op, r in ELEMENTWISE.items()},
-    "conv2d": "conv2d",
-    "conv1d": "conv2d",
-    "depthwise": "depthwise_conv2d",
-    "conv_transpose2d": "conv_transpose2d",
-    "conv_transpose1d": "conv_transpose2d",
-}
+KERNEL_OF = {r.functional: op for op, r in ELEMENTWISE.items()}
 # every other kernel op: one row per example its call record declares (kernels/examples.py),
 # under the op's name, so a new family needs no line here
 for _op, _rec in tg.kernels.declarations().items():

@@ -117,23 +117,16 @@ def test_backends_agree_with_reference_after_training():
 
 
 def _op_cases() -> dict[str, tuple[callable, list]]:
-    """op -> (the call, its leaf tensors). The convolution families' calls are written here;
-    every other kernel op's comes from its call record's ``determinism`` example (or its
-    first example; kernels/examples.py), so a new family needs no line here."""
+    """op -> (the call, its leaf tensors), from each kernel op's call record: its
+    ``determinism`` example (or its first example; kernels/examples.py), so a new family
+    needs no line here."""
     rng = np.random.default_rng(0)
 
     def t(*shape):
         return tg.tensor(rng.standard_normal(shape).astype(np.float32), requires_grad=True)
 
-    x, w, wd, wt = t(4, 6, 12, 12), t(8, 6, 3, 3), t(12, 1, 3, 3), t(6, 4, 3, 3)
-    cases = {
-        "conv2d": (lambda: F.conv2d(x, w, padding=1, stride=2), [x, w]),
-        "depthwise_conv2d": (lambda: F.conv2d(x, wd, padding=1, groups=6), [x, wd]),
-        "conv_transpose2d": (lambda: F.conv_transpose2d(x, wt, stride=2, padding=1), [x, wt]),
-    }
+    cases = {}
     for op, rec in tg.kernels.declarations().items():
-        if op in cases:
-            continue
         if getattr(rec, "elementwise", False):  # past the serial threshold: threaded path
             example = Example(
                 lambda F, x, name=rec.functional: getattr(F, name)(x), ((4, 6, 64, 64),)

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 from ..calls import KernelCall, pair
 from ..registry import register, set_rule
+from . import cases as _cases
 
 
 class ConvLikeCall(KernelCall):
@@ -212,3 +213,9 @@ def _conv2d_rule(call: Conv2dCall) -> list[str]:
 
 
 set_rule("conv2d", _conv2d_rule)
+
+
+# example calls, determinism row and bench case (kernels/examples.py), shared helpers in .cases
+Conv2dCall.examples = _cases.CONV2D_EXAMPLES
+Conv2dCall.determinism = _cases.CONV2D_DETERMINISM
+Conv2dCall.bench = _cases.CONV2D_BENCH

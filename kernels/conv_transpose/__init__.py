@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 
 from ..calls import pair
 from ..conv import ConvLikeCall
+from ..conv import cases as _cases
 from ..registry import register, set_rule
 
 
@@ -120,3 +121,9 @@ def _conv_transpose2d_rule(call: ConvTranspose2dCall) -> list[str]:
 
 
 set_rule("conv_transpose2d", _conv_transpose2d_rule)
+
+
+# example calls, determinism row and bench case (kernels/examples.py; kernels/conv/cases.py)
+ConvTranspose2dCall.examples = _cases.CONV_TRANSPOSE2D_EXAMPLES
+ConvTranspose2dCall.determinism = _cases.CONV_TRANSPOSE2D_DETERMINISM
+ConvTranspose2dCall.bench = _cases.CONV_TRANSPOSE2D_BENCH

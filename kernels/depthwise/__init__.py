@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..conv import Conv2dCall
+from ..conv import cases as _cases
 from ..registry import register, set_rule
 
 
@@ -52,3 +53,9 @@ def _depthwise_rule(call: DepthwiseConv2dCall) -> list[str]:
 
 
 set_rule("depthwise_conv2d", _depthwise_rule)
+
+
+# example calls, determinism row and bench case (kernels/examples.py; kernels/conv/cases.py)
+DepthwiseConv2dCall.examples = _cases.DEPTHWISE_EXAMPLES
+DepthwiseConv2dCall.determinism = _cases.DEPTHWISE_DETERMINISM
+DepthwiseConv2dCall.bench = _cases.DEPTHWISE_BENCH

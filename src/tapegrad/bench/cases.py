@@ -22,7 +22,6 @@ the table can name ops before their kernels land.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,16 +31,8 @@ import numpy as np
 
 from tapegrad.kernels import examples as ex
 
-DIRECTIONS = ("forward", "backward", "both")
-F32 = 4  # bytes per float32 element
-
-
-def _pair(v: Any) -> tuple[int, int]:
-    return (int(v), int(v)) if isinstance(v, (int, np.integer)) else (int(v[0]), int(v[1]))
-
-
-def _prod(*xs: int) -> int:
-    return int(math.prod(xs))
+DIRECTIONS = ex.DIRECTIONS
+F32 = ex.F32  # bytes per float32 element
 
 
 @dataclass(frozen=True)
@@ -108,187 +99,12 @@ class OpSpec:
         return out
 
 
-# --- convolutions ----------------------------------------------------------------------
-
-
-def _conv_out(n: int, k: int, s: int, p: int, d: int) -> int:
-    return (n + 2 * p - d * (k - 1) - 1) // s + 1
-
-
-def _conv_dims(p: dict) -> tuple[int, ...]:
-    kh, kw = _pair(p["k"])
-    sh, sw = _pair(p.get("stride", 1))
-    ph, pw = _pair(p.get("padding", 0))
-    dh, dw = _pair(p.get("dilation", 1))
-    ho = _conv_out(p["H"], kh, sh, ph, dh)
-    wo = _conv_out(p["W"], kw, sw, pw, dw)
-    return kh, kw, ho, wo
-
-
-def _conv_label(p: dict) -> str:
-    kh, kw, _, _ = _conv_dims(p)
-    g = p.get("groups", 1)
-    s = f"N{p['N']} {p['C']}>{p['O']} {p['H']}x{p['W']} k{kh}x{kw}"
-    s += f" s{_pair(p.get('stride', 1))[0]} p{_pair(p.get('padding', 0))[0]}"
-    return s + (f" g{g}" if g != 1 else "")
-
-
-def _conv_build(p: dict, rng: np.random.Generator, dtype: Any):
-    kh, kw, _, _ = _conv_dims(p)
-    g = p.get("groups", 1)
-    fan_in = p["C"] // g * kh * kw
-    arrays = {
-        "x": rng.standard_normal((p["N"], p["C"], p["H"], p["W"])).astype(dtype),
-        "w": (rng.standard_normal((p["O"], p["C"] // g, kh, kw)) / math.sqrt(fan_in)).astype(dtype),
-    }
-    if p.get("bias", True):
-        arrays["b"] = rng.standard_normal(p["O"]).astype(dtype)
-    return arrays, tuple(arrays)
-
-
-def _conv_kwargs(p: dict) -> dict:
-    return {
-        "stride": _pair(p.get("stride", 1)),
-        "padding": _pair(p.get("padding", 0)),
-        "dilation": _pair(p.get("dilation", 1)),
-        "groups": p.get("groups", 1),
-    }
-
-
-def _conv_flops(p: dict, direction: str) -> int:
-    kh, kw, ho, wo = _conv_dims(p)
-    g = p.get("groups", 1)
-    outs = _prod(p["N"], p["O"], ho, wo)
-    macs = outs * (p["C"] // g) * kh * kw
-    bias = outs if p.get("bias", True) else 0
-    fwd = 2 * macs + bias
-    bwd = 2 * macs + 2 * macs + bias  # grad of input, grad of weight, grad of bias
-    return {"forward": fwd, "backward": bwd, "both": fwd + bwd}[direction]
-
-
-def _conv_bytes(p: dict, direction: str) -> int:
-    kh, kw, ho, wo = _conv_dims(p)
-    g = p.get("groups", 1)
-    x = _prod(p["N"], p["C"], p["H"], p["W"])
-    w = _prod(p["O"], p["C"] // g, kh, kw)
-    b = p["O"] if p.get("bias", True) else 0
-    y = _prod(p["N"], p["O"], ho, wo)
-    fwd = x + w + b + y
-    bwd = y + x + w + x + w + b  # read gy, x, w; write gx, gw, gb
-    return F32 * {"forward": fwd, "backward": bwd, "both": fwd + bwd}[direction]
-
-
-# depthwise: groups == C, channel multiplier M = O / C
-
-
-def _dw_label(p: dict) -> str:
-    m = p["O"] // p["C"]
-    kh, kw, _, _ = _conv_dims(p)
-    s = f"N{p['N']} {p['C']}ch {p['H']}x{p['W']} k{kh}x{kw}"
-    s += f" s{_pair(p.get('stride', 1))[0]} p{_pair(p.get('padding', 0))[0]}"
-    return s + (f" x{m}" if m != 1 else "")
-
-
-# transposed convolution: x (N, C, H, W), w (C, O/groups, kH, kW)
-
-
-def _convt_dims(p: dict) -> tuple[int, ...]:
-    kh, kw = _pair(p["k"])
-    sh, sw = _pair(p.get("stride", 1))
-    ph, pw = _pair(p.get("padding", 0))
-    oh, ow = _pair(p.get("output_padding", 0))
-    dh, dw = _pair(p.get("dilation", 1))
-    ho = (p["H"] - 1) * sh - 2 * ph + dh * (kh - 1) + oh + 1
-    wo = (p["W"] - 1) * sw - 2 * pw + dw * (kw - 1) + ow + 1
-    return kh, kw, ho, wo
-
-
-def _convt_label(p: dict) -> str:
-    kh, kw, ho, wo = _convt_dims(p)
-    s = f"N{p['N']} {p['C']}>{p['O']} {p['H']}x{p['W']}>{ho}x{wo} k{kh}x{kw}"
-    return s + f" s{_pair(p.get('stride', 1))[0]} p{_pair(p.get('padding', 0))[0]}"
-
-
-def _convt_build(p: dict, rng: np.random.Generator, dtype: Any):
-    kh, kw, _, _ = _convt_dims(p)
-    g = p.get("groups", 1)
-    arrays = {
-        "x": rng.standard_normal((p["N"], p["C"], p["H"], p["W"])).astype(dtype),
-        "w": (rng.standard_normal((p["C"], p["O"] // g, kh, kw)) / math.sqrt(p["C"])).astype(dtype),
-    }
-    if p.get("bias", True):
-        arrays["b"] = rng.standard_normal(p["O"]).astype(dtype)
-    return arrays, tuple(arrays)
-
-
-def _convt_kwargs(p: dict) -> dict:
-    return {
-        "stride": _pair(p.get("stride", 1)),
-        "padding": _pair(p.get("padding", 0)),
-        "output_padding": _pair(p.get("output_padding", 0)),
-        "groups": p.get("groups", 1),
-        "dilation": _pair(p.get("dilation", 1)),
-    }
-
-
-def _weighted(name: str, kwargs: Callable[[dict], dict]) -> Callable[[Any, dict, dict], Any]:
-    """``F.<name>(x, w, b, **kwargs(p))`` through functional module ``F`` (either framework)."""
-
-    def call(F: Any, T: dict, p: dict):
-        return getattr(F, name)(T["x"], T["w"], T.get("b"), **kwargs(p))
-
-    return call
-
-
-def _convt_flops(p: dict, direction: str) -> int:
-    kh, kw, ho, wo = _convt_dims(p)
-    g = p.get("groups", 1)
-    macs = _prod(p["N"], p["C"], p["H"], p["W"], p["O"] // g, kh, kw)
-    bias = _prod(p["N"], p["O"], ho, wo) if p.get("bias", True) else 0
-    fwd = 2 * macs + bias
-    bwd = 4 * macs + bias
-    return {"forward": fwd, "backward": bwd, "both": fwd + bwd}[direction]
-
-
-def _convt_bytes(p: dict, direction: str) -> int:
-    kh, kw, ho, wo = _convt_dims(p)
-    g = p.get("groups", 1)
-    x = _prod(p["N"], p["C"], p["H"], p["W"])
-    w = _prod(p["C"], p["O"] // g, kh, kw)
-    b = p["O"] if p.get("bias", True) else 0
-    y = _prod(p["N"], p["O"], ho, wo)
-    fwd = x + w + b + y
-    bwd = y + x + w + x + w + b
-    return F32 * {"forward": fwd, "backward": bwd, "both": fwd + bwd}[direction]
-
-
 # --- the table ---------------------------------------------------------------------------
 # Every op whose call record declares ``bench`` (a kernels.examples.BenchCase, in its
 # family's ``kernels/<family>/__init__.py``) gets its spec from there; a new family needs
-# no line here. The three convolution families still declare their case below, in the
-# same form, until their records do.
+# no line here.
 
 _NCHW = {"N": 64, "C": 64, "H": 32, "W": 32}
-
-_CONV = _weighted("conv2d", _conv_kwargs)
-_CONVT = _weighted("conv_transpose2d", _convt_kwargs)
-_BENCH = {
-    "conv2d": ex.BenchCase(
-        "flops", ({"N": 32, "C": 64, "O": 64, "H": 32, "W": 32, "k": 3, "padding": 1},),
-        _conv_label, _conv_build, _CONV, _conv_flops, _conv_bytes, aliases=("conv",),
-    ),
-    "depthwise_conv2d": ex.BenchCase(
-        "bytes", ({"N": 32, "C": 128, "O": 128, "H": 32, "W": 32, "k": 3, "padding": 1,
-                   "groups": 128},),
-        _dw_label, _conv_build, _CONV, _conv_flops, _conv_bytes, aliases=("depthwise",),
-    ),
-    "conv_transpose2d": ex.BenchCase(
-        "flops", ({"N": 32, "C": 64, "O": 32, "H": 16, "W": 16, "k": 4, "stride": 2,
-                   "padding": 1},),
-        _convt_label, _convt_build, _CONVT, _convt_flops, _convt_bytes,
-        aliases=("conv_transpose", "convt"),
-    ),
-}  # fmt: skip
 
 # short names accepted by ``--ops``, from the bench cases
 ALIASES: dict[str, str] = {}
@@ -334,10 +150,7 @@ def spec_of_record(op: str, bench: Any) -> OpSpec:
 def _record_specs() -> dict[str, OpSpec]:
     import tapegrad.kernels as K
 
-    benches = {**_BENCH}
-    for op, rec in K.declarations().items():
-        if rec.bench is not None:
-            benches.setdefault(op, rec.bench)
+    benches = {op: rec.bench for op, rec in K.declarations().items() if rec.bench is not None}
     for op, bench in benches.items():
         ALIASES.update((alias, op) for alias in bench.aliases)
     return {op: spec_of_record(op, bench) for op, bench in benches.items()}
