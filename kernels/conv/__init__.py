@@ -114,6 +114,7 @@ register("conv2d", "winograd-numba", f"{_P}.winograd_numba")
 register("conv2d", "winograd-cython", f"{_P}.winograd_cy")
 register("conv2d", "pointwise-cython", f"{_P}.pointwise_cy")
 register("conv2d", "blocked-cython", f"{_P}.blocked_cy")
+register("conv2d", "flat-cython", f"{_P}.flat_cy")
 
 
 # Below this many multiply-adds per call the direct kernels win (no column buffer, no
@@ -187,6 +188,31 @@ def _blocked_leads(call: Conv2dCall) -> bool:
     )
 
 
+# Strided calls (stride 2 or 3, one group, dilation 1, kernels wider than 1x1) with 4 or more
+# input channels, 8 to 64 output channels and a reduction of at most 800 (input channels x
+# kernel taps): flat-cython first (direct convolution over the input's phase planes in flat
+# tiles of output positions; the input gradient as per-phase stride-1 convolutions, no
+# scatter), ahead of im2col-cython forward and input gradient at these sizes (resnet8's
+# stride-2 3x3 layers, 16->32 and 32->64; the 5x5 stride-2 32->48 layer;
+# benchmarks/results/conv-targets.md); the weight gradient is im2col-cython's either way.
+_FLAT_MAX_REDUCTION = 800
+_FLAT_MAX_OUT = 64
+
+
+def _flat_leads(call: Conv2dCall) -> bool:
+    c, kh, kw = call.w_shape[1:]
+    return (
+        call.groups == 1
+        and call.stride[0] == call.stride[1]
+        and call.stride[0] in (2, 3)
+        and call.dilation == (1, 1)
+        and (kh, kw) != (1, 1)
+        and c >= _BLOCKED_MIN_IN
+        and _BLOCKED_MIN_OUT <= call.w_shape[0] <= _FLAT_MAX_OUT
+        and c * kh * kw <= _FLAT_MAX_REDUCTION
+    )
+
+
 def _conv2d_rule(call: Conv2dCall) -> list[str]:
     try:
         macs = call.macs()
@@ -194,6 +220,7 @@ def _conv2d_rule(call: Conv2dCall) -> list[str]:
         leads = winograd and _winograd_leads(call)
         pointwise = _pointwise_applies(call)
         blocked = _blocked_leads(call)
+        flat = _flat_leads(call)
     except (AttributeError, TypeError, ValueError):
         return ["im2col-cython", "im2col-numba"]
     if macs < _DIRECT_MACS:
@@ -205,6 +232,8 @@ def _conv2d_rule(call: Conv2dCall) -> list[str]:
                 "im2col-numba"]  # fmt: skip
     if blocked:
         return ["blocked-cython", "im2col-cython", "im2col-numba"]
+    if flat:
+        return ["flat-cython", "im2col-cython", "im2col-numba"]
     if leads:
         return ["winograd-cython", "im2col-cython", "winograd-numba", "im2col-numba"]
     if winograd:

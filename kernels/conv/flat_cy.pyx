@@ -1,0 +1,283 @@
+"""Direct convolution over phase planes with flat output tiles, compiled with Cython + OpenMP.
+
+For strided calls and small images, where im2col's column buffer, small GEMMs and the
+input gradient's scatter cost more than the arithmetic. Each thread takes whole images and
+splits its image, zero-padded, into ``s * s`` phase planes per channel
+(``xq[c, py, px, r, q] = xpad[c, r * s + py, q * s + px]`` for stride ``s``): every filter tap
+then reads one plane at a fixed offset, as in a stride-1 convolution. The output is computed
+over the flat index ``f = oh * wq + ow`` of rows ``wq`` wide (``wq`` the plane width), in
+tiles of ``_OB`` output channels by ``_VW`` consecutive flat positions: ``_OB * _VW``
+accumulators in vector registers, one vector load of the planes and ``_OB`` broadcast
+weights per tap, read through a table of tap offsets. A tile spans rows, so narrow outputs
+(8 or 10 columns) fill whole vectors; the ``wq - wo`` columns past each row's end are
+computed and dropped.
+
+The input gradient of a stride-``s`` call is, for each of the ``s * s`` phases of the input,
+a stride-1 convolution of the zero-padded output gradient with the taps that land on that
+phase (no zero-dilated gradient, no scatter): the same tiles with another tap table, each
+input pixel written once. The weight gradient goes to ``im2col-cython`` (its threaded
+drivers), as do dilated and grouped calls.
+
+Every output adds its taps in (input channel, kh, kw) order, the input gradient in (output
+channel, kh, kw) order. Bounds and wraparound checks are set by the build (setup.py).
+"""
+
+cimport openmp
+from cython.parallel cimport prange
+
+import numpy as np
+
+from .. import memory, threads
+from . import im2col_cy as _fallback
+from .im2col import workspace
+
+
+include "../_common.pxi"
+
+
+cdef enum:
+    _VW = 32  # flat output positions per tile (two AVX-512 float32 vectors)
+    _OB = 8   # output channels per tile
+
+
+# The tile in C: GCC vector types of 64 bytes (16 floats or 8 doubles), ``_OB`` x ``_VW``
+# accumulators as local vectors; per tap one unaligned load at the tap's offset and
+# ``_OB`` scalar-times-vector multiply-adds with the tap's weights (wt[t * op + k]).
+cdef extern from *:
+    """
+    #define TG_FL_TILE(T, S)                                                            \
+    typedef T tg_fl_v##S __attribute__((vector_size(64)));                              \
+    typedef T tg_fl_u##S __attribute__((vector_size(64), aligned(sizeof(T)), may_alias)); \
+    static inline void tg_fl_tile_##S(const T* xq, const Py_ssize_t* offs,              \
+            Py_ssize_t nt, const T* wt, Py_ssize_t op, T* out) {                        \
+        enum { V = 64 / sizeof(T), NV = 32 / V };                                       \
+        tg_fl_v##S a[8][NV];                                                            \
+        Py_ssize_t t, k, v;                                                             \
+        _Pragma("GCC unroll 8") for (k = 0; k < 8; k++)                                 \
+            _Pragma("GCC unroll 4") for (v = 0; v < NV; v++) a[k][v] = (tg_fl_v##S){0};  \
+        for (t = 0; t < nt; t++, wt += op) {                                            \
+            const T* src = xq + offs[t];                                                \
+            tg_fl_v##S xv[NV];                                                          \
+            _Pragma("GCC unroll 4") for (v = 0; v < NV; v++)                            \
+                xv[v] = *(const tg_fl_u##S*)(src + v * V);                              \
+            _Pragma("GCC unroll 8") for (k = 0; k < 8; k++) {                           \
+                T wv = wt[k];                                                           \
+                _Pragma("GCC unroll 4") for (v = 0; v < NV; v++)                        \
+                    a[k][v] += wv * xv[v];                                              \
+            }                                                                           \
+        }                                                                               \
+        _Pragma("GCC unroll 8") for (k = 0; k < 8; k++)                                 \
+            _Pragma("GCC unroll 4") for (v = 0; v < NV; v++)                            \
+                *(tg_fl_u##S*)(out + k * 32 + v * V) = a[k][v];                         \
+    }
+    TG_FL_TILE(float, f)
+    TG_FL_TILE(double, d)
+    """
+    void tg_fl_tile_f(const float* xq, const Py_ssize_t* offs, Py_ssize_t nt, const float* wt,
+                      Py_ssize_t op, float* out) noexcept nogil
+    void tg_fl_tile_d(const double* xq, const Py_ssize_t* offs, Py_ssize_t nt, const double* wt,
+                      Py_ssize_t op, double* out) noexcept nogil
+
+
+cdef inline void _planes(const real* xb, real* xq, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
+                         Py_ssize_t s, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t hq,
+                         Py_ssize_t wq, Py_ssize_t slack) noexcept nogil:
+    # xq[ci, py, px, r, q] = x[ci, r * s + py - ph, q * s + px - pw], zero outside the
+    # image; then ``slack`` zeros (read only by dropped positions of the last tiles)
+    cdef Py_ssize_t ci, py, px, r, q, ih, iw
+    cdef real* d
+    cdef const real* src
+    for ci in range(c):
+        for py in range(s):
+            for px in range(s):
+                for r in range(hq):
+                    d = xq + (((ci * s + py) * s + px) * hq + r) * wq
+                    ih = r * s + py - ph
+                    if ih < 0 or ih >= h:
+                        for q in range(wq):
+                            d[q] = 0
+                        continue
+                    src = xb + (ci * h + ih) * w
+                    for q in range(wq):
+                        iw = q * s + px - pw
+                        d[q] = src[iw] if 0 <= iw < w else 0
+    d = xq + c * s * s * hq * wq
+    for q in range(slack):
+        d[q] = 0
+
+
+cdef inline void _job(const real* xq, const Py_ssize_t* offs, Py_ssize_t nt, const real* wt,
+                      Py_ssize_t op, Py_ssize_t o, const real* bias, bint has_bias, real* yb,
+                      real* acc, Py_ssize_t wq, Py_ssize_t na, Py_ssize_t nb, Py_ssize_t dcs,
+                      Py_ssize_t drs, Py_ssize_t dbs) noexcept nogil:
+    # yb[oc * dcs + a * drs + b * dbs] = sum_t wt[t, oc] * xq[a * wq + b + offs[t]] (+ bias)
+    # for a < na, b < nb, in tiles of _OB channels by _VW flat positions f = a * wq + b
+    cdef Py_ssize_t f0, oc0, k, v, a, b, n_oc, nflat = na * wq
+    cdef real bv
+    cdef Py_ssize_t tf, to
+    for tf in range((nflat + _VW - 1) // _VW):
+        f0 = tf * _VW
+        for to in range((o + _OB - 1) // _OB):
+            oc0 = to * _OB
+            if nt == 0:
+                for k in range(_OB * _VW):
+                    acc[k] = 0
+            elif real is float:
+                tg_fl_tile_f(xq + f0, offs, nt, wt + oc0, op, acc)
+            else:
+                tg_fl_tile_d(xq + f0, offs, nt, wt + oc0, op, acc)
+            n_oc = o - oc0
+            if n_oc > _OB:
+                n_oc = _OB
+            a = f0 // wq
+            b = f0 - a * wq
+            for v in range(_VW):
+                if f0 + v >= nflat:
+                    break
+                if b < nb:
+                    for k in range(n_oc):
+                        bv = bias[oc0 + k] if has_bias else 0
+                        yb[(oc0 + k) * dcs + a * drs + b * dbs] = acc[k * _VW + v] + bv
+                b += 1
+                if b == wq:
+                    b = 0
+                    a += 1
+
+
+def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1] bias,
+                bint has_bias, const Py_ssize_t[::1] offs, const real[::1] wts,
+                const Py_ssize_t[:, ::1] jobs, real[:, ::1] buf, real[:, ::1] accs, int s,
+                int ph, int pw, int hq, int wq, int op, int slack, int nt):
+    """Per image and thread: x[b] into the thread's phase planes, then every job (a row of
+    ``jobs``: first tap, taps, destination offset, row and column strides, rows, columns)
+    writes its part of y[b]."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t o = y.shape[1], dcs = y.shape[2] * y.shape[3], nj = jobs.shape[0]
+    cdef Py_ssize_t bi, j, t0
+    cdef int tid
+    cdef real* xq
+    cdef real* yb
+    with nogil:
+        for bi in prange(n, schedule="static", num_threads=nt):
+            tid = openmp.omp_get_thread_num()
+            xq = &buf[tid, 0]
+            _planes(&x[bi, 0, 0, 0], xq, c, h, w, s, ph, pw, hq, wq, slack)
+            yb = &y[bi, 0, 0, 0]
+            for j in range(nj):
+                t0 = jobs[j, 0]
+                _job(xq, &offs[t0], jobs[j, 1], &wts[t0 * op], op, o, &bias[0], has_bias,
+                     yb + jobs[j, 2], &accs[tid, 0], wq, jobs[j, 5], jobs[j, 6], dcs,
+                     jobs[j, 3], jobs[j, 4])
+
+
+def applies(w_shape, stride, dilation, groups) -> bool:
+    """One group, dilation 1, equal strides of 1 to 3."""
+    return (groups == 1 and tuple(dilation) == (1, 1) and stride[0] == stride[1]
+            and 1 <= stride[0] <= 3)
+
+
+def _team_size(macs):
+    return 1 if macs < _GRAIN else threads.get_num_threads()
+
+
+def _run(x, y, b, offs, wts, jobs, int s, int ph, int pw, int hq, int wq, int op, macs):
+    n, c = x.shape[:2]
+    slack = -(-(max(int(j[5]) for j in jobs) * wq) // _VW) * _VW + _VW
+    nt = max(1, min(_team_size(macs), n))
+    memory.check_fits("conv2d (flat)", {
+        "phase planes": nt * (c * s * s * hq * wq + slack) * x.itemsize,
+        "output": y.size * y.itemsize,
+    })
+    buf = workspace("flat-planes", (nt, c * s * s * hq * wq + slack), x.dtype)
+    accs = np.empty((nt, _OB * _VW), dtype=x.dtype)
+    bias = b if b is not None else np.zeros(1, dtype=x.dtype)
+    run_threads(x, y, bias, b is not None, offs, wts.reshape(-1), jobs, buf, accs, s, ph, pw,
+                hq, wq, op, slack, nt)
+    return y
+
+
+def _conv(x, w, b, int s, int ph, int pw):
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    ho, wo = (h + 2 * ph - kh) // s + 1, (wd + 2 * pw - kw) // s + 1
+    hq, wq = ho + (kh - 1) // s, wo + (kw - 1) // s
+    op = (o + _OB - 1) // _OB * _OB
+    wts = np.zeros((c, kh, kw, op), dtype=x.dtype)
+    wts[..., :o] = w.transpose(1, 2, 3, 0)
+    ci, i, j = np.meshgrid(np.arange(c), np.arange(kh), np.arange(kw), indexing="ij")
+    offs = ((((ci * s + i % s) * s + j % s) * hq + i // s) * wq + j // s).astype(np.intp)
+    jobs = np.array([[0, c * kh * kw, 0, wo, 1, ho, wo]], dtype=np.intp)
+    y = np.empty((n, o, ho, wo), dtype=x.dtype)
+    return _run(x, y, b, offs.reshape(-1), wts, jobs, s, ph, pw, hq, wq, op,
+                n * o * ho * wo * c * kh * kw)
+
+
+def _input_grad(gy, w, x_shape, int s, int ph, int pw):
+    # input phase (py, px): rows ih = a * s + py take the taps i = (py + ph) mod s, each
+    # from output row a + (py + ph - i) // s (exact); the same for columns
+    n, c, h, wd = x_shape
+    o, _, kh, kw = w.shape
+    ho, wo = gy.shape[2:]
+    dlo_i, dhi_i = (ph - kh + 1) // s, (s - 1 + ph) // s
+    dlo_j, dhi_j = (pw - kw + 1) // s, (s - 1 + pw) // s
+    pt, pl = max(0, -dlo_i), max(0, -dlo_j)
+    na0, nb0 = -(-h // s), -(-wd // s)
+    hq = pt + max(ho, na0 + dhi_i)
+    wq = pl + max(wo, nb0 + dhi_j)
+    cp = (c + _OB - 1) // _OB * _OB
+    offs, wts, jobs = [], [], []
+    ntap = 0
+    oc = np.arange(o)[:, None, None]
+    for py in range(s):
+        na = -(-(h - py) // s)
+        ti = np.array([i for i in range(kh) if (py + ph - i) % s == 0], dtype=np.intp)
+        for px in range(s):
+            nb = -(-(wd - px) // s)
+            tj = np.array([j for j in range(kw) if (px + pw - j) % s == 0], dtype=np.intp)
+            k = o * ti.size * tj.size
+            if k:
+                off = ((oc * hq + (py + ph - ti[None, :, None]) // s + pt) * wq
+                       + (px + pw - tj[None, None, :]) // s + pl)
+                offs.append(off.reshape(-1))
+                wts.append(w[:, :, ti][:, :, :, tj].transpose(0, 2, 3, 1).reshape(k, c))
+            if na > 0 and nb > 0:
+                jobs.append([ntap, k, py * wd + px, s * wd, s, na, nb])
+            ntap += k
+    # one spare row, so that a job without taps still points inside the tables
+    offs.append(np.zeros(1, dtype=np.intp))
+    wts.append(np.zeros((1, c), dtype=gy.dtype))
+    wtab = np.zeros((ntap + 1, cp), dtype=gy.dtype)
+    wtab[:, :c] = np.concatenate(wts)
+    gx = np.empty(x_shape, dtype=gy.dtype)
+    offs = np.concatenate(offs).astype(np.intp)
+    return _run(gy, gx, None, offs, wtab, np.array(jobs, dtype=np.intp), 1, pt, pl, hq, wq,
+                cp, n * c * ho * wo * o * kh * kw)
+
+
+def _direct(x, w, stride, padding, dilation, groups, ho, wo):
+    return (applies(w.shape, stride, dilation, groups) and x.dtype in (np.float32, np.float64)
+            and w.dtype == x.dtype and x.size > 0 and w.size > 0 and ho > 0 and wo > 0)
+
+
+def forward(x, w, b, stride, padding, dilation, groups):
+    n, c, h, wd = x.shape
+    kh, kw = w.shape[2:]
+    ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    wo = (wd + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    if not _direct(x, w, stride, padding, dilation, groups, ho, wo):
+        return _fallback.forward(x, w, b, stride, padding, dilation, groups)
+    return _conv(x, w, b, int(stride[0]), int(padding[0]), int(padding[1]))
+
+
+def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
+    gx = gw = None
+    direct = (gy.dtype == x.dtype
+              and _direct(x, w, stride, padding, dilation, groups, *gy.shape[2:]))
+    if need_x and direct:
+        gx = _input_grad(np.ascontiguousarray(gy), w, x.shape, int(stride[0]),
+                         int(padding[0]), int(padding[1]))
+    elif need_x:
+        gx = _fallback.backward(gy, x, w, stride, padding, dilation, groups, True, False)[0]
+    if need_w:
+        gw = _fallback.backward(gy, x, w, stride, padding, dilation, groups, False, True)[1]
+    return gx, gw

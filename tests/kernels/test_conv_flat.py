@@ -1,0 +1,199 @@
+"""The flat-cython conv2d variant (direct convolution over phase planes in flat tiles of
+output positions; the input gradient as one stride-1 convolution per input phase): against
+``reference`` and PyTorch on random shapes, gradcheck in float64, NaN/inf, a repeatable
+weight gradient, the calls it delegates, and ``auto``'s rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tapegrad as tg
+import tapegrad.kernels as K
+import tapegrad.nn.functional as F
+from tapegrad.kernels.conv import Conv2dCall, _conv2d_rule
+from tests._sizes import examples
+from tests.kernels.test_conv_blocked import _arrays, _tol
+
+NAME = "flat-cython"
+pytestmark = pytest.mark.skipif(NAME not in K.variants("conv2d"), reason="not built here")
+
+
+@st.composite
+def flat_case(draw):
+    """Odd and even sizes, kernels 1..5, padding 0..2 per side, stride 1 to 3, batch 1..3,
+    channel counts that are not multiples of the tile's 8 channels or 16 positions."""
+    n = draw(st.integers(1, 3))
+    c, o = draw(st.integers(1, 11)), draw(st.integers(1, 19))
+    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    s = draw(st.integers(1, 3))
+    h = draw(st.integers(max(1, kh - 2 * padding[0]), 21))
+    w = draw(st.integers(max(1, kw - 2 * padding[1]), 21))
+    bias = draw(st.booleans())
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    return n, c, o, h, w, kh, kw, padding, (s, s), bias, dtype
+
+
+def _with_team(mod, team, fn):
+    saved = mod._team_size
+    try:
+        mod._team_size = lambda macs: team
+        return fn()
+    finally:
+        mod._team_size = saved
+
+
+@settings(max_examples=examples(20), deadline=None)
+@given(case=flat_case(), team=st.integers(1, 3), need=st.sampled_from(["both", "x", "w"]))
+def test_flat_matches_reference(case, team, need):
+    """Forward and each gradient alone or both, with a team of 1 to 3 threads whatever the
+    batch."""
+    mod, ref = K.get("conv2d", NAME), K.get("conv2d", "reference")
+    padding, stride, dtype = case[7], case[8], case[10]
+    x, w, b = _arrays(case)
+    args = (stride, padding, (1, 1), 1)
+    nx, nw = need in ("both", "x"), need in ("both", "w")
+    y = _with_team(mod, team, lambda: mod.forward(x, w, b, *args))
+    gy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
+    gx, gw = _with_team(mod, team, lambda: mod.backward(gy, x, w, *args, nx, nw))
+    y_ref = ref.forward(x, w, b, *args)
+    assert y.shape == y_ref.shape and y.dtype == dtype
+    np.testing.assert_allclose(y, y_ref, **_tol(dtype))
+    gx_r, gw_r = ref.backward(gy, x, w, *args, True, True)
+    assert (gx is None) != nx and (gw is None) != nw
+    if nx:
+        assert gx.dtype == dtype and gx.shape == x.shape
+        np.testing.assert_allclose(gx, gx_r, **_tol(dtype))
+    if nw:
+        np.testing.assert_allclose(gw, gw_r, **_tol(dtype))
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_flat_many_tiles(stride):
+    """Several tiles of output channels and positions, partial last tiles, rows of several
+    widths in one tile, a batch split over two threads."""
+    mod, ref = K.get("conv2d", NAME), K.get("conv2d", "reference")
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 9, 19, 37))
+    w = rng.standard_normal((21, 9, 3, 5))
+    b = rng.standard_normal(21)
+    args = ((stride, stride), (1, 2), (1, 1), 1)
+    y = _with_team(mod, 2, lambda: mod.forward(x, w, b, *args))
+    np.testing.assert_allclose(y, ref.forward(x, w, b, *args), rtol=1e-10, atol=1e-10)
+    gy = rng.standard_normal(y.shape)
+    got = _with_team(mod, 2, lambda: mod.backward(gy, x, w, *args, True, True))
+    for g, r in zip(got, ref.backward(gy, x, w, *args, True, True)):
+        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("stride, padding", [(1, 0), (2, 1), (3, 2)])
+def test_flat_gradcheck(stride, padding):
+    rng = np.random.default_rng(2)
+    x = tg.Tensor(rng.standard_normal((2, 3, 7, 6)), requires_grad=True)
+    w = tg.Tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
+    b = tg.Tensor(rng.standard_normal(4), requires_grad=True)
+    with K.use(conv2d=NAME):
+        assert tg.gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride, padding), [x, w, b])
+
+
+@pytest.mark.torch
+@settings(max_examples=examples(10), deadline=None)
+@given(case=flat_case())
+def test_flat_matches_torch(case):
+    torch = pytest.importorskip("torch")
+    padding, stride = case[7], case[8]
+    x, w, b = (None if a is None else a.astype(np.float64) for a in _arrays(case, seed=3))
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    tb = None if b is None else torch.tensor(b)
+    ty = torch.nn.functional.conv2d(tx, tw, tb, stride, padding)
+    gy = np.random.default_rng(4).standard_normal(tuple(ty.shape))
+    ty.backward(torch.tensor(gy))
+    gx, gw = tg.Tensor(x, requires_grad=True), tg.Tensor(w, requires_grad=True)
+    with K.use(conv2d=NAME):
+        y = F.conv2d(gx, gw, None if b is None else tg.Tensor(b), stride, padding)
+        y.backward(gy)
+    np.testing.assert_allclose(y.data, ty.detach().numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(gx.grad.data, tx.grad.numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(gw.grad.data, tw.grad.numpy(), rtol=1e-9, atol=1e-9)
+
+
+def test_flat_nonfinite_stays_local():
+    """A NaN or an infinity reaches the outputs (and input-gradient pixels) whose window
+    holds it, as in a direct sum."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1, 2, 9, 9))
+    w = rng.standard_normal((3, 2, 3, 3))
+    x[0, 1, 0, 0], x[0, 0, 5, 6] = np.nan, np.inf
+    mod, ref = K.get("conv2d", NAME), K.get("conv2d", "reference")
+    for stride in [(1, 1), (2, 2)]:
+        args = (stride, (1, 1), (1, 1), 1)
+        y, want = mod.forward(x, w, None, *args), ref.forward(x, w, None, *args)
+        np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
+        np.testing.assert_allclose(y, want, rtol=1e-10, atol=1e-10, equal_nan=True)
+        gy = rng.standard_normal(y.shape)
+        gy[0, 2, 1, 1] = np.inf
+        gx, want = (
+            mod.backward(gy, x, w, *args, True, False)[0],
+            ref.backward(gy, x, w, *args, True, False)[0],
+        )
+        np.testing.assert_array_equal(np.isinf(gx), np.isinf(want))
+        np.testing.assert_allclose(gx, want, rtol=1e-10, atol=1e-10, equal_nan=True)
+
+
+def test_flat_weight_gradient_is_repeatable():
+    """Two calls on the same arrays at two threads give the same bits."""
+    mod = K.get("conv2d", NAME)
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((6, 5, 13, 13)).astype(np.float32)
+    w = rng.standard_normal((12, 5, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((6, 12, 7, 7)).astype(np.float32)
+    args = ((2, 2), (1, 1), (1, 1), 1)
+    first = _with_team(mod, 2, lambda: mod.backward(gy, x, w, *args, True, True))
+    again = _with_team(mod, 2, lambda: mod.backward(gy, x, w, *args, True, True))
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "w_shape, stride, dilation, groups",
+    [((4, 2, 3, 3), 4, 1, 1), ((4, 2, 3, 3), 1, 2, 1), ((4, 1, 3, 3), 1, 1, 2)],
+)
+def test_flat_not_applicable(w_shape, stride, dilation, groups):
+    """Stride 4, dilated or grouped calls: the right answer (through im2col-cython), and
+    ``auto``'s rule does not put flat-cython first for them."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 2, 9, 8))
+    w = rng.standard_normal(w_shape)
+    args = ((stride, stride), (1, 1), (dilation, dilation), groups)
+    mod, ref = K.get("conv2d", NAME), K.get("conv2d", "reference")
+    y = mod.forward(x, w, None, *args)
+    np.testing.assert_allclose(y, ref.forward(x, w, None, *args), rtol=1e-10, atol=1e-10)
+    gy = rng.standard_normal(y.shape)
+    for g, r in zip(mod.backward(gy, x, w, *args, True, True),
+                    ref.backward(gy, x, w, *args, True, True)):  # fmt: skip
+        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10)
+    big = Conv2dCall((32, 2 * groups, 32, 32), (16, 2, 3, 3), (stride, stride), (1, 1),
+                     (dilation, dilation), groups, "<f4")  # fmt: skip
+    assert NAME not in _conv2d_rule(big)[:1]
+
+
+def test_auto_rule_puts_flat_first_for_strided_layers():
+    """resnet8's stride-2 3x3 layers and the 5x5 stride-2 layer: flat-cython first; stride 1,
+    1x1 kernels and one input channel: not first."""
+    for x_shape, w_shape, p in [
+        ((64, 16, 32, 32), (32, 16, 3, 3), 1),
+        ((64, 32, 16, 16), (64, 32, 3, 3), 1),
+        ((16, 32, 28, 28), (48, 32, 5, 5), 2),
+    ]:
+        call = Conv2dCall(x_shape, w_shape, (2, 2), (p, p), (1, 1), 1, "<f4")
+        assert _conv2d_rule(call)[0] == NAME
+    for x_shape, w_shape, s in [
+        ((64, 16, 32, 32), (16, 16, 3, 3), 1),
+        ((64, 16, 32, 32), (32, 16, 1, 1), 2),
+        ((64, 1, 32, 32), (16, 1, 3, 3), 2),
+    ]:
+        call = Conv2dCall(x_shape, w_shape, (s, s), (0, 0), (1, 1), 1, "<f4")
+        assert _conv2d_rule(call)[0] != NAME
