@@ -345,3 +345,79 @@ def test_relu_steps_keep_negative_zero_like_f_relu():
         for y, r in zip(opt(x), ref):
             assert np.array_equal(np.signbit(y.data), np.signbit(r))
             assert np.array_equal(np.isnan(y.data), np.isnan(r))
+
+
+def _every_kernel_model() -> nn.Module:
+    """Batch-1 conv steps with several candidate kernels: 3x3 stride 1 (the GEMM, Winograd
+    F(2x2) and F(4x4), blocked), 1x1 (the GEMM, pointwise), depthwise (direct, serial)."""
+    tg.manual_seed(7)
+    return perturb(
+        nn.Sequential(
+            nn.Conv2d(6, 16, 3, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Conv2d(16, 16, 3, padding=1),
+            nn.Conv2d(16, 16, 3, padding=1, groups=16),
+            nn.ReLU(),
+            nn.Conv2d(16, 24, 1),
+            nn.ReLU(),
+        )  # fmt: skip
+    )
+
+
+def test_every_candidate_kernel_of_a_batch1_step_matches_eval_forward():
+    # each conv step of a one-image plan runs whichever candidate its tuning picked; every
+    # candidate must give the eval forward's output, with finite input and with NaN / inf
+    model = _every_kernel_model()
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1, 6, 18, 18)).astype(np.float32)
+    bad = x.copy()
+    bad[0, 1, 4, 5], bad[0, 3, 10, 2] = np.nan, np.inf
+    ref, ref_bad = eval_forward(model, x), eval_forward(model, bad)
+    assert np.isnan(ref_bad).any()
+    for serial_macs in (0, None):
+        opt = inference.optimize(model, serial_macs=serial_macs)
+        plan = opt.plan(x)
+        names = {i: [c[0] for c in ch.cands] for i, ch in plan.choices.items()}
+        seen = {n for ns in names.values() for n in ns}
+        assert {"gemm", "blocked-cython", "pointwise-cython", "depthwise-serial"} <= seen
+        assert {"winograd-cython F(2x2)", "winograd-cython F(4x4)"} <= seen
+        tuned = plan.kernels
+        for i, choice in plan.choices.items():
+            for k in range(len(choice.cands)):
+                choice.index = k
+                assert rel_err(opt(x).data, ref) < TOL, choice.name
+                with np.errstate(invalid="ignore"):  # NaN met in a GEMM
+                    y = opt(bad).data
+                assert np.array_equal(np.isnan(y), np.isnan(ref_bad)), choice.name
+                ok = np.isfinite(ref_bad)
+                assert rel_err(y[ok], ref_bad[ok]) < TOL, choice.name
+            choice.index = names[i].index(tuned[i])  # back to the tuned one
+        lines = opt.describe(x, kernels=True)
+        assert lines[0] == f"conv + bias + relu [{tuned[0]}]"
+
+
+def test_batch_steps_run_the_families_variants():
+    # a batch above serial_macs hands each conv to the variant auto picks (winograd with
+    # its weights transformed once), batch norm and ReLU to the families' passes
+    model = _every_kernel_model()
+    x = np.random.default_rng(9).standard_normal((3, 6, 18, 18)).astype(np.float32)
+    x[1, 2, 3, 4] = np.nan
+    ref = eval_forward(model, x)
+    unfolded = nn.Sequential(nn.BatchNorm2d(6), nn.ReLU())
+    perturb(unfolded)
+    ref_bn = eval_forward(unfolded, x)
+    for serial_macs in (0, 10**12):
+        opt = inference.optimize(model, serial_macs=serial_macs)
+        with np.errstate(invalid="ignore"):  # NaN met in a GEMM
+            kernels = opt.plan(x).kernels
+            y = opt(x).data
+        assert ("gemm" in kernels.values()) == (serial_macs != 0)
+        assert np.array_equal(np.isnan(y), np.isnan(ref))
+        ok = ~np.isnan(ref)
+        assert rel_err(y[ok], ref[ok]) < TOL
+        bn = inference.optimize(unfolded, serial_macs=serial_macs)
+        assert bn.describe(x) == ["batch norm + relu"]
+        y = bn(x).data
+        assert np.array_equal(np.isnan(y), np.isnan(ref_bn))
+        assert rel_err(y[~np.isnan(y)], ref_bn[~np.isnan(y)]) < TOL

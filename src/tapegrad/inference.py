@@ -290,18 +290,6 @@ def _affine_act(x, scale, shift, relu, y):  # pragma: no cover - compiled
             row[k] = 0.0 if relu and v < 0 else v  # NaN and -0.0 pass, as in F.relu
 
 
-@njit(parallel=True, cache=True)
-def _affine_act_par(x, scale, shift, relu, y):  # pragma: no cover - compiled
-    n, c, p = x.shape
-    for i in prange(n * c):
-        bi, ch = i // c, i % c
-        a, s = scale[ch], shift[ch]
-        src, row = x[bi, ch], y[bi, ch]
-        for k in range(p):
-            v = src[k] * a + s
-            row[k] = 0.0 if relu and v < 0 else v  # NaN and -0.0 pass, as in F.relu
-
-
 @njit(cache=True)
 def _act_into(src, dst, act):  # pragma: no cover - compiled
     # dst = act(src) over flat arrays (dst may be src): 1 ReLU, 2 sigmoid
@@ -411,7 +399,7 @@ def _depthwise_serial(x, w, b, y, relu, sh, sw, ph, pw, dh, dw):  # pragma: no c
             if relu:
                 for ow in range(wo):
                     v = row[ow]
-                    row[ow] = v if v > 0 else 0.0
+                    row[ow] = 0.0 if v < 0 else v  # NaN and -0.0 pass, as in F.relu
 
 
 # A conv or linear step below this many multiply-adds runs on the calling thread: its
@@ -468,17 +456,6 @@ def _im2col_cython() -> Callable | None:
         return None
 
 
-def _depthwise() -> Callable:
-    try:
-        from .kernels.depthwise import direct_cy
-
-        return direct_cy._forward
-    except ImportError:
-        from .kernels.depthwise import direct_numba
-
-        return direct_numba._forward
-
-
 # --- the plan: one forward's steps over preallocated buffers ---------------------------------
 
 _ALIASING = (shape.Reshape, shape.Permute, shape.GetItem)
@@ -492,11 +469,13 @@ class _Plan:
     def __init__(self, serial_macs: int | None = None) -> None:
         self.serial_macs = SERIAL_MACS if serial_macs is None else int(serial_macs)
         self.threaded = False  # some step runs on every thread
+        self.base_threaded = False  # some step other than the tuned ones does
         self.steps: list[Callable[[list], None]] = []
         self.vals: list[Any] = []
         self.inputs: list[int] = []
         self.outputs: list[int] = []
         self.kinds: list[str] = []
+        self.choices: dict[int, _Choice] = {}  # step index -> a conv step's candidates
 
     def slot(self, value: Any = None) -> int:
         self.vals.append(value)
@@ -509,6 +488,121 @@ class _Plan:
         for step in self.steps:
             step(vals)
         return [np.array(vals[s], copy=True) for s in self.outputs]
+
+    @property
+    def kernels(self) -> dict[int, str]:
+        """Step index -> the kernel each conv step runs (a variant's name, ``gemm`` for the
+        plan's own unfold + GEMM, ``depthwise-serial`` for its one-thread depthwise loop)."""
+        return {i: c.name for i, c in self.choices.items()}
+
+    def tune(self, arrays: list[np.ndarray], rounds: int = 5) -> None:
+        """Each conv step with several candidates takes its fastest: for one step after
+        another, alternated whole runs of the plan with each candidate in turn, that step
+        timed; medians; the first candidate (the family's pick or the plan's GEMM) is kept
+        unless another takes at most ``TUNE_MARGIN`` of its time. Decided in the order of
+        the steps, so later steps are timed after the earlier ones' choices."""
+        import time
+
+        tuned = [c for c in self.choices.values() if len(c.cands) > 1]
+        if not tuned:
+            return
+        self.run(arrays)
+        t0 = time.perf_counter()
+        self.run(arrays)
+        if time.perf_counter() - t0 > TUNE_SECONDS:
+            rounds = 2
+        for choice in tuned:
+            times: list[list[float]] = [[] for _ in choice.cands]
+            choice.timing = True
+            try:
+                for i in range(len(choice.cands)):  # warm each
+                    choice.index = i
+                    self.run(arrays)
+                for _ in range(rounds):
+                    for i, t in enumerate(times):
+                        choice.index = i
+                        self.run(arrays)
+                        t.append(choice.last)
+            finally:
+                choice.timing = False
+            med = [float(np.median(t)) for t in times]
+            best = int(np.argmin(med))
+            choice.index = best if med[best] <= TUNE_MARGIN * med[0] else 0
+        self.threaded = self.base_threaded or any(c.threaded for c in self.choices.values())
+
+
+# --- convolution steps: the conv2d family's variants, prepared once per plan ----------------
+
+# Winograd's tile buffers: each of its matrices starts this many elements past the last
+# (at least the family's own padding between matrices; the buffers are only larger)
+_WINO_PAD = 256
+# a batch-1 step whose slowest candidate takes longer than this is raced on fewer runs
+_STEP_RACE_SECONDS = 0.005
+
+
+def _winograd_kernel(
+    x_shape: tuple, w: np.ndarray, b: np.ndarray, padding: tuple, nt: int, f4: bool
+) -> Callable[[np.ndarray, np.ndarray], bool] | None:
+    """winograd-cython's F(2x2, 3x3) (or F(4x4, 3x3)) forward of a 3x3 stride-1 call with
+    its weights transformed once: ``kernel(x, y)`` writes y = conv(x) + b and says whether
+    x was finite (False: y is not the convolution; the caller runs another kernel). The
+    tiles are split into at least ``nt`` blocks so one image runs on ``nt`` threads. None
+    when the kernels are not built or the weights are not finite."""
+    try:
+        from .kernels import cblas
+        from .kernels.conv import winograd_cy as wg
+    except ImportError:  # Cython kernels not built
+        return None
+    gemm = cblas.gemm_address(w.dtype)
+    n, c, h, wd = x_shape
+    o = w.shape[0]
+    ph, pw = (int(p) for p in padding)
+    ho, wo = h + 2 * ph - 2, wd + 2 * pw - 2
+    if gemm is None or min(n, c, o, ho, wo) <= 0 or not np.isfinite(w).all():
+        return None
+    m, k = (4, 36) if f4 else (2, 16)
+    th, tw = -(-ho // m), -(-wo // m)
+    tiles = n * th * tw
+    block = int(max(8, min(tiles, wg._BLOCK_BYTES // (k * (c + o) * w.itemsize))))
+    if nt > 1:
+        block = max(8, min(block, -(-tiles // nt)))
+    nt = max(1, min(nt, -(-tiles // block)))
+    u = wg._weight_transform4(w) if f4 else wg._weight_transform(w)
+    vbuf = np.zeros((nt, k * (c * block + _WINO_PAD)), w.dtype)
+    mbuf = np.zeros((nt, k * (o * block + _WINO_PAD)), w.dtype)
+    rows = 48 * (tw + 1) + 4 * tw if f4 else 8 * (tw + 1) + 2 * tw
+    rowbuf = np.zeros((nt, rows), w.dtype)
+    flags = np.zeros(nt, w.dtype)
+    run = wg.winograd4_threads if f4 else wg.winograd_threads
+
+    def kernel(x: np.ndarray, y: np.ndarray) -> bool:
+        flags[:] = 0
+        with cblas.single_threaded():
+            run(x, u, b, True, y, vbuf, mbuf, rowbuf, flags, ph, pw, block, gemm, nt)
+        return bool(np.isfinite(flags.sum()))
+
+    return kernel
+
+
+def _relu_pass(y: np.ndarray) -> Callable[[np.ndarray], None]:
+    """An in-place ReLU over arrays of y's shape: on the calling thread for small ones,
+    the fused family's bias_relu (tapegrad's OpenMP team) for large float32/float64 ones.
+    -0.0 and NaN pass, as in F.relu."""
+    if y.size >= _PARALLEL_ELEMS and y.dtype in (np.float32, np.float64) and y.ndim >= 2:
+        from .kernels.fused import BiasReluCall
+
+        mod = resolve_variant("bias_relu", BiasReluCall.of(y, None))
+
+        def relu(a: np.ndarray) -> None:
+            mod.bias_relu_forward(a, None)
+
+        return relu
+
+    def relu_serial(a: np.ndarray) -> None:
+        flat = a.reshape(-1)
+        _relu_into(flat, flat)
+
+    return relu_serial
 
 
 def _conv_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool) -> Callable:
@@ -525,93 +619,203 @@ def _conv_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool) -> Callable
     plan.vals[ys] = y
     y3 = y.reshape(n, o, npix)
     small = n * o * npix * cg * kh * kw < plan.serial_macs  # see SERIAL_MACS
-    plan.threaded |= not small
+    nt = 1 if small else threads.get_num_threads()
     mm = _serial_matmul if small else matmul
     epi = _bias_act if small else _pick(_bias_act, _bias_act_par, y.size)
+    act = _relu_pass(y) if relu else None
     args = (*stride, *padding, *dilation)
-    if r.fn is conv.DepthwiseConv2d and small:
+    floats = x.dtype in (np.float32, np.float64) and w.dtype == x.dtype
+    label = "conv + bias" + (" + relu" if relu else "")
+    # candidates (name, run, threaded): run(x) returns the output (y or a fresh array)
+    cands: list[tuple[str, Callable[[np.ndarray], np.ndarray], bool]] = []
 
-        def step(vals: list) -> None:
-            _depthwise_serial(np.ascontiguousarray(vals[xs]), w, b, y, relu, *args)
+    def family(op: str, call: Any, name: str | None = None, threaded: bool = not small) -> None:
+        """The family's variant ``name`` (auto's pick when None) through its record."""
+        from .kernels import registry
 
-        plan.kinds.append("depthwise conv + bias" + (" + relu" if relu else ""))
-        return step
+        try:
+            mod = registry.get(op, name) if name else resolve_variant(op, call, None)
+        except (KeyError, ImportError, ValueError):
+            return
+        vname = name or registry.resolved_name(op, call)
+
+        def run(xa: np.ndarray) -> np.ndarray:
+            out = call.forward(mod, xa, w, b)
+            if act is not None:
+                act(out)
+            return out
+
+        cands.append((vname, run, threaded))
+
     if r.fn is conv.DepthwiseConv2d:
-        kernel = _depthwise()
-        flat = y.reshape(-1)
+        from .kernels.depthwise import DepthwiseConv2dCall
 
-        def step(vals: list) -> None:
-            kernel(np.ascontiguousarray(vals[xs]), w, b, y, True, *args)
-            if relu:
-                _relu_into(flat, flat)
+        label = "depthwise " + label
+        call = DepthwiseConv2dCall.of(x, w, stride, padding, dilation, groups)
+        family("depthwise_conv2d", call)
+        if n == 1 or small:
 
-        plan.kinds.append("depthwise conv + bias" + (" + relu" if relu else ""))
-        return step
-    if n > 1 and not small and r.fn is conv.Conv2d:
-        # a batch: the conv2d variant auto picks (its threaded drivers give each thread
-        # whole images and one-thread GEMMs), then ReLU in place on the calling thread
-        call = Conv2dCall.of(x, w, stride, padding, dilation, groups)
-        variant = resolve_variant(call.op, call, None, training=False)
+            def dw_serial(xa: np.ndarray) -> np.ndarray:
+                _depthwise_serial(xa, w, b, y, relu, *args)
+                return y
 
-        def step(vals: list) -> None:
-            out = call.forward(variant, np.ascontiguousarray(vals[xs]), w, b)
-            if relu:  # in place; an exact -0.0 stays -0.0, as in F.relu
-                flat = out.reshape(-1)
-                _relu_into(flat, flat)
-            vals[ys] = out
+            cands.append(("depthwise-serial", dw_serial, False))
+        return _conv_choice(plan, cands, x, xs, ys, label, n == 1)
 
-        plan.kinds.append("conv + bias" + (" + relu" if relu else ""))
-        return step
+    call = Conv2dCall.of(x, w, stride, padding, dilation, groups)
+    pointwise = kh == kw == 1 and tuple(stride) == (1, 1) and not any(padding) and groups == 1
+    if pointwise:
+        label = "pointwise " + label
+    if n > 1 and not small:
+        # a batch: the variant auto picks (its drivers give each thread whole images and
+        # one-thread GEMMs); Winograd's with its weights transformed once
+        from .kernels import registry
+
+        if registry.resolved_name("conv2d", call) == "winograd-cython" and floats:
+            from .kernels.conv import winograd_cy as wg
+
+            kernel = _winograd_kernel(x.shape, w, b, padding, nt, wg._uses_f4(c, o, ho, wo))
+            if kernel is not None:
+                cands.append(_winograd_run("winograd-cython", kernel, call, w, b, y, act, True))
+        if not cands:
+            family("conv2d", call)
+        return _conv_choice(plan, cands, x, xs, ys, label, False)
+
     w2 = w.reshape(o, cg * kh * kw)
-    if kh == kw == 1 and tuple(stride) == (1, 1) and not any(padding) and groups == 1:
+    if pointwise:
 
-        def step(vals: list) -> None:
-            x3 = np.ascontiguousarray(vals[xs]).reshape(n, c, h * wd)
+        def gemm_1x1(xa: np.ndarray) -> np.ndarray:
+            x3 = xa.reshape(n, c, h * wd)
             for i in range(n):  # one 2-D GEMM per image: a stacked matmul runs far slower
                 mm(w2, x3[i], out=y3[i])
             epi(y3, b, relu)
+            return y
 
-        plan.kinds.append("pointwise conv + bias" + (" + relu" if relu else ""))
-        return step
-    # one image: the unfold stays on the calling thread and only the GEMM is threaded (in
-    # BLAS), so a single thread pool is awake during the step; with a threaded unfold the
-    # OpenMP team still spins while the BLAS threads need the cores
-    im2col = _im2col_serial if small or n == 1 else _im2col()
-    if im2col is _im2col_serial and c * kh * kw * n * npix < _CY_SERIAL_UNFOLD:
-        im2col = _im2col_cython() or im2col  # serial below its grain, row copies
-    cols = np.empty((c * kh * kw, n * npix), x.dtype)
-    og, k = o // groups, cg * kh * kw
-    geom = (kh, kw, *stride, *padding, *dilation, ho, wo)
+        cands.append(("gemm", gemm_1x1, not small))
+    else:
+        # the unfold stays on the calling thread and only the GEMM is threaded (in BLAS),
+        # so a single thread pool is awake during the step; with a threaded unfold the
+        # OpenMP team still spins while the BLAS threads need the cores
+        im2col = _im2col_serial if small or n == 1 else _im2col()
+        if im2col is _im2col_serial and c * kh * kw * n * npix < _CY_SERIAL_UNFOLD:
+            im2col = _im2col_cython() or im2col  # serial below its grain, row copies
+        cols = np.empty((c * kh * kw, n * npix), x.dtype)
+        og, k = o // groups, cg * kh * kw
+        geom = (kh, kw, *stride, *padding, *dilation, ho, wo)
 
-    def gemm(out2: np.ndarray) -> None:
-        for g in range(groups):
-            mm(
-                w2[g * og : (g + 1) * og],
-                cols[g * k : (g + 1) * k],
-                out=out2[g * og : (g + 1) * og],
+        def gemm(out2: np.ndarray) -> None:
+            for g in range(groups):
+                mm(
+                    w2[g * og : (g + 1) * og],
+                    cols[g * k : (g + 1) * k],
+                    out=out2[g * og : (g + 1) * og],
+                )
+
+        if n == 1:
+            y2 = y.reshape(o, npix)
+
+            def im2col_gemm(xa: np.ndarray) -> np.ndarray:
+                im2col(xa, cols, *geom)
+                gemm(y2)
+                epi(y3, b, relu)
+                return y
+
+        else:
+            tmp = np.empty((o, n * npix), x.dtype)
+            tmp3 = tmp.reshape(o, n, npix)
+            gather = (
+                _gather_bias_act if small else _pick(_gather_bias_act, _gather_bias_act_par, y.size)
             )
 
-    if n == 1:
-        y2 = y.reshape(o, npix)
+            def im2col_gemm(xa: np.ndarray) -> np.ndarray:
+                im2col(xa, cols, *geom)
+                gemm(tmp)
+                gather(tmp3, b, relu, y3)
+                return y
 
-        def step(vals: list) -> None:
-            im2col(np.ascontiguousarray(vals[xs]), cols, *geom)
-            gemm(y2)
-            epi(y3, b, relu)
+        cands.append(("gemm", im2col_gemm, not small))
+    if n == 1 and floats and call.macs() >= _DIRECT_MACS:
+        # one image: the conv2d family's variants that apply, raced with the GEMM
+        from .kernels.conv import blocked_cy, pointwise_cy, winograd_cy
 
-    else:
-        tmp = np.empty((o, n * npix), x.dtype)
-        tmp3 = tmp.reshape(o, n, npix)
-        gather = (
-            _gather_bias_act if small else _pick(_gather_bias_act, _gather_bias_act_par, y.size)
-        )
+        if winograd_cy.applies(w.shape, stride, dilation, groups):
+            for f4 in (False, True):
+                kernel = _winograd_kernel(x.shape, w, b, padding, nt, f4)
+                if kernel is not None:
+                    name = "winograd-cython " + ("F(4x4)" if f4 else "F(2x2)")
+                    cands.append(_winograd_run(name, kernel, call, w, b, y, act, not small))
+        if blocked_cy.applies(w.shape, stride, dilation, groups):
+            family("conv2d", call, "blocked-cython", False)  # one image: one thread
+        if pointwise_cy.applies(w.shape, padding, dilation, groups):
+            family("conv2d", call, "pointwise-cython", False)
+    return _conv_choice(plan, cands, x, xs, ys, label, n == 1)
 
-        def step(vals: list) -> None:
-            im2col(np.ascontiguousarray(vals[xs]), cols, *geom)
-            gemm(tmp)
-            gather(tmp3, b, relu, y3)
 
-    plan.kinds.append("conv + bias" + (" + relu" if relu else ""))
+# below this many multiply-adds a batch-1 conv runs its GEMM path without a race (the
+# family's own direct kernels' range: nothing else pays there)
+_DIRECT_MACS = 100_000
+
+
+def _winograd_run(
+    name: str, kernel: Callable, call: Any, w: np.ndarray, b: np.ndarray, y: np.ndarray,
+    act: Callable | None, threaded: bool,
+) -> tuple[str, Callable[[np.ndarray], np.ndarray], bool]:  # fmt: skip
+    from .kernels import registry
+
+    fallback = registry.get("conv2d", "im2col-cython")
+
+    def run(xa: np.ndarray) -> np.ndarray:
+        out = y
+        if not kernel(xa, y):  # a NaN or an infinity in x: the GEMM puts it where a
+            out = call.forward(fallback, xa, w, b)  # direct sum does
+        if act is not None:
+            act(out)
+        return out
+
+    return name, run, threaded
+
+
+class _Choice:
+    """The kernels one conv step may run, and the one it runs (``index``): a plan built
+    for one image tunes them in place (:meth:`_Plan.tune`), timing each inside whole runs
+    of the plan so every candidate meets the caches as the plan leaves them."""
+
+    def __init__(self, cands: list[tuple[str, Callable, bool]]) -> None:
+        self.cands = cands
+        self.index = 0
+        self.timing = False
+        self.last = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.cands[self.index][0]
+
+    @property
+    def threaded(self) -> bool:
+        return self.cands[self.index][2]
+
+
+def _conv_choice(
+    plan: _Plan, cands: list, x: Tensor, xs: int, ys: int, label: str, race: bool
+) -> Callable:
+    """The step running the first candidate; with ``race`` the plan's tuning may switch
+    it to another (see :class:`_Choice`)."""
+    import time
+
+    choice = _Choice(cands if race else cands[:1])
+    plan.choices[len(plan.kinds)] = choice
+    plan.kinds.append(label)
+    clock = time.perf_counter
+
+    def step(vals: list) -> None:
+        run = choice.cands[choice.index][1]
+        if choice.timing:
+            t0 = clock()
+            vals[ys] = run(np.ascontiguousarray(vals[xs]))
+            choice.last = clock() - t0
+        else:
+            vals[ys] = run(np.ascontiguousarray(vals[xs]))
+
     return step
 
 
@@ -635,7 +839,7 @@ def _conv_transpose_step(plan: _Plan, r: Record, xs: int, ys: int, act: int) -> 
         # one image: one GEMM to the taps' columns, then the fold with bias and
         # activation in one pass over the output (a small call's fold costs less than
         # the phases' several GEMMs)
-        plan.threaded |= not small
+        plan.base_threaded |= not small
         mm = _serial_matmul if small else matmul
         w2t = np.ascontiguousarray(w.reshape(c, og * kh * kw).T)
         cols = np.empty((og * kh * kw, h * wd), x.dtype)
@@ -647,7 +851,7 @@ def _conv_transpose_step(plan: _Plan, r: Record, xs: int, ys: int, act: int) -> 
 
         return step
     # a batch (or groups): the variant auto picks, then the activation in place
-    plan.threaded |= not small
+    plan.base_threaded |= not small
     call = ConvTranspose2dCall.of(x, w, stride, padding, output_padding, dilation, groups)
     variant = resolve_variant(call.op, call, None, training=False)
     bias = None if p["b"] is None else b
@@ -671,7 +875,7 @@ def _linear_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool) -> Callab
     plan.vals[ys] = y
 
     mm = _serial_matmul if x.size * wt.shape[1] < plan.serial_macs else matmul
-    plan.threaded |= mm is matmul
+    plan.base_threaded |= mm is matmul
     flat = y.reshape(-1)
 
     def step(vals: list) -> None:
@@ -692,15 +896,31 @@ def _bn_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool, inplace: bool
     pix = int(np.prod(x.shape[2:], dtype=np.int64))
     y = None if inplace else np.empty(x.shape, x.dtype)
     plan.vals[ys] = y
-    kernel = _pick(_affine_act, _affine_act_par, x.size)
+    plan.kinds.append("batch norm" + (" + relu" if relu else ""))
+    if x.size >= _PARALLEL_ELEMS and x.dtype in (np.float32, np.float64):
+        # a large one: the batch_norm family's eval pass and the fused family's ReLU, both
+        # on tapegrad's OpenMP team
+        from .kernels.norm import BatchNormEvalCall
+
+        mod = resolve_variant("batch_norm", BatchNormEvalCall.of(np.empty((n, c, pix), x.dtype)))
+        act = _relu_pass(np.empty((n, c, pix), x.dtype)) if relu else None
+
+        def step_family(vals: list) -> None:
+            out = mod.bn_forward_eval(
+                np.ascontiguousarray(vals[xs]).reshape(n, c, pix), scale, shift
+            )
+            if act is not None:
+                act(out)
+            vals[ys] = out.reshape(x.shape)
+
+        return step_family
 
     def step(vals: list) -> None:
         src = np.ascontiguousarray(vals[xs])
         dst = src if y is None else y
-        kernel(src.reshape(n, c, pix), scale, shift, relu, dst.reshape(n, c, pix))
+        _affine_act(src.reshape(n, c, pix), scale, shift, relu, dst.reshape(n, c, pix))
         vals[ys] = dst
 
-    plan.kinds.append("batch norm" + (" + relu" if relu else ""))
     return step
 
 
@@ -860,6 +1080,7 @@ def build_plan(
             s = plan.slot(data)
             slots[id(t)] = s
         plan.outputs.append(slots[id(t)])
+    plan.threaded = plan.base_threaded or any(c.threaded for c in plan.choices.values())
     return plan
 
 
@@ -909,10 +1130,13 @@ class InferenceModel:
             return found
         records, tensors, outs = self.trace(*inputs)
         if self.fuse:
+            arrays = [np.asarray(_raw(x)) for x in inputs]
             built = build_plan(records, tensors, outs, self.serial_macs)
+            built.tune(arrays)
             if self.serial_macs is None and built.threaded:
                 serial = build_plan(records, tensors, outs, ALL_SERIAL)
-                built = _race(built, serial, [np.asarray(_raw(x)) for x in inputs])
+                serial.tune(arrays)
+                built = _race(built, serial, arrays)
         else:
             built = _Plan()
             built.inputs = [built.slot() for _ in tensors]
@@ -947,10 +1171,21 @@ class InferenceModel:
         res = [Tensor._from_op(o) for o in outs]
         return res[0] if len(res) == 1 else tuple(res)
 
-    def describe(self, *inputs: Any) -> list[str]:
-        """The plan's steps for these inputs, one line each (``conv + bias + relu``, ...)."""
-        return list(self.plan(*inputs).kinds)
+    def describe(self, *inputs: Any, kernels: bool = False) -> list[str]:
+        """The plan's steps for these inputs, one line each (``conv + bias + relu``, ...);
+        with ``kernels``, each conv step followed by the kernel it runs in brackets
+        (``conv + bias + relu [winograd-cython F(2x2)]``)."""
+        plan = self.plan(*inputs)
+        if not kernels:
+            return list(plan.kinds)
+        names = plan.kernels
+        return [k + (f" [{names[i]}]" if i in names else "") for i, k in enumerate(plan.kinds)]
 
+
+# a plan whose forward takes longer than this tunes its steps on two runs per candidate
+TUNE_SECONDS = 0.01
+# a tuned step keeps its first candidate unless another takes at most this share of its time
+TUNE_MARGIN = 0.95
 
 # serial_macs that keeps every step on the calling thread
 ALL_SERIAL = 2**62
@@ -1008,7 +1243,11 @@ def optimize(
     fuse : bool
         Run conv + bias + ReLU (and linear + bias + ReLU, batch norm + ReLU) as one step
         writing a preallocated buffer; False runs each op's forward as it is (no tape).
-
+        For one image each conv step has candidate kernels (the plan's unfold + GEMM and
+        the conv2d family's variants that apply: Winograd F(2x2) and F(4x4) with the
+        weights transformed once, blocked, pointwise; the depthwise family's); the first
+        call times each inside whole runs of the plan and keeps the fastest. A batch's
+        conv steps run the variant ``auto`` picks.
     serial_macs : int, optional
         Conv and linear steps with fewer multiply-adds than this run on the calling thread
         (unfold, one-thread GEMM, epilogue); larger ones use every thread. 0 puts every
