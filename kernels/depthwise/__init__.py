@@ -9,7 +9,14 @@ phase in cache, so every tap is a unit-stride stream. Its inner loops are 64-byt
 code built for AVX-512, AVX2 + FMA and baseline x86-64 and picked by the CPU at load time;
 3x3 and 5x5 filters at stride 1 or 2 have unrolled kernels (weights in registers, several
 output rows per phase-row load) for the forward, the stride-1 input gradient (the forward
-with flipped filters) and the weight gradient (per-tap lane sums in registers). All sums
+with flipped filters) and the weight gradient (per-tap lane sums in registers). Small
+planes, where a vector along a row of 8 or fewer outputs would be mostly idle, run on
+channel blocks instead: every stride-2 call whose padded input plane fits in cache (up to
+4096 pixels) and stride-1 calls with outputs at most 8 columns wide take 16 channels (8 for
+float64) of one image at a time, interleave their padded planes pixel by pixel in cache
+(16 x 16 register transposes), run each tap as one vector multiply-add across the 16
+channels for all three passes, and transpose the results back; the weight gradient keeps
+one lane per channel over fixed groups of 8 images, added in image order. All sums
 run in a fixed order: a call repeats bit for bit on one machine. ``benchmarks/conv_targets.py``
 times each pass against the copy time of the bytes it moves.
 

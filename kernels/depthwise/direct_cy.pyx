@@ -266,34 +266,247 @@ cdef extern from *:
     TG_DW_COPY(double, d, 8)
     TG_DW_SPLIT(float, f)
     TG_DW_SPLIT(double, d)
-    TG_DW_CONV(float, f, 16, 3, 1, 4)
-    TG_DW_CONV(float, f, 16, 3, 2, 4)
-    TG_DW_CONV(float, f, 16, 5, 1, 3)
-    TG_DW_CONV(float, f, 16, 5, 2, 3)
-    TG_DW_CONV(double, d, 8, 3, 1, 4)
-    TG_DW_CONV(double, d, 8, 3, 2, 4)
-    TG_DW_CONV(double, d, 8, 5, 1, 3)
-    TG_DW_CONV(double, d, 8, 5, 2, 3)
+    /* The unrolled kernels of one vector type: 3x3 and 5x5 at stride 1 and 2 (rows per
+       band: forward R, weight gradient RW, 5x5 stride 1 weight gradient RW5) */
+    #define TG_DW_KERNELS(T, S, V, RW5)                                                 \
+        TG_DW_CONV(T, S, V, 3, 1, 4) TG_DW_CONV(T, S, V, 3, 2, 4)                       \
+        TG_DW_CONV(T, S, V, 5, 1, 3) TG_DW_CONV(T, S, V, 5, 2, 3)                       \
+        TG_DW_WGRAD(T, S, V, 3, 1, 2) TG_DW_WGRAD(T, S, V, 3, 2, 2)                     \
+        TG_DW_WGRAD(T, S, V, 5, 1, RW5) TG_DW_WGRAD(T, S, V, 5, 2, 1)
+    TG_DW_KERNELS(float, f, 16, 2)
+    TG_DW_KERNELS(double, d, 8, 1)
     /* half-width (32-byte) vectors for float planes 8 to 15 outputs wide */
     typedef float tg_dw_vh __attribute__((vector_size(32)));
     typedef float tg_dw_uh __attribute__((vector_size(32), aligned(4), may_alias));
-    TG_DW_CONV(float, h, 8, 3, 1, 4)
-    TG_DW_CONV(float, h, 8, 3, 2, 4)
-    TG_DW_CONV(float, h, 8, 5, 1, 3)
-    TG_DW_CONV(float, h, 8, 5, 2, 3)
-    TG_DW_WGRAD(float, h, 8, 3, 1, 2)
-    TG_DW_WGRAD(float, h, 8, 3, 2, 2)
-    TG_DW_WGRAD(float, h, 8, 5, 1, 1)
-    TG_DW_WGRAD(float, h, 8, 5, 2, 1)
-    TG_DW_WGRAD(float, f, 16, 3, 1, 2)
-    TG_DW_WGRAD(float, f, 16, 3, 2, 2)
-    TG_DW_WGRAD(float, f, 16, 5, 1, 1)
-    TG_DW_WGRAD(float, f, 16, 5, 2, 1)
-    TG_DW_WGRAD(double, d, 8, 3, 1, 2)
-    TG_DW_WGRAD(double, d, 8, 3, 2, 2)
-    TG_DW_WGRAD(double, d, 8, 5, 1, 1)
-    TG_DW_WGRAD(double, d, 8, 5, 2, 1)
+    TG_DW_KERNELS(float, h, 8, 1)
+    /* One entry per pass and type, by key K*10 + stride (K x K kernels, the same stride
+       along both axes; another key: 0 from the band kernels, the tap list for _conv);
+       float planes too narrow for a full vector try the half-width kernels. */
+    #define TG_DW_OR_HALF_f(N, ...) || tg_dw_##N##_h(__VA_ARGS__)
+    #define TG_DW_OR_HALF_d(N, ...)
+    #define TG_DW_BAND_CASE(K, ST, S)                                                   \
+        case K##ST: return tg_dw_band##K##ST##_##S(P, plane, Wq, w, ho, wo, bias, y)    \
+            TG_DW_OR_HALF_##S(band##K##ST, P, plane, Wq, w, ho, wo, bias, y);
+    #define TG_DW_CONV_CASE(K, ST, S)                                                   \
+        case K##ST: tg_dw_conv##K##ST##_##S(P, plane, Wq, w, L, bias, out); return;
+    #define TG_DW_WBAND_CASE(K, ST, S)                                                  \
+        case K##ST: return tg_dw_wband##K##ST##_##S(gy, P, plane, Wq, ho, wo, acc)      \
+            TG_DW_OR_HALF_##S(wband##K##ST, gy, P, plane, Wq, ho, wo, acc);
+    #define TG_DW_KEYS(X, S) X(3, 1, S) X(3, 2, S) X(5, 1, S) X(5, 2, S)
+    #define TG_DW_DISPATCH(T, S)                                                        \
+    static int tg_dw_band_##S(int key, const T* P, Py_ssize_t plane, Py_ssize_t Wq,      \
+            const T* w, Py_ssize_t ho, Py_ssize_t wo, T bias, T* y) {                    \
+        switch (key) { TG_DW_KEYS(TG_DW_BAND_CASE, S) }                                 \
+        return 0;                                                                       \
+    }                                                                                   \
+    static void tg_dw_conv_##S(int key, const T* P, Py_ssize_t plane, Py_ssize_t Wq,     \
+            const Py_ssize_t* offs, Py_ssize_t kk, const T* w, Py_ssize_t L, T bias,     \
+            T* out) {                                                                   \
+        switch (key) { TG_DW_KEYS(TG_DW_CONV_CASE, S) }                                 \
+        tg_dw_lincomb_##S(P, offs, w, kk, L, bias, out);                                \
+    }                                                                                   \
+    static int tg_dw_wband_##S(int key, const T* gy, const T* P, Py_ssize_t plane,       \
+            Py_ssize_t Wq, Py_ssize_t ho, Py_ssize_t wo, T* acc) {                       \
+        switch (key) { TG_DW_KEYS(TG_DW_WBAND_CASE, S) }                                \
+        return 0;                                                                       \
+    }
+    TG_DW_DISPATCH(float, f)
+    TG_DW_DISPATCH(double, d)
+    /* Channel-blocked planes for small output planes (a 64-byte vector along a row of 8 or
+       fewer outputs is mostly idle): V channels of one image interleaved pixel by pixel in
+       cache, B[(r * Wb + c) * V + l] = plane l at (r, c), so a tap is one broadcast-free
+       vector multiply-add over V channels and every load is a whole vector.
+       tg_dw_cbin writes planes src[l] (h, wd) at row top, column left of B (pitch Wb;
+       NULL: a lane past the channel count, zeros); tg_dw_cbout is its inverse for the
+       lanes with a destination. */
+    #define TG_DW_CBIO(T, S, V, IT)                                                     \
+    typedef IT tg_dw_i##S __attribute__((vector_size(64)));                             \
+    /* r[i][k] <- r[k][i]: V x V in registers, swapping off-diagonal blocks of b x b for  \
+       b = V/2 ... 1 (two-vector shuffles) */                                           \
+    static inline __attribute__((always_inline)) void tg_dw_tr_##S(tg_dw_v##S* r) {     \
+        tg_dw_i##S I;                                                                   \
+        Py_ssize_t i, b;                                                                \
+        for (i = 0; i < V; i++) I[i] = i;                                               \
+        _Pragma("GCC unroll 4")                                                         \
+        for (b = V / 2; b >= 1; b /= 2) {                                               \
+            const tg_dw_i##S sel = ((I & (IT)b) != 0) & (IT)(V - b);                    \
+            const tg_dw_i##S lo = I + sel, hi = I + (IT)b + sel;                        \
+            _Pragma("GCC unroll 16")                                                    \
+            for (i = 0; i < V; i++)                                                     \
+                if (!(i & b)) {                                                         \
+                    tg_dw_v##S a = r[i], c = r[i + b];                                  \
+                    r[i] = __builtin_shuffle(a, c, lo);                                 \
+                    r[i + b] = __builtin_shuffle(a, c, hi);                             \
+                }                                                                       \
+        }                                                                               \
+    }                                                                                   \
+    TG_DW_CLONES static void tg_dw_cbin_##S(const T** src, Py_ssize_t h, Py_ssize_t wd,  \
+            Py_ssize_t top, Py_ssize_t left, Py_ssize_t Wb, T* B) {                      \
+        Py_ssize_t hw = h * wd, l, r, c, t, t0, k;                                      \
+        if (hw < V) {                                                                   \
+            for (l = 0; l < V; l++) {                                                   \
+                const T* s = src[l];                                                    \
+                T* d = B + (top * Wb + left) * V + l;                                   \
+                for (r = 0; r < h; r++)                                                 \
+                    for (c = 0; c < wd; c++)                                            \
+                        d[(r * Wb + c) * V] = s ? s[r * wd + c] : (T)0;                 \
+            }                                                                           \
+            return;                                                                     \
+        }                                                                               \
+        for (t = 0; t < hw; t += V) {  /* V pixels of the V planes, transposed */       \
+            tg_dw_v##S m[V];                                                            \
+            t0 = t + V <= hw ? t : hw - V;                                              \
+            _Pragma("GCC unroll 16")                                                    \
+            for (l = 0; l < V; l++)                                                     \
+                m[l] = src[l] ? (tg_dw_v##S) * (const tg_dw_u##S*)(src[l] + t0)         \
+                              : (tg_dw_v##S){0};                                        \
+            tg_dw_tr_##S(m);                                                            \
+            r = t0 / wd;                                                                \
+            c = t0 - r * wd;                                                            \
+            _Pragma("GCC unroll 16")                                                    \
+            for (k = 0; k < V; k++) {                                                   \
+                *(tg_dw_u##S*)(B + ((r + top) * Wb + c + left) * V) = m[k];             \
+                if (++c == wd) { c = 0; r++; }                                          \
+            }                                                                           \
+        }                                                                               \
+    }                                                                                   \
+    TG_DW_CLONES static void tg_dw_cbout_##S(const T* B, Py_ssize_t h, Py_ssize_t wd,    \
+            Py_ssize_t top, Py_ssize_t left, Py_ssize_t Wb, T** dst) {                   \
+        Py_ssize_t hw = h * wd, l, r, c, t, t0, k;                                      \
+        if (hw < V) {                                                                   \
+            for (l = 0; l < V; l++) {                                                   \
+                T* d = dst[l];                                                          \
+                const T* s = B + (top * Wb + left) * V + l;                             \
+                if (!d) continue;                                                       \
+                for (r = 0; r < h; r++)                                                 \
+                    for (c = 0; c < wd; c++) d[r * wd + c] = s[(r * Wb + c) * V];       \
+            }                                                                           \
+            return;                                                                     \
+        }                                                                               \
+        for (t = 0; t < hw; t += V) {                                                   \
+            tg_dw_v##S m[V];                                                            \
+            t0 = t + V <= hw ? t : hw - V;                                              \
+            r = t0 / wd;                                                                \
+            c = t0 - r * wd;                                                            \
+            _Pragma("GCC unroll 16")                                                    \
+            for (k = 0; k < V; k++) {                                                   \
+                m[k] = *(const tg_dw_u##S*)(B + ((r + top) * Wb + c + left) * V);       \
+                if (++c == wd) { c = 0; r++; }                                          \
+            }                                                                           \
+            tg_dw_tr_##S(m);                                                            \
+            _Pragma("GCC unroll 16")                                                    \
+            for (l = 0; l < V; l++)                                                     \
+                if (dst[l]) *(tg_dw_u##S*)(dst[l] + t0) = m[l];                         \
+        }                                                                               \
+    }
+    /* The three passes on channel-blocked planes for a K x K kernel (K = 0: kh x kw taken
+       at run time, weights read from memory), stride sh x sw; B padded (pitch Wb), the
+       output (gradient) plane G dense (ho, wo); w and bias hold V lanes per tap.
+       Forward: Y[oh, ow] = bias + sum over taps (i, then j) of w[i, j] * B[oh*sh + i,
+       ow*sw + j]. Input gradient: GX[oh*sh + i, ow*sw + j] += w[i, j] * G[oh, ow] over
+       (oh, ow, i, j) in order. Weight gradient: acc[i, j] += G[oh, ow] * B[oh*sh + i,
+       ow*sw + j] over (oh, ow) in order, one lane per channel (no cross-lane sum). */
+    #define TG_DW_CBHEAD(S, V, K, R, SRC)  /* R: the K*K tap vectors in registers */     \
+        const Py_ssize_t KH = K > 0 ? K : kh, KW = K > 0 ? K : kw;                      \
+        tg_dw_v##S R[K > 0 ? K * K : 1];                                                \
+        Py_ssize_t oh, ow, i, j;                                                        \
+        if (K > 0)                                                                      \
+            for (i = 0; i < KH * KW; i++) R[i] = *(const tg_dw_u##S*)(SRC + i * V);
+    /* tap t's vector: in registers (R) for K > 0, else at SRC + t*V */
+    #define TG_DW_CBTAP(S, V, K, R, SRC, t) \
+        (K > 0 ? R[t] : (tg_dw_v##S) * (const tg_dw_u##S*)(SRC + (t) * V))
+    /* the loops of every pass: output pixel (oh, ow) at px, tap t at q in the block */
+    #define TG_DW_CBLOOP(V, PRE, TAP, POST)                                             \
+        for (oh = 0; oh < ho; oh++)                                                     \
+            for (ow = 0; ow < wo; ow++) {                                               \
+                const Py_ssize_t at = (oh * sh * Wb + ow * sw) * V, px = (oh * wo + ow) * V; \
+                PRE                                                                     \
+                _Pragma("GCC unroll 8")                                                 \
+                for (i = 0; i < KH; i++) {                                              \
+                    _Pragma("GCC unroll 8")                                             \
+                    for (j = 0; j < KW; j++) {                                          \
+                        const Py_ssize_t t = i * KW + j, q = at + (i * Wb + j) * V;     \
+                        TAP                                                             \
+                    }                                                                   \
+                }                                                                       \
+                POST                                                                    \
+            }
+    #define TG_DW_CBARGS Py_ssize_t Wb, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,     \
+        Py_ssize_t sw, Py_ssize_t ho, Py_ssize_t wo
+    #define TG_DW_CB(T, S, V, K)                                                        \
+    TG_DW_CLONES static void tg_dw_cbfwd##K##_##S(const T* B, const T* w, const T* bias,  \
+            TG_DW_CBARGS, T* Y) {                                                       \
+        TG_DW_CBHEAD(S, V, K, wr, w)                                                    \
+        const tg_dw_v##S bv = *(const tg_dw_u##S*)bias;                                 \
+        TG_DW_CBLOOP(V, tg_dw_v##S a = bv;,                                             \
+            a += TG_DW_CBTAP(S, V, K, wr, w, t) * *(const tg_dw_u##S*)(B + q);,          \
+            *(tg_dw_u##S*)(Y + px) = a;)                                                \
+    }                                                                                   \
+    TG_DW_CLONES static void tg_dw_cbgx##K##_##S(const T* G, const T* w, TG_DW_CBARGS,   \
+            T* GX) {                                                                    \
+        TG_DW_CBHEAD(S, V, K, wr, w)                                                    \
+        TG_DW_CBLOOP(V, const tg_dw_v##S g = *(const tg_dw_u##S*)(G + px);,              \
+            *(tg_dw_u##S*)(GX + q) += TG_DW_CBTAP(S, V, K, wr, w, t) * g;, )             \
+    }                                                                                   \
+    TG_DW_CLONES static void tg_dw_cbwg##K##_##S(const T* G, const T* B, TG_DW_CBARGS,   \
+            T* acc) {                                                                   \
+        TG_DW_CBHEAD(S, V, K, ar, acc)                                                  \
+        TG_DW_CBLOOP(V, const tg_dw_v##S g = *(const tg_dw_u##S*)(G + px);,              \
+            const tg_dw_v##S v = g * *(const tg_dw_u##S*)(B + q);                       \
+            if (K > 0) ar[t] += v;                                                      \
+            else *(tg_dw_u##S*)(acc + t * V) += v;, )                                   \
+        if (K > 0)                                                                      \
+            for (i = 0; i < KH * KW; i++) *(tg_dw_u##S*)(acc + i * V) = ar[i];          \
+    }
+    /* One entry per pass and type: the unrolled 3x3 and 5x5 bodies, else the general one */
+    #define TG_DW_CBPICK(N, S, ...)                                                     \
+        if (kh == 3 && kw == 3) N##3_##S(__VA_ARGS__);                                  \
+        else if (kh == 5 && kw == 5) N##5_##S(__VA_ARGS__);                             \
+        else N##0_##S(__VA_ARGS__);
+    #define TG_DW_CBDISPATCH(T, S)                                                      \
+    static void tg_dw_cbfwd_##S(const T* B, const T* w, const T* bias, TG_DW_CBARGS,      \
+            T* Y) {                                                                     \
+        TG_DW_CBPICK(tg_dw_cbfwd, S, B, w, bias, Wb, kh, kw, sh, sw, ho, wo, Y)         \
+    }                                                                                   \
+    static void tg_dw_cbgx_##S(const T* G, const T* w, TG_DW_CBARGS, T* GX) {            \
+        TG_DW_CBPICK(tg_dw_cbgx, S, G, w, Wb, kh, kw, sh, sw, ho, wo, GX)               \
+    }                                                                                   \
+    static void tg_dw_cbwg_##S(const T* G, const T* B, TG_DW_CBARGS, T* acc) {           \
+        TG_DW_CBPICK(tg_dw_cbwg, S, G, B, Wb, kh, kw, sh, sw, ho, wo, acc)              \
+    }
+    #define TG_DW_CBSET(T, S, V)                                                        \
+        TG_DW_CB(T, S, V, 0) TG_DW_CB(T, S, V, 3) TG_DW_CB(T, S, V, 5) TG_DW_CBDISPATCH(T, S)
+    TG_DW_CBIO(float, f, 16, int)
+    TG_DW_CBIO(double, d, 8, long long)
+    TG_DW_CBSET(float, f, 16)
+    TG_DW_CBSET(double, d, 8)
     """
+    void tg_dw_cbin_f(const float** src, Py_ssize_t h, Py_ssize_t wd, Py_ssize_t top,
+                      Py_ssize_t left, Py_ssize_t Wb, float* B) noexcept nogil
+    void tg_dw_cbin_d(const double** src, Py_ssize_t h, Py_ssize_t wd, Py_ssize_t top,
+                      Py_ssize_t left, Py_ssize_t Wb, double* B) noexcept nogil
+    void tg_dw_cbout_f(const float* B, Py_ssize_t h, Py_ssize_t wd, Py_ssize_t top,
+                       Py_ssize_t left, Py_ssize_t Wb, float** dst) noexcept nogil
+    void tg_dw_cbout_d(const double* B, Py_ssize_t h, Py_ssize_t wd, Py_ssize_t top,
+                       Py_ssize_t left, Py_ssize_t Wb, double** dst) noexcept nogil
+    void tg_dw_cbfwd_f(const float* B, const float* w, const float* bias, Py_ssize_t Wb,
+                       Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                       Py_ssize_t ho, Py_ssize_t wo, float* Y) noexcept nogil
+    void tg_dw_cbfwd_d(const double* B, const double* w, const double* bias, Py_ssize_t Wb,
+                       Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                       Py_ssize_t ho, Py_ssize_t wo, double* Y) noexcept nogil
+    void tg_dw_cbgx_f(const float* G, const float* w, Py_ssize_t Wb, Py_ssize_t kh,
+                      Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ho,
+                      Py_ssize_t wo, float* GX) noexcept nogil
+    void tg_dw_cbgx_d(const double* G, const double* w, Py_ssize_t Wb, Py_ssize_t kh,
+                      Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ho,
+                      Py_ssize_t wo, double* GX) noexcept nogil
+    void tg_dw_cbwg_f(const float* G, const float* B, Py_ssize_t Wb, Py_ssize_t kh,
+                      Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ho,
+                      Py_ssize_t wo, float* acc) noexcept nogil
+    void tg_dw_cbwg_d(const double* G, const double* B, Py_ssize_t Wb, Py_ssize_t kh,
+                      Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ho,
+                      Py_ssize_t wo, double* acc) noexcept nogil
     void tg_dw_lincomb_f(const float* src, const Py_ssize_t* offs, const float* w,
                          Py_ssize_t nt, Py_ssize_t L, float bias, float* out) noexcept nogil
     void tg_dw_lincomb_d(const double* src, const Py_ssize_t* offs, const double* w,
@@ -302,38 +515,6 @@ cdef extern from *:
                       Py_ssize_t L, float* acc) noexcept nogil
     void tg_dw_dots_d(const double* g, const double* P, const Py_ssize_t* offs, Py_ssize_t kk,
                       Py_ssize_t L, double* acc) noexcept nogil
-    int tg_dw_wband31_f(const float* gy, const float* P, Py_ssize_t plane, Py_ssize_t Wq,
-                           Py_ssize_t ho, Py_ssize_t wo, float* acc) noexcept nogil
-    int tg_dw_wband31_d(const double* gy, const double* P, Py_ssize_t plane, Py_ssize_t Wq,
-                           Py_ssize_t ho, Py_ssize_t wo, double* acc) noexcept nogil
-    int tg_dw_wband32_f(const float* gy, const float* P, Py_ssize_t plane, Py_ssize_t Wq,
-                           Py_ssize_t ho, Py_ssize_t wo, float* acc) noexcept nogil
-    int tg_dw_wband32_d(const double* gy, const double* P, Py_ssize_t plane, Py_ssize_t Wq,
-                           Py_ssize_t ho, Py_ssize_t wo, double* acc) noexcept nogil
-    int tg_dw_wband51_f(const float* gy, const float* P, Py_ssize_t plane, Py_ssize_t Wq,
-                           Py_ssize_t ho, Py_ssize_t wo, float* acc) noexcept nogil
-    int tg_dw_wband51_d(const double* gy, const double* P, Py_ssize_t plane, Py_ssize_t Wq,
-                           Py_ssize_t ho, Py_ssize_t wo, double* acc) noexcept nogil
-    int tg_dw_wband52_f(const float* gy, const float* P, Py_ssize_t plane, Py_ssize_t Wq,
-                           Py_ssize_t ho, Py_ssize_t wo, float* acc) noexcept nogil
-    int tg_dw_wband52_d(const double* gy, const double* P, Py_ssize_t plane, Py_ssize_t Wq,
-                           Py_ssize_t ho, Py_ssize_t wo, double* acc) noexcept nogil
-    int tg_dw_wband31_h(const float* gy, const float* P, Py_ssize_t plane, Py_ssize_t Wq,
-                           Py_ssize_t ho, Py_ssize_t wo, float* acc) noexcept nogil
-    int tg_dw_band31_h(const float* P, Py_ssize_t plane, Py_ssize_t Wq, const float* w,
-                          Py_ssize_t ho, Py_ssize_t wo, float bias, float* y) noexcept nogil
-    int tg_dw_wband32_h(const float* gy, const float* P, Py_ssize_t plane, Py_ssize_t Wq,
-                           Py_ssize_t ho, Py_ssize_t wo, float* acc) noexcept nogil
-    int tg_dw_band32_h(const float* P, Py_ssize_t plane, Py_ssize_t Wq, const float* w,
-                          Py_ssize_t ho, Py_ssize_t wo, float bias, float* y) noexcept nogil
-    int tg_dw_wband51_h(const float* gy, const float* P, Py_ssize_t plane, Py_ssize_t Wq,
-                           Py_ssize_t ho, Py_ssize_t wo, float* acc) noexcept nogil
-    int tg_dw_band51_h(const float* P, Py_ssize_t plane, Py_ssize_t Wq, const float* w,
-                          Py_ssize_t ho, Py_ssize_t wo, float bias, float* y) noexcept nogil
-    int tg_dw_wband52_h(const float* gy, const float* P, Py_ssize_t plane, Py_ssize_t Wq,
-                           Py_ssize_t ho, Py_ssize_t wo, float* acc) noexcept nogil
-    int tg_dw_band52_h(const float* P, Py_ssize_t plane, Py_ssize_t Wq, const float* w,
-                          Py_ssize_t ho, Py_ssize_t wo, float bias, float* y) noexcept nogil
     void tg_dw_copy_f(float* dst, const float* src, Py_ssize_t n) noexcept nogil
     void tg_dw_copy_d(double* dst, const double* src, Py_ssize_t n) noexcept nogil
     void tg_dw_split_f(const float* xp, float* P, Py_ssize_t h, Py_ssize_t wd, Py_ssize_t ph,
@@ -342,38 +523,20 @@ cdef extern from *:
     void tg_dw_split_d(const double* xp, double* P, Py_ssize_t h, Py_ssize_t wd, Py_ssize_t ph,
                        Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t Hq,
                        Py_ssize_t Wq) noexcept nogil
-    void tg_dw_conv31_f(const float* P, Py_ssize_t plane, Py_ssize_t Wq,
-                          const float* w, Py_ssize_t L, float bias, float* out) noexcept nogil
-    int tg_dw_band31_f(const float* P, Py_ssize_t plane, Py_ssize_t Wq, const float* w,
-                          Py_ssize_t ho, Py_ssize_t wo, float bias, float* y) noexcept nogil
-    void tg_dw_conv31_d(const double* P, Py_ssize_t plane, Py_ssize_t Wq,
-                          const double* w, Py_ssize_t L, double bias, double* out) noexcept nogil
-    int tg_dw_band31_d(const double* P, Py_ssize_t plane, Py_ssize_t Wq, const double* w,
-                          Py_ssize_t ho, Py_ssize_t wo, double bias, double* y) noexcept nogil
-    void tg_dw_conv32_f(const float* P, Py_ssize_t plane, Py_ssize_t Wq,
-                          const float* w, Py_ssize_t L, float bias, float* out) noexcept nogil
-    int tg_dw_band32_f(const float* P, Py_ssize_t plane, Py_ssize_t Wq, const float* w,
-                          Py_ssize_t ho, Py_ssize_t wo, float bias, float* y) noexcept nogil
-    void tg_dw_conv32_d(const double* P, Py_ssize_t plane, Py_ssize_t Wq,
-                          const double* w, Py_ssize_t L, double bias, double* out) noexcept nogil
-    int tg_dw_band32_d(const double* P, Py_ssize_t plane, Py_ssize_t Wq, const double* w,
-                          Py_ssize_t ho, Py_ssize_t wo, double bias, double* y) noexcept nogil
-    void tg_dw_conv51_f(const float* P, Py_ssize_t plane, Py_ssize_t Wq,
-                          const float* w, Py_ssize_t L, float bias, float* out) noexcept nogil
-    int tg_dw_band51_f(const float* P, Py_ssize_t plane, Py_ssize_t Wq, const float* w,
-                          Py_ssize_t ho, Py_ssize_t wo, float bias, float* y) noexcept nogil
-    void tg_dw_conv51_d(const double* P, Py_ssize_t plane, Py_ssize_t Wq,
-                          const double* w, Py_ssize_t L, double bias, double* out) noexcept nogil
-    int tg_dw_band51_d(const double* P, Py_ssize_t plane, Py_ssize_t Wq, const double* w,
-                          Py_ssize_t ho, Py_ssize_t wo, double bias, double* y) noexcept nogil
-    void tg_dw_conv52_f(const float* P, Py_ssize_t plane, Py_ssize_t Wq,
-                          const float* w, Py_ssize_t L, float bias, float* out) noexcept nogil
-    int tg_dw_band52_f(const float* P, Py_ssize_t plane, Py_ssize_t Wq, const float* w,
-                          Py_ssize_t ho, Py_ssize_t wo, float bias, float* y) noexcept nogil
-    void tg_dw_conv52_d(const double* P, Py_ssize_t plane, Py_ssize_t Wq,
-                          const double* w, Py_ssize_t L, double bias, double* out) noexcept nogil
-    int tg_dw_band52_d(const double* P, Py_ssize_t plane, Py_ssize_t Wq, const double* w,
-                          Py_ssize_t ho, Py_ssize_t wo, double bias, double* y) noexcept nogil
+    int tg_dw_band_f(int key, const float* P, Py_ssize_t plane, Py_ssize_t Wq, const float* w,
+                     Py_ssize_t ho, Py_ssize_t wo, float bias, float* y) noexcept nogil
+    int tg_dw_band_d(int key, const double* P, Py_ssize_t plane, Py_ssize_t Wq, const double* w,
+                     Py_ssize_t ho, Py_ssize_t wo, double bias, double* y) noexcept nogil
+    void tg_dw_conv_f(int key, const float* P, Py_ssize_t plane, Py_ssize_t Wq,
+                      const Py_ssize_t* offs, Py_ssize_t kk, const float* w, Py_ssize_t L,
+                      float bias, float* out) noexcept nogil
+    void tg_dw_conv_d(int key, const double* P, Py_ssize_t plane, Py_ssize_t Wq,
+                      const Py_ssize_t* offs, Py_ssize_t kk, const double* w, Py_ssize_t L,
+                      double bias, double* out) noexcept nogil
+    int tg_dw_wband_f(int key, const float* gy, const float* P, Py_ssize_t plane, Py_ssize_t Wq,
+                      Py_ssize_t ho, Py_ssize_t wo, float* acc) noexcept nogil
+    int tg_dw_wband_d(int key, const double* gy, const double* P, Py_ssize_t plane,
+                      Py_ssize_t Wq, Py_ssize_t ho, Py_ssize_t wo, double* acc) noexcept nogil
 
 
 cdef inline void _copy(real* dst, const real* src, Py_ssize_t n) noexcept nogil:
@@ -391,36 +554,22 @@ cdef inline void _lincomb(const real* src, const Py_ssize_t* offs, const real* w
         tg_dw_lincomb_d(src, offs, w, nt, L, bias, out)
 
 
+cdef inline int _key(Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t kh, Py_ssize_t kw) noexcept nogil:
+    """The unrolled kernels' key K*10 + stride (K x K kernel, stride the same along both axes;
+    0: none)."""
+    return <int>(kh * 10 + sw) if kh == kw and sh == sw else 0
+
+
 cdef inline bint _band(const real* P, Py_ssize_t plane, Py_ssize_t Wq, Py_ssize_t sh,
                        Py_ssize_t sw, Py_ssize_t kh, Py_ssize_t kw, const real* w, Py_ssize_t ho,
                        Py_ssize_t wo, real bias, real* y) noexcept nogil:
     """The forward of one plane straight into the output plane y (3x3 and 5x5 at stride 1
     or 2, output rows at least one vector wide: 16 floats, or 8 with half-width vectors, or
     8 doubles); False when it does not apply."""
-    cdef int key = (kh * 10 + sw) if kh == kw and sh == sw else 0
     if real is float:
-        if key == 31:
-            return (tg_dw_band31_f(P, plane, Wq, w, ho, wo, bias, y)
-                    or tg_dw_band31_h(P, plane, Wq, w, ho, wo, bias, y))
-        if key == 32:
-            return (tg_dw_band32_f(P, plane, Wq, w, ho, wo, bias, y)
-                    or tg_dw_band32_h(P, plane, Wq, w, ho, wo, bias, y))
-        if key == 51:
-            return (tg_dw_band51_f(P, plane, Wq, w, ho, wo, bias, y)
-                    or tg_dw_band51_h(P, plane, Wq, w, ho, wo, bias, y))
-        if key == 52:
-            return (tg_dw_band52_f(P, plane, Wq, w, ho, wo, bias, y)
-                    or tg_dw_band52_h(P, plane, Wq, w, ho, wo, bias, y))
+        return tg_dw_band_f(_key(sh, sw, kh, kw), P, plane, Wq, w, ho, wo, bias, y)
     else:
-        if key == 31:
-            return tg_dw_band31_d(P, plane, Wq, w, ho, wo, bias, y)
-        if key == 32:
-            return tg_dw_band32_d(P, plane, Wq, w, ho, wo, bias, y)
-        if key == 51:
-            return tg_dw_band51_d(P, plane, Wq, w, ho, wo, bias, y)
-        if key == 52:
-            return tg_dw_band52_d(P, plane, Wq, w, ho, wo, bias, y)
-    return False
+        return tg_dw_band_d(_key(sh, sw, kh, kw), P, plane, Wq, w, ho, wo, bias, y)
 
 
 cdef inline void _conv(const real* P, Py_ssize_t plane, Py_ssize_t Wq, Py_ssize_t sh,
@@ -428,29 +577,10 @@ cdef inline void _conv(const real* P, Py_ssize_t plane, Py_ssize_t Wq, Py_ssize_
                        const real* w, Py_ssize_t L, real bias, real* out) noexcept nogil:
     """The forward of one plane from its phase planes P: the unrolled kernels for 3x3 and
     5x5 at stride 1 or 2 (the same along both axes), the tap list (offs) for the others."""
-    cdef int key = (kh * 10 + sw) if kh == kw and sh == sw else 0
     if real is float:
-        if key == 31:
-            tg_dw_conv31_f(P, plane, Wq, w, L, bias, out)
-        elif key == 32:
-            tg_dw_conv32_f(P, plane, Wq, w, L, bias, out)
-        elif key == 51:
-            tg_dw_conv51_f(P, plane, Wq, w, L, bias, out)
-        elif key == 52:
-            tg_dw_conv52_f(P, plane, Wq, w, L, bias, out)
-        else:
-            tg_dw_lincomb_f(P, offs, w, kh * kw, L, bias, out)
+        tg_dw_conv_f(_key(sh, sw, kh, kw), P, plane, Wq, offs, kh * kw, w, L, bias, out)
     else:
-        if key == 31:
-            tg_dw_conv31_d(P, plane, Wq, w, L, bias, out)
-        elif key == 32:
-            tg_dw_conv32_d(P, plane, Wq, w, L, bias, out)
-        elif key == 51:
-            tg_dw_conv51_d(P, plane, Wq, w, L, bias, out)
-        elif key == 52:
-            tg_dw_conv52_d(P, plane, Wq, w, L, bias, out)
-        else:
-            tg_dw_lincomb_d(P, offs, w, kh * kw, L, bias, out)
+        tg_dw_conv_d(_key(sh, sw, kh, kw), P, plane, Wq, offs, kh * kw, w, L, bias, out)
 
 
 cdef inline bint _wband(const real* gy, const real* P, Py_ssize_t plane, Py_ssize_t Wq,
@@ -458,30 +588,10 @@ cdef inline bint _wband(const real* gy, const real* P, Py_ssize_t plane, Py_ssiz
                         Py_ssize_t ho, Py_ssize_t wo, real* acc) noexcept nogil:
     """The weight gradient of one plane straight from the output gradient (3x3 and 5x5 at
     stride 1 or 2, output planes at least one vector wide); False when it does not apply."""
-    cdef int key = (kh * 10 + sw) if kh == kw and sh == sw else 0
     if real is float:
-        if key == 31:
-            return (tg_dw_wband31_f(gy, P, plane, Wq, ho, wo, acc)
-                    or tg_dw_wband31_h(gy, P, plane, Wq, ho, wo, acc))
-        if key == 32:
-            return (tg_dw_wband32_f(gy, P, plane, Wq, ho, wo, acc)
-                    or tg_dw_wband32_h(gy, P, plane, Wq, ho, wo, acc))
-        if key == 51:
-            return (tg_dw_wband51_f(gy, P, plane, Wq, ho, wo, acc)
-                    or tg_dw_wband51_h(gy, P, plane, Wq, ho, wo, acc))
-        if key == 52:
-            return (tg_dw_wband52_f(gy, P, plane, Wq, ho, wo, acc)
-                    or tg_dw_wband52_h(gy, P, plane, Wq, ho, wo, acc))
+        return tg_dw_wband_f(_key(sh, sw, kh, kw), gy, P, plane, Wq, ho, wo, acc)
     else:
-        if key == 31:
-            return tg_dw_wband31_d(gy, P, plane, Wq, ho, wo, acc)
-        if key == 32:
-            return tg_dw_wband32_d(gy, P, plane, Wq, ho, wo, acc)
-        if key == 51:
-            return tg_dw_wband51_d(gy, P, plane, Wq, ho, wo, acc)
-        if key == 52:
-            return tg_dw_wband52_d(gy, P, plane, Wq, ho, wo, acc)
-    return False
+        return tg_dw_wband_d(_key(sh, sw, kh, kw), gy, P, plane, Wq, ho, wo, acc)
 
 
 cdef inline void _dots(const real* g, const real* P, const Py_ssize_t* offs, Py_ssize_t kk,
@@ -930,6 +1040,205 @@ def _phase_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
         free(offs)
 
 
+# ---------------------------------------------------------------------------------------
+# Channel-blocked planes (dilation 1, small output planes): a task takes a block of V
+# channels (16 floats or 8 doubles: one 64-byte vector) of one image, interleaves their
+# padded planes pixel by pixel in a cache-resident buffer, runs the taps as vector
+# multiply-adds across the V channels, and writes each channel's plane back. The lanes past
+# the channel count read zeros and are not written.
+
+cdef enum:
+    _CB_IMAGES = 8  # images per weight-gradient task (fixed: the sums do not depend on the team)
+
+
+cdef inline void _cbin(const real** src, Py_ssize_t h, Py_ssize_t wd, Py_ssize_t top,
+                       Py_ssize_t left, Py_ssize_t Wb, real* B) noexcept nogil:
+    if real is float:
+        tg_dw_cbin_f(src, h, wd, top, left, Wb, B)
+    else:
+        tg_dw_cbin_d(src, h, wd, top, left, Wb, B)
+
+
+cdef inline void _cbout(const real* B, Py_ssize_t h, Py_ssize_t wd, Py_ssize_t top,
+                        Py_ssize_t left, Py_ssize_t Wb, real** dst) noexcept nogil:
+    if real is float:
+        tg_dw_cbout_f(B, h, wd, top, left, Wb, dst)
+    else:
+        tg_dw_cbout_d(B, h, wd, top, left, Wb, dst)
+
+
+cdef inline void _cb_lanes(const real[:, :, :, ::1] w, real* W, Py_ssize_t c0, Py_ssize_t step,
+                           Py_ssize_t cnt, Py_ssize_t V) noexcept nogil:
+    """W[t * V + l] = tap t of filter c0 + l * step (zero past cnt lanes)."""
+    cdef Py_ssize_t kw = w.shape[3], t, l
+    for t in range(w.shape[2] * kw):
+        for l in range(V):
+            W[t * V + l] = w[c0 + l * step, 0, t // kw, t % kw] if l < cnt else 0
+
+
+def _cb_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const real[::1] b,
+                real[:, :, :, ::1] y, bint has_bias, int sh, int sw, int ph, int pw):
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3]
+    cdef Py_ssize_t o = w.shape[0], kh = w.shape[2], kw = w.shape[3]
+    cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3], m = o // c
+    cdef Py_ssize_t V = 16 if real is float else 8
+    cdef Py_ssize_t nb = _cdiv(o, V), Hb = h + 2 * ph, Wb = wd + 2 * pw
+    cdef Py_ssize_t p, bi, ob, o0, cnt, l
+    cdef Py_ssize_t* last = NULL
+    cdef real* B = NULL
+    cdef real* Y = NULL
+    cdef real* W = NULL
+    cdef const real** src = NULL
+    cdef real** dst = NULL
+    cdef int nt = _team(n * o * ho * wo * kh * kw)
+    with nogil, parallel(num_threads=nt):
+        B = <real*>calloc(Hb * Wb * V + 1, sizeof(real))  # the padding stays zero
+        Y = <real*>malloc((ho * wo * V + 1) * sizeof(real))
+        W = <real*>malloc(((kh * kw + 1) * V) * sizeof(real))
+        src = <const real**>malloc(V * sizeof(real*))
+        dst = <real**>malloc(V * sizeof(real*))
+        last = <Py_ssize_t*>malloc(sizeof(Py_ssize_t))
+        last[0] = -1  # the channel block whose weights are in W
+        for p in prange(n * nb, schedule="static"):
+            bi = p // nb
+            ob = p % nb
+            o0 = ob * V
+            cnt = o - o0 if o - o0 < V else V
+            if ob != last[0]:
+                _cb_lanes(w, W, o0, 1, cnt, V)
+                for l in range(V):
+                    W[kh * kw * V + l] = b[o0 + l] if has_bias and l < cnt else 0
+                last[0] = ob
+            for l in range(V):
+                src[l] = &x[bi, (o0 + l) // m, 0, 0] if l < cnt else NULL
+                dst[l] = &y[bi, o0 + l, 0, 0] if l < cnt else NULL
+            _cbin(src, h, wd, ph, pw, Wb, B)
+            if real is float:
+                tg_dw_cbfwd_f(B, W, W + kh * kw * V, Wb, kh, kw, sh, sw, ho, wo, Y)
+            else:
+                tg_dw_cbfwd_d(B, W, W + kh * kw * V, Wb, kh, kw, sh, sw, ho, wo, Y)
+            _cbout(Y, ho, wo, 0, 0, wo, dst)
+        free(B)
+        free(Y)
+        free(W)
+        free(src)
+        free(dst)
+        free(last)
+
+
+def _cb_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
+                   real[:, :, :, ::1] gx, int sh, int sw, int ph, int pw):
+    cdef Py_ssize_t n = gx.shape[0], c = gx.shape[1], h = gx.shape[2], wd = gx.shape[3]
+    cdef Py_ssize_t o = w.shape[0], kh = w.shape[2], kw = w.shape[3]
+    cdef Py_ssize_t ho = gy.shape[2], wo = gy.shape[3], m = o // c
+    cdef Py_ssize_t V = 16 if real is float else 8
+    cdef Py_ssize_t nb = _cdiv(c, V), Hb = h + 2 * ph, Wb = wd + 2 * pw
+    cdef Py_ssize_t p, bi, cb, c0, cnt, l, mm, t
+    cdef real* GX = NULL
+    cdef real* G = NULL
+    cdef real* W = NULL
+    cdef const real** src = NULL
+    cdef real** dst = NULL
+    cdef int nt = _team(n * o * ho * wo * kh * kw)
+    with nogil, parallel(num_threads=nt):
+        GX = <real*>malloc((Hb * Wb * V + 1) * sizeof(real))
+        G = <real*>malloc((ho * wo * V + 1) * sizeof(real))
+        W = <real*>malloc((kh * kw * V + 1) * sizeof(real))
+        src = <const real**>malloc(V * sizeof(real*))
+        dst = <real**>malloc(V * sizeof(real*))
+        for p in prange(n * nb, schedule="static"):
+            bi = p // nb
+            cb = p % nb
+            c0 = cb * V
+            cnt = c - c0 if c - c0 < V else V
+            for t in range(Hb * Wb * V):
+                GX[t] = 0
+            for mm in range(m):  # the output channels of input channel c0 + l: (c0 + l)*m + mm
+                _cb_lanes(w, W, c0 * m + mm, m, cnt, V)
+                for l in range(V):
+                    src[l] = &gy[bi, (c0 + l) * m + mm, 0, 0] if l < cnt else NULL
+                _cbin(src, ho, wo, 0, 0, wo, G)
+                if real is float:
+                    tg_dw_cbgx_f(G, W, Wb, kh, kw, sh, sw, ho, wo, GX)
+                else:
+                    tg_dw_cbgx_d(G, W, Wb, kh, kw, sh, sw, ho, wo, GX)
+            for l in range(V):
+                dst[l] = &gx[bi, c0 + l, 0, 0] if l < cnt else NULL
+            _cbout(GX, h, wd, ph, pw, Wb, dst)
+        free(GX)
+        free(G)
+        free(W)
+        free(src)
+        free(dst)
+
+
+def _cb_backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
+                   real[:, :, :, ::1] gw, int sh, int sw, int ph, int pw):
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3]
+    cdef Py_ssize_t o = gw.shape[0], kh = gw.shape[2], kw = gw.shape[3]
+    cdef Py_ssize_t ho = gy.shape[2], wo = gy.shape[3], m = o // c
+    cdef Py_ssize_t V = 16 if real is float else 8, kk = kh * kw
+    cdef Py_ssize_t nb = _cdiv(o, V), nk = _cdiv(n, _CB_IMAGES), Hb = h + 2 * ph, Wb = wd + 2 * pw
+    cdef Py_ssize_t p, bi, ob, o0, cnt, l, k, t, oc
+    cdef real* part = <real*>calloc(nb * nk * kk * V + 1, sizeof(real))
+    cdef real* B = NULL
+    cdef real* G = NULL
+    cdef const real** src = NULL
+    cdef const real** gsrc = NULL
+    cdef real s
+    cdef int nt = _team(n * o * ho * wo * kh * kw)
+    if part == NULL:
+        raise MemoryError("depthwise_conv2d (direct) backward: weight-gradient partial sums")
+    with nogil, parallel(num_threads=nt):
+        # task (block, images k*_CB_IMAGES ...): one partial sum per lane and tap; the
+        # tasks' sums are added in image order at the end
+        B = <real*>calloc(Hb * Wb * V + 1, sizeof(real))
+        G = <real*>malloc((ho * wo * V + 1) * sizeof(real))
+        src = <const real**>malloc(V * sizeof(real*))
+        gsrc = <const real**>malloc(V * sizeof(real*))
+        for p in prange(nb * nk, schedule="static"):
+            ob = p // nk
+            k = p % nk
+            o0 = ob * V
+            cnt = o - o0 if o - o0 < V else V
+            for bi in range(k * _CB_IMAGES, min(n, (k + 1) * _CB_IMAGES)):
+                for l in range(V):
+                    src[l] = &x[bi, (o0 + l) // m, 0, 0] if l < cnt else NULL
+                    gsrc[l] = &gy[bi, o0 + l, 0, 0] if l < cnt else NULL
+                _cbin(src, h, wd, ph, pw, Wb, B)
+                _cbin(gsrc, ho, wo, 0, 0, wo, G)
+                if real is float:
+                    tg_dw_cbwg_f(G, B, Wb, kh, kw, sh, sw, ho, wo, part + p * kk * V)
+                else:
+                    tg_dw_cbwg_d(G, B, Wb, kh, kw, sh, sw, ho, wo, part + p * kk * V)
+        free(B)
+        free(G)
+        free(src)
+        free(gsrc)
+    with nogil:
+        for oc in range(o):
+            ob = oc // V
+            l = oc % V
+            for t in range(kk):
+                s = 0
+                for k in range(nk):
+                    s = s + part[((ob * nk + k) * kk + t) * V + l]
+                gw[oc, 0, t // kw, t % kw] = s
+    free(part)
+
+
+_CB_W = {"1": 8, "2": 1 << 30}  # widest output planes taking channel blocks, by stride
+_CB_PLANE = 4096  # largest padded input plane (pixels) a channel block keeps in cache
+
+
+def _blocked(x_shape, wo, stride, padding):
+    """Channel blocks for small planes: at stride 1 output planes of 8 or fewer columns
+    (the row kernels' vectors are 16 wide), at stride 2 and more every plane that fits."""
+    s = str(min(max(stride), 2))
+    plane = (x_shape[2] + 2 * padding[0]) * (x_shape[3] + 2 * padding[1])
+    return wo <= _CB_W[s] and plane <= _CB_PLANE
+
+
 def forward(x, w, b, stride, padding, dilation, groups):
     n, c, h, wd = x.shape
     o, _, kh, kw = w.shape
@@ -939,7 +1248,9 @@ def forward(x, w, b, stride, padding, dilation, groups):
     check_fits("depthwise_conv2d (direct)", {"output": int(np.prod(shape)) * x.itemsize})
     y = np.empty(shape, dtype=x.dtype)
     bb = b if b is not None else np.zeros(1, dtype=x.dtype)
-    if dilation == (1, 1):
+    if dilation == (1, 1) and _blocked(x.shape, wo, stride, padding):
+        _cb_forward(x, w, bb, y, b is not None, *stride, *padding)
+    elif dilation == (1, 1):
         _phase_forward(x, w, bb, y, b is not None, *stride, *padding)
     else:
         _forward(x, w, bb, y, b is not None, *stride, *padding, *dilation)
@@ -958,7 +1269,9 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
         gx = np.empty_like(x)
         kh, kw = w.shape[2], w.shape[3]
         qh, qw = dh * (kh - 1) - ph, dw * (kw - 1) - pw
-        if phase and sh == sw == 1 and w.shape[0] == x.shape[1] and qh >= 0 and qw >= 0:
+        if phase and _blocked(x.shape, gy.shape[3], stride, padding):
+            _cb_backward_x(gy, w, gx, sh, sw, ph, pw)
+        elif phase and sh == sw == 1 and w.shape[0] == x.shape[1] and qh >= 0 and qw >= 0:
             # stride 1, one output channel per input channel: the input gradient is the
             # forward convolution of gy with the flipped kernel and padding k - 1 - padding
             wf = np.ascontiguousarray(w[:, :, ::-1, ::-1])
@@ -973,7 +1286,9 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
         # padding columns by image values: a NaN or an infinity in x reaches every tap.
         # Those products only add non-finite values, so a finite result is exact; a
         # non-finite one is recomputed with the direct loops (no pass over x to check it)
-        if phase:
+        if phase and _blocked(x.shape, gy.shape[3], stride, padding):
+            _cb_backward_w(gy, x, gw, sh, sw, ph, pw)
+        elif phase:
             _phase_backward_w(gy, x, gw, sh, sw, ph, pw)
         if not phase or not np.isfinite(gw).all():
             _backward_w(gy, x, gw, *stride, *padding, *dilation)

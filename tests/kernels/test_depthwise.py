@@ -156,3 +156,121 @@ def test_depthwise_wide_planes_repeat_and_match_float64(variant, k, stride, padd
         assert got.dtype == np.float32
         np.testing.assert_array_equal(got, again)
         np.testing.assert_allclose(got, ref64, rtol=1e-4, atol=1e-4 * np.abs(ref64).max())
+
+
+# channel blocks (direct-cython's small planes: stride 2, and stride 1 outputs 8 or fewer
+# columns wide): channel counts around the 16-float / 8-double block, several blocks
+
+
+@st.composite
+def blocked_case(draw):
+    k = draw(st.sampled_from([3, 5]))
+    stride, padding = draw(st.sampled_from([1, 2])), draw(st.integers(0, 2))
+    lo = max(1, k - 2 * padding)
+    hi = 8 * stride if stride == 1 else 15  # stride 1: outputs at most 8 wide
+    h, w = draw(st.integers(lo, hi)), draw(st.integers(lo, hi))
+    c = draw(st.sampled_from([1, 7, 16, 17, 37]))
+    return draw(st.integers(1, 3)), c, draw(st.integers(1, 2)), h, w, k, stride, padding
+
+
+def _dw_arrays(case, dtype, seed=0):
+    n, c, m, h, w, k, stride, padding = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((c * m, 1, k, k)).astype(dtype)
+    b = rng.standard_normal(c * m).astype(dtype)
+    return x, wt, b, ((stride, stride), (padding, padding), (1, 1), c)
+
+
+@settings(max_examples=examples(20), deadline=None)
+@given(case=blocked_case(), dtype=st.sampled_from([np.float32, np.float64]))
+def test_depthwise_channel_blocks_match_reference_and_repeat(case, dtype):
+    """Odd plane sizes, padding 0 to 2, batch 1 to 3, kernel 3 and 5, stride 1 and 2,
+    channel counts that are not multiples of the block, multiplier 1 and 2: direct-cython
+    against the reference, and a second call repeats the first bit for bit."""
+    x, wt, b, args = _dw_arrays(case, dtype)
+    mod, ref = K.get("depthwise_conv2d", "direct-cython"), K.get("depthwise_conv2d", "reference")
+    y = mod.forward(x, wt, b, *args)
+    gy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
+    got = (y, *mod.backward(gy, x, wt, *args, True, True))
+    want = (ref.forward(x, wt, b, *args), *ref.backward(gy, x, wt, *args, True, True))
+    again = (mod.forward(x, wt, b, *args), *mod.backward(gy, x, wt, *args, True, True))
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    for g, r, a in zip(got, want, again):
+        assert g.dtype == dtype
+        np.testing.assert_allclose(g, r, **tol)
+        np.testing.assert_array_equal(g, a)
+
+
+@pytest.mark.torch
+@settings(max_examples=examples(8), deadline=None)
+@given(case=blocked_case())
+def test_depthwise_channel_blocks_match_torch(case):
+    torch = pytest.importorskip("torch")
+    import tapegrad as tg
+    import tapegrad.nn.functional as F
+
+    x, wt, b, (stride, padding, _, c) = _dw_arrays(case, np.float64, seed=2)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(wt, requires_grad=True)
+    ty = torch.nn.functional.conv2d(tx, tw, torch.tensor(b), stride, padding, groups=c)
+    gy = np.random.default_rng(3).standard_normal(tuple(ty.shape))
+    ty.backward(torch.tensor(gy))
+    gx, gw = tg.Tensor(x, requires_grad=True), tg.Tensor(wt, requires_grad=True)
+    with K.use(depthwise_conv2d="direct-cython"):
+        y = F.conv2d(gx, gw, tg.Tensor(b), stride, padding, groups=c)
+        y.backward(gy)
+    np.testing.assert_allclose(y.data, ty.detach().numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(gx.grad.data, tx.grad.numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(gw.grad.data, tw.grad.numpy(), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("k, stride, padding", [(3, 2, 1), (5, 2, 2), (3, 1, 0)])
+def test_depthwise_channel_blocks_gradcheck(k, stride, padding):
+    import tapegrad as tg
+    import tapegrad.nn.functional as F
+
+    rng = np.random.default_rng(k + stride)
+    x = tg.Tensor(rng.standard_normal((2, 17, 7, 6)), requires_grad=True)
+    w = tg.Tensor(rng.standard_normal((17, 1, k, k)), requires_grad=True)
+    b = tg.Tensor(rng.standard_normal(17), requires_grad=True)
+    with K.use(depthwise_conv2d="direct-cython"):
+        assert tg.gradcheck(
+            lambda x, w, b: F.conv2d(x, w, b, stride, padding, groups=17), [x, w, b]
+        )
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_channel_blocks_nonfinite_like_reference(stride):
+    """A NaN and an infinity in the input (and in the output gradient) reach the outputs and
+    gradients whose sums hold them, as in the reference's sums over the padded input."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 19, 9, 8))
+    wt = rng.standard_normal((19, 1, 3, 3))
+    x[0, 3, 0, 0], x[1, 17, 4, 5] = np.nan, np.inf
+    args = ((stride, stride), (1, 1), (1, 1), 19)
+    mod, ref = K.get("depthwise_conv2d", "direct-cython"), K.get("depthwise_conv2d", "reference")
+    y, y_r = mod.forward(x, wt, None, *args), ref.forward(x, wt, None, *args)
+    gy = rng.standard_normal(y.shape)
+    gy[1, 2, 1, 1] = np.inf
+    got = (y, *mod.backward(gy, x, wt, *args, True, True))
+    want = (y_r, *ref.backward(gy, x, wt, *args, True, True))
+    for g, r in zip(got, want):
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(r))
+        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10, equal_nan=True)
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_depthwise_stride2_large_planes_keep_phase_planes(k):
+    """Stride-2 planes too large for a channel block in cache take the phase planes."""
+    rng = np.random.default_rng(k)
+    x = rng.standard_normal((1, 3, 67, 66)).astype(np.float32)
+    wt = rng.standard_normal((3, 1, k, k)).astype(np.float32)
+    args = ((2, 2), (1, 1), (1, 1), 3)
+    mod, ref = K.get("depthwise_conv2d", "direct-cython"), K.get("depthwise_conv2d", "reference")
+    assert not mod._blocked(x.shape, 33, (2, 2), (1, 1))
+    y = mod.forward(x, wt, None, *args)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    got = (y, *mod.backward(gy, x, wt, *args, True, True))
+    want = (ref.forward(x, wt, None, *args), *ref.backward(gy, x, wt, *args, True, True))
+    for g, r in zip(got, want):
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-3)
