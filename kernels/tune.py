@@ -19,6 +19,31 @@ _TRIAL_EXTRA = 3
 _TRIAL_FINAL = 1.25  # candidates this close to the leader race again, alone
 
 
+def team(variant: str) -> str:
+    """The thread team a variant's parallel loops run on, from its name: ``cython``
+    (tapegrad's own OpenMP runtime, whose idle threads sleep), ``numba`` (Numba's threading
+    layer, by default the system OpenMP runtime, whose idle threads spin for a while after
+    each parallel loop) or ``other`` (NumPy and its BLAS, plugins).
+
+    Timing a kernel of one team right after a kernel of another shares the cores with the
+    other team's spinning threads; autotune and ``bench`` time each team's variants
+    together, the teams in turn.
+    """
+    for name in ("cython", "numba"):
+        if variant.endswith("-" + name):
+            return name
+    return "other"
+
+
+def teams(names: list) -> list[list]:
+    """``names`` split by :func:`team` (of the name, or of an item's first element), in
+    order of first appearance, each group keeping the items' order."""
+    groups: dict[str, list] = {}
+    for item in names:
+        groups.setdefault(team(item if isinstance(item, str) else item[0]), []).append(item)
+    return list(groups.values())
+
+
 def time_candidates(
     names: list[str], get: Callable[[str], ModuleType], trial: Callable[[ModuleType], object]
 ) -> str:
@@ -26,7 +51,11 @@ def time_candidates(
     rounds, by the median of its round times over the round's fastest.
 
     A round runs every candidate once, each round starting one candidate later than the
-    last: no candidate always runs right after the one that just evicted the caches.
+    last: no candidate always runs right after the one that just evicted the caches. The
+    candidates of one thread team (:func:`team`) run together in a round, the teams in
+    turn, with one untimed call at the switch: a Cython kernel timed while Numba's idle
+    threads still spin would be billed for them.
+
     Judging each time against its own round cancels load from other processes that
     drifts over the tuning, and the median (not the minimum) ignores the rounds where a
     parallel kernel's threads waited for a core: on a shared 2-core machine the best of a
@@ -40,14 +69,23 @@ def time_candidates(
     for mod in mods.values():
         trial(mod)  # warm-up, includes any JIT compilation
     times: dict[str, list[float]] = {n: [] for n in names}
+    last = [team(names[-1])]  # the team of the call before: the warm-ups ran in order
 
     def rounds(alive: list[str], count: int) -> None:
         for _ in range(count):
-            k = len(times[alive[0]]) % len(alive)
-            for n in alive[k:] + alive[:k]:
-                t0 = time.perf_counter()
-                trial(mods[n])
-                times[n].append(time.perf_counter() - t0)
+            r = len(times[alive[0]])
+            groups = teams(alive)
+            if r % 2:  # the team that ended the last round starts this one
+                groups.reverse()
+            for group in groups:
+                k = r % len(group)
+                for n in group[k:] + group[:k]:
+                    if team(n) != last[0]:
+                        trial(mods[n])  # untimed: the other team's idle threads settle
+                        last[0] = team(n)
+                    t0 = time.perf_counter()
+                    trial(mods[n])
+                    times[n].append(time.perf_counter() - t0)
 
     def scores(alive: list[str]) -> list[tuple[float, str]]:
         best = [min(ts) for ts in zip(*(times[n] for n in alive))]  # per round

@@ -20,6 +20,7 @@ from tapegrad.bench import cases as C
 from tapegrad.bench import machine, report, rules, runner
 from tapegrad.bench.cli import run as bench_run
 from tapegrad.kernels import registry as R
+from tapegrad.kernels import tune
 
 MACHINE = {"cpu": "test", "cores": 2, "threads": 1, "gemm_gflops": 10.0, "copy_gbps": 5.0,
            "gemm_n": 64, "versions": {}}  # fmt: skip
@@ -210,6 +211,40 @@ def test_run_case_rows_per_variant_and_direction():
     pool = runner.run_case(TINY_POOL, ["direct-numba"], MACHINE, _opts(directions=("forward",)))
     assert [(r["direction"], r["unit"]) for r in pool] == [("forward", "GB/s")]
     assert pool[0]["fraction"] == pytest.approx(pool[0]["gbps"] / MACHINE["copy_gbps"])
+
+
+def test_each_thread_team_is_timed_on_its_own(monkeypatch):
+    """The timed samples of a direction run team by team (Cython, Numba, the rest), never
+    a Cython sample between Numba ones: a kernel is not billed for another team's
+    spinning threads."""
+    assert [tune.team(v) for v in ("im2col-cython", "direct-numba", "reference", "mine")] == [
+        "cython",
+        "numba",
+        "other",
+        "other",
+    ]
+    order: list[tuple[str, str]] = []
+    chosen: list[str] = []
+    timings, use = runner._Harness.timings, K.use
+
+    def spy_use(**choice):
+        chosen.append(choice.get("conv2d", "?"))
+        return use(**choice)
+
+    def spy(self, direction, repeat, warm=True):
+        if repeat and not warm:
+            order.append((chosen[-1], direction))
+        return timings(self, direction, repeat, warm)
+
+    monkeypatch.setattr(K, "use", spy_use)
+    monkeypatch.setattr(runner._Harness, "timings", spy)
+    variants = ["direct-numba", "direct-cython", "im2col-numba", "im2col-cython", "reference"]
+    runner.run_case(TINY_CONV, variants, MACHINE, _opts(repeat=3, directions=("forward",)))
+    teams = [tune.team(v) for v, _ in order]
+    assert len(order) == 3 * len(variants)
+    # each team's samples are one contiguous block, in order of first appearance
+    assert teams == sorted(teams, key=["numba", "cython", "other"].index)
+    assert {v for v, _ in order[:6]} == {"direct-numba", "im2col-numba"}
 
 
 @pytest.fixture

@@ -387,3 +387,30 @@ def test_record_collects_nested(clean):
     K.resolve(FAKE, ("c",))
     assert outer == [(FAKE, ("a",)), (FAKE, ("b",))]
     assert inner == [(FAKE, ("b",))]
+
+
+def test_autotune_times_each_thread_team_together(monkeypatch):
+    """A Cython kernel timed right after a Numba one pays for Numba's spinning idle
+    threads. The race runs each team's candidates together with an untimed call at the
+    switch, so the kernel that is faster on its own wins (a fake clock: no sleeping)."""
+    clock = [0.0]
+    calls: list[str] = []
+    cost = {"fast-cython": 1.0, "slow-numba": 1.2, "slower-numba": 1.5}
+
+    def trial(mod) -> None:
+        name = mod.__name__
+        after_other_team = bool(calls) and T.team(calls[-1]) != T.team(name)
+        clock[0] += cost[name] + (5.0 if after_other_team else 0.0)
+        calls.append(name)
+
+    monkeypatch.setattr(T.time, "perf_counter", lambda: clock[0])
+    names = ["slow-numba", "fast-cython", "slower-numba"]
+    mods = {n: types.SimpleNamespace(__name__=n) for n in names}
+    assert T.time_candidates(names, mods.__getitem__, trial) == "fast-cython"
+    assert [len(g) for g in T.teams(names)] == [2, 1]
+    # every switch of team is followed by a second call of the same candidate (the
+    # untimed settle), after the three warm-up calls
+    timed = calls[3:]
+    for i in range(1, len(timed) - 1):
+        if T.team(timed[i]) != T.team(timed[i - 1]):
+            assert timed[i + 1] == timed[i], timed[i - 2 : i + 2]

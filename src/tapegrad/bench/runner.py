@@ -9,15 +9,17 @@ Then for each variant:
    Numba compiles or loads its cache and where autotune times its candidates), outputs
    compared with the reference: a fast wrong kernel shows as wrong, not as fast;
 2. per direction (``forward``, ``backward``, ``both``): one more untimed warm-up, then
-   ``repeat`` timed samples, taken round-robin over the variants and PyTorch so that load
-   from other processes falls on all of them alike. PyTorch runs in a process of its own
-   at its own defaults (``torch_side``), with tapegrad's thread count. Each round starts
-   one variant later than the last, so every variant follows every other equally often:
-   a slow kernel evicts the caches its successor then refills, and a fixed order would
-   bill that to the same successor every round. A sample is one call, or with
-   ``burst > 1`` the median of that many back-to-back calls (steadier for
-   sub-millisecond kernels). ``backward`` times ``y.backward(gy)`` alone: its forward
-   runs untimed before each sample.
+   ``repeat`` timed samples, taken round-robin over the variants of one thread team
+   (``tapegrad.kernels.tune.team``: Cython, Numba, the rest) so that load from other
+   processes falls on all of them alike, the teams one after the other (a kernel timed
+   while another team's idle threads still spin would be billed for them), then
+   PyTorch's, which runs in a process of its own at its own defaults (``torch_side``),
+   with tapegrad's thread count. Each round starts one variant later than the last, so
+   every variant follows every other of its team equally often: a slow kernel evicts the
+   caches its successor then refills, and a fixed order would bill that to the same
+   successor every round. A sample is one call, or with ``burst > 1`` the median of that
+   many back-to-back calls (steadier for sub-millisecond kernels). ``backward`` times
+   ``y.backward(gy)`` alone: its forward runs untimed before each sample.
 
 ``jit_s`` = ``first_s`` minus the steady forward + backward time: the one-off cost, never
 mixed into the medians.
@@ -34,6 +36,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from tapegrad.kernels.tune import teams
 
 from .cases import DIRECTIONS, Case
 
@@ -292,24 +296,32 @@ def run_case(
         for d in directions:
             th.timings(d, 0)
 
-    # Timed runs round-robin over the variants (and torch): a burst of load from other
-    # processes on the machine then lands on all of them, not on one, keeping ratios fair.
+    # Timed runs round-robin over the variants of one thread team (and torch): a burst of
+    # load from other processes on the machine then lands on all of them, not on one,
+    # keeping ratios fair. The teams take turns, not the samples (tune.team).
     times: dict[tuple[str, str], list[float]] = {}
     errors: dict[str, str] = {}
     for d in directions:
         gc.collect()
-        for r in range(opt.repeat):
-            k = r % len(entries) if entries else 0
-            for variant, h, _row in entries[k:] + entries[:k]:
-                if variant in errors:
-                    continue
-                try:
+        for group in teams(entries):
+            for variant, h, _row in group:  # the other team's idle threads settle here
+                if variant not in errors:
                     with K.use(**{case.op: variant}):
-                        burst = h.timings(d, opt.burst, warm=False)
-                        times.setdefault((variant, d), []).append(float(np.median(burst)))
-                except Exception as exc:
-                    errors[variant] = f"{type(exc).__name__}: {exc}"
-            if th is not None:
+                        h.timings(d, 0)
+            for r in range(opt.repeat):
+                k = r % len(group)
+                for variant, h, _row in group[k:] + group[:k]:
+                    if variant in errors:
+                        continue
+                    try:
+                        with K.use(**{case.op: variant}):
+                            burst = h.timings(d, opt.burst, warm=False)
+                            times.setdefault((variant, d), []).append(float(np.median(burst)))
+                    except Exception as exc:
+                        errors[variant] = f"{type(exc).__name__}: {exc}"
+        if th is not None:
+            th.timings(d, 0)
+            for _r in range(opt.repeat):
                 burst = th.timings(d, opt.burst, warm=False)
                 times.setdefault(("torch", d), []).append(float(np.median(burst)))
     if th is not None:
