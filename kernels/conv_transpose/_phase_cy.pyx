@@ -92,8 +92,12 @@ def forward_phases(const real[:, :, :, ::1] x, const real[:, :, ::1] wt,
                         yrow = &y[b, oc, ry + sh * t, rx]
                         if cnt > 0:
                             src = zb + oc * m + t * wp
-                            for u in range(qw):
-                                yrow[u * sw] = src[u] + bv
+                            if sw == 2:
+                                for u in range(qw):
+                                    yrow[2 * u] = src[u] + bv
+                            else:
+                                for u in range(qw):
+                                    yrow[u * sw] = src[u] + bv
                         else:  # a phase no tap reaches: the bias alone
                             for u in range(qw):
                                 yrow[u * sw] = bv
@@ -129,6 +133,9 @@ cdef void _unfold1(const real* xb, real* cols, Py_ssize_t c, Py_ssize_t h, Py_ss
             if sw == 1:
                 for k in range(lo, hi):
                     dst[k] = src[k + off]
+            elif sw == 2:  # a constant stride the compiler turns into vector shuffles
+                for k in range(lo, hi):
+                    dst[k] = src[2 * k + off]
             else:
                 for k in range(lo, hi):
                     dst[k] = src[k * sw + off]
