@@ -98,19 +98,19 @@ register("conv_transpose2d", "phase-cython", f"{_P}.phase_cy")
 _DIRECT_MACS = 20_000_000
 
 
-# phase-cython goes first from this many multiply-adds on, groups 1, at least 8 output
-# channels (its GEMMs have the output channels as rows: one or two rows run far below the
-# GEMM rate). Medians on 2 loaded cores, ms fwd / bwd, phase-cython vs col2im-cython, 1
-# thread: N=32 64->32 ch 16->32 4x4 stride 2 16.3 / 40.7 vs 22.9 / 41.6; conv_autoencoder's
-# decoder at N=64, 32->16 7x7 0.93 / (tie) vs 1.41, and 16->1 14x14 0.36 / 0.29 vs
-# 0.24 / 0.38; one image 32->16 7x7 ties.
+# phase-cython goes first from this many multiply-adds on, groups 1 (with fewer than 8
+# output channels its forward is col2im-cython's and its backward its own). Medians on 2
+# loaded cores, ms fwd / bwd, phase-cython vs col2im-cython, 1 thread: N=32 64->32 ch
+# 16->32 4x4 stride 2 16.3 / 40.7 vs 22.9 / 41.6; conv_autoencoder's decoder at N=64,
+# 32->16 7x7 0.93 / (tie) vs 1.41; 16->1 14x14 backward (CPU time, minimum of 40) 0.17
+# vs 0.23; one image 32->16 7x7 ties.
 _PHASE_MACS = 1_000_000
 
 
 def _conv_transpose2d_rule(call: ConvTranspose2dCall) -> list[str]:
     try:
         macs = call.macs()
-        phase = call.groups == 1 and call.w_shape[1] >= 8 and macs >= _PHASE_MACS
+        phase = call.groups == 1 and macs >= _PHASE_MACS
     except (AttributeError, TypeError, ValueError, IndexError):
         return ["col2im-numba", "col2im-cython"]
     if macs < _DIRECT_MACS:

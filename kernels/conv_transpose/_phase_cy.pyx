@@ -40,6 +40,7 @@ def forward_phases(const real[:, :, :, ::1] x, const real[:, :, ::1] wt,
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = y.shape[1], plane = hp * wp
     cdef Py_ssize_t nph = geo.shape[0], task, b, p, ry, rx, first, cnt, qh, qw, m
+    cdef Py_ssize_t chunk = nph if n >= 2 * nt else 1
     cdef Py_ssize_t ch, r, k, oc, t, u, tap
     cdef int tid
     cdef real bv
@@ -49,7 +50,9 @@ def forward_phases(const real[:, :, :, ::1] x, const real[:, :, ::1] wt,
     cdef real* yrow
     cdef const real* src
     with nogil:
-        for task in prange(n * nph, schedule="dynamic", chunksize=1, num_threads=nt):
+        # a thread takes whole images (all their phases) when the batch has two or more per
+        # thread, so each image is padded once; otherwise single phases, for small batches
+        for task in prange(n * nph, schedule="dynamic", chunksize=chunk, num_threads=nt):
             b = task // nph
             p = task % nph
             tid = openmp.omp_get_thread_num()

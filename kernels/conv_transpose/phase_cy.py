@@ -9,7 +9,8 @@ GEMM. Threads take (image, phase) tasks (forward) or whole images (backward), ea
 running one-thread GEMMs through NumPy's cblas (``kernels/cblas.py``).
 
 Groups other than 1, dtypes other than float32/float64, empty calls and builds whose
-NumPy BLAS cannot be called from threads run ``col2im-cython`` instead.
+NumPy BLAS cannot be called from threads run ``col2im-cython`` instead, and so does the
+forward of calls with fewer than 8 output channels (``_MIN_FORWARD_ROWS``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ from .reference import out_size
 
 # below this many multiply-adds a call runs on the calling thread
 _GRAIN = 1 << 21
+
+# the forward's GEMMs have the output channels as rows: with fewer than this many the
+# forward runs col2im-cython's (one GEMM per image with the taps as rows); the backward's
+# GEMMs do not depend on it (conv_autoencoder's last layer, 16->1: the phase backward
+# ahead of col2im-cython's, col2im-cython's forward ahead of the phase forward)
+_MIN_FORWARD_ROWS = 8
 
 
 def _team(macs: int) -> int:
@@ -91,7 +98,7 @@ def geometry(w_shape, stride, padding, dilation, hw, out_hw):
 
 
 def forward(x, w, b, stride, padding, output_padding, dilation, groups):
-    if not _supported(x, w, groups):
+    if not _supported(x, w, groups) or w.shape[1] < _MIN_FORWARD_ROWS:
         return col2im_cy.forward(x, w, b, stride, padding, output_padding, dilation, groups)
     n, c, h, wd = x.shape
     _, o, kh, kw = w.shape

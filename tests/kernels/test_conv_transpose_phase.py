@@ -18,6 +18,19 @@ PHASE = "phase-cython" in K.variants("conv_transpose2d")
 pytestmark = pytest.mark.skipif(not PHASE, reason="the Cython kernels are not built")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _phase_forward_on_every_channel_count():
+    """The phase forward itself on the small channel counts drawn here (below
+    ``_MIN_FORWARD_ROWS`` output channels the variant runs col2im-cython's forward)."""
+    if not PHASE:
+        yield
+        return
+    mod = K.get("conv_transpose2d", "phase-cython")
+    saved, mod._MIN_FORWARD_ROWS = mod._MIN_FORWARD_ROWS, 1
+    yield
+    mod._MIN_FORWARD_ROWS = saved
+
+
 @st.composite
 def phase_case(draw):
     n = draw(st.integers(1, 3))
@@ -159,5 +172,40 @@ def test_auto_picks_phase_for_the_larger_calls():
 
     assert first((32, 64, 16, 16), (64, 32, 4, 4)) == "phase-cython"
     assert first((64, 32, 7, 7), (32, 16, 3, 3)) == "phase-cython"
-    assert first((64, 16, 14, 14), (16, 1, 3, 3)) == "col2im-cython"  # one output channel
+    # one output channel: phase-cython for its backward (the forward is col2im-cython's)
+    assert first((64, 16, 14, 14), (16, 1, 3, 3)) == "phase-cython"
     assert first((1, 4, 5, 5), (4, 8, 3, 3)) == "col2im-cython"  # small
+
+
+def test_few_output_channels_forward_runs_col2im(monkeypatch):
+    """Below ``_MIN_FORWARD_ROWS`` output channels the forward is col2im-cython's (the phase
+    GEMMs would have one row per output channel); the backward stays the phase one."""
+    from tapegrad.kernels.conv_transpose import phase_cy
+
+    calls = []
+    col2im = phase_cy.col2im_cy
+
+    class Spy:
+        @staticmethod
+        def forward(*a):
+            calls.append("forward")
+            return col2im.forward(*a)
+
+        @staticmethod
+        def backward(*a):
+            calls.append("backward")
+            return col2im.backward(*a)
+
+    monkeypatch.setattr(phase_cy, "_MIN_FORWARD_ROWS", 8)
+    monkeypatch.setattr(phase_cy, "col2im_cy", Spy)
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((3, 4, 5, 5)), rng.standard_normal((4, 1, 3, 3))
+    args = ((2, 2), (1, 1), (1, 1), (1, 1), 1)
+    ref = K.get("conv_transpose2d", "reference")
+    y = phase_cy.forward(x, w, None, *args)
+    gy = rng.standard_normal(y.shape)
+    gx, gw = phase_cy.backward(gy, x, w, *args, True, True)
+    assert calls == ["forward"]
+    np.testing.assert_allclose(y, ref.forward(x, w, None, *args), rtol=1e-10, atol=1e-10)
+    for g, r in zip((gx, gw), ref.backward(gy, x, w, *args, True, True)):
+        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10)
