@@ -736,7 +736,11 @@ def _conv_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool) -> Callable
         cands.append(("gemm", im2col_gemm, not small))
     if n == 1 and floats and call.macs() >= _DIRECT_MACS:
         # one image: the conv2d family's variants that apply, raced with the GEMM
-        from .kernels.conv import blocked_cy, pointwise_cy, winograd_cy
+        try:
+            from .kernels.conv import blocked_cy, flat_cy, pointwise_cy, winograd_cy
+        except ImportError:  # Cython kernels not built: the GEMM
+            return _conv_choice(plan, cands, x, xs, ys, label, False)
+        from .kernels import registry
 
         if winograd_cy.applies(w.shape, stride, dilation, groups):
             for f4 in (False, True):
@@ -748,6 +752,11 @@ def _conv_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool) -> Callable
             family("conv2d", call, "blocked-cython", False)  # one image: one thread
         if pointwise_cy.applies(w.shape, padding, dilation, groups):
             family("conv2d", call, "pointwise-cython", False)
+        if flat_cy.applies(w.shape, stride, dilation, groups) and not pointwise:
+            family("conv2d", call, "flat-cython", False)
+        picked = registry.resolved_name("conv2d", call)
+        if not any(c[0].startswith(picked) for c in cands):  # auto's own pick
+            family("conv2d", call, picked, not small)
     return _conv_choice(plan, cands, x, xs, ys, label, n == 1)
 
 
@@ -1245,7 +1254,8 @@ def optimize(
         writing a preallocated buffer; False runs each op's forward as it is (no tape).
         For one image each conv step has candidate kernels (the plan's unfold + GEMM and
         the conv2d family's variants that apply: Winograd F(2x2) and F(4x4) with the
-        weights transformed once, blocked, pointwise; the depthwise family's); the first
+        weights transformed once, blocked, pointwise, flat and ``auto``'s own pick; the
+        depthwise family's); the first
         call times each inside whole runs of the plan and keeps the fastest. A batch's
         conv steps run the variant ``auto`` picks.
     serial_macs : int, optional
