@@ -96,6 +96,8 @@ CASES = [
          (32, 64, 16, 16), (64, 32, 4, 4), 2, 1, 1, False, 0.9, "gemm"),
     Case("conv_transpose2d 3x3 s2 p1 op1 N=64 32->16 7->14 (autoencoder): fwd+bwd",
          "conv_transpose2d", (64, 32, 7, 7), (32, 16, 3, 3), 2, 1, 1, True, 1.0, "gemm", 1),
+    Case("conv_transpose2d 3x3 s2 p1 op1 N=64 16->1 14->28 (autoencoder): fwd+bwd",
+         "conv_transpose2d", (64, 16, 14, 14), (16, 1, 3, 3), 2, 1, 1, True, 1.0, "gemm", 1),
 ]  # fmt: skip
 
 
