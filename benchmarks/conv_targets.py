@@ -1,6 +1,6 @@
 """tapegrad's convolution targets against PyTorch, each framework in its own process.
 
-Every case of the convolution targets table (float32, 2 threads each): one process per
+Every case of the convolution targets table (float32, 2 threads each, or --threads): one process per
 framework runs every case (warm-up, then ``--repeats`` timed calls, median), and the
 processes alternate over ``--rounds`` rounds (tapegrad first in even rounds, PyTorch first
 in odd ones); the table gives the median of the rounds' medians, their spread (min-max),
@@ -13,10 +13,11 @@ core-type pins (``OPENBLAS_CORETYPE``, ``OPENBLAS_L2_SIZE``) are removed from bo
 frameworks' environments. The Winograd variants' float32 error against the float64 reference is
 printed after the table.
 
-    python benchmarks/conv_targets.py [--rounds 3] [--repeats 7] [--only TEXT] [--out FILE.md]
+    python benchmarks/conv_targets.py [--rounds 3] [--repeats 7] [--only TEXT] [--threads 2]
+        [--out FILE.md]
 
 ``--only`` keeps the cases whose name contains TEXT (e.g. ``depthwise``); repeat it to keep
-several kinds.
+several kinds. ``--threads`` sets both frameworks' thread count (default 2).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class Case:
     kind: str  # gemm | copy
     output_padding: int = 0  # conv_transpose2d only
 
+
+THREADS = 2  # each framework's thread count (--threads)
 
 CASES = [
     Case("conv2d 3x3 N=32 64->64 32x32 pad 1: fwd", "conv2d", (32, 64, 32, 32), (64, 64, 3, 3),
@@ -171,7 +174,7 @@ def _worker_tapegrad(repeats: int, cases: list[Case]) -> dict:
     import tapegrad.kernels as K
     import tapegrad.nn.functional as F
 
-    tg.set_num_threads(2)
+    tg.set_num_threads(THREADS)
     out = {}
     for c in cases:
         x, w, b, gy = _arrays(c)
@@ -201,7 +204,7 @@ def _worker_passes(repeats: int, cases: list[Case]) -> dict:
     import tapegrad.kernels as K
     from tapegrad.kernels.depthwise import DepthwiseConv2dCall
 
-    tg.set_num_threads(2)
+    tg.set_num_threads(THREADS)
     out = {}
     for c in cases:
         if c.kind != "copy":
@@ -229,7 +232,7 @@ def _worker_passes(repeats: int, cases: list[Case]) -> dict:
 def _worker_torch(repeats: int, cases: list[Case]) -> dict:
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     out = {}
     for c in cases:
         x, w, b, gy = (torch.tensor(a) for a in _arrays(c))
@@ -302,6 +305,7 @@ def _spawn(role: str, repeats: int, only: list[str] | None = None) -> dict:
         k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
     }
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", role, "--repeats", str(repeats)]
+    cmd += ["--threads", str(THREADS)]
     for t in only or []:
         cmd += ["--only", t]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
@@ -313,9 +317,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--out", default="")
+    ap.add_argument("--threads", type=int, default=2, help="each framework's thread count")
     ap.add_argument("--only", action="append", default=[], help="cases whose name has this")
     ap.add_argument("--worker", choices=["tapegrad", "torch", "limits", "accuracy", "passes"])
     args = ap.parse_args()
+    global THREADS
+    THREADS = args.threads
     if args.worker:
         if args.worker == "tapegrad":
             res = _worker_tapegrad(args.repeats, _selected(args.only))
@@ -354,7 +361,7 @@ def main() -> None:
     )
     lines.append(
         f"{args.rounds} rounds x {args.repeats} calls, each framework in its own process,"
-        " 2 threads, float32"
+        f" {THREADS} threads, float32"
     )
     lines.append("")
     lines.append(
@@ -386,7 +393,7 @@ def main() -> None:
     if any(c.kind == "copy" for c in cases):
         passes = _spawn("passes", args.repeats, args.only)
         lines.append(
-            "tapegrad's depthwise kernel passes alone (2 threads, median of "
+            f"tapegrad's depthwise kernel passes alone ({THREADS} threads, median of "
             f"{args.repeats}): ms and multiple of the copy time of the bytes each pass reads "
             f"and writes at {copy:.1f} GB/s (goal: 2x or less)"
         )

@@ -15,8 +15,9 @@ channel blocks instead: every stride-2 call whose padded input plane fits in cac
 4096 pixels) and stride-1 calls with outputs at most 8 columns wide take 16 channels (8 for
 float64) of one image at a time, interleave their padded planes pixel by pixel in cache
 (16 x 16 register transposes), run each tap as one vector multiply-add across the 16
-channels for all three passes, and transpose the results back; the weight gradient keeps
-one lane per channel over fixed groups of 8 images, added in image order. All sums
+channels for all three passes, and transpose the results back. The weight gradient runs
+this way for every plane that fits, at stride 1 too, one lane per channel over fixed groups
+of 8 images, added in image order. All sums
 run in a fixed order: a call repeats bit for bit on one machine. ``benchmarks/conv_targets.py``
 times each pass against the copy time of the bytes it moves.
 

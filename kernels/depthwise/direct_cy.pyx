@@ -266,19 +266,19 @@ cdef extern from *:
     TG_DW_COPY(double, d, 8)
     TG_DW_SPLIT(float, f)
     TG_DW_SPLIT(double, d)
-    /* The unrolled kernels of one vector type: 3x3 and 5x5 at stride 1 and 2 (rows per
-       band: forward R, weight gradient RW, 5x5 stride 1 weight gradient RW5) */
-    #define TG_DW_KERNELS(T, S, V, RW5)                                                 \
+    /* The unrolled kernels of one vector type: 3x3 and 5x5 at stride 1 and 2 (the last
+       argument: output rows per band) */
+    #define TG_DW_KERNELS(T, S, V)                                                      \
         TG_DW_CONV(T, S, V, 3, 1, 4) TG_DW_CONV(T, S, V, 3, 2, 4)                       \
         TG_DW_CONV(T, S, V, 5, 1, 3) TG_DW_CONV(T, S, V, 5, 2, 3)                       \
         TG_DW_WGRAD(T, S, V, 3, 1, 2) TG_DW_WGRAD(T, S, V, 3, 2, 2)                     \
-        TG_DW_WGRAD(T, S, V, 5, 1, RW5) TG_DW_WGRAD(T, S, V, 5, 2, 1)
-    TG_DW_KERNELS(float, f, 16, 2)
-    TG_DW_KERNELS(double, d, 8, 1)
+        TG_DW_WGRAD(T, S, V, 5, 1, 1) TG_DW_WGRAD(T, S, V, 5, 2, 1)
+    TG_DW_KERNELS(float, f, 16)
+    TG_DW_KERNELS(double, d, 8)
     /* half-width (32-byte) vectors for float planes 8 to 15 outputs wide */
     typedef float tg_dw_vh __attribute__((vector_size(32)));
     typedef float tg_dw_uh __attribute__((vector_size(32), aligned(4), may_alias));
-    TG_DW_KERNELS(float, h, 8, 1)
+    TG_DW_KERNELS(float, h, 8)
     /* One entry per pass and type, by key K*10 + stride (K x K kernels, the same stride
        along both axes; another key: 0 from the band kernels, the tap list for _conv);
        float planes too narrow for a full vector try the half-width kernels. */
@@ -1231,12 +1231,12 @@ _CB_W = {"1": 8, "2": 1 << 30}  # widest output planes taking channel blocks, by
 _CB_PLANE = 4096  # largest padded input plane (pixels) a channel block keeps in cache
 
 
-def _blocked(x_shape, wo, stride, padding):
-    """Channel blocks for small planes: at stride 1 output planes of 8 or fewer columns
-    (the row kernels' vectors are 16 wide), at stride 2 and more every plane that fits."""
-    s = str(min(max(stride), 2))
+def _blocked(x_shape, wo, stride, padding, weight=False):
+    """Channel blocks for small planes: the weight gradient of every plane that fits, the
+    forward and input gradient at stride 2 and more, and at stride 1 for output planes of 8
+    or fewer columns (the row kernels' vectors are 16 wide)."""
     plane = (x_shape[2] + 2 * padding[0]) * (x_shape[3] + 2 * padding[1])
-    return wo <= _CB_W[s] and plane <= _CB_PLANE
+    return plane <= _CB_PLANE and (weight or wo <= _CB_W[str(min(max(stride), 2))])
 
 
 def forward(x, w, b, stride, padding, dilation, groups):
@@ -1285,11 +1285,14 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
         # the phase planes' weight gradient multiplies the zero gradient of each row's
         # padding columns by image values: a NaN or an infinity in x reaches every tap.
         # Those products only add non-finite values, so a finite result is exact; a
-        # non-finite one is recomputed with the direct loops (no pass over x to check it)
-        if phase and _blocked(x.shape, gy.shape[3], stride, padding):
+        # non-finite one is recomputed with the direct loops (no pass over x to check it).
+        # Channel blocks multiply the output gradient by the padded input only.
+        if phase and _blocked(x.shape, gy.shape[3], stride, padding, weight=True):
             _cb_backward_w(gy, x, gw, sh, sw, ph, pw)
         elif phase:
             _phase_backward_w(gy, x, gw, sh, sw, ph, pw)
-        if not phase or not np.isfinite(gw).all():
+            if not np.isfinite(gw).all():
+                _backward_w(gy, x, gw, *stride, *padding, *dilation)
+        else:
             _backward_w(gy, x, gw, *stride, *padding, *dilation)
     return gx, gw

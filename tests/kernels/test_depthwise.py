@@ -259,18 +259,24 @@ def test_depthwise_channel_blocks_nonfinite_like_reference(stride):
         np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10, equal_nan=True)
 
 
-@pytest.mark.parametrize("k", [3, 5])
-def test_depthwise_stride2_large_planes_keep_phase_planes(k):
-    """Stride-2 planes too large for a channel block in cache take the phase planes."""
-    rng = np.random.default_rng(k)
-    x = rng.standard_normal((1, 3, 67, 66)).astype(np.float32)
-    wt = rng.standard_normal((3, 1, k, k)).astype(np.float32)
-    args = ((2, 2), (1, 1), (1, 1), 3)
+@pytest.mark.parametrize("k, stride", [(3, 2), (5, 2), (3, 1), (5, 1)])
+def test_depthwise_large_planes_keep_phase_planes(k, stride):
+    """Planes too large for a channel block in cache take the phase planes (all three
+    passes); a NaN in the input reaches the weight gradient as in the reference (the phase
+    planes' non-finite recheck)."""
+    rng = np.random.default_rng(k + stride)
     mod, ref = K.get("depthwise_conv2d", "direct-cython"), K.get("depthwise_conv2d", "reference")
-    assert not mod._blocked(x.shape, 33, (2, 2), (1, 1))
-    y = mod.forward(x, wt, None, *args)
-    gy = rng.standard_normal(y.shape).astype(np.float32)
-    got = (y, *mod.backward(gy, x, wt, *args, True, True))
-    want = (ref.forward(x, wt, None, *args), *ref.backward(gy, x, wt, *args, True, True))
-    for g, r in zip(got, want):
-        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-3)
+    args = ((stride, stride), (1, 1), (1, 1), 3)
+    assert not mod._blocked((1, 3, 67, 66), 33, (stride, stride), (1, 1), weight=True)
+    for dtype, nan in ((np.float32, False), (np.float64, True)):
+        x = rng.standard_normal((1, 3, 67, 66)).astype(dtype)
+        wt = rng.standard_normal((3, 1, k, k)).astype(dtype)
+        if nan:
+            x[0, 1, 30, 0] = np.nan
+        y = mod.forward(x, wt, None, *args)
+        gy = rng.standard_normal(y.shape).astype(dtype)
+        got = (y, *mod.backward(gy, x, wt, *args, True, True))
+        want = (ref.forward(x, wt, None, *args), *ref.backward(gy, x, wt, *args, True, True))
+        for g, r in zip(got, want):
+            np.testing.assert_array_equal(np.isnan(g), np.isnan(r))
+            np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-3, equal_nan=True)
