@@ -40,11 +40,18 @@ from ..registry import register, set_rule
 
 _BN_FUNCTIONS = ("bn_forward_train", "bn_forward_eval", "bn_backward")
 
+SERIAL_BELOW = 1 << 18
+"""Calls on fewer elements than this run on the calling thread in the ``fused-cython``
+variant (every norm record's ``serial_below``): waking a sleeping member of the thread team
+and waiting for it at the region's end costs about what a second thread saves on a pass
+this short."""
+
 
 @dataclass(frozen=True)
 class BatchNormTrainCall(KernelCall):
     """A training-mode batch_norm call: x seen as (N, C, S), dtype, variance normalised."""
 
+    serial_below: ClassVar[int] = SERIAL_BELOW
     kernel_functions: ClassVar[tuple[str, ...]] = (
         "bn_forward_train",
         "bn_forward_eval",
@@ -87,6 +94,7 @@ class BatchNormTrainCall(KernelCall):
 class BatchNormEvalCall(KernelCall):
     """An eval-mode batch_norm call (an affine map per channel): x as (N, C, S), dtype."""
 
+    serial_below: ClassVar[int] = SERIAL_BELOW
     kernel_functions: ClassVar[tuple[str, ...]] = (
         "bn_forward_train",
         "bn_forward_eval",
@@ -123,6 +131,7 @@ def _nchw_of_ncs(shape: tuple[int, int, int]) -> dict[str, int]:
 class RowNormCall(KernelCall):
     """The row-norm kernel calls shared by layer norm and group norm (x seen as (R, K))."""
 
+    serial_below: ClassVar[int] = SERIAL_BELOW
     kernel_functions: ClassVar[tuple[str, ...]] = ("row_forward", "row_backward")
 
     def forward(self, mod: ModuleType, x2: Any, w: Any, b: Any, eps: float) -> Any:

@@ -1,7 +1,14 @@
-"""Fused normalisation kernels with Cython + OpenMP: the same loops as ``fused_numba``."""
+"""Fused normalisation kernels with Cython + OpenMP: the same loops as ``fused_numba``.
+
+Calls on fewer than ``SERIAL`` elements run on the calling thread: waking a sleeping
+member of the team and waiting for it at the end of the region costs about as much as
+the second thread saves on a pass this short (the family's records declare the same
+bound, :data:`tapegrad.kernels.norm.SERIAL_BELOW`).
+"""
 
 import numpy as np
 
+cimport openmp
 from cython.parallel cimport prange
 from libc.math cimport sqrt
 
@@ -15,7 +22,7 @@ cdef extern from *:
     /* Reductions over one contiguous run, in float64 with 8 independent partial sums so
        that gcc vectorises them without reassociation flags; built for baseline x86-64 and
        for AVX-512 (x86-64-v4), the latter chosen at run time where the CPU has it. */
-    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+    #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__AVX512F__)
     #define TGN_V4 __attribute__((target("arch=x86-64-v4")))
     static int tgn_has_v4 = -1;
     static int tgn_use_v4(void) {
@@ -31,59 +38,124 @@ cdef extern from *:
     static int tgn_use_v4(void) { return 0; }
     #endif
 
-    /* s1 += sum(x - k), s2 += sum((x - k)^2) */
-    #include <string.h>
     /* 8 partial sums held as one vector (GCC's vector extension): gcc keeps both sums in
        vector registers (it left the plain sum in 8 scalar registers when they were arrays);
-       lane l still sums elements l, l + 8, ..., so the result is the same. */
+       lane l still sums elements l, l + 8, ..., so the result is the same. The loads are
+       macros, not functions: a function built for the default target is not inlined into
+       the x86-64-v4 clones, and a call per 8 elements returning a vector through memory
+       made those clones slower than scalar code. */
     typedef double tgn_v8d __attribute__((vector_size(64)));
-    typedef float tgn_v8f __attribute__((vector_size(32)));
-    static inline tgn_v8d tgn_load8_float(const float *p) {
-        tgn_v8f v;
-        memcpy(&v, p, sizeof v);
-        return __builtin_convertvector(v, tgn_v8d);
-    }
-    static inline tgn_v8d tgn_load8_double(const double *p) {
-        tgn_v8d v;
-        memcpy(&v, p, sizeof v);
-        return v;
-    }
+    typedef double tgn_v8d_u __attribute__((vector_size(64), aligned(8), may_alias));
+    typedef float tgn_v8f_u __attribute__((vector_size(32), aligned(4), may_alias));
+    #if defined(__AVX512F__)
+    /* one 8-lane conversion (gcc splits __builtin_convertvector into halves and shuffles) */
+    #include <immintrin.h>
+    #define tgn_load8_float(p) ((tgn_v8d)_mm512_cvtps_pd(_mm256_loadu_ps(p)))
+    #else
+    #define tgn_load8_float(p) __builtin_convertvector(*(const tgn_v8f_u *)(p), tgn_v8d)
+    #endif
+    #define tgn_load8_double(p) ((tgn_v8d)(*(const tgn_v8d_u *)(p)))
+    /* Over `rows` runs of n elements, `stride` elements apart (one run for a row norm, a
+       channel's plane in every image for batch norm): the partial sums stay in registers
+       across runs and are added up once. Two vectors of partial sums per quantity (16
+       elements a step): one vector's sum waits on the previous add's latency every step,
+       two keep the adders busy. The order is fixed, so results do not depend on the thread
+       count. */
     /* s1 += sum(x - k), s2 += sum((x - k)^2) */
     #define TGN_SHIFTED(NAME, ATTR, T)                                                  \
-    ATTR static void NAME(const T *x, ptrdiff_t n, double k, double *s1, double *s2) {  \
-        tgn_v8d a = {0}, b = {0};                                                       \
-        ptrdiff_t i = 0;                                                                \
-        for (; i + 8 <= n; i += 8) {                                                    \
-            tgn_v8d d = tgn_load8_##T(x + i) - k;                                       \
-            a += d;                                                                     \
-            b += d * d;                                                                 \
+    ATTR static void NAME(const T *x, ptrdiff_t rows, ptrdiff_t stride, ptrdiff_t n,    \
+                          double k, double *s1, double *s2) {                           \
+        tgn_v8d a = {0}, b = {0}, a1 = {0}, b1 = {0};                                   \
+        for (ptrdiff_t r = 0; r < rows; r++, x += stride) {                             \
+            ptrdiff_t i = 0;                                                            \
+            for (; i + 16 <= n; i += 16) {                                              \
+                tgn_v8d d = tgn_load8_##T(x + i) - k;                                   \
+                tgn_v8d d1 = tgn_load8_##T(x + i + 8) - k;                              \
+                a += d;                                                                 \
+                b += d * d;                                                             \
+                a1 += d1;                                                               \
+                b1 += d1 * d1;                                                          \
+            }                                                                           \
+            if (i + 8 <= n) {                                                           \
+                tgn_v8d d = tgn_load8_##T(x + i) - k;                                   \
+                a += d;                                                                 \
+                b += d * d;                                                             \
+                i += 8;                                                                 \
+            }                                                                           \
+            for (; i < n; i++) {                                                        \
+                double d = (double)x[i] - k;                                            \
+                a1[i & 7] += d;                                                         \
+                b1[i & 7] += d * d;                                                     \
+            }                                                                           \
         }                                                                               \
-        for (; i < n; i++) {                                                            \
-            double d = (double)x[i] - k;                                                \
-            a[0] += d;                                                                  \
-            b[0] += d * d;                                                              \
-        }                                                                               \
+        a += a1;                                                                        \
+        b += b1;                                                                        \
         for (int l = 0; l < 8; l++) {                                                   \
             *s1 += a[l];                                                                \
             *s2 += b[l];                                                                \
         }                                                                               \
     }
-    /* sg += sum(g), sgx += sum(g * (x - mu)) */
+    /* sg += sum(g), sgx += sum(g * (x - mu)); g and x share the layout */
     #define TGN_DOT(NAME, ATTR, T)                                                      \
-    ATTR static void NAME(const T *g, const T *x, ptrdiff_t n, double mu, double *sg,   \
-                          double *sgx) {                                                \
-        tgn_v8d a = {0}, b = {0};                                                       \
+    ATTR static void NAME(const T *g, const T *x, ptrdiff_t rows, ptrdiff_t stride,     \
+                          ptrdiff_t n, double mu, double *sg, double *sgx) {            \
+        tgn_v8d a = {0}, b = {0}, a1 = {0}, b1 = {0};                                   \
+        for (ptrdiff_t r = 0; r < rows; r++, g += stride, x += stride) {                \
+            ptrdiff_t i = 0;                                                            \
+            for (; i + 16 <= n; i += 16) {                                              \
+                tgn_v8d v = tgn_load8_##T(g + i);                                       \
+                tgn_v8d v1 = tgn_load8_##T(g + i + 8);                                  \
+                a += v;                                                                 \
+                b += v * (tgn_load8_##T(x + i) - mu);                                   \
+                a1 += v1;                                                               \
+                b1 += v1 * (tgn_load8_##T(x + i + 8) - mu);                             \
+            }                                                                           \
+            if (i + 8 <= n) {                                                           \
+                tgn_v8d v = tgn_load8_##T(g + i);                                       \
+                a += v;                                                                 \
+                b += v * (tgn_load8_##T(x + i) - mu);                                   \
+                i += 8;                                                                 \
+            }                                                                           \
+            for (; i < n; i++) {                                                        \
+                double v = (double)g[i];                                                \
+                a1[i & 7] += v;                                                         \
+                b1[i & 7] += v * ((double)x[i] - mu);                                   \
+            }                                                                           \
+        }                                                                               \
+        a += a1;                                                                        \
+        b += b1;                                                                        \
+        for (int l = 0; l < 8; l++) {                                                   \
+            *sg += a[l];                                                                \
+            *sgx += b[l];                                                               \
+        }                                                                               \
+    }
+    /* sg += sum(g * w), sgx += sum(g * w * (x - mu)) over one run (row norm, affine) */
+    #define TGN_DOTW(NAME, ATTR, T)                                                     \
+    ATTR static void NAME(const T *g, const T *w, const T *x, ptrdiff_t n, double mu,   \
+                          double *sg, double *sgx) {                                    \
+        tgn_v8d a = {0}, b = {0}, a1 = {0}, b1 = {0};                                   \
         ptrdiff_t i = 0;                                                                \
-        for (; i + 8 <= n; i += 8) {                                                    \
-            tgn_v8d v = tgn_load8_##T(g + i);                                           \
+        for (; i + 16 <= n; i += 16) {                                                  \
+            tgn_v8d v = tgn_load8_##T(g + i) * tgn_load8_##T(w + i);                    \
+            tgn_v8d v1 = tgn_load8_##T(g + i + 8) * tgn_load8_##T(w + i + 8);           \
             a += v;                                                                     \
             b += v * (tgn_load8_##T(x + i) - mu);                                       \
+            a1 += v1;                                                                   \
+            b1 += v1 * (tgn_load8_##T(x + i + 8) - mu);                                 \
+        }                                                                               \
+        if (i + 8 <= n) {                                                               \
+            tgn_v8d v = tgn_load8_##T(g + i) * tgn_load8_##T(w + i);                    \
+            a += v;                                                                     \
+            b += v * (tgn_load8_##T(x + i) - mu);                                       \
+            i += 8;                                                                     \
         }                                                                               \
         for (; i < n; i++) {                                                            \
-            double v = (double)g[i];                                                    \
-            a[0] += v;                                                                  \
-            b[0] += v * ((double)x[i] - mu);                                            \
+            double v = (double)g[i] * (double)w[i];                                     \
+            a1[i & 7] += v;                                                             \
+            b1[i & 7] += v * ((double)x[i] - mu);                                       \
         }                                                                               \
+        a += a1;                                                                        \
+        b += b1;                                                                        \
         for (int l = 0; l < 8; l++) {                                                   \
             *sg += a[l];                                                                \
             *sgx += b[l];                                                               \
@@ -97,36 +169,68 @@ cdef extern from *:
     TGN_DOT(tgn_dot_f32_v4, TGN_V4, float)
     TGN_DOT(tgn_dot_f64_base, , double)
     TGN_DOT(tgn_dot_f64_v4, TGN_V4, double)
+    TGN_DOTW(tgn_dotw_f32_base, , float)
+    TGN_DOTW(tgn_dotw_f32_v4, TGN_V4, float)
+    TGN_DOTW(tgn_dotw_f64_base, , double)
+    TGN_DOTW(tgn_dotw_f64_v4, TGN_V4, double)
     #define TGN_DISPATCH(NAME) (tgn_use_v4() ? NAME##_v4 : NAME##_base)
     #define tgn_shifted_f32(...) TGN_DISPATCH(tgn_shifted_f32)(__VA_ARGS__)
     #define tgn_shifted_f64(...) TGN_DISPATCH(tgn_shifted_f64)(__VA_ARGS__)
     #define tgn_dot_f32(...) TGN_DISPATCH(tgn_dot_f32)(__VA_ARGS__)
     #define tgn_dot_f64(...) TGN_DISPATCH(tgn_dot_f64)(__VA_ARGS__)
+    #define tgn_dotw_f32(...) TGN_DISPATCH(tgn_dotw_f32)(__VA_ARGS__)
+    #define tgn_dotw_f64(...) TGN_DISPATCH(tgn_dotw_f64)(__VA_ARGS__)
     """
-    void tgn_shifted_f32(const float* x, Py_ssize_t n, double k, double* s1,
-                         double* s2) noexcept nogil
-    void tgn_shifted_f64(const double* x, Py_ssize_t n, double k, double* s1,
-                         double* s2) noexcept nogil
-    void tgn_dot_f32(const float* g, const float* x, Py_ssize_t n, double mu, double* sg,
-                     double* sgx) noexcept nogil
-    void tgn_dot_f64(const double* g, const double* x, Py_ssize_t n, double mu, double* sg,
-                     double* sgx) noexcept nogil
+    void tgn_shifted_f32(const float* x, Py_ssize_t rows, Py_ssize_t stride, Py_ssize_t n,
+                         double k, double* s1, double* s2) noexcept nogil
+    void tgn_shifted_f64(const double* x, Py_ssize_t rows, Py_ssize_t stride, Py_ssize_t n,
+                         double k, double* s1, double* s2) noexcept nogil
+    void tgn_dot_f32(const float* g, const float* x, Py_ssize_t rows, Py_ssize_t stride,
+                     Py_ssize_t n, double mu, double* sg, double* sgx) noexcept nogil
+    void tgn_dot_f64(const double* g, const double* x, Py_ssize_t rows, Py_ssize_t stride,
+                     Py_ssize_t n, double mu, double* sg, double* sgx) noexcept nogil
+    void tgn_dotw_f32(const float* g, const float* w, const float* x, Py_ssize_t n, double mu,
+                      double* sg, double* sgx) noexcept nogil
+    void tgn_dotw_f64(const double* g, const double* w, const double* x, Py_ssize_t n,
+                      double mu, double* sg, double* sgx) noexcept nogil
 
 
-cdef inline void _shifted(const real* x, Py_ssize_t n, double k, double* s1,
-                          double* s2) noexcept nogil:
+cdef inline void _shifted(const real* x, Py_ssize_t rows, Py_ssize_t stride, Py_ssize_t n,
+                          double k, double* s1, double* s2) noexcept nogil:
     if real is float:
-        tgn_shifted_f32(x, n, k, s1, s2)
+        tgn_shifted_f32(x, rows, stride, n, k, s1, s2)
     else:
-        tgn_shifted_f64(x, n, k, s1, s2)
+        tgn_shifted_f64(x, rows, stride, n, k, s1, s2)
 
 
-cdef inline void _dot(const real* g, const real* x, Py_ssize_t n, double mu, double* sg,
-                      double* sgx) noexcept nogil:
+cdef inline void _dot(const real* g, const real* x, Py_ssize_t rows, Py_ssize_t stride,
+                      Py_ssize_t n, double mu, double* sg, double* sgx) noexcept nogil:
     if real is float:
-        tgn_dot_f32(g, x, n, mu, sg, sgx)
+        tgn_dot_f32(g, x, rows, stride, n, mu, sg, sgx)
     else:
-        tgn_dot_f64(g, x, n, mu, sg, sgx)
+        tgn_dot_f64(g, x, rows, stride, n, mu, sg, sgx)
+
+cdef inline void _dotw(const real* g, const real* w, const real* x, Py_ssize_t n, double mu,
+                       double* sg, double* sgx) noexcept nogil:
+    if real is float:
+        tgn_dotw_f32(g, w, x, n, mu, sg, sgx)
+    else:
+        tgn_dotw_f64(g, w, x, n, mu, sg, sgx)
+
+cdef enum:
+    SERIAL = 1 << 18  # below this many elements: the calling thread alone
+
+SERIAL_BELOW = SERIAL
+
+
+cdef inline int _team(Py_ssize_t n) noexcept nogil:
+    return 1 if n < SERIAL else openmp.omp_get_max_threads()
+
+
+def team_size(Py_ssize_t elements):
+    """The threads a call on this many elements runs on (1 below ``SERIAL_BELOW``)."""
+    return _team(elements)
+
 
 cdef int _CHUNKS = 4  # row chunks in row_backward, as in fused_numba
 
@@ -138,8 +242,7 @@ cdef inline void _bn_train_channel(const real[:, :, ::1] x, const double[::1] w,
     cdef Py_ssize_t n = x.shape[0], s = x.shape[2], i, j
     cdef double m = n * s, k = x[0, ch, 0], s1 = 0, s2 = 0, d, md, v, mu, inv
     cdef real a, o, mf
-    for i in range(n):
-        _shifted(&x[i, ch, 0], s, k, &s1, &s2)
+    _shifted(&x[0, ch, 0], n, x.shape[1] * s, s, k, &s1, &s2)
     md = s1 / m
     v = s2 / m - md * md
     if v < 0:
@@ -162,16 +265,18 @@ def _bn_train(const real[:, :, ::1] x, const double[::1] w, const double[::1] b,
               bint normvar, real[:, :, ::1] y, double[::1] mean, double[::1] invstd,
               double[::1] var):
     cdef Py_ssize_t ch
+    cdef int nt = _team(x.shape[0] * x.shape[1] * x.shape[2])
     with nogil:
-        for ch in prange(x.shape[1], schedule="static"):
+        for ch in prange(x.shape[1], schedule="static", num_threads=nt):
             _bn_train_channel(x, w, b, eps, normvar, y, mean, invstd, var, ch)
 
 
 def _bn_eval(const real[:, :, ::1] x, const real[::1] sc, const real[::1] sh, real[:, :, ::1] y):
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], s = x.shape[2], nc, i, ch, j
     cdef real a, o
+    cdef int nt = _team(n * c * s)
     with nogil:
-        for nc in prange(n * c, schedule="static"):
+        for nc in prange(n * c, schedule="static", num_threads=nt):
             i = nc // c
             ch = nc % c
             a = sc[ch]
@@ -187,8 +292,7 @@ cdef inline void _bn_backward_channel(const real[:, :, ::1] gy, const real[:, :,
     cdef Py_ssize_t n = x.shape[0], s = x.shape[2], i, j
     cdef double m = n * s, mu = mean[ch], inv = invstd[ch], sg = 0, sgx = 0, g, a, c1
     cdef real af, cf, of, mf, mg
-    for i in range(n):
-        _dot(&gy[i, ch, 0], &x[i, ch, 0], s, mu, &sg, &sgx)
+    _dot(&gy[0, ch, 0], &x[0, ch, 0], n, x.shape[1] * s, s, mu, &sg, &sgx)
     gb[ch] = sg
     gw[ch] = sgx * inv
     # gx = a*(gy - mean(gy)) - c1*(x - mf) + c0: the closed form with
@@ -211,8 +315,9 @@ def _bn_backward(const real[:, :, ::1] gy, const real[:, :, ::1] x, const double
                  const double[::1] invstd, const double[::1] w, bint normvar, real[:, :, ::1] gx,
                  double[::1] gw, double[::1] gb):
     cdef Py_ssize_t ch
+    cdef int nt = _team(x.shape[0] * x.shape[1] * x.shape[2])
     with nogil:
-        for ch in prange(x.shape[1], schedule="static"):
+        for ch in prange(x.shape[1], schedule="static", num_threads=nt):
             _bn_backward_channel(gy, x, mean, invstd, w, normvar, gx, gw, gb, ch)
 
 
@@ -223,7 +328,7 @@ cdef inline void _row_forward_row(const real[:, ::1] x, const real[:, ::1] w, co
     cdef Py_ssize_t k = x.shape[1], p = w.shape[0], q, j
     cdef double sft = x[i, 0], s1 = 0, s2 = 0, d, md, v, mu, inv
     cdef real a, o, mf
-    _shifted(&x[i, 0], k, sft, &s1, &s2)
+    _shifted(&x[i, 0], 1, k, k, sft, &s1, &s2)
     md = s1 / k
     v = s2 / k - md * md
     if v < 0:
@@ -247,8 +352,9 @@ cdef inline void _row_forward_row(const real[:, ::1] x, const real[:, ::1] w, co
 def _row_forward(const real[:, ::1] x, const real[:, ::1] w, const real[:, ::1] b, bint affine,
                  double eps, real[:, ::1] y, double[::1] mean, double[::1] invstd):
     cdef Py_ssize_t i
+    cdef int nt = _team(x.shape[0] * x.shape[1])
     with nogil:
-        for i in prange(x.shape[0], schedule="static"):
+        for i in prange(x.shape[0], schedule="static", num_threads=nt):
             _row_forward_row(x, w, b, affine, eps, y, mean, invstd, i)
 
 
@@ -258,38 +364,31 @@ cdef inline void _row_backward_chunk(const real[:, ::1] gy, const real[:, ::1] x
                                      ::1] gwp, real[:, :, ::1] gbp, Py_ssize_t ci) noexcept nogil:
     cdef Py_ssize_t r = x.shape[0], k = x.shape[1], p = w.shape[0], nch = gwp.shape[0]
     cdef Py_ssize_t lo = ci * r // nch, hi = (ci + 1) * r // nch, i, j, q
-    cdef double sg, sgx
-    cdef real a, o, xh, g, mg, mgx, mf
+    cdef double sg, sgd, sgx, ad, od
+    cdef real a, o, xh, mg, mgx, mf
     for i in range(lo, hi):
         q = i % p
         mf = <real>mean[i]
-        a = <real>invstd[i]
-        o = <real>(-(mean[i] - mf) * invstd[i])
+        ad = invstd[i]
+        od = -(mean[i] - mf) * ad
+        a = <real>ad
+        o = <real>od
+        # sums of g = gy * w and of g * (x - mf) in float64 vector registers;
+        # sum(g * xhat) = sum(g * (x - mf)) * invstd + sum(g) * o
         sg = 0
-        sgx = 0
-        # specialised loops: a flag test inside would keep the compiler from vectorising
-        if affine and need:
-            for j in range(k):
-                xh = (x[i, j] - mf) * a + o
-                g = gy[i, j] * w[q, j]
-                sg += g
-                sgx += g * xh
-                gwp[ci, q, j] += gy[i, j] * xh
-                gbp[ci, q, j] += gy[i, j]
-        elif affine:
-            for j in range(k):
-                xh = (x[i, j] - mf) * a + o
-                g = gy[i, j] * w[q, j]
-                sg += g
-                sgx += g * xh
+        sgd = 0
+        if affine:
+            _dotw(&gy[i, 0], &w[q, 0], &x[i, 0], k, mf, &sg, &sgd)
         else:
-            for j in range(k):
-                xh = (x[i, j] - mf) * a + o
-                g = gy[i, j]
-                sg += g
-                sgx += g * xh
+            _dot(&gy[i, 0], &x[i, 0], 1, k, k, mf, &sg, &sgd)
+        sgx = sgd * ad + sg * od
         mg = <real>(sg / k)
         mgx = <real>(sgx / k)
+        if need:
+            for j in range(k):
+                xh = (x[i, j] - mf) * a + o
+                gwp[ci, q, j] += gy[i, j] * xh
+                gbp[ci, q, j] += gy[i, j]
         if affine:
             for j in range(k):
                 xh = (x[i, j] - mf) * a + o
@@ -304,8 +403,9 @@ def _row_backward(const real[:, ::1] gy, const real[:, ::1] x, const double[::1]
                   const double[::1] invstd, const real[:, ::1] w, bint affine, bint need, real[:,
                   ::1] gx, real[:, :, ::1] gwp, real[:, :, ::1] gbp):
     cdef Py_ssize_t ci
+    cdef int nt = _team(x.shape[0] * x.shape[1])
     with nogil:
-        for ci in prange(gwp.shape[0], schedule="static"):
+        for ci in prange(gwp.shape[0], schedule="static", num_threads=nt):
             _row_backward_chunk(gy, x, mean, invstd, w, affine, need, gx, gwp, gbp, ci)
 
 

@@ -100,3 +100,58 @@ def test_statistics_survive_a_large_mean(variant):
     np.testing.assert_allclose(mean, x64.mean(axis=(0, 2)), rtol=1e-12)
     _, m2, s2 = mod.row_forward(x.reshape(64, -1), None, None, 0.0)
     np.testing.assert_allclose(1 / s2**2, x64.reshape(64, -1).var(axis=1), rtol=1e-6)
+
+
+def test_cython_norm_runs_small_calls_on_the_calling_thread():
+    # the rule the records declare: below serial_below elements one thread, else the team
+    from tapegrad.kernels import norm, threads
+
+    mod = K.get("batch_norm", "fused-cython")
+    assert mod.SERIAL_BELOW == norm.SERIAL_BELOW
+    for rec in (norm.BatchNormTrainCall, norm.BatchNormEvalCall, norm.LayerNormCall):
+        assert rec.serial_below == norm.SERIAL_BELOW
+    before = threads.get_num_threads()
+    try:
+        threads.set_num_threads(2)
+        assert mod.team_size(norm.SERIAL_BELOW - 1) == 1
+        assert mod.team_size(norm.SERIAL_BELOW) == 2
+        threads.set_num_threads(1)
+        assert mod.team_size(norm.SERIAL_BELOW) == 1
+    finally:
+        threads.set_num_threads(before)
+
+
+@pytest.mark.parametrize("variant", COMPILED)
+def test_threaded_norm_calls_match_reference(variant):
+    # above the serial bound at 2 threads; planes of 35 values (two vector steps and a
+    # tail per image) and rows of 2 * 16 + 3 so every reduction path runs
+    from tapegrad.kernels import norm, threads
+
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((norm.SERIAL_BELOW // 35 // 4 + 1, 4, 35)) + 2).astype(np.float32)
+    gy = rng.standard_normal(x.shape).astype(np.float32)
+    w, b = rng.standard_normal(4), rng.standard_normal(4)
+    ref, mod = K.get("batch_norm", "reference"), K.get("batch_norm", variant)
+    x2, gy2 = x.reshape(-1, 35), gy.reshape(-1, 35)
+    w2 = rng.standard_normal((1, 35)).astype(np.float32)
+    before = threads.get_num_threads()
+    try:
+        threads.set_num_threads(2)
+        out, out_r = (
+            mod.bn_forward_train(x, w, b, 1e-5, True),
+            ref.bn_forward_train(x, w, b, 1e-5, True),
+        )
+        back = mod.bn_backward(gy, x, out[1], out[2], w, True)
+        rows = mod.row_forward(x2, w2, w2, 1e-5)
+        rback = mod.row_backward(gy2, x2, rows[1], rows[2], w2, True)
+    finally:
+        threads.set_num_threads(before)
+    for a, r in zip(out, out_r):
+        _close(a, r, np.float32)
+    for a, r in zip(back, ref.bn_backward(gy, x, out_r[1], out_r[2], w, True)):
+        _close(a, r, np.float32)
+    rows_r = ref.row_forward(x2, w2, w2, 1e-5)
+    for a, r in zip(rows, rows_r):
+        _close(a, r, np.float32)
+    for a, r in zip(rback, ref.row_backward(gy2, x2, rows_r[1], rows_r[2], w2, True)):
+        np.testing.assert_allclose(a, r, rtol=2e-4, atol=2e-3)
