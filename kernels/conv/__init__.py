@@ -194,7 +194,8 @@ def _blocked_leads(call: Conv2dCall) -> bool:
 # tiles of output positions; the input gradient as per-phase stride-1 convolutions, no
 # scatter), ahead of im2col-cython forward and input gradient at these sizes (resnet8's
 # stride-2 3x3 layers, 16->32 and 32->64; the 5x5 stride-2 32->48 layer;
-# benchmarks/results/conv-targets.md); the weight gradient is im2col-cython's either way.
+# benchmarks/results/conv-targets.md); its weight gradient (register tiles over blocks of
+# images) leads im2col-cython's on 16x16 and 14x14 outputs and falls back to it on 8x8.
 _FLAT_MAX_REDUCTION = 800
 _FLAT_MAX_OUT = 64
 

@@ -15,8 +15,12 @@ computed and dropped.
 The input gradient of a stride-``s`` call is, for each of the ``s * s`` phases of the input,
 a stride-1 convolution of the zero-padded output gradient with the taps that land on that
 phase (no zero-dilated gradient, no scatter): the same tiles with another tap table, each
-input pixel written once. The weight gradient goes to ``im2col-cython`` (its threaded
-drivers), as do dilated and grouped calls.
+input pixel written once. The weight gradient runs over the same planes and the output
+gradient in rows of ``wq``: tiles of 4 output channels x 6 taps, each a vector of partial
+sums over a block of images kept in registers, summed across lanes per block, each
+thread's sums added in a fixed order (repeatable for a given thread count). Images with
+few output positions take ``im2col-cython``'s weight gradient, as do dilated and grouped
+calls.
 
 Every output adds its taps in (input channel, kh, kw) order, the input gradient in (output
 channel, kh, kw) order. Bounds and wraparound checks are set by the build (setup.py).
@@ -72,11 +76,73 @@ cdef extern from *:
     }
     TG_FL_TILE(float, f)
     TG_FL_TILE(double, d)
+
+    /* weight-gradient tile: 4 output channels x 6 taps, each a vector of lane sums over
+       the block's images and positions, then summed across lanes (pairwise, fixed order)
+       into gw[oc * tp + t] += ... */
+    #define TG_FW_TILE(T, S)                                                            \
+    static inline void tg_fw_tile_##S(const T* xq, Py_ssize_t xs, const T* gy,          \
+            Py_ssize_t gs, Py_ssize_t gr, Py_ssize_t nimg, Py_ssize_t nf,              \
+            const Py_ssize_t* offs, T* gw, Py_ssize_t tp) {                             \
+        enum { L = 64 / sizeof(T) };                                                    \
+        tg_fl_v##S a[4][6];                                                             \
+        T tmp[L] __attribute__((aligned(64)));                                          \
+        Py_ssize_t m, f, p, q, l, h;                                                    \
+        _Pragma("GCC unroll 4") for (p = 0; p < 4; p++)                                 \
+            _Pragma("GCC unroll 6") for (q = 0; q < 6; q++) a[p][q] = (tg_fl_v##S){0};  \
+        for (m = 0; m < nimg; m++) {                                                    \
+            const T* xb = xq + m * xs;                                                  \
+            const T* gb = gy + m * gs;                                                  \
+            const T* x0 = xb + offs[0]; const T* x1 = xb + offs[1];                     \
+            const T* x2 = xb + offs[2]; const T* x3 = xb + offs[3];                     \
+            const T* x4 = xb + offs[4]; const T* x5 = xb + offs[5];                     \
+            for (f = 0; f < nf; f += L) {                                               \
+                tg_fl_v##S xv[6], gv[4];                                                \
+                xv[0] = *(const tg_fl_u##S*)(x0 + f);                                   \
+                xv[1] = *(const tg_fl_u##S*)(x1 + f);                                   \
+                xv[2] = *(const tg_fl_u##S*)(x2 + f);                                   \
+                xv[3] = *(const tg_fl_u##S*)(x3 + f);                                   \
+                xv[4] = *(const tg_fl_u##S*)(x4 + f);                                   \
+                xv[5] = *(const tg_fl_u##S*)(x5 + f);                                   \
+                /* the unaligned input vectors in registers, the aligned gradient rows  \
+                   read by the multiply-adds */                                         \
+                _Pragma("GCC unroll 6") for (q = 0; q < 6; q++)                         \
+                    __asm__("" : "+v"(xv[q]));                                          \
+                _Pragma("GCC unroll 4") for (p = 0; p < 4; p++) {                       \
+                    gv[0] = *(const tg_fl_v##S*)(gb + p * gr + f);                      \
+                    _Pragma("GCC unroll 6") for (q = 0; q < 6; q++)                     \
+                        a[p][q] += gv[0] * xv[q];                                       \
+                }                                                                       \
+            }                                                                           \
+        }                                                                               \
+        for (p = 0; p < 4; p++)                                                         \
+            for (q = 0; q < 6; q++) {                                                   \
+                *(tg_fl_v##S*)tmp = a[p][q];                                            \
+                for (h = L / 2; h > 0; h /= 2)                                          \
+                    for (l = 0; l < h; l++) tmp[l] += tmp[l + h];                       \
+                gw[p * tp + q] += tmp[0];                                               \
+            }                                                                           \
+    }
+    TG_FW_TILE(float, f)
+    TG_FW_TILE(double, d)
     """
     void tg_fl_tile_f(const float* xq, const Py_ssize_t* offs, Py_ssize_t nt, const float* wt,
                       Py_ssize_t op, float* out) noexcept nogil
     void tg_fl_tile_d(const double* xq, const Py_ssize_t* offs, Py_ssize_t nt, const double* wt,
                       Py_ssize_t op, double* out) noexcept nogil
+
+
+    void tg_fw_tile_f(const float* xq, Py_ssize_t xs, const float* gy, Py_ssize_t gs,
+                      Py_ssize_t gr, Py_ssize_t nimg, Py_ssize_t nf, const Py_ssize_t* offs,
+                      float* gw, Py_ssize_t tp) noexcept nogil
+    void tg_fw_tile_d(const double* xq, Py_ssize_t xs, const double* gy, Py_ssize_t gs,
+                      Py_ssize_t gr, Py_ssize_t nimg, Py_ssize_t nf, const Py_ssize_t* offs,
+                      double* gw, Py_ssize_t tp) noexcept nogil
+
+
+cdef enum:
+    _WO = 4    # weight-gradient tile: output channels
+    _WT = 6    # weight-gradient tile: taps
 
 
 cdef inline void _planes(const real* xb, real* xq, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
@@ -168,6 +234,100 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
                 _job(xq, &offs[t0], jobs[j, 1], &wts[t0 * op], op, o, &bias[0], has_bias,
                      yb + jobs[j, 2], &accs[tid, 0], wq, jobs[j, 5], jobs[j, 6], dcs,
                      jobs[j, 3], jobs[j, 4])
+
+
+def wgrad_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
+                  const Py_ssize_t[::1] offs, real[:, ::1] xbuf, real[:, ::1] gbuf,
+                  real[:, ::1] gws, int s, int ph, int pw, int hq, int wq, int op, int tp,
+                  int nfp, int slack, int wb, int nt):
+    """Thread k takes images [n*k/nt, n*(k+1)/nt) in blocks of wb: their phase planes and
+    their output gradients in rows of wq (zeros past each row and the last position), then
+    every (4 channels x 6 taps) tile adds the block's products to gws[k] (summed by the
+    caller in a fixed order)."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
+    cdef Py_ssize_t xs = c * s * s * hq * wq + slack, gs = op * nfp
+    cdef Py_ssize_t k, b0, b1, bb, m, nb, oc, r, q, o0, t0
+    cdef real* xq
+    cdef real* gq
+    cdef real* d
+    with nogil:
+        for k in prange(nt, schedule="static", chunksize=1, num_threads=nt):
+            xq = &xbuf[k, 0]
+            gq = &gbuf[k, 0]
+            for m in range(op * tp):
+                gws[k, m] = 0
+            for m in range(wb * gs):
+                gq[m] = 0
+            b0 = n * k // nt
+            b1 = n * (k + 1) // nt
+            bb = b0
+            while bb < b1:
+                nb = b1 - bb
+                if nb > wb:
+                    nb = wb
+                for m in range(nb):
+                    _planes(&x[bb + m, 0, 0, 0], xq + m * xs, c, h, w, s, ph, pw, hq, wq,
+                            slack)
+                    for oc in range(o):
+                        for r in range(ho):
+                            d = gq + m * gs + oc * nfp + r * wq
+                            for q in range(wo):
+                                d[q] = gy[bb + m, oc, r, q]
+                for o0 in range(op // _WO):
+                    for t0 in range(tp // _WT):
+                        if real is float:
+                            tg_fw_tile_f(xq, xs, gq + o0 * _WO * nfp, gs, nfp, nb, nfp,
+                                         &offs[t0 * _WT],
+                                         &gws[k, o0 * _WO * tp + t0 * _WT], tp)
+                        else:
+                            tg_fw_tile_d(xq, xs, gq + o0 * _WO * nfp, gs, nfp, nb, nfp,
+                                         &offs[t0 * _WT],
+                                         &gws[k, o0 * _WO * tp + t0 * _WT], tp)
+                bb = bb + nb
+
+
+# The weight gradient's tiles run over the flattened output positions of each image; with
+# fewer of them per image (8x8 outputs) the fixed cost per tile and image dominates and
+# im2col-cython's GEMMs lead.
+_WGRAD_MIN_POSITIONS = 128
+
+
+def _weight_grad(gy, x, w_shape, int s, int ph, int pw):
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w_shape
+    ho, wo = gy.shape[2:]
+    hq, wq = ho + (kh - 1) // s, wo + (kw - 1) // s
+    nfp = -(-(ho * wq) // _VW) * _VW
+    t = c * kh * kw
+    tp = -(-t // _WT) * _WT
+    op = -(-o // _WO) * _WO
+    ci, i, j = np.meshgrid(np.arange(c), np.arange(kh), np.arange(kw), indexing="ij")
+    offs = np.zeros(tp, dtype=np.intp)
+    offs[:t] = ((((ci * s + i % s) * s + j % s) * hq + i // s) * wq + j // s).reshape(-1)
+    slack = nfp + wq + 2 * _VW
+    nt = max(1, min(_team_size(n * o * ho * wo * t), n))
+    xs = c * s * s * hq * wq + slack
+    # blocks of images: enough positions per tile to pay for its lane sums, within about
+    # 1 MB of planes and gradient rows per thread
+    per = (xs + op * nfp) * x.itemsize
+    wb = int(max(1, min(16, -(-48 * _VW // nfp), (1 << 20) // per)))
+    memory.check_fits("conv2d (flat weight gradient)", {
+        "phase planes": nt * wb * xs * x.itemsize,
+        "output gradient rows": nt * wb * op * nfp * x.itemsize,
+    })
+    xbuf = workspace("flat-wg-planes", (nt, wb * xs), x.dtype)
+    # rows start on 64-byte boundaries (nfp is a multiple of 16 elements)
+    gbuf = workspace("flat-wg-rows", (nt * wb * op * nfp + _VW,), x.dtype)
+    skip = (-gbuf.ctypes.data % 64) // x.itemsize
+    gbuf = gbuf[skip:skip + nt * wb * op * nfp].reshape(nt, wb * op * nfp)
+    gws = np.empty((nt, op * tp), dtype=x.dtype)
+    wgrad_threads(x, gy, offs, xbuf, gbuf, gws, s, ph, pw, hq, wq, op, tp, nfp, slack, wb, nt)
+    # fixed order: the threads' sums one after another
+    gw = gws[0].copy()
+    for k in range(1, nt):
+        gw += gws[k]
+    return np.ascontiguousarray(gw.reshape(op, tp)[:o, :t]).reshape(o, c, kh, kw)
 
 
 def applies(w_shape, stride, dilation, groups) -> bool:
@@ -278,6 +438,15 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
                          int(padding[0]), int(padding[1]))
     elif need_x:
         gx = _fallback.backward(gy, x, w, stride, padding, dilation, groups, True, False)[0]
-    if need_w:
+    if need_w and direct and gy.shape[2] * (gy.shape[3] + (w.shape[3] - 1) // stride[1]) >= (
+            _WGRAD_MIN_POSITIONS):
+        gw = _weight_grad(np.ascontiguousarray(gy), x, w.shape, int(stride[0]),
+                          int(padding[0]), int(padding[1]))
+        # the tiles also multiply the zeros past each output row by input pixels no
+        # window uses: finite products vanish, a non-finite one would not, so a
+        # non-finite result is recomputed by im2col-cython (a true inf or NaN stays)
+        if not np.isfinite(gw).all():
+            gw = None
+    if need_w and gw is None:
         gw = _fallback.backward(gy, x, w, stride, padding, dilation, groups, False, True)[1]
     return gx, gw

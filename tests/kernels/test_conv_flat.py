@@ -38,12 +38,15 @@ def flat_case(draw):
 
 
 def _with_team(mod, team, fn):
-    saved = mod._team_size
+    """fn() with a team of ``team`` threads and the kernel's own weight gradient at every
+    size (not only on images with many output positions)."""
+    saved = mod._team_size, mod._WGRAD_MIN_POSITIONS
     try:
         mod._team_size = lambda macs: team
+        mod._WGRAD_MIN_POSITIONS = 0
         return fn()
     finally:
-        mod._team_size = saved
+        mod._team_size, mod._WGRAD_MIN_POSITIONS = saved
 
 
 @settings(max_examples=examples(20), deadline=None)
@@ -95,8 +98,13 @@ def test_flat_gradcheck(stride, padding):
     x = tg.Tensor(rng.standard_normal((2, 3, 7, 6)), requires_grad=True)
     w = tg.Tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
     b = tg.Tensor(rng.standard_normal(4), requires_grad=True)
-    with K.use(conv2d=NAME):
-        assert tg.gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride, padding), [x, w, b])
+    mod = K.get("conv2d", NAME)
+
+    def check():
+        with K.use(conv2d=NAME):
+            return tg.gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride, padding), [x, w, b])
+
+    assert _with_team(mod, 2, check)
 
 
 @pytest.mark.torch
@@ -112,9 +120,14 @@ def test_flat_matches_torch(case):
     gy = np.random.default_rng(4).standard_normal(tuple(ty.shape))
     ty.backward(torch.tensor(gy))
     gx, gw = tg.Tensor(x, requires_grad=True), tg.Tensor(w, requires_grad=True)
-    with K.use(conv2d=NAME):
-        y = F.conv2d(gx, gw, None if b is None else tg.Tensor(b), stride, padding)
-        y.backward(gy)
+
+    def run():
+        with K.use(conv2d=NAME):
+            y = F.conv2d(gx, gw, None if b is None else tg.Tensor(b), stride, padding)
+            y.backward(gy)
+        return y
+
+    y = _with_team(K.get("conv2d", NAME), 2, run)
     np.testing.assert_allclose(y.data, ty.detach().numpy(), rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(gx.grad.data, tx.grad.numpy(), rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(gw.grad.data, tw.grad.numpy(), rtol=1e-9, atol=1e-9)
@@ -141,6 +154,25 @@ def test_flat_nonfinite_stays_local():
         )
         np.testing.assert_array_equal(np.isinf(gx), np.isinf(want))
         np.testing.assert_allclose(gx, want, rtol=1e-10, atol=1e-10, equal_nan=True)
+
+
+def test_flat_weight_gradient_ignores_pixels_no_window_reads():
+    """An infinity in an input column no window reaches (the last column of an even width
+    at stride 2 without padding) leaves the weight gradient finite; one inside a window
+    reaches it."""
+    mod, ref = K.get("conv2d", NAME), K.get("conv2d", "reference")
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((2, 3, 10, 10))
+    w = rng.standard_normal((5, 3, 3, 3))
+    args = ((2, 2), (0, 0), (1, 1), 1)
+    gy = rng.standard_normal((2, 5, 4, 4))
+    for pixel in [(1, 2, 4, 9), (1, 2, 4, 5)]:
+        xi = x.copy()
+        xi[pixel] = np.inf
+        gw = _with_team(mod, 1, lambda xi=xi: mod.backward(gy, xi, w, *args, False, True)[1])
+        want = ref.backward(gy, xi, w, *args, False, True)[1]
+        np.testing.assert_array_equal(np.isfinite(gw), np.isfinite(want))
+        np.testing.assert_allclose(gw, want, rtol=1e-10, atol=1e-10, equal_nan=True)
 
 
 def test_flat_weight_gradient_is_repeatable():
