@@ -334,7 +334,7 @@ def one_team_order(names: list[str]) -> list[str]:
 
 def _auto_candidates(op: str, signature: Hashable) -> list[str]:
     entry = _op(op)
-    learned = _store.learned_order(op, signature)
+    learned = _store.learned_order(op, signature, _threads.get_num_threads())
     names = entry.rule(signature) if entry.rule else []
     names = [*learned, *(n for n in names if n not in learned)]
     fallback = [n for n in variants(op) if n != "reference"] + ["reference"]
@@ -373,27 +373,30 @@ def resolve(
             if name is None:
                 candidates = _auto_candidates(op, signature)
                 name = _tune.time_candidates(candidates, lambda n: get(op, n), trial)
-                _store.store(*key, name)
+                _store.store(key[0], key[1], name, key[2])
             _tuned[key] = name
         return _OPS[op].variants[name].load()
     return _OPS[op].variants[_auto_pick(op, signature)].load()  # a name auto found usable
 
 
-def _tune_key(op: str, signature: Hashable, training: bool) -> tuple[str, Hashable]:
-    return (op, (signature, "training") if training else signature)
+def _tune_key(op: str, signature: Hashable, training: bool) -> tuple[str, Hashable, int]:
+    # the thread count too: a winner timed at 1 thread is not the winner at 2
+    sig = (signature, "training") if training else signature
+    return (op, sig, _threads.get_num_threads())
 
 
-def _stored(op: str, signature: Hashable) -> str | None:
-    """The store's winner for this call, if it names a variant usable here."""
-    name = _store.lookup(op, signature)
+def _stored(op: str, signature: Hashable, threads: int) -> str | None:
+    """The store's winner for this call at ``threads`` threads, if it names a variant
+    usable here."""
+    name = _store.lookup(op, signature, threads)
     entry = _OPS.get(op)
     if name is None or entry is None or name not in entry.variants:
         return None
     return name if entry.variants[name].available() else None
 
 
-# auto's rule pick per (op, signature, more than one thread): the rule runs once per shape
-# and thread policy, not once per call
+# auto's rule pick per (op, signature, thread count): the rule runs once per shape and
+# thread count, not once per call
 _auto_memo: dict[tuple, str] = {}
 _memo_generation = [-1]
 
@@ -404,7 +407,7 @@ def _auto_pick(op: str, signature: Hashable) -> str:
     if generation != _memo_generation[0]:
         _auto_memo.clear()
         _memo_generation[0] = generation
-    key = (op, signature, _threads.get_num_threads() > 1)
+    key = (op, signature, _threads.get_num_threads())
     name = _auto_memo.get(key)
     if name is None:
         name = _auto_memo[key] = _auto_candidates(op, signature)[0]

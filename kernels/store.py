@@ -12,7 +12,10 @@ installed package:
   names another file); ``auto`` reads it when autotune is off.
 
 Entries are keyed by :func:`signature_key`: a declared op's record key names the op, the
-record's version and every field (``conv2d/v1(x_shape=..., ...)``).
+record's version and every field (``conv2d/v1(x_shape=..., ...)``), and by the thread count
+the winner was measured at: a winner timed at 1 thread (a busy machine's default) is not
+reused at 2, where another variant may win. Generated rules record their thread count
+(``machine.threads``) and are not used at another.
 """
 
 from __future__ import annotations
@@ -99,8 +102,8 @@ def signature_key(signature: Hashable) -> str:
     return key() if callable(key) else repr(signature)
 
 
-def _sig_key(op: str, signature: Hashable) -> str:
-    return f"{op}|{signature_key(signature)}"
+def _sig_key(op: str, signature: Hashable, threads: int) -> str:
+    return f"{op}|{signature_key(signature)}|threads={int(threads)}"
 
 
 def _disk_winners() -> dict[str, str]:
@@ -117,22 +120,22 @@ def _disk_winners() -> dict[str, str]:
     return _disk_state["winners"]  # type: ignore[return-value]
 
 
-def lookup(op: str, signature: Hashable) -> str | None:
-    """The stored autotune winner for this call (None: none stored, or the store is off).
-    The caller checks the name is still a usable variant."""
+def lookup(op: str, signature: Hashable, threads: int) -> str | None:
+    """The autotune winner stored for this call at this thread count (None: none stored,
+    or the store is off). The caller checks the name is still a usable variant."""
     if not _disk["on"]:
         return None
-    return _disk_winners().get(_sig_key(op, signature))
+    return _disk_winners().get(_sig_key(op, signature, threads))
 
 
-def store(op: str, signature: Hashable, name: str) -> None:
-    """Remember ``name`` as the autotune winner for this call (merged with what other
-    processes stored; a read-only cache folder is not an error)."""
+def store(op: str, signature: Hashable, name: str, threads: int) -> None:
+    """Remember ``name`` as the autotune winner for this call, timed at ``threads`` threads
+    (merged with what other processes stored; a read-only cache folder is not an error)."""
     if not _disk["on"]:
         return
     mine = dict(_disk_winners())
     _disk_state["path"] = None  # re-read before merging: another process may have written
-    winners = {**_disk_winners(), **mine, _sig_key(op, signature): name}
+    winners = {**_disk_winners(), **mine, _sig_key(op, signature, threads): name}
     path = autotune_cache_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -207,14 +210,16 @@ def rules() -> dict:
     except OSError:
         if state["mtime"] is not None or state["path"] != path:
             _changed()
-        state.update(path=path, mtime=None, rules={})
+        state.update(path=path, mtime=None, rules={}, threads=None)
         return {}
     if state["path"] != path or state["mtime"] != mtime:
         try:
-            loaded = json.loads(path.read_text()).get("ops", {})
+            doc = json.loads(path.read_text())
+            loaded = doc.get("ops", {})
+            threads = (doc.get("machine") or {}).get("threads")
         except (OSError, ValueError, AttributeError):
-            loaded = {}
-        state.update(path=path, mtime=mtime, rules=loaded)
+            loaded, threads = {}, None
+        state.update(path=path, mtime=mtime, rules=loaded, threads=threads)
         _changed()
     return state["rules"]  # type: ignore[return-value]
 
@@ -242,11 +247,22 @@ def signature_size(signature: Hashable) -> float:
     return math.log2(total) if total > 0 else 0.0
 
 
-def learned_order(op: str, signature: Hashable) -> list[str]:
+def rules_threads() -> int | None:
+    """The thread count the generated rules were measured at (None: not recorded)."""
+    rules()
+    n = _rules_state.get("threads")
+    return int(n) if isinstance(n, int) and not isinstance(n, bool) else None
+
+
+def learned_order(op: str, signature: Hashable, threads: int | None = None) -> list[str]:
     """Preferred variants from the generated rules: the winner of this exact signature if it
-    was benchmarked, else of the benchmarked case nearest in size, then the overall order."""
+    was benchmarked, else of the benchmarked case nearest in size, then the overall order.
+    Nothing when the rules were measured at another thread count than ``threads``."""
     rule = rules().get(op)
     if not isinstance(rule, dict):
+        return []
+    measured = rules_threads()
+    if threads is not None and measured is not None and measured != threads:
         return []
     order = list(rule.get("order", []))
     cases = rule.get("cases", [])

@@ -363,7 +363,7 @@ def test_written_rules_drive_auto(tmp_path, monkeypatch):
     sig = _signature_of(lambda: F.conv2d(x, w))
     hand = K.resolved_name("conv2d", sig)
     other = next(v for v in K.variants("conv2d") if v not in (hand, "reference"))
-    doc = {"machine": MACHINE, "results": [
+    doc = {"machine": {**MACHINE, "threads": tg.get_num_threads()}, "results": [
         {**_row(other, 1.0), "signature": repr(sig), "size": R.signature_size(sig)},
         {**_row(hand, 2.0), "signature": repr(sig), "size": R.signature_size(sig)},
     ]}  # fmt: skip
@@ -373,6 +373,27 @@ def test_written_rules_drive_auto(tmp_path, monkeypatch):
 
 
 # --- the command line ---------------------------------------------------------------------
+
+
+def test_bench_says_where_its_thread_count_came_from(monkeypatch):
+    """On a busy machine tapegrad's default leaves out the busy cores: bench reports the
+    count and its source, so a 1-thread run on 2 cores is not mistaken for a 2-thread one."""
+    from tapegrad.bench.cli import thread_count
+    from tapegrad.kernels import threads as T
+
+    assert thread_count(3) == (3, "--threads")
+    monkeypatch.setitem(T._state, "n", None)
+    monkeypatch.setenv("TAPEGRAD_NUM_THREADS", "1")
+    assert thread_count(None) == (1, "TAPEGRAD_NUM_THREADS")
+    monkeypatch.delenv("TAPEGRAD_NUM_THREADS")
+    monkeypatch.setitem(T._state, "default", None)
+    monkeypatch.setattr(T, "_cores", lambda: 2)
+    monkeypatch.setattr(T, "busy_cores", lambda window=0.03: 1.6)
+    n, source = thread_count(None)
+    assert n == 1 and source.startswith("default: 2 cores, 1.6 busy; --threads or")
+    monkeypatch.setattr(T, "busy_cores", lambda window=0.03: 0.2)
+    monkeypatch.setitem(T._state, "default", None)
+    assert thread_count(None) == (2, "default: 2 cores, 0.2 busy")
 
 
 def test_cli_end_to_end(tmp_path, capsys):
@@ -388,6 +409,8 @@ def test_cli_end_to_end(tmp_path, capsys):
     doc = report.read_json(out)
     assert {r["direction"] for r in doc["results"]} == {"forward", "both"}
     assert doc["machine"]["threads"] == 1 and doc["config"]["repeat"] == 1
+    assert doc["config"]["threads_source"] == doc["machine"]["threads_source"] == "--threads"
+    assert "1 threads (--threads)" in printed
     assert bench_run(["--compare-json", str(out), str(out)]) == 0
     assert "geometric mean B/A = 1.000" in capsys.readouterr().out
     rules_out = tmp_path / "rules_out.json"

@@ -263,7 +263,8 @@ def test_autotune_disk_cache_survives_the_process_cache(clean):
     assert path.parent == clean / "cache" / "tapegrad" and path.exists()
     data = json.loads(path.read_text())
     assert data["key"] == R.machine_key()
-    assert data["winners"] == {f"{FAKE}|{sig!r}": "fast-numba"}
+    n = tg.get_num_threads()
+    assert data["winners"] == {f"{FAKE}|{sig!r}|threads={n}": "fast-numba"}
 
     K.clear_tuning()  # a new process: memory empty, disk cache warm
     S.forget()
@@ -293,6 +294,58 @@ def test_autotune_cache_is_keyed_by_machine(clean, monkeypatch):
     assert K.autotune_cache_path().exists() and first.exists()
 
 
+def test_autotune_winners_are_kept_per_thread_count(clean):
+    """A winner timed at one thread count is neither reused nor overwritten at another:
+    on a busy machine the default can be 1 thread, where another variant may win."""
+    calls: list[str] = []
+    _fake_op(calls)
+    sig = ("t", (2, 2))
+    old = tg.get_num_threads()
+    K.autotune(True)
+    try:
+        tg.set_num_threads(1)
+        K.resolve(FAKE, sig, _trial)
+        assert calls
+        calls.clear()
+        K.resolve(FAKE, sig, _trial)
+        assert calls == []  # the same thread count: the process's winner
+        tg.set_num_threads(2)
+        K.resolve(FAKE, sig, _trial)
+        assert calls  # 2 threads: timed afresh, not the 1-thread winner
+        winners = json.loads(K.autotune_cache_path().read_text())["winners"]
+        assert set(winners) == {f"{FAKE}|{sig!r}|threads=1", f"{FAKE}|{sig!r}|threads=2"}
+        K.clear_tuning()  # a new process at 1 thread: the stored 1-thread winner, untimed
+        S.forget()
+        calls.clear()
+        tg.set_num_threads(1)
+        K.resolve(FAKE, sig, _trial)
+        assert calls == []
+    finally:
+        tg.set_num_threads(old)
+
+
+def test_generated_rules_apply_only_at_their_thread_count(clean):
+    """Rules written by ``bench --write-rules`` record the thread count they were measured
+    at; ``auto`` follows them at that count and the family's own rule at any other."""
+    _fake_op([])
+    R.set_rule(FAKE, lambda sig: ["slow-numba", "fast-numba"])
+    rules = {
+        "machine": {"threads": 1},
+        "ops": {FAKE: {"order": ["fast-numba"], "cases": []}},
+    }
+    path = clean / "no_rules.json"  # the file TAPEGRAD_AUTO_RULES names
+    path.write_text(json.dumps(rules))
+    S.reload_rules()
+    old = tg.get_num_threads()
+    try:
+        tg.set_num_threads(1)
+        assert K.resolved_name(FAKE, ("r",)) == "fast-numba"
+        tg.set_num_threads(2)
+        assert K.resolved_name(FAKE, ("r",)) == "slow-numba"
+    finally:
+        tg.set_num_threads(old)
+
+
 def test_no_cache_neither_reads_nor_writes(clean):
     calls: list[str] = []
     _fake_op(calls)
@@ -308,7 +361,7 @@ def test_stale_disk_winner_is_ignored(clean):
     _fake_op(calls)
     path = K.autotune_cache_path()
     path.parent.mkdir(parents=True)
-    winners = {f"{FAKE}|{('s',)!r}": "removed-variant"}
+    winners = {f"{FAKE}|{('s',)!r}|threads={tg.get_num_threads()}": "removed-variant"}
     path.write_text(json.dumps({"key": R.machine_key(), "winners": winners}))
     K.autotune(True)
     assert K.resolve(FAKE, ("s",), _trial).__name__ == "_tg_fake_fast"

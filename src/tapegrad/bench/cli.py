@@ -214,8 +214,10 @@ def _main(args: argparse.Namespace) -> int:
         print(f"bench: no cases for ops {', '.join(ops)} in {shapes}", file=sys.stderr)
         return 2
 
-    threads = args.threads or tapegrad.get_num_threads()
+    threads, threads_source = thread_count(args.threads)
     tapegrad.set_num_threads(threads)
+    if "--threads or" in threads_source:  # fewer threads than cores: say so before timing
+        print(f"bench: running at {threads} thread(s) ({threads_source})", file=sys.stderr)
     with_torch = args.compare == "torch"
     if with_torch:
         import importlib.util
@@ -236,6 +238,7 @@ def _main(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     mach = machine.info(threads, quick=args.quick, with_torch=with_torch)
+    mach["threads_source"] = threads_source
     repeat = args.repeat or (3 if args.quick else 7)
     opt = runner.Options(
         repeat=repeat,
@@ -270,6 +273,7 @@ def _main(args: argparse.Namespace) -> int:
         "directions": list(directions),
         "repeat": repeat,
         "threads": threads,
+        "threads_source": threads_source,
         "quick": args.quick,
         "autotune": autotune,
         "disk_cache": K.disk_cache_enabled(),
@@ -308,6 +312,33 @@ def build_parser(prog: str = "python -m tapegrad.bench") -> argparse.ArgumentPar
     )
     add_arguments(parser)
     return parser
+
+
+def thread_count(requested: int | None) -> tuple[int, str]:
+    """The thread count ``bench`` runs at and where it came from: ``--threads``,
+    ``TAPEGRAD_NUM_THREADS``, ``set_num_threads`` earlier in the process, or tapegrad's
+    default, which leaves out the cores other processes keep busy when it is decided (on a
+    busy machine that is fewer threads than cores, and the table says so)."""
+    import os
+
+    from tapegrad.kernels import threads as T
+
+    if requested:
+        return int(requested), "--threads"
+    if T._state.get("n") is not None:
+        return T.get_num_threads(), "set_num_threads"
+    if os.environ.get("TAPEGRAD_NUM_THREADS"):
+        return T.get_num_threads(), "TAPEGRAD_NUM_THREADS"
+    cores = T._cores()
+    if T._state.get("default") is None:
+        busy = T.busy_cores()
+        T._state["default"] = T.default_threads(cores, busy)
+        why = f"{busy:.1f} busy"
+    else:
+        why = "decided at this process's first kernel"
+    n = int(T._state["default"])
+    note = "" if n >= cores else "; --threads or TAPEGRAD_NUM_THREADS to set it"
+    return n, f"default: {cores} cores, {why}{note}"
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -41,7 +41,9 @@ def machine_line(machine: dict) -> str:
     """The table's first line: CPU, cores, threads, the measured limits, library versions."""
     v = machine.get("versions", {})
     return (
-        f"{machine.get('cpu')} ({machine.get('cores')} cores), {machine.get('threads')} threads; "
+        f"{machine.get('cpu')} ({machine.get('cores')} cores), {machine.get('threads')} threads"
+        + (f" ({machine['threads_source']})" if machine.get("threads_source") else "")
+        + "; "
         f"float32 GEMM {machine.get('gemm_gflops', 0):.1f} GFLOP/s (np.matmul "
         f"{machine.get('gemm_n')}^2), copy {machine.get('copy_gbps', 0):.1f} GB/s "
         f"(np.copyto); numpy {v.get('numpy')}, numba {v.get('numba')}, cython {v.get('cython')}"

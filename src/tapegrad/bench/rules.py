@@ -66,14 +66,17 @@ def rules_from_results(doc: dict) -> dict:
 
 def write_rules(doc: dict, path: str | Path | None = None) -> Path:
     """Write the rules for ``doc`` to ``path`` (default: the file ``auto`` reads),
-    keeping the entries of ops this run did not measure."""
+    keeping the entries of ops this run did not measure when they were measured at the
+    same thread count (``auto`` uses the rules only at the thread count they record)."""
     import tapegrad.kernels as K
 
     target = Path(path) if path else K.registry.rules_path()
     new = rules_from_results(doc)
     try:
         old = json.loads(target.read_text())
-        new["ops"] = {**old.get("ops", {}), **new["ops"]}
+        # another thread count's winners are not this one's: they are replaced, not merged
+        if (old.get("machine") or {}).get("threads") == new["machine"].get("threads"):
+            new["ops"] = {**old.get("ops", {}), **new["ops"]}
     except (OSError, ValueError, AttributeError):
         pass
     target.parent.mkdir(parents=True, exist_ok=True)
