@@ -91,69 +91,180 @@ def col2im(const real[:, ::1] cols, real[:, :, :, ::1] gx, int kh, int kw, int s
                                 dst[k * sw + off] += src[k]
 
 
+# Row copies in whole 32-, 16-, 8- and 4-byte moves, the last move overlapping the one
+# before it (a fixed-size memcpy compiles to one load and one store): an output row of 8
+# or 16 pixels is copied in one or two vector moves, inline, instead of a library call.
+cdef extern from *:
+    """
+    static inline void tg_copy_row(void* dst, const void* src, Py_ssize_t n) {
+        char* d = (char*)dst;
+        const char* s = (const char*)src;
+        Py_ssize_t k;
+        if (n >= 32) {
+            for (k = 0; k + 32 <= n; k += 32) __builtin_memcpy(d + k, s + k, 32);
+            if (k < n) __builtin_memcpy(d + n - 32, s + n - 32, 32);
+        } else if (n >= 16) {
+            __builtin_memcpy(d, s, 16);
+            __builtin_memcpy(d + n - 16, s + n - 16, 16);
+        } else if (n >= 8) {
+            __builtin_memcpy(d, s, 8);
+            __builtin_memcpy(d + n - 8, s + n - 8, 8);
+        } else if (n >= 4) {
+            __builtin_memcpy(d, s, 4);
+        }
+    }
+    """
+    void tg_copy_row(void* dst, const void* src, Py_ssize_t nbytes) noexcept nogil
+
+
 # One image's unfold and fold, serial: the per-thread pieces of the threaded drivers below.
-cdef void _unfold1(const real* xb, real* cols, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
-                   Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph,
-                   Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t ho,
-                   Py_ssize_t wo) noexcept nogil:
-    cdef Py_ssize_t plane = ho * wo, row, ch, i, j, oh, k, ih, off, lo, hi
+# Both work on the image zero-padded into a per-thread buffer (hp x wp per channel), so
+# every output row reads or adds one plain run of the padded row, with no bounds tests and
+# no zero fill. ``cols`` points at the image's first column; its rows are ``ld`` elements
+# apart (the columns of a block of images side by side: image i starts at column
+# i * ho * wo).
+cdef const real* _padded(const real* xb, real* pad, Py_ssize_t c, Py_ssize_t h,
+                         Py_ssize_t w, Py_ssize_t ph, Py_ssize_t pw) noexcept nogil:
+    """xb itself when there is no padding, else its zero-padded copy in ``pad``."""
+    cdef Py_ssize_t hp = h + 2 * ph, wp = w + 2 * pw, ch, r, k
+    cdef real* d
+    if ph == 0 and pw == 0:
+        return xb
+    for ch in range(c):
+        d = pad + ch * hp * wp
+        for k in range(ph * wp):
+            d[k] = 0
+        for r in range(h):
+            d = pad + (ch * hp + ph + r) * wp
+            for k in range(pw):
+                d[k] = 0
+            tg_copy_row(d + pw, xb + (ch * h + r) * w, w * sizeof(real))
+            for k in range(pw + w, wp):
+                d[k] = 0
+        d = pad + (ch * hp + ph + h) * wp
+        for k in range(ph * wp):
+            d[k] = 0
+    return pad
+
+
+cdef void _unfold1(const real* xp, real* cols, Py_ssize_t ld, Py_ssize_t c, Py_ssize_t hp,
+                   Py_ssize_t wp, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                   Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t ho, Py_ssize_t wo) noexcept nogil:
+    """Columns of the padded image ``xp`` (C, hp, wp)."""
+    cdef Py_ssize_t row, ch, i, j, oh, k
     cdef real* dst
     cdef const real* src
     for row in range(c * kh * kw):
         ch = row // (kh * kw)
         i = (row // kw) % kh
         j = row % kw
-        off = j * dw - pw
-        lo = _lo(off, sw, wo)
-        hi = _hi(off, sw, w, wo, lo)
         for oh in range(ho):
-            ih = oh * sh - ph + i * dh
-            dst = cols + row * plane + oh * wo
-            if ih < 0 or ih >= h:
-                for k in range(wo):
-                    dst[k] = 0
-                continue
-            for k in range(lo):
-                dst[k] = 0
-            for k in range(hi, wo):
-                dst[k] = 0
-            src = xb + (ch * h + ih) * w
+            dst = cols + row * ld + oh * wo
+            src = xp + (ch * hp + oh * sh + i * dh) * wp + j * dw
             if sw == 1:
-                for k in range(lo, hi):
-                    dst[k] = src[k + off]
+                tg_copy_row(dst, src, wo * sizeof(real))
             else:
-                for k in range(lo, hi):
-                    dst[k] = src[k * sw + off]
+                for k in range(wo):
+                    dst[k] = src[k * sw]
 
 
-cdef void _fold1(const real* cols, real* gxb, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
-                 Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph,
-                 Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t ho,
-                 Py_ssize_t wo) noexcept nogil:
-    cdef Py_ssize_t plane = ho * wo, ch, i, j, oh, k, ih, row, off, lo, hi
+cdef void _fold1(const real* cols, Py_ssize_t ld, real* gxb, real* pad, Py_ssize_t c,
+                 Py_ssize_t h, Py_ssize_t w, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
+                 Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+                 Py_ssize_t ho, Py_ssize_t wo) noexcept nogil:
+    """gxb = fold(cols), summed in a zeroed padded plane (``pad``, or gxb itself when there
+    is no padding) one channel at a time, each element's taps in (i, j, oh) order."""
+    cdef Py_ssize_t hp = h + 2 * ph, wp = w + 2 * pw, ch, i, j, oh, k, r, row
+    cdef bint padded = ph != 0 or pw != 0
+    cdef real* acc
     cdef real* dst
     cdef const real* src
-    for k in range(c * h * w):
-        gxb[k] = 0
     for ch in range(c):  # one channel plane takes all its taps while it is in cache
+        acc = pad if padded else gxb + ch * h * w
+        for k in range(hp * wp):
+            acc[k] = 0
         for i in range(kh):
             for j in range(kw):
                 row = (ch * kh + i) * kw + j
-                off = j * dw - pw
-                lo = _lo(off, sw, wo)
-                hi = _hi(off, sw, w, wo, lo)
                 for oh in range(ho):
-                    ih = oh * sh - ph + i * dh
-                    if ih < 0 or ih >= h:
-                        continue
-                    src = cols + row * plane + oh * wo
-                    dst = gxb + (ch * h + ih) * w
+                    src = cols + row * ld + oh * wo
+                    dst = acc + (oh * sh + i * dh) * wp + j * dw
                     if sw == 1:
-                        for k in range(lo, hi):
-                            dst[k + off] += src[k]
+                        for k in range(wo):
+                            dst[k] += src[k]
                     else:
-                        for k in range(lo, hi):
-                            dst[k * sw + off] += src[k]
+                        for k in range(wo):
+                            dst[k * sw] += src[k]
+        if padded:
+            for r in range(h):
+                tg_copy_row(gxb + (ch * h + r) * w, acc + (ph + r) * wp + pw, w * sizeof(real))
+
+
+def forward_blocks(const real[:, :, :, ::1] x, const real[:, ::1] w2, const real[::1] bias,
+                   bint has_bias, real[:, :, :, ::1] y, real[:, :, ::1] cols,
+                   real[:, :, ::1] ybuf, real[:, ::1] pad, int kh, int kw, int sh, int sw,
+                   int ph, int pw, int dh, int dw, int groups, Py_ssize_t block, size_t gemm,
+                   int nt):
+    """y[b] = w2 @ unfold(x[b]) (+ bias) for blocks of ``block`` images: each thread takes
+    whole blocks, unfolds the block's images side by side into its own column buffer
+    ``cols[thread]`` (rows, block * Ho * Wo) and runs one GEMM per group over all of them,
+    into ``ybuf[thread]`` (O, block * Ho * Wo), copied to y with the bias; a block of one
+    image is multiplied straight into ``y[b]``. ``pad[thread]`` holds one zero-padded
+    image (C * (H + 2 ph) * (W + 2 pw) elements; unused without padding)."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t o = y.shape[1], ho = y.shape[2], wo = y.shape[3]
+    cdef Py_ssize_t plane = ho * wo, k = (c // groups) * kh * kw, og = o // groups
+    cdef Py_ssize_t nblocks = (n + block - 1) // block
+    cdef Py_ssize_t hp = h + 2 * ph, wp = w + 2 * pw
+    cdef Py_ssize_t blk, b0, m, ld, i, g, oc, q
+    cdef int tid
+    cdef real bv
+    cdef real* cb
+    cdef real* yb
+    cdef real* yp
+    cdef const real* sp
+    with nogil:
+        for blk in prange(nblocks, schedule="dynamic", chunksize=1, num_threads=nt):
+            tid = openmp.omp_get_thread_num()
+            b0 = blk * block
+            m = n - b0
+            if m > block:
+                m = block
+            ld = m * plane
+            cb = &cols[tid, 0, 0]
+            for i in range(m):
+                _unfold1(_padded(&x[b0 + i, 0, 0, 0], &pad[tid, 0], c, h, w, ph, pw),
+                         cb + i * plane, ld, c, hp, wp, kh, kw, sh, sw, dh, dw, ho, wo)
+            if m == 1:  # straight into the output
+                for g in range(groups):
+                    _gemm(gemm, False, False, og, plane, k, &w2[g * og, 0], k,
+                          cb + g * k * plane, plane, 0, &y[b0, g * og, 0, 0], plane)
+                if has_bias:
+                    for oc in range(o):
+                        bv = bias[oc]
+                        yp = &y[b0, oc, 0, 0]
+                        for q in range(plane):
+                            yp[q] = yp[q] + bv
+                continue
+            yb = &ybuf[tid, 0, 0]
+            for g in range(groups):
+                _gemm(gemm, False, False, og, ld, k, &w2[g * og, 0], k, cb + g * k * ld, ld,
+                      0, yb + g * og * ld, ld)
+            for i in range(m):
+                for oc in range(o):
+                    bv = bias[oc] if has_bias else 0
+                    yp = &y[b0 + i, oc, 0, 0]
+                    sp = yb + oc * ld + i * plane
+                    for q in range(plane):
+                        yp[q] = sp[q] + bv
+
+
+def _pad_buffers(x, ph, pw, nt):
+    """One zero-padded image per thread (a single element when there is no padding)."""
+    x = np.asarray(x)
+    n, c, h, w = x.shape
+    size = c * (h + 2 * ph) * (w + 2 * pw) if ph or pw else 1
+    return workspace("pad-t", (nt, size), x.dtype)
 
 
 def forward_threads(const real[:, :, :, ::1] x, const real[:, ::1] w2, const real[::1] bias,
@@ -161,29 +272,84 @@ def forward_threads(const real[:, :, :, ::1] x, const real[:, ::1] w2, const rea
                     int sh, int sw, int ph, int pw, int dh, int dw, int groups, size_t gemm,
                     int nt):
     """y[b] = w2 @ unfold(x[b]) (+ bias): each thread takes whole images, unfolds one into
-    its own column buffer ``cols[thread]`` and multiplies it straight into ``y[b]``."""
+    its own column buffer ``cols[thread]`` and multiplies it straight into ``y[b]``
+    (``forward_blocks`` with blocks of one image)."""
+    pad = _pad_buffers(x, ph, pw, nt)
+    forward_blocks(x, w2, bias, has_bias, y, cols, cols, pad, kh, kw, sh, sw, ph, pw, dh, dw,
+                   groups, 1, gemm, nt)
+
+
+def backward_blocks(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
+                    const real[:, ::1] w2, real[:, :, :, ::1] gx, real[:, :, :, ::1] gw_parts,
+                    real[:, :, ::1] cols, real[:, :, ::1] gcols, real[:, :, ::1] gybuf,
+                    real[:, ::1] pad, bint need_x, bint need_w, int kh, int kw, int sh, int sw,
+                    int ph, int pw, int dh, int dw, int groups, Py_ssize_t block, size_t gemm,
+                    int nt):
+    """The gradients over blocks of ``block`` images: ``gw_parts[j, g]`` (the weight
+    gradient transposed, (K, O/groups)) sums ``unfold(x)_g @ gy_g.T`` over chunk j of the
+    batch, ``gx[b] = fold(w2.T @ gy[b])``.
+
+    The batch is cut into ``gw_parts.shape[0]`` chunks of consecutive images, fixed by the
+    batch size alone; threads take whole chunks as they come free (a thread that starts
+    late does not hold the others back) and each chunk is summed in image order into its
+    own part, so the weight gradient (the parts summed in chunk order) is the same on
+    every call whatever the thread count. Within a chunk, blocks of ``block`` images are
+    unfolded side by side into ``cols[thread]`` (rows, block * Ho * Wo), their output
+    gradients copied side by side into ``gybuf[thread]`` (O, block * Ho * Wo), and each
+    product is one GEMM over the block. ``pad[thread]`` holds one zero-padded image or
+    input-gradient plane (as in ``forward_blocks``)."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
-    cdef Py_ssize_t o = y.shape[1], ho = y.shape[2], wo = y.shape[3]
+    cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
     cdef Py_ssize_t plane = ho * wo, k = (c // groups) * kh * kw, og = o // groups
-    cdef Py_ssize_t b, g, oc, q
+    cdef Py_ssize_t nchunks = gw_parts.shape[0] if need_w else n
+    cdef Py_ssize_t hp = h + 2 * ph, wp = w + 2 * pw
+    cdef Py_ssize_t j, lo, hi, b0, m, ld, i, g, oc, q
     cdef int tid
-    cdef real bv
     cdef real* cb
-    cdef real* yp
+    cdef real* gc
+    cdef real* gb
+    cdef real* dp
+    cdef const real* sp
+    if nchunks > n:
+        nchunks = n
     with nogil:
-        for b in prange(n, schedule="dynamic", chunksize=1, num_threads=nt):
+        for j in prange(nchunks, schedule="dynamic", chunksize=1, num_threads=nt):
             tid = openmp.omp_get_thread_num()
-            cb = &cols[tid, 0, 0]
-            _unfold1(&x[b, 0, 0, 0], cb, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)
-            for g in range(groups):
-                _gemm(gemm, False, False, og, plane, k, &w2[g * og, 0], k,
-                      cb + g * k * plane, plane, 0, &y[b, g * og, 0, 0], plane)
-            if has_bias:
-                for oc in range(o):
-                    bv = bias[oc]
-                    yp = &y[b, oc, 0, 0]
-                    for q in range(plane):
-                        yp[q] = yp[q] + bv
+            lo = j * n // nchunks
+            hi = (j + 1) * n // nchunks
+            b0 = lo
+            while b0 < hi:
+                m = hi - b0
+                if m > block:
+                    m = block
+                ld = m * plane
+                if m == 1:
+                    gb = <real*>&gy[b0, 0, 0, 0]  # one image: already (O, Ho*Wo)
+                else:
+                    gb = &gybuf[tid, 0, 0]
+                    for i in range(m):
+                        for oc in range(o):
+                            sp = &gy[b0 + i, oc, 0, 0]
+                            dp = gb + oc * ld + i * plane
+                            for q in range(plane):
+                                dp[q] = sp[q]
+                if need_w:
+                    cb = &cols[tid, 0, 0]
+                    for i in range(m):
+                        _unfold1(_padded(&x[b0 + i, 0, 0, 0], &pad[tid, 0], c, h, w, ph, pw),
+                                 cb + i * plane, ld, c, hp, wp, kh, kw, sh, sw, dh, dw, ho, wo)
+                    for g in range(groups):
+                        _gemm(gemm, False, True, k, og, ld, cb + g * k * ld, ld,
+                              gb + g * og * ld, ld, 1, &gw_parts[j, g, 0, 0], og)
+                if need_x:
+                    gc = &gcols[tid, 0, 0]
+                    for g in range(groups):
+                        _gemm(gemm, True, False, k, ld, og, &w2[g * og, 0], k,
+                              gb + g * og * ld, ld, 0, gc + g * k * ld, ld)
+                    for i in range(m):
+                        _fold1(gc + i * plane, ld, &gx[b0 + i, 0, 0, 0], &pad[tid, 0], c, h, w,
+                               kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)
+                b0 = b0 + m
 
 
 def backward_threads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
@@ -191,38 +357,18 @@ def backward_threads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                      real[:, :, ::1] cols, real[:, :, ::1] gcols, bint need_x, bint need_w,
                      int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
                      int groups, size_t gemm, int nt):
-    """Each thread takes whole images: ``gw_parts[thread, g] += unfold(x[b])_g @ gy[b]_g.T``
-    (the weight gradient transposed, summed over the thread's images) and
-    ``gx[b] = fold(w2.T @ gy[b])``."""
-    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
-    cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
-    cdef Py_ssize_t plane = ho * wo, k = (c // groups) * kh * kw, og = o // groups
-    cdef Py_ssize_t b, g
-    cdef int tid
-    cdef real* cb
-    cdef real* gc
-    with nogil:
-        # static: each thread sums the same images in the same order on every call, so the
-        # weight gradient (the per-thread parts summed in thread order) is repeatable
-        for b in prange(n, schedule="static", num_threads=nt):
-            tid = openmp.omp_get_thread_num()
-            if need_w:
-                cb = &cols[tid, 0, 0]
-                _unfold1(&x[b, 0, 0, 0], cb, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)
-                for g in range(groups):
-                    _gemm(gemm, False, True, k, og, plane, cb + g * k * plane, plane,
-                          &gy[b, g * og, 0, 0], plane, 1, &gw_parts[tid, g, 0, 0], og)
-            if need_x:
-                gc = &gcols[tid, 0, 0]
-                for g in range(groups):
-                    _gemm(gemm, True, False, k, plane, og, &w2[g * og, 0], k,
-                          &gy[b, g * og, 0, 0], plane, 0, gc + g * k * plane, plane)
-                _fold1(gc, &gx[b, 0, 0, 0], c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, ho, wo)
+    """``backward_blocks`` one image at a time: ``gw_parts[j, g]`` sums
+    ``unfold(x[b])_g @ gy[b]_g.T`` over the j-th of ``gw_parts.shape[0]`` chunks of
+    consecutive images, ``gx[b] = fold(w2.T @ gy[b])``."""
+    pad = _pad_buffers(x, ph, pw, nt)
+    backward_blocks(gy, x, w2, gx, gw_parts, cols, gcols, cols, pad, need_x, need_w, kh, kw,
+                    sh, sw, ph, pw, dh, dw, groups, 1, gemm, nt)
 
 
-# The threaded drivers need at least this many output pixels per image: below it one GEMM
-# per image is too small and the whole batch's columns in one GEMM (im2col.py) is kept.
-_THREADS_MIN_PLANE = 64
+# The threaded drivers need at least this many output pixels per image (below it, the
+# whole batch's columns in one GEMM, im2col.py). Since they multiply blocks of images side
+# by side they ran ahead of the batch-wide GEMM on planes of 4x4 and 7x7 pixels as well.
+_THREADS_MIN_PLANE = 1
 
 
 def _threaded(x, w, stride, padding, ho, wo):
@@ -238,6 +384,31 @@ def _team_size(macs):
     return 1 if macs < _GRAIN else threads.get_num_threads()
 
 
+# Images per GEMM in the threaded drivers: a block's columns side by side make one GEMM at
+# least _BLOCK_COLS wide (one image of a small plane gives a thin GEMM whose weight packing
+# and call cost rival its arithmetic), while one thread's column buffer stays under
+# _BLOCK_BYTES. The weight gradient is summed in at most _GW_CHUNKS parts, one per chunk of
+# consecutive images, whatever the thread count.
+_BLOCK_COLS = 128
+_BLOCK_BYTES = 2 << 20
+_GW_CHUNKS = 16
+_GW_PARTS_BYTES = 64 << 20
+
+
+def _block(n, rows, plane, itemsize):
+    """Images per GEMM for a batch of ``n`` with ``rows`` column rows per output pixel."""
+    m = -(-_BLOCK_COLS // plane)
+    m = min(m, max(1, _BLOCK_BYTES // max(1, rows * plane * itemsize)))
+    return max(1, min(m, n))
+
+
+def _chunks(n, m, w_nbytes):
+    """Chunks of the batch for the weight gradient's parts (a function of the shapes only,
+    so the summation order does not depend on the thread count)."""
+    cap = max(1, _GW_PARTS_BYTES // max(1, w_nbytes))
+    return max(1, min(_GW_CHUNKS, n // m, cap))
+
+
 def forward(x, w, b, stride, padding, dilation, groups):
     n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
@@ -250,17 +421,22 @@ def forward(x, w, b, stride, padding, dilation, groups):
     # by both), though these buffers are per thread
     _alg._check_cols(x, kh, kw, ho, wo, "conv2d (im2col)")
     nt = _team_size(n * o * ho * wo * cg * kh * kw)
-    rows = c * kh * kw
+    rows, plane = c * kh * kw, ho * wo
+    # blocks of images where they make the GEMM wider, but at least two blocks per thread
+    m = min(_block(n, rows, plane, x.itemsize), max(1, n // (2 * nt)))
     _alg.memory.check_fits("conv2d (im2col)", {
-        "column buffers": _alg._growth("cols-t", (nt, rows, ho * wo), x.dtype),
-        "output": n * o * ho * wo * x.itemsize,
+        "column buffers": _alg._growth("cols-t", (nt, rows, m * plane), x.dtype),
+        "GEMM buffers": _alg._growth("gemm-t", (nt, o, m * plane), x.dtype) if m > 1 else 0,
+        "output": n * o * plane * x.itemsize,
     })
     y = np.empty((n, o, ho, wo), dtype=x.dtype)
-    cols = workspace("cols-t", (nt, rows, ho * wo), x.dtype)
+    cols = workspace("cols-t", (nt, rows, m * plane), x.dtype)
+    ybuf = workspace("gemm-t", (nt, o, m * plane), x.dtype) if m > 1 else cols
     bias = b if b is not None else np.zeros(1, dtype=x.dtype)
+    pad = _pad_buffers(x, *padding, nt)
     with cblas.single_threaded():
-        forward_threads(x, w.reshape(o, cg * kh * kw), bias, b is not None, y, cols, kh, kw,
-                        *stride, *padding, *dilation, groups, gemm, nt)
+        forward_blocks(x, w.reshape(o, cg * kh * kw), bias, b is not None, y, cols, ybuf, pad,
+                       kh, kw, *stride, *padding, *dilation, groups, m, gemm, nt)
     return y
 
 
@@ -274,27 +450,31 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
                              need_x, need_w)
     _alg._check_cols(x, kh, kw, ho, wo, "conv2d (im2col)")
     nt = _team_size(n * o * ho * wo * cg * kh * kw)
-    rows, og, k = c * kh * kw, o // groups, cg * kh * kw
+    rows, og, k, plane = c * kh * kw, o // groups, cg * kh * kw, ho * wo
+    m = _block(n, rows, plane, x.itemsize)
+    nchunks = _chunks(n, m, w.nbytes) if need_w else 1
+    lb = m * plane
     _alg.memory.check_fits("conv2d (im2col) backward", {
-        "column buffers": _alg._growth("cols-t", (nt, rows, ho * wo), x.dtype) if need_w else 0,
-        "column gradients": (_alg._growth("gcols-t", (nt, rows, ho * wo), x.dtype)
-                             if need_x else 0),
+        "column buffers": _alg._growth("cols-t", (nt, rows, lb), x.dtype) if need_w else 0,
+        "column gradients": _alg._growth("gcols-t", (nt, rows, lb), x.dtype) if need_x else 0,
+        "output gradient blocks": _alg._growth("gemm-t", (nt, o, lb), x.dtype) if m > 1 else 0,
         "input gradient": x.nbytes if need_x else 0,
-        "weight gradient": (nt + 1) * w.nbytes if need_w else 0,
+        "weight gradient": (nchunks + 1) * w.nbytes if need_w else 0,
     })
     gy = np.ascontiguousarray(gy)
+    dummy3 = np.empty((1, 1, 1), dtype=x.dtype)
     gx = np.empty_like(x) if need_x else np.empty((1, 1, 1, 1), dtype=x.dtype)
-    parts = (np.zeros((nt, groups, k, og), dtype=x.dtype) if need_w
+    parts = (np.zeros((nchunks, groups, k, og), dtype=x.dtype) if need_w
              else np.empty((1, 1, 1, 1), dtype=x.dtype))
-    cols = (workspace("cols-t", (nt, rows, ho * wo), x.dtype) if need_w
-            else np.empty((1, 1, 1), dtype=x.dtype))
-    gcols = (workspace("gcols-t", (nt, rows, ho * wo), x.dtype) if need_x
-             else np.empty((1, 1, 1), dtype=x.dtype))
+    cols = workspace("cols-t", (nt, rows, lb), x.dtype) if need_w else dummy3
+    gcols = workspace("gcols-t", (nt, rows, lb), x.dtype) if need_x else dummy3
+    gybuf = workspace("gemm-t", (nt, o, lb), x.dtype) if m > 1 else dummy3
+    pad = _pad_buffers(x, *padding, nt)
     with cblas.single_threaded():
-        backward_threads(gy, x, w.reshape(o, k), gx, parts, cols, gcols, need_x, need_w,
-                         kh, kw, *stride, *padding, *dilation, groups, gemm, nt)
+        backward_blocks(gy, x, w.reshape(o, k), gx, parts, cols, gcols, gybuf, pad, need_x,
+                        need_w, kh, kw, *stride, *padding, *dilation, groups, m, gemm, nt)
     gw = None
     if need_w:
-        gw_t = parts.sum(axis=0) if nt > 1 else parts[0]
+        gw_t = parts.sum(axis=0) if nchunks > 1 else parts[0]
         gw = np.ascontiguousarray(gw_t.transpose(0, 2, 1)).reshape(w.shape).astype(w.dtype, copy=False)
     return (gx if need_x else None), gw

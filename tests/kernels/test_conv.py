@@ -133,8 +133,9 @@ def _threaded_module():
     case=conv_case(),
     team=st.integers(1, 3),
     need=st.sampled_from(["both", "x", "w"]),
+    block_cols=st.sampled_from([1, 40, 512]),
 )
-def test_im2col_threaded_drivers_match_reference(case, team, need):
+def test_im2col_threaded_drivers_match_reference(case, team, need, block_cols):
     """im2col-cython's threaded drivers (each thread unfolds, multiplies and folds whole
     images with its own buffers and BLAS calls) forced on every shape: groups, strides,
     dilations, padding, batch 1, a team of 1 to 3 threads whatever the batch, each gradient
@@ -149,16 +150,17 @@ def test_im2col_threaded_drivers_match_reference(case, team, need):
         ):
             return
     ref = K.get("conv2d", "reference")
-    saved = mod._THREADS_MIN_PLANE, mod._team_size
+    saved = mod._THREADS_MIN_PLANE, mod._team_size, mod._BLOCK_COLS
     try:
         mod._THREADS_MIN_PLANE, mod._team_size = 0, lambda macs: team
+        mod._BLOCK_COLS = block_cols  # one image per GEMM, or blocks of several side by side
         y = mod.forward(x, w, b, stride, padding, dilation, groups)
         assert mod._threaded(x, w, stride, padding, *y.shape[2:]) is not None
         gy = np.random.default_rng(2).standard_normal(y.shape).astype(dtype)
         nx, nw = need in ("both", "x"), need in ("both", "w")
         gx, gw = mod.backward(gy, x, w, stride, padding, dilation, groups, nx, nw)
     finally:
-        mod._THREADS_MIN_PLANE, mod._team_size = saved
+        mod._THREADS_MIN_PLANE, mod._team_size, mod._BLOCK_COLS = saved
     np.testing.assert_allclose(y, ref.forward(x, w, b, stride, padding, dilation, groups),
                                **_tol(dtype))  # fmt: skip
     gx_r, gw_r = ref.backward(gy, x, w, stride, padding, dilation, groups, True, True)
@@ -222,20 +224,25 @@ def test_reference_against_direct_sum():
     np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
 
 
-def test_im2col_threaded_weight_gradient_is_repeatable():
-    """Each thread sums a fixed set of images in a fixed order: a call repeated gives the same
-    weight gradient bit for bit, whichever thread finishes first."""
+@pytest.mark.parametrize("block_cols", [1, 512])
+def test_im2col_threaded_weight_gradient_is_repeatable(block_cols):
+    """The batch is summed in chunks fixed by its shapes, each in image order: a call
+    repeated, at 1, 2 or 3 threads, gives the same weight gradient bit for bit, whichever
+    thread finishes first (one image per GEMM, or blocks of images side by side)."""
     mod = _threaded_module()
     rng = np.random.default_rng(3)
     x = rng.standard_normal((8, 6, 16, 16)).astype(np.float32)
     w = rng.standard_normal((8, 6, 3, 3)).astype(np.float32)
     gy = rng.standard_normal((8, 8, 16, 16)).astype(np.float32)
-    saved = mod._team_size
+    saved = mod._team_size, mod._BLOCK_COLS
     try:
-        mod._team_size = lambda macs: 2
+        mod._BLOCK_COLS = block_cols
+        mod._team_size = lambda macs: 1
         first = mod.backward(gy, x, w, (1, 1), (1, 1), (1, 1), 1, False, True)[1]
-        for _ in range(20):
-            again = mod.backward(gy, x, w, (1, 1), (1, 1), (1, 1), 1, False, True)[1]
-            np.testing.assert_array_equal(again, first)
+        for team in (2, 3, 2):
+            mod._team_size = lambda macs, team=team: team
+            for _ in range(8):
+                again = mod.backward(gy, x, w, (1, 1), (1, 1), (1, 1), 1, False, True)[1]
+                np.testing.assert_array_equal(again, first)
     finally:
-        mod._team_size = saved
+        mod._team_size, mod._BLOCK_COLS = saved
