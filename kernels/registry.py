@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 from . import record as _record
 from . import store as _store
 from . import threads as _threads  # import_extension: loads a Cython variant
@@ -64,6 +66,63 @@ from .store import clear_autotune_cache as _clear_store
 AUTO = "auto"
 
 
+class WritableInputs(ModuleType):
+    """A Numba variant module whose kernel functions get read-only arrays as writable
+    copies.
+
+    Numba types a read-only array apart from a writable one, so an input that arrives
+    read-only (a memory-mapped dataset, an array whose ``writeable`` flag was cleared)
+    would compile, or load from the cache, a second specialisation of every kernel it
+    reaches. The registry hands out Numba variants (``*-numba`` names registered by
+    module path) through this wrapper: each function called with a read-only
+    ``np.ndarray`` argument gets a writable copy of it instead (the kernels never write
+    their inputs), so one specialisation per dtype and layout serves both. Every other
+    attribute is the module's own.
+    """
+
+    def __init__(self, module: ModuleType) -> None:
+        super().__init__(module.__name__, module.__doc__)
+        self.__wrapped__ = module
+        self.__file__ = getattr(module, "__file__", None)
+        self._wrappers: dict[str, Callable] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        # looked up in the module at every access (a function replaced there, as a test's
+        # monkeypatch does, is the one called), its wrapper made once per function
+        attr = getattr(self.__wrapped__, name)
+        if not callable(attr) or isinstance(attr, (type, ModuleType)) or name[:2] == "__":
+            return attr
+        wrapper = self._wrappers.get(name)
+        if wrapper is None or wrapper.__wrapped__ is not attr:
+            wrapper = self._wrappers[name] = _writable_args(attr)
+        return wrapper
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} of {self.__wrapped__!r}>"
+
+
+def _writable(a: Any) -> Any:
+    if type(a) is np.ndarray and not a.flags.writeable:
+        return np.array(a)  # same layout, writable
+    return a
+
+
+def _writable_args(fn: Callable) -> Callable:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        for a in args:  # the common case: nothing read-only, nothing copied
+            if type(a) is np.ndarray and not a.flags.writeable:
+                args = tuple(map(_writable, args))
+                break
+        if kwargs:
+            kwargs = {k: _writable(v) for k, v in kwargs.items()}
+        return fn(*args, **kwargs)
+
+    call.__name__ = getattr(fn, "__name__", "call")
+    call.__doc__ = getattr(fn, "__doc__", None)
+    call.__wrapped__ = fn
+    return call
+
+
 @dataclass
 class _Variant:
     name: str
@@ -78,6 +137,8 @@ class _Variant:
                     self._module = _threads.import_extension(self.module_path)
                 else:
                     self._module = importlib.import_module(self.module_path)
+                    if self.name.endswith("-numba"):
+                        self._module = WritableInputs(self._module)
             except ImportError as exc:
                 self._error = f"{type(exc).__name__}: {exc}"
         if self._module is None:

@@ -575,16 +575,11 @@ def one_thread():
     tg.set_num_threads(old)
 
 
-# Numba compiles every kernel a second time for read-only arrays (the other layouts reach it
-# as copies), seconds per kernel and dtype on a cold cache: the default run checks the
-# read-only layout on the reference and Cython variants, -m slow on every variant too
-@pytest.mark.parametrize(
-    "numba_readonly",
-    [False, pytest.param(True, marks=pytest.mark.slow)],
-    ids=["readonly-without-numba", "readonly-everywhere"],
-)
+# every layout on every variant, the read-only one on the Numba variants too: they receive
+# read-only arrays as writable copies (kernels.registry.WritableInputs), so no second
+# specialisation compiles (tests/kernels/test_registry.py counts them)
 @pytest.mark.parametrize("name,fn,shapes", LAYOUT_CASES, ids=[c[0] for c in LAYOUT_CASES])
-def test_layouts_give_the_same_results(name, fn, shapes, numba_readonly, one_thread):
+def test_layouts_give_the_same_results(name, fn, shapes, one_thread):
     rng = np.random.default_rng(7)
     base = [rng.standard_normal(s) for s in shapes]
     kernel_op = KERNEL_OF.get(name.split("-")[0])
@@ -593,8 +588,6 @@ def test_layouts_give_the_same_results(name, fn, shapes, numba_readonly, one_thr
         for variant in variants:
             results = {}
             for layout in ("contiguous", "strided", "negative", "fortran", "readonly"):
-                if layout == "readonly" and str(variant).endswith("-numba") and not numba_readonly:
-                    continue
                 arrays = [_layouts(a.astype(dtype))[layout] for a in base]
                 ts = [_leaf(a) for a in arrays]
                 ctx = tg.kernels.use(**{kernel_op: variant}) if variant else _nullctx()

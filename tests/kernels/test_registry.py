@@ -467,3 +467,64 @@ def test_autotune_times_each_thread_team_together(monkeypatch):
     for i in range(1, len(timed) - 1):
         if T.team(timed[i]) != T.team(timed[i - 1]):
             assert timed[i + 1] == timed[i], timed[i - 2 : i + 2]
+
+
+def _numba_signatures() -> dict[str, int]:
+    """Compiled specialisations of every Numba kernel loaded from tapegrad.kernels."""
+    out = {}
+    for name, mod in list(sys.modules.items()):
+        if name.startswith("tapegrad.kernels") and mod is not None:
+            for attr, v in list(vars(mod).items()):
+                if hasattr(v, "signatures") and hasattr(v, "py_func"):
+                    out[f"{name}.{attr}"] = len(v.signatures)
+    return out
+
+
+def _leaf(a: np.ndarray) -> tg.Tensor:
+    t = tg.tensor(np.zeros(1, dtype=a.dtype), requires_grad=True)
+    t.data = a  # exactly this array, read-only flag included (tensor() would copy it)
+    return t
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        op
+        for op, rec in sorted(K.declarations().items())
+        if rec.examples and any(v.endswith("-numba") for v in K.variants(op))
+    ],
+)
+def test_read_only_inputs_reuse_the_numba_specialisation(op):
+    """A read-only input (a memory-mapped batch) and a read-only output gradient reach a
+    Numba variant as writable copies: no kernel compiles (or loads) a second, read-only
+    specialisation, and the results are the writable call's."""
+    example = K.declared(op).examples[0]
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in example.shapes]
+    for variant in [v for v in K.variants(op) if v.endswith("-numba")]:
+        results = []
+        for writable in (True, False):
+            if example.seed is not None:
+                tg.manual_seed(example.seed)
+            xs = [a.copy() for a in arrays]
+            for a in xs:
+                a.flags.writeable = writable
+            with K.use(**{op: variant}):
+                ts = [_leaf(a) for a in xs]
+                y = example.call(F, *ts)
+                gy = np.cos(np.arange(y.size, dtype=np.float32)).reshape(y.shape)
+                gy.flags.writeable = writable
+                if writable:
+                    y.backward(gy)
+                    before = _numba_signatures()
+                else:
+                    y.backward(gy)
+                    grown = {
+                        k: (before.get(k, 0), n)
+                        for k, n in _numba_signatures().items()
+                        if n != before.get(k, 0)
+                    }
+                    assert not grown, f"{op} {variant}: read-only inputs compiled {grown}"
+            results.append([y.data, *(t.grad.data for t in ts if t.grad is not None)])
+        for got, want in zip(results[1], results[0]):
+            np.testing.assert_array_equal(got, want, err_msg=f"{op} {variant}")
