@@ -217,7 +217,7 @@ def _main(args: argparse.Namespace) -> int:
     threads, threads_source = thread_count(args.threads)
     tapegrad.set_num_threads(threads)
     if "--threads or" in threads_source:  # fewer threads than cores: say so before timing
-        print(f"bench: running at {threads} thread(s) ({threads_source})", file=sys.stderr)
+        print(f"bench: running at {threads} thread(s) ({threads_source})")
     with_torch = args.compare == "torch"
     if with_torch:
         import importlib.util
