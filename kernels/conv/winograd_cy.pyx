@@ -382,42 +382,6 @@ def weight_grad_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
                       v + k * (c * block + _PAD), block, 1, &du[tid, k, 0, 0], c)
 
 
-def winograd_threads(const real[:, :, :, ::1] x, const real[:, :, ::1] u, const real[::1] bias,
-                     bint has_bias, real[:, :, :, ::1] y, real[:, ::1] vbuf, real[:, ::1] mbuf,
-                     real[:, ::1] rowbuf, real[::1] flags, int ph, int pw, Py_ssize_t block,
-                     size_t gemm, int nt):
-    """y = Winograd F(2x2, 3x3) of x with transformed weights ``u`` (16, O, C): each thread
-    transforms, multiplies and folds whole blocks of ``block`` tiles in its own
-    ``vbuf[thread]`` (16 matrices of (C, block), ``_PAD`` elements apart) and
-    ``mbuf[thread]`` (16 of (O, block)), and adds 0 * the values of x it reads to
-    ``flags[thread]`` (NaN when x holds a NaN or an infinity)."""
-    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
-    cdef Py_ssize_t o = y.shape[1], ho = y.shape[2], wo = y.shape[3]
-    cdef Py_ssize_t th = (ho + 1) // 2, tw = (wo + 1) // 2
-    cdef Py_ssize_t tiles = n * th * tw, nblocks = (tiles + block - 1) // block
-    cdef Py_ssize_t blk, t0, cnt, k
-    cdef int tid
-    cdef real* v
-    cdef real* m
-    with nogil:
-        for blk in prange(nblocks, schedule="dynamic", chunksize=1, num_threads=nt):
-            tid = openmp.omp_get_thread_num()
-            t0 = blk * block
-            cnt = tiles - t0
-            if cnt > block:
-                cnt = block
-            v = &vbuf[tid, 0]
-            m = &mbuf[tid, 0]
-            flags[tid] += _input_block(&x[0, 0, 0, 0], v, &rowbuf[tid, 0], c, h, w, t0, cnt,
-                                       block, th, tw, ph, pw)
-            for k in range(16):
-                _gemm(gemm, False, False, o, cnt, c, &u[k, 0, 0], c, v + k * (c * block + _PAD),
-                      block, 0, m + k * (o * block + _PAD), block)
-            _output_block(m, &y[0, 0, 0, 0], &bias[0], has_bias, &rowbuf[tid, 0], o, ho, wo,
-                          t0, cnt, block, th, tw)
-
-
-
 # F(4x4, 3x3): 6x6 input tiles at a stride of 4, B^T, G, A^T of Lavin and Gray (points 0,
 # +-1, +-2, infinity). The same pieces as above, with each input row split into its four
 # column phases.
@@ -637,15 +601,20 @@ cdef void _output_block4(const real* m, real* y, const real* bias, bint has_bias
         t += seg
 
 
-def winograd4_threads(const real[:, :, :, ::1] x, const real[:, :, ::1] u,
-                      const real[::1] bias, bint has_bias, real[:, :, :, ::1] y,
-                      real[:, ::1] vbuf, real[:, ::1] mbuf, real[:, ::1] rowbuf,
-                      real[::1] flags, int ph, int pw, Py_ssize_t block, size_t gemm, int nt):
-    """y = Winograd F(4x4, 3x3) of x with transformed weights ``u`` (36, O, C): as
-    ``winograd_threads``, with 36 matrices per block."""
+def winograd_tiles(const real[:, :, :, ::1] x, const real[:, :, ::1] u,
+                   const real[::1] bias, bint has_bias, real[:, :, :, ::1] y,
+                   real[:, ::1] vbuf, real[:, ::1] mbuf, real[:, ::1] rowbuf,
+                   real[::1] flags, int ph, int pw, Py_ssize_t block, size_t gemm, int nt,
+                   bint f4):
+    """y = Winograd F(4x4, 3x3) (``f4``) or F(2x2, 3x3) of x with transformed weights ``u``
+    (36 or 16, O, C): each thread transforms, multiplies and folds whole blocks of
+    ``block`` tiles in its own ``vbuf[thread]`` (36 or 16 matrices of (C, block), ``_PAD``
+    elements apart) and ``mbuf[thread]`` (as many of (O, block)), and adds 0 * the values
+    of x it reads to ``flags[thread]`` (NaN when x holds a NaN or an infinity)."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = y.shape[1], ho = y.shape[2], wo = y.shape[3]
-    cdef Py_ssize_t th = (ho + 3) // 4, tw = (wo + 3) // 4
+    cdef Py_ssize_t side = 4 if f4 else 2, nmat = 36 if f4 else 16
+    cdef Py_ssize_t th = (ho + side - 1) // side, tw = (wo + side - 1) // side
     cdef Py_ssize_t tiles = n * th * tw, nblocks = (tiles + block - 1) // block
     cdef Py_ssize_t blk, t0, cnt, k
     cdef int tid
@@ -660,13 +629,35 @@ def winograd4_threads(const real[:, :, :, ::1] x, const real[:, :, ::1] u,
                 cnt = block
             v = &vbuf[tid, 0]
             m = &mbuf[tid, 0]
-            flags[tid] += _input_block4(&x[0, 0, 0, 0], v, &rowbuf[tid, 0], c, h, w, t0, cnt,
-                                        block, th, tw, ph, pw)
-            for k in range(36):
+            if f4:
+                flags[tid] += _input_block4(&x[0, 0, 0, 0], v, &rowbuf[tid, 0], c, h, w, t0,
+                                            cnt, block, th, tw, ph, pw)
+            else:
+                flags[tid] += _input_block(&x[0, 0, 0, 0], v, &rowbuf[tid, 0], c, h, w, t0,
+                                           cnt, block, th, tw, ph, pw)
+            for k in range(nmat):
                 _gemm(gemm, False, False, o, cnt, c, &u[k, 0, 0], c, v + k * (c * block + _PAD),
                       block, 0, m + k * (o * block + _PAD), block)
-            _output_block4(m, &y[0, 0, 0, 0], &bias[0], has_bias, &rowbuf[tid, 0], o, ho, wo,
-                           t0, cnt, block, th, tw)
+            if f4:
+                _output_block4(m, &y[0, 0, 0, 0], &bias[0], has_bias, &rowbuf[tid, 0], o, ho,
+                               wo, t0, cnt, block, th, tw)
+            else:
+                _output_block(m, &y[0, 0, 0, 0], &bias[0], has_bias, &rowbuf[tid, 0], o, ho,
+                              wo, t0, cnt, block, th, tw)
+
+
+def winograd_threads(x, u, bias, has_bias, y, vbuf, mbuf, rowbuf, flags, ph, pw, block, gemm,
+                     nt):
+    """``winograd_tiles`` on F(2x2, 3x3) tiles (``u`` of 16 matrices)."""
+    winograd_tiles(x, u, bias, has_bias, y, vbuf, mbuf, rowbuf, flags, ph, pw, block, gemm, nt,
+                   False)
+
+
+def winograd4_threads(x, u, bias, has_bias, y, vbuf, mbuf, rowbuf, flags, ph, pw, block, gemm,
+                      nt):
+    """``winograd_tiles`` on F(4x4, 3x3) tiles (``u`` of 36 matrices)."""
+    winograd_tiles(x, u, bias, has_bias, y, vbuf, mbuf, rowbuf, flags, ph, pw, block, gemm, nt,
+                   True)
 
 
 _G4 = np.array([
@@ -774,10 +765,9 @@ def _winograd(x, w, b, int ph, int pw, gemm):
     rowbuf = workspace("winograd-rows-t", (nt, rows), x.dtype)
     bias = b if b is not None else np.zeros(1, dtype=x.dtype)
     flags = np.zeros(nt, dtype=x.dtype)
-    run = winograd4_threads if f4 else winograd_threads
     with cblas.single_threaded():
-        run(np.ascontiguousarray(x), u, bias, b is not None, y, vbuf, mbuf, rowbuf, flags, ph,
-            pw, block, gemm, nt)
+        winograd_tiles(np.ascontiguousarray(x), u, bias, b is not None, y, vbuf, mbuf, rowbuf,
+                       flags, ph, pw, block, gemm, nt, f4)
     return y if np.isfinite(flags.sum()) else None
 
 
