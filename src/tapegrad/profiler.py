@@ -207,55 +207,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _step_fn(name: str, batch: int):
-    import numpy as np
+    from tapegrad.bench.steps import tapegrad_step
 
-    import tapegrad as tg
-    import tapegrad.nn.functional as F
-    from tapegrad import optim, zoo
-
-    side = zoo.DEFAULT_INPUT[name]
-    tg.manual_seed(0)
-    net = zoo.get_model(name)
-    rng = np.random.default_rng(0)
-    x = tg.Tensor(rng.random((batch, 1, side, side)).astype(np.float32))
-    y = rng.integers(0, 10, batch)
-    recon = zoo.task_of(name) == "reconstruction"
-    opt = optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    net.train()
-
-    def step() -> None:
-        opt.zero_grad()
-        out = net(x)
-        loss = F.mse_loss(out, x) if recon else F.cross_entropy(out, y)
-        loss.backward()
-        opt.step()
-
-    return step
+    return tapegrad_step(name, batch)
 
 
 _TORCH_CODE = """
 import sys, time
-import numpy as np, torch
-from tapegrad import zoo
-from tapegrad.bench.steps import _WIDTH
-from tapegrad.zoo_torch import torch_model
+import torch
+from tapegrad.bench.steps import torch_step
 name, batch, threads, warmup = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 torch.set_num_threads(threads)
-side = zoo.DEFAULT_INPUT[name]
-kw = {"input_size": side, **({"width": _WIDTH[name]} if name in _WIDTH else {})}
-net = torch_model(name, **kw)
-rng = np.random.default_rng(0)
-x = torch.tensor(rng.random((batch, 1, side, side)).astype(np.float32))
-y = torch.tensor(rng.integers(0, 10, batch))
-recon = name == "conv_autoencoder"
-opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-fn = torch.nn.functional
-def step():
-    opt.zero_grad()
-    out = net(x)
-    loss = fn.mse_loss(out, x) if recon else fn.cross_entropy(out, y)
-    loss.backward()
-    opt.step()
+step = torch_step(name, batch)
 for _ in range(warmup):
     step()
 with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:

@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 #: environment variables that pin OpenBLAS to one kernel family on some machines; the
@@ -68,6 +69,67 @@ def _time(step, warmup: int, steps: int) -> tuple[float, list[float]]:
     return first, out
 
 
+def _batch(model: str, batch: int):
+    """The seeded input batch of zoo ``model``: images (batch, 1, side, side) uniform in
+    [0, 1), class labels, and whether the model reconstructs its input (as NumPy arrays)."""
+    import numpy as np
+
+    from tapegrad import zoo
+
+    side = zoo.DEFAULT_INPUT[model]
+    rng = np.random.default_rng(0)
+    x = rng.random((batch, 1, side, side)).astype(np.float32)
+    return x, rng.integers(0, 10, batch), zoo.task_of(model) == "reconstruction"
+
+
+def _sgd_step(net: Any, opt: Any, x: Any, y: Any, recon: bool, F: Any) -> Callable[[], None]:
+    """One training step of ``net`` with optimiser ``opt`` through functional module ``F``
+    (either framework's): mean-squared reconstruction error or cross-entropy."""
+
+    def step() -> None:
+        opt.zero_grad()
+        out = net(x)
+        loss = F.mse_loss(out, x) if recon else F.cross_entropy(out, y)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def tapegrad_step(model: str, batch: int) -> Callable[[], None]:
+    """A tapegrad training step of zoo ``model`` (seeded weights and batch, SGD with
+    momentum 0.9): what ``tapegrad_steps`` and ``tapegrad profile`` time."""
+    import tapegrad as tg
+    import tapegrad.nn.functional as F
+    from tapegrad import optim, zoo
+
+    tg.manual_seed(0)
+    net = zoo.get_model(model)
+    x, y, recon = _batch(model, batch)
+    opt = optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    net.train()
+    return _sgd_step(net, opt, tg.Tensor(x), y, recon, F)
+
+
+def torch_step(model: str, batch: int) -> Callable[[], None]:
+    """The same training step for the ``torch.nn`` twin of zoo ``model``."""
+    import torch
+
+    from tapegrad import zoo
+    from tapegrad.zoo_torch import torch_model
+
+    torch.manual_seed(0)
+    side = zoo.DEFAULT_INPUT[model]
+    kwargs: dict[str, Any] = {"input_size": side}
+    if model in _WIDTH:
+        kwargs["width"] = _WIDTH[model]
+    net = torch_model(model, **kwargs)
+    x, y, recon = _batch(model, batch)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    net.train()
+    return _sgd_step(net, opt, torch.tensor(x), torch.tensor(y), recon, torch.nn.functional)
+
+
 def tapegrad_steps(
     model: str,
     *,
@@ -85,33 +147,12 @@ def tapegrad_steps(
         torch.set_num_threads(threads)
         a = torch.randn(64, 3, 16, 16)
         torch.nn.functional.conv2d(a, torch.randn(8, 3, 3, 3)).sum()
-    import numpy as np
-
     import tapegrad as tg
-    import tapegrad.nn.functional as F
-    from tapegrad import optim, zoo
 
     if backend != "auto":
         _force_backend(backend)
     tg.set_num_threads(threads)
-    side = zoo.DEFAULT_INPUT[model]
-    tg.manual_seed(0)
-    net = zoo.get_model(model)
-    rng = np.random.default_rng(0)
-    x = tg.Tensor(rng.random((batch, 1, side, side)).astype(np.float32))
-    y = rng.integers(0, 10, batch)
-    recon = model == "conv_autoencoder"
-    opt = optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    net.train()
-
-    def step():
-        opt.zero_grad()
-        out = net(x)
-        loss = F.mse_loss(out, x) if recon else F.cross_entropy(out, y)
-        loss.backward()
-        opt.step()
-
-    first, ts = _time(step, warmup, steps)
+    first, ts = _time(tapegrad_step(model, batch), warmup, steps)
     return {"side": "tapegrad", "first_s": first, "steps_s": ts, "threads": threads}
 
 
@@ -119,35 +160,10 @@ def torch_steps(
     model: str, *, threads: int, batch: int = 64, warmup: int = 3, steps: int = 20
 ) -> dict[str, Any]:
     """Time ``steps`` PyTorch training steps of zoo ``model``'s ``torch.nn`` twin."""
-    import numpy as np
     import torch
 
-    from tapegrad import zoo
-    from tapegrad.zoo_torch import torch_model
-
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    side = zoo.DEFAULT_INPUT[model]
-    kwargs: dict[str, Any] = {"input_size": side}
-    if model in _WIDTH:
-        kwargs["width"] = _WIDTH[model]
-    net = torch_model(model, **kwargs)
-    rng = np.random.default_rng(0)
-    x = torch.tensor(rng.random((batch, 1, side, side)).astype(np.float32))
-    y = torch.tensor(rng.integers(0, 10, batch))
-    recon = model == "conv_autoencoder"
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    net.train()
-    fn = torch.nn.functional
-
-    def step():
-        opt.zero_grad()
-        out = net(x)
-        loss = fn.mse_loss(out, x) if recon else fn.cross_entropy(out, y)
-        loss.backward()
-        opt.step()
-
-    first, ts = _time(step, warmup, steps)
+    first, ts = _time(torch_step(model, batch), warmup, steps)
     return {"side": "torch", "first_s": first, "steps_s": ts, "threads": threads}
 
 
