@@ -33,35 +33,42 @@ from ..calls import KernelCall, nchw, pair
 from ..registry import register, set_rule
 
 
-@dataclass(frozen=True)
-class DropoutCall(KernelCall):
-    """A dropout call: the input's shape and dtype."""
-
-    op: ClassVar[str] = "dropout"
-    functional: ClassVar[str] = "dropout"
-    x_shape: tuple[int, ...]
-    dtype: str
+class _DropCall(KernelCall):
+    """The kernel calls of the three dropout records: a record of the input's shape and
+    dtype, whose variant functions are ``kernel_functions`` (forward, backward)."""
 
     @classmethod
-    def of(cls, x) -> DropoutCall:
-        """The record of a call on these arrays and arguments (shapes and dtype read from the
-        arrays).
-        """
+    def of(cls, x) -> Any:
+        """The record of a call on this array (its shape and dtype)."""
         return cls(pair(x.shape), x.dtype.str)
+
+
+class _MaskCall(_DropCall):
+    """dropout and dropout2d: the forward draws a keep mask, the backward applies it."""
 
     def forward(self, mod: ModuleType, x, seed, step, p, scale) -> Any:
         """(y, keep)"""
-        return mod.forward(x, seed, step, p, scale)
+        return getattr(mod, self.kernel_functions[0])(x, seed, step, p, scale)
 
     def backward(self, mod: ModuleType, gy, keep, scale) -> Any:
         """The backward kernel call with variant module ``mod`` (the family's interface)."""
-        return mod.backward(gy, keep, scale)
+        return getattr(mod, self.kernel_functions[1])(gy, keep, scale)
 
     def backward_trial(self, mod, out, inputs, needs):
         """The backward kernel call as autotune times it, on the forward's output (see
         ``KernelCall``).
         """
         return self.backward(mod, out[0], out[1], inputs[4])
+
+
+@dataclass(frozen=True)
+class DropoutCall(_MaskCall):
+    """A dropout call: the input's shape and dtype."""
+
+    op: ClassVar[str] = "dropout"
+    functional: ClassVar[str] = "dropout"
+    x_shape: tuple[int, ...]
+    dtype: str
 
     def bench_params(self) -> dict[str, Any] | None:
         # the drop probability is not part of the call's key
@@ -70,7 +77,7 @@ class DropoutCall(KernelCall):
 
 
 @dataclass(frozen=True)
-class Dropout2dCall(KernelCall):
+class Dropout2dCall(_MaskCall):
     """A dropout2d call: x seen as (planes, H*W), dtype."""
 
     kernel_functions: ClassVar[tuple[str, ...]] = ("channel_forward", "channel_backward")
@@ -78,27 +85,6 @@ class Dropout2dCall(KernelCall):
     functional: ClassVar[str] = "dropout2d"
     x_shape: tuple[int, int]
     dtype: str
-
-    @classmethod
-    def of(cls, x2) -> Dropout2dCall:
-        """The record of a call on these arrays and arguments (shapes and dtype read from the
-        arrays).
-        """
-        return cls(pair(x2.shape), x2.dtype.str)
-
-    def forward(self, mod: ModuleType, x2, seed, step, p, scale) -> Any:
-        """(y, keep)"""
-        return mod.channel_forward(x2, seed, step, p, scale)
-
-    def backward(self, mod: ModuleType, gy2, keep, scale) -> Any:
-        """The backward kernel call with variant module ``mod`` (the family's interface)."""
-        return mod.channel_backward(gy2, keep, scale)
-
-    def backward_trial(self, mod, out, inputs, needs):
-        """The backward kernel call as autotune times it, on the forward's output (see
-        ``KernelCall``).
-        """
-        return self.backward(mod, out[0], out[1], inputs[4])
 
     def bench_params(self) -> dict[str, Any]:
         # one row per plane; (N=rows, C=1, H=H*W) gives the same kernel call
@@ -108,7 +94,7 @@ class Dropout2dCall(KernelCall):
 
 
 @dataclass(frozen=True)
-class GaussianDropoutCall(KernelCall):
+class GaussianDropoutCall(_DropCall):
     """A gaussian_dropout call: the input's shape and dtype."""
 
     kernel_functions: ClassVar[tuple[str, ...]] = ("gaussian_forward", "gaussian_backward")
@@ -116,13 +102,6 @@ class GaussianDropoutCall(KernelCall):
     functional: ClassVar[str] = "gaussian_dropout"
     x_shape: tuple[int, ...]
     dtype: str
-
-    @classmethod
-    def of(cls, x) -> GaussianDropoutCall:
-        """The record of a call on these arrays and arguments (shapes and dtype read from the
-        arrays).
-        """
-        return cls(pair(x.shape), x.dtype.str)
 
     def forward(self, mod: ModuleType, x, seed, step, sigma) -> Any:
         """The forward kernel call with variant module ``mod`` (the family's interface)."""
