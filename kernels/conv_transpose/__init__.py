@@ -102,8 +102,8 @@ _DIRECT_MACS = 20_000_000
 # output channels its forward is col2im-cython's and its backward its own). Medians on 2
 # loaded cores, ms fwd / bwd, phase-cython vs col2im-cython, 1 thread: N=32 64->32 ch
 # 16->32 4x4 stride 2 16.3 / 40.7 vs 22.9 / 41.6; conv_autoencoder's decoder at N=64,
-# 32->16 7x7 0.93 / (tie) vs 1.41; 16->1 14x14 backward (CPU time, minimum of 40) 0.17
-# vs 0.23; one image 32->16 7x7 ties.
+# 32->16 7x7 0.93 / (tie) vs 1.41; one image 32->16 7x7 ties. The 16->1 layer's backward:
+# benchmarks/results/conv-transpose-phase.md.
 _PHASE_MACS = 1_000_000
 
 
