@@ -346,13 +346,14 @@ class SGD(Optimizer):
     def _update(self, w, g, st, group):
         momentum = group["momentum"]
         if momentum:
-            if "momentum_buffer" not in st:
-                st["momentum_buffer"] = np.array(g, dtype=w.dtype)
+            buf = st.get("momentum_buffer")
+            if buf is None:
+                buf = st["momentum_buffer"] = np.array(g, dtype=w.dtype)
             else:
-                buf = st["momentum_buffer"]
                 buf *= momentum
-                buf += (1 - group["dampening"]) * g
-            buf = st["momentum_buffer"]
+                dampening = group["dampening"]
+                # (1 - 0) * g is g: no temporary for the usual dampening of 0
+                buf += (1 - dampening) * g if dampening else g
             g = g + momentum * buf if group["nesterov"] else buf
         w -= (group["lr"] * g).astype(w.dtype, copy=False)
 
