@@ -107,6 +107,12 @@ def _worker(args: argparse.Namespace) -> None:
             fwd(x)
             times.append(time.perf_counter() - t0)
         out[str(batch)] = times
+        if hasattr(fwd, "plan"):  # the optimised runners: what each plan runs
+            plan = fwd.plan(x)
+            out[f"plan{batch}"] = {
+                "threaded": bool(plan.threaded),
+                "kernels": sorted(set(plan.kernels.values())),
+            }
     print(json.dumps(out))
 
 
@@ -193,6 +199,7 @@ def main() -> None:
         "python": platform.python_version(),
     }
     times: dict = {m: {r: {"1": [], "64": []} for r in runners} for m in models}
+    plans: dict = {m: {r: [] for r in runners} for m in models}
     with tempfile.TemporaryDirectory() as td:
         files = {m: _prepare(m, Path(td)) for m in models}
         for rnd in range(a.rounds):
@@ -202,6 +209,8 @@ def main() -> None:
                     got = _run(r, m, *files[m], a)
                     for b in ("1", "64"):
                         times[m][r][b].extend(got[b])
+                    if "plan1" in got:
+                        plans[m][r].append({"1": got["plan1"], "64": got["plan64"]})
                     print(f"round {rnd + 1} {m:16s} {r:13s} batch-1 median "
                           f"{1e3 * statistics.median(got['1']):8.3f} ms", flush=True)  # fmt: skip
     meta["uptime_after"] = _uptime()
@@ -213,6 +222,7 @@ def main() -> None:
                     "batch1_latency": _summary(times[m][r]["1"]),
                     "batch64": _summary(times[m][r]["64"]),
                     "batch64_images_per_s": 64 / statistics.median(times[m][r]["64"]),
+                    "plans": plans[m][r],
                 }
                 for r in runners
             }
@@ -244,6 +254,18 @@ def main() -> None:
                 f"| {m} | {r} | {lat['median_ms']:.3f} ({lat['p10_ms']:.3f}-{lat['p90_ms']:.3f})"
                 f" | {s['batch64_images_per_s']:.0f} |"
             )
+    plan_lines = []
+    for m in models:
+        for r in runners:
+            for i, pl in enumerate(result["results"][m][r]["plans"]):
+                desc = "; ".join(
+                    f"batch {b}: {'threaded' if pl[b]['threaded'] else 'serial'} plan, "
+                    + (", ".join(pl[b]["kernels"]) or "no conv")
+                    for b in ("1", "64")
+                )
+                plan_lines.append(f"- {m} {r} (round {i + 1}): {desc}")
+    if plan_lines:
+        lines += ["", "Plans the optimised runners kept (conv kernels used):", "", *plan_lines]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
