@@ -421,3 +421,23 @@ def test_batch_steps_run_the_families_variants():
         y = bn(x).data
         assert np.array_equal(np.isnan(y), np.isnan(ref_bn))
         assert rel_err(y[~np.isnan(y)], ref_bn[~np.isnan(y)]) < TOL
+
+
+def test_one_row_linear_steps_match_eval_forward_on_either_candidate():
+    tg.manual_seed(2)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(600, 200), nn.ReLU(), nn.Linear(200, 7))
+    x = np.random.default_rng(3).standard_normal((1, 6, 10, 10)).astype(np.float32)
+    x[0, 0, 0, 3] = np.nan
+    ref = eval_forward(model, x)
+    opt = inference.optimize(model, serial_macs=0)
+    plan = opt.plan(x)
+    choices = [c for c in plan.choices.values() if len(c.cands) > 1]
+    assert [c.cands[i][0] for c in choices for i in (0, 1)] == ["gemv", "gemv-threads"]
+    for k in (0, 1):
+        choices[0].index = k
+        with np.errstate(invalid="ignore"):  # NaN met in a GEMM
+            y = opt(x).data
+        assert np.array_equal(np.isnan(y), np.isnan(ref)) and np.isnan(y).all()
+        y = opt(np.nan_to_num(x)).data
+        assert rel_err(y, eval_forward(model, np.nan_to_num(x))) < TOL
+    assert "linear + relu [gemv" in opt.describe(x, kernels=True)[1]

@@ -412,11 +412,20 @@ def _depthwise_serial(x, w, b, y, relu, sh, sw, ph, pw, dh, dw):  # pragma: no c
 SERIAL_MACS = 4_000_000
 
 
+try:
+    from .kernels import cblas as _cblas
+except ImportError:  # pragma: no cover - NumPy's BLAS not found
+    _cblas = None
+
+
 def _serial_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     """``np.matmul(a, b, out=out)`` on one BLAS thread."""
     n = threads.get_num_threads()
     if n == 1:
         return np.matmul(a, b, out=out)
+    if _cblas is not None and _cblas.gemm_address(a.dtype) is not None:
+        with _cblas.single_threaded():  # NumPy's own BLAS, the library np.matmul calls
+            return np.matmul(a, b, out=out)
     setters = blas._blas_setters()
     for s in setters:
         s(1)
@@ -884,8 +893,31 @@ def _linear_step(plan: _Plan, r: Record, xs: int, ys: int, relu: bool) -> Callab
     plan.vals[ys] = y
 
     mm = _serial_matmul if x.size * wt.shape[1] < plan.serial_macs else matmul
-    plan.base_threaded |= mm is matmul
     flat = y.reshape(-1)
+    if x.shape[0] == 1 and x.dtype == w.dtype:
+        # one row: y^T = w @ x^T, each output one dot product along a row of w as it lies
+        # (streams the weights once; the x @ w.T product reads them across); on one BLAS
+        # thread or, in a plan with threaded steps, raced against all of them
+        wc = np.ascontiguousarray(w)
+        o, f = wc.shape
+        col = y.reshape(o, 1)
+
+        def gemv_with(mult: Callable) -> Callable[[np.ndarray], np.ndarray]:
+            def gemv(xa: np.ndarray) -> np.ndarray:
+                mult(wc, xa.reshape(f, 1), out=col)
+                if b is not None:
+                    np.add(y, b, out=y)
+                if relu:
+                    _relu_into(flat, flat)
+                return y
+
+            return gemv
+
+        cands = [("gemv", gemv_with(_serial_matmul), False)]
+        if plan.serial_macs < ALL_SERIAL and f * o >= _DIRECT_MACS:
+            cands.append(("gemv-threads", gemv_with(matmul), True))
+        return _conv_choice(plan, cands, x, xs, ys, "linear" + (" + relu" if relu else ""), True)
+    plan.base_threaded |= mm is matmul
 
     def step(vals: list) -> None:
         mm(vals[xs], wt, out=y)
