@@ -11,8 +11,10 @@ vector load of the input and ``_OB`` broadcast weights per tap.
 
 The input gradient of a stride-1 call with 8 or more input channels is the same
 convolution of the output gradient with the flipped, transposed filters; other input
-gradients go to ``im2col-cython``, the weight gradient to ``winograd-cython`` for 3x3
-stride-1 calls and to ``im2col-cython`` otherwise (its threaded drivers), as do dilated and grouped calls.
+gradients go to ``im2col-cython``; the weight gradient is ``flat-cython``'s (register tiles
+over the flattened output positions) on images with enough output positions, otherwise
+``winograd-cython``'s for 3x3 stride-1 calls and ``im2col-cython``'s (its threaded drivers),
+as are dilated and grouped calls.
 
 Bounds and wraparound checks are set by the build (setup.py), not here.
 """
@@ -23,6 +25,7 @@ from cython.parallel cimport prange
 import numpy as np
 
 from .. import memory, threads
+from . import flat_cy as _flat
 from . import im2col_cy as _fallback
 from . import winograd_cy as _winograd
 from .im2col import workspace
@@ -219,8 +222,18 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
     if need_x and not direct_x:
         gx = _fallback.backward(gy, x, w, stride, padding, dilation, groups, True, False)[0]
     if need_w:
-        # 3x3 stride-1 calls: winograd-cython's weight gradient (it keeps im2col's where
-        # Winograd does not pay); others: im2col-cython's GEMM
+        # flat-cython's register-tiled weight gradient on images with enough output
+        # positions; otherwise 3x3 stride-1 calls take winograd-cython's (it keeps im2col's
+        # where Winograd does not pay), others im2col-cython's GEMM
+        gw = _flat.backward(gy, x, w, stride, padding, dilation, groups, False, True)[1] if (
+            _flat_wgrad(gy, w, stride, padding, dilation, groups)) else None
+    if need_w and gw is None:
         wgrad = _winograd if _winograd.applies(w.shape, stride, dilation, groups) else _fallback
         gw = wgrad.backward(gy, x, w, stride, padding, dilation, groups, False, True)[1]
     return gx, gw
+
+
+def _flat_wgrad(gy, w, stride, padding, dilation, groups):
+    s = stride[0]
+    return (_flat.applies(w.shape, stride, dilation, groups) and gy.shape[2] * (
+        gy.shape[3] + (w.shape[3] - 1) // s) >= _flat._WGRAD_MIN_POSITIONS)
