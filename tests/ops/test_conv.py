@@ -273,7 +273,8 @@ def test_depthwise_matches_torch(variant, case):
 def test_auto_rule_small_direct_large_im2col():
     """The shape rule sends small convs to the direct kernels and large ones to im2col;
     Winograd comes before im2col-numba for 3x3 stride-1 calls only, and winograd-cython
-    leads for those with 16 channels or more on 16x16 outputs or larger."""
+    leads for those with 16 channels or more on 16x16 outputs or larger; flat-cython leads
+    strided calls into at most 64 channels."""
     from tapegrad.kernels.conv import Conv2dCall, _conv2d_rule
 
     small = Conv2dCall((2, 3, 8, 8), (4, 3, 3, 3), (1, 1), (1, 1), (1, 1), 1, "<f4")
@@ -285,8 +286,10 @@ def test_auto_rule_small_direct_large_im2col():
     assert K.resolved_name("conv2d", large) in ("winograd-cython", "winograd-numba")
     assert _conv2d_rule(large)[0] == "winograd-cython"
     assert _conv2d_rule(large).index("winograd-numba") < _conv2d_rule(large).index("im2col-numba")
-    for call in (small_image, strided):
+    wide_strided = Conv2dCall((32, 64, 32, 32), (128, 64, 3, 3), (2, 2), (1, 1), (1, 1), 1, "<f4")
+    for call in (small_image, wide_strided):
         assert K.resolved_name("conv2d", call).startswith("im2col-")
+    assert K.resolved_name("conv2d", strided) == "flat-cython"  # stride 2, <= 64 channels out
     assert _conv2d_rule(narrow)[0] == "blocked-cython"  # few channels: registers, no GEMM
     assert _conv2d_rule(narrow).index("im2col-cython") < _conv2d_rule(narrow).index(
         "winograd-numba"
