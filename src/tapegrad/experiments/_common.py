@@ -61,3 +61,23 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def classification_epoch(
+    model: Any, opt: Any, x: np.ndarray, y: np.ndarray, batch: int, rng: np.random.Generator
+) -> list[float]:
+    """One epoch of minibatches in a random order (``rng.permutation``), cross-entropy,
+    one optimiser step each, the model in training mode; returns the batch losses."""
+    from ..nn import functional as F
+
+    model.train()
+    order = rng.permutation(len(y))
+    losses = []
+    for i in range(0, len(order), batch):
+        idx = order[i : i + batch]
+        opt.zero_grad()
+        loss = F.cross_entropy(model(Tensor(x[idx])), y[idx])
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses

@@ -20,10 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import manual_seed, nn, no_grad, optim
-from ..nn import functional as F
 from ..tensor import Tensor
 from . import _data
-from ._common import figure, save, table
+from ._common import classification_epoch, figure, save, table
 
 RATE = 0.5
 PIXELS = 28 * 28
@@ -84,15 +83,7 @@ def train_model(
     rng = np.random.default_rng(seed)
     losses = []
     for _ in range(epochs):
-        model.train()
-        order = rng.permutation(len(ytr))
-        for i in range(0, len(order), batch):
-            idx = order[i : i + batch]
-            opt.zero_grad()
-            loss = F.cross_entropy(model(Tensor(xtr[idx])), ytr[idx])
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
+        losses += classification_epoch(model, opt, xtr, ytr, batch, rng)
     return model, losses
 
 

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import manual_seed, nn, no_grad, optim
-from ..nn import functional as F
 from ..tensor import Tensor
 from . import _data
-from ._common import figure, save, table
+from ._common import classification_epoch, figure, save, table
 
 RATE = 0.5
 
@@ -94,15 +93,7 @@ def train_curve(
     rng = np.random.default_rng(seed)
     curve = Curve(rate, [], [], [])
     for _ in range(epochs):
-        model.train()
-        order = rng.permutation(len(ytr))
-        for i in range(0, len(order), batch):
-            idx = order[i : i + batch]
-            opt.zero_grad()
-            loss = F.cross_entropy(model(Tensor(xtr[idx])), ytr[idx])
-            loss.backward()
-            opt.step()
-            curve.losses.append(loss.item())
+        curve.losses.extend(classification_epoch(model, opt, xtr, ytr, batch, rng))
         curve.train_acc.append(_accuracy(model, xtr, ytr))
         curve.val_acc.append(_accuracy(model, xva, yva))
     return curve
