@@ -258,6 +258,8 @@ def main() -> None:
     for m in models:
         for r in runners:
             for i, pl in enumerate(result["results"][m][r]["plans"]):
+                if not (pl["1"]["kernels"] or pl["64"]["kernels"]):
+                    continue  # the replays without fused steps
                 desc = "; ".join(
                     f"batch {b}: {'threaded' if pl[b]['threaded'] else 'serial'} plan, "
                     + (", ".join(pl[b]["kernels"]) or "no conv")
