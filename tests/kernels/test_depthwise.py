@@ -203,7 +203,7 @@ def test_depthwise_channel_blocks_match_reference_and_repeat(case, dtype):
 
 
 @pytest.mark.torch
-@settings(max_examples=examples(8), deadline=None)
+@settings(max_examples=examples(5), deadline=None)
 @given(case=blocked_case())
 def test_depthwise_channel_blocks_match_torch(case):
     torch = pytest.importorskip("torch")
