@@ -194,16 +194,20 @@ def _blocked_leads(call: Conv2dCall) -> bool:
 # tiles of output positions; the input gradient as per-phase stride-1 convolutions, no
 # scatter), ahead of im2col-cython forward and input gradient at these sizes (resnet8's
 # stride-2 3x3 layers, 16->32 and 32->64; the 5x5 stride-2 32->48 layer;
-# benchmarks/results/conv-targets.md); its weight gradient (register tiles over blocks of
-# images) leads im2col-cython's on 16x16 and 14x14 outputs and falls back to it on 8x8.
+# benchmarks/results/conv-targets.md). Outputs of fewer than 128 flattened positions
+# (resnet8's 8x8 32->64 layer) keep im2col-cython, which leads there since it multiplies
+# blocks of small-plane images in one GEMM.
 _FLAT_MAX_REDUCTION = 800
 _FLAT_MAX_OUT = 64
+_FLAT_MIN_POSITIONS = 128
 
 
 def _flat_leads(call: Conv2dCall) -> bool:
     c, kh, kw = call.w_shape[1:]
+    ho, wo = call.out_hw()
     return (
-        call.groups == 1
+        ho * (wo + (kw - 1) // max(1, call.stride[1])) >= _FLAT_MIN_POSITIONS
+        and call.groups == 1
         and call.stride[0] == call.stride[1]
         and call.stride[0] in (2, 3)
         and call.dilation == (1, 1)

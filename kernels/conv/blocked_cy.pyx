@@ -11,10 +11,10 @@ vector load of the input and ``_OB`` broadcast weights per tap.
 
 The input gradient of a stride-1 call with 8 or more input channels is the same
 convolution of the output gradient with the flipped, transposed filters; other input
-gradients go to ``im2col-cython``; the weight gradient is ``flat-cython``'s (register tiles
-over the flattened output positions) on images with enough output positions, otherwise
-``winograd-cython``'s for 3x3 stride-1 calls and ``im2col-cython``'s (its threaded drivers),
-as are dilated and grouped calls.
+gradients go to ``im2col-cython``; the weight gradient of 3x3 stride-1 calls is
+``flat-cython``'s (register tiles over the flattened output positions) on images with
+enough output positions, else ``winograd-cython``'s; others take ``im2col-cython``'s (its
+threaded drivers), as do dilated and grouped calls.
 
 Bounds and wraparound checks are set by the build (setup.py), not here.
 """
@@ -222,9 +222,9 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
     if need_x and not direct_x:
         gx = _fallback.backward(gy, x, w, stride, padding, dilation, groups, True, False)[0]
     if need_w:
-        # flat-cython's register-tiled weight gradient on images with enough output
-        # positions; otherwise 3x3 stride-1 calls take winograd-cython's (it keeps im2col's
-        # where Winograd does not pay), others im2col-cython's GEMM
+        # 3x3 stride-1 calls: flat-cython's register-tiled weight gradient on images with
+        # enough output positions, else winograd-cython's (it keeps im2col's where Winograd
+        # does not pay); others im2col-cython's GEMM
         gw = _flat.backward(gy, x, w, stride, padding, dilation, groups, False, True)[1] if (
             _flat_wgrad(gy, w, stride, padding, dilation, groups)) else None
     if need_w and gw is None:
@@ -235,5 +235,5 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
 
 def _flat_wgrad(gy, w, stride, padding, dilation, groups):
     s = stride[0]
-    return (_flat.applies(w.shape, stride, dilation, groups) and gy.shape[2] * (
+    return (_winograd.applies(w.shape, stride, dilation, groups) and gy.shape[2] * (
         gy.shape[3] + (w.shape[3] - 1) // s) >= _flat._WGRAD_MIN_POSITIONS)

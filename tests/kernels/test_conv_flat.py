@@ -213,11 +213,11 @@ def test_flat_not_applicable(w_shape, stride, dilation, groups):
 
 
 def test_auto_rule_puts_flat_first_for_strided_layers():
-    """resnet8's stride-2 3x3 layers and the 5x5 stride-2 layer: flat-cython first; stride 1,
-    1x1 kernels and one input channel: not first."""
+    """resnet8's 16->32 stride-2 3x3 layer and the 5x5 stride-2 layer: flat-cython first;
+    stride 1, 1x1 kernels, one input channel and 8x8 outputs (resnet8's 32->64 stride-2
+    layer): not first."""
     for x_shape, w_shape, p in [
         ((64, 16, 32, 32), (32, 16, 3, 3), 1),
-        ((64, 32, 16, 16), (64, 32, 3, 3), 1),
         ((16, 32, 28, 28), (48, 32, 5, 5), 2),
     ]:
         call = Conv2dCall(x_shape, w_shape, (2, 2), (p, p), (1, 1), 1, "<f4")
@@ -226,6 +226,7 @@ def test_auto_rule_puts_flat_first_for_strided_layers():
         ((64, 16, 32, 32), (16, 16, 3, 3), 1),
         ((64, 16, 32, 32), (32, 16, 1, 1), 2),
         ((64, 1, 32, 32), (16, 1, 3, 3), 2),
+        ((64, 32, 16, 16), (64, 32, 3, 3), 2),
     ]:
-        call = Conv2dCall(x_shape, w_shape, (s, s), (0, 0), (1, 1), 1, "<f4")
+        call = Conv2dCall(x_shape, w_shape, (s, s), (1, 1), (1, 1), 1, "<f4")
         assert _conv2d_rule(call)[0] != NAME
