@@ -365,9 +365,11 @@ def _every_kernel_model() -> nn.Module:
     )
 
 
-def test_every_candidate_kernel_of_a_batch1_step_matches_eval_forward():
+def test_every_candidate_kernel_of_a_batch1_step_matches_eval_forward(monkeypatch):
     # each conv step of a one-image plan runs whichever candidate its tuning picked; every
-    # candidate must give the eval forward's output, with finite input and with NaN / inf
+    # candidate must give the eval forward's output, with finite input and with NaN / inf;
+    # two threads, so the threaded plan splits one image's Winograd tiles between them
+    monkeypatch.setattr(inference.threads, "get_num_threads", lambda: 2)
     model = _every_kernel_model()
     rng = np.random.default_rng(8)
     x = rng.standard_normal((1, 6, 18, 18)).astype(np.float32)
