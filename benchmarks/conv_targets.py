@@ -10,7 +10,10 @@ machine's limit: GFLOP/s over a large float32 ``np.matmul``'s rate for convoluti
 for depthwise ones (both measured in their own process), and for depthwise cases each
 kernel pass timed alone against the copy time of the bytes it reads and writes. OpenBLAS's
 core-type pins (``OPENBLAS_CORETYPE``, ``OPENBLAS_L2_SIZE``) are removed from both
-frameworks' environments. The Winograd variants' float32 error against the float64 reference is
+frameworks' environments. For the conv2d forward + backward cases each pass is also timed
+alone (forward, input gradient, weight gradient; tapegrad's variant ``auto`` picks called
+directly, PyTorch's ``convolution_backward`` with one gradient asked for), one process per
+framework. The Winograd variants' float32 error against the float64 reference is
 printed after the table.
 
     python benchmarks/conv_targets.py [--rounds 3] [--repeats 7] [--only TEXT] [--threads 2]
@@ -50,6 +53,7 @@ class Case:
 
 
 THREADS = 2  # each framework's thread count (--threads)
+_ROLE = ""  # the conv-passes worker's side
 
 CASES = [
     Case("conv2d 3x3 N=32 64->64 32x32 pad 1: fwd", "conv2d", (32, 64, 32, 32), (64, 64, 3, 3),
@@ -229,6 +233,64 @@ def _worker_passes(repeats: int, cases: list[Case]) -> dict:
     return out
 
 
+def _worker_conv_passes(repeats: int, cases: list[Case]) -> dict:
+    """Each pass of the conv2d (GEMM-kind) cases alone: tapegrad's variant ``auto`` picks,
+    called directly, and PyTorch's forward and ``convolution_backward`` with one gradient
+    asked for. Run as two workers (``conv-passes-tapegrad``, ``conv-passes-torch``)."""
+    out = {}
+    torch_side = _ROLE == "conv-passes-torch"
+    if torch_side:
+        import torch
+
+        torch.set_num_threads(THREADS)
+        cb = torch.ops.aten.convolution_backward
+    else:
+        import tapegrad as tg
+        import tapegrad.kernels as K
+        from tapegrad.kernels.conv import Conv2dCall
+
+        tg.set_num_threads(THREADS)
+    for c in cases:
+        if c.kind != "gemm" or c.fn != "conv2d" or not c.backward:
+            continue
+        x, w, b, gy = _arrays(c)
+        s, p = (c.stride, c.stride), (c.padding, c.padding)
+        if torch_side:
+            tx, tw, tb, tgy = (torch.tensor(a) for a in (x, w, b, gy))
+
+            def fwd(tx=tx, tw=tw, tb=tb, s=s, p=p):
+                with torch.no_grad():
+                    torch.nn.functional.conv2d(tx, tw, tb, s, p)
+
+            runs = {
+                "forward": fwd,
+                "input gradient": lambda tgy=tgy, tx=tx, tw=tw, s=s, p=p: cb(
+                    tgy, tx, tw, None, s, p, (1, 1), False, (0, 0), 1, (True, False, False)
+                ),
+                "weight gradient": lambda tgy=tgy, tx=tx, tw=tw, s=s, p=p: cb(
+                    tgy, tx, tw, None, s, p, (1, 1), False, (0, 0), 1, (False, True, False)
+                ),
+            }
+            name = ""
+        else:
+            sig = Conv2dCall(c.x, c.w, s, p, (1, 1), c.groups, "<f4")
+            name = K.resolved_name("conv2d", sig)
+            mod = K.get("conv2d", name)
+            a = (s, p, (1, 1), c.groups)
+            runs = {
+                "forward": lambda mod=mod, x=x, w=w, b=b, a=a: mod.forward(x, w, b, *a),
+                "input gradient": lambda mod=mod, gy=gy, x=x, w=w, a=a: mod.backward(
+                    gy, x, w, *a, True, False
+                ),
+                "weight gradient": lambda mod=mod, gy=gy, x=x, w=w, a=a: mod.backward(
+                    gy, x, w, *a, False, True
+                ),
+            }
+        out[c.name] = {k: 1e3 * _median_time(f, repeats) for k, f in runs.items()}
+        out[c.name]["variant"] = name
+    return out
+
+
 def _worker_torch(repeats: int, cases: list[Case]) -> dict:
     import torch
 
@@ -319,9 +381,13 @@ def main() -> None:
     ap.add_argument("--out", default="")
     ap.add_argument("--threads", type=int, default=2, help="each framework's thread count")
     ap.add_argument("--only", action="append", default=[], help="cases whose name has this")
-    ap.add_argument("--worker", choices=["tapegrad", "torch", "limits", "accuracy", "passes"])
+    ap.add_argument(
+        "--worker",
+        choices=["tapegrad", "torch", "limits", "accuracy", "passes", "conv-passes-tapegrad",
+                 "conv-passes-torch"],
+    )  # fmt: skip
     args = ap.parse_args()
-    global THREADS
+    global THREADS, _ROLE
     THREADS = args.threads
     if args.worker:
         if args.worker == "tapegrad":
@@ -330,6 +396,9 @@ def main() -> None:
             res = _worker_torch(args.repeats, _selected(args.only))
         elif args.worker == "passes":
             res = _worker_passes(args.repeats, _selected(args.only))
+        elif args.worker.startswith("conv-passes"):
+            _ROLE = args.worker
+            res = _worker_conv_passes(args.repeats, _selected(args.only))
         elif args.worker == "limits":
             res = _worker_limits()
         else:
@@ -405,6 +474,24 @@ def main() -> None:
                 continue
             r, nb = passes[c.name], pass_bytes(c)
             cells = [f"{r[k]:.2f} ({r[k] / (nb[k] / copy / 1e6):.1f}x)" for k in nb]
+            lines.append(f"| {c.name} | {r['variant']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if any(c.kind == "gemm" and c.fn == "conv2d" and c.backward for c in cases):
+        ours_p = _spawn("conv-passes-tapegrad", args.repeats, args.only)
+        theirs_p = _spawn("conv-passes-torch", args.repeats, args.only)
+        lines.append(
+            f"conv2d passes alone ({THREADS} threads, median of {args.repeats}, one process "
+            "per framework): tapegrad ms / PyTorch ms = ratio"
+        )
+        lines.append("")
+        lines.append("| case | variant | forward | input gradient | weight gradient |")
+        lines.append("| --- | --- | ---: | ---: | ---: |")
+        for c in cases:
+            if c.name not in ours_p:
+                continue
+            r, t = ours_p[c.name], theirs_p[c.name]
+            keys = ("forward", "input gradient", "weight gradient")
+            cells = [f"{r[k]:.2f} / {t[k]:.2f} = {r[k] / t[k]:.2f}" for k in keys]
             lines.append(f"| {c.name} | {r['variant']} | " + " | ".join(cells) + " |")
         lines.append("")
     if any(c.kind == "gemm" and c.fn == "conv2d" for c in cases):
