@@ -124,3 +124,20 @@ def test_against_torch(rng):
     lt.backward()
     np.testing.assert_allclose(loss.item(), lt.item(), rtol=1e-10)
     np.testing.assert_allclose(x.grad.numpy(), xt.grad.numpy(), rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_tails_and_scalars_match_torch(dtype):
+    torch = pytest.importorskip("torch")
+    x = np.array(
+        [-1e4, -100, -88, -30, -1e-8, -0.0, 0, 1e-8, 0.5, 30, 100, np.inf, -np.inf, np.nan]
+    )
+    x = x.astype(dtype)
+    got = tg.Tensor(x).sigmoid().data
+    want = torch.sigmoid(torch.from_numpy(x)).numpy()
+    assert got.dtype == dtype
+    # PyTorch flushes subnormal results to zero: allow differences below the smallest normal
+    np.testing.assert_allclose(got, want, rtol=4 * np.finfo(dtype).eps, atol=np.finfo(dtype).tiny)
+    scalar = tg.Tensor(np.array(-30.0, dtype)).sigmoid().data
+    assert scalar.shape == () and np.isclose(scalar, want[3], rtol=4 * np.finfo(dtype).eps)

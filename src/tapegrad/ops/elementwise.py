@@ -219,9 +219,15 @@ class Sigmoid(Function):
 
     @staticmethod
     def forward(ctx: Context, a):
-        # exp of a non-positive number only: no overflow for large |a|
-        e = np.exp(-np.abs(a))
-        out = np.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype, copy=False)
+        # exp of a non-positive number only: no overflow for large |a|. q = e / (1 + e) with
+        # e = exp(-|a|) is sigmoid(-|a|); where a >= 0 the result is 1 - q. In place, in a's
+        # dtype: one buffer besides 1 + e.
+        out = np.empty_like(a)
+        np.abs(a, out=out)
+        np.negative(out, out=out)
+        np.exp(out, out=out)
+        np.divide(out, out + 1, out=out)
+        np.subtract(1, out, out=out, where=a >= 0)
         ctx.save_for_backward(out)
         return out
 
