@@ -174,12 +174,17 @@ def _pointwise_applies(call: Conv2dCall) -> bool:
 _BLOCKED_MAX_REDUCTION = 160
 _BLOCKED_MIN_OUT = 8
 _BLOCKED_MIN_IN = 4  # one input channel (resnet8's first layer): im2col-cython ran ahead
+# outputs of fewer pixels (lenet5's 10x10 6->16): im2col-cython, which multiplies blocks of
+# small-plane images in one GEMM, ran ahead forward and with both gradients
+_BLOCKED_MIN_PIXELS = 144
 
 
 def _blocked_leads(call: Conv2dCall) -> bool:
     c, kh, kw = call.w_shape[1:]
+    ho, wo = call.out_hw()
     return (
-        call.groups == 1
+        ho * wo >= _BLOCKED_MIN_PIXELS
+        and call.groups == 1
         and call.stride == (1, 1)
         and call.dilation == (1, 1)
         and c * kh * kw <= _BLOCKED_MAX_REDUCTION
