@@ -32,33 +32,12 @@ from .im2col import workspace
 
 
 include "../_common.pxi"
+include "_direct.pxi"
 
 
 cdef enum:
     _VW = 16  # output columns per tile (one AVX-512 float32 vector)
     _OB = 8   # output channels per tile
-
-
-cdef inline void _pad_phases(const real* xb, real* xq, Py_ssize_t c, Py_ssize_t h,
-                             Py_ssize_t w, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t hp,
-                             Py_ssize_t s, Py_ssize_t wq) noexcept nogil:
-    # xq[ci, r, p, q] = x[ci, r - ph, q * s + p - pw], zero outside the image
-    cdef Py_ssize_t ci, r, p, q, ih, iw
-    cdef real* d
-    cdef const real* src
-    for ci in range(c):
-        for r in range(hp):
-            ih = r - ph
-            for p in range(s):
-                d = xq + ((ci * hp + r) * s + p) * wq
-                if ih < 0 or ih >= h:
-                    for q in range(wq):
-                        d[q] = 0
-                    continue
-                src = xb + (ci * h + ih) * w
-                for q in range(wq):
-                    iw = q * s + p - pw
-                    d[q] = src[iw] if 0 <= iw < w else 0
 
 
 # The tile's inner loop in C: GCC vector types of 64 bytes (16 floats or 8 doubles; one
@@ -149,7 +128,8 @@ def forward_threads(const real[:, :, :, ::1] x, const real[::1] wt, const real[:
         for b in prange(n, schedule="static", num_threads=nt):
             tid = openmp.omp_get_thread_num()
             xq = &buf[tid, 0]
-            _pad_phases(&x[b, 0, 0, 0], xq, c, h, w, ph, pw, hp, s, wq)
+            _pad_planes(&x[b, 0, 0, 0], xq, c, h, w, 1, s, ph, pw, hp, wq, hp * s * wq, 0, wq,
+                        s * wq)
             for oh in range(ho):
                 for tw in range(ntw):
                     for to in range(nto):
@@ -190,21 +170,6 @@ def _conv(x, w, b, int s, int ph, int pw):
     forward_threads(x, wt.reshape(-1), bias, b is not None, y, buf, accs, kh, kw, s, ph, pw, hp,
                     wq, op, nt)
     return y
-
-
-def _direct(x, w, stride, padding, dilation, groups, ho, wo):
-    return (applies(w.shape, stride, dilation, groups) and x.dtype in (np.float32, np.float64)
-            and w.dtype == x.dtype and x.size > 0 and w.size > 0 and ho > 0 and wo > 0)
-
-
-def forward(x, w, b, stride, padding, dilation, groups):
-    n, c, h, wd = x.shape
-    kh, kw = w.shape[2:]
-    ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    wo = (wd + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    if not _direct(x, w, stride, padding, dilation, groups, ho, wo):
-        return _fallback.forward(x, w, b, stride, padding, dilation, groups)
-    return _conv(x, w, b, int(stride[0]), int(padding[0]), int(padding[1]))
 
 
 def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):

@@ -37,6 +37,7 @@ from .im2col import workspace
 
 
 include "../_common.pxi"
+include "_direct.pxi"
 
 
 cdef enum:
@@ -150,23 +151,10 @@ cdef inline void _planes(const real* xb, real* xq, Py_ssize_t c, Py_ssize_t h, P
                          Py_ssize_t wq, Py_ssize_t slack) noexcept nogil:
     # xq[ci, py, px, r, q] = x[ci, r * s + py - ph, q * s + px - pw], zero outside the
     # image; then ``slack`` zeros (read only by dropped positions of the last tiles)
-    cdef Py_ssize_t ci, py, px, r, q, ih, iw
+    cdef Py_ssize_t q
     cdef real* d
-    cdef const real* src
-    for ci in range(c):
-        for py in range(s):
-            for px in range(s):
-                for r in range(hq):
-                    d = xq + (((ci * s + py) * s + px) * hq + r) * wq
-                    ih = r * s + py - ph
-                    if ih < 0 or ih >= h:
-                        for q in range(wq):
-                            d[q] = 0
-                        continue
-                    src = xb + (ci * h + ih) * w
-                    for q in range(wq):
-                        iw = q * s + px - pw
-                        d[q] = src[iw] if 0 <= iw < w else 0
+    _pad_planes(xb, xq, c, h, w, s, s, ph, pw, hq, wq, s * s * hq * wq, s * hq * wq, hq * wq,
+                wq)
     d = xq + c * s * s * hq * wq
     for q in range(slack):
         d[q] = 0
@@ -412,21 +400,6 @@ def _input_grad(gy, w, x_shape, int s, int ph, int pw):
     offs = np.concatenate(offs).astype(np.intp)
     return _run(gy, gx, None, offs, wtab, np.array(jobs, dtype=np.intp), 1, pt, pl, hq, wq,
                 cp, n * c * ho * wo * o * kh * kw)
-
-
-def _direct(x, w, stride, padding, dilation, groups, ho, wo):
-    return (applies(w.shape, stride, dilation, groups) and x.dtype in (np.float32, np.float64)
-            and w.dtype == x.dtype and x.size > 0 and w.size > 0 and ho > 0 and wo > 0)
-
-
-def forward(x, w, b, stride, padding, dilation, groups):
-    n, c, h, wd = x.shape
-    kh, kw = w.shape[2:]
-    ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
-    wo = (wd + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
-    if not _direct(x, w, stride, padding, dilation, groups, ho, wo):
-        return _fallback.forward(x, w, b, stride, padding, dilation, groups)
-    return _conv(x, w, b, int(stride[0]), int(padding[0]), int(padding[1]))
 
 
 def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
