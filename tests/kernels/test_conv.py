@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 import tapegrad.kernels as K
 from tapegrad.kernels.conv.reference import _out_size
 from tests._sizes import examples
+from tests.kernels._conv_helpers import conv_arrays
+from tests.kernels._conv_helpers import tol as _tol
 
 VARIANTS = [v for v in K.variants("conv2d") if v != "reference"]
 
@@ -41,15 +43,7 @@ def conv_case(draw):
 
 def _arrays(case, seed=0):
     n, c, o, h, w, kh, kw, stride, padding, dilation, groups, bias, dtype = case
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, c, h, w)).astype(dtype)
-    wt = rng.standard_normal((o, c // groups, kh, kw)).astype(dtype)
-    b = rng.standard_normal(o).astype(dtype) if bias else None
-    return x, wt, b
-
-
-def _tol(dtype):
-    return dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    return conv_arrays(n, c, o, h, w, kh, kw, bias, dtype, groups, seed)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

@@ -14,6 +14,13 @@ import tapegrad.kernels as K
 import tapegrad.nn.functional as F
 from tapegrad.kernels.conv import Conv2dCall, _conv2d_rule
 from tests._sizes import examples
+from tests.kernels._conv_helpers import (
+    assert_same_nonfinite,
+    check_against_reference,
+    check_against_torch,
+    check_close_to_reference,
+    conv_arrays,
+)
 
 NAME = "blocked-cython"
 pytestmark = pytest.mark.skipif(NAME not in K.variants("conv2d"), reason="not built here")
@@ -37,15 +44,7 @@ def blocked_case(draw):
 
 def _arrays(case, seed=0):
     n, c, o, h, w, kh, kw, _, _, bias, dtype = case
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, c, h, w)).astype(dtype)
-    wt = rng.standard_normal((o, c, kh, kw)).astype(dtype)
-    b = rng.standard_normal(o).astype(dtype) if bias else None
-    return x, wt, b
-
-
-def _tol(dtype):
-    return dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    return conv_arrays(n, c, o, h, w, kh, kw, bias, dtype, seed=seed)
 
 
 @settings(max_examples=examples(15), deadline=None)
@@ -53,30 +52,10 @@ def _tol(dtype):
 def test_blocked_matches_reference(case, team, need):
     """Forward and each gradient alone or both, with a team of 1 to 3 threads whatever the
     batch."""
-    mod = K.get("conv2d", NAME)
-    padding, stride, dtype = case[7], case[8], case[10]
+    padding, stride = case[7], case[8]
     x, w, b = _arrays(case)
     args = (stride, padding, (1, 1), 1)
-    ref = K.get("conv2d", "reference")
-    saved = mod._team_size
-    try:
-        mod._team_size = lambda macs: team
-        y = mod.forward(x, w, b, *args)
-        gy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
-        nx, nw = need in ("both", "x"), need in ("both", "w")
-        gx, gw = mod.backward(gy, x, w, *args, nx, nw)
-    finally:
-        mod._team_size = saved
-    y_ref = ref.forward(x, w, b, *args)
-    assert y.shape == y_ref.shape and y.dtype == dtype
-    np.testing.assert_allclose(y, y_ref, **_tol(dtype))
-    gx_r, gw_r = ref.backward(gy, x, w, *args, True, True)
-    assert (gx is None) != nx and (gw is None) != nw
-    if nx:
-        assert gx.dtype == dtype and gx.shape == x.shape
-        np.testing.assert_allclose(gx, gx_r, **_tol(dtype))
-    if nw:
-        np.testing.assert_allclose(gw, gw_r, **_tol(dtype))
+    check_against_reference(K.get("conv2d", NAME), x, w, b, args, need, team)
 
 
 def test_blocked_many_tiles():
@@ -87,20 +66,8 @@ def test_blocked_many_tiles():
     x = rng.standard_normal((3, 9, 19, 37))
     w = rng.standard_normal((21, 9, 3, 5))
     b = rng.standard_normal(21)
-    ref = K.get("conv2d", "reference")
-    saved = mod._team_size
-    try:
-        mod._team_size = lambda macs: 2
-        for stride in [(1, 1), (2, 2)]:
-            args = (stride, (1, 2), (1, 1), 1)
-            y = mod.forward(x, w, b, *args)
-            np.testing.assert_allclose(y, ref.forward(x, w, b, *args), rtol=1e-10, atol=1e-10)
-            gy = rng.standard_normal(y.shape)
-            got = mod.backward(gy, x, w, *args, True, True)
-            for g, r in zip(got, ref.backward(gy, x, w, *args, True, True)):
-                np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10)
-    finally:
-        mod._team_size = saved
+    for stride in [(1, 1), (2, 2)]:
+        check_close_to_reference(mod, x, w, b, (stride, (1, 2), (1, 1), 1), rng, team=2)
 
 
 @pytest.mark.parametrize("stride, padding", [(1, 0), (1, 2), (2, 1)])
@@ -117,21 +84,8 @@ def test_blocked_gradcheck(stride, padding):
 @settings(max_examples=examples(10), deadline=None)
 @given(case=blocked_case())
 def test_blocked_matches_torch(case):
-    torch = pytest.importorskip("torch")
     padding, stride = case[7], case[8]
-    x, w, b = (None if a is None else a.astype(np.float64) for a in _arrays(case, seed=3))
-    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
-    tb = None if b is None else torch.tensor(b)
-    ty = torch.nn.functional.conv2d(tx, tw, tb, stride, padding)
-    gy = np.random.default_rng(4).standard_normal(tuple(ty.shape))
-    ty.backward(torch.tensor(gy))
-    gx, gw = tg.Tensor(x, requires_grad=True), tg.Tensor(w, requires_grad=True)
-    with K.use(conv2d=NAME):
-        y = F.conv2d(gx, gw, None if b is None else tg.Tensor(b), stride, padding)
-        y.backward(gy)
-    np.testing.assert_allclose(y.data, ty.detach().numpy(), rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(gx.grad.data, tx.grad.numpy(), rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(gw.grad.data, tw.grad.numpy(), rtol=1e-9, atol=1e-9)
+    check_against_torch(NAME, *_arrays(case, seed=3), stride, padding)
 
 
 def test_blocked_nonfinite_stays_local():
@@ -144,8 +98,7 @@ def test_blocked_nonfinite_stays_local():
         args = (stride, (1, 1), (1, 1), 1)
         y = K.get("conv2d", NAME).forward(x, w, None, *args)
         want = K.get("conv2d", "reference").forward(x, w, None, *args)
-        np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
-        np.testing.assert_allclose(y, want, rtol=1e-10, atol=1e-10, equal_nan=True)
+        assert_same_nonfinite(y, want)
 
 
 @pytest.mark.parametrize(
@@ -159,13 +112,7 @@ def test_blocked_not_applicable(w_shape, stride, dilation, groups):
     x = rng.standard_normal((2, 2, 9, 8))
     w = rng.standard_normal(w_shape)
     args = ((stride, stride), (1, 1), (dilation, dilation), groups)
-    mod, ref = K.get("conv2d", NAME), K.get("conv2d", "reference")
-    y = mod.forward(x, w, None, *args)
-    np.testing.assert_allclose(y, ref.forward(x, w, None, *args), rtol=1e-10, atol=1e-10)
-    gy = rng.standard_normal(y.shape)
-    for g, r in zip(mod.backward(gy, x, w, *args, True, True),
-                    ref.backward(gy, x, w, *args, True, True)):  # fmt: skip
-        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10)
+    check_close_to_reference(K.get("conv2d", NAME), x, w, None, args, rng)
     big = Conv2dCall((32, 2 * groups, 32, 32), (16, 2, 3, 3), (stride, stride), (1, 1),
                      (dilation, dilation), groups, "<f4")  # fmt: skip
     assert NAME not in _conv2d_rule(big)

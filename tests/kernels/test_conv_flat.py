@@ -15,7 +15,14 @@ import tapegrad.kernels as K
 import tapegrad.nn.functional as F
 from tapegrad.kernels.conv import Conv2dCall, _conv2d_rule
 from tests._sizes import examples
-from tests.kernels.test_conv_blocked import _arrays, _tol
+from tests.kernels._conv_helpers import (
+    assert_same_nonfinite,
+    check_against_reference,
+    check_against_torch,
+    check_close_to_reference,
+    conv_arrays,
+    patched,
+)
 
 NAME = "flat-cython"
 pytestmark = pytest.mark.skipif(NAME not in K.variants("conv2d"), reason="not built here")
@@ -37,16 +44,16 @@ def flat_case(draw):
     return n, c, o, h, w, kh, kw, padding, (s, s), bias, dtype
 
 
+def _arrays(case, seed=0):
+    n, c, o, h, w, kh, kw, _, _, bias, dtype = case
+    return conv_arrays(n, c, o, h, w, kh, kw, bias, dtype, seed=seed)
+
+
 def _with_team(mod, team, fn):
     """fn() with a team of ``team`` threads and the kernel's own weight gradient at every
     size (not only on images with many output positions)."""
-    saved = mod._team_size, mod._WGRAD_MIN_POSITIONS
-    try:
-        mod._team_size = lambda macs: team
-        mod._WGRAD_MIN_POSITIONS = 0
+    with patched(mod, team, _WGRAD_MIN_POSITIONS=0):
         return fn()
-    finally:
-        mod._team_size, mod._WGRAD_MIN_POSITIONS = saved
 
 
 @settings(max_examples=examples(20), deadline=None)
@@ -54,42 +61,24 @@ def _with_team(mod, team, fn):
 def test_flat_matches_reference(case, team, need):
     """Forward and each gradient alone or both, with a team of 1 to 3 threads whatever the
     batch."""
-    mod, ref = K.get("conv2d", NAME), K.get("conv2d", "reference")
-    padding, stride, dtype = case[7], case[8], case[10]
+    mod = K.get("conv2d", NAME)
+    padding, stride = case[7], case[8]
     x, w, b = _arrays(case)
     args = (stride, padding, (1, 1), 1)
-    nx, nw = need in ("both", "x"), need in ("both", "w")
-    y = _with_team(mod, team, lambda: mod.forward(x, w, b, *args))
-    gy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
-    gx, gw = _with_team(mod, team, lambda: mod.backward(gy, x, w, *args, nx, nw))
-    y_ref = ref.forward(x, w, b, *args)
-    assert y.shape == y_ref.shape and y.dtype == dtype
-    np.testing.assert_allclose(y, y_ref, **_tol(dtype))
-    gx_r, gw_r = ref.backward(gy, x, w, *args, True, True)
-    assert (gx is None) != nx and (gw is None) != nw
-    if nx:
-        assert gx.dtype == dtype and gx.shape == x.shape
-        np.testing.assert_allclose(gx, gx_r, **_tol(dtype))
-    if nw:
-        np.testing.assert_allclose(gw, gw_r, **_tol(dtype))
+    check_against_reference(mod, x, w, b, args, need, team, _WGRAD_MIN_POSITIONS=0)
 
 
 @pytest.mark.parametrize("stride", [1, 2, 3])
 def test_flat_many_tiles(stride):
     """Several tiles of output channels and positions, partial last tiles, rows of several
     widths in one tile, a batch split over two threads."""
-    mod, ref = K.get("conv2d", NAME), K.get("conv2d", "reference")
+    mod = K.get("conv2d", NAME)
     rng = np.random.default_rng(5)
     x = rng.standard_normal((3, 9, 19, 37))
     w = rng.standard_normal((21, 9, 3, 5))
     b = rng.standard_normal(21)
     args = ((stride, stride), (1, 2), (1, 1), 1)
-    y = _with_team(mod, 2, lambda: mod.forward(x, w, b, *args))
-    np.testing.assert_allclose(y, ref.forward(x, w, b, *args), rtol=1e-10, atol=1e-10)
-    gy = rng.standard_normal(y.shape)
-    got = _with_team(mod, 2, lambda: mod.backward(gy, x, w, *args, True, True))
-    for g, r in zip(got, ref.backward(gy, x, w, *args, True, True)):
-        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10)
+    check_close_to_reference(mod, x, w, b, args, rng, team=2, _WGRAD_MIN_POSITIONS=0)
 
 
 @pytest.mark.parametrize("stride, padding", [(1, 0), (2, 1), (3, 2)])
@@ -111,26 +100,9 @@ def test_flat_gradcheck(stride, padding):
 @settings(max_examples=examples(10), deadline=None)
 @given(case=flat_case())
 def test_flat_matches_torch(case):
-    torch = pytest.importorskip("torch")
     padding, stride = case[7], case[8]
-    x, w, b = (None if a is None else a.astype(np.float64) for a in _arrays(case, seed=3))
-    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
-    tb = None if b is None else torch.tensor(b)
-    ty = torch.nn.functional.conv2d(tx, tw, tb, stride, padding)
-    gy = np.random.default_rng(4).standard_normal(tuple(ty.shape))
-    ty.backward(torch.tensor(gy))
-    gx, gw = tg.Tensor(x, requires_grad=True), tg.Tensor(w, requires_grad=True)
-
-    def run():
-        with K.use(conv2d=NAME):
-            y = F.conv2d(gx, gw, None if b is None else tg.Tensor(b), stride, padding)
-            y.backward(gy)
-        return y
-
-    y = _with_team(K.get("conv2d", NAME), 2, run)
-    np.testing.assert_allclose(y.data, ty.detach().numpy(), rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(gx.grad.data, tx.grad.numpy(), rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(gw.grad.data, tw.grad.numpy(), rtol=1e-9, atol=1e-9)
+    x, w, b = _arrays(case, seed=3)
+    check_against_torch(NAME, x, w, b, stride, padding, team=2, _WGRAD_MIN_POSITIONS=0)
 
 
 def test_flat_nonfinite_stays_local():
@@ -144,16 +116,14 @@ def test_flat_nonfinite_stays_local():
     for stride in [(1, 1), (2, 2)]:
         args = (stride, (1, 1), (1, 1), 1)
         y, want = mod.forward(x, w, None, *args), ref.forward(x, w, None, *args)
-        np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
-        np.testing.assert_allclose(y, want, rtol=1e-10, atol=1e-10, equal_nan=True)
+        assert_same_nonfinite(y, want)
         gy = rng.standard_normal(y.shape)
         gy[0, 2, 1, 1] = np.inf
         gx, want = (
             mod.backward(gy, x, w, *args, True, False)[0],
             ref.backward(gy, x, w, *args, True, False)[0],
         )
-        np.testing.assert_array_equal(np.isinf(gx), np.isinf(want))
-        np.testing.assert_allclose(gx, want, rtol=1e-10, atol=1e-10, equal_nan=True)
+        assert_same_nonfinite(gx, want)
 
 
 def test_flat_weight_gradient_ignores_pixels_no_window_reads():
@@ -171,8 +141,7 @@ def test_flat_weight_gradient_ignores_pixels_no_window_reads():
         xi[pixel] = np.inf
         gw = _with_team(mod, 1, lambda xi=xi: mod.backward(gy, xi, w, *args, False, True)[1])
         want = ref.backward(gy, xi, w, *args, False, True)[1]
-        np.testing.assert_array_equal(np.isfinite(gw), np.isfinite(want))
-        np.testing.assert_allclose(gw, want, rtol=1e-10, atol=1e-10, equal_nan=True)
+        assert_same_nonfinite(gw, want)
 
 
 def test_flat_weight_gradient_is_repeatable():
@@ -200,13 +169,7 @@ def test_flat_not_applicable(w_shape, stride, dilation, groups):
     x = rng.standard_normal((2, 2, 9, 8))
     w = rng.standard_normal(w_shape)
     args = ((stride, stride), (1, 1), (dilation, dilation), groups)
-    mod, ref = K.get("conv2d", NAME), K.get("conv2d", "reference")
-    y = mod.forward(x, w, None, *args)
-    np.testing.assert_allclose(y, ref.forward(x, w, None, *args), rtol=1e-10, atol=1e-10)
-    gy = rng.standard_normal(y.shape)
-    for g, r in zip(mod.backward(gy, x, w, *args, True, True),
-                    ref.backward(gy, x, w, *args, True, True)):  # fmt: skip
-        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10)
+    check_close_to_reference(K.get("conv2d", NAME), x, w, None, args, rng)
     big = Conv2dCall((32, 2 * groups, 32, 32), (16, 2, 3, 3), (stride, stride), (1, 1),
                      (dilation, dilation), groups, "<f4")  # fmt: skip
     assert NAME not in _conv2d_rule(big)[:1]

@@ -15,6 +15,13 @@ import tapegrad.kernels as K
 import tapegrad.nn.functional as F
 from tapegrad.kernels.conv import Conv2dCall, _conv2d_rule
 from tests._sizes import examples
+from tests.kernels._conv_helpers import (
+    check_against_reference,
+    check_against_torch,
+    check_close_to_reference,
+    conv_arrays,
+    patched,
+)
 
 NAME = "pointwise-cython"
 pytestmark = pytest.mark.skipif(NAME not in K.variants("conv2d"), reason="not built here")
@@ -43,15 +50,7 @@ def pointwise_case(draw):
 
 def _arrays(case, seed=0):
     n, c, o, h, w, _, bias, dtype = case
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, c, h, w)).astype(dtype)
-    wt = rng.standard_normal((o, c, 1, 1)).astype(dtype)
-    b = rng.standard_normal(o).astype(dtype) if bias else None
-    return x, wt, b
-
-
-def _tol(dtype):
-    return dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    return conv_arrays(n, c, o, h, w, 1, 1, bias, dtype, seed=seed)
 
 
 @settings(max_examples=examples(15), deadline=None)
@@ -60,30 +59,8 @@ def test_pointwise_matches_reference(case, team, need):
     """Forward and each gradient alone or both, with a team of 1 to 3 threads whatever the
     batch (threads without an image leave their weight-gradient part at zero)."""
     mod = _module()
-    stride, dtype = case[5], case[7]
     x, w, b = _arrays(case)
-    args = (stride, (0, 0), (1, 1), 1)
-    ref = K.get("conv2d", "reference")
-    saved = mod._team_size
-    try:
-        mod._team_size = lambda macs: team
-        y = mod.forward(x, w, b, *args)
-        gy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
-        nx, nw = need in ("both", "x"), need in ("both", "w")
-        gx, gw = mod.backward(gy, x, w, *args, nx, nw)
-    finally:
-        mod._team_size = saved
-    y_ref = ref.forward(x, w, b, *args)
-    assert y.shape == y_ref.shape and y.dtype == dtype
-    np.testing.assert_allclose(y, y_ref, **_tol(dtype))
-    gx_r, gw_r = ref.backward(gy, x, w, *args, True, True)
-    assert (gx is None) != nx and (gw is None) != nw
-    if nx:
-        assert gx.dtype == dtype
-        np.testing.assert_allclose(gx, gx_r, **_tol(dtype))
-    if nw:
-        assert gw.dtype == dtype and gw.shape == w.shape
-        np.testing.assert_allclose(gw, gw_r, **_tol(dtype))
+    check_against_reference(mod, x, w, b, (case[5], (0, 0), (1, 1), 1), need, team)
 
 
 @pytest.mark.parametrize("stride", [1, 2])
@@ -101,22 +78,8 @@ def test_pointwise_gradcheck(stride):
 @settings(max_examples=examples(10), deadline=None)
 @given(case=pointwise_case())
 def test_pointwise_matches_torch(case):
-    torch = pytest.importorskip("torch")
     _module()
-    stride = case[5]
-    x, w, b = (None if a is None else a.astype(np.float64) for a in _arrays(case, seed=3))
-    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
-    tb = None if b is None else torch.tensor(b)
-    ty = torch.nn.functional.conv2d(tx, tw, tb, stride)
-    gy = np.random.default_rng(4).standard_normal(tuple(ty.shape))
-    ty.backward(torch.tensor(gy))
-    gx, gw = tg.Tensor(x, requires_grad=True), tg.Tensor(w, requires_grad=True)
-    with K.use(conv2d=NAME):
-        y = F.conv2d(gx, gw, None if b is None else tg.Tensor(b), stride)
-        y.backward(gy)
-    np.testing.assert_allclose(y.data, ty.detach().numpy(), rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(gx.grad.data, tx.grad.numpy(), rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(gw.grad.data, tw.grad.numpy(), rtol=1e-9, atol=1e-9)
+    check_against_torch(NAME, *_arrays(case, seed=3), case[5], 0)
 
 
 def test_pointwise_weight_gradient_is_repeatable():
@@ -128,14 +91,10 @@ def test_pointwise_weight_gradient_is_repeatable():
     w = rng.standard_normal((9, 13, 1, 1)).astype(np.float32)
     gy = rng.standard_normal((7, 9, 3, 3)).astype(np.float32)
     args = ((2, 2), (0, 0), (1, 1), 1)
-    saved = mod._team_size
-    try:
-        mod._team_size = lambda macs: 2
+    with patched(mod, team=2):
         first = mod.backward(gy, x, w, *args, False, True)[1]
         for _ in range(10):
             np.testing.assert_array_equal(mod.backward(gy, x, w, *args, False, True)[1], first)
-    finally:
-        mod._team_size = saved
 
 
 @pytest.mark.parametrize(
@@ -149,14 +108,7 @@ def test_pointwise_not_applicable(w_shape, padding, groups):
     rng = np.random.default_rng(6)
     x = rng.standard_normal((2, 2, 7, 6))
     w = rng.standard_normal(w_shape)
-    args = ((1, 1), padding, (1, 1), groups)
-    ref = K.get("conv2d", "reference")
-    y = mod.forward(x, w, None, *args)
-    np.testing.assert_allclose(y, ref.forward(x, w, None, *args), rtol=1e-10, atol=1e-10)
-    gy = rng.standard_normal(y.shape)
-    for g, r in zip(mod.backward(gy, x, w, *args, True, True),
-                    ref.backward(gy, x, w, *args, True, True)):  # fmt: skip
-        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10)
+    check_close_to_reference(mod, x, w, None, ((1, 1), padding, (1, 1), groups), rng)
     big = Conv2dCall((32, 64, 16, 16), (w_shape[0] * 16, *w_shape[1:]), (1, 1), padding,
                      (1, 1), groups, "<f4")  # fmt: skip
     assert NAME not in _conv2d_rule(big)

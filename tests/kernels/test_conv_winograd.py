@@ -14,6 +14,13 @@ import tapegrad.kernels as K
 import tapegrad.nn.functional as F
 from tapegrad.kernels.conv import Conv2dCall, _conv2d_rule
 from tests._sizes import examples
+from tests.kernels._conv_helpers import (
+    assert_same_nonfinite,
+    check_against_reference,
+    check_against_torch,
+    check_close_to_reference,
+    conv_arrays,
+)
 
 VARIANTS = [v for v in K.variants("conv2d") if v.startswith("winograd")]
 # "<variant>/f4": the variant with F(4x4, 3x3) tiles for every call (winograd-cython picks
@@ -61,39 +68,16 @@ def winograd_case(draw):
 
 def _arrays(case, seed=0):
     n, c, o, h, w, padding, bias, dtype = case
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, c, h, w)).astype(dtype)
-    wt = rng.standard_normal((o, c, 3, 3)).astype(dtype)
-    b = rng.standard_normal(o).astype(dtype) if bias else None
-    return x, wt, b
-
-
-def _tol(dtype):
-    return dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    return conv_arrays(n, c, o, h, w, 3, 3, bias, dtype, seed=seed)
 
 
 @pytest.mark.parametrize("variant", WINOGRAD)
 @settings(max_examples=examples(15), deadline=None)
 @given(case=winograd_case(), need=st.sampled_from(["both", "x", "w"]))
 def test_winograd_matches_reference(variant, case, need):
-    padding, dtype = case[5], case[7]
     x, w, b = _arrays(case)
-    args = ((1, 1), padding, (1, 1), 1)
-    ref, mod = K.get("conv2d", "reference"), K.get("conv2d", _name(variant))
-    y = mod.forward(x, w, b, *args)
-    y_ref = ref.forward(x, w, b, *args)
-    assert y.shape == y_ref.shape and y.dtype == x.dtype
-    np.testing.assert_allclose(y, y_ref, **_tol(dtype))
-    gy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
-    nx, nw = need in ("both", "x"), need in ("both", "w")
-    gx, gw = mod.backward(gy, x, w, *args, nx, nw)
-    gx_r, gw_r = ref.backward(gy, x, w, *args, True, True)
-    assert (gx is None) != nx and (gw is None) != nw
-    if nx:
-        assert gx.dtype == dtype
-        np.testing.assert_allclose(gx, gx_r, **_tol(dtype))
-    if nw:
-        np.testing.assert_allclose(gw, gw_r, **_tol(dtype))
+    args = ((1, 1), case[5], (1, 1), 1)
+    check_against_reference(K.get("conv2d", _name(variant)), x, w, b, args, need)
 
 
 @pytest.mark.parametrize("variant", WINOGRAD)
@@ -104,21 +88,10 @@ def test_winograd_many_tiles_and_blocks(variant):
     x = rng.standard_normal((3, 5, 13, 9))
     w = rng.standard_normal((7, 5, 3, 3))
     b = rng.standard_normal(7)
-    saved = wn._BLOCK_BYTES
-    try:
-        wn._BLOCK_BYTES = 16 * 12 * 8 * 10  # blocks of 10 tiles (below the 8-tile floor: 8)
-        for padding in [(0, 0), (1, 1), (2, 1), (3, 0)]:
-            args = ((1, 1), padding, (1, 1), 1)
-            y = K.get("conv2d", _name(variant)).forward(x, w, b, *args)
-            want = K.get("conv2d", "reference").forward(x, w, b, *args)
-            np.testing.assert_allclose(y, want, rtol=1e-10, atol=1e-10)
-            gy = rng.standard_normal(y.shape)
-            got = K.get("conv2d", _name(variant)).backward(gy, x, w, *args, True, True)
-            want = K.get("conv2d", "reference").backward(gy, x, w, *args, True, True)
-            for g, r in zip(got, want):
-                np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10)
-    finally:
-        wn._BLOCK_BYTES = saved
+    blocks = 16 * 12 * 8 * 10  # blocks of 10 tiles (below the 8-tile floor: 8)
+    for padding in [(0, 0), (1, 1), (2, 1), (3, 0)]:
+        args = ((1, 1), padding, (1, 1), 1)
+        check_close_to_reference(wn, x, w, b, args, rng, _BLOCK_BYTES=blocks)
 
 
 @pytest.mark.parametrize("variant", WINOGRAD)
@@ -137,23 +110,7 @@ def test_winograd_gradcheck(variant, padding):
 @settings(max_examples=examples(10), deadline=None)
 @given(case=winograd_case())
 def test_winograd_matches_torch(variant, case):
-    torch = pytest.importorskip("torch")
-    padding = case[5]
-    x, w, b = _arrays(case, seed=3)
-    x, w = x.astype(np.float64), w.astype(np.float64)
-    b = None if b is None else b.astype(np.float64)
-    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
-    tb = None if b is None else torch.tensor(b)
-    ty = torch.nn.functional.conv2d(tx, tw, tb, 1, padding)
-    gy = np.random.default_rng(4).standard_normal(tuple(ty.shape))
-    ty.backward(torch.tensor(gy))
-    gx, gw = tg.Tensor(x, requires_grad=True), tg.Tensor(w, requires_grad=True)
-    with K.use(conv2d=_name(variant)):
-        y = F.conv2d(gx, gw, None if b is None else tg.Tensor(b), 1, padding)
-        y.backward(gy)
-    np.testing.assert_allclose(y.data, ty.detach().numpy(), rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(gx.grad.data, tx.grad.numpy(), rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(gw.grad.data, tw.grad.numpy(), rtol=1e-9, atol=1e-9)
+    check_against_torch(_name(variant), *_arrays(case, seed=3), 1, case[5])
 
 
 # the float32 error bound documented for users (README's kernel table): the largest
@@ -204,10 +161,7 @@ def test_winograd_not_applicable(variant, w_shape, stride, dilation, groups):
     w = rng.standard_normal(w_shape)
     s, d = (stride, stride), (dilation, dilation)
     args = (s, (1, 1), d, groups)
-    y = K.get("conv2d", _name(variant)).forward(x, w, None, *args)
-    np.testing.assert_allclose(
-        y, K.get("conv2d", "reference").forward(x, w, None, *args), rtol=1e-10, atol=1e-10
-    )
+    check_close_to_reference(K.get("conv2d", _name(variant)), x, w, None, args, rng)
     call = Conv2dCall.of(x, w, s, (1, 1), d, groups)
     assert not any(n.startswith("winograd") for n in _conv2d_rule(call))
 
@@ -223,14 +177,12 @@ def test_winograd_nonfinite_stays_local(variant):
     args = ((1, 1), (0, 0), (1, 1), 1)
     y = K.get("conv2d", _name(variant)).forward(x, w, None, *args)
     want = K.get("conv2d", "reference").forward(x, w, None, *args)
-    np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
-    np.testing.assert_allclose(y, want, rtol=1e-10, atol=1e-10, equal_nan=True)
+    assert_same_nonfinite(y, want)
     gy = rng.standard_normal(want.shape)
     gy[0, 2, 3, 4], gy[0, 0, 0, 5] = np.nan, -np.inf
     gx = K.get("conv2d", _name(variant)).backward(gy, x, w, *args, True, False)[0]
     gx_want = K.get("conv2d", "reference").backward(gy, x, w, *args, True, False)[0]
-    np.testing.assert_array_equal(np.isnan(gx), np.isnan(gx_want))
-    np.testing.assert_allclose(gx, gx_want, rtol=1e-10, atol=1e-10, equal_nan=True)
+    assert_same_nonfinite(gx, gx_want)
 
 
 @pytest.mark.parametrize("variant", WINOGRAD)
@@ -244,5 +196,4 @@ def test_winograd_weight_gradient_nonfinite_input(variant):
     gy = rng.standard_normal((2, 4, 7, 6))
     gw = K.get("conv2d", _name(variant)).backward(gy, x, w, *args, False, True)[1]
     want = K.get("conv2d", "reference").backward(gy, x, w, *args, False, True)[1]
-    np.testing.assert_array_equal(np.isnan(gw), np.isnan(want))
-    np.testing.assert_allclose(gw, want, rtol=1e-10, atol=1e-10, equal_nan=True)
+    assert_same_nonfinite(gw, want)
