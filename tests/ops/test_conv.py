@@ -324,3 +324,73 @@ def test_autotune_picks_a_variant_and_agrees(wshape, call):
         K.disk_cache(disk_on)
         K.clear_tuning()
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+# --- the backward around the kernels: bias gradient, output-gradient layouts, ownership ----
+
+
+@pytest.mark.parametrize(
+    "shape", [(1, 3, 4, 5), (4, 7, 3, 3), (3, 2, 1, 1), (2, 5, 9), (0, 3, 2, 2), (2, 4, 0, 3)]
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_channel_sum_matches_float64_sum(shape, dtype):
+    from tapegrad.ops.conv import channel_sum
+
+    gy = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    got = channel_sum(gy)
+    want = gy.astype(np.float64).sum(axis=(0, *range(2, gy.ndim)))
+    assert got.dtype == dtype and got.shape == (shape[1],)
+    np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-5)
+
+
+def _layouts(shape, seed):
+    """The same output gradient as a C-contiguous array, a transposed view and a strided
+    slice (both non-contiguous)."""
+    g = _rand(*shape, seed=seed)
+    t = np.ascontiguousarray(g.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)
+    big = np.zeros((shape[0], 2 * shape[1], shape[2], shape[3] + 3))
+    big[:, ::2, :, 1 : 1 + shape[3]] = g
+    s = big[:, ::2, :, 1 : 1 + shape[3]]
+    assert not t.flags.c_contiguous and not s.flags.c_contiguous
+    return g, {"contiguous": g, "transposed": t, "sliced": s}
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize(
+    "case",
+    [
+        # (x shape, w shape, stride, padding, groups): conv2d, depthwise (channel blocks,
+        # multiplier 1 and 2, phase planes), grouped
+        ((2, 3, 7, 6), (4, 3, 3, 3), 1, 1, 1),
+        ((3, 5, 9, 9), (5, 1, 3, 3), 2, 1, 5),
+        ((2, 17, 8, 8), (17, 1, 3, 3), 2, 1, 17),
+        ((2, 3, 8, 7), (6, 1, 3, 3), 1, 1, 3),
+        ((1, 4, 20, 21), (4, 1, 5, 5), 1, 2, 4),
+        ((2, 4, 6, 6), (6, 2, 3, 3), 2, 0, 2),
+    ],
+)
+def test_conv2d_gradients_for_every_output_gradient_layout(case):
+    """x, weight and bias gradients match PyTorch whether the output gradient arrives
+    C-contiguous, as a transposed view or as a strided slice; the bias gradient of a
+    second backward adds to the first."""
+    torch = pytest.importorskip("torch")
+    xs, ws, stride, padding, groups = case
+    x, w, b = _rand(*xs), _rand(*ws, seed=1), _rand(ws[0], seed=2)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.conv2d(tx, tw, tb, stride, padding, 1, groups)
+    g, layouts = _layouts(tuple(ty.shape), seed=3)
+    ty.backward(torch.tensor(g))
+    want = [t.grad.numpy() for t in (tx, tw, tb)]
+    for name, gy in layouts.items():
+        before = gy.copy()
+        ax, aw, ab = _t(x), _t(w), _t(b)
+        y = F.conv2d(ax, aw, ab, stride, padding, 1, groups)
+        y.backward(gy)
+        for got, ref in zip((ax.grad.data, aw.grad.data, ab.grad.data), want):
+            np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-9, err_msg=name)
+        assert not np.may_share_memory(ax.grad.data, gy)
+        np.testing.assert_array_equal(gy, before)  # the caller's gradient is not written
+        y2 = F.conv2d(ax, aw, ab, stride, padding, 1, groups)
+        y2.backward(gy)
+        np.testing.assert_allclose(ab.grad.data, 2 * want[2], rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(ax.grad.data, 2 * want[0], rtol=1e-9, atol=1e-9)

@@ -98,10 +98,18 @@ class ConvFunction(Function):
     def backward(ctx: Context, gy):
         x, w = ctx.saved_arrays
         need = ctx.needs_input_grad + (False,) * 3
-        gy = np.ascontiguousarray(gy)
-        gx, gw = ctx.call.backward(ctx.mod, gy, x, w, need[0], need[1])
-        gb = gy.sum(axis=(0, 2, 3)) if need[2] else None
-        # the weight kernels allocate gw and the sum makes gb: a leaf may keep them as they are
+        gy = np.ascontiguousarray(gy)  # no copy when gy is already C-contiguous
+        fused = getattr(ctx.mod, "backward_with_bias", None) if need[2] else None
+        if fused is not None:
+            # the variant sums the bias gradient in its own pass over gy
+            gx, gw, gb = fused(gy, x, w, *ctx.call.args(), need[0], need[1])
+        else:
+            gx, gw = ctx.call.backward(ctx.mod, gy, x, w, need[0], need[1])
+            gb = channel_sum(gy) if need[2] else None
+        # the kernels allocate gx and gw and the sum makes gb: a leaf may keep them as they
+        # are (gx unless it shares memory with an array the tape or the caller holds)
+        if gx is not None and not any(np.may_share_memory(gx, a) for a in (gy, x, w)):
+            gx = fresh(gx)
         return gx, fresh(gw), fresh(gb)
 
     @staticmethod
@@ -124,6 +132,22 @@ class ConvFunction(Function):
         if need[2]:
             gb = gy.sum(axis=(0, 2, 3))
         return gx, gw, gb
+
+
+def channel_sum(gy: np.ndarray) -> np.ndarray:
+    """The bias gradient of a conv-family call: C-contiguous ``gy`` (N, O, *spatial)
+    summed over every axis but the channel axis, in ``gy``'s dtype.
+
+    Two contiguous reductions instead of one over strided axes: the images added
+    element by element (one vector pass over gy), then each channel's row of the partial
+    sum added pairwise. Returns a new (O,) array.
+    """
+    n, o = gy.shape[0], gy.shape[1]
+    if gy.size == 0:
+        return np.zeros(o, dtype=gy.dtype)
+    per_image = gy.reshape(n, -1)
+    rows = np.add.reduce(per_image, axis=0) if n > 1 else per_image[0]
+    return np.add.reduce(rows.reshape(o, -1), axis=1)
 
 
 class ConvCallForward(ConvFunction):
