@@ -240,7 +240,11 @@ row("adaptive_avg_pool2d", "output_size", lambda: F.adaptive_avg_pool2d(x4, (1, 
 
 # --- transposed convolutions -----------------------------------------------------------
 wt4, wt3 = _r(3, 4, 3, 3), _r(3, 4, 3)
-for _fn, _x, _w in (("conv_transpose2d", x4, wt4), ("conv_transpose1d", x3, wt3)):
+for _fn, _x, _w in (
+    ("conv_transpose2d", x4, wt4),
+    ("conv_transpose1d", x3, wt3),
+    ("conv_transpose2d_relu", x4, wt4),
+):
     _f = getattr(F, _fn)
     row(_fn, "input", lambda f=_f, w=_w: f([1.0], w), TypeError, "list")
     row(_fn, "weight", lambda f=_f, x=_x: f(x, None), TypeError, "NoneType")

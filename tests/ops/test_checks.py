@@ -69,6 +69,18 @@ CASES = {
             "apply": lambda: conv_transpose.ConvTranspose2d.apply(x4, _t(2, 2, 3, 3)),
         },
     ),
+    conv_transpose.ConvTranspose2dReLU: (
+        ValueError,
+        "conv_transpose2d_relu: output_padding (2, 2) must be smaller than stride (2, 2)",
+        {
+            "F.conv_transpose2d_relu": lambda: F.conv_transpose2d_relu(
+                x4, _t(3, 2, 3, 3), stride=2, output_padding=2
+            ),
+            "apply": lambda: conv_transpose.ConvTranspose2dReLU.apply(
+                x4, _t(3, 2, 3, 3), None, 2, 0, 2
+            ),
+        },
+    ),
     pool.MaxPool2d: (
         ValueError,
         "max_pool2d: padding (2, 2) must be at most half the kernel size (2, 2)",

@@ -176,6 +176,13 @@ class ConvTranspose2d(_ConvTranspose):
         :func:`tapegrad.nn.functional.conv_transpose2d`.
     """
 
+    def forward_relu(self, x):
+        """``relu(self(x))`` as one fused op
+        (:func:`tapegrad.nn.functional.conv_transpose2d_relu`); :class:`tapegrad.nn.Sequential`
+        calls it where a ReLU layer follows this one."""
+        return F.conv_transpose2d_relu(x, self.weight, self.bias, self.stride, self.padding,
+                                       self.output_padding, self.groups, self.dilation)  # fmt: skip
+
 
 class ConvTranspose1d(_ConvTranspose):
     """1-D transposed convolution; weight (in_channels, out_channels/groups, k).

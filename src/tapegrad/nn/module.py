@@ -432,9 +432,9 @@ class Sequential(Module):
     def forward(self, x: Any) -> Any:
         """Pass ``x`` through each layer in turn and return the last output.
 
-        A ``Conv2d`` or ``BatchNorm`` layer followed by a ``ReLU`` layer runs as one fused
-        op (its ``forward_relu``: the same values and gradients, one pass and one tape
-        record fewer), unless either layer has hooks or an op tracer (ONNX export,
+        A ``Conv2d``, ``ConvTranspose2d`` or ``BatchNorm`` layer followed by a ``ReLU`` layer
+        runs as one fused op (its ``forward_relu``: the same values and gradients, one pass
+        and one tape record fewer), unless either layer has hooks or an op tracer (ONNX export,
         ``inference.optimize``) is reading the ops.
         """
         layers = tuple(self._modules.values())
@@ -468,18 +468,18 @@ def _fuses_with_relu(layer: Module, nxt: Module) -> bool:
     ``forward`` replaced on the instance."""
     if not _FUSABLE:
         from .activation import ReLU
-        from .conv import Conv2d
+        from .conv import Conv2d, ConvTranspose2d
         from .norm import BatchNorm1d, BatchNorm2d
 
-        _FUSABLE[:] = [(Conv2d, BatchNorm1d, BatchNorm2d), ReLU]
+        _FUSABLE[:] = [(Conv2d, ConvTranspose2d, BatchNorm1d, BatchNorm2d), ReLU]
     return type(nxt) is _FUSABLE[1] and type(layer) in _FUSABLE[0] and _plain(layer) and _plain(nxt)
 
 
 def relu_after(layer: Module, relu: Module, x: Any) -> Any:
     """``relu(layer(x))``, as one fused op (``layer.forward_relu``) when ``layer`` is a
-    ``Conv2d`` or ``BatchNorm`` layer and ``relu`` a ``ReLU`` layer, neither with hooks,
-    and no op tracer is reading the ops; else the two calls. Models that call their layers
-    by hand (residual blocks) use it as ``Sequential`` does."""
+    ``Conv2d``, ``ConvTranspose2d`` or ``BatchNorm`` layer and ``relu`` a ``ReLU`` layer,
+    neither with hooks, and no op tracer is reading the ops; else the two calls. Models that
+    call their layers by hand (residual blocks) use it as ``Sequential`` does."""
     if autograd._state.tracer is None and _fuses_with_relu(layer, relu):
         return layer.forward_relu(x)
     return relu(layer(x))

@@ -14,6 +14,7 @@ from tapegrad.kernels.conv_transpose import ConvTranspose2dCall
 from ..autograd import Context
 from .checks import check_float, check_ndim, fail, int_tuple
 from .conv import ConvFunction
+from .fused import _ConvReLU, _relu_epilogue
 
 
 def conv_transpose_args(
@@ -93,3 +94,43 @@ class ConvTranspose2d(ConvFunction):
     ):
         args = (stride, padding, output_padding, dilation, groups)
         return ConvFunction.run(ctx, ConvTranspose2dCall, x, w, b, *args)
+
+
+class ConvTranspose2dReLU(ConvTranspose2d):
+    """``relu(conv_transpose2d(x, w, b, ...))`` as one op (``apply``'s arguments are
+    :class:`ConvTranspose2d`'s): the transposed convolution without its bias, then bias and
+    ReLU in one in-place pass that also keeps the ReLU's mask; the backward masks the
+    output gradient and sums the bias gradient in one pass, then runs the transposed
+    convolution's backward kernels on the masked gradient. Values and gradients are those
+    of the unfused composition (PyTorch's ReLU: NaN and -0.0 pass, the gradient flows
+    through NaN)."""
+
+    @staticmethod
+    def check(x, w, b=None, stride=1, padding=0, output_padding=0, dilation=1, groups=1) -> tuple:
+        """Validate as :meth:`ConvTranspose2d.check`, naming ``conv_transpose2d_relu``;
+        returns forward's arguments."""
+        args = conv_transpose_args(
+            "conv_transpose2d_relu", x, w, b, stride, padding, output_padding, groups, dilation
+        )
+        return (x, w, b, *args)
+
+    @staticmethod
+    def forward(
+        ctx: Context,
+        x,
+        w,
+        b=None,
+        stride=(1, 1),
+        padding=(0, 0),
+        output_padding=(0, 0),
+        dilation=(1, 1),
+        groups=1,
+    ):
+        """The transposed convolution (any variant) without bias, then bias + ReLU in one
+        in-place pass."""
+        args = (stride, padding, output_padding, dilation, groups)
+        y = ConvFunction.run(ctx, ConvTranspose2dCall, x, w, None, *args)
+        return _relu_epilogue(ctx, y, b)
+
+    backward = _ConvReLU.backward
+    backward_graph = _ConvReLU.backward_graph

@@ -22,7 +22,7 @@ from .activation import (
 )
 from .conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d
 from .dropout import dropout, dropout2d, gaussian_dropout
-from .fused import add_relu, batch_norm_relu, conv2d_relu
+from .fused import add_relu, batch_norm_relu, conv2d_relu, conv_transpose2d_relu
 from .linear import linear
 from .loss import (
     binary_cross_entropy,
@@ -68,6 +68,7 @@ __all__ = [
     "batch_norm_relu",
     "add_relu",
     "conv2d_relu",
+    "conv_transpose2d_relu",
     "dropout",
     "dropout2d",
     "gaussian_dropout",

@@ -1,14 +1,16 @@
 """Fused activations: a ReLU in the same op (and memory pass) as the layer before it.
 
 Each function returns what the composition it names returns, values and gradients alike
-(``relu(conv2d(...))``, ``relu(batch_norm(...))``, ``relu(input + other)``), with one op
+(``relu(conv2d(...))``, ``relu(conv_transpose2d(...))``, ``relu(batch_norm(...))``,
+``relu(input + other)``), with one op
 on the tape instead of two. :class:`tapegrad.nn.Sequential` runs them by itself where a
-``Conv2d`` or ``BatchNorm`` layer is followed by a ``ReLU`` layer.
+``Conv2d``, ``ConvTranspose2d`` or ``BatchNorm`` layer is followed by a ``ReLU`` layer.
 """
 
 from __future__ import annotations
 
 from ...ops.conv import conv2d_function, conv_args
+from ...ops.conv_transpose import ConvTranspose2dReLU
 from ...ops.fused import AddReLU, BatchNormReLU, conv_relu_function
 from ...ops.shape import Pad
 from ...tensor import Tensor
@@ -53,6 +55,38 @@ def conv2d_relu(
     # validated by the Function's check (tapegrad.ops.fused.Conv2dReLU.check)
     op = conv_relu_function(conv2d_function(x.shape, w.shape, groups))
     return op.apply(x, w, b, stride, padding, dilation, groups)
+
+
+def conv_transpose2d_relu(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    output_padding: IntOrPair = 0,
+    groups: int = 1,
+    dilation: IntOrPair = 1,
+) -> Tensor:
+    """``relu(conv_transpose2d(input, weight, bias, ...))`` as one op: the transposed
+    convolution (any variant) without its bias, then bias and ReLU in one in-place pass;
+    the backward masks the gradient and sums the bias gradient in one pass.
+
+    Parameters and shapes are :func:`tapegrad.nn.functional.conv_transpose2d`'s.
+
+    Returns
+    -------
+    Tensor
+        (N, C_out, Ho, Wo), the input's dtype.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`tapegrad.nn.functional.conv_transpose2d`, naming ``conv_transpose2d_relu``.
+    """
+    fn = "conv_transpose2d_relu"
+    x, w, b = _t(input, fn), _t(weight, fn, "weight"), _opt(bias, fn, "bias")
+    # validated by tapegrad.ops.conv_transpose.ConvTranspose2dReLU.check
+    return ConvTranspose2dReLU.apply(x, w, b, stride, padding, output_padding, dilation, groups)
 
 
 def batch_norm_relu(
