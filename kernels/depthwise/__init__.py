@@ -29,6 +29,13 @@ interface with ``groups == C``::
         input channel o // M (PyTorch's grouping).
     backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w) -> (gx, gw)
 
+A variant may also define (the op calls it when the bias needs a gradient)::
+
+    backward_with_bias(gy, x, w, stride, padding, dilation, groups, need_x, need_w)
+        -> (gx, gw, gb): gb (C*M,) is gy summed over (N, Ho, Wo), or None for calls where
+        the variant leaves that sum to the op. direct-cython computes all three in one pass
+        over gy and x for multiplier-1 calls on channel blocks.
+
 The call record is :class:`DepthwiseConv2dCall`: conv2d's record (and kernel calls) under
 this op's name.
 """

@@ -1227,6 +1227,101 @@ def _cb_backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
     free(part)
 
 
+def _cb_backward_all(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
+                     const real[:, :, :, ::1] w, real[:, :, :, ::1] gx, real[:, :, :, ::1] gw,
+                     real[::1] gb, bint need_x, bint need_w, bint need_b, int sh, int sw,
+                     int ph, int pw):
+    """The whole backward of a multiplier-1 call on channel blocks in one pass: a task takes
+    a block of V channels and a group of _CB_IMAGES images (the weight gradient's tasks) and,
+    per image, interleaves the block's output-gradient planes once for the input gradient
+    (written as _cb_backward_x writes it), the weight gradient (summed as _cb_backward_w
+    sums it) and the bias gradient (each lane's pixels in order, then images in order), and
+    its input planes once for the weight gradient. Each array is read or written once."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3]
+    cdef Py_ssize_t kh = w.shape[2], kw = w.shape[3]
+    cdef Py_ssize_t ho = gy.shape[2], wo = gy.shape[3]
+    cdef Py_ssize_t V = 16 if real is float else 8, kk = kh * kw
+    cdef Py_ssize_t nb = _cdiv(c, V), nk = _cdiv(n, _CB_IMAGES), Hb = h + 2 * ph, Wb = wd + 2 * pw
+    cdef Py_ssize_t p, bi, cb, c0, cnt, l, k, t, oc
+    cdef real* part = <real*>calloc(nb * nk * (kk + 1) * V + 1, sizeof(real))
+    cdef real* B = NULL
+    cdef real* G = NULL
+    cdef real* GX = NULL
+    cdef real* W = NULL
+    cdef real* acc = NULL
+    cdef const real** src = NULL
+    cdef const real** gsrc = NULL
+    cdef real** dst = NULL
+    cdef real s
+    cdef int nt = _team(2 * n * c * ho * wo * kh * kw)
+    if part == NULL:
+        raise MemoryError("depthwise_conv2d (direct) backward: gradient partial sums")
+    with nogil, parallel(num_threads=nt):
+        B = <real*>calloc(Hb * Wb * V + 1, sizeof(real))  # the padding stays zero
+        G = <real*>malloc((ho * wo * V + 1) * sizeof(real))
+        GX = <real*>malloc((Hb * Wb * V + 1) * sizeof(real))
+        W = <real*>malloc((kk * V + 1) * sizeof(real))
+        src = <const real**>malloc(V * sizeof(real*))
+        gsrc = <const real**>malloc(V * sizeof(real*))
+        dst = <real**>malloc(V * sizeof(real*))
+        for p in prange(nb * nk, schedule="static"):
+            cb = p // nk
+            k = p % nk
+            c0 = cb * V
+            cnt = c - c0 if c - c0 < V else V
+            acc = part + p * (kk + 1) * V  # kk taps, then the bias, V lanes each
+            if need_x:
+                _cb_lanes(w, W, c0, 1, cnt, V)
+            for bi in range(k * _CB_IMAGES, min(n, (k + 1) * _CB_IMAGES)):
+                for l in range(V):
+                    gsrc[l] = &gy[bi, c0 + l, 0, 0] if l < cnt else NULL
+                _cbin(gsrc, ho, wo, 0, 0, wo, G)
+                if need_w:
+                    for l in range(V):
+                        src[l] = &x[bi, c0 + l, 0, 0] if l < cnt else NULL
+                    _cbin(src, h, wd, ph, pw, Wb, B)
+                    if real is float:
+                        tg_dw_cbwg_f(G, B, Wb, kh, kw, sh, sw, ho, wo, acc)
+                    else:
+                        tg_dw_cbwg_d(G, B, Wb, kh, kw, sh, sw, ho, wo, acc)
+                if need_b:
+                    for t in range(ho * wo):
+                        for l in range(V):
+                            acc[kk * V + l] = acc[kk * V + l] + G[t * V + l]
+                if need_x:
+                    for t in range(Hb * Wb * V):
+                        GX[t] = 0
+                    if real is float:
+                        tg_dw_cbgx_f(G, W, Wb, kh, kw, sh, sw, ho, wo, GX)
+                    else:
+                        tg_dw_cbgx_d(G, W, Wb, kh, kw, sh, sw, ho, wo, GX)
+                    for l in range(V):
+                        dst[l] = &gx[bi, c0 + l, 0, 0] if l < cnt else NULL
+                    _cbout(GX, h, wd, ph, pw, Wb, dst)
+        free(B)
+        free(G)
+        free(GX)
+        free(W)
+        free(src)
+        free(gsrc)
+        free(dst)
+    with nogil:
+        for oc in range(c):
+            cb = oc // V
+            l = oc % V
+            for t in range(kk + 1):
+                if (t < kk and not need_w) or (t == kk and not need_b):
+                    continue
+                s = 0
+                for k in range(nk):
+                    s = s + part[((cb * nk + k) * (kk + 1) + t) * V + l]
+                if t < kk:
+                    gw[oc, 0, t // kw, t % kw] = s
+                else:
+                    gb[oc] = s
+    free(part)
+
+
 _CB_W = {"1": 8, "2": 1 << 30}  # widest output planes taking channel blocks, by stride
 _CB_PLANE = 4096  # largest padded input plane (pixels) a channel block keeps in cache
 
@@ -1296,3 +1391,27 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
         else:
             _backward_w(gy, x, gw, *stride, *padding, *dilation)
     return gx, gw
+
+
+def backward_with_bias(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
+    """``backward`` plus the bias gradient: ``(gx, gw, gb)``. Calls with one output channel
+    per input channel on channel blocks (see ``_blocked``) run every gradient asked for in
+    one pass over ``gy`` and ``x`` (``_cb_backward_all``); other calls run ``backward`` and
+    return ``gb = None``, which the op then sums itself."""
+    n, c, h, wd = x.shape
+    if not (
+        dilation == (1, 1)
+        and w.shape[0] == c
+        and n > 0
+        and _blocked(x.shape, gy.shape[3], stride, padding)
+    ):
+        return (*backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w), None)
+    check_fits(
+        "depthwise_conv2d (direct) backward",
+        {"input gradient": x.nbytes if need_x else 0, "weight gradient": w.nbytes if need_w else 0},
+    )
+    gx = np.empty_like(x) if need_x else np.empty((1, 1, 1, 1), dtype=x.dtype)
+    gw = np.empty_like(w) if need_w else np.empty((1, 1, 1, 1), dtype=x.dtype)
+    gb = np.empty(c, dtype=x.dtype)
+    _cb_backward_all(gy, x, w, gx, gw, gb, need_x, need_w, True, *stride, *padding)
+    return (gx if need_x else None), (gw if need_w else None), gb

@@ -202,6 +202,37 @@ def test_depthwise_channel_blocks_match_reference_and_repeat(case, dtype):
         np.testing.assert_array_equal(g, a)
 
 
+@settings(max_examples=examples(15), deadline=None)
+@given(
+    case=blocked_case(),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    need=st.sampled_from([(True, True), (True, False), (False, True), (False, False)]),
+)
+def test_depthwise_backward_with_bias_matches_backward(case, dtype, need):
+    """direct-cython's one-pass backward (multiplier 1 on channel blocks) gives the input and
+    weight gradients of ``backward`` bit for bit and the bias gradient of a float64 sum,
+    repeatably; other calls leave the bias gradient to the op (None)."""
+    x, wt, b, args = _dw_arrays(case, dtype)
+    mod = K.get("depthwise_conv2d", "direct-cython")
+    y = mod.forward(x, wt, b, *args)
+    gy = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
+    gx, gw, gb = mod.backward_with_bias(gy, x, wt, *args, *need)
+    want = mod.backward(gy, x, wt, *args, *need)
+    for got, ref in zip((gx, gw), want):
+        assert (got is None) == (ref is None)
+        if ref is not None:
+            assert got.dtype == dtype
+            np.testing.assert_array_equal(got, ref)
+    fused = wt.shape[0] == x.shape[1] and mod._blocked(x.shape, y.shape[3], *args[:2])
+    assert (gb is not None) == fused
+    if fused:
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(
+            gb, gy.astype(np.float64).sum(axis=(0, 2, 3)), rtol=tol, atol=tol
+        )
+        np.testing.assert_array_equal(gb, mod.backward_with_bias(gy, x, wt, *args, *need)[2])
+
+
 @pytest.mark.torch
 @settings(max_examples=examples(5), deadline=None)
 @given(case=blocked_case())
@@ -254,6 +285,9 @@ def test_depthwise_channel_blocks_nonfinite_like_reference(stride):
     gy[1, 2, 1, 1] = np.inf
     got = (y, *mod.backward(gy, x, wt, *args, True, True))
     want = (y_r, *ref.backward(gy, x, wt, *args, True, True))
+    fused = mod.backward_with_bias(gy, x, wt, *args, True, True)
+    got += fused
+    want += (*want[1:], gy.sum(axis=(0, 2, 3)))
     for g, r in zip(got, want):
         np.testing.assert_array_equal(np.isnan(g), np.isnan(r))
         np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10, equal_nan=True)

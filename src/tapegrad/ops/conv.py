@@ -100,12 +100,14 @@ class ConvFunction(Function):
         need = ctx.needs_input_grad + (False,) * 3
         gy = np.ascontiguousarray(gy)  # no copy when gy is already C-contiguous
         fused = getattr(ctx.mod, "backward_with_bias", None) if need[2] else None
+        gb = None
         if fused is not None:
-            # the variant sums the bias gradient in its own pass over gy
+            # the variant may sum the bias gradient in its own pass over gy (else gb is None)
             gx, gw, gb = fused(gy, x, w, *ctx.call.args(), need[0], need[1])
         else:
             gx, gw = ctx.call.backward(ctx.mod, gy, x, w, need[0], need[1])
-            gb = channel_sum(gy) if need[2] else None
+        if need[2] and gb is None:
+            gb = channel_sum(gy)
         # the kernels allocate gx and gw and the sum makes gb: a leaf may keep them as they
         # are (gx unless it shares memory with an array the tape or the caller holds)
         if gx is not None and not any(np.may_share_memory(gx, a) for a in (gy, x, w)):
