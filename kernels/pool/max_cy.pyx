@@ -18,6 +18,8 @@ def _forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[:, :, :, ::1]
     cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3]
     cdef Py_ssize_t bc, b, ch, oh, ow, i, j, ih, iw
     cdef real best, v
+    cdef real[:, ::1] hv
+    cdef int[:, ::1] ha
     cdef int arg
     cdef bint inside = (ph == 0 and pw == 0 and (ho - 1) * sh + (kh - 1) * dh < h
                         and (wo - 1) * sw + (kw - 1) * dw < w)
@@ -26,7 +28,11 @@ def _forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[:, :, :, ::1]
     if inside and n * c * ho * wo == 0:
         return
     if inside and kh == 2 and kw == 2 and sh == 2 and sw == 2 and dh == 1 and dw == 1:
-        _forward_2x2(x, y, idx)
+        # per-thread scratch of one plane's row pairs
+        nt = _team(n * c * ho * wo * 4)
+        hv = np.empty((nt, 2 * ho * wo), dtype=np.float32 if real is float else np.float64)
+        ha = np.empty((nt, 2 * ho * wo), dtype=np.int32)
+        _forward_2x2(x, y, idx, hv, ha)
         return
     if inside:
         _forward_inside(x, y, idx, kh, kw, sh, sw, dh, dw)
@@ -92,40 +98,72 @@ cdef void _forward_inside(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[
                     ip[oh * wo + ow] = arg
 
 
-# The common 2x2 stride-2 window, fully unrolled (LeNet, VGG).
+# The common 2x2 stride-2 window (LeNet, VGG), in two passes without branches. Each tap
+# replaces the running maximum when strictly greater or NaN (the rule of the loops above:
+# first maximum in scan order on ties, the last NaN), written as selects so the compiler
+# turns each pass into vector compares and blends (random data makes a compare-and-jump
+# loop mispredict about half the time). Pass 1 reduces the horizontal pairs of every input
+# row of the plane in one run over the plane (one loop of h * wo, long enough for whole
+# vectors even when a row holds fewer outputs than a vector has lanes); pass 2 reduces the
+# two rows of each window. Pass 1 then pass 2 picks the same tap as the scan: the pair of
+# the second row wins only when its maximum is strictly greater than, or is, a NaN.
+cdef inline void _pairs(const real* r, real* hv, int* ha, Py_ssize_t m) noexcept nogil:
+    # hv[k], ha[k]: the maximum of r[2k], r[2k + 1] and which of the two (0 or 1)
+    cdef Py_ssize_t k
+    cdef real a, b
+    cdef bint t
+    for k in range(m):
+        a = r[2 * k]
+        b = r[2 * k + 1]
+        t = (b > a) | (b != b)
+        hv[k] = b if t else a
+        ha[k] = 1 if t else 0
+
+
+cdef inline void _rows(const real* h0, const int* a0, const real* h1, const int* a1,
+                       real* yp, int* ip, Py_ssize_t wo, int p0, int w) noexcept nogil:
+    cdef Py_ssize_t ow
+    cdef real a, b
+    cdef bint t
+    for ow in range(wo):
+        a = h0[ow]
+        b = h1[ow]
+        t = (b > a) | (b != b)
+        yp[ow] = b if t else a
+        ip[ow] = p0 + <int>(2 * ow) + (w + a1[ow] if t else a0[ow])
+
+
 cdef void _forward_2x2(const real[:, :, :, ::1] x, real[:, :, :, ::1] y,
-                       int[:, :, :, ::1] idx) noexcept:
+                       int[:, :, :, ::1] idx, real[:, ::1] hv, int[:, ::1] ha) noexcept:
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
-    cdef int nt
+    cdef int nt, me
     cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3]
-    cdef Py_ssize_t bc, oh, ow, p
-    cdef real best
-    cdef int arg
+    cdef Py_ssize_t bc, oh, r
     cdef const real* xp
     cdef real* yp
     cdef int* ip
+    cdef real* hp
+    cdef int* ap
     nt = _team(n * c * ho * wo * 4)
+    if nt > hv.shape[0]:
+        nt = <int>hv.shape[0]
     with nogil:
         for bc in prange(n * c, schedule="static", num_threads=nt):
+            me = openmp.omp_get_thread_num()
+            hp = &hv[me, 0]
+            ap = &ha[me, 0]
             xp = &x[0, 0, 0, 0] + bc * h * w
             yp = &y[0, 0, 0, 0] + bc * ho * wo
             ip = &idx[0, 0, 0, 0] + bc * ho * wo
+            if w == 2 * wo:  # rows back to back: the plane's pairs in one run
+                _pairs(xp, hp, ap, 2 * ho * wo)
+            else:
+                for r in range(2 * ho):
+                    _pairs(xp + r * w, hp + r * wo, ap + r * wo, wo)
             for oh in range(ho):
-                for ow in range(wo):
-                    p = 2 * oh * w + 2 * ow
-                    best = xp[p]
-                    arg = <int>p
-                    if xp[p + 1] > best or xp[p + 1] != xp[p + 1]:
-                        best = xp[p + 1]
-                        arg = <int>(p + 1)
-                    if xp[p + w] > best or xp[p + w] != xp[p + w]:
-                        best = xp[p + w]
-                        arg = <int>(p + w)
-                    if xp[p + w + 1] > best or xp[p + w + 1] != xp[p + w + 1]:
-                        best = xp[p + w + 1]
-                        arg = <int>(p + w + 1)
-                    yp[oh * wo + ow] = best
-                    ip[oh * wo + ow] = arg
+                _rows(hp + 2 * oh * wo, ap + 2 * oh * wo, hp + (2 * oh + 1) * wo,
+                      ap + (2 * oh + 1) * wo, yp + oh * wo, ip + oh * wo, wo,
+                      <int>(2 * oh * w), <int>w)
 
 
 cdef inline bint _same4(Py_ssize_t* a, Py_ssize_t* b) noexcept:

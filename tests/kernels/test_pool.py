@@ -72,6 +72,26 @@ def test_max_pool2d_ties_pick_first_in_scan_order(variant, window, dtype):
     )
 
 
+@pytest.mark.parametrize("variant", [v for v in K.variants("max_pool2d") if v != "reference"])
+@pytest.mark.parametrize("hw", [(8, 8), (7, 9), (6, 5), (10, 34)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool2d_2x2_rows_pick_the_scan_order_tap(variant, hw, dtype):
+    # the 2x2 stride-2 window: even widths take the whole plane's row pairs in one run, odd
+    # ones row by row; ties, NaNs (the last in scan order wins) and -inf windows pick the
+    # reference's tap, on planes wider than a vector and narrower
+    shape = (2, 3, *hw)
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 3, shape).astype(dtype)
+    x[rng.random(shape) < 0.1] = np.nan
+    x[rng.random(shape) < 0.1] = -np.inf
+    out = (hw[0] // 2, hw[1] // 2)
+    ref, mod = K.get("max_pool2d", "reference"), K.get("max_pool2d", variant)
+    y_r, i_r = ref.forward(x, (2, 2), (2, 2), (0, 0), (1, 1), out)
+    y, i = mod.forward(x, (2, 2), (2, 2), (0, 0), (1, 1), out)
+    np.testing.assert_array_equal(y, y_r)
+    np.testing.assert_array_equal(i, i_r)
+
+
 @pytest.mark.parametrize("variant", [v for v in K.variants("avg_pool2d") if v != "reference"])
 @settings(max_examples=examples(15), deadline=None)
 @given(case=pool_case(), cip=st.booleans(), ceil=st.booleans())
