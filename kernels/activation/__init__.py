@@ -22,11 +22,18 @@ from .. import examples as ex
 from ..calls import KernelCall, nchw, pair
 from ..registry import register, set_rule
 
+SERIAL_BELOW = 1 << 21
+"""Calls on fewer elements than this run on the calling thread in the ``fused-cython``
+variant (the records' ``serial_below``): these passes are memory bound, and up to a few
+million elements two threads ran them no faster than one (the team's wake-up and the wait
+at the region's end cost what the second thread saves)."""
+
 
 @dataclass(frozen=True)
 class ReluCall(KernelCall):
     """A relu call: the input's shape and dtype."""
 
+    serial_below: ClassVar[int] = SERIAL_BELOW
     kernel_functions: ClassVar[tuple[str, ...]] = ("relu_forward", "relu_backward")
     op: ClassVar[str] = "relu"
     functional: ClassVar[str] = "relu"

@@ -1,7 +1,9 @@
 """ReLU with Cython + OpenMP: the same passes as ``fused_numba``, blocks over threads.
 
-Arrays below ``SERIAL`` elements stay on the calling thread (waking the team costs more
-than the pass).
+Arrays below ``SERIAL`` elements stay on the calling thread (the record's ``serial_below``,
+:data:`tapegrad.kernels.activation.SERIAL_BELOW`): a memory-bound pass of up to a few
+million elements ran no faster on two threads than on one, and waking the team and waiting
+for it costs more than the second thread saves.
 """
 
 import numpy as np
@@ -15,9 +17,16 @@ ctypedef fused real:
 
 cdef enum:
     BLOCK = 4096  # elements per prange iteration
-    SERIAL = 65536  # below this many elements: the calling thread alone
+    SERIAL = 1 << 21  # below this many elements: the calling thread alone
 
 include "../_flat.pxi"
+
+SERIAL_BELOW = SERIAL
+
+
+def team_size(Py_ssize_t elements):
+    """The threads a call on this many elements runs on (1 below ``SERIAL_BELOW``)."""
+    return _blocks(elements)[1]
 
 
 cdef inline void _fwd_block(const real* x, real* y, unsigned char* mask, Py_ssize_t lo,

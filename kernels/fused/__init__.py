@@ -36,10 +36,18 @@ from ..registry import register, set_rule
 _FUNCTIONS = ("bias_relu_forward", "masked_backward", "add_relu_forward")
 
 
+SERIAL_BELOW = 1 << 21
+"""Calls on fewer elements than this run on the calling thread in the ``fused-cython``
+variant (the records' ``serial_below``): these passes are memory bound, and up to a few
+million elements two threads ran them no faster than one (the team's wake-up and the wait
+at the region's end cost what the second thread saves)."""
+
+
 @dataclass(frozen=True)
 class BiasReluCall(KernelCall):
     """A bias + ReLU epilogue call: the output's shape, whether there is a bias, the dtype."""
 
+    serial_below: ClassVar[int] = SERIAL_BELOW
     kernel_functions: ClassVar[tuple[str, ...]] = _FUNCTIONS
     op: ClassVar[str] = "bias_relu"
     functional: ClassVar[str] = "conv2d_relu"
@@ -81,6 +89,7 @@ class BiasReluCall(KernelCall):
 class AddReluCall(KernelCall):
     """An ``add_relu`` call: the operands' shape and dtype."""
 
+    serial_below: ClassVar[int] = SERIAL_BELOW
     kernel_functions: ClassVar[tuple[str, ...]] = _FUNCTIONS
     op: ClassVar[str] = "add_relu"
     functional: ClassVar[str] = "add_relu"

@@ -1,8 +1,10 @@
 """Fused epilogues with Cython + OpenMP: the same passes as ``epilogue_numba``, run on
 tapegrad's own OpenMP team (whose idle threads sleep).
 
-Calls below ``SERIAL`` elements stay on the calling thread (waking the team costs more than
-the pass).
+Calls below ``SERIAL`` elements stay on the calling thread (the records' ``serial_below``,
+:data:`tapegrad.kernels.fused.SERIAL_BELOW`): a memory-bound pass of up to a few million
+elements ran no faster on two threads than on one, and waking the team and waiting for it
+costs more than the second thread saves.
 """
 
 import numpy as np
@@ -16,13 +18,21 @@ ctypedef fused real:
 
 cdef enum:
     BLOCK = 4096  # elements per prange iteration of the flat passes
-    SERIAL = 65536  # below this many elements: the calling thread alone
+    SERIAL = 1 << 21  # below this many elements: the calling thread alone
 
 include "../_flat.pxi"
 
 
 cdef inline int _threads(Py_ssize_t n) noexcept nogil:
     return 1 if n < SERIAL else openmp.omp_get_max_threads()
+
+
+SERIAL_BELOW = SERIAL
+
+
+def team_size(Py_ssize_t elements):
+    """The threads a call on this many elements runs on (1 below ``SERIAL_BELOW``)."""
+    return _threads(elements)
 
 
 cdef inline void _relu_row(real* y, unsigned char* mask, real bias, bint has_bias,

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import tapegrad as tg
 import tapegrad.kernels as K
 import tapegrad.nn.functional as F
-from tapegrad.kernels.activation import fused_numba
+from tapegrad.kernels.activation import SERIAL_BELOW, fused_numba
 from tests._sizes import examples
 
 VARIANTS = K.variants("relu")
@@ -56,7 +56,9 @@ def test_relu_matches_reference(variant, shape, dtype, seed):
 
 
 @pytest.mark.parametrize("variant", COMPILED)
-@pytest.mark.parametrize("n", [fused_numba.SERIAL - 1, fused_numba.SERIAL + 4097, 3 * 65536])
+@pytest.mark.parametrize(
+    "n", [fused_numba.SERIAL - 1, fused_numba.SERIAL + 4097, 3 * 65536, SERIAL_BELOW + 4097]
+)
 def test_relu_parallel_path_matches_reference(variant, n):
     """Sizes past the serial threshold, with a ragged last block, on 1 and 2 threads."""
     rng = np.random.default_rng(n)
@@ -72,6 +74,28 @@ def test_relu_parallel_path_matches_reference(variant, n):
             _same_bits(mod.relu_backward(x, m), ref.relu_backward(x, m_r))
     finally:
         tg.set_num_threads(old)
+
+
+def test_cython_flat_passes_run_small_calls_on_the_calling_thread():
+    # the rule the records declare: below serial_below elements one thread, else the team
+    from tapegrad.kernels import activation, fused, threads
+
+    for family, records in (
+        ("relu", (activation.ReluCall,)),
+        ("bias_relu", (fused.BiasReluCall, fused.AddReluCall)),
+    ):
+        mod = K.get(family, "fused-cython")
+        bound = records[0].serial_below
+        assert mod.SERIAL_BELOW == bound and all(r.serial_below == bound for r in records)
+        before = threads.get_num_threads()
+        try:
+            threads.set_num_threads(2)
+            assert mod.team_size(bound - 1) == 1
+            assert mod.team_size(bound) == 2
+            threads.set_num_threads(1)
+            assert mod.team_size(bound) == 1
+        finally:
+            threads.set_num_threads(before)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

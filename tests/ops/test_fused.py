@@ -74,20 +74,29 @@ def test_kernels_match_reference_bit_for_bit(variant, shape, dtype, bias, seed):
 
 @pytest.mark.parametrize("variant", COMPILED)
 def test_threaded_path_matches_reference(variant):
-    """Past the kernels' serial threshold (the rows split over threads)."""
+    """Past the kernels' serial threshold (the rows split over two threads; a ragged last
+    block)."""
+    from tapegrad.kernels.fused import SERIAL_BELOW
+
     rng = np.random.default_rng(3)
     mod = K.get("bias_relu", variant)
-    y = _data(rng, (4, 8, 48, 48), np.float32)
+    y = _data(rng, (3, 8, 299, 293), np.float32)
+    assert y.size > SERIAL_BELOW
     b = rng.standard_normal(8).astype(np.float32)
-    y1, y2 = y.copy(), y.copy()
-    _same(mod.bias_relu_forward(y1, b), R.bias_relu_forward(y2, b))
-    _same(y1, y2)
-    m = R.bias_relu_forward(y.copy(), b)
-    got, want = mod.masked_backward(y, m, True), R.masked_backward(y, m, True)
-    _same(got[0], want[0])
-    _same(got[1], want[1])
-    for p, q in zip(mod.add_relu_forward(y, y1), R.add_relu_forward(y, y1)):
-        _same(p, q)
+    before = tg.get_num_threads()
+    try:
+        tg.set_num_threads(2)
+        y1, y2 = y.copy(), y.copy()
+        _same(mod.bias_relu_forward(y1, b), R.bias_relu_forward(y2, b))
+        _same(y1, y2)
+        m = R.bias_relu_forward(y.copy(), b)
+        got, want = mod.masked_backward(y, m, True), R.masked_backward(y, m, True)
+        _same(got[0], want[0])
+        _same(got[1], want[1])
+        for p, q in zip(mod.add_relu_forward(y, y1), R.add_relu_forward(y, y1)):
+            _same(p, q)
+    finally:
+        tg.set_num_threads(before)
 
 
 def _t(rng, *shape, dtype=np.float64):
