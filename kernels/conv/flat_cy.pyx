@@ -166,12 +166,14 @@ cdef inline void _job(const real* xq, const Py_ssize_t* offs, Py_ssize_t nt, con
                       Py_ssize_t drs, Py_ssize_t dbs) noexcept nogil:
     # yb[oc * dcs + a * drs + b * dbs] = sum_t wt[t, oc] * xq[a * wq + b + offs[t]] (+ bias)
     # for a < na, b < nb, in tiles of _OB channels by _VW flat positions f = a * wq + b
-    cdef Py_ssize_t f0, oc0, k, v, a, b, n_oc, nflat = na * wq
+    cdef Py_ssize_t f0, oc0, k, v, a, b, n_oc, f, fend, rend, nrun, nflat = na * wq
     cdef real bv
-    cdef Py_ssize_t tf, to
-    for tf in range((nflat + _VW - 1) // _VW):
+    cdef const real* src
+    cdef real* dst
+    cdef Py_ssize_t tf, to, ntf = (nflat + _VW - 1) // _VW, nto = (o + _OB - 1) // _OB
+    for tf in range(ntf):
         f0 = tf * _VW
-        for to in range((o + _OB - 1) // _OB):
+        for to in range(nto):
             oc0 = to * _OB
             if nt == 0:
                 for k in range(_OB * _VW):
@@ -183,19 +185,33 @@ cdef inline void _job(const real* xq, const Py_ssize_t* offs, Py_ssize_t nt, con
             n_oc = o - oc0
             if n_oc > _OB:
                 n_oc = _OB
-            a = f0 // wq
-            b = f0 - a * wq
-            for v in range(_VW):
-                if f0 + v >= nflat:
-                    break
-                if b < nb:
+            # the tile's positions row by row: each row's run of kept columns copied (and
+            # the bias added) as one unit-stride or strided loop per channel
+            f = f0
+            fend = f0 + _VW
+            if fend > nflat:
+                fend = nflat
+            while f < fend:
+                a = f // wq
+                b = f - a * wq
+                rend = (a + 1) * wq
+                if rend > fend:
+                    rend = fend
+                nrun = nb - b
+                if nrun > rend - f:
+                    nrun = rend - f
+                if nrun > 0:
                     for k in range(n_oc):
                         bv = bias[oc0 + k] if has_bias else 0
-                        yb[(oc0 + k) * dcs + a * drs + b * dbs] = acc[k * _VW + v] + bv
-                b += 1
-                if b == wq:
-                    b = 0
-                    a += 1
+                        src = acc + k * _VW + (f - f0)
+                        dst = yb + (oc0 + k) * dcs + a * drs + b * dbs
+                        if dbs == 1:
+                            for v in range(nrun):
+                                dst[v] = src[v] + bv
+                        else:
+                            for v in range(nrun):
+                                dst[v * dbs] = src[v] + bv
+                f = rend
 
 
 def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1] bias,
