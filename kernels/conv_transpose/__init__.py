@@ -16,8 +16,9 @@ Variant interface (every module registered for ``conv_transpose2d``)::
 Variants: ``reference`` (NumPy, per tap), ``col2im-*`` (one GEMM per group to columns,
 then the conv family's col2im scatter-adds them), ``direct-*`` (the scatter written out),
 ``phase-cython`` (per output phase a stride-1 convolution with the taps landing on it,
-GEMMs reading a padded copy of the image in place, each output pixel written once; one
-unfold of the output gradient shared by both gradients).
+GEMMs reading a padded copy of the image in place, each output pixel written once; the
+gradients of calls with 24+ input channels by direct register-tiled kernels on a padded
+copy of the output gradient, other calls' from one unfold of it shared by both GEMMs).
 
 The call record is :class:`ConvTranspose2dCall` (the conv family's kernel calls, with
 ``output_padding`` among the arguments).

@@ -3,10 +3,16 @@
 Forward: each output phase (for stride 2, the four interleaved grids of even/odd rows and
 columns) is a small stride-1 convolution with the filter taps that land on it; per image
 and phase one unfold, one GEMM and one pass writing the phase's pixels with their bias,
-so no output pixel is accumulated from a scattered column matrix. Backward: one unfold of
-the output gradient per image feeds both the input gradient's and the weight gradient's
-GEMM. Threads take (image, phase) tasks (forward) or whole images (backward), each
-running one-thread GEMMs through NumPy's cblas (``kernels/cblas.py``).
+so no output pixel is accumulated from a scattered column matrix. Backward, calls with 24 or
+more input channels, 4 or more output channels and at most 1024 output channels x taps
+(``_direct_*_applies``): both gradients by the direct kernels of ``_direct_grad_cy.pyx``
+from one zero-padded copy of each image's output gradient, no column buffer and no GEMM:
+the input gradient (conv2d of the output gradient with the same weights and stride) in
+register tiles of 32 input channels x 8 columns, the weight gradient in tiles of 8
+(output channel, tap) pairs x 32 input channels over each image's positions. Other calls:
+one unfold of the output gradient per image feeds both the input gradient's and the weight
+gradient's GEMM. Threads take (image, phase) tasks (forward) or whole images (backward),
+the GEMMs one-thread calls through NumPy's cblas (``kernels/cblas.py``).
 
 Groups other than 1, dtypes other than float32/float64, empty calls and builds whose
 NumPy BLAS cannot be called from threads run ``col2im-cython`` instead, and so does the
@@ -22,6 +28,8 @@ import numpy as np
 from .. import cblas, memory, threads
 from ..conv.im2col import _growth, workspace
 from . import col2im_cy
+from ._direct_grad_cy import input_grad as _direct_input_grad
+from ._direct_grad_cy import weight_grad as _direct_weight_grad
 from ._phase_cy import backward_shared, forward_phases
 from .reference import out_size
 
@@ -33,6 +41,37 @@ _GRAIN = 1 << 21
 # GEMMs do not depend on it (conv_autoencoder's last layer, 16->1: the phase backward
 # ahead of col2im-cython's, col2im-cython's forward ahead of the phase forward)
 _MIN_FORWARD_ROWS = 8
+
+
+# the direct gradient kernels on (False: the unfold + GEMM backward on every call)
+_DIRECT_INPUT_GRAD = True
+_DIRECT_WEIGHT_GRAD = True
+
+
+# The direct gradients ran ahead of the unfold + GEMM backward on the 4x4 stride-2 64->32
+# layer and conv_autoencoder's 32->16 layer, both passes; its 16->1 layer (half a channel
+# tile, one output channel) keeps the GEMMs (benchmarks/results/conv-transpose-passes.md).
+# Reductions over 1024 output channels x taps were not measured: they keep the GEMMs.
+_DIRECT_MIN_IN = 24
+_DIRECT_MIN_OUT = 4
+_DIRECT_MAX_REDUCTION = 1024
+
+
+def _direct_applies(x, w) -> bool:
+    o, kh, kw = w.shape[1:]
+    return (
+        x.shape[1] >= _DIRECT_MIN_IN
+        and o >= _DIRECT_MIN_OUT
+        and o * kh * kw <= (_DIRECT_MAX_REDUCTION)
+    )
+
+
+def _direct_input_grad_applies(x, w) -> bool:
+    return _DIRECT_INPUT_GRAD and _direct_applies(x, w)
+
+
+def _direct_weight_grad_applies(x, w) -> bool:
+    return _DIRECT_WEIGHT_GRAD and _direct_applies(x, w)
 
 
 def _team(macs: int) -> int:
@@ -127,11 +166,87 @@ def forward(x, w, b, stride, padding, output_padding, dilation, groups):
     return y
 
 
+_CB, _WB = 32, 8  # the direct input gradient's tile: channels x columns (_direct_grad_cy)
+
+
+def input_grad(gy, x, w, stride, padding, dilation):
+    """The input gradient ``conv2d(gy, w, stride, padding, dilation)`` by the direct kernel
+    of ``_direct_grad_cy`` (groups 1, float32/float64)."""
+    n, c, h, wd = x.shape
+    _, o, kh, kw = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    cp = -(-c // _CB) * _CB
+    hp, wp = _padded_size(x, w, stride, dilation)
+    nt = _team(n * c * h * wd * o * kh * kw)
+    memory.check_fits("conv_transpose2d (phase) input gradient", {
+        "input gradient": x.nbytes,
+        "padded gradients": nt * o * hp * wp * x.itemsize,
+    })  # fmt: skip
+    wt = np.zeros((o, kh, kw, cp), x.dtype)
+    wt[..., :c] = w.transpose(1, 2, 3, 0)
+    gx = np.empty_like(x)
+    buf = workspace("phase-gy", (nt, o * hp * wp), x.dtype)
+    accs = workspace("phase-acc", (nt, _CB * _WB), x.dtype)
+    _direct_input_grad(gy, wt.reshape(-1), gx, buf, accs, kh, kw, sh, sw, ph, pw, dh, dw, hp,
+                       wp, cp, nt)  # fmt: skip
+    return gx
+
+
+def _padded_size(x, w, stride, dilation):
+    """(hp, wp): the padded output gradient's planes that both direct gradients read."""
+    h, wd = x.shape[2:]
+    kh, kw = w.shape[2:]
+    (sh, sw), (dh, dw) = stride, dilation
+    return (h - 1) * sh + (kh - 1) * dh + 1, (-(-wd // _WB) * _WB - 1) * sw + (kw - 1) * dw + 1
+
+
+def weight_grad(gy, x, w, stride, padding, dilation):
+    """The weight gradient by the direct kernel of ``_direct_grad_cy``: tiles of 8 (output
+    channel, tap) pairs x 32 input channels over each image's positions, one part per
+    thread, the parts added in thread order (groups 1, float32/float64)."""
+    n, c, h, wd = x.shape
+    _, o, kh, kw = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    cp = -(-c // _CB) * _CB
+    hp, wp = _padded_size(x, w, stride, dilation)
+    nq = o * kh * kw
+    nqp = -(-nq // 8) * 8
+    nt = _team(n * c * h * wd * o * kh * kw)
+    memory.check_fits("conv_transpose2d (phase) weight gradient", {
+        "weight gradient parts": nt * nqp * cp * x.itemsize,
+        "padded gradients": nt * o * hp * wp * x.itemsize,
+        "transposed images": nt * h * wd * cp * x.itemsize,
+    })  # fmt: skip
+    oo, ii, jj = np.meshgrid(np.arange(o), np.arange(kh), np.arange(kw), indexing="ij")
+    qoff = np.zeros(nqp, np.intp)
+    qoff[:nq] = ((oo * hp + ii * dh) * wp + jj * dw).reshape(-1)
+    parts = np.zeros((nt, nqp, cp), x.dtype)
+    buf = workspace("phase-gy", (nt, o * hp * wp), x.dtype)
+    xts = workspace("phase-xt", (nt, h * wd * cp), x.dtype)
+    _direct_weight_grad(gy, x, qoff, parts, buf, xts, sh, sw, ph, pw, hp, wp, nt)
+    total = parts[0] if nt == 1 else parts.sum(axis=0)
+    return np.ascontiguousarray(total[:nq, :c].T).reshape(w.shape)
+
+
 def backward(gy, x, w, stride, padding, output_padding, dilation, groups, need_x, need_w):
     if not _supported(x, w, groups) or gy.size == 0 or not (need_x or need_w):
         return col2im_cy.backward(
             gy, x, w, stride, padding, output_padding, dilation, groups, need_x, need_w
         )
+    gy, x = np.ascontiguousarray(gy), np.ascontiguousarray(x)
+    dx = need_x and _direct_input_grad_applies(x, w)
+    dw = need_w and _direct_weight_grad_applies(x, w)
+    gx = input_grad(gy, x, w, stride, padding, dilation) if dx else None
+    gw = weight_grad(gy, x, w, stride, padding, dilation) if dw else None
+    if (need_x and not dx) or (need_w and not dw):
+        sx, sw = _shared(gy, x, w, stride, padding, dilation, need_x and not dx,
+                         need_w and not dw)  # fmt: skip
+        gx = sx if gx is None else gx
+        gw = sw if gw is None else gw
+    return gx, gw
+
+
+def _shared(gy, x, w, stride, padding, dilation, need_x, need_w):
     n, c, h, wd = x.shape
     _, o, kh, kw = w.shape
     rows = o * kh * kw

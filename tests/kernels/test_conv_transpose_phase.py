@@ -209,3 +209,133 @@ def test_few_output_channels_forward_runs_col2im(monkeypatch):
     np.testing.assert_allclose(y, ref.forward(x, w, None, *args), rtol=1e-10, atol=1e-10)
     for g, r in zip((gx, gw), ref.backward(gy, x, w, *args, True, True)):
         np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10)
+
+
+# --- direct gradients (the input gradient as a direct strided convolution, the weight
+# gradient in register tiles over each image's positions; _direct_grad_cy.pyx) ----------
+
+
+def _force_direct(mp):
+    """The direct gradient kernels on every shape (the rule keeps them to 24+ channels)."""
+    from tapegrad.kernels.conv_transpose import phase_cy
+
+    mp.setattr(phase_cy, "_direct_input_grad_applies", lambda x, w: True)
+    mp.setattr(phase_cy, "_direct_weight_grad_applies", lambda x, w: True)
+    return phase_cy
+
+
+@pytest.fixture
+def direct_everywhere(monkeypatch):
+    return _force_direct(monkeypatch)
+
+
+@settings(max_examples=examples(15), deadline=None)
+@given(
+    case=phase_case(),
+    channels=st.sampled_from([None, 24, 33, 40]),
+    team=st.integers(1, 3),
+    need=st.sampled_from(["both", "x", "w"]),
+)
+def test_direct_gradients_match_reference(case, channels, team, need):
+    with pytest.MonkeyPatch.context() as mp:
+        _direct_gradients_match_reference(_force_direct(mp), case, channels,
+                                          team, need)  # fmt: skip
+
+
+def _direct_gradients_match_reference(mod, case, channels, team, need):
+    ref = K.get("conv_transpose2d", "reference")
+    if channels is not None:  # more than one channel tile, and a partial one
+        case = (case[0], channels, *case[2:])
+    x, w, _, args = _arrays(case)
+    gy = np.random.default_rng(1).standard_normal(ref.forward(x, w, None, *args).shape)
+    gy = gy.astype(x.dtype)
+    saved = mod._team
+    mod._team = lambda macs: team
+    try:
+        nx, nw = need in ("both", "x"), need in ("both", "w")
+        gx, gw = mod.backward(gy, x, w, *args, nx, nw)
+    finally:
+        mod._team = saved
+    gx_r, gw_r = ref.backward(gy, x, w, *args, True, True)
+    assert (gx is None) != nx and (gw is None) != nw
+    if nx:
+        assert gx.shape == x.shape and gx.dtype == x.dtype
+        np.testing.assert_allclose(gx, gx_r, **_tol(x.dtype))
+    if nw:
+        assert gw.shape == w.shape and gw.dtype == w.dtype
+        np.testing.assert_allclose(gw, gw_r, **_tol(x.dtype))
+
+
+def test_direct_gradients_nonfinite_like_reference(direct_everywhere):
+    """NaN / inf in x, w and gy reach the gradients the reference gives them (an infinity in
+    x times a cropped output's zero is NaN in its weight-gradient taps)."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 27, 5, 6))
+    w = rng.standard_normal((27, 5, 3, 3))
+    x[0, 1, 0, 0], x[1, 26, 3, 5] = np.nan, np.inf
+    w[3, 2, 1, 1] = -np.inf
+    args = ((2, 2), (1, 1), (1, 1), (1, 1), 1)
+    ref = K.get("conv_transpose2d", "reference")
+    gy = rng.standard_normal(ref.forward(x, w, None, *args).shape)
+    gy[1, 4, 2, 7] = np.nan
+    got = direct_everywhere.backward(gy, x, w, *args, True, True)
+    exp = ref.backward(gy, x, w, *args, True, True)
+    for g, r in zip(got, exp):
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(r))
+        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10, equal_nan=True)
+
+
+def test_direct_weight_gradient_repeats_bit_for_bit(direct_everywhere):
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((7, 32, 7, 7)).astype(np.float32)
+    w = rng.standard_normal((32, 16, 3, 3)).astype(np.float32)
+    args = ((2, 2), (1, 1), (1, 1), (1, 1), 1)
+    gy = rng.standard_normal((7, 16, 14, 14)).astype(np.float32)
+    saved = direct_everywhere._team
+    direct_everywhere._team = lambda macs: 2
+    try:
+        first = direct_everywhere.backward(gy, x, w, *args, False, True)[1]
+        again = direct_everywhere.backward(gy, x, w, *args, False, True)[1]
+    finally:
+        direct_everywhere._team = saved
+    np.testing.assert_array_equal(first.view(np.uint32), again.view(np.uint32))
+
+
+def test_direct_gradients_gradcheck(direct_everywhere):
+    rng = np.random.default_rng(2)
+    x = tg.Tensor(rng.standard_normal((2, 3, 3, 4)), requires_grad=True)
+    w = tg.Tensor(rng.standard_normal((3, 2, 3, 3)), requires_grad=True)
+    with K.use(conv_transpose2d="phase-cython"):
+        assert tg.gradcheck(lambda x, w: F.conv_transpose2d(x, w, None, 2, 1, 1), [x, w])
+
+
+@pytest.mark.torch
+def test_direct_gradients_match_torch():
+    """The autoencoder's kind of layer (32 -> 16 channels, 3x3, stride 2, output_padding 1),
+    which the rule sends to the direct kernels, in float64 against PyTorch."""
+    torch = pytest.importorskip("torch")
+    from tapegrad.kernels.conv_transpose import phase_cy
+
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((2, 32, 5, 4)), rng.standard_normal((32, 16, 3, 3))
+    assert phase_cy._direct_input_grad_applies(x, w)
+    assert phase_cy._direct_weight_grad_applies(x, w)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    ty = torch.nn.functional.conv_transpose2d(tx, tw, None, 2, 1, 1)
+    gy = rng.standard_normal(tuple(ty.shape))
+    ty.backward(torch.tensor(gy))
+    gx, gw = phase_cy.backward(gy, x, w, (2, 2), (1, 1), (1, 1), (1, 1), 1, True, True)
+    np.testing.assert_allclose(gx, tx.grad.numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(gw, tw.grad.numpy(), rtol=1e-9, atol=1e-9)
+
+
+def test_direct_gradients_rule():
+    from tapegrad.kernels.conv_transpose import phase_cy
+
+    def both(x_shape, w_shape):
+        x, w = np.empty(x_shape, np.float32), np.empty(w_shape, np.float32)
+        return phase_cy._direct_input_grad_applies(x, w), phase_cy._direct_weight_grad_applies(x, w)
+
+    assert both((32, 64, 16, 16), (64, 32, 4, 4)) == (True, True)
+    assert both((64, 32, 7, 7), (32, 16, 3, 3)) == (True, True)
+    assert both((64, 16, 14, 14), (16, 1, 3, 3)) == (False, False)  # the GEMMs

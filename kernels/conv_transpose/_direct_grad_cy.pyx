@@ -1,0 +1,220 @@
+"""The input gradient of a transposed convolution as a direct strided convolution, Cython +
+OpenMP.
+
+The input gradient of ``y = conv_transpose2d(x, w)`` is conv2d of the output gradient with
+the same weights, stride, padding and dilation::
+
+    gx[c, a, t] = sum over (o, i, j) of w[c, o, i, j] * gy[o, a*sh - ph + i*dh, t*sw - pw + j*dw]
+
+Each thread copies one image's output gradient, zero-padded, into its own buffer and
+computes tiles of ``_CB`` input channels x ``_WB`` consecutive columns of one row of gx:
+``_WB`` accumulators of ``_CB`` channels that the C compiler keeps in vector registers
+while it runs over (o, i, j), one load of ``_CB`` weights (``wt[o, i, j, c]``, the channels
+padded with zeros to a multiple of ``_CB``) and ``_WB`` broadcast gradients per step. No
+column buffer, no GEMM, each gx element written once.
+"""
+
+cimport openmp
+from cython.parallel cimport prange
+
+include "../_common.pxi"
+
+
+cdef enum:
+    _CB = 32  # input channels per tile (two AVX-512 float32 vectors)
+    _WB = 8   # columns per tile
+
+
+cdef extern from *:
+    """
+    #define TG_TG_TILE(T, S)                                                                \
+    typedef T tg_tg_v##S __attribute__((vector_size(16 * sizeof(T))));                   \
+    typedef T tg_tg_u##S __attribute__((vector_size(16 * sizeof(T)), aligned(sizeof(T)), \
+                                        may_alias));                                      \
+    static void tg_tg_tile_##S(const T* gp, const T* wt, Py_ssize_t o, Py_ssize_t kh,     \
+                               Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp,               \
+                               Py_ssize_t cp, Py_ssize_t sw, Py_ssize_t dh,               \
+                               Py_ssize_t dw, Py_ssize_t r0, Py_ssize_t t0,               \
+                               Py_ssize_t c0, T* out) {                                   \
+        /* out[k * 32 + cc] = sum w[c0 + cc, oc, i, j] * gp[oc, r0 + i*dh,                 \
+           (t0 + k) * sw + j*dw], k < 8, cc < 32 */                                       \
+        tg_tg_v##S a0[8], a1[8];                                                          \
+        Py_ssize_t oc, i, j, k;                                                           \
+        _Pragma("GCC unroll 8") for (k = 0; k < 8; k++) { a0[k] = (tg_tg_v##S){0};        \
+                                                          a1[k] = (tg_tg_v##S){0}; }      \
+        for (oc = 0; oc < o; oc++) {                                                      \
+            for (i = 0; i < kh; i++) {                                                    \
+                const T* row = gp + (oc * hp + r0 + i * dh) * wp + t0 * sw;               \
+                const T* wv = wt + ((oc * kh + i) * kw) * cp + c0;                        \
+                for (j = 0; j < kw; j++, wv += cp) {                                      \
+                    tg_tg_v##S w0 = *(const tg_tg_u##S*)wv;                               \
+                    tg_tg_v##S w1 = *(const tg_tg_u##S*)(wv + 16);                        \
+                    const T* src = row + j * dw;                                          \
+                    _Pragma("GCC unroll 8") for (k = 0; k < 8; k++) {                     \
+                        T g = src[k * sw];                                                \
+                        a0[k] += w0 * g;                                                  \
+                        a1[k] += w1 * g;                                                  \
+                    }                                                                     \
+                }                                                                         \
+            }                                                                             \
+        }                                                                                 \
+        _Pragma("GCC unroll 8") for (k = 0; k < 8; k++) {                                 \
+            *(tg_tg_u##S*)(out + k * 32) = a0[k];                                         \
+            *(tg_tg_u##S*)(out + k * 32 + 16) = a1[k];                                    \
+        }                                                                                 \
+    }
+    TG_TG_TILE(float, f)
+    TG_TG_TILE(double, d)
+
+    #define TG_TG_WTILE(T, S)                                                               \
+    static void tg_tg_wtile_##S(const T* gp, const T* xt, const Py_ssize_t* qoff,         \
+                                Py_ssize_t h, Py_ssize_t w, Py_ssize_t cp, Py_ssize_t sh, \
+                                Py_ssize_t sw, Py_ssize_t wp, Py_ssize_t c0, T* out) {    \
+        /* out[k * cp + c0 + cc] += sum over (a, t) of xt[(a*w + t)*cp + c0 + cc] *       \
+           gp[qoff[k] + a*sh*wp + t*sw], k < 8, cc < 32 */                                \
+        tg_tg_v##S a0[8], a1[8];                                                          \
+        Py_ssize_t a, t, k, q[8];                                                         \
+        _Pragma("GCC unroll 8") for (k = 0; k < 8; k++) { a0[k] = (tg_tg_v##S){0};        \
+                                                          a1[k] = (tg_tg_v##S){0};        \
+                                                          q[k] = qoff[k]; }               \
+        for (a = 0; a < h; a++) {                                                         \
+            const T* xv = xt + a * w * cp + c0;                                           \
+            const T* g = gp + a * sh * wp;                                                \
+            for (t = 0; t < w; t++, xv += cp, g += sw) {                                  \
+                tg_tg_v##S v0 = *(const tg_tg_u##S*)xv;                                   \
+                tg_tg_v##S v1 = *(const tg_tg_u##S*)(xv + 16);                            \
+                _Pragma("GCC unroll 8") for (k = 0; k < 8; k++) {                         \
+                    T s = g[q[k]];                                                        \
+                    a0[k] += v0 * s;                                                      \
+                    a1[k] += v1 * s;                                                      \
+                }                                                                         \
+            }                                                                             \
+        }                                                                                 \
+        _Pragma("GCC unroll 8") for (k = 0; k < 8; k++) {                                 \
+            *(tg_tg_u##S*)(out + k * cp + c0) += a0[k];                                   \
+            *(tg_tg_u##S*)(out + k * cp + c0 + 16) += a1[k];                              \
+        }                                                                                 \
+    }
+    TG_TG_WTILE(float, f)
+    TG_TG_WTILE(double, d)
+    """
+    void tg_tg_tile_f(const float* gp, const float* wt, Py_ssize_t o, Py_ssize_t kh,
+                      Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t cp, Py_ssize_t sw,
+                      Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t r0, Py_ssize_t t0, Py_ssize_t c0,
+                      float* out) noexcept nogil
+    void tg_tg_tile_d(const double* gp, const double* wt, Py_ssize_t o, Py_ssize_t kh,
+                      Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t cp, Py_ssize_t sw,
+                      Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t r0, Py_ssize_t t0, Py_ssize_t c0,
+                      double* out) noexcept nogil
+    void tg_tg_wtile_f(const float* gp, const float* xt, const Py_ssize_t* qoff, Py_ssize_t h,
+                       Py_ssize_t w, Py_ssize_t cp, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t wp,
+                       Py_ssize_t c0, float* out) noexcept nogil
+    void tg_tg_wtile_d(const double* gp, const double* xt, const Py_ssize_t* qoff,
+                       Py_ssize_t h, Py_ssize_t w, Py_ssize_t cp, Py_ssize_t sh, Py_ssize_t sw,
+                       Py_ssize_t wp, Py_ssize_t c0, double* out) noexcept nogil
+
+
+cdef inline void _pad_gy(const real* src0, real* gp, Py_ssize_t o, Py_ssize_t ho,
+                         Py_ssize_t wo, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t ph,
+                         Py_ssize_t pw) noexcept nogil:
+    # gp[oc, y + ph, x + pw] = gy[oc, y, x] (one image), zeros around
+    cdef Py_ssize_t oc, r, k, y
+    cdef real* row
+    cdef const real* src
+    for oc in range(o):
+        for r in range(hp):
+            row = gp + (oc * hp + r) * wp
+            y = r - ph
+            if y < 0 or y >= ho:
+                for k in range(wp):
+                    row[k] = 0
+                continue
+            src = src0 + (oc * ho + y) * wo
+            for k in range(min(pw, wp)):
+                row[k] = 0
+            for k in range(min(wo, wp - pw)):
+                row[pw + k] = src[k]
+            for k in range(pw + wo, wp):
+                row[k] = 0
+
+
+def input_grad(const real[:, :, :, ::1] gy, const real[::1] wt, real[:, :, :, ::1] gx,
+               real[:, ::1] buf, real[:, ::1] accs, int kh, int kw, int sh, int sw, int ph,
+               int pw, int dh, int dw, int hp, int wp, int cp, int nt):
+    """gx = conv2d(gy, w) (stride, padding, dilation as given), one image per thread at a
+    time through the thread's padded copy of gy[b] (``buf[thread]``: O planes of hp x wp,
+    gy[b, o, y, x] at row y + ph, column x + pw, zeros around) and ``_WB * _CB`` tile
+    accumulators (``accs[thread]``); ``wt[((o*kh + i)*kw + j)*cp + c] = w[c, o, i, j]``,
+    zero for c >= C."""
+    cdef Py_ssize_t n = gy.shape[0], o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
+    cdef Py_ssize_t c = gx.shape[1], h = gx.shape[2], w = gx.shape[3]
+    cdef Py_ssize_t b, k, a, t0, c0, nk, nc, cc, tc, tw
+    cdef Py_ssize_t ntc = (c + _CB - 1) // _CB, ntw = (w + _WB - 1) // _WB
+    cdef int tid
+    cdef real* gp
+    cdef real* row
+    cdef real* acc
+    with nogil:
+        for b in prange(n, schedule="static", num_threads=nt):
+            tid = openmp.omp_get_thread_num()
+            gp = &buf[tid, 0]
+            acc = &accs[tid, 0]
+            _pad_gy(&gy[b, 0, 0, 0], gp, o, ho, wo, hp, wp, ph, pw)
+            for a in range(h):
+                for tc in range(ntc):
+                    c0 = tc * _CB
+                    nc = min(_CB, c - c0)
+                    for tw in range(ntw):
+                        t0 = tw * _WB
+                        nk = min(_WB, w - t0)
+                        if real is float:
+                            tg_tg_tile_f(gp, &wt[0], o, kh, kw, hp, wp, cp, sw, dh, dw,
+                                         a * sh, t0, c0, acc)
+                        else:
+                            tg_tg_tile_d(gp, &wt[0], o, kh, kw, hp, wp, cp, sw, dh, dw,
+                                         a * sh, t0, c0, acc)
+                        for cc in range(nc):
+                            row = &gx[b, c0 + cc, a, t0]
+                            for k in range(nk):
+                                row[k] = acc[k * _CB + cc]
+
+
+def weight_grad(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
+                const Py_ssize_t[::1] qoff, real[:, :, ::1] parts, real[:, ::1] buf,
+                real[:, ::1] xts, int sh, int sw, int ph, int pw, int hp, int wp, int nt):
+    """parts[thread, q, c] += sum over the thread's images b and positions (a, t) of
+    x[b, c, a, t] * gyp[b][qoff[q] + a*sh*wp + t*sw], where gyp[b] is the padded copy of
+    gy[b] (as :func:`input_grad`'s) and ``qoff[q] = (o*hp + i*dh)*wp + j*dw`` for
+    ``q = (o*kh + i)*kw + j`` (a multiple of 8 long, padded with zeros whose rows are
+    ignored): the weight gradient ``gw[c, o, i, j] = sum over threads of parts[., q, c]``.
+    Each thread takes a fixed, contiguous range of images (static schedule), so the sum
+    is the same on every call. ``xts[thread]``: x[b] transposed to (positions, cp)."""
+    cdef Py_ssize_t n = gy.shape[0], o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
+    cdef Py_ssize_t c = x.shape[1], h = x.shape[2], w = x.shape[3], cp = parts.shape[2]
+    cdef Py_ssize_t nq = qoff.shape[0], b, tq, tc, ci, pos, k
+    cdef Py_ssize_t ntc = cp // _CB, ntq = nq // 8, hw = h * w
+    cdef int tid
+    cdef real* gp
+    cdef real* xt
+    cdef const real* src
+    with nogil:
+        for b in prange(n, schedule="static", num_threads=nt):
+            tid = openmp.omp_get_thread_num()
+            gp = &buf[tid, 0]
+            xt = &xts[tid, 0]
+            _pad_gy(&gy[b, 0, 0, 0], gp, o, ho, wo, hp, wp, ph, pw)
+            for pos in range(hw):
+                for ci in range(c, cp):
+                    xt[pos * cp + ci] = 0
+            for ci in range(c):
+                src = &x[b, ci, 0, 0]
+                for pos in range(hw):
+                    xt[pos * cp + ci] = src[pos]
+            for tq in range(ntq):
+                for tc in range(ntc):
+                    if real is float:
+                        tg_tg_wtile_f(gp, xt, &qoff[tq * 8], h, w, cp, sh, sw, wp, tc * _CB,
+                                      &parts[tid, tq * 8, 0])
+                    else:
+                        tg_tg_wtile_d(gp, xt, &qoff[tq * 8], h, w, cp, sh, sw, wp, tc * _CB,
+                                      &parts[tid, tq * 8, 0])
