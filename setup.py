@@ -58,9 +58,31 @@ def _private_openmp() -> Path | None:
 
 
 class _BuildExt(build_ext):
-    """Also place the private OpenMP runtime beside the built extensions."""
+    """Also place the private OpenMP runtime beside the built extensions, and build again
+    an extension whose existing binary links the other OpenMP runtime.
+
+    build_ext skips an extension whose binary is newer than its sources, whatever its link
+    flags; a binary built before the private runtime existed (or with
+    TAPEGRAD_SHARED_OPENMP=1) would otherwise stay bound to libgomp.so.1, which is
+    PyTorch's copy when PyTorch is imported first.
+    """
+
+    def _remove_other_runtime_binaries(self):
+        """Remove each extension's binary, in build/ and in place, that links the OpenMP
+        runtime its link flags do not name, so that it is built (or copied) again."""
+        inplace = self.inplace
+        try:
+            for self.inplace in sorted({0, inplace}):
+                for ext in self.extensions:
+                    target = Path(self.get_ext_fullpath(ext.name))
+                    private = f"-l:{OMP_NAME}" in ext.extra_link_args
+                    if target.exists() and (OMP_NAME.encode() in target.read_bytes()) != private:
+                        target.unlink()
+        finally:
+            self.inplace = inplace
 
     def run(self):
+        self._remove_other_runtime_binaries()
         super().run()
         src = OMP_DIR / OMP_NAME
         if src.exists() and not self.inplace:

@@ -95,20 +95,38 @@ def test_cython_kernels_run_on_tapegrad_s_own_openmp_runtime():
     assert _run(code) == ["2", "True"]
 
 
+@pytest.mark.skipif(not threads.OMP_LIB.exists(), reason="built against the system libgomp")
+def test_every_cython_extension_links_tapegrad_s_own_openmp_runtime():
+    """An extension that links libgomp.so.1 instead (a binary built before the private
+    runtime, which build_ext used to keep) binds to PyTorch's libgomp when PyTorch is
+    imported first: ``set_num_threads`` then sets PyTorch's team, never the kernels'."""
+    from importlib.machinery import EXTENSION_SUFFIXES
+
+    root = threads.OMP_LIB.parent.parent
+    built = [p for p in root.rglob(f"*{EXTENSION_SUFFIXES[0]}") if p.parent.name != "_omp"]
+    assert built
+    other = [str(p.relative_to(root)) for p in built if b"libtg-omp.so" not in p.read_bytes()]
+    assert not other, f"linked to another OpenMP runtime (rebuild the extensions): {other}"
+
+
 @pytest.mark.torch
 @pytest.mark.skipif(not threads.OMP_LIB.exists(), reason="built against the system libgomp")
 def test_torch_first_keeps_both_thread_teams_apart():
     # PyTorch loads its own libgomp globally; before, tapegrad's Cython kernels bound to it
-    # (one team, PyTorch's spin policy, one thread count for both frameworks)
+    # (one team, PyTorch's spin policy, one thread count for both frameworks).
+    # torch.get_num_threads() sets PyTorch's count again on its runtime, so it runs first.
     code = (
         "import torch\n"
         "torch.set_num_threads(1)\n"
         "torch.ones(64, 64) @ torch.ones(64, 64)\n"
         + KERNELS
         + "from tapegrad.kernels.parallel import get_omp_threads\n"
-        "print(torch.get_num_threads(), get_omp_threads())"
+        "t = torch.get_num_threads()\n"
+        "torch.set_num_threads(1)\n"
+        "torch.ones(64, 64) @ torch.ones(64, 64)\n"
+        "print(t, torch.get_num_threads(), get_omp_threads())"
     )
-    assert _run(code) == ["1", "2"]
+    assert _run(code) == ["1", "1", "2"]
 
 
 def test_one_team_order_puts_each_cython_variant_before_its_numba_twin():
