@@ -10,6 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 from .. import _numba_cache  # noqa: F401  (compiled cache: the user's cache folder)
+from .reference import channel_sums
 
 SERIAL = 1 << 16
 BLOCK = 4096  # elements per prange iteration of the flat passes
@@ -102,11 +103,7 @@ def masked_backward(
     gx = np.empty_like(g)
     if g.size:
         _masked_flat(g.reshape(-1), mask.reshape(-1), gx.reshape(-1))
-    if not channel_sum:
-        return gx, None
-    # NumPy's pairwise sum in g's dtype: the bias gradient the unfused op computes
-    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, as in a loop
-        return gx, gx.sum(axis=(0, *range(2, g.ndim)))
+    return gx, (channel_sums(gx) if channel_sum else None)
 
 
 def add_relu_forward(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -23,10 +23,22 @@ def masked_backward(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """(g where mask else 0, its per-channel sum or None)."""
     gx = np.where(mask.view(bool), g, g.dtype.type(0))
-    if not channel_sum:
-        return gx, None
+    return gx, (channel_sums(gx) if channel_sum else None)
+
+
+def channel_sums(g: np.ndarray) -> np.ndarray:
+    """C-contiguous ``g`` (N, C, *) summed over every axis but 1, in ``g``'s dtype, as the
+    unfused convolution sums its bias gradient: the images added element by element (one
+    vector pass), then each channel's row added pairwise (two contiguous reductions, not
+    one over strided axes). Every variant's ``masked_backward`` uses it, so the fused
+    bias gradient has the unfused one's bits."""
     with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN, as in a loop
-        return gx, gx.sum(axis=(0, *range(2, g.ndim)))
+        if g.ndim < 2 or g.size == 0:
+            return g.sum(axis=(0, *range(2, g.ndim)))
+        n, c = g.shape[0], g.shape[1]
+        per_image = g.reshape(n, -1)
+        rows = np.add.reduce(per_image, axis=0) if n > 1 else per_image[0]
+        return np.add.reduce(rows.reshape(c, -1), axis=1)
 
 
 def add_relu_forward(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

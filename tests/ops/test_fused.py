@@ -119,6 +119,22 @@ CONV_CASES = [
 
 
 @pytest.mark.parametrize("variant", K.variants("bias_relu"))
+@pytest.mark.parametrize("shape", [(5, 3, 7, 6), (1, 4, 9), (6, 5)])
+def test_fused_bias_gradient_has_the_unfused_sums_bits(variant, shape):
+    # the fused backward's bias gradient is the unfused convolution's channel sum of the
+    # masked gradient, bit for bit (same order of additions)
+    from tapegrad.ops.conv import channel_sum
+
+    rng = np.random.default_rng(7)
+    g = (rng.standard_normal(shape) * 1e3).astype(np.float32)
+    mask = (rng.random(shape) < 0.6).astype(np.uint8)
+    gx, gb = K.get("bias_relu", variant).masked_backward(g, mask, True)
+    want = channel_sum(np.where(mask.view(bool), g, np.float32(0)))
+    assert gb.dtype == np.float32 and gb.shape == (shape[1],)
+    np.testing.assert_array_equal(gb.view(np.uint32), want.view(np.uint32))
+
+
+@pytest.mark.parametrize("variant", K.variants("bias_relu"))
 @pytest.mark.parametrize("case", CONV_CASES)
 def test_conv2d_relu_is_relu_of_conv2d(variant, case):
     xs, ws, has_b, stride, pad, groups = case
