@@ -272,7 +272,7 @@ class Node:
         self.ctx = ctx
         self.inputs = inputs
         self.seq = next(_counter)
-        self.where = _caller() if _anomaly_on() else ""
+        self.where = _caller() if _state.anomaly else ""
         self.freed = False
         self.versions: tuple = ()
 
@@ -356,11 +356,29 @@ class Function:
             The output; it requires grad exactly when a record was made.
         """
         Tensor = _TENSOR[0] or _tensor_class()
-        tensors = [a if isinstance(a, Tensor) else None for a in args]
-        raw = [a.data if isinstance(a, Tensor) else a for a in args]
-        mode = getattr(_state, "grad", True)  # True, False, or None in inference_mode
-        record = mode and any(t is not None and t.requires_grad for t in tensors)
-        needs = tuple(t is not None and t.requires_grad for t in tensors) if record else ()
+        state = _state
+        mode = state.grad  # True, False, or None in inference_mode
+        # one pass over the arguments: the Tensors (None elsewhere), the arrays forward
+        # takes, and which Tensors require grad (the inputs of the tape record)
+        tensors: list[Any] = []
+        raw: list[Any] = []
+        inputs: list[Any] = []
+        grad_in = False
+        for a in args:
+            if isinstance(a, Tensor):
+                tensors.append(a)
+                raw.append(a.data)
+                if a.requires_grad:
+                    inputs.append(a)
+                    grad_in = True
+                else:
+                    inputs.append(None)
+            else:
+                tensors.append(None)
+                raw.append(a)
+                inputs.append(None)
+        record = bool(mode) and grad_in
+        needs = tuple([t is not None for t in inputs]) if record else ()
         check = cls.check
         if check is not None:
             raw = check(*raw, **kwargs)
@@ -372,16 +390,15 @@ class Function:
             if hook is None
             else hook.forward(cls, ctx, raw, kwargs)
         )
-        if _anomaly_on():
+        if state.anomaly:
             _check_finite(out, "forward", None, cls.__name__)
         result = Tensor._from_op(out)
         if record:
             result.requires_grad = True
-            node = result._node = Node(
-                cls, ctx, [t if t is not None and t.requires_grad else None for t in tensors]
-            )
-            node.versions = _saved_versions(ctx)
-            for t in node.inputs:
+            node = result._node = Node(cls, ctx, inputs)
+            if ctx.saved:
+                node.versions = _saved_versions(ctx)
+            for t in inputs:
                 if t is not None and t._node is not None:
                     # an in-place op on t later rebinds it: this record must keep its value
                     cons = t.__dict__.get("_consumers")
@@ -391,7 +408,7 @@ class Function:
                         cons.append(weakref.ref(node))
         elif mode is None:
             result._inference = True
-        tracer = getattr(_state, "tracer", None)
+        tracer = state.tracer
         if tracer is not None:
             if check is not None:  # the arguments forward ran with, Tensors in their places
                 args = tuple(t if t is not None else a for t, a in zip(tensors, raw))
