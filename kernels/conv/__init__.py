@@ -115,6 +115,7 @@ register("conv2d", "winograd-cython", f"{_P}.winograd_cy")
 register("conv2d", "pointwise-cython", f"{_P}.pointwise_cy")
 register("conv2d", "blocked-cython", f"{_P}.blocked_cy")
 register("conv2d", "flat-cython", f"{_P}.flat_cy")
+register("conv2d", "chvec-cython", f"{_P}.chvec_cy")
 
 
 # Below this many multiply-adds per call the direct kernels win (no column buffer, no
@@ -193,6 +194,28 @@ def _blocked_leads(call: Conv2dCall) -> bool:
     )
 
 
+# Stride-1 3x3 and 5x5 calls (one group, dilation 1) into exactly 16 output channels (one
+# float32 vector) from 4 or more input channels, reduction at most 160: chvec-cython first
+# (output channels across the vector lanes, one accumulator vector per output column, the
+# weight gradient with one accumulator vector per tap), ahead of blocked-cython and
+# im2col-cython forward and weight gradient on lenet5's 6->16 5x5 layer (10x10 outputs) and
+# resnet8's 16->16 3x3 layers (benchmarks/results/conv-small-channels.md).
+_CHVEC_OUT = 16
+
+
+def _chvec_leads(call: Conv2dCall) -> bool:
+    c, kh, kw = call.w_shape[1:]
+    return (
+        call.w_shape[0] == _CHVEC_OUT
+        and (kh, kw) in ((3, 3), (5, 5))
+        and call.groups == 1
+        and call.stride == (1, 1)
+        and call.dilation == (1, 1)
+        and c >= _BLOCKED_MIN_IN
+        and c * kh * kw <= _BLOCKED_MAX_REDUCTION
+    )
+
+
 # Strided calls (stride 2 or 3, one group, dilation 1, kernels wider than 1x1) with 4 or more
 # input channels, 8 to 64 output channels and a reduction of at most 800 (input channels x
 # kernel taps): flat-cython first (direct convolution over the input's phase planes in flat
@@ -230,6 +253,7 @@ def _conv2d_rule(call: Conv2dCall) -> list[str]:
         leads = winograd and _winograd_leads(call)
         pointwise = _pointwise_applies(call)
         blocked = _blocked_leads(call)
+        chvec = _chvec_leads(call)
         flat = _flat_leads(call)
     except (AttributeError, TypeError, ValueError):
         return ["im2col-cython", "im2col-numba"]
@@ -237,6 +261,8 @@ def _conv2d_rule(call: Conv2dCall) -> list[str]:
         return ["direct-cython", "direct-numba", "im2col-cython", "im2col-numba"]
     if pointwise:
         return ["pointwise-cython", "im2col-cython", "im2col-numba"]
+    if chvec:
+        return ["chvec-cython", "blocked-cython", "im2col-cython", "im2col-numba"]
     if blocked and winograd:
         return ["blocked-cython", "winograd-cython", "im2col-cython", "winograd-numba",
                 "im2col-numba"]  # fmt: skip

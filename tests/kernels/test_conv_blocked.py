@@ -119,10 +119,10 @@ def test_blocked_not_applicable(w_shape, stride, dilation, groups):
 
 
 def test_auto_rule_puts_blocked_first_for_few_channels():
-    """resnet8's 16-channel 3x3 layer and a 6->16 5x5 layer on 16x16 outputs: blocked-cython
-    first; 64 channels (a long reduction), 6 output channels, one input channel, a stride of
-    2 or lenet5's 10x10 outputs: not first."""
-    for x_shape, w_shape in [((64, 16, 32, 32), (16, 16, 3, 3)), ((64, 6, 20, 20), (16, 6, 5, 5))]:
+    """A 16->8 3x3 layer and a 6->12 5x5 layer on 16x16 outputs: blocked-cython first; 64
+    channels (a long reduction), 6 output channels, one input channel, a stride of 2, lenet5's
+    10x10 outputs or exactly 16 output channels (chvec-cython's): not first."""
+    for x_shape, w_shape in [((64, 16, 32, 32), (8, 16, 3, 3)), ((64, 6, 20, 20), (12, 6, 5, 5))]:
         call = Conv2dCall(x_shape, w_shape, (1, 1), (1, 1), (1, 1), 1, "<f4")
         assert _conv2d_rule(call)[0] == NAME
     for x_shape, w_shape, s in [
@@ -131,6 +131,7 @@ def test_auto_rule_puts_blocked_first_for_few_channels():
         ((64, 1, 32, 32), (16, 1, 3, 3), 1),
         ((64, 16, 32, 32), (32, 16, 3, 3), 2),
         ((64, 6, 12, 12), (16, 6, 5, 5), 1),
+        ((64, 16, 32, 32), (16, 16, 3, 3), 1),
     ]:
         call = Conv2dCall(x_shape, w_shape, (s, s), (1, 1), (1, 1), 1, "<f4")
         assert _conv2d_rule(call)[0] != NAME

@@ -1,0 +1,358 @@
+"""Direct convolution with output channels across the vector lanes, Cython + OpenMP.
+
+For stride-1 calls with few channels and narrow outputs (lenet5's 6->16 5x5 layer on 10x10
+outputs), where vectors across output columns leave lanes idle and im2col's unfold and small
+GEMMs cost more than the arithmetic. A vector holds ``V`` output channels (16 float32 or 8
+float64: one AVX-512 register); each thread takes whole images and copies its image,
+zero-padded, into its own buffer.
+
+Forward: tiles of ``V`` output channels x up to 16 consecutive output columns of one row,
+one accumulator vector per column: per tap (input channel, kh, kw) one vector load of the
+tap's ``V`` packed weights and one broadcast input value and multiply-add per column (the
+tile's width is a compile-time constant, 1 to 16, so a 10-wide row is one tile without idle
+lanes). The input gradient of a stride-1 call is the same convolution of the output gradient
+with the flipped, transposed filters when x has a vector's worth of channels or more;
+with fewer (lenet5's 6) it is ``blocked-cython``'s (vectors across columns).
+
+Weight gradient (3x3 and 5x5 kernels): each thread copies its image's output gradient
+transposed to (position, channel); for each block of ``V`` output channels and each input
+channel, one accumulator vector per tap (9 or 25) runs over the image's output positions,
+one vector load of the gradient and a broadcast input value per tap and position. Each
+thread adds its images into its own partial sums, which are added in thread order
+(repeatable for a given thread count).
+
+Every output adds its taps in (input channel, kh, kw) order. Strided, dilated and grouped
+calls, and weight gradients of other kernel sizes, go to ``im2col-cython``. Bounds and
+wraparound checks are set by the build (setup.py), not here.
+"""
+
+cimport openmp
+from cython.parallel cimport prange
+
+import numpy as np
+
+from .. import memory, threads
+from . import blocked_cy as _blocked
+from . import im2col_cy as _fallback
+from .im2col import workspace
+
+
+include "../_common.pxi"
+
+
+cdef enum:
+    _QMAX = 16  # output columns per forward tile (accumulator vectors)
+
+
+# Tiles in C: GCC vector types of 64 bytes (16 floats or 8 doubles: one AVX-512 register, two
+# AVX2 ones). The forward tile's width Q and the weight-gradient tile's kernel size are
+# compile-time constants so the accumulators stay in registers.
+cdef extern from *:
+    """
+    #define TG_CV_TYPES(T, S)                                                           \
+    typedef T tg_cv_v##S __attribute__((vector_size(64)));                              \
+    typedef T tg_cv_u##S __attribute__((vector_size(64), aligned(sizeof(T)), may_alias));
+
+    /* a[q] += x[ci, i, j + q] * w[ci, i, j, :] over (ci, i, j); xp at the tile's first input
+       pixel (row oh, column ow0 of channel 0), wt at the block's first channel */
+    #define TG_CV_FWD(T, S, Q)                                                          \
+    __attribute__((optimize("no-predictive-commoning")))                                \
+    static void tg_cv_fwd_##S##_##Q(const T* xp, const T* wt, Py_ssize_t c,             \
+            Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t op,    \
+            T* out) {                                                                   \
+        enum { V = 64 / sizeof(T) };                                                    \
+        tg_cv_v##S a[Q];                                                                \
+        Py_ssize_t ci, i, j, q;                                                         \
+        _Pragma("GCC unroll 16") for (q = 0; q < Q; q++) a[q] = (tg_cv_v##S){0};         \
+        for (ci = 0; ci < c; ci++) {                                                    \
+            for (i = 0; i < kh; i++) {                                                  \
+                const T* row = xp + (ci * hp + i) * wp;                                 \
+                const T* w = wt + (ci * kh + i) * kw * op;                              \
+                for (j = 0; j < kw; j++, w += op) {                                     \
+                    tg_cv_v##S wv = *(const tg_cv_u##S*)w;                              \
+                    _Pragma("GCC unroll 16") for (q = 0; q < Q; q++)                    \
+                        a[q] += row[j + q] * wv;                                        \
+                }                                                                       \
+            }                                                                           \
+        }                                                                               \
+        _Pragma("GCC unroll 16") for (q = 0; q < Q; q++)                                \
+            *(tg_cv_u##S*)(out + q * V) = a[q];                                         \
+    }
+
+    /* out[t * op] += sum over positions of x[oh + i, ow + j] * gt[(oh, ow), :] for the
+       KH x KW taps t = i * KW + j of one input channel; xp that channel's padded plane */
+    #define TG_CV_WG(T, S, KH, KW)                                                      \
+    __attribute__((optimize("no-predictive-commoning")))                                \
+    static void tg_cv_wg_##S##_##KH##KW(const T* xp, const T* gt, Py_ssize_t ho,       \
+            Py_ssize_t wo, Py_ssize_t wp, Py_ssize_t op, T* out) {                      \
+        tg_cv_v##S a[KH * KW];                                                          \
+        Py_ssize_t oh, ow, i, j;                                                        \
+        _Pragma("GCC unroll 25") for (i = 0; i < KH * KW; i++) a[i] = (tg_cv_v##S){0};   \
+        for (oh = 0; oh < ho; oh++) {                                                   \
+            for (ow = 0; ow < wo; ow++) {                                               \
+                tg_cv_v##S g = *(const tg_cv_u##S*)(gt + (oh * wo + ow) * op);          \
+                const T* src = xp + oh * wp + ow;                                       \
+                _Pragma("GCC unroll 5") for (i = 0; i < KH; i++)                        \
+                    _Pragma("GCC unroll 5") for (j = 0; j < KW; j++)                    \
+                        a[i * KW + j] += src[i * wp + j] * g;                           \
+            }                                                                           \
+        }                                                                               \
+        _Pragma("GCC unroll 25") for (i = 0; i < KH * KW; i++)                          \
+            *(tg_cv_u##S*)(out + i * op) += a[i];                                       \
+    }
+
+    #define TG_CV_ALL(T, S)                                                             \
+    TG_CV_TYPES(T, S)                                                                   \
+    TG_CV_FWD(T, S, 1) TG_CV_FWD(T, S, 2) TG_CV_FWD(T, S, 3) TG_CV_FWD(T, S, 4)         \
+    TG_CV_FWD(T, S, 5) TG_CV_FWD(T, S, 6) TG_CV_FWD(T, S, 7) TG_CV_FWD(T, S, 8)         \
+    TG_CV_FWD(T, S, 9) TG_CV_FWD(T, S, 10) TG_CV_FWD(T, S, 11) TG_CV_FWD(T, S, 12)      \
+    TG_CV_FWD(T, S, 13) TG_CV_FWD(T, S, 14) TG_CV_FWD(T, S, 15) TG_CV_FWD(T, S, 16)     \
+    TG_CV_WG(T, S, 3, 3) TG_CV_WG(T, S, 5, 5)                                           \
+    static inline void tg_cv_fwd_##S(Py_ssize_t q, const T* xp, const T* wt,            \
+            Py_ssize_t c, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp,    \
+            Py_ssize_t op, T* out) {                                                    \
+        switch (q) {                                                                    \
+        case 1: tg_cv_fwd_##S##_1(xp, wt, c, kh, kw, hp, wp, op, out); break;           \
+        case 2: tg_cv_fwd_##S##_2(xp, wt, c, kh, kw, hp, wp, op, out); break;           \
+        case 3: tg_cv_fwd_##S##_3(xp, wt, c, kh, kw, hp, wp, op, out); break;           \
+        case 4: tg_cv_fwd_##S##_4(xp, wt, c, kh, kw, hp, wp, op, out); break;           \
+        case 5: tg_cv_fwd_##S##_5(xp, wt, c, kh, kw, hp, wp, op, out); break;           \
+        case 6: tg_cv_fwd_##S##_6(xp, wt, c, kh, kw, hp, wp, op, out); break;           \
+        case 7: tg_cv_fwd_##S##_7(xp, wt, c, kh, kw, hp, wp, op, out); break;           \
+        case 8: tg_cv_fwd_##S##_8(xp, wt, c, kh, kw, hp, wp, op, out); break;           \
+        case 9: tg_cv_fwd_##S##_9(xp, wt, c, kh, kw, hp, wp, op, out); break;           \
+        case 10: tg_cv_fwd_##S##_10(xp, wt, c, kh, kw, hp, wp, op, out); break;         \
+        case 11: tg_cv_fwd_##S##_11(xp, wt, c, kh, kw, hp, wp, op, out); break;         \
+        case 12: tg_cv_fwd_##S##_12(xp, wt, c, kh, kw, hp, wp, op, out); break;         \
+        case 13: tg_cv_fwd_##S##_13(xp, wt, c, kh, kw, hp, wp, op, out); break;         \
+        case 14: tg_cv_fwd_##S##_14(xp, wt, c, kh, kw, hp, wp, op, out); break;         \
+        case 15: tg_cv_fwd_##S##_15(xp, wt, c, kh, kw, hp, wp, op, out); break;         \
+        default: tg_cv_fwd_##S##_16(xp, wt, c, kh, kw, hp, wp, op, out); break;         \
+        }                                                                               \
+    }                                                                                   \
+    static inline int tg_cv_wg_##S(Py_ssize_t kh, Py_ssize_t kw, const T* xp,          \
+            const T* gt, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t wp, Py_ssize_t op,     \
+            T* out) {                                                                   \
+        if (kh == 3 && kw == 3) tg_cv_wg_##S##_33(xp, gt, ho, wo, wp, op, out);         \
+        else if (kh == 5 && kw == 5) tg_cv_wg_##S##_55(xp, gt, ho, wo, wp, op, out);    \
+        else return 0;                                                                  \
+        return 1;                                                                       \
+    }
+    TG_CV_ALL(float, f)
+    TG_CV_ALL(double, d)
+    """
+    void tg_cv_fwd_f(Py_ssize_t q, const float* xp, const float* wt, Py_ssize_t c,
+                     Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t op,
+                     float* out) noexcept nogil
+    void tg_cv_fwd_d(Py_ssize_t q, const double* xp, const double* wt, Py_ssize_t c,
+                     Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t op,
+                     double* out) noexcept nogil
+    int tg_cv_wg_f(Py_ssize_t kh, Py_ssize_t kw, const float* xp, const float* gt,
+                   Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t wp, Py_ssize_t op,
+                   float* out) noexcept nogil
+    int tg_cv_wg_d(Py_ssize_t kh, Py_ssize_t kw, const double* xp, const double* gt,
+                   Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t wp, Py_ssize_t op,
+                   double* out) noexcept nogil
+
+
+cdef inline void _pad(const real* xb, real* xp, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
+                      Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t hp, Py_ssize_t wp) noexcept nogil:
+    # xp[ci, r, q] = x[ci, r - ph, q - pw], zero outside the image
+    cdef Py_ssize_t ci, r, q, ih
+    cdef real* d
+    cdef const real* src
+    for ci in range(c):
+        for r in range(hp):
+            d = xp + (ci * hp + r) * wp
+            ih = r - ph
+            if ih < 0 or ih >= h:
+                for q in range(wp):
+                    d[q] = 0
+                continue
+            src = xb + (ci * h + ih) * w
+            for q in range(pw):
+                d[q] = 0
+            for q in range(w):
+                d[pw + q] = src[q]
+            for q in range(pw + w, wp):
+                d[q] = 0
+
+
+def forward_threads(const real[:, :, :, ::1] x, const real[::1] wt, const real[::1] bias,
+                    bint has_bias, real[:, :, :, ::1] y, real[:, ::1] buf, real[:, ::1] accs,
+                    int kh, int kw, int ph, int pw, int op, int nt):
+    """y[b] = conv(x[b]) per image and thread, through the thread's padded image."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t o = y.shape[1], ho = y.shape[2], wo = y.shape[3]
+    cdef Py_ssize_t hp = h + 2 * ph, wp = w + 2 * pw
+    cdef Py_ssize_t lanes = 64 // sizeof(real)
+    cdef Py_ssize_t b, oh, ow0, oc0, q, k, nq, nk
+    cdef int tid
+    cdef real* xp
+    cdef real* acc
+    cdef real* yb
+    cdef real bv
+    with nogil:
+        for b in prange(n, schedule="static", num_threads=nt):
+            tid = openmp.omp_get_thread_num()
+            xp = &buf[tid, 0]
+            acc = &accs[tid, 0]
+            yb = &y[b, 0, 0, 0]
+            _pad(&x[b, 0, 0, 0], xp, c, h, w, ph, pw, hp, wp)
+            oc0 = 0
+            while oc0 < o:
+                nk = o - oc0
+                if nk > lanes:
+                    nk = lanes
+                for oh in range(ho):
+                    ow0 = 0
+                    while ow0 < wo:
+                        nq = wo - ow0
+                        if nq > _QMAX:
+                            nq = _QMAX
+                        if real is float:
+                            tg_cv_fwd_f(nq, xp + oh * wp + ow0, &wt[oc0], c, kh, kw, hp, wp,
+                                        op, acc)
+                        else:
+                            tg_cv_fwd_d(nq, xp + oh * wp + ow0, &wt[oc0], c, kh, kw, hp, wp,
+                                        op, acc)
+                        for k in range(nk):
+                            bv = bias[oc0 + k] if has_bias else 0
+                            for q in range(nq):
+                                yb[((oc0 + k) * ho + oh) * wo + ow0 + q] = (
+                                    acc[q * lanes + k] + bv)
+                        ow0 = ow0 + nq
+                oc0 = oc0 + lanes
+
+
+def wgrad_threads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, real[:, ::1] buf,
+                  real[:, ::1] gts, real[:, ::1] part, int kh, int kw, int ph, int pw, int op,
+                  int nt):
+    """part[t] = sum over thread t's images of the weight gradient, as (ci, i, j, op)."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
+    cdef Py_ssize_t hp = h + 2 * ph, wp = w + 2 * pw, npos = ho * wo
+    cdef Py_ssize_t lanes = 64 // sizeof(real)
+    cdef Py_ssize_t b, ci, oc0, k, f
+    cdef int tid
+    cdef real* xp
+    cdef real* gt
+    cdef real* pt
+    cdef const real* gb
+    with nogil:
+        for b in prange(n, schedule="static", num_threads=nt):
+            tid = openmp.omp_get_thread_num()
+            xp = &buf[tid, 0]
+            gt = &gts[tid, 0]
+            pt = &part[tid, 0]
+            gb = &gy[b, 0, 0, 0]
+            _pad(&x[b, 0, 0, 0], xp, c, h, w, ph, pw, hp, wp)
+            # gt[f, k] = gy[b, k, f], zero in the lanes past the last channel
+            for f in range(npos):
+                for k in range(o):
+                    gt[f * op + k] = gb[k * npos + f]
+                for k in range(o, op):
+                    gt[f * op + k] = 0
+            oc0 = 0
+            while oc0 < o:
+                for ci in range(c):
+                    if real is float:
+                        tg_cv_wg_f(kh, kw, xp + ci * hp * wp, gt + oc0, ho, wo, wp, op,
+                                   pt + ci * kh * kw * op + oc0)
+                    else:
+                        tg_cv_wg_d(kh, kw, xp + ci * hp * wp, gt + oc0, ho, wo, wp, op,
+                                   pt + ci * kh * kw * op + oc0)
+                oc0 = oc0 + lanes
+
+
+def applies(w_shape, stride, dilation, groups) -> bool:
+    """One group, dilation 1, stride 1."""
+    return groups == 1 and tuple(dilation) == (1, 1) and tuple(stride) == (1, 1)
+
+
+def _team_size(macs):
+    return 1 if macs < _GRAIN else threads.get_num_threads()
+
+
+def _lanes(dtype):
+    return 64 // np.dtype(dtype).itemsize
+
+
+def _conv(x, w, b, int ph, int pw):
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    ho, wo = h + 2 * ph - kh + 1, wd + 2 * pw - kw + 1
+    hp, wp = h + 2 * ph, wd + 2 * pw
+    lanes = _lanes(x.dtype)
+    op = (o + lanes - 1) // lanes * lanes
+    nt = max(1, min(_team_size(n * o * ho * wo * c * kh * kw), n))
+    memory.check_fits("conv2d (chvec)", {
+        "padded images": nt * c * hp * wp * x.itemsize,
+        "output": n * o * ho * wo * x.itemsize,
+    })
+    y = np.empty((n, o, ho, wo), dtype=x.dtype)
+    wt = np.zeros((c, kh, kw, op), dtype=x.dtype)
+    wt[..., :o] = w.transpose(1, 2, 3, 0)
+    buf = workspace("chvec-x", (nt, c * hp * wp), x.dtype)
+    bias = b if b is not None else np.zeros(1, dtype=x.dtype)
+    accs = np.empty((nt, _QMAX * lanes), dtype=x.dtype)
+    forward_threads(x, wt.reshape(-1), bias, b is not None, y, buf, accs, kh, kw, ph, pw, op, nt)
+    return y
+
+
+def _wgrad(gy, x, w, int ph, int pw):
+    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    ho, wo = gy.shape[2:]
+    hp, wp = h + 2 * ph, wd + 2 * pw
+    lanes = _lanes(x.dtype)
+    op = (o + lanes - 1) // lanes * lanes
+    nt = max(1, min(_team_size(n * o * ho * wo * c * kh * kw), n))
+    memory.check_fits("conv2d (chvec weight gradient)", {
+        "padded images": nt * c * hp * wp * x.itemsize,
+        "transposed gradients": nt * ho * wo * op * x.itemsize,
+    })
+    buf = workspace("chvec-x", (nt, c * hp * wp), x.dtype)
+    gts = workspace("chvec-g", (nt, ho * wo * op), x.dtype)
+    part = np.zeros((nt, c * kh * kw * op), dtype=x.dtype)
+    wgrad_threads(gy, x, buf, gts, part, kh, kw, ph, pw, op, nt)
+    total = part[0]
+    for t in range(1, nt):
+        total = total + part[t]
+    return np.ascontiguousarray(total.reshape(c, kh, kw, op)[..., :o].transpose(3, 0, 1, 2))
+
+
+def _direct(x, w, stride, padding, dilation, groups, ho, wo):
+    return (applies(w.shape, stride, dilation, groups) and x.dtype in (np.float32, np.float64)
+            and w.dtype == x.dtype and x.size > 0 and w.size > 0 and ho > 0 and wo > 0)
+
+
+def forward(x, w, b, stride, padding, dilation, groups):
+    n, c, h, wd = x.shape
+    kh, kw = w.shape[2:]
+    ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    wo = (wd + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    if not _direct(x, w, stride, padding, dilation, groups, ho, wo):
+        return _fallback.forward(x, w, b, stride, padding, dilation, groups)
+    return _conv(x, w, b, int(padding[0]), int(padding[1]))
+
+
+def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
+    kh, kw = w.shape[2:]
+    ph, pw = int(padding[0]), int(padding[1])
+    direct = gy.dtype == x.dtype and _direct(gy, w, stride, padding, dilation, groups,
+                                              *gy.shape[2:])
+    gx = gw = None
+    # the input gradient's output channels are x's: with fewer than a vector's lanes most of
+    # them would idle, and blocked-cython's tiles (vectors across columns) do better
+    if (need_x and direct and ph <= kh - 1 and pw <= kw - 1
+            and x.shape[1] >= _lanes(x.dtype)):
+        wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+        gx = _conv(np.ascontiguousarray(gy), wf, None, kh - 1 - ph, kw - 1 - pw)
+    elif need_x:
+        gx = _blocked.backward(gy, x, w, stride, padding, dilation, groups, True, False)[0]
+    if need_w and direct and (kh, kw) in ((3, 3), (5, 5)):
+        gw = _wgrad(np.ascontiguousarray(gy), x, w, ph, pw)
+    elif need_w:
+        gw = _fallback.backward(gy, x, w, stride, padding, dilation, groups, False, True)[1]
+    return gx, gw

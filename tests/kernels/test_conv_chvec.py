@@ -1,0 +1,177 @@
+"""The chvec-cython conv2d variant (direct convolution with output channels across the vector
+lanes, stride 1): against ``reference`` and PyTorch on random shapes, gradcheck in float64,
+the calls it delegates, non-finite values, a repeatable weight gradient and ``auto``'s rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tapegrad as tg
+import tapegrad.kernels as K
+import tapegrad.nn.functional as F
+from tapegrad.kernels.conv import Conv2dCall, _conv2d_rule
+from tests._sizes import examples
+from tests.kernels._conv_helpers import (
+    assert_same_nonfinite,
+    check_against_reference,
+    check_against_torch,
+    conv_arrays,
+    patched,
+    tol,
+)
+
+NAME = "chvec-cython"
+pytestmark = pytest.mark.skipif(NAME not in K.variants("conv2d"), reason="not built here")
+
+
+@st.composite
+def chvec_case(draw):
+    """Odd and even sizes (rows wider than a tile's 16 columns too), kernels 1..5 (the
+    weight gradient's own tiles are 3x3 and 5x5), padding 0..2 per side, batch 1..3, output
+    channel counts below, at and past one vector's 8 or 16 lanes."""
+    n = draw(st.integers(1, 3))
+    c, o = (
+        draw(
+            st.integers(1, 18),
+        ),
+        draw(st.sampled_from([1, 5, 8, 16, 17, 23])),
+    )
+    k = draw(st.sampled_from([1, 2, 3, 3, 5, 5]))
+    kh, kw = (k, k) if draw(st.booleans()) else (k, draw(st.integers(1, 5)))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    h = draw(st.integers(max(1, kh - 2 * padding[0]), 13))
+    w = draw(st.integers(max(1, kw - 2 * padding[1]), 37))
+    bias = draw(st.booleans())
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    return n, c, o, h, w, kh, kw, padding, (1, 1), bias, dtype
+
+
+def _arrays(case, seed=0):
+    n, c, o, h, w, kh, kw, _, _, bias, dtype = case
+    return conv_arrays(n, c, o, h, w, kh, kw, bias, dtype, seed=seed)
+
+
+@settings(max_examples=examples(20), deadline=None)
+@given(case=chvec_case(), team=st.integers(1, 3), need=st.sampled_from(["both", "x", "w"]))
+def test_chvec_matches_reference(case, team, need):
+    """Forward and each gradient alone or both, with a team of 1 to 3 threads whatever the
+    batch."""
+    x, w, b = _arrays(case)
+    args = (case[8], case[7], (1, 1), 1)
+    check_against_reference(K.get("conv2d", NAME), x, w, b, args, need, team)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_chvec_own_paths_on_layer_shapes(dtype):
+    """lenet5's 6->16 5x5 layer and a 16->16 3x3 layer (its own input gradient), batch of 5
+    split over two threads, rows of 10 and 19 columns (one tile and a 16 + 3 split)."""
+    mod, ref = K.get("conv2d", NAME), K.get("conv2d", "reference")
+    rng = np.random.default_rng(5)
+    for x_shape, w_shape, p in [((5, 6, 14, 14), (16, 6, 5, 5), 0),
+                                ((5, 16, 9, 19), (16, 16, 3, 3), 1)]:  # fmt: skip
+        x = rng.standard_normal(x_shape).astype(dtype)
+        w = rng.standard_normal(w_shape).astype(dtype)
+        b = rng.standard_normal(w_shape[0]).astype(dtype)
+        args = ((1, 1), (p, p), (1, 1), 1)
+        with patched(mod, 2):
+            y = mod.forward(x, w, b, *args)
+            gy = rng.standard_normal(y.shape).astype(dtype)
+            got = mod.backward(gy, x, w, *args, True, True)
+        np.testing.assert_allclose(y, ref.forward(x, w, b, *args), **tol(dtype))
+        for g, r in zip(got, ref.backward(gy, x, w, *args, True, True), strict=True):
+            np.testing.assert_allclose(g, r, **tol(dtype))
+
+
+def test_chvec_weight_gradient_repeatable():
+    """The same call twice gives the same weight gradient bit for bit (partial sums per
+    thread added in thread order)."""
+    mod = K.get("conv2d", NAME)
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((7, 6, 14, 14)).astype(np.float32)
+    w = rng.standard_normal((16, 6, 5, 5)).astype(np.float32)
+    gy = rng.standard_normal((7, 16, 10, 10)).astype(np.float32)
+    args = ((1, 1), (0, 0), (1, 1), 1)
+    with patched(mod, 2):
+        first = mod.backward(gy, x, w, *args, False, True)[1]
+        again = mod.backward(gy, x, w, *args, False, True)[1]
+    np.testing.assert_array_equal(first, again)
+
+
+@pytest.mark.parametrize("k, padding", [(3, 1), (5, 2), (3, 0)])
+def test_chvec_gradcheck(k, padding):
+    rng = np.random.default_rng(2)
+    x = tg.Tensor(rng.standard_normal((2, 3, 7, 6)), requires_grad=True)
+    w = tg.Tensor(rng.standard_normal((4, 3, k, k)), requires_grad=True)
+    b = tg.Tensor(rng.standard_normal(4), requires_grad=True)
+    with K.use(conv2d=NAME):
+        assert tg.gradcheck(lambda x, w, b: F.conv2d(x, w, b, 1, padding), [x, w, b])
+
+
+@pytest.mark.torch
+@settings(max_examples=examples(10), deadline=None)
+@given(case=chvec_case())
+def test_chvec_matches_torch(case):
+    check_against_torch(NAME, *_arrays(case, seed=3), case[8], case[7])
+
+
+def test_chvec_nonfinite_stays_local():
+    """A NaN or an infinity reaches the outputs (and weight-gradient taps) whose window
+    holds it, as in a direct sum."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 4, 9, 11))
+    w = rng.standard_normal((16, 4, 3, 3))
+    x[0, 1, 0, 0], x[1, 0, 5, 6] = np.nan, np.inf
+    args = ((1, 1), (1, 1), (1, 1), 1)
+    mod, ref = K.get("conv2d", NAME), K.get("conv2d", "reference")
+    y = mod.forward(x, w, None, *args)
+    want = ref.forward(x, w, None, *args)
+    assert_same_nonfinite(y, want)
+    gy = rng.standard_normal(y.shape)
+    gw = mod.backward(gy, x, w, *args, False, True)[1]
+    gw_ref = ref.backward(gy, x, w, *args, False, True)[1]
+    np.testing.assert_array_equal(np.isfinite(gw), np.isfinite(gw_ref))
+
+
+@pytest.mark.parametrize(
+    "w_shape, stride, dilation, groups",
+    [((4, 2, 3, 3), 2, 1, 1), ((4, 2, 3, 3), 1, 2, 1), ((4, 1, 3, 3), 1, 1, 2)],
+)
+def test_chvec_not_applicable(w_shape, stride, dilation, groups):
+    """Strided, dilated or grouped calls: the right answer (through im2col-cython), and
+    ``auto``'s rule does not put chvec-cython first for them."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((2, 2, 9, 8))
+    w = rng.standard_normal(w_shape)
+    args = ((stride, stride), (1, 1), (dilation, dilation), groups)
+    mod, ref = K.get("conv2d", NAME), K.get("conv2d", "reference")
+    y = mod.forward(x, w, None, *args)
+    np.testing.assert_allclose(y, ref.forward(x, w, None, *args), rtol=1e-10, atol=1e-10)
+    gy = rng.standard_normal(y.shape)
+    for g, r in zip(mod.backward(gy, x, w, *args, True, True),
+                    ref.backward(gy, x, w, *args, True, True)):  # fmt: skip
+        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10)
+    big = Conv2dCall((32, 16 * groups, 32, 32), (16, 16, 3, 3), (stride, stride), (1, 1),
+                     (dilation, dilation), groups, "<f4")  # fmt: skip
+    assert NAME not in _conv2d_rule(big)
+
+
+def test_auto_rule_puts_chvec_first_for_16_output_channels():
+    """lenet5's 6->16 5x5 layer and resnet8's 16->16 3x3 layer: chvec-cython first, then
+    blocked-cython; other output counts, a long reduction, one input channel, 7x7 kernels or
+    a stride of 2: not first."""
+    for x_shape, w_shape in [((64, 6, 14, 14), (16, 6, 5, 5)), ((64, 16, 32, 32), (16, 16, 3, 3))]:
+        rule = _conv2d_rule(Conv2dCall(x_shape, w_shape, (1, 1), (0, 0), (1, 1), 1, "<f4"))
+        assert rule[:2] == [NAME, "blocked-cython"]
+    for x_shape, w_shape, s in [
+        ((64, 16, 32, 32), (32, 16, 3, 3), 1),
+        ((64, 16, 32, 32), (8, 16, 3, 3), 1),
+        ((64, 32, 16, 16), (16, 32, 3, 3), 1),
+        ((64, 1, 28, 28), (16, 1, 5, 5), 1),
+        ((64, 3, 32, 32), (16, 3, 7, 7), 1),
+        ((64, 16, 32, 32), (16, 16, 3, 3), 2),
+    ]:
+        call = Conv2dCall(x_shape, w_shape, (s, s), (1, 1), (1, 1), 1, "<f4")
+        assert _conv2d_rule(call)[0] != NAME
