@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, ClassVar
 
+from .. import threads as _threads
 from ..calls import KernelCall, pair
 from ..registry import register, set_rule
 from . import cases as _cases
@@ -228,6 +229,13 @@ def _chvec_leads(call: Conv2dCall) -> bool:
 _FLAT_MAX_REDUCTION = 800
 _FLAT_MAX_OUT = 64
 _FLAT_MIN_POSITIONS = 128
+# At more than one thread, reductions shorter than this (resnet8's and conv_autoencoder's
+# 16->32 3x3 layers: 144) keep im2col-cython first and flat-cython second: its GEMMs
+# gain more from the second thread than flat-cython's per-image plane copies and short
+# tiles. Kernel-level forward + backward on a quiet machine (benchmarks/results/
+# conv-targets.md): on resnet8's 16->32 layer flat-cython led at 1 thread and
+# im2col-cython at 2; on the 5x5 32->48 layer (reduction 800) flat-cython led at both.
+_FLAT_MIN_REDUCTION_TEAM = 288
 
 
 def _flat_leads(call: Conv2dCall) -> bool:
@@ -246,6 +254,12 @@ def _flat_leads(call: Conv2dCall) -> bool:
     )
 
 
+def _flat_team_leads(call: Conv2dCall) -> bool:
+    """flat-cython ahead of im2col-cython at the current thread count (see above)."""
+    c, kh, kw = call.w_shape[1:]
+    return _threads.get_num_threads() == 1 or c * kh * kw >= _FLAT_MIN_REDUCTION_TEAM
+
+
 def _conv2d_rule(call: Conv2dCall) -> list[str]:
     try:
         macs = call.macs()
@@ -255,6 +269,7 @@ def _conv2d_rule(call: Conv2dCall) -> list[str]:
         blocked = _blocked_leads(call)
         chvec = _chvec_leads(call)
         flat = _flat_leads(call)
+        flat_first = flat and _flat_team_leads(call)
     except (AttributeError, TypeError, ValueError):
         return ["im2col-cython", "im2col-numba"]
     if macs < _DIRECT_MACS:
@@ -268,8 +283,10 @@ def _conv2d_rule(call: Conv2dCall) -> list[str]:
                 "im2col-numba"]  # fmt: skip
     if blocked:
         return ["blocked-cython", "im2col-cython", "im2col-numba"]
-    if flat:
+    if flat_first:
         return ["flat-cython", "im2col-cython", "im2col-numba"]
+    if flat:
+        return ["im2col-cython", "flat-cython", "im2col-numba"]
     if leads:
         return ["winograd-cython", "im2col-cython", "winograd-numba", "im2col-numba"]
     if winograd:

@@ -17,8 +17,9 @@ a stride-1 convolution of the zero-padded output gradient with the taps that lan
 phase (no zero-dilated gradient, no scatter): the same tiles with another tap table, each
 input pixel written once. The weight gradient runs over the same planes and the output
 gradient in rows of ``wq``: tiles of 4 output channels x 6 taps, each a vector of partial
-sums over a block of images kept in registers, summed across lanes per block, each
-thread's sums added in a fixed order (repeatable for a given thread count). Images with
+sums over a block of images kept in registers and added lane by lane to the thread's
+vectors after each block, whose lanes are summed once per thread at the end; the threads'
+sums are added in a fixed order (repeatable for a given thread count). Images with
 few output positions take ``im2col-cython``'s weight gradient, as do dilated and grouped
 calls.
 
@@ -79,16 +80,15 @@ cdef extern from *:
     TG_FL_TILE(double, d)
 
     /* weight-gradient tile: 4 output channels x 6 taps, each a vector of lane sums over
-       the block's images and positions, then summed across lanes (pairwise, fixed order)
-       into gw[oc * tp + t] += ... */
+       the block's images and positions, added to the tile's 24 vectors in acc (lane sums
+       kept across blocks, summed across lanes once per thread by tg_fw_lanes) */
     #define TG_FW_TILE(T, S)                                                            \
     static inline void tg_fw_tile_##S(const T* xq, Py_ssize_t xs, const T* gy,          \
             Py_ssize_t gs, Py_ssize_t gr, Py_ssize_t nimg, Py_ssize_t nf,              \
-            const Py_ssize_t* offs, T* gw, Py_ssize_t tp) {                             \
+            const Py_ssize_t* offs, T* acc) {                                           \
         enum { L = 64 / sizeof(T) };                                                    \
         tg_fl_v##S a[4][6];                                                             \
-        T tmp[L] __attribute__((aligned(64)));                                          \
-        Py_ssize_t m, f, p, q, l, h;                                                    \
+        Py_ssize_t m, f, p, q;                                                          \
         _Pragma("GCC unroll 4") for (p = 0; p < 4; p++)                                 \
             _Pragma("GCC unroll 6") for (q = 0; q < 6; q++) a[p][q] = (tg_fl_v##S){0};  \
         for (m = 0; m < nimg; m++) {                                                    \
@@ -116,12 +116,21 @@ cdef extern from *:
                 }                                                                       \
             }                                                                           \
         }                                                                               \
+        _Pragma("GCC unroll 4") for (p = 0; p < 4; p++)                                 \
+            _Pragma("GCC unroll 6") for (q = 0; q < 6; q++)                             \
+                *(tg_fl_u##S*)(acc + (p * 6 + q) * L) += a[p][q];                       \
+    }                                                                                   \
+    /* gw[p * tp + q] = the lanes of acc's vector (p, q) summed pairwise (fixed order) */ \
+    static inline void tg_fw_lanes_##S(const T* acc, T* gw, Py_ssize_t tp) {            \
+        enum { L = 64 / sizeof(T) };                                                    \
+        T tmp[L];                                                                       \
+        Py_ssize_t p, q, l, h;                                                          \
         for (p = 0; p < 4; p++)                                                         \
             for (q = 0; q < 6; q++) {                                                   \
-                *(tg_fl_v##S*)tmp = a[p][q];                                            \
+                for (l = 0; l < L; l++) tmp[l] = acc[(p * 6 + q) * L + l];              \
                 for (h = L / 2; h > 0; h /= 2)                                          \
                     for (l = 0; l < h; l++) tmp[l] += tmp[l + h];                       \
-                gw[p * tp + q] += tmp[0];                                               \
+                gw[p * tp + q] = tmp[0];                                                \
             }                                                                           \
     }
     TG_FW_TILE(float, f)
@@ -135,10 +144,12 @@ cdef extern from *:
 
     void tg_fw_tile_f(const float* xq, Py_ssize_t xs, const float* gy, Py_ssize_t gs,
                       Py_ssize_t gr, Py_ssize_t nimg, Py_ssize_t nf, const Py_ssize_t* offs,
-                      float* gw, Py_ssize_t tp) noexcept nogil
+                      float* acc) noexcept nogil
     void tg_fw_tile_d(const double* xq, Py_ssize_t xs, const double* gy, Py_ssize_t gs,
                       Py_ssize_t gr, Py_ssize_t nimg, Py_ssize_t nf, const Py_ssize_t* offs,
-                      double* gw, Py_ssize_t tp) noexcept nogil
+                      double* acc) noexcept nogil
+    void tg_fw_lanes_f(const float* acc, float* gw, Py_ssize_t tp) noexcept nogil
+    void tg_fw_lanes_d(const double* acc, double* gw, Py_ssize_t tp) noexcept nogil
 
 
 cdef enum:
@@ -242,25 +253,28 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
 
 def wgrad_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
                   const Py_ssize_t[::1] offs, real[:, ::1] xbuf, real[:, ::1] gbuf,
-                  real[:, ::1] gws, int s, int ph, int pw, int hq, int wq, int op, int tp,
-                  int nfp, int slack, int wb, int nt):
+                  real[:, ::1] lanes, real[:, ::1] gws, int s, int ph, int pw, int hq, int wq,
+                  int op, int tp, int nfp, int slack, int wb, int nt):
     """Thread k takes images [n*k/nt, n*(k+1)/nt) in blocks of wb: their phase planes and
     their output gradients in rows of wq (zeros past each row and the last position), then
-    every (4 channels x 6 taps) tile adds the block's products to gws[k] (summed by the
-    caller in a fixed order)."""
+    every (4 channels x 6 taps) tile adds the block's products, lane by lane, to its vectors
+    in lanes[k]; at the end each vector's lanes summed into gws[k] (the threads' sums added
+    by the caller in a fixed order)."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
     cdef Py_ssize_t xs = c * s * s * hq * wq + slack, gs = op * nfp
-    cdef Py_ssize_t k, b0, b1, bb, m, nb, oc, r, q, o0, t0
+    cdef Py_ssize_t k, b0, b1, bb, m, nb, oc, r, o0, t0, tv
+    cdef Py_ssize_t lv = 64 // sizeof(real), ntq = tp // _WT
     cdef real* xq
     cdef real* gq
-    cdef real* d
+    cdef real* lk
     with nogil:
         for k in prange(nt, schedule="static", chunksize=1, num_threads=nt):
             xq = &xbuf[k, 0]
             gq = &gbuf[k, 0]
-            for m in range(op * tp):
-                gws[k, m] = 0
+            lk = &lanes[k, 0]
+            for m in range(op * tp * lv):
+                lk[m] = 0
             for m in range(wb * gs):
                 gq[m] = 0
             b0 = n * k // nt
@@ -275,20 +289,29 @@ def wgrad_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
                             slack)
                     for oc in range(o):
                         for r in range(ho):
-                            d = gq + m * gs + oc * nfp + r * wq
-                            for q in range(wo):
-                                d[q] = gy[bb + m, oc, r, q]
+                            if real is float:
+                                tg_take_f(&gy[bb + m, oc, r, 0], 1,
+                                          gq + m * gs + oc * nfp + r * wq, wo, NULL)
+                            else:
+                                tg_take_d(&gy[bb + m, oc, r, 0], 1,
+                                          gq + m * gs + oc * nfp + r * wq, wo, NULL)
                 for o0 in range(op // _WO):
-                    for t0 in range(tp // _WT):
+                    for t0 in range(ntq):
+                        tv = (o0 * ntq + t0) * _WO * _WT * lv
                         if real is float:
                             tg_fw_tile_f(xq, xs, gq + o0 * _WO * nfp, gs, nfp, nb, nfp,
-                                         &offs[t0 * _WT],
-                                         &gws[k, o0 * _WO * tp + t0 * _WT], tp)
+                                         &offs[t0 * _WT], lk + tv)
                         else:
                             tg_fw_tile_d(xq, xs, gq + o0 * _WO * nfp, gs, nfp, nb, nfp,
-                                         &offs[t0 * _WT],
-                                         &gws[k, o0 * _WO * tp + t0 * _WT], tp)
+                                         &offs[t0 * _WT], lk + tv)
                 bb = bb + nb
+            for o0 in range(op // _WO):
+                for t0 in range(ntq):
+                    tv = (o0 * ntq + t0) * _WO * _WT * lv
+                    if real is float:
+                        tg_fw_lanes_f(lk + tv, &gws[k, o0 * _WO * tp + t0 * _WT], tp)
+                    else:
+                        tg_fw_lanes_d(lk + tv, &gws[k, o0 * _WO * tp + t0 * _WT], tp)
 
 
 # The weight gradient's tiles run over the flattened output positions of each image; with
@@ -319,14 +342,17 @@ def _weight_grad(gy, x, w_shape, int s, int ph, int pw):
     memory.check_fits("conv2d (flat weight gradient)", {
         "phase planes": nt * wb * xs * x.itemsize,
         "output gradient rows": nt * wb * op * nfp * x.itemsize,
+        "lane sums": nt * op * tp * 64,
     })
     xbuf = workspace("flat-wg-planes", (nt, wb * xs), x.dtype)
     # rows start on 64-byte boundaries (nfp is a multiple of 16 elements)
     gbuf = workspace("flat-wg-rows", (nt * wb * op * nfp + _VW,), x.dtype)
     skip = (-gbuf.ctypes.data % 64) // x.itemsize
     gbuf = gbuf[skip:skip + nt * wb * op * nfp].reshape(nt, wb * op * nfp)
+    lanes = workspace("flat-wg-lanes", (nt, op * tp * 64 // x.itemsize), x.dtype)
     gws = np.empty((nt, op * tp), dtype=x.dtype)
-    wgrad_threads(x, gy, offs, xbuf, gbuf, gws, s, ph, pw, hq, wq, op, tp, nfp, slack, wb, nt)
+    wgrad_threads(x, gy, offs, xbuf, gbuf, lanes, gws, s, ph, pw, hq, wq, op, tp, nfp, slack,
+                  wb, nt)
     # fixed order: the threads' sums one after another
     gw = gws[0].copy()
     for k in range(1, nt):

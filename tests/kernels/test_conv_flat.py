@@ -175,10 +175,13 @@ def test_flat_not_applicable(w_shape, stride, dilation, groups):
     assert NAME not in _conv2d_rule(big)[:1]
 
 
-def test_auto_rule_puts_flat_first_for_strided_layers():
-    """resnet8's 16->32 stride-2 3x3 layer and the 5x5 stride-2 layer: flat-cython first;
-    stride 1, 1x1 kernels, one input channel and 8x8 outputs (resnet8's 32->64 stride-2
-    layer): not first."""
+def test_auto_rule_puts_flat_first_for_strided_layers(monkeypatch):
+    """resnet8's 16->32 stride-2 3x3 layer at 1 thread and the 5x5 stride-2 layer at 1
+    and 2 threads: flat-cython first; stride 1, 1x1 kernels, one input channel and 8x8
+    outputs (resnet8's 32->64 stride-2 layer): not first."""
+    from tapegrad.kernels import conv
+
+    monkeypatch.setattr(conv._threads, "get_num_threads", lambda: 1)
     for x_shape, w_shape, p in [
         ((64, 16, 32, 32), (32, 16, 3, 3), 1),
         ((16, 32, 28, 28), (48, 32, 5, 5), 2),
@@ -193,3 +196,54 @@ def test_auto_rule_puts_flat_first_for_strided_layers():
     ]:
         call = Conv2dCall(x_shape, w_shape, (s, s), (1, 1), (1, 1), 1, "<f4")
         assert _conv2d_rule(call)[0] != NAME
+
+
+@pytest.mark.parametrize("team", [2, 3])
+def test_auto_rule_keeps_im2col_first_for_short_strided_reductions_at_teams(monkeypatch, team):
+    """At more than one thread, strided layers with reductions under 288 (resnet8's and
+    conv_autoencoder's 16->32 3x3 layers) put im2col-cython first and flat-cython second;
+    the 5x5 32->48 layer and a 64->64 3x3 layer keep flat-cython first."""
+    from tapegrad.kernels import conv
+
+    monkeypatch.setattr(conv._threads, "get_num_threads", lambda: team)
+    for x_shape, w_shape, p in [
+        ((64, 16, 32, 32), (32, 16, 3, 3), 1),
+        ((64, 16, 28, 28), (32, 16, 3, 3), 1),
+        ((8, 31, 30, 30), (16, 31, 3, 3), 1),
+    ]:
+        call = Conv2dCall(x_shape, w_shape, (2, 2), (p, p), (1, 1), 1, "<f4")
+        assert _conv2d_rule(call)[:2] == ["im2col-cython", NAME]
+    for x_shape, w_shape, p in [
+        ((16, 32, 28, 28), (48, 32, 5, 5), 2),
+        ((32, 64, 32, 32), (64, 64, 3, 3), 1),
+        ((8, 32, 30, 30), (16, 32, 3, 3), 1),
+    ]:
+        call = Conv2dCall(x_shape, w_shape, (2, 2), (p, p), (1, 1), 1, "<f4")
+        assert _conv2d_rule(call)[0] == NAME
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_flat_wide_rows_and_image_blocks(dtype):
+    """Rows wide enough for the vector copies of the phase planes (stride 1) and the
+    vector shuffles (stride 2), and batches of several weight-gradient image blocks per
+    thread (lane sums kept across blocks): against the float64 reference at two threads."""
+    mod = K.get("conv2d", NAME)
+    ref = K.get("conv2d", "reference")
+    rng = np.random.default_rng(11)
+    tol = 2e-4 if dtype == np.float32 else 1e-10
+    for s, p, (h, w), k in [(2, 1, (33, 67), 3), (2, 2, (20, 40), 5), (1, 1, (9, 35), 3)]:
+        x = rng.standard_normal((9, 3, h, w))
+        wt = rng.standard_normal((10, 3, k, k))
+        b = rng.standard_normal(10)
+        args = ((s, s), (p, p), (1, 1), 1)
+        y_ref = ref.forward(x, wt, b, *args)
+        gy = rng.standard_normal(y_ref.shape)
+        refs = (y_ref, *ref.backward(gy, x, wt, *args, True, True))
+        xd, wd, bd, gyd = (a.astype(dtype) for a in (x, wt, b, gy))
+        y = _with_team(mod, 2, lambda xd=xd, wd=wd, bd=bd, a=args: mod.forward(xd, wd, bd, *a))
+        gx, gw = _with_team(
+            mod, 2, lambda gyd=gyd, xd=xd, wd=wd, a=args: mod.backward(gyd, xd, wd, *a, True, True)
+        )
+        for got, want in zip((y, gx, gw), refs, strict=True):
+            assert got.dtype == dtype
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
