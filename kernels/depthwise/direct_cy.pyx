@@ -472,10 +472,59 @@ cdef extern from *:
         TG_DW_CBPICK(tg_dw_cbgx, S, G, w, Wb, kh, kw, sh, sw, ho, wo, GX)               \
     }                                                                                   \
     static void tg_dw_cbwg_##S(const T* G, const T* B, TG_DW_CBARGS, T* acc) {           \
+        if (sh == 1 && sw == 1 && kh == kw && (kh == 3 || kh == 5)) {                   \
+            if (kh == 3) tg_dw_cbwg1_3_##S(G, B, Wb, ho, wo, acc);                      \
+            else tg_dw_cbwg1_5_##S(G, B, Wb, ho, wo, acc);                              \
+            return;                                                                     \
+        }                                                                               \
         TG_DW_CBPICK(tg_dw_cbwg, S, G, B, Wb, kh, kw, sh, sw, ho, wo, acc)              \
     }
+    /* The weight gradient at stride 1 for a K x K kernel, four output pixels of a row at a
+       time: the K + 3 input vectors of each kernel row are loaded once and serve the four
+       pixels (K x 4 products each) instead of K loads per pixel. Each tap's accumulator
+       still adds its products in pixel order (the pixels of a row in order, the rows in
+       order), so the sums are those of tg_dw_cbwg##K. */
+    #define TG_DW_CBWG1(T, S, V, K)                                                     \
+    TG_DW_CLONES static void tg_dw_cbwg1_##K##_##S(const T* G, const T* B, Py_ssize_t Wb,  \
+            Py_ssize_t ho, Py_ssize_t wo, T* acc) {                                     \
+        tg_dw_v##S ar[K * K];                                                           \
+        Py_ssize_t oh, ow, i, j;                                                        \
+        for (i = 0; i < K * K; i++) ar[i] = *(const tg_dw_u##S*)(acc + i * V);          \
+        for (oh = 0; oh < ho; oh++) {                                                   \
+            const T* gr = G + oh * wo * V;                                              \
+            for (ow = 0; ow + 4 <= wo; ow += 4) {                                       \
+                const tg_dw_v##S g0 = *(const tg_dw_u##S*)(gr + ow * V);                \
+                const tg_dw_v##S g1 = *(const tg_dw_u##S*)(gr + (ow + 1) * V);          \
+                const tg_dw_v##S g2 = *(const tg_dw_u##S*)(gr + (ow + 2) * V);          \
+                const tg_dw_v##S g3 = *(const tg_dw_u##S*)(gr + (ow + 3) * V);          \
+                _Pragma("GCC unroll 8")                                                 \
+                for (i = 0; i < K; i++) {                                               \
+                    const T* br = B + ((oh + i) * Wb + ow) * V;                         \
+                    _Pragma("GCC unroll 8")                                             \
+                    for (j = 0; j < K + 3; j++) {                                       \
+                        const tg_dw_v##S b = *(const tg_dw_u##S*)(br + j * V);          \
+                        if (j < K) ar[i * K + j] += g0 * b;                             \
+                        if (j >= 1 && j - 1 < K) ar[i * K + j - 1] += g1 * b;           \
+                        if (j >= 2 && j - 2 < K) ar[i * K + j - 2] += g2 * b;           \
+                        if (j >= 3 && j - 3 < K) ar[i * K + j - 3] += g3 * b;           \
+                    }                                                                   \
+                }                                                                       \
+            }                                                                           \
+            for (; ow < wo; ow++) {                                                     \
+                const tg_dw_v##S g = *(const tg_dw_u##S*)(gr + ow * V);                 \
+                _Pragma("GCC unroll 8")                                                 \
+                for (i = 0; i < K; i++) {                                               \
+                    _Pragma("GCC unroll 8")                                             \
+                    for (j = 0; j < K; j++)                                             \
+                        ar[i * K + j] += g * *(const tg_dw_u##S*)(B + ((oh + i) * Wb + ow + j) * V); \
+                }                                                                       \
+            }                                                                           \
+        }                                                                               \
+        for (i = 0; i < K * K; i++) *(tg_dw_u##S*)(acc + i * V) = ar[i];                \
+    }
     #define TG_DW_CBSET(T, S, V)                                                        \
-        TG_DW_CB(T, S, V, 0) TG_DW_CB(T, S, V, 3) TG_DW_CB(T, S, V, 5) TG_DW_CBDISPATCH(T, S)
+        TG_DW_CB(T, S, V, 0) TG_DW_CB(T, S, V, 3) TG_DW_CB(T, S, V, 5)                 \
+        TG_DW_CBWG1(T, S, V, 3) TG_DW_CBWG1(T, S, V, 5) TG_DW_CBDISPATCH(T, S)
     TG_DW_CBIO(float, f, 16, int)
     TG_DW_CBIO(double, d, 8, long long)
     TG_DW_CBSET(float, f, 16)

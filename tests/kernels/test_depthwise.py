@@ -270,6 +270,25 @@ def test_depthwise_channel_blocks_gradcheck(k, stride, padding):
         )
 
 
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("width", [4, 7, 13])
+def test_depthwise_stride1_weight_gradient_row_blocks(k, width):
+    """The stride-1 weight gradient on channel blocks takes four output pixels of a row at a
+    time and the rest of the row one by one: output widths of 4, 7 and 13 columns (one
+    block, a block and a tail of 3, three blocks and a tail of 1) match the reference."""
+    rng = np.random.default_rng(k * width)
+    mod, ref = K.get("depthwise_conv2d", "direct-cython"), K.get("depthwise_conv2d", "reference")
+    x = rng.standard_normal((2, 17, 5, width))
+    wt = rng.standard_normal((17, 1, k, k))
+    args = ((1, 1), (k // 2, k // 2), (1, 1), 17)
+    assert mod._blocked(x.shape, width, (1, 1), args[1], weight=True)
+    gy = rng.standard_normal((2, 17, 5, width))
+    got = mod.backward(gy, x, wt, *args, False, True)[1]
+    np.testing.assert_allclose(
+        got, ref.backward(gy, x, wt, *args, False, True)[1], rtol=1e-12, atol=1e-12
+    )
+
+
 @pytest.mark.parametrize("stride", [1, 2])
 def test_depthwise_channel_blocks_nonfinite_like_reference(stride):
     """A NaN and an infinity in the input (and in the output gradient) reach the outputs and
