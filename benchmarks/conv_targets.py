@@ -13,8 +13,10 @@ core-type pins (``OPENBLAS_CORETYPE``, ``OPENBLAS_L2_SIZE``) are removed from bo
 frameworks' environments. For the conv2d forward + backward cases each pass is also timed
 alone (forward, input gradient, weight gradient; tapegrad's variant ``auto`` picks called
 directly, PyTorch's ``convolution_backward`` with one gradient asked for), one process per
-framework. The Winograd variants' float32 error against the float64 reference is
-printed after the table.
+framework. The strided conv2d cases' kernels (``flat-cython``, ``im2col-cython``) are also
+timed forward + backward, called directly and alternated, at 1 thread and at ``--threads``
+(one process each), with the variant ``auto`` picks at each count. The Winograd variants'
+float32 error against the float64 reference is printed after the table.
 
     python benchmarks/conv_targets.py [--rounds 3] [--repeats 7] [--only TEXT] [--threads 2]
         [--out FILE.md]
@@ -70,6 +72,8 @@ CASES = [
          (32, 16, 3, 3), 2, 1, 1, True, 1.0, "gemm"),
     Case("resnet8 3x3 s2 N=64 32->64 16x16 pad 1: fwd+bwd", "conv2d", (64, 32, 16, 16),
          (64, 32, 3, 3), 2, 1, 1, True, 1.0, "gemm"),
+    Case("conv_autoencoder 3x3 s2 N=64 16->32 28x28 pad 1: fwd+bwd", "conv2d",
+         (64, 16, 28, 28), (32, 16, 3, 3), 2, 1, 1, True, 1.0, "gemm"),
     Case("resnet8 1x1 s2 N=64 16->32 32x32: fwd+bwd", "conv2d", (64, 16, 32, 32),
          (32, 16, 1, 1), 2, 0, 1, True, 1.0, "gemm"),
     Case("lenet5 5x5 N=64 1->6 28x28 pad 2: fwd+bwd", "conv2d", (64, 1, 28, 28),
@@ -291,6 +295,52 @@ def _worker_conv_passes(repeats: int, cases: list[Case]) -> dict:
     return out
 
 
+STRIDED_VARIANTS = ("flat-cython", "im2col-cython")
+
+
+def _strided(c: Case) -> bool:
+    """A strided conv2d forward + backward case with a kernel wider than 1x1."""
+    return (
+        c.fn == "conv2d"
+        and c.kind == "gemm"
+        and c.backward
+        and c.stride > 1
+        and (c.w[2:] != (1, 1))
+    )
+
+
+def _worker_strided_variants(repeats: int, cases: list[Case]) -> dict:
+    """Kernel-level forward + backward (both gradients) of the strided conv2d cases with
+    each of ``STRIDED_VARIANTS`` called directly, the variants alternated call by call,
+    median of ``repeats``; and the variant ``auto`` picks at this thread count."""
+    import tapegrad as tg
+    import tapegrad.kernels as K
+    from tapegrad.kernels.conv import Conv2dCall
+
+    tg.set_num_threads(THREADS)
+    out = {}
+    for c in cases:
+        if not _strided(c):
+            continue
+        x, w, b, gy = _arrays(c)
+        a = ((c.stride, c.stride), (c.padding, c.padding), (1, 1), c.groups)
+        mods = {v: K.get("conv2d", v) for v in STRIDED_VARIANTS}
+        for mod in mods.values():
+            for _ in range(2):
+                mod.forward(x, w, b, *a)
+                mod.backward(gy, x, w, *a, True, True)
+        ts: dict[str, list[float]] = {v: [] for v in mods}
+        for _ in range(repeats):
+            for v, mod in mods.items():
+                t0 = time.perf_counter()
+                mod.forward(x, w, b, *a)
+                mod.backward(gy, x, w, *a, True, True)
+                ts[v].append(time.perf_counter() - t0)
+        out[c.name] = {v: 1e3 * float(np.median(t)) for v, t in ts.items()}
+        out[c.name]["auto"] = K.resolved_name("conv2d", Conv2dCall(c.x, c.w, *a, "<f4"))
+    return out
+
+
 def _worker_torch(repeats: int, cases: list[Case]) -> dict:
     import torch
 
@@ -384,7 +434,7 @@ def main() -> None:
     ap.add_argument(
         "--worker",
         choices=["tapegrad", "torch", "limits", "accuracy", "passes", "conv-passes-tapegrad",
-                 "conv-passes-torch"],
+                 "conv-passes-torch", "strided-variants"],
     )  # fmt: skip
     args = ap.parse_args()
     global THREADS, _ROLE
@@ -399,6 +449,8 @@ def main() -> None:
         elif args.worker.startswith("conv-passes"):
             _ROLE = args.worker
             res = _worker_conv_passes(args.repeats, _selected(args.only))
+        elif args.worker == "strided-variants":
+            res = _worker_strided_variants(args.repeats, _selected(args.only))
         elif args.worker == "limits":
             res = _worker_limits()
         else:
@@ -493,6 +545,29 @@ def main() -> None:
             keys = ("forward", "input gradient", "weight gradient")
             cells = [f"{r[k]:.2f} / {t[k]:.2f} = {r[k] / t[k]:.2f}" for k in keys]
             lines.append(f"| {c.name} | {r['variant']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if any(_strided(c) for c in cases):
+        lines.append(
+            "Strided conv2d kernels, forward + backward called directly (no op or tape), "
+            f"alternated call by call, median of {3 * args.repeats}, one process per thread "
+            "count: ms and the variant auto picks at that count"
+        )
+        lines.append("")
+        head = " | ".join(STRIDED_VARIANTS)
+        lines.append(f"| case | threads | {head} | auto picks |")
+        lines.append("| --- | ---: | " + "---: | " * len(STRIDED_VARIANTS) + "--- |")
+        counts = sorted({1, THREADS})
+        for n in counts:
+            saved, THREADS = THREADS, n
+            try:
+                res = _spawn("strided-variants", 3 * args.repeats, args.only)
+            finally:
+                THREADS = saved
+            for c in cases:
+                if c.name in res:
+                    r = res[c.name]
+                    cells = " | ".join(f"{r[v]:.2f}" for v in STRIDED_VARIANTS)
+                    lines.append(f"| {c.name} | {n} | {cells} | {r['auto']} |")
         lines.append("")
     if any(c.kind == "gemm" and c.fn == "conv2d" for c in cases):
         lines.append("Winograd float32 max error / output std vs the float64 reference:")
