@@ -80,6 +80,13 @@ CASES = [
          (6, 1, 5, 5), 1, 2, 1, True, 1.0, "gemm"),
     Case("lenet5 5x5 N=64 6->16 14x14: fwd+bwd", "conv2d", (64, 6, 14, 14),
          (16, 6, 5, 5), 1, 0, 1, True, 1.0, "gemm"),
+    # vgg_small's 3x3 layers (width 32, 32x32 input, batch 64)
+    Case("vgg_small 3x3 N=64 32->32 32x32 pad 1: fwd+bwd", "conv2d", (64, 32, 32, 32),
+         (32, 32, 3, 3), 1, 1, 1, True, 0.8, "gemm"),
+    Case("vgg_small 3x3 N=64 32->64 16x16 pad 1: fwd+bwd", "conv2d", (64, 32, 16, 16),
+         (64, 32, 3, 3), 1, 1, 1, True, 0.8, "gemm"),
+    Case("vgg_small 3x3 N=64 64->64 16x16 pad 1: fwd+bwd", "conv2d", (64, 64, 16, 16),
+         (64, 64, 3, 3), 1, 1, 1, True, 0.8, "gemm"),
     Case("depthwise 3x3 N=32 128ch 32x32 pad 1: fwd", "conv2d", (32, 128, 32, 32),
          (128, 1, 3, 3), 1, 1, 128, False, 0.5, "copy"),
     Case("depthwise 3x3 N=32 128ch 32x32 pad 1: fwd+bwd", "conv2d", (32, 128, 32, 32),

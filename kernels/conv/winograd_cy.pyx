@@ -86,36 +86,6 @@ cdef extern from *:
             v[15 * cs + j] = d1 - d3; \
         } \
     } \
-    /* e[q] = xr[2 q - p], o[q] = xr[2 q + 1 - p] for q in [q0, q1), zero outside [0, w); \
-       returns the sum of 0 * every value read: NaN when one is a NaN or an infinity */ \
-    static T tg_wino_split_##S(const T* xr, ptrdiff_t w, ptrdiff_t p, T* e, T* o, \
-                                  ptrdiff_t q0, ptrdiff_t q1) { \
-        ptrdiff_t lo = (p + 1) / 2, hi = (w + p) / 2; /* 2q - p >= 0, 2q + 1 - p < w */ \
-        if (lo < q0) lo = q0; \
-        if (hi > q1) hi = q1; \
-        if (hi < lo) hi = lo; \
-        T acc = 0; \
-        for (ptrdiff_t q = q0; q < lo && q < q1; q++) { \
-            ptrdiff_t s = 2 * q - p; \
-            e[q] = (s >= 0 && s < w) ? xr[s] : (T)0; \
-            o[q] = (s + 1 >= 0 && s + 1 < w) ? xr[s + 1] : (T)0; \
-            acc += 0 * (e[q] + o[q]); \
-        } \
-        const T* xs = xr - p; \
-        _Pragma("omp simd reduction(+:acc)") \
-        for (ptrdiff_t q = lo; q < hi; q++) { \
-            e[q] = xs[2 * q]; \
-            o[q] = xs[2 * q + 1]; \
-            acc += 0 * (e[q] + o[q]); \
-        } \
-        for (ptrdiff_t q = hi > lo ? hi : lo; q < q1; q++) { \
-            ptrdiff_t s = 2 * q - p; \
-            e[q] = (s >= 0 && s < w) ? xr[s] : (T)0; \
-            o[q] = (s + 1 >= 0 && s + 1 < w) ? xr[s + 1] : (T)0; \
-            acc += 0 * (e[q] + o[q]); \
-        } \
-        return acc; \
-    } \
     /* m[k * os + j] = (A g A^T)[k / 4, k % 4], g the 2x2 tile at columns 2j, 2j + 1 of \
        rows y0 and y1, A = [[1,0],[1,1],[1,-1],[0,-1]] */ \
     static void tg_wino_grad_##S(const T* y0, const T* y1, T* m, ptrdiff_t os, ptrdiff_t j0, \
@@ -160,10 +130,6 @@ cdef extern from *:
                       Py_ssize_t j1) nogil
     void tg_wino_in_d(const double* r, Py_ssize_t L, double* v, Py_ssize_t cs, Py_ssize_t j0,
                       Py_ssize_t j1) nogil
-    float tg_wino_split_f(const float* xr, Py_ssize_t w, Py_ssize_t p, float* e, float* o,
-                         Py_ssize_t q0, Py_ssize_t q1) nogil
-    double tg_wino_split_d(const double* xr, Py_ssize_t w, Py_ssize_t p, double* e, double* o,
-                         Py_ssize_t q0, Py_ssize_t q1) nogil
     void tg_wino_grad_f(const float* y0, const float* y1, float* m, Py_ssize_t os,
                         Py_ssize_t j0, Py_ssize_t j1) nogil
     void tg_wino_grad_d(const double* y0, const double* y1, double* m, Py_ssize_t os,
@@ -182,12 +148,103 @@ cdef inline void _tiles_in(const real* r, Py_ssize_t L, real* v, Py_ssize_t cs, 
         tg_wino_in_d(r, L, v, cs, j0, j1)
 
 
+# The even / odd column split of an input row with explicit vectors: two loads, two
+# shuffles and two stores per 16 (float) or 8 (double) tiles; float rows on AVX-512 builds
+# in masked vectors, so a row segment shorter than a vector (16 tiles on a 32-pixel-wide
+# image) is not left to scalar code. The NaN / infinity check (0 * every value read) stays
+# in a vector of lane sums the caller keeps for a whole block, rather than one horizontal
+# sum per row segment.
+cdef extern from *:
+    """
+    typedef float tg_v16f __attribute__((vector_size(64), aligned(4), may_alias));
+    typedef double tg_v8d __attribute__((vector_size(64), aligned(8), may_alias));
+    typedef int tg_v16i __attribute__((vector_size(64)));
+    typedef long long tg_v8l __attribute__((vector_size(64)));
+    #define TG_EVEN16 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30
+    #define TG_ODD16 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31
+    #define TG_EVEN8 0, 2, 4, 6, 8, 10, 12, 14
+    #define TG_ODD8 1, 3, 5, 7, 9, 11, 13, 15
+    /* float rows with AVX-512: every tile of the row in masked vectors (rows are often
+       shorter than one vector; masked-off lanes read nothing and stay zero) */
+    #if defined(__AVX512F__)
+    #include <immintrin.h>
+    #define TG_SPLIT_MASKED_f \
+        for (; q < hi; q += 16) { \
+            ptrdiff_t r = hi - q < 16 ? hi - q : 16; \
+            __mmask16 m = (__mmask16)((1u << r) - 1u); \
+            __mmask16 m0 = (__mmask16)(r >= 8 ? 0xffffu : (1u << (2 * r)) - 1u); \
+            __mmask16 m1 = (__mmask16)(r > 8 ? (1u << (2 * r - 16)) - 1u : 0u); \
+            __m512 u0 = _mm512_maskz_loadu_ps(m0, xs + 2 * q); \
+            __m512 u1 = _mm512_maskz_loadu_ps(m1, xs + 2 * q + 16); \
+            __m512 ev = _mm512_permutex2var_ps(u0, (__m512i)(tg_v16i){TG_EVEN16}, u1); \
+            __m512 od = _mm512_permutex2var_ps(u0, (__m512i)(tg_v16i){TG_ODD16}, u1); \
+            _mm512_mask_storeu_ps(e + q, m, ev); \
+            _mm512_mask_storeu_ps(o + q, m, od); \
+            a += (tg_v16f)_mm512_mul_ps(_mm512_setzero_ps(), _mm512_add_ps(ev, od)); \
+        }
+    #else
+    #define TG_SPLIT_MASKED_f
+    #endif
+    #define TG_SPLIT_MASKED_d
+    #define TG_SPLIT2(T, S, V, M, EV, OD) \
+    /* tg_wino_split's e and o; 0 * the values read goes to the lanes of chk (L of them) \
+       and the returned scalar */ \
+    static T tg_wino_split2_##S(const T* xr, ptrdiff_t w, ptrdiff_t p, T* e, T* o, \
+                                ptrdiff_t q0, ptrdiff_t q1, T* chk) { \
+        const ptrdiff_t L = 64 / sizeof(T); \
+        ptrdiff_t lo = (p + 1) / 2, hi = (w + p) / 2; /* 2q - p >= 0, 2q + 1 - p < w */ \
+        if (lo < q0) lo = q0; \
+        if (hi > q1) hi = q1; \
+        if (hi < lo) hi = lo; \
+        T acc = 0; \
+        ptrdiff_t q; \
+        for (q = q0; q < lo && q < q1; q++) { \
+            ptrdiff_t s = 2 * q - p; \
+            e[q] = (s >= 0 && s < w) ? xr[s] : (T)0; \
+            o[q] = (s + 1 >= 0 && s + 1 < w) ? xr[s + 1] : (T)0; \
+            acc += 0 * (e[q] + o[q]); \
+        } \
+        const T* xs = xr - p; \
+        V a = *(V*)chk; \
+        q = lo; \
+        TG_SPLIT_MASKED_##S \
+        for (; q + L <= hi; q += L) { \
+            V u0 = *(const V*)(xs + 2 * q), u1 = *(const V*)(xs + 2 * q + L); \
+            V ev = __builtin_shuffle(u0, u1, (M){EV}); \
+            V od = __builtin_shuffle(u0, u1, (M){OD}); \
+            *(V*)(e + q) = ev; \
+            *(V*)(o + q) = od; \
+            a += (T)0 * (ev + od); \
+        } \
+        *(V*)chk = a; \
+        for (; q < hi; q++) { \
+            e[q] = xs[2 * q]; \
+            o[q] = xs[2 * q + 1]; \
+            acc += 0 * (e[q] + o[q]); \
+        } \
+        for (q = hi > lo ? hi : lo; q < q1; q++) { \
+            ptrdiff_t s = 2 * q - p; \
+            e[q] = (s >= 0 && s < w) ? xr[s] : (T)0; \
+            o[q] = (s + 1 >= 0 && s + 1 < w) ? xr[s + 1] : (T)0; \
+            acc += 0 * (e[q] + o[q]); \
+        } \
+        return acc; \
+    }
+    TG_SPLIT2(float, f, tg_v16f, tg_v16i, TG_EVEN16, TG_ODD16)
+    TG_SPLIT2(double, d, tg_v8d, tg_v8l, TG_EVEN8, TG_ODD8)
+    """
+    float tg_wino_split2_f(const float* xr, Py_ssize_t w, Py_ssize_t p, float* e, float* o,
+                           Py_ssize_t q0, Py_ssize_t q1, float* chk) nogil
+    double tg_wino_split2_d(const double* xr, Py_ssize_t w, Py_ssize_t p, double* e,
+                            double* o, Py_ssize_t q0, Py_ssize_t q1, double* chk) nogil
+
+
 cdef inline real _split(const real* xr, Py_ssize_t w, Py_ssize_t p, real* e, real* o,
-                        Py_ssize_t q0, Py_ssize_t q1) noexcept nogil:
+                        Py_ssize_t q0, Py_ssize_t q1, real* chk) noexcept nogil:
     if real is float:
-        return tg_wino_split_f(xr, w, p, e, o, q0, q1)
+        return tg_wino_split2_f(xr, w, p, e, o, q0, q1, chk)
     else:
-        return tg_wino_split_d(xr, w, p, e, o, q0, q1)
+        return tg_wino_split2_d(xr, w, p, e, o, q0, q1, chk)
 
 
 cdef inline void _tiles_grad(const real* y0, const real* y1, real* m, Py_ssize_t os,
@@ -232,6 +289,9 @@ cdef real _input_block(const real* x, real* v, real* rows, Py_ssize_t c, Py_ssiz
     cdef real* e
     cdef real* od
     cdef real acc = 0
+    cdef real chk[16]  # lane sums of the check (16 floats or 8 doubles used)
+    for i in range(16):
+        chk[i] = 0
     t = 0
     while t < cnt:
         tile = t0 + t
@@ -254,9 +314,11 @@ cdef real _input_block(const real* x, real* v, real* rows, Py_ssize_t c, Py_ssiz
                         od[q] = 0
                 else:
                     acc += _split(x + ((img * c + ch) * h + r) * w, w, pw, e, od, tc,
-                                  tc + seg + 1)
+                                  tc + seg + 1, &chk[0])
             _tiles_in(rows, lw, v + ch * block + t - tc, cs, tc, tc + seg)
         t += seg
+    for i in range(16):
+        acc += chk[i]
     return acc
 
 

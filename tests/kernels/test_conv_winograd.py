@@ -197,3 +197,30 @@ def test_winograd_weight_gradient_nonfinite_input(variant):
     gw = K.get("conv2d", _name(variant)).backward(gy, x, w, *args, False, True)[1]
     want = K.get("conv2d", "reference").backward(gy, x, w, *args, False, True)[1]
     assert_same_nonfinite(gw, want)
+
+
+@pytest.mark.parametrize("variant", [v for v in WINOGRAD if "cython" in v])
+@pytest.mark.parametrize("width, padding", [(32, 1), (33, 0), (41, 2), (16, 1)])
+def test_winograd_float32_rows_of_many_tiles(variant, width, padding):
+    """float32 rows wider than one vector of tiles (full, partial and several vectors per
+    row segment) match the float64 reference, and a NaN or an infinity anywhere along such
+    a row is found: it reaches only the outputs a direct convolution gives it."""
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((2, 3, 6, width)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    args = ((1, 1), (padding, padding), (1, 1), 1)
+    mod, ref = K.get("conv2d", _name(variant)), K.get("conv2d", "reference")
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    want = ref.forward(x64, w64, None, *args)
+    np.testing.assert_allclose(mod.forward(x, w, None, *args), want, rtol=1e-4, atol=1e-4)
+    gy = rng.standard_normal(want.shape).astype(np.float32)
+    got = mod.backward(gy, x, w, *args, True, True)
+    want_g = ref.backward(gy.astype(np.float64), x64, w64, *args, True, True)
+    for g, r in zip(got, want_g):
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-3)
+    for col in (width // 2, width - 1):
+        xb = x.copy()
+        xb[1, 2, 3, col] = np.nan if col < width - 1 else np.inf
+        y = mod.forward(xb, w, None, *args)
+        y_ref = ref.forward(xb.astype(np.float64), w64, None, *args)
+        np.testing.assert_array_equal(np.isfinite(y), np.isfinite(y_ref))
