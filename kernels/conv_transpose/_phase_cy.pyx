@@ -26,7 +26,8 @@ def forward_phases(const real[:, :, :, ::1] x, const real[:, :, ::1] wt,
                    const Py_ssize_t[:, ::1] geo, const Py_ssize_t[:, ::1] taps,
                    const real[::1] bias, bint has_bias, real[:, :, :, ::1] y,
                    real[:, ::1] xpad, real[:, ::1] zbuf, Py_ssize_t[::1] held, int sh,
-                   int sw, int pt, int pl, int hp, int wp, size_t gemm, int nt):
+                   int sw, int pt, int pl, int hp, int wp, size_t gemm, int nt,
+                   bint relu=False, unsigned char[:, :, :, ::1] mask=None):
     """y = the transposed convolution of x, one (image, phase) task at a time.
 
     ``geo[p] = (ry, rx, first, count, qh, qw)``: the phase's first output row and column,
@@ -36,15 +37,18 @@ def forward_phases(const real[:, :, :, ::1] x, const real[:, :, ::1] wt,
     the left, one spare row; ``held[thread]``: the image it holds, -1 for none), where every tap's input is a matrix of C rows (stride one
     plane) and qh * wp columns: the phase's output over the padded width, accumulated tap
     by tap in ``zbuf`` by GEMMs reading the image in place. The first qw columns of each
-    row are the phase's output pixels, written once with their bias."""
+    row are the phase's output pixels, written once with their bias (with ``relu``: as
+    ``relu(v)``, 0 where v < 0 (NaN and -0.0 pass), and ``mask`` (y's shape) 1 where not
+    v <= 0, the ReLU epilogue of ``kernels/fused``)."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = y.shape[1], plane = hp * wp
     cdef Py_ssize_t nph = geo.shape[0], task, b, p, ry, rx, first, cnt, qh, qw, m
     cdef Py_ssize_t chunk = nph if n >= 2 * nt else 1
     cdef Py_ssize_t ch, r, k, oc, t, u, tap
     cdef int tid
-    cdef real bv
+    cdef real bv, v
     cdef real* xb
+    cdef unsigned char* mrow
     cdef real* zb
     cdef real* row
     cdef real* yrow
@@ -93,7 +97,13 @@ def forward_phases(const real[:, :, :, ::1] x, const real[:, :, ::1] wt,
                     bv = bias[oc] if has_bias else 0
                     for t in range(qh):
                         yrow = &y[b, oc, ry + sh * t, rx]
-                        if cnt > 0:
+                        if relu:
+                            mrow = &mask[b, oc, ry + sh * t, rx]
+                            for u in range(qw):
+                                v = (zb[oc * m + t * wp + u] if cnt > 0 else 0) + bv
+                                mrow[u * sw] = 0 if v <= 0 else 1
+                                yrow[u * sw] = 0 if v < 0 else v
+                        elif cnt > 0:
                             src = zb + oc * m + t * wp
                             if sw == 2:
                                 for u in range(qw):

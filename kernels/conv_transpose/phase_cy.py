@@ -137,14 +137,29 @@ def geometry(w_shape, stride, padding, dilation, hw, out_hw):
 
 
 def forward(x, w, b, stride, padding, output_padding, dilation, groups):
-    if not _supported(x, w, groups) or w.shape[1] < _MIN_FORWARD_ROWS:
+    y = _forward(x, w, b, stride, padding, output_padding, dilation, groups, False)
+    if y is None:
         return col2im_cy.forward(x, w, b, stride, padding, output_padding, dilation, groups)
+    return y
+
+
+def forward_relu(x, w, b, stride, padding, output_padding, dilation, groups):
+    """``(relu(y), mask)`` for ``y = forward(x, w, b, ...)``: the bias and the ReLU applied
+    as the phases' pixels are written (the ``bias_relu`` epilogue's values and uint8 mask,
+    ``kernels/fused``), or None where this call's forward is not the phase GEMMs (the
+    caller then runs the forward and the epilogue apart)."""
+    return _forward(x, w, b, stride, padding, output_padding, dilation, groups, True)
+
+
+def _forward(x, w, b, stride, padding, output_padding, dilation, groups, relu):
+    if not _supported(x, w, groups) or w.shape[1] < _MIN_FORWARD_ROWS:
+        return None
     n, c, h, wd = x.shape
     _, o, kh, kw = w.shape
     ho = out_size(h, kh, stride[0], padding[0], output_padding[0], dilation[0])
     wo = out_size(wd, kw, stride[1], padding[1], output_padding[1], dilation[1])
     if ho <= 0 or wo <= 0:
-        return col2im_cy.forward(x, w, b, stride, padding, output_padding, dilation, groups)
+        return None
     wt, geo, taps, (pt, pl, hp, wp) = phases(w, stride, padding, dilation, (h, wd), (ho, wo))
     nt = _team(n * c * h * wd * o * kh * kw)
     pad = c * hp * wp + wp
@@ -159,11 +174,12 @@ def forward(x, w, b, stride, padding, output_padding, dilation, groups):
     zbuf = workspace("phase-z", (nt, max(1, zsize)), x.dtype)
     held = np.full(nt, -1, np.intp)
     bias = np.zeros(1, x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
+    mask = np.empty(y.shape, np.uint8) if relu else None
     with cblas.single_threaded():
         forward_phases(np.ascontiguousarray(x), wt, geo, taps, bias, b is not None, y, xpad,
                        zbuf, held, stride[0], stride[1], pt, pl, hp, wp,
-                       cblas.gemm_address(x.dtype), nt)  # fmt: skip
-    return y
+                       cblas.gemm_address(x.dtype), nt, relu, mask)  # fmt: skip
+    return (y, mask) if relu else y
 
 
 _CB, _WB = 32, 8  # the direct input gradient's tile: channels x columns (_direct_grad_cy)

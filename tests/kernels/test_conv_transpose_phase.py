@@ -339,3 +339,59 @@ def test_direct_gradients_rule():
     assert both((32, 64, 16, 16), (64, 32, 4, 4)) == (True, True)
     assert both((64, 32, 7, 7), (32, 16, 3, 3)) == (True, True)
     assert both((64, 16, 14, 14), (16, 1, 3, 3)) == (False, False)  # the GEMMs
+
+
+@settings(max_examples=examples(12), deadline=None)
+@given(case=phase_case(), team=st.integers(1, 3))
+def test_forward_relu_is_the_bias_relu_epilogue_bit_for_bit(case, team):
+    """The ReLU applied as the phases are written: the values and the mask of the forward
+    without bias followed by ``kernels/fused``'s reference epilogue, NaN and inf included."""
+    from tapegrad.kernels.fused import reference as R
+
+    mod = K.get("conv_transpose2d", "phase-cython")
+    x, w, b, args = _arrays(case, seed=6)
+    flat = x.reshape(-1)
+    k = min(3, flat.size)
+    flat[np.random.default_rng(7).choice(flat.size, k, replace=False)] = [np.nan, np.inf, -np.inf][
+        :k
+    ]
+    saved = mod._team
+    mod._team = lambda macs: team
+    try:
+        got = mod.forward_relu(x, w, b, *args)
+        y0 = mod.forward(x, w, None, *args)
+    finally:
+        mod._team = saved
+    want_mask = R.bias_relu_forward(y0, b)
+    assert got is not None  # every channel count here (the fixture lowers the bound)
+    y, mask = got
+    bits = {4: np.uint32, 8: np.uint64}[y.itemsize]
+    np.testing.assert_array_equal(y.view(bits), y0.view(bits))
+    np.testing.assert_array_equal(mask, want_mask)
+
+
+def test_conv_transpose2d_relu_runs_the_kernel_epilogue(monkeypatch):
+    from tapegrad.kernels.conv_transpose import phase_cy
+
+    calls = []
+    fused = phase_cy.forward_relu
+    monkeypatch.setattr(
+        phase_cy, "forward_relu", lambda *a: calls.append(1) or fused(*a)
+    )  # fmt: skip
+    rng = np.random.default_rng(4)
+    x = tg.Tensor(rng.standard_normal((2, 3, 4, 4)).astype(np.float32), requires_grad=True)
+    w = tg.Tensor(rng.standard_normal((3, 8, 3, 3)).astype(np.float32), requires_grad=True)
+    b = tg.Tensor(rng.standard_normal(8).astype(np.float32), requires_grad=True)
+    with K.use(conv_transpose2d="phase-cython"):
+        y = F.conv_transpose2d_relu(x, w, b, 2, 1, 1)
+        want = F.relu(F.conv_transpose2d(x, w, b, 2, 1, 1))
+    assert calls == [1]
+    np.testing.assert_array_equal(y.data, want.data)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    y.backward(g)
+    got = [t.grad.data.copy() for t in (x, w, b)]
+    for t in (x, w, b):
+        t.grad = None
+    want.backward(g)
+    for p, q in zip(got, (x.grad.data, w.grad.data, b.grad.data)):
+        np.testing.assert_allclose(p, q, rtol=1e-5, atol=1e-5)

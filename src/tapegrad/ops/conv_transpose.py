@@ -10,9 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from tapegrad.kernels.conv_transpose import ConvTranspose2dCall
+from tapegrad.kernels.fused import BiasReluCall
 
 from ..autograd import Context
-from .checks import check_float, check_ndim, fail, int_tuple
+from . import tuning
+from .checks import check_float, check_ndim, contiguous, fail, int_tuple
 from .conv import ConvFunction
 from .fused import _ConvReLU, _relu_epilogue
 
@@ -127,10 +129,22 @@ class ConvTranspose2dReLU(ConvTranspose2d):
         groups=1,
     ):
         """The transposed convolution (any variant) without bias, then bias + ReLU in one
-        in-place pass."""
+        in-place pass; a variant with a ``forward_relu`` kernel (``phase-cython``) applies
+        them as it writes the output instead."""
         args = (stride, padding, output_padding, dilation, groups)
-        y = ConvFunction.run(ctx, ConvTranspose2dCall, x, w, None, *args)
-        return _relu_epilogue(ctx, y, b)
+        x, w, b = contiguous(x), contiguous(w), contiguous(b)
+        call = ConvTranspose2dCall.of(x, w, *args)
+        mod = tuning.resolve(ctx, call, x, w, None)
+        ctx.save_for_backward(x, w)
+        ctx.call, ctx.mod = call, mod
+        fused = getattr(mod, "forward_relu", None)
+        out = fused(x, w, b, *args) if fused is not None else None
+        if out is None:
+            return _relu_epilogue(ctx, call.forward(mod, x, w, None), b)
+        y, ctx.relu_mask = out
+        ctx.relu_call = BiasReluCall.of(y, b)
+        ctx.relu_mod = tuning.resolve(ctx, ctx.relu_call, y, b)
+        return y
 
     backward = _ConvReLU.backward
     backward_graph = _ConvReLU.backward_graph
