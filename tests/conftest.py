@@ -27,6 +27,19 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 
 
+@pytest.fixture
+def one_thread():
+    """The kernels on one thread for the test, the count restored after it: on a shared,
+    oversubscribed CPU small calls run many times slower on a team, and the tests that use
+    this check numbers, not speed (thread-count invariance is tested with the kernels)."""
+    import tapegrad as tg
+
+    old = tg.get_num_threads()
+    tg.set_num_threads(1)
+    yield
+    tg.set_num_threads(old)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--tables",

@@ -42,6 +42,21 @@ def make_fake_mnist(directory, n_train=20, n_test=10, compress=True):
     return out
 
 
+def make_learnable_fake_mnist(directory, n_train, n_test):
+    """Gzipped fake Fashion-MNIST a model can learn: dim noise (0-59) with a bright 8x4
+    block (250) whose position, one of ten, is the label."""
+    os.makedirs(directory, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        imgs = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        for i, c in enumerate(labels):
+            r, col = divmod(int(c), 5)
+            imgs[i, 4 + 10 * r : 12 + 10 * r, 2 + 5 * col : 6 + 5 * col] = 250
+        write_idx(f"{directory}/{prefix}-images-idx3-ubyte.gz", imgs, compress=True)
+        write_idx(f"{directory}/{prefix}-labels-idx1-ubyte.gz", labels, compress=True)
+
+
 @pytest.mark.parametrize("compress", [False, True])
 @pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.float32])
 def test_read_idx_round_trip(tmp_path, compress, dtype):

@@ -13,23 +13,10 @@ import sys
 import numpy as np
 import pytest
 
-import tapegrad
 from tapegrad import experiments
 from tapegrad.experiments import cli
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture
-def one_thread():
-    """Training tests run the kernels on one thread: on a shared, oversubscribed CPU the
-    multi-threaded kernels' barriers make small-batch training many times slower, and
-    these tests check numbers, not speed (thread-count invariance is tested with the
-    kernels)."""
-    old = tapegrad.get_num_threads()
-    tapegrad.set_num_threads(1)
-    yield
-    tapegrad.set_num_threads(old)
 
 
 def _png(path) -> bool:

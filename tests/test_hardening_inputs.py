@@ -569,16 +569,8 @@ def _variants(op: str) -> list[str]:
     return tg.kernels.variants(op)
 
 
-@pytest.fixture
-def one_thread():
-    # layouts are copied before the kernels run, whatever the thread count; one thread
-    # keeps the 4 layouts x 2 dtypes x every variant loop quick on a shared machine
-    old = tg.get_num_threads()
-    tg.set_num_threads(1)
-    yield
-    tg.set_num_threads(old)
-
-
+# one thread (one_thread, conftest.py): layouts are copied before the kernels run, whatever
+# the thread count, and it keeps the layouts x dtypes x variants loop quick.
 # every layout on every variant, the read-only one on the Numba variants too: they receive
 # read-only arrays as writable copies (kernels.registry.WritableInputs), so no second
 # specialisation compiles (tests/kernels/test_registry.py counts them)

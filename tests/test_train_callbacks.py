@@ -16,23 +16,14 @@ import pytest
 import tapegrad as tg
 from tapegrad import callbacks, checkpoint, cli, train
 
-from .test_data import make_fake_mnist, write_idx
+from .test_data import make_learnable_fake_mnist
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     """96 training and 32 test images; the label is a bright block's position."""
     d = tmp_path_factory.mktemp("fm")
-    make_fake_mnist(d, n_train=4, n_test=4)
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 96), ("t10k", 32)):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        imgs = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-        for i, c in enumerate(labels):
-            r, col = divmod(int(c), 5)
-            imgs[i, 4 + 10 * r : 12 + 10 * r, 2 + 5 * col : 6 + 5 * col] = 250
-        write_idx(d / f"{prefix}-images-idx3-ubyte.gz", imgs, compress=True)
-        write_idx(d / f"{prefix}-labels-idx1-ubyte.gz", labels, compress=True)
+    make_learnable_fake_mnist(d, 96, 32)
     return d
 
 

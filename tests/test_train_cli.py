@@ -15,7 +15,7 @@ import tapegrad as tg
 from tapegrad import cli, nn, train
 from tapegrad.data import DataLoader, TensorDataset
 
-from .test_data import make_fake_mnist
+from .test_data import make_learnable_fake_mnist
 
 FASHION = "/usr/share/datasets/fashion-mnist"
 
@@ -24,18 +24,7 @@ FASHION = "/usr/share/datasets/fashion-mnist"
 def fake_dir(tmp_path_factory):
     """A learnable fake Fashion-MNIST: the label is drawn as a bright block's position."""
     d = tmp_path_factory.mktemp("fm")
-    make_fake_mnist(d, n_train=4, n_test=4)  # the files' layout; contents replaced below
-    from .test_data import write_idx
-
-    rng = np.random.default_rng(0)
-    for prefix, n in (("train", 320), ("t10k", 160)):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        imgs = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-        for i, c in enumerate(labels):
-            r, col = divmod(int(c), 5)
-            imgs[i, 4 + 10 * r : 12 + 10 * r, 2 + 5 * col : 6 + 5 * col] = 250
-        write_idx(d / f"{prefix}-images-idx3-ubyte.gz", imgs, compress=True)
-        write_idx(d / f"{prefix}-labels-idx1-ubyte.gz", labels, compress=True)
+    make_learnable_fake_mnist(d, 320, 160)
     return d
 
 
