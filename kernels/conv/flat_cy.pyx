@@ -17,8 +17,9 @@ a stride-1 convolution of the zero-padded output gradient with the taps that lan
 phase (no zero-dilated gradient, no scatter): the same tiles with another tap table, each
 input pixel written once. The weight gradient runs over the same planes and the output
 gradient in rows of ``wq``: tiles of 4 output channels x 6 taps, each a vector of partial
-sums over a block of images kept in registers and added lane by lane to the thread's
-vectors after each block, whose lanes are summed once per thread at the end; the threads'
+sums over a block of images kept in registers, folded to a quarter vector (halves, then
+quarters added) and added to the thread's quarter-vectors after each block, whose lanes
+are summed once per thread at the end; the threads'
 sums are added in a fixed order (repeatable for a given thread count). Images with
 few output positions take ``im2col-cython``'s weight gradient, as do dilated and grouped
 calls.
@@ -80,13 +81,17 @@ cdef extern from *:
     TG_FL_TILE(double, d)
 
     /* weight-gradient tile: 4 output channels x 6 taps, each a vector of lane sums over
-       the block's images and positions, added to the tile's 24 vectors in acc (lane sums
-       kept across blocks, summed across lanes once per thread by tg_fw_lanes) */
+       the block's images and positions, folded to a quarter vector and added to the
+       tile's 24 quarter-vectors in acc (lane sums kept across blocks, summed across lanes
+       once per thread by tg_fw_lanes) */
     #define TG_FW_TILE(T, S)                                                            \
+    typedef T tg_fl_h##S __attribute__((vector_size(32), may_alias));                   \
+    typedef T tg_fl_q##S __attribute__((vector_size(16), may_alias));                   \
+    typedef T tg_fl_qu##S __attribute__((vector_size(16), aligned(sizeof(T)), may_alias)); \
     static inline void tg_fw_tile_##S(const T* xq, Py_ssize_t xs, const T* gy,          \
             Py_ssize_t gs, Py_ssize_t gr, Py_ssize_t nimg, Py_ssize_t nf,              \
             const Py_ssize_t* offs, T* acc) {                                           \
-        enum { L = 64 / sizeof(T) };                                                    \
+        enum { L = 64 / sizeof(T), Q = 16 / sizeof(T) };                                \
         tg_fl_v##S a[4][6];                                                             \
         Py_ssize_t m, f, p, q;                                                          \
         _Pragma("GCC unroll 4") for (p = 0; p < 4; p++)                                 \
@@ -116,19 +121,26 @@ cdef extern from *:
                 }                                                                       \
             }                                                                           \
         }                                                                               \
+        /* each vector folded to its 16-byte quarter (halves added, then quarters) and   \
+           added to the tile's quarter-vectors in acc */                                \
         _Pragma("GCC unroll 4") for (p = 0; p < 4; p++)                                 \
-            _Pragma("GCC unroll 6") for (q = 0; q < 6; q++)                             \
-                *(tg_fl_u##S*)(acc + (p * 6 + q) * L) += a[p][q];                       \
+            _Pragma("GCC unroll 6") for (q = 0; q < 6; q++) {                           \
+                tg_fl_v##S v = a[p][q];                                                 \
+                tg_fl_h##S hv = ((const tg_fl_h##S*)&v)[0] + ((const tg_fl_h##S*)&v)[1]; \
+                tg_fl_q##S qv = ((const tg_fl_q##S*)&hv)[0] + ((const tg_fl_q##S*)&hv)[1]; \
+                *(tg_fl_qu##S*)(acc + (p * 6 + q) * Q) += qv;                           \
+            }                                                                           \
     }                                                                                   \
-    /* gw[p * tp + q] = the lanes of acc's vector (p, q) summed pairwise (fixed order) */ \
+    /* gw[p * tp + q] = the lanes of acc's quarter-vector (p, q) summed pairwise (fixed   \
+       order) */                                                                        \
     static inline void tg_fw_lanes_##S(const T* acc, T* gw, Py_ssize_t tp) {            \
-        enum { L = 64 / sizeof(T) };                                                    \
-        T tmp[L];                                                                       \
+        enum { Q = 16 / sizeof(T) };                                                    \
+        T tmp[Q];                                                                       \
         Py_ssize_t p, q, l, h;                                                          \
         for (p = 0; p < 4; p++)                                                         \
             for (q = 0; q < 6; q++) {                                                   \
-                for (l = 0; l < L; l++) tmp[l] = acc[(p * 6 + q) * L + l];              \
-                for (h = L / 2; h > 0; h /= 2)                                          \
+                for (l = 0; l < Q; l++) tmp[l] = acc[(p * 6 + q) * Q + l];              \
+                for (h = Q / 2; h > 0; h /= 2)                                          \
                     for (l = 0; l < h; l++) tmp[l] += tmp[l + h];                       \
                 gw[p * tp + q] = tmp[0];                                                \
             }                                                                           \
@@ -257,14 +269,14 @@ def wgrad_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
                   int op, int tp, int nfp, int slack, int wb, int nt):
     """Thread k takes images [n*k/nt, n*(k+1)/nt) in blocks of wb: their phase planes and
     their output gradients in rows of wq (zeros past each row and the last position), then
-    every (4 channels x 6 taps) tile adds the block's products, lane by lane, to its vectors
-    in lanes[k]; at the end each vector's lanes summed into gws[k] (the threads' sums added
+    every (4 channels x 6 taps) tile adds the block's products, folded to quarter vectors,
+    to its quarter-vectors in lanes[k]; at the end their lanes summed into gws[k] (the threads' sums added
     by the caller in a fixed order)."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
     cdef Py_ssize_t xs = c * s * s * hq * wq + slack, gs = op * nfp
     cdef Py_ssize_t k, b0, b1, bb, m, nb, oc, r, o0, t0, tv
-    cdef Py_ssize_t lv = 64 // sizeof(real), ntq = tp // _WT
+    cdef Py_ssize_t lv = 16 // sizeof(real), ntq = tp // _WT
     cdef real* xq
     cdef real* gq
     cdef real* lk
@@ -342,14 +354,14 @@ def _weight_grad(gy, x, w_shape, int s, int ph, int pw):
     memory.check_fits("conv2d (flat weight gradient)", {
         "phase planes": nt * wb * xs * x.itemsize,
         "output gradient rows": nt * wb * op * nfp * x.itemsize,
-        "lane sums": nt * op * tp * 64,
+        "lane sums": nt * op * tp * 16,
     })
     xbuf = workspace("flat-wg-planes", (nt, wb * xs), x.dtype)
     # rows start on 64-byte boundaries (nfp is a multiple of 16 elements)
     gbuf = workspace("flat-wg-rows", (nt * wb * op * nfp + _VW,), x.dtype)
     skip = (-gbuf.ctypes.data % 64) // x.itemsize
     gbuf = gbuf[skip:skip + nt * wb * op * nfp].reshape(nt, wb * op * nfp)
-    lanes = workspace("flat-wg-lanes", (nt, op * tp * 64 // x.itemsize), x.dtype)
+    lanes = workspace("flat-wg-lanes", (nt, op * tp * 16 // x.itemsize), x.dtype)
     gws = np.empty((nt, op * tp), dtype=x.dtype)
     wgrad_threads(x, gy, offs, xbuf, gbuf, lanes, gws, s, ph, pw, hq, wq, op, tp, nfp, slack,
                   wb, nt)
