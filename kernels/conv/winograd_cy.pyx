@@ -186,6 +186,41 @@ cdef extern from *:
     #define TG_SPLIT_MASKED_f
     #endif
     #define TG_SPLIT_MASKED_d
+    /* F(4x4)'s four column phases of a float row the same way: four masked loads, three
+       shuffles per phase */
+    #if defined(__AVX512F__)
+    #define TG_W4_MASKED_f \
+        { \
+            tg_v16f a = *(tg_v16f*)chk; \
+            const __m512i i0 = (__m512i)(tg_v16i){0, 4, 8, 12, 16, 20, 24, 28, \
+                                                  0, 4, 8, 12, 16, 20, 24, 28}; \
+            const __m512i cat = (__m512i)(tg_v16i){0, 1, 2, 3, 4, 5, 6, 7, \
+                                                   16, 17, 18, 19, 20, 21, 22, 23}; \
+            for (; qv < hi; qv += 16) { \
+                ptrdiff_t r = hi - qv < 16 ? hi - qv : 16; \
+                __m512 u[4]; \
+                for (int i = 0; i < 4; i++) { \
+                    ptrdiff_t k = 4 * r - 16 * i; \
+                    k = k < 0 ? 0 : (k > 16 ? 16 : k); \
+                    u[i] = _mm512_maskz_loadu_ps((__mmask16)((1u << k) - 1u), \
+                                                 xs + 4 * qv + 16 * i); \
+                } \
+                __mmask16 m = (__mmask16)((1u << r) - 1u); \
+                for (int f = 0; f < 4; f++) { \
+                    __m512i idx = _mm512_add_epi32(i0, _mm512_set1_epi32(f)); \
+                    __m512 lo8 = _mm512_permutex2var_ps(u[0], idx, u[1]); \
+                    __m512 hi8 = _mm512_permutex2var_ps(u[2], idx, u[3]); \
+                    __m512 ph = _mm512_permutex2var_ps(lo8, cat, hi8); \
+                    _mm512_mask_storeu_ps(e + f * L + qv, m, ph); \
+                    a += (tg_v16f)_mm512_mul_ps(_mm512_setzero_ps(), ph); \
+                } \
+            } \
+            *(tg_v16f*)chk = a; \
+        }
+    #else
+    #define TG_W4_MASKED_f
+    #endif
+    #define TG_W4_MASKED_d
     #define TG_SPLIT2(T, S, V, M, EV, OD) \
     /* tg_wino_split's e and o; 0 * the values read goes to the lanes of chk (L of them) \
        and the returned scalar */ \
@@ -492,7 +527,7 @@ cdef extern from *:
     /* f-th column phase: e_f[q] = xr[4 q + f - p] for q in [q0, q1), zero outside [0, w); \
        phase f at e + f L; returns 0 * the sum of the values read (NaN for a NaN or inf) */ \
     static T tg_w4_split_##S(const T* xr, ptrdiff_t w, ptrdiff_t p, T* e, ptrdiff_t L, \
-                                ptrdiff_t q0, ptrdiff_t q1) { \
+                                ptrdiff_t q0, ptrdiff_t q1, T* chk) { \
         ptrdiff_t lo = (p + 3) / 4, hi = (w + p) / 4; /* 4q - p >= 0, 4q + 3 - p < w */ \
         if (lo < q0) lo = q0; \
         if (hi > q1) hi = q1; \
@@ -508,8 +543,10 @@ cdef extern from *:
             } \
         } \
         const T* xs = xr - p; \
+        ptrdiff_t qv = lo; \
+        TG_W4_MASKED_##S \
         _Pragma("omp simd reduction(+:acc)") \
-        for (ptrdiff_t q = lo; q < hi; q++) { \
+        for (ptrdiff_t q = qv; q < hi; q++) { \
             e0[q] = xs[4 * q]; \
             e1[q] = xs[4 * q + 1]; \
             e2[q] = xs[4 * q + 2]; \
@@ -554,9 +591,9 @@ cdef extern from *:
     void tg_w4_in_d(const double* r, double* t, Py_ssize_t L, double* v, Py_ssize_t cs,
                     Py_ssize_t j0, Py_ssize_t j1) nogil
     float tg_w4_split_f(const float* xr, Py_ssize_t w, Py_ssize_t p, float* e, Py_ssize_t L,
-                       Py_ssize_t q0, Py_ssize_t q1) nogil
+                       Py_ssize_t q0, Py_ssize_t q1, float* chk) nogil
     double tg_w4_split_d(const double* xr, Py_ssize_t w, Py_ssize_t p, double* e, Py_ssize_t L,
-                       Py_ssize_t q0, Py_ssize_t q1) nogil
+                         Py_ssize_t q0, Py_ssize_t q1, double* chk) nogil
     void tg_w4_out_f(const float* m, Py_ssize_t os, float* t, Py_ssize_t L, float* y0,
                      float* y1, float* y2, float* y3, float bias, Py_ssize_t j0,
                      Py_ssize_t j1) nogil
@@ -576,6 +613,9 @@ cdef real _input_block4(const real* x, real* v, real* rows, Py_ssize_t c, Py_ssi
     cdef Py_ssize_t r0, r, lw = tw + 1, cs = c * block + _PAD
     cdef real* e
     cdef real acc = 0
+    cdef real chk[16]  # lane sums of the check (16 floats or 8 doubles used)
+    for i in range(16):
+        chk[i] = 0
     t = 0
     while t < cnt:
         tile = t0 + t
@@ -598,15 +638,17 @@ cdef real _input_block4(const real* x, real* v, real* rows, Py_ssize_t c, Py_ssi
                 else:
                     if real is float:
                         acc += tg_w4_split_f(x + ((img * c + ch) * h + r) * w, w, pw, e, lw,
-                                             tc, tc + seg + 1)
+                                             tc, tc + seg + 1, &chk[0])
                     else:
                         acc += tg_w4_split_d(x + ((img * c + ch) * h + r) * w, w, pw, e, lw,
-                                             tc, tc + seg + 1)
+                                             tc, tc + seg + 1, &chk[0])
             if real is float:
                 tg_w4_in_f(rows, rows + 24 * lw, lw, v + ch * block + t - tc, cs, tc, tc + seg)
             else:
                 tg_w4_in_d(rows, rows + 24 * lw, lw, v + ch * block + t - tc, cs, tc, tc + seg)
         t += seg
+    for i in range(16):
+        acc += chk[i]
     return acc
 
 

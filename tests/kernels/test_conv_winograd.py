@@ -200,7 +200,7 @@ def test_winograd_weight_gradient_nonfinite_input(variant):
 
 
 @pytest.mark.parametrize("variant", [v for v in WINOGRAD if "cython" in v])
-@pytest.mark.parametrize("width, padding", [(32, 1), (33, 0), (41, 2), (16, 1)])
+@pytest.mark.parametrize("width, padding", [(32, 1), (33, 0), (41, 2), (16, 1), (70, 1)])
 def test_winograd_float32_rows_of_many_tiles(variant, width, padding):
     """float32 rows wider than one vector of tiles (full, partial and several vectors per
     row segment) match the float64 reference, and a NaN or an infinity anywhere along such
