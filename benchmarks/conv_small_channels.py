@@ -11,7 +11,7 @@ Same-process ratios between tapegrad's own variants: the comparison with PyTorch
 ``conv_targets.py`` (each framework in its own process).
 
     python benchmarks/conv_small_channels.py [--rounds 5] [--repeats 5] [--threads 2]
-        [--best] [--out FILE.md]
+        [--best] [--only TEXT] [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ LAYERS = {
     "target 1x1 N32 64->128 16x16": ((32, 64, 16, 16), (128, 64, 1, 1), 1, 0),
 }
 BEFORE = ["im2col-cython", "winograd-cython"]
-NEW = ["blocked-cython", "pointwise-cython"]
+NEW = ["blocked-cython", "pointwise-cython", "flat-cython", "chvec-cython"]
 
 
 _STAT = np.median  # --best: np.min, the figure a loaded machine disturbs least
@@ -70,6 +70,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="")
     ap.add_argument("--best", action="store_true", help="best instead of median times")
+    ap.add_argument("--only", default="", help="layers whose name has this")
     args = ap.parse_args()
     global _STAT
     if args.best:
@@ -90,6 +91,8 @@ def main() -> None:
     lines.append("| layer | variant | forward ms | input grad | weight grad | total | ratio |")
     lines.append("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for name, (xs, ws, s, p) in LAYERS.items():
+        if args.only not in name:
+            continue
         rng = np.random.default_rng(0)
         x = rng.standard_normal(xs).astype(np.float32)
         w = (rng.standard_normal(ws) * 0.1).astype(np.float32)

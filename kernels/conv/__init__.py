@@ -198,9 +198,10 @@ def _blocked_leads(call: Conv2dCall) -> bool:
 # Stride-1 3x3 and 5x5 calls (one group, dilation 1) into exactly 16 output channels (one
 # float32 vector) from 4 or more input channels, reduction at most 160: chvec-cython first
 # (output channels across the vector lanes, one accumulator vector per output column, the
-# weight gradient with one accumulator vector per tap), ahead of blocked-cython and
-# im2col-cython forward and weight gradient on lenet5's 6->16 5x5 layer (10x10 outputs) and
-# resnet8's 16->16 3x3 layers (benchmarks/results/conv-small-channels.md).
+# weight gradient with one accumulator vector per tap): ahead of im2col-cython forward and
+# weight gradient on lenet5's 6->16 5x5 layer (10x10 outputs), level with or slightly ahead
+# of blocked-cython on resnet8's 16->16 3x3 layers at 1 and 2 threads
+# (benchmarks/results/conv-small-channels.md).
 _CHVEC_OUT = 16
 
 
