@@ -16,6 +16,7 @@ column buffer, no GEMM, each gx element written once.
 
 cimport openmp
 from cython.parallel cimport prange
+from libc.string cimport memcpy, memset
 
 include "../_common.pxi"
 
@@ -116,31 +117,27 @@ cdef extern from *:
 
 cdef inline void _pad_gy(const real* src0, real* gp, Py_ssize_t o, Py_ssize_t ho,
                          Py_ssize_t wo, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t ph,
-                         Py_ssize_t pw) noexcept nogil:
-    # gp[oc, y + ph, x + pw] = gy[oc, y, x] (one image), zeros around
-    cdef Py_ssize_t oc, r, k, y
-    cdef real* row
-    cdef const real* src
+                         Py_ssize_t pw, Py_ssize_t* fresh) noexcept nogil:
+    # gp[oc, y + ph, x + pw] = gy[oc, y, x] (one image), zeros around: the zeros written on
+    # the thread's first image of the call (fresh[0] == 0), only the image's rows after
+    cdef Py_ssize_t oc, y, r, n = min(wo, wp - pw)
+    if fresh[0] == 0:
+        memset(gp, 0, o * hp * wp * sizeof(real))
+        fresh[0] = 1
+    if n <= 0:
+        return
     for oc in range(o):
-        for r in range(hp):
-            row = gp + (oc * hp + r) * wp
-            y = r - ph
-            if y < 0 or y >= ho:
-                for k in range(wp):
-                    row[k] = 0
-                continue
-            src = src0 + (oc * ho + y) * wo
-            for k in range(min(pw, wp)):
-                row[k] = 0
-            for k in range(min(wo, wp - pw)):
-                row[pw + k] = src[k]
-            for k in range(pw + wo, wp):
-                row[k] = 0
+        for y in range(ho):
+            r = y + ph
+            if r >= hp:
+                break
+            memcpy(gp + (oc * hp + r) * wp + pw, src0 + (oc * ho + y) * wo, n * sizeof(real))
 
 
 def input_grad(const real[:, :, :, ::1] gy, const real[::1] wt, real[:, :, :, ::1] gx,
                real[:, ::1] buf, real[:, ::1] accs, int kh, int kw, int sh, int sw, int ph,
-               int pw, int dh, int dw, int hp, int wp, int cp, int nt):
+               int pw, int dh, int dw, int hp, int wp, int cp, int nt,
+               Py_ssize_t[::1] fresh):
     """gx = conv2d(gy, w) (stride, padding, dilation as given), one image per thread at a
     time through the thread's padded copy of gy[b] (``buf[thread]``: O planes of hp x wp,
     gy[b, o, y, x] at row y + ph, column x + pw, zeros around) and ``_WB * _CB`` tile
@@ -154,12 +151,14 @@ def input_grad(const real[:, :, :, ::1] gy, const real[::1] wt, real[:, :, :, ::
     cdef real* gp
     cdef real* row
     cdef real* acc
+    cdef real* gxb
     with nogil:
         for b in prange(n, schedule="static", num_threads=nt):
             tid = openmp.omp_get_thread_num()
             gp = &buf[tid, 0]
             acc = &accs[tid, 0]
-            _pad_gy(&gy[b, 0, 0, 0], gp, o, ho, wo, hp, wp, ph, pw)
+            gxb = &gx[b, 0, 0, 0]
+            _pad_gy(&gy[b, 0, 0, 0], gp, o, ho, wo, hp, wp, ph, pw, &fresh[tid])
             for a in range(h):
                 for tc in range(ntc):
                     c0 = tc * _CB
@@ -174,14 +173,15 @@ def input_grad(const real[:, :, :, ::1] gy, const real[::1] wt, real[:, :, :, ::
                             tg_tg_tile_d(gp, &wt[0], o, kh, kw, hp, wp, cp, sw, dh, dw,
                                          a * sh, t0, c0, acc)
                         for cc in range(nc):
-                            row = &gx[b, c0 + cc, a, t0]
+                            row = gxb + ((c0 + cc) * h + a) * w + t0
                             for k in range(nk):
                                 row[k] = acc[k * _CB + cc]
 
 
 def weight_grad(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                 const Py_ssize_t[::1] qoff, real[:, :, ::1] parts, real[:, ::1] buf,
-                real[:, ::1] xts, int sh, int sw, int ph, int pw, int hp, int wp, int nt):
+                real[:, ::1] xts, int sh, int sw, int ph, int pw, int hp, int wp, int nt,
+                Py_ssize_t[::1] fresh):
     """parts[thread, q, c] += sum over the thread's images b and positions (a, t) of
     x[b, c, a, t] * gyp[b][qoff[q] + a*sh*wp + t*sw], where gyp[b] is the padded copy of
     gy[b] (as :func:`input_grad`'s) and ``qoff[q] = (o*hp + i*dh)*wp + j*dw`` for
@@ -202,7 +202,7 @@ def weight_grad(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
             tid = openmp.omp_get_thread_num()
             gp = &buf[tid, 0]
             xt = &xts[tid, 0]
-            _pad_gy(&gy[b, 0, 0, 0], gp, o, ho, wo, hp, wp, ph, pw)
+            _pad_gy(&gy[b, 0, 0, 0], gp, o, ho, wo, hp, wp, ph, pw, &fresh[tid])
             for pos in range(hw):
                 for ci in range(c, cp):
                     xt[pos * cp + ci] = 0

@@ -204,7 +204,7 @@ def input_grad(gy, x, w, stride, padding, dilation):
     buf = workspace("phase-gy", (nt, o * hp * wp), x.dtype)
     accs = workspace("phase-acc", (nt, _CB * _WB), x.dtype)
     _direct_input_grad(gy, wt.reshape(-1), gx, buf, accs, kh, kw, sh, sw, ph, pw, dh, dw, hp,
-                       wp, cp, nt)  # fmt: skip
+                       wp, cp, nt, np.zeros(nt, np.intp))  # fmt: skip
     return gx
 
 
@@ -239,7 +239,9 @@ def weight_grad(gy, x, w, stride, padding, dilation):
     parts = np.zeros((nt, nqp, cp), x.dtype)
     buf = workspace("phase-gy", (nt, o * hp * wp), x.dtype)
     xts = workspace("phase-xt", (nt, h * wd * cp), x.dtype)
-    _direct_weight_grad(gy, x, qoff, parts, buf, xts, sh, sw, ph, pw, hp, wp, nt)
+    _direct_weight_grad(
+        gy, x, qoff, parts, buf, xts, sh, sw, ph, pw, hp, wp, nt, np.zeros(nt, np.intp)
+    )
     total = parts[0] if nt == 1 else parts.sum(axis=0)
     return np.ascontiguousarray(total[:nq, :c].T).reshape(w.shape)
 
