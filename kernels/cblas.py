@@ -21,6 +21,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from ._env import getenv
+
 _found: dict[str, object] = {}
 
 # ILP64 symbol names of NumPy's OpenBLAS wheels (scipy-openblas64), newest first
@@ -45,7 +47,7 @@ def gemm_addresses() -> tuple[int, int] | None:
     Set ``TAPEGRAD_NO_THREAD_GEMM=1`` to make this return None (the kernels then use
     their NumPy drivers).
     """
-    if os.environ.get("TAPEGRAD_NO_THREAD_GEMM") == "1":
+    if getenv("TAPEGRAD_NO_THREAD_GEMM") == "1":
         return None
     if "addr" not in _found:
         _found["addr"] = None

@@ -47,6 +47,7 @@ from . import record as _record
 from . import store as _store
 from . import threads as _threads  # import_extension: loads a Cython variant
 from . import tune as _tune
+from ._env import getenv
 from .calls import declared
 from .record import record  # noqa: F401  (re-exported: registry.record)
 from .store import (  # noqa: F401  (re-exported for callers of registry.*)
@@ -303,7 +304,7 @@ def _check_choice(op: str, variant: str) -> None:
 
 def _env_choices() -> dict[str, str]:
     global _env_cache
-    raw = os.environ.get("TAPEGRAD_KERNELS", "")
+    raw = getenv("TAPEGRAD_KERNELS") or ""
     if _env_cache is None or _env_cache.get("\0raw") != raw:
         parsed: dict[str, str] = {"\0raw": raw}
         for item in filter(None, (s.strip() for s in raw.split(","))):
@@ -422,7 +423,7 @@ def resolve(
     if _record._local.recorders:
         _record.note(op, signature)
     # the common case, kept to a few dict lookups: no use() block, no TAPEGRAD_KERNELS
-    if _local.stack or os.environ.get("TAPEGRAD_KERNELS"):
+    if _local.stack or getenv("TAPEGRAD_KERNELS"):
         name = selected(op)
         if name != AUTO:
             return get(op, name)

@@ -29,6 +29,8 @@ import time
 from collections.abc import Hashable
 from pathlib import Path
 
+from ._env import getenv
+
 _disk = {"on": os.environ.get("TAPEGRAD_AUTOTUNE_CACHE", "1") not in ("0", "", "off", "no")}
 _disk_state: dict[str, object] = {"path": None, "winners": None}
 
@@ -196,7 +198,7 @@ def _changed() -> None:
 
 def rules() -> dict:
     """The generated rules per op (re-read when the file changes; checked once a second)."""
-    env = os.environ.get("TAPEGRAD_AUTO_RULES")
+    env = getenv("TAPEGRAD_AUTO_RULES")
     now = time.monotonic()
     state = _rules_state
     # runs on every auto call without autotune: the variable's string, not a Path, and one

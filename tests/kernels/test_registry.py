@@ -113,6 +113,35 @@ def test_env_selection_and_use_overrides_it(clean, monkeypatch):
     assert K.selected("conv2d") == "auto"
 
 
+def test_dispatch_follows_every_environment_change_at_once(clean, monkeypatch):
+    """The variables read on every call (``TAPEGRAD_KERNELS`` here) take effect on the next
+    call after any change through ``os.environ``, and after ``os.environ`` is replaced."""
+    import os
+
+    from tapegrad.kernels._env import getenv
+
+    x = tg.Tensor(np.zeros((1, 2, 5, 5), np.float32))
+    with K.record() as calls:
+        F.conv2d(x, tg.Tensor(np.ones((3, 2, 3, 3), np.float32)))
+    sig = calls[0][1]
+    auto = K.resolved_name("conv2d", sig)
+    assert auto != "reference"
+    for _ in range(2):  # a second round reads the names already encoded
+        monkeypatch.setenv("TAPEGRAD_KERNELS", "conv2d=reference")
+        assert K.resolve("conv2d", sig) is K.get("conv2d", "reference")
+        os.environ["TAPEGRAD_KERNELS"] = "conv2d=im2col-numba"
+        assert K.resolved_name("conv2d", sig) == "im2col-numba"
+        monkeypatch.delenv("TAPEGRAD_KERNELS")
+        assert K.resolved_name("conv2d", sig) == auto
+    monkeypatch.setenv("TAPEGRAD_TEST_VALUE", "h\u00e9 ")
+    assert getenv("TAPEGRAD_TEST_VALUE") == os.environ.get("TAPEGRAD_TEST_VALUE") == "h\u00e9 "
+    monkeypatch.setenv("TAPEGRAD_TEST_VALUE", "")
+    assert getenv("TAPEGRAD_TEST_VALUE") == ""
+    monkeypatch.setattr(os, "environ", {"TAPEGRAD_KERNELS": "conv2d=reference"})
+    assert getenv("TAPEGRAD_TEST_VALUE") is None
+    assert K.resolved_name("conv2d", sig) == "reference"
+
+
 @pytest.mark.parametrize("env", ["conv2d=nope", "conv2d", "no_such_op=reference"])
 def test_env_bad_entries_raise(clean, monkeypatch, env):
     monkeypatch.setenv("TAPEGRAD_KERNELS", env)
