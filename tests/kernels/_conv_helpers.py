@@ -1,6 +1,7 @@
-"""Comparisons shared by the conv2d kernel test files: a variant module's forward and
-gradients against ``reference`` (hypothesis tolerances, or tight ones for the calls a
-variant delegates), its autograd results against PyTorch, and NaN/inf placement."""
+"""Strategies and comparisons shared by the conv2d kernel test files: random conv2d calls
+(hypothesis), a variant module's forward and gradients against ``reference`` (hypothesis
+tolerances, or tight ones for the calls a variant delegates), float64 gradcheck through
+``F.conv2d``, its autograd results against PyTorch, and NaN/inf placement."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
+from hypothesis import strategies as st
 
 import tapegrad as tg
 import tapegrad.kernels as K
@@ -23,6 +25,42 @@ def conv_arrays(n, c, o, h, w, kh, kw, bias, dtype, groups=1, seed=0):
     wt = rng.standard_normal((o, c // groups, kh, kw)).astype(dtype)
     b = rng.standard_normal(o).astype(dtype) if bias else None
     return x, wt, b
+
+
+_CHANNELS, _OUTPUTS = st.integers(1, 11), st.integers(1, 19)
+_KERNELS, _STRIDE_1 = st.tuples(st.integers(1, 5), st.integers(1, 5)), st.just(1)
+
+
+@st.composite
+def conv_case(
+    draw,
+    channels=_CHANNELS,
+    outputs=_OUTPUTS,
+    kernels=_KERNELS,
+    strides=_STRIDE_1,
+    max_h=21,
+    max_w=21,
+):
+    """A conv2d call ``(n, c, o, h, w, kh, kw, padding, stride, bias, dtype)``: batch 1..3,
+    ``c``, ``o``, ``(kh, kw)`` and the stride (both sides) drawn from the strategies given,
+    padding 0..2 per side, odd and even sizes up to ``max_h`` x ``max_w`` that leave at least
+    one output, with or without bias, float32 or float64."""
+    n = draw(st.integers(1, 3))
+    c, o = draw(channels), draw(outputs)
+    kh, kw = draw(kernels)
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    s = draw(strides)
+    h = draw(st.integers(max(1, kh - 2 * padding[0]), max_h))
+    w = draw(st.integers(max(1, kw - 2 * padding[1]), max_w))
+    bias = draw(st.booleans())
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    return n, c, o, h, w, kh, kw, padding, (s, s), bias, dtype
+
+
+def case_arrays(case, seed=0):
+    """x, weight and bias (or None) for a ``conv_case`` call, as ``conv_arrays`` draws them."""
+    n, c, o, h, w, kh, kw, _, _, bias, dtype = case
+    return conv_arrays(n, c, o, h, w, kh, kw, bias, dtype, seed=seed)
 
 
 def tol(dtype):
@@ -80,6 +118,18 @@ def check_close_to_reference(mod, x, w, b, args, rng, team=None, **attrs):
         got = mod.backward(gy, x, w, *args, True, True)
     for g, r in zip(got, ref.backward(gy, x, w, *args, True, True), strict=True):
         np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10)
+
+
+def check_gradcheck(name, stride, padding, k=3, hw=(7, 6), team=None, **attrs):
+    """``tg.gradcheck`` passes for of ``F.conv2d`` with variant ``name`` in float64 on a batch of 2,
+    3 -> 4 channels of ``hw`` pixels, a ``k`` x ``k`` kernel and a bias; ``team`` and
+    ``attrs`` patch the variant's module as in ``patched``."""
+    rng = np.random.default_rng(2)
+    x = tg.Tensor(rng.standard_normal((2, 3, *hw)), requires_grad=True)
+    w = tg.Tensor(rng.standard_normal((4, 3, k, k)), requires_grad=True)
+    b = tg.Tensor(rng.standard_normal(4), requires_grad=True)
+    with patched(K.get("conv2d", name), team, **attrs), K.use(conv2d=name):
+        assert tg.gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride, padding), [x, w, b])
 
 
 def check_against_torch(name, x, w, b, stride, padding, team=None, **attrs):

@@ -9,42 +9,27 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import tapegrad as tg
 import tapegrad.kernels as K
-import tapegrad.nn.functional as F
 from tapegrad.kernels.conv import Conv2dCall, _conv2d_rule
 from tests._sizes import examples
 from tests.kernels._conv_helpers import (
     assert_same_nonfinite,
+    case_arrays,
     check_against_reference,
     check_against_torch,
     check_close_to_reference,
-    conv_arrays,
+    check_gradcheck,
+    conv_case,
 )
 
 NAME = "blocked-cython"
 pytestmark = pytest.mark.skipif(NAME not in K.variants("conv2d"), reason="not built here")
 
 
-@st.composite
-def blocked_case(draw):
+def blocked_case():
     """Odd and even sizes, kernels 1..5, padding 0..2 per side, stride 1 or 2, batch 1..3,
     channel counts that are not multiples of the tile's 8 channels or 16 columns."""
-    n = draw(st.integers(1, 3))
-    c, o = draw(st.integers(1, 11)), draw(st.integers(1, 19))
-    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
-    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
-    s = draw(st.integers(1, 2))
-    h = draw(st.integers(max(1, kh - 2 * padding[0]), 21))
-    w = draw(st.integers(max(1, kw - 2 * padding[1]), 21))
-    bias = draw(st.booleans())
-    dtype = draw(st.sampled_from([np.float32, np.float64]))
-    return n, c, o, h, w, kh, kw, padding, (s, s), bias, dtype
-
-
-def _arrays(case, seed=0):
-    n, c, o, h, w, kh, kw, _, _, bias, dtype = case
-    return conv_arrays(n, c, o, h, w, kh, kw, bias, dtype, seed=seed)
+    return conv_case(strides=st.integers(1, 2))
 
 
 @settings(max_examples=examples(15), deadline=None)
@@ -53,7 +38,7 @@ def test_blocked_matches_reference(case, team, need):
     """Forward and each gradient alone or both, with a team of 1 to 3 threads whatever the
     batch."""
     padding, stride = case[7], case[8]
-    x, w, b = _arrays(case)
+    x, w, b = case_arrays(case)
     args = (stride, padding, (1, 1), 1)
     check_against_reference(K.get("conv2d", NAME), x, w, b, args, need, team)
 
@@ -72,12 +57,7 @@ def test_blocked_many_tiles():
 
 @pytest.mark.parametrize("stride, padding", [(1, 0), (1, 2), (2, 1)])
 def test_blocked_gradcheck(stride, padding):
-    rng = np.random.default_rng(2)
-    x = tg.Tensor(rng.standard_normal((2, 3, 6, 7)), requires_grad=True)
-    w = tg.Tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
-    b = tg.Tensor(rng.standard_normal(4), requires_grad=True)
-    with K.use(conv2d=NAME):
-        assert tg.gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride, padding), [x, w, b])
+    check_gradcheck(NAME, stride, padding, hw=(6, 7))
 
 
 @pytest.mark.torch
@@ -85,7 +65,7 @@ def test_blocked_gradcheck(stride, padding):
 @given(case=blocked_case())
 def test_blocked_matches_torch(case):
     padding, stride = case[7], case[8]
-    check_against_torch(NAME, *_arrays(case, seed=3), stride, padding)
+    check_against_torch(NAME, *case_arrays(case, seed=3), stride, padding)
 
 
 def test_blocked_nonfinite_stays_local():

@@ -9,16 +9,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import tapegrad as tg
 import tapegrad.kernels as K
-import tapegrad.nn.functional as F
 from tapegrad.kernels.conv import Conv2dCall, _conv2d_rule
 from tests._sizes import examples
 from tests.kernels._conv_helpers import (
     assert_same_nonfinite,
+    case_arrays,
     check_against_reference,
     check_against_torch,
-    conv_arrays,
+    check_close_to_reference,
+    check_gradcheck,
+    conv_case,
     patched,
     tol,
 )
@@ -27,31 +28,20 @@ NAME = "chvec-cython"
 pytestmark = pytest.mark.skipif(NAME not in K.variants("conv2d"), reason="not built here")
 
 
-@st.composite
-def chvec_case(draw):
+def chvec_case():
     """Odd and even sizes (rows wider than a tile's 16 columns too), kernels 1..5 (the
     weight gradient's own tiles are 3x3 and 5x5), padding 0..2 per side, batch 1..3, output
     channel counts below, at and past one vector's 8 or 16 lanes."""
-    n = draw(st.integers(1, 3))
-    c, o = (
-        draw(
-            st.integers(1, 18),
-        ),
-        draw(st.sampled_from([1, 5, 8, 16, 17, 23])),
+    kernels = st.sampled_from([1, 2, 3, 3, 5, 5]).flatmap(
+        lambda k: st.one_of(st.just((k, k)), st.tuples(st.just(k), st.integers(1, 5)))
     )
-    k = draw(st.sampled_from([1, 2, 3, 3, 5, 5]))
-    kh, kw = (k, k) if draw(st.booleans()) else (k, draw(st.integers(1, 5)))
-    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
-    h = draw(st.integers(max(1, kh - 2 * padding[0]), 13))
-    w = draw(st.integers(max(1, kw - 2 * padding[1]), 37))
-    bias = draw(st.booleans())
-    dtype = draw(st.sampled_from([np.float32, np.float64]))
-    return n, c, o, h, w, kh, kw, padding, (1, 1), bias, dtype
-
-
-def _arrays(case, seed=0):
-    n, c, o, h, w, kh, kw, _, _, bias, dtype = case
-    return conv_arrays(n, c, o, h, w, kh, kw, bias, dtype, seed=seed)
+    return conv_case(
+        channels=st.integers(1, 18),
+        outputs=st.sampled_from([1, 5, 8, 16, 17, 23]),
+        kernels=kernels,
+        max_h=13,
+        max_w=37,
+    )
 
 
 @settings(max_examples=examples(20), deadline=None)
@@ -59,7 +49,7 @@ def _arrays(case, seed=0):
 def test_chvec_matches_reference(case, team, need):
     """Forward and each gradient alone or both, with a team of 1 to 3 threads whatever the
     batch."""
-    x, w, b = _arrays(case)
+    x, w, b = case_arrays(case)
     args = (case[8], case[7], (1, 1), 1)
     check_against_reference(K.get("conv2d", NAME), x, w, b, args, need, team)
 
@@ -102,19 +92,14 @@ def test_chvec_weight_gradient_repeatable():
 
 @pytest.mark.parametrize("k, padding", [(3, 1), (5, 2), (3, 0)])
 def test_chvec_gradcheck(k, padding):
-    rng = np.random.default_rng(2)
-    x = tg.Tensor(rng.standard_normal((2, 3, 7, 6)), requires_grad=True)
-    w = tg.Tensor(rng.standard_normal((4, 3, k, k)), requires_grad=True)
-    b = tg.Tensor(rng.standard_normal(4), requires_grad=True)
-    with K.use(conv2d=NAME):
-        assert tg.gradcheck(lambda x, w, b: F.conv2d(x, w, b, 1, padding), [x, w, b])
+    check_gradcheck(NAME, 1, padding, k=k)
 
 
 @pytest.mark.torch
 @settings(max_examples=examples(10), deadline=None)
 @given(case=chvec_case())
 def test_chvec_matches_torch(case):
-    check_against_torch(NAME, *_arrays(case, seed=3), case[8], case[7])
+    check_against_torch(NAME, *case_arrays(case, seed=3), case[8], case[7])
 
 
 def test_chvec_nonfinite_stays_local():
@@ -146,13 +131,7 @@ def test_chvec_not_applicable(w_shape, stride, dilation, groups):
     x = rng.standard_normal((2, 2, 9, 8))
     w = rng.standard_normal(w_shape)
     args = ((stride, stride), (1, 1), (dilation, dilation), groups)
-    mod, ref = K.get("conv2d", NAME), K.get("conv2d", "reference")
-    y = mod.forward(x, w, None, *args)
-    np.testing.assert_allclose(y, ref.forward(x, w, None, *args), rtol=1e-10, atol=1e-10)
-    gy = rng.standard_normal(y.shape)
-    for g, r in zip(mod.backward(gy, x, w, *args, True, True),
-                    ref.backward(gy, x, w, *args, True, True)):  # fmt: skip
-        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10)
+    check_close_to_reference(K.get("conv2d", NAME), x, w, None, args, rng)
     big = Conv2dCall((32, 16 * groups, 32, 32), (16, 16, 3, 3), (stride, stride), (1, 1),
                      (dilation, dilation), groups, "<f4")  # fmt: skip
     assert NAME not in _conv2d_rule(big)

@@ -10,17 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import tapegrad as tg
 import tapegrad.kernels as K
-import tapegrad.nn.functional as F
 from tapegrad.kernels.conv import Conv2dCall, _conv2d_rule
 from tests._sizes import examples
 from tests.kernels._conv_helpers import (
     assert_same_nonfinite,
+    case_arrays,
     check_against_reference,
     check_against_torch,
     check_close_to_reference,
-    conv_arrays,
+    check_gradcheck,
+    conv_case,
     patched,
 )
 
@@ -28,25 +28,10 @@ NAME = "flat-cython"
 pytestmark = pytest.mark.skipif(NAME not in K.variants("conv2d"), reason="not built here")
 
 
-@st.composite
-def flat_case(draw):
+def flat_case():
     """Odd and even sizes, kernels 1..5, padding 0..2 per side, stride 1 to 3, batch 1..3,
     channel counts that are not multiples of the tile's 8 channels or 16 positions."""
-    n = draw(st.integers(1, 3))
-    c, o = draw(st.integers(1, 11)), draw(st.integers(1, 19))
-    kh, kw = draw(st.integers(1, 5)), draw(st.integers(1, 5))
-    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
-    s = draw(st.integers(1, 3))
-    h = draw(st.integers(max(1, kh - 2 * padding[0]), 21))
-    w = draw(st.integers(max(1, kw - 2 * padding[1]), 21))
-    bias = draw(st.booleans())
-    dtype = draw(st.sampled_from([np.float32, np.float64]))
-    return n, c, o, h, w, kh, kw, padding, (s, s), bias, dtype
-
-
-def _arrays(case, seed=0):
-    n, c, o, h, w, kh, kw, _, _, bias, dtype = case
-    return conv_arrays(n, c, o, h, w, kh, kw, bias, dtype, seed=seed)
+    return conv_case(strides=st.integers(1, 3))
 
 
 def _with_team(mod, team, fn):
@@ -63,7 +48,7 @@ def test_flat_matches_reference(case, team, need):
     batch."""
     mod = K.get("conv2d", NAME)
     padding, stride = case[7], case[8]
-    x, w, b = _arrays(case)
+    x, w, b = case_arrays(case)
     args = (stride, padding, (1, 1), 1)
     check_against_reference(mod, x, w, b, args, need, team, _WGRAD_MIN_POSITIONS=0)
 
@@ -83,17 +68,7 @@ def test_flat_many_tiles(stride):
 
 @pytest.mark.parametrize("stride, padding", [(1, 0), (2, 1), (3, 2)])
 def test_flat_gradcheck(stride, padding):
-    rng = np.random.default_rng(2)
-    x = tg.Tensor(rng.standard_normal((2, 3, 7, 6)), requires_grad=True)
-    w = tg.Tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
-    b = tg.Tensor(rng.standard_normal(4), requires_grad=True)
-    mod = K.get("conv2d", NAME)
-
-    def check():
-        with K.use(conv2d=NAME):
-            return tg.gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride, padding), [x, w, b])
-
-    assert _with_team(mod, 2, check)
+    check_gradcheck(NAME, stride, padding, team=2, _WGRAD_MIN_POSITIONS=0)
 
 
 @pytest.mark.torch
@@ -101,7 +76,7 @@ def test_flat_gradcheck(stride, padding):
 @given(case=flat_case())
 def test_flat_matches_torch(case):
     padding, stride = case[7], case[8]
-    x, w, b = _arrays(case, seed=3)
+    x, w, b = case_arrays(case, seed=3)
     check_against_torch(NAME, x, w, b, stride, padding, team=2, _WGRAD_MIN_POSITIONS=0)
 
 
