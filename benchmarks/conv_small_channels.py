@@ -17,10 +17,10 @@ Same-process ratios between tapegrad's own variants: the comparison with PyTorch
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 from _report import finish, uptime
+from _timing import PASSES, call_times, kernel_passes
 
 # name: (x shape, w shape, stride, padding)
 LAYERS = {
@@ -44,23 +44,11 @@ NEW = ["blocked-cython", "pointwise-cython", "flat-cython", "chvec-cython"]
 _STAT = np.median  # --best: np.min, the figure a loaded machine disturbs least
 
 
-def _median(fn, repeats: int) -> float:
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return 1e3 * float(_STAT(ts))
-
-
 def _parts(m, x, w, gy, args: tuple, repeats: int) -> tuple[float, float, float]:
-    """Median ms of the forward, the input gradient alone and the weight gradient alone."""
-    return (
-        _median(lambda: m.forward(x, w, None, *args), repeats),
-        _median(lambda: m.backward(gy, x, w, *args, True, False), repeats),
-        _median(lambda: m.backward(gy, x, w, *args, False, True), repeats),
-    )
+    """Median (or best, ``--best``) ms of the forward, the input gradient alone and the
+    weight gradient alone, each after one untimed call."""
+    runs = kernel_passes(m, x, w, None, gy, args)
+    return tuple(1e3 * float(_STAT(call_times(runs[p], repeats, warmup=1))) for p in PASSES)
 
 
 def main() -> None:

@@ -29,14 +29,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 from _report import finish, uptime
+from _timing import kernel_passes, median_ms, median_s, run_worker
 
 
 @dataclass(frozen=True)
@@ -168,17 +166,6 @@ def _arrays(c: Case):
     return x, w, b, gy
 
 
-def _median_time(fn, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
-
-
 def _selected(only: list[str]) -> list[Case]:
     """The cases whose name contains one of ``only`` (every case when it is empty)."""
     return [c for c in CASES if not only or any(t in c.name for t in only)]
@@ -208,7 +195,7 @@ def _worker_tapegrad(repeats: int, cases: list[Case]) -> dict:
         with K.record() as calls:
             run()
         picked = sorted({K.resolved_name(op, sig) for op, sig in calls})
-        out[c.name] = {"ms": 1e3 * _median_time(run, repeats), "variant": ", ".join(picked)}
+        out[c.name] = {"ms": median_ms(run, repeats), "variant": ", ".join(picked)}
     return out
 
 
@@ -229,17 +216,8 @@ def _worker_passes(repeats: int, cases: list[Case]) -> dict:
         sig = DepthwiseConv2dCall(c.x, c.w, s, p, (1, 1), c.groups, "<f4")
         name = K.resolved_name("depthwise_conv2d", sig)
         mod = K.get("depthwise_conv2d", name)
-        a = (s, p, (1, 1), c.groups)
-        runs = {
-            "forward": lambda mod=mod, x=x, w=w, b=b, a=a: mod.forward(x, w, b, *a),
-            "input gradient": lambda mod=mod, gy=gy, x=x, w=w, a=a: mod.backward(
-                gy, x, w, *a, True, False
-            ),
-            "weight gradient": lambda mod=mod, gy=gy, x=x, w=w, a=a: mod.backward(
-                gy, x, w, *a, False, True
-            ),
-        }
-        out[c.name] = {k: 1e3 * _median_time(f, repeats) for k, f in runs.items()}
+        runs = kernel_passes(mod, x, w, b, gy, (s, p, (1, 1), c.groups))
+        out[c.name] = {k: median_ms(f, repeats) for k, f in runs.items()}
         out[c.name]["variant"] = name
     return out
 
@@ -287,17 +265,8 @@ def _worker_conv_passes(repeats: int, cases: list[Case]) -> dict:
             sig = Conv2dCall(c.x, c.w, s, p, (1, 1), c.groups, "<f4")
             name = K.resolved_name("conv2d", sig)
             mod = K.get("conv2d", name)
-            a = (s, p, (1, 1), c.groups)
-            runs = {
-                "forward": lambda mod=mod, x=x, w=w, b=b, a=a: mod.forward(x, w, b, *a),
-                "input gradient": lambda mod=mod, gy=gy, x=x, w=w, a=a: mod.backward(
-                    gy, x, w, *a, True, False
-                ),
-                "weight gradient": lambda mod=mod, gy=gy, x=x, w=w, a=a: mod.backward(
-                    gy, x, w, *a, False, True
-                ),
-            }
-        out[c.name] = {k: 1e3 * _median_time(f, repeats) for k, f in runs.items()}
+            runs = kernel_passes(mod, x, w, b, gy, (s, p, (1, 1), c.groups))
+        out[c.name] = {k: median_ms(f, repeats) for k, f in runs.items()}
         out[c.name]["variant"] = name
     return out
 
@@ -370,7 +339,7 @@ def _worker_torch(repeats: int, cases: list[Case]) -> dict:
                 with torch.no_grad():
                     fn(x, w, b, **kw)
 
-        out[c.name] = {"ms": 1e3 * _median_time(run, repeats)}
+        out[c.name] = {"ms": median_ms(run, repeats)}
     return out
 
 
@@ -382,10 +351,10 @@ def _worker_limits() -> dict:
     rng = np.random.default_rng(0)
     a = rng.standard_normal((2048, 2048)).astype(np.float32)
     with threadpool_limits(2, user_api="blas"):
-        t = _median_time(lambda: a @ a, 7)
+        t = median_s(lambda: a @ a, 7)
     src = rng.standard_normal(16 << 20).astype(np.float32)
     dst = np.empty_like(src)
-    tc = _median_time(lambda: np.copyto(dst, src), 9)
+    tc = median_s(lambda: np.copyto(dst, src), 9)
     return {"gemm_gflops": 2 * 2048**3 / t / 1e9, "copy_gbs": 2 * src.nbytes / tc / 1e9}
 
 
@@ -420,15 +389,10 @@ def _winograd_accuracy() -> list[str]:
 
 
 def _spawn(role: str, repeats: int, only: list[str] | None = None) -> dict:
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-    }
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", role, "--repeats", str(repeats)]
-    cmd += ["--threads", str(THREADS)]
+    args = ["--worker", role, "--repeats", str(repeats), "--threads", str(THREADS)]
     for t in only or []:
-        cmd += ["--only", t]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-    return json.loads(res.stdout.strip().splitlines()[-1])
+        args += ["--only", t]
+    return run_worker(__file__, *args)
 
 
 def main() -> None:

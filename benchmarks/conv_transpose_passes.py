@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
-import time
 
 import numpy as np
 from _report import finish, uptime
+from _timing import PASSES, median_ms, run_worker
 
 # name, x shape, w shape, stride, padding, output_padding
 CASES = [
@@ -30,7 +27,6 @@ CASES = [
     ("3x3 s2 p1 op1 N=64 32->16 7->14 (autoencoder)", (64, 32, 7, 7), (32, 16, 3, 3), 2, 1, 1),
     ("3x3 s2 p1 op1 N=64 16->1 14->28 (autoencoder)", (64, 16, 14, 14), (16, 1, 3, 3), 2, 1, 1),
 ]
-PASSES = ("forward", "input gradient", "weight gradient")
 
 
 def _arrays(xs, ws, s, p, op):
@@ -44,17 +40,6 @@ def _arrays(xs, ws, s, p, op):
     return x, w, b, gy
 
 
-def _median(fn, repeats: int) -> float:
-    for _ in range(2):
-        fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(ts))
-
-
 def _torch_case(torch, case, repeats: int) -> dict:
     _, xs, ws, s, p, op = case
     x, w, b, gy = (torch.tensor(a) for a in _arrays(xs, ws, s, p, op))
@@ -62,9 +47,9 @@ def _torch_case(torch, case, repeats: int) -> dict:
     cb = torch.ops.aten.convolution_backward
     a = ([s, s], [p, p], [1, 1], True, [op, op], 1)
     return {
-        "forward": _median(lambda: f(x, w, b, s, p, op), repeats),
-        "input gradient": _median(lambda: cb(gy, x, w, None, *a, [True, False, False]), repeats),
-        "weight gradient": _median(lambda: cb(gy, x, w, None, *a, [False, True, False]), repeats),
+        "forward": median_ms(lambda: f(x, w, b, s, p, op), repeats),
+        "input gradient": median_ms(lambda: cb(gy, x, w, None, *a, [True, False, False]), repeats),
+        "weight gradient": median_ms(lambda: cb(gy, x, w, None, *a, [False, True, False]), repeats),
     }
 
 
@@ -89,14 +74,14 @@ def _tapegrad_case(case, repeats: int) -> dict:
     for direct in (True, False):
         phase_cy._DIRECT_INPUT_GRAD = phase_cy._DIRECT_WEIGHT_GRAD = direct
         tag = "" if direct else " (unfold + GEMM)"
-        row["input gradient" + tag] = _median(
+        row["input gradient" + tag] = median_ms(
             lambda: mod.backward(gy, x, w, *a, True, False), repeats
         )
-        row["weight gradient" + tag] = _median(
+        row["weight gradient" + tag] = median_ms(
             lambda: mod.backward(gy, x, w, *a, False, True), repeats
         )
     phase_cy._DIRECT_INPUT_GRAD = phase_cy._DIRECT_WEIGHT_GRAD = True
-    row["forward"] = _median(lambda: mod.forward(x, w, b, *a), repeats)
+    row["forward"] = median_ms(lambda: mod.forward(x, w, b, *a), repeats)
     return row
 
 
@@ -108,13 +93,9 @@ def _worker_tapegrad(threads: int, repeats: int) -> dict:
 
 
 def _spawn(role: str, threads: int, repeats: int) -> dict:
-    env = dict(os.environ)
-    for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
-        env.pop(k, None)
-    cmd = [sys.executable, __file__, "--worker", role, "--threads", str(threads)]
-    cmd += ["--repeats", str(repeats)]
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return run_worker(
+        __file__, "--worker", role, "--threads", str(threads), "--repeats", str(repeats)
+    )
 
 
 def main() -> None:

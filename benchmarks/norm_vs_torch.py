@@ -22,12 +22,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
-import time
 
 import numpy as np
+from _timing import call_times, run_worker, user_env
 
 SHAPE = (64, 64, 32, 32)
 MB = SHAPE[0] * SHAPE[1] * SHAPE[2] * SHAPE[3] * 4  # bytes of one float32 array
@@ -43,13 +41,7 @@ CASES = {
 
 def times(fn, repeats: int, warmup: int = 3) -> tuple[float, float]:
     """(median, min) seconds of ``repeats`` calls after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
+    ts = call_times(fn, repeats, warmup)
     return float(np.median(ts)), float(np.min(ts))
 
 
@@ -227,15 +219,8 @@ print(json.dumps(out))
 
 def jit_times(threads: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        res = subprocess.run(
-            [sys.executable, "-c", _JIT_SNIPPET % {"threads": threads}],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    return json.loads(res.stdout.strip().splitlines()[-1])
+        env = user_env(NUMBA_CACHE_DIR=cache)
+        return run_worker("-c", _JIT_SNIPPET % {"threads": threads}, env=env)
 
 
 def _worker(role: str, threads: int, repeats: int) -> dict:
@@ -255,13 +240,9 @@ def _worker(role: str, threads: int, repeats: int) -> dict:
 
 
 def _spawn(role: str, threads: int, repeats: int) -> dict:
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-    }
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", role]
-    cmd += ["--threads", str(threads), "--repeats", str(repeats)]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-    return json.loads(res.stdout.strip().splitlines()[-1])
+    return run_worker(
+        __file__, "--worker", role, "--threads", str(threads), "--repeats", str(repeats)
+    )
 
 
 def main() -> None:

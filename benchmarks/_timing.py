@@ -1,0 +1,82 @@
+"""What the benchmark scripts share when they time: the seconds of repeated calls after
+untimed warm-up ones, and running a worker process (one framework alone, at its own
+defaults) in a user's environment and reading the JSON it prints.
+
+A user's environment: OpenBLAS's core-type pins (``OPENBLAS_CORETYPE``,
+``OPENBLAS_L2_SIZE``, which some machines set) removed, as on a machine that does not set
+them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+PINS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def call_times(
+    fn: Callable[[], object],
+    repeats: int,
+    warmup: int = 2,
+    clock: Callable[[], float] = time.perf_counter,
+) -> list[float]:
+    """Seconds (by ``clock``) of each of ``repeats`` calls of ``fn``, after ``warmup``
+    untimed calls (compilation, first-touch of buffers, the thread team's start)."""
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeats):
+        t0 = clock()
+        fn()
+        ts.append(clock() - t0)
+    return ts
+
+
+def median_s(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
+    """Median seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
+    return float(np.median(call_times(fn, repeats, warmup)))
+
+
+def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
+    """Median milliseconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
+    return 1e3 * median_s(fn, repeats, warmup)
+
+
+PASSES = ("forward", "input gradient", "weight gradient")
+
+
+def kernel_passes(mod, x, w, b, gy, args: tuple) -> dict[str, Callable[[], object]]:
+    """A convolution-family kernel module's passes, each alone, keyed as in ``PASSES``: its
+    forward, and its backward asked for the input gradient only or the weight gradient only
+    (``args`` are the call's arguments after x, weight and bias)."""
+    return {
+        "forward": lambda: mod.forward(x, w, b, *args),
+        "input gradient": lambda: mod.backward(gy, x, w, *args, True, False),
+        "weight gradient": lambda: mod.backward(gy, x, w, *args, False, True),
+    }
+
+
+def user_env(**extra: str) -> dict[str, str]:
+    """This process's environment without OpenBLAS's core-type pins, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in PINS}
+    env.update(extra)
+    return env
+
+
+def run_worker(*args: str, env: dict[str, str] | None = None) -> dict:
+    """Run ``python *args`` (a script and its arguments, or ``-c`` and code) in ``env``
+    (``user_env()`` if None) and return the JSON object on the last line of its output; a
+    failing worker raises with its stderr."""
+    cmd = [sys.executable, *args]
+    res = subprocess.run(
+        cmd, env=user_env() if env is None else env, capture_output=True, text=True
+    )
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:2])} ... failed ({res.returncode}):\n{res.stderr}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
