@@ -32,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+from ._env import getenv
+
 OMP_LIB = Path(__file__).parent / "_omp" / "libtg-omp.so"
 
 _state: dict[str, object] = {"n": None, "blas": None, "applied": False, "omp": None}
@@ -127,7 +129,9 @@ def busy_cores(window: float = 0.03) -> float:
 
 
 def _default() -> int:
-    env = os.environ.get("TAPEGRAD_NUM_THREADS")
+    """``TAPEGRAD_NUM_THREADS`` if set (read at every call, so a change takes effect at the
+    next kernel), else the load-aware :func:`default_threads`, decided once."""
+    env = getenv("TAPEGRAD_NUM_THREADS")  # cheap: dispatch asks for the count per op
     if env:
         return int(env)
     if _state.get("default") is None:  # decided once per process

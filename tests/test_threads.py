@@ -43,6 +43,19 @@ def test_env_thread_count_wins_over_the_load_default():
     assert _run(code, TAPEGRAD_NUM_THREADS="3") == ["3"]
 
 
+def test_env_thread_count_change_takes_effect_at_the_next_call(monkeypatch):
+    """Without ``set_num_threads``, the count follows ``TAPEGRAD_NUM_THREADS`` as it is set
+    and changed in this process."""
+    monkeypatch.setitem(threads._state, "n", None)
+    monkeypatch.setenv("TAPEGRAD_NUM_THREADS", "3")
+    assert threads.get_num_threads() == 3
+    monkeypatch.setenv("TAPEGRAD_NUM_THREADS", "1")
+    assert threads.get_num_threads() == 1
+    monkeypatch.setitem(threads._state, "default", 2)
+    monkeypatch.delenv("TAPEGRAD_NUM_THREADS")
+    assert threads.get_num_threads() == 2
+
+
 KERNELS = (
     "import numpy as np, tapegrad as tg, tapegrad.nn.functional as F, tapegrad.kernels as K\n"
     "tg.set_num_threads(2)\n"
