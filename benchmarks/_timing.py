@@ -69,14 +69,13 @@ def user_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_worker(*args: str, env: dict[str, str] | None = None) -> dict:
+def run_worker(*args: str, env: dict[str, str] | None = None, timeout: float | None = None) -> dict:
     """Run ``python *args`` (a script and its arguments, or ``-c`` and code) in ``env``
     (``user_env()`` if None) and return the JSON object on the last line of its output; a
-    failing worker raises with its stderr."""
+    failing worker raises with its stderr, one running past ``timeout`` seconds too."""
     cmd = [sys.executable, *args]
-    res = subprocess.run(
-        cmd, env=user_env() if env is None else env, capture_output=True, text=True
-    )
+    env = user_env() if env is None else env
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:2])} ... failed ({res.returncode}):\n{res.stderr}")
     return json.loads(res.stdout.strip().splitlines()[-1])

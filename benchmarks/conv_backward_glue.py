@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 from _report import finish, uptime
+from _timing import call_times
 from conv_targets import CASES, _arrays
 
 
@@ -80,12 +81,7 @@ def main() -> None:
             for r in range(args.rounds):
                 for side in ("before", "now") if r % 2 == 0 else ("now", "before"):
                     C.ConvFunction.backward = bodies[side]
-                    run()
-                    run()
-                    for _ in range(args.repeats):
-                        t0 = clock()
-                        run()
-                        times[side].append(clock() - t0)
+                    times[side] += call_times(run, args.repeats, 2, clock)
             old, new = (1e3 * float(np.median(times[k])) for k in ("before", "now"))
             lines.append(f"| {c.name} | {old:.2f} | {new:.2f} | {new / old:.2f} |")
             print(lines[-1], flush=True)

@@ -18,18 +18,12 @@ import time
 
 import numpy as np
 from _report import finish, uptime
+from _timing import call_times
 from conv_targets import CASES, _arrays, pass_bytes
 
 
 def _best(fn, repeats: int, clock) -> float:
-    fn()
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = clock()
-        fn()
-        ts.append(clock() - t0)
-    return min(ts)
+    return min(call_times(fn, repeats, 2, clock))
 
 
 def main() -> None:

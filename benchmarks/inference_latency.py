@@ -27,13 +27,12 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from _report import uptime
+from _timing import call_times, run_worker
 
 RUNNERS = ("tapegrad", "tapegrad-opt", "torch", "onnxruntime")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -99,14 +98,7 @@ def _worker(args: argparse.Namespace) -> None:
     out = {}
     for batch, warmup, calls in ((1, args.warmup, args.calls), (64, 2, args.calls_64)):
         x = rng.standard_normal((batch, 1, side, side)).astype(np.float32)
-        for _ in range(warmup):
-            fwd(x)
-        times = []
-        for _ in range(calls):
-            t0 = time.perf_counter()
-            fwd(x)
-            times.append(time.perf_counter() - t0)
-        out[str(batch)] = times
+        out[str(batch)] = call_times(lambda x=x: fwd(x), calls, warmup)
         if hasattr(fwd, "plan"):  # the optimised runners: what each plan runs
             plan = fwd.plan(x)
             out[f"plan{batch}"] = {
@@ -142,22 +134,12 @@ def _prepare(name: str, tmp: Path) -> tuple[str, str]:
 
 
 def _run(runner: str, name: str, weights: str, onnx_path: str, a: argparse.Namespace) -> dict:
-    cmd = [
-        sys.executable, __file__, "--worker", "--runner", runner, "--model", name,
+    return run_worker(
+        __file__, "--worker", "--runner", runner, "--model", name,
         "--weights", weights, "--onnx", onnx_path, "--threads", str(a.threads),
         "--calls", str(a.calls), "--calls-64", str(a.calls_64), "--warmup", str(a.warmup),
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{runner} {name} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def _uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return "?"
+        env=dict(os.environ), timeout=1800,
+    )  # fmt: skip
 
 
 def _summary(times: list[float]) -> dict:
@@ -191,7 +173,7 @@ def main() -> None:
     models = a.models.split(",") if a.models else zoo.available()
     runners = a.runners.split(",")
     meta = {
-        "uptime_before": _uptime(),
+        "uptime_before": uptime(),
         "cpu": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
         "threads": a.threads,
@@ -213,7 +195,7 @@ def main() -> None:
                         plans[m][r].append({"1": got["plan1"], "64": got["plan64"]})
                     print(f"round {rnd + 1} {m:16s} {r:13s} batch-1 median "
                           f"{1e3 * statistics.median(got['1']):8.3f} ms", flush=True)  # fmt: skip
-    meta["uptime_after"] = _uptime()
+    meta["uptime_after"] = uptime()
     result = {
         "meta": meta,
         "results": {

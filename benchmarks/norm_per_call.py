@@ -10,9 +10,9 @@ benchmarks/results/norm-per-call.md. Run it under the shared benchmark lock.
 
 import importlib
 import sys
-import time
 
 import numpy as np
+from _timing import call_times
 
 from tapegrad.kernels import threads
 
@@ -74,12 +74,7 @@ for lab, fw, bw in cases():
         ts = {k: [] for k in mods}
         for _ in range(R):  # alternated rounds, best-of-K inside each
             for k, f in fns.items():
-                best = 1e9
-                for _ in range(K):
-                    t0 = time.perf_counter()
-                    f()
-                    best = min(best, time.perf_counter() - t0)
-                ts[k].append(best * 1e3)
+                ts[k].append(1e3 * min(call_times(f, K, warmup=0)))
         med = {k: float(np.median(v)) for k, v in ts.items()}
         print(
             f"| {lab} | {pas} | {nth} | "

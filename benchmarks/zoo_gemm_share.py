@@ -22,6 +22,7 @@ import sys
 import tempfile
 
 from _report import finish, uptime
+from _timing import user_env
 
 MODELS = ["lenet5", "resnet8", "vgg_small", "mobilenet_small", "conv_autoencoder"]
 VARIANTS = ["auto", "im2col-cython"]
@@ -29,9 +30,7 @@ VARIANTS = ["auto", "im2col-cython"]
 
 def run_model(name: str, threads: int, repeat: int) -> dict:
     """The ``bench`` JSON of model ``name``'s conv2d layers (``auto`` and im2col-cython)."""
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
-    }
+    env = user_env()
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "bench.json")
         cmd = [
