@@ -147,6 +147,14 @@ def _arr(rng: np.random.Generator, shape, dtype) -> np.ndarray:
     return rng.standard_normal(shape).astype(dtype)
 
 
+def _images(draw, dtype, side: int) -> np.ndarray:
+    """A seeded (N, C, H, W) batch in ``dtype``: 1-2 images of 1-3 channels, each side
+    1..``side``."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    n, c = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    return _arr(rng, (n, c, draw(st.integers(1, side)), draw(st.integers(1, side))), dtype)
+
+
 def _breaking(draw, options: list[str]) -> str | None:
     """None (a valid call) three times in four, else the name of one argument to break.
 
@@ -361,16 +369,7 @@ def pool_cases(draw, avg: bool = False):
 @st.composite
 def adaptive_cases(draw):
     dtype = draw(dtypes)
-    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
-    x = _arr(
-        rng,
-        (
-            draw(st.integers(1, 2)),
-            draw(st.integers(1, 3)),
-            *draw(st.tuples(st.integers(1, 9), st.integers(1, 9))),
-        ),
-        dtype,
-    )
+    x = _images(draw, dtype, 9)
     size = draw(
         st.one_of(
             st.integers(1, 10),
@@ -386,16 +385,7 @@ def adaptive_cases(draw):
 @st.composite
 def upsample_cases(draw):
     dtype = draw(dtypes)
-    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
-    x = _arr(
-        rng,
-        (
-            draw(st.integers(1, 2)),
-            draw(st.integers(1, 3)),
-            *draw(st.tuples(st.integers(1, 7), st.integers(1, 7))),
-        ),
-        dtype,
-    )
+    x = _images(draw, dtype, 7)
     mode = draw(st.sampled_from(["nearest", "bilinear"]))
     kw: dict = {"mode": mode}
     if mode == "bilinear":

@@ -245,6 +245,22 @@ def test_layers_state_dict_keys():
 # --- PyTorch oracle --------------------------------------------------------------------------
 
 
+def _step_matches_torch(torch, ours, theirs, xs, gy, atol_x, atol_wb):
+    """Layer ``ours`` and PyTorch's ``theirs`` on input ``xs`` with output gradient ``gy``:
+    the same output (atol 1e-5), input gradient (``atol_x``) and weight and bias gradients
+    (``atol_wb``), rtol 1e-4."""
+    x1 = tg.Tensor(xs, requires_grad=True)
+    y1 = ours(x1)
+    y1.backward(gy)
+    x2 = torch.tensor(xs, requires_grad=True)
+    y2 = theirs(x2)
+    y2.backward(torch.tensor(gy))
+    np.testing.assert_allclose(y1.data, y2.detach().numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(x1.grad.data, x2.grad.numpy(), rtol=1e-4, atol=atol_x)
+    for a, b in [(ours.weight, theirs.weight), (ours.bias, theirs.bias)]:
+        np.testing.assert_allclose(a.grad.data, b.grad.numpy(), rtol=1e-4, atol=atol_wb)
+
+
 @pytest.mark.torch
 @pytest.mark.parametrize("variant", BN_VARIANTS)
 @pytest.mark.parametrize(
@@ -267,20 +283,7 @@ def test_batch_norm_layers_match_torch(variant, layer, shape, momentum):
         for step in range(4):
             xs = rng.normal(step, 1 + step, shape).astype(np.float32)
             gy = rng.standard_normal(shape).astype(np.float32)
-            x1 = tg.Tensor(xs, requires_grad=True)
-            y1 = ours(x1)
-            y1.backward(gy)
-            x2 = torch.tensor(xs, requires_grad=True)
-            y2 = theirs(x2)
-            y2.backward(torch.tensor(gy))
-            np.testing.assert_allclose(y1.data, y2.detach().numpy(), rtol=1e-4, atol=1e-5)
-            np.testing.assert_allclose(x1.grad.data, x2.grad.numpy(), rtol=1e-4, atol=1e-5)
-            np.testing.assert_allclose(
-                ours.weight.grad.data, theirs.weight.grad.numpy(), rtol=1e-4, atol=1e-4
-            )
-            np.testing.assert_allclose(
-                ours.bias.grad.data, theirs.bias.grad.numpy(), rtol=1e-4, atol=1e-4
-            )
+            _step_matches_torch(torch, ours, theirs, xs, gy, atol_x=1e-5, atol_wb=1e-4)
             ours.zero_grad()
             theirs.zero_grad()
         sd, tsd = ours.state_dict(), theirs.state_dict()
@@ -324,21 +327,8 @@ def test_layer_and_group_norm_match_torch(variant):
         with torch.no_grad():
             theirs.weight.copy_(torch.tensor(w))
             theirs.bias.copy_(torch.tensor(b))
-        x1 = tg.Tensor(xs, requires_grad=True)
         with K.use(**{op: variant}):
-            y1 = ours(x1)
-            y1.backward(gy)
-        x2 = torch.tensor(xs, requires_grad=True)
-        y2 = theirs(x2)
-        y2.backward(torch.tensor(gy))
-        np.testing.assert_allclose(y1.data, y2.detach().numpy(), rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(x1.grad.data, x2.grad.numpy(), rtol=1e-4, atol=1e-4)
-        np.testing.assert_allclose(
-            ours.weight.grad.data, theirs.weight.grad.numpy(), rtol=1e-4, atol=1e-3
-        )
-        np.testing.assert_allclose(
-            ours.bias.grad.data, theirs.bias.grad.numpy(), rtol=1e-4, atol=1e-3
-        )
+            _step_matches_torch(torch, ours, theirs, xs, gy, atol_x=1e-4, atol_wb=1e-3)
 
 
 # --- bad input --------------------------------------------------------------------------------
