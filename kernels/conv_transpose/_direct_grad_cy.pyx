@@ -1,5 +1,5 @@
-"""The input gradient of a transposed convolution as a direct strided convolution, Cython +
-OpenMP.
+"""The gradients of a transposed convolution by direct register-tiled kernels, Cython +
+OpenMP: both from one zero-padded copy of each image's output gradient.
 
 The input gradient of ``y = conv_transpose2d(x, w)`` is conv2d of the output gradient with
 the same weights, stride, padding and dilation::
@@ -134,87 +134,79 @@ cdef inline void _pad_gy(const real* src0, real* gp, Py_ssize_t o, Py_ssize_t ho
             memcpy(gp + (oc * hp + r) * wp + pw, src0 + (oc * ho + y) * wo, n * sizeof(real))
 
 
-def input_grad(const real[:, :, :, ::1] gy, const real[::1] wt, real[:, :, :, ::1] gx,
-               real[:, ::1] buf, real[:, ::1] accs, int kh, int kw, int sh, int sw, int ph,
-               int pw, int dh, int dw, int hp, int wp, int cp, int nt,
-               Py_ssize_t[::1] fresh):
-    """gx = conv2d(gy, w) (stride, padding, dilation as given), one image per thread at a
-    time through the thread's padded copy of gy[b] (``buf[thread]``: O planes of hp x wp,
-    gy[b, o, y, x] at row y + ph, column x + pw, zeros around) and ``_WB * _CB`` tile
-    accumulators (``accs[thread]``); ``wt[((o*kh + i)*kw + j)*cp + c] = w[c, o, i, j]``,
-    zero for c >= C."""
+def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::1] wt,
+          const Py_ssize_t[::1] qoff, real[:, :, :, ::1] gx, real[:, :, ::1] parts,
+          real[:, ::1] buf, real[:, ::1] accs, real[:, ::1] xts, bint need_x, bint need_w,
+          int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int hp, int wp,
+          int cp, int nt, Py_ssize_t[::1] fresh):
+    """Both gradients (those asked for) of ``y = conv_transpose2d(x, w)``, one image per
+    thread at a time from one padded copy of gy[b] (``buf[thread]``: O planes of hp x wp,
+    gy[b, o, y, x] at row y + ph, column x + pw, zeros around).
+
+    Input gradient (``need_x``): gx = conv2d(gy, w) (stride, padding, dilation as given)
+    in tiles of ``_CB`` input channels x ``_WB`` columns through the thread's accumulators
+    ``accs[thread]``; ``wt[((o*kh + i)*kw + j)*cp + c] = w[c, o, i, j]``, zero for c >= C.
+
+    Weight gradient (``need_w``): parts[thread, q, c] += sum over the thread's images b and
+    positions (a, t) of x[b, c, a, t] * gyp[b][qoff[q] + a*sh*wp + t*sw], ``qoff[q] =
+    (o*hp + i*dh)*wp + j*dw`` for ``q = (o*kh + i)*kw + j`` (a multiple of 8 long, padded
+    with zeros whose rows are ignored): ``gw[c, o, i, j] = sum over threads of parts[., q,
+    c]``; ``xts[thread]``: x[b] transposed to (positions, cp). Each thread takes a fixed,
+    contiguous range of images (static schedule), so the sum is the same on every call.
+    Arrays not asked for may be any placeholder of their dtype and rank."""
     cdef Py_ssize_t n = gy.shape[0], o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
-    cdef Py_ssize_t c = gx.shape[1], h = gx.shape[2], w = gx.shape[3]
-    cdef Py_ssize_t b, k, a, t0, c0, nk, nc, cc, tc, tw
+    cdef Py_ssize_t c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t b, k, a, t0, c0, nk, nc, cc, tc, tw, tq, ci, pos
     cdef Py_ssize_t ntc = (c + _CB - 1) // _CB, ntw = (w + _WB - 1) // _WB
+    cdef Py_ssize_t ntq = qoff.shape[0] // 8, hw = h * w
     cdef int tid
     cdef real* gp
     cdef real* row
     cdef real* acc
     cdef real* gxb
-    with nogil:
-        for b in prange(n, schedule="static", num_threads=nt):
-            tid = openmp.omp_get_thread_num()
-            gp = &buf[tid, 0]
-            acc = &accs[tid, 0]
-            gxb = &gx[b, 0, 0, 0]
-            _pad_gy(&gy[b, 0, 0, 0], gp, o, ho, wo, hp, wp, ph, pw, &fresh[tid])
-            for a in range(h):
-                for tc in range(ntc):
-                    c0 = tc * _CB
-                    nc = min(_CB, c - c0)
-                    for tw in range(ntw):
-                        t0 = tw * _WB
-                        nk = min(_WB, w - t0)
-                        if real is float:
-                            tg_tg_tile_f(gp, &wt[0], o, kh, kw, hp, wp, cp, sw, dh, dw,
-                                         a * sh, t0, c0, acc)
-                        else:
-                            tg_tg_tile_d(gp, &wt[0], o, kh, kw, hp, wp, cp, sw, dh, dw,
-                                         a * sh, t0, c0, acc)
-                        for cc in range(nc):
-                            row = gxb + ((c0 + cc) * h + a) * w + t0
-                            for k in range(nk):
-                                row[k] = acc[k * _CB + cc]
-
-
-def weight_grad(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
-                const Py_ssize_t[::1] qoff, real[:, :, ::1] parts, real[:, ::1] buf,
-                real[:, ::1] xts, int sh, int sw, int ph, int pw, int hp, int wp, int nt,
-                Py_ssize_t[::1] fresh):
-    """parts[thread, q, c] += sum over the thread's images b and positions (a, t) of
-    x[b, c, a, t] * gyp[b][qoff[q] + a*sh*wp + t*sw], where gyp[b] is the padded copy of
-    gy[b] (as :func:`input_grad`'s) and ``qoff[q] = (o*hp + i*dh)*wp + j*dw`` for
-    ``q = (o*kh + i)*kw + j`` (a multiple of 8 long, padded with zeros whose rows are
-    ignored): the weight gradient ``gw[c, o, i, j] = sum over threads of parts[., q, c]``.
-    Each thread takes a fixed, contiguous range of images (static schedule), so the sum
-    is the same on every call. ``xts[thread]``: x[b] transposed to (positions, cp)."""
-    cdef Py_ssize_t n = gy.shape[0], o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
-    cdef Py_ssize_t c = x.shape[1], h = x.shape[2], w = x.shape[3], cp = parts.shape[2]
-    cdef Py_ssize_t nq = qoff.shape[0], b, tq, tc, ci, pos, k
-    cdef Py_ssize_t ntc = cp // _CB, ntq = nq // 8, hw = h * w
-    cdef int tid
-    cdef real* gp
     cdef real* xt
     cdef const real* src
     with nogil:
         for b in prange(n, schedule="static", num_threads=nt):
             tid = openmp.omp_get_thread_num()
             gp = &buf[tid, 0]
-            xt = &xts[tid, 0]
             _pad_gy(&gy[b, 0, 0, 0], gp, o, ho, wo, hp, wp, ph, pw, &fresh[tid])
-            for pos in range(hw):
-                for ci in range(c, cp):
-                    xt[pos * cp + ci] = 0
-            for ci in range(c):
-                src = &x[b, ci, 0, 0]
+            if need_x:
+                acc = &accs[tid, 0]
+                gxb = &gx[b, 0, 0, 0]
+                for a in range(h):
+                    for tc in range(ntc):
+                        c0 = tc * _CB
+                        nc = min(_CB, c - c0)
+                        for tw in range(ntw):
+                            t0 = tw * _WB
+                            nk = min(_WB, w - t0)
+                            if real is float:
+                                tg_tg_tile_f(gp, &wt[0], o, kh, kw, hp, wp, cp, sw, dh, dw,
+                                             a * sh, t0, c0, acc)
+                            else:
+                                tg_tg_tile_d(gp, &wt[0], o, kh, kw, hp, wp, cp, sw, dh, dw,
+                                             a * sh, t0, c0, acc)
+                            for cc in range(nc):
+                                row = gxb + ((c0 + cc) * h + a) * w + t0
+                                for k in range(nk):
+                                    row[k] = acc[k * _CB + cc]
+            if need_w:
+                xt = &xts[tid, 0]
                 for pos in range(hw):
-                    xt[pos * cp + ci] = src[pos]
-            for tq in range(ntq):
-                for tc in range(ntc):
-                    if real is float:
-                        tg_tg_wtile_f(gp, xt, &qoff[tq * 8], h, w, cp, sh, sw, wp, tc * _CB,
-                                      &parts[tid, tq * 8, 0])
-                    else:
-                        tg_tg_wtile_d(gp, xt, &qoff[tq * 8], h, w, cp, sh, sw, wp, tc * _CB,
-                                      &parts[tid, tq * 8, 0])
+                    for ci in range(c, cp):
+                        xt[pos * cp + ci] = 0
+                for ci in range(c):
+                    src = &x[b, ci, 0, 0]
+                    for pos in range(hw):
+                        xt[pos * cp + ci] = src[pos]
+                # channel blocks outermost: one block of the transposed image (hw x _CB)
+                # stays in L1 while every (output channel, tap) tile reads it
+                for tc in range(cp // _CB):
+                    for tq in range(ntq):
+                        if real is float:
+                            tg_tg_wtile_f(gp, xt, &qoff[tq * 8], h, w, cp, sh, sw, wp,
+                                          tc * _CB, &parts[tid, tq * 8, 0])
+                        else:
+                            tg_tg_wtile_d(gp, xt, &qoff[tq * 8], h, w, cp, sh, sw, wp,
+                                          tc * _CB, &parts[tid, tq * 8, 0])

@@ -28,8 +28,7 @@ import numpy as np
 from .. import cblas, memory, threads
 from ..conv.im2col import _growth, workspace
 from . import col2im_cy
-from ._direct_grad_cy import input_grad as _direct_input_grad
-from ._direct_grad_cy import weight_grad as _direct_weight_grad
+from ._direct_grad_cy import grads as _direct_grads
 from ._phase_cy import backward_shared, forward_phases
 from .reference import out_size
 
@@ -188,24 +187,59 @@ _CB, _WB = 32, 8  # the direct input gradient's tile: channels x columns (_direc
 def input_grad(gy, x, w, stride, padding, dilation):
     """The input gradient ``conv2d(gy, w, stride, padding, dilation)`` by the direct kernel
     of ``_direct_grad_cy`` (groups 1, float32/float64)."""
+    return direct_grads(gy, x, w, stride, padding, dilation, True, False)[0]
+
+
+def weight_grad(gy, x, w, stride, padding, dilation):
+    """The weight gradient by the direct kernel of ``_direct_grad_cy``: tiles of 8 (output
+    channel, tap) pairs x 32 input channels over each image's positions, one part per
+    thread, the parts added in thread order (groups 1, float32/float64)."""
+    return direct_grads(gy, x, w, stride, padding, dilation, False, True)[1]
+
+
+def direct_grads(gy, x, w, stride, padding, dilation, need_x, need_w):
+    """``(gx, gw)`` (None where not asked for) by the direct kernels of ``_direct_grad_cy``
+    in one pass over the images: each image's output gradient padded once for both
+    (groups 1, float32/float64, gy and x C-contiguous)."""
     n, c, h, wd = x.shape
     _, o, kh, kw = w.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     cp = -(-c // _CB) * _CB
     hp, wp = _padded_size(x, w, stride, dilation)
-    nt = _team(n * c * h * wd * o * kh * kw)
-    memory.check_fits("conv_transpose2d (phase) input gradient", {
-        "input gradient": x.nbytes,
+    nq = o * kh * kw
+    nqp = -(-nq // 8) * 8
+    nt = _team(n * c * h * wd * o * kh * kw * (int(need_x) + int(need_w)))
+    memory.check_fits("conv_transpose2d (phase) gradients", {
+        "input gradient": x.nbytes if need_x else 0,
+        "weight gradient parts": nt * nqp * cp * x.itemsize if need_w else 0,
         "padded gradients": nt * o * hp * wp * x.itemsize,
+        "transposed images": nt * h * wd * cp * x.itemsize if need_w else 0,
     })  # fmt: skip
-    wt = np.zeros((o, kh, kw, cp), x.dtype)
-    wt[..., :c] = w.transpose(1, 2, 3, 0)
-    gx = np.empty_like(x)
+    one = np.zeros((1, 1, 1, 1), x.dtype)  # the placeholder of an array not asked for
+    if need_x:
+        wt = np.zeros((o, kh, kw, cp), x.dtype)
+        wt[..., :c] = w.transpose(1, 2, 3, 0)
+        wt = wt.reshape(-1)
+        gx = np.empty_like(x)
+        accs = workspace("phase-acc", (nt, _CB * _WB), x.dtype)
+    else:
+        wt, gx, accs = one.reshape(-1), one, one.reshape(1, 1)
+    if need_w:
+        oo, ii, jj = np.meshgrid(np.arange(o), np.arange(kh), np.arange(kw), indexing="ij")
+        qoff = np.zeros(nqp, np.intp)
+        qoff[:nq] = ((oo * hp + ii * dh) * wp + jj * dw).reshape(-1)
+        parts = np.zeros((nt, nqp, cp), x.dtype)
+        xts = workspace("phase-xt", (nt, h * wd * cp), x.dtype)
+    else:
+        qoff, parts, xts = np.zeros(8, np.intp), one.reshape(1, 1, 1), one.reshape(1, 1)
     buf = workspace("phase-gy", (nt, o * hp * wp), x.dtype)
-    accs = workspace("phase-acc", (nt, _CB * _WB), x.dtype)
-    _direct_input_grad(gy, wt.reshape(-1), gx, buf, accs, kh, kw, sh, sw, ph, pw, dh, dw, hp,
-                       wp, cp, nt, np.zeros(nt, np.intp))  # fmt: skip
-    return gx
+    _direct_grads(gy, x, wt, qoff, gx, parts, buf, accs, xts, need_x, need_w, kh, kw, sh, sw,
+                  ph, pw, dh, dw, hp, wp, cp, nt, np.zeros(nt, np.intp))  # fmt: skip
+    gw = None
+    if need_w:
+        total = parts[0] if nt == 1 else parts.sum(axis=0)
+        gw = np.ascontiguousarray(total[:nq, :c].T).reshape(w.shape)
+    return (gx if need_x else None), gw
 
 
 def _padded_size(x, w, stride, dilation):
@@ -216,36 +250,6 @@ def _padded_size(x, w, stride, dilation):
     return (h - 1) * sh + (kh - 1) * dh + 1, (-(-wd // _WB) * _WB - 1) * sw + (kw - 1) * dw + 1
 
 
-def weight_grad(gy, x, w, stride, padding, dilation):
-    """The weight gradient by the direct kernel of ``_direct_grad_cy``: tiles of 8 (output
-    channel, tap) pairs x 32 input channels over each image's positions, one part per
-    thread, the parts added in thread order (groups 1, float32/float64)."""
-    n, c, h, wd = x.shape
-    _, o, kh, kw = w.shape
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    cp = -(-c // _CB) * _CB
-    hp, wp = _padded_size(x, w, stride, dilation)
-    nq = o * kh * kw
-    nqp = -(-nq // 8) * 8
-    nt = _team(n * c * h * wd * o * kh * kw)
-    memory.check_fits("conv_transpose2d (phase) weight gradient", {
-        "weight gradient parts": nt * nqp * cp * x.itemsize,
-        "padded gradients": nt * o * hp * wp * x.itemsize,
-        "transposed images": nt * h * wd * cp * x.itemsize,
-    })  # fmt: skip
-    oo, ii, jj = np.meshgrid(np.arange(o), np.arange(kh), np.arange(kw), indexing="ij")
-    qoff = np.zeros(nqp, np.intp)
-    qoff[:nq] = ((oo * hp + ii * dh) * wp + jj * dw).reshape(-1)
-    parts = np.zeros((nt, nqp, cp), x.dtype)
-    buf = workspace("phase-gy", (nt, o * hp * wp), x.dtype)
-    xts = workspace("phase-xt", (nt, h * wd * cp), x.dtype)
-    _direct_weight_grad(
-        gy, x, qoff, parts, buf, xts, sh, sw, ph, pw, hp, wp, nt, np.zeros(nt, np.intp)
-    )
-    total = parts[0] if nt == 1 else parts.sum(axis=0)
-    return np.ascontiguousarray(total[:nq, :c].T).reshape(w.shape)
-
-
 def backward(gy, x, w, stride, padding, output_padding, dilation, groups, need_x, need_w):
     if not _supported(x, w, groups) or gy.size == 0 or not (need_x or need_w):
         return col2im_cy.backward(
@@ -254,8 +258,7 @@ def backward(gy, x, w, stride, padding, output_padding, dilation, groups, need_x
     gy, x = np.ascontiguousarray(gy), np.ascontiguousarray(x)
     dx = need_x and _direct_input_grad_applies(x, w)
     dw = need_w and _direct_weight_grad_applies(x, w)
-    gx = input_grad(gy, x, w, stride, padding, dilation) if dx else None
-    gw = weight_grad(gy, x, w, stride, padding, dilation) if dw else None
+    gx, gw = direct_grads(gy, x, w, stride, padding, dilation, dx, dw) if dx or dw else (None, None)
     if (need_x and not dx) or (need_w and not dw):
         sx, sw = _shared(gy, x, w, stride, padding, dilation, need_x and not dx,
                          need_w and not dw)  # fmt: skip
