@@ -7,6 +7,8 @@ output (N, C_out, Ho, Wo) with Ho = (H-1)*stride - 2*padding + dilation*(kH-1)
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from tapegrad.kernels.conv_transpose import ConvTranspose2dCall
@@ -73,12 +75,17 @@ class ConvTranspose2d(ConvFunction):
     (note: dilation before groups, unlike ``conv_transpose2d``); forward and backward are
     the conv family's, with this op's call record."""
 
-    @staticmethod
-    def check(x, w, b=None, stride=1, padding=0, output_padding=0, dilation=1, groups=1) -> tuple:
-        """Validate a transposed-conv call (``conv_transpose_args``); returns forward's
-        arguments."""
+    #: the name bad arguments' errors give
+    fn_name: ClassVar[str] = "conv_transpose2d"
+
+    @classmethod
+    def check(
+        cls, x, w, b=None, stride=1, padding=0, output_padding=0, dilation=1, groups=1
+    ) -> tuple:
+        """Validate a transposed-conv call (``conv_transpose_args``, errors naming
+        ``cls.fn_name``); returns forward's arguments."""
         args = conv_transpose_args(
-            "conv_transpose2d", x, w, b, stride, padding, output_padding, groups, dilation
+            cls.fn_name, x, w, b, stride, padding, output_padding, groups, dilation
         )
         return (x, w, b, *args)
 
@@ -105,16 +112,10 @@ class ConvTranspose2dReLU(ConvTranspose2d):
     output gradient and sums the bias gradient in one pass, then runs the transposed
     convolution's backward kernels on the masked gradient. Values and gradients are those
     of the unfused composition (PyTorch's ReLU: NaN and -0.0 pass, the gradient flows
-    through NaN)."""
+    through NaN). Arguments are validated by :meth:`ConvTranspose2d.check`, naming
+    ``conv_transpose2d_relu``."""
 
-    @staticmethod
-    def check(x, w, b=None, stride=1, padding=0, output_padding=0, dilation=1, groups=1) -> tuple:
-        """Validate as :meth:`ConvTranspose2d.check`, naming ``conv_transpose2d_relu``;
-        returns forward's arguments."""
-        args = conv_transpose_args(
-            "conv_transpose2d_relu", x, w, b, stride, padding, output_padding, groups, dilation
-        )
-        return (x, w, b, *args)
+    fn_name: ClassVar[str] = "conv_transpose2d_relu"
 
     @staticmethod
     def forward(
