@@ -15,6 +15,15 @@ Variant interface (float32/float64, C-contiguous, validated by ``tapegrad.ops.no
         The closed form (one fused pass per channel: two reductions, one elementwise pass):
         gb = sum gy, gw = sum gy * xhat, gx = w * invstd * (gy - gb/M - xhat * gw/M)
         (gx = w * (gy - gb/M) without variance normalisation); gw, gb (C,) float64.
+    bn_relu_forward_train(x, w, b, eps, normalize_variance) -> (y, mean, invstd, var, mask)
+        ``relu(bn_forward_train(...)[0])`` in the same pass, and the ReLU's uint8 mask (1 where
+        not y <= 0: PyTorch's ReLU, NaN and -0.0 pass) (``batch_norm_relu``).
+    bn_relu_backward(gy, mask, x, mean, invstd, w, normalize_variance) -> (gx, gw, gb)
+        ``bn_backward`` of gy masked (+0.0 where mask is 0), the mask applied per channel
+        in the same parallel region.
+    The two ``bn_relu_*`` functions are optional for a user's variant: without them
+    ``batch_norm_relu`` runs ``bn_forward_train``/``bn_backward`` and the ``bias_relu``
+    epilogue around them.
     row_forward(x, w, b, eps) -> (y, mean, invstd)
         x (R, K): statistics per row; w, b (P, K) of x's dtype or None; row r uses affine row
         r % P (layer norm P = 1; group norm P = groups, weights expanded over the group).
@@ -84,6 +93,20 @@ class BatchNormTrainCall(KernelCall):
         ``KernelCall``).
         """
         return self.backward(mod, out[0], inputs[0], out[1], out[2], inputs[1])
+
+    @staticmethod
+    def fuses_relu(mod: ModuleType) -> bool:
+        """Whether variant ``mod`` runs batch norm + ReLU as one kernel pass each way
+        (its optional ``bn_relu_*`` functions)."""
+        return hasattr(mod, "bn_relu_forward_train") and hasattr(mod, "bn_relu_backward")
+
+    def forward_relu(self, mod: ModuleType, x3: Any, w: Any, b: Any, eps: float) -> Any:
+        """(y, mean, invstd, var, mask): the forward with the ReLU in the same pass."""
+        return mod.bn_relu_forward_train(x3, w, b, eps, self.normalize_variance)
+
+    def backward_relu(self, mod: ModuleType, gy, mask, x3, mean, invstd, w) -> Any:
+        """(gx, gw, gb) of the output gradient ``gy`` masked by the ReLU's ``mask``."""
+        return mod.bn_relu_backward(gy, mask, x3, mean, invstd, w, self.normalize_variance)
 
     def bench_params(self) -> dict[str, Any]:
         """The ``bench`` case parameters of this call (None when it is not a bench case)."""

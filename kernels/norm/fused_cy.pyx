@@ -238,10 +238,11 @@ cdef int _CHUNKS = 4  # row chunks in row_backward, as in fused_numba
 cdef inline void _bn_train_channel(const real[:, :, ::1] x, const double[::1] w,
                                    const double[::1] b, double eps, bint normvar, real[:, :, ::1] y,
                                    double[::1] mean, double[::1] invstd, double[::1] var,
+                                   bint relu, unsigned char[:, :, ::1] mask,
                                    Py_ssize_t ch) noexcept nogil:
     cdef Py_ssize_t n = x.shape[0], s = x.shape[2], i, j
     cdef double m = n * s, k = x[0, ch, 0], s1 = 0, s2 = 0, d, md, v, mu, inv
-    cdef real a, o, mf
+    cdef real a, o, mf, u
     _shifted(&x[0, ch, 0], n, x.shape[1] * s, s, k, &s1, &s2)
     md = s1 / m
     v = s2 / m - md * md
@@ -256,19 +257,26 @@ cdef inline void _bn_train_channel(const real[:, :, ::1] x, const double[::1] w,
     mf = <real>mu
     a = <real>(w[ch] * inv)
     o = <real>(b[ch] - (mu - mf) * w[ch] * inv)
-    for i in range(n):
-        for j in range(s):
-            y[i, ch, j] = (x[i, ch, j] - mf) * a + o
+    if relu:  # the ReLU and its mask in the same pass (PyTorch's: NaN and -0.0 pass)
+        for i in range(n):
+            for j in range(s):
+                u = (x[i, ch, j] - mf) * a + o
+                mask[i, ch, j] = not (u <= 0)
+                y[i, ch, j] = 0 if u < 0 else u
+    else:
+        for i in range(n):
+            for j in range(s):
+                y[i, ch, j] = (x[i, ch, j] - mf) * a + o
 
 
 def _bn_train(const real[:, :, ::1] x, const double[::1] w, const double[::1] b, double eps,
               bint normvar, real[:, :, ::1] y, double[::1] mean, double[::1] invstd,
-              double[::1] var):
+              double[::1] var, bint relu, unsigned char[:, :, ::1] mask):
     cdef Py_ssize_t ch
     cdef int nt = _team(x.shape[0] * x.shape[1] * x.shape[2])
     with nogil:
         for ch in prange(x.shape[1], schedule="static", num_threads=nt):
-            _bn_train_channel(x, w, b, eps, normvar, y, mean, invstd, var, ch)
+            _bn_train_channel(x, w, b, eps, normvar, y, mean, invstd, var, relu, mask, ch)
 
 
 def _bn_eval(const real[:, :, ::1] x, const real[::1] sc, const real[::1] sh, real[:, :, ::1] y):
@@ -288,11 +296,19 @@ def _bn_eval(const real[:, :, ::1] x, const real[::1] sc, const real[::1] sh, re
 cdef inline void _bn_backward_channel(const real[:, :, ::1] gy, const real[:, :, ::1] x,
                                       const double[::1] mean, const double[::1] invstd,
                                       const double[::1] w, bint normvar, real[:, :, ::1] gx,
-                                      double[::1] gw, double[::1] gb, Py_ssize_t ch) noexcept nogil:
+                                      double[::1] gw, double[::1] gb,
+                                      const unsigned char[:, :, ::1] mask,
+                                      const real[:, :, ::1] g, Py_ssize_t ch) noexcept nogil:
+    # with a ReLU's mask: gx first holds the masked gradient (g is gx then), read back by
+    # the two passes below while this channel's planes are still in cache
     cdef Py_ssize_t n = x.shape[0], s = x.shape[2], i, j
-    cdef double m = n * s, mu = mean[ch], inv = invstd[ch], sg = 0, sgx = 0, g, a, c1
+    cdef double m = n * s, mu = mean[ch], inv = invstd[ch], sg = 0, sgx = 0, a, c1
     cdef real af, cf, of, mf, mg
-    _dot(&gy[0, ch, 0], &x[0, ch, 0], n, x.shape[1] * s, s, mu, &sg, &sgx)
+    if mask.shape[0] != 0:
+        for i in range(n):
+            for j in range(s):
+                gx[i, ch, j] = gy[i, ch, j] if mask[i, ch, j] else 0
+    _dot(&g[0, ch, 0], &x[0, ch, 0], n, x.shape[1] * s, s, mu, &sg, &sgx)
     gb[ch] = sg
     gw[ch] = sgx * inv
     # gx = a*(gy - mean(gy)) - c1*(x - mf) + c0: the closed form with
@@ -308,17 +324,21 @@ cdef inline void _bn_backward_channel(const real[:, :, ::1] gy, const real[:, :,
     of = <real>(c1 * (mu - mf))
     for i in range(n):
         for j in range(s):
-            gx[i, ch, j] = af * (gy[i, ch, j] - mg) - cf * (x[i, ch, j] - mf) + of
+            gx[i, ch, j] = af * (g[i, ch, j] - mg) - cf * (x[i, ch, j] - mf) + of
 
 
 def _bn_backward(const real[:, :, ::1] gy, const real[:, :, ::1] x, const double[::1] mean,
                  const double[::1] invstd, const double[::1] w, bint normvar, real[:, :, ::1] gx,
-                 double[::1] gw, double[::1] gb):
+                 double[::1] gw, double[::1] gb, const unsigned char[:, :, ::1] mask):
+    """``mask`` of x's shape: the gradient masked first (a ReLU's); (0, 0, 0): none."""
     cdef Py_ssize_t ch
     cdef int nt = _team(x.shape[0] * x.shape[1] * x.shape[2])
+    cdef const real[:, :, ::1] g = gy
+    if mask.shape[0] != 0:
+        g = gx
     with nogil:
         for ch in prange(x.shape[1], schedule="static", num_threads=nt):
-            _bn_backward_channel(gy, x, mean, invstd, w, normvar, gx, gw, gb, ch)
+            _bn_backward_channel(gy, x, mean, invstd, w, normvar, gx, gw, gb, mask, g, ch)
 
 
 cdef inline void _row_forward_row(const real[:, ::1] x, const real[:, ::1] w, const real[:, ::1] b,
@@ -409,14 +429,28 @@ def _row_backward(const real[:, ::1] gy, const real[:, ::1] x, const double[::1]
             _row_backward_chunk(gy, x, mean, invstd, w, affine, need, gx, gwp, gbp, ci)
 
 
+_NO_MASK = np.empty((0, 0, 0), np.uint8)  # a call without a ReLU
+
+
 def bn_forward_train(x, w, b, eps, normalize_variance):
     if x.shape[0] * x.shape[2] == 0:  # an empty batch: no statistics to take
         return np.empty_like(x), np.zeros(x.shape[1]), np.ones(x.shape[1]), np.zeros(x.shape[1])
     c = x.shape[1]
     y = np.empty_like(x)
     mean, invstd, var = np.empty(c), np.empty(c), np.empty(c)
-    _bn_train(x, w, b, eps, normalize_variance, y, mean, invstd, var)
+    _bn_train(x, w, b, eps, normalize_variance, y, mean, invstd, var, False, _NO_MASK)
     return y, mean, invstd, var
+
+
+def bn_relu_forward_train(x, w, b, eps, normalize_variance):
+    c = x.shape[1]
+    mask = np.empty(x.shape, np.uint8)
+    if x.shape[0] * x.shape[2] == 0:  # an empty batch: no statistics to take
+        return np.empty_like(x), np.zeros(c), np.ones(c), np.zeros(c), mask
+    y = np.empty_like(x)
+    mean, invstd, var = np.empty(c), np.empty(c), np.empty(c)
+    _bn_train(x, w, b, eps, normalize_variance, y, mean, invstd, var, True, mask)
+    return y, mean, invstd, var, mask
 
 
 def bn_forward_eval(x, scale, shift):
@@ -429,7 +463,17 @@ def bn_backward(gy, x, mean, invstd, w, normalize_variance):
     c = x.shape[1]
     gx = np.empty_like(x)
     gw, gb = np.empty(c), np.empty(c)
-    _bn_backward(gy, x, mean, invstd, w, normalize_variance, gx, gw, gb)
+    _bn_backward(gy, x, mean, invstd, w, normalize_variance, gx, gw, gb, _NO_MASK)
+    return gx, gw, gb
+
+
+def bn_relu_backward(gy, mask, x, mean, invstd, w, normalize_variance):
+    c = x.shape[1]
+    gx = np.empty_like(x)
+    gw, gb = np.empty(c), np.empty(c)
+    if x.size == 0:
+        return gx, np.zeros(c), np.zeros(c)
+    _bn_backward(gy, x, mean, invstd, w, normalize_variance, gx, gw, gb, mask)
     return gx, gw, gb
 
 

@@ -22,7 +22,7 @@ _CHUNKS = 4  # row chunks in row_backward (fixed: results do not depend on threa
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
-def _bn_train(x, w, b, eps, normvar, y, mean, invstd, var, sc):
+def _bn_train(x, w, b, eps, normvar, y, mean, invstd, var, sc, relu, mask):
     n, c, s = x.shape
     m = n * s
     for ch in prange(c):
@@ -50,9 +50,16 @@ def _bn_train(x, w, b, eps, normvar, y, mean, invstd, var, sc):
         sc[ch, 2] = b[ch] - (mu - mf) * w[ch] * inv
         a = sc[ch, 1]
         o = sc[ch, 2]
-        for i in range(n):
-            for j in range(s):
-                y[i, ch, j] = (x[i, ch, j] - mf) * a + o
+        if relu:  # the ReLU and its mask in the same pass (PyTorch's: NaN and -0.0 pass)
+            for i in range(n):
+                for j in range(s):
+                    u = (x[i, ch, j] - mf) * a + o
+                    mask[i, ch, j] = 0 if u <= 0 else 1
+                    y[i, ch, j] = 0 if u < 0 else u
+        else:
+            for i in range(n):
+                for j in range(s):
+                    y[i, ch, j] = (x[i, ch, j] - mf) * a + o
 
 
 # Eval batch norms below this many elements stay on the calling thread: a parallel
@@ -83,17 +90,24 @@ def _bn_eval(x, sc, sh, y):
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
-def _bn_backward(gy, x, mean, invstd, w, normvar, gx, gw, gb, coef):
+def _bn_backward(gy, x, mean, invstd, w, normvar, gx, gw, gb, coef, mask, g3):
+    # with a ReLU's mask (non-empty): gx first holds the masked gradient and g3 is gx,
+    # read back while the channel's planes are still in cache; else g3 is gy
     n, c, s = x.shape
     m = n * s
+    relu = mask.shape[0] != 0
     for ch in prange(c):
         mu = mean[ch]
         inv = invstd[ch]
+        if relu:
+            for i in range(n):
+                for j in range(s):
+                    gx[i, ch, j] = gy[i, ch, j] if mask[i, ch, j] else 0
         sg = 0.0
         sgx = 0.0
         for i in range(n):
             for j in range(s):
-                g = np.float64(gy[i, ch, j])
+                g = np.float64(g3[i, ch, j])
                 sg += g
                 sgx += g * (np.float64(x[i, ch, j]) - mu)
         gb[ch] = sg
@@ -116,7 +130,7 @@ def _bn_backward(gy, x, mean, invstd, w, normvar, gx, gw, gb, coef):
         of = coef[ch, 2]
         for i in range(n):
             for j in range(s):
-                gx[i, ch, j] = af * (gy[i, ch, j] - mg) - cf * (x[i, ch, j] - mf) + of
+                gx[i, ch, j] = af * (g3[i, ch, j] - mg) - cf * (x[i, ch, j] - mf) + of
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
@@ -216,6 +230,9 @@ def _writeable(*arrays):
     return [a if a is None or a.flags.writeable else a.copy() for a in arrays]
 
 
+_NO_MASK = np.empty((0, 0, 0), np.uint8)  # a call without a ReLU
+
+
 def bn_forward_train(x, w, b, eps, normalize_variance):
     if x.shape[0] * x.shape[2] == 0:  # an empty batch: no statistics to take
         return np.empty_like(x), np.zeros(x.shape[1]), np.ones(x.shape[1]), np.zeros(x.shape[1])
@@ -224,8 +241,23 @@ def bn_forward_train(x, w, b, eps, normalize_variance):
     y = np.empty_like(x)
     mean, invstd, var = np.empty(c), np.empty(c), np.empty(c)
     sc = np.empty((c, 3), x.dtype)
-    _bn_train(x, w, b, float(eps), bool(normalize_variance), y, mean, invstd, var, sc)
+    nv = bool(normalize_variance)
+    _bn_train(x, w, b, float(eps), nv, y, mean, invstd, var, sc, False, _NO_MASK)
     return y, mean, invstd, var
+
+
+def bn_relu_forward_train(x, w, b, eps, normalize_variance):
+    c = x.shape[1]
+    mask = np.empty(x.shape, np.uint8)
+    if x.shape[0] * x.shape[2] == 0:  # an empty batch: no statistics to take
+        return np.empty_like(x), np.zeros(c), np.ones(c), np.zeros(c), mask
+    x, w, b = _writeable(x, w, b)
+    y = np.empty_like(x)
+    mean, invstd, var = np.empty(c), np.empty(c), np.empty(c)
+    sc = np.empty((c, 3), x.dtype)
+    nv = bool(normalize_variance)
+    _bn_train(x, w, b, float(eps), nv, y, mean, invstd, var, sc, True, mask)
+    return y, mean, invstd, var, mask
 
 
 def bn_forward_eval(x, scale, shift):
@@ -241,7 +273,21 @@ def bn_backward(gy, x, mean, invstd, w, normalize_variance):
     gx = np.empty_like(x)
     gw, gb = np.empty(c), np.empty(c)
     coef = np.empty((c, 5), x.dtype)
-    _bn_backward(gy, x, mean, invstd, w, bool(normalize_variance), gx, gw, gb, coef)
+    nv = bool(normalize_variance)
+    _bn_backward(gy, x, mean, invstd, w, nv, gx, gw, gb, coef, _NO_MASK, gy)
+    return gx, gw, gb
+
+
+def bn_relu_backward(gy, mask, x, mean, invstd, w, normalize_variance):
+    c = x.shape[1]
+    gx = np.empty_like(x)
+    if x.size == 0:
+        return gx, np.zeros(c), np.zeros(c)
+    gy, x, mean, invstd, w = _writeable(gy, x, mean, invstd, w)
+    gw, gb = np.empty(c), np.empty(c)
+    coef = np.empty((c, 5), x.dtype)
+    nv = bool(normalize_variance)
+    _bn_backward(gy, x, mean, invstd, w, nv, gx, gw, gb, coef, mask, gx)
     return gx, gw, gb
 
 

@@ -68,3 +68,14 @@ def row_backward(gy, x, mean, invstd, w, need_affine):
         g - g.mean(axis=1, keepdims=True) - xhat * (g * xhat).mean(axis=1, keepdims=True)
     )
     return gx.astype(gy.dtype), gw, gb
+
+
+def bn_relu_forward_train(x, w, b, eps, normalize_variance):
+    y, mean, invstd, var = bn_forward_train(x, w, b, eps, normalize_variance)
+    mask = (~(y <= 0)).astype(np.uint8)  # PyTorch's ReLU: NaN and -0.0 pass
+    return np.where(y < 0, y.dtype.type(0), y), mean, invstd, var, mask
+
+
+def bn_relu_backward(gy, mask, x, mean, invstd, w, normalize_variance):
+    g = np.where(mask.astype(bool), gy, gy.dtype.type(0))
+    return bn_backward(g, x, mean, invstd, w, normalize_variance)

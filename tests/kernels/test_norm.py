@@ -62,6 +62,57 @@ def test_batch_norm_matches_reference(variant, n, c, s, dtype, normvar, offset):
 @pytest.mark.parametrize("variant", COMPILED)
 @settings(max_examples=examples(12), deadline=None)
 @given(
+    n=st.integers(1, 6),
+    c=st.integers(1, 5),
+    s=st.integers(1, 20),
+    dtype=dtypes,
+    normvar=st.booleans(),
+)
+def test_batch_norm_relu_matches_reference(variant, n, c, s, dtype, normvar):
+    # the fused ReLU: the same output, mask and gradients as bn + bias_relu's reference
+    if normvar and n * s < 2:
+        n = 2
+    rng = np.random.default_rng(n * 100 + c * 10 + s + 7)
+    x = rng.standard_normal((n, c, s)).astype(dtype)
+    w, b = rng.standard_normal(c), rng.standard_normal(c)
+    gy = rng.standard_normal(x.shape).astype(dtype)
+    ref, mod = K.get("batch_norm", "reference"), K.get("batch_norm", variant)
+    out_r = ref.bn_relu_forward_train(x, w, b, 1e-5, normvar)
+    out = mod.bn_relu_forward_train(x, w, b, 1e-5, normvar)
+    assert out[0].dtype == dtype and out[4].dtype == np.uint8
+    plain = mod.bn_forward_train(x, w, b, 1e-5, normvar)[0]
+    np.testing.assert_array_equal(out[4], (~(plain <= 0)).astype(np.uint8))
+    np.testing.assert_array_equal(out[0], np.maximum(plain, 0))
+    for a, r in zip(out[:4], out_r[:4]):
+        _close(a, r, dtype)
+    back_r = ref.bn_relu_backward(gy, out[4], x, out_r[1], out_r[2], w, normvar)
+    back = mod.bn_relu_backward(gy, out[4], x, out[1], out[2], w, normvar)
+    for a, r in zip(back, back_r):
+        _close(a, r, dtype)
+    masked = np.where(out[4].view(bool), gy, dtype(0))
+    for a, r in zip(back, mod.bn_backward(masked, x, out[1], out[2], w, normvar)):
+        np.testing.assert_array_equal(a, r)  # the unfused kernels' bits
+
+
+@pytest.mark.parametrize("variant", K.variants("batch_norm"))
+def test_batch_norm_relu_passes_nan_and_negative_zero(variant):
+    # PyTorch's ReLU: NaN passes with its gradient; a zero output keeps no gradient
+    mod = K.get("batch_norm", variant)
+    x = np.array([[[1.0, -1.0, np.nan, 0.0]], [[1.0, -1.0, 3.0, 0.0]]], np.float32)
+    y, mean, invstd, _, mask = mod.bn_relu_forward_train(x, np.ones(1), np.zeros(1), 0.0, False)
+    assert np.isnan(y).all() and mask.all()  # the NaN spreads through the mean
+    x = np.array([[[2.0, -2.0, 0.0]]], np.float64)
+    y, mean, invstd, _, mask = mod.bn_relu_forward_train(x, np.ones(1), np.zeros(1), 0.0, False)
+    np.testing.assert_array_equal(mask, [[[1, 0, 0]]])
+    np.testing.assert_array_equal(y, [[[2.0, 0.0, 0.0]]])
+    gx, gw, gb = mod.bn_relu_backward(np.ones_like(x), mask, x, mean, invstd, np.ones(1), False)
+    assert gb[0] == 1.0 and gw[0] == 2.0
+    np.testing.assert_allclose(gx, [[[2 / 3, -1 / 3, -1 / 3]]])
+
+
+@pytest.mark.parametrize("variant", COMPILED)
+@settings(max_examples=examples(12), deadline=None)
+@given(
     rows=st.integers(1, 12),
     k=st.integers(2, 40),
     p=st.sampled_from([None, 1, 2, 3]),
@@ -142,6 +193,8 @@ def test_threaded_norm_calls_match_reference(variant):
             ref.bn_forward_train(x, w, b, 1e-5, True),
         )
         back = mod.bn_backward(gy, x, out[1], out[2], w, True)
+        fused = mod.bn_relu_forward_train(x, w, b, 1e-5, True)
+        fback = mod.bn_relu_backward(gy, fused[4], x, fused[1], fused[2], w, True)
         rows = mod.row_forward(x2, w2, w2, 1e-5)
         rback = mod.row_backward(gy2, x2, rows[1], rows[2], w2, True)
     finally:
@@ -149,6 +202,11 @@ def test_threaded_norm_calls_match_reference(variant):
     for a, r in zip(out, out_r):
         _close(a, r, np.float32)
     for a, r in zip(back, ref.bn_backward(gy, x, out_r[1], out_r[2], w, True)):
+        _close(a, r, np.float32)
+    fused_r = ref.bn_relu_forward_train(x, w, b, 1e-5, True)
+    for a, r in zip(fused, fused_r):
+        _close(a, r, np.float32)
+    for a, r in zip(fback, ref.bn_relu_backward(gy, fused[4], x, fused_r[1], fused_r[2], w, True)):
         _close(a, r, np.float32)
     rows_r = ref.row_forward(x2, w2, w2, 1e-5)
     for a, r in zip(rows, rows_r):

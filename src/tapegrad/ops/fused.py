@@ -48,6 +48,8 @@ def _unmask(ctx: Context, g: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]
 
 def _mask_map(ctx: Context, v: np.ndarray) -> np.ndarray:
     """``v`` through the ReLU's mask: linear, its own transpose (for ``backward_graph``)."""
+    if getattr(ctx, "relu_fused", False):  # masked inside batch norm's kernels
+        return np.where(ctx.relu_mask.reshape(v.shape).view(bool), v, v.dtype.type(0))
     return ctx.relu_call.backward(ctx.relu_mod, np.ascontiguousarray(v), ctx.relu_mask)[0]
 
 
@@ -132,13 +134,16 @@ class BatchNormReLU(BatchNorm):
 
     @staticmethod
     def forward(ctx: Context, x, *args, **kwargs):
-        """Batch norm (training or eval), then the ReLU in one in-place pass."""
-        return _relu_epilogue(ctx, BatchNorm.forward(ctx, x, *args, **kwargs), None)
+        """Batch norm and the ReLU in one kernel pass where the variant fuses them
+        (training), else batch norm then the ReLU in one in-place pass."""
+        y = BatchNorm.run(ctx, True, x, *args, **kwargs)
+        return y if ctx.relu_fused else _relu_epilogue(ctx, y, None)
 
     @staticmethod
     def backward(ctx: Context, gy):
-        """The mask, then batch norm's backward."""
-        return BatchNorm.backward(ctx, _unmask(ctx, gy)[0])
+        """Batch norm's backward of the masked gradient (the mask inside its kernel when
+        the forward fused it)."""
+        return BatchNorm.backward(ctx, gy if ctx.relu_fused else _unmask(ctx, gy)[0])
 
     @staticmethod
     def backward_graph(ctx: Context, gy, inputs):

@@ -161,8 +161,14 @@ class BatchNorm(Function):
         )  # fmt: skip
 
     @staticmethod
-    def forward(
+    def forward(ctx: Context, x, *args, **kwargs):
+        """Batch norm of ``x`` (training or eval); the running statistics updated in place."""
+        return BatchNorm.run(ctx, False, x, *args, **kwargs)
+
+    @staticmethod
+    def run(
         ctx: Context,
+        relu: bool,
         x,
         weight=None,
         bias=None,
@@ -173,6 +179,9 @@ class BatchNorm(Function):
         eps=1e-5,
         normalize_variance=True,
     ):
+        """The forward; with ``relu``, a variant that fuses the ReLU (training only) runs it
+        in the same pass and ``ctx.relu_mask`` holds its mask (``ctx.relu_fused``)."""
+        ctx.relu_fused = False
         n, c = x.shape[:2]
         s = math.prod(x.shape[2:])
         x3 = contiguous(x).reshape(n, c, s)
@@ -184,6 +193,9 @@ class BatchNorm(Function):
             mod = tuning.resolve(ctx, call, x3, w, b, eps)
             if m == 0:  # an empty batch: PyTorch's empty result, running statistics kept
                 y, mean, invstd, var = np.empty_like(x3), np.zeros(c), np.ones(c), np.zeros(c)
+            elif relu and call.fuses_relu(mod):
+                y, mean, invstd, var, ctx.relu_mask = call.forward_relu(mod, x3, w, b, eps)
+                ctx.relu_fused = True
             else:
                 y, mean, invstd, var = call.forward(mod, x3, w, b, eps)
             if running_mean is not None and m > 0:
@@ -210,9 +222,13 @@ class BatchNorm(Function):
 
     @staticmethod
     def backward(ctx: Context, gy):
+        """(gx, gw, gb) as the input gradients need them (None where not)."""
         x3, mean, invstd, w = ctx.saved_arrays
         gy3 = np.ascontiguousarray(gy).reshape(x3.shape)
-        if ctx.training:
+        if ctx.relu_fused:  # batch_norm_relu's mask applied inside the kernel
+            mask = ctx.relu_mask.reshape(x3.shape)
+            gx, gw, gb = ctx.call.backward_relu(ctx.mod, gy3, mask, x3, mean, invstd, w)
+        elif ctx.training:
             gx, gw, gb = ctx.call.backward(ctx.mod, gy3, x3, mean, invstd, w)
         else:
             # eval: an affine map with constant statistics
