@@ -7,15 +7,17 @@ float64: one AVX-512 register); each thread takes whole images and copies its im
 zero-padded, into its own buffer.
 
 Forward: tiles of ``V`` output channels x up to 16 consecutive output columns of one row,
-one accumulator vector per column: per tap (input channel, kh, kw) one vector load of the
-tap's ``V`` packed weights and one broadcast input value and multiply-add per column (the
-tile's width is a compile-time constant, 1 to 16, so a 10-wide row is one tile without idle
-lanes). The input gradient of a stride-1 call is the same convolution of the output gradient
+one accumulator vector per column (the tile's width is a compile-time constant, 1 to 16, so
+a 10-wide row is one tile without idle lanes). For 3- and 5-wide kernels the tile slides
+along each input row: per (input channel, kh) the row's weight vectors stay in registers and
+each input value is broadcast once for its 3 or 5 multiply-adds; other widths take one
+broadcast per multiply-add. The finished tile is transposed in registers and written as one
+vector per output channel (bias added there). The input gradient of a stride-1 call is the same convolution of the output gradient
 with the flipped, transposed filters when x has a vector's worth of channels or more;
 with fewer (lenet5's 6) it is ``blocked-cython``'s (vectors across columns).
 
 Weight gradient (3x3 and 5x5 kernels): each thread copies its image's output gradient
-transposed to (position, channel); for each block of ``V`` output channels and each input
+transposed to (position, channel), ``V`` x ``V`` blocks through registers; for each block of ``V`` output channels and each input
 channel, one accumulator vector per tap (9 or 25) runs over the image's output positions,
 one vector load of the gradient and a broadcast input value per tap and position. Each
 thread adds its images into its own partial sums, which are added in thread order
@@ -49,35 +51,124 @@ cdef enum:
 # compile-time constants so the accumulators stay in registers.
 cdef extern from *:
     """
-    #define TG_CV_TYPES(T, S)                                                           \
+    #define TG_CV_TYPES(T, S, I)                                                        \
     typedef T tg_cv_v##S __attribute__((vector_size(64)));                              \
-    typedef T tg_cv_u##S __attribute__((vector_size(64), aligned(sizeof(T)), may_alias));
+    typedef T tg_cv_u##S __attribute__((vector_size(64), aligned(sizeof(T)), may_alias)); \
+    typedef I tg_cv_i##S __attribute__((vector_size(64)));                              \
+    /* t[r][l] <-> t[l][r]: for each bit s of the index, rows r and r + s (bit s clear in  \
+       r) swap their lanes with bit s set and clear respectively, two-source shuffles */ \
+    static inline void tg_cv_transpose_##S(tg_cv_v##S* t) {                              \
+        enum { V = 64 / sizeof(T) };                                                    \
+        Py_ssize_t s, r, l;                                                             \
+        _Pragma("GCC unroll 4") for (s = V / 2; s > 0; s /= 2) {                        \
+            tg_cv_i##S lo, hi;                                                          \
+            _Pragma("GCC unroll 16") for (l = 0; l < V; l++) {                          \
+                lo[l] = (l & s) ? V + l - s : l;                                        \
+                hi[l] = (l & s) ? V + l : l + s;                                        \
+            }                                                                           \
+            _Pragma("GCC unroll 16") for (r = 0; r < V; r++) {                          \
+                if (r & s) continue;                                                    \
+                tg_cv_v##S a = t[r], b = t[r + s];                                      \
+                t[r] = __builtin_shuffle(a, b, lo);                                     \
+                t[r + s] = __builtin_shuffle(a, b, hi);                                 \
+            }                                                                           \
+        }                                                                               \
+    }                                                                                   \
+    /* gt[f * op + k] = g[k * npos + f] for k < op (zero from o on): whole blocks of V    \
+       positions x V channels through registers, the last positions one by one */        \
+    static void tg_cv_gt_##S(const T* g, Py_ssize_t npos, Py_ssize_t o, Py_ssize_t op,   \
+                             T* gt) {                                                   \
+        enum { V = 64 / sizeof(T) };                                                    \
+        tg_cv_v##S t[V];                                                                \
+        Py_ssize_t f0, k0, k, f;                                                        \
+        for (f0 = 0; f0 + V <= npos; f0 += V) {                                         \
+            for (k0 = 0; k0 < op; k0 += V) {                                            \
+                _Pragma("GCC unroll 16") for (k = 0; k < V; k++) {                      \
+                    t[k] = (tg_cv_v##S){0};                                             \
+                    if (k0 + k < o) t[k] = *(const tg_cv_u##S*)(g + (k0 + k) * npos + f0); \
+                }                                                                       \
+                tg_cv_transpose_##S(t);                                                 \
+                _Pragma("GCC unroll 16") for (f = 0; f < V; f++)                        \
+                    *(tg_cv_u##S*)(gt + (f0 + f) * op + k0) = t[f];                     \
+            }                                                                           \
+        }                                                                               \
+        for (f = f0; f < npos; f++) {                                                   \
+            for (k = 0; k < o; k++) gt[f * op + k] = g[k * npos + f];                   \
+            for (k = o; k < op; k++) gt[f * op + k] = 0;                                \
+        }                                                                               \
+    }
 
     /* a[q] += x[ci, i, j + q] * w[ci, i, j, :] over (ci, i, j); xp at the tile's first input
-       pixel (row oh, column ow0 of channel 0), wt at the block's first channel */
-    #define TG_CV_FWD(T, S, Q)                                                          \
+       pixel (row oh, column ow0 of channel 0), wt at the block's first channel; then
+       y[k * plane + q] = a[q][k] (+ bias[k]) for k < nk: the tile transposed in registers
+       in blocks of V columns, each channel's columns one vector store (element stores
+       for a block narrower than V). KW > 0 (3 or 5): the kernel's width is a constant and
+       the tile slides along the input row: per (ci, i) the KW weight vectors stay in
+       registers and each of the row's Q + KW - 1 input values is broadcast once for its
+       (up to) KW multiply-adds, instead of one broadcast per multiply-add (KW = 0: any
+       width, read from kw). Either way each output adds its taps in (ci, i, j) order. */
+    #define TG_CV_FWD(T, S, Q, KW)                                                      \
     __attribute__((optimize("no-predictive-commoning")))                                \
-    static void tg_cv_fwd_##S##_##Q(const T* xp, const T* wt, Py_ssize_t c,             \
+    static void tg_cv_fwd_##S##_##Q##_##KW(const T* xp, const T* wt, Py_ssize_t c,      \
             Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t op,    \
-            T* out) {                                                                   \
-        enum { V = 64 / sizeof(T) };                                                    \
-        tg_cv_v##S a[Q];                                                                \
-        Py_ssize_t ci, i, j, q;                                                         \
+            T* y, Py_ssize_t plane, Py_ssize_t nk, const T* bias) {                     \
+        enum { V = 64 / sizeof(T), KV = KW > 0 ? KW : 1 };                              \
+        tg_cv_v##S a[Q], t[V], wv[KV];                                                  \
+        Py_ssize_t ci, i, j, q, qb, k;                                                  \
+        if (KW > 0) kw = KW;                                                            \
         _Pragma("GCC unroll 16") for (q = 0; q < Q; q++) a[q] = (tg_cv_v##S){0};         \
         for (ci = 0; ci < c; ci++) {                                                    \
             for (i = 0; i < kh; i++) {                                                  \
                 const T* row = xp + (ci * hp + i) * wp;                                 \
                 const T* w = wt + (ci * kh + i) * kw * op;                              \
-                for (j = 0; j < kw; j++, w += op) {                                     \
-                    tg_cv_v##S wv = *(const tg_cv_u##S*)w;                              \
-                    _Pragma("GCC unroll 16") for (q = 0; q < Q; q++)                    \
-                        a[q] += row[j + q] * wv;                                        \
+                if (KW == 0) {                                                          \
+                    for (j = 0; j < kw; j++, w += op) {                                 \
+                        wv[0] = *(const tg_cv_u##S*)w;                                  \
+                        _Pragma("GCC unroll 16") for (q = 0; q < Q; q++)                \
+                            a[q] += row[j + q] * wv[0];                                 \
+                    }                                                                   \
+                    continue;                                                           \
+                }                                                                       \
+                _Pragma("GCC unroll 5") for (j = 0; j < KV; j++)                        \
+                    wv[j] = *(const tg_cv_u##S*)(w + j * op);                           \
+                _Pragma("GCC unroll 20") for (k = 0; k < Q + KV - 1; k++) {             \
+                    tg_cv_v##S xb = row[k] - (tg_cv_v##S){0};                           \
+                    _Pragma("GCC unroll 5") for (j = 0; j < KV; j++)                    \
+                        if (k - j >= 0 && k - j < Q) a[k - j] += xb * wv[j];            \
                 }                                                                       \
             }                                                                           \
         }                                                                               \
-        _Pragma("GCC unroll 16") for (q = 0; q < Q; q++)                                \
-            *(tg_cv_u##S*)(out + q * V) = a[q];                                         \
+        _Pragma("GCC unroll 2") for (qb = 0; qb < Q; qb += V) {                         \
+            _Pragma("GCC unroll 16") for (q = 0; q < V; q++)                            \
+                t[q] = qb + q < Q ? a[qb + q] : (tg_cv_v##S){0};                        \
+            tg_cv_transpose_##S(t);                                                     \
+            _Pragma("GCC unroll 16") for (k = 0; k < V; k++) {                          \
+                if (k >= nk) break;                                                     \
+                tg_cv_v##S v = t[k] + (bias ? bias[k] : (T)0);                          \
+                T* d = y + k * plane + qb;                                              \
+                if (Q - qb >= V) {                                                      \
+                    *(tg_cv_u##S*)d = v;                                                \
+                } else {                                                                \
+                    _Pragma("GCC unroll 16") for (q = 0; q < Q - qb && q < V; q++)      \
+                        d[q] = v[q];                                                    \
+                }                                                                       \
+            }                                                                           \
+        }                                                                               \
     }
+    #define TG_CV_FWD_Q(T, S, KW)                                                       \
+    TG_CV_FWD(T, S, 1, KW) TG_CV_FWD(T, S, 2, KW) TG_CV_FWD(T, S, 3, KW)               \
+    TG_CV_FWD(T, S, 4, KW) TG_CV_FWD(T, S, 5, KW) TG_CV_FWD(T, S, 6, KW)               \
+    TG_CV_FWD(T, S, 7, KW) TG_CV_FWD(T, S, 8, KW) TG_CV_FWD(T, S, 9, KW)               \
+    TG_CV_FWD(T, S, 10, KW) TG_CV_FWD(T, S, 11, KW) TG_CV_FWD(T, S, 12, KW)            \
+    TG_CV_FWD(T, S, 13, KW) TG_CV_FWD(T, S, 14, KW) TG_CV_FWD(T, S, 15, KW)            \
+    TG_CV_FWD(T, S, 16, KW)
+    #define TG_CV_FWD_ROW(S, KW)                                                        \
+    {tg_cv_fwd_##S##_1_##KW, tg_cv_fwd_##S##_2_##KW, tg_cv_fwd_##S##_3_##KW,            \
+     tg_cv_fwd_##S##_4_##KW, tg_cv_fwd_##S##_5_##KW, tg_cv_fwd_##S##_6_##KW,            \
+     tg_cv_fwd_##S##_7_##KW, tg_cv_fwd_##S##_8_##KW, tg_cv_fwd_##S##_9_##KW,            \
+     tg_cv_fwd_##S##_10_##KW, tg_cv_fwd_##S##_11_##KW, tg_cv_fwd_##S##_12_##KW,         \
+     tg_cv_fwd_##S##_13_##KW, tg_cv_fwd_##S##_14_##KW, tg_cv_fwd_##S##_15_##KW,         \
+     tg_cv_fwd_##S##_16_##KW}
 
     /* out[t * op] += sum over positions of x[oh + i, ow + j] * gt[(oh, ow), :] for the
        KH x KW taps t = i * KW + j of one input channel; xp that channel's padded plane */
@@ -101,34 +192,21 @@ cdef extern from *:
             *(tg_cv_u##S*)(out + i * op) += a[i];                                       \
     }
 
-    #define TG_CV_ALL(T, S)                                                             \
-    TG_CV_TYPES(T, S)                                                                   \
-    TG_CV_FWD(T, S, 1) TG_CV_FWD(T, S, 2) TG_CV_FWD(T, S, 3) TG_CV_FWD(T, S, 4)         \
-    TG_CV_FWD(T, S, 5) TG_CV_FWD(T, S, 6) TG_CV_FWD(T, S, 7) TG_CV_FWD(T, S, 8)         \
-    TG_CV_FWD(T, S, 9) TG_CV_FWD(T, S, 10) TG_CV_FWD(T, S, 11) TG_CV_FWD(T, S, 12)      \
-    TG_CV_FWD(T, S, 13) TG_CV_FWD(T, S, 14) TG_CV_FWD(T, S, 15) TG_CV_FWD(T, S, 16)     \
+    #define TG_CV_ALL(T, S, I)                                                          \
+    TG_CV_TYPES(T, S, I)                                                                \
+    TG_CV_FWD_Q(T, S, 0) TG_CV_FWD_Q(T, S, 3) TG_CV_FWD_Q(T, S, 5)                    \
     TG_CV_WG(T, S, 3, 3) TG_CV_WG(T, S, 5, 5)                                           \
+    typedef void (*tg_cv_fwd_fn_##S)(const T*, const T*, Py_ssize_t, Py_ssize_t,        \
+            Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, T*, Py_ssize_t, Py_ssize_t,   \
+            const T*);                                                                  \
+    static tg_cv_fwd_fn_##S const tg_cv_fwd_tab_##S[3][16] = {                       \
+        TG_CV_FWD_ROW(S, 0), TG_CV_FWD_ROW(S, 3), TG_CV_FWD_ROW(S, 5)};                 \
+    /* the tile of q (1 to 16) columns, for a kernel width of 3, 5 or any */            \
     static inline void tg_cv_fwd_##S(Py_ssize_t q, const T* xp, const T* wt,            \
             Py_ssize_t c, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp,    \
-            Py_ssize_t op, T* out) {                                                    \
-        switch (q) {                                                                    \
-        case 1: tg_cv_fwd_##S##_1(xp, wt, c, kh, kw, hp, wp, op, out); break;           \
-        case 2: tg_cv_fwd_##S##_2(xp, wt, c, kh, kw, hp, wp, op, out); break;           \
-        case 3: tg_cv_fwd_##S##_3(xp, wt, c, kh, kw, hp, wp, op, out); break;           \
-        case 4: tg_cv_fwd_##S##_4(xp, wt, c, kh, kw, hp, wp, op, out); break;           \
-        case 5: tg_cv_fwd_##S##_5(xp, wt, c, kh, kw, hp, wp, op, out); break;           \
-        case 6: tg_cv_fwd_##S##_6(xp, wt, c, kh, kw, hp, wp, op, out); break;           \
-        case 7: tg_cv_fwd_##S##_7(xp, wt, c, kh, kw, hp, wp, op, out); break;           \
-        case 8: tg_cv_fwd_##S##_8(xp, wt, c, kh, kw, hp, wp, op, out); break;           \
-        case 9: tg_cv_fwd_##S##_9(xp, wt, c, kh, kw, hp, wp, op, out); break;           \
-        case 10: tg_cv_fwd_##S##_10(xp, wt, c, kh, kw, hp, wp, op, out); break;         \
-        case 11: tg_cv_fwd_##S##_11(xp, wt, c, kh, kw, hp, wp, op, out); break;         \
-        case 12: tg_cv_fwd_##S##_12(xp, wt, c, kh, kw, hp, wp, op, out); break;         \
-        case 13: tg_cv_fwd_##S##_13(xp, wt, c, kh, kw, hp, wp, op, out); break;         \
-        case 14: tg_cv_fwd_##S##_14(xp, wt, c, kh, kw, hp, wp, op, out); break;         \
-        case 15: tg_cv_fwd_##S##_15(xp, wt, c, kh, kw, hp, wp, op, out); break;         \
-        default: tg_cv_fwd_##S##_16(xp, wt, c, kh, kw, hp, wp, op, out); break;         \
-        }                                                                               \
+            Py_ssize_t op, T* y, Py_ssize_t plane, Py_ssize_t nk, const T* bias) {       \
+        tg_cv_fwd_tab_##S[kw == 3 ? 1 : kw == 5 ? 2 : 0][q - 1](                        \
+            xp, wt, c, kh, kw, hp, wp, op, y, plane, nk, bias);                         \
     }                                                                                   \
     static inline int tg_cv_wg_##S(Py_ssize_t kh, Py_ssize_t kw, const T* xp,          \
             const T* gt, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t wp, Py_ssize_t op,     \
@@ -138,15 +216,21 @@ cdef extern from *:
         else return 0;                                                                  \
         return 1;                                                                       \
     }
-    TG_CV_ALL(float, f)
-    TG_CV_ALL(double, d)
+    TG_CV_ALL(float, f, int)
+    TG_CV_ALL(double, d, long long)
     """
     void tg_cv_fwd_f(Py_ssize_t q, const float* xp, const float* wt, Py_ssize_t c,
                      Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t op,
-                     float* out) noexcept nogil
+                     float* y, Py_ssize_t plane, Py_ssize_t nk,
+                     const float* bias) noexcept nogil
     void tg_cv_fwd_d(Py_ssize_t q, const double* xp, const double* wt, Py_ssize_t c,
                      Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t op,
-                     double* out) noexcept nogil
+                     double* y, Py_ssize_t plane, Py_ssize_t nk,
+                     const double* bias) noexcept nogil
+    void tg_cv_gt_f(const float* g, Py_ssize_t npos, Py_ssize_t o, Py_ssize_t op,
+                    float* gt) noexcept nogil
+    void tg_cv_gt_d(const double* g, Py_ssize_t npos, Py_ssize_t o, Py_ssize_t op,
+                    double* gt) noexcept nogil
     int tg_cv_wg_f(Py_ssize_t kh, Py_ssize_t kw, const float* xp, const float* gt,
                    Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t wp, Py_ssize_t op,
                    float* out) noexcept nogil
@@ -179,48 +263,40 @@ cdef inline void _pad(const real* xb, real* xp, Py_ssize_t c, Py_ssize_t h, Py_s
 
 
 def forward_threads(const real[:, :, :, ::1] x, const real[::1] wt, const real[::1] bias,
-                    bint has_bias, real[:, :, :, ::1] y, real[:, ::1] buf, real[:, ::1] accs,
-                    int kh, int kw, int ph, int pw, int op, int nt):
+                    bint has_bias, real[:, :, :, ::1] y, real[:, ::1] buf, int kh, int kw,
+                    int ph, int pw, int op, int nt):
     """y[b] = conv(x[b]) per image and thread, through the thread's padded image."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = y.shape[1], ho = y.shape[2], wo = y.shape[3]
-    cdef Py_ssize_t hp = h + 2 * ph, wp = w + 2 * pw
+    cdef Py_ssize_t hp = h + 2 * ph, wp = w + 2 * pw, plane = ho * wo
     cdef Py_ssize_t lanes = 64 // sizeof(real)
-    cdef Py_ssize_t b, oh, ow0, oc0, q, k, nq, nk
-    cdef int tid
+    cdef Py_ssize_t b, oh, ow0, oc0, nq, nk
     cdef real* xp
-    cdef real* acc
-    cdef real* yb
-    cdef real bv
+    cdef real* yt
+    cdef const real* bp
     with nogil:
         for b in prange(n, schedule="static", num_threads=nt):
-            tid = openmp.omp_get_thread_num()
-            xp = &buf[tid, 0]
-            acc = &accs[tid, 0]
-            yb = &y[b, 0, 0, 0]
+            xp = &buf[openmp.omp_get_thread_num(), 0]
             _pad(&x[b, 0, 0, 0], xp, c, h, w, ph, pw, hp, wp)
             oc0 = 0
             while oc0 < o:
                 nk = o - oc0
                 if nk > lanes:
                     nk = lanes
+                bp = &bias[oc0] if has_bias else NULL
                 for oh in range(ho):
                     ow0 = 0
                     while ow0 < wo:
                         nq = wo - ow0
                         if nq > _QMAX:
                             nq = _QMAX
+                        yt = &y[b, oc0, oh, ow0]
                         if real is float:
                             tg_cv_fwd_f(nq, xp + oh * wp + ow0, &wt[oc0], c, kh, kw, hp, wp,
-                                        op, acc)
+                                        op, yt, plane, nk, bp)
                         else:
                             tg_cv_fwd_d(nq, xp + oh * wp + ow0, &wt[oc0], c, kh, kw, hp, wp,
-                                        op, acc)
-                        for k in range(nk):
-                            bv = bias[oc0 + k] if has_bias else 0
-                            for q in range(nq):
-                                yb[((oc0 + k) * ho + oh) * wo + ow0 + q] = (
-                                    acc[q * lanes + k] + bv)
+                                        op, yt, plane, nk, bp)
                         ow0 = ow0 + nq
                 oc0 = oc0 + lanes
 
@@ -233,7 +309,7 @@ def wgrad_threads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, real[
     cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
     cdef Py_ssize_t hp = h + 2 * ph, wp = w + 2 * pw, npos = ho * wo
     cdef Py_ssize_t lanes = 64 // sizeof(real)
-    cdef Py_ssize_t b, ci, oc0, k, f
+    cdef Py_ssize_t b, ci, oc0
     cdef int tid
     cdef real* xp
     cdef real* gt
@@ -248,11 +324,10 @@ def wgrad_threads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, real[
             gb = &gy[b, 0, 0, 0]
             _pad(&x[b, 0, 0, 0], xp, c, h, w, ph, pw, hp, wp)
             # gt[f, k] = gy[b, k, f], zero in the lanes past the last channel
-            for f in range(npos):
-                for k in range(o):
-                    gt[f * op + k] = gb[k * npos + f]
-                for k in range(o, op):
-                    gt[f * op + k] = 0
+            if real is float:
+                tg_cv_gt_f(gb, npos, o, op, gt)
+            else:
+                tg_cv_gt_d(gb, npos, o, op, gt)
             oc0 = 0
             while oc0 < o:
                 for ci in range(c):
@@ -295,8 +370,7 @@ def _conv(x, w, b, int ph, int pw):
     wt[..., :o] = w.transpose(1, 2, 3, 0)
     buf = workspace("chvec-x", (nt, c * hp * wp), x.dtype)
     bias = b if b is not None else np.zeros(1, dtype=x.dtype)
-    accs = np.empty((nt, _QMAX * lanes), dtype=x.dtype)
-    forward_threads(x, wt.reshape(-1), bias, b is not None, y, buf, accs, kh, kw, ph, pw, op, nt)
+    forward_threads(x, wt.reshape(-1), bias, b is not None, y, buf, kh, kw, ph, pw, op, nt)
     return y
 
 
