@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+# tapegrad.bench.steps.PIN_VARS, not imported from there: this module is imported by the
+# PyTorch workers too, which must not load tapegrad
 PINS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 

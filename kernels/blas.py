@@ -54,6 +54,14 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     if batch * m * n * k >= SMALL_MACS:
         done = team_split(a, b, out, nthreads)
         return done if done is not None else np.matmul(a, b, out=out)
+    return one_thread_matmul(a, b, out, nthreads)
+
+
+def one_thread_matmul(
+    a: np.ndarray, b: np.ndarray, out: np.ndarray | None, nthreads: int
+) -> np.ndarray:
+    """``np.matmul(a, b, out=out)`` with NumPy's BLAS held at one thread for the call and
+    set back to ``nthreads`` after it."""
     setters = _blas_setters()
     for s in setters:
         s(1)

@@ -426,14 +426,7 @@ def _serial_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
     if _cblas is not None and _cblas.gemm_address(a.dtype) is not None:
         with _cblas.single_threaded():  # NumPy's own BLAS, the library np.matmul calls
             return np.matmul(a, b, out=out)
-    setters = blas._blas_setters()
-    for s in setters:
-        s(1)
-    try:
-        return np.matmul(a, b, out=out)
-    finally:
-        for s in setters:
-            s(n)
+    return blas.one_thread_matmul(a, b, out, n)
 
 
 def _pick(serial: Callable, parallel: Callable, size: int) -> Callable:
