@@ -1116,6 +1116,45 @@ cdef inline void _cbout(const real* B, Py_ssize_t h, Py_ssize_t wd, Py_ssize_t t
         tg_dw_cbout_d(B, h, wd, top, left, Wb, dst)
 
 
+cdef inline void _cbfwd(const real* B, const real* w, const real* bias, Py_ssize_t Wb,
+                        Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ho,
+                        Py_ssize_t wo, real* Y) noexcept nogil:
+    if real is float:
+        tg_dw_cbfwd_f(B, w, bias, Wb, kh, kw, sh, sw, ho, wo, Y)
+    else:
+        tg_dw_cbfwd_d(B, w, bias, Wb, kh, kw, sh, sw, ho, wo, Y)
+
+
+cdef inline void _cbgx(const real* G, const real* w, Py_ssize_t Wb, Py_ssize_t kh, Py_ssize_t kw,
+                       Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ho, Py_ssize_t wo,
+                       real* GX) noexcept nogil:
+    if real is float:
+        tg_dw_cbgx_f(G, w, Wb, kh, kw, sh, sw, ho, wo, GX)
+    else:
+        tg_dw_cbgx_d(G, w, Wb, kh, kw, sh, sw, ho, wo, GX)
+
+
+cdef inline void _cbwg(const real* G, const real* B, Py_ssize_t Wb, Py_ssize_t kh, Py_ssize_t kw,
+                       Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ho, Py_ssize_t wo,
+                       real* acc) noexcept nogil:
+    if real is float:
+        tg_dw_cbwg_f(G, B, Wb, kh, kw, sh, sw, ho, wo, acc)
+    else:
+        tg_dw_cbwg_d(G, B, Wb, kh, kw, sh, sw, ho, wo, acc)
+
+
+cdef inline real _cb_total(const real* part, Py_ssize_t nk, Py_ssize_t stride, Py_ssize_t V,
+                           Py_ssize_t oc, Py_ssize_t t) noexcept nogil:
+    """Output channel oc's tap t (lane oc % V of block oc // V) summed over its nk image
+    groups in order; part holds stride*V values per (block, group) task."""
+    cdef Py_ssize_t k
+    cdef const real* q = part + ((oc // V) * nk * stride + t) * V + oc % V
+    cdef real s = 0
+    for k in range(nk):
+        s = s + q[k * stride * V]
+    return s
+
+
 cdef inline void _cb_lanes(const real[:, :, :, ::1] w, real* W, Py_ssize_t c0, Py_ssize_t step,
                            Py_ssize_t cnt, Py_ssize_t V) noexcept nogil:
     """W[t * V + l] = tap t of filter c0 + l * step (zero past cnt lanes)."""
@@ -1162,10 +1201,7 @@ def _cb_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const re
                 src[l] = &x[bi, (o0 + l) // m, 0, 0] if l < cnt else NULL
                 dst[l] = &y[bi, o0 + l, 0, 0] if l < cnt else NULL
             _cbin(src, h, wd, ph, pw, Wb, B)
-            if real is float:
-                tg_dw_cbfwd_f(B, W, W + kh * kw * V, Wb, kh, kw, sh, sw, ho, wo, Y)
-            else:
-                tg_dw_cbfwd_d(B, W, W + kh * kw * V, Wb, kh, kw, sh, sw, ho, wo, Y)
+            _cbfwd(B, W, W + kh * kw * V, Wb, kh, kw, sh, sw, ho, wo, Y)
             _cbout(Y, ho, wo, 0, 0, wo, dst)
         free(B)
         free(Y)
@@ -1207,10 +1243,7 @@ def _cb_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
                 for l in range(V):
                     src[l] = &gy[bi, (c0 + l) * m + mm, 0, 0] if l < cnt else NULL
                 _cbin(src, ho, wo, 0, 0, wo, G)
-                if real is float:
-                    tg_dw_cbgx_f(G, W, Wb, kh, kw, sh, sw, ho, wo, GX)
-                else:
-                    tg_dw_cbgx_d(G, W, Wb, kh, kw, sh, sw, ho, wo, GX)
+                _cbgx(G, W, Wb, kh, kw, sh, sw, ho, wo, GX)
             for l in range(V):
                 dst[l] = &gx[bi, c0 + l, 0, 0] if l < cnt else NULL
             _cbout(GX, h, wd, ph, pw, Wb, dst)
@@ -1234,7 +1267,6 @@ def _cb_backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
     cdef real* G = NULL
     cdef const real** src = NULL
     cdef const real** gsrc = NULL
-    cdef real s
     cdef int nt = _team(n * o * ho * wo * kh * kw)
     if part == NULL:
         raise MemoryError("depthwise_conv2d (direct) backward: weight-gradient partial sums")
@@ -1256,23 +1288,15 @@ def _cb_backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                     gsrc[l] = &gy[bi, o0 + l, 0, 0] if l < cnt else NULL
                 _cbin(src, h, wd, ph, pw, Wb, B)
                 _cbin(gsrc, ho, wo, 0, 0, wo, G)
-                if real is float:
-                    tg_dw_cbwg_f(G, B, Wb, kh, kw, sh, sw, ho, wo, part + p * kk * V)
-                else:
-                    tg_dw_cbwg_d(G, B, Wb, kh, kw, sh, sw, ho, wo, part + p * kk * V)
+                _cbwg(G, B, Wb, kh, kw, sh, sw, ho, wo, part + p * kk * V)
         free(B)
         free(G)
         free(src)
         free(gsrc)
     with nogil:
         for oc in range(o):
-            ob = oc // V
-            l = oc % V
             for t in range(kk):
-                s = 0
-                for k in range(nk):
-                    s = s + part[((ob * nk + k) * kk + t) * V + l]
-                gw[oc, 0, t // kw, t % kw] = s
+                gw[oc, 0, t // kw, t % kw] = _cb_total(part, nk, kk, V, oc, t)
     free(part)
 
 
@@ -1301,7 +1325,6 @@ def _cb_backward_all(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
     cdef const real** src = NULL
     cdef const real** gsrc = NULL
     cdef real** dst = NULL
-    cdef real s
     cdef int nt = _team(2 * n * c * ho * wo * kh * kw)
     if part == NULL:
         raise MemoryError("depthwise_conv2d (direct) backward: gradient partial sums")
@@ -1329,10 +1352,7 @@ def _cb_backward_all(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                     for l in range(V):
                         src[l] = &x[bi, c0 + l, 0, 0] if l < cnt else NULL
                     _cbin(src, h, wd, ph, pw, Wb, B)
-                    if real is float:
-                        tg_dw_cbwg_f(G, B, Wb, kh, kw, sh, sw, ho, wo, acc)
-                    else:
-                        tg_dw_cbwg_d(G, B, Wb, kh, kw, sh, sw, ho, wo, acc)
+                    _cbwg(G, B, Wb, kh, kw, sh, sw, ho, wo, acc)
                 if need_b:
                     for t in range(ho * wo):
                         for l in range(V):
@@ -1340,10 +1360,7 @@ def _cb_backward_all(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                 if need_x:
                     for t in range(Hb * Wb * V):
                         GX[t] = 0
-                    if real is float:
-                        tg_dw_cbgx_f(G, W, Wb, kh, kw, sh, sw, ho, wo, GX)
-                    else:
-                        tg_dw_cbgx_d(G, W, Wb, kh, kw, sh, sw, ho, wo, GX)
+                    _cbgx(G, W, Wb, kh, kw, sh, sw, ho, wo, GX)
                     for l in range(V):
                         dst[l] = &gx[bi, c0 + l, 0, 0] if l < cnt else NULL
                     _cbout(GX, h, wd, ph, pw, Wb, dst)
@@ -1356,18 +1373,10 @@ def _cb_backward_all(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
         free(dst)
     with nogil:
         for oc in range(c):
-            cb = oc // V
-            l = oc % V
-            for t in range(kk + 1):
-                if (t < kk and not need_w) or (t == kk and not need_b):
-                    continue
-                s = 0
-                for k in range(nk):
-                    s = s + part[((cb * nk + k) * (kk + 1) + t) * V + l]
-                if t < kk:
-                    gw[oc, 0, t // kw, t % kw] = s
-                else:
-                    gb[oc] = s
+            for t in range(kk if need_w else 0):
+                gw[oc, 0, t // kw, t % kw] = _cb_total(part, nk, kk + 1, V, oc, t)
+            if need_b:
+                gb[oc] = _cb_total(part, nk, kk + 1, V, oc, kk)
     free(part)
 
 
@@ -1401,11 +1410,16 @@ def forward(x, w, b, stride, padding, dilation, groups):
     return y
 
 
-def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
+def _check_backward(x, w, need_x, need_w):
+    """The backward's memory check (the gradients it allocates), before any kernel."""
     check_fits(
         "depthwise_conv2d (direct) backward",
         {"input gradient": x.nbytes if need_x else 0, "weight gradient": w.nbytes if need_w else 0},
     )
+
+
+def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
+    _check_backward(x, w, need_x, need_w)
     gx = gw = None
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     phase = dh == dw == 1
@@ -1455,10 +1469,7 @@ def backward_with_bias(gy, x, w, stride, padding, dilation, groups, need_x, need
         and _blocked(x.shape, gy.shape[3], stride, padding)
     ):
         return (*backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w), None)
-    check_fits(
-        "depthwise_conv2d (direct) backward",
-        {"input gradient": x.nbytes if need_x else 0, "weight gradient": w.nbytes if need_w else 0},
-    )
+    _check_backward(x, w, need_x, need_w)
     gx = np.empty_like(x) if need_x else np.empty((1, 1, 1, 1), dtype=x.dtype)
     gw = np.empty_like(w) if need_w else np.empty((1, 1, 1, 1), dtype=x.dtype)
     gb = np.empty(c, dtype=x.dtype)
