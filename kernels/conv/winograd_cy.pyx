@@ -17,7 +17,8 @@ Winograd too (F(3x3, 2x2), the transpose of the forward's algorithm): with ``M =
 tile, ``dU[k] = sum over tiles of (A gy_tile A^T)[k] * V[k]``, 16 GEMMs
 ``dU[k] += GM[k] @ V[k]^T`` over each block of tiles (each thread sums its blocks into its
 own ``dU``, the parts are added in thread order), then ``gw = G^T dU G``: 16 multiplications
-per tile and channel pair instead of 36.
+per tile and channel pair instead of 36. It runs calls with at least ``_WGRAD_MIN_CHANNELS``
+channels in and out; below that im2col-cython's weight gradient led.
 
 F(4x4, 3x3) (6x6 input tiles, 36 GEMMs per block, Lavin and Gray's matrices) runs the forward
 and input gradient of calls with outputs at least ``_F4_MIN_SIDE`` pixels high and wide and at
@@ -26,7 +27,9 @@ least ``_F4_MIN_CHANNELS`` channels in and out: 2.25 multiplications per output 
 on 8x8 and 16x16 outputs and few channels its larger tiles waste more padding and its
 transforms cost more than the GEMM time saved) and allowed by accuracy: its float32 error is
 about 3e-5 of the output's scale at 64 channels (1.6e-6 for F(2x2)), within the 1e-4 the
-tests hold. Smaller calls and the weight gradient keep F(2x2, 3x3).
+tests hold. Smaller calls and the weight gradient keep F(2x2, 3x3); on 16x16 outputs with 32
+and 64 channels F(4x4, 3x3) was measured again and ran level with F(2x2) at 32->64 and well
+behind it at 64->64 (benchmarks/results/winograd-wgrad.md).
 """
 
 cimport openmp
@@ -794,9 +797,16 @@ def _weight_transform(w):
     return u.reshape(16, o, c)
 
 
-# Below this many input channels the weight gradient runs im2col-cython's (a 3-channel
-# first layer's 16 GEMMs have 3 columns each; benchmarks/results/winograd-profile.md).
-_WGRAD_MIN_CHANNELS = 8
+# Below this many channels in or out the weight gradient runs im2col-cython's: Winograd's
+# F(3x3, 2x2) transforms both x and gy for 16 GEMMs of (O, C) each, and on 8x8 to 32x32
+# outputs with 32 or 64 channels that cost as much as or more than im2col's one long GEMM;
+# it led from 128 channels in and out (benchmarks/results/winograd-wgrad.md).
+_WGRAD_MIN_CHANNELS = 128
+
+
+def _wgrad_leads(c, o) -> bool:
+    """Whether the Winograd weight gradient runs a call of c input and o output channels."""
+    return min(c, o) >= _WGRAD_MIN_CHANNELS
 
 
 def _weight_gradient(gy, x, w, int ph, int pw, gemm):
@@ -911,9 +921,9 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
         if empty:
             gw = np.zeros_like(w)
         else:
-            if x.shape[1] >= _WGRAD_MIN_CHANNELS:
+            if _wgrad_leads(x.shape[1], w.shape[0]):
                 gw = _weight_gradient(gy, x, w, ph, pw, gemm)
-            # few input channels: the 16 GEMMs are too thin to pay for the transforms; a NaN
+            # fewer channels: the transforms cost more than the multiplications saved; a NaN
             # or an infinity in x or gy (every one reaches a Winograd weight gradient): im2col
             # puts it in the taps a direct sum gives it
             if gw is None or not _finite(gw):

@@ -224,3 +224,24 @@ def test_winograd_float32_rows_of_many_tiles(variant, width, padding):
         y = mod.forward(xb, w, None, *args)
         y_ref = ref.forward(xb.astype(np.float64), w64, None, *args)
         np.testing.assert_array_equal(np.isfinite(y), np.isfinite(y_ref))
+
+
+def test_winograd_cython_weight_gradient_by_channels(monkeypatch):
+    """winograd-cython's weight gradient: Winograd's from ``_WGRAD_MIN_CHANNELS`` channels in
+    and out, im2col-cython's (the same array) below; both agree with the reference."""
+    if "winograd-cython" not in VARIANTS:
+        pytest.skip("winograd-cython does not build here")
+    mod, im2col = K.get("conv2d", "winograd-cython"), K.get("conv2d", "im2col-cython")
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 5, 7, 6))
+    w = rng.standard_normal((4, 5, 3, 3))
+    gy = rng.standard_normal((2, 4, 7, 6))
+    args = ((1, 1), (1, 1), (1, 1), 1)
+    want = K.get("conv2d", "reference").backward(gy, x, w, *args, False, True)[1]
+    for least in (5, 4):  # one side below the bound: im2col's; both at it: Winograd's
+        monkeypatch.setattr(mod, "_WGRAD_MIN_CHANNELS", least)
+        gw = mod.backward(gy, x, w, *args, False, True)[1]
+        by_im2col = im2col.backward(gy, x, w, *args, False, True)[1]
+        assert np.array_equal(gw, by_im2col) == (least == 5)
+        np.testing.assert_allclose(gw, want, rtol=1e-10, atol=1e-10)
+
