@@ -143,19 +143,25 @@ def _winograd_applies(call: Conv2dCall) -> bool:
 # tiles), ahead of im2col-cython at these sizes forward and with both gradients
 # (benchmarks/results/conv-targets.md, winograd-profile.md). On
 # smaller images (8x8, 32->64 ch) or fewer channels (8, or 3 in with the input gradient)
-# its transforms cost more than the multiplications saved, and im2col-cython leads.
+# its transforms cost more than the multiplications saved, and im2col-cython leads; 8x8
+# outputs with 64 or more channels in and out (resnet8's 64->64 layer) go to
+# winograd-cython again: its blocks hold tiles of several images, its forward and input
+# gradient led im2col-cython's and it hands the weight gradient to im2col-cython's there
+# (benchmarks/results/winograd-wgrad.md).
 # winograd-numba (transforms, GEMMs and fold as three parallel steps per block) comes
 # after im2col-cython.
 _WINOGRAD_MIN_CHANNELS = 16
 _WINOGRAD_MIN_PIXELS = 256
+_WINOGRAD_SMALL_MIN_CHANNELS = 64
+_WINOGRAD_SMALL_MIN_PIXELS = 64
 
 
 def _winograd_leads(call: Conv2dCall) -> bool:
     ho, wo = call.out_hw()
-    return (
-        min(call.x_shape[1], call.w_shape[0]) >= _WINOGRAD_MIN_CHANNELS
-        and ho * wo >= _WINOGRAD_MIN_PIXELS
-    )
+    channels = min(call.x_shape[1], call.w_shape[0])
+    if ho * wo >= _WINOGRAD_MIN_PIXELS:
+        return channels >= _WINOGRAD_MIN_CHANNELS
+    return ho * wo >= _WINOGRAD_SMALL_MIN_PIXELS and channels >= _WINOGRAD_SMALL_MIN_CHANNELS
 
 
 # 1x1 kernels without padding, one group, any stride: pointwise-cython first (each thread

@@ -245,3 +245,17 @@ def test_winograd_cython_weight_gradient_by_channels(monkeypatch):
         assert np.array_equal(gw, by_im2col) == (least == 5)
         np.testing.assert_allclose(gw, want, rtol=1e-10, atol=1e-10)
 
+
+def test_auto_rule_winograd_on_small_images():
+    """The auto rule puts winograd-cython first on 8x8 outputs with 64 channels in and out
+    or more, and im2col-cython on 8x8 outputs with fewer channels."""
+    from tapegrad.kernels.conv import Conv2dCall, _conv2d_rule
+
+    def call(c, o, hw):
+        return Conv2dCall((64, c, hw, hw), (o, c, 3, 3), (1, 1), (1, 1), (1, 1), 1, "<f4")
+
+    assert _conv2d_rule(call(64, 64, 8))[0] == "winograd-cython"
+    assert _conv2d_rule(call(128, 64, 8))[0] == "winograd-cython"
+    assert _conv2d_rule(call(32, 64, 8))[0] == "im2col-cython"
+    assert _conv2d_rule(call(64, 64, 4))[0] == "im2col-cython"  # 16 output pixels
+    assert _conv2d_rule(call(32, 64, 16))[0] == "winograd-cython"
