@@ -18,11 +18,12 @@ phase (no zero-dilated gradient, no scatter): the same tiles with another tap ta
 input pixel written once. The weight gradient runs over the same planes and the output
 gradient in rows of ``wq``: tiles of 4 output channels x 6 taps, each a vector of partial
 sums over a block of images kept in registers, folded to a quarter vector (halves, then
-quarters added) and added to the thread's quarter-vectors after each block, whose lanes
-are summed once per thread at the end; the threads'
-sums are added in a fixed order (repeatable for a given thread count). Images with
-few output positions take ``im2col-cython``'s weight gradient, as do dilated and grouped
-calls.
+quarters added) and added to the thread's quarter-vectors after each block. The batch is
+cut into chunks of consecutive images fixed by the shapes; threads take images (forward,
+input gradient) and chunks (weight gradient) as they come free, and each chunk's lanes
+are summed into its own part, the parts added in chunk order (the same bits at any thread
+count). Images with few output positions take ``im2col-cython``'s weight gradient, as do
+dilated and grouped calls.
 
 Every output adds its taps in (input channel, kh, kw) order, the input gradient in (output
 channel, kh, kw) order. Bounds and wraparound checks are set by the build (setup.py).
@@ -251,7 +252,7 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
     cdef real* xq
     cdef real* yb
     with nogil:
-        for bi in prange(n, schedule="static", num_threads=nt):
+        for bi in prange(n, schedule="dynamic", chunksize=1, num_threads=nt):
             tid = openmp.omp_get_thread_num()
             xq = &buf[tid, 0]
             _planes(&x[bi, 0, 0, 0], xq, c, h, w, s, ph, pw, hq, wq, slack)
@@ -267,46 +268,59 @@ def wgrad_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
                   const Py_ssize_t[::1] offs, real[:, ::1] xbuf, real[:, ::1] gbuf,
                   real[:, ::1] lanes, real[:, ::1] gws, int s, int ph, int pw, int hq, int wq,
                   int op, int tp, int nfp, int slack, int wb, int nt):
-    """Thread k takes images [n*k/nt, n*(k+1)/nt) in blocks of wb: their phase planes and
-    their output gradients in rows of wq (zeros past each row and the last position), then
-    every (4 channels x 6 taps) tile adds the block's products, folded to quarter vectors,
-    to its quarter-vectors in lanes[k]; at the end their lanes summed into gws[k] (the threads' sums added
-    by the caller in a fixed order)."""
+    """Chunk j of ``gws.shape[0]`` (images [n*j/nc, n*(j+1)/nc)), taken by the next thread
+    to come free, in blocks of wb: their phase planes and their output gradients in rows of
+    wq (zeros past each row and the last position) in the thread's buffers, then every
+    (4 channels x 6 taps) tile adds the block's products, folded to quarter vectors, to its
+    quarter-vectors in lanes[thread], zeroed at the chunk's start; at the chunk's end their
+    lanes summed into gws[j]. The caller adds the chunks' sums in chunk order, so the result
+    does not depend on the thread count or on which thread took which chunk."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
-    cdef Py_ssize_t xs = c * s * s * hq * wq + slack, gs = op * nfp
-    cdef Py_ssize_t k, b0, b1, bb, m, nb, oc, r, o0, t0, tv
+    cdef Py_ssize_t xs = c * s * s * hq * wq + slack, gs = op * nfp, nc = gws.shape[0]
+    cdef Py_ssize_t j, b0, b1, bb, step, m, nb, oc, r, q, o0, t0, tv
     cdef Py_ssize_t lv = 16 // sizeof(real), ntq = tp // _WT
+    cdef int tid
     cdef real* xq
     cdef real* gq
+    cdef real* g
     cdef real* lk
     with nogil:
-        for k in prange(nt, schedule="static", chunksize=1, num_threads=nt):
-            xq = &xbuf[k, 0]
-            gq = &gbuf[k, 0]
-            lk = &lanes[k, 0]
+        for j in prange(nc, schedule="dynamic", chunksize=1, num_threads=nt):
+            tid = openmp.omp_get_thread_num()
+            xq = &xbuf[tid, 0]
+            gq = &gbuf[tid, 0]
+            lk = &lanes[tid, 0]
             for m in range(op * tp * lv):
                 lk[m] = 0
-            for m in range(wb * gs):
-                gq[m] = 0
-            b0 = n * k // nt
-            b1 = n * (k + 1) // nt
+            b0 = n * j // nc
+            b1 = n * (j + 1) // nc
+            # the chunk in blocks of at most wb images, of equal sizes (within one)
+            step = (b1 - b0 + wb - 1) // wb
+            step = (b1 - b0 + step - 1) // step
             bb = b0
             while bb < b1:
                 nb = b1 - bb
-                if nb > wb:
-                    nb = wb
+                if nb > step:
+                    nb = step
                 for m in range(nb):
                     _planes(&x[bb + m, 0, 0, 0], xq + m * xs, c, h, w, s, ph, pw, hq, wq,
                             slack)
-                    for oc in range(o):
+                    for oc in range(op):
+                        g = gq + m * gs + oc * nfp
+                        if oc >= o:  # padding channels: zero rows
+                            for q in range(nfp):
+                                g[q] = 0
+                            continue
                         for r in range(ho):
                             if real is float:
-                                tg_take_f(&gy[bb + m, oc, r, 0], 1,
-                                          gq + m * gs + oc * nfp + r * wq, wo, NULL)
+                                tg_take_f(&gy[bb + m, oc, r, 0], 1, g + r * wq, wo, NULL)
                             else:
-                                tg_take_d(&gy[bb + m, oc, r, 0], 1,
-                                          gq + m * gs + oc * nfp + r * wq, wo, NULL)
+                                tg_take_d(&gy[bb + m, oc, r, 0], 1, g + r * wq, wo, NULL)
+                            for q in range(wo, wq):
+                                g[r * wq + q] = 0
+                        for q in range(ho * wq, nfp):
+                            g[q] = 0
                 for o0 in range(op // _WO):
                     for t0 in range(ntq):
                         tv = (o0 * ntq + t0) * _WO * _WT * lv
@@ -321,15 +335,29 @@ def wgrad_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
                 for t0 in range(ntq):
                     tv = (o0 * ntq + t0) * _WO * _WT * lv
                     if real is float:
-                        tg_fw_lanes_f(lk + tv, &gws[k, o0 * _WO * tp + t0 * _WT], tp)
+                        tg_fw_lanes_f(lk + tv, &gws[j, o0 * _WO * tp + t0 * _WT], tp)
                     else:
-                        tg_fw_lanes_d(lk + tv, &gws[k, o0 * _WO * tp + t0 * _WT], tp)
+                        tg_fw_lanes_d(lk + tv, &gws[j, o0 * _WO * tp + t0 * _WT], tp)
 
 
 # The weight gradient's tiles run over the flattened output positions of each image; with
 # fewer of them per image (8x8 outputs) the fixed cost per tile and image dominates and
 # im2col-cython's GEMMs lead.
 _WGRAD_MIN_POSITIONS = 128
+
+
+# The weight gradient's batch is cut into chunks of consecutive images fixed by the batch
+# size and block size alone (so its summation order does not depend on the thread count),
+# at least _WGRAD_MIN_CHUNKS of them, so that threads taking chunks as they come free stay
+# balanced when one of them is held back (other processes on the machine), and at most
+# _WGRAD_MAX_CHUNKS, each costing one pass over its lane sums.
+_WGRAD_MIN_CHUNKS = 4
+_WGRAD_MAX_CHUNKS = 16
+
+
+def _wgrad_chunks(n, wb):
+    """Chunks of a batch of ``n`` images for blocks of at most ``wb`` images."""
+    return max(1, min(n, max(_WGRAD_MIN_CHUNKS, min(_WGRAD_MAX_CHUNKS, n // wb))))
 
 
 def _weight_grad(gy, x, w_shape, int s, int ph, int pw):
@@ -351,10 +379,12 @@ def _weight_grad(gy, x, w_shape, int s, int ph, int pw):
     # 1 MB of planes and gradient rows per thread
     per = (xs + op * nfp) * x.itemsize
     wb = int(max(1, min(16, -(-48 * _VW // nfp), (1 << 20) // per)))
+    nc = _wgrad_chunks(n, wb)
     memory.check_fits("conv2d (flat weight gradient)", {
         "phase planes": nt * wb * xs * x.itemsize,
         "output gradient rows": nt * wb * op * nfp * x.itemsize,
         "lane sums": nt * op * tp * 16,
+        "chunk sums": nc * op * tp * x.itemsize,
     })
     xbuf = workspace("flat-wg-planes", (nt, wb * xs), x.dtype)
     # rows start on 64-byte boundaries (nfp is a multiple of 16 elements)
@@ -362,12 +392,12 @@ def _weight_grad(gy, x, w_shape, int s, int ph, int pw):
     skip = (-gbuf.ctypes.data % 64) // x.itemsize
     gbuf = gbuf[skip:skip + nt * wb * op * nfp].reshape(nt, wb * op * nfp)
     lanes = workspace("flat-wg-lanes", (nt, op * tp * 16 // x.itemsize), x.dtype)
-    gws = np.empty((nt, op * tp), dtype=x.dtype)
+    gws = np.empty((nc, op * tp), dtype=x.dtype)
     wgrad_threads(x, gy, offs, xbuf, gbuf, lanes, gws, s, ph, pw, hq, wq, op, tp, nfp, slack,
                   wb, nt)
-    # fixed order: the threads' sums one after another
+    # fixed order: the chunks' sums one after another
     gw = gws[0].copy()
-    for k in range(1, nt):
+    for k in range(1, nc):
         gw += gws[k]
     return np.ascontiguousarray(gw.reshape(op, tp)[:o, :t]).reshape(o, c, kh, kw)
 
@@ -391,7 +421,11 @@ def _run(x, y, b, offs, wts, jobs, int s, int ph, int pw, int hq, int wq, int op
         "output": y.size * y.itemsize,
     })
     buf = workspace("flat-planes", (nt, c * s * s * hq * wq + slack), x.dtype)
-    accs = np.empty((nt, _OB * _VW), dtype=x.dtype)
+    # each thread's tile accumulators on cache lines of their own (rows one line apart,
+    # 64-byte aligned): the tiles store and reload them continually
+    accs = workspace("flat-accs", (nt * (_OB * _VW + 32) + 16,), x.dtype)
+    skip = (-accs.ctypes.data % 64) // x.itemsize
+    accs = accs[skip:skip + nt * (_OB * _VW + 32)].reshape(nt, _OB * _VW + 32)
     bias = b if b is not None else np.zeros(1, dtype=x.dtype)
     run_threads(x, y, bias, b is not None, offs, wts.reshape(-1), jobs, buf, accs, s, ph, pw,
                 hq, wq, op, slack, nt)

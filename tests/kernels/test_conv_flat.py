@@ -133,6 +133,31 @@ def test_flat_weight_gradient_is_repeatable():
         np.testing.assert_array_equal(a, b)
 
 
+def test_flat_weight_gradient_same_bits_at_any_team():
+    """The weight gradient's chunks of the batch are fixed by the shapes and summed in
+    chunk order: teams of 1, 2 and 3 threads give the same bits, on a batch whose chunks
+    hold more images than a block (uneven blocks) and a batch of fewer images than chunks;
+    and the result is the reference's."""
+    mod, ref = K.get("conv2d", NAME), K.get("conv2d", "reference")
+    rng = np.random.default_rng(12)
+    args = ((2, 2), (1, 1), (1, 1), 1)
+    for n, hw in [(23, 40), (3, 11)]:
+        x = rng.standard_normal((n, 3, hw, hw)).astype(np.float32)
+        w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
+        gy = rng.standard_normal(mod.forward(x, w, None, *args).shape).astype(np.float32)
+        gws = [
+            _with_team(
+                mod, team, lambda g=gy, a=x, k=w: mod.backward(g, a, k, *args, False, True)[1]
+            )
+            for team in (1, 2, 3)
+        ]
+        for gw in gws[1:]:
+            np.testing.assert_array_equal(gw, gws[0])
+        want = ref.backward(gy.astype(np.float64), x.astype(np.float64),
+                            w.astype(np.float64), *args, False, True)[1]  # fmt: skip
+        np.testing.assert_allclose(gws[0], want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
 @pytest.mark.parametrize(
     "w_shape, stride, dilation, groups",
     [((4, 2, 3, 3), 4, 1, 1), ((4, 2, 3, 3), 1, 2, 1), ((4, 1, 3, 3), 1, 1, 2)],
