@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ...ops.conv import conv2d_function, conv_args
 from ...ops.conv_transpose import ConvTranspose2d, conv_transpose_args
+from ...ops.fused import conv_relu_function
 from ...ops.shape import Pad
 from ...tensor import Tensor
 from ._common import IntOrPair, _opt, _raw, _t
@@ -50,18 +51,29 @@ def conv2d(
         dividing them, a bias of the wrong length, a kernel larger than the padded input) or
         an argument is out of range; the message names the argument and the shapes.
     """
-    x, w, b = _t(input, "conv2d"), _t(weight, "conv2d", "weight"), _opt(bias, "conv2d", "bias")
+    return _apply_conv2d("conv2d", False, input, weight, bias, stride, padding, dilation, groups)
+
+
+def _apply_conv2d(
+    fn: str, relu: bool, input, weight, bias, stride, padding, dilation, groups
+) -> Tensor:
+    """The body of ``conv2d`` and ``conv2d_relu`` (``relu``), errors naming ``fn``: a string
+    padding resolved here, then the op for the call's shapes (depthwise or not)."""
+    x, w, b = _t(input, fn), _t(weight, fn, "weight"), _opt(bias, fn, "bias")
     if isinstance(padding, str):
         # "same" may pad one pixel more at the end than at the start: that pixel is added
         # here, the op pads symmetrically
         stride, padding, dilation, groups, extra = conv_args(
-            "conv2d", x.data, w.data, _raw(b), stride, padding, dilation, groups
+            fn, x.data, w.data, _raw(b), stride, padding, dilation, groups
         )
         if any(extra):
             x = Pad.apply(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
-    # the Function's check validates the call (tapegrad.ops.conv.Conv2d.check)
-    fn = conv2d_function(x.shape, w.shape, groups)
-    return fn.apply(x, w, b, stride, padding, dilation, groups)
+    # the Function's check validates the call (tapegrad.ops.conv.Conv2d.check, or
+    # tapegrad.ops.fused.Conv2dReLU.check naming conv2d_relu)
+    op = conv2d_function(x.shape, w.shape, groups)
+    if relu:
+        op = conv_relu_function(op)
+    return op.apply(x, w, b, stride, padding, dilation, groups)
 
 
 def conv1d(

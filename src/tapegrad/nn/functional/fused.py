@@ -9,12 +9,11 @@ on the tape instead of two. :class:`tapegrad.nn.Sequential` runs them by itself 
 
 from __future__ import annotations
 
-from ...ops.conv import conv2d_function, conv_args
 from ...ops.conv_transpose import ConvTranspose2dReLU
-from ...ops.fused import AddReLU, BatchNormReLU, conv_relu_function
-from ...ops.shape import Pad
+from ...ops.fused import AddReLU, BatchNormReLU
 from ...tensor import Tensor
-from ._common import IntOrPair, _opt, _raw, _t
+from ._common import IntOrPair, _opt, _t
+from .conv import _apply_conv2d
 from .norm import _apply_batch_norm
 
 
@@ -43,18 +42,8 @@ def conv2d_relu(
     TypeError, ValueError
         As :func:`tapegrad.nn.functional.conv2d`, naming ``conv2d_relu``.
     """
-    fn = "conv2d_relu"
-    x, w, b = _t(input, fn), _t(weight, fn, "weight"), _opt(bias, fn, "bias")
-    if isinstance(padding, str):
-        # "same" may pad one pixel more at the end than at the start: added here, as conv2d
-        stride, padding, dilation, groups, extra = conv_args(
-            fn, x.data, w.data, _raw(b), stride, padding, dilation, groups
-        )
-        if any(extra):
-            x = Pad.apply(x, ((0, 0), (0, 0), (0, extra[0]), (0, extra[1])))
-    # validated by the Function's check (tapegrad.ops.fused.Conv2dReLU.check)
-    op = conv_relu_function(conv2d_function(x.shape, w.shape, groups))
-    return op.apply(x, w, b, stride, padding, dilation, groups)
+    args = (input, weight, bias, stride, padding, dilation, groups)
+    return _apply_conv2d("conv2d_relu", True, *args)
 
 
 def conv_transpose2d_relu(
