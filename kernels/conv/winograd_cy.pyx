@@ -46,8 +46,14 @@ from .reference import _out_size
 include "../_common.pxi"
 include "../_gemm.pxi"
 
-# V and M of one block of tiles together, about this many bytes per thread
+# V and M of one block of tiles together, about this many bytes per thread (F(4x4, 3x3) and
+# the weight gradient); the F(2x2, 3x3) forward and input gradient take 1 / _F2_BLOCK_SHARE of
+# it: their blocks, the 16 transformed weight matrices and the BLAS's packed panels then
+# stay in a core's L2, and the smaller blocks ran faster from 8x8 to 32x32 outputs with 32
+# to 128 channels (benchmarks/results/winograd-wgrad.md); F(4x4)'s 36 matrices per tile
+# ran slower with smaller blocks (its GEMMs get too narrow).
 _BLOCK_BYTES = 1 << 20
+_F2_BLOCK_SHARE = 2
 
 # Elements between the 16 matrices of a thread's V and M: the transforms write (read) the
 # 16 at once, and a power-of-two distance would put all 16 streams in the same cache sets.
@@ -865,7 +871,8 @@ def _winograd(x, w, b, int ph, int pw, gemm):
     m, k = (4, 36) if f4 else (2, 16)  # output tile side, matrices per block
     th, tw = (ho + m - 1) // m, (wo + m - 1) // m
     tiles = n * th * tw
-    block = int(max(8, min(tiles, _BLOCK_BYTES // (k * (c + o) * x.itemsize))))
+    budget = _BLOCK_BYTES if f4 else _BLOCK_BYTES // _F2_BLOCK_SHARE
+    block = int(max(8, min(tiles, budget // (k * (c + o) * x.itemsize))))
     nt = _team_size(4 * tiles * c * o)
     nt = max(1, min(nt, (tiles + block - 1) // block))
     memory.check_fits("conv2d (winograd)", {

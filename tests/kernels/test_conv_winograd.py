@@ -88,7 +88,8 @@ def test_winograd_many_tiles_and_blocks(variant):
     x = rng.standard_normal((3, 5, 13, 9))
     w = rng.standard_normal((7, 5, 3, 3))
     b = rng.standard_normal(7)
-    blocks = 16 * 12 * 8 * 10  # blocks of 10 tiles (below the 8-tile floor: 8)
+    # blocks of 10 tiles (where a share or F(4x4)'s 36 matrices go below the 8-tile floor: 8)
+    blocks = 16 * 12 * 8 * 10
     for padding in [(0, 0), (1, 1), (2, 1), (3, 0)]:
         args = ((1, 1), padding, (1, 1), 1)
         check_close_to_reference(wn, x, w, b, args, rng, _BLOCK_BYTES=blocks)
