@@ -184,19 +184,6 @@ def _forward(x, w, b, stride, padding, output_padding, dilation, groups, relu):
 _CB, _WB = 32, 8  # the direct input gradient's tile: channels x columns (_direct_grad_cy)
 
 
-def input_grad(gy, x, w, stride, padding, dilation):
-    """The input gradient ``conv2d(gy, w, stride, padding, dilation)`` by the direct kernel
-    of ``_direct_grad_cy`` (groups 1, float32/float64)."""
-    return direct_grads(gy, x, w, stride, padding, dilation, True, False)[0]
-
-
-def weight_grad(gy, x, w, stride, padding, dilation):
-    """The weight gradient by the direct kernel of ``_direct_grad_cy``: tiles of 8 (output
-    channel, tap) pairs x 32 input channels over each image's positions, one part per
-    thread, the parts added in thread order (groups 1, float32/float64)."""
-    return direct_grads(gy, x, w, stride, padding, dilation, False, True)[1]
-
-
 def direct_grads(gy, x, w, stride, padding, dilation, need_x, need_w):
     """``(gx, gw)`` (None where not asked for) by the direct kernels of ``_direct_grad_cy``
     in one pass over the images: each image's output gradient padded once for both
