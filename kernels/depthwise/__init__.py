@@ -17,8 +17,10 @@ float64) of one image at a time, interleave their padded planes pixel by pixel i
 (16 x 16 register transposes), run each tap as one vector multiply-add across the 16
 channels for all three passes, and transpose the results back. The weight gradient runs
 this way for every plane that fits, at stride 1 too, one lane per channel over fixed groups
-of 8 images, added in image order. All sums
-run in a fixed order: a call repeats bit for bit on one machine. ``benchmarks/conv_targets.py``
+of 8 images, added in image order; stride-1 calls with kernels up to 3x3 and outputs 32 or
+more columns wide take the phase planes instead (no transposes), in tasks of 16 output
+channels x 8 images, added in image order too. All sums run in a fixed order: a call
+repeats bit for bit on one machine, at any thread count. ``benchmarks/conv_targets.py``
 times each pass against the copy time of the bytes it moves.
 
 Variant interface (every module registered for ``depthwise_conv2d``), the ``conv2d``

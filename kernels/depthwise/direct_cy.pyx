@@ -963,6 +963,10 @@ def _phase_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const
 
 
 cdef enum:
+    _CB_IMAGES = 8  # images per weight-gradient task (fixed: the sums do not depend on the team)
+
+
+cdef enum:
     _LANES = 16  # weight-gradient partial sums per tap: 64 bytes of floats (8 of doubles)
 
 
@@ -974,51 +978,61 @@ def _phase_backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
     cdef Py_ssize_t Hq = _cdiv(h + 2 * ph, sh) + 1, Wq = _cdiv(wd + 2 * pw, sw)
     cdef Py_ssize_t plane = Hq * Wq, L = ho * Wq, kk = kh * kw
     cdef Py_ssize_t lanes = _LANES if real is float else _LANES // 2
-    cdef Py_ssize_t oc, ic, bi, i, ii, jj, t, l, oh, ow
+    cdef Py_ssize_t nb = _cdiv(o, _LANES), nk = _cdiv(n, _CB_IMAGES)
+    cdef Py_ssize_t p, ob, k, oc, ic, bi, i, ii, jj, t, l, oh
+    cdef real* part = <real*>calloc(nk * o * kk * _LANES + 1, sizeof(real))
     cdef real* P = NULL
     cdef real* G = NULL
-    cdef real* acc = NULL
+    cdef real* acc
     cdef Py_ssize_t* offs = NULL
-    cdef real* a
     cdef const real* gp
     cdef real s
     cdef int nt = _team(n * o * ho * wo * kh * kw)
+    if part == NULL:
+        raise MemoryError("depthwise_conv2d (direct) backward: weight-gradient partial sums")
     with nogil, parallel(num_threads=nt):
-        # per tap, one partial sum per vector lane (_dots: the flat index t adds to lane
-        # t mod lanes; no reassociation inside a lane), the lanes summed in order at the
-        # end; each thread owns whole output channels (no atomics)
+        # a task takes _LANES output channels and a group of _CB_IMAGES images, image by
+        # image (the block's planes lie together in memory: a contiguous stream, where one
+        # channel over every image would read a page per plane); per channel and tap, one
+        # partial sum per vector lane (_dots: the flat index t adds to lane t mod lanes; no
+        # reassociation inside a lane) in the task's own slot, no atomics; the end adds the
+        # groups in image order, then the lanes in order, whatever the team
         P = <real*>calloc(sh * sw * plane + 1, sizeof(real))
         G = <real*>calloc(L + 1, sizeof(real))
-        acc = <real*>malloc((kk * _LANES + 1) * sizeof(real))
         offs = <Py_ssize_t*>malloc((kk + 1) * sizeof(Py_ssize_t))
         for ii in range(kh):
             for jj in range(kw):
                 offs[ii * kw + jj] = ((ii % sh) * sw + jj % sw) * plane + (ii // sh) * Wq + jj // sw
-        for oc in prange(o, schedule="static"):
-            ic = oc // m
-            for t in range(kk * lanes):
-                acc[t] = 0
-            for bi in range(n):
-                _split(&x[bi, ic, 0, 0], P, h, wd, ph, pw, sh, sw, Hq, Wq)
-                gp = &gy[bi, oc, 0, 0]
-                if _wband(gp, P, plane, Wq, sh, sw, kh, kw, ho, wo, acc):
-                    continue
-                if Wq == wo:
-                    _dots(gp, P, offs, kk, L, acc)
-                    continue
-                for oh in range(ho):
-                    _copy(G + oh * Wq, gp + oh * wo, wo)
-                _dots(G, P, offs, kk, L, acc)
-            for i in range(kk):
-                s = 0
-                a = acc + i * lanes
-                for l in range(lanes):
-                    s = s + a[l]
-                gw[oc, 0, i // kw, i % kw] = s
+        for p in prange(nb * nk, schedule="static"):
+            ob = p // nk
+            k = p % nk
+            for bi in range(k * _CB_IMAGES, min(n, (k + 1) * _CB_IMAGES)):
+                for oc in range(ob * _LANES, min(o, (ob + 1) * _LANES)):
+                    ic = oc // m
+                    acc = part + (k * o + oc) * kk * _LANES
+                    _split(&x[bi, ic, 0, 0], P, h, wd, ph, pw, sh, sw, Hq, Wq)
+                    gp = &gy[bi, oc, 0, 0]
+                    if _wband(gp, P, plane, Wq, sh, sw, kh, kw, ho, wo, acc):
+                        continue
+                    if Wq == wo:
+                        _dots(gp, P, offs, kk, L, acc)
+                        continue
+                    for oh in range(ho):
+                        _copy(G + oh * Wq, gp + oh * wo, wo)
+                    _dots(G, P, offs, kk, L, acc)
         free(P)
         free(G)
-        free(acc)
         free(offs)
+    with nogil:
+        for oc in range(o):
+            for i in range(kk):
+                s = 0
+                for k in range(nk):
+                    acc = part + (k * o + oc) * kk * _LANES + i * lanes
+                    for l in range(lanes):
+                        s = s + acc[l]
+                gw[oc, 0, i // kw, i % kw] = s
+    free(part)
 
 
 def _phase_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
@@ -1095,10 +1109,6 @@ def _phase_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
 # padded planes pixel by pixel in a cache-resident buffer, runs the taps as vector
 # multiply-adds across the V channels, and writes each channel's plane back. The lanes past
 # the channel count read zeros and are not written.
-
-cdef enum:
-    _CB_IMAGES = 8  # images per weight-gradient task (fixed: the sums do not depend on the team)
-
 
 cdef inline void _cbin(const real** src, Py_ssize_t h, Py_ssize_t wd, Py_ssize_t top,
                        Py_ssize_t left, Py_ssize_t Wb, real* B) noexcept nogil:
@@ -1382,13 +1392,18 @@ def _cb_backward_all(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
 
 _CB_W = {"1": 8, "2": 1 << 30}  # widest output planes taking channel blocks, by stride
 _CB_PLANE = 4096  # largest padded input plane (pixels) a channel block keeps in cache
+_PHASE_WG_W = 32  # stride-1 weight gradients of kernels up to 3x3 this wide: phase planes
 
 
-def _blocked(x_shape, wo, stride, padding, weight=False):
-    """Channel blocks for small planes: the weight gradient of every plane that fits, the
-    forward and input gradient at stride 2 and more, and at stride 1 for output planes of 8
-    or fewer columns (the row kernels' vectors are 16 wide)."""
+def _blocked(x_shape, wo, stride, padding, weight=False, taps=0):
+    """Channel blocks for small planes: the weight gradient of every plane that fits (but
+    stride-1 planes at least ``_PHASE_WG_W`` outputs wide for kernels of up to ``taps`` = 9:
+    their phase-plane kernel needs no transposes), the forward and input gradient at stride
+    2 and more, and at stride 1 for output planes of 8 or fewer columns (the row kernels'
+    vectors are 16 wide)."""
     plane = (x_shape[2] + 2 * padding[0]) * (x_shape[3] + 2 * padding[1])
+    if weight and tuple(stride) == (1, 1) and 0 < taps <= 9 and wo >= _PHASE_WG_W:
+        return False
     return plane <= _CB_PLANE and (weight or wo <= _CB_W[str(min(max(stride), 2))])
 
 
@@ -1445,7 +1460,8 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
         # Those products only add non-finite values, so a finite result is exact; a
         # non-finite one is recomputed with the direct loops (no pass over x to check it).
         # Channel blocks multiply the output gradient by the padded input only.
-        if phase and _blocked(x.shape, gy.shape[3], stride, padding, weight=True):
+        taps = w.shape[2] * w.shape[3]
+        if phase and _blocked(x.shape, gy.shape[3], stride, padding, weight=True, taps=taps):
             _cb_backward_w(gy, x, gw, sh, sw, ph, pw)
         elif phase:
             _phase_backward_w(gy, x, gw, sh, sw, ph, pw)

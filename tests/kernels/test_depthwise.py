@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import tapegrad as tg
 import tapegrad.kernels as K
 from tests._sizes import covering, examples
 
@@ -238,7 +239,6 @@ def test_depthwise_backward_with_bias_matches_backward(case, dtype, need):
 @given(case=blocked_case())
 def test_depthwise_channel_blocks_match_torch(case):
     torch = pytest.importorskip("torch")
-    import tapegrad as tg
     import tapegrad.nn.functional as F
 
     x, wt, b, (stride, padding, _, c) = _dw_arrays(case, np.float64, seed=2)
@@ -257,7 +257,6 @@ def test_depthwise_channel_blocks_match_torch(case):
 
 @pytest.mark.parametrize("k, stride, padding", [(3, 2, 1), (5, 2, 2), (3, 1, 0)])
 def test_depthwise_channel_blocks_gradcheck(k, stride, padding):
-    import tapegrad as tg
     import tapegrad.nn.functional as F
 
     rng = np.random.default_rng(k + stride)
@@ -333,3 +332,32 @@ def test_depthwise_large_planes_keep_phase_planes(k, stride):
         for g, r in zip(got, want):
             np.testing.assert_array_equal(np.isnan(g), np.isnan(r))
             np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-3, equal_nan=True)
+
+
+def test_depthwise_wide_stride1_weight_gradient_phase_planes_any_team():
+    """Stride-1 3x3 weight gradients of planes 32 outputs wide take the phase planes in
+    tasks of 16 output channels x 8 images: 19 images (a short last group) and 21 channels
+    with multiplier 2 (42 filters: a short last block) match the float64 reference, and 1
+    and 2 threads give the same bits (the groups are added in image order)."""
+    rng = np.random.default_rng(32)
+    mod, ref = K.get("depthwise_conv2d", "direct-cython"), K.get("depthwise_conv2d", "reference")
+    x = rng.standard_normal((19, 21, 12, 32))
+    wt = rng.standard_normal((42, 1, 3, 3))
+    args = ((1, 1), (1, 1), (1, 1), 21)
+    assert not mod._blocked(x.shape, 32, (1, 1), (1, 1), weight=True, taps=9)
+    gy = rng.standard_normal((19, 42, 12, 32))
+    want = ref.backward(gy, x, wt, *args, False, True)[1]
+    x32, wt32, gy32 = (a.astype(np.float32) for a in (x, wt, gy))
+    old = tg.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2):
+            tg.set_num_threads(threads)
+            runs.append(mod.backward(gy32, x32, wt32, *args, False, True)[1])
+    finally:
+        tg.set_num_threads(old)
+    np.testing.assert_array_equal(runs[0], runs[1])
+    np.testing.assert_allclose(runs[0], want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    np.testing.assert_allclose(
+        mod.backward(gy, x, wt, *args, False, True)[1], want, rtol=1e-10, atol=1e-10
+    )
