@@ -149,6 +149,12 @@ class KernelCall:
 
 def pair(v: Any) -> tuple[int, ...]:
     """A tuple of Python ints (records hold hashable, canonical values)."""
+    if type(v) is tuple:  # an array's shape, a checked stride: kept when already canonical
+        for e in v:
+            if type(e) is not int:
+                break
+        else:
+            return v
     return tuple(map(int, v))  # map: no generator frame on every op's call record
 
 

@@ -557,3 +557,17 @@ def test_read_only_inputs_reuse_the_numba_specialisation(op):
             results.append([y.data, *(t.grad.data for t in ts if t.grad is not None)])
         for got, want in zip(results[1], results[0]):
             np.testing.assert_array_equal(got, want, err_msg=f"{op} {variant}")
+
+
+def test_call_records_hold_canonical_int_tuples():
+    # a record's fields key the autotune cache by their repr: NumPy integers, bools and
+    # lists become tuples of Python ints; a tuple of ints is kept as it is
+    from tapegrad.kernels.calls import pair
+
+    shape = (2, 3)
+    assert pair(shape) is shape
+    for v in ((np.int64(2), 3), [2, 3], (2, np.int32(3)), np.array([2, 3])):
+        got = pair(v)
+        assert got == (2, 3) and type(got) is tuple
+        assert all(type(e) is int for e in got), v
+    assert repr(pair((True, 2))) == "(1, 2)"
