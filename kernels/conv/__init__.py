@@ -138,20 +138,22 @@ def _winograd_applies(call: Conv2dCall) -> bool:
     )
 
 
-# 3x3 stride-1 calls with at least 16 channels in and out and 16x16 output pixels:
-# winograd-cython first (each thread transforms, multiplies and folds its own blocks of
-# tiles), ahead of im2col-cython at these sizes forward and with both gradients
+# 3x3 stride-1 calls with at least 16 channels in and out and 512 output pixels (32x32 and
+# 24x24 images): winograd-cython first (each thread transforms, multiplies and folds its own
+# blocks of tiles), ahead of im2col-cython at these sizes forward and with both gradients
 # (benchmarks/results/conv-targets.md, winograd-profile.md). On
 # smaller images (8x8, 32->64 ch) or fewer channels (8, or 3 in with the input gradient)
-# its transforms cost more than the multiplications saved, and im2col-cython leads; 8x8
-# outputs with 64 or more channels in and out (resnet8's 64->64 layer) go to
-# winograd-cython again: its blocks hold tiles of several images, its forward and input
-# gradient led im2col-cython's and it hands the weight gradient to im2col-cython's there
+# its transforms cost more than the multiplications saved, and im2col-cython leads. Outputs
+# of 64 to 511 pixels (8x8 to 16x16 and up to about 22x22) go to winograd-cython only with 64 or
+# more channels in and out (resnet8's 8x8 64->64 layer, vgg_small's 16x16 64->64): its
+# blocks hold tiles of several images, its forward and input gradient led im2col-cython's
+# there and it hands the weight gradient to im2col-cython's; with 32 channels on either
+# side (vgg_small's 16x16 32->64) im2col-cython ran ahead forward + backward
 # (benchmarks/results/winograd-wgrad.md).
 # winograd-numba (transforms, GEMMs and fold as three parallel steps per block) comes
 # after im2col-cython.
 _WINOGRAD_MIN_CHANNELS = 16
-_WINOGRAD_MIN_PIXELS = 256
+_WINOGRAD_MIN_PIXELS = 512
 _WINOGRAD_SMALL_MIN_CHANNELS = 64
 _WINOGRAD_SMALL_MIN_PIXELS = 64
 

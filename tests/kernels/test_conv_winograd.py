@@ -248,8 +248,9 @@ def test_winograd_cython_weight_gradient_by_channels(monkeypatch):
 
 
 def test_auto_rule_winograd_on_small_images():
-    """The auto rule puts winograd-cython first on 8x8 outputs with 64 channels in and out
-    or more, and im2col-cython on 8x8 outputs with fewer channels."""
+    """The auto rule puts winograd-cython first on 8x8 and 16x16 outputs with 64 channels in
+    and out or more, and im2col-cython there with fewer channels; on 32x32 outputs
+    winograd-cython from 16 channels."""
     from tapegrad.kernels.conv import Conv2dCall, _conv2d_rule
 
     def call(c, o, hw):
@@ -259,4 +260,7 @@ def test_auto_rule_winograd_on_small_images():
     assert _conv2d_rule(call(128, 64, 8))[0] == "winograd-cython"
     assert _conv2d_rule(call(32, 64, 8))[0] == "im2col-cython"
     assert _conv2d_rule(call(64, 64, 4))[0] == "im2col-cython"  # 16 output pixels
-    assert _conv2d_rule(call(32, 64, 16))[0] == "winograd-cython"
+    assert _conv2d_rule(call(32, 64, 16))[0] == "im2col-cython"
+    assert _conv2d_rule(call(64, 64, 16))[0] == "winograd-cython"
+    assert _conv2d_rule(call(32, 64, 32))[0] == "winograd-cython"
+    assert _conv2d_rule(call(24, 24, 32))[0] == "winograd-cython"
