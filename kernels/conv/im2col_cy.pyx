@@ -113,8 +113,34 @@ cdef extern from *:
             __builtin_memcpy(d, s, 4);
         }
     }
+
+    /* d[k] = src[2 k] for k < n (a stride-2 output row of the unfold) in whole vectors,
+       each one shuffle of two loads (the even lanes); may write past d[n - 1] up to
+       d[room - 1] (elements the caller writes again later) and reads no further than
+       end, finishing element by element where either stops a whole vector */
+    #define TG_EVEN(T, S, I)                                                            \
+    typedef T tg_ev_u##S __attribute__((vector_size(64), aligned(sizeof(T)), may_alias)); \
+    typedef I tg_ev_i##S __attribute__((vector_size(64)));                              \
+    static inline void tg_even_##S(const T* src, T* d, Py_ssize_t n, Py_ssize_t room,   \
+                                   const T* end) {                                      \
+        enum { V = 64 / sizeof(T) };                                                    \
+        tg_ev_i##S even;                                                                \
+        Py_ssize_t i = 0, k;                                                            \
+        for (k = 0; k < V; k++) even[k] = 2 * k;                                        \
+        for (; i < n && i + V <= room && src + 2 * i + 2 * V <= end; i += V)            \
+            *(tg_ev_u##S*)(d + i) = __builtin_shuffle(*(const tg_ev_u##S*)(src + 2 * i), \
+                                                      *(const tg_ev_u##S*)(src + 2 * i + V), \
+                                                      even);                            \
+        for (; i < n; i++) d[i] = src[2 * i];                                           \
+    }
+    TG_EVEN(float, f, int)
+    TG_EVEN(double, d, long long)
     """
     void tg_copy_row(void* dst, const void* src, Py_ssize_t nbytes) noexcept nogil
+    void tg_even_f(const float* src, float* d, Py_ssize_t n, Py_ssize_t room,
+                   const float* end) noexcept nogil
+    void tg_even_d(const double* src, double* d, Py_ssize_t n, Py_ssize_t room,
+                   const double* end) noexcept nogil
 
 
 # One image's unfold and fold, serial: the per-thread pieces of the threaded drivers below.
@@ -154,6 +180,7 @@ cdef void _unfold1(const real* xp, real* cols, Py_ssize_t ld, Py_ssize_t c, Py_s
     cdef Py_ssize_t row, ch, i, j, oh, k
     cdef real* dst
     cdef const real* src
+    cdef const real* end = xp + c * hp * wp
     for row in range(c * kh * kw):
         ch = row // (kh * kw)
         i = (row // kw) % kh
@@ -163,6 +190,13 @@ cdef void _unfold1(const real* xp, real* cols, Py_ssize_t ld, Py_ssize_t c, Py_s
             src = xp + (ch * hp + oh * sh + i * dh) * wp + j * dw
             if sw == 1:
                 tg_copy_row(dst, src, wo * sizeof(real))
+            elif sw == 2:
+                # whole vectors may run into this image's later rows of the same column
+                # row, which are written after this one
+                if real is float:
+                    tg_even_f(src, dst, wo, (ho - oh) * wo, end)
+                else:
+                    tg_even_d(src, dst, wo, (ho - oh) * wo, end)
             else:
                 for k in range(wo):
                     dst[k] = src[k * sw]

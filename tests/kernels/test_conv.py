@@ -240,3 +240,35 @@ def test_im2col_threaded_weight_gradient_is_repeatable(block_cols):
                 np.testing.assert_array_equal(again, first)
     finally:
         mod._team_size, mod._BLOCK_COLS = saved
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("block_cols", [1, 512])
+def test_im2col_threaded_stride2_rows_match_reference(dtype, block_cols):
+    """Stride-2 unfold rows as whole vectors of even lanes: output rows of 3 to 33 columns
+    (shorter than a vector, one vector, between), with and without padding (the image
+    itself read up to its last element), one image per GEMM or several side by side,
+    forward and both gradients against the float64 reference."""
+    mod = _threaded_module()
+    ref = K.get("conv2d", "reference")
+    rng = np.random.default_rng(13)
+    saved = mod._THREADS_MIN_PLANE, mod._team_size, mod._BLOCK_COLS
+    try:
+        mod._THREADS_MIN_PLANE, mod._team_size = 0, lambda macs: 2
+        mod._BLOCK_COLS = block_cols
+        for (h, wd), k, p in [((7, 7), 3, 0), ((16, 16), 3, 1), ((28, 28), 3, 1),
+                              ((33, 34), 3, 1), ((66, 67), 3, 0), ((29, 31), 5, 2)]:  # fmt: skip
+            x = rng.standard_normal((3, 2, h, wd))
+            w = rng.standard_normal((4, 2, k, k))
+            args = ((2, 2), (p, p), (1, 1), 1)
+            y_ref = ref.forward(x, w, None, *args)
+            gy = rng.standard_normal(y_ref.shape)
+            gx_r, gw_r = ref.backward(gy, x, w, *args, True, True)
+            xd, wt, gyd = (a.astype(dtype) for a in (x, w, gy))
+            y = mod.forward(xd, wt, None, *args)
+            gx, gw = mod.backward(gyd, xd, wt, *args, True, True)
+            for got, want in ((y, y_ref), (gx, gx_r), (gw, gw_r)):
+                assert got.dtype == dtype
+                np.testing.assert_allclose(got, want, **_tol(dtype))
+    finally:
+        mod._THREADS_MIN_PLANE, mod._team_size, mod._BLOCK_COLS = saved
