@@ -822,7 +822,7 @@ def _weight_gradient(gy, x, w, int ph, int pw, gemm):
     ho, wo = gy.shape[2:]
     th, tw = (ho + 1) // 2, (wo + 1) // 2
     tiles = n * th * tw
-    block = int(max(8, min(tiles, _BLOCK_BYTES // (16 * (c + o) * x.itemsize))))
+    block = _block_tiles(tiles, c, o, x.itemsize, 16)
     nt = _team_size(4 * tiles * c * o)
     nt = max(1, min(nt, (tiles + block - 1) // block))
     memory.check_fits("conv2d (winograd) backward", {
@@ -841,6 +841,12 @@ def _weight_gradient(gy, x, w, int ph, int pw, gemm):
     with np.errstate(invalid="ignore", over="ignore"):  # non-finite: the caller's fallback
         gw = np.einsum("ia,ijoc,jb->ocab", g, dus.reshape(4, 4, o, c), g, optimize=True)
     return np.ascontiguousarray(gw, dtype=w.dtype)
+
+
+def _block_tiles(tiles, c, o, itemsize, k, share=1) -> int:
+    """Tiles per block: V and M of ``k`` matrices (c and o rows) in ``_BLOCK_BYTES / share``
+    bytes, at least 8 tiles, at most ``tiles``."""
+    return int(max(8, min(tiles, _BLOCK_BYTES // share // (k * (c + o) * itemsize))))
 
 
 def _team_size(work):
@@ -871,8 +877,7 @@ def _winograd(x, w, b, int ph, int pw, gemm):
     m, k = (4, 36) if f4 else (2, 16)  # output tile side, matrices per block
     th, tw = (ho + m - 1) // m, (wo + m - 1) // m
     tiles = n * th * tw
-    budget = _BLOCK_BYTES if f4 else _BLOCK_BYTES // _F2_BLOCK_SHARE
-    block = int(max(8, min(tiles, budget // (k * (c + o) * x.itemsize))))
+    block = _block_tiles(tiles, c, o, x.itemsize, k, _F2_BLOCK_SHARE if not f4 else 1)
     nt = _team_size(4 * tiles * c * o)
     nt = max(1, min(nt, (tiles + block - 1) // block))
     memory.check_fits("conv2d (winograd)", {
