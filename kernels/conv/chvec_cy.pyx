@@ -51,28 +51,41 @@ cdef enum:
 # compile-time constants so the accumulators stay in registers.
 cdef extern from *:
     """
-    #define TG_CV_TYPES(T, S, I)                                                        \
+    /* lane l of the two-source shuffles of the transpose's stage s (V lanes) */
+    #define TG_CV_LO(l, s, V) (((l) & (s)) ? (V) + (l) - (s) : (l))
+    #define TG_CV_HI(l, s, V) (((l) & (s)) ? (V) + (l) : (l) + (s))
+    #define TG_CV_LANES8(M, s) {M(0, s, 8), M(1, s, 8), M(2, s, 8), M(3, s, 8),          \
+                                M(4, s, 8), M(5, s, 8), M(6, s, 8), M(7, s, 8)}
+    #define TG_CV_LANES16(M, s) {M(0, s, 16), M(1, s, 16), M(2, s, 16), M(3, s, 16),     \
+        M(4, s, 16), M(5, s, 16), M(6, s, 16), M(7, s, 16), M(8, s, 16), M(9, s, 16),   \
+        M(10, s, 16), M(11, s, 16), M(12, s, 16), M(13, s, 16), M(14, s, 16),           \
+        M(15, s, 16)}
+
+    #define TG_CV_TYPES(T, S, I, LANES)                                                 \
     typedef T tg_cv_v##S __attribute__((vector_size(64)));                              \
     typedef T tg_cv_u##S __attribute__((vector_size(64), aligned(sizeof(T)), may_alias)); \
     typedef I tg_cv_i##S __attribute__((vector_size(64)));                              \
-    /* t[r][l] <-> t[l][r]: for each bit s of the index, rows r and r + s (bit s clear in  \
-       r) swap their lanes with bit s set and clear respectively, two-source shuffles */ \
-    static inline void tg_cv_transpose_##S(tg_cv_v##S* t) {                              \
+    static inline void tg_cv_stage_##S(tg_cv_v##S* t, Py_ssize_t s, tg_cv_i##S lo,      \
+                                       tg_cv_i##S hi) {                                 \
         enum { V = 64 / sizeof(T) };                                                    \
-        Py_ssize_t s, r, l;                                                             \
-        _Pragma("GCC unroll 4") for (s = V / 2; s > 0; s /= 2) {                        \
-            tg_cv_i##S lo, hi;                                                          \
-            _Pragma("GCC unroll 16") for (l = 0; l < V; l++) {                          \
-                lo[l] = (l & s) ? V + l - s : l;                                        \
-                hi[l] = (l & s) ? V + l : l + s;                                        \
-            }                                                                           \
-            _Pragma("GCC unroll 16") for (r = 0; r < V; r++) {                          \
-                if (r & s) continue;                                                    \
-                tg_cv_v##S a = t[r], b = t[r + s];                                      \
-                t[r] = __builtin_shuffle(a, b, lo);                                     \
-                t[r + s] = __builtin_shuffle(a, b, hi);                                 \
-            }                                                                           \
+        Py_ssize_t r;                                                                   \
+        _Pragma("GCC unroll 16") for (r = 0; r < V; r++) {                              \
+            if ((r & s) || r + s >= V) continue;                                        \
+            tg_cv_v##S a = t[r], b = t[r + s];                                          \
+            t[r] = __builtin_shuffle(a, b, lo);                                         \
+            t[r + s] = __builtin_shuffle(a, b, hi);                                     \
         }                                                                               \
+    }                                                                                   \
+    /* t[r][l] <-> t[l][r]: for each bit s of the index, rows r and r + s (bit s clear in  \
+       r) swap their lanes with bit s set and clear respectively, two-source shuffles    \
+       with constant lane indices */                                                    \
+    static inline void tg_cv_transpose_##S(tg_cv_v##S* t) {                              \
+        if (64 / sizeof(T) > 8)                                                         \
+            tg_cv_stage_##S(t, 8, (tg_cv_i##S)LANES(TG_CV_LO, 8),                       \
+                            (tg_cv_i##S)LANES(TG_CV_HI, 8));                            \
+        tg_cv_stage_##S(t, 4, (tg_cv_i##S)LANES(TG_CV_LO, 4), (tg_cv_i##S)LANES(TG_CV_HI, 4)); \
+        tg_cv_stage_##S(t, 2, (tg_cv_i##S)LANES(TG_CV_LO, 2), (tg_cv_i##S)LANES(TG_CV_HI, 2)); \
+        tg_cv_stage_##S(t, 1, (tg_cv_i##S)LANES(TG_CV_LO, 1), (tg_cv_i##S)LANES(TG_CV_HI, 1)); \
     }                                                                                   \
     /* gt[f * op + k] = g[k * npos + f] for k < op (zero from o on): whole blocks of V    \
        positions x V channels through registers, the last positions one by one */        \
@@ -192,8 +205,8 @@ cdef extern from *:
             *(tg_cv_u##S*)(out + i * op) += a[i];                                       \
     }
 
-    #define TG_CV_ALL(T, S, I)                                                          \
-    TG_CV_TYPES(T, S, I)                                                                \
+    #define TG_CV_ALL(T, S, I, LANES)                                                   \
+    TG_CV_TYPES(T, S, I, LANES)                                                         \
     TG_CV_FWD_Q(T, S, 0) TG_CV_FWD_Q(T, S, 3) TG_CV_FWD_Q(T, S, 5)                    \
     TG_CV_WG(T, S, 3, 3) TG_CV_WG(T, S, 5, 5)                                           \
     typedef void (*tg_cv_fwd_fn_##S)(const T*, const T*, Py_ssize_t, Py_ssize_t,        \
@@ -216,8 +229,8 @@ cdef extern from *:
         else return 0;                                                                  \
         return 1;                                                                       \
     }
-    TG_CV_ALL(float, f, int)
-    TG_CV_ALL(double, d, long long)
+    TG_CV_ALL(float, f, int, TG_CV_LANES16)
+    TG_CV_ALL(double, d, long long, TG_CV_LANES8)
     """
     void tg_cv_fwd_f(Py_ssize_t q, const float* xp, const float* wt, Py_ssize_t c,
                      Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t op,
