@@ -183,32 +183,40 @@ cdef extern from *:
      tg_cv_fwd_##S##_13_##KW, tg_cv_fwd_##S##_14_##KW, tg_cv_fwd_##S##_15_##KW,         \
      tg_cv_fwd_##S##_16_##KW}
 
-    /* out[t * op] += sum over positions of x[oh + i, ow + j] * gt[(oh, ow), :] for the
-       KH x KW taps t = i * KW + j of one input channel; xp that channel's padded plane */
-    #define TG_CV_WG(T, S, KH, KW)                                                      \
+    /* out[cc * os + t * op] += sum over positions of x[cc, oh + i, ow + j] * gt[(oh, ow), :]
+       for the KH x KW taps t = i * KW + j of C input channels (planes cs apart from xp,
+       the first channel's padded plane): the C channels share each gradient vector load.
+       Each tap adds the positions in (oh, ow) order. */
+    #define TG_CV_WG(T, S, KH, KW, C)                                                   \
     __attribute__((optimize("no-predictive-commoning")))                                \
-    static void tg_cv_wg_##S##_##KH##KW(const T* xp, const T* gt, Py_ssize_t ho,       \
-            Py_ssize_t wo, Py_ssize_t wp, Py_ssize_t op, T* out) {                      \
-        tg_cv_v##S a[KH * KW];                                                          \
-        Py_ssize_t oh, ow, i, j;                                                        \
-        _Pragma("GCC unroll 25") for (i = 0; i < KH * KW; i++) a[i] = (tg_cv_v##S){0};   \
+    static void tg_cv_wg_##S##_##KH##KW##_##C(const T* xp, Py_ssize_t cs, const T* gt,   \
+            Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t wp, Py_ssize_t op, T* out,          \
+            Py_ssize_t os) {                                                            \
+        tg_cv_v##S a[C][KH * KW];                                                       \
+        Py_ssize_t oh, ow, i, j, cc;                                                    \
+        _Pragma("GCC unroll 2") for (cc = 0; cc < C; cc++)                              \
+            _Pragma("GCC unroll 25") for (i = 0; i < KH * KW; i++)                      \
+                a[cc][i] = (tg_cv_v##S){0};                                             \
         for (oh = 0; oh < ho; oh++) {                                                   \
             for (ow = 0; ow < wo; ow++) {                                               \
                 tg_cv_v##S g = *(const tg_cv_u##S*)(gt + (oh * wo + ow) * op);          \
-                const T* src = xp + oh * wp + ow;                                       \
-                _Pragma("GCC unroll 5") for (i = 0; i < KH; i++)                        \
-                    _Pragma("GCC unroll 5") for (j = 0; j < KW; j++)                    \
-                        a[i * KW + j] += src[i * wp + j] * g;                           \
+                _Pragma("GCC unroll 2") for (cc = 0; cc < C; cc++) {                    \
+                    const T* src = xp + cc * cs + oh * wp + ow;                         \
+                    _Pragma("GCC unroll 5") for (i = 0; i < KH; i++)                    \
+                        _Pragma("GCC unroll 5") for (j = 0; j < KW; j++)                \
+                            a[cc][i * KW + j] += src[i * wp + j] * g;                   \
+                }                                                                       \
             }                                                                           \
         }                                                                               \
-        _Pragma("GCC unroll 25") for (i = 0; i < KH * KW; i++)                          \
-            *(tg_cv_u##S*)(out + i * op) += a[i];                                       \
+        _Pragma("GCC unroll 2") for (cc = 0; cc < C; cc++)                              \
+            _Pragma("GCC unroll 25") for (i = 0; i < KH * KW; i++)                      \
+                *(tg_cv_u##S*)(out + cc * os + i * op) += a[cc][i];                     \
     }
 
     #define TG_CV_ALL(T, S, I, LANES)                                                   \
     TG_CV_TYPES(T, S, I, LANES)                                                         \
     TG_CV_FWD_Q(T, S, 0) TG_CV_FWD_Q(T, S, 3) TG_CV_FWD_Q(T, S, 5)                    \
-    TG_CV_WG(T, S, 3, 3) TG_CV_WG(T, S, 5, 5)                                           \
+    TG_CV_WG(T, S, 3, 3, 2) TG_CV_WG(T, S, 3, 3, 1) TG_CV_WG(T, S, 5, 5, 1)           \
     typedef void (*tg_cv_fwd_fn_##S)(const T*, const T*, Py_ssize_t, Py_ssize_t,        \
             Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, T*, Py_ssize_t, Py_ssize_t,   \
             const T*);                                                                  \
@@ -221,11 +229,17 @@ cdef extern from *:
         tg_cv_fwd_tab_##S[kw == 3 ? 1 : kw == 5 ? 2 : 0][q - 1](                        \
             xp, wt, c, kh, kw, hp, wp, op, y, plane, nk, bias);                         \
     }                                                                                   \
-    static inline int tg_cv_wg_##S(Py_ssize_t kh, Py_ssize_t kw, const T* xp,          \
-            const T* gt, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t wp, Py_ssize_t op,     \
-            T* out) {                                                                   \
-        if (kh == 3 && kw == 3) tg_cv_wg_##S##_33(xp, gt, ho, wo, wp, op, out);         \
-        else if (kh == 5 && kw == 5) tg_cv_wg_##S##_55(xp, gt, ho, wo, wp, op, out);    \
+    /* input channels done from xp on (2 or 1 for 3x3 kernels, 1 for 5x5; 0: no such tile):  \
+       3x3 tiles take two channels at a time (18 accumulators), 5x5 ones one */          \
+    static inline Py_ssize_t tg_cv_wg_##S(Py_ssize_t kh, Py_ssize_t kw, const T* xp,   \
+            Py_ssize_t cs, Py_ssize_t left, const T* gt, Py_ssize_t ho, Py_ssize_t wo,   \
+            Py_ssize_t wp, Py_ssize_t op, T* out, Py_ssize_t os) {                      \
+        if (kh == 3 && kw == 3 && left >= 2) {                                          \
+            tg_cv_wg_##S##_33_2(xp, cs, gt, ho, wo, wp, op, out, os);                   \
+            return 2;                                                                   \
+        }                                                                               \
+        if (kh == 3 && kw == 3) tg_cv_wg_##S##_33_1(xp, cs, gt, ho, wo, wp, op, out, os); \
+        else if (kh == 5 && kw == 5) tg_cv_wg_##S##_55_1(xp, cs, gt, ho, wo, wp, op, out, os); \
         else return 0;                                                                  \
         return 1;                                                                       \
     }
@@ -244,12 +258,14 @@ cdef extern from *:
                     float* gt) noexcept nogil
     void tg_cv_gt_d(const double* g, Py_ssize_t npos, Py_ssize_t o, Py_ssize_t op,
                     double* gt) noexcept nogil
-    int tg_cv_wg_f(Py_ssize_t kh, Py_ssize_t kw, const float* xp, const float* gt,
-                   Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t wp, Py_ssize_t op,
-                   float* out) noexcept nogil
-    int tg_cv_wg_d(Py_ssize_t kh, Py_ssize_t kw, const double* xp, const double* gt,
-                   Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t wp, Py_ssize_t op,
-                   double* out) noexcept nogil
+    Py_ssize_t tg_cv_wg_f(Py_ssize_t kh, Py_ssize_t kw, const float* xp, Py_ssize_t cs,
+                          Py_ssize_t left, const float* gt, Py_ssize_t ho, Py_ssize_t wo,
+                          Py_ssize_t wp, Py_ssize_t op, float* out,
+                          Py_ssize_t os) noexcept nogil
+    Py_ssize_t tg_cv_wg_d(Py_ssize_t kh, Py_ssize_t kw, const double* xp, Py_ssize_t cs,
+                          Py_ssize_t left, const double* gt, Py_ssize_t ho, Py_ssize_t wo,
+                          Py_ssize_t wp, Py_ssize_t op, double* out,
+                          Py_ssize_t os) noexcept nogil
 
 
 cdef inline void _pad(const real* xb, real* xp, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
@@ -322,7 +338,7 @@ def wgrad_threads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, real[
     cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
     cdef Py_ssize_t hp = h + 2 * ph, wp = w + 2 * pw, npos = ho * wo
     cdef Py_ssize_t lanes = 64 // sizeof(real)
-    cdef Py_ssize_t b, ci, oc0
+    cdef Py_ssize_t b, ci, oc0, done
     cdef int tid
     cdef real* xp
     cdef real* gt
@@ -343,13 +359,17 @@ def wgrad_threads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, real[
                 tg_cv_gt_d(gb, npos, o, op, gt)
             oc0 = 0
             while oc0 < o:
-                for ci in range(c):
+                ci = 0
+                while ci < c:
                     if real is float:
-                        tg_cv_wg_f(kh, kw, xp + ci * hp * wp, gt + oc0, ho, wo, wp, op,
-                                   pt + ci * kh * kw * op + oc0)
+                        done = tg_cv_wg_f(kh, kw, xp + ci * hp * wp, hp * wp, c - ci, gt + oc0,
+                                          ho, wo, wp, op, pt + ci * kh * kw * op + oc0,
+                                          kh * kw * op)
                     else:
-                        tg_cv_wg_d(kh, kw, xp + ci * hp * wp, gt + oc0, ho, wo, wp, op,
-                                   pt + ci * kh * kw * op + oc0)
+                        done = tg_cv_wg_d(kh, kw, xp + ci * hp * wp, hp * wp, c - ci, gt + oc0,
+                                          ho, wo, wp, op, pt + ci * kh * kw * op + oc0,
+                                          kh * kw * op)
+                    ci = ci + (done if done > 0 else c)
                 oc0 = oc0 + lanes
 
 
