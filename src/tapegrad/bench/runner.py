@@ -301,29 +301,38 @@ def run_case(
     # keeping ratios fair. The teams take turns, not the samples (tune.team).
     times: dict[tuple[str, str], list[float]] = {}
     errors: dict[str, str] = {}
-    for d in directions:
-        gc.collect()
-        for group in teams(entries):
-            for variant, h, _row in group:  # the other team's idle threads settle here
-                if variant not in errors:
-                    with K.use(**{case.op: variant}):
-                        h.timings(d, 0)
-            for r in range(opt.repeat):
-                k = r % len(group)
-                for variant, h, _row in group[k:] + group[:k]:
-                    if variant in errors:
-                        continue
-                    try:
+    # The timed runs with Python's cyclic garbage collector off, as timeit runs: no
+    # collection lands inside a sample, and none is forced before them (a full collection
+    # walks every object of the process, which in a large one costs more than the timed
+    # runs of a small case).
+    gc_was_on = gc.isenabled()
+    gc.disable()
+    try:
+        for d in directions:
+            for group in teams(entries):
+                for variant, h, _row in group:  # the other team's idle threads settle here
+                    if variant not in errors:
                         with K.use(**{case.op: variant}):
-                            burst = h.timings(d, opt.burst, warm=False)
-                            times.setdefault((variant, d), []).append(float(np.median(burst)))
-                    except Exception as exc:
-                        errors[variant] = f"{type(exc).__name__}: {exc}"
-        if th is not None:
-            th.timings(d, 0)
-            for _r in range(opt.repeat):
-                burst = th.timings(d, opt.burst, warm=False)
-                times.setdefault(("torch", d), []).append(float(np.median(burst)))
+                            h.timings(d, 0)
+                for r in range(opt.repeat):
+                    k = r % len(group)
+                    for variant, h, _row in group[k:] + group[:k]:
+                        if variant in errors:
+                            continue
+                        try:
+                            with K.use(**{case.op: variant}):
+                                burst = h.timings(d, opt.burst, warm=False)
+                                times.setdefault((variant, d), []).append(float(np.median(burst)))
+                        except Exception as exc:
+                            errors[variant] = f"{type(exc).__name__}: {exc}"
+            if th is not None:
+                th.timings(d, 0)
+                for _r in range(opt.repeat):
+                    burst = th.timings(d, opt.burst, warm=False)
+                    times.setdefault(("torch", d), []).append(float(np.median(burst)))
+    finally:
+        if gc_was_on:
+            gc.enable()
     if th is not None:
         tick("torch")
     if own_proc is not None:
