@@ -136,7 +136,8 @@ class BatchNormReLU(BatchNorm):
     def forward(ctx: Context, x, *args, **kwargs):
         """Batch norm and the ReLU in one kernel pass where the variant fuses them
         (training), else batch norm then the ReLU in one in-place pass."""
-        y = BatchNorm.run(ctx, True, x, *args, **kwargs)
+        ctx.fuse_relu = True
+        y = BatchNorm.forward(ctx, x, *args, **kwargs)
         return y if ctx.relu_fused else _relu_epilogue(ctx, y, None)
 
     @staticmethod

@@ -161,14 +161,8 @@ class BatchNorm(Function):
         )  # fmt: skip
 
     @staticmethod
-    def forward(ctx: Context, x, *args, **kwargs):
-        """Batch norm of ``x`` (training or eval); the running statistics updated in place."""
-        return BatchNorm.run(ctx, False, x, *args, **kwargs)
-
-    @staticmethod
-    def run(
+    def forward(
         ctx: Context,
-        relu: bool,
         x,
         weight=None,
         bias=None,
@@ -179,8 +173,13 @@ class BatchNorm(Function):
         eps=1e-5,
         normalize_variance=True,
     ):
-        """The forward; with ``relu``, a variant that fuses the ReLU (training only) runs it
-        in the same pass and ``ctx.relu_mask`` holds its mask (``ctx.relu_fused``)."""
+        """Batch norm of ``x`` (training or eval); the running statistics updated in place.
+
+        The signature is the op's own (the ONNX export and ``inference.optimize`` bind
+        recorded calls to it). When ``ctx.fuse_relu`` is set (``BatchNormReLU``), a variant
+        that fuses the ReLU (training only) runs it in the same pass and ``ctx.relu_mask``
+        holds its mask (``ctx.relu_fused``)."""
+        relu = getattr(ctx, "fuse_relu", False)
         ctx.relu_fused = False
         n, c = x.shape[:2]
         s = math.prod(x.shape[2:])
