@@ -135,12 +135,43 @@ cdef extern from *:
     }
     TG_EVEN(float, f, int)
     TG_EVEN(double, d, long long)
+
+    /* d[2 k] += src[k] for k < n (a stride-2 row of the fold) in whole vectors: src
+       interleaved with -0.0 (which leaves the odd elements' bits as they are) and added to
+       two vectors of d; element by element for the row's last part (less than a vector)
+       and where two vectors of d would reach dend */
+    #define TG_ADD_EVEN(T, S)                                                           \
+    static inline void tg_add_even_##S(const T* src, T* d, Py_ssize_t n,                \
+                                       const T* dend) {                                 \
+        enum { V = 64 / sizeof(T) };                                                    \
+        tg_ev_i##S lo, hi;                                                              \
+        tg_ev_u##S z, sv, a, b;                                                         \
+        Py_ssize_t i = 0, k;                                                            \
+        for (k = 0; k < V / 2; k++) {                                                   \
+            lo[2 * k] = k; lo[2 * k + 1] = V + k;                                       \
+            hi[2 * k] = V / 2 + k; hi[2 * k + 1] = V + V / 2 + k;                       \
+        }                                                                               \
+        for (k = 0; k < V; k++) z[k] = -0.0;                                            \
+        for (; i + V <= n && d + 2 * i + 2 * V <= dend; i += V) {                       \
+            sv = *(const tg_ev_u##S*)(src + i);                                         \
+            a = *(tg_ev_u##S*)(d + 2 * i) + __builtin_shuffle(sv, z, lo);               \
+            b = *(tg_ev_u##S*)(d + 2 * i + V) + __builtin_shuffle(sv, z, hi);           \
+            *(tg_ev_u##S*)(d + 2 * i) = a;                                              \
+            *(tg_ev_u##S*)(d + 2 * i + V) = b;                                          \
+        }                                                                               \
+        for (; i < n; i++) d[2 * i] += src[i];                                          \
+    }
+    TG_ADD_EVEN(float, f)
+    TG_ADD_EVEN(double, d)
     """
     void tg_copy_row(void* dst, const void* src, Py_ssize_t nbytes) noexcept nogil
     void tg_even_f(const float* src, float* d, Py_ssize_t n, Py_ssize_t room,
                    const float* end) noexcept nogil
     void tg_even_d(const double* src, double* d, Py_ssize_t n, Py_ssize_t room,
                    const double* end) noexcept nogil
+    void tg_add_even_f(const float* src, float* d, Py_ssize_t n, const float* dend) noexcept nogil
+    void tg_add_even_d(const double* src, double* d, Py_ssize_t n,
+                       const double* dend) noexcept nogil
 
 
 # One image's unfold and fold, serial: the per-thread pieces of the threaded drivers below.
@@ -226,6 +257,11 @@ cdef void _fold1(const real* cols, Py_ssize_t ld, real* gxb, real* pad, Py_ssize
                     if sw == 1:
                         for k in range(wo):
                             dst[k] += src[k]
+                    elif sw == 2:  # vectors of d stop at the plane's end
+                        if real is float:
+                            tg_add_even_f(src, dst, wo, acc + hp * wp)
+                        else:
+                            tg_add_even_d(src, dst, wo, acc + hp * wp)
                     else:
                         for k in range(wo):
                             dst[k * sw] += src[k]
