@@ -565,7 +565,7 @@ def _winograd_kernel(
     m, k = (4, 36) if f4 else (2, 16)
     th, tw = -(-ho // m), -(-wo // m)
     tiles = n * th * tw
-    block = int(max(8, min(tiles, wg._BLOCK_BYTES // (k * (c + o) * w.itemsize))))
+    block = wg._block_tiles(tiles, c, o, w.itemsize, k, 1 if f4 else wg._F2_BLOCK_SHARE)
     if nt > 1:
         block = max(8, min(block, -(-tiles // nt)))
     nt = max(1, min(nt, -(-tiles // block)))

@@ -273,8 +273,9 @@ def test_depthwise_matches_torch(variant, case):
 def test_auto_rule_small_direct_large_im2col():
     """The shape rule sends small convs to the direct kernels and large ones to im2col;
     Winograd comes before im2col-numba for 3x3 stride-1 calls only, and winograd-cython
-    leads for those with 16 channels or more on 16x16 outputs or larger; flat-cython leads
-    strided calls into at most 64 channels."""
+    leads for those with 16 channels or more on outputs of 512 pixels or more (64 channels
+    or more on 8x8 up to 511 pixels); flat-cython leads strided calls into at most 64
+    channels."""
     from tapegrad.kernels.conv import Conv2dCall, _conv2d_rule
 
     small = Conv2dCall((2, 3, 8, 8), (4, 3, 3, 3), (1, 1), (1, 1), (1, 1), 1, "<f4")
