@@ -67,16 +67,16 @@ KERNELS = (
 )
 
 
-def test_no_process_wide_variable_is_left_set():
-    code = KERNELS + "import os; print(os.environ.get('OMP_WAIT_POLICY', '-'))"
-    assert _run(code) == ["-"]
-    assert _run(code, OMP_WAIT_POLICY="ACTIVE") == ["ACTIVE"]
-
-
-def test_numba_threading_layer_is_left_to_numba_and_the_user():
-    code = KERNELS + "import numba; print(numba.config.THREADING_LAYER)"
-    assert _run(code) == ["default"]
-    assert _run(code, NUMBA_THREADING_LAYER="omp") == ["omp"]
+def test_no_process_wide_setting_is_left_changed_and_the_user_s_are_kept():
+    """After Cython and Numba kernels at two threads: no ``OMP_WAIT_POLICY`` is left set
+    and Numba's threading layer is Numba's default; a user's own ``OMP_WAIT_POLICY`` and
+    ``NUMBA_THREADING_LAYER`` are left as they were set."""
+    code = KERNELS + (
+        "import os, numba\n"
+        "print(os.environ.get('OMP_WAIT_POLICY', '-'), numba.config.THREADING_LAYER)"
+    )
+    assert _run(code) == ["-", "default"]
+    assert _run(code, OMP_WAIT_POLICY="ACTIVE", NUMBA_THREADING_LAYER="omp") == ["ACTIVE", "omp"]
 
 
 def test_numba_kernels_called_from_several_threads_at_once_complete():
