@@ -9,15 +9,14 @@ PyTorch, each framework in its own process, as ratios with GB/s.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from _grid import compared
+from norm_vs_torch import SHAPE, norm_tensors
 
 import tapegrad as tg
 import tapegrad.kernels as K
 import tapegrad.nn.functional as F
 
-SHAPE = (64, 64, 32, 32)
 CASES = ["batch_norm-train", "batch_norm-eval", "layer_norm", "group_norm"]
 
 
@@ -30,15 +29,7 @@ def _params():
 
 
 def _tapegrad_fn(case: str, variant: str):
-    rng = np.random.default_rng(0)
-    x = tg.Tensor(rng.standard_normal(SHAPE, dtype=np.float32), requires_grad=True)
-    g = rng.standard_normal(SHAPE, dtype=np.float32)
-    c = SHAPE[1]
-    w = tg.Tensor(np.ones(c, np.float32), requires_grad=True)
-    b = tg.Tensor(np.zeros(c, np.float32), requires_grad=True)
-    rm, rv = tg.Tensor(np.zeros(c, np.float32)), tg.Tensor(np.ones(c, np.float32))
-    lw = tg.Tensor(np.ones(SHAPE[1:], np.float32), requires_grad=True)
-    lb = tg.Tensor(np.zeros(SHAPE[1:], np.float32), requires_grad=True)
+    x, g, w, b, rm, rv, lw, lb = norm_tensors()
     op = _op(case)
 
     def run():

@@ -52,12 +52,12 @@ def copy_bandwidth(repeats: int) -> float:
     return 2 * MB / t / 1e9
 
 
-def tapegrad_cases(threads: int):
+def norm_tensors():
+    """The tapegrad side's arrays of the norm cases (float32, ``SHAPE``): the input x and
+    its output gradient, the per-channel weight and bias with the running mean and
+    variance, and layer norm's weight and bias over (C, H, W)."""
     import tapegrad as tg
-    import tapegrad.kernels as K
-    import tapegrad.nn.functional as F
 
-    tg.set_num_threads(threads)
     rng = np.random.default_rng(0)
     x = tg.Tensor(rng.standard_normal(SHAPE, dtype=np.float32), requires_grad=True)
     g = rng.standard_normal(SHAPE, dtype=np.float32)
@@ -67,6 +67,16 @@ def tapegrad_cases(threads: int):
     rm, rv = tg.Tensor(np.zeros(c, np.float32)), tg.Tensor(np.ones(c, np.float32))
     lw = tg.Tensor(np.ones(SHAPE[1:], np.float32), requires_grad=True)
     lb = tg.Tensor(np.zeros(SHAPE[1:], np.float32), requires_grad=True)
+    return x, g, w, b, rm, rv, lw, lb
+
+
+def tapegrad_cases(threads: int):
+    import tapegrad as tg
+    import tapegrad.kernels as K
+    import tapegrad.nn.functional as F
+
+    tg.set_num_threads(threads)
+    x, g, w, b, rm, rv, lw, lb = norm_tensors()
 
     def bn_train():
         F.batch_norm(x, rm, rv, w, b, training=True).backward(g)
