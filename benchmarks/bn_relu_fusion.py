@@ -20,6 +20,7 @@ import statistics
 import time
 
 import numpy as np
+from _timing import call_times
 
 import tapegrad as tg
 import tapegrad.kernels as K
@@ -81,12 +82,7 @@ def _step(model: str, rounds: int) -> None:
         for r in range(rounds):
             for on in (True, False) if r % 2 == 0 else (False, True):
                 use(on)
-                ts = []
-                for _ in range(5):
-                    t = time.perf_counter()
-                    step()
-                    ts.append(time.perf_counter() - t)
-                times[on].append(statistics.median(ts))
+                times[on].append(statistics.median(call_times(step, 5, warmup=0)))
     finally:
         BatchNormTrainCall.fuses_relu = staticmethod(fuses)
     f, u = (statistics.median(times[on]) * 1e3 for on in (True, False))
