@@ -26,16 +26,19 @@ def _close(a, b, dtype):
     np.testing.assert_allclose(a, b, **_tol(dtype))
 
 
-@pytest.mark.parametrize("variant", COMPILED)
-@settings(max_examples=examples(12), deadline=None)
-@given(
+# a batch-norm call: (n, c, s) input, dtype, normalised variance or not
+_BN_CASE = dict(
     n=st.integers(1, 6),
     c=st.integers(1, 5),
     s=st.integers(1, 20),
     dtype=dtypes,
     normvar=st.booleans(),
-    offset=st.sampled_from([0.0, 3.0, 1000.0]),
 )
+
+
+@pytest.mark.parametrize("variant", COMPILED)
+@settings(max_examples=examples(12), deadline=None)
+@given(**_BN_CASE, offset=st.sampled_from([0.0, 3.0, 1000.0]))
 def test_batch_norm_matches_reference(variant, n, c, s, dtype, normvar, offset):
     if normvar and n * s < 2:
         n = 2
@@ -61,13 +64,7 @@ def test_batch_norm_matches_reference(variant, n, c, s, dtype, normvar, offset):
 
 @pytest.mark.parametrize("variant", COMPILED)
 @settings(max_examples=examples(12), deadline=None)
-@given(
-    n=st.integers(1, 6),
-    c=st.integers(1, 5),
-    s=st.integers(1, 20),
-    dtype=dtypes,
-    normvar=st.booleans(),
-)
+@given(**_BN_CASE)
 def test_batch_norm_relu_matches_reference(variant, n, c, s, dtype, normvar):
     # the fused ReLU: the same output, mask and gradients as bn + bias_relu's reference
     if normvar and n * s < 2:
