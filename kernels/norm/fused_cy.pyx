@@ -432,25 +432,26 @@ def _row_backward(const real[:, ::1] gy, const real[:, ::1] x, const double[::1]
 _NO_MASK = np.empty((0, 0, 0), np.uint8)  # a call without a ReLU
 
 
-def bn_forward_train(x, w, b, eps, normalize_variance):
-    if x.shape[0] * x.shape[2] == 0:  # an empty batch: no statistics to take
-        return np.empty_like(x), np.zeros(x.shape[1]), np.ones(x.shape[1]), np.zeros(x.shape[1])
+def _forward_train(x, w, b, eps, normalize_variance, mask):
+    """bn_forward_train's (y, mean, invstd, var); with a mask of x's shape (not _NO_MASK),
+    the ReLU applied and its mask written in the same pass."""
     c = x.shape[1]
+    if x.shape[0] * x.shape[2] == 0:  # an empty batch: no statistics to take
+        return np.empty_like(x), np.zeros(c), np.ones(c), np.zeros(c)
     y = np.empty_like(x)
     mean, invstd, var = np.empty(c), np.empty(c), np.empty(c)
-    _bn_train(x, w, b, eps, normalize_variance, y, mean, invstd, var, False, _NO_MASK)
+    relu = mask is not _NO_MASK
+    _bn_train(x, w, b, eps, normalize_variance, y, mean, invstd, var, relu, mask)
     return y, mean, invstd, var
 
 
+def bn_forward_train(x, w, b, eps, normalize_variance):
+    return _forward_train(x, w, b, eps, normalize_variance, _NO_MASK)
+
+
 def bn_relu_forward_train(x, w, b, eps, normalize_variance):
-    c = x.shape[1]
     mask = np.empty(x.shape, np.uint8)
-    if x.shape[0] * x.shape[2] == 0:  # an empty batch: no statistics to take
-        return np.empty_like(x), np.zeros(c), np.ones(c), np.zeros(c), mask
-    y = np.empty_like(x)
-    mean, invstd, var = np.empty(c), np.empty(c), np.empty(c)
-    _bn_train(x, w, b, eps, normalize_variance, y, mean, invstd, var, True, mask)
-    return y, mean, invstd, var, mask
+    return (*_forward_train(x, w, b, eps, normalize_variance, mask), mask)
 
 
 def bn_forward_eval(x, scale, shift):
@@ -459,22 +460,24 @@ def bn_forward_eval(x, scale, shift):
     return y
 
 
-def bn_backward(gy, x, mean, invstd, w, normalize_variance):
+def _backward(gy, x, mean, invstd, w, normalize_variance, mask):
+    """bn_backward's (gx, gw, gb); with a mask of x's shape (not _NO_MASK), of gy masked."""
     c = x.shape[1]
     gx = np.empty_like(x)
     gw, gb = np.empty(c), np.empty(c)
-    _bn_backward(gy, x, mean, invstd, w, normalize_variance, gx, gw, gb, _NO_MASK)
+    _bn_backward(gy, x, mean, invstd, w, normalize_variance, gx, gw, gb, mask)
     return gx, gw, gb
+
+
+def bn_backward(gy, x, mean, invstd, w, normalize_variance):
+    return _backward(gy, x, mean, invstd, w, normalize_variance, _NO_MASK)
 
 
 def bn_relu_backward(gy, mask, x, mean, invstd, w, normalize_variance):
-    c = x.shape[1]
-    gx = np.empty_like(x)
-    gw, gb = np.empty(c), np.empty(c)
     if x.size == 0:
-        return gx, np.zeros(c), np.zeros(c)
-    _bn_backward(gy, x, mean, invstd, w, normalize_variance, gx, gw, gb, mask)
-    return gx, gw, gb
+        c = x.shape[1]
+        return np.empty_like(x), np.zeros(c), np.zeros(c)
+    return _backward(gy, x, mean, invstd, w, normalize_variance, mask)
 
 
 def _affine(w, b, dtype):

@@ -233,31 +233,28 @@ def _writeable(*arrays):
 _NO_MASK = np.empty((0, 0, 0), np.uint8)  # a call without a ReLU
 
 
-def bn_forward_train(x, w, b, eps, normalize_variance):
-    if x.shape[0] * x.shape[2] == 0:  # an empty batch: no statistics to take
-        return np.empty_like(x), np.zeros(x.shape[1]), np.ones(x.shape[1]), np.zeros(x.shape[1])
-    x, w, b = _writeable(x, w, b)
+def _forward_train(x, w, b, eps, normalize_variance, mask):
+    """bn_forward_train's (y, mean, invstd, var); with a mask of x's shape (not _NO_MASK),
+    the ReLU applied and its mask written in the same pass."""
     c = x.shape[1]
+    if x.shape[0] * x.shape[2] == 0:  # an empty batch: no statistics to take
+        return np.empty_like(x), np.zeros(c), np.ones(c), np.zeros(c)
+    x, w, b = _writeable(x, w, b)
     y = np.empty_like(x)
     mean, invstd, var = np.empty(c), np.empty(c), np.empty(c)
     sc = np.empty((c, 3), x.dtype)
-    nv = bool(normalize_variance)
-    _bn_train(x, w, b, float(eps), nv, y, mean, invstd, var, sc, False, _NO_MASK)
+    nv, relu = bool(normalize_variance), mask is not _NO_MASK
+    _bn_train(x, w, b, float(eps), nv, y, mean, invstd, var, sc, relu, mask)
     return y, mean, invstd, var
 
 
+def bn_forward_train(x, w, b, eps, normalize_variance):
+    return _forward_train(x, w, b, eps, normalize_variance, _NO_MASK)
+
+
 def bn_relu_forward_train(x, w, b, eps, normalize_variance):
-    c = x.shape[1]
     mask = np.empty(x.shape, np.uint8)
-    if x.shape[0] * x.shape[2] == 0:  # an empty batch: no statistics to take
-        return np.empty_like(x), np.zeros(c), np.ones(c), np.zeros(c), mask
-    x, w, b = _writeable(x, w, b)
-    y = np.empty_like(x)
-    mean, invstd, var = np.empty(c), np.empty(c), np.empty(c)
-    sc = np.empty((c, 3), x.dtype)
-    nv = bool(normalize_variance)
-    _bn_train(x, w, b, float(eps), nv, y, mean, invstd, var, sc, True, mask)
-    return y, mean, invstd, var, mask
+    return (*_forward_train(x, w, b, eps, normalize_variance, mask), mask)
 
 
 def bn_forward_eval(x, scale, shift):
@@ -267,28 +264,28 @@ def bn_forward_eval(x, scale, shift):
     return y
 
 
-def bn_backward(gy, x, mean, invstd, w, normalize_variance):
+def _backward(gy, x, mean, invstd, w, normalize_variance, mask):
+    """bn_backward's (gx, gw, gb); with a mask of x's shape (not _NO_MASK), of gy masked."""
     gy, x, mean, invstd, w = _writeable(gy, x, mean, invstd, w)
     c = x.shape[1]
     gx = np.empty_like(x)
     gw, gb = np.empty(c), np.empty(c)
     coef = np.empty((c, 5), x.dtype)
     nv = bool(normalize_variance)
-    _bn_backward(gy, x, mean, invstd, w, nv, gx, gw, gb, coef, _NO_MASK, gy)
+    g = gy if mask is _NO_MASK else gx  # gx first holds the masked gradient
+    _bn_backward(gy, x, mean, invstd, w, nv, gx, gw, gb, coef, mask, g)
     return gx, gw, gb
+
+
+def bn_backward(gy, x, mean, invstd, w, normalize_variance):
+    return _backward(gy, x, mean, invstd, w, normalize_variance, _NO_MASK)
 
 
 def bn_relu_backward(gy, mask, x, mean, invstd, w, normalize_variance):
-    c = x.shape[1]
-    gx = np.empty_like(x)
     if x.size == 0:
-        return gx, np.zeros(c), np.zeros(c)
-    gy, x, mean, invstd, w = _writeable(gy, x, mean, invstd, w)
-    gw, gb = np.empty(c), np.empty(c)
-    coef = np.empty((c, 5), x.dtype)
-    nv = bool(normalize_variance)
-    _bn_backward(gy, x, mean, invstd, w, nv, gx, gw, gb, coef, mask, gx)
-    return gx, gw, gb
+        c = x.shape[1]
+        return np.empty_like(x), np.zeros(c), np.zeros(c)
+    return _backward(gy, x, mean, invstd, w, normalize_variance, mask)
 
 
 def _affine(w, b, dtype):
