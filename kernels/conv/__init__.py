@@ -149,20 +149,29 @@ def _winograd_applies(call: Conv2dCall) -> bool:
 # blocks hold tiles of several images, its forward and input gradient led im2col-cython's
 # there and it hands the weight gradient to im2col-cython's; with 32 channels on either
 # side (vgg_small's 16x16 32->64) im2col-cython ran ahead forward + backward
-# (benchmarks/results/winograd-wgrad.md).
+# (benchmarks/results/winograd-wgrad.md). Outputs of 256 to 511 pixels (16x16 up to about
+# 22x22) also go to winograd-cython from 32 channels when the input has at least as many
+# channels as the output (resnet8's 16x16 32->32 layer): its forward and input gradient
+# led im2col-cython's there at 1 and 2 threads, while with more channels out than in
+# (32->64) the two ran level (benchmarks/results/winograd-mid-channels.md).
 # winograd-numba (transforms, GEMMs and fold as three parallel steps per block) comes
 # after im2col-cython.
 _WINOGRAD_MIN_CHANNELS = 16
 _WINOGRAD_MIN_PIXELS = 512
 _WINOGRAD_SMALL_MIN_CHANNELS = 64
 _WINOGRAD_SMALL_MIN_PIXELS = 64
+_WINOGRAD_MID_MIN_CHANNELS = 32
+_WINOGRAD_MID_MIN_PIXELS = 256
 
 
 def _winograd_leads(call: Conv2dCall) -> bool:
     ho, wo = call.out_hw()
-    channels = min(call.x_shape[1], call.w_shape[0])
+    c, o = call.x_shape[1], call.w_shape[0]
+    channels = min(c, o)
     if ho * wo >= _WINOGRAD_MIN_PIXELS:
         return channels >= _WINOGRAD_MIN_CHANNELS
+    if ho * wo >= _WINOGRAD_MID_MIN_PIXELS and c >= o >= _WINOGRAD_MID_MIN_CHANNELS:
+        return True
     return ho * wo >= _WINOGRAD_SMALL_MIN_PIXELS and channels >= _WINOGRAD_SMALL_MIN_CHANNELS
 
 

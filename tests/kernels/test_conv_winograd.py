@@ -249,8 +249,9 @@ def test_winograd_cython_weight_gradient_by_channels(monkeypatch):
 
 def test_auto_rule_winograd_on_small_images():
     """The auto rule puts winograd-cython first on 8x8 and 16x16 outputs with 64 channels in
-    and out or more, and im2col-cython there with fewer channels; on 32x32 outputs
-    winograd-cython from 16 channels."""
+    and out or more, on 16x16 outputs from 32 channels when there are at least as many in as
+    out, and im2col-cython there otherwise; on 32x32 outputs winograd-cython from 16
+    channels."""
     from tapegrad.kernels.conv import Conv2dCall, _conv2d_rule
 
     def call(c, o, hw):
@@ -261,6 +262,12 @@ def test_auto_rule_winograd_on_small_images():
     assert _conv2d_rule(call(32, 64, 8))[0] == "im2col-cython"
     assert _conv2d_rule(call(64, 64, 4))[0] == "im2col-cython"  # 16 output pixels
     assert _conv2d_rule(call(32, 64, 16))[0] == "im2col-cython"
+    # 16x16 outputs with 32 channels, at least as many in as out (resnet8's 32->32 layer)
+    assert _conv2d_rule(call(32, 32, 16))[0] == "winograd-cython"
+    assert _conv2d_rule(call(64, 32, 16))[0] == "winograd-cython"
+    assert _conv2d_rule(call(24, 24, 16))[0] == "im2col-cython"
+    assert _conv2d_rule(call(32, 32, 12))[0] == "im2col-cython"  # 144 output pixels
+    assert _conv2d_rule(call(32, 32, 8))[0] == "im2col-cython"
     assert _conv2d_rule(call(64, 64, 16))[0] == "winograd-cython"
     assert _conv2d_rule(call(32, 64, 32))[0] == "winograd-cython"
     assert _conv2d_rule(call(24, 24, 32))[0] == "winograd-cython"

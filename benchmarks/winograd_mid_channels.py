@@ -1,0 +1,116 @@
+"""conv2d's ``auto`` rule on 16x16 outputs with 32 channels: the rule before (im2col-cython
+first) against the rule now (winograd-cython first when the input has at least as many
+channels as the output), in one process, alternated call by call.
+
+Kernel level: for each layer, winograd-cython and im2col-cython's forward, input gradient
+and weight gradient, each pass timed for both variants in turn, median of ``--repeats``
+rounds (wall and process CPU time, which other processes on a shared machine disturb
+less). Step level (``--steps``): resnet8's and vgg_small's training step (batch 64), the
+rule's 16x16 tier switched off and on between steps (the rule's per-shape memo cleared at
+each switch), median over ``--repeats`` steps each. float32, ``--threads`` threads.
+
+    python benchmarks/winograd_mid_channels.py [--threads 1] [--repeats 15] [--steps]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+import tapegrad as tg
+
+# (N, C in, C out, output side): 3x3, stride 1, padding 1
+LAYERS = [
+    (64, 32, 32, 16),  # resnet8's 16x16 layer
+    (64, 64, 32, 16),
+    (64, 32, 64, 16),  # vgg_small's 16x16 32->64 layer: im2col-cython stays first
+    (32, 32, 32, 16),
+    (64, 32, 32, 12),  # below the tier's 256 pixels: im2col-cython stays first
+]
+
+
+def _times(fns: dict[str, object], repeats: int) -> dict[str, tuple[float, float]]:
+    """(wall ms, CPU ms) medians per name, the names alternated call by call."""
+    wall = {k: [] for k in fns}
+    cpu = {k: [] for k in fns}
+    for f in fns.values():
+        f()
+        f()
+    for _ in range(repeats):
+        for k, f in fns.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            f()
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
+    return {k: (1e3 * float(np.median(wall[k])), 1e3 * float(np.median(cpu[k]))) for k in fns}
+
+
+def kernels(repeats: int) -> None:
+    from tapegrad.kernels import registry
+
+    mods = {v: registry.get("conv2d", v) for v in ("winograd-cython", "im2col-cython")}
+    args = ((1, 1), (1, 1), (1, 1), 1)
+    rng = np.random.default_rng(0)
+    print("| N C O H | pass | winograd-cython ms (CPU) | im2col-cython ms (CPU) | ratio |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for n, c, o, h in LAYERS:
+        x = rng.standard_normal((n, c, h, h), dtype=np.float32)
+        w = 0.1 * rng.standard_normal((o, c, 3, 3), dtype=np.float32)
+        gy = rng.standard_normal((n, o, h, h), dtype=np.float32)
+        passes = {
+            "forward": lambda m, x=x, w=w: m.forward(x, w, None, *args),
+            "input gradient": lambda m, x=x, w=w, gy=gy: m.backward(gy, x, w, *args, True, False),
+            "weight gradient": lambda m, x=x, w=w, gy=gy: m.backward(gy, x, w, *args, False, True),
+        }
+        total = {v: 0.0 for v in mods}
+        for name, p in passes.items():
+            t = _times({v: (lambda m=m, p=p: p(m)) for v, m in mods.items()}, repeats)
+            wi, im = t["winograd-cython"], t["im2col-cython"]
+            total["winograd-cython"] += wi[0]
+            total["im2col-cython"] += im[0]
+            print(f"| {n} {c} {o} {h} | {name} | {wi[0]:.2f} ({wi[1]:.2f}) | "
+                  f"{im[0]:.2f} ({im[1]:.2f}) | {wi[0] / im[0]:.2f} |")  # fmt: skip
+        wi, im = total["winograd-cython"], total["im2col-cython"]
+        print(f"| {n} {c} {o} {h} | all three | {wi:.2f} | {im:.2f} | {wi / im:.2f} |")
+
+
+def steps(repeats: int) -> None:
+    from tapegrad.bench.steps import tapegrad_step
+    from tapegrad.kernels import conv, registry
+
+    print("| model | rule before ms (CPU) | rule now ms (CPU) | ratio |")
+    print("| --- | ---: | ---: | ---: |")
+    for model in ("resnet8", "vgg_small"):
+        step = tapegrad_step(model, 64)
+
+        def with_tier(on: bool, step=step):
+            def run() -> None:
+                conv._WINOGRAD_MID_MIN_CHANNELS = 32 if on else 1 << 30
+                registry._auto_memo.clear()
+                step()
+
+            return run
+
+        t = _times({"before": with_tier(False), "now": with_tier(True)}, repeats)
+        conv._WINOGRAD_MID_MIN_CHANNELS = 32
+        registry._auto_memo.clear()
+        b, a = t["before"], t["now"]
+        print(f"| {model} | {b[0]:.1f} ({b[1]:.1f}) | {a[0]:.1f} ({a[1]:.1f}) | "
+              f"{a[0] / b[0]:.2f} |")  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--steps", action="store_true", help="time training steps, not kernels")
+    a = ap.parse_args()
+    tg.set_num_threads(a.threads)
+    print(f"threads {a.threads}, repeats {a.repeats}")
+    steps(a.repeats) if a.steps else kernels(a.repeats)
+
+
+if __name__ == "__main__":
+    main()
