@@ -47,13 +47,19 @@ def _times(fns: dict[str, object], repeats: int) -> dict[str, tuple[float, float
     return {k: (1e3 * float(np.median(wall[k])), 1e3 * float(np.median(cpu[k]))) for k in fns}
 
 
+def _row(case: str, part: str, a, b) -> str:
+    """A table row: the two (wall, CPU) pairs and their ratios."""
+    return (f"| {case} | {part} | {a[0]:.2f} ({a[1]:.2f}) | {b[0]:.2f} ({b[1]:.2f}) | "
+            f"{a[0] / b[0]:.2f} ({a[1] / b[1]:.2f}) |")  # fmt: skip
+
+
 def kernels(repeats: int) -> None:
     from tapegrad.kernels import registry
 
     mods = {v: registry.get("conv2d", v) for v in ("winograd-cython", "im2col-cython")}
     args = ((1, 1), (1, 1), (1, 1), 1)
     rng = np.random.default_rng(0)
-    print("| N C O H | pass | winograd-cython ms (CPU) | im2col-cython ms (CPU) | ratio |")
+    print("| N C O H | pass | winograd-cython ms (CPU) | im2col-cython ms (CPU) | ratio (CPU) |")
     print("| --- | --- | ---: | ---: | ---: |")
     for n, c, o, h in LAYERS:
         x = rng.standard_normal((n, c, h, h), dtype=np.float32)
@@ -64,23 +70,22 @@ def kernels(repeats: int) -> None:
             "input gradient": lambda m, x=x, w=w, gy=gy: m.backward(gy, x, w, *args, True, False),
             "weight gradient": lambda m, x=x, w=w, gy=gy: m.backward(gy, x, w, *args, False, True),
         }
-        total = {v: 0.0 for v in mods}
+        total = {v: [0.0, 0.0] for v in mods}
         for name, p in passes.items():
             t = _times({v: (lambda m=m, p=p: p(m)) for v, m in mods.items()}, repeats)
             wi, im = t["winograd-cython"], t["im2col-cython"]
-            total["winograd-cython"] += wi[0]
-            total["im2col-cython"] += im[0]
-            print(f"| {n} {c} {o} {h} | {name} | {wi[0]:.2f} ({wi[1]:.2f}) | "
-                  f"{im[0]:.2f} ({im[1]:.2f}) | {wi[0] / im[0]:.2f} |")  # fmt: skip
+            for v, tv in t.items():
+                total[v] = [total[v][0] + tv[0], total[v][1] + tv[1]]
+            print(_row(f"{n} {c} {o} {h}", name, wi, im))
         wi, im = total["winograd-cython"], total["im2col-cython"]
-        print(f"| {n} {c} {o} {h} | all three | {wi:.2f} | {im:.2f} | {wi / im:.2f} |")
+        print(_row(f"{n} {c} {o} {h}", "all three", wi, im))
 
 
 def steps(repeats: int) -> None:
     from tapegrad.bench.steps import tapegrad_step
     from tapegrad.kernels import conv, registry
 
-    print("| model | rule before ms (CPU) | rule now ms (CPU) | ratio |")
+    print("| model | rule before ms (CPU) | rule now ms (CPU) | ratio (CPU) |")
     print("| --- | ---: | ---: | ---: |")
     for model in ("resnet8", "vgg_small"):
         step = tapegrad_step(model, 64)
@@ -98,7 +103,7 @@ def steps(repeats: int) -> None:
         registry._auto_memo.clear()
         b, a = t["before"], t["now"]
         print(f"| {model} | {b[0]:.1f} ({b[1]:.1f}) | {a[0]:.1f} ({a[1]:.1f}) | "
-              f"{a[0] / b[0]:.2f} |")  # fmt: skip
+              f"{a[0] / b[0]:.2f} ({a[1] / b[1]:.2f}) |")  # fmt: skip
 
 
 def main() -> None:
