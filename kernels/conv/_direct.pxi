@@ -39,13 +39,102 @@ cdef extern from *:
                    const double* end) noexcept nogil
 
 
+# One row of a phase plane: d[q] = 0 for q < lo and lo + n <= q < wq, d[lo + i] = src[i * step]
+# for i < n. With AVX-512 (step 1 or 2), whole vectors and one masked vector per row end:
+# masked stores of zeros over the row, then per vector of the run one or two masked loads
+# (only the elements the run reads, so nothing past them is touched), an even-element
+# permute for step 2, and a masked store. Otherwise zeros and tg_take's copy.
+cdef extern from *:
+    """
+    #if defined(__AVX512F__)
+    #include <immintrin.h>
+    static inline __mmask16 tg_m16(Py_ssize_t k) {
+        return k >= 16 ? (__mmask16)0xFFFF : k <= 0 ? (__mmask16)0 : (__mmask16)((1u << k) - 1);
+    }
+    static inline __mmask8 tg_m8(Py_ssize_t k) {
+        return k >= 8 ? (__mmask8)0xFF : k <= 0 ? (__mmask8)0 : (__mmask8)((1u << k) - 1);
+    }
+    static inline void tg_row_f(const float* src, Py_ssize_t step, float* d, Py_ssize_t lo,
+                                Py_ssize_t n, Py_ssize_t wq, const float* end) {
+        Py_ssize_t q, i;
+        if (step != 1 && step != 2) {
+            for (q = 0; q < lo; q++) d[q] = 0;
+            tg_take_f(src, step, d + lo, n, end);
+            for (q = lo + n; q < wq; q++) d[q] = 0;
+            return;
+        }
+        const __m512 z = _mm512_setzero_ps();
+        for (q = 0; q < wq; q += 16) _mm512_mask_storeu_ps(d + q, tg_m16(wq - q), z);
+        d += lo;
+        if (step == 1) {
+            for (i = 0; i < n; i += 16) {
+                __mmask16 m = tg_m16(n - i);
+                _mm512_mask_storeu_ps(d + i, m, _mm512_maskz_loadu_ps(m, src + i));
+            }
+        } else {
+            const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12,
+                                                  10, 8, 6, 4, 2, 0);
+            for (i = 0; i < n; i += 16) {
+                Py_ssize_t r = 2 * (n - i) - 1;  /* source elements this vector reads */
+                __m512 a = _mm512_maskz_loadu_ps(tg_m16(r), src + 2 * i);
+                __m512 b = _mm512_maskz_loadu_ps(tg_m16(r - 16), src + 2 * i + 16);
+                _mm512_mask_storeu_ps(d + i, tg_m16(n - i), _mm512_permutex2var_ps(a, even, b));
+            }
+        }
+    }
+    static inline void tg_row_d(const double* src, Py_ssize_t step, double* d, Py_ssize_t lo,
+                                Py_ssize_t n, Py_ssize_t wq, const double* end) {
+        Py_ssize_t q, i;
+        if (step != 1 && step != 2) {
+            for (q = 0; q < lo; q++) d[q] = 0;
+            tg_take_d(src, step, d + lo, n, end);
+            for (q = lo + n; q < wq; q++) d[q] = 0;
+            return;
+        }
+        const __m512d z = _mm512_setzero_pd();
+        for (q = 0; q < wq; q += 8) _mm512_mask_storeu_pd(d + q, tg_m8(wq - q), z);
+        d += lo;
+        if (step == 1) {
+            for (i = 0; i < n; i += 8) {
+                __mmask8 m = tg_m8(n - i);
+                _mm512_mask_storeu_pd(d + i, m, _mm512_maskz_loadu_pd(m, src + i));
+            }
+        } else {
+            const __m512i even = _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0);
+            for (i = 0; i < n; i += 8) {
+                Py_ssize_t r = 2 * (n - i) - 1;
+                __m512d a = _mm512_maskz_loadu_pd(tg_m8(r), src + 2 * i);
+                __m512d b = _mm512_maskz_loadu_pd(tg_m8(r - 8), src + 2 * i + 8);
+                _mm512_mask_storeu_pd(d + i, tg_m8(n - i), _mm512_permutex2var_pd(a, even, b));
+            }
+        }
+    }
+    #else
+    #define TG_ROW(T, S)                                                                \
+    static inline void tg_row_##S(const T* src, Py_ssize_t step, T* d, Py_ssize_t lo,   \
+                                  Py_ssize_t n, Py_ssize_t wq, const T* end) {          \
+        Py_ssize_t q;                                                                   \
+        for (q = 0; q < lo; q++) d[q] = 0;                                              \
+        tg_take_##S(src, step, d + lo, n, end);                                         \
+        for (q = lo + n; q < wq; q++) d[q] = 0;                                         \
+    }
+    TG_ROW(float, f)
+    TG_ROW(double, d)
+    #endif
+    """
+    void tg_row_f(const float* src, Py_ssize_t step, float* d, Py_ssize_t lo, Py_ssize_t n,
+                  Py_ssize_t wq, const float* end) noexcept nogil
+    void tg_row_d(const double* src, Py_ssize_t step, double* d, Py_ssize_t lo, Py_ssize_t n,
+                  Py_ssize_t wq, const double* end) noexcept nogil
+
+
 cdef inline void _pad_planes(const real* xb, real* xq, Py_ssize_t c, Py_ssize_t h,
                              Py_ssize_t w, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph,
                              Py_ssize_t pw, Py_ssize_t hq, Py_ssize_t wq, Py_ssize_t cs,
                              Py_ssize_t pys, Py_ssize_t pxs, Py_ssize_t rs) noexcept nogil:
     # xq[ci * cs + py * pys + px * pxs + r * rs + q] = x[ci, r * sh + py - ph, q * sw + px - pw]
     # for py < sh, px < sw, r < hq, q < wq; zero outside the image. The image's rows in
-    # order, each read once for its sw phases: zeros, the image's columns, zeros.
+    # order, each read once for its sw phases: zeros, the image's columns, zeros (tg_row).
     cdef Py_ssize_t ci, py, px, r, q, ih, off
     cdef Py_ssize_t lo[8]
     cdef Py_ssize_t hi[8]
@@ -62,18 +151,16 @@ cdef inline void _pad_planes(const real* xb, real* xq, Py_ssize_t c, Py_ssize_t 
                 for px in range(sw):
                     d = xq + ci * cs + py * pys + px * pxs + r * rs
                     if ih < 0 or ih >= h:
-                        for q in range(wq):
-                            d[q] = 0
+                        if real is float:
+                            tg_row_f(xb, 1, d, 0, 0, wq, end)
+                        else:
+                            tg_row_d(xb, 1, d, 0, 0, wq, end)
                         continue
-                    for q in range(lo[px]):
-                        d[q] = 0
                     src = xb + (ci * h + ih) * w + px - pw + lo[px] * sw
                     if real is float:
-                        tg_take_f(src, sw, d + lo[px], hi[px] - lo[px], end)
+                        tg_row_f(src, sw, d, lo[px], hi[px] - lo[px], wq, end)
                     else:
-                        tg_take_d(src, sw, d + lo[px], hi[px] - lo[px], end)
-                    for q in range(hi[px], wq):
-                        d[q] = 0
+                        tg_row_d(src, sw, d, lo[px], hi[px] - lo[px], wq, end)
 
 
 def _direct(x, w, stride, padding, dilation, groups, ho, wo):

@@ -165,6 +165,37 @@ cdef extern from *:
     void tg_fw_lanes_d(const double* acc, double* gw, Py_ssize_t tp) noexcept nogil
 
 
+# dst[v] = src[v] + bv for v < n: with AVX-512, whole vectors and one masked vector at the end
+cdef extern from *:
+    """
+    #if defined(__AVX512F__)
+    static inline void tg_addb_f(const float* src, float* dst, Py_ssize_t n, float bv) {
+        const __m512 b = _mm512_set1_ps(bv);
+        for (Py_ssize_t v = 0; v < n; v += 16) {
+            __mmask16 m = tg_m16(n - v);
+            _mm512_mask_storeu_ps(dst + v, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, src + v), b));
+        }
+    }
+    static inline void tg_addb_d(const double* src, double* dst, Py_ssize_t n, double bv) {
+        const __m512d b = _mm512_set1_pd(bv);
+        for (Py_ssize_t v = 0; v < n; v += 8) {
+            __mmask8 m = tg_m8(n - v);
+            _mm512_mask_storeu_pd(dst + v, m, _mm512_add_pd(_mm512_maskz_loadu_pd(m, src + v), b));
+        }
+    }
+    #else
+    #define TG_ADDB(T, S)                                                               \
+    static inline void tg_addb_##S(const T* src, T* dst, Py_ssize_t n, T bv) {          \
+        for (Py_ssize_t v = 0; v < n; v++) dst[v] = src[v] + bv;                        \
+    }
+    TG_ADDB(float, f)
+    TG_ADDB(double, d)
+    #endif
+    """
+    void tg_addb_f(const float* src, float* dst, Py_ssize_t n, float bv) noexcept nogil
+    void tg_addb_d(const double* src, double* dst, Py_ssize_t n, double bv) noexcept nogil
+
+
 cdef enum:
     _WO = 4    # weight-gradient tile: output channels
     _WT = 6    # weight-gradient tile: taps
@@ -230,8 +261,10 @@ cdef inline void _job(const real* xq, const Py_ssize_t* offs, Py_ssize_t nt, con
                         src = acc + k * _VW + (f - f0)
                         dst = yb + (oc0 + k) * dcs + a * drs + b * dbs
                         if dbs == 1:
-                            for v in range(nrun):
-                                dst[v] = src[v] + bv
+                            if real is float:
+                                tg_addb_f(src, dst, nrun, bv)
+                            else:
+                                tg_addb_d(src, dst, nrun, bv)
                         else:
                             for v in range(nrun):
                                 dst[v * dbs] = src[v] + bv
@@ -314,11 +347,9 @@ def wgrad_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
                             continue
                         for r in range(ho):
                             if real is float:
-                                tg_take_f(&gy[bb + m, oc, r, 0], 1, g + r * wq, wo, NULL)
+                                tg_row_f(&gy[bb + m, oc, r, 0], 1, g + r * wq, 0, wo, wq, NULL)
                             else:
-                                tg_take_d(&gy[bb + m, oc, r, 0], 1, g + r * wq, wo, NULL)
-                            for q in range(wo, wq):
-                                g[r * wq + q] = 0
+                                tg_row_d(&gy[bb + m, oc, r, 0], 1, g + r * wq, 0, wo, wq, NULL)
                         for q in range(ho * wq, nfp):
                             g[q] = 0
                 for o0 in range(op // _WO):
