@@ -40,6 +40,24 @@ def call_times(
     return ts
 
 
+def alternated_times(
+    fns: dict[str, Callable[[], object]], repeats: int
+) -> dict[str, tuple[float, float]]:
+    """(wall ms, CPU ms) medians per name, the names alternated call by call."""
+    wall = {k: [] for k in fns}
+    cpu = {k: [] for k in fns}
+    for f in fns.values():
+        f()
+        f()
+    for _ in range(repeats):
+        for k, f in fns.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            f()
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
+    return {k: (1e3 * float(np.median(wall[k])), 1e3 * float(np.median(cpu[k]))) for k in fns}
+
+
 def median_s(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
     """Median seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
     return float(np.median(call_times(fn, repeats, warmup)))

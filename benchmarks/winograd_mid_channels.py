@@ -15,9 +15,9 @@ each switch), median over ``--repeats`` steps each. float32, ``--threads`` threa
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
+from _timing import alternated_times
 
 import tapegrad as tg
 
@@ -29,22 +29,6 @@ LAYERS = [
     (32, 32, 32, 16),
     (64, 32, 32, 12),  # below the tier's 256 pixels: im2col-cython stays first
 ]
-
-
-def _times(fns: dict[str, object], repeats: int) -> dict[str, tuple[float, float]]:
-    """(wall ms, CPU ms) medians per name, the names alternated call by call."""
-    wall = {k: [] for k in fns}
-    cpu = {k: [] for k in fns}
-    for f in fns.values():
-        f()
-        f()
-    for _ in range(repeats):
-        for k, f in fns.items():
-            t0, c0 = time.perf_counter(), time.process_time()
-            f()
-            wall[k].append(time.perf_counter() - t0)
-            cpu[k].append(time.process_time() - c0)
-    return {k: (1e3 * float(np.median(wall[k])), 1e3 * float(np.median(cpu[k]))) for k in fns}
 
 
 def _row(case: str, part: str, a, b) -> str:
@@ -72,7 +56,7 @@ def kernels(repeats: int) -> None:
         }
         total = {v: [0.0, 0.0] for v in mods}
         for name, p in passes.items():
-            t = _times({v: (lambda m=m, p=p: p(m)) for v, m in mods.items()}, repeats)
+            t = alternated_times({v: (lambda m=m, p=p: p(m)) for v, m in mods.items()}, repeats)
             wi, im = t["winograd-cython"], t["im2col-cython"]
             for v, tv in t.items():
                 total[v] = [total[v][0] + tv[0], total[v][1] + tv[1]]
@@ -98,7 +82,7 @@ def steps(repeats: int) -> None:
 
             return run
 
-        t = _times({"before": with_tier(False), "now": with_tier(True)}, repeats)
+        t = alternated_times({"before": with_tier(False), "now": with_tier(True)}, repeats)
         conv._WINOGRAD_MID_MIN_CHANNELS = 32
         registry._auto_memo.clear()
         b, a = t["before"], t["now"]

@@ -235,6 +235,37 @@ def _chvec_leads(call: Conv2dCall) -> bool:
     )
 
 
+# Wider stride-1 3x3 and 5x5 calls (one group, dilation 1): 16 or more output channels, 4 or
+# more input channels, fewer than 128 channels on one side at least, a reduction (input
+# channels x taps) below 1152, and a batch of at least one image per thread (chvec-cython's
+# threads take whole images): chvec-cython first, ahead of winograd-cython, im2col-cython
+# and blocked-cython forward + backward at 1 and 2 threads on the zoo's 3x3 layers
+# (vgg_small's 32x32 32->32, 16x16 32->64 and 64->64, resnet8's 16x16 32->32 and 8x8
+# 64->64), 5x5 layers of 16 and 32 channels, and output counts that are not a multiple of
+# 16 (24, 48): its accumulators stay in vector registers and it needs no column buffer,
+# transform or GEMM call (benchmarks/results/chvec-wide.md). Winograd kept its lead on
+# 8x8 outputs with 128 channels in and out; one input channel keeps im2col-cython.
+_CHVEC_WIDE_MIN_OUT = 16
+_CHVEC_WIDE_MAX_CHANNELS = 128  # on the narrower side
+_CHVEC_WIDE_MAX_REDUCTION = 1152
+
+
+def _chvec_wide_leads(call: Conv2dCall) -> bool:
+    c, kh, kw = call.w_shape[1:]
+    o = call.w_shape[0]
+    return (
+        (kh, kw) in ((3, 3), (5, 5))
+        and call.groups == 1
+        and call.stride == (1, 1)
+        and call.dilation == (1, 1)
+        and c >= _BLOCKED_MIN_IN
+        and o >= _CHVEC_WIDE_MIN_OUT
+        and min(c, o) < _CHVEC_WIDE_MAX_CHANNELS
+        and c * kh * kw < _CHVEC_WIDE_MAX_REDUCTION
+        and call.x_shape[0] >= _threads.get_num_threads()
+    )
+
+
 # Strided calls (stride 2 or 3, one group, dilation 1, kernels wider than 1x1) with 4 or more
 # input channels, 8 to 64 output channels and a reduction of at most 800 (input channels x
 # kernel taps): flat-cython first (direct convolution over the input's phase planes in flat
@@ -279,6 +310,18 @@ def _flat_team_leads(call: Conv2dCall) -> bool:
 
 
 def _conv2d_rule(call: Conv2dCall) -> list[str]:
+    order = _conv2d_order(call)
+    try:
+        wide = order[0] != "chvec-cython" and _chvec_wide_leads(call)
+    except (AttributeError, TypeError, ValueError):
+        return order
+    if wide:
+        return ["chvec-cython", *order]
+    return order
+
+
+def _conv2d_order(call: Conv2dCall) -> list[str]:
+    """The rule's order before the wide chvec-cython lead (see ``_chvec_wide_leads``)."""
     try:
         macs = call.macs()
         winograd = _winograd_applies(call)

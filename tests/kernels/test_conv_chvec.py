@@ -139,18 +139,59 @@ def test_chvec_not_applicable(w_shape, stride, dilation, groups):
 
 def test_auto_rule_puts_chvec_first_for_16_output_channels():
     """lenet5's 6->16 5x5 layer and resnet8's 16->16 3x3 layer: chvec-cython first, then
-    blocked-cython; other output counts, a long reduction, one input channel, 7x7 kernels or
-    a stride of 2: not first."""
+    blocked-cython; 8 output channels, one input channel, 7x7 kernels or a stride of 2: not
+    first."""
     for x_shape, w_shape in [((64, 6, 14, 14), (16, 6, 5, 5)), ((64, 16, 32, 32), (16, 16, 3, 3))]:
         rule = _conv2d_rule(Conv2dCall(x_shape, w_shape, (1, 1), (0, 0), (1, 1), 1, "<f4"))
         assert rule[:2] == [NAME, "blocked-cython"]
     for x_shape, w_shape, s in [
-        ((64, 16, 32, 32), (32, 16, 3, 3), 1),
         ((64, 16, 32, 32), (8, 16, 3, 3), 1),
-        ((64, 32, 16, 16), (16, 32, 3, 3), 1),
         ((64, 1, 28, 28), (16, 1, 5, 5), 1),
         ((64, 3, 32, 32), (16, 3, 7, 7), 1),
         ((64, 16, 32, 32), (16, 16, 3, 3), 2),
     ]:
         call = Conv2dCall(x_shape, w_shape, (s, s), (1, 1), (1, 1), 1, "<f4")
         assert _conv2d_rule(call)[0] != NAME
+
+
+def _rule(n, c, o, side, k=3, team=1, monkeypatch=None):
+    from tapegrad.kernels import threads
+
+    monkeypatch.setattr(threads, "get_num_threads", lambda: team)
+    call = Conv2dCall((n, c, side, side), (o, c, k, k), (1, 1), (k // 2,) * 2, (1, 1), 1, "<f4")
+    return _conv2d_rule(call)
+
+
+@pytest.mark.parametrize("team", [1, 2])
+def test_auto_rule_puts_chvec_first_for_wider_layers(monkeypatch, team):
+    """Stride-1 3x3 and 5x5 layers with 16 or more output channels, 4 or more input
+    channels and fewer than 128 on one side (vgg_small's and resnet8's 3x3 layers, 5x5
+    layers of 16 and 32 channels, 24 and 48 outputs): chvec-cython first, the rule's former
+    order after it (Winograd before im2col where Winograd led). 128 channels in and out
+    (Winograd's), one input channel, a reduction of 1152 or more, or fewer images than
+    threads: not first."""
+    for n, c, o, side, k in [
+        (64, 32, 32, 32, 3),
+        (64, 32, 64, 16, 3),
+        (64, 64, 64, 16, 3),
+        (64, 32, 32, 16, 3),
+        (64, 64, 64, 8, 3),
+        (64, 16, 32, 32, 3),
+        (32, 32, 48, 28, 3),
+        (32, 32, 24, 28, 3),
+        (32, 16, 32, 28, 5),
+        (64, 32, 64, 14, 5),
+        (2, 64, 64, 16, 3),
+    ]:
+        rule = _rule(n, c, o, side, k, team, monkeypatch)
+        assert rule[0] == NAME, (n, c, o, side, k)
+        assert rule.count(NAME) == 1
+    assert _rule(64, 32, 32, 32, 3, team, monkeypatch)[1] == "winograd-cython"
+    for n, c, o, side, k in [
+        (64, 128, 128, 8, 3),
+        (64, 1, 32, 32, 3),
+        (64, 48, 64, 14, 5),  # reduction 1200
+        (64, 32, 8, 32, 3),
+    ]:
+        assert _rule(n, c, o, side, k, team, monkeypatch)[0] != NAME, (n, c, o, side, k)
+    assert (_rule(1, 64, 64, 16, 3, team, monkeypatch)[0] == NAME) == (team == 1)

@@ -251,8 +251,10 @@ def test_auto_rule_winograd_on_small_images():
     """The auto rule puts winograd-cython first on 8x8 and 16x16 outputs with 64 channels in
     and out or more, on 16x16 outputs from 32 channels when there are at least as many in as
     out, and im2col-cython there otherwise; on 32x32 outputs winograd-cython from 16
-    channels."""
-    from tapegrad.kernels.conv import Conv2dCall, _conv2d_rule
+    channels. (This is the order behind chvec-cython's lead on these layers, see
+    test_conv_chvec.py.)"""
+    from tapegrad.kernels.conv import Conv2dCall
+    from tapegrad.kernels.conv import _conv2d_order as _conv2d_rule
 
     def call(c, o, hw):
         return Conv2dCall((64, c, hw, hw), (o, c, 3, 3), (1, 1), (1, 1), (1, 1), 1, "<f4")

@@ -274,9 +274,9 @@ def test_auto_rule_small_direct_large_im2col():
     """The shape rule sends small convs to the direct kernels and large ones to im2col;
     Winograd comes before im2col-numba for 3x3 stride-1 calls only, and winograd-cython
     leads for those with 16 channels or more on outputs of 512 pixels or more (64 channels
-    or more on 8x8 up to 511 pixels); flat-cython leads strided calls into at most 64
-    channels."""
-    from tapegrad.kernels.conv import Conv2dCall, _conv2d_rule
+    or more on 8x8 up to 511 pixels), after chvec-cython below 128 channels; flat-cython
+    leads strided calls into at most 64 channels."""
+    from tapegrad.kernels.conv import Conv2dCall, _conv2d_order, _conv2d_rule
 
     small = Conv2dCall((2, 3, 8, 8), (4, 3, 3, 3), (1, 1), (1, 1), (1, 1), 1, "<f4")
     large = Conv2dCall((32, 64, 32, 32), (64, 64, 3, 3), (1, 1), (1, 1), (1, 1), 1, "<f4")
@@ -284,12 +284,13 @@ def test_auto_rule_small_direct_large_im2col():
     assert K.resolved_name("conv2d", small).startswith("direct-")
     narrow = Conv2dCall((32, 8, 32, 32), (8, 8, 3, 3), (1, 1), (1, 1), (1, 1), 1, "<f4")
     small_image = Conv2dCall((16, 32, 8, 8), (64, 32, 3, 3), (1, 1), (1, 1), (1, 1), 1, "<f4")
-    assert K.resolved_name("conv2d", large) in ("winograd-cython", "winograd-numba")
-    assert _conv2d_rule(large)[0] == "winograd-cython"
+    assert K.resolved_name("conv2d", large) == "chvec-cython"  # vectors across channels
+    assert _conv2d_rule(large)[1] == "winograd-cython"
     assert _conv2d_rule(large).index("winograd-numba") < _conv2d_rule(large).index("im2col-numba")
     wide_strided = Conv2dCall((32, 64, 32, 32), (128, 64, 3, 3), (2, 2), (1, 1), (1, 1), 1, "<f4")
-    for call in (small_image, wide_strided):
-        assert K.resolved_name("conv2d", call).startswith("im2col-")
+    assert K.resolved_name("conv2d", small_image) == "chvec-cython"
+    assert _conv2d_order(small_image)[0] == "im2col-cython"  # after chvec-cython
+    assert K.resolved_name("conv2d", wide_strided).startswith("im2col-")
     assert K.resolved_name("conv2d", strided) == "flat-cython"  # stride 2, <= 64 channels out
     assert _conv2d_rule(narrow)[0] == "blocked-cython"  # few channels: registers, no GEMM
     assert _conv2d_rule(narrow).index("im2col-cython") < _conv2d_rule(narrow).index(
