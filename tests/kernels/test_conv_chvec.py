@@ -75,6 +75,23 @@ def test_chvec_own_paths_on_layer_shapes(dtype):
             np.testing.assert_allclose(g, r, **tol(dtype))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "x_shape, w_shape, padding",
+    [((3, 40, 9, 11), (72, 40, 3, 3), 1), ((2, 33, 12, 10), (48, 33, 5, 5), 2)],
+)
+def test_chvec_wide_layers(dtype, x_shape, w_shape, padding):
+    """The wider layers ``auto`` now gives it (several vectors of output channels, input
+    channels past two vectors, 5x5 with padding 2): forward and both gradients against
+    ``reference``, on two threads over an odd batch."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = (rng.standard_normal(w_shape) * 0.1).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    args = ((1, 1), (padding, padding), (1, 1), 1)
+    check_against_reference(K.get("conv2d", NAME), x, w, b, args, "both", 2)
+
+
 def test_chvec_weight_gradient_repeatable():
     """The same call twice gives the same weight gradient bit for bit (partial sums per
     thread added in thread order)."""
