@@ -6,19 +6,21 @@ splits its image, zero-padded, into ``s * s`` phase planes per channel
 (``xq[c, py, px, r, q] = xpad[c, r * s + py, q * s + px]`` for stride ``s``): every filter tap
 then reads one plane at a fixed offset, as in a stride-1 convolution. The output is computed
 over the flat index ``f = oh * wq + ow`` of rows ``wq`` wide (``wq`` the plane width), in
-tiles of ``_OB`` output channels by ``_VW`` consecutive flat positions: ``_OB * _VW``
-accumulators in vector registers, one vector load of the planes and ``_OB`` broadcast
-weights per tap, read through a table of tap offsets. A tile spans rows, so narrow outputs
-(8 or 10 columns) fill whole vectors; the ``wq - wo`` columns past each row's end are
-computed and dropped.
+tiles of ``_OB`` output channels by ``_VW`` (48, three float32 vectors) consecutive flat
+positions: ``_OB * _VW`` accumulators in vector registers, three vector loads of the planes
+and ``_OB`` broadcast weights per tap, read through a table of tap offsets. A tile spans
+rows, so narrow outputs (8 or 10 columns) fill whole vectors; the ``wq - wo`` columns past
+each row's end are computed and dropped.
 
 The input gradient of a stride-``s`` call is, for each of the ``s * s`` phases of the input,
 a stride-1 convolution of the zero-padded output gradient with the taps that land on that
 phase (no zero-dilated gradient, no scatter): the same tiles with another tap table, each
-input pixel written once. The weight gradient runs over the same planes and the output
-gradient in rows of ``wq``: tiles of 4 output channels x 6 taps, each a vector of partial
-sums over a block of images kept in registers, folded to a quarter vector (halves, then
-quarters added) and added to the thread's quarter-vectors after each block. The batch is
+input pixel written once, in tiles ``_VX`` (32) positions wide: its reductions are short
+(the taps of one phase), where the wider tile's extra stores and row copies cost more than
+its fewer loads per multiply-add save. The weight gradient runs over the same planes and
+the output gradient in rows of ``wq``: tiles of 4 output channels x 6 taps, each a vector
+of partial sums over a block of images kept in registers, folded to a quarter vector (halves,
+then quarters added) and added to the thread's quarter-vectors after each block. The batch is
 cut into chunks of consecutive images fixed by the shapes; threads take images (forward,
 input gradient) and chunks (weight gradient) as they come free, and each chunk's lanes
 are summed into its own part, the parts added in chunk order (the same bits at any thread
@@ -44,7 +46,9 @@ include "_direct.pxi"
 
 
 cdef enum:
-    _VW = 32  # flat output positions per tile (two AVX-512 float32 vectors)
+    _VW = 48  # flat output positions per forward tile (three AVX-512 float32 vectors)
+    _VX = 32  # per input-gradient tile (two vectors: its reductions are short)
+    _WV = 32  # the weight gradient's rows of output positions: a multiple of this
     _OB = 8   # output channels per tile
 
 
@@ -53,33 +57,38 @@ cdef enum:
 # ``_OB`` scalar-times-vector multiply-adds with the tap's weights (wt[t * op + k]).
 cdef extern from *:
     """
-    #define TG_FL_TILE(T, S)                                                            \
+    #define TG_FL_TYPES(T, S)                                                           \
     typedef T tg_fl_v##S __attribute__((vector_size(64)));                              \
-    typedef T tg_fl_u##S __attribute__((vector_size(64), aligned(sizeof(T)), may_alias)); \
-    static inline void tg_fl_tile_##S(const T* xq, const Py_ssize_t* offs,              \
+    typedef T tg_fl_u##S __attribute__((vector_size(64), aligned(sizeof(T)), may_alias));
+    TG_FL_TYPES(float, f)
+    TG_FL_TYPES(double, d)
+    #define TG_FL_TILE(T, S, W)                                                         \
+    static inline void tg_fl_tile_##S##W(const T* xq, const Py_ssize_t* offs,           \
             Py_ssize_t nt, const T* wt, Py_ssize_t op, T* out) {                        \
-        enum { V = 64 / sizeof(T), NV = 32 / V };                                       \
+        enum { V = 64 / sizeof(T), NV = W / V };                                        \
         tg_fl_v##S a[8][NV];                                                            \
         Py_ssize_t t, k, v;                                                             \
         _Pragma("GCC unroll 8") for (k = 0; k < 8; k++)                                 \
-            _Pragma("GCC unroll 4") for (v = 0; v < NV; v++) a[k][v] = (tg_fl_v##S){0};  \
+            _Pragma("GCC unroll 6") for (v = 0; v < NV; v++) a[k][v] = (tg_fl_v##S){0};  \
         for (t = 0; t < nt; t++, wt += op) {                                            \
             const T* src = xq + offs[t];                                                \
             tg_fl_v##S xv[NV];                                                          \
-            _Pragma("GCC unroll 4") for (v = 0; v < NV; v++)                            \
+            _Pragma("GCC unroll 6") for (v = 0; v < NV; v++)                            \
                 xv[v] = *(const tg_fl_u##S*)(src + v * V);                              \
             _Pragma("GCC unroll 8") for (k = 0; k < 8; k++) {                           \
                 T wv = wt[k];                                                           \
-                _Pragma("GCC unroll 4") for (v = 0; v < NV; v++)                        \
+                _Pragma("GCC unroll 6") for (v = 0; v < NV; v++)                        \
                     a[k][v] += wv * xv[v];                                              \
             }                                                                           \
         }                                                                               \
         _Pragma("GCC unroll 8") for (k = 0; k < 8; k++)                                 \
-            _Pragma("GCC unroll 4") for (v = 0; v < NV; v++)                            \
-                *(tg_fl_u##S*)(out + k * 32 + v * V) = a[k][v];                         \
+            _Pragma("GCC unroll 6") for (v = 0; v < NV; v++)                            \
+                *(tg_fl_u##S*)(out + k * W + v * V) = a[k][v];                          \
     }
-    TG_FL_TILE(float, f)
-    TG_FL_TILE(double, d)
+    TG_FL_TILE(float, f, 32)
+    TG_FL_TILE(float, f, 48)
+    TG_FL_TILE(double, d, 32)
+    TG_FL_TILE(double, d, 48)
 
     /* weight-gradient tile: 4 output channels x 6 taps, each a vector of lane sums over
        the block's images and positions, folded to a quarter vector and added to the
@@ -149,10 +158,14 @@ cdef extern from *:
     TG_FW_TILE(float, f)
     TG_FW_TILE(double, d)
     """
-    void tg_fl_tile_f(const float* xq, const Py_ssize_t* offs, Py_ssize_t nt, const float* wt,
-                      Py_ssize_t op, float* out) noexcept nogil
-    void tg_fl_tile_d(const double* xq, const Py_ssize_t* offs, Py_ssize_t nt, const double* wt,
-                      Py_ssize_t op, double* out) noexcept nogil
+    void tg_fl_tile_f32(const float* xq, const Py_ssize_t* offs, Py_ssize_t nt,
+                        const float* wt, Py_ssize_t op, float* out) noexcept nogil
+    void tg_fl_tile_f48(const float* xq, const Py_ssize_t* offs, Py_ssize_t nt,
+                        const float* wt, Py_ssize_t op, float* out) noexcept nogil
+    void tg_fl_tile_d32(const double* xq, const Py_ssize_t* offs, Py_ssize_t nt,
+                        const double* wt, Py_ssize_t op, double* out) noexcept nogil
+    void tg_fl_tile_d48(const double* xq, const Py_ssize_t* offs, Py_ssize_t nt,
+                        const double* wt, Py_ssize_t op, double* out) noexcept nogil
 
 
     void tg_fw_tile_f(const float* xq, Py_ssize_t xs, const float* gy, Py_ssize_t gs,
@@ -218,32 +231,38 @@ cdef inline void _planes(const real* xb, real* xq, Py_ssize_t c, Py_ssize_t h, P
 cdef inline void _job(const real* xq, const Py_ssize_t* offs, Py_ssize_t nt, const real* wt,
                       Py_ssize_t op, Py_ssize_t o, const real* bias, bint has_bias, real* yb,
                       real* acc, Py_ssize_t wq, Py_ssize_t na, Py_ssize_t nb, Py_ssize_t dcs,
-                      Py_ssize_t drs, Py_ssize_t dbs) noexcept nogil:
+                      Py_ssize_t drs, Py_ssize_t dbs, Py_ssize_t vw) noexcept nogil:
     # yb[oc * dcs + a * drs + b * dbs] = sum_t wt[t, oc] * xq[a * wq + b + offs[t]] (+ bias)
-    # for a < na, b < nb, in tiles of _OB channels by _VW flat positions f = a * wq + b
+    # for a < na, b < nb, in tiles of _OB channels by vw (_VW or _VX) flat positions
+    # f = a * wq + b
     cdef Py_ssize_t f0, oc0, k, v, a, b, n_oc, f, fend, rend, nrun, nflat = na * wq
     cdef real bv
     cdef const real* src
     cdef real* dst
-    cdef Py_ssize_t tf, to, ntf = (nflat + _VW - 1) // _VW, nto = (o + _OB - 1) // _OB
+    cdef Py_ssize_t tf, to, ntf = (nflat + vw - 1) // vw, nto = (o + _OB - 1) // _OB
     for tf in range(ntf):
-        f0 = tf * _VW
+        f0 = tf * vw
         for to in range(nto):
             oc0 = to * _OB
             if nt == 0:
-                for k in range(_OB * _VW):
+                for k in range(_OB * vw):
                     acc[k] = 0
             elif real is float:
-                tg_fl_tile_f(xq + f0, offs, nt, wt + oc0, op, acc)
+                if vw == _VW:
+                    tg_fl_tile_f48(xq + f0, offs, nt, wt + oc0, op, acc)
+                else:
+                    tg_fl_tile_f32(xq + f0, offs, nt, wt + oc0, op, acc)
+            elif vw == _VW:
+                tg_fl_tile_d48(xq + f0, offs, nt, wt + oc0, op, acc)
             else:
-                tg_fl_tile_d(xq + f0, offs, nt, wt + oc0, op, acc)
+                tg_fl_tile_d32(xq + f0, offs, nt, wt + oc0, op, acc)
             n_oc = o - oc0
             if n_oc > _OB:
                 n_oc = _OB
             # the tile's positions row by row: each row's run of kept columns copied (and
             # the bias added) as one unit-stride or strided loop per channel
             f = f0
-            fend = f0 + _VW
+            fend = f0 + vw
             if fend > nflat:
                 fend = nflat
             while f < fend:
@@ -258,7 +277,7 @@ cdef inline void _job(const real* xq, const Py_ssize_t* offs, Py_ssize_t nt, con
                 if nrun > 0:
                     for k in range(n_oc):
                         bv = bias[oc0 + k] if has_bias else 0
-                        src = acc + k * _VW + (f - f0)
+                        src = acc + k * vw + (f - f0)
                         dst = yb + (oc0 + k) * dcs + a * drs + b * dbs
                         if dbs == 1:
                             if real is float:
@@ -274,10 +293,10 @@ cdef inline void _job(const real* xq, const Py_ssize_t* offs, Py_ssize_t nt, con
 def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1] bias,
                 bint has_bias, const Py_ssize_t[::1] offs, const real[::1] wts,
                 const Py_ssize_t[:, ::1] jobs, real[:, ::1] buf, real[:, ::1] accs, int s,
-                int ph, int pw, int hq, int wq, int op, int slack, int nt):
+                int ph, int pw, int hq, int wq, int op, int slack, int nt, int vw):
     """Per image and thread: x[b] into the thread's phase planes, then every job (a row of
     ``jobs``: first tap, taps, destination offset, row and column strides, rows, columns)
-    writes its part of y[b]."""
+    writes its part of y[b], in tiles ``vw`` positions wide."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = y.shape[1], dcs = y.shape[2] * y.shape[3], nj = jobs.shape[0]
     cdef Py_ssize_t bi, j, t0
@@ -294,7 +313,7 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
                 t0 = jobs[j, 0]
                 _job(xq, &offs[t0], jobs[j, 1], &wts[t0 * op], op, o, &bias[0], has_bias,
                      yb + jobs[j, 2], &accs[tid, 0], wq, jobs[j, 5], jobs[j, 6], dcs,
-                     jobs[j, 3], jobs[j, 4])
+                     jobs[j, 3], jobs[j, 4], vw)
 
 
 def wgrad_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
@@ -396,20 +415,20 @@ def _weight_grad(gy, x, w_shape, int s, int ph, int pw):
     o, _, kh, kw = w_shape
     ho, wo = gy.shape[2:]
     hq, wq = ho + (kh - 1) // s, wo + (kw - 1) // s
-    nfp = -(-(ho * wq) // _VW) * _VW
+    nfp = -(-(ho * wq) // _WV) * _WV
     t = c * kh * kw
     tp = -(-t // _WT) * _WT
     op = -(-o // _WO) * _WO
     ci, i, j = np.meshgrid(np.arange(c), np.arange(kh), np.arange(kw), indexing="ij")
     offs = np.zeros(tp, dtype=np.intp)
     offs[:t] = ((((ci * s + i % s) * s + j % s) * hq + i // s) * wq + j // s).reshape(-1)
-    slack = nfp + wq + 2 * _VW
+    slack = nfp + wq + 2 * _WV
     nt = max(1, min(_team_size(n * o * ho * wo * t), n))
     xs = c * s * s * hq * wq + slack
     # blocks of images: enough positions per tile to pay for its lane sums, within about
     # 1 MB of planes and gradient rows per thread
     per = (xs + op * nfp) * x.itemsize
-    wb = int(max(1, min(16, -(-48 * _VW // nfp), (1 << 20) // per)))
+    wb = int(max(1, min(16, -(-48 * _WV // nfp), (1 << 20) // per)))
     nc = _wgrad_chunks(n, wb)
     memory.check_fits("conv2d (flat weight gradient)", {
         "phase planes": nt * wb * xs * x.itemsize,
@@ -419,7 +438,7 @@ def _weight_grad(gy, x, w_shape, int s, int ph, int pw):
     })
     xbuf = workspace("flat-wg-planes", (nt, wb * xs), x.dtype)
     # rows start on 64-byte boundaries (nfp is a multiple of 16 elements)
-    gbuf = workspace("flat-wg-rows", (nt * wb * op * nfp + _VW,), x.dtype)
+    gbuf = workspace("flat-wg-rows", (nt * wb * op * nfp + _WV,), x.dtype)
     skip = (-gbuf.ctypes.data % 64) // x.itemsize
     gbuf = gbuf[skip:skip + nt * wb * op * nfp].reshape(nt, wb * op * nfp)
     lanes = workspace("flat-wg-lanes", (nt, op * tp * 16 // x.itemsize), x.dtype)
@@ -443,9 +462,10 @@ def _team_size(macs):
     return 1 if macs < _GRAIN else threads.get_num_threads()
 
 
-def _run(x, y, b, offs, wts, jobs, int s, int ph, int pw, int hq, int wq, int op, macs):
+def _run(x, y, b, offs, wts, jobs, int s, int ph, int pw, int hq, int wq, int op, macs,
+         int vw):
     n, c = x.shape[:2]
-    slack = -(-(max(int(j[5]) for j in jobs) * wq) // _VW) * _VW + _VW
+    slack = -(-(max(int(j[5]) for j in jobs) * wq) // vw) * vw + vw
     nt = max(1, min(_team_size(macs), n))
     memory.check_fits("conv2d (flat)", {
         "phase planes": nt * (c * s * s * hq * wq + slack) * x.itemsize,
@@ -459,7 +479,7 @@ def _run(x, y, b, offs, wts, jobs, int s, int ph, int pw, int hq, int wq, int op
     accs = accs[skip:skip + nt * (_OB * _VW + 32)].reshape(nt, _OB * _VW + 32)
     bias = b if b is not None else np.zeros(1, dtype=x.dtype)
     run_threads(x, y, bias, b is not None, offs, wts.reshape(-1), jobs, buf, accs, s, ph, pw,
-                hq, wq, op, slack, nt)
+                hq, wq, op, slack, nt, vw)
     return y
 
 
@@ -476,7 +496,7 @@ def _conv(x, w, b, int s, int ph, int pw):
     jobs = np.array([[0, c * kh * kw, 0, wo, 1, ho, wo]], dtype=np.intp)
     y = np.empty((n, o, ho, wo), dtype=x.dtype)
     return _run(x, y, b, offs.reshape(-1), wts, jobs, s, ph, pw, hq, wq, op,
-                n * o * ho * wo * c * kh * kw)
+                n * o * ho * wo * c * kh * kw, _VW)
 
 
 def _input_grad(gy, w, x_shape, int s, int ph, int pw):
@@ -518,7 +538,7 @@ def _input_grad(gy, w, x_shape, int s, int ph, int pw):
     gx = np.empty(x_shape, dtype=gy.dtype)
     offs = np.concatenate(offs).astype(np.intp)
     return _run(gy, gx, None, offs, wtab, np.array(jobs, dtype=np.intp), 1, pt, pl, hq, wq,
-                cp, n * c * ho * wo * o * kh * kw)
+                cp, n * c * ho * wo * o * kh * kw, _VX)
 
 
 def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
