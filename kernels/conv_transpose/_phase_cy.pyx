@@ -3,10 +3,11 @@
 Forward: the output pixels of one phase ``(ry, rx)`` (rows ``ry, ry + sh, ...``, columns
 ``rx, rx + sw, ...``) take only the filter taps ``(i, j)`` with ``(ry + ph - i*dh) % sh == 0``
 and ``(rx + pw - j*dw) % sw == 0``, each reading the input at a fixed offset: a small
-stride-1 convolution with that sub-kernel. Per image and phase a thread unfolds the input
-for the phase's taps, multiplies the phase's weights by it (one GEMM through NumPy's
-cblas) and writes each output pixel once with its bias: no column matrix scattered and
-added into the output afterwards. For stride 2 and a 4x4 kernel each of the four phases
+stride-1 convolution with that sub-kernel. Per block of images a thread copies them
+zero-padded side by side, multiplies each tap's weights by the padded block read in place
+(one GEMM per tap through NumPy's cblas, accumulated per phase) and writes each output
+row once, from its phases, with its bias: no column matrix scattered and added into the
+output afterwards. For stride 2 and a 4x4 kernel each of the four phases
 is a 2x2 convolution; for a 3x3 kernel the phases have 2x2, 2x1, 1x2 and 1x1 taps.
 
 Backward: per image, one unfold of the output gradient (conv2d's im2col with the
@@ -22,98 +23,143 @@ include "../_common.pxi"
 include "../_gemm.pxi"
 
 
+cdef inline void _phase_rows(real* yrow, const real* src, Py_ssize_t zstride,
+                             Py_ssize_t sw, Py_ssize_t wo, real bv) noexcept nogil:
+    # one output row from its sw phases' rows (phase rx's at src + rx * zstride, its
+    # pixels at columns rx, rx + sw, ...), plus the bias: one contiguous write
+    cdef Py_ssize_t u, rx, half
+    cdef const real* s0 = src
+    cdef const real* s1 = src + zstride
+    if sw == 1:
+        for u in range(wo):
+            yrow[u] = s0[u] + bv
+    elif sw == 2:
+        half = wo // 2
+        for u in range(half):
+            yrow[2 * u] = s0[u] + bv
+            yrow[2 * u + 1] = s1[u] + bv
+        if wo % 2:
+            yrow[wo - 1] = s0[half] + bv
+    else:
+        for rx in range(sw):
+            for u in range((wo - rx + sw - 1) // sw):
+                yrow[u * sw + rx] = src[rx * zstride + u] + bv
+
+
+cdef inline void _relu_row(real* y, unsigned char* mask, Py_ssize_t n) noexcept nogil:
+    # the bias_relu epilogue in place (kernels/fused): 0 where v < 0 (NaN and -0.0 pass),
+    # mask 1 where not v <= 0
+    cdef Py_ssize_t k
+    cdef real v
+    for k in range(n):
+        v = y[k]
+        mask[k] = not (v <= 0)
+        y[k] = 0 if v < 0 else v
+
+
 def forward_phases(const real[:, :, :, ::1] x, const real[:, :, ::1] wt,
                    const Py_ssize_t[:, ::1] geo, const Py_ssize_t[:, ::1] taps,
                    const real[::1] bias, bint has_bias, real[:, :, :, ::1] y,
                    real[:, ::1] xpad, real[:, ::1] zbuf, Py_ssize_t[::1] held, int sh,
                    int sw, int pt, int pl, int hp, int wp, size_t gemm, int nt,
-                   bint relu=False, unsigned char[:, :, :, ::1] mask=None):
-    """y = the transposed convolution of x, one (image, phase) task at a time.
+                   bint relu=False, unsigned char[:, :, :, ::1] mask=None, Py_ssize_t nb=1,
+                   Py_ssize_t og=0):
+    """y = the transposed convolution of x, one (block of ``nb`` images, group of ``og``
+    output channels; 0: all) task at a time.
 
     ``geo[p] = (ry, rx, first, count, qh, qw)``: the phase's first output row and column,
     its taps ``taps[first:first + count]`` and its output grid; ``taps[t] = (tap, dy, dx)``:
-    the tap's (O, C) weights ``wt[tap]`` and its input offset. Each thread copies its image
-    into ``xpad[thread]`` (C planes of hp x wp, zero border: pt rows above, pl columns to
-    the left, one spare row; ``held[thread]``: the image it holds, -1 for none), where every tap's input is a matrix of C rows (stride one
-    plane) and qh * wp columns: the phase's output over the padded width, accumulated tap
-    by tap in ``zbuf`` by GEMMs reading the image in place. The first qw columns of each
-    row are the phase's output pixels, written once with their bias (with ``relu``: as
-    ``relu(v)``, 0 where v < 0 (NaN and -0.0 pass), and ``mask`` (y's shape) 1 where not
-    v <= 0, the ReLU epilogue of ``kernels/fused``)."""
+    the tap's (O, C) weights ``wt[tap]`` and its input offset. Each thread copies its block
+    of images into ``xpad[thread]`` (per channel, the block's images one after the other as
+    planes of hp x wp, zero border: pt rows above, pl columns to the left; one spare row
+    after the last channel; ``held[thread]``: the block it holds, -1 for none), where every
+    tap's input is a matrix of C rows (stride nb planes) and (nb - 1) * hp * wp + qh * wp
+    columns: the phase's output over the padded planes of the whole block, accumulated tap
+    by tap in ``zbuf[thread]`` (the phases one after the other, each
+    ``zbuf.shape[1] // len(geo)`` long) by one GEMM per tap reading the images in place.
+    The first qw columns of the first qh rows of each image's plane are the phase's output
+    pixels: each output row is then written once, contiguously, from its row's phases with
+    its bias (with ``relu``, each output plane then as ``relu(v)``, 0 where v < 0 (NaN and
+    -0.0 pass), and ``mask`` (y's shape) 1 where not v <= 0, the ReLU epilogue of
+    ``kernels/fused``)."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
-    cdef Py_ssize_t o = y.shape[1], plane = hp * wp
-    cdef Py_ssize_t nph = geo.shape[0], task, b, p, ry, rx, first, cnt, qh, qw, m
-    cdef Py_ssize_t chunk = nph if n >= 2 * nt else 1
-    cdef Py_ssize_t ch, r, k, oc, t, u, tap
+    cdef Py_ssize_t o = y.shape[1], ho = y.shape[2], wo = y.shape[3], plane = hp * wp
+    cdef Py_ssize_t nph = geo.shape[0], zstride = zbuf.shape[1] // nph
+    cdef Py_ssize_t task, blk, grp, p, ry, first, cnt, qh, m, oc0, noc
+    cdef Py_ssize_t nblk = (n + nb - 1) // nb
+    cdef Py_ssize_t gsize = o if og <= 0 or og > o else og
+    cdef Py_ssize_t ngrp = (o + gsize - 1) // gsize
+    cdef Py_ssize_t chunk = ngrp if nblk >= 2 * nt else 1
+    cdef Py_ssize_t ch, r, k, oc, t, tap, b0, nbb, j, b, cstride
     cdef int tid
-    cdef real bv, v
+    cdef real bv
     cdef real* xb
-    cdef unsigned char* mrow
     cdef real* zb
     cdef real* row
     cdef real* yrow
     cdef const real* src
     with nogil:
-        # a thread takes whole images (all their phases) when the batch has two or more per
-        # thread, so each image is padded once; otherwise single phases, for small batches
-        for task in prange(n * nph, schedule="dynamic", chunksize=chunk, num_threads=nt):
-            b = task // nph
-            p = task % nph
+        # a thread takes whole blocks (all their channel groups) when there are two or
+        # more blocks per thread, so each block is padded once; otherwise single groups
+        for task in prange(nblk * ngrp, schedule="dynamic", chunksize=chunk, num_threads=nt):
+            blk = task // ngrp
+            grp = task % ngrp
+            oc0 = grp * gsize
+            noc = min(gsize, o - oc0)
+            b0 = blk * nb
+            nbb = min(nb, n - b0)
+            cstride = nbb * plane
             tid = openmp.omp_get_thread_num()
             xb = &xpad[tid, 0]
-            if held[tid] != b:  # the padded copy of image b, once per thread and image
-                held[tid] = b
+            if held[tid] != blk:  # the padded copy of the block, once per thread and block
+                held[tid] = blk
                 for ch in range(c):
-                    for r in range(hp):
-                        row = xb + ch * plane + r * wp
-                        if r < pt or r >= pt + h:
-                            for k in range(wp):
-                                row[k] = 0
-                        else:
-                            src = &x[b, ch, r - pt, 0]
-                            for k in range(pl):
-                                row[k] = 0
-                            for k in range(w):
-                                row[pl + k] = src[k]
-                            for k in range(pl + w, wp):
-                                row[k] = 0
+                    for j in range(nbb):
+                        for r in range(hp):
+                            row = xb + ch * cstride + j * plane + r * wp
+                            if r < pt or r >= pt + h:
+                                for k in range(wp):
+                                    row[k] = 0
+                            else:
+                                src = &x[b0 + j, ch, r - pt, 0]
+                                for k in range(pl):
+                                    row[k] = 0
+                                for k in range(w):
+                                    row[pl + k] = src[k]
+                                for k in range(pl + w, wp):
+                                    row[k] = 0
                 for k in range(wp):
-                    xb[c * plane + k] = 0
-            ry = geo[p, 0]
-            rx = geo[p, 1]
-            first = geo[p, 2]
-            cnt = geo[p, 3]
-            qh = geo[p, 4]
-            qw = geo[p, 5]
-            m = qh * wp
-            zb = &zbuf[tid, 0]
-            if qh > 0 and qw > 0:
+                    xb[c * cstride + k] = 0
+            for p in range(nph):
+                first = geo[p, 2]
+                cnt = geo[p, 3]
+                qh = geo[p, 4]
+                if qh <= 0 or geo[p, 5] <= 0:
+                    continue
+                m = (nbb - 1) * plane + qh * wp
+                zb = &zbuf[tid, 0] + p * zstride
+                if cnt == 0:  # a phase no tap reaches: the bias alone
+                    for k in range(noc * m):
+                        zb[k] = 0
                 for t in range(cnt):
                     tap = taps[first + t, 0]
-                    _gemm(gemm, False, False, o, m, c, &wt[tap, 0, 0], c,
-                          xb + (taps[first + t, 1] + pt) * wp + taps[first + t, 2] + pl, plane,
-                          1 if t > 0 else 0, zb, m)
-                for oc in range(o):
+                    _gemm(gemm, False, False, noc, m, c, &wt[tap, oc0, 0], c,
+                          xb + (taps[first + t, 1] + pt) * wp + taps[first + t, 2] + pl,
+                          cstride, 1 if t > 0 else 0, zb, m)
+            for j in range(nbb):
+                b = b0 + j
+                for oc in range(oc0, oc0 + noc):
                     bv = bias[oc] if has_bias else 0
-                    for t in range(qh):
-                        yrow = &y[b, oc, ry + sh * t, rx]
-                        if relu:
-                            mrow = &mask[b, oc, ry + sh * t, rx]
-                            for u in range(qw):
-                                v = (zb[oc * m + t * wp + u] if cnt > 0 else 0) + bv
-                                mrow[u * sw] = 0 if v <= 0 else 1
-                                yrow[u * sw] = 0 if v < 0 else v
-                        elif cnt > 0:
-                            src = zb + oc * m + t * wp
-                            if sw == 2:
-                                for u in range(qw):
-                                    yrow[2 * u] = src[u] + bv
-                            else:
-                                for u in range(qw):
-                                    yrow[u * sw] = src[u] + bv
-                        else:  # a phase no tap reaches: the bias alone
-                            for u in range(qw):
-                                yrow[u * sw] = bv
+                    for r in range(ho):
+                        ry = r % sh
+                        t = r // sh
+                        qh = geo[ry * sw, 4]
+                        m = (nbb - 1) * plane + qh * wp
+                        _phase_rows(&y[b, oc, r, 0],
+                                    &zbuf[tid, 0] + ry * sw * zstride + (oc - oc0) * m
+                                    + j * plane + t * wp, zstride, sw, wo, bv)
+                    if relu:
+                        _relu_row(&y[b, oc, 0, 0], &mask[b, oc, 0, 0], ho * wo)
 
 
 cdef void _unfold1(const real* xb, real* cols, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,

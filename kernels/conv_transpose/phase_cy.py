@@ -1,9 +1,11 @@
 """Transposed convolution by output phases (sub-pixel decomposition), see ``_phase_cy.pyx``.
 
 Forward: each output phase (for stride 2, the four interleaved grids of even/odd rows and
-columns) is a small stride-1 convolution with the filter taps that land on it; per image
-and phase one unfold, one GEMM and one pass writing the phase's pixels with their bias,
-so no output pixel is accumulated from a scattered column matrix. Backward, calls with 24 or
+columns) is a small stride-1 convolution with the filter taps that land on it; per block
+of images (``_block_images``: their padded copies side by side) one GEMM per tap reading
+the images in place, then one pass writing each output row once, contiguously, from its
+phases with the bias (and the ReLU, ``forward_relu``), so no output pixel is accumulated
+from a scattered column matrix. Backward, calls with 24 or
 more input channels, 4 or more output channels and at most 1024 output channels x taps
 (``_direct_*_applies``): both gradients by the direct kernels of ``_direct_grad_cy.pyx``
 from one zero-padded copy of each image's output gradient, no column buffer and no GEMM:
@@ -11,8 +13,9 @@ the input gradient (conv2d of the output gradient with the same weights and stri
 register tiles of 32 input channels x 8 columns, the weight gradient in tiles of 8
 (output channel, tap) pairs x 32 input channels over each image's positions. Other calls:
 one unfold of the output gradient per image feeds both the input gradient's and the weight
-gradient's GEMM. Threads take (image, phase) tasks (forward) or whole images (backward),
-the GEMMs one-thread calls through NumPy's cblas (``kernels/cblas.py``).
+gradient's GEMM. Threads take blocks of images (forward; with too few blocks for the
+team, groups of output channels too) or whole images (backward), the GEMMs one-thread
+calls through NumPy's cblas (``kernels/cblas.py``).
 
 Groups other than 1, dtypes other than float32/float64, empty calls and builds whose
 NumPy BLAS cannot be called from threads run ``col2im-cython`` instead, and so does the
@@ -40,6 +43,11 @@ _GRAIN = 1 << 21
 # GEMMs do not depend on it (conv_autoencoder's last layer, 16->1: the phase backward
 # ahead of col2im-cython's, col2im-cython's forward ahead of the phase forward)
 _MIN_FORWARD_ROWS = 8
+
+# the forward's GEMMs take a block of images at once (one GEMM per tap and block, the
+# block's padded images side by side): blocks of at most this many bytes of padded images
+# and phase output per thread
+_BLOCK_BYTES = 256 * 1024
 
 
 # the direct gradient kernels on (False: the unfold + GEMM backward on every call)
@@ -161,8 +169,13 @@ def _forward(x, w, b, stride, padding, output_padding, dilation, groups, relu):
         return None
     wt, geo, taps, (pt, pl, hp, wp) = phases(w, stride, padding, dilation, (h, wd), (ho, wo))
     nt = _team(n * c * h * wd * o * kh * kw)
-    pad = c * hp * wp + wp
-    zsize = o * int(geo[:, 4].max()) * wp
+    nph = len(geo)
+    nb = _block_images(n, c, nph * o, hp * wp, x.itemsize, nt)
+    nblk = -(-n // nb)
+    # too few blocks for the team: the output channels split among tasks too
+    og = o if nblk >= 2 * nt else -(-o // -(-2 * nt // nblk))
+    pad = nb * c * hp * wp + wp
+    zsize = nph * og * ((nb - 1) * hp * wp + int(geo[:, 4].max()) * wp)
     memory.check_fits("conv_transpose2d (phase)", {
         "output": n * o * ho * wo * x.itemsize,
         "padded images": nt * pad * x.itemsize,
@@ -177,8 +190,19 @@ def _forward(x, w, b, stride, padding, output_padding, dilation, groups, relu):
     with cblas.single_threaded():
         forward_phases(np.ascontiguousarray(x), wt, geo, taps, bias, b is not None, y, xpad,
                        zbuf, held, stride[0], stride[1], pt, pl, hp, wp,
-                       cblas.gemm_address(x.dtype), nt, relu, mask)  # fmt: skip
+                       cblas.gemm_address(x.dtype), nt, relu, mask, nb, og)  # fmt: skip
     return (y, mask) if relu else y
+
+
+def _block_images(n: int, c: int, rows: int, plane: int, itemsize: int, nt: int) -> int:
+    """Images per forward task: as many as keep a thread's padded images (``c`` planes
+    each) and phase outputs (``rows`` planes) within ``_BLOCK_BYTES``, in blocks of equal
+    size, at least two blocks per thread when the batch allows (load balance)."""
+    nb = min(n, _BLOCK_BYTES // ((c + rows) * plane * itemsize))
+    if nt > 1:
+        nb = min(nb, n // (2 * nt))
+    nb = max(1, nb)
+    return -(-n // -(-n // nb))  # the same number of blocks, their sizes evened out
 
 
 _CB, _WB = 32, 8  # the direct input gradient's tile: channels x columns (_direct_grad_cy)
@@ -202,23 +226,25 @@ def direct_grads(gy, x, w, stride, padding, dilation, need_x, need_w):
         "padded gradients": nt * o * hp * wp * x.itemsize,
         "transposed images": nt * h * wd * cp * x.itemsize if need_w else 0,
     })  # fmt: skip
-    one = np.zeros((1, 1, 1, 1), x.dtype)  # the placeholder of an array not asked for
+    one = _placeholder(x.dtype)  # the placeholder of an array not asked for
     if need_x:
-        wt = np.zeros((o, kh, kw, cp), x.dtype)
-        wt[..., :c] = w.transpose(1, 2, 3, 0)
-        wt = wt.reshape(-1)
+        if cp == c:
+            wt = np.ascontiguousarray(w.transpose(1, 2, 3, 0)).reshape(-1)
+        else:
+            wt = np.zeros((o, kh, kw, cp), x.dtype)
+            wt[..., :c] = w.transpose(1, 2, 3, 0)
+            wt = wt.reshape(-1)
         gx = np.empty_like(x)
         accs = workspace("phase-acc", (nt, _CB * _WB), x.dtype)
     else:
         wt, gx, accs = one.reshape(-1), one, one.reshape(1, 1)
     if need_w:
-        oo, ii, jj = np.meshgrid(np.arange(o), np.arange(kh), np.arange(kw), indexing="ij")
-        qoff = np.zeros(nqp, np.intp)
-        qoff[:nq] = ((oo * hp + ii * dh) * wp + jj * dw).reshape(-1)
+        qoff = _tap_offsets(o, kh, kw, hp, wp, dh, dw)
         parts = np.zeros((nt, nqp, cp), x.dtype)
         xts = workspace("phase-xt", (nt, h * wd * cp), x.dtype)
     else:
-        qoff, parts, xts = np.zeros(8, np.intp), one.reshape(1, 1, 1), one.reshape(1, 1)
+        qoff = _tap_offsets(1, 1, 1, 1, 1, 1, 1)
+        parts, xts = one.reshape(1, 1, 1), one.reshape(1, 1)
     buf = workspace("phase-gy", (nt, o * hp * wp), x.dtype)
     _direct_grads(gy, x, wt, qoff, gx, parts, buf, accs, xts, need_x, need_w, kh, kw, sh, sw,
                   ph, pw, dh, dw, hp, wp, cp, nt, np.zeros(nt, np.intp))  # fmt: skip
@@ -227,6 +253,25 @@ def direct_grads(gy, x, w, stride, padding, dilation, need_x, need_w):
         total = parts[0] if nt == 1 else parts.sum(axis=0)
         gw = np.ascontiguousarray(total[:nq, :c].T).reshape(w.shape)
     return (gx if need_x else None), gw
+
+
+@functools.lru_cache(maxsize=64)
+def _placeholder(dtype) -> np.ndarray:
+    """A (1, 1, 1, 1) array of ``dtype``, shared: the kernels' argument for an array not
+    asked for (which they neither read nor write)."""
+    return np.zeros((1, 1, 1, 1), dtype)
+
+
+@functools.lru_cache(maxsize=256)
+def _tap_offsets(o, kh, kw, hp, wp, dh, dw) -> np.ndarray:
+    """The direct weight gradient's ``qoff`` (read-only, cached per shape): ``(oc*hp +
+    i*dh)*wp + j*dw`` for ``q = (oc*kh + i)*kw + j``, zeros up to a multiple of 8."""
+    nq = o * kh * kw
+    qoff = np.zeros(-(-nq // 8) * 8, np.intp)
+    oo, ii, jj = np.meshgrid(np.arange(o), np.arange(kh), np.arange(kw), indexing="ij")
+    qoff[:nq] = ((oo * hp + ii * dh) * wp + jj * dw).reshape(-1)
+    qoff.flags.writeable = False
+    return qoff
 
 
 def _padded_size(x, w, stride, dilation):

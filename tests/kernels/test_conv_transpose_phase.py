@@ -66,19 +66,27 @@ def _tol(dtype):
 
 
 @settings(max_examples=examples(15), deadline=None)
-@given(case=phase_case(), team=st.integers(1, 3), need=st.sampled_from(["both", "x", "w"]))
-def test_phase_matches_reference(case, team, need):
+@given(
+    case=phase_case(),
+    team=st.integers(1, 3),
+    need=st.sampled_from(["both", "x", "w"]),
+    block=st.integers(1, 3),
+)
+def test_phase_matches_reference(case, team, need, block):
     mod, ref = K.get("conv_transpose2d", "phase-cython"), K.get("conv_transpose2d", "reference")
     x, w, b, args = _arrays(case)
-    saved = mod._team
+    saved = mod._team, mod._block_images
     mod._team = lambda macs: team  # 1 to 3 threads on every shape
+    # 1 to 3 images per forward GEMM (a short last block too); with fewer blocks than
+    # twice the team the output channels are split among the tasks as well
+    mod._block_images = lambda n, *a: block
     try:
         y = mod.forward(x, w, b, *args)
         gy = np.random.default_rng(1).standard_normal(y.shape).astype(x.dtype)
         nx, nw = need in ("both", "x"), need in ("both", "w")
         gx, gw = mod.backward(gy, x, w, *args, nx, nw)
     finally:
-        mod._team = saved
+        mod._team, mod._block_images = saved
     want = ref.forward(x, w, b, *args)
     assert y.shape == want.shape and y.dtype == x.dtype
     np.testing.assert_allclose(y, want, **_tol(x.dtype))
@@ -159,6 +167,23 @@ def test_phase_nonfinite_input_like_reference():
     for g, r in zip(got, exp):
         np.testing.assert_array_equal(np.isnan(g), np.isnan(r))
         np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10, equal_nan=True)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 13, 64, 500])
+@pytest.mark.parametrize("team", [1, 2, 3])
+def test_forward_blocks(n, team):
+    """Images per forward GEMM: at least one, at most the batch, the block within the
+    budget unless a single image exceeds it, and two blocks per thread where the batch
+    allows (a team of one takes the budget's blocks)."""
+    from tapegrad.kernels.conv_transpose import phase_cy
+
+    for c, rows, plane in [(32, 64, 64), (64, 128, 324), (1, 4, 4)]:
+        nb = phase_cy._block_images(n, c, rows, plane, 4, team)
+        blocks = -(-n // nb)
+        assert 1 <= nb <= n
+        assert nb == 1 or nb * (c + rows) * plane * 4 <= phase_cy._BLOCK_BYTES
+        if team > 1:
+            assert blocks >= min(n, 2 * team)
 
 
 def test_auto_picks_phase_for_the_larger_calls():
@@ -342,8 +367,8 @@ def test_direct_gradients_rule():
 
 
 @settings(max_examples=examples(12), deadline=None)
-@given(case=phase_case(), team=st.integers(1, 3))
-def test_forward_relu_is_the_bias_relu_epilogue_bit_for_bit(case, team):
+@given(case=phase_case(), team=st.integers(1, 3), block=st.integers(1, 3))
+def test_forward_relu_is_the_bias_relu_epilogue_bit_for_bit(case, team, block):
     """The ReLU applied as the phases are written: the values and the mask of the forward
     without bias followed by ``kernels/fused``'s reference epilogue, NaN and inf included."""
     from tapegrad.kernels.fused import reference as R
@@ -355,13 +380,14 @@ def test_forward_relu_is_the_bias_relu_epilogue_bit_for_bit(case, team):
     flat[np.random.default_rng(7).choice(flat.size, k, replace=False)] = [np.nan, np.inf, -np.inf][
         :k
     ]
-    saved = mod._team
+    saved = mod._team, mod._block_images
     mod._team = lambda macs: team
+    mod._block_images = lambda n, *a: block
     try:
         got = mod.forward_relu(x, w, b, *args)
         y0 = mod.forward(x, w, None, *args)
     finally:
-        mod._team = saved
+        mod._team, mod._block_images = saved
     want_mask = R.bias_relu_forward(y0, b)
     assert got is not None  # every channel count here (the fixture lowers the bound)
     y, mask = got
