@@ -16,6 +16,7 @@ column buffer, no GEMM, each gx element written once.
 
 cimport openmp
 from cython.parallel cimport prange
+from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 include "../_common.pxi"
@@ -134,11 +135,34 @@ cdef inline void _pad_gy(const real* src0, real* gp, Py_ssize_t o, Py_ssize_t ho
             memcpy(gp + (oc * hp + r) * wp + pw, src0 + (oc * ho + y) * wo, n * sizeof(real))
 
 
+cdef inline void _mask_gy(const real* src, const unsigned char* m, real* dst, real* rows,
+                          Py_ssize_t size) noexcept nogil:
+    # one image: dst = src where m else +0.0 (the gradient's bits ANDed with all-ones or
+    # all-zeros, branch-free, as kernels/_flat.pxi masks), and rows += dst element by element
+    cdef Py_ssize_t k
+    cdef const uint32_t* s32
+    cdef uint32_t* d32
+    cdef const uint64_t* s64
+    cdef uint64_t* d64
+    if real is float:
+        s32, d32 = <const uint32_t*>src, <uint32_t*>dst
+        for k in range(size):
+            d32[k] = s32[k] & (0u - <uint32_t>m[k])
+    else:
+        s64, d64 = <const uint64_t*>src, <uint64_t*>dst
+        for k in range(size):
+            d64[k] = s64[k] & (0u - <uint64_t>m[k])
+    for k in range(size):
+        rows[k] = rows[k] + dst[k]
+
+
 def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::1] wt,
           const Py_ssize_t[::1] qoff, real[:, :, :, ::1] gx, real[:, :, ::1] parts,
           real[:, ::1] buf, real[:, ::1] accs, real[:, ::1] xts, bint need_x, bint need_w,
           int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int hp, int wp,
-          int cp, int nt, Py_ssize_t[::1] fresh):
+          int cp, int nt, Py_ssize_t[::1] fresh,
+          const unsigned char[:, :, :, ::1] mask=None, real[:, ::1] masked=None,
+          real[:, ::1] rows=None):
     """Both gradients (those asked for) of ``y = conv_transpose2d(x, w)``, one image per
     thread at a time from one padded copy of gy[b] (``buf[thread]``: O planes of hp x wp,
     gy[b, o, y, x] at row y + ph, column x + pw, zeros around).
@@ -153,13 +177,20 @@ def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::
     with zeros whose rows are ignored): ``gw[c, o, i, j] = sum over threads of parts[., q,
     c]``; ``xts[thread]``: x[b] transposed to (positions, cp). Each thread takes a fixed,
     contiguous range of images (static schedule), so the sum is the same on every call.
-    Arrays not asked for may be any placeholder of their dtype and rank."""
+    Arrays not asked for may be any placeholder of their dtype and rank.
+
+    With ``mask`` (gy's shape, uint8): the gradients of gy where mask else +0.0 (the ReLU
+    after the transposed convolution), each image masked into ``masked[thread]`` (one
+    image of gy) as it is read, and added element by element into ``rows[thread]`` (one
+    image of gy, zeros on entry): the images' sum, the bias gradient's first reduction
+    (the caller sums the threads' rows and each channel's row)."""
     cdef Py_ssize_t n = gy.shape[0], o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
     cdef Py_ssize_t c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t b, k, a, t0, c0, nk, nc, cc, tc, tw, tq, ci, pos
     cdef Py_ssize_t ntc = (c + _CB - 1) // _CB, ntw = (w + _WB - 1) // _WB
     cdef Py_ssize_t ntq = qoff.shape[0] // 8, hw = h * w
     cdef int tid
+    cdef bint use_mask = mask is not None
     cdef real* gp
     cdef real* row
     cdef real* acc
@@ -170,7 +201,12 @@ def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::
         for b in prange(n, schedule="static", num_threads=nt):
             tid = openmp.omp_get_thread_num()
             gp = &buf[tid, 0]
-            _pad_gy(&gy[b, 0, 0, 0], gp, o, ho, wo, hp, wp, ph, pw, &fresh[tid])
+            if use_mask:
+                _mask_gy(&gy[b, 0, 0, 0], &mask[b, 0, 0, 0], &masked[tid, 0], &rows[tid, 0],
+                         o * ho * wo)
+                _pad_gy(&masked[tid, 0], gp, o, ho, wo, hp, wp, ph, pw, &fresh[tid])
+            else:
+                _pad_gy(&gy[b, 0, 0, 0], gp, o, ho, wo, hp, wp, ph, pw, &fresh[tid])
             if need_x:
                 acc = &accs[tid, 0]
                 gxb = &gx[b, 0, 0, 0]

@@ -208,10 +208,12 @@ def _block_images(n: int, c: int, rows: int, plane: int, itemsize: int, nt: int)
 _CB, _WB = 32, 8  # the direct input gradient's tile: channels x columns (_direct_grad_cy)
 
 
-def direct_grads(gy, x, w, stride, padding, dilation, need_x, need_w):
+def direct_grads(gy, x, w, stride, padding, dilation, need_x, need_w, mask=None):
     """``(gx, gw)`` (None where not asked for) by the direct kernels of ``_direct_grad_cy``
     in one pass over the images: each image's output gradient padded once for both
-    (groups 1, float32/float64, gy and x C-contiguous)."""
+    (groups 1, float32/float64, gy and x C-contiguous). With ``mask`` (gy's shape, uint8,
+    C-contiguous): ``(gx, gw, gb)`` for the output gradient ``gy`` where mask else 0, each
+    image masked as the kernels read it, and gb its per-channel sum."""
     n, c, h, wd = x.shape
     _, o, kh, kw = w.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
@@ -246,13 +248,41 @@ def direct_grads(gy, x, w, stride, padding, dilation, need_x, need_w):
         qoff = _tap_offsets(1, 1, 1, 1, 1, 1, 1)
         parts, xts = one.reshape(1, 1, 1), one.reshape(1, 1)
     buf = workspace("phase-gy", (nt, o * hp * wp), x.dtype)
+    masked = rows = None
+    if mask is not None:
+        masked = workspace("phase-gym", (nt, gy[0].size), x.dtype)
+        rows = np.zeros((nt, gy[0].size), x.dtype)
     _direct_grads(gy, x, wt, qoff, gx, parts, buf, accs, xts, need_x, need_w, kh, kw, sh, sw,
-                  ph, pw, dh, dw, hp, wp, cp, nt, np.zeros(nt, np.intp))  # fmt: skip
+                  ph, pw, dh, dw, hp, wp, cp, nt, np.zeros(nt, np.intp), mask, masked,
+                  rows)  # fmt: skip
     gw = None
     if need_w:
         total = parts[0] if nt == 1 else parts.sum(axis=0)
         gw = np.ascontiguousarray(total[:nq, :c].T).reshape(w.shape)
-    return (gx if need_x else None), gw
+    if mask is None:
+        return (gx if need_x else None), gw
+    # the bias gradient: the images' sum (per thread, then the threads'), each channel's row
+    # added pairwise, as the unfused channel sum does
+    total = rows[0] if nt == 1 else rows.sum(axis=0)
+    return (gx if need_x else None), gw, np.add.reduce(total.reshape(o, -1), axis=1)
+
+
+def backward_relu(gy, mask, x, w, stride, padding, output_padding, dilation, groups, need_x,
+                  need_w):  # fmt: skip
+    """``(gx, gw, gb)`` of ``relu(conv_transpose2d(x, w, b, ...))`` for its output gradient
+    ``gy`` and the ReLU's uint8 ``mask`` (1 where the gradient flows, ``forward_relu``'s):
+    the mask applied and the bias gradient summed as the direct gradient kernels read each
+    image, no masked copy of gy; None where this call's gradients are not the direct
+    kernels' (the caller then masks gy and runs ``backward``)."""
+    if not _supported(x, w, groups) or gy.size == 0 or not (need_x or need_w):
+        return None
+    if (need_x and not _direct_input_grad_applies(x, w)) or (
+        need_w and not _direct_weight_grad_applies(x, w)
+    ):
+        return None
+    gy, x = np.ascontiguousarray(gy), np.ascontiguousarray(x)
+    mask = np.ascontiguousarray(mask).reshape(gy.shape)
+    return direct_grads(gy, x, w, stride, padding, dilation, need_x, need_w, mask)
 
 
 @functools.lru_cache(maxsize=64)

@@ -291,6 +291,85 @@ def _direct_gradients_match_reference(mod, case, channels, team, need):
         np.testing.assert_allclose(gw, gw_r, **_tol(x.dtype))
 
 
+@settings(max_examples=examples(12), deadline=None)
+@given(
+    case=phase_case(),
+    channels=st.sampled_from([None, 24, 33]),
+    team=st.integers(1, 3),
+    need=st.sampled_from(["both", "x", "w"]),
+)
+def test_backward_relu_is_the_masked_backward(case, channels, team, need):
+    """``backward_relu``: the direct gradients of gy where mask else 0 and the bias
+    gradient, as the ``bias_relu`` reference epilogue's masked gradient and channel sum
+    followed by ``backward`` give them (NaN and inf in gy where the mask stops them too);
+    bit for bit on one thread."""
+    from tapegrad.kernels.fused import reference as R
+
+    if channels is not None:
+        case = (case[0], channels, *case[2:])
+    x, w, _, args = _arrays(case, seed=9)
+    with pytest.MonkeyPatch.context() as mp:
+        mod = _force_direct(mp)
+        mp.setattr(mod, "_team", lambda macs: team)
+        y = mod.forward(x, w, None, *args)
+        rng = np.random.default_rng(10)
+        gy = rng.standard_normal(y.shape).astype(x.dtype)
+        mask = (rng.random(y.shape) < 0.6).astype(np.uint8)
+        gy.reshape(-1)[: min(2, gy.size)] = [np.nan, np.inf][: min(2, gy.size)]
+        nx, nw = need in ("both", "x"), need in ("both", "w")
+        got = mod.backward_relu(gy, mask, x, w, *args, nx, nw)
+        g, gb = R.masked_backward(gy, mask, True)
+        gx, gw = mod.backward(g, x, w, *args, nx, nw)
+    assert got is not None
+    tol = _tol(x.dtype)
+    for a, b in zip(got, (gx, gw, gb)):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert a.shape == b.shape and a.dtype == b.dtype
+            if team == 1:
+                np.testing.assert_array_equal(a, b)
+            else:
+                np.testing.assert_allclose(a, b, **tol, equal_nan=True)
+
+
+def test_backward_relu_declines_where_the_direct_kernels_do_not_apply():
+    """Calls whose gradients are not the direct kernels' (here: 16 input channels, one
+    output channel, conv_autoencoder's last layer) get None: the op masks and runs
+    ``backward`` instead."""
+    from tapegrad.kernels.conv_transpose import phase_cy
+
+    x, w = np.ones((2, 16, 5, 5), np.float32), np.ones((16, 1, 3, 3), np.float32)
+    gy, mask = np.ones((2, 1, 10, 10), np.float32), np.ones((2, 1, 10, 10), np.uint8)
+    args = ((2, 2), (1, 1), (1, 1), (1, 1), 1)
+    assert phase_cy.backward_relu(gy, mask, x, w, *args, True, True) is None
+
+
+def test_conv_transpose2d_relu_backward_runs_the_kernel_mask(monkeypatch):
+    """conv_transpose2d_relu's backward on phase-cython with 24+ input channels: the mask
+    and the bias sum inside the gradient kernels, the unfused composition's gradients."""
+    from tapegrad.kernels.conv_transpose import phase_cy
+
+    calls = []
+    fused = phase_cy.backward_relu
+    monkeypatch.setattr(phase_cy, "backward_relu", lambda *a: calls.append(1) or fused(*a))
+    rng = np.random.default_rng(11)
+    x = tg.tensor(rng.standard_normal((3, 24, 5, 4)), requires_grad=True)
+    w = tg.tensor(rng.standard_normal((24, 6, 3, 3)), requires_grad=True)
+    b = tg.tensor(rng.standard_normal(6), requires_grad=True)
+    g = rng.standard_normal((3, 6, 10, 8))
+    leaves = (x, w, b)
+    with K.use(conv_transpose2d="phase-cython"):
+        y = F.conv_transpose2d_relu(x, w, b, 2, 1, 1)
+        y.backward(g)
+        got = [t.grad.data.copy() for t in leaves]
+        for t in leaves:
+            t.grad = None
+        F.relu(F.conv_transpose2d(x, w, b, 2, 1, 1)).backward(g)
+    assert calls == [1]
+    for a, t in zip(got, leaves):
+        np.testing.assert_allclose(a, t.grad.data, rtol=1e-10, atol=1e-10)
+
+
 def test_direct_gradients_nonfinite_like_reference(direct_everywhere):
     """NaN / inf in x, w and gy reach the gradients the reference gives them (an infinity in
     x times a cropped output's zero is NaN in its weight-gradient taps)."""

@@ -14,7 +14,7 @@ import numpy as np
 from tapegrad.kernels.conv_transpose import ConvTranspose2dCall
 from tapegrad.kernels.fused import BiasReluCall
 
-from ..autograd import Context
+from ..autograd import Context, fresh
 from . import tuning
 from .checks import check_float, check_ndim, contiguous, fail, int_tuple
 from .conv import ConvFunction
@@ -147,5 +147,19 @@ class ConvTranspose2dReLU(ConvTranspose2d):
         ctx.relu_mod = tuning.resolve(ctx, ctx.relu_call, y, b)
         return y
 
-    backward = _ConvReLU.backward
+    @staticmethod
+    def backward(ctx: Context, gy):
+        """A variant with a ``backward_relu`` kernel (``phase-cython``) masks the output
+        gradient and sums the bias gradient as its gradient kernels read it; otherwise the
+        mask and bias sum in one pass, then the transposed convolution's backward."""
+        fused = getattr(ctx.mod, "backward_relu", None)
+        if fused is not None:
+            x, w = ctx.saved_arrays
+            need = ctx.needs_input_grad + (False,) * 3
+            out = fused(gy, ctx.relu_mask, x, w, *ctx.call.args(), need[0], need[1])
+            if out is not None:
+                gx, gw, gb = out
+                return gx, fresh(gw), (fresh(gb) if need[2] else None)
+        return _ConvReLU.backward(ctx, gy)
+
     backward_graph = _ConvReLU.backward_graph
