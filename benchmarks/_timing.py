@@ -58,6 +58,34 @@ def alternated_times(
     return {k: (1e3 * float(np.median(wall[k])), 1e3 * float(np.median(cpu[k]))) for k in fns}
 
 
+def rule_switch_steps(
+    models: tuple[str, ...], switch: Callable[[bool], None], repeats: int
+) -> None:
+    """Print each zoo model's training step (batch 64) with ``switch(False)`` (the rule
+    before) and ``switch(True)`` (the rule now) applied before alternate steps: a table of
+    both medians, wall ms and process CPU ms in brackets, and their ratios. Leaves the rule
+    switched on."""
+    from tapegrad.bench.steps import tapegrad_step
+
+    print("| model | rule before ms (CPU) | rule now ms (CPU) | ratio (CPU) |")
+    print("| --- | ---: | ---: | ---: |")
+    for model in models:
+        step = tapegrad_step(model, 64)
+
+        def with_rule(on: bool, step=step) -> Callable[[], None]:
+            def run() -> None:
+                switch(on)
+                step()
+
+            return run
+
+        t = alternated_times({"before": with_rule(False), "now": with_rule(True)}, repeats)
+        switch(True)
+        b, a = t["before"], t["now"]
+        print(f"| {model} | {b[0]:.1f} ({b[1]:.1f}) | {a[0]:.1f} ({a[1]:.1f}) | "
+              f"{a[0] / b[0]:.2f} ({a[1] / b[1]:.2f}) |")  # fmt: skip
+
+
 def median_s(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
     """Median seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
     return float(np.median(call_times(fn, repeats, warmup)))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from _timing import alternated_times
+from _timing import alternated_times, rule_switch_steps
 
 import tapegrad as tg
 
@@ -84,25 +84,7 @@ def kernels(repeats: int) -> None:
 
 
 def steps(repeats: int) -> None:
-    from tapegrad.bench.steps import tapegrad_step
-
-    print("| model | rule before ms (CPU) | rule now ms (CPU) | ratio (CPU) |")
-    print("| --- | ---: | ---: | ---: |")
-    for model in MODELS:
-        step = tapegrad_step(model, 64)
-
-        def with_wide(on: bool, step=step):
-            def run() -> None:
-                _wide(on)
-                step()
-
-            return run
-
-        t = alternated_times({"before": with_wide(False), "now": with_wide(True)}, repeats)
-        _wide(True)
-        b, a = t["before"], t["now"]
-        print(f"| {model} | {b[0]:.1f} ({b[1]:.1f}) | {a[0]:.1f} ({a[1]:.1f}) | "
-              f"{a[0] / b[0]:.2f} ({a[1] / b[1]:.2f}) |")  # fmt: skip
+    rule_switch_steps(MODELS, _wide, repeats)
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from _timing import alternated_times
+from _timing import alternated_times, rule_switch_steps
 
 import tapegrad as tg
 
@@ -65,29 +65,15 @@ def kernels(repeats: int) -> None:
         print(_row(f"{n} {c} {o} {h}", "all three", wi, im))
 
 
-def steps(repeats: int) -> None:
-    from tapegrad.bench.steps import tapegrad_step
+def _mid_tier(on: bool) -> None:
     from tapegrad.kernels import conv, registry
 
-    print("| model | rule before ms (CPU) | rule now ms (CPU) | ratio (CPU) |")
-    print("| --- | ---: | ---: | ---: |")
-    for model in ("resnet8", "vgg_small"):
-        step = tapegrad_step(model, 64)
+    conv._WINOGRAD_MID_MIN_CHANNELS = 32 if on else 1 << 30
+    registry._auto_memo.clear()
 
-        def with_tier(on: bool, step=step):
-            def run() -> None:
-                conv._WINOGRAD_MID_MIN_CHANNELS = 32 if on else 1 << 30
-                registry._auto_memo.clear()
-                step()
 
-            return run
-
-        t = alternated_times({"before": with_tier(False), "now": with_tier(True)}, repeats)
-        conv._WINOGRAD_MID_MIN_CHANNELS = 32
-        registry._auto_memo.clear()
-        b, a = t["before"], t["now"]
-        print(f"| {model} | {b[0]:.1f} ({b[1]:.1f}) | {a[0]:.1f} ({a[1]:.1f}) | "
-              f"{a[0] / b[0]:.2f} ({a[1] / b[1]:.2f}) |")  # fmt: skip
+def steps(repeats: int) -> None:
+    rule_switch_steps(("resnet8", "vgg_small"), _mid_tier, repeats)
 
 
 def main() -> None:
