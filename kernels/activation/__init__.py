@@ -22,11 +22,13 @@ from .. import examples as ex
 from ..calls import KernelCall, nchw, pair
 from ..registry import register, set_rule
 
-SERIAL_BELOW = 1 << 21
+SERIAL_BELOW = 1 << 19
 """Calls on fewer elements than this run on the calling thread in the ``fused-cython``
-variant (the records' ``serial_below``): these passes are memory bound, and up to a few
-million elements two threads ran them no faster than one (the team's wake-up and the wait
-at the region's end cost what the second thread saves)."""
+variant (the records' ``serial_below``). These passes are memory bound and waking the team
+costs a fixed few microseconds: on a quiet 2-core machine two threads took 0.5-0.66x the
+time of one from 2^18 elements, about the same at 2^16
+(benchmarks/results/elementwise-threads.md); 2^19 leaves room for faster machines, where a
+pass over 2^18 elements is short enough for the wake-up to matter."""
 
 
 @dataclass(frozen=True)

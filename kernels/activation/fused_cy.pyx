@@ -1,9 +1,9 @@
 """ReLU with Cython + OpenMP: the same passes as ``fused_numba``, blocks over threads.
 
 Arrays below ``SERIAL`` elements stay on the calling thread (the record's ``serial_below``,
-:data:`tapegrad.kernels.activation.SERIAL_BELOW`): a memory-bound pass of up to a few
-million elements ran no faster on two threads than on one, and waking the team and waiting
-for it costs more than the second thread saves.
+:data:`tapegrad.kernels.activation.SERIAL_BELOW`): a memory-bound pass gains from a
+second thread once it is long enough to pay for waking the team (``SERIAL_BELOW``'s
+docstring has the measurements).
 """
 
 import numpy as np
@@ -17,7 +17,7 @@ ctypedef fused real:
 
 cdef enum:
     BLOCK = 4096  # elements per prange iteration
-    SERIAL = 1 << 21  # below this many elements: the calling thread alone
+    SERIAL = 1 << 19  # below this many elements: the calling thread alone
 
 include "../_flat.pxi"
 
