@@ -108,7 +108,11 @@ def default_threads(cores: int | None = None, load: float | None = None) -> int:
 def busy_cores(window: float = 0.03) -> float:
     """How many cores other processes keep busy now: ``/proc/stat`` sampled over
     ``window`` seconds while this thread sleeps; the 1-minute load average where there is
-    no ``/proc/stat``; 0.0 if neither can be read."""
+    no ``/proc/stat``; 0.0 if neither can be read.
+
+    Busy is every tick that was not idle or waiting for I/O, steal included: on a virtual
+    machine whose hypervisor runs other guests on its cores, a stolen tick holds a
+    parallel region up just as a busy neighbour process does."""
 
     def sample() -> tuple[int, int]:
         with open("/proc/stat") as f:

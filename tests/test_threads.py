@@ -38,6 +38,19 @@ def test_busy_cores_is_a_core_count():
     assert 0.0 <= busy <= (os.cpu_count() or 1) + 1e-9
 
 
+def test_busy_cores_counts_time_the_hypervisor_took(monkeypatch):
+    """Steal time (the 8th value of /proc/stat's cpu line: the hypervisor ran another
+    machine on this one's cores) is busy time: a thread of a parallel region that is not
+    running holds the others up just as a busy neighbour process does."""
+    import io
+
+    lines = iter(["cpu  500 0 100 1000 0 0 0 0 0 0\n", "cpu  500 0 100 1003 0 0 0 3 0 0\n"])
+    monkeypatch.setattr(threads, "open", lambda path: io.StringIO(next(lines)), raising=False)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads.time, "sleep", lambda s: None)
+    assert threads.busy_cores() == pytest.approx(1.0)  # half of 2 cores' ticks were stolen
+
+
 def test_env_thread_count_wins_over_the_load_default():
     code = "import tapegrad as tg; print(tg.get_num_threads())"
     assert _run(code, TAPEGRAD_NUM_THREADS="3") == ["3"]
