@@ -274,13 +274,18 @@ def forward_blocks(const real[:, :, :, ::1] x, const real[:, ::1] w2, const real
                    bint has_bias, real[:, :, :, ::1] y, real[:, :, ::1] cols,
                    real[:, :, ::1] ybuf, real[:, ::1] pad, int kh, int kw, int sh, int sw,
                    int ph, int pw, int dh, int dw, int groups, Py_ssize_t block, size_t gemm,
-                   int nt):
+                   int nt, bint relu=False, unsigned char[:, :, :, ::1] mask=None):
     """y[b] = w2 @ unfold(x[b]) (+ bias) for blocks of ``block`` images: each thread takes
     whole blocks, unfolds the block's images side by side into its own column buffer
     ``cols[thread]`` (rows, block * Ho * Wo) and runs one GEMM per group over all of them,
     into ``ybuf[thread]`` (O, block * Ho * Wo), copied to y with the bias; a block of one
     image is multiplied straight into ``y[b]``. ``pad[thread]`` holds one zero-padded
-    image (C * (H + 2 ph) * (W + 2 pw) elements; unused without padding)."""
+    image (C * (H + 2 ph) * (W + 2 pw) elements; unused without padding).
+
+    With ``relu``, y is written as the ``bias_relu`` epilogue leaves it (``kernels/fused``:
+    ``u = y + bias``, or y itself without a bias, so -0.0 passes; y = 0 where u < 0) and
+    ``mask`` (uint8, y's shape) gets 1 where not u <= 0, by the thread that wrote the
+    block, while the block is in cache."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = y.shape[1], ho = y.shape[2], wo = y.shape[3]
     cdef Py_ssize_t plane = ho * wo, k = (c // groups) * kh * kw, og = o // groups
@@ -288,11 +293,14 @@ def forward_blocks(const real[:, :, :, ::1] x, const real[:, ::1] w2, const real
     cdef Py_ssize_t hp = h + 2 * ph, wp = w + 2 * pw
     cdef Py_ssize_t blk, b0, m, ld, i, g, oc, q
     cdef int tid
-    cdef real bv
+    cdef real bv, u
     cdef real* cb
     cdef real* yb
     cdef real* yp
     cdef const real* sp
+    cdef unsigned char* mp
+    if relu and (mask is None or any(mask.shape[d] != y.shape[d] for d in range(4))):
+        raise ValueError("forward_blocks: relu needs a mask of y's shape")
     with nogil:
         for blk in prange(nblocks, schedule="dynamic", chunksize=1, num_threads=nt):
             tid = openmp.omp_get_thread_num()
@@ -309,7 +317,16 @@ def forward_blocks(const real[:, :, :, ::1] x, const real[:, ::1] w2, const real
                 for g in range(groups):
                     _gemm(gemm, False, False, og, plane, k, &w2[g * og, 0], k,
                           cb + g * k * plane, plane, 0, &y[b0, g * og, 0, 0], plane)
-                if has_bias:
+                if relu:
+                    for oc in range(o):
+                        bv = bias[oc] if has_bias else 0
+                        yp = &y[b0, oc, 0, 0]
+                        mp = &mask[b0, oc, 0, 0]
+                        for q in range(plane):
+                            u = yp[q] + bv if has_bias else yp[q]
+                            mp[q] = not (u <= 0)
+                            yp[q] = 0 if u < 0 else u
+                elif has_bias:
                     for oc in range(o):
                         bv = bias[oc]
                         yp = &y[b0, oc, 0, 0]
@@ -325,8 +342,15 @@ def forward_blocks(const real[:, :, :, ::1] x, const real[:, ::1] w2, const real
                     bv = bias[oc] if has_bias else 0
                     yp = &y[b0 + i, oc, 0, 0]
                     sp = yb + oc * ld + i * plane
-                    for q in range(plane):
-                        yp[q] = sp[q] + bv
+                    if relu:
+                        mp = &mask[b0 + i, oc, 0, 0]
+                        for q in range(plane):
+                            u = sp[q] + bv if has_bias else sp[q]
+                            mp[q] = not (u <= 0)
+                            yp[q] = 0 if u < 0 else u
+                    else:
+                        for q in range(plane):
+                            yp[q] = sp[q] + bv
 
 
 def _pad_buffers(x, ph, pw, nt):
@@ -480,13 +504,29 @@ def _chunks(n, m, w_nbytes):
 
 
 def forward(x, w, b, stride, padding, dilation, groups):
+    y = _forward(x, w, b, stride, padding, dilation, groups, False)
+    if y is None:
+        return _alg.forward(im2col, x, w, b, stride, padding, dilation, groups)
+    return y
+
+
+def forward_relu(x, w, b, stride, padding, dilation, groups):
+    """``(relu(y), mask)`` for ``y = forward(x, w, b, ...)``: the bias and the ReLU applied
+    by the threaded driver as each block of images is copied out of its GEMM (the
+    ``bias_relu`` epilogue's values and uint8 mask, ``kernels/fused``), or None where this
+    call does not run the threaded driver (the caller then runs the forward and the
+    epilogue apart)."""
+    return _forward(x, w, b, stride, padding, dilation, groups, True)
+
+
+def _forward(x, w, b, stride, padding, dilation, groups, relu):
     n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
     ho = _alg._out_size(h, kh, stride[0], padding[0], dilation[0])
     wo = _alg._out_size(wd, kw, stride[1], padding[1], dilation[1])
     gemm = _threaded(x, w, stride, padding, ho, wo) if groups == 1 or c % groups == 0 else None
     if gemm is None or ho <= 0 or wo <= 0:
-        return _alg.forward(im2col, x, w, b, stride, padding, dilation, groups)
+        return None
     # the batch-wide column limit holds here too (a call refused by one driver is refused
     # by both), though these buffers are per thread
     _alg._check_cols(x, kh, kw, ho, wo, "conv2d (im2col)")
@@ -498,16 +538,18 @@ def forward(x, w, b, stride, padding, dilation, groups):
         "column buffers": _alg._growth("cols-t", (nt, rows, m * plane), x.dtype),
         "GEMM buffers": _alg._growth("gemm-t", (nt, o, m * plane), x.dtype) if m > 1 else 0,
         "output": n * o * plane * x.itemsize,
+        "ReLU mask": n * o * plane if relu else 0,
     })
     y = np.empty((n, o, ho, wo), dtype=x.dtype)
     cols = workspace("cols-t", (nt, rows, m * plane), x.dtype)
     ybuf = workspace("gemm-t", (nt, o, m * plane), x.dtype) if m > 1 else cols
     bias = b if b is not None else np.zeros(1, dtype=x.dtype)
     pad = _pad_buffers(x, *padding, nt)
+    mask = np.empty(y.shape, np.uint8) if relu else None
     with cblas.single_threaded():
         forward_blocks(x, w.reshape(o, cg * kh * kw), bias, b is not None, y, cols, ybuf, pad,
-                       kh, kw, *stride, *padding, *dilation, groups, m, gemm, nt)
-    return y
+                       kh, kw, *stride, *padding, *dilation, groups, m, gemm, nt, relu, mask)
+    return (y, mask) if relu else y
 
 
 def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):

@@ -272,3 +272,85 @@ def test_im2col_threaded_stride2_rows_match_reference(dtype, block_cols):
                 np.testing.assert_allclose(got, want, **_tol(dtype))
     finally:
         mod._THREADS_MIN_PLANE, mod._team_size, mod._BLOCK_COLS = saved
+
+
+@settings(max_examples=examples(12), deadline=None)
+@given(case=conv_case(), team=st.integers(1, 3), block_cols=st.sampled_from([1, 40, 512]))
+def test_im2col_forward_relu_is_the_bias_relu_epilogue_bit_for_bit(case, team, block_cols):
+    """The bias and ReLU applied by the threaded forward as each block leaves its GEMM: the
+    values and the mask of the forward without bias followed by ``kernels/fused``'s
+    reference epilogue, bit for bit, NaN and inf included (one image per GEMM or blocks of
+    several, groups, a team of 1 to 3 threads)."""
+    from tapegrad.kernels.fused import reference as R
+
+    mod = _threaded_module()
+    stride, padding, dilation, groups = case[7], case[8], case[9], case[10]
+    x, w, b = _arrays(case, seed=5)
+    if w.shape[2:] == (1, 1) and stride == (1, 1) and padding == (0, 0):
+        return  # a pointwise call: the forward is a GEMM per image, no threaded driver
+    flat = x.reshape(-1)
+    k = min(3, flat.size)
+    picked = np.random.default_rng(7).choice(flat.size, k, replace=False)
+    flat[picked] = [np.nan, np.inf, -np.inf][:k]
+    saved = mod._THREADS_MIN_PLANE, mod._team_size, mod._BLOCK_COLS
+    try:
+        mod._THREADS_MIN_PLANE, mod._team_size = 0, lambda macs: team
+        mod._BLOCK_COLS = block_cols
+        got = mod.forward_relu(x, w, b, stride, padding, dilation, groups)
+        y0 = mod.forward(x, w, None, stride, padding, dilation, groups)
+    finally:
+        mod._THREADS_MIN_PLANE, mod._team_size, mod._BLOCK_COLS = saved
+    want_mask = R.bias_relu_forward(y0, b)
+    assert got is not None
+    y, mask = got
+    assert mask.dtype == np.uint8 and mask.shape == y.shape
+    bits = {4: np.uint32, 8: np.uint64}[y.itemsize]
+    np.testing.assert_array_equal(y.view(bits), y0.view(bits))
+    np.testing.assert_array_equal(mask, want_mask)
+
+
+def test_im2col_forward_relu_declines_without_the_threaded_driver():
+    """A pointwise call (a GEMM per image, no threaded driver) returns None: the caller runs
+    the forward and the epilogue apart."""
+    mod = _threaded_module()
+    x = np.ones((2, 3, 4, 4), np.float32)
+    w = np.ones((5, 3, 1, 1), np.float32)
+    assert mod.forward_relu(x, w, None, (1, 1), (0, 0), (1, 1), 1) is None
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv2d_relu_runs_the_kernel_epilogue(monkeypatch, bias):
+    """conv2d_relu on im2col-cython takes the fused forward; values and all three gradients
+    as relu(conv2d(...)) gives them, and float64 gradcheck through the fused op."""
+    import tapegrad as tg
+    from tapegrad.kernels.conv import im2col_cy
+    from tapegrad.nn import functional as F
+
+    _threaded_module()
+    calls = []
+    fused = im2col_cy.forward_relu
+    monkeypatch.setattr(im2col_cy, "forward_relu", lambda *a: calls.append(1) or fused(*a))
+    rng = np.random.default_rng(4)
+    x = tg.Tensor(rng.standard_normal((3, 4, 9, 9)).astype(np.float32), requires_grad=True)
+    w = tg.Tensor(rng.standard_normal((6, 4, 3, 3)).astype(np.float32), requires_grad=True)
+    b = tg.Tensor(rng.standard_normal(6).astype(np.float32), requires_grad=True) if bias else None
+    leaves = (x, w, b) if bias else (x, w)
+    with K.use(conv2d="im2col-cython"):
+        y = F.conv2d_relu(x, w, b, 2, 1)
+        want = F.relu(F.conv2d(x, w, b, 2, 1))
+    assert calls == [1]
+    np.testing.assert_array_equal(y.data, want.data)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    y.backward(g)
+    got = [t.grad.data.copy() for t in leaves]
+    for t in leaves:
+        t.grad = None
+    want.backward(g)
+    for p, q in zip(got, [t.grad.data for t in leaves]):
+        np.testing.assert_allclose(p, q, rtol=1e-5, atol=1e-5)
+    x64 = tg.Tensor(rng.standard_normal((2, 2, 5, 5)), requires_grad=True)
+    w64 = tg.Tensor(rng.standard_normal((3, 2, 3, 3)), requires_grad=True)
+    b64 = tg.Tensor(rng.standard_normal(3), requires_grad=True)
+    with K.use(conv2d="im2col-cython"):
+        assert tg.gradcheck(lambda *t: F.conv2d_relu(*t, 1, 1), (x64, w64, b64))
+    assert len(calls) > 1

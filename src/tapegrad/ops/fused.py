@@ -2,8 +2,9 @@
 
 - :class:`Conv2dReLU` / :class:`DepthwiseConv2dReLU`: the convolution without its bias,
   then one pass that adds the bias and applies the ReLU in place (and writes the ReLU's
-  mask); the backward masks the output gradient and sums the bias gradient in one pass,
-  then runs the convolution's backward kernels.
+  mask), or a variant's ``forward_relu`` that applies them as it writes the output
+  (``im2col-cython``); the backward masks the output gradient and sums the bias gradient
+  in one pass, then runs the convolution's backward kernels.
 - :class:`BatchNormReLU`: batch norm, then the ReLU in place on its fresh output; the
   backward masks the gradient before batch norm's backward.
 - :class:`AddReLU`: ``relu(a + b)`` in one pass (a residual block's sum).
@@ -81,10 +82,23 @@ class _ConvReLU(ConvFunction):
     def forward(
         cls, ctx: Context, x, w, b=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1
     ):
-        """The convolution (any variant of the record's op), then bias + ReLU in one in-place
-        pass."""
-        y = ConvFunction.run(ctx, cls.record, x, w, None, stride, padding, dilation, groups)
-        return _relu_epilogue(ctx, y, b)
+        """The convolution (any variant of the record's op) without bias, then bias + ReLU
+        in one in-place pass; a variant with a ``forward_relu`` kernel (``im2col-cython``)
+        applies them as it writes the output instead."""
+        args = (stride, padding, dilation, groups)
+        x, w, b = contiguous(x), contiguous(w), contiguous(b)
+        call = cls.record.of(x, w, *args)
+        mod = tuning.resolve(ctx, call, x, w, None)
+        ctx.save_for_backward(x, w)
+        ctx.call, ctx.mod = call, mod
+        fused = getattr(mod, "forward_relu", None)
+        out = fused(x, w, b, *args) if fused is not None else None
+        if out is None:
+            return _relu_epilogue(ctx, call.forward(mod, x, w, None), b)
+        y, ctx.relu_mask = out
+        ctx.relu_call = BiasReluCall.of(y, b)
+        ctx.relu_mod = tuning.resolve(ctx, ctx.relu_call, y, b)
+        return y
 
     @staticmethod
     def backward(ctx: Context, gy):
