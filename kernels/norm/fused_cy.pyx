@@ -55,6 +55,14 @@ cdef extern from *:
     #define tgn_load8_float(p) __builtin_convertvector(*(const tgn_v8f_u *)(p), tgn_v8d)
     #endif
     #define tgn_load8_double(p) ((tgn_v8d)(*(const tgn_v8d_u *)(p)))
+    /* The next run's 16 elements at the same offset, fetched ahead of the loads: the runs
+       of a batch-norm channel are a plane apart (one page for a 32x32 float32 plane), and
+       the hardware prefetchers stop at page boundaries. */
+    #define TGN_PF(T, p)                                                                \
+        do {                                                                            \
+            __builtin_prefetch((p), 0, 3);                                              \
+            if (sizeof(T) == 8) __builtin_prefetch((p) + 8, 0, 3);                      \
+        } while (0)
     /* Over `rows` runs of n elements, `stride` elements apart (one run for a row norm, a
        channel's plane in every image for batch norm): the partial sums stay in registers
        across runs and are added up once. Two vectors of partial sums per quantity (16
@@ -68,7 +76,9 @@ cdef extern from *:
         tgn_v8d a = {0}, b = {0}, a1 = {0}, b1 = {0};                                   \
         for (ptrdiff_t r = 0; r < rows; r++, x += stride) {                             \
             ptrdiff_t i = 0;                                                            \
+            const T *xn = r + 1 < rows ? x + stride : x;                                \
             for (; i + 16 <= n; i += 16) {                                              \
+                TGN_PF(T, xn + i);                                                      \
                 tgn_v8d d = tgn_load8_##T(x + i) - k;                                   \
                 tgn_v8d d1 = tgn_load8_##T(x + i + 8) - k;                              \
                 a += d;                                                                 \
@@ -102,7 +112,11 @@ cdef extern from *:
         tgn_v8d a = {0}, b = {0}, a1 = {0}, b1 = {0};                                   \
         for (ptrdiff_t r = 0; r < rows; r++, g += stride, x += stride) {                \
             ptrdiff_t i = 0;                                                            \
+            const T *gn = r + 1 < rows ? g + stride : g;                                \
+            const T *xn = r + 1 < rows ? x + stride : x;                                \
             for (; i + 16 <= n; i += 16) {                                              \
+                TGN_PF(T, gn + i);                                                      \
+                TGN_PF(T, xn + i);                                                      \
                 tgn_v8d v = tgn_load8_##T(g + i);                                       \
                 tgn_v8d v1 = tgn_load8_##T(g + i + 8);                                  \
                 a += v;                                                                 \
@@ -128,6 +142,72 @@ cdef extern from *:
             *sg += a[l];                                                                \
             *sgx += b[l];                                                               \
         }                                                                               \
+    }
+    /* TGN_DOT of g masked (g where mask is set, +0.0 where not): each run's masked values
+       are stored in out first and summed from there (the run still in L1), so the sums are
+       TGN_DOT's, bit for bit, on an array holding the masked gradient */
+    #define TGN_DOTM(NAME, ATTR, T)                                                     \
+    ATTR static void NAME(const T *g, const unsigned char *msk, const T *x,             \
+                          T *__restrict out,                                            \
+                          ptrdiff_t rows, ptrdiff_t stride, ptrdiff_t n, double mu,     \
+                          double *sg, double *sgx) {                                    \
+        tgn_v8d a = {0}, b = {0}, a1 = {0}, b1 = {0};                                   \
+        for (ptrdiff_t r = 0; r < rows;                                                 \
+             r++, g += stride, msk += stride, x += stride, out += stride) {             \
+            ptrdiff_t i = 0;                                                            \
+            for (; i < n; i++) { /* g read unconditionally: the mask is a select */     \
+                T v = g[i];                                                             \
+                out[i] = msk[i] ? v : (T)0;                                             \
+            }                                                                           \
+            const T *gn = r + 1 < rows ? g + stride : g;                                \
+            const T *xn = r + 1 < rows ? x + stride : x;                                \
+            const unsigned char *mn = r + 1 < rows ? msk + stride : msk;                \
+            for (i = 0; i + 16 <= n; i += 16) {                                         \
+                TGN_PF(T, gn + i);                                                      \
+                TGN_PF(T, xn + i);                                                      \
+                if ((i & 63) == 0) __builtin_prefetch(mn + i, 0, 3);                   \
+                tgn_v8d v = tgn_load8_##T(out + i);                                     \
+                tgn_v8d v1 = tgn_load8_##T(out + i + 8);                                \
+                a += v;                                                                 \
+                b += v * (tgn_load8_##T(x + i) - mu);                                   \
+                a1 += v1;                                                               \
+                b1 += v1 * (tgn_load8_##T(x + i + 8) - mu);                             \
+            }                                                                           \
+            if (i + 8 <= n) {                                                           \
+                tgn_v8d v = tgn_load8_##T(out + i);                                     \
+                a += v;                                                                 \
+                b += v * (tgn_load8_##T(x + i) - mu);                                   \
+                i += 8;                                                                 \
+            }                                                                           \
+            for (; i < n; i++) {                                                        \
+                double v = (double)out[i];                                              \
+                a1[i & 7] += v;                                                         \
+                b1[i & 7] += v * ((double)x[i] - mu);                                   \
+            }                                                                           \
+        }                                                                               \
+        a += a1;                                                                        \
+        b += b1;                                                                        \
+        for (int l = 0; l < 8; l++) {                                                   \
+            *sg += a[l];                                                                \
+            *sgx += b[l];                                                               \
+        }                                                                               \
+    }
+    /* The closed-form gradient over `rows` runs: gx = af*(G - mg) - cf*(x - mf) + of, G
+       the gradient (g, or gx itself for the ReLU's masked gradient: a separate function,
+       as a possible overlap of g and gx kept gcc from vectorising). */
+    #define TGN_GX(NAME, ATTR, T, G)                                                    \
+    ATTR static void NAME(const T *g, const T *__restrict x, T *gx, ptrdiff_t rows,     \
+                          ptrdiff_t stride, ptrdiff_t n, T af, T mg, T cf, T mf, T of) { \
+        for (ptrdiff_t r = 0; r < rows; r++, g += stride, x += stride, gx += stride)    \
+            for (ptrdiff_t i = 0; i < n; i++)                                           \
+                gx[i] = af * (G[i] - mg) - cf * (x[i] - mf) + of;                       \
+    }
+    /* A ReLU's mask from its output: 1 where not y <= 0 (NaN and -0.0 pass as in PyTorch) */
+    #define TGN_MASK(NAME, ATTR, T)                                                     \
+    ATTR static void NAME(const T *__restrict y, unsigned char *__restrict m,           \
+                          ptrdiff_t n) {                                                \
+        for (ptrdiff_t i = 0; i < n; i++)                                               \
+            m[i] = !(y[i] <= (T)0);                                                     \
     }
     /* sg += sum(g * w), sgx += sum(g * w * (x - mu)) over one run (row norm, affine) */
     #define TGN_DOTW(NAME, ATTR, T)                                                     \
@@ -169,6 +249,22 @@ cdef extern from *:
     TGN_DOT(tgn_dot_f32_v4, TGN_V4, float)
     TGN_DOT(tgn_dot_f64_base, , double)
     TGN_DOT(tgn_dot_f64_v4, TGN_V4, double)
+    TGN_DOTM(tgn_dotm_f32_base, , float)
+    TGN_DOTM(tgn_dotm_f32_v4, TGN_V4, float)
+    TGN_DOTM(tgn_dotm_f64_base, , double)
+    TGN_DOTM(tgn_dotm_f64_v4, TGN_V4, double)
+    TGN_GX(tgn_gx_f32_base, , float, g)
+    TGN_GX(tgn_gx_f32_v4, TGN_V4, float, g)
+    TGN_GX(tgn_gx_f64_base, , double, g)
+    TGN_GX(tgn_gx_f64_v4, TGN_V4, double, g)
+    TGN_GX(tgn_gxi_f32_base, , float, gx)
+    TGN_GX(tgn_gxi_f32_v4, TGN_V4, float, gx)
+    TGN_GX(tgn_gxi_f64_base, , double, gx)
+    TGN_GX(tgn_gxi_f64_v4, TGN_V4, double, gx)
+    TGN_MASK(tgn_mask_f32_base, , float)
+    TGN_MASK(tgn_mask_f32_v4, TGN_V4, float)
+    TGN_MASK(tgn_mask_f64_base, , double)
+    TGN_MASK(tgn_mask_f64_v4, TGN_V4, double)
     TGN_DOTW(tgn_dotw_f32_base, , float)
     TGN_DOTW(tgn_dotw_f32_v4, TGN_V4, float)
     TGN_DOTW(tgn_dotw_f64_base, , double)
@@ -178,6 +274,14 @@ cdef extern from *:
     #define tgn_shifted_f64(...) TGN_DISPATCH(tgn_shifted_f64)(__VA_ARGS__)
     #define tgn_dot_f32(...) TGN_DISPATCH(tgn_dot_f32)(__VA_ARGS__)
     #define tgn_dot_f64(...) TGN_DISPATCH(tgn_dot_f64)(__VA_ARGS__)
+    #define tgn_dotm_f32(...) TGN_DISPATCH(tgn_dotm_f32)(__VA_ARGS__)
+    #define tgn_dotm_f64(...) TGN_DISPATCH(tgn_dotm_f64)(__VA_ARGS__)
+    #define tgn_gx_f32(...) TGN_DISPATCH(tgn_gx_f32)(__VA_ARGS__)
+    #define tgn_gx_f64(...) TGN_DISPATCH(tgn_gx_f64)(__VA_ARGS__)
+    #define tgn_gxi_f32(...) TGN_DISPATCH(tgn_gxi_f32)(__VA_ARGS__)
+    #define tgn_gxi_f64(...) TGN_DISPATCH(tgn_gxi_f64)(__VA_ARGS__)
+    #define tgn_mask_f32(...) TGN_DISPATCH(tgn_mask_f32)(__VA_ARGS__)
+    #define tgn_mask_f64(...) TGN_DISPATCH(tgn_mask_f64)(__VA_ARGS__)
     #define tgn_dotw_f32(...) TGN_DISPATCH(tgn_dotw_f32)(__VA_ARGS__)
     #define tgn_dotw_f64(...) TGN_DISPATCH(tgn_dotw_f64)(__VA_ARGS__)
     """
@@ -189,6 +293,26 @@ cdef extern from *:
                      Py_ssize_t n, double mu, double* sg, double* sgx) noexcept nogil
     void tgn_dot_f64(const double* g, const double* x, Py_ssize_t rows, Py_ssize_t stride,
                      Py_ssize_t n, double mu, double* sg, double* sgx) noexcept nogil
+    void tgn_dotm_f32(const float* g, const unsigned char* msk, const float* x, float* out,
+                      Py_ssize_t rows, Py_ssize_t stride, Py_ssize_t n, double mu, double* sg,
+                      double* sgx) noexcept nogil
+    void tgn_dotm_f64(const double* g, const unsigned char* msk, const double* x, double* out,
+                      Py_ssize_t rows, Py_ssize_t stride, Py_ssize_t n, double mu, double* sg,
+                      double* sgx) noexcept nogil
+    void tgn_gx_f32(const float* g, const float* x, float* gx, Py_ssize_t rows,
+                    Py_ssize_t stride, Py_ssize_t n, float af, float mg, float cf, float mf,
+                    float of) noexcept nogil
+    void tgn_gx_f64(const double* g, const double* x, double* gx, Py_ssize_t rows,
+                    Py_ssize_t stride, Py_ssize_t n, double af, double mg, double cf, double mf,
+                    double of) noexcept nogil
+    void tgn_gxi_f32(const float* g, const float* x, float* gx, Py_ssize_t rows,
+                     Py_ssize_t stride, Py_ssize_t n, float af, float mg, float cf, float mf,
+                     float of) noexcept nogil
+    void tgn_gxi_f64(const double* g, const double* x, double* gx, Py_ssize_t rows,
+                     Py_ssize_t stride, Py_ssize_t n, double af, double mg, double cf,
+                     double mf, double of) noexcept nogil
+    void tgn_mask_f32(const float* y, unsigned char* m, Py_ssize_t n) noexcept nogil
+    void tgn_mask_f64(const double* y, unsigned char* m, Py_ssize_t n) noexcept nogil
     void tgn_dotw_f32(const float* g, const float* w, const float* x, Py_ssize_t n, double mu,
                       double* sg, double* sgx) noexcept nogil
     void tgn_dotw_f64(const double* g, const double* w, const double* x, Py_ssize_t n,
@@ -209,6 +333,37 @@ cdef inline void _dot(const real* g, const real* x, Py_ssize_t rows, Py_ssize_t 
         tgn_dot_f32(g, x, rows, stride, n, mu, sg, sgx)
     else:
         tgn_dot_f64(g, x, rows, stride, n, mu, sg, sgx)
+
+cdef inline void _dotm(const real* g, const unsigned char* msk, const real* x, real* out,
+                       Py_ssize_t rows, Py_ssize_t stride, Py_ssize_t n, double mu, double* sg,
+                       double* sgx) noexcept nogil:
+    if real is float:
+        tgn_dotm_f32(g, msk, x, out, rows, stride, n, mu, sg, sgx)
+    else:
+        tgn_dotm_f64(g, msk, x, out, rows, stride, n, mu, sg, sgx)
+
+
+cdef inline void _gx(const real* g, const real* x, real* gx, bint inplace, Py_ssize_t rows,
+                     Py_ssize_t stride, Py_ssize_t n, real af, real mg, real cf, real mf,
+                     real of) noexcept nogil:
+    if real is float:
+        if inplace:
+            tgn_gxi_f32(g, x, gx, rows, stride, n, af, mg, cf, mf, of)
+        else:
+            tgn_gx_f32(g, x, gx, rows, stride, n, af, mg, cf, mf, of)
+    else:
+        if inplace:
+            tgn_gxi_f64(g, x, gx, rows, stride, n, af, mg, cf, mf, of)
+        else:
+            tgn_gx_f64(g, x, gx, rows, stride, n, af, mg, cf, mf, of)
+
+
+cdef inline void _mask(const real* y, unsigned char* m, Py_ssize_t n) noexcept nogil:
+    if real is float:
+        tgn_mask_f32(y, m, n)
+    else:
+        tgn_mask_f64(y, m, n)
+
 
 cdef inline void _dotw(const real* g, const real* w, const real* x, Py_ssize_t n, double mu,
                        double* sg, double* sgx) noexcept nogil:
@@ -261,8 +416,10 @@ cdef inline void _bn_train_channel(const real[:, :, ::1] x, const double[::1] w,
         for i in range(n):
             for j in range(s):
                 u = (x[i, ch, j] - mf) * a + o
-                mask[i, ch, j] = not (u <= 0)
                 y[i, ch, j] = 0 if u < 0 else u
+            # the mask from the row of y just written (still in L1): y <= 0 exactly where
+            # u <= 0. Its own loop: one loop storing both floats and bytes was slower.
+            _mask(&y[i, ch, 0], &mask[i, ch, 0], s)
     else:
         for i in range(n):
             for j in range(s):
@@ -299,16 +456,17 @@ cdef inline void _bn_backward_channel(const real[:, :, ::1] gy, const real[:, :,
                                       double[::1] gw, double[::1] gb,
                                       const unsigned char[:, :, ::1] mask,
                                       const real[:, :, ::1] g, Py_ssize_t ch) noexcept nogil:
-    # with a ReLU's mask: gx first holds the masked gradient (g is gx then), read back by
-    # the two passes below while this channel's planes are still in cache
+    # with a ReLU's mask: the sums pass masks gy as it reads it and stores the masked
+    # gradient in gx (g is gx then), read back by the last pass while this channel's planes
+    # are still in cache; the sums and the last pass are bn_backward's on the masked gradient
     cdef Py_ssize_t n = x.shape[0], s = x.shape[2], i, j
     cdef double m = n * s, mu = mean[ch], inv = invstd[ch], sg = 0, sgx = 0, a, c1
     cdef real af, cf, of, mf, mg
     if mask.shape[0] != 0:
-        for i in range(n):
-            for j in range(s):
-                gx[i, ch, j] = gy[i, ch, j] if mask[i, ch, j] else 0
-    _dot(&g[0, ch, 0], &x[0, ch, 0], n, x.shape[1] * s, s, mu, &sg, &sgx)
+        _dotm(&gy[0, ch, 0], &mask[0, ch, 0], &x[0, ch, 0], &gx[0, ch, 0], n, x.shape[1] * s, s,
+              mu, &sg, &sgx)
+    else:
+        _dot(&g[0, ch, 0], &x[0, ch, 0], n, x.shape[1] * s, s, mu, &sg, &sgx)
     gb[ch] = sg
     gw[ch] = sgx * inv
     # gx = a*(gy - mean(gy)) - c1*(x - mf) + c0: the closed form with
@@ -322,9 +480,8 @@ cdef inline void _bn_backward_channel(const real[:, :, ::1] gy, const real[:, :,
     af = <real>a
     cf = <real>c1
     of = <real>(c1 * (mu - mf))
-    for i in range(n):
-        for j in range(s):
-            gx[i, ch, j] = af * (g[i, ch, j] - mg) - cf * (x[i, ch, j] - mf) + of
+    _gx(&g[0, ch, 0], &x[0, ch, 0], &gx[0, ch, 0], mask.shape[0] != 0, n, x.shape[1] * s, s,
+        af, mg, cf, mf, of)
 
 
 def _bn_backward(const real[:, :, ::1] gy, const real[:, :, ::1] x, const double[::1] mean,

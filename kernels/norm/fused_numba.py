@@ -54,8 +54,12 @@ def _bn_train(x, w, b, eps, normvar, y, mean, invstd, var, sc, relu, mask):
             for i in range(n):
                 for j in range(s):
                     u = (x[i, ch, j] - mf) * a + o
-                    mask[i, ch, j] = 0 if u <= 0 else 1
                     y[i, ch, j] = 0 if u < 0 else u
+                # the mask from the row of y just written (still in L1): y <= 0 exactly
+                # where u <= 0. Its own loop: one loop storing both floats and bytes ran
+                # well below the speed of the two loops.
+                for j in range(s):
+                    mask[i, ch, j] = 0 if y[i, ch, j] <= 0 else 1
         else:
             for i in range(n):
                 for j in range(s):
@@ -91,25 +95,35 @@ def _bn_eval(x, sc, sh, y):
 
 @njit(parallel=True, cache=True, fastmath=_FM)
 def _bn_backward(gy, x, mean, invstd, w, normvar, gx, gw, gb, coef, mask, g3):
-    # with a ReLU's mask (non-empty): gx first holds the masked gradient and g3 is gx,
-    # read back while the channel's planes are still in cache; else g3 is gy
+    # with a ReLU's mask (non-empty): the sums pass applies the mask as it reads gy and
+    # also stores the masked gradient in gx, which g3 (gx then, else gy) reads back while
+    # the channel's planes are still in cache. The last pass is one loop for both cases:
+    # the ReLU's backward rounds exactly as bn_backward of the masked gradient.
     n, c, s = x.shape
     m = n * s
     relu = mask.shape[0] != 0
     for ch in prange(c):
         mu = mean[ch]
         inv = invstd[ch]
-        if relu:
-            for i in range(n):
-                for j in range(s):
-                    gx[i, ch, j] = gy[i, ch, j] if mask[i, ch, j] else 0
         sg = 0.0
         sgx = 0.0
-        for i in range(n):
-            for j in range(s):
-                g = np.float64(g3[i, ch, j])
-                sg += g
-                sgx += g * (np.float64(x[i, ch, j]) - mu)
+        if relu:  # two specialised loops: a flag test inside would keep LLVM from vectorising
+            coef[ch, 5] = 0  # a zero of x's dtype (with a literal 0 the select is float64)
+            zf = coef[ch, 5]
+            for i in range(n):
+                for j in range(s):
+                    v = gy[i, ch, j]  # loaded unconditionally: the mask is a select
+                    v = v if mask[i, ch, j] else zf
+                    gx[i, ch, j] = v
+                    g = np.float64(v)
+                    sg += g
+                    sgx += g * (np.float64(x[i, ch, j]) - mu)
+        else:
+            for i in range(n):
+                for j in range(s):
+                    g = np.float64(gy[i, ch, j])
+                    sg += g
+                    sgx += g * (np.float64(x[i, ch, j]) - mu)
         gb[ch] = sg
         gw[ch] = sgx * inv
         # gx = a*(gy - mean(gy)) - c1*(x - mf) + c0: the closed form with
@@ -270,9 +284,9 @@ def _backward(gy, x, mean, invstd, w, normalize_variance, mask):
     c = x.shape[1]
     gx = np.empty_like(x)
     gw, gb = np.empty(c), np.empty(c)
-    coef = np.empty((c, 5), x.dtype)
+    coef = np.empty((c, 6), x.dtype)
     nv = bool(normalize_variance)
-    g = gy if mask is _NO_MASK else gx  # gx first holds the masked gradient
+    g = gy if mask is _NO_MASK else gx  # gx holds the masked gradient after the sums pass
     _bn_backward(gy, x, mean, invstd, w, nv, gx, gw, gb, coef, mask, g)
     return gx, gw, gb
 

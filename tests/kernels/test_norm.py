@@ -91,6 +91,33 @@ def test_batch_norm_relu_matches_reference(variant, n, c, s, dtype, normvar):
         np.testing.assert_array_equal(a, r)  # the unfused kernels' bits
 
 
+@pytest.mark.parametrize("variant", COMPILED)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(3, 2, 1000), (4, 3, 37), (2, 5, 64)])
+def test_batch_norm_relu_long_planes(variant, dtype, shape):
+    # planes long enough for the vector loops and their tails (16- and 8-wide steps), on a
+    # large mean: the fused ReLU's backward masks gy inside its sums pass and must still
+    # give bn_backward's bits on the masked gradient, and the reference's values
+    rng = np.random.default_rng(shape[2])
+    x = (1000 + rng.standard_normal(shape)).astype(dtype)
+    gy = rng.standard_normal(shape).astype(dtype)
+    w, b = rng.standard_normal(shape[1]), rng.standard_normal(shape[1])
+    ref, mod = K.get("batch_norm", "reference"), K.get("batch_norm", variant)
+    out = mod.bn_relu_forward_train(x, w, b, 1e-5, True)
+    out_r = ref.bn_relu_forward_train(x, w, b, 1e-5, True)
+    assert 0 < out[4].sum() < out[4].size  # both sides of the ReLU
+    np.testing.assert_array_equal(out[4], out_r[4])
+    for a, r in zip(out[:4], out_r[:4]):
+        _close(a, r, dtype)
+    back = mod.bn_relu_backward(gy, out[4], x, out[1], out[2], w, True)
+    back_r = ref.bn_relu_backward(gy, out[4], x, out_r[1], out_r[2], w, True)
+    for a, r in zip(back, back_r):
+        _close(a, r, dtype)
+    masked = np.where(out[4].view(bool), gy, dtype(0))
+    for a, r in zip(back, mod.bn_backward(masked, x, out[1], out[2], w, True)):
+        np.testing.assert_array_equal(a, r)
+
+
 @pytest.mark.parametrize("variant", K.variants("batch_norm"))
 def test_batch_norm_relu_passes_nan_and_negative_zero(variant):
     # PyTorch's ReLU: NaN passes with its gradient; a zero output keeps no gradient
