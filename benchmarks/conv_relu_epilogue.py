@@ -1,7 +1,9 @@
-"""conv2d_relu's forward on ``im2col-cython``: the bias + ReLU epilogue applied inside the
-threaded forward (``forward_relu``) against the forward without bias followed by the
-``fused-cython`` epilogue pass, on conv_autoencoder's two encoder layers and lenet5's
-second convolution (batch 64, float32).
+"""conv2d_relu on ``im2col-cython``: the bias + ReLU epilogue applied inside the threaded
+forward (``forward_relu``) against the forward without bias followed by the
+``fused-cython`` epilogue pass, and the backward that masks the output gradient and sums the
+bias gradient as it copies each block (``backward_relu``) against the ``fused-cython``
+masked pass followed by ``backward``; on conv_autoencoder's two encoder layers and lenet5's
+second convolution (batch 64, float32; both gradients, as inside a network).
 
 One process; the two variants and the thread counts alternate, 5 timed calls per turn,
 until ``--seconds`` have passed. Prints a markdown table of medians and quartiles (ms).
@@ -48,7 +50,18 @@ def main() -> None:
         def fused(x=x, w=w, b=b, geo=geo):
             return im.forward_relu(x, w, b, *geo)
 
-        cases.append((label, (("apart", apart), ("fused", fused))))
+        y, mask = fused()
+        gy = rng.standard_normal(y.shape).astype(np.float32)
+
+        def apart_b(x=x, w=w, gy=gy, mask=mask, geo=geo):
+            g, gb = ep.masked_backward(gy, mask, True)
+            return im.backward(g, x, w, *geo, True, True), gb
+
+        def fused_b(x=x, w=w, gy=gy, mask=mask, geo=geo):
+            return im.backward_relu(gy, mask, x, w, *geo, True, True)
+
+        cases.append((label + " forward", (("apart", apart), ("fused", fused))))
+        cases.append((label + " backward", (("apart", apart_b), ("fused", fused_b))))
     counts = [int(t) for t in args.threads.split(",")]
     times: dict[tuple[str, int, str], list[float]] = {}
     t0 = time.time()
@@ -62,7 +75,7 @@ def main() -> None:
                         a = time.perf_counter()
                         fn()
                         times.setdefault((label, nt, name), []).append(time.perf_counter() - a)
-    print("| layer (x -> y) | threads | epilogue apart ms | fused ms | saved |")
+    print("| layer (x -> y), pass | threads | epilogue apart ms | fused ms | saved |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for label, _ in cases:
         for nt in counts:

@@ -17,6 +17,8 @@ from .im2col import workspace
 include "../_common.pxi"
 include "../_gemm.pxi"
 
+from libc.stdint cimport uint32_t, uint64_t
+
 
 def im2col(const real[:, :, :, ::1] x, real[:, ::1] cols, int kh, int kw, int sh, int sw,
            int ph, int pw, int dh, int dw, int ho, int wo):
@@ -373,12 +375,46 @@ def forward_threads(const real[:, :, :, ::1] x, const real[:, ::1] w2, const rea
                    groups, 1, gemm, nt)
 
 
+cdef inline real _masked_copy_sum(const real* g, const unsigned char* mask, real* out,
+                                  Py_ssize_t n) noexcept nogil:
+    """out = g where mask else +0.0 (n elements); returns out's sum. The copy ANDs the
+    gradient's bits with all-ones / all-zeros (branch-free, as ``_flat.pxi``'s masked pass:
+    a ternary compiles to a branch that a random mask mispredicts; +0.0 for a NaN or inf
+    where the mask is 0); the sum runs in 16 partial sums, added in a fixed order."""
+    cdef real part[16]
+    cdef real total = 0
+    cdef Py_ssize_t q, l, whole = n - n % 16
+    cdef const uint32_t* g32
+    cdef uint32_t* o32
+    cdef const uint64_t* g64
+    cdef uint64_t* o64
+    if real is float:
+        g32, o32 = <const uint32_t*>g, <uint32_t*>out
+        for q in range(n):
+            o32[q] = g32[q] & (0u - <uint32_t>mask[q])
+    else:
+        g64, o64 = <const uint64_t*>g, <uint64_t*>out
+        for q in range(n):
+            o64[q] = g64[q] & (0u - <uint64_t>mask[q])
+    for l in range(16):
+        part[l] = 0
+    for q in range(0, whole, 16):
+        for l in range(16):
+            part[l] = part[l] + out[q + l]
+    for l in range(16):
+        total = total + part[l]
+    for q in range(whole, n):
+        total = total + out[q]
+    return total
+
+
 def backward_blocks(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                     const real[:, ::1] w2, real[:, :, :, ::1] gx, real[:, :, :, ::1] gw_parts,
                     real[:, :, ::1] cols, real[:, :, ::1] gcols, real[:, :, ::1] gybuf,
                     real[:, ::1] pad, bint need_x, bint need_w, int kh, int kw, int sh, int sw,
                     int ph, int pw, int dh, int dw, int groups, Py_ssize_t block, size_t gemm,
-                    int nt):
+                    int nt, const unsigned char[:, :, :, ::1] mask=None,
+                    real[:, ::1] gb_parts=None):
     """The gradients over blocks of ``block`` images: ``gw_parts[j, g]`` (the weight
     gradient transposed, (K, O/groups)) sums ``unfold(x)_g @ gy_g.T`` over chunk j of the
     batch, ``gx[b] = fold(w2.T @ gy[b])``.
@@ -391,7 +427,14 @@ def backward_blocks(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
     unfolded side by side into ``cols[thread]`` (rows, block * Ho * Wo), their output
     gradients copied side by side into ``gybuf[thread]`` (O, block * Ho * Wo), and each
     product is one GEMM over the block. ``pad[thread]`` holds one zero-padded image or
-    input-gradient plane (as in ``forward_blocks``)."""
+    input-gradient plane (as in ``forward_blocks``).
+
+    With a ReLU ``mask`` (uint8, gy's shape; ``forward_relu``'s), gy is read through it
+    (``g where mask, +0.0 elsewhere``, the ``bias_relu`` epilogue's backward) as it is
+    copied into ``gybuf[thread]`` (blocks of one image too), and ``gb_parts[j, o]``
+    (zeroed by the caller, one row per chunk) gets chunk j's masked gradient summed over
+    its images and pixels, in image order: the bias gradient is the rows summed in
+    order."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
     cdef Py_ssize_t plane = ho * wo, k = (c // groups) * kh * kw, og = o // groups
@@ -404,8 +447,12 @@ def backward_blocks(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
     cdef real* gb
     cdef real* dp
     cdef const real* sp
+    cdef bint relu = mask is not None
     if nchunks > n:
         nchunks = n
+    if relu and (gb_parts is None or gb_parts.shape[0] < nchunks or gb_parts.shape[1] != o
+                 or any(mask.shape[d] != gy.shape[d] for d in range(4))):
+        raise ValueError("backward_blocks: a mask of gy's shape needs gb_parts (chunks, O)")
     with nogil:
         for j in prange(nchunks, schedule="dynamic", chunksize=1, num_threads=nt):
             tid = openmp.omp_get_thread_num()
@@ -417,7 +464,7 @@ def backward_blocks(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                 if m > block:
                     m = block
                 ld = m * plane
-                if m == 1:
+                if m == 1 and not relu:
                     gb = <real*>&gy[b0, 0, 0, 0]  # one image: already (O, Ho*Wo)
                 else:
                     gb = &gybuf[tid, 0, 0]
@@ -425,8 +472,12 @@ def backward_blocks(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                         for oc in range(o):
                             sp = &gy[b0 + i, oc, 0, 0]
                             dp = gb + oc * ld + i * plane
-                            for q in range(plane):
-                                dp[q] = sp[q]
+                            if relu:
+                                gb_parts[j, oc] = gb_parts[j, oc] + _masked_copy_sum(
+                                    sp, &mask[b0 + i, oc, 0, 0], dp, plane)
+                            else:
+                                for q in range(plane):
+                                    dp[q] = sp[q]
                 if need_w:
                     cb = &cols[tid, 0, 0]
                     for i in range(m):
@@ -553,13 +604,33 @@ def _forward(x, w, b, stride, padding, dilation, groups, relu):
 
 
 def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
+    out = _backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w, None)
+    if out is None:
+        return _alg.backward(im2col, col2im, gy, x, w, stride, padding, dilation, groups,
+                             need_x, need_w)
+    return out[:2]
+
+
+def backward_relu(gy, mask, x, w, stride, padding, dilation, groups, need_x, need_w):
+    """``(gx, gw, gb)`` of ``relu(conv2d(x, w, b, ...))`` for its output gradient ``gy``
+    and the ReLU's uint8 ``mask`` (1 where the gradient flows): the mask applied and the
+    bias gradient summed by the threaded driver as it copies each block of gy, no masked
+    copy of gy first; None where this call does not run the threaded driver (the caller
+    then masks gy and runs ``backward``)."""
+    if not (need_x or need_w):
+        return None
+    mask = np.ascontiguousarray(mask).reshape(gy.shape)
+    return _backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w, mask)
+
+
+def _backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w, mask):
     n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
     ho, wo = gy.shape[2:]
     gemm = _threaded(x, w, stride, padding, ho, wo) if gy.size else None
     if gemm is None or not (need_x or need_w):
-        return _alg.backward(im2col, col2im, gy, x, w, stride, padding, dilation, groups,
-                             need_x, need_w)
+        return None
+    relu = mask is not None
     _alg._check_cols(x, kh, kw, ho, wo, "conv2d (im2col)")
     nt = _team_size(n * o * ho * wo * cg * kh * kw)
     rows, og, k, plane = c * kh * kw, o // groups, cg * kh * kw, ho * wo
@@ -569,7 +640,8 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
     _alg.memory.check_fits("conv2d (im2col) backward", {
         "column buffers": _alg._growth("cols-t", (nt, rows, lb), x.dtype) if need_w else 0,
         "column gradients": _alg._growth("gcols-t", (nt, rows, lb), x.dtype) if need_x else 0,
-        "output gradient blocks": _alg._growth("gemm-t", (nt, o, lb), x.dtype) if m > 1 else 0,
+        "output gradient blocks": (_alg._growth("gemm-t", (nt, o, lb), x.dtype)
+                                   if m > 1 or relu else 0),
         "input gradient": x.nbytes if need_x else 0,
         "weight gradient": (nchunks + 1) * w.nbytes if need_w else 0,
     })
@@ -580,13 +652,18 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
              else np.empty((1, 1, 1, 1), dtype=x.dtype))
     cols = workspace("cols-t", (nt, rows, lb), x.dtype) if need_w else dummy3
     gcols = workspace("gcols-t", (nt, rows, lb), x.dtype) if need_x else dummy3
-    gybuf = workspace("gemm-t", (nt, o, lb), x.dtype) if m > 1 else dummy3
+    gybuf = workspace("gemm-t", (nt, o, lb), x.dtype) if m > 1 or relu else dummy3
     pad = _pad_buffers(x, *padding, nt)
+    # the bias gradient's rows: one per chunk of the weight gradient (one per image
+    # without it), as backward_blocks cuts the batch
+    gb_parts = np.zeros((nchunks if need_w else n, o), x.dtype) if relu else None
     with cblas.single_threaded():
         backward_blocks(gy, x, w.reshape(o, k), gx, parts, cols, gcols, gybuf, pad, need_x,
-                        need_w, kh, kw, *stride, *padding, *dilation, groups, m, gemm, nt)
+                        need_w, kh, kw, *stride, *padding, *dilation, groups, m, gemm, nt,
+                        mask, gb_parts)
     gw = None
     if need_w:
         gw_t = parts.sum(axis=0) if nchunks > 1 else parts[0]
         gw = np.ascontiguousarray(gw_t.transpose(0, 2, 1)).reshape(w.shape).astype(w.dtype, copy=False)
-    return (gx if need_x else None), gw
+    gb = np.add.reduce(gb_parts, axis=0) if relu else None
+    return (gx if need_x else None), gw, gb

@@ -311,25 +311,102 @@ def test_im2col_forward_relu_is_the_bias_relu_epilogue_bit_for_bit(case, team, b
 
 def test_im2col_forward_relu_declines_without_the_threaded_driver():
     """A pointwise call (a GEMM per image, no threaded driver) returns None: the caller runs
-    the forward and the epilogue apart."""
+    the forward and the epilogue apart; so does the backward."""
     mod = _threaded_module()
     x = np.ones((2, 3, 4, 4), np.float32)
     w = np.ones((5, 3, 1, 1), np.float32)
     assert mod.forward_relu(x, w, None, (1, 1), (0, 0), (1, 1), 1) is None
+    gy, mask = np.ones((2, 5, 4, 4), np.float32), np.ones((2, 5, 4, 4), np.uint8)
+    assert mod.backward_relu(gy, mask, x, w, (1, 1), (0, 0), (1, 1), 1, True, True) is None
+
+
+@settings(max_examples=examples(12), deadline=None)
+@given(
+    case=conv_case(),
+    team=st.integers(1, 3),
+    need=st.sampled_from(["both", "x", "w"]),
+    block_cols=st.sampled_from([1, 40, 512]),
+)
+def test_im2col_backward_relu_is_the_masked_backward(case, team, need, block_cols):
+    """The ReLU's mask applied and the bias gradient summed as the threaded backward copies
+    each block of the output gradient: the gradients of the reference epilogue's masked
+    gradient through ``backward`` and its channel sum, NaN and inf in the masked-out
+    gradient included (they give +0.0, not NaN)."""
+    from tapegrad.kernels.fused import reference as R
+
+    mod = _threaded_module()
+    stride, padding, dilation, groups, dtype = case[7], case[8], case[9], case[10], case[12]
+    x, w, _ = _arrays(case, seed=8)
+    if w.shape[2:] == (1, 1) and stride == (1, 1) and padding == (0, 0):
+        return  # a pointwise call: no threaded driver
+    rng = np.random.default_rng(9)
+    nx, nw = need in ("both", "x"), need in ("both", "w")
+    saved = mod._THREADS_MIN_PLANE, mod._team_size, mod._BLOCK_COLS
+    try:
+        mod._THREADS_MIN_PLANE, mod._team_size = 0, lambda macs: team
+        mod._BLOCK_COLS = block_cols
+        y0 = mod.forward(x, w, None, stride, padding, dilation, groups)
+        mask = R.bias_relu_forward(y0, None)
+        gy = rng.standard_normal(y0.shape).astype(dtype)
+        off = np.flatnonzero(mask.reshape(-1) == 0)[:2]
+        gy.reshape(-1)[off] = [np.nan, np.inf][: off.size]
+        got = mod.backward_relu(gy, mask, x, w, stride, padding, dilation, groups, nx, nw)
+        g, gb_want = R.masked_backward(gy, mask, True)
+        gx_want, gw_want = mod.backward(g, x, w, stride, padding, dilation, groups, nx, nw)
+    finally:
+        mod._THREADS_MIN_PLANE, mod._team_size, mod._BLOCK_COLS = saved
+    assert got is not None
+    gx, gw, gb = got
+    assert (gx is None) != nx and (gw is None) != nw
+    if nx:
+        np.testing.assert_allclose(gx, gx_want, **_tol(dtype))
+    if nw:
+        np.testing.assert_allclose(gw, gw_want, **_tol(dtype))
+    assert gb.dtype == dtype and gb.shape == (w.shape[0],)
+    np.testing.assert_allclose(gb, gb_want, **_tol(dtype))
+
+
+def test_im2col_backward_relu_bias_gradient_is_repeatable():
+    """The bias gradient's rows follow the batch's chunks, not the threads: the same bits
+    at 1, 2 and 3 threads, call after call."""
+    mod = _threaded_module()
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((16, 6, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((8, 6, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((16, 8, 6, 6)).astype(np.float32)
+    mask = (rng.random(gy.shape) < 0.6).astype(np.uint8)
+    args = ((2, 2), (1, 1), (1, 1), 1)
+    saved = mod._team_size
+    try:
+        first = None
+        for team in (1, 2, 3, 2):
+            mod._team_size = lambda macs, team=team: team
+            for _ in range(4):
+                got = mod.backward_relu(gy, mask, x, w, *args, True, True)
+                if first is None:
+                    first = got
+                for a, b in zip(got, first):
+                    np.testing.assert_array_equal(a, b)
+    finally:
+        mod._team_size = saved
 
 
 @pytest.mark.parametrize("bias", [True, False])
 def test_conv2d_relu_runs_the_kernel_epilogue(monkeypatch, bias):
-    """conv2d_relu on im2col-cython takes the fused forward; values and all three gradients
+    """conv2d_relu on im2col-cython takes the fused forward and backward; values and all
+    three gradients
     as relu(conv2d(...)) gives them, and float64 gradcheck through the fused op."""
     import tapegrad as tg
     from tapegrad.kernels.conv import im2col_cy
     from tapegrad.nn import functional as F
 
     _threaded_module()
-    calls = []
-    fused = im2col_cy.forward_relu
+    calls, bcalls = [], []
+    fused, fused_b = im2col_cy.forward_relu, im2col_cy.backward_relu
     monkeypatch.setattr(im2col_cy, "forward_relu", lambda *a: calls.append(1) or fused(*a))
+    monkeypatch.setattr(
+        im2col_cy, "backward_relu", lambda *a: bcalls.append(1) or fused_b(*a)
+    )  # fmt: skip
     rng = np.random.default_rng(4)
     x = tg.Tensor(rng.standard_normal((3, 4, 9, 9)).astype(np.float32), requires_grad=True)
     w = tg.Tensor(rng.standard_normal((6, 4, 3, 3)).astype(np.float32), requires_grad=True)
@@ -345,6 +422,7 @@ def test_conv2d_relu_runs_the_kernel_epilogue(monkeypatch, bias):
     got = [t.grad.data.copy() for t in leaves]
     for t in leaves:
         t.grad = None
+    assert bcalls == [1]
     want.backward(g)
     for p, q in zip(got, [t.grad.data for t in leaves]):
         np.testing.assert_allclose(p, q, rtol=1e-5, atol=1e-5)

@@ -102,9 +102,18 @@ class _ConvReLU(ConvFunction):
 
     @staticmethod
     def backward(ctx: Context, gy):
-        """Mask (and bias sum) in one pass, then the convolution's backward kernels."""
+        """Mask (and bias sum) in one pass, then the convolution's backward kernels; a
+        variant with a ``backward_relu`` kernel (``im2col-cython``) masks the output
+        gradient and sums the bias gradient as its gradient kernels read it."""
         x, w = ctx.saved_arrays
         need = ctx.needs_input_grad + (False,) * 3
+        fused = getattr(ctx.mod, "backward_relu", None)
+        if fused is not None:
+            gy = np.ascontiguousarray(gy)
+            out = fused(gy, ctx.relu_mask, x, w, *ctx.call.args(), need[0], need[1])
+            if out is not None:
+                gx, gw, gb = out
+                return gx, fresh(gw), (fresh(gb) if need[2] else None)
         g, gb = _unmask(ctx, gy)
         gx, gw = ctx.call.backward(ctx.mod, g, x, w, need[0], need[1])
         return gx, fresh(gw), (fresh(gb) if need[2] else None)
