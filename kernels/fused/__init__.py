@@ -1,11 +1,15 @@
-"""Fused epilogues: a ReLU applied in the same pass as the work before it.
+"""Fused epilogues: a ReLU applied in the same pass as the work before it, and the plain
+same-shape sum those passes share their loops with.
 
-Two ops, one module per variant:
+Three ops, one module per variant:
 
 - ``bias_relu``: the pass after a convolution (or batch norm) run without its bias: the
   bias added and the ReLU applied in place, in one pass that also writes the ReLU's mask;
   its backward masks the output gradient and sums the bias gradient in one pass.
 - ``add_relu``: ``relu(a + b)`` of a residual block in one pass (output and mask).
+- ``add``: ``a + b`` of two arrays of one shape and dtype: a residual sum without a ReLU
+  after it, and the tape summing the gradients of a tensor used twice (so both run on the
+  thread team instead of NumPy's one thread).
 
 Variant interface (C-contiguous float32/float64 arrays, validated by ``tapegrad.ops.fused``)::
 
@@ -19,8 +23,10 @@ Variant interface (C-contiguous float32/float64 arrays, validated by ``tapegrad.
         convolution's bias gradient), else None.
     add_relu_forward(a, b) -> (y, mask)
         a, b of one shape and dtype: y = relu(a + b), mask as above.
+    add_forward(a, b) -> y
+        a, b of one shape and dtype: y = a + b (a new array).
 
-The call records are :class:`BiasReluCall` and :class:`AddReluCall`.
+The call records are :class:`BiasReluCall`, :class:`AddReluCall` and :class:`AddCall`.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, ClassVar
+
+import numpy as np
 
 from .. import examples as ex
 from ..calls import KernelCall, nchw, pair
@@ -120,8 +128,53 @@ class AddReluCall(KernelCall):
         return nchw(self.x_shape) if 2 <= len(self.x_shape) <= 4 else None
 
 
+@dataclass(frozen=True)
+class AddCall(KernelCall):
+    """An ``add`` call (``a + b``, operands of one shape and dtype): their shape and dtype.
+
+    No backward kernel: the gradient ``g`` goes to both operands as it is."""
+
+    serial_below: ClassVar[int] = SERIAL_BELOW
+    kernel_functions: ClassVar[tuple[str, ...]] = ("add_forward",)
+    op: ClassVar[str] = "add"
+    functional: ClassVar[str] = "add"
+    x_shape: tuple[int, ...]
+    dtype: str
+
+    @classmethod
+    def of(cls, a) -> AddCall:
+        """The record of a call on these arrays (shape and dtype read from them)."""
+        return cls(pair(a.shape), a.dtype.str)
+
+    def forward(self, mod: ModuleType, a: Any, b: Any) -> Any:
+        """a + b"""
+        return mod.add_forward(a, b)
+
+    def backward_trial(self, mod, out, inputs, needs):
+        """No backward kernel (the gradient passes through): autotune times the forward."""
+        return NotImplemented
+
+    def bench_params(self) -> dict[str, Any] | None:
+        """The ``bench`` case parameters of this call (None when it is not a bench case)."""
+        return nchw(self.x_shape) if 2 <= len(self.x_shape) <= 4 else None
+
+
+def same_shape_floats(a: Any, b: Any) -> bool:
+    """Whether ``a`` and ``b`` are C-contiguous float32/float64 arrays of one shape and
+    dtype (the calls the ``add`` kernels take; anything else is left to NumPy)."""
+    return (
+        type(a) is np.ndarray
+        and type(b) is np.ndarray
+        and a.shape == b.shape
+        and a.dtype == b.dtype
+        and a.dtype.char in "fd"
+        and a.flags.c_contiguous
+        and b.flags.c_contiguous
+    )
+
+
 _P = __name__
-for _op in ("bias_relu", "add_relu"):
+for _op in ("bias_relu", "add_relu", "add"):
     register(_op, "reference", f"{_P}.reference")
     register(_op, "fused-numba", f"{_P}.epilogue_numba")
     register(_op, "fused-cython", f"{_P}.epilogue_cy")
@@ -159,6 +212,11 @@ def _add_bytes(p: dict, direction: str) -> int:
     return ex.per_direction(3 * ex.F32 * n + n, 2 * ex.F32 * n + n, direction)
 
 
+def _add_sum_bytes(p: dict, direction: str) -> int:
+    n = ex.elems(p)
+    return ex.per_direction(3 * ex.F32 * n, 0, direction)
+
+
 _NCHW = {"N": 64, "C": 64, "H": 32, "W": 32}
 
 BiasReluCall.examples = (
@@ -189,4 +247,21 @@ AddReluCall.bench = ex.BenchCase(
     "bytes", (dict(_NCHW),), ex.nchw_label, _add_build,
     lambda F, T, p: F.add_relu(T["a"], T["b"]), ex.one_per_element, _add_bytes,
     torch_call=lambda tF, T, p: tF.relu(T["a"] + T["b"]),
+)  # fmt: skip
+
+AddCall.examples = (
+    ex.Example(lambda F, a, b: a + b, ((3, 4, 5), (3, 4, 5)), name="sum"),
+    # r used twice: the tape sums its two gradients through the same kernels
+    ex.Example(
+        lambda F, a, b: (lambda r: r + r * b)(F.relu(a)),
+        ((2, 3, 4, 4), (2, 3, 4, 4)),
+        name="gradient-sum",
+    ),
+)
+# past the kernels' serial threshold: the threaded path
+AddCall.determinism = ex.Example(lambda F, a, b: a + b, ((8, 16, 64, 64), (8, 16, 64, 64)))
+AddCall.bench = ex.BenchCase(
+    "bytes", (dict(_NCHW),), ex.nchw_label, _add_build,
+    lambda F, T, p: T["a"] + T["b"], ex.one_per_element, _add_sum_bytes,
+    torch_call=lambda tF, T, p: T["a"] + T["b"],
 )  # fmt: skip

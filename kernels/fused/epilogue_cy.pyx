@@ -102,6 +102,28 @@ def _add_relu(const real[::1] a, const real[::1] b, real[::1] y, unsigned char[:
             _add_relu_block(&a[0], &b[0], &y[0], &mask[0], lo, hi)
 
 
+cdef inline void _add_block(const real* a, const real* b, real* y,
+                            Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    cdef Py_ssize_t t
+    for t in range(lo, hi):
+        y[t] = a[t] + b[t]
+
+
+def _add(const real[::1] a, const real[::1] b, real[::1] y):
+    cdef Py_ssize_t n = a.shape[0], blk, lo, hi
+    cdef Py_ssize_t nb = (n + BLOCK - 1) // BLOCK
+    cdef int nt = _threads(n)
+    if n == 0:
+        return
+    with nogil:
+        for blk in prange(nb, schedule="static", num_threads=nt):
+            lo = blk * BLOCK
+            hi = lo + BLOCK
+            if hi > n:
+                hi = n
+            _add_block(&a[0], &b[0], &y[0], lo, hi)
+
+
 def _rows(a):
     """(N, C, S) view of an (N, C, *) array (a 1-D array is one row per element)."""
     if a.ndim == 1:
@@ -134,3 +156,11 @@ def add_relu_forward(a, b):
     if a.size:
         _add_relu(a.reshape(-1), b.reshape(-1), y.reshape(-1), mask.reshape(-1))
     return y, mask
+
+
+def add_forward(a, b):
+    """a + b"""
+    y = np.empty_like(a)
+    if a.size:
+        _add(a.reshape(-1), b.reshape(-1), y.reshape(-1))
+    return y

@@ -80,6 +80,24 @@ def _add_relu(a, b, y, mask):
         _add_relu_row(a[lo:hi], b[lo:hi], y[lo:hi], mask[lo:hi])
 
 
+@njit(cache=True, inline="always")
+def _add_row(a, b, y):
+    for t in range(a.size):
+        y[t] = a[t] + b[t]
+
+
+@njit(parallel=True, cache=True)
+def _add(a, b, y):
+    n = a.size
+    if n < SERIAL:
+        _add_row(a, b, y)
+        return
+    for blk in prange((n + BLOCK - 1) // BLOCK):
+        lo = blk * BLOCK
+        hi = min(n, lo + BLOCK)
+        _add_row(a[lo:hi], b[lo:hi], y[lo:hi])
+
+
 def _rows(a: np.ndarray) -> np.ndarray:
     """(N, C, S) view of an (N, C, *) array (a 1-D array is one row per element)."""
     if a.ndim == 1:
@@ -113,3 +131,11 @@ def add_relu_forward(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarr
     if a.size:
         _add_relu(a.reshape(-1), b.reshape(-1), y.reshape(-1), mask.reshape(-1))
     return y, mask
+
+
+def add_forward(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a + b"""
+    y = np.empty_like(a)
+    if a.size:
+        _add(a.reshape(-1), b.reshape(-1), y.reshape(-1))
+    return y

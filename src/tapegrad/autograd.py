@@ -494,7 +494,7 @@ def backward(
                 _accumulate_leaf(t, ig, owned=own)
             else:
                 key = id(t._node)
-                grads[key] = grads[key] + ig if key in grads else ig
+                grads[key] = _sum(grads[key], ig) if key in grads else ig
         if not retain_graph:
             node.free()
 
@@ -533,7 +533,15 @@ def _accumulate_leaf(t: Tensor, g: np.ndarray, owned: bool = False) -> None:
         else:
             t._grad = np.array(g, dtype=t.data.dtype, copy=True)
     else:
-        t._grad = t._grad + g
+        t._grad = _sum(t._grad, g)
+
+
+def _sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a + b`` of two gradients of one tensor, on the ``add`` kernels where they take it
+    (imported here: the ops import this module)."""
+    from .ops.elementwise import add_arrays
+
+    return add_arrays(a, b)
 
 
 def _unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

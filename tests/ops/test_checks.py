@@ -25,6 +25,7 @@ from tapegrad.ops import (
     conv,
     conv_transpose,
     dropout,
+    elementwise,
     fused,
     nn_extra,
     norm,
@@ -265,6 +266,14 @@ CASES.update(
             {
                 "F.batch_norm_relu": lambda: F.batch_norm_relu(x4, rm, rv, _t(2), training=True),
                 "apply": lambda: fused.BatchNormReLU.apply(x4, _t(2), None, rm, rv, True),
+            },
+        ),
+        elementwise.Add: (
+            ValueError,
+            "add: operands could not be broadcast together: shapes (1, 3, 5, 5) and (2,)",
+            {
+                "a + b": lambda: x4 + _t(2),
+                "apply": lambda: elementwise.Add.apply(x4, _t(2)),
             },
         ),
         fused.AddReLU: (

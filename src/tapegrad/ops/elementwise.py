@@ -6,7 +6,11 @@ import math
 
 import numpy as np
 
+from tapegrad.kernels.fused import AddCall, same_shape_floats
+
 from ..autograd import Context, Function, graph_input
+from . import tuning
+from .checks import fail
 
 
 def _binary(name: str, ufunc: np.ufunc, a, b) -> np.ndarray:
@@ -20,13 +24,40 @@ def _binary(name: str, ufunc: np.ufunc, a, b) -> np.ndarray:
         ) from None
 
 
+def add_arrays(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a + b`` as a new array: operands of one shape and float dtype through the ``add``
+    kernels (the thread team past their serial threshold), anything else through NumPy.
+    The tape sums the gradients of a tensor used more than once with it."""
+    if same_shape_floats(a, b):
+        call = AddCall.of(a)
+        return call.forward(tuning.resolve_untaped(call), a, b)
+    return a + b
+
+
 class Add(Function):
     """``a + b`` with NumPy broadcasting; the gradient ``g`` goes to both (the tape sums it
-    back to each shape).
+    back to each shape). Operands of one shape and float dtype run the ``add`` kernels
+    (:class:`tapegrad.kernels.fused.AddCall`), others NumPy's ``add``.
     """
 
     @staticmethod
+    def check(a, b) -> tuple:
+        """Operands whose shapes broadcast (any dtypes: NumPy's promotion); returns
+        forward's arguments."""
+        try:
+            np.broadcast_shapes(np.shape(a), np.shape(b))
+        except ValueError:
+            fail(
+                "add",
+                f"operands could not be broadcast together: shapes {np.shape(a)} and {np.shape(b)}",
+            )
+        return a, b
+
+    @staticmethod
     def forward(ctx: Context, a, b):
+        if same_shape_floats(a, b):
+            call = AddCall.of(a)
+            return call.forward(tuning.resolve(ctx, call, a, b), a, b)
         return _binary("add", np.add, a, b)
 
     @staticmethod
