@@ -1,10 +1,10 @@
 """Memory-bound elementwise passes at 1 and 2 threads, by size: where the thread team pays.
 
-The Cython variants of the flat passes (ReLU, the bias + ReLU and add + ReLU epilogues) run
-on the calling thread below their family's ``SERIAL_BELOW`` elements and on tapegrad's
-OpenMP team above it. This script times each pass at sizes around that threshold, 1 and 2
-threads alternated call by call, and prints the 2-thread / 1-thread ratio (below 1: the
-team pays).
+The Cython variants of the flat passes (ReLU, the bias + ReLU and add + ReLU epilogues,
+add) run on the calling thread below their family's ``SERIAL_BELOW`` elements and on
+tapegrad's OpenMP team above it. This script times each pass at sizes around that
+threshold, 1 and 2 threads alternated call by call, and prints the 2-thread / 1-thread
+ratio (below 1: the team pays); NumPy's ``x + b`` (one thread either way) for comparison.
 
     python benchmarks/elementwise_threads.py [--repeats 40]
 """
@@ -34,6 +34,8 @@ def _passes(n: int, rng: np.random.Generator) -> dict:
         "relu backward": lambda: act.relu_backward(b, mask),
         "bias+relu (in place)": lambda: epi.bias_relu_forward(planes, bias),
         "add+relu": lambda: epi.add_relu_forward(x, b),
+        "add": lambda: epi.add_forward(x, b),
+        "NumPy's x + b": lambda: x + b,
     }
 
 

@@ -26,6 +26,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+import tapegrad.kernels as K
+from tapegrad.kernels.fused import AddCall, same_shape_floats
+
 if TYPE_CHECKING:
     from .tensor import Tensor
 
@@ -537,11 +540,13 @@ def _accumulate_leaf(t: Tensor, g: np.ndarray, owned: bool = False) -> None:
 
 
 def _sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a + b`` of two gradients of one tensor, on the ``add`` kernels where they take it
-    (imported here: the ops import this module)."""
-    from .ops.elementwise import add_arrays
-
-    return add_arrays(a, b)
+    """``a + b`` of two gradients of one tensor: operands of one shape and float dtype on
+    the ``add`` kernels (the thread team past their serial threshold), others NumPy's."""
+    if same_shape_floats(a, b):
+        K.init()  # idempotent: the thread count and allocator policy, as ops apply them
+        call = AddCall.of(a)
+        return call.forward(K.resolve(call.op, call, None, training=False), a, b)
+    return a + b
 
 
 def _unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

@@ -24,16 +24,6 @@ def _binary(name: str, ufunc: np.ufunc, a, b) -> np.ndarray:
         ) from None
 
 
-def add_arrays(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a + b`` as a new array: operands of one shape and float dtype through the ``add``
-    kernels (the thread team past their serial threshold), anything else through NumPy.
-    The tape sums the gradients of a tensor used more than once with it."""
-    if same_shape_floats(a, b):
-        call = AddCall.of(a)
-        return call.forward(tuning.resolve_untaped(call), a, b)
-    return a + b
-
-
 class Add(Function):
     """``a + b`` with NumPy broadcasting; the gradient ``g`` goes to both (the tape sums it
     back to each shape). Operands of one shape and float dtype run the ``add`` kernels

@@ -37,12 +37,3 @@ def resolve(ctx: Context, call: KernelCall, *inputs: Any) -> ModuleType:
     # the trial closure is only for autotune's timing: not built on the common path
     trial = call.trial(inputs, needs, training) if K.autotune_enabled() else None
     return K.resolve(call.op, call, trial, training=training)
-
-
-def resolve_untaped(call: KernelCall) -> ModuleType:
-    """The variant module for a kernel call the tape makes itself, outside any op (the
-    sum of two gradients): no backward, no autotune trial."""
-    if not _ready[0]:
-        K.init()
-        _ready[0] = True
-    return K.resolve(call.op, call, None, training=False)
