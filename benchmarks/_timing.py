@@ -86,6 +86,28 @@ def rule_switch_steps(
               f"{a[0] / b[0]:.2f} ({a[1] / b[1]:.2f}) |")  # fmt: skip
 
 
+def kernels_or_steps_main(
+    doc: str,
+    kernels: Callable[[int], None],
+    steps: Callable[[int], None],
+    repeats: int,
+) -> None:
+    """The command line of a script that times a rule's kernels (default) or, with
+    ``--steps``, the training steps it changes: ``--threads`` and ``--repeats``."""
+    import argparse
+
+    import tapegrad as tg
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=repeats)
+    ap.add_argument("--steps", action="store_true", help="time training steps, not kernels")
+    a = ap.parse_args()
+    tg.set_num_threads(a.threads)
+    print(f"threads {a.threads}, repeats {a.repeats}")
+    steps(a.repeats) if a.steps else kernels(a.repeats)
+
+
 def median_s(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
     """Median seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
     return float(np.median(call_times(fn, repeats, warmup)))

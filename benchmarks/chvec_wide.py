@@ -14,12 +14,8 @@ threads.
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
-from _timing import alternated_times, rule_switch_steps
-
-import tapegrad as tg
+from _timing import alternated_times, kernels_or_steps_main, rule_switch_steps
 
 # (N, C in, C out, image side, kernel, padding), stride 1
 LAYERS = [
@@ -88,14 +84,7 @@ def steps(repeats: int) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=9)
-    ap.add_argument("--steps", action="store_true", help="time training steps, not kernels")
-    a = ap.parse_args()
-    tg.set_num_threads(a.threads)
-    print(f"threads {a.threads}, repeats {a.repeats}")
-    steps(a.repeats) if a.steps else kernels(a.repeats)
+    kernels_or_steps_main(__doc__, kernels, steps, repeats=9)
 
 
 if __name__ == "__main__":
