@@ -12,13 +12,11 @@ from typing import ClassVar
 import numpy as np
 
 from tapegrad.kernels.conv_transpose import ConvTranspose2dCall
-from tapegrad.kernels.fused import BiasReluCall
 
 from ..autograd import Context, fresh
-from . import tuning
-from .checks import check_float, check_ndim, contiguous, fail, int_tuple
+from .checks import check_float, check_ndim, fail, int_tuple
 from .conv import ConvFunction
-from .fused import _ConvReLU, _relu_epilogue
+from .fused import _conv_relu_forward, _ConvReLU
 
 
 def conv_transpose_args(
@@ -133,19 +131,7 @@ class ConvTranspose2dReLU(ConvTranspose2d):
         in-place pass; a variant with a ``forward_relu`` kernel (``phase-cython``) applies
         them as it writes the output instead."""
         args = (stride, padding, output_padding, dilation, groups)
-        x, w, b = contiguous(x), contiguous(w), contiguous(b)
-        call = ConvTranspose2dCall.of(x, w, *args)
-        mod = tuning.resolve(ctx, call, x, w, None)
-        ctx.save_for_backward(x, w)
-        ctx.call, ctx.mod = call, mod
-        fused = getattr(mod, "forward_relu", None)
-        out = fused(x, w, b, *args) if fused is not None else None
-        if out is None:
-            return _relu_epilogue(ctx, call.forward(mod, x, w, None), b)
-        y, ctx.relu_mask = out
-        ctx.relu_call = BiasReluCall.of(y, b)
-        ctx.relu_mod = tuning.resolve(ctx, ctx.relu_call, y, b)
-        return y
+        return _conv_relu_forward(ctx, ConvTranspose2dCall, x, w, b, args)
 
     @staticmethod
     def backward(ctx: Context, gy):

@@ -42,6 +42,26 @@ def _relu_epilogue(ctx: Context, y: np.ndarray, b: np.ndarray | None) -> np.ndar
     return y
 
 
+def _conv_relu_forward(ctx: Context, record, x, w, b, args: tuple) -> np.ndarray:
+    """A convolution-family call (``record``: its call record class, ``args`` the rest of
+    its arguments) without bias, then bias + ReLU: in one in-place pass, or by the
+    variant's ``forward_relu`` kernel as it writes the output where it has one and takes
+    the call (``im2col-cython``, ``phase-cython``). The mask is kept in ``ctx``."""
+    x, w, b = contiguous(x), contiguous(w), contiguous(b)
+    call = record.of(x, w, *args)
+    mod = tuning.resolve(ctx, call, x, w, None)
+    ctx.save_for_backward(x, w)
+    ctx.call, ctx.mod = call, mod
+    fused = getattr(mod, "forward_relu", None)
+    out = fused(x, w, b, *args) if fused is not None else None
+    if out is None:
+        return _relu_epilogue(ctx, call.forward(mod, x, w, None), b)
+    y, ctx.relu_mask = out
+    ctx.relu_call = BiasReluCall.of(y, b)
+    ctx.relu_mod = tuning.resolve(ctx, ctx.relu_call, y, b)
+    return y
+
+
 def _unmask(ctx: Context, g: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """The output gradient through the ReLU, and its per-channel sum when there is a bias."""
     return ctx.relu_call.backward(ctx.relu_mod, np.ascontiguousarray(g), ctx.relu_mask)
@@ -85,20 +105,7 @@ class _ConvReLU(ConvFunction):
         """The convolution (any variant of the record's op) without bias, then bias + ReLU
         in one in-place pass; a variant with a ``forward_relu`` kernel (``im2col-cython``)
         applies them as it writes the output instead."""
-        args = (stride, padding, dilation, groups)
-        x, w, b = contiguous(x), contiguous(w), contiguous(b)
-        call = cls.record.of(x, w, *args)
-        mod = tuning.resolve(ctx, call, x, w, None)
-        ctx.save_for_backward(x, w)
-        ctx.call, ctx.mod = call, mod
-        fused = getattr(mod, "forward_relu", None)
-        out = fused(x, w, b, *args) if fused is not None else None
-        if out is None:
-            return _relu_epilogue(ctx, call.forward(mod, x, w, None), b)
-        y, ctx.relu_mask = out
-        ctx.relu_call = BiasReluCall.of(y, b)
-        ctx.relu_mod = tuning.resolve(ctx, ctx.relu_call, y, b)
-        return y
+        return _conv_relu_forward(ctx, cls.record, x, w, b, (stride, padding, dilation, groups))
 
     @staticmethod
     def backward(ctx: Context, gy):
