@@ -109,7 +109,70 @@ cdef extern from *:
             }
         }
     }
+    /* Stride 2 in both directions: the phase planes of an image (layout as _pad_planes)
+       with each image row loaded once for both column phases: per chunk of V plane
+       columns, two masked loads of the 2V source columns it covers (the masks, the same
+       for every row, zero the columns outside the image) and two permutes, the even
+       elements to column phase 0 and the odd ones to phase 1, stored with the row's tail
+       mask (so nothing past a plane row is written). Returns 0, doing nothing, when a
+       row needs more than 16 chunks. */
+    #define TG_PLANES2(T, S, V, M, MASK, LOAD, STORE, PERM, SETI, ZERO)                 \
+    static inline int tg_planes2_##S(const T* xb, T* xq, Py_ssize_t c, Py_ssize_t h,    \
+            Py_ssize_t w, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t hq, Py_ssize_t wq,   \
+            Py_ssize_t cs, Py_ssize_t pys, Py_ssize_t pxs, Py_ssize_t rs) {             \
+        Py_ssize_t nk = (wq + V - 1) / V, k, j, ci, r, py, ih;                          \
+        M ma[16], mb[16], mt[16];                                                       \
+        if (nk > 16) return 0;                                                          \
+        for (k = 0; k < nk; k++) {                                                      \
+            Py_ssize_t lo = 2 * V * k - pw;                                             \
+            ma[k] = 0; mb[k] = 0;                                                       \
+            for (j = 0; j < V; j++) {                                                   \
+                if (lo + j >= 0 && lo + j < w) ma[k] |= (M)1 << j;                       \
+                if (lo + V + j >= 0 && lo + V + j < w) mb[k] |= (M)1 << j;               \
+            }                                                                           \
+            mt[k] = MASK(wq - V * k);                                                   \
+        }                                                                               \
+        const __m512i ev = SETI(0), od = SETI(1);                                       \
+        for (ci = 0; ci < c; ci++)                                                      \
+            for (r = 0; r < hq; r++)                                                    \
+                for (py = 0; py < 2; py++) {                                            \
+                    T* d0 = xq + ci * cs + py * pys + r * rs;                           \
+                    T* d1 = d0 + pxs;                                                   \
+                    ih = 2 * r + py - ph;                                               \
+                    if (ih < 0 || ih >= h) {                                            \
+                        for (k = 0; k < nk; k++) {                                      \
+                            STORE(d0 + V * k, mt[k], ZERO());                           \
+                            STORE(d1 + V * k, mt[k], ZERO());                           \
+                        }                                                               \
+                        continue;                                                       \
+                    }                                                                   \
+                    const T* src = xb + (ci * h + ih) * w - pw;                         \
+                    for (k = 0; k < nk; k++) {                                          \
+                        __typeof__(ZERO()) a = LOAD(ma[k], src + 2 * V * k);            \
+                        __typeof__(ZERO()) b = LOAD(mb[k], src + 2 * V * k + V);        \
+                        STORE(d0 + V * k, mt[k], PERM(a, ev, b));                       \
+                        STORE(d1 + V * k, mt[k], PERM(a, od, b));                       \
+                    }                                                                   \
+                }                                                                       \
+        return 1;                                                                       \
+    }
+    #define TG_SETI_F(o) _mm512_set_epi32(30 + o, 28 + o, 26 + o, 24 + o, 22 + o, 20 + o, \
+        18 + o, 16 + o, 14 + o, 12 + o, 10 + o, 8 + o, 6 + o, 4 + o, 2 + o, o)
+    #define TG_SETI_D(o) _mm512_set_epi64(14 + o, 12 + o, 10 + o, 8 + o, 6 + o, 4 + o,  \
+        2 + o, o)
+    TG_PLANES2(float, f, 16, __mmask16, tg_m16, _mm512_maskz_loadu_ps, _mm512_mask_storeu_ps,
+               _mm512_permutex2var_ps, TG_SETI_F, _mm512_setzero_ps)
+    TG_PLANES2(double, d, 8, __mmask8, tg_m8, _mm512_maskz_loadu_pd, _mm512_mask_storeu_pd,
+               _mm512_permutex2var_pd, TG_SETI_D, _mm512_setzero_pd)
     #else
+    #define TG_PLANES2(T, S)                                                            \
+    static inline int tg_planes2_##S(const T* xb, T* xq, Py_ssize_t c, Py_ssize_t h,    \
+            Py_ssize_t w, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t hq, Py_ssize_t wq,   \
+            Py_ssize_t cs, Py_ssize_t pys, Py_ssize_t pxs, Py_ssize_t rs) {             \
+        return 0;                                                                       \
+    }
+    TG_PLANES2(float, f)
+    TG_PLANES2(double, d)
     #define TG_ROW(T, S)                                                                \
     static inline void tg_row_##S(const T* src, Py_ssize_t step, T* d, Py_ssize_t lo,   \
                                   Py_ssize_t n, Py_ssize_t wq, const T* end) {          \
@@ -126,6 +189,12 @@ cdef extern from *:
                   Py_ssize_t wq, const float* end) noexcept nogil
     void tg_row_d(const double* src, Py_ssize_t step, double* d, Py_ssize_t lo, Py_ssize_t n,
                   Py_ssize_t wq, const double* end) noexcept nogil
+    int tg_planes2_f(const float* xb, float* xq, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
+                     Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t hq, Py_ssize_t wq, Py_ssize_t cs,
+                     Py_ssize_t pys, Py_ssize_t pxs, Py_ssize_t rs) noexcept nogil
+    int tg_planes2_d(const double* xb, double* xq, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
+                     Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t hq, Py_ssize_t wq, Py_ssize_t cs,
+                     Py_ssize_t pys, Py_ssize_t pxs, Py_ssize_t rs) noexcept nogil
 
 
 cdef inline void _pad_planes(const real* xb, real* xq, Py_ssize_t c, Py_ssize_t h,
@@ -141,6 +210,13 @@ cdef inline void _pad_planes(const real* xb, real* xq, Py_ssize_t c, Py_ssize_t 
     cdef real* d
     cdef const real* src
     cdef const real* end = xb + c * h * w
+    if sh == 2 and sw == 2:
+        if real is float:
+            if tg_planes2_f(xb, xq, c, h, w, ph, pw, hq, wq, cs, pys, pxs, rs):
+                return
+        else:
+            if tg_planes2_d(xb, xq, c, h, w, ph, pw, hq, wq, cs, pys, pxs, rs):
+                return
     for px in range(sw):
         lo[px] = _lo(px - pw, sw, wq)
         hi[px] = _hi(px - pw, sw, w, wq, lo[px])

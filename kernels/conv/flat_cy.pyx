@@ -64,7 +64,7 @@ cdef extern from *:
     TG_FL_TYPES(double, d)
     #define TG_FL_TILE(T, S, W)                                                         \
     static inline void tg_fl_tile_##S##W(const T* xq, const Py_ssize_t* offs,           \
-            Py_ssize_t nt, const T* wt, Py_ssize_t op, T* out) {                        \
+            Py_ssize_t nt, const T* wt, Py_ssize_t op, T* out, Py_ssize_t ldo) {        \
         enum { V = 64 / sizeof(T), NV = W / V };                                        \
         tg_fl_v##S a[8][NV];                                                            \
         Py_ssize_t t, k, v;                                                             \
@@ -83,7 +83,7 @@ cdef extern from *:
         }                                                                               \
         _Pragma("GCC unroll 8") for (k = 0; k < 8; k++)                                 \
             _Pragma("GCC unroll 6") for (v = 0; v < NV; v++)                            \
-                *(tg_fl_u##S*)(out + k * W + v * V) = a[k][v];                          \
+                *(tg_fl_u##S*)(out + k * ldo + v * V) = a[k][v];                        \
     }
     TG_FL_TILE(float, f, 32)
     TG_FL_TILE(float, f, 48)
@@ -159,13 +159,13 @@ cdef extern from *:
     TG_FW_TILE(double, d)
     """
     void tg_fl_tile_f32(const float* xq, const Py_ssize_t* offs, Py_ssize_t nt,
-                        const float* wt, Py_ssize_t op, float* out) noexcept nogil
+                        const float* wt, Py_ssize_t op, float* out, Py_ssize_t ldo) noexcept nogil
     void tg_fl_tile_f48(const float* xq, const Py_ssize_t* offs, Py_ssize_t nt,
-                        const float* wt, Py_ssize_t op, float* out) noexcept nogil
+                        const float* wt, Py_ssize_t op, float* out, Py_ssize_t ldo) noexcept nogil
     void tg_fl_tile_d32(const double* xq, const Py_ssize_t* offs, Py_ssize_t nt,
-                        const double* wt, Py_ssize_t op, double* out) noexcept nogil
+                        const double* wt, Py_ssize_t op, double* out, Py_ssize_t ldo) noexcept nogil
     void tg_fl_tile_d48(const double* xq, const Py_ssize_t* offs, Py_ssize_t nt,
-                        const double* wt, Py_ssize_t op, double* out) noexcept nogil
+                        const double* wt, Py_ssize_t op, double* out, Py_ssize_t ldo) noexcept nogil
 
 
     void tg_fw_tile_f(const float* xq, Py_ssize_t xs, const float* gy, Py_ssize_t gs,
@@ -178,7 +178,8 @@ cdef extern from *:
     void tg_fw_lanes_d(const double* acc, double* gw, Py_ssize_t tp) noexcept nogil
 
 
-# dst[v] = src[v] + bv for v < n: with AVX-512, whole vectors and one masked vector at the end
+# dst[v] = src[v] + bv for v < n (and dst[2 * v], the input gradient's stride-2 rows): with
+# AVX-512, whole vectors and one masked vector at the end
 cdef extern from *:
     """
     #if defined(__AVX512F__)
@@ -196,6 +197,68 @@ cdef extern from *:
             _mm512_mask_storeu_pd(dst + v, m, _mm512_add_pd(_mm512_maskz_loadu_pd(m, src + v), b));
         }
     }
+    /* dst[2 * v] = src[v] + bv for v < n (the odd elements untouched): per vector of src,
+       two permutes spreading its halves over even lanes and two masked stores */
+    static inline void tg_addb2_f(const float* src, float* dst, Py_ssize_t n, float bv) {
+        const __m512 b = _mm512_set1_ps(bv);
+        const __m512i lo = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+        const __m512i hi = _mm512_set_epi32(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10,
+                                            9, 9, 8, 8);
+        for (Py_ssize_t v = 0; v < n; v += 16) {
+            Py_ssize_t k = n - v < 16 ? n - v : 16;
+            __m512 a = _mm512_add_ps(_mm512_maskz_loadu_ps(tg_m16(k), src + v), b);
+            __mmask16 ml = (__mmask16)(((1u << (2 * (k < 8 ? k : 8))) - 1) & 0x5555u);
+            __mmask16 mh = (__mmask16)(((1u << (2 * (k > 8 ? k - 8 : 0))) - 1) & 0x5555u);
+            _mm512_mask_storeu_ps(dst + 2 * v, ml, _mm512_permutexvar_ps(lo, a));
+            _mm512_mask_storeu_ps(dst + 2 * v + 16, mh, _mm512_permutexvar_ps(hi, a));
+        }
+    }
+    static inline void tg_addb2_d(const double* src, double* dst, Py_ssize_t n, double bv) {
+        const __m512d b = _mm512_set1_pd(bv);
+        const __m512i lo = _mm512_set_epi64(3, 3, 2, 2, 1, 1, 0, 0);
+        const __m512i hi = _mm512_set_epi64(7, 7, 6, 6, 5, 5, 4, 4);
+        for (Py_ssize_t v = 0; v < n; v += 8) {
+            Py_ssize_t k = n - v < 8 ? n - v : 8;
+            __m512d a = _mm512_add_pd(_mm512_maskz_loadu_pd(tg_m8(k), src + v), b);
+            __mmask8 ml = (__mmask8)(((1u << (2 * (k < 4 ? k : 4))) - 1) & 0x55u);
+            __mmask8 mh = (__mmask8)(((1u << (2 * (k > 4 ? k - 4 : 0))) - 1) & 0x55u);
+            _mm512_mask_storeu_pd(dst + 2 * v, ml, _mm512_permutexvar_pd(lo, a));
+            _mm512_mask_storeu_pd(dst + 2 * v + 8, mh, _mm512_permutexvar_pd(hi, a));
+        }
+    }
+    /* dst[2 * v] = a[v] for v < n0 and dst[2 * v + 1] = b[v] for v < n1 (n0 = n1 or
+       n1 + 1): the rows of the input gradient's two column phases interleaved in
+       registers (two permutes per pair of vectors), whole vectors stored */
+    static inline void tg_inter_f(const float* a, const float* b, float* dst, Py_ssize_t n0,
+                                  Py_ssize_t n1) {
+        const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1,
+                                            16, 0);
+        const __m512i hi = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10,
+                                            25, 9, 24, 8);
+        Py_ssize_t w = n0 + n1;
+        for (Py_ssize_t v = 0; 2 * v < w; v += 16) {
+            __m512 va = _mm512_maskz_loadu_ps(tg_m16(n0 - v), a + v);
+            __m512 vb = _mm512_maskz_loadu_ps(tg_m16(n1 - v), b + v);
+            _mm512_mask_storeu_ps(dst + 2 * v, tg_m16(w - 2 * v),
+                                  _mm512_permutex2var_ps(va, lo, vb));
+            _mm512_mask_storeu_ps(dst + 2 * v + 16, tg_m16(w - 2 * v - 16),
+                                  _mm512_permutex2var_ps(va, hi, vb));
+        }
+    }
+    static inline void tg_inter_d(const double* a, const double* b, double* dst,
+                                  Py_ssize_t n0, Py_ssize_t n1) {
+        const __m512i lo = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0);
+        const __m512i hi = _mm512_set_epi64(15, 7, 14, 6, 13, 5, 12, 4);
+        Py_ssize_t w = n0 + n1;
+        for (Py_ssize_t v = 0; 2 * v < w; v += 8) {
+            __m512d va = _mm512_maskz_loadu_pd(tg_m8(n0 - v), a + v);
+            __m512d vb = _mm512_maskz_loadu_pd(tg_m8(n1 - v), b + v);
+            _mm512_mask_storeu_pd(dst + 2 * v, tg_m8(w - 2 * v),
+                                  _mm512_permutex2var_pd(va, lo, vb));
+            _mm512_mask_storeu_pd(dst + 2 * v + 8, tg_m8(w - 2 * v - 8),
+                                  _mm512_permutex2var_pd(va, hi, vb));
+        }
+    }
     #else
     #define TG_ADDB(T, S)                                                               \
     static inline void tg_addb_##S(const T* src, T* dst, Py_ssize_t n, T bv) {          \
@@ -203,10 +266,30 @@ cdef extern from *:
     }
     TG_ADDB(float, f)
     TG_ADDB(double, d)
+    #define TG_ADDB2(T, S)                                                              \
+    static inline void tg_addb2_##S(const T* src, T* dst, Py_ssize_t n, T bv) {         \
+        for (Py_ssize_t v = 0; v < n; v++) dst[2 * v] = src[v] + bv;                    \
+    }
+    TG_ADDB2(float, f)
+    TG_ADDB2(double, d)
+    #define TG_INTER(T, S)                                                              \
+    static inline void tg_inter_##S(const T* a, const T* b, T* dst, Py_ssize_t n0,      \
+                                    Py_ssize_t n1) {                                    \
+        for (Py_ssize_t v = 0; v < n0; v++) dst[2 * v] = a[v];                          \
+        for (Py_ssize_t v = 0; v < n1; v++) dst[2 * v + 1] = b[v];                      \
+    }
+    TG_INTER(float, f)
+    TG_INTER(double, d)
     #endif
     """
     void tg_addb_f(const float* src, float* dst, Py_ssize_t n, float bv) noexcept nogil
     void tg_addb_d(const double* src, double* dst, Py_ssize_t n, double bv) noexcept nogil
+    void tg_addb2_f(const float* src, float* dst, Py_ssize_t n, float bv) noexcept nogil
+    void tg_addb2_d(const double* src, double* dst, Py_ssize_t n, double bv) noexcept nogil
+    void tg_inter_f(const float* a, const float* b, float* dst, Py_ssize_t n0,
+                    Py_ssize_t n1) noexcept nogil
+    void tg_inter_d(const double* a, const double* b, double* dst, Py_ssize_t n0,
+                    Py_ssize_t n1) noexcept nogil
 
 
 cdef enum:
@@ -228,66 +311,82 @@ cdef inline void _planes(const real* xb, real* xq, Py_ssize_t c, Py_ssize_t h, P
         d[q] = 0
 
 
-cdef inline void _job(const real* xq, const Py_ssize_t* offs, Py_ssize_t nt, const real* wt,
-                      Py_ssize_t op, Py_ssize_t o, const real* bias, bint has_bias, real* yb,
-                      real* acc, Py_ssize_t wq, Py_ssize_t na, Py_ssize_t nb, Py_ssize_t dcs,
-                      Py_ssize_t drs, Py_ssize_t dbs, Py_ssize_t vw) noexcept nogil:
-    # yb[oc * dcs + a * drs + b * dbs] = sum_t wt[t, oc] * xq[a * wq + b + offs[t]] (+ bias)
-    # for a < na, b < nb, in tiles of _OB channels by vw (_VW or _VX) flat positions
-    # f = a * wq + b
-    cdef Py_ssize_t f0, oc0, k, v, a, b, n_oc, f, fend, rend, nrun, nflat = na * wq
-    cdef real bv
-    cdef const real* src
-    cdef real* dst
-    cdef Py_ssize_t tf, to, ntf = (nflat + vw - 1) // vw, nto = (o + _OB - 1) // _OB
+cdef inline Py_ssize_t _tiles(const real* xq, const Py_ssize_t* offs, Py_ssize_t nt,
+                             const real* wt, Py_ssize_t op, Py_ssize_t o, real* acc,
+                             Py_ssize_t wq, Py_ssize_t na, Py_ssize_t vw) noexcept nogil:
+    # acc[oc * ldo + f] = sum_t wt[t, oc] * xq[f + offs[t]] for the flat positions
+    # f = a * wq + b, a < na, in tiles of _OB channels by vw (_VW or _VX) positions; returns
+    # ldo (the positions rounded up to whole tiles). Every tile of a job lands in acc before
+    # any row is copied out: a copy right after its tile would reload the tile's vectors at
+    # other offsets while their stores are still in flight (no store forwarding).
+    cdef Py_ssize_t f0, oc0, k, v
+    cdef Py_ssize_t tf, to, ntf = (na * wq + vw - 1) // vw, nto = (o + _OB - 1) // _OB
+    cdef Py_ssize_t ldo = ntf * vw
+    cdef real* at
     for tf in range(ntf):
         f0 = tf * vw
         for to in range(nto):
             oc0 = to * _OB
+            at = acc + oc0 * ldo + f0
             if nt == 0:
-                for k in range(_OB * vw):
-                    acc[k] = 0
+                for k in range(_OB):
+                    for v in range(vw):
+                        at[k * ldo + v] = 0
             elif real is float:
                 if vw == _VW:
-                    tg_fl_tile_f48(xq + f0, offs, nt, wt + oc0, op, acc)
+                    tg_fl_tile_f48(xq + f0, offs, nt, wt + oc0, op, at, ldo)
                 else:
-                    tg_fl_tile_f32(xq + f0, offs, nt, wt + oc0, op, acc)
+                    tg_fl_tile_f32(xq + f0, offs, nt, wt + oc0, op, at, ldo)
             elif vw == _VW:
-                tg_fl_tile_d48(xq + f0, offs, nt, wt + oc0, op, acc)
+                tg_fl_tile_d48(xq + f0, offs, nt, wt + oc0, op, at, ldo)
             else:
-                tg_fl_tile_d32(xq + f0, offs, nt, wt + oc0, op, acc)
-            n_oc = o - oc0
-            if n_oc > _OB:
-                n_oc = _OB
-            # the tile's positions row by row: each row's run of kept columns copied (and
-            # the bias added) as one unit-stride or strided loop per channel
-            f = f0
-            fend = f0 + vw
-            if fend > nflat:
-                fend = nflat
-            while f < fend:
-                a = f // wq
-                b = f - a * wq
-                rend = (a + 1) * wq
-                if rend > fend:
-                    rend = fend
-                nrun = nb - b
-                if nrun > rend - f:
-                    nrun = rend - f
-                if nrun > 0:
-                    for k in range(n_oc):
-                        bv = bias[oc0 + k] if has_bias else 0
-                        src = acc + k * vw + (f - f0)
-                        dst = yb + (oc0 + k) * dcs + a * drs + b * dbs
-                        if dbs == 1:
-                            if real is float:
-                                tg_addb_f(src, dst, nrun, bv)
-                            else:
-                                tg_addb_d(src, dst, nrun, bv)
-                        else:
-                            for v in range(nrun):
-                                dst[v * dbs] = src[v] + bv
-                f = rend
+                tg_fl_tile_d32(xq + f0, offs, nt, wt + oc0, op, at, ldo)
+    return ldo
+
+
+cdef inline void _copy(const real* acc, Py_ssize_t ldo, Py_ssize_t o, const real* bias,
+                       bint has_bias, real* yb, Py_ssize_t wq, Py_ssize_t na, Py_ssize_t nb,
+                       Py_ssize_t dcs, Py_ssize_t drs, Py_ssize_t dbs) noexcept nogil:
+    # yb[oc * dcs + a * drs + b * dbs] = acc[oc * ldo + a * wq + b] (+ bias) for b < nb:
+    # one unit-stride, stride-2 or strided loop per channel and row
+    cdef Py_ssize_t k, a, v
+    cdef real bv
+    cdef const real* src
+    cdef real* dst
+    for k in range(o):
+        bv = bias[k] if has_bias else 0
+        for a in range(na):
+            src = acc + k * ldo + a * wq
+            dst = yb + k * dcs + a * drs
+            if dbs == 1:
+                if real is float:
+                    tg_addb_f(src, dst, nb, bv)
+                else:
+                    tg_addb_d(src, dst, nb, bv)
+            elif dbs == 2:
+                if real is float:
+                    tg_addb2_f(src, dst, nb, bv)
+                else:
+                    tg_addb2_d(src, dst, nb, bv)
+            else:
+                for v in range(nb):
+                    dst[v * dbs] = src[v] + bv
+
+
+cdef inline void _copy_pair(const real* acc0, const real* acc1, Py_ssize_t ldo, Py_ssize_t o,
+                            real* yb, Py_ssize_t wq, Py_ssize_t na, Py_ssize_t nb0,
+                            Py_ssize_t nb1, Py_ssize_t dcs, Py_ssize_t drs) noexcept nogil:
+    # two stride-2 jobs of adjacent columns (column phases 0 and 1 of one row phase): each
+    # row's two runs interleaved and stored as whole rows
+    cdef Py_ssize_t k, a
+    for k in range(o):
+        for a in range(na):
+            if real is float:
+                tg_inter_f(acc0 + k * ldo + a * wq, acc1 + k * ldo + a * wq,
+                           yb + k * dcs + a * drs, nb0, nb1)
+            else:
+                tg_inter_d(acc0 + k * ldo + a * wq, acc1 + k * ldo + a * wq,
+                           yb + k * dcs + a * drs, nb0, nb1)
 
 
 def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1] bias,
@@ -299,21 +398,42 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
     writes its part of y[b], in tiles ``vw`` positions wide."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = y.shape[1], dcs = y.shape[2] * y.shape[3], nj = jobs.shape[0]
-    cdef Py_ssize_t bi, j, t0
+    cdef Py_ssize_t bi, j, t0, t1, ldo, half = accs.shape[1] // 2
+    cdef bint pair
     cdef int tid
     cdef real* xq
     cdef real* yb
+    cdef real* acc
     with nogil:
         for bi in prange(n, schedule="dynamic", chunksize=1, num_threads=nt):
             tid = openmp.omp_get_thread_num()
             xq = &buf[tid, 0]
+            acc = &accs[tid, 0]
             _planes(&x[bi, 0, 0, 0], xq, c, h, w, s, ph, pw, hq, wq, slack)
             yb = &y[bi, 0, 0, 0]
-            for j in range(nj):
+            j = 0
+            while j < nj:
                 t0 = jobs[j, 0]
-                _job(xq, &offs[t0], jobs[j, 1], &wts[t0 * op], op, o, &bias[0], has_bias,
-                     yb + jobs[j, 2], &accs[tid, 0], wq, jobs[j, 5], jobs[j, 6], dcs,
-                     jobs[j, 3], jobs[j, 4], vw)
+                ldo = _tiles(xq, &offs[t0], jobs[j, 1], &wts[t0 * op], op, o, acc, wq,
+                             jobs[j, 5], vw)
+                # the input gradient's column phases 0 and 1 of a stride-2 call: the
+                # next job writes the odd columns of the same rows
+                pair = (not has_bias and jobs[j, 4] == 2 and j + 1 < nj
+                        and jobs[j + 1, 4] == 2 and jobs[j + 1, 2] == jobs[j, 2] + 1
+                        and jobs[j + 1, 3] == jobs[j, 3]
+                        and jobs[j + 1, 5] == jobs[j, 5] and jobs[j, 6] - 1 <= jobs[j + 1, 6]
+                        and jobs[j + 1, 6] <= jobs[j, 6])
+                if pair:
+                    t1 = jobs[j + 1, 0]
+                    _tiles(xq, &offs[t1], jobs[j + 1, 1], &wts[t1 * op], op, o, acc + half,
+                           wq, jobs[j + 1, 5], vw)
+                    _copy_pair(acc, acc + half, ldo, o, yb + jobs[j, 2], wq, jobs[j, 5],
+                               jobs[j, 6], jobs[j + 1, 6], dcs, jobs[j, 3])
+                    j = j + 2
+                else:
+                    _copy(acc, ldo, o, &bias[0], has_bias, yb + jobs[j, 2], wq, jobs[j, 5],
+                          jobs[j, 6], dcs, jobs[j, 3], jobs[j, 4])
+                    j = j + 1
 
 
 def wgrad_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
@@ -472,11 +592,14 @@ def _run(x, y, b, offs, wts, jobs, int s, int ph, int pw, int hq, int wq, int op
         "output": y.size * y.itemsize,
     })
     buf = workspace("flat-planes", (nt, c * s * s * hq * wq + slack), x.dtype)
-    # each thread's tile accumulators on cache lines of their own (rows one line apart,
-    # 64-byte aligned): the tiles store and reload them continually
-    accs = workspace("flat-accs", (nt * (_OB * _VW + 32) + 16,), x.dtype)
+    # each thread's tile outputs for one job (op rows of the job's flat positions rounded
+    # up to whole tiles), 64-byte aligned and one cache line apart between threads
+    ntf = max(-(-(int(j[5]) * wq) // vw) for j in jobs)
+    per = 2 * (op * ntf * vw + 16)  # two jobs' outputs (a pair of column phases)
+    memory.check_fits("conv2d (flat)", {"tile outputs": nt * per * x.itemsize})
+    accs = workspace("flat-accs", (nt * per + 16,), x.dtype)
     skip = (-accs.ctypes.data % 64) // x.itemsize
-    accs = accs[skip:skip + nt * (_OB * _VW + 32)].reshape(nt, _OB * _VW + 32)
+    accs = accs[skip:skip + nt * per].reshape(nt, per)
     bias = b if b is not None else np.zeros(1, dtype=x.dtype)
     run_threads(x, y, bias, b is not None, offs, wts.reshape(-1), jobs, buf, accs, s, ph, pw,
                 hq, wq, op, slack, nt, vw)

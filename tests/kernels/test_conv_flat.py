@@ -225,13 +225,22 @@ def test_auto_rule_keeps_im2col_first_for_short_strided_reductions_at_teams(monk
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_flat_wide_rows_and_image_blocks(dtype):
     """Rows wide enough for the vector copies of the phase planes (stride 1) and the
-    vector shuffles (stride 2), and batches of several weight-gradient image blocks per
+    vector shuffles (stride 2), rows too wide for the stride-2 plane copy's 16 chunks
+    (the row-by-row copy instead), one-pixel-wide images (no odd column phase for the input
+    gradient's interleaved rows), and batches of several weight-gradient image blocks per
     thread (lane sums kept across blocks): against the float64 reference at two threads."""
     mod = K.get("conv2d", NAME)
     ref = K.get("conv2d", "reference")
     rng = np.random.default_rng(11)
     tol = 2e-4 if dtype == np.float32 else 1e-10
-    for s, p, (h, w), k in [(2, 1, (33, 67), 3), (2, 2, (20, 40), 5), (1, 1, (9, 35), 3)]:
+    for s, p, (h, w), k in [
+        (2, 1, (33, 67), 3),
+        (2, 2, (20, 40), 5),
+        (1, 1, (9, 35), 3),
+        (2, 0, (6, 530), 3),
+        (2, 1, (7, 1), 3),
+        (2, 1, (8, 2), 3),
+    ]:
         x = rng.standard_normal((9, 3, h, w))
         wt = rng.standard_normal((10, 3, k, k))
         b = rng.standard_normal(10)
