@@ -274,17 +274,14 @@ def _chvec_wide_leads(call: Conv2dCall) -> bool:
 # stride-2 3x3 layers, 16->32 and 32->64; the 5x5 stride-2 32->48 layer;
 # benchmarks/results/conv-targets.md). Outputs of fewer than 128 flattened positions
 # (resnet8's 8x8 32->64 layer) keep im2col-cython, which leads there since it multiplies
-# blocks of small-plane images in one GEMM.
+# blocks of small-plane images in one GEMM. At 1 and 2 threads alike: with the stride-2
+# phase planes built from one load pair per image row and the input gradient's column
+# phases interleaved in registers, flat-cython also leads at 2 threads on the short
+# reductions (144: resnet8's and conv_autoencoder's 16->32 3x3 layers), where im2col-cython
+# led before (benchmarks/results/stride2-two-threads.md).
 _FLAT_MAX_REDUCTION = 800
 _FLAT_MAX_OUT = 64
 _FLAT_MIN_POSITIONS = 128
-# At more than one thread, reductions shorter than this (resnet8's and conv_autoencoder's
-# 16->32 3x3 layers: 144) keep im2col-cython first and flat-cython second: its GEMMs
-# gain more from the second thread than flat-cython's per-image plane copies and short
-# tiles. Kernel-level forward + backward on a quiet machine (benchmarks/results/
-# conv-targets.md): on resnet8's 16->32 layer flat-cython led at 1 thread and
-# im2col-cython at 2; on the 5x5 32->48 layer (reduction 800) flat-cython led at both.
-_FLAT_MIN_REDUCTION_TEAM = 288
 
 
 def _flat_leads(call: Conv2dCall) -> bool:
@@ -301,12 +298,6 @@ def _flat_leads(call: Conv2dCall) -> bool:
         and _BLOCKED_MIN_OUT <= call.w_shape[0] <= _FLAT_MAX_OUT
         and c * kh * kw <= _FLAT_MAX_REDUCTION
     )
-
-
-def _flat_team_leads(call: Conv2dCall) -> bool:
-    """flat-cython ahead of im2col-cython at the current thread count (see above)."""
-    c, kh, kw = call.w_shape[1:]
-    return _threads.get_num_threads() == 1 or c * kh * kw >= _FLAT_MIN_REDUCTION_TEAM
 
 
 def _conv2d_rule(call: Conv2dCall) -> list[str]:
@@ -330,7 +321,6 @@ def _conv2d_order(call: Conv2dCall) -> list[str]:
         blocked = _blocked_leads(call)
         chvec = _chvec_leads(call)
         flat = _flat_leads(call)
-        flat_first = flat and _flat_team_leads(call)
     except (AttributeError, TypeError, ValueError):
         return ["im2col-cython", "im2col-numba"]
     if macs < _DIRECT_MACS:
@@ -344,10 +334,8 @@ def _conv2d_order(call: Conv2dCall) -> list[str]:
                 "im2col-numba"]  # fmt: skip
     if blocked:
         return ["blocked-cython", "im2col-cython", "im2col-numba"]
-    if flat_first:
-        return ["flat-cython", "im2col-cython", "im2col-numba"]
     if flat:
-        return ["im2col-cython", "flat-cython", "im2col-numba"]
+        return ["flat-cython", "im2col-cython", "im2col-numba"]
     if leads:
         return ["winograd-cython", "im2col-cython", "winograd-numba", "im2col-numba"]
     if winograd:
