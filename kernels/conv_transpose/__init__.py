@@ -16,7 +16,8 @@ Variant interface (every module registered for ``conv_transpose2d``)::
 Variants: ``reference`` (NumPy, per tap), ``col2im-*`` (one GEMM per group to columns,
 then the conv family's col2im scatter-adds them), ``direct-*`` (the scatter written out),
 ``phase-cython`` (per output phase a stride-1 convolution with the taps landing on it,
-GEMMs reading a padded copy of the image in place, each output pixel written once; the
+GEMMs reading a padded copy of the image in place, or direct register tiles for 12 to 16
+output channels, each output pixel written once; the
 gradients of calls with 24+ input channels by direct register-tiled kernels on a padded
 copy of the output gradient, other calls' from one unfold of it shared by both GEMMs).
 

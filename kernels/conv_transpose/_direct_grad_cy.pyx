@@ -12,6 +12,10 @@ computes tiles of ``_CB`` input channels x ``_WB`` consecutive columns of one ro
 while it runs over (o, i, j), one load of ``_CB`` weights (``wt[o, i, j, c]``, the channels
 padded with zeros to a multiple of ``_CB``) and ``_WB`` broadcast gradients per step. No
 column buffer, no GEMM, each gx element written once.
+
+``forward_direct``: the forward of calls with at most ``_NB`` output channels, by output
+phases, in the same kind of register tiles (the output channels across the lanes, the
+padded image's pixels broadcast).
 """
 
 cimport openmp
@@ -25,6 +29,7 @@ include "../_common.pxi"
 cdef enum:
     _CB = 32  # input channels per tile (two AVX-512 float32 vectors)
     _WB = 8   # columns per tile
+    _NB = 16  # the narrow forward tile's output channels (one vector; 2 rows x _WB columns)
 
 
 cdef extern from *:
@@ -99,6 +104,40 @@ cdef extern from *:
     }
     TG_TG_WTILE(float, f)
     TG_TG_WTILE(double, d)
+
+    #define TG_TG_NTILE(T, S)                                                               \
+    static void tg_tg_ntile_##S(const T* xp, const T* wt, Py_ssize_t c, Py_ssize_t kh,    \
+                                Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp,              \
+                                Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t r0,              \
+                                Py_ssize_t t0, T* out) {                                  \
+        /* out[(r*8 + k) * 16 + oc] = sum wt[((ci*kh + i)*kw + j)*16 + oc] *              \
+           xp[ci, r0 + r + i*dh, t0 + k + j*dw], r < 2, k < 8, oc < 16 */                 \
+        tg_tg_v##S a0[8], a1[8];                                                          \
+        Py_ssize_t ci, i, j, k;                                                           \
+        _Pragma("GCC unroll 8") for (k = 0; k < 8; k++) { a0[k] = (tg_tg_v##S){0};        \
+                                                          a1[k] = (tg_tg_v##S){0}; }      \
+        for (ci = 0; ci < c; ci++) {                                                      \
+            for (i = 0; i < kh; i++) {                                                    \
+                const T* row = xp + (ci * hp + r0 + i * dh) * wp + t0;                    \
+                const T* wv = wt + ((ci * kh + i) * kw) * 16;                             \
+                for (j = 0; j < kw; j++, wv += 16) {                                      \
+                    tg_tg_v##S w0 = *(const tg_tg_u##S*)wv;                               \
+                    const T* s0 = row + j * dw;                                           \
+                    const T* s1 = s0 + wp;                                                \
+                    _Pragma("GCC unroll 8") for (k = 0; k < 8; k++) {                     \
+                        a0[k] += w0 * s0[k];                                              \
+                        a1[k] += w0 * s1[k];                                              \
+                    }                                                                     \
+                }                                                                         \
+            }                                                                             \
+        }                                                                                 \
+        _Pragma("GCC unroll 8") for (k = 0; k < 8; k++) {                                 \
+            *(tg_tg_u##S*)(out + k * 16) = a0[k];                                         \
+            *(tg_tg_u##S*)(out + (8 + k) * 16) = a1[k];                                   \
+        }                                                                                 \
+    }
+    TG_TG_NTILE(float, f)
+    TG_TG_NTILE(double, d)
     """
     void tg_tg_tile_f(const float* gp, const float* wt, Py_ssize_t o, Py_ssize_t kh,
                       Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t cp, Py_ssize_t sw,
@@ -114,6 +153,12 @@ cdef extern from *:
     void tg_tg_wtile_d(const double* gp, const double* xt, const Py_ssize_t* qoff,
                        Py_ssize_t h, Py_ssize_t w, Py_ssize_t cp, Py_ssize_t sh, Py_ssize_t sw,
                        Py_ssize_t wp, Py_ssize_t c0, double* out) noexcept nogil
+    void tg_tg_ntile_f(const float* xp, const float* wt, Py_ssize_t c, Py_ssize_t kh,
+                       Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t dh,
+                       Py_ssize_t dw, Py_ssize_t r0, Py_ssize_t t0, float* out) noexcept nogil
+    void tg_tg_ntile_d(const double* xp, const double* wt, Py_ssize_t c, Py_ssize_t kh,
+                       Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t dh,
+                       Py_ssize_t dw, Py_ssize_t r0, Py_ssize_t t0, double* out) noexcept nogil
 
 
 cdef inline void _pad_gy(const real* src0, real* gp, Py_ssize_t o, Py_ssize_t ho,
@@ -246,3 +291,91 @@ def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::
                         else:
                             tg_tg_wtile_d(gp, xt, &qoff[tq * 8], h, w, cp, sh, sw, wp,
                                           tc * _CB, &parts[tid, tq * 8, 0])
+
+
+cdef inline void _relu_plane(real* y, unsigned char* mask, Py_ssize_t n) noexcept nogil:
+    # the bias_relu epilogue in place (kernels/fused): 0 where v < 0 (NaN and -0.0 pass),
+    # mask 1 where not v <= 0
+    cdef Py_ssize_t k
+    cdef real v
+    for k in range(n):
+        v = y[k]
+        mask[k] = not (v <= 0)
+        y[k] = 0 if v < 0 else v
+
+
+def forward_direct(const real[:, :, :, ::1] x, const real[::1] wtab,
+                   const Py_ssize_t[:, ::1] tab, const real[::1] bias, bint has_bias,
+                   real[:, :, :, ::1] y, real[:, ::1] xpad, real[:, ::1] accs,
+                   Py_ssize_t[::1] fresh, int sh, int sw, int pt, int pl, int hp, int wp,
+                   int nt, bint relu=False, unsigned char[:, :, :, ::1] mask=None):
+    """y = the transposed convolution of x (at most ``_NB`` output channels) by output
+    phases, each a stride-1 convolution of the zero-padded image in register tiles of
+    ``_NB`` output channels (one vector, zero-padded) x 2 rows x ``_WB`` columns of the
+    phase's grid, one image per thread at a time: no GEMM, no phase buffer, each output
+    pixel written once with its bias.
+
+    ``tab[p] = (ry, rx, nty, ntx, dy, dx, dhp, dwp, qh, qw, woff)``: phase p's first output
+    row and column, its taps (nty x ntx, their input rows ``dy + i*dhp``, columns ``dx +
+    j*dwp`` relative to the output pixel's (a, t) in the phase grid), its grid qh x qw and
+    its weights ``wtab[woff + ((c*nty + i)*ntx + j)*_NB + o]`` (zero for o >= O).
+    ``xpad[thread]``: one image padded, C planes of hp x wp, the image at row pt, column
+    pl, zeros around (written on the thread's first image, then only its rows; every tile
+    reads inside it). ``accs[thread]``: one tile. With ``relu``, each image's output then
+    as ``relu(v)`` and ``mask`` 1 where not v <= 0 (``kernels/fused``'s epilogue)."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t o = y.shape[1], ho = y.shape[2], wo = y.shape[3], nph = tab.shape[0]
+    cdef Py_ssize_t b, p, ry, rx, nty, ntx, dy, dx, dhp, dwp, qh, qw, woff
+    cdef Py_ssize_t a, t, tw, t0, nk, k, oc, r
+    cdef int tid
+    cdef real bv
+    cdef real* xp
+    cdef real* acc
+    cdef real* yrow
+    with nogil:
+        for b in prange(n, schedule="dynamic", chunksize=1, num_threads=nt):
+            tid = openmp.omp_get_thread_num()
+            xp = &xpad[tid, 0]
+            acc = &accs[tid, 0]
+            _pad_gy(&x[b, 0, 0, 0], xp, c, h, w, hp, wp, pt, pl, &fresh[tid])
+            for p in range(nph):
+                ry = tab[p, 0]
+                rx = tab[p, 1]
+                nty = tab[p, 2]
+                ntx = tab[p, 3]
+                dy = tab[p, 4]
+                dx = tab[p, 5]
+                dhp = tab[p, 6]
+                dwp = tab[p, 7]
+                qh = tab[p, 8]
+                qw = tab[p, 9]
+                woff = tab[p, 10]
+                if qh <= 0 or qw <= 0:  # a phase past the output's last row or column
+                    continue
+                if nty == 0 or ntx == 0:  # a phase no tap reaches: the bias alone
+                    for oc in range(o):
+                        bv = bias[oc] if has_bias else 0
+                        for a in range(qh):
+                            yrow = &y[b, oc, ry + sh * a, rx]
+                            for t in range(qw):
+                                yrow[t * sw] = bv
+                    continue
+                for a in range(0, qh, 2):
+                    for tw in range((qw + _WB - 1) // _WB):
+                        t0 = tw * _WB
+                        nk = min(_WB, qw - t0)
+                        if real is float:
+                            tg_tg_ntile_f(xp, &wtab[woff], c, nty, ntx, hp, wp, dhp, dwp,
+                                          a + pt + dy, t0 + pl + dx, acc)
+                        else:
+                            tg_tg_ntile_d(xp, &wtab[woff], c, nty, ntx, hp, wp, dhp, dwp,
+                                          a + pt + dy, t0 + pl + dx, acc)
+                        for r in range(min(2, qh - a)):
+                            for oc in range(o):
+                                bv = bias[oc] if has_bias else 0
+                                yrow = &y[b, oc, ry + sh * (a + r), rx + t0 * sw]
+                                for k in range(nk):
+                                    yrow[k * sw] = acc[(r * _WB + k) * _NB + oc] + bv
+            if relu:
+                for oc in range(o):
+                    _relu_plane(&y[b, oc, 0, 0], &mask[b, oc, 0, 0], ho * wo)

@@ -5,7 +5,10 @@ columns) is a small stride-1 convolution with the filter taps that land on it; p
 of images (``_block_images``: their padded copies side by side) one GEMM per tap reading
 the images in place, then one pass writing each output row once, contiguously, from its
 phases with the bias (and the ReLU, ``forward_relu``), so no output pixel is accumulated
-from a scattered column matrix. Backward, calls with 24 or
+from a scattered column matrix. Calls with 8 to 16 output channels run each phase's
+stride-1 convolution in direct register tiles instead (``_direct_forward``: 16 output
+channels across the vector lanes x 2 rows x 8 columns, the padded image read in place,
+no GEMM). Backward, calls with 24 or
 more input channels, 4 or more output channels and at most 1024 output channels x taps
 (``_direct_*_applies``): both gradients by the direct kernels of ``_direct_grad_cy.pyx``
 from one zero-padded copy of each image's output gradient, no column buffer and no GEMM:
@@ -31,6 +34,7 @@ import numpy as np
 from .. import cblas, memory, threads
 from ..conv.im2col import _growth, workspace
 from . import col2im_cy
+from ._direct_grad_cy import forward_direct as _forward_direct
 from ._direct_grad_cy import grads as _direct_grads
 from ._phase_cy import backward_shared, forward_phases
 from .reference import out_size
@@ -143,6 +147,117 @@ def geometry(w_shape, stride, padding, dilation, hw, out_hw):
     return geo, taps, (pt, pl, hp, wp)
 
 
+# The forward of calls with 12 to 16 output channels (conv_autoencoder's 32->16 layer) by
+# the direct register tiles of ``_direct_grad_cy.forward_direct`` (one vector of 16 output
+# channels x 2 rows x 8 columns) instead of the phase GEMMs, whose GEMMs of 16 rows over a
+# few dozen input channels run far below the machine's GEMM rate. With 8 output channels
+# half of each vector is padding and the GEMMs stay ahead; 64->16 4x4 tied
+# (benchmarks/results/conv-transpose-two-threads.md). False: the GEMMs on every call.
+_DIRECT_FORWARD = True
+_NB = 16  # forward_direct's output channels per tile
+_DIRECT_FORWARD_MIN_OUT = 12
+
+
+@functools.lru_cache(maxsize=256)
+def direct_geometry(w_shape, stride, padding, dilation, hw, out_hw):
+    """The phase table of :func:`_direct_grad_cy.forward_direct` (read-only, cached per
+    shape), or None when a phase's taps are not evenly spaced.
+
+    Returns ``(tab, (pt, pl, hp, wp), index)``: ``tab[p] = (ry, rx, nty, ntx, dy, dx, dhp,
+    dwp, qh, qw, woff)`` (see ``forward_direct``), the padded image's geometry (every tile
+    of 2 rows x ``_WB`` columns stays inside it) and the weight table's gather index
+    (``_direct_weights``)."""
+    c, o, kh, kw = w_shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    (h, wd), (ho, wo) = hw, out_hw
+
+    def taps_of(r, s, p, d, k):
+        # (filter index, input offset) of the taps reaching phase r, offsets ascending
+        return sorted(((i, (r + p - i * d) // s) for i in range(k) if (r + p - i * d) % s == 0),
+                      key=lambda t: t[1])  # fmt: skip
+
+    def spacing(ts):
+        steps = {b[1] - a[1] for a, b in zip(ts, ts[1:])}
+        return 1 if not steps else (steps.pop() if len(steps) == 1 else None)
+
+    rows, taps, woff = [], [], 0
+    pt = pl = 0
+    hp, wp = h, wd
+    for ry in range(sh):
+        ty = taps_of(ry, sh, ph, dh, kh)
+        qh = max(0, -(-(ho - ry) // sh))
+        for rx in range(sw):
+            tx = taps_of(rx, sw, pw, dw, kw)
+            qw = max(0, -(-(wo - rx) // sw))
+            dhp, dwp = spacing(ty), spacing(tx)
+            if dhp is None or dwp is None:
+                return None
+            dy = ty[0][1] if ty else 0
+            dx = tx[0][1] if tx else 0
+            rows.append((ry, rx, len(ty), len(tx), dy, dx, dhp, dwp, qh, qw, woff))
+            taps.append(([i for i, _ in ty], [j for j, _ in tx]))
+            woff += c * len(ty) * len(tx) * _NB
+            if ty and tx:
+                pt, pl = max(pt, -dy), max(pl, -dx)
+    for _, _, nty, ntx, dy, dx, dhp, dwp, qh, qw, _ in rows:
+        if nty and ntx:
+            hp = max(hp, dy + (nty - 1) * dhp + qh + 1)  # + 1: the tiles' row pairs
+            wp = max(wp, dx + (ntx - 1) * dwp + -(-qw // _WB) * _WB)
+    tab = np.array(rows, np.intp).reshape(-1, 11)
+    # the weight table's gather index into w's values (C, O, kh, kw) and a zero after them:
+    # per phase, entry ((c*nty + i')*ntx + j')*_NB + o takes w[c, o, i, j] for its taps'
+    # filter rows i and columns j, the zero for o >= O
+    parts = [np.zeros(1, np.intp)]
+    for ys, xs in taps:
+        if ys and xs:
+            cc, ii, jj, oo = np.meshgrid(np.arange(c), ys, xs, np.arange(_NB), indexing="ij")
+            idx = ((cc * o + oo) * kh + ii) * kw + jj
+            parts.append(np.where(oo < o, idx, c * o * kh * kw).reshape(-1))
+    index = np.concatenate(parts)[1:] if len(parts) > 1 else np.zeros(1, np.intp)
+    tab.flags.writeable = index.flags.writeable = False
+    return tab, (pt, pl, pt + hp, pl + wp), index
+
+
+def _direct_weights(w, index) -> np.ndarray:
+    """``forward_direct``'s weight table: ``w``'s values (and a zero) gathered by the
+    shape's ``index`` (``direct_geometry``)."""
+    return np.append(w.reshape(-1), w.dtype.type(0))[index]
+
+
+def _direct_forward(x, w, b, stride, padding, output_padding, dilation, relu):
+    """The forward by ``forward_direct`` (groups 1, float32/float64, non-empty), or None
+    where it does not apply (output channels outside ``_DIRECT_FORWARD_MIN_OUT`` to
+    ``_NB``, phases' taps not evenly spaced)."""
+    n, c, h, wd = x.shape
+    _, o, kh, kw = w.shape
+    if not _DIRECT_FORWARD_MIN_OUT <= o <= _NB:
+        return None
+    ho = out_size(h, kh, stride[0], padding[0], output_padding[0], dilation[0])
+    wo = out_size(wd, kw, stride[1], padding[1], output_padding[1], dilation[1])
+    if ho <= 0 or wo <= 0:
+        return None
+    geo = direct_geometry(w.shape, tuple(stride), tuple(padding), tuple(dilation), (h, wd),
+                          (ho, wo))  # fmt: skip
+    if geo is None:
+        return None
+    tab, (pt, pl, hp, wp), index = geo
+    nt = _team(n * c * h * wd * o * kh * kw)
+    memory.check_fits("conv_transpose2d (phase, direct)", {
+        "output": n * o * ho * wo * x.itemsize,
+        "padded images": nt * c * hp * wp * x.itemsize,
+    })  # fmt: skip
+    wtab = _direct_weights(w, index)
+    y = np.empty((n, o, ho, wo), x.dtype)
+    xpad = workspace("phase-xd", (nt, c * hp * wp), x.dtype)
+    accs = workspace("phase-acc", (nt, _CB * _WB), x.dtype)
+    bias = np.zeros(1, x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
+    mask = np.empty(y.shape, np.uint8) if relu else None
+    _forward_direct(np.ascontiguousarray(x), wtab, tab, bias, b is not None, y, xpad, accs,
+                    np.zeros(nt, np.intp), stride[0], stride[1], pt, pl, hp, wp, nt, relu,
+                    mask)  # fmt: skip
+    return (y, mask) if relu else y
+
+
 def forward(x, w, b, stride, padding, output_padding, dilation, groups):
     y = _forward(x, w, b, stride, padding, output_padding, dilation, groups, False)
     if y is None:
@@ -161,6 +276,10 @@ def forward_relu(x, w, b, stride, padding, output_padding, dilation, groups):
 def _forward(x, w, b, stride, padding, output_padding, dilation, groups, relu):
     if not _supported(x, w, groups) or w.shape[1] < _MIN_FORWARD_ROWS:
         return None
+    if _DIRECT_FORWARD:
+        out = _direct_forward(x, w, b, stride, padding, output_padding, dilation, relu)
+        if out is not None:
+            return out
     n, c, h, wd = x.shape
     _, o, kh, kw = w.shape
     ho = out_size(h, kh, stride[0], padding[0], output_padding[0], dilation[0])

@@ -71,22 +71,24 @@ def _tol(dtype):
     team=st.integers(1, 3),
     need=st.sampled_from(["both", "x", "w"]),
     block=st.integers(1, 3),
+    direct=st.booleans(),
 )
-def test_phase_matches_reference(case, team, need, block):
+def test_phase_matches_reference(case, team, need, block, direct):
     mod, ref = K.get("conv_transpose2d", "phase-cython"), K.get("conv_transpose2d", "reference")
     x, w, b, args = _arrays(case)
-    saved = mod._team, mod._block_images
+    saved = mod._team, mod._block_images, mod._DIRECT_FORWARD
     mod._team = lambda macs: team  # 1 to 3 threads on every shape
     # 1 to 3 images per forward GEMM (a short last block too); with fewer blocks than
     # twice the team the output channels are split among the tasks as well
     mod._block_images = lambda n, *a: block
+    mod._DIRECT_FORWARD = direct  # the forward's direct tiles or its GEMMs
     try:
         y = mod.forward(x, w, b, *args)
         gy = np.random.default_rng(1).standard_normal(y.shape).astype(x.dtype)
         nx, nw = need in ("both", "x"), need in ("both", "w")
         gx, gw = mod.backward(gy, x, w, *args, nx, nw)
     finally:
-        mod._team, mod._block_images = saved
+        mod._team, mod._block_images, mod._DIRECT_FORWARD = saved
     want = ref.forward(x, w, b, *args)
     assert y.shape == want.shape and y.dtype == x.dtype
     np.testing.assert_allclose(y, want, **_tol(x.dtype))
@@ -234,6 +236,89 @@ def test_few_output_channels_forward_runs_col2im(monkeypatch):
     np.testing.assert_allclose(y, ref.forward(x, w, None, *args), rtol=1e-10, atol=1e-10)
     for g, r in zip((gx, gw), ref.backward(gy, x, w, *args, True, True)):
         np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10)
+
+
+# --- the direct forward (12 to 16 output channels: _direct_grad_cy.forward_direct) ------
+
+
+@settings(max_examples=examples(15), deadline=None)
+@given(
+    n=st.integers(1, 5),
+    c=st.sampled_from([1, 3, 17, 32]),
+    o=st.integers(1, 16),
+    hw=st.tuples(st.integers(1, 10), st.integers(1, 10)),
+    k=st.sampled_from([(3, 3), (4, 4), (3, 2), (1, 1), (5, 3)]),
+    stride=st.sampled_from([(2, 2), (1, 1), (3, 2), (2, 3)]),
+    padding=st.sampled_from([(1, 1), (0, 0), (2, 1)]),
+    outpad=st.sampled_from([(0, 0), (1, 1), (1, 0)]),
+    dilation=st.sampled_from([(1, 1), (2, 1), (2, 2)]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    team=st.integers(1, 3),
+    relu=st.booleans(),
+)
+def test_direct_forward_matches_reference(
+    n, c, o, hw, k, stride, padding, outpad, dilation, dtype, team, relu
+):
+    """The direct forward on odd sizes, output padding, dilation, channel counts not a
+    multiple of 16 (the lanes padded with zero weights), float32 and float64, 1 to 3
+    threads; with ``relu`` the values and the mask of the ReLU after it."""
+    from tapegrad.kernels.conv_transpose import phase_cy
+
+    saved_min, phase_cy._DIRECT_FORWARD_MIN_OUT = phase_cy._DIRECT_FORWARD_MIN_OUT, 1
+
+    outpad = tuple(min(p, max(s, d) - 1) for p, s, d in zip(outpad, stride, dilation))
+    size = [
+        (m - 1) * s - 2 * p + d * (kk - 1) + op + 1
+        for m, s, p, d, kk, op in zip(hw, stride, padding, dilation, k, outpad)
+    ]
+    if min(size) < 1:
+        padding = (0, 0)
+    rng = np.random.default_rng(n * 1000 + c * 100 + o)
+    x = rng.standard_normal((n, c, *hw)).astype(dtype)
+    w = rng.standard_normal((c, o, *k)).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype)
+    args = (stride, padding, outpad, dilation, 1)
+    saved = phase_cy._team
+    phase_cy._team = lambda macs: team
+    try:
+        got = phase_cy._direct_forward(x, w, b, stride, padding, outpad, dilation, relu)
+    finally:
+        phase_cy._team, phase_cy._DIRECT_FORWARD_MIN_OUT = saved, saved_min
+    assert got is not None  # evenly spaced taps on every shape here
+    want = K.get("conv_transpose2d", "reference").forward(x, w, b, *args)
+    if relu:
+        got, mask = got
+        np.testing.assert_array_equal(mask, want > 0)
+        want = np.maximum(want, 0)
+    assert got.shape == want.shape and got.dtype == dtype
+    np.testing.assert_allclose(got, want, **_tol(dtype))
+
+
+def test_direct_forward_runs_on_12_to_16_output_channels(monkeypatch):
+    """``forward`` takes the direct tiles for 12 to 16 output channels, the GEMMs outside;
+    switched off, the GEMMs give the same values."""
+    from tapegrad.kernels.conv_transpose import phase_cy
+
+    ran = []
+    direct = phase_cy._direct_forward
+
+    def spy(*a):
+        out = direct(*a)
+        ran.append(out is not None)
+        return out
+
+    monkeypatch.setattr(phase_cy, "_direct_forward", spy)
+    rng = np.random.default_rng(9)
+    args = ((2, 2), (1, 1), (1, 1), (1, 1), 1)
+    ref = K.get("conv_transpose2d", "reference")
+    for o in (11, 12, 16, 17):
+        x, w = rng.standard_normal((2, 32, 7, 7)), rng.standard_normal((32, o, 3, 3))
+        y = phase_cy.forward(x, w, None, *args)
+        np.testing.assert_allclose(y, ref.forward(x, w, None, *args), rtol=1e-10, atol=1e-10)
+        monkeypatch.setattr(phase_cy, "_DIRECT_FORWARD", False)
+        np.testing.assert_allclose(y, phase_cy.forward(x, w, None, *args), rtol=1e-12, atol=1e-12)
+        monkeypatch.setattr(phase_cy, "_DIRECT_FORWARD", True)
+    assert ran == [False, True, True, False]
 
 
 # --- direct gradients (the input gradient as a direct strided convolution, the weight
@@ -446,8 +531,8 @@ def test_direct_gradients_rule():
 
 
 @settings(max_examples=examples(12), deadline=None)
-@given(case=phase_case(), team=st.integers(1, 3), block=st.integers(1, 3))
-def test_forward_relu_is_the_bias_relu_epilogue_bit_for_bit(case, team, block):
+@given(case=phase_case(), team=st.integers(1, 3), block=st.integers(1, 3), direct=st.booleans())
+def test_forward_relu_is_the_bias_relu_epilogue_bit_for_bit(case, team, block, direct):
     """The ReLU applied as the phases are written: the values and the mask of the forward
     without bias followed by ``kernels/fused``'s reference epilogue, NaN and inf included."""
     from tapegrad.kernels.fused import reference as R
@@ -459,14 +544,15 @@ def test_forward_relu_is_the_bias_relu_epilogue_bit_for_bit(case, team, block):
     flat[np.random.default_rng(7).choice(flat.size, k, replace=False)] = [np.nan, np.inf, -np.inf][
         :k
     ]
-    saved = mod._team, mod._block_images
+    saved = mod._team, mod._block_images, mod._DIRECT_FORWARD
     mod._team = lambda macs: team
     mod._block_images = lambda n, *a: block
+    mod._DIRECT_FORWARD = direct
     try:
         got = mod.forward_relu(x, w, b, *args)
         y0 = mod.forward(x, w, None, *args)
     finally:
-        mod._team, mod._block_images = saved
+        mod._team, mod._block_images, mod._DIRECT_FORWARD = saved
     want_mask = R.bias_relu_forward(y0, b)
     assert got is not None  # every channel count here (the fixture lowers the bound)
     y, mask = got
