@@ -3,25 +3,31 @@
 For stride-1 calls with few channels and narrow outputs (lenet5's 6->16 5x5 layer on 10x10
 outputs), where vectors across output columns leave lanes idle and im2col's unfold and small
 GEMMs cost more than the arithmetic. A vector holds ``V`` output channels (16 float32 or 8
-float64: one AVX-512 register); each thread takes whole images and copies its image,
-zero-padded, into its own buffer.
+float64: one AVX-512 register); each thread takes whole images (handed out as threads come
+free) and copies its image, zero-padded, into its own buffer.
 
 Forward: tiles of ``V`` output channels x up to 16 consecutive output columns of one row,
 one accumulator vector per column (the tile's width is a compile-time constant, 1 to 16, so
 a 10-wide row is one tile without idle lanes). For 3- and 5-wide kernels the tile slides
 along each input row: per (input channel, kh) the row's weight vectors stay in registers and
 each input value is broadcast once for its 3 or 5 multiply-adds; other widths take one
-broadcast per multiply-add. The finished tile is transposed in registers and written as one
-vector per output channel (bias added there). The input gradient of a stride-1 call is the same convolution of the output gradient
-with the flipped, transposed filters when x has a vector's worth of channels or more;
-with fewer (lenet5's 6) it is ``blocked-cython``'s (vectors across columns).
+broadcast per multiply-add. With 3-wide kernels, more than ``V`` output channels and rows of
+at most 8 or more than 16 columns, a tile holds two channel vectors x up to 12 columns and
+each broadcast feeds both vectors (see ``_PAIR_COLUMNS``). The finished tile is transposed
+in registers and written as one vector per output channel (a masked store for a part
+vector; bias added there). The input gradient of a stride-1 call is the same convolution of
+the output gradient with the flipped, transposed filters when x has a vector's worth of
+channels or more; with fewer (lenet5's 6) it is ``blocked-cython``'s (vectors across
+columns).
 
 Weight gradient (3x3 and 5x5 kernels): each thread copies its image's output gradient
-transposed to (position, channel), ``V`` x ``V`` blocks through registers; for each block of ``V`` output channels and each input
-channel, one accumulator vector per tap (9 or 25) runs over the image's output positions,
-one vector load of the gradient and a broadcast input value per tap and position. Each
-thread adds its images into its own partial sums, which are added in thread order
-(repeatable for a given thread count).
+transposed to (position, channel), ``V`` x ``V`` blocks through registers; for each block of
+``V`` output channels and each input channel, one accumulator vector per tap (9 or 25) runs
+over the image's output positions, one vector load of the gradient per position; 3x3 tiles
+take two positions per step and broadcast each input value once for both. The batch is cut
+into chunks of consecutive images (one per thread at one thread, ``_CHUNKS_PER_THREAD`` per
+thread otherwise), each with its own partial sums, added in chunk order (repeatable for a
+given batch and thread count).
 
 Every output adds its taps in (input channel, kh, kw) order. Strided, dilated and grouped
 calls, and weight gradients of other kernel sizes, go to ``im2col-cython``. Bounds and
@@ -51,6 +57,14 @@ cdef enum:
 # compile-time constants so the accumulators stay in registers.
 cdef extern from *:
     """
+    #if defined(__AVX512F__)
+    #include <immintrin.h>
+    #define TG_CV_PART_f(d, v, n) _mm512_mask_storeu_ps(d, (__mmask16)((1u << (n)) - 1), (__m512)(v))
+    #define TG_CV_PART_d(d, v, n) _mm512_mask_storeu_pd(d, (__mmask8)((1u << (n)) - 1), (__m512d)(v))
+    #else
+    #define TG_CV_PART_f(d, v, n) __builtin_memcpy(d, &(v), (n) * sizeof(float))
+    #define TG_CV_PART_d(d, v, n) __builtin_memcpy(d, &(v), (n) * sizeof(double))
+    #endif
     /* lane l of the two-source shuffles of the transpose's stage s (V lanes) */
     #define TG_CV_LO(l, s, V) (((l) & (s)) ? (V) + (l) - (s) : (l))
     #define TG_CV_HI(l, s, V) (((l) & (s)) ? (V) + (l) : (l) + (s))
@@ -86,6 +100,10 @@ cdef extern from *:
         tg_cv_stage_##S(t, 4, (tg_cv_i##S)LANES(TG_CV_LO, 4), (tg_cv_i##S)LANES(TG_CV_HI, 4)); \
         tg_cv_stage_##S(t, 2, (tg_cv_i##S)LANES(TG_CV_LO, 2), (tg_cv_i##S)LANES(TG_CV_HI, 2)); \
         tg_cv_stage_##S(t, 1, (tg_cv_i##S)LANES(TG_CV_LO, 1), (tg_cv_i##S)LANES(TG_CV_HI, 1)); \
+    }                                                                                   \
+    /* d[0:n] = v[0:n] (0 < n < V): one masked store where AVX-512 has them */          \
+    static inline void tg_cv_part_##S(T* d, tg_cv_v##S v, Py_ssize_t n) {                  \
+        TG_CV_PART_##S(d, v, n);                                                        \
     }                                                                                   \
     /* gt[f * op + k] = g[k * npos + f] for k < op (zero from o on): whole blocks of V    \
        positions x V channels through registers, the last positions one by one */        \
@@ -159,12 +177,8 @@ cdef extern from *:
                 if (k >= nk) break;                                                     \
                 tg_cv_v##S v = t[k] + (bias ? bias[k] : (T)0);                          \
                 T* d = y + k * plane + qb;                                              \
-                if (Q - qb >= V) {                                                      \
-                    *(tg_cv_u##S*)d = v;                                                \
-                } else {                                                                \
-                    _Pragma("GCC unroll 16") for (q = 0; q < Q - qb && q < V; q++)      \
-                        d[q] = v[q];                                                    \
-                }                                                                       \
+                if (Q - qb >= V) *(tg_cv_u##S*)d = v;                                   \
+                else tg_cv_part_##S(d, v, Q - qb);                                      \
             }                                                                           \
         }                                                                               \
     }
@@ -183,22 +197,97 @@ cdef extern from *:
      tg_cv_fwd_##S##_13_##KW, tg_cv_fwd_##S##_14_##KW, tg_cv_fwd_##S##_15_##KW,         \
      tg_cv_fwd_##S##_16_##KW}
 
+    /* The same for two vectors of output channels (2 V, nk of them valid, more than V) and
+       a 3-wide kernel: each broadcast input value feeds both vectors' multiply-adds, so a
+       row of Q <= 12 columns keeps 2 Q accumulators (16 for 8-column rows, where one
+       vector's 8 accumulators could not cover the multiply-add latency) with half the
+       broadcasts per multiply-add. Each output adds its taps in (ci, i, j) order. */
+    #define TG_CV_FWD2(T, S, Q)                                                         \
+    __attribute__((optimize("no-predictive-commoning")))                                \
+    static void tg_cv_fwd2_##S##_##Q(const T* xp, const T* wt, Py_ssize_t c,            \
+            Py_ssize_t kh, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t op, T* y,            \
+            Py_ssize_t plane, Py_ssize_t nk, const T* bias) {                           \
+        enum { V = 64 / sizeof(T) };                                                    \
+        tg_cv_v##S a[Q], b[Q], t[V], wa[3], wb[3];                                      \
+        Py_ssize_t ci, i, j, q, k, h, qb;                                               \
+        _Pragma("GCC unroll 16") for (q = 0; q < Q; q++) a[q] = b[q] = (tg_cv_v##S){0};  \
+        for (ci = 0; ci < c; ci++) {                                                    \
+            for (i = 0; i < kh; i++) {                                                  \
+                const T* row = xp + (ci * hp + i) * wp;                                 \
+                const T* w = wt + (ci * kh + i) * 3 * op;                               \
+                _Pragma("GCC unroll 3") for (j = 0; j < 3; j++) {                       \
+                    wa[j] = *(const tg_cv_u##S*)(w + j * op);                           \
+                    wb[j] = *(const tg_cv_u##S*)(w + j * op + V);                       \
+                }                                                                       \
+                _Pragma("GCC unroll 16") for (k = 0; k < Q + 2; k++) {                  \
+                    tg_cv_v##S xb = row[k] - (tg_cv_v##S){0};                           \
+                    _Pragma("GCC unroll 3") for (j = 0; j < 3; j++)                     \
+                        if (k - j >= 0 && k - j < Q) {                                  \
+                            a[k - j] += xb * wa[j];                                     \
+                            b[k - j] += xb * wb[j];                                     \
+                        }                                                               \
+                }                                                                       \
+            }                                                                           \
+        }                                                                               \
+        _Pragma("GCC unroll 2") for (h = 0; h < 2; h++) {                               \
+          _Pragma("GCC unroll 2") for (qb = 0; qb < Q; qb += V) {                       \
+            _Pragma("GCC unroll 16") for (q = 0; q < V; q++)                            \
+                t[q] = qb + q < Q ? (h ? b[qb + q] : a[qb + q]) : (tg_cv_v##S){0};      \
+            tg_cv_transpose_##S(t);                                                     \
+            _Pragma("GCC unroll 16") for (k = 0; k < V; k++) {                          \
+                if (h * V + k >= nk) break;                                             \
+                tg_cv_v##S v = t[k] + (bias ? bias[h * V + k] : (T)0);                  \
+                T* d = y + (h * V + k) * plane + qb;                                    \
+                if (Q - qb >= V) *(tg_cv_u##S*)d = v;                                   \
+                else tg_cv_part_##S(d, v, Q - qb);                                      \
+            }                                                                           \
+          }                                                                             \
+        }                                                                               \
+    }
+    #define TG_CV_FWD2_Q(T, S)                                                          \
+    TG_CV_FWD2(T, S, 1) TG_CV_FWD2(T, S, 2) TG_CV_FWD2(T, S, 3) TG_CV_FWD2(T, S, 4)     \
+    TG_CV_FWD2(T, S, 5) TG_CV_FWD2(T, S, 6) TG_CV_FWD2(T, S, 7) TG_CV_FWD2(T, S, 8)     \
+    TG_CV_FWD2(T, S, 9) TG_CV_FWD2(T, S, 10) TG_CV_FWD2(T, S, 11) TG_CV_FWD2(T, S, 12)
+
     /* out[cc * os + t * op] += sum over positions of x[cc, oh + i, ow + j] * gt[(oh, ow), :]
        for the KH x KW taps t = i * KW + j of C input channels (planes cs apart from xp,
        the first channel's padded plane): the C channels share each gradient vector load.
-       Each tap adds the positions in (oh, ow) order. */
-    #define TG_CV_WG(T, S, KH, KW, C)                                                   \
+       P = 2: two neighbouring positions per step (gradient vectors g0, g1), each input
+       value of a row broadcast once into a register for its tap at the first position and
+       the tap left of it at the second (KW + 1 broadcasts per row and channel instead of
+       2 KW folded into the multiply-adds), so the loads no longer keep pace with the
+       multiply-adds; an odd row's last position alone. Each tap adds the positions in
+       (oh, ow) order either way. */
+    #define TG_CV_WG(T, S, KH, KW, C, P)                                                \
     __attribute__((optimize("no-predictive-commoning")))                                \
     static void tg_cv_wg_##S##_##KH##KW##_##C(const T* xp, Py_ssize_t cs, const T* gt,   \
             Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t wp, Py_ssize_t op, T* out,          \
             Py_ssize_t os) {                                                            \
-        tg_cv_v##S a[C][KH * KW];                                                       \
+        tg_cv_v##S a[C][KH * KW], xb[KW + 1];                                           \
         Py_ssize_t oh, ow, i, j, cc;                                                    \
         _Pragma("GCC unroll 2") for (cc = 0; cc < C; cc++)                              \
             _Pragma("GCC unroll 25") for (i = 0; i < KH * KW; i++)                      \
                 a[cc][i] = (tg_cv_v##S){0};                                             \
         for (oh = 0; oh < ho; oh++) {                                                   \
-            for (ow = 0; ow < wo; ow++) {                                               \
+            ow = 0;                                                                     \
+            if (P == 2) {                                                               \
+                for (; ow + 2 <= wo; ow += 2) {                                         \
+                    tg_cv_v##S g0 = *(const tg_cv_u##S*)(gt + (oh * wo + ow) * op);     \
+                    tg_cv_v##S g1 = *(const tg_cv_u##S*)(gt + (oh * wo + ow + 1) * op); \
+                    _Pragma("GCC unroll 2") for (cc = 0; cc < C; cc++) {                \
+                        const T* src = xp + cc * cs + oh * wp + ow;                     \
+                        _Pragma("GCC unroll 5") for (i = 0; i < KH; i++) {              \
+                            _Pragma("GCC unroll 6") for (j = 0; j <= KW; j++)           \
+                                xb[j] = src[i * wp + j] - (tg_cv_v##S){0};              \
+                            _Pragma("GCC unroll 5") for (j = 0; j < KW; j++) {          \
+                                a[cc][i * KW + j] += xb[j] * g0;                        \
+                                a[cc][i * KW + j] += xb[j + 1] * g1;                    \
+                            }                                                           \
+                        }                                                               \
+                    }                                                                   \
+                }                                                                       \
+            }                                                                           \
+            for (; ow < wo; ow++) {                                                     \
                 tg_cv_v##S g = *(const tg_cv_u##S*)(gt + (oh * wo + ow) * op);          \
                 _Pragma("GCC unroll 2") for (cc = 0; cc < C; cc++) {                    \
                     const T* src = xp + cc * cs + oh * wp + ow;                         \
@@ -216,7 +305,21 @@ cdef extern from *:
     #define TG_CV_ALL(T, S, I, LANES)                                                   \
     TG_CV_TYPES(T, S, I, LANES)                                                         \
     TG_CV_FWD_Q(T, S, 0) TG_CV_FWD_Q(T, S, 3) TG_CV_FWD_Q(T, S, 5)                    \
-    TG_CV_WG(T, S, 3, 3, 2) TG_CV_WG(T, S, 3, 3, 1) TG_CV_WG(T, S, 5, 5, 1)           \
+    TG_CV_WG(T, S, 3, 3, 2, 2) TG_CV_WG(T, S, 3, 3, 1, 2) TG_CV_WG(T, S, 5, 5, 1, 1)           \
+    TG_CV_FWD2_Q(T, S)                                                                  \
+    typedef void (*tg_cv_fwd2_fn_##S)(const T*, const T*, Py_ssize_t, Py_ssize_t,       \
+            Py_ssize_t, Py_ssize_t, Py_ssize_t, T*, Py_ssize_t, Py_ssize_t, const T*);    \
+    static tg_cv_fwd2_fn_##S const tg_cv_fwd2_tab_##S[12] = {                          \
+        tg_cv_fwd2_##S##_1, tg_cv_fwd2_##S##_2, tg_cv_fwd2_##S##_3, tg_cv_fwd2_##S##_4,  \
+        tg_cv_fwd2_##S##_5, tg_cv_fwd2_##S##_6, tg_cv_fwd2_##S##_7, tg_cv_fwd2_##S##_8,  \
+        tg_cv_fwd2_##S##_9, tg_cv_fwd2_##S##_10, tg_cv_fwd2_##S##_11,                   \
+        tg_cv_fwd2_##S##_12};                                                           \
+    /* the two-vector tile of q (1 to 12) columns, 3-wide kernels */                    \
+    static inline void tg_cv_fwd2_##S(Py_ssize_t q, const T* xp, const T* wt,           \
+            Py_ssize_t c, Py_ssize_t kh, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t op,    \
+            T* y, Py_ssize_t plane, Py_ssize_t nk, const T* bias) {                     \
+        tg_cv_fwd2_tab_##S[q - 1](xp, wt, c, kh, hp, wp, op, y, plane, nk, bias);       \
+    }                                                                                   \
     typedef void (*tg_cv_fwd_fn_##S)(const T*, const T*, Py_ssize_t, Py_ssize_t,        \
             Py_ssize_t, Py_ssize_t, Py_ssize_t, Py_ssize_t, T*, Py_ssize_t, Py_ssize_t,   \
             const T*);                                                                  \
@@ -254,6 +357,12 @@ cdef extern from *:
                      Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t op,
                      double* y, Py_ssize_t plane, Py_ssize_t nk,
                      const double* bias) noexcept nogil
+    void tg_cv_fwd2_f(Py_ssize_t q, const float* xp, const float* wt, Py_ssize_t c,
+                      Py_ssize_t kh, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t op, float* y,
+                      Py_ssize_t plane, Py_ssize_t nk, const float* bias) noexcept nogil
+    void tg_cv_fwd2_d(Py_ssize_t q, const double* xp, const double* wt, Py_ssize_t c,
+                      Py_ssize_t kh, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t op, double* y,
+                      Py_ssize_t plane, Py_ssize_t nk, const double* bias) noexcept nogil
     void tg_cv_gt_f(const float* g, Py_ssize_t npos, Py_ssize_t o, Py_ssize_t op,
                     float* gt) noexcept nogil
     void tg_cv_gt_d(const double* g, Py_ssize_t npos, Py_ssize_t o, Py_ssize_t op,
@@ -293,23 +402,49 @@ cdef inline void _pad(const real* xb, real* xp, Py_ssize_t c, Py_ssize_t h, Py_s
 
 def forward_threads(const real[:, :, :, ::1] x, const real[::1] wt, const real[::1] bias,
                     bint has_bias, real[:, :, :, ::1] y, real[:, ::1] buf, int kh, int kw,
-                    int ph, int pw, int op, int nt):
-    """y[b] = conv(x[b]) per image and thread, through the thread's padded image."""
+                    int ph, int pw, int op, int nt, int q2=0):
+    """y[b] = conv(x[b]) per image and thread, through the thread's padded image; with
+    ``q2`` > 0 and a 3-wide kernel, pairs of channel vectors in tiles of at most ``q2``
+    (up to 12) columns, a row split into tiles of equal width (within one column)."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = y.shape[1], ho = y.shape[2], wo = y.shape[3]
     cdef Py_ssize_t hp = h + 2 * ph, wp = w + 2 * pw, plane = ho * wo
     cdef Py_ssize_t lanes = 64 // sizeof(real)
-    cdef Py_ssize_t b, oh, ow0, oc0, nq, nk
+    cdef Py_ssize_t b, oh, ow0, oc0, nq, nk, left
     cdef real* xp
     cdef real* yt
     cdef const real* bp
+    if q2 > 12 or q2 < 0:
+        raise ValueError(f"forward_threads: q2 must be 0 to 12, got {q2}")
     with nogil:
-        for b in prange(n, schedule="static", num_threads=nt):
+        # each image is one thread's from start to end whichever thread takes it, so the
+        # images can be handed out as threads come free (a thread slowed by other work
+        # on the machine does not hold up the rest) without changing any output
+        for b in prange(n, schedule="dynamic", num_threads=nt):
             xp = &buf[openmp.omp_get_thread_num(), 0]
             _pad(&x[b, 0, 0, 0], xp, c, h, w, ph, pw, hp, wp)
             oc0 = 0
             while oc0 < o:
                 nk = o - oc0
+                if q2 > 0 and kw == 3 and nk > lanes:
+                    if nk > 2 * lanes:
+                        nk = 2 * lanes
+                    bp = &bias[oc0] if has_bias else NULL
+                    for oh in range(ho):
+                        ow0 = 0
+                        while ow0 < wo:
+                            left = (wo - ow0 + q2 - 1) // q2  # tiles left in the row
+                            nq = (wo - ow0 + left - 1) // left
+                            yt = &y[b, oc0, oh, ow0]
+                            if real is float:
+                                tg_cv_fwd2_f(nq, xp + oh * wp + ow0, &wt[oc0], c, kh, hp, wp,
+                                             op, yt, plane, nk, bp)
+                            else:
+                                tg_cv_fwd2_d(nq, xp + oh * wp + ow0, &wt[oc0], c, kh, hp, wp,
+                                             op, yt, plane, nk, bp)
+                            ow0 = ow0 + nq
+                    oc0 = oc0 + 2 * lanes
+                    continue
                 if nk > lanes:
                     nk = lanes
                 bp = &bias[oc0] if has_bias else NULL
@@ -333,49 +468,65 @@ def forward_threads(const real[:, :, :, ::1] x, const real[::1] wt, const real[:
 def wgrad_threads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, real[:, ::1] buf,
                   real[:, ::1] gts, real[:, ::1] part, int kh, int kw, int ph, int pw, int op,
                   int nt):
-    """part[t] = sum over thread t's images of the weight gradient, as (ci, i, j, op)."""
+    """part[k] = sum over chunk k's images of the weight gradient, as (ci, i, j, op): the
+    batch cut into ``part.shape[0]`` chunks of consecutive images, handed to the threads as
+    they come free; each chunk's sum is the same whichever thread made it."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
     cdef Py_ssize_t hp = h + 2 * ph, wp = w + 2 * pw, npos = ho * wo
     cdef Py_ssize_t lanes = 64 // sizeof(real)
-    cdef Py_ssize_t b, ci, oc0, done
+    cdef Py_ssize_t nch = part.shape[0]
+    cdef Py_ssize_t k, b, ci, oc0, done
     cdef int tid
     cdef real* xp
     cdef real* gt
     cdef real* pt
     cdef const real* gb
+    if nch < 1 or nch > n:
+        raise ValueError(f"wgrad_threads: part must have 1 to {n} rows (chunks), got {nch}")
     with nogil:
-        for b in prange(n, schedule="static", num_threads=nt):
+        for k in prange(nch, schedule="dynamic", num_threads=nt):
             tid = openmp.omp_get_thread_num()
             xp = &buf[tid, 0]
             gt = &gts[tid, 0]
-            pt = &part[tid, 0]
-            gb = &gy[b, 0, 0, 0]
-            _pad(&x[b, 0, 0, 0], xp, c, h, w, ph, pw, hp, wp)
-            # gt[f, k] = gy[b, k, f], zero in the lanes past the last channel
-            if real is float:
-                tg_cv_gt_f(gb, npos, o, op, gt)
-            else:
-                tg_cv_gt_d(gb, npos, o, op, gt)
-            oc0 = 0
-            while oc0 < o:
-                ci = 0
-                while ci < c:
-                    if real is float:
-                        done = tg_cv_wg_f(kh, kw, xp + ci * hp * wp, hp * wp, c - ci, gt + oc0,
-                                          ho, wo, wp, op, pt + ci * kh * kw * op + oc0,
-                                          kh * kw * op)
-                    else:
-                        done = tg_cv_wg_d(kh, kw, xp + ci * hp * wp, hp * wp, c - ci, gt + oc0,
-                                          ho, wo, wp, op, pt + ci * kh * kw * op + oc0,
-                                          kh * kw * op)
-                    ci = ci + (done if done > 0 else c)
-                oc0 = oc0 + lanes
+            pt = &part[k, 0]
+            for b in range(k * n // nch, (k + 1) * n // nch):
+                gb = &gy[b, 0, 0, 0]
+                _pad(&x[b, 0, 0, 0], xp, c, h, w, ph, pw, hp, wp)
+                # gt[f, k] = gy[b, k, f], zero in the lanes past the last channel
+                if real is float:
+                    tg_cv_gt_f(gb, npos, o, op, gt)
+                else:
+                    tg_cv_gt_d(gb, npos, o, op, gt)
+                oc0 = 0
+                while oc0 < o:
+                    ci = 0
+                    while ci < c:
+                        if real is float:
+                            done = tg_cv_wg_f(kh, kw, xp + ci * hp * wp, hp * wp, c - ci,
+                                              gt + oc0, ho, wo, wp, op,
+                                              pt + ci * kh * kw * op + oc0, kh * kw * op)
+                        else:
+                            done = tg_cv_wg_d(kh, kw, xp + ci * hp * wp, hp * wp, c - ci,
+                                              gt + oc0, ho, wo, wp, op,
+                                              pt + ci * kh * kw * op + oc0, kh * kw * op)
+                        ci = ci + (done if done > 0 else c)
+                    oc0 = oc0 + lanes
 
 
 def applies(w_shape, stride, dilation, groups) -> bool:
     """One group, dilation 1, stride 1."""
     return groups == 1 and tuple(dilation) == (1, 1) and tuple(stride) == (1, 1)
+
+
+# Forward tiles of two channel vectors (3-wide kernels, more than one vector of outputs) on
+# rows of at most 8 columns (one vector's tile would keep only 8 accumulators) or more than
+# 16 (32 columns: three tiles of 11, 11 and 10 instead of two of 16): at most this many
+# columns, 2 x 12 accumulators and 6 weight vectors in 32 registers. Rows of 9 to 16 keep
+# one vector's single tile, which the pairs (two tiles of 8 on 16 columns) did not beat
+# (benchmarks/results/chvec-tiles.md).
+_PAIR_COLUMNS = 12
+_CHUNKS_PER_THREAD = 4  # weight gradient: chunks of the batch per thread (see _wgrad)
 
 
 def _team_size(macs):
@@ -403,7 +554,8 @@ def _conv(x, w, b, int ph, int pw):
     wt[..., :o] = w.transpose(1, 2, 3, 0)
     buf = workspace("chvec-x", (nt, c * hp * wp), x.dtype)
     bias = b if b is not None else np.zeros(1, dtype=x.dtype)
-    forward_threads(x, wt.reshape(-1), bias, b is not None, y, buf, kh, kw, ph, pw, op, nt)
+    q2 = _PAIR_COLUMNS if kw == 3 and o > lanes and (wo <= 8 or wo > 16) else 0
+    forward_threads(x, wt.reshape(-1), bias, b is not None, y, buf, kh, kw, ph, pw, op, nt, q2)
     return y
 
 
@@ -415,16 +567,21 @@ def _wgrad(gy, x, w, int ph, int pw):
     lanes = _lanes(x.dtype)
     op = (o + lanes - 1) // lanes * lanes
     nt = max(1, min(_team_size(n * o * ho * wo * c * kh * kw), n))
+    # one chunk of images per thread would leave the others waiting on a thread that other
+    # work on the machine slows; _CHUNKS_PER_THREAD per thread, added in chunk order (the
+    # same sum for a given batch and thread count)
+    nch = 1 if nt == 1 else min(n, _CHUNKS_PER_THREAD * nt)
     memory.check_fits("conv2d (chvec weight gradient)", {
         "padded images": nt * c * hp * wp * x.itemsize,
         "transposed gradients": nt * ho * wo * op * x.itemsize,
+        "partial sums": nch * c * kh * kw * op * x.itemsize,
     })
     buf = workspace("chvec-x", (nt, c * hp * wp), x.dtype)
     gts = workspace("chvec-g", (nt, ho * wo * op), x.dtype)
-    part = np.zeros((nt, c * kh * kw * op), dtype=x.dtype)
+    part = np.zeros((nch, c * kh * kw * op), dtype=x.dtype)
     wgrad_threads(gy, x, buf, gts, part, kh, kw, ph, pw, op, nt)
     total = part[0]
-    for t in range(1, nt):
+    for t in range(1, nch):
         total = total + part[t]
     return np.ascontiguousarray(total.reshape(c, kh, kw, op)[..., :o].transpose(3, 0, 1, 2))
 

@@ -92,6 +92,48 @@ def test_chvec_wide_layers(dtype, x_shape, w_shape, padding):
     check_against_reference(K.get("conv2d", NAME), x, w, b, args, "both", 2)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("pair_columns", [5, 12])
+@pytest.mark.parametrize(
+    "x_shape, o",
+    [((2, 5, 7, 37), 40), ((3, 17, 8, 8), 33), ((2, 3, 5, 19), 20), ((2, 9, 4, 6), 17)],
+)
+def test_chvec_pair_tiles(dtype, pair_columns, x_shape, o):
+    """Forward tiles of two channel vectors (3-wide kernels, more outputs than one vector's
+    lanes, rows of at most 8 or more than 16 columns): odd row widths cut into tiles of
+    equal width, output counts that are not a multiple of the lanes, the input gradient
+    through the same tiles (more input channels than lanes); against ``reference``."""
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = (rng.standard_normal((o, x_shape[1], 3, 3)) * 0.2).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype)
+    args = ((1, 1), (1, 1), (1, 1), 1)
+    check_against_reference(K.get("conv2d", NAME), x, w, b, args, "both", 2,
+                            _PAIR_COLUMNS=pair_columns)  # fmt: skip
+
+
+def test_chvec_outputs_same_at_any_team():
+    """Forward and input gradient: each image is one thread's whichever thread takes it, so
+    1, 2 and 3 threads give the same bits; the weight gradient is the same bits on a repeat
+    at each team size (chunks of the batch added in order)."""
+    mod = K.get("conv2d", NAME)
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((7, 20, 8, 19)).astype(np.float32)
+    w = rng.standard_normal((36, 20, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((7, 36, 8, 19)).astype(np.float32)
+    args = ((1, 1), (1, 1), (1, 1), 1)
+    outs = []
+    for team in (1, 2, 3):
+        with patched(mod, team):
+            y = mod.forward(x, w, None, *args)
+            gx, gw = mod.backward(gy, x, w, *args, True, True)
+            np.testing.assert_array_equal(gw, mod.backward(gy, x, w, *args, False, True)[1])
+        outs.append((y, gx))
+    for y, gx in outs[1:]:
+        np.testing.assert_array_equal(y, outs[0][0])
+        np.testing.assert_array_equal(gx, outs[0][1])
+
+
 def test_chvec_weight_gradient_repeatable():
     """The same call twice gives the same weight gradient bit for bit (partial sums per
     thread added in thread order)."""

@@ -1,0 +1,115 @@
+"""chvec-cython's three passes (forward, input gradient, weight gradient) per layer, timed
+alone: ms and GFLOP/s (2 x MACs per pass), optionally against another checkout's build of
+the same module (``--before DIR``: that checkout's compiled ``kernels/conv/chvec_cy``),
+loaded into the same process and alternated call by call, so that a shared machine's
+changing speed falls on both alike.
+
+    python benchmarks/chvec_tiles.py [--threads 1] [--repeats 15] [--before /path/to/checkout]
+
+Per pass the median of ``--repeats`` calls after two warm-up calls, and the spread
+(min-max) in brackets; float32, 3x3, padding 1, stride 1. A float32 GEMM (1024 x 1024 x 1024
+through NumPy's BLAS at the same thread count) is timed in the same rounds, as the machine's
+limit at that moment; "% GEMM" is each pass's rate as a share of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import importlib.util
+import os
+import time
+
+import numpy as np
+
+# (name, N, C in, C out, image side)
+LAYERS = [
+    ("resnet8 16->16 32x32", 64, 16, 16, 32),
+    ("resnet8 32->32 16x16", 64, 32, 32, 16),
+    ("resnet8 64->64 8x8", 64, 64, 64, 8),
+    ("vgg_small 32->32 32x32", 64, 32, 32, 32),
+    ("vgg_small 32->64 16x16", 64, 32, 64, 16),
+    ("vgg_small 64->64 16x16", 64, 64, 64, 16),
+    ("targets 64->64 32x32 N=32", 32, 64, 64, 32),
+]
+PASSES = ("forward", "input grad", "weight grad")
+ARGS = ((1, 1), (1, 1), (1, 1), 1)
+GEMM = 1024  # the machine's limit: float32 GEMM of this size at the same thread count
+
+
+def _passes(m, x, w, b, gy):
+    """(pass name, call) for the three passes of conv2d module ``m``."""
+    return [
+        ("forward", lambda: m.forward(x, w, b, *ARGS)),
+        ("input grad", lambda: m.backward(gy, x, w, *ARGS, True, False)),
+        ("weight grad", lambda: m.backward(gy, x, w, *ARGS, False, True)),
+    ]
+
+
+def _load_build(checkout: str):
+    """``chvec_cy`` compiled in ``checkout``, as a second module object (its relative imports
+    resolve to this checkout's package, which it only uses for helpers)."""
+    (path,) = glob.glob(os.path.join(checkout, "kernels", "conv", "chvec_cy.*.so"))
+    spec = importlib.util.spec_from_file_location("tapegrad.kernels.conv.chvec_cy", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--before", help="checkout whose chvec_cy build to compare with")
+    ap.add_argument("--only", default="", help="layers whose name has this")
+    a = ap.parse_args()
+
+    from tapegrad import kernels as K
+    from tapegrad.kernels import threads as T
+
+    T.set_num_threads(a.threads)
+    builds = {"now": K.get("conv2d", "chvec-cython")}
+    if a.before:
+        builds = {"before": _load_build(a.before), **builds}
+    rng = np.random.default_rng(0)
+    a_ = rng.standard_normal((GEMM, GEMM), dtype=np.float32)
+    head = " | ".join(f"{k} ms [min-max] | {k} GFLOP/s (% GEMM)" for k in builds)
+    print(f"| layer | pass | {head} |" + (" ratio |" if a.before else "") + " GEMM GFLOP/s |")
+    print("| --- | --- |" + " ---: | ---: |" * len(builds) + (" ---: |" if a.before else "")
+          + " ---: |")  # fmt: skip
+    for name, n, c, o, side in LAYERS:
+        if a.only not in name:
+            continue
+        x = rng.standard_normal((n, c, side, side), dtype=np.float32)
+        w = rng.standard_normal((o, c, 3, 3), dtype=np.float32) * 0.1
+        b = np.zeros(o, np.float32)
+        gy = rng.standard_normal((n, o, side, side), dtype=np.float32)
+        flop = 2 * n * c * o * side * side * 9
+        fns = {(k, p): f for k, m in builds.items() for p, f in _passes(m, x, w, b, gy)}
+        fns[("gemm", "")] = lambda: a_ @ a_
+        ts = {key: [] for key in fns}
+        for f in fns.values():
+            f()
+            f()
+        for _ in range(a.repeats):
+            for key, f in fns.items():
+                t0 = time.perf_counter()
+                f()
+                ts[key].append(1e3 * (time.perf_counter() - t0))
+        gemm = 2 * GEMM**3 / float(np.median(ts[("gemm", "")])) / 1e6
+        for p in PASSES:
+            cells, meds = [], []
+            for k in builds:
+                v = ts[(k, p)]
+                med = float(np.median(v))
+                meds.append(med)
+                rate = flop / med / 1e6
+                cells.append(f"{med:.2f} [{min(v):.2f}-{max(v):.2f}] | {rate:.0f} "
+                             f"({100 * rate / gemm:.0f}%)")  # fmt: skip
+            ratio = f" {meds[-1] / meds[0]:.2f} |" if a.before else ""
+            print(f"| {name} | {p} | " + " | ".join(cells) + f" |{ratio} {gemm:.0f} |",
+                  flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
