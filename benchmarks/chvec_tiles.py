@@ -5,11 +5,17 @@ loaded into the same process and alternated call by call, so that a shared machi
 changing speed falls on both alike.
 
     python benchmarks/chvec_tiles.py [--threads 1] [--repeats 15] [--before /path/to/checkout]
+    python benchmarks/chvec_tiles.py --before /path/to/checkout --steps [resnet8 vgg_small]
 
-Per pass the median of ``--repeats`` calls after two warm-up calls, and the spread
-(min-max) in brackets; float32, 3x3, padding 1, stride 1. A float32 GEMM (1024 x 1024 x 1024
-through NumPy's BLAS at the same thread count) is timed in the same rounds, as the machine's
-limit at that moment; "% GEMM" is each pass's rate as a share of it.
+``--steps``: zoo models' training steps (batch 64, ``auto``'s choices) instead, the two
+builds switched in before alternate steps.
+
+Per pass the median of ``--repeats`` calls after two warm-up calls, the spread (min-max) in
+brackets and the median process CPU time in parentheses (at one thread: the time the call
+had a core, which other processes on a shared machine disturb less); float32, 3x3, padding
+1, stride 1. A float32 GEMM (1024 x 1024 x 1024 through NumPy's BLAS at the same thread
+count) is timed in the same rounds, as the machine's limit at that moment; "% GEMM" is each
+pass's rate as a share of it.
 """
 
 from __future__ import annotations
@@ -56,12 +62,60 @@ def _load_build(checkout: str):
     return mod
 
 
+class _Switch:
+    """Stands in for the registered chvec-cython module: every attribute is the ``current``
+    build's, so ``auto``'s dispatch runs whichever build is switched on."""
+
+    def __init__(self, builds: dict) -> None:
+        self.builds, self.current = builds, next(iter(builds))
+
+    def __getattr__(self, name: str):
+        return getattr(self.builds[self.current], name)
+
+
+def steps(builds: dict, models: list[str], repeats: int) -> None:
+    """Training steps (batch 64) of zoo ``models`` with each build of chvec-cython switched
+    in before alternate steps: medians of wall ms and process CPU ms."""
+    from tapegrad.bench.steps import tapegrad_step
+    from tapegrad.kernels import registry
+
+    variant = registry._op("conv2d").variants["chvec-cython"]
+    switch = _Switch(builds)
+    saved, variant._module = variant._module, switch
+    try:
+        print("| model | " + " | ".join(f"{k} ms (CPU)" for k in builds) + " | ratio (CPU) |")
+        print("| --- |" + " ---: |" * (len(builds) + 1))
+        for model in models:
+            step = tapegrad_step(model, 64)
+            wall = {k: [] for k in builds}
+            cpu = {k: [] for k in builds}
+            for k in builds:
+                switch.current = k
+                step()
+                step()
+            for _ in range(repeats):
+                for k in builds:
+                    switch.current = k
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    step()
+                    wall[k].append(1e3 * (time.perf_counter() - t0))
+                    cpu[k].append(1e3 * (time.process_time() - c0))
+            w = [float(np.median(wall[k])) for k in builds]
+            c = [float(np.median(cpu[k])) for k in builds]
+            cells = " | ".join(f"{a:.1f} ({b:.1f})" for a, b in zip(w, c, strict=True))
+            print(f"| {model} | {cells} | {w[-1] / w[0]:.2f} ({c[-1] / c[0]:.2f}) |", flush=True)
+    finally:
+        variant._module = saved
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--before", help="checkout whose chvec_cy build to compare with")
     ap.add_argument("--only", default="", help="layers whose name has this")
+    ap.add_argument("--steps", nargs="*", metavar="MODEL",
+                    help="time these zoo models' training steps (resnet8 vgg_small)")  # fmt: skip
     a = ap.parse_args()
 
     from tapegrad import kernels as K
@@ -71,9 +125,12 @@ def main() -> None:
     builds = {"now": K.get("conv2d", "chvec-cython")}
     if a.before:
         builds = {"before": _load_build(a.before), **builds}
+    if a.steps is not None:
+        steps(builds, a.steps or ["resnet8", "vgg_small"], a.repeats)
+        return
     rng = np.random.default_rng(0)
     a_ = rng.standard_normal((GEMM, GEMM), dtype=np.float32)
-    head = " | ".join(f"{k} ms [min-max] | {k} GFLOP/s (% GEMM)" for k in builds)
+    head = " | ".join(f"{k} ms [min-max] (CPU ms) | {k} GFLOP/s (% GEMM)" for k in builds)
     print(f"| layer | pass | {head} |" + (" ratio |" if a.before else "") + " GEMM GFLOP/s |")
     print("| --- | --- |" + " ---: | ---: |" * len(builds) + (" ---: |" if a.before else "")
           + " ---: |")  # fmt: skip
@@ -88,14 +145,16 @@ def main() -> None:
         fns = {(k, p): f for k, m in builds.items() for p, f in _passes(m, x, w, b, gy)}
         fns[("gemm", "")] = lambda: a_ @ a_
         ts = {key: [] for key in fns}
+        cpu = {key: [] for key in fns}
         for f in fns.values():
             f()
             f()
         for _ in range(a.repeats):
             for key, f in fns.items():
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 f()
                 ts[key].append(1e3 * (time.perf_counter() - t0))
+                cpu[key].append(1e3 * (time.process_time() - c0))
         gemm = 2 * GEMM**3 / float(np.median(ts[("gemm", "")])) / 1e6
         for p in PASSES:
             cells, meds = [], []
@@ -104,8 +163,8 @@ def main() -> None:
                 med = float(np.median(v))
                 meds.append(med)
                 rate = flop / med / 1e6
-                cells.append(f"{med:.2f} [{min(v):.2f}-{max(v):.2f}] | {rate:.0f} "
-                             f"({100 * rate / gemm:.0f}%)")  # fmt: skip
+                cells.append(f"{med:.2f} [{min(v):.2f}-{max(v):.2f}] ({np.median(cpu[(k, p)]):.2f})"
+                             f" | {rate:.0f} ({100 * rate / gemm:.0f}%)")  # fmt: skip
             ratio = f" {meds[-1] / meds[0]:.2f} |" if a.before else ""
             print(f"| {name} | {p} | " + " | ".join(cells) + f" |{ratio} {gemm:.0f} |",
                   flush=True)  # fmt: skip
