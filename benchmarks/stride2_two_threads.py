@@ -6,7 +6,8 @@ conv_autoencoder's 16->32 3x3 on 28x28 and the 5x5 stride-2 32->48 layer of the
 convolution targets. Per layer, thread count and variant: the forward, the input gradient
 and the weight gradient each alone, median ms of ``--repeats`` calls [quartiles], GFLOP/s
 and its share of ``np.matmul``'s float32 2048^3 rate at that thread count (measured at the
-start). float32.
+start). float32. Then conv2d_relu's forward on the 16->32 layers: the forward and the
+``bias_relu`` epilogue apart, against the variants' ``forward_relu``.
 
     python benchmarks/stride2_two_threads.py [--repeats 15] [--threads 1,2]
         [--before path/to/flat_cy.cpython-311-x86_64-linux-gnu.so] [--out FILE]
@@ -119,7 +120,63 @@ def main() -> None:
                         f"{med:.2f} [{q1:.2f}-{q3:.2f}] {rate:.0f} = {rate / peaks[nt]:.0%}"
                     )
                 lines.append(f"| {name} | {nt} | {v} | " + " | ".join(cells) + f" | {total:.2f} |")
+    lines += ["", *_relu_rows(a.repeats, counts)]
     finish(lines, a.out)
+
+
+def _relu_rows(repeats: int, counts: list[int]) -> list[str]:
+    """conv2d_relu's forward on the 16->32 layers (the conv_autoencoder's encoder runs it):
+    flat-cython's forward then the ``bias_relu`` epilogue as a separate pass, against
+    flat-cython's and im2col-cython's ``forward_relu`` (bias and ReLU applied as the rows
+    are copied out), alternated; ms median [quartiles]."""
+    from tapegrad import kernels as K
+    from tapegrad.kernels import threads
+    from tapegrad.kernels.fused import BiasReluCall
+
+    flat, im2col = K.get("conv2d", "flat-cython"), K.get("conv2d", "im2col-cython")
+    rng = np.random.default_rng(0)
+    rows = [
+        "conv2d_relu forward (with bias), ms median [quartiles]:",
+        "",
+        "| layer | threads | flat-cython + epilogue | flat-cython forward_relu "
+        "| im2col-cython forward_relu |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, n, c, o, side, k, p in LAYERS:
+        if (c, o, k) != (16, 32, 3):
+            continue
+        x = rng.standard_normal((n, c, side, side), dtype=np.float32)
+        w = rng.standard_normal((o, c, k, k), dtype=np.float32) * 0.1
+        b = rng.standard_normal(o).astype(np.float32)
+        args = ((2, 2), (p, p), (1, 1), 1)
+        call = BiasReluCall.of(flat.forward(x, w, None, *args), b)
+        epi = K.get("bias_relu", K.resolved_name("bias_relu", call))
+
+        def apart(x=x, w=w, b=b, args=args, call=call, epi=epi) -> None:
+            call.forward(epi, flat.forward(x, w, None, *args), b)
+
+        fns = {
+            "apart": apart,
+            "flat": lambda x=x, w=w, b=b, args=args: flat.forward_relu(x, w, b, *args),
+            "im2col": lambda x=x, w=w, b=b, args=args: im2col.forward_relu(x, w, b, *args),
+        }
+        for nt in counts:
+            threads.set_num_threads(nt)
+            ts = {key: [] for key in fns}
+            for f in fns.values():
+                f()
+                f()
+            for _ in range(repeats):
+                for key, f in fns.items():
+                    t0 = time.perf_counter()
+                    f()
+                    ts[key].append(1e3 * (time.perf_counter() - t0))
+            cells = []
+            for key in fns:
+                q1, med, q3 = np.percentile(ts[key], [25, 50, 75])
+                cells.append(f"{med:.2f} [{q1:.2f}-{q3:.2f}]")
+            rows.append(f"| {name} | {nt} | " + " | ".join(cells) + " |")
+    return rows
 
 
 if __name__ == "__main__":

@@ -259,6 +259,50 @@ cdef extern from *:
                                   _mm512_permutex2var_pd(va, hi, vb));
         }
     }
+    #if defined(__AVX512BW__) && defined(__AVX512VL__)
+    /* the bias_relu epilogue on one row: u = src (+ bv when hb), dst = 0 where u < 0
+       (NaN and -0.0 pass), m = 1 where not u <= 0 (NaN included) */
+    static inline void tg_relu_f(const float* src, float* dst, unsigned char* m,
+                                 Py_ssize_t n, float bv, int hb) {
+        const __m512 b = _mm512_set1_ps(bv), z = _mm512_setzero_ps();
+        const __m128i one = _mm_set1_epi8(1);
+        for (Py_ssize_t v = 0; v < n; v += 16) {
+            __mmask16 t = tg_m16(n - v);
+            __m512 u = _mm512_maskz_loadu_ps(t, src + v);
+            if (hb) u = _mm512_add_ps(u, b);
+            __mmask16 neg = _mm512_cmp_ps_mask(u, z, _CMP_LT_OQ);
+            __mmask16 pos = _mm512_cmp_ps_mask(u, z, _CMP_NLE_UQ);
+            _mm512_mask_storeu_ps(dst + v, t, _mm512_mask_mov_ps(u, neg, z));
+            _mm_mask_storeu_epi8(m + v, t, _mm_maskz_mov_epi8(pos, one));
+        }
+    }
+    static inline void tg_relu_d(const double* src, double* dst, unsigned char* m,
+                                 Py_ssize_t n, double bv, int hb) {
+        const __m512d b = _mm512_set1_pd(bv), z = _mm512_setzero_pd();
+        const __m128i one = _mm_set1_epi8(1);
+        for (Py_ssize_t v = 0; v < n; v += 8) {
+            __mmask8 t = tg_m8(n - v);
+            __m512d u = _mm512_maskz_loadu_pd(t, src + v);
+            if (hb) u = _mm512_add_pd(u, b);
+            __mmask8 neg = _mm512_cmp_pd_mask(u, z, _CMP_LT_OQ);
+            __mmask8 pos = _mm512_cmp_pd_mask(u, z, _CMP_NLE_UQ);
+            _mm512_mask_storeu_pd(dst + v, t, _mm512_mask_mov_pd(u, neg, z));
+            _mm_mask_storeu_epi8(m + v, (__mmask16)t, _mm_maskz_mov_epi8((__mmask16)pos, one));
+        }
+    }
+    #else
+    #define TG_RELU(T, S)                                                               \
+    static inline void tg_relu_##S(const T* src, T* dst, unsigned char* m, Py_ssize_t n, \
+                                   T bv, int hb) {                                      \
+        for (Py_ssize_t v = 0; v < n; v++) {                                            \
+            T u = hb ? src[v] + bv : src[v];                                            \
+            m[v] = !(u <= 0);                                                           \
+            dst[v] = u < 0 ? 0 : u;                                                     \
+        }                                                                               \
+    }
+    TG_RELU(float, f)
+    TG_RELU(double, d)
+    #endif
     #else
     #define TG_ADDB(T, S)                                                               \
     static inline void tg_addb_##S(const T* src, T* dst, Py_ssize_t n, T bv) {          \
@@ -280,6 +324,17 @@ cdef extern from *:
     }
     TG_INTER(float, f)
     TG_INTER(double, d)
+    #define TG_RELU(T, S)                                                               \
+    static inline void tg_relu_##S(const T* src, T* dst, unsigned char* m, Py_ssize_t n, \
+                                   T bv, int hb) {                                      \
+        for (Py_ssize_t v = 0; v < n; v++) {                                            \
+            T u = hb ? src[v] + bv : src[v];                                            \
+            m[v] = !(u <= 0);                                                           \
+            dst[v] = u < 0 ? 0 : u;                                                     \
+        }                                                                               \
+    }
+    TG_RELU(float, f)
+    TG_RELU(double, d)
     #endif
     """
     void tg_addb_f(const float* src, float* dst, Py_ssize_t n, float bv) noexcept nogil
@@ -288,6 +343,10 @@ cdef extern from *:
     void tg_addb2_d(const double* src, double* dst, Py_ssize_t n, double bv) noexcept nogil
     void tg_inter_f(const float* a, const float* b, float* dst, Py_ssize_t n0,
                     Py_ssize_t n1) noexcept nogil
+    void tg_relu_f(const float* src, float* dst, unsigned char* m, Py_ssize_t n, float bv,
+                   int hb) noexcept nogil
+    void tg_relu_d(const double* src, double* dst, unsigned char* m, Py_ssize_t n, double bv,
+                   int hb) noexcept nogil
     void tg_inter_d(const double* a, const double* b, double* dst, Py_ssize_t n0,
                     Py_ssize_t n1) noexcept nogil
 
@@ -346,19 +405,29 @@ cdef inline Py_ssize_t _tiles(const real* xq, const Py_ssize_t* offs, Py_ssize_t
 
 cdef inline void _copy(const real* acc, Py_ssize_t ldo, Py_ssize_t o, const real* bias,
                        bint has_bias, real* yb, Py_ssize_t wq, Py_ssize_t na, Py_ssize_t nb,
-                       Py_ssize_t dcs, Py_ssize_t drs, Py_ssize_t dbs) noexcept nogil:
+                       Py_ssize_t dcs, Py_ssize_t drs, Py_ssize_t dbs, bint relu,
+                       unsigned char* mb) noexcept nogil:
     # yb[oc * dcs + a * drs + b * dbs] = acc[oc * ldo + a * wq + b] (+ bias) for b < nb:
-    # one unit-stride, stride-2 or strided loop per channel and row
+    # one unit-stride, stride-2 or strided loop per channel and row. With ``relu`` (unit
+    # stride), the ``bias_relu`` epilogue's values and mask (mb, laid out as yb) instead:
+    # u = the sum (+ bias; without a bias -0.0 passes), 0 where u < 0, mask 1 where not u <= 0
     cdef Py_ssize_t k, a, v
     cdef real bv
     cdef const real* src
     cdef real* dst
+    cdef unsigned char* mp
     for k in range(o):
         bv = bias[k] if has_bias else 0
         for a in range(na):
             src = acc + k * ldo + a * wq
             dst = yb + k * dcs + a * drs
-            if dbs == 1:
+            if relu:
+                mp = mb + k * dcs + a * drs
+                if real is float:
+                    tg_relu_f(src, dst, mp, nb, bv, has_bias)
+                else:
+                    tg_relu_d(src, dst, mp, nb, bv, has_bias)
+            elif dbs == 1:
                 if real is float:
                     tg_addb_f(src, dst, nb, bv)
                 else:
@@ -392,10 +461,13 @@ cdef inline void _copy_pair(const real* acc0, const real* acc1, Py_ssize_t ldo, 
 def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1] bias,
                 bint has_bias, const Py_ssize_t[::1] offs, const real[::1] wts,
                 const Py_ssize_t[:, ::1] jobs, real[:, ::1] buf, real[:, ::1] accs, int s,
-                int ph, int pw, int hq, int wq, int op, int slack, int nt, int vw):
+                int ph, int pw, int hq, int wq, int op, int slack, int nt, int vw,
+                bint relu=False, unsigned char[:, :, :, ::1] mask=None):
     """Per image and thread: x[b] into the thread's phase planes, then every job (a row of
     ``jobs``: first tap, taps, destination offset, row and column strides, rows, columns)
-    writes its part of y[b], in tiles ``vw`` positions wide."""
+    writes its part of y[b], in tiles ``vw`` positions wide. With ``relu`` (unit-stride
+    jobs), y gets the ``bias_relu`` epilogue's values and ``mask`` (uint8, y's shape) its
+    mask, written by the thread that wrote the rows."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = y.shape[1], dcs = y.shape[2] * y.shape[3], nj = jobs.shape[0]
     cdef Py_ssize_t bi, j, t0, t1, ldo, half = accs.shape[1] // 2
@@ -404,6 +476,14 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
     cdef real* xq
     cdef real* yb
     cdef real* acc
+    cdef unsigned char* mb = NULL
+    if relu:
+        if mask is None or (mask.shape[0] != y.shape[0] or mask.shape[1] != y.shape[1]
+                            or mask.shape[2] != y.shape[2] or mask.shape[3] != y.shape[3]):
+            raise ValueError("run_threads: relu needs a mask of y's shape")
+        for j in range(nj):
+            if jobs[j, 4] != 1:
+                raise ValueError("run_threads: relu needs unit-stride jobs")
     with nogil:
         for bi in prange(n, schedule="dynamic", chunksize=1, num_threads=nt):
             tid = openmp.omp_get_thread_num()
@@ -418,7 +498,7 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
                              jobs[j, 5], vw)
                 # the input gradient's column phases 0 and 1 of a stride-2 call: the
                 # next job writes the odd columns of the same rows
-                pair = (not has_bias and jobs[j, 4] == 2 and j + 1 < nj
+                pair = (not has_bias and not relu and jobs[j, 4] == 2 and j + 1 < nj
                         and jobs[j + 1, 4] == 2 and jobs[j + 1, 2] == jobs[j, 2] + 1
                         and jobs[j + 1, 3] == jobs[j, 3]
                         and jobs[j + 1, 5] == jobs[j, 5] and jobs[j, 6] - 1 <= jobs[j + 1, 6]
@@ -431,8 +511,10 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
                                jobs[j, 6], jobs[j + 1, 6], dcs, jobs[j, 3])
                     j = j + 2
                 else:
+                    if relu:
+                        mb = &mask[bi, 0, 0, 0] + jobs[j, 2]
                     _copy(acc, ldo, o, &bias[0], has_bias, yb + jobs[j, 2], wq, jobs[j, 5],
-                          jobs[j, 6], dcs, jobs[j, 3], jobs[j, 4])
+                          jobs[j, 6], dcs, jobs[j, 3], jobs[j, 4], relu, mb)
                     j = j + 1
 
 
@@ -583,7 +665,7 @@ def _team_size(macs):
 
 
 def _run(x, y, b, offs, wts, jobs, int s, int ph, int pw, int hq, int wq, int op, macs,
-         int vw):
+         int vw, mask=None):
     n, c = x.shape[:2]
     slack = -(-(max(int(j[5]) for j in jobs) * wq) // vw) * vw + vw
     nt = max(1, min(_team_size(macs), n))
@@ -602,11 +684,11 @@ def _run(x, y, b, offs, wts, jobs, int s, int ph, int pw, int hq, int wq, int op
     accs = accs[skip:skip + nt * per].reshape(nt, per)
     bias = b if b is not None else np.zeros(1, dtype=x.dtype)
     run_threads(x, y, bias, b is not None, offs, wts.reshape(-1), jobs, buf, accs, s, ph, pw,
-                hq, wq, op, slack, nt, vw)
+                hq, wq, op, slack, nt, vw, mask is not None, mask)
     return y
 
 
-def _conv(x, w, b, int s, int ph, int pw):
+def _conv(x, w, b, int s, int ph, int pw, bint relu=False):
     n, c, h, wd = x.shape
     o, _, kh, kw = w.shape
     ho, wo = (h + 2 * ph - kh) // s + 1, (wd + 2 * pw - kw) // s + 1
@@ -618,8 +700,12 @@ def _conv(x, w, b, int s, int ph, int pw):
     offs = ((((ci * s + i % s) * s + j % s) * hq + i // s) * wq + j // s).astype(np.intp)
     jobs = np.array([[0, c * kh * kw, 0, wo, 1, ho, wo]], dtype=np.intp)
     y = np.empty((n, o, ho, wo), dtype=x.dtype)
-    return _run(x, y, b, offs.reshape(-1), wts, jobs, s, ph, pw, hq, wq, op,
-                n * o * ho * wo * c * kh * kw, _VW)
+    if relu:
+        memory.check_fits("conv2d (flat)", {"ReLU mask": y.size})
+    mask = np.empty(y.shape, np.uint8) if relu else None
+    _run(x, y, b, offs.reshape(-1), wts, jobs, s, ph, pw, hq, wq, op,
+         n * o * ho * wo * c * kh * kw, _VW, mask)
+    return (y, mask) if relu else y
 
 
 def _input_grad(gy, w, x_shape, int s, int ph, int pw):
@@ -662,6 +748,20 @@ def _input_grad(gy, w, x_shape, int s, int ph, int pw):
     offs = np.concatenate(offs).astype(np.intp)
     return _run(gy, gx, None, offs, wtab, np.array(jobs, dtype=np.intp), 1, pt, pl, hq, wq,
                 cp, n * c * ho * wo * o * kh * kw, _VX)
+
+
+def forward_relu(x, w, b, stride, padding, dilation, groups):
+    """``(relu(y), mask)`` for ``y = forward(x, w, b, ...)``: the bias and the ReLU applied
+    as each thread copies its image's rows out of the tiles (the ``bias_relu`` epilogue's
+    values and uint8 mask, ``kernels/fused``), or None where this call does not run the
+    direct kernel (the caller then runs the forward and the epilogue apart)."""
+    n, c, h, wd = x.shape
+    kh, kw = w.shape[2:]
+    ho = (h + 2 * padding[0] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    wo = (wd + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    if not _direct(x, w, stride, padding, dilation, groups, ho, wo):
+        return None
+    return _conv(x, w, b, int(stride[0]), int(padding[0]), int(padding[1]), True)
 
 
 def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):

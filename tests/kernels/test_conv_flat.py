@@ -53,6 +53,45 @@ def test_flat_matches_reference(case, team, need):
     check_against_reference(mod, x, w, b, args, need, team, _WGRAD_MIN_POSITIONS=0)
 
 
+@settings(max_examples=examples(12), deadline=None)
+@given(case=flat_case(), team=st.integers(1, 3))
+def test_flat_forward_relu_is_the_bias_relu_epilogue_bit_for_bit(case, team):
+    """The bias and ReLU applied as each thread copies its rows out of the tiles: the values
+    and the mask of the forward without bias followed by ``kernels/fused``'s reference
+    epilogue, bit for bit, NaN and inf included, odd sizes, strides 1 to 3, float32 and
+    float64, a team of 1 to 3 threads."""
+    from tapegrad.kernels.fused import reference as R
+
+    mod = K.get("conv2d", NAME)
+    padding, stride = case[7], case[8]
+    x, w, b = case_arrays(case, seed=5)
+    flat = x.reshape(-1)
+    k = min(3, flat.size)
+    picked = np.random.default_rng(7).choice(flat.size, k, replace=False)
+    flat[picked] = [np.nan, np.inf, -np.inf][:k]
+    args = (stride, padding, (1, 1), 1)
+    with patched(mod, team):
+        got = mod.forward_relu(x, w, b, *args)
+        y0 = mod.forward(x, w, None, *args)
+    want_mask = R.bias_relu_forward(y0, b)
+    assert got is not None
+    y, mask = got
+    assert mask.dtype == np.uint8 and mask.shape == y.shape
+    bits = {4: np.uint32, 8: np.uint64}[y.itemsize]
+    np.testing.assert_array_equal(y.view(bits), y0.view(bits))
+    np.testing.assert_array_equal(mask, want_mask)
+
+
+def test_flat_forward_relu_declines_calls_it_does_not_run():
+    """Dilated and grouped calls (not the direct kernel): None, so that the op runs the
+    forward and the epilogue apart."""
+    mod = K.get("conv2d", NAME)
+    x = np.ones((1, 4, 9, 9), np.float32)
+    w = np.ones((4, 4, 3, 3), np.float32)
+    assert mod.forward_relu(x, w, None, (2, 2), (1, 1), (2, 2), 1) is None
+    assert mod.forward_relu(x, w[:, :2], None, (2, 2), (1, 1), (1, 1), 2) is None
+
+
 @pytest.mark.parametrize("stride", [1, 2, 3])
 def test_flat_many_tiles(stride):
     """Several tiles of output channels and positions, partial last tiles, rows of several
