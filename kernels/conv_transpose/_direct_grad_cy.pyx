@@ -24,6 +24,7 @@ from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 include "../_common.pxi"
+include "_relu.pxi"
 
 
 cdef enum:
@@ -293,17 +294,6 @@ def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::
                                           tc * _CB, &parts[tid, tq * 8, 0])
 
 
-cdef inline void _relu_plane(real* y, unsigned char* mask, Py_ssize_t n) noexcept nogil:
-    # the bias_relu epilogue in place (kernels/fused): 0 where v < 0 (NaN and -0.0 pass),
-    # mask 1 where not v <= 0
-    cdef Py_ssize_t k
-    cdef real v
-    for k in range(n):
-        v = y[k]
-        mask[k] = not (v <= 0)
-        y[k] = 0 if v < 0 else v
-
-
 def forward_direct(const real[:, :, :, ::1] x, const real[::1] wtab,
                    const Py_ssize_t[:, ::1] tab, const real[::1] bias, bint has_bias,
                    real[:, :, :, ::1] y, real[:, ::1] xpad, real[:, ::1] accs,
@@ -378,4 +368,4 @@ def forward_direct(const real[:, :, :, ::1] x, const real[::1] wtab,
                                     yrow[k * sw] = acc[(r * _WB + k) * _NB + oc] + bv
             if relu:
                 for oc in range(o):
-                    _relu_plane(&y[b, oc, 0, 0], &mask[b, oc, 0, 0], ho * wo)
+                    _relu_row(&y[b, oc, 0, 0], &mask[b, oc, 0, 0], ho * wo)

@@ -20,6 +20,7 @@ cimport openmp
 from cython.parallel cimport prange
 
 include "../_common.pxi"
+include "_relu.pxi"
 include "../_gemm.pxi"
 
 
@@ -44,17 +45,6 @@ cdef inline void _phase_rows(real* yrow, const real* src, Py_ssize_t zstride,
         for rx in range(sw):
             for u in range((wo - rx + sw - 1) // sw):
                 yrow[u * sw + rx] = src[rx * zstride + u] + bv
-
-
-cdef inline void _relu_row(real* y, unsigned char* mask, Py_ssize_t n) noexcept nogil:
-    # the bias_relu epilogue in place (kernels/fused): 0 where v < 0 (NaN and -0.0 pass),
-    # mask 1 where not v <= 0
-    cdef Py_ssize_t k
-    cdef real v
-    for k in range(n):
-        v = y[k]
-        mask[k] = not (v <= 0)
-        y[k] = 0 if v < 0 else v
 
 
 def forward_phases(const real[:, :, :, ::1] x, const real[:, :, ::1] wt,
