@@ -107,6 +107,13 @@ def phases(w, stride, padding, dilation, hw, out_hw):
                           tuple(hw), tuple(out_hw)))  # fmt: skip
 
 
+def _phase_taps(r: int, s: int, p: int, d: int, k: int) -> list[tuple[int, int]]:
+    """(filter index i, input offset) of the taps of a k-wide kernel (stride s, padding p,
+    dilation d) that reach output phase r along one axis, i ascending: output r + s*a takes
+    input a + offset through tap i."""
+    return [(i, (r + p - i * d) // s) for i in range(k) if (r + p - i * d) % s == 0]
+
+
 @functools.lru_cache(maxsize=256)
 def geometry(w_shape, stride, padding, dilation, hw, out_hw):
     """The output phases of a transposed convolution with weights ``w`` (C, O, kh, kw) on
@@ -124,16 +131,13 @@ def geometry(w_shape, stride, padding, dilation, hw, out_hw):
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     (h, wd), (ho, wo) = hw, out_hw
 
-    def taps_of(r, s, p, d, k):
-        return [(i, (r + p - i * d) // s) for i in range(k) if (r + p - i * d) % s == 0]
-
     geo = np.zeros((sh * sw, 6), np.intp)
     rows = []
     for ry in range(sh):
-        ty = taps_of(ry, sh, ph, dh, kh)
+        ty = _phase_taps(ry, sh, ph, dh, kh)
         qh = max(0, -(-(ho - ry) // sh))
         for rx in range(sw):
-            tx = taps_of(rx, sw, pw, dw, kw)
+            tx = _phase_taps(rx, sw, pw, dw, kw)
             qw = max(0, -(-(wo - rx) // sw))
             geo[ry * sw + rx] = (ry, rx, len(rows), len(ty) * len(tx), qh, qw)
             rows += [(i * kw + j, dy, dx, qh, qw) for i, dy in ty for j, dx in tx]
@@ -172,9 +176,8 @@ def direct_geometry(w_shape, stride, padding, dilation, hw, out_hw):
     (h, wd), (ho, wo) = hw, out_hw
 
     def taps_of(r, s, p, d, k):
-        # (filter index, input offset) of the taps reaching phase r, offsets ascending
-        return sorted(((i, (r + p - i * d) // s) for i in range(k) if (r + p - i * d) % s == 0),
-                      key=lambda t: t[1])  # fmt: skip
+        # offsets ascending
+        return sorted(_phase_taps(r, s, p, d, k), key=lambda t: t[1])
 
     def spacing(ts):
         steps = {b[1] - a[1] for a, b in zip(ts, ts[1:])}
