@@ -157,3 +157,18 @@ def assert_same_nonfinite(got, want):
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10, equal_nan=True)
+
+
+def assert_forward_relu_is_epilogue(got, y0, b):
+    """A variant's ``forward_relu`` result ``got`` (y, mask) is, bit for bit, the
+    ``bias_relu`` epilogue (kernels/fused ``reference``) applied to its plain forward ``y0``
+    (without bias; overwritten here) with bias ``b``."""
+    from tapegrad.kernels.fused import reference as R
+
+    want_mask = R.bias_relu_forward(y0, b)
+    assert got is not None
+    y, mask = got
+    assert mask.dtype == np.uint8 and mask.shape == y.shape
+    bits = {4: np.uint32, 8: np.uint64}[y.itemsize]
+    np.testing.assert_array_equal(y.view(bits), y0.view(bits))
+    np.testing.assert_array_equal(mask, want_mask)

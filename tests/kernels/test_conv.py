@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import tapegrad.kernels as K
 from tapegrad.kernels.conv.reference import _out_size
 from tests._sizes import examples
-from tests.kernels._conv_helpers import conv_arrays
+from tests.kernels._conv_helpers import assert_forward_relu_is_epilogue, conv_arrays
 from tests.kernels._conv_helpers import tol as _tol
 
 VARIANTS = [v for v in K.variants("conv2d") if v != "reference"]
@@ -281,8 +281,6 @@ def test_im2col_forward_relu_is_the_bias_relu_epilogue_bit_for_bit(case, team, b
     values and the mask of the forward without bias followed by ``kernels/fused``'s
     reference epilogue, bit for bit, NaN and inf included (one image per GEMM or blocks of
     several, groups, a team of 1 to 3 threads)."""
-    from tapegrad.kernels.fused import reference as R
-
     mod = _threaded_module()
     stride, padding, dilation, groups = case[7], case[8], case[9], case[10]
     x, w, b = _arrays(case, seed=5)
@@ -300,13 +298,7 @@ def test_im2col_forward_relu_is_the_bias_relu_epilogue_bit_for_bit(case, team, b
         y0 = mod.forward(x, w, None, stride, padding, dilation, groups)
     finally:
         mod._THREADS_MIN_PLANE, mod._team_size, mod._BLOCK_COLS = saved
-    want_mask = R.bias_relu_forward(y0, b)
-    assert got is not None
-    y, mask = got
-    assert mask.dtype == np.uint8 and mask.shape == y.shape
-    bits = {4: np.uint32, 8: np.uint64}[y.itemsize]
-    np.testing.assert_array_equal(y.view(bits), y0.view(bits))
-    np.testing.assert_array_equal(mask, want_mask)
+    assert_forward_relu_is_epilogue(got, y0, b)
 
 
 def test_im2col_forward_relu_declines_without_the_threaded_driver():

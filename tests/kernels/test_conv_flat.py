@@ -14,6 +14,7 @@ import tapegrad.kernels as K
 from tapegrad.kernels.conv import Conv2dCall, _conv2d_rule
 from tests._sizes import examples
 from tests.kernels._conv_helpers import (
+    assert_forward_relu_is_epilogue,
     assert_same_nonfinite,
     case_arrays,
     check_against_reference,
@@ -60,8 +61,6 @@ def test_flat_forward_relu_is_the_bias_relu_epilogue_bit_for_bit(case, team):
     and the mask of the forward without bias followed by ``kernels/fused``'s reference
     epilogue, bit for bit, NaN and inf included, odd sizes, strides 1 to 3, float32 and
     float64, a team of 1 to 3 threads."""
-    from tapegrad.kernels.fused import reference as R
-
     mod = K.get("conv2d", NAME)
     padding, stride = case[7], case[8]
     x, w, b = case_arrays(case, seed=5)
@@ -73,13 +72,7 @@ def test_flat_forward_relu_is_the_bias_relu_epilogue_bit_for_bit(case, team):
     with patched(mod, team):
         got = mod.forward_relu(x, w, b, *args)
         y0 = mod.forward(x, w, None, *args)
-    want_mask = R.bias_relu_forward(y0, b)
-    assert got is not None
-    y, mask = got
-    assert mask.dtype == np.uint8 and mask.shape == y.shape
-    bits = {4: np.uint32, 8: np.uint64}[y.itemsize]
-    np.testing.assert_array_equal(y.view(bits), y0.view(bits))
-    np.testing.assert_array_equal(mask, want_mask)
+    assert_forward_relu_is_epilogue(got, y0, b)
 
 
 def test_flat_forward_relu_declines_calls_it_does_not_run():
