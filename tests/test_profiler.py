@@ -81,3 +81,46 @@ def test_profile_compare_torch_adds_pytorch_s_view():
     assert out.returncode == 0, out.stderr[-2000:]
     assert "PyTorch step under its profiler" in out.stdout
     assert "aten::" in out.stdout
+
+
+def _recorded(times):
+    prof = tg.profiler.Profile(wall_s=sum(f + b for f, b in times) + 1e-3)
+    for i, (f, b) in enumerate(times):
+        prof.ops.append(tg.profiler.OpRecord(i, f"Op{i}", (2, 3), "v", f, apply_s=f, backward_s=b))
+    return prof
+
+
+def test_median_profile_takes_each_op_s_median_and_refuses_different_blocks():
+    from tapegrad.profiler import median_profile
+
+    runs = [_recorded([(1.0, 2.0), (5.0, 1.0)]), _recorded([(3.0, 9.0), (4.0, 1.0)])]
+    runs.append(_recorded([(2.0, 4.0), (100.0, 1.0)]))  # one slow outlier on op 1
+    med = median_profile(runs)
+    assert [r.forward_s for r in med.ops] == [2.0, 5.0]
+    assert [r.backward_s for r in med.ops] == [4.0, 1.0]
+    assert med.wall_s == pytest.approx(sorted(p.wall_s for p in runs)[1])
+    assert med.steps == 3 and "median of 3 profiled steps" in med.table()
+    assert "median of" not in runs[0].table()
+    with pytest.raises(ValueError, match="median_profile: profiles is empty"):
+        median_profile([])
+    with pytest.raises(ValueError, match="differ at op 1"):
+        median_profile([runs[0], _recorded([(1.0, 2.0)])])
+
+
+def test_profile_command_steps_prints_medians_and_rejects_zero():
+    out = subprocess.run(
+        [sys.executable, "-m", "tapegrad", "profile", "lenet5", "--batch", "4", "--warmup", "1"]
+        + ["--threads", "1", "--steps", "3"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "median of 3 training steps" in out.stdout
+    assert "median of 3 profiled steps" in out.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "tapegrad", "profile", "lenet5", "--steps", "0"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "--steps" in bad.stderr

@@ -17,10 +17,11 @@ wall time, and the rest, "Python between kernels" (optimizer, tensor bookkeeping
 tape walk, argument checks). ``dispatch`` is the time inside ``Function.apply`` around the
 forward (building the tape node, the output Tensor), per op on average.
 
-From the command line, ``python -m tapegrad profile MODEL`` profiles one training step
-of a zoo model (batch 64, SGD with momentum, after warm-up steps); ``--compare torch`` adds
-PyTorch's own profiler view (``torch.profiler``) of the same network, run in a process of
-its own.
+From the command line, ``python -m tapegrad profile MODEL`` profiles training steps of a
+zoo model (batch 64, SGD with momentum, after warm-up steps) and prints each op's median
+over ``--steps`` of them (default 5; :func:`median_profile` does the same in code);
+``--compare torch`` adds PyTorch's own profiler view (``torch.profiler``) of the same
+network, run in a process of its own.
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ import argparse
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from . import autograd
 
@@ -57,6 +60,7 @@ class Profile:
 
     ops: list[OpRecord] = field(default_factory=list)
     wall_s: float = 0.0
+    steps: int = 1  # profiled blocks this one summarises (see :func:`median_profile`)
     _by_ctx: dict[int, OpRecord] = field(default_factory=dict)
 
     # --- hooks called by autograd ---------------------------------------------------------
@@ -134,6 +138,11 @@ class Profile:
         dispatch = sum(max(0.0, r.apply_s - r.forward_s - r.hook_s) for r in self.ops) / n
         lines += [
             "",
+            *(
+                [f"median of {self.steps} profiled steps, op by op (the totals below too)"]
+                if self.steps > 1
+                else []
+            ),
             f"ops: {len(self.ops)}; forward {1e3 * fwd:.2f} ms, backward {1e3 * bwd:.2f} ms "
             f"({self.kernel_s / wall:.0%} of the block)",
             f"Python between kernels: {1e3 * self.python_s:.2f} ms ({self.python_s / wall:.0%}); "
@@ -142,6 +151,56 @@ class Profile:
             f"bookkeeping {1e3 * self.overhead_s:.2f} ms (left out above)",
         ]
         return "\n".join(lines)
+
+
+def median_profile(profiles: Sequence[Profile]) -> Profile:
+    """One :class:`Profile` of the per-op medians of several profiles of the same block.
+
+    Each time (an op's forward, backward, dispatch and bookkeeping, and the wall time) is the
+    median over the profiles, which steadies a table on a busy machine: one profiled step
+    moves single rows by 10-30%. The profiles must list the same ops in the same order (a
+    training step run again), as ``tapegrad profile --steps N`` does.
+
+    Raises
+    ------
+    ValueError
+        If ``profiles`` is empty or two profiles list different ops (the message names the
+        first position where they differ).
+    """
+    if not profiles:
+        raise ValueError("median_profile: profiles is empty")
+    first = profiles[0]
+    for k, prof in enumerate(profiles[1:], start=1):
+        names = [(r.name, r.shape) for r in prof.ops]
+        ref = [(r.name, r.shape) for r in first.ops]
+        if names != ref:
+            at = next(
+                (i for i, (a, b) in enumerate(zip(ref, names)) if a != b), min(len(ref), len(names))
+            )
+            raise ValueError(
+                f"median_profile: profile {k} lists {len(names)} ops and profile 0 {len(ref)}; "
+                f"they differ at op {at}"
+            )
+
+    def med(values: list[float]) -> float:
+        return float(np.median(values)) if values else 0.0
+
+    out = Profile(wall_s=med([p.wall_s for p in profiles]), steps=len(profiles))
+    for i, rec in enumerate(first.ops):
+        rows = [p.ops[i] for p in profiles]
+        out.ops.append(
+            OpRecord(
+                rec.index,
+                rec.name,
+                rec.shape,
+                rec.variant,
+                med([r.forward_s for r in rows]),
+                apply_s=med([r.apply_s for r in rows]),
+                backward_s=med([r.backward_s for r in rows]),
+                hook_s=med([r.hook_s for r in rows]),
+            )
+        )
+    return out
 
 
 class _Hook:
@@ -203,6 +262,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="default: tapegrad's default")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (JIT, caches)")
     p.add_argument("--top", type=int, default=None, help="show only the slowest N ops")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=5,
+        help="profiled steps; the table shows each op's median over them (default 5)",
+    )
     p.add_argument("--compare", choices=["torch"], default=None)
 
 
@@ -242,9 +307,15 @@ def main(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.batch < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
+    if (
+        args.batch < 1
+        or args.steps < 1
+        or args.warmup < 0
+        or (args.threads is not None and args.threads < 1)
+    ):
         print(
-            "tapegrad profile: --batch and --threads must be >= 1, --warmup >= 0", file=sys.stderr
+            "tapegrad profile: --batch, --steps and --threads must be >= 1, --warmup >= 0",
+            file=sys.stderr,
         )
         return 2
     if args.threads:
@@ -252,10 +323,15 @@ def main(args: argparse.Namespace) -> int:
     step = _step_fn(args.model, args.batch)
     for _ in range(args.warmup):
         step()
-    with profile() as prof:
-        step()
+    runs = []
+    for _ in range(args.steps):
+        with profile() as one:
+            step()
+        runs.append(one)
+    prof = median_profile(runs)
     threads = tg.get_num_threads()
-    print(f"tapegrad {args.model}, batch {args.batch}, {threads} threads: one training step")
+    what = "one training step" if args.steps == 1 else f"median of {args.steps} training steps"
+    print(f"tapegrad {args.model}, batch {args.batch}, {threads} threads: {what}")
     print(prof.table(args.top))
     if args.compare == "torch":
         print(f"\nPyTorch {args.model} (its own process, {threads} threads):", flush=True)
