@@ -1,4 +1,13 @@
-"""Max pooling with Cython + OpenMP: the same loops as ``max_numba``."""
+"""Max pooling with Cython + OpenMP: the same loops as ``max_numba``.
+
+The 2x2 stride-2 window on float32 (LeNet's and VGG's pools) has AVX-512 paths where the
+build targets it: the forward reads each window's two input rows as vector pairs, splits
+them into even and odd columns in registers and writes 16 outputs and their indices per
+step, one pass over the plane; the backward writes each input pixel once (the output
+gradient where the index points, zero elsewhere) instead of zero-filling the plane and
+scattering into it, whenever every index lies in its own 2x2 cell, whatever pool produced
+it; otherwise it falls back to the zero-fill and scatter-add.
+"""
 
 import numpy as np
 
@@ -9,6 +18,97 @@ from libc.string cimport memset
 
 
 include "../_common.pxi"
+
+
+# The 2x2 stride-2 rows in C. Each tap replaces the running maximum when strictly greater
+# or NaN, in scan order (tap 0, 1, then the second row's 0, 1): the rule of the loops below.
+# Masked loads and stores cover the row's last part vector, so any width takes this path.
+cdef extern from *:
+    """
+    #if defined(__AVX512F__)
+    #include <immintrin.h>
+    #define TG_MP_VEC 1
+    static inline __mmask16 tg_mp_mask(Py_ssize_t n) {
+        return n >= 16 ? (__mmask16)0xFFFF : (n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1));
+    }
+    /* y[ow], ip[ow] for ow < wo: the window over rows r0, r1 at columns 2 ow, 2 ow + 1;
+       the index base + 2 ow + (0, 1, w or w + 1) */
+    static void tg_mp_fwd_row(const float* r0, const float* r1, float* y, int* ip,
+                              Py_ssize_t wo, int base, int w) {
+        const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        const __m512i one = _mm512_set1_epi32(1), tw = _mm512_set1_epi32(w),
+                      tw1 = _mm512_set1_epi32(w + 1);
+        for (Py_ssize_t ow = 0; ow < wo; ow += 16) {
+            Py_ssize_t n = wo - ow < 16 ? wo - ow : 16;
+            __mmask16 mo = tg_mp_mask(n), m0 = tg_mp_mask(2 * n), m1 = tg_mp_mask(2 * n - 16);
+            __m512 a0 = _mm512_maskz_loadu_ps(m0, r0 + 2 * ow);
+            __m512 a1 = _mm512_maskz_loadu_ps(m1, r0 + 2 * ow + 16);
+            __m512 b0 = _mm512_maskz_loadu_ps(m0, r1 + 2 * ow);
+            __m512 b1 = _mm512_maskz_loadu_ps(m1, r1 + 2 * ow + 16);
+            __m512 t1 = _mm512_permutex2var_ps(a0, od, a1);
+            __m512 t2 = _mm512_permutex2var_ps(b0, ev, b1);
+            __m512 t3 = _mm512_permutex2var_ps(b0, od, b1);
+            __m512 best = _mm512_permutex2var_ps(a0, ev, a1);
+            __m512i arg = _mm512_setzero_si512();
+            __mmask16 k = _mm512_cmp_ps_mask(t1, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(t1, t1, _CMP_UNORD_Q);
+            best = _mm512_mask_mov_ps(best, k, t1);
+            arg = _mm512_mask_mov_epi32(arg, k, one);
+            k = _mm512_cmp_ps_mask(t2, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(t2, t2, _CMP_UNORD_Q);
+            best = _mm512_mask_mov_ps(best, k, t2);
+            arg = _mm512_mask_mov_epi32(arg, k, tw);
+            k = _mm512_cmp_ps_mask(t3, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(t3, t3, _CMP_UNORD_Q);
+            best = _mm512_mask_mov_ps(best, k, t3);
+            arg = _mm512_mask_mov_epi32(arg, k, tw1);
+            __m512i at = _mm512_add_epi32(_mm512_set1_epi32(base + 2 * (int)ow), ev);
+            _mm512_mask_storeu_ps(y + ow, mo, best);
+            _mm512_mask_storeu_epi32(ip + ow, mo, _mm512_add_epi32(at, arg));
+        }
+    }
+    /* gx rows x0, x1 (columns 0 .. 2 wo - 1) from gy row g: each g[ow] written where ip[ow]
+       points, zeros at the other three pixels of its cell. Returns 0 as soon as an index
+       lies outside its own cell (rows written so far are then to be redone by the caller). */
+    static int tg_mp_bwd_row(const float* g, const int* ip, float* x0, float* x1,
+                             Py_ssize_t wo, int base, int w) {
+        const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        const __m512i one = _mm512_set1_epi32(1), tw = _mm512_set1_epi32(w),
+                      tw1 = _mm512_set1_epi32(w + 1);
+        for (Py_ssize_t ow = 0; ow < wo; ow += 16) {
+            Py_ssize_t n = wo - ow < 16 ? wo - ow : 16;
+            __mmask16 mo = tg_mp_mask(n), m0 = tg_mp_mask(2 * n), m1 = tg_mp_mask(2 * n - 16);
+            __m512i d = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(mo, ip + ow),
+                                         _mm512_add_epi32(_mm512_set1_epi32(base + 2 * (int)ow), ev));
+            __mmask16 k0 = _mm512_mask_cmpeq_epi32_mask(mo, d, _mm512_setzero_si512());
+            __mmask16 k1 = _mm512_mask_cmpeq_epi32_mask(mo, d, one);
+            __mmask16 k2 = _mm512_mask_cmpeq_epi32_mask(mo, d, tw);
+            __mmask16 k3 = _mm512_mask_cmpeq_epi32_mask(mo, d, tw1);
+            if ((__mmask16)(k0 | k1 | k2 | k3) != mo) return 0;
+            __m512 gv = _mm512_maskz_loadu_ps(mo, g + ow);
+            __m512 e = _mm512_maskz_mov_ps(k0, gv), o = _mm512_maskz_mov_ps(k1, gv);
+            _mm512_mask_storeu_ps(x0 + 2 * ow, m0, _mm512_permutex2var_ps(e, lo, o));
+            _mm512_mask_storeu_ps(x0 + 2 * ow + 16, m1, _mm512_permutex2var_ps(e, hi, o));
+            e = _mm512_maskz_mov_ps(k2, gv);
+            o = _mm512_maskz_mov_ps(k3, gv);
+            _mm512_mask_storeu_ps(x1 + 2 * ow, m0, _mm512_permutex2var_ps(e, lo, o));
+            _mm512_mask_storeu_ps(x1 + 2 * ow + 16, m1, _mm512_permutex2var_ps(e, hi, o));
+        }
+        return 1;
+    }
+    #else
+    #define TG_MP_VEC 0
+    static void tg_mp_fwd_row(const float* r0, const float* r1, float* y, int* ip,
+                              Py_ssize_t wo, int base, int w) {}
+    static int tg_mp_bwd_row(const float* g, const int* ip, float* x0, float* x1,
+                             Py_ssize_t wo, int base, int w) { return 0; }
+    #endif
+    """
+    bint TG_MP_VEC
+    void tg_mp_fwd_row(const float* r0, const float* r1, float* y, int* ip, Py_ssize_t wo,
+                       int base, int w) noexcept nogil
+    int tg_mp_bwd_row(const float* g, const int* ip, float* x0, float* x1, Py_ssize_t wo,
+                      int base, int w) noexcept nogil
 
 
 def _forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[:, :, :, ::1] idx,
@@ -26,6 +126,10 @@ def _forward(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, int[:, :, :, ::1]
     # the raw-pointer paths below skip buffer checks: take them only on consistent shapes
     inside = inside and _same4(y.shape, idx.shape) and y.shape[0] == n and y.shape[1] == c
     if inside and n * c * ho * wo == 0:
+        return
+    if (real is float and TG_MP_VEC and inside and kh == 2 and kw == 2 and sh == 2 and sw == 2
+            and dh == 1 and dw == 1):
+        _forward_2x2_vec(x, y, idx)
         return
     if inside and kh == 2 and kw == 2 and sh == 2 and sw == 2 and dh == 1 and dw == 1:
         # per-thread scratch of one plane's row pairs
@@ -166,6 +270,57 @@ cdef void _forward_2x2(const real[:, :, :, ::1] x, real[:, :, :, ::1] y,
                       <int>(2 * oh * w), <int>w)
 
 
+cdef void _forward_2x2_vec(const float[:, :, :, ::1] x, float[:, :, :, ::1] y,
+                           int[:, :, :, ::1] idx) noexcept:
+    # the 2x2 stride-2 window in one pass per plane (tg_mp_fwd_row)
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3]
+    cdef Py_ssize_t bc, oh
+    cdef const float* xp
+    cdef int nt = _team(n * c * ho * wo * 4)
+    with nogil:
+        for bc in prange(n * c, schedule="static", num_threads=nt):
+            xp = &x[0, 0, 0, 0] + bc * h * w
+            for oh in range(ho):
+                tg_mp_fwd_row(xp + 2 * oh * w, xp + (2 * oh + 1) * w,
+                              &y[0, 0, 0, 0] + (bc * ho + oh) * wo,
+                              &idx[0, 0, 0, 0] + (bc * ho + oh) * wo, wo, <int>(2 * oh * w),
+                              <int>w)
+
+
+cdef enum:
+    _CELLS_MIN_WO = 8
+
+
+cdef inline bint _cells_plane(const float* gyp, const int* ip, float* gxp, Py_ssize_t h,
+                              Py_ssize_t w, Py_ssize_t ho, Py_ssize_t wo) noexcept nogil:
+    # gx of one plane written pixel by pixel when every index lies in its own 2x2 cell
+    # (the cells are disjoint: no pixel takes two gradients); False if one does not
+    cdef Py_ssize_t oh, r
+    for oh in range(ho):
+        if not tg_mp_bwd_row(gyp + oh * wo, ip + oh * wo, gxp + 2 * oh * w,
+                             gxp + (2 * oh + 1) * w, wo, <int>(2 * oh * w), <int>w):
+            return False
+    if w > 2 * wo:  # the odd last column no cell covers
+        for r in range(2 * ho):
+            gxp[r * w + w - 1] = 0
+    if h > 2 * ho:
+        memset(gxp + 2 * ho * w, 0, (h - 2 * ho) * w * sizeof(float))
+    return True
+
+
+cdef inline void _scatter_plane(const real* gyp, const int* ip, real* gxp, Py_ssize_t hw,
+                                Py_ssize_t m) noexcept nogil:
+    # a zero-fill plus one indexed add per output
+    cdef Py_ssize_t k
+    cdef int a
+    memset(gxp, 0, hw * sizeof(real))
+    for k in range(m):
+        a = ip[k]
+        if a >= 0 and a < hw:
+            gxp[a] += gyp[k]
+
+
 cdef inline bint _same4(Py_ssize_t* a, Py_ssize_t* b) noexcept:
     return a[0] == b[0] and a[1] == b[1] and a[2] == b[2] and a[3] == b[3]
 
@@ -176,12 +331,16 @@ def _backward(const real[:, :, :, ::1] gy, const int[:, :, :, ::1] idx, real[:, 
     cdef Py_ssize_t ho = gy.shape[2], wo = gy.shape[3]
     cdef Py_ssize_t bc, b, ch, oh, ow, ih, iw, k, hw = h * w
     cdef int a
+    cdef bint cells
     cdef real* gxp
     cdef const real* gyp
     cdef const int* ip
     if _same4(gy.shape, idx.shape) and gy.shape[0] == n and gy.shape[1] == c:
         if n * c == 0 or hw == 0:
             return
+        # rows of fewer outputs than half a vector: the zero-fill and scatter cost less
+        cells = (real is float and TG_MP_VEC and ho > 0 and wo >= _CELLS_MIN_WO
+                 and h - 2 * ho in (0, 1) and w - 2 * wo in (0, 1))
         nt = _team(n * c * hw)
         with nogil:
             for bc in prange(n * c, schedule="static", num_threads=nt):
@@ -189,11 +348,11 @@ def _backward(const real[:, :, :, ::1] gy, const int[:, :, :, ::1] idx, real[:, 
                 gxp = &gx[0, 0, 0, 0] + bc * hw
                 gyp = &gy[0, 0, 0, 0] + bc * ho * wo
                 ip = &idx[0, 0, 0, 0] + bc * ho * wo
-                memset(gxp, 0, hw * sizeof(real))
-                for k in range(ho * wo):
-                    a = ip[k]
-                    if a >= 0 and a < hw:
-                        gxp[a] += gyp[k]
+                if real is float:
+                    if not (cells and _cells_plane(gyp, ip, gxp, h, w, ho, wo)):
+                        _scatter_plane(gyp, ip, gxp, hw, ho * wo)
+                else:
+                    _scatter_plane(gyp, ip, gxp, hw, ho * wo)
         return
     nt = _team(n * c * h * w)
     with nogil:

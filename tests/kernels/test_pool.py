@@ -92,6 +92,58 @@ def test_max_pool2d_2x2_rows_pick_the_scan_order_tap(variant, hw, dtype):
     np.testing.assert_array_equal(i, i_r)
 
 
+@pytest.mark.parametrize("variant", [v for v in K.variants("max_pool2d") if v != "reference"])
+@settings(max_examples=examples(15), deadline=None)
+@given(
+    h=st.integers(2, 40),
+    w=st.integers(2, 80),
+    nan=st.booleans(),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
+def test_max_pool2d_2x2_forward_and_backward_match_reference(variant, h, w, nan, dtype):
+    # the 2x2 stride-2 window over planes of any width, odd sizes included (their last row
+    # and column belong to no window): vector rows with masked tails forward, and the
+    # backward's one write per input pixel, against the reference's scatter-add
+    shape = (2, 2, h, w)
+    rng = np.random.default_rng(h * 100 + w)
+    x = rng.integers(0, 4, shape).astype(dtype)
+    if nan:
+        x[rng.random(shape) < 0.05] = np.nan
+    out = (h // 2, w // 2)
+    ref, mod = K.get("max_pool2d", "reference"), K.get("max_pool2d", variant)
+    y_r, i_r = ref.forward(x, (2, 2), (2, 2), (0, 0), (1, 1), out)
+    y, i = mod.forward(x, (2, 2), (2, 2), (0, 0), (1, 1), out)
+    np.testing.assert_array_equal(y, y_r)
+    np.testing.assert_array_equal(i, i_r)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    gx_r = ref.backward(gy, i_r, x.shape)
+    np.testing.assert_array_equal(mod.backward(gy, i, x.shape), gx_r)
+    if hasattr(mod, "_backward"):  # the Cython driver on a stale buffer: every pixel written
+        gx = np.full(shape, np.nan, dtype)
+        mod._backward(gy, i, gx)
+        np.testing.assert_array_equal(gx, gx_r)
+
+
+@pytest.mark.parametrize("variant", [v for v in K.variants("max_pool2d") if v != "reference"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool2d_backward_adds_shared_pixels_of_overlapping_windows(variant, dtype):
+    # a 3x3 stride-2 pool with padding 1 has the output size of a 2x2 stride-2 pool, but its
+    # windows overlap: an index may leave its 2x2 cell and two outputs may pick one pixel,
+    # whose gradients must add up (the backward cannot write pixel by pixel there)
+    shape = (2, 3, 16, 18)
+    x = np.zeros(shape, dtype)
+    x[:, :, 1::2, 1::2] = 1.0  # each of these is the maximum of up to four windows
+    out = (8, 9)
+    ref, mod = K.get("max_pool2d", "reference"), K.get("max_pool2d", variant)
+    y_r, i_r = ref.forward(x, (3, 3), (2, 2), (1, 1), (1, 1), out)
+    y, i = mod.forward(x, (3, 3), (2, 2), (1, 1), (1, 1), out)
+    np.testing.assert_array_equal(i, i_r)
+    gy = np.random.default_rng(5).standard_normal(y.shape).astype(dtype)
+    gx = mod.backward(gy, i, x.shape)
+    np.testing.assert_allclose(gx, ref.backward(gy, i_r, x.shape), rtol=1e-6, atol=1e-6)
+    assert np.count_nonzero(np.bincount(i[0, 0].ravel())) < i[0, 0].size  # shared pixels
+
+
 @pytest.mark.parametrize("variant", [v for v in K.variants("avg_pool2d") if v != "reference"])
 @settings(max_examples=examples(15), deadline=None)
 @given(case=pool_case(), cip=st.booleans(), ceil=st.booleans())
