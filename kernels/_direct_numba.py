@@ -24,6 +24,8 @@ this one, clear the compiled cache (``~/.cache/tapegrad/numba``) or touch the ke
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -119,7 +121,7 @@ def row_sum(a):
 def run_forward(name: str, kernel, x, w, b, shape: tuple, args: tuple) -> np.ndarray:
     """Allocate the output of ``shape`` (within the memory budget) and run
     ``kernel(x, w, bias, y, has_bias, *args)``."""
-    check_fits(f"{name} (direct)", {"output": int(np.prod(shape)) * x.itemsize})
+    check_fits(f"{name} (direct)", {"output": math.prod(shape) * x.itemsize})
     y = np.empty(shape, dtype=x.dtype)
     bb = b if b is not None else np.zeros(1, dtype=x.dtype)
     kernel(x, w, bb, y, b is not None, *args)

@@ -17,6 +17,7 @@ kernels), the product runs on ``np.matmul`` at ``tapegrad.set_num_threads``'s co
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -44,9 +45,7 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     k = a.shape[-1]
     n = b.shape[-1] if b.ndim > 1 else 1
     batch = (
-        int(np.prod(np.broadcast_shapes(a.shape[:-2], b.shape[:-2])))
-        if max(a.ndim, b.ndim) > 2
-        else 1
+        math.prod(np.broadcast_shapes(a.shape[:-2], b.shape[:-2])) if max(a.ndim, b.ndim) > 2 else 1
     )
     nthreads = threads.get_num_threads()
     if nthreads == 1:

@@ -12,6 +12,7 @@ preallocated output they are given.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 
@@ -39,7 +40,7 @@ def workspace(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     store = getattr(_ws, "bufs", None)
     if store is None:
         store = _ws.bufs = {}
-    need = int(np.prod(shape))
+    need = math.prod(shape)
     buf = store.get(key)
     if buf is None or buf.size < need:
         buf = store[key] = np.empty(max(need, 1), dtype=dtype)
@@ -61,7 +62,7 @@ def _growth(name: str, shape: tuple[int, ...], dtype) -> int:
     """Bytes :func:`workspace` would newly allocate for this request (0 when it fits)."""
     store = getattr(_ws, "bufs", None) or {}
     buf = store.get((name, np.dtype(dtype).str))
-    need = int(np.prod(shape))
+    need = math.prod(shape)
     have = 0 if buf is None else buf.size
     return 0 if need <= have else need * np.dtype(dtype).itemsize
 

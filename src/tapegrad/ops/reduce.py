@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..autograd import Context, Function
@@ -60,7 +62,7 @@ class Mean(Function):
     @staticmethod
     def forward(ctx: Context, a, axis=None, keepdims=False):
         ctx.shape, ctx.axes, ctx.keepdims = a.shape, _axes(axis, a.ndim), keepdims
-        ctx.count = int(np.prod([a.shape[i] for i in ctx.axes])) if a.ndim else 1
+        ctx.count = math.prod(a.shape[i] for i in ctx.axes) if a.ndim else 1
         return np.asarray(a.mean(axis=ctx.axes, keepdims=keepdims))
 
     @staticmethod
