@@ -10,7 +10,12 @@ tiles of ``_OB`` output channels by ``_VW`` (48, three float32 vectors) consecut
 positions: ``_OB * _VW`` accumulators in vector registers, three vector loads of the planes
 and ``_OB`` broadcast weights per tap, read through a table of tap offsets. A tile spans
 rows, so narrow outputs (8 or 10 columns) fill whole vectors; the ``wq - wo`` columns past
-each row's end are computed and dropped.
+each row's end are computed and dropped. From 33 output channels on (the input gradient:
+32 input channels), the tiles put channels across the lanes instead: up to four vectors of
+channels by 6 to 16 positions, one aligned weight vector load per channel vector and one
+broadcast per position per tap (no unaligned loads splitting cache lines), the taps in
+chunks whose weights stay in L1, the results transposed in registers into the same
+per-thread rows.
 
 The input gradient of a stride-``s`` call is, for each of the ``s * s`` phases of the input,
 a stride-1 convolution of the zero-padded output gradient with the taps that land on that
@@ -176,6 +181,125 @@ cdef extern from *:
                       double* acc) noexcept nogil
     void tg_fw_lanes_f(const float* acc, float* gw, Py_ssize_t tp) noexcept nogil
     void tg_fw_lanes_d(const double* acc, double* gw, Py_ssize_t tp) noexcept nogil
+
+
+# The channel-lane tile in C: output channels across the vector lanes (``NC`` vectors of
+# 16 float32 or 8 float64 channels) by ``NP`` consecutive flat positions, one accumulator
+# vector per (channel vector, position); per tap ``NC`` vector loads of the tap's weights
+# (aligned: rows of ``op`` channels, a multiple of the lanes, on 64-byte boundaries) and
+# ``NP`` broadcasts of the input at the tap's offset. Neither load splits a cache line,
+# where the position-lane tile's three unaligned input vectors per tap mostly do. Results
+# land transposed (tb[f * op + k]); tg_cl_back turns them into the position-lane layout
+# the row copies read.
+cdef extern from *:
+    """
+    #define TG_CL_TILE(T, S, NC, NP)                                                    \
+    static inline void tg_cl_tile_##S##NC(const T* xq, const Py_ssize_t* offs,          \
+            Py_ssize_t nt, const T* wt, Py_ssize_t op, T* tb, int add) {               \
+        enum { V = 64 / sizeof(T) };                                                    \
+        tg_fl_v##S a[NP][NC];                                                           \
+        Py_ssize_t t, k, v;                                                             \
+        _Pragma("GCC unroll 16") for (k = 0; k < NP; k++)                               \
+            _Pragma("GCC unroll 4") for (v = 0; v < NC; v++)                            \
+                a[k][v] = add ? *(const tg_fl_v##S*)(tb + k * op + v * V)               \
+                              : (tg_fl_v##S){0};                                        \
+        for (t = 0; t < nt; t++, wt += op) {                                            \
+            const T* src = xq + offs[t];                                                \
+            tg_fl_v##S wv[NC];                                                          \
+            _Pragma("GCC unroll 4") for (v = 0; v < NC; v++)                            \
+                wv[v] = *(const tg_fl_v##S*)(wt + v * V);                               \
+            _Pragma("GCC unroll 16") for (k = 0; k < NP; k++) {                         \
+                T xv = src[k];                                                          \
+                _Pragma("GCC unroll 4") for (v = 0; v < NC; v++)                        \
+                    a[k][v] += xv * wv[v];                                              \
+            }                                                                           \
+        }                                                                               \
+        _Pragma("GCC unroll 16") for (k = 0; k < NP; k++)                               \
+            _Pragma("GCC unroll 4") for (v = 0; v < NC; v++)                            \
+                *(tg_fl_v##S*)(tb + k * op + v * V) = a[k][v];                          \
+    }
+    /* NC x NP: 24 accumulators from two channel vectors on (16 with one) */
+    TG_CL_TILE(float, f, 1, 16)
+    TG_CL_TILE(float, f, 2, 12)
+    TG_CL_TILE(float, f, 3, 8)
+    TG_CL_TILE(float, f, 4, 6)
+    TG_CL_TILE(double, d, 1, 16)
+    TG_CL_TILE(double, d, 2, 12)
+    TG_CL_TILE(double, d, 3, 8)
+    TG_CL_TILE(double, d, 4, 6)
+
+    /* lane l of the two-source shuffles of the transpose's stage s (V lanes) */
+    #define TG_CL_LO(l, s, V) (((l) & (s)) ? (V) + (l) - (s) : (l))
+    #define TG_CL_HI(l, s, V) (((l) & (s)) ? (V) + (l) : (l) + (s))
+    #define TG_CL_LANES8(M, s) {M(0, s, 8), M(1, s, 8), M(2, s, 8), M(3, s, 8),          \
+                                M(4, s, 8), M(5, s, 8), M(6, s, 8), M(7, s, 8)}
+    #define TG_CL_LANES16(M, s) {M(0, s, 16), M(1, s, 16), M(2, s, 16), M(3, s, 16),     \
+        M(4, s, 16), M(5, s, 16), M(6, s, 16), M(7, s, 16), M(8, s, 16), M(9, s, 16),   \
+        M(10, s, 16), M(11, s, 16), M(12, s, 16), M(13, s, 16), M(14, s, 16),           \
+        M(15, s, 16)}
+    #define TG_CL_BACK(T, S, I, LANES)                                                  \
+    typedef I tg_cl_i##S __attribute__((vector_size(64)));                              \
+    static inline void tg_cl_stage_##S(tg_fl_v##S* t, Py_ssize_t s, tg_cl_i##S lo,      \
+                                       tg_cl_i##S hi) {                                 \
+        enum { V = 64 / sizeof(T) };                                                    \
+        Py_ssize_t r;                                                                   \
+        _Pragma("GCC unroll 16") for (r = 0; r < V; r++) {                              \
+            if ((r & s) || r + s >= V) continue;                                        \
+            tg_fl_v##S a = t[r], b = t[r + s];                                          \
+            t[r] = __builtin_shuffle(a, b, lo);                                         \
+            t[r + s] = __builtin_shuffle(a, b, hi);                                     \
+        }                                                                               \
+    }                                                                                   \
+    /* acc[k * ldo + f] = tb[f * op + k] for k < o, f < ldo (ldo a multiple of V): blocks  \
+       of V positions x V channels transposed in registers (t[r][l] <-> t[l][r], one     \
+       stage of two-source shuffles per bit of the index) */                            \
+    static inline void tg_cl_back_##S(const T* tb, Py_ssize_t op, Py_ssize_t o,         \
+                                      Py_ssize_t ldo, T* acc) {                         \
+        enum { V = 64 / sizeof(T) };                                                    \
+        tg_fl_v##S t[V];                                                                \
+        Py_ssize_t f0, k0, r;                                                           \
+        for (k0 = 0; k0 < o; k0 += V) {                                                 \
+            Py_ssize_t nk = o - k0 < V ? o - k0 : V;                                    \
+            for (f0 = 0; f0 < ldo; f0 += V) {                                           \
+                _Pragma("GCC unroll 16") for (r = 0; r < V; r++)                        \
+                    t[r] = *(const tg_fl_v##S*)(tb + (f0 + r) * op + k0);               \
+                if (V > 8)                                                              \
+                    tg_cl_stage_##S(t, 8, (tg_cl_i##S)LANES(TG_CL_LO, 8),               \
+                                    (tg_cl_i##S)LANES(TG_CL_HI, 8));                    \
+                tg_cl_stage_##S(t, 4, (tg_cl_i##S)LANES(TG_CL_LO, 4),                   \
+                                (tg_cl_i##S)LANES(TG_CL_HI, 4));                        \
+                tg_cl_stage_##S(t, 2, (tg_cl_i##S)LANES(TG_CL_LO, 2),                   \
+                                (tg_cl_i##S)LANES(TG_CL_HI, 2));                        \
+                tg_cl_stage_##S(t, 1, (tg_cl_i##S)LANES(TG_CL_LO, 1),                   \
+                                (tg_cl_i##S)LANES(TG_CL_HI, 1));                        \
+                for (r = 0; r < nk; r++)                                                \
+                    *(tg_fl_u##S*)(acc + (k0 + r) * ldo + f0) = t[r];                   \
+            }                                                                           \
+        }                                                                               \
+    }
+    TG_CL_BACK(float, f, int, TG_CL_LANES16)
+    TG_CL_BACK(double, d, long long, TG_CL_LANES8)
+    """
+    void tg_cl_tile_f1(const float* xq, const Py_ssize_t* offs, Py_ssize_t nt,
+                       const float* wt, Py_ssize_t op, float* tb, int add) noexcept nogil
+    void tg_cl_tile_f2(const float* xq, const Py_ssize_t* offs, Py_ssize_t nt,
+                       const float* wt, Py_ssize_t op, float* tb, int add) noexcept nogil
+    void tg_cl_tile_f3(const float* xq, const Py_ssize_t* offs, Py_ssize_t nt,
+                       const float* wt, Py_ssize_t op, float* tb, int add) noexcept nogil
+    void tg_cl_tile_f4(const float* xq, const Py_ssize_t* offs, Py_ssize_t nt,
+                       const float* wt, Py_ssize_t op, float* tb, int add) noexcept nogil
+    void tg_cl_tile_d1(const double* xq, const Py_ssize_t* offs, Py_ssize_t nt,
+                       const double* wt, Py_ssize_t op, double* tb, int add) noexcept nogil
+    void tg_cl_tile_d2(const double* xq, const Py_ssize_t* offs, Py_ssize_t nt,
+                       const double* wt, Py_ssize_t op, double* tb, int add) noexcept nogil
+    void tg_cl_tile_d3(const double* xq, const Py_ssize_t* offs, Py_ssize_t nt,
+                       const double* wt, Py_ssize_t op, double* tb, int add) noexcept nogil
+    void tg_cl_tile_d4(const double* xq, const Py_ssize_t* offs, Py_ssize_t nt,
+                       const double* wt, Py_ssize_t op, double* tb, int add) noexcept nogil
+    void tg_cl_back_f(const float* tb, Py_ssize_t op, Py_ssize_t o, Py_ssize_t ldo,
+                      float* acc) noexcept nogil
+    void tg_cl_back_d(const double* tb, Py_ssize_t op, Py_ssize_t o, Py_ssize_t ldo,
+                      double* acc) noexcept nogil
 
 
 # dst[v] = src[v] + bv for v < n (and dst[2 * v], the input gradient's stride-2 rows): with
@@ -403,6 +527,78 @@ cdef inline Py_ssize_t _tiles(const real* xq, const Py_ssize_t* offs, Py_ssize_t
     return ldo
 
 
+cdef enum:
+    # the channel-lane tiles' chunks of taps: this many bytes of weights (a third of L1d)
+    _CL_CHUNK_BYTES = 16384
+
+
+cdef inline void _cl_tile(const real* xq, const Py_ssize_t* offs, Py_ssize_t nk,
+                          const real* wt, Py_ssize_t op, real* tb, Py_ssize_t nc,
+                          int add) noexcept nogil:
+    if real is float:
+        if nc == 1:
+            tg_cl_tile_f1(xq, offs, nk, wt, op, tb, add)
+        elif nc == 2:
+            tg_cl_tile_f2(xq, offs, nk, wt, op, tb, add)
+        elif nc == 3:
+            tg_cl_tile_f3(xq, offs, nk, wt, op, tb, add)
+        else:
+            tg_cl_tile_f4(xq, offs, nk, wt, op, tb, add)
+    else:
+        if nc == 1:
+            tg_cl_tile_d1(xq, offs, nk, wt, op, tb, add)
+        elif nc == 2:
+            tg_cl_tile_d2(xq, offs, nk, wt, op, tb, add)
+        elif nc == 3:
+            tg_cl_tile_d3(xq, offs, nk, wt, op, tb, add)
+        else:
+            tg_cl_tile_d4(xq, offs, nk, wt, op, tb, add)
+
+
+cdef inline Py_ssize_t _tiles_cl(const real* xq, const Py_ssize_t* offs, Py_ssize_t nt,
+                                const real* wt, Py_ssize_t op, Py_ssize_t o, real* acc,
+                                real* tb, Py_ssize_t wq, Py_ssize_t na) noexcept nogil:
+    # _tiles' result (acc[oc * ldo + f], ldo the positions rounded up to whole vectors)
+    # from channel-lane tiles: blocks of up to four channel vectors (op a multiple of the
+    # lanes) by 16, 12, 8 or 6 positions (one to four vectors) into tb[f * op + oc], then
+    # transposed into acc (rows of tb past the last tile are read and dropped): positions
+    # rounded up to whole tiles only, not to _VW. The taps run in chunks whose weights fit
+    # in L1 beside the input rows they read, each chunk over all of the job's positions,
+    # the tiles' sums kept in tb between chunks: every position tile reads the chunk's
+    # weights from L1, not the whole table from L2. The sums still add the taps in order.
+    cdef Py_ssize_t lanes = 64 // sizeof(real)
+    cdef Py_ssize_t nf = na * wq, ldo = (nf + lanes - 1) // lanes * lanes
+    cdef Py_ssize_t oc0 = 0, nc, npos, f0, k, v, t0, nk, kt
+    if nt == 0:
+        for k in range(o):
+            for v in range(ldo):
+                acc[k * ldo + v] = 0
+        return ldo
+    while oc0 < op:
+        nc = (op - oc0) // lanes
+        if nc > 4:
+            nc = 4
+        npos = 16 if nc == 1 else 12 if nc == 2 else 8 if nc == 3 else 6
+        kt = _CL_CHUNK_BYTES // (nc * 64)
+        if kt < 1:
+            kt = 1
+        t0 = 0
+        while t0 < nt:
+            nk = nt - t0 if nt - t0 < kt else kt
+            f0 = 0
+            while f0 < nf:
+                _cl_tile(xq + f0, offs + t0, nk, wt + t0 * op + oc0, op, tb + f0 * op + oc0,
+                         nc, t0 > 0)
+                f0 = f0 + npos
+            t0 = t0 + nk
+        oc0 = oc0 + nc * lanes
+    if real is float:
+        tg_cl_back_f(tb, op, o, ldo, acc)
+    else:
+        tg_cl_back_d(tb, op, o, ldo, acc)
+    return ldo
+
+
 cdef inline void _copy(const real* acc, Py_ssize_t ldo, Py_ssize_t o, const real* bias,
                        bint has_bias, real* yb, Py_ssize_t wq, Py_ssize_t na, Py_ssize_t nb,
                        Py_ssize_t dcs, Py_ssize_t drs, Py_ssize_t dbs, bint relu,
@@ -462,12 +658,15 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
                 bint has_bias, const Py_ssize_t[::1] offs, const real[::1] wts,
                 const Py_ssize_t[:, ::1] jobs, real[:, ::1] buf, real[:, ::1] accs, int s,
                 int ph, int pw, int hq, int wq, int op, int slack, int nt, int vw,
-                bint relu=False, unsigned char[:, :, :, ::1] mask=None):
+                bint relu=False, unsigned char[:, :, :, ::1] mask=None,
+                real[:, ::1] tbuf=None):
     """Per image and thread: x[b] into the thread's phase planes, then every job (a row of
     ``jobs``: first tap, taps, destination offset, row and column strides, rows, columns)
     writes its part of y[b], in tiles ``vw`` positions wide. With ``relu`` (unit-stride
     jobs), y gets the ``bias_relu`` epilogue's values and ``mask`` (uint8, y's shape) its
-    mask, written by the thread that wrote the rows."""
+    mask, written by the thread that wrote the rows. With ``tbuf`` (a row per thread, 64-byte
+    aligned; op a multiple of the vector lanes, wts' rows 64-byte aligned), the tiles are
+    channel-lane ones (see _tiles_cl)."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = y.shape[1], dcs = y.shape[2] * y.shape[3], nj = jobs.shape[0]
     cdef Py_ssize_t bi, j, t0, t1, ldo, half = accs.shape[1] // 2
@@ -477,6 +676,8 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
     cdef real* yb
     cdef real* acc
     cdef unsigned char* mb = NULL
+    cdef real* tb = NULL
+    cdef bint cl = tbuf is not None
     if relu:
         if mask is None or (mask.shape[0] != y.shape[0] or mask.shape[1] != y.shape[1]
                             or mask.shape[2] != y.shape[2] or mask.shape[3] != y.shape[3]):
@@ -489,13 +690,19 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
             tid = openmp.omp_get_thread_num()
             xq = &buf[tid, 0]
             acc = &accs[tid, 0]
+            if cl:
+                tb = &tbuf[tid, 0]
             _planes(&x[bi, 0, 0, 0], xq, c, h, w, s, ph, pw, hq, wq, slack)
             yb = &y[bi, 0, 0, 0]
             j = 0
             while j < nj:
                 t0 = jobs[j, 0]
-                ldo = _tiles(xq, &offs[t0], jobs[j, 1], &wts[t0 * op], op, o, acc, wq,
-                             jobs[j, 5], vw)
+                if cl:
+                    ldo = _tiles_cl(xq, &offs[t0], jobs[j, 1], &wts[t0 * op], op, o, acc,
+                                    tb, wq, jobs[j, 5])
+                else:
+                    ldo = _tiles(xq, &offs[t0], jobs[j, 1], &wts[t0 * op], op, o, acc, wq,
+                                 jobs[j, 5], vw)
                 # the input gradient's column phases 0 and 1 of a stride-2 call: the
                 # next job writes the odd columns of the same rows
                 pair = (not has_bias and not relu and jobs[j, 4] == 2 and j + 1 < nj
@@ -505,8 +712,12 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
                         and jobs[j + 1, 6] <= jobs[j, 6])
                 if pair:
                     t1 = jobs[j + 1, 0]
-                    _tiles(xq, &offs[t1], jobs[j + 1, 1], &wts[t1 * op], op, o, acc + half,
-                           wq, jobs[j + 1, 5], vw)
+                    if cl:
+                        _tiles_cl(xq, &offs[t1], jobs[j + 1, 1], &wts[t1 * op], op, o,
+                                  acc + half, tb, wq, jobs[j + 1, 5])
+                    else:
+                        _tiles(xq, &offs[t1], jobs[j + 1, 1], &wts[t1 * op], op, o,
+                               acc + half, wq, jobs[j + 1, 5], vw)
                     _copy_pair(acc, acc + half, ldo, o, yb + jobs[j, 2], wq, jobs[j, 5],
                                jobs[j, 6], jobs[j + 1, 6], dcs, jobs[j, 3])
                     j = j + 2
@@ -664,9 +875,27 @@ def _team_size(macs):
     return 1 if macs < _GRAIN else threads.get_num_threads()
 
 
+def _aligned_zeros(shape, dtype):
+    """Zeros of this shape, starting on a 64-byte boundary."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape))
+    raw = np.zeros(size + 64 // dtype.itemsize, dtype=dtype)
+    skip = (-raw.ctypes.data % 64) // dtype.itemsize
+    return raw[skip:skip + size].reshape(shape)
+
+
+def _lanes_op(n, dtype, bint cl):
+    """``n`` channels rounded up to whole tiles: vectors of lanes for channel-lane tiles,
+    _OB otherwise."""
+    m = 64 // np.dtype(dtype).itemsize if cl else _OB
+    return (n + m - 1) // m * m
+
+
 def _run(x, y, b, offs, wts, jobs, int s, int ph, int pw, int hq, int wq, int op, macs,
-         int vw, mask=None):
+         int vw, mask=None, bint cl=False):
     n, c = x.shape[:2]
+    if cl:
+        vw = _VW  # the channel-lane tiles' positions per job: a multiple of _VW
     slack = -(-(max(int(j[5]) for j in jobs) * wq) // vw) * vw + vw
     nt = max(1, min(_team_size(macs), n))
     memory.check_fits("conv2d (flat)", {
@@ -682,10 +911,27 @@ def _run(x, y, b, offs, wts, jobs, int s, int ph, int pw, int hq, int wq, int op
     accs = workspace("flat-accs", (nt * per + 16,), x.dtype)
     skip = (-accs.ctypes.data % 64) // x.itemsize
     accs = accs[skip:skip + nt * per].reshape(nt, per)
+    tbuf = None
+    if cl:
+        # the channel-lane tiles' transposed outputs for one job: rows 64-byte aligned
+        pt = -(-(op * ntf * vw) // 16) * 16
+        memory.check_fits("conv2d (flat)", {"channel-lane tile outputs": nt * pt * x.itemsize})
+        tbuf = workspace("flat-cl", (nt * pt + 16,), x.dtype)
+        skip = (-tbuf.ctypes.data % 64) // x.itemsize
+        tbuf = tbuf[skip:skip + nt * pt].reshape(nt, pt)
     bias = b if b is not None else np.zeros(1, dtype=x.dtype)
     run_threads(x, y, bias, b is not None, offs, wts.reshape(-1), jobs, buf, accs, s, ph, pw,
-                hq, wq, op, slack, nt, vw, mask is not None, mask)
+                hq, wq, op, slack, nt, vw, mask is not None, mask, tbuf)
     return y
+
+
+# Channel-lane tiles (see _tiles_cl) for the forward from this many output channels on and
+# for the input gradient from this many input channels on: they led the position-lane
+# tiles there (5x5 stride-2 32->48, resnet8's 32->64; benchmarks/results/strided-conv.md);
+# with 32 output channels the forward ran level, and with 16 input channels (one vector)
+# the input gradient's short per-phase reductions ran slower.
+_CL_MIN_OUT = 33
+_CL_MIN_IN = 32
 
 
 def _conv(x, w, b, int s, int ph, int pw, bint relu=False):
@@ -693,8 +939,9 @@ def _conv(x, w, b, int s, int ph, int pw, bint relu=False):
     o, _, kh, kw = w.shape
     ho, wo = (h + 2 * ph - kh) // s + 1, (wd + 2 * pw - kw) // s + 1
     hq, wq = ho + (kh - 1) // s, wo + (kw - 1) // s
-    op = (o + _OB - 1) // _OB * _OB
-    wts = np.zeros((c, kh, kw, op), dtype=x.dtype)
+    cl = o >= _CL_MIN_OUT
+    op = _lanes_op(o, x.dtype, cl)
+    wts = _aligned_zeros((c, kh, kw, op), x.dtype)
     wts[..., :o] = w.transpose(1, 2, 3, 0)
     ci, i, j = np.meshgrid(np.arange(c), np.arange(kh), np.arange(kw), indexing="ij")
     offs = ((((ci * s + i % s) * s + j % s) * hq + i // s) * wq + j // s).astype(np.intp)
@@ -704,7 +951,7 @@ def _conv(x, w, b, int s, int ph, int pw, bint relu=False):
         memory.check_fits("conv2d (flat)", {"ReLU mask": y.size})
     mask = np.empty(y.shape, np.uint8) if relu else None
     _run(x, y, b, offs.reshape(-1), wts, jobs, s, ph, pw, hq, wq, op,
-         n * o * ho * wo * c * kh * kw, _VW, mask)
+         n * o * ho * wo * c * kh * kw, _VW, mask, cl)
     return (y, mask) if relu else y
 
 
@@ -720,7 +967,8 @@ def _input_grad(gy, w, x_shape, int s, int ph, int pw):
     na0, nb0 = -(-h // s), -(-wd // s)
     hq = pt + max(ho, na0 + dhi_i)
     wq = pl + max(wo, nb0 + dhi_j)
-    cp = (c + _OB - 1) // _OB * _OB
+    cl = c >= _CL_MIN_IN
+    cp = _lanes_op(c, gy.dtype, cl)
     offs, wts, jobs = [], [], []
     ntap = 0
     oc = np.arange(o)[:, None, None]
@@ -742,12 +990,12 @@ def _input_grad(gy, w, x_shape, int s, int ph, int pw):
     # one spare row, so that a job without taps still points inside the tables
     offs.append(np.zeros(1, dtype=np.intp))
     wts.append(np.zeros((1, c), dtype=gy.dtype))
-    wtab = np.zeros((ntap + 1, cp), dtype=gy.dtype)
+    wtab = _aligned_zeros((ntap + 1, cp), gy.dtype)
     wtab[:, :c] = np.concatenate(wts)
     gx = np.empty(x_shape, dtype=gy.dtype)
     offs = np.concatenate(offs).astype(np.intp)
     return _run(gy, gx, None, offs, wtab, np.array(jobs, dtype=np.intp), 1, pt, pl, hq, wq,
-                cp, n * c * ho * wo * o * kh * kw, _VX)
+                cp, n * c * ho * wo * o * kh * kw, _VX, None, cl)
 
 
 def forward_relu(x, w, b, stride, padding, dilation, groups):

@@ -54,6 +54,51 @@ def test_flat_matches_reference(case, team, need):
     check_against_reference(mod, x, w, b, args, need, team, _WGRAD_MIN_POSITIONS=0)
 
 
+@settings(max_examples=examples(20), deadline=None)
+@given(case=flat_case(), team=st.integers(1, 3), need=st.sampled_from(["both", "x", "w"]))
+def test_flat_channel_lane_tiles_match_reference(case, team, need):
+    """The channel-lane tiles (output channels across the vector lanes) forced on the
+    forward and the input gradient whatever the channel counts: one partial channel vector,
+    positions not a multiple of the tile's."""
+    mod = K.get("conv2d", NAME)
+    padding, stride = case[7], case[8]
+    x, w, b = case_arrays(case, seed=11)
+    args = (stride, padding, (1, 1), 1)
+    check_against_reference(
+        mod, x, w, b, args, need, team, _WGRAD_MIN_POSITIONS=0, _CL_MIN_OUT=0, _CL_MIN_IN=0
+    )
+
+
+@pytest.mark.parametrize(
+    "n, c, o, h, w, k, stride, padding",
+    [
+        (1, 32, 48, 28, 28, 5, 2, 2),  # three channel vectors, taps in several chunks
+        (2, 32, 64, 16, 16, 3, 2, 1),  # four vectors, 8x8 outputs
+        (1, 40, 70, 15, 13, 3, 2, 0),  # a block of four vectors and one of one, partial
+        (3, 33, 36, 11, 17, 5, 3, 1),  # three vectors (36 channels), stride 3
+        (1, 48, 40, 9, 10, 3, 2, 2),  # the input gradient with three vectors
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_flat_channel_lane_wide_channels(n, c, o, h, w, k, stride, padding, dtype):
+    """Channel counts where the rule takes the channel-lane tiles (and not multiples of the
+    vector), odd sizes, batch 1, padding 0 to 2, reductions longer than one chunk of taps:
+    forward and both gradients against ``reference``, and forward_relu against the forward
+    with the epilogue."""
+    mod = K.get("conv2d", NAME)
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((o, c, k, k)).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype)
+    args = ((stride, stride), (padding, padding), (1, 1), 1)
+    assert o >= mod._CL_MIN_OUT or c >= mod._CL_MIN_IN
+    check_against_reference(mod, x, wt, b, args, "both", 2, _WGRAD_MIN_POSITIONS=0)
+    with patched(mod, 2):
+        got = mod.forward_relu(x, wt, b, *args)
+        y0 = mod.forward(x, wt, None, *args)
+    assert_forward_relu_is_epilogue(got, y0, b)
+
+
 @settings(max_examples=examples(12), deadline=None)
 @given(case=flat_case(), team=st.integers(1, 3))
 def test_flat_forward_relu_is_the_bias_relu_epilogue_bit_for_bit(case, team):
