@@ -272,9 +272,12 @@ def _chvec_wide_leads(call: Conv2dCall) -> bool:
 # tiles of output positions; the input gradient as per-phase stride-1 convolutions, no
 # scatter), ahead of im2col-cython forward and input gradient at these sizes (resnet8's
 # stride-2 3x3 layers, 16->32 and 32->64; the 5x5 stride-2 32->48 layer;
-# benchmarks/results/conv-targets.md). Outputs of fewer than 128 flattened positions
-# (resnet8's 8x8 32->64 layer) keep im2col-cython, which leads there since it multiplies
-# blocks of small-plane images in one GEMM. At 1 and 2 threads alike: with the stride-2
+# benchmarks/results/conv-targets.md). Outputs of fewer than 128 flattened positions keep
+# im2col-cython, which multiplies blocks of small-plane images in one GEMM, unless there
+# are 33 or more output channels and at least 64 positions (resnet8's 8x8 32->64 layer):
+# there flat-cython's channel-lane tiles (no positions rounded up to 48) led im2col-cython
+# forward and input gradient at 1 and 2 threads (the weight gradient is im2col-cython's
+# in both; benchmarks/results/strided-conv.md). At 1 and 2 threads alike: with the stride-2
 # phase planes built from one load pair per image row and the input gradient's column
 # phases interleaved in registers, flat-cython also leads at 2 threads on the short
 # reductions (144: resnet8's and conv_autoencoder's 16->32 3x3 layers), where im2col-cython
@@ -282,13 +285,17 @@ def _chvec_wide_leads(call: Conv2dCall) -> bool:
 _FLAT_MAX_REDUCTION = 800
 _FLAT_MAX_OUT = 64
 _FLAT_MIN_POSITIONS = 128
+_FLAT_LANES_MIN_OUT = 33  # flat-cython's channel-lane tiles (its _CL_MIN_OUT)
+_FLAT_LANES_MIN_POSITIONS = 64
 
 
 def _flat_leads(call: Conv2dCall) -> bool:
     c, kh, kw = call.w_shape[1:]
     ho, wo = call.out_hw()
+    positions = ho * (wo + (kw - 1) // max(1, call.stride[1]))
+    lanes = call.w_shape[0] >= _FLAT_LANES_MIN_OUT and positions >= _FLAT_LANES_MIN_POSITIONS
     return (
-        ho * (wo + (kw - 1) // max(1, call.stride[1])) >= _FLAT_MIN_POSITIONS
+        (positions >= _FLAT_MIN_POSITIONS or lanes)
         and call.groups == 1
         and call.stride[0] == call.stride[1]
         and call.stride[0] in (2, 3)

@@ -253,15 +253,16 @@ def test_flat_not_applicable(w_shape, stride, dilation, groups):
 
 
 def test_auto_rule_puts_flat_first_for_strided_layers(monkeypatch):
-    """resnet8's 16->32 stride-2 3x3 layer at 1 thread and the 5x5 stride-2 layer at 1
-    and 2 threads: flat-cython first; stride 1, 1x1 kernels, one input channel and 8x8
-    outputs (resnet8's 32->64 stride-2 layer): not first."""
+    """resnet8's 16->32 and 32->64 (8x8 outputs) stride-2 3x3 layers and the 5x5
+    stride-2 layer: flat-cython first; stride 1, 1x1 kernels, one input channel, 8x8
+    outputs with 32 output channels and 4x4 outputs: not first."""
     from tapegrad.kernels import conv
 
     monkeypatch.setattr(conv._threads, "get_num_threads", lambda: 1)
     for x_shape, w_shape, p in [
         ((64, 16, 32, 32), (32, 16, 3, 3), 1),
         ((16, 32, 28, 28), (48, 32, 5, 5), 2),
+        ((64, 32, 16, 16), (64, 32, 3, 3), 1),
     ]:
         call = Conv2dCall(x_shape, w_shape, (2, 2), (p, p), (1, 1), 1, "<f4")
         assert _conv2d_rule(call)[0] == NAME
@@ -269,7 +270,8 @@ def test_auto_rule_puts_flat_first_for_strided_layers(monkeypatch):
         ((64, 16, 32, 32), (16, 16, 3, 3), 1),
         ((64, 16, 32, 32), (32, 16, 1, 1), 2),
         ((64, 1, 32, 32), (16, 1, 3, 3), 2),
-        ((64, 32, 16, 16), (64, 32, 3, 3), 2),
+        ((64, 32, 16, 16), (32, 32, 3, 3), 2),
+        ((64, 32, 8, 8), (64, 32, 3, 3), 2),
     ]:
         call = Conv2dCall(x_shape, w_shape, (s, s), (1, 1), (1, 1), 1, "<f4")
         assert _conv2d_rule(call)[0] != NAME
@@ -279,8 +281,9 @@ def test_auto_rule_puts_flat_first_for_strided_layers(monkeypatch):
 def test_auto_rule_puts_flat_first_for_strided_layers_at_teams(monkeypatch, team):
     """At more than one thread as at one: flat-cython first on the strided layers with
     short reductions (resnet8's and conv_autoencoder's 16->32 3x3 layers, 144) as on the
-    longer ones (the 5x5 32->48 layer, a 64->64 3x3 layer), im2col-cython second; 8x8
-    outputs (resnet8's 32->64 stride-2 layer) keep im2col-cython first."""
+    longer ones (the 5x5 32->48 layer, a 64->64 3x3 layer) and on 8x8 outputs with 64
+    output channels (resnet8's 32->64 stride-2 layer), im2col-cython second; 8x8 outputs
+    with 32 output channels keep im2col-cython first."""
     from tapegrad.kernels import conv
 
     monkeypatch.setattr(conv._threads, "get_num_threads", lambda: team)
@@ -291,10 +294,11 @@ def test_auto_rule_puts_flat_first_for_strided_layers_at_teams(monkeypatch, team
         ((16, 32, 28, 28), (48, 32, 5, 5), 2),
         ((32, 64, 32, 32), (64, 64, 3, 3), 1),
         ((8, 32, 30, 30), (16, 32, 3, 3), 1),
+        ((64, 32, 16, 16), (64, 32, 3, 3), 1),
     ]:
         call = Conv2dCall(x_shape, w_shape, (2, 2), (p, p), (1, 1), 1, "<f4")
         assert _conv2d_rule(call)[:2] == [NAME, "im2col-cython"]
-    call = Conv2dCall((64, 32, 16, 16), (64, 32, 3, 3), (2, 2), (1, 1), (1, 1), 1, "<f4")
+    call = Conv2dCall((64, 32, 16, 16), (32, 32, 3, 3), (2, 2), (1, 1), (1, 1), 1, "<f4")
     assert _conv2d_rule(call)[0] == "im2col-cython"
 
 
