@@ -98,6 +98,16 @@ cdef extern from *:
             *(tg_dw_u##S*)(dst + v) = *(const tg_dw_u##S*)(src + v);                    \
         for (; v < n; v++) dst[v] = src[v];                                             \
     }
+    /* acc[l] += the sum of g[t] over t = l (mod V), t in [0, L): one partial sum per lane,
+       each adding its elements in order (a fixed order, as the weight gradient's lanes) */
+    #define TG_DW_LANESUM(T, S, V)                                                      \
+    TG_DW_CLONES static void tg_dw_lanesum_##S(const T* g, Py_ssize_t L, T* acc) {       \
+        Py_ssize_t t = 0;                                                               \
+        tg_dw_v##S a = *(tg_dw_u##S*)acc;                                               \
+        for (; t + V <= L; t += V) a += *(const tg_dw_u##S*)(g + t);                     \
+        *(tg_dw_u##S*)acc = a;                                                          \
+        for (; t < L; t++) acc[t - L / V * V] += g[t];                                  \
+    }
     /* The image part of every phase plane of one padded plane (the padding stays zero):
        P[a, b][u, v] = x[u*sh + a - ph, v*sw + b - pw], each plane (Hq, Wq). */
     #define TG_DW_SPLIT(T, S)                                                           \
@@ -264,6 +274,8 @@ cdef extern from *:
     TG_DW_LINCOMB(double, d, 8)
     TG_DW_COPY(float, f, 16)
     TG_DW_COPY(double, d, 8)
+    TG_DW_LANESUM(float, f, 16)
+    TG_DW_LANESUM(double, d, 8)
     TG_DW_SPLIT(float, f)
     TG_DW_SPLIT(double, d)
     /* The unrolled kernels of one vector type: 3x3 and 5x5 at stride 1 and 2 (the last
@@ -566,6 +578,8 @@ cdef extern from *:
                       Py_ssize_t L, double* acc) noexcept nogil
     void tg_dw_copy_f(float* dst, const float* src, Py_ssize_t n) noexcept nogil
     void tg_dw_copy_d(double* dst, const double* src, Py_ssize_t n) noexcept nogil
+    void tg_dw_lanesum_f(const float* g, Py_ssize_t L, float* acc) noexcept nogil
+    void tg_dw_lanesum_d(const double* g, Py_ssize_t L, double* acc) noexcept nogil
     void tg_dw_split_f(const float* xp, float* P, Py_ssize_t h, Py_ssize_t wd, Py_ssize_t ph,
                        Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t Hq,
                        Py_ssize_t Wq) noexcept nogil
@@ -593,6 +607,13 @@ cdef inline void _copy(real* dst, const real* src, Py_ssize_t n) noexcept nogil:
         tg_dw_copy_f(dst, src, n)
     else:
         tg_dw_copy_d(dst, src, n)
+
+
+cdef inline void _lanesum(const real* g, Py_ssize_t L, real* acc) noexcept nogil:
+    if real is float:
+        tg_dw_lanesum_f(g, L, acc)
+    else:
+        tg_dw_lanesum_d(g, L, acc)
 
 
 cdef inline void _lincomb(const real* src, const Py_ssize_t* offs, const real* w, Py_ssize_t nt,
@@ -1103,6 +1124,106 @@ def _phase_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
         free(offs)
 
 
+def _phase_backward_all(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
+                        const real[:, :, :, ::1] wf, real[:, :, :, ::1] gx,
+                        real[:, :, :, ::1] gw, real[::1] gb, bint need_x, bint need_w,
+                        bint need_b, int ph, int pw):
+    """The stride-1 backward of a multiplier-1 call on phase planes, every gradient asked
+    for in one pass over gy and x (separately the input gradient, the weight gradient and
+    the bias gradient would each read all of gy). Tasks as _phase_backward_w's (_LANES
+    channels x _CB_IMAGES images, image by image): per (image, channel) plane, the weight
+    gradient exactly as _phase_backward_w computes it (the same bits), the bias gradient as
+    one partial sum per lane (each lane's pixels in order, then the groups in image order,
+    then the lanes), and the input gradient as _phase_forward of the output-gradient plane
+    (padded by k - 1 - padding) with the flipped filter wf, the plane still in cache."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3]
+    cdef Py_ssize_t kh = wf.shape[2], kw = wf.shape[3], kk = kh * kw
+    cdef Py_ssize_t ho = gy.shape[2], wo = gy.shape[3]
+    cdef Py_ssize_t qh = kh - 1 - ph, qw = kw - 1 - pw
+    cdef Py_ssize_t Hq = h + 2 * ph + 1, Wq = wd + 2 * pw, plane = Hq * Wq, L = ho * Wq
+    cdef Py_ssize_t Hg = ho + 2 * qh + 1, Wg = wo + 2 * qw, gplane = Hg * Wg, Lg = h * Wg
+    cdef Py_ssize_t lanes = _LANES if real is float else _LANES // 2
+    cdef Py_ssize_t nb = _cdiv(c, _LANES), nk = _cdiv(n, _CB_IMAGES), slot = (kk + 1) * _LANES
+    cdef Py_ssize_t p, ob, k, oc, bi, i, ii, jj, l, oh
+    cdef real* part = <real*>calloc(nk * c * slot + 1, sizeof(real))
+    cdef real* P = NULL
+    cdef real* Q = NULL
+    cdef real* G = NULL
+    cdef real* A = NULL
+    cdef real* acc
+    cdef real* gxp
+    cdef Py_ssize_t* offs = NULL
+    cdef Py_ssize_t* goffs = NULL
+    cdef const real* gp
+    cdef real s
+    cdef int nt = _team((need_x + need_w) * n * c * ho * wo * kk + need_b * n * c * ho * wo)
+    if part == NULL:
+        raise MemoryError("depthwise_conv2d (direct) backward: gradient partial sums")
+    with nogil, parallel(num_threads=nt):
+        P = <real*>calloc(plane + 1, sizeof(real))  # the input plane padded (ph, pw)
+        Q = <real*>calloc(gplane + 1, sizeof(real))  # the output-gradient plane padded (qh, qw)
+        G = <real*>calloc(L + 1, sizeof(real))
+        A = <real*>malloc((Lg + 1) * sizeof(real))
+        offs = <Py_ssize_t*>malloc((kk + 1) * sizeof(Py_ssize_t))
+        goffs = <Py_ssize_t*>malloc((kk + 1) * sizeof(Py_ssize_t))
+        for ii in range(kh):
+            for jj in range(kw):
+                offs[ii * kw + jj] = ii * Wq + jj
+                goffs[ii * kw + jj] = ii * Wg + jj
+        for p in prange(nb * nk, schedule="static"):
+            ob = p // nk
+            k = p % nk
+            for bi in range(k * _CB_IMAGES, min(n, (k + 1) * _CB_IMAGES)):
+                for oc in range(ob * _LANES, min(c, (ob + 1) * _LANES)):
+                    acc = part + (k * c + oc) * slot
+                    gp = &gy[bi, oc, 0, 0]
+                    if need_b:
+                        _lanesum(gp, ho * wo, acc + kk * lanes)
+                    if need_x:
+                        _split(gp, Q, ho, wo, qh, qw, 1, 1, Hg, Wg)
+                        gxp = &gx[bi, oc, 0, 0]
+                        if not _band(Q, gplane, Wg, 1, 1, kh, kw, &wf[oc, 0, 0, 0], h, wd, 0, gxp):
+                            if Wg == wd:
+                                _conv(Q, gplane, Wg, 1, 1, kh, kw, goffs, &wf[oc, 0, 0, 0], Lg,
+                                      0, gxp)
+                            else:
+                                _conv(Q, gplane, Wg, 1, 1, kh, kw, goffs, &wf[oc, 0, 0, 0], Lg,
+                                      0, A)
+                                for oh in range(h):
+                                    _copy(gxp + oh * wd, A + oh * Wg, wd)
+                    if need_w:
+                        _split(&x[bi, oc, 0, 0], P, h, wd, ph, pw, 1, 1, Hq, Wq)
+                        if _wband(gp, P, plane, Wq, 1, 1, kh, kw, ho, wo, acc):
+                            continue
+                        if Wq == wo:
+                            _dots(gp, P, offs, kk, L, acc)
+                            continue
+                        for oh in range(ho):
+                            _copy(G + oh * Wq, gp + oh * wo, wo)
+                        _dots(G, P, offs, kk, L, acc)
+        free(P)
+        free(Q)
+        free(G)
+        free(A)
+        free(offs)
+        free(goffs)
+    with nogil:
+        for oc in range(c):
+            for i in range(kk + 1):
+                if (i < kk and not need_w) or (i == kk and not need_b):
+                    continue
+                s = 0
+                for k in range(nk):
+                    acc = part + (k * c + oc) * slot + i * lanes
+                    for l in range(lanes):
+                        s = s + acc[l]
+                if i < kk:
+                    gw[oc, 0, i // kw, i % kw] = s
+                else:
+                    gb[oc] = s
+    free(part)
+
+
 # ---------------------------------------------------------------------------------------
 # Channel-blocked planes (dilation 1, small output planes): a task takes a block of V
 # channels (16 floats or 8 doubles: one 64-byte vector) of one image, interleaves their
@@ -1407,6 +1528,41 @@ def _blocked(x_shape, wo, stride, padding, weight=False, taps=0):
     return plane <= _CB_PLANE and (weight or wo <= _CB_W[str(min(max(stride), 2))])
 
 
+def _phase_fused(x_shape, w_shape, wo, stride, padding, dilation):
+    """True for the calls whose backward runs in one pass on phase planes
+    (``_phase_backward_all``): stride 1, dilation 1, one output channel per input channel,
+    padding at most k - 1, and both gradients on phase planes (neither the input gradient
+    nor the weight gradient on channel blocks, see ``_blocked``)."""
+    kh, kw = w_shape[2], w_shape[3]
+    return (
+        tuple(stride) == (1, 1)
+        and tuple(dilation) == (1, 1)
+        and w_shape[0] == x_shape[1]
+        and x_shape[0] > 0
+        and padding[0] <= kh - 1
+        and padding[1] <= kw - 1
+        and not _blocked(x_shape, wo, stride, padding)
+        and not _blocked(x_shape, wo, stride, padding, weight=True, taps=kh * kw)
+    )
+
+
+def _backward_fused(gy, x, w, stride, padding, dilation, need_x, need_w, need_b):
+    """The one-pass phase-plane backward (see ``_phase_fused``): ``(gx, gw, gb)``, None for
+    each gradient not asked for."""
+    _check_backward(x, w, need_x, need_w)
+    dummy = np.empty((1, 1, 1, 1), dtype=x.dtype)
+    gx = np.empty_like(x) if need_x else dummy
+    gw = np.empty_like(w) if need_w else dummy
+    gb = np.empty(x.shape[1], dtype=x.dtype) if need_b else np.empty(1, dtype=x.dtype)
+    wf = np.ascontiguousarray(w[:, :, ::-1, ::-1])
+    _phase_backward_all(gy, x, wf, gx, gw, gb, need_x, need_w, need_b, *padding)
+    if need_w and not np.isfinite(gw).all():
+        # as in backward: the phase planes multiply the zero padding columns of gy by image
+        # values, so a non-finite input reaches every tap; recompute with the direct loops
+        _backward_w(gy, x, gw, *stride, *padding, *dilation)
+    return (gx if need_x else None), (gw if need_w else None), (gb if need_b else None)
+
+
 def forward(x, w, b, stride, padding, dilation, groups):
     n, c, h, wd = x.shape
     o, _, kh, kw = w.shape
@@ -1434,6 +1590,8 @@ def _check_backward(x, w, need_x, need_w):
 
 
 def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
+    if need_x and need_w and _phase_fused(x.shape, w.shape, gy.shape[3], stride, padding, dilation):
+        return _backward_fused(gy, x, w, stride, padding, dilation, True, True, False)[:2]
     _check_backward(x, w, need_x, need_w)
     gx = gw = None
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
@@ -1478,6 +1636,8 @@ def backward_with_bias(gy, x, w, stride, padding, dilation, groups, need_x, need
     one pass over ``gy`` and ``x`` (``_cb_backward_all``); other calls run ``backward`` and
     return ``gb = None``, which the op then sums itself."""
     n, c, h, wd = x.shape
+    if _phase_fused(x.shape, w.shape, gy.shape[3], stride, padding, dilation):
+        return _backward_fused(gy, x, w, stride, padding, dilation, need_x, need_w, True)
     if not (
         dilation == (1, 1)
         and w.shape[0] == c

@@ -224,7 +224,9 @@ def test_depthwise_backward_with_bias_matches_backward(case, dtype, need):
         if ref is not None:
             assert got.dtype == dtype
             np.testing.assert_array_equal(got, ref)
-    fused = wt.shape[0] == x.shape[1] and mod._blocked(x.shape, y.shape[3], *args[:2])
+    fused = (wt.shape[0] == x.shape[1] and mod._blocked(x.shape, y.shape[3], *args[:2])) or (
+        mod._phase_fused(x.shape, wt.shape, y.shape[3], *args[:3])
+    )
     assert (gb is not None) == fused
     if fused:
         tol = 1e-5 if dtype == np.float32 else 1e-12
@@ -361,3 +363,74 @@ def test_depthwise_wide_stride1_weight_gradient_phase_planes_any_team():
     np.testing.assert_allclose(
         mod.backward(gy, x, wt, *args, False, True)[1], want, rtol=1e-10, atol=1e-10
     )
+
+
+@pytest.mark.parametrize(
+    "n, c, h, w, k, padding, dtype",
+    [
+        (3, 19, 9, 33, 3, (1, 1), np.float32),  # a short last channel block of the 16
+        (9, 17, 12, 35, 3, (0, 2), np.float64),  # a short last image group of the 8
+        (2, 5, 7, 40, 2, (1, 0), np.float32),  # even kernel, padding past half of it
+        (1, 3, 66, 67, 5, (2, 2), np.float64),  # 5x5: its weight gradient too large a plane
+        (2, 3, 67, 66, 4, (3, 1), np.float32),  # 4x4 (the tap list), padding k - 1
+    ],
+)
+def test_depthwise_stride1_one_pass_backward(n, c, h, w, k, padding, dtype):
+    """Stride-1 multiplier-1 calls whose two gradients both take the phase planes run the
+    whole backward in one pass (``_phase_fused``): every subset of the gradients matches
+    the reference (the bias gradient a float64 sum), the input and weight gradients equal
+    each pass run alone bit for bit, and 1 and 2 threads give the same bits."""
+    rng = np.random.default_rng(n * 100 + k)
+    mod, ref = K.get("depthwise_conv2d", "direct-cython"), K.get("depthwise_conv2d", "reference")
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = rng.standard_normal((c, 1, k, k)).astype(dtype)
+    args = ((1, 1), padding, (1, 1), c)
+    y = mod.forward(x, wt, None, *args)
+    assert mod._phase_fused(x.shape, wt.shape, y.shape[3], *args[:3])
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    want = (*ref.backward(gy, x, wt, *args, True, True), gy.astype(np.float64).sum(axis=(0, 2, 3)))
+    alone = (
+        mod.backward(gy, x, wt, *args, True, False)[0],
+        mod.backward(gy, x, wt, *args, False, True)[1],
+    )
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    old = tg.get_num_threads()
+    try:
+        for need in itertools.product((True, False), repeat=2):
+            runs = []
+            for threads in (1, 2):
+                tg.set_num_threads(threads)
+                runs.append(mod.backward_with_bias(gy, x, wt, *args, *need))
+            rows = zip(runs[0], runs[1], want, (*alone, None), (*need, True))
+            for got, again, r, a, asked in rows:
+                assert (got is None) != asked
+                if asked:
+                    assert got.dtype == dtype
+                    np.testing.assert_allclose(got, r, **tol)
+                    np.testing.assert_array_equal(got, again)
+                    if a is not None:
+                        np.testing.assert_array_equal(got, a)
+        got = mod.backward(gy, x, wt, *args, True, True)
+        for g, a in zip(got, alone):
+            np.testing.assert_array_equal(g, a)
+    finally:
+        tg.set_num_threads(old)
+
+
+def test_depthwise_stride1_one_pass_backward_nonfinite_like_reference():
+    """A NaN in the input and an infinity in the output gradient of a one-pass backward
+    reach the gradients whose sums hold them, as in the reference."""
+    rng = np.random.default_rng(7)
+    mod, ref = K.get("depthwise_conv2d", "direct-cython"), K.get("depthwise_conv2d", "reference")
+    x = rng.standard_normal((2, 17, 10, 34))
+    wt = rng.standard_normal((17, 1, 3, 3))
+    x[0, 3, 0, 0], x[1, 16, 4, 33] = np.nan, np.inf
+    args = ((1, 1), (1, 1), (1, 1), 17)
+    assert mod._phase_fused(x.shape, wt.shape, 34, *args[:3])
+    gy = rng.standard_normal((2, 17, 10, 34))
+    gy[1, 2, 1, 1] = np.inf
+    got = mod.backward_with_bias(gy, x, wt, *args, True, True)
+    want = (*ref.backward(gy, x, wt, *args, True, True), gy.sum(axis=(0, 2, 3)))
+    for g, r in zip(got, want):
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(r))
+        np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-10, equal_nan=True)
