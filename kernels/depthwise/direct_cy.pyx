@@ -331,6 +331,11 @@ cdef extern from *:
        tg_dw_cbin writes planes src[l] (h, wd) at row top, column left of B (pitch Wb;
        NULL: a lane past the channel count, zeros); tg_dw_cbout is its inverse for the
        lanes with a destination. */
+    /* The V planes of a block are V streams 1 to 4 KB apart, one 64-byte line of each per
+       step: too many short streams for the hardware prefetchers, so each step asks for
+       the line TG_DW_PF steps ahead in every plane (a hint: past a plane's end it reaches
+       the next plane or the next block) */
+    #define TG_DW_PF 4
     #define TG_DW_CBIO(T, S, V, IT)                                                     \
     typedef IT tg_dw_i##S __attribute__((vector_size(64)));                             \
     /* r[i][k] <- r[k][i]: V x V in registers, swapping off-diagonal blocks of b x b for  \
@@ -368,6 +373,9 @@ cdef extern from *:
         for (t = 0; t < hw; t += V) {  /* V pixels of the V planes, transposed */       \
             tg_dw_v##S m[V];                                                            \
             t0 = t + V <= hw ? t : hw - V;                                              \
+            _Pragma("GCC unroll 16")                                                    \
+            for (l = 0; l < V; l++)                                                     \
+                if (src[l]) __builtin_prefetch(src[l] + t0 + TG_DW_PF * V, 0, 3);       \
             _Pragma("GCC unroll 16")                                                    \
             for (l = 0; l < V; l++)                                                     \
                 m[l] = src[l] ? (tg_dw_v##S) * (const tg_dw_u##S*)(src[l] + t0)         \
@@ -408,7 +416,10 @@ cdef extern from *:
             tg_dw_tr_##S(m);                                                            \
             _Pragma("GCC unroll 16")                                                    \
             for (l = 0; l < V; l++)                                                     \
-                if (dst[l]) *(tg_dw_u##S*)(dst[l] + t0) = m[l];                         \
+                if (dst[l]) {                                                           \
+                    __builtin_prefetch(dst[l] + t0 + TG_DW_PF * V, 1, 3);               \
+                    *(tg_dw_u##S*)(dst[l] + t0) = m[l];                                 \
+                }                                                                       \
         }                                                                               \
     }
     /* The three passes on channel-blocked planes for a K x K kernel (K = 0: kh x kw taken
@@ -1632,8 +1643,9 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
 
 def backward_with_bias(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
     """``backward`` plus the bias gradient: ``(gx, gw, gb)``. Calls with one output channel
-    per input channel on channel blocks (see ``_blocked``) run every gradient asked for in
-    one pass over ``gy`` and ``x`` (``_cb_backward_all``); other calls run ``backward`` and
+    per input channel on channel blocks (see ``_blocked``) or, at stride 1, on phase planes
+    (see ``_phase_fused``) run every gradient asked for in one pass over ``gy`` and ``x``
+    (``_cb_backward_all``, ``_phase_backward_all``); other calls run ``backward`` and
     return ``gb = None``, which the op then sums itself."""
     n, c, h, wd = x.shape
     if _phase_fused(x.shape, w.shape, gy.shape[3], stride, padding, dilation):
