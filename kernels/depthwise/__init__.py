@@ -17,9 +17,12 @@ float64) of one image at a time, interleave their padded planes pixel by pixel i
 (16 x 16 register transposes), run each tap as one vector multiply-add across the 16
 channels for all three passes, and transpose the results back. The weight gradient runs
 this way for every plane that fits, at stride 1 too, one lane per channel over fixed groups
-of 8 images, added in image order; stride-1 calls with kernels up to 3x3 and outputs 32 or
+of 8 images, added in image order; stride-1 calls with kernels up to 3x3 and outputs 16 or
 more columns wide take the phase planes instead (no transposes), in tasks of 16 output
-channels x 8 images, added in image order too. All sums run in a fixed order: a call
+channels x 8 images, added in image order too. Stride-1 calls with one output channel per
+input channel whose two gradients both take the phase planes run the whole backward (input,
+weight and bias gradients) in one pass over the output gradient and the input, each plane
+used for all three while it is in cache. All sums run in a fixed order: a call
 repeats bit for bit on one machine, at any thread count. ``benchmarks/conv_targets.py``
 times each pass against the copy time of the bytes it moves.
 

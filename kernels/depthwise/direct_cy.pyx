@@ -1524,7 +1524,7 @@ def _cb_backward_all(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
 
 _CB_W = {"1": 8, "2": 1 << 30}  # widest output planes taking channel blocks, by stride
 _CB_PLANE = 4096  # largest padded input plane (pixels) a channel block keeps in cache
-_PHASE_WG_W = 32  # stride-1 weight gradients of kernels up to 3x3 this wide: phase planes
+_PHASE_WG_W = 16  # stride-1 weight gradients of kernels up to 3x3 this wide: phase planes
 
 
 def _blocked(x_shape, wo, stride, padding, weight=False, taps=0):

@@ -369,6 +369,7 @@ def test_depthwise_wide_stride1_weight_gradient_phase_planes_any_team():
     "n, c, h, w, k, padding, dtype",
     [
         (3, 19, 9, 33, 3, (1, 1), np.float32),  # a short last channel block of the 16
+        (2, 33, 16, 18, 3, (1, 0), np.float32),  # outputs 16 columns wide
         (9, 17, 12, 35, 3, (0, 2), np.float64),  # a short last image group of the 8
         (2, 5, 7, 40, 2, (1, 0), np.float32),  # even kernel, padding past half of it
         (1, 3, 66, 67, 5, (2, 2), np.float64),  # 5x5: its weight gradient too large a plane
