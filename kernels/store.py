@@ -20,6 +20,7 @@ reused at 2, where another variant may win. Generated rules record their thread 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -42,8 +43,10 @@ def cache_dir() -> Path:
     return Path(base) / "tapegrad"
 
 
+@functools.cache
 def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo on Linux, else ``platform``)."""
+    """The CPU's model name (from /proc/cpuinfo on Linux, else ``platform``), read once per
+    process: :func:`rules` rebuilds the machine key once a second while ``auto`` runs."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -54,7 +57,10 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+@functools.cache
 def _version(dist: str) -> str:
+    # once per process and distribution: importlib.metadata scans sys.path for each call,
+    # and the machine key (see rules) is rebuilt once a second during training
     try:
         from importlib.metadata import version
 
