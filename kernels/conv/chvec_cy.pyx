@@ -30,6 +30,12 @@ into chunks of consecutive images (one per thread at one thread, ``_CHUNKS_PER_T
 thread otherwise), each with its own partial sums, added in chunk order (repeatable for a
 given batch and thread count).
 
+Backward: the weight gradient, the bias gradient (``backward_with_bias``: each chunk sums its
+transposed output gradients per channel) and, on its own tiles, the input gradient run in
+one parallel region (``backward_threads``): the weight gradient's chunks are handed out
+first, then the input gradient's images, so the team is woken once per backward and the
+single images even out the threads' ends.
+
 Every output adds its taps in (input channel, kh, kw) order. Strided, dilated and grouped
 calls, and weight gradients of other kernel sizes, go to ``im2col-cython``. Bounds and
 wraparound checks are set by the build (setup.py), not here.
@@ -455,6 +461,101 @@ cdef inline void _pad(const real* xb, real* xp, Py_ssize_t c, Py_ssize_t h, Py_s
                 d[q] = 0
 
 
+cdef void _fwd_image(const real* xp, const real* wt, const real* bias, real* yb,
+                     Py_ssize_t c, Py_ssize_t o, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t kh,
+                     Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t op,
+                     Py_ssize_t q2) noexcept nogil:
+    # yb[k, oh, ow] (one image, o channels of ho x wo) from the image's padded copy xp and
+    # the weights wt (c, kh, kw, op); bias NULL: none. See forward_threads for q2.
+    cdef Py_ssize_t lanes = 64 // sizeof(real), plane = ho * wo
+    cdef Py_ssize_t oh, ow0, oc0, nq, nk, left
+    cdef real* yt
+    cdef const real* bp
+    oc0 = 0
+    while oc0 < o:
+        nk = o - oc0
+        bp = bias + oc0 if bias != NULL else NULL
+        if q2 > 0 and kw == 3 and nk > lanes:
+            if nk > 2 * lanes:
+                nk = 2 * lanes
+            for oh in range(ho):
+                ow0 = 0
+                while ow0 < wo:
+                    left = (wo - ow0 + q2 - 1) // q2  # tiles left in the row
+                    nq = (wo - ow0 + left - 1) // left
+                    yt = yb + (oc0 * ho + oh) * wo + ow0
+                    if real is float:
+                        tg_cv_fwd2_f(nq, xp + oh * wp + ow0, wt + oc0, c, kh, hp, wp, op, yt,
+                                     plane, nk, bp)
+                    else:
+                        tg_cv_fwd2_d(nq, xp + oh * wp + ow0, wt + oc0, c, kh, hp, wp, op, yt,
+                                     plane, nk, bp)
+                    ow0 = ow0 + nq
+            oc0 = oc0 + 2 * lanes
+            continue
+        if nk > lanes:
+            nk = lanes
+        for oh in range(ho):
+            ow0 = 0
+            while ow0 < wo:
+                nq = wo - ow0
+                if nq > _QMAX:
+                    nq = _QMAX
+                yt = yb + (oc0 * ho + oh) * wo + ow0
+                if real is float:
+                    tg_cv_fwd_f(nq, xp + oh * wp + ow0, wt + oc0, c, kh, kw, hp, wp, op, yt,
+                                plane, nk, bp)
+                else:
+                    tg_cv_fwd_d(nq, xp + oh * wp + ow0, wt + oc0, c, kh, kw, hp, wp, op, yt,
+                                plane, nk, bp)
+                ow0 = ow0 + nq
+        oc0 = oc0 + lanes
+
+
+cdef void _wg_image(const real* xp, const real* gb, real* gt, real* pt, real* bsum,
+                    Py_ssize_t c, Py_ssize_t o, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t kh,
+                    Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t op,
+                    bint wpair) noexcept nogil:
+    # pt[(ci, i, j) * op + k] += one image's weight gradient, from its padded copy xp and its
+    # output gradient gb (o, ho, wo), through the buffer gt; bsum (NULL: none)[k] += the
+    # image's output gradient summed over positions in (oh, ow) order (the bias gradient)
+    cdef Py_ssize_t lanes = 64 // sizeof(real), npos = ho * wo
+    cdef Py_ssize_t ci, oc0, done, f, k
+    cdef const real* g
+    # gt[f, k] = gb[k, f], zero in the lanes past the last channel
+    if real is float:
+        tg_cv_gt_f(gb, npos, o, op, gt)
+    else:
+        tg_cv_gt_d(gb, npos, o, op, gt)
+    if bsum != NULL:
+        for f in range(npos):
+            g = gt + f * op
+            for k in range(op):
+                bsum[k] += g[k]
+    oc0 = 0
+    while oc0 < o:
+        if wpair and kh == 3 and kw == 3 and o - oc0 > lanes:
+            for ci in range(c):
+                if real is float:
+                    tg_cv_wgp_f(xp + ci * hp * wp, gt + oc0, ho, wo, wp, op,
+                                pt + ci * kh * kw * op + oc0)
+                else:
+                    tg_cv_wgp_d(xp + ci * hp * wp, gt + oc0, ho, wo, wp, op,
+                                pt + ci * kh * kw * op + oc0)
+            oc0 = oc0 + 2 * lanes
+            continue
+        ci = 0
+        while ci < c:
+            if real is float:
+                done = tg_cv_wg_f(kh, kw, xp + ci * hp * wp, hp * wp, c - ci, gt + oc0, ho, wo,
+                                  wp, op, pt + ci * kh * kw * op + oc0, kh * kw * op)
+            else:
+                done = tg_cv_wg_d(kh, kw, xp + ci * hp * wp, hp * wp, c - ci, gt + oc0, ho, wo,
+                                  wp, op, pt + ci * kh * kw * op + oc0, kh * kw * op)
+            ci = ci + (done if done > 0 else c)
+        oc0 = oc0 + lanes
+
+
 def forward_threads(const real[:, :, :, ::1] x, const real[::1] wt, const real[::1] bias,
                     bint has_bias, real[:, :, :, ::1] y, real[:, ::1] buf, int kh, int kw,
                     int ph, int pw, int op, int nt, int q2=0):
@@ -463,12 +564,10 @@ def forward_threads(const real[:, :, :, ::1] x, const real[::1] wt, const real[:
     (up to 12) columns, a row split into tiles of equal width (within one column)."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = y.shape[1], ho = y.shape[2], wo = y.shape[3]
-    cdef Py_ssize_t hp = h + 2 * ph, wp = w + 2 * pw, plane = ho * wo
-    cdef Py_ssize_t lanes = 64 // sizeof(real)
-    cdef Py_ssize_t b, oh, ow0, oc0, nq, nk, left
+    cdef Py_ssize_t hp = h + 2 * ph, wp = w + 2 * pw
+    cdef Py_ssize_t b
     cdef real* xp
-    cdef real* yt
-    cdef const real* bp
+    cdef const real* bp = &bias[0] if has_bias else NULL
     if q2 > 12 or q2 < 0:
         raise ValueError(f"forward_threads: q2 must be 0 to 12, got {q2}")
     with nogil:
@@ -478,106 +577,64 @@ def forward_threads(const real[:, :, :, ::1] x, const real[::1] wt, const real[:
         for b in prange(n, schedule="dynamic", num_threads=nt):
             xp = &buf[openmp.omp_get_thread_num(), 0]
             _pad(&x[b, 0, 0, 0], xp, c, h, w, ph, pw, hp, wp)
-            oc0 = 0
-            while oc0 < o:
-                nk = o - oc0
-                if q2 > 0 and kw == 3 and nk > lanes:
-                    if nk > 2 * lanes:
-                        nk = 2 * lanes
-                    bp = &bias[oc0] if has_bias else NULL
-                    for oh in range(ho):
-                        ow0 = 0
-                        while ow0 < wo:
-                            left = (wo - ow0 + q2 - 1) // q2  # tiles left in the row
-                            nq = (wo - ow0 + left - 1) // left
-                            yt = &y[b, oc0, oh, ow0]
-                            if real is float:
-                                tg_cv_fwd2_f(nq, xp + oh * wp + ow0, &wt[oc0], c, kh, hp, wp,
-                                             op, yt, plane, nk, bp)
-                            else:
-                                tg_cv_fwd2_d(nq, xp + oh * wp + ow0, &wt[oc0], c, kh, hp, wp,
-                                             op, yt, plane, nk, bp)
-                            ow0 = ow0 + nq
-                    oc0 = oc0 + 2 * lanes
-                    continue
-                if nk > lanes:
-                    nk = lanes
-                bp = &bias[oc0] if has_bias else NULL
-                for oh in range(ho):
-                    ow0 = 0
-                    while ow0 < wo:
-                        nq = wo - ow0
-                        if nq > _QMAX:
-                            nq = _QMAX
-                        yt = &y[b, oc0, oh, ow0]
-                        if real is float:
-                            tg_cv_fwd_f(nq, xp + oh * wp + ow0, &wt[oc0], c, kh, kw, hp, wp,
-                                        op, yt, plane, nk, bp)
-                        else:
-                            tg_cv_fwd_d(nq, xp + oh * wp + ow0, &wt[oc0], c, kh, kw, hp, wp,
-                                        op, yt, plane, nk, bp)
-                        ow0 = ow0 + nq
-                oc0 = oc0 + lanes
+            _fwd_image(xp, &wt[0], bp, &y[b, 0, 0, 0], c, o, ho, wo, kh, kw, hp, wp, op, q2)
 
 
-def wgrad_threads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, real[:, ::1] buf,
-                  real[:, ::1] gts, real[:, ::1] part, int kh, int kw, int ph, int pw, int op,
-                  int nt, bint wpair=True):
-    """part[k] = sum over chunk k's images of the weight gradient, as (ci, i, j, op): the
-    batch cut into ``part.shape[0]`` chunks of consecutive images, handed to the threads as
-    they come free; each chunk's sum is the same whichever thread made it. ``wpair``: 3x3
-    kernels take two channel vectors at a time where more than one is left."""
+def backward_threads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
+                     const real[::1] wf, real[:, :, :, ::1] gx, real[:, ::1] bufg,
+                     real[:, ::1] bufx, real[:, ::1] gts, real[:, ::1] part, real[:, ::1] bpart,
+                     int kh, int kw, int ph, int pw, int opx, int opw, int nt, int q2,
+                     bint need_x, bint need_w, bint need_b, bint wpair=True):
+    """Both gradients of a stride-1 call in one parallel region (one wake-up of the team,
+    one wait for its last thread). Tasks 0 to nch - 1 (``part.shape[0]`` if ``need_w``,
+    else none) are the weight gradient's chunks of consecutive images: part[k] as in
+    ``_wg_image`` sums them (the weight gradient as (ci, i, j, opw), the chunk's images
+    added in order), and with ``need_b`` bpart[k] the chunk's output gradient summed per
+    channel (images in order, positions in (oh, ow) order). The tasks after them are the
+    input gradient's images (``need_x``): gx[b] = the forward of gy[b] padded by kh - 1 -
+    ph, kw - 1 - pw with the flipped, transposed filters ``wf`` (o, kh, kw, opx), tiles as
+    in ``forward_threads`` with ``q2``. Tasks go out in that order as threads come free:
+    the chunks, the larger ones, first, then the single images even out the threads' ends.
+    Each output is the same whichever thread computes it."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
-    cdef Py_ssize_t hp = h + 2 * ph, wp = w + 2 * pw, npos = ho * wo
-    cdef Py_ssize_t lanes = 64 // sizeof(real)
-    cdef Py_ssize_t nch = part.shape[0]
-    cdef Py_ssize_t k, b, ci, oc0, done
+    cdef Py_ssize_t hp = h + 2 * ph, wp = w + 2 * pw
+    cdef Py_ssize_t qh = kh - 1 - ph, qw = kw - 1 - pw
+    cdef Py_ssize_t hg = ho + 2 * qh, wg = wo + 2 * qw
+    cdef Py_ssize_t nch = part.shape[0] if need_w else 0
+    cdef Py_ssize_t ntask = nch + (n if need_x else 0)
+    cdef Py_ssize_t k, b
     cdef int tid
     cdef real* xp
-    cdef real* gt
-    cdef real* pt
-    cdef const real* gb
-    if nch < 1 or nch > n:
-        raise ValueError(f"wgrad_threads: part must have 1 to {n} rows (chunks), got {nch}")
+    cdef real* bs
+    if need_w and (nch < 1 or nch > n):
+        raise ValueError(f"backward_threads: part must have 1 to {n} rows (chunks), got {nch}")
+    if need_b and (not need_w or bpart.shape[0] != nch or bpart.shape[1] < opw):
+        raise ValueError("backward_threads: need_b needs need_w and bpart of shape "
+                         f"({nch}, >= {opw}), got ({bpart.shape[0]}, {bpart.shape[1]})")
+    if need_x and (qh < 0 or qw < 0 or gx.shape[0] != n or gx.shape[1] != c
+                   or gx.shape[2] != h or gx.shape[3] != w):
+        raise ValueError(f"backward_threads: gx must have x's shape {(n, c, h, w)} and "
+                         f"padding at most kernel - 1, got "
+                         f"{(gx.shape[0], gx.shape[1], gx.shape[2], gx.shape[3])}, {(ph, pw)}")
+    if q2 > 12 or q2 < 0:
+        raise ValueError(f"backward_threads: q2 must be 0 to 12, got {q2}")
     with nogil:
-        for k in prange(nch, schedule="dynamic", num_threads=nt):
+        for k in prange(ntask, schedule="dynamic", num_threads=nt):
             tid = openmp.omp_get_thread_num()
-            xp = &buf[tid, 0]
-            gt = &gts[tid, 0]
-            pt = &part[k, 0]
-            for b in range(k * n // nch, (k + 1) * n // nch):
-                gb = &gy[b, 0, 0, 0]
-                _pad(&x[b, 0, 0, 0], xp, c, h, w, ph, pw, hp, wp)
-                # gt[f, k] = gy[b, k, f], zero in the lanes past the last channel
-                if real is float:
-                    tg_cv_gt_f(gb, npos, o, op, gt)
-                else:
-                    tg_cv_gt_d(gb, npos, o, op, gt)
-                oc0 = 0
-                while oc0 < o:
-                    if wpair and kh == 3 and kw == 3 and o - oc0 > lanes:
-                        for ci in range(c):
-                            if real is float:
-                                tg_cv_wgp_f(xp + ci * hp * wp, gt + oc0, ho, wo, wp, op,
-                                            pt + ci * kh * kw * op + oc0)
-                            else:
-                                tg_cv_wgp_d(xp + ci * hp * wp, gt + oc0, ho, wo, wp, op,
-                                            pt + ci * kh * kw * op + oc0)
-                        oc0 = oc0 + 2 * lanes
-                        continue
-                    ci = 0
-                    while ci < c:
-                        if real is float:
-                            done = tg_cv_wg_f(kh, kw, xp + ci * hp * wp, hp * wp, c - ci,
-                                              gt + oc0, ho, wo, wp, op,
-                                              pt + ci * kh * kw * op + oc0, kh * kw * op)
-                        else:
-                            done = tg_cv_wg_d(kh, kw, xp + ci * hp * wp, hp * wp, c - ci,
-                                              gt + oc0, ho, wo, wp, op,
-                                              pt + ci * kh * kw * op + oc0, kh * kw * op)
-                        ci = ci + (done if done > 0 else c)
-                    oc0 = oc0 + lanes
+            if k < nch:
+                xp = &bufx[tid, 0]
+                bs = &bpart[k, 0] if need_b else NULL
+                for b in range(k * n // nch, (k + 1) * n // nch):
+                    _pad(&x[b, 0, 0, 0], xp, c, h, w, ph, pw, hp, wp)
+                    _wg_image(xp, &gy[b, 0, 0, 0], &gts[tid, 0], &part[k, 0], bs, c, o, ho,
+                              wo, kh, kw, hp, wp, opw, wpair)
+            else:
+                b = k - nch
+                xp = &bufg[tid, 0]
+                _pad(&gy[b, 0, 0, 0], xp, o, ho, wo, qh, qw, hg, wg)
+                _fwd_image(xp, &wf[0], NULL, &gx[b, 0, 0, 0], o, c, h, w, kh, kw, hg, wg, opx,
+                           q2)
 
 
 def applies(w_shape, stride, dilation, groups) -> bool:
@@ -592,7 +649,7 @@ def applies(w_shape, stride, dilation, groups) -> bool:
 # one vector's single tile, which the pairs (two tiles of 8 on 16 columns) did not beat
 # (benchmarks/results/chvec-tiles.md).
 _PAIR_COLUMNS = 12
-_CHUNKS_PER_THREAD = 4  # weight gradient: chunks of the batch per thread (see _wgrad)
+_CHUNKS_PER_THREAD = 4  # weight gradient: chunks of the batch per thread (see _chunks)
 
 
 def _team_size(macs):
@@ -601,6 +658,19 @@ def _team_size(macs):
 
 def _lanes(dtype):
     return 64 // np.dtype(dtype).itemsize
+
+
+def _weights(w, op):
+    """(c, kh, kw, op) copy of w (o, c, kh, kw), zero in the lanes past o."""
+    o, c, kh, kw = w.shape
+    wt = np.zeros((c, kh, kw, op), dtype=w.dtype)
+    wt[..., :o] = w.transpose(1, 2, 3, 0)
+    return wt
+
+
+def _pair_columns(kw, o, wo, lanes):
+    """forward_threads' q2 for o outputs on rows of wo columns (see _PAIR_COLUMNS)."""
+    return _PAIR_COLUMNS if kw == 3 and o > lanes and (wo <= 8 or wo > 16) else 0
 
 
 def _conv(x, w, b, int ph, int pw):
@@ -616,40 +686,69 @@ def _conv(x, w, b, int ph, int pw):
         "output": n * o * ho * wo * x.itemsize,
     })
     y = np.empty((n, o, ho, wo), dtype=x.dtype)
-    wt = np.zeros((c, kh, kw, op), dtype=x.dtype)
-    wt[..., :o] = w.transpose(1, 2, 3, 0)
+    wt = _weights(w, op)
     buf = workspace("chvec-x", (nt, c * hp * wp), x.dtype)
     bias = b if b is not None else np.zeros(1, dtype=x.dtype)
-    q2 = _PAIR_COLUMNS if kw == 3 and o > lanes and (wo <= 8 or wo > 16) else 0
+    q2 = _pair_columns(kw, o, wo, lanes)
     forward_threads(x, wt.reshape(-1), bias, b is not None, y, buf, kh, kw, ph, pw, op, nt, q2)
     return y
 
 
-def _wgrad(gy, x, w, int ph, int pw):
+def _chunks(n, nt):
+    # one chunk of images per thread would leave the others waiting on a thread that other
+    # work on the machine slows; _CHUNKS_PER_THREAD per thread, added in chunk order (the
+    # same sum for a given batch and thread count)
+    return 1 if nt == 1 else min(n, _CHUNKS_PER_THREAD * nt)
+
+
+def _sum_chunks(part):
+    """part[0] + part[1] + ... in chunk order (a new array)."""
+    total = part[0].copy()
+    for t in range(1, part.shape[0]):
+        total += part[t]
+    return total
+
+
+def _gradients(gy, x, w, int ph, int pw, bint need_x, bint need_b):
+    """(gx or None, gw, gb or None) through backward_threads: one parallel region for the
+    weight gradient, the bias gradient (``need_b``) and the input gradient (``need_x``)."""
     n, c, h, wd = x.shape
     o, _, kh, kw = w.shape
     ho, wo = gy.shape[2:]
     hp, wp = h + 2 * ph, wd + 2 * pw
+    hg, wg = ho + 2 * (kh - 1 - ph), wo + 2 * (kw - 1 - pw)
     lanes = _lanes(x.dtype)
-    op = (o + lanes - 1) // lanes * lanes
+    opw = (o + lanes - 1) // lanes * lanes
+    opx = (c + lanes - 1) // lanes * lanes
     nt = max(1, min(_team_size(n * o * ho * wo * c * kh * kw), n))
-    # one chunk of images per thread would leave the others waiting on a thread that other
-    # work on the machine slows; _CHUNKS_PER_THREAD per thread, added in chunk order (the
-    # same sum for a given batch and thread count)
-    nch = 1 if nt == 1 else min(n, _CHUNKS_PER_THREAD * nt)
-    memory.check_fits("conv2d (chvec weight gradient)", {
+    nch = _chunks(n, nt)
+    sizes = {
         "padded images": nt * c * hp * wp * x.itemsize,
-        "transposed gradients": nt * ho * wo * op * x.itemsize,
-        "partial sums": nch * c * kh * kw * op * x.itemsize,
-    })
-    buf = workspace("chvec-x", (nt, c * hp * wp), x.dtype)
-    gts = workspace("chvec-g", (nt, ho * wo * op), x.dtype)
-    part = np.zeros((nch, c * kh * kw * op), dtype=x.dtype)
-    wgrad_threads(gy, x, buf, gts, part, kh, kw, ph, pw, op, nt)
-    total = part[0]
-    for t in range(1, nch):
-        total = total + part[t]
-    return np.ascontiguousarray(total.reshape(c, kh, kw, op)[..., :o].transpose(3, 0, 1, 2))
+        "transposed gradients": nt * ho * wo * opw * x.itemsize,
+        "partial sums": nch * (c * kh * kw + 1) * opw * x.itemsize,
+    }
+    if need_x:
+        sizes["padded gradients"] = nt * o * hg * wg * x.itemsize
+        sizes["input gradient"] = x.size * x.itemsize
+    memory.check_fits("conv2d (chvec gradients)", sizes)
+    dt = x.dtype
+    if need_x:
+        gx = np.empty(x.shape, dtype=dt)
+        wf = _weights(np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)), opx)
+        bufg = workspace("chvec-gy", (nt, o * hg * wg), dt)
+        q2 = _pair_columns(kw, c, wd, lanes)
+    else:
+        gx, wf, bufg, q2 = np.empty((1, 1, 1, 1), dt), np.zeros(1, dt), np.empty((1, 1), dt), 0
+    bufx = workspace("chvec-x", (nt, c * hp * wp), dt)
+    gts = workspace("chvec-g", (nt, ho * wo * opw), dt)
+    part = np.zeros((nch, c * kh * kw * opw), dtype=dt)
+    bpart = np.zeros((nch, opw) if need_b else (1, 1), dtype=dt)
+    backward_threads(gy, x, wf.reshape(-1), gx, bufg, bufx, gts, part, bpart, kh, kw, ph, pw,
+                     opx, opw, nt, q2, need_x, True, need_b)
+    total = _sum_chunks(part)
+    gw = np.ascontiguousarray(total.reshape(c, kh, kw, opw)[..., :o].transpose(3, 0, 1, 2))
+    gb = _sum_chunks(bpart)[:o].copy() if need_b else None
+    return (gx if need_x else None), gw, gb
 
 
 def _direct(x, w, stride, padding, dilation, groups, ho, wo):
@@ -667,22 +766,44 @@ def forward(x, w, b, stride, padding, dilation, groups):
     return _conv(x, w, b, int(padding[0]), int(padding[1]))
 
 
-def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
+def _paths(gy, x, w, stride, padding, dilation, groups):
+    """(input gradient through chvec's own tiles, weight gradient through its own tiles)."""
     kh, kw = w.shape[2:]
     ph, pw = int(padding[0]), int(padding[1])
     direct = gy.dtype == x.dtype and _direct(gy, w, stride, padding, dilation, groups,
                                               *gy.shape[2:])
-    gx = gw = None
     # the input gradient's output channels are x's: with fewer than a vector's lanes most of
     # them would idle, and blocked-cython's tiles (vectors across columns) do better
-    if (need_x and direct and ph <= kh - 1 and pw <= kw - 1
-            and x.shape[1] >= _lanes(x.dtype)):
+    own_x = direct and ph <= kh - 1 and pw <= kw - 1 and x.shape[1] >= _lanes(x.dtype)
+    return own_x, direct and (kh, kw) in ((3, 3), (5, 5))
+
+
+def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
+    """(gx, gw) of a conv2d call (None for a gradient not asked for)."""
+    return backward_with_bias(gy, x, w, stride, padding, dilation, groups, need_x, need_w,
+                              False)[:2]
+
+
+def backward_with_bias(gy, x, w, stride, padding, dilation, groups, need_x, need_w,
+                       need_b=True):
+    """``backward`` plus the bias gradient: ``(gx, gw, gb)``. When the weight gradient runs
+    on chvec's own tiles, both gradients (the input gradient too when it runs on them) and
+    the bias gradient come from one parallel region (``backward_threads``), the bias
+    gradient summed from the transposed output gradient the weight gradient's tiles read;
+    otherwise ``gb`` is None and the op sums it itself."""
+    ph, pw = int(padding[0]), int(padding[1])
+    own_x, own_w = _paths(gy, x, w, stride, padding, dilation, groups)
+    gx = gw = gb = None
+    if need_w and own_w:
+        gx, gw, gb = _gradients(np.ascontiguousarray(gy), x, w, ph, pw, need_x and own_x,
+                                need_b)
+        need_x = need_x and not own_x
+    elif need_w:
+        gw = _fallback.backward(gy, x, w, stride, padding, dilation, groups, False, True)[1]
+    if need_x and own_x:
+        kh, kw = w.shape[2:]
         wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
         gx = _conv(np.ascontiguousarray(gy), wf, None, kh - 1 - ph, kw - 1 - pw)
     elif need_x:
         gx = _blocked.backward(gy, x, w, stride, padding, dilation, groups, True, False)[0]
-    if need_w and direct and (kh, kw) in ((3, 3), (5, 5)):
-        gw = _wgrad(np.ascontiguousarray(gy), x, w, ph, pw)
-    elif need_w:
-        gw = _fallback.backward(gy, x, w, stride, padding, dilation, groups, False, True)[1]
-    return gx, gw
+    return gx, gw, gb

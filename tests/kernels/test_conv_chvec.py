@@ -149,6 +149,63 @@ def test_chvec_weight_gradient_repeatable():
     np.testing.assert_array_equal(first, again)
 
 
+@settings(max_examples=examples(20), deadline=None)
+@given(case=chvec_case(), team=st.integers(1, 3), need=st.sampled_from(["both", "x", "w"]))
+def test_chvec_backward_with_bias(case, team, need):
+    """``backward_with_bias``: gx and gw the same bits as ``backward``'s, and the bias
+    gradient (summed in the weight gradient's parallel region when its own tiles run it,
+    else None for the op to sum) against the output gradient summed per channel."""
+    mod = K.get("conv2d", NAME)
+    x, w, b = case_arrays(case)
+    args = (case[8], case[7], (1, 1), 1)
+    nx, nw = need in ("both", "x"), need in ("both", "w")
+    with patched(mod, team):
+        y = mod.forward(x, w, b, *args)
+        gy = np.random.default_rng(3).standard_normal(y.shape).astype(x.dtype)
+        gx, gw, gb = mod.backward_with_bias(gy, x, w, *args, nx, nw)
+        want = mod.backward(gy, x, w, *args, nx, nw)
+        again = mod.backward_with_bias(gy, x, w, *args, nx, nw)[2]
+    for got, ref in zip((gx, gw), want, strict=True):
+        assert (got is None) == (ref is None)
+        if ref is not None:
+            np.testing.assert_array_equal(got, ref)
+    own = nw and w.shape[2:] in ((3, 3), (5, 5))
+    assert (gb is not None) == own
+    if own:
+        assert gb.dtype == x.dtype and gb.shape == (w.shape[0],)
+        np.testing.assert_allclose(gb, gy.astype(np.float64).sum(axis=(0, 2, 3)), **tol(x.dtype))
+        np.testing.assert_array_equal(gb, again)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_chvec_gradients_in_one_region(dtype):
+    """resnet8's 16- and 32-channel layers on an odd batch over two threads: the input, weight
+    and bias gradients of one ``backward_with_bias`` call (one parallel region: the weight
+    gradient's chunks, then the input gradient's images) against ``reference``'s, and the
+    bias gradient through ``tapegrad.nn.functional.conv2d``'s backward."""
+    import tapegrad as tg
+    import tapegrad.nn.functional as F
+
+    mod, ref = K.get("conv2d", NAME), K.get("conv2d", "reference")
+    rng = np.random.default_rng(17)
+    args = ((1, 1), (1, 1), (1, 1), 1)
+    for c, side in [(16, 12), (32, 8)]:
+        x = rng.standard_normal((5, c, side, side)).astype(dtype)
+        w = (rng.standard_normal((c, c, 3, 3)) * 0.1).astype(dtype)
+        gy = rng.standard_normal((5, c, side, side)).astype(dtype)
+        with patched(mod, 2):
+            gx, gw, gb = mod.backward_with_bias(gy, x, w, *args, True, True)
+            tx, tw, tb = (tg.Tensor(a, requires_grad=True) for a in (x, w, w[:, 0, 0, 0].copy()))
+            with K.use(conv2d=NAME):
+                F.conv2d(tx, tw, tb, padding=1).backward(gy)
+        gx_r, gw_r = ref.backward(gy, x, w, *args, True, True)
+        np.testing.assert_allclose(gx, gx_r, **tol(dtype))
+        np.testing.assert_allclose(gw, gw_r, **tol(dtype))
+        np.testing.assert_allclose(gb, gy.sum(axis=(0, 2, 3)), **tol(dtype))
+        np.testing.assert_array_equal(tb.grad.numpy(), gb)
+        np.testing.assert_array_equal(tw.grad.numpy(), gw)
+
+
 @pytest.mark.parametrize("k, padding", [(3, 1), (5, 2), (3, 0)])
 def test_chvec_gradcheck(k, padding):
     check_gradcheck(NAME, 1, padding, k=k)
