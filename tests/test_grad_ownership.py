@@ -100,3 +100,41 @@ def test_grad_data_accessor_checks_what_it_stores():
         p.grad_data = [[1.0, 1.0], [1.0, 1.0]]
     p.grad_data = None
     assert p.grad is None
+
+
+@pytest.mark.parametrize("fresh_first", [True, False])
+def test_a_tensor_used_twice_sums_into_the_fresh_gradient_only(fresh_first):
+    """Two gradients of one (non-leaf) tensor: the tape adds in place only into the one a
+    backward marked fresh, never into the incoming gradient or an array a backward holds,
+    and the sum is NumPy's ``a + b`` bit for bit."""
+    rng = np.random.default_rng(4)
+    x = tg.Tensor(rng.standard_normal((3, 5)).astype(np.float32), requires_grad=True)
+    made = rng.standard_normal((3, 5)).astype(np.float32)
+    held = rng.standard_normal((3, 5)).astype(np.float32)
+    made0, held0 = made.copy(), held.copy()
+    h = x * 1.0  # a non-leaf: its two gradients meet in the tape's pending sums
+    fresh = _Give.apply(h, out=made, mark=True)
+    kept = _Give.apply(h, out=held, mark=False)
+    y = fresh + kept if fresh_first else kept + fresh
+    gy = np.ones((3, 5), dtype=np.float32)
+    y.backward(gy)
+    np.testing.assert_array_equal(held, held0)
+    np.testing.assert_array_equal(gy, np.ones((3, 5), dtype=np.float32))
+    np.testing.assert_array_equal(x.grad_data, made0 + held0)
+
+
+def test_residual_gradients_sum_without_touching_the_incoming_gradient():
+    """y = conv(x) + x for a non-leaf x: the input gradient (fresh from the conv kernels)
+    takes the pass-through gradient in place; the caller's gradient stays as it was and
+    the result matches the sum of the two branches."""
+    rng = np.random.default_rng(6)
+    a = tg.Tensor(rng.standard_normal((2, 4, 6, 6)).astype(np.float32), requires_grad=True)
+    w = tg.Tensor((rng.standard_normal((4, 4, 3, 3)) * 0.2).astype(np.float32))
+    gy = rng.standard_normal((2, 4, 6, 6)).astype(np.float32)
+    gy0 = gy.copy()
+    x = a * 1.0
+    (F.conv2d(x, w, padding=1) + x).backward(gy)
+    np.testing.assert_array_equal(gy, gy0)
+    a2 = tg.Tensor(a.numpy().copy(), requires_grad=True)
+    F.conv2d(a2, w, padding=1).backward(gy)
+    np.testing.assert_allclose(a.grad_data, a2.grad_data.astype(np.float32) + gy0, rtol=1e-6)

@@ -465,6 +465,7 @@ def backward(
         _accumulate_leaf(root, grad)
         return
     grads: dict[int, np.ndarray] = {id(root._node): grad}
+    owned_keys: set[int] = set()  # nodes whose pending gradient only this walk holds
     for node in _reachable(root._node):
         g = grads.pop(id(node), None)
         if g is None:
@@ -497,7 +498,13 @@ def backward(
                 _accumulate_leaf(t, ig, owned=own)
             else:
                 key = id(t._node)
-                grads[key] = _sum(grads[key], ig) if key in grads else ig
+                if key in grads:
+                    grads[key] = _sum_into(grads[key], key in owned_keys, ig, own)
+                    owned_keys.add(key)
+                else:
+                    grads[key] = ig
+                    if own:
+                        owned_keys.add(key)
         if not retain_graph:
             node.free()
 
@@ -547,6 +554,18 @@ def _sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         call = AddCall.of(a)
         return call.forward(K.resolve(call.op, call, None, training=False), a, b)
     return a + b
+
+
+def _sum_into(a: np.ndarray, a_owned: bool, b: np.ndarray, b_owned: bool) -> np.ndarray:
+    """``a + b`` of two gradients of one tensor, added in place into an operand the tape
+    owns (a gradient a backward marked :class:`Fresh`, or an earlier sum) when both have
+    one shape and float dtype: no fresh array whose first touch page-faults. The same
+    bits as :func:`_sum` (each element one IEEE addition, which commutes)."""
+    if (a_owned or b_owned) and same_shape_floats(a, b):
+        out = a if a_owned else b
+        if out.flags.writeable:
+            return np.add(a, b, out=out)
+    return _sum(a, b)
 
 
 def _unbroadcast(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
