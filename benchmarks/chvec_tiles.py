@@ -1,8 +1,9 @@
 """chvec-cython's three passes (forward, input gradient, weight gradient) per layer, timed
-alone: ms and GFLOP/s (2 x MACs per pass), optionally against another checkout's build of
-the same module (``--before DIR``: that checkout's compiled ``kernels/conv/chvec_cy``),
-loaded into the same process and alternated call by call, so that a shared machine's
-changing speed falls on both alike.
+alone, and the backward as training runs it (both gradients; with the bias gradient as the
+conv2d op gets it): ms and GFLOP/s (2 x MACs per pass), optionally against another
+checkout's build of the same module (``--before DIR``: that checkout's compiled
+``kernels/conv/chvec_cy``), loaded into the same process and alternated call by call, so
+that a shared machine's changing speed falls on both alike.
 
     python benchmarks/chvec_tiles.py [--threads 1] [--repeats 15] [--before /path/to/checkout]
     python benchmarks/chvec_tiles.py --before /path/to/checkout --steps [resnet8 vgg_small]
@@ -38,7 +39,8 @@ LAYERS = [
     ("vgg_small 64->64 16x16", 64, 64, 64, 16),
     ("targets 64->64 32x32 N=32", 32, 64, 64, 32),
 ]
-PASSES = ("forward", "input grad", "weight grad")
+PASSES = ("forward", "input grad", "weight grad", "both grads", "both + bias")
+MULT = {"both grads": 2, "both + bias": 2}  # passes' MACs in forward passes (else 1)
 ARGS = ((1, 1), (1, 1), (1, 1), 1)
 GEMM = 1024  # the machine's limit: float32 GEMM of this size at the same thread count
 
@@ -49,7 +51,23 @@ def _passes(m, x, w, b, gy):
         ("forward", lambda: m.forward(x, w, b, *ARGS)),
         ("input grad", lambda: m.backward(gy, x, w, *ARGS, True, False)),
         ("weight grad", lambda: m.backward(gy, x, w, *ARGS, False, True)),
+        ("both grads", lambda: m.backward(gy, x, w, *ARGS, True, True)),
+        ("both + bias", lambda: _with_bias(m, x, w, gy)),
     ]
+
+
+def _with_bias(m, x, w, gy):
+    """The three gradients as the conv2d op asks for them: the variant's
+    ``backward_with_bias`` where it has one, the op's own bias sum where it returns None
+    or has none (a build from before it)."""
+    from tapegrad.ops.conv import channel_sum
+
+    fused = getattr(m, "backward_with_bias", None)
+    if fused is not None:
+        gx, gw, gb = fused(gy, x, w, *ARGS, True, True)
+    else:
+        (gx, gw), gb = m.backward(gy, x, w, *ARGS, True, True), None
+    return gx, gw, (channel_sum(gy) if gb is None else gb)
 
 
 def _load_build(checkout: str):
@@ -162,7 +180,7 @@ def main() -> None:
                 v = ts[(k, p)]
                 med = float(np.median(v))
                 meds.append(med)
-                rate = flop / med / 1e6
+                rate = MULT.get(p, 1) * flop / med / 1e6
                 cells.append(f"{med:.2f} [{min(v):.2f}-{max(v):.2f}] ({np.median(cpu[(k, p)]):.2f})"
                              f" | {rate:.0f} ({100 * rate / gemm:.0f}%)")  # fmt: skip
             ratio = f" {meds[-1] / meds[0]:.2f} |" if a.before else ""
