@@ -15,7 +15,10 @@ each row's end are computed and dropped. From 33 output channels on (the input g
 channels by 6 to 16 positions, one aligned weight vector load per channel vector and one
 broadcast per position per tap (no unaligned loads splitting cache lines), the taps in
 chunks whose weights stay in L1, the results transposed in registers into the same
-per-thread rows.
+per-thread rows. The weight gradient from 32 output channels on likewise: the output
+gradient transposed (position-major), tiles of up to four channel vectors x 6 to 12 taps
+summed over each block's images and positions, one vector load per channel vector and one
+broadcast per tap per position, no lane sums to fold.
 
 The input gradient of a stride-``s`` call is, for each of the ``s * s`` phases of the input,
 a stride-1 convolution of the zero-padded output gradient with the taps that land on that
@@ -300,6 +303,74 @@ cdef extern from *:
                       float* acc) noexcept nogil
     void tg_cl_back_d(const double* tb, Py_ssize_t op, Py_ssize_t o, Py_ssize_t ldo,
                       double* acc) noexcept nogil
+
+
+# The weight gradient's channel-lane tile: NC vectors of output channels x NT taps, one
+# accumulator vector each, summed over a block of images and their flat positions: per
+# position NC aligned vector loads of the transposed output gradient (gt[f * op + k]) and one
+# broadcast input element per tap; the block's sums added to acc[q * op + k].
+cdef extern from *:
+    """
+    #define TG_CW_TILE(T, S, NC, NT)                                                    \
+    static inline void tg_cw_tile_##S##NC(const T* xq, Py_ssize_t xs, const T* gt,      \
+            Py_ssize_t gs, Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nf,              \
+            const Py_ssize_t* offs, T* acc) {                                           \
+        enum { V = 64 / sizeof(T) };                                                    \
+        tg_fl_v##S a[NT][NC];                                                           \
+        Py_ssize_t m, f, q, v;                                                          \
+        _Pragma("GCC unroll 16") for (q = 0; q < NT; q++)                               \
+            _Pragma("GCC unroll 4") for (v = 0; v < NC; v++) a[q][v] = (tg_fl_v##S){0};  \
+        for (m = 0; m < nimg; m++) {                                                    \
+            const T* xb = xq + m * xs;                                                  \
+            const T* gb = gt + m * gs;                                                  \
+            for (f = 0; f < nf; f++) {                                                  \
+                tg_fl_v##S gv[NC];                                                      \
+                _Pragma("GCC unroll 4") for (v = 0; v < NC; v++)                        \
+                    gv[v] = *(const tg_fl_v##S*)(gb + f * op + v * V);                  \
+                _Pragma("GCC unroll 16") for (q = 0; q < NT; q++) {                     \
+                    T xv = xb[offs[q] + f];                                             \
+                    _Pragma("GCC unroll 4") for (v = 0; v < NC; v++)                    \
+                        a[q][v] += xv * gv[v];                                          \
+                }                                                                       \
+            }                                                                           \
+        }                                                                               \
+        _Pragma("GCC unroll 16") for (q = 0; q < NT; q++)                               \
+            _Pragma("GCC unroll 4") for (v = 0; v < NC; v++)                            \
+                *(tg_fl_v##S*)(acc + q * op + v * V) += a[q][v];                        \
+    }
+    TG_CW_TILE(float, f, 1, 8)
+    TG_CW_TILE(float, f, 2, 12)
+    TG_CW_TILE(float, f, 3, 8)
+    TG_CW_TILE(float, f, 4, 6)
+    TG_CW_TILE(double, d, 1, 8)
+    TG_CW_TILE(double, d, 2, 12)
+    TG_CW_TILE(double, d, 3, 8)
+    TG_CW_TILE(double, d, 4, 6)
+    """
+    void tg_cw_tile_f1(const float* xq, Py_ssize_t xs, const float* gt, Py_ssize_t gs,
+                       Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nf, const Py_ssize_t* offs,
+                       float* acc) noexcept nogil
+    void tg_cw_tile_f2(const float* xq, Py_ssize_t xs, const float* gt, Py_ssize_t gs,
+                       Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nf, const Py_ssize_t* offs,
+                       float* acc) noexcept nogil
+    void tg_cw_tile_f3(const float* xq, Py_ssize_t xs, const float* gt, Py_ssize_t gs,
+                       Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nf, const Py_ssize_t* offs,
+                       float* acc) noexcept nogil
+    void tg_cw_tile_f4(const float* xq, Py_ssize_t xs, const float* gt, Py_ssize_t gs,
+                       Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nf, const Py_ssize_t* offs,
+                       float* acc) noexcept nogil
+    void tg_cw_tile_d1(const double* xq, Py_ssize_t xs, const double* gt, Py_ssize_t gs,
+                       Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nf, const Py_ssize_t* offs,
+                       double* acc) noexcept nogil
+    void tg_cw_tile_d2(const double* xq, Py_ssize_t xs, const double* gt, Py_ssize_t gs,
+                       Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nf, const Py_ssize_t* offs,
+                       double* acc) noexcept nogil
+    void tg_cw_tile_d3(const double* xq, Py_ssize_t xs, const double* gt, Py_ssize_t gs,
+                       Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nf, const Py_ssize_t* offs,
+                       double* acc) noexcept nogil
+    void tg_cw_tile_d4(const double* xq, Py_ssize_t xs, const double* gt, Py_ssize_t gs,
+                       Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nf, const Py_ssize_t* offs,
+                       double* acc) noexcept nogil
 
 
 # dst[v] = src[v] + bv for v < n (and dst[2 * v], the input gradient's stride-2 rows): with
@@ -803,9 +874,113 @@ def wgrad_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
                         tg_fw_lanes_d(lk + tv, &gws[j, o0 * _WO * tp + t0 * _WT], tp)
 
 
-# The weight gradient's tiles run over the flattened output positions of each image; with
-# fewer of them per image (8x8 outputs) the fixed cost per tile and image dominates and
-# im2col-cython's GEMMs lead.
+cdef inline void _cw_tile(const real* xq, Py_ssize_t xs, const real* gt, Py_ssize_t gs,
+                          Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nf,
+                          const Py_ssize_t* offs, real* acc, Py_ssize_t nc) noexcept nogil:
+    if real is float:
+        if nc == 1:
+            tg_cw_tile_f1(xq, xs, gt, gs, op, nimg, nf, offs, acc)
+        elif nc == 2:
+            tg_cw_tile_f2(xq, xs, gt, gs, op, nimg, nf, offs, acc)
+        elif nc == 3:
+            tg_cw_tile_f3(xq, xs, gt, gs, op, nimg, nf, offs, acc)
+        else:
+            tg_cw_tile_f4(xq, xs, gt, gs, op, nimg, nf, offs, acc)
+    else:
+        if nc == 1:
+            tg_cw_tile_d1(xq, xs, gt, gs, op, nimg, nf, offs, acc)
+        elif nc == 2:
+            tg_cw_tile_d2(xq, xs, gt, gs, op, nimg, nf, offs, acc)
+        elif nc == 3:
+            tg_cw_tile_d3(xq, xs, gt, gs, op, nimg, nf, offs, acc)
+        else:
+            tg_cw_tile_d4(xq, xs, gt, gs, op, nimg, nf, offs, acc)
+
+
+def wgrad_cl_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
+                     const Py_ssize_t[::1] offs, real[:, ::1] xbuf, real[:, ::1] gbuf,
+                     real[:, ::1] tbuf, real[:, ::1] gws, int s, int ph,
+                     int pw, int hq, int wq, int op, int tp, int nfp, int slack, int wb,
+                     int nt):
+    """wgrad_threads' chunks and blocks with channel-lane tiles: each image's output
+    gradient rows (zeros past each row and the last position) transposed into
+    tbuf[thread] (position-major, op channels per position), then per block of output
+    channel vectors (up to four) and taps (24 / nc at a time) one tile over the block's
+    images and positions, its sums added to the thread's sums (tbuf[thread] past the
+    transposed gradients: sums[tap * op + channel]); at the
+    chunk's end gws[j][channel * tp + tap] = sums. Same chunks, same order at any thread
+    count."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
+    cdef Py_ssize_t xs = c * s * s * hq * wq + slack, gs = op * nfp, nch = gws.shape[0]
+    cdef Py_ssize_t lanes = 64 // sizeof(real)
+    cdef Py_ssize_t j, b0, b1, bb, step, m, nb, oc, r, q, oc0, nc, ntq, t0
+    cdef int tid
+    cdef real* xq
+    cdef real* gq
+    cdef real* gt
+    cdef real* g
+    cdef real* sk
+    with nogil:
+        for j in prange(nch, schedule="dynamic", chunksize=1, num_threads=nt):
+            tid = openmp.omp_get_thread_num()
+            xq = &xbuf[tid, 0]
+            gq = &gbuf[tid, 0]
+            gt = &tbuf[tid, 0]
+            sk = gt + wb * gs
+            for m in range(op * tp):
+                sk[m] = 0
+            b0 = n * j // nch
+            b1 = n * (j + 1) // nch
+            step = (b1 - b0 + wb - 1) // wb
+            step = (b1 - b0 + step - 1) // step
+            bb = b0
+            while bb < b1:
+                nb = b1 - bb
+                if nb > step:
+                    nb = step
+                for m in range(nb):
+                    _planes(&x[bb + m, 0, 0, 0], xq + m * xs, c, h, w, s, ph, pw, hq, wq,
+                            slack)
+                    for oc in range(op):
+                        g = gq + oc * nfp
+                        if oc >= o:  # padding channels: zero rows
+                            for q in range(nfp):
+                                g[q] = 0
+                            continue
+                        for r in range(ho):
+                            if real is float:
+                                tg_row_f(&gy[bb + m, oc, r, 0], 1, g + r * wq, 0, wo, wq, NULL)
+                            else:
+                                tg_row_d(&gy[bb + m, oc, r, 0], 1, g + r * wq, 0, wo, wq, NULL)
+                        for q in range(ho * wq, nfp):
+                            g[q] = 0
+                    # gt[f * op + oc] = g[oc * nfp + f]
+                    if real is float:
+                        tg_cl_back_f(gq, nfp, nfp, op, gt + m * gs)
+                    else:
+                        tg_cl_back_d(gq, nfp, nfp, op, gt + m * gs)
+                oc0 = 0
+                while oc0 < op:
+                    nc = (op - oc0) // lanes
+                    if nc > 4:
+                        nc = 4
+                    ntq = 8 if nc == 1 else 12 if nc == 2 else 8 if nc == 3 else 6
+                    t0 = 0
+                    while t0 < tp:
+                        _cw_tile(xq, xs, gt + oc0, gs, op, nb, nfp, &offs[t0],
+                                 sk + t0 * op + oc0, nc)
+                        t0 = t0 + ntq
+                    oc0 = oc0 + nc * lanes
+                bb = bb + nb
+            for oc in range(op):
+                for q in range(tp):
+                    gws[j, oc * tp + q] = sk[q * op + oc]
+
+
+# The weight gradient's position-lane tiles run over the flattened output positions of each
+# image; with fewer of them per image (8x8 outputs) the fixed cost per tile and image
+# dominates and im2col-cython's GEMMs lead (the channel-lane tiles: _CL_WGRAD_MIN_POSITIONS).
 _WGRAD_MIN_POSITIONS = 128
 
 
@@ -823,6 +998,14 @@ def _wgrad_chunks(n, wb):
     return max(1, min(n, max(_WGRAD_MIN_CHUNKS, min(_WGRAD_MAX_CHUNKS, n // wb))))
 
 
+# The weight gradient with channel-lane tiles from this many output channels on (see
+# wgrad_cl_threads): ahead of the position-lane tiles on the 32- and 48-channel layers, and
+# of im2col-cython's weight gradient from 64 positions (resnet8's 8x8 32->64 layer), at 1
+# and 2 threads (benchmarks/results/strided-conv.md).
+_CL_WGRAD_MIN_OUT = 32
+_CL_WGRAD_MIN_POSITIONS = 64
+
+
 def _weight_grad(gy, x, w_shape, int s, int ph, int pw):
     n, c, h, wd = x.shape
     o, _, kh, kw = w_shape
@@ -830,8 +1013,10 @@ def _weight_grad(gy, x, w_shape, int s, int ph, int pw):
     hq, wq = ho + (kh - 1) // s, wo + (kw - 1) // s
     nfp = -(-(ho * wq) // _WV) * _WV
     t = c * kh * kw
-    tp = -(-t // _WT) * _WT
-    op = -(-o // _WO) * _WO
+    cl = o >= _CL_WGRAD_MIN_OUT
+    # the channel-lane tiles take 6, 8 or 12 taps at a time
+    tp = -(-t // 24) * 24 if cl else -(-t // _WT) * _WT
+    op = _lanes_op(o, x.dtype, True) if cl else -(-o // _WO) * _WO
     ci, i, j = np.meshgrid(np.arange(c), np.arange(kh), np.arange(kw), indexing="ij")
     offs = np.zeros(tp, dtype=np.intp)
     offs[:t] = ((((ci * s + i % s) * s + j % s) * hq + i // s) * wq + j // s).reshape(-1)
@@ -854,10 +1039,20 @@ def _weight_grad(gy, x, w_shape, int s, int ph, int pw):
     gbuf = workspace("flat-wg-rows", (nt * wb * op * nfp + _WV,), x.dtype)
     skip = (-gbuf.ctypes.data % 64) // x.itemsize
     gbuf = gbuf[skip:skip + nt * wb * op * nfp].reshape(nt, wb * op * nfp)
-    lanes = workspace("flat-wg-lanes", (nt, op * tp * 16 // x.itemsize), x.dtype)
     gws = np.empty((nc, op * tp), dtype=x.dtype)
-    wgrad_threads(x, gy, offs, xbuf, gbuf, lanes, gws, s, ph, pw, hq, wq, op, tp, nfp, slack,
-                  wb, nt)
+    if cl:
+        memory.check_fits("conv2d (flat weight gradient)", {
+            "transposed output gradient": nt * wb * op * nfp * x.itemsize,
+        })
+        tbuf = workspace("flat-wg-cl", (nt * (wb * op * nfp + op * tp) + 16,), x.dtype)
+        skip = (-tbuf.ctypes.data % 64) // x.itemsize
+        tbuf = tbuf[skip:skip + nt * (wb * op * nfp + op * tp)].reshape(nt, -1)
+        wgrad_cl_threads(x, gy, offs, xbuf, gbuf, tbuf, gws, s, ph, pw, hq, wq, op, tp, nfp,
+                         slack, wb, nt)
+    else:
+        lanes = workspace("flat-wg-lanes", (nt, op * tp * 16 // x.itemsize), x.dtype)
+        wgrad_threads(x, gy, offs, xbuf, gbuf, lanes, gws, s, ph, pw, hq, wq, op, tp, nfp,
+                      slack, wb, nt)
     # fixed order: the chunks' sums one after another
     gw = gws[0].copy()
     for k in range(1, nc):
@@ -1021,8 +1216,9 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
                          int(padding[0]), int(padding[1]))
     elif need_x:
         gx = _fallback.backward(gy, x, w, stride, padding, dilation, groups, True, False)[0]
-    if need_w and direct and gy.shape[2] * (gy.shape[3] + (w.shape[3] - 1) // stride[1]) >= (
-            _WGRAD_MIN_POSITIONS):
+    positions = gy.shape[2] * (gy.shape[3] + (w.shape[3] - 1) // stride[1])
+    if need_w and direct and (positions >= _WGRAD_MIN_POSITIONS or (
+            w.shape[0] >= _CL_WGRAD_MIN_OUT and positions >= _CL_WGRAD_MIN_POSITIONS)):
         gw = _weight_grad(np.ascontiguousarray(gy), x, w.shape, int(stride[0]),
                           int(padding[0]), int(padding[1]))
         # the tiles also multiply the zeros past each output row by input pixels no

@@ -58,14 +58,24 @@ def test_flat_matches_reference(case, team, need):
 @given(case=flat_case(), team=st.integers(1, 3), need=st.sampled_from(["both", "x", "w"]))
 def test_flat_channel_lane_tiles_match_reference(case, team, need):
     """The channel-lane tiles (output channels across the vector lanes) forced on the
-    forward and the input gradient whatever the channel counts: one partial channel vector,
+    forward and both gradients whatever the channel counts: one partial channel vector,
     positions not a multiple of the tile's."""
     mod = K.get("conv2d", NAME)
     padding, stride = case[7], case[8]
     x, w, b = case_arrays(case, seed=11)
     args = (stride, padding, (1, 1), 1)
     check_against_reference(
-        mod, x, w, b, args, need, team, _WGRAD_MIN_POSITIONS=0, _CL_MIN_OUT=0, _CL_MIN_IN=0
+        mod,
+        x,
+        w,
+        b,
+        args,
+        need,
+        team,
+        _WGRAD_MIN_POSITIONS=0,
+        _CL_MIN_OUT=0,
+        _CL_MIN_IN=0,
+        _CL_WGRAD_MIN_OUT=0,
     )
 
 
@@ -210,17 +220,19 @@ def test_flat_weight_gradient_is_repeatable():
         np.testing.assert_array_equal(a, b)
 
 
-def test_flat_weight_gradient_same_bits_at_any_team():
+@pytest.mark.parametrize("o", [5, 36])
+def test_flat_weight_gradient_same_bits_at_any_team(o):
     """The weight gradient's chunks of the batch are fixed by the shapes and summed in
     chunk order: teams of 1, 2 and 3 threads give the same bits, on a batch whose chunks
     hold more images than a block (uneven blocks) and a batch of fewer images than chunks;
-    and the result is the reference's."""
+    and the result is the reference's. With 5 output channels (position-lane tiles) and 36
+    (channel-lane tiles)."""
     mod, ref = K.get("conv2d", NAME), K.get("conv2d", "reference")
     rng = np.random.default_rng(12)
     args = ((2, 2), (1, 1), (1, 1), 1)
     for n, hw in [(23, 40), (3, 11)]:
         x = rng.standard_normal((n, 3, hw, hw)).astype(np.float32)
-        w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
+        w = rng.standard_normal((o, 3, 3, 3)).astype(np.float32)
         gy = rng.standard_normal(mod.forward(x, w, None, *args).shape).astype(np.float32)
         gws = [
             _with_team(
