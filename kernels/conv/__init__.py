@@ -276,9 +276,10 @@ def _chvec_wide_leads(call: Conv2dCall) -> bool:
 # im2col-cython, which multiplies blocks of small-plane images in one GEMM, unless there
 # are 33 or more output channels and at least 64 positions (resnet8's 8x8 32->64 layer):
 # there flat-cython's channel-lane tiles (no positions rounded up to 48) led im2col-cython
-# in each pass at 1 and 2 threads (benchmarks/results/strided-conv.md). At 1 and 2 threads alike: with the stride-2
-# phase planes built from one load pair per image row and the input gradient's column
-# phases interleaved in registers, flat-cython also leads at 2 threads on the short
+# in each pass at 1 and 2 threads (benchmarks/results/strided-conv.md). At 1 and 2
+# threads alike: with the stride-2 phase planes built from one load pair per image row and
+# the input gradient's column phases interleaved in registers, flat-cython also leads at 2
+# threads on the short
 # reductions (144: resnet8's and conv_autoencoder's 16->32 3x3 layers), where im2col-cython
 # led before (benchmarks/results/stride2-two-threads.md).
 _FLAT_MAX_REDUCTION = 800
