@@ -27,7 +27,12 @@ least ``_F4_MIN_CHANNELS`` channels in and out: 2.25 multiplications per output 
 on 8x8 and 16x16 outputs and few channels its larger tiles waste more padding and its
 transforms cost more than the GEMM time saved) and allowed by accuracy: its float32 error is
 about 3e-5 of the output's scale at 64 channels (1.6e-6 for F(2x2)), within the 1e-4 the
-tests hold. Smaller calls and the weight gradient keep F(2x2, 3x3); on 16x16 outputs with 32
+tests hold. In float32 on AVX-512 builds F(4x4, 3x3) runs every step in vector registers
+(``winograd4_f32_threads``): the tiles of a block across the lanes, the input transform
+from contiguous row vectors split into column phases by permutes, a register-tiled multiply
+(8 output channels x 48 tiles of accumulators) instead of 36 BLAS calls per block (whose
+fixed cost and packing dominated GEMMs of a block's size), the output transform with the
+bias into y. Smaller calls and the weight gradient keep F(2x2, 3x3); on 16x16 outputs with 32
 and 64 channels F(4x4, 3x3) was measured again and ran level with F(2x2) at 32->64 and well
 behind it at 64->64 (benchmarks/results/winograd-wgrad.md).
 """
@@ -611,6 +616,311 @@ cdef extern from *:
                      Py_ssize_t j1) nogil
 
 
+# F(4x4, 3x3) in float32 on AVX-512 builds, every step in vector registers (the tiles of a
+# block across the lanes): each thread's block of tiles is transformed into V (36 matrices
+# of C rows and ``ld`` tiles), multiplied by the packed transformed weights with a
+# register-tiled kernel (8 output channels x 48 tiles of accumulators: no BLAS call, whose
+# fixed cost and packing dominate GEMMs of a block's size) into M (36 matrices of O8 rows),
+# and folded back with bias (and ReLU) into y. A tile row is taken 16 tiles at a time: its
+# six input rows are read as contiguous vectors (zero outside the image by load masks),
+# combined by B^T, split into the six column phases by permutes, combined again by B.
+cdef extern from *:
+    """
+    #if defined(__AVX512F__)
+    #include <immintrin.h>
+    #define TG_W4F_FAST 1
+    #define TG_BT6V(o0, o1, o2, o3, o4, o5, d0, d1, d2, d3, d4, d5) do { \
+        const __m512 f4_ = _mm512_set1_ps(4.0f), f5_ = _mm512_set1_ps(5.0f); \
+        const __m512 f2_ = _mm512_set1_ps(2.0f); \
+        __m512 s42_ = _mm512_sub_ps(d4, d2); \
+        __m512 d13_ = _mm512_sub_ps(d1, d3); \
+        o0 = _mm512_add_ps(_mm512_fnmadd_ps(f5_, d2, _mm512_mul_ps(f4_, d0)), d4); \
+        o1 = _mm512_fnmadd_ps(f4_, _mm512_add_ps(d1, d2), _mm512_add_ps(d3, d4)); \
+        o2 = _mm512_fmadd_ps(f4_, _mm512_sub_ps(d1, d2), _mm512_sub_ps(d4, d3)); \
+        o3 = _mm512_fnmadd_ps(f2_, d13_, s42_); \
+        o4 = _mm512_fmadd_ps(f2_, d13_, s42_); \
+        o5 = _mm512_add_ps(_mm512_fnmadd_ps(f5_, d3, _mm512_mul_ps(f4_, d1)), d5); \
+    } while (0)
+    #define TG_AT6V(o0, o1, o2, o3, m0, m1, m2, m3, m4, m5) do { \
+        __m512 p12_ = _mm512_add_ps(m1, m2), n12_ = _mm512_sub_ps(m1, m2); \
+        __m512 p34_ = _mm512_add_ps(m3, m4), n34_ = _mm512_sub_ps(m3, m4); \
+        o0 = _mm512_add_ps(_mm512_add_ps(m0, p12_), p34_); \
+        o1 = _mm512_fmadd_ps(_mm512_set1_ps(2.0f), n34_, n12_); \
+        o2 = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), p34_, p12_); \
+        o3 = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), n34_, n12_), m5); \
+    } while (0)
+    static inline __mmask16 tg_w4f_span(ptrdiff_t a, ptrdiff_t lo, ptrdiff_t hi) {
+        /* lanes l of a vector starting at column a with lo <= a + l < hi */
+        ptrdiff_t l0 = lo - a, l1 = hi - a;
+        if (l0 < 0) l0 = 0;
+        if (l1 > 16) l1 = 16;
+        if (l1 <= l0) return 0;
+        return (__mmask16)(((1u << l1) - 1u) & ~((1u << l0) - 1u));
+    }
+    /* v[k * vs + ch * ld + t] = (B^T d B)[k / 6, k % 6] of block tile t (tile t0 + t);
+       returns 0 * the sum of the values read (NaN for a NaN or an infinity) */
+    static float tg_w4f_input(const float* x, float* v, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,
+                              ptrdiff_t t0, ptrdiff_t cnt, ptrdiff_t vs, ptrdiff_t ld,
+                              ptrdiff_t th, ptrdiff_t tw, ptrdiff_t ph, ptrdiff_t pw) {
+        const __m512 zero = _mm512_setzero_ps();
+        __m512 chk = zero;
+        const __m512i i0 = _mm512_set_epi32(60, 56, 52, 48, 44, 40, 36, 32,
+                                            28, 24, 20, 16, 12, 8, 4, 0);
+        const __m512i sh0 = _mm512_set_epi32(16, 15, 14, 13, 12, 11, 10, 9,
+                                             8, 7, 6, 5, 4, 3, 2, 1);
+        const __m512i sh1 = _mm512_set_epi32(17, 15, 14, 13, 12, 11, 10, 9,
+                                             8, 7, 6, 5, 4, 3, 2, 1);
+        ptrdiff_t per_image = th * tw, t = 0;
+        while (t < cnt) {
+            ptrdiff_t tile = t0 + t, img = tile / per_image, rem = tile - img * per_image;
+            ptrdiff_t tr = rem / tw, tc = rem - tr * tw;
+            ptrdiff_t s = tw - tc;
+            if (s > cnt - t) s = cnt - t;
+            if (s > 16) s = 16;
+            ptrdiff_t col0 = 4 * tc - pw, r0 = 4 * tr - ph;
+            int nv = (int)((4 * s + 2 + 15) / 16);
+            __mmask16 cm[5];
+            for (int q = 0; q < 5; q++)
+                cm[q] = q < nv ? tg_w4f_span(col0 + 16 * q, 0, w) : 0;
+            int rv[6];
+            for (int i = 0; i < 6; i++) rv[i] = r0 + i >= 0 && r0 + i < h;
+            __mmask16 sm = (__mmask16)((1u << s) - 1u);
+            for (ptrdiff_t ch = 0; ch < c; ch++) {
+                const float* pl = x + ((img * c + ch) * h + r0) * w + col0;
+                __m512 T[6][5];
+                for (int q = 0; q < 5; q++) {
+                    if (q >= nv) {
+                        for (int a = 0; a < 6; a++) T[a][q] = zero;
+                        continue;
+                    }
+                    __m512 d[6];
+                    for (int i = 0; i < 6; i++)
+                        d[i] = rv[i] ? _mm512_maskz_loadu_ps(cm[q], pl + i * w + 16 * q) : zero;
+                    /* one step of the check's dependency chain per vector of columns */
+                    __m512 sum = _mm512_add_ps(_mm512_add_ps(d[0], d[1]),
+                                               _mm512_add_ps(_mm512_add_ps(d[2], d[3]),
+                                                             _mm512_add_ps(d[4], d[5])));
+                    chk = _mm512_fmadd_ps(sum, zero, chk);
+                    TG_BT6V(T[0][q], T[1][q], T[2][q], T[3][q], T[4][q], T[5][q],
+                            d[0], d[1], d[2], d[3], d[4], d[5]);
+                }
+                float* vo = v + ch * ld + t;
+                for (int a = 0; a < 6; a++) {
+                    __m512 P[6];
+                    for (int f = 0; f < 4; f++) {
+                        __m512i idx = _mm512_add_epi32(i0, _mm512_set1_epi32(f));
+                        __m512 lo = _mm512_permutex2var_ps(T[a][0], idx, T[a][1]);
+                        __m512 hi = _mm512_permutex2var_ps(T[a][2],
+                            _mm512_sub_epi32(idx, _mm512_set1_epi32(32)), T[a][3]);
+                        P[f] = _mm512_mask_blend_ps((__mmask16)0xff00, lo, hi);
+                    }
+                    P[4] = _mm512_permutex2var_ps(P[0], sh0, T[a][4]);
+                    P[5] = _mm512_permutex2var_ps(P[1], sh1, T[a][4]);
+                    __m512 o[6];
+                    TG_BT6V(o[0], o[1], o[2], o[3], o[4], o[5],
+                            P[0], P[1], P[2], P[3], P[4], P[5]);
+                    for (int b = 0; b < 6; b++)
+                        _mm512_mask_storeu_ps(vo + (6 * a + b) * vs, sm, o[b]);
+                }
+            }
+            t += s;
+        }
+        return _mm512_reduce_add_ps(chk);
+    }
+    /* 8 rows of m (row stride ldm) x 16 NV tiles = u (packed: c rows of 8) @ v (c rows of
+       16 NV tiles, row stride ldv): the accumulators stay in registers over the c rows */
+    #define TG_W4F_MK(NV) \
+    static inline void tg_w4f_mk##NV(const float* u, const float* v, ptrdiff_t ldv, \
+                                     ptrdiff_t c, float* m, ptrdiff_t ldm) { \
+        __m512 acc[8][NV]; \
+        _Pragma("GCC unroll 8") \
+        for (int r = 0; r < 8; r++) \
+            _Pragma("GCC unroll 4") \
+            for (int n = 0; n < NV; n++) acc[r][n] = _mm512_setzero_ps(); \
+        for (ptrdiff_t k = 0; k < c; k++) { \
+            __m512 b[NV]; \
+            _Pragma("GCC unroll 4") \
+            for (int n = 0; n < NV; n++) b[n] = _mm512_loadu_ps(v + k * ldv + 16 * n); \
+            _Pragma("GCC unroll 8") \
+            for (int r = 0; r < 8; r++) { \
+                __m512 a = _mm512_set1_ps(u[8 * k + r]); \
+                _Pragma("GCC unroll 4") \
+                for (int n = 0; n < NV; n++) acc[r][n] = _mm512_fmadd_ps(a, b[n], acc[r][n]); \
+            } \
+        } \
+        _Pragma("GCC unroll 8") \
+        for (int r = 0; r < 8; r++) \
+            _Pragma("GCC unroll 4") \
+            for (int n = 0; n < NV; n++) _mm512_storeu_ps(m + r * ldm + 16 * n, acc[r][n]); \
+    }
+    TG_W4F_MK(1)
+    TG_W4F_MK(2)
+    TG_W4F_MK(3)
+    /* m[k] (o8 rows of ld) = up[k] @ v[k] for the first 16 nv tiles of the block, k < 36;
+       up[k] is o8 / 8 panels of c rows of 8 output channels */
+    static void tg_w4f_gemm(const float* up, const float* v, float* m, ptrdiff_t c,
+                            ptrdiff_t o8, ptrdiff_t ld, ptrdiff_t vs, ptrdiff_t ms,
+                            ptrdiff_t ntiles) {
+        for (int k = 0; k < 36; k++) {
+            const float* uk = up + (ptrdiff_t)k * o8 * c;
+            for (ptrdiff_t t = 0; t < ntiles; t += 48) {
+                ptrdiff_t nv = (ntiles - t) / 16;
+                if (nv > 3) nv = 3;
+                const float* vk = v + k * vs + t;
+                float* mk = m + k * ms + t;
+                for (ptrdiff_t ob = 0; ob < o8; ob += 8) {
+                    const float* u8 = uk + ob * c;
+                    float* m8 = mk + ob * ld;
+                    if (nv == 3) tg_w4f_mk3(u8, vk, ld, c, m8, ld);
+                    else if (nv == 2) tg_w4f_mk2(u8, vk, ld, c, m8, ld);
+                    else tg_w4f_mk1(u8, vk, ld, c, m8, ld);
+                }
+            }
+        }
+    }
+    /* rows 4 tr .. 4 tr + 3 of y (those inside) = A^T M A + bias (then max(., 0) when relu)
+       of each block tile, 16 tiles of a tile row at a time */
+    static void tg_w4f_output(const float* m, float* y, const float* bias, int has_bias,
+                              int relu, ptrdiff_t o, ptrdiff_t ho, ptrdiff_t wo, ptrdiff_t t0,
+                              ptrdiff_t cnt, ptrdiff_t ms, ptrdiff_t ld, ptrdiff_t th,
+                              ptrdiff_t tw) {
+        const __m512i p_lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4,
+                                              19, 3, 18, 2, 17, 1, 16, 0);
+        const __m512i p_hi = _mm512_add_epi32(p_lo, _mm512_set1_epi32(8));
+        const __m512i q_lo = _mm512_set_epi32(23, 22, 7, 6, 21, 20, 5, 4,
+                                              19, 18, 3, 2, 17, 16, 1, 0);
+        const __m512i q_hi = _mm512_add_epi32(q_lo, _mm512_set1_epi32(8));
+        const __m512 zero = _mm512_setzero_ps();
+        ptrdiff_t per_image = th * tw, t = 0;
+        while (t < cnt) {
+            ptrdiff_t tile = t0 + t, img = tile / per_image, rem = tile - img * per_image;
+            ptrdiff_t tr = rem / tw, tc = rem - tr * tw;
+            ptrdiff_t s = tw - tc;
+            if (s > cnt - t) s = cnt - t;
+            if (s > 16) s = 16;
+            ptrdiff_t col0 = 4 * tc, r0 = 4 * tr;
+            int nrows = ho - r0 < 4 ? (int)(ho - r0) : 4;
+            int nq = (int)((s + 3) / 4);
+            __mmask16 cm[4];
+            for (int q = 0; q < 4; q++)
+                cm[q] = q < nq ? tg_w4f_span(col0 + 16 * q, 0, wo) : 0;
+            __mmask16 sm = (__mmask16)((1u << s) - 1u);
+            for (ptrdiff_t oc = 0; oc < o; oc++) {
+                const float* mp = m + oc * ld + t;
+                __m512 bv = _mm512_set1_ps(has_bias ? bias[oc] : 0.0f);
+                __m512 R[4][6];
+                for (int b = 0; b < 6; b++) {
+                    __m512 c0 = _mm512_maskz_loadu_ps(sm, mp + b * ms);
+                    __m512 c1 = _mm512_maskz_loadu_ps(sm, mp + (6 + b) * ms);
+                    __m512 c2 = _mm512_maskz_loadu_ps(sm, mp + (12 + b) * ms);
+                    __m512 c3 = _mm512_maskz_loadu_ps(sm, mp + (18 + b) * ms);
+                    __m512 c4 = _mm512_maskz_loadu_ps(sm, mp + (24 + b) * ms);
+                    __m512 c5 = _mm512_maskz_loadu_ps(sm, mp + (30 + b) * ms);
+                    TG_AT6V(R[0][b], R[1][b], R[2][b], R[3][b], c0, c1, c2, c3, c4, c5);
+                }
+                float* yo = y + ((img * o + oc) * ho + r0) * wo + col0;
+                for (int r = 0; r < nrows; r++) {
+                    __m512 e0, e1, e2, e3;
+                    TG_AT6V(e0, e1, e2, e3, R[r][0], R[r][1], R[r][2], R[r][3], R[r][4],
+                            R[r][5]);
+                    e0 = _mm512_add_ps(e0, bv);
+                    e1 = _mm512_add_ps(e1, bv);
+                    e2 = _mm512_add_ps(e2, bv);
+                    e3 = _mm512_add_ps(e3, bv);
+                    if (relu) {
+                        e0 = _mm512_max_ps(e0, zero);
+                        e1 = _mm512_max_ps(e1, zero);
+                        e2 = _mm512_max_ps(e2, zero);
+                        e3 = _mm512_max_ps(e3, zero);
+                    }
+                    float* yr = yo + r * wo;
+                    __m512 a01 = _mm512_permutex2var_ps(e0, p_lo, e1);
+                    __m512 a23 = _mm512_permutex2var_ps(e2, p_lo, e3);
+                    _mm512_mask_storeu_ps(yr, cm[0], _mm512_permutex2var_ps(a01, q_lo, a23));
+                    if (nq > 1)
+                        _mm512_mask_storeu_ps(yr + 16, cm[1],
+                                              _mm512_permutex2var_ps(a01, q_hi, a23));
+                    if (nq > 2) {
+                        __m512 b01 = _mm512_permutex2var_ps(e0, p_hi, e1);
+                        __m512 b23 = _mm512_permutex2var_ps(e2, p_hi, e3);
+                        _mm512_mask_storeu_ps(yr + 32, cm[2],
+                                              _mm512_permutex2var_ps(b01, q_lo, b23));
+                        if (nq > 3)
+                            _mm512_mask_storeu_ps(yr + 48, cm[3],
+                                                  _mm512_permutex2var_ps(b01, q_hi, b23));
+                    }
+                }
+            }
+            t += s;
+        }
+    }
+    static float tg_w4f_block(const float* x, const float* up, const float* bias,
+                              int has_bias, int relu, float* y, float* v, float* m,
+                              ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t o,
+                              ptrdiff_t o8, ptrdiff_t ho, ptrdiff_t wo, ptrdiff_t t0,
+                              ptrdiff_t cnt, ptrdiff_t ld, ptrdiff_t th, ptrdiff_t tw,
+                              ptrdiff_t ph, ptrdiff_t pw) {
+        ptrdiff_t vs = c * ld + 48, ms = o8 * ld + 48;
+        float chk = tg_w4f_input(x, v, c, h, w, t0, cnt, vs, ld, th, tw, ph, pw);
+        tg_w4f_gemm(up, v, m, c, o8, ld, vs, ms, (cnt + 15) / 16 * 16);
+        tg_w4f_output(m, y, bias, has_bias, relu, o, ho, wo, t0, cnt, ms, ld, th, tw);
+        return chk;
+    }
+    #else
+    #define TG_W4F_FAST 0
+    static float tg_w4f_block(const float* x, const float* up, const float* bias,
+                              int has_bias, int relu, float* y, float* v, float* m,
+                              ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t o,
+                              ptrdiff_t o8, ptrdiff_t ho, ptrdiff_t wo, ptrdiff_t t0,
+                              ptrdiff_t cnt, ptrdiff_t ld, ptrdiff_t th, ptrdiff_t tw,
+                              ptrdiff_t ph, ptrdiff_t pw) {
+        return 0;
+    }
+    #endif
+    """
+    int TG_W4F_FAST
+    float tg_w4f_block(const float* x, const float* up, const float* bias, int has_bias,
+                       int relu, float* y, float* v, float* m, Py_ssize_t c, Py_ssize_t h,
+                       Py_ssize_t w, Py_ssize_t o, Py_ssize_t o8, Py_ssize_t ho, Py_ssize_t wo,
+                       Py_ssize_t t0, Py_ssize_t cnt, Py_ssize_t ld, Py_ssize_t th,
+                       Py_ssize_t tw, Py_ssize_t ph, Py_ssize_t pw) nogil
+
+
+def winograd4_f32_threads(const float[:, :, :, ::1] x, const float[:, :, ::1] up,
+                          const float[::1] bias, bint has_bias, bint relu,
+                          float[:, :, :, ::1] y, float[:, ::1] vbuf, float[:, ::1] mbuf,
+                          float[::1] flags, int ph, int pw, Py_ssize_t block, Py_ssize_t ld,
+                          int nt):
+    """y = Winograd F(4x4, 3x3) of float32 x in vector registers (AVX-512 builds): ``up``
+    holds the transformed weights packed by ``_pack4`` (36 x O8 / 8 panels of C rows of 8
+    output channels); each thread takes whole blocks of ``block`` tiles into its own
+    ``vbuf[thread]`` (36 matrices of C rows of ``ld`` tiles, 48 elements apart) and
+    ``mbuf[thread]`` (as many of O8 rows) and adds 0 * the values of x it reads to
+    ``flags[thread]``."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t o = y.shape[1], ho = y.shape[2], wo = y.shape[3]
+    cdef Py_ssize_t o8 = up.shape[1] // c * 8
+    cdef Py_ssize_t th = (ho + 3) // 4, tw = (wo + 3) // 4
+    cdef Py_ssize_t tiles = n * th * tw, nblocks = (tiles + block - 1) // block
+    cdef Py_ssize_t blk, t0, cnt
+    cdef int tid
+    with nogil:
+        for blk in prange(nblocks, schedule="dynamic", chunksize=1, num_threads=nt):
+            tid = openmp.omp_get_thread_num()
+            t0 = blk * block
+            cnt = tiles - t0
+            if cnt > block:
+                cnt = block
+            flags[tid] += tg_w4f_block(&x[0, 0, 0, 0], &up[0, 0, 0], &bias[0], has_bias, relu,
+                                       &y[0, 0, 0, 0], &vbuf[tid, 0], &mbuf[tid, 0], c, h, w,
+                                       o, o8, ho, wo, t0, cnt, ld, th, tw, ph, pw)
+
+
+def fast4_available() -> bool:
+    """Whether this build has the vector-register F(4x4, 3x3) float32 path (AVX-512)."""
+    return bool(TG_W4F_FAST)
+
+
 cdef real _input_block4(const real* x, real* v, real* rows, Py_ssize_t c, Py_ssize_t h,
                         Py_ssize_t w, Py_ssize_t t0, Py_ssize_t cnt, Py_ssize_t block,
                         Py_ssize_t th, Py_ssize_t tw, Py_ssize_t ph,
@@ -858,9 +1168,59 @@ def _team_size(work):
 _F4_MIN_SIDE = 24
 _F4_MIN_CHANNELS = 48
 
+# V and M of one block of tiles together on the vector-register F(4x4, 3x3) path, about
+# this many bytes per thread
+_F4_FAST_BLOCK_BYTES = 1 << 20
+
 
 def _uses_f4(c, o, ho, wo) -> bool:
     return min(ho, wo) >= _F4_MIN_SIDE and min(c, o) >= _F4_MIN_CHANNELS
+
+
+def _pack4(w):
+    """F(4x4, 3x3)'s transformed weights for ``winograd4_f32_threads``: (36, O8 / 8 * C, 8),
+    panel p of matrix k holding u[k, 8 p + i, ch] at [k, p * C + ch, i] (O8: O rounded up to
+    a multiple of 8, the extra output channels zero)."""
+    u = _weight_transform4(w)
+    o, c = w.shape[:2]
+    o8 = -(-o // 8) * 8
+    up = np.zeros((36, o8, c), dtype=np.float32)
+    up[:, :o] = u
+    up = up.reshape(36, o8 // 8, 8, c).transpose(0, 1, 3, 2)
+    return np.ascontiguousarray(up).reshape(36, o8 // 8 * c, 8)
+
+
+def _fast_block(tiles, c, o8) -> int:
+    """Tiles per block of the vector-register F(4x4, 3x3) path: V and M of the block in
+    ``_F4_FAST_BLOCK_BYTES``, a multiple of 16 (one vector of tiles), at least 16."""
+    blk = _F4_FAST_BLOCK_BYTES // (36 * (c + o8) * 4)
+    blk = max(16, blk // 16 * 16)
+    return int(min(blk, -(-tiles // 16) * 16))
+
+
+def _winograd4_fast(x, w, b, int ph, int pw, y):
+    """``_winograd``'s F(4x4, 3x3) float32 call on the vector-register path."""
+    n, c, h, wd = x.shape
+    o, ho, wo = y.shape[1:]
+    th, tw = (ho + 3) // 4, (wo + 3) // 4
+    tiles = n * th * tw
+    o8 = -(-o // 8) * 8
+    block = _fast_block(tiles, c, o8)
+    ld = block
+    nt = _team_size(4 * tiles * c * o)
+    nt = max(1, min(nt, (tiles + block - 1) // block))
+    memory.check_fits("conv2d (winograd)", {
+        "tile buffers": nt * 36 * (c + o8) * ld * 4,
+        "output": y.nbytes,
+    })
+    up = _pack4(w)
+    vbuf = workspace("winograd-v-t", (nt, 36 * (c * ld + _PAD)), x.dtype)
+    mbuf = workspace("winograd-m-t", (nt, 36 * (o8 * ld + _PAD)), x.dtype)
+    bias = b if b is not None else np.zeros(1, dtype=x.dtype)
+    flags = np.zeros(nt, dtype=x.dtype)
+    winograd4_f32_threads(np.ascontiguousarray(x), up, bias, b is not None, False, y, vbuf,
+                          mbuf, flags, ph, pw, block, ld, nt)
+    return y if np.isfinite(flags.sum()) else None
 
 
 def _winograd(x, w, b, int ph, int pw, gemm):
@@ -874,6 +1234,8 @@ def _winograd(x, w, b, int ph, int pw, gemm):
         y[...] = 0 if b is None else b.reshape(1, o, 1, 1)
         return y
     f4 = _uses_f4(c, o, ho, wo)
+    if f4 and x.dtype == np.float32 and TG_W4F_FAST:
+        return _winograd4_fast(x, w, b, ph, pw, y)
     m, k = (4, 36) if f4 else (2, 16)  # output tile side, matrices per block
     th, tw = (ho + m - 1) // m, (wo + m - 1) // m
     tiles = n * th * tw

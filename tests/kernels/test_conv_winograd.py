@@ -227,6 +227,50 @@ def test_winograd_float32_rows_of_many_tiles(variant, width, padding):
         np.testing.assert_array_equal(np.isfinite(y), np.isfinite(y_ref))
 
 
+@pytest.mark.parametrize("team", [1, 2])
+@pytest.mark.parametrize(
+    "n, c, o, h, w, padding",
+    [
+        (1, 5, 19, 9, 70, (1, 1)),  # 18 tiles a row: segments of 16 and 2
+        (3, 19, 5, 13, 9, (0, 0)),  # odd sides, partial tiles at the edges
+        (2, 8, 16, 11, 23, (2, 1)),
+        (1, 17, 9, 6, 6, (2, 2)),  # batch 1, one block
+        (2, 3, 24, 20, 33, (1, 0)),
+    ],
+)
+def test_winograd_cython_f4_vector_path(monkeypatch, team, n, c, o, h, w, padding):
+    """winograd-cython's vector-register F(4x4, 3x3) float32 path (AVX-512 builds): blocks of
+    16 tiles (several per call, a partial last one, tile rows split across blocks and into
+    16-tile segments), channel counts that are not a multiple of 8 or 16, padding 0 to 2,
+    forward with bias and input gradient within F(4x4)'s float32 bound of the float64
+    reference, the same arrays on every call."""
+    mod = K.get("conv2d", "winograd-cython")
+    if not mod.fast4_available():
+        pytest.skip("no vector-register F(4x4, 3x3) path in this build")
+    monkeypatch.setattr(mod, "_F4_MIN_SIDE", 1)
+    monkeypatch.setattr(mod, "_F4_MIN_CHANNELS", 1)
+    monkeypatch.setattr(mod, "_F4_FAST_BLOCK_BYTES", 1)
+    monkeypatch.setattr(mod, "_team_size", lambda work: team)
+    rng = np.random.default_rng(c * o + h)
+    x = rng.standard_normal((n, c, h, w))
+    wt = rng.standard_normal((o, c, 3, 3))
+    b = rng.standard_normal(o)
+    args = ((1, 1), padding, (1, 1), 1)
+    ref = K.get("conv2d", "reference")
+    want = ref.forward(x, wt, b, *args)
+    x32, w32, b32 = x.astype(np.float32), wt.astype(np.float32), b.astype(np.float32)
+    y = mod.forward(x32, w32, b32, *args)
+    assert y.dtype == np.float32
+    scale = np.sqrt(np.mean(want**2))
+    assert np.max(np.abs(y - want)) / scale <= WINOGRAD_F4_F32_ERROR
+    np.testing.assert_array_equal(mod.forward(x32, w32, b32, *args), y)
+    gy = rng.standard_normal(want.shape)
+    gx = mod.backward(gy.astype(np.float32), x32, w32, *args, True, False)[0]
+    want_gx = ref.backward(gy, x, wt, *args, True, False)[0]
+    scale = np.sqrt(np.mean(want_gx**2))
+    assert np.max(np.abs(gx - want_gx)) / scale <= WINOGRAD_F4_F32_ERROR
+
+
 def test_winograd_cython_weight_gradient_by_channels(monkeypatch):
     """winograd-cython's weight gradient: Winograd's from ``_WGRAD_MIN_CHANNELS`` channels in
     and out, im2col-cython's (the same array) below; both agree with the reference."""
