@@ -44,6 +44,11 @@ import numpy as np
 
 from .. import cblas, threads
 from . import im2col_cy as _fallback
+
+try:  # the weight gradient below the Winograd one's channel counts (see ``backward``)
+    from . import chvec_cy as _wgrad_direct
+except ImportError:  # pragma: no cover - a build without that extension
+    _wgrad_direct = None
 from .im2col import memory, workspace
 from .reference import _out_size
 
@@ -657,10 +662,10 @@ cdef extern from *:
         if (l1 <= l0) return 0;
         return (__mmask16)(((1u << l1) - 1u) & ~((1u << l0) - 1u));
     }
-    /* v[k * vs + ch * ld + t] = (B^T d B)[k / 6, k % 6] of block tile t (tile t0 + t);
+    /* v[k * vs + ch * vc + t] = (B^T d B)[k / 6, k % 6] of block tile t (tile t0 + t);
        returns 0 * the sum of the values read (NaN for a NaN or an infinity) */
     static float tg_w4f_input(const float* x, float* v, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w,
-                              ptrdiff_t t0, ptrdiff_t cnt, ptrdiff_t vs, ptrdiff_t ld,
+                              ptrdiff_t t0, ptrdiff_t cnt, ptrdiff_t vs, ptrdiff_t vc,
                               ptrdiff_t th, ptrdiff_t tw, ptrdiff_t ph, ptrdiff_t pw) {
         const __m512 zero = _mm512_setzero_ps();
         __m512 chk = zero;
@@ -704,7 +709,7 @@ cdef extern from *:
                     TG_BT6V(T[0][q], T[1][q], T[2][q], T[3][q], T[4][q], T[5][q],
                             d[0], d[1], d[2], d[3], d[4], d[5]);
                 }
-                float* vo = v + ch * ld + t;
+                float* vo = v + ch * vc + t;
                 for (int a = 0; a < 6; a++) {
                     __m512 P[6];
                     for (int f = 0; f < 4; f++) {
@@ -759,8 +764,8 @@ cdef extern from *:
     /* m[k] (o8 rows of ld) = up[k] @ v[k] for the first 16 nv tiles of the block, k < 36;
        up[k] is o8 / 8 panels of c rows of 8 output channels */
     static void tg_w4f_gemm(const float* up, const float* v, float* m, ptrdiff_t c,
-                            ptrdiff_t o8, ptrdiff_t ld, ptrdiff_t vs, ptrdiff_t ms,
-                            ptrdiff_t ntiles) {
+                            ptrdiff_t o8, ptrdiff_t vs, ptrdiff_t vc, ptrdiff_t ms,
+                            ptrdiff_t mo, ptrdiff_t ntiles) {
         for (int k = 0; k < 36; k++) {
             const float* uk = up + (ptrdiff_t)k * o8 * c;
             for (ptrdiff_t t = 0; t < ntiles; t += 48) {
@@ -770,10 +775,10 @@ cdef extern from *:
                 float* mk = m + k * ms + t;
                 for (ptrdiff_t ob = 0; ob < o8; ob += 8) {
                     const float* u8 = uk + ob * c;
-                    float* m8 = mk + ob * ld;
-                    if (nv == 3) tg_w4f_mk3(u8, vk, ld, c, m8, ld);
-                    else if (nv == 2) tg_w4f_mk2(u8, vk, ld, c, m8, ld);
-                    else tg_w4f_mk1(u8, vk, ld, c, m8, ld);
+                    float* m8 = mk + ob * mo;
+                    if (nv == 3) tg_w4f_mk3(u8, vk, vc, c, m8, mo);
+                    else if (nv == 2) tg_w4f_mk2(u8, vk, vc, c, m8, mo);
+                    else tg_w4f_mk1(u8, vk, vc, c, m8, mo);
                 }
             }
         }
@@ -782,7 +787,7 @@ cdef extern from *:
        of each block tile, 16 tiles of a tile row at a time */
     static void tg_w4f_output(const float* m, float* y, const float* bias, int has_bias,
                               int relu, ptrdiff_t o, ptrdiff_t ho, ptrdiff_t wo, ptrdiff_t t0,
-                              ptrdiff_t cnt, ptrdiff_t ms, ptrdiff_t ld, ptrdiff_t th,
+                              ptrdiff_t cnt, ptrdiff_t ms, ptrdiff_t mo, ptrdiff_t th,
                               ptrdiff_t tw) {
         const __m512i p_lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4,
                                               19, 3, 18, 2, 17, 1, 16, 0);
@@ -802,11 +807,13 @@ cdef extern from *:
             int nrows = ho - r0 < 4 ? (int)(ho - r0) : 4;
             int nq = (int)((s + 3) / 4);
             __mmask16 cm[4];
+            /* this segment's columns only: the rest of the vector belongs to other tiles */
+            ptrdiff_t cend = col0 + 4 * s < wo ? col0 + 4 * s : wo;
             for (int q = 0; q < 4; q++)
-                cm[q] = q < nq ? tg_w4f_span(col0 + 16 * q, 0, wo) : 0;
+                cm[q] = q < nq ? tg_w4f_span(col0 + 16 * q, col0, cend) : 0;
             __mmask16 sm = (__mmask16)((1u << s) - 1u);
             for (ptrdiff_t oc = 0; oc < o; oc++) {
-                const float* mp = m + oc * ld + t;
+                const float* mp = m + oc * mo + t;
                 __m512 bv = _mm512_set1_ps(has_bias ? bias[oc] : 0.0f);
                 __m512 R[4][6];
                 for (int b = 0; b < 6; b++) {
@@ -854,20 +861,25 @@ cdef extern from *:
             t += s;
         }
     }
+    static int tg_w4f_by_channel = 1;
     static float tg_w4f_block(const float* x, const float* up, const float* bias,
                               int has_bias, int relu, float* y, float* v, float* m,
                               ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t o,
                               ptrdiff_t o8, ptrdiff_t ho, ptrdiff_t wo, ptrdiff_t t0,
                               ptrdiff_t cnt, ptrdiff_t ld, ptrdiff_t th, ptrdiff_t tw,
                               ptrdiff_t ph, ptrdiff_t pw) {
-        ptrdiff_t vs = c * ld + 48, ms = o8 * ld + 48;
-        float chk = tg_w4f_input(x, v, c, h, w, t0, cnt, vs, ld, th, tw, ph, pw);
-        tg_w4f_gemm(up, v, m, c, o8, ld, vs, ms, (cnt + 15) / 16 * 16);
-        tg_w4f_output(m, y, bias, has_bias, relu, o, ho, wo, t0, cnt, ms, ld, th, tw);
+        /* V as C groups of the 36 matrices' rows (a tile's 36 values of one channel close
+           together for the transform), M likewise by output channel */
+        ptrdiff_t vs = ld, vc = 36 * ld, ms = ld, mo = 36 * ld;
+        if (!tg_w4f_by_channel) { vs = c * ld + 48; vc = ld; ms = o8 * ld + 48; mo = ld; }
+        float chk = tg_w4f_input(x, v, c, h, w, t0, cnt, vs, vc, th, tw, ph, pw);
+        tg_w4f_gemm(up, v, m, c, o8, vs, vc, ms, mo, (cnt + 15) / 16 * 16);
+        tg_w4f_output(m, y, bias, has_bias, relu, o, ho, wo, t0, cnt, ms, mo, th, tw);
         return chk;
     }
     #else
     #define TG_W4F_FAST 0
+    static int tg_w4f_by_channel = 1;
     static float tg_w4f_block(const float* x, const float* up, const float* bias,
                               int has_bias, int relu, float* y, float* v, float* m,
                               ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t o,
@@ -879,6 +891,7 @@ cdef extern from *:
     #endif
     """
     int TG_W4F_FAST
+    int tg_w4f_by_channel
     float tg_w4f_block(const float* x, const float* up, const float* bias, int has_bias,
                        int relu, float* y, float* v, float* m, Py_ssize_t c, Py_ssize_t h,
                        Py_ssize_t w, Py_ssize_t o, Py_ssize_t o8, Py_ssize_t ho, Py_ssize_t wo,
@@ -914,6 +927,11 @@ def winograd4_f32_threads(const float[:, :, :, ::1] x, const float[:, :, ::1] up
             flags[tid] += tg_w4f_block(&x[0, 0, 0, 0], &up[0, 0, 0], &bias[0], has_bias, relu,
                                        &y[0, 0, 0, 0], &vbuf[tid, 0], &mbuf[tid, 0], c, h, w,
                                        o, o8, ho, wo, t0, cnt, ld, th, tw, ph, pw)
+
+
+def _set_layout(int by_channel):
+    global tg_w4f_by_channel
+    tg_w4f_by_channel = by_channel
 
 
 def fast4_available() -> bool:
@@ -1173,7 +1191,22 @@ _F4_MIN_CHANNELS = 48
 _F4_FAST_BLOCK_BYTES = 1 << 20
 
 
-def _uses_f4(c, o, ho, wo) -> bool:
+# F(4x4, 3x3) on the vector-register float32 path (AVX-512 builds) from these sizes: its
+# transforms cost less than on the BLAS path, and it ran ahead of F(2x2, 3x3) forward and
+# input gradient on 16x16 outputs with 32 and 64 channels and on 32x32 outputs with 16
+# (8x8 outputs kept F(2x2): benchmarks/results/winograd-f4.md)
+_F4_FAST_MIN_SIDE = 16
+_F4_FAST_MIN_CHANNELS = 16
+
+
+def _fast4(dtype) -> bool:
+    """Whether F(4x4, 3x3) calls of this dtype run the vector-register path."""
+    return dtype == np.float32 and bool(TG_W4F_FAST)
+
+
+def _uses_f4(c, o, ho, wo, fast=False) -> bool:
+    if fast:
+        return min(ho, wo) >= _F4_FAST_MIN_SIDE and min(c, o) >= _F4_FAST_MIN_CHANNELS
     return min(ho, wo) >= _F4_MIN_SIDE and min(c, o) >= _F4_MIN_CHANNELS
 
 
@@ -1233,8 +1266,9 @@ def _winograd(x, w, b, int ph, int pw, gemm):
     if y.size == 0 or c == 0:
         y[...] = 0 if b is None else b.reshape(1, o, 1, 1)
         return y
-    f4 = _uses_f4(c, o, ho, wo)
-    if f4 and x.dtype == np.float32 and TG_W4F_FAST:
+    fast = _fast4(x.dtype)
+    f4 = _uses_f4(c, o, ho, wo, fast)
+    if f4 and fast:
         return _winograd4_fast(x, w, b, ph, pw, y)
     m, k = (4, 36) if f4 else (2, 16)  # output tile side, matrices per block
     th, tw = (ho + m - 1) // m, (wo + m - 1) // m
@@ -1297,10 +1331,18 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
         else:
             if _wgrad_leads(x.shape[1], w.shape[0]):
                 gw = _weight_gradient(gy, x, w, ph, pw, gemm)
-            # fewer channels: the transforms cost more than the multiplications saved; a NaN
-            # or an infinity in x or gy (every one reaches a Winograd weight gradient): im2col
-            # puts it in the taps a direct sum gives it
-            if gw is None or not _finite(gw):
+                # a NaN or an infinity in x or gy (every one reaches a Winograd weight
+                # gradient): im2col puts it in the taps a direct sum gives it
+                if not _finite(gw):
+                    gw = None
+            # fewer channels: the transforms cost more than the multiplications saved;
+            # chvec-cython's direct weight gradient (accumulators in vector registers) ran
+            # ahead of im2col-cython's on 8x8 to 32x32 outputs with 16 to 128 channels
+            # (benchmarks/results/winograd-f4.md)
+            elif _wgrad_direct is not None:
+                gw = _wgrad_direct.backward(gy, x, w, stride, padding, dilation, groups,
+                                            False, True)[1]
+            if gw is None:
                 gw = _fallback.backward(gy, x, w, stride, padding, dilation, groups, False,
                                         True)[1]
     return gx, gw

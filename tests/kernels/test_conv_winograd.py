@@ -50,6 +50,9 @@ def _winograd_paths(request, monkeypatch):
         if hasattr(mod, "_F4_MIN_SIDE"):
             monkeypatch.setattr(mod, "_F4_MIN_SIDE", 1 if f4 else 1 << 30)
             monkeypatch.setattr(mod, "_F4_MIN_CHANNELS", 1)
+        if hasattr(mod, "_F4_FAST_MIN_SIDE"):
+            monkeypatch.setattr(mod, "_F4_FAST_MIN_SIDE", 1 if f4 else 1 << 30)
+            monkeypatch.setattr(mod, "_F4_FAST_MIN_CHANNELS", 1)
 
 
 @st.composite
@@ -247,8 +250,8 @@ def test_winograd_cython_f4_vector_path(monkeypatch, team, n, c, o, h, w, paddin
     mod = K.get("conv2d", "winograd-cython")
     if not mod.fast4_available():
         pytest.skip("no vector-register F(4x4, 3x3) path in this build")
-    monkeypatch.setattr(mod, "_F4_MIN_SIDE", 1)
-    monkeypatch.setattr(mod, "_F4_MIN_CHANNELS", 1)
+    monkeypatch.setattr(mod, "_F4_FAST_MIN_SIDE", 1)
+    monkeypatch.setattr(mod, "_F4_FAST_MIN_CHANNELS", 1)
     monkeypatch.setattr(mod, "_F4_FAST_BLOCK_BYTES", 1)
     monkeypatch.setattr(mod, "_team_size", lambda work: team)
     rng = np.random.default_rng(c * o + h)
@@ -273,21 +276,24 @@ def test_winograd_cython_f4_vector_path(monkeypatch, team, n, c, o, h, w, paddin
 
 def test_winograd_cython_weight_gradient_by_channels(monkeypatch):
     """winograd-cython's weight gradient: Winograd's from ``_WGRAD_MIN_CHANNELS`` channels in
-    and out, im2col-cython's (the same array) below; both agree with the reference."""
+    and out, chvec-cython's (the same array; im2col-cython's in builds without it) below;
+    both agree with the reference."""
     if "winograd-cython" not in VARIANTS:
         pytest.skip("winograd-cython does not build here")
-    mod, im2col = K.get("conv2d", "winograd-cython"), K.get("conv2d", "im2col-cython")
+    mod = K.get("conv2d", "winograd-cython")
+    below = "chvec-cython" if mod._wgrad_direct is not None else "im2col-cython"
+    other = K.get("conv2d", below)
     rng = np.random.default_rng(11)
     x = rng.standard_normal((2, 5, 7, 6))
     w = rng.standard_normal((4, 5, 3, 3))
     gy = rng.standard_normal((2, 4, 7, 6))
     args = ((1, 1), (1, 1), (1, 1), 1)
     want = K.get("conv2d", "reference").backward(gy, x, w, *args, False, True)[1]
-    for least in (5, 4):  # one side below the bound: im2col's; both at it: Winograd's
+    for least in (5, 4):  # one side below the bound: the direct one's; both at it: Winograd's
         monkeypatch.setattr(mod, "_WGRAD_MIN_CHANNELS", least)
         gw = mod.backward(gy, x, w, *args, False, True)[1]
-        by_im2col = im2col.backward(gy, x, w, *args, False, True)[1]
-        assert np.array_equal(gw, by_im2col) == (least == 5)
+        by_other = other.backward(gy, x, w, *args, False, True)[1]
+        assert np.array_equal(gw, by_other) == (least == 5)
         np.testing.assert_allclose(gw, want, rtol=1e-10, atol=1e-10)
 
 
