@@ -19,6 +19,7 @@ the two kernel calls above (the op and autotune's trials both go through it).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from types import ModuleType
 from typing import Any, ClassVar
 
@@ -307,12 +308,52 @@ def _flat_leads(call: Conv2dCall) -> bool:
     )
 
 
+# float32 3x3 stride-1 calls on builds with winograd-cython's vector-register F(4x4, 3x3)
+# path (AVX-512): winograd-cython first, ahead of the wide chvec-cython lead, on outputs of
+# 1024 pixels or more (32x32) with 32 or more channels in and out and on outputs of 256
+# pixels or more (16x16) with 64 or more: its forward and input gradient ran at 0.55 to 0.8
+# of chvec-cython's time there at 1 and 2 threads, and it takes chvec-cython's weight
+# gradient. With fewer channels (16->16 at 32x32, 32->32 and 32->64 at 16x16) and on 8x8
+# outputs chvec-cython ran level or ahead (benchmarks/results/winograd-f4.md).
+_WINOGRAD_F4_MIN_CHANNELS = 32
+_WINOGRAD_F4_MIN_PIXELS = 1024
+_WINOGRAD_F4_MID_MIN_CHANNELS = 64
+_WINOGRAD_F4_MID_MIN_PIXELS = 256
+
+
+@cache
+def _winograd_fast4() -> bool:
+    """Whether winograd-cython builds here with its vector-register F(4x4, 3x3) path."""
+    try:
+        from . import winograd_cy
+    except ImportError:
+        return False
+    return bool(winograd_cy.fast4_available())
+
+
+def _winograd_f4_leads(call: Conv2dCall) -> bool:
+    if call.dtype != "<f4" or not _winograd_applies(call):
+        return False
+    ho, wo = call.out_hw()
+    channels = min(call.x_shape[1], call.w_shape[0])
+    if min(ho, wo) < 16:
+        return False
+    if ho * wo >= _WINOGRAD_F4_MIN_PIXELS:
+        wins = channels >= _WINOGRAD_F4_MIN_CHANNELS
+    else:
+        wins = ho * wo >= _WINOGRAD_F4_MID_MIN_PIXELS and channels >= _WINOGRAD_F4_MID_MIN_CHANNELS
+    return wins and _winograd_fast4()
+
+
 def _conv2d_rule(call: Conv2dCall) -> list[str]:
     order = _conv2d_order(call)
     try:
-        wide = order[0] != "chvec-cython" and _chvec_wide_leads(call)
+        f4 = _winograd_f4_leads(call)
+        wide = not f4 and order[0] != "chvec-cython" and _chvec_wide_leads(call)
     except (AttributeError, TypeError, ValueError):
         return order
+    if f4:
+        return ["winograd-cython", *(v for v in order if v != "winograd-cython")]
     if wide:
         return ["chvec-cython", *order]
     return order

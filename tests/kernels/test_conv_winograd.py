@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import tapegrad as tg
 import tapegrad.kernels as K
 import tapegrad.nn.functional as F
-from tapegrad.kernels.conv import Conv2dCall, _conv2d_rule
+from tapegrad.kernels.conv import Conv2dCall, _conv2d_rule, _winograd_fast4
 from tests._sizes import examples
 from tests.kernels._conv_helpers import (
     assert_same_nonfinite,
@@ -323,3 +323,30 @@ def test_auto_rule_winograd_on_small_images():
     assert _conv2d_rule(call(64, 64, 16))[0] == "winograd-cython"
     assert _conv2d_rule(call(32, 64, 32))[0] == "winograd-cython"
     assert _conv2d_rule(call(24, 24, 32))[0] == "winograd-cython"
+
+
+@pytest.mark.parametrize("team", [1, 2])
+def test_auto_rule_winograd_f4_first(monkeypatch, team):
+    """Builds with winograd-cython's vector F(4x4, 3x3) path: winograd-cython first for
+    float32 3x3 stride-1 calls on 32x32 outputs with 32 or more channels in and out and on
+    16x16 ones with 64 or more, listed once; float64 calls, fewer channels, 8x8 outputs and
+    strided calls keep the order they had (chvec-cython first where it led)."""
+    from tapegrad.kernels import threads
+
+    monkeypatch.setattr(threads, "get_num_threads", lambda: team)
+
+    def rule(n, c, o, side, dtype="<f4", stride=1):
+        s = (stride, stride)
+        return _conv2d_rule(
+            Conv2dCall((n, c, side, side), (o, c, 3, 3), s, (1, 1), (1, 1), 1, dtype)
+        )
+
+    first = ["winograd-cython"] if _winograd_fast4() else ["chvec-cython"]
+    for n, c, o, side in [(32, 64, 64, 32), (64, 32, 32, 32), (64, 64, 64, 16), (8, 64, 96, 20)]:
+        r = rule(n, c, o, side)
+        assert r[:1] == first, (n, c, o, side)
+        assert r.count("winograd-cython") == 1
+        assert rule(n, c, o, side, "<f8")[0] == "chvec-cython"
+    for n, c, o, side in [(64, 16, 16, 32), (64, 32, 64, 16), (64, 32, 32, 16), (64, 64, 64, 8)]:
+        assert rule(n, c, o, side)[0] == "chvec-cython", (n, c, o, side)
+    assert rule(64, 64, 64, 32, stride=2)[0] != "winograd-cython"
