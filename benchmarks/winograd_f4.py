@@ -76,8 +76,10 @@ def main() -> None:
     rate = _gemm_rate()
     print(f"threads {a.threads}; np.matmul 2048^3 float32: {rate:.0f} GFLOP/s")
     print()
-    print("| N C O side | pass | before ms (CPU) | after ms (CPU) | chvec-cython ms (CPU) "
-          "| after / before | after / chvec | GFLOP/s before, after | share of GEMM rate |")
+    print(
+        "| N C O side | pass | before ms (CPU) | after ms (CPU) | chvec-cython ms (CPU) "
+        "| after / before | after / chvec | GFLOP/s before, after | share of GEMM rate |"
+    )
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     args = ((1, 1), (1, 1), (1, 1), 1)
     rng = np.random.default_rng(0)
