@@ -13,7 +13,11 @@ gradient on the new path the share of the GEMM rate: F(4x4, 3x3)'s multiplicatio
 thread count (measured here first). Then the float32 error of the new path (max |error|
 over the float64 reference's RMS, unit-variance inputs) forward and input gradient.
 
-    python benchmarks/winograd_f4.py [--threads 1] [--repeats 7] [--only 32]
+With ``--steps``: vgg_small's and resnet8's training steps (batch 64) with the ``auto``
+rule's winograd-cython F(4x4, 3x3) lead switched off and on between steps (the rule's
+per-shape memo cleared at each switch), median over ``--repeats`` steps each.
+
+    python benchmarks/winograd_f4.py [--threads 1] [--repeats 7] [--only 32] [--steps]
 """
 
 from __future__ import annotations
@@ -54,11 +58,27 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--only", type=int, default=None, help="keep layers of this side")
+    ap.add_argument("--steps", action="store_true", help="time training steps, not kernels")
     a = ap.parse_args()
 
     from tapegrad.kernels import registry, threads
 
     threads.set_num_threads(a.threads)
+    if a.steps:
+        from _timing import rule_switch_steps
+
+        from tapegrad.kernels import conv
+
+        limits = (conv._WINOGRAD_F4_MIN_CHANNELS, conv._WINOGRAD_F4_MID_MIN_CHANNELS)
+
+        def f4_lead(on: bool) -> None:
+            lo, mid = limits if on else (1 << 30, 1 << 30)
+            conv._WINOGRAD_F4_MIN_CHANNELS, conv._WINOGRAD_F4_MID_MIN_CHANNELS = lo, mid
+            registry._auto_memo.clear()
+
+        print(f"threads {a.threads}, repeats {a.repeats}")
+        rule_switch_steps(("vgg_small", "resnet8"), f4_lead, a.repeats)
+        return
     wg = registry.get("conv2d", "winograd-cython")
     chvec = registry.get("conv2d", "chvec-cython")
     fast = wg._fast4
