@@ -861,7 +861,6 @@ cdef extern from *:
             t += s;
         }
     }
-    static int tg_w4f_by_channel = 1;
     static float tg_w4f_block(const float* x, const float* up, const float* bias,
                               int has_bias, int relu, float* y, float* v, float* m,
                               ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t o,
@@ -871,7 +870,6 @@ cdef extern from *:
         /* V as C groups of the 36 matrices' rows (a tile's 36 values of one channel close
            together for the transform), M likewise by output channel */
         ptrdiff_t vs = ld, vc = 36 * ld, ms = ld, mo = 36 * ld;
-        if (!tg_w4f_by_channel) { vs = c * ld + 48; vc = ld; ms = o8 * ld + 48; mo = ld; }
         float chk = tg_w4f_input(x, v, c, h, w, t0, cnt, vs, vc, th, tw, ph, pw);
         tg_w4f_gemm(up, v, m, c, o8, vs, vc, ms, mo, (cnt + 15) / 16 * 16);
         tg_w4f_output(m, y, bias, has_bias, relu, o, ho, wo, t0, cnt, ms, mo, th, tw);
@@ -879,7 +877,6 @@ cdef extern from *:
     }
     #else
     #define TG_W4F_FAST 0
-    static int tg_w4f_by_channel = 1;
     static float tg_w4f_block(const float* x, const float* up, const float* bias,
                               int has_bias, int relu, float* y, float* v, float* m,
                               ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t o,
@@ -891,7 +888,6 @@ cdef extern from *:
     #endif
     """
     int TG_W4F_FAST
-    int tg_w4f_by_channel
     float tg_w4f_block(const float* x, const float* up, const float* bias, int has_bias,
                        int relu, float* y, float* v, float* m, Py_ssize_t c, Py_ssize_t h,
                        Py_ssize_t w, Py_ssize_t o, Py_ssize_t o8, Py_ssize_t ho, Py_ssize_t wo,
@@ -927,11 +923,6 @@ def winograd4_f32_threads(const float[:, :, :, ::1] x, const float[:, :, ::1] up
             flags[tid] += tg_w4f_block(&x[0, 0, 0, 0], &up[0, 0, 0], &bias[0], has_bias, relu,
                                        &y[0, 0, 0, 0], &vbuf[tid, 0], &mbuf[tid, 0], c, h, w,
                                        o, o8, ho, wo, t0, cnt, ld, th, tw, ph, pw)
-
-
-def _set_layout(int by_channel):
-    global tg_w4f_by_channel
-    tg_w4f_by_channel = by_channel
 
 
 def fast4_available() -> bool:
