@@ -30,7 +30,7 @@ from _timing import PASSES, kernel_passes
 LAYERS = [
     ("resnet8 3x3 s2 N=64 16->32 32x32", 64, 16, 32, 32, 3, 1),
     ("resnet8 3x3 s2 N=64 32->64 16x16", 64, 32, 64, 16, 3, 1),
-    ("conv_autoencoder 3x3 s2 N=64 16->32 28x28", 64, 16, 32, 28, 3, 1),
+    ("conv2d 3x3 s2 N=64 16->32 28x28 (conv_autoencoder channels)", 64, 16, 32, 28, 3, 1),
     ("conv2d 5x5 s2 N=16 32->48 28x28", 16, 32, 48, 28, 5, 2),
 ]
 
