@@ -28,6 +28,13 @@ cdef extern from *:
     #if defined(__AVX512F__)
     #include <immintrin.h>
     #define TG_MP_VEC 1
+    /* the even column of each of 16 windows (ev) and the taps' offsets in the window:
+       1, the row below (w) and its right neighbour (w + 1) */
+    #define TG_MP_TAPS(w)                                                               \
+        const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22,  \
+                                             24, 26, 28, 30);                           \
+        const __m512i one = _mm512_set1_epi32(1), tw = _mm512_set1_epi32(w),            \
+                      tw1 = _mm512_set1_epi32((w) + 1);
     static inline __mmask16 tg_mp_mask(Py_ssize_t n) {
         return n >= 16 ? (__mmask16)0xFFFF : (n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1));
     }
@@ -35,10 +42,8 @@ cdef extern from *:
        the index base + 2 ow + (0, 1, w or w + 1) */
     static void tg_mp_fwd_row(const float* r0, const float* r1, float* y, int* ip,
                               Py_ssize_t wo, int base, int w) {
-        const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        TG_MP_TAPS(w)
         const __m512i od = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-        const __m512i one = _mm512_set1_epi32(1), tw = _mm512_set1_epi32(w),
-                      tw1 = _mm512_set1_epi32(w + 1);
         for (Py_ssize_t ow = 0; ow < wo; ow += 16) {
             Py_ssize_t n = wo - ow < 16 ? wo - ow : 16;
             __mmask16 mo = tg_mp_mask(n), m0 = tg_mp_mask(2 * n), m1 = tg_mp_mask(2 * n - 16);
@@ -70,11 +75,9 @@ cdef extern from *:
        lies outside its own cell (rows written so far are then to be redone by the caller). */
     static int tg_mp_bwd_row(const float* g, const int* ip, float* x0, float* x1,
                              Py_ssize_t wo, int base, int w) {
-        const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        TG_MP_TAPS(w)
         const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
         const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-        const __m512i one = _mm512_set1_epi32(1), tw = _mm512_set1_epi32(w),
-                      tw1 = _mm512_set1_epi32(w + 1);
         for (Py_ssize_t ow = 0; ow < wo; ow += 16) {
             Py_ssize_t n = wo - ow < 16 ? wo - ow : 16;
             __mmask16 mo = tg_mp_mask(n), m0 = tg_mp_mask(2 * n), m1 = tg_mp_mask(2 * n - 16);
