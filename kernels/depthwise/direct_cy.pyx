@@ -947,6 +947,26 @@ cdef inline void _split(const real* xp, real* P, Py_ssize_t h, Py_ssize_t wd, Py
         tg_dw_split_d(xp, P, h, wd, ph, pw, sh, sw, Hq, Wq)
 
 
+cdef inline void _plane_wgrad(const real* xp, const real* gp, real* P, real* G,
+                              const Py_ssize_t* offs, Py_ssize_t h, Py_ssize_t wd,
+                              Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw,
+                              Py_ssize_t Hq, Py_ssize_t Wq, Py_ssize_t kh, Py_ssize_t kw,
+                              Py_ssize_t ho, Py_ssize_t wo, real* acc) noexcept nogil:
+    """Add one plane's weight gradient to ``acc``: the input plane split into its phase
+    planes ``P``, then the output gradient's rows (copied to the planes' row pitch in ``G``
+    where it differs) dotted with each tap's shifted plane."""
+    cdef Py_ssize_t oh, L = ho * Wq
+    _split(xp, P, h, wd, ph, pw, sh, sw, Hq, Wq)
+    if _wband(gp, P, Hq * Wq, Wq, sh, sw, kh, kw, ho, wo, acc):
+        return
+    if Wq == wo:
+        _dots(gp, P, offs, kh * kw, L, acc)
+        return
+    for oh in range(ho):
+        _copy(G + oh * Wq, gp + oh * wo, wo)
+    _dots(G, P, offs, kh * kw, L, acc)
+
+
 def _phase_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const real[::1] b,
                    real[:, :, :, ::1] y, bint has_bias, int sh, int sw, int ph, int pw):
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3]
@@ -1017,7 +1037,6 @@ def _phase_backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
     cdef real* G = NULL
     cdef real* acc
     cdef Py_ssize_t* offs = NULL
-    cdef const real* gp
     cdef real s
     cdef int nt = _team(n * o * ho * wo * kh * kw)
     if part == NULL:
@@ -1042,16 +1061,8 @@ def _phase_backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                 for oc in range(ob * _LANES, min(o, (ob + 1) * _LANES)):
                     ic = oc // m
                     acc = part + (k * o + oc) * kk * _LANES
-                    _split(&x[bi, ic, 0, 0], P, h, wd, ph, pw, sh, sw, Hq, Wq)
-                    gp = &gy[bi, oc, 0, 0]
-                    if _wband(gp, P, plane, Wq, sh, sw, kh, kw, ho, wo, acc):
-                        continue
-                    if Wq == wo:
-                        _dots(gp, P, offs, kk, L, acc)
-                        continue
-                    for oh in range(ho):
-                        _copy(G + oh * Wq, gp + oh * wo, wo)
-                    _dots(G, P, offs, kk, L, acc)
+                    _plane_wgrad(&x[bi, ic, 0, 0], &gy[bi, oc, 0, 0], P, G, offs, h, wd, ph,
+                                 pw, sh, sw, Hq, Wq, kh, kw, ho, wo, acc)
         free(P)
         free(G)
         free(offs)
@@ -1203,15 +1214,8 @@ def _phase_backward_all(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                                 for oh in range(h):
                                     _copy(gxp + oh * wd, A + oh * Wg, wd)
                     if need_w:
-                        _split(&x[bi, oc, 0, 0], P, h, wd, ph, pw, 1, 1, Hq, Wq)
-                        if _wband(gp, P, plane, Wq, 1, 1, kh, kw, ho, wo, acc):
-                            continue
-                        if Wq == wo:
-                            _dots(gp, P, offs, kk, L, acc)
-                            continue
-                        for oh in range(ho):
-                            _copy(G + oh * Wq, gp + oh * wo, wo)
-                        _dots(G, P, offs, kk, L, acc)
+                        _plane_wgrad(&x[bi, oc, 0, 0], gp, P, G, offs, h, wd, ph, pw, 1, 1, Hq,
+                                     Wq, kh, kw, ho, wo, acc)
         free(P)
         free(Q)
         free(G)
