@@ -654,6 +654,21 @@ cdef extern from *:
         o2 = _mm512_fmadd_ps(_mm512_set1_ps(4.0f), p34_, p12_); \
         o3 = _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0f), n34_, n12_), m5); \
     } while (0)
+    /* The segment of tiles starting at tile index ``tile`` (image-major, then tile row,
+       then tile column on a th x tw grid): its image, tile row and first column, and its
+       length: to the end of the tile row, at most ``left`` tiles and at most 16 (a vector). */
+    static inline ptrdiff_t tg_w4f_segment(ptrdiff_t tile, ptrdiff_t left, ptrdiff_t th,
+                                           ptrdiff_t tw, ptrdiff_t* img, ptrdiff_t* tr,
+                                           ptrdiff_t* tc) {
+        ptrdiff_t per_image = th * tw;
+        *img = tile / per_image;
+        ptrdiff_t rem = tile - *img * per_image;
+        *tr = rem / tw;
+        *tc = rem - *tr * tw;
+        ptrdiff_t s = tw - *tc;
+        if (s > left) s = left;
+        return s > 16 ? 16 : s;
+    }
     static inline __mmask16 tg_w4f_span(ptrdiff_t a, ptrdiff_t lo, ptrdiff_t hi) {
         /* lanes l of a vector starting at column a with lo <= a + l < hi */
         ptrdiff_t l0 = lo - a, l1 = hi - a;
@@ -675,13 +690,10 @@ cdef extern from *:
                                              8, 7, 6, 5, 4, 3, 2, 1);
         const __m512i sh1 = _mm512_set_epi32(17, 15, 14, 13, 12, 11, 10, 9,
                                              8, 7, 6, 5, 4, 3, 2, 1);
-        ptrdiff_t per_image = th * tw, t = 0;
+        ptrdiff_t t = 0;
         while (t < cnt) {
-            ptrdiff_t tile = t0 + t, img = tile / per_image, rem = tile - img * per_image;
-            ptrdiff_t tr = rem / tw, tc = rem - tr * tw;
-            ptrdiff_t s = tw - tc;
-            if (s > cnt - t) s = cnt - t;
-            if (s > 16) s = 16;
+            ptrdiff_t img, tr, tc;
+            ptrdiff_t s = tg_w4f_segment(t0 + t, cnt - t, th, tw, &img, &tr, &tc);
             ptrdiff_t col0 = 4 * tc - pw, r0 = 4 * tr - ph;
             int nv = (int)((4 * s + 2 + 15) / 16);
             __mmask16 cm[5];
@@ -796,13 +808,10 @@ cdef extern from *:
                                               19, 18, 3, 2, 17, 16, 1, 0);
         const __m512i q_hi = _mm512_add_epi32(q_lo, _mm512_set1_epi32(8));
         const __m512 zero = _mm512_setzero_ps();
-        ptrdiff_t per_image = th * tw, t = 0;
+        ptrdiff_t t = 0;
         while (t < cnt) {
-            ptrdiff_t tile = t0 + t, img = tile / per_image, rem = tile - img * per_image;
-            ptrdiff_t tr = rem / tw, tc = rem - tr * tw;
-            ptrdiff_t s = tw - tc;
-            if (s > cnt - t) s = cnt - t;
-            if (s > 16) s = 16;
+            ptrdiff_t img, tr, tc;
+            ptrdiff_t s = tg_w4f_segment(t0 + t, cnt - t, th, tw, &img, &tr, &tc);
             ptrdiff_t col0 = 4 * tc, r0 = 4 * tr;
             int nrows = ho - r0 < 4 ? (int)(ho - r0) : 4;
             int nq = (int)((s + 3) / 4);
