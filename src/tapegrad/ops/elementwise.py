@@ -240,22 +240,30 @@ class Sigmoid(Function):
 
     @staticmethod
     def forward(ctx: Context, a):
-        # exp of a non-positive number only: no overflow for large |a|. q = e / (1 + e) with
-        # e = exp(-|a|) is sigmoid(-|a|); where a >= 0 the result is 1 - q. In place, in a's
-        # dtype: one buffer besides 1 + e.
-        out = np.empty_like(a)
-        np.abs(a, out=out)
-        np.negative(out, out=out)
-        np.exp(out, out=out)
-        np.divide(out, out + 1, out=out)
-        np.subtract(1, out, out=out, where=a >= 0)
+        # exp of a non-positive number only, so no overflow for large |a|: with e =
+        # exp(-|a|), sigmoid(a) = 1 / (1 + e) where a >= 0 and e / (1 + e) where a < 0.
+        # The numerator is max([a >= 0], e) (e <= 1), chosen without branching: a masked
+        # ufunc or np.where branches per element, which on mixed signs costs more than
+        # all the other passes together. NaN stays NaN (np.maximum propagates it); +-inf
+        # give 1 and 0.
+        e, out = np.empty_like(a), np.empty_like(a)  # arrays, also for 0-d input
+        np.abs(a, out=e)
+        np.negative(e, out=e)
+        np.exp(e, out=e)
+        np.greater_equal(a, 0, out=out)
+        np.maximum(out, e, out=out)
+        np.add(e, 1, out=e)
+        np.divide(out, e, out=out)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
     def backward(ctx: Context, g):
         (out,) = ctx.saved_arrays
-        return g * out * (1 - out)
+        gx = np.subtract(1, out)  # one new array, then in place: s (1 - s) g
+        gx *= out
+        gx *= g
+        return gx
 
     @staticmethod
     def backward_graph(ctx: Context, g, inputs):

@@ -159,7 +159,8 @@ class MSELoss(Function):
         (diff,) = ctx.saved_arrays
         scale = 2 / diff.size if ctx.reduction == "mean" else 2
         gr = diff * (g * scale)  # d/dx (x - y)^2 = 2 (x - y), elementwise for 'none' too
-        return gr, -gr
+        need = ctx.needs_input_grad + (True, True)
+        return (gr if need[0] else None), (-gr if need[1] else None)
 
     @staticmethod
     def backward_graph(ctx: Context, g, inputs):
