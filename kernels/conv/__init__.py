@@ -275,19 +275,20 @@ def _chvec_wide_leads(call: Conv2dCall) -> bool:
 # stride-2 3x3 layers, 16->32 and 32->64; the 5x5 stride-2 32->48 layer;
 # benchmarks/results/conv-targets.md). Outputs of fewer than 128 flattened positions keep
 # im2col-cython, which multiplies blocks of small-plane images in one GEMM, unless there
-# are 33 or more output channels and at least 64 positions (resnet8's 8x8 32->64 layer):
-# there flat-cython's channel-lane tiles (no positions rounded up to 48) led im2col-cython
-# in each pass at 1 and 2 threads (benchmarks/results/strided-conv.md). At 1 and 2
-# threads alike: with the stride-2 phase planes built from one load pair per image row and
-# the input gradient's column phases interleaved in registers, flat-cython also leads at 2
-# threads on the short
-# reductions (144: resnet8's and conv_autoencoder's 16->32 3x3 layers), where im2col-cython
-# led before (benchmarks/results/stride2-two-threads.md).
+# are 32 or more output channels and at least 56 positions (resnet8's 8x8 32->64 layer,
+# conv_autoencoder's 7x7 16->32 layer, 8x8 32->32): there flat-cython's channel-lane tiles
+# (no positions rounded up to 48, the weight gradient skipping the columns past each row)
+# led im2col-cython in each pass at 1 and 2 threads (benchmarks/results/strided-conv.md).
+# At 1 and 2 threads alike: with the stride-2 phase planes built from one load pair per
+# image row and the input gradient's column phases interleaved in registers, flat-cython
+# also leads at 2 threads on the short reductions (144: resnet8's and conv_autoencoder's
+# 16->32 3x3 layers), where im2col-cython led before
+# (benchmarks/results/stride2-two-threads.md).
 _FLAT_MAX_REDUCTION = 800
 _FLAT_MAX_OUT = 64
 _FLAT_MIN_POSITIONS = 128
-_FLAT_LANES_MIN_OUT = 33  # flat-cython's channel-lane tiles (its _CL_MIN_OUT)
-_FLAT_LANES_MIN_POSITIONS = 64
+_FLAT_LANES_MIN_OUT = 32  # flat-cython's channel-lane tiles (its _CL_MIN_OUT)
+_FLAT_LANES_MIN_POSITIONS = 56
 
 
 def _flat_leads(call: Conv2dCall) -> bool:

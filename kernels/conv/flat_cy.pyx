@@ -42,6 +42,8 @@ channel, kh, kw) order. Bounds and wraparound checks are set by the build (setup
 cimport openmp
 from cython.parallel cimport prange
 
+from functools import lru_cache
+
 import numpy as np
 
 from .. import memory, threads
@@ -306,24 +308,27 @@ cdef extern from *:
 
 
 # The weight gradient's channel-lane tile: NC vectors of output channels x NT taps, one
-# accumulator vector each, summed over a block of images and their flat positions: per
-# position NC aligned vector loads of the transposed output gradient (gt[f * op + k]) and one
-# broadcast input element per tap; the block's sums added to acc[q * op + k].
+# accumulator vector each, summed over a block of images and their output positions (the
+# first wo of each of nr rows of wq: the columns past a row's end hold zeros and are
+# skipped): per position NC aligned vector loads of the transposed output gradient
+# (gt[f * op + k]) and one broadcast input element per tap; the block's sums added to
+# acc[q * op + k].
 cdef extern from *:
     """
     #define TG_CW_TILE(T, S, NC, NT)                                                    \
     static inline void tg_cw_tile_##S##NC(const T* xq, Py_ssize_t xs, const T* gt,      \
-            Py_ssize_t gs, Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nf,              \
-            const Py_ssize_t* offs, T* acc) {                                           \
+            Py_ssize_t gs, Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq, \
+            Py_ssize_t wo, const Py_ssize_t* offs, T* acc) {                            \
         enum { V = 64 / sizeof(T) };                                                    \
         tg_fl_v##S a[NT][NC];                                                           \
-        Py_ssize_t m, f, q, v;                                                          \
+        Py_ssize_t m, r, f, q, v;                                                       \
         _Pragma("GCC unroll 16") for (q = 0; q < NT; q++)                               \
             _Pragma("GCC unroll 4") for (v = 0; v < NC; v++) a[q][v] = (tg_fl_v##S){0};  \
-        for (m = 0; m < nimg; m++) {                                                    \
-            const T* xb = xq + m * xs;                                                  \
-            const T* gb = gt + m * gs;                                                  \
-            for (f = 0; f < nf; f++) {                                                  \
+        for (m = 0; m < nimg; m++)                                                      \
+          for (r = 0; r < nr; r++) {                                                    \
+            const T* xb = xq + m * xs + r * wq;                                         \
+            const T* gb = gt + m * gs + r * wq * op;                                    \
+            for (f = 0; f < wo; f++) {                                                  \
                 tg_fl_v##S gv[NC];                                                      \
                 _Pragma("GCC unroll 4") for (v = 0; v < NC; v++)                        \
                     gv[v] = *(const tg_fl_v##S*)(gb + f * op + v * V);                  \
@@ -348,29 +353,29 @@ cdef extern from *:
     TG_CW_TILE(double, d, 4, 6)
     """
     void tg_cw_tile_f1(const float* xq, Py_ssize_t xs, const float* gt, Py_ssize_t gs,
-                       Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nf, const Py_ssize_t* offs,
-                       float* acc) noexcept nogil
+                       Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq,
+                       Py_ssize_t wo, const Py_ssize_t* offs, float* acc) noexcept nogil
     void tg_cw_tile_f2(const float* xq, Py_ssize_t xs, const float* gt, Py_ssize_t gs,
-                       Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nf, const Py_ssize_t* offs,
-                       float* acc) noexcept nogil
+                       Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq,
+                       Py_ssize_t wo, const Py_ssize_t* offs, float* acc) noexcept nogil
     void tg_cw_tile_f3(const float* xq, Py_ssize_t xs, const float* gt, Py_ssize_t gs,
-                       Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nf, const Py_ssize_t* offs,
-                       float* acc) noexcept nogil
+                       Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq,
+                       Py_ssize_t wo, const Py_ssize_t* offs, float* acc) noexcept nogil
     void tg_cw_tile_f4(const float* xq, Py_ssize_t xs, const float* gt, Py_ssize_t gs,
-                       Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nf, const Py_ssize_t* offs,
-                       float* acc) noexcept nogil
+                       Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq,
+                       Py_ssize_t wo, const Py_ssize_t* offs, float* acc) noexcept nogil
     void tg_cw_tile_d1(const double* xq, Py_ssize_t xs, const double* gt, Py_ssize_t gs,
-                       Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nf, const Py_ssize_t* offs,
-                       double* acc) noexcept nogil
+                       Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq,
+                       Py_ssize_t wo, const Py_ssize_t* offs, double* acc) noexcept nogil
     void tg_cw_tile_d2(const double* xq, Py_ssize_t xs, const double* gt, Py_ssize_t gs,
-                       Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nf, const Py_ssize_t* offs,
-                       double* acc) noexcept nogil
+                       Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq,
+                       Py_ssize_t wo, const Py_ssize_t* offs, double* acc) noexcept nogil
     void tg_cw_tile_d3(const double* xq, Py_ssize_t xs, const double* gt, Py_ssize_t gs,
-                       Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nf, const Py_ssize_t* offs,
-                       double* acc) noexcept nogil
+                       Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq,
+                       Py_ssize_t wo, const Py_ssize_t* offs, double* acc) noexcept nogil
     void tg_cw_tile_d4(const double* xq, Py_ssize_t xs, const double* gt, Py_ssize_t gs,
-                       Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nf, const Py_ssize_t* offs,
-                       double* acc) noexcept nogil
+                       Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq,
+                       Py_ssize_t wo, const Py_ssize_t* offs, double* acc) noexcept nogil
 
 
 # dst[v] = src[v] + bv for v < n (and dst[2 * v], the input gradient's stride-2 rows): with
@@ -875,26 +880,27 @@ def wgrad_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
 
 
 cdef inline void _cw_tile(const real* xq, Py_ssize_t xs, const real* gt, Py_ssize_t gs,
-                          Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nf,
-                          const Py_ssize_t* offs, real* acc, Py_ssize_t nc) noexcept nogil:
+                          Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq,
+                          Py_ssize_t wo, const Py_ssize_t* offs, real* acc,
+                          Py_ssize_t nc) noexcept nogil:
     if real is float:
         if nc == 1:
-            tg_cw_tile_f1(xq, xs, gt, gs, op, nimg, nf, offs, acc)
+            tg_cw_tile_f1(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc)
         elif nc == 2:
-            tg_cw_tile_f2(xq, xs, gt, gs, op, nimg, nf, offs, acc)
+            tg_cw_tile_f2(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc)
         elif nc == 3:
-            tg_cw_tile_f3(xq, xs, gt, gs, op, nimg, nf, offs, acc)
+            tg_cw_tile_f3(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc)
         else:
-            tg_cw_tile_f4(xq, xs, gt, gs, op, nimg, nf, offs, acc)
+            tg_cw_tile_f4(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc)
     else:
         if nc == 1:
-            tg_cw_tile_d1(xq, xs, gt, gs, op, nimg, nf, offs, acc)
+            tg_cw_tile_d1(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc)
         elif nc == 2:
-            tg_cw_tile_d2(xq, xs, gt, gs, op, nimg, nf, offs, acc)
+            tg_cw_tile_d2(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc)
         elif nc == 3:
-            tg_cw_tile_d3(xq, xs, gt, gs, op, nimg, nf, offs, acc)
+            tg_cw_tile_d3(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc)
         else:
-            tg_cw_tile_d4(xq, xs, gt, gs, op, nimg, nf, offs, acc)
+            tg_cw_tile_d4(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc)
 
 
 def wgrad_cl_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
@@ -968,7 +974,7 @@ def wgrad_cl_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
                     ntq = 8 if nc == 1 else 12 if nc == 2 else 8 if nc == 3 else 6
                     t0 = 0
                     while t0 < tp:
-                        _cw_tile(xq, xs, gt + oc0, gs, op, nb, nfp, &offs[t0],
+                        _cw_tile(xq, xs, gt + oc0, gs, op, nb, ho, wq, wo, &offs[t0],
                                  sk + t0 * op + oc0, nc)
                         t0 = t0 + ntq
                     oc0 = oc0 + nc * lanes
@@ -1000,10 +1006,11 @@ def _wgrad_chunks(n, wb):
 
 # The weight gradient with channel-lane tiles from this many output channels on (see
 # wgrad_cl_threads): ahead of the position-lane tiles on the 32- and 48-channel layers, and
-# of im2col-cython's weight gradient from 64 positions (resnet8's 8x8 32->64 layer), at 1
-# and 2 threads (benchmarks/results/strided-conv.md).
+# of im2col-cython's weight gradient from 56 positions (resnet8's 8x8 32->64 layer,
+# conv_autoencoder's 7x7 16->32 layer), at 1 and 2 threads
+# (benchmarks/results/strided-conv.md).
 _CL_WGRAD_MIN_OUT = 32
-_CL_WGRAD_MIN_POSITIONS = 64
+_CL_WGRAD_MIN_POSITIONS = 56
 
 
 def _weight_grad(gy, x, w_shape, int s, int ph, int pw):
@@ -1017,9 +1024,7 @@ def _weight_grad(gy, x, w_shape, int s, int ph, int pw):
     # the channel-lane tiles take 6, 8 or 12 taps at a time
     tp = -(-t // 24) * 24 if cl else -(-t // _WT) * _WT
     op = _lanes_op(o, x.dtype, True) if cl else -(-o // _WO) * _WO
-    ci, i, j = np.meshgrid(np.arange(c), np.arange(kh), np.arange(kw), indexing="ij")
-    offs = np.zeros(tp, dtype=np.intp)
-    offs[:t] = ((((ci * s + i % s) * s + j % s) * hq + i // s) * wq + j // s).reshape(-1)
+    offs = _tap_offsets(c, kh, kw, s, hq, wq, tp)
     slack = nfp + wq + 2 * _WV
     nt = max(1, min(_team_size(n * o * ho * wo * t), n))
     xs = c * s * s * hq * wq + slack
@@ -1060,6 +1065,63 @@ def _weight_grad(gy, x, w_shape, int s, int ph, int pw):
     return np.ascontiguousarray(gw.reshape(op, tp)[:o, :t]).reshape(o, c, kh, kw)
 
 
+# The tables below depend on the shapes alone: built once per shape (a few numpy calls
+# each, which on small layers cost as much as the convolution of several images), and
+# handed out read-only.
+@lru_cache(maxsize=128)
+def _tap_offsets(int c, int kh, int kw, int s, int hq, int wq, int tp):
+    """offs[t] for the taps t = (ci, i, j) in order: the offset of tap t's phase plane
+    element for output position 0 (``tp`` entries, zeros past the taps)."""
+    ci, i, j = np.meshgrid(np.arange(c), np.arange(kh), np.arange(kw), indexing="ij")
+    offs = np.zeros(max(tp, c * kh * kw), dtype=np.intp)
+    offs[:c * kh * kw] = ((((ci * s + i % s) * s + j % s) * hq + i // s) * wq
+                          + j // s).reshape(-1)
+    offs.flags.writeable = False
+    return offs
+
+
+@lru_cache(maxsize=128)
+def _input_grad_tables(int o, int h, int wd, int kh, int kw, int s, int ph, int pw, int ho,
+                       int wo):
+    """The input gradient's per-phase taps: (hq, wq, pt, pl, offs, rows, jobs, ntap), rows[k]
+    the row of w.transpose(0, 2, 3, 1).reshape(o * kh * kw, c) holding tap k's weights."""
+    # input phase (py, px): rows ih = a * s + py take the taps i = (py + ph) mod s, each
+    # from output row a + (py + ph - i) // s (exact); the same for columns
+    dlo_i, dhi_i = (ph - kh + 1) // s, (s - 1 + ph) // s
+    dlo_j, dhi_j = (pw - kw + 1) // s, (s - 1 + pw) // s
+    pt, pl = max(0, -dlo_i), max(0, -dlo_j)
+    na0, nb0 = -(-h // s), -(-wd // s)
+    hq = pt + max(ho, na0 + dhi_i)
+    wq = pl + max(wo, nb0 + dhi_j)
+    offs, rows, jobs = [], [], []
+    ntap = 0
+    oc = np.arange(o)[:, None, None]
+    for py in range(s):
+        na = -(-(h - py) // s)
+        ti = np.array([i for i in range(kh) if (py + ph - i) % s == 0], dtype=np.intp)
+        for px in range(s):
+            nb = -(-(wd - px) // s)
+            tj = np.array([j for j in range(kw) if (px + pw - j) % s == 0], dtype=np.intp)
+            k = o * ti.size * tj.size
+            if k:
+                off = ((oc * hq + (py + ph - ti[None, :, None]) // s + pt) * wq
+                       + (px + pw - tj[None, None, :]) // s + pl)
+                offs.append(off.reshape(-1))
+                rows.append(((oc * kh + ti[None, :, None]) * kw
+                             + tj[None, None, :]).reshape(-1))
+            if na > 0 and nb > 0:
+                jobs.append([ntap, k, py * wd + px, s * wd, s, na, nb])
+            ntap += k
+    # one spare row, so that a job without taps still points inside the tables
+    offs.append(np.zeros(1, dtype=np.intp))
+    offs = np.concatenate(offs).astype(np.intp)
+    rows = (np.concatenate(rows).astype(np.intp) if rows else np.zeros(0, dtype=np.intp))
+    jobs = np.array(jobs, dtype=np.intp)
+    for a in (offs, rows, jobs):
+        a.flags.writeable = False
+    return hq, wq, pt, pl, offs, rows, jobs, ntap
+
+
 def applies(w_shape, stride, dilation, groups) -> bool:
     """One group, dilation 1, equal strides of 1 to 3."""
     return (groups == 1 and tuple(dilation) == (1, 1) and stride[0] == stride[1]
@@ -1091,7 +1153,8 @@ def _run(x, y, b, offs, wts, jobs, int s, int ph, int pw, int hq, int wq, int op
     n, c = x.shape[:2]
     if cl:
         vw = _VW  # the channel-lane tiles' positions per job: a multiple of _VW
-    slack = -(-(max(int(j[5]) for j in jobs) * wq) // vw) * vw + vw
+    rmax = int(jobs[:, 5].max())
+    slack = -(-(rmax * wq) // vw) * vw + vw
     nt = max(1, min(_team_size(macs), n))
     memory.check_fits("conv2d (flat)", {
         "phase planes": nt * (c * s * s * hq * wq + slack) * x.itemsize,
@@ -1100,7 +1163,7 @@ def _run(x, y, b, offs, wts, jobs, int s, int ph, int pw, int hq, int wq, int op
     buf = workspace("flat-planes", (nt, c * s * s * hq * wq + slack), x.dtype)
     # each thread's tile outputs for one job (op rows of the job's flat positions rounded
     # up to whole tiles), 64-byte aligned and one cache line apart between threads
-    ntf = max(-(-(int(j[5]) * wq) // vw) for j in jobs)
+    ntf = -(-(rmax * wq) // vw)
     per = 2 * (op * ntf * vw + 16)  # two jobs' outputs (a pair of column phases)
     memory.check_fits("conv2d (flat)", {"tile outputs": nt * per * x.itemsize})
     accs = workspace("flat-accs", (nt * per + 16,), x.dtype)
@@ -1122,10 +1185,11 @@ def _run(x, y, b, offs, wts, jobs, int s, int ph, int pw, int hq, int wq, int op
 
 # Channel-lane tiles (see _tiles_cl) for the forward from this many output channels on and
 # for the input gradient from this many input channels on: they led the position-lane
-# tiles there (5x5 stride-2 32->48, resnet8's 32->64; benchmarks/results/strided-conv.md);
-# with 32 output channels the forward ran level, and with 16 input channels (one vector)
-# the input gradient's short per-phase reductions ran slower.
-_CL_MIN_OUT = 33
+# tiles there (5x5 stride-2 32->48, resnet8's 32->64, and with 32 output channels most on
+# small outputs: conv_autoencoder's 7x7 16->32 layer; benchmarks/results/strided-conv.md);
+# with 16 input channels (one vector) the input gradient's short per-phase reductions ran
+# slower.
+_CL_MIN_OUT = 32
 _CL_MIN_IN = 32
 
 
@@ -1138,58 +1202,29 @@ def _conv(x, w, b, int s, int ph, int pw, bint relu=False):
     op = _lanes_op(o, x.dtype, cl)
     wts = _aligned_zeros((c, kh, kw, op), x.dtype)
     wts[..., :o] = w.transpose(1, 2, 3, 0)
-    ci, i, j = np.meshgrid(np.arange(c), np.arange(kh), np.arange(kw), indexing="ij")
-    offs = ((((ci * s + i % s) * s + j % s) * hq + i // s) * wq + j // s).astype(np.intp)
+    offs = _tap_offsets(c, kh, kw, s, hq, wq, 0)
     jobs = np.array([[0, c * kh * kw, 0, wo, 1, ho, wo]], dtype=np.intp)
     y = np.empty((n, o, ho, wo), dtype=x.dtype)
     if relu:
         memory.check_fits("conv2d (flat)", {"ReLU mask": y.size})
     mask = np.empty(y.shape, np.uint8) if relu else None
-    _run(x, y, b, offs.reshape(-1), wts, jobs, s, ph, pw, hq, wq, op,
+    _run(x, y, b, offs, wts, jobs, s, ph, pw, hq, wq, op,
          n * o * ho * wo * c * kh * kw, _VW, mask, cl)
     return (y, mask) if relu else y
 
 
 def _input_grad(gy, w, x_shape, int s, int ph, int pw):
-    # input phase (py, px): rows ih = a * s + py take the taps i = (py + ph) mod s, each
-    # from output row a + (py + ph - i) // s (exact); the same for columns
     n, c, h, wd = x_shape
     o, _, kh, kw = w.shape
     ho, wo = gy.shape[2:]
-    dlo_i, dhi_i = (ph - kh + 1) // s, (s - 1 + ph) // s
-    dlo_j, dhi_j = (pw - kw + 1) // s, (s - 1 + pw) // s
-    pt, pl = max(0, -dlo_i), max(0, -dlo_j)
-    na0, nb0 = -(-h // s), -(-wd // s)
-    hq = pt + max(ho, na0 + dhi_i)
-    wq = pl + max(wo, nb0 + dhi_j)
+    hq, wq, pt, pl, offs, rows, jobs, ntap = _input_grad_tables(o, h, wd, kh, kw, s, ph, pw,
+                                                                ho, wo)
     cl = c >= _CL_MIN_IN
     cp = _lanes_op(c, gy.dtype, cl)
-    offs, wts, jobs = [], [], []
-    ntap = 0
-    oc = np.arange(o)[:, None, None]
-    for py in range(s):
-        na = -(-(h - py) // s)
-        ti = np.array([i for i in range(kh) if (py + ph - i) % s == 0], dtype=np.intp)
-        for px in range(s):
-            nb = -(-(wd - px) // s)
-            tj = np.array([j for j in range(kw) if (px + pw - j) % s == 0], dtype=np.intp)
-            k = o * ti.size * tj.size
-            if k:
-                off = ((oc * hq + (py + ph - ti[None, :, None]) // s + pt) * wq
-                       + (px + pw - tj[None, None, :]) // s + pl)
-                offs.append(off.reshape(-1))
-                wts.append(w[:, :, ti][:, :, :, tj].transpose(0, 2, 3, 1).reshape(k, c))
-            if na > 0 and nb > 0:
-                jobs.append([ntap, k, py * wd + px, s * wd, s, na, nb])
-            ntap += k
-    # one spare row, so that a job without taps still points inside the tables
-    offs.append(np.zeros(1, dtype=np.intp))
-    wts.append(np.zeros((1, c), dtype=gy.dtype))
     wtab = _aligned_zeros((ntap + 1, cp), gy.dtype)
-    wtab[:, :c] = np.concatenate(wts)
+    wtab[:ntap, :c] = w.transpose(0, 2, 3, 1).reshape(o * kh * kw, c)[rows]
     gx = np.empty(x_shape, dtype=gy.dtype)
-    offs = np.concatenate(offs).astype(np.intp)
-    return _run(gy, gx, None, offs, wtab, np.array(jobs, dtype=np.intp), 1, pt, pl, hq, wq,
+    return _run(gy, gx, None, offs, wtab, jobs, 1, pt, pl, hq, wq,
                 cp, n * c * ho * wo * o * kh * kw, _VX, None, cl)
 
 

@@ -87,6 +87,9 @@ def test_flat_channel_lane_tiles_match_reference(case, team, need):
         (1, 40, 70, 15, 13, 3, 2, 0),  # a block of four vectors and one of one, partial
         (3, 33, 36, 11, 17, 5, 3, 1),  # three vectors (36 channels), stride 3
         (1, 48, 40, 9, 10, 3, 2, 2),  # the input gradient with three vectors
+        (1, 16, 32, 14, 14, 3, 2, 1),  # 7x7 outputs, two vectors (conv_autoencoder's layer)
+        (3, 20, 40, 13, 15, 3, 2, 0),  # 6x7 outputs, 40 channels (a partial vector)
+        (2, 12, 32, 16, 16, 3, 2, 1),  # 8x8 outputs, reduction not a multiple of the taps
     ],
 )
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -265,9 +268,10 @@ def test_flat_not_applicable(w_shape, stride, dilation, groups):
 
 
 def test_auto_rule_puts_flat_first_for_strided_layers(monkeypatch):
-    """resnet8's 16->32 and 32->64 (8x8 outputs) stride-2 3x3 layers and the 5x5
-    stride-2 layer: flat-cython first; stride 1, 1x1 kernels, one input channel, 8x8
-    outputs with 32 output channels and 4x4 outputs: not first."""
+    """resnet8's 16->32 and 32->64 (8x8 outputs) stride-2 3x3 layers, conv_autoencoder's
+    7x7 16->32 layer, 8x8 outputs with 32 output channels and the 5x5 stride-2 layer:
+    flat-cython first; stride 1, 1x1 kernels, one input channel, 8x8 outputs with 16 output
+    channels, 6x6 outputs and 4x4 outputs: not first."""
     from tapegrad.kernels import conv
 
     monkeypatch.setattr(conv._threads, "get_num_threads", lambda: 1)
@@ -275,6 +279,8 @@ def test_auto_rule_puts_flat_first_for_strided_layers(monkeypatch):
         ((64, 16, 32, 32), (32, 16, 3, 3), 1),
         ((16, 32, 28, 28), (48, 32, 5, 5), 2),
         ((64, 32, 16, 16), (64, 32, 3, 3), 1),
+        ((64, 16, 14, 14), (32, 16, 3, 3), 1),
+        ((64, 32, 16, 16), (32, 32, 3, 3), 1),
     ]:
         call = Conv2dCall(x_shape, w_shape, (2, 2), (p, p), (1, 1), 1, "<f4")
         assert _conv2d_rule(call)[0] == NAME
@@ -282,7 +288,8 @@ def test_auto_rule_puts_flat_first_for_strided_layers(monkeypatch):
         ((64, 16, 32, 32), (16, 16, 3, 3), 1),
         ((64, 16, 32, 32), (32, 16, 1, 1), 2),
         ((64, 1, 32, 32), (16, 1, 3, 3), 2),
-        ((64, 32, 16, 16), (32, 32, 3, 3), 2),
+        ((64, 32, 16, 16), (16, 32, 3, 3), 2),
+        ((64, 32, 12, 12), (32, 32, 3, 3), 2),
         ((64, 32, 8, 8), (64, 32, 3, 3), 2),
     ]:
         call = Conv2dCall(x_shape, w_shape, (s, s), (1, 1), (1, 1), 1, "<f4")
@@ -293,9 +300,10 @@ def test_auto_rule_puts_flat_first_for_strided_layers(monkeypatch):
 def test_auto_rule_puts_flat_first_for_strided_layers_at_teams(monkeypatch, team):
     """At more than one thread as at one: flat-cython first on the strided layers with
     short reductions (resnet8's and conv_autoencoder's 16->32 3x3 layers, 144) as on the
-    longer ones (the 5x5 32->48 layer, a 64->64 3x3 layer) and on 8x8 outputs with 64
-    output channels (resnet8's 32->64 stride-2 layer), im2col-cython second; 8x8 outputs
-    with 32 output channels keep im2col-cython first."""
+    longer ones (the 5x5 32->48 layer, a 64->64 3x3 layer), on 8x8 outputs with 64
+    output channels (resnet8's 32->64 stride-2 layer) and on 7x7 outputs with 32
+    (conv_autoencoder's 16->32 layer), im2col-cython second; 8x8 outputs with 16 output
+    channels keep im2col-cython first."""
     from tapegrad.kernels import conv
 
     monkeypatch.setattr(conv._threads, "get_num_threads", lambda: team)
@@ -307,10 +315,11 @@ def test_auto_rule_puts_flat_first_for_strided_layers_at_teams(monkeypatch, team
         ((32, 64, 32, 32), (64, 64, 3, 3), 1),
         ((8, 32, 30, 30), (16, 32, 3, 3), 1),
         ((64, 32, 16, 16), (64, 32, 3, 3), 1),
+        ((64, 16, 14, 14), (32, 16, 3, 3), 1),
     ]:
         call = Conv2dCall(x_shape, w_shape, (2, 2), (p, p), (1, 1), 1, "<f4")
         assert _conv2d_rule(call)[:2] == [NAME, "im2col-cython"]
-    call = Conv2dCall((64, 32, 16, 16), (32, 32, 3, 3), (2, 2), (1, 1), (1, 1), 1, "<f4")
+    call = Conv2dCall((64, 32, 16, 16), (16, 32, 3, 3), (2, 2), (1, 1), (1, 1), 1, "<f4")
     assert _conv2d_rule(call)[0] == "im2col-cython"
 
 
