@@ -2,9 +2,10 @@
 with ``--before``, flat-cython built from another commit), alternated call by call.
 
 The layers: resnet8's stride-2 3x3 layers (16->32 on 32x32, 32->64 on 16x16),
-conv_autoencoder's 16->32 3x3 on 28x28 and the 5x5 stride-2 32->48 layer of the
-convolution targets. Per layer, thread count and variant: the forward, the input gradient
-and the weight gradient each alone, median ms of ``--repeats`` calls [quartiles], GFLOP/s
+a 16->32 3x3 on 28x28, the 5x5 stride-2 32->48 layer of the convolution targets,
+conv_autoencoder's 16->32 3x3 on 14x14 (7x7 outputs) and a 32->32 3x3 on 16x16. Per
+layer, thread count and variant: the forward, the input gradient and the weight gradient
+each alone, median ms of ``--repeats`` calls [quartiles], GFLOP/s
 and its share of ``np.matmul``'s float32 2048^3 rate at that thread count (measured at the
 start). float32. Then conv2d_relu's forward on the 16->32 layers: the forward and the
 ``bias_relu`` epilogue apart, against the variants' ``forward_relu``.
@@ -32,6 +33,8 @@ LAYERS = [
     ("resnet8 3x3 s2 N=64 32->64 16x16", 64, 32, 64, 16, 3, 1),
     ("conv2d 3x3 s2 N=64 16->32 28x28 (conv_autoencoder channels)", 64, 16, 32, 28, 3, 1),
     ("conv2d 5x5 s2 N=16 32->48 28x28", 16, 32, 48, 28, 5, 2),
+    ("conv_autoencoder 3x3 s2 N=64 16->32 14x14", 64, 16, 32, 14, 3, 1),
+    ("conv2d 3x3 s2 N=64 32->32 16x16", 64, 32, 32, 16, 3, 1),
 ]
 
 
