@@ -284,6 +284,60 @@ cdef extern from *:
     }
     TG_CL_BACK(float, f, int, TG_CL_LANES16)
     TG_CL_BACK(double, d, long long, TG_CL_LANES8)
+
+    /* the weight gradient's transposed output gradient straight from gy's rows:
+       gt[(a * wq + b) * op + k] = g[(k * ho + a) * wo + b] for a < ho, b < wo, k < op (zero
+       for k >= o); positions past a row's end are not written (the tile skips them). With
+       AVX-512, blocks of V channels x V columns of one row: masked row loads, the
+       transpose's shuffle stages, aligned stores (op a multiple of V, gt 64-byte aligned). */
+    #if defined(__AVX512F__)
+    #define TG_CL_GATHER(T, S, MASK, LOAD)                                              \
+    static inline void tg_cl_gather_##S(const T* g, Py_ssize_t o, Py_ssize_t ho,        \
+            Py_ssize_t wo, Py_ssize_t wq, Py_ssize_t op, T* gt) {                       \
+        enum { V = 64 / sizeof(T) };                                                    \
+        tg_fl_v##S t[V];                                                                \
+        Py_ssize_t k0, a, b0, r, nk, nb;                                                \
+        for (k0 = 0; k0 < op; k0 += V) {                                                \
+            nk = o - k0 < 0 ? 0 : o - k0 < V ? o - k0 : V;                              \
+            for (a = 0; a < ho; a++)                                                    \
+                for (b0 = 0; b0 < wo; b0 += V) {                                        \
+                    nb = wo - b0 < V ? wo - b0 : V;                                     \
+                    _Pragma("GCC unroll 16") for (r = 0; r < V; r++)                    \
+                        t[r] = r < nk ? (tg_fl_v##S)LOAD(MASK(nb),                      \
+                                            g + ((k0 + r) * ho + a) * wo + b0)          \
+                                      : (tg_fl_v##S){0};                                \
+                    if (V > 8)                                                          \
+                        tg_cl_stage_##S(t, 8, (tg_cl_i##S)TG_CL_LANES(S, TG_CL_LO, 8),  \
+                                        (tg_cl_i##S)TG_CL_LANES(S, TG_CL_HI, 8));       \
+                    tg_cl_stage_##S(t, 4, (tg_cl_i##S)TG_CL_LANES(S, TG_CL_LO, 4),      \
+                                    (tg_cl_i##S)TG_CL_LANES(S, TG_CL_HI, 4));           \
+                    tg_cl_stage_##S(t, 2, (tg_cl_i##S)TG_CL_LANES(S, TG_CL_LO, 2),      \
+                                    (tg_cl_i##S)TG_CL_LANES(S, TG_CL_HI, 2));           \
+                    tg_cl_stage_##S(t, 1, (tg_cl_i##S)TG_CL_LANES(S, TG_CL_LO, 1),      \
+                                    (tg_cl_i##S)TG_CL_LANES(S, TG_CL_HI, 1));           \
+                    for (r = 0; r < nb; r++)                                            \
+                        *(tg_fl_v##S*)(gt + (a * wq + b0 + r) * op + k0) = t[r];        \
+                }                                                                       \
+        }                                                                               \
+    }
+    #define TG_CL_LANES(S, M, s) TG_CL_LANES_##S(M, s)
+    #define TG_CL_LANES_f(M, s) TG_CL_LANES16(M, s)
+    #define TG_CL_LANES_d(M, s) TG_CL_LANES8(M, s)
+    TG_CL_GATHER(float, f, tg_m16, _mm512_maskz_loadu_ps)
+    TG_CL_GATHER(double, d, tg_m8, _mm512_maskz_loadu_pd)
+    #else
+    #define TG_CL_GATHER(T, S)                                                          \
+    static inline void tg_cl_gather_##S(const T* g, Py_ssize_t o, Py_ssize_t ho,        \
+            Py_ssize_t wo, Py_ssize_t wq, Py_ssize_t op, T* gt) {                       \
+        Py_ssize_t k, a, b;                                                             \
+        for (a = 0; a < ho; a++)                                                        \
+            for (b = 0; b < wo; b++)                                                    \
+                for (k = 0; k < op; k++)                                                \
+                    gt[(a * wq + b) * op + k] = k < o ? g[(k * ho + a) * wo + b] : 0;   \
+    }
+    TG_CL_GATHER(float, f)
+    TG_CL_GATHER(double, d)
+    #endif
     """
     void tg_cl_tile_f1(const float* xq, const Py_ssize_t* offs, Py_ssize_t nt,
                        const float* wt, Py_ssize_t op, float* tb, int add) noexcept nogil
@@ -305,6 +359,10 @@ cdef extern from *:
                       float* acc) noexcept nogil
     void tg_cl_back_d(const double* tb, Py_ssize_t op, Py_ssize_t o, Py_ssize_t ldo,
                       double* acc) noexcept nogil
+    void tg_cl_gather_f(const float* g, Py_ssize_t o, Py_ssize_t ho, Py_ssize_t wo,
+                        Py_ssize_t wq, Py_ssize_t op, float* gt) noexcept nogil
+    void tg_cl_gather_d(const double* g, Py_ssize_t o, Py_ssize_t ho, Py_ssize_t wo,
+                        Py_ssize_t wq, Py_ssize_t op, double* gt) noexcept nogil
 
 
 # The weight gradient's channel-lane tile: NC vectors of output channels x NT taps, one
@@ -904,13 +962,14 @@ cdef inline void _cw_tile(const real* xq, Py_ssize_t xs, const real* gt, Py_ssiz
 
 
 def wgrad_cl_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
-                     const Py_ssize_t[::1] offs, real[:, ::1] xbuf, real[:, ::1] gbuf,
+                     const Py_ssize_t[::1] offs, real[:, ::1] xbuf,
                      real[:, ::1] tbuf, real[:, ::1] gws, int s, int ph,
                      int pw, int hq, int wq, int op, int tp, int nfp, int slack, int wb,
                      int nt):
     """wgrad_threads' chunks and blocks with channel-lane tiles: each image's output
-    gradient rows (zeros past each row and the last position) transposed into
-    tbuf[thread] (position-major, op channels per position), then per block of output
+    gradient transposed from its rows into tbuf[thread] (position-major in rows of wq
+    positions, op channels per position; the positions past each row's end unwritten and
+    unread), then per block of output
     channel vectors (up to four) and taps (24 / nc at a time) one tile over the block's
     images and positions, its sums added to the thread's sums (tbuf[thread] past the
     transposed gradients: sums[tap * op + channel]); at the
@@ -920,18 +979,15 @@ def wgrad_cl_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
     cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
     cdef Py_ssize_t xs = c * s * s * hq * wq + slack, gs = op * nfp, nch = gws.shape[0]
     cdef Py_ssize_t lanes = 64 // sizeof(real)
-    cdef Py_ssize_t j, b0, b1, bb, step, m, nb, oc, r, q, oc0, nc, ntq, t0
+    cdef Py_ssize_t j, b0, b1, bb, step, m, nb, oc, q, oc0, nc, ntq, t0
     cdef int tid
     cdef real* xq
-    cdef real* gq
     cdef real* gt
-    cdef real* g
     cdef real* sk
     with nogil:
         for j in prange(nch, schedule="dynamic", chunksize=1, num_threads=nt):
             tid = openmp.omp_get_thread_num()
             xq = &xbuf[tid, 0]
-            gq = &gbuf[tid, 0]
             gt = &tbuf[tid, 0]
             sk = gt + wb * gs
             for m in range(op * tp):
@@ -948,24 +1004,11 @@ def wgrad_cl_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
                 for m in range(nb):
                     _planes(&x[bb + m, 0, 0, 0], xq + m * xs, c, h, w, s, ph, pw, hq, wq,
                             slack)
-                    for oc in range(op):
-                        g = gq + oc * nfp
-                        if oc >= o:  # padding channels: zero rows
-                            for q in range(nfp):
-                                g[q] = 0
-                            continue
-                        for r in range(ho):
-                            if real is float:
-                                tg_row_f(&gy[bb + m, oc, r, 0], 1, g + r * wq, 0, wo, wq, NULL)
-                            else:
-                                tg_row_d(&gy[bb + m, oc, r, 0], 1, g + r * wq, 0, wo, wq, NULL)
-                        for q in range(ho * wq, nfp):
-                            g[q] = 0
-                    # gt[f * op + oc] = g[oc * nfp + f]
+                    # gt[(a * wq + b) * op + oc] = gy[bb + m, oc, a, b] for b < wo
                     if real is float:
-                        tg_cl_back_f(gq, nfp, nfp, op, gt + m * gs)
+                        tg_cl_gather_f(&gy[bb + m, 0, 0, 0], o, ho, wo, wq, op, gt + m * gs)
                     else:
-                        tg_cl_back_d(gq, nfp, nfp, op, gt + m * gs)
+                        tg_cl_gather_d(&gy[bb + m, 0, 0, 0], o, ho, wo, wq, op, gt + m * gs)
                 oc0 = 0
                 while oc0 < op:
                     nc = (op - oc0) // lanes
@@ -1036,25 +1079,22 @@ def _weight_grad(gy, x, w_shape, int s, int ph, int pw):
     memory.check_fits("conv2d (flat weight gradient)", {
         "phase planes": nt * wb * xs * x.itemsize,
         "output gradient rows": nt * wb * op * nfp * x.itemsize,
-        "lane sums": nt * op * tp * 16,
+        "lane sums": 0 if cl else nt * op * tp * 16,
         "chunk sums": nc * op * tp * x.itemsize,
     })
     xbuf = workspace("flat-wg-planes", (nt, wb * xs), x.dtype)
-    # rows start on 64-byte boundaries (nfp is a multiple of 16 elements)
-    gbuf = workspace("flat-wg-rows", (nt * wb * op * nfp + _WV,), x.dtype)
-    skip = (-gbuf.ctypes.data % 64) // x.itemsize
-    gbuf = gbuf[skip:skip + nt * wb * op * nfp].reshape(nt, wb * op * nfp)
     gws = np.empty((nc, op * tp), dtype=x.dtype)
     if cl:
-        memory.check_fits("conv2d (flat weight gradient)", {
-            "transposed output gradient": nt * wb * op * nfp * x.itemsize,
-        })
         tbuf = workspace("flat-wg-cl", (nt * (wb * op * nfp + op * tp) + 16,), x.dtype)
         skip = (-tbuf.ctypes.data % 64) // x.itemsize
         tbuf = tbuf[skip:skip + nt * (wb * op * nfp + op * tp)].reshape(nt, -1)
-        wgrad_cl_threads(x, gy, offs, xbuf, gbuf, tbuf, gws, s, ph, pw, hq, wq, op, tp, nfp,
+        wgrad_cl_threads(x, gy, offs, xbuf, tbuf, gws, s, ph, pw, hq, wq, op, tp, nfp,
                          slack, wb, nt)
     else:
+        # rows start on 64-byte boundaries (nfp is a multiple of 16 elements)
+        gbuf = workspace("flat-wg-rows", (nt * wb * op * nfp + _WV,), x.dtype)
+        skip = (-gbuf.ctypes.data % 64) // x.itemsize
+        gbuf = gbuf[skip:skip + nt * wb * op * nfp].reshape(nt, wb * op * nfp)
         lanes = workspace("flat-wg-lanes", (nt, op * tp * 16 // x.itemsize), x.dtype)
         wgrad_threads(x, gy, offs, xbuf, gbuf, lanes, gws, s, ph, pw, hq, wq, op, tp, nfp,
                       slack, wb, nt)

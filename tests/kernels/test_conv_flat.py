@@ -90,6 +90,7 @@ def test_flat_channel_lane_tiles_match_reference(case, team, need):
         (1, 16, 32, 14, 14, 3, 2, 1),  # 7x7 outputs, two vectors (conv_autoencoder's layer)
         (3, 20, 40, 13, 15, 3, 2, 0),  # 6x7 outputs, 40 channels (a partial vector)
         (2, 12, 32, 16, 16, 3, 2, 1),  # 8x8 outputs, reduction not a multiple of the taps
+        (2, 8, 40, 9, 41, 3, 2, 1),  # 21 output columns: two column blocks per row
     ],
 )
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
