@@ -62,6 +62,21 @@ cdef inline void _scatter(const real* src, real* gxb, Py_ssize_t c, Py_ssize_t h
                 d[ow * sw] = s[ow]
 
 
+cdef inline void _scatter_add(const real* src, real* gxb, Py_ssize_t c, Py_ssize_t h,
+                              Py_ssize_t w, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ho,
+                              Py_ssize_t wo) noexcept nogil:
+    # gxb[ci, oh * sh, ow * sw] += src[ci, oh, ow]; the other pixels are left as they are
+    cdef Py_ssize_t ci, oh, ow
+    cdef const real* s
+    cdef real* d
+    for ci in range(c):
+        for oh in range(ho):
+            s = src + (ci * ho + oh) * wo
+            d = gxb + (ci * h + oh * sh) * w
+            for ow in range(wo):
+                d[ow * sw] = d[ow * sw] + s[ow]
+
+
 def forward_threads(const real[:, :, :, ::1] x, const real[:, ::1] w2, const real[::1] bias,
                     bint has_bias, real[:, :, :, ::1] y, real[:, ::1] buf, int sh, int sw,
                     size_t gemm, int nt):
@@ -95,8 +110,10 @@ def forward_threads(const real[:, :, :, ::1] x, const real[:, ::1] w2, const rea
 def backward_threads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                      const real[:, ::1] w2, real[:, :, :, ::1] gx, real[:, :, ::1] parts,
                      real[:, ::1] buf, bint need_x, bint need_w, int sh, int sw, size_t gemm,
-                     int nt):
-    """gx[b] = scatter(w2.T @ gy[b]); parts[thread] += gy[b] @ x[b][:, ::sh, ::sw].T."""
+                     int nt, bint accumulate=False):
+    """gx[b] = scatter(w2.T @ gy[b]); parts[thread] += gy[b] @ x[b][:, ::sh, ::sw].T.
+    With ``accumulate``, gx holds a gradient already and the input gradient is added to
+    it (the GEMM's beta = 1, or an add at the sampled pixels only when strided)."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
     cdef Py_ssize_t p = ho * wo, b
@@ -118,10 +135,13 @@ def backward_threads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                 if strided:
                     _gemm(gemm, True, False, c, p, o, &w2[0, 0], c, &gy[b, 0, 0, 0], p, 0,
                           &buf[tid, 0], p)
-                    _scatter(&buf[tid, 0], &gx[b, 0, 0, 0], c, h, w, sh, sw, ho, wo)
+                    if accumulate:
+                        _scatter_add(&buf[tid, 0], &gx[b, 0, 0, 0], c, h, w, sh, sw, ho, wo)
+                    else:
+                        _scatter(&buf[tid, 0], &gx[b, 0, 0, 0], c, h, w, sh, sw, ho, wo)
                 else:
-                    _gemm(gemm, True, False, c, p, o, &w2[0, 0], c, &gy[b, 0, 0, 0], p, 0,
-                          &gx[b, 0, 0, 0], p)
+                    _gemm(gemm, True, False, c, p, o, &w2[0, 0], c, &gy[b, 0, 0, 0], p,
+                          1 if accumulate else 0, &gx[b, 0, 0, 0], p)
 
 
 def applies(w_shape, padding, dilation, groups) -> bool:
@@ -165,29 +185,47 @@ def forward(x, w, b, stride, padding, dilation, groups):
 
 
 def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
+    return _backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w, None)
+
+
+def backward_accumulate(gy, x, w, stride, padding, dilation, groups, need_w, acc):
+    """``backward`` with the input gradient added into ``acc`` (x's shape and dtype, C-
+    contiguous, writable: a gradient the tape already holds for x) instead of a new
+    array: ``(acc, gw)``. Strided calls add only at the sampled pixels, so the zeros of
+    a strided 1x1 call's input gradient are never written or read again."""
+    return _backward(gy, x, w, stride, padding, dilation, groups, True, need_w, acc)
+
+
+def _backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w, acc):
     n, c, h, wd = x.shape
     o = w.shape[0]
     ho, wo = gy.shape[2:]
     sh, sw = int(stride[0]), int(stride[1])
     gemm = _gemm_for(x, w, gy.size) if applies(w.shape, padding, dilation, groups) else None
     if gemm is None or not (need_x or need_w) or gy.dtype != x.dtype:
-        return _fallback.backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w)
+        gx, gw = _fallback.backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w)
+        if acc is not None:
+            gx = np.add(acc, gx, out=acc)
+        return gx, gw
     strided = (sh, sw) != (1, 1)
     nt = _team_size(n * o * ho * wo * c)
     memory.check_fits("conv2d (pointwise) backward", {
         "sampled pixels": nt * c * ho * wo * x.itemsize if strided else 0,
-        "input gradient": x.nbytes if need_x else 0,
+        "input gradient": x.nbytes if need_x and acc is None else 0,
         "weight gradient": (nt + 1) * w.nbytes if need_w else 0,
     })
     gy = np.ascontiguousarray(gy)
-    gx = np.empty_like(x) if need_x else np.empty((1, 1, 1, 1), dtype=x.dtype)
+    if acc is not None:
+        gx = acc
+    else:
+        gx = np.empty_like(x) if need_x else np.empty((1, 1, 1, 1), dtype=x.dtype)
     parts = (np.zeros((nt, o, c), dtype=x.dtype) if need_w
              else np.empty((1, 1, 1), dtype=x.dtype))
     buf = (workspace("pointwise-t", (nt, c * ho * wo), x.dtype) if strided
            else np.empty((1, 1), dtype=x.dtype))
     with cblas.single_threaded():
         backward_threads(gy, x, w.reshape(o, c), gx, parts, buf, need_x, need_w, sh, sw, gemm,
-                         nt)
+                         nt, acc is not None)
     gw = None
     if need_w:
         gw2 = parts[0]

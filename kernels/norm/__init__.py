@@ -24,6 +24,10 @@ Variant interface (float32/float64, C-contiguous, validated by ``tapegrad.ops.no
     The two ``bn_relu_*`` functions are optional for a user's variant: without them
     ``batch_norm_relu`` runs ``bn_forward_train``/``bn_backward`` and the ``bias_relu``
     epilogue around them.
+    BN_BACKWARD_ADDS = True (optional): both backward functions take a last argument
+    ``acc`` (None, or an array of x's shape and dtype) and return gx + acc: the gradient
+    the tape already holds for x (a residual block's skip) added as gx is written, instead
+    of in a separate pass (``tapegrad.autograd.pending_grad``).
     row_forward(x, w, b, eps) -> (y, mean, invstd)
         x (R, K): statistics per row; w, b (P, K) of x's dtype or None; row r uses affine row
         r % P (layer norm P = 1; group norm P = groups, weights expanded over the group).
@@ -84,9 +88,17 @@ class BatchNormTrainCall(KernelCall):
         """(y, mean, invstd, var)"""
         return mod.bn_forward_train(x3, w, b, eps, self.normalize_variance)
 
-    def backward(self, mod: ModuleType, gy, x3, mean, invstd, w) -> Any:
-        """(gx, gw, gb)"""
-        return mod.bn_backward(gy, x3, mean, invstd, w, self.normalize_variance)
+    def backward(self, mod: ModuleType, gy, x3, mean, invstd, w, acc=None) -> Any:
+        """(gx, gw, gb); with ``acc`` (a variant that ``adds_into_gx``), gx + acc."""
+        if acc is None:
+            return mod.bn_backward(gy, x3, mean, invstd, w, self.normalize_variance)
+        return mod.bn_backward(gy, x3, mean, invstd, w, self.normalize_variance, acc)
+
+    @staticmethod
+    def adds_into_gx(mod: ModuleType) -> bool:
+        """Whether variant ``mod``'s backward functions take ``acc`` (optional for a user's
+        variant: the op adds the tape's pending gradient itself otherwise)."""
+        return bool(getattr(mod, "BN_BACKWARD_ADDS", False))
 
     def backward_trial(self, mod, out, inputs, needs):
         """The backward kernel call as autotune times it, on the forward's output (see
@@ -104,9 +116,13 @@ class BatchNormTrainCall(KernelCall):
         """(y, mean, invstd, var, mask): the forward with the ReLU in the same pass."""
         return mod.bn_relu_forward_train(x3, w, b, eps, self.normalize_variance)
 
-    def backward_relu(self, mod: ModuleType, gy, mask, x3, mean, invstd, w) -> Any:
-        """(gx, gw, gb) of the output gradient ``gy`` masked by the ReLU's ``mask``."""
-        return mod.bn_relu_backward(gy, mask, x3, mean, invstd, w, self.normalize_variance)
+    def backward_relu(self, mod: ModuleType, gy, mask, x3, mean, invstd, w, acc=None) -> Any:
+        """(gx, gw, gb) of the output gradient ``gy`` masked by the ReLU's ``mask``; with
+        ``acc``, gx + acc."""
+        nv = self.normalize_variance
+        if acc is None:
+            return mod.bn_relu_backward(gy, mask, x3, mean, invstd, w, nv)
+        return mod.bn_relu_backward(gy, mask, x3, mean, invstd, w, nv, acc)
 
     def bench_params(self) -> dict[str, Any]:
         """The ``bench`` case parameters of this call (None when it is not a bench case)."""

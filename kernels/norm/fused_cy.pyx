@@ -202,6 +202,18 @@ cdef extern from *:
             for (ptrdiff_t i = 0; i < n; i++)                                           \
                 gx[i] = af * (G[i] - mg) - cf * (x[i] - mf) + of;                       \
     }
+    /* The same plus a gradient held for x already: gx = (closed form) + acc */
+    #define TGN_GXA(NAME, ATTR, T, G)                                                   \
+    ATTR static void NAME(const T *g, const T *__restrict x, const T *__restrict acc,   \
+                          T *gx, ptrdiff_t rows, ptrdiff_t stride, ptrdiff_t n, T af,   \
+                          T mg, T cf, T mf, T of) {                                     \
+        for (ptrdiff_t r = 0; r < rows;                                                 \
+             r++, g += stride, x += stride, acc += stride, gx += stride)                \
+            for (ptrdiff_t i = 0; i < n; i++) {                                         \
+                T v = af * (G[i] - mg) - cf * (x[i] - mf) + of;                         \
+                gx[i] = v + acc[i];                                                     \
+            }                                                                           \
+    }
     /* A ReLU's mask from its output: 1 where not y <= 0 (NaN and -0.0 pass as in PyTorch) */
     #define TGN_MASK(NAME, ATTR, T)                                                     \
     ATTR static void NAME(const T *__restrict y, unsigned char *__restrict m,           \
@@ -261,6 +273,14 @@ cdef extern from *:
     TGN_GX(tgn_gxi_f32_v4, TGN_V4, float, gx)
     TGN_GX(tgn_gxi_f64_base, , double, gx)
     TGN_GX(tgn_gxi_f64_v4, TGN_V4, double, gx)
+    TGN_GXA(tgn_gxa_f32_base, , float, g)
+    TGN_GXA(tgn_gxa_f32_v4, TGN_V4, float, g)
+    TGN_GXA(tgn_gxa_f64_base, , double, g)
+    TGN_GXA(tgn_gxa_f64_v4, TGN_V4, double, g)
+    TGN_GXA(tgn_gxai_f32_base, , float, gx)
+    TGN_GXA(tgn_gxai_f32_v4, TGN_V4, float, gx)
+    TGN_GXA(tgn_gxai_f64_base, , double, gx)
+    TGN_GXA(tgn_gxai_f64_v4, TGN_V4, double, gx)
     TGN_MASK(tgn_mask_f32_base, , float)
     TGN_MASK(tgn_mask_f32_v4, TGN_V4, float)
     TGN_MASK(tgn_mask_f64_base, , double)
@@ -280,6 +300,10 @@ cdef extern from *:
     #define tgn_gx_f64(...) TGN_DISPATCH(tgn_gx_f64)(__VA_ARGS__)
     #define tgn_gxi_f32(...) TGN_DISPATCH(tgn_gxi_f32)(__VA_ARGS__)
     #define tgn_gxi_f64(...) TGN_DISPATCH(tgn_gxi_f64)(__VA_ARGS__)
+    #define tgn_gxa_f32(...) TGN_DISPATCH(tgn_gxa_f32)(__VA_ARGS__)
+    #define tgn_gxa_f64(...) TGN_DISPATCH(tgn_gxa_f64)(__VA_ARGS__)
+    #define tgn_gxai_f32(...) TGN_DISPATCH(tgn_gxai_f32)(__VA_ARGS__)
+    #define tgn_gxai_f64(...) TGN_DISPATCH(tgn_gxai_f64)(__VA_ARGS__)
     #define tgn_mask_f32(...) TGN_DISPATCH(tgn_mask_f32)(__VA_ARGS__)
     #define tgn_mask_f64(...) TGN_DISPATCH(tgn_mask_f64)(__VA_ARGS__)
     #define tgn_dotw_f32(...) TGN_DISPATCH(tgn_dotw_f32)(__VA_ARGS__)
@@ -311,6 +335,18 @@ cdef extern from *:
     void tgn_gxi_f64(const double* g, const double* x, double* gx, Py_ssize_t rows,
                      Py_ssize_t stride, Py_ssize_t n, double af, double mg, double cf,
                      double mf, double of) noexcept nogil
+    void tgn_gxa_f32(const float* g, const float* x, const float* acc, float* gx,
+                     Py_ssize_t rows, Py_ssize_t stride, Py_ssize_t n, float af, float mg,
+                     float cf, float mf, float of) noexcept nogil
+    void tgn_gxa_f64(const double* g, const double* x, const double* acc, double* gx,
+                     Py_ssize_t rows, Py_ssize_t stride, Py_ssize_t n, double af, double mg,
+                     double cf, double mf, double of) noexcept nogil
+    void tgn_gxai_f32(const float* g, const float* x, const float* acc, float* gx,
+                      Py_ssize_t rows, Py_ssize_t stride, Py_ssize_t n, float af, float mg,
+                      float cf, float mf, float of) noexcept nogil
+    void tgn_gxai_f64(const double* g, const double* x, const double* acc, double* gx,
+                      Py_ssize_t rows, Py_ssize_t stride, Py_ssize_t n, double af, double mg,
+                      double cf, double mf, double of) noexcept nogil
     void tgn_mask_f32(const float* y, unsigned char* m, Py_ssize_t n) noexcept nogil
     void tgn_mask_f64(const double* y, unsigned char* m, Py_ssize_t n) noexcept nogil
     void tgn_dotw_f32(const float* g, const float* w, const float* x, Py_ssize_t n, double mu,
@@ -343,9 +379,22 @@ cdef inline void _dotm(const real* g, const unsigned char* msk, const real* x, r
         tgn_dotm_f64(g, msk, x, out, rows, stride, n, mu, sg, sgx)
 
 
-cdef inline void _gx(const real* g, const real* x, real* gx, bint inplace, Py_ssize_t rows,
-                     Py_ssize_t stride, Py_ssize_t n, real af, real mg, real cf, real mf,
-                     real of) noexcept nogil:
+cdef inline void _gx(const real* g, const real* x, const real* acc, real* gx, bint inplace,
+                     Py_ssize_t rows, Py_ssize_t stride, Py_ssize_t n, real af, real mg,
+                     real cf, real mf, real of) noexcept nogil:
+    # acc: NULL, or a gradient the tape holds for x already (added as gx is written)
+    if acc != NULL:
+        if real is float:
+            if inplace:
+                tgn_gxai_f32(g, x, acc, gx, rows, stride, n, af, mg, cf, mf, of)
+            else:
+                tgn_gxa_f32(g, x, acc, gx, rows, stride, n, af, mg, cf, mf, of)
+        else:
+            if inplace:
+                tgn_gxai_f64(g, x, acc, gx, rows, stride, n, af, mg, cf, mf, of)
+            else:
+                tgn_gxa_f64(g, x, acc, gx, rows, stride, n, af, mg, cf, mf, of)
+        return
     if real is float:
         if inplace:
             tgn_gxi_f32(g, x, gx, rows, stride, n, af, mg, cf, mf, of)
@@ -455,7 +504,8 @@ cdef inline void _bn_backward_channel(const real[:, :, ::1] gy, const real[:, :,
                                       const double[::1] w, bint normvar, real[:, :, ::1] gx,
                                       double[::1] gw, double[::1] gb,
                                       const unsigned char[:, :, ::1] mask,
-                                      const real[:, :, ::1] g, Py_ssize_t ch) noexcept nogil:
+                                      const real[:, :, ::1] g, const real[:, :, ::1] acc,
+                                      Py_ssize_t ch) noexcept nogil:
     # with a ReLU's mask: the sums pass masks gy as it reads it and stores the masked
     # gradient in gx (g is gx then), read back by the last pass while this channel's planes
     # are still in cache; the sums and the last pass are bn_backward's on the masked gradient
@@ -480,14 +530,16 @@ cdef inline void _bn_backward_channel(const real[:, :, ::1] gy, const real[:, :,
     af = <real>a
     cf = <real>c1
     of = <real>(c1 * (mu - mf))
-    _gx(&g[0, ch, 0], &x[0, ch, 0], &gx[0, ch, 0], mask.shape[0] != 0, n, x.shape[1] * s, s,
-        af, mg, cf, mf, of)
+    _gx(&g[0, ch, 0], &x[0, ch, 0], &acc[0, ch, 0] if acc.shape[0] != 0 else NULL,
+        &gx[0, ch, 0], mask.shape[0] != 0, n, x.shape[1] * s, s, af, mg, cf, mf, of)
 
 
 def _bn_backward(const real[:, :, ::1] gy, const real[:, :, ::1] x, const double[::1] mean,
                  const double[::1] invstd, const double[::1] w, bint normvar, real[:, :, ::1] gx,
-                 double[::1] gw, double[::1] gb, const unsigned char[:, :, ::1] mask):
-    """``mask`` of x's shape: the gradient masked first (a ReLU's); (0, 0, 0): none."""
+                 double[::1] gw, double[::1] gb, const unsigned char[:, :, ::1] mask,
+                 const real[:, :, ::1] acc):
+    """``mask`` of x's shape: the gradient masked first (a ReLU's); (0, 0, 0): none.
+    ``acc`` of x's shape: added to gx as it is written; (0, 0, 0): none."""
     cdef Py_ssize_t ch
     cdef int nt = _team(x.shape[0] * x.shape[1] * x.shape[2])
     cdef const real[:, :, ::1] g = gy
@@ -495,7 +547,7 @@ def _bn_backward(const real[:, :, ::1] gy, const real[:, :, ::1] x, const double
         g = gx
     with nogil:
         for ch in prange(x.shape[1], schedule="static", num_threads=nt):
-            _bn_backward_channel(gy, x, mean, invstd, w, normvar, gx, gw, gb, mask, g, ch)
+            _bn_backward_channel(gy, x, mean, invstd, w, normvar, gx, gw, gb, mask, g, acc, ch)
 
 
 cdef inline void _row_forward_row(const real[:, ::1] x, const real[:, ::1] w, const real[:, ::1] b,
@@ -587,6 +639,7 @@ def _row_backward(const real[:, ::1] gy, const real[:, ::1] x, const double[::1]
 
 
 _NO_MASK = np.empty((0, 0, 0), np.uint8)  # a call without a ReLU
+BN_BACKWARD_ADDS = True  # bn_backward and bn_relu_backward take acc (see __init__)
 
 
 def _forward_train(x, w, b, eps, normalize_variance, mask):
@@ -617,24 +670,27 @@ def bn_forward_eval(x, scale, shift):
     return y
 
 
-def _backward(gy, x, mean, invstd, w, normalize_variance, mask):
-    """bn_backward's (gx, gw, gb); with a mask of x's shape (not _NO_MASK), of gy masked."""
+def _backward(gy, x, mean, invstd, w, normalize_variance, mask, acc=None):
+    """bn_backward's (gx, gw, gb); with a mask of x's shape (not _NO_MASK), of gy masked;
+    with ``acc`` (x's shape and dtype), gx + acc."""
     c = x.shape[1]
     gx = np.empty_like(x)
     gw, gb = np.empty(c), np.empty(c)
-    _bn_backward(gy, x, mean, invstd, w, normalize_variance, gx, gw, gb, mask)
+    if acc is None:
+        acc = np.empty((0, 0, 0), x.dtype)
+    _bn_backward(gy, x, mean, invstd, w, normalize_variance, gx, gw, gb, mask, acc)
     return gx, gw, gb
 
 
-def bn_backward(gy, x, mean, invstd, w, normalize_variance):
-    return _backward(gy, x, mean, invstd, w, normalize_variance, _NO_MASK)
+def bn_backward(gy, x, mean, invstd, w, normalize_variance, acc=None):
+    return _backward(gy, x, mean, invstd, w, normalize_variance, _NO_MASK, acc)
 
 
-def bn_relu_backward(gy, mask, x, mean, invstd, w, normalize_variance):
+def bn_relu_backward(gy, mask, x, mean, invstd, w, normalize_variance, acc=None):
     if x.size == 0:
         c = x.shape[1]
         return np.empty_like(x), np.zeros(c), np.zeros(c)
-    return _backward(gy, x, mean, invstd, w, normalize_variance, mask)
+    return _backward(gy, x, mean, invstd, w, normalize_variance, mask, acc)
 
 
 def _affine(w, b, dtype):

@@ -94,7 +94,7 @@ def _bn_eval(x, sc, sh, y):
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
-def _bn_backward(gy, x, mean, invstd, w, normvar, gx, gw, gb, coef, mask, g3):
+def _bn_backward(gy, x, mean, invstd, w, normvar, gx, gw, gb, coef, mask, g3, acc):
     # with a ReLU's mask (non-empty): the sums pass applies the mask as it reads gy and
     # also stores the masked gradient in gx, which g3 (gx then, else gy) reads back while
     # the channel's planes are still in cache. The last pass is one loop for both cases:
@@ -142,9 +142,15 @@ def _bn_backward(gy, x, mean, invstd, w, normvar, gx, gw, gb, coef, mask, g3):
         af = coef[ch, 0]
         cf = coef[ch, 1]
         of = coef[ch, 2]
-        for i in range(n):
-            for j in range(s):
-                gx[i, ch, j] = af * (g3[i, ch, j] - mg) - cf * (x[i, ch, j] - mf) + of
+        if acc.shape[0] != 0:  # a gradient the tape holds for x already, added here
+            for i in range(n):
+                for j in range(s):
+                    v = af * (g3[i, ch, j] - mg) - cf * (x[i, ch, j] - mf) + of
+                    gx[i, ch, j] = v + acc[i, ch, j]
+        else:
+            for i in range(n):
+                for j in range(s):
+                    gx[i, ch, j] = af * (g3[i, ch, j] - mg) - cf * (x[i, ch, j] - mf) + of
 
 
 @njit(parallel=True, cache=True, fastmath=_FM)
@@ -245,6 +251,8 @@ def _writeable(*arrays):
 
 
 _NO_MASK = np.empty((0, 0, 0), np.uint8)  # a call without a ReLU
+BN_BACKWARD_ADDS = True  # bn_backward and bn_relu_backward take acc (see __init__)
+_NO_ACC = {t: np.empty((0, 0, 0), t) for t in "fd"}  # a backward with nothing to add
 
 
 def _forward_train(x, w, b, eps, normalize_variance, mask):
@@ -278,28 +286,30 @@ def bn_forward_eval(x, scale, shift):
     return y
 
 
-def _backward(gy, x, mean, invstd, w, normalize_variance, mask):
-    """bn_backward's (gx, gw, gb); with a mask of x's shape (not _NO_MASK), of gy masked."""
+def _backward(gy, x, mean, invstd, w, normalize_variance, mask, acc=None):
+    """bn_backward's (gx, gw, gb); with a mask of x's shape (not _NO_MASK), of gy masked;
+    with ``acc`` (x's shape and dtype), gx + acc."""
     gy, x, mean, invstd, w = _writeable(gy, x, mean, invstd, w)
+    acc = _NO_ACC[x.dtype.char] if acc is None else _writeable(acc)[0]
     c = x.shape[1]
     gx = np.empty_like(x)
     gw, gb = np.empty(c), np.empty(c)
     coef = np.empty((c, 6), x.dtype)
     nv = bool(normalize_variance)
     g = gy if mask is _NO_MASK else gx  # gx holds the masked gradient after the sums pass
-    _bn_backward(gy, x, mean, invstd, w, nv, gx, gw, gb, coef, mask, g)
+    _bn_backward(gy, x, mean, invstd, w, nv, gx, gw, gb, coef, mask, g, acc)
     return gx, gw, gb
 
 
-def bn_backward(gy, x, mean, invstd, w, normalize_variance):
-    return _backward(gy, x, mean, invstd, w, normalize_variance, _NO_MASK)
+def bn_backward(gy, x, mean, invstd, w, normalize_variance, acc=None):
+    return _backward(gy, x, mean, invstd, w, normalize_variance, _NO_MASK, acc)
 
 
-def bn_relu_backward(gy, mask, x, mean, invstd, w, normalize_variance):
+def bn_relu_backward(gy, mask, x, mean, invstd, w, normalize_variance, acc=None):
     if x.size == 0:
         c = x.shape[1]
         return np.empty_like(x), np.zeros(c), np.zeros(c)
-    return _backward(gy, x, mean, invstd, w, normalize_variance, mask)
+    return _backward(gy, x, mean, invstd, w, normalize_variance, mask, acc)
 
 
 def _affine(w, b, dtype):

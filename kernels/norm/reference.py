@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+BN_BACKWARD_ADDS = True  # bn_backward and bn_relu_backward take acc (see __init__)
+
 
 def bn_forward_train(x, w, b, eps, normalize_variance):
     if x.shape[0] * x.shape[2] == 0:  # an empty batch: no statistics to take
@@ -21,7 +23,7 @@ def bn_forward_eval(x, scale, shift):
     return (x * scale[None, :, None] + shift[None, :, None]).astype(x.dtype)
 
 
-def bn_backward(gy, x, mean, invstd, w, normalize_variance):
+def bn_backward(gy, x, mean, invstd, w, normalize_variance, acc=None):
     m = x.shape[0] * x.shape[2]
     g = gy.astype(np.float64)
     xhat = (x.astype(np.float64) - mean[None, :, None]) * invstd[None, :, None]
@@ -33,7 +35,10 @@ def bn_backward(gy, x, mean, invstd, w, normalize_variance):
         )
     else:
         gx = w[None, :, None] * (g - gb[None, :, None] / m)
-    return gx.astype(gy.dtype), gw, gb
+    gx = gx.astype(gy.dtype)
+    if acc is not None:  # a gradient the tape holds for x already
+        gx += acc
+    return gx, gw, gb
 
 
 def row_forward(x, w, b, eps):
@@ -76,6 +81,6 @@ def bn_relu_forward_train(x, w, b, eps, normalize_variance):
     return np.where(y < 0, y.dtype.type(0), y), mean, invstd, var, mask
 
 
-def bn_relu_backward(gy, mask, x, mean, invstd, w, normalize_variance):
+def bn_relu_backward(gy, mask, x, mean, invstd, w, normalize_variance, acc=None):
     g = np.where(mask.astype(bool), gy, gy.dtype.type(0))
-    return bn_backward(g, x, mean, invstd, w, normalize_variance)
+    return bn_backward(g, x, mean, invstd, w, normalize_variance, acc)

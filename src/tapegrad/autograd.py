@@ -237,11 +237,12 @@ def _check_finite(arr: Any, what: str, node: Node | None, fn_name: str) -> None:
 class Context:
     """What a Function's forward leaves for its backward."""
 
-    __slots__ = ("saved", "needs_input_grad", "__dict__")
+    __slots__ = ("saved", "needs_input_grad", "pending", "__dict__")
 
     def __init__(self, needs_input_grad: tuple[bool, ...]) -> None:
         self.saved: tuple | None = ()
         self.needs_input_grad = needs_input_grad
+        self.pending: tuple | None = None  # set by the tape around backward: pending_grad
 
     def save_for_backward(self, *arrays: Any) -> None:
         """Keep arrays for the backward (read them back with :attr:`saved_arrays`)."""
@@ -476,12 +477,18 @@ def backward(
             node.ctx.saved_arrays  # noqa: B018  (raises the RuntimeError)
         if node.versions:
             _check_versions(node)
+        ctx = node.ctx
+        ctx.pending = _pending(node, grads, owned_keys)
         hook = _profile_hook[0]
-        in_grads = node.fn.backward(node.ctx, g) if hook is None else hook.backward(node, g)
+        try:
+            in_grads = node.fn.backward(ctx, g) if hook is None else hook.backward(node, g)
+        finally:
+            ctx.pending = None  # only for this call: never seen by a later walk
         if not isinstance(in_grads, tuple):
             in_grads = (in_grads,)
-        owned = [isinstance(ig, Fresh) for ig in in_grads]
-        in_grads = [ig.array if isinstance(ig, Fresh) else ig for ig in in_grads]
+        owned = [isinstance(ig, (Fresh, Summed)) for ig in in_grads]
+        summed = [isinstance(ig, Summed) for ig in in_grads]
+        in_grads = [ig.array if isinstance(ig, (Fresh, Summed)) else ig for ig in in_grads]
         if _anomaly_on():
             for ig in in_grads:
                 _check_finite(ig, "backward", node, node.fn.__name__)
@@ -498,7 +505,10 @@ def backward(
                 _accumulate_leaf(t, ig, owned=own)
             else:
                 key = id(t._node)
-                if key in grads:
+                if summed[i]:  # the backward added the pending gradient itself
+                    grads[key] = ig
+                    owned_keys.add(key)
+                elif key in grads:
                     grads[key] = _sum_into(grads[key], key in owned_keys, ig, own)
                     owned_keys.add(key)
                 else:
@@ -507,6 +517,55 @@ def backward(
                         owned_keys.add(key)
         if not retain_graph:
             node.free()
+
+
+def _pending(node: Node, grads: dict, owned_keys: set) -> tuple | None:
+    """For each input of ``node``: the gradient already waiting for it (from the tensor's
+    other uses) when it has the input's shape and dtype, else None; None when no input
+    has one. See :func:`pending_grad`."""
+    out = None
+    for i, t in enumerate(node.inputs):
+        if t is None or t._node is None:
+            continue
+        key = id(t._node)
+        g0 = grads.get(key)
+        if isinstance(g0, np.ndarray) and g0.shape == t.data.shape and g0.dtype == t.data.dtype:
+            if out is None:
+                out = [None] * len(node.inputs)
+            out[i] = (g0, key in owned_keys and g0.flags.writeable)
+    return None if out is None else tuple(out)
+
+
+def pending_grad(ctx: Context, i: int, writable: bool = False) -> np.ndarray | None:
+    """Inside ``backward``: the gradient the tape already holds for input ``i`` (the sum
+    of its other uses' gradients), or None.
+
+    A backward that adds it into its own gradient for input ``i`` while it writes that
+    gradient, and returns ``Summed(result)`` for the input, saves the tape a separate
+    pass over both arrays (a residual block's skip, a tensor read by two convolutions).
+    It may only read the pending array, unless it asked for ``writable=True``: then the
+    array is one only the tape holds (a gradient a backward marked :class:`Fresh`, or an
+    earlier sum), which the backward may add into in place and return. None when there
+    is no such array, outside ``Tensor.backward`` (``tapegrad.grad``, graph building),
+    and for leaves.
+    """
+    pend = ctx.pending
+    if pend is None or i >= len(pend) or pend[i] is None:
+        return None
+    g0, owned = pend[i]
+    return g0 if owned or not writable else None
+
+
+class Summed:
+    """A backward's gradient for one input that already includes the gradient the tape
+    held for it (:func:`pending_grad`): the tape replaces its pending gradient with it
+    instead of adding the two. The array is the tape's to keep (like :class:`Fresh`):
+    either newly allocated or the writable pending array itself."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
 
 
 class Fresh:

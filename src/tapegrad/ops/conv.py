@@ -16,7 +16,7 @@ import numpy as np
 from tapegrad.kernels.conv import Conv2dCall, ConvLikeCall
 from tapegrad.kernels.depthwise import DepthwiseConv2dCall
 
-from ..autograd import Context, Function, fresh, graph_input
+from ..autograd import Context, Function, Summed, fresh, graph_input, pending_grad
 from . import tuning
 from .checks import check_float, check_ndim, contiguous, fail, int_tuple
 
@@ -101,6 +101,15 @@ class ConvFunction(Function):
         gy = np.ascontiguousarray(gy)  # no copy when gy is already C-contiguous
         fused = getattr(ctx.mod, "backward_with_bias", None) if need[2] else None
         gb = None
+        into = getattr(ctx.mod, "backward_accumulate", None) if need[0] else None
+        acc = pending_grad(ctx, 0, writable=True) if into is not None else None
+        if acc is not None and acc.flags.c_contiguous:
+            # the variant adds x's gradient into the one the tape holds for x already
+            # (a tensor read by two convolutions: resnet8's shortcut and its first conv)
+            gx, gw = into(gy, x, w, *ctx.call.args(), need[1], acc)
+            if need[2]:
+                gb = channel_sum(gy)
+            return Summed(gx), fresh(gw), fresh(gb)
         if fused is not None:
             # the variant may sum the bias gradient in its own pass over gy (else gb is None)
             gx, gw, gb = fused(gy, x, w, *ctx.call.args(), need[0], need[1])

@@ -21,7 +21,7 @@ from tapegrad.kernels.norm import (
     LayerNormCall,
 )
 
-from ..autograd import Context, Function, fresh
+from ..autograd import Context, Function, Summed, fresh, pending_grad
 from . import tuning
 from .checks import check_float, contiguous, fail, is_float
 
@@ -224,11 +224,19 @@ class BatchNorm(Function):
         """(gx, gw, gb) as the input gradients need them (None where not)."""
         x3, mean, invstd, w = ctx.saved_arrays
         gy3 = np.ascontiguousarray(gy).reshape(x3.shape)
+        need = ctx.needs_input_grad + (False,) * 3
+        acc = None  # the gradient the tape holds for x already, added by the kernel
+        if need[0] and ctx.training and ctx.call.adds_into_gx(ctx.mod):
+            acc = pending_grad(ctx, 0)
+            if acc is not None and acc.flags.c_contiguous:
+                acc = acc.reshape(x3.shape)
+            else:
+                acc = None
         if ctx.relu_fused:  # batch_norm_relu's mask applied inside the kernel
             mask = ctx.relu_mask.reshape(x3.shape)
-            gx, gw, gb = ctx.call.backward_relu(ctx.mod, gy3, mask, x3, mean, invstd, w)
+            gx, gw, gb = ctx.call.backward_relu(ctx.mod, gy3, mask, x3, mean, invstd, w, acc)
         elif ctx.training:
-            gx, gw, gb = ctx.call.backward(ctx.mod, gy3, x3, mean, invstd, w)
+            gx, gw, gb = ctx.call.backward(ctx.mod, gy3, x3, mean, invstd, w, acc)
         else:
             # eval: an affine map with constant statistics
             gx = ctx.call.forward(ctx.mod, gy3, w * invstd, np.zeros_like(w))
@@ -236,10 +244,10 @@ class BatchNorm(Function):
             gb = g.sum(axis=(0, 2))
             xhat = (x3 - mean[None, :, None]) * invstd[None, :, None]
             gw = (g * xhat).sum(axis=(0, 2))
-        need = ctx.needs_input_grad + (False,) * 3
         wd = ctx.wdtype
+        gx = gx.reshape(ctx.shape) if need[0] else None
         return (
-            gx.reshape(ctx.shape) if need[0] else None,
+            Summed(gx) if acc is not None else gx,
             fresh(gw.astype(wd)) if need[1] else None,  # astype copies: ours alone
             fresh(gb.astype(wd)) if need[2] else None,
         )
