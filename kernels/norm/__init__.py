@@ -244,6 +244,11 @@ for _op in ("batch_norm", "layer_norm", "group_norm"):
     register(_op, "fused-numba", f"{_P}.fused_numba")
     register(_op, "fused-cython", f"{_P}.fused_cy")
     set_rule(_op, lambda call: ["fused-numba", "fused-cython"])
+# Batch norm: fused-cython first at 1 thread too (at more, one_team_order puts it first
+# anyway). Its forward ran 10-20% ahead of fused-numba's on the zoo's shapes and its
+# backward level, so a resnet8 step at 1 thread runs about a millisecond faster
+# (benchmarks/results/bn-memory-speed.md, "1 thread" tables).
+set_rule("batch_norm", lambda call: ["fused-cython", "fused-numba"])
 
 
 # --- example calls and bench cases (kernels/examples.py) ---------------------------------
