@@ -198,8 +198,14 @@ cdef inline void _mask_gy(const real* src, const unsigned char* m, real* dst, re
         s64, d64 = <const uint64_t*>src, <uint64_t*>dst
         for k in range(size):
             d64[k] = s64[k] & (0u - <uint64_t>m[k])
+    _add_rows(dst, rows, size)
+
+
+cdef inline void _add_rows(const real* src, real* rows, Py_ssize_t size) noexcept nogil:
+    # rows += src element by element (one image of gy: the bias gradient's first reduction)
+    cdef Py_ssize_t k
     for k in range(size):
-        rows[k] = rows[k] + dst[k]
+        rows[k] = rows[k] + src[k]
 
 
 def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::1] wt,
@@ -229,7 +235,8 @@ def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::
     after the transposed convolution), each image masked into ``masked[thread]`` (one
     image of gy) as it is read, and added element by element into ``rows[thread]`` (one
     image of gy, zeros on entry): the images' sum, the bias gradient's first reduction
-    (the caller sums the threads' rows and each channel's row)."""
+    (the caller sums the threads' rows and each channel's row). With ``rows`` and no
+    ``mask``: gy's images added into ``rows`` as they are read, unmasked."""
     cdef Py_ssize_t n = gy.shape[0], o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
     cdef Py_ssize_t c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t b, k, a, t0, c0, nk, nc, cc, tc, tw, tq, ci, pos
@@ -237,6 +244,7 @@ def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::
     cdef Py_ssize_t ntq = qoff.shape[0] // 8, hw = h * w
     cdef int tid
     cdef bint use_mask = mask is not None
+    cdef bint use_rows = rows is not None
     cdef real* gp
     cdef real* row
     cdef real* acc
@@ -252,6 +260,8 @@ def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::
                          o * ho * wo)
                 _pad_gy(&masked[tid, 0], gp, o, ho, wo, hp, wp, ph, pw, &fresh[tid])
             else:
+                if use_rows:
+                    _add_rows(&gy[b, 0, 0, 0], &rows[tid, 0], o * ho * wo)
                 _pad_gy(&gy[b, 0, 0, 0], gp, o, ho, wo, hp, wp, ph, pw, &fresh[tid])
             if need_x:
                 acc = &accs[tid, 0]

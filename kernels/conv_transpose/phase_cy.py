@@ -14,7 +14,10 @@ more input channels, 4 or more output channels and at most 1024 output channels 
 from one zero-padded copy of each image's output gradient, no column buffer and no GEMM:
 the input gradient (conv2d of the output gradient with the same weights and stride) in
 register tiles of 32 input channels x 8 columns, the weight gradient in tiles of 8
-(output channel, tap) pairs x 32 input channels over each image's positions. Other calls:
+(output channel, tap) pairs x 32 input channels over each image's positions, and the bias
+gradient (``backward_with_bias``) summed as each image is read; the tiles' weight tables,
+transposed images and partial sums start on 64-byte boundaries, so no vector load of them
+straddles two cache lines. Other calls:
 one unfold of the output gradient per image feeds both the input gradient's and the weight
 gradient's GEMM. Threads take blocks of images (forward; with too few blocks for the
 team, groups of output channels too) or whole images (backward), the GEMMs one-thread
@@ -28,6 +31,7 @@ forward of calls with fewer than 8 output channels (``_MIN_FORWARD_ROWS``).
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -223,8 +227,10 @@ def direct_geometry(w_shape, stride, padding, dilation, hw, out_hw):
 
 def _direct_weights(w, index) -> np.ndarray:
     """``forward_direct``'s weight table: ``w``'s values (and a zero) gathered by the
-    shape's ``index`` (``direct_geometry``)."""
-    return np.append(w.reshape(-1), w.dtype.type(0))[index]
+    shape's ``index`` (``direct_geometry``), on a 64-byte boundary (``_aligned``)."""
+    out = _aligned(index.shape, w.dtype)
+    out[...] = np.append(w.reshape(-1), w.dtype.type(0))[index]
+    return out
 
 
 def _direct_forward(x, w, b, stride, padding, output_padding, dilation, relu):
@@ -252,7 +258,7 @@ def _direct_forward(x, w, b, stride, padding, output_padding, dilation, relu):
     wtab = _direct_weights(w, index)
     y = np.empty((n, o, ho, wo), x.dtype)
     xpad = workspace("phase-xd", (nt, c * hp * wp), x.dtype)
-    accs = workspace("phase-acc", (nt, _CB * _WB), x.dtype)
+    accs = _aligned_workspace("phase-acc", nt, _CB * _WB, x.dtype)
     bias = np.zeros(1, x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
     mask = np.empty(y.shape, np.uint8) if relu else None
     _forward_direct(np.ascontiguousarray(x), wtab, tab, bias, b is not None, y, xpad, accs,
@@ -330,12 +336,13 @@ def _block_images(n: int, c: int, rows: int, plane: int, itemsize: int, nt: int)
 _CB, _WB = 32, 8  # the direct input gradient's tile: channels x columns (_direct_grad_cy)
 
 
-def direct_grads(gy, x, w, stride, padding, dilation, need_x, need_w, mask=None):
+def direct_grads(gy, x, w, stride, padding, dilation, need_x, need_w, mask=None, bias=False):
     """``(gx, gw)`` (None where not asked for) by the direct kernels of ``_direct_grad_cy``
     in one pass over the images: each image's output gradient padded once for both
     (groups 1, float32/float64, gy and x C-contiguous). With ``mask`` (gy's shape, uint8,
     C-contiguous): ``(gx, gw, gb)`` for the output gradient ``gy`` where mask else 0, each
-    image masked as the kernels read it, and gb its per-channel sum."""
+    image masked as the kernels read it, and gb its per-channel sum; with ``bias`` (no
+    mask): ``(gx, gw, gb)``, gb gy's per-channel sum, each image added as it is read."""
     n, c, h, wd = x.shape
     _, o, kh, kw = w.shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
@@ -352,20 +359,17 @@ def direct_grads(gy, x, w, stride, padding, dilation, need_x, need_w, mask=None)
     })  # fmt: skip
     one = _placeholder(x.dtype)  # the placeholder of an array not asked for
     if need_x:
-        if cp == c:
-            wt = np.ascontiguousarray(w.transpose(1, 2, 3, 0)).reshape(-1)
-        else:
-            wt = np.zeros((o, kh, kw, cp), x.dtype)
-            wt[..., :c] = w.transpose(1, 2, 3, 0)
-            wt = wt.reshape(-1)
+        wt = _aligned((o, kh, kw, cp), x.dtype, np.zeros if cp > c else np.empty)
+        wt[..., :c] = w.transpose(1, 2, 3, 0)
+        wt = wt.reshape(-1)
         gx = np.empty_like(x)
-        accs = workspace("phase-acc", (nt, _CB * _WB), x.dtype)
+        accs = _aligned_workspace("phase-acc", nt, _CB * _WB, x.dtype)
     else:
         wt, gx, accs = one.reshape(-1), one, one.reshape(1, 1)
     if need_w:
         qoff = _tap_offsets(o, kh, kw, hp, wp, dh, dw)
-        parts = np.zeros((nt, nqp, cp), x.dtype)
-        xts = workspace("phase-xt", (nt, h * wd * cp), x.dtype)
+        parts = _aligned((nt, nqp, cp), x.dtype, np.zeros)
+        xts = _aligned_workspace("phase-xt", nt, h * wd * cp, x.dtype)
     else:
         qoff = _tap_offsets(1, 1, 1, 1, 1, 1, 1)
         parts, xts = one.reshape(1, 1, 1), one.reshape(1, 1)
@@ -373,6 +377,7 @@ def direct_grads(gy, x, w, stride, padding, dilation, need_x, need_w, mask=None)
     masked = rows = None
     if mask is not None:
         masked = workspace("phase-gym", (nt, gy[0].size), x.dtype)
+    if mask is not None or bias:
         rows = np.zeros((nt, gy[0].size), x.dtype)
     _direct_grads(gy, x, wt, qoff, gx, parts, buf, accs, xts, need_x, need_w, kh, kw, sh, sw,
                   ph, pw, dh, dw, hp, wp, cp, nt, np.zeros(nt, np.intp), mask, masked,
@@ -381,7 +386,7 @@ def direct_grads(gy, x, w, stride, padding, dilation, need_x, need_w, mask=None)
     if need_w:
         total = parts[0] if nt == 1 else parts.sum(axis=0)
         gw = np.ascontiguousarray(total[:nq, :c].T).reshape(w.shape)
-    if mask is None:
+    if rows is None:
         return (gx if need_x else None), gw
     # the bias gradient: the images' sum (per thread, then the threads'), each channel's row
     # added pairwise, as the unfused channel sum does
@@ -405,6 +410,35 @@ def backward_relu(gy, mask, x, w, stride, padding, output_padding, dilation, gro
     gy, x = np.ascontiguousarray(gy), np.ascontiguousarray(x)
     mask = np.ascontiguousarray(mask).reshape(gy.shape)
     return direct_grads(gy, x, w, stride, padding, dilation, need_x, need_w, mask)
+
+
+# the direct kernels' arrays on 64-byte boundaries (False: where NumPy puts them, 16 bytes
+# past one; benchmarks/conv_transpose_aligned.py times both)
+_ALIGN = True
+
+
+def _aligned(shape, dtype, make=np.empty) -> np.ndarray:
+    """``make(shape, dtype)`` starting on a 64-byte boundary: the direct kernels' vector
+    loads of weights, transposed images and partial sums then never straddle two cache
+    lines (NumPy's own allocations start 16 bytes past one)."""
+    if not _ALIGN:
+        return make(shape, dtype)
+    size = math.prod(shape)
+    pad = 64 // np.dtype(dtype).itemsize
+    raw = make(size + pad, dtype)
+    skip = (-raw.ctypes.data % 64) // raw.itemsize
+    return raw[skip : skip + size].reshape(shape)
+
+
+def _aligned_workspace(name: str, rows: int, per: int, dtype) -> np.ndarray:
+    """A (rows, per) ``workspace`` starting on a 64-byte boundary (rows of ``per`` elements,
+    a multiple of 64 bytes here, so every row does)."""
+    if not _ALIGN:
+        return workspace(name, (rows, per), dtype)
+    pad = 64 // np.dtype(dtype).itemsize
+    raw = workspace(name, (rows * per + pad,), dtype)
+    skip = (-raw.ctypes.data % 64) // raw.itemsize
+    return raw[skip : skip + rows * per].reshape(rows, per)
 
 
 @functools.lru_cache(maxsize=64)
@@ -435,20 +469,39 @@ def _padded_size(x, w, stride, dilation):
 
 
 def backward(gy, x, w, stride, padding, output_padding, dilation, groups, need_x, need_w):
+    return _gradients(gy, x, w, stride, padding, output_padding, dilation, groups, need_x,
+                      need_w, False)[:2]  # fmt: skip
+
+
+def backward_with_bias(gy, x, w, stride, padding, output_padding, dilation, groups, need_x,
+                       need_w):  # fmt: skip
+    """``backward`` plus the bias gradient: ``(gx, gw, gb)``, gb gy's per-channel sum added
+    up as the direct gradient kernels read each image when they run, else None (the op
+    then sums it itself)."""
+    return _gradients(gy, x, w, stride, padding, output_padding, dilation, groups, need_x,
+                      need_w, True)  # fmt: skip
+
+
+def _gradients(gy, x, w, stride, padding, output_padding, dilation, groups, need_x, need_w,
+               need_b):  # fmt: skip
     if not _supported(x, w, groups) or gy.size == 0 or not (need_x or need_w):
-        return col2im_cy.backward(
+        return *col2im_cy.backward(
             gy, x, w, stride, padding, output_padding, dilation, groups, need_x, need_w
-        )
+        ), None  # fmt: skip
     gy, x = np.ascontiguousarray(gy), np.ascontiguousarray(x)
+    gb = None
     dx = need_x and _direct_input_grad_applies(x, w)
     dw = need_w and _direct_weight_grad_applies(x, w)
-    gx, gw = direct_grads(gy, x, w, stride, padding, dilation, dx, dw) if dx or dw else (None, None)
+    gx = gw = None
+    if dx or dw:
+        gx, gw, *rest = direct_grads(gy, x, w, stride, padding, dilation, dx, dw, bias=need_b)
+        gb = rest[0] if rest else None
     if (need_x and not dx) or (need_w and not dw):
         sx, sw = _shared(gy, x, w, stride, padding, dilation, need_x and not dx,
                          need_w and not dw)  # fmt: skip
         gx = sx if gx is None else gx
         gw = sw if gw is None else gw
-    return gx, gw
+    return gx, gw, gb
 
 
 def _shared(gy, x, w, stride, padding, dilation, need_x, need_w):

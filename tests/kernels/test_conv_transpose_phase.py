@@ -581,3 +581,71 @@ def test_conv_transpose2d_relu_runs_the_kernel_epilogue(monkeypatch):
     want.backward(g)
     for p, q in zip(got, (x.grad.data, w.grad.data, b.grad.data)):
         np.testing.assert_allclose(p, q, rtol=1e-5, atol=1e-5)
+
+
+# --- the bias gradient summed as the direct gradient kernels read gy --------------------
+
+
+@settings(max_examples=examples(15), deadline=None)
+@given(
+    case=phase_case(),
+    channels=st.sampled_from([None, 24, 40]),
+    team=st.integers(1, 3),
+    need=st.sampled_from([(True, True), (True, False), (False, True), (False, False)]),
+)
+def test_backward_with_bias_matches_backward(case, channels, team, need):
+    """``backward_with_bias``: gx and gw the same bits as ``backward``'s, and the bias
+    gradient (where the direct kernels run) gy's channel sum, the same bits on every call;
+    elsewhere None (the op sums it)."""
+    from tapegrad.kernels.conv_transpose import phase_cy
+
+    if channels is not None:
+        case = (case[0], channels, *case[2:])
+    x, w, _, args = _arrays(case, seed=11)
+    ref = K.get("conv_transpose2d", "reference")
+    gy = np.random.default_rng(12).standard_normal(ref.forward(x, w, None, *args).shape)
+    gy = gy.astype(x.dtype)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(phase_cy, "_team", lambda macs: team)
+        gx, gw, gb = phase_cy.backward_with_bias(gy, x, w, *args, *need)
+        want = phase_cy.backward(gy, x, w, *args, *need)
+        again = phase_cy.backward_with_bias(gy, x, w, *args, *need)[2]
+    for got, exp in zip((gx, gw), want):
+        assert (got is None) == (exp is None)
+        if exp is not None:
+            np.testing.assert_array_equal(got, exp)
+    direct = (need[0] and phase_cy._direct_input_grad_applies(x, w)) or (
+        need[1] and phase_cy._direct_weight_grad_applies(x, w)
+    )
+    assert (gb is not None) == bool(direct)
+    if gb is not None:
+        assert gb.shape == (w.shape[1],) and gb.dtype == x.dtype
+        tol = 1e-5 if x.dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(gb, gy.astype(np.float64).sum(axis=(0, 2, 3)), rtol=tol,
+                                   atol=tol)  # fmt: skip
+        np.testing.assert_array_equal(gb, again)
+
+
+def test_conv_transpose2d_bias_gradient_from_the_kernels(monkeypatch):
+    """The op takes the bias gradient from ``backward_with_bias`` on the 4x4 layer's kind of
+    call, and it matches the reference's channel sum (float64)."""
+    from tapegrad.kernels.conv_transpose import phase_cy
+
+    calls = []
+    fused = phase_cy.backward_with_bias
+    monkeypatch.setattr(phase_cy, "backward_with_bias", lambda *a: calls.append(a) or fused(*a))
+    rng = np.random.default_rng(13)
+    x = tg.Tensor(rng.standard_normal((2, 40, 4, 5)), requires_grad=True)
+    w = tg.Tensor(rng.standard_normal((40, 6, 4, 4)), requires_grad=True)
+    b = tg.Tensor(rng.standard_normal(6), requires_grad=True)
+    with K.use(conv_transpose2d="phase-cython"):
+        y = F.conv_transpose2d(x, w, b, 2, 1)
+        gy = rng.standard_normal(y.shape)
+        y.backward(gy)
+    assert len(calls) == 1
+    np.testing.assert_allclose(b.grad.data, gy.sum(axis=(0, 2, 3)), rtol=1e-12, atol=1e-12)
+    gx, gw = K.get("conv_transpose2d", "reference").backward(
+        gy, x.data, w.data, (2, 2), (1, 1), (0, 0), (1, 1), 1, True, True
+    )
+    np.testing.assert_allclose(x.grad.data, gx, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(w.grad.data, gw, rtol=1e-10, atol=1e-10)
