@@ -40,12 +40,13 @@ def call_times(
     return ts
 
 
-def alternated_times(
+def alternated_samples(
     fns: dict[str, Callable[[], object]], repeats: int
-) -> dict[str, tuple[float, float]]:
-    """(wall ms, CPU ms) medians per name, the names alternated call by call."""
-    wall = {k: [] for k in fns}
-    cpu = {k: [] for k in fns}
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """(wall ms, CPU ms) of every call per name, the names alternated call by call after
+    two warm-up calls each."""
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
     for f in fns.values():
         f()
         f()
@@ -53,9 +54,17 @@ def alternated_times(
         for k, f in fns.items():
             t0, c0 = time.perf_counter(), time.process_time()
             f()
-            wall[k].append(time.perf_counter() - t0)
-            cpu[k].append(time.process_time() - c0)
-    return {k: (1e3 * float(np.median(wall[k])), 1e3 * float(np.median(cpu[k]))) for k in fns}
+            wall[k].append(1e3 * (time.perf_counter() - t0))
+            cpu[k].append(1e3 * (time.process_time() - c0))
+    return wall, cpu
+
+
+def alternated_times(
+    fns: dict[str, Callable[[], object]], repeats: int
+) -> dict[str, tuple[float, float]]:
+    """(wall ms, CPU ms) medians per name, the names alternated call by call."""
+    wall, cpu = alternated_samples(fns, repeats)
+    return {k: (float(np.median(wall[k])), float(np.median(cpu[k]))) for k in fns}
 
 
 def rule_switch_steps(

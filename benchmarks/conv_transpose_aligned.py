@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import numpy as np
 from _report import finish, uptime
-from _timing import run_worker
+from _timing import alternated_samples, run_worker
+from conv_transpose_passes import _arrays
 
 # name, x shape, w shape, stride, padding, output_padding
 CASES = [
@@ -36,30 +36,9 @@ NEED = {"input gradient": (True, False), "weight gradient": (False, True),
         "both gradients": (True, True)}  # fmt: skip
 
 
-def _arrays(xs, ws, s, p, op):
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal(xs).astype(np.float32)
-    w = (rng.standard_normal(ws) * 0.05).astype(np.float32)
-    b = rng.standard_normal(ws[1]).astype(np.float32)
-    ho = (xs[2] - 1) * s - 2 * p + ws[2] + op
-    wo = (xs[3] - 1) * s - 2 * p + ws[3] + op
-    gy = np.random.default_rng(1).standard_normal((xs[0], ws[1], ho, wo)).astype(np.float32)
-    return x, w, b, gy
-
-
 def _times(fns: dict, repeats: int) -> dict:
     """Per name: [wall ms median, CPU ms median, wall min, wall max]; names alternated."""
-    wall: dict = {k: [] for k in fns}
-    cpu: dict = {k: [] for k in fns}
-    for f in fns.values():
-        f()
-        f()
-    for _ in range(repeats):
-        for k, f in fns.items():
-            t0, c0 = time.perf_counter(), time.process_time()
-            f()
-            wall[k].append(1e3 * (time.perf_counter() - t0))
-            cpu[k].append(1e3 * (time.process_time() - c0))
+    wall, cpu = alternated_samples(fns, repeats)
     return {
         k: [float(np.median(wall[k])), float(np.median(cpu[k])), min(wall[k]), max(wall[k])]
         for k in fns

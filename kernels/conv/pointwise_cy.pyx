@@ -46,35 +46,26 @@ cdef inline void _gather(const real* xb, real* dst, Py_ssize_t c, Py_ssize_t h, 
 
 
 cdef inline void _scatter(const real* src, real* gxb, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
-                          Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ho,
-                          Py_ssize_t wo) noexcept nogil:
-    # gxb = 0 except gxb[ci, oh * sh, ow * sw] = src[ci, oh, ow]
+                          Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ho, Py_ssize_t wo,
+                          bint add) noexcept nogil:
+    # gxb[ci, oh * sh, ow * sw] = src[ci, oh, ow] and every other pixel 0; with ``add``,
+    # gxb[ci, oh * sh, ow * sw] += src[ci, oh, ow] and the other pixels left as they are
     cdef Py_ssize_t k, ci, oh, ow
     cdef const real* s
     cdef real* d
-    for k in range(c * h * w):
-        gxb[k] = 0
+    if not add:
+        for k in range(c * h * w):
+            gxb[k] = 0
     for ci in range(c):
         for oh in range(ho):
             s = src + (ci * ho + oh) * wo
             d = gxb + (ci * h + oh * sh) * w
-            for ow in range(wo):
-                d[ow * sw] = s[ow]
-
-
-cdef inline void _scatter_add(const real* src, real* gxb, Py_ssize_t c, Py_ssize_t h,
-                              Py_ssize_t w, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ho,
-                              Py_ssize_t wo) noexcept nogil:
-    # gxb[ci, oh * sh, ow * sw] += src[ci, oh, ow]; the other pixels are left as they are
-    cdef Py_ssize_t ci, oh, ow
-    cdef const real* s
-    cdef real* d
-    for ci in range(c):
-        for oh in range(ho):
-            s = src + (ci * ho + oh) * wo
-            d = gxb + (ci * h + oh * sh) * w
-            for ow in range(wo):
-                d[ow * sw] = d[ow * sw] + s[ow]
+            if add:
+                for ow in range(wo):
+                    d[ow * sw] = d[ow * sw] + s[ow]
+            else:
+                for ow in range(wo):
+                    d[ow * sw] = s[ow]
 
 
 def forward_threads(const real[:, :, :, ::1] x, const real[:, ::1] w2, const real[::1] bias,
@@ -135,10 +126,8 @@ def backward_threads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                 if strided:
                     _gemm(gemm, True, False, c, p, o, &w2[0, 0], c, &gy[b, 0, 0, 0], p, 0,
                           &buf[tid, 0], p)
-                    if accumulate:
-                        _scatter_add(&buf[tid, 0], &gx[b, 0, 0, 0], c, h, w, sh, sw, ho, wo)
-                    else:
-                        _scatter(&buf[tid, 0], &gx[b, 0, 0, 0], c, h, w, sh, sw, ho, wo)
+                    _scatter(&buf[tid, 0], &gx[b, 0, 0, 0], c, h, w, sh, sw, ho, wo,
+                             accumulate)
                 else:
                     _gemm(gemm, True, False, c, p, o, &w2[0, 0], c, &gy[b, 0, 0, 0], p,
                           1 if accumulate else 0, &gx[b, 0, 0, 0], p)
