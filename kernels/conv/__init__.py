@@ -346,10 +346,33 @@ def _winograd_f4_leads(call: Conv2dCall) -> bool:
     return wins and _winograd_fast4()
 
 
+# float32 3x3 stride-1 calls with outputs of at most 16x16 and 32 or more channels in and out
+# (resnet8's 16x16 32->32 and 8x8 64->64, vgg_small's 16x16 32->64 and 64->64), a batch of
+# at least one image per thread: winograd-cython first, ahead of the wide chvec-cython lead,
+# when it runs them as F(2x2, 3x3) with channels across the vector lanes (chvec-cython's
+# ``winograd2_threads``): its forward and input gradient ran ahead of chvec-cython's direct
+# ones there, and it takes chvec-cython's weight gradient (benchmarks/results/resnet8-3x3.md).
+_LANES_LEAD = True  # off: the rule before this lead (benchmarks/resnet8_3x3.py --steps)
+
+
+def _winograd_lanes_leads(call: Conv2dCall) -> bool:
+    if not _LANES_LEAD or call.dtype != "<f4" or not _winograd_applies(call):
+        return False
+    try:
+        from . import winograd_cy
+    except ImportError:
+        return False
+    ho, wo = call.out_hw()
+    return (
+        bool(winograd_cy._uses_lanes(call.x_shape[1], call.w_shape[0], ho, wo))
+        and call.x_shape[0] >= _threads.get_num_threads()
+    )
+
+
 def _conv2d_rule(call: Conv2dCall) -> list[str]:
     order = _conv2d_order(call)
     try:
-        f4 = _winograd_f4_leads(call)
+        f4 = _winograd_f4_leads(call) or _winograd_lanes_leads(call)
         wide = not f4 and order[0] != "chvec-cython" and _chvec_wide_leads(call)
     except (AttributeError, TypeError, ValueError):
         return order

@@ -36,6 +36,9 @@ one parallel region (``backward_threads``): the weight gradient's chunks are han
 first, then the input gradient's images, so the team is woken once per backward and the
 single images even out the threads' ends.
 
+``winograd2_threads`` (run by winograd-cython, not by this variant's own calls): Winograd
+F(2x2, 3x3) with channels across the same vector lanes, for small planes (see there).
+
 Every output adds its taps in (input channel, kh, kw) order. Strided, dilated and grouped
 calls, and weight gradients of other kernel sizes, go to ``im2col-cython``. Bounds and
 wraparound checks are set by the build (setup.py), not here.
@@ -436,6 +439,283 @@ cdef extern from *:
                           Py_ssize_t left, const double* gt, Py_ssize_t ho, Py_ssize_t wo,
                           Py_ssize_t wp, Py_ssize_t op, double* out,
                           Py_ssize_t os) noexcept nogil
+
+
+# Winograd F(2x2, 3x3) with channels across the vector lanes (``winograd2_threads``, which
+# winograd-cython runs on small planes): each thread takes whole images; an image is
+# transposed to (row, column, channel) with zero padding, each 4x4 input tile's transform
+# B^T d B runs on vectors of V channels (so an 8x8 plane's 16 tiles fill the vectors as well
+# as a 32x32 plane's 256), the 16 products per tile are register-tiled multiplies (tiles x
+# vectors of output channels, the input channels the reduction) and A^T m A gives 2x2 output
+# pixels per tile, transposed back to (channel, row, column) with the bias.
+cdef extern from *:
+    """
+    #define TG_WC_ALL(T, S)                                                             \
+    /* v[(16 t + 4 i + j) cp + ch] = (B^T d B)[i, j] for the tiles of tile rows ty0 to     \
+       ty0 + g - 1 (t counted from the strip's first), d the 4x4 window of xq (rows of wq   \
+       pixels of cp channels) at (2 ty, 2 tx); each column's B^T combination is shared by  \
+       the two tiles that overlap on it */                                              \
+    static void tg_wc_in_##S(const T* xq, Py_ssize_t wq, Py_ssize_t cp, Py_ssize_t ty0,  \
+            Py_ssize_t g, Py_ssize_t tw, T* v) {                                        \
+        enum { V = 64 / sizeof(T) };                                                    \
+        Py_ssize_t ty, cv, tx, i, rs = wq * cp;                                         \
+        for (ty = 0; ty < g; ty++) {                                                    \
+            for (cv = 0; cv < cp; cv += V) {                                            \
+                const T* r0 = xq + 2 * (ty0 + ty) * rs + cv;                            \
+                T* vo = v + ty * tw * 16 * cp + cv;                                     \
+                tg_cv_v##S a[4], b[4], c[4], d[4];                                      \
+                _Pragma("GCC unroll 2") for (i = 0; i < 2; i++) {                       \
+                    const T* p = r0 + i * cp;                                           \
+                    tg_cv_v##S d0 = *(const tg_cv_u##S*)p, d1 = *(const tg_cv_u##S*)(p + rs); \
+                    tg_cv_v##S d2 = *(const tg_cv_u##S*)(p + 2 * rs);                   \
+                    tg_cv_v##S d3 = *(const tg_cv_u##S*)(p + 3 * rs);                   \
+                    tg_cv_v##S* e = i ? b : a;                                          \
+                    e[0] = d0 - d2; e[1] = d1 + d2; e[2] = d2 - d1; e[3] = d1 - d3;     \
+                }                                                                       \
+                for (tx = 0; tx < tw; tx++) {                                           \
+                    _Pragma("GCC unroll 2") for (i = 0; i < 2; i++) {                   \
+                        const T* p = r0 + (2 * tx + 2 + i) * cp;                        \
+                        tg_cv_v##S d0 = *(const tg_cv_u##S*)p;                          \
+                        tg_cv_v##S d1 = *(const tg_cv_u##S*)(p + rs);                   \
+                        tg_cv_v##S d2 = *(const tg_cv_u##S*)(p + 2 * rs);               \
+                        tg_cv_v##S d3 = *(const tg_cv_u##S*)(p + 3 * rs);               \
+                        tg_cv_v##S* e = i ? d : c;                                      \
+                        e[0] = d0 - d2; e[1] = d1 + d2; e[2] = d2 - d1; e[3] = d1 - d3; \
+                    }                                                                   \
+                    T* o = vo + tx * 16 * cp;                                           \
+                    _Pragma("GCC unroll 4") for (i = 0; i < 4; i++) {                   \
+                        *(tg_cv_u##S*)(o + (4 * i + 0) * cp) = a[i] - c[i];             \
+                        *(tg_cv_u##S*)(o + (4 * i + 1) * cp) = b[i] + c[i];             \
+                        *(tg_cv_u##S*)(o + (4 * i + 2) * cp) = c[i] - b[i];             \
+                        *(tg_cv_u##S*)(o + (4 * i + 3) * cp) = b[i] - d[i];             \
+                    }                                                                   \
+                    _Pragma("GCC unroll 4") for (i = 0; i < 4; i++) {                   \
+                        a[i] = c[i]; b[i] = d[i];                                       \
+                    }                                                                   \
+                }                                                                       \
+            }                                                                           \
+        }                                                                               \
+    }                                                                                   \
+    /* y (npos, nk) = t (npos rows of op channels) transposed to (channel, position) with   \
+       bias[k] (NULL: none); whole blocks of V positions x V channels through registers */ \
+    static void tg_wc_untr_##S(const T* t, Py_ssize_t npos, Py_ssize_t o, Py_ssize_t op, \
+            const T* bias, T* y) {                                                      \
+        enum { V = 64 / sizeof(T) };                                                    \
+        tg_cv_v##S r[V];                                                                \
+        Py_ssize_t f0, k0, k, f;                                                        \
+        for (f0 = 0; f0 + V <= npos; f0 += V) {                                         \
+            for (k0 = 0; k0 < o; k0 += V) {                                             \
+                _Pragma("GCC unroll 16") for (f = 0; f < V; f++)                        \
+                    r[f] = *(const tg_cv_u##S*)(t + (f0 + f) * op + k0);                \
+                tg_cv_transpose_##S(r);                                                 \
+                _Pragma("GCC unroll 16") for (k = 0; k < V; k++) {                      \
+                    if (k0 + k >= o) break;                                             \
+                    *(tg_cv_u##S*)(y + (k0 + k) * npos + f0) =                          \
+                        r[k] + (bias ? bias[k0 + k] : (T)0);                            \
+                }                                                                       \
+            }                                                                           \
+        }                                                                               \
+        for (k = 0; k < o; k++)                                                         \
+            for (f = f0; f < npos; f++)                                                 \
+                y[k * npos + f] = t[f * op + k] + (bias ? bias[k] : (T)0);              \
+    }
+    /* m[r * ms + n V + l] = sum over k < c of v[r * vs + k] * u[k * op + n V + l]: R tiles x
+       NV vectors of output channels in registers, one broadcast per tile and input channel */
+    #define TG_WC_MUL(T, S, NV, R)                                                      \
+    static void tg_wc_mul_##S##_##NV##_##R(const T* v, Py_ssize_t vs, const T* u,       \
+            Py_ssize_t op, Py_ssize_t c, T* m, Py_ssize_t ms) {                         \
+        enum { V = 64 / sizeof(T) };                                                    \
+        tg_cv_v##S acc[R][NV], uw[NV];                                                  \
+        Py_ssize_t k, r, n;                                                             \
+        _Pragma("GCC unroll 24") for (r = 0; r < R; r++)                                \
+            _Pragma("GCC unroll 4") for (n = 0; n < NV; n++) acc[r][n] = (tg_cv_v##S){0}; \
+        for (k = 0; k < c; k++) {                                                       \
+            _Pragma("GCC unroll 4") for (n = 0; n < NV; n++)                            \
+                uw[n] = *(const tg_cv_u##S*)(u + k * op + n * V);                       \
+            _Pragma("GCC unroll 24") for (r = 0; r < R; r++) {                          \
+                tg_cv_v##S s = v[r * vs + k] - (tg_cv_v##S){0};                         \
+                _Pragma("GCC unroll 4") for (n = 0; n < NV; n++) acc[r][n] += s * uw[n]; \
+            }                                                                           \
+        }                                                                               \
+        _Pragma("GCC unroll 24") for (r = 0; r < R; r++)                                \
+            _Pragma("GCC unroll 4") for (n = 0; n < NV; n++)                            \
+                *(tg_cv_u##S*)(m + r * ms + n * V) = acc[r][n];                         \
+    }
+    #define TG_WC_MUL4(T, S) TG_WC_MUL(T, S, 4, 1) TG_WC_MUL(T, S, 4, 2)                \
+        TG_WC_MUL(T, S, 4, 3) TG_WC_MUL(T, S, 4, 4) TG_WC_MUL(T, S, 4, 5) TG_WC_MUL(T, S, 4, 6)
+    #define TG_WC_MUL2(T, S) TG_WC_MUL(T, S, 2, 1) TG_WC_MUL(T, S, 2, 2)                \
+        TG_WC_MUL(T, S, 2, 3) TG_WC_MUL(T, S, 2, 4) TG_WC_MUL(T, S, 2, 5)               \
+        TG_WC_MUL(T, S, 2, 6) TG_WC_MUL(T, S, 2, 7) TG_WC_MUL(T, S, 2, 8)               \
+        TG_WC_MUL(T, S, 2, 9) TG_WC_MUL(T, S, 2, 10) TG_WC_MUL(T, S, 2, 11)             \
+        TG_WC_MUL(T, S, 2, 12)
+    #define TG_WC_MUL1(T, S) TG_WC_MUL(T, S, 1, 1) TG_WC_MUL(T, S, 1, 2)                \
+        TG_WC_MUL(T, S, 1, 3) TG_WC_MUL(T, S, 1, 4) TG_WC_MUL(T, S, 1, 5)               \
+        TG_WC_MUL(T, S, 1, 6) TG_WC_MUL(T, S, 1, 7) TG_WC_MUL(T, S, 1, 8)               \
+        TG_WC_MUL(T, S, 1, 9) TG_WC_MUL(T, S, 1, 10) TG_WC_MUL(T, S, 1, 11)             \
+        TG_WC_MUL(T, S, 1, 12) TG_WC_MUL(T, S, 1, 13) TG_WC_MUL(T, S, 1, 14)            \
+        TG_WC_MUL(T, S, 1, 15) TG_WC_MUL(T, S, 1, 16)
+    #define TG_WC_IMAGE(T, S)                                                           \
+    TG_WC_MUL4(T, S) TG_WC_MUL2(T, S) TG_WC_MUL1(T, S)                                  \
+    typedef void (*tg_wc_mul_fn_##S)(const T*, Py_ssize_t, const T*, Py_ssize_t,        \
+                                     Py_ssize_t, T*, Py_ssize_t);                       \
+    static tg_wc_mul_fn_##S const tg_wc_mul4_##S[6] = {tg_wc_mul_##S##_4_1,             \
+        tg_wc_mul_##S##_4_2, tg_wc_mul_##S##_4_3, tg_wc_mul_##S##_4_4, tg_wc_mul_##S##_4_5, \
+        tg_wc_mul_##S##_4_6};                                                           \
+    static tg_wc_mul_fn_##S const tg_wc_mul2_##S[12] = {tg_wc_mul_##S##_2_1,            \
+        tg_wc_mul_##S##_2_2, tg_wc_mul_##S##_2_3, tg_wc_mul_##S##_2_4, tg_wc_mul_##S##_2_5, \
+        tg_wc_mul_##S##_2_6, tg_wc_mul_##S##_2_7, tg_wc_mul_##S##_2_8, tg_wc_mul_##S##_2_9, \
+        tg_wc_mul_##S##_2_10, tg_wc_mul_##S##_2_11, tg_wc_mul_##S##_2_12};              \
+    static tg_wc_mul_fn_##S const tg_wc_mul1_##S[16] = {tg_wc_mul_##S##_1_1,            \
+        tg_wc_mul_##S##_1_2, tg_wc_mul_##S##_1_3, tg_wc_mul_##S##_1_4, tg_wc_mul_##S##_1_5, \
+        tg_wc_mul_##S##_1_6, tg_wc_mul_##S##_1_7, tg_wc_mul_##S##_1_8, tg_wc_mul_##S##_1_9, \
+        tg_wc_mul_##S##_1_10, tg_wc_mul_##S##_1_11, tg_wc_mul_##S##_1_12,               \
+        tg_wc_mul_##S##_1_13, tg_wc_mul_##S##_1_14, tg_wc_mul_##S##_1_15,               \
+        tg_wc_mul_##S##_1_16};                                                          \
+    /* one image: xb (c, h, w) -> yb (o, ho, wo), u (16, c, op) the transformed weights;   \
+       work: max(h w, ho wo op / cp) cp + hq wq cp + 16 ldv + 16 ldm values (see the       \
+       caller); returns the image's input summed as x - x (NaN if it holds a NaN or an      \
+       infinity) */                                                                     \
+    static T tg_wc_image_##S(const T* xb, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,      \
+            Py_ssize_t ph, Py_ssize_t pw, const T* u, Py_ssize_t o, Py_ssize_t op,       \
+            const T* bias, T* yb, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t rows, T* work) { \
+        enum { V = 64 / sizeof(T) };                                                    \
+        Py_ssize_t cp = (c + V - 1) / V * V, th = (ho + 1) / 2, tw = (wo + 1) / 2;       \
+        Py_ssize_t hq = 2 * th + 2, wq = 2 * tw + 2, ldv = rows * tw * cp;              \
+        Py_ssize_t big = h * w * cp, r, q, f, ty0, g, xi, n0, t0;  \
+        if (ho * wo * op > big) big = ho * wo * op;                                     \
+        T* tmp = work;                                                                  \
+        T* xq = tmp + big;                                                              \
+        T* vb = xq + hq * wq * cp;                                                      \
+        T* mb = vb + 16 * ldv;                                                          \
+        tg_cv_v##S fl = {0};                                                            \
+        tg_cv_gt_##S(xb, h * w, c, cp, tmp);                                            \
+        for (r = 0; r < hq; r++) {                                                      \
+            T* d = xq + r * wq * cp;                                                    \
+            if (r < ph || r >= ph + h) {                                                \
+                __builtin_memset(d, 0, wq * cp * sizeof(T));                            \
+                continue;                                                               \
+            }                                                                           \
+            Py_ssize_t q1 = pw + w < wq ? pw + w : wq;                                  \
+            __builtin_memset(d, 0, pw * cp * sizeof(T));                                \
+            if (q1 < wq) __builtin_memset(d + q1 * cp, 0, (wq - q1) * cp * sizeof(T));  \
+            const T* s = tmp + (r - ph) * w * cp;                                       \
+            tg_cv_v##S rf = {0};                                                        \
+            for (f = 0; f < (q1 - pw) * cp; f += V) {                                   \
+                tg_cv_v##S x = *(const tg_cv_u##S*)(s + f);                             \
+                rf += x - x;                                                            \
+                *(tg_cv_u##S*)(d + pw * cp + f) = x;                                    \
+            }                                                                           \
+            fl += rf;                                                                   \
+        }                                                                               \
+        T* yt = tmp;                                                                    \
+        for (ty0 = 0; ty0 < th; ty0 += rows) {                                          \
+            g = th - ty0 < rows ? th - ty0 : rows;                                      \
+            Py_ssize_t nt = g * tw;                                                     \
+            tg_wc_in_##S(xq, wq, cp, ty0, g, tw, vb);                                   \
+            for (xi = 0; xi < 16; xi++) {                                               \
+                const T* uk = u + xi * c * op;                                          \
+                const T* vk = vb + xi * cp;                                             \
+                T* mk = mb + xi * op;                                                   \
+                for (n0 = 0; n0 < op;) {                                                \
+                    Py_ssize_t nv = (op - n0) / V, R;                                   \
+                    nv = nv >= 4 ? 4 : nv >= 2 ? 2 : 1;                                 \
+                    R = nv == 4 ? 6 : nv == 2 ? 12 : 16;                                \
+                    for (t0 = 0; t0 < nt; t0 += R) {                                    \
+                        Py_ssize_t nr = nt - t0 < R ? nt - t0 : R;                      \
+                        const T* vt = vk + t0 * 16 * cp;                                \
+                        T* mt = mk + t0 * 16 * op + n0;                                 \
+                        tg_wc_mul_fn_##S f = nv == 4 ? tg_wc_mul4_##S[nr - 1]           \
+                            : nv == 2 ? tg_wc_mul2_##S[nr - 1] : tg_wc_mul1_##S[nr - 1]; \
+                        f(vt, 16 * cp, uk + n0, op, c, mt, 16 * op);                    \
+                    }                                                                   \
+                    n0 += nv * V;                                                       \
+                }                                                                       \
+            }                                                                           \
+            /* A^T m A per tile and vector of output channels, into yt (ho wo, op) */   \
+            Py_ssize_t t, ov;                                                           \
+            for (t = 0; t < nt; t++) {                                                  \
+                Py_ssize_t oh = 2 * (ty0 + t / tw), ow = 2 * (t % tw);                  \
+                for (ov = 0; ov < op; ov += V) {                                        \
+                    tg_cv_v##S m[16], s0[4], s1[4];                                     \
+                    _Pragma("GCC unroll 16") for (xi = 0; xi < 16; xi++)                \
+                        m[xi] = *(const tg_cv_u##S*)(mb + (16 * t + xi) * op + ov);     \
+                    _Pragma("GCC unroll 4") for (q = 0; q < 4; q++) {                   \
+                        s0[q] = m[q] + m[4 + q] + m[8 + q];                             \
+                        s1[q] = m[4 + q] - m[8 + q] - m[12 + q];                        \
+                    }                                                                   \
+                    tg_cv_v##S y00 = s0[0] + s0[1] + s0[2], y01 = s0[1] - s0[2] - s0[3]; \
+                    tg_cv_v##S y10 = s1[0] + s1[1] + s1[2], y11 = s1[1] - s1[2] - s1[3]; \
+                    T* d = yt + (oh * wo + ow) * op + ov;                               \
+                    *(tg_cv_u##S*)d = y00;                                              \
+                    if (ow + 1 < wo) *(tg_cv_u##S*)(d + op) = y01;                      \
+                    if (oh + 1 < ho) {                                                  \
+                        *(tg_cv_u##S*)(d + wo * op) = y10;                              \
+                        if (ow + 1 < wo) *(tg_cv_u##S*)(d + wo * op + op) = y11;        \
+                    }                                                                   \
+                }                                                                       \
+            }                                                                           \
+        }                                                                               \
+        tg_wc_untr_##S(yt, ho * wo, o, op, bias, yb);                                   \
+        T sum = 0;                                                                      \
+        for (f = 0; f < V; f++) sum += fl[f];                                           \
+        return sum;                                                                     \
+    }
+    TG_WC_ALL(float, f) TG_WC_ALL(double, d)
+    TG_WC_IMAGE(float, f) TG_WC_IMAGE(double, d)
+    """
+    float tg_wc_image_f(const float* xb, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
+                        Py_ssize_t ph, Py_ssize_t pw, const float* u, Py_ssize_t o,
+                        Py_ssize_t op, const float* bias, float* yb, Py_ssize_t ho,
+                        Py_ssize_t wo, Py_ssize_t rows, float* work) noexcept nogil
+    double tg_wc_image_d(const double* xb, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
+                         Py_ssize_t ph, Py_ssize_t pw, const double* u, Py_ssize_t o,
+                         Py_ssize_t op, const double* bias, double* yb, Py_ssize_t ho,
+                         Py_ssize_t wo, Py_ssize_t rows, double* work) noexcept nogil
+
+
+def winograd2_work(int c, int h, int w, int o, int ph, int pw, int rows, int lanes) -> int:
+    """Values of ``winograd2_threads``' work buffer per thread (``rows`` tile rows per strip,
+    ``lanes`` per vector)."""
+    cp, op = (c + lanes - 1) // lanes * lanes, (o + lanes - 1) // lanes * lanes
+    ho, wo = h + 2 * ph - 2, w + 2 * pw - 2
+    th, tw = (ho + 1) // 2, (wo + 1) // 2
+    big = max(h * w * cp, ho * wo * op)
+    return big + (2 * th + 2) * (2 * tw + 2) * cp + 16 * rows * tw * (cp + op) + lanes
+
+
+def winograd2_threads(const real[:, :, :, ::1] x, const real[:, :, ::1] u,
+                      const real[::1] bias, bint has_bias, real[:, :, :, ::1] y,
+                      real[:, ::1] work, real[::1] flags, int ph, int pw, int rows, int nt):
+    """y = the 3x3 stride-1 convolution of x by Winograd F(2x2, 3x3) with channels across
+    the vector lanes, one image per thread at a time: u (16, c, op) the transformed weights
+    (G g G^T at 4 i + j, zero past o), ``rows`` tile rows per strip (the strip's tile
+    buffers in ``work``, see ``winograd2_work``), flags[thread] NaN when its images held a
+    NaN or an infinity (then y is not the convolution)."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t o = y.shape[1], ho = y.shape[2], wo = y.shape[3], op = u.shape[2]
+    cdef Py_ssize_t b
+    cdef int tid
+    cdef const real* bp = &bias[0] if has_bias else NULL
+    if u.shape[0] != 16 or u.shape[1] != c or op % (64 // sizeof(real)) or op < o:
+        raise ValueError(f"winograd2_threads: u must be (16, {c}, o rounded up to the "
+                         f"lanes), got {(u.shape[0], u.shape[1], u.shape[2])}")
+    if ho != h + 2 * ph - 2 or wo != w + 2 * pw - 2 or ho < 1 or wo < 1 or rows < 1:
+        raise ValueError(f"winograd2_threads: y {(ho, wo)} does not fit x {(h, w)} with "
+                         f"padding {(ph, pw)}, or rows {rows} < 1")
+    if work.shape[0] < nt or work.shape[1] < winograd2_work(c, h, w, o, ph, pw, rows,
+                                                             64 // sizeof(real)):
+        raise ValueError("winograd2_threads: work buffer too small")
+    with nogil:
+        for b in prange(n, schedule="dynamic", num_threads=nt):
+            tid = openmp.omp_get_thread_num()
+            if real is float:
+                flags[tid] += tg_wc_image_f(&x[b, 0, 0, 0], c, h, w, ph, pw, &u[0, 0, 0], o,
+                                            op, bp, &y[b, 0, 0, 0], ho, wo, rows,
+                                            &work[tid, 0])
+            else:
+                flags[tid] += tg_wc_image_d(&x[b, 0, 0, 0], c, h, w, ph, pw, &u[0, 0, 0], o,
+                                            op, bp, &y[b, 0, 0, 0], ho, wo, rows,
+                                            &work[tid, 0])
 
 
 cdef inline void _pad(const real* xb, real* xp, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,

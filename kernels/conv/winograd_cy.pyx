@@ -35,6 +35,11 @@ fixed cost and packing dominated GEMMs of a block's size), the output transform 
 bias into y. Smaller calls and the weight gradient keep F(2x2, 3x3); on 16x16 outputs with 32
 and 64 channels F(4x4, 3x3) was measured again and ran level with F(2x2) at 32->64 and well
 behind it at 64->64 (benchmarks/results/winograd-wgrad.md).
+
+On outputs of at most 16x16 with 32 or more channels (``_uses_lanes``) the forward and input
+gradient run F(2x2, 3x3) with channels across the vector lanes instead (chvec-cython's
+``winograd2_threads``): tiles across the lanes fill few lanes on such planes, and BLAS calls
+per block cost more than their small GEMMs.
 """
 
 cimport openmp
@@ -49,6 +54,8 @@ try:  # the weight gradient below the Winograd one's channel counts (see ``backw
     from . import chvec_cy as _wgrad_direct
 except ImportError:  # pragma: no cover - a build without that extension
     _wgrad_direct = None
+# F(2x2, 3x3) with channels across the lanes on small planes (see ``_uses_lanes``)
+_lanes = _wgrad_direct
 from .im2col import memory, workspace
 from .reference import _out_size
 
@@ -1256,6 +1263,51 @@ def _winograd4_fast(x, w, b, int ph, int pw, y):
     return y if np.isfinite(flags.sum()) else None
 
 
+# F(2x2, 3x3) with channels across the vector lanes (chvec-cython's ``winograd2_threads``) on
+# outputs of at most _LANES_MAX_SIDE pixels high and wide with at least _LANES_MIN_CHANNELS
+# channels in and out: there the other paths put tiles across the lanes (a few per row of a
+# small plane) or call BLAS per block. It ran ahead of F(2x2, 3x3) through BLAS on 8x8
+# outputs (64 and 128 channels) and level with or slightly ahead of the vector F(4x4, 3x3)
+# on 16x16 ones with 32 channels; with 64 channels on 16x16 F(4x4, 3x3) stayed slightly
+# ahead and keeps them (_LANES_F4_CHANNELS). On 32x32 planes with 16 channels its
+# transforms cost more than the multiplications saved (benchmarks/results/resnet8-3x3.md).
+_LANES_MAX_SIDE = 16
+_LANES_MIN_CHANNELS = 32
+_LANES_F4_CHANNELS = 64  # from these many channels in and out, outputs of 16x16 keep F(4x4)
+_LANES_STRIP_BYTES = 1 << 19  # V and M of one strip of tile rows, per thread
+
+
+def _uses_lanes(c, o, ho, wo) -> bool:
+    """Whether ``_winograd`` runs a call through the channel-lane F(2x2, 3x3) path."""
+    return (_lanes is not None and max(ho, wo) <= _LANES_MAX_SIDE
+            and min(c, o) >= _LANES_MIN_CHANNELS
+            and (min(ho, wo) < _F4_FAST_MIN_SIDE or min(c, o) < _LANES_F4_CHANNELS))
+
+
+def _winograd_lanes(x, w, b, int ph, int pw, y):
+    """``_winograd``'s call through ``winograd2_threads`` (see ``_uses_lanes``)."""
+    n, c, h, wd = x.shape
+    o, ho, wo = y.shape[1:]
+    lanes = 64 // x.itemsize
+    cp, op = -(-c // lanes) * lanes, -(-o // lanes) * lanes
+    th, tw = (ho + 1) // 2, (wo + 1) // 2
+    rows = int(max(1, min(th, _LANES_STRIP_BYTES // (16 * tw * (cp + op) * x.itemsize))))
+    nt = max(1, min(_team_size(4 * n * th * tw * c * o), n))
+    size = _lanes.winograd2_work(c, h, wd, o, ph, pw, rows, lanes)
+    memory.check_fits("conv2d (winograd)", {
+        "tile buffers": nt * size * x.itemsize,
+        "output": y.nbytes,
+    })
+    u = np.zeros((16, c, op), dtype=x.dtype)
+    u[:, :, :o] = _weight_transform(w).transpose(0, 2, 1)
+    work = workspace("winograd-lanes", (nt, size), x.dtype)
+    bias = b if b is not None else np.zeros(1, dtype=x.dtype)
+    flags = np.zeros(nt, dtype=x.dtype)
+    _lanes.winograd2_threads(np.ascontiguousarray(x), u, bias, b is not None, y, work, flags,
+                             ph, pw, rows, nt)
+    return y if np.isfinite(flags.sum()) else None
+
+
 def _winograd(x, w, b, int ph, int pw, gemm):
     """y of a 3x3 stride-1 call by Winograd, or None when x holds a NaN or an infinity (found
     while the tiles are read: Winograd would spread it over its tiles)."""
@@ -1266,6 +1318,8 @@ def _winograd(x, w, b, int ph, int pw, gemm):
     if y.size == 0 or c == 0:
         y[...] = 0 if b is None else b.reshape(1, o, 1, 1)
         return y
+    if _uses_lanes(c, o, ho, wo):
+        return _winograd_lanes(x, w, b, ph, pw, y)
     fast = _fast4(x.dtype)
     f4 = _uses_f4(c, o, ho, wo, fast)
     if f4 and fast:

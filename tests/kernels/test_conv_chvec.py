@@ -10,7 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tapegrad.kernels as K
-from tapegrad.kernels.conv import Conv2dCall, _conv2d_rule, _winograd_f4_leads
+from tapegrad.kernels.conv import (
+    Conv2dCall,
+    _conv2d_rule,
+    _winograd_f4_leads,
+    _winograd_lanes_leads,
+)
 from tests._sizes import examples
 from tests.kernels._conv_helpers import (
     assert_same_nonfinite,
@@ -301,12 +306,13 @@ def test_auto_rule_puts_chvec_first_for_wider_layers(monkeypatch, team):
     ]:
         rule = _rule(n, c, o, side, k, team, monkeypatch)
         call = Conv2dCall((n, c, side, side), (o, c, k, k), (1, 1), (1, 1), (1, 1), 1, "<f4")
-        if _winograd_f4_leads(call):  # winograd-cython's vector F(4x4, 3x3) leads there
+        # winograd-cython's vector F(4x4, 3x3) or channel-lane F(2x2, 3x3) leads there
+        if _winograd_f4_leads(call) or _winograd_lanes_leads(call):
             assert rule[0] == "winograd-cython", (n, c, o, side, k)
             continue
         assert rule[0] == NAME, (n, c, o, side, k)
         assert rule.count(NAME) == 1
-    assert _rule(64, 32, 32, 16, 3, team, monkeypatch)[1] == "winograd-cython"
+    assert _rule(64, 24, 24, 32, 3, team, monkeypatch)[1] == "winograd-cython"
     for n, c, o, side, k in [
         (64, 128, 128, 8, 3),
         (64, 1, 32, 32, 3),
@@ -314,4 +320,4 @@ def test_auto_rule_puts_chvec_first_for_wider_layers(monkeypatch, team):
         (64, 32, 8, 32, 3),
     ]:
         assert _rule(n, c, o, side, k, team, monkeypatch)[0] != NAME, (n, c, o, side, k)
-    assert (_rule(1, 32, 32, 16, 3, team, monkeypatch)[0] == NAME) == (team == 1)
+    assert (_rule(1, 32, 32, 16, 5, team, monkeypatch)[0] == NAME) == (team == 1)

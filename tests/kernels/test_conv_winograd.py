@@ -329,8 +329,8 @@ def test_auto_rule_winograd_on_small_images():
 def test_auto_rule_winograd_f4_first(monkeypatch, team):
     """Builds with winograd-cython's vector F(4x4, 3x3) path: winograd-cython first for
     float32 3x3 stride-1 calls on 32x32 outputs with 32 or more channels in and out and on
-    16x16 ones with 64 or more, listed once; float64 calls, fewer channels, 8x8 outputs and
-    strided calls keep the order they had (chvec-cython first where it led)."""
+    16x16 ones with 64 or more, listed once; float64 calls, fewer channels and strided calls
+    keep the order they had (chvec-cython first where it led)."""
     from tapegrad.kernels import threads
 
     monkeypatch.setattr(threads, "get_num_threads", lambda: team)
@@ -347,6 +347,96 @@ def test_auto_rule_winograd_f4_first(monkeypatch, team):
         assert r[:1] == first, (n, c, o, side)
         assert r.count("winograd-cython") == 1
         assert rule(n, c, o, side, "<f8")[0] == "chvec-cython"
-    for n, c, o, side in [(64, 16, 16, 32), (64, 32, 64, 16), (64, 32, 32, 16), (64, 64, 64, 8)]:
-        assert rule(n, c, o, side)[0] == "chvec-cython", (n, c, o, side)
+    assert rule(64, 16, 16, 32)[0] == "chvec-cython"
     assert rule(64, 64, 64, 32, stride=2)[0] != "winograd-cython"
+
+
+@pytest.mark.parametrize("team", [1, 2])
+def test_auto_rule_winograd_lanes_first(monkeypatch, team):
+    """float32 3x3 stride-1 calls on outputs of at most 16x16 with 32 or more channels in and
+    out and at least one image per thread (resnet8's 16x16 32->32 and 8x8 64->64, vgg_small's
+    16x16 32->64): winograd-cython first (its channel-lane F(2x2, 3x3)), listed once; float64,
+    16 channels, 32x32 outputs past F(4x4)'s lead, fewer images than threads and the rule
+    with the lead switched off keep chvec-cython first."""
+    from tapegrad.kernels import conv, threads
+
+    if "winograd-cython" not in VARIANTS:
+        pytest.skip("winograd-cython does not build here")
+    monkeypatch.setattr(threads, "get_num_threads", lambda: team)
+
+    def rule(n, c, o, side, dtype="<f4"):
+        return _conv2d_rule(
+            Conv2dCall((n, c, side, side), (o, c, 3, 3), (1, 1), (1, 1), (1, 1), 1, dtype)
+        )
+
+    for n, c, o, side in [(64, 32, 32, 16), (64, 64, 64, 8), (64, 32, 64, 16), (3, 40, 33, 11)]:
+        r = rule(n, c, o, side)
+        assert r[0] == "winograd-cython", (n, c, o, side)
+        assert r.count("winograd-cython") == 1
+        assert rule(n, c, o, side, "<f8")[0] == "chvec-cython"
+    assert rule(64, 16, 16, 32)[0] == "chvec-cython"
+    assert rule(64, 16, 32, 16)[0] == "chvec-cython"
+    assert (rule(1, 32, 64, 16)[0] == "winograd-cython") == (team == 1)
+    monkeypatch.setattr(conv, "_LANES_LEAD", False)
+    assert rule(64, 64, 64, 8)[0] == "chvec-cython"
+
+
+@pytest.mark.parametrize("team", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "n, c, o, h, w, padding",
+    [
+        (2, 16, 16, 8, 8, (1, 1)),
+        (3, 5, 23, 7, 9, (0, 0)),  # odd sides, partial tiles, channels below a vector
+        (1, 17, 40, 11, 6, (2, 2)),  # batch 1, part vectors in and out
+        (2, 33, 70, 13, 15, (1, 2)),  # three vectors of outputs plus a part one
+        (2, 64, 64, 8, 8, (1, 1)),  # resnet8's 8x8 layer: four vectors of outputs
+        (1, 3, 1, 5, 4, (1, 0)),
+    ],
+)
+def test_winograd_cython_lanes_path(monkeypatch, team, dtype, n, c, o, h, w, padding):
+    """winograd-cython's F(2x2, 3x3) with channels across the vector lanes (chvec-cython's
+    ``winograd2_threads``), for every call here: strips of one tile row, odd sizes and
+    partial tiles, padding 0 to 2, batch 1, channel counts that are not a multiple of 8 or
+    16, 1 to 3 threads; forward with bias and input gradient against the float64
+    reference (float32 within 1e-4 of the output's RMS), the same arrays on a repeat."""
+    mod = K.get("conv2d", "winograd-cython")
+    if "winograd-cython" not in VARIANTS or mod._lanes is None:
+        pytest.skip("winograd-cython's channel-lane path does not build here")
+    monkeypatch.setattr(mod, "_LANES_MIN_CHANNELS", 1)
+    monkeypatch.setattr(mod, "_LANES_MAX_SIDE", 1 << 30)
+    monkeypatch.setattr(mod, "_LANES_STRIP_BYTES", 1)
+    monkeypatch.setattr(mod, "_team_size", lambda work: team)
+    rng = np.random.default_rng(c * o + h)
+    x = rng.standard_normal((n, c, h, w))
+    wt = rng.standard_normal((o, c, 3, 3))
+    b = rng.standard_normal(o)
+    args = ((1, 1), padding, (1, 1), 1)
+    ref = K.get("conv2d", "reference")
+    want = ref.forward(x, wt, b, *args)
+    gy = rng.standard_normal(want.shape)
+    want_gx = ref.backward(gy, x, wt, *args, True, False)[0]
+    xd, wd, bd, gd = (a.astype(dtype) for a in (x, wt, b, gy))
+    y = mod.forward(xd, wd, bd, *args)
+    gx = mod.backward(gd, xd, wd, *args, True, False)[0]
+    bound = 1e-4 if dtype == np.float32 else 1e-12
+    for got, ref_ in ((y, want), (gx, want_gx)):
+        assert got.dtype == dtype and got.shape == ref_.shape
+        assert np.max(np.abs(got - ref_)) / np.sqrt(np.mean(ref_**2)) <= bound
+    np.testing.assert_array_equal(mod.forward(xd, wd, bd, *args), y)
+
+
+def test_winograd_cython_lanes_path_nonfinite(monkeypatch):
+    """A NaN or an infinity in x on the channel-lane path: the call goes to im2col-cython,
+    which puts it where a direct sum does."""
+    mod = K.get("conv2d", "winograd-cython")
+    if "winograd-cython" not in VARIANTS or mod._lanes is None:
+        pytest.skip("winograd-cython's channel-lane path does not build here")
+    monkeypatch.setattr(mod, "_LANES_MIN_CHANNELS", 1)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 20, 8, 8))
+    w = rng.standard_normal((18, 20, 3, 3))
+    x[0, 3, 2, 5], x[1, 19, 7, 0] = np.nan, np.inf
+    args = ((1, 1), (1, 1), (1, 1), 1)
+    assert_same_nonfinite(mod.forward(x, w, None, *args),
+                          K.get("conv2d", "reference").forward(x, w, None, *args))  # fmt: skip

@@ -275,9 +275,16 @@ def test_auto_rule_small_direct_large_im2col():
     Winograd comes before im2col-numba for 3x3 stride-1 calls only, and winograd-cython
     leads for those with 16 channels or more on outputs of 512 pixels or more (64 channels
     or more on 8x8 up to 511 pixels), after chvec-cython below 128 channels (ahead of it
-    on float32 32x32 64->64 where its vector F(4x4, 3x3) path builds); flat-cython leads
+    on float32 32x32 64->64 where its vector F(4x4, 3x3) path builds, and on float32 8x8
+    32->64 with its channel-lane F(2x2, 3x3)); flat-cython leads
     strided calls into at most 64 channels."""
-    from tapegrad.kernels.conv import Conv2dCall, _conv2d_order, _conv2d_rule, _winograd_fast4
+    from tapegrad.kernels.conv import (
+        Conv2dCall,
+        _conv2d_order,
+        _conv2d_rule,
+        _winograd_fast4,
+        _winograd_lanes_leads,
+    )
 
     small = Conv2dCall((2, 3, 8, 8), (4, 3, 3, 3), (1, 1), (1, 1), (1, 1), 1, "<f4")
     large = Conv2dCall((32, 64, 32, 32), (64, 64, 3, 3), (1, 1), (1, 1), (1, 1), 1, "<f4")
@@ -293,7 +300,9 @@ def test_auto_rule_small_direct_large_im2col():
         assert _conv2d_rule(large)[1] == "winograd-cython"
     assert _conv2d_rule(large).index("winograd-numba") < _conv2d_rule(large).index("im2col-numba")
     wide_strided = Conv2dCall((32, 64, 32, 32), (128, 64, 3, 3), (2, 2), (1, 1), (1, 1), 1, "<f4")
-    assert K.resolved_name("conv2d", small_image) == "chvec-cython"
+    # winograd-cython's channel-lane F(2x2, 3x3) leads on small float32 planes, else chvec's
+    lead = "winograd-cython" if _winograd_lanes_leads(small_image) else "chvec-cython"
+    assert K.resolved_name("conv2d", small_image) == lead
     assert _conv2d_order(small_image)[0] == "im2col-cython"  # after chvec-cython
     assert K.resolved_name("conv2d", wide_strided).startswith("im2col-")
     assert K.resolved_name("conv2d", strided) == "flat-cython"  # stride 2, <= 64 channels out
