@@ -347,9 +347,9 @@ def _winograd_f4_leads(call: Conv2dCall) -> bool:
 
 
 # float32 3x3 stride-1 calls with outputs of at most 16x16 and 32 or more channels in and out
-# (resnet8's 16x16 32->32 and 8x8 64->64, vgg_small's 16x16 32->64 and 64->64), a batch of
-# at least one image per thread: winograd-cython first, ahead of the wide chvec-cython lead,
-# when it runs them as F(2x2, 3x3) with channels across the vector lanes (chvec-cython's
+# (resnet8's 16x16 32->32 and 8x8 64->64, vgg_small's 16x16 32->64), a batch of at least
+# one image per thread: winograd-cython first, ahead of the wide chvec-cython lead, when it
+# runs them as F(2x2, 3x3) with channels across the vector lanes (chvec-cython's
 # ``winograd2_threads``): its forward and input gradient ran ahead of chvec-cython's direct
 # ones there, and it takes chvec-cython's weight gradient (benchmarks/results/resnet8-3x3.md).
 _LANES_LEAD = True  # off: the rule before this lead (benchmarks/resnet8_3x3.py --steps)
