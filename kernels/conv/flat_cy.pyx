@@ -1121,10 +1121,11 @@ def _tap_offsets(int c, int kh, int kw, int s, int hq, int wq, int tp):
 
 
 @lru_cache(maxsize=128)
-def _input_grad_tables(int o, int h, int wd, int kh, int kw, int s, int ph, int pw, int ho,
-                       int wo):
+def _input_grad_tables(o, h, wd, kh, kw, s, ph, pw, ho, wo):
     """The input gradient's per-phase taps: (hq, wq, pt, pl, offs, rows, jobs, ntap), rows[k]
-    the row of w.transpose(0, 2, 3, 1).reshape(o * kh * kw, c) holding tap k's weights."""
+    the row of w.transpose(0, 2, 3, 1).reshape(o * kh * kw, c) holding tap k's weights.
+    The arguments stay Python ints: the build's cdivision would make ``//`` of the
+    negative numerators below truncate toward zero instead of rounding down."""
     # input phase (py, px): rows ih = a * s + py take the taps i = (py + ph) mod s, each
     # from output row a + (py + ph - i) // s (exact); the same for columns
     dlo_i, dhi_i = (ph - kh + 1) // s, (s - 1 + ph) // s

@@ -358,3 +358,36 @@ def test_flat_wide_rows_and_image_blocks(dtype):
         for got, want in zip((y, gx, gw), refs, strict=True):
             assert got.dtype == dtype
             np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3, 4])
+@pytest.mark.parametrize("o", [8, 32])
+def test_flat_every_phase_table_matches_reference(stride, o):
+    """Every kernel size 1/3/5, padding 0-2 and plane of 7, 12 and 35 rows at this stride,
+    float64, both gradients: the input gradient's per-phase tables once rounded the
+    negative tap offsets toward zero (C division in a compiled helper), which stride 3 with
+    a 5x5 kernel and padding 2 on 35x36 planes showed and random shapes had missed."""
+    mod = K.get("conv2d", NAME)
+    rng = np.random.default_rng(stride * 100 + o)
+    for k in (1, 3, 5):
+        for p in (0, 1, 2):
+            for h in (7, 12, 35):
+                if h + 2 * p < k:
+                    continue
+                x = rng.standard_normal((2, 16, h, h + 1))
+                w = rng.standard_normal((o, 16, k, k))
+                args = ((stride, stride), (p, p), (1, 1), 1)
+                y = mod.forward(x, w, None, *args)
+                np.testing.assert_allclose(
+                    y,
+                    K.get("conv2d", "reference").forward(x, w, None, *args),
+                    rtol=1e-12,
+                    atol=1e-10,
+                )
+                gy = rng.standard_normal(y.shape)
+                got = mod.backward(gy, x, w, *args, True, True)
+                want = K.get("conv2d", "reference").backward(gy, x, w, *args, True, True)
+                for g, r in zip(got, want):
+                    np.testing.assert_allclose(
+                        g, r, rtol=1e-12, atol=1e-10, err_msg=f"k={k} p={p} h={h}"
+                    )
