@@ -54,7 +54,10 @@ def load_openmp() -> bool:
             if not own:
                 os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
             try:
-                ctypes.CDLL(str(OMP_LIB), mode=os.RTLD_LOCAL)
+                # DEEPBIND: the runtime's references to its own exported functions (its
+                # OpenACC and offload entry points) resolve to itself, not to a libgomp
+                # another library loaded globally first (PyTorch's)
+                ctypes.CDLL(str(OMP_LIB), mode=os.RTLD_LOCAL | getattr(os, "RTLD_DEEPBIND", 0))
                 _state["omp"] = True
             except OSError:
                 pass

@@ -155,6 +155,40 @@ def test_torch_first_keeps_both_thread_teams_apart():
     assert _run(code) == ["1", "1", "2"]
 
 
+@pytest.mark.torch
+@pytest.mark.skipif(not threads.OMP_LIB.exists(), reason="built against the system libgomp")
+def test_torch_first_no_tapegrad_extension_binds_to_torch_s_openmp(tmp_path):
+    """With PyTorch imported first, every Cython extension a training step of each zoo
+    model loads binds its OpenMP symbols to tapegrad's runtime (the dynamic linker's own
+    record, LD_DEBUG=bindings). A plain import of a kernel module, as the conv2d rule once
+    made of winograd-cython's to ask what it supports, bound it and the conv modules it
+    imports to PyTorch's libgomp."""
+    code = (
+        "import torch\n"
+        "torch.ones(8, 8) @ torch.ones(8, 8)\n"
+        "import tapegrad as tg\n"
+        "from tapegrad.bench.steps import tapegrad_step\n"
+        "tg.set_num_threads(2)\n"
+        "for m in ('lenet5', 'vgg_small', 'mobilenet_small', 'resnet8', 'conv_autoencoder'):\n"
+        "    tapegrad_step(m, 4)()\n"
+        "print('done')\n"
+    )
+    log = tmp_path / "bindings"
+    assert _run(code, LD_DEBUG="bindings", LD_DEBUG_OUTPUT=str(log)) == ["done"]
+    root = str(threads.OMP_LIB.parent.parent)
+    lines = [ln for f in tmp_path.glob("bindings*") for ln in f.read_text().splitlines()]
+    ours = [ln for ln in lines if "binding file " + root in ln and "GOMP_parallel" in ln]
+    assert ours, "no tapegrad extension started an OpenMP region"
+    wrong = sorted(
+        {
+            ln.split("binding file ")[1].split()[0]
+            for ln in lines
+            if "binding file " + root in ln and "/torch/" in ln.split(" to ")[-1]
+        }
+    )
+    assert not wrong, f"bound to PyTorch's OpenMP runtime: {wrong}"
+
+
 def test_one_team_order_puts_each_cython_variant_before_its_numba_twin():
     from tapegrad.kernels.registry import one_team_order
 

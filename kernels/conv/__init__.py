@@ -323,13 +323,20 @@ _WINOGRAD_F4_MID_MIN_PIXELS = 256
 
 
 @cache
+def _winograd_module() -> ModuleType | None:
+    """winograd-cython's module (None where it is not built), loaded as the registry loads
+    variants (``threads.import_extension``): a plain import after ``import torch`` would
+    bind it, and the conv modules it imports, to PyTorch's OpenMP runtime."""
+    try:
+        return _threads.import_extension(f"{_P}.winograd_cy")
+    except ImportError:
+        return None
+
+
 def _winograd_fast4() -> bool:
     """Whether winograd-cython builds here with its vector-register F(4x4, 3x3) path."""
-    try:
-        from . import winograd_cy
-    except ImportError:
-        return False
-    return bool(winograd_cy.fast4_available())
+    winograd_cy = _winograd_module()
+    return winograd_cy is not None and bool(winograd_cy.fast4_available())
 
 
 def _winograd_f4_leads(call: Conv2dCall) -> bool:
@@ -358,9 +365,8 @@ _LANES_LEAD = True  # off: the rule before this lead (benchmarks/resnet8_3x3.py 
 def _winograd_lanes_leads(call: Conv2dCall) -> bool:
     if not _LANES_LEAD or call.dtype != "<f4" or not _winograd_applies(call):
         return False
-    try:
-        from . import winograd_cy
-    except ImportError:
+    winograd_cy = _winograd_module()
+    if winograd_cy is None:
         return False
     ho, wo = call.out_hw()
     return (
