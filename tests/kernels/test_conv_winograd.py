@@ -230,6 +230,20 @@ def test_winograd_float32_rows_of_many_tiles(variant, width, padding):
         np.testing.assert_array_equal(np.isfinite(y), np.isfinite(y_ref))
 
 
+def _unit_case(n, c, o, h, w, padding):
+    """Unit-variance float64 arrays of a 3x3 stride-1 call and the reference's forward (with
+    bias) and input gradient: (x, w, b, gy, args, y, gx)."""
+    rng = np.random.default_rng(c * o + h)
+    x = rng.standard_normal((n, c, h, w))
+    wt = rng.standard_normal((o, c, 3, 3))
+    b = rng.standard_normal(o)
+    args = ((1, 1), padding, (1, 1), 1)
+    ref = K.get("conv2d", "reference")
+    want = ref.forward(x, wt, b, *args)
+    gy = rng.standard_normal(want.shape)
+    return x, wt, b, gy, args, want, ref.backward(gy, x, wt, *args, True, False)[0]
+
+
 @pytest.mark.parametrize("team", [1, 2])
 @pytest.mark.parametrize(
     "n, c, o, h, w, padding",
@@ -254,22 +268,14 @@ def test_winograd_cython_f4_vector_path(monkeypatch, team, n, c, o, h, w, paddin
     monkeypatch.setattr(mod, "_F4_FAST_MIN_CHANNELS", 1)
     monkeypatch.setattr(mod, "_F4_FAST_BLOCK_BYTES", 1)
     monkeypatch.setattr(mod, "_team_size", lambda work: team)
-    rng = np.random.default_rng(c * o + h)
-    x = rng.standard_normal((n, c, h, w))
-    wt = rng.standard_normal((o, c, 3, 3))
-    b = rng.standard_normal(o)
-    args = ((1, 1), padding, (1, 1), 1)
-    ref = K.get("conv2d", "reference")
-    want = ref.forward(x, wt, b, *args)
+    x, wt, b, gy, args, want, want_gx = _unit_case(n, c, o, h, w, padding)
     x32, w32, b32 = x.astype(np.float32), wt.astype(np.float32), b.astype(np.float32)
     y = mod.forward(x32, w32, b32, *args)
     assert y.dtype == np.float32
     scale = np.sqrt(np.mean(want**2))
     assert np.max(np.abs(y - want)) / scale <= WINOGRAD_F4_F32_ERROR
     np.testing.assert_array_equal(mod.forward(x32, w32, b32, *args), y)
-    gy = rng.standard_normal(want.shape)
     gx = mod.backward(gy.astype(np.float32), x32, w32, *args, True, False)[0]
-    want_gx = ref.backward(gy, x, wt, *args, True, False)[0]
     scale = np.sqrt(np.mean(want_gx**2))
     assert np.max(np.abs(gx - want_gx)) / scale <= WINOGRAD_F4_F32_ERROR
 
@@ -407,15 +413,7 @@ def test_winograd_cython_lanes_path(monkeypatch, team, dtype, n, c, o, h, w, pad
     monkeypatch.setattr(mod, "_LANES_MAX_SIDE", 1 << 30)
     monkeypatch.setattr(mod, "_LANES_STRIP_BYTES", 1)
     monkeypatch.setattr(mod, "_team_size", lambda work: team)
-    rng = np.random.default_rng(c * o + h)
-    x = rng.standard_normal((n, c, h, w))
-    wt = rng.standard_normal((o, c, 3, 3))
-    b = rng.standard_normal(o)
-    args = ((1, 1), padding, (1, 1), 1)
-    ref = K.get("conv2d", "reference")
-    want = ref.forward(x, wt, b, *args)
-    gy = rng.standard_normal(want.shape)
-    want_gx = ref.backward(gy, x, wt, *args, True, False)[0]
+    x, wt, b, gy, args, want, want_gx = _unit_case(n, c, o, h, w, padding)
     xd, wd, bd, gd = (a.astype(dtype) for a in (x, wt, b, gy))
     y = mod.forward(xd, wd, bd, *args)
     gx = mod.backward(gd, xd, wd, *args, True, False)[0]
