@@ -22,9 +22,9 @@ import argparse
 import glob
 import importlib.util
 import os
-import time
 
 import numpy as np
+from _timing import alternated_times
 
 # (name, N, C in, C out, image side)
 LAYERS = [
@@ -70,20 +70,9 @@ def kernels(builds: dict, repeats: int) -> None:
         w = rng.standard_normal((o, c, 3, 3), dtype=np.float32) * 0.1
         gy = rng.standard_normal((n, o, side, side), dtype=np.float32)
         fns = {(k, p): f for k, m in builds.items() for p, f in _passes(m, x, w, gy).items()}
-        wall = {key: [] for key in fns}
-        cpu = {key: [] for key in fns}
-        for f in fns.values():
-            f()
-            f()
-        for _ in range(repeats):
-            for key, f in fns.items():
-                t0, c0 = time.perf_counter(), time.process_time()
-                f()
-                wall[key].append(1e3 * (time.perf_counter() - t0))
-                cpu[key].append(1e3 * (time.process_time() - c0))
+        t = alternated_times(fns, repeats)  # (wall ms, CPU ms) medians, alternated
         for p in PASSES:
-            cells = [f"{np.median(wall[(k, p)]):.2f} ({np.median(cpu[(k, p)]):.2f})"
-                     for k in builds]  # fmt: skip
+            cells = [f"{t[(k, p)][0]:.2f} ({t[(k, p)][1]:.2f})" for k in builds]
             print(f"| {name} | {p} | " + " | ".join(cells) + " |", flush=True)
 
 
