@@ -90,9 +90,10 @@ CASES = [
          (64, 32, 3, 3), 1, 1, 1, True, 0.8, "gemm"),
     Case("vgg_small 3x3 N=64 64->64 16x16 pad 1: fwd+bwd", "conv2d", (64, 64, 16, 16),
          (64, 64, 3, 3), 1, 1, 1, True, 0.8, "gemm"),
-    # resnet8's stride-1 layer of its last stage (8x8 images)
+    # resnet8's stride-1 layer of its last stage (8x8 images): a 3x3 stride-1 layer, held to
+    # that kind's 0.8
     Case("resnet8 3x3 N=64 64->64 8x8 pad 1: fwd+bwd", "conv2d", (64, 64, 8, 8),
-         (64, 64, 3, 3), 1, 1, 1, True, 1.0, "gemm"),
+         (64, 64, 3, 3), 1, 1, 1, True, 0.8, "gemm"),
     Case("depthwise 3x3 N=32 128ch 32x32 pad 1: fwd", "conv2d", (32, 128, 32, 32),
          (128, 1, 3, 3), 1, 1, 128, False, 0.5, "copy"),
     Case("depthwise 3x3 N=32 128ch 32x32 pad 1: fwd+bwd", "conv2d", (32, 128, 32, 32),
