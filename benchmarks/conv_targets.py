@@ -19,10 +19,11 @@ timed forward + backward, called directly and alternated, at 1 thread and at ``-
 float32 error against the float64 reference is printed after the table.
 
     python benchmarks/conv_targets.py [--rounds 3] [--repeats 7] [--only TEXT] [--threads 2]
-        [--out FILE.md]
+        [--cases targets|other] [--out FILE.md]
 
 ``--only`` keeps the cases whose name contains TEXT (e.g. ``depthwise``); repeat it to keep
-several kinds. ``--threads`` sets both frameworks' thread count (default 2).
+several kinds. ``--threads`` sets both frameworks' thread count (default 2). ``--cases other``
+runs other shapes of the same kinds instead (``OTHER_CASES``), each held to its kind's target.
 """
 
 from __future__ import annotations
@@ -126,6 +127,50 @@ CASES = [
 ]  # fmt: skip
 
 
+# Other shapes of the same kinds (``--cases other``), each held to its kind's target: 3x3
+# stride-1 layers on large, small and non-multiple-of-16 channel counts and planes, a
+# 3-channel first layer, 5x5 stride 2 on odd planes, 1x1 layers wide and narrow, depthwise on
+# 56x56 and 4x4 planes and with 96 channels, transposed convolutions one size up and down.
+OTHER_CASES = [
+    Case("conv2d 3x3 N=32 128->128 8x8 pad 1: fwd+bwd", "conv2d", (32, 128, 8, 8),
+         (128, 128, 3, 3), 1, 1, 1, True, 0.8, "gemm"),
+    Case("conv2d 3x3 N=16 32->32 64x64 pad 1: fwd+bwd", "conv2d", (16, 32, 64, 64),
+         (32, 32, 3, 3), 1, 1, 1, True, 0.8, "gemm"),
+    Case("conv2d 3x3 N=32 48->48 24x24 pad 1: fwd+bwd", "conv2d", (32, 48, 24, 24),
+         (48, 48, 3, 3), 1, 1, 1, True, 0.8, "gemm"),
+    Case("conv2d 3x3 N=32 3->32 32x32 pad 1: fwd+bwd", "conv2d", (32, 3, 32, 32),
+         (32, 3, 3, 3), 1, 1, 1, True, 0.8, "gemm"),
+    Case("conv2d 3x3 N=32 64->64 30x30 pad 0: fwd+bwd", "conv2d", (32, 64, 30, 30),
+         (64, 64, 3, 3), 1, 0, 1, True, 0.8, "gemm"),
+    Case("conv2d 5x5 s2 N=32 16->32 32x32 pad 2: fwd+bwd", "conv2d", (32, 16, 32, 32),
+         (32, 16, 5, 5), 2, 2, 1, True, 1.0, "gemm"),
+    Case("conv2d 5x5 s2 N=16 64->64 15x15 pad 1: fwd+bwd", "conv2d", (16, 64, 15, 15),
+         (64, 64, 5, 5), 2, 1, 1, True, 1.0, "gemm"),
+    Case("conv2d 1x1 N=64 32->64 32x32: fwd+bwd", "conv2d", (64, 32, 32, 32),
+         (64, 32, 1, 1), 1, 0, 1, True, 1.0, "gemm"),
+    Case("conv2d 1x1 N=32 256->64 8x8: fwd+bwd", "conv2d", (32, 256, 8, 8),
+         (64, 256, 1, 1), 1, 0, 1, True, 1.0, "gemm"),
+    Case("conv2d 1x1 N=32 24->40 28x28: fwd+bwd", "conv2d", (32, 24, 28, 28),
+         (40, 24, 1, 1), 1, 0, 1, True, 1.0, "gemm"),
+    Case("depthwise 3x3 N=16 64ch 56x56 pad 1: fwd+bwd", "conv2d", (16, 64, 56, 56),
+         (64, 1, 3, 3), 1, 1, 64, True, 0.6, "copy"),
+    Case("depthwise 3x3 N=64 512ch 4x4 pad 1: fwd+bwd", "conv2d", (64, 512, 4, 4),
+         (512, 1, 3, 3), 1, 1, 512, True, 0.6, "copy"),
+    Case("depthwise 3x3 s2 N=32 96ch 28x28 pad 1: fwd+bwd", "conv2d", (32, 96, 28, 28),
+         (96, 1, 3, 3), 2, 1, 96, True, 0.7, "copy"),
+    Case("depthwise 5x5 N=16 96ch 28x28 pad 2: fwd+bwd", "conv2d", (16, 96, 28, 28),
+         (96, 1, 5, 5), 1, 2, 96, True, 0.6, "copy"),
+    Case("conv_transpose2d 4x4 s2 p1 N=16 128->64 8->16: fwd+bwd", "conv_transpose2d",
+         (16, 128, 8, 8), (128, 64, 4, 4), 2, 1, 1, True, 0.9, "gemm"),
+    Case("conv_transpose2d 4x4 s2 p1 N=32 32->16 32->64: fwd+bwd", "conv_transpose2d",
+         (32, 32, 32, 32), (32, 16, 4, 4), 2, 1, 1, True, 0.9, "gemm"),
+    Case("conv_transpose2d 3x3 s2 p1 op1 N=32 64->32 16->32: fwd+bwd", "conv_transpose2d",
+         (32, 64, 16, 16), (64, 32, 3, 3), 2, 1, 1, True, 1.0, "gemm", 1),
+]  # fmt: skip
+_CASE_SETS = {"targets": CASES, "other": OTHER_CASES}
+_CASE_SET = "targets"  # --cases
+
+
 def _out_shape(c: Case) -> tuple[int, int, int, int]:
     n, _, h, w = c.x
     k = c.w[2]
@@ -177,7 +222,7 @@ def _arrays(c: Case):
 
 def _selected(only: list[str]) -> list[Case]:
     """The cases whose name contains one of ``only`` (every case when it is empty)."""
-    return [c for c in CASES if not only or any(t in c.name for t in only)]
+    return [c for c in _CASE_SETS[_CASE_SET] if not only or any(t in c.name for t in only)]
 
 
 def _worker_tapegrad(repeats: int, cases: list[Case]) -> dict:
@@ -399,6 +444,7 @@ def _winograd_accuracy() -> list[str]:
 
 def _spawn(role: str, repeats: int, only: list[str] | None = None) -> dict:
     args = ["--worker", role, "--repeats", str(repeats), "--threads", str(THREADS)]
+    args += ["--cases", _CASE_SET]
     for t in only or []:
         args += ["--only", t]
     return run_worker(__file__, *args)
@@ -412,13 +458,19 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="each framework's thread count")
     ap.add_argument("--only", action="append", default=[], help="cases whose name has this")
     ap.add_argument(
+        "--cases",
+        choices=sorted(_CASE_SETS),
+        default="targets",
+        help="the targets table's cases, or other shapes of the same kinds",
+    )
+    ap.add_argument(
         "--worker",
         choices=["tapegrad", "torch", "limits", "accuracy", "passes", "conv-passes-tapegrad",
                  "conv-passes-torch", "strided-variants"],
     )  # fmt: skip
     args = ap.parse_args()
-    global THREADS, _ROLE
-    THREADS = args.threads
+    global THREADS, _ROLE, _CASE_SET
+    THREADS, _CASE_SET = args.threads, args.cases
     if args.worker:
         if args.worker == "tapegrad":
             res = _worker_tapegrad(args.repeats, _selected(args.only))

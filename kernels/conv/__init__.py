@@ -267,25 +267,29 @@ def _chvec_wide_leads(call: Conv2dCall) -> bool:
     )
 
 
-# Strided calls (stride 2 or 3, one group, dilation 1, kernels wider than 1x1) with 4 or more
-# input channels, 8 to 64 output channels and a reduction of at most 800 (input channels x
-# kernel taps): flat-cython first (direct convolution over the input's phase planes in flat
-# tiles of output positions; the input gradient as per-phase stride-1 convolutions, no
-# scatter), ahead of im2col-cython forward and input gradient at these sizes (resnet8's
-# stride-2 3x3 layers, 16->32 and 32->64; the 5x5 stride-2 32->48 layer;
+# Strided calls (stride 2 or 3, one group, dilation 1, kernels wider than 1x1) with 4 or more input
+# channels, 8 to 64 output channels (to 128 with 32 or more input channels) and a reduction of at
+# most 3200 (input channels x kernel taps): flat-cython first (direct convolution over the input's
+# phase planes in flat tiles of output positions; the input gradient as per-phase stride-1
+# convolutions, no scatter), ahead of im2col-cython forward and input gradient at these sizes
+# (resnet8's stride-2 3x3 layers, 16->32 and 32->64; the 5x5 stride-2 32->48 layer;
 # benchmarks/results/conv-targets.md). Outputs of fewer than 128 flattened positions keep
-# im2col-cython, which multiplies blocks of small-plane images in one GEMM, unless there
-# are 32 or more output channels and at least 56 positions (resnet8's 8x8 32->64 layer,
-# conv_autoencoder's 7x7 16->32 layer, 8x8 32->32): there flat-cython's channel-lane tiles
-# (no positions rounded up to 48, the weight gradient skipping the columns past each row)
-# led im2col-cython in each pass at 1 and 2 threads (benchmarks/results/strided-conv.md).
-# At 1 and 2 threads alike: with the stride-2 phase planes built from one load pair per
-# image row and the input gradient's column phases interleaved in registers, flat-cython
-# also leads at 2 threads on the short reductions (144: resnet8's and conv_autoencoder's
-# 16->32 3x3 layers), where im2col-cython led before
-# (benchmarks/results/stride2-two-threads.md).
-_FLAT_MAX_REDUCTION = 800
+# im2col-cython, which multiplies blocks of small-plane images in one GEMM, unless there are 32 or
+# more output channels and at least 56 positions (resnet8's 8x8 32->64 layer, conv_autoencoder's 7x7
+# 16->32 layer, 8x8 32->32): there flat-cython's channel-lane tiles (no positions rounded up to 48,
+# the weight gradient skipping the columns past each row) led im2col-cython in each pass at 1 and 2
+# threads (benchmarks/results/strided-conv.md). At 1 and 2 threads alike: with the stride-2 phase
+# planes built from one load pair per image row and the input gradient's column phases interleaved
+# in registers, flat-cython also leads at 2 threads on the short reductions (144: resnet8's and
+# conv_autoencoder's 16->32 3x3 layers), where im2col-cython led before
+# (benchmarks/results/stride2-two-threads.md). Past 64 output channels or a reduction of 800 (64->64
+# and 128->64 5x5 layers, 64->128 and 128->128 3x3 and 5x5 ones) flat-cython led im2col-cython in
+# each pass too; with 256 output channels, or 96 to 128 from 8 or 16 input channels, its input
+# gradient fell behind (benchmarks/results/strided-conv-wide.md).
+_FLAT_MAX_REDUCTION = 3200
 _FLAT_MAX_OUT = 64
+_FLAT_WIDE_MAX_OUT = 128
+_FLAT_WIDE_MIN_IN = 32
 _FLAT_MIN_POSITIONS = 128
 _FLAT_LANES_MIN_OUT = 32  # flat-cython's channel-lane tiles (its _CL_MIN_OUT)
 _FLAT_LANES_MIN_POSITIONS = 56
@@ -304,7 +308,8 @@ def _flat_leads(call: Conv2dCall) -> bool:
         and call.dilation == (1, 1)
         and (kh, kw) != (1, 1)
         and c >= _BLOCKED_MIN_IN
-        and _BLOCKED_MIN_OUT <= call.w_shape[0] <= _FLAT_MAX_OUT
+        and _BLOCKED_MIN_OUT <= call.w_shape[0] <= _FLAT_WIDE_MAX_OUT
+        and (call.w_shape[0] <= _FLAT_MAX_OUT or c >= _FLAT_WIDE_MIN_IN)
         and c * kh * kw <= _FLAT_MAX_REDUCTION
     )
 

@@ -91,6 +91,8 @@ def test_flat_channel_lane_tiles_match_reference(case, team, need):
         (3, 20, 40, 13, 15, 3, 2, 0),  # 6x7 outputs, 40 channels (a partial vector)
         (2, 12, 32, 16, 16, 3, 2, 1),  # 8x8 outputs, reduction not a multiple of the taps
         (2, 8, 40, 9, 41, 3, 2, 1),  # 21 output columns: two column blocks per row
+        (2, 64, 100, 15, 15, 5, 2, 1),  # reduction 1600, seven vectors (the last partial)
+        (1, 128, 128, 9, 10, 5, 2, 2),  # reduction 3200, eight vectors
     ],
 )
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -270,9 +272,11 @@ def test_flat_not_applicable(w_shape, stride, dilation, groups):
 
 def test_auto_rule_puts_flat_first_for_strided_layers(monkeypatch):
     """resnet8's 16->32 and 32->64 (8x8 outputs) stride-2 3x3 layers, conv_autoencoder's
-    7x7 16->32 layer, 8x8 outputs with 32 output channels and the 5x5 stride-2 layer:
+    7x7 16->32 layer, 8x8 outputs with 32 output channels, the 5x5 stride-2 layer and wider
+    ones (reductions to 3200, 128 output channels from 64 or 128 input channels):
     flat-cython first; stride 1, 1x1 kernels, one input channel, 8x8 outputs with 16 output
-    channels, 6x6 outputs and 4x4 outputs: not first."""
+    channels, 6x6 outputs, 4x4 outputs, 128 output channels from 16 input channels, 256
+    output channels and a reduction of 4608: not first."""
     from tapegrad.kernels import conv
 
     monkeypatch.setattr(conv._threads, "get_num_threads", lambda: 1)
@@ -282,6 +286,10 @@ def test_auto_rule_puts_flat_first_for_strided_layers(monkeypatch):
         ((64, 32, 16, 16), (64, 32, 3, 3), 1),
         ((64, 16, 14, 14), (32, 16, 3, 3), 1),
         ((64, 32, 16, 16), (32, 32, 3, 3), 1),
+        ((16, 64, 15, 15), (64, 64, 5, 5), 1),
+        ((16, 128, 14, 14), (64, 128, 5, 5), 2),
+        ((32, 64, 16, 16), (128, 64, 3, 3), 1),
+        ((16, 128, 16, 16), (128, 128, 5, 5), 2),
     ]:
         call = Conv2dCall(x_shape, w_shape, (2, 2), (p, p), (1, 1), 1, "<f4")
         assert _conv2d_rule(call)[0] == NAME
@@ -292,6 +300,9 @@ def test_auto_rule_puts_flat_first_for_strided_layers(monkeypatch):
         ((64, 32, 16, 16), (16, 32, 3, 3), 2),
         ((64, 32, 12, 12), (32, 32, 3, 3), 2),
         ((64, 32, 8, 8), (64, 32, 3, 3), 2),
+        ((16, 16, 32, 32), (128, 16, 3, 3), 2),
+        ((16, 256, 16, 16), (256, 256, 3, 3), 2),
+        ((8, 512, 16, 16), (64, 512, 3, 3), 2),
     ]:
         call = Conv2dCall(x_shape, w_shape, (s, s), (1, 1), (1, 1), 1, "<f4")
         assert _conv2d_rule(call)[0] != NAME
