@@ -284,8 +284,8 @@ def _chvec_wide_leads(call: Conv2dCall) -> bool:
 # conv_autoencoder's 16->32 3x3 layers), where im2col-cython led before
 # (benchmarks/results/stride2-two-threads.md). Past 64 output channels or a reduction of 800 (64->64
 # and 128->64 5x5 layers, 64->128 and 128->128 3x3 and 5x5 ones) flat-cython led im2col-cython in
-# each pass too; with 256 output channels, or 96 to 128 from 8 or 16 input channels, its input
-# gradient fell behind (benchmarks/results/strided-conv-wide.md).
+# each pass too; with 192 or 256 output channels, or 128 from 8 or 16 input channels, its
+# input gradient fell behind (benchmarks/results/strided-conv-wide.md).
 _FLAT_MAX_REDUCTION = 3200
 _FLAT_MAX_OUT = 64
 _FLAT_WIDE_MAX_OUT = 128

@@ -299,12 +299,15 @@ def test_auto_rule_small_direct_large_im2col():
         assert K.resolved_name("conv2d", large) == "chvec-cython"  # vectors across channels
         assert _conv2d_rule(large)[1] == "winograd-cython"
     assert _conv2d_rule(large).index("winograd-numba") < _conv2d_rule(large).index("im2col-numba")
-    wide_strided = Conv2dCall((32, 64, 32, 32), (128, 64, 3, 3), (2, 2), (1, 1), (1, 1), 1, "<f4")
+    wide_strided = Conv2dCall((32, 128, 16, 16), (256, 128, 3, 3), (2, 2), (1, 1), (1, 1), 1,
+                              "<f4")  # fmt: skip
+    strided_128 = Conv2dCall((32, 64, 32, 32), (128, 64, 3, 3), (2, 2), (1, 1), (1, 1), 1, "<f4")
     # winograd-cython's channel-lane F(2x2, 3x3) leads on small float32 planes, else chvec's
     lead = "winograd-cython" if _winograd_lanes_leads(small_image) else "chvec-cython"
     assert K.resolved_name("conv2d", small_image) == lead
     assert _conv2d_order(small_image)[0] == "im2col-cython"  # after chvec-cython
-    assert K.resolved_name("conv2d", wide_strided).startswith("im2col-")
+    assert K.resolved_name("conv2d", wide_strided).startswith("im2col-")  # 256 channels out
+    assert K.resolved_name("conv2d", strided_128) == "flat-cython"  # 128 out from 64 in
     assert K.resolved_name("conv2d", strided) == "flat-cython"  # stride 2, <= 64 channels out
     assert _conv2d_rule(narrow)[0] == "blocked-cython"  # few channels: registers, no GEMM
     assert _conv2d_rule(narrow).index("im2col-cython") < _conv2d_rule(narrow).index(
