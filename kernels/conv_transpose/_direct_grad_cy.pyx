@@ -15,7 +15,8 @@ column buffer, no GEMM, each gx element written once.
 
 ``forward_direct``: the forward of calls with at most ``_NB`` output channels, by output
 phases, in the same kind of register tiles (the output channels across the lanes, the
-padded image's pixels broadcast).
+padded image's pixels broadcast); ``wide``, calls with up to ``_CB`` output channels, by
+the input gradient's own tile on the padded image at stride 1.
 """
 
 cimport openmp
@@ -54,7 +55,12 @@ cdef extern from *:
             for (i = 0; i < kh; i++) {                                                    \
                 const T* row = gp + (oc * hp + r0 + i * dh) * wp + t0 * sw;               \
                 const T* wv = wt + ((oc * kh + i) * kw) * cp + c0;                        \
-                for (j = 0; j < kw; j++, wv += cp) {                                      \
+                /* the next channel's row (a plane further, out of the prefetchers'        \
+                   reach) on its way to L1 while this one is read (past the last plane:    \
+                   a hint, never a fault) */                                               \
+                __builtin_prefetch(row + hp * wp);                                        \
+                __builtin_prefetch(row + hp * wp + 64 / sizeof(T));                       \
+                _Pragma("GCC unroll 4") for (j = 0; j < kw; j++, wv += cp) {              \
                     tg_tg_v##S w0 = *(const tg_tg_u##S*)wv;                               \
                     tg_tg_v##S w1 = *(const tg_tg_u##S*)(wv + 16);                        \
                     const T* src = row + j * dw;                                          \
@@ -78,17 +84,17 @@ cdef extern from *:
     static void tg_tg_wtile_##S(const T* gp, const T* xt, const Py_ssize_t* qoff,         \
                                 Py_ssize_t h, Py_ssize_t w, Py_ssize_t cp, Py_ssize_t sh, \
                                 Py_ssize_t sw, Py_ssize_t wp, Py_ssize_t c0, T* out) {    \
-        /* out[k * cp + c0 + cc] += sum over (a, t) of xt[(a*w + t)*cp + c0 + cc] *       \
-           gp[qoff[k] + a*sh*wp + t*sw], k < 8, cc < 32 */                                \
+        /* out[k * cp + c0 + cc] += sum over (a, t) of xt[(a*w + t)*32 + cc] *             \
+           gp[qoff[k] + a*sh*wp + t*sw], k < 8, cc < 32 (xt: one block of 32 channels) */ \
         tg_tg_v##S a0[8], a1[8];                                                          \
         Py_ssize_t a, t, k, q[8];                                                         \
         _Pragma("GCC unroll 8") for (k = 0; k < 8; k++) { a0[k] = (tg_tg_v##S){0};        \
                                                           a1[k] = (tg_tg_v##S){0};        \
                                                           q[k] = qoff[k]; }               \
         for (a = 0; a < h; a++) {                                                         \
-            const T* xv = xt + a * w * cp + c0;                                           \
+            const T* xv = xt + a * w * 32;                                                \
             const T* g = gp + a * sh * wp;                                                \
-            for (t = 0; t < w; t++, xv += cp, g += sw) {                                  \
+            for (t = 0; t < w; t++, xv += 32, g += sw) {                                  \
                 tg_tg_v##S v0 = *(const tg_tg_u##S*)xv;                                   \
                 tg_tg_v##S v1 = *(const tg_tg_u##S*)(xv + 16);                            \
                 _Pragma("GCC unroll 8") for (k = 0; k < 8; k++) {                         \
@@ -105,6 +111,69 @@ cdef extern from *:
     }
     TG_TG_WTILE(float, f)
     TG_TG_WTILE(double, d)
+
+    #define TG_TG_MOVE(T, S)                                                                \
+    static void tg_tg_store_##S(const T* acc, T* dst, Py_ssize_t stride) {                \
+        /* a full input-gradient tile into gx: dst[cc*stride + k] = acc[k*32 + cc] */     \
+        Py_ssize_t cc, k;                                                                 \
+        for (cc = 0; cc < 32; cc++) {                                                     \
+            _Pragma("GCC unroll 8") for (k = 0; k < 8; k++)                               \
+                dst[cc * stride + k] = acc[k * 32 + cc];                                  \
+        }                                                                                 \
+    }                                                                                     \
+    static void tg_tg_xt_##S(const T* x, T* xt, Py_ssize_t c, Py_ssize_t hw) {            \
+        /* xt[(tc*hw + pos)*32 + cc] = x[(tc*32 + cc)*hw + pos], 0 for channels >= c:     \
+           in blocks of 16 positions x 32 channels, both sides within L1 */                \
+        Py_ssize_t tc, p0, cc, k, np, ch, ntc = (c + 31) / 32;                            \
+        for (tc = 0; tc < ntc; tc++) {                                                    \
+            T* dst = xt + tc * hw * 32;                                                   \
+            for (p0 = 0; p0 < hw; p0 += 16) {                                             \
+                np = hw - p0 < 16 ? hw - p0 : 16;                                         \
+                for (cc = 0; cc < 32; cc++) {                                             \
+                    ch = tc * 32 + cc;                                                    \
+                    if (ch < c) {                                                         \
+                        const T* src = x + ch * hw + p0;                                  \
+                        for (k = 0; k < np; k++) dst[(p0 + k) * 32 + cc] = src[k];        \
+                    } else {                                                              \
+                        for (k = 0; k < np; k++) dst[(p0 + k) * 32 + cc] = 0;             \
+                    }                                                                     \
+                }                                                                         \
+            }                                                                             \
+        }                                                                                 \
+    }
+    TG_TG_MOVE(float, f)
+    TG_TG_MOVE(double, d)
+
+    #if defined(__AVX__)
+    #include <immintrin.h>
+    /* float32's full tile by four 8x8 transposes in AVX registers (the scalar
+       tg_tg_store_f moves one element per load and store) */
+    static void tg_tg_store8_f(const float* acc, float* dst, Py_ssize_t stride) {
+        Py_ssize_t q, k;
+        for (q = 0; q < 4; q++) {
+            __m256 r[8], t[8], u[8];
+            for (k = 0; k < 8; k++) r[k] = _mm256_loadu_ps(acc + k * 32 + q * 8);
+            for (k = 0; k < 8; k += 2) {
+                t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
+                t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
+            }
+            for (k = 0; k < 8; k += 4) {
+                u[k] = _mm256_shuffle_ps(t[k], t[k + 2], 0x44);
+                u[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], 0xEE);
+                u[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0x44);
+                u[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
+            }
+            float* d = dst + q * 8 * stride;
+            for (k = 0; k < 4; k++) {
+                _mm256_storeu_ps(d + k * stride, _mm256_permute2f128_ps(u[k], u[k + 4], 0x20));
+                _mm256_storeu_ps(d + (k + 4) * stride,
+                                 _mm256_permute2f128_ps(u[k], u[k + 4], 0x31));
+            }
+        }
+    }
+    #else
+    #define tg_tg_store8_f tg_tg_store_f
+    #endif
 
     #define TG_TG_NTILE(T, S)                                                               \
     static void tg_tg_ntile_##S(const T* xp, const T* wt, Py_ssize_t c, Py_ssize_t kh,    \
@@ -154,6 +223,10 @@ cdef extern from *:
     void tg_tg_wtile_d(const double* gp, const double* xt, const Py_ssize_t* qoff,
                        Py_ssize_t h, Py_ssize_t w, Py_ssize_t cp, Py_ssize_t sh, Py_ssize_t sw,
                        Py_ssize_t wp, Py_ssize_t c0, double* out) noexcept nogil
+    void tg_tg_store8_f(const float* acc, float* dst, Py_ssize_t stride) noexcept nogil
+    void tg_tg_store_d(const double* acc, double* dst, Py_ssize_t stride) noexcept nogil
+    void tg_tg_xt_f(const float* x, float* xt, Py_ssize_t c, Py_ssize_t hw) noexcept nogil
+    void tg_tg_xt_d(const double* x, double* xt, Py_ssize_t c, Py_ssize_t hw) noexcept nogil
     void tg_tg_ntile_f(const float* xp, const float* wt, Py_ssize_t c, Py_ssize_t kh,
                        Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t dh,
                        Py_ssize_t dw, Py_ssize_t r0, Py_ssize_t t0, float* out) noexcept nogil
@@ -221,13 +294,15 @@ def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::
 
     Input gradient (``need_x``): gx = conv2d(gy, w) (stride, padding, dilation as given)
     in tiles of ``_CB`` input channels x ``_WB`` columns through the thread's accumulators
-    ``accs[thread]``; ``wt[((o*kh + i)*kw + j)*cp + c] = w[c, o, i, j]``, zero for c >= C.
+    ``accs[thread]``; ``wt[(((tc*O + o)*kh + i)*kw + j)*_CB + cc] = w[tc*_CB + cc, o, i, j]``
+    (each block of ``_CB`` input channels' weights contiguous), zero for channels >= C.
 
     Weight gradient (``need_w``): parts[thread, q, c] += sum over the thread's images b and
     positions (a, t) of x[b, c, a, t] * gyp[b][qoff[q] + a*sh*wp + t*sw], ``qoff[q] =
     (o*hp + i*dh)*wp + j*dw`` for ``q = (o*kh + i)*kw + j`` (a multiple of 8 long, padded
     with zeros whose rows are ignored): ``gw[c, o, i, j] = sum over threads of parts[., q,
-    c]``; ``xts[thread]``: x[b] transposed to (positions, cp). Each thread takes a fixed,
+    c]``; ``xts[thread]``: x[b] transposed, per block of ``_CB`` channels (positions,
+    ``_CB``), the blocks one after the other. Each thread takes a fixed,
     contiguous range of images (static schedule), so the sum is the same on every call.
     Arrays not asked for may be any placeholder of their dtype and rank.
 
@@ -241,7 +316,7 @@ def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::
     cdef Py_ssize_t c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t b, k, a, t0, c0, nk, nc, cc, tc, tw, tq, ci, pos
     cdef Py_ssize_t ntc = (c + _CB - 1) // _CB, ntw = (w + _WB - 1) // _WB
-    cdef Py_ssize_t ntq = qoff.shape[0] // 8, hw = h * w
+    cdef Py_ssize_t ntq = qoff.shape[0] // 8, hw = h * w, wblock = o * kh * kw * _CB
     cdef int tid
     cdef bint use_mask = mask is not None
     cdef bint use_rows = rows is not None
@@ -274,41 +349,45 @@ def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::
                             t0 = tw * _WB
                             nk = min(_WB, w - t0)
                             if real is float:
-                                tg_tg_tile_f(gp, &wt[0], o, kh, kw, hp, wp, cp, sw, dh, dw,
-                                             a * sh, t0, c0, acc)
+                                tg_tg_tile_f(gp, &wt[tc * wblock], o, kh, kw, hp, wp, _CB, sw,
+                                             dh, dw, a * sh, t0, 0, acc)
                             else:
-                                tg_tg_tile_d(gp, &wt[0], o, kh, kw, hp, wp, cp, sw, dh, dw,
-                                             a * sh, t0, c0, acc)
+                                tg_tg_tile_d(gp, &wt[tc * wblock], o, kh, kw, hp, wp, _CB, sw,
+                                             dh, dw, a * sh, t0, 0, acc)
+                            row = gxb + (c0 * h + a) * w + t0
+                            if nc == _CB and nk == _WB:
+                                if real is float:
+                                    tg_tg_store8_f(acc, row, hw)
+                                else:
+                                    tg_tg_store_d(acc, row, hw)
+                                continue
                             for cc in range(nc):
-                                row = gxb + ((c0 + cc) * h + a) * w + t0
                                 for k in range(nk):
-                                    row[k] = acc[k * _CB + cc]
+                                    row[cc * hw + k] = acc[k * _CB + cc]
             if need_w:
                 xt = &xts[tid, 0]
-                for pos in range(hw):
-                    for ci in range(c, cp):
-                        xt[pos * cp + ci] = 0
-                for ci in range(c):
-                    src = &x[b, ci, 0, 0]
-                    for pos in range(hw):
-                        xt[pos * cp + ci] = src[pos]
-                # channel blocks outermost: one block of the transposed image (hw x _CB)
-                # stays in L1 while every (output channel, tap) tile reads it
+                if real is float:
+                    tg_tg_xt_f(&x[b, 0, 0, 0], xt, c, hw)
+                else:
+                    tg_tg_xt_d(&x[b, 0, 0, 0], xt, c, hw)
+                # channel blocks outermost: one block of the transposed image (hw x _CB,
+                # contiguous) stays in L1 while every (output channel, tap) tile reads it
                 for tc in range(cp // _CB):
                     for tq in range(ntq):
                         if real is float:
-                            tg_tg_wtile_f(gp, xt, &qoff[tq * 8], h, w, cp, sh, sw, wp,
-                                          tc * _CB, &parts[tid, tq * 8, 0])
+                            tg_tg_wtile_f(gp, xt + tc * hw * _CB, &qoff[tq * 8], h, w, cp, sh,
+                                          sw, wp, tc * _CB, &parts[tid, tq * 8, 0])
                         else:
-                            tg_tg_wtile_d(gp, xt, &qoff[tq * 8], h, w, cp, sh, sw, wp,
-                                          tc * _CB, &parts[tid, tq * 8, 0])
+                            tg_tg_wtile_d(gp, xt + tc * hw * _CB, &qoff[tq * 8], h, w, cp, sh,
+                                          sw, wp, tc * _CB, &parts[tid, tq * 8, 0])
 
 
 def forward_direct(const real[:, :, :, ::1] x, const real[::1] wtab,
                    const Py_ssize_t[:, ::1] tab, const real[::1] bias, bint has_bias,
                    real[:, :, :, ::1] y, real[:, ::1] xpad, real[:, ::1] accs,
                    Py_ssize_t[::1] fresh, int sh, int sw, int pt, int pl, int hp, int wp,
-                   int nt, bint relu=False, unsigned char[:, :, :, ::1] mask=None):
+                   int nt, bint relu=False, unsigned char[:, :, :, ::1] mask=None,
+                   bint wide=False):
     """y = the transposed convolution of x (at most ``_NB`` output channels) by output
     phases, each a stride-1 convolution of the zero-padded image in register tiles of
     ``_NB`` output channels (one vector, zero-padded) x 2 rows x ``_WB`` columns of the
@@ -319,6 +398,9 @@ def forward_direct(const real[:, :, :, ::1] x, const real[::1] wtab,
     row and column, its taps (nty x ntx, their input rows ``dy + i*dhp``, columns ``dx +
     j*dwp`` relative to the output pixel's (a, t) in the phase grid), its grid qh x qw and
     its weights ``wtab[woff + ((c*nty + i)*ntx + j)*_NB + o]`` (zero for o >= O).
+    ``wide`` (at most ``_CB`` output channels): tiles of ``_CB`` output channels x 1 row x
+    ``_WB`` columns instead (``tg_tg_tile``, the input gradient's), ``_CB`` in place of
+    ``_NB`` in the weights' index.
     ``xpad[thread]``: one image padded, C planes of hp x wp, the image at row pt, column
     pl, zeros around (written on the thread's first image, then only its rows; every tile
     reads inside it). ``accs[thread]``: one tile. With ``relu``, each image's output then
@@ -359,6 +441,30 @@ def forward_direct(const real[:, :, :, ::1] x, const real[::1] wtab,
                             yrow = &y[b, oc, ry + sh * a, rx]
                             for t in range(qw):
                                 yrow[t * sw] = bv
+                    continue
+                if wide:
+                    # _CB output channels x 1 row x _WB columns: the input gradient's tile
+                    # on the padded image at stride 1 (its weights w[c, o, i, j] in the
+                    # input gradient's w[o, c, i, j] place)
+                    for a in range(qh):
+                        for tw in range((qw + _WB - 1) // _WB):
+                            t0 = tw * _WB
+                            nk = min(_WB, qw - t0)
+                            if real is float:
+                                tg_tg_tile_f(xp, &wtab[woff], c, nty, ntx, hp, wp, _CB, 1, dhp,
+                                             dwp, a + pt + dy, t0 + pl + dx, 0, acc)
+                            else:
+                                tg_tg_tile_d(xp, &wtab[woff], c, nty, ntx, hp, wp, _CB, 1, dhp,
+                                             dwp, a + pt + dy, t0 + pl + dx, 0, acc)
+                            for oc in range(o):
+                                bv = bias[oc] if has_bias else 0
+                                yrow = &y[b, oc, ry + sh * a, rx + t0 * sw]
+                                if nk == _WB:  # a constant count: no branch per element
+                                    for k in range(_WB):
+                                        yrow[k * sw] = acc[k * _CB + oc] + bv
+                                else:
+                                    for k in range(nk):
+                                        yrow[k * sw] = acc[k * _CB + oc] + bv
                     continue
                 for a in range(0, qh, 2):
                     for tw in range((qw + _WB - 1) // _WB):

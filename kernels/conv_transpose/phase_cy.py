@@ -8,7 +8,8 @@ phases with the bias (and the ReLU, ``forward_relu``), so no output pixel is acc
 from a scattered column matrix. Calls with 8 to 16 output channels run each phase's
 stride-1 convolution in direct register tiles instead (``_direct_forward``: 16 output
 channels across the vector lanes x 2 rows x 8 columns, the padded image read in place,
-no GEMM). Backward, calls with 24 or
+no GEMM), and so do calls with 24 to 32 (``_DIRECT_WIDE``: the input gradient's tile of 32
+output channels x 8 columns). Backward, calls with 24 or
 more input channels, 4 or more output channels and at most 1024 output channels x taps
 (``_direct_*_applies``): both gradients by the direct kernels of ``_direct_grad_cy.pyx``
 from one zero-padded copy of each image's output gradient, no column buffer and no GEMM:
@@ -165,16 +166,25 @@ _DIRECT_FORWARD = True
 _NB = 16  # forward_direct's output channels per tile
 _DIRECT_FORWARD_MIN_OUT = 12
 
+# The forward of calls with 24 to 32 output channels (the 4x4 stride-2 64->32 layer) by
+# ``forward_direct``'s wide tiles: the input gradient's tile of 32 channels x 8 columns on
+# the padded image, each phase's weights (C x its taps x 32) read from L1 by every tile of
+# the phase, instead of one GEMM per tap of 32 rows over C (see
+# benchmarks/results/conv-transpose-4x4.md). False: the GEMMs.
+_DIRECT_WIDE = True
+_DIRECT_WIDE_MIN_OUT = 24
+
 
 @functools.lru_cache(maxsize=256)
-def direct_geometry(w_shape, stride, padding, dilation, hw, out_hw):
+def direct_geometry(w_shape, stride, padding, dilation, hw, out_hw, lanes=16):
     """The phase table of :func:`_direct_grad_cy.forward_direct` (read-only, cached per
     shape), or None when a phase's taps are not evenly spaced.
 
     Returns ``(tab, (pt, pl, hp, wp), index)``: ``tab[p] = (ry, rx, nty, ntx, dy, dx, dhp,
     dwp, qh, qw, woff)`` (see ``forward_direct``), the padded image's geometry (every tile
     of 2 rows x ``_WB`` columns stays inside it) and the weight table's gather index
-    (``_direct_weights``)."""
+    (``_direct_weights``), ``lanes`` output channels per tap (16, or ``_CB`` for the wide
+    tiles)."""
     c, o, kh, kw = w_shape
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     (h, wd), (ho, wo) = hw, out_hw
@@ -203,7 +213,7 @@ def direct_geometry(w_shape, stride, padding, dilation, hw, out_hw):
             dx = tx[0][1] if tx else 0
             rows.append((ry, rx, len(ty), len(tx), dy, dx, dhp, dwp, qh, qw, woff))
             taps.append(([i for i, _ in ty], [j for j, _ in tx]))
-            woff += c * len(ty) * len(tx) * _NB
+            woff += c * len(ty) * len(tx) * lanes
             if ty and tx:
                 pt, pl = max(pt, -dy), max(pl, -dx)
     for _, _, nty, ntx, dy, dx, dhp, dwp, qh, qw, _ in rows:
@@ -212,12 +222,12 @@ def direct_geometry(w_shape, stride, padding, dilation, hw, out_hw):
             wp = max(wp, dx + (ntx - 1) * dwp + -(-qw // _WB) * _WB)
     tab = np.array(rows, np.intp).reshape(-1, 11)
     # the weight table's gather index into w's values (C, O, kh, kw) and a zero after them:
-    # per phase, entry ((c*nty + i')*ntx + j')*_NB + o takes w[c, o, i, j] for its taps'
+    # per phase, entry ((c*nty + i')*ntx + j')*lanes + o takes w[c, o, i, j] for its taps'
     # filter rows i and columns j, the zero for o >= O
     parts = [np.zeros(1, np.intp)]
     for ys, xs in taps:
         if ys and xs:
-            cc, ii, jj, oo = np.meshgrid(np.arange(c), ys, xs, np.arange(_NB), indexing="ij")
+            cc, ii, jj, oo = np.meshgrid(np.arange(c), ys, xs, np.arange(lanes), indexing="ij")
             idx = ((cc * o + oo) * kh + ii) * kw + jj
             parts.append(np.where(oo < o, idx, c * o * kh * kw).reshape(-1))
     index = np.concatenate(parts)[1:] if len(parts) > 1 else np.zeros(1, np.intp)
@@ -236,17 +246,19 @@ def _direct_weights(w, index) -> np.ndarray:
 def _direct_forward(x, w, b, stride, padding, output_padding, dilation, relu):
     """The forward by ``forward_direct`` (groups 1, float32/float64, non-empty), or None
     where it does not apply (output channels outside ``_DIRECT_FORWARD_MIN_OUT`` to
-    ``_NB``, phases' taps not evenly spaced)."""
+    ``_NB`` and, for the wide tiles, ``_DIRECT_WIDE_MIN_OUT`` to ``_CB``; phases' taps not
+    evenly spaced)."""
     n, c, h, wd = x.shape
     _, o, kh, kw = w.shape
-    if not _DIRECT_FORWARD_MIN_OUT <= o <= _NB:
+    wide = _DIRECT_WIDE and _DIRECT_WIDE_MIN_OUT <= o <= _CB
+    if not (_DIRECT_FORWARD_MIN_OUT <= o <= _NB or wide):
         return None
     ho = out_size(h, kh, stride[0], padding[0], output_padding[0], dilation[0])
     wo = out_size(wd, kw, stride[1], padding[1], output_padding[1], dilation[1])
     if ho <= 0 or wo <= 0:
         return None
     geo = direct_geometry(w.shape, tuple(stride), tuple(padding), tuple(dilation), (h, wd),
-                          (ho, wo))  # fmt: skip
+                          (ho, wo), _CB if wide else _NB)  # fmt: skip
     if geo is None:
         return None
     tab, (pt, pl, hp, wp), index = geo
@@ -263,7 +275,7 @@ def _direct_forward(x, w, b, stride, padding, output_padding, dilation, relu):
     mask = np.empty(y.shape, np.uint8) if relu else None
     _forward_direct(np.ascontiguousarray(x), wtab, tab, bias, b is not None, y, xpad, accs,
                     np.zeros(nt, np.intp), stride[0], stride[1], pt, pl, hp, wp, nt, relu,
-                    mask)  # fmt: skip
+                    mask, wide)  # fmt: skip
     return (y, mask) if relu else y
 
 
@@ -359,8 +371,13 @@ def direct_grads(gy, x, w, stride, padding, dilation, need_x, need_w, mask=None,
     })  # fmt: skip
     one = _placeholder(x.dtype)  # the placeholder of an array not asked for
     if need_x:
-        wt = _aligned((o, kh, kw, cp), x.dtype, np.zeros if cp > c else np.empty)
-        wt[..., :c] = w.transpose(1, 2, 3, 0)
+        # per block of _CB input channels its (o, kh, kw, _CB) weights, one after the other:
+        # each tile reads its block as one contiguous stream
+        wt = _aligned((cp // _CB, o, kh, kw, _CB), x.dtype, np.zeros if cp > c else np.empty)
+        full = c // _CB * _CB
+        wt[: c // _CB] = w[:full].reshape(c // _CB, _CB, o, kh, kw).transpose(0, 2, 3, 4, 1)
+        if full < c:
+            wt[-1, ..., : c - full] = w[full:].transpose(1, 2, 3, 0)
         wt = wt.reshape(-1)
         gx = np.empty_like(x)
         accs = _aligned_workspace("phase-acc", nt, _CB * _WB, x.dtype)

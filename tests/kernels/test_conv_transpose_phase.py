@@ -322,6 +322,83 @@ def test_direct_forward_runs_on_12_to_16_output_channels(monkeypatch):
     assert ran == [False, True, True, False]
 
 
+@settings(max_examples=examples(15), deadline=None)
+@given(
+    n=st.integers(1, 4),
+    c=st.sampled_from([1, 3, 17, 33]),
+    o=st.integers(17, 32),
+    hw=st.tuples(st.integers(1, 10), st.integers(1, 11)),
+    k=st.sampled_from([(4, 4), (3, 3), (3, 2), (1, 1), (5, 3)]),
+    stride=st.sampled_from([(2, 2), (1, 1), (3, 2)]),
+    padding=st.sampled_from([(1, 1), (0, 0), (2, 1), (2, 2)]),
+    outpad=st.sampled_from([(0, 0), (1, 1), (1, 0)]),
+    dilation=st.sampled_from([(1, 1), (2, 1)]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    team=st.integers(1, 3),
+    relu=st.booleans(),
+)
+def test_wide_direct_forward_matches_reference(
+    n, c, o, hw, k, stride, padding, outpad, dilation, dtype, team, relu
+):
+    """The wide direct forward (32 output channels x 8 columns per tile) on odd sizes,
+    padding 0 to 2, output padding, dilation, batch 1, 17 to 32 output channels (the lanes
+    past O padded with zero weights), float32 and float64, 1 to 3 threads; with ``relu``
+    the values and the mask of the ReLU after it."""
+    from tapegrad.kernels.conv_transpose import phase_cy
+
+    outpad = tuple(min(p, max(s, d) - 1) for p, s, d in zip(outpad, stride, dilation))
+    size = [
+        (m - 1) * s - 2 * p + d * (kk - 1) + op + 1
+        for m, s, p, d, kk, op in zip(hw, stride, padding, dilation, k, outpad)
+    ]
+    if min(size) < 1:
+        padding = (0, 0)
+    rng = np.random.default_rng(n * 1000 + c * 100 + o)
+    x = rng.standard_normal((n, c, *hw)).astype(dtype)
+    w = rng.standard_normal((c, o, *k)).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype)
+    args = (stride, padding, outpad, dilation, 1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(phase_cy, "_DIRECT_WIDE_MIN_OUT", 17)
+        mp.setattr(phase_cy, "_team", lambda macs: team)
+        got = phase_cy._direct_forward(x, w, b, stride, padding, outpad, dilation, relu)
+    assert got is not None  # evenly spaced taps on every shape here
+    want = K.get("conv_transpose2d", "reference").forward(x, w, b, *args)
+    if relu:
+        got, mask = got
+        np.testing.assert_array_equal(mask, want > 0)
+        want = np.maximum(want, 0)
+    assert got.shape == want.shape and got.dtype == dtype
+    np.testing.assert_allclose(got, want, **_tol(dtype))
+
+
+def test_wide_direct_forward_runs_on_24_to_32_output_channels(monkeypatch):
+    """``forward`` takes the wide direct tiles for 24 to 32 output channels, the GEMMs on
+    either side; switched off, the GEMMs give the same values."""
+    from tapegrad.kernels.conv_transpose import phase_cy
+
+    ran = []
+    direct = phase_cy._direct_forward
+
+    def spy(*a):
+        out = direct(*a)
+        ran.append(out is not None)
+        return out
+
+    monkeypatch.setattr(phase_cy, "_direct_forward", spy)
+    rng = np.random.default_rng(11)
+    args = ((2, 2), (1, 1), (0, 0), (1, 1), 1)
+    ref = K.get("conv_transpose2d", "reference")
+    for o in (23, 24, 32, 33):
+        x, w = rng.standard_normal((2, 40, 6, 9)), rng.standard_normal((40, o, 4, 4))
+        y = phase_cy.forward(x, w, None, *args)
+        np.testing.assert_allclose(y, ref.forward(x, w, None, *args), rtol=1e-10, atol=1e-10)
+        monkeypatch.setattr(phase_cy, "_DIRECT_WIDE", False)
+        np.testing.assert_allclose(y, phase_cy.forward(x, w, None, *args), rtol=1e-12, atol=1e-12)
+        monkeypatch.setattr(phase_cy, "_DIRECT_WIDE", True)
+    assert ran[::2] == [False, True, True, False] and not any(ran[1::2])
+
+
 # --- direct gradients (the input gradient as a direct strided convolution, the weight
 # gradient in register tiles over each image's positions; _direct_grad_cy.pyx) ----------
 
