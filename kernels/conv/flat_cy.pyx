@@ -223,7 +223,45 @@ cdef extern from *:
             _Pragma("GCC unroll 4") for (v = 0; v < NC; v++)                            \
                 *(tg_fl_v##S*)(tb + k * op + v * V) = a[k][v];                          \
     }
+    /* the same tile over NP positions anywhere in the planes (pos[k], flat offsets): the
+       kept columns of each row only, none of the columns past a row's end */
+    #define TG_CP_TILE(T, S, NC, NP)                                                    \
+    static inline void tg_cp_tile_##S##NC(const T* xq, const Py_ssize_t* pos,           \
+            const Py_ssize_t* offs, Py_ssize_t nt, const T* wt, Py_ssize_t op, T* tb,   \
+            int add) {                                                                  \
+        enum { V = 64 / sizeof(T) };                                                    \
+        tg_fl_v##S a[NP][NC];                                                           \
+        Py_ssize_t p[NP];                                                               \
+        Py_ssize_t t, k, v;                                                             \
+        _Pragma("GCC unroll 16") for (k = 0; k < NP; k++) p[k] = pos[k];                \
+        _Pragma("GCC unroll 16") for (k = 0; k < NP; k++)                               \
+            _Pragma("GCC unroll 4") for (v = 0; v < NC; v++)                            \
+                a[k][v] = add ? *(const tg_fl_v##S*)(tb + k * op + v * V)               \
+                              : (tg_fl_v##S){0};                                        \
+        for (t = 0; t < nt; t++, wt += op) {                                            \
+            const T* src = xq + offs[t];                                                \
+            tg_fl_v##S wv[NC];                                                          \
+            _Pragma("GCC unroll 4") for (v = 0; v < NC; v++)                            \
+                wv[v] = *(const tg_fl_v##S*)(wt + v * V);                               \
+            _Pragma("GCC unroll 16") for (k = 0; k < NP; k++) {                         \
+                T xv = src[p[k]];                                                       \
+                _Pragma("GCC unroll 4") for (v = 0; v < NC; v++)                        \
+                    a[k][v] += xv * wv[v];                                              \
+            }                                                                           \
+        }                                                                               \
+        _Pragma("GCC unroll 16") for (k = 0; k < NP; k++)                               \
+            _Pragma("GCC unroll 4") for (v = 0; v < NC; v++)                            \
+                *(tg_fl_v##S*)(tb + k * op + v * V) = a[k][v];                          \
+    }
     /* NC x NP: 24 accumulators from two channel vectors on (16 with one) */
+    TG_CP_TILE(float, f, 1, 16)
+    TG_CP_TILE(float, f, 2, 12)
+    TG_CP_TILE(float, f, 3, 8)
+    TG_CP_TILE(float, f, 4, 6)
+    TG_CP_TILE(double, d, 1, 16)
+    TG_CP_TILE(double, d, 2, 12)
+    TG_CP_TILE(double, d, 3, 8)
+    TG_CP_TILE(double, d, 4, 6)
     TG_CL_TILE(float, f, 1, 16)
     TG_CL_TILE(float, f, 2, 12)
     TG_CL_TILE(float, f, 3, 8)
@@ -355,6 +393,30 @@ cdef extern from *:
                        const double* wt, Py_ssize_t op, double* tb, int add) noexcept nogil
     void tg_cl_tile_d4(const double* xq, const Py_ssize_t* offs, Py_ssize_t nt,
                        const double* wt, Py_ssize_t op, double* tb, int add) noexcept nogil
+    void tg_cp_tile_f1(const float* xq, const Py_ssize_t* pos, const Py_ssize_t* offs,
+                       Py_ssize_t nt, const float* wt, Py_ssize_t op, float* tb,
+                       int add) noexcept nogil
+    void tg_cp_tile_f2(const float* xq, const Py_ssize_t* pos, const Py_ssize_t* offs,
+                       Py_ssize_t nt, const float* wt, Py_ssize_t op, float* tb,
+                       int add) noexcept nogil
+    void tg_cp_tile_f3(const float* xq, const Py_ssize_t* pos, const Py_ssize_t* offs,
+                       Py_ssize_t nt, const float* wt, Py_ssize_t op, float* tb,
+                       int add) noexcept nogil
+    void tg_cp_tile_f4(const float* xq, const Py_ssize_t* pos, const Py_ssize_t* offs,
+                       Py_ssize_t nt, const float* wt, Py_ssize_t op, float* tb,
+                       int add) noexcept nogil
+    void tg_cp_tile_d1(const double* xq, const Py_ssize_t* pos, const Py_ssize_t* offs,
+                       Py_ssize_t nt, const double* wt, Py_ssize_t op, double* tb,
+                       int add) noexcept nogil
+    void tg_cp_tile_d2(const double* xq, const Py_ssize_t* pos, const Py_ssize_t* offs,
+                       Py_ssize_t nt, const double* wt, Py_ssize_t op, double* tb,
+                       int add) noexcept nogil
+    void tg_cp_tile_d3(const double* xq, const Py_ssize_t* pos, const Py_ssize_t* offs,
+                       Py_ssize_t nt, const double* wt, Py_ssize_t op, double* tb,
+                       int add) noexcept nogil
+    void tg_cp_tile_d4(const double* xq, const Py_ssize_t* pos, const Py_ssize_t* offs,
+                       Py_ssize_t nt, const double* wt, Py_ssize_t op, double* tb,
+                       int add) noexcept nogil
     void tg_cl_back_f(const float* tb, Py_ssize_t op, Py_ssize_t o, Py_ssize_t ldo,
                       float* acc) noexcept nogil
     void tg_cl_back_d(const double* tb, Py_ssize_t op, Py_ssize_t o, Py_ssize_t ldo,
@@ -664,6 +726,8 @@ cdef inline Py_ssize_t _tiles(const real* xq, const Py_ssize_t* offs, Py_ssize_t
 cdef enum:
     # the channel-lane tiles' chunks of taps: this many bytes of weights (a third of L1d)
     _CL_CHUNK_BYTES = 16384
+    # compact positions where more than 1 / _CP_SHARE of each row's columns are dropped
+    _CP_SHARE = 8
 
 
 cdef inline void _cl_tile(const real* xq, const Py_ssize_t* offs, Py_ssize_t nk,
@@ -689,9 +753,39 @@ cdef inline void _cl_tile(const real* xq, const Py_ssize_t* offs, Py_ssize_t nk,
             tg_cl_tile_d4(xq, offs, nk, wt, op, tb, add)
 
 
+cdef inline void _cp_tile(const real* xq, const Py_ssize_t* pos, const Py_ssize_t* offs,
+                          Py_ssize_t nk, const real* wt, Py_ssize_t op, real* tb,
+                          Py_ssize_t nc, int add) noexcept nogil:
+    if real is float:
+        if nc == 1:
+            tg_cp_tile_f1(xq, pos, offs, nk, wt, op, tb, add)
+        elif nc == 2:
+            tg_cp_tile_f2(xq, pos, offs, nk, wt, op, tb, add)
+        elif nc == 3:
+            tg_cp_tile_f3(xq, pos, offs, nk, wt, op, tb, add)
+        else:
+            tg_cp_tile_f4(xq, pos, offs, nk, wt, op, tb, add)
+    else:
+        if nc == 1:
+            tg_cp_tile_d1(xq, pos, offs, nk, wt, op, tb, add)
+        elif nc == 2:
+            tg_cp_tile_d2(xq, pos, offs, nk, wt, op, tb, add)
+        elif nc == 3:
+            tg_cp_tile_d3(xq, pos, offs, nk, wt, op, tb, add)
+        else:
+            tg_cp_tile_d4(xq, pos, offs, nk, wt, op, tb, add)
+
+
+cdef inline bint _compact(Py_ssize_t wq, Py_ssize_t nb) noexcept nogil:
+    # whether the channel-lane tiles take the kept columns of each row only (compact
+    # positions): where the columns past the rows' ends are this large a share of the row
+    return (wq - nb) * _CP_SHARE > wq
+
+
 cdef inline Py_ssize_t _tiles_cl(const real* xq, const Py_ssize_t* offs, Py_ssize_t nt,
                                 const real* wt, Py_ssize_t op, Py_ssize_t o, real* acc,
-                                real* tb, Py_ssize_t wq, Py_ssize_t na) noexcept nogil:
+                                real* tb, Py_ssize_t wq, Py_ssize_t na,
+                                Py_ssize_t nb) noexcept nogil:
     # _tiles' result (acc[oc * ldo + f], ldo the positions rounded up to whole vectors)
     # from channel-lane tiles: blocks of up to four channel vectors (op a multiple of the
     # lanes) by 16, 12, 8 or 6 positions (one to four vectors) into tb[f * op + oc], then
@@ -700,9 +794,16 @@ cdef inline Py_ssize_t _tiles_cl(const real* xq, const Py_ssize_t* offs, Py_ssiz
     # in L1 beside the input rows they read, each chunk over all of the job's positions,
     # the tiles' sums kept in tb between chunks: every position tile reads the chunk's
     # weights from L1, not the whole table from L2. The sums still add the taps in order.
+    #
+    # With compact positions (_compact), the tiles take the na * nb kept positions
+    # f = a * nb + b (b < nb) only, each reading the planes at a * wq + b: acc's rows are
+    # then nb wide, not wq.
     cdef Py_ssize_t lanes = 64 // sizeof(real)
-    cdef Py_ssize_t nf = na * wq, ldo = (nf + lanes - 1) // lanes * lanes
-    cdef Py_ssize_t oc0 = 0, nc, npos, f0, k, v, t0, nk, kt
+    cdef bint cp = _compact(wq, nb)
+    cdef Py_ssize_t nf = na * nb if cp else na * wq
+    cdef Py_ssize_t ldo = (nf + lanes - 1) // lanes * lanes
+    cdef Py_ssize_t oc0 = 0, nc, npos, f0, k, v, t0, nk, kt, ra, rb
+    cdef Py_ssize_t pos[16]
     if nt == 0:
         for k in range(o):
             for v in range(ldo):
@@ -720,9 +821,26 @@ cdef inline Py_ssize_t _tiles_cl(const real* xq, const Py_ssize_t* offs, Py_ssiz
         while t0 < nt:
             nk = nt - t0 if nt - t0 < kt else kt
             f0 = 0
+            # (ra, rb): row and column of position f0 (no divisions per tile)
+            ra = 0
+            rb = 0
             while f0 < nf:
-                _cl_tile(xq + f0, offs + t0, nk, wt + t0 * op + oc0, op, tb + f0 * op + oc0,
-                         nc, t0 > 0)
+                if cp:
+                    # the tile's positions past the last repeat the last one (dropped)
+                    for k in range(npos):
+                        if f0 + k < nf:
+                            pos[k] = ra * wq + rb
+                            rb = rb + 1
+                            if rb == nb:
+                                rb = 0
+                                ra = ra + 1
+                        else:
+                            pos[k] = pos[k - 1]
+                    _cp_tile(xq, pos, offs + t0, nk, wt + t0 * op + oc0, op,
+                             tb + f0 * op + oc0, nc, t0 > 0)
+                else:
+                    _cl_tile(xq + f0, offs + t0, nk, wt + t0 * op + oc0, op,
+                             tb + f0 * op + oc0, nc, t0 > 0)
                 f0 = f0 + npos
             t0 = t0 + nk
         oc0 = oc0 + nc * lanes
@@ -772,19 +890,20 @@ cdef inline void _copy(const real* acc, Py_ssize_t ldo, Py_ssize_t o, const real
                     dst[v * dbs] = src[v] + bv
 
 
-cdef inline void _copy_pair(const real* acc0, const real* acc1, Py_ssize_t ldo, Py_ssize_t o,
-                            real* yb, Py_ssize_t wq, Py_ssize_t na, Py_ssize_t nb0,
-                            Py_ssize_t nb1, Py_ssize_t dcs, Py_ssize_t drs) noexcept nogil:
+cdef inline void _copy_pair(const real* acc0, const real* acc1, Py_ssize_t ldo0,
+                            Py_ssize_t ldo1, Py_ssize_t o, real* yb, Py_ssize_t wq0,
+                            Py_ssize_t wq1, Py_ssize_t na, Py_ssize_t nb0, Py_ssize_t nb1,
+                            Py_ssize_t dcs, Py_ssize_t drs) noexcept nogil:
     # two stride-2 jobs of adjacent columns (column phases 0 and 1 of one row phase): each
-    # row's two runs interleaved and stored as whole rows
+    # row's two runs interleaved and stored as whole rows (acc0's rows wq0 apart, acc1's wq1)
     cdef Py_ssize_t k, a
     for k in range(o):
         for a in range(na):
             if real is float:
-                tg_inter_f(acc0 + k * ldo + a * wq, acc1 + k * ldo + a * wq,
+                tg_inter_f(acc0 + k * ldo0 + a * wq0, acc1 + k * ldo1 + a * wq1,
                            yb + k * dcs + a * drs, nb0, nb1)
             else:
-                tg_inter_d(acc0 + k * ldo + a * wq, acc1 + k * ldo + a * wq,
+                tg_inter_d(acc0 + k * ldo0 + a * wq0, acc1 + k * ldo1 + a * wq1,
                            yb + k * dcs + a * drs, nb0, nb1)
 
 
@@ -803,7 +922,7 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
     channel-lane ones (see _tiles_cl)."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = y.shape[1], dcs = y.shape[2] * y.shape[3], nj = jobs.shape[0]
-    cdef Py_ssize_t bi, j, t0, t1, ldo, half = accs.shape[1] // 2
+    cdef Py_ssize_t bi, j, t0, t1, ldo, ldo1, rs, rs1, half = accs.shape[1] // 2
     cdef bint pair
     cdef int tid
     cdef real* xq
@@ -831,9 +950,12 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
             j = 0
             while j < nj:
                 t0 = jobs[j, 0]
+                rs = wq
                 if cl:
                     ldo = _tiles_cl(xq, &offs[t0], jobs[j, 1], &wts[t0 * op], op, o, acc,
-                                    tb, wq, jobs[j, 5])
+                                    tb, wq, jobs[j, 5], jobs[j, 6])
+                    if _compact(wq, jobs[j, 6]):
+                        rs = jobs[j, 6]
                 else:
                     ldo = _tiles(xq, &offs[t0], jobs[j, 1], &wts[t0 * op], op, o, acc, wq,
                                  jobs[j, 5], vw)
@@ -846,19 +968,23 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
                         and jobs[j + 1, 6] <= jobs[j, 6])
                 if pair:
                     t1 = jobs[j + 1, 0]
+                    rs1 = wq
                     if cl:
-                        _tiles_cl(xq, &offs[t1], jobs[j + 1, 1], &wts[t1 * op], op, o,
-                                  acc + half, tb, wq, jobs[j + 1, 5])
+                        ldo1 = _tiles_cl(xq, &offs[t1], jobs[j + 1, 1], &wts[t1 * op], op,
+                                         o, acc + half, tb, wq, jobs[j + 1, 5],
+                                         jobs[j + 1, 6])
+                        if _compact(wq, jobs[j + 1, 6]):
+                            rs1 = jobs[j + 1, 6]
                     else:
-                        _tiles(xq, &offs[t1], jobs[j + 1, 1], &wts[t1 * op], op, o,
-                               acc + half, wq, jobs[j + 1, 5], vw)
-                    _copy_pair(acc, acc + half, ldo, o, yb + jobs[j, 2], wq, jobs[j, 5],
-                               jobs[j, 6], jobs[j + 1, 6], dcs, jobs[j, 3])
+                        ldo1 = _tiles(xq, &offs[t1], jobs[j + 1, 1], &wts[t1 * op], op, o,
+                                      acc + half, wq, jobs[j + 1, 5], vw)
+                    _copy_pair(acc, acc + half, ldo, ldo1, o, yb + jobs[j, 2], rs, rs1,
+                               jobs[j, 5], jobs[j, 6], jobs[j + 1, 6], dcs, jobs[j, 3])
                     j = j + 2
                 else:
                     if relu:
                         mb = &mask[bi, 0, 0, 0] + jobs[j, 2]
-                    _copy(acc, ldo, o, &bias[0], has_bias, yb + jobs[j, 2], wq, jobs[j, 5],
+                    _copy(acc, ldo, o, &bias[0], has_bias, yb + jobs[j, 2], rs, jobs[j, 5],
                           jobs[j, 6], dcs, jobs[j, 3], jobs[j, 4], relu, mb)
                     j = j + 1
 
@@ -971,15 +1097,13 @@ def wgrad_cl_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
     positions, op channels per position; the positions past each row's end unwritten and
     unread), then per block of output
     channel vectors (up to four) and taps (24 / nc at a time) one tile over the block's
-    images and positions, its sums added to the thread's sums (tbuf[thread] past the
-    transposed gradients: sums[tap * op + channel]); at the
-    chunk's end gws[j][channel * tp + tap] = sums. Same chunks, same order at any thread
-    count."""
+    images and positions, its sums added to the chunk's sums gws[j][tap * op + channel]
+    (tap-major; rows 64-byte aligned). Same chunks, same order at any thread count."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
     cdef Py_ssize_t xs = c * s * s * hq * wq + slack, gs = op * nfp, nch = gws.shape[0]
     cdef Py_ssize_t lanes = 64 // sizeof(real)
-    cdef Py_ssize_t j, b0, b1, bb, step, m, nb, oc, q, oc0, nc, ntq, t0
+    cdef Py_ssize_t j, b0, b1, bb, step, m, nb, oc0, nc, ntq, t0
     cdef int tid
     cdef real* xq
     cdef real* gt
@@ -989,7 +1113,7 @@ def wgrad_cl_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
             tid = openmp.omp_get_thread_num()
             xq = &xbuf[tid, 0]
             gt = &tbuf[tid, 0]
-            sk = gt + wb * gs
+            sk = &gws[j, 0]
             for m in range(op * tp):
                 sk[m] = 0
             b0 = n * j // nch
@@ -1022,9 +1146,6 @@ def wgrad_cl_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
                         t0 = t0 + ntq
                     oc0 = oc0 + nc * lanes
                 bb = bb + nb
-            for oc in range(op):
-                for q in range(tp):
-                    gws[j, oc * tp + q] = sk[q * op + oc]
 
 
 # The weight gradient's position-lane tiles run over the flattened output positions of each
@@ -1083,11 +1204,16 @@ def _weight_grad(gy, x, w_shape, int s, int ph, int pw):
         "chunk sums": nc * op * tp * x.itemsize,
     })
     xbuf = workspace("flat-wg-planes", (nt, wb * xs), x.dtype)
-    gws = np.empty((nc, op * tp), dtype=x.dtype)
+    # the chunks' sums in a reused buffer: a fresh one of this size costs its page faults
+    # on every call
+    gws = workspace("flat-wg-sums", (nc * op * tp + 16,), x.dtype)
+    # (rows 64-byte aligned: the channel-lane tiles add to them in whole vectors)
+    skip = (-gws.ctypes.data % 64) // x.itemsize
+    gws = gws[skip:skip + nc * op * tp].reshape(nc, op * tp)
     if cl:
-        tbuf = workspace("flat-wg-cl", (nt * (wb * op * nfp + op * tp) + 16,), x.dtype)
+        tbuf = workspace("flat-wg-cl", (nt * wb * op * nfp + 16,), x.dtype)
         skip = (-tbuf.ctypes.data % 64) // x.itemsize
-        tbuf = tbuf[skip:skip + nt * (wb * op * nfp + op * tp)].reshape(nt, -1)
+        tbuf = tbuf[skip:skip + nt * wb * op * nfp].reshape(nt, -1)
         wgrad_cl_threads(x, gy, offs, xbuf, tbuf, gws, s, ph, pw, hq, wq, op, tp, nfp,
                          slack, wb, nt)
     else:
@@ -1098,11 +1224,13 @@ def _weight_grad(gy, x, w_shape, int s, int ph, int pw):
         lanes = workspace("flat-wg-lanes", (nt, op * tp * 16 // x.itemsize), x.dtype)
         wgrad_threads(x, gy, offs, xbuf, gbuf, lanes, gws, s, ph, pw, hq, wq, op, tp, nfp,
                       slack, wb, nt)
-    # fixed order: the chunks' sums one after another
-    gw = gws[0].copy()
+    # fixed order: the chunks' sums one after another (into the workspace's first row);
+    # the channel-lane tiles' sums are tap-major
+    gw = gws[0]
     for k in range(1, nc):
         gw += gws[k]
-    return np.ascontiguousarray(gw.reshape(op, tp)[:o, :t]).reshape(o, c, kh, kw)
+    gw = gw.reshape(tp, op)[:t, :o].T if cl else gw.reshape(op, tp)[:o, :t]
+    return np.ascontiguousarray(gw).reshape(o, c, kh, kw)
 
 
 # The tables below depend on the shapes alone: built once per shape (a few numpy calls
@@ -1122,8 +1250,8 @@ def _tap_offsets(int c, int kh, int kw, int s, int hq, int wq, int tp):
 
 @lru_cache(maxsize=128)
 def _input_grad_tables(o, h, wd, kh, kw, s, ph, pw, ho, wo):
-    """The input gradient's per-phase taps: (hq, wq, pt, pl, offs, rows, jobs, ntap), rows[k]
-    the row of w.transpose(0, 2, 3, 1).reshape(o * kh * kw, c) holding tap k's weights.
+    """The input gradient's per-phase taps: (hq, wq, pt, pl, offs, jobs, ntap), the taps of
+    each phase (py, px) in (output channel, kh, kw) order, phases in (py, px) order.
     The arguments stay Python ints: the build's cdivision would make ``//`` of the
     negative numerators below truncate toward zero instead of rounding down."""
     # input phase (py, px): rows ih = a * s + py take the taps i = (py + ph) mod s, each
@@ -1134,7 +1262,7 @@ def _input_grad_tables(o, h, wd, kh, kw, s, ph, pw, ho, wo):
     na0, nb0 = -(-h // s), -(-wd // s)
     hq = pt + max(ho, na0 + dhi_i)
     wq = pl + max(wo, nb0 + dhi_j)
-    offs, rows, jobs = [], [], []
+    offs, jobs = [], []
     ntap = 0
     oc = np.arange(o)[:, None, None]
     for py in range(s):
@@ -1148,19 +1276,16 @@ def _input_grad_tables(o, h, wd, kh, kw, s, ph, pw, ho, wo):
                 off = ((oc * hq + (py + ph - ti[None, :, None]) // s + pt) * wq
                        + (px + pw - tj[None, None, :]) // s + pl)
                 offs.append(off.reshape(-1))
-                rows.append(((oc * kh + ti[None, :, None]) * kw
-                             + tj[None, None, :]).reshape(-1))
             if na > 0 and nb > 0:
                 jobs.append([ntap, k, py * wd + px, s * wd, s, na, nb])
             ntap += k
     # one spare row, so that a job without taps still points inside the tables
     offs.append(np.zeros(1, dtype=np.intp))
     offs = np.concatenate(offs).astype(np.intp)
-    rows = (np.concatenate(rows).astype(np.intp) if rows else np.zeros(0, dtype=np.intp))
     jobs = np.array(jobs, dtype=np.intp)
-    for a in (offs, rows, jobs):
+    for a in (offs, jobs):
         a.flags.writeable = False
-    return hq, wq, pt, pl, offs, rows, jobs, ntap
+    return hq, wq, pt, pl, offs, jobs, ntap
 
 
 def applies(w_shape, stride, dilation, groups) -> bool:
@@ -1213,7 +1338,8 @@ def _run(x, y, b, offs, wts, jobs, int s, int ph, int pw, int hq, int wq, int op
     tbuf = None
     if cl:
         # the channel-lane tiles' transposed outputs for one job: rows 64-byte aligned
-        pt = -(-(op * ntf * vw) // 16) * 16
+        # (compact positions: up to a tile of rows past them)
+        pt = -(-(op * (ntf * vw + 16)) // 16) * 16
         memory.check_fits("conv2d (flat)", {"channel-lane tile outputs": nt * pt * x.itemsize})
         tbuf = workspace("flat-cl", (nt * pt + 16,), x.dtype)
         skip = (-tbuf.ctypes.data % 64) // x.itemsize
@@ -1258,12 +1384,26 @@ def _input_grad(gy, w, x_shape, int s, int ph, int pw):
     n, c, h, wd = x_shape
     o, _, kh, kw = w.shape
     ho, wo = gy.shape[2:]
-    hq, wq, pt, pl, offs, rows, jobs, ntap = _input_grad_tables(o, h, wd, kh, kw, s, ph, pw,
-                                                                ho, wo)
+    hq, wq, pt, pl, offs, jobs, ntap = _input_grad_tables(o, h, wd, kh, kw, s, ph, pw, ho,
+                                                          wo)
     cl = c >= _CL_MIN_IN
     cp = _lanes_op(c, gy.dtype, cl)
     wtab = _aligned_zeros((ntap + 1, cp), gy.dtype)
-    wtab[:ntap, :c] = w.transpose(0, 2, 3, 1).reshape(o * kh * kw, c)[rows]
+    # wtab[k, :c]: the weights of tap k of the tables' order, per phase (py, px) the taps
+    # i = (py + ph) mod s + s * u, j = (px + pw) mod s + s * v of every output channel:
+    # strided slices of w, copied without a gather (the slower copy)
+    w4 = w.transpose(0, 2, 3, 1)
+    k0 = 0
+    for py in range(s):
+        i0 = (py + ph) % s
+        nti = len(range(i0, kh, s))
+        for px in range(s):
+            j0 = (px + pw) % s
+            ntj = len(range(j0, kw, s))
+            k = o * nti * ntj
+            if k:
+                wtab[k0:k0 + k].reshape(o, nti, ntj, cp)[..., :c] = w4[:, i0::s, j0::s, :]
+                k0 += k
     gx = np.empty(x_shape, dtype=gy.dtype)
     return _run(gy, gx, None, offs, wtab, jobs, 1, pt, pl, hq, wq,
                 cp, n * c * ho * wo * o * kh * kw, _VX, None, cl)

@@ -93,6 +93,13 @@ def test_flat_channel_lane_tiles_match_reference(case, team, need):
         (2, 8, 40, 9, 41, 3, 2, 1),  # 21 output columns: two column blocks per row
         (2, 64, 100, 15, 15, 5, 2, 1),  # reduction 1600, seven vectors (the last partial)
         (1, 128, 128, 9, 10, 5, 2, 2),  # reduction 3200, eight vectors
+        # compact positions (the kept columns of each row only): 7x7 and 7x8 outputs, the
+        # input gradient's column phases 8 and 7 wide, 3x3 outputs, stride 3
+        (2, 32, 48, 15, 16, 5, 2, 1),
+        (1, 64, 64, 15, 15, 5, 2, 1),
+        (1, 32, 32, 6, 6, 5, 2, 2),
+        (2, 36, 33, 13, 11, 5, 3, 2),
+        (1, 40, 96, 14, 13, 5, 2, 0),
     ],
 )
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
