@@ -36,8 +36,9 @@ one parallel region (``backward_threads``): the weight gradient's chunks are han
 first, then the input gradient's images, so the team is woken once per backward and the
 single images even out the threads' ends.
 
-``winograd2_threads`` (run by winograd-cython, not by this variant's own calls): Winograd
-F(2x2, 3x3) with channels across the same vector lanes, for small planes (see there).
+``winograd2_threads`` and ``winograd2_wgrad_threads`` (run by winograd-cython, not by this
+variant's own calls): Winograd F(2x2, 3x3) with channels across the same vector lanes, for
+small planes, forward and weight gradient (see there).
 
 Every output adds its taps in (input channel, kh, kw) order. Strided, dilated and grouped
 calls, and weight gradients of other kernel sizes, go to ``im2col-cython``. Bounds and
@@ -716,6 +717,250 @@ def winograd2_threads(const real[:, :, :, ::1] x, const real[:, :, ::1] u,
                 flags[tid] += tg_wc_image_d(&x[b, 0, 0, 0], c, h, w, ph, pw, &u[0, 0, 0], o,
                                             op, bp, &y[b, 0, 0, 0], ho, wo, rows,
                                             &work[tid, 0])
+
+
+# Winograd F(2x2, 3x3)'s weight gradient with channels across the vector lanes
+# (``winograd2_wgrad_threads``, which winograd-cython runs on small planes): per tile the
+# forward is M = U * V with V = B^T d B, so dU[k] = sum over tiles of (A gy A^T)[k] x V[k]^T,
+# one (input channels x tiles) x (tiles x output channels) product per transform point k,
+# and gw = G^T dU G (done by the caller). Each thread takes chunks of consecutive images
+# and transposes each image and its output gradient to (row, column, channel); the two
+# transforms of a tile row write V and GM as (k, tile, channel), filling the strip buffers
+# with the tile rows of several images on small planes so each product's reduction runs
+# over up to ``cap`` tiles with the accumulators in registers (GM[k] stays in L1).
+cdef extern from *:
+    """
+    #define TG_WW_ALL(T, S)                                                             \
+    /* v[k ks + t cp + ch] = (B^T d B)[k / 4, k % 4] for the tw tiles of tile row ty of xq \
+       (rows of wq pixels of cp channels, zero-padded), t the tile's column */           \
+    static void tg_ww_in_##S(const T* xq, Py_ssize_t wq, Py_ssize_t cp, Py_ssize_t ty,   \
+            Py_ssize_t tw, T* v, Py_ssize_t ks) {                                       \
+        enum { V = 64 / sizeof(T) };                                                    \
+        Py_ssize_t cv, tx, i, rs = wq * cp;                                             \
+        for (cv = 0; cv < cp; cv += V) {                                                \
+            const T* r0 = xq + 2 * ty * rs + cv;                                        \
+            tg_cv_v##S a[4], b[4], c[4], d[4];                                          \
+            _Pragma("GCC unroll 2") for (i = 0; i < 2; i++) {                           \
+                const T* p = r0 + i * cp;                                               \
+                tg_cv_v##S d0 = *(const tg_cv_u##S*)p, d1 = *(const tg_cv_u##S*)(p + rs); \
+                tg_cv_v##S d2 = *(const tg_cv_u##S*)(p + 2 * rs);                       \
+                tg_cv_v##S d3 = *(const tg_cv_u##S*)(p + 3 * rs);                       \
+                tg_cv_v##S* e = i ? b : a;                                              \
+                e[0] = d0 - d2; e[1] = d1 + d2; e[2] = d2 - d1; e[3] = d1 - d3;         \
+            }                                                                           \
+            for (tx = 0; tx < tw; tx++) {                                               \
+                _Pragma("GCC unroll 2") for (i = 0; i < 2; i++) {                       \
+                    const T* p = r0 + (2 * tx + 2 + i) * cp;                            \
+                    tg_cv_v##S d0 = *(const tg_cv_u##S*)p;                              \
+                    tg_cv_v##S d1 = *(const tg_cv_u##S*)(p + rs);                       \
+                    tg_cv_v##S d2 = *(const tg_cv_u##S*)(p + 2 * rs);                   \
+                    tg_cv_v##S d3 = *(const tg_cv_u##S*)(p + 3 * rs);                   \
+                    tg_cv_v##S* e = i ? d : c;                                          \
+                    e[0] = d0 - d2; e[1] = d1 + d2; e[2] = d2 - d1; e[3] = d1 - d3;     \
+                }                                                                       \
+                T* o = v + tx * cp + cv;                                                \
+                _Pragma("GCC unroll 4") for (i = 0; i < 4; i++) {                       \
+                    *(tg_cv_u##S*)(o + (4 * i + 0) * ks) = a[i] - c[i];                 \
+                    *(tg_cv_u##S*)(o + (4 * i + 1) * ks) = b[i] + c[i];                 \
+                    *(tg_cv_u##S*)(o + (4 * i + 2) * ks) = c[i] - b[i];                 \
+                    *(tg_cv_u##S*)(o + (4 * i + 3) * ks) = b[i] - d[i];                 \
+                }                                                                       \
+                _Pragma("GCC unroll 4") for (i = 0; i < 4; i++) {                       \
+                    a[i] = c[i]; b[i] = d[i];                                           \
+                }                                                                       \
+            }                                                                           \
+        }                                                                               \
+    }                                                                                   \
+    /* m[k ks + t op + ch] = (A g A^T)[k / 4, k % 4] for the tw 2x2 tiles of tile row ty of \
+       gq (rows of 2 tw pixels of op channels, zero past the output): the adjoint of the  \
+       forward's A^T m A */                                                             \
+    static void tg_ww_gy_##S(const T* gq, Py_ssize_t tw, Py_ssize_t op, Py_ssize_t ty,   \
+            T* m, Py_ssize_t ks) {                                                      \
+        enum { V = 64 / sizeof(T) };                                                    \
+        Py_ssize_t ov, tx, i, rs = 2 * tw * op;                                         \
+        for (tx = 0; tx < tw; tx++) {                                                   \
+            for (ov = 0; ov < op; ov += V) {                                            \
+                const T* p = gq + 2 * ty * rs + 2 * tx * op + ov;                       \
+                tg_cv_v##S g00 = *(const tg_cv_u##S*)p, g01 = *(const tg_cv_u##S*)(p + op); \
+                tg_cv_v##S g10 = *(const tg_cv_u##S*)(p + rs);                          \
+                tg_cv_v##S g11 = *(const tg_cv_u##S*)(p + rs + op);                     \
+                tg_cv_v##S r0[4] = {g00, g00 + g10, g00 - g10, -g10};                   \
+                tg_cv_v##S r1[4] = {g01, g01 + g11, g01 - g11, -g11};                   \
+                T* o = m + tx * op + ov;                                                \
+                _Pragma("GCC unroll 4") for (i = 0; i < 4; i++) {                       \
+                    *(tg_cv_u##S*)(o + (4 * i + 0) * ks) = r0[i];                       \
+                    *(tg_cv_u##S*)(o + (4 * i + 1) * ks) = r0[i] + r1[i];               \
+                    *(tg_cv_u##S*)(o + (4 * i + 2) * ks) = r0[i] - r1[i];               \
+                    *(tg_cv_u##S*)(o + (4 * i + 3) * ks) = -r1[i];                      \
+                }                                                                       \
+            }                                                                           \
+        }                                                                               \
+    }
+    /* du[r op + n V + l] += sum over t < nt of v[t cp + r] m[t op + n V + l] (r < R, n < NV):
+       R x NV accumulator vectors, one broadcast of v per row and tile; the strip's sum is
+       added to du at the end (not summed onto it tile by tile: shorter float sums) */
+    #define TG_WW_MUL(T, S, NV, R)                                                      \
+    static void tg_ww_mul_##S##_##NV##_##R(const T* v, Py_ssize_t cp, const T* m,       \
+            Py_ssize_t op, Py_ssize_t nt, T* du) {                                      \
+        enum { V = 64 / sizeof(T) };                                                    \
+        tg_cv_v##S acc[R][NV], mv[NV];                                                  \
+        Py_ssize_t t, r, n;                                                             \
+        _Pragma("GCC unroll 8") for (r = 0; r < R; r++)                                 \
+            _Pragma("GCC unroll 4") for (n = 0; n < NV; n++)                            \
+                acc[r][n] = (tg_cv_v##S){0};                                            \
+        for (t = 0; t < nt; t++) {                                                      \
+            _Pragma("GCC unroll 4") for (n = 0; n < NV; n++)                            \
+                mv[n] = *(const tg_cv_u##S*)(m + t * op + n * V);                       \
+            _Pragma("GCC unroll 8") for (r = 0; r < R; r++) {                           \
+                tg_cv_v##S s = v[t * cp + r] - (tg_cv_v##S){0};                         \
+                _Pragma("GCC unroll 4") for (n = 0; n < NV; n++) acc[r][n] += s * mv[n]; \
+            }                                                                           \
+        }                                                                               \
+        _Pragma("GCC unroll 8") for (r = 0; r < R; r++)                                 \
+            _Pragma("GCC unroll 4") for (n = 0; n < NV; n++)                            \
+                *(tg_cv_u##S*)(du + r * op + n * V) += acc[r][n];                       \
+    }
+    #define TG_WW_MUL_R(T, S, NV) TG_WW_MUL(T, S, NV, 1) TG_WW_MUL(T, S, NV, 2)         \
+        TG_WW_MUL(T, S, NV, 3) TG_WW_MUL(T, S, NV, 4) TG_WW_MUL(T, S, NV, 5)            \
+        TG_WW_MUL(T, S, NV, 6)
+    #define TG_WW_ROW(S, NV) {tg_ww_mul_##S##_##NV##_1, tg_ww_mul_##S##_##NV##_2,       \
+        tg_ww_mul_##S##_##NV##_3, tg_ww_mul_##S##_##NV##_4, tg_ww_mul_##S##_##NV##_5,   \
+        tg_ww_mul_##S##_##NV##_6}
+    #define TG_WW_CHUNK(T, S)                                                           \
+    TG_WW_MUL_R(T, S, 1) TG_WW_MUL_R(T, S, 2) TG_WW_MUL_R(T, S, 3) TG_WW_MUL_R(T, S, 4) \
+    typedef void (*tg_ww_mul_fn_##S)(const T*, Py_ssize_t, const T*, Py_ssize_t,        \
+                                     Py_ssize_t, T*);                                   \
+    static tg_ww_mul_fn_##S const tg_ww_mul_##S[4][6] = {TG_WW_ROW(S, 1),               \
+        TG_WW_ROW(S, 2), TG_WW_ROW(S, 3), TG_WW_ROW(S, 4)};                             \
+    /* du (16, cp, op) += the products of the nt tiles in vb and mb */                  \
+    static void tg_ww_flush_##S(const T* vb, Py_ssize_t ksv, const T* mb, Py_ssize_t ksm, \
+            Py_ssize_t nt, Py_ssize_t c, Py_ssize_t cp, Py_ssize_t op, T* du) {          \
+        enum { V = 64 / sizeof(T) };                                                    \
+        Py_ssize_t k, r0, n0, R, NV;                                                    \
+        if (nt == 0) return;                                                            \
+        for (k = 0; k < 16; k++) {                                                      \
+            for (r0 = 0; r0 < c; r0 += R) {                                             \
+                R = c - r0 < 6 ? c - r0 : 6;                                            \
+                for (n0 = 0; n0 < op; n0 += NV * V) {                                   \
+                    NV = (op - n0) / V < 4 ? (op - n0) / V : 4;                         \
+                    tg_ww_mul_##S[NV - 1][R - 1](vb + k * ksv + r0, cp, mb + k * ksm + n0, \
+                        op, nt, du + (k * cp + r0) * op + n0);                          \
+                }                                                                       \
+            }                                                                           \
+        }                                                                               \
+    }                                                                                   \
+    /* du (16, cp, op) += the weight-gradient products of images b0 to b1 - 1 of x (n, c,   \
+       h, w) and gy (n, o, ho, wo); work: see winograd2_wgrad_work */                   \
+    static void tg_ww_chunk_##S(const T* x, const T* gy, Py_ssize_t b0, Py_ssize_t b1,   \
+            Py_ssize_t c, Py_ssize_t h, Py_ssize_t w, Py_ssize_t ph, Py_ssize_t pw,       \
+            Py_ssize_t o, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t cap, T* work, T* du) { \
+        enum { V = 64 / sizeof(T), PAD = 48 };                                          \
+        Py_ssize_t cp = (c + V - 1) / V * V, op = (o + V - 1) / V * V;                   \
+        Py_ssize_t th = (ho + 1) / 2, tw = (wo + 1) / 2, hq = 2 * th + 2, wq = 2 * tw + 2; \
+        Py_ssize_t big = h * w * cp, ksv = cap * cp + PAD, ksm = cap * op + PAD;        \
+        Py_ssize_t b, r, ty, fill = 0;                                                  \
+        if (ho * wo * op > big) big = ho * wo * op;                                     \
+        T* tmp = work;                                                                  \
+        T* xq = tmp + big;                                                              \
+        T* gq = xq + hq * wq * cp;                                                      \
+        T* vb = gq + 4 * th * tw * op;                                                  \
+        T* mb = vb + 16 * ksv;                                                          \
+        for (b = b0; b < b1; b++) {                                                     \
+            tg_cv_gt_##S(x + b * c * h * w, h * w, c, cp, tmp);                         \
+            for (r = 0; r < hq; r++) {                                                  \
+                T* d = xq + r * wq * cp;                                                \
+                if (r < ph || r >= ph + h) {                                            \
+                    __builtin_memset(d, 0, wq * cp * sizeof(T));                        \
+                    continue;                                                           \
+                }                                                                       \
+                Py_ssize_t q1 = pw + w < wq ? pw + w : wq;                              \
+                __builtin_memset(d, 0, pw * cp * sizeof(T));                            \
+                if (q1 < wq) __builtin_memset(d + q1 * cp, 0, (wq - q1) * cp * sizeof(T)); \
+                __builtin_memcpy(d + pw * cp, tmp + (r - ph) * w * cp,                  \
+                                 (q1 - pw) * cp * sizeof(T));                           \
+            }                                                                           \
+            const T* g = gy + b * o * ho * wo;                                          \
+            if (ho == 2 * th && wo == 2 * tw) {                                         \
+                tg_cv_gt_##S(g, ho * wo, o, op, gq);                                    \
+            } else {                                                                    \
+                tg_cv_gt_##S(g, ho * wo, o, op, tmp);                                   \
+                __builtin_memset(gq, 0, 4 * th * tw * op * sizeof(T));                  \
+                for (r = 0; r < ho; r++)                                                \
+                    __builtin_memcpy(gq + r * 2 * tw * op, tmp + r * wo * op,           \
+                                     wo * op * sizeof(T));                              \
+            }                                                                           \
+            for (ty = 0; ty < th; ty++) {                                               \
+                if (fill + tw > cap) {                                                  \
+                    tg_ww_flush_##S(vb, ksv, mb, ksm, fill, c, cp, op, du);             \
+                    fill = 0;                                                           \
+                }                                                                       \
+                tg_ww_in_##S(xq, wq, cp, ty, tw, vb + fill * cp, ksv);                  \
+                tg_ww_gy_##S(gq, tw, op, ty, mb + fill * op, ksm);                      \
+                fill += tw;                                                             \
+            }                                                                           \
+        }                                                                               \
+        tg_ww_flush_##S(vb, ksv, mb, ksm, fill, c, cp, op, du);                         \
+    }
+    TG_WW_ALL(float, f) TG_WW_ALL(double, d)
+    TG_WW_CHUNK(float, f) TG_WW_CHUNK(double, d)
+    """
+    void tg_ww_chunk_f(const float* x, const float* gy, Py_ssize_t b0, Py_ssize_t b1,
+                       Py_ssize_t c, Py_ssize_t h, Py_ssize_t w, Py_ssize_t ph, Py_ssize_t pw,
+                       Py_ssize_t o, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t cap, float* work,
+                       float* du) noexcept nogil
+    void tg_ww_chunk_d(const double* x, const double* gy, Py_ssize_t b0, Py_ssize_t b1,
+                       Py_ssize_t c, Py_ssize_t h, Py_ssize_t w, Py_ssize_t ph, Py_ssize_t pw,
+                       Py_ssize_t o, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t cap,
+                       double* work, double* du) noexcept nogil
+
+
+def winograd2_wgrad_work(int c, int h, int w, int o, int ph, int pw, int cap,
+                         int lanes) -> int:
+    """Values of ``winograd2_wgrad_threads``' work buffer per thread (strips of ``cap``
+    tiles, ``lanes`` per vector)."""
+    cp, op = (c + lanes - 1) // lanes * lanes, (o + lanes - 1) // lanes * lanes
+    ho, wo = h + 2 * ph - 2, w + 2 * pw - 2
+    th, tw = (ho + 1) // 2, (wo + 1) // 2
+    big = max(h * w * cp, ho * wo * op)
+    return (big + (2 * th + 2) * (2 * tw + 2) * cp + 4 * th * tw * op
+            + 16 * (cap * (cp + op) + 96))
+
+
+def winograd2_wgrad_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
+                            real[:, :, :, ::1] du, real[:, ::1] work, int ph, int pw, int cap,
+                            int nt):
+    """du[i] += the Winograd F(2x2, 3x3) weight-gradient products (16, cp, op) of chunk i of
+    the batch (images ``i n / chunks`` up to ``(i + 1) n / chunks``), channels across the
+    vector lanes: du[i, 4 a + b, ch, k] sums (B^T d B)[a, b] at ch times (A gy A^T)[a, b] at
+    k over the chunk's tiles (gw = G^T du G, summed over the chunks). ``cap`` tiles per
+    strip (at least one row of tiles), the strips in ``work`` (see
+    ``winograd2_wgrad_work``)."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
+    cdef Py_ssize_t nch = du.shape[0], lanes = 64 // sizeof(real), i
+    cdef int tid
+    if gy.shape[0] != n or ho != h + 2 * ph - 2 or wo != w + 2 * pw - 2 or ho < 1 or wo < 1:
+        raise ValueError(f"winograd2_wgrad_threads: gy {tuple(gy.shape)[:4]} does not fit x "
+                         f"{tuple(x.shape)[:4]} with padding {(ph, pw)}")
+    if (du.shape[1] != 16 or du.shape[2] != (c + lanes - 1) // lanes * lanes
+            or du.shape[3] != (o + lanes - 1) // lanes * lanes or nch < 1):
+        raise ValueError("winograd2_wgrad_threads: du must be (chunks, 16, c and o rounded "
+                         "up to the lanes)")
+    if cap < (wo + 1) // 2 or work.shape[0] < nt or work.shape[1] < winograd2_wgrad_work(
+            c, h, w, o, ph, pw, cap, lanes):
+        raise ValueError("winograd2_wgrad_threads: work buffer too small or cap below a row "
+                         "of tiles")
+    with nogil:
+        for i in prange(nch, schedule="dynamic", num_threads=nt):
+            tid = openmp.omp_get_thread_num()
+            if real is float:
+                tg_ww_chunk_f(&x[0, 0, 0, 0], &gy[0, 0, 0, 0], i * n // nch,
+                              (i + 1) * n // nch, c, h, w, ph, pw, o, ho, wo, cap,
+                              &work[tid, 0], &du[i, 0, 0, 0])
+            else:
+                tg_ww_chunk_d(&x[0, 0, 0, 0], &gy[0, 0, 0, 0], i * n // nch,
+                              (i + 1) * n // nch, c, h, w, ph, pw, o, ho, wo, cap,
+                              &work[tid, 0], &du[i, 0, 0, 0])
 
 
 cdef inline void _pad(const real* xb, real* xp, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,

@@ -39,7 +39,11 @@ behind it at 64->64 (benchmarks/results/winograd-wgrad.md).
 On outputs of at most 16x16 with 32 or more channels (``_uses_lanes``) the forward and input
 gradient run F(2x2, 3x3) with channels across the vector lanes instead (chvec-cython's
 ``winograd2_threads``): tiles across the lanes fill few lanes on such planes, and BLAS calls
-per block cost more than their small GEMMs.
+per block cost more than their small GEMMs. The weight gradient of such calls
+(``_wgrad_lanes``, 16x16 outputs with 64 channels too) is F(2x2, 3x3) with channels across
+the lanes as well (chvec-cython's ``winograd2_wgrad_threads``): per transform point one
+product (input channels x tiles) x (tiles x output channels) over strips of tiles, register-
+tiled, 16 multiplications per tile and channel pair instead of the direct one's 36.
 """
 
 cimport openmp
@@ -1308,6 +1312,55 @@ def _winograd_lanes(x, w, b, int ph, int pw, y):
     return y if np.isfinite(flags.sum()) else None
 
 
+# The weight gradient of calls on outputs of at most _WGRAD_LANES_MAX_SIDE pixels high and
+# wide with at least _LANES_MIN_CHANNELS channels in and out runs F(2x2, 3x3) with channels
+# across the vector lanes (chvec-cython's ``winograd2_wgrad_threads``); each strip of tiles
+# holds GM[k] of about _WGRAD_LANES_STRIP_BYTES (it stays in L1 while the products run)
+_WGRAD_LANES_MAX_SIDE = 16
+_WGRAD_LANES_STRIP_BYTES = 1 << 14
+_WGRAD_LANES_CHUNKS = 4  # chunks of the batch per thread (see _weight_gradient_lanes)
+# gw = G^T dU G per channel pair as one (9, 16) matrix: _GG[3 a + b, 4 i + j] = G[i, a] G[j, b]
+_GG = np.einsum("ia,jb->abij", _G, _G).reshape(9, 16)
+
+
+def _wgrad_lanes(c, o, ho, wo) -> bool:
+    """Whether ``backward`` runs a call's weight gradient through the channel-lane F(2x2, 3x3)
+    path."""
+    return (_lanes is not None and hasattr(_lanes, "winograd2_wgrad_threads")
+            and max(ho, wo) <= _WGRAD_LANES_MAX_SIDE and min(c, o) >= _LANES_MIN_CHANNELS)
+
+
+def _weight_gradient_lanes(gy, x, w, int ph, int pw):
+    """gw of a 3x3 stride-1 call by Winograd F(2x2, 3x3) through ``winograd2_wgrad_threads``
+    (see ``_wgrad_lanes``). The batch is cut into chunks of consecutive images with their own
+    partial sums, added in chunk order (the same sum for a given batch and thread count)."""
+    n, c, h, wd = x.shape
+    o = w.shape[0]
+    ho, wo = gy.shape[2:]
+    lanes = 64 // x.itemsize
+    cp, op = -(-c // lanes) * lanes, -(-o // lanes) * lanes
+    th, tw = (ho + 1) // 2, (wo + 1) // 2
+    cap = int(max(tw, _WGRAD_LANES_STRIP_BYTES // (op * x.itemsize)))
+    nt = max(1, min(_team_size(4 * n * th * tw * c * o), n))
+    nch = 1 if nt == 1 else min(n, _WGRAD_LANES_CHUNKS * nt)
+    size = _lanes.winograd2_wgrad_work(c, h, wd, o, ph, pw, cap, lanes)
+    memory.check_fits("conv2d (winograd) backward", {
+        "tile buffers": nt * size * x.itemsize,
+        "weight gradient parts": nch * 16 * cp * op * x.itemsize,
+    })
+    du = np.zeros((nch, 16, cp, op), dtype=x.dtype)
+    work = workspace("winograd-lanes-wgrad", (nt, size), x.dtype)
+    _lanes.winograd2_wgrad_threads(np.ascontiguousarray(x), np.ascontiguousarray(gy), du, work,
+                                   ph, pw, cap, nt)
+    total = du[0]
+    for i in range(1, nch):
+        total += du[i]
+    gg = _GG.astype(x.dtype)
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite: the caller's fallback
+        gw = gg @ total[:, :c, :o].reshape(16, c * o)
+    return np.ascontiguousarray(gw.reshape(3, 3, c, o).transpose(3, 2, 0, 1))
+
+
 def _winograd(x, w, b, int ph, int pw, gemm):
     """y of a 3x3 stride-1 call by Winograd, or None when x holds a NaN or an infinity (found
     while the tiles are read: Winograd would spread it over its tiles)."""
@@ -1383,13 +1436,18 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
         if empty:
             gw = np.zeros_like(w)
         else:
-            if _wgrad_leads(x.shape[1], w.shape[0]):
+            if _wgrad_lanes(x.shape[1], w.shape[0], *gy.shape[2:]):
+                gw = _weight_gradient_lanes(gy, x, w, ph, pw)
+                if not _finite(gw):  # as below
+                    gw = None
+            elif _wgrad_leads(x.shape[1], w.shape[0]):
                 gw = _weight_gradient(gy, x, w, ph, pw, gemm)
                 # a NaN or an infinity in x or gy (every one reaches a Winograd weight
                 # gradient): im2col puts it in the taps a direct sum gives it
                 if not _finite(gw):
                     gw = None
-            # fewer channels: the transforms cost more than the multiplications saved;
+            # fewer channels on larger planes: the transforms cost more than the
+            # multiplications saved;
             # chvec-cython's direct weight gradient (accumulators in vector registers) ran
             # ahead of im2col-cython's on 8x8 to 32x32 outputs with 16 to 128 channels
             # (benchmarks/results/winograd-f4.md)

@@ -438,3 +438,125 @@ def test_winograd_cython_lanes_path_nonfinite(monkeypatch):
     args = ((1, 1), (1, 1), (1, 1), 1)
     assert_same_nonfinite(mod.forward(x, w, None, *args),
                           K.get("conv2d", "reference").forward(x, w, None, *args))  # fmt: skip
+
+
+def _lanes_wgrad_module(mp, strip_bytes=None, team=None):
+    """winograd-cython with its channel-lane weight gradient (chvec-cython's
+    ``winograd2_wgrad_threads``) taking every call, or None where it does not build."""
+    mod = K.get("conv2d", "winograd-cython")
+    if "winograd-cython" not in VARIANTS or not hasattr(mod, "_wgrad_lanes"):
+        return None
+    if not mod._wgrad_lanes(1 << 20, 1 << 20, 1, 1):
+        return None
+    mp.setattr(mod, "_LANES_MIN_CHANNELS", 1)
+    mp.setattr(mod, "_WGRAD_LANES_MAX_SIDE", 1 << 30)
+    if strip_bytes is not None:
+        mp.setattr(mod, "_WGRAD_LANES_STRIP_BYTES", strip_bytes)
+    if team is not None:
+        mp.setattr(mod, "_team_size", lambda work: team)
+    return mod
+
+
+@pytest.mark.parametrize("team", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("strip_bytes", [1, None])  # strips of one tile row; the default
+@pytest.mark.parametrize(
+    "n, c, o, h, w, padding",
+    [
+        (2, 16, 16, 8, 8, (1, 1)),
+        (3, 5, 23, 7, 9, (0, 0)),  # odd sides, partial tiles, channels below a vector
+        (1, 17, 40, 11, 6, (2, 2)),  # batch 1, part vectors in and out
+        (2, 33, 70, 13, 15, (1, 2)),  # three vectors of outputs plus a part one
+        (5, 64, 64, 8, 8, (1, 1)),  # resnet8's 8x8 layer: strips of several images
+        (2, 64, 48, 16, 16, (1, 1)),
+        (1, 3, 1, 5, 4, (1, 0)),
+    ],
+)
+def test_winograd_cython_lanes_weight_gradient(team, dtype, strip_bytes, n, c, o, h, w, padding):
+    """winograd-cython's F(2x2, 3x3) weight gradient with channels across the vector lanes
+    (chvec-cython's ``winograd2_wgrad_threads``), for every call here: strips of one tile row
+    and strips of several images, odd sizes and partial tiles, padding 0 to 2, batch 1,
+    channel counts that are not a multiple of 8 or 16, 1 to 3 threads (chunks of the batch);
+    against the float64 reference (float32 within the documented Winograd bound of the
+    gradient's RMS), the same array on a repeat."""
+    with pytest.MonkeyPatch.context() as mp:
+        mod = _lanes_wgrad_module(mp, strip_bytes, team)
+        if mod is None:
+            pytest.skip("winograd-cython's channel-lane weight gradient does not build here")
+        x, wt, _, gy, args, _, _ = _unit_case(n, c, o, h, w, padding)
+        want = K.get("conv2d", "reference").backward(gy, x, wt, *args, False, True)[1]
+        xd, wd, gd = (a.astype(dtype) for a in (x, wt, gy))
+        gw = mod.backward(gd, xd, wd, *args, False, True)[1]
+        bound = WINOGRAD_F32_ERROR if dtype == np.float32 else 1e-12
+        assert gw.dtype == dtype and gw.shape == want.shape
+        assert np.max(np.abs(gw - want)) / np.sqrt(np.mean(want**2)) <= bound
+        np.testing.assert_array_equal(mod.backward(gd, xd, wd, *args, False, True)[1], gw)
+
+
+@settings(max_examples=examples(15), deadline=None)
+@given(case=winograd_case())
+def test_winograd_cython_lanes_weight_gradient_matches_reference(case):
+    """The channel-lane weight gradient on the shared Winograd cases (hypothesis: odd and even
+    sizes, padding 0 to 2, batch 1 to 3, few channels), both gradients asked for."""
+    with pytest.MonkeyPatch.context() as mp:
+        mod = _lanes_wgrad_module(mp)
+        if mod is None:
+            pytest.skip("winograd-cython's channel-lane weight gradient does not build here")
+        x, w, b = _arrays(case)
+        check_against_reference(mod, x, w, b, ((1, 1), case[5], (1, 1), 1), "both")
+
+
+@pytest.mark.parametrize("padding", [0, 1, 2])
+def test_winograd_cython_lanes_weight_gradient_gradcheck(padding):
+    """gradcheck in float64 with the channel-lane weight gradient."""
+    with pytest.MonkeyPatch.context() as mp:
+        mod = _lanes_wgrad_module(mp)
+        if mod is None:
+            pytest.skip("winograd-cython's channel-lane weight gradient does not build here")
+        rng = np.random.default_rng(12)
+        x = tg.Tensor(rng.standard_normal((2, 3, 5, 6)), requires_grad=True)
+        w = tg.Tensor(rng.standard_normal((2, 3, 3, 3)), requires_grad=True)
+        with K.use(conv2d="winograd-cython"):
+            assert tg.gradcheck(lambda x, w: F.conv2d(x, w, None, 1, padding), [x, w])
+
+
+@pytest.mark.parametrize("side", [8, 16])
+def test_winograd_cython_lanes_weight_gradient_float32_error(side):
+    """The float32 error the docs give for the channel-lane weight gradient on unit-variance
+    inputs at the zoo's size (64 channels in and out, batch 64: sums over 1024 and 4096
+    tiles), taken by default (no patching), held at the Winograd bound."""
+    mod = K.get("conv2d", "winograd-cython")
+    if "winograd-cython" not in VARIANTS or not getattr(mod, "_wgrad_lanes", None):
+        pytest.skip("winograd-cython's channel-lane weight gradient does not build here")
+    if not mod._wgrad_lanes(64, 64, side, side):
+        pytest.skip("the channel-lane weight gradient does not build here")
+    rng = np.random.default_rng(side)
+    x = rng.standard_normal((64, 64, side, side))
+    w = rng.standard_normal((64, 64, 3, 3))
+    gy = rng.standard_normal((64, 64, side, side))
+    args = ((1, 1), (1, 1), (1, 1), 1)
+    want = K.get("conv2d", "reference").backward(gy, x, w, *args, False, True)[1]
+    gw = mod.backward(gy.astype(np.float32), x.astype(np.float32), w.astype(np.float32),
+                      *args, False, True)[1]  # fmt: skip
+    assert np.max(np.abs(gw - want)) / np.sqrt(np.mean(want**2)) <= WINOGRAD_F32_ERROR
+
+
+def test_winograd_cython_lanes_weight_gradient_nonfinite():
+    """A NaN or an infinity in x or gy on the channel-lane weight gradient: the call goes to
+    the direct weight gradient, which puts it in the taps a direct sum does."""
+    with pytest.MonkeyPatch.context() as mp:
+        mod = _lanes_wgrad_module(mp)
+        if mod is None:
+            pytest.skip("winograd-cython's channel-lane weight gradient does not build here")
+        rng = np.random.default_rng(13)
+        x = rng.standard_normal((2, 20, 8, 8))
+        w = rng.standard_normal((18, 20, 3, 3))
+        gy = rng.standard_normal((2, 18, 8, 8))
+        args = ((1, 1), (1, 1), (1, 1), 1)
+        ref = K.get("conv2d", "reference")
+        for arr, where, val in ((x, (0, 3, 2, 5), np.nan), (gy, (1, 17, 7, 0), np.inf)):
+            a = arr.copy()
+            a[where] = val
+            xs, gs = (a, gy) if arr is x else (x, a)
+            assert_same_nonfinite(mod.backward(gs, xs, w, *args, False, True)[1],
+                                  ref.backward(gs, xs, w, *args, False, True)[1])  # fmt: skip
