@@ -1128,6 +1128,24 @@ def _weight_transform4(w):
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
 
 
+# G w G^T and its transpose per channel pair as one matrix: _GG[3 a + b, 4 i + j] =
+# G[i, a] G[j, b] (u = _GG^T w, gw = _GG dU)
+_GG = np.einsum("ia,jb->abij", _G, _G).reshape(9, 16)
+
+
+def _weight_transform_lanes(w, op):
+    """u[4 i + j, c, k] = (G w[k, c] G^T)[i, j] for k < o, zero up to op: one (16, 9) x
+    (9, c o) product on the taps-first copy of w (the per-call cost of the channel-lane
+    paths: a few strided NumPy passes over w cost more on small planes)."""
+    o, c = w.shape[:2]
+    wk = np.empty((3, 3, c, op), dtype=w.dtype)
+    wk[..., :o] = w.transpose(2, 3, 1, 0)
+    wk[..., o:] = 0
+    with cblas.single_threaded():
+        u = _GG.T.astype(w.dtype) @ wk.reshape(9, c * op)
+    return u.reshape(16, c, op)
+
+
 def _weight_transform(w):
     """u[4 i + j, o, c] = (G w[o, c] G^T)[i, j], computed in the weights' dtype."""
     o, c = w.shape[:2]
@@ -1302,8 +1320,7 @@ def _winograd_lanes(x, w, b, int ph, int pw, y):
         "tile buffers": nt * size * x.itemsize,
         "output": y.nbytes,
     })
-    u = np.zeros((16, c, op), dtype=x.dtype)
-    u[:, :, :o] = _weight_transform(w).transpose(0, 2, 1)
+    u = _weight_transform_lanes(w, op)
     work = workspace("winograd-lanes", (nt, size), x.dtype)
     bias = b if b is not None else np.zeros(1, dtype=x.dtype)
     flags = np.zeros(nt, dtype=x.dtype)
@@ -1319,8 +1336,6 @@ def _winograd_lanes(x, w, b, int ph, int pw, y):
 _WGRAD_LANES_MAX_SIDE = 16
 _WGRAD_LANES_STRIP_BYTES = 1 << 14
 _WGRAD_LANES_CHUNKS = 4  # chunks of the batch per thread (see _weight_gradient_lanes)
-# gw = G^T dU G per channel pair as one (9, 16) matrix: _GG[3 a + b, 4 i + j] = G[i, a] G[j, b]
-_GG = np.einsum("ia,jb->abij", _G, _G).reshape(9, 16)
 
 
 def _wgrad_lanes(c, o, ho, wo) -> bool:
