@@ -849,7 +849,7 @@ cdef extern from *:
             }                                                                           \
         }                                                                               \
     }                                                                                   \
-    /* du (16, cp, op) += the weight-gradient products of images b0 to b1 - 1 of x (n, c,   \
+    /* du (16, cp, op) = the weight-gradient products of images b0 to b1 - 1 of x (n, c,    \
        h, w) and gy (n, o, ho, wo); work: see winograd2_wgrad_work */                   \
     static void tg_ww_chunk_##S(const T* x, const T* gy, Py_ssize_t b0, Py_ssize_t b1,   \
             Py_ssize_t c, Py_ssize_t h, Py_ssize_t w, Py_ssize_t ph, Py_ssize_t pw,       \
@@ -860,6 +860,7 @@ cdef extern from *:
         Py_ssize_t big = h * w * cp, ksv = cap * cp + PAD, ksm = cap * op + PAD;        \
         Py_ssize_t b, r, ty, fill = 0;                                                  \
         if (ho * wo * op > big) big = ho * wo * op;                                     \
+        __builtin_memset(du, 0, 16 * cp * op * sizeof(T));                             \
         T* tmp = work;                                                                  \
         T* xq = tmp + big;                                                              \
         T* gq = xq + hq * wq * cp;                                                      \
@@ -929,7 +930,7 @@ def winograd2_wgrad_work(int c, int h, int w, int o, int ph, int pw, int cap,
 def winograd2_wgrad_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
                             real[:, :, :, ::1] du, real[:, ::1] work, int ph, int pw, int cap,
                             int nt):
-    """du[i] += the Winograd F(2x2, 3x3) weight-gradient products (16, cp, op) of chunk i of
+    """du[i] = the Winograd F(2x2, 3x3) weight-gradient products (16, cp, op) of chunk i of
     the batch (images ``i n / chunks`` up to ``(i + 1) n / chunks``), channels across the
     vector lanes: du[i, 4 a + b, ch, k] sums (B^T d B)[a, b] at ch times (A gy A^T)[a, b] at
     k over the chunk's tiles (gw = G^T du G, summed over the chunks). ``cap`` tiles per

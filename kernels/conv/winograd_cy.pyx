@@ -1363,11 +1363,11 @@ def _weight_gradient_lanes(gy, x, w, int ph, int pw):
         "tile buffers": nt * size * x.itemsize,
         "weight gradient parts": nch * 16 * cp * op * x.itemsize,
     })
-    du = np.zeros((nch, 16, cp, op), dtype=x.dtype)
+    du = workspace("winograd-lanes-du", (nch, 16, cp, op), x.dtype)  # zeroed by each chunk
     work = workspace("winograd-lanes-wgrad", (nt, size), x.dtype)
     _lanes.winograd2_wgrad_threads(np.ascontiguousarray(x), np.ascontiguousarray(gy), du, work,
                                    ph, pw, cap, nt)
-    total = du[0]
+    total = du[0]  # the chunks' sum in place (du is scratch)
     for i in range(1, nch):
         total += du[i]
     gg = _GG.astype(x.dtype)
