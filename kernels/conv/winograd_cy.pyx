@@ -39,8 +39,9 @@ behind it at 64->64 (benchmarks/results/winograd-wgrad.md).
 On outputs of at most 16x16 with 32 or more channels (``_uses_lanes``) the forward and input
 gradient run F(2x2, 3x3) with channels across the vector lanes instead (chvec-cython's
 ``winograd2_threads``): tiles across the lanes fill few lanes on such planes, and BLAS calls
-per block cost more than their small GEMMs. The weight gradient of such calls
-(``_wgrad_lanes``, 16x16 outputs with 64 channels too) is F(2x2, 3x3) with channels across
+per block cost more than their small GEMMs. The weight gradient of such calls with 64 or
+more channels on one side (``_wgrad_lanes``, 16x16 outputs with 64 channels in and out
+too) is F(2x2, 3x3) with channels across
 the lanes as well (chvec-cython's ``winograd2_wgrad_threads``): per transform point one
 product (input channels x tiles) x (tiles x output channels) over strips of tiles, register-
 tiled, 16 multiplications per tile and channel pair instead of the direct one's 36.
@@ -1330,10 +1331,15 @@ def _winograd_lanes(x, w, b, int ph, int pw, y):
 
 
 # The weight gradient of calls on outputs of at most _WGRAD_LANES_MAX_SIDE pixels high and
-# wide with at least _LANES_MIN_CHANNELS channels in and out runs F(2x2, 3x3) with channels
+# wide with at least _LANES_MIN_CHANNELS channels in and out (and _WGRAD_LANES_MIN_WIDER on
+# one side) runs F(2x2, 3x3) with channels
 # across the vector lanes (chvec-cython's ``winograd2_wgrad_threads``); each strip of tiles
 # holds GM[k] of about _WGRAD_LANES_STRIP_BYTES (it stays in L1 while the products run)
 _WGRAD_LANES_MAX_SIDE = 16
+# and 64 or more on one side: with 32 in and out (resnet8's 16x16 32->32 layer) it ran level
+# with chvec-cython's direct weight gradient or behind it
+# (benchmarks/results/winograd-small-planes.md)
+_WGRAD_LANES_MIN_WIDER = 64
 _WGRAD_LANES_STRIP_BYTES = 1 << 14
 _WGRAD_LANES_CHUNKS = 4  # chunks of the batch per thread (see _weight_gradient_lanes)
 
@@ -1342,7 +1348,8 @@ def _wgrad_lanes(c, o, ho, wo) -> bool:
     """Whether ``backward`` runs a call's weight gradient through the channel-lane F(2x2, 3x3)
     path."""
     return (_lanes is not None and hasattr(_lanes, "winograd2_wgrad_threads")
-            and max(ho, wo) <= _WGRAD_LANES_MAX_SIDE and min(c, o) >= _LANES_MIN_CHANNELS)
+            and max(ho, wo) <= _WGRAD_LANES_MAX_SIDE and min(c, o) >= _LANES_MIN_CHANNELS
+            and max(c, o) >= _WGRAD_LANES_MIN_WIDER)
 
 
 def _weight_gradient_lanes(gy, x, w, int ph, int pw):

@@ -449,6 +449,7 @@ def _lanes_wgrad_module(mp, strip_bytes=None, team=None):
     if not mod._wgrad_lanes(1 << 20, 1 << 20, 1, 1):
         return None
     mp.setattr(mod, "_LANES_MIN_CHANNELS", 1)
+    mp.setattr(mod, "_WGRAD_LANES_MIN_WIDER", 1)
     mp.setattr(mod, "_WGRAD_LANES_MAX_SIDE", 1 << 30)
     if strip_bytes is not None:
         mp.setattr(mod, "_WGRAD_LANES_STRIP_BYTES", strip_bytes)
@@ -560,3 +561,17 @@ def test_winograd_cython_lanes_weight_gradient_nonfinite():
             xs, gs = (a, gy) if arr is x else (x, a)
             assert_same_nonfinite(mod.backward(gs, xs, w, *args, False, True)[1],
                                   ref.backward(gs, xs, w, *args, False, True)[1])  # fmt: skip
+
+
+def test_winograd_cython_lanes_weight_gradient_takes():
+    """Which calls winograd-cython's weight gradient runs on its channel-lane path by default:
+    outputs up to 16x16, 32 or more channels in and out and 64 or more on one side."""
+    mod = K.get("conv2d", "winograd-cython")
+    if "winograd-cython" not in VARIANTS or not getattr(mod, "_wgrad_lanes", None):
+        pytest.skip("winograd-cython's channel-lane weight gradient does not build here")
+    if not mod._wgrad_lanes(64, 64, 8, 8):
+        pytest.skip("the channel-lane weight gradient does not build here")
+    for c, o, side in [(64, 64, 16), (32, 64, 16), (64, 32, 11), (128, 128, 8)]:
+        assert mod._wgrad_lanes(c, o, side, side), (c, o, side)
+    for c, o, side in [(32, 32, 16), (16, 64, 8), (64, 64, 17), (64, 64, 32)]:
+        assert not mod._wgrad_lanes(c, o, side, side), (c, o, side)
