@@ -318,9 +318,11 @@ def _flat_leads(call: Conv2dCall) -> bool:
 # path (AVX-512): winograd-cython first, ahead of the wide chvec-cython lead, on outputs of
 # 1024 pixels or more (32x32) with 32 or more channels in and out and on outputs of 256
 # pixels or more (16x16) with 64 or more: its forward and input gradient ran at 0.55 to 0.8
-# of chvec-cython's time there at 1 and 2 threads, and it takes chvec-cython's weight
-# gradient. With fewer channels (16->16 at 32x32, 32->32 and 32->64 at 16x16) and on 8x8
-# outputs chvec-cython ran level or ahead (benchmarks/results/winograd-f4.md).
+# of chvec-cython's time there at 1 and 2 threads; its weight gradient is chvec-cython's on
+# 32x32 outputs and its own channel-lane Winograd one on 16x16
+# (benchmarks/results/winograd-small-planes.md). With fewer channels (16->16 at 32x32,
+# 32->32 and 32->64 at 16x16) and on 8x8 outputs chvec-cython ran level or ahead
+# (benchmarks/results/winograd-f4.md).
 _WINOGRAD_F4_MIN_CHANNELS = 32
 _WINOGRAD_F4_MIN_PIXELS = 1024
 _WINOGRAD_F4_MID_MIN_CHANNELS = 64
@@ -363,7 +365,9 @@ def _winograd_f4_leads(call: Conv2dCall) -> bool:
 # one image per thread: winograd-cython first, ahead of the wide chvec-cython lead, when it
 # runs them as F(2x2, 3x3) with channels across the vector lanes (chvec-cython's
 # ``winograd2_threads``): its forward and input gradient ran ahead of chvec-cython's direct
-# ones there, and it takes chvec-cython's weight gradient (benchmarks/results/resnet8-3x3.md).
+# ones there (benchmarks/results/resnet8-3x3.md); its weight gradient is Winograd with
+# channels across the lanes too from 64 channels on one side, chvec-cython's below
+# (benchmarks/results/winograd-small-planes.md).
 _LANES_LEAD = True  # off: the rule before this lead (benchmarks/resnet8_3x3.py --steps)
 
 
