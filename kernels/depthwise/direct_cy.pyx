@@ -145,43 +145,62 @@ cdef extern from *:
        repeat get the same values). It needs ho >= R and wo >= V and returns 0 otherwise;
        tg_dw_conv then computes the flat index t over rows of pitch Wq (the columns past
        wo are discarded by the caller). */
+    /* One band of R output rows from row r0, NC vectors along the row at a time (NC*R
+       independent sums in flight: each output adds its K*K taps in order, one dependent
+       multiply-add after another, so R sums alone leave the multiply-add units idle). */
+    #define TG_DW_BANDBODY(S, V, K, ST, R, NC)                                          \
+        for (c = 0; c < wo; c += NC * V) {                                              \
+            cc = c + NC * V <= wo ? c : wo - NC * V;                                    \
+            const Py_ssize_t ti0 = r0 * Wq + cc;                                        \
+            tg_dw_v##S acc[R][NC];                                                      \
+            _Pragma("GCC unroll 8")                                                     \
+            for (o = 0; o < R; o++)                                                     \
+                _Pragma("GCC unroll 2")                                                 \
+                for (n = 0; n < NC; n++) {                                              \
+                    acc[o][n] = (tg_dw_v##S){0};                                        \
+                    acc[o][n] += bias;                                                  \
+                }                                                                       \
+            _Pragma("GCC unroll 16")                                                    \
+            for (q = 0; q < R + (K - 1) / ST; q++) {                                    \
+                _Pragma("GCC unroll 4")                                                 \
+                for (a = 0; a < ST; a++) {                                              \
+                    _Pragma("GCC unroll 8")                                             \
+                    for (j = 0; j < K; j++) {                                           \
+                        _Pragma("GCC unroll 2")                                         \
+                        for (n = 0; n < NC; n++) {                                      \
+                            tg_dw_v##S v = *(const tg_dw_u##S*)(                        \
+                                r[a][j % ST] + q * Wq + j / ST + ti0 + n * V);          \
+                            _Pragma("GCC unroll 8")                                     \
+                            for (o = 0; o < R; o++) {                                   \
+                                Py_ssize_t ti = (q - o) * ST + a;                       \
+                                if (q >= o && ti < K) acc[o][n] += wk[ti * K + j] * v;  \
+                            }                                                           \
+                        }                                                               \
+                    }                                                                   \
+                }                                                                       \
+            }                                                                           \
+            _Pragma("GCC unroll 8")                                                     \
+            for (o = 0; o < R; o++)                                                     \
+                _Pragma("GCC unroll 2")                                                 \
+                for (n = 0; n < NC; n++)                                                \
+                    *(tg_dw_u##S*)(y + (r0 + o) * wo + cc + n * V) = acc[o][n];         \
+        }
     #define TG_DW_CONV(T, S, V, K, ST, R)                                               \
     TG_DW_CLONES static int tg_dw_band##K##ST##_##S(const T* P, Py_ssize_t plane,        \
             Py_ssize_t Wq, const T* w, Py_ssize_t ho, Py_ssize_t wo, T bias, T* y) {     \
         const T* r[ST][ST];                                                             \
         T wk[K * K];                                                                    \
-        Py_ssize_t rb, r0, c, cc, i, j, a, q, o;                                        \
+        Py_ssize_t rb, r0, c, cc, i, j, a, q, o, n;                                     \
         if (ho < R || wo < V) return 0;                                                 \
         for (i = 0; i < ST; i++)                                                        \
             for (j = 0; j < ST; j++) r[i][j] = P + (i * ST + j) * plane;                \
         for (i = 0; i < K * K; i++) wk[i] = w[i];                                       \
         for (rb = 0; rb < ho; rb += R) {                                                \
             r0 = rb + R <= ho ? rb : ho - R;                                            \
-            for (c = 0; c < wo; c += V) {                                               \
-                cc = c + V <= wo ? c : wo - V;                                          \
-                const Py_ssize_t ti0 = r0 * Wq + cc;                                    \
-                tg_dw_v##S acc[R];                                                      \
-                _Pragma("GCC unroll 8")                                                 \
-                for (o = 0; o < R; o++) { acc[o] = (tg_dw_v##S){0}; acc[o] += bias; }   \
-                _Pragma("GCC unroll 16")                                                \
-                for (q = 0; q < R + (K - 1) / ST; q++) {                                \
-                    _Pragma("GCC unroll 4")                                             \
-                    for (a = 0; a < ST; a++) {                                          \
-                        _Pragma("GCC unroll 8")                                         \
-                        for (j = 0; j < K; j++) {                                       \
-                            tg_dw_v##S v = *(const tg_dw_u##S*)(                        \
-                                r[a][j % ST] + q * Wq + j / ST + ti0);                  \
-                            _Pragma("GCC unroll 8")                                     \
-                            for (o = 0; o < R; o++) {                                   \
-                                Py_ssize_t ti = (q - o) * ST + a;                       \
-                                if (q >= o && ti < K) acc[o] += wk[ti * K + j] * v;     \
-                            }                                                           \
-                        }                                                               \
-                    }                                                                   \
-                }                                                                       \
-                _Pragma("GCC unroll 8")                                                 \
-                for (o = 0; o < R; o++)                                                 \
-                    *(tg_dw_u##S*)(y + (r0 + o) * wo + cc) = acc[o];                    \
+            if (wo >= 2 * V) {                                                          \
+                TG_DW_BANDBODY(S, V, K, ST, R, 2)                                       \
+            } else {                                                                    \
+                TG_DW_BANDBODY(S, V, K, ST, R, 1)                                       \
             }                                                                           \
         }                                                                               \
         return 1;                                                                       \
@@ -282,7 +301,7 @@ cdef extern from *:
        argument: output rows per band) */
     #define TG_DW_KERNELS(T, S, V)                                                      \
         TG_DW_CONV(T, S, V, 3, 1, 4) TG_DW_CONV(T, S, V, 3, 2, 4)                       \
-        TG_DW_CONV(T, S, V, 5, 1, 3) TG_DW_CONV(T, S, V, 5, 2, 3)                       \
+        TG_DW_CONV(T, S, V, 5, 1, 4) TG_DW_CONV(T, S, V, 5, 2, 3)                       \
         TG_DW_WGRAD(T, S, V, 3, 1, 2) TG_DW_WGRAD(T, S, V, 3, 2, 2)                     \
         TG_DW_WGRAD(T, S, V, 5, 1, 1) TG_DW_WGRAD(T, S, V, 5, 2, 1)
     TG_DW_KERNELS(float, f, 16)
@@ -422,13 +441,13 @@ cdef extern from *:
                 }                                                                       \
         }                                                                               \
     }
-    /* The three passes on channel-blocked planes for a K x K kernel (K = 0: kh x kw taken
-       at run time, weights read from memory), stride sh x sw; B padded (pitch Wb), the
-       output (gradient) plane G dense (ho, wo); w and bias hold V lanes per tap.
-       Forward: Y[oh, ow] = bias + sum over taps (i, then j) of w[i, j] * B[oh*sh + i,
-       ow*sw + j]. Input gradient: GX[oh*sh + i, ow*sw + j] += w[i, j] * G[oh, ow] over
-       (oh, ow, i, j) in order. Weight gradient: acc[i, j] += G[oh, ow] * B[oh*sh + i,
-       ow*sw + j] over (oh, ow) in order, one lane per channel (no cross-lane sum). */
+    /* The forward and weight gradient on channel-blocked planes for a K x K kernel (K = 0:
+       kh x kw taken at run time, weights read from memory), stride sh x sw; B padded
+       (pitch Wb), the output (gradient) plane G with row pitch GW (ho, wo); w and bias
+       hold V lanes per tap. Forward: Y[oh, ow] = bias + sum over taps (i, then j) of
+       w[i, j] * B[oh*sh + i, ow*sw + j]. Weight gradient: acc[i, j] += G[oh, ow] *
+       B[oh*sh + i, ow*sw + j] over (oh, ow) in order, one lane per channel (no cross-lane
+       sum). The input gradient is gathered (tg_dw_cbgx, below). */
     #define TG_DW_CBHEAD(S, V, K, R, SRC)  /* R: the K*K tap vectors in registers */     \
         const Py_ssize_t KH = K > 0 ? K : kh, KW = K > 0 ? K : kw;                      \
         tg_dw_v##S R[K > 0 ? K * K : 1];                                                \
@@ -442,7 +461,7 @@ cdef extern from *:
     #define TG_DW_CBLOOP(V, PRE, TAP, POST)                                             \
         for (oh = 0; oh < ho; oh++)                                                     \
             for (ow = 0; ow < wo; ow++) {                                               \
-                const Py_ssize_t at = (oh * sh * Wb + ow * sw) * V, px = (oh * wo + ow) * V; \
+                const Py_ssize_t at = (oh * sh * Wb + ow * sw) * V, px = (oh * GW + ow) * V; \
                 PRE                                                                     \
                 _Pragma("GCC unroll 8")                                                 \
                 for (i = 0; i < KH; i++) {                                              \
@@ -460,19 +479,14 @@ cdef extern from *:
     TG_DW_CLONES static void tg_dw_cbfwd##K##_##S(const T* B, const T* w, const T* bias,  \
             TG_DW_CBARGS, T* Y) {                                                       \
         TG_DW_CBHEAD(S, V, K, wr, w)                                                    \
+        const Py_ssize_t GW = wo;                                                       \
         const tg_dw_v##S bv = *(const tg_dw_u##S*)bias;                                 \
         TG_DW_CBLOOP(V, tg_dw_v##S a = bv;,                                             \
             a += TG_DW_CBTAP(S, V, K, wr, w, t) * *(const tg_dw_u##S*)(B + q);,          \
             *(tg_dw_u##S*)(Y + px) = a;)                                                \
     }                                                                                   \
-    TG_DW_CLONES static void tg_dw_cbgx##K##_##S(const T* G, const T* w, TG_DW_CBARGS,   \
-            T* GX) {                                                                    \
-        TG_DW_CBHEAD(S, V, K, wr, w)                                                    \
-        TG_DW_CBLOOP(V, const tg_dw_v##S g = *(const tg_dw_u##S*)(G + px);,              \
-            *(tg_dw_u##S*)(GX + q) += TG_DW_CBTAP(S, V, K, wr, w, t) * g;, )             \
-    }                                                                                   \
-    TG_DW_CLONES static void tg_dw_cbwg##K##_##S(const T* G, const T* B, TG_DW_CBARGS,   \
-            T* acc) {                                                                   \
+    TG_DW_CLONES static void tg_dw_cbwg##K##_##S(const T* G, Py_ssize_t GW, const T* B,  \
+            TG_DW_CBARGS, T* acc) {                                                     \
         TG_DW_CBHEAD(S, V, K, ar, acc)                                                  \
         TG_DW_CBLOOP(V, const tg_dw_v##S g = *(const tg_dw_u##S*)(G + px);,              \
             const tg_dw_v##S v = g * *(const tg_dw_u##S*)(B + q);                       \
@@ -491,16 +505,21 @@ cdef extern from *:
             T* Y) {                                                                     \
         TG_DW_CBPICK(tg_dw_cbfwd, S, B, w, bias, Wb, kh, kw, sh, sw, ho, wo, Y)         \
     }                                                                                   \
-    static void tg_dw_cbgx_##S(const T* G, const T* w, TG_DW_CBARGS, T* GX) {            \
-        TG_DW_CBPICK(tg_dw_cbgx, S, G, w, Wb, kh, kw, sh, sw, ho, wo, GX)               \
-    }                                                                                   \
-    static void tg_dw_cbwg_##S(const T* G, const T* B, TG_DW_CBARGS, T* acc) {           \
-        if (sh == 1 && sw == 1 && kh == kw && (kh == 3 || kh == 5)) {                   \
-            if (kh == 3) tg_dw_cbwg1_3_##S(G, B, Wb, ho, wo, acc);                      \
-            else tg_dw_cbwg1_5_##S(G, B, Wb, ho, wo, acc);                              \
+    static void tg_dw_cbgx_##S(TG_DW_CBGXARGS(T)) {                                      \
+        if (kh == kw && sh == sw && (kh == 3 || kh == 5) && (sh == 1 || sh == 2)) {     \
+            switch (kh * 10 + sh) { TG_DW_KEYS(TG_DW_CBGX_CASE, S) }                    \
             return;                                                                     \
         }                                                                               \
-        TG_DW_CBPICK(tg_dw_cbwg, S, G, B, Wb, kh, kw, sh, sw, ho, wo, acc)              \
+        tg_dw_cbgx00_##S(Gp, Wg, PT, PL, w, kh, kw, sh, sw, ph, pw, h, wd, add, GX);    \
+    }                                                                                   \
+    static void tg_dw_cbwg_##S(const T* G, Py_ssize_t gp, const T* B, TG_DW_CBARGS,      \
+            T* acc) {                                                                   \
+        if (sh == 1 && sw == 1 && kh == kw && (kh == 3 || kh == 5)) {                   \
+            if (kh == 3) tg_dw_cbwg1_3_##S(G, gp, B, Wb, ho, wo, acc);                  \
+            else tg_dw_cbwg1_5_##S(G, gp, B, Wb, ho, wo, acc);                          \
+            return;                                                                     \
+        }                                                                               \
+        TG_DW_CBPICK(tg_dw_cbwg, S, G, gp, B, Wb, kh, kw, sh, sw, ho, wo, acc)          \
     }
     /* The weight gradient at stride 1 for a K x K kernel, four output pixels of a row at a
        time: the K + 3 input vectors of each kernel row are loaded once and serve the four
@@ -508,13 +527,13 @@ cdef extern from *:
        still adds its products in pixel order (the pixels of a row in order, the rows in
        order), so the sums are those of tg_dw_cbwg##K. */
     #define TG_DW_CBWG1(T, S, V, K)                                                     \
-    TG_DW_CLONES static void tg_dw_cbwg1_##K##_##S(const T* G, const T* B, Py_ssize_t Wb,  \
-            Py_ssize_t ho, Py_ssize_t wo, T* acc) {                                     \
+    TG_DW_CLONES static void tg_dw_cbwg1_##K##_##S(const T* G, Py_ssize_t gp, const T* B,  \
+            Py_ssize_t Wb, Py_ssize_t ho, Py_ssize_t wo, T* acc) {                      \
         tg_dw_v##S ar[K * K];                                                           \
         Py_ssize_t oh, ow, i, j;                                                        \
         for (i = 0; i < K * K; i++) ar[i] = *(const tg_dw_u##S*)(acc + i * V);          \
         for (oh = 0; oh < ho; oh++) {                                                   \
-            const T* gr = G + oh * wo * V;                                              \
+            const T* gr = G + oh * gp * V;                                              \
             for (ow = 0; ow + 4 <= wo; ow += 4) {                                       \
                 const tg_dw_v##S g0 = *(const tg_dw_u##S*)(gr + ow * V);                \
                 const tg_dw_v##S g1 = *(const tg_dw_u##S*)(gr + (ow + 1) * V);          \
@@ -545,8 +564,83 @@ cdef extern from *:
         }                                                                               \
         for (i = 0; i < K * K; i++) *(tg_dw_u##S*)(acc + i * V) = ar[i];                \
     }
+    /* The input gradient on channel blocks as a gather, phase by phase (no read-modify-
+       write): pixel (y, x) of the dense block GX (h, wd) sits at (r, c) = (y + ph, x + pw)
+       = (u*sh + a, v*sw + b) of the padded input and takes w[i, j] * G[u - i', v - j'] over
+       the taps i = a + sh*i', j = b + sw*j' that land on its phase, i' and j' descending:
+       the order in which the output pixels (oh, ow) reach it, so the sums are those of the
+       scatter over the output pixels. Gp is the output-gradient block with PT rows and PL
+       columns of zeros before it (and zeros after it, pitch Wg), so every tap reads inside;
+       add: start from GX (the next output channel of a multiplier > 1), else from zero.
+       Two pixels of a phase row at a time (two independent sums, each tap's weight loaded
+       once for both). K, ST > 0: kernel and stride fixed (weights in registers); 0: taken
+       at run time. */
+    #define TG_DW_CBGXARGS(T) const T* Gp, Py_ssize_t Wg, Py_ssize_t PT, Py_ssize_t PL,  \
+        const T* w, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,          \
+        Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t h, Py_ssize_t wd, int add, T* GX
+    #define TG_DW_CBGXG(T, S, V, K, ST)                                                 \
+    TG_DW_CLONES static void tg_dw_cbgx##K##ST##_##S(TG_DW_CBGXARGS(T)) {                \
+        const Py_ssize_t KH = K > 0 ? K : kh, KW = K > 0 ? K : kw;                      \
+        const Py_ssize_t SH = ST > 0 ? ST : sh, SW = ST > 0 ? ST : sw;                  \
+        tg_dw_v##S wr[K > 0 ? K * K : 1];                                               \
+        Py_ssize_t a, b, ii, jj, y, x, i;                                               \
+        if (K > 0)                                                                      \
+            for (i = 0; i < KH * KW; i++) wr[i] = *(const tg_dw_u##S*)(w + i * V);      \
+        _Pragma("GCC unroll 2")                                                         \
+        for (a = 0; a < SH; a++) {                                                      \
+            const Py_ssize_t y0 = ((a - ph) % SH + SH) % SH, NI = (KH - a + SH - 1) / SH; \
+            _Pragma("GCC unroll 2")                                                     \
+            for (b = 0; b < SW; b++) {                                                  \
+                const Py_ssize_t x0 = ((b - pw) % SW + SW) % SW, NJ = (KW - b + SW - 1) / SW; \
+                for (y = y0; y < h; y += SH) {                                          \
+                    const T* gr = Gp + ((y + ph) / SH + PT) * Wg * V;                   \
+                    T* gx = GX + y * wd * V;                                            \
+                    for (x = x0; x + SW < wd; x += 2 * SW) {                            \
+                        const T* g = gr + ((x + pw) / SW + PL) * V;                     \
+                        tg_dw_v##S acc = {0}, acc2 = {0};                               \
+                        if (add) {                                                      \
+                            acc = *(tg_dw_u##S*)(gx + x * V);                           \
+                            acc2 = *(tg_dw_u##S*)(gx + (x + SW) * V);                   \
+                        }                                                               \
+                        _Pragma("GCC unroll 8")                                         \
+                        for (ii = NI - 1; ii >= 0; ii--) {                              \
+                            _Pragma("GCC unroll 8")                                     \
+                            for (jj = NJ - 1; jj >= 0; jj--) {                          \
+                                const Py_ssize_t t = (a + SH * ii) * KW + b + SW * jj;  \
+                                const tg_dw_v##S wt = TG_DW_CBTAP(S, V, K, wr, w, t);   \
+                                acc += wt * *(const tg_dw_u##S*)(g - (ii * Wg + jj) * V); \
+                                acc2 += wt * *(const tg_dw_u##S*)(g - (ii * Wg + jj - 1) * V); \
+                            }                                                           \
+                        }                                                               \
+                        *(tg_dw_u##S*)(gx + x * V) = acc;                               \
+                        *(tg_dw_u##S*)(gx + (x + SW) * V) = acc2;                       \
+                    }                                                                   \
+                    for (; x < wd; x += SW) {                                           \
+                        const T* g = gr + ((x + pw) / SW + PL) * V;                     \
+                        tg_dw_v##S acc = {0};                                           \
+                        if (add) acc = *(tg_dw_u##S*)(gx + x * V);                      \
+                        _Pragma("GCC unroll 8")                                         \
+                        for (ii = NI - 1; ii >= 0; ii--) {                              \
+                            _Pragma("GCC unroll 8")                                     \
+                            for (jj = NJ - 1; jj >= 0; jj--) {                          \
+                                const Py_ssize_t t = (a + SH * ii) * KW + b + SW * jj;  \
+                                acc += TG_DW_CBTAP(S, V, K, wr, w, t)                   \
+                                    * *(const tg_dw_u##S*)(g - (ii * Wg + jj) * V);     \
+                            }                                                           \
+                        }                                                               \
+                        *(tg_dw_u##S*)(gx + x * V) = acc;                               \
+                    }                                                                   \
+                }                                                                       \
+            }                                                                           \
+        }                                                                               \
+    }
+    #define TG_DW_CBGX_CASE(K, ST, S)                                                   \
+        case K##ST: tg_dw_cbgx##K##ST##_##S(Gp, Wg, PT, PL, w, kh, kw, sh, sw, ph, pw, h, \
+                                            wd, add, GX); return;
     #define TG_DW_CBSET(T, S, V)                                                        \
         TG_DW_CB(T, S, V, 0) TG_DW_CB(T, S, V, 3) TG_DW_CB(T, S, V, 5)                 \
+        TG_DW_CBGXG(T, S, V, 0, 0) TG_DW_CBGXG(T, S, V, 3, 1) TG_DW_CBGXG(T, S, V, 3, 2) \
+        TG_DW_CBGXG(T, S, V, 5, 1) TG_DW_CBGXG(T, S, V, 5, 2)                           \
         TG_DW_CBWG1(T, S, V, 3) TG_DW_CBWG1(T, S, V, 5) TG_DW_CBDISPATCH(T, S)
     TG_DW_CBIO(float, f, 16, int)
     TG_DW_CBIO(double, d, 8, long long)
@@ -567,16 +661,18 @@ cdef extern from *:
     void tg_dw_cbfwd_d(const double* B, const double* w, const double* bias, Py_ssize_t Wb,
                        Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                        Py_ssize_t ho, Py_ssize_t wo, double* Y) noexcept nogil
-    void tg_dw_cbgx_f(const float* G, const float* w, Py_ssize_t Wb, Py_ssize_t kh,
-                      Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ho,
-                      Py_ssize_t wo, float* GX) noexcept nogil
-    void tg_dw_cbgx_d(const double* G, const double* w, Py_ssize_t Wb, Py_ssize_t kh,
-                      Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ho,
-                      Py_ssize_t wo, double* GX) noexcept nogil
-    void tg_dw_cbwg_f(const float* G, const float* B, Py_ssize_t Wb, Py_ssize_t kh,
+    void tg_dw_cbgx_f(const float* Gp, Py_ssize_t Wg, Py_ssize_t PT, Py_ssize_t PL,
+                      const float* w, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                      Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t h, Py_ssize_t wd, int add,
+                      float* GX) noexcept nogil
+    void tg_dw_cbgx_d(const double* Gp, Py_ssize_t Wg, Py_ssize_t PT, Py_ssize_t PL,
+                      const double* w, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                      Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t h, Py_ssize_t wd, int add,
+                      double* GX) noexcept nogil
+    void tg_dw_cbwg_f(const float* G, Py_ssize_t gp, const float* B, Py_ssize_t Wb, Py_ssize_t kh,
                       Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ho,
                       Py_ssize_t wo, float* acc) noexcept nogil
-    void tg_dw_cbwg_d(const double* G, const double* B, Py_ssize_t Wb, Py_ssize_t kh,
+    void tg_dw_cbwg_d(const double* G, Py_ssize_t gp, const double* B, Py_ssize_t Wb, Py_ssize_t kh,
                       Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ho,
                       Py_ssize_t wo, double* acc) noexcept nogil
     void tg_dw_lincomb_f(const float* src, const Py_ssize_t* offs, const float* w,
@@ -651,6 +747,7 @@ cdef inline bint _band(const real* P, Py_ssize_t plane, Py_ssize_t Wq, Py_ssize_
         return tg_dw_band_f(_key(sh, sw, kh, kw), P, plane, Wq, w, ho, wo, bias, y)
     else:
         return tg_dw_band_d(_key(sh, sw, kh, kw), P, plane, Wq, w, ho, wo, bias, y)
+
 
 
 cdef inline void _conv(const real* P, Py_ssize_t plane, Py_ssize_t Wq, Py_ssize_t sh,
@@ -1271,22 +1368,37 @@ cdef inline void _cbfwd(const real* B, const real* w, const real* bias, Py_ssize
         tg_dw_cbfwd_d(B, w, bias, Wb, kh, kw, sh, sw, ho, wo, Y)
 
 
-cdef inline void _cbgx(const real* G, const real* w, Py_ssize_t Wb, Py_ssize_t kh, Py_ssize_t kw,
-                       Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ho, Py_ssize_t wo,
+cdef inline void _cbgx(const real* Gp, Py_ssize_t Wg, Py_ssize_t PT, Py_ssize_t PL, const real* w,
+                       Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph,
+                       Py_ssize_t pw, Py_ssize_t h, Py_ssize_t wd, bint add,
                        real* GX) noexcept nogil:
     if real is float:
-        tg_dw_cbgx_f(G, w, Wb, kh, kw, sh, sw, ho, wo, GX)
+        tg_dw_cbgx_f(Gp, Wg, PT, PL, w, kh, kw, sh, sw, ph, pw, h, wd, add, GX)
     else:
-        tg_dw_cbgx_d(G, w, Wb, kh, kw, sh, sw, ho, wo, GX)
+        tg_dw_cbgx_d(Gp, Wg, PT, PL, w, kh, kw, sh, sw, ph, pw, h, wd, add, GX)
 
 
-cdef inline void _cbwg(const real* G, const real* B, Py_ssize_t Wb, Py_ssize_t kh, Py_ssize_t kw,
-                       Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ho, Py_ssize_t wo,
+cdef inline void _cbwg(const real* G, Py_ssize_t gp, const real* B, Py_ssize_t Wb, Py_ssize_t kh,
+                       Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ho, Py_ssize_t wo,
                        real* acc) noexcept nogil:
     if real is float:
-        tg_dw_cbwg_f(G, B, Wb, kh, kw, sh, sw, ho, wo, acc)
+        tg_dw_cbwg_f(G, gp, B, Wb, kh, kw, sh, sw, ho, wo, acc)
     else:
-        tg_dw_cbwg_d(G, B, Wb, kh, kw, sh, sw, ho, wo, acc)
+        tg_dw_cbwg_d(G, gp, B, Wb, kh, kw, sh, sw, ho, wo, acc)
+
+
+cdef inline Py_ssize_t _gpad(Py_ssize_t k, Py_ssize_t s) noexcept nogil:
+    """Zero rows (columns) before the output-gradient block of the gathered input gradient:
+    the most taps of one phase, less one."""
+    return (k - 1) // s
+
+
+cdef inline Py_ssize_t _gspan(Py_ssize_t k, Py_ssize_t s, Py_ssize_t p, Py_ssize_t n,
+                              Py_ssize_t no) noexcept nogil:
+    """Rows (columns) of the padded output-gradient block: the zeros before it, then the
+    output rows or the rows the input's last phase row reads, whichever reach further."""
+    cdef Py_ssize_t r = (n - 1 + p) // s + 1
+    return _gpad(k, s) + (r if r > no else no)
 
 
 cdef inline real _cb_total(const real* part, Py_ssize_t nk, Py_ssize_t stride, Py_ssize_t V,
@@ -1363,8 +1475,9 @@ def _cb_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
     cdef Py_ssize_t o = w.shape[0], kh = w.shape[2], kw = w.shape[3]
     cdef Py_ssize_t ho = gy.shape[2], wo = gy.shape[3], m = o // c
     cdef Py_ssize_t V = 16 if real is float else 8
-    cdef Py_ssize_t nb = _cdiv(c, V), Hb = h + 2 * ph, Wb = wd + 2 * pw
-    cdef Py_ssize_t p, bi, cb, c0, cnt, l, mm, t
+    cdef Py_ssize_t nb = _cdiv(c, V), PT = _gpad(kh, sh), PL = _gpad(kw, sw)
+    cdef Py_ssize_t Hg = _gspan(kh, sh, ph, h, ho), Wg = _gspan(kw, sw, pw, wd, wo)
+    cdef Py_ssize_t p, bi, cb, c0, cnt, l, mm
     cdef real* GX = NULL
     cdef real* G = NULL
     cdef real* W = NULL
@@ -1372,8 +1485,10 @@ def _cb_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
     cdef real** dst = NULL
     cdef int nt = _team(n * o * ho * wo * kh * kw)
     with nogil, parallel(num_threads=nt):
-        GX = <real*>malloc((Hb * Wb * V + 1) * sizeof(real))
-        G = <real*>malloc((ho * wo * V + 1) * sizeof(real))
+        # the input gradient gathered phase by phase into a dense block (every pixel
+        # written once), from the output-gradient block padded with zeros (they stay zero)
+        GX = <real*>malloc((h * wd * V + 1) * sizeof(real))
+        G = <real*>calloc(Hg * Wg * V + 1, sizeof(real))
         W = <real*>malloc((kh * kw * V + 1) * sizeof(real))
         src = <const real**>malloc(V * sizeof(real*))
         dst = <real**>malloc(V * sizeof(real*))
@@ -1382,17 +1497,15 @@ def _cb_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
             cb = p % nb
             c0 = cb * V
             cnt = c - c0 if c - c0 < V else V
-            for t in range(Hb * Wb * V):
-                GX[t] = 0
             for mm in range(m):  # the output channels of input channel c0 + l: (c0 + l)*m + mm
                 _cb_lanes(w, W, c0 * m + mm, m, cnt, V)
                 for l in range(V):
                     src[l] = &gy[bi, (c0 + l) * m + mm, 0, 0] if l < cnt else NULL
-                _cbin(src, ho, wo, 0, 0, wo, G)
-                _cbgx(G, W, Wb, kh, kw, sh, sw, ho, wo, GX)
+                _cbin(src, ho, wo, PT, PL, Wg, G)
+                _cbgx(G, Wg, PT, PL, W, kh, kw, sh, sw, ph, pw, h, wd, mm > 0, GX)
             for l in range(V):
                 dst[l] = &gx[bi, c0 + l, 0, 0] if l < cnt else NULL
-            _cbout(GX, h, wd, ph, pw, Wb, dst)
+            _cbout(GX, h, wd, 0, 0, wd, dst)
         free(GX)
         free(G)
         free(W)
@@ -1434,7 +1547,7 @@ def _cb_backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                     gsrc[l] = &gy[bi, o0 + l, 0, 0] if l < cnt else NULL
                 _cbin(src, h, wd, ph, pw, Wb, B)
                 _cbin(gsrc, ho, wo, 0, 0, wo, G)
-                _cbwg(G, B, Wb, kh, kw, sh, sw, ho, wo, part + p * kk * V)
+                _cbwg(G, wo, B, Wb, kh, kw, sh, sw, ho, wo, part + p * kk * V)
         free(B)
         free(G)
         free(src)
@@ -1461,7 +1574,9 @@ def _cb_backward_all(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
     cdef Py_ssize_t ho = gy.shape[2], wo = gy.shape[3]
     cdef Py_ssize_t V = 16 if real is float else 8, kk = kh * kw
     cdef Py_ssize_t nb = _cdiv(c, V), nk = _cdiv(n, _CB_IMAGES), Hb = h + 2 * ph, Wb = wd + 2 * pw
-    cdef Py_ssize_t p, bi, cb, c0, cnt, l, k, t, oc
+    cdef Py_ssize_t PT = _gpad(kh, sh), PL = _gpad(kw, sw)
+    cdef Py_ssize_t Hg = _gspan(kh, sh, ph, h, ho), Wg = _gspan(kw, sw, pw, wd, wo)
+    cdef Py_ssize_t p, bi, cb, c0, cnt, l, k, t, oc, oh, ow
     cdef real* part = <real*>calloc(nb * nk * (kk + 1) * V + 1, sizeof(real))
     cdef real* B = NULL
     cdef real* G = NULL
@@ -1476,8 +1591,10 @@ def _cb_backward_all(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
         raise MemoryError("depthwise_conv2d (direct) backward: gradient partial sums")
     with nogil, parallel(num_threads=nt):
         B = <real*>calloc(Hb * Wb * V + 1, sizeof(real))  # the padding stays zero
-        G = <real*>malloc((ho * wo * V + 1) * sizeof(real))
-        GX = <real*>malloc((Hb * Wb * V + 1) * sizeof(real))
+        # the output-gradient block with the zeros the gathered input gradient reads around
+        # it (the other passes read its interior with pitch Wg)
+        G = <real*>calloc(Hg * Wg * V + 1, sizeof(real))
+        GX = <real*>malloc((h * wd * V + 1) * sizeof(real))
         W = <real*>malloc((kk * V + 1) * sizeof(real))
         src = <const real**>malloc(V * sizeof(real*))
         gsrc = <const real**>malloc(V * sizeof(real*))
@@ -1493,23 +1610,23 @@ def _cb_backward_all(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
             for bi in range(k * _CB_IMAGES, min(n, (k + 1) * _CB_IMAGES)):
                 for l in range(V):
                     gsrc[l] = &gy[bi, c0 + l, 0, 0] if l < cnt else NULL
-                _cbin(gsrc, ho, wo, 0, 0, wo, G)
+                _cbin(gsrc, ho, wo, PT, PL, Wg, G)
                 if need_w:
                     for l in range(V):
                         src[l] = &x[bi, c0 + l, 0, 0] if l < cnt else NULL
                     _cbin(src, h, wd, ph, pw, Wb, B)
-                    _cbwg(G, B, Wb, kh, kw, sh, sw, ho, wo, acc)
+                    _cbwg(G + (PT * Wg + PL) * V, Wg, B, Wb, kh, kw, sh, sw, ho, wo, acc)
                 if need_b:
-                    for t in range(ho * wo):
-                        for l in range(V):
-                            acc[kk * V + l] = acc[kk * V + l] + G[t * V + l]
+                    for oh in range(ho):
+                        for ow in range(wo):
+                            t = ((oh + PT) * Wg + ow + PL) * V
+                            for l in range(V):
+                                acc[kk * V + l] = acc[kk * V + l] + G[t + l]
                 if need_x:
-                    for t in range(Hb * Wb * V):
-                        GX[t] = 0
-                    _cbgx(G, W, Wb, kh, kw, sh, sw, ho, wo, GX)
+                    _cbgx(G, Wg, PT, PL, W, kh, kw, sh, sw, ph, pw, h, wd, False, GX)
                     for l in range(V):
                         dst[l] = &gx[bi, c0 + l, 0, 0] if l < cnt else NULL
-                    _cbout(GX, h, wd, ph, pw, Wb, dst)
+                    _cbout(GX, h, wd, 0, 0, wd, dst)
         free(B)
         free(G)
         free(GX)
@@ -1578,6 +1695,18 @@ def _backward_fused(gy, x, w, stride, padding, dilation, need_x, need_w, need_b)
     return (gx if need_x else None), (gw if need_w else None), (gb if need_b else None)
 
 
+def _out(shape, dtype) -> np.ndarray:
+    """An uninitialised output (or input gradient) starting on a 64-byte boundary, for the
+    channel blocks: their transposes write 64-byte vectors along each plane, which then
+    never straddle two cache lines (NumPy's own large arrays start 16 bytes past one; the
+    phase planes' row stores showed no difference)."""
+    size = int(np.prod(shape))
+    pad = 64 // np.dtype(dtype).itemsize
+    raw = np.empty(size + pad, dtype=dtype)
+    skip = (-raw.ctypes.data % 64) // raw.itemsize
+    return raw[skip : skip + size].reshape(shape)
+
+
 def forward(x, w, b, stride, padding, dilation, groups):
     n, c, h, wd = x.shape
     o, _, kh, kw = w.shape
@@ -1585,13 +1714,15 @@ def forward(x, w, b, stride, padding, dilation, groups):
     wo = (wd + 2 * padding[1] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
     shape = (n, o, ho, wo)
     check_fits("depthwise_conv2d (direct)", {"output": int(np.prod(shape)) * x.itemsize})
-    y = np.empty(shape, dtype=x.dtype)
     bb = b if b is not None else np.zeros(1, dtype=x.dtype)
     if dilation == (1, 1) and _blocked(x.shape, wo, stride, padding):
+        y = _out(shape, x.dtype)
         _cb_forward(x, w, bb, y, b is not None, *stride, *padding)
     elif dilation == (1, 1):
+        y = np.empty(shape, dtype=x.dtype)
         _phase_forward(x, w, bb, y, b is not None, *stride, *padding)
     else:
+        y = np.empty(shape, dtype=x.dtype)
         _forward(x, w, bb, y, b is not None, *stride, *padding, *dilation)
     return y
 
@@ -1612,10 +1743,11 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     phase = dh == dw == 1
     if need_x:
-        gx = np.empty_like(x)
+        blocked = phase and _blocked(x.shape, gy.shape[3], stride, padding)
+        gx = _out(x.shape, x.dtype) if blocked else np.empty_like(x)
         kh, kw = w.shape[2], w.shape[3]
         qh, qw = dh * (kh - 1) - ph, dw * (kw - 1) - pw
-        if phase and _blocked(x.shape, gy.shape[3], stride, padding):
+        if blocked:
             _cb_backward_x(gy, w, gx, sh, sw, ph, pw)
         elif phase and sh == sw == 1 and w.shape[0] == x.shape[1] and qh >= 0 and qw >= 0:
             # stride 1, one output channel per input channel: the input gradient is the
@@ -1662,7 +1794,7 @@ def backward_with_bias(gy, x, w, stride, padding, dilation, groups, need_x, need
     ):
         return (*backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w), None)
     _check_backward(x, w, need_x, need_w)
-    gx = np.empty_like(x) if need_x else np.empty((1, 1, 1, 1), dtype=x.dtype)
+    gx = _out(x.shape, x.dtype) if need_x else np.empty((1, 1, 1, 1), dtype=x.dtype)
     gw = np.empty_like(w) if need_w else np.empty((1, 1, 1, 1), dtype=x.dtype)
     gb = np.empty(c, dtype=x.dtype)
     _cb_backward_all(gy, x, w, gx, gw, gb, need_x, need_w, True, *stride, *padding)

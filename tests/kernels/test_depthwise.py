@@ -129,15 +129,27 @@ def test_depthwise_phase_planes(variant, k, stride, m):
 @pytest.mark.parametrize("variant", [v for v in VARIANTS if v != "reference"])
 @pytest.mark.parametrize(
     "k, stride, padding, width",
-    [(5, 1, 2, 35), (3, 2, 1, 35), (5, 2, 2, 35), (2, 2, 0, 35), (3, 2, 1, 19), (5, 2, 2, 21)],
+    [
+        (5, 1, 2, 35),
+        (3, 2, 1, 35),
+        (5, 2, 2, 35),
+        (2, 2, 0, 35),
+        (3, 2, 1, 19),
+        (5, 2, 2, 21),
+        (5, 1, 2, 20),
+        (3, 1, 1, 33),
+        (5, 1, 2, 64),
+    ],
 )
 def test_depthwise_wide_planes_repeat_and_match_float64(variant, k, stride, padding, width):
     """Output planes wider than a float32 vector, with widths and heights that are not
     multiples of the vector width or of the rows computed together (the last band and the
     last vector of a row overlap the previous ones; kernel 2 stride 2 has no discarded
     columns; widths 19 and 21 give stride-2 outputs 10 and 11 wide, half a float32 vector
-    and more), 37 channels: float32 against the float64 reference, and a second call
-    repeats the first bit for bit (fixed-order sums)."""
+    and more; stride-1 rows of 20, 33 and 64 outputs: one vector and an overlapping one,
+    two vectors at a time and an overlapping pair, pairs only), 37 channels: float32
+    against the float64 reference, and a second call repeats the first bit for bit
+    (fixed-order sums)."""
     rng = np.random.default_rng(k * 10 + stride)
     x = rng.standard_normal((3, 37, 26, width))
     wt = rng.standard_normal((37, 1, k, k)) / k
@@ -269,6 +281,48 @@ def test_depthwise_channel_blocks_gradcheck(k, stride, padding):
         assert tg.gradcheck(
             lambda x, w, b: F.conv2d(x, w, b, stride, padding, groups=17), [x, w, b]
         )
+
+
+@pytest.mark.parametrize(
+    "n, c, m, hw, k, stride, padding, dtype",
+    [
+        (1, 19, 1, (15, 13), (5, 5), (2, 2), (2, 2), np.float32),  # odd input, kernel 5
+        (2, 7, 2, (9, 16), (3, 3), (2, 2), (0, 1), np.float64),  # multiplier 2, padding 0
+        (1, 17, 3, (11, 10), (3, 3), (2, 2), (1, 1), np.float32),  # multiplier 3
+        (3, 5, 1, (7, 6), (5, 5), (1, 1), (2, 0), np.float64),  # stride 1, 8 or fewer wide
+        (2, 19, 1, (13, 11), (4, 2), (2, 1), (3, 1), np.float32),  # run-time taps, padding > k - 1
+        (1, 9, 2, (10, 12), (3, 5), (3, 2), (2, 2), np.float64),  # stride 3 x 2
+    ],
+)
+def test_depthwise_channel_blocks_gathered_input_gradient(n, c, m, hw, k, stride, padding, dtype):
+    """The input gradient on channel blocks, gathered phase by phase (3x3 and 5x5 at stride 1
+    and 2 unrolled, other kernels and strides at run time; channel counts not a multiple of
+    the block, multipliers 1 to 3, padding 0 to past the kernel, batch 1): the reference's
+    values, 64-byte aligned, bit for bit the same alone and in the one-pass backward, and
+    at 1 and 2 threads."""
+    rng = np.random.default_rng(c * 10 + m)
+    mod, ref = K.get("depthwise_conv2d", "direct-cython"), K.get("depthwise_conv2d", "reference")
+    x = rng.standard_normal((n, c, *hw)).astype(dtype)
+    wt = rng.standard_normal((c * m, 1, *k)).astype(dtype)
+    args = (stride, padding, (1, 1), c)
+    y = mod.forward(x, wt, None, *args)
+    assert mod._blocked(x.shape, y.shape[3], stride, padding)
+    assert y.ctypes.data % 64 == 0
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    old = tg.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2):
+            tg.set_num_threads(threads)
+            runs.append(mod.backward(gy, x, wt, *args, True, False)[0])
+    finally:
+        tg.set_num_threads(old)
+    gx = runs[0]
+    assert gx.ctypes.data % 64 == 0
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(gx, ref.backward(gy, x, wt, *args, True, False)[0], **tol)
+    np.testing.assert_array_equal(gx, runs[1])
+    np.testing.assert_array_equal(gx, mod.backward_with_bias(gy, x, wt, *args, True, True)[0])
 
 
 @pytest.mark.parametrize("k", [3, 5])
