@@ -314,17 +314,18 @@ def _flat_leads(call: Conv2dCall) -> bool:
     )
 
 
-# float32 3x3 stride-1 calls on builds with winograd-cython's vector-register F(4x4, 3x3)
-# path (AVX-512): winograd-cython first, ahead of the wide chvec-cython lead, on outputs of
-# 1024 pixels or more (32x32) with 32 or more channels in and out and on outputs of 256
-# pixels or more (16x16) with 64 or more: its forward and input gradient ran at 0.55 to 0.8
-# of chvec-cython's time there at 1 and 2 threads; its weight gradient is chvec-cython's on
-# 32x32 outputs and its own channel-lane Winograd one on 16x16
-# (benchmarks/results/winograd-small-planes.md). With fewer channels (16->16 at 32x32,
-# 32->32 and 32->64 at 16x16) and on 8x8 outputs chvec-cython ran level or ahead
+# float32 3x3 stride-1 calls on builds with winograd-cython's vector-register F(4x4, 3x3) path
+# (AVX-512): winograd-cython first, ahead of the wide chvec-cython lead, on outputs of 400 pixels or
+# more (20x20) with 32 or more channels in and out and on outputs of 256 pixels or more (16x16) with
+# 64 or more: its forward and input gradient ran at 0.55 to 0.8 of chvec-cython's time there at 1
+# and 2 threads (on 20x20 to 28x28 outputs with 32 to 48 channels, each pass 0.66-1.05 of
+# chvec-cython's process CPU time at 1 thread, the forward + backward 0.78-0.99: winograd-f4.md);
+# its weight gradient is chvec-cython's on 32x32 outputs and its own channel-lane Winograd one on
+# 16x16 (benchmarks/results/winograd-small-planes.md). With fewer channels (16->16 at 32x32, 32->32
+# and 32->64 at 16x16) and on 8x8 outputs chvec-cython ran level or ahead
 # (benchmarks/results/winograd-f4.md).
 _WINOGRAD_F4_MIN_CHANNELS = 32
-_WINOGRAD_F4_MIN_PIXELS = 1024
+_WINOGRAD_F4_MIN_PIXELS = 400
 _WINOGRAD_F4_MID_MIN_CHANNELS = 64
 _WINOGRAD_F4_MID_MIN_PIXELS = 256
 

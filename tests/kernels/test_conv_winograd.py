@@ -334,9 +334,10 @@ def test_auto_rule_winograd_on_small_images():
 @pytest.mark.parametrize("team", [1, 2])
 def test_auto_rule_winograd_f4_first(monkeypatch, team):
     """Builds with winograd-cython's vector F(4x4, 3x3) path: winograd-cython first for
-    float32 3x3 stride-1 calls on 32x32 outputs with 32 or more channels in and out and on
-    16x16 ones with 64 or more, listed once; float64 calls, fewer channels and strided calls
-    keep the order they had (chvec-cython first where it led)."""
+    float32 3x3 stride-1 calls on outputs of 20x20 or more with 32 or more channels in and
+    out and on 16x16 ones with 64 or more, listed once; float64 calls, fewer channels, 32 to
+    63 channels on 18x18 outputs and strided calls keep the order they had (chvec-cython
+    first where it led)."""
     from tapegrad.kernels import threads
 
     monkeypatch.setattr(threads, "get_num_threads", lambda: team)
@@ -348,12 +349,14 @@ def test_auto_rule_winograd_f4_first(monkeypatch, team):
         )
 
     first = ["winograd-cython"] if _winograd_fast4() else ["chvec-cython"]
-    for n, c, o, side in [(32, 64, 64, 32), (64, 32, 32, 32), (64, 64, 64, 16), (8, 64, 96, 20)]:
+    for n, c, o, side in [(32, 64, 64, 32), (64, 32, 32, 32), (64, 64, 64, 16), (8, 64, 96, 20),
+                          (32, 40, 40, 24), (32, 48, 48, 20), (64, 32, 32, 24)]:  # fmt: skip
         r = rule(n, c, o, side)
         assert r[:1] == first, (n, c, o, side)
         assert r.count("winograd-cython") == 1
         assert rule(n, c, o, side, "<f8")[0] == "chvec-cython"
     assert rule(64, 16, 16, 32)[0] == "chvec-cython"
+    assert rule(32, 48, 48, 18)[0] == "chvec-cython"
     assert rule(64, 64, 64, 32, stride=2)[0] != "winograd-cython"
 
 
