@@ -387,7 +387,7 @@ def forward_direct(const real[:, :, :, ::1] x, const real[::1] wtab,
                    real[:, :, :, ::1] y, real[:, ::1] xpad, real[:, ::1] accs,
                    Py_ssize_t[::1] fresh, int sh, int sw, int pt, int pl, int hp, int wp,
                    int nt, bint relu=False, unsigned char[:, :, :, ::1] mask=None,
-                   bint wide=False):
+                   bint wide=False, Py_ssize_t wblock=0):
     """y = the transposed convolution of x (at most ``_NB`` output channels) by output
     phases, each a stride-1 convolution of the zero-padded image in register tiles of
     ``_NB`` output channels (one vector, zero-padded) x 2 rows x ``_WB`` columns of the
@@ -400,7 +400,9 @@ def forward_direct(const real[:, :, :, ::1] x, const real[::1] wtab,
     its weights ``wtab[woff + ((c*nty + i)*ntx + j)*_NB + o]`` (zero for o >= O).
     ``wide`` (at most ``_CB`` output channels): tiles of ``_CB`` output channels x 1 row x
     ``_WB`` columns instead (``tg_tg_tile``, the input gradient's), ``_CB`` in place of
-    ``_NB`` in the weights' index.
+    ``_NB`` in the weights' index; with ``wblock`` > 0, more than ``_CB`` output channels in
+    blocks of ``_CB``, block k's weight table at ``wtab[k * wblock:]`` (its channels
+    ``k*_CB`` on, the last block's lanes past O zero).
     ``xpad[thread]``: one image padded, C planes of hp x wp, the image at row pt, column
     pl, zeros around (written on the thread's first image, then only its rows; every tile
     reads inside it). ``accs[thread]``: one tile. With ``relu``, each image's output then
@@ -408,7 +410,8 @@ def forward_direct(const real[:, :, :, ::1] x, const real[::1] wtab,
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = y.shape[1], ho = y.shape[2], wo = y.shape[3], nph = tab.shape[0]
     cdef Py_ssize_t b, p, ry, rx, nty, ntx, dy, dx, dhp, dwp, qh, qw, woff
-    cdef Py_ssize_t a, t, tw, t0, nk, k, oc, r
+    cdef Py_ssize_t a, t, tw, t0, nk, k, oc, r, cb, ob
+    cdef Py_ssize_t nblk = (o + _CB - 1) // _CB if wide and wblock > 0 else 1
     cdef int tid
     cdef real bv
     cdef real* xp
@@ -446,25 +449,29 @@ def forward_direct(const real[:, :, :, ::1] x, const real[::1] wtab,
                     # _CB output channels x 1 row x _WB columns: the input gradient's tile
                     # on the padded image at stride 1 (its weights w[c, o, i, j] in the
                     # input gradient's w[o, c, i, j] place)
-                    for a in range(qh):
-                        for tw in range((qw + _WB - 1) // _WB):
-                            t0 = tw * _WB
-                            nk = min(_WB, qw - t0)
-                            if real is float:
-                                tg_tg_tile_f(xp, &wtab[woff], c, nty, ntx, hp, wp, _CB, 1, dhp,
-                                             dwp, a + pt + dy, t0 + pl + dx, 0, acc)
-                            else:
-                                tg_tg_tile_d(xp, &wtab[woff], c, nty, ntx, hp, wp, _CB, 1, dhp,
-                                             dwp, a + pt + dy, t0 + pl + dx, 0, acc)
-                            for oc in range(o):
-                                bv = bias[oc] if has_bias else 0
-                                yrow = &y[b, oc, ry + sh * a, rx + t0 * sw]
-                                if nk == _WB:  # a constant count: no branch per element
-                                    for k in range(_WB):
-                                        yrow[k * sw] = acc[k * _CB + oc] + bv
+                    for cb in range(nblk):
+                        ob = min(_CB, o - cb * _CB)
+                        for a in range(qh):
+                            for tw in range((qw + _WB - 1) // _WB):
+                                t0 = tw * _WB
+                                nk = min(_WB, qw - t0)
+                                if real is float:
+                                    tg_tg_tile_f(xp, &wtab[cb * wblock + woff], c, nty, ntx, hp,
+                                                 wp, _CB, 1, dhp, dwp, a + pt + dy, t0 + pl + dx,
+                                                 0, acc)
                                 else:
-                                    for k in range(nk):
-                                        yrow[k * sw] = acc[k * _CB + oc] + bv
+                                    tg_tg_tile_d(xp, &wtab[cb * wblock + woff], c, nty, ntx, hp,
+                                                 wp, _CB, 1, dhp, dwp, a + pt + dy, t0 + pl + dx,
+                                                 0, acc)
+                                for oc in range(ob):
+                                    bv = bias[cb * _CB + oc] if has_bias else 0
+                                    yrow = &y[b, cb * _CB + oc, ry + sh * a, rx + t0 * sw]
+                                    if nk == _WB:  # a constant count: no branch per element
+                                        for k in range(_WB):
+                                            yrow[k * sw] = acc[k * _CB + oc] + bv
+                                    else:
+                                        for k in range(nk):
+                                            yrow[k * sw] = acc[k * _CB + oc] + bv
                     continue
                 for a in range(0, qh, 2):
                     for tw in range((qw + _WB - 1) // _WB):

@@ -174,6 +174,17 @@ _DIRECT_FORWARD_MIN_OUT = 12
 _DIRECT_WIDE = True
 _DIRECT_WIDE_MIN_OUT = 24
 
+# The forward of calls with 33 to 128 output channels on inputs of at most 256 pixels (16x16)
+# by the wide tiles too, in blocks of 32 output channels inside the same pass over each
+# image (``forward_direct``'s ``wblock``), when every block fills at least 24 of its 32
+# lanes: on 4x4 to 16x16 inputs (128->64, 64->64, 256->128; 4x4 and 3x3 kernels) the blocks
+# took 0.68-0.98x the phase GEMMs' time at 1 and 2 threads; on 32x32 inputs level, and
+# 64->48 (a half-empty last block) 1.3-1.4x behind (benchmarks/results/conv-transpose-4x4.md).
+# False: the GEMMs.
+_DIRECT_BLOCKS = True
+_DIRECT_BLOCKS_MAX_OUT = 128
+_DIRECT_BLOCKS_MAX_PIXELS = 256
+
 
 @functools.lru_cache(maxsize=256)
 def direct_geometry(w_shape, stride, padding, dilation, hw, out_hw, lanes=16):
@@ -251,31 +262,51 @@ def _direct_forward(x, w, b, stride, padding, output_padding, dilation, relu):
     n, c, h, wd = x.shape
     _, o, kh, kw = w.shape
     wide = _DIRECT_WIDE and _DIRECT_WIDE_MIN_OUT <= o <= _CB
-    if not (_DIRECT_FORWARD_MIN_OUT <= o <= _NB or wide):
+    blocks = (
+        _DIRECT_WIDE
+        and _DIRECT_BLOCKS
+        and _CB < o <= _DIRECT_BLOCKS_MAX_OUT
+        and h * wd <= _DIRECT_BLOCKS_MAX_PIXELS
+        and (o % _CB == 0 or o % _CB >= _DIRECT_WIDE_MIN_OUT)
+    )
+    if not (_DIRECT_FORWARD_MIN_OUT <= o <= _NB or wide or blocks):
         return None
     ho = out_size(h, kh, stride[0], padding[0], output_padding[0], dilation[0])
     wo = out_size(wd, kw, stride[1], padding[1], output_padding[1], dilation[1])
     if ho <= 0 or wo <= 0:
         return None
-    geo = direct_geometry(w.shape, tuple(stride), tuple(padding), tuple(dilation), (h, wd),
-                          (ho, wo), _CB if wide else _NB)  # fmt: skip
-    if geo is None:
+    # the blocks of output channels (one when o fits a tile), each its own weight table
+    spans = [(i, min(o, i + _CB)) for i in range(0, o, _CB)] if blocks else [(0, o)]
+    geos = [direct_geometry((c, e - s, kh, kw), tuple(stride), tuple(padding),
+                            tuple(dilation), (h, wd), (ho, wo), _CB if wide or blocks else _NB)
+            for s, e in spans]  # fmt: skip
+    if any(g is None for g in geos):
         return None
-    tab, (pt, pl, hp, wp), index = geo
     nt = _team(n * c * h * wd * o * kh * kw)
+    _, (pt, pl, hp, wp), _ = geos[0]
     memory.check_fits("conv_transpose2d (phase, direct)", {
         "output": n * o * ho * wo * x.itemsize,
         "padded images": nt * c * hp * wp * x.itemsize,
     })  # fmt: skip
-    wtab = _direct_weights(w, index)
     y = np.empty((n, o, ho, wo), x.dtype)
     xpad = workspace("phase-xd", (nt, c * hp * wp), x.dtype)
     accs = _aligned_workspace("phase-acc", nt, _CB * _WB, x.dtype)
-    bias = np.zeros(1, x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
+    bias = np.zeros(o, x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
     mask = np.empty(y.shape, np.uint8) if relu else None
+    # one table per block, side by side (every block's table has the same size, a multiple
+    # of the lanes, so each starts on a 64-byte boundary as the first does)
+    if blocks:
+        wblock = geos[0][2].size
+        wtab = _aligned((len(spans) * wblock,), w.dtype)
+        for k, ((s, e), (_, _, index)) in enumerate(zip(spans, geos, strict=True)):
+            wk = np.ascontiguousarray(w[:, s:e])
+            wtab[k * wblock : (k + 1) * wblock] = np.append(wk.reshape(-1), wk.dtype.type(0))[index]
+    else:
+        wblock, wtab = 0, _direct_weights(w, geos[0][2])
+    tab = geos[0][0]
     _forward_direct(np.ascontiguousarray(x), wtab, tab, bias, b is not None, y, xpad, accs,
                     np.zeros(nt, np.intp), stride[0], stride[1], pt, pl, hp, wp, nt, relu,
-                    mask, wide)  # fmt: skip
+                    mask, wide or blocks, wblock)  # fmt: skip
     return (y, mask) if relu else y
 
 

@@ -326,7 +326,7 @@ def test_direct_forward_runs_on_12_to_16_output_channels(monkeypatch):
 @given(
     n=st.integers(1, 4),
     c=st.sampled_from([1, 3, 17, 33]),
-    o=st.integers(17, 32),
+    o=st.integers(17, 80),
     hw=st.tuples(st.integers(1, 10), st.integers(1, 11)),
     k=st.sampled_from([(4, 4), (3, 3), (3, 2), (1, 1), (5, 3)]),
     stride=st.sampled_from([(2, 2), (1, 1), (3, 2)]),
@@ -341,9 +341,10 @@ def test_wide_direct_forward_matches_reference(
     n, c, o, hw, k, stride, padding, outpad, dilation, dtype, team, relu
 ):
     """The wide direct forward (32 output channels x 8 columns per tile) on odd sizes,
-    padding 0 to 2, output padding, dilation, batch 1, 17 to 32 output channels (the lanes
-    past O padded with zero weights), float32 and float64, 1 to 3 threads; with ``relu``
-    the values and the mask of the ReLU after it."""
+    padding 0 to 2, output padding, dilation, batch 1, 17 to 80 output channels (the lanes
+    past O padded with zero weights; past 32, blocks of 32 channels written in place, the
+    last one partial), float32 and float64, 1 to 3 threads; with ``relu`` the values and the
+    mask of the ReLU after it."""
     from tapegrad.kernels.conv_transpose import phase_cy
 
     outpad = tuple(min(p, max(s, d) - 1) for p, s, d in zip(outpad, stride, dilation))
@@ -359,7 +360,8 @@ def test_wide_direct_forward_matches_reference(
     b = rng.standard_normal(o).astype(dtype)
     args = (stride, padding, outpad, dilation, 1)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(phase_cy, "_DIRECT_WIDE_MIN_OUT", 17)
+        mp.setattr(phase_cy, "_DIRECT_WIDE_MIN_OUT", 1)  # any o, any last block
+        mp.setattr(phase_cy, "_DIRECT_BLOCKS_MAX_PIXELS", 1 << 30)
         mp.setattr(phase_cy, "_team", lambda macs: team)
         got = phase_cy._direct_forward(x, w, b, stride, padding, outpad, dilation, relu)
     assert got is not None  # evenly spaced taps on every shape here
@@ -372,9 +374,11 @@ def test_wide_direct_forward_matches_reference(
     np.testing.assert_allclose(got, want, **_tol(dtype))
 
 
-def test_wide_direct_forward_runs_on_24_to_32_output_channels(monkeypatch):
-    """``forward`` takes the wide direct tiles for 24 to 32 output channels, the GEMMs on
-    either side; switched off, the GEMMs give the same values."""
+def test_wide_direct_forward_runs_on_24_to_128_output_channels(monkeypatch):
+    """``forward`` takes the wide direct tiles for 24 to 32 output channels and, in blocks
+    of 32 on inputs of at most 16x16, for 33 to 128 whose last block fills 24 or more lanes;
+    the GEMMs on either side, for 48 channels and on 16x17 inputs; switched off, the GEMMs
+    give the same values."""
     from tapegrad.kernels.conv_transpose import phase_cy
 
     ran = []
@@ -389,14 +393,17 @@ def test_wide_direct_forward_runs_on_24_to_32_output_channels(monkeypatch):
     rng = np.random.default_rng(11)
     args = ((2, 2), (1, 1), (0, 0), (1, 1), 1)
     ref = K.get("conv_transpose2d", "reference")
-    for o in (23, 24, 32, 33):
-        x, w = rng.standard_normal((2, 40, 6, 9)), rng.standard_normal((40, o, 4, 4))
+    cases = [(23, (6, 9)), (24, (6, 9)), (32, (6, 9)), (33, (6, 9)), (56, (8, 8)),
+             (64, (6, 9)), (128, (4, 5)), (129, (6, 9)), (48, (6, 9)), (64, (16, 17))]  # fmt: skip
+    for o, hw in cases:
+        x, w = rng.standard_normal((2, 40, *hw)), rng.standard_normal((40, o, 4, 4))
         y = phase_cy.forward(x, w, None, *args)
         np.testing.assert_allclose(y, ref.forward(x, w, None, *args), rtol=1e-10, atol=1e-10)
         monkeypatch.setattr(phase_cy, "_DIRECT_WIDE", False)
         np.testing.assert_allclose(y, phase_cy.forward(x, w, None, *args), rtol=1e-12, atol=1e-12)
         monkeypatch.setattr(phase_cy, "_DIRECT_WIDE", True)
-    assert ran[::2] == [False, True, True, False] and not any(ran[1::2])
+    want = [False, True, True, False, True, True, True, False, False, False]
+    assert ran[::2] == want and not any(ran[1::2])
 
 
 # --- direct gradients (the input gradient as a direct strided convolution, the weight
