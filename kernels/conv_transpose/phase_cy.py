@@ -9,7 +9,8 @@ from a scattered column matrix. Calls with 8 to 16 output channels run each phas
 stride-1 convolution in direct register tiles instead (``_direct_forward``: 16 output
 channels across the vector lanes x 2 rows x 8 columns, the padded image read in place,
 no GEMM), and so do calls with 24 to 32 (``_DIRECT_WIDE``: the input gradient's tile of 32
-output channels x 8 columns). Backward, calls with 24 or
+output channels x 8 columns) and, on inputs up to 16x16, with 33 to 128 in blocks of 32
+(``_DIRECT_BLOCKS``). Backward, calls with 24 or
 more input channels, 4 or more output channels and at most 1024 output channels x taps
 (``_direct_*_applies``): both gradients by the direct kernels of ``_direct_grad_cy.pyx``
 from one zero-padded copy of each image's output gradient, no column buffer and no GEMM:
