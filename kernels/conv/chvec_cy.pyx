@@ -452,50 +452,56 @@ cdef extern from *:
 cdef extern from *:
     """
     #define TG_WC_ALL(T, S)                                                             \
-    /* v[(16 t + 4 i + j) cp + ch] = (B^T d B)[i, j] for the tiles of tile rows ty0 to     \
-       ty0 + g - 1 (t counted from the strip's first), d the 4x4 window of xq (rows of wq   \
-       pixels of cp channels) at (2 ty, 2 tx); each column's B^T combination is shared by  \
-       the two tiles that overlap on it */                                              \
-    static void tg_wc_in_##S(const T* xq, Py_ssize_t wq, Py_ssize_t cp, Py_ssize_t ty0,  \
-            Py_ssize_t g, Py_ssize_t tw, T* v) {                                        \
+    /* the input transform of tile row ty of xq (rows of wq pixels of cp channels,          \
+       zero-padded): v[tx ts + (4 i + j) ps + ch] = (B^T d B)[i, j] for its tw tiles, d the \
+       4x4 window at (2 ty, 2 tx); each column's B^T combination is shared by the two      \
+       tiles that overlap on it. The forward writes tile-major (ts = 16 cp, ps = cp), the  \
+       weight gradient point-major (ts = cp, ps = the strip's stride) */                \
+    static inline void tg_w2_in_row_##S(const T* xq, Py_ssize_t wq, Py_ssize_t cp,      \
+            Py_ssize_t ty, Py_ssize_t tw, T* v, Py_ssize_t ts, Py_ssize_t ps) {          \
         enum { V = 64 / sizeof(T) };                                                    \
-        Py_ssize_t ty, cv, tx, i, rs = wq * cp;                                         \
-        for (ty = 0; ty < g; ty++) {                                                    \
-            for (cv = 0; cv < cp; cv += V) {                                            \
-                const T* r0 = xq + 2 * (ty0 + ty) * rs + cv;                            \
-                T* vo = v + ty * tw * 16 * cp + cv;                                     \
-                tg_cv_v##S a[4], b[4], c[4], d[4];                                      \
+        Py_ssize_t cv, tx, i, rs = wq * cp;                                             \
+        for (cv = 0; cv < cp; cv += V) {                                                \
+            const T* r0 = xq + 2 * ty * rs + cv;                                        \
+            tg_cv_v##S a[4], b[4], c[4], d[4];                                          \
+            _Pragma("GCC unroll 2") for (i = 0; i < 2; i++) {                           \
+                const T* p = r0 + i * cp;                                               \
+                tg_cv_v##S d0 = *(const tg_cv_u##S*)p, d1 = *(const tg_cv_u##S*)(p + rs); \
+                tg_cv_v##S d2 = *(const tg_cv_u##S*)(p + 2 * rs);                       \
+                tg_cv_v##S d3 = *(const tg_cv_u##S*)(p + 3 * rs);                       \
+                tg_cv_v##S* e = i ? b : a;                                              \
+                e[0] = d0 - d2; e[1] = d1 + d2; e[2] = d2 - d1; e[3] = d1 - d3;         \
+            }                                                                           \
+            for (tx = 0; tx < tw; tx++) {                                               \
                 _Pragma("GCC unroll 2") for (i = 0; i < 2; i++) {                       \
-                    const T* p = r0 + i * cp;                                           \
-                    tg_cv_v##S d0 = *(const tg_cv_u##S*)p, d1 = *(const tg_cv_u##S*)(p + rs); \
+                    const T* p = r0 + (2 * tx + 2 + i) * cp;                            \
+                    tg_cv_v##S d0 = *(const tg_cv_u##S*)p;                              \
+                    tg_cv_v##S d1 = *(const tg_cv_u##S*)(p + rs);                       \
                     tg_cv_v##S d2 = *(const tg_cv_u##S*)(p + 2 * rs);                   \
                     tg_cv_v##S d3 = *(const tg_cv_u##S*)(p + 3 * rs);                   \
-                    tg_cv_v##S* e = i ? b : a;                                          \
+                    tg_cv_v##S* e = i ? d : c;                                          \
                     e[0] = d0 - d2; e[1] = d1 + d2; e[2] = d2 - d1; e[3] = d1 - d3;     \
                 }                                                                       \
-                for (tx = 0; tx < tw; tx++) {                                           \
-                    _Pragma("GCC unroll 2") for (i = 0; i < 2; i++) {                   \
-                        const T* p = r0 + (2 * tx + 2 + i) * cp;                        \
-                        tg_cv_v##S d0 = *(const tg_cv_u##S*)p;                          \
-                        tg_cv_v##S d1 = *(const tg_cv_u##S*)(p + rs);                   \
-                        tg_cv_v##S d2 = *(const tg_cv_u##S*)(p + 2 * rs);               \
-                        tg_cv_v##S d3 = *(const tg_cv_u##S*)(p + 3 * rs);               \
-                        tg_cv_v##S* e = i ? d : c;                                      \
-                        e[0] = d0 - d2; e[1] = d1 + d2; e[2] = d2 - d1; e[3] = d1 - d3; \
-                    }                                                                   \
-                    T* o = vo + tx * 16 * cp;                                           \
-                    _Pragma("GCC unroll 4") for (i = 0; i < 4; i++) {                   \
-                        *(tg_cv_u##S*)(o + (4 * i + 0) * cp) = a[i] - c[i];             \
-                        *(tg_cv_u##S*)(o + (4 * i + 1) * cp) = b[i] + c[i];             \
-                        *(tg_cv_u##S*)(o + (4 * i + 2) * cp) = c[i] - b[i];             \
-                        *(tg_cv_u##S*)(o + (4 * i + 3) * cp) = b[i] - d[i];             \
-                    }                                                                   \
-                    _Pragma("GCC unroll 4") for (i = 0; i < 4; i++) {                   \
-                        a[i] = c[i]; b[i] = d[i];                                       \
-                    }                                                                   \
+                T* o = v + tx * ts + cv;                                                \
+                _Pragma("GCC unroll 4") for (i = 0; i < 4; i++) {                       \
+                    *(tg_cv_u##S*)(o + (4 * i + 0) * ps) = a[i] - c[i];                 \
+                    *(tg_cv_u##S*)(o + (4 * i + 1) * ps) = b[i] + c[i];                 \
+                    *(tg_cv_u##S*)(o + (4 * i + 2) * ps) = c[i] - b[i];                 \
+                    *(tg_cv_u##S*)(o + (4 * i + 3) * ps) = b[i] - d[i];                 \
+                }                                                                       \
+                _Pragma("GCC unroll 4") for (i = 0; i < 4; i++) {                       \
+                    a[i] = c[i]; b[i] = d[i];                                           \
                 }                                                                       \
             }                                                                           \
         }                                                                               \
+    }                                                                                   \
+    /* v[(16 t + 4 i + j) cp + ch] = (B^T d B)[i, j] for the tiles of tile rows ty0 to     \
+       ty0 + g - 1 (t counted from the strip's first) */                                \
+    static void tg_wc_in_##S(const T* xq, Py_ssize_t wq, Py_ssize_t cp, Py_ssize_t ty0,  \
+            Py_ssize_t g, Py_ssize_t tw, T* v) {                                        \
+        Py_ssize_t ty;                                                                  \
+        for (ty = 0; ty < g; ty++)                                                      \
+            tg_w2_in_row_##S(xq, wq, cp, ty0 + ty, tw, v + ty * tw * 16 * cp, 16 * cp, cp); \
     }                                                                                   \
     /* y (npos, nk) = t (npos rows of op channels) transposed to (channel, position) with   \
        bias[k] (NULL: none); whole blocks of V positions x V channels through registers */ \
@@ -732,44 +738,11 @@ cdef extern from *:
     """
     #define TG_WW_ALL(T, S)                                                             \
     /* v[k ks + t cp + ch] = (B^T d B)[k / 4, k % 4] for the tw tiles of tile row ty of xq \
-       (rows of wq pixels of cp channels, zero-padded), t the tile's column */           \
+       (rows of wq pixels of cp channels, zero-padded), t the tile's column: the forward's \
+       transform (tg_w2_in_row) written point-major */                                  \
     static void tg_ww_in_##S(const T* xq, Py_ssize_t wq, Py_ssize_t cp, Py_ssize_t ty,   \
             Py_ssize_t tw, T* v, Py_ssize_t ks) {                                       \
-        enum { V = 64 / sizeof(T) };                                                    \
-        Py_ssize_t cv, tx, i, rs = wq * cp;                                             \
-        for (cv = 0; cv < cp; cv += V) {                                                \
-            const T* r0 = xq + 2 * ty * rs + cv;                                        \
-            tg_cv_v##S a[4], b[4], c[4], d[4];                                          \
-            _Pragma("GCC unroll 2") for (i = 0; i < 2; i++) {                           \
-                const T* p = r0 + i * cp;                                               \
-                tg_cv_v##S d0 = *(const tg_cv_u##S*)p, d1 = *(const tg_cv_u##S*)(p + rs); \
-                tg_cv_v##S d2 = *(const tg_cv_u##S*)(p + 2 * rs);                       \
-                tg_cv_v##S d3 = *(const tg_cv_u##S*)(p + 3 * rs);                       \
-                tg_cv_v##S* e = i ? b : a;                                              \
-                e[0] = d0 - d2; e[1] = d1 + d2; e[2] = d2 - d1; e[3] = d1 - d3;         \
-            }                                                                           \
-            for (tx = 0; tx < tw; tx++) {                                               \
-                _Pragma("GCC unroll 2") for (i = 0; i < 2; i++) {                       \
-                    const T* p = r0 + (2 * tx + 2 + i) * cp;                            \
-                    tg_cv_v##S d0 = *(const tg_cv_u##S*)p;                              \
-                    tg_cv_v##S d1 = *(const tg_cv_u##S*)(p + rs);                       \
-                    tg_cv_v##S d2 = *(const tg_cv_u##S*)(p + 2 * rs);                   \
-                    tg_cv_v##S d3 = *(const tg_cv_u##S*)(p + 3 * rs);                   \
-                    tg_cv_v##S* e = i ? d : c;                                          \
-                    e[0] = d0 - d2; e[1] = d1 + d2; e[2] = d2 - d1; e[3] = d1 - d3;     \
-                }                                                                       \
-                T* o = v + tx * cp + cv;                                                \
-                _Pragma("GCC unroll 4") for (i = 0; i < 4; i++) {                       \
-                    *(tg_cv_u##S*)(o + (4 * i + 0) * ks) = a[i] - c[i];                 \
-                    *(tg_cv_u##S*)(o + (4 * i + 1) * ks) = b[i] + c[i];                 \
-                    *(tg_cv_u##S*)(o + (4 * i + 2) * ks) = c[i] - b[i];                 \
-                    *(tg_cv_u##S*)(o + (4 * i + 3) * ks) = b[i] - d[i];                 \
-                }                                                                       \
-                _Pragma("GCC unroll 4") for (i = 0; i < 4; i++) {                       \
-                    a[i] = c[i]; b[i] = d[i];                                           \
-                }                                                                       \
-            }                                                                           \
-        }                                                                               \
+        tg_w2_in_row_##S(xq, wq, cp, ty, tw, v, cp, ks);                                \
     }                                                                                   \
     /* m[k ks + t op + ch] = (A g A^T)[k / 4, k % 4] for the tw 2x2 tiles of tile row ty of \
        gq (rows of 2 tw pixels of op channels, zero past the output): the adjoint of the  \
