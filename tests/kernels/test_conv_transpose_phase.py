@@ -242,6 +242,41 @@ def test_few_output_channels_forward_runs_col2im(monkeypatch):
 # --- the direct forward (12 to 16 output channels: _direct_grad_cy.forward_direct) ------
 
 
+def _check_direct_forward(n, c, o, hw, k, stride, padding, outpad, dilation, dtype, team, relu,
+                          patches):  # fmt: skip
+    """``phase_cy._direct_forward`` on one random case (the module's constants in ``patches``
+    set for the call, ``team`` threads) against ``reference``; with ``relu`` the values and
+    the mask of the ReLU after it. Output padding is clipped to what the stride and
+    dilation allow, and padding dropped where the output would be empty."""
+    from tapegrad.kernels.conv_transpose import phase_cy
+
+    outpad = tuple(min(p, max(s, d) - 1) for p, s, d in zip(outpad, stride, dilation))
+    size = [
+        (m - 1) * s - 2 * p + d * (kk - 1) + op + 1
+        for m, s, p, d, kk, op in zip(hw, stride, padding, dilation, k, outpad)
+    ]
+    if min(size) < 1:
+        padding = (0, 0)
+    rng = np.random.default_rng(n * 1000 + c * 100 + o)
+    x = rng.standard_normal((n, c, *hw)).astype(dtype)
+    w = rng.standard_normal((c, o, *k)).astype(dtype)
+    b = rng.standard_normal(o).astype(dtype)
+    args = (stride, padding, outpad, dilation, 1)
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in patches.items():
+            mp.setattr(phase_cy, name, value)
+        mp.setattr(phase_cy, "_team", lambda macs: team)
+        got = phase_cy._direct_forward(x, w, b, stride, padding, outpad, dilation, relu)
+    assert got is not None  # evenly spaced taps on every shape here
+    want = K.get("conv_transpose2d", "reference").forward(x, w, b, *args)
+    if relu:
+        got, mask = got
+        np.testing.assert_array_equal(mask, want > 0)
+        want = np.maximum(want, 0)
+    assert got.shape == want.shape and got.dtype == dtype
+    np.testing.assert_allclose(got, want, **_tol(dtype))
+
+
 @settings(max_examples=examples(15), deadline=None)
 @given(
     n=st.integers(1, 5),
@@ -263,36 +298,8 @@ def test_direct_forward_matches_reference(
     """The direct forward on odd sizes, output padding, dilation, channel counts not a
     multiple of 16 (the lanes padded with zero weights), float32 and float64, 1 to 3
     threads; with ``relu`` the values and the mask of the ReLU after it."""
-    from tapegrad.kernels.conv_transpose import phase_cy
-
-    saved_min, phase_cy._DIRECT_FORWARD_MIN_OUT = phase_cy._DIRECT_FORWARD_MIN_OUT, 1
-
-    outpad = tuple(min(p, max(s, d) - 1) for p, s, d in zip(outpad, stride, dilation))
-    size = [
-        (m - 1) * s - 2 * p + d * (kk - 1) + op + 1
-        for m, s, p, d, kk, op in zip(hw, stride, padding, dilation, k, outpad)
-    ]
-    if min(size) < 1:
-        padding = (0, 0)
-    rng = np.random.default_rng(n * 1000 + c * 100 + o)
-    x = rng.standard_normal((n, c, *hw)).astype(dtype)
-    w = rng.standard_normal((c, o, *k)).astype(dtype)
-    b = rng.standard_normal(o).astype(dtype)
-    args = (stride, padding, outpad, dilation, 1)
-    saved = phase_cy._team
-    phase_cy._team = lambda macs: team
-    try:
-        got = phase_cy._direct_forward(x, w, b, stride, padding, outpad, dilation, relu)
-    finally:
-        phase_cy._team, phase_cy._DIRECT_FORWARD_MIN_OUT = saved, saved_min
-    assert got is not None  # evenly spaced taps on every shape here
-    want = K.get("conv_transpose2d", "reference").forward(x, w, b, *args)
-    if relu:
-        got, mask = got
-        np.testing.assert_array_equal(mask, want > 0)
-        want = np.maximum(want, 0)
-    assert got.shape == want.shape and got.dtype == dtype
-    np.testing.assert_allclose(got, want, **_tol(dtype))
+    _check_direct_forward(n, c, o, hw, k, stride, padding, outpad, dilation, dtype, team, relu,
+                          {"_DIRECT_FORWARD_MIN_OUT": 1})  # fmt: skip
 
 
 def test_direct_forward_runs_on_12_to_16_output_channels(monkeypatch):
@@ -345,33 +352,10 @@ def test_wide_direct_forward_matches_reference(
     past O padded with zero weights; past 32, blocks of 32 channels written in place, the
     last one partial), float32 and float64, 1 to 3 threads; with ``relu`` the values and the
     mask of the ReLU after it."""
-    from tapegrad.kernels.conv_transpose import phase_cy
-
-    outpad = tuple(min(p, max(s, d) - 1) for p, s, d in zip(outpad, stride, dilation))
-    size = [
-        (m - 1) * s - 2 * p + d * (kk - 1) + op + 1
-        for m, s, p, d, kk, op in zip(hw, stride, padding, dilation, k, outpad)
-    ]
-    if min(size) < 1:
-        padding = (0, 0)
-    rng = np.random.default_rng(n * 1000 + c * 100 + o)
-    x = rng.standard_normal((n, c, *hw)).astype(dtype)
-    w = rng.standard_normal((c, o, *k)).astype(dtype)
-    b = rng.standard_normal(o).astype(dtype)
-    args = (stride, padding, outpad, dilation, 1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(phase_cy, "_DIRECT_WIDE_MIN_OUT", 1)  # any o, any last block
-        mp.setattr(phase_cy, "_DIRECT_BLOCKS_MAX_PIXELS", 1 << 30)
-        mp.setattr(phase_cy, "_team", lambda macs: team)
-        got = phase_cy._direct_forward(x, w, b, stride, padding, outpad, dilation, relu)
-    assert got is not None  # evenly spaced taps on every shape here
-    want = K.get("conv_transpose2d", "reference").forward(x, w, b, *args)
-    if relu:
-        got, mask = got
-        np.testing.assert_array_equal(mask, want > 0)
-        want = np.maximum(want, 0)
-    assert got.shape == want.shape and got.dtype == dtype
-    np.testing.assert_allclose(got, want, **_tol(dtype))
+    # any o, any last block, any plane size
+    patches = {"_DIRECT_WIDE_MIN_OUT": 1, "_DIRECT_BLOCKS_MAX_PIXELS": 1 << 30}
+    _check_direct_forward(n, c, o, hw, k, stride, padding, outpad, dilation, dtype, team, relu,
+                          patches)  # fmt: skip
 
 
 def test_wide_direct_forward_runs_on_24_to_128_output_channels(monkeypatch):
