@@ -11,9 +11,9 @@ rule's limits (16x16 and larger inputs, a half-empty last block) run the blocks 
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
+from _timing import alternated_samples
 
 # (N, C, H=W, O, kernel, output_padding), stride 2, padding 1
 LAYERS = [
@@ -38,7 +38,6 @@ def main() -> None:
     from tapegrad.kernels.conv_transpose import phase_cy as P
 
     tg.set_num_threads(a.threads)
-    clock = time.process_time if a.threads == 1 else time.perf_counter
     print(f"{a.threads} thread(s), {'CPU' if a.threads == 1 else 'wall'} ms, median of "
           f"{a.repeats}, float32")  # fmt: skip
     saved = (P._DIRECT_BLOCKS_MAX_PIXELS, P._DIRECT_WIDE_MIN_OUT)
@@ -49,17 +48,14 @@ def main() -> None:
         w = (rng.standard_normal((c, o, k, k)) * 0.05).astype(np.float32)
         b = rng.standard_normal(o).astype(np.float32)
         args = ((2, 2), (1, 1), (op, op), (1, 1), 1)
-        ts: dict[bool, list[float]] = {True: [], False: []}
-        for flag in (True, False, True, False):
+
+        def run(flag, x=x, w=w, b=b, args=args):
             P._DIRECT_BLOCKS = flag
             P.forward(x, w, b, *args)
-        for _ in range(a.repeats):
-            for flag in (True, False):
-                P._DIRECT_BLOCKS = flag
-                t0 = clock()
-                P.forward(x, w, b, *args)
-                ts[flag].append(clock() - t0)
-        on, off = (1e3 * float(np.median(ts[f])) for f in (True, False))
+
+        wall, cpu = alternated_samples({f: lambda f=f: run(f) for f in (True, False)}, a.repeats)
+        ts = cpu if a.threads == 1 else wall
+        on, off = (float(np.median(ts[f])) for f in (True, False))
         print(f"N={n} {c}->{o} {h}x{h} {k}x{k} op{op}: GEMM phases {off:.2f}, blocks {on:.2f}, "
               f"blocks / GEMMs {on / off:.2f}")  # fmt: skip
     P._DIRECT_BLOCKS = True

@@ -17,7 +17,7 @@ import sys
 import time
 
 import numpy as np
-from _timing import PASSES, kernel_passes, run_worker
+from _timing import PASSES, alternated_samples, call_times, kernel_passes, run_worker
 from stride2_two_threads import _load_before
 
 # (N, C, H=W, O, kernel, stride, padding)
@@ -45,14 +45,7 @@ def _arrays(n, c, h, o, k, s, p):
 
 
 def _median_ms(fn, repeats, clock):
-    fn()
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = clock()
-        fn()
-        ts.append(1e3 * (clock() - t0))
-    return float(np.median(ts))
+    return 1e3 * float(np.median(call_times(fn, repeats, clock=clock)))
 
 
 def _worker(framework: str, threads: int, repeats: int, only: str) -> None:
@@ -168,7 +161,6 @@ def main() -> None:
     now = K.get("conv2d", "flat-cython")
     mods = {"before": _load_before(a.before), "now": now}
     threads.set_num_threads(a.threads)
-    clock = time.process_time if a.threads == 1 else time.perf_counter
     print(f"{a.threads} thread(s), {'CPU' if a.threads == 1 else 'wall'} ms, "
           f"median (min, max) of {a.repeats}, float32")  # fmt: skip
     print()
@@ -184,15 +176,8 @@ def main() -> None:
         flops = 2 * n * o * ho * ho * c * k * k
         fns = {key: kernel_passes(m, x, w, b, gy, args) for key, m in mods.items()}
         for pname in PASSES:
-            ts = {key: [] for key in mods}
-            for key in mods:
-                fns[key][pname]()
-                fns[key][pname]()
-            for _ in range(a.repeats):
-                for key in mods:
-                    t0 = clock()
-                    fns[key][pname]()
-                    ts[key].append(1e3 * (clock() - t0))
+            wall, cpu = alternated_samples({key: fns[key][pname] for key in mods}, a.repeats)
+            ts = cpu if a.threads == 1 else wall
             med = {key: float(np.median(v)) for key, v in ts.items()}
             cells = [f"{med[key]:.2f} ({min(ts[key]):.2f}, {max(ts[key]):.2f})" for key in mods]
             gf = " / ".join(f"{flops / med[key] / 1e6:.0f}" for key in mods)
