@@ -302,12 +302,12 @@ def test_direct_forward_matches_reference(
                           {"_DIRECT_FORWARD_MIN_OUT": 1})  # fmt: skip
 
 
-def test_direct_forward_runs_on_12_to_16_output_channels(monkeypatch):
-    """``forward`` takes the direct tiles for 12 to 16 output channels, the GEMMs outside;
-    switched off, the GEMMs give the same values."""
+def _record_direct_forward(monkeypatch) -> list[bool]:
+    """A list that gets, per ``phase_cy._direct_forward`` call from now on, whether the
+    direct tiles ran it (False: they declined, the GEMMs run)."""
     from tapegrad.kernels.conv_transpose import phase_cy
 
-    ran = []
+    ran: list[bool] = []
     direct = phase_cy._direct_forward
 
     def spy(*a):
@@ -316,6 +316,15 @@ def test_direct_forward_runs_on_12_to_16_output_channels(monkeypatch):
         return out
 
     monkeypatch.setattr(phase_cy, "_direct_forward", spy)
+    return ran
+
+
+def test_direct_forward_runs_on_12_to_16_output_channels(monkeypatch):
+    """``forward`` takes the direct tiles for 12 to 16 output channels, the GEMMs outside;
+    switched off, the GEMMs give the same values."""
+    from tapegrad.kernels.conv_transpose import phase_cy
+
+    ran = _record_direct_forward(monkeypatch)
     rng = np.random.default_rng(9)
     args = ((2, 2), (1, 1), (1, 1), (1, 1), 1)
     ref = K.get("conv_transpose2d", "reference")
@@ -365,15 +374,7 @@ def test_wide_direct_forward_runs_on_24_to_128_output_channels(monkeypatch):
     give the same values."""
     from tapegrad.kernels.conv_transpose import phase_cy
 
-    ran = []
-    direct = phase_cy._direct_forward
-
-    def spy(*a):
-        out = direct(*a)
-        ran.append(out is not None)
-        return out
-
-    monkeypatch.setattr(phase_cy, "_direct_forward", spy)
+    ran = _record_direct_forward(monkeypatch)
     rng = np.random.default_rng(11)
     args = ((2, 2), (1, 1), (0, 0), (1, 1), 1)
     ref = K.get("conv_transpose2d", "reference")
