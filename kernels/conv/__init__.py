@@ -361,14 +361,13 @@ def _winograd_f4_leads(call: Conv2dCall) -> bool:
     return wins and _winograd_fast4()
 
 
-# float32 3x3 stride-1 calls with outputs of at most 16x16 and 32 or more channels in and out
+# float32 3x3 stride-1 calls with outputs of at most 32x32 and 32 or more channels in and out
 # (resnet8's 16x16 32->32 and 8x8 64->64, vgg_small's 16x16 32->64), a batch of at least
 # one image per thread: winograd-cython first, ahead of the wide chvec-cython lead, when it
 # runs them as F(2x2, 3x3) with channels across the vector lanes (chvec-cython's
 # ``winograd2_threads``): its forward and input gradient ran ahead of chvec-cython's direct
-# ones there (benchmarks/results/resnet8-3x3.md); its weight gradient is Winograd with
-# channels across the lanes too from 64 channels on one side, chvec-cython's below
-# (benchmarks/results/winograd-small-planes.md).
+# ones there (benchmarks/results/resnet8-3x3.md, winograd-lanes-zen5.md); its weight gradient
+# is Winograd with channels across the lanes too (benchmarks/results/winograd-small-planes.md).
 _LANES_LEAD = True  # off: the rule before this lead (benchmarks/resnet8_3x3.py --steps)
 
 
@@ -380,7 +379,7 @@ def _winograd_lanes_leads(call: Conv2dCall) -> bool:
         return False
     ho, wo = call.out_hw()
     return (
-        bool(winograd_cy._uses_lanes(call.x_shape[1], call.w_shape[0], ho, wo))
+        bool(winograd_cy._uses_lanes(call.x_shape[1], call.w_shape[0], ho, wo, call.x_shape[0]))
         and call.x_shape[0] >= _threads.get_num_threads()
     )
 

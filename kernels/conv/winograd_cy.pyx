@@ -36,15 +36,16 @@ bias into y. Smaller calls and the weight gradient keep F(2x2, 3x3); on 16x16 ou
 and 64 channels F(4x4, 3x3) was measured again and ran level with F(2x2) at 32->64 and well
 behind it at 64->64 (benchmarks/results/winograd-wgrad.md).
 
-On outputs of at most 16x16 with 32 or more channels (``_uses_lanes``) the forward and input
-gradient run F(2x2, 3x3) with channels across the vector lanes instead (chvec-cython's
-``winograd2_threads``): tiles across the lanes fill few lanes on such planes, and BLAS calls
-per block cost more than their small GEMMs. The weight gradient of such calls with 64 or
-more channels on one side (``_wgrad_lanes``, 16x16 outputs with 64 channels in and out
-too) is F(2x2, 3x3) with channels across
-the lanes as well (chvec-cython's ``winograd2_wgrad_threads``): per transform point one
-product (input channels x tiles) x (tiles x output channels) over strips of tiles, register-
-tiled, 16 multiplications per tile and channel pair instead of the direct one's 36.
+On outputs of at most 32x32 with 32 or more channels in and out (``_uses_lanes``; above
+16x16 with an image for every thread) the forward and input gradient run F(2x2, 3x3) with
+channels across the vector lanes instead (chvec-cython's ``winograd2_threads``): tiles across
+the lanes fill few lanes on small planes, BLAS calls per block cost more than their small
+GEMMs, and on a Zen 5 machine it ran ahead of the vector F(4x4, 3x3) up to 32x32 as well.
+The weight gradient of calls with 32 or more channels in and out (``_wgrad_lanes``) is
+F(2x2, 3x3) with channels across the lanes as well (chvec-cython's
+``winograd2_wgrad_threads``): per transform point one product (input channels x tiles) x
+(tiles x output channels) over strips of tiles, register-tiled, 16 multiplications per tile
+and channel pair instead of the direct one's 36.
 """
 
 cimport openmp
@@ -1289,22 +1290,31 @@ def _winograd4_fast(x, w, b, int ph, int pw, y):
 # F(2x2, 3x3) with channels across the vector lanes (chvec-cython's ``winograd2_threads``) on
 # outputs of at most _LANES_MAX_SIDE pixels high and wide with at least _LANES_MIN_CHANNELS
 # channels in and out: there the other paths put tiles across the lanes (a few per row of a
-# small plane) or call BLAS per block. It ran ahead of F(2x2, 3x3) through BLAS on 8x8
-# outputs (64 and 128 channels) and level with or slightly ahead of the vector F(4x4, 3x3)
-# on 16x16 ones with 32 channels; with 64 channels on 16x16 F(4x4, 3x3) stayed slightly
-# ahead and keeps them (_LANES_F4_CHANNELS). On 32x32 planes with 16 channels its
-# transforms cost more than the multiplications saved (benchmarks/results/resnet8-3x3.md).
-_LANES_MAX_SIDE = 16
+# small plane) or call BLAS per block. On a Zen 5 machine it ran ahead of F(4x4, 3x3) on 16x16
+# to 32x32 outputs with 32 to 256 channels (0.72-0.87 of its time at 64->64 16x16, 48->48
+# 24x24, 32->32 32x32, 256->256 16x16) and level with it at 64->64 and 128->128 on 32x32,
+# behind from 48x48 (benchmarks/results/winograd-lanes-zen5.md); its float32 error is the
+# direct kernel's, 1-4e-6 of the output's scale against F(4x4)'s 3-8e-5. It runs one image
+# per thread: above _LANES_ALL_BATCHES_SIDE it needs an image for every thread of the team
+# (F(4x4) splits the tiles of one image between threads).
+_LANES_MAX_SIDE = 32
+_LANES_ALL_BATCHES_SIDE = 16
 _LANES_MIN_CHANNELS = 32
-_LANES_F4_CHANNELS = 64  # from these many channels in and out, outputs of 16x16 keep F(4x4)
 _LANES_STRIP_BYTES = 1 << 19  # V and M of one strip of tile rows, per thread
 
 
-def _uses_lanes(c, o, ho, wo) -> bool:
-    """Whether ``_winograd`` runs a call through the channel-lane F(2x2, 3x3) path."""
+def _lanes_team_fits(n, ho, wo, max_side) -> bool:
+    """Whether a call of n images fills the channel-lane paths' team: any batch up to
+    ``max_side`` pixels, one image per thread above it."""
+    return max(ho, wo) <= max_side or n >= threads.get_num_threads()
+
+
+def _uses_lanes(c, o, ho, wo, n) -> bool:
+    """Whether ``_winograd`` runs a call of n images through the channel-lane F(2x2, 3x3)
+    path."""
     return (_lanes is not None and max(ho, wo) <= _LANES_MAX_SIDE
             and min(c, o) >= _LANES_MIN_CHANNELS
-            and (min(ho, wo) < _F4_FAST_MIN_SIDE or min(c, o) < _LANES_F4_CHANNELS))
+            and _lanes_team_fits(n, ho, wo, _LANES_ALL_BATCHES_SIDE))
 
 
 def _winograd_lanes(x, w, b, int ph, int pw, y):
@@ -1330,26 +1340,24 @@ def _winograd_lanes(x, w, b, int ph, int pw, y):
     return y if np.isfinite(flags.sum()) else None
 
 
-# The weight gradient of calls on outputs of at most _WGRAD_LANES_MAX_SIDE pixels high and
-# wide with at least _LANES_MIN_CHANNELS channels in and out (and _WGRAD_LANES_MIN_WIDER on
-# one side) runs F(2x2, 3x3) with channels
-# across the vector lanes (chvec-cython's ``winograd2_wgrad_threads``); each strip of tiles
-# holds GM[k] of about _WGRAD_LANES_STRIP_BYTES (it stays in L1 while the products run)
-_WGRAD_LANES_MAX_SIDE = 16
-# and 64 or more on one side: with 32 in and out (resnet8's 16x16 32->32 layer) it ran level
-# with chvec-cython's direct weight gradient or behind it
-# (benchmarks/results/winograd-small-planes.md)
-_WGRAD_LANES_MIN_WIDER = 64
+# The weight gradient of calls with at least _LANES_MIN_CHANNELS channels in and out runs
+# F(2x2, 3x3) with channels across the vector lanes (chvec-cython's
+# ``winograd2_wgrad_threads``), on outputs above _WGRAD_LANES_ALL_BATCHES_SIDE pixels only with
+# an image for every thread (its team splits the batch). On a Zen 5 machine it took 0.60-0.85
+# of the direct weight gradient's time on 8x8 to 64x64 outputs with 32 to 128 channels (level
+# with 16: not taken; benchmarks/results/winograd-lanes-zen5.md). Each strip of tiles holds
+# GM[k] of about _WGRAD_LANES_STRIP_BYTES (it stays in L1 while the products run)
+_WGRAD_LANES_ALL_BATCHES_SIDE = 16
 _WGRAD_LANES_STRIP_BYTES = 1 << 14
 _WGRAD_LANES_CHUNKS = 4  # chunks of the batch per thread (see _weight_gradient_lanes)
 
 
-def _wgrad_lanes(c, o, ho, wo) -> bool:
-    """Whether ``backward`` runs a call's weight gradient through the channel-lane F(2x2, 3x3)
-    path."""
+def _wgrad_lanes(c, o, ho, wo, n) -> bool:
+    """Whether ``backward`` runs the weight gradient of a call of n images through the
+    channel-lane F(2x2, 3x3) path."""
     return (_lanes is not None and hasattr(_lanes, "winograd2_wgrad_threads")
-            and max(ho, wo) <= _WGRAD_LANES_MAX_SIDE and min(c, o) >= _LANES_MIN_CHANNELS
-            and max(c, o) >= _WGRAD_LANES_MIN_WIDER)
+            and min(c, o) >= _LANES_MIN_CHANNELS
+            and _lanes_team_fits(n, ho, wo, _WGRAD_LANES_ALL_BATCHES_SIDE))
 
 
 def _weight_gradient_lanes(gy, x, w, int ph, int pw):
@@ -1393,7 +1401,7 @@ def _winograd(x, w, b, int ph, int pw, gemm):
     if y.size == 0 or c == 0:
         y[...] = 0 if b is None else b.reshape(1, o, 1, 1)
         return y
-    if _uses_lanes(c, o, ho, wo):
+    if _uses_lanes(c, o, ho, wo, n):
         return _winograd_lanes(x, w, b, ph, pw, y)
     fast = _fast4(x.dtype)
     f4 = _uses_f4(c, o, ho, wo, fast)
@@ -1458,7 +1466,7 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
         if empty:
             gw = np.zeros_like(w)
         else:
-            if _wgrad_lanes(x.shape[1], w.shape[0], *gy.shape[2:]):
+            if _wgrad_lanes(x.shape[1], w.shape[0], *gy.shape[2:], x.shape[0]):
                 gw = _weight_gradient_lanes(gy, x, w, ph, pw)
                 if not _finite(gw):  # as below
                     gw = None

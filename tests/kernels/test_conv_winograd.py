@@ -335,9 +335,8 @@ def test_auto_rule_winograd_on_small_images():
 def test_auto_rule_winograd_f4_first(monkeypatch, team):
     """Builds with winograd-cython's vector F(4x4, 3x3) path: winograd-cython first for
     float32 3x3 stride-1 calls on outputs of 20x20 or more with 32 or more channels in and
-    out and on 16x16 ones with 64 or more, listed once; float64 calls, fewer channels, 32 to
-    63 channels on 18x18 outputs and strided calls keep the order they had (chvec-cython
-    first where it led)."""
+    out and on 16x16 ones with 64 or more, listed once; float64 calls, fewer channels and
+    strided calls keep the order they had (chvec-cython first where it led)."""
     from tapegrad.kernels import threads
 
     monkeypatch.setattr(threads, "get_num_threads", lambda: team)
@@ -356,17 +355,16 @@ def test_auto_rule_winograd_f4_first(monkeypatch, team):
         assert r.count("winograd-cython") == 1
         assert rule(n, c, o, side, "<f8")[0] == "chvec-cython"
     assert rule(64, 16, 16, 32)[0] == "chvec-cython"
-    assert rule(32, 48, 48, 18)[0] == "chvec-cython"
     assert rule(64, 64, 64, 32, stride=2)[0] != "winograd-cython"
 
 
 @pytest.mark.parametrize("team", [1, 2])
 def test_auto_rule_winograd_lanes_first(monkeypatch, team):
-    """float32 3x3 stride-1 calls on outputs of at most 16x16 with 32 or more channels in and
+    """float32 3x3 stride-1 calls on outputs of at most 32x32 with 32 or more channels in and
     out and at least one image per thread (resnet8's 16x16 32->32 and 8x8 64->64, vgg_small's
     16x16 32->64): winograd-cython first (its channel-lane F(2x2, 3x3)), listed once; float64,
-    16 channels, 32x32 outputs past F(4x4)'s lead, fewer images than threads and the rule
-    with the lead switched off keep chvec-cython first."""
+    16 channels, fewer images than threads and the rule with the lead switched off keep
+    chvec-cython first."""
     from tapegrad.kernels import conv, threads
 
     if "winograd-cython" not in VARIANTS:
@@ -378,7 +376,8 @@ def test_auto_rule_winograd_lanes_first(monkeypatch, team):
             Conv2dCall((n, c, side, side), (o, c, 3, 3), (1, 1), (1, 1), (1, 1), 1, dtype)
         )
 
-    for n, c, o, side in [(64, 32, 32, 16), (64, 64, 64, 8), (64, 32, 64, 16), (3, 40, 33, 11)]:
+    for n, c, o, side in [(64, 32, 32, 16), (64, 64, 64, 8), (64, 32, 64, 16), (3, 40, 33, 11),
+                          (8, 48, 48, 18)]:  # fmt: skip
         r = rule(n, c, o, side)
         assert r[0] == "winograd-cython", (n, c, o, side)
         assert r.count("winograd-cython") == 1
@@ -388,6 +387,7 @@ def test_auto_rule_winograd_lanes_first(monkeypatch, team):
     assert (rule(1, 32, 64, 16)[0] == "winograd-cython") == (team == 1)
     monkeypatch.setattr(conv, "_LANES_LEAD", False)
     assert rule(64, 64, 64, 8)[0] == "chvec-cython"
+    assert rule(8, 48, 48, 18)[0] == "chvec-cython"
 
 
 @pytest.mark.parametrize("team", [1, 2, 3])
@@ -414,6 +414,7 @@ def test_winograd_cython_lanes_path(monkeypatch, team, dtype, n, c, o, h, w, pad
         pytest.skip("winograd-cython's channel-lane path does not build here")
     monkeypatch.setattr(mod, "_LANES_MIN_CHANNELS", 1)
     monkeypatch.setattr(mod, "_LANES_MAX_SIDE", 1 << 30)
+    monkeypatch.setattr(mod, "_LANES_ALL_BATCHES_SIDE", 1 << 30)
     monkeypatch.setattr(mod, "_LANES_STRIP_BYTES", 1)
     monkeypatch.setattr(mod, "_team_size", lambda work: team)
     x, wt, b, gy, args, want, want_gx = _unit_case(n, c, o, h, w, padding)
@@ -449,11 +450,10 @@ def _lanes_wgrad_module(mp, strip_bytes=None, team=None):
     mod = K.get("conv2d", "winograd-cython")
     if "winograd-cython" not in VARIANTS or not hasattr(mod, "_wgrad_lanes"):
         return None
-    if not mod._wgrad_lanes(1 << 20, 1 << 20, 1, 1):
+    if not mod._wgrad_lanes(1 << 20, 1 << 20, 1, 1, 1):
         return None
     mp.setattr(mod, "_LANES_MIN_CHANNELS", 1)
-    mp.setattr(mod, "_WGRAD_LANES_MIN_WIDER", 1)
-    mp.setattr(mod, "_WGRAD_LANES_MAX_SIDE", 1 << 30)
+    mp.setattr(mod, "_WGRAD_LANES_ALL_BATCHES_SIDE", 1 << 30)
     if strip_bytes is not None:
         mp.setattr(mod, "_WGRAD_LANES_STRIP_BYTES", strip_bytes)
     if team is not None:
@@ -532,7 +532,7 @@ def test_winograd_cython_lanes_weight_gradient_float32_error(side):
     mod = K.get("conv2d", "winograd-cython")
     if "winograd-cython" not in VARIANTS or not getattr(mod, "_wgrad_lanes", None):
         pytest.skip("winograd-cython's channel-lane weight gradient does not build here")
-    if not mod._wgrad_lanes(64, 64, side, side):
+    if not mod._wgrad_lanes(64, 64, side, side, 64):
         pytest.skip("the channel-lane weight gradient does not build here")
     rng = np.random.default_rng(side)
     x = rng.standard_normal((64, 64, side, side))
@@ -568,13 +568,34 @@ def test_winograd_cython_lanes_weight_gradient_nonfinite():
 
 def test_winograd_cython_lanes_weight_gradient_takes():
     """Which calls winograd-cython's weight gradient runs on its channel-lane path by default:
-    outputs up to 16x16, 32 or more channels in and out and 64 or more on one side."""
+    32 or more channels in and out; above 16x16 outputs only with an image per thread."""
     mod = K.get("conv2d", "winograd-cython")
     if "winograd-cython" not in VARIANTS or not getattr(mod, "_wgrad_lanes", None):
         pytest.skip("winograd-cython's channel-lane weight gradient does not build here")
-    if not mod._wgrad_lanes(64, 64, 8, 8):
+    if not mod._wgrad_lanes(64, 64, 8, 8, 64):
         pytest.skip("the channel-lane weight gradient does not build here")
-    for c, o, side in [(64, 64, 16), (32, 64, 16), (64, 32, 11), (128, 128, 8)]:
-        assert mod._wgrad_lanes(c, o, side, side), (c, o, side)
-    for c, o, side in [(32, 32, 16), (16, 64, 8), (64, 64, 17), (64, 64, 32)]:
-        assert not mod._wgrad_lanes(c, o, side, side), (c, o, side)
+    team = tg.get_num_threads()
+    for c, o, side, n in [(64, 64, 16, 1), (32, 32, 16, 1), (32, 64, 11, 1), (128, 128, 8, 1),
+                          (32, 32, 32, team), (64, 64, 64, team), (48, 48, 24, 2 * team)]:
+        assert mod._wgrad_lanes(c, o, side, side, n), (c, o, side, n)
+    for c, o, side, n in [(16, 64, 8, 64), (31, 31, 16, 64), (64, 16, 32, 64)]:
+        assert not mod._wgrad_lanes(c, o, side, side, n), (c, o, side, n)
+    if team > 1:
+        assert not mod._wgrad_lanes(64, 64, 17, 17, team - 1)
+
+
+def test_winograd_cython_lanes_forward_takes():
+    """Which calls winograd-cython's forward (and input gradient) runs on its channel-lane
+    path by default: outputs up to 32x32 with 32 or more channels in and out, above 16x16 only
+    with an image per thread."""
+    mod = K.get("conv2d", "winograd-cython")
+    if "winograd-cython" not in VARIANTS or mod._lanes is None:
+        pytest.skip("winograd-cython's channel-lane path does not build here")
+    team = tg.get_num_threads()
+    for c, o, side, n in [(64, 64, 8, 1), (32, 32, 16, 1), (64, 64, 16, 1), (48, 48, 24, team),
+                          (32, 32, 32, team), (256, 256, 16, 1)]:
+        assert mod._uses_lanes(c, o, side, side, n), (c, o, side, n)
+    for c, o, side, n in [(16, 16, 16, 64), (31, 64, 8, 64), (32, 32, 33, 64), (64, 64, 64, 64)]:
+        assert not mod._uses_lanes(c, o, side, side, n), (c, o, side, n)
+    if team > 1:
+        assert not mod._uses_lanes(64, 64, 32, 32, team - 1)
