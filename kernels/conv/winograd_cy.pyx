@@ -1350,6 +1350,9 @@ def _winograd_lanes(x, w, b, int ph, int pw, y):
 _WGRAD_LANES_ALL_BATCHES_SIDE = 16
 _WGRAD_LANES_STRIP_BYTES = 1 << 14
 _WGRAD_LANES_CHUNKS = 4  # chunks of the batch per thread (see _weight_gradient_lanes)
+# the chunks' partial sums together at most about this many bytes (fewer chunks, down to one
+# per thread, at 128 channels and more): they are added one after another on one thread
+_WGRAD_LANES_PARTS_BYTES = 1 << 21
 
 
 def _wgrad_lanes(c, o, ho, wo, n) -> bool:
@@ -1372,7 +1375,9 @@ def _weight_gradient_lanes(gy, x, w, int ph, int pw):
     th, tw = (ho + 1) // 2, (wo + 1) // 2
     cap = int(max(tw, _WGRAD_LANES_STRIP_BYTES // (op * x.itemsize)))
     nt = max(1, min(_team_size(4 * n * th * tw * c * o), n))
-    nch = 1 if nt == 1 else min(n, _WGRAD_LANES_CHUNKS * nt)
+    part = 16 * cp * op * x.itemsize
+    nch = 1 if nt == 1 else min(n, max(nt, min(_WGRAD_LANES_CHUNKS * nt,
+                                               _WGRAD_LANES_PARTS_BYTES // part)))
     size = _lanes.winograd2_wgrad_work(c, h, wd, o, ph, pw, cap, lanes)
     memory.check_fits("conv2d (winograd) backward", {
         "tile buffers": nt * size * x.itemsize,
@@ -1386,7 +1391,9 @@ def _weight_gradient_lanes(gy, x, w, int ph, int pw):
     for i in range(1, nch):
         total += du[i]
     gg = _GG.astype(x.dtype)
-    with np.errstate(invalid="ignore", over="ignore"):  # non-finite: the caller's fallback
+    # non-finite: the caller's fallback; one BLAS thread: a team woken for this small
+    # product would compete with the kernel's OpenMP threads while they wait for the next call
+    with np.errstate(invalid="ignore", over="ignore"), cblas.single_threaded():
         gw = gg @ total[:, :c, :o].reshape(16, c * o)
     return np.ascontiguousarray(gw.reshape(3, 3, c, o).transpose(3, 2, 0, 1))
 

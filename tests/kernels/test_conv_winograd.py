@@ -497,6 +497,38 @@ def test_winograd_cython_lanes_weight_gradient(team, dtype, strip_bytes, n, c, o
         np.testing.assert_array_equal(mod.backward(gd, xd, wd, *args, False, True)[1], gw)
 
 
+@pytest.mark.parametrize("team", [2, 3])
+@pytest.mark.parametrize("n, c, o, h, w", [(5, 64, 64, 8, 8), (7, 33, 70, 13, 15)])
+def test_winograd_cython_lanes_weight_gradient_parts_budget(team, n, c, o, h, w):
+    """Past ``_WGRAD_LANES_PARTS_BYTES`` the channel-lane weight gradient cuts the batch into
+    one chunk per thread (not four): the kernel sees that many partial sums and the result
+    still matches the float64 reference within the Winograd bound."""
+    with pytest.MonkeyPatch.context() as mp:
+        mod = _lanes_wgrad_module(mp, None, team)
+        if mod is None:
+            pytest.skip("winograd-cython's channel-lane weight gradient does not build here")
+        lanes, chunks = mod._lanes, []
+
+        class Spy:
+            def __getattr__(self, name):
+                return getattr(lanes, name)
+
+            def winograd2_wgrad_threads(self, x, gy, du, *rest):
+                chunks.append(du.shape[0])
+                return lanes.winograd2_wgrad_threads(x, gy, du, *rest)
+
+        mp.setattr(mod, "_lanes", Spy())
+        x, wt, _, gy, args, _, _ = _unit_case(n, c, o, h, w, (1, 1))
+        want = K.get("conv2d", "reference").backward(gy, x, wt, *args, False, True)[1]
+        xd, wd, gd = (a.astype(np.float32) for a in (x, wt, gy))
+        mp.setattr(mod, "_WGRAD_LANES_PARTS_BYTES", 1)
+        gw = mod.backward(gd, xd, wd, *args, False, True)[1]
+        assert np.max(np.abs(gw - want)) / np.sqrt(np.mean(want**2)) <= WINOGRAD_F32_ERROR
+        mp.setattr(mod, "_WGRAD_LANES_PARTS_BYTES", 1 << 40)
+        mod.backward(gd, xd, wd, *args, False, True)
+        assert chunks == [team, min(n, 4 * team)]
+
+
 @settings(max_examples=examples(15), deadline=None)
 @given(case=winograd_case())
 def test_winograd_cython_lanes_weight_gradient_matches_reference(case):
@@ -575,8 +607,15 @@ def test_winograd_cython_lanes_weight_gradient_takes():
     if not mod._wgrad_lanes(64, 64, 8, 8, 64):
         pytest.skip("the channel-lane weight gradient does not build here")
     team = tg.get_num_threads()
-    for c, o, side, n in [(64, 64, 16, 1), (32, 32, 16, 1), (32, 64, 11, 1), (128, 128, 8, 1),
-                          (32, 32, 32, team), (64, 64, 64, team), (48, 48, 24, 2 * team)]:
+    for c, o, side, n in [
+        (64, 64, 16, 1),
+        (32, 32, 16, 1),
+        (32, 64, 11, 1),
+        (128, 128, 8, 1),
+        (32, 32, 32, team),
+        (64, 64, 64, team),
+        (48, 48, 24, 2 * team),
+    ]:
         assert mod._wgrad_lanes(c, o, side, side, n), (c, o, side, n)
     for c, o, side, n in [(16, 64, 8, 64), (31, 31, 16, 64), (64, 16, 32, 64)]:
         assert not mod._wgrad_lanes(c, o, side, side, n), (c, o, side, n)
@@ -592,8 +631,14 @@ def test_winograd_cython_lanes_forward_takes():
     if "winograd-cython" not in VARIANTS or mod._lanes is None:
         pytest.skip("winograd-cython's channel-lane path does not build here")
     team = tg.get_num_threads()
-    for c, o, side, n in [(64, 64, 8, 1), (32, 32, 16, 1), (64, 64, 16, 1), (48, 48, 24, team),
-                          (32, 32, 32, team), (256, 256, 16, 1)]:
+    for c, o, side, n in [
+        (64, 64, 8, 1),
+        (32, 32, 16, 1),
+        (64, 64, 16, 1),
+        (48, 48, 24, team),
+        (32, 32, 32, team),
+        (256, 256, 16, 1),
+    ]:
         assert mod._uses_lanes(c, o, side, side, n), (c, o, side, n)
     for c, o, side, n in [(16, 16, 16, 64), (31, 64, 8, 64), (32, 32, 33, 64), (64, 64, 64, 64)]:
         assert not mod._uses_lanes(c, o, side, side, n), (c, o, side, n)
