@@ -1291,9 +1291,9 @@ def _winograd4_fast(x, w, b, int ph, int pw, y):
 # outputs of at most _LANES_MAX_SIDE pixels high and wide with at least _LANES_MIN_CHANNELS
 # channels in and out: there the other paths put tiles across the lanes (a few per row of a
 # small plane) or call BLAS per block. On a Zen 5 machine it ran ahead of F(4x4, 3x3) on 16x16
-# to 32x32 outputs with 32 to 256 channels (0.72-0.87 of its time at 64->64 16x16, 48->48
-# 24x24, 32->32 32x32, 256->256 16x16) and level with it at 64->64 and 128->128 on 32x32,
-# behind from 48x48 (benchmarks/results/winograd-lanes-zen5.md); its float32 error is the
+# to 32x32 outputs with 32 to 256 channels (0.64-0.90 of its CPU time at 64->64 16x16, 48->48
+# 24x24, 32->32 32x32, 256->256 16x16) and level with it at 64->64 and 128->128 on 32x32 and
+# 64->64 on 48x48, behind at 64x64 (benchmarks/results/winograd-lanes-zen5.md); its error is the
 # direct kernel's, 1-4e-6 of the output's scale against F(4x4)'s 3-8e-5. It runs one image
 # per thread: above _LANES_ALL_BATCHES_SIDE it needs an image for every thread of the team
 # (F(4x4) splits the tiles of one image between threads).
