@@ -1204,7 +1204,8 @@ def _weight_gradient(gy, x, w, int ph, int pw, gemm):
                             rowbuf, ph, pw, block, gemm, nt)
     dus = du.sum(axis=0) if nt > 1 else du[0]
     g = _G.astype(x.dtype)
-    with np.errstate(invalid="ignore", over="ignore"):  # non-finite: the caller's fallback
+    # non-finite: the caller's fallback; one BLAS thread (see _weight_gradient_lanes)
+    with np.errstate(invalid="ignore", over="ignore"), cblas.single_threaded():
         gw = np.einsum("ia,ijoc,jb->ocab", g, dus.reshape(4, 4, o, c), g, optimize=True)
     return np.ascontiguousarray(gw, dtype=w.dtype)
 
@@ -1398,8 +1399,9 @@ def _weight_gradient_lanes(gy, x, w, int ph, int pw):
     for i in range(1, nch):
         total += du[i]
     gg = _GG.astype(x.dtype)
-    # non-finite: the caller's fallback; one BLAS thread: a team woken for this small
-    # product would compete with the kernel's OpenMP threads while they wait for the next call
+    # non-finite: the caller's fallback; one BLAS thread: OpenBLAS's workers, once woken for
+    # this small product, keep spinning on the cores the next kernels' OpenMP team needs
+    # (kernels/blas.py)
     with np.errstate(invalid="ignore", over="ignore"), cblas.single_threaded():
         gw = gg @ total[:, :c, :o].reshape(16, c * o)
     return np.ascontiguousarray(gw.reshape(3, 3, c, o).transpose(3, 2, 0, 1))

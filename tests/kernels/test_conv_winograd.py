@@ -644,3 +644,47 @@ def test_winograd_cython_lanes_forward_takes():
         assert not mod._uses_lanes(c, o, side, side, n), (c, o, side, n)
     if team > 1:
         assert not mod._uses_lanes(64, 64, 32, 32, team - 1)
+
+
+def _cpu_ms_while_idle(seconds: float = 0.05) -> float:
+    """Process CPU ms spent while the calling thread sleeps: threads left spinning."""
+    import time
+
+    c0 = time.process_time()
+    time.sleep(seconds)
+    return 1e3 * (time.process_time() - c0)
+
+
+@pytest.mark.parametrize(
+    "n, c, o, side",
+    [
+        (4, 64, 64, 8),  # channel-lane forward and weight gradient
+        (1, 128, 128, 40),  # F(4x4, 3x3) forward and input gradient, BLAS weight gradient
+    ],
+)
+def test_winograd_cython_leaves_no_blas_thread_spinning(n, c, o, side):
+    """At two threads winograd-cython's small NumPy products (weight transforms, the weight
+    gradient's last transform) run on one BLAS thread: OpenBLAS's workers, once woken, keep
+    spinning on the cores the next kernels' OpenMP team needs. After each pass the process
+    burns (almost) no CPU while idle."""
+    mod = K.get("conv2d", "winograd-cython")
+    if "winograd-cython" not in VARIANTS:
+        pytest.skip("winograd-cython does not build here")
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((n, c, side, side), dtype=np.float32)
+    w = rng.standard_normal((o, c, 3, 3), dtype=np.float32)
+    gy = rng.standard_normal((n, o, side, side), dtype=np.float32)
+    args = ((1, 1), (1, 1), (1, 1), 1)
+    before = tg.get_num_threads()
+    tg.set_num_threads(2)
+    try:
+        for run in (
+            lambda: mod.forward(x, w, None, *args),
+            lambda: mod.backward(gy, x, w, *args, True, False),
+            lambda: mod.backward(gy, x, w, *args, False, True),
+        ):
+            run()
+            spent = _cpu_ms_while_idle()
+            assert spent < 10.0, spent
+    finally:
+        tg.set_num_threads(before)
