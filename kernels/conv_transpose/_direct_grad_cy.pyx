@@ -40,11 +40,11 @@ cdef extern from *:
     typedef T tg_tg_v##S __attribute__((vector_size(16 * sizeof(T))));                   \
     typedef T tg_tg_u##S __attribute__((vector_size(16 * sizeof(T)), aligned(sizeof(T)), \
                                         may_alias));                                      \
-    static void tg_tg_tile_##S(const T* gp, const T* wt, Py_ssize_t o, Py_ssize_t kh,     \
-                               Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp,               \
-                               Py_ssize_t cp, Py_ssize_t sw, Py_ssize_t dh,               \
-                               Py_ssize_t dw, Py_ssize_t r0, Py_ssize_t t0,               \
-                               Py_ssize_t c0, T* out) {                                   \
+    static inline __attribute__((always_inline)) void                                     \
+    tg_tg_tile_body_##S(const T* gp, const T* wt, Py_ssize_t o, Py_ssize_t kh,            \
+                        Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t cp,       \
+                        Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t r0,       \
+                        Py_ssize_t t0, Py_ssize_t c0, T* out) {                           \
         /* out[k * 32 + cc] = sum w[c0 + cc, oc, i, j] * gp[oc, r0 + i*dh,                 \
            (t0 + k) * sw + j*dw], k < 8, cc < 32 */                                       \
         tg_tg_v##S a0[8], a1[8];                                                          \
@@ -76,6 +76,29 @@ cdef extern from *:
             *(tg_tg_u##S*)(out + k * 32) = a0[k];                                         \
             *(tg_tg_u##S*)(out + k * 32 + 16) = a1[k];                                    \
         }                                                                                 \
+    }                                                                                     \
+    static void tg_tg_tile_##S(const T* gp, const T* wt, Py_ssize_t o, Py_ssize_t kh,     \
+                               Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp,               \
+                               Py_ssize_t cp, Py_ssize_t sw, Py_ssize_t dh,               \
+                               Py_ssize_t dw, Py_ssize_t r0, Py_ssize_t t0,               \
+                               Py_ssize_t c0, T* out) {                                   \
+        /* the body with the filter's width and the column stride as constants where the  \
+           common kernels have them (the forward's phases of 4x4 and 3x3 stride-2          \
+           filters: 2 or 1 taps wide at stride 1; the input gradients of 4x4 and 3x3       \
+           filters at stride 2 and 1): the tap loop unrolled whole, no remainder dispatch  \
+           per (channel, filter row), the gradient's columns at fixed offsets */           \
+        if (sw == 1 && kw == 2)                                                           \
+            tg_tg_tile_body_##S(gp, wt, o, kh, 2, hp, wp, cp, 1, dh, dw, r0, t0, c0, out); \
+        else if (sw == 1 && kw == 1)                                                      \
+            tg_tg_tile_body_##S(gp, wt, o, kh, 1, hp, wp, cp, 1, dh, dw, r0, t0, c0, out); \
+        else if (sw == 2 && kw == 4)                                                      \
+            tg_tg_tile_body_##S(gp, wt, o, kh, 4, hp, wp, cp, 2, dh, dw, r0, t0, c0, out); \
+        else if (sw == 2 && kw == 3)                                                      \
+            tg_tg_tile_body_##S(gp, wt, o, kh, 3, hp, wp, cp, 2, dh, dw, r0, t0, c0, out); \
+        else if (sw == 1 && kw == 3)                                                      \
+            tg_tg_tile_body_##S(gp, wt, o, kh, 3, hp, wp, cp, 1, dh, dw, r0, t0, c0, out); \
+        else                                                                              \
+            tg_tg_tile_body_##S(gp, wt, o, kh, kw, hp, wp, cp, sw, dh, dw, r0, t0, c0, out); \
     }
     TG_TG_TILE(float, f)
     TG_TG_TILE(double, d)
@@ -171,8 +194,84 @@ cdef extern from *:
             }
         }
     }
+    /* dst[j*ds + k] = src[k*ss + j], j, k < 8: one 8x8 transpose in AVX registers */
+    static inline void tg_tg_t8_f(const float* src, Py_ssize_t ss, float* dst,
+                                  Py_ssize_t ds) {
+        __m256 r[8], t[8], u[8];
+        int k;
+        for (k = 0; k < 8; k++) r[k] = _mm256_loadu_ps(src + k * ss);
+        for (k = 0; k < 8; k += 2) {
+            t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
+            t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
+        }
+        for (k = 0; k < 8; k += 4) {
+            u[k] = _mm256_shuffle_ps(t[k], t[k + 2], 0x44);
+            u[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], 0xEE);
+            u[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0x44);
+            u[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
+        }
+        for (k = 0; k < 4; k++) {
+            _mm256_storeu_ps(dst + k * ds, _mm256_permute2f128_ps(u[k], u[k + 4], 0x20));
+            _mm256_storeu_ps(dst + (k + 4) * ds, _mm256_permute2f128_ps(u[k], u[k + 4], 0x31));
+        }
+    }
+    /* tg_tg_xt_f's transposed image by 8x8 transposes: per 8 channels, 8 positions at a
+       time (the scalar version moves one value per load and store) */
+    static void tg_tg_xt8_f(const float* x, float* xt, Py_ssize_t c, Py_ssize_t hw) {
+        Py_ssize_t tc, cq, ch0, p, r, ntc = (c + 31) / 32, full = hw / 8 * 8;
+        for (tc = 0; tc < ntc; tc++) {
+            float* dst = xt + tc * hw * 32;
+            for (cq = 0; cq < 4; cq++) {
+                ch0 = tc * 32 + cq * 8;
+                if (ch0 + 8 <= c) {
+                    for (p = 0; p < full; p += 8)
+                        tg_tg_t8_f(x + ch0 * hw + p, hw, dst + p * 32 + cq * 8, 32);
+                    for (p = full; p < hw; p++)
+                        for (r = 0; r < 8; r++)
+                            dst[p * 32 + cq * 8 + r] = x[(ch0 + r) * hw + p];
+                } else {
+                    for (p = 0; p < hw; p++)
+                        for (r = 0; r < 8; r++)
+                            dst[p * 32 + cq * 8 + r] = ch0 + r < c ? x[(ch0 + r) * hw + p] : 0;
+                }
+            }
+        }
+    }
     #else
     #define tg_tg_store8_f tg_tg_store_f
+    #define tg_tg_xt8_f tg_tg_xt_f
+    #endif
+
+    /* A forward tile of the wide kernels (out[k*32 + oc], k < nk, oc < nc) into a stride-2
+       output row, each channel's row at y + oc*stride: y[oc*stride + 2k] = out[k*32 + oc]
+       + bias[oc]. With AVX-512: the tile transposed in registers (tg_tg_store8_f into a
+       buffer on the stack), each channel's nk values spread to the even lanes of one
+       vector by one permute, and written by one store masked to those lanes (the odd
+       columns, another phase's, untouched), instead of one scalar load, add and store per
+       value. */
+    #if defined(__AVX512F__) && defined(__AVX__)
+    static void tg_tg_put2_f(const float* out, float* y, Py_ssize_t stride,
+                             const float* bias, Py_ssize_t nc, Py_ssize_t nk) {
+        float t[32 * 8] __attribute__((aligned(64)));
+        const __m512i spread = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+        const __mmask16 m = (__mmask16)(((1u << (2 * nk)) - 1u) & 0x5555u);
+        Py_ssize_t oc;
+        tg_tg_store8_f(out, t, 8);
+        for (oc = 0; oc < nc; oc++) {
+            __m512 v = _mm512_permutexvar_ps(spread, _mm512_castps256_ps512(
+                _mm256_load_ps(t + oc * 8)));
+            v = _mm512_add_ps(v, _mm512_set1_ps(bias[oc]));
+            _mm512_mask_storeu_ps(y + oc * stride, m, v);
+        }
+    }
+    #else
+    static void tg_tg_put2_f(const float* out, float* y, Py_ssize_t stride,
+                             const float* bias, Py_ssize_t nc, Py_ssize_t nk) {
+        Py_ssize_t oc, k;
+        for (oc = 0; oc < nc; oc++)
+            for (k = 0; k < nk; k++)
+                y[oc * stride + 2 * k] = out[k * 32 + oc] + bias[oc];
+    }
     #endif
 
     #define TG_TG_NTILE(T, S)                                                               \
@@ -224,9 +323,12 @@ cdef extern from *:
                        Py_ssize_t h, Py_ssize_t w, Py_ssize_t cp, Py_ssize_t sh, Py_ssize_t sw,
                        Py_ssize_t wp, Py_ssize_t c0, double* out) noexcept nogil
     void tg_tg_store8_f(const float* acc, float* dst, Py_ssize_t stride) noexcept nogil
+    void tg_tg_put2_f(const float* out, float* y, Py_ssize_t stride, const float* bias,
+                      Py_ssize_t nc, Py_ssize_t nk) noexcept nogil
     void tg_tg_store_d(const double* acc, double* dst, Py_ssize_t stride) noexcept nogil
     void tg_tg_xt_f(const float* x, float* xt, Py_ssize_t c, Py_ssize_t hw) noexcept nogil
     void tg_tg_xt_d(const double* x, double* xt, Py_ssize_t c, Py_ssize_t hw) noexcept nogil
+    void tg_tg_xt8_f(const float* x, float* xt, Py_ssize_t c, Py_ssize_t hw) noexcept nogil
     void tg_tg_ntile_f(const float* xp, const float* wt, Py_ssize_t c, Py_ssize_t kh,
                        Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t dh,
                        Py_ssize_t dw, Py_ssize_t r0, Py_ssize_t t0, float* out) noexcept nogil
@@ -367,7 +469,7 @@ def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::
             if need_w:
                 xt = &xts[tid, 0]
                 if real is float:
-                    tg_tg_xt_f(&x[b, 0, 0, 0], xt, c, hw)
+                    tg_tg_xt8_f(&x[b, 0, 0, 0], xt, c, hw)
                 else:
                     tg_tg_xt_d(&x[b, 0, 0, 0], xt, c, hw)
                 # channel blocks outermost: one block of the transposed image (hw x _CB,
@@ -380,6 +482,17 @@ def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::
                         else:
                             tg_tg_wtile_d(gp, xt + tc * hw * _CB, &qoff[tq * 8], h, w, cp, sh,
                                           sw, wp, tc * _CB, &parts[tid, tq * 8, 0])
+
+
+def gather(const real[::1] src, const Py_ssize_t[::1] index, real[::1] out):
+    """``out[k] = src[index[k]]``, 0 where ``index[k]`` is ``len(src)`` (the zero lanes of
+    ``forward_direct``'s weight tables past the output channels): one pass, no copy of
+    ``src`` with a zero appended and no temporary as NumPy's fancy indexing makes."""
+    cdef Py_ssize_t k, i, n = index.shape[0], m = src.shape[0]
+    with nogil:
+        for k in range(n):
+            i = index[k]
+            out[k] = src[i] if i < m else 0
 
 
 def forward_direct(const real[:, :, :, ::1] x, const real[::1] wtab,
@@ -463,6 +576,11 @@ def forward_direct(const real[:, :, :, ::1] x, const real[::1] wtab,
                                     tg_tg_tile_d(xp, &wtab[cb * wblock + woff], c, nty, ntx, hp,
                                                  wp, _CB, 1, dhp, dwp, a + pt + dy, t0 + pl + dx,
                                                  0, acc)
+                                if real is float:
+                                    if sw == 2:  # bias: zeros when the call has none
+                                        tg_tg_put2_f(acc, &y[b, cb * _CB, ry + sh * a, rx + t0 * sw],
+                                                     ho * wo, &bias[cb * _CB], ob, nk)
+                                        continue
                                 for oc in range(ob):
                                     bv = bias[cb * _CB + oc] if has_bias else 0
                                     yrow = &y[b, cb * _CB + oc, ry + sh * a, rx + t0 * sw]

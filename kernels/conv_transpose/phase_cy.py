@@ -41,6 +41,7 @@ from .. import cblas, memory, threads
 from ..conv.im2col import _growth, workspace
 from . import col2im_cy
 from ._direct_grad_cy import forward_direct as _forward_direct
+from ._direct_grad_cy import gather as _gather
 from ._direct_grad_cy import grads as _direct_grads
 from ._phase_cy import backward_shared, forward_phases
 from .reference import out_size
@@ -251,7 +252,7 @@ def _direct_weights(w, index) -> np.ndarray:
     """``forward_direct``'s weight table: ``w``'s values (and a zero) gathered by the
     shape's ``index`` (``direct_geometry``), on a 64-byte boundary (``_aligned``)."""
     out = _aligned(index.shape, w.dtype)
-    out[...] = np.append(w.reshape(-1), w.dtype.type(0))[index]
+    _gather(np.ascontiguousarray(w).reshape(-1), index, out)
     return out
 
 
@@ -301,7 +302,7 @@ def _direct_forward(x, w, b, stride, padding, output_padding, dilation, relu):
         wtab = _aligned((len(spans) * wblock,), w.dtype)
         for k, ((s, e), (_, _, index)) in enumerate(zip(spans, geos, strict=True)):
             wk = np.ascontiguousarray(w[:, s:e])
-            wtab[k * wblock : (k + 1) * wblock] = np.append(wk.reshape(-1), wk.dtype.type(0))[index]
+            _gather(wk.reshape(-1), index, wtab[k * wblock : (k + 1) * wblock])
     else:
         wblock, wtab = 0, _direct_weights(w, geos[0][2])
     tab = geos[0][0]
