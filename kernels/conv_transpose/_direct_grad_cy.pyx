@@ -240,6 +240,12 @@ cdef extern from *:
     #else
     #define tg_tg_store8_f tg_tg_store_f
     #define tg_tg_xt8_f tg_tg_xt_f
+    static inline void tg_tg_t8_f(const float* src, Py_ssize_t ss, float* dst,
+                                  Py_ssize_t ds) {
+        int j, k;
+        for (j = 0; j < 8; j++)
+            for (k = 0; k < 8; k++) dst[j * ds + k] = src[k * ss + j];
+    }
     #endif
 
     /* A forward tile of the wide kernels (out[k*32 + oc], k < nk, oc < nc) into a stride-2
@@ -329,6 +335,7 @@ cdef extern from *:
     void tg_tg_xt_f(const float* x, float* xt, Py_ssize_t c, Py_ssize_t hw) noexcept nogil
     void tg_tg_xt_d(const double* x, double* xt, Py_ssize_t c, Py_ssize_t hw) noexcept nogil
     void tg_tg_xt8_f(const float* x, float* xt, Py_ssize_t c, Py_ssize_t hw) noexcept nogil
+    void tg_tg_t8_f(const float* src, Py_ssize_t ss, float* dst, Py_ssize_t ds) noexcept nogil
     void tg_tg_ntile_f(const float* xp, const float* wt, Py_ssize_t c, Py_ssize_t kh,
                        Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t dh,
                        Py_ssize_t dw, Py_ssize_t r0, Py_ssize_t t0, float* out) noexcept nogil
@@ -482,6 +489,48 @@ def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::
                         else:
                             tg_tg_wtile_d(gp, xt + tc * hw * _CB, &qoff[tq * 8], h, w, cp, sh,
                                           sw, wp, tc * _CB, &parts[tid, tq * 8, 0])
+
+
+def channel_blocks(const real[:, ::1] src, real[::1] dst):
+    """``dst[(tc*R + r)*_CB + cc] = src[tc*_CB + cc, r]`` (src (C, R)), zero for channels
+    >= C: the input gradient's weight table (``grads``' ``wt``, R = O*kh*kw) by the
+    transposed images' 8 x 8 transposes instead of NumPy's strided copy."""
+    cdef Py_ssize_t c = src.shape[0], r = src.shape[1]
+    if c == 0 or r == 0:
+        return
+    with nogil:
+        if real is float:
+            tg_tg_xt8_f(&src[0, 0], &dst[0], c, r)
+        else:
+            tg_tg_xt_d(&src[0, 0], &dst[0], c, r)
+
+
+def reduce_parts(real[:, :, ::1] parts, real[:, ::1] gw, int nt):
+    """``gw[c, q] = sum over t of parts[t, q, c]`` (q < gw.shape[1], c < gw.shape[0]): the
+    weight gradient from the threads' partial sums (``grads``' ``parts``), added in thread
+    order into ``parts[0]`` (which it overwrites) and transposed in 8 x 8 blocks, rows
+    shared by ``nt`` threads: no serial NumPy sum and strided transposed copy."""
+    cdef Py_ssize_t nparts = parts.shape[0], cp = parts.shape[2]
+    cdef Py_ssize_t c = gw.shape[0], nq = gw.shape[1]
+    cdef Py_ssize_t q, t, k, qb, q0, c0, qq, kk
+    if c == 0 or nq == 0:
+        return
+    with nogil:
+        if nparts > 1:
+            for q in prange(nq, schedule="static", num_threads=nt):
+                for t in range(1, nparts):
+                    for k in range(c):
+                        parts[0, q, k] = parts[0, q, k] + parts[t, q, k]
+        for qb in prange((nq + 7) // 8, schedule="static", num_threads=nt):
+            q0 = qb * 8
+            for c0 in range(0, c, 8):
+                if real is float:
+                    if q0 + 8 <= nq and c0 + 8 <= c:
+                        tg_tg_t8_f(&parts[0, q0, c0], cp, &gw[c0, q0], nq)
+                        continue
+                for qq in range(q0, min(q0 + 8, nq)):
+                    for kk in range(c0, min(c0 + 8, c)):
+                        gw[kk, qq] = parts[0, qq, kk]
 
 
 def gather(const real[::1] src, const Py_ssize_t[::1] index, real[::1] out):

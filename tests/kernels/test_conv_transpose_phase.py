@@ -560,22 +560,30 @@ def test_direct_weight_gradient_repeats_bit_for_bit(direct_everywhere):
     np.testing.assert_array_equal(first.view(np.uint32), again.view(np.uint32))
 
 
+@pytest.mark.parametrize("team", [1, 2])
 @pytest.mark.parametrize("c", [8, 13, 40, 64])
 @pytest.mark.parametrize("hw", [(1, 7), (2, 4), (7, 9), (16, 16)])
-def test_direct_weight_gradient_float32_transposes(direct_everywhere, c, hw):
-    """The float32 weight gradient, whose transposed images are built in 8 x 8 blocks
-    (channels x positions) with the rest moved one by one: every mix of whole and partial
-    blocks (channels 8 to 64, a partial last block of 32; planes of fewer than 8, a
-    multiple of 8, and neither) against the float64 reference."""
+def test_direct_gradients_float32_transposes(direct_everywhere, c, hw, team):
+    """The float32 direct gradients, whose transposed images, input-gradient weight table
+    and weight gradient (the threads' partial sums added and transposed) are moved in 8 x 8
+    blocks with the rest one by one: every mix of whole and partial blocks (channels 8 to
+    64, a partial last block of 32; planes of fewer than 8, a multiple of 8, and neither;
+    80 (output channel, tap) rows), 1 and 2 threads, against the float64 reference."""
     rng = np.random.default_rng(c)
-    x = rng.standard_normal((2, c, *hw)).astype(np.float32)
+    x = rng.standard_normal((3, c, *hw)).astype(np.float32)
     w = rng.standard_normal((c, 5, 4, 4)).astype(np.float32)
     args = ((2, 2), (1, 1), (0, 0), (1, 1), 1)
     ref = K.get("conv_transpose2d", "reference")
     gy = rng.standard_normal(ref.forward(x, w, None, *args).shape).astype(np.float32)
-    gw = direct_everywhere.backward(gy, x, w, *args, False, True)[1]
-    exp = ref.backward(*(a.astype(np.float64) for a in (gy, x, w)), *args, False, True)[1]
-    np.testing.assert_allclose(gw, exp, rtol=1e-4, atol=1e-4)
+    saved = direct_everywhere._team
+    direct_everywhere._team = lambda macs: team
+    try:
+        gx, gw = direct_everywhere.backward(gy, x, w, *args, True, True)
+    finally:
+        direct_everywhere._team = saved
+    exp = ref.backward(*(a.astype(np.float64) for a in (gy, x, w)), *args, True, True)
+    np.testing.assert_allclose(gx, exp[0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gw, exp[1], rtol=1e-4, atol=1e-4)
 
 
 def test_direct_gradients_gradcheck(direct_everywhere):
