@@ -270,7 +270,44 @@ cdef extern from *:
             _mm512_mask_storeu_ps(y + oc * stride, m, v);
         }
     }
+    /* Two forward tiles of one row's two column phases (out0: even columns, nk0 of them;
+       out1: odd, nk1 <= nk0) into the row, each channel's 2*nk0 values interleaved by one
+       two-source permute and written by one store (masked only on a partial tile):
+       y[oc*stride + 2k] = out0[k*32 + oc] + bias[oc], y[oc*stride + 2k + 1] =
+       out1[k*32 + oc] + bias[oc]. */
+    static void tg_tg_put22_f(const float* out0, const float* out1, float* y,
+                              Py_ssize_t stride, const float* bias, Py_ssize_t nc,
+                              Py_ssize_t nk0, Py_ssize_t nk1) {
+        float t0[32 * 8] __attribute__((aligned(64)));
+        float t1[32 * 8] __attribute__((aligned(64)));
+        const __m512i zip = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1,
+                                             16, 0);
+        const __mmask16 m = (__mmask16)((((1u << (2 * nk0)) - 1u) & 0x5555u)
+                                        | (((1u << (2 * nk1)) - 1u) & 0xAAAAu));
+        Py_ssize_t oc;
+        tg_tg_store8_f(out0, t0, 8);
+        tg_tg_store8_f(out1, t1, 8);
+        for (oc = 0; oc < nc; oc++) {
+            __m512 v = _mm512_permutex2var_ps(
+                _mm512_castps256_ps512(_mm256_load_ps(t0 + oc * 8)), zip,
+                _mm512_castps256_ps512(_mm256_load_ps(t1 + oc * 8)));
+            v = _mm512_add_ps(v, _mm512_set1_ps(bias[oc]));
+            if (m == 0xFFFFu)
+                _mm512_storeu_ps(y + oc * stride, v);
+            else
+                _mm512_mask_storeu_ps(y + oc * stride, m, v);
+        }
+    }
     #else
+    static void tg_tg_put22_f(const float* out0, const float* out1, float* y,
+                              Py_ssize_t stride, const float* bias, Py_ssize_t nc,
+                              Py_ssize_t nk0, Py_ssize_t nk1) {
+        Py_ssize_t oc, k;
+        for (oc = 0; oc < nc; oc++) {
+            for (k = 0; k < nk0; k++) y[oc * stride + 2 * k] = out0[k * 32 + oc] + bias[oc];
+            for (k = 0; k < nk1; k++) y[oc * stride + 2 * k + 1] = out1[k * 32 + oc] + bias[oc];
+        }
+    }
     static void tg_tg_put2_f(const float* out, float* y, Py_ssize_t stride,
                              const float* bias, Py_ssize_t nc, Py_ssize_t nk) {
         Py_ssize_t oc, k;
@@ -329,6 +366,9 @@ cdef extern from *:
                        Py_ssize_t h, Py_ssize_t w, Py_ssize_t cp, Py_ssize_t sh, Py_ssize_t sw,
                        Py_ssize_t wp, Py_ssize_t c0, double* out) noexcept nogil
     void tg_tg_store8_f(const float* acc, float* dst, Py_ssize_t stride) noexcept nogil
+    void tg_tg_put22_f(const float* out0, const float* out1, float* y, Py_ssize_t stride,
+                       const float* bias, Py_ssize_t nc, Py_ssize_t nk0,
+                       Py_ssize_t nk1) noexcept nogil
     void tg_tg_put2_f(const float* out, float* y, Py_ssize_t stride, const float* bias,
                       Py_ssize_t nc, Py_ssize_t nk) noexcept nogil
     void tg_tg_store_d(const double* acc, double* dst, Py_ssize_t stride) noexcept nogil
@@ -567,12 +607,16 @@ def forward_direct(const real[:, :, :, ::1] x, const real[::1] wtab,
     ``k*_CB`` on, the last block's lanes past O zero).
     ``xpad[thread]``: one image padded, C planes of hp x wp, the image at row pt, column
     pl, zeros around (written on the thread's first image, then only its rows; every tile
-    reads inside it). ``accs[thread]``: one tile. With ``relu``, each image's output then
-    as ``relu(v)`` and ``mask`` 1 where not v <= 0 (``kernels/fused``'s epilogue)."""
+    reads inside it). ``accs[thread]``: two tiles (a row's two column phases, float32
+    wide tiles at stride 2: written together, interleaved). With ``relu``, each image's
+    output then as ``relu(v)`` and ``mask`` 1 where not v <= 0 (``kernels/fused``'s
+    epilogue)."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = y.shape[1], ho = y.shape[2], wo = y.shape[3], nph = tab.shape[0]
     cdef Py_ssize_t b, p, ry, rx, nty, ntx, dy, dx, dhp, dwp, qh, qw, woff
-    cdef Py_ssize_t a, t, tw, t0, nk, k, oc, r, cb, ob
+    cdef Py_ssize_t a, t, tw, t0, nk, nk1, k, oc, r, cb, ob
+    cdef bint paired
+    cdef real* acc1
     cdef Py_ssize_t nblk = (o + _CB - 1) // _CB if wide and wblock > 0 else 1
     cdef int tid
     cdef real bv
@@ -585,7 +629,11 @@ def forward_direct(const real[:, :, :, ::1] x, const real[::1] wtab,
             xp = &xpad[tid, 0]
             acc = &accs[tid, 0]
             _pad_gy(&x[b, 0, 0, 0], xp, c, h, w, hp, wp, pt, pl, &fresh[tid])
+            paired = False
             for p in range(nph):
+                if paired:  # the odd-column phase, written with the previous one
+                    paired = False
+                    continue
                 ry = tab[p, 0]
                 rx = tab[p, 1]
                 nty = tab[p, 2]
@@ -607,6 +655,35 @@ def forward_direct(const real[:, :, :, ::1] x, const real[::1] wtab,
                             for t in range(qw):
                                 yrow[t * sw] = bv
                     continue
+                if real is float:
+                    # stride-2 columns, float32: the row's two column phases tile by tile
+                    # side by side, each channel's values interleaved in registers and
+                    # stored contiguously (tg_tg_put22_f) when the odd phase has taps on
+                    # the same rows and no more columns
+                    if (wide and sw == 2 and rx == 0 and p + 1 < nph and tab[p + 1, 1] == 1
+                            and tab[p + 1, 2] > 0 and tab[p + 1, 3] > 0 and tab[p + 1, 8] == qh
+                            and 0 < tab[p + 1, 9] <= qw):
+                        paired = True
+                        acc1 = acc + _CB * _WB
+                        for cb in range(nblk):
+                            ob = min(_CB, o - cb * _CB)
+                            for a in range(qh):
+                                for tw in range((qw + _WB - 1) // _WB):
+                                    t0 = tw * _WB
+                                    nk = min(_WB, qw - t0)
+                                    nk1 = max(0, min(_WB, tab[p + 1, 9] - t0))
+                                    tg_tg_tile_f(xp, &wtab[cb * wblock + woff], c, nty, ntx, hp,
+                                                 wp, _CB, 1, dhp, dwp, a + pt + dy, t0 + pl + dx,
+                                                 0, acc)
+                                    if nk1 > 0:
+                                        tg_tg_tile_f(xp, &wtab[cb * wblock + tab[p + 1, 10]], c,
+                                                     tab[p + 1, 2], tab[p + 1, 3], hp, wp, _CB, 1,
+                                                     tab[p + 1, 6], tab[p + 1, 7],
+                                                     a + pt + tab[p + 1, 4],
+                                                     t0 + pl + tab[p + 1, 5], 0, acc1)
+                                    tg_tg_put22_f(acc, acc1, &y[b, cb * _CB, ry + sh * a, t0 * 2],
+                                                  ho * wo, &bias[cb * _CB], ob, nk, nk1)
+                        continue
                 if wide:
                     # _CB output channels x 1 row x _WB columns: the input gradient's tile
                     # on the padded image at stride 1 (its weights w[c, o, i, j] in the

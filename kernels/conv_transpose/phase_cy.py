@@ -294,7 +294,7 @@ def _direct_forward(x, w, b, stride, padding, output_padding, dilation, relu):
     })  # fmt: skip
     y = np.empty((n, o, ho, wo), x.dtype)
     xpad = workspace("phase-xd", (nt, c * hp * wp), x.dtype)
-    accs = _aligned_workspace("phase-acc", nt, _CB * _WB, x.dtype)
+    accs = _aligned_workspace("phase-acc-f", nt, 2 * _CB * _WB, x.dtype)
     bias = np.zeros(o, x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
     mask = np.empty(y.shape, np.uint8) if relu else None
     # one table per block, side by side (every block's table has the same size, a multiple

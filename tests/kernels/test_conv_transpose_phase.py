@@ -367,6 +367,21 @@ def test_wide_direct_forward_matches_reference(
                           patches)  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    "k, padding, outpad",
+    [((4, 4), (1, 1), (0, 0)), ((3, 3), (1, 1), (1, 1)), ((3, 3), (0, 0), (0, 0))],
+)
+@pytest.mark.parametrize("width", [1, 4, 7, 8, 9, 13])
+@pytest.mark.parametrize("o", [24, 32, 56])
+def test_wide_direct_forward_float32_stride2_rows(k, padding, outpad, width, o):
+    """The float32 wide forward at stride 2, whose two column phases of a row are written
+    together (interleaved per channel, partial last tiles masked, the odd phase one column
+    short or with no tile of its own): widths giving even and odd output rows, whole and
+    partial tiles of 8, one and two blocks of 32 channels, with the ReLU, 2 threads."""
+    _check_direct_forward(3, 17, o, (5, width), k, (2, 2), padding, outpad, (1, 1), np.float32,
+                          2, True, {"_DIRECT_WIDE_MIN_OUT": 1})  # fmt: skip
+
+
 def test_wide_direct_forward_runs_on_24_to_128_output_channels(monkeypatch):
     """``forward`` takes the wide direct tiles for 24 to 32 output channels and, in blocks
     of 32 on inputs of at most 16x16, for 33 to 128 whose last block fills 24 or more lanes;
