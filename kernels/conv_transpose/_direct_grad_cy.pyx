@@ -318,10 +318,10 @@ cdef extern from *:
     #endif
 
     #define TG_TG_NTILE(T, S)                                                               \
-    static void tg_tg_ntile_##S(const T* xp, const T* wt, Py_ssize_t c, Py_ssize_t kh,    \
-                                Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp,              \
-                                Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t r0,              \
-                                Py_ssize_t t0, T* out) {                                  \
+    static inline __attribute__((always_inline)) void                                     \
+    tg_tg_ntile_body_##S(const T* xp, const T* wt, Py_ssize_t c, Py_ssize_t kh,           \
+                         Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t dh,      \
+                         Py_ssize_t dw, Py_ssize_t r0, Py_ssize_t t0, T* out) {           \
         /* out[(r*8 + k) * 16 + oc] = sum wt[((ci*kh + i)*kw + j)*16 + oc] *              \
            xp[ci, r0 + r + i*dh, t0 + k + j*dw], r < 2, k < 8, oc < 16 */                 \
         tg_tg_v##S a0[8], a1[8];                                                          \
@@ -347,6 +347,23 @@ cdef extern from *:
             *(tg_tg_u##S*)(out + k * 16) = a0[k];                                         \
             *(tg_tg_u##S*)(out + (8 + k) * 16) = a1[k];                                   \
         }                                                                                 \
+    }                                                                                     \
+    static void tg_tg_ntile_##S(const T* xp, const T* wt, Py_ssize_t c, Py_ssize_t kh,    \
+                                Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp,              \
+                                Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t r0,              \
+                                Py_ssize_t t0, T* out) {                                  \
+        /* the body with the phase's tap counts as constants for the stride-2 phases of    \
+           4x4 and 3x3 filters (2 x 2, 2 x 1, 1 x 2, 1 x 1): the tap loops unrolled */     \
+        if (kh == 2 && kw == 2)                                                           \
+            tg_tg_ntile_body_##S(xp, wt, c, 2, 2, hp, wp, dh, dw, r0, t0, out);           \
+        else if (kh == 2 && kw == 1)                                                      \
+            tg_tg_ntile_body_##S(xp, wt, c, 2, 1, hp, wp, dh, dw, r0, t0, out);           \
+        else if (kh == 1 && kw == 2)                                                      \
+            tg_tg_ntile_body_##S(xp, wt, c, 1, 2, hp, wp, dh, dw, r0, t0, out);           \
+        else if (kh == 1 && kw == 1)                                                      \
+            tg_tg_ntile_body_##S(xp, wt, c, 1, 1, hp, wp, dh, dw, r0, t0, out);           \
+        else                                                                              \
+            tg_tg_ntile_body_##S(xp, wt, c, kh, kw, hp, wp, dh, dw, r0, t0, out);         \
     }
     TG_TG_NTILE(float, f)
     TG_TG_NTILE(double, d)
