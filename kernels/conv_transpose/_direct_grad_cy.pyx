@@ -40,11 +40,11 @@ cdef extern from *:
     typedef T tg_tg_v##S __attribute__((vector_size(16 * sizeof(T))));                   \
     typedef T tg_tg_u##S __attribute__((vector_size(16 * sizeof(T)), aligned(sizeof(T)), \
                                         may_alias));                                      \
-    static void tg_tg_tile_##S(const T* gp, const T* wt, Py_ssize_t o, Py_ssize_t kh,     \
-                               Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp,               \
-                               Py_ssize_t cp, Py_ssize_t sw, Py_ssize_t dh,               \
-                               Py_ssize_t dw, Py_ssize_t r0, Py_ssize_t t0,               \
-                               Py_ssize_t c0, T* out) {                                   \
+    static inline __attribute__((always_inline)) void                                     \
+    tg_tg_tile_body_##S(const T* gp, const T* wt, Py_ssize_t o, Py_ssize_t kh,            \
+                        Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t cp,       \
+                        Py_ssize_t sw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t r0,       \
+                        Py_ssize_t t0, Py_ssize_t c0, T* out) {                           \
         /* out[k * 32 + cc] = sum w[c0 + cc, oc, i, j] * gp[oc, r0 + i*dh,                 \
            (t0 + k) * sw + j*dw], k < 8, cc < 32 */                                       \
         tg_tg_v##S a0[8], a1[8];                                                          \
@@ -76,6 +76,29 @@ cdef extern from *:
             *(tg_tg_u##S*)(out + k * 32) = a0[k];                                         \
             *(tg_tg_u##S*)(out + k * 32 + 16) = a1[k];                                    \
         }                                                                                 \
+    }                                                                                     \
+    static void tg_tg_tile_##S(const T* gp, const T* wt, Py_ssize_t o, Py_ssize_t kh,     \
+                               Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp,               \
+                               Py_ssize_t cp, Py_ssize_t sw, Py_ssize_t dh,               \
+                               Py_ssize_t dw, Py_ssize_t r0, Py_ssize_t t0,               \
+                               Py_ssize_t c0, T* out) {                                   \
+        /* the body with the filter's width and the column stride as constants where the  \
+           common kernels have them (the forward's phases of 4x4 and 3x3 stride-2          \
+           filters: 2 or 1 taps wide at stride 1; the input gradients of 4x4 and 3x3       \
+           filters at stride 2 and 1): the tap loop unrolled whole, no remainder dispatch  \
+           per (channel, filter row), the gradient's columns at fixed offsets */           \
+        if (sw == 1 && kw == 2)                                                           \
+            tg_tg_tile_body_##S(gp, wt, o, kh, 2, hp, wp, cp, 1, dh, dw, r0, t0, c0, out); \
+        else if (sw == 1 && kw == 1)                                                      \
+            tg_tg_tile_body_##S(gp, wt, o, kh, 1, hp, wp, cp, 1, dh, dw, r0, t0, c0, out); \
+        else if (sw == 2 && kw == 4)                                                      \
+            tg_tg_tile_body_##S(gp, wt, o, kh, 4, hp, wp, cp, 2, dh, dw, r0, t0, c0, out); \
+        else if (sw == 2 && kw == 3)                                                      \
+            tg_tg_tile_body_##S(gp, wt, o, kh, 3, hp, wp, cp, 2, dh, dw, r0, t0, c0, out); \
+        else if (sw == 1 && kw == 3)                                                      \
+            tg_tg_tile_body_##S(gp, wt, o, kh, 3, hp, wp, cp, 1, dh, dw, r0, t0, c0, out); \
+        else                                                                              \
+            tg_tg_tile_body_##S(gp, wt, o, kh, kw, hp, wp, cp, sw, dh, dw, r0, t0, c0, out); \
     }
     TG_TG_TILE(float, f)
     TG_TG_TILE(double, d)
@@ -171,15 +194,134 @@ cdef extern from *:
             }
         }
     }
+    /* dst[j*ds + k] = src[k*ss + j], j, k < 8: one 8x8 transpose in AVX registers */
+    static inline void tg_tg_t8_f(const float* src, Py_ssize_t ss, float* dst,
+                                  Py_ssize_t ds) {
+        __m256 r[8], t[8], u[8];
+        int k;
+        for (k = 0; k < 8; k++) r[k] = _mm256_loadu_ps(src + k * ss);
+        for (k = 0; k < 8; k += 2) {
+            t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
+            t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
+        }
+        for (k = 0; k < 8; k += 4) {
+            u[k] = _mm256_shuffle_ps(t[k], t[k + 2], 0x44);
+            u[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], 0xEE);
+            u[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0x44);
+            u[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
+        }
+        for (k = 0; k < 4; k++) {
+            _mm256_storeu_ps(dst + k * ds, _mm256_permute2f128_ps(u[k], u[k + 4], 0x20));
+            _mm256_storeu_ps(dst + (k + 4) * ds, _mm256_permute2f128_ps(u[k], u[k + 4], 0x31));
+        }
+    }
+    /* tg_tg_xt_f's transposed image by 8x8 transposes: per 8 channels, 8 positions at a
+       time (the scalar version moves one value per load and store) */
+    static void tg_tg_xt8_f(const float* x, float* xt, Py_ssize_t c, Py_ssize_t hw) {
+        Py_ssize_t tc, cq, ch0, p, r, ntc = (c + 31) / 32, full = hw / 8 * 8;
+        for (tc = 0; tc < ntc; tc++) {
+            float* dst = xt + tc * hw * 32;
+            for (cq = 0; cq < 4; cq++) {
+                ch0 = tc * 32 + cq * 8;
+                if (ch0 + 8 <= c) {
+                    for (p = 0; p < full; p += 8)
+                        tg_tg_t8_f(x + ch0 * hw + p, hw, dst + p * 32 + cq * 8, 32);
+                    for (p = full; p < hw; p++)
+                        for (r = 0; r < 8; r++)
+                            dst[p * 32 + cq * 8 + r] = x[(ch0 + r) * hw + p];
+                } else {
+                    for (p = 0; p < hw; p++)
+                        for (r = 0; r < 8; r++)
+                            dst[p * 32 + cq * 8 + r] = ch0 + r < c ? x[(ch0 + r) * hw + p] : 0;
+                }
+            }
+        }
+    }
     #else
     #define tg_tg_store8_f tg_tg_store_f
+    #define tg_tg_xt8_f tg_tg_xt_f
+    static inline void tg_tg_t8_f(const float* src, Py_ssize_t ss, float* dst,
+                                  Py_ssize_t ds) {
+        int j, k;
+        for (j = 0; j < 8; j++)
+            for (k = 0; k < 8; k++) dst[j * ds + k] = src[k * ss + j];
+    }
+    #endif
+
+    /* A forward tile of the wide kernels (out[k*32 + oc], k < nk, oc < nc) into a stride-2
+       output row, each channel's row at y + oc*stride: y[oc*stride + 2k] = out[k*32 + oc]
+       + bias[oc]. With AVX-512: the tile transposed in registers (tg_tg_store8_f into a
+       buffer on the stack), each channel's nk values spread to the even lanes of one
+       vector by one permute, and written by one store masked to those lanes (the odd
+       columns, another phase's, untouched), instead of one scalar load, add and store per
+       value. */
+    #if defined(__AVX512F__) && defined(__AVX__)
+    static void tg_tg_put2_f(const float* out, float* y, Py_ssize_t stride,
+                             const float* bias, Py_ssize_t nc, Py_ssize_t nk) {
+        float t[32 * 8] __attribute__((aligned(64)));
+        const __m512i spread = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+        const __mmask16 m = (__mmask16)(((1u << (2 * nk)) - 1u) & 0x5555u);
+        Py_ssize_t oc;
+        tg_tg_store8_f(out, t, 8);
+        for (oc = 0; oc < nc; oc++) {
+            __m512 v = _mm512_permutexvar_ps(spread, _mm512_castps256_ps512(
+                _mm256_load_ps(t + oc * 8)));
+            v = _mm512_add_ps(v, _mm512_set1_ps(bias[oc]));
+            _mm512_mask_storeu_ps(y + oc * stride, m, v);
+        }
+    }
+    /* Two forward tiles of one row's two column phases (out0: even columns, nk0 of them;
+       out1: odd, nk1 <= nk0) into the row, each channel's 2*nk0 values interleaved by one
+       two-source permute and written by one store (masked only on a partial tile):
+       y[oc*stride + 2k] = out0[k*32 + oc] + bias[oc], y[oc*stride + 2k + 1] =
+       out1[k*32 + oc] + bias[oc]. */
+    static void tg_tg_put22_f(const float* out0, const float* out1, float* y,
+                              Py_ssize_t stride, const float* bias, Py_ssize_t nc,
+                              Py_ssize_t nk0, Py_ssize_t nk1) {
+        float t0[32 * 8] __attribute__((aligned(64)));
+        float t1[32 * 8] __attribute__((aligned(64)));
+        const __m512i zip = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1,
+                                             16, 0);
+        const __mmask16 m = (__mmask16)((((1u << (2 * nk0)) - 1u) & 0x5555u)
+                                        | (((1u << (2 * nk1)) - 1u) & 0xAAAAu));
+        Py_ssize_t oc;
+        tg_tg_store8_f(out0, t0, 8);
+        tg_tg_store8_f(out1, t1, 8);
+        for (oc = 0; oc < nc; oc++) {
+            __m512 v = _mm512_permutex2var_ps(
+                _mm512_castps256_ps512(_mm256_load_ps(t0 + oc * 8)), zip,
+                _mm512_castps256_ps512(_mm256_load_ps(t1 + oc * 8)));
+            v = _mm512_add_ps(v, _mm512_set1_ps(bias[oc]));
+            if (m == 0xFFFFu)
+                _mm512_storeu_ps(y + oc * stride, v);
+            else
+                _mm512_mask_storeu_ps(y + oc * stride, m, v);
+        }
+    }
+    #else
+    static void tg_tg_put22_f(const float* out0, const float* out1, float* y,
+                              Py_ssize_t stride, const float* bias, Py_ssize_t nc,
+                              Py_ssize_t nk0, Py_ssize_t nk1) {
+        Py_ssize_t oc, k;
+        for (oc = 0; oc < nc; oc++) {
+            for (k = 0; k < nk0; k++) y[oc * stride + 2 * k] = out0[k * 32 + oc] + bias[oc];
+            for (k = 0; k < nk1; k++) y[oc * stride + 2 * k + 1] = out1[k * 32 + oc] + bias[oc];
+        }
+    }
+    static void tg_tg_put2_f(const float* out, float* y, Py_ssize_t stride,
+                             const float* bias, Py_ssize_t nc, Py_ssize_t nk) {
+        Py_ssize_t oc, k;
+        for (oc = 0; oc < nc; oc++)
+            for (k = 0; k < nk; k++)
+                y[oc * stride + 2 * k] = out[k * 32 + oc] + bias[oc];
+    }
     #endif
 
     #define TG_TG_NTILE(T, S)                                                               \
-    static void tg_tg_ntile_##S(const T* xp, const T* wt, Py_ssize_t c, Py_ssize_t kh,    \
-                                Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp,              \
-                                Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t r0,              \
-                                Py_ssize_t t0, T* out) {                                  \
+    static inline __attribute__((always_inline)) void                                     \
+    tg_tg_ntile_body_##S(const T* xp, const T* wt, Py_ssize_t c, Py_ssize_t kh,           \
+                         Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t dh,      \
+                         Py_ssize_t dw, Py_ssize_t r0, Py_ssize_t t0, T* out) {           \
         /* out[(r*8 + k) * 16 + oc] = sum wt[((ci*kh + i)*kw + j)*16 + oc] *              \
            xp[ci, r0 + r + i*dh, t0 + k + j*dw], r < 2, k < 8, oc < 16 */                 \
         tg_tg_v##S a0[8], a1[8];                                                          \
@@ -205,6 +347,23 @@ cdef extern from *:
             *(tg_tg_u##S*)(out + k * 16) = a0[k];                                         \
             *(tg_tg_u##S*)(out + (8 + k) * 16) = a1[k];                                   \
         }                                                                                 \
+    }                                                                                     \
+    static void tg_tg_ntile_##S(const T* xp, const T* wt, Py_ssize_t c, Py_ssize_t kh,    \
+                                Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp,              \
+                                Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t r0,              \
+                                Py_ssize_t t0, T* out) {                                  \
+        /* the body with the phase's tap counts as constants for the stride-2 phases of    \
+           4x4 and 3x3 filters (2 x 2, 2 x 1, 1 x 2, 1 x 1): the tap loops unrolled */     \
+        if (kh == 2 && kw == 2)                                                           \
+            tg_tg_ntile_body_##S(xp, wt, c, 2, 2, hp, wp, dh, dw, r0, t0, out);           \
+        else if (kh == 2 && kw == 1)                                                      \
+            tg_tg_ntile_body_##S(xp, wt, c, 2, 1, hp, wp, dh, dw, r0, t0, out);           \
+        else if (kh == 1 && kw == 2)                                                      \
+            tg_tg_ntile_body_##S(xp, wt, c, 1, 2, hp, wp, dh, dw, r0, t0, out);           \
+        else if (kh == 1 && kw == 1)                                                      \
+            tg_tg_ntile_body_##S(xp, wt, c, 1, 1, hp, wp, dh, dw, r0, t0, out);           \
+        else                                                                              \
+            tg_tg_ntile_body_##S(xp, wt, c, kh, kw, hp, wp, dh, dw, r0, t0, out);         \
     }
     TG_TG_NTILE(float, f)
     TG_TG_NTILE(double, d)
@@ -224,9 +383,16 @@ cdef extern from *:
                        Py_ssize_t h, Py_ssize_t w, Py_ssize_t cp, Py_ssize_t sh, Py_ssize_t sw,
                        Py_ssize_t wp, Py_ssize_t c0, double* out) noexcept nogil
     void tg_tg_store8_f(const float* acc, float* dst, Py_ssize_t stride) noexcept nogil
+    void tg_tg_put22_f(const float* out0, const float* out1, float* y, Py_ssize_t stride,
+                       const float* bias, Py_ssize_t nc, Py_ssize_t nk0,
+                       Py_ssize_t nk1) noexcept nogil
+    void tg_tg_put2_f(const float* out, float* y, Py_ssize_t stride, const float* bias,
+                      Py_ssize_t nc, Py_ssize_t nk) noexcept nogil
     void tg_tg_store_d(const double* acc, double* dst, Py_ssize_t stride) noexcept nogil
     void tg_tg_xt_f(const float* x, float* xt, Py_ssize_t c, Py_ssize_t hw) noexcept nogil
     void tg_tg_xt_d(const double* x, double* xt, Py_ssize_t c, Py_ssize_t hw) noexcept nogil
+    void tg_tg_xt8_f(const float* x, float* xt, Py_ssize_t c, Py_ssize_t hw) noexcept nogil
+    void tg_tg_t8_f(const float* src, Py_ssize_t ss, float* dst, Py_ssize_t ds) noexcept nogil
     void tg_tg_ntile_f(const float* xp, const float* wt, Py_ssize_t c, Py_ssize_t kh,
                        Py_ssize_t kw, Py_ssize_t hp, Py_ssize_t wp, Py_ssize_t dh,
                        Py_ssize_t dw, Py_ssize_t r0, Py_ssize_t t0, float* out) noexcept nogil
@@ -367,7 +533,7 @@ def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::
             if need_w:
                 xt = &xts[tid, 0]
                 if real is float:
-                    tg_tg_xt_f(&x[b, 0, 0, 0], xt, c, hw)
+                    tg_tg_xt8_f(&x[b, 0, 0, 0], xt, c, hw)
                 else:
                     tg_tg_xt_d(&x[b, 0, 0, 0], xt, c, hw)
                 # channel blocks outermost: one block of the transposed image (hw x _CB,
@@ -380,6 +546,59 @@ def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::
                         else:
                             tg_tg_wtile_d(gp, xt + tc * hw * _CB, &qoff[tq * 8], h, w, cp, sh,
                                           sw, wp, tc * _CB, &parts[tid, tq * 8, 0])
+
+
+def channel_blocks(const real[:, ::1] src, real[::1] dst):
+    """``dst[(tc*R + r)*_CB + cc] = src[tc*_CB + cc, r]`` (src (C, R)), zero for channels
+    >= C: the input gradient's weight table (``grads``' ``wt``, R = O*kh*kw) by the
+    transposed images' 8 x 8 transposes instead of NumPy's strided copy."""
+    cdef Py_ssize_t c = src.shape[0], r = src.shape[1]
+    if c == 0 or r == 0:
+        return
+    with nogil:
+        if real is float:
+            tg_tg_xt8_f(&src[0, 0], &dst[0], c, r)
+        else:
+            tg_tg_xt_d(&src[0, 0], &dst[0], c, r)
+
+
+def reduce_parts(real[:, :, ::1] parts, real[:, ::1] gw, int nt):
+    """``gw[c, q] = sum over t of parts[t, q, c]`` (q < gw.shape[1], c < gw.shape[0]): the
+    weight gradient from the threads' partial sums (``grads``' ``parts``), added in thread
+    order into ``parts[0]`` (which it overwrites) and transposed in 8 x 8 blocks, rows
+    shared by ``nt`` threads: no serial NumPy sum and strided transposed copy."""
+    cdef Py_ssize_t nparts = parts.shape[0], cp = parts.shape[2]
+    cdef Py_ssize_t c = gw.shape[0], nq = gw.shape[1]
+    cdef Py_ssize_t q, t, k, qb, q0, c0, qq, kk
+    if c == 0 or nq == 0:
+        return
+    with nogil:
+        if nparts > 1:
+            for q in prange(nq, schedule="static", num_threads=nt):
+                for t in range(1, nparts):
+                    for k in range(c):
+                        parts[0, q, k] = parts[0, q, k] + parts[t, q, k]
+        for qb in prange((nq + 7) // 8, schedule="static", num_threads=nt):
+            q0 = qb * 8
+            for c0 in range(0, c, 8):
+                if real is float:
+                    if q0 + 8 <= nq and c0 + 8 <= c:
+                        tg_tg_t8_f(&parts[0, q0, c0], cp, &gw[c0, q0], nq)
+                        continue
+                for qq in range(q0, min(q0 + 8, nq)):
+                    for kk in range(c0, min(c0 + 8, c)):
+                        gw[kk, qq] = parts[0, qq, kk]
+
+
+def gather(const real[::1] src, const Py_ssize_t[::1] index, real[::1] out):
+    """``out[k] = src[index[k]]``, 0 where ``index[k]`` is ``len(src)`` (the zero lanes of
+    ``forward_direct``'s weight tables past the output channels): one pass, no copy of
+    ``src`` with a zero appended and no temporary as NumPy's fancy indexing makes."""
+    cdef Py_ssize_t k, i, n = index.shape[0], m = src.shape[0]
+    with nogil:
+        for k in range(n):
+            i = index[k]
+            out[k] = src[i] if i < m else 0
 
 
 def forward_direct(const real[:, :, :, ::1] x, const real[::1] wtab,
@@ -405,12 +624,16 @@ def forward_direct(const real[:, :, :, ::1] x, const real[::1] wtab,
     ``k*_CB`` on, the last block's lanes past O zero).
     ``xpad[thread]``: one image padded, C planes of hp x wp, the image at row pt, column
     pl, zeros around (written on the thread's first image, then only its rows; every tile
-    reads inside it). ``accs[thread]``: one tile. With ``relu``, each image's output then
-    as ``relu(v)`` and ``mask`` 1 where not v <= 0 (``kernels/fused``'s epilogue)."""
+    reads inside it). ``accs[thread]``: two tiles (a row's two column phases, float32
+    wide tiles at stride 2: written together, interleaved). With ``relu``, each image's
+    output then as ``relu(v)`` and ``mask`` 1 where not v <= 0 (``kernels/fused``'s
+    epilogue)."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = y.shape[1], ho = y.shape[2], wo = y.shape[3], nph = tab.shape[0]
     cdef Py_ssize_t b, p, ry, rx, nty, ntx, dy, dx, dhp, dwp, qh, qw, woff
-    cdef Py_ssize_t a, t, tw, t0, nk, k, oc, r, cb, ob
+    cdef Py_ssize_t a, t, tw, t0, nk, nk1, k, oc, r, cb, ob
+    cdef bint paired
+    cdef real* acc1
     cdef Py_ssize_t nblk = (o + _CB - 1) // _CB if wide and wblock > 0 else 1
     cdef int tid
     cdef real bv
@@ -423,7 +646,11 @@ def forward_direct(const real[:, :, :, ::1] x, const real[::1] wtab,
             xp = &xpad[tid, 0]
             acc = &accs[tid, 0]
             _pad_gy(&x[b, 0, 0, 0], xp, c, h, w, hp, wp, pt, pl, &fresh[tid])
+            paired = False
             for p in range(nph):
+                if paired:  # the odd-column phase, written with the previous one
+                    paired = False
+                    continue
                 ry = tab[p, 0]
                 rx = tab[p, 1]
                 nty = tab[p, 2]
@@ -445,6 +672,35 @@ def forward_direct(const real[:, :, :, ::1] x, const real[::1] wtab,
                             for t in range(qw):
                                 yrow[t * sw] = bv
                     continue
+                if real is float:
+                    # stride-2 columns, float32: the row's two column phases tile by tile
+                    # side by side, each channel's values interleaved in registers and
+                    # stored contiguously (tg_tg_put22_f) when the odd phase has taps on
+                    # the same rows and no more columns
+                    if (wide and sw == 2 and rx == 0 and p + 1 < nph and tab[p + 1, 1] == 1
+                            and tab[p + 1, 2] > 0 and tab[p + 1, 3] > 0 and tab[p + 1, 8] == qh
+                            and 0 < tab[p + 1, 9] <= qw):
+                        paired = True
+                        acc1 = acc + _CB * _WB
+                        for cb in range(nblk):
+                            ob = min(_CB, o - cb * _CB)
+                            for a in range(qh):
+                                for tw in range((qw + _WB - 1) // _WB):
+                                    t0 = tw * _WB
+                                    nk = min(_WB, qw - t0)
+                                    nk1 = max(0, min(_WB, tab[p + 1, 9] - t0))
+                                    tg_tg_tile_f(xp, &wtab[cb * wblock + woff], c, nty, ntx, hp,
+                                                 wp, _CB, 1, dhp, dwp, a + pt + dy, t0 + pl + dx,
+                                                 0, acc)
+                                    if nk1 > 0:
+                                        tg_tg_tile_f(xp, &wtab[cb * wblock + tab[p + 1, 10]], c,
+                                                     tab[p + 1, 2], tab[p + 1, 3], hp, wp, _CB, 1,
+                                                     tab[p + 1, 6], tab[p + 1, 7],
+                                                     a + pt + tab[p + 1, 4],
+                                                     t0 + pl + tab[p + 1, 5], 0, acc1)
+                                    tg_tg_put22_f(acc, acc1, &y[b, cb * _CB, ry + sh * a, t0 * 2],
+                                                  ho * wo, &bias[cb * _CB], ob, nk, nk1)
+                        continue
                 if wide:
                     # _CB output channels x 1 row x _WB columns: the input gradient's tile
                     # on the padded image at stride 1 (its weights w[c, o, i, j] in the
@@ -463,6 +719,11 @@ def forward_direct(const real[:, :, :, ::1] x, const real[::1] wtab,
                                     tg_tg_tile_d(xp, &wtab[cb * wblock + woff], c, nty, ntx, hp,
                                                  wp, _CB, 1, dhp, dwp, a + pt + dy, t0 + pl + dx,
                                                  0, acc)
+                                if real is float:
+                                    if sw == 2:  # bias: zeros when the call has none
+                                        tg_tg_put2_f(acc, &y[b, cb * _CB, ry + sh * a, rx + t0 * sw],
+                                                     ho * wo, &bias[cb * _CB], ob, nk)
+                                        continue
                                 for oc in range(ob):
                                     bv = bias[cb * _CB + oc] if has_bias else 0
                                     yrow = &y[b, cb * _CB + oc, ry + sh * a, rx + t0 * sw]

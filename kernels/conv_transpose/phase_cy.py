@@ -40,8 +40,11 @@ import numpy as np
 from .. import cblas, memory, threads
 from ..conv.im2col import _growth, workspace
 from . import col2im_cy
+from ._direct_grad_cy import channel_blocks as _channel_blocks
 from ._direct_grad_cy import forward_direct as _forward_direct
+from ._direct_grad_cy import gather as _gather
 from ._direct_grad_cy import grads as _direct_grads
+from ._direct_grad_cy import reduce_parts as _reduce_parts
 from ._phase_cy import backward_shared, forward_phases
 from .reference import out_size
 
@@ -251,7 +254,7 @@ def _direct_weights(w, index) -> np.ndarray:
     """``forward_direct``'s weight table: ``w``'s values (and a zero) gathered by the
     shape's ``index`` (``direct_geometry``), on a 64-byte boundary (``_aligned``)."""
     out = _aligned(index.shape, w.dtype)
-    out[...] = np.append(w.reshape(-1), w.dtype.type(0))[index]
+    _gather(np.ascontiguousarray(w).reshape(-1), index, out)
     return out
 
 
@@ -291,7 +294,7 @@ def _direct_forward(x, w, b, stride, padding, output_padding, dilation, relu):
     })  # fmt: skip
     y = np.empty((n, o, ho, wo), x.dtype)
     xpad = workspace("phase-xd", (nt, c * hp * wp), x.dtype)
-    accs = _aligned_workspace("phase-acc", nt, _CB * _WB, x.dtype)
+    accs = _aligned_workspace("phase-acc-f", nt, 2 * _CB * _WB, x.dtype)
     bias = np.zeros(o, x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
     mask = np.empty(y.shape, np.uint8) if relu else None
     # one table per block, side by side (every block's table has the same size, a multiple
@@ -301,7 +304,7 @@ def _direct_forward(x, w, b, stride, padding, output_padding, dilation, relu):
         wtab = _aligned((len(spans) * wblock,), w.dtype)
         for k, ((s, e), (_, _, index)) in enumerate(zip(spans, geos, strict=True)):
             wk = np.ascontiguousarray(w[:, s:e])
-            wtab[k * wblock : (k + 1) * wblock] = np.append(wk.reshape(-1), wk.dtype.type(0))[index]
+            _gather(wk.reshape(-1), index, wtab[k * wblock : (k + 1) * wblock])
     else:
         wblock, wtab = 0, _direct_weights(w, geos[0][2])
     tab = geos[0][0]
@@ -405,12 +408,8 @@ def direct_grads(gy, x, w, stride, padding, dilation, need_x, need_w, mask=None,
     if need_x:
         # per block of _CB input channels its (o, kh, kw, _CB) weights, one after the other:
         # each tile reads its block as one contiguous stream
-        wt = _aligned((cp // _CB, o, kh, kw, _CB), x.dtype, np.zeros if cp > c else np.empty)
-        full = c // _CB * _CB
-        wt[: c // _CB] = w[:full].reshape(c // _CB, _CB, o, kh, kw).transpose(0, 2, 3, 4, 1)
-        if full < c:
-            wt[-1, ..., : c - full] = w[full:].transpose(1, 2, 3, 0)
-        wt = wt.reshape(-1)
+        wt = _aligned((cp * o * kh * kw,), x.dtype)
+        _channel_blocks(np.ascontiguousarray(w, dtype=x.dtype).reshape(c, -1), wt)
         gx = np.empty_like(x)
         accs = _aligned_workspace("phase-acc", nt, _CB * _WB, x.dtype)
     else:
@@ -433,8 +432,9 @@ def direct_grads(gy, x, w, stride, padding, dilation, need_x, need_w, mask=None,
                   rows)  # fmt: skip
     gw = None
     if need_w:
-        total = parts[0] if nt == 1 else parts.sum(axis=0)
-        gw = np.ascontiguousarray(total[:nq, :c].T).reshape(w.shape)
+        gw = np.empty((c, nq), x.dtype)
+        _reduce_parts(parts, gw, nt)
+        gw = gw.reshape(w.shape)
     if rows is None:
         return (gx if need_x else None), gw
     # the bias gradient: the images' sum (per thread, then the threads'), each channel's row

@@ -367,6 +367,21 @@ def test_wide_direct_forward_matches_reference(
                           patches)  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    "k, padding, outpad",
+    [((4, 4), (1, 1), (0, 0)), ((3, 3), (1, 1), (1, 1)), ((3, 3), (0, 0), (0, 0))],
+)
+@pytest.mark.parametrize("width", [1, 4, 7, 8, 9, 13])
+@pytest.mark.parametrize("o", [24, 32, 56])
+def test_wide_direct_forward_float32_stride2_rows(k, padding, outpad, width, o):
+    """The float32 wide forward at stride 2, whose two column phases of a row are written
+    together (interleaved per channel, partial last tiles masked, the odd phase one column
+    short or with no tile of its own): widths giving even and odd output rows, whole and
+    partial tiles of 8, one and two blocks of 32 channels, with the ReLU, 2 threads."""
+    _check_direct_forward(3, 17, o, (5, width), k, (2, 2), padding, outpad, (1, 1), np.float32,
+                          2, True, {"_DIRECT_WIDE_MIN_OUT": 1})  # fmt: skip
+
+
 def test_wide_direct_forward_runs_on_24_to_128_output_channels(monkeypatch):
     """``forward`` takes the wide direct tiles for 24 to 32 output channels and, in blocks
     of 32 on inputs of at most 16x16, for 33 to 128 whose last block fills 24 or more lanes;
@@ -558,6 +573,32 @@ def test_direct_weight_gradient_repeats_bit_for_bit(direct_everywhere):
     finally:
         direct_everywhere._team = saved
     np.testing.assert_array_equal(first.view(np.uint32), again.view(np.uint32))
+
+
+@pytest.mark.parametrize("team", [1, 2])
+@pytest.mark.parametrize("c", [8, 13, 40, 64])
+@pytest.mark.parametrize("hw", [(1, 7), (2, 4), (7, 9), (16, 16)])
+def test_direct_gradients_float32_transposes(direct_everywhere, c, hw, team):
+    """The float32 direct gradients, whose transposed images, input-gradient weight table
+    and weight gradient (the threads' partial sums added and transposed) are moved in 8 x 8
+    blocks with the rest one by one: every mix of whole and partial blocks (channels 8 to
+    64, a partial last block of 32; planes of fewer than 8, a multiple of 8, and neither;
+    80 (output channel, tap) rows), 1 and 2 threads, against the float64 reference."""
+    rng = np.random.default_rng(c)
+    x = rng.standard_normal((3, c, *hw)).astype(np.float32)
+    w = rng.standard_normal((c, 5, 4, 4)).astype(np.float32)
+    args = ((2, 2), (1, 1), (0, 0), (1, 1), 1)
+    ref = K.get("conv_transpose2d", "reference")
+    gy = rng.standard_normal(ref.forward(x, w, None, *args).shape).astype(np.float32)
+    saved = direct_everywhere._team
+    direct_everywhere._team = lambda macs: team
+    try:
+        gx, gw = direct_everywhere.backward(gy, x, w, *args, True, True)
+    finally:
+        direct_everywhere._team = saved
+    exp = ref.backward(*(a.astype(np.float64) for a in (gy, x, w)), *args, True, True)
+    np.testing.assert_allclose(gx, exp[0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gw, exp[1], rtol=1e-4, atol=1e-4)
 
 
 def test_direct_gradients_gradcheck(direct_everywhere):
