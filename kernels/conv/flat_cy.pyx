@@ -41,6 +41,7 @@ channel, kh, kw) order. Bounds and wraparound checks are set by the build (setup
 
 cimport openmp
 from cython.parallel cimport prange
+from libc.stdlib cimport free, malloc
 
 from functools import lru_cache
 
@@ -200,7 +201,8 @@ cdef extern from *:
     """
     #define TG_CL_TILE(T, S, NC, NP)                                                    \
     static inline void tg_cl_tile_##S##NC(const T* xq, const Py_ssize_t* offs,          \
-            Py_ssize_t nt, const T* wt, Py_ssize_t op, T* tb, int add) {               \
+            Py_ssize_t nt, const T* wt, Py_ssize_t op, T* tb, int add, const char* pfp, \
+            Py_ssize_t pfn) {                                                           \
         enum { V = 64 / sizeof(T) };                                                    \
         tg_fl_v##S a[NP][NC];                                                           \
         Py_ssize_t t, k, v;                                                             \
@@ -211,6 +213,7 @@ cdef extern from *:
         for (t = 0; t < nt; t++, wt += op) {                                            \
             const T* src = xq + offs[t];                                                \
             tg_fl_v##S wv[NC];                                                          \
+            if (t < pfn) __builtin_prefetch(pfp + 64 * t, 0, 2);                        \
             _Pragma("GCC unroll 4") for (v = 0; v < NC; v++)                            \
                 wv[v] = *(const tg_fl_v##S*)(wt + v * V);                               \
             _Pragma("GCC unroll 16") for (k = 0; k < NP; k++) {                         \
@@ -228,7 +231,7 @@ cdef extern from *:
     #define TG_CP_TILE(T, S, NC, NP)                                                    \
     static inline void tg_cp_tile_##S##NC(const T* xq, const Py_ssize_t* pos,           \
             const Py_ssize_t* offs, Py_ssize_t nt, const T* wt, Py_ssize_t op, T* tb,   \
-            int add) {                                                                  \
+            int add, const char* pfp, Py_ssize_t pfn) {                                 \
         enum { V = 64 / sizeof(T) };                                                    \
         tg_fl_v##S a[NP][NC];                                                           \
         Py_ssize_t p[NP];                                                               \
@@ -241,6 +244,7 @@ cdef extern from *:
         for (t = 0; t < nt; t++, wt += op) {                                            \
             const T* src = xq + offs[t];                                                \
             tg_fl_v##S wv[NC];                                                          \
+            if (t < pfn) __builtin_prefetch(pfp + 64 * t, 0, 2);                        \
             _Pragma("GCC unroll 4") for (v = 0; v < NC; v++)                            \
                 wv[v] = *(const tg_fl_v##S*)(wt + v * V);                               \
             _Pragma("GCC unroll 16") for (k = 0; k < NP; k++) {                         \
@@ -378,45 +382,53 @@ cdef extern from *:
     #endif
     """
     void tg_cl_tile_f1(const float* xq, const Py_ssize_t* offs, Py_ssize_t nt,
-                       const float* wt, Py_ssize_t op, float* tb, int add) noexcept nogil
+                       const float* wt, Py_ssize_t op, float* tb, int add,
+                       const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cl_tile_f2(const float* xq, const Py_ssize_t* offs, Py_ssize_t nt,
-                       const float* wt, Py_ssize_t op, float* tb, int add) noexcept nogil
+                       const float* wt, Py_ssize_t op, float* tb, int add,
+                       const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cl_tile_f3(const float* xq, const Py_ssize_t* offs, Py_ssize_t nt,
-                       const float* wt, Py_ssize_t op, float* tb, int add) noexcept nogil
+                       const float* wt, Py_ssize_t op, float* tb, int add,
+                       const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cl_tile_f4(const float* xq, const Py_ssize_t* offs, Py_ssize_t nt,
-                       const float* wt, Py_ssize_t op, float* tb, int add) noexcept nogil
+                       const float* wt, Py_ssize_t op, float* tb, int add,
+                       const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cl_tile_d1(const double* xq, const Py_ssize_t* offs, Py_ssize_t nt,
-                       const double* wt, Py_ssize_t op, double* tb, int add) noexcept nogil
+                       const double* wt, Py_ssize_t op, double* tb, int add,
+                       const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cl_tile_d2(const double* xq, const Py_ssize_t* offs, Py_ssize_t nt,
-                       const double* wt, Py_ssize_t op, double* tb, int add) noexcept nogil
+                       const double* wt, Py_ssize_t op, double* tb, int add,
+                       const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cl_tile_d3(const double* xq, const Py_ssize_t* offs, Py_ssize_t nt,
-                       const double* wt, Py_ssize_t op, double* tb, int add) noexcept nogil
+                       const double* wt, Py_ssize_t op, double* tb, int add,
+                       const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cl_tile_d4(const double* xq, const Py_ssize_t* offs, Py_ssize_t nt,
-                       const double* wt, Py_ssize_t op, double* tb, int add) noexcept nogil
+                       const double* wt, Py_ssize_t op, double* tb, int add,
+                       const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cp_tile_f1(const float* xq, const Py_ssize_t* pos, const Py_ssize_t* offs,
                        Py_ssize_t nt, const float* wt, Py_ssize_t op, float* tb,
-                       int add) noexcept nogil
+                       int add, const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cp_tile_f2(const float* xq, const Py_ssize_t* pos, const Py_ssize_t* offs,
                        Py_ssize_t nt, const float* wt, Py_ssize_t op, float* tb,
-                       int add) noexcept nogil
+                       int add, const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cp_tile_f3(const float* xq, const Py_ssize_t* pos, const Py_ssize_t* offs,
                        Py_ssize_t nt, const float* wt, Py_ssize_t op, float* tb,
-                       int add) noexcept nogil
+                       int add, const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cp_tile_f4(const float* xq, const Py_ssize_t* pos, const Py_ssize_t* offs,
                        Py_ssize_t nt, const float* wt, Py_ssize_t op, float* tb,
-                       int add) noexcept nogil
+                       int add, const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cp_tile_d1(const double* xq, const Py_ssize_t* pos, const Py_ssize_t* offs,
                        Py_ssize_t nt, const double* wt, Py_ssize_t op, double* tb,
-                       int add) noexcept nogil
+                       int add, const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cp_tile_d2(const double* xq, const Py_ssize_t* pos, const Py_ssize_t* offs,
                        Py_ssize_t nt, const double* wt, Py_ssize_t op, double* tb,
-                       int add) noexcept nogil
+                       int add, const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cp_tile_d3(const double* xq, const Py_ssize_t* pos, const Py_ssize_t* offs,
                        Py_ssize_t nt, const double* wt, Py_ssize_t op, double* tb,
-                       int add) noexcept nogil
+                       int add, const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cp_tile_d4(const double* xq, const Py_ssize_t* pos, const Py_ssize_t* offs,
                        Py_ssize_t nt, const double* wt, Py_ssize_t op, double* tb,
-                       int add) noexcept nogil
+                       int add, const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cl_back_f(const float* tb, Py_ssize_t op, Py_ssize_t o, Py_ssize_t ldo,
                       float* acc) noexcept nogil
     void tg_cl_back_d(const double* tb, Py_ssize_t op, Py_ssize_t o, Py_ssize_t ldo,
@@ -676,6 +688,69 @@ cdef enum:
     _WT = 6    # weight-gradient tile: taps
 
 
+# The next image's data asked for a few cache lines at a time between the current image's
+# tiles: the planes (and the weight gradient's gathered output gradient) are built from
+# arrays of several MB, read once per pass, whose lines otherwise arrive while the plane
+# copies wait on them; the output rows, written once, likewise (their lines are read before
+# the stores). A cursor over up to two regions of whole lines.
+cdef extern from *:
+    """
+    typedef struct { const char* p[2]; Py_ssize_t n[2]; Py_ssize_t step; } tg_pfc;
+    static inline void tg_pf_init(tg_pfc* c, const void* a, Py_ssize_t na, const void* b,
+                                  Py_ssize_t nb) {
+        /* na, nb: bytes; whole lines from the line holding each start */
+        c->p[0] = (const char*)((Py_ssize_t)a & ~(Py_ssize_t)63);
+        c->n[0] = a ? ((const char*)a + na - c->p[0] + 63) / 64 : 0;
+        c->p[1] = (const char*)((Py_ssize_t)b & ~(Py_ssize_t)63);
+        c->n[1] = b ? ((const char*)b + nb - c->p[1] + 63) / 64 : 0;
+        c->step = 0;
+    }
+    /* spread this many of the lines left over this many steps */
+    static inline void tg_pf_plan(tg_pfc* c, Py_ssize_t lines, Py_ssize_t steps) {
+        if (c == NULL) return;
+        c->step = steps > 0 ? (lines + steps - 1) / steps : lines;
+    }
+    static inline Py_ssize_t tg_pf_left(const tg_pfc* c) {
+        return c == NULL ? 0 : c->n[0] + c->n[1];
+    }
+    /* up to min(step, most) lines of the current region: their start in *p, their count
+       returned, the cursor moved past them (a tile asks for one line per tap) */
+    static inline Py_ssize_t tg_pf_take(tg_pfc* c, Py_ssize_t most, const char** p) {
+        Py_ssize_t k;
+        int r;
+        *p = NULL;
+        if (c == NULL) return 0;
+        r = c->n[0] > 0 ? 0 : 1;
+        k = c->step < most ? c->step : most;
+        if (k > c->n[r]) k = c->n[r];
+        if (k <= 0) return 0;
+        *p = c->p[r];
+        c->p[r] += 64 * k;
+        c->n[r] -= k;
+        return k;
+    }
+    static inline void tg_pf_run(tg_pfc* c) {
+        Py_ssize_t k;
+        if (c == NULL) return;
+        for (k = 0; k < c->step; k++) {
+            int r = c->n[0] > 0 ? 0 : 1;
+            if (c->n[r] <= 0) return;
+            __builtin_prefetch(c->p[r], 0, 2);
+            c->p[r] += 64;
+            c->n[r]--;
+        }
+    }
+    """
+    ctypedef struct tg_pfc:
+        pass
+    void tg_pf_init(tg_pfc* c, const void* a, Py_ssize_t na, const void* b,
+                    Py_ssize_t nb) noexcept nogil
+    void tg_pf_plan(tg_pfc* c, Py_ssize_t lines, Py_ssize_t steps) noexcept nogil
+    Py_ssize_t tg_pf_left(const tg_pfc* c) noexcept nogil
+    void tg_pf_run(tg_pfc* c) noexcept nogil
+    Py_ssize_t tg_pf_take(tg_pfc* c, Py_ssize_t most, const char** p) noexcept nogil
+
+
 cdef inline void _planes(const real* xb, real* xq, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
                          Py_ssize_t s, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t hq,
                          Py_ssize_t wq, Py_ssize_t slack) noexcept nogil:
@@ -692,7 +767,8 @@ cdef inline void _planes(const real* xb, real* xq, Py_ssize_t c, Py_ssize_t h, P
 
 cdef inline Py_ssize_t _tiles(const real* xq, const Py_ssize_t* offs, Py_ssize_t nt,
                              const real* wt, Py_ssize_t op, Py_ssize_t o, real* acc,
-                             Py_ssize_t wq, Py_ssize_t na, Py_ssize_t vw) noexcept nogil:
+                             Py_ssize_t wq, Py_ssize_t na, Py_ssize_t vw, tg_pfc* pf,
+                             Py_ssize_t pfl) noexcept nogil:
     # acc[oc * ldo + f] = sum_t wt[t, oc] * xq[f + offs[t]] for the flat positions
     # f = a * wq + b, a < na, in tiles of _OB channels by vw (_VW or _VX) positions; returns
     # ldo (the positions rounded up to whole tiles). Every tile of a job lands in acc before
@@ -702,11 +778,13 @@ cdef inline Py_ssize_t _tiles(const real* xq, const Py_ssize_t* offs, Py_ssize_t
     cdef Py_ssize_t tf, to, ntf = (na * wq + vw - 1) // vw, nto = (o + _OB - 1) // _OB
     cdef Py_ssize_t ldo = ntf * vw
     cdef real* at
+    tg_pf_plan(pf, pfl, ntf * nto)
     for tf in range(ntf):
         f0 = tf * vw
         for to in range(nto):
             oc0 = to * _OB
             at = acc + oc0 * ldo + f0
+            tg_pf_run(pf)
             if nt == 0:
                 for k in range(_OB):
                     for v in range(vw):
@@ -725,55 +803,68 @@ cdef inline Py_ssize_t _tiles(const real* xq, const Py_ssize_t* offs, Py_ssize_t
 
 cdef enum:
     # the channel-lane tiles' chunks of taps: this many bytes of weights (a third of L1d)
-    _CL_CHUNK_BYTES = 16384
+    _CL_CHUNK_BYTES = 32768
     # compact positions where more than 1 / _CP_SHARE of each row's columns are dropped
-    _CP_SHARE = 8
+    _CP_SHARE = 64
+
+
+cdef inline Py_ssize_t _cl_chunk(Py_ssize_t nt, Py_ssize_t nc) noexcept nogil:
+    # taps per chunk: as few chunks as fit their weights (nc vectors per tap) in
+    # _CL_CHUNK_BYTES, of equal sizes (within one)
+    cdef Py_ssize_t kt = _CL_CHUNK_BYTES // (nc * 64), m
+    if kt < 1:
+        kt = 1
+    m = (nt + kt - 1) // kt
+    if m < 1:
+        return 1
+    return (nt + m - 1) // m
 
 
 cdef inline void _cl_tile(const real* xq, const Py_ssize_t* offs, Py_ssize_t nk,
                           const real* wt, Py_ssize_t op, real* tb, Py_ssize_t nc,
-                          int add) noexcept nogil:
+                          int add, const char* pfp, Py_ssize_t pfn) noexcept nogil:
     if real is float:
         if nc == 1:
-            tg_cl_tile_f1(xq, offs, nk, wt, op, tb, add)
+            tg_cl_tile_f1(xq, offs, nk, wt, op, tb, add, pfp, pfn)
         elif nc == 2:
-            tg_cl_tile_f2(xq, offs, nk, wt, op, tb, add)
+            tg_cl_tile_f2(xq, offs, nk, wt, op, tb, add, pfp, pfn)
         elif nc == 3:
-            tg_cl_tile_f3(xq, offs, nk, wt, op, tb, add)
+            tg_cl_tile_f3(xq, offs, nk, wt, op, tb, add, pfp, pfn)
         else:
-            tg_cl_tile_f4(xq, offs, nk, wt, op, tb, add)
+            tg_cl_tile_f4(xq, offs, nk, wt, op, tb, add, pfp, pfn)
     else:
         if nc == 1:
-            tg_cl_tile_d1(xq, offs, nk, wt, op, tb, add)
+            tg_cl_tile_d1(xq, offs, nk, wt, op, tb, add, pfp, pfn)
         elif nc == 2:
-            tg_cl_tile_d2(xq, offs, nk, wt, op, tb, add)
+            tg_cl_tile_d2(xq, offs, nk, wt, op, tb, add, pfp, pfn)
         elif nc == 3:
-            tg_cl_tile_d3(xq, offs, nk, wt, op, tb, add)
+            tg_cl_tile_d3(xq, offs, nk, wt, op, tb, add, pfp, pfn)
         else:
-            tg_cl_tile_d4(xq, offs, nk, wt, op, tb, add)
+            tg_cl_tile_d4(xq, offs, nk, wt, op, tb, add, pfp, pfn)
 
 
 cdef inline void _cp_tile(const real* xq, const Py_ssize_t* pos, const Py_ssize_t* offs,
                           Py_ssize_t nk, const real* wt, Py_ssize_t op, real* tb,
-                          Py_ssize_t nc, int add) noexcept nogil:
+                          Py_ssize_t nc, int add, const char* pfp,
+                          Py_ssize_t pfn) noexcept nogil:
     if real is float:
         if nc == 1:
-            tg_cp_tile_f1(xq, pos, offs, nk, wt, op, tb, add)
+            tg_cp_tile_f1(xq, pos, offs, nk, wt, op, tb, add, pfp, pfn)
         elif nc == 2:
-            tg_cp_tile_f2(xq, pos, offs, nk, wt, op, tb, add)
+            tg_cp_tile_f2(xq, pos, offs, nk, wt, op, tb, add, pfp, pfn)
         elif nc == 3:
-            tg_cp_tile_f3(xq, pos, offs, nk, wt, op, tb, add)
+            tg_cp_tile_f3(xq, pos, offs, nk, wt, op, tb, add, pfp, pfn)
         else:
-            tg_cp_tile_f4(xq, pos, offs, nk, wt, op, tb, add)
+            tg_cp_tile_f4(xq, pos, offs, nk, wt, op, tb, add, pfp, pfn)
     else:
         if nc == 1:
-            tg_cp_tile_d1(xq, pos, offs, nk, wt, op, tb, add)
+            tg_cp_tile_d1(xq, pos, offs, nk, wt, op, tb, add, pfp, pfn)
         elif nc == 2:
-            tg_cp_tile_d2(xq, pos, offs, nk, wt, op, tb, add)
+            tg_cp_tile_d2(xq, pos, offs, nk, wt, op, tb, add, pfp, pfn)
         elif nc == 3:
-            tg_cp_tile_d3(xq, pos, offs, nk, wt, op, tb, add)
+            tg_cp_tile_d3(xq, pos, offs, nk, wt, op, tb, add, pfp, pfn)
         else:
-            tg_cp_tile_d4(xq, pos, offs, nk, wt, op, tb, add)
+            tg_cp_tile_d4(xq, pos, offs, nk, wt, op, tb, add, pfp, pfn)
 
 
 cdef inline bint _compact(Py_ssize_t wq, Py_ssize_t nb) noexcept nogil:
@@ -785,7 +876,7 @@ cdef inline bint _compact(Py_ssize_t wq, Py_ssize_t nb) noexcept nogil:
 cdef inline Py_ssize_t _tiles_cl(const real* xq, const Py_ssize_t* offs, Py_ssize_t nt,
                                 const real* wt, Py_ssize_t op, Py_ssize_t o, real* acc,
                                 real* tb, Py_ssize_t wq, Py_ssize_t na,
-                                Py_ssize_t nb) noexcept nogil:
+                                Py_ssize_t nb, tg_pfc* pf, Py_ssize_t pfl) noexcept nogil:
     # _tiles' result (acc[oc * ldo + f], ldo the positions rounded up to whole vectors)
     # from channel-lane tiles: blocks of up to four channel vectors (op a multiple of the
     # lanes) by 16, 12, 8 or 6 positions (one to four vectors) into tb[f * op + oc], then
@@ -802,21 +893,32 @@ cdef inline Py_ssize_t _tiles_cl(const real* xq, const Py_ssize_t* offs, Py_ssiz
     cdef bint cp = _compact(wq, nb)
     cdef Py_ssize_t nf = na * nb if cp else na * wq
     cdef Py_ssize_t ldo = (nf + lanes - 1) // lanes * lanes
-    cdef Py_ssize_t oc0 = 0, nc, npos, f0, k, v, t0, nk, kt, ra, rb
+    cdef Py_ssize_t oc0 = 0, nc, npos, f0, k, v, t0, nk, kt, ra, rb, pfn
+    cdef const char* pfp
     cdef Py_ssize_t pos[16]
     if nt == 0:
         for k in range(o):
             for v in range(ldo):
                 acc[k * ldo + v] = 0
         return ldo
+    # the tile calls ahead, for the prefetch cursor's share per call
+    v = 0
     while oc0 < op:
         nc = (op - oc0) // lanes
         if nc > 4:
             nc = 4
         npos = 16 if nc == 1 else 12 if nc == 2 else 8 if nc == 3 else 6
-        kt = _CL_CHUNK_BYTES // (nc * 64)
-        if kt < 1:
-            kt = 1
+        kt = _cl_chunk(nt, nc)
+        v = v + (nt + kt - 1) // kt * ((nf + npos - 1) // npos)
+        oc0 = oc0 + nc * lanes
+    tg_pf_plan(pf, pfl, v)
+    oc0 = 0
+    while oc0 < op:
+        nc = (op - oc0) // lanes
+        if nc > 4:
+            nc = 4
+        npos = 16 if nc == 1 else 12 if nc == 2 else 8 if nc == 3 else 6
+        kt = _cl_chunk(nt, nc)
         t0 = 0
         while t0 < nt:
             nk = nt - t0 if nt - t0 < kt else kt
@@ -825,6 +927,7 @@ cdef inline Py_ssize_t _tiles_cl(const real* xq, const Py_ssize_t* offs, Py_ssiz
             ra = 0
             rb = 0
             while f0 < nf:
+                pfn = tg_pf_take(pf, nk, &pfp)
                 if cp:
                     # the tile's positions past the last repeat the last one (dropped)
                     for k in range(npos):
@@ -837,10 +940,10 @@ cdef inline Py_ssize_t _tiles_cl(const real* xq, const Py_ssize_t* offs, Py_ssiz
                         else:
                             pos[k] = pos[k - 1]
                     _cp_tile(xq, pos, offs + t0, nk, wt + t0 * op + oc0, op,
-                             tb + f0 * op + oc0, nc, t0 > 0)
+                             tb + f0 * op + oc0, nc, t0 > 0, pfp, pfn)
                 else:
                     _cl_tile(xq + f0, offs + t0, nk, wt + t0 * op + oc0, op,
-                             tb + f0 * op + oc0, nc, t0 > 0)
+                             tb + f0 * op + oc0, nc, t0 > 0, pfp, pfn)
                 f0 = f0 + npos
             t0 = t0 + nk
         oc0 = oc0 + nc * lanes
@@ -931,6 +1034,10 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
     cdef unsigned char* mb = NULL
     cdef real* tb = NULL
     cdef bint cl = tbuf is not None
+    cdef Py_ssize_t ahead
+    # a prefetch cursor per thread, a few cache lines apart
+    cdef tg_pfc* pfs
+    cdef tg_pfc* pf
     if relu:
         if mask is None or (mask.shape[0] != y.shape[0] or mask.shape[1] != y.shape[1]
                             or mask.shape[2] != y.shape[2] or mask.shape[3] != y.shape[3]):
@@ -938,6 +1045,9 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
         for j in range(nj):
             if jobs[j, 4] != 1:
                 raise ValueError("run_threads: relu needs unit-stride jobs")
+    pfs = <tg_pfc*>malloc(4 * nt * sizeof(tg_pfc))
+    if pfs == NULL:
+        raise MemoryError()
     with nogil:
         for bi in prange(n, schedule="dynamic", chunksize=1, num_threads=nt):
             tid = openmp.omp_get_thread_num()
@@ -946,6 +1056,15 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
             if cl:
                 tb = &tbuf[tid, 0]
             _planes(&x[bi, 0, 0, 0], xq, c, h, w, s, ph, pw, hq, wq, slack)
+            # the image this thread most likely takes next (the threads take turns): its
+            # input and output lines asked for between this image's tiles
+            pf = &pfs[4 * tid]
+            ahead = bi + nt
+            if ahead < n:
+                tg_pf_init(pf, &x[ahead, 0, 0, 0], c * h * w * sizeof(real), &y[ahead, 0, 0, 0],
+                           o * dcs * sizeof(real))
+            else:
+                tg_pf_init(pf, NULL, 0, NULL, 0)
             yb = &y[bi, 0, 0, 0]
             j = 0
             while j < nj:
@@ -953,12 +1072,13 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
                 rs = wq
                 if cl:
                     ldo = _tiles_cl(xq, &offs[t0], jobs[j, 1], &wts[t0 * op], op, o, acc,
-                                    tb, wq, jobs[j, 5], jobs[j, 6])
+                                    tb, wq, jobs[j, 5], jobs[j, 6], pf,
+                                    (tg_pf_left(pf) + nj - j - 1) // (nj - j))
                     if _compact(wq, jobs[j, 6]):
                         rs = jobs[j, 6]
                 else:
                     ldo = _tiles(xq, &offs[t0], jobs[j, 1], &wts[t0 * op], op, o, acc, wq,
-                                 jobs[j, 5], vw)
+                                 jobs[j, 5], vw, pf, (tg_pf_left(pf) + nj - j - 1) // (nj - j))
                 # the input gradient's column phases 0 and 1 of a stride-2 call: the
                 # next job writes the odd columns of the same rows
                 pair = (not has_bias and not relu and jobs[j, 4] == 2 and j + 1 < nj
@@ -972,12 +1092,14 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
                     if cl:
                         ldo1 = _tiles_cl(xq, &offs[t1], jobs[j + 1, 1], &wts[t1 * op], op,
                                          o, acc + half, tb, wq, jobs[j + 1, 5],
-                                         jobs[j + 1, 6])
+                                         jobs[j + 1, 6], pf,
+                                         (tg_pf_left(pf) + nj - j - 2) // (nj - j - 1))
                         if _compact(wq, jobs[j + 1, 6]):
                             rs1 = jobs[j + 1, 6]
                     else:
                         ldo1 = _tiles(xq, &offs[t1], jobs[j + 1, 1], &wts[t1 * op], op, o,
-                                      acc + half, wq, jobs[j + 1, 5], vw)
+                                      acc + half, wq, jobs[j + 1, 5], vw, pf,
+                                      (tg_pf_left(pf) + nj - j - 2) // (nj - j - 1))
                     _copy_pair(acc, acc + half, ldo, ldo1, o, yb + jobs[j, 2], rs, rs1,
                                jobs[j, 5], jobs[j, 6], jobs[j + 1, 6], dcs, jobs[j, 3])
                     j = j + 2
@@ -987,6 +1109,7 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
                     _copy(acc, ldo, o, &bias[0], has_bias, yb + jobs[j, 2], rs, jobs[j, 5],
                           jobs[j, 6], dcs, jobs[j, 3], jobs[j, 4], relu, mb)
                     j = j + 1
+    free(pfs)
 
 
 def wgrad_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
