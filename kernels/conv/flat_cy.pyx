@@ -450,15 +450,20 @@ cdef extern from *:
     #define TG_CW_TILE(T, S, NC, NT)                                                    \
     static inline void tg_cw_tile_##S##NC(const T* xq, Py_ssize_t xs, const T* gt,      \
             Py_ssize_t gs, Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq, \
-            Py_ssize_t wo, const Py_ssize_t* offs, T* acc) {                            \
+            Py_ssize_t wo, const Py_ssize_t* offs, T* acc, const char* pfp,             \
+            Py_ssize_t pfn) {                                                           \
         enum { V = 64 / sizeof(T) };                                                    \
         tg_fl_v##S a[NT][NC];                                                           \
-        Py_ssize_t m, r, f, q, v;                                                       \
+        Py_ssize_t m, r, f, q, v, i;                                                    \
+        /* pfn lines asked for, a few per row */                                        \
+        Py_ssize_t per = (pfn + nimg * nr - 1) / (nimg * nr > 0 ? nimg * nr : 1);       \
         _Pragma("GCC unroll 16") for (q = 0; q < NT; q++)                               \
             _Pragma("GCC unroll 4") for (v = 0; v < NC; v++) a[q][v] = (tg_fl_v##S){0};  \
         for (m = 0; m < nimg; m++)                                                      \
           for (r = 0; r < nr; r++) {                                                    \
             const T* xb = xq + m * xs + r * wq;                                         \
+            for (i = 0; i < per && pfn > 0; i++, pfn--, pfp += 64)                      \
+                __builtin_prefetch(pfp, 0, 2);                                          \
             const T* gb = gt + m * gs + r * wq * op;                                    \
             for (f = 0; f < wo; f++) {                                                  \
                 tg_fl_v##S gv[NC];                                                      \
@@ -486,28 +491,36 @@ cdef extern from *:
     """
     void tg_cw_tile_f1(const float* xq, Py_ssize_t xs, const float* gt, Py_ssize_t gs,
                        Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq,
-                       Py_ssize_t wo, const Py_ssize_t* offs, float* acc) noexcept nogil
+                       Py_ssize_t wo, const Py_ssize_t* offs, float* acc, const char* pfp,
+                       Py_ssize_t pfn) noexcept nogil
     void tg_cw_tile_f2(const float* xq, Py_ssize_t xs, const float* gt, Py_ssize_t gs,
                        Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq,
-                       Py_ssize_t wo, const Py_ssize_t* offs, float* acc) noexcept nogil
+                       Py_ssize_t wo, const Py_ssize_t* offs, float* acc, const char* pfp,
+                       Py_ssize_t pfn) noexcept nogil
     void tg_cw_tile_f3(const float* xq, Py_ssize_t xs, const float* gt, Py_ssize_t gs,
                        Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq,
-                       Py_ssize_t wo, const Py_ssize_t* offs, float* acc) noexcept nogil
+                       Py_ssize_t wo, const Py_ssize_t* offs, float* acc, const char* pfp,
+                       Py_ssize_t pfn) noexcept nogil
     void tg_cw_tile_f4(const float* xq, Py_ssize_t xs, const float* gt, Py_ssize_t gs,
                        Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq,
-                       Py_ssize_t wo, const Py_ssize_t* offs, float* acc) noexcept nogil
+                       Py_ssize_t wo, const Py_ssize_t* offs, float* acc, const char* pfp,
+                       Py_ssize_t pfn) noexcept nogil
     void tg_cw_tile_d1(const double* xq, Py_ssize_t xs, const double* gt, Py_ssize_t gs,
                        Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq,
-                       Py_ssize_t wo, const Py_ssize_t* offs, double* acc) noexcept nogil
+                       Py_ssize_t wo, const Py_ssize_t* offs, double* acc, const char* pfp,
+                       Py_ssize_t pfn) noexcept nogil
     void tg_cw_tile_d2(const double* xq, Py_ssize_t xs, const double* gt, Py_ssize_t gs,
                        Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq,
-                       Py_ssize_t wo, const Py_ssize_t* offs, double* acc) noexcept nogil
+                       Py_ssize_t wo, const Py_ssize_t* offs, double* acc, const char* pfp,
+                       Py_ssize_t pfn) noexcept nogil
     void tg_cw_tile_d3(const double* xq, Py_ssize_t xs, const double* gt, Py_ssize_t gs,
                        Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq,
-                       Py_ssize_t wo, const Py_ssize_t* offs, double* acc) noexcept nogil
+                       Py_ssize_t wo, const Py_ssize_t* offs, double* acc, const char* pfp,
+                       Py_ssize_t pfn) noexcept nogil
     void tg_cw_tile_d4(const double* xq, Py_ssize_t xs, const double* gt, Py_ssize_t gs,
                        Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq,
-                       Py_ssize_t wo, const Py_ssize_t* offs, double* acc) noexcept nogil
+                       Py_ssize_t wo, const Py_ssize_t* offs, double* acc, const char* pfp,
+                       Py_ssize_t pfn) noexcept nogil
 
 
 # dst[v] = src[v] + bv for v < n (and dst[2 * v], the input gradient's stride-2 rows): with
@@ -1189,25 +1202,25 @@ def wgrad_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
 cdef inline void _cw_tile(const real* xq, Py_ssize_t xs, const real* gt, Py_ssize_t gs,
                           Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq,
                           Py_ssize_t wo, const Py_ssize_t* offs, real* acc,
-                          Py_ssize_t nc) noexcept nogil:
+                          Py_ssize_t nc, const char* pfp, Py_ssize_t pfn) noexcept nogil:
     if real is float:
         if nc == 1:
-            tg_cw_tile_f1(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc)
+            tg_cw_tile_f1(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc, pfp, pfn)
         elif nc == 2:
-            tg_cw_tile_f2(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc)
+            tg_cw_tile_f2(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc, pfp, pfn)
         elif nc == 3:
-            tg_cw_tile_f3(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc)
+            tg_cw_tile_f3(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc, pfp, pfn)
         else:
-            tg_cw_tile_f4(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc)
+            tg_cw_tile_f4(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc, pfp, pfn)
     else:
         if nc == 1:
-            tg_cw_tile_d1(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc)
+            tg_cw_tile_d1(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc, pfp, pfn)
         elif nc == 2:
-            tg_cw_tile_d2(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc)
+            tg_cw_tile_d2(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc, pfp, pfn)
         elif nc == 3:
-            tg_cw_tile_d3(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc)
+            tg_cw_tile_d3(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc, pfp, pfn)
         else:
-            tg_cw_tile_d4(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc)
+            tg_cw_tile_d4(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc, pfp, pfn)
 
 
 def wgrad_cl_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
@@ -1226,11 +1239,17 @@ def wgrad_cl_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
     cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
     cdef Py_ssize_t xs = c * s * s * hq * wq + slack, gs = op * nfp, nch = gws.shape[0]
     cdef Py_ssize_t lanes = 64 // sizeof(real)
-    cdef Py_ssize_t j, b0, b1, bb, step, m, nb, oc0, nc, ntq, t0
+    cdef Py_ssize_t j, b0, b1, bb, step, m, nb, oc0, nc, ntq, t0, a0, a1, calls, pfn
     cdef int tid
     cdef real* xq
     cdef real* gt
     cdef real* sk
+    cdef const char* pfp
+    # a prefetch cursor per thread, a few cache lines apart (see run_threads)
+    cdef tg_pfc* pfs = <tg_pfc*>malloc(4 * nt * sizeof(tg_pfc))
+    cdef tg_pfc* pf
+    if pfs == NULL:
+        raise MemoryError()
     with nogil:
         for j in prange(nch, schedule="dynamic", chunksize=1, num_threads=nt):
             tid = openmp.omp_get_thread_num()
@@ -1256,6 +1275,32 @@ def wgrad_cl_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
                         tg_cl_gather_f(&gy[bb + m, 0, 0, 0], o, ho, wo, wq, op, gt + m * gs)
                     else:
                         tg_cl_gather_d(&gy[bb + m, 0, 0, 0], o, ho, wo, wq, op, gt + m * gs)
+                # the next block's images (the chunk's, else the first block of the
+                # chunk this thread most likely takes next): their input and output
+                # gradient lines asked for while this block's tiles run
+                a0 = bb + nb
+                a1 = a0 + step
+                if a0 >= b1:
+                    a0 = n * (j + nt) // nch
+                    a1 = a0 + step if j + nt < nch else a0
+                if a1 > n:
+                    a1 = n
+                pf = &pfs[4 * tid]
+                if a1 > a0:
+                    tg_pf_init(pf, &x[a0, 0, 0, 0], (a1 - a0) * c * h * w * sizeof(real),
+                               &gy[a0, 0, 0, 0], (a1 - a0) * o * ho * wo * sizeof(real))
+                else:
+                    tg_pf_init(pf, NULL, 0, NULL, 0)
+                calls = 0
+                oc0 = 0
+                while oc0 < op:
+                    nc = (op - oc0) // lanes
+                    if nc > 4:
+                        nc = 4
+                    ntq = 8 if nc == 1 else 12 if nc == 2 else 8 if nc == 3 else 6
+                    calls = calls + (tp + ntq - 1) // ntq
+                    oc0 = oc0 + nc * lanes
+                tg_pf_plan(pf, tg_pf_left(pf), calls)
                 oc0 = 0
                 while oc0 < op:
                     nc = (op - oc0) // lanes
@@ -1264,11 +1309,13 @@ def wgrad_cl_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
                     ntq = 8 if nc == 1 else 12 if nc == 2 else 8 if nc == 3 else 6
                     t0 = 0
                     while t0 < tp:
+                        pfn = tg_pf_take(pf, nb * ho * wo, &pfp)
                         _cw_tile(xq, xs, gt + oc0, gs, op, nb, ho, wq, wo, &offs[t0],
-                                 sk + t0 * op + oc0, nc)
+                                 sk + t0 * op + oc0, nc, pfp, pfn)
                         t0 = t0 + ntq
                     oc0 = oc0 + nc * lanes
                 bb = bb + nb
+    free(pfs)
 
 
 # The weight gradient's position-lane tiles run over the flattened output positions of each
