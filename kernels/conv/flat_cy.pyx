@@ -75,7 +75,8 @@ cdef extern from *:
     TG_FL_TYPES(double, d)
     #define TG_FL_TILE(T, S, W)                                                         \
     static inline void tg_fl_tile_##S##W(const T* xq, const Py_ssize_t* offs,           \
-            Py_ssize_t nt, const T* wt, Py_ssize_t op, T* out, Py_ssize_t ldo) {        \
+            Py_ssize_t nt, const T* wt, Py_ssize_t op, T* out, Py_ssize_t ldo,          \
+            const char* pfp, Py_ssize_t pfn) {                                          \
         enum { V = 64 / sizeof(T), NV = W / V };                                        \
         tg_fl_v##S a[8][NV];                                                            \
         Py_ssize_t t, k, v;                                                             \
@@ -84,6 +85,7 @@ cdef extern from *:
         for (t = 0; t < nt; t++, wt += op) {                                            \
             const T* src = xq + offs[t];                                                \
             tg_fl_v##S xv[NV];                                                          \
+            if (t < pfn) __builtin_prefetch(pfp + 64 * t, 0, 2);                        \
             _Pragma("GCC unroll 6") for (v = 0; v < NV; v++)                            \
                 xv[v] = *(const tg_fl_u##S*)(src + v * V);                              \
             _Pragma("GCC unroll 8") for (k = 0; k < 8; k++) {                           \
@@ -170,13 +172,17 @@ cdef extern from *:
     TG_FW_TILE(double, d)
     """
     void tg_fl_tile_f32(const float* xq, const Py_ssize_t* offs, Py_ssize_t nt,
-                        const float* wt, Py_ssize_t op, float* out, Py_ssize_t ldo) noexcept nogil
+                        const float* wt, Py_ssize_t op, float* out, Py_ssize_t ldo,
+                        const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_fl_tile_f48(const float* xq, const Py_ssize_t* offs, Py_ssize_t nt,
-                        const float* wt, Py_ssize_t op, float* out, Py_ssize_t ldo) noexcept nogil
+                        const float* wt, Py_ssize_t op, float* out, Py_ssize_t ldo,
+                        const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_fl_tile_d32(const double* xq, const Py_ssize_t* offs, Py_ssize_t nt,
-                        const double* wt, Py_ssize_t op, double* out, Py_ssize_t ldo) noexcept nogil
+                        const double* wt, Py_ssize_t op, double* out, Py_ssize_t ldo,
+                        const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_fl_tile_d48(const double* xq, const Py_ssize_t* offs, Py_ssize_t nt,
-                        const double* wt, Py_ssize_t op, double* out, Py_ssize_t ldo) noexcept nogil
+                        const double* wt, Py_ssize_t op, double* out, Py_ssize_t ldo,
+                        const char* pfp, Py_ssize_t pfn) noexcept nogil
 
 
     void tg_fw_tile_f(const float* xq, Py_ssize_t xs, const float* gy, Py_ssize_t gs,
@@ -742,17 +748,6 @@ cdef extern from *:
         c->n[r] -= k;
         return k;
     }
-    static inline void tg_pf_run(tg_pfc* c) {
-        Py_ssize_t k;
-        if (c == NULL) return;
-        for (k = 0; k < c->step; k++) {
-            int r = c->n[0] > 0 ? 0 : 1;
-            if (c->n[r] <= 0) return;
-            __builtin_prefetch(c->p[r], 0, 2);
-            c->p[r] += 64;
-            c->n[r]--;
-        }
-    }
     """
     ctypedef struct tg_pfc:
         pass
@@ -760,7 +755,6 @@ cdef extern from *:
                     Py_ssize_t nb) noexcept nogil
     void tg_pf_plan(tg_pfc* c, Py_ssize_t lines, Py_ssize_t steps) noexcept nogil
     Py_ssize_t tg_pf_left(const tg_pfc* c) noexcept nogil
-    void tg_pf_run(tg_pfc* c) noexcept nogil
     Py_ssize_t tg_pf_take(tg_pfc* c, Py_ssize_t most, const char** p) noexcept nogil
 
 
@@ -789,7 +783,8 @@ cdef inline Py_ssize_t _tiles(const real* xq, const Py_ssize_t* offs, Py_ssize_t
     # other offsets while their stores are still in flight (no store forwarding).
     cdef Py_ssize_t f0, oc0, k, v
     cdef Py_ssize_t tf, to, ntf = (na * wq + vw - 1) // vw, nto = (o + _OB - 1) // _OB
-    cdef Py_ssize_t ldo = ntf * vw
+    cdef Py_ssize_t ldo = ntf * vw, pfn
+    cdef const char* pfp
     cdef real* at
     tg_pf_plan(pf, pfl, ntf * nto)
     for tf in range(ntf):
@@ -797,20 +792,20 @@ cdef inline Py_ssize_t _tiles(const real* xq, const Py_ssize_t* offs, Py_ssize_t
         for to in range(nto):
             oc0 = to * _OB
             at = acc + oc0 * ldo + f0
-            tg_pf_run(pf)
+            pfn = tg_pf_take(pf, nt, &pfp)
             if nt == 0:
                 for k in range(_OB):
                     for v in range(vw):
                         at[k * ldo + v] = 0
             elif real is float:
                 if vw == _VW:
-                    tg_fl_tile_f48(xq + f0, offs, nt, wt + oc0, op, at, ldo)
+                    tg_fl_tile_f48(xq + f0, offs, nt, wt + oc0, op, at, ldo, pfp, pfn)
                 else:
-                    tg_fl_tile_f32(xq + f0, offs, nt, wt + oc0, op, at, ldo)
+                    tg_fl_tile_f32(xq + f0, offs, nt, wt + oc0, op, at, ldo, pfp, pfn)
             elif vw == _VW:
-                tg_fl_tile_d48(xq + f0, offs, nt, wt + oc0, op, at, ldo)
+                tg_fl_tile_d48(xq + f0, offs, nt, wt + oc0, op, at, ldo, pfp, pfn)
             else:
-                tg_fl_tile_d32(xq + f0, offs, nt, wt + oc0, op, at, ldo)
+                tg_fl_tile_d32(xq + f0, offs, nt, wt + oc0, op, at, ldo, pfp, pfn)
     return ldo
 
 
