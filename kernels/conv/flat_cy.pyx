@@ -43,6 +43,7 @@ cimport openmp
 from cython.parallel cimport prange
 from libc.stdlib cimport free, malloc
 
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -812,8 +813,13 @@ cdef inline Py_ssize_t _tiles(const real* xq, const Py_ssize_t* offs, Py_ssize_t
 cdef enum:
     # the channel-lane tiles' chunks of taps: this many bytes of weights (a third of L1d)
     _CL_CHUNK_BYTES = 32768
-    # compact positions where more than 1 / _CP_SHARE of each row's columns are dropped
+    # compact positions where more than 1 / _CP_SHARE of each row's columns are dropped:
+    # with tiles of 12 or 16 positions (one or two channel vectors) their positions no
+    # longer all fit in general registers, and each tap reloads some, so those take them
+    # only past 1 / _CP_SHARE_WIDE; tiles of 6 or 8 positions take them wherever a column
+    # is dropped
     _CP_SHARE = 64
+    _CP_SHARE_WIDE = 8
 
 
 cdef inline Py_ssize_t _cl_chunk(Py_ssize_t nt, Py_ssize_t nc) noexcept nogil:
@@ -875,10 +881,14 @@ cdef inline void _cp_tile(const real* xq, const Py_ssize_t* pos, const Py_ssize_
             tg_cp_tile_d4(xq, pos, offs, nk, wt, op, tb, add, pfp, pfn)
 
 
-cdef inline bint _compact(Py_ssize_t wq, Py_ssize_t nb) noexcept nogil:
+cdef inline bint _compact(Py_ssize_t wq, Py_ssize_t nb, Py_ssize_t op,
+                          Py_ssize_t lanes) noexcept nogil:
     # whether the channel-lane tiles take the kept columns of each row only (compact
     # positions): where the columns past the rows' ends are this large a share of the row
-    return (wq - nb) * _CP_SHARE > wq
+    # (the first block of channel vectors' tile width decides; op channels, lanes per vector)
+    if op >= 3 * lanes:
+        return (wq - nb) * _CP_SHARE > wq
+    return (wq - nb) * _CP_SHARE_WIDE > wq
 
 
 cdef inline Py_ssize_t _tiles_cl(const real* xq, const Py_ssize_t* offs, Py_ssize_t nt,
@@ -898,7 +908,7 @@ cdef inline Py_ssize_t _tiles_cl(const real* xq, const Py_ssize_t* offs, Py_ssiz
     # f = a * nb + b (b < nb) only, each reading the planes at a * wq + b: acc's rows are
     # then nb wide, not wq.
     cdef Py_ssize_t lanes = 64 // sizeof(real)
-    cdef bint cp = _compact(wq, nb)
+    cdef bint cp = _compact(wq, nb, op, lanes)
     cdef Py_ssize_t nf = na * nb if cp else na * wq
     cdef Py_ssize_t ldo = (nf + lanes - 1) // lanes * lanes
     cdef Py_ssize_t oc0 = 0, nc, npos, f0, k, v, t0, nk, kt, ra, rb, pfn
@@ -1082,7 +1092,7 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
                     ldo = _tiles_cl(xq, &offs[t0], jobs[j, 1], &wts[t0 * op], op, o, acc,
                                     tb, wq, jobs[j, 5], jobs[j, 6], pf,
                                     (tg_pf_left(pf) + nj - j - 1) // (nj - j))
-                    if _compact(wq, jobs[j, 6]):
+                    if _compact(wq, jobs[j, 6], op, 64 // sizeof(real)):
                         rs = jobs[j, 6]
                 else:
                     ldo = _tiles(xq, &offs[t0], jobs[j, 1], &wts[t0 * op], op, o, acc, wq,
@@ -1102,7 +1112,7 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
                                          o, acc + half, tb, wq, jobs[j + 1, 5],
                                          jobs[j + 1, 6], pf,
                                          (tg_pf_left(pf) + nj - j - 2) // (nj - j - 1))
-                        if _compact(wq, jobs[j + 1, 6]):
+                        if _compact(wq, jobs[j + 1, 6], op, 64 // sizeof(real)):
                             rs1 = jobs[j + 1, 6]
                     else:
                         ldo1 = _tiles(xq, &offs[t1], jobs[j + 1, 1], &wts[t1 * op], op, o,
@@ -1466,7 +1476,7 @@ def _team_size(macs):
 def _aligned_zeros(shape, dtype):
     """Zeros of this shape, starting on a 64-byte boundary."""
     dtype = np.dtype(dtype)
-    size = int(np.prod(shape))
+    size = math.prod(shape)  # (np.prod converts the tuple to an array on every call)
     raw = np.zeros(size + 64 // dtype.itemsize, dtype=dtype)
     skip = (-raw.ctypes.data % 64) // dtype.itemsize
     return raw[skip:skip + size].reshape(shape)
