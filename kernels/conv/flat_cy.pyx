@@ -35,6 +35,10 @@ are summed into its own part, the parts added in chunk order (the same bits at a
 count). Images with few output positions take ``im2col-cython``'s weight gradient, as do
 dilated and grouped calls.
 
+While a thread's tiles run, they ask for the cache lines of the image (weight gradient: the
+block of images) the thread most likely takes next, one line per tap: the plane copies and
+the output gradient's gather then find their rows in L2 instead of waiting on memory.
+
 Every output adds its taps in (input channel, kh, kw) order, the input gradient in (output
 channel, kh, kw) order. Bounds and wraparound checks are set by the build (setup.py).
 """
@@ -811,7 +815,10 @@ cdef inline Py_ssize_t _tiles(const real* xq, const Py_ssize_t* offs, Py_ssize_t
 
 
 cdef enum:
-    # the channel-lane tiles' chunks of taps: this many bytes of weights (a third of L1d)
+    # the channel-lane tiles' chunks of taps: up to this many bytes of weights (two thirds
+    # of a 48 KB L1d, the rest for the chunk's input rows), in chunks of equal sizes: fewer
+    # passes over each position tile's accumulators than a third (benchmarks/results/
+    # strided-zen5.md)
     _CL_CHUNK_BYTES = 32768
     # compact positions where more than 1 / _CP_SHARE of each row's columns are dropped:
     # with tiles of 12 or 16 positions (one or two channel vectors) their positions no
