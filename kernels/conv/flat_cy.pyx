@@ -44,7 +44,7 @@ channel, kh, kw) order. Bounds and wraparound checks are set by the build (setup
 """
 
 cimport openmp
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free, malloc
 
 import math
@@ -734,6 +734,10 @@ cdef extern from *:
         if (c == NULL) return;
         c->step = steps > 0 ? (lines + steps - 1) / steps : lines;
     }
+    /* the next image of a shared counter (each thread's claims in increasing order) */
+    static inline Py_ssize_t tg_claim(Py_ssize_t* next) {
+        return __atomic_fetch_add(next, 1, __ATOMIC_RELAXED);
+    }
     static inline Py_ssize_t tg_pf_left(const tg_pfc* c) {
         return c == NULL ? 0 : c->n[0] + c->n[1];
     }
@@ -760,6 +764,7 @@ cdef extern from *:
                     Py_ssize_t nb) noexcept nogil
     void tg_pf_plan(tg_pfc* c, Py_ssize_t lines, Py_ssize_t steps) noexcept nogil
     Py_ssize_t tg_pf_left(const tg_pfc* c) noexcept nogil
+    Py_ssize_t tg_claim(Py_ssize_t* next) noexcept nogil
     Py_ssize_t tg_pf_take(tg_pfc* c, Py_ssize_t most, const char** p) noexcept nogil
 
 
@@ -1059,7 +1064,7 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
     cdef unsigned char* mb = NULL
     cdef real* tb = NULL
     cdef bint cl = tbuf is not None
-    cdef Py_ssize_t ahead
+    cdef Py_ssize_t ahead, claimed = 0
     # a prefetch cursor per thread, a few cache lines apart
     cdef tg_pfc* pfs
     cdef tg_pfc* pf
@@ -1073,21 +1078,24 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
     pfs = <tg_pfc*>malloc(4 * nt * sizeof(tg_pfc))
     if pfs == NULL:
         raise MemoryError()
-    with nogil:
-        for bi in prange(n, schedule="dynamic", chunksize=1, num_threads=nt):
-            tid = openmp.omp_get_thread_num()
+    with nogil, parallel(num_threads=nt):
+        # images as the threads come free (each claims its next image one ahead, for the
+        # prefetches)
+        tid = openmp.omp_get_thread_num()
+        pf = &pfs[4 * tid]
+        bi = tg_claim(&claimed)
+        while bi < n:
             xq = &buf[tid, 0]
             acc = &accs[tid, 0]
             if cl:
                 tb = &tbuf[tid, 0]
             _planes(&x[bi, 0, 0, 0], xq, c, h, w, s, ph, pw, hq, wq, slack)
-            # the image this thread most likely takes next (the threads take turns): its
-            # input and output lines asked for between this image's tiles
-            pf = &pfs[4 * tid]
-            ahead = bi + nt
+            # the image this thread takes next, claimed now: its input and output
+            # lines asked for between this image's tiles
+            ahead = tg_claim(&claimed)
             if ahead < n:
-                tg_pf_init(pf, &x[ahead, 0, 0, 0], c * h * w * sizeof(real), &y[ahead, 0, 0, 0],
-                           o * dcs * sizeof(real))
+                tg_pf_init(pf, &x[ahead, 0, 0, 0], c * h * w * sizeof(real),
+                           &y[ahead, 0, 0, 0], o * dcs * sizeof(real))
             else:
                 tg_pf_init(pf, NULL, 0, NULL, 0)
             yb = &y[bi, 0, 0, 0]
@@ -1134,6 +1142,7 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
                     _copy(acc, ldo, o, &bias[0], has_bias, yb + jobs[j, 2], rs, jobs[j, 5],
                           jobs[j, 6], dcs, jobs[j, 3], jobs[j, 4], relu, mb)
                     j = j + 1
+            bi = ahead
     free(pfs)
 
 
