@@ -35,13 +35,19 @@ are summed into its own part, the parts added in chunk order (the same bits at a
 count). Images with few output positions take ``im2col-cython``'s weight gradient, as do
 dilated and grouped calls.
 
+While a thread's tiles run, they ask for the cache lines of the image (weight gradient: the
+block of images) the thread most likely takes next, one line per tap: the plane copies and
+the output gradient's gather then find their rows in L2 instead of waiting on memory.
+
 Every output adds its taps in (input channel, kh, kw) order, the input gradient in (output
 channel, kh, kw) order. Bounds and wraparound checks are set by the build (setup.py).
 """
 
 cimport openmp
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
+from libc.stdlib cimport free, malloc
 
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -74,7 +80,8 @@ cdef extern from *:
     TG_FL_TYPES(double, d)
     #define TG_FL_TILE(T, S, W)                                                         \
     static inline void tg_fl_tile_##S##W(const T* xq, const Py_ssize_t* offs,           \
-            Py_ssize_t nt, const T* wt, Py_ssize_t op, T* out, Py_ssize_t ldo) {        \
+            Py_ssize_t nt, const T* wt, Py_ssize_t op, T* out, Py_ssize_t ldo,          \
+            const char* pfp, Py_ssize_t pfn) {                                          \
         enum { V = 64 / sizeof(T), NV = W / V };                                        \
         tg_fl_v##S a[8][NV];                                                            \
         Py_ssize_t t, k, v;                                                             \
@@ -83,6 +90,7 @@ cdef extern from *:
         for (t = 0; t < nt; t++, wt += op) {                                            \
             const T* src = xq + offs[t];                                                \
             tg_fl_v##S xv[NV];                                                          \
+            if (t < pfn) __builtin_prefetch(pfp + 64 * t, 0, 2);                        \
             _Pragma("GCC unroll 6") for (v = 0; v < NV; v++)                            \
                 xv[v] = *(const tg_fl_u##S*)(src + v * V);                              \
             _Pragma("GCC unroll 8") for (k = 0; k < 8; k++) {                           \
@@ -169,13 +177,17 @@ cdef extern from *:
     TG_FW_TILE(double, d)
     """
     void tg_fl_tile_f32(const float* xq, const Py_ssize_t* offs, Py_ssize_t nt,
-                        const float* wt, Py_ssize_t op, float* out, Py_ssize_t ldo) noexcept nogil
+                        const float* wt, Py_ssize_t op, float* out, Py_ssize_t ldo,
+                        const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_fl_tile_f48(const float* xq, const Py_ssize_t* offs, Py_ssize_t nt,
-                        const float* wt, Py_ssize_t op, float* out, Py_ssize_t ldo) noexcept nogil
+                        const float* wt, Py_ssize_t op, float* out, Py_ssize_t ldo,
+                        const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_fl_tile_d32(const double* xq, const Py_ssize_t* offs, Py_ssize_t nt,
-                        const double* wt, Py_ssize_t op, double* out, Py_ssize_t ldo) noexcept nogil
+                        const double* wt, Py_ssize_t op, double* out, Py_ssize_t ldo,
+                        const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_fl_tile_d48(const double* xq, const Py_ssize_t* offs, Py_ssize_t nt,
-                        const double* wt, Py_ssize_t op, double* out, Py_ssize_t ldo) noexcept nogil
+                        const double* wt, Py_ssize_t op, double* out, Py_ssize_t ldo,
+                        const char* pfp, Py_ssize_t pfn) noexcept nogil
 
 
     void tg_fw_tile_f(const float* xq, Py_ssize_t xs, const float* gy, Py_ssize_t gs,
@@ -200,7 +212,8 @@ cdef extern from *:
     """
     #define TG_CL_TILE(T, S, NC, NP)                                                    \
     static inline void tg_cl_tile_##S##NC(const T* xq, const Py_ssize_t* offs,          \
-            Py_ssize_t nt, const T* wt, Py_ssize_t op, T* tb, int add) {               \
+            Py_ssize_t nt, const T* wt, Py_ssize_t op, T* tb, int add, const char* pfp, \
+            Py_ssize_t pfn) {                                                           \
         enum { V = 64 / sizeof(T) };                                                    \
         tg_fl_v##S a[NP][NC];                                                           \
         Py_ssize_t t, k, v;                                                             \
@@ -211,6 +224,7 @@ cdef extern from *:
         for (t = 0; t < nt; t++, wt += op) {                                            \
             const T* src = xq + offs[t];                                                \
             tg_fl_v##S wv[NC];                                                          \
+            if (t < pfn) __builtin_prefetch(pfp + 64 * t, 0, 2);                        \
             _Pragma("GCC unroll 4") for (v = 0; v < NC; v++)                            \
                 wv[v] = *(const tg_fl_v##S*)(wt + v * V);                               \
             _Pragma("GCC unroll 16") for (k = 0; k < NP; k++) {                         \
@@ -228,7 +242,7 @@ cdef extern from *:
     #define TG_CP_TILE(T, S, NC, NP)                                                    \
     static inline void tg_cp_tile_##S##NC(const T* xq, const Py_ssize_t* pos,           \
             const Py_ssize_t* offs, Py_ssize_t nt, const T* wt, Py_ssize_t op, T* tb,   \
-            int add) {                                                                  \
+            int add, const char* pfp, Py_ssize_t pfn) {                                 \
         enum { V = 64 / sizeof(T) };                                                    \
         tg_fl_v##S a[NP][NC];                                                           \
         Py_ssize_t p[NP];                                                               \
@@ -241,6 +255,7 @@ cdef extern from *:
         for (t = 0; t < nt; t++, wt += op) {                                            \
             const T* src = xq + offs[t];                                                \
             tg_fl_v##S wv[NC];                                                          \
+            if (t < pfn) __builtin_prefetch(pfp + 64 * t, 0, 2);                        \
             _Pragma("GCC unroll 4") for (v = 0; v < NC; v++)                            \
                 wv[v] = *(const tg_fl_v##S*)(wt + v * V);                               \
             _Pragma("GCC unroll 16") for (k = 0; k < NP; k++) {                         \
@@ -378,45 +393,53 @@ cdef extern from *:
     #endif
     """
     void tg_cl_tile_f1(const float* xq, const Py_ssize_t* offs, Py_ssize_t nt,
-                       const float* wt, Py_ssize_t op, float* tb, int add) noexcept nogil
+                       const float* wt, Py_ssize_t op, float* tb, int add,
+                       const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cl_tile_f2(const float* xq, const Py_ssize_t* offs, Py_ssize_t nt,
-                       const float* wt, Py_ssize_t op, float* tb, int add) noexcept nogil
+                       const float* wt, Py_ssize_t op, float* tb, int add,
+                       const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cl_tile_f3(const float* xq, const Py_ssize_t* offs, Py_ssize_t nt,
-                       const float* wt, Py_ssize_t op, float* tb, int add) noexcept nogil
+                       const float* wt, Py_ssize_t op, float* tb, int add,
+                       const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cl_tile_f4(const float* xq, const Py_ssize_t* offs, Py_ssize_t nt,
-                       const float* wt, Py_ssize_t op, float* tb, int add) noexcept nogil
+                       const float* wt, Py_ssize_t op, float* tb, int add,
+                       const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cl_tile_d1(const double* xq, const Py_ssize_t* offs, Py_ssize_t nt,
-                       const double* wt, Py_ssize_t op, double* tb, int add) noexcept nogil
+                       const double* wt, Py_ssize_t op, double* tb, int add,
+                       const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cl_tile_d2(const double* xq, const Py_ssize_t* offs, Py_ssize_t nt,
-                       const double* wt, Py_ssize_t op, double* tb, int add) noexcept nogil
+                       const double* wt, Py_ssize_t op, double* tb, int add,
+                       const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cl_tile_d3(const double* xq, const Py_ssize_t* offs, Py_ssize_t nt,
-                       const double* wt, Py_ssize_t op, double* tb, int add) noexcept nogil
+                       const double* wt, Py_ssize_t op, double* tb, int add,
+                       const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cl_tile_d4(const double* xq, const Py_ssize_t* offs, Py_ssize_t nt,
-                       const double* wt, Py_ssize_t op, double* tb, int add) noexcept nogil
+                       const double* wt, Py_ssize_t op, double* tb, int add,
+                       const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cp_tile_f1(const float* xq, const Py_ssize_t* pos, const Py_ssize_t* offs,
                        Py_ssize_t nt, const float* wt, Py_ssize_t op, float* tb,
-                       int add) noexcept nogil
+                       int add, const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cp_tile_f2(const float* xq, const Py_ssize_t* pos, const Py_ssize_t* offs,
                        Py_ssize_t nt, const float* wt, Py_ssize_t op, float* tb,
-                       int add) noexcept nogil
+                       int add, const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cp_tile_f3(const float* xq, const Py_ssize_t* pos, const Py_ssize_t* offs,
                        Py_ssize_t nt, const float* wt, Py_ssize_t op, float* tb,
-                       int add) noexcept nogil
+                       int add, const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cp_tile_f4(const float* xq, const Py_ssize_t* pos, const Py_ssize_t* offs,
                        Py_ssize_t nt, const float* wt, Py_ssize_t op, float* tb,
-                       int add) noexcept nogil
+                       int add, const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cp_tile_d1(const double* xq, const Py_ssize_t* pos, const Py_ssize_t* offs,
                        Py_ssize_t nt, const double* wt, Py_ssize_t op, double* tb,
-                       int add) noexcept nogil
+                       int add, const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cp_tile_d2(const double* xq, const Py_ssize_t* pos, const Py_ssize_t* offs,
                        Py_ssize_t nt, const double* wt, Py_ssize_t op, double* tb,
-                       int add) noexcept nogil
+                       int add, const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cp_tile_d3(const double* xq, const Py_ssize_t* pos, const Py_ssize_t* offs,
                        Py_ssize_t nt, const double* wt, Py_ssize_t op, double* tb,
-                       int add) noexcept nogil
+                       int add, const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cp_tile_d4(const double* xq, const Py_ssize_t* pos, const Py_ssize_t* offs,
                        Py_ssize_t nt, const double* wt, Py_ssize_t op, double* tb,
-                       int add) noexcept nogil
+                       int add, const char* pfp, Py_ssize_t pfn) noexcept nogil
     void tg_cl_back_f(const float* tb, Py_ssize_t op, Py_ssize_t o, Py_ssize_t ldo,
                       float* acc) noexcept nogil
     void tg_cl_back_d(const double* tb, Py_ssize_t op, Py_ssize_t o, Py_ssize_t ldo,
@@ -438,15 +461,20 @@ cdef extern from *:
     #define TG_CW_TILE(T, S, NC, NT)                                                    \
     static inline void tg_cw_tile_##S##NC(const T* xq, Py_ssize_t xs, const T* gt,      \
             Py_ssize_t gs, Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq, \
-            Py_ssize_t wo, const Py_ssize_t* offs, T* acc) {                            \
+            Py_ssize_t wo, const Py_ssize_t* offs, T* acc, const char* pfp,             \
+            Py_ssize_t pfn) {                                                           \
         enum { V = 64 / sizeof(T) };                                                    \
         tg_fl_v##S a[NT][NC];                                                           \
-        Py_ssize_t m, r, f, q, v;                                                       \
+        Py_ssize_t m, r, f, q, v, i;                                                    \
+        /* pfn lines asked for, a few per row */                                        \
+        Py_ssize_t per = (pfn + nimg * nr - 1) / (nimg * nr > 0 ? nimg * nr : 1);       \
         _Pragma("GCC unroll 16") for (q = 0; q < NT; q++)                               \
             _Pragma("GCC unroll 4") for (v = 0; v < NC; v++) a[q][v] = (tg_fl_v##S){0};  \
         for (m = 0; m < nimg; m++)                                                      \
           for (r = 0; r < nr; r++) {                                                    \
             const T* xb = xq + m * xs + r * wq;                                         \
+            for (i = 0; i < per && pfn > 0; i++, pfn--, pfp += 64)                      \
+                __builtin_prefetch(pfp, 0, 2);                                          \
             const T* gb = gt + m * gs + r * wq * op;                                    \
             for (f = 0; f < wo; f++) {                                                  \
                 tg_fl_v##S gv[NC];                                                      \
@@ -474,28 +502,36 @@ cdef extern from *:
     """
     void tg_cw_tile_f1(const float* xq, Py_ssize_t xs, const float* gt, Py_ssize_t gs,
                        Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq,
-                       Py_ssize_t wo, const Py_ssize_t* offs, float* acc) noexcept nogil
+                       Py_ssize_t wo, const Py_ssize_t* offs, float* acc, const char* pfp,
+                       Py_ssize_t pfn) noexcept nogil
     void tg_cw_tile_f2(const float* xq, Py_ssize_t xs, const float* gt, Py_ssize_t gs,
                        Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq,
-                       Py_ssize_t wo, const Py_ssize_t* offs, float* acc) noexcept nogil
+                       Py_ssize_t wo, const Py_ssize_t* offs, float* acc, const char* pfp,
+                       Py_ssize_t pfn) noexcept nogil
     void tg_cw_tile_f3(const float* xq, Py_ssize_t xs, const float* gt, Py_ssize_t gs,
                        Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq,
-                       Py_ssize_t wo, const Py_ssize_t* offs, float* acc) noexcept nogil
+                       Py_ssize_t wo, const Py_ssize_t* offs, float* acc, const char* pfp,
+                       Py_ssize_t pfn) noexcept nogil
     void tg_cw_tile_f4(const float* xq, Py_ssize_t xs, const float* gt, Py_ssize_t gs,
                        Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq,
-                       Py_ssize_t wo, const Py_ssize_t* offs, float* acc) noexcept nogil
+                       Py_ssize_t wo, const Py_ssize_t* offs, float* acc, const char* pfp,
+                       Py_ssize_t pfn) noexcept nogil
     void tg_cw_tile_d1(const double* xq, Py_ssize_t xs, const double* gt, Py_ssize_t gs,
                        Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq,
-                       Py_ssize_t wo, const Py_ssize_t* offs, double* acc) noexcept nogil
+                       Py_ssize_t wo, const Py_ssize_t* offs, double* acc, const char* pfp,
+                       Py_ssize_t pfn) noexcept nogil
     void tg_cw_tile_d2(const double* xq, Py_ssize_t xs, const double* gt, Py_ssize_t gs,
                        Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq,
-                       Py_ssize_t wo, const Py_ssize_t* offs, double* acc) noexcept nogil
+                       Py_ssize_t wo, const Py_ssize_t* offs, double* acc, const char* pfp,
+                       Py_ssize_t pfn) noexcept nogil
     void tg_cw_tile_d3(const double* xq, Py_ssize_t xs, const double* gt, Py_ssize_t gs,
                        Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq,
-                       Py_ssize_t wo, const Py_ssize_t* offs, double* acc) noexcept nogil
+                       Py_ssize_t wo, const Py_ssize_t* offs, double* acc, const char* pfp,
+                       Py_ssize_t pfn) noexcept nogil
     void tg_cw_tile_d4(const double* xq, Py_ssize_t xs, const double* gt, Py_ssize_t gs,
                        Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq,
-                       Py_ssize_t wo, const Py_ssize_t* offs, double* acc) noexcept nogil
+                       Py_ssize_t wo, const Py_ssize_t* offs, double* acc, const char* pfp,
+                       Py_ssize_t pfn) noexcept nogil
 
 
 # dst[v] = src[v] + bv for v < n (and dst[2 * v], the input gradient's stride-2 rows): with
@@ -676,6 +712,62 @@ cdef enum:
     _WT = 6    # weight-gradient tile: taps
 
 
+# The next image's data asked for a few cache lines at a time between the current image's
+# tiles: the planes (and the weight gradient's gathered output gradient) are built from
+# arrays of several MB, read once per pass, whose lines otherwise arrive while the plane
+# copies wait on them; the output rows, written once, likewise (their lines are read before
+# the stores). A cursor over up to two regions of whole lines.
+cdef extern from *:
+    """
+    typedef struct { const char* p[2]; Py_ssize_t n[2]; Py_ssize_t step; } tg_pfc;
+    static inline void tg_pf_init(tg_pfc* c, const void* a, Py_ssize_t na, const void* b,
+                                  Py_ssize_t nb) {
+        /* na, nb: bytes; whole lines from the line holding each start */
+        c->p[0] = (const char*)((Py_ssize_t)a & ~(Py_ssize_t)63);
+        c->n[0] = a ? ((const char*)a + na - c->p[0] + 63) / 64 : 0;
+        c->p[1] = (const char*)((Py_ssize_t)b & ~(Py_ssize_t)63);
+        c->n[1] = b ? ((const char*)b + nb - c->p[1] + 63) / 64 : 0;
+        c->step = 0;
+    }
+    /* spread this many of the lines left over this many steps */
+    static inline void tg_pf_plan(tg_pfc* c, Py_ssize_t lines, Py_ssize_t steps) {
+        if (c == NULL) return;
+        c->step = steps > 0 ? (lines + steps - 1) / steps : lines;
+    }
+    /* the next image of a shared counter (each thread's claims in increasing order) */
+    static inline Py_ssize_t tg_claim(Py_ssize_t* next) {
+        return __atomic_fetch_add(next, 1, __ATOMIC_RELAXED);
+    }
+    static inline Py_ssize_t tg_pf_left(const tg_pfc* c) {
+        return c == NULL ? 0 : c->n[0] + c->n[1];
+    }
+    /* up to min(step, most) lines of the current region: their start in *p, their count
+       returned, the cursor moved past them (a tile asks for one line per tap) */
+    static inline Py_ssize_t tg_pf_take(tg_pfc* c, Py_ssize_t most, const char** p) {
+        Py_ssize_t k;
+        int r;
+        *p = NULL;
+        if (c == NULL) return 0;
+        r = c->n[0] > 0 ? 0 : 1;
+        k = c->step < most ? c->step : most;
+        if (k > c->n[r]) k = c->n[r];
+        if (k <= 0) return 0;
+        *p = c->p[r];
+        c->p[r] += 64 * k;
+        c->n[r] -= k;
+        return k;
+    }
+    """
+    ctypedef struct tg_pfc:
+        pass
+    void tg_pf_init(tg_pfc* c, const void* a, Py_ssize_t na, const void* b,
+                    Py_ssize_t nb) noexcept nogil
+    void tg_pf_plan(tg_pfc* c, Py_ssize_t lines, Py_ssize_t steps) noexcept nogil
+    Py_ssize_t tg_pf_left(const tg_pfc* c) noexcept nogil
+    Py_ssize_t tg_claim(Py_ssize_t* next) noexcept nogil
+    Py_ssize_t tg_pf_take(tg_pfc* c, Py_ssize_t most, const char** p) noexcept nogil
+
+
 cdef inline void _planes(const real* xb, real* xq, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
                          Py_ssize_t s, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t hq,
                          Py_ssize_t wq, Py_ssize_t slack) noexcept nogil:
@@ -692,7 +784,8 @@ cdef inline void _planes(const real* xb, real* xq, Py_ssize_t c, Py_ssize_t h, P
 
 cdef inline Py_ssize_t _tiles(const real* xq, const Py_ssize_t* offs, Py_ssize_t nt,
                              const real* wt, Py_ssize_t op, Py_ssize_t o, real* acc,
-                             Py_ssize_t wq, Py_ssize_t na, Py_ssize_t vw) noexcept nogil:
+                             Py_ssize_t wq, Py_ssize_t na, Py_ssize_t vw, tg_pfc* pf,
+                             Py_ssize_t pfl) noexcept nogil:
     # acc[oc * ldo + f] = sum_t wt[t, oc] * xq[f + offs[t]] for the flat positions
     # f = a * wq + b, a < na, in tiles of _OB channels by vw (_VW or _VX) positions; returns
     # ldo (the positions rounded up to whole tiles). Every tile of a job lands in acc before
@@ -700,92 +793,120 @@ cdef inline Py_ssize_t _tiles(const real* xq, const Py_ssize_t* offs, Py_ssize_t
     # other offsets while their stores are still in flight (no store forwarding).
     cdef Py_ssize_t f0, oc0, k, v
     cdef Py_ssize_t tf, to, ntf = (na * wq + vw - 1) // vw, nto = (o + _OB - 1) // _OB
-    cdef Py_ssize_t ldo = ntf * vw
+    cdef Py_ssize_t ldo = ntf * vw, pfn
+    cdef const char* pfp
     cdef real* at
+    tg_pf_plan(pf, pfl, ntf * nto)
     for tf in range(ntf):
         f0 = tf * vw
         for to in range(nto):
             oc0 = to * _OB
             at = acc + oc0 * ldo + f0
+            pfn = tg_pf_take(pf, nt, &pfp)
             if nt == 0:
                 for k in range(_OB):
                     for v in range(vw):
                         at[k * ldo + v] = 0
             elif real is float:
                 if vw == _VW:
-                    tg_fl_tile_f48(xq + f0, offs, nt, wt + oc0, op, at, ldo)
+                    tg_fl_tile_f48(xq + f0, offs, nt, wt + oc0, op, at, ldo, pfp, pfn)
                 else:
-                    tg_fl_tile_f32(xq + f0, offs, nt, wt + oc0, op, at, ldo)
+                    tg_fl_tile_f32(xq + f0, offs, nt, wt + oc0, op, at, ldo, pfp, pfn)
             elif vw == _VW:
-                tg_fl_tile_d48(xq + f0, offs, nt, wt + oc0, op, at, ldo)
+                tg_fl_tile_d48(xq + f0, offs, nt, wt + oc0, op, at, ldo, pfp, pfn)
             else:
-                tg_fl_tile_d32(xq + f0, offs, nt, wt + oc0, op, at, ldo)
+                tg_fl_tile_d32(xq + f0, offs, nt, wt + oc0, op, at, ldo, pfp, pfn)
     return ldo
 
 
 cdef enum:
-    # the channel-lane tiles' chunks of taps: this many bytes of weights (a third of L1d)
-    _CL_CHUNK_BYTES = 16384
-    # compact positions where more than 1 / _CP_SHARE of each row's columns are dropped
-    _CP_SHARE = 8
+    # the channel-lane tiles' chunks of taps: up to this many bytes of weights (two thirds
+    # of a 48 KB L1d, the rest for the chunk's input rows), in chunks of equal sizes: fewer
+    # passes over each position tile's accumulators than a third (benchmarks/results/
+    # strided-zen5.md)
+    _CL_CHUNK_BYTES = 32768
+    # compact positions where more than 1 / _CP_SHARE of each row's columns are dropped:
+    # with tiles of 12 or 16 positions (one or two channel vectors) their positions no
+    # longer all fit in general registers, and each tap reloads some, so those take them
+    # only past 1 / _CP_SHARE_WIDE; tiles of 6 or 8 positions take them wherever a column
+    # is dropped
+    _CP_SHARE = 64
+    _CP_SHARE_WIDE = 8
+
+
+cdef inline Py_ssize_t _cl_chunk(Py_ssize_t nt, Py_ssize_t nc) noexcept nogil:
+    # taps per chunk: as few chunks as fit their weights (nc vectors per tap) in
+    # _CL_CHUNK_BYTES, of equal sizes (within one)
+    cdef Py_ssize_t kt = _CL_CHUNK_BYTES // (nc * 64), m
+    if kt < 1:
+        kt = 1
+    m = (nt + kt - 1) // kt
+    if m < 1:
+        return 1
+    return (nt + m - 1) // m
 
 
 cdef inline void _cl_tile(const real* xq, const Py_ssize_t* offs, Py_ssize_t nk,
                           const real* wt, Py_ssize_t op, real* tb, Py_ssize_t nc,
-                          int add) noexcept nogil:
+                          int add, const char* pfp, Py_ssize_t pfn) noexcept nogil:
     if real is float:
         if nc == 1:
-            tg_cl_tile_f1(xq, offs, nk, wt, op, tb, add)
+            tg_cl_tile_f1(xq, offs, nk, wt, op, tb, add, pfp, pfn)
         elif nc == 2:
-            tg_cl_tile_f2(xq, offs, nk, wt, op, tb, add)
+            tg_cl_tile_f2(xq, offs, nk, wt, op, tb, add, pfp, pfn)
         elif nc == 3:
-            tg_cl_tile_f3(xq, offs, nk, wt, op, tb, add)
+            tg_cl_tile_f3(xq, offs, nk, wt, op, tb, add, pfp, pfn)
         else:
-            tg_cl_tile_f4(xq, offs, nk, wt, op, tb, add)
+            tg_cl_tile_f4(xq, offs, nk, wt, op, tb, add, pfp, pfn)
     else:
         if nc == 1:
-            tg_cl_tile_d1(xq, offs, nk, wt, op, tb, add)
+            tg_cl_tile_d1(xq, offs, nk, wt, op, tb, add, pfp, pfn)
         elif nc == 2:
-            tg_cl_tile_d2(xq, offs, nk, wt, op, tb, add)
+            tg_cl_tile_d2(xq, offs, nk, wt, op, tb, add, pfp, pfn)
         elif nc == 3:
-            tg_cl_tile_d3(xq, offs, nk, wt, op, tb, add)
+            tg_cl_tile_d3(xq, offs, nk, wt, op, tb, add, pfp, pfn)
         else:
-            tg_cl_tile_d4(xq, offs, nk, wt, op, tb, add)
+            tg_cl_tile_d4(xq, offs, nk, wt, op, tb, add, pfp, pfn)
 
 
 cdef inline void _cp_tile(const real* xq, const Py_ssize_t* pos, const Py_ssize_t* offs,
                           Py_ssize_t nk, const real* wt, Py_ssize_t op, real* tb,
-                          Py_ssize_t nc, int add) noexcept nogil:
+                          Py_ssize_t nc, int add, const char* pfp,
+                          Py_ssize_t pfn) noexcept nogil:
     if real is float:
         if nc == 1:
-            tg_cp_tile_f1(xq, pos, offs, nk, wt, op, tb, add)
+            tg_cp_tile_f1(xq, pos, offs, nk, wt, op, tb, add, pfp, pfn)
         elif nc == 2:
-            tg_cp_tile_f2(xq, pos, offs, nk, wt, op, tb, add)
+            tg_cp_tile_f2(xq, pos, offs, nk, wt, op, tb, add, pfp, pfn)
         elif nc == 3:
-            tg_cp_tile_f3(xq, pos, offs, nk, wt, op, tb, add)
+            tg_cp_tile_f3(xq, pos, offs, nk, wt, op, tb, add, pfp, pfn)
         else:
-            tg_cp_tile_f4(xq, pos, offs, nk, wt, op, tb, add)
+            tg_cp_tile_f4(xq, pos, offs, nk, wt, op, tb, add, pfp, pfn)
     else:
         if nc == 1:
-            tg_cp_tile_d1(xq, pos, offs, nk, wt, op, tb, add)
+            tg_cp_tile_d1(xq, pos, offs, nk, wt, op, tb, add, pfp, pfn)
         elif nc == 2:
-            tg_cp_tile_d2(xq, pos, offs, nk, wt, op, tb, add)
+            tg_cp_tile_d2(xq, pos, offs, nk, wt, op, tb, add, pfp, pfn)
         elif nc == 3:
-            tg_cp_tile_d3(xq, pos, offs, nk, wt, op, tb, add)
+            tg_cp_tile_d3(xq, pos, offs, nk, wt, op, tb, add, pfp, pfn)
         else:
-            tg_cp_tile_d4(xq, pos, offs, nk, wt, op, tb, add)
+            tg_cp_tile_d4(xq, pos, offs, nk, wt, op, tb, add, pfp, pfn)
 
 
-cdef inline bint _compact(Py_ssize_t wq, Py_ssize_t nb) noexcept nogil:
+cdef inline bint _compact(Py_ssize_t wq, Py_ssize_t nb, Py_ssize_t op,
+                          Py_ssize_t lanes) noexcept nogil:
     # whether the channel-lane tiles take the kept columns of each row only (compact
     # positions): where the columns past the rows' ends are this large a share of the row
-    return (wq - nb) * _CP_SHARE > wq
+    # (the first block of channel vectors' tile width decides; op channels, lanes per vector)
+    if op >= 3 * lanes:
+        return (wq - nb) * _CP_SHARE > wq
+    return (wq - nb) * _CP_SHARE_WIDE > wq
 
 
 cdef inline Py_ssize_t _tiles_cl(const real* xq, const Py_ssize_t* offs, Py_ssize_t nt,
                                 const real* wt, Py_ssize_t op, Py_ssize_t o, real* acc,
                                 real* tb, Py_ssize_t wq, Py_ssize_t na,
-                                Py_ssize_t nb) noexcept nogil:
+                                Py_ssize_t nb, tg_pfc* pf, Py_ssize_t pfl) noexcept nogil:
     # _tiles' result (acc[oc * ldo + f], ldo the positions rounded up to whole vectors)
     # from channel-lane tiles: blocks of up to four channel vectors (op a multiple of the
     # lanes) by 16, 12, 8 or 6 positions (one to four vectors) into tb[f * op + oc], then
@@ -799,24 +920,35 @@ cdef inline Py_ssize_t _tiles_cl(const real* xq, const Py_ssize_t* offs, Py_ssiz
     # f = a * nb + b (b < nb) only, each reading the planes at a * wq + b: acc's rows are
     # then nb wide, not wq.
     cdef Py_ssize_t lanes = 64 // sizeof(real)
-    cdef bint cp = _compact(wq, nb)
+    cdef bint cp = _compact(wq, nb, op, lanes)
     cdef Py_ssize_t nf = na * nb if cp else na * wq
     cdef Py_ssize_t ldo = (nf + lanes - 1) // lanes * lanes
-    cdef Py_ssize_t oc0 = 0, nc, npos, f0, k, v, t0, nk, kt, ra, rb
+    cdef Py_ssize_t oc0 = 0, nc, npos, f0, k, v, t0, nk, kt, ra, rb, pfn
+    cdef const char* pfp
     cdef Py_ssize_t pos[16]
     if nt == 0:
         for k in range(o):
             for v in range(ldo):
                 acc[k * ldo + v] = 0
         return ldo
+    # the tile calls ahead, for the prefetch cursor's share per call
+    v = 0
     while oc0 < op:
         nc = (op - oc0) // lanes
         if nc > 4:
             nc = 4
         npos = 16 if nc == 1 else 12 if nc == 2 else 8 if nc == 3 else 6
-        kt = _CL_CHUNK_BYTES // (nc * 64)
-        if kt < 1:
-            kt = 1
+        kt = _cl_chunk(nt, nc)
+        v = v + (nt + kt - 1) // kt * ((nf + npos - 1) // npos)
+        oc0 = oc0 + nc * lanes
+    tg_pf_plan(pf, pfl, v)
+    oc0 = 0
+    while oc0 < op:
+        nc = (op - oc0) // lanes
+        if nc > 4:
+            nc = 4
+        npos = 16 if nc == 1 else 12 if nc == 2 else 8 if nc == 3 else 6
+        kt = _cl_chunk(nt, nc)
         t0 = 0
         while t0 < nt:
             nk = nt - t0 if nt - t0 < kt else kt
@@ -825,6 +957,7 @@ cdef inline Py_ssize_t _tiles_cl(const real* xq, const Py_ssize_t* offs, Py_ssiz
             ra = 0
             rb = 0
             while f0 < nf:
+                pfn = tg_pf_take(pf, nk, &pfp)
                 if cp:
                     # the tile's positions past the last repeat the last one (dropped)
                     for k in range(npos):
@@ -837,10 +970,10 @@ cdef inline Py_ssize_t _tiles_cl(const real* xq, const Py_ssize_t* offs, Py_ssiz
                         else:
                             pos[k] = pos[k - 1]
                     _cp_tile(xq, pos, offs + t0, nk, wt + t0 * op + oc0, op,
-                             tb + f0 * op + oc0, nc, t0 > 0)
+                             tb + f0 * op + oc0, nc, t0 > 0, pfp, pfn)
                 else:
                     _cl_tile(xq + f0, offs + t0, nk, wt + t0 * op + oc0, op,
-                             tb + f0 * op + oc0, nc, t0 > 0)
+                             tb + f0 * op + oc0, nc, t0 > 0, pfp, pfn)
                 f0 = f0 + npos
             t0 = t0 + nk
         oc0 = oc0 + nc * lanes
@@ -931,6 +1064,10 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
     cdef unsigned char* mb = NULL
     cdef real* tb = NULL
     cdef bint cl = tbuf is not None
+    cdef Py_ssize_t ahead, claimed = 0
+    # a prefetch cursor per thread, a few cache lines apart
+    cdef tg_pfc* pfs
+    cdef tg_pfc* pf
     if relu:
         if mask is None or (mask.shape[0] != y.shape[0] or mask.shape[1] != y.shape[1]
                             or mask.shape[2] != y.shape[2] or mask.shape[3] != y.shape[3]):
@@ -938,14 +1075,29 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
         for j in range(nj):
             if jobs[j, 4] != 1:
                 raise ValueError("run_threads: relu needs unit-stride jobs")
-    with nogil:
-        for bi in prange(n, schedule="dynamic", chunksize=1, num_threads=nt):
-            tid = openmp.omp_get_thread_num()
+    pfs = <tg_pfc*>malloc(4 * nt * sizeof(tg_pfc))
+    if pfs == NULL:
+        raise MemoryError()
+    with nogil, parallel(num_threads=nt):
+        # images as the threads come free (each claims its next image one ahead, for the
+        # prefetches)
+        tid = openmp.omp_get_thread_num()
+        pf = &pfs[4 * tid]
+        bi = tg_claim(&claimed)
+        while bi < n:
             xq = &buf[tid, 0]
             acc = &accs[tid, 0]
             if cl:
                 tb = &tbuf[tid, 0]
             _planes(&x[bi, 0, 0, 0], xq, c, h, w, s, ph, pw, hq, wq, slack)
+            # the image this thread takes next, claimed now: its input and output
+            # lines asked for between this image's tiles
+            ahead = tg_claim(&claimed)
+            if ahead < n:
+                tg_pf_init(pf, &x[ahead, 0, 0, 0], c * h * w * sizeof(real),
+                           &y[ahead, 0, 0, 0], o * dcs * sizeof(real))
+            else:
+                tg_pf_init(pf, NULL, 0, NULL, 0)
             yb = &y[bi, 0, 0, 0]
             j = 0
             while j < nj:
@@ -953,12 +1105,13 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
                 rs = wq
                 if cl:
                     ldo = _tiles_cl(xq, &offs[t0], jobs[j, 1], &wts[t0 * op], op, o, acc,
-                                    tb, wq, jobs[j, 5], jobs[j, 6])
-                    if _compact(wq, jobs[j, 6]):
+                                    tb, wq, jobs[j, 5], jobs[j, 6], pf,
+                                    (tg_pf_left(pf) + nj - j - 1) // (nj - j))
+                    if _compact(wq, jobs[j, 6], op, 64 // sizeof(real)):
                         rs = jobs[j, 6]
                 else:
                     ldo = _tiles(xq, &offs[t0], jobs[j, 1], &wts[t0 * op], op, o, acc, wq,
-                                 jobs[j, 5], vw)
+                                 jobs[j, 5], vw, pf, (tg_pf_left(pf) + nj - j - 1) // (nj - j))
                 # the input gradient's column phases 0 and 1 of a stride-2 call: the
                 # next job writes the odd columns of the same rows
                 pair = (not has_bias and not relu and jobs[j, 4] == 2 and j + 1 < nj
@@ -972,12 +1125,14 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
                     if cl:
                         ldo1 = _tiles_cl(xq, &offs[t1], jobs[j + 1, 1], &wts[t1 * op], op,
                                          o, acc + half, tb, wq, jobs[j + 1, 5],
-                                         jobs[j + 1, 6])
-                        if _compact(wq, jobs[j + 1, 6]):
+                                         jobs[j + 1, 6], pf,
+                                         (tg_pf_left(pf) + nj - j - 2) // (nj - j - 1))
+                        if _compact(wq, jobs[j + 1, 6], op, 64 // sizeof(real)):
                             rs1 = jobs[j + 1, 6]
                     else:
                         ldo1 = _tiles(xq, &offs[t1], jobs[j + 1, 1], &wts[t1 * op], op, o,
-                                      acc + half, wq, jobs[j + 1, 5], vw)
+                                      acc + half, wq, jobs[j + 1, 5], vw, pf,
+                                      (tg_pf_left(pf) + nj - j - 2) // (nj - j - 1))
                     _copy_pair(acc, acc + half, ldo, ldo1, o, yb + jobs[j, 2], rs, rs1,
                                jobs[j, 5], jobs[j, 6], jobs[j + 1, 6], dcs, jobs[j, 3])
                     j = j + 2
@@ -987,6 +1142,8 @@ def run_threads(const real[:, :, :, ::1] x, real[:, :, :, ::1] y, const real[::1
                     _copy(acc, ldo, o, &bias[0], has_bias, yb + jobs[j, 2], rs, jobs[j, 5],
                           jobs[j, 6], dcs, jobs[j, 3], jobs[j, 4], relu, mb)
                     j = j + 1
+            bi = ahead
+    free(pfs)
 
 
 def wgrad_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
@@ -1066,25 +1223,25 @@ def wgrad_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
 cdef inline void _cw_tile(const real* xq, Py_ssize_t xs, const real* gt, Py_ssize_t gs,
                           Py_ssize_t op, Py_ssize_t nimg, Py_ssize_t nr, Py_ssize_t wq,
                           Py_ssize_t wo, const Py_ssize_t* offs, real* acc,
-                          Py_ssize_t nc) noexcept nogil:
+                          Py_ssize_t nc, const char* pfp, Py_ssize_t pfn) noexcept nogil:
     if real is float:
         if nc == 1:
-            tg_cw_tile_f1(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc)
+            tg_cw_tile_f1(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc, pfp, pfn)
         elif nc == 2:
-            tg_cw_tile_f2(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc)
+            tg_cw_tile_f2(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc, pfp, pfn)
         elif nc == 3:
-            tg_cw_tile_f3(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc)
+            tg_cw_tile_f3(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc, pfp, pfn)
         else:
-            tg_cw_tile_f4(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc)
+            tg_cw_tile_f4(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc, pfp, pfn)
     else:
         if nc == 1:
-            tg_cw_tile_d1(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc)
+            tg_cw_tile_d1(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc, pfp, pfn)
         elif nc == 2:
-            tg_cw_tile_d2(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc)
+            tg_cw_tile_d2(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc, pfp, pfn)
         elif nc == 3:
-            tg_cw_tile_d3(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc)
+            tg_cw_tile_d3(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc, pfp, pfn)
         else:
-            tg_cw_tile_d4(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc)
+            tg_cw_tile_d4(xq, xs, gt, gs, op, nimg, nr, wq, wo, offs, acc, pfp, pfn)
 
 
 def wgrad_cl_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
@@ -1103,11 +1260,17 @@ def wgrad_cl_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
     cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
     cdef Py_ssize_t xs = c * s * s * hq * wq + slack, gs = op * nfp, nch = gws.shape[0]
     cdef Py_ssize_t lanes = 64 // sizeof(real)
-    cdef Py_ssize_t j, b0, b1, bb, step, m, nb, oc0, nc, ntq, t0
+    cdef Py_ssize_t j, b0, b1, bb, step, m, nb, oc0, nc, ntq, t0, a0, a1, calls, pfn
     cdef int tid
     cdef real* xq
     cdef real* gt
     cdef real* sk
+    cdef const char* pfp
+    # a prefetch cursor per thread, a few cache lines apart (see run_threads)
+    cdef tg_pfc* pfs = <tg_pfc*>malloc(4 * nt * sizeof(tg_pfc))
+    cdef tg_pfc* pf
+    if pfs == NULL:
+        raise MemoryError()
     with nogil:
         for j in prange(nch, schedule="dynamic", chunksize=1, num_threads=nt):
             tid = openmp.omp_get_thread_num()
@@ -1133,6 +1296,32 @@ def wgrad_cl_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
                         tg_cl_gather_f(&gy[bb + m, 0, 0, 0], o, ho, wo, wq, op, gt + m * gs)
                     else:
                         tg_cl_gather_d(&gy[bb + m, 0, 0, 0], o, ho, wo, wq, op, gt + m * gs)
+                # the next block's images (the chunk's, else the first block of the
+                # chunk this thread most likely takes next): their input and output
+                # gradient lines asked for while this block's tiles run
+                a0 = bb + nb
+                a1 = a0 + step
+                if a0 >= b1:
+                    a0 = n * (j + nt) // nch
+                    a1 = a0 + step if j + nt < nch else a0
+                if a1 > n:
+                    a1 = n
+                pf = &pfs[4 * tid]
+                if a1 > a0:
+                    tg_pf_init(pf, &x[a0, 0, 0, 0], (a1 - a0) * c * h * w * sizeof(real),
+                               &gy[a0, 0, 0, 0], (a1 - a0) * o * ho * wo * sizeof(real))
+                else:
+                    tg_pf_init(pf, NULL, 0, NULL, 0)
+                calls = 0
+                oc0 = 0
+                while oc0 < op:
+                    nc = (op - oc0) // lanes
+                    if nc > 4:
+                        nc = 4
+                    ntq = 8 if nc == 1 else 12 if nc == 2 else 8 if nc == 3 else 6
+                    calls = calls + (tp + ntq - 1) // ntq
+                    oc0 = oc0 + nc * lanes
+                tg_pf_plan(pf, tg_pf_left(pf), calls)
                 oc0 = 0
                 while oc0 < op:
                     nc = (op - oc0) // lanes
@@ -1141,11 +1330,13 @@ def wgrad_cl_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
                     ntq = 8 if nc == 1 else 12 if nc == 2 else 8 if nc == 3 else 6
                     t0 = 0
                     while t0 < tp:
+                        pfn = tg_pf_take(pf, nb * ho * wo, &pfp)
                         _cw_tile(xq, xs, gt + oc0, gs, op, nb, ho, wq, wo, &offs[t0],
-                                 sk + t0 * op + oc0, nc)
+                                 sk + t0 * op + oc0, nc, pfp, pfn)
                         t0 = t0 + ntq
                     oc0 = oc0 + nc * lanes
                 bb = bb + nb
+    free(pfs)
 
 
 # The weight gradient's position-lane tiles run over the flattened output positions of each
@@ -1301,7 +1492,7 @@ def _team_size(macs):
 def _aligned_zeros(shape, dtype):
     """Zeros of this shape, starting on a 64-byte boundary."""
     dtype = np.dtype(dtype)
-    size = int(np.prod(shape))
+    size = math.prod(shape)  # (np.prod converts the tuple to an array on every call)
     raw = np.zeros(size + 64 // dtype.itemsize, dtype=dtype)
     skip = (-raw.ctypes.data % 64) // dtype.itemsize
     return raw[skip:skip + size].reshape(shape)

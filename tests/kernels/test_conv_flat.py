@@ -100,6 +100,10 @@ def test_flat_channel_lane_tiles_match_reference(case, team, need):
         (1, 32, 32, 6, 6, 5, 2, 2),
         (2, 36, 33, 13, 11, 5, 3, 2),
         (1, 40, 96, 14, 13, 5, 2, 0),
+        # compact positions with three or four channel vectors where a row drops one
+        # column in 9 or 15 (8x8 and 14x14 outputs); 900 taps in chunks of unequal sizes
+        (3, 32, 48, 27, 28, 5, 2, 2),
+        (2, 36, 64, 16, 15, 5, 2, 2),
     ],
 )
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
