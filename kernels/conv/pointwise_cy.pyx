@@ -136,6 +136,88 @@ cdef extern from *:
     double* tg_pw_align_d(double* a) noexcept nogil
 
 
+# The forward's and the input gradient's own kernel (float32, AVX-512 builds only): one
+# image's y = a @ b with b (K x P) as it lies (x, or gy) and a the weights (w2, or w2 read
+# transposed through its strides). Strips of up to 64 columns x 6 rows keep 24 accumulator
+# vectors; each step loads 4 vectors of b (split loads when a row does not start at a
+# 64-byte boundary cost little here: 4 per 24 multiply-adds) and broadcasts 6 weights. The
+# bias, or the gradient already held (``accumulate``), is added as the tile is stored.
+cdef extern from *:
+    """
+    #if defined(__AVX512F__)
+    #include <immintrin.h>
+    #define TG_PW_HAVE_NN 1
+    #define TG_PW_NM 6
+    #define TG_PW_NN_STRIP(NV)                                                                      \\
+    static void tg_pw_nn_strip##NV(const float* a, Py_ssize_t sm, Py_ssize_t sk, const float* bq,   \\
+                                   Py_ssize_t M, Py_ssize_t K, Py_ssize_t P, Py_ssize_t nq,         \\
+                                   float* yq, int accumulate, const float* bias) {                  \\
+        Py_ssize_t m0, k, i, v;                                                                     \\
+        __mmask16 mk[NV];                                                                           \\
+        for (v = 0; v < NV; v++) {                                                                  \\
+            Py_ssize_t n = nq - 16 * v;                                                             \\
+            mk[v] = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);                       \\
+        }                                                                                           \\
+        for (m0 = 0; m0 < M; m0 += TG_PW_NM) {                                                      \\
+            const float* ar[TG_PW_NM];                                                              \\
+            __m512 acc[TG_PW_NM][NV], b[NV];                                                        \\
+            for (i = 0; i < TG_PW_NM; i++) ar[i] = a + (m0 + i < M ? m0 + i : M - 1) * sm;          \\
+            _Pragma("GCC unroll 6") for (i = 0; i < TG_PW_NM; i++)                                  \\
+                _Pragma("GCC unroll 4") for (v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();   \\
+            for (k = 0; k < K; k++) {                                                               \\
+                _Pragma("GCC unroll 4") for (v = 0; v < NV; v++)                                    \\
+                    b[v] = _mm512_maskz_loadu_ps(mk[v], bq + k * P + 16 * v);                       \\
+                _Pragma("GCC unroll 6") for (i = 0; i < TG_PW_NM; i++) {                            \\
+                    __m512 av = _mm512_set1_ps(ar[i][k * sk]);                                      \\
+                    _Pragma("GCC unroll 4") for (v = 0; v < NV; v++)                                \\
+                        acc[i][v] = _mm512_fmadd_ps(av, b[v], acc[i][v]);                           \\
+                }                                                                                   \\
+            }                                                                                       \\
+            _Pragma("GCC unroll 6") for (i = 0; i < TG_PW_NM; i++) {                                \\
+                if (m0 + i >= M) break;                                                             \\
+                float* yr = yq + (m0 + i) * P;                                                      \\
+                _Pragma("GCC unroll 4") for (v = 0; v < NV; v++) {                                  \\
+                    __m512 r = acc[i][v];                                                           \\
+                    if (accumulate) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mk[v], yr + 16 * v));\\
+                    if (bias) r = _mm512_add_ps(r, _mm512_set1_ps(bias[m0 + i]));                   \\
+                    _mm512_mask_storeu_ps(yr + 16 * v, mk[v], r);                                   \\
+                }                                                                                   \\
+            }                                                                                       \\
+        }                                                                                           \\
+    }
+    TG_PW_NN_STRIP(1)
+    TG_PW_NN_STRIP(2)
+    TG_PW_NN_STRIP(3)
+    TG_PW_NN_STRIP(4)
+    /* y[m, q] = (y[m, q] if accumulate) + sum over k < K of a[m * sm + k * sk] * b[k * P + q]
+       (+ bias[m] if bias) for m < M, q < P: strips of up to 64 columns (4 vectors, the last
+       one masked) x 6 rows of 24 accumulators; each strip of b stays in L1 across the rows */
+    static void tg_pw_nn_f(const float* a, Py_ssize_t sm, Py_ssize_t sk, const float* b,
+                           Py_ssize_t M, Py_ssize_t K, Py_ssize_t P, float* y, int accumulate,
+                           const float* bias) {
+        for (Py_ssize_t q0 = 0; q0 < P; q0 += 64) {
+            Py_ssize_t nq = P - q0 < 64 ? P - q0 : 64;
+            switch ((nq + 15) / 16) {
+            case 1: tg_pw_nn_strip1(a, sm, sk, b + q0, M, K, P, nq, y + q0, accumulate, bias); break;
+            case 2: tg_pw_nn_strip2(a, sm, sk, b + q0, M, K, P, nq, y + q0, accumulate, bias); break;
+            case 3: tg_pw_nn_strip3(a, sm, sk, b + q0, M, K, P, nq, y + q0, accumulate, bias); break;
+            default: tg_pw_nn_strip4(a, sm, sk, b + q0, M, K, P, nq, y + q0, accumulate, bias);
+            }
+        }
+    }
+    #else
+    #define TG_PW_HAVE_NN 0
+    static void tg_pw_nn_f(const float* a, Py_ssize_t sm, Py_ssize_t sk, const float* b,
+                           Py_ssize_t M, Py_ssize_t K, Py_ssize_t P, float* y,
+                           int accumulate, const float* bias) {}
+    #endif
+    """
+    const int TG_PW_HAVE_NN
+    void tg_pw_nn_f(const float* a, Py_ssize_t sm, Py_ssize_t sk, const float* b,
+                    Py_ssize_t M, Py_ssize_t K, Py_ssize_t P, float* y, int accumulate,
+                    const float* bias) noexcept nogil
+
+
 cdef inline void _gather(const real* xb, real* dst, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
                          Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ho,
                          Py_ssize_t wo) noexcept nogil:
@@ -174,10 +256,23 @@ cdef inline void _scatter(const real* src, real* gxb, Py_ssize_t c, Py_ssize_t h
                     d[ow * sw] = s[ow]
 
 
+cdef inline bint _nn(bint own, const real* a, Py_ssize_t sm, Py_ssize_t sk, const real* b,
+                     Py_ssize_t m, Py_ssize_t k, Py_ssize_t p, real* y, bint accumulate,
+                     const real* bias) noexcept nogil:
+    # y (m x p) = a @ b (+ y with ``accumulate``, + bias per row unless NULL) on the own
+    # kernel when ``own`` (float32 only); False when the caller is to run the BLAS instead
+    if real is float:
+        if own:
+            tg_pw_nn_f(a, sm, sk, b, m, k, p, y, accumulate, bias)
+            return True
+    return False
+
+
 def forward_threads(const real[:, :, :, ::1] x, const real[:, ::1] w2, const real[::1] bias,
                     bint has_bias, real[:, :, :, ::1] y, real[:, ::1] buf, int sh, int sw,
-                    size_t gemm, int nt):
-    """y[b] = w2 @ x[b][:, ::sh, ::sw] (+ bias), whole images per thread."""
+                    size_t gemm, int nt, bint own_nn=False):
+    """y[b] = w2 @ x[b][:, ::sh, ::sw] (+ bias), whole images per thread, on the own
+    kernel with ``own_nn`` (float32), else the BLAS."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = y.shape[1], ho = y.shape[2], wo = y.shape[3]
     cdef Py_ssize_t p = ho * wo, b, oc, q
@@ -186,6 +281,7 @@ def forward_threads(const real[:, :, :, ::1] x, const real[:, ::1] w2, const rea
     cdef real bv
     cdef const real* src
     cdef real* yp
+    cdef const real* bp = &bias[0] if has_bias else NULL
     with nogil:
         # dynamic: no sum crosses images, and a thread that loses its core to another
         # process leaves its remaining images to the others
@@ -195,6 +291,8 @@ def forward_threads(const real[:, :, :, ::1] x, const real[:, ::1] w2, const rea
             if strided:
                 _gather(src, &buf[tid, 0], c, h, w, sh, sw, ho, wo)
                 src = &buf[tid, 0]
+            if _nn(own_nn, &w2[0, 0], c, 1, src, o, c, p, &y[b, 0, 0, 0], False, bp):
+                continue
             _gemm(gemm, False, False, o, p, c, &w2[0, 0], c, src, p, 0, &y[b, 0, 0, 0], p)
             if has_bias:
                 for oc in range(o):
@@ -257,7 +355,7 @@ def backward_threads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                      const real[:, ::1] w2, real[:, :, :, ::1] gx, real[:, :, ::1] parts,
                      real[:, ::1] bparts, real[:, ::1] buf, bint need_x, bint need_w,
                      bint need_b, int sh, int sw, size_t gemm, int nt, bint accumulate,
-                     Py_ssize_t chunk, bint own_w, real[::1] packed):
+                     Py_ssize_t chunk, bint own_w, real[::1] packed, bint own_nn=False):
     """Per chunk of ``chunk`` consecutive images (a thread's chunks fixed by the static
     schedule): parts[thread] += gy[b] @ x[b][:, ::sh, ::sw].T summed over the chunk (with
     ``own_w``, stride 1 only, by the tile kernel on the chunk copied to ``packed``, else
@@ -294,11 +392,14 @@ def backward_threads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                           &parts[tid, 0, 0], c)
                 if need_x:
                     if strided:
-                        _gemm(gemm, True, False, c, p, o, &w2[0, 0], c, &gy[b, 0, 0, 0], p, 0,
-                              &buf[tid, 0], p)
+                        if not _nn(own_nn, &w2[0, 0], 1, c, &gy[b, 0, 0, 0], c, o, p,
+                                   &buf[tid, 0], False, NULL):
+                            _gemm(gemm, True, False, c, p, o, &w2[0, 0], c, &gy[b, 0, 0, 0], p,
+                                  0, &buf[tid, 0], p)
                         _scatter(&buf[tid, 0], &gx[b, 0, 0, 0], c, h, w, sh, sw, ho, wo,
                                  accumulate)
-                    else:
+                    elif not _nn(own_nn, &w2[0, 0], 1, c, &gy[b, 0, 0, 0], c, o, p,
+                                 &gx[b, 0, 0, 0], accumulate, NULL):
                         _gemm(gemm, True, False, c, p, o, &w2[0, 0], c, &gy[b, 0, 0, 0], p,
                               1 if accumulate else 0, &gx[b, 0, 0, 0], p)
                 if need_b:
@@ -341,7 +442,8 @@ def forward(x, w, b, stride, padding, dilation, groups):
            else np.empty((1, 1), dtype=x.dtype))
     bias = b if b is not None else np.zeros(1, dtype=x.dtype)
     with cblas.single_threaded():
-        forward_threads(x, w.reshape(o, c), bias, b is not None, y, buf, sh, sw, gemm, nt)
+        forward_threads(x, w.reshape(o, c), bias, b is not None, y, buf, sh, sw, gemm, nt,
+                        _own_nn(x.dtype))
     return y
 
 
@@ -362,6 +464,24 @@ def _own_w(o, c, p, dtype):
     if _OWN_W is not None:
         return _OWN_W
     return dtype == np.float32 and p % 16 == 0 and p >= 64 and c >= 32 and o <= 128
+
+
+# None: the rule below; True or False: every float32 call's forward and input gradient on
+# the own kernel (where the build has AVX-512), or none
+_OWN_NN = None
+HAVE_NN = bool(TG_PW_HAVE_NN)
+# input gradients of fewer input channels (its rows) ran behind the BLAS (benchmarks/results/
+# pointwise-wgrad.md): their tiles of 6 rows leave rows idle and each strip of the output
+# gradient is read for few rows
+_NN_MIN_GX_ROWS = 48
+
+
+def _own_nn(dtype, rows=None):
+    """Whether a float32 call's forward (``rows`` None) or input gradient (``rows`` its input
+    channels) runs on the own kernel, not the BLAS."""
+    if not HAVE_NN or dtype != np.float32 or _OWN_NN is False:
+        return False
+    return _OWN_NN is True or rows is None or rows >= _NN_MIN_GX_ROWS
 
 
 def _chunk(n, nt, per_image):
@@ -432,7 +552,8 @@ def _backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w, acc, 
                        x.dtype)
     with cblas.single_threaded():
         backward_threads(gy, x, w.reshape(o, c), gx, parts, bparts, buf, need_x, need_w,
-                         need_b, sh, sw, gemm, nt, acc is not None, chunk, own_w, packed)
+                         need_b, sh, sw, gemm, nt, acc is not None, chunk, own_w, packed,
+                         _own_nn(x.dtype, c))
     gw = gb = None
     if need_w:
         gw2 = parts[0]
