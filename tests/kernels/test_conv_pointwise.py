@@ -62,16 +62,20 @@ def _arrays(case, seed=0):
     need=st.sampled_from(["both", "x", "w"]),
     own=st.sampled_from([None, True]),
     chunk_bytes=st.sampled_from([1, 1 << 19]),
+    own_nn=st.sampled_from([None, True, False]),
 )
-def test_pointwise_matches_reference(case, team, need, own, chunk_bytes):
+def test_pointwise_matches_reference(case, team, need, own, chunk_bytes, own_nn):
     """Forward and each gradient alone or both, with a team of 1 to 3 threads whatever the
     batch (threads without an image leave their weight-gradient part at zero), the weight
     gradient of stride-1 calls by the rule or on the tile kernel (partial tiles, rows
-    zero-padded to whole vectors), in chunks of one image or of all a thread's."""
+    zero-padded to whole vectors), in chunks of one image or of all a thread's, and the
+    forward and input gradient by the rule, on the own kernel (float32: partial row tiles,
+    strips of 1 to 4 vectors, the last one masked) or on the BLAS."""
     mod = _module()
     x, w, b = _arrays(case)
     check_against_reference(mod, x, w, b, (case[5], (0, 0), (1, 1), 1), need, team,
-                            _OWN_W=own, _CHUNK_BYTES=chunk_bytes)  # fmt: skip
+                            _OWN_W=own, _CHUNK_BYTES=chunk_bytes,
+                            _OWN_NN=own_nn)  # fmt: skip
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -86,6 +90,30 @@ def test_pointwise_tile_weight_gradient(dtype, shape):
     for chunk_bytes in (1, 1 << 19):
         check_against_reference(mod, x, w, b, ((1, 1), (0, 0), (1, 1), 1), "w", 2,
                                 _OWN_W=True, _CHUNK_BYTES=chunk_bytes)  # fmt: skip
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("shape", [(3, 50, 13, 9, 11), (2, 7, 70, 16, 8), (2, 64, 30, 1, 3)])
+def test_pointwise_own_kernel_forward_and_input_gradient(stride, shape):
+    """The forward's and input gradient's own kernel (float32) on more rows than one tile
+    (50 and 70: partial row tiles), planes of more than one strip of 64 columns and of a
+    part of one, with a bias, over two threads, against ``reference``; and the input
+    gradient added into a held one (``backward_accumulate``) equal to the held one plus
+    ``backward``'s."""
+    mod = _module()
+    if not mod.HAVE_NN:
+        pytest.skip("built without AVX-512: the BLAS runs these passes")
+    n, c, o, h, w_ = shape
+    x, w, b = conv_arrays(n, c, o, h, w_, 1, 1, True, np.float32, seed=11)
+    args = ((stride, stride), (0, 0), (1, 1), 1)
+    check_against_reference(mod, x, w, b, args, "both", 2, _OWN_NN=True)
+    rng = np.random.default_rng(12)
+    gy = rng.standard_normal(mod.forward(x, w, None, *args).shape).astype(np.float32)
+    held = rng.standard_normal(x.shape).astype(np.float32)
+    with patched(mod, 2, _OWN_NN=True):
+        gx = mod.backward(gy, x, w, *args, True, False)[0]
+        acc, _ = mod.backward_accumulate(gy, x, w, *args, False, held.copy())
+    np.testing.assert_allclose(acc, held + gx, rtol=1e-5, atol=1e-5)
 
 
 @settings(max_examples=examples(15), deadline=None)
@@ -215,3 +243,13 @@ def test_tile_weight_gradient_rule():
     assert not rule(256, 128, 64, np.float32)  # 256 output channels
     assert not rule(128, 128, 16, np.float32) and not rule(64, 32, 49, np.float32)
     assert not rule(128, 64, 256, np.float64)
+
+
+def test_own_kernel_rule():
+    """The own kernel for float32 forwards and for input gradients of 48 or more input
+    channels where the build has AVX-512; never for float64."""
+    from tapegrad.kernels.conv import pointwise_cy
+
+    rule, have = pointwise_cy._own_nn, pointwise_cy.HAVE_NN
+    assert rule(np.float32) is have and rule(np.float32, 64) is have
+    assert not rule(np.float32, 24) and not rule(np.float64) and not rule(np.float64, 64)
