@@ -2,16 +2,23 @@
 compiled with Cython + OpenMP.
 
 A 1x1 convolution of one image is ``y[b] = w2 @ x[b]`` with ``w2`` (O, C) and ``x[b]``
-(C, H*W): no unfold. Each OpenMP thread takes whole images (static schedule) and calls
-NumPy's own ``cblas_?gemm`` on one BLAS thread, so the images' GEMMs run side by side
-instead of one small multithreaded GEMM after another (the forward hands out images
-dynamically, the backward statically: see below). With a stride the thread first
-gathers its image's sampled pixels (C, Ho*Wo) into its own buffer.
+(C, H*W): no unfold. Each OpenMP thread takes whole images (the forward hands them out
+dynamically, the backward statically: see below). With a stride the thread first gathers
+its image's sampled pixels (C, Ho*Wo) into its own buffer.
+
+The per-image products run on this module's own AVX-512 kernel for float32 (the forward,
+and the input gradient of 48 or more input channels: tiles of 6 rows x up to 64 columns,
+bias or held gradient added as a tile is stored), else on NumPy's own ``cblas_?gemm`` on
+one BLAS thread per OpenMP thread, so the images' GEMMs run side by side instead of one
+small multithreaded GEMM after another.
 
 Backward, per image: ``gx[b] = w2.T @ gy[b]`` (scattered back to the sampled pixels when
-strided) and ``gw_parts[thread] += gy[b] @ x[b].T``; the parts are summed in thread
-order after the loop, so the weight gradient is the same on every call. Calls of any
-other shape go to ``im2col-cython``.
+strided) and ``gw_parts[thread] += gy[b] @ x[b].T``; for float32 stride-1 calls with rows
+of whole vectors, 64+ pixels, 32+ input and at most 128 output channels the weight
+gradient runs on a tile kernel over chunks of consecutive images instead (see
+``_own_w``). ``backward_with_bias`` also sums the bias gradient per thread in the same
+parallel region. The parts are summed in thread order after the loop, so the gradients are
+the same on every call. Calls of any other shape go to ``im2col-cython``.
 
 Bounds and wraparound checks are set by the build (setup.py), not here.
 """
@@ -443,7 +450,7 @@ def forward(x, w, b, stride, padding, dilation, groups):
     bias = b if b is not None else np.zeros(1, dtype=x.dtype)
     with cblas.single_threaded():
         forward_threads(x, w.reshape(o, c), bias, b is not None, y, buf, sh, sw, gemm, nt,
-                        _own_nn(x.dtype))
+                        _own_nn(x.dtype, ho * wo))
     return y
 
 
@@ -474,14 +481,19 @@ HAVE_NN = bool(TG_PW_HAVE_NN)
 # pointwise-wgrad.md): their tiles of 6 rows leave rows idle and each strip of the output
 # gradient is read for few rows
 _NN_MIN_GX_ROWS = 48
+# planes of fewer pixels leave most lanes of a tile's one vector per row idle (2x2 planes
+# ran at 2-3x the BLAS's time)
+_NN_MIN_PIXELS = 16
 
 
-def _own_nn(dtype, rows=None):
+def _own_nn(dtype, pixels, rows=None):
     """Whether a float32 call's forward (``rows`` None) or input gradient (``rows`` its input
-    channels) runs on the own kernel, not the BLAS."""
+    channels) on planes of ``pixels`` output pixels runs on the own kernel, not the BLAS."""
     if not HAVE_NN or dtype != np.float32 or _OWN_NN is False:
         return False
-    return _OWN_NN is True or rows is None or rows >= _NN_MIN_GX_ROWS
+    if _OWN_NN is True:
+        return True
+    return pixels >= _NN_MIN_PIXELS and (rows is None or rows >= _NN_MIN_GX_ROWS)
 
 
 def _chunk(n, nt, per_image):
@@ -553,7 +565,7 @@ def _backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w, acc, 
     with cblas.single_threaded():
         backward_threads(gy, x, w.reshape(o, c), gx, parts, bparts, buf, need_x, need_w,
                          need_b, sh, sw, gemm, nt, acc is not None, chunk, own_w, packed,
-                         _own_nn(x.dtype, c))
+                         _own_nn(x.dtype, ho * wo, c))
     gw = gb = None
     if need_w:
         gw2 = parts[0]
