@@ -6,9 +6,10 @@ A 1x1 convolution of one image is ``y[b] = w2 @ x[b]`` with ``w2`` (O, C) and ``
 dynamically, the backward statically: see below). With a stride the thread first gathers
 its image's sampled pixels (C, Ho*Wo) into its own buffer.
 
-The per-image products run on this module's own AVX-512 kernel for float32 (the forward,
-and the input gradient of 48 or more input channels: tiles of 6 rows x up to 64 columns,
-bias or held gradient added as a tile is stored), else on NumPy's own ``cblas_?gemm`` on
+The per-image products run on this module's own AVX-512 kernel for float32 (the forward
+of 48 or more output channels and the input gradient of 48 or more input channels, on
+planes of 64 to 256 pixels: tiles of 6 rows x up to 64 columns, bias or held gradient
+added as a tile is stored), else on NumPy's own ``cblas_?gemm`` on
 one BLAS thread per OpenMP thread, so the images' GEMMs run side by side instead of one
 small multithreaded GEMM after another.
 
@@ -450,7 +451,7 @@ def forward(x, w, b, stride, padding, dilation, groups):
     bias = b if b is not None else np.zeros(1, dtype=x.dtype)
     with cblas.single_threaded():
         forward_threads(x, w.reshape(o, c), bias, b is not None, y, buf, sh, sw, gemm, nt,
-                        _own_nn(x.dtype, ho * wo))
+                        _own_nn(x.dtype, ho * wo, o))
     return y
 
 
@@ -477,23 +478,26 @@ def _own_w(o, c, p, dtype):
 # the own kernel (where the build has AVX-512), or none
 _OWN_NN = None
 HAVE_NN = bool(TG_PW_HAVE_NN)
-# input gradients of fewer input channels (its rows) ran behind the BLAS (benchmarks/results/
-# pointwise-wgrad.md): their tiles of 6 rows leave rows idle and each strip of the output
-# gradient is read for few rows
-_NN_MIN_GX_ROWS = 48
-# planes of fewer pixels leave most lanes of a tile's one vector per row idle (2x2 planes
-# ran at 2-3x the BLAS's time)
-_NN_MIN_PIXELS = 16
+# products of fewer rows (output channels for the forward, input channels for the input
+# gradient) ran level with the BLAS or behind it (benchmarks/results/pointwise-wgrad.md):
+# their tiles of 6 rows leave rows idle and each strip of x or gy is read for few rows
+_NN_MIN_ROWS = 48
+# planes of fewer pixels leave lanes or accumulators idle (2x2 planes ran at 2-3x the
+# BLAS's time, 4x4 and 7x7 level or behind); on larger planes (14x14 to 32x32) each strip's
+# rows lie far apart in memory and the kernel ran level with the BLAS or behind it
+_NN_MIN_PIXELS = 64
+_NN_MAX_PIXELS = 256
 
 
-def _own_nn(dtype, pixels, rows=None):
-    """Whether a float32 call's forward (``rows`` None) or input gradient (``rows`` its input
-    channels) on planes of ``pixels`` output pixels runs on the own kernel, not the BLAS."""
+def _own_nn(dtype, pixels, rows):
+    """Whether a float32 call's forward (``rows``: its output channels) or input gradient
+    (``rows``: its input channels) on planes of ``pixels`` output pixels runs on the own
+    kernel, not the BLAS."""
     if not HAVE_NN or dtype != np.float32 or _OWN_NN is False:
         return False
     if _OWN_NN is True:
         return True
-    return pixels >= _NN_MIN_PIXELS and (rows is None or rows >= _NN_MIN_GX_ROWS)
+    return _NN_MIN_PIXELS <= pixels <= _NN_MAX_PIXELS and rows >= _NN_MIN_ROWS
 
 
 def _chunk(n, nt, per_image):

@@ -246,12 +246,13 @@ def test_tile_weight_gradient_rule():
 
 
 def test_own_kernel_rule():
-    """The own kernel for float32 forwards and for input gradients of 48 or more input
-    channels on planes of 16 or more pixels where the build has AVX-512; never for float64."""
+    """The own kernel for float32 forwards of 48 or more output channels and input
+    gradients of 48 or more input channels, on planes of 64 to 256 pixels, where the build
+    has AVX-512; never for float64."""
     from tapegrad.kernels.conv import pointwise_cy
 
     rule, have = pointwise_cy._own_nn, pointwise_cy.HAVE_NN
-    assert rule(np.float32, 256) is have and rule(np.float32, 256, 64) is have
-    assert rule(np.float32, 16) is have
-    assert not rule(np.float32, 256, 24) and not rule(np.float32, 4) and not rule(np.float32, 4, 64)
-    assert not rule(np.float64, 256) and not rule(np.float64, 256, 64)
+    assert rule(np.float32, 256, 64) is have and rule(np.float32, 64, 48) is have
+    assert not rule(np.float32, 256, 24) and not rule(np.float32, 256, 32)
+    assert not rule(np.float32, 16, 64) and not rule(np.float32, 1024, 64)
+    assert not rule(np.float64, 256, 64)
