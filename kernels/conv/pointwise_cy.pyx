@@ -2,16 +2,24 @@
 compiled with Cython + OpenMP.
 
 A 1x1 convolution of one image is ``y[b] = w2 @ x[b]`` with ``w2`` (O, C) and ``x[b]``
-(C, H*W): no unfold. Each OpenMP thread takes whole images (static schedule) and calls
-NumPy's own ``cblas_?gemm`` on one BLAS thread, so the images' GEMMs run side by side
-instead of one small multithreaded GEMM after another (the forward hands out images
-dynamically, the backward statically: see below). With a stride the thread first
-gathers its image's sampled pixels (C, Ho*Wo) into its own buffer.
+(C, H*W): no unfold. Each OpenMP thread takes whole images (the forward hands them out
+dynamically, the backward statically: see below). With a stride the thread first gathers
+its image's sampled pixels (C, Ho*Wo) into its own buffer.
+
+The per-image products run on this module's own AVX-512 kernel for float32 (the forward
+of 48 or more output channels and the input gradient of 48 or more input channels, on
+planes of 64 to 256 pixels: tiles of 6 rows x up to 64 columns, bias or held gradient
+added as a tile is stored), else on NumPy's own ``cblas_?gemm`` on
+one BLAS thread per OpenMP thread, so the images' GEMMs run side by side instead of one
+small multithreaded GEMM after another.
 
 Backward, per image: ``gx[b] = w2.T @ gy[b]`` (scattered back to the sampled pixels when
-strided) and ``gw_parts[thread] += gy[b] @ x[b].T``; the parts are summed in thread
-order after the loop, so the weight gradient is the same on every call. Calls of any
-other shape go to ``im2col-cython``.
+strided) and ``gw_parts[thread] += gy[b] @ x[b].T``; for float32 stride-1 calls with rows
+of whole vectors, 64+ pixels, 32+ input and at most 128 output channels the weight
+gradient runs on a tile kernel over chunks of consecutive images instead (see
+``_own_w``). ``backward_with_bias`` also sums the bias gradient per thread in the same
+parallel region. The parts are summed in thread order after the loop, so the gradients are
+the same on every call. Calls of any other shape go to ``im2col-cython``.
 
 Bounds and wraparound checks are set by the build (setup.py), not here.
 """
@@ -28,6 +36,194 @@ from .im2col import workspace
 
 include "../_common.pxi"
 include "../_gemm.pxi"
+
+
+# The weight gradient's own kernel (C, GCC vector types of 64 bytes: 16 floats or 8 doubles,
+# one AVX-512 register). gw[o, c] += the sum over a chunk of images and their pixels of
+# gy[b, o, q] * x[b, c, q]: both operands have the pixel axis contiguous, so a tile of 4
+# output channels x 6 input channels keeps 24 vector accumulators of per-lane partial sums
+# over the whole chunk (10 vector loads feed 24 multiply-adds) and adds each across its
+# lanes once per chunk. The chunk's rows are first copied to 64-byte boundaries (a split
+# load across two cache lines costs two), zero-padded to whole vectors. Tile rows past the
+# last channel repeat the last one; their sums are not stored.
+cdef extern from *:
+    """
+    #define TG_PW_MO 4
+    #define TG_PW_MC 6
+    /* one load of each x vector per step, kept in a register for its 4 multiply-adds (else the
+       compiler folds it into each of them: 28 loads per 24 multiply-adds instead of 10) */
+    #if defined(__AVX512F__) && defined(__GNUC__)
+    #define TG_PW_IN_REGISTER(v) __asm__("" : "+v"(v))
+    #else
+    #define TG_PW_IN_REGISTER(v) ((void)0)
+    #endif
+    #if defined(__AVX512F__)
+    #include <immintrin.h>
+    #define TG_PW_HSUM_f(v) _mm512_reduce_add_ps((__m512)(v))
+    #define TG_PW_HSUM_d(v) _mm512_reduce_add_pd((__m512d)(v))
+    #else
+    #define TG_PW_HSUM_f(v) tg_pw_hsum_f(v)
+    #define TG_PW_HSUM_d(v) tg_pw_hsum_d(v)
+    #endif
+    #define TG_PW_WGRAD(T, S)                                                               \\
+    typedef T tg_pw_v##S __attribute__((vector_size(64)));                                  \\
+    static inline T tg_pw_hsum_##S(tg_pw_v##S v) {                                          \\
+        T s = 0;                                                                            \\
+        for (Py_ssize_t l = 0; l < (Py_ssize_t)(64 / sizeof(T)); l++) s += v[l];            \\
+        return s;                                                                           \\
+    }                                                                                       \\
+    /* dst row r = src row r (p values) then zeros up to pp, for r < rows: one copy when    \\
+       p == pp (the rows then lie back to back in both) */                                  \\
+    static void tg_pw_pack_##S(const T* src, Py_ssize_t rows, Py_ssize_t p, Py_ssize_t pp,  \\
+                               T* dst) {                                                    \\
+        if (p == pp) {                                                                      \\
+            __builtin_memcpy(dst, src, rows * p * sizeof(T));                               \\
+            return;                                                                         \\
+        }                                                                                   \\
+        for (Py_ssize_t r = 0; r < rows; r++) {                                             \\
+            __builtin_memcpy(dst + r * pp, src + r * p, p * sizeof(T));                     \\
+            for (Py_ssize_t q = p; q < pp; q++) dst[r * pp + q] = 0;                        \\
+        }                                                                                   \\
+    }                                                                                       \\
+    static T* tg_pw_align_##S(T* a) {                                                       \\
+        return (T*)(((size_t)a + 63) & ~(size_t)63);                                        \\
+    }                                                                                       \\
+    /* gw[oc, ci] (row-major, o x c) += sum over b < nb and q < pp of                       \\
+       gy[b * o * pp + oc * pp + q] * x[b * c * pp + ci * pp + q]: rows of pp values (a whole\\
+       number of vectors) at 64-byte boundaries */                                          \\
+    static void tg_pw_wgrad_##S(const T* gy, const T* x, Py_ssize_t nb, Py_ssize_t o,       \\
+                                Py_ssize_t c, Py_ssize_t pp, T* gw) {                       \\
+        enum { V = 64 / sizeof(T) };                                                        \\
+        Py_ssize_t o0, c0, b, q, i, j;                                                      \\
+        for (o0 = 0; o0 < o; o0 += TG_PW_MO) {                                              \\
+            const T* g[TG_PW_MO];                                                           \\
+            for (i = 0; i < TG_PW_MO; i++) g[i] = gy + (o0 + i < o ? o0 + i : o - 1) * pp;  \\
+            for (c0 = 0; c0 < c; c0 += TG_PW_MC) {                                          \\
+                const T* xr[TG_PW_MC];                                                      \\
+                tg_pw_v##S acc[TG_PW_MO][TG_PW_MC], a[TG_PW_MO], v;                         \\
+                T out[TG_PW_MO][TG_PW_MC];                                                  \\
+                for (j = 0; j < TG_PW_MC; j++) xr[j] = x + (c0 + j < c ? c0 + j : c - 1) * pp;\\
+                _Pragma("GCC unroll 4") for (i = 0; i < TG_PW_MO; i++)                      \\
+                    _Pragma("GCC unroll 6") for (j = 0; j < TG_PW_MC; j++)                  \\
+                        acc[i][j] = (tg_pw_v##S){0};                                        \\
+                for (b = 0; b < nb; b++) {                                                  \\
+                    const Py_ssize_t go = b * o * pp, xo = b * c * pp;                      \\
+                    for (q = 0; q < pp; q += V) {                                           \\
+                        _Pragma("GCC unroll 4") for (i = 0; i < TG_PW_MO; i++)              \\
+                            a[i] = *(const tg_pw_v##S*)(g[i] + go + q);                     \\
+                        _Pragma("GCC unroll 6") for (j = 0; j < TG_PW_MC; j++) {            \\
+                            v = *(const tg_pw_v##S*)(xr[j] + xo + q);                       \\
+                            TG_PW_IN_REGISTER(v);                                           \\
+                            _Pragma("GCC unroll 4") for (i = 0; i < TG_PW_MO; i++)          \\
+                                acc[i][j] += a[i] * v;                                      \\
+                        }                                                                   \\
+                    }                                                                       \\
+                }                                                                           \\
+                /* across the lanes with constant indices only, so acc stays in registers */\\
+                _Pragma("GCC unroll 4") for (i = 0; i < TG_PW_MO; i++)                      \\
+                    _Pragma("GCC unroll 6") for (j = 0; j < TG_PW_MC; j++)                  \\
+                        out[i][j] = TG_PW_HSUM_##S(acc[i][j]);                              \\
+                for (i = 0; i < TG_PW_MO && o0 + i < o; i++)                                \\
+                    for (j = 0; j < TG_PW_MC && c0 + j < c; j++)                            \\
+                        gw[(o0 + i) * c + c0 + j] += out[i][j];                             \\
+            }                                                                               \\
+        }                                                                                   \\
+    }
+    TG_PW_WGRAD(float, f)
+    TG_PW_WGRAD(double, d)
+    """
+    void tg_pw_wgrad_f(const float* gy, const float* x, Py_ssize_t nb, Py_ssize_t o,
+                       Py_ssize_t c, Py_ssize_t pp, float* gw) noexcept nogil
+    void tg_pw_wgrad_d(const double* gy, const double* x, Py_ssize_t nb, Py_ssize_t o,
+                       Py_ssize_t c, Py_ssize_t pp, double* gw) noexcept nogil
+    void tg_pw_pack_f(const float* src, Py_ssize_t rows, Py_ssize_t p, Py_ssize_t pp,
+                      float* dst) noexcept nogil
+    void tg_pw_pack_d(const double* src, Py_ssize_t rows, Py_ssize_t p, Py_ssize_t pp,
+                      double* dst) noexcept nogil
+    float* tg_pw_align_f(float* a) noexcept nogil
+    double* tg_pw_align_d(double* a) noexcept nogil
+
+
+# The forward's and the input gradient's own kernel (float32, AVX-512 builds only): one
+# image's y = a @ b with b (K x P) as it lies (x, or gy) and a the weights (w2, or w2 read
+# transposed through its strides). Strips of up to 64 columns x 6 rows keep 24 accumulator
+# vectors; each step loads 4 vectors of b (split loads when a row does not start at a
+# 64-byte boundary cost little here: 4 per 24 multiply-adds) and broadcasts 6 weights. The
+# bias, or the gradient already held (``accumulate``), is added as the tile is stored.
+cdef extern from *:
+    """
+    #if defined(__AVX512F__)
+    #include <immintrin.h>
+    #define TG_PW_HAVE_NN 1
+    #define TG_PW_NM 6
+    #define TG_PW_NN_STRIP(NV)                                                                      \\
+    static void tg_pw_nn_strip##NV(const float* a, Py_ssize_t sm, Py_ssize_t sk, const float* bq,   \\
+                                   Py_ssize_t M, Py_ssize_t K, Py_ssize_t P, Py_ssize_t nq,         \\
+                                   float* yq, int accumulate, const float* bias) {                  \\
+        Py_ssize_t m0, k, i, v;                                                                     \\
+        __mmask16 mk[NV];                                                                           \\
+        for (v = 0; v < NV; v++) {                                                                  \\
+            Py_ssize_t n = nq - 16 * v;                                                             \\
+            mk[v] = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);                       \\
+        }                                                                                           \\
+        for (m0 = 0; m0 < M; m0 += TG_PW_NM) {                                                      \\
+            const float* ar[TG_PW_NM];                                                              \\
+            __m512 acc[TG_PW_NM][NV], b[NV];                                                        \\
+            for (i = 0; i < TG_PW_NM; i++) ar[i] = a + (m0 + i < M ? m0 + i : M - 1) * sm;          \\
+            _Pragma("GCC unroll 6") for (i = 0; i < TG_PW_NM; i++)                                  \\
+                _Pragma("GCC unroll 4") for (v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();   \\
+            for (k = 0; k < K; k++) {                                                               \\
+                _Pragma("GCC unroll 4") for (v = 0; v < NV; v++)                                    \\
+                    b[v] = _mm512_maskz_loadu_ps(mk[v], bq + k * P + 16 * v);                       \\
+                _Pragma("GCC unroll 6") for (i = 0; i < TG_PW_NM; i++) {                            \\
+                    __m512 av = _mm512_set1_ps(ar[i][k * sk]);                                      \\
+                    _Pragma("GCC unroll 4") for (v = 0; v < NV; v++)                                \\
+                        acc[i][v] = _mm512_fmadd_ps(av, b[v], acc[i][v]);                           \\
+                }                                                                                   \\
+            }                                                                                       \\
+            _Pragma("GCC unroll 6") for (i = 0; i < TG_PW_NM; i++) {                                \\
+                if (m0 + i >= M) break;                                                             \\
+                float* yr = yq + (m0 + i) * P;                                                      \\
+                _Pragma("GCC unroll 4") for (v = 0; v < NV; v++) {                                  \\
+                    __m512 r = acc[i][v];                                                           \\
+                    if (accumulate) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mk[v], yr + 16 * v));\\
+                    if (bias) r = _mm512_add_ps(r, _mm512_set1_ps(bias[m0 + i]));                   \\
+                    _mm512_mask_storeu_ps(yr + 16 * v, mk[v], r);                                   \\
+                }                                                                                   \\
+            }                                                                                       \\
+        }                                                                                           \\
+    }
+    TG_PW_NN_STRIP(1)
+    TG_PW_NN_STRIP(2)
+    TG_PW_NN_STRIP(3)
+    TG_PW_NN_STRIP(4)
+    /* y[m, q] = (y[m, q] if accumulate) + sum over k < K of a[m * sm + k * sk] * b[k * P + q]
+       (+ bias[m] if bias) for m < M, q < P: strips of up to 64 columns (4 vectors, the last
+       one masked) x 6 rows of 24 accumulators; each strip of b stays in L1 across the rows */
+    static void tg_pw_nn_f(const float* a, Py_ssize_t sm, Py_ssize_t sk, const float* b,
+                           Py_ssize_t M, Py_ssize_t K, Py_ssize_t P, float* y, int accumulate,
+                           const float* bias) {
+        for (Py_ssize_t q0 = 0; q0 < P; q0 += 64) {
+            Py_ssize_t nq = P - q0 < 64 ? P - q0 : 64;
+            switch ((nq + 15) / 16) {
+            case 1: tg_pw_nn_strip1(a, sm, sk, b + q0, M, K, P, nq, y + q0, accumulate, bias); break;
+            case 2: tg_pw_nn_strip2(a, sm, sk, b + q0, M, K, P, nq, y + q0, accumulate, bias); break;
+            case 3: tg_pw_nn_strip3(a, sm, sk, b + q0, M, K, P, nq, y + q0, accumulate, bias); break;
+            default: tg_pw_nn_strip4(a, sm, sk, b + q0, M, K, P, nq, y + q0, accumulate, bias);
+            }
+        }
+    }
+    #else
+    #define TG_PW_HAVE_NN 0
+    static void tg_pw_nn_f(const float* a, Py_ssize_t sm, Py_ssize_t sk, const float* b,
+                           Py_ssize_t M, Py_ssize_t K, Py_ssize_t P, float* y,
+                           int accumulate, const float* bias) {}
+    #endif
+    """
+    const int TG_PW_HAVE_NN
+    void tg_pw_nn_f(const float* a, Py_ssize_t sm, Py_ssize_t sk, const float* b,
+                    Py_ssize_t M, Py_ssize_t K, Py_ssize_t P, float* y, int accumulate,
+                    const float* bias) noexcept nogil
 
 
 cdef inline void _gather(const real* xb, real* dst, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
@@ -68,10 +264,23 @@ cdef inline void _scatter(const real* src, real* gxb, Py_ssize_t c, Py_ssize_t h
                     d[ow * sw] = s[ow]
 
 
+cdef inline bint _nn(bint own, const real* a, Py_ssize_t sm, Py_ssize_t sk, const real* b,
+                     Py_ssize_t m, Py_ssize_t k, Py_ssize_t p, real* y, bint accumulate,
+                     const real* bias) noexcept nogil:
+    # y (m x p) = a @ b (+ y with ``accumulate``, + bias per row unless NULL) on the own
+    # kernel when ``own`` (float32 only); False when the caller is to run the BLAS instead
+    if real is float:
+        if own:
+            tg_pw_nn_f(a, sm, sk, b, m, k, p, y, accumulate, bias)
+            return True
+    return False
+
+
 def forward_threads(const real[:, :, :, ::1] x, const real[:, ::1] w2, const real[::1] bias,
                     bint has_bias, real[:, :, :, ::1] y, real[:, ::1] buf, int sh, int sw,
-                    size_t gemm, int nt):
-    """y[b] = w2 @ x[b][:, ::sh, ::sw] (+ bias), whole images per thread."""
+                    size_t gemm, int nt, bint own_nn=False):
+    """y[b] = w2 @ x[b][:, ::sh, ::sw] (+ bias), whole images per thread, on the own
+    kernel with ``own_nn`` (float32), else the BLAS."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = y.shape[1], ho = y.shape[2], wo = y.shape[3]
     cdef Py_ssize_t p = ho * wo, b, oc, q
@@ -80,6 +289,7 @@ def forward_threads(const real[:, :, :, ::1] x, const real[:, ::1] w2, const rea
     cdef real bv
     cdef const real* src
     cdef real* yp
+    cdef const real* bp = &bias[0] if has_bias else NULL
     with nogil:
         # dynamic: no sum crosses images, and a thread that loses its core to another
         # process leaves its remaining images to the others
@@ -89,6 +299,8 @@ def forward_threads(const real[:, :, :, ::1] x, const real[:, ::1] w2, const rea
             if strided:
                 _gather(src, &buf[tid, 0], c, h, w, sh, sw, ho, wo)
                 src = &buf[tid, 0]
+            if _nn(own_nn, &w2[0, 0], c, 1, src, o, c, p, &y[b, 0, 0, 0], False, bp):
+                continue
             _gemm(gemm, False, False, o, p, c, &w2[0, 0], c, src, p, 0, &y[b, 0, 0, 0], p)
             if has_bias:
                 for oc in range(o):
@@ -98,39 +310,108 @@ def forward_threads(const real[:, :, :, ::1] x, const real[:, ::1] w2, const rea
                         yp[q] = yp[q] + bv
 
 
+cdef inline void _channel_sums(const real* g, Py_ssize_t o, Py_ssize_t p,
+                               real* out) noexcept nogil:
+    # out[oc] += sum of g[oc, :] for oc < o, 16 running sums per channel so the compiler
+    # keeps them in a vector (a single running sum would be one add after another)
+    cdef real acc[16]
+    cdef Py_ssize_t oc, q, l
+    cdef real s
+    cdef const real* r
+    for oc in range(o):
+        r = g + oc * p
+        for l in range(16):
+            acc[l] = 0
+        q = 0
+        while q + 16 <= p:
+            for l in range(16):
+                acc[l] = acc[l] + r[q + l]
+            q = q + 16
+        s = 0
+        while q < p:
+            s = s + r[q]
+            q = q + 1
+        for l in range(16):
+            s = s + acc[l]
+        out[oc] = out[oc] + s
+
+
+cdef inline void _wgrad(const real* gy, const real* x, Py_ssize_t nb, Py_ssize_t o,
+                        Py_ssize_t c, Py_ssize_t p, Py_ssize_t pp, real* packed,
+                        real* gw) noexcept nogil:
+    # gw += the chunk's gy @ x.T, gy's and x's rows copied first to ``packed`` (64-byte
+    # aligned, room for the chunk's rows of pp values)
+    cdef real* px = packed + nb * o * pp
+    if real is float:
+        tg_pw_pack_f(gy, nb * o, p, pp, packed)
+        tg_pw_pack_f(x, nb * c, p, pp, px)
+        tg_pw_wgrad_f(packed, px, nb, o, c, pp, gw)
+    else:
+        tg_pw_pack_d(gy, nb * o, p, pp, packed)
+        tg_pw_pack_d(x, nb * c, p, pp, px)
+        tg_pw_wgrad_d(packed, px, nb, o, c, pp, gw)
+
+
+cdef inline real* _aligned(real* a) noexcept nogil:
+    if real is float:
+        return tg_pw_align_f(a)
+    else:
+        return tg_pw_align_d(a)
+
+
 def backward_threads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                      const real[:, ::1] w2, real[:, :, :, ::1] gx, real[:, :, ::1] parts,
-                     real[:, ::1] buf, bint need_x, bint need_w, int sh, int sw, size_t gemm,
-                     int nt, bint accumulate=False):
-    """gx[b] = scatter(w2.T @ gy[b]); parts[thread] += gy[b] @ x[b][:, ::sh, ::sw].T.
-    With ``accumulate``, gx holds a gradient already and the input gradient is added to
-    it (the GEMM's beta = 1, or an add at the sampled pixels only when strided)."""
+                     real[:, ::1] bparts, real[:, ::1] buf, bint need_x, bint need_w,
+                     bint need_b, int sh, int sw, size_t gemm, int nt, bint accumulate,
+                     Py_ssize_t chunk, bint own_w, real[::1] packed, bint own_nn=False):
+    """Per chunk of ``chunk`` consecutive images (a thread's chunks fixed by the static
+    schedule): parts[thread] += gy[b] @ x[b][:, ::sh, ::sw].T summed over the chunk (with
+    ``own_w``, stride 1 only, by the tile kernel on the chunk copied to ``packed``, else
+    one GEMM per image), gx[b] = scatter(w2.T @ gy[b]) and with ``need_b`` bparts[thread,
+    oc] += the sum of gy[b, oc]. With ``accumulate``, gx holds a gradient already and the
+    input gradient is added to it (the GEMM's beta = 1, or an add at the sampled pixels
+    only when strided). When strided, buf[thread] holds one image's sampled pixels."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
-    cdef Py_ssize_t p = ho * wo, b
+    cdef Py_ssize_t p = ho * wo, b, k, b0, nb
+    cdef Py_ssize_t v = 64 // sizeof(real), pp = (p + v - 1) // v * v
+    cdef Py_ssize_t per_thread = chunk * (o + c) * pp
+    cdef real* pk = _aligned(&packed[0])
+    cdef Py_ssize_t nchunks = (n + chunk - 1) // chunk
     cdef bint strided = sh != 1 or sw != 1
     cdef int tid
     cdef const real* src
     with nogil:
-        # static: each thread sums the same images in the same order on every call
-        for b in prange(n, schedule="static", num_threads=nt):
+        # static: each thread sums the same chunks in the same order on every call
+        for k in prange(nchunks, schedule="static", num_threads=nt):
             tid = openmp.omp_get_thread_num()
-            if need_w:
-                src = &x[b, 0, 0, 0]
-                if strided:
-                    _gather(src, &buf[tid, 0], c, h, w, sh, sw, ho, wo)
-                    src = &buf[tid, 0]
-                _gemm(gemm, False, True, o, c, p, &gy[b, 0, 0, 0], p, src, p, 1,
-                      &parts[tid, 0, 0], c)
-            if need_x:
-                if strided:
-                    _gemm(gemm, True, False, c, p, o, &w2[0, 0], c, &gy[b, 0, 0, 0], p, 0,
-                          &buf[tid, 0], p)
-                    _scatter(&buf[tid, 0], &gx[b, 0, 0, 0], c, h, w, sh, sw, ho, wo,
-                             accumulate)
-                else:
-                    _gemm(gemm, True, False, c, p, o, &w2[0, 0], c, &gy[b, 0, 0, 0], p,
-                          1 if accumulate else 0, &gx[b, 0, 0, 0], p)
+            b0 = k * chunk
+            nb = min(chunk, n - b0)
+            if need_w and own_w:
+                _wgrad(&gy[b0, 0, 0, 0], &x[b0, 0, 0, 0], nb, o, c, p, pp,
+                       pk + tid * per_thread, &parts[tid, 0, 0])
+            for b in range(b0, b0 + nb):
+                if need_w and not own_w:
+                    src = &x[b, 0, 0, 0]
+                    if strided:
+                        _gather(src, &buf[tid, 0], c, h, w, sh, sw, ho, wo)
+                        src = &buf[tid, 0]
+                    _gemm(gemm, False, True, o, c, p, &gy[b, 0, 0, 0], p, src, p, 1,
+                          &parts[tid, 0, 0], c)
+                if need_x:
+                    if strided:
+                        if not _nn(own_nn, &w2[0, 0], 1, c, &gy[b, 0, 0, 0], c, o, p,
+                                   &buf[tid, 0], False, NULL):
+                            _gemm(gemm, True, False, c, p, o, &w2[0, 0], c, &gy[b, 0, 0, 0], p,
+                                  0, &buf[tid, 0], p)
+                        _scatter(&buf[tid, 0], &gx[b, 0, 0, 0], c, h, w, sh, sw, ho, wo,
+                                 accumulate)
+                    elif not _nn(own_nn, &w2[0, 0], 1, c, &gy[b, 0, 0, 0], c, o, p,
+                                 &gx[b, 0, 0, 0], accumulate, NULL):
+                        _gemm(gemm, True, False, c, p, o, &w2[0, 0], c, &gy[b, 0, 0, 0], p,
+                              1 if accumulate else 0, &gx[b, 0, 0, 0], p)
+                if need_b:
+                    _channel_sums(&gy[b, 0, 0, 0], o, p, &bparts[tid, 0])
 
 
 def applies(w_shape, padding, dilation, groups) -> bool:
@@ -169,12 +450,75 @@ def forward(x, w, b, stride, padding, dilation, groups):
            else np.empty((1, 1), dtype=x.dtype))
     bias = b if b is not None else np.zeros(1, dtype=x.dtype)
     with cblas.single_threaded():
-        forward_threads(x, w.reshape(o, c), bias, b is not None, y, buf, sh, sw, gemm, nt)
+        forward_threads(x, w.reshape(o, c), bias, b is not None, y, buf, sh, sw, gemm, nt,
+                        _own_nn(x.dtype, ho * wo, o))
     return y
 
 
+# The weight gradient's tile kernel runs over chunks of consecutive images whose output
+# gradients and inputs fit together in about half of a core's L2 cache, so the tiles after
+# the first read them from there; each tile's lanes are added once per chunk.
+_CHUNK_BYTES = 1 << 19
+# None: the rule below; True or False: the tile kernel for every stride-1 call, or never
+_OWN_W = None
+
+
+def _own_w(o, c, p, dtype):
+    """Whether a stride-1 call's weight gradient runs on the tile kernel, not one BLAS GEMM
+    per image: float32, rows of a whole number of vectors (the chunk is one copy), 64 or
+    more pixels (lanes added once per tile and chunk, not per few multiply-adds), 32 or
+    more input channels and at most 128 output channels (benchmarks/results/pointwise-
+    wgrad.md: outside these the BLAS ran level or ahead)."""
+    if _OWN_W is not None:
+        return _OWN_W
+    return dtype == np.float32 and p % 16 == 0 and p >= 64 and c >= 32 and o <= 128
+
+
+# None: the rule below; True or False: every float32 call's forward and input gradient on
+# the own kernel (where the build has AVX-512), or none
+_OWN_NN = None
+HAVE_NN = bool(TG_PW_HAVE_NN)
+# products of fewer rows (output channels for the forward, input channels for the input
+# gradient) ran level with the BLAS or behind it (benchmarks/results/pointwise-wgrad.md):
+# their tiles of 6 rows leave rows idle and each strip of x or gy is read for few rows
+_NN_MIN_ROWS = 48
+# planes of fewer pixels leave lanes or accumulators idle (2x2 planes ran at 2-3x the
+# BLAS's time, 4x4 and 7x7 level or behind); on larger planes (14x14 to 32x32) each strip's
+# rows lie far apart in memory and the kernel ran level with the BLAS or behind it
+_NN_MIN_PIXELS = 64
+_NN_MAX_PIXELS = 256
+
+
+def _own_nn(dtype, pixels, rows):
+    """Whether a float32 call's forward (``rows``: its output channels) or input gradient
+    (``rows``: its input channels) on planes of ``pixels`` output pixels runs on the own
+    kernel, not the BLAS."""
+    if not HAVE_NN or dtype != np.float32 or _OWN_NN is False:
+        return False
+    if _OWN_NN is True:
+        return True
+    return _NN_MIN_PIXELS <= pixels <= _NN_MAX_PIXELS and rows >= _NN_MIN_ROWS
+
+
+def _chunk(n, nt, per_image):
+    """Images per chunk: up to _CHUNK_BYTES of data, and every thread with a chunk."""
+    return max(1, min(-(-n // nt), _CHUNK_BYTES // max(per_image, 1)))
+
+
 def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
-    return _backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w, None)
+    """(gx, gw) of a conv2d call (None for a gradient not asked for)."""
+    return _backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w, None,
+                     False)[:2]
+
+
+def backward_with_bias(gy, x, w, stride, padding, dilation, groups, need_x, need_w,
+                       need_b=True):
+    """``backward`` plus the bias gradient: ``(gx, gw, gb)``, the bias gradient summed per
+    thread in the same parallel region as each image's gradients, while its output
+    gradient is in cache (None when not asked for or when the call goes to
+    ``im2col-cython``, for the op to sum itself)."""
+    return _backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w, None,
+                     need_b)
 
 
 def backward_accumulate(gy, x, w, stride, padding, dilation, groups, need_w, acc):
@@ -182,10 +526,11 @@ def backward_accumulate(gy, x, w, stride, padding, dilation, groups, need_w, acc
     contiguous, writable: a gradient the tape already holds for x) instead of a new
     array: ``(acc, gw)``. Strided calls add only at the sampled pixels, so the zeros of
     a strided 1x1 call's input gradient are never written or read again."""
-    return _backward(gy, x, w, stride, padding, dilation, groups, True, need_w, acc)
+    return _backward(gy, x, w, stride, padding, dilation, groups, True, need_w, acc,
+                     False)[:2]
 
 
-def _backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w, acc):
+def _backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w, acc, need_b):
     n, c, h, wd = x.shape
     o = w.shape[0]
     ho, wo = gy.shape[2:]
@@ -195,11 +540,16 @@ def _backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w, acc):
         gx, gw = _fallback.backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w)
         if acc is not None:
             gx = np.add(acc, gx, out=acc)
-        return gx, gw
+        return gx, gw, None
     strided = (sh, sw) != (1, 1)
     nt = _team_size(n * o * ho * wo * c)
+    own_w = need_w and not strided and _own_w(o, c, ho * wo, x.dtype)
+    v = 64 // x.itemsize
+    pp = -(-(ho * wo) // v) * v
+    chunk = _chunk(n, nt, (o + c) * pp * x.itemsize) if own_w else 1
     memory.check_fits("conv2d (pointwise) backward", {
         "sampled pixels": nt * c * ho * wo * x.itemsize if strided else 0,
+        "packed chunks": nt * chunk * (o + c) * pp * x.itemsize if own_w else 0,
         "input gradient": x.nbytes if need_x and acc is None else 0,
         "weight gradient": (nt + 1) * w.nbytes if need_w else 0,
     })
@@ -210,15 +560,24 @@ def _backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w, acc):
         gx = np.empty_like(x) if need_x else np.empty((1, 1, 1, 1), dtype=x.dtype)
     parts = (np.zeros((nt, o, c), dtype=x.dtype) if need_w
              else np.empty((1, 1, 1), dtype=x.dtype))
+    bparts = (np.zeros((nt, o), dtype=x.dtype) if need_b
+              else np.empty((1, 1), dtype=x.dtype))
     buf = (workspace("pointwise-t", (nt, c * ho * wo), x.dtype) if strided
            else np.empty((1, 1), dtype=x.dtype))
+    packed = workspace("pointwise-w", (nt * chunk * (o + c) * pp + v if own_w else 1,),
+                       x.dtype)
     with cblas.single_threaded():
-        backward_threads(gy, x, w.reshape(o, c), gx, parts, buf, need_x, need_w, sh, sw, gemm,
-                         nt, acc is not None)
-    gw = None
+        backward_threads(gy, x, w.reshape(o, c), gx, parts, bparts, buf, need_x, need_w,
+                         need_b, sh, sw, gemm, nt, acc is not None, chunk, own_w, packed,
+                         _own_nn(x.dtype, ho * wo, c))
+    gw = gb = None
     if need_w:
         gw2 = parts[0]
         for t in range(1, nt):  # thread order: the same sum on every call
             gw2 = gw2 + parts[t]
         gw = gw2.reshape(w.shape)
-    return (gx if need_x else None), gw
+    if need_b:
+        gb = bparts[0]
+        for t in range(1, nt):
+            gb = gb + bparts[t]
+    return (gx if need_x else None), gw, gb
