@@ -355,6 +355,19 @@ cdef extern from *:
        the line TG_DW_PF steps ahead in every plane (a hint: past a plane's end it reaches
        the next plane or the next block) */
     #define TG_DW_PF 4
+    /* A hint for every 64-byte line of the first min(bytes, TG_DW_PFMAX) bytes at p (rw:
+       to be written). A channel block of one image is one contiguous run of memory (one
+       plane per channel), and the weight gradient's tasks take image after image of one
+       block: runs a whole image apart, each too short for the hardware prefetchers to
+       start on before it ends, so the next image's runs are asked for one image ahead. */
+    #define TG_DW_PFMAX 16384
+    static inline void tg_dw_pfblock(const void* p, Py_ssize_t bytes, int rw) {
+        const char* q = (const char*)p;
+        Py_ssize_t i;
+        if (bytes > TG_DW_PFMAX) bytes = TG_DW_PFMAX;
+        if (rw) for (i = 0; i < bytes; i += 64) __builtin_prefetch(q + i, 1, 3);
+        else for (i = 0; i < bytes; i += 64) __builtin_prefetch(q + i, 0, 3);
+    }
     #define TG_DW_CBIO(T, S, V, IT)                                                     \
     typedef IT tg_dw_i##S __attribute__((vector_size(64)));                             \
     /* r[i][k] <- r[k][i]: V x V in registers, swapping off-diagonal blocks of b x b for  \
@@ -637,8 +650,19 @@ cdef extern from *:
     #define TG_DW_CBGX_CASE(K, ST, S)                                                   \
         case K##ST: tg_dw_cbgx##K##ST##_##S(Gp, Wg, PT, PL, w, kh, kw, sh, sw, ph, pw, h, \
                                             wd, add, GX); return;
+    /* acc[l] += G[oh, ow] lane l over the (ho, wo) pixels at pitch Wg, in pixel order:
+       the bias gradient of a channel block, its sum in a register */
+    #define TG_DW_CBSUM(T, S, V)                                                        \
+    TG_DW_CLONES static void tg_dw_cbsum_##S(const T* G, Py_ssize_t Wg, Py_ssize_t ho,   \
+            Py_ssize_t wo, T* acc) {                                                    \
+        tg_dw_v##S a = *(tg_dw_u##S*)acc;                                               \
+        Py_ssize_t oh, ow;                                                              \
+        for (oh = 0; oh < ho; oh++)                                                     \
+            for (ow = 0; ow < wo; ow++) a += *(const tg_dw_u##S*)(G + (oh * Wg + ow) * V); \
+        *(tg_dw_u##S*)acc = a;                                                          \
+    }
     #define TG_DW_CBSET(T, S, V)                                                        \
-        TG_DW_CB(T, S, V, 0) TG_DW_CB(T, S, V, 3) TG_DW_CB(T, S, V, 5)                 \
+        TG_DW_CBSUM(T, S, V) TG_DW_CB(T, S, V, 0) TG_DW_CB(T, S, V, 3) TG_DW_CB(T, S, V, 5)                 \
         TG_DW_CBGXG(T, S, V, 0, 0) TG_DW_CBGXG(T, S, V, 3, 1) TG_DW_CBGXG(T, S, V, 3, 2) \
         TG_DW_CBGXG(T, S, V, 5, 1) TG_DW_CBGXG(T, S, V, 5, 2)                           \
         TG_DW_CBWG1(T, S, V, 3) TG_DW_CBWG1(T, S, V, 5) TG_DW_CBDISPATCH(T, S)
@@ -675,6 +699,11 @@ cdef extern from *:
     void tg_dw_cbwg_d(const double* G, Py_ssize_t gp, const double* B, Py_ssize_t Wb, Py_ssize_t kh,
                       Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ho,
                       Py_ssize_t wo, double* acc) noexcept nogil
+    void tg_dw_pfblock(const void* p, Py_ssize_t nbytes, int rw) noexcept nogil
+    void tg_dw_cbsum_f(const float* G, Py_ssize_t Wg, Py_ssize_t ho, Py_ssize_t wo,
+                       float* acc) noexcept nogil
+    void tg_dw_cbsum_d(const double* G, Py_ssize_t Wg, Py_ssize_t ho, Py_ssize_t wo,
+                       double* acc) noexcept nogil
     void tg_dw_lincomb_f(const float* src, const Py_ssize_t* offs, const float* w,
                          Py_ssize_t nt, Py_ssize_t L, float bias, float* out) noexcept nogil
     void tg_dw_lincomb_d(const double* src, const Py_ssize_t* offs, const double* w,
@@ -1427,46 +1456,49 @@ def _cb_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const re
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3]
     cdef Py_ssize_t o = w.shape[0], kh = w.shape[2], kw = w.shape[3]
     cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3], m = o // c
-    cdef Py_ssize_t V = 16 if real is float else 8
+    cdef Py_ssize_t V = 16 if real is float else 8, kk = kh * kw, WS = (kk + 1) * V
     cdef Py_ssize_t nb = _cdiv(o, V), Hb = h + 2 * ph, Wb = wd + 2 * pw
     cdef Py_ssize_t p, bi, ob, o0, cnt, l
-    cdef Py_ssize_t* last = NULL
     cdef real* B = NULL
     cdef real* Y = NULL
     cdef real* W = NULL
     cdef const real** src = NULL
     cdef real** dst = NULL
     cdef int nt = _team(n * o * ho * wo * kh * kw)
+    # every block's tap and bias lanes, laid out once: the tasks run image-major, so
+    # consecutive tasks take different blocks
+    cdef real* Wall = <real*>malloc((nb * WS + 1) * sizeof(real))
+    if Wall == NULL:
+        raise MemoryError("depthwise_conv2d (direct): channel-block weights")
+    with nogil:
+        for ob in range(nb):
+            o0 = ob * V
+            cnt = o - o0 if o - o0 < V else V
+            _cb_lanes(w, Wall + ob * WS, o0, 1, cnt, V)
+            for l in range(V):
+                Wall[ob * WS + kk * V + l] = b[o0 + l] if has_bias and l < cnt else 0
     with nogil, parallel(num_threads=nt):
         B = <real*>calloc(Hb * Wb * V + 1, sizeof(real))  # the padding stays zero
         Y = <real*>malloc((ho * wo * V + 1) * sizeof(real))
-        W = <real*>malloc(((kh * kw + 1) * V) * sizeof(real))
         src = <const real**>malloc(V * sizeof(real*))
         dst = <real**>malloc(V * sizeof(real*))
-        last = <Py_ssize_t*>malloc(sizeof(Py_ssize_t))
-        last[0] = -1  # the channel block whose weights are in W
         for p in prange(n * nb, schedule="static"):
             bi = p // nb
             ob = p % nb
             o0 = ob * V
             cnt = o - o0 if o - o0 < V else V
-            if ob != last[0]:
-                _cb_lanes(w, W, o0, 1, cnt, V)
-                for l in range(V):
-                    W[kh * kw * V + l] = b[o0 + l] if has_bias and l < cnt else 0
-                last[0] = ob
+            W = Wall + ob * WS
             for l in range(V):
                 src[l] = &x[bi, (o0 + l) // m, 0, 0] if l < cnt else NULL
                 dst[l] = &y[bi, o0 + l, 0, 0] if l < cnt else NULL
             _cbin(src, h, wd, ph, pw, Wb, B)
-            _cbfwd(B, W, W + kh * kw * V, Wb, kh, kw, sh, sw, ho, wo, Y)
+            _cbfwd(B, W, W + kk * V, Wb, kh, kw, sh, sw, ho, wo, Y)
             _cbout(Y, ho, wo, 0, 0, wo, dst)
         free(B)
         free(Y)
-        free(W)
         free(src)
         free(dst)
-        free(last)
+    free(Wall)
 
 
 def _cb_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
@@ -1484,12 +1516,22 @@ def _cb_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
     cdef const real** src = NULL
     cdef real** dst = NULL
     cdef int nt = _team(n * o * ho * wo * kh * kw)
+    cdef Py_ssize_t kk = kh * kw
+    # the tap lanes of every (block, mm), laid out once (not per task)
+    cdef real* Wall = <real*>malloc((nb * m * kk * V + 1) * sizeof(real))
+    if Wall == NULL:
+        raise MemoryError("depthwise_conv2d (direct) backward: channel-block weights")
+    with nogil:
+        for cb in range(nb):
+            c0 = cb * V
+            cnt = c - c0 if c - c0 < V else V
+            for mm in range(m):
+                _cb_lanes(w, Wall + (cb * m + mm) * kk * V, c0 * m + mm, m, cnt, V)
     with nogil, parallel(num_threads=nt):
         # the input gradient gathered phase by phase into a dense block (every pixel
         # written once), from the output-gradient block padded with zeros (they stay zero)
         GX = <real*>malloc((h * wd * V + 1) * sizeof(real))
         G = <real*>calloc(Hg * Wg * V + 1, sizeof(real))
-        W = <real*>malloc((kh * kw * V + 1) * sizeof(real))
         src = <const real**>malloc(V * sizeof(real*))
         dst = <real**>malloc(V * sizeof(real*))
         for p in prange(n * nb, schedule="static"):
@@ -1498,7 +1540,7 @@ def _cb_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
             c0 = cb * V
             cnt = c - c0 if c - c0 < V else V
             for mm in range(m):  # the output channels of input channel c0 + l: (c0 + l)*m + mm
-                _cb_lanes(w, W, c0 * m + mm, m, cnt, V)
+                W = Wall + (cb * m + mm) * kk * V
                 for l in range(V):
                     src[l] = &gy[bi, (c0 + l) * m + mm, 0, 0] if l < cnt else NULL
                 _cbin(src, ho, wo, PT, PL, Wg, G)
@@ -1508,9 +1550,9 @@ def _cb_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
             _cbout(GX, h, wd, 0, 0, wd, dst)
         free(GX)
         free(G)
-        free(W)
         free(src)
         free(dst)
+    free(Wall)
 
 
 def _cb_backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
@@ -1542,6 +1584,10 @@ def _cb_backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
             o0 = ob * V
             cnt = o - o0 if o - o0 < V else V
             for bi in range(k * _CB_IMAGES, min(n, (k + 1) * _CB_IMAGES)):
+                if bi + 1 < min(n, (k + 1) * _CB_IMAGES):
+                    tg_dw_pfblock(&gy[bi + 1, o0, 0, 0], cnt * ho * wo * sizeof(real), 0)
+                    tg_dw_pfblock(&x[bi + 1, o0 // m, 0, 0],
+                                  ((o0 + cnt - 1) // m - o0 // m + 1) * h * wd * sizeof(real), 0)
                 for l in range(V):
                     src[l] = &x[bi, (o0 + l) // m, 0, 0] if l < cnt else NULL
                     gsrc[l] = &gy[bi, o0 + l, 0, 0] if l < cnt else NULL
@@ -1608,6 +1654,12 @@ def _cb_backward_all(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
             if need_x:
                 _cb_lanes(w, W, c0, 1, cnt, V)
             for bi in range(k * _CB_IMAGES, min(n, (k + 1) * _CB_IMAGES)):
+                if bi + 1 < min(n, (k + 1) * _CB_IMAGES):
+                    tg_dw_pfblock(&gy[bi + 1, c0, 0, 0], cnt * ho * wo * sizeof(real), 0)
+                    if need_w:
+                        tg_dw_pfblock(&x[bi + 1, c0, 0, 0], cnt * h * wd * sizeof(real), 0)
+                    if need_x:
+                        tg_dw_pfblock(&gx[bi + 1, c0, 0, 0], cnt * h * wd * sizeof(real), 1)
                 for l in range(V):
                     gsrc[l] = &gy[bi, c0 + l, 0, 0] if l < cnt else NULL
                 _cbin(gsrc, ho, wo, PT, PL, Wg, G)
@@ -1617,11 +1669,10 @@ def _cb_backward_all(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                     _cbin(src, h, wd, ph, pw, Wb, B)
                     _cbwg(G + (PT * Wg + PL) * V, Wg, B, Wb, kh, kw, sh, sw, ho, wo, acc)
                 if need_b:
-                    for oh in range(ho):
-                        for ow in range(wo):
-                            t = ((oh + PT) * Wg + ow + PL) * V
-                            for l in range(V):
-                                acc[kk * V + l] = acc[kk * V + l] + G[t + l]
+                    if real is float:
+                        tg_dw_cbsum_f(G + (PT * Wg + PL) * V, Wg, ho, wo, acc + kk * V)
+                    else:
+                        tg_dw_cbsum_d(G + (PT * Wg + PL) * V, Wg, ho, wo, acc + kk * V)
                 if need_x:
                     _cbgx(G, Wg, PT, PL, W, kh, kw, sh, sw, ph, pw, h, wd, False, GX)
                     for l in range(V):
