@@ -1451,6 +1451,22 @@ cdef inline void _cb_lanes(const real[:, :, :, ::1] w, real* W, Py_ssize_t c0, P
             W[t * V + l] = w[c0 + l * step, 0, t // kw, t % kw] if l < cnt else 0
 
 
+cdef inline void _cb_sources(const real* xb, Py_ssize_t o0, Py_ssize_t cnt, Py_ssize_t m,
+                             Py_ssize_t plane, Py_ssize_t V, const real** src) noexcept nogil:
+    """src[l] = the input plane of output channel o0 + l, channel (o0 + l) // m of the image
+    at xb (NULL past cnt lanes), without a division per lane."""
+    cdef Py_ssize_t l, ci = o0 // m, r = o0 % m
+    for l in range(V):
+        if l < cnt:
+            src[l] = xb + ci * plane
+            r += 1
+            if r == m:
+                r = 0
+                ci += 1
+        else:
+            src[l] = NULL
+
+
 def _cb_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const real[::1] b,
                 real[:, :, :, ::1] y, bint has_bias, int sh, int sw, int ph, int pw):
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3]
@@ -1488,8 +1504,8 @@ def _cb_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const re
             o0 = ob * V
             cnt = o - o0 if o - o0 < V else V
             W = Wall + ob * WS
+            _cb_sources(&x[bi, 0, 0, 0], o0, cnt, m, h * wd, V, src)
             for l in range(V):
-                src[l] = &x[bi, (o0 + l) // m, 0, 0] if l < cnt else NULL
                 dst[l] = &y[bi, o0 + l, 0, 0] if l < cnt else NULL
             _cbin(src, h, wd, ph, pw, Wb, B)
             _cbfwd(B, W, W + kk * V, Wb, kh, kw, sh, sw, ho, wo, Y)
@@ -1588,8 +1604,8 @@ def _cb_backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                     tg_dw_pfblock(&gy[bi + 1, o0, 0, 0], cnt * ho * wo * sizeof(real), 0)
                     tg_dw_pfblock(&x[bi + 1, o0 // m, 0, 0],
                                   ((o0 + cnt - 1) // m - o0 // m + 1) * h * wd * sizeof(real), 0)
+                _cb_sources(&x[bi, 0, 0, 0], o0, cnt, m, h * wd, V, src)
                 for l in range(V):
-                    src[l] = &x[bi, (o0 + l) // m, 0, 0] if l < cnt else NULL
                     gsrc[l] = &gy[bi, o0 + l, 0, 0] if l < cnt else NULL
                 _cbin(src, h, wd, ph, pw, Wb, B)
                 _cbin(gsrc, ho, wo, 0, 0, wo, G)

@@ -325,6 +325,54 @@ def test_depthwise_channel_blocks_gathered_input_gradient(n, c, m, hw, k, stride
     np.testing.assert_array_equal(gx, mod.backward_with_bias(gy, x, wt, *args, True, True)[0])
 
 
+@pytest.mark.parametrize(
+    "n, c, m, hw, stride, dtype",
+    [
+        (11, 37, 1, (4, 4), 1, np.float32),  # two image groups, three blocks, the last short
+        (17, 19, 3, (8, 8), 2, np.float32),  # multiplier 3: blocks straddle input channels
+        (9, 40, 1, (9, 7), 2, np.float64),  # 8-double blocks, an odd plane
+    ],
+)
+def test_depthwise_channel_blocks_many_images_and_blocks(n, c, m, hw, stride, dtype):
+    """Channel blocks over more images than one weight-gradient task takes (8) and more
+    channels than one block: each block's own weights and bias (laid out once per call),
+    each output channel's input plane at multiplier 3, and the one-pass backward's bias
+    gradient against the reference, at 1 and 2 threads bit for bit."""
+    rng = np.random.default_rng(n * c * m)
+    mod, ref = K.get("depthwise_conv2d", "direct-cython"), K.get("depthwise_conv2d", "reference")
+    x = rng.standard_normal((n, c, *hw)).astype(dtype)
+    wt = rng.standard_normal((c * m, 1, 3, 3)).astype(dtype)
+    b = rng.standard_normal(c * m).astype(dtype)
+    args = ((stride, stride), (1, 1), (1, 1), c)
+    y0 = ref.forward(x, wt, b, *args)
+    assert mod._blocked(x.shape, y0.shape[3], *args[:2])
+    gy = rng.standard_normal(y0.shape).astype(dtype)
+    want = (y0, *ref.backward(gy, x, wt, *args, True, True), gy.sum(axis=(0, 2, 3)))
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    old = tg.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2):
+            tg.set_num_threads(threads)
+            y = mod.forward(x, wt, b, *args)
+            gx, gw = mod.backward(gy, x, wt, *args, True, True)
+            fused = mod.backward_with_bias(gy, x, wt, *args, True, True)
+            runs.append((y, gx, gw, *fused))
+    finally:
+        tg.set_num_threads(old)
+    y, gx, gw, fgx, fgw, gb = runs[0]
+    for got, ref_ in zip((y, gx, gw), want):
+        np.testing.assert_allclose(got, ref_, **tol)
+    np.testing.assert_array_equal(fgx, gx)
+    np.testing.assert_array_equal(fgw, gw)
+    assert (gb is None) == (m > 1)
+    if gb is not None:
+        np.testing.assert_allclose(gb, want[3], **tol)
+    for a, r in zip(runs[0], runs[1]):
+        if a is not None:
+            np.testing.assert_array_equal(a, r)
+
+
 @pytest.mark.parametrize("k", [3, 5])
 @pytest.mark.parametrize("width", [4, 7, 13])
 def test_depthwise_stride1_weight_gradient_row_blocks(k, width):
