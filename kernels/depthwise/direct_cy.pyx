@@ -12,6 +12,7 @@ from ..memory import check_fits
 cimport openmp
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memset
 
 
 include "../_common.pxi"
@@ -1366,6 +1367,22 @@ def _phase_backward_all(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
 
 
 # ---------------------------------------------------------------------------------------
+cdef extern from "stdlib.h" nogil:
+    int posix_memalign(void** memptr, size_t alignment, size_t size)
+
+
+cdef inline void* _alloc64(size_t nbytes, bint zero) noexcept nogil:
+    """nbytes on a 64-byte boundary (zeroed if zero), NULL if out of memory; free() frees it.
+    The channel blocks' buffers: every vector load and store in them is a whole aligned
+    64-byte line (malloc's 16-byte alignment splits each across two lines)."""
+    cdef void* p = NULL
+    if posix_memalign(&p, 64, nbytes if nbytes > 0 else 64) != 0:
+        return NULL
+    if zero:
+        memset(p, 0, nbytes)
+    return p
+
+
 # Channel-blocked planes (dilation 1, small output planes): a task takes a block of V
 # channels (16 floats or 8 doubles: one 64-byte vector) of one image, interleaves their
 # padded planes pixel by pixel in a cache-resident buffer, runs the taps as vector
@@ -1483,7 +1500,7 @@ def _cb_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const re
     cdef int nt = _team(n * o * ho * wo * kh * kw)
     # every block's tap and bias lanes, laid out once: the tasks run image-major, so
     # consecutive tasks take different blocks
-    cdef real* Wall = <real*>malloc((nb * WS + 1) * sizeof(real))
+    cdef real* Wall = <real*>_alloc64((nb * WS + 1) * sizeof(real), 0)
     if Wall == NULL:
         raise MemoryError("depthwise_conv2d (direct): channel-block weights")
     with nogil:
@@ -1494,8 +1511,8 @@ def _cb_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const re
             for l in range(V):
                 Wall[ob * WS + kk * V + l] = b[o0 + l] if has_bias and l < cnt else 0
     with nogil, parallel(num_threads=nt):
-        B = <real*>calloc(Hb * Wb * V + 1, sizeof(real))  # the padding stays zero
-        Y = <real*>malloc((ho * wo * V + 1) * sizeof(real))
+        B = <real*>_alloc64((Hb * Wb * V + 1) * sizeof(real), 1)  # the padding stays zero
+        Y = <real*>_alloc64((ho * wo * V + 1) * sizeof(real), 0)
         src = <const real**>malloc(V * sizeof(real*))
         dst = <real**>malloc(V * sizeof(real*))
         for p in prange(n * nb, schedule="static"):
@@ -1534,7 +1551,7 @@ def _cb_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
     cdef int nt = _team(n * o * ho * wo * kh * kw)
     cdef Py_ssize_t kk = kh * kw
     # the tap lanes of every (block, mm), laid out once (not per task)
-    cdef real* Wall = <real*>malloc((nb * m * kk * V + 1) * sizeof(real))
+    cdef real* Wall = <real*>_alloc64((nb * m * kk * V + 1) * sizeof(real), 0)
     if Wall == NULL:
         raise MemoryError("depthwise_conv2d (direct) backward: channel-block weights")
     with nogil:
@@ -1546,8 +1563,8 @@ def _cb_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
     with nogil, parallel(num_threads=nt):
         # the input gradient gathered phase by phase into a dense block (every pixel
         # written once), from the output-gradient block padded with zeros (they stay zero)
-        GX = <real*>malloc((h * wd * V + 1) * sizeof(real))
-        G = <real*>calloc(Hg * Wg * V + 1, sizeof(real))
+        GX = <real*>_alloc64((h * wd * V + 1) * sizeof(real), 0)
+        G = <real*>_alloc64((Hg * Wg * V + 1) * sizeof(real), 1)
         src = <const real**>malloc(V * sizeof(real*))
         dst = <real**>malloc(V * sizeof(real*))
         for p in prange(n * nb, schedule="static"):
@@ -1579,7 +1596,7 @@ def _cb_backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
     cdef Py_ssize_t V = 16 if real is float else 8, kk = kh * kw
     cdef Py_ssize_t nb = _cdiv(o, V), nk = _cdiv(n, _CB_IMAGES), Hb = h + 2 * ph, Wb = wd + 2 * pw
     cdef Py_ssize_t p, bi, ob, o0, cnt, l, k, t, oc
-    cdef real* part = <real*>calloc(nb * nk * kk * V + 1, sizeof(real))
+    cdef real* part = <real*>_alloc64((nb * nk * kk * V + 1) * sizeof(real), 1)
     cdef real* B = NULL
     cdef real* G = NULL
     cdef const real** src = NULL
@@ -1590,8 +1607,8 @@ def _cb_backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
     with nogil, parallel(num_threads=nt):
         # task (block, images k*_CB_IMAGES ...): one partial sum per lane and tap; the
         # tasks' sums are added in image order at the end
-        B = <real*>calloc(Hb * Wb * V + 1, sizeof(real))
-        G = <real*>malloc((ho * wo * V + 1) * sizeof(real))
+        B = <real*>_alloc64((Hb * Wb * V + 1) * sizeof(real), 1)
+        G = <real*>_alloc64((ho * wo * V + 1) * sizeof(real), 0)
         src = <const real**>malloc(V * sizeof(real*))
         gsrc = <const real**>malloc(V * sizeof(real*))
         for p in prange(nb * nk, schedule="static"):
@@ -1639,7 +1656,7 @@ def _cb_backward_all(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
     cdef Py_ssize_t PT = _gpad(kh, sh), PL = _gpad(kw, sw)
     cdef Py_ssize_t Hg = _gspan(kh, sh, ph, h, ho), Wg = _gspan(kw, sw, pw, wd, wo)
     cdef Py_ssize_t p, bi, cb, c0, cnt, l, k, t, oc, oh, ow
-    cdef real* part = <real*>calloc(nb * nk * (kk + 1) * V + 1, sizeof(real))
+    cdef real* part = <real*>_alloc64((nb * nk * (kk + 1) * V + 1) * sizeof(real), 1)
     cdef real* B = NULL
     cdef real* G = NULL
     cdef real* GX = NULL
@@ -1652,12 +1669,12 @@ def _cb_backward_all(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
     if part == NULL:
         raise MemoryError("depthwise_conv2d (direct) backward: gradient partial sums")
     with nogil, parallel(num_threads=nt):
-        B = <real*>calloc(Hb * Wb * V + 1, sizeof(real))  # the padding stays zero
+        B = <real*>_alloc64((Hb * Wb * V + 1) * sizeof(real), 1)  # the padding stays zero
         # the output-gradient block with the zeros the gathered input gradient reads around
         # it (the other passes read its interior with pitch Wg)
-        G = <real*>calloc(Hg * Wg * V + 1, sizeof(real))
-        GX = <real*>malloc((h * wd * V + 1) * sizeof(real))
-        W = <real*>malloc((kk * V + 1) * sizeof(real))
+        G = <real*>_alloc64((Hg * Wg * V + 1) * sizeof(real), 1)
+        GX = <real*>_alloc64((h * wd * V + 1) * sizeof(real), 0)
+        W = <real*>_alloc64((kk * V + 1) * sizeof(real), 0)
         src = <const real**>malloc(V * sizeof(real*))
         gsrc = <const real**>malloc(V * sizeof(real*))
         dst = <real**>malloc(V * sizeof(real*))
