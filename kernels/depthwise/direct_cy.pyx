@@ -1491,7 +1491,7 @@ def _cb_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const re
     cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3], m = o // c
     cdef Py_ssize_t V = 16 if real is float else 8, kk = kh * kw, WS = (kk + 1) * V
     cdef Py_ssize_t nb = _cdiv(o, V), Hb = h + 2 * ph, Wb = wd + 2 * pw
-    cdef Py_ssize_t p, bi, ob, o0, cnt, l
+    cdef Py_ssize_t p, bi, ob, o0, cnt, l, q, o1, c1
     cdef real* B = NULL
     cdef real* Y = NULL
     cdef real* W = NULL
@@ -1521,6 +1521,13 @@ def _cb_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const re
             o0 = ob * V
             cnt = o - o0 if o - o0 < V else V
             W = Wall + ob * WS
+            if p + 1 < n * nb:  # the next task's input and output blocks, one task ahead
+                q = p + 1
+                o1 = (q % nb) * V
+                c1 = o - o1 if o - o1 < V else V
+                tg_dw_pfblock(&x[q // nb, o1 // m, 0, 0],
+                              ((o1 + c1 - 1) // m - o1 // m + 1) * h * wd * sizeof(real), 0)
+                tg_dw_pfblock(&y[q // nb, o1, 0, 0], c1 * ho * wo * sizeof(real), 1)
             _cb_sources(&x[bi, 0, 0, 0], o0, cnt, m, h * wd, V, src)
             for l in range(V):
                 dst[l] = &y[bi, o0 + l, 0, 0] if l < cnt else NULL
@@ -1542,7 +1549,7 @@ def _cb_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
     cdef Py_ssize_t V = 16 if real is float else 8
     cdef Py_ssize_t nb = _cdiv(c, V), PT = _gpad(kh, sh), PL = _gpad(kw, sw)
     cdef Py_ssize_t Hg = _gspan(kh, sh, ph, h, ho), Wg = _gspan(kw, sw, pw, wd, wo)
-    cdef Py_ssize_t p, bi, cb, c0, cnt, l, mm
+    cdef Py_ssize_t p, bi, cb, c0, cnt, l, mm, q, o1, c1
     cdef real* GX = NULL
     cdef real* G = NULL
     cdef real* W = NULL
@@ -1572,6 +1579,12 @@ def _cb_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
             cb = p % nb
             c0 = cb * V
             cnt = c - c0 if c - c0 < V else V
+            if p + 1 < n * nb:  # the next task's blocks, one task ahead
+                q = p + 1
+                o1 = (q % nb) * V
+                c1 = c - o1 if c - o1 < V else V
+                tg_dw_pfblock(&gy[q // nb, o1 * m, 0, 0], c1 * m * ho * wo * sizeof(real), 0)
+                tg_dw_pfblock(&gx[q // nb, o1, 0, 0], c1 * h * wd * sizeof(real), 1)
             for mm in range(m):  # the output channels of input channel c0 + l: (c0 + l)*m + mm
                 W = Wall + (cb * m + mm) * kk * V
                 for l in range(V):
