@@ -344,8 +344,8 @@ cdef extern from *:
     }
     TG_DW_DISPATCH(float, f)
     TG_DW_DISPATCH(double, d)
-    /* Channel-blocked planes for small output planes (a 64-byte vector along a row of 8 or
-       fewer outputs is mostly idle): V channels of one image interleaved pixel by pixel in
+    /* Channel-blocked planes for small output planes (a 64-byte vector along a row of
+       outputs narrower than it is partly idle): V channels of one image interleaved pixel by pixel in
        cache, B[(r * Wb + c) * V + l] = plane l at (r, c), so a tap is one broadcast-free
        vector multiply-add over V channels and every load is a whole vector.
        tg_dw_cbin writes planes src[l] (h, wd) at row top, column left of B (pitch Wb;
@@ -1740,24 +1740,34 @@ def _cb_backward_all(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
     free(part)
 
 
-_CB_W = {"1": 8, "2": 1 << 30}  # widest output planes taking channel blocks, by stride
+# widest output planes taking channel blocks, by stride: at stride 1 those narrower than one
+# 64-byte vector of floats (a phase-plane row would leave most of its last vector idle), but
+# 8 columns for doubles (8 per vector: from 9 columns on the phase planes were as fast or
+# faster); at stride 2 and more every plane that fits
+_CB_W = {"1": 15, "2": 1 << 30}
+_CB_W_DOUBLE = 8  # stride 1, 8-byte floats (at most _CB_W["1"])
 _CB_PLANE = 4096  # largest padded input plane (pixels) a channel block keeps in cache
 _PHASE_WG_W = 16  # stride-1 weight gradients of kernels up to 3x3 this wide: phase planes
 
 
-def _blocked(x_shape, wo, stride, padding, weight=False, taps=0):
+def _blocked(x_shape, wo, stride, padding, weight=False, taps=0, itemsize=4):
     """Channel blocks for small planes: the weight gradient of every plane that fits (but
     stride-1 planes at least ``_PHASE_WG_W`` outputs wide for kernels of up to ``taps`` = 9:
     their phase-plane kernel needs no transposes), the forward and input gradient at stride
-    2 and more, and at stride 1 for output planes of 8 or fewer columns (the row kernels'
-    vectors are 16 wide)."""
+    2 and more, and at stride 1 for output planes up to ``_CB_W["1"]`` columns wide
+    (``_CB_W_DOUBLE`` for ``itemsize`` 8: the row kernels' vectors hold 16 floats or 8
+    doubles)."""
     plane = (x_shape[2] + 2 * padding[0]) * (x_shape[3] + 2 * padding[1])
     if weight and tuple(stride) == (1, 1) and 0 < taps <= 9 and wo >= _PHASE_WG_W:
         return False
-    return plane <= _CB_PLANE and (weight or wo <= _CB_W[str(min(max(stride), 2))])
+    key = str(min(max(stride), 2))
+    widest = _CB_W[key]
+    if key == "1" and itemsize == 8:
+        widest = min(widest, _CB_W_DOUBLE)
+    return plane <= _CB_PLANE and (weight or wo <= widest)
 
 
-def _phase_fused(x_shape, w_shape, wo, stride, padding, dilation):
+def _phase_fused(x_shape, w_shape, wo, stride, padding, dilation, itemsize=4):
     """True for the calls whose backward runs in one pass on phase planes
     (``_phase_backward_all``): stride 1, dilation 1, one output channel per input channel,
     padding at most k - 1, and both gradients on phase planes (neither the input gradient
@@ -1770,7 +1780,7 @@ def _phase_fused(x_shape, w_shape, wo, stride, padding, dilation):
         and x_shape[0] > 0
         and padding[0] <= kh - 1
         and padding[1] <= kw - 1
-        and not _blocked(x_shape, wo, stride, padding)
+        and not _blocked(x_shape, wo, stride, padding, itemsize=itemsize)
         and not _blocked(x_shape, wo, stride, padding, weight=True, taps=kh * kw)
     )
 
@@ -1812,7 +1822,7 @@ def forward(x, w, b, stride, padding, dilation, groups):
     shape = (n, o, ho, wo)
     check_fits("depthwise_conv2d (direct)", {"output": int(np.prod(shape)) * x.itemsize})
     bb = b if b is not None else np.zeros(1, dtype=x.dtype)
-    if dilation == (1, 1) and _blocked(x.shape, wo, stride, padding):
+    if dilation == (1, 1) and _blocked(x.shape, wo, stride, padding, itemsize=x.itemsize):
         y = _out(shape, x.dtype)
         _cb_forward(x, w, bb, y, b is not None, *stride, *padding)
     elif dilation == (1, 1):
@@ -1833,14 +1843,16 @@ def _check_backward(x, w, need_x, need_w):
 
 
 def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
-    if need_x and need_w and _phase_fused(x.shape, w.shape, gy.shape[3], stride, padding, dilation):
+    if need_x and need_w and _phase_fused(
+        x.shape, w.shape, gy.shape[3], stride, padding, dilation, x.itemsize
+    ):
         return _backward_fused(gy, x, w, stride, padding, dilation, True, True, False)[:2]
     _check_backward(x, w, need_x, need_w)
     gx = gw = None
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     phase = dh == dw == 1
     if need_x:
-        blocked = phase and _blocked(x.shape, gy.shape[3], stride, padding)
+        blocked = phase and _blocked(x.shape, gy.shape[3], stride, padding, itemsize=x.itemsize)
         gx = _out(x.shape, x.dtype) if blocked else np.empty_like(x)
         kh, kw = w.shape[2], w.shape[3]
         qh, qw = dh * (kh - 1) - ph, dw * (kw - 1) - pw
@@ -1881,13 +1893,13 @@ def backward_with_bias(gy, x, w, stride, padding, dilation, groups, need_x, need
     (``_cb_backward_all``, ``_phase_backward_all``); other calls run ``backward`` and
     return ``gb = None``, which the op then sums itself."""
     n, c, h, wd = x.shape
-    if _phase_fused(x.shape, w.shape, gy.shape[3], stride, padding, dilation):
+    if _phase_fused(x.shape, w.shape, gy.shape[3], stride, padding, dilation, x.itemsize):
         return _backward_fused(gy, x, w, stride, padding, dilation, need_x, need_w, True)
     if not (
         dilation == (1, 1)
         and w.shape[0] == c
         and n > 0
-        and _blocked(x.shape, gy.shape[3], stride, padding)
+        and _blocked(x.shape, gy.shape[3], stride, padding, itemsize=x.itemsize)
     ):
         return (*backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w), None)
     _check_backward(x, w, need_x, need_w)
