@@ -13,8 +13,8 @@ independent sums to keep the multiply-add units busy) for the forward, the strid
 gradient (the forward with flipped filters) and the weight gradient (per-tap lane sums in
 registers). Small planes, where a vector along a row of outputs would be partly idle, run
 on channel blocks instead: every stride-2 call whose padded input plane fits in cache (up
-to 4096 pixels) and stride-1 calls with outputs narrower than one vector (up to 15
-columns for float32, 8 for float64) take 16 channels (8 for float64) of one image at a
+to 16900 pixels, 130 x 130) and stride-1 calls with outputs narrower than one vector (up to
+15 columns for float32, 8 for float64) take 16 channels (8 for float64) of one image at a
 time, interleave their padded planes pixel by pixel in cache (16 x 16 register
 transposes), run each tap as one vector multiply-add across the 16 channels for all three
 passes, and transpose the results back; the input gradient is gathered phase by phase

@@ -1746,7 +1746,9 @@ def _cb_backward_all(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
 # faster); at stride 2 and more every plane that fits
 _CB_W = {"1": 15, "2": 1 << 30}
 _CB_W_DOUBLE = 8  # stride 1, 8-byte floats (at most _CB_W["1"])
-_CB_PLANE = 4096  # largest padded input plane (pixels) a channel block keeps in cache
+# largest padded input plane (pixels) a channel block keeps in cache: 130 x 130, a 128 x 128
+# plane padded by 1, whose interleaved block of 16 floats is about the size of a 1 MB L2
+_CB_PLANE = 16900
 _PHASE_WG_W = 16  # stride-1 weight gradients of kernels up to 3x3 this wide: phase planes
 
 

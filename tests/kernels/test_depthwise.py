@@ -438,9 +438,9 @@ def test_depthwise_large_planes_keep_phase_planes(k, stride):
     rng = np.random.default_rng(k + stride)
     mod, ref = K.get("depthwise_conv2d", "direct-cython"), K.get("depthwise_conv2d", "reference")
     args = ((stride, stride), (1, 1), (1, 1), 3)
-    assert not mod._blocked((1, 3, 67, 66), 33, (stride, stride), (1, 1), weight=True)
+    assert not mod._blocked((1, 3, 131, 130), 65, (stride, stride), (1, 1), weight=True)
     for dtype, nan in ((np.float32, False), (np.float64, True)):
-        x = rng.standard_normal((1, 3, 67, 66)).astype(dtype)
+        x = rng.standard_normal((1, 3, 131, 130)).astype(dtype)
         wt = rng.standard_normal((3, 1, k, k)).astype(dtype)
         if nan:
             x[0, 1, 30, 0] = np.nan
@@ -489,8 +489,8 @@ def test_depthwise_wide_stride1_weight_gradient_phase_planes_any_team():
         (2, 33, 16, 18, 3, (1, 0), np.float32),  # outputs 16 columns wide
         (9, 17, 12, 35, 3, (0, 2), np.float64),  # a short last image group of the 8
         (2, 5, 7, 40, 2, (1, 0), np.float32),  # even kernel, padding past half of it
-        (1, 3, 66, 67, 5, (2, 2), np.float64),  # 5x5: its weight gradient too large a plane
-        (2, 3, 67, 66, 4, (3, 1), np.float32),  # 4x4 (the tap list), padding k - 1
+        (1, 3, 130, 131, 5, (2, 2), np.float64),  # 5x5: its weight gradient too large a plane
+        (2, 3, 131, 130, 4, (3, 1), np.float32),  # 4x4 (the tap list), padding k - 1
     ],
 )
 def test_depthwise_stride1_one_pass_backward(n, c, h, w, k, padding, dtype):
