@@ -345,9 +345,10 @@ cdef extern from *:
     TG_DW_DISPATCH(float, f)
     TG_DW_DISPATCH(double, d)
     /* Channel-blocked planes for small output planes (a 64-byte vector along a row of
-       outputs narrower than it is partly idle): V channels of one image interleaved pixel by pixel in
-       cache, B[(r * Wb + c) * V + l] = plane l at (r, c), so a tap is one broadcast-free
-       vector multiply-add over V channels and every load is a whole vector.
+       outputs narrower than it is partly idle): V channels of one image interleaved pixel
+       by pixel in cache, B[(r * Wb + c) * V + l] = plane l at (r, c), so a tap is one
+       broadcast-free vector multiply-add over V channels and every load is a whole
+       vector.
        tg_dw_cbin writes planes src[l] (h, wd) at row top, column left of B (pitch Wb;
        NULL: a lane past the channel count, zeros); tg_dw_cbout is its inverse for the
        lanes with a destination. */
@@ -358,9 +359,10 @@ cdef extern from *:
     #define TG_DW_PF 4
     /* A hint for every 64-byte line of the first min(bytes, TG_DW_PFMAX) bytes at p (rw:
        to be written). A channel block of one image is one contiguous run of memory (one
-       plane per channel), and the weight gradient's tasks take image after image of one
-       block: runs a whole image apart, each too short for the hardware prefetchers to
-       start on before it ends, so the next image's runs are asked for one image ahead. */
+       plane per channel), too short for the hardware prefetchers to start on before it
+       ends, and the weight gradient's tasks take image after image of one block (runs a
+       whole image apart): each task asks for the next image's (the forward and input
+       gradient: the next task's) runs while it works on this one. */
     #define TG_DW_PFMAX 16384
     static inline void tg_dw_pfblock(const void* p, Py_ssize_t bytes, int rw) {
         const char* q = (const char*)p;
@@ -663,7 +665,8 @@ cdef extern from *:
         *(tg_dw_u##S*)acc = a;                                                          \
     }
     #define TG_DW_CBSET(T, S, V)                                                        \
-        TG_DW_CBSUM(T, S, V) TG_DW_CB(T, S, V, 0) TG_DW_CB(T, S, V, 3) TG_DW_CB(T, S, V, 5)                 \
+        TG_DW_CBSUM(T, S, V)                                                            \
+        TG_DW_CB(T, S, V, 0) TG_DW_CB(T, S, V, 3) TG_DW_CB(T, S, V, 5)                 \
         TG_DW_CBGXG(T, S, V, 0, 0) TG_DW_CBGXG(T, S, V, 3, 1) TG_DW_CBGXG(T, S, V, 3, 2) \
         TG_DW_CBGXG(T, S, V, 5, 1) TG_DW_CBGXG(T, S, V, 5, 2)                           \
         TG_DW_CBWG1(T, S, V, 3) TG_DW_CBWG1(T, S, V, 5) TG_DW_CBDISPATCH(T, S)
@@ -1366,7 +1369,6 @@ def _phase_backward_all(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
     free(part)
 
 
-# ---------------------------------------------------------------------------------------
 cdef extern from "stdlib.h" nogil:
     int posix_memalign(void** memptr, size_t alignment, size_t size)
 
@@ -1383,6 +1385,7 @@ cdef inline void* _alloc64(size_t nbytes, bint zero) noexcept nogil:
     return p
 
 
+# ---------------------------------------------------------------------------------------
 # Channel-blocked planes (dilation 1, small output planes): a task takes a block of V
 # channels (16 floats or 8 doubles: one 64-byte vector) of one image, interleaves their
 # padded planes pixel by pixel in a cache-resident buffer, runs the taps as vector
@@ -1668,7 +1671,7 @@ def _cb_backward_all(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
     cdef Py_ssize_t nb = _cdiv(c, V), nk = _cdiv(n, _CB_IMAGES), Hb = h + 2 * ph, Wb = wd + 2 * pw
     cdef Py_ssize_t PT = _gpad(kh, sh), PL = _gpad(kw, sw)
     cdef Py_ssize_t Hg = _gspan(kh, sh, ph, h, ho), Wg = _gspan(kw, sw, pw, wd, wo)
-    cdef Py_ssize_t p, bi, cb, c0, cnt, l, k, t, oc, oh, ow
+    cdef Py_ssize_t p, bi, cb, c0, cnt, l, k, t, oc
     cdef real* part = <real*>_alloc64((nb * nk * (kk + 1) * V + 1) * sizeof(real), 1)
     cdef real* B = NULL
     cdef real* G = NULL
