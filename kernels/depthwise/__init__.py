@@ -11,16 +11,18 @@ code built for AVX-512, AVX2 + FMA and baseline x86-64 and picked by the CPU at 
 output rows per phase-row load, two vectors along rows at least two vectors wide: enough
 independent sums to keep the multiply-add units busy) for the forward, the stride-1 input
 gradient (the forward with flipped filters) and the weight gradient (per-tap lane sums in
-registers). Small
-planes, where a vector along a row of 8 or fewer outputs would be mostly idle, run on
-channel blocks instead: every stride-2 call whose padded input plane fits in cache (up to
-4096 pixels) and stride-1 calls with outputs at most 8 columns wide take 16 channels (8 for
-float64) of one image at a time, interleave their padded planes pixel by pixel in cache
-(16 x 16 register transposes), run each tap as one vector multiply-add across the 16
-channels for all three passes, and transpose the results back; the input gradient is
-gathered phase by phase (each input pixel sums the taps that land on it, written once,
-no read-modify-write); their outputs and input gradients start on 64-byte boundaries, so
-the transposes' whole-vector stores never straddle two cache lines. The weight gradient runs
+registers). Small planes, where a vector along a row of outputs would be partly idle, run
+on channel blocks instead: every stride-2 call whose padded input plane fits in cache (up
+to 16900 pixels, 130 x 130) and stride-1 calls with outputs narrower than one vector (up to
+15 columns for float32, 8 for float64) take 16 channels (8 for float64) of one image at a
+time, interleave their padded planes pixel by pixel in cache (16 x 16 register
+transposes), run each tap as one vector multiply-add across the 16 channels for all three
+passes, and transpose the results back; the input gradient is gathered phase by phase
+(each input pixel sums the taps that land on it, written once, no read-modify-write);
+their outputs and input gradients, and every buffer they use in cache, start on 64-byte
+boundaries, so the whole-vector loads and stores never straddle two cache lines; each task
+asks for the memory of the one after it ahead of time (a block of one image is one short
+contiguous run, too short for the hardware prefetchers). The weight gradient runs
 this way for every plane that fits, at stride 1 too, one lane per channel over fixed groups
 of 8 images, added in image order; stride-1 calls with kernels up to 3x3 and outputs 16 or
 more columns wide take the phase planes instead (no transposes), in tasks of 16 output

@@ -12,6 +12,7 @@ from ..memory import check_fits
 cimport openmp
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memset
 
 
 include "../_common.pxi"
@@ -343,10 +344,11 @@ cdef extern from *:
     }
     TG_DW_DISPATCH(float, f)
     TG_DW_DISPATCH(double, d)
-    /* Channel-blocked planes for small output planes (a 64-byte vector along a row of 8 or
-       fewer outputs is mostly idle): V channels of one image interleaved pixel by pixel in
-       cache, B[(r * Wb + c) * V + l] = plane l at (r, c), so a tap is one broadcast-free
-       vector multiply-add over V channels and every load is a whole vector.
+    /* Channel-blocked planes for small output planes (a 64-byte vector along a row of
+       outputs narrower than it is partly idle): V channels of one image interleaved pixel
+       by pixel in cache, B[(r * Wb + c) * V + l] = plane l at (r, c), so a tap is one
+       broadcast-free vector multiply-add over V channels and every load is a whole
+       vector.
        tg_dw_cbin writes planes src[l] (h, wd) at row top, column left of B (pitch Wb;
        NULL: a lane past the channel count, zeros); tg_dw_cbout is its inverse for the
        lanes with a destination. */
@@ -355,6 +357,20 @@ cdef extern from *:
        the line TG_DW_PF steps ahead in every plane (a hint: past a plane's end it reaches
        the next plane or the next block) */
     #define TG_DW_PF 4
+    /* A hint for every 64-byte line of the first min(bytes, TG_DW_PFMAX) bytes at p (rw:
+       to be written). A channel block of one image is one contiguous run of memory (one
+       plane per channel), too short for the hardware prefetchers to start on before it
+       ends, and the weight gradient's tasks take image after image of one block (runs a
+       whole image apart): each task asks for the next image's (the forward and input
+       gradient: the next task's) runs while it works on this one. */
+    #define TG_DW_PFMAX 16384
+    static inline void tg_dw_pfblock(const void* p, Py_ssize_t bytes, int rw) {
+        const char* q = (const char*)p;
+        Py_ssize_t i;
+        if (bytes > TG_DW_PFMAX) bytes = TG_DW_PFMAX;
+        if (rw) for (i = 0; i < bytes; i += 64) __builtin_prefetch(q + i, 1, 3);
+        else for (i = 0; i < bytes; i += 64) __builtin_prefetch(q + i, 0, 3);
+    }
     #define TG_DW_CBIO(T, S, V, IT)                                                     \
     typedef IT tg_dw_i##S __attribute__((vector_size(64)));                             \
     /* r[i][k] <- r[k][i]: V x V in registers, swapping off-diagonal blocks of b x b for  \
@@ -637,7 +653,19 @@ cdef extern from *:
     #define TG_DW_CBGX_CASE(K, ST, S)                                                   \
         case K##ST: tg_dw_cbgx##K##ST##_##S(Gp, Wg, PT, PL, w, kh, kw, sh, sw, ph, pw, h, \
                                             wd, add, GX); return;
+    /* acc[l] += G[oh, ow] lane l over the (ho, wo) pixels at pitch Wg, in pixel order:
+       the bias gradient of a channel block, its sum in a register */
+    #define TG_DW_CBSUM(T, S, V)                                                        \
+    TG_DW_CLONES static void tg_dw_cbsum_##S(const T* G, Py_ssize_t Wg, Py_ssize_t ho,   \
+            Py_ssize_t wo, T* acc) {                                                    \
+        tg_dw_v##S a = *(tg_dw_u##S*)acc;                                               \
+        Py_ssize_t oh, ow;                                                              \
+        for (oh = 0; oh < ho; oh++)                                                     \
+            for (ow = 0; ow < wo; ow++) a += *(const tg_dw_u##S*)(G + (oh * Wg + ow) * V); \
+        *(tg_dw_u##S*)acc = a;                                                          \
+    }
     #define TG_DW_CBSET(T, S, V)                                                        \
+        TG_DW_CBSUM(T, S, V)                                                            \
         TG_DW_CB(T, S, V, 0) TG_DW_CB(T, S, V, 3) TG_DW_CB(T, S, V, 5)                 \
         TG_DW_CBGXG(T, S, V, 0, 0) TG_DW_CBGXG(T, S, V, 3, 1) TG_DW_CBGXG(T, S, V, 3, 2) \
         TG_DW_CBGXG(T, S, V, 5, 1) TG_DW_CBGXG(T, S, V, 5, 2)                           \
@@ -675,6 +703,11 @@ cdef extern from *:
     void tg_dw_cbwg_d(const double* G, Py_ssize_t gp, const double* B, Py_ssize_t Wb, Py_ssize_t kh,
                       Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ho,
                       Py_ssize_t wo, double* acc) noexcept nogil
+    void tg_dw_pfblock(const void* p, Py_ssize_t nbytes, int rw) noexcept nogil
+    void tg_dw_cbsum_f(const float* G, Py_ssize_t Wg, Py_ssize_t ho, Py_ssize_t wo,
+                       float* acc) noexcept nogil
+    void tg_dw_cbsum_d(const double* G, Py_ssize_t Wg, Py_ssize_t ho, Py_ssize_t wo,
+                       double* acc) noexcept nogil
     void tg_dw_lincomb_f(const float* src, const Py_ssize_t* offs, const float* w,
                          Py_ssize_t nt, Py_ssize_t L, float bias, float* out) noexcept nogil
     void tg_dw_lincomb_d(const double* src, const Py_ssize_t* offs, const double* w,
@@ -1336,6 +1369,22 @@ def _phase_backward_all(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
     free(part)
 
 
+cdef extern from "stdlib.h" nogil:
+    int posix_memalign(void** memptr, size_t alignment, size_t size)
+
+
+cdef inline void* _alloc64(size_t nbytes, bint zero) noexcept nogil:
+    """nbytes on a 64-byte boundary (zeroed if zero), NULL if out of memory; free() frees it.
+    The channel blocks' buffers: every vector load and store in them is a whole aligned
+    64-byte line (malloc's 16-byte alignment splits each across two lines)."""
+    cdef void* p = NULL
+    if posix_memalign(&p, 64, nbytes if nbytes > 0 else 64) != 0:
+        return NULL
+    if zero:
+        memset(p, 0, nbytes)
+    return p
+
+
 # ---------------------------------------------------------------------------------------
 # Channel-blocked planes (dilation 1, small output planes): a task takes a block of V
 # channels (16 floats or 8 doubles: one 64-byte vector) of one image, interleaves their
@@ -1422,51 +1471,77 @@ cdef inline void _cb_lanes(const real[:, :, :, ::1] w, real* W, Py_ssize_t c0, P
             W[t * V + l] = w[c0 + l * step, 0, t // kw, t % kw] if l < cnt else 0
 
 
+cdef inline void _cb_sources(const real* xb, Py_ssize_t o0, Py_ssize_t cnt, Py_ssize_t m,
+                             Py_ssize_t plane, Py_ssize_t V, const real** src) noexcept nogil:
+    """src[l] = the input plane of output channel o0 + l, channel (o0 + l) // m of the image
+    at xb (NULL past cnt lanes), without a division per lane."""
+    cdef Py_ssize_t l, ci = o0 // m, r = o0 % m
+    for l in range(V):
+        if l < cnt:
+            src[l] = xb + ci * plane
+            r += 1
+            if r == m:
+                r = 0
+                ci += 1
+        else:
+            src[l] = NULL
+
+
 def _cb_forward(const real[:, :, :, ::1] x, const real[:, :, :, ::1] w, const real[::1] b,
                 real[:, :, :, ::1] y, bint has_bias, int sh, int sw, int ph, int pw):
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3]
     cdef Py_ssize_t o = w.shape[0], kh = w.shape[2], kw = w.shape[3]
     cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3], m = o // c
-    cdef Py_ssize_t V = 16 if real is float else 8
+    cdef Py_ssize_t V = 16 if real is float else 8, kk = kh * kw, WS = (kk + 1) * V
     cdef Py_ssize_t nb = _cdiv(o, V), Hb = h + 2 * ph, Wb = wd + 2 * pw
-    cdef Py_ssize_t p, bi, ob, o0, cnt, l
-    cdef Py_ssize_t* last = NULL
+    cdef Py_ssize_t p, bi, ob, o0, cnt, l, q, o1, c1
     cdef real* B = NULL
     cdef real* Y = NULL
     cdef real* W = NULL
     cdef const real** src = NULL
     cdef real** dst = NULL
     cdef int nt = _team(n * o * ho * wo * kh * kw)
+    # every block's tap and bias lanes, laid out once: the tasks run image-major, so
+    # consecutive tasks take different blocks
+    cdef real* Wall = <real*>_alloc64((nb * WS + 1) * sizeof(real), 0)
+    if Wall == NULL:
+        raise MemoryError("depthwise_conv2d (direct): channel-block weights")
+    with nogil:
+        for ob in range(nb):
+            o0 = ob * V
+            cnt = o - o0 if o - o0 < V else V
+            _cb_lanes(w, Wall + ob * WS, o0, 1, cnt, V)
+            for l in range(V):
+                Wall[ob * WS + kk * V + l] = b[o0 + l] if has_bias and l < cnt else 0
     with nogil, parallel(num_threads=nt):
-        B = <real*>calloc(Hb * Wb * V + 1, sizeof(real))  # the padding stays zero
-        Y = <real*>malloc((ho * wo * V + 1) * sizeof(real))
-        W = <real*>malloc(((kh * kw + 1) * V) * sizeof(real))
+        B = <real*>_alloc64((Hb * Wb * V + 1) * sizeof(real), 1)  # the padding stays zero
+        Y = <real*>_alloc64((ho * wo * V + 1) * sizeof(real), 0)
         src = <const real**>malloc(V * sizeof(real*))
         dst = <real**>malloc(V * sizeof(real*))
-        last = <Py_ssize_t*>malloc(sizeof(Py_ssize_t))
-        last[0] = -1  # the channel block whose weights are in W
         for p in prange(n * nb, schedule="static"):
             bi = p // nb
             ob = p % nb
             o0 = ob * V
             cnt = o - o0 if o - o0 < V else V
-            if ob != last[0]:
-                _cb_lanes(w, W, o0, 1, cnt, V)
-                for l in range(V):
-                    W[kh * kw * V + l] = b[o0 + l] if has_bias and l < cnt else 0
-                last[0] = ob
+            W = Wall + ob * WS
+            if p + 1 < n * nb:  # the next task's input and output blocks, one task ahead
+                q = p + 1
+                o1 = (q % nb) * V
+                c1 = o - o1 if o - o1 < V else V
+                tg_dw_pfblock(&x[q // nb, o1 // m, 0, 0],
+                              ((o1 + c1 - 1) // m - o1 // m + 1) * h * wd * sizeof(real), 0)
+                tg_dw_pfblock(&y[q // nb, o1, 0, 0], c1 * ho * wo * sizeof(real), 1)
+            _cb_sources(&x[bi, 0, 0, 0], o0, cnt, m, h * wd, V, src)
             for l in range(V):
-                src[l] = &x[bi, (o0 + l) // m, 0, 0] if l < cnt else NULL
                 dst[l] = &y[bi, o0 + l, 0, 0] if l < cnt else NULL
             _cbin(src, h, wd, ph, pw, Wb, B)
-            _cbfwd(B, W, W + kh * kw * V, Wb, kh, kw, sh, sw, ho, wo, Y)
+            _cbfwd(B, W, W + kk * V, Wb, kh, kw, sh, sw, ho, wo, Y)
             _cbout(Y, ho, wo, 0, 0, wo, dst)
         free(B)
         free(Y)
-        free(W)
         free(src)
         free(dst)
-        free(last)
+    free(Wall)
 
 
 def _cb_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
@@ -1477,19 +1552,29 @@ def _cb_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
     cdef Py_ssize_t V = 16 if real is float else 8
     cdef Py_ssize_t nb = _cdiv(c, V), PT = _gpad(kh, sh), PL = _gpad(kw, sw)
     cdef Py_ssize_t Hg = _gspan(kh, sh, ph, h, ho), Wg = _gspan(kw, sw, pw, wd, wo)
-    cdef Py_ssize_t p, bi, cb, c0, cnt, l, mm
+    cdef Py_ssize_t p, bi, cb, c0, cnt, l, mm, q, o1, c1
     cdef real* GX = NULL
     cdef real* G = NULL
     cdef real* W = NULL
     cdef const real** src = NULL
     cdef real** dst = NULL
     cdef int nt = _team(n * o * ho * wo * kh * kw)
+    cdef Py_ssize_t kk = kh * kw
+    # the tap lanes of every (block, mm), laid out once (not per task)
+    cdef real* Wall = <real*>_alloc64((nb * m * kk * V + 1) * sizeof(real), 0)
+    if Wall == NULL:
+        raise MemoryError("depthwise_conv2d (direct) backward: channel-block weights")
+    with nogil:
+        for cb in range(nb):
+            c0 = cb * V
+            cnt = c - c0 if c - c0 < V else V
+            for mm in range(m):
+                _cb_lanes(w, Wall + (cb * m + mm) * kk * V, c0 * m + mm, m, cnt, V)
     with nogil, parallel(num_threads=nt):
         # the input gradient gathered phase by phase into a dense block (every pixel
         # written once), from the output-gradient block padded with zeros (they stay zero)
-        GX = <real*>malloc((h * wd * V + 1) * sizeof(real))
-        G = <real*>calloc(Hg * Wg * V + 1, sizeof(real))
-        W = <real*>malloc((kh * kw * V + 1) * sizeof(real))
+        GX = <real*>_alloc64((h * wd * V + 1) * sizeof(real), 0)
+        G = <real*>_alloc64((Hg * Wg * V + 1) * sizeof(real), 1)
         src = <const real**>malloc(V * sizeof(real*))
         dst = <real**>malloc(V * sizeof(real*))
         for p in prange(n * nb, schedule="static"):
@@ -1497,8 +1582,14 @@ def _cb_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
             cb = p % nb
             c0 = cb * V
             cnt = c - c0 if c - c0 < V else V
+            if p + 1 < n * nb:  # the next task's blocks, one task ahead
+                q = p + 1
+                o1 = (q % nb) * V
+                c1 = c - o1 if c - o1 < V else V
+                tg_dw_pfblock(&gy[q // nb, o1 * m, 0, 0], c1 * m * ho * wo * sizeof(real), 0)
+                tg_dw_pfblock(&gx[q // nb, o1, 0, 0], c1 * h * wd * sizeof(real), 1)
             for mm in range(m):  # the output channels of input channel c0 + l: (c0 + l)*m + mm
-                _cb_lanes(w, W, c0 * m + mm, m, cnt, V)
+                W = Wall + (cb * m + mm) * kk * V
                 for l in range(V):
                     src[l] = &gy[bi, (c0 + l) * m + mm, 0, 0] if l < cnt else NULL
                 _cbin(src, ho, wo, PT, PL, Wg, G)
@@ -1508,9 +1599,9 @@ def _cb_backward_x(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] w,
             _cbout(GX, h, wd, 0, 0, wd, dst)
         free(GX)
         free(G)
-        free(W)
         free(src)
         free(dst)
+    free(Wall)
 
 
 def _cb_backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
@@ -1521,7 +1612,7 @@ def _cb_backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
     cdef Py_ssize_t V = 16 if real is float else 8, kk = kh * kw
     cdef Py_ssize_t nb = _cdiv(o, V), nk = _cdiv(n, _CB_IMAGES), Hb = h + 2 * ph, Wb = wd + 2 * pw
     cdef Py_ssize_t p, bi, ob, o0, cnt, l, k, t, oc
-    cdef real* part = <real*>calloc(nb * nk * kk * V + 1, sizeof(real))
+    cdef real* part = <real*>_alloc64((nb * nk * kk * V + 1) * sizeof(real), 1)
     cdef real* B = NULL
     cdef real* G = NULL
     cdef const real** src = NULL
@@ -1532,8 +1623,8 @@ def _cb_backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
     with nogil, parallel(num_threads=nt):
         # task (block, images k*_CB_IMAGES ...): one partial sum per lane and tap; the
         # tasks' sums are added in image order at the end
-        B = <real*>calloc(Hb * Wb * V + 1, sizeof(real))
-        G = <real*>malloc((ho * wo * V + 1) * sizeof(real))
+        B = <real*>_alloc64((Hb * Wb * V + 1) * sizeof(real), 1)
+        G = <real*>_alloc64((ho * wo * V + 1) * sizeof(real), 0)
         src = <const real**>malloc(V * sizeof(real*))
         gsrc = <const real**>malloc(V * sizeof(real*))
         for p in prange(nb * nk, schedule="static"):
@@ -1542,8 +1633,12 @@ def _cb_backward_w(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
             o0 = ob * V
             cnt = o - o0 if o - o0 < V else V
             for bi in range(k * _CB_IMAGES, min(n, (k + 1) * _CB_IMAGES)):
+                if bi + 1 < min(n, (k + 1) * _CB_IMAGES):
+                    tg_dw_pfblock(&gy[bi + 1, o0, 0, 0], cnt * ho * wo * sizeof(real), 0)
+                    tg_dw_pfblock(&x[bi + 1, o0 // m, 0, 0],
+                                  ((o0 + cnt - 1) // m - o0 // m + 1) * h * wd * sizeof(real), 0)
+                _cb_sources(&x[bi, 0, 0, 0], o0, cnt, m, h * wd, V, src)
                 for l in range(V):
-                    src[l] = &x[bi, (o0 + l) // m, 0, 0] if l < cnt else NULL
                     gsrc[l] = &gy[bi, o0 + l, 0, 0] if l < cnt else NULL
                 _cbin(src, h, wd, ph, pw, Wb, B)
                 _cbin(gsrc, ho, wo, 0, 0, wo, G)
@@ -1576,8 +1671,8 @@ def _cb_backward_all(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
     cdef Py_ssize_t nb = _cdiv(c, V), nk = _cdiv(n, _CB_IMAGES), Hb = h + 2 * ph, Wb = wd + 2 * pw
     cdef Py_ssize_t PT = _gpad(kh, sh), PL = _gpad(kw, sw)
     cdef Py_ssize_t Hg = _gspan(kh, sh, ph, h, ho), Wg = _gspan(kw, sw, pw, wd, wo)
-    cdef Py_ssize_t p, bi, cb, c0, cnt, l, k, t, oc, oh, ow
-    cdef real* part = <real*>calloc(nb * nk * (kk + 1) * V + 1, sizeof(real))
+    cdef Py_ssize_t p, bi, cb, c0, cnt, l, k, t, oc
+    cdef real* part = <real*>_alloc64((nb * nk * (kk + 1) * V + 1) * sizeof(real), 1)
     cdef real* B = NULL
     cdef real* G = NULL
     cdef real* GX = NULL
@@ -1590,12 +1685,12 @@ def _cb_backward_all(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
     if part == NULL:
         raise MemoryError("depthwise_conv2d (direct) backward: gradient partial sums")
     with nogil, parallel(num_threads=nt):
-        B = <real*>calloc(Hb * Wb * V + 1, sizeof(real))  # the padding stays zero
+        B = <real*>_alloc64((Hb * Wb * V + 1) * sizeof(real), 1)  # the padding stays zero
         # the output-gradient block with the zeros the gathered input gradient reads around
         # it (the other passes read its interior with pitch Wg)
-        G = <real*>calloc(Hg * Wg * V + 1, sizeof(real))
-        GX = <real*>malloc((h * wd * V + 1) * sizeof(real))
-        W = <real*>malloc((kk * V + 1) * sizeof(real))
+        G = <real*>_alloc64((Hg * Wg * V + 1) * sizeof(real), 1)
+        GX = <real*>_alloc64((h * wd * V + 1) * sizeof(real), 0)
+        W = <real*>_alloc64((kk * V + 1) * sizeof(real), 0)
         src = <const real**>malloc(V * sizeof(real*))
         gsrc = <const real**>malloc(V * sizeof(real*))
         dst = <real**>malloc(V * sizeof(real*))
@@ -1608,6 +1703,12 @@ def _cb_backward_all(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
             if need_x:
                 _cb_lanes(w, W, c0, 1, cnt, V)
             for bi in range(k * _CB_IMAGES, min(n, (k + 1) * _CB_IMAGES)):
+                if bi + 1 < min(n, (k + 1) * _CB_IMAGES):
+                    tg_dw_pfblock(&gy[bi + 1, c0, 0, 0], cnt * ho * wo * sizeof(real), 0)
+                    if need_w:
+                        tg_dw_pfblock(&x[bi + 1, c0, 0, 0], cnt * h * wd * sizeof(real), 0)
+                    if need_x:
+                        tg_dw_pfblock(&gx[bi + 1, c0, 0, 0], cnt * h * wd * sizeof(real), 1)
                 for l in range(V):
                     gsrc[l] = &gy[bi, c0 + l, 0, 0] if l < cnt else NULL
                 _cbin(gsrc, ho, wo, PT, PL, Wg, G)
@@ -1617,11 +1718,10 @@ def _cb_backward_all(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                     _cbin(src, h, wd, ph, pw, Wb, B)
                     _cbwg(G + (PT * Wg + PL) * V, Wg, B, Wb, kh, kw, sh, sw, ho, wo, acc)
                 if need_b:
-                    for oh in range(ho):
-                        for ow in range(wo):
-                            t = ((oh + PT) * Wg + ow + PL) * V
-                            for l in range(V):
-                                acc[kk * V + l] = acc[kk * V + l] + G[t + l]
+                    if real is float:
+                        tg_dw_cbsum_f(G + (PT * Wg + PL) * V, Wg, ho, wo, acc + kk * V)
+                    else:
+                        tg_dw_cbsum_d(G + (PT * Wg + PL) * V, Wg, ho, wo, acc + kk * V)
                 if need_x:
                     _cbgx(G, Wg, PT, PL, W, kh, kw, sh, sw, ph, pw, h, wd, False, GX)
                     for l in range(V):
@@ -1643,24 +1743,36 @@ def _cb_backward_all(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
     free(part)
 
 
-_CB_W = {"1": 8, "2": 1 << 30}  # widest output planes taking channel blocks, by stride
-_CB_PLANE = 4096  # largest padded input plane (pixels) a channel block keeps in cache
+# widest output planes taking channel blocks, by stride: at stride 1 those narrower than one
+# 64-byte vector of floats (a phase-plane row would leave most of its last vector idle), but
+# 8 columns for doubles (8 per vector: from 9 columns on the phase planes were as fast or
+# faster); at stride 2 and more every plane that fits
+_CB_W = {"1": 15, "2": 1 << 30}
+_CB_W_DOUBLE = 8  # stride 1, 8-byte floats (at most _CB_W["1"])
+# largest padded input plane (pixels) a channel block keeps in cache: 130 x 130, a 128 x 128
+# plane padded by 1, whose interleaved block of 16 floats is about the size of a 1 MB L2
+_CB_PLANE = 16900
 _PHASE_WG_W = 16  # stride-1 weight gradients of kernels up to 3x3 this wide: phase planes
 
 
-def _blocked(x_shape, wo, stride, padding, weight=False, taps=0):
+def _blocked(x_shape, wo, stride, padding, weight=False, taps=0, itemsize=4):
     """Channel blocks for small planes: the weight gradient of every plane that fits (but
     stride-1 planes at least ``_PHASE_WG_W`` outputs wide for kernels of up to ``taps`` = 9:
     their phase-plane kernel needs no transposes), the forward and input gradient at stride
-    2 and more, and at stride 1 for output planes of 8 or fewer columns (the row kernels'
-    vectors are 16 wide)."""
+    2 and more, and at stride 1 for output planes up to ``_CB_W["1"]`` columns wide
+    (``_CB_W_DOUBLE`` for ``itemsize`` 8: the row kernels' vectors hold 16 floats or 8
+    doubles)."""
     plane = (x_shape[2] + 2 * padding[0]) * (x_shape[3] + 2 * padding[1])
     if weight and tuple(stride) == (1, 1) and 0 < taps <= 9 and wo >= _PHASE_WG_W:
         return False
-    return plane <= _CB_PLANE and (weight or wo <= _CB_W[str(min(max(stride), 2))])
+    key = str(min(max(stride), 2))
+    widest = _CB_W[key]
+    if key == "1" and itemsize == 8:
+        widest = min(widest, _CB_W_DOUBLE)
+    return plane <= _CB_PLANE and (weight or wo <= widest)
 
 
-def _phase_fused(x_shape, w_shape, wo, stride, padding, dilation):
+def _phase_fused(x_shape, w_shape, wo, stride, padding, dilation, itemsize=4):
     """True for the calls whose backward runs in one pass on phase planes
     (``_phase_backward_all``): stride 1, dilation 1, one output channel per input channel,
     padding at most k - 1, and both gradients on phase planes (neither the input gradient
@@ -1673,7 +1785,7 @@ def _phase_fused(x_shape, w_shape, wo, stride, padding, dilation):
         and x_shape[0] > 0
         and padding[0] <= kh - 1
         and padding[1] <= kw - 1
-        and not _blocked(x_shape, wo, stride, padding)
+        and not _blocked(x_shape, wo, stride, padding, itemsize=itemsize)
         and not _blocked(x_shape, wo, stride, padding, weight=True, taps=kh * kw)
     )
 
@@ -1715,7 +1827,7 @@ def forward(x, w, b, stride, padding, dilation, groups):
     shape = (n, o, ho, wo)
     check_fits("depthwise_conv2d (direct)", {"output": int(np.prod(shape)) * x.itemsize})
     bb = b if b is not None else np.zeros(1, dtype=x.dtype)
-    if dilation == (1, 1) and _blocked(x.shape, wo, stride, padding):
+    if dilation == (1, 1) and _blocked(x.shape, wo, stride, padding, itemsize=x.itemsize):
         y = _out(shape, x.dtype)
         _cb_forward(x, w, bb, y, b is not None, *stride, *padding)
     elif dilation == (1, 1):
@@ -1736,14 +1848,16 @@ def _check_backward(x, w, need_x, need_w):
 
 
 def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
-    if need_x and need_w and _phase_fused(x.shape, w.shape, gy.shape[3], stride, padding, dilation):
+    if need_x and need_w and _phase_fused(
+        x.shape, w.shape, gy.shape[3], stride, padding, dilation, x.itemsize
+    ):
         return _backward_fused(gy, x, w, stride, padding, dilation, True, True, False)[:2]
     _check_backward(x, w, need_x, need_w)
     gx = gw = None
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
     phase = dh == dw == 1
     if need_x:
-        blocked = phase and _blocked(x.shape, gy.shape[3], stride, padding)
+        blocked = phase and _blocked(x.shape, gy.shape[3], stride, padding, itemsize=x.itemsize)
         gx = _out(x.shape, x.dtype) if blocked else np.empty_like(x)
         kh, kw = w.shape[2], w.shape[3]
         qh, qw = dh * (kh - 1) - ph, dw * (kw - 1) - pw
@@ -1784,13 +1898,13 @@ def backward_with_bias(gy, x, w, stride, padding, dilation, groups, need_x, need
     (``_cb_backward_all``, ``_phase_backward_all``); other calls run ``backward`` and
     return ``gb = None``, which the op then sums itself."""
     n, c, h, wd = x.shape
-    if _phase_fused(x.shape, w.shape, gy.shape[3], stride, padding, dilation):
+    if _phase_fused(x.shape, w.shape, gy.shape[3], stride, padding, dilation, x.itemsize):
         return _backward_fused(gy, x, w, stride, padding, dilation, need_x, need_w, True)
     if not (
         dilation == (1, 1)
         and w.shape[0] == c
         and n > 0
-        and _blocked(x.shape, gy.shape[3], stride, padding)
+        and _blocked(x.shape, gy.shape[3], stride, padding, itemsize=x.itemsize)
     ):
         return (*backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w), None)
     _check_backward(x, w, need_x, need_w)

@@ -171,8 +171,9 @@ def test_depthwise_wide_planes_repeat_and_match_float64(variant, k, stride, padd
         np.testing.assert_allclose(got, ref64, rtol=1e-4, atol=1e-4 * np.abs(ref64).max())
 
 
-# channel blocks (direct-cython's small planes: stride 2, and stride 1 outputs 8 or fewer
-# columns wide): channel counts around the 16-float / 8-double block, several blocks
+# channel blocks (direct-cython's small planes: stride 2, and stride 1 outputs up to 15
+# columns wide for floats, 8 for doubles): channel counts around the 16-float / 8-double
+# block, several blocks
 
 
 @st.composite
@@ -180,7 +181,7 @@ def blocked_case(draw):
     k = draw(st.sampled_from([3, 5]))
     stride, padding = draw(st.sampled_from([1, 2])), draw(st.integers(0, 2))
     lo = max(1, k - 2 * padding)
-    hi = 8 * stride if stride == 1 else 15  # stride 1: outputs at most 8 wide
+    hi = 13 if stride == 1 else 15  # stride 1: outputs at most 15 wide
     h, w = draw(st.integers(lo, hi)), draw(st.integers(lo, hi))
     c = draw(st.sampled_from([1, 7, 16, 17, 37]))
     return draw(st.integers(1, 3)), c, draw(st.integers(1, 2)), h, w, k, stride, padding
@@ -236,9 +237,10 @@ def test_depthwise_backward_with_bias_matches_backward(case, dtype, need):
         if ref is not None:
             assert got.dtype == dtype
             np.testing.assert_array_equal(got, ref)
-    fused = (wt.shape[0] == x.shape[1] and mod._blocked(x.shape, y.shape[3], *args[:2])) or (
-        mod._phase_fused(x.shape, wt.shape, y.shape[3], *args[:3])
-    )
+    size = x.itemsize
+    fused = (
+        wt.shape[0] == x.shape[1] and mod._blocked(x.shape, y.shape[3], *args[:2], itemsize=size)
+    ) or mod._phase_fused(x.shape, wt.shape, y.shape[3], *args[:3], size)
     assert (gb is not None) == fused
     if fused:
         tol = 1e-5 if dtype == np.float32 else 1e-12
@@ -306,7 +308,7 @@ def test_depthwise_channel_blocks_gathered_input_gradient(n, c, m, hw, k, stride
     wt = rng.standard_normal((c * m, 1, *k)).astype(dtype)
     args = (stride, padding, (1, 1), c)
     y = mod.forward(x, wt, None, *args)
-    assert mod._blocked(x.shape, y.shape[3], stride, padding)
+    assert mod._blocked(x.shape, y.shape[3], stride, padding, itemsize=x.itemsize)
     assert y.ctypes.data % 64 == 0
     gy = rng.standard_normal(y.shape).astype(dtype)
     old = tg.get_num_threads()
@@ -323,6 +325,67 @@ def test_depthwise_channel_blocks_gathered_input_gradient(n, c, m, hw, k, stride
     np.testing.assert_allclose(gx, ref.backward(gy, x, wt, *args, True, False)[0], **tol)
     np.testing.assert_array_equal(gx, runs[1])
     np.testing.assert_array_equal(gx, mod.backward_with_bias(gy, x, wt, *args, True, True)[0])
+
+
+@pytest.mark.parametrize(
+    "n, c, m, hw, stride, dtype",
+    [
+        (11, 37, 1, (4, 4), 1, np.float32),  # two image groups, three blocks, the last short
+        (17, 19, 3, (8, 8), 2, np.float32),  # multiplier 3: blocks straddle input channels
+        (9, 40, 1, (9, 7), 2, np.float64),  # 8-double blocks, an odd plane
+        (10, 21, 1, (13, 13), 1, np.float32),  # stride 1, outputs 13 wide: floats block
+        (3, 9, 2, (11, 14), 1, np.float32),  # stride 1, outputs 14 wide, multiplier 2
+    ],
+)
+def test_depthwise_channel_blocks_many_images_and_blocks(n, c, m, hw, stride, dtype):
+    """Channel blocks over more images than one weight-gradient task takes (8) and more
+    channels than one block: each block's own weights and bias (laid out once per call),
+    each output channel's input plane at multiplier 3, and the one-pass backward's bias
+    gradient against the reference, at 1 and 2 threads bit for bit."""
+    rng = np.random.default_rng(n * c * m)
+    mod, ref = K.get("depthwise_conv2d", "direct-cython"), K.get("depthwise_conv2d", "reference")
+    x = rng.standard_normal((n, c, *hw)).astype(dtype)
+    wt = rng.standard_normal((c * m, 1, 3, 3)).astype(dtype)
+    b = rng.standard_normal(c * m).astype(dtype)
+    args = ((stride, stride), (1, 1), (1, 1), c)
+    y0 = ref.forward(x, wt, b, *args)
+    assert mod._blocked(x.shape, y0.shape[3], *args[:2], itemsize=x.itemsize)
+    gy = rng.standard_normal(y0.shape).astype(dtype)
+    want = (y0, *ref.backward(gy, x, wt, *args, True, True), gy.sum(axis=(0, 2, 3)))
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    old = tg.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2):
+            tg.set_num_threads(threads)
+            y = mod.forward(x, wt, b, *args)
+            gx, gw = mod.backward(gy, x, wt, *args, True, True)
+            fused = mod.backward_with_bias(gy, x, wt, *args, True, True)
+            runs.append((y, gx, gw, *fused))
+    finally:
+        tg.set_num_threads(old)
+    y, gx, gw, fgx, fgw, gb = runs[0]
+    for got, ref_ in zip((y, gx, gw), want):
+        np.testing.assert_allclose(got, ref_, **tol)
+    np.testing.assert_array_equal(fgx, gx)
+    np.testing.assert_array_equal(fgw, gw)
+    assert (gb is None) == (m > 1)
+    if gb is not None:
+        np.testing.assert_allclose(gb, want[3], **tol)
+    for a, r in zip(runs[0], runs[1]):
+        if a is not None:
+            np.testing.assert_array_equal(a, r)
+
+
+@pytest.mark.parametrize("width, float_blocks", [(8, True), (9, True), (15, True), (16, False)])
+def test_depthwise_stride1_channel_block_widths(width, float_blocks):
+    """At stride 1 the forward and input gradient take channel blocks for float32 outputs
+    narrower than one 16-float vector, and for float64 outputs up to 8 columns wide (one
+    8-double vector); wider ones take the phase planes."""
+    mod = K.get("depthwise_conv2d", "direct-cython")
+    shape, s1, p1 = (2, 16, width, width), (1, 1), (1, 1)
+    assert mod._blocked(shape, width, s1, p1, itemsize=4) == float_blocks
+    assert mod._blocked(shape, width, s1, p1, itemsize=8) == (width <= 8)
 
 
 @pytest.mark.parametrize("k", [3, 5])
@@ -375,9 +438,9 @@ def test_depthwise_large_planes_keep_phase_planes(k, stride):
     rng = np.random.default_rng(k + stride)
     mod, ref = K.get("depthwise_conv2d", "direct-cython"), K.get("depthwise_conv2d", "reference")
     args = ((stride, stride), (1, 1), (1, 1), 3)
-    assert not mod._blocked((1, 3, 67, 66), 33, (stride, stride), (1, 1), weight=True)
+    assert not mod._blocked((1, 3, 131, 130), 65, (stride, stride), (1, 1), weight=True)
     for dtype, nan in ((np.float32, False), (np.float64, True)):
-        x = rng.standard_normal((1, 3, 67, 66)).astype(dtype)
+        x = rng.standard_normal((1, 3, 131, 130)).astype(dtype)
         wt = rng.standard_normal((3, 1, k, k)).astype(dtype)
         if nan:
             x[0, 1, 30, 0] = np.nan
@@ -426,8 +489,8 @@ def test_depthwise_wide_stride1_weight_gradient_phase_planes_any_team():
         (2, 33, 16, 18, 3, (1, 0), np.float32),  # outputs 16 columns wide
         (9, 17, 12, 35, 3, (0, 2), np.float64),  # a short last image group of the 8
         (2, 5, 7, 40, 2, (1, 0), np.float32),  # even kernel, padding past half of it
-        (1, 3, 66, 67, 5, (2, 2), np.float64),  # 5x5: its weight gradient too large a plane
-        (2, 3, 67, 66, 4, (3, 1), np.float32),  # 4x4 (the tap list), padding k - 1
+        (1, 3, 130, 131, 5, (2, 2), np.float64),  # 5x5: its weight gradient too large a plane
+        (2, 3, 131, 130, 4, (3, 1), np.float32),  # 4x4 (the tap list), padding k - 1
     ],
 )
 def test_depthwise_stride1_one_pass_backward(n, c, h, w, k, padding, dtype):
@@ -441,7 +504,7 @@ def test_depthwise_stride1_one_pass_backward(n, c, h, w, k, padding, dtype):
     wt = rng.standard_normal((c, 1, k, k)).astype(dtype)
     args = ((1, 1), padding, (1, 1), c)
     y = mod.forward(x, wt, None, *args)
-    assert mod._phase_fused(x.shape, wt.shape, y.shape[3], *args[:3])
+    assert mod._phase_fused(x.shape, wt.shape, y.shape[3], *args[:3], x.itemsize)
     gy = rng.standard_normal(y.shape).astype(dtype)
     want = (*ref.backward(gy, x, wt, *args, True, True), gy.astype(np.float64).sum(axis=(0, 2, 3)))
     alone = (
@@ -481,7 +544,7 @@ def test_depthwise_stride1_one_pass_backward_nonfinite_like_reference():
     wt = rng.standard_normal((17, 1, 3, 3))
     x[0, 3, 0, 0], x[1, 16, 4, 33] = np.nan, np.inf
     args = ((1, 1), (1, 1), (1, 1), 17)
-    assert mod._phase_fused(x.shape, wt.shape, 34, *args[:3])
+    assert mod._phase_fused(x.shape, wt.shape, 34, *args[:3], x.itemsize)
     gy = rng.standard_normal((2, 17, 10, 34))
     gy[1, 2, 1, 1] = np.inf
     got = mod.backward_with_bias(gy, x, wt, *args, True, True)
