@@ -834,6 +834,16 @@ cdef enum:
     _CP_SHARE_WIDE = 8
 
 
+cdef inline Py_ssize_t _cl_vectors(Py_ssize_t left, Py_ssize_t lanes) noexcept nogil:
+    # channel vectors of the next tile: up to 4 of the output channels left
+    return left // lanes if left // lanes < 4 else 4
+
+
+cdef inline Py_ssize_t _cl_positions(Py_ssize_t nc) noexcept nogil:
+    # positions per tile of nc channel vectors (the accumulators fill the vector registers)
+    return 16 if nc == 1 else 12 if nc == 2 else 8 if nc == 3 else 6
+
+
 cdef inline Py_ssize_t _cl_chunk(Py_ssize_t nt, Py_ssize_t nc) noexcept nogil:
     # taps per chunk: as few chunks as fit their weights (nc vectors per tap) in
     # _CL_CHUNK_BYTES, of equal sizes (within one)
@@ -934,20 +944,16 @@ cdef inline Py_ssize_t _tiles_cl(const real* xq, const Py_ssize_t* offs, Py_ssiz
     # the tile calls ahead, for the prefetch cursor's share per call
     v = 0
     while oc0 < op:
-        nc = (op - oc0) // lanes
-        if nc > 4:
-            nc = 4
-        npos = 16 if nc == 1 else 12 if nc == 2 else 8 if nc == 3 else 6
+        nc = _cl_vectors(op - oc0, lanes)
+        npos = _cl_positions(nc)
         kt = _cl_chunk(nt, nc)
         v = v + (nt + kt - 1) // kt * ((nf + npos - 1) // npos)
         oc0 = oc0 + nc * lanes
     tg_pf_plan(pf, pfl, v)
     oc0 = 0
     while oc0 < op:
-        nc = (op - oc0) // lanes
-        if nc > 4:
-            nc = 4
-        npos = 16 if nc == 1 else 12 if nc == 2 else 8 if nc == 3 else 6
+        nc = _cl_vectors(op - oc0, lanes)
+        npos = _cl_positions(nc)
         kt = _cl_chunk(nt, nc)
         t0 = 0
         while t0 < nt:

@@ -169,31 +169,6 @@ cdef extern from *:
 
     #if defined(__AVX__)
     #include <immintrin.h>
-    /* float32's full tile by four 8x8 transposes in AVX registers (the scalar
-       tg_tg_store_f moves one element per load and store) */
-    static void tg_tg_store8_f(const float* acc, float* dst, Py_ssize_t stride) {
-        Py_ssize_t q, k;
-        for (q = 0; q < 4; q++) {
-            __m256 r[8], t[8], u[8];
-            for (k = 0; k < 8; k++) r[k] = _mm256_loadu_ps(acc + k * 32 + q * 8);
-            for (k = 0; k < 8; k += 2) {
-                t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
-                t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
-            }
-            for (k = 0; k < 8; k += 4) {
-                u[k] = _mm256_shuffle_ps(t[k], t[k + 2], 0x44);
-                u[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], 0xEE);
-                u[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0x44);
-                u[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xEE);
-            }
-            float* d = dst + q * 8 * stride;
-            for (k = 0; k < 4; k++) {
-                _mm256_storeu_ps(d + k * stride, _mm256_permute2f128_ps(u[k], u[k + 4], 0x20));
-                _mm256_storeu_ps(d + (k + 4) * stride,
-                                 _mm256_permute2f128_ps(u[k], u[k + 4], 0x31));
-            }
-        }
-    }
     /* dst[j*ds + k] = src[k*ss + j], j, k < 8: one 8x8 transpose in AVX registers */
     static inline void tg_tg_t8_f(const float* src, Py_ssize_t ss, float* dst,
                                   Py_ssize_t ds) {
@@ -214,6 +189,12 @@ cdef extern from *:
             _mm256_storeu_ps(dst + k * ds, _mm256_permute2f128_ps(u[k], u[k + 4], 0x20));
             _mm256_storeu_ps(dst + (k + 4) * ds, _mm256_permute2f128_ps(u[k], u[k + 4], 0x31));
         }
+    }
+    /* float32's full tile by four 8x8 transposes in AVX registers (the scalar
+       tg_tg_store_f moves one element per load and store) */
+    static void tg_tg_store8_f(const float* acc, float* dst, Py_ssize_t stride) {
+        Py_ssize_t q;
+        for (q = 0; q < 4; q++) tg_tg_t8_f(acc + q * 8, 32, dst + q * 8 * stride, stride);
     }
     /* tg_tg_xt_f's transposed image by 8x8 transposes: per 8 channels, 8 positions at a
        time (the scalar version moves one value per load and store) */
