@@ -7,11 +7,12 @@ Thread policy, without touching what other libraries in the process depend on:
 
 - The Cython kernels run on tapegrad's own copy of the OpenMP runtime
   (``_omp/libtg-omp.so``, see setup.py), loaded before the first Cython kernel with idle
-  threads that sleep (``OMP_WAIT_POLICY=PASSIVE`` in force only while it loads, unless the
-  user set that variable). A spinning OpenMP team steals the cores that the BLAS threads
-  and the other pool need next. Other libraries' OpenMP runtimes (PyTorch's, the
-  system's) keep their own policy, and importing PyTorch first no longer hands tapegrad's
-  kernels PyTorch's spinning team.
+  threads that spin briefly, then sleep (``GOMP_SPINCOUNT`` in force only while it loads,
+  unless the user set it or ``OMP_WAIT_POLICY``): a team that spins for long steals the
+  cores that the BLAS threads and the other pool need next, and one that sleeps at once
+  pays a wake-up at every parallel region, several per op. Other libraries' OpenMP
+  runtimes (PyTorch's, the system's) keep their own policy, and importing PyTorch first no
+  longer hands tapegrad's kernels PyTorch's spinning team.
 - Numba's parallel kernels run on the threading layer Numba itself picks. The layer is one
   per process and other Numba code depends on it, so tapegrad leaves it alone: its
   ``workqueue`` layer would let idle workers sleep, but it aborts the whole process when two
@@ -39,20 +40,29 @@ OMP_LIB = Path(__file__).parent / "_omp" / "libtg-omp.so"
 _state: dict[str, object] = {"n": None, "blas": None, "applied": False, "omp": None}
 
 
+# Rounds an idle thread of tapegrad's team spins before it sleeps (GOMP_SPINCOUNT, about a
+# few tens of microseconds here): an op's passes and the next layer's kernel start their
+# parallel regions within that, so the worker is awake for them, and a team between training
+# steps or beside other work sleeps. Sleeping at once (OMP_WAIT_POLICY=PASSIVE, the policy
+# before) cost every region a futex wake-up: 2-thread forward + backward of eight conv layers
+# took 0.68-0.93 of the time with this spin (benchmarks/results/openmp-spin.md).
+SPIN_COUNT = "30000"
+
+
 def load_openmp() -> bool:
     """Load tapegrad's private OpenMP runtime once, before any Cython kernel.
 
-    Its idle threads sleep (``PASSIVE``) unless ``OMP_WAIT_POLICY`` is set in the
-    environment; the variable is set only while the runtime initialises and removed
-    after, so no other library sees it. Returns True if the private runtime is in use
-    (False for a build linked against the system libgomp).
+    Its idle threads spin ``SPIN_COUNT`` rounds, then sleep, unless ``OMP_WAIT_POLICY`` or
+    ``GOMP_SPINCOUNT`` is set in the environment; ``GOMP_SPINCOUNT`` is set only while the
+    runtime initialises and removed after, so no other library sees it. Returns True if
+    the private runtime is in use (False for a build linked against the system libgomp).
     """
     if _state["omp"] is None:
         _state["omp"] = False
         if OMP_LIB.exists() and sys.platform == "linux":
-            own = "OMP_WAIT_POLICY" in os.environ
+            own = "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ
             if not own:
-                os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+                os.environ["GOMP_SPINCOUNT"] = SPIN_COUNT
             try:
                 # DEEPBIND: the runtime's references to its own exported functions (its
                 # OpenACC and offload entry points) resolve to itself, not to a libgomp
@@ -63,7 +73,7 @@ def load_openmp() -> bool:
                 pass
             finally:
                 if not own:
-                    del os.environ["OMP_WAIT_POLICY"]
+                    del os.environ["GOMP_SPINCOUNT"]
     return bool(_state["omp"])
 
 

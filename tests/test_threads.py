@@ -14,7 +14,7 @@ from tapegrad.kernels import threads
 
 def _run(code: str, **env: str) -> list[str]:
     full = {**os.environ, **env}
-    for k in ("OMP_WAIT_POLICY", "NUMBA_THREADING_LAYER"):
+    for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "NUMBA_THREADING_LAYER"):
         if k not in env:
             full.pop(k, None)
     out = subprocess.run(
@@ -81,15 +81,20 @@ KERNELS = (
 
 
 def test_no_process_wide_setting_is_left_changed_and_the_user_s_are_kept():
-    """After Cython and Numba kernels at two threads: no ``OMP_WAIT_POLICY`` is left set
-    and Numba's threading layer is Numba's default; a user's own ``OMP_WAIT_POLICY`` and
-    ``NUMBA_THREADING_LAYER`` are left as they were set."""
+    """After Cython and Numba kernels at two threads: no ``OMP_WAIT_POLICY`` or
+    ``GOMP_SPINCOUNT`` is left set and Numba's threading layer is Numba's default; a user's
+    own ``OMP_WAIT_POLICY``, ``GOMP_SPINCOUNT`` and ``NUMBA_THREADING_LAYER`` are left as they
+    were set."""
     code = KERNELS + (
         "import os, numba\n"
-        "print(os.environ.get('OMP_WAIT_POLICY', '-'), numba.config.THREADING_LAYER)"
+        "print(os.environ.get('OMP_WAIT_POLICY', '-'), os.environ.get('GOMP_SPINCOUNT', '-'),"
+        " numba.config.THREADING_LAYER)"
     )
-    assert _run(code) == ["-", "default"]
-    assert _run(code, OMP_WAIT_POLICY="ACTIVE", NUMBA_THREADING_LAYER="omp") == ["ACTIVE", "omp"]
+    assert _run(code) == ["-", "-", "default"]
+    assert _run(code, OMP_WAIT_POLICY="ACTIVE", NUMBA_THREADING_LAYER="omp") == [
+        "ACTIVE", "-", "omp",
+    ]  # fmt: skip
+    assert _run(code, GOMP_SPINCOUNT="1000") == ["-", "1000", "default"]
 
 
 def test_numba_kernels_called_from_several_threads_at_once_complete():
