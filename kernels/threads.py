@@ -40,12 +40,13 @@ OMP_LIB = Path(__file__).parent / "_omp" / "libtg-omp.so"
 _state: dict[str, object] = {"n": None, "blas": None, "applied": False, "omp": None}
 
 
-# Rounds an idle thread of tapegrad's team spins before it sleeps (GOMP_SPINCOUNT, about a
-# few tens of microseconds here): an op's passes and the next layer's kernel start their
-# parallel regions within that, so the worker is awake for them, and a team between training
-# steps or beside other work sleeps. Sleeping at once (OMP_WAIT_POLICY=PASSIVE, the policy
-# before) cost every region a futex wake-up: 2-thread forward + backward of eight conv layers
-# took 0.68-0.93 of the time with this spin (benchmarks/results/openmp-spin.md).
+# Rounds an idle thread of tapegrad's team spins before it sleeps (GOMP_SPINCOUNT; about 1-2
+# ms on a Zen 5 core): an op's passes and the next layer's kernels start their parallel
+# regions within that, so the worker is awake for them, while a team between training steps
+# or beside other work sleeps (libgomp's default spins 10x longer). Sleeping at once
+# (OMP_WAIT_POLICY=PASSIVE, the policy before) cost every region a wake-up: 2-thread forward
+# + backward of eight conv layers took 0.83-0.92 of the time with this spin
+# (benchmarks/results/openmp-spin.md).
 SPIN_COUNT = "30000"
 
 
