@@ -844,6 +844,11 @@ cdef inline Py_ssize_t _cl_positions(Py_ssize_t nc) noexcept nogil:
     return 16 if nc == 1 else 12 if nc == 2 else 8 if nc == 3 else 6
 
 
+cdef inline Py_ssize_t _cw_positions(Py_ssize_t nc) noexcept nogil:
+    # output positions per weight-gradient tile of nc channel vectors
+    return 8 if nc == 1 else 12 if nc == 2 else 8 if nc == 3 else 6
+
+
 cdef inline Py_ssize_t _cl_chunk(Py_ssize_t nt, Py_ssize_t nc) noexcept nogil:
     # taps per chunk: as few chunks as fit their weights (nc vectors per tap) in
     # _CL_CHUNK_BYTES, of equal sizes (within one)
@@ -1321,19 +1326,15 @@ def wgrad_cl_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
                 calls = 0
                 oc0 = 0
                 while oc0 < op:
-                    nc = (op - oc0) // lanes
-                    if nc > 4:
-                        nc = 4
-                    ntq = 8 if nc == 1 else 12 if nc == 2 else 8 if nc == 3 else 6
+                    nc = _cl_vectors(op - oc0, lanes)
+                    ntq = _cw_positions(nc)
                     calls = calls + (tp + ntq - 1) // ntq
                     oc0 = oc0 + nc * lanes
                 tg_pf_plan(pf, tg_pf_left(pf), calls)
                 oc0 = 0
                 while oc0 < op:
-                    nc = (op - oc0) // lanes
-                    if nc > 4:
-                        nc = 4
-                    ntq = 8 if nc == 1 else 12 if nc == 2 else 8 if nc == 3 else 6
+                    nc = _cl_vectors(op - oc0, lanes)
+                    ntq = _cw_positions(nc)
                     t0 = 0
                     while t0 < tp:
                         pfn = tg_pf_take(pf, nb * ho * wo, &pfp)
