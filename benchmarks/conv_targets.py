@@ -167,7 +167,68 @@ OTHER_CASES = [
     Case("conv_transpose2d 3x3 s2 p1 op1 N=32 64->32 16->32: fwd+bwd", "conv_transpose2d",
          (32, 64, 16, 16), (64, 32, 3, 3), 2, 1, 1, True, 1.0, "gemm", 1),
 ]  # fmt: skip
-_CASE_SETS = {"targets": CASES, "other": OTHER_CASES}
+# A wider sweep of each kind (``--cases sweep``): batch 1 and large batches, channel counts
+# from 8 to 512 that are and are not multiples of 16, planes from 4x4 to 112x112, each held
+# to its kind's target. Used to find where a kind is weak, not as a table to tune for.
+SWEEP_CASES = [
+    Case("sweep 3x3 N=1 64->64 32x32 pad 1: fwd+bwd", "conv2d", (1, 64, 32, 32),
+         (64, 64, 3, 3), 1, 1, 1, True, 0.8, "gemm"),
+    Case("sweep 3x3 N=8 64->64 56x56 pad 1: fwd+bwd", "conv2d", (8, 64, 56, 56),
+         (64, 64, 3, 3), 1, 1, 1, True, 0.8, "gemm"),
+    Case("sweep 3x3 N=16 96->96 14x14 pad 1: fwd+bwd", "conv2d", (16, 96, 14, 14),
+         (96, 96, 3, 3), 1, 1, 1, True, 0.8, "gemm"),
+    Case("sweep 3x3 N=32 16->32 32x32 pad 1: fwd+bwd", "conv2d", (32, 16, 32, 32),
+         (32, 16, 3, 3), 1, 1, 1, True, 0.8, "gemm"),
+    Case("sweep 3x3 N=128 32->32 8x8 pad 1: fwd+bwd", "conv2d", (128, 32, 8, 8),
+         (32, 32, 3, 3), 1, 1, 1, True, 0.8, "gemm"),
+    Case("sweep 3x3 N=32 256->256 4x4 pad 1: fwd+bwd", "conv2d", (32, 256, 4, 4),
+         (256, 256, 3, 3), 1, 1, 1, True, 0.8, "gemm"),
+    Case("sweep 3x3 N=32 24->40 20x20 pad 1: fwd+bwd", "conv2d", (32, 24, 20, 20),
+         (40, 24, 3, 3), 1, 1, 1, True, 0.8, "gemm"),
+    Case("sweep 3x3 N=64 8->8 28x28 pad 1: fwd+bwd", "conv2d", (64, 8, 28, 28),
+         (8, 8, 3, 3), 1, 1, 1, True, 0.8, "gemm"),
+    Case("sweep 3x3 N=32 32->64 16x16 pad 1: fwd", "conv2d", (32, 32, 16, 16),
+         (64, 32, 3, 3), 1, 1, 1, False, 0.8, "gemm"),
+    Case("sweep 3x3 s2 N=32 64->128 16x16 pad 1: fwd+bwd", "conv2d", (32, 64, 16, 16),
+         (128, 64, 3, 3), 2, 1, 1, True, 1.0, "gemm"),
+    Case("sweep 5x5 s2 N=8 3->16 64x64 pad 2: fwd+bwd", "conv2d", (8, 3, 64, 64),
+         (16, 3, 5, 5), 2, 2, 1, True, 1.0, "gemm"),
+    Case("sweep 5x5 s2 N=32 32->64 16x16 pad 2: fwd+bwd", "conv2d", (32, 32, 16, 16),
+         (64, 32, 5, 5), 2, 2, 1, True, 1.0, "gemm"),
+    Case("sweep 5x5 s2 N=16 48->48 21x21 pad 0: fwd+bwd", "conv2d", (16, 48, 21, 21),
+         (48, 48, 5, 5), 2, 0, 1, True, 1.0, "gemm"),
+    Case("sweep 1x1 N=16 128->256 14x14: fwd+bwd", "conv2d", (16, 128, 14, 14),
+         (256, 128, 1, 1), 1, 0, 1, True, 1.0, "gemm"),
+    Case("sweep 1x1 N=64 16->16 32x32: fwd+bwd", "conv2d", (64, 16, 32, 32),
+         (16, 16, 1, 1), 1, 0, 1, True, 1.0, "gemm"),
+    Case("sweep 1x1 N=8 512->128 7x7: fwd+bwd", "conv2d", (8, 512, 7, 7),
+         (128, 512, 1, 1), 1, 0, 1, True, 1.0, "gemm"),
+    Case("sweep 1x1 N=1 64->64 32x32: fwd+bwd", "conv2d", (1, 64, 32, 32),
+         (64, 64, 1, 1), 1, 0, 1, True, 1.0, "gemm"),
+    Case("sweep depthwise 3x3 N=8 32ch 112x112 pad 1: fwd+bwd", "conv2d", (8, 32, 112, 112),
+         (32, 1, 3, 3), 1, 1, 32, True, 0.6, "copy"),
+    Case("sweep depthwise 3x3 N=16 144ch 28x28 pad 1: fwd+bwd", "conv2d", (16, 144, 28, 28),
+         (144, 1, 3, 3), 1, 1, 144, True, 0.6, "copy"),
+    Case("sweep depthwise 3x3 N=1 128ch 32x32 pad 1: fwd+bwd", "conv2d", (1, 128, 32, 32),
+         (128, 1, 3, 3), 1, 1, 128, True, 0.6, "copy"),
+    Case("sweep depthwise 3x3 N=32 256ch 8x8 pad 1: fwd+bwd", "conv2d", (32, 256, 8, 8),
+         (256, 1, 3, 3), 1, 1, 256, True, 0.6, "copy"),
+    Case("sweep depthwise 3x3 s2 N=16 32ch 112x112 pad 1: fwd+bwd", "conv2d",
+         (16, 32, 112, 112), (32, 1, 3, 3), 2, 1, 32, True, 0.7, "copy"),
+    Case("sweep depthwise 3x3 s2 N=32 576ch 14x14 pad 1: fwd+bwd", "conv2d",
+         (32, 576, 14, 14), (576, 1, 3, 3), 2, 1, 576, True, 0.7, "copy"),
+    Case("sweep depthwise 5x5 s2 N=32 240ch 8x8 pad 2: fwd+bwd", "conv2d", (32, 240, 8, 8),
+         (240, 1, 5, 5), 2, 2, 240, True, 0.7, "copy"),
+    Case("sweep conv_transpose2d 4x4 s2 p1 N=8 256->128 4->8: fwd+bwd", "conv_transpose2d",
+         (8, 256, 4, 4), (256, 128, 4, 4), 2, 1, 1, True, 0.9, "gemm"),
+    Case("sweep conv_transpose2d 4x4 s2 p1 N=64 16->8 32->64: fwd+bwd", "conv_transpose2d",
+         (64, 16, 32, 32), (16, 8, 4, 4), 2, 1, 1, True, 0.9, "gemm"),
+    Case("sweep conv_transpose2d 4x4 s2 p1 N=1 64->32 16->32: fwd+bwd", "conv_transpose2d",
+         (1, 64, 16, 16), (64, 32, 4, 4), 2, 1, 1, True, 0.9, "gemm"),
+    Case("sweep conv_transpose2d 3x3 s2 p1 op1 N=16 48->24 12->24: fwd+bwd",
+         "conv_transpose2d", (16, 48, 12, 12), (48, 24, 3, 3), 2, 1, 1, True, 1.0, "gemm", 1),
+]  # fmt: skip
+_CASE_SETS = {"targets": CASES, "other": OTHER_CASES, "sweep": SWEEP_CASES}
 _CASE_SET = "targets"  # --cases
 
 
@@ -461,7 +522,7 @@ def main() -> None:
         "--cases",
         choices=sorted(_CASE_SETS),
         default="targets",
-        help="the targets table's cases, or other shapes of the same kinds",
+        help="the targets table's cases, other shapes of the same kinds, or a wider sweep",
     )
     ap.add_argument(
         "--worker",
