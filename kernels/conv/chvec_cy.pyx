@@ -578,22 +578,13 @@ cdef extern from *:
         tg_wc_mul_##S##_1_10, tg_wc_mul_##S##_1_11, tg_wc_mul_##S##_1_12,               \
         tg_wc_mul_##S##_1_13, tg_wc_mul_##S##_1_14, tg_wc_mul_##S##_1_15,               \
         tg_wc_mul_##S##_1_16};                                                          \
-    /* one image: xb (c, h, w) -> yb (o, ho, wo), u (16, c, op) the transformed weights;   \
-       work: max(h w, ho wo op / cp) cp + hq wq cp + 16 ldv + 16 ldm values (see the       \
-       caller); returns the image's input summed as x - x (NaN if it holds a NaN or an      \
-       infinity) */                                                                     \
-    static T tg_wc_image_##S(const T* xb, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,      \
-            Py_ssize_t ph, Py_ssize_t pw, const T* u, Py_ssize_t o, Py_ssize_t op,       \
-            const T* bias, T* yb, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t rows, T* work) { \
+    /* x (c, h, w) -> its zero-padded copy xq (hq rows of wq pixels of cp channels),      \
+       through tmp (h w cp values); returns the image summed as x - x lane by lane */     \
+    static tg_cv_v##S tg_wc_pad_##S(const T* xb, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w, \
+            Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t cp, Py_ssize_t hq, Py_ssize_t wq,    \
+            T* tmp, T* xq) {                                                            \
         enum { V = 64 / sizeof(T) };                                                    \
-        Py_ssize_t cp = (c + V - 1) / V * V, th = (ho + 1) / 2, tw = (wo + 1) / 2;       \
-        Py_ssize_t hq = 2 * th + 2, wq = 2 * tw + 2, ldv = rows * tw * cp;              \
-        Py_ssize_t big = h * w * cp, r, q, f, ty0, g, xi, n0, t0;  \
-        if (ho * wo * op > big) big = ho * wo * op;                                     \
-        T* tmp = work;                                                                  \
-        T* xq = tmp + big;                                                              \
-        T* vb = xq + hq * wq * cp;                                                      \
-        T* mb = vb + 16 * ldv;                                                          \
+        Py_ssize_t r, f;                                                                \
         tg_cv_v##S fl = {0};                                                            \
         tg_cv_gt_##S(xb, h * w, c, cp, tmp);                                            \
         for (r = 0; r < hq; r++) {                                                      \
@@ -614,55 +605,103 @@ cdef extern from *:
             }                                                                           \
             fl += rf;                                                                   \
         }                                                                               \
-        T* yt = tmp;                                                                    \
-        for (ty0 = 0; ty0 < th; ty0 += rows) {                                          \
-            g = th - ty0 < rows ? th - ty0 : rows;                                      \
-            Py_ssize_t nt = g * tw;                                                     \
-            tg_wc_in_##S(xq, wq, cp, ty0, g, tw, vb);                                   \
-            for (xi = 0; xi < 16; xi++) {                                               \
-                const T* uk = u + xi * c * op;                                          \
-                const T* vk = vb + xi * cp;                                             \
-                T* mk = mb + xi * op;                                                   \
-                for (n0 = 0; n0 < op;) {                                                \
-                    Py_ssize_t nv = (op - n0) / V, R;                                   \
-                    nv = nv >= 4 ? 4 : nv >= 2 ? 2 : 1;                                 \
-                    R = nv == 4 ? 6 : nv == 2 ? 12 : 16;                                \
-                    for (t0 = 0; t0 < nt; t0 += R) {                                    \
-                        Py_ssize_t nr = nt - t0 < R ? nt - t0 : R;                      \
-                        const T* vt = vk + t0 * 16 * cp;                                \
-                        T* mt = mk + t0 * 16 * op + n0;                                 \
-                        tg_wc_mul_fn_##S f = nv == 4 ? tg_wc_mul4_##S[nr - 1]           \
-                            : nv == 2 ? tg_wc_mul2_##S[nr - 1] : tg_wc_mul1_##S[nr - 1]; \
-                        f(vt, 16 * cp, uk + n0, op, c, mt, 16 * op);                    \
-                    }                                                                   \
-                    n0 += nv * V;                                                       \
+        return fl;                                                                      \
+    }                                                                                   \
+    /* mb[(16 t + k) op + ch] = sum over i < c of vb[(16 t + k) cp + i] u[k, i, ch] for the \
+       nt tiles of a strip */                                                           \
+    static void tg_wc_strip_mul_##S(const T* vb, const T* u, Py_ssize_t c, Py_ssize_t cp, \
+            Py_ssize_t op, Py_ssize_t nt, T* mb) {                                      \
+        enum { V = 64 / sizeof(T) };                                                    \
+        Py_ssize_t xi, n0, t0;                                                          \
+        for (xi = 0; xi < 16; xi++) {                                                   \
+            const T* uk = u + xi * c * op;                                              \
+            const T* vk = vb + xi * cp;                                                 \
+            T* mk = mb + xi * op;                                                       \
+            for (n0 = 0; n0 < op;) {                                                    \
+                Py_ssize_t nv = (op - n0) / V, R;                                       \
+                nv = nv >= 4 ? 4 : nv >= 2 ? 2 : 1;                                     \
+                R = nv == 4 ? 6 : nv == 2 ? 12 : 16;                                    \
+                for (t0 = 0; t0 < nt; t0 += R) {                                        \
+                    Py_ssize_t nr = nt - t0 < R ? nt - t0 : R;                          \
+                    const T* vt = vk + t0 * 16 * cp;                                    \
+                    T* mt = mk + t0 * 16 * op + n0;                                     \
+                    tg_wc_mul_fn_##S f = nv == 4 ? tg_wc_mul4_##S[nr - 1]               \
+                        : nv == 2 ? tg_wc_mul2_##S[nr - 1] : tg_wc_mul1_##S[nr - 1];     \
+                    f(vt, 16 * cp, uk + n0, op, c, mt, 16 * op);                        \
                 }                                                                       \
+                n0 += nv * V;                                                           \
             }                                                                           \
-            /* A^T m A per tile and vector of output channels, into yt (ho wo, op) */   \
-            Py_ssize_t t, ov;                                                           \
-            for (t = 0; t < nt; t++) {                                                  \
-                Py_ssize_t oh = 2 * (ty0 + t / tw), ow = 2 * (t % tw);                  \
-                for (ov = 0; ov < op; ov += V) {                                        \
-                    tg_cv_v##S m[16], s0[4], s1[4];                                     \
-                    _Pragma("GCC unroll 16") for (xi = 0; xi < 16; xi++)                \
-                        m[xi] = *(const tg_cv_u##S*)(mb + (16 * t + xi) * op + ov);     \
-                    _Pragma("GCC unroll 4") for (q = 0; q < 4; q++) {                   \
-                        s0[q] = m[q] + m[4 + q] + m[8 + q];                             \
-                        s1[q] = m[4 + q] - m[8 + q] - m[12 + q];                        \
-                    }                                                                   \
-                    tg_cv_v##S y00 = s0[0] + s0[1] + s0[2], y01 = s0[1] - s0[2] - s0[3]; \
-                    tg_cv_v##S y10 = s1[0] + s1[1] + s1[2], y11 = s1[1] - s1[2] - s1[3]; \
-                    T* d = yt + (oh * wo + ow) * op + ov;                               \
-                    *(tg_cv_u##S*)d = y00;                                              \
-                    if (ow + 1 < wo) *(tg_cv_u##S*)(d + op) = y01;                      \
-                    if (oh + 1 < ho) {                                                  \
-                        *(tg_cv_u##S*)(d + wo * op) = y10;                              \
-                        if (ow + 1 < wo) *(tg_cv_u##S*)(d + wo * op + op) = y11;        \
-                    }                                                                   \
+        }                                                                               \
+    }                                                                                   \
+    /* A^T m A of the nt tiles in mb (tile rows from ty0) into yt (ho wo, op) */         \
+    static void tg_wc_out_tiles_##S(const T* mb, Py_ssize_t nt, Py_ssize_t ty0,          \
+            Py_ssize_t tw, Py_ssize_t op, Py_ssize_t ho, Py_ssize_t wo, T* yt) {         \
+        enum { V = 64 / sizeof(T) };                                                    \
+        Py_ssize_t t, ov, xi, q;                                                        \
+        for (t = 0; t < nt; t++) {                                                      \
+            Py_ssize_t oh = 2 * (ty0 + t / tw), ow = 2 * (t % tw);                      \
+            for (ov = 0; ov < op; ov += V) {                                            \
+                tg_cv_v##S m[16], s0[4], s1[4];                                         \
+                _Pragma("GCC unroll 16") for (xi = 0; xi < 16; xi++)                    \
+                    m[xi] = *(const tg_cv_u##S*)(mb + (16 * t + xi) * op + ov);         \
+                _Pragma("GCC unroll 4") for (q = 0; q < 4; q++) {                       \
+                    s0[q] = m[q] + m[4 + q] + m[8 + q];                                 \
+                    s1[q] = m[4 + q] - m[8 + q] - m[12 + q];                            \
+                }                                                                       \
+                tg_cv_v##S y00 = s0[0] + s0[1] + s0[2], y01 = s0[1] - s0[2] - s0[3];     \
+                tg_cv_v##S y10 = s1[0] + s1[1] + s1[2], y11 = s1[1] - s1[2] - s1[3];     \
+                T* d = yt + (oh * wo + ow) * op + ov;                                   \
+                *(tg_cv_u##S*)d = y00;                                                  \
+                if (ow + 1 < wo) *(tg_cv_u##S*)(d + op) = y01;                          \
+                if (oh + 1 < ho) {                                                      \
+                    *(tg_cv_u##S*)(d + wo * op) = y10;                                  \
+                    if (ow + 1 < wo) *(tg_cv_u##S*)(d + wo * op + op) = y11;            \
                 }                                                                       \
             }                                                                           \
         }                                                                               \
-        tg_wc_untr_##S(yt, ho * wo, o, op, bias, yb);                                   \
+    }                                                                                   \
+    /* nimg consecutive images: xb (nimg, c, h, w) -> yb (nimg, o, ho, wo), u (16, c, op)  \
+       the transformed weights. With nimg 1, strips of ``rows`` tile rows of the image;    \
+       with more (a small plane: rows >= nimg th, see the caller), one strip holding every \
+       tile of the nimg images, so each panel of u is read once for all of them. work:     \
+       max(h w, ho wo op / cp) cp + hq wq cp + 16 ldv + 16 ldm values (see the caller);    \
+       returns the images' input summed as x - x (NaN if it holds a NaN or an infinity) */ \
+    static T tg_wc_image_##S(const T* xb, Py_ssize_t nimg, Py_ssize_t c, Py_ssize_t h,   \
+            Py_ssize_t w, Py_ssize_t ph, Py_ssize_t pw, const T* u, Py_ssize_t o,         \
+            Py_ssize_t op, const T* bias, T* yb, Py_ssize_t ho, Py_ssize_t wo,            \
+            Py_ssize_t rows, T* work) {                                                 \
+        enum { V = 64 / sizeof(T) };                                                    \
+        Py_ssize_t cp = (c + V - 1) / V * V, th = (ho + 1) / 2, tw = (wo + 1) / 2;       \
+        Py_ssize_t hq = 2 * th + 2, wq = 2 * tw + 2, ldv = rows * tw * cp;              \
+        Py_ssize_t big = h * w * cp, f, ty0, g, i;                                      \
+        if (ho * wo * op > big) big = ho * wo * op;                                     \
+        T* tmp = work;                                                                  \
+        T* xq = tmp + big;                                                              \
+        T* vb = xq + hq * wq * cp;                                                      \
+        T* mb = vb + 16 * ldv;                                                          \
+        T* yt = tmp;                                                                    \
+        tg_cv_v##S fl = {0};                                                            \
+        if (nimg > 1) {                                                                 \
+            Py_ssize_t per = th * tw;                                                   \
+            for (i = 0; i < nimg; i++) {                                                \
+                fl += tg_wc_pad_##S(xb + i * c * h * w, c, h, w, ph, pw, cp, hq, wq, tmp, xq); \
+                tg_wc_in_##S(xq, wq, cp, 0, th, tw, vb + i * per * 16 * cp);            \
+            }                                                                           \
+            tg_wc_strip_mul_##S(vb, u, c, cp, op, nimg * per, mb);                      \
+            for (i = 0; i < nimg; i++) {                                                \
+                tg_wc_out_tiles_##S(mb + i * per * 16 * op, per, 0, tw, op, ho, wo, yt); \
+                tg_wc_untr_##S(yt, ho * wo, o, op, bias, yb + i * o * ho * wo);         \
+            }                                                                           \
+        } else {                                                                        \
+            fl = tg_wc_pad_##S(xb, c, h, w, ph, pw, cp, hq, wq, tmp, xq);               \
+            for (ty0 = 0; ty0 < th; ty0 += rows) {                                      \
+                g = th - ty0 < rows ? th - ty0 : rows;                                  \
+                tg_wc_in_##S(xq, wq, cp, ty0, g, tw, vb);                               \
+                tg_wc_strip_mul_##S(vb, u, c, cp, op, g * tw, mb);                      \
+                tg_wc_out_tiles_##S(mb, g * tw, ty0, tw, op, ho, wo, yt);               \
+            }                                                                           \
+            tg_wc_untr_##S(yt, ho * wo, o, op, bias, yb);                               \
+        }                                                                               \
         T sum = 0;                                                                      \
         for (f = 0; f < V; f++) sum += fl[f];                                           \
         return sum;                                                                     \
@@ -670,12 +709,12 @@ cdef extern from *:
     TG_WC_ALL(float, f) TG_WC_ALL(double, d)
     TG_WC_IMAGE(float, f) TG_WC_IMAGE(double, d)
     """
-    float tg_wc_image_f(const float* xb, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
-                        Py_ssize_t ph, Py_ssize_t pw, const float* u, Py_ssize_t o,
+    float tg_wc_image_f(const float* xb, Py_ssize_t nimg, Py_ssize_t c, Py_ssize_t h,
+                        Py_ssize_t w, Py_ssize_t ph, Py_ssize_t pw, const float* u, Py_ssize_t o,
                         Py_ssize_t op, const float* bias, float* yb, Py_ssize_t ho,
                         Py_ssize_t wo, Py_ssize_t rows, float* work) noexcept nogil
-    double tg_wc_image_d(const double* xb, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
-                         Py_ssize_t ph, Py_ssize_t pw, const double* u, Py_ssize_t o,
+    double tg_wc_image_d(const double* xb, Py_ssize_t nimg, Py_ssize_t c, Py_ssize_t h,
+                         Py_ssize_t w, Py_ssize_t ph, Py_ssize_t pw, const double* u, Py_ssize_t o,
                          Py_ssize_t op, const double* bias, double* yb, Py_ssize_t ho,
                          Py_ssize_t wo, Py_ssize_t rows, double* work) noexcept nogil
 
@@ -692,15 +731,17 @@ def winograd2_work(int c, int h, int w, int o, int ph, int pw, int rows, int lan
 
 def winograd2_threads(const real[:, :, :, ::1] x, const real[:, :, ::1] u,
                       const real[::1] bias, bint has_bias, real[:, :, :, ::1] y,
-                      real[:, ::1] work, real[::1] flags, int ph, int pw, int rows, int nt):
+                      real[:, ::1] work, real[::1] flags, int ph, int pw, int rows, int nt,
+                      int group=1):
     """y = the 3x3 stride-1 convolution of x by Winograd F(2x2, 3x3) with channels across
-    the vector lanes, one image per thread at a time: u (16, c, op) the transformed weights
-    (G g G^T at 4 i + j, zero past o), ``rows`` tile rows per strip (the strip's tile
-    buffers in ``work``, see ``winograd2_work``), flags[thread] NaN when its images held a
-    NaN or an infinity (then y is not the convolution)."""
+    the vector lanes, ``group`` images per thread at a time: u (16, c, op) the transformed
+    weights (G g G^T at 4 i + j, zero past o), ``rows`` tile rows per strip (the strip's
+    tile buffers in ``work``, see ``winograd2_work``; with ``group`` above 1, rows must hold
+    the tile rows of ``group`` images: each group is one strip), flags[thread] NaN when its
+    images held a NaN or an infinity (then y is not the convolution)."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = y.shape[1], ho = y.shape[2], wo = y.shape[3], op = u.shape[2]
-    cdef Py_ssize_t b
+    cdef Py_ssize_t gi, b, m, ng
     cdef int tid
     cdef const real* bp = &bias[0] if has_bias else NULL
     if u.shape[0] != 16 or u.shape[1] != c or op % (64 // sizeof(real)) or op < o:
@@ -709,19 +750,25 @@ def winograd2_threads(const real[:, :, :, ::1] x, const real[:, :, ::1] u,
     if ho != h + 2 * ph - 2 or wo != w + 2 * pw - 2 or ho < 1 or wo < 1 or rows < 1:
         raise ValueError(f"winograd2_threads: y {(ho, wo)} does not fit x {(h, w)} with "
                          f"padding {(ph, pw)}, or rows {rows} < 1")
+    if group < 1 or (group > 1 and rows < group * ((ho + 1) // 2)):
+        raise ValueError(f"winograd2_threads: group {group} < 1, or its tile rows above "
+                         f"rows {rows}")
     if work.shape[0] < nt or work.shape[1] < winograd2_work(c, h, w, o, ph, pw, rows,
                                                              64 // sizeof(real)):
         raise ValueError("winograd2_threads: work buffer too small")
+    ng = (n + group - 1) // group
     with nogil:
-        for b in prange(n, schedule="dynamic", num_threads=nt):
+        for gi in prange(ng, schedule="dynamic", num_threads=nt):
             tid = openmp.omp_get_thread_num()
+            b = gi * group
+            m = n - b if n - b < group else group
             if real is float:
-                flags[tid] += tg_wc_image_f(&x[b, 0, 0, 0], c, h, w, ph, pw, &u[0, 0, 0], o,
-                                            op, bp, &y[b, 0, 0, 0], ho, wo, rows,
+                flags[tid] += tg_wc_image_f(&x[b, 0, 0, 0], m, c, h, w, ph, pw, &u[0, 0, 0],
+                                            o, op, bp, &y[b, 0, 0, 0], ho, wo, rows,
                                             &work[tid, 0])
             else:
-                flags[tid] += tg_wc_image_d(&x[b, 0, 0, 0], c, h, w, ph, pw, &u[0, 0, 0], o,
-                                            op, bp, &y[b, 0, 0, 0], ho, wo, rows,
+                flags[tid] += tg_wc_image_d(&x[b, 0, 0, 0], m, c, h, w, ph, pw, &u[0, 0, 0],
+                                            o, op, bp, &y[b, 0, 0, 0], ho, wo, rows,
                                             &work[tid, 0])
 
 

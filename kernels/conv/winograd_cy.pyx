@@ -49,6 +49,7 @@ and channel pair instead of the direct one's 36.
 """
 
 cimport openmp
+from libc.string cimport memcpy
 from cython.parallel cimport prange
 
 import numpy as np
@@ -1142,17 +1143,89 @@ _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.
 _GG = np.einsum("ia,jb->abij", _G, _G).reshape(9, 16)
 
 
-def _weight_transform_lanes(w, op):
-    """u[4 i + j, c, k] = (G w[k, c] G^T)[i, j] for k < o, zero up to op: one (16, 9) x
-    (9, c o) product on the taps-first copy of w (the per-call cost of the channel-lane
-    paths: a few strided NumPy passes over w cost more on small planes)."""
+cdef extern from *:
+    """
+    /* u[4 i + j][a][k] = (G g_k G^T)[i, j] for 16 filters g_k given tap-major in t[tap][k]
+       (row-major taps), G of F(2x2, 3x3): the loop over k runs in vector lanes */
+    #define TG_GWG_ROW(T, i, r0, r1, r2) \
+        u[4 * i][a][k] = (r0); u[4 * i + 1][a][k] = (T)0.5 * ((r0) + (r1) + (r2)); \
+        u[4 * i + 2][a][k] = (T)0.5 * ((r0) - (r1) + (r2)); u[4 * i + 3][a][k] = (r2);
+    #define TG_GWG16(T, S) \
+    static void tg_gwg16_##S(const T (*t)[16], T (*u)[16][16], ptrdiff_t a) { \
+        ptrdiff_t k; \
+        _Pragma("omp simd") for (k = 0; k < 16; k++) { \
+            T g0 = t[0][k], g1 = t[1][k], g2 = t[2][k], g3 = t[3][k], g4 = t[4][k]; \
+            T g5 = t[5][k], g6 = t[6][k], g7 = t[7][k], g8 = t[8][k]; \
+            T s0 = (T)0.5 * (g0 + g6), s1 = (T)0.5 * (g1 + g7), s2 = (T)0.5 * (g2 + g8); \
+            T h0 = (T)0.5 * g3, h1 = (T)0.5 * g4, h2 = (T)0.5 * g5; \
+            TG_GWG_ROW(T, 0, g0, g1, g2) \
+            TG_GWG_ROW(T, 1, s0 + h0, s1 + h1, s2 + h2) \
+            TG_GWG_ROW(T, 2, s0 - h0, s1 - h1, s2 - h2) \
+            TG_GWG_ROW(T, 3, g6, g7, g8) \
+        } \
+    }
+    TG_GWG16(float, f) TG_GWG16(double, d)
+    """
+    void tg_gwg16_f(const float (*t)[16], float (*u)[16][16], Py_ssize_t a) noexcept nogil
+    void tg_gwg16_d(const double (*t)[16], double (*u)[16][16], Py_ssize_t a) noexcept nogil
+
+
+def weight_transform_lanes(const real[:, :, :, ::1] w, real[:, :, ::1] u, bint flip, int nt):
+    """The channel-lane paths' transformed weights in one pass over w (o, c, 3, 3):
+    u[4 i + j, ci, k] = (G w[k, ci] G^T)[i, j] (u (16, c, op), zero for k >= o), or with
+    ``flip`` the input gradient's, the filters turned half a turn and the channel axes
+    swapped: u[4 i + j, k, ci] = (G rot180(w[k, ci]) G^T)[i, j] (u (16, o, cp), zero for
+    ci >= c)."""
+    cdef Py_ssize_t o = w.shape[0], c = w.shape[1], a, a0, k, k0, q, na, nk, tap
+    cdef Py_ssize_t rows = o if flip else c, cols = u.shape[2], lim = c if flip else o
+    cdef Py_ssize_t sa = w.strides[1] // sizeof(real) if not flip else w.strides[0] // sizeof(real)
+    cdef Py_ssize_t sk = w.strides[0] // sizeof(real) if not flip else w.strides[1] // sizeof(real)
+    cdef real t[9][16]
+    cdef real buf[16][16][16]
+    cdef const real* f
+    if w.shape[2] != 3 or w.shape[3] != 3 or u.shape[0] != 16 or u.shape[1] != rows or (
+            cols < lim):
+        raise ValueError(f"weight_transform_lanes: u {tuple(u.shape)[:3]} does not fit w "
+                         f"{tuple(w.shape)[:4]} (flip={bool(flip)})")
+    if w.shape[0] == 0 or w.shape[1] == 0:
+        u[...] = 0
+        return
+    with nogil:
+        # blocks of 16 x 16 filters through buf[q][a][k], each of u's 16 matrices written
+        # 16 values (a cache line of float32) at a time: the matrices are a power of two
+        # apart on common channel counts, so a filter's 16 values stored straight to them
+        # all land in one cache set. With flip the taps are read in reverse order.
+        for a0 in prange(0, rows, 16, schedule="static", num_threads=nt):
+            na = rows - a0 if rows - a0 < 16 else 16
+            for k0 in range(0, cols, 16):
+                nk = cols - k0 if cols - k0 < 16 else 16
+                for a in range(na):
+                    for k in range(16):
+                        if k0 + k < lim:
+                            f = &w[0, 0, 0, 0] + (a0 + a) * sa + (k0 + k) * sk
+                            for tap in range(9):
+                                t[tap][k] = f[8 - tap] if flip else f[tap]
+                        else:
+                            for tap in range(9):
+                                t[tap][k] = 0
+                    if real is float:
+                        tg_gwg16_f(t, buf, a)
+                    else:
+                        tg_gwg16_d(t, buf, a)
+                for q in range(16):
+                    for a in range(na):
+                        memcpy(&u[q, a0 + a, k0], &buf[q][a][0], nk * sizeof(real))
+
+
+def _weight_transform_lanes(w, op, flip=False):
+    """u[4 i + j, c, k] = (G w[k, c] G^T)[i, j] for k < o, zero up to op (with ``flip``,
+    the input gradient's: see ``weight_transform_lanes``), in one threaded pass over w
+    (NumPy's strided passes and a (16, 9) x (9, c o) product cost as much as the products
+    themselves on 4x4 and 8x8 planes with 128+ channels)."""
     o, c = w.shape[:2]
-    wk = np.empty((3, 3, c, op), dtype=w.dtype)
-    wk[..., :o] = w.transpose(2, 3, 1, 0)
-    wk[..., o:] = 0
-    with cblas.single_threaded():
-        u = _GG.T.astype(w.dtype) @ wk.reshape(9, c * op)
-    return u.reshape(16, c, op)
+    u = np.empty((16, o if flip else c, op), dtype=w.dtype)
+    weight_transform_lanes(np.ascontiguousarray(w), u, flip, _team_size(16 * c * op))
+    return u
 
 
 def _weight_transform(w):
@@ -1309,6 +1382,7 @@ _LANES_MAX_SIDE = 32
 _LANES_ALL_BATCHES_SIDE = 16
 _LANES_MIN_CHANNELS = 32
 _LANES_STRIP_BYTES = 1 << 19  # V and M of one strip of tile rows, per thread
+_LANES_GROUP_BYTES = 1 << 20  # V and M of one strip of several images' tiles, per thread
 
 
 def _lanes_team_fits(n, ho, wo, max_side) -> bool:
@@ -1325,27 +1399,46 @@ def _uses_lanes(c, o, ho, wo, n) -> bool:
             and _lanes_team_fits(n, ho, wo, _LANES_ALL_BATCHES_SIDE))
 
 
-def _winograd_lanes(x, w, b, int ph, int pw, y):
+def _winograd_lanes(x, w, b, int ph, int pw, y, flip=False):
     """``_winograd``'s call through ``winograd2_threads`` (see ``_uses_lanes``)."""
     n, c, h, wd = x.shape
     o, ho, wo = y.shape[1:]
     lanes = 64 // x.itemsize
     cp, op = -(-c // lanes) * lanes, -(-o // lanes) * lanes
     th, tw = (ho + 1) // 2, (wo + 1) // 2
-    rows = int(max(1, min(th, _LANES_STRIP_BYTES // (16 * tw * (cp + op) * x.itemsize))))
     nt = max(1, min(_team_size(4 * n * th * tw * c * o), n))
+    rows, group = _lanes_strip(n, c, o, th, tw, x.itemsize, nt)
     size = _lanes.winograd2_work(c, h, wd, o, ph, pw, rows, lanes)
     memory.check_fits("conv2d (winograd)", {
         "tile buffers": nt * size * x.itemsize,
         "output": y.nbytes,
     })
-    u = _weight_transform_lanes(w, op)
+    u = _weight_transform_lanes(w, op, flip)
     work = workspace("winograd-lanes", (nt, size), x.dtype)
     bias = b if b is not None else np.zeros(1, dtype=x.dtype)
     flags = np.zeros(nt, dtype=x.dtype)
     _lanes.winograd2_threads(np.ascontiguousarray(x), u, bias, b is not None, y, work, flags,
-                             ph, pw, rows, nt)
+                             ph, pw, rows, nt, group)
     return y if np.isfinite(flags.sum()) else None
+
+
+def _lanes_strip(n, c, o, th, tw, itemsize, nt):
+    """(tile rows per strip, images per strip) of the channel-lane forward: strips of
+    ``_LANES_STRIP_BYTES`` within one image; on planes whose tiles fill less than half a
+    strip, the tiles of several images in one strip of up to ``_LANES_GROUP_BYTES`` (each
+    panel of the transformed weights is then read once for all of them, not once per
+    image), as many as leave every thread of the team ``nt`` a group."""
+    row_bytes = 16 * tw * (_round_lanes(c, itemsize) + _round_lanes(o, itemsize)) * itemsize
+    rows = int(max(1, min(th, _LANES_STRIP_BYTES // row_bytes)))
+    group = int(min(_LANES_GROUP_BYTES // (th * row_bytes), -(-n // nt)))
+    if rows < th or group < 2:
+        return rows, 1
+    return group * th, group
+
+
+def _round_lanes(c, itemsize):
+    lanes = 64 // itemsize
+    return -(-c // lanes) * lanes
 
 
 # The weight gradient of calls with at least _LANES_MIN_CHANNELS channels in and out runs
@@ -1407,18 +1500,22 @@ def _weight_gradient_lanes(gy, x, w, int ph, int pw):
     return np.ascontiguousarray(gw.reshape(3, 3, c, o).transpose(3, 2, 0, 1))
 
 
-def _winograd(x, w, b, int ph, int pw, gemm):
+def _winograd(x, w, b, int ph, int pw, gemm, flip=False):
     """y of a 3x3 stride-1 call by Winograd, or None when x holds a NaN or an infinity (found
-    while the tiles are read: Winograd would spread it over its tiles)."""
+    while the tiles are read: Winograd would spread it over its tiles). With ``flip``, the
+    input gradient's call: w is the layer's (o, c, 3, 3) weight and the filters are
+    ``rot180(w).transpose(1, 0)`` (made only by the paths that need them)."""
     n, c, h, wd = x.shape
-    o = w.shape[0]
+    o = w.shape[1] if flip else w.shape[0]
     ho, wo = _out_size(h, 3, 1, ph, 1), _out_size(wd, 3, 1, pw, 1)
     y = np.empty((n, o, ho, wo), dtype=x.dtype)
     if y.size == 0 or c == 0:
         y[...] = 0 if b is None else b.reshape(1, o, 1, 1)
         return y
     if _uses_lanes(c, o, ho, wo, n):
-        return _winograd_lanes(x, w, b, ph, pw, y)
+        return _winograd_lanes(x, w, b, ph, pw, y, flip)
+    if flip:
+        w = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
     fast = _fast4(x.dtype)
     f4 = _uses_f4(c, o, ho, wo, fast)
     if f4 and fast:
@@ -1473,8 +1570,7 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
             gx = np.zeros_like(x)
         else:
             if ph <= 2 and pw <= 2:
-                wf = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-                gx = _winograd(np.ascontiguousarray(gy), wf, None, 2 - ph, 2 - pw, gemm)
+                gx = _winograd(np.ascontiguousarray(gy), w, None, 2 - ph, 2 - pw, gemm, True)
             if gx is None:  # padding above 2, or a NaN or an infinity in gy
                 gx = _fallback.backward(gy, x, w, stride, padding, dilation, groups, True,
                                         False)[0]
