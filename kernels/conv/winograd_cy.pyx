@@ -1170,6 +1170,66 @@ cdef extern from *:
     void tg_gwg16_d(const double (*t)[16], double (*u)[16][16], Py_ssize_t a) noexcept nogil
 
 
+cdef extern from *:
+    """
+    /* g[o][tap] = (G^T d_o G)[tap / 3, tap % 3] for 16 4x4 matrices d_o given point-major
+       in d[4 i + j][o] (the weight gradient's: the adjoint of G g G^T), G of F(2x2, 3x3):
+       the loop over o runs in vector lanes */
+    #define TG_GTDG_ROW(T, r, d0, d1, d2, d3) \
+        T r##0 = (d0) + (T)0.5 * ((d1) + (d2)), r##1 = (T)0.5 * ((d1) - (d2)); \
+        T r##2 = (T)0.5 * ((d1) + (d2)) + (d3);
+    #define TG_GTDG_OUT(T, a, r0, r1, r2, r3) \
+        g[k][3 * a] = (r0) + (T)0.5 * ((r1) + (r2)); g[k][3 * a + 1] = (T)0.5 * ((r1) - (r2)); \
+        g[k][3 * a + 2] = (T)0.5 * ((r1) + (r2)) + (r3);
+    #define TG_GTDG16(T, S) \
+    static void tg_gtdg16_##S(const T (*d)[16], T (*g)[9]) { \
+        ptrdiff_t k; \
+        _Pragma("omp simd") for (k = 0; k < 16; k++) { \
+            /* columns j of R = G^T D: a[j], b[j], c[j] its rows 0, 1, 2 */ \
+            TG_GTDG_ROW(T, a0_, d[0][k], d[4][k], d[8][k], d[12][k]) \
+            TG_GTDG_ROW(T, a1_, d[1][k], d[5][k], d[9][k], d[13][k]) \
+            TG_GTDG_ROW(T, a2_, d[2][k], d[6][k], d[10][k], d[14][k]) \
+            TG_GTDG_ROW(T, a3_, d[3][k], d[7][k], d[11][k], d[15][k]) \
+            TG_GTDG_OUT(T, 0, a0_0, a1_0, a2_0, a3_0) \
+            TG_GTDG_OUT(T, 1, a0_1, a1_1, a2_1, a3_1) \
+            TG_GTDG_OUT(T, 2, a0_2, a1_2, a2_2, a3_2) \
+        } \
+    }
+    TG_GTDG16(float, f) TG_GTDG16(double, d)
+    """
+    void tg_gtdg16_f(const float (*d)[16], float (*g)[9]) noexcept nogil
+    void tg_gtdg16_d(const double (*d)[16], double (*g)[9]) noexcept nogil
+
+
+def weight_untransform_lanes(const real[:, :, :, ::1] du, real[:, :, :, ::1] gw, int nt):
+    """gw[k, ci] = G^T D G for D[i, j] = the sum over chunks p (in order) of
+    du[p, 4 i + j, ci, k]: the channel-lane weight gradient's per-chunk products
+    (chunks, 16, cp, op) summed and turned back to the (o, c, 3, 3) weight gradient in one
+    threaded pass (blocks of 16 output channels in vector lanes)."""
+    cdef Py_ssize_t o = gw.shape[0], c = gw.shape[1], nch = du.shape[0], ci, k0, k, q, nk, p
+    cdef real d[16][16]
+    cdef real g[16][9]
+    if gw.shape[2] != 3 or gw.shape[3] != 3 or du.shape[1] != 16 or du.shape[2] < c or (
+            du.shape[3] < o) or nch < 1:
+        raise ValueError(f"weight_untransform_lanes: du {tuple(du.shape)[:4]} does not fit "
+                         f"gw {tuple(gw.shape)[:4]}")
+    with nogil:
+        for ci in prange(c, schedule="static", num_threads=nt):
+            for k0 in range(0, o, 16):
+                nk = o - k0 if o - k0 < 16 else 16
+                for q in range(16):
+                    memcpy(&d[q][0], &du[0, q, ci, k0], nk * sizeof(real))
+                    for p in range(1, nch):
+                        for k in range(nk):
+                            d[q][k] = d[q][k] + du[p, q, ci, k0 + k]
+                if real is float:
+                    tg_gtdg16_f(d, g)
+                else:
+                    tg_gtdg16_d(d, g)
+                for k in range(nk):
+                    memcpy(&gw[k0 + k, ci, 0, 0], &g[k][0], 9 * sizeof(real))
+
+
 def weight_transform_lanes(const real[:, :, :, ::1] w, real[:, :, ::1] u, bint flip, int nt):
     """The channel-lane paths' transformed weights in one pass over w (o, c, 3, 3):
     u[4 i + j, ci, k] = (G w[k, ci] G^T)[i, j] (u (16, c, op), zero for k >= o), or with
@@ -1382,7 +1442,7 @@ _LANES_MAX_SIDE = 32
 _LANES_ALL_BATCHES_SIDE = 16
 _LANES_MIN_CHANNELS = 32
 _LANES_STRIP_BYTES = 1 << 19  # V and M of one strip of tile rows, per thread
-_LANES_GROUP_BYTES = 1 << 20  # V and M of one strip of several images' tiles, per thread
+_LANES_GROUP_BYTES = 1 << 21  # at most this for one strip of several images' tiles
 
 
 def _lanes_team_fits(n, ho, wo, max_side) -> bool:
@@ -1425,12 +1485,15 @@ def _winograd_lanes(x, w, b, int ph, int pw, y, flip=False):
 def _lanes_strip(n, c, o, th, tw, itemsize, nt):
     """(tile rows per strip, images per strip) of the channel-lane forward: strips of
     ``_LANES_STRIP_BYTES`` within one image; on planes whose tiles fill less than half a
-    strip, the tiles of several images in one strip of up to ``_LANES_GROUP_BYTES`` (each
-    panel of the transformed weights is then read once for all of them, not once per
-    image), as many as leave every thread of the team ``nt`` a group."""
-    row_bytes = 16 * tw * (_round_lanes(c, itemsize) + _round_lanes(o, itemsize)) * itemsize
+    strip, the tiles of several images in one strip (each panel of the transformed weights
+    is then read once for all of them, not once per image), as many as leave every thread
+    of the team ``nt`` a group, in a strip of a quarter of the transformed weights' bytes,
+    at least ``_LANES_STRIP_BYTES`` and at most ``_LANES_GROUP_BYTES``."""
+    cp, op = _round_lanes(c, itemsize), _round_lanes(o, itemsize)
+    row_bytes = 16 * tw * (cp + op) * itemsize
     rows = int(max(1, min(th, _LANES_STRIP_BYTES // row_bytes)))
-    group = int(min(_LANES_GROUP_BYTES // (th * row_bytes), -(-n // nt)))
+    budget = min(_LANES_GROUP_BYTES, max(_LANES_STRIP_BYTES, 4 * c * op * itemsize))
+    group = int(min(budget // (th * row_bytes), -(-n // nt)))
     if rows < th or group < 2:
         return rows, 1
     return group * th, group
@@ -1488,16 +1551,9 @@ def _weight_gradient_lanes(gy, x, w, int ph, int pw):
     work = workspace("winograd-lanes-wgrad", (nt, size), x.dtype)
     _lanes.winograd2_wgrad_threads(np.ascontiguousarray(x), np.ascontiguousarray(gy), du, work,
                                    ph, pw, cap, nt)
-    total = du[0]  # the chunks' sum in place (du is scratch)
-    for i in range(1, nch):
-        total += du[i]
-    gg = _GG.astype(x.dtype)
-    # non-finite: the caller's fallback; one BLAS thread: OpenBLAS's workers, once woken for
-    # this small product, keep spinning on the cores the next kernels' OpenMP team needs
-    # (kernels/blas.py)
-    with np.errstate(invalid="ignore", over="ignore"), cblas.single_threaded():
-        gw = gg @ total[:, :c, :o].reshape(16, c * o)
-    return np.ascontiguousarray(gw.reshape(3, 3, c, o).transpose(3, 2, 0, 1))
+    gw = np.empty((o, c, 3, 3), dtype=x.dtype)
+    weight_untransform_lanes(du, gw, nt)  # non-finite: the caller's fallback
+    return gw
 
 
 def _winograd(x, w, b, int ph, int pw, gemm, flip=False):
