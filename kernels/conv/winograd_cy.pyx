@@ -1145,17 +1145,20 @@ _GG = np.einsum("ia,jb->abij", _G, _G).reshape(9, 16)
 
 cdef extern from *:
     """
-    /* u[4 i + j][a][k] = (G g_k G^T)[i, j] for 16 filters g_k given tap-major in t[tap][k]
-       (row-major taps), G of F(2x2, 3x3): the loop over k runs in vector lanes */
+    /* u[4 i + j][a][k] (u 16 x 16 x 16) = (G g_k G^T)[i, j] for 16 filters g_k given
+       tap-major in t[tap][k] (t 9 x 16, row-major taps), G of F(2x2, 3x3): the loop over k
+       runs in vector lanes */
     #define TG_GWG_ROW(T, i, r0, r1, r2) \
-        u[4 * i][a][k] = (r0); u[4 * i + 1][a][k] = (T)0.5 * ((r0) + (r1) + (r2)); \
-        u[4 * i + 2][a][k] = (T)0.5 * ((r0) - (r1) + (r2)); u[4 * i + 3][a][k] = (r2);
+        u[(4 * i) * 256 + a * 16 + k] = (r0); \
+        u[(4 * i + 1) * 256 + a * 16 + k] = (T)0.5 * ((r0) + (r1) + (r2)); \
+        u[(4 * i + 2) * 256 + a * 16 + k] = (T)0.5 * ((r0) - (r1) + (r2)); \
+        u[(4 * i + 3) * 256 + a * 16 + k] = (r2);
     #define TG_GWG16(T, S) \
-    static void tg_gwg16_##S(const T (*t)[16], T (*u)[16][16], ptrdiff_t a) { \
+    static void tg_gwg16_##S(const T* t, T* u, ptrdiff_t a) { \
         ptrdiff_t k; \
         _Pragma("omp simd") for (k = 0; k < 16; k++) { \
-            T g0 = t[0][k], g1 = t[1][k], g2 = t[2][k], g3 = t[3][k], g4 = t[4][k]; \
-            T g5 = t[5][k], g6 = t[6][k], g7 = t[7][k], g8 = t[8][k]; \
+            T g0 = t[k], g1 = t[16 + k], g2 = t[32 + k], g3 = t[48 + k], g4 = t[64 + k]; \
+            T g5 = t[80 + k], g6 = t[96 + k], g7 = t[112 + k], g8 = t[128 + k]; \
             T s0 = (T)0.5 * (g0 + g6), s1 = (T)0.5 * (g1 + g7), s2 = (T)0.5 * (g2 + g8); \
             T h0 = (T)0.5 * g3, h1 = (T)0.5 * g4, h2 = (T)0.5 * g5; \
             TG_GWG_ROW(T, 0, g0, g1, g2) \
@@ -1166,30 +1169,31 @@ cdef extern from *:
     }
     TG_GWG16(float, f) TG_GWG16(double, d)
     """
-    void tg_gwg16_f(const float (*t)[16], float (*u)[16][16], Py_ssize_t a) noexcept nogil
-    void tg_gwg16_d(const double (*t)[16], double (*u)[16][16], Py_ssize_t a) noexcept nogil
+    void tg_gwg16_f(const float* t, float* u, Py_ssize_t a) noexcept nogil
+    void tg_gwg16_d(const double* t, double* u, Py_ssize_t a) noexcept nogil
 
 
 cdef extern from *:
     """
-    /* g[o][tap] = (G^T d_o G)[tap / 3, tap % 3] for 16 4x4 matrices d_o given point-major
-       in d[4 i + j][o] (the weight gradient's: the adjoint of G g G^T), G of F(2x2, 3x3):
+    /* g[o][tap] (g 16 x 9) = (G^T d_o G)[tap / 3, tap % 3] for 16 4x4 matrices d_o given
+       point-major in d[4 i + j][o] (d 16 x 16; the adjoint of G g G^T), G of F(2x2, 3x3):
        the loop over o runs in vector lanes */
     #define TG_GTDG_ROW(T, r, d0, d1, d2, d3) \
         T r##0 = (d0) + (T)0.5 * ((d1) + (d2)), r##1 = (T)0.5 * ((d1) - (d2)); \
         T r##2 = (T)0.5 * ((d1) + (d2)) + (d3);
     #define TG_GTDG_OUT(T, a, r0, r1, r2, r3) \
-        g[k][3 * a] = (r0) + (T)0.5 * ((r1) + (r2)); g[k][3 * a + 1] = (T)0.5 * ((r1) - (r2)); \
-        g[k][3 * a + 2] = (T)0.5 * ((r1) + (r2)) + (r3);
+        g[9 * k + 3 * a] = (r0) + (T)0.5 * ((r1) + (r2)); \
+        g[9 * k + 3 * a + 1] = (T)0.5 * ((r1) - (r2)); \
+        g[9 * k + 3 * a + 2] = (T)0.5 * ((r1) + (r2)) + (r3);
     #define TG_GTDG16(T, S) \
-    static void tg_gtdg16_##S(const T (*d)[16], T (*g)[9]) { \
+    static void tg_gtdg16_##S(const T* d, T* g) { \
         ptrdiff_t k; \
         _Pragma("omp simd") for (k = 0; k < 16; k++) { \
             /* columns j of R = G^T D: a[j], b[j], c[j] its rows 0, 1, 2 */ \
-            TG_GTDG_ROW(T, a0_, d[0][k], d[4][k], d[8][k], d[12][k]) \
-            TG_GTDG_ROW(T, a1_, d[1][k], d[5][k], d[9][k], d[13][k]) \
-            TG_GTDG_ROW(T, a2_, d[2][k], d[6][k], d[10][k], d[14][k]) \
-            TG_GTDG_ROW(T, a3_, d[3][k], d[7][k], d[11][k], d[15][k]) \
+            TG_GTDG_ROW(T, a0_, d[0 + k], d[64 + k], d[128 + k], d[192 + k]) \
+            TG_GTDG_ROW(T, a1_, d[16 + k], d[80 + k], d[144 + k], d[208 + k]) \
+            TG_GTDG_ROW(T, a2_, d[32 + k], d[96 + k], d[160 + k], d[224 + k]) \
+            TG_GTDG_ROW(T, a3_, d[48 + k], d[112 + k], d[176 + k], d[240 + k]) \
             TG_GTDG_OUT(T, 0, a0_0, a1_0, a2_0, a3_0) \
             TG_GTDG_OUT(T, 1, a0_1, a1_1, a2_1, a3_1) \
             TG_GTDG_OUT(T, 2, a0_2, a1_2, a2_2, a3_2) \
@@ -1197,8 +1201,8 @@ cdef extern from *:
     }
     TG_GTDG16(float, f) TG_GTDG16(double, d)
     """
-    void tg_gtdg16_f(const float (*d)[16], float (*g)[9]) noexcept nogil
-    void tg_gtdg16_d(const double (*d)[16], double (*g)[9]) noexcept nogil
+    void tg_gtdg16_f(const float* d, float* g) noexcept nogil
+    void tg_gtdg16_d(const double* d, double* g) noexcept nogil
 
 
 def weight_untransform_lanes(const real[:, :, :, ::1] du, real[:, :, :, ::1] gw, int nt):
@@ -1207,27 +1211,33 @@ def weight_untransform_lanes(const real[:, :, :, ::1] du, real[:, :, :, ::1] gw,
     (chunks, 16, cp, op) summed and turned back to the (o, c, 3, 3) weight gradient in one
     threaded pass (blocks of 16 output channels in vector lanes)."""
     cdef Py_ssize_t o = gw.shape[0], c = gw.shape[1], nch = du.shape[0], ci, k0, k, q, nk, p
-    cdef real d[16][16]
-    cdef real g[16][9]
+    cdef real* d
+    cdef real* g
+    cdef int tid
     if gw.shape[2] != 3 or gw.shape[3] != 3 or du.shape[1] != 16 or du.shape[2] < c or (
-            du.shape[3] < o) or nch < 1:
+            du.shape[3] < o) or nch < 1 or nt < 1:
         raise ValueError(f"weight_untransform_lanes: du {tuple(du.shape)[:4]} does not fit "
                          f"gw {tuple(gw.shape)[:4]}")
+    cdef real[:, ::1] blocks = np.empty((nt, 16 * 16 + 16 * 9),
+                                        dtype=np.float32 if real is float else np.float64)
     with nogil:
         for ci in prange(c, schedule="static", num_threads=nt):
+            tid = openmp.omp_get_thread_num()
+            d = &blocks[tid, 0]  # this thread's blocks
+            g = d + 16 * 16
             for k0 in range(0, o, 16):
                 nk = o - k0 if o - k0 < 16 else 16
                 for q in range(16):
-                    memcpy(&d[q][0], &du[0, q, ci, k0], nk * sizeof(real))
+                    memcpy(d + 16 * q, &du[0, q, ci, k0], nk * sizeof(real))
                     for p in range(1, nch):
                         for k in range(nk):
-                            d[q][k] = d[q][k] + du[p, q, ci, k0 + k]
+                            d[16 * q + k] = d[16 * q + k] + du[p, q, ci, k0 + k]
                 if real is float:
                     tg_gtdg16_f(d, g)
                 else:
                     tg_gtdg16_d(d, g)
                 for k in range(nk):
-                    memcpy(&gw[k0 + k, ci, 0, 0], &g[k][0], 9 * sizeof(real))
+                    memcpy(&gw[k0 + k, ci, 0, 0], g + 9 * k, 9 * sizeof(real))
 
 
 def weight_transform_lanes(const real[:, :, :, ::1] w, real[:, :, ::1] u, bint flip, int nt):
@@ -1240,22 +1250,29 @@ def weight_transform_lanes(const real[:, :, :, ::1] w, real[:, :, ::1] u, bint f
     cdef Py_ssize_t rows = o if flip else c, cols = u.shape[2], lim = c if flip else o
     cdef Py_ssize_t sa = w.strides[1] // sizeof(real) if not flip else w.strides[0] // sizeof(real)
     cdef Py_ssize_t sk = w.strides[0] // sizeof(real) if not flip else w.strides[1] // sizeof(real)
-    cdef real t[9][16]
-    cdef real buf[16][16][16]
+    cdef real* t
+    cdef real* buf
     cdef const real* f
+    cdef int tid
     if w.shape[2] != 3 or w.shape[3] != 3 or u.shape[0] != 16 or u.shape[1] != rows or (
-            cols < lim):
+            cols < lim) or nt < 1:
         raise ValueError(f"weight_transform_lanes: u {tuple(u.shape)[:3]} does not fit w "
                          f"{tuple(w.shape)[:4]} (flip={bool(flip)})")
     if w.shape[0] == 0 or w.shape[1] == 0:
         u[...] = 0
         return
+    cdef real[:, ::1] blocks = np.empty((nt, 9 * 16 + 16 * 16 * 16),
+                                        dtype=np.float32 if real is float else np.float64)
     with nogil:
-        # blocks of 16 x 16 filters through buf[q][a][k], each of u's 16 matrices written
-        # 16 values (a cache line of float32) at a time: the matrices are a power of two
-        # apart on common channel counts, so a filter's 16 values stored straight to them
-        # all land in one cache set. With flip the taps are read in reverse order.
+        # blocks of 16 x 16 filters through this thread's buf[q][a][k], each of u's 16
+        # matrices written 16 values (a cache line of float32) at a time: the matrices are a
+        # power of two apart on common channel counts, so a filter's 16 values stored
+        # straight to them all land in one cache set. With flip the taps are read in
+        # reverse order.
         for a0 in prange(0, rows, 16, schedule="static", num_threads=nt):
+            tid = openmp.omp_get_thread_num()
+            t = &blocks[tid, 0]
+            buf = t + 9 * 16
             na = rows - a0 if rows - a0 < 16 else 16
             for k0 in range(0, cols, 16):
                 nk = cols - k0 if cols - k0 < 16 else 16
@@ -1264,17 +1281,17 @@ def weight_transform_lanes(const real[:, :, :, ::1] w, real[:, :, ::1] u, bint f
                         if k0 + k < lim:
                             f = &w[0, 0, 0, 0] + (a0 + a) * sa + (k0 + k) * sk
                             for tap in range(9):
-                                t[tap][k] = f[8 - tap] if flip else f[tap]
+                                t[16 * tap + k] = f[8 - tap] if flip else f[tap]
                         else:
                             for tap in range(9):
-                                t[tap][k] = 0
+                                t[16 * tap + k] = 0
                     if real is float:
                         tg_gwg16_f(t, buf, a)
                     else:
                         tg_gwg16_d(t, buf, a)
                 for q in range(16):
                     for a in range(na):
-                        memcpy(&u[q, a0 + a, k0], &buf[q][a][0], nk * sizeof(real))
+                        memcpy(&u[q, a0 + a, k0], buf + 256 * q + 16 * a, nk * sizeof(real))
 
 
 def _weight_transform_lanes(w, op, flip=False):
@@ -1466,8 +1483,13 @@ def _winograd_lanes(x, w, b, int ph, int pw, y, flip=False):
     lanes = 64 // x.itemsize
     cp, op = -(-c // lanes) * lanes, -(-o // lanes) * lanes
     th, tw = (ho + 1) // 2, (wo + 1) // 2
-    nt = max(1, min(_team_size(4 * n * th * tw * c * o), n))
+    nt = _team_size(4 * n * th * tw * c * o)
+    # a batch smaller than the team: each image in parts of its tile rows, one per thread
+    parts = int(min(th, -(-nt // n))) if n < nt else 1
+    nt = max(1, min(nt, n * parts))
     rows, group = _lanes_strip(n, c, o, th, tw, x.itemsize, nt)
+    if parts > 1:
+        rows = int(min(rows, -(-th // parts)))
     size = _lanes.winograd2_work(c, h, wd, o, ph, pw, rows, lanes)
     memory.check_fits("conv2d (winograd)", {
         "tile buffers": nt * size * x.itemsize,
@@ -1478,7 +1500,7 @@ def _winograd_lanes(x, w, b, int ph, int pw, y, flip=False):
     bias = b if b is not None else np.zeros(1, dtype=x.dtype)
     flags = np.zeros(nt, dtype=x.dtype)
     _lanes.winograd2_threads(np.ascontiguousarray(x), u, bias, b is not None, y, work, flags,
-                             ph, pw, rows, nt, group)
+                             ph, pw, rows, nt, group, parts)
     return y if np.isfinite(flags.sum()) else None
 
 

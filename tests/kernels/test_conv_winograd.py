@@ -403,19 +403,23 @@ def test_auto_rule_winograd_lanes_first(monkeypatch, team):
         (1, 3, 1, 5, 4, (1, 0)),
     ],
 )
-def test_winograd_cython_lanes_path(monkeypatch, team, dtype, n, c, o, h, w, padding):
+@pytest.mark.parametrize("strip", [1, 1 << 30])
+def test_winograd_cython_lanes_path(monkeypatch, team, dtype, n, c, o, h, w, padding, strip):
     """winograd-cython's F(2x2, 3x3) with channels across the vector lanes (chvec-cython's
-    ``winograd2_threads``), for every call here: strips of one tile row, odd sizes and
-    partial tiles, padding 0 to 2, batch 1, channel counts that are not a multiple of 8 or
-    16, 1 to 3 threads; forward with bias and input gradient against the float64
-    reference (float32 within 1e-4 of the output's RMS), the same arrays on a repeat."""
+    ``winograd2_threads``), for every call here: strips of one tile row, or of every tile
+    of several images (``strip`` large: groups of images, the last one short), a batch
+    smaller than the team (images split by tile rows), odd sizes and partial tiles,
+    padding 0 to 2, batch 1, channel counts that are not a multiple of 8 or 16, 1 to 3
+    threads; forward with bias and input gradient against the float64 reference (float32
+    within 1e-4 of the output's RMS), the same arrays on a repeat."""
     mod = K.get("conv2d", "winograd-cython")
     if "winograd-cython" not in VARIANTS or mod._lanes is None:
         pytest.skip("winograd-cython's channel-lane path does not build here")
     monkeypatch.setattr(mod, "_LANES_MIN_CHANNELS", 1)
     monkeypatch.setattr(mod, "_LANES_MAX_SIDE", 1 << 30)
     monkeypatch.setattr(mod, "_LANES_ALL_BATCHES_SIDE", 1 << 30)
-    monkeypatch.setattr(mod, "_LANES_STRIP_BYTES", 1)
+    monkeypatch.setattr(mod, "_LANES_STRIP_BYTES", strip)
+    monkeypatch.setattr(mod, "_LANES_GROUP_BYTES", strip)
     monkeypatch.setattr(mod, "_team_size", lambda work: team)
     x, wt, b, gy, args, want, want_gx = _unit_case(n, c, o, h, w, padding)
     xd, wd, bd, gd = (a.astype(dtype) for a in (x, wt, b, gy))
