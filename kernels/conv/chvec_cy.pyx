@@ -503,11 +503,10 @@ cdef extern from *:
         for (ty = 0; ty < g; ty++)                                                      \
             tg_w2_in_row_##S(xq, wq, cp, ty0 + ty, tw, v + ty * tw * 16 * cp, 16 * cp, cp); \
     }                                                                                   \
-    /* y[k ys + f] = t[f op + k] + bias[k] (NULL: none) for f < npos, k < o: t (npos rows  \
-       of op channels) transposed to (channel, position), the channels ys apart; whole    \
-       blocks of V positions x V channels through registers */                            \
+    /* y (npos, nk) = t (npos rows of op channels) transposed to (channel, position) with   \
+       bias[k] (NULL: none); whole blocks of V positions x V channels through registers */ \
     static void tg_wc_untr_##S(const T* t, Py_ssize_t npos, Py_ssize_t o, Py_ssize_t op, \
-            const T* bias, T* y, Py_ssize_t ys) {                                       \
+            const T* bias, T* y) {                                                      \
         enum { V = 64 / sizeof(T) };                                                    \
         tg_cv_v##S r[V];                                                                \
         Py_ssize_t f0, k0, k, f;                                                        \
@@ -518,14 +517,14 @@ cdef extern from *:
                 tg_cv_transpose_##S(r);                                                 \
                 _Pragma("GCC unroll 16") for (k = 0; k < V; k++) {                      \
                     if (k0 + k >= o) break;                                             \
-                    *(tg_cv_u##S*)(y + (k0 + k) * ys + f0) =                            \
+                    *(tg_cv_u##S*)(y + (k0 + k) * npos + f0) =                          \
                         r[k] + (bias ? bias[k0 + k] : (T)0);                            \
                 }                                                                       \
             }                                                                           \
         }                                                                               \
         for (k = 0; k < o; k++)                                                         \
             for (f = f0; f < npos; f++)                                                 \
-                y[k * ys + f] = t[f * op + k] + (bias ? bias[k] : (T)0);                \
+                y[k * npos + f] = t[f * op + k] + (bias ? bias[k] : (T)0);              \
     }
     /* m[r * ms + n V + l] = sum over k < c of v[r * vs + k] * u[k * op + n V + l]: R tiles x
        NV vectors of output channels in registers, one broadcast per tile and input channel */
@@ -662,9 +661,7 @@ cdef extern from *:
         }                                                                               \
     }                                                                                   \
     /* nimg consecutive images: xb (nimg, c, h, w) -> yb (nimg, o, ho, wo), u (16, c, op)  \
-       the transformed weights. With nimg 1, tile rows s0 to s1 - 1 of the image (the       \
-       output rows they make: one part of an image split between threads) in strips of     \
-       ``rows`` tile rows;                                                                 \
+       the transformed weights. With nimg 1, strips of ``rows`` tile rows of the image;    \
        with more (a small plane: rows >= nimg th, see the caller), one strip holding every \
        tile of the nimg images, so each panel of u is read once for all of them. work:     \
        max(h w, ho wo op / cp) cp + hq wq cp + 16 ldv + 16 ldm values (see the caller);    \
@@ -672,7 +669,7 @@ cdef extern from *:
     static T tg_wc_image_##S(const T* xb, Py_ssize_t nimg, Py_ssize_t c, Py_ssize_t h,   \
             Py_ssize_t w, Py_ssize_t ph, Py_ssize_t pw, const T* u, Py_ssize_t o,         \
             Py_ssize_t op, const T* bias, T* yb, Py_ssize_t ho, Py_ssize_t wo,            \
-            Py_ssize_t rows, Py_ssize_t s0, Py_ssize_t s1, T* work) {                   \
+            Py_ssize_t rows, T* work) {                                                 \
         enum { V = 64 / sizeof(T) };                                                    \
         Py_ssize_t cp = (c + V - 1) / V * V, th = (ho + 1) / 2, tw = (wo + 1) / 2;       \
         Py_ssize_t hq = 2 * th + 2, wq = 2 * tw + 2, ldv = rows * tw * cp;              \
@@ -693,18 +690,17 @@ cdef extern from *:
             tg_wc_strip_mul_##S(vb, u, c, cp, op, nimg * per, mb);                      \
             for (i = 0; i < nimg; i++) {                                                \
                 tg_wc_out_tiles_##S(mb + i * per * 16 * op, per, 0, tw, op, ho, wo, yt); \
-                tg_wc_untr_##S(yt, ho * wo, o, op, bias, yb + i * o * ho * wo, ho * wo); \
+                tg_wc_untr_##S(yt, ho * wo, o, op, bias, yb + i * o * ho * wo);         \
             }                                                                           \
         } else {                                                                        \
             fl = tg_wc_pad_##S(xb, c, h, w, ph, pw, cp, hq, wq, tmp, xq);               \
-            for (ty0 = s0; ty0 < s1; ty0 += rows) {                                     \
-                g = s1 - ty0 < rows ? s1 - ty0 : rows;                                  \
+            for (ty0 = 0; ty0 < th; ty0 += rows) {                                      \
+                g = th - ty0 < rows ? th - ty0 : rows;                                  \
                 tg_wc_in_##S(xq, wq, cp, ty0, g, tw, vb);                               \
                 tg_wc_strip_mul_##S(vb, u, c, cp, op, g * tw, mb);                      \
                 tg_wc_out_tiles_##S(mb, g * tw, ty0, tw, op, ho, wo, yt);               \
             }                                                                           \
-            Py_ssize_t p0 = 2 * s0 * wo, p1 = (2 * s1 < ho ? 2 * s1 : ho) * wo;         \
-            tg_wc_untr_##S(yt + p0 * op, p1 - p0, o, op, bias, yb + p0, ho * wo);       \
+            tg_wc_untr_##S(yt, ho * wo, o, op, bias, yb);                               \
         }                                                                               \
         T sum = 0;                                                                      \
         for (f = 0; f < V; f++) sum += fl[f];                                           \
@@ -716,13 +712,11 @@ cdef extern from *:
     float tg_wc_image_f(const float* xb, Py_ssize_t nimg, Py_ssize_t c, Py_ssize_t h,
                         Py_ssize_t w, Py_ssize_t ph, Py_ssize_t pw, const float* u, Py_ssize_t o,
                         Py_ssize_t op, const float* bias, float* yb, Py_ssize_t ho,
-                        Py_ssize_t wo, Py_ssize_t rows, Py_ssize_t s0, Py_ssize_t s1,
-                        float* work) noexcept nogil
+                        Py_ssize_t wo, Py_ssize_t rows, float* work) noexcept nogil
     double tg_wc_image_d(const double* xb, Py_ssize_t nimg, Py_ssize_t c, Py_ssize_t h,
                          Py_ssize_t w, Py_ssize_t ph, Py_ssize_t pw, const double* u, Py_ssize_t o,
                          Py_ssize_t op, const double* bias, double* yb, Py_ssize_t ho,
-                         Py_ssize_t wo, Py_ssize_t rows, Py_ssize_t s0, Py_ssize_t s1,
-                         double* work) noexcept nogil
+                         Py_ssize_t wo, Py_ssize_t rows, double* work) noexcept nogil
 
 
 def winograd2_work(int c, int h, int w, int o, int ph, int pw, int rows, int lanes) -> int:
@@ -738,18 +732,16 @@ def winograd2_work(int c, int h, int w, int o, int ph, int pw, int rows, int lan
 def winograd2_threads(const real[:, :, :, ::1] x, const real[:, :, ::1] u,
                       const real[::1] bias, bint has_bias, real[:, :, :, ::1] y,
                       real[:, ::1] work, real[::1] flags, int ph, int pw, int rows, int nt,
-                      int group=1, int parts=1):
+                      int group=1):
     """y = the 3x3 stride-1 convolution of x by Winograd F(2x2, 3x3) with channels across
-    the vector lanes, ``group`` images per task, or with ``parts`` above 1 each image in
-    that many parts of its tile rows (a batch smaller than the team): u (16, c, op) the
-    transformed weights (G g G^T at 4 i + j, zero past o), ``rows`` tile rows per strip
-    (the strip's tile buffers in ``work``, see ``winograd2_work``; with ``group`` above 1,
-    rows must hold the tile rows of ``group`` images: each group is one strip),
-    flags[thread] NaN when its images held a NaN or an infinity (then y is not the
-    convolution)."""
+    the vector lanes, ``group`` images per thread at a time: u (16, c, op) the transformed
+    weights (G g G^T at 4 i + j, zero past o), ``rows`` tile rows per strip (the strip's
+    tile buffers in ``work``, see ``winograd2_work``; with ``group`` above 1, rows must hold
+    the tile rows of ``group`` images: each group is one strip), flags[thread] NaN when its
+    images held a NaN or an infinity (then y is not the convolution)."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = y.shape[1], ho = y.shape[2], wo = y.shape[3], op = u.shape[2]
-    cdef Py_ssize_t th = (ho + 1) // 2, i, gi, b, m, ng, s0, s1, part
+    cdef Py_ssize_t gi, b, m, ng
     cdef int tid
     cdef const real* bp = &bias[0] if has_bias else NULL
     if u.shape[0] != 16 or u.shape[1] != c or op % (64 // sizeof(real)) or op < o:
@@ -758,31 +750,25 @@ def winograd2_threads(const real[:, :, :, ::1] x, const real[:, :, ::1] u,
     if ho != h + 2 * ph - 2 or wo != w + 2 * pw - 2 or ho < 1 or wo < 1 or rows < 1:
         raise ValueError(f"winograd2_threads: y {(ho, wo)} does not fit x {(h, w)} with "
                          f"padding {(ph, pw)}, or rows {rows} < 1")
-    if group < 1 or (group > 1 and rows < group * th) or parts < 1 or (
-            parts > 1 and (group > 1 or parts > th)):
-        raise ValueError(f"winograd2_threads: group {group} and parts {parts} must be at "
-                         f"least 1, not both above 1, group's tile rows within rows "
-                         f"{rows}, parts at most the {th} tile rows")
+    if group < 1 or (group > 1 and rows < group * ((ho + 1) // 2)):
+        raise ValueError(f"winograd2_threads: group {group} < 1, or its tile rows above "
+                         f"rows {rows}")
     if work.shape[0] < nt or work.shape[1] < winograd2_work(c, h, w, o, ph, pw, rows,
                                                              64 // sizeof(real)):
         raise ValueError("winograd2_threads: work buffer too small")
     ng = (n + group - 1) // group
     with nogil:
-        for i in prange(ng * parts, schedule="dynamic", num_threads=nt):
+        for gi in prange(ng, schedule="dynamic", num_threads=nt):
             tid = openmp.omp_get_thread_num()
-            gi = i // parts
-            part = i % parts
             b = gi * group
             m = n - b if n - b < group else group
-            s0 = part * th // parts
-            s1 = (part + 1) * th // parts
             if real is float:
                 flags[tid] += tg_wc_image_f(&x[b, 0, 0, 0], m, c, h, w, ph, pw, &u[0, 0, 0],
-                                            o, op, bp, &y[b, 0, 0, 0], ho, wo, rows, s0, s1,
+                                            o, op, bp, &y[b, 0, 0, 0], ho, wo, rows,
                                             &work[tid, 0])
             else:
                 flags[tid] += tg_wc_image_d(&x[b, 0, 0, 0], m, c, h, w, ph, pw, &u[0, 0, 0],
-                                            o, op, bp, &y[b, 0, 0, 0], ho, wo, rows, s0, s1,
+                                            o, op, bp, &y[b, 0, 0, 0], ho, wo, rows,
                                             &work[tid, 0])
 
 

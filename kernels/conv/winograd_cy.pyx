@@ -1483,13 +1483,8 @@ def _winograd_lanes(x, w, b, int ph, int pw, y, flip=False):
     lanes = 64 // x.itemsize
     cp, op = -(-c // lanes) * lanes, -(-o // lanes) * lanes
     th, tw = (ho + 1) // 2, (wo + 1) // 2
-    nt = _team_size(4 * n * th * tw * c * o)
-    # a batch smaller than the team: each image in parts of its tile rows, one per thread
-    parts = int(min(th, -(-nt // n))) if n < nt else 1
-    nt = max(1, min(nt, n * parts))
+    nt = max(1, min(_team_size(4 * n * th * tw * c * o), n))
     rows, group = _lanes_strip(n, c, o, th, tw, x.itemsize, nt)
-    if parts > 1:
-        rows = int(min(rows, -(-th // parts)))
     size = _lanes.winograd2_work(c, h, wd, o, ph, pw, rows, lanes)
     memory.check_fits("conv2d (winograd)", {
         "tile buffers": nt * size * x.itemsize,
@@ -1500,7 +1495,7 @@ def _winograd_lanes(x, w, b, int ph, int pw, y, flip=False):
     bias = b if b is not None else np.zeros(1, dtype=x.dtype)
     flags = np.zeros(nt, dtype=x.dtype)
     _lanes.winograd2_threads(np.ascontiguousarray(x), u, bias, b is not None, y, work, flags,
-                             ph, pw, rows, nt, group, parts)
+                             ph, pw, rows, nt, group)
     return y if np.isfinite(flags.sum()) else None
 
 

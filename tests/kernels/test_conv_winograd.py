@@ -407,11 +407,10 @@ def test_auto_rule_winograd_lanes_first(monkeypatch, team):
 def test_winograd_cython_lanes_path(monkeypatch, team, dtype, n, c, o, h, w, padding, strip):
     """winograd-cython's F(2x2, 3x3) with channels across the vector lanes (chvec-cython's
     ``winograd2_threads``), for every call here: strips of one tile row, or of every tile
-    of several images (``strip`` large: groups of images, the last one short), a batch
-    smaller than the team (images split by tile rows), odd sizes and partial tiles,
-    padding 0 to 2, batch 1, channel counts that are not a multiple of 8 or 16, 1 to 3
-    threads; forward with bias and input gradient against the float64 reference (float32
-    within 1e-4 of the output's RMS), the same arrays on a repeat."""
+    of several images (``strip`` large: groups of images, the last one short), odd sizes
+    and partial tiles, padding 0 to 2, batch 1, channel counts that are not a multiple of 8
+    or 16, 1 to 3 threads; forward with bias and input gradient against the float64
+    reference (float32 within 1e-4 of the output's RMS), the same arrays on a repeat."""
     mod = K.get("conv2d", "winograd-cython")
     if "winograd-cython" not in VARIANTS or mod._lanes is None:
         pytest.skip("winograd-cython's channel-lane path does not build here")
