@@ -870,10 +870,13 @@ cdef extern from *:
         }                                                                               \
     }                                                                                   \
     /* du (16, cp, op) = the weight-gradient products of images b0 to b1 - 1 of x (n, c,    \
-       h, w) and gy (n, o, ho, wo); work: see winograd2_wgrad_work */                   \
+       h, w) and gy (n, o, ho, wo), and bsum (op values; NULL: none) = their output         \
+       gradients summed per channel (each image's positions first, then added in); work:    \
+       see winograd2_wgrad_work */                                                       \
     static void tg_ww_chunk_##S(const T* x, const T* gy, Py_ssize_t b0, Py_ssize_t b1,   \
             Py_ssize_t c, Py_ssize_t h, Py_ssize_t w, Py_ssize_t ph, Py_ssize_t pw,       \
-            Py_ssize_t o, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t cap, T* work, T* du) { \
+            Py_ssize_t o, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t cap, T* work, T* du,  \
+            T* bsum) {                                                                  \
         enum { V = 64 / sizeof(T), PAD = 48 };                                          \
         Py_ssize_t cp = (c + V - 1) / V * V, op = (o + V - 1) / V * V;                   \
         Py_ssize_t th = (ho + 1) / 2, tw = (wo + 1) / 2, hq = 2 * th + 2, wq = 2 * tw + 2; \
@@ -881,6 +884,7 @@ cdef extern from *:
         Py_ssize_t b, r, ty, fill = 0;                                                  \
         if (ho * wo * op > big) big = ho * wo * op;                                     \
         __builtin_memset(du, 0, 16 * cp * op * sizeof(T));                             \
+        if (bsum) __builtin_memset(bsum, 0, op * sizeof(T));                            \
         T* tmp = work;                                                                  \
         T* xq = tmp + big;                                                              \
         T* gq = xq + hq * wq * cp;                                                      \
@@ -910,6 +914,15 @@ cdef extern from *:
                     __builtin_memcpy(gq + r * 2 * tw * op, tmp + r * wo * op,           \
                                      wo * op * sizeof(T));                              \
             }                                                                           \
+            if (bsum) {                                                                 \
+                Py_ssize_t f, ov;                                                       \
+                for (ov = 0; ov < op; ov += V) {                                        \
+                    tg_cv_v##S acc = {0};                                               \
+                    for (f = 0; f < 4 * th * tw; f++)                                   \
+                        acc += *(const tg_cv_u##S*)(gq + f * op + ov);                  \
+                    *(tg_cv_u##S*)(bsum + ov) += acc;                                   \
+                }                                                                       \
+            }                                                                           \
             for (ty = 0; ty < th; ty++) {                                               \
                 if (fill + tw > cap) {                                                  \
                     tg_ww_flush_##S(vb, ksv, mb, ksm, fill, c, cp, op, du);             \
@@ -928,11 +941,11 @@ cdef extern from *:
     void tg_ww_chunk_f(const float* x, const float* gy, Py_ssize_t b0, Py_ssize_t b1,
                        Py_ssize_t c, Py_ssize_t h, Py_ssize_t w, Py_ssize_t ph, Py_ssize_t pw,
                        Py_ssize_t o, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t cap, float* work,
-                       float* du) noexcept nogil
+                       float* du, float* bsum) noexcept nogil
     void tg_ww_chunk_d(const double* x, const double* gy, Py_ssize_t b0, Py_ssize_t b1,
                        Py_ssize_t c, Py_ssize_t h, Py_ssize_t w, Py_ssize_t ph, Py_ssize_t pw,
                        Py_ssize_t o, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t cap,
-                       double* work, double* du) noexcept nogil
+                       double* work, double* du, double* bsum) noexcept nogil
 
 
 def winograd2_wgrad_work(int c, int h, int w, int o, int ph, int pw, int cap,
@@ -949,17 +962,21 @@ def winograd2_wgrad_work(int c, int h, int w, int o, int ph, int pw, int cap,
 
 def winograd2_wgrad_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1] gy,
                             real[:, :, :, ::1] du, real[:, ::1] work, int ph, int pw, int cap,
-                            int nt):
+                            int nt, real[:, ::1] bsum=None):
     """du[i] = the Winograd F(2x2, 3x3) weight-gradient products (16, cp, op) of chunk i of
     the batch (images ``i n / chunks`` up to ``(i + 1) n / chunks``), channels across the
     vector lanes: du[i, 4 a + b, ch, k] sums (B^T d B)[a, b] at ch times (A gy A^T)[a, b] at
     k over the chunk's tiles (gw = G^T du G, summed over the chunks). ``cap`` tiles per
     strip (at least one row of tiles), the strips in ``work`` (see
-    ``winograd2_wgrad_work``)."""
+    ``winograd2_wgrad_work``). With ``bsum`` (chunks, op): bsum[i] = chunk i's output
+    gradient summed per channel (the bias gradient's part, summed over the chunks in
+    order by the caller)."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
     cdef Py_ssize_t nch = du.shape[0], lanes = 64 // sizeof(real), i
     cdef int tid
+    cdef real* bbase = NULL
+    cdef real* bp
     if gy.shape[0] != n or ho != h + 2 * ph - 2 or wo != w + 2 * pw - 2 or ho < 1 or wo < 1:
         raise ValueError(f"winograd2_wgrad_threads: gy {tuple(gy.shape)[:4]} does not fit x "
                          f"{tuple(x.shape)[:4]} with padding {(ph, pw)}")
@@ -971,17 +988,23 @@ def winograd2_wgrad_threads(const real[:, :, :, ::1] x, const real[:, :, :, ::1]
             c, h, w, o, ph, pw, cap, lanes):
         raise ValueError("winograd2_wgrad_threads: work buffer too small or cap below a row "
                          "of tiles")
+    if bsum is not None and (bsum.shape[0] != nch or bsum.shape[1] != du.shape[3]):
+        raise ValueError("winograd2_wgrad_threads: bsum must be (chunks, o rounded up to "
+                         "the lanes)")
+    if bsum is not None:
+        bbase = &bsum[0, 0]
     with nogil:
         for i in prange(nch, schedule="dynamic", num_threads=nt):
             tid = openmp.omp_get_thread_num()
+            bp = bbase + i * du.shape[3] if bbase != NULL else NULL
             if real is float:
                 tg_ww_chunk_f(&x[0, 0, 0, 0], &gy[0, 0, 0, 0], i * n // nch,
                               (i + 1) * n // nch, c, h, w, ph, pw, o, ho, wo, cap,
-                              &work[tid, 0], &du[i, 0, 0, 0])
+                              &work[tid, 0], &du[i, 0, 0, 0], bp)
             else:
                 tg_ww_chunk_d(&x[0, 0, 0, 0], &gy[0, 0, 0, 0], i * n // nch,
                               (i + 1) * n // nch, c, h, w, ph, pw, o, ho, wo, cap,
-                              &work[tid, 0], &du[i, 0, 0, 0])
+                              &work[tid, 0], &du[i, 0, 0, 0], bp)
 
 
 cdef inline void _pad(const real* xb, real* xp, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,

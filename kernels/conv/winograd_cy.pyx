@@ -1544,10 +1544,12 @@ def _wgrad_lanes(c, o, ho, wo, n) -> bool:
             and _lanes_team_fits(n, ho, wo, _WGRAD_LANES_ALL_BATCHES_SIDE))
 
 
-def _weight_gradient_lanes(gy, x, w, int ph, int pw):
+def _weight_gradient_lanes(gy, x, w, int ph, int pw, need_b=False):
     """gw of a 3x3 stride-1 call by Winograd F(2x2, 3x3) through ``winograd2_wgrad_threads``
     (see ``_wgrad_lanes``). The batch is cut into chunks of consecutive images with their own
-    partial sums, added in chunk order (the same sum for a given batch and thread count)."""
+    partial sums, added in chunk order (the same sum for a given batch and thread count).
+    With ``need_b``, ``(gw, gb)``: the bias gradient summed by the same chunks from the
+    output gradient they transpose."""
     n, c, h, wd = x.shape
     o = w.shape[0]
     ho, wo = gy.shape[2:]
@@ -1566,11 +1568,17 @@ def _weight_gradient_lanes(gy, x, w, int ph, int pw):
     })
     du = workspace("winograd-lanes-du", (nch, 16, cp, op), x.dtype)  # zeroed by each chunk
     work = workspace("winograd-lanes-wgrad", (nt, size), x.dtype)
+    bsum = np.empty((nch, op), dtype=x.dtype) if need_b else None
     _lanes.winograd2_wgrad_threads(np.ascontiguousarray(x), np.ascontiguousarray(gy), du, work,
-                                   ph, pw, cap, nt)
+                                   ph, pw, cap, nt, bsum)
     gw = np.empty((o, c, 3, 3), dtype=x.dtype)
     weight_untransform_lanes(du, gw, nt)  # non-finite: the caller's fallback
-    return gw
+    if not need_b:
+        return gw
+    gb = bsum[0, :o].copy()  # the chunks' sums added in chunk order
+    for i in range(1, nch):
+        gb += bsum[i, :o]
+    return gw, gb
 
 
 def _winograd(x, w, b, int ph, int pw, gemm, flip=False):
@@ -1632,11 +1640,25 @@ def forward(x, w, b, stride, padding, dilation, groups):
 
 
 def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
+    return _backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w, False)[:2]
+
+
+def backward_with_bias(gy, x, w, stride, padding, dilation, groups, need_x, need_w,
+                       need_b=True):
+    """``backward`` plus the bias gradient: ``(gx, gw, gb)``, gb summed by the weight
+    gradient's own pass over the output gradient (the channel-lane path's chunks, or
+    chvec-cython's direct weight gradient), or None where the weight gradient takes another
+    path or is not asked for (the op then sums it itself)."""
+    return _backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w, need_b)
+
+
+def _backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w, need_b):
     ph, pw = (int(p) for p in padding)
     gemm = cblas.gemm_address(x.dtype)
     if gemm is None or not applies(w.shape, stride, dilation, groups) or not _finite(w):
-        return _fallback.backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w)
-    gx = gw = None
+        return _fallback.backward(gy, x, w, stride, padding, dilation, groups, need_x,
+                                  need_w) + (None,)
+    gx = gw = gb = None
     empty = x.size == 0 or w.size == 0 or gy.size == 0
     if need_x:
         if empty:
@@ -1652,9 +1674,11 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
             gw = np.zeros_like(w)
         else:
             if _wgrad_lanes(x.shape[1], w.shape[0], *gy.shape[2:], x.shape[0]):
-                gw = _weight_gradient_lanes(gy, x, w, ph, pw)
+                gw = _weight_gradient_lanes(gy, x, w, ph, pw, need_b)
+                if need_b:
+                    gw, gb = gw
                 if not _finite(gw):  # as below
-                    gw = None
+                    gw = gb = None
             elif _wgrad_leads(x.shape[1], w.shape[0]):
                 gw = _weight_gradient(gy, x, w, ph, pw, gemm)
                 # a NaN or an infinity in x or gy (every one reaches a Winograd weight
@@ -1667,9 +1691,9 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
             # ahead of im2col-cython's on 8x8 to 32x32 outputs with 16 to 128 channels
             # (benchmarks/results/winograd-f4.md)
             elif _wgrad_direct is not None:
-                gw = _wgrad_direct.backward(gy, x, w, stride, padding, dilation, groups,
-                                            False, True)[1]
+                _, gw, gb = _wgrad_direct.backward_with_bias(
+                    gy, x, w, stride, padding, dilation, groups, False, True, need_b)
             if gw is None:
                 gw = _fallback.backward(gy, x, w, stride, padding, dilation, groups, False,
                                         True)[1]
-    return gx, gw
+    return gx, gw, gb

@@ -500,6 +500,54 @@ def test_winograd_cython_lanes_weight_gradient(team, dtype, strip_bytes, n, c, o
         np.testing.assert_array_equal(mod.backward(gd, xd, wd, *args, False, True)[1], gw)
 
 
+@pytest.mark.parametrize("team", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "n, c, o, h, w, padding, path",
+    [
+        (3, 40, 33, 7, 9, (0, 0), "lanes"),  # odd sides: gradients padded to whole tiles
+        (5, 64, 64, 8, 8, (1, 1), "lanes"),  # several images per strip
+        (1, 33, 70, 13, 15, (1, 2), "lanes"),  # batch 1, a part vector of outputs
+        (4, 16, 16, 12, 12, (1, 1), "direct"),  # chvec-cython's direct weight gradient
+        (3, 5, 23, 7, 9, (0, 0), "direct"),
+        (2, 40, 33, 7, 9, (1, 1), "blas"),  # F(2x2, 3x3) through BLAS: no bias pass
+    ],
+)
+def test_winograd_cython_backward_with_bias(monkeypatch, team, dtype, n, c, o, h, w, padding, path):
+    """``backward_with_bias``: gx and gw the same bits as ``backward``'s, and the bias
+    gradient summed by the weight gradient's own pass (the channel-lane chunks, or
+    chvec-cython's direct weight gradient) against the output gradient summed per channel;
+    None from the BLAS Winograd weight gradient, without the weight gradient or when not
+    asked for."""
+    mod = K.get("conv2d", "winograd-cython")
+    if "winograd-cython" not in VARIANTS or mod._lanes is None:
+        pytest.skip("winograd-cython's channel-lane path does not build here")
+    # the module's own thresholds (this file's fixture sends small calls to the BLAS path)
+    monkeypatch.setattr(mod, "_WGRAD_MIN_CHANNELS", 1 if path == "blas" else 1 << 30)
+    if path == "blas":
+        monkeypatch.setattr(mod, "_LANES_MIN_CHANNELS", 1 << 30)
+    summed = path != "blas"
+    x, wt, _, gy, args, _, _ = _unit_case(n, c, o, h, w, padding)
+    xd, wd, gd = (a.astype(dtype) for a in (x, wt, gy))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mod, "_team_size", lambda work: team)
+        gx, gw, gb = mod.backward_with_bias(gd, xd, wd, *args, True, True)
+        want_gx, want_gw = mod.backward(gd, xd, wd, *args, True, True)
+        assert mod.backward_with_bias(gd, xd, wd, *args, True, False)[2] is None
+        assert mod.backward_with_bias(gd, xd, wd, *args, True, True, False)[2] is None
+        again = mod.backward_with_bias(gd, xd, wd, *args, False, True)[2]
+    np.testing.assert_array_equal(gx, want_gx)
+    np.testing.assert_array_equal(gw, want_gw)
+    assert (gb is not None) == summed
+    if not summed:
+        return
+    assert gb.dtype == dtype and gb.shape == (o,)
+    want = gy.astype(np.float64).sum(axis=(0, 2, 3))
+    scale = np.sqrt(gy[0].size * n / o)  # the RMS of a sum of unit-variance values
+    assert np.max(np.abs(gb - want)) / scale <= (1e-5 if dtype == np.float32 else 1e-12)
+    np.testing.assert_array_equal(again, gb)
+
+
 @pytest.mark.parametrize("team", [2, 3])
 @pytest.mark.parametrize("n, c, o, h, w", [(5, 64, 64, 8, 8), (7, 33, 70, 13, 15)])
 def test_winograd_cython_lanes_weight_gradient_parts_budget(team, n, c, o, h, w):
