@@ -1764,9 +1764,9 @@ _CB_W_DOUBLE = 8  # stride 1, 8-byte floats (at most _CB_W["1"])
 # plane padded by 1, whose interleaved block of 16 floats is about the size of a 1 MB L2
 _CB_PLANE = 16900
 # stride-1 weight gradients of kernels up to 3x3 with outputs this wide take channel blocks
-# only on padded planes up to _CB_PLANE_S1 pixels (114 x 114, a 112 x 112 plane padded by
-# 1); on larger ones the phase planes' one-pass backward (the weight gradient's rows need
-# no transposes there) was faster than the channel blocks' one
+# only where their rows are not whole vector pairs (_full_rows) and on padded planes up to
+# _CB_PLANE_S1 pixels (114 x 114, a 112 x 112 plane padded by 1); elsewhere the phase
+# planes' one-pass backward (no transposes) was as fast as the channel blocks' one or faster
 _PHASE_WG_W = 16
 _CB_PLANE_S1 = 12996
 

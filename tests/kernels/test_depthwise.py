@@ -285,6 +285,42 @@ def test_depthwise_channel_blocks_gradcheck(k, stride, padding):
         )
 
 
+@pytest.mark.parametrize("k, padding, width", [(3, 1, 18), (5, 2, 28), (3, 0, 19)])
+def test_depthwise_stride1_wide_channel_blocks_op(k, padding, width):
+    """Stride-1 planes with outputs 16+ columns wide (not whole vector pairs for float64: 18,
+    28, 17) whose backward runs in one pass on channel blocks (``_cb_all``), through
+    ``conv2d``'s op with a bias: float64 gradcheck, and PyTorch's values and gradients."""
+    import tapegrad.nn.functional as F
+
+    rng = np.random.default_rng(k * width)
+    mod = K.get("depthwise_conv2d", "direct-cython")
+    xs, ws = (2, 17, 6, width), (17, 1, k, k)
+    wo = width + 2 * padding - k + 1
+    assert mod._cb_all(xs, ws, wo, (1, 1), (padding, padding), (1, 1), 8)
+    assert not mod._blocked(xs, wo, (1, 1), (padding, padding), itemsize=8)
+    x = tg.Tensor(rng.standard_normal(xs), requires_grad=True)
+    w = tg.Tensor(rng.standard_normal(ws), requires_grad=True)
+    b = tg.Tensor(rng.standard_normal(17), requires_grad=True)
+    with K.use(depthwise_conv2d="direct-cython"):
+        assert tg.gradcheck(lambda x, w, b: F.conv2d(x, w, b, 1, padding, groups=17), [x, w, b])
+    torch = pytest.importorskip("torch")
+    tx, tw, tb = (torch.tensor(t.data, requires_grad=True) for t in (x, w, b))
+    ty = torch.nn.functional.conv2d(tx, tw, tb, 1, padding, groups=17)
+    gy = rng.standard_normal(tuple(ty.shape))
+    ty.backward(torch.tensor(gy))
+    x.grad = w.grad = b.grad = None
+    with K.use(depthwise_conv2d="direct-cython"):
+        y = F.conv2d(x, w, b, 1, padding, groups=17)
+        y.backward(gy)
+    for got, want in (
+        (y.data, ty),
+        (x.grad.data, tx.grad),
+        (w.grad.data, tw.grad),
+        (b.grad.data, tb.grad),
+    ):
+        np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-9, atol=1e-9)
+
+
 @pytest.mark.parametrize(
     "n, c, m, hw, k, stride, padding, dtype",
     [
