@@ -26,10 +26,14 @@ contiguous run, too short for the hardware prefetchers). The weight gradient run
 this way for every plane that fits, at stride 1 too, one lane per channel over fixed groups
 of 8 images, added in image order; stride-1 calls with kernels up to 3x3 and outputs 16 or
 more columns wide take the phase planes instead (no transposes), in tasks of 16 output
-channels x 8 images, added in image order too. Stride-1 calls with one output channel per
-input channel whose two gradients both take the phase planes run the whole backward (input,
-weight and bias gradients) in one pass over the output gradient and the input, each plane
-used for all three while it is in cache. All sums run in a fixed order: a call
+channels x 8 images, added in image order too, where their rows are whole pairs of vectors
+(32, 48, 64 ... floats) or the padded plane is larger than 114 x 114. Calls with one output
+channel per input channel run the whole backward (input, weight and bias gradients) in one
+pass over the output gradient and the input, each plane used for all three while it is in
+cache: on channel blocks where the forward or (at stride 1, padding at most k - 1) the
+weight gradient takes them -- the stride-1 input gradient is then gathered on the blocks
+too, in the order of the phase planes' flipped-filter forward, so the same bits --, and on
+the phase planes at stride 1 where both gradients take those. All sums run in a fixed order: a call
 repeats bit for bit on one machine, at any thread count. ``benchmarks/conv_targets.py``
 times each pass against the copy time of the bytes it moves.
 

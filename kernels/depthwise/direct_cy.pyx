@@ -1671,7 +1671,7 @@ def _cb_backward_all(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
     cdef Py_ssize_t nb = _cdiv(c, V), nk = _cdiv(n, _CB_IMAGES), Hb = h + 2 * ph, Wb = wd + 2 * pw
     cdef Py_ssize_t PT = _gpad(kh, sh), PL = _gpad(kw, sw)
     cdef Py_ssize_t Hg = _gspan(kh, sh, ph, h, ho), Wg = _gspan(kw, sw, pw, wd, wo)
-    cdef Py_ssize_t p, bi, cb, c0, cnt, l, k, t, oc
+    cdef Py_ssize_t p, bi, cb, c0, cnt, l, k, t, oc, nbi, nc0, ncnt
     cdef real* part = <real*>_alloc64((nb * nk * (kk + 1) * V + 1) * sizeof(real), 1)
     cdef real* B = NULL
     cdef real* G = NULL
@@ -1703,12 +1703,23 @@ def _cb_backward_all(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
             if need_x:
                 _cb_lanes(w, W, c0, 1, cnt, V)
             for bi in range(k * _CB_IMAGES, min(n, (k + 1) * _CB_IMAGES)):
-                if bi + 1 < min(n, (k + 1) * _CB_IMAGES):
-                    tg_dw_pfblock(&gy[bi + 1, c0, 0, 0], cnt * ho * wo * sizeof(real), 0)
+                # the next image's blocks, or after the group's last image the next task's
+                # first (a call of one image group per block, batch 1, has no next image)
+                nbi = bi + 1
+                nc0 = c0
+                ncnt = cnt
+                if nbi >= min(n, (k + 1) * _CB_IMAGES):
+                    nbi = -1
+                    if p + 1 < nb * nk:
+                        nc0 = ((p + 1) // nk) * V
+                        nbi = ((p + 1) % nk) * _CB_IMAGES
+                        ncnt = c - nc0 if c - nc0 < V else V
+                if nbi >= 0:
+                    tg_dw_pfblock(&gy[nbi, nc0, 0, 0], ncnt * ho * wo * sizeof(real), 0)
                     if need_w:
-                        tg_dw_pfblock(&x[bi + 1, c0, 0, 0], cnt * h * wd * sizeof(real), 0)
+                        tg_dw_pfblock(&x[nbi, nc0, 0, 0], ncnt * h * wd * sizeof(real), 0)
                     if need_x:
-                        tg_dw_pfblock(&gx[bi + 1, c0, 0, 0], cnt * h * wd * sizeof(real), 1)
+                        tg_dw_pfblock(&gx[nbi, nc0, 0, 0], ncnt * h * wd * sizeof(real), 1)
                 for l in range(V):
                     gsrc[l] = &gy[bi, c0 + l, 0, 0] if l < cnt else NULL
                 _cbin(gsrc, ho, wo, PT, PL, Wg, G)
@@ -1752,19 +1763,33 @@ _CB_W_DOUBLE = 8  # stride 1, 8-byte floats (at most _CB_W["1"])
 # largest padded input plane (pixels) a channel block keeps in cache: 130 x 130, a 128 x 128
 # plane padded by 1, whose interleaved block of 16 floats is about the size of a 1 MB L2
 _CB_PLANE = 16900
-_PHASE_WG_W = 16  # stride-1 weight gradients of kernels up to 3x3 this wide: phase planes
+# stride-1 weight gradients of kernels up to 3x3 with outputs this wide take channel blocks
+# only where their rows are not whole vector pairs (_full_rows) and on padded planes up to
+# _CB_PLANE_S1 pixels (114 x 114, a 112 x 112 plane padded by 1); elsewhere the phase
+# planes' one-pass backward (no transposes) was as fast as the channel blocks' one or faster
+_PHASE_WG_W = 16
+_CB_PLANE_S1 = 12996
+
+
+def _full_rows(wo, itemsize):
+    """True for output rows of two or more whole 64-byte vectors (32, 48, 64 ... floats):
+    the phase planes' row kernels run two vectors at a time with no idle or repeated
+    lanes there, and kept the stride-1 backward (narrower rows leave half their sums in
+    flight, other widths repeat lanes in the row's last vectors)."""
+    v = 64 // itemsize
+    return wo >= 2 * v and wo % v == 0
 
 
 def _blocked(x_shape, wo, stride, padding, weight=False, taps=0, itemsize=4):
     """Channel blocks for small planes: the weight gradient of every plane that fits (but
-    stride-1 planes at least ``_PHASE_WG_W`` outputs wide for kernels of up to ``taps`` = 9:
-    their phase-plane kernel needs no transposes), the forward and input gradient at stride
+    stride-1 planes at least ``_PHASE_WG_W`` outputs wide for kernels of up to ``taps`` = 9
+    only up to ``_CB_PLANE_S1`` padded pixels), the forward and input gradient at stride
     2 and more, and at stride 1 for output planes up to ``_CB_W["1"]`` columns wide
     (``_CB_W_DOUBLE`` for ``itemsize`` 8: the row kernels' vectors hold 16 floats or 8
     doubles)."""
     plane = (x_shape[2] + 2 * padding[0]) * (x_shape[3] + 2 * padding[1])
     if weight and tuple(stride) == (1, 1) and 0 < taps <= 9 and wo >= _PHASE_WG_W:
-        return False
+        return plane <= _CB_PLANE_S1 and not _full_rows(wo, itemsize)
     key = str(min(max(stride), 2))
     widest = _CB_W[key]
     if key == "1" and itemsize == 8:
@@ -1786,8 +1811,41 @@ def _phase_fused(x_shape, w_shape, wo, stride, padding, dilation, itemsize=4):
         and padding[0] <= kh - 1
         and padding[1] <= kw - 1
         and not _blocked(x_shape, wo, stride, padding, itemsize=itemsize)
-        and not _blocked(x_shape, wo, stride, padding, weight=True, taps=kh * kw)
+        and not _blocked(x_shape, wo, stride, padding, weight=True, taps=kh * kw, itemsize=itemsize)
     )
+
+
+def _cb_all(x_shape, w_shape, wo, stride, padding, dilation, itemsize=4):
+    """True for the calls whose backward runs in one pass on channel blocks
+    (``_cb_backward_all``: the input, weight and bias gradients asked for, each plane
+    interleaved once): dilation 1, one output channel per input channel, and the forward
+    on channel blocks, or at stride 1 (padding at most k - 1, rows not whole vector pairs:
+    ``_full_rows``) the weight gradient; the input gradient is then gathered on the
+    channel blocks too, where alone it takes the phase planes (see ``_blocked``)."""
+    if not (tuple(dilation) == (1, 1) and w_shape[0] == x_shape[1] and x_shape[0] > 0):
+        return False
+    if _blocked(x_shape, wo, stride, padding, itemsize=itemsize):
+        return True
+    taps = w_shape[2] * w_shape[3]
+    return (
+        tuple(stride) == (1, 1)
+        and padding[0] <= w_shape[2] - 1
+        and padding[1] <= w_shape[3] - 1
+        and not _full_rows(wo, itemsize)
+        and _blocked(x_shape, wo, stride, padding, weight=True, taps=taps, itemsize=itemsize)
+    )
+
+
+def _backward_cb(gy, x, w, stride, padding, need_x, need_w, need_b):
+    """The one-pass channel-block backward (see ``_cb_all``): ``(gx, gw, gb)``, None for
+    each gradient not asked for."""
+    _check_backward(x, w, need_x, need_w)
+    dummy = np.empty((1, 1, 1, 1), dtype=x.dtype)
+    gx = _out(x.shape, x.dtype) if need_x else dummy
+    gw = np.empty_like(w) if need_w else dummy
+    gb = np.empty(x.shape[1], dtype=x.dtype) if need_b else np.empty(1, dtype=x.dtype)
+    _cb_backward_all(gy, x, w, gx, gw, gb, need_x, need_w, need_b, *stride, *padding)
+    return (gx if need_x else None), (gw if need_w else None), (gb if need_b else None)
 
 
 def _backward_fused(gy, x, w, stride, padding, dilation, need_x, need_w, need_b):
@@ -1848,6 +1906,10 @@ def _check_backward(x, w, need_x, need_w):
 
 
 def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
+    if need_x and need_w and _cb_all(
+        x.shape, w.shape, gy.shape[3], stride, padding, dilation, x.itemsize
+    ):
+        return _backward_cb(gy, x, w, stride, padding, True, True, False)[:2]
     if need_x and need_w and _phase_fused(
         x.shape, w.shape, gy.shape[3], stride, padding, dilation, x.itemsize
     ):
@@ -1880,7 +1942,8 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
         # non-finite one is recomputed with the direct loops (no pass over x to check it).
         # Channel blocks multiply the output gradient by the padded input only.
         taps = w.shape[2] * w.shape[3]
-        if phase and _blocked(x.shape, gy.shape[3], stride, padding, weight=True, taps=taps):
+        if phase and _blocked(x.shape, gy.shape[3], stride, padding, weight=True, taps=taps,
+                                   itemsize=x.itemsize):
             _cb_backward_w(gy, x, gw, sh, sw, ph, pw)
         elif phase:
             _phase_backward_w(gy, x, gw, sh, sw, ph, pw)
@@ -1893,23 +1956,14 @@ def backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
 
 def backward_with_bias(gy, x, w, stride, padding, dilation, groups, need_x, need_w):
     """``backward`` plus the bias gradient: ``(gx, gw, gb)``. Calls with one output channel
-    per input channel on channel blocks (see ``_blocked``) or, at stride 1, on phase planes
+    per input channel on channel blocks (see ``_cb_all``) or, at stride 1, on phase planes
     (see ``_phase_fused``) run every gradient asked for in one pass over ``gy`` and ``x``
-    (``_cb_backward_all``, ``_phase_backward_all``); other calls run ``backward`` and
-    return ``gb = None``, which the op then sums itself."""
-    n, c, h, wd = x.shape
+    (``_cb_backward_all``, ``_phase_backward_all``); other calls run ``backward`` and return
+    ``gb = None``, which the op then sums itself. (At stride 1 the channel blocks' gathered
+    input gradient adds each pixel's taps in the order of the phase planes' flipped-filter
+    forward that ``backward`` runs for it alone: the same bits.)"""
     if _phase_fused(x.shape, w.shape, gy.shape[3], stride, padding, dilation, x.itemsize):
         return _backward_fused(gy, x, w, stride, padding, dilation, need_x, need_w, True)
-    if not (
-        dilation == (1, 1)
-        and w.shape[0] == c
-        and n > 0
-        and _blocked(x.shape, gy.shape[3], stride, padding, itemsize=x.itemsize)
-    ):
-        return (*backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w), None)
-    _check_backward(x, w, need_x, need_w)
-    gx = _out(x.shape, x.dtype) if need_x else np.empty((1, 1, 1, 1), dtype=x.dtype)
-    gw = np.empty_like(w) if need_w else np.empty((1, 1, 1, 1), dtype=x.dtype)
-    gb = np.empty(c, dtype=x.dtype)
-    _cb_backward_all(gy, x, w, gx, gw, gb, need_x, need_w, True, *stride, *padding)
-    return (gx if need_x else None), (gw if need_w else None), gb
+    if _cb_all(x.shape, w.shape, gy.shape[3], stride, padding, dilation, x.itemsize):
+        return _backward_cb(gy, x, w, stride, padding, need_x, need_w, True)
+    return (*backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w), None)

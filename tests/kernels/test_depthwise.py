@@ -285,6 +285,42 @@ def test_depthwise_channel_blocks_gradcheck(k, stride, padding):
         )
 
 
+@pytest.mark.parametrize("k, padding, width", [(3, 1, 18), (5, 2, 28), (3, 0, 19)])
+def test_depthwise_stride1_wide_channel_blocks_op(k, padding, width):
+    """Stride-1 planes with outputs 16+ columns wide (not whole vector pairs for float64: 18,
+    28, 17) whose backward runs in one pass on channel blocks (``_cb_all``), through
+    ``conv2d``'s op with a bias: float64 gradcheck, and PyTorch's values and gradients."""
+    import tapegrad.nn.functional as F
+
+    rng = np.random.default_rng(k * width)
+    mod = K.get("depthwise_conv2d", "direct-cython")
+    xs, ws = (2, 17, 6, width), (17, 1, k, k)
+    wo = width + 2 * padding - k + 1
+    assert mod._cb_all(xs, ws, wo, (1, 1), (padding, padding), (1, 1), 8)
+    assert not mod._blocked(xs, wo, (1, 1), (padding, padding), itemsize=8)
+    x = tg.Tensor(rng.standard_normal(xs), requires_grad=True)
+    w = tg.Tensor(rng.standard_normal(ws), requires_grad=True)
+    b = tg.Tensor(rng.standard_normal(17), requires_grad=True)
+    with K.use(depthwise_conv2d="direct-cython"):
+        assert tg.gradcheck(lambda x, w, b: F.conv2d(x, w, b, 1, padding, groups=17), [x, w, b])
+    torch = pytest.importorskip("torch")
+    tx, tw, tb = (torch.tensor(t.data, requires_grad=True) for t in (x, w, b))
+    ty = torch.nn.functional.conv2d(tx, tw, tb, 1, padding, groups=17)
+    gy = rng.standard_normal(tuple(ty.shape))
+    ty.backward(torch.tensor(gy))
+    x.grad = w.grad = b.grad = None
+    with K.use(depthwise_conv2d="direct-cython"):
+        y = F.conv2d(x, w, b, 1, padding, groups=17)
+        y.backward(gy)
+    for got, want in (
+        (y.data, ty),
+        (x.grad.data, tx.grad),
+        (w.grad.data, tw.grad),
+        (b.grad.data, tb.grad),
+    ):
+        np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-9, atol=1e-9)
+
+
 @pytest.mark.parametrize(
     "n, c, m, hw, k, stride, padding, dtype",
     [
@@ -483,28 +519,46 @@ def test_depthwise_wide_stride1_weight_gradient_phase_planes_any_team():
 
 
 @pytest.mark.parametrize(
-    "n, c, h, w, k, padding, dtype",
+    "n, c, h, w, k, padding, dtype, path",
     [
-        (3, 19, 9, 33, 3, (1, 1), np.float32),  # a short last channel block of the 16
-        (2, 33, 16, 18, 3, (1, 0), np.float32),  # outputs 16 columns wide
-        (9, 17, 12, 35, 3, (0, 2), np.float64),  # a short last image group of the 8
-        (2, 5, 7, 40, 2, (1, 0), np.float32),  # even kernel, padding past half of it
-        (1, 3, 130, 131, 5, (2, 2), np.float64),  # 5x5: its weight gradient too large a plane
-        (2, 3, 131, 130, 4, (3, 1), np.float32),  # 4x4 (the tap list), padding k - 1
+        # phase planes: rows of whole vector pairs (32 or 48 floats, 32 doubles) or planes
+        # past the channel blocks' limits
+        (3, 19, 9, 32, 3, (1, 1), np.float32, "phase"),  # a short last channel block of the 16
+        (2, 33, 16, 50, 3, (1, 0), np.float32, "phase"),  # outputs 48 columns wide
+        (9, 17, 12, 30, 3, (0, 2), np.float64, "phase"),  # a short last image group of the 8
+        (2, 5, 7, 33, 2, (1, 0), np.float32, "phase"),  # even kernel, padding past half of it
+        (1, 3, 130, 131, 5, (2, 2), np.float64, "phase"),  # 5x5: too large a plane for blocks
+        (2, 3, 131, 130, 4, (3, 1), np.float32, "phase"),  # 4x4 (the tap list), padding k - 1
+        (1, 2, 115, 114, 3, (1, 1), np.float32, "phase"),  # 3x3 past _CB_PLANE_S1
+        # channel blocks: outputs 16 columns wide or not a multiple of the vector
+        (3, 19, 9, 33, 3, (1, 1), np.float32, "cb"),  # a short last channel block of the 16
+        (2, 33, 16, 18, 3, (1, 0), np.float32, "cb"),  # outputs 16 columns wide
+        (9, 17, 12, 35, 3, (0, 2), np.float64, "cb"),  # a short last image group of the 8
+        (2, 5, 7, 40, 2, (1, 0), np.float32, "cb"),  # even kernel, padding past half of it
+        (2, 18, 20, 28, 5, (2, 2), np.float32, "cb"),  # 5x5, outputs 28 wide
+        (1, 2, 112, 111, 3, (1, 1), np.float32, "cb"),  # 3x3 at _CB_PLANE_S1, batch 1
+        (2, 17, 9, 31, 3, (2, 3), np.float32, "neither"),  # padding past k - 1: two passes
     ],
 )
-def test_depthwise_stride1_one_pass_backward(n, c, h, w, k, padding, dtype):
-    """Stride-1 multiplier-1 calls whose two gradients both take the phase planes run the
-    whole backward in one pass (``_phase_fused``): every subset of the gradients matches
-    the reference (the bias gradient a float64 sum), the input and weight gradients equal
-    each pass run alone bit for bit, and 1 and 2 threads give the same bits."""
+def test_depthwise_stride1_one_pass_backward(n, c, h, w, k, padding, dtype, path):
+    """Stride-1 multiplier-1 calls run the whole backward in one pass, on the phase planes
+    (``_phase_fused``) or on channel blocks (``_cb_all``): every subset of the gradients
+    matches the reference (the bias gradient a float64 sum), the input and weight gradients
+    equal each pass run alone bit for bit (the input gradient alone takes the phase planes
+    for the "cb" rows too: the gather adds the taps in the same order), and 1 and 2
+    threads give the same bits. Padding past k - 1 runs the passes apart (the bias
+    gradient left to the op)."""
     rng = np.random.default_rng(n * 100 + k)
     mod, ref = K.get("depthwise_conv2d", "direct-cython"), K.get("depthwise_conv2d", "reference")
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
     wt = rng.standard_normal((c, 1, k, k)).astype(dtype)
     args = ((1, 1), padding, (1, 1), c)
     y = mod.forward(x, wt, None, *args)
-    assert mod._phase_fused(x.shape, wt.shape, y.shape[3], *args[:3], x.itemsize)
+    rules = (mod._phase_fused, mod._cb_all)
+    assert [f(x.shape, wt.shape, y.shape[3], *args[:3], x.itemsize) for f in rules] == [
+        path == "phase",
+        path == "cb",
+    ]
     gy = rng.standard_normal(y.shape).astype(dtype)
     want = (*ref.backward(gy, x, wt, *args, True, True), gy.astype(np.float64).sum(axis=(0, 2, 3)))
     alone = (
@@ -519,7 +573,7 @@ def test_depthwise_stride1_one_pass_backward(n, c, h, w, k, padding, dtype):
             for threads in (1, 2):
                 tg.set_num_threads(threads)
                 runs.append(mod.backward_with_bias(gy, x, wt, *args, *need))
-            rows = zip(runs[0], runs[1], want, (*alone, None), (*need, True))
+            rows = zip(runs[0], runs[1], want, (*alone, None), (*need, path != "neither"))
             for got, again, r, a, asked in rows:
                 assert (got is None) != asked
                 if asked:
@@ -535,17 +589,19 @@ def test_depthwise_stride1_one_pass_backward(n, c, h, w, k, padding, dtype):
         tg.set_num_threads(old)
 
 
-def test_depthwise_stride1_one_pass_backward_nonfinite_like_reference():
+@pytest.mark.parametrize("width, rule", [(32, "_phase_fused"), (34, "_cb_all")])
+def test_depthwise_stride1_one_pass_backward_nonfinite_like_reference(width, rule):
     """A NaN in the input and an infinity in the output gradient of a one-pass backward
-    reach the gradients whose sums hold them, as in the reference."""
+    (phase planes, channel blocks) reach the gradients whose sums hold them, as in the
+    reference."""
     rng = np.random.default_rng(7)
     mod, ref = K.get("depthwise_conv2d", "direct-cython"), K.get("depthwise_conv2d", "reference")
-    x = rng.standard_normal((2, 17, 10, 34))
+    x = rng.standard_normal((2, 17, 10, width))
     wt = rng.standard_normal((17, 1, 3, 3))
-    x[0, 3, 0, 0], x[1, 16, 4, 33] = np.nan, np.inf
+    x[0, 3, 0, 0], x[1, 16, 4, width - 1] = np.nan, np.inf
     args = ((1, 1), (1, 1), (1, 1), 17)
-    assert mod._phase_fused(x.shape, wt.shape, 34, *args[:3], x.itemsize)
-    gy = rng.standard_normal((2, 17, 10, 34))
+    assert getattr(mod, rule)(x.shape, wt.shape, width, *args[:3], x.itemsize)
+    gy = rng.standard_normal((2, 17, 10, width))
     gy[1, 2, 1, 1] = np.inf
     got = mod.backward_with_bias(gy, x, wt, *args, True, True)
     want = (*ref.backward(gy, x, wt, *args, True, True), gy.sum(axis=(0, 2, 3)))
