@@ -8,7 +8,7 @@ the input gradient's on a turned and transposed copy, the weight gradient's chun
 turned back by a (9, 16) product and a strided transpose) and by capping the forward's strips
 at one image. Median ms per pass: process CPU at 1 thread, wall clock at more.
 
-    python benchmarks/winograd_small_planes.py [--threads 1] [--repeats 15]
+    python benchmarks/winograd_lanes_groups.py [--threads 1] [--repeats 15]
 """
 
 from __future__ import annotations
