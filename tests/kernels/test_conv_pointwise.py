@@ -66,8 +66,7 @@ def _arrays(case, seed=0):
     split=st.sampled_from([None, True, False]),
     slice_rows=st.sampled_from([1, 8]),
 )
-def test_pointwise_matches_reference(case, team, need, own, chunk_bytes, own_nn, split,
-                                     slice_rows):
+def test_pointwise_matches_reference(case, team, need, own, chunk_bytes, own_nn, split, slice_rows):
     """Forward and each gradient alone or both, with a team of 1 to 3 threads whatever the
     batch (threads without an image leave their weight-gradient part at zero), the weight
     gradient of stride-1 calls by the rule or on the tile kernel (partial tiles, rows
