@@ -4,7 +4,11 @@ compiled with Cython + OpenMP.
 A 1x1 convolution of one image is ``y[b] = w2 @ x[b]`` with ``w2`` (O, C) and ``x[b]``
 (C, H*W): no unfold. Each OpenMP thread takes whole images (the forward hands them out
 dynamically, the backward statically: see below). With a stride the thread first gathers
-its image's sampled pixels (C, Ho*Wo) into its own buffer.
+its image's sampled pixels (C, Ho*Wo) into its own buffer. A batch of fewer than 3 images
+per thread that the threads cannot share evenly (one image, or three on two threads) is
+split by channels instead: the forward and the input gradient in items of (image, slice of
+output or input channels), the weight and bias gradients by output channels per thread
+over every image (``backward_rows``), so no thread idles and no parts are summed.
 
 The per-image products run on this module's own AVX-512 kernel for float32 (the forward
 of 48 or more output channels and the input gradient of 48 or more input channels, on
@@ -601,10 +605,12 @@ def _own_nn(dtype, pixels, rows):
     return _NN_MIN_PIXELS <= pixels <= _NN_MAX_PIXELS and rows >= _NN_MIN_ROWS
 
 
-# Batches of fewer images than 4 per thread that do not share out evenly among the threads
-# (one image on two threads leaves one idle) are split by channels instead: items of
-# (image, slice of rows), and the weight gradient by output channels (``backward_rows``).
-_SPLIT_BELOW_PER_THREAD = 4
+# Batches of fewer images than 3 per thread that do not share out evenly among the threads
+# (one image on two threads leaves one idle, three leave one idle half the time) are split
+# by channels instead: items of (image, slice of rows), and the weight gradient by output
+# channels (``backward_rows``). With 3+ images per thread the split, which halves each
+# GEMM's rows, ran level with whole images (benchmarks/results/pointwise-batch1.md).
+_SPLIT_BELOW_PER_THREAD = 3
 # rows per slice: a multiple of 8 (whole tiles of the BLAS's and the tile kernel's rows), and
 # calls of fewer rows than two such slices stay whole
 _SLICE_ROWS = 8

@@ -297,14 +297,14 @@ def test_own_kernel_rule():
 
 def test_split_rule():
     """Split by channels when the images do not share out evenly among the threads and
-    there are fewer than 4 per thread (one image on two threads, three, five, seven);
+    there are fewer than 3 per thread (one image on two threads, three, five);
     whole images per thread otherwise, and always on one thread. Slices of whole multiples
     of 8 rows, enough for the items to share out evenly, and none for fewer than 16 rows."""
     from tapegrad.kernels.conv import pointwise_cy
 
     split, slices = pointwise_cy._split, pointwise_cy._slices
-    assert split(1, 2) and split(3, 2) and split(7, 2) and split(2, 3)
-    assert not split(2, 2) and not split(8, 2) and not split(9, 2) and not split(1, 1)
+    assert split(1, 2) and split(3, 2) and split(5, 2) and split(2, 3) and split(8, 3)
+    assert not split(2, 2) and not split(7, 2) and not split(9, 3) and not split(1, 1)
     assert slices(1, 2, 64) == (2, 32) and slices(3, 2, 70) == (2, 40)
     assert slices(2, 3, 96) == (3, 32) and slices(1, 2, 12) == (1, 12)
     assert slices(4, 2, 64) == (1, 64)
