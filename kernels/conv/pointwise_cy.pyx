@@ -397,54 +397,59 @@ def backward_threads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                      real[:, ::1] bparts, real[:, ::1] buf, bint need_x, bint need_w,
                      bint need_b, int sh, int sw, size_t gemm, int nt, bint accumulate,
                      Py_ssize_t chunk, bint own_w, real[::1] packed, bint own_nn=False):
-    """Per chunk of ``chunk`` consecutive images (a thread's chunks fixed by the static
-    schedule): parts[thread] += gy[b] @ x[b][:, ::sh, ::sw].T summed over the chunk (with
-    ``own_w``, stride 1 only, by the tile kernel on the chunk copied to ``packed``, else
-    one GEMM per image), gx[b] = scatter(w2.T @ gy[b]) and with ``need_b`` bparts[thread,
-    oc] += the sum of gy[b, oc]. With ``accumulate``, gx holds a gradient already and the
-    input gradient is added to it (the GEMM's beta = 1, or an add at the sampled pixels
-    only when strided). When strided, buf[thread] holds one image's sampled pixels."""
+    """Thread t takes an even share of the images, [t * n // nt, (t + 1) * n // nt), in
+    chunks of up to ``chunk`` consecutive images: parts[t] += gy[b] @ x[b][:, ::sh,
+    ::sw].T summed over the chunk (with ``own_w``, stride 1 only, by the tile kernel on
+    the chunk copied to ``packed``, else one GEMM per image), gx[b] = scatter(w2.T @
+    gy[b]) and with ``need_b`` bparts[t, oc] += the sum of gy[b, oc]. With
+    ``accumulate``, gx holds a gradient already and the input gradient is added to it
+    (the GEMM's beta = 1, or an add at the sampled pixels only when strided). When
+    strided, buf[thread] holds one image's sampled pixels."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
-    cdef Py_ssize_t p = ho * wo, b, k, b0, nb
+    cdef Py_ssize_t p = ho * wo, b, t, b0, bend, nb
     cdef Py_ssize_t v = 64 // sizeof(real), pp = (p + v - 1) // v * v
     cdef Py_ssize_t per_thread = chunk * (o + c) * pp
     cdef real* pk = _aligned(&packed[0])
-    cdef Py_ssize_t nchunks = (n + chunk - 1) // chunk
     cdef bint strided = sh != 1 or sw != 1
     cdef int tid
     cdef const real* src
     with nogil:
-        # static: each thread sums the same chunks in the same order on every call
-        for k in prange(nchunks, schedule="static", num_threads=nt):
+        # static: thread t sums the images [t * n // nt, (t + 1) * n // nt) in the same
+        # order on every call; an even share per thread (chunks of a fixed size handed out
+        # in runs of whole chunks left the last thread fewer images: 18 and 14 of 32)
+        for t in prange(nt, schedule="static", num_threads=nt):
             tid = openmp.omp_get_thread_num()
-            b0 = k * chunk
-            nb = min(chunk, n - b0)
-            if need_w and own_w:
-                _wgrad(&gy[b0, 0, 0, 0], &x[b0, 0, 0, 0], nb, o, c, p, pp,
-                       pk + tid * per_thread, &parts[tid, 0, 0])
-            for b in range(b0, b0 + nb):
-                if need_w and not own_w:
-                    src = &x[b, 0, 0, 0]
-                    if strided:
-                        _gather(src, &buf[tid, 0], c, h, w, sh, sw, ho, wo)
-                        src = &buf[tid, 0]
-                    _gemm(gemm, False, True, o, c, p, &gy[b, 0, 0, 0], p, src, p, 1,
-                          &parts[tid, 0, 0], c)
-                if need_x:
-                    if strided:
-                        if not _nn(own_nn, &w2[0, 0], 1, c, &gy[b, 0, 0, 0], c, o, p,
-                                   &buf[tid, 0], False, NULL):
-                            _gemm(gemm, True, False, c, p, o, &w2[0, 0], c, &gy[b, 0, 0, 0], p,
-                                  0, &buf[tid, 0], p)
-                        _scatter(&buf[tid, 0], &gx[b, 0, 0, 0], c, h, w, sh, sw, ho, wo,
-                                 accumulate)
-                    elif not _nn(own_nn, &w2[0, 0], 1, c, &gy[b, 0, 0, 0], c, o, p,
-                                 &gx[b, 0, 0, 0], accumulate, NULL):
-                        _gemm(gemm, True, False, c, p, o, &w2[0, 0], c, &gy[b, 0, 0, 0], p,
-                              1 if accumulate else 0, &gx[b, 0, 0, 0], p)
-                if need_b:
-                    _channel_sums(&gy[b, 0, 0, 0], o, p, &bparts[tid, 0])
+            b0 = t * n // nt
+            bend = (t + 1) * n // nt
+            while b0 < bend:
+                nb = min(chunk, bend - b0)
+                if need_w and own_w:
+                    _wgrad(&gy[b0, 0, 0, 0], &x[b0, 0, 0, 0], nb, o, c, p, pp,
+                           pk + tid * per_thread, &parts[t, 0, 0])
+                for b in range(b0, b0 + nb):
+                    if need_w and not own_w:
+                        src = &x[b, 0, 0, 0]
+                        if strided:
+                            _gather(src, &buf[tid, 0], c, h, w, sh, sw, ho, wo)
+                            src = &buf[tid, 0]
+                        _gemm(gemm, False, True, o, c, p, &gy[b, 0, 0, 0], p, src, p, 1,
+                              &parts[t, 0, 0], c)
+                    if need_x:
+                        if strided:
+                            if not _nn(own_nn, &w2[0, 0], 1, c, &gy[b, 0, 0, 0], c, o, p,
+                                       &buf[tid, 0], False, NULL):
+                                _gemm(gemm, True, False, c, p, o, &w2[0, 0], c,
+                                      &gy[b, 0, 0, 0], p, 0, &buf[tid, 0], p)
+                            _scatter(&buf[tid, 0], &gx[b, 0, 0, 0], c, h, w, sh, sw, ho, wo,
+                                     accumulate)
+                        elif not _nn(own_nn, &w2[0, 0], 1, c, &gy[b, 0, 0, 0], c, o, p,
+                                     &gx[b, 0, 0, 0], accumulate, NULL):
+                            _gemm(gemm, True, False, c, p, o, &w2[0, 0], c, &gy[b, 0, 0, 0],
+                                  p, 1 if accumulate else 0, &gx[b, 0, 0, 0], p)
+                    if need_b:
+                        _channel_sums(&gy[b, 0, 0, 0], o, p, &bparts[t, 0])
+                b0 = b0 + nb
 
 
 def backward_rows(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
