@@ -30,6 +30,7 @@ Bounds and wraparound checks are set by the build (setup.py), not here.
 
 cimport openmp
 from cython.parallel cimport parallel, prange
+from libc.string cimport memset
 
 import math
 
@@ -394,7 +395,8 @@ cdef inline real* _aligned(real* a) noexcept nogil:
 
 def backward_threads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                      const real[:, ::1] w2, real[:, :, :, ::1] gx, real[:, :, ::1] parts,
-                     real[:, ::1] bparts, real[:, ::1] buf, bint need_x, bint need_w,
+                     real[:, ::1] gw, real[:, ::1] bparts, real[:, ::1] buf, bint need_x,
+                     bint need_w,
                      bint need_b, int sh, int sw, size_t gemm, int nt, bint accumulate,
                      Py_ssize_t chunk, bint own_w, real[::1] packed, bint own_nn=False):
     """Thread t takes an even share of the images, [t * n // nt, (t + 1) * n // nt), in
@@ -404,10 +406,12 @@ def backward_threads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
     gy[b]) and with ``need_b`` bparts[t, oc] += the sum of gy[b, oc]. With
     ``accumulate``, gx holds a gradient already and the input gradient is added to it
     (the GEMM's beta = 1, or an add at the sampled pixels only when strided). When
-    strided, buf[thread] holds one image's sampled pixels."""
+    strided, buf[thread] holds one image's sampled pixels. Each part is zeroed by its
+    thread as its share starts; with more than one thread, gw = the parts summed in
+    thread order, by rows of gw shared among the threads after the loop."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
-    cdef Py_ssize_t p = ho * wo, b, k, t, b0, nb, lo, share
+    cdef Py_ssize_t p = ho * wo, b, k, t, b0, nb, lo, share, r, q, u
     cdef Py_ssize_t v = 64 // sizeof(real), pp = (p + v - 1) // v * v
     cdef Py_ssize_t per_thread = chunk * (o + c) * pp
     cdef real* pk = _aligned(&packed[0])
@@ -416,14 +420,20 @@ def backward_threads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
     cdef bint strided = sh != 1 or sw != 1
     cdef int tid
     cdef const real* src
-    with nogil:
+    with nogil, parallel(num_threads=nt):
         # static: runs of cpt chunks, run t the images [t * n // nt, (t + 1) * n // nt), so
         # each thread sums the same images in the same order on every call and the threads'
         # shares differ by one image at most (runs of whole fixed-size chunks gave 32
         # images in chunks of 6 to the threads as 18 and 14)
-        for k in prange(nt * cpt, schedule="static", num_threads=nt):
+        for k in prange(nt * cpt, schedule="static"):
             tid = openmp.omp_get_thread_num()
             t = k // cpt
+            if k % cpt == 0:
+                # the share's first chunk: this thread's parts start from zero, in its cache
+                if need_w:
+                    memset(&parts[t, 0, 0], 0, o * c * sizeof(real))
+                if need_b:
+                    memset(&bparts[t, 0], 0, o * sizeof(real))
             lo = t * n // nt
             share = (t + 1) * n // nt - lo
             b0 = lo + (k % cpt) * share // cpt
@@ -455,6 +465,13 @@ def backward_threads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                               1 if accumulate else 0, &gx[b, 0, 0, 0], p)
                 if need_b:
                     _channel_sums(&gy[b, 0, 0, 0], o, p, &bparts[t, 0])
+        # the parts summed in thread order (the same bits on every call), rows shared out
+        for r in prange(o if need_w and nt > 1 else 0, schedule="static"):
+            for q in range(c):
+                gw[r, q] = parts[0, r, q]
+            for u in range(1, nt):
+                for q in range(c):
+                    gw[r, q] = gw[r, q] + parts[u, r, q]
 
 
 def backward_rows(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
@@ -708,24 +725,23 @@ def _backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w, acc, 
         gx = acc
     else:
         gx = np.empty_like(x) if need_x else np.empty((1, 1, 1, 1), dtype=x.dtype)
-    parts = (np.zeros((nt, o, c), dtype=x.dtype) if need_w
+    parts = (np.empty((nt, o, c), dtype=x.dtype) if need_w
              else np.empty((1, 1, 1), dtype=x.dtype))
-    bparts = (np.zeros((nt, o), dtype=x.dtype) if need_b
+    gw2 = (np.empty((o, c), dtype=x.dtype) if need_w and nt > 1
+           else np.empty((1, 1), dtype=x.dtype))
+    bparts = (np.empty((nt, o), dtype=x.dtype) if need_b
               else np.empty((1, 1), dtype=x.dtype))
     buf = (workspace("pointwise-t", (nt, c * ho * wo), x.dtype) if strided
            else np.empty((1, 1), dtype=x.dtype))
     packed = workspace("pointwise-w", (nt * chunk * (o + c) * pp + v if own_w else 1,),
                        x.dtype)
     with cblas.single_threaded():
-        backward_threads(gy, x, w.reshape(o, c), gx, parts, bparts, buf, need_x, need_w,
-                         need_b, sh, sw, gemm, nt, acc is not None, chunk, own_w, packed,
-                         _own_nn(x.dtype, ho * wo, c))
+        backward_threads(gy, x, w.reshape(o, c), gx, parts, gw2, bparts, buf, need_x,
+                         need_w, need_b, sh, sw, gemm, nt, acc is not None, chunk, own_w,
+                         packed, _own_nn(x.dtype, ho * wo, c))
     gw = gb = None
     if need_w:
-        gw2 = parts[0]
-        for t in range(1, nt):  # thread order: the same sum on every call
-            gw2 = gw2 + parts[t]
-        gw = gw2.reshape(w.shape)
+        gw = (gw2 if nt > 1 else parts[0]).reshape(w.shape)
     if need_b:
         gb = bparts[0]
         for t in range(1, nt):
