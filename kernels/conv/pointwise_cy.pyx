@@ -396,9 +396,9 @@ cdef inline real* _aligned(real* a) noexcept nogil:
 def backward_threads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                      const real[:, ::1] w2, real[:, :, :, ::1] gx, real[:, :, ::1] parts,
                      real[:, ::1] gw, real[:, ::1] bparts, real[:, ::1] buf, bint need_x,
-                     bint need_w,
-                     bint need_b, int sh, int sw, size_t gemm, int nt, bint accumulate,
-                     Py_ssize_t chunk, bint own_w, real[::1] packed, bint own_nn=False):
+                     bint need_w, bint need_b, int sh, int sw, size_t gemm, int nt,
+                     bint accumulate, Py_ssize_t chunk, bint own_w, real[::1] packed,
+                     bint own_nn=False):
     """Thread t takes an even share of the images, [t * n // nt, (t + 1) * n // nt), in
     chunks of up to ``chunk`` consecutive images: parts[t] += gy[b] @ x[b][:, ::sh,
     ::sw].T summed over the chunk (with ``own_w``, stride 1 only, by the tile kernel on
@@ -638,8 +638,9 @@ def _own_nn(dtype, pixels, rows):
 # channels (``backward_rows``). With 3+ images per thread the split, which halves each
 # GEMM's rows, ran level with whole images (benchmarks/results/pointwise-batch1.md).
 _SPLIT_BELOW_PER_THREAD = 3
-# rows per slice: a multiple of 8 (whole tiles of the BLAS's and the tile kernel's rows), and
-# calls of fewer rows than two such slices stay whole
+# rows per slice: a multiple of 8 (whole vectors of rows for the BLAS's packing, whole
+# tiles of the weight-gradient tile kernel's 4 rows), and calls of fewer rows than two such
+# slices stay whole
 _SLICE_ROWS = 8
 # None: the rule below; True or False: every call of two or more threads split by rows, or
 # none (whole images per thread)
