@@ -4,7 +4,11 @@ compiled with Cython + OpenMP.
 A 1x1 convolution of one image is ``y[b] = w2 @ x[b]`` with ``w2`` (O, C) and ``x[b]``
 (C, H*W): no unfold. Each OpenMP thread takes whole images (the forward hands them out
 dynamically, the backward statically: see below). With a stride the thread first gathers
-its image's sampled pixels (C, Ho*Wo) into its own buffer.
+its image's sampled pixels (C, Ho*Wo) into its own buffer. A batch of fewer than 3 images
+per thread that the threads cannot share evenly (one image, or three on two threads) is
+split by channels instead: the forward and the input gradient in items of (image, slice of
+output or input channels), the weight and bias gradients by output channels per thread
+over every image (``backward_rows``), so no thread idles and no parts are summed.
 
 The per-image products run on this module's own AVX-512 kernel for float32 (the forward
 of 48 or more output channels and the input gradient of 48 or more input channels, on
@@ -25,7 +29,10 @@ Bounds and wraparound checks are set by the build (setup.py), not here.
 """
 
 cimport openmp
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
+from libc.string cimport memset
+
+import math
 
 import numpy as np
 
@@ -278,32 +285,42 @@ cdef inline bint _nn(bint own, const real* a, Py_ssize_t sm, Py_ssize_t sk, cons
 
 def forward_threads(const real[:, :, :, ::1] x, const real[:, ::1] w2, const real[::1] bias,
                     bint has_bias, real[:, :, :, ::1] y, real[:, ::1] buf, int sh, int sw,
-                    size_t gemm, int nt, bint own_nn=False):
-    """y[b] = w2 @ x[b][:, ::sh, ::sw] (+ bias), whole images per thread, on the own
-    kernel with ``own_nn`` (float32), else the BLAS."""
+                    size_t gemm, int nt, bint own_nn=False, Py_ssize_t ns=1,
+                    Py_ssize_t rs=0):
+    """y[b] = w2 @ x[b][:, ::sh, ::sw] (+ bias), on the own kernel with ``own_nn``
+    (float32), else the BLAS. The work items are (image, slice of ``rs`` output channels),
+    ``ns`` slices per image (1: whole images; a strided item gathers its whole image)."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = y.shape[1], ho = y.shape[2], wo = y.shape[3]
-    cdef Py_ssize_t p = ho * wo, b, oc, q
+    cdef Py_ssize_t p = ho * wo, b, oc, q, k, o0, os
     cdef bint strided = sh != 1 or sw != 1
     cdef int tid
     cdef real bv
     cdef const real* src
     cdef real* yp
     cdef const real* bp = &bias[0] if has_bias else NULL
+    if ns < 1 or rs < 1:
+        ns, rs = 1, o
     with nogil:
-        # dynamic: no sum crosses images, and a thread that loses its core to another
-        # process leaves its remaining images to the others
-        for b in prange(n, schedule="dynamic", chunksize=1, num_threads=nt):
+        # dynamic: no sum crosses items, and a thread that loses its core to another
+        # process leaves its remaining items to the others
+        for k in prange(n * ns, schedule="dynamic", chunksize=1, num_threads=nt):
             tid = openmp.omp_get_thread_num()
+            b = k // ns
+            o0 = (k % ns) * rs
+            os = min(rs, o - o0)
+            if os <= 0:
+                continue
             src = &x[b, 0, 0, 0]
             if strided:
                 _gather(src, &buf[tid, 0], c, h, w, sh, sw, ho, wo)
                 src = &buf[tid, 0]
-            if _nn(own_nn, &w2[0, 0], c, 1, src, o, c, p, &y[b, 0, 0, 0], False, bp):
+            if _nn(own_nn, &w2[o0, 0], c, 1, src, os, c, p, &y[b, o0, 0, 0], False,
+                   bp + o0 if has_bias else NULL):
                 continue
-            _gemm(gemm, False, False, o, p, c, &w2[0, 0], c, src, p, 0, &y[b, 0, 0, 0], p)
+            _gemm(gemm, False, False, os, p, c, &w2[o0, 0], c, src, p, 0, &y[b, o0, 0, 0], p)
             if has_bias:
-                for oc in range(o):
+                for oc in range(o0, o0 + os):
                     bv = bias[oc]
                     yp = &y[b, oc, 0, 0]
                     for q in range(p):
@@ -352,6 +369,23 @@ cdef inline void _wgrad(const real* gy, const real* x, Py_ssize_t nb, Py_ssize_t
         tg_pw_wgrad_d(packed, px, nb, o, c, pp, gw)
 
 
+cdef inline void _pack(const real* src, Py_ssize_t rows, Py_ssize_t p, Py_ssize_t pp,
+                       real* dst) noexcept nogil:
+    if real is float:
+        tg_pw_pack_f(src, rows, p, pp, dst)
+    else:
+        tg_pw_pack_d(src, rows, p, pp, dst)
+
+
+cdef inline void _wgrad_packed(const real* gy, const real* x, Py_ssize_t nb, Py_ssize_t o,
+                               Py_ssize_t c, Py_ssize_t pp, real* gw) noexcept nogil:
+    # gw (row stride c) += the packed chunk's gy @ x.T (see tg_pw_wgrad)
+    if real is float:
+        tg_pw_wgrad_f(gy, x, nb, o, c, pp, gw)
+    else:
+        tg_pw_wgrad_d(gy, x, nb, o, c, pp, gw)
+
+
 cdef inline real* _aligned(real* a) noexcept nogil:
     if real is float:
         return tg_pw_align_f(a)
@@ -361,35 +395,54 @@ cdef inline real* _aligned(real* a) noexcept nogil:
 
 def backward_threads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                      const real[:, ::1] w2, real[:, :, :, ::1] gx, real[:, :, ::1] parts,
-                     real[:, ::1] bparts, real[:, ::1] buf, bint need_x, bint need_w,
-                     bint need_b, int sh, int sw, size_t gemm, int nt, bint accumulate,
-                     Py_ssize_t chunk, bint own_w, real[::1] packed, bint own_nn=False):
-    """Per chunk of ``chunk`` consecutive images (a thread's chunks fixed by the static
-    schedule): parts[thread] += gy[b] @ x[b][:, ::sh, ::sw].T summed over the chunk (with
-    ``own_w``, stride 1 only, by the tile kernel on the chunk copied to ``packed``, else
-    one GEMM per image), gx[b] = scatter(w2.T @ gy[b]) and with ``need_b`` bparts[thread,
-    oc] += the sum of gy[b, oc]. With ``accumulate``, gx holds a gradient already and the
-    input gradient is added to it (the GEMM's beta = 1, or an add at the sampled pixels
-    only when strided). When strided, buf[thread] holds one image's sampled pixels."""
+                     real[:, ::1] gw, real[:, ::1] bparts, real[:, ::1] buf, bint need_x,
+                     bint need_w, bint need_b, int sh, int sw, size_t gemm, int nt,
+                     bint accumulate, Py_ssize_t chunk, bint own_w, real[::1] packed,
+                     bint own_nn=False):
+    """Thread t takes an even share of the images, [t * n // nt, (t + 1) * n // nt), in
+    chunks of up to ``chunk`` consecutive images: parts[t] += gy[b] @ x[b][:, ::sh,
+    ::sw].T summed over the chunk (with ``own_w``, stride 1 only, by the tile kernel on
+    the chunk copied to ``packed``, else one GEMM per image), gx[b] = scatter(w2.T @
+    gy[b]) and with ``need_b`` bparts[t, oc] += the sum of gy[b, oc]. With
+    ``accumulate``, gx holds a gradient already and the input gradient is added to it
+    (the GEMM's beta = 1, or an add at the sampled pixels only when strided). When
+    strided, buf[thread] holds one image's sampled pixels. Each part is zeroed by its
+    thread as its share starts; with more than one thread, gw = the parts summed in
+    thread order, by rows of gw shared among the threads after the loop."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
-    cdef Py_ssize_t p = ho * wo, b, k, b0, nb
+    cdef Py_ssize_t p = ho * wo, b, k, t, b0, nb, lo, share, r, q, u
     cdef Py_ssize_t v = 64 // sizeof(real), pp = (p + v - 1) // v * v
     cdef Py_ssize_t per_thread = chunk * (o + c) * pp
     cdef real* pk = _aligned(&packed[0])
-    cdef Py_ssize_t nchunks = (n + chunk - 1) // chunk
+    # each thread's share of the images in cpt chunks of up to ``chunk``
+    cdef Py_ssize_t cpt = ((n + nt - 1) // nt + chunk - 1) // chunk
     cdef bint strided = sh != 1 or sw != 1
     cdef int tid
     cdef const real* src
-    with nogil:
-        # static: each thread sums the same chunks in the same order on every call
-        for k in prange(nchunks, schedule="static", num_threads=nt):
+    with nogil, parallel(num_threads=nt):
+        # static: runs of cpt chunks, run t the images [t * n // nt, (t + 1) * n // nt), so
+        # each thread sums the same images in the same order on every call and the threads'
+        # shares differ by one image at most (runs of whole fixed-size chunks gave 32
+        # images in chunks of 6 to the threads as 18 and 14)
+        for k in prange(nt * cpt, schedule="static"):
             tid = openmp.omp_get_thread_num()
-            b0 = k * chunk
-            nb = min(chunk, n - b0)
+            t = k // cpt
+            if k % cpt == 0:
+                # the share's first chunk: this thread's parts start from zero, in its cache
+                if need_w:
+                    memset(&parts[t, 0, 0], 0, o * c * sizeof(real))
+                if need_b:
+                    memset(&bparts[t, 0], 0, o * sizeof(real))
+            lo = t * n // nt
+            share = (t + 1) * n // nt - lo
+            b0 = lo + (k % cpt) * share // cpt
+            nb = lo + (k % cpt + 1) * share // cpt - b0
+            if nb <= 0:
+                continue
             if need_w and own_w:
                 _wgrad(&gy[b0, 0, 0, 0], &x[b0, 0, 0, 0], nb, o, c, p, pp,
-                       pk + tid * per_thread, &parts[tid, 0, 0])
+                       pk + tid * per_thread, &parts[t, 0, 0])
             for b in range(b0, b0 + nb):
                 if need_w and not own_w:
                     src = &x[b, 0, 0, 0]
@@ -397,7 +450,7 @@ def backward_threads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                         _gather(src, &buf[tid, 0], c, h, w, sh, sw, ho, wo)
                         src = &buf[tid, 0]
                     _gemm(gemm, False, True, o, c, p, &gy[b, 0, 0, 0], p, src, p, 1,
-                          &parts[tid, 0, 0], c)
+                          &parts[t, 0, 0], c)
                 if need_x:
                     if strided:
                         if not _nn(own_nn, &w2[0, 0], 1, c, &gy[b, 0, 0, 0], c, o, p,
@@ -411,7 +464,85 @@ def backward_threads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                         _gemm(gemm, True, False, c, p, o, &w2[0, 0], c, &gy[b, 0, 0, 0], p,
                               1 if accumulate else 0, &gx[b, 0, 0, 0], p)
                 if need_b:
-                    _channel_sums(&gy[b, 0, 0, 0], o, p, &bparts[tid, 0])
+                    _channel_sums(&gy[b, 0, 0, 0], o, p, &bparts[t, 0])
+        # the parts summed in thread order (the same bits on every call), rows shared out
+        for r in prange(o if need_w and nt > 1 else 0, schedule="static"):
+            for q in range(c):
+                gw[r, q] = parts[0, r, q]
+            for u in range(1, nt):
+                for q in range(c):
+                    gw[r, q] = gw[r, q] + parts[u, r, q]
+
+
+def backward_rows(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
+                  const real[:, ::1] w2, real[:, :, :, ::1] gx, real[:, ::1] gw,
+                  real[::1] gb, real[:, ::1] buf, bint need_x, bint need_w, bint need_b,
+                  int sh, int sw, size_t gemm, int nt, bint accumulate, Py_ssize_t rw,
+                  Py_ssize_t chunk, bint own_w, real[::1] packed, Py_ssize_t ns,
+                  Py_ssize_t rx, bint own_nn=False):
+    """The backward split by rows instead of by images, for batches the images do not
+    share out evenly among the threads. Thread t takes output channels [t * rw, (t + 1) *
+    rw) of the weight gradient (``gw``, zeros on entry) and of the bias gradient (``gb``)
+    over every image, so no thread's part is summed with another's (with ``own_w``, stride
+    1 only, by the tile kernel on chunks of ``chunk`` images copied to ``packed``, else one
+    GEMM per image). Then the input gradient in items (image, slice of ``rx`` input
+    channels), ``ns`` slices per image, shared out in equal runs. ``accumulate`` and
+    ``buf`` as in ``backward_threads``; a strided item gathers its whole image."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
+    cdef Py_ssize_t p = ho * wo, b, t, k, b0, nb, o0, os, c0, cs
+    cdef Py_ssize_t v = 64 // sizeof(real), pp = (p + v - 1) // v * v
+    cdef Py_ssize_t per_thread = chunk * (rw + c) * pp
+    cdef real* pk = _aligned(&packed[0])
+    cdef real* mine
+    cdef bint strided = sh != 1 or sw != 1
+    cdef int tid
+    cdef const real* src
+    with nogil, parallel(num_threads=nt):
+        for t in prange(nt, schedule="static"):
+            tid = openmp.omp_get_thread_num()
+            o0 = t * rw
+            os = min(rw, o - o0)
+            if os > 0 and need_w and own_w:
+                mine = pk + tid * per_thread
+                b0 = 0
+                while b0 < n:
+                    nb = min(chunk, n - b0)
+                    # the chunk's gy rows o0.. of each image, then its x rows, as in _wgrad
+                    for b in range(nb):
+                        _pack(&gy[b0 + b, o0, 0, 0], os, p, pp, mine + b * os * pp)
+                    _pack(&x[b0, 0, 0, 0], nb * c, p, pp, mine + nb * os * pp)
+                    _wgrad_packed(mine, mine + nb * os * pp, nb, os, c, pp, &gw[o0, 0])
+                    b0 = b0 + nb
+            elif os > 0 and need_w:
+                for b in range(n):
+                    src = &x[b, 0, 0, 0]
+                    if strided:
+                        _gather(src, &buf[tid, 0], c, h, w, sh, sw, ho, wo)
+                        src = &buf[tid, 0]
+                    _gemm(gemm, False, True, os, c, p, &gy[b, o0, 0, 0], p, src, p, 1,
+                          &gw[o0, 0], c)
+            if os > 0 and need_b:
+                for b in range(n):
+                    _channel_sums(&gy[b, o0, 0, 0], os, p, &gb[o0])
+        for k in prange(n * ns if need_x else 0, schedule="static"):
+            tid = openmp.omp_get_thread_num()
+            b = k // ns
+            c0 = (k % ns) * rx
+            cs = min(rx, c - c0)
+            if cs <= 0:
+                continue
+            if strided:
+                if not _nn(own_nn, &w2[0, c0], 1, c, &gy[b, 0, 0, 0], cs, o, p,
+                           &buf[tid, 0], False, NULL):
+                    _gemm(gemm, True, False, cs, p, o, &w2[0, c0], c, &gy[b, 0, 0, 0], p, 0,
+                          &buf[tid, 0], p)
+                _scatter(&buf[tid, 0], &gx[b, c0, 0, 0], cs, h, w, sh, sw, ho, wo,
+                         accumulate)
+            elif not _nn(own_nn, &w2[0, c0], 1, c, &gy[b, 0, 0, 0], cs, o, p,
+                         &gx[b, c0, 0, 0], accumulate, NULL):
+                _gemm(gemm, True, False, cs, p, o, &w2[0, c0], c, &gy[b, 0, 0, 0], p,
+                      1 if accumulate else 0, &gx[b, c0, 0, 0], p)
 
 
 def applies(w_shape, padding, dilation, groups) -> bool:
@@ -449,9 +580,10 @@ def forward(x, w, b, stride, padding, dilation, groups):
     buf = (workspace("pointwise-t", (nt, c * ho * wo), x.dtype) if strided
            else np.empty((1, 1), dtype=x.dtype))
     bias = b if b is not None else np.zeros(1, dtype=x.dtype)
+    ns, rs = _slices(n, nt, o)
     with cblas.single_threaded():
         forward_threads(x, w.reshape(o, c), bias, b is not None, y, buf, sh, sw, gemm, nt,
-                        _own_nn(x.dtype, ho * wo, o))
+                        _own_nn(x.dtype, ho * wo, o), ns, rs)
     return y
 
 
@@ -500,6 +632,39 @@ def _own_nn(dtype, pixels, rows):
     return _NN_MIN_PIXELS <= pixels <= _NN_MAX_PIXELS and rows >= _NN_MIN_ROWS
 
 
+# Batches of fewer images than 3 per thread that do not share out evenly among the threads
+# (one image on two threads leaves one idle, three leave one idle half the time) are split
+# by channels instead: items of (image, slice of rows), and the weight gradient by output
+# channels (``backward_rows``). With 3+ images per thread the split, which halves each
+# GEMM's rows, ran level with whole images (benchmarks/results/pointwise-batch1.md).
+_SPLIT_BELOW_PER_THREAD = 3
+# rows per slice: a multiple of 8 (whole vectors of rows for the BLAS's packing, whole
+# tiles of the weight-gradient tile kernel's 4 rows), and calls of fewer rows than two such
+# slices stay whole
+_SLICE_ROWS = 8
+# None: the rule below; True or False: every call of two or more threads split by rows, or
+# none (whole images per thread)
+_SPLIT = None
+
+
+def _split(n, nt):
+    """Whether a batch of ``n`` images on ``nt`` threads is split by channels."""
+    if nt <= 1 or _SPLIT is False:
+        return False
+    return _SPLIT is True or (n % nt != 0 and n < _SPLIT_BELOW_PER_THREAD * nt)
+
+
+def _slices(n, nt, rows):
+    """(slices per image, rows per slice) of a pass over ``rows`` output rows: (1, rows)
+    unless the batch is split, else enough slices that the items share out evenly."""
+    if not _split(n, nt) or rows < 2 * _SLICE_ROWS:
+        return 1, rows
+    ns = nt // math.gcd(n, nt) if _SPLIT is None else nt
+    rs = -(-rows // ns)
+    rs = -(-rs // _SLICE_ROWS) * _SLICE_ROWS
+    return -(-rows // rs), rs
+
+
 def _chunk(n, nt, per_image):
     """Images per chunk: up to _CHUNK_BYTES of data, and every thread with a chunk."""
     return max(1, min(-(-n // nt), _CHUNK_BYTES // max(per_image, 1)))
@@ -546,6 +711,9 @@ def _backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w, acc, 
     own_w = need_w and not strided and _own_w(o, c, ho * wo, x.dtype)
     v = 64 // x.itemsize
     pp = -(-(ho * wo) // v) * v
+    if _split(n, nt):
+        return _backward_rows(gy, x, w, sh, sw, need_x, need_w, acc, need_b, gemm, nt, own_w,
+                              pp)
     chunk = _chunk(n, nt, (o + c) * pp * x.itemsize) if own_w else 1
     memory.check_fits("conv2d (pointwise) backward", {
         "sampled pixels": nt * c * ho * wo * x.itemsize if strided else 0,
@@ -558,26 +726,61 @@ def _backward(gy, x, w, stride, padding, dilation, groups, need_x, need_w, acc, 
         gx = acc
     else:
         gx = np.empty_like(x) if need_x else np.empty((1, 1, 1, 1), dtype=x.dtype)
-    parts = (np.zeros((nt, o, c), dtype=x.dtype) if need_w
+    parts = (np.empty((nt, o, c), dtype=x.dtype) if need_w
              else np.empty((1, 1, 1), dtype=x.dtype))
-    bparts = (np.zeros((nt, o), dtype=x.dtype) if need_b
+    gw2 = (np.empty((o, c), dtype=x.dtype) if need_w and nt > 1
+           else np.empty((1, 1), dtype=x.dtype))
+    bparts = (np.empty((nt, o), dtype=x.dtype) if need_b
               else np.empty((1, 1), dtype=x.dtype))
     buf = (workspace("pointwise-t", (nt, c * ho * wo), x.dtype) if strided
            else np.empty((1, 1), dtype=x.dtype))
     packed = workspace("pointwise-w", (nt * chunk * (o + c) * pp + v if own_w else 1,),
                        x.dtype)
     with cblas.single_threaded():
-        backward_threads(gy, x, w.reshape(o, c), gx, parts, bparts, buf, need_x, need_w,
-                         need_b, sh, sw, gemm, nt, acc is not None, chunk, own_w, packed,
-                         _own_nn(x.dtype, ho * wo, c))
+        backward_threads(gy, x, w.reshape(o, c), gx, parts, gw2, bparts, buf, need_x,
+                         need_w, need_b, sh, sw, gemm, nt, acc is not None, chunk, own_w,
+                         packed, _own_nn(x.dtype, ho * wo, c))
     gw = gb = None
     if need_w:
-        gw2 = parts[0]
-        for t in range(1, nt):  # thread order: the same sum on every call
-            gw2 = gw2 + parts[t]
-        gw = gw2.reshape(w.shape)
+        gw = (gw2 if nt > 1 else parts[0]).reshape(w.shape)
     if need_b:
         gb = bparts[0]
         for t in range(1, nt):
             gb = gb + bparts[t]
     return (gx if need_x else None), gw, gb
+
+
+def _backward_rows(gy, x, w, sh, sw, need_x, need_w, acc, need_b, gemm, nt, own_w, pp):
+    """``_backward``'s work split by channels (``backward_rows``)."""
+    n, c, h, wd = x.shape
+    o = w.shape[0]
+    ho, wo = gy.shape[2:]
+    strided = (sh, sw) != (1, 1)
+    rw = -(-o // nt)
+    rw = -(-rw // _SLICE_ROWS) * _SLICE_ROWS
+    ns, rx = _slices(n, nt, c)
+    v = 64 // x.itemsize
+    chunk = max(1, min(n, _CHUNK_BYTES // ((rw + c) * pp * x.itemsize))) if own_w else 1
+    memory.check_fits("conv2d (pointwise) backward", {
+        "sampled pixels": nt * c * ho * wo * x.itemsize if strided else 0,
+        "packed chunks": nt * chunk * (rw + c) * pp * x.itemsize if own_w else 0,
+        "input gradient": x.nbytes if need_x and acc is None else 0,
+        "weight gradient": w.nbytes if need_w else 0,
+    })
+    gy = np.ascontiguousarray(gy)
+    if acc is not None:
+        gx = acc
+    else:
+        gx = np.empty_like(x) if need_x else np.empty((1, 1, 1, 1), dtype=x.dtype)
+    gw = np.zeros((o, c), dtype=x.dtype) if need_w else np.empty((1, 1), dtype=x.dtype)
+    gb = np.zeros(o, dtype=x.dtype) if need_b else np.empty(1, dtype=x.dtype)
+    buf = (workspace("pointwise-t", (nt, c * ho * wo), x.dtype) if strided
+           else np.empty((1, 1), dtype=x.dtype))
+    packed = workspace("pointwise-w", (nt * chunk * (rw + c) * pp + v if own_w else 1,),
+                       x.dtype)
+    with cblas.single_threaded():
+        backward_rows(gy, x, w.reshape(o, c), gx, gw, gb, buf, need_x, need_w, need_b, sh,
+                      sw, gemm, nt, acc is not None, rw, chunk, own_w, packed, ns, rx,
+                      _own_nn(x.dtype, ho * wo, c))
+    return ((gx if need_x else None), (gw.reshape(w.shape) if need_w else None),
+            (gb if need_b else None))

@@ -63,19 +63,56 @@ def _arrays(case, seed=0):
     own=st.sampled_from([None, True]),
     chunk_bytes=st.sampled_from([1, 1 << 19]),
     own_nn=st.sampled_from([None, True, False]),
+    split=st.sampled_from([None, True, False]),
+    slice_rows=st.sampled_from([1, 8]),
 )
-def test_pointwise_matches_reference(case, team, need, own, chunk_bytes, own_nn):
+def test_pointwise_matches_reference(case, team, need, own, chunk_bytes, own_nn, split, slice_rows):
     """Forward and each gradient alone or both, with a team of 1 to 3 threads whatever the
     batch (threads without an image leave their weight-gradient part at zero), the weight
     gradient of stride-1 calls by the rule or on the tile kernel (partial tiles, rows
-    zero-padded to whole vectors), in chunks of one image or of all a thread's, and the
+    zero-padded to whole vectors), in chunks of one image or of all a thread's, the
     forward and input gradient by the rule, on the own kernel (float32: partial row tiles,
-    strips of 1 to 4 vectors, the last one masked) or on the BLAS."""
+    strips of 1 to 4 vectors, the last one masked) or on the BLAS; whole images per
+    thread or split by channels (by the rule, always or never; slices of 1 row or 8, so
+    that these few channels are split too, threads past the last slice idle)."""
     mod = _module()
     x, w, b = _arrays(case)
     check_against_reference(mod, x, w, b, (case[5], (0, 0), (1, 1), 1), need, team,
-                            _OWN_W=own, _CHUNK_BYTES=chunk_bytes,
-                            _OWN_NN=own_nn)  # fmt: skip
+                            _OWN_W=own, _CHUNK_BYTES=chunk_bytes, _OWN_NN=own_nn,
+                            _SPLIT=split, _SLICE_ROWS=slice_rows)  # fmt: skip
+
+
+@pytest.mark.parametrize("team", [2, 3])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("own", [None, True])
+@pytest.mark.parametrize("shape", [(1, 70, 50, 9, 9), (5, 64, 40, 8, 8), (1, 33, 130, 16, 16)])
+def test_pointwise_split_by_channels(team, stride, own, shape):
+    """A batch the images do not share out evenly (one image, five on two or three) split
+    by channels: slices of output channels (forward) and input channels (input gradient)
+    per image, the weight and bias gradients by output channels per thread over every
+    image, on the tile kernel (``own``, stride 1) or the BLAS, the own forward kernel by
+    the rule; against ``reference``, the bias gradient against the output gradient's sum,
+    the input gradient added into a held one, and the same bits on every call."""
+    mod = _module()
+    n, c, o, h, w_ = shape
+    x, w, b = conv_arrays(n, c, o, h, w_, 1, 1, True, np.float32, seed=13)
+    args = ((stride, stride), (0, 0), (1, 1), 1)
+    assert mod._split(n, team)
+    check_against_reference(mod, x, w, b, args, "both", team, _OWN_W=own)
+    rng = np.random.default_rng(14)
+    gy = rng.standard_normal(mod.forward(x, w, None, *args).shape).astype(np.float32)
+    held = rng.standard_normal(x.shape).astype(np.float32)
+    with patched(mod, team, _OWN_W=own):
+        gx, gw, gb = mod.backward_with_bias(gy, x, w, *args, True, True)
+        acc, gw2 = mod.backward_accumulate(gy, x, w, *args, True, held.copy())
+        again = [mod.backward_with_bias(gy, x, w, *args, True, True) for _ in range(5)]
+    np.testing.assert_allclose(gb, gy.astype(np.float64).sum(axis=(0, 2, 3)), rtol=1e-5,
+                               atol=1e-4)  # fmt: skip
+    np.testing.assert_allclose(acc, held + gx, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(gw2, gw)
+    for r in again:
+        for got, want in zip(r, (gx, gw, gb), strict=True):
+            np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -256,3 +293,18 @@ def test_own_kernel_rule():
     assert not rule(np.float32, 256, 24) and not rule(np.float32, 256, 32)
     assert not rule(np.float32, 16, 64) and not rule(np.float32, 1024, 64)
     assert not rule(np.float64, 256, 64)
+
+
+def test_split_rule():
+    """Split by channels when the images do not share out evenly among the threads and
+    there are fewer than 3 per thread (one image on two threads, three, five);
+    whole images per thread otherwise, and always on one thread. Slices of whole multiples
+    of 8 rows, enough for the items to share out evenly, and none for fewer than 16 rows."""
+    from tapegrad.kernels.conv import pointwise_cy
+
+    split, slices = pointwise_cy._split, pointwise_cy._slices
+    assert split(1, 2) and split(3, 2) and split(5, 2) and split(2, 3) and split(8, 3)
+    assert not split(2, 2) and not split(7, 2) and not split(9, 3) and not split(1, 1)
+    assert slices(1, 2, 64) == (2, 32) and slices(3, 2, 70) == (2, 40)
+    assert slices(2, 3, 96) == (3, 32) and slices(1, 2, 12) == (1, 12)
+    assert slices(4, 2, 64) == (1, 64)
