@@ -25,6 +25,13 @@ gradient's GEMM. Threads take blocks of images (forward; with too few blocks for
 team, groups of output channels too) or whole images (backward), the GEMMs one-thread
 calls through NumPy's cblas (``kernels/cblas.py``).
 
+Small planes (at most ``_BATCHED_MAX_PIXELS`` pixels, narrower than the tiles' 8 columns):
+the forward of calls with 128+ input channels and the backward of calls with weights over
+1 MB (or channels the direct kernels do not take) by one GEMM per chunk of images
+(``_phase_cy.forward_batched`` / ``backward_batched``), the chunk's images side by side as
+the GEMM's columns and the GEMMs' rows split among the threads. With fewer images than
+threads (batch 1) the direct kernels share each image among tasks (``_split``).
+
 Groups other than 1, dtypes other than float32/float64, empty calls and builds whose
 NumPy BLAS cannot be called from threads run ``col2im-cython`` instead, and so does the
 forward of calls with fewer than 8 output channels (``_MIN_FORWARD_ROWS``).
@@ -71,12 +78,14 @@ _DIRECT_WEIGHT_GRAD = True
 # The direct gradients ran ahead of the unfold + GEMM backward on the 4x4 stride-2 64->32
 # layer and conv_autoencoder's 32->16 layer, both passes; its 16->1 layer (half a channel
 # tile, one output channel) keeps the GEMMs (benchmarks/results/conv-transpose-passes.md).
-# Reductions over 1024 output channels x taps were not measured: they keep the GEMMs.
+# On the Zen 5 machine they also ran ahead on reductions of 1152 to 4096 output channels x
+# taps (128->128 and 64->256 4x4, 256->128 and 128->128 3x3, 2x2 to 16x16 inputs), and with
+# 16 to 23 input channels (half of each 32-channel tile empty) from 128 output channels x
+# taps on (4x4 16->8, 16->16, 16->64; 3x3 16->16, 16->32), behind on 3x3 16->8 (72)
+# (benchmarks/results/conv-transpose-small-planes.md). Larger reductions keep the GEMMs.
 _DIRECT_MIN_IN = 24
 _DIRECT_MIN_OUT = 4
 _DIRECT_MAX_REDUCTION = 4096
-# 16 to 23 input channels (half of each 32-channel tile empty): the direct kernels from this
-# many output channels x taps on
 _DIRECT_HALF_IN = 16
 _DIRECT_HALF_MIN_REDUCTION = 128
 

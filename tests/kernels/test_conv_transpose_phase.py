@@ -640,6 +640,10 @@ def test_direct_gradients_rule():
     assert both((32, 64, 16, 16), (64, 32, 4, 4)) == (True, True)
     assert both((64, 32, 7, 7), (32, 16, 3, 3)) == (True, True)
     assert both((64, 16, 14, 14), (16, 1, 3, 3)) == (False, False)  # the GEMMs
+    assert both((64, 16, 32, 32), (16, 8, 4, 4)) == (True, True)  # half tiles, 128 rows
+    assert both((32, 16, 28, 28), (16, 8, 3, 3)) == (False, False)  # half tiles, 72 rows
+    assert both((8, 256, 8, 8), (256, 256, 4, 4)) == (True, True)  # 4096 rows
+    assert both((8, 256, 8, 8), (256, 257, 4, 4)) == (False, False)
 
 
 @settings(max_examples=examples(12), deadline=None)
