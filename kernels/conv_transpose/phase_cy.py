@@ -121,35 +121,44 @@ _BATCHED_MAX_PIXELS = 64
 _BATCHED_BYTES = 4 << 20
 
 
-_BATCHED_FORWARD_MIN_IN = 128
-
-
-# the backward's: weights of more than this many bytes (the direct weight gradient's
-# partial sums then outgrow a core's L2)
+# Which small planes: 128+ input channels (the GEMMs' depth) on inputs at most half as wide
+# as the direct tiles' 8 columns, 256+ on inputs up to three quarters as wide; on 5 to 7
+# wide inputs with 128 input channels the tiles and the GEMMs tied or the tiles led, and on
+# 7 wide ones the tiles led at 256 too. The backward on those planes only with 256+ input
+# channels and weights over ``_BATCHED_MIN_WEIGHT_BYTES`` (the direct weight gradient's
+# per-thread partial sums then outgrow a core's L2; with smaller weights, or 128 input
+# channels, the direct kernels led or tied), and on every plane narrower than the tiles
+# whose gradients the direct kernels do not take (instead of one GEMM per image).
+_BATCHED_MIN_IN = 128
+_BATCHED_DEEP_IN = 256
 _BATCHED_MIN_WEIGHT_BYTES = 1 << 20
 
 
-def _batched_applies(x, w) -> bool:
-    """The backward's rule: small planes narrower than the direct tiles' ``_WB`` columns,
-    with weights over ``_BATCHED_MIN_WEIGHT_BYTES`` or gradients the direct kernels do not
-    take."""
+def _few_columns(x) -> bool:
+    c, h, wd = x.shape[1:]
     return (
         _BATCHED
-        and x.shape[2] * x.shape[3] <= _BATCHED_MAX_PIXELS
-        and x.shape[3] < _WB
-        and (w.nbytes > _BATCHED_MIN_WEIGHT_BYTES or not _direct_applies(x, w))
+        and h * wd <= _BATCHED_MAX_PIXELS
+        and (
+            (wd <= _WB // 2 and c >= _BATCHED_MIN_IN)
+            or (wd <= _WB * 3 // 4 and c >= _BATCHED_DEEP_IN)
+        )
     )
 
 
 def _batched_forward_applies(x, w) -> bool:
-    """The forward's rule: small planes narrower than the direct tiles' ``_WB`` columns,
-    with enough input channels (the GEMM's depth) to run it near the machine's rate."""
-    return (
-        _BATCHED
-        and x.shape[2] * x.shape[3] <= _BATCHED_MAX_PIXELS
-        and x.shape[3] < _WB
-        and x.shape[1] >= _BATCHED_FORWARD_MIN_IN
-    )
+    """The forward's rule (``_few_columns``)."""
+    return _few_columns(x)
+
+
+def _batched_applies(x, w) -> bool:
+    """The backward's rule: ``_few_columns`` with ``_BATCHED_DEEP_IN`` input channels and
+    weights over ``_BATCHED_MIN_WEIGHT_BYTES``, or a plane of at most ``_BATCHED_MAX_PIXELS``
+    narrower than the tiles whose gradients the direct kernels do not take."""
+    if not _BATCHED or x.shape[2] * x.shape[3] > _BATCHED_MAX_PIXELS or x.shape[3] >= _WB:
+        return False
+    deep = x.shape[1] >= _BATCHED_DEEP_IN and w.nbytes > _BATCHED_MIN_WEIGHT_BYTES
+    return not _direct_applies(x, w) or (deep and _few_columns(x))
 
 
 def _chunk(n: int, rows: int, plane: int, itemsize: int) -> int:

@@ -823,9 +823,10 @@ def test_batched_gradcheck(monkeypatch):
 
 
 def test_batched_runs_on_small_planes_with_large_weights(monkeypatch):
-    """The rule: the forward on planes of at most 64 pixels narrower than 8 with 128+
-    input channels; the backward on such planes with weights over 1 MB or channels the
-    direct kernels do not take. Switched off, the same calls run the other paths."""
+    """The rule: the forward on planes of at most 64 pixels at most 4 wide with 128+ input
+    channels, at most 6 wide with 256+; the backward on such planes with 256+ input channels
+    and weights over 1 MB, or on planes narrower than 8 with channels the direct kernels do
+    not take. Switched off, the same calls run the other paths."""
     from tapegrad.kernels.conv_transpose import phase_cy
 
     def rule(x_shape, w_shape):
@@ -839,13 +840,18 @@ def test_batched_runs_on_small_planes_with_large_weights(monkeypatch):
     assert rule((64, 8, 4, 4), (8, 8, 4, 4)) == (False, True)  # too few channels for direct
     assert rule((16, 128, 8, 8), (128, 64, 4, 4)) == (False, False)  # 8 wide: the tiles fill
     assert rule((8, 256, 12, 6), (256, 128, 4, 4)) == (False, False)  # 72 pixels
+    assert rule((8, 256, 6, 6), (256, 128, 3, 3)) == (True, True)
+    assert rule((8, 256, 7, 7), (256, 128, 3, 3)) == (False, False)
+    assert rule((8, 128, 7, 7), (128, 128, 4, 4)) == (False, False)  # 7 of 8 columns
+    assert rule((8, 128, 5, 5), (128, 64, 4, 4)) == (False, False)
+    assert rule((8, 128, 4, 4), (128, 256, 3, 3)) == (True, False)  # 128 in: direct
 
     ran = []
     monkeypatch.setattr(phase_cy, "forward_batched", lambda *a: ran.append("f"))
     monkeypatch.setattr(phase_cy, "backward_batched", lambda *a: ran.append("b"))
-    x = np.zeros((2, 128, 3, 3), np.float32)
-    w = np.zeros((128, 160, 4, 4), np.float32)  # 1.25 MB
-    gy = np.zeros((2, 160, 6, 6), np.float32)
+    x = np.zeros((2, 256, 3, 3), np.float32)
+    w = np.zeros((256, 80, 4, 4), np.float32)  # 1.25 MB
+    gy = np.zeros((2, 80, 6, 6), np.float32)
     args = ((2, 2), (1, 1), (0, 0), (1, 1), 1)
     phase_cy.forward(x, w, None, *args)
     phase_cy.backward(gy, x, w, *args, True, True)
@@ -860,9 +866,9 @@ def test_batched_runs_on_small_planes_with_large_weights(monkeypatch):
 def test_batched_matches_torch():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(22)
-    x = rng.standard_normal((3, 130, 3, 5))
-    w = rng.standard_normal((130, 70, 4, 4)) * 0.1  # 1.16 MB in float64
-    b = rng.standard_normal(70)
+    x = rng.standard_normal((3, 260, 3, 4))
+    w = rng.standard_normal((260, 35, 4, 4)) * 0.1  # 1.16 MB in float64
+    b = rng.standard_normal(35)
     tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
     ty = torch.nn.functional.conv_transpose2d(tx, tw, torch.tensor(b), 2, 1, 1)
     gy = rng.standard_normal(tuple(ty.shape))
