@@ -25,9 +25,11 @@ gradient's GEMM. Threads take blocks of images (forward; with too few blocks for
 team, groups of output channels too) or whole images (backward), the GEMMs one-thread
 calls through NumPy's cblas (``kernels/cblas.py``).
 
-Small planes (at most ``_BATCHED_MAX_PIXELS`` pixels, narrower than the tiles' 8 columns):
-the forward of calls with 128+ input channels and the backward of calls with weights over
-1 MB (or channels the direct kernels do not take) by one GEMM per chunk of images
+Small planes (at most ``_BATCHED_MAX_PIXELS`` pixels, at most half or, with 256+ input
+channels, three quarters as wide as the tiles' 8 columns; ``_few_columns``): the forward of
+calls with 128+ input channels and the backward of calls with 256+ and weights over 1 MB
+(and on inputs narrower than 8, gradients the direct kernels do not take) by one GEMM per
+chunk of images
 (``_phase_cy.forward_batched`` / ``backward_batched``), the chunk's images side by side as
 the GEMM's columns and the GEMMs' rows split among the threads. With fewer images than
 threads (batch 1) the direct kernels share each image among tasks (``_split``).
