@@ -159,37 +159,39 @@ cdef void _unfold1(const real* xb, real* cols, Py_ssize_t ld, Py_ssize_t c, Py_s
                    Py_ssize_t wo) noexcept nogil:
     # conv2d's unfold of one image xb (c, h, w) to cols (c*kh*kw rows of ho*wo, ``ld``
     # apart)
-    cdef Py_ssize_t plane = ho * wo, row, ch, i, j, oh, k, ih, off, lo, hi
+    cdef Py_ssize_t row, ch, i, j, oh, k, ih, off, lo, hi
     cdef real* dst
     cdef const real* src
-    for row in range(c * kh * kw):
-        ch = row // (kh * kw)
-        i = (row // kw) % kh
-        j = row % kw
+    # filter columns outermost: each column's valid range [lo, hi) once, and the row index
+    # by multiplication (a division per row cost as much as a short row's copy)
+    for j in range(kw):
         off = j * dw - pw
         lo = _lo(off, sw, wo)
         hi = _hi(off, sw, w, wo, lo)
-        for oh in range(ho):
-            ih = oh * sh - ph + i * dh
-            dst = cols + row * ld + oh * wo
-            if ih < 0 or ih >= h:
-                for k in range(wo):
-                    dst[k] = 0
-                continue
-            for k in range(lo):
-                dst[k] = 0
-            for k in range(hi, wo):
-                dst[k] = 0
-            src = xb + (ch * h + ih) * w
-            if sw == 1:
-                for k in range(lo, hi):
-                    dst[k] = src[k + off]
-            elif sw == 2:  # a constant stride the compiler turns into vector shuffles
-                for k in range(lo, hi):
-                    dst[k] = src[2 * k + off]
-            else:
-                for k in range(lo, hi):
-                    dst[k] = src[k * sw + off]
+        for ch in range(c):
+            for i in range(kh):
+                row = (ch * kh + i) * kw + j
+                for oh in range(ho):
+                    ih = oh * sh - ph + i * dh
+                    dst = cols + row * ld + oh * wo
+                    if ih < 0 or ih >= h:
+                        for k in range(wo):
+                            dst[k] = 0
+                        continue
+                    for k in range(lo):
+                        dst[k] = 0
+                    for k in range(hi, wo):
+                        dst[k] = 0
+                    src = xb + (ch * h + ih) * w
+                    if sw == 1:
+                        for k in range(lo, hi):
+                            dst[k] = src[k + off]
+                    elif sw == 2:  # a constant stride the compiler turns into vector shuffles
+                        for k in range(lo, hi):
+                            dst[k] = src[2 * k + off]
+                    else:
+                        for k in range(lo, hi):
+                            dst[k] = src[k * sw + off]
 
 
 def backward_shared(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
