@@ -236,7 +236,7 @@ def forward_batched(const real[:, :, :, ::1] x, const real[:, ::1] w2, const rea
     images side by side as ``xb`` (C, chunk * H * W), ``cols = w2.T @ xb`` (w2 = w.reshape(C,
     O*kh*kw); its rows split among the threads, each a one-thread GEMM) and each (image,
     output channel) plane folded from its rows of cols (its bias first, then its taps in
-    (i, j) order), the planes shared among the threads. For small planes, where one GEMM per
+    (j, i) order), the planes shared among the threads. For small planes, where one GEMM per
     image (col2im) or per phase would have a few dozen columns: here a chunk's images
     together fill the GEMM's columns."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
@@ -268,12 +268,13 @@ def forward_batched(const real[:, :, :, ::1] x, const real[:, ::1] w2, const rea
                 bv = bias[oc] if has_bias else 0
                 for u in range(ho * wo):
                     yp[u] = bv
-                for i in range(kh):
-                    for jj in range(kw):
+                # filter columns outermost: each column's valid range computed once
+                for jj in range(kw):
+                    off = jj * dw - pw
+                    lo = _lo(off, sw, w)
+                    hi = _hi(off, sw, wo, w, lo)
+                    for i in range(kh):
                         src = &cols[((oc * kh + i) * kw + jj) * ld + j * plane]
-                        off = jj * dw - pw
-                        lo = _lo(off, sw, w)
-                        hi = _hi(off, sw, wo, w, lo)
                         for a in range(h):
                             r = a * sh - ph + i * dh
                             if r < 0 or r >= ho:
