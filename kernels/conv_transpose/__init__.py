@@ -19,7 +19,8 @@ then the conv family's col2im scatter-adds them), ``direct-*`` (the scatter writ
 GEMMs reading a padded copy of the image in place, or direct register tiles for 12 to 16
 output channels, each output pixel written once; the
 gradients of calls with 24+ input channels by direct register-tiled kernels on a padded
-copy of the output gradient, other calls' from one unfold of it shared by both GEMMs).
+copy of the output gradient, other calls' from one unfold of it shared by both GEMMs;
+small planes with many channels by one GEMM per chunk of images, the images side by side).
 
 The call record is :class:`ConvTranspose2dCall` (the conv family's kernel calls, with
 ``output_padding`` among the arguments).

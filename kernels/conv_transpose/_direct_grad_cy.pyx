@@ -405,6 +405,7 @@ cdef inline void _mask_gy(const real* src, const unsigned char* m, real* dst, re
                           Py_ssize_t size) noexcept nogil:
     # one image: dst = src where m else +0.0 (the gradient's bits ANDed with all-ones or
     # all-zeros, branch-free, as kernels/_flat.pxi masks), and rows += dst element by element
+    # (rows NULL: not added)
     cdef Py_ssize_t k
     cdef const uint32_t* s32
     cdef uint32_t* d32
@@ -418,7 +419,8 @@ cdef inline void _mask_gy(const real* src, const unsigned char* m, real* dst, re
         s64, d64 = <const uint64_t*>src, <uint64_t*>dst
         for k in range(size):
             d64[k] = s64[k] & (0u - <uint64_t>m[k])
-    _add_rows(dst, rows, size)
+    if rows != NULL:
+        _add_rows(dst, rows, size)
 
 
 cdef inline void _add_rows(const real* src, real* rows, Py_ssize_t size) noexcept nogil:
@@ -434,7 +436,7 @@ def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::
           int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int hp, int wp,
           int cp, int nt, Py_ssize_t[::1] fresh,
           const unsigned char[:, :, :, ::1] mask=None, real[:, ::1] masked=None,
-          real[:, ::1] rows=None):
+          real[:, ::1] rows=None, Py_ssize_t split=1):
     """Both gradients (those asked for) of ``y = conv_transpose2d(x, w)``, one image per
     thread at a time from one padded copy of gy[b] (``buf[thread]``: O planes of hp x wp,
     gy[b, o, y, x] at row y + ph, column x + pw, zeros around).
@@ -458,10 +460,15 @@ def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::
     image of gy) as it is read, and added element by element into ``rows[thread]`` (one
     image of gy, zeros on entry): the images' sum, the bias gradient's first reduction
     (the caller sums the threads' rows and each channel's row). With ``rows`` and no
-    ``mask``: gy's images added into ``rows`` as they are read, unmasked."""
+    ``mask``: gy's images added into ``rows`` as they are read, unmasked.
+
+    ``split`` > 1 (fewer images than threads): each image's work shared by ``split`` tasks
+    (every task pads the image into its thread's buffer): task k takes the k-th of
+    ``split`` even ranges of gx's rows and of the weight gradient's tiles of 8 (output
+    channel, tap) pairs, and only task 0 adds the image into ``rows``."""
     cdef Py_ssize_t n = gy.shape[0], o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
     cdef Py_ssize_t c = x.shape[1], h = x.shape[2], w = x.shape[3]
-    cdef Py_ssize_t b, k, a, t0, c0, nk, nc, cc, tc, tw, tq, ci, pos
+    cdef Py_ssize_t b, k, a, t0, c0, nk, nc, cc, tc, tw, tq, ci, pos, task, part
     cdef Py_ssize_t ntc = (c + _CB - 1) // _CB, ntw = (w + _WB - 1) // _WB
     cdef Py_ssize_t ntq = qoff.shape[0] // 8, hw = h * w, wblock = o * kh * kw * _CB
     cdef int tid
@@ -474,21 +481,23 @@ def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::
     cdef real* xt
     cdef const real* src
     with nogil:
-        for b in prange(n, schedule="static", num_threads=nt):
+        for task in prange(n * split, schedule="static", num_threads=nt):
+            b = task // split
+            part = task % split
             tid = openmp.omp_get_thread_num()
             gp = &buf[tid, 0]
             if use_mask:
-                _mask_gy(&gy[b, 0, 0, 0], &mask[b, 0, 0, 0], &masked[tid, 0], &rows[tid, 0],
-                         o * ho * wo)
+                _mask_gy(&gy[b, 0, 0, 0], &mask[b, 0, 0, 0], &masked[tid, 0],
+                         &rows[tid, 0] if part == 0 else NULL, o * ho * wo)
                 _pad_gy(&masked[tid, 0], gp, o, ho, wo, hp, wp, ph, pw, &fresh[tid])
             else:
-                if use_rows:
+                if use_rows and part == 0:
                     _add_rows(&gy[b, 0, 0, 0], &rows[tid, 0], o * ho * wo)
                 _pad_gy(&gy[b, 0, 0, 0], gp, o, ho, wo, hp, wp, ph, pw, &fresh[tid])
             if need_x:
                 acc = &accs[tid, 0]
                 gxb = &gx[b, 0, 0, 0]
-                for a in range(h):
+                for a in range(part * h // split, (part + 1) * h // split):
                     for tc in range(ntc):
                         c0 = tc * _CB
                         nc = min(_CB, c - c0)
@@ -520,7 +529,7 @@ def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::
                 # channel blocks outermost: one block of the transposed image (hw x _CB,
                 # contiguous) stays in L1 while every (output channel, tap) tile reads it
                 for tc in range(cp // _CB):
-                    for tq in range(ntq):
+                    for tq in range(part * ntq // split, (part + 1) * ntq // split):
                         if real is float:
                             tg_tg_wtile_f(gp, xt + tc * hw * _CB, &qoff[tq * 8], h, w, cp, sh,
                                           sw, wp, tc * _CB, &parts[tid, tq * 8, 0])
@@ -587,7 +596,7 @@ def forward_direct(const real[:, :, :, ::1] x, const real[::1] wtab,
                    real[:, :, :, ::1] y, real[:, ::1] xpad, real[:, ::1] accs,
                    Py_ssize_t[::1] fresh, int sh, int sw, int pt, int pl, int hp, int wp,
                    int nt, bint relu=False, unsigned char[:, :, :, ::1] mask=None,
-                   bint wide=False, Py_ssize_t wblock=0):
+                   bint wide=False, Py_ssize_t wblock=0, Py_ssize_t split=1):
     """y = the transposed convolution of x (at most ``_NB`` output channels) by output
     phases, each a stride-1 convolution of the zero-padded image in register tiles of
     ``_NB`` output channels (one vector, zero-padded) x 2 rows x ``_WB`` columns of the
@@ -608,11 +617,15 @@ def forward_direct(const real[:, :, :, ::1] x, const real[::1] wtab,
     reads inside it). ``accs[thread]``: two tiles (a row's two column phases, float32
     wide tiles at stride 2: written together, interleaved). With ``relu``, each image's
     output then as ``relu(v)`` and ``mask`` 1 where not v <= 0 (``kernels/fused``'s
-    epilogue)."""
+    epilogue). ``split`` > 1 (fewer images than threads): each image shared by ``split``
+    tasks, task k taking the k-th of ``split`` ranges of the phases' grid rows (an even
+    number of rows each, the last to the end), every task padding the image into its own
+    thread's buffer."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = y.shape[1], ho = y.shape[2], wo = y.shape[3], nph = tab.shape[0]
     cdef Py_ssize_t b, p, ry, rx, nty, ntx, dy, dx, dhp, dwp, qh, qw, woff
-    cdef Py_ssize_t a, t, tw, t0, nk, nk1, k, oc, r, cb, ob
+    cdef Py_ssize_t a, t, tw, t0, nk, nk1, k, oc, r, cb, ob, task, part, alo, ahi, ae
+    cdef Py_ssize_t rows = 0
     cdef bint paired
     cdef real* acc1
     cdef Py_ssize_t nblk = (o + _CB - 1) // _CB if wide and wblock > 0 else 1
@@ -622,7 +635,14 @@ def forward_direct(const real[:, :, :, ::1] x, const real[::1] wtab,
     cdef real* acc
     cdef real* yrow
     with nogil:
-        for b in prange(n, schedule="dynamic", chunksize=1, num_threads=nt):
+        for p in range(nph):
+            rows = max(rows, tab[p, 8])
+        for task in prange(n * split, schedule="dynamic", chunksize=1, num_threads=nt):
+            b = task // split
+            part = task % split
+            # the task's grid rows [alo, ahi): even bounds (the narrow tiles' row pairs)
+            alo = part * rows // split // 2 * 2
+            ahi = rows if part == split - 1 else (part + 1) * rows // split // 2 * 2
             tid = openmp.omp_get_thread_num()
             xp = &xpad[tid, 0]
             acc = &accs[tid, 0]
@@ -648,7 +668,7 @@ def forward_direct(const real[:, :, :, ::1] x, const real[::1] wtab,
                 if nty == 0 or ntx == 0:  # a phase no tap reaches: the bias alone
                     for oc in range(o):
                         bv = bias[oc] if has_bias else 0
-                        for a in range(qh):
+                        for a in range(alo, min(qh, ahi)):
                             yrow = &y[b, oc, ry + sh * a, rx]
                             for t in range(qw):
                                 yrow[t * sw] = bv
@@ -665,7 +685,7 @@ def forward_direct(const real[:, :, :, ::1] x, const real[::1] wtab,
                         acc1 = acc + _CB * _WB
                         for cb in range(nblk):
                             ob = min(_CB, o - cb * _CB)
-                            for a in range(qh):
+                            for a in range(alo, min(qh, ahi)):
                                 for tw in range((qw + _WB - 1) // _WB):
                                     t0 = tw * _WB
                                     nk = min(_WB, qw - t0)
@@ -688,7 +708,7 @@ def forward_direct(const real[:, :, :, ::1] x, const real[::1] wtab,
                     # input gradient's w[o, c, i, j] place)
                     for cb in range(nblk):
                         ob = min(_CB, o - cb * _CB)
-                        for a in range(qh):
+                        for a in range(alo, min(qh, ahi)):
                             for tw in range((qw + _WB - 1) // _WB):
                                 t0 = tw * _WB
                                 nk = min(_WB, qw - t0)
@@ -715,7 +735,8 @@ def forward_direct(const real[:, :, :, ::1] x, const real[::1] wtab,
                                         for k in range(nk):
                                             yrow[k * sw] = acc[k * _CB + oc] + bv
                     continue
-                for a in range(0, qh, 2):
+                ae = min(qh, ahi)
+                for a in range(alo, ae, 2):
                     for tw in range((qw + _WB - 1) // _WB):
                         t0 = tw * _WB
                         nk = min(_WB, qw - t0)
@@ -725,12 +746,14 @@ def forward_direct(const real[:, :, :, ::1] x, const real[::1] wtab,
                         else:
                             tg_tg_ntile_d(xp, &wtab[woff], c, nty, ntx, hp, wp, dhp, dwp,
                                           a + pt + dy, t0 + pl + dx, acc)
-                        for r in range(min(2, qh - a)):
+                        for r in range(min(2, ae - a)):
                             for oc in range(o):
                                 bv = bias[oc] if has_bias else 0
                                 yrow = &y[b, oc, ry + sh * (a + r), rx + t0 * sw]
                                 for k in range(nk):
                                     yrow[k * sw] = acc[(r * _WB + k) * _NB + oc] + bv
-            if relu:
+            r = min(ho, sh * ahi) if part < split - 1 else ho
+            if relu and r > sh * alo:  # the task's output rows
                 for oc in range(o):
-                    _relu_row(&y[b, oc, 0, 0], &mask[b, oc, 0, 0], ho * wo)
+                    _relu_row(&y[b, oc, sh * alo, 0], &mask[b, oc, sh * alo, 0],
+                              (r - sh * alo) * wo)

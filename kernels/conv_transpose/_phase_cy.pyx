@@ -18,6 +18,7 @@ gradient ``w.reshape(C, -1) @ cols`` (conv2d's forward) and the weight gradient
 
 cimport openmp
 from cython.parallel cimport prange
+from libc.string cimport memcpy
 
 include "../_common.pxi"
 include "_relu.pxi"
@@ -152,42 +153,45 @@ def forward_phases(const real[:, :, :, ::1] x, const real[:, :, ::1] wt,
                         _relu_row(&y[b, oc, 0, 0], &mask[b, oc, 0, 0], ho * wo)
 
 
-cdef void _unfold1(const real* xb, real* cols, Py_ssize_t c, Py_ssize_t h, Py_ssize_t w,
-                   Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph,
-                   Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t ho,
+cdef void _unfold1(const real* xb, real* cols, Py_ssize_t ld, Py_ssize_t c, Py_ssize_t h,
+                   Py_ssize_t w, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                   Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t ho,
                    Py_ssize_t wo) noexcept nogil:
-    # conv2d's unfold of one image xb (c, h, w) to cols (c*kh*kw, ho*wo)
-    cdef Py_ssize_t plane = ho * wo, row, ch, i, j, oh, k, ih, off, lo, hi
+    # conv2d's unfold of one image xb (c, h, w) to cols (c*kh*kw rows of ho*wo, ``ld``
+    # apart)
+    cdef Py_ssize_t row, ch, i, j, oh, k, ih, off, lo, hi
     cdef real* dst
     cdef const real* src
-    for row in range(c * kh * kw):
-        ch = row // (kh * kw)
-        i = (row // kw) % kh
-        j = row % kw
+    # filter columns outermost: each column's valid range [lo, hi) once, and the row index
+    # by multiplication (a division per row cost as much as a short row's copy)
+    for j in range(kw):
         off = j * dw - pw
         lo = _lo(off, sw, wo)
         hi = _hi(off, sw, w, wo, lo)
-        for oh in range(ho):
-            ih = oh * sh - ph + i * dh
-            dst = cols + row * plane + oh * wo
-            if ih < 0 or ih >= h:
-                for k in range(wo):
-                    dst[k] = 0
-                continue
-            for k in range(lo):
-                dst[k] = 0
-            for k in range(hi, wo):
-                dst[k] = 0
-            src = xb + (ch * h + ih) * w
-            if sw == 1:
-                for k in range(lo, hi):
-                    dst[k] = src[k + off]
-            elif sw == 2:  # a constant stride the compiler turns into vector shuffles
-                for k in range(lo, hi):
-                    dst[k] = src[2 * k + off]
-            else:
-                for k in range(lo, hi):
-                    dst[k] = src[k * sw + off]
+        for ch in range(c):
+            for i in range(kh):
+                row = (ch * kh + i) * kw + j
+                for oh in range(ho):
+                    ih = oh * sh - ph + i * dh
+                    dst = cols + row * ld + oh * wo
+                    if ih < 0 or ih >= h:
+                        for k in range(wo):
+                            dst[k] = 0
+                        continue
+                    for k in range(lo):
+                        dst[k] = 0
+                    for k in range(hi, wo):
+                        dst[k] = 0
+                    src = xb + (ch * h + ih) * w
+                    if sw == 1:
+                        for k in range(lo, hi):
+                            dst[k] = src[k + off]
+                    elif sw == 2:  # a constant stride the compiler turns into vector shuffles
+                        for k in range(lo, hi):
+                            dst[k] = src[2 * k + off]
+                    else:
+                        for k in range(lo, hi):
+                            dst[k] = src[k * sw + off]
 
 
 def backward_shared(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
@@ -207,10 +211,124 @@ def backward_shared(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
         for b in prange(n, schedule="static", num_threads=nt):
             tid = openmp.omp_get_thread_num()
             cb = &cols[tid, 0, 0]
-            _unfold1(&gy[b, 0, 0, 0], cb, o, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw, h, w)
+            _unfold1(&gy[b, 0, 0, 0], cb, plane, o, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw, h, w)
             if need_x:
                 _gemm(gemm, False, False, c, plane, rows, &w2[0, 0], rows, cb, plane, 0,
                       &gx[b, 0, 0, 0], plane)
             if need_w:
                 _gemm(gemm, False, True, c, rows, plane, &x[b, 0, 0, 0], plane, cb, plane, 1,
                       &gw_parts[tid, 0, 0], rows)
+
+
+cdef inline Py_ssize_t _slice(Py_ssize_t total, Py_ssize_t parts) noexcept nogil:
+    # rows per thread's slice of a GEMM, a multiple of 16 (whole vectors of the BLAS's
+    # tiles) unless one slice takes all
+    cdef Py_ssize_t s = (total + parts - 1) // parts
+    s = (s + 15) // 16 * 16
+    return s if s < total else total
+
+
+def forward_batched(const real[:, :, :, ::1] x, const real[:, ::1] w2, const real[::1] bias,
+                    bint has_bias, real[:, :, :, ::1] y, real[::1] xb, real[::1] cols,
+                    int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                    Py_ssize_t chunk, size_t gemm, int nt):
+    """y = the transposed convolution of x by one GEMM per ``chunk`` of images: the chunk's
+    images side by side as ``xb`` (C, chunk * H * W), ``cols = w2.T @ xb`` (w2 = w.reshape(C,
+    O*kh*kw); its rows split among the threads, each a one-thread GEMM) and each (image,
+    output channel) plane folded from its rows of cols (its bias first, then its taps in
+    (j, i) order), the planes shared among the threads. For small planes, where one GEMM per
+    image (col2im) or per phase would have a few dozen columns: here a chunk's images
+    together fill the GEMM's columns."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t o = y.shape[1], ho = y.shape[2], wo = y.shape[3]
+    cdef Py_ssize_t plane = h * w, rows = w2.shape[1], rs = _slice(rows, nt)
+    cdef Py_ssize_t blk, b0, m, ld, t, j, ch, part, r0, nr, oc, i, jj, a, r, off, lo, hi, u
+    cdef real bv
+    cdef real* yp
+    cdef real* row
+    cdef const real* src
+    with nogil:
+        for blk in range((n + chunk - 1) // chunk):
+            b0 = blk * chunk
+            m = min(chunk, n - b0)
+            ld = m * plane
+            for t in prange(m * c, schedule="static", num_threads=nt):
+                j = t // c
+                ch = t % c
+                memcpy(&xb[ch * ld + j * plane], &x[b0 + j, ch, 0, 0], plane * sizeof(real))
+            for part in prange((rows + rs - 1) // rs, schedule="static", num_threads=nt):
+                r0 = part * rs
+                nr = min(rs, rows - r0)
+                _gemm(gemm, True, False, nr, ld, c, &w2[0, r0], rows, &xb[0], ld, 0,
+                      &cols[r0 * ld], ld)
+            for t in prange(m * o, schedule="static", num_threads=nt):
+                j = t // o
+                oc = t % o
+                yp = &y[b0 + j, oc, 0, 0]
+                bv = bias[oc] if has_bias else 0
+                for u in range(ho * wo):
+                    yp[u] = bv
+                # filter columns outermost: each column's valid range computed once
+                for jj in range(kw):
+                    off = jj * dw - pw
+                    lo = _lo(off, sw, w)
+                    hi = _hi(off, sw, wo, w, lo)
+                    for i in range(kh):
+                        src = &cols[((oc * kh + i) * kw + jj) * ld + j * plane]
+                        for a in range(h):
+                            r = a * sh - ph + i * dh
+                            if r < 0 or r >= ho:
+                                continue
+                            row = yp + r * wo + off
+                            for u in range(lo, hi):
+                                row[u * sw] += src[a * w + u]
+
+
+def backward_batched(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
+                     const real[:, ::1] w2, real[:, :, :, ::1] gx, real[:, ::1] gw,
+                     real[::1] xb, real[::1] cols, real[::1] gxb, bint need_x, bint need_w,
+                     int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                     Py_ssize_t chunk, size_t gemm, int nt):
+    """Both gradients by one GEMM each per ``chunk`` of images: the chunk's output gradients
+    unfolded side by side into ``cols`` (O*kh*kw, chunk * H * W), then ``gx = w2 @ cols``
+    (its input channels split among the threads, into ``gxb`` and copied to each image)
+    and ``gw += xb @ cols.T`` (xb: the chunk's images side by side, (C, chunk * H * W); its
+    columns split among the threads, each writing its own columns of gw: no partial sums
+    per thread, the chunks added in order). For small planes, where the per-image GEMMs
+    of ``backward_shared`` have a few dozen columns."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
+    cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
+    cdef Py_ssize_t plane = h * w, rows = w2.shape[1]
+    cdef Py_ssize_t cs = _slice(c, nt), rs = _slice(rows, nt)
+    cdef Py_ssize_t nparts = max((c + cs - 1) // cs if need_x else 0,
+                                 (rows + rs - 1) // rs if need_w else 0)
+    cdef Py_ssize_t blk, b0, m, ld, t, j, ch, part, c0, r0
+    with nogil:
+        for blk in range((n + chunk - 1) // chunk):
+            b0 = blk * chunk
+            m = min(chunk, n - b0)
+            ld = m * plane
+            for j in prange(m, schedule="static", num_threads=nt):
+                _unfold1(&gy[b0 + j, 0, 0, 0], &cols[j * plane], ld, o, ho, wo, kh, kw, sh,
+                         sw, ph, pw, dh, dw, h, w)
+            if need_w:
+                for t in prange(m * c, schedule="static", num_threads=nt):
+                    j = t // c
+                    ch = t % c
+                    memcpy(&xb[ch * ld + j * plane], &x[b0 + j, ch, 0, 0],
+                           plane * sizeof(real))
+            for part in prange(nparts, schedule="static", num_threads=nt):
+                c0 = part * cs
+                if need_x and c0 < c:
+                    _gemm(gemm, False, False, min(cs, c - c0), ld, rows, &w2[c0, 0], rows,
+                          &cols[0], ld, 0, &gxb[c0 * ld], ld)
+                r0 = part * rs
+                if need_w and r0 < rows:
+                    _gemm(gemm, False, True, c, min(rs, rows - r0), ld, &xb[0], ld,
+                          &cols[r0 * ld], ld, 1 if b0 > 0 else 0, &gw[0, r0], rows)
+            if need_x:
+                for t in prange(m * c, schedule="static", num_threads=nt):
+                    j = t // c
+                    ch = t % c
+                    memcpy(&gx[b0 + j, ch, 0, 0], &gxb[ch * ld + j * plane],
+                           plane * sizeof(real))

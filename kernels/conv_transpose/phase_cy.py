@@ -25,6 +25,15 @@ gradient's GEMM. Threads take blocks of images (forward; with too few blocks for
 team, groups of output channels too) or whole images (backward), the GEMMs one-thread
 calls through NumPy's cblas (``kernels/cblas.py``).
 
+Small planes (at most ``_BATCHED_MAX_PIXELS`` pixels, at most half or, with 256+ input
+channels, three quarters as wide as the tiles' 8 columns; ``_few_columns``): the forward of
+calls with 128+ input channels and the backward of calls with 256+ and weights over 1 MB
+(and on inputs narrower than 8, gradients the direct kernels do not take) by one GEMM per
+chunk of images
+(``_phase_cy.forward_batched`` / ``backward_batched``), the chunk's images side by side as
+the GEMM's columns and the GEMMs' rows split among the threads. With fewer images than
+threads (batch 1) the direct kernels share each image among tasks (``_split``).
+
 Groups other than 1, dtypes other than float32/float64, empty calls and builds whose
 NumPy BLAS cannot be called from threads run ``col2im-cython`` instead, and so does the
 forward of calls with fewer than 8 output channels (``_MIN_FORWARD_ROWS``).
@@ -45,7 +54,7 @@ from ._direct_grad_cy import forward_direct as _forward_direct
 from ._direct_grad_cy import gather as _gather
 from ._direct_grad_cy import grads as _direct_grads
 from ._direct_grad_cy import reduce_parts as _reduce_parts
-from ._phase_cy import backward_shared, forward_phases
+from ._phase_cy import backward_batched, backward_shared, forward_batched, forward_phases
 from .reference import out_size
 
 # below this many multiply-adds a call runs on the calling thread
@@ -71,18 +80,25 @@ _DIRECT_WEIGHT_GRAD = True
 # The direct gradients ran ahead of the unfold + GEMM backward on the 4x4 stride-2 64->32
 # layer and conv_autoencoder's 32->16 layer, both passes; its 16->1 layer (half a channel
 # tile, one output channel) keeps the GEMMs (benchmarks/results/conv-transpose-passes.md).
-# Reductions over 1024 output channels x taps were not measured: they keep the GEMMs.
+# On the Zen 5 machine they also ran ahead on reductions of 1152 to 4096 output channels x
+# taps (128->128 and 64->256 4x4, 256->128 and 128->128 3x3, 2x2 to 16x16 inputs), and with
+# 16 to 23 input channels (half of each 32-channel tile empty) from 128 output channels x
+# taps on (4x4 16->8, 16->16, 16->64; 3x3 16->16, 16->32), behind on 3x3 16->8 (72)
+# (benchmarks/results/conv-transpose-small-planes.md). Larger reductions keep the GEMMs.
 _DIRECT_MIN_IN = 24
 _DIRECT_MIN_OUT = 4
-_DIRECT_MAX_REDUCTION = 1024
+_DIRECT_MAX_REDUCTION = 4096
+_DIRECT_HALF_IN = 16
+_DIRECT_HALF_MIN_REDUCTION = 128
 
 
 def _direct_applies(x, w) -> bool:
     o, kh, kw = w.shape[1:]
+    c, r = x.shape[1], o * kh * kw
     return (
-        x.shape[1] >= _DIRECT_MIN_IN
+        (c >= _DIRECT_MIN_IN or (c >= _DIRECT_HALF_IN and r >= _DIRECT_HALF_MIN_REDUCTION))
         and o >= _DIRECT_MIN_OUT
-        and o * kh * kw <= (_DIRECT_MAX_REDUCTION)
+        and r <= _DIRECT_MAX_REDUCTION
     )
 
 
@@ -92,6 +108,124 @@ def _direct_input_grad_applies(x, w) -> bool:
 
 def _direct_weight_grad_applies(x, w) -> bool:
     return _DIRECT_WEIGHT_GRAD and _direct_applies(x, w)
+
+
+# Small planes (inputs of at most this many pixels): both passes by one GEMM per chunk of
+# images (``_phase_cy.forward_batched`` / ``backward_batched``), the chunk's images side by
+# side as the GEMM's columns, instead of GEMMs or register tiles per image whose columns a
+# plane of a few dozen pixels leaves mostly empty; the GEMMs' rows (or the input channels)
+# split among the threads, so one image keeps the whole team busy and the weight gradient
+# needs no per-thread partial sums (benchmarks/results/conv-transpose-small-planes.md).
+# False: the paths above on every call.
+_BATCHED = True
+_BATCHED_MAX_PIXELS = 64
+# images per chunk: as many as keep its column matrix within this many bytes
+_BATCHED_BYTES = 4 << 20
+
+
+# Which small planes: 128+ input channels (the GEMMs' depth) on inputs at most half as wide
+# as the direct tiles' 8 columns, 256+ on inputs up to three quarters as wide; on 5 to 7
+# wide inputs with 128 input channels the tiles and the GEMMs tied or the tiles led, and on
+# 7 wide ones the tiles led at 256 too. The backward on those planes only with 256+ input
+# channels and weights over ``_BATCHED_MIN_WEIGHT_BYTES`` (the direct weight gradient's
+# per-thread partial sums then outgrow a core's L2; with smaller weights, or 128 input
+# channels, the direct kernels led or tied), and on every plane narrower than the tiles
+# whose gradients the direct kernels do not take (instead of one GEMM per image).
+_BATCHED_MIN_IN = 128
+_BATCHED_DEEP_IN = 256
+_BATCHED_MIN_WEIGHT_BYTES = 1 << 20
+
+
+def _few_columns(x) -> bool:
+    c, h, wd = x.shape[1:]
+    return (
+        _BATCHED
+        and h * wd <= _BATCHED_MAX_PIXELS
+        and (
+            (wd <= _WB // 2 and c >= _BATCHED_MIN_IN)
+            or (wd <= _WB * 3 // 4 and c >= _BATCHED_DEEP_IN)
+        )
+    )
+
+
+def _batched_forward_applies(x, w) -> bool:
+    """The forward's rule (``_few_columns``)."""
+    return _few_columns(x)
+
+
+def _batched_applies(x, w) -> bool:
+    """The backward's rule: ``_few_columns`` with ``_BATCHED_DEEP_IN`` input channels and
+    weights over ``_BATCHED_MIN_WEIGHT_BYTES``, or a plane of at most ``_BATCHED_MAX_PIXELS``
+    narrower than the tiles whose gradients the direct kernels do not take."""
+    if not _BATCHED or x.shape[2] * x.shape[3] > _BATCHED_MAX_PIXELS or x.shape[3] >= _WB:
+        return False
+    deep = x.shape[1] >= _BATCHED_DEEP_IN and w.nbytes > _BATCHED_MIN_WEIGHT_BYTES
+    return not _direct_applies(x, w) or (deep and _few_columns(x))
+
+
+def _chunk(n: int, rows: int, plane: int, itemsize: int) -> int:
+    """Images per chunk of the batched passes, the chunks' sizes evened out."""
+    m = max(1, min(n, _BATCHED_BYTES // max(1, rows * plane * itemsize)))
+    return -(-n // -(-n // m))
+
+
+def _batched_forward(x, w, b, stride, padding, output_padding, dilation):
+    """The forward by ``forward_batched`` (groups 1, float32/float64, non-empty)."""
+    n, c, h, wd = x.shape
+    _, o, kh, kw = w.shape
+    ho = out_size(h, kh, stride[0], padding[0], output_padding[0], dilation[0])
+    wo = out_size(wd, kw, stride[1], padding[1], output_padding[1], dilation[1])
+    rows, plane = o * kh * kw, h * wd
+    m = _chunk(n, rows, plane, x.itemsize)
+    nt = _team(n * c * plane * rows)
+    memory.check_fits("conv_transpose2d (phase, batched)", {
+        "output": n * o * ho * wo * x.itemsize,
+        "columns": (rows + c) * m * plane * x.itemsize,
+    })  # fmt: skip
+    y = np.empty((n, o, ho, wo), x.dtype)
+    xb = workspace("phase-bx", (c * m * plane,), x.dtype)
+    cols = workspace("phase-bcols", (rows * m * plane,), x.dtype)
+    bias = np.zeros(1, x.dtype) if b is None else np.ascontiguousarray(b, dtype=x.dtype)
+    with cblas.single_threaded():
+        forward_batched(np.ascontiguousarray(x), np.ascontiguousarray(w).reshape(c, rows),
+                        bias, b is not None, y, xb, cols, kh, kw, *stride, *padding,
+                        *dilation, m, cblas.gemm_address(x.dtype), nt)  # fmt: skip
+    return y
+
+
+def _batched_backward(gy, x, w, stride, padding, dilation, need_x, need_w):
+    """``(gx, gw)`` (None where not asked for) by ``backward_batched``."""
+    n, c, h, wd = x.shape
+    _, o, kh, kw = w.shape
+    rows, plane = o * kh * kw, h * wd
+    m = _chunk(n, rows, plane, x.itemsize)
+    nt = _team(n * c * plane * rows * (int(need_x) + int(need_w)))
+    memory.check_fits("conv_transpose2d (phase, batched) backward", {
+        "input gradient": x.nbytes if need_x else 0,
+        "weight gradient": w.nbytes if need_w else 0,
+        "columns": (rows + 2 * c) * m * plane * x.itemsize,
+    })  # fmt: skip
+    gx = np.empty_like(x) if need_x else _placeholder(x.dtype)
+    gw = np.empty((c, rows), x.dtype) if need_w else _placeholder(x.dtype).reshape(1, 1)
+    cols = workspace("phase-bcols", (rows * m * plane,), x.dtype)
+    xb = workspace("phase-bx", (c * m * plane,), x.dtype) if need_w else gw.reshape(-1)
+    gxb = workspace("phase-bgx", (c * m * plane,), x.dtype) if need_x else gw.reshape(-1)
+    with cblas.single_threaded():
+        backward_batched(gy, x, np.ascontiguousarray(w).reshape(c, rows), gx, gw, xb, cols,
+                         gxb, need_x, need_w, kh, kw, *stride, *padding, *dilation, m,
+                         cblas.gemm_address(x.dtype), nt)  # fmt: skip
+    return (gx if need_x else None), (gw.reshape(w.shape) if need_w else None)
+
+
+# Fewer images than threads (batch 1 at 2 threads): the direct kernels share each image among
+# tasks (rows of the output or input gradient, tiles of the weight gradient) instead of
+# leaving threads idle. False: one image per task on every call.
+_SPLIT_IMAGES = True
+
+
+def _split(n: int, nt: int) -> int:
+    """Tasks per image of the direct kernels: enough for the team when ``n < nt``."""
+    return -(-nt // n) if _SPLIT_IMAGES and n < nt else 1
 
 
 def _team(macs: int) -> int:
@@ -310,7 +444,7 @@ def _direct_forward(x, w, b, stride, padding, output_padding, dilation, relu):
     tab = geos[0][0]
     _forward_direct(np.ascontiguousarray(x), wtab, tab, bias, b is not None, y, xpad, accs,
                     np.zeros(nt, np.intp), stride[0], stride[1], pt, pl, hp, wp, nt, relu,
-                    mask, wide or blocks, wblock)  # fmt: skip
+                    mask, wide or blocks, wblock, _split(n, nt))  # fmt: skip
     return (y, mask) if relu else y
 
 
@@ -332,6 +466,10 @@ def forward_relu(x, w, b, stride, padding, output_padding, dilation, groups):
 def _forward(x, w, b, stride, padding, output_padding, dilation, groups, relu):
     if not _supported(x, w, groups) or w.shape[1] < _MIN_FORWARD_ROWS:
         return None
+    if _batched_forward_applies(x, w):  # forward_relu: the forward, then the epilogue apart
+        if relu:
+            return None
+        return _batched_forward(x, w, b, stride, padding, output_padding, dilation)
     if _DIRECT_FORWARD:
         out = _direct_forward(x, w, b, stride, padding, output_padding, dilation, relu)
         if out is not None:
@@ -429,7 +567,7 @@ def direct_grads(gy, x, w, stride, padding, dilation, need_x, need_w, mask=None,
         rows = np.zeros((nt, gy[0].size), x.dtype)
     _direct_grads(gy, x, wt, qoff, gx, parts, buf, accs, xts, need_x, need_w, kh, kw, sh, sw,
                   ph, pw, dh, dw, hp, wp, cp, nt, np.zeros(nt, np.intp), mask, masked,
-                  rows)  # fmt: skip
+                  rows, _split(n, nt))  # fmt: skip
     gw = None
     if need_w:
         gw = np.empty((c, nq), x.dtype)
@@ -451,6 +589,8 @@ def backward_relu(gy, mask, x, w, stride, padding, output_padding, dilation, gro
     image, no masked copy of gy; None where this call's gradients are not the direct
     kernels' (the caller then masks gy and runs ``backward``)."""
     if not _supported(x, w, groups) or gy.size == 0 or not (need_x or need_w):
+        return None
+    if _batched_applies(x, w):
         return None
     if (need_x and not _direct_input_grad_applies(x, w)) or (
         need_w and not _direct_weight_grad_applies(x, w)
@@ -538,6 +678,8 @@ def _gradients(gy, x, w, stride, padding, output_padding, dilation, groups, need
             gy, x, w, stride, padding, output_padding, dilation, groups, need_x, need_w
         ), None  # fmt: skip
     gy, x = np.ascontiguousarray(gy), np.ascontiguousarray(x)
+    if _batched_applies(x, w):
+        return *_batched_backward(gy, x, w, stride, padding, dilation, need_x, need_w), None
     gb = None
     dx = need_x and _direct_input_grad_applies(x, w)
     dw = need_w and _direct_weight_grad_applies(x, w)

@@ -416,6 +416,7 @@ def _force_direct(mp):
 
     mp.setattr(phase_cy, "_direct_input_grad_applies", lambda x, w: True)
     mp.setattr(phase_cy, "_direct_weight_grad_applies", lambda x, w: True)
+    mp.setattr(phase_cy, "_BATCHED", False)
     return phase_cy
 
 
@@ -639,6 +640,10 @@ def test_direct_gradients_rule():
     assert both((32, 64, 16, 16), (64, 32, 4, 4)) == (True, True)
     assert both((64, 32, 7, 7), (32, 16, 3, 3)) == (True, True)
     assert both((64, 16, 14, 14), (16, 1, 3, 3)) == (False, False)  # the GEMMs
+    assert both((64, 16, 32, 32), (16, 8, 4, 4)) == (True, True)  # half tiles, 128 rows
+    assert both((32, 16, 28, 28), (16, 8, 3, 3)) == (False, False)  # half tiles, 72 rows
+    assert both((8, 256, 8, 8), (256, 256, 4, 4)) == (True, True)  # 4096 rows
+    assert both((8, 256, 8, 8), (256, 257, 4, 4)) == (False, False)
 
 
 @settings(max_examples=examples(12), deadline=None)
@@ -759,3 +764,168 @@ def test_conv_transpose2d_bias_gradient_from_the_kernels(monkeypatch):
     )
     np.testing.assert_allclose(x.grad.data, gx, rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(w.grad.data, gw, rtol=1e-10, atol=1e-10)
+
+
+# --- batched GEMMs on small planes (_phase_cy.forward_batched / backward_batched) and
+# the direct kernels' images shared among tasks when there are fewer than threads -------
+
+
+def _force_batched(mp, chunk_bytes):
+    from tapegrad.kernels.conv_transpose import phase_cy
+
+    mp.setattr(phase_cy, "_batched_applies", lambda x, w: True)
+    mp.setattr(phase_cy, "_batched_forward_applies", lambda x, w: True)
+    mp.setattr(phase_cy, "_BATCHED_BYTES", chunk_bytes)
+    return phase_cy
+
+
+@settings(max_examples=examples(15), deadline=None)
+@given(
+    case=phase_case(),
+    team=st.integers(1, 3),
+    need=st.sampled_from(["both", "x", "w"]),
+    chunk_bytes=st.sampled_from([1, 2048, 1 << 22]),  # one image, a few, all per chunk
+    channels=st.sampled_from([None, 17, 40]),
+)
+def test_batched_matches_reference(case, team, need, chunk_bytes, channels):
+    ref = K.get("conv_transpose2d", "reference")
+    if channels is not None:  # GEMM rows split among threads in slices of 16, a short one
+        case = (case[0], channels, channels + 3, *case[3:])
+    x, w, b, args = _arrays(case)
+    with pytest.MonkeyPatch.context() as mp:
+        mod = _force_batched(mp, chunk_bytes)
+        mp.setattr(mod, "_team", lambda macs: team)
+        y = mod.forward(x, w, b, *args)
+        gy = np.random.default_rng(1).standard_normal(y.shape).astype(x.dtype)
+        nx, nw = need in ("both", "x"), need in ("both", "w")
+        gx, gw, gb = mod.backward_with_bias(gy, x, w, *args, nx, nw)
+        assert mod.backward_relu(gy, np.ones(y.shape, np.uint8), x, w, *args, nx, nw) is None
+        assert mod.forward_relu(x, w, b, *args) is None  # the epilogue runs apart
+    np.testing.assert_allclose(y, ref.forward(x, w, b, *args), **_tol(x.dtype))
+    gx_r, gw_r = ref.backward(gy, x, w, *args, True, True)
+    assert (gx is None) != nx and (gw is None) != nw and gb is None
+    if nx:
+        assert gx.shape == x.shape and gx.dtype == x.dtype
+        np.testing.assert_allclose(gx, gx_r, **_tol(x.dtype))
+    if nw:
+        assert gw.shape == w.shape and gw.dtype == w.dtype
+        np.testing.assert_allclose(gw, gw_r, **_tol(x.dtype))
+
+
+def test_batched_gradcheck(monkeypatch):
+    _force_batched(monkeypatch, 1)  # a chunk per image: the weight gradient added up
+    rng = np.random.default_rng(21)
+    x = tg.Tensor(rng.standard_normal((3, 4, 2, 3)), requires_grad=True)
+    w = tg.Tensor(rng.standard_normal((4, 3, 4, 3)), requires_grad=True)
+    b = tg.Tensor(rng.standard_normal(3), requires_grad=True)
+    with K.use(conv_transpose2d="phase-cython"):
+        assert tg.gradcheck(lambda x, w, b: F.conv_transpose2d(x, w, b, 2, 1), [x, w, b])
+
+
+def test_batched_runs_on_small_planes_with_large_weights(monkeypatch):
+    """The rule: the forward on planes of at most 64 pixels at most 4 wide with 128+ input
+    channels, at most 6 wide with 256+; the backward on such planes with 256+ input channels
+    and weights over 1 MB, or on planes narrower than 8 with channels the direct kernels do
+    not take. Switched off, the same calls run the other paths."""
+    from tapegrad.kernels.conv_transpose import phase_cy
+
+    def rule(x_shape, w_shape):
+        x, w = np.empty(x_shape, np.float32), np.empty(w_shape, np.float32)
+        return phase_cy._batched_forward_applies(x, w), phase_cy._batched_applies(x, w)
+
+    assert rule((8, 256, 4, 4), (256, 128, 4, 4)) == (True, True)
+    assert rule((1, 512, 2, 2), (512, 256, 4, 4)) == (True, True)
+    assert rule((16, 128, 4, 4), (128, 64, 3, 3)) == (True, False)  # 288 KB: direct
+    assert rule((32, 64, 4, 4), (64, 32, 4, 4)) == (False, False)
+    assert rule((64, 8, 4, 4), (8, 8, 4, 4)) == (False, True)  # too few channels for direct
+    assert rule((16, 128, 8, 8), (128, 64, 4, 4)) == (False, False)  # 8 wide: the tiles fill
+    assert rule((8, 256, 12, 6), (256, 128, 4, 4)) == (False, False)  # 72 pixels
+    assert rule((8, 256, 6, 6), (256, 128, 3, 3)) == (True, True)
+    assert rule((8, 256, 7, 7), (256, 128, 3, 3)) == (False, False)
+    assert rule((8, 128, 7, 7), (128, 128, 4, 4)) == (False, False)  # 7 of 8 columns
+    assert rule((8, 128, 5, 5), (128, 64, 4, 4)) == (False, False)
+    assert rule((8, 128, 4, 4), (128, 256, 3, 3)) == (True, False)  # 128 in: direct
+
+    ran = []
+    monkeypatch.setattr(phase_cy, "forward_batched", lambda *a: ran.append("f"))
+    monkeypatch.setattr(phase_cy, "backward_batched", lambda *a: ran.append("b"))
+    x = np.zeros((2, 256, 3, 3), np.float32)
+    w = np.zeros((256, 80, 4, 4), np.float32)  # 1.25 MB
+    gy = np.zeros((2, 80, 6, 6), np.float32)
+    args = ((2, 2), (1, 1), (0, 0), (1, 1), 1)
+    phase_cy.forward(x, w, None, *args)
+    phase_cy.backward(gy, x, w, *args, True, True)
+    assert ran == ["f", "b"]
+    monkeypatch.setattr(phase_cy, "_BATCHED", False)
+    phase_cy.forward(x, w, None, *args)
+    phase_cy.backward(gy, x, w, *args, True, True)
+    assert ran == ["f", "b"]
+
+
+@pytest.mark.torch
+def test_batched_matches_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(22)
+    x = rng.standard_normal((3, 260, 3, 4))
+    w = rng.standard_normal((260, 35, 4, 4)) * 0.1  # 1.16 MB in float64
+    b = rng.standard_normal(35)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    ty = torch.nn.functional.conv_transpose2d(tx, tw, torch.tensor(b), 2, 1, 1)
+    gy = rng.standard_normal(tuple(ty.shape))
+    ty.backward(torch.tensor(gy))
+    gx, gw = tg.Tensor(x, requires_grad=True), tg.Tensor(w, requires_grad=True)
+    mod = K.get("conv_transpose2d", "phase-cython")
+    assert mod._batched_forward_applies(x, w) and mod._batched_applies(x, w)
+    with K.use(conv_transpose2d="phase-cython"):
+        y = F.conv_transpose2d(gx, gw, tg.Tensor(b), 2, 1, 1)
+        y.backward(gy)
+    np.testing.assert_allclose(y.data, ty.detach().numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(gx.grad.data, tx.grad.numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(gw.grad.data, tw.grad.numpy(), rtol=1e-9, atol=1e-9)
+
+
+@settings(max_examples=examples(12), deadline=None)
+@given(
+    case=phase_case(),
+    team=st.integers(2, 3),
+    channels=st.sampled_from([(24, 13), (33, 30), (40, 70)]),  # narrow, wide, blocks
+    relu=st.booleans(),
+)
+def test_split_images_match_one_task_per_image(case, team, channels, relu):
+    """With fewer images than threads the direct kernels share each image among tasks: the
+    same outputs bit for bit as one task per image, and the reference's."""
+    from tapegrad.kernels.conv_transpose import phase_cy as mod
+
+    ref = K.get("conv_transpose2d", "reference")
+    case = (1, *channels, max(case[3], 5), max(case[4], 5), *case[5:])
+    x, w, b, args = _arrays(case)
+    y_r = ref.forward(x, w, b, *args)
+    gy = np.random.default_rng(1).standard_normal(y_r.shape).astype(x.dtype)
+    out = {}
+    with pytest.MonkeyPatch.context() as mp:
+        _force_direct(mp)
+        mp.setattr(mod, "_team", lambda macs: team)
+        for split in (False, True):
+            mp.setattr(mod, "_SPLIT_IMAGES", split)
+            if relu:
+                y, mask = mod.forward_relu(x, w, b, *args)
+                out[split] = (y, mask, *mod.backward_relu(gy, mask, x, w, *args, True, True))
+            else:
+                y = mod.forward(x, w, b, *args)
+                out[split] = (y, *mod.backward_with_bias(gy, x, w, *args, True, True))
+    for a, c in zip(out[False], out[True], strict=True):
+        np.testing.assert_array_equal(a, c)
+    y, *_, gx, gw, gb = out[True]
+    g = gy * out[True][1] if relu else gy
+    np.testing.assert_allclose(y, np.maximum(y_r, 0) if relu else y_r, **_tol(x.dtype))
+    gx_r, gw_r = ref.backward(g, x, w, *args, True, True)
+    np.testing.assert_allclose(gx, gx_r, **_tol(x.dtype))
+    np.testing.assert_allclose(gw, gw_r, **_tol(x.dtype))
+    np.testing.assert_allclose(gb, g.sum(axis=(0, 2, 3)), **_tol(x.dtype))
+
+
+def test_split_images_divide_the_work():
+    from tapegrad.kernels.conv_transpose import phase_cy
+
+    assert [phase_cy._split(n, 2) for n in (1, 2, 5)] == [2, 1, 1]
+    assert [phase_cy._split(n, 4) for n in (1, 2, 3, 4)] == [4, 2, 2, 1]
