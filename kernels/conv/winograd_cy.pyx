@@ -1453,27 +1453,22 @@ def _winograd4_fast(x, w, b, int ph, int pw, y):
 # 24x24, 32->32 32x32, 256->256 16x16) and level with it at 64->64 and 128->128 on 32x32 and
 # 64->64 on 48x48, behind at 64x64 (benchmarks/results/winograd-lanes-zen5.md); its error is the
 # direct kernel's, 1-4e-6 of the output's scale against F(4x4)'s 3-8e-5. It runs one image
-# per thread: above _LANES_ALL_BATCHES_SIDE it needs an image for every thread of the team
-# (F(4x4) splits the tiles of one image between threads).
+# (or group of images) per thread, so a batch smaller than the team leaves threads idle; it
+# still ran ahead of F(4x4) splitting one image's tiles between two threads, on one image of
+# 28x28 and 32x32 with 32 to 128 channels (forward and input gradient 0.6-0.95 of the time,
+# 0.3 at 128 channels, where F(4x4)'s weight transform dominates;
+# benchmarks/results/winograd-lanes-groups.md).
 _LANES_MAX_SIDE = 32
-_LANES_ALL_BATCHES_SIDE = 16
 _LANES_MIN_CHANNELS = 32
 _LANES_STRIP_BYTES = 1 << 19  # V and M of one strip of tile rows, per thread
 _LANES_GROUP_BYTES = 1 << 21  # at most this for one strip of several images' tiles
 
 
-def _lanes_team_fits(n, ho, wo, max_side) -> bool:
-    """Whether a call of n images fills the channel-lane paths' team: any batch up to
-    ``max_side`` pixels, one image per thread above it."""
-    return max(ho, wo) <= max_side or n >= threads.get_num_threads()
-
-
 def _uses_lanes(c, o, ho, wo, n) -> bool:
     """Whether ``_winograd`` runs a call of n images through the channel-lane F(2x2, 3x3)
-    path."""
+    path (any batch size)."""
     return (_lanes is not None and max(ho, wo) <= _LANES_MAX_SIDE
-            and min(c, o) >= _LANES_MIN_CHANNELS
-            and _lanes_team_fits(n, ho, wo, _LANES_ALL_BATCHES_SIDE))
+            and min(c, o) >= _LANES_MIN_CHANNELS)
 
 
 def _winograd_lanes(x, w, b, int ph, int pw, y, flip=False):
@@ -1523,12 +1518,12 @@ def _round_lanes(c, itemsize):
 
 # The weight gradient of calls with at least _LANES_MIN_CHANNELS channels in and out runs
 # F(2x2, 3x3) with channels across the vector lanes (chvec-cython's
-# ``winograd2_wgrad_threads``), on outputs above _WGRAD_LANES_ALL_BATCHES_SIDE pixels only with
-# an image for every thread (its team splits the batch). On a Zen 5 machine it took 0.60-0.85
-# of the direct weight gradient's time on 8x8 to 64x64 outputs with 32 to 128 channels (level
-# with 16: not taken; benchmarks/results/winograd-lanes-zen5.md). Each strip of tiles holds
-# GM[k] of about _WGRAD_LANES_STRIP_BYTES (it stays in L1 while the products run)
-_WGRAD_LANES_ALL_BATCHES_SIDE = 16
+# ``winograd2_wgrad_threads``; its team splits the batch). On a Zen 5 machine it took
+# 0.60-0.85 of the direct weight gradient's time on 8x8 to 64x64 outputs with 32 to 128
+# channels (level with 16: not taken; benchmarks/results/winograd-lanes-zen5.md), and on one
+# image (one thread busy) 0.6-0.87 of the direct weight gradient's on two threads (28x28 to
+# 64x64, 32 to 128 channels; benchmarks/results/winograd-lanes-groups.md). Each strip of
+# tiles holds GM[k] of about _WGRAD_LANES_STRIP_BYTES (it stays in L1 while the products run)
 _WGRAD_LANES_STRIP_BYTES = 1 << 14
 _WGRAD_LANES_CHUNKS = 4  # chunks of the batch per thread (see _weight_gradient_lanes)
 # the chunks' partial sums together at most about this many bytes (fewer chunks, down to one
@@ -1540,8 +1535,7 @@ def _wgrad_lanes(c, o, ho, wo, n) -> bool:
     """Whether ``backward`` runs the weight gradient of a call of n images through the
     channel-lane F(2x2, 3x3) path."""
     return (_lanes is not None and hasattr(_lanes, "winograd2_wgrad_threads")
-            and min(c, o) >= _LANES_MIN_CHANNELS
-            and _lanes_team_fits(n, ho, wo, _WGRAD_LANES_ALL_BATCHES_SIDE))
+            and min(c, o) >= _LANES_MIN_CHANNELS)
 
 
 def _weight_gradient_lanes(gy, x, w, int ph, int pw, need_b=False):

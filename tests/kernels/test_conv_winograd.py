@@ -416,7 +416,6 @@ def test_winograd_cython_lanes_path(monkeypatch, team, dtype, n, c, o, h, w, pad
         pytest.skip("winograd-cython's channel-lane path does not build here")
     monkeypatch.setattr(mod, "_LANES_MIN_CHANNELS", 1)
     monkeypatch.setattr(mod, "_LANES_MAX_SIDE", 1 << 30)
-    monkeypatch.setattr(mod, "_LANES_ALL_BATCHES_SIDE", 1 << 30)
     monkeypatch.setattr(mod, "_LANES_STRIP_BYTES", strip)
     monkeypatch.setattr(mod, "_LANES_GROUP_BYTES", strip)
     monkeypatch.setattr(mod, "_team_size", lambda work: team)
@@ -456,7 +455,6 @@ def _lanes_wgrad_module(mp, strip_bytes=None, team=None):
     if not mod._wgrad_lanes(1 << 20, 1 << 20, 1, 1, 1):
         return None
     mp.setattr(mod, "_LANES_MIN_CHANNELS", 1)
-    mp.setattr(mod, "_WGRAD_LANES_ALL_BATCHES_SIDE", 1 << 30)
     if strip_bytes is not None:
         mp.setattr(mod, "_WGRAD_LANES_STRIP_BYTES", strip_bytes)
     if team is not None:
@@ -651,7 +649,7 @@ def test_winograd_cython_lanes_weight_gradient_nonfinite():
 
 def test_winograd_cython_lanes_weight_gradient_takes():
     """Which calls winograd-cython's weight gradient runs on its channel-lane path by default:
-    32 or more channels in and out; above 16x16 outputs only with an image per thread."""
+    32 or more channels in and out, any plane, any batch (one image too)."""
     mod = K.get("conv2d", "winograd-cython")
     if "winograd-cython" not in VARIANTS or not getattr(mod, "_wgrad_lanes", None):
         pytest.skip("winograd-cython's channel-lane weight gradient does not build here")
@@ -666,18 +664,18 @@ def test_winograd_cython_lanes_weight_gradient_takes():
         (32, 32, 32, team),
         (64, 64, 64, team),
         (48, 48, 24, 2 * team),
+        (64, 64, 32, 1),
+        (128, 128, 64, 1),
     ]:
         assert mod._wgrad_lanes(c, o, side, side, n), (c, o, side, n)
-    for c, o, side, n in [(16, 64, 8, 64), (31, 31, 16, 64), (64, 16, 32, 64)]:
+    for c, o, side, n in [(16, 64, 8, 64), (31, 31, 16, 64), (64, 16, 32, 64), (16, 16, 32, 1)]:
         assert not mod._wgrad_lanes(c, o, side, side, n), (c, o, side, n)
-    if team > 1:
-        assert not mod._wgrad_lanes(64, 64, 17, 17, team - 1)
 
 
 def test_winograd_cython_lanes_forward_takes():
     """Which calls winograd-cython's forward (and input gradient) runs on its channel-lane
-    path by default: outputs up to 32x32 with 32 or more channels in and out, above 16x16 only
-    with an image per thread."""
+    path by default: outputs up to 32x32 with 32 or more channels in and out, any batch (one
+    image too)."""
     mod = K.get("conv2d", "winograd-cython")
     if "winograd-cython" not in VARIANTS or mod._lanes is None:
         pytest.skip("winograd-cython's channel-lane path does not build here")
@@ -689,12 +687,12 @@ def test_winograd_cython_lanes_forward_takes():
         (48, 48, 24, team),
         (32, 32, 32, team),
         (256, 256, 16, 1),
+        (64, 64, 32, 1),
+        (128, 128, 28, 1),
     ]:
         assert mod._uses_lanes(c, o, side, side, n), (c, o, side, n)
-    for c, o, side, n in [(16, 16, 16, 64), (31, 64, 8, 64), (32, 32, 33, 64), (64, 64, 64, 64)]:
+    for c, o, side, n in [(16, 16, 16, 64), (31, 64, 8, 64), (32, 32, 33, 64), (64, 64, 64, 1)]:
         assert not mod._uses_lanes(c, o, side, side, n), (c, o, side, n)
-    if team > 1:
-        assert not mod._uses_lanes(64, 64, 32, 32, team - 1)
 
 
 def _cpu_ms_while_idle(seconds: float = 0.05) -> float:
