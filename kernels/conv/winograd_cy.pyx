@@ -36,8 +36,8 @@ bias into y. Smaller calls and the weight gradient keep F(2x2, 3x3); on 16x16 ou
 and 64 channels F(4x4, 3x3) was measured again and ran level with F(2x2) at 32->64 and well
 behind it at 64->64 (benchmarks/results/winograd-wgrad.md).
 
-On outputs of at most 32x32 with 32 or more channels in and out (``_uses_lanes``; above
-16x16 with an image for every thread) the forward and input gradient run F(2x2, 3x3) with
+On outputs of at most 32x32 with 32 or more channels in and out (``_uses_lanes``, any
+batch) the forward and input gradient run F(2x2, 3x3) with
 channels across the vector lanes instead (chvec-cython's ``winograd2_threads``): tiles across
 the lanes fill few lanes on small planes, BLAS calls per block cost more than their small
 GEMMs, and on a Zen 5 machine it ran ahead of the vector F(4x4, 3x3) up to 32x32 as well.
