@@ -436,7 +436,7 @@ def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::
           int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int hp, int wp,
           int cp, int nt, Py_ssize_t[::1] fresh,
           const unsigned char[:, :, :, ::1] mask=None, real[:, ::1] masked=None,
-          real[:, ::1] rows=None, Py_ssize_t split=1):
+          real[:, ::1] rows=None, Py_ssize_t split=1, bint zero=False):
     """Both gradients (those asked for) of ``y = conv_transpose2d(x, w)``, one image per
     thread at a time from one padded copy of gy[b] (``buf[thread]``: O planes of hp x wp,
     gy[b, o, y, x] at row y + ph, column x + pw, zeros around).
@@ -465,10 +465,13 @@ def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::
     ``split`` > 1 (fewer images than threads): each image's work shared by ``split`` tasks
     (every task pads the image into its thread's buffer): task k takes the k-th of
     ``split`` even ranges of gx's rows and of the weight gradient's tiles of 8 (output
-    channel, tap) pairs, and only task 0 adds the image into ``rows``."""
+    channel, tap) pairs, and only task 0 adds the image into ``rows``.
+
+    ``zero``: ``parts`` (with ``need_w``) and ``rows`` zeroed here first, each thread's own
+    by that thread (their entry values then do not matter: reused workspaces)."""
     cdef Py_ssize_t n = gy.shape[0], o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
     cdef Py_ssize_t c = x.shape[1], h = x.shape[2], w = x.shape[3]
-    cdef Py_ssize_t b, k, a, t0, c0, nk, nc, cc, tc, tw, tq, ci, pos, task, part
+    cdef Py_ssize_t b, k, a, t0, c0, nk, nc, cc, tc, tw, tq, ci, pos, task, part, zt
     cdef Py_ssize_t ntc = (c + _CB - 1) // _CB, ntw = (w + _WB - 1) // _WB
     cdef Py_ssize_t ntq = qoff.shape[0] // 8, hw = h * w, wblock = o * kh * kw * _CB
     cdef int tid
@@ -481,6 +484,13 @@ def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::
     cdef real* xt
     cdef const real* src
     with nogil:
+        if zero:
+            for zt in prange(nt, schedule="static", num_threads=nt):
+                if need_w and zt < parts.shape[0]:
+                    memset(&parts[zt, 0, 0], 0,
+                           parts.shape[1] * parts.shape[2] * sizeof(real))
+                if use_rows and zt < rows.shape[0]:
+                    memset(&rows[zt, 0], 0, rows.shape[1] * sizeof(real))
         for task in prange(n * split, schedule="static", num_threads=nt):
             b = task // split
             part = task % split
@@ -538,18 +548,20 @@ def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::
                                           sw, wp, tc * _CB, &parts[tid, tq * 8, 0])
 
 
-def channel_blocks(const real[:, ::1] src, real[::1] dst):
+def channel_blocks(const real[:, ::1] src, real[::1] dst, int nt=1):
     """``dst[(tc*R + r)*_CB + cc] = src[tc*_CB + cc, r]`` (src (C, R)), zero for channels
     >= C: the input gradient's weight table (``grads``' ``wt``, R = O*kh*kw) by the
-    transposed images' 8 x 8 transposes instead of NumPy's strided copy."""
-    cdef Py_ssize_t c = src.shape[0], r = src.shape[1]
+    transposed images' 8 x 8 transposes instead of NumPy's strided copy, its blocks of
+    ``_CB`` channels shared by ``nt`` threads."""
+    cdef Py_ssize_t c = src.shape[0], r = src.shape[1], tc
     if c == 0 or r == 0:
         return
     with nogil:
-        if real is float:
-            tg_tg_xt8_f(&src[0, 0], &dst[0], c, r)
-        else:
-            tg_tg_xt_d(&src[0, 0], &dst[0], c, r)
+        for tc in prange((c + _CB - 1) // _CB, schedule="static", num_threads=nt):
+            if real is float:
+                tg_tg_xt8_f(&src[tc * _CB, 0], &dst[tc * r * _CB], min(_CB, c - tc * _CB), r)
+            else:
+                tg_tg_xt_d(&src[tc * _CB, 0], &dst[tc * r * _CB], min(_CB, c - tc * _CB), r)
 
 
 def reduce_parts(real[:, :, ::1] parts, real[:, ::1] gw, int nt):
@@ -580,13 +592,14 @@ def reduce_parts(real[:, :, ::1] parts, real[:, ::1] gw, int nt):
                         gw[kk, qq] = parts[0, qq, kk]
 
 
-def gather(const real[::1] src, const Py_ssize_t[::1] index, real[::1] out):
+def gather(const real[::1] src, const Py_ssize_t[::1] index, real[::1] out, int nt=1):
     """``out[k] = src[index[k]]``, 0 where ``index[k]`` is ``len(src)`` (the zero lanes of
     ``forward_direct``'s weight tables past the output channels): one pass, no copy of
-    ``src`` with a zero appended and no temporary as NumPy's fancy indexing makes."""
+    ``src`` with a zero appended and no temporary as NumPy's fancy indexing makes; ``out``
+    shared by ``nt`` threads in contiguous ranges."""
     cdef Py_ssize_t k, i, n = index.shape[0], m = src.shape[0]
     with nogil:
-        for k in range(n):
+        for k in prange(n, schedule="static", num_threads=nt):
             i = index[k]
             out[k] = src[i] if i < m else 0
 

@@ -288,22 +288,34 @@ def backward_batched(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                      const real[:, ::1] w2, real[:, :, :, ::1] gx, real[:, ::1] gw,
                      real[::1] xb, real[::1] cols, real[::1] gxb, bint need_x, bint need_w,
                      int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
-                     Py_ssize_t chunk, size_t gemm, int nt):
+                     Py_ssize_t chunk, size_t gemm, int nt, real[::1] gb=None):
     """Both gradients by one GEMM each per ``chunk`` of images: the chunk's output gradients
     unfolded side by side into ``cols`` (O*kh*kw, chunk * H * W), then ``gx = w2 @ cols``
     (its input channels split among the threads, into ``gxb`` and copied to each image)
     and ``gw += xb @ cols.T`` (xb: the chunk's images side by side, (C, chunk * H * W); its
     columns split among the threads, each writing its own columns of gw: no partial sums
     per thread, the chunks added in order). For small planes, where the per-image GEMMs
-    of ``backward_shared`` have a few dozen columns."""
+    of ``backward_shared`` have a few dozen columns. With ``gb`` (O,): the bias gradient
+    too, gy's per-channel sum (images in order, each plane's pixels in order, in double
+    precision for float32), the channels shared among the threads."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
     cdef Py_ssize_t plane = h * w, rows = w2.shape[1]
     cdef Py_ssize_t cs = _slice(c, nt), rs = _slice(rows, nt)
     cdef Py_ssize_t nparts = max((c + cs - 1) // cs if need_x else 0,
                                  (rows + rs - 1) // rs if need_w else 0)
-    cdef Py_ssize_t blk, b0, m, ld, t, j, ch, part, c0, r0
+    cdef Py_ssize_t blk, b0, m, ld, t, j, ch, part, c0, r0, oc, u, pix = ho * wo
+    cdef double acc
+    cdef const real* g
     with nogil:
+        if gb is not None:
+            for oc in prange(o, schedule="static", num_threads=nt):
+                acc = 0
+                for j in range(n):
+                    g = &gy[j, oc, 0, 0]
+                    for u in range(pix):
+                        acc = acc + g[u]
+                gb[oc] = <real>acc
         for blk in range((n + chunk - 1) // chunk):
             b0 = blk * chunk
             m = min(chunk, n - b0)

@@ -732,7 +732,8 @@ def test_backward_with_bias_matches_backward(case, channels, team, need):
     direct = (need[0] and phase_cy._direct_input_grad_applies(x, w)) or (
         need[1] and phase_cy._direct_weight_grad_applies(x, w)
     )
-    assert (gb is not None) == bool(direct)
+    batched = (need[0] or need[1]) and phase_cy._batched_applies(x, w)
+    assert (gb is not None) == bool(direct or batched)
     if gb is not None:
         assert gb.shape == (w.shape[1],) and gb.dtype == x.dtype
         tol = 1e-5 if x.dtype == np.float32 else 1e-12
@@ -803,7 +804,12 @@ def test_batched_matches_reference(case, team, need, chunk_bytes, channels):
         assert mod.forward_relu(x, w, b, *args) is None  # the epilogue runs apart
     np.testing.assert_allclose(y, ref.forward(x, w, b, *args), **_tol(x.dtype))
     gx_r, gw_r = ref.backward(gy, x, w, *args, True, True)
-    assert (gx is None) != nx and (gw is None) != nw and gb is None
+    assert (gx is None) != nx and (gw is None) != nw
+    # the bias gradient summed by backward_batched's threads, over each channel's images
+    assert gb.shape == (w.shape[1],) and gb.dtype == x.dtype
+    tol = 1e-5 if x.dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(gb, gy.astype(np.float64).sum(axis=(0, 2, 3)), rtol=tol,
+                               atol=tol)  # fmt: skip
     if nx:
         assert gx.shape == x.shape and gx.dtype == x.dtype
         np.testing.assert_allclose(gx, gx_r, **_tol(x.dtype))
@@ -874,14 +880,16 @@ def test_batched_matches_torch():
     gy = rng.standard_normal(tuple(ty.shape))
     ty.backward(torch.tensor(gy))
     gx, gw = tg.Tensor(x, requires_grad=True), tg.Tensor(w, requires_grad=True)
+    gb = tg.Tensor(b, requires_grad=True)
     mod = K.get("conv_transpose2d", "phase-cython")
     assert mod._batched_forward_applies(x, w) and mod._batched_applies(x, w)
     with K.use(conv_transpose2d="phase-cython"):
-        y = F.conv_transpose2d(gx, gw, tg.Tensor(b), 2, 1, 1)
+        y = F.conv_transpose2d(gx, gw, gb, 2, 1, 1)
         y.backward(gy)
     np.testing.assert_allclose(y.data, ty.detach().numpy(), rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(gx.grad.data, tx.grad.numpy(), rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(gw.grad.data, tw.grad.numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(gb.grad.data, gy.sum(axis=(0, 2, 3)), rtol=1e-9, atol=1e-9)
 
 
 @settings(max_examples=examples(12), deadline=None)
