@@ -29,6 +29,7 @@ include "_relu.pxi"
 
 
 cdef enum:
+    _QSPAN = 256  # reduce_parts' columns of gw per task (a multiple of 8)
     _CB = 32  # input channels per tile (two AVX-512 float32 vectors)
     _WB = 8   # columns per tile
     _NB = 16  # the narrow forward tile's output channels (one vector; 2 rows x _WB columns)
@@ -567,11 +568,15 @@ def channel_blocks(const real[:, ::1] src, real[::1] dst, int nt=1):
 def reduce_parts(real[:, :, ::1] parts, real[:, ::1] gw, int nt):
     """``gw[c, q] = sum over t of parts[t, q, c]`` (q < gw.shape[1], c < gw.shape[0]): the
     weight gradient from the threads' partial sums (``grads``' ``parts``), added in thread
-    order into ``parts[0]`` (which it overwrites) and transposed in 8 x 8 blocks, rows
-    shared by ``nt`` threads: no serial NumPy sum and strided transposed copy."""
+    order into ``parts[0]`` (which it overwrites), then transposed by 8 x 8 blocks in
+    gw's order, 16 of its rows at a time (whole cache lines written one after the other,
+    where blocks down a column of blocks wrote half lines ``q``'s count apart, a power of
+    two on the usual layers), the work shared by ``nt`` threads: no serial NumPy sum and
+    strided transposed copy."""
     cdef Py_ssize_t nparts = parts.shape[0], cp = parts.shape[2]
     cdef Py_ssize_t c = gw.shape[0], nq = gw.shape[1]
-    cdef Py_ssize_t q, t, k, qb, q0, c0, qq, kk
+    cdef Py_ssize_t q, t, k, task, q0, c0, qq, kk, c1, ce, qs, qend
+    cdef Py_ssize_t nqc = (nq + _QSPAN - 1) // _QSPAN
     if c == 0 or nq == 0:
         return
     with nogil:
@@ -580,16 +585,21 @@ def reduce_parts(real[:, :, ::1] parts, real[:, ::1] gw, int nt):
                 for t in range(1, nparts):
                     for k in range(c):
                         parts[0, q, k] = parts[0, q, k] + parts[t, q, k]
-        for qb in prange((nq + 7) // 8, schedule="static", num_threads=nt):
-            q0 = qb * 8
-            for c0 in range(0, c, 8):
-                if real is float:
-                    if q0 + 8 <= nq and c0 + 8 <= c:
-                        tg_tg_t8_f(&parts[0, q0, c0], cp, &gw[c0, q0], nq)
-                        continue
-                for qq in range(q0, min(q0 + 8, nq)):
-                    for kk in range(c0, min(c0 + 8, c)):
-                        gw[kk, qq] = parts[0, qq, kk]
+        # tasks: 16 rows of gw x _QSPAN of its columns
+        for task in prange((c + 15) // 16 * nqc, schedule="static", num_threads=nt):
+            c0 = (task // nqc) * 16
+            ce = min(c0 + 16, c)
+            qs = (task % nqc) * _QSPAN
+            qend = min(qs + _QSPAN, nq)
+            for c1 in range(c0, ce, 8):
+                for q0 in range(qs, qend, 8):
+                    if real is float:
+                        if q0 + 8 <= qend and c1 + 8 <= ce:
+                            tg_tg_t8_f(&parts[0, q0, c1], cp, &gw[c1, q0], nq)
+                            continue
+                    for qq in range(q0, min(q0 + 8, qend)):
+                        for kk in range(c1, min(c1 + 8, ce)):
+                            gw[kk, qq] = parts[0, qq, kk]
 
 
 def gather(const real[::1] src, const Py_ssize_t[::1] index, real[::1] out, int nt=1):
