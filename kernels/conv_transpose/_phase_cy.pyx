@@ -284,6 +284,24 @@ def forward_batched(const real[:, :, :, ::1] x, const real[:, ::1] w2, const rea
                                 row[u * sw] += src[a * w + u]
 
 
+cdef inline double _plane_sum(const real* g, Py_ssize_t size) noexcept nogil:
+    # g[0:size] summed in double precision: 8 running sums (lane k takes g[k], g[k + 8],
+    # ...; independent chains, one vector of them), then added in lane order
+    cdef double lanes[8]
+    cdef double total = 0
+    cdef Py_ssize_t u, k, full = size // 8 * 8
+    for k in range(8):
+        lanes[k] = 0
+    for u in range(0, full, 8):
+        for k in range(8):
+            lanes[k] = lanes[k] + g[u + k]
+    for k in range(8):
+        total = total + lanes[k]
+    for u in range(full, size):
+        total = total + g[u]
+    return total
+
+
 def backward_batched(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                      const real[:, ::1] w2, real[:, :, :, ::1] gx, real[:, ::1] gw,
                      real[::1] xb, real[::1] cols, real[::1] gxb, bint need_x, bint need_w,
@@ -296,8 +314,8 @@ def backward_batched(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
     columns split among the threads, each writing its own columns of gw: no partial sums
     per thread, the chunks added in order). For small planes, where the per-image GEMMs
     of ``backward_shared`` have a few dozen columns. With ``gb`` (O,): the bias gradient
-    too, gy's per-channel sum (images in order, each plane's pixels in order, in double
-    precision for float32), the channels shared among the threads."""
+    too, gy's per-channel sum (images in order, each plane by ``_plane_sum``, in double
+    precision), the channels shared among the threads."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
     cdef Py_ssize_t plane = h * w, rows = w2.shape[1]
@@ -306,15 +324,12 @@ def backward_batched(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                                  (rows + rs - 1) // rs if need_w else 0)
     cdef Py_ssize_t blk, b0, m, ld, t, j, ch, part, c0, r0, oc, u, pix = ho * wo
     cdef double acc
-    cdef const real* g
     with nogil:
         if gb is not None:
             for oc in prange(o, schedule="static", num_threads=nt):
                 acc = 0
                 for j in range(n):
-                    g = &gy[j, oc, 0, 0]
-                    for u in range(pix):
-                        acc = acc + g[u]
+                    acc = acc + _plane_sum(&gy[j, oc, 0, 0], pix)
                 gb[oc] = <real>acc
         for blk in range((n + chunk - 1) // chunk):
             b0 = blk * chunk
