@@ -261,9 +261,11 @@ def forward_batched(const real[:, :, :, ::1] x, const real[:, ::1] w2, const rea
                 nr = min(rs, rows - r0)
                 _gemm(gemm, True, False, nr, ld, c, &w2[0, r0], rows, &xb[0], ld, 0,
                       &cols[r0 * ld], ld)
+            # output channels outermost: each thread folds (about) the channels whose rows
+            # of cols its own GEMM slice wrote, still in its core's cache
             for t in prange(m * o, schedule="static", num_threads=nt):
-                j = t // o
-                oc = t % o
+                oc = t // m
+                j = t % m
                 yp = &y[b0 + j, oc, 0, 0]
                 bv = bias[oc] if has_bias else 0
                 for u in range(ho * wo):
