@@ -156,9 +156,9 @@ def forward_phases(const real[:, :, :, ::1] x, const real[:, :, ::1] wt,
 cdef void _unfold1(const real* xb, real* cols, Py_ssize_t ld, Py_ssize_t c, Py_ssize_t h,
                    Py_ssize_t w, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                    Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t ho,
-                   Py_ssize_t wo) noexcept nogil:
+                   Py_ssize_t wo, Py_ssize_t ch0, Py_ssize_t ch1) noexcept nogil:
     # conv2d's unfold of one image xb (c, h, w) to cols (c*kh*kw rows of ho*wo, ``ld``
-    # apart)
+    # apart): the rows of channels ch0 to ch1 - 1
     cdef Py_ssize_t row, ch, i, j, oh, k, ih, off, lo, hi
     cdef real* dst
     cdef const real* src
@@ -168,7 +168,7 @@ cdef void _unfold1(const real* xb, real* cols, Py_ssize_t ld, Py_ssize_t c, Py_s
         off = j * dw - pw
         lo = _lo(off, sw, wo)
         hi = _hi(off, sw, w, wo, lo)
-        for ch in range(c):
+        for ch in range(ch0, ch1):
             for i in range(kh):
                 row = (ch * kh + i) * kw + j
                 for oh in range(ho):
@@ -211,7 +211,8 @@ def backward_shared(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
         for b in prange(n, schedule="static", num_threads=nt):
             tid = openmp.omp_get_thread_num()
             cb = &cols[tid, 0, 0]
-            _unfold1(&gy[b, 0, 0, 0], cb, plane, o, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw, h, w)
+            _unfold1(&gy[b, 0, 0, 0], cb, plane, o, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw, h, w,
+                     0, o)
             if need_x:
                 _gemm(gemm, False, False, c, plane, rows, &w2[0, 0], rows, cb, plane, 0,
                       &gx[b, 0, 0, 0], plane)
@@ -325,6 +326,7 @@ def backward_batched(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
     cdef Py_ssize_t nparts = max((c + cs - 1) // cs if need_x else 0,
                                  (rows + rs - 1) // rs if need_w else 0)
     cdef Py_ssize_t blk, b0, m, ld, t, j, ch, part, c0, r0, oc, u, pix = ho * wo
+    cdef Py_ssize_t osz = (o + nt - 1) // nt
     cdef double acc
     with nogil:
         if gb is not None:
@@ -337,9 +339,14 @@ def backward_batched(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
             b0 = blk * chunk
             m = min(chunk, n - b0)
             ld = m * plane
-            for j in prange(m, schedule="static", num_threads=nt):
-                _unfold1(&gy[b0 + j, 0, 0, 0], &cols[j * plane], ld, o, ho, wo, kh, kw, sh,
-                         sw, ph, pw, dh, dw, h, w)
+            # per thread a range of gy's channels over the chunk's images: the rows of cols
+            # its slice of the weight gradient's GEMM reads next, written by its own core
+            for t in prange(nt * m, schedule="static", num_threads=nt):
+                j = t % m
+                ch = t // m * osz
+                if ch < o:
+                    _unfold1(&gy[b0 + j, 0, 0, 0], &cols[j * plane], ld, o, ho, wo, kh, kw,
+                             sh, sw, ph, pw, dh, dw, h, w, ch, min(o, ch + osz))
             if need_w:
                 for t in prange(m * c, schedule="static", num_threads=nt):
                     j = t // c
