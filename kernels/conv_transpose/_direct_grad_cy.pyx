@@ -468,11 +468,13 @@ def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::
     ``split`` even ranges of gx's rows and of the weight gradient's tiles of 8 (output
     channel, tap) pairs, and only task 0 adds the image into ``rows``.
 
-    ``zero``: ``parts`` (with ``need_w``) and ``rows`` zeroed here first, each thread's own
-    by that thread (their entry values then do not matter: reused workspaces)."""
+    ``zero``: each thread zeroes its own ``parts`` (with ``need_w``) and ``rows`` at its
+    first task (``fresh[tid]`` still 0; their entry values then do not matter: reused
+    workspaces); the caller zeroes those of threads left without a task (``fresh`` 0 after
+    the call)."""
     cdef Py_ssize_t n = gy.shape[0], o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
     cdef Py_ssize_t c = x.shape[1], h = x.shape[2], w = x.shape[3]
-    cdef Py_ssize_t b, k, a, t0, c0, nk, nc, cc, tc, tw, tq, ci, pos, task, part, zt
+    cdef Py_ssize_t b, k, a, t0, c0, nk, nc, cc, tc, tw, tq, ci, pos, task, part
     cdef Py_ssize_t ntc = (c + _CB - 1) // _CB, ntw = (w + _WB - 1) // _WB
     cdef Py_ssize_t ntq = qoff.shape[0] // 8, hw = h * w, wblock = o * kh * kw * _CB
     cdef int tid
@@ -485,18 +487,16 @@ def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::
     cdef real* xt
     cdef const real* src
     with nogil:
-        if zero:
-            for zt in prange(nt, schedule="static", num_threads=nt):
-                if need_w and zt < parts.shape[0]:
-                    memset(&parts[zt, 0, 0], 0,
-                           parts.shape[1] * parts.shape[2] * sizeof(real))
-                if use_rows and zt < rows.shape[0]:
-                    memset(&rows[zt, 0], 0, rows.shape[1] * sizeof(real))
         for task in prange(n * split, schedule="static", num_threads=nt):
             b = task // split
             part = task % split
             tid = openmp.omp_get_thread_num()
             gp = &buf[tid, 0]
+            if zero and fresh[tid] == 0:  # the thread's first task (_pad_gy then sets fresh)
+                if need_w:
+                    memset(&parts[tid, 0, 0], 0, parts.shape[1] * parts.shape[2] * sizeof(real))
+                if use_rows:
+                    memset(&rows[tid, 0], 0, rows.shape[1] * sizeof(real))
             if use_mask:
                 _mask_gy(&gy[b, 0, 0, 0], &mask[b, 0, 0, 0], &masked[tid, 0],
                          &rows[tid, 0] if part == 0 else NULL, o * ho * wo)
@@ -549,20 +549,18 @@ def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::
                                           sw, wp, tc * _CB, &parts[tid, tq * 8, 0])
 
 
-def channel_blocks(const real[:, ::1] src, real[::1] dst, int nt=1):
+def channel_blocks(const real[:, ::1] src, real[::1] dst):
     """``dst[(tc*R + r)*_CB + cc] = src[tc*_CB + cc, r]`` (src (C, R)), zero for channels
     >= C: the input gradient's weight table (``grads``' ``wt``, R = O*kh*kw) by the
-    transposed images' 8 x 8 transposes instead of NumPy's strided copy, its blocks of
-    ``_CB`` channels shared by ``nt`` threads."""
-    cdef Py_ssize_t c = src.shape[0], r = src.shape[1], tc
+    transposed images' 8 x 8 transposes instead of NumPy's strided copy."""
+    cdef Py_ssize_t c = src.shape[0], r = src.shape[1]
     if c == 0 or r == 0:
         return
     with nogil:
-        for tc in prange((c + _CB - 1) // _CB, schedule="static", num_threads=nt):
-            if real is float:
-                tg_tg_xt8_f(&src[tc * _CB, 0], &dst[tc * r * _CB], min(_CB, c - tc * _CB), r)
-            else:
-                tg_tg_xt_d(&src[tc * _CB, 0], &dst[tc * r * _CB], min(_CB, c - tc * _CB), r)
+        if real is float:
+            tg_tg_xt8_f(&src[0, 0], &dst[0], c, r)
+        else:
+            tg_tg_xt_d(&src[0, 0], &dst[0], c, r)
 
 
 def reduce_parts(real[:, :, ::1] parts, real[:, ::1] gw, int nt):

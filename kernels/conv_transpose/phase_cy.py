@@ -573,7 +573,7 @@ def direct_grads(gy, x, w, stride, padding, dilation, need_x, need_w, mask=None,
         # per block of _CB input channels its (o, kh, kw, _CB) weights, one after the other:
         # each tile reads its block as one contiguous stream
         wt = _aligned((cp * o * kh * kw,), x.dtype)
-        _channel_blocks(np.ascontiguousarray(w, dtype=x.dtype).reshape(c, -1), wt, nt)
+        _channel_blocks(np.ascontiguousarray(w, dtype=x.dtype).reshape(c, -1), wt)
         gx = np.empty_like(x)
         accs = _aligned_workspace("phase-acc", nt, _CB * _WB, x.dtype)
     else:
@@ -592,9 +592,16 @@ def direct_grads(gy, x, w, stride, padding, dilation, need_x, need_w, mask=None,
         masked = workspace("phase-gym", (nt, gy[0].size), x.dtype)
     if mask is not None or bias:
         rows = workspace("phase-rows", (nt, gy[0].size), x.dtype)  # zeroed by the kernel
+    fresh = np.zeros(nt, np.intp)
     _direct_grads(gy, x, wt, qoff, gx, parts, buf, accs, xts, need_x, need_w, kh, kw, sh, sw,
-                  ph, pw, dh, dw, hp, wp, cp, nt, np.zeros(nt, np.intp), mask, masked,
-                  rows, _split(n, nt), True)  # fmt: skip
+                  ph, pw, dh, dw, hp, wp, cp, nt, fresh, mask, masked, rows, _split(n, nt),
+                  True)  # fmt: skip
+    idle = fresh == 0  # threads that took no task: their parts and rows still to be zeroed
+    if idle.any():
+        if need_w:
+            parts[idle] = 0
+        if rows is not None:
+            rows[idle] = 0
     gw = None
     if need_w:
         gw = np.empty((c, nq), x.dtype)

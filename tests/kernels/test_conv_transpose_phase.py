@@ -937,3 +937,29 @@ def test_split_images_divide_the_work():
 
     assert [phase_cy._split(n, 2) for n in (1, 2, 5)] == [2, 1, 1]
     assert [phase_cy._split(n, 4) for n in (1, 2, 3, 4)] == [4, 2, 2, 1]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_direct_grads_threads_without_a_task(dtype):
+    """The direct gradients' per-thread partial sums and bias rows live in reused workspaces,
+    each zeroed by its thread at its first task: those of threads left without a task (here
+    one image, no split, a team of 3) are zeroed after the call, so a second call (the
+    workspaces holding the first call's sums) gives the reference's gradients again."""
+    from tapegrad.kernels.conv_transpose import phase_cy
+
+    rng = np.random.default_rng(31)
+    x = rng.standard_normal((1, 40, 5, 6)).astype(dtype)
+    w = rng.standard_normal((40, 12, 4, 4)).astype(dtype)
+    args = ((2, 2), (1, 1), (0, 0), (1, 1), 1)
+    ref = K.get("conv_transpose2d", "reference")
+    gy = rng.standard_normal(ref.forward(x, w, None, *args).shape).astype(dtype)
+    gx_r, gw_r = ref.backward(gy, x, w, *args, True, True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(phase_cy, "_team", lambda macs: 3)
+        mp.setattr(phase_cy, "_split", lambda n, nt: 1)
+        assert phase_cy._direct_applies(x, w) and not phase_cy._batched_applies(x, w)
+        for _ in range(3):
+            gx, gw, gb = phase_cy.backward_with_bias(gy, x, w, *args, True, True)
+            np.testing.assert_allclose(gx, gx_r, **_tol(dtype))
+            np.testing.assert_allclose(gw, gw_r, **_tol(dtype))
+            np.testing.assert_allclose(gb, gy.sum(axis=(0, 2, 3)), **_tol(dtype))
