@@ -699,8 +699,8 @@ def backward(gy, x, w, stride, padding, output_padding, dilation, groups, need_x
 def backward_with_bias(gy, x, w, stride, padding, output_padding, dilation, groups, need_x,
                        need_w):  # fmt: skip
     """``backward`` plus the bias gradient: ``(gx, gw, gb)``, gb gy's per-channel sum added
-    up as the direct gradient kernels read each image when they run, else None (the op
-    then sums it itself)."""
+    up as the direct gradient kernels read each image when they run, or summed by the
+    batched backward's threads when it runs, else None (the op then sums it itself)."""
     return _gradients(gy, x, w, stride, padding, output_padding, dilation, groups, need_x,
                       need_w, True)  # fmt: skip
 
