@@ -29,6 +29,7 @@ include "_relu.pxi"
 
 
 cdef enum:
+    _QSPAN = 256  # reduce_parts' columns of gw per task (a multiple of 8)
     _CB = 32  # input channels per tile (two AVX-512 float32 vectors)
     _WB = 8   # columns per tile
     _NB = 16  # the narrow forward tile's output channels (one vector; 2 rows x _WB columns)
@@ -436,7 +437,7 @@ def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::
           int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int hp, int wp,
           int cp, int nt, Py_ssize_t[::1] fresh,
           const unsigned char[:, :, :, ::1] mask=None, real[:, ::1] masked=None,
-          real[:, ::1] rows=None, Py_ssize_t split=1):
+          real[:, ::1] rows=None, Py_ssize_t split=1, bint zero=False):
     """Both gradients (those asked for) of ``y = conv_transpose2d(x, w)``, one image per
     thread at a time from one padded copy of gy[b] (``buf[thread]``: O planes of hp x wp,
     gy[b, o, y, x] at row y + ph, column x + pw, zeros around).
@@ -465,7 +466,12 @@ def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::
     ``split`` > 1 (fewer images than threads): each image's work shared by ``split`` tasks
     (every task pads the image into its thread's buffer): task k takes the k-th of
     ``split`` even ranges of gx's rows and of the weight gradient's tiles of 8 (output
-    channel, tap) pairs, and only task 0 adds the image into ``rows``."""
+    channel, tap) pairs, and only task 0 adds the image into ``rows``.
+
+    ``zero``: each thread zeroes its own ``parts`` (with ``need_w``) and ``rows`` at its
+    first task (``fresh[tid]`` still 0; their entry values then do not matter: reused
+    workspaces); the caller zeroes those of threads left without a task (``fresh`` 0 after
+    the call)."""
     cdef Py_ssize_t n = gy.shape[0], o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
     cdef Py_ssize_t c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t b, k, a, t0, c0, nk, nc, cc, tc, tw, tq, ci, pos, task, part
@@ -486,6 +492,11 @@ def grads(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x, const real[::
             part = task % split
             tid = openmp.omp_get_thread_num()
             gp = &buf[tid, 0]
+            if zero and fresh[tid] == 0:  # the thread's first task (_pad_gy then sets fresh)
+                if need_w:
+                    memset(&parts[tid, 0, 0], 0, parts.shape[1] * parts.shape[2] * sizeof(real))
+                if use_rows:
+                    memset(&rows[tid, 0], 0, rows.shape[1] * sizeof(real))
             if use_mask:
                 _mask_gy(&gy[b, 0, 0, 0], &mask[b, 0, 0, 0], &masked[tid, 0],
                          &rows[tid, 0] if part == 0 else NULL, o * ho * wo)
@@ -555,11 +566,15 @@ def channel_blocks(const real[:, ::1] src, real[::1] dst):
 def reduce_parts(real[:, :, ::1] parts, real[:, ::1] gw, int nt):
     """``gw[c, q] = sum over t of parts[t, q, c]`` (q < gw.shape[1], c < gw.shape[0]): the
     weight gradient from the threads' partial sums (``grads``' ``parts``), added in thread
-    order into ``parts[0]`` (which it overwrites) and transposed in 8 x 8 blocks, rows
-    shared by ``nt`` threads: no serial NumPy sum and strided transposed copy."""
+    order into ``parts[0]`` (which it overwrites), then transposed by 8 x 8 blocks in
+    gw's order, 16 of its rows at a time (whole cache lines written one after the other,
+    where blocks down a column of blocks wrote half lines ``q``'s count apart, a power of
+    two on the usual layers), the work shared by ``nt`` threads: no serial NumPy sum and
+    strided transposed copy."""
     cdef Py_ssize_t nparts = parts.shape[0], cp = parts.shape[2]
     cdef Py_ssize_t c = gw.shape[0], nq = gw.shape[1]
-    cdef Py_ssize_t q, t, k, qb, q0, c0, qq, kk
+    cdef Py_ssize_t q, t, k, task, q0, c0, qq, kk, c1, ce, qs, qend
+    cdef Py_ssize_t nqc = (nq + _QSPAN - 1) // _QSPAN
     if c == 0 or nq == 0:
         return
     with nogil:
@@ -568,25 +583,31 @@ def reduce_parts(real[:, :, ::1] parts, real[:, ::1] gw, int nt):
                 for t in range(1, nparts):
                     for k in range(c):
                         parts[0, q, k] = parts[0, q, k] + parts[t, q, k]
-        for qb in prange((nq + 7) // 8, schedule="static", num_threads=nt):
-            q0 = qb * 8
-            for c0 in range(0, c, 8):
-                if real is float:
-                    if q0 + 8 <= nq and c0 + 8 <= c:
-                        tg_tg_t8_f(&parts[0, q0, c0], cp, &gw[c0, q0], nq)
-                        continue
-                for qq in range(q0, min(q0 + 8, nq)):
-                    for kk in range(c0, min(c0 + 8, c)):
-                        gw[kk, qq] = parts[0, qq, kk]
+        # tasks: 16 rows of gw x _QSPAN of its columns
+        for task in prange((c + 15) // 16 * nqc, schedule="static", num_threads=nt):
+            c0 = (task // nqc) * 16
+            ce = min(c0 + 16, c)
+            qs = (task % nqc) * _QSPAN
+            qend = min(qs + _QSPAN, nq)
+            for c1 in range(c0, ce, 8):
+                for q0 in range(qs, qend, 8):
+                    if real is float:
+                        if q0 + 8 <= qend and c1 + 8 <= ce:
+                            tg_tg_t8_f(&parts[0, q0, c1], cp, &gw[c1, q0], nq)
+                            continue
+                    for qq in range(q0, min(q0 + 8, qend)):
+                        for kk in range(c1, min(c1 + 8, ce)):
+                            gw[kk, qq] = parts[0, qq, kk]
 
 
-def gather(const real[::1] src, const Py_ssize_t[::1] index, real[::1] out):
+def gather(const real[::1] src, const Py_ssize_t[::1] index, real[::1] out, int nt=1):
     """``out[k] = src[index[k]]``, 0 where ``index[k]`` is ``len(src)`` (the zero lanes of
     ``forward_direct``'s weight tables past the output channels): one pass, no copy of
-    ``src`` with a zero appended and no temporary as NumPy's fancy indexing makes."""
+    ``src`` with a zero appended and no temporary as NumPy's fancy indexing makes; ``out``
+    shared by ``nt`` threads in contiguous ranges."""
     cdef Py_ssize_t k, i, n = index.shape[0], m = src.shape[0]
     with nogil:
-        for k in range(n):
+        for k in prange(n, schedule="static", num_threads=nt):
             i = index[k]
             out[k] = src[i] if i < m else 0
 

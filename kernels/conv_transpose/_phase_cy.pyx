@@ -156,9 +156,9 @@ def forward_phases(const real[:, :, :, ::1] x, const real[:, :, ::1] wt,
 cdef void _unfold1(const real* xb, real* cols, Py_ssize_t ld, Py_ssize_t c, Py_ssize_t h,
                    Py_ssize_t w, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                    Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t ho,
-                   Py_ssize_t wo) noexcept nogil:
+                   Py_ssize_t wo, Py_ssize_t ch0, Py_ssize_t ch1) noexcept nogil:
     # conv2d's unfold of one image xb (c, h, w) to cols (c*kh*kw rows of ho*wo, ``ld``
-    # apart)
+    # apart): the rows of channels ch0 to ch1 - 1
     cdef Py_ssize_t row, ch, i, j, oh, k, ih, off, lo, hi
     cdef real* dst
     cdef const real* src
@@ -168,7 +168,7 @@ cdef void _unfold1(const real* xb, real* cols, Py_ssize_t ld, Py_ssize_t c, Py_s
         off = j * dw - pw
         lo = _lo(off, sw, wo)
         hi = _hi(off, sw, w, wo, lo)
-        for ch in range(c):
+        for ch in range(ch0, ch1):
             for i in range(kh):
                 row = (ch * kh + i) * kw + j
                 for oh in range(ho):
@@ -211,7 +211,8 @@ def backward_shared(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
         for b in prange(n, schedule="static", num_threads=nt):
             tid = openmp.omp_get_thread_num()
             cb = &cols[tid, 0, 0]
-            _unfold1(&gy[b, 0, 0, 0], cb, plane, o, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw, h, w)
+            _unfold1(&gy[b, 0, 0, 0], cb, plane, o, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw, h, w,
+                     0, o)
             if need_x:
                 _gemm(gemm, False, False, c, plane, rows, &w2[0, 0], rows, cb, plane, 0,
                       &gx[b, 0, 0, 0], plane)
@@ -261,9 +262,11 @@ def forward_batched(const real[:, :, :, ::1] x, const real[:, ::1] w2, const rea
                 nr = min(rs, rows - r0)
                 _gemm(gemm, True, False, nr, ld, c, &w2[0, r0], rows, &xb[0], ld, 0,
                       &cols[r0 * ld], ld)
+            # output channels outermost: each thread folds (about) the channels whose rows
+            # of cols its own GEMM slice wrote, still in its core's cache
             for t in prange(m * o, schedule="static", num_threads=nt):
-                j = t // o
-                oc = t % o
+                oc = t // m
+                j = t % m
                 yp = &y[b0 + j, oc, 0, 0]
                 bv = bias[oc] if has_bias else 0
                 for u in range(ho * wo):
@@ -284,33 +287,66 @@ def forward_batched(const real[:, :, :, ::1] x, const real[:, ::1] w2, const rea
                                 row[u * sw] += src[a * w + u]
 
 
+cdef inline double _plane_sum(const real* g, Py_ssize_t size) noexcept nogil:
+    # g[0:size] summed in double precision: 8 running sums (lane k takes g[k], g[k + 8],
+    # ...; independent chains, one vector of them), then added in lane order
+    cdef double lanes[8]
+    cdef double total = 0
+    cdef Py_ssize_t u, k, full = size // 8 * 8
+    for k in range(8):
+        lanes[k] = 0
+    for u in range(0, full, 8):
+        for k in range(8):
+            lanes[k] = lanes[k] + g[u + k]
+    for k in range(8):
+        total = total + lanes[k]
+    for u in range(full, size):
+        total = total + g[u]
+    return total
+
+
 def backward_batched(const real[:, :, :, ::1] gy, const real[:, :, :, ::1] x,
                      const real[:, ::1] w2, real[:, :, :, ::1] gx, real[:, ::1] gw,
                      real[::1] xb, real[::1] cols, real[::1] gxb, bint need_x, bint need_w,
                      int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
-                     Py_ssize_t chunk, size_t gemm, int nt):
+                     Py_ssize_t chunk, size_t gemm, int nt, real[::1] gb=None):
     """Both gradients by one GEMM each per ``chunk`` of images: the chunk's output gradients
     unfolded side by side into ``cols`` (O*kh*kw, chunk * H * W), then ``gx = w2 @ cols``
     (its input channels split among the threads, into ``gxb`` and copied to each image)
     and ``gw += xb @ cols.T`` (xb: the chunk's images side by side, (C, chunk * H * W); its
     columns split among the threads, each writing its own columns of gw: no partial sums
     per thread, the chunks added in order). For small planes, where the per-image GEMMs
-    of ``backward_shared`` have a few dozen columns."""
+    of ``backward_shared`` have a few dozen columns. With ``gb`` (O,): the bias gradient
+    too, gy's per-channel sum (images in order, each plane by ``_plane_sum``, in double
+    precision), the channels shared among the threads."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h = x.shape[2], w = x.shape[3]
     cdef Py_ssize_t o = gy.shape[1], ho = gy.shape[2], wo = gy.shape[3]
     cdef Py_ssize_t plane = h * w, rows = w2.shape[1]
     cdef Py_ssize_t cs = _slice(c, nt), rs = _slice(rows, nt)
     cdef Py_ssize_t nparts = max((c + cs - 1) // cs if need_x else 0,
                                  (rows + rs - 1) // rs if need_w else 0)
-    cdef Py_ssize_t blk, b0, m, ld, t, j, ch, part, c0, r0
+    cdef Py_ssize_t blk, b0, m, ld, t, j, ch, part, c0, r0, oc, u, pix = ho * wo
+    cdef Py_ssize_t osz = (o + nt - 1) // nt
+    cdef double acc
     with nogil:
+        if gb is not None:
+            for oc in prange(o, schedule="static", num_threads=nt):
+                acc = 0
+                for j in range(n):
+                    acc = acc + _plane_sum(&gy[j, oc, 0, 0], pix)
+                gb[oc] = <real>acc
         for blk in range((n + chunk - 1) // chunk):
             b0 = blk * chunk
             m = min(chunk, n - b0)
             ld = m * plane
-            for j in prange(m, schedule="static", num_threads=nt):
-                _unfold1(&gy[b0 + j, 0, 0, 0], &cols[j * plane], ld, o, ho, wo, kh, kw, sh,
-                         sw, ph, pw, dh, dw, h, w)
+            # per thread a range of gy's channels over the chunk's images: the rows of cols
+            # its slice of the weight gradient's GEMM reads next, written by its own core
+            for t in prange(nt * m, schedule="static", num_threads=nt):
+                j = t % m
+                ch = t // m * osz
+                if ch < o:
+                    _unfold1(&gy[b0 + j, 0, 0, 0], &cols[j * plane], ld, o, ho, wo, kh, kw,
+                             sh, sw, ph, pw, dh, dw, h, w, ch, min(o, ch + osz))
             if need_w:
                 for t in prange(m * c, schedule="static", num_threads=nt):
                     j = t // c

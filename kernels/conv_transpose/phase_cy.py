@@ -193,8 +193,10 @@ def _batched_forward(x, w, b, stride, padding, output_padding, dilation):
     return y
 
 
-def _batched_backward(gy, x, w, stride, padding, dilation, need_x, need_w):
-    """``(gx, gw)`` (None where not asked for) by ``backward_batched``."""
+def _batched_backward(gy, x, w, stride, padding, dilation, need_x, need_w, need_b=False):
+    """``(gx, gw, gb)`` (None where not asked for) by ``backward_batched``, ``gb`` (with
+    ``need_b``) gy's per-channel sum, shared by the threads (not left to the op's sum on
+    the calling thread)."""
     n, c, h, wd = x.shape
     _, o, kh, kw = w.shape
     rows, plane = o * kh * kw, h * wd
@@ -210,11 +212,12 @@ def _batched_backward(gy, x, w, stride, padding, dilation, need_x, need_w):
     cols = workspace("phase-bcols", (rows * m * plane,), x.dtype)
     xb = workspace("phase-bx", (c * m * plane,), x.dtype) if need_w else gw.reshape(-1)
     gxb = workspace("phase-bgx", (c * m * plane,), x.dtype) if need_x else gw.reshape(-1)
+    gb = np.empty(o, x.dtype) if need_b else None
     with cblas.single_threaded():
         backward_batched(gy, x, np.ascontiguousarray(w).reshape(c, rows), gx, gw, xb, cols,
                          gxb, need_x, need_w, kh, kw, *stride, *padding, *dilation, m,
-                         cblas.gemm_address(x.dtype), nt)  # fmt: skip
-    return (gx if need_x else None), (gw.reshape(w.shape) if need_w else None)
+                         cblas.gemm_address(x.dtype), nt, gb)  # fmt: skip
+    return (gx if need_x else None), (gw.reshape(w.shape) if need_w else None), gb
 
 
 # Fewer images than threads (batch 1 at 2 threads): the direct kernels share each image among
@@ -384,11 +387,34 @@ def direct_geometry(w_shape, stride, padding, dilation, hw, out_hw, lanes=16):
     return tab, (pt, pl, pt + hp, pl + wp), index
 
 
-def _direct_weights(w, index) -> np.ndarray:
+def _direct_weights(w, index, nt=1) -> np.ndarray:
     """``forward_direct``'s weight table: ``w``'s values (and a zero) gathered by the
-    shape's ``index`` (``direct_geometry``), on a 64-byte boundary (``_aligned``)."""
+    shape's ``index`` (``direct_geometry``), on a 64-byte boundary (``_aligned``), by
+    ``nt`` threads."""
     out = _aligned(index.shape, w.dtype)
-    _gather(np.ascontiguousarray(w).reshape(-1), index, out)
+    _gather(np.ascontiguousarray(w).reshape(-1), index, out, nt)
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _blocks_index(w_shape, spans, stride, padding, dilation, hw, out_hw):
+    """The weight tables of ``forward_direct``'s blocks of ``_CB`` output channels
+    (``spans``: each block's (first, end) channel), one after the other, as one gather
+    index into the whole of ``w`` (C, O, kh, kw) (read-only, cached per shape): each
+    block's ``direct_geometry`` index (into ``w[:, s:e]``'s values) mapped to ``w``'s own
+    and its zero lanes to ``w.size`` (the zero), so one gather shared by the threads
+    builds every table, with no copy of ``w[:, s:e]`` per block."""
+    c, o, kh, kw = w_shape
+    parts = []
+    for s, e in spans:
+        index = direct_geometry((c, e - s, kh, kw), stride, padding, dilation, hw, out_hw,
+                                _CB)[2]  # fmt: skip
+        per = (e - s) * kh * kw  # one input channel's values in w[:, s:e]
+        cc, rem = np.divmod(index, per)
+        full = cc * (o * kh * kw) + s * kh * kw + rem
+        parts.append(np.where(index >= c * per, c * o * kh * kw, full))
+    out = np.ascontiguousarray(np.concatenate(parts), dtype=np.intp)
+    out.flags.writeable = False
     return out
 
 
@@ -435,12 +461,12 @@ def _direct_forward(x, w, b, stride, padding, output_padding, dilation, relu):
     # of the lanes, so each starts on a 64-byte boundary as the first does)
     if blocks:
         wblock = geos[0][2].size
-        wtab = _aligned((len(spans) * wblock,), w.dtype)
-        for k, ((s, e), (_, _, index)) in enumerate(zip(spans, geos, strict=True)):
-            wk = np.ascontiguousarray(w[:, s:e])
-            _gather(wk.reshape(-1), index, wtab[k * wblock : (k + 1) * wblock])
+        index = _blocks_index(w.shape, tuple(spans), tuple(stride), tuple(padding),
+                              tuple(dilation), (h, wd), (ho, wo))  # fmt: skip
+        wtab = _aligned(index.shape, w.dtype)
+        _gather(np.ascontiguousarray(w).reshape(-1), index, wtab, nt)
     else:
-        wblock, wtab = 0, _direct_weights(w, geos[0][2])
+        wblock, wtab = 0, _direct_weights(w, geos[0][2], nt)
     tab = geos[0][0]
     _forward_direct(np.ascontiguousarray(x), wtab, tab, bias, b is not None, y, xpad, accs,
                     np.zeros(nt, np.intp), stride[0], stride[1], pt, pl, hp, wp, nt, relu,
@@ -554,7 +580,8 @@ def direct_grads(gy, x, w, stride, padding, dilation, need_x, need_w, mask=None,
         wt, gx, accs = one.reshape(-1), one, one.reshape(1, 1)
     if need_w:
         qoff = _tap_offsets(o, kh, kw, hp, wp, dh, dw)
-        parts = _aligned((nt, nqp, cp), x.dtype, np.zeros)
+        # zeroed by the kernel, each thread its own part
+        parts = _aligned_workspace("phase-parts", nt, nqp * cp, x.dtype).reshape(nt, nqp, cp)
         xts = _aligned_workspace("phase-xt", nt, h * wd * cp, x.dtype)
     else:
         qoff = _tap_offsets(1, 1, 1, 1, 1, 1, 1)
@@ -564,10 +591,17 @@ def direct_grads(gy, x, w, stride, padding, dilation, need_x, need_w, mask=None,
     if mask is not None:
         masked = workspace("phase-gym", (nt, gy[0].size), x.dtype)
     if mask is not None or bias:
-        rows = np.zeros((nt, gy[0].size), x.dtype)
+        rows = workspace("phase-rows", (nt, gy[0].size), x.dtype)  # zeroed by the kernel
+    fresh = np.zeros(nt, np.intp)
     _direct_grads(gy, x, wt, qoff, gx, parts, buf, accs, xts, need_x, need_w, kh, kw, sh, sw,
-                  ph, pw, dh, dw, hp, wp, cp, nt, np.zeros(nt, np.intp), mask, masked,
-                  rows, _split(n, nt))  # fmt: skip
+                  ph, pw, dh, dw, hp, wp, cp, nt, fresh, mask, masked, rows, _split(n, nt),
+                  True)  # fmt: skip
+    idle = fresh == 0  # threads that took no task: their parts and rows still to be zeroed
+    if idle.any():
+        if need_w:
+            parts[idle] = 0
+        if rows is not None:
+            rows[idle] = 0
     gw = None
     if need_w:
         gw = np.empty((c, nq), x.dtype)
@@ -665,8 +699,8 @@ def backward(gy, x, w, stride, padding, output_padding, dilation, groups, need_x
 def backward_with_bias(gy, x, w, stride, padding, output_padding, dilation, groups, need_x,
                        need_w):  # fmt: skip
     """``backward`` plus the bias gradient: ``(gx, gw, gb)``, gb gy's per-channel sum added
-    up as the direct gradient kernels read each image when they run, else None (the op
-    then sums it itself)."""
+    up as the direct gradient kernels read each image when they run, or summed by the
+    batched backward's threads when it runs, else None (the op then sums it itself)."""
     return _gradients(gy, x, w, stride, padding, output_padding, dilation, groups, need_x,
                       need_w, True)  # fmt: skip
 
@@ -679,7 +713,7 @@ def _gradients(gy, x, w, stride, padding, output_padding, dilation, groups, need
         ), None  # fmt: skip
     gy, x = np.ascontiguousarray(gy), np.ascontiguousarray(x)
     if _batched_applies(x, w):
-        return *_batched_backward(gy, x, w, stride, padding, dilation, need_x, need_w), None
+        return _batched_backward(gy, x, w, stride, padding, dilation, need_x, need_w, need_b)
     gb = None
     dx = need_x and _direct_input_grad_applies(x, w)
     dw = need_w and _direct_weight_grad_applies(x, w)

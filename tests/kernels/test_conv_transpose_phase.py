@@ -732,7 +732,8 @@ def test_backward_with_bias_matches_backward(case, channels, team, need):
     direct = (need[0] and phase_cy._direct_input_grad_applies(x, w)) or (
         need[1] and phase_cy._direct_weight_grad_applies(x, w)
     )
-    assert (gb is not None) == bool(direct)
+    batched = (need[0] or need[1]) and phase_cy._batched_applies(x, w)
+    assert (gb is not None) == bool(direct or batched)
     if gb is not None:
         assert gb.shape == (w.shape[1],) and gb.dtype == x.dtype
         tol = 1e-5 if x.dtype == np.float32 else 1e-12
@@ -803,7 +804,12 @@ def test_batched_matches_reference(case, team, need, chunk_bytes, channels):
         assert mod.forward_relu(x, w, b, *args) is None  # the epilogue runs apart
     np.testing.assert_allclose(y, ref.forward(x, w, b, *args), **_tol(x.dtype))
     gx_r, gw_r = ref.backward(gy, x, w, *args, True, True)
-    assert (gx is None) != nx and (gw is None) != nw and gb is None
+    assert (gx is None) != nx and (gw is None) != nw
+    # the bias gradient summed by backward_batched's threads, over each channel's images
+    assert gb.shape == (w.shape[1],) and gb.dtype == x.dtype
+    tol = 1e-5 if x.dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(gb, gy.astype(np.float64).sum(axis=(0, 2, 3)), rtol=tol,
+                               atol=tol)  # fmt: skip
     if nx:
         assert gx.shape == x.shape and gx.dtype == x.dtype
         np.testing.assert_allclose(gx, gx_r, **_tol(x.dtype))
@@ -874,14 +880,16 @@ def test_batched_matches_torch():
     gy = rng.standard_normal(tuple(ty.shape))
     ty.backward(torch.tensor(gy))
     gx, gw = tg.Tensor(x, requires_grad=True), tg.Tensor(w, requires_grad=True)
+    gb = tg.Tensor(b, requires_grad=True)
     mod = K.get("conv_transpose2d", "phase-cython")
     assert mod._batched_forward_applies(x, w) and mod._batched_applies(x, w)
     with K.use(conv_transpose2d="phase-cython"):
-        y = F.conv_transpose2d(gx, gw, tg.Tensor(b), 2, 1, 1)
+        y = F.conv_transpose2d(gx, gw, gb, 2, 1, 1)
         y.backward(gy)
     np.testing.assert_allclose(y.data, ty.detach().numpy(), rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(gx.grad.data, tx.grad.numpy(), rtol=1e-9, atol=1e-9)
     np.testing.assert_allclose(gw.grad.data, tw.grad.numpy(), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(gb.grad.data, gy.sum(axis=(0, 2, 3)), rtol=1e-9, atol=1e-9)
 
 
 @settings(max_examples=examples(12), deadline=None)
@@ -929,3 +937,29 @@ def test_split_images_divide_the_work():
 
     assert [phase_cy._split(n, 2) for n in (1, 2, 5)] == [2, 1, 1]
     assert [phase_cy._split(n, 4) for n in (1, 2, 3, 4)] == [4, 2, 2, 1]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_direct_grads_threads_without_a_task(dtype):
+    """The direct gradients' per-thread partial sums and bias rows live in reused workspaces,
+    each zeroed by its thread at its first task: those of threads left without a task (here
+    one image, no split, a team of 3) are zeroed after the call, so a second call (the
+    workspaces holding the first call's sums) gives the reference's gradients again."""
+    from tapegrad.kernels.conv_transpose import phase_cy
+
+    rng = np.random.default_rng(31)
+    x = rng.standard_normal((1, 40, 5, 6)).astype(dtype)
+    w = rng.standard_normal((40, 12, 4, 4)).astype(dtype)
+    args = ((2, 2), (1, 1), (0, 0), (1, 1), 1)
+    ref = K.get("conv_transpose2d", "reference")
+    gy = rng.standard_normal(ref.forward(x, w, None, *args).shape).astype(dtype)
+    gx_r, gw_r = ref.backward(gy, x, w, *args, True, True)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(phase_cy, "_team", lambda macs: 3)
+        mp.setattr(phase_cy, "_split", lambda n, nt: 1)
+        assert phase_cy._direct_applies(x, w) and not phase_cy._batched_applies(x, w)
+        for _ in range(3):
+            gx, gw, gb = phase_cy.backward_with_bias(gy, x, w, *args, True, True)
+            np.testing.assert_allclose(gx, gx_r, **_tol(dtype))
+            np.testing.assert_allclose(gw, gw_r, **_tol(dtype))
+            np.testing.assert_allclose(gb, gy.sum(axis=(0, 2, 3)), **_tol(dtype))
