@@ -1189,7 +1189,7 @@ cdef extern from *:
     static void tg_gtdg16_##S(const T* d, T* g) { \
         ptrdiff_t k; \
         _Pragma("omp simd") for (k = 0; k < 16; k++) { \
-            /* columns j of R = G^T D: a[j], b[j], c[j] its rows 0, 1, 2 */ \
+            /* column j of R = G^T D in aj_0, aj_1, aj_2 (its rows 0, 1, 2) */ \
             TG_GTDG_ROW(T, a0_, d[0 + k], d[64 + k], d[128 + k], d[192 + k]) \
             TG_GTDG_ROW(T, a1_, d[16 + k], d[80 + k], d[144 + k], d[208 + k]) \
             TG_GTDG_ROW(T, a2_, d[32 + k], d[96 + k], d[160 + k], d[224 + k]) \
@@ -1248,8 +1248,9 @@ def weight_transform_lanes(const real[:, :, :, ::1] w, real[:, :, ::1] u, bint f
     ci >= c)."""
     cdef Py_ssize_t o = w.shape[0], c = w.shape[1], a, a0, k, k0, q, na, nk, tap
     cdef Py_ssize_t rows = o if flip else c, cols = u.shape[2], lim = c if flip else o
-    cdef Py_ssize_t sa = w.strides[1] // sizeof(real) if not flip else w.strides[0] // sizeof(real)
-    cdef Py_ssize_t sk = w.strides[0] // sizeof(real) if not flip else w.strides[1] // sizeof(real)
+    # element (a, k) of u's rows and columns reads the filter at w[k, a], or w[a, k] with flip
+    cdef Py_ssize_t sa = w.strides[0 if flip else 1] // sizeof(real)
+    cdef Py_ssize_t sk = w.strides[1 if flip else 0] // sizeof(real)
     cdef real* t
     cdef real* buf
     cdef const real* f
